@@ -1,0 +1,124 @@
+"""Parsing artifact sources into a structured, redactable form.
+
+Accepted: hf://[datasets/]org/repo@revision, modelscope://org/repo@revision, http(s)://...,
+ftp://..., git+https://host/repo@ref (also git+http, git+ssh, git+file), file:///abs/path and
+plain paths (relative ones are relative to the manifest's directory).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit, urlunsplit
+
+_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+_SHA = re.compile(r"^[0-9a-f]{7,40}$")
+
+
+class SourceError(ValueError):
+    """A source string that cannot be understood; the message says how to write it."""
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # hf | hf-dataset | modelscope | http | ftp | git | file
+    location: str  # repo id, URL (without credentials) or absolute path
+    revision: str | None = None  # commit, tag or branch for hf/modelscope/git
+    password: str | None = None  # from URL userinfo; never rendered
+
+    @property
+    def display(self) -> str:
+        """The source as a user may see it: credentials replaced by ***."""
+        if self.kind in ("hf", "hf-dataset", "modelscope"):
+            scheme = "modelscope" if self.kind == "modelscope" else "hf"
+            repo = f"datasets/{self.location}" if self.kind == "hf-dataset" else self.location
+            return f"{scheme}://{repo}@{self.revision}"
+        if self.kind == "git":
+            return f"git+{self.location}@{self.revision}"
+        return self.location
+
+    @property
+    def pinned_commit(self) -> bool:
+        """Whether the revision already looks like a commit (a short or full sha)."""
+        return bool(self.revision and _SHA.match(self.revision))
+
+    def cache_key(self) -> str:
+        """A stable relative directory name for this source in the artifact cache."""
+        if self.kind in ("hf", "hf-dataset", "modelscope"):
+            return f"{self.kind}/{self.location}/{self.revision}"
+        if self.kind == "git":
+            parts = urlsplit(self.location)
+            path = parts.path.strip("/").removesuffix(".git")
+            return f"git/{parts.hostname or 'local'}/{path}/{self.revision}"
+        if self.kind in ("http", "ftp"):
+            parts = urlsplit(self.location)
+            return f"{self.kind}/{parts.hostname}/{parts.path.strip('/')}"
+        return f"file/{self.location.strip('/')}"
+
+
+def _hub(kind: str, scheme: str, rest: str) -> Source:
+    if kind == "hf" and rest.startswith("datasets/"):
+        kind, rest = "hf-dataset", rest[len("datasets/"):]
+    repo, at, revision = rest.partition("@")
+    if not _REPO.match(repo):
+        raise SourceError(f"'{scheme}://{rest}': the repository must be org/name")
+    if not at or not revision:
+        raise SourceError(f"'{scheme}://{rest}': pin a revision: {scheme}://{repo}@<commit or tag>")
+    if not _REF.match(revision):
+        raise SourceError(f"'{revision}' is not a revision (a commit, tag or branch)")
+    return Source(kind, repo, revision)
+
+
+def _strip_credentials(url: str) -> tuple[str, str | None]:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, None
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}")), parts.password
+
+
+def parse_source(text: str, base_dir: Path | None = None) -> Source:
+    """Parse `text`; relative plain paths resolve against `base_dir`. Raises SourceError."""
+    text = text.strip()
+    if not text:
+        raise SourceError("the source is empty")
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            path = (base_dir or Path.cwd()) / path
+        return Source("file", str(PurePosixPath(path)))
+    scheme = scheme.lower()
+    if scheme in ("hf", "huggingface"):
+        return _hub("hf", "hf", rest)
+    if scheme in ("modelscope", "ms"):
+        return _hub("modelscope", "modelscope", rest)
+    if scheme in ("http", "https", "ftp"):
+        parts = urlsplit(text)
+        if not parts.hostname:
+            raise SourceError(f"'{text}': the URL has no host")
+        if not parts.path or parts.path == "/":
+            raise SourceError(f"'{text}': the URL names no file")
+        location, password = _strip_credentials(text)
+        return Source("ftp" if scheme == "ftp" else "http", location, None, password)
+    if scheme.startswith("git+"):
+        inner = scheme[len("git+"):]
+        if inner not in ("https", "http", "ssh", "file"):
+            raise SourceError(f"'{scheme}://': git sources are git+https://, git+http://, git+ssh:// or git+file://")
+        url, at, ref = f"{inner}://{rest}".rpartition("@")
+        # user@host in ssh URLs also contains '@': a ref never contains '/' before the host part.
+        if not at or "/" not in url.split("://", 1)[1] or not ref:
+            raise SourceError(f"'{text}': pin a commit or tag: git+{inner}://host/repo@<commit or tag>")
+        if not _REF.match(ref):
+            raise SourceError(f"'{ref}' is not a git commit, tag or branch")
+        location, password = _strip_credentials(url)
+        return Source("git", location, ref, password)
+    if scheme == "file":
+        path = rest if rest.startswith("/") else "/" + rest
+        return Source("file", path)
+    raise SourceError(
+        f"unknown source scheme '{scheme}://' (use hf://, modelscope://, http(s)://, ftp://, git+https://, file:// or a path)"
+    )

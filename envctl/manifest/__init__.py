@@ -1,0 +1,1 @@
+"""Manifests: the YAML format, its loader, profiles, variables and discovery."""

@@ -1,0 +1,81 @@
+"""`${NAME}` and `${NAME:-default}` in manifest strings.
+
+Compose-style: every string value is expanded; `$${` writes a literal `${`; a bare `$NAME`
+(no braces) is left alone so that shell commands in `run:` keep their container-side variables.
+Names resolve from the manifest's `vars`, then the environment. An unset name without a
+default is an error, never an empty string: an empty path or URL would fail much later and
+far less clearly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_SECRET_NAME = re.compile(r"(TOKEN|PASSWORD|PASSWD|SECRET|API_?KEY|ACCESS_?KEY|CREDENTIAL|PRIVATE_?KEY)", re.I)
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a variable name says it holds a credential (HF_TOKEN, FTP_PASSWORD, ...)."""
+    return bool(_SECRET_NAME.search(name))
+
+
+@dataclass
+class Expander:
+    """Expands references; remembers the values of secret-looking variables it substituted."""
+
+    vars: Mapping[str, Any]
+    environ: Mapping[str, str]
+    secrets: set[str] = field(default_factory=set)
+
+    def expand(self, text: str, report: Callable[[str], None]) -> str:
+        def replace(match: re.Match) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            body = match.group(1)
+            name, sep, default = body.partition(":-")
+            if not _NAME.match(name):
+                report(f"'${{{body}}}' is not a variable reference (write ${{NAME}} or ${{NAME:-default}}; $${{ for a literal)")
+                return match.group(0)
+            if name in self.vars:
+                value = str(_text(self.vars[name]))
+            elif name in self.environ:
+                value = self.environ[name]
+            elif sep:
+                value = default
+            else:
+                report(f"variable '{name}' is not set: define it under vars, export it, or write ${{{name}:-default}}")
+                return match.group(0)
+            if looks_secret(name) and value:
+                self.secrets.add(value)
+            return value
+
+        return _REFERENCE.sub(replace, text)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+_WHOLE_REFERENCE = re.compile(r"^\$\{[^}]*\}$")
+_INTEGER = re.compile(r"^-?[0-9]+$")
+
+
+def expand_tree(data: Any, expander: Expander, report: Callable[[tuple, str], None], path: tuple = ()) -> Any:
+    """Expand every string in `data`. A value that is exactly one reference and expands to an
+    integer becomes an integer, so `cards: ${CARDS:-2}` is a count, not the text "2"."""
+    if isinstance(data, dict):
+        return {k: expand_tree(v, expander, report, path + (k,)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [expand_tree(v, expander, report, path + (i,)) for i, v in enumerate(data)]
+    if isinstance(data, str) and "${" in data:
+        expanded = expander.expand(data, lambda message: report(path, message))
+        if _WHOLE_REFERENCE.match(data) and _INTEGER.match(expanded):
+            return int(expanded)
+        return expanded
+    return data

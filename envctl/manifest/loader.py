@@ -1,0 +1,222 @@
+"""Load a manifest: YAML → profiles → variant → variables → validated, frozen Manifest.
+
+Every problem found is collected and raised together as one ManifestError, each with its file,
+line, column and dotted path, so a user fixes a manifest in one pass instead of one error per
+run. Nothing here touches the host: loading is pure apart from reading the files.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from pydantic import ValidationError
+
+from envctl.artifacts.sources import Source, SourceError, parse_source
+from envctl.errors import ManifestError, Problem
+from envctl.manifest import compose, discovery
+from envctl.manifest.errors_translate import suggest, translate
+from envctl.manifest.interpolate import Expander, expand_tree, looks_secret
+from envctl.manifest.model import Manifest
+from envctl.manifest.yamlsrc import Document, dotted, parse_file
+
+DEFAULT_ARTIFACT_DIR = "/opt/envctl/artifacts"
+_MOUNT_MODES = {"ro", "rw"}
+_PORT = re.compile(r"^([0-9.]+:)?[0-9]{1,5}(:[0-9]{1,5})?(/(tcp|udp))?$")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A validated manifest and what was learnt while loading it."""
+
+    manifest: Manifest
+    file: Path
+    sources: dict[str, Source | None]  # artifact name → parsed source (None: must be provided)
+    image_source: Source | None
+    secrets: frozenset[str] = field(default_factory=frozenset)  # values to redact in any output
+
+    @property
+    def directory(self) -> Path:
+        return self.file.parent
+
+    def artifact_target(self, name: str) -> str:
+        return self.manifest.artifacts[name].target or f"{DEFAULT_ARTIFACT_DIR}/{name}"
+
+
+def load(reference: str | Path, environ: Mapping[str, str] | None = None, roots=None, variant: str | None = None) -> Loaded:
+    """Load NAME, NAME:VARIANT or a path. Raises ManifestNotFound or ManifestError."""
+    environ = os.environ if environ is None else environ
+    roots = discovery.search_roots(environ) if roots is None else roots
+    name, selected = discovery.split_variant(str(reference))
+    path = discovery.find_manifest(name, roots)
+    return load_file(path, environ, roots, variant or selected)
+
+
+def load_file(path: Path, environ: Mapping[str, str], roots, variant: str | None = None) -> Loaded:
+    doc, problems = parse_file(path)
+    if doc is None:
+        raise ManifestError(problems)
+    if not isinstance(doc.data, dict):
+        raise ManifestError(problems + [Problem(str(path), 1, 1, "", "a manifest must be a mapping of keys (name:, device:, ...)")])
+    if "variant" in doc.data:
+        problems.append(_at(doc, ("variant",), "'variant' is set by envctl; choose one with NAME:VARIANT", key=True))
+
+    doc, extend_problems = compose.resolve_extends(doc, discovery.profile_roots(path, roots))
+    problems += extend_problems
+    doc, chosen, variant_problems = compose.apply_variant(doc, variant)
+    problems += variant_problems
+
+    expander = Expander({}, environ)
+    data = _expand(doc, expander, problems)
+    # Sources are checked on the raw data so that their problems are reported in the same
+    # pass as schema problems.
+    sources, image_source = _parse_sources(data, doc, path.parent, problems)
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        problems += [translate(e, Manifest, doc, data) for e in exc.errors(include_url=False)]
+        raise ManifestError(_sorted(problems)) from None
+    problems += _check_references(manifest, doc, path.parent)
+    if problems:
+        raise ManifestError(_sorted(problems))
+
+    secrets = set(expander.secrets)
+    for env in [manifest.container.env] + [s.env for s in manifest.setup] + [e.env for e in manifest.entrypoints.values()]:
+        secrets.update(v for k, v in env.items() if looks_secret(k) and v)
+    secrets.update(s.password for s in list(sources.values()) + [image_source] if s is not None and s.password)
+    return Loaded(manifest, path, sources, image_source, frozenset(secrets))
+
+
+def _expand(doc: Document, expander: Expander, problems: list[Problem]) -> dict:
+    """Expand variables: first `vars` (from the environment and earlier vars), then the rest."""
+
+    def report(path: tuple, message: str) -> None:
+        problems.append(_at(doc, path, message))
+
+    data = dict(doc.data)
+    raw_vars = data.get("vars")
+    if isinstance(raw_vars, dict):
+        expanded_vars = {}
+        for key, value in raw_vars.items():
+            expanded_vars[key] = expand_tree(value, expander, report, ("vars", key))
+            expander.vars = dict(expanded_vars)
+        data["vars"] = expanded_vars
+    # variants were consumed by compose.apply_variant; their text is not this variant's.
+    return {k: (v if k in ("vars", "variants") else expand_tree(v, expander, report, (k,))) for k, v in data.items()}
+
+
+def _at(doc: Document, path: tuple, message: str, key: bool = False) -> Problem:
+    pos = doc.positions.of_key(path) if key else doc.positions.of_value(path)
+    if pos is None:
+        return Problem(doc.file, None, None, dotted(path), message)
+    return Problem(pos.file, pos.line, pos.column, dotted(path), message)
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (p.file, p.line or 0, p.column or 0, p.path))
+
+
+def _parse_sources(data: dict, doc: Document, base: Path, problems: list[Problem]):
+    """Parse every artifact source and the image tarball source found in the (raw) data."""
+    sources: dict[str, Source | None] = {}
+
+    def parse(text, path: tuple) -> Source | None:
+        if not isinstance(text, str) or not text:
+            return None  # absent, empty (must be obtained) or mistyped: the model reports it
+        try:
+            return parse_source(text, base)
+        except SourceError as exc:
+            problems.append(_at(doc, path, str(exc)))
+            return None
+
+    artifacts = data.get("artifacts")
+    for name, artifact in (artifacts.items() if isinstance(artifacts, dict) else []):
+        if isinstance(artifact, dict):
+            sources[name] = parse(artifact.get("source"), ("artifacts", name, "source"))
+    image = data.get("image")
+    tarball = image.get("tarball") if isinstance(image, dict) else None
+    image_source = None
+    if isinstance(tarball, dict):
+        image_source = parse(tarball.get("source"), ("image", "tarball", "source"))
+        if image_source is not None and image_source.kind not in ("file", "http", "ftp"):
+            problems.append(_at(doc, ("image", "tarball", "source"), "an image tarball comes from a path, http(s):// or ftp://"))
+        if not tarball.get("source") and not tarball.get("obtain"):
+            problems.append(_at(doc, ("image", "tarball"), "no source: give a source, or an 'obtain' note telling users how to get it"))
+    return sources, image_source
+
+
+def _check_references(manifest: Manifest, doc: Document, base: Path) -> list[Problem]:
+    """Cross-field rules the models cannot see on their own."""
+    problems: list[Problem] = []
+    names = list(manifest.artifacts)
+    for index, step in enumerate(manifest.setup):
+        for j, used in enumerate(step.uses):
+            if used not in manifest.artifacts:
+                problems.append(_at(doc, ("setup", index, "uses", j), f"no artifact named '{used}'{suggest(used, names)}"))
+        if step.workdir and not posixpath.isabs(step.workdir):
+            problems.append(_at(doc, ("setup", index, "workdir"), "a container path must be absolute"))
+
+    targets: dict[str, str] = {}
+    for name, artifact in manifest.artifacts.items():
+        target = artifact.target or f"{DEFAULT_ARTIFACT_DIR}/{name}"
+        if not posixpath.isabs(target):
+            problems.append(_at(doc, ("artifacts", name, "target"), "a container path must be absolute"))
+        normal = posixpath.normpath(target)
+        if normal in targets:
+            problems.append(_at(doc, ("artifacts", name, "target"), f"the same target as artifact '{targets[normal]}'"))
+        targets[normal] = name
+
+    for index, mount in enumerate(manifest.container.mounts):
+        message = _mount_problem(mount)
+        if message:
+            problems.append(_at(doc, ("container", "mounts", index), message))
+    for index, port in enumerate(manifest.container.ports):
+        if not _PORT.match(port):
+            problems.append(_at(doc, ("container", "ports", index), f"'{port}' is not a port mapping (write 8501:8501)"))
+    if manifest.container.workdir and not posixpath.isabs(manifest.container.workdir):
+        problems.append(_at(doc, ("container", "workdir"), "a container path must be absolute"))
+
+    device = manifest.device
+    if device.kind == "cpu" and device.cards not in (None, 0, []):
+        problems.append(_at(doc, ("device", "cards"), "a cpu environment has no cards"))
+    available = len(device.cards) if isinstance(device.cards, list) else device.cards
+    for name, entry in manifest.entrypoints.items():
+        if entry.workdir and not posixpath.isabs(entry.workdir):
+            problems.append(_at(doc, ("entrypoints", name, "workdir"), "a container path must be absolute"))
+        wanted = len(entry.cards) if isinstance(entry.cards, list) else entry.cards
+        if wanted is not None and available is not None and wanted > available:
+            problems.append(
+                _at(doc, ("entrypoints", name, "cards"), f"uses {wanted} cards but the environment has {available} (device.cards)")
+            )
+        for param in entry.params:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", param):
+                problems.append(_at(doc, ("entrypoints", name, "params", param), f"'{param}' cannot be an environment variable name", key=True))
+    if manifest.image.build is not None and build_context(manifest.image.build, base) is None:
+        problems.append(_at(doc, ("image", "build"), f"no build context directory '{manifest.image.build}' beside the manifest or in images/"))
+    return problems
+
+
+def build_context(build: str, manifest_dir: Path) -> Path | None:
+    """Where `image.build` points: beside the manifest, or (for `images/<dir>`) at the root that
+    holds manifests/ and images/ — the repository, or the installed package."""
+    for base in (manifest_dir, manifest_dir.parent.parent):
+        candidate = (base / build).resolve()
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _mount_problem(mount: str) -> str | None:
+    parts = mount.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        return f"'{mount}' is not a mount (write host_path:container_path[:ro|rw])"
+    if not posixpath.isabs(parts[1]):
+        return f"'{parts[1]}': the container path must be absolute"
+    if len(parts) == 3 and parts[2] not in _MOUNT_MODES:
+        return f"'{parts[2]}' is not a mount mode (ro or rw){suggest(parts[2], _MOUNT_MODES)}"
+    return None

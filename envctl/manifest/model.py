@@ -1,0 +1,283 @@
+"""The manifest format as typed, frozen models.
+
+These models are the single source of truth for the format: the loader validates against them,
+`envctl schema` is generated from them, and the README's reference describes them. Field
+validators raise messages in the user's terms (the loader adds file, line and dotted path).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+DeviceKind = Literal["mlu", "npu", "cuda", "cpu"]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+IMAGE_ID_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
+SIZE_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)?\s*([kmgtKMGT]i?)?[bB]?$")
+
+Scalar = str | int | float | bool
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+def _fail(message: str) -> PydanticCustomError:
+    return PydanticCustomError("envctl", message)
+
+
+def _describe(value: Any) -> str:
+    kind = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+            list: "a list", dict: "a mapping", type(None): "nothing (null)"}.get(type(value), type(value).__name__)
+    if isinstance(value, (str, int, float, bool)):
+        return f"{kind} ({value!r})"
+    return kind
+
+
+def _check_cards(value: Any) -> Any:
+    """A card count (2) or explicit card indices ([0, 1])."""
+    if value is None:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise _fail("a card count cannot be negative")
+        return value
+    if isinstance(value, list):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+            raise _fail("card indices must be non-negative integers, e.g. [0, 1]")
+        if len(set(value)) != len(value):
+            raise _fail(f"card indices repeat: {value}")
+        return value
+    raise _fail(f"expected a card count or a list of card indices, got {_describe(value)}")
+
+
+def _check_env(value: Any) -> Any:
+    """Environment values are text; numbers are accepted and written as text."""
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        if isinstance(item, bool):
+            raise _fail(
+                f"{key}: YAML reads yes/no/on/off/true/false as a boolean; quote the value "
+                f"('\"1\"', '\"true\"') to say exactly what the variable should hold"
+            )
+        if isinstance(item, (int, float)):
+            item = str(item)
+        if not isinstance(item, str):
+            raise _fail(f"{key}: expected text, got {_describe(item)}")
+        out[key] = item
+    return out
+
+
+def _check_scalars(value: Any) -> Any:
+    """Parameters and variables are single values: text, numbers or booleans."""
+    if not isinstance(value, dict):
+        return value
+    for key, item in value.items():
+        if not isinstance(item, (str, int, float, bool)):
+            raise _fail(f"{key}: expected a single value (text, number, boolean), got {_describe(item)}")
+    return value
+
+
+def _check_text_or_list(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise _fail(f"expected a name or a list of names, got {_describe(value)}")
+
+
+def _check_run(value: Any) -> Any:
+    """A command: one shell line run with `sh -c`, or an argument list run as it is."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise _fail("the command is empty")
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return value
+    raise _fail(f"expected a command line or a non-empty list of arguments, got {_describe(value)}")
+
+
+class _Strict(BaseModel):
+    # strict: YAML already types values; "2" is not silently a card count. forbid: a typo in a
+    # key is an error, never a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Device(_Strict):
+    kind: DeviceKind = Field(description="accelerator family: mlu (Cambricon), npu (Ascend), cuda, cpu")
+    cards: int | list[int] | None = Field(
+        None, description="how many cards (first free ones) or which indices; --cards overrides"
+    )
+    driver: str | None = Field(None, description="version specifier checked against the host driver, e.g. '>=5.10.22'")
+    model: str | None = Field(None, description="the card model the workflow was validated on, e.g. MLU370-X8")
+
+    _cards = field_validator("cards", mode="before")(_check_cards)
+
+    @field_validator("driver")
+    @classmethod
+    def _driver_specifier(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            SpecifierSet(value)
+        except InvalidSpecifier:
+            raise _fail(f"'{value}' is not a version specifier (write e.g. '>=5.10.22' or '==23.0.rc2')") from None
+        return value
+
+
+def _check_sha256(value: str | None) -> str | None:
+    if value is not None and not SHA256_PATTERN.match(value):
+        raise _fail(f"'{value}' is not a sha256 digest (64 lowercase hex digits)")
+    return value
+
+
+class Tarball(_Strict):
+    source: str | None = Field(None, description="URL or path of the image tarball (docker save output, .tar or .tar.gz)")
+    sha256: str | None = Field(None, description="sha256 of the tarball file; `envctl lock` records it")
+    obtain: str | None = Field(None, description="how to get the tarball when no source can be published")
+
+    _sha256 = field_validator("sha256")(_check_sha256)
+
+
+class Image(_Strict):
+    ref: str = Field(description="the image reference the workflow runs, as named inside the tarball")
+    id: str | None = Field(None, description="pinned image ID (sha256:...); a different image is refused")
+    tarball: Tarball | None = None
+    build: str | None = Field(None, description="a Dockerfile context directory (relative to the manifest or images/)")
+    build_args: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _image_id(cls, value: str | None) -> str | None:
+        if value is not None and not IMAGE_ID_PATTERN.match(value):
+            raise _fail(f"'{value}' is not an image ID (sha256: followed by 64 hex digits)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> "Image":
+        if self.tarball is not None and self.build is not None:
+            raise _fail("give either tarball or build, not both")
+        return self
+
+
+class Container(_Strict):
+    name: str | None = Field(None, pattern=NAME_PATTERN, description="container name; default envctl-<manifest name>")
+    shm_size: str | int | None = Field(None, description="size of /dev/shm, e.g. 64g")
+    ipc: str | None = Field(None, description="IPC namespace: host, private, shareable")
+    network: str | None = Field(None, description="network mode: host, bridge, none or a network name")
+    pid: str | None = Field(None, description="PID namespace: host")
+    privileged: bool = Field(False, description="run privileged (all host devices); off unless asked for")
+    runtime: str | None = Field(None, description="OCI runtime, e.g. 'ascend' for the Ascend Docker Runtime")
+    user: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    mounts: list[str] = Field(default_factory=list, description="host:container[:ro|rw]; relative hosts are beside the manifest")
+    ports: list[str] = Field(default_factory=list, description="published ports host:container, for network modes other than host")
+    workdir: str | None = None
+    ulimits: dict[str, int | str] = Field(default_factory=dict, description="name: limit or 'soft:hard', -1 for unlimited")
+    cap_add: list[str] = Field(default_factory=list)
+
+    _env = field_validator("env", mode="before")(_check_env)
+
+    @field_validator("shm_size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            return value
+        if isinstance(value, str) and SIZE_PATTERN.match(value):
+            return value
+        raise _fail(f"{value!r} is not a size (write e.g. 64g, 512m or a number of bytes)")
+
+    @field_validator("ulimits", mode="before")
+    @classmethod
+    def _limits(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for name, limit in value.items():
+            if isinstance(limit, int) and not isinstance(limit, bool):
+                continue
+            if not (isinstance(limit, str) and re.match(r"^-?[0-9]+:-?[0-9]+$", limit)):
+                raise _fail(f"{name}: {limit!r} is not a limit (write a number, -1, or 'soft:hard')")
+        return value
+
+
+class Artifact(_Strict):
+    source: str | None = Field(
+        None,
+        description="hf://org/repo@rev, modelscope://org/repo@tag, http(s)://, ftp://, git+https://...@ref, file:// or a path",
+    )
+    target: str | None = Field(None, description="absolute path in the container; default /opt/envctl/artifacts/<name>")
+    sha256: str | None = Field(None, description="sha256 of a single-file artifact; `envctl lock` records it")
+    subpath: str | None = Field(None, description="only this directory of a repository")
+    include: list[str] = Field(default_factory=list, description="glob patterns of the files to fetch (default all)")
+    extract: bool = Field(False, description="unpack a .tar(.gz) or .zip into target")
+    mode: Literal["ro", "rw"] = Field("ro", description="ro: shared read-only mount; rw: a writable copy for setup to modify")
+    obtain: str | None = Field(None, description="how to get it when there is no public source (shown at up time)")
+    description: str | None = None
+
+    _sha256 = field_validator("sha256")(_check_sha256)
+
+    @model_validator(mode="after")
+    def _source_or_how(self) -> "Artifact":
+        if not self.source and not self.obtain:
+            raise _fail("no source: give a source, or an 'obtain' note telling users how to get it")
+        return self
+
+
+class SetupStep(_Strict):
+    name: str = Field(description="what the step does, shown in plans and progress")
+    run: str | list[str] = Field(description="shell line (run with sh -c) or argument list")
+    workdir: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    uses: list[str] = Field(default_factory=list, description="artifacts the step reads: a change to them re-runs it")
+
+    _run = field_validator("run", mode="before")(_check_run)
+    _env = field_validator("env", mode="before")(_check_env)
+
+
+class Entrypoint(_Strict):
+    description: str | None = None
+    run: str | list[str]
+    workdir: str | None = None
+    params: dict[str, Scalar] = Field(
+        default_factory=dict, description="defaults exported as upper-case environment variables; --set key=value overrides"
+    )
+    env: dict[str, str] = Field(default_factory=dict)
+    cards: int | list[int] | None = Field(None, description="cards this entrypoint uses, within the environment's")
+    ports: list[int] = Field(default_factory=list, description="ports it serves, for information and port checks")
+    interactive: bool = Field(False, description="needs a terminal (a chat CLI)")
+
+    _run = field_validator("run", mode="before")(_check_run)
+    _env = field_validator("env", mode="before")(_check_env)
+    _cards = field_validator("cards", mode="before")(_check_cards)
+    _params = field_validator("params", mode="before")(_check_scalars)
+
+
+class Manifest(_Strict):
+    name: Name
+    description: str
+    extends: str | list[str] | None = Field(None, description="profile(s) merged underneath this manifest")
+    vars: dict[str, Scalar] = Field(default_factory=dict, description="values for ${name} references")
+    variants: dict[Name, dict[str, Any]] = Field(
+        default_factory=dict, description="named overlays (e.g. 7b, 13b) merged on top when selected as NAME:VARIANT"
+    )
+    default_variant: str | None = None
+    variant: str | None = Field(None, description="set by the loader: the variant this manifest was resolved for")
+    device: Device
+    image: Image
+    container: Container = Field(default_factory=Container)
+    artifacts: dict[Name, Artifact] = Field(default_factory=dict)
+    setup: list[SetupStep] = Field(default_factory=list)
+    entrypoints: dict[Name, Entrypoint] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list, description="facts a user should know: unknown pins, moved files")
+
+    _vars = field_validator("vars", mode="before")(_check_scalars)
+    _extends = field_validator("extends", mode="before")(_check_text_or_list)
+
+    @property
+    def container_name(self) -> str:
+        suffix = f"-{self.variant}" if self.variant else ""
+        return self.container.name or f"envctl-{self.name}{suffix}"
