@@ -179,6 +179,11 @@ class Container(_Strict):
     workdir: str | None = None
     ulimits: dict[str, int | str] = Field(default_factory=dict, description="name: limit or 'soft:hard', -1 for unlimited")
     cap_add: list[str] = Field(default_factory=list)
+    shell: list[str] = Field(
+        default_factory=lambda: ["/bin/sh", "-c"],
+        min_length=1,
+        description="how text commands (setup and entrypoint `run:` lines) are started, e.g. [/bin/bash, -lc]",
+    )
 
     _env = field_validator("env", mode="before")(_check_env)
 

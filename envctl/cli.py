@@ -1,0 +1,210 @@
+"""The `envctl` command line: the only module that prints or exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import List, Optional
+
+import typer
+import yaml
+
+from envctl import __version__
+from envctl.errors import EXIT_HOST_NOT_READY, EXIT_INTERNAL, EXIT_MANIFEST_INVALID, EXIT_USAGE, EnvctlError, ManifestError
+from envctl.hosts.local import LocalHost
+from envctl.manifest import discovery
+from envctl.manifest.loader import load
+from envctl.manifest.model import Manifest
+from envctl.observe import observe
+from envctl.plan import Options, build_plan
+from envctl.render import plan_json, plan_text, redact_tree
+
+app = typer.Typer(
+    name="envctl",
+    help="Reproducible LLM environments on Cambricon MLU and Huawei Ascend servers.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _parse_cards(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        cards = tuple(int(part) for part in text.split(",") if part.strip() != "")
+    except ValueError:
+        raise EnvctlError(f"--cards {text!r}: write card indices separated by commas, e.g. --cards 0,1", exit_code=EXIT_USAGE) from None
+    if not cards or any(c < 0 for c in cards) or len(set(cards)) != len(cards):
+        raise EnvctlError(f"--cards {text!r}: write distinct card indices, e.g. --cards 0,1", exit_code=EXIT_USAGE)
+    return cards
+
+
+@app.command("list")
+def list_command(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """List the manifests found, with device kind and description."""
+    roots = discovery.search_roots()
+    rows = []
+    for found in discovery.list_manifests(roots):
+        row = {"name": found.name, "path": str(found.path), "origin": found.root.origin,
+               "shadowed_by": str(found.shadowed_by) if found.shadowed_by else None}
+        try:
+            loaded = load(found.path, roots=roots, variant=None) if not found.shadowed_by else None
+        except ManifestError as exc:
+            row.update(kind=None, description=None, variants=[], valid=False, problems=len(exc.problems))
+        except EnvctlError:
+            row.update(kind=None, description=None, variants=[], valid=False, problems=1)
+        else:
+            m = loaded.manifest if loaded else None
+            row.update(kind=m.device.kind if m else None, description=m.description if m else None,
+                       variants=sorted(m.variants) if m else [], valid=bool(m))
+        rows.append(row)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo("no manifests found; looked in " + ", ".join(str(r.path) for r in roots))
+        return
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        if r["shadowed_by"]:
+            status = f"(shadowed by {r['shadowed_by']})"
+        elif not r["valid"]:
+            status = f"INVALID ({r['problems']} problem(s)): envctl validate {r['path']}"
+        else:
+            variants = f" [variants: {', '.join(r['variants'])}]" if r["variants"] else ""
+            status = f"{r['kind']:<5} {r['description']}{variants}"
+        typer.echo(f"{r['name']:<{width}}  {status}  ({r['origin']})")
+
+
+@app.command()
+def show(name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path")) -> None:
+    """Print the fully resolved manifest: profiles merged, variant applied, variables expanded."""
+    loaded = load(name)
+    data = loaded.manifest.model_dump(mode="json", exclude_none=True)
+    data.pop("variants", None)
+    data = redact_tree(data, loaded.secrets)
+    typer.echo(f"# resolved from {loaded.file}")
+    typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120), nl=False)
+
+
+@app.command()
+def validate(references: Optional[List[str]] = typer.Argument(None, help="NAMEs or paths; default: every manifest found")) -> None:
+    """Check manifests; every problem at once, with file:line:column and the field's path."""
+    roots = discovery.search_roots()
+    if not references:
+        references = [str(f.path) for f in discovery.list_manifests(roots) if not f.shadowed_by]
+    failed = 0
+    for reference in references:
+        try:
+            loaded = _load_all_variants(reference, roots)
+        except ManifestError as exc:
+            failed += 1
+            for problem in exc.problems:
+                typer.echo(f"error: {problem}", err=True)
+        except EnvctlError as exc:
+            failed += 1
+            _print_error(exc)
+        else:
+            typer.echo(f"ok: {loaded}")
+    if failed:
+        raise typer.Exit(EXIT_MANIFEST_INVALID)
+
+
+def _load_all_variants(reference: str, roots) -> str:
+    """Validate a manifest and, when it has variants and none was named, every variant."""
+    name, variant = discovery.split_variant(reference)
+    if variant:
+        loaded = load(reference, roots=roots)
+        return f"{loaded.manifest.name}:{variant} ({loaded.file})"
+    first = load(name, roots=roots, variant=None) if not _has_variants(name, roots) else None
+    if first is not None:
+        return f"{first.manifest.name} ({first.file})"
+    problems = []
+    variants = _variant_names(name, roots)
+    for v in variants:
+        try:
+            loaded = load(name, roots=roots, variant=v)
+        except ManifestError as exc:
+            problems += exc.problems
+    if problems:
+        raise ManifestError(list(dict.fromkeys(problems)))
+    return f"{loaded.manifest.name} [{', '.join(variants)}] ({loaded.file})"
+
+
+def _raw(name: str, roots) -> dict:
+    path = discovery.find_manifest(name, roots)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _has_variants(name: str, roots) -> bool:
+    return bool(_variant_names(name, roots))
+
+
+def _variant_names(name: str, roots) -> list[str]:
+    variants = _raw(name, roots).get("variants")
+    return sorted(variants) if isinstance(variants, dict) else []
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the manifest format (for editor completion)."""
+    document = Manifest.model_json_schema()
+    document = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "https://envctl.dev/manifest.schema.json", **document}
+    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@app.command()
+def plan(
+    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
+    cards: Optional[str] = typer.Option(None, "--cards", help="card indices to use, e.g. 0,1 (overrides device.cards)"),
+    skip_driver_check: bool = typer.Option(False, "--skip-driver-check", help="do not stop on a driver mismatch"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Show exactly what `up` would do on this host; exit 5 when something blocks it."""
+    options = Options(cards=_parse_cards(cards), skip_driver_check=skip_driver_check)
+    loaded = load(name)
+    host = LocalHost.from_environ()
+    the_plan = build_plan(loaded, observe(host, loaded), options)
+    typer.echo(plan_json(the_plan) if as_json else plan_text(the_plan), nl=not as_json)
+    if the_plan.blockers:
+        raise typer.Exit(EXIT_HOST_NOT_READY)
+
+
+@app.command()
+def version() -> None:
+    """Print envctl's version."""
+    typer.echo(__version__)
+
+
+def _print_error(error: EnvctlError) -> None:
+    lines = error.message.splitlines() or [""]
+    typer.echo(f"error: {lines[0]}", err=True)
+    for line in lines[1:]:
+        typer.echo(f"error: {line}" if isinstance(error, ManifestError) else f"       {line}", err=True)
+    if error.hint:
+        typer.echo(f"hint:  {error.hint}", err=True)
+
+
+def main() -> None:
+    # Typer handles usage errors and --help itself (exit 2 / 0); everything else that escapes a
+    # command is either a user-fixable EnvctlError or a bug.
+    try:
+        app()
+    except EnvctlError as exc:
+        _print_error(exc)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception:  # a bug in envctl, not a user mistake
+        if os.environ.get("ENVCTL_DEBUG") == "1":
+            raise
+        typer.echo("error: envctl hit an internal error (a bug). Run again with ENVCTL_DEBUG=1 for the traceback.", err=True)
+        typer.echo("       " + traceback.format_exc().strip().splitlines()[-1], err=True)
+        sys.exit(EXIT_INTERNAL)

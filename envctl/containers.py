@@ -1,0 +1,157 @@
+"""The container envctl creates: its full specification, labels and config hash.
+
+A ContainerSpec is plain data computed by the planner. It renders to Docker Engine API create
+arguments (what `up` sends) and to the equivalent `docker create` command line (what a plan
+shows, and what a user can run by hand), from the same fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from envctl import __version__
+from envctl.devices.base import DeviceNode, Mount
+
+LABEL_PREFIX = "io.envctl."
+LABEL_MANIFEST = LABEL_PREFIX + "manifest"
+LABEL_VARIANT = LABEL_PREFIX + "variant"
+LABEL_HASH = LABEL_PREFIX + "config-hash"
+LABEL_VERSION = LABEL_PREFIX + "version"
+LABEL_CARDS = LABEL_PREFIX + "cards"
+KEEP_ALIVE = ("sleep", "infinity")
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str
+    manifest: str
+    variant: str | None
+    cards: tuple[int, ...]
+    devices: tuple[DeviceNode, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    shm_size: str | int | None = None
+    ipc_mode: str | None = None
+    network_mode: str | None = None
+    pid_mode: str | None = None
+    privileged: bool = False
+    runtime: str | None = None
+    user: str | None = None
+    working_dir: str | None = None
+    ulimits: dict[str, int | str] = field(default_factory=dict)
+    cap_add: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+    command: tuple[str, ...] = KEEP_ALIVE
+
+    def config_hash(self) -> str:
+        """sha256 over everything that shapes the container; a change means recreate."""
+        canonical = json.dumps(asdict(self), sort_keys=True, default=list, ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def labels(self) -> dict[str, str]:
+        labels = {
+            LABEL_MANIFEST: self.manifest,
+            LABEL_HASH: self.config_hash(),
+            LABEL_VERSION: __version__,
+        }
+        if self.cards:
+            labels[LABEL_CARDS] = ",".join(map(str, self.cards))
+        if self.variant:
+            labels[LABEL_VARIANT] = self.variant
+        return labels
+
+    def cli_args(self) -> list[str]:
+        """The equivalent `docker create` argument list."""
+        args = ["docker", "create", "--name", self.name]
+        for key, value in sorted(self.labels().items()):
+            args += ["--label", f"{key}={value}"]
+        for device in self.devices:
+            args += ["--device", f"{device.host_path}:{device.container_path}:rwm"]
+        for mount in self.mounts:
+            args += ["--mount", f"type=bind,source={mount.source},target={mount.target}" + (",readonly" if mount.read_only else "")]
+        for key, value in self.env.items():
+            args += ["--env", f"{key}={value}"]
+        for flag, value in (
+            ("--shm-size", self.shm_size),
+            ("--ipc", self.ipc_mode),
+            ("--network", self.network_mode),
+            ("--pid", self.pid_mode),
+            ("--runtime", self.runtime),
+            ("--user", self.user),
+            ("--workdir", self.working_dir),
+        ):
+            if value is not None:
+                args += [flag, str(value)]
+        if self.privileged:
+            args.append("--privileged")
+        for name, limit in self.ulimits.items():
+            args += ["--ulimit", f"{name}={limit}"]
+        for cap in self.cap_add:
+            args += ["--cap-add", cap]
+        for port in self.ports:
+            args += ["--publish", port]
+        return args + [self.image, *self.command]
+
+    def api_kwargs(self) -> dict:
+        """Arguments for docker-py's `containers.create` (the Engine API)."""
+        host_config: dict = {
+            "name": self.name,
+            "image": self.image,
+            "command": list(self.command),
+            "labels": self.labels(),
+            "environment": dict(self.env),
+            "devices": [f"{d.host_path}:{d.container_path}:rwm" for d in self.devices],
+            "mounts": [_api_mount(m) for m in self.mounts],
+            "privileged": self.privileged,
+            "ulimits": [_api_ulimit(name, limit) for name, limit in self.ulimits.items()],
+            "cap_add": list(self.cap_add),
+            "detach": True,
+        }
+        optional = {
+            "shm_size": self.shm_size,
+            "ipc_mode": self.ipc_mode,
+            "network_mode": self.network_mode,
+            "pid_mode": self.pid_mode,
+            "runtime": self.runtime,
+            "user": self.user,
+            "working_dir": self.working_dir,
+        }
+        host_config.update({k: v for k, v in optional.items() if v is not None})
+        if self.ports:
+            host_config["ports"] = {_container_port(p): _host_port(p) for p in self.ports}
+        return host_config
+
+
+def _split_limit(limit: int | str) -> tuple[int, int]:
+    if isinstance(limit, int):
+        return limit, limit
+    soft, hard = limit.split(":")
+    return int(soft), int(hard)
+
+
+def _api_ulimit(name: str, limit: int | str):
+    from docker.types import Ulimit  # imported lazily: planning never needs the docker package
+
+    soft, hard = _split_limit(limit)
+    return Ulimit(name=name, soft=soft, hard=hard)
+
+
+def _api_mount(mount: Mount):
+    from docker.types import Mount as DockerMount
+
+    return DockerMount(target=mount.target, source=mount.source, type="bind", read_only=mount.read_only)
+
+
+def _container_port(port: str) -> str:
+    main, _, proto = port.partition("/")
+    return f"{main.split(':')[-1]}/{proto or 'tcp'}"
+
+
+def _host_port(port: str) -> tuple[str, int] | int:
+    main = port.partition("/")[0].split(":")
+    if len(main) == 3:
+        return (main[0], int(main[1]))
+    return int(main[0])

@@ -1,0 +1,38 @@
+"""What a host looks like, as far as a plan needs to know: cards, driver, paths.
+
+Observing only reads (files below the host root, vendor tools' output); it changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from envctl.devices import family
+from envctl.devices.base import DriverInfo, Snapshot, snapshot
+from envctl.hosts.base import Host
+from envctl.manifest.loader import Loaded
+
+
+@dataclass(frozen=True)
+class Observed:
+    host: str
+    root: str
+    cards: tuple[int, ...]  # host indices of the manifest's device family present
+    driver: DriverInfo
+    devices: Snapshot
+    missing_mount_sources: frozenset[str] = field(default_factory=frozenset)
+    image_present: bool | None = None  # None: the Docker engine was not asked
+
+
+def observe(host: Host, loaded: Loaded) -> Observed:
+    manifest = loaded.manifest
+    fam = family(manifest.device.kind)
+    driver = fam.probe_driver(host) if manifest.device.kind != "cpu" else DriverInfo(None, "")
+    missing = set()
+    for mount in manifest.container.mounts:
+        source = mount.split(":")[0]
+        real = source if source.startswith("/") else str(loaded.directory / source)
+        if not host.exists(real):
+            missing.add(real)
+    devices = snapshot(host, fam)
+    return Observed(host.name, host.root, tuple(fam.discover(devices)), driver, devices, frozenset(missing))

@@ -1,0 +1,26 @@
+"""Where envctl keeps things on a host: the artifact cache and per-environment workspaces."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """ENVCTL_CACHE, else $XDG_CACHE_HOME/envctl, else ~/.cache/envctl."""
+    environ = os.environ if environ is None else environ
+    if environ.get("ENVCTL_CACHE"):
+        return Path(environ["ENVCTL_CACHE"]).expanduser()
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(environ.get("HOME", "~"), ".cache")
+    return Path(base).expanduser() / "envctl"
+
+
+def workspace_dir(container_name: str, environ: Mapping[str, str] | None = None) -> Path:
+    """ENVCTL_WORKSPACE/<container>, else $XDG_DATA_HOME/envctl/workspaces/<container>.
+    Holds what must outlive the container: logs, checkpoints, writable artifact copies."""
+    environ = os.environ if environ is None else environ
+    if environ.get("ENVCTL_WORKSPACE"):
+        return Path(environ["ENVCTL_WORKSPACE"]).expanduser() / container_name
+    base = environ.get("XDG_DATA_HOME") or os.path.join(environ.get("HOME", "~"), ".local", "share")
+    return Path(base).expanduser() / "envctl" / "workspaces" / container_name

@@ -1,0 +1,314 @@
+"""The plan: every step `up` will take on a host, fully resolved, computed without side effects.
+
+`plan` and `up --dry-run` render a Plan; `up` executes the same Plan object step by step and
+never re-derives anything, so what a user reviewed is exactly what runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from envctl.containers import ContainerSpec
+from envctl.devices import family
+from envctl.devices.base import Mount, Selection, choose_cards
+from envctl.manifest.loader import Loaded, build_context
+from envctl.observe import Observed
+from envctl.paths import cache_dir, workspace_dir
+from envctl.versions import satisfies
+
+WORKSPACE_TARGET = "/envctl"  # the environment's workspace inside the container (logs, state)
+
+
+@dataclass(frozen=True)
+class Options:
+    cards: tuple[int, ...] | None = None  # --cards, overriding device.cards
+    skip_driver_check: bool = False
+
+
+@dataclass(frozen=True)
+class CheckDriver:
+    kind: str
+    required: str | None
+    found: str | None
+    source: str
+    status: str  # ok | mismatch | unknown | skipped | not-required
+
+
+@dataclass(frozen=True)
+class EnsureImage:
+    ref: str
+    expected_id: str | None
+    origin: str  # tarball | build | present
+    source: str | None  # tarball source as shown (credentials redacted), or build context
+    sha256: str | None
+    obtain: str | None
+    present: bool | None
+
+
+@dataclass(frozen=True)
+class FetchArtifact:
+    name: str
+    kind: str
+    source: str | None
+    revision: str | None
+    cache_path: str | None
+    host_path: str | None  # what is mounted: the cache entry (ro) or a workspace copy (rw)
+    target: str
+    mode: str
+    sha256: str | None
+    subpath: str | None
+    include: tuple[str, ...]
+    extract: bool
+    obtain: str | None
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    index: int
+    name: str
+    argv: tuple[str, ...]
+    workdir: str | None
+    env: dict[str, str]
+    uses: tuple[str, ...]
+    step_hash: str  # changes when this step or anything before it changes
+
+
+@dataclass(frozen=True)
+class Entrypoint:
+    name: str
+    description: str | None
+    argv: tuple[str, ...]
+    workdir: str | None
+    env: dict[str, str]
+    params: dict[str, str]
+    cards: tuple[int, ...]
+    ports: tuple[int, ...]
+    interactive: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    manifest: str
+    variant: str | None
+    manifest_file: str
+    host: str
+    host_root: str
+    driver: CheckDriver
+    devices: Selection
+    image: EnsureImage
+    artifacts: tuple[FetchArtifact, ...]
+    container: ContainerSpec
+    setup: tuple[RunSetup, ...]
+    entrypoints: tuple[Entrypoint, ...]
+    blockers: tuple[str, ...]  # what stops `up` on this host as it is
+    needs: tuple[str, ...]  # what a user must provide (files without a public source)
+    notes: tuple[str, ...]
+    secrets: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
+
+
+def _command(run: str | list[str], shell: list[str]) -> tuple[str, ...]:
+    return tuple(run) if isinstance(run, list) else (*shell, run)
+
+
+def _check_driver(loaded: Loaded, observed: Observed, options: Options) -> CheckDriver:
+    device = loaded.manifest.device
+    found = observed.driver
+    if device.kind == "cpu" or not device.driver:
+        status = "not-required"
+    elif options.skip_driver_check:
+        status = "skipped"
+    elif found.version is None:
+        status = "unknown"
+    else:
+        verdict = satisfies(found.version, device.driver)
+        status = "unknown" if verdict is None else ("ok" if verdict else "mismatch")
+    return CheckDriver(device.kind, device.driver, found.version, found.source, status)
+
+
+def _driver_blocker(check: CheckDriver, observed: Observed, manifest_name: str) -> str | None:
+    if check.status == "mismatch":
+        return (
+            f"host driver v{check.found} does not satisfy {check.required} required by {manifest_name} "
+            f"(read from {check.source}); install a matching driver, or pass --skip-driver-check to try anyway"
+        )
+    if check.status == "unknown":
+        why = observed.driver.problem or f"'{check.found}' cannot be compared"
+        return f"cannot tell the host driver version ({why}); pass --skip-driver-check to go on without it"
+    return None
+
+
+def _artifact(name: str, loaded: Loaded, cache: Path, workspace: Path) -> FetchArtifact:
+    artifact = loaded.manifest.artifacts[name]
+    source = loaded.sources.get(name)
+    cache_path = str(cache / "artifacts" / source.cache_key()) if source else None
+    host_path = cache_path if artifact.mode == "ro" else str(workspace / "artifacts" / name)
+    return FetchArtifact(
+        name=name,
+        kind=source.kind if source else "unknown",
+        source=source.display if source else None,
+        revision=source.revision if source else None,
+        cache_path=cache_path,
+        host_path=host_path,
+        target=loaded.artifact_target(name),
+        mode=artifact.mode,
+        sha256=artifact.sha256,
+        subpath=artifact.subpath,
+        include=tuple(artifact.include),
+        extract=artifact.extract,
+        obtain=artifact.obtain,
+    )
+
+
+def _setup_steps(loaded: Loaded, image: EnsureImage, artifacts: dict[str, FetchArtifact]) -> tuple[RunSetup, ...]:
+    manifest = loaded.manifest
+    steps = []
+    previous = hashlib.sha256(json.dumps([image.ref, image.expected_id, image.sha256]).encode()).hexdigest()
+    for index, step in enumerate(manifest.setup):
+        argv = _command(step.run, manifest.container.shell)
+        used = [[a.source, a.revision, a.sha256, a.target] for a in (artifacts[n] for n in step.uses)]
+        material = json.dumps([previous, argv, step.workdir, step.env, used], sort_keys=True, ensure_ascii=False)
+        previous = hashlib.sha256(material.encode()).hexdigest()
+        steps.append(RunSetup(index, step.name, argv, step.workdir, dict(step.env), tuple(step.uses), previous))
+    return tuple(steps)
+
+
+def _param_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _entrypoints(loaded: Loaded, selection: Selection) -> tuple[Entrypoint, ...]:
+    manifest = loaded.manifest
+    fam = family(manifest.device.kind)
+    out = []
+    for name, entry in manifest.entrypoints.items():
+        params = {key.upper(): _param_text(value) for key, value in entry.params.items()}
+        env = {**entry.env, **params}
+        # The entrypoint's own `cards` narrows the environment's (numbered from 0 inside).
+        if entry.cards is None:
+            cards = tuple(range(len(selection.cards)))
+        elif isinstance(entry.cards, int):
+            cards = tuple(range(entry.cards))
+        else:
+            cards = tuple(entry.cards)
+        if fam.visibility_variable and entry.cards is not None:
+            env[fam.visibility_variable] = ",".join(map(str, cards))
+        out.append(
+            Entrypoint(
+                name, entry.description, _command(entry.run, manifest.container.shell),
+                entry.workdir or manifest.container.workdir, env, params, cards, tuple(entry.ports), entry.interactive,
+            )
+        )
+    return tuple(out)
+
+
+def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(), environ: Mapping[str, str] | None = None) -> Plan:
+    """Pure: the same inputs always give the same plan."""
+    manifest = loaded.manifest
+    fam = family(manifest.device.kind)
+    blockers: list[str] = []
+    needs: list[str] = []
+
+    driver = _check_driver(loaded, observed, options)
+    blocker = _driver_blocker(driver, observed, manifest.name)
+    if blocker:
+        blockers.append(blocker)
+
+    wanted = list(options.cards) if options.cards is not None else manifest.device.cards
+    if manifest.device.kind == "cpu":
+        cards, card_problems = [], []
+    else:
+        cards, card_problems = choose_cards(fam, list(observed.cards), wanted, observed.root)
+    blockers += card_problems
+    selection = fam.select(observed.devices, cards, manifest.container.runtime)
+    blockers += list(selection.problems)
+
+    image = _image_step(loaded, observed)
+    if image.source is None and image.origin == "tarball":
+        needs.append(f"image {image.ref}: {image.obtain}")
+
+    cache = cache_dir(environ)
+    container_name = manifest.container_name
+    workspace = workspace_dir(container_name, environ)
+    artifacts = {name: _artifact(name, loaded, cache, workspace) for name in manifest.artifacts}
+    for artifact in artifacts.values():
+        if artifact.source is None:
+            needs.append(f"artifact {artifact.name}: {artifact.obtain}")
+
+    for missing in sorted(observed.missing_mount_sources):
+        blockers.append(f"mount source {missing} does not exist on {observed.host}")
+
+    spec = _container_spec(loaded, selection, artifacts, workspace)
+    return Plan(
+        manifest=manifest.name,
+        variant=manifest.variant,
+        manifest_file=str(loaded.file),
+        host=observed.host,
+        host_root=observed.root,
+        driver=driver,
+        devices=selection,
+        image=image,
+        artifacts=tuple(artifacts.values()),
+        container=spec,
+        setup=_setup_steps(loaded, image, artifacts),
+        entrypoints=_entrypoints(loaded, selection),
+        blockers=tuple(blockers),
+        needs=tuple(needs),
+        notes=tuple(manifest.notes),
+        secrets=loaded.secrets,
+    )
+
+
+def _image_step(loaded: Loaded, observed: Observed) -> EnsureImage:
+    image = loaded.manifest.image
+    if image.build is not None:
+        context = build_context(image.build, loaded.directory)
+        return EnsureImage(image.ref, image.id, "build", str(context), None, None, observed.image_present)
+    if image.tarball is not None:
+        source = loaded.image_source.display if loaded.image_source else None
+        return EnsureImage(image.ref, image.id, "tarball", source, image.tarball.sha256, image.tarball.obtain, observed.image_present)
+    return EnsureImage(image.ref, image.id, "present", None, None, None, observed.image_present)
+
+
+def _manifest_mount(spec: str, base: Path) -> Mount:
+    parts = spec.split(":")
+    source = parts[0] if posixpath.isabs(parts[0]) else str((base / parts[0]).resolve())
+    return Mount(source, parts[1], read_only=(len(parts) == 3 and parts[2] == "ro"))
+
+
+def _container_spec(loaded: Loaded, selection: Selection, artifacts: dict[str, FetchArtifact], workspace: Path) -> ContainerSpec:
+    manifest = loaded.manifest
+    container = manifest.container
+    mounts = list(selection.mounts)
+    mounts += [_manifest_mount(m, loaded.directory) for m in container.mounts]
+    mounts += [Mount(a.host_path, a.target, a.mode == "ro") for a in artifacts.values() if a.host_path]
+    mounts.append(Mount(str(workspace), WORKSPACE_TARGET, read_only=False))
+    # Device selection decides visibility: it reflects --cards, which a manifest value must not undo.
+    env = {**container.env, **selection.env, "ENVCTL_ENV": manifest.container_name}
+    return ContainerSpec(
+        name=manifest.container_name,
+        image=manifest.image.ref,
+        manifest=manifest.name,
+        variant=manifest.variant,
+        cards=selection.cards,
+        devices=selection.nodes,
+        mounts=tuple(mounts),
+        env=env,
+        shm_size=container.shm_size,
+        ipc_mode=container.ipc,
+        network_mode=container.network,
+        pid_mode=container.pid,
+        privileged=container.privileged,
+        runtime=container.runtime,
+        user=container.user,
+        working_dir=container.workdir,
+        ulimits=dict(container.ulimits),
+        cap_add=tuple(container.cap_add),
+        ports=tuple(container.ports),
+    )

@@ -1,0 +1,150 @@
+"""Plans and manifests as text a person reads, or JSON a program reads. Secrets never appear."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import asdict
+from typing import Any, Iterable
+
+from envctl.plan import Plan
+
+REDACTED = "***"
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    # Longest first, so that a secret containing another is replaced whole.
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def redact_tree(value: Any, secrets: frozenset[str]) -> Any:
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {redact_tree(k, secrets): redact_tree(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_tree(v, secrets) for v in value]
+    return value
+
+
+def plan_json(plan: Plan) -> str:
+    data = asdict(plan)
+    data.pop("secrets", None)
+    data["container"]["labels"] = plan.container.labels()
+    data["container"]["config_hash"] = plan.container.config_hash()
+    data["container"]["create_args"] = plan.container.cli_args()
+    data["ready"] = not plan.blockers
+    return json.dumps(redact_tree(data, plan.secrets), indent=2, ensure_ascii=False)
+
+
+def _driver_line(plan: Plan) -> str:
+    d = plan.driver
+    if d.status == "not-required":
+        return "no driver requirement"
+    found = f"v{d.found} from {d.source}" if d.found else f"not found ({d.source})"
+    return f"{d.kind} driver {d.required}: {found} → {d.status}"
+
+
+def _image_lines(plan: Plan) -> list[str]:
+    i = plan.image
+    pinned = f" (pinned {i.expected_id})" if i.expected_id else ""
+    lines = [f"{i.ref}{pinned}"]
+    if i.present is True:
+        lines.append("present on the host: nothing to do")
+    elif i.origin == "build":
+        lines.append(f"build from {i.source} unless already built")
+    elif i.origin == "tarball":
+        if i.source:
+            digest = f", sha256 {i.sha256}" if i.sha256 else ", sha256 not pinned yet (envctl lock)"
+            lines.append(f"load tarball {i.source}{digest} unless the image is present")
+        else:
+            lines.append(f"tarball needed unless the image is present: {i.obtain}")
+    else:
+        lines.append("must already be present on the host (no tarball or build given)")
+    return lines
+
+
+def plan_text(plan: Plan) -> str:
+    out: list[str] = []
+    add = out.append
+    variant = f" (variant {plan.variant})" if plan.variant else ""
+    root = f", host root {plan.host_root}" if plan.host_root != "/" else ""
+    add(f"plan: {plan.manifest}{variant} on {plan.host}{root}")
+    add(f"manifest: {plan.manifest_file}")
+    add("")
+    add(f"1. driver      {_driver_line(plan)}")
+    dev = plan.devices
+    cards = ",".join(map(str, dev.cards)) or "none"
+    add(f"2. devices     {dev.kind} cards {cards}")
+    for n in dev.nodes:
+        add(f"                 device {n.host_path} → {n.container_path}")
+    for m in dev.mounts:
+        add(f"                 mount  {m.source} → {m.target} ({'ro' if m.read_only else 'rw'})")
+    for k, v in dev.env.items():
+        add(f"                 env    {k}={v}")
+    image = _image_lines(plan)
+    add(f"3. image       {image[0]}")
+    for line in image[1:]:
+        add(f"                 {line}")
+    add(f"4. artifacts   {len(plan.artifacts)}")
+    for a in plan.artifacts:
+        add(f"   {a.name}")
+        add(f"                 source {a.source or 'to be provided: ' + (a.obtain or '')}")
+        if a.subpath:
+            add(f"                 subpath {a.subpath}")
+        if a.include:
+            add(f"                 include {', '.join(a.include)}")
+        if a.sha256:
+            add(f"                 sha256 {a.sha256}")
+        if a.cache_path:
+            add(f"                 cache  {a.cache_path}")
+        how = "read-only" if a.mode == "ro" else f"writable copy at {a.host_path}"
+        add(f"                 → {a.target} ({how}{', extracted' if a.extract else ''})")
+    add(f"5. container   {plan.container.name}  (config {plan.container.config_hash()[:12]})")
+    args = plan.container.cli_args()
+    add("     " + shlex.join(args[:4]) + " \\")
+    i = 4
+    while i < len(args):
+        if args[i].startswith("--") and i + 1 < len(args) and args[i] not in ("--privileged",):
+            add(f"       {shlex.join(args[i:i + 2])} \\")
+            i += 2
+        else:
+            add(f"       {shlex.join(args[i:])}")
+            break
+    add(f"6. setup       {len(plan.setup)} step(s), each re-run only when it or a step before it changes")
+    for s in plan.setup:
+        add(f"   [{s.index + 1}] {s.name}  (step {s.step_hash[:12]})")
+        if s.workdir:
+            add(f"         in {s.workdir}")
+        for k, v in s.env.items():
+            add(f"         env {k}={v}")
+        if s.uses:
+            add(f"         uses {', '.join(s.uses)}")
+        add(f"         $ {shlex.join(s.argv)}")
+    add(f"7. entrypoints {len(plan.entrypoints)}: envctl exec NAME [--set key=value]")
+    for e in plan.entrypoints:
+        extra = []
+        if e.cards:
+            extra.append(f"cards {','.join(map(str, e.cards))}")
+        if e.ports:
+            extra.append(f"serves :{', :'.join(map(str, e.ports))}")
+        if e.interactive:
+            extra.append("interactive")
+        add(f"   {e.name}" + (f"  ({'; '.join(extra)})" if extra else "") + (f" — {e.description}" if e.description else ""))
+        if e.workdir:
+            add(f"         in {e.workdir}")
+        for k, v in e.env.items():
+            add(f"         env {k}={v}")
+        add(f"         $ {shlex.join(e.argv)}")
+    for title, items in (("needs (provide these before up)", plan.needs), ("blockers (up stops here)", plan.blockers), ("notes", plan.notes)):
+        if items:
+            add("")
+            add(f"{title}:")
+            for item in items:
+                add(f"  - {item}")
+    add("")
+    add("ready: up can proceed" if not plan.blockers else f"not ready: {len(plan.blockers)} blocker(s)")
+    return redact("\n".join(out), plan.secrets) + "\n"
