@@ -222,7 +222,7 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
 
     wanted = list(options.cards) if options.cards is not None else manifest.device.cards
     if manifest.device.kind == "cpu":
-        cards, card_problems = [], []
+        cards, card_problems = [], (["a cpu environment has no cards: drop --cards"] if options.cards else [])
     else:
         cards, card_problems = choose_cards(fam, list(observed.cards), wanted, observed.root)
     blockers += card_problems

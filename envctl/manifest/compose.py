@@ -100,25 +100,27 @@ def apply_variant(doc: Document, variant: str | None) -> tuple[Document, str | N
     if not isinstance(variants, dict):
         return doc, None, []  # the model reports the type error
     chosen = variant or doc.data.get("default_variant")
+    problems = [
+        _locate(doc, ("variants", name, key), f"'{key}' cannot be set in a variant")
+        for name, overlay in variants.items()
+        if isinstance(overlay, dict)
+        for key in sorted(NOT_IN_VARIANTS & overlay.keys())
+    ]
     if not variants:
         if variant:
             return doc, None, [Problem(doc.file, None, None, "variants", f"'{doc.data.get('name')}' has no variants, so ':{variant}' cannot be selected")]
         return doc, None, []
     if chosen is None:
         names = ", ".join(sorted(variants))
-        return doc, None, [_locate(doc, ("variants",), f"choose a variant ({names}): NAME:VARIANT or set default_variant")]
+        return doc, None, problems + [_locate(doc, ("variants",), f"choose a variant ({names}): NAME:VARIANT or set default_variant")]
     if chosen not in variants:
         close = difflib.get_close_matches(str(chosen), list(variants), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         where = ("default_variant",) if variant is None else ("variants",)
-        return doc, None, [_locate(doc, where, f"no variant '{chosen}'{hint}; variants: {', '.join(sorted(variants))}")]
+        return doc, None, problems + [_locate(doc, where, f"no variant '{chosen}'{hint}; variants: {', '.join(sorted(variants))}")]
     overlay = variants[chosen]
     if not isinstance(overlay, dict):
-        return doc, None, [_locate(doc, ("variants", chosen), "a variant must be a mapping of manifest keys", key=False)]
-    problems = [
-        _locate(doc, ("variants", chosen, key), f"'{key}' cannot be set in a variant")
-        for key in sorted(NOT_IN_VARIANTS & overlay.keys())
-    ]
+        return doc, None, problems + [_locate(doc, ("variants", chosen), "a variant must be a mapping of manifest keys", key=False)]
     # Re-root the variant's positions so that ("variants", "7b", "device", ...) → ("device", ...).
     prefix = ("variants", chosen)
     shifted = Positions(

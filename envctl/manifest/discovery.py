@@ -94,7 +94,7 @@ def looks_like_path(reference: str) -> bool:
 def find_manifest(reference: str, roots: list[Root]) -> Path:
     """A manifest file for a NAME or a PATH (file or bundle directory). Raises ManifestNotFound."""
     if looks_like_path(reference):
-        path = Path(reference).expanduser()
+        path = Path(reference).expanduser().absolute()
         if path.is_dir():
             path = path / MANIFEST_FILE
         if not path.is_file():

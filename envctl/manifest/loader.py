@@ -75,12 +75,12 @@ def load_file(path: Path, environ: Mapping[str, str], roots, variant: str | None
     # Sources are checked on the raw data so that their problems are reported in the same
     # pass as schema problems.
     sources, image_source = _parse_sources(data, doc, path.parent, problems)
+    problems += _check_references(data, doc, path.parent)
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
         problems += [translate(e, Manifest, doc, data) for e in exc.errors(include_url=False)]
         raise ManifestError(_sorted(problems)) from None
-    problems += _check_references(manifest, doc, path.parent)
     if problems:
         raise ManifestError(_sorted(problems))
 
@@ -150,54 +150,78 @@ def _parse_sources(data: dict, doc: Document, base: Path, problems: list[Problem
     return sources, image_source
 
 
-def _check_references(manifest: Manifest, doc: Document, base: Path) -> list[Problem]:
-    """Cross-field rules the models cannot see on their own."""
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _sequence(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _check_references(data: dict, doc: Document, base: Path) -> list[Problem]:
+    """Cross-field rules the models cannot see on their own. They read the raw data, guarding
+    every access, so that they report in the same pass as schema problems."""
     problems: list[Problem] = []
-    names = list(manifest.artifacts)
-    for index, step in enumerate(manifest.setup):
-        for j, used in enumerate(step.uses):
-            if used not in manifest.artifacts:
+
+    def absolute(value, path: tuple) -> None:
+        if isinstance(value, str) and value and not posixpath.isabs(value):
+            problems.append(_at(doc, path, "a container path must be absolute"))
+
+    artifacts = _mapping(data.get("artifacts"))
+    names = list(artifacts)
+    for index, step in enumerate(_sequence(data.get("setup"))):
+        step = _mapping(step)
+        for j, used in enumerate(_sequence(step.get("uses"))):
+            if isinstance(used, str) and used not in artifacts:
                 problems.append(_at(doc, ("setup", index, "uses", j), f"no artifact named '{used}'{suggest(used, names)}"))
-        if step.workdir and not posixpath.isabs(step.workdir):
-            problems.append(_at(doc, ("setup", index, "workdir"), "a container path must be absolute"))
+        absolute(step.get("workdir"), ("setup", index, "workdir"))
 
     targets: dict[str, str] = {}
-    for name, artifact in manifest.artifacts.items():
-        target = artifact.target or f"{DEFAULT_ARTIFACT_DIR}/{name}"
-        if not posixpath.isabs(target):
-            problems.append(_at(doc, ("artifacts", name, "target"), "a container path must be absolute"))
+    for name, artifact in artifacts.items():
+        target = _mapping(artifact).get("target") or f"{DEFAULT_ARTIFACT_DIR}/{name}"
+        if not isinstance(target, str):
+            continue
+        absolute(target, ("artifacts", name, "target"))
         normal = posixpath.normpath(target)
         if normal in targets:
             problems.append(_at(doc, ("artifacts", name, "target"), f"the same target as artifact '{targets[normal]}'"))
         targets[normal] = name
 
-    for index, mount in enumerate(manifest.container.mounts):
-        message = _mount_problem(mount)
+    container = _mapping(data.get("container"))
+    for index, mount in enumerate(_sequence(container.get("mounts"))):
+        message = _mount_problem(mount) if isinstance(mount, str) else None
         if message:
             problems.append(_at(doc, ("container", "mounts", index), message))
-    for index, port in enumerate(manifest.container.ports):
-        if not _PORT.match(port):
+    for index, port in enumerate(_sequence(container.get("ports"))):
+        if isinstance(port, str) and not _PORT.match(port):
             problems.append(_at(doc, ("container", "ports", index), f"'{port}' is not a port mapping (write 8501:8501)"))
-    if manifest.container.workdir and not posixpath.isabs(manifest.container.workdir):
-        problems.append(_at(doc, ("container", "workdir"), "a container path must be absolute"))
+    absolute(container.get("workdir"), ("container", "workdir"))
 
-    device = manifest.device
-    if device.kind == "cpu" and device.cards not in (None, 0, []):
+    device = _mapping(data.get("device"))
+    cards = device.get("cards")
+    if device.get("kind") == "cpu" and cards not in (None, 0, []):
         problems.append(_at(doc, ("device", "cards"), "a cpu environment has no cards"))
-    available = len(device.cards) if isinstance(device.cards, list) else device.cards
-    for name, entry in manifest.entrypoints.items():
-        if entry.workdir and not posixpath.isabs(entry.workdir):
-            problems.append(_at(doc, ("entrypoints", name, "workdir"), "a container path must be absolute"))
-        wanted = len(entry.cards) if isinstance(entry.cards, list) else entry.cards
+    available = len(cards) if isinstance(cards, list) else cards if isinstance(cards, int) else None
+    for name, entry in _mapping(data.get("entrypoints")).items():
+        entry = _mapping(entry)
+        absolute(entry.get("workdir"), ("entrypoints", name, "workdir"))
+        wanted = entry.get("cards")
+        wanted = len(wanted) if isinstance(wanted, list) else wanted if isinstance(wanted, int) else None
         if wanted is not None and available is not None and wanted > available:
             problems.append(
                 _at(doc, ("entrypoints", name, "cards"), f"uses {wanted} cards but the environment has {available} (device.cards)")
             )
-        for param in entry.params:
+        for param in _mapping(entry.get("params")):
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", param):
                 problems.append(_at(doc, ("entrypoints", name, "params", param), f"'{param}' cannot be an environment variable name", key=True))
-    if manifest.image.build is not None and build_context(manifest.image.build, base) is None:
-        problems.append(_at(doc, ("image", "build"), f"no build context directory '{manifest.image.build}' beside the manifest or in images/"))
+
+    build = _mapping(data.get("image")).get("build")
+    if isinstance(build, str) and build_context(build, base) is None:
+        problems.append(_at(doc, ("image", "build"), f"no build context directory '{build}' beside the manifest or in images/"))
+    variants = _mapping(data.get("variants"))
+    default = data.get("default_variant")
+    if isinstance(default, str) and variants and default not in variants:
+        problems.append(_at(doc, ("default_variant",), f"no variant '{default}'{suggest(default, variants)}; variants: {', '.join(sorted(variants))}"))
     return problems
 
 

@@ -29,7 +29,7 @@ def _fail(message: str) -> PydanticCustomError:
 
 
 def _describe(value: Any) -> str:
-    kind = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+    kind = {str: "text", int: "an integer", float: "a number", bool: "a boolean",
             list: "a list", dict: "a mapping", type(None): "nothing (null)"}.get(type(value), type(value).__name__)
     if isinstance(value, (str, int, float, bool)):
         return f"{kind} ({value!r})"

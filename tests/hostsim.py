@@ -1,0 +1,111 @@
+"""Simulated accelerator hosts under a directory: real character device nodes made with mknod,
+driver files in the vendors' formats, and small cnmon / npu-smi stand-ins printing the vendors'
+output. envctl reads them through ENVCTL_HOST_ROOT exactly as it reads a real host's."""
+
+from __future__ import annotations
+
+import os
+import stat
+import textwrap
+from pathlib import Path
+
+# Device numbers of /dev/null: a harmless real character device that Docker can pass through.
+_MAJOR, _MINOR = 1, 3
+
+
+def char_device(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        raise RuntimeError("simulating device nodes needs mknod, which needs root (CI runs as root)")
+    os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(_MAJOR, _MINOR))
+
+
+def executable(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+def mlu_host(root: Path, cards: int = 2, driver: str = "5.10.22", ipcm: bool = True, commu: bool = False,
+             cnmon: bool = True, info_file: bool = True) -> Path:
+    """A Cambricon MLU370 host with `cards` cards."""
+    char_device(root / "dev/cambricon_ctl")
+    for i in range(cards):
+        char_device(root / f"dev/cambricon_dev{i}")
+        if ipcm:
+            char_device(root / f"dev/cambricon_ipcm{i}")
+        if commu:
+            char_device(root / f"dev/commu{i}")
+        if info_file:
+            bdf = f"0000:{0x39 + i:02x}:00.0"
+            info = root / f"proc/driver/cambricon/mlus/{bdf}/information"
+            info.parent.mkdir(parents=True, exist_ok=True)
+            info.write_text(
+                textwrap.dedent(
+                    f"""\
+                    Device name: MLU370-X8
+                    Device inode path: /dev/cambricon_dev{i}
+                    Device Major: 238
+                    Device Minor: {i}
+                    Driver Version: v{driver}
+                    MCU Version: v1.1.4
+                    Board Serial Number: SN/{i:04d}
+                    """
+                )
+            )
+    if cnmon:
+        executable(
+            root / "usr/bin/cnmon",
+            "#!/bin/sh\n"
+            "cat <<'OUT'\n"
+            "Tue Nov 23 10:00:00 2026\n"
+            "+------------------------------------------------------------------------------+\n"
+            f"| CNMON v{driver}                                          Driver v{driver}   |\n"
+            "+-------------------------------+----------------------+-----------------------+\n"
+            "| Card  VF  Name       Firmware |               Bus-Id | Util        Ecc-Error |\n"
+            "| Fan   Temp      Pwr:Usage/Cap |         Memory-Usage | SR-IOV   Compute-Mode |\n"
+            "|===============================+======================+=======================|\n"
+            "| 0     /   MLU370-X8    v1.1.4 |         0000:39:00.0 | 0%                  0 |\n"
+            "| 0%    35C        60 W/ 250 W  |     0 MiB/ 23374 MiB | N/A           Default |\n"
+            "+-------------------------------+----------------------+-----------------------+\n"
+            "OUT\n",
+        )
+    return root
+
+
+def npu_host(root: Path, cards: int = 8, version: str = "23.0.rc2", version_info: bool = True,
+             npu_smi: bool = True, managers: bool = True) -> Path:
+    """A Huawei Ascend 910 host with `cards` NPUs."""
+    for i in range(cards):
+        char_device(root / f"dev/davinci{i}")
+    if managers:
+        for name in ("davinci_manager", "devmm_svm", "hisi_hdc"):
+            char_device(root / f"dev/{name}")
+    driver = root / "usr/local/Ascend/driver"
+    (driver / "lib64").mkdir(parents=True, exist_ok=True)
+    (root / "usr/local/dcmi").mkdir(parents=True, exist_ok=True)
+    (root / "etc").mkdir(parents=True, exist_ok=True)
+    (root / "etc/ascend_install.info").write_text("Driver_Install_Path_Param=/usr/local/Ascend\n")
+    if version_info:
+        (driver / "version.info").write_text(
+            f"Version={version}\nascendhal_version=7.35.19\naicpu_version=1.0\ntdt_version=1.0\n"
+            f"log_version=1.0\nprof_version=2.0\ndvppkernels_version=1.1\ntsfw_version=1.0\n"
+            f"Innerversion=V100R001C13SPC002B220\npackage_version={version}\n"
+        )
+    if npu_smi:
+        executable(
+            root / "usr/local/bin/npu-smi",
+            "#!/bin/sh\n"
+            "cat <<'OUT'\n"
+            "+------------------------------------------------------------------------------------------------+\n"
+            f"| npu-smi {version}                 Version: {version}                                               |\n"
+            "+---------------------------+---------------+----------------------------------------------------+\n"
+            "| NPU   Name                | Health        | Power(W)    Temp(C)           Hugepages-Usage(page)|\n"
+            "| Chip                      | Bus-Id        | AICore(%)   Memory-Usage(MB)  HBM-Usage(MB)        |\n"
+            "+===========================+===============+====================================================+\n"
+            "| 0     910B                | OK            | 68.5        36                0    / 0             |\n"
+            "| 0                         | 0000:C1:00.0  | 0           2246 / 15137      0    / 32768         |\n"
+            "+===========================+===============+====================================================+\n"
+            "OUT\n",
+        )
+    return root

@@ -1,0 +1,45 @@
+"""Every broken fixture manifest gives exactly the expected problems, each located."""
+
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from envctl.errors import ManifestError
+from envctl.manifest.discovery import search_roots
+from envctl.manifest.loader import load
+import golden
+
+BROKEN = Path(__file__).resolve().parents[1] / "fixtures" / "broken"
+CASES = sorted(p.stem for p in BROKEN.glob("*.yaml"))
+
+
+def problems_text(path: Path, environ) -> str:
+    with pytest.raises(ManifestError) as caught:
+        load(path, environ=environ, roots=search_roots(environ))
+    lines = [str(p) for p in caught.value.problems]
+    return "\n".join(lines).replace(str(BROKEN), "{dir}").replace(str(REPO), "{repo}") + "\n"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_broken_manifest_reports_exact_problems(case, clean_env):
+    golden.check(BROKEN / "expected" / f"{case}.txt", problems_text(BROKEN / f"{case}.yaml", dict(clean_env)))
+
+
+def test_every_problem_is_located_with_line_and_column(clean_env):
+    for case in CASES:
+        with pytest.raises(ManifestError) as caught:
+            load(BROKEN / f"{case}.yaml", environ=dict(clean_env), roots=search_roots(dict(clean_env)))
+        for problem in caught.value.problems:
+            assert problem.line is not None and problem.column is not None, (case, str(problem))
+            assert Path(problem.file).is_file(), (case, str(problem))
+
+
+def test_a_variant_selected_by_name_must_exist(clean_env):
+    with pytest.raises(ManifestError) as caught:
+        load(f"{BROKEN}/variant_unknown.yaml:8b", environ=dict(clean_env), roots=search_roots(dict(clean_env)))
+    assert [p.message for p in caught.value.problems] == [
+        "no variant '14b' (did you mean '13b'?); variants: 13b, 7b",
+        "no variant '8b'; variants: 13b, 7b",
+        "'name' cannot be set in a variant",
+    ]
