@@ -146,7 +146,12 @@ def _artifact(name: str, loaded: Loaded, cache: Path, workspace: Path) -> FetchA
     artifact = loaded.manifest.artifacts[name]
     source = loaded.sources.get(name)
     cache_path = str(cache / "artifacts" / source.cache_key()) if source else None
-    host_path = cache_path if artifact.mode == "ro" else str(workspace / "artifacts" / name)
+    if artifact.mode == "rw":
+        host_path = str(workspace / "artifacts" / name)
+    elif cache_path and artifact.subpath:
+        host_path = posixpath.join(cache_path, artifact.subpath.strip("/"))  # only that directory is placed
+    else:
+        host_path = cache_path
     return FetchArtifact(
         name=name,
         kind=source.kind if source else "unknown",

@@ -40,6 +40,15 @@ def plan_json(plan: Plan) -> str:
     return json.dumps(redact_tree(data, plan.secrets), indent=2, ensure_ascii=False)
 
 
+def _command_lines(argv: tuple[str, ...], indent: str) -> list[str]:
+    """A command as a person reads it; a multi-line script is shown as a block, not as one
+    quoted argument (the JSON form keeps the exact argument list)."""
+    if argv and "\n" in argv[-1]:
+        lines = [f"{indent}$ {shlex.join(argv[:-1])} SCRIPT, where SCRIPT is:"]
+        return lines + [f"{indent}  | {line}" for line in argv[-1].rstrip("\n").splitlines()]
+    return [f"{indent}$ {shlex.join(argv)}"]
+
+
 def _driver_line(plan: Plan) -> str:
     d = plan.driver
     if d.status == "not-required":
@@ -123,7 +132,7 @@ def plan_text(plan: Plan) -> str:
             add(f"         env {k}={v}")
         if s.uses:
             add(f"         uses {', '.join(s.uses)}")
-        add(f"         $ {shlex.join(s.argv)}")
+        out.extend(_command_lines(s.argv, "         "))
     add(f"7. entrypoints {len(plan.entrypoints)}: envctl exec NAME [--set key=value]")
     for e in plan.entrypoints:
         extra = []
@@ -138,7 +147,7 @@ def plan_text(plan: Plan) -> str:
             add(f"         in {e.workdir}")
         for k, v in e.env.items():
             add(f"         env {k}={v}")
-        add(f"         $ {shlex.join(e.argv)}")
+        out.extend(_command_lines(e.argv, "         "))
     for title, items in (("needs (provide these before up)", plan.needs), ("blockers (up stops here)", plan.blockers), ("notes", plan.notes)):
         if items:
             add("")

@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Read once at import: tests clear ENVCTL_* variables from their own environment.
+UPDATE = os.environ.get("ENVCTL_UPDATE_GOLDEN") == "1"
+
 
 def check(path: Path, actual: str) -> None:
-    if os.environ.get("ENVCTL_UPDATE_GOLDEN") == "1":
+    if UPDATE:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(actual, encoding="utf-8")
         return

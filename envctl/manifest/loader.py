@@ -176,6 +176,11 @@ def _check_references(data: dict, doc: Document, base: Path) -> list[Problem]:
                 problems.append(_at(doc, ("setup", index, "uses", j), f"no artifact named '{used}'{suggest(used, names)}"))
         absolute(step.get("workdir"), ("setup", index, "workdir"))
 
+    for name, artifact in artifacts.items():
+        subpath = _mapping(artifact).get("subpath")
+        if isinstance(subpath, str) and (posixpath.isabs(subpath) or ".." in subpath.split("/")):
+            problems.append(_at(doc, ("artifacts", name, "subpath"), "a subpath is relative to the repository and stays inside it (no leading / or ..)"))
+
     targets: dict[str, str] = {}
     for name, artifact in artifacts.items():
         target = _mapping(artifact).get("target") or f"{DEFAULT_ARTIFACT_DIR}/{name}"
