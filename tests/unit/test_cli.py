@@ -105,3 +105,38 @@ def test_internal_errors_do_not_print_a_traceback_unless_asked(clean_env, tmp_pa
     done = envctl("plan", str(tmp_path / "empty-bundle"))
     assert done.returncode == 4 and "Traceback" not in done.stderr
     assert done.stderr.strip() == f"error: no manifest file at {tmp_path}/empty-bundle/manifest.yaml"
+
+
+def test_plan_chatglm3_mlu_on_a_simulated_two_card_host(clean_env, tmp_path):
+    import hostsim
+
+    root = hostsim.mlu_host(tmp_path / "host", cards=2, commu=True)
+    done = envctl("plan", "chatglm3-mlu", "--json", env=dict(clean_env, ENVCTL_HOST_ROOT=str(root)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    plan = json.loads(done.stdout)
+    assert [d["container_path"] for d in plan["container"]["devices"]] == [
+        "/dev/cambricon_ctl", "/dev/cambricon_dev0", "/dev/cambricon_ipcm0", "/dev/commu0",
+        "/dev/cambricon_dev1", "/dev/cambricon_ipcm1", "/dev/commu1",
+    ]
+    assert {"source": f"{root}/usr/bin/cnmon", "target": "/usr/bin/cnmon", "read_only": True} in plan["container"]["mounts"]
+    assert plan["container"]["env"]["MLU_VISIBLE_DEVICES"] == "0,1"
+    assert plan["driver"] == {"kind": "mlu", "required": ">=5.10.22", "found": "5.10.22", "status": "ok",
+                              "source": f"{root}/proc/driver/cambricon/mlus/0000:39:00.0/information"}
+
+
+def test_plan_chatglm2_npu_on_a_simulated_eight_card_host(clean_env, tmp_path):
+    import hostsim
+
+    root = hostsim.npu_host(tmp_path / "host", cards=8)
+    done = envctl("plan", "chatglm2-npu", "--json", "--cards", "0,1,2,3,4,5,6,7",
+                  env=dict(clean_env, ENVCTL_HOST_ROOT=str(root)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    plan = json.loads(done.stdout)
+    nodes = [d["container_path"] for d in plan["container"]["devices"]]
+    assert nodes == [f"/dev/davinci{i}" for i in range(8)] + ["/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc"]
+    targets = {m["target"]: m["read_only"] for m in plan["container"]["mounts"]}
+    for path in ("/usr/local/dcmi", "/usr/local/bin/npu-smi", "/usr/local/Ascend/driver/lib64",
+                 "/usr/local/Ascend/driver/version.info", "/etc/ascend_install.info"):
+        assert targets[path] is True
+    assert plan["container"]["env"]["ASCEND_RT_VISIBLE_DEVICES"] == "0,1,2,3,4,5,6,7"
+    assert "ASCEND_VISIBLE_DEVICES" not in plan["container"]["env"]
