@@ -51,7 +51,9 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="machine-rea
         row = {"name": found.name, "path": str(found.path), "origin": found.root.origin,
                "shadowed_by": str(found.shadowed_by) if found.shadowed_by else None}
         try:
-            loaded = load(found.path, roots=roots, variant=None) if not found.shadowed_by else None
+            # Described by its default variant, or its first one when it names no default.
+            first = (_variant_names(str(found.path), roots) or [None])[0]
+            loaded = None if found.shadowed_by else _load_described(found.path, roots, first)
         except ManifestError as exc:
             row.update(kind=None, description=None, variants=[], valid=False, problems=len(exc.problems))
         except EnvctlError:
@@ -77,6 +79,15 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="machine-rea
             variants = f" [variants: {', '.join(r['variants'])}]" if r["variants"] else ""
             status = f"{r['kind']:<5} {r['description']}{variants}"
         typer.echo(f"{r['name']:<{width}}  {status}  ({r['origin']})")
+
+
+def _load_described(path, roots, first_variant):
+    try:
+        return load(path, roots=roots)
+    except ManifestError:
+        if first_variant is None:
+            raise
+        return load(path, roots=roots, variant=first_variant)
 
 
 @app.command()
@@ -114,41 +125,30 @@ def validate(references: Optional[List[str]] = typer.Argument(None, help="NAMEs 
 
 
 def _load_all_variants(reference: str, roots) -> str:
-    """Validate a manifest and, when it has variants and none was named, every variant."""
+    """Validate a manifest: the variant named, or else every variant it defines."""
     name, variant = discovery.split_variant(reference)
-    if variant:
-        loaded = load(reference, roots=roots)
-        return f"{loaded.manifest.name}:{variant} ({loaded.file})"
-    first = load(name, roots=roots, variant=None) if not _has_variants(name, roots) else None
-    if first is not None:
-        return f"{first.manifest.name} ({first.file})"
+    variants = [variant] if variant else (_variant_names(name, roots) or [None])
     problems = []
-    variants = _variant_names(name, roots)
-    for v in variants:
+    loaded = None
+    for each in variants:
         try:
-            loaded = load(name, roots=roots, variant=v)
+            loaded = load(name, roots=roots, variant=each)
         except ManifestError as exc:
             problems += exc.problems
     if problems:
         raise ManifestError(list(dict.fromkeys(problems)))
-    return f"{loaded.manifest.name} [{', '.join(variants)}] ({loaded.file})"
+    label = f" [{', '.join(variants)}]" if variants != [None] else ""
+    return f"{loaded.manifest.name}{label} ({loaded.file})"
 
 
-def _raw(name: str, roots) -> dict:
+def _variant_names(name: str, roots) -> list[str]:
+    """The variants a manifest file defines, read without resolving it."""
     path = discovery.find_manifest(name, roots)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, OSError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _has_variants(name: str, roots) -> bool:
-    return bool(_variant_names(name, roots))
-
-
-def _variant_names(name: str, roots) -> list[str]:
-    variants = _raw(name, roots).get("variants")
+        return []  # the loader reports it
+    variants = data.get("variants") if isinstance(data, dict) else None
     return sorted(variants) if isinstance(variants, dict) else []
 
 
