@@ -20,6 +20,9 @@ LABEL_VARIANT = LABEL_PREFIX + "variant"
 LABEL_HASH = LABEL_PREFIX + "config-hash"
 LABEL_VERSION = LABEL_PREFIX + "version"
 LABEL_CARDS = LABEL_PREFIX + "cards"
+LABEL_SPEC = LABEL_PREFIX + "spec"  # the spec (env values hashed), to say what changed on recreate
+LABEL_IMAGE_ID = LABEL_PREFIX + "image-id"
+LABEL_FILE = LABEL_PREFIX + "manifest-file"
 KEEP_ALIVE = ("sleep", "infinity")
 
 
@@ -50,6 +53,13 @@ class ContainerSpec:
         """sha256 over everything that shapes the container; a change means recreate."""
         canonical = json.dumps(asdict(self), sort_keys=True, default=list, ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def summary(self) -> dict:
+        """The spec as recorded in a label: env values replaced by short digests, so that a
+        later `up` can name the variables that changed without the label holding secrets."""
+        data = asdict(self)
+        data["env"] = {k: hashlib.sha256(v.encode()).hexdigest()[:12] for k, v in self.env.items()}
+        return data
 
     def labels(self) -> dict[str, str]:
         labels = {
@@ -95,20 +105,20 @@ class ContainerSpec:
             args += ["--publish", port]
         return args + [self.image, *self.command]
 
-    def api_kwargs(self) -> dict:
-        """Arguments for docker-py's `containers.create` (the Engine API)."""
+    def api_kwargs(self, extra_labels: dict[str, str] | None = None) -> dict:
+        """Arguments for docker-py's `containers.create` (the Engine API). `extra_labels` are
+        facts about this creation (image ID, manifest file) that are not part of the config."""
         host_config: dict = {
             "name": self.name,
             "image": self.image,
             "command": list(self.command),
-            "labels": self.labels(),
+            "labels": {**self.labels(), LABEL_SPEC: json.dumps(self.summary(), sort_keys=True, default=list), **(extra_labels or {})},
             "environment": dict(self.env),
             "devices": [f"{d.host_path}:{d.container_path}:rwm" for d in self.devices],
             "mounts": [_api_mount(m) for m in self.mounts],
             "privileged": self.privileged,
             "ulimits": [_api_ulimit(name, limit) for name, limit in self.ulimits.items()],
             "cap_add": list(self.cap_add),
-            "detach": True,
         }
         optional = {
             "shm_size": self.shm_size,

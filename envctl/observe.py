@@ -24,7 +24,8 @@ class Observed:
     image_present: bool | None = None  # None: the Docker engine was not asked
 
 
-def observe(host: Host, loaded: Loaded) -> Observed:
+def observe(host: Host, loaded: Loaded, engine=None) -> Observed:
+    """Read the host. With an engine client, also whether the manifest's image is there."""
     manifest = loaded.manifest
     fam = family(manifest.device.kind)
     driver = fam.probe_driver(host) if manifest.device.kind != "cpu" else DriverInfo(None, "")
@@ -35,4 +36,13 @@ def observe(host: Host, loaded: Loaded) -> Observed:
         if not host.exists(real):
             missing.add(real)
     devices = snapshot(host, fam)
-    return Observed(host.name, host.root, tuple(fam.discover(devices)), driver, devices, frozenset(missing))
+    image_present = None
+    if engine is not None:
+        from docker.errors import ImageNotFound
+
+        try:
+            image = engine.images.get(manifest.image.ref)
+            image_present = manifest.image.id is None or image.id == manifest.image.id
+        except ImageNotFound:
+            image_present = False
+    return Observed(host.name, host.root, tuple(fam.discover(devices)), driver, devices, frozenset(missing), image_present)

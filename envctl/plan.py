@@ -89,6 +89,7 @@ class Entrypoint:
     cards: tuple[int, ...]
     ports: tuple[int, ...]
     interactive: bool
+    shell_line: bool  # run: was a line of shell (argv ends with it), not an argument list
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,7 @@ def _entrypoints(loaded: Loaded, selection: Selection) -> tuple[Entrypoint, ...]
             Entrypoint(
                 name, entry.description, _command(entry.run, manifest.container.shell),
                 entry.workdir or manifest.container.workdir, env, params, cards, tuple(entry.ports), entry.interactive,
+                isinstance(entry.run, str),
             )
         )
     return tuple(out)

@@ -1,6 +1,7 @@
 """Layering: profiles under a manifest (`extends`), a variant on top (`NAME:VARIANT`).
 
-Mappings merge key by key; lists and scalars from the upper layer replace the lower one. Each
+Mappings merge key by key; lists and scalars from the upper layer replace the lower one, and an
+explicit null removes what a lower layer set (`ulimits: {memlock: null}`). Each
 merged value keeps the position of the layer it came from, so an error in a value a profile
 supplied points into the profile file.
 """
@@ -32,7 +33,10 @@ def _merge_values(lower: Any, upper: Any) -> Any:
     if isinstance(lower, dict) and isinstance(upper, dict):
         out = dict(lower)
         for key, value in upper.items():
-            out[key] = _merge_values(lower[key], value) if key in lower else value
+            if value is None and key in lower:
+                del out[key]  # null in an upper layer: back to the default
+            else:
+                out[key] = _merge_values(lower[key], value) if key in lower else value
         return out
     return upper
 

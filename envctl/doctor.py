@@ -1,0 +1,103 @@
+"""`doctor`: is this host ready for an environment? Each check says what it found and where."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from envctl.devices import FAMILIES, family
+from envctl.devices.base import snapshot
+from envctl.engine import connect
+from envctl.errors import EnvctlError
+from envctl.hosts.base import Host
+from envctl.manifest.loader import Loaded
+from envctl.observe import observe
+from envctl.paths import cache_dir
+from envctl.plan import Options, build_plan
+
+VENDOR_TOOLS = {"mlu": "cnmon", "npu": "npu-smi", "cuda": "nvidia-smi"}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+
+
+def _free_bytes(path: Path) -> int:
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GiB"
+
+
+def diagnose(host: Host, loaded: Loaded | None, options: Options, environ: Mapping[str, str] | None = None) -> list[Check]:
+    environ = os.environ if environ is None else environ
+    checks: list[Check] = []
+    client = None
+    try:
+        client = connect(environ)
+        version = client.version().get("Version", "?")
+        checks.append(Check("docker engine", "ok", f"Docker {version} at {environ.get('DOCKER_HOST') or 'the local socket'}"))
+    except EnvctlError as exc:
+        checks.append(Check("docker engine", "fail", exc.message + (f"; {exc.hint}" if exc.hint else "")))
+
+    kinds = [loaded.manifest.device.kind] if loaded else [k for k in FAMILIES if k != "cpu"]
+    for kind in kinds:
+        if kind == "cpu":
+            continue
+        fam = family(kind)
+        cards = fam.discover(snapshot(host, fam))
+        driver = fam.probe_driver(host)
+        tool = VENDOR_TOOLS.get(kind)
+        where = host.which(tool) if tool else None
+        if loaded is None:
+            if not cards and driver.version is None:
+                continue  # this family is simply not in this host
+            checks.append(Check(f"{kind} driver", "ok" if driver.version else "warn",
+                                f"v{driver.version} from {driver.source}" if driver.version else driver.problem or "not found"))
+            checks.append(Check(f"{kind} cards", "ok" if cards else "warn", ", ".join(map(str, cards)) or "none found"))
+        if tool:
+            checks.append(Check(f"{tool}", "ok" if where else "warn", where or f"not found under {host.root}"))
+
+    if loaded is not None:
+        plan = build_plan(loaded, observe(host, loaded, client), options, environ)
+        d = plan.driver
+        if d.status == "ok":
+            checks.append(Check("driver", "ok", f"v{d.found} satisfies {d.required} (read from {d.source})"))
+        elif d.status == "not-required":
+            checks.append(Check("driver", "ok", "no driver requirement"))
+        elif d.status == "skipped":
+            checks.append(Check("driver", "warn", f"check skipped; found {d.found or 'nothing'} ({d.source})"))
+        else:
+            checks.append(Check("driver", "fail", f"found {d.found or 'nothing'} ({d.source}); requires {d.required}"))
+        if plan.devices.kind != "cpu":
+            card_problems = [b for b in plan.blockers if "card" in b or "missing" in b]
+            status = "fail" if card_problems else "ok"
+            detail = "; ".join(card_problems) or (
+                f"cards {','.join(map(str, plan.devices.cards))}: {len(plan.devices.nodes)} device nodes, {len(plan.devices.mounts)} mounts")
+            checks.append(Check("devices", status, detail))
+        need = 0
+        if plan.image.origin == "tarball" and loaded.image_source and loaded.image_source.kind == "file":
+            tarball = Path(loaded.image_source.location)
+            if tarball.is_file():
+                need += tarball.stat().st_size * 2  # the tarball's bytes again as image layers
+        free = _free_bytes(cache_dir(environ))
+        checks.append(Check("disk", "fail" if free < need else "ok",
+                            f"{_gib(free)} free at {cache_dir(environ)}" + (f", {_gib(need)} needed for the image" if need else "")))
+        if client is not None:
+            present = plan.image.present
+            checks.append(Check("image", "ok" if present else "warn",
+                                f"{plan.image.ref} present" if present else f"{plan.image.ref} not on this host yet: up will {plan.image.origin if plan.image.origin != 'present' else 'need it'}"))
+        for missing in plan.blockers:
+            if missing.startswith("mount source"):
+                checks.append(Check("mounts", "fail", missing))
+    return checks

@@ -1,0 +1,67 @@
+"""Finding the environments (containers) envctl created, by name, manifest or alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from envctl.containers import LABEL_CARDS, LABEL_FILE, LABEL_HASH, LABEL_MANIFEST, LABEL_VARIANT
+from envctl.errors import EnvctlError, EXIT_NOT_FOUND
+from envctl.lifecycle import environments
+from envctl.plan import WORKSPACE_TARGET
+
+
+@dataclass(frozen=True)
+class Environment:
+    container: object  # docker.models.containers.Container
+    name: str
+    manifest: str
+    variant: str | None
+    manifest_file: str | None
+    cards: tuple[int, ...]
+    config_hash: str | None
+    status: str
+
+    @property
+    def reference(self) -> str:
+        return f"{self.manifest}:{self.variant}" if self.variant else self.manifest
+
+    @property
+    def workspace(self) -> str | None:
+        for mount in self.container.attrs.get("Mounts", []):
+            if mount.get("Destination") == WORKSPACE_TARGET:
+                return mount.get("Source")
+        return None
+
+
+def _describe(container) -> Environment:
+    labels = container.labels
+    cards = tuple(int(c) for c in labels.get(LABEL_CARDS, "").split(",") if c)
+    return Environment(container, container.name, labels.get(LABEL_MANIFEST, "?"), labels.get(LABEL_VARIANT),
+                       labels.get(LABEL_FILE), cards, labels.get(LABEL_HASH), container.status)
+
+
+def all_environments(client) -> list[Environment]:
+    return sorted((_describe(c) for c in environments(client)), key=lambda e: e.name)
+
+
+def choose(client, wanted: str | None, running_only: bool = True) -> Environment:
+    """The environment named `wanted` (container name, manifest or manifest:variant), or the
+    only one there is. Raises a clear error listing the candidates otherwise."""
+    candidates = all_environments(client)
+    if running_only:
+        candidates = [e for e in candidates if e.status == "running"]
+    listing = ", ".join(e.name for e in candidates) or "none"
+    if wanted is None:
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
+            raise EnvctlError("no environment is up" + (" (running)" if running_only else ""),
+                              hint="start one with `envctl up NAME`", exit_code=EXIT_NOT_FOUND)
+        raise EnvctlError(f"{len(candidates)} environments are up ({listing}): choose one with --env NAME", exit_code=EXIT_NOT_FOUND)
+    matches = [e for e in candidates if wanted in (e.name, e.manifest, e.reference)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise EnvctlError(f"no environment '{wanted}' is up; up: {listing}", exit_code=EXIT_NOT_FOUND)
+    raise EnvctlError(f"'{wanted}' names {len(matches)} environments ({', '.join(e.name for e in matches)}): give the container name",
+                      exit_code=EXIT_NOT_FOUND)

@@ -1,0 +1,138 @@
+"""`exec`: run a manifest entrypoint in its environment's container.
+
+The Docker CLI runs it (`docker exec`), because it already does what a user expects of a
+terminal: a TTY when interactive, output streamed live, the process's exit code returned.
+What it does not do without a TTY is pass Ctrl-C on, so envctl records the process's PID
+inside the container and delivers SIGINT/SIGTERM itself. Output of non-interactive runs is
+also written to the environment's workspace on the host, so it outlives the container.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from envctl.errors import EnvctlError, EXIT_USAGE, HostNotReady
+from envctl.plan import Entrypoint
+
+_PID_DIR = "/var/lib/envctl/exec"
+# Records its PID, then becomes the entrypoint (exec keeps the PID).
+_WRAPPER = 'mkdir -p "${0%/*}" && echo $$ > "$0" && exec "$@"'
+
+
+@dataclass(frozen=True)
+class Invocation:
+    container: str
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    workdir: str | None
+    tty: bool
+    log_file: Path | None
+
+
+def apply_overrides(entry: Entrypoint, sets: list[str], extra: list[str]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The entrypoint's argv and environment with `--set key=value` and `-- extra args`."""
+    env = dict(entry.env)
+    declared = {k.lower() for k in entry.params}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise EnvctlError(f"--set {item!r}: write --set key=value", exit_code=EXIT_USAGE)
+        if key.lower() not in declared:
+            close = difflib.get_close_matches(key.lower(), sorted(declared), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            known = ", ".join(sorted(declared)) or "none"
+            raise EnvctlError(f"entrypoint {entry.name} has no parameter '{key}'{hint}; parameters: {known}", exit_code=EXIT_USAGE)
+        env[key.upper()] = value
+    argv = entry.argv
+    if extra and entry.shell_line:
+        # Appended to the shell line quoted, so that each argument stays one word.
+        argv = argv[:-1] + (argv[-1].rstrip("\n") + " " + shlex.join(extra),)
+    elif extra:
+        argv = argv + tuple(extra)
+    return argv, env
+
+
+def run(invocation: Invocation, environ: Mapping[str, str] | None = None) -> int:
+    """Run and return the entrypoint's exit code (128+N when a signal N ended it)."""
+    docker = shutil.which("docker")
+    if docker is None:
+        raise HostNotReady("the docker command is not installed on this machine; envctl exec runs through it",
+                           hint="install the Docker CLI (Debian/Ubuntu: apt-get install docker.io)")
+    pid_file = f"{_PID_DIR}/{uuid.uuid4().hex}"
+    args = [docker, "exec", "-i"]
+    if invocation.tty:
+        args.append("-t")
+    if invocation.workdir:
+        args += ["-w", invocation.workdir]
+    # Values travel in the child's environment, not on its command line (where `ps` shows them).
+    child_env = dict(os.environ if environ is None else environ)
+    for key, value in invocation.env.items():
+        args += ["-e", key]
+        child_env[key] = value
+    args += [invocation.container, "sh", "-c", _WRAPPER, pid_file, *invocation.argv]
+    if invocation.tty:
+        # The terminal delivers Ctrl-C to the process through the TTY.
+        return subprocess.call(args, env=child_env)
+    return _run_piped(args, child_env, invocation, docker, pid_file)
+
+
+def _run_piped(args: list[str], child_env: dict, invocation: Invocation, docker: str, pid_file: str) -> int:
+    log = None
+    if invocation.log_file is not None:
+        invocation.log_file.parent.mkdir(parents=True, exist_ok=True)
+        log = open(invocation.log_file, "ab")
+    # A session of its own: Ctrl-C reaches envctl only, which forwards it into the container.
+    child = subprocess.Popen(args, env=child_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+
+    def forward(signum, _frame):
+        subprocess.run([docker, "exec", invocation.container, "sh", "-c", f'kill -{signum} "$(cat {pid_file})"'],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        out = sys.stdout.buffer
+        for chunk in iter(lambda: child.stdout.read1(65536), b""):
+            out.write(chunk)
+            out.flush()
+            if log is not None:
+                log.write(chunk)
+        return child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if log is not None:
+            log.close()
+        subprocess.run([docker, "exec", invocation.container, "rm", "-f", pid_file],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+def log_path(workspace: Path, entrypoint: str) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return workspace / "logs" / f"{entrypoint}-{stamp}.log"
+
+
+def print_file(path: Path, follow: bool) -> None:
+    """Copy a log to stdout; with `follow`, keep copying what is appended until interrupted."""
+    out = sys.stdout.buffer
+    with open(path, "rb") as handle:
+        while True:
+            data = handle.read(65536)
+            if data:
+                out.write(data)
+                out.flush()
+                continue
+            if not follow:
+                return
+            time.sleep(0.5)

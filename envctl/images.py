@@ -1,0 +1,204 @@
+"""SDK images: what a tarball holds, loading it, building a context, and checking what is there.
+
+A tarball's image ID and tags are read from the tarball itself (`manifest.json` and the image
+config, whose sha256 is the image ID), never guessed from its file name. Reading a multi-GB
+gzipped tarball means decompressing all of it, so what was read is remembered per
+(path, size, mtime) and the next check costs nothing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import tarfile
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
+
+CHUNK = 1 << 20
+_SMALL = 4 << 20  # image configs are a few KB; anything larger is a layer
+
+
+class ImageError(EnvctlError):
+    exit_code = EXIT_HOST_NOT_READY
+
+
+@dataclass(frozen=True)
+class TarballIdentity:
+    image_id: str  # sha256:<hex of the image config>
+    repo_tags: tuple[str, ...]
+    size: int
+    mtime_ns: int
+    sha256: str | None = None  # of the tarball file, when it was computed
+
+
+class _HashingReader:
+    """A file wrapper that hashes every byte read through it (sequential reads only)."""
+
+    def __init__(self, handle, progress: Callable[[int], None] | None):
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.digest.update(data)
+        if self.progress:
+            self.progress(len(data))
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+def _identity_from(manifest: list, digests: dict[str, str], path: Path) -> tuple[str, tuple[str, ...]]:
+    if not isinstance(manifest, list) or not manifest or "Config" not in manifest[0]:
+        raise ImageError(f"{path} is not a `docker save` tarball (its manifest.json has no image entry)")
+    if len(manifest) > 1:
+        tags = [t for entry in manifest for t in entry.get("RepoTags") or []]
+        raise ImageError(f"{path} holds {len(manifest)} images ({', '.join(tags) or 'untagged'}); envctl expects one per tarball")
+    entry = manifest[0]
+    config = entry["Config"]
+    if config not in digests:
+        raise ImageError(f"{path} is incomplete: manifest.json names {config}, which is not in the tarball")
+    return "sha256:" + digests[config], tuple(entry.get("RepoTags") or ())
+
+
+def read_identity(path: Path, with_sha256: bool = False, progress: Callable[[int], None] | None = None) -> TarballIdentity:
+    """Read the image ID and tags from a `docker save` tarball (.tar or .tar.gz). With
+    `with_sha256`, the whole file is read once and its sha256 computed on the way. Raises
+    ImageError for anything that is not a complete, readable image tarball."""
+    stat = path.stat()
+    gz = _is_gzip(path)
+    try:
+        if not gz and not with_sha256:
+            # Uncompressed: tarfile reads the headers and seeks over layer data, so even a
+            # multi-GB tarball is identified in milliseconds.
+            with tarfile.open(path, "r:") as archive:
+                manifest, digests = None, {}
+                for member in archive:
+                    if not member.isfile():
+                        continue
+                    if member.name == "manifest.json":
+                        manifest = json.load(archive.extractfile(member))
+                    elif member.size <= _SMALL:
+                        digests[member.name] = hashlib.sha256(archive.extractfile(member).read()).hexdigest()
+            sha = None
+        else:
+            with open(path, "rb") as raw:
+                reader = _HashingReader(raw, progress)
+                with tarfile.open(fileobj=reader, mode="r|*") as archive:
+                    manifest, digests = None, {}
+                    for member in archive:
+                        if not member.isfile():
+                            continue
+                        data = archive.extractfile(member)
+                        if member.name == "manifest.json":
+                            manifest = json.loads(data.read())
+                        elif member.size <= _SMALL:
+                            digests[member.name] = hashlib.sha256(data.read()).hexdigest()
+                reader.drain()
+                sha = reader.digest.hexdigest()
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ImageError(
+            f"{path} is not a readable image tarball ({type(exc).__name__}: {exc}); nothing was loaded",
+            hint="download it again; a truncated or corrupt file cannot be loaded",
+        ) from None
+    if manifest is None:
+        raise ImageError(f"{path} has no manifest.json: it is not a `docker save` tarball; nothing was loaded")
+    image_id, tags = _identity_from(manifest, digests, path)
+    return TarballIdentity(image_id, tags, stat.st_size, stat.st_mtime_ns, sha)
+
+
+class IdentityCache:
+    """Remembered tarball identities, keyed by resolved path and checked against size and mtime."""
+
+    def __init__(self, file: Path):
+        self.file = file
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def get(self, path: Path, need_sha256: bool = False) -> TarballIdentity | None:
+        entry = self._read().get(str(path.resolve()))
+        if not entry:
+            return None
+        stat = path.stat()
+        if entry.get("size") != stat.st_size or entry.get("mtime_ns") != stat.st_mtime_ns:
+            return None
+        if need_sha256 and not entry.get("sha256"):
+            return None
+        return TarballIdentity(entry["image_id"], tuple(entry["repo_tags"]), entry["size"], entry["mtime_ns"], entry.get("sha256"))
+
+    def put(self, path: Path, identity: TarballIdentity) -> None:
+        data = self._read()
+        data[str(path.resolve())] = asdict(identity)
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.file.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(data, indent=1))
+        os.replace(temporary, self.file)  # atomic: a reader never sees half a file
+
+
+def identify(path: Path, cache: IdentityCache, need_sha256: bool, progress: Callable[[int], None] | None = None) -> TarballIdentity:
+    known = cache.get(path, need_sha256)
+    if known is not None:
+        return known
+    identity = read_identity(path, with_sha256=need_sha256, progress=progress)
+    cache.put(path, identity)
+    return identity
+
+
+def _chunks(path: Path, progress: Callable[[int], None] | None) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while True:
+            data = handle.read(CHUNK)
+            if not data:
+                return
+            if progress:
+                progress(len(data))
+            yield data
+
+
+def load_tarball(client, path: Path, progress: Callable[[int], None] | None = None) -> list[str]:
+    """Stream a tarball into the engine (memory stays flat whatever its size). Returns the
+    engine's "Loaded image" lines. Raises ImageError with the engine's reason."""
+    from docker.errors import APIError
+
+    loaded = []
+    try:
+        for event in client.api.load_image(_chunks(path, progress)):
+            if "error" in event or "errorDetail" in event:
+                detail = event.get("errorDetail", {}).get("message") or event.get("error")
+                raise ImageError(f"the engine could not load {path}: {detail}", hint="the tarball may be corrupt: download it again")
+            text = (event.get("stream") or "").strip()
+            if text.startswith("Loaded image"):
+                loaded.append(text)
+    except APIError as exc:
+        raise ImageError(f"the engine could not load {path}: {exc.explanation or exc}", hint="the tarball may be corrupt: download it again") from None
+    return loaded
+
+
+def context_digest(context: Path) -> str:
+    """sha256 over every file's relative path and content in a build context."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in context.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(context)).encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(CHUNK), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()

@@ -1,0 +1,75 @@
+"""Setup steps inside the container, each run once.
+
+A step's marker lives in the container's own filesystem, named by the step's hash (which
+covers the step, every step before it, the artifacts it uses and the image). An unchanged step
+is skipped; a changed one re-runs, and so does every step after it; a recreated container has
+no markers and runs them all. A failed step leaves no marker, so the next `up` resumes there.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
+from envctl.plan import RunSetup
+
+MARKER_DIR = "/var/lib/envctl/setup"
+TAIL_LINES = 20
+
+
+class SetupFailed(EnvctlError):
+    exit_code = EXIT_HOST_NOT_READY
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    name: str
+    action: str  # skipped | ran
+
+
+def _marker(step: RunSetup) -> str:
+    return f"{MARKER_DIR}/{step.index:03d}-{step.step_hash}"
+
+
+def exec_quiet(client, container_id: str, argv: list[str]) -> int:
+    exec_id = client.api.exec_create(container_id, argv, stdout=True, stderr=True)["Id"]
+    client.api.exec_start(exec_id)
+    return client.api.exec_inspect(exec_id)["ExitCode"]
+
+
+def run_setup(client, container_id: str, steps: tuple[RunSetup, ...], echo: Callable[[str], None]) -> list[StepOutcome]:
+    outcomes = []
+    for step in steps:
+        marker = _marker(step)
+        if exec_quiet(client, container_id, ["sh", "-c", 'test -f "$0"', marker]) == 0:
+            outcomes.append(StepOutcome(step.name, "skipped"))
+            continue
+        echo(f"setup [{step.index + 1}/{len(steps)}] {step.name}")
+        exec_id = client.api.exec_create(
+            container_id, list(step.argv), stdout=True, stderr=True, workdir=step.workdir, environment=dict(step.env)
+        )["Id"]
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        pending = b""
+        for chunk in client.api.exec_start(exec_id, stream=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                text = line.decode("utf-8", errors="replace")
+                tail.append(text)
+                echo(f"  | {text}")
+        if pending:
+            tail.append(pending.decode("utf-8", errors="replace"))
+            echo(f"  | {tail[-1]}")
+        code = client.api.exec_inspect(exec_id)["ExitCode"]
+        if code != 0:
+            raise SetupFailed(
+                f"setup step {step.index + 1} '{step.name}' failed with exit code {code}; last lines:\n" + "\n".join(tail),
+                hint="fix the cause and run `envctl up` again: it resumes at this step",
+            )
+        # Only the image's sh is assumed (minimal images lack touch and friends).
+        if exec_quiet(client, container_id, ["sh", "-c", f'mkdir -p {MARKER_DIR} && : > "$0"', marker]) != 0:
+            raise SetupFailed(f"setup step '{step.name}' ran, but its marker {marker} could not be written in the container")
+        outcomes.append(StepOutcome(step.name, "ran"))
+    return outcomes
