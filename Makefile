@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv engine clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ demo: $(STAMP)
 	$(BIN)/envctl validate
 	$(BIN)/envctl plan chatglm-tiny-cpu
 
-test: $(STAMP)
+# A Docker engine for the integration tests: installed and started when missing (root, Debian).
+engine:
+	bash tests/ensure-engine.sh
+
+test: $(STAMP) engine
 	$(BIN)/python -m pytest
 
 clean:
