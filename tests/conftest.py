@@ -6,8 +6,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture
 def clean_env(tmp_path, monkeypatch):

@@ -20,8 +20,8 @@ import docker
 import pytest
 
 import hostsim
+from support import IMAGE
 
-IMAGE = "envctl-it/busybox:1"
 NAME_PREFIX = "it-"
 
 

@@ -5,7 +5,7 @@ import signal
 import time
 from pathlib import Path
 
-from conftest import IMAGE
+from support import IMAGE
 
 BODY = """\
 device: {{kind: mlu, cards: 2}}

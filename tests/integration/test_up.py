@@ -6,7 +6,7 @@ import json
 import docker
 import pytest
 
-from conftest import IMAGE
+from support import IMAGE
 
 MLU = """\
 device: {{kind: mlu, cards: 2, driver: ">=5.10.22"}}

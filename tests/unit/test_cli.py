@@ -9,7 +9,7 @@ import textwrap
 import jsonschema
 import yaml
 
-from conftest import REPO
+from support import REPO
 
 BROKEN = REPO / "tests" / "fixtures" / "broken"
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from support import REPO
 from envctl.errors import ManifestError
 from envctl.manifest.discovery import search_roots
 from envctl.manifest.loader import load

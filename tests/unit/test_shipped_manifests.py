@@ -12,7 +12,7 @@ import pytest
 
 import golden
 import hostsim
-from conftest import REPO
+from support import REPO
 from envctl.hosts.local import LocalHost
 from envctl.manifest.discovery import list_manifests, search_roots
 from envctl.manifest.loader import load
