@@ -1,3 +1,10 @@
 """envctl: reproducible large-model environments on Cambricon MLU and Huawei Ascend servers."""
 
+import sys as _sys
+
 __version__ = "0.1.0"
+
+# docker-py imports its SSH transport, and with it paramiko, when it is imported (~90 ms of
+# every command's start-up). envctl never uses that transport: remote hosts are reached by
+# envctl's own SSH code. A None entry makes that one import fail, which docker-py tolerates.
+_sys.modules.setdefault("docker.transport.sshconn", None)

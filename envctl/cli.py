@@ -14,11 +14,7 @@ from typing import List, Optional
 import typer
 import yaml
 
-from envctl import __version__, apply, environments, execute, lifecycle
-from envctl.doctor import diagnose
-from envctl.engine import connect
-from envctl.environments import Environment
-from envctl.progress import ByteProgress
+from envctl import __version__
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_INTERNAL, EXIT_MANIFEST_INVALID, EXIT_NOT_FOUND, EXIT_USAGE, EnvctlError, ManifestError
 from envctl.hosts.local import LocalHost
 from envctl.manifest import discovery
@@ -27,6 +23,9 @@ from envctl.manifest.model import Manifest
 from envctl.observe import observe
 from envctl.plan import Options, build_plan
 from envctl.render import plan_json, plan_text, redact_tree
+
+# The engine-facing modules (docker-py, requests) are imported inside the commands that use
+# them: `validate`, `plan` and `list` should start in a fraction of the time.
 
 app = typer.Typer(
     name="envctl",
@@ -200,6 +199,10 @@ def up(
     skip_driver_check: bool = typer.Option(False, "--skip-driver-check", help="do not stop on a driver mismatch"),
 ) -> None:
     """Bring an environment up: driver check, devices, image, container, setup."""
+    from envctl import apply
+    from envctl.engine import connect
+    from envctl.progress import ByteProgress
+
     options = Options(cards=_parse_cards(cards), skip_driver_check=skip_driver_check)
     loaded = load(name)
     host = _host()
@@ -220,7 +223,7 @@ def up(
     del report
 
 
-def _plan_for(env: Environment):
+def _plan_for(env):
     """The plan of a running environment, from the manifest it was created from."""
     if not env.manifest_file:
         raise EnvctlError(f"{env.name} carries no manifest file label; recreate it with `envctl up`")
@@ -240,6 +243,9 @@ def exec_command(
     sets: Optional[List[str]] = typer.Option(None, "--set", help="key=value overriding a parameter; repeatable"),
 ) -> None:
     """Run an entrypoint in its environment's container; exits with the entrypoint's code."""
+    from envctl import environments, execute
+    from envctl.engine import connect
+
     client = connect()
     chosen = environments.choose(client, env)
     the_plan = _plan_for(chosen)
@@ -263,6 +269,9 @@ def exec_command(
 @app.command()
 def shell(env: Optional[str] = typer.Option(None, "--env", help="the environment (needed when several are up)")) -> None:
     """Open a shell in an environment's container."""
+    from envctl import environments, execute
+    from envctl.engine import connect
+
     client = connect()
     chosen = environments.choose(client, env)
     the_plan = _plan_for(chosen)
@@ -274,6 +283,9 @@ def shell(env: Optional[str] = typer.Option(None, "--env", help="the environment
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """The environments envctl created on this host."""
+    from envctl import environments
+    from envctl.engine import connect
+
     client = connect()
     rows = [{"name": e.name, "manifest": e.reference, "status": e.status, "cards": list(e.cards),
              "image": (e.container.attrs.get("Config") or {}).get("Image"), "manifest_file": e.manifest_file,
@@ -296,6 +308,9 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="keep printing what is appended"),
 ) -> None:
     """Print the log of the latest entrypoint run (kept in the environment's workspace)."""
+    from envctl import environments, execute
+    from envctl.engine import connect
+
     client = connect()
     chosen = environments.choose(client, env, running_only=False)
     if not chosen.workspace:
@@ -314,6 +329,9 @@ def down(
     purge: bool = typer.Option(False, "--purge", help="also delete its workspace (logs, outputs, writable copies)"),
 ) -> None:
     """Remove an environment's container; the artifact cache and, unless --purge, the workspace stay."""
+    from envctl import environments, lifecycle
+    from envctl.engine import connect
+
     client = connect()
     chosen = environments.choose(client, env, running_only=False)
     workspace = chosen.workspace
@@ -333,6 +351,8 @@ def doctor(
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Is this host ready? Exit 5 when a check fails."""
+    from envctl.doctor import diagnose
+
     loaded = load(name) if name else None
     checks = diagnose(_host(), loaded, Options(cards=_parse_cards(cards)))
     if as_json:

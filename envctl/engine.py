@@ -19,6 +19,11 @@ def connect(environ: Mapping[str, str] | None = None, timeout: int = 120) -> doc
     HostNotReady with advice for the situation: not installed, not running, no permission,
     or a DOCKER_HOST that does not answer."""
     environ = os.environ if environ is None else environ
+    if (environ.get("DOCKER_HOST") or "").startswith("ssh://"):
+        raise HostNotReady(
+            f"DOCKER_HOST={environ['DOCKER_HOST']}: envctl reaches remote engines itself",
+            hint="unset DOCKER_HOST and name the server with --host instead",
+        )
     try:
         client = docker.DockerClient(base_url=environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}", timeout=timeout)
         client.ping()

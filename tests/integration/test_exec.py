@@ -2,8 +2,6 @@
 
 import json
 import signal
-import time
-from pathlib import Path
 
 from support import IMAGE
 
