@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from envctl.engine import local_socket
 from envctl.errors import HostNotReady
 from envctl.image_step import ImageOutcome, Progress, ensure_image
 from envctl.images import IdentityCache
@@ -43,7 +44,8 @@ def check_ready(plan: Plan) -> None:
 def up(client, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress: Progress | None = None, environ=None) -> Report:
     check_ready(plan)
     cache = cache_dir(environ)
-    image = ensure_image(client, plan.image, loaded.image_source, IdentityCache(cache / "state" / "tarballs.json"), progress)
+    image = ensure_image(client, plan.image, loaded.image_source, IdentityCache(cache / "state" / "tarballs.json"), progress,
+                         local_socket(environ))
     echo(f"image      {plan.image.ref}: {image.action}" + (f" ({image.note})" if image.note else ""))
     workspace = next(m.source for m in plan.container.mounts if m.target == WORKSPACE_TARGET)
     Path(workspace).mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,13 @@ def connect(environ: Mapping[str, str] | None = None, timeout: int = 120) -> doc
         raise _explain(exc, environ) from None
 
 
+def local_socket(environ: Mapping[str, str] | None = None) -> str | None:
+    """The engine's unix socket path when it is reached through one, else None."""
+    environ = os.environ if environ is None else environ
+    host = environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+    return host[len("unix://"):] if host.startswith("unix://") else None
+
+
 def _explain(exc: Exception, environ: Mapping[str, str]) -> HostNotReady:
     text = str(exc)
     docker_host = environ.get("DOCKER_HOST")

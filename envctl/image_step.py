@@ -36,7 +36,10 @@ def _get(client, ref: str):
         raise ImageError(f"the engine could not look up {ref}: {exc.explanation or exc}") from None
 
 
-def ensure_image(client, step: EnsureImage, source: Source | None, identities: IdentityCache, progress: Progress | None = None) -> ImageOutcome:
+def ensure_image(client, step: EnsureImage, source: Source | None, identities: IdentityCache, progress: Progress | None = None,
+                 socket_path: str | None = None) -> ImageOutcome:
+    """`socket_path`: the engine's local unix socket, when it has one (tarballs are then sent
+    with sendfile)."""
     current = _get(client, step.ref)
     if step.origin == "build":
         return _ensure_built(client, step, current, progress)
@@ -83,7 +86,7 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
         raise ImageError(f"image {step.ref} is not on this host; envctl pulls from no registry", hint=how)
 
     advance = progress(f"loading {tarball.name}", tarball.stat().st_size) if progress else None
-    load_tarball(client, tarball, advance)
+    load_tarball(client, tarball, advance, socket_path)
     loaded = _get(client, step.ref)
     if loaded is None or loaded.id != expected:
         found = loaded.id if loaded is not None else "nothing"

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import json
 import os
+import socket
 import tarfile
 import zlib
 from dataclasses import asdict, dataclass
@@ -173,23 +175,66 @@ def _chunks(path: Path, progress: Callable[[int], None] | None) -> Iterator[byte
             yield data
 
 
-def load_tarball(client, path: Path, progress: Callable[[int], None] | None = None) -> list[str]:
-    """Stream a tarball into the engine (memory stays flat whatever its size). Returns the
-    engine's "Loaded image" lines. Raises ImageError with the engine's reason."""
+def load_tarball(client, path: Path, progress: Callable[[int], None] | None = None, socket_path: str | None = None) -> list[str]:
+    """Stream a tarball into the engine; memory stays flat whatever its size. On a local unix
+    socket the file goes to the engine with sendfile(2): no copy through Python, which keeps
+    envctl as fast as `docker load`. Returns the engine's "Loaded image" lines. Raises
+    ImageError with the engine's reason."""
+    if socket_path is not None:
+        events = _load_by_sendfile(socket_path, client.api.api_version, path, progress)
+    else:
+        events = _load_by_api(client, path, progress)
+    loaded = []
+    for event in events:
+        if "error" in event or "errorDetail" in event:
+            detail = (event.get("errorDetail") or {}).get("message") or event.get("error")
+            raise ImageError(f"the engine could not load {path}: {detail}", hint="the tarball may be corrupt: download it again")
+        text = (event.get("stream") or "").strip()
+        if text.startswith("Loaded image"):
+            loaded.append(text)
+    return loaded
+
+
+def _load_by_api(client, path: Path, progress) -> Iterator[dict]:
     from docker.errors import APIError
 
-    loaded = []
     try:
-        for event in client.api.load_image(_chunks(path, progress)):
-            if "error" in event or "errorDetail" in event:
-                detail = event.get("errorDetail", {}).get("message") or event.get("error")
-                raise ImageError(f"the engine could not load {path}: {detail}", hint="the tarball may be corrupt: download it again")
-            text = (event.get("stream") or "").strip()
-            if text.startswith("Loaded image"):
-                loaded.append(text)
+        yield from client.api.load_image(_chunks(path, progress))
     except APIError as exc:
         raise ImageError(f"the engine could not load {path}: {exc.explanation or exc}", hint="the tarball may be corrupt: download it again") from None
-    return loaded
+
+
+def _load_by_sendfile(socket_path: str, api_version: str, path: Path, progress) -> Iterator[dict]:
+    size = path.stat().st_size
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection, open(path, "rb") as handle:
+        connection.connect(socket_path)
+        connection.sendall(
+            f"POST /v{api_version}/images/load HTTP/1.1\r\nHost: docker\r\nContent-Type: application/x-tar\r\n"
+            f"Content-Length: {size}\r\n\r\n".encode()
+        )
+        offset = 0
+        try:
+            while offset < size:
+                sent = os.sendfile(connection.fileno(), handle.fileno(), offset, min(CHUNK * 8, size - offset))
+                if sent == 0:
+                    raise ImageError(f"{path} shrank while it was being loaded")
+                offset += sent
+                if progress:
+                    progress(sent)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the engine stopped reading: its answer below says why
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        body = response.read().decode("utf-8", errors="replace")
+    if response.status != 200:
+        try:
+            message = json.loads(body).get("message", body)
+        except ValueError:
+            message = body.strip()
+        raise ImageError(f"the engine could not load {path}: {message}", hint="the tarball may be corrupt: download it again")
+    for line in body.splitlines():
+        if line.strip():
+            yield json.loads(line)
 
 
 def context_digest(context: Path) -> str:
