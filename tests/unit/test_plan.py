@@ -157,6 +157,13 @@ def test_plan_json_carries_create_args_labels_and_readiness(tmp_path):
     assert "--privileged" not in args
 
 
+def test_privileged_only_when_the_manifest_asks(tmp_path):
+    hostsim.mlu_host(tmp_path / "root", cards=2)
+    assert "--privileged" not in make(tmp_path).container.cli_args()
+    asked = make(tmp_path, MLU_MANIFEST.replace("  network: host\n", "  network: host\n  privileged: true\n"))
+    assert "--privileged" in asked.container.cli_args() and asked.container.api_kwargs()["privileged"] is True
+
+
 def test_cpu_manifest_rejects_cards(tmp_path):
     text = textwrap.dedent("""\
         name: c
