@@ -52,29 +52,29 @@ def test_entrypoint_exit_codes_pass_through(make_env, tarballs):
     assert (ok.returncode, ok.stdout) == (0, "hello\n")
     three = env.run("exec", "three", "--env", env.container)
     assert (three.returncode, three.stdout) == (3, "about to fail\n")
-    assert env.run("exec", "killed").returncode == 137
+    assert env.run("exec", "--env", env.container, "killed").returncode == 137
 
 
 def test_params_set_and_extra_arguments(make_env, tarballs):
     env = make_env("mlu", cards=2)
     up(env, tarballs)
-    default = env.run("exec", "params")
+    default = env.run("exec", "--env", env.container, "params")
     assert default.stdout == "steps=500 lr=2e-2 args:\n"
-    changed = env.run("exec", "params", "--set", "max_steps=10", "--", "a b", "c;d")
+    changed = env.run("exec", "--env", env.container, "params", "--set", "max_steps=10", "--", "a b", "c;d")
     assert changed.stdout == "steps=10 lr=2e-2 args: a b c;d\n", changed.stderr
-    listed = env.run("exec", "argv", "--", "x")
+    listed = env.run("exec", "--env", env.container, "argv", "--", "x")
     assert listed.stdout == "from an argument list x\n"
-    typo = env.run("exec", "params", "--set", "max_step=1")
+    typo = env.run("exec", "--env", env.container, "params", "--set", "max_step=1")
     assert typo.returncode == 2
     assert "entrypoint params has no parameter 'max_step' (did you mean 'max_steps'?); parameters: lr, max_steps" in typo.stderr
-    unknown = env.run("exec", "trian")
+    unknown = env.run("exec", "--env", env.container, "trian")
     assert unknown.returncode == 2 and "has no entrypoint 'trian'" in unknown.stderr
 
 
 def test_an_entrypoints_own_cards_narrow_visibility(make_env, tarballs):
     env = make_env("mlu", cards=2)
     up(env, tarballs)
-    assert env.run("exec", "one-card").stdout == "visible=0\n"
+    assert env.run("exec", "--env", env.container, "one-card").stdout == "visible=0\n"
 
 
 def test_ctrl_c_reaches_the_process_in_the_container(make_env, tarballs):
@@ -102,7 +102,7 @@ def test_exec_needs_env_when_several_are_up(make_env, tarballs):
 def test_output_is_logged_in_the_workspace_and_shown_by_logs(make_env, tarballs):
     env = make_env("mlu", cards=2)
     up(env, tarballs)
-    env.run("exec", "three")
+    env.run("exec", "three", "--env", env.container)
     logs = list((env.base / "workspaces" / env.container / "logs").glob("three-*.log"))
     assert len(logs) == 1 and logs[0].read_text() == "about to fail\n"
     shown = env.run("logs", env.container)
@@ -118,7 +118,7 @@ def test_setup_runs_once_and_reruns_from_the_first_changed_step(make_env, tarbal
     changed = up(env, tarballs, greeting="bonjour")
     assert "setup      1 step(s) ran, 1 unchanged" in changed.stderr
     assert env.inside("cat /tmp/setup-runs")[1] == "made\ngreeted\ngreeted\n"
-    assert env.run("exec", "ok").stdout == "bonjour\n"
+    assert env.run("exec", "--env", env.container, "ok").stdout == "bonjour\n"
 
 
 def test_a_failing_setup_step_stops_up_and_the_next_up_resumes_there(make_env, tarballs):
@@ -140,7 +140,7 @@ def test_a_failing_setup_step_stops_up_and_the_next_up_resumes_there(make_env, t
 def test_down_keeps_the_workspace_and_purge_deletes_it(make_env, tarballs, engine):
     env = make_env("mlu", cards=2)
     up(env, tarballs)
-    env.run("exec", "ok")
+    env.run("exec", "ok", "--env", env.container)
     workspace = env.base / "workspaces" / env.container
     done = env.run("down", env.name)
     assert done.returncode == 0 and env.get() is None
@@ -165,3 +165,71 @@ def test_doctor_reports_a_ready_host_and_a_missing_engine(make_env, tarballs, tm
     assert unreachable.stdout.splitlines()[0].startswith("FAIL  docker engine")
     too_many = env.run("doctor", str(env.manifest), "--cards", "0,5")
     assert too_many.returncode == 5 and "card 5 does not exist" in too_many.stdout
+
+
+def _in_terminal(env, *args, send: bytes = b"", timeout: float = 60) -> bytes:
+    """Run envctl with a real pseudo-terminal as its stdin/stdout, as a person at a shell."""
+    import os
+    import pty
+    import select
+    import sys
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: envctl, attached to the terminal
+        os.execvpe(sys.executable, [sys.executable, "-m", "envctl", *args], env.environ())
+    output, deadline = b"", time.monotonic() + timeout
+    if send:
+        time.sleep(1.5)
+        os.write(fd, send)
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        output += data
+    os.waitpid(pid, 0)
+    return output
+
+
+def test_an_interactive_entrypoint_gets_a_terminal(make_env, tarballs):
+    env = make_env("mlu", cards=2)
+    env.write(BODY.format(image=IMAGE, tarball=tarballs.plain, greeting="hi") + """\
+  chat:
+    interactive: true
+    run: tty; read line; echo "you said $line"
+""")
+    assert env.run("up", str(env.manifest)).returncode == 0
+    output = _in_terminal(env, "exec", "chat", "--env", env.container, send=b"hello\r")
+    assert b"/dev/pts/" in output and b"you said hello" in output
+    piped = env.run("exec", "chat", "--env", env.container, input="")
+    assert "not a tty" in piped.stdout
+
+
+def test_shell_opens_a_shell_in_the_container(make_env, tarballs):
+    env = make_env("mlu", cards=2)
+    up(env, tarballs)
+    output = _in_terminal(env, "shell", "--env", env.container, send=b"echo in=$ENVCTL_ENV at=$(pwd); exit\r")
+    assert f"in={env.container} at=/work".encode() in output
+
+
+def test_logs_follow_prints_what_is_appended(make_env, tarballs):
+    env = make_env("mlu", cards=2)
+    up(env, tarballs)
+    env.run("exec", "ok", "--env", env.container)
+    follower = env.popen("logs", env.container, "-f")
+    try:
+        first = follower.stdout.readline()
+        assert first == "hello\n", first + (follower.stderr.read() if follower.poll() is not None else "")
+        log = next((env.base / "workspaces" / env.container / "logs").glob("ok-*.log"))
+        with open(log, "a") as handle:
+            handle.write("appended later\n")
+        assert follower.stdout.readline() == "appended later\n"
+    finally:
+        follower.kill()
+        follower.wait()
