@@ -1,0 +1,197 @@
+"""Commands about environments on a host: up, exec, shell, status, logs, down, doctor.
+
+The engine-facing modules (docker-py, requests) are imported inside the commands that use them,
+so that manifest commands start in a fraction of the time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from envctl.cli_app import app, local_host, parse_cards, say
+from envctl.errors import EXIT_HOST_NOT_READY, EXIT_NOT_FOUND, EXIT_USAGE, EnvctlError
+from envctl.manifest.loader import load
+from envctl.observe import observe
+from envctl.plan import Options, build_plan
+from envctl.render import plan_text
+
+
+@app.command()
+def up(
+    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
+    cards: Optional[str] = typer.Option(None, "--cards", help="card indices to use, e.g. 0,1 (overrides device.cards)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and change nothing"),
+    skip_driver_check: bool = typer.Option(False, "--skip-driver-check", help="do not stop on a driver mismatch"),
+) -> None:
+    """Bring an environment up: driver check, devices, image, container, setup."""
+    from envctl import apply
+    from envctl.engine import connect
+    from envctl.progress import ByteProgress
+
+    options = Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check)
+    loaded = load(name)
+    host = local_host()
+    if dry_run:
+        try:
+            client = connect()
+        except EnvctlError:
+            client = None  # a dry run still shows the plan, without the engine's view
+        the_plan = build_plan(loaded, observe(host, loaded, client), options)
+        typer.echo(plan_text(the_plan), nl=False)
+        raise typer.Exit(EXIT_HOST_NOT_READY if the_plan.blockers else 0)
+    client = connect()
+    the_plan = build_plan(loaded, observe(host, loaded, client), options)
+    with ByteProgress() as progress:
+        report = apply.up(client, loaded, the_plan, say, progress)
+    entries = ", ".join(e.name for e in the_plan.entrypoints) or "none"
+    say(f"ready      {the_plan.container.name}: envctl exec ENTRYPOINT --env {the_plan.container.name} (entrypoints: {entries})")
+    del report
+
+
+def _plan_for(env):
+    """The plan of a running environment, from the manifest it was created from."""
+    if not env.manifest_file:
+        raise EnvctlError(f"{env.name} carries no manifest file label; recreate it with `envctl up`")
+    loaded = load(env.manifest_file, variant=env.variant)
+    host = local_host()
+    the_plan = build_plan(loaded, observe(host, loaded), Options(cards=env.cards or None, skip_driver_check=True))
+    if the_plan.container.config_hash() != env.config_hash:
+        say(f"warning: {env.manifest_file} changed since {env.name} was created; `envctl up {env.reference}` applies it")
+    return the_plan
+
+
+@app.command("exec")
+def exec_command(
+    entrypoint: str = typer.Argument(..., help="an entrypoint of the environment's manifest"),
+    args: Optional[List[str]] = typer.Argument(None, help="extra arguments, after --"),
+    env: Optional[str] = typer.Option(None, "--env", help="the environment (needed when several are up)"),
+    sets: Optional[List[str]] = typer.Option(None, "--set", help="key=value overriding a parameter; repeatable"),
+) -> None:
+    """Run an entrypoint in its environment's container; exits with the entrypoint's code."""
+    from envctl import environments, execute
+    from envctl.engine import connect
+
+    client = connect()
+    chosen = environments.choose(client, env)
+    the_plan = _plan_for(chosen)
+    entries = {e.name: e for e in the_plan.entrypoints}
+    if entrypoint not in entries:
+        close = difflib.get_close_matches(entrypoint, list(entries), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise EnvctlError(f"{chosen.reference} has no entrypoint '{entrypoint}'{hint}; entrypoints: {', '.join(entries) or 'none'}",
+                          exit_code=EXIT_USAGE)
+    entry = entries[entrypoint]
+    argv, variables = execute.apply_overrides(entry, list(sets or []), list(args or []))
+    tty = entry.interactive and sys.stdin.isatty() and sys.stdout.isatty()
+    workspace = chosen.workspace
+    log_file = execute.log_path(Path(workspace), entrypoint) if workspace and not tty else None
+    code = execute.run(execute.Invocation(chosen.name, argv, variables, entry.workdir, tty, log_file))
+    if log_file is not None:
+        say(f"log: {log_file}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def shell(env: Optional[str] = typer.Option(None, "--env", help="the environment (needed when several are up)")) -> None:
+    """Open a shell in an environment's container."""
+    from envctl import environments, execute
+    from envctl.engine import connect
+
+    client = connect()
+    chosen = environments.choose(client, env)
+    the_plan = _plan_for(chosen)
+    argv = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi")
+    invocation = execute.Invocation(chosen.name, argv, {}, the_plan.container.working_dir, sys.stdin.isatty(), None)
+    raise typer.Exit(execute.run(invocation))
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """The environments envctl created on this host."""
+    from envctl import environments
+    from envctl.engine import connect
+
+    client = connect()
+    rows = [{"name": e.name, "manifest": e.reference, "status": e.status, "cards": list(e.cards),
+             "image": (e.container.attrs.get("Config") or {}).get("Image"), "manifest_file": e.manifest_file,
+             "workspace": e.workspace} for e in environments.all_environments(client)]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no environments")
+        return
+    for r in rows:
+        cards = ",".join(map(str, r["cards"])) or "-"
+        typer.echo(f"{r['name']:<32} {r['status']:<8} cards {cards:<12} {r['manifest']}  ({r['image']})")
+
+
+@app.command()
+def logs(
+    env: Optional[str] = typer.Argument(None, help="the environment (container name or manifest)"),
+    entrypoint: Optional[str] = typer.Option(None, "--entrypoint", "-e", help="only this entrypoint's runs"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="keep printing what is appended"),
+) -> None:
+    """Print the log of the latest entrypoint run (kept in the environment's workspace)."""
+    from envctl import environments, execute
+    from envctl.engine import connect
+
+    client = connect()
+    chosen = environments.choose(client, env, running_only=False)
+    if not chosen.workspace:
+        raise EnvctlError(f"{chosen.name} has no workspace mount")
+    pattern = f"{entrypoint}-*.log" if entrypoint else "*.log"
+    found = sorted(Path(chosen.workspace, "logs").glob(pattern), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise EnvctlError(f"no logs yet in {chosen.workspace}/logs" + (f" for {entrypoint}" if entrypoint else ""),
+                          exit_code=EXIT_NOT_FOUND)
+    execute.print_file(found[-1], follow)
+
+
+@app.command()
+def down(
+    env: str = typer.Argument(..., help="the environment (container name or manifest)"),
+    purge: bool = typer.Option(False, "--purge", help="also delete its workspace (logs, outputs, writable copies)"),
+) -> None:
+    """Remove an environment's container; the artifact cache and, unless --purge, the workspace stay."""
+    from envctl import environments, lifecycle
+    from envctl.engine import connect
+
+    client = connect()
+    chosen = environments.choose(client, env, running_only=False)
+    workspace = chosen.workspace
+    lifecycle.remove(client, chosen.name)
+    say(f"removed {chosen.name}")
+    if purge and workspace and Path(workspace).exists():
+        shutil.rmtree(workspace)
+        say(f"deleted workspace {workspace}")
+    elif workspace:
+        say(f"kept workspace {workspace} (--purge deletes it)")
+
+
+@app.command()
+def doctor(
+    name: Optional[str] = typer.Argument(None, help="a manifest to check the host against"),
+    cards: Optional[str] = typer.Option(None, "--cards", help="card indices to check"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Is this host ready? Exit 5 when a check fails."""
+    from envctl.doctor import diagnose
+
+    loaded = load(name) if name else None
+    checks = diagnose(local_host(), loaded, Options(cards=parse_cards(cards)))
+    if as_json:
+        typer.echo(json.dumps([c.__dict__ for c in checks], indent=2))
+    else:
+        width = max(len(c.name) for c in checks)
+        for c in checks:
+            typer.echo(f"{c.status.upper():<5} {c.name:<{width}}  {c.detail}")
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(EXIT_HOST_NOT_READY)

@@ -1,0 +1,159 @@
+"""Commands about manifests: list, show, validate, schema, plan, version."""
+
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+import typer
+import yaml
+
+from envctl import __version__
+from envctl.cli_app import app, local_host, parse_cards, print_error
+from envctl.errors import EXIT_HOST_NOT_READY, EXIT_MANIFEST_INVALID, EnvctlError, ManifestError
+from envctl.manifest import discovery
+from envctl.manifest.loader import load
+from envctl.manifest.model import Manifest
+from envctl.observe import observe
+from envctl.plan import Options, build_plan
+from envctl.render import plan_json, plan_text, redact_tree
+
+
+@app.command("list")
+def list_command(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """List the manifests found, with device kind and description."""
+    roots = discovery.search_roots()
+    rows = []
+    for found in discovery.list_manifests(roots):
+        row = {"name": found.name, "path": str(found.path), "origin": found.root.origin,
+               "shadowed_by": str(found.shadowed_by) if found.shadowed_by else None}
+        try:
+            # Described by its default variant, or its first one when it names no default.
+            first = (_variant_names(str(found.path), roots) or [None])[0]
+            loaded = None if found.shadowed_by else _load_described(found.path, roots, first)
+        except ManifestError as exc:
+            row.update(kind=None, description=None, variants=[], valid=False, problems=len(exc.problems))
+        except EnvctlError:
+            row.update(kind=None, description=None, variants=[], valid=False, problems=1)
+        else:
+            m = loaded.manifest if loaded else None
+            row.update(kind=m.device.kind if m else None, description=m.description if m else None,
+                       variants=sorted(m.variants) if m else [], valid=bool(m))
+        rows.append(row)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo("no manifests found; looked in " + ", ".join(str(r.path) for r in roots))
+        return
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        if r["shadowed_by"]:
+            status = f"(shadowed by {r['shadowed_by']})"
+        elif not r["valid"]:
+            status = f"INVALID ({r['problems']} problem(s)): envctl validate {r['path']}"
+        else:
+            variants = f" [variants: {', '.join(r['variants'])}]" if r["variants"] else ""
+            status = f"{r['kind']:<5} {r['description']}{variants}"
+        typer.echo(f"{r['name']:<{width}}  {status}  ({r['origin']})")
+
+
+def _load_described(path, roots, first_variant):
+    try:
+        return load(path, roots=roots)
+    except ManifestError:
+        if first_variant is None:
+            raise
+        return load(path, roots=roots, variant=first_variant)
+
+
+@app.command()
+def show(name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path")) -> None:
+    """Print the fully resolved manifest: profiles merged, variant applied, variables expanded."""
+    loaded = load(name)
+    data = loaded.manifest.model_dump(mode="json", exclude_none=True)
+    data.pop("variants", None)
+    data = redact_tree(data, loaded.secrets)
+    typer.echo(f"# resolved from {loaded.file}")
+    typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120), nl=False)
+
+
+@app.command()
+def validate(references: Optional[List[str]] = typer.Argument(None, help="NAMEs or paths; default: every manifest found")) -> None:
+    """Check manifests; every problem at once, with file:line:column and the field's path."""
+    roots = discovery.search_roots()
+    if not references:
+        references = [str(f.path) for f in discovery.list_manifests(roots) if not f.shadowed_by]
+    failed = 0
+    for reference in references:
+        try:
+            loaded = _load_all_variants(reference, roots)
+        except ManifestError as exc:
+            failed += 1
+            for problem in exc.problems:
+                typer.echo(f"error: {problem}", err=True)
+        except EnvctlError as exc:
+            failed += 1
+            print_error(exc)
+        else:
+            typer.echo(f"ok: {loaded}")
+    if failed:
+        raise typer.Exit(EXIT_MANIFEST_INVALID)
+
+
+def _load_all_variants(reference: str, roots) -> str:
+    """Validate a manifest: the variant named, or else every variant it defines."""
+    name, variant = discovery.split_variant(reference)
+    variants = [variant] if variant else (_variant_names(name, roots) or [None])
+    problems = []
+    loaded = None
+    for each in variants:
+        try:
+            loaded = load(name, roots=roots, variant=each)
+        except ManifestError as exc:
+            problems += exc.problems
+    if problems:
+        raise ManifestError(list(dict.fromkeys(problems)))
+    label = f" [{', '.join(variants)}]" if variants != [None] else ""
+    return f"{loaded.manifest.name}{label} ({loaded.file})"
+
+
+def _variant_names(name: str, roots) -> list[str]:
+    """The variants a manifest file defines, read without resolving it."""
+    path = discovery.find_manifest(name, roots)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return []  # the loader reports it
+    variants = data.get("variants") if isinstance(data, dict) else None
+    return sorted(variants) if isinstance(variants, dict) else []
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the manifest format (for editor completion)."""
+    document = Manifest.model_json_schema()
+    document = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "https://envctl.dev/manifest.schema.json", **document}
+    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@app.command()
+def plan(
+    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
+    cards: Optional[str] = typer.Option(None, "--cards", help="card indices to use, e.g. 0,1 (overrides device.cards)"),
+    skip_driver_check: bool = typer.Option(False, "--skip-driver-check", help="do not stop on a driver mismatch"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Show exactly what `up` would do on this host; exit 5 when something blocks it."""
+    options = Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check)
+    loaded = load(name)
+    host = local_host()
+    the_plan = build_plan(loaded, observe(host, loaded), options)
+    typer.echo(plan_json(the_plan) if as_json else plan_text(the_plan), nl=not as_json)
+    if the_plan.blockers:
+        raise typer.Exit(EXIT_HOST_NOT_READY)
+
+@app.command()
+def version() -> None:
+    """Print envctl's version."""
+    typer.echo(__version__)
