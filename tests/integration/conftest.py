@@ -5,12 +5,10 @@ for the tests and removed afterwards."""
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import textwrap
 import uuid
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ import pytest
 
 import hostsim
 from support import IMAGE
+from testimages import save_image
 
 NAME_PREFIX = "it-"
 
@@ -41,31 +40,6 @@ def engine():
             client.images.remove(tag, force=True)
 
 
-def _rootfs_tar(extra: dict[str, bytes] | None = None) -> bytes:
-    """A busybox rootfs as a tar stream: /bin/busybox plus its applets, /tmp, /etc."""
-    busybox = Path("/bin/busybox")
-    if not busybox.exists() or subprocess.run(["ldd", str(busybox)], capture_output=True).returncode == 0:
-        pytest.fail("a static /bin/busybox is needed to build test images (Debian: busybox-static)", pytrace=False)
-    applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True).stdout.split()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for directory in ("bin", "tmp", "etc", "var", "root"):
-            info = tarfile.TarInfo(directory)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
-            archive.addfile(info)
-        archive.add(str(busybox), "bin/busybox")
-        for applet in applets:
-            if applet != "busybox":
-                link = tarfile.TarInfo(f"bin/{applet}")
-                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-                archive.addfile(link)
-        for name, data in (extra or {}).items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 @dataclass(frozen=True)
 class Tarballs:
     plain: Path  # docker save of IMAGE
@@ -80,18 +54,9 @@ class Tarballs:
 def tarballs(engine, tmp_path_factory) -> Tarballs:
     directory = tmp_path_factory.mktemp("images")
 
-    def build(extra, path: Path) -> str:
-        engine.api.import_image_from_data(_rootfs_tar(extra), repository="envctl-it/busybox", tag="1")
-        image = engine.images.get(IMAGE)
-        with open(path, "wb") as handle:
-            for chunk in image.save(named=True):
-                handle.write(chunk)
-        engine.images.remove(IMAGE, force=True)
-        return image.id
-
     plain, other = directory / "busybox.tar", directory / "busybox-other.tar"
-    image_id = build(None, plain)
-    other_id = build({"etc/other": b"a different image\n"}, other)
+    image_id = save_image(engine, None, plain)
+    other_id = save_image(engine, {"etc/other": b"a different image\n"}, other)
     gz = directory / "busybox.tar.gz"
     with open(plain, "rb") as source, gzip.open(gz, "wb") as target:
         shutil.copyfileobj(source, target)

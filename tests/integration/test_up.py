@@ -238,12 +238,17 @@ def test_status_lists_the_environment(make_env, tarballs, no_image):
     assert mine and mine[0]["status"] == "running" and mine[0]["cards"] == [0, 1] and mine[0]["image"] == IMAGE
 
 
-def test_a_tarball_the_engine_rejects_is_reported_and_nothing_is_tagged(make_env, tarballs, no_image, engine, tmp_path):
-    # A complete tarball whose manifest and config read fine, but whose layer is garbage.
+def test_a_tarball_the_engine_rejects_is_reported_and_nothing_is_tagged(make_env, no_image, engine, tmp_path):
+    # A complete tarball whose manifest and config read fine, but whose layer is garbage. The
+    # image is new to the engine (a unique file in it), so the engine must read that layer.
     import tarfile
+    import uuid
 
-    broken = tmp_path / "broken-layer.tar"
-    with tarfile.open(tarballs.plain) as source, tarfile.open(broken, "w") as target:
+    from testimages import save_image
+
+    original, broken = tmp_path / "unique.tar", tmp_path / "broken-layer.tar"
+    save_image(engine, {"etc/unique": uuid.uuid4().bytes}, original)
+    with tarfile.open(original) as source, tarfile.open(broken, "w") as target:
         for member in source:
             data = source.extractfile(member) if member.isfile() else None
             if member.name.endswith("layer.tar"):

@@ -1,0 +1,50 @@
+"""Test images without a registry: a static busybox rootfs imported into the engine, then
+saved as a `docker save` tarball."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from support import IMAGE
+
+
+def _rootfs_tar(extra: dict[str, bytes] | None = None) -> bytes:
+    """A busybox rootfs as a tar stream: /bin/busybox plus its applets, /tmp, /etc."""
+    busybox = Path("/bin/busybox")
+    if not busybox.exists() or subprocess.run(["ldd", str(busybox)], capture_output=True).returncode == 0:
+        pytest.fail("a static /bin/busybox is needed to build test images (Debian: busybox-static)", pytrace=False)
+    applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True).stdout.split()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for directory in ("bin", "tmp", "etc", "var", "root"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
+            archive.addfile(info)
+        archive.add(str(busybox), "bin/busybox")
+        for applet in applets:
+            if applet != "busybox":
+                link = tarfile.TarInfo(f"bin/{applet}")
+                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+                archive.addfile(link)
+        for name, data in (extra or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def save_image(engine, extra: dict[str, bytes] | None, path: Path) -> str:
+    """Import a busybox rootfs (plus `extra` files) as IMAGE, `docker save` it to `path`, remove
+    it from the engine again, and return its image ID."""
+    engine.api.import_image_from_data(_rootfs_tar(extra), repository="envctl-it/busybox", tag="1")
+    image = engine.images.get(IMAGE)
+    with open(path, "wb") as handle:
+        for chunk in image.save(named=True):
+            handle.write(chunk)
+    engine.images.remove(IMAGE, force=True)
+    return image.id
