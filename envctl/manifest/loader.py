@@ -231,12 +231,14 @@ def _check_references(data: dict, doc: Document, base: Path) -> list[Problem]:
 
 
 def build_context(build: str, manifest_dir: Path) -> Path | None:
-    """Where `image.build` points: beside the manifest, or (for `images/<dir>`) at the root that
-    holds manifests/ and images/ — the repository, or the installed package."""
-    for base in (manifest_dir, manifest_dir.parent.parent):
-        candidate = (base / build).resolve()
-        if candidate.is_dir():
-            return candidate
+    """Where `image.build` points: beside the manifest, or (for `images/<dir>`) in the images/
+    directory next to manifests/ in a checkout, or in the images shipped inside the package."""
+    candidates = [manifest_dir / build, manifest_dir.parent.parent / build]
+    if build.startswith("images/"):
+        candidates.append(Path(__file__).resolve().parents[1] / "shipped_images" / build[len("images/"):])
+    for candidate in candidates:
+        if candidate.resolve().is_dir():
+            return candidate.resolve()
     return None
 
 
