@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from envctl.artifacts.cache import Cache
+from envctl.artifacts.fetch import fetch_all, workspace_copy
 from envctl.engine import local_socket
 from envctl.errors import HostNotReady
 from envctl.image_step import ImageOutcome, Progress, ensure_image
@@ -27,13 +28,11 @@ class Report:
 
 
 def check_ready(plan: Plan) -> None:
-    """Refuse to start when the plan says the host is not ready or an artifact is missing."""
+    """Refuse to start when the plan says the host is not ready or an artifact has no source."""
     problems = list(plan.blockers)
     for artifact in plan.artifacts:
         if artifact.source is None:
             problems.append(f"artifact {artifact.name} has no source: {artifact.obtain}")
-        elif artifact.host_path and not os.path.exists(artifact.host_path):
-            problems.append(f"artifact {artifact.name} ({artifact.source}) is not in the cache at {artifact.host_path}")
     if problems:
         raise HostNotReady(
             f"{plan.manifest} cannot start on {plan.host}:\n" + "\n".join(f"- {p}" for p in problems),
@@ -41,8 +40,25 @@ def check_ready(plan: Plan) -> None:
         )
 
 
-def up(client, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress: Progress | None = None, environ=None) -> Report:
+def place_artifacts(loaded: Loaded, plan: Plan, echo, progress, offline: bool, environ=None) -> None:
+    """Fetch every artifact into the cache, then make the writable copies `mode: rw` asks for."""
+    cache = Cache(cache_dir(environ))
+    fetched = {f.name: f for f in fetch_all(loaded, cache, offline, progress, echo)}
+    for artifact in plan.artifacts:
+        if artifact.mode == "rw" and artifact.host_path:
+            key = Path(artifact.cache_path).relative_to(cache.root / "artifacts")
+            placed = fetched[artifact.name].path
+            if artifact.subpath:
+                placed = placed / artifact.subpath.strip("/")
+            action = workspace_copy(placed, cache.placed_record(str(key)), Path(artifact.host_path))
+            if action == "copied":
+                echo(f"artifact   {artifact.name}: writable copy at {artifact.host_path}")
+
+
+def up(client, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress: Progress | None = None, environ=None,
+       offline: bool = False) -> Report:
     check_ready(plan)
+    place_artifacts(loaded, plan, echo, progress, offline, environ)
     cache = cache_dir(environ)
     image = ensure_image(client, plan.image, loaded.image_source, IdentityCache(cache / "state" / "tarballs.json"), progress,
                          local_socket(environ))

@@ -29,8 +29,9 @@ def up(
     cards: Optional[str] = typer.Option(None, "--cards", help="card indices to use, e.g. 0,1 (overrides device.cards)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and change nothing"),
     skip_driver_check: bool = typer.Option(False, "--skip-driver-check", help="do not stop on a driver mismatch"),
+    offline: bool = typer.Option(False, "--offline", help="use the artifact cache only; say what is missing"),
 ) -> None:
-    """Bring an environment up: driver check, devices, image, container, setup."""
+    """Bring an environment up: driver check, devices, artifacts, image, container, setup."""
     from envctl import apply
     from envctl.engine import connect
     from envctl.progress import ByteProgress
@@ -49,10 +50,33 @@ def up(
     client = connect()
     the_plan = build_plan(loaded, observe(host, loaded, client), options)
     with ByteProgress() as progress:
-        report = apply.up(client, loaded, the_plan, say, progress)
+        report = apply.up(client, loaded, the_plan, say, progress, offline=offline)
     entries = ", ".join(e.name for e in the_plan.entrypoints) or "none"
     say(f"ready      {the_plan.container.name}: envctl exec ENTRYPOINT --env {the_plan.container.name} (entrypoints: {entries})")
     del report
+
+
+@app.command()
+def fetch(
+    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
+    offline: bool = typer.Option(False, "--offline", help="use the cache only; say what is missing"),
+    only: Optional[List[str]] = typer.Option(None, "--only", help="fetch just this artifact; repeatable"),
+) -> None:
+    """Fetch a manifest's artifacts into the cache, starting nothing."""
+    from envctl.artifacts.cache import Cache
+    from envctl.artifacts.fetch import fetch_all
+    from envctl.paths import cache_dir
+    from envctl.progress import ByteProgress
+
+    loaded = load(name)
+    unknown = [n for n in only or [] if n not in loaded.manifest.artifacts]
+    if unknown:
+        raise EnvctlError(f"{loaded.manifest.name} has no artifact {', '.join(unknown)}; artifacts: "
+                          f"{', '.join(loaded.manifest.artifacts) or 'none'}", exit_code=EXIT_USAGE)
+    with ByteProgress() as progress:
+        fetched = fetch_all(loaded, Cache(cache_dir()), offline, progress, say, names=list(only) if only else None)
+    for item in fetched:
+        typer.echo(f"{item.name}\t{item.path}")
 
 
 def _plan_for(env):

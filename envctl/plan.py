@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from envctl.artifacts.sources import artifact_key
 from envctl.containers import ContainerSpec
 from envctl.devices import family
 from envctl.devices.base import Mount, Selection, choose_cards
@@ -146,7 +147,7 @@ def _driver_blocker(check: CheckDriver, observed: Observed, manifest_name: str) 
 def _artifact(name: str, loaded: Loaded, cache: Path, workspace: Path) -> FetchArtifact:
     artifact = loaded.manifest.artifacts[name]
     source = loaded.sources.get(name)
-    cache_path = str(cache / "artifacts" / source.cache_key()) if source else None
+    cache_path = str(cache / "artifacts" / artifact_key(source, artifact.subpath, artifact.include)) if source else None
     if artifact.mode == "rw":
         host_path = str(workspace / "artifacts" / name)
     elif cache_path and artifact.subpath:

@@ -7,6 +7,8 @@ plain paths (relative ones are relative to the manifest's directory).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -122,3 +124,14 @@ def parse_source(text: str, base_dir: Path | None = None) -> Source:
     raise SourceError(
         f"unknown source scheme '{scheme}://' (use hf://, modelscope://, http(s)://, ftp://, git+https://, file:// or a path)"
     )
+
+
+def artifact_key(source: Source, subpath: str | None, include: list[str] | tuple[str, ...]) -> str:
+    """The cache directory name of an artifact: its source, plus what part of it was taken (a
+    subpath, include patterns), so that two manifests taking different parts never share one."""
+    key = source.cache_key()
+    if subpath:
+        key += "~" + subpath.strip("/").replace("/", "~")
+    if include:
+        key += "~" + hashlib.sha256(json.dumps(sorted(include)).encode()).hexdigest()[:8]
+    return key

@@ -1,0 +1,138 @@
+"""The artifact cache on a host, shared by every manifest and container.
+
+    <cache>/blobs/sha256/<hex>        verified file contents, stored once (read-only)
+    <cache>/partial/<id>.part|.json   downloads in progress, kept across runs to resume
+    <cache>/artifacts/<key>           placed artifacts: a file, or a tree of hard links to blobs;
+                                      this is what containers mount
+    <cache>/artifacts/<key>.json      what was placed there (files, sizes, digests, revision)
+    <cache>/git/...                   bare repositories for git sources
+    <cache>/locks/                    one lock file per artifact being fetched
+
+A file is a blob only once its sha256 is verified; a placed artifact appears (by rename) only
+once every file in it is a blob. So a partial file is never taken for a whole one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class PlacedFile:
+    path: str  # relative path inside the artifact ("" for a single-file artifact)
+    size: int
+    sha256: str
+
+
+class Cache:
+    def __init__(self, root: Path):
+        self.root = root
+
+    # -- blobs ---------------------------------------------------------------------------
+    def blob(self, sha256: str) -> Path:
+        return self.root / "blobs" / "sha256" / sha256
+
+    def has_blob(self, sha256: str | None) -> bool:
+        return bool(sha256) and self.blob(sha256).is_file()
+
+    def adopt(self, verified_file: Path, sha256: str) -> Path:
+        """Move a file whose content was verified to hash to `sha256` into the blob store."""
+        target = self.blob(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            verified_file.unlink(missing_ok=True)
+        else:
+            os.chmod(verified_file, 0o444)
+            os.replace(verified_file, target)
+        return target
+
+    # -- partial downloads ---------------------------------------------------------------
+    def partial(self, identity: str) -> Path:
+        """The partial file for a download identified by `identity` (its URL and expected digest)."""
+        name = hashlib.sha256(identity.encode()).hexdigest()[:32]
+        directory = self.root / "partial"
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory / f"{name}.part"
+
+    # -- placed artifacts -----------------------------------------------------------------
+    def placed(self, key: str) -> Path:
+        return self.root / "artifacts" / key
+
+    def placed_record(self, key: str) -> dict | None:
+        try:
+            return json.loads((self.root / "artifacts" / f"{key}.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def place(self, key: str, files: list[PlacedFile], single_file: bool, record: dict) -> Path:
+        """Assemble an artifact from blobs (hard links, so no bytes are copied) and make it
+        appear atomically at artifacts/<key>."""
+        final = self.placed(key)
+        staging = final.parent / f".{final.name}.{os.getpid()}.tmp"
+        _remove(staging)
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        if single_file:
+            _link_or_copy(self.blob(files[0].sha256), staging)
+        else:
+            staging.mkdir()
+            for file in files:
+                destination = staging / file.path
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(self.blob(file.sha256), destination)
+        return self.publish(key, staging, files, record)
+
+    def publish(self, key: str, staging: Path, files: list[PlacedFile], record: dict) -> Path:
+        """Rename a fully built file or tree into place, then write its record."""
+        final = self.placed(key)
+        _remove(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, final)
+        meta = final.parent / f"{final.name}.json"
+        temporary = meta.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({**record, "files": [asdict(f) for f in files]}, indent=1, ensure_ascii=False))
+        os.replace(temporary, meta)
+        return final
+
+    @contextmanager
+    def locked(self, key: str):
+        """One fetch of an artifact at a time on this host; others wait, then find it done."""
+        directory = self.root / "locks"
+        directory.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256(key.encode()).hexdigest()[:32]
+        with open(directory / f"{name}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _link_or_copy(source: Path, destination: Path) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:  # another filesystem: copy instead
+        shutil.copyfile(source, destination)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()

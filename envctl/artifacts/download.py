@@ -1,0 +1,276 @@
+"""Downloading one file over HTTP(S) into the cache: resumable, verified, parallel when it pays.
+
+- A download writes to a partial file kept across runs; the next run asks only for the missing
+  bytes (Range + If-Range, so a file that changed upstream is not spliced onto an old prefix).
+- A large file from a server that accepts ranges is fetched over several connections, segment
+  by segment; the segments done are recorded, so a killed run resumes them too. A server that
+  ignores ranges gets one plain stream.
+- The sha256 is computed as bytes arrive (for segments, in order, as the contiguous prefix
+  grows), compared with the expected digest, and only then is the file adopted as a blob. A
+  mismatch keeps nothing and names the file, both digests and the source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from envctl.artifacts.cache import CHUNK, Cache
+from envctl.errors import EXIT_FETCH_FAILED, EnvctlError
+
+SEGMENT = 16 << 20
+PARALLEL_THRESHOLD = 64 << 20
+RETRIES = 4
+TIMEOUT = (15, 60)  # connect, read: a stalled link fails and is retried instead of hanging
+
+
+class FetchError(EnvctlError):
+    exit_code = EXIT_FETCH_FAILED
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str  # where it goes inside the artifact ("" for a single-file artifact)
+    url: str
+    display: str  # the source as a user may see it (no credentials)
+    size: int | None = None
+    sha256: str | None = None
+    headers: dict = field(default_factory=dict, compare=False, repr=False)  # e.g. Authorization
+    auth: tuple | None = field(default=None, compare=False, repr=False)
+
+
+class _Restart(Exception):
+    """The server does not honour ranges for this file: fetch it as one stream from the start."""
+
+
+class Downloader:
+    def __init__(self, cache: Cache, connections: int = 4, progress: Callable[[str, int], Callable[[int], None]] | None = None):
+        self.cache = cache
+        self.connections = connections
+        self.progress = progress
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        # One session per thread: connections are reused, and requests sessions are not
+        # guaranteed thread-safe.
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def fetch(self, remote: RemoteFile) -> tuple[str, int]:
+        """Make sure the file is a verified blob; returns (sha256, size)."""
+        if remote.sha256 and self.cache.has_blob(remote.sha256):
+            return remote.sha256, self.cache.blob(remote.sha256).stat().st_size
+        part = self.cache.partial(f"{remote.url}|{remote.sha256 or ''}")
+        meta_path = part.with_suffix(".json")
+        meta = _read_json(meta_path)
+        size, etag, ranges = self._probe(remote)
+        parallel = bool(size and ranges and size >= PARALLEL_THRESHOLD and self.connections > 1)
+        mode = "parallel" if parallel else "stream"
+        if meta.get("etag") != etag or meta.get("size") != size or meta.get("mode") != mode:
+            # Not the file (or not the layout) the partial bytes came from: start over.
+            part.unlink(missing_ok=True)
+            meta = {"url": remote.display, "etag": etag, "size": size, "mode": mode, "segments": []}
+        _write_json(meta_path, meta)
+        advance = self.progress(remote.path or Path(remote.display).name, size or 0) if self.progress else None
+        try:
+            if parallel:
+                digest = self._parallel(remote, part, meta_path, meta, size, etag, advance)
+            else:
+                digest = self._stream(remote, part, size, etag, ranges, advance)
+        except _Restart:
+            part.unlink(missing_ok=True)
+            _write_json(meta_path, {**meta, "mode": "stream", "segments": []})
+            digest = self._stream(remote, part, size, etag, False, advance)
+        actual_size = part.stat().st_size
+        if size is not None and actual_size != size:
+            raise FetchError(f"{remote.display}: got {actual_size} bytes of {size}; run again to resume")
+        if remote.sha256 and digest != remote.sha256:
+            part.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
+            raise FetchError(
+                f"{remote.path or Path(remote.display).name}: sha256 {digest} does not match the expected {remote.sha256} "
+                f"(source {remote.display}); the download was discarded",
+                hint="if the publisher changed the file on purpose, update the digest (envctl lock); otherwise try another mirror",
+            )
+        self.cache.adopt(part, digest)
+        meta_path.unlink(missing_ok=True)
+        return digest, actual_size
+
+    # -- probing ---------------------------------------------------------------------------
+    def _request(self, method: str, remote: RemoteFile, headers: dict | None = None, stream: bool = False) -> requests.Response:
+        last: Exception | None = None
+        for attempt in range(RETRIES):
+            try:
+                response = self._session().request(
+                    method, remote.url, headers={**remote.headers, **(headers or {})}, auth=remote.auth,
+                    stream=stream, timeout=TIMEOUT, allow_redirects=True,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = exc
+                time.sleep(0.5 * 2**attempt)
+                continue
+            if response.status_code in (401, 403):
+                raise FetchError(f"{remote.display}: the server refused access ({response.status_code})",
+                                 hint="check the credentials (token, ~/.netrc or the URL's user)")
+            if response.status_code == 404:
+                raise FetchError(f"{remote.display}: not found (404)")
+            if response.status_code >= 500:
+                last = FetchError(f"{remote.display}: server error {response.status_code}")
+                time.sleep(0.5 * 2**attempt)
+                continue
+            if response.status_code >= 400:
+                raise FetchError(f"{remote.display}: the server answered {response.status_code}")
+            return response
+        raise FetchError(f"{remote.display}: {_reason(last)} (after {RETRIES} tries); run again to resume")
+
+    def _probe(self, remote: RemoteFile) -> tuple[int | None, str | None, bool]:
+        response = self._request("HEAD", remote)
+        length = response.headers.get("Content-Length")
+        size = int(length) if length and length.isdigit() else remote.size
+        etag = response.headers.get("ETag") or response.headers.get("Last-Modified")
+        ranges = response.headers.get("Accept-Ranges", "").lower() == "bytes"
+        return size, etag, ranges
+
+    # -- one stream ------------------------------------------------------------------------
+    def _stream(self, remote, part: Path, size, etag, ranges: bool, advance) -> str:
+        digest = hashlib.sha256()
+        offset = part.stat().st_size if part.exists() else 0
+        if offset and not ranges:
+            offset = 0  # the server cannot resume: the prefix cannot be trusted to line up
+            part.unlink()
+        if offset:
+            with open(part, "rb") as handle:
+                for block in iter(lambda: handle.read(CHUNK), b""):
+                    digest.update(block)
+            if advance:
+                advance(offset)
+        for _attempt in range(RETRIES):
+            if size is not None and offset >= size:
+                break
+            headers = {"Range": f"bytes={offset}-", **({"If-Range": etag} if etag else {})} if offset else {}
+            response = self._request("GET", remote, headers, stream=True)
+            if offset and response.status_code != 206:
+                # A full body instead of the tail: the file changed or ranges are ignored.
+                response.close()
+                part.unlink(missing_ok=True)
+                digest, offset = hashlib.sha256(), 0
+                continue
+            try:
+                with open(part, "ab") as handle:
+                    for block in response.iter_content(CHUNK):
+                        handle.write(block)
+                        digest.update(block)
+                        offset += len(block)
+                        if advance:
+                            advance(len(block))
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout):
+                pass  # dropped mid-body: ask again for the rest
+            finally:
+                response.close()
+            if size is None or offset >= size:
+                break
+        return digest.hexdigest()
+
+    # -- several connections ----------------------------------------------------------------
+    def _parallel(self, remote, part: Path, meta_path: Path, meta: dict, size: int, etag, advance) -> str:
+        count = (size + SEGMENT - 1) // SEGMENT
+        done = set(meta.get("segments", []))
+        if not part.exists() or part.stat().st_size != size:
+            with open(part, "ab") as handle:
+                handle.truncate(size)
+        condition = threading.Condition()
+        failures: list[BaseException] = []
+
+        def fetch_segment(index: int) -> None:
+            start, end = index * SEGMENT, min(size, (index + 1) * SEGMENT) - 1
+            for _attempt in range(RETRIES):
+                response = self._request("GET", remote, {"Range": f"bytes={start}-{end}", **({"If-Range": etag} if etag else {})}, stream=True)
+                if response.status_code != 206:
+                    response.close()
+                    raise _Restart()
+                position = start
+                try:
+                    with open(part, "r+b") as handle:
+                        handle.seek(start)
+                        for block in response.iter_content(CHUNK):
+                            handle.write(block)
+                            position += len(block)
+                            if advance:
+                                advance(len(block))
+                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout):
+                    pass
+                finally:
+                    response.close()
+                if position == end + 1:
+                    with condition:
+                        done.add(index)
+                        _write_json(meta_path, {**meta, "segments": sorted(done)})
+                        condition.notify_all()
+                    return
+                start = position  # resume within the segment
+            raise FetchError(f"{remote.display}: the connection kept dropping; run again to resume")
+
+        def hash_in_order() -> str:
+            digest = hashlib.sha256()
+            with open(part, "rb") as handle:
+                for index in range(count):
+                    with condition:
+                        while index not in done and not failures:
+                            condition.wait(timeout=1)
+                        if failures:
+                            return ""
+                    handle.seek(index * SEGMENT)
+                    remaining = min(SEGMENT, size - index * SEGMENT)
+                    while remaining:
+                        block = handle.read(min(CHUNK, remaining))
+                        digest.update(block)
+                        remaining -= len(block)
+            return digest.hexdigest()
+
+        if advance:
+            advance(sum(min(SEGMENT, size - i * SEGMENT) for i in done))
+        with ThreadPoolExecutor(max_workers=self.connections + 1) as pool:
+            hasher = pool.submit(hash_in_order)
+            futures = [pool.submit(fetch_segment, i) for i in range(count) if i not in done]
+            for future in futures:
+                try:
+                    future.result()
+                except BaseException as exc:  # noqa: BLE001 — re-raised below, after the others stop
+                    with condition:
+                        failures.append(exc)
+                        condition.notify_all()
+            digest = hasher.result()
+        if failures:
+            raise failures[0]
+        return digest
+
+
+def _reason(exc: Exception | None) -> str:
+    if exc is None:
+        return "no answer"
+    text = str(exc)
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    temporary = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    temporary.write_text(json.dumps(data))
+    os.replace(temporary, path)

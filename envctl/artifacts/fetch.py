@@ -1,0 +1,182 @@
+"""Fetching a manifest's artifacts into the cache and placing them for the container.
+
+Each artifact is fetched under a lock of its own (two `fetch`es or `up`s of the same artifact
+download it once), and appears in the cache only when complete and verified. `offline` uses the
+cache alone and says what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from envctl.artifacts import gitsrc
+from envctl.artifacts.archive import extract
+from envctl.artifacts.cache import Cache, PlacedFile, sha256_of
+from envctl.artifacts.download import Downloader, FetchError, RemoteFile
+from envctl.artifacts.sources import Source, artifact_key
+from envctl.manifest.loader import Loaded
+from envctl.manifest.model import Artifact
+
+
+@dataclass(frozen=True)
+class Fetched:
+    name: str
+    path: Path  # the placed file or tree in the cache
+    revision: str | None  # the commit a ref resolved to, for git and hub sources
+    files: tuple[PlacedFile, ...]
+    action: str  # cached | fetched
+
+
+def fetch_all(loaded: Loaded, cache: Cache, offline: bool = False, progress=None, echo: Callable[[str], None] = lambda _: None,
+              names: list[str] | None = None) -> list[Fetched]:
+    manifest = loaded.manifest
+    wanted = [n for n in manifest.artifacts if names is None or n in names]
+    missing = [n for n in wanted if loaded.sources.get(n) is None]
+    if missing:
+        notes = "\n".join(f"- {n}: {manifest.artifacts[n].obtain}" for n in missing)
+        raise FetchError(f"{len(missing)} artifact(s) have no source yet:\n{notes}")
+    downloader = Downloader(cache, progress=progress)
+    # A few artifacts at once: small files are latency-bound, large ones use several
+    # connections each inside the downloader.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {n: pool.submit(fetch_one, n, loaded.sources[n], manifest.artifacts[n], cache, downloader, offline)
+                   for n in wanted}
+        results, errors = [], []
+        for name, future in futures.items():
+            try:
+                fetched = future.result()
+                results.append(fetched)
+                echo(f"artifact   {name}: {fetched.action}" + (f" ({fetched.revision})" if fetched.revision else ""))
+            except FetchError as exc:
+                errors.append(f"{name}: {exc.message}")
+    if errors:
+        raise FetchError("\n".join(errors), hint="fix what is named and run again: what was fetched is kept")
+    return results
+
+
+def fetch_one(name: str, source: Source, artifact: Artifact, cache: Cache, downloader: Downloader, offline: bool) -> Fetched:
+    key = artifact_key(source, artifact.subpath, artifact.include)
+    with cache.locked(key):
+        record = cache.placed_record(key)
+        placed = cache.placed(key)
+        if record is not None and placed.exists() and _matches(record, artifact):
+            files = tuple(PlacedFile(**f) for f in record["files"])
+            return Fetched(name, placed, record.get("revision"), files, "cached")
+        if offline:
+            raise FetchError(f"not in the cache ({source.display}) and --offline was given")
+        if source.kind in ("http", "ftp"):
+            return _fetch_single(name, source, artifact, key, cache, downloader)
+        if source.kind == "file":
+            return _fetch_file(name, source, artifact, key, cache)
+        if source.kind == "git":
+            return _fetch_git(name, source, artifact, key, cache)
+        raise FetchError(f"{source.display}: fetching {source.kind} sources is not supported yet")
+
+
+def _matches(record: dict, artifact: Artifact) -> bool:
+    """A cached single file must still have the digest the manifest pins."""
+    if artifact.sha256 is None or artifact.extract:
+        return True
+    return [f.get("sha256") for f in record.get("files", [])] == [artifact.sha256]
+
+
+def _with_credentials(source: Source) -> tuple[str, tuple | None]:
+    parts = urlsplit(source.location)
+    if source.password is None:
+        return source.location, None
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=netloc)), (parts.username or "", source.password)
+
+
+def _fetch_single(name: str, source: Source, artifact: Artifact, key: str, cache: Cache, downloader: Downloader) -> Fetched:
+    if source.kind == "ftp":
+        from envctl.artifacts.ftp import fetch_ftp
+
+        sha, size = fetch_ftp(source, artifact.sha256, cache)
+    else:
+        url, auth = _with_credentials(source)
+        sha, size = downloader.fetch(RemoteFile("", url, source.display, None, artifact.sha256, auth=auth))
+    files = [PlacedFile("", size, sha)]
+    record = {"source": source.display, "revision": None}
+    if artifact.extract:
+        staging = cache.placed(key).parent / f".{Path(key).name}.{os.getpid()}.extract"
+        shutil.rmtree(staging, ignore_errors=True)
+        extract(cache.blob(sha), staging, source.display)
+        return Fetched(name, cache.publish(key, staging, files, {**record, "extracted": True}), None, tuple(files), "fetched")
+    return Fetched(name, cache.place(key, files, single_file=True, record=record), None, tuple(files), "fetched")
+
+
+def _fetch_file(name: str, source: Source, artifact: Artifact, key: str, cache: Cache) -> Fetched:
+    origin = Path(source.location)
+    if not origin.exists():
+        raise FetchError(f"{origin} does not exist")
+    paths = [origin] if origin.is_file() else sorted(p for p in origin.rglob("*") if p.is_file())
+    files = []
+    for path in paths:
+        relative = "" if origin.is_file() else str(path.relative_to(origin))
+        digest = sha256_of(path)
+        if origin.is_file() and artifact.sha256 and digest != artifact.sha256:
+            raise FetchError(f"{path}: sha256 {digest} does not match the expected {artifact.sha256}")
+        if not cache.has_blob(digest):
+            # Copied, not hard-linked: a link would share the user's later edits (and the
+            # blob store's read-only mode) with the original. copyfile uses copy_file_range,
+            # which shares blocks on filesystems that can.
+            staging = cache.partial(f"file:{path}")
+            shutil.copyfile(path, staging)
+            if sha256_of(staging) != digest:
+                staging.unlink(missing_ok=True)
+                raise FetchError(f"{path} changed while it was being copied; run again")
+            cache.adopt(staging, digest)
+        files.append(PlacedFile(relative, path.stat().st_size, digest))
+    record = {"source": source.display, "revision": None}
+    if artifact.extract and origin.is_file():
+        staging = cache.placed(key).parent / f".{Path(key).name}.{os.getpid()}.extract"
+        shutil.rmtree(staging, ignore_errors=True)
+        extract(cache.blob(files[0].sha256), staging, source.display)
+        return Fetched(name, cache.publish(key, staging, files, record), None, tuple(files), "fetched")
+    placed = cache.place(key, files, single_file=origin.is_file(), record=record)
+    return Fetched(name, placed, None, tuple(files), "fetched")
+
+
+def _fetch_git(name: str, source: Source, artifact: Artifact, key: str, cache: Cache) -> Fetched:
+    mirror = gitsrc.mirror_path(cache.root, source)
+    commit = gitsrc.resolve(source, mirror)
+    staging = cache.placed(key).parent / f".{Path(key).name}.{os.getpid()}.git"
+    shutil.rmtree(staging, ignore_errors=True)
+    gitsrc.export(mirror, commit, staging, artifact.subpath)
+    files = [PlacedFile(str(p.relative_to(staging)), p.stat().st_size, sha256_of(p))
+             for p in sorted(staging.rglob("*")) if p.is_file()]
+    placed = cache.publish(key, staging, files, {"source": source.display, "revision": commit})
+    return Fetched(name, placed, commit, tuple(files), "fetched")
+
+
+def workspace_copy(placed: Path, record: dict | None, destination: Path) -> str:
+    """A writable copy of a placed artifact for setup steps to modify (`mode: rw`). It is made
+    again only when the cached artifact changed. Returns "copied" or "kept"."""
+    stamp = destination.parent / f"{destination.name}.source.json"
+    wanted = json.dumps(record.get("files") if record else None, sort_keys=True)
+    if destination.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return "kept"
+    if destination.is_dir():
+        shutil.rmtree(destination)
+    elif destination.exists():
+        destination.unlink()
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if placed.is_dir():
+        shutil.copytree(placed, destination, symlinks=True, copy_function=_copy_writable)
+    else:
+        _copy_writable(placed, destination)
+    stamp.write_text(wanted)
+    return "copied"
+
+
+def _copy_writable(source, destination) -> None:
+    shutil.copyfile(source, destination)
+    os.chmod(destination, 0o644 | (os.stat(source).st_mode & 0o111))
