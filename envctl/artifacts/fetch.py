@@ -21,6 +21,7 @@ from envctl.artifacts.archive import extract
 from envctl.artifacts.cache import Cache, PlacedFile, sha256_of
 from envctl.artifacts.download import Downloader, FetchError, RemoteFile
 from envctl.artifacts.sources import Source, artifact_key
+from envctl.errors import EnvctlError
 from envctl.manifest.loader import Loaded
 from envctl.manifest.model import Artifact
 
@@ -54,7 +55,7 @@ def fetch_all(loaded: Loaded, cache: Cache, offline: bool = False, progress=None
                 fetched = future.result()
                 results.append(fetched)
                 echo(f"artifact   {name}: {fetched.action}" + (f" ({fetched.revision})" if fetched.revision else ""))
-            except FetchError as exc:
+            except EnvctlError as exc:  # fetch, archive and source errors alike: report them all
                 errors.append(f"{name}: {exc.message}")
     if errors:
         raise FetchError("\n".join(errors), hint="fix what is named and run again: what was fetched is kept")
@@ -147,10 +148,13 @@ def _fetch_file(name: str, source: Source, artifact: Artifact, key: str, cache: 
 
 def _fetch_git(name: str, source: Source, artifact: Artifact, key: str, cache: Cache) -> Fetched:
     mirror = gitsrc.mirror_path(cache.root, source)
-    commit = gitsrc.resolve(source, mirror)
     staging = cache.placed(key).parent / f".{Path(key).name}.{os.getpid()}.git"
     shutil.rmtree(staging, ignore_errors=True)
-    gitsrc.export(mirror, commit, staging, artifact.subpath)
+    # Artifacts from one repository share its bare mirror, which git does not let two fetches
+    # write at once.
+    with cache.locked(f"git-mirror:{mirror}"):
+        commit = gitsrc.resolve(source, mirror)
+        gitsrc.export(mirror, commit, staging, artifact.subpath)
     files = [PlacedFile(str(p.relative_to(staging)), p.stat().st_size, sha256_of(p))
              for p in sorted(staging.rglob("*")) if p.is_file()]
     placed = cache.publish(key, staging, files, {"source": source.display, "revision": commit})

@@ -96,8 +96,11 @@ def export(mirror: Path, commit: str, destination: Path, subpath: str | None) ->
     if subpath:
         argv.append(subpath.strip("/"))
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_ENV) as process:
-        with tarfile.open(fileobj=process.stdout, mode="r|") as archive:
-            archive.extractall(destination, filter="data")
+        try:
+            with tarfile.open(fileobj=process.stdout, mode="r|") as archive:
+                archive.extractall(destination, filter="data")
+        except tarfile.ReadError:
+            pass  # git wrote no archive: its message below says why
         error = process.stderr.read().decode(errors="replace").strip()
     if process.returncode != 0:
         if subpath and "did not match any files" in error:

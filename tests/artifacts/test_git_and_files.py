@@ -1,0 +1,164 @@
+"""Git, local-file and archive artifacts, fetched into a real cache from real repositories."""
+
+import io
+import subprocess
+import tarfile
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from envctl.artifacts.cache import Cache
+from envctl.artifacts.download import FetchError
+from envctl.artifacts.fetch import fetch_all
+from envctl.manifest.discovery import search_roots
+from envctl.manifest.loader import load
+
+GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+
+
+def git(repo: Path, *args) -> str:
+    return subprocess.run(GIT + list(args), cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path) -> dict:
+    """A repository with two commits, a tag on the first and a branch."""
+    path = tmp_path / "upstream"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    (path / "tools").mkdir()
+    (path / "tools" / "demo.py").write_text("print('first')\n")
+    (path / "README").write_text("one\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "one")
+    git(path, "tag", "v1")
+    first = git(path, "rev-parse", "HEAD")
+    (path / "README").write_text("two\n")
+    git(path, "commit", "-qam", "two")
+    second = git(path, "rev-parse", "HEAD")
+    return {"path": path, "url": f"git+file://{path}", "first": first, "second": second}
+
+
+def manifest(tmp_path: Path, artifacts: str) -> Path:
+    path = tmp_path / "m" / "manifest.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("name: fetch-test\ndescription: artifacts\ndevice: {kind: cpu}\nimage: {ref: x}\nartifacts:\n"
+                    + textwrap.indent(textwrap.dedent(artifacts), "  "))
+    return path
+
+
+def fetch(tmp_path, artifacts: str, offline=False):
+    loaded = load(manifest(tmp_path, artifacts), environ={}, roots=search_roots({"HOME": str(tmp_path)}, cwd=tmp_path))
+    cache = Cache(tmp_path / "cache")
+    return {f.name: f for f in fetch_all(loaded, cache, offline)}, cache
+
+
+def test_a_short_sha_a_tag_and_a_full_sha_resolve_to_their_commits(tmp_path, repo):
+    fetched, _ = fetch(tmp_path, f"""\
+        short: {{source: "{repo['url']}@{repo['first'][:13]}"}}
+        tag: {{source: "{repo['url']}@v1"}}
+        full: {{source: "{repo['url']}@{repo['second']}"}}
+        branch: {{source: "{repo['url']}@main"}}
+    """)
+    assert fetched["short"].revision == repo["first"] == fetched["tag"].revision
+    assert fetched["full"].revision == repo["second"] == fetched["branch"].revision
+    assert (fetched["short"].path / "README").read_text() == "one\n"
+    assert (fetched["full"].path / "README").read_text() == "two\n"
+    assert not (fetched["full"].path / ".git").exists()
+
+
+def test_a_subpath_takes_only_that_directory(tmp_path, repo):
+    fetched, _ = fetch(tmp_path, f"""\
+        tools: {{source: "{repo['url']}@v1", subpath: tools}}
+    """)
+    tree = fetched["tools"].path
+    assert sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*")) == ["tools", "tools/demo.py"]
+
+
+def test_a_second_fetch_uses_the_cache(tmp_path, repo):
+    spec = f"code: {{source: \"{repo['url']}@v1\"}}\n"
+    first, _ = fetch(tmp_path, spec)
+    assert first["code"].action == "fetched"
+    second, _ = fetch(tmp_path, spec)
+    assert second["code"].action == "cached" and second["code"].revision == repo["first"]
+
+
+def test_unknown_refs_and_subpaths_are_named(tmp_path, repo):
+    with pytest.raises(FetchError) as caught:
+        fetch(tmp_path, f"code: {{source: \"{repo['url']}@v9\"}}\n")
+    assert "code: git+file://" in caught.value.message and "@v9: no such commit, tag or branch" in caught.value.message
+    with pytest.raises(FetchError) as caught:
+        fetch(tmp_path, f"code: {{source: \"{repo['url']}@v1\", subpath: nope}}\n")
+    assert f"subpath 'nope' does not exist at commit {repo['first']}" in caught.value.message
+
+
+def test_offline_uses_the_cache_and_names_what_is_missing(tmp_path, repo):
+    with pytest.raises(FetchError) as caught:
+        fetch(tmp_path, f"code: {{source: \"{repo['url']}@v1\"}}\n", offline=True)
+    assert caught.value.message == f"code: not in the cache ({repo['url']}@v1) and --offline was given"
+    fetch(tmp_path, f"code: {{source: \"{repo['url']}@v1\"}}\n")
+    fetched, _ = fetch(tmp_path, f"code: {{source: \"{repo['url']}@v1\"}}\n", offline=True)
+    assert fetched["code"].action == "cached"
+
+
+def test_a_local_file_is_copied_verified_and_never_linked_to_the_original(tmp_path):
+    original = tmp_path / "nas" / "weights.bin"
+    original.parent.mkdir()
+    original.write_bytes(b"weights" * 1000)
+    import hashlib
+
+    digest = hashlib.sha256(original.read_bytes()).hexdigest()
+    fetched, cache = fetch(tmp_path, f"w: {{source: {original}, sha256: {digest}}}\n")
+    assert fetched["w"].path.read_bytes() == original.read_bytes()
+    assert fetched["w"].path.stat().st_ino != original.stat().st_ino
+    assert cache.blob(digest).is_file()
+    wrong = "ab" * 32
+    with pytest.raises(FetchError) as caught:
+        fetch(tmp_path, f"w2: {{source: {original}, sha256: {wrong}}}\n")
+    assert f"sha256 {digest} does not match the expected {wrong}" in caught.value.message
+
+
+def _tar(entries: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            archive.addfile(info)
+    return buffer.getvalue()
+
+
+def test_archives_are_extracted_by_content_not_by_name(tmp_path):
+    data = tmp_path / "AdvertiseGen-download"  # no extension, like ...?dl=1
+    data.write_bytes(_tar({"AdvertiseGen/train.json": b"{}\n", "AdvertiseGen/dev.json": b"{}\n"}))
+    zipped = tmp_path / "data.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("ToolAlpaca/data/train_data.json", "[]")
+    fetched, _ = fetch(tmp_path, f"""\
+        adgen: {{source: {data}, extract: true}}
+        tools: {{source: {zipped}, extract: true}}
+    """)
+    assert (fetched["adgen"].path / "AdvertiseGen" / "train.json").read_text() == "{}\n"
+    assert (fetched["tools"].path / "ToolAlpaca" / "data" / "train_data.json").read_text() == "[]"
+
+
+@pytest.mark.parametrize("entries, links, message", [
+    ({"../escape.txt": b"x"}, None, "entry '../escape.txt' would land outside the target"),
+    ({"/etc/evil": b"x"}, None, "entry '/etc/evil' would land outside the target"),
+    ({"ok.txt": b"x"}, {"link": "../../outside"}, "link 'link' → '../../outside' points outside the target"),
+    ({"ok.txt": b"x"}, {"abs": "/etc/passwd"}, "link 'abs' → '/etc/passwd' points outside the target"),
+])
+def test_archives_never_extract_outside_their_target(tmp_path, entries, links, message):
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(_tar(entries, links))
+    with pytest.raises(FetchError) as caught:
+        fetch(tmp_path, f"bad: {{source: {bad}, extract: true}}\n")
+    assert message in caught.value.message
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path.parent / "escape.txt").exists()
+    assert not list((tmp_path / "cache" / "artifacts").rglob("ok.txt"))
