@@ -56,29 +56,6 @@ def up(
     del report
 
 
-@app.command()
-def fetch(
-    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
-    offline: bool = typer.Option(False, "--offline", help="use the cache only; say what is missing"),
-    only: Optional[List[str]] = typer.Option(None, "--only", help="fetch just this artifact; repeatable"),
-) -> None:
-    """Fetch a manifest's artifacts into the cache, starting nothing."""
-    from envctl.artifacts.cache import Cache
-    from envctl.artifacts.fetch import fetch_all
-    from envctl.paths import cache_dir
-    from envctl.progress import ByteProgress
-
-    loaded = load(name)
-    unknown = [n for n in only or [] if n not in loaded.manifest.artifacts]
-    if unknown:
-        raise EnvctlError(f"{loaded.manifest.name} has no artifact {', '.join(unknown)}; artifacts: "
-                          f"{', '.join(loaded.manifest.artifacts) or 'none'}", exit_code=EXIT_USAGE)
-    with ByteProgress() as progress:
-        fetched = fetch_all(loaded, Cache(cache_dir()), offline, progress, say, names=list(only) if only else None)
-    for item in fetched:
-        typer.echo(f"{item.name}\t{item.path}")
-
-
 def _plan_for(env):
     """The plan of a running environment, from the manifest it was created from."""
     if not env.manifest_file:

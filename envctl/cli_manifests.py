@@ -29,7 +29,7 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="machine-rea
                "shadowed_by": str(found.shadowed_by) if found.shadowed_by else None}
         try:
             # Described by its default variant, or its first one when it names no default.
-            first = (_variant_names(str(found.path), roots) or [None])[0]
+            first = (variant_names(str(found.path), roots) or [None])[0]
             loaded = None if found.shadowed_by else _load_described(found.path, roots, first)
         except ManifestError as exc:
             row.update(kind=None, description=None, variants=[], valid=False, problems=len(exc.problems))
@@ -104,7 +104,7 @@ def validate(references: Optional[List[str]] = typer.Argument(None, help="NAMEs 
 def _load_all_variants(reference: str, roots) -> str:
     """Validate a manifest: the variant named, or else every variant it defines."""
     name, variant = discovery.split_variant(reference)
-    variants = [variant] if variant else (_variant_names(name, roots) or [None])
+    variants = [variant] if variant else (variant_names(name, roots) or [None])
     problems = []
     loaded = None
     for each in variants:
@@ -118,7 +118,7 @@ def _load_all_variants(reference: str, roots) -> str:
     return f"{loaded.manifest.name}{label} ({loaded.file})"
 
 
-def _variant_names(name: str, roots) -> list[str]:
+def variant_names(name: str, roots) -> list[str]:
     """The variants a manifest file defines, read without resolving it."""
     path = discovery.find_manifest(name, roots)
     try:

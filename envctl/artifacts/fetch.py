@@ -20,6 +20,7 @@ from envctl.artifacts import gitsrc
 from envctl.artifacts.archive import extract
 from envctl.artifacts.cache import Cache, PlacedFile, sha256_of
 from envctl.artifacts.download import Downloader, FetchError, RemoteFile
+from envctl.artifacts.lockfile import Locked
 from envctl.artifacts.sources import Source, artifact_key
 from envctl.errors import EnvctlError
 from envctl.manifest.loader import Loaded
@@ -47,7 +48,8 @@ def fetch_all(loaded: Loaded, cache: Cache, offline: bool = False, progress=None
     # A few artifacts at once: small files are latency-bound, large ones use several
     # connections each inside the downloader.
     with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {n: pool.submit(fetch_one, n, loaded.sources[n], manifest.artifacts[n], cache, downloader, offline)
+        futures = {n: pool.submit(fetch_one, n, loaded.sources[n], manifest.artifacts[n], cache, downloader, offline,
+                                  loaded.locks.get(n))
                    for n in wanted}
         results, errors = [], []
         for name, future in futures.items():
@@ -62,30 +64,52 @@ def fetch_all(loaded: Loaded, cache: Cache, offline: bool = False, progress=None
     return results
 
 
-def fetch_one(name: str, source: Source, artifact: Artifact, cache: Cache, downloader: Downloader, offline: bool) -> Fetched:
+def fetch_one(name: str, source: Source, artifact: Artifact, cache: Cache, downloader: Downloader, offline: bool,
+              locked: Locked | None = None) -> Fetched:
     key = artifact_key(source, artifact.subpath, artifact.include)
+    expected = artifact.sha256
+    if expected is None and locked is not None and len(locked.files) == 1 and locked.files[0].path == "":
+        expected = locked.files[0].sha256
     with cache.locked(key):
         record = cache.placed_record(key)
         placed = cache.placed(key)
-        if record is not None and placed.exists() and _matches(record, artifact):
+        if record is not None and placed.exists() and _matches(record, expected, locked):
             files = tuple(PlacedFile(**f) for f in record["files"])
             return Fetched(name, placed, record.get("revision"), files, "cached")
         if offline:
             raise FetchError(f"not in the cache ({source.display}) and --offline was given")
         if source.kind in ("http", "ftp"):
-            return _fetch_single(name, source, artifact, key, cache, downloader)
-        if source.kind == "file":
-            return _fetch_file(name, source, artifact, key, cache)
-        if source.kind == "git":
-            return _fetch_git(name, source, artifact, key, cache)
-        raise FetchError(f"{source.display}: fetching {source.kind} sources is not supported yet")
+            fetched = _fetch_single(name, source, artifact, expected, key, cache, downloader)
+        elif source.kind == "file":
+            fetched = _fetch_file(name, source, artifact, expected, key, cache)
+        elif source.kind == "git":
+            fetched = _fetch_git(name, source, artifact, key, cache)
+        else:
+            raise FetchError(f"{source.display}: fetching {source.kind} sources is not supported yet")
+        if locked is not None:
+            _check_drift(fetched, locked)
+        return fetched
 
 
-def _matches(record: dict, artifact: Artifact) -> bool:
-    """A cached single file must still have the digest the manifest pins."""
-    if artifact.sha256 is None or artifact.extract:
-        return True
-    return [f.get("sha256") for f in record.get("files", [])] == [artifact.sha256]
+def _matches(record: dict, expected: str | None, locked: Locked | None) -> bool:
+    """A cached artifact is used only when it still has the digests the manifest and lock pin."""
+    files = [PlacedFile(**f) for f in record.get("files", [])]
+    if locked is not None and sorted(files, key=lambda f: f.path) != sorted(locked.files, key=lambda f: f.path):
+        return False
+    return expected is None or [f.sha256 for f in files] == [expected]
+
+
+def _check_drift(fetched: Fetched, locked: Locked) -> None:
+    now = {f.path: f for f in fetched.files}
+    then = {f.path: f for f in locked.files}
+    changes = [f"added {p or 'the file'}" for p in sorted(set(now) - set(then))]
+    changes += [f"removed {p or 'the file'}" for p in sorted(set(then) - set(now))]
+    changes += [f"changed {p or 'the file'} (sha256 {then[p].sha256[:12]} → {now[p].sha256[:12]})"
+                for p in sorted(set(now) & set(then)) if now[p].sha256 != then[p].sha256]
+    if changes:
+        shown = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
+        raise FetchError(f"differs from manifest.lock: {shown}",
+                         hint="if the change is wanted, run `envctl lock` again and commit the lock file")
 
 
 def _with_credentials(source: Source) -> tuple[str, tuple | None]:
@@ -96,14 +120,15 @@ def _with_credentials(source: Source) -> tuple[str, tuple | None]:
     return urlunsplit(parts._replace(netloc=netloc)), (parts.username or "", source.password)
 
 
-def _fetch_single(name: str, source: Source, artifact: Artifact, key: str, cache: Cache, downloader: Downloader) -> Fetched:
+def _fetch_single(name: str, source: Source, artifact: Artifact, expected: str | None, key: str, cache: Cache,
+                  downloader: Downloader) -> Fetched:
     if source.kind == "ftp":
         from envctl.artifacts.ftp import fetch_ftp
 
-        sha, size = fetch_ftp(source, artifact.sha256, cache)
+        sha, size = fetch_ftp(source, expected, cache)
     else:
         url, auth = _with_credentials(source)
-        sha, size = downloader.fetch(RemoteFile("", url, source.display, None, artifact.sha256, auth=auth))
+        sha, size = downloader.fetch(RemoteFile("", url, source.display, None, expected, auth=auth))
     files = [PlacedFile("", size, sha)]
     record = {"source": source.display, "revision": None}
     if artifact.extract:
@@ -114,7 +139,7 @@ def _fetch_single(name: str, source: Source, artifact: Artifact, key: str, cache
     return Fetched(name, cache.place(key, files, single_file=True, record=record), None, tuple(files), "fetched")
 
 
-def _fetch_file(name: str, source: Source, artifact: Artifact, key: str, cache: Cache) -> Fetched:
+def _fetch_file(name: str, source: Source, artifact: Artifact, expected: str | None, key: str, cache: Cache) -> Fetched:
     origin = Path(source.location)
     if not origin.exists():
         raise FetchError(f"{origin} does not exist")
@@ -123,8 +148,8 @@ def _fetch_file(name: str, source: Source, artifact: Artifact, key: str, cache: 
     for path in paths:
         relative = "" if origin.is_file() else str(path.relative_to(origin))
         digest = sha256_of(path)
-        if origin.is_file() and artifact.sha256 and digest != artifact.sha256:
-            raise FetchError(f"{path}: sha256 {digest} does not match the expected {artifact.sha256}")
+        if origin.is_file() and expected and digest != expected:
+            raise FetchError(f"{path}: sha256 {digest} does not match the expected {expected}")
         if not cache.has_blob(digest):
             # Copied, not hard-linked: a link would share the user's later edits (and the
             # blob store's read-only mode) with the original. copyfile uses copy_file_range,

@@ -7,6 +7,7 @@ run. Nothing here touches the host: loading is pure apart from reading the files
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import posixpath
 import re
@@ -16,6 +17,7 @@ from typing import Mapping
 
 from pydantic import ValidationError
 
+from envctl.artifacts import lockfile
 from envctl.artifacts.sources import Source, SourceError, parse_source
 from envctl.errors import ManifestError, Problem
 from envctl.manifest import compose, discovery
@@ -35,9 +37,12 @@ class Loaded:
 
     manifest: Manifest
     file: Path
-    sources: dict[str, Source | None]  # artifact name → parsed source (None: must be provided)
+    sources: dict[str, Source | None]  # artifact name → source, pinned by the lock file (None: must be provided)
     image_source: Source | None
     secrets: frozenset[str] = field(default_factory=frozenset)  # values to redact in any output
+    written: dict[str, str] = field(default_factory=dict)  # artifact name → source as written (the lock's key)
+    locks: dict = field(default_factory=dict)  # artifact name → lockfile.Locked, where the lock has it
+    image_lock: object | None = None  # lockfile.Locked of the image tarball, where the lock has it
 
     @property
     def directory(self) -> Path:
@@ -47,16 +52,18 @@ class Loaded:
         return self.manifest.artifacts[name].target or f"{DEFAULT_ARTIFACT_DIR}/{name}"
 
 
-def load(reference: str | Path, environ: Mapping[str, str] | None = None, roots=None, variant: str | None = None) -> Loaded:
-    """Load NAME, NAME:VARIANT or a path. Raises ManifestNotFound or ManifestError."""
+def load(reference: str | Path, environ: Mapping[str, str] | None = None, roots=None, variant: str | None = None,
+         use_lock: bool = True) -> Loaded:
+    """Load NAME, NAME:VARIANT or a path. Raises ManifestNotFound or ManifestError.
+    `use_lock=False` ignores the lock file (for `envctl lock`, which resolves afresh)."""
     environ = os.environ if environ is None else environ
     roots = discovery.search_roots(environ) if roots is None else roots
     name, selected = discovery.split_variant(str(reference))
     path = discovery.find_manifest(name, roots)
-    return load_file(path, environ, roots, variant or selected)
+    return load_file(path, environ, roots, variant or selected, use_lock)
 
 
-def load_file(path: Path, environ: Mapping[str, str], roots, variant: str | None = None) -> Loaded:
+def load_file(path: Path, environ: Mapping[str, str], roots, variant: str | None = None, use_lock: bool = True) -> Loaded:
     doc, problems = parse_file(path)
     if doc is None:
         raise ManifestError(problems)
@@ -88,7 +95,25 @@ def load_file(path: Path, environ: Mapping[str, str], roots, variant: str | None
     for env in [manifest.container.env] + [s.env for s in manifest.setup] + [e.env for e in manifest.entrypoints.values()]:
         secrets.update(v for k, v in env.items() if looks_secret(k) and v)
     secrets.update(s.password for s in list(sources.values()) + [image_source] if s is not None and s.password)
-    return Loaded(manifest, path, sources, image_source, frozenset(secrets))
+    written = {name: source.display for name, source in sources.items() if source is not None}
+    pinned, locks, image_lock = _apply_lock(path, sources, image_source) if use_lock else (sources, {}, None)
+    return Loaded(manifest, path, pinned, image_source, frozenset(secrets), written, locks, image_lock)
+
+
+def _apply_lock(path: Path, sources: dict[str, Source | None], image_source: Source | None):
+    """Replace refs by the commits the lock recorded, so that a moved branch or tag changes
+    nothing until `envctl lock` is run again."""
+    entries = lockfile.read(path)
+    pinned, locks = {}, {}
+    for name, source in sources.items():
+        entry = entries.get(source.display) if source is not None else None
+        if entry is not None:
+            locks[name] = entry
+            if entry.revision and source.kind in ("git", "hf", "hf-dataset", "modelscope"):
+                source = dataclasses.replace(source, revision=entry.revision)
+        pinned[name] = source
+    image_lock = entries.get(image_source.display) if image_source is not None else None
+    return pinned, locks, image_lock
 
 
 def _expand(doc: Document, expander: Expander, problems: list[Problem]) -> dict:

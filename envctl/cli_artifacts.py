@@ -1,0 +1,116 @@
+"""Commands about artifacts: fetch, lock, and the cache (ls, verify, gc)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from envctl.cli_app import app, say
+from envctl.errors import EXIT_FETCH_FAILED, EXIT_USAGE, EnvctlError
+from envctl.manifest import discovery
+from envctl.manifest.loader import load
+
+cache_app = typer.Typer(help="The artifact cache shared by every manifest on this host.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@app.command()
+def fetch(
+    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
+    offline: bool = typer.Option(False, "--offline", help="use the cache only; say what is missing"),
+    only: Optional[List[str]] = typer.Option(None, "--only", help="fetch just this artifact; repeatable"),
+) -> None:
+    """Fetch a manifest's artifacts into the cache, starting nothing."""
+    from envctl.artifacts.cache import Cache
+    from envctl.artifacts.fetch import fetch_all
+    from envctl.paths import cache_dir
+    from envctl.progress import ByteProgress
+
+    loaded = load(name)
+    unknown = [n for n in only or [] if n not in loaded.manifest.artifacts]
+    if unknown:
+        raise EnvctlError(f"{loaded.manifest.name} has no artifact {', '.join(unknown)}; artifacts: "
+                          f"{', '.join(loaded.manifest.artifacts) or 'none'}", exit_code=EXIT_USAGE)
+    with ByteProgress() as progress:
+        fetched = fetch_all(loaded, Cache(cache_dir()), offline, progress, say, names=list(only) if only else None)
+    for item in fetched:
+        typer.echo(f"{item.name}\t{item.path}")
+
+
+@app.command()
+def lock(name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path (every variant when none is named)")) -> None:
+    """Resolve every ref to a commit and record every file's size and sha256 in manifest.lock."""
+    from envctl.artifacts import lockfile
+    from envctl.artifacts.cache import Cache, PlacedFile
+    from envctl.artifacts.fetch import fetch_all
+    from envctl.images import IdentityCache, identify
+    from envctl.paths import cache_dir
+    from envctl.progress import ByteProgress
+
+    from envctl.cli_manifests import variant_names
+
+    base, variant = discovery.split_variant(name)
+    variants = [variant] if variant else (variant_names(base, discovery.search_roots()) or [None])
+    cache = Cache(cache_dir())
+    entries: dict[str, lockfile.Locked] = {}
+    manifest_file = None
+    with ByteProgress() as progress:
+        for each in variants:
+            loaded = load(base, use_lock=False, variant=each)
+            manifest_file = loaded.file
+            for item in fetch_all(loaded, cache, False, progress, say):
+                entries[loaded.written[item.name]] = lockfile.Locked(loaded.written[item.name], item.revision, item.files)
+            source = loaded.image_source
+            if source is not None and source.kind == "file":
+                identity = identify(Path(source.location), IdentityCache(cache.root / "state" / "tarballs.json"), True)
+                entries[source.display] = lockfile.Locked(source.display, None, (PlacedFile("", identity.size, identity.sha256),))
+    path = lockfile.write(manifest_file, entries)
+    say(f"locked {len(entries)} source(s) in {path}")
+
+
+@cache_app.command("ls")
+def cache_ls() -> None:
+    """The artifacts in the cache, with their sources and sizes."""
+    from envctl.artifacts.cache_admin import listing
+    from envctl.paths import cache_dir
+
+    rows, blobs, blob_bytes = listing(cache_dir())
+    for row in rows:
+        revision = f" @ {row['revision'][:12]}" if row.get("revision") else ""
+        typer.echo(f"{_size(row['bytes']):>9}  {row['source']}{revision}  ({row['key']})")
+    typer.echo(f"{len(rows)} artifact(s); {blobs} blob(s), {_size(blob_bytes)} in {cache_dir()}")
+
+
+@cache_app.command("verify")
+def cache_verify() -> None:
+    """Re-hash every cached file; a corrupt one is removed (with what used it) so the next fetch repairs it."""
+    from envctl.artifacts.cache_admin import verify
+    from envctl.paths import cache_dir
+
+    checked, bad = verify(cache_dir())
+    for item in bad:
+        typer.echo(f"corrupt: {item}")
+    typer.echo(f"{checked} file(s) checked, {len(bad)} corrupt")
+    if bad:
+        raise typer.Exit(EXIT_FETCH_FAILED)
+
+
+@cache_app.command("gc")
+def cache_gc(partial_days: int = typer.Option(14, "--partial-days", help="drop unfinished downloads older than this")) -> None:
+    """Delete cached files no artifact uses, leftovers of interrupted runs, and old partial downloads."""
+    from envctl.artifacts.cache_admin import collect
+    from envctl.paths import cache_dir
+
+    removed, freed = collect(cache_dir(), time.time() - partial_days * 86400)
+    typer.echo(f"removed {removed} item(s), freed {_size(freed)}")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
