@@ -84,6 +84,8 @@ def fetch_one(name: str, source: Source, artifact: Artifact, cache: Cache, downl
             fetched = _fetch_file(name, source, artifact, expected, key, cache)
         elif source.kind == "git":
             fetched = _fetch_git(name, source, artifact, key, cache)
+        elif source.kind in ("hf", "hf-dataset"):
+            fetched = _fetch_hub(name, source, artifact, key, cache, downloader, locked)
         else:
             raise FetchError(f"{source.display}: fetching {source.kind} sources is not supported yet")
         if locked is not None:
@@ -209,3 +211,32 @@ def workspace_copy(placed: Path, record: dict | None, destination: Path) -> str:
 def _copy_writable(source, destination) -> None:
     shutil.copyfile(source, destination)
     os.chmod(destination, 0o644 | (os.stat(source).st_mode & 0o111))
+
+
+def _fetch_hub(name: str, source: Source, artifact: Artifact, key: str, cache: Cache, downloader: Downloader,
+               locked: Locked | None) -> Fetched:
+    from envctl.artifacts import hf
+
+    environ = dict(os.environ)
+    commit, listing = hf.resolve(source, environ)
+    chosen = hf.select(listing, artifact.subpath, list(artifact.include))
+    if not chosen:
+        raise FetchError(f"{source.display}: no files match" + (f" subpath '{artifact.subpath}'" if artifact.subpath else "")
+                         + (f" include {artifact.include}" if artifact.include else ""))
+    needed = sum(f.size for f in chosen if not (f.sha256 and cache.has_blob(f.sha256)))
+    check_free_space(cache.root, needed, source.display)
+    files = hf.download(source, commit, chosen, cache, downloader, environ,
+                        {f.path: f.sha256 for f in locked.files} if locked else None)
+    placed = cache.place(key, files, single_file=False, record={"source": source.display, "revision": commit})
+    return Fetched(name, placed, commit, tuple(files), "fetched")
+
+
+def check_free_space(root: Path, needed: int, what: str) -> None:
+    """Refuse before downloading when the cache's disk cannot hold what is missing."""
+    probe = root
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed > free:
+        raise FetchError(f"{what}: needs {needed / (1 << 30):.1f} GiB, only {free / (1 << 30):.1f} GiB free at {root}",
+                         hint="free space, or point ENVCTL_CACHE at a larger disk")
