@@ -43,6 +43,7 @@ def fetch_ftp(source: Source, expected: str | None, cache: Cache) -> tuple[str, 
     path = unquote(parts.path)
     part = cache.partial(f"{source.display}|{expected or ''}")
     size = None
+    digest = hashlib.sha256()
     for attempt in range(RETRIES):
         try:
             with ftplib.FTP(timeout=TIMEOUT) as ftp:
@@ -54,9 +55,14 @@ def fetch_ftp(source: Source, expected: str | None, cache: Cache) -> tuple[str, 
                 if size is not None and offset > size:
                     part.unlink()
                     offset = 0
+                digest = _sha256(part) if offset else hashlib.sha256()  # the bytes already here, once
                 if size is None or offset < size:
                     with open(part, "ab") as handle:
-                        ftp.retrbinary(f"RETR {path}", handle.write, blocksize=CHUNK, rest=offset or None)
+                        def write(block: bytes) -> None:
+                            handle.write(block)
+                            digest.update(block)  # hashed as it arrives: no second read
+
+                        ftp.retrbinary(f"RETR {path}", write, blocksize=CHUNK, rest=offset or None)
             break
         except ftplib.error_perm as exc:
             text = str(exc)
@@ -72,7 +78,7 @@ def fetch_ftp(source: Source, expected: str | None, cache: Cache) -> tuple[str, 
     actual = part.stat().st_size if part.exists() else 0
     if size is not None and actual != size:
         raise FetchError(f"{source.display}: got {actual} bytes of {size}; run again to resume")
-    digest = _sha256(part)
+    digest = digest.hexdigest()
     if expected and digest != expected:
         part.unlink()
         raise FetchError(f"{Path(path).name}: sha256 {digest} does not match the expected {expected} "
@@ -81,10 +87,9 @@ def fetch_ftp(source: Source, expected: str | None, cache: Cache) -> tuple[str, 
     return digest, actual
 
 
-def _sha256(path: Path) -> str:
-    # FTP data arrives through ftplib's callback in one stream; hashing after is one local read.
+def _sha256(path: Path):
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(CHUNK), b""):
             digest.update(block)
-    return digest.hexdigest()
+    return digest
