@@ -38,9 +38,8 @@ def endpoint(environ: Mapping[str, str]) -> str:
 
 
 def _api(environ: Mapping[str, str]):
-    # Never let the hub client pick Xet storage behind a mirror's back (it is only used for
-    # metadata here, but a library default should not decide where bytes come from).
-    os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+    # Only metadata goes through the hub client, with the endpoint passed explicitly (it reads
+    # HF_ENDPOINT once, at import); no bytes, so its Xet routing never comes into play.
     from huggingface_hub import HfApi
 
     return HfApi(endpoint=endpoint(environ), token=environ.get("HF_TOKEN") or False)
