@@ -186,20 +186,27 @@ class Downloader:
     def _parallel(self, remote, part: Path, meta_path: Path, meta: dict, size: int, etag, advance) -> str:
         count = (size + SEGMENT - 1) // SEGMENT
         done = set(meta.get("segments", []))
+        # Bytes written from the start of each unfinished segment, recorded as they land, so
+        # that a killed run loses at most the last few MiB per connection, not whole segments.
+        progress = {int(k): v for k, v in (meta.get("progress") or {}).items()}
         if not part.exists() or part.stat().st_size != size:
             with open(part, "ab") as handle:
                 handle.truncate(size)
         condition = threading.Condition()
         failures: list[BaseException] = []
 
+        def record() -> None:
+            _write_json(meta_path, {**meta, "segments": sorted(done), "progress": progress})
+
         def fetch_segment(index: int) -> None:
-            start, end = index * SEGMENT, min(size, (index + 1) * SEGMENT) - 1
+            first, end = index * SEGMENT, min(size, (index + 1) * SEGMENT) - 1
+            start = first + progress.get(index, 0)
             for _attempt in range(RETRIES):
                 response = self._request("GET", remote, {"Range": f"bytes={start}-{end}", **({"If-Range": etag} if etag else {})}, stream=True)
                 if response.status_code != 206:
                     response.close()
                     raise _Restart()
-                position = start
+                position, recorded = start, start
                 try:
                     with open(part, "r+b") as handle:
                         handle.seek(start)
@@ -208,6 +215,12 @@ class Downloader:
                             position += len(block)
                             if advance:
                                 advance(len(block))
+                            if position - recorded >= 4 * CHUNK:
+                                handle.flush()
+                                with condition:
+                                    progress[index] = position - first
+                                    record()
+                                recorded = position
                 except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout):
                     pass
                 finally:
@@ -215,9 +228,13 @@ class Downloader:
                 if position == end + 1:
                     with condition:
                         done.add(index)
-                        _write_json(meta_path, {**meta, "segments": sorted(done)})
+                        progress.pop(index, None)
+                        record()
                         condition.notify_all()
                     return
+                with condition:
+                    progress[index] = position - first
+                    record()
                 start = position  # resume within the segment
             raise FetchError(f"{remote.display}: the connection kept dropping; run again to resume")
 
@@ -239,7 +256,7 @@ class Downloader:
             return digest.hexdigest()
 
         if advance:
-            advance(sum(min(SEGMENT, size - i * SEGMENT) for i in done))
+            advance(sum(min(SEGMENT, size - i * SEGMENT) for i in done) + sum(progress.values()))
         with ThreadPoolExecutor(max_workers=self.connections + 1) as pool:
             hasher = pool.submit(hash_in_order)
             futures = [pool.submit(fetch_segment, i) for i in range(count) if i not in done]

@@ -293,3 +293,40 @@ def test_ftp_with_netrc_credentials_resumes_with_rest(tmp_path, ftp_server):
     assert ftp_server.retrievals[-1].offset == kept  # REST from the bytes on disk
     assert ftp_server.retrievals[-1].bytes == len(data) - kept
     assert Path(out.split("\t")[1].strip()).read_bytes() == data
+
+
+def test_a_killed_segmented_download_resumes_inside_its_segments(tmp_path, file_server):
+    import json
+
+    data = os.urandom(80 * MiB)
+    url = serve(file_server, "/shard.bin", data)
+    manifest = write_manifest(tmp_path, f"shard: {{source: '{url}', sha256: {sha(data)}}}\n")
+    file_server.rate_per_connection = 8 * MiB
+
+    def recorded() -> int:
+        metas = list((tmp_path / "cache" / "partial").glob("*.json"))
+        if not metas:
+            return 0
+        try:
+            meta = json.loads(metas[0].read_text())
+        except ValueError:
+            return 0
+        return len(meta.get("segments", [])) * 16 * MiB + sum((meta.get("progress") or {}).values())
+
+    first = envctl(tmp_path, "fetch", str(manifest))
+    wait_for(lambda: recorded() >= len(data) // 2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    kept = recorded()
+    assert kept < len(data)
+    file_server.rate_per_connection = None
+    settle(lambda: file_server.bytes_sent)
+    file_server.reset_counters()
+    second = envctl(tmp_path, "fetch", str(manifest))
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    # What was recorded is not fetched again; at most the last unrecorded 4 MiB per connection is.
+    assert len(data) - kept <= file_server.bytes_sent <= len(data) - kept + 4 * 4 * MiB
+    assert any(r and not r.startswith(("bytes=0-", "bytes=16777216-", "bytes=33554432-", "bytes=50331648-", "bytes=67108864-"))
+               for r in file_server.ranges_requested("/shard.bin")), "no request started inside a segment"
+    assert Path(out.split("\t")[1].strip()).read_bytes() == data
