@@ -67,3 +67,9 @@ class ManifestNotFound(EnvctlError):
 
 class HostNotReady(EnvctlError):
     exit_code = EXIT_HOST_NOT_READY
+
+
+class FetchError(EnvctlError):
+    """An artifact or image could not be fetched; what was already fetched is kept."""
+
+    exit_code = EXIT_FETCH_FAILED

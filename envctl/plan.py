@@ -280,7 +280,9 @@ def _image_step(loaded: Loaded, observed: Observed) -> EnsureImage:
         return EnsureImage(image.ref, image.id, "build", str(context), None, None, observed.image_present)
     if image.tarball is not None:
         source = loaded.image_source.display if loaded.image_source else None
-        return EnsureImage(image.ref, image.id, "tarball", source, image.tarball.sha256, image.tarball.obtain, observed.image_present)
+        # A digest in the manifest wins; otherwise the one `envctl lock` recorded.
+        sha256 = image.tarball.sha256 or (loaded.image_lock.files[0].sha256 if loaded.image_lock else None)
+        return EnsureImage(image.ref, image.id, "tarball", source, sha256, image.tarball.obtain, observed.image_present)
     return EnsureImage(image.ref, image.id, "present", None, None, None, observed.image_present)
 
 

@@ -13,11 +13,11 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from envctl.errors import EXIT_FETCH_FAILED, EnvctlError
+from envctl.errors import FetchError
 
 
-class ArchiveError(EnvctlError):
-    exit_code = EXIT_FETCH_FAILED
+class ArchiveError(FetchError):
+    """An archive that cannot be extracted safely."""
 
 
 def _unsafe(name: str) -> bool:

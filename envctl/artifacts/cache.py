@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from envctl.errors import FetchError
+
 CHUNK = 1 << 20
 
 
@@ -136,3 +138,14 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def check_free_space(root: Path, needed: int, what: str) -> None:
+    """Refuse before downloading when the cache's disk cannot hold what is missing."""
+    probe = root
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed > free:
+        raise FetchError(f"{what}: needs {needed / (1 << 30):.1f} GiB, only {free / (1 << 30):.1f} GiB free at {root}",
+                         hint="free space, or point ENVCTL_CACHE at a larger disk")

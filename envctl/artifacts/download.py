@@ -24,17 +24,13 @@ from typing import Callable
 
 import requests
 
-from envctl.artifacts.cache import CHUNK, Cache
-from envctl.errors import EXIT_FETCH_FAILED, EnvctlError
+from envctl.artifacts.cache import CHUNK, Cache, check_free_space
+from envctl.errors import FetchError
 
 SEGMENT = 16 << 20
 PARALLEL_THRESHOLD = 64 << 20
 RETRIES = 4
 TIMEOUT = (15, 60)  # connect, read: a stalled link fails and is retried instead of hanging
-
-
-class FetchError(EnvctlError):
-    exit_code = EXIT_FETCH_FAILED
 
 
 @dataclass(frozen=True)
@@ -82,6 +78,8 @@ class Downloader:
             part.unlink(missing_ok=True)
             meta = {"url": remote.display, "etag": etag, "size": size, "mode": mode, "segments": []}
         _write_json(meta_path, meta)
+        if size:
+            check_free_space(self.cache.root, size - (part.stat().st_size if part.exists() and mode == "stream" else 0), remote.display)
         advance = self.progress(remote.path or Path(remote.display).name, size or 0) if self.progress else None
         try:
             if parallel:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from envctl.artifacts import gitsrc
 from envctl.artifacts.archive import extract
-from envctl.artifacts.cache import Cache, PlacedFile, sha256_of
+from envctl.artifacts.cache import Cache, PlacedFile, check_free_space, sha256_of
 from envctl.artifacts.download import Downloader, FetchError, RemoteFile
 from envctl.artifacts.lockfile import Locked
 from envctl.artifacts.sources import Source, artifact_key
@@ -86,6 +86,8 @@ def fetch_one(name: str, source: Source, artifact: Artifact, cache: Cache, downl
             fetched = _fetch_git(name, source, artifact, key, cache)
         elif source.kind in ("hf", "hf-dataset"):
             fetched = _fetch_hub(name, source, artifact, key, cache, downloader, locked)
+        elif source.kind == "modelscope":
+            fetched = _fetch_modelscope(name, source, artifact, key, cache, downloader, locked)
         else:
             raise FetchError(f"{source.display}: fetching {source.kind} sources is not supported yet")
         if locked is not None:
@@ -231,12 +233,15 @@ def _fetch_hub(name: str, source: Source, artifact: Artifact, key: str, cache: C
     return Fetched(name, placed, commit, tuple(files), "fetched")
 
 
-def check_free_space(root: Path, needed: int, what: str) -> None:
-    """Refuse before downloading when the cache's disk cannot hold what is missing."""
-    probe = root
-    while not probe.exists():
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
-    if needed > free:
-        raise FetchError(f"{what}: needs {needed / (1 << 30):.1f} GiB, only {free / (1 << 30):.1f} GiB free at {root}",
-                         hint="free space, or point ENVCTL_CACHE at a larger disk")
+def _fetch_modelscope(name: str, source: Source, artifact: Artifact, key: str, cache: Cache, downloader: Downloader,
+                      locked: Locked | None) -> Fetched:
+    from envctl.artifacts import hf, modelscope
+
+    environ = dict(os.environ)
+    chosen = hf.select(modelscope.resolve(source, environ), artifact.subpath, list(artifact.include))
+    if not chosen:
+        raise FetchError(f"{source.display}: no files match")
+    check_free_space(cache.root, sum(f.size for f in chosen if not (f.sha256 and cache.has_blob(f.sha256))), source.display)
+    files = modelscope.download(source, chosen, downloader, environ, {f.path: f.sha256 for f in locked.files} if locked else None)
+    placed = cache.place(key, files, single_file=False, record={"source": source.display, "revision": source.revision})
+    return Fetched(name, placed, None, tuple(files), "fetched")

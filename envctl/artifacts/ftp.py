@@ -16,7 +16,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from envctl.artifacts.cache import CHUNK, Cache
-from envctl.artifacts.download import RETRIES, FetchError
+from envctl.artifacts.download import RETRIES
+from envctl.errors import FetchError
 from envctl.artifacts.sources import Source
 
 TIMEOUT = 60

@@ -16,7 +16,7 @@ import tarfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from envctl.artifacts.download import FetchError
+from envctl.errors import FetchError
 from envctl.artifacts.sources import Source
 
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")

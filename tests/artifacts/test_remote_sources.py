@@ -330,3 +330,24 @@ def test_a_killed_segmented_download_resumes_inside_its_segments(tmp_path, file_
     assert any(r and not r.startswith(("bytes=0-", "bytes=16777216-", "bytes=33554432-", "bytes=50331648-", "bytes=67108864-"))
                for r in file_server.ranges_requested("/shard.bin")), "no request started inside a segment"
     assert Path(out.split("\t")[1].strip()).read_bytes() == data
+
+
+# -- ModelScope -----------------------------------------------------------------------------
+
+def test_a_modelscope_repository_is_fetched_and_verified_by_its_published_sha256(tmp_path, monkeypatch):
+    from servers.modelscope_endpoint import ModelScopeEndpoint
+
+    files = {"config.json": b"{}\n", "pytorch_model-00001-of-00002.bin": os.urandom(2 * MiB),
+             "tokenizer/tokenizer.model": os.urandom(100_000)}
+    with ModelScopeEndpoint(token="ms_token") as endpoint:
+        endpoint.add_repo("ZhipuAI/chatglm3-6b", {"v1.0.0": files})
+        monkeypatch.setenv("MODELSCOPE_ENDPOINT", endpoint.url)
+        monkeypatch.setenv("MODELSCOPE_API_TOKEN", "ms_token")
+        fetched = fetch(tmp_path, "m: {source: 'modelscope://ZhipuAI/chatglm3-6b@v1.0.0'}\n")
+        for name, data in files.items():
+            assert (fetched["m"].path / name).read_bytes() == data
+        assert {f.path: f.sha256 for f in fetched["m"].files} == {n: sha(d) for n, d in files.items()}
+        with pytest.raises(FetchError) as caught:
+            fetch(tmp_path, "m: {source: 'modelscope://ZhipuAI/chatglm3-6b@v9'}\n")
+        assert caught.value.message == (f"m: modelscope://ZhipuAI/chatglm3-6b@v9 (endpoint {endpoint.url}): "
+                                        "model ZhipuAI/chatglm3-6b revision v9 not found")
