@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Callable
 
 from envctl.artifacts.cache import Cache
-from envctl.artifacts.fetch import fetch_all, workspace_copy
+from envctl.artifacts.download import Downloader, RemoteFile
+from envctl.artifacts.fetch import fetch_all, with_credentials, workspace_copy
+from envctl.artifacts.sources import Source
 from envctl.engine import local_socket
-from envctl.errors import HostNotReady
+from envctl.errors import FetchError, HostNotReady
 from envctl.image_step import ImageOutcome, Progress, ensure_image
 from envctl.images import IdentityCache
 from envctl.lifecycle import ContainerOutcome, ensure
@@ -55,12 +57,43 @@ def place_artifacts(loaded: Loaded, plan: Plan, echo, progress, offline: bool, e
                 echo(f"artifact   {artifact.name}: writable copy at {artifact.host_path}")
 
 
+def _local_tarball(client, loaded: Loaded, plan: Plan, cache: Cache, progress, offline: bool):
+    """The image tarball as a local file. One behind http(s)/ftp is downloaded into the cache
+    (resumable, verified) only when it is needed: not when the image is already on the engine
+    and nothing pins another ID."""
+    source = loaded.image_source
+    if source is None or source.kind == "file":
+        return source
+    expected = plan.image.sha256
+    if expected and cache.has_blob(expected):
+        return Source("file", str(cache.blob(expected)))
+    if plan.image.expected_id is None:
+        from docker.errors import ImageNotFound
+
+        try:
+            client.images.get(plan.image.ref)
+            return None  # present, and nothing to compare it with short of downloading GBs
+        except ImageNotFound:
+            pass
+    if offline:
+        raise FetchError(f"image tarball {source.display} is not in the cache and --offline was given")
+    if source.kind == "ftp":
+        from envctl.artifacts.ftp import fetch_ftp
+
+        sha, _ = fetch_ftp(source, expected, cache)
+    else:
+        url, auth = with_credentials(source)
+        sha, _ = Downloader(cache, progress=progress).fetch(RemoteFile("", url, source.display, None, expected, auth=auth))
+    return Source("file", str(cache.blob(sha)))
+
+
 def up(client, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress: Progress | None = None, environ=None,
        offline: bool = False) -> Report:
     check_ready(plan)
     place_artifacts(loaded, plan, echo, progress, offline, environ)
     cache = cache_dir(environ)
-    image = ensure_image(client, plan.image, loaded.image_source, IdentityCache(cache / "state" / "tarballs.json"), progress,
+    tarball = _local_tarball(client, loaded, plan, Cache(cache), progress, offline)
+    image = ensure_image(client, plan.image, tarball, IdentityCache(cache / "state" / "tarballs.json"), progress,
                          local_socket(environ))
     echo(f"image      {plan.image.ref}: {image.action}" + (f" ({image.note})" if image.note else ""))
     workspace = next(m.source for m in plan.container.mounts if m.target == WORKSPACE_TARGET)

@@ -46,11 +46,6 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
     expected = step.expected_id
     tarball: Path | None = None
     if step.origin == "tarball" and source is not None:
-        if source.kind != "file":
-            raise ImageError(
-                f"image {step.ref}: loading tarballs from {source.kind} sources is not supported yet",
-                hint=f"download {source.display} and point image.tarball.source at the file",
-            )
         tarball = Path(source.location)
         if not tarball.is_file():
             raise ImageError(f"image {step.ref}: no tarball at {tarball}")

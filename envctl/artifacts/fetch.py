@@ -116,7 +116,8 @@ def _check_drift(fetched: Fetched, locked: Locked) -> None:
                          hint="if the change is wanted, run `envctl lock` again and commit the lock file")
 
 
-def _with_credentials(source: Source) -> tuple[str, tuple | None]:
+def with_credentials(source: Source) -> tuple[str, tuple | None]:
+    """The URL without its userinfo, and (user, password) for HTTP auth when it had a password."""
     parts = urlsplit(source.location)
     if source.password is None:
         return source.location, None
@@ -131,7 +132,7 @@ def _fetch_single(name: str, source: Source, artifact: Artifact, expected: str |
 
         sha, size = fetch_ftp(source, expected, cache)
     else:
-        url, auth = _with_credentials(source)
+        url, auth = with_credentials(source)
         sha, size = downloader.fetch(RemoteFile("", url, source.display, None, expected, auth=auth))
     files = [PlacedFile("", size, sha)]
     record = {"source": source.display, "revision": None}

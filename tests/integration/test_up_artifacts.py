@@ -74,3 +74,29 @@ def test_up_offline_names_what_is_missing(make_env, tarballs, tmp_path):
     assert done.returncode == 6
     assert f"error: code: not in the cache (git+file://{tmp_path / 'upstream'}@main) and --offline was given" in done.stderr
     assert env.get() is None
+
+
+def test_an_image_tarball_over_http_is_downloaded_once_verified_and_loaded(make_env, tarballs, no_image, engine):
+    import hashlib
+
+    from servers.http_files import FileServer
+
+    data = tarballs.gz.read_bytes()
+    with FileServer(files={"/docker/pytorch.tar.gz": data}) as server:
+        env = make_env("cpu")
+        env.write(f"""\
+            device: {{kind: cpu}}
+            image:
+              ref: {IMAGE}
+              tarball: {{source: "{server.url_for('/docker/pytorch.tar.gz')}", sha256: {hashlib.sha256(data).hexdigest()}}}
+            """)
+        done = env.run("up", str(env.manifest))
+        assert done.returncode == 0, done.stderr
+        assert f"image      {IMAGE}: loaded" in done.stderr
+        assert engine.images.get(IMAGE).id == tarballs.image_id
+        assert server.bytes_sent == len(data)
+        server.reset_counters()
+        engine.images.remove(IMAGE, force=True)
+        again = env.run("up", str(env.manifest))  # the image is gone, the tarball is cached
+        assert again.returncode == 0, again.stderr
+        assert server.requests == 0
