@@ -351,3 +351,22 @@ def test_a_modelscope_repository_is_fetched_and_verified_by_its_published_sha256
             fetch(tmp_path, "m: {source: 'modelscope://ZhipuAI/chatglm3-6b@v9'}\n")
         assert caught.value.message == (f"m: modelscope://ZhipuAI/chatglm3-6b@v9 (endpoint {endpoint.url}): "
                                         "model ZhipuAI/chatglm3-6b revision v9 not found")
+
+
+def test_a_moved_modelscope_tag_is_drift_and_says_what_changed(tmp_path, monkeypatch):
+    from servers.modelscope_endpoint import ModelScopeEndpoint
+
+    files = {"config.json": b'{"v": 1}\n', "model.bin": os.urandom(MiB)}
+    with ModelScopeEndpoint() as endpoint:
+        endpoint.add_repo("ZhipuAI/chatglm3-6b", {"master": files})
+        monkeypatch.setenv("MODELSCOPE_ENDPOINT", endpoint.url)
+        manifest = write_manifest(tmp_path, "m: {source: 'modelscope://ZhipuAI/chatglm3-6b@master'}\n")
+        locking = envctl(tmp_path, "lock", str(manifest), env={"MODELSCOPE_ENDPOINT": endpoint.url})
+        _, err = locking.communicate(timeout=60)
+        assert locking.returncode == 0, err
+        endpoint.add_repo("ZhipuAI/chatglm3-6b", {"master": {**files, "config.json": b'{"v": 2}\n', "extra.py": b"#\n"}})
+        loaded = load(manifest, environ=dict(os.environ), roots=search_roots({"HOME": str(tmp_path)}, cwd=tmp_path))
+        with pytest.raises(FetchError) as caught:
+            fetch_all(loaded, Cache(tmp_path / "fresh-cache"))
+        old, new = sha(b'{"v": 1}\n')[:12], sha(b'{"v": 2}\n')[:12]
+        assert caught.value.message == f"m: differs from manifest.lock: added extra.py; changed config.json (sha256 {old} → {new})"
