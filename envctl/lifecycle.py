@@ -3,9 +3,7 @@ its configuration changed, removed. Two `up`s at once end with one container."""
 
 from __future__ import annotations
 
-import fcntl
 import json
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from docker.errors import APIError, NotFound
 
 from envctl.containers import LABEL_FILE, LABEL_HASH, LABEL_IMAGE_ID, LABEL_MANIFEST, LABEL_SPEC, ContainerSpec
 from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
+from envctl.locks import file_lock
 
 
 class ContainerError(EnvctlError):
@@ -24,18 +23,6 @@ class ContainerOutcome:
     action: str  # unchanged | started | created | recreated
     container_id: str
     changes: tuple[str, ...] = ()
-
-
-@contextmanager
-def locked(lock_dir: Path, name: str):
-    """Serialise `up`s of one environment on this machine."""
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def find(client, name: str):
@@ -96,7 +83,7 @@ def _create(client, spec: ContainerSpec, image_id: str, manifest_file: str):
 
 
 def ensure(client, spec: ContainerSpec, image_id: str, manifest_file: str, lock_dir: Path) -> ContainerOutcome:
-    with locked(lock_dir, spec.name):
+    with file_lock(lock_dir / f"{spec.name}.lock"):  # `up`s of one environment, one at a time
         for _attempt in range(3):
             existing = find(client, spec.name)
             if existing is not None:

@@ -14,16 +14,15 @@ once every file in it is a blob. So a partial file is never taken for a whole on
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import shutil
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from envctl.errors import FetchError
+from envctl.locks import file_lock
 
 CHUNK = 1 << 20
 
@@ -104,18 +103,9 @@ class Cache:
         os.replace(temporary, meta)
         return final
 
-    @contextmanager
     def locked(self, key: str):
         """One fetch of an artifact at a time on this host; others wait, then find it done."""
-        directory = self.root / "locks"
-        directory.mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha256(key.encode()).hexdigest()[:32]
-        with open(directory / f"{name}.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return file_lock(self.root / "locks" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.lock")
 
 
 def sha256_of(path: Path) -> str:

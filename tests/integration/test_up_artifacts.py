@@ -92,7 +92,8 @@ def test_an_image_tarball_over_http_is_downloaded_once_verified_and_loaded(make_
             """)
         done = env.run("up", str(env.manifest))
         assert done.returncode == 0, done.stderr
-        assert f"image      {IMAGE}: loaded" in done.stderr
+        # "tagged" when an earlier test left the image's ID behind (as a built image's parent).
+        assert f"image      {IMAGE}: loaded" in done.stderr or f"image      {IMAGE}: tagged" in done.stderr
         assert engine.images.get(IMAGE).id == tarballs.image_id
         assert server.bytes_sent == len(data)
         server.reset_counters()
