@@ -57,7 +57,7 @@ def place_artifacts(loaded: Loaded, plan: Plan, echo, progress, offline: bool, e
                 echo(f"artifact   {artifact.name}: writable copy at {artifact.host_path}")
 
 
-def _local_tarball(client, loaded: Loaded, plan: Plan, cache: Cache, progress, offline: bool):
+def local_tarball(client, loaded: Loaded, plan: Plan, cache: Cache, progress, offline: bool):
     """The image tarball as a local file. One behind http(s)/ftp is downloaded into the cache
     (resumable, verified) only when it is needed: not when the image is already on the engine
     and nothing pins another ID."""
@@ -92,7 +92,7 @@ def up(client, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress
     check_ready(plan)
     place_artifacts(loaded, plan, echo, progress, offline, environ)
     cache = cache_dir(environ)
-    tarball = _local_tarball(client, loaded, plan, Cache(cache), progress, offline)
+    tarball = local_tarball(client, loaded, plan, Cache(cache), progress, offline)
     image = ensure_image(client, plan.image, tarball, IdentityCache(cache / "state" / "tarballs.json"), progress,
                          local_socket(environ))
     echo(f"image      {plan.image.ref}: {image.action}" + (f" ({image.note})" if image.note else ""))

@@ -56,6 +56,33 @@ def up(
     del report
 
 
+@app.command()
+def image(
+    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
+    offline: bool = typer.Option(False, "--offline", help="use a cached tarball only"),
+) -> None:
+    """Make sure the manifest's image is on the engine (load or build it, as `up` would), and
+    nothing else: for preparing a box before its artifacts are ready."""
+    from envctl import apply
+    from envctl.artifacts.cache import Cache
+    from envctl.engine import connect, local_socket
+    from envctl.image_step import ensure_image
+    from envctl.images import IdentityCache
+    from envctl.paths import cache_dir
+    from envctl.progress import ByteProgress
+
+    loaded = load(name)
+    client = connect()
+    the_plan = build_plan(loaded, observe(local_host(), loaded, client), Options(skip_driver_check=True))
+    cache = Cache(cache_dir())
+    with ByteProgress() as progress:
+        tarball = apply.local_tarball(client, loaded, the_plan, cache, progress, offline)
+        outcome = ensure_image(client, the_plan.image, tarball, IdentityCache(cache.root / "state" / "tarballs.json"), progress,
+                               local_socket())
+    say(f"image      {the_plan.image.ref}: {outcome.action}" + (f" ({outcome.note})" if outcome.note else ""))
+    typer.echo(outcome.image_id)
+
+
 def _plan_for(env):
     """The plan of a running environment, from the manifest it was created from."""
     if not env.manifest_file:

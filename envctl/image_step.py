@@ -42,7 +42,7 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
     with sendfile)."""
     current = _get(client, step.ref)
     if step.origin == "build":
-        return _ensure_built(client, step, current, progress)
+        return _ensure_built(client, step, current, identities.file.parent / "contexts.json")
     expected = step.expected_id
     tarball: Path | None = None
     if step.origin == "tarball" and source is not None:
@@ -91,9 +91,9 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
     return ImageOutcome("loaded", loaded.id, moved)
 
 
-def _ensure_built(client, step: EnsureImage, current, progress: Progress | None) -> ImageOutcome:
+def _ensure_built(client, step: EnsureImage, current, memo: Path) -> ImageOutcome:
     context = Path(step.source)
-    digest = context_digest(context)
+    digest = context_digest(context, memo)
     if current is not None and (current.labels or {}).get(LABEL_CONTEXT) == digest:
         return ImageOutcome("present", current.id)
     try:

@@ -237,13 +237,35 @@ def _load_by_sendfile(socket_path: str, api_version: str, path: Path, progress) 
             yield json.loads(line)
 
 
-def context_digest(context: Path) -> str:
-    """sha256 over every file's relative path and content in a build context."""
+def context_digest(context: Path, memo: Path | None = None) -> str:
+    """sha256 over every file's relative path and content in a build context. With `memo`, each
+    file's digest is remembered by (size, mtime), so an unchanged context of large wheels costs
+    a few stat calls, not a full read."""
+    known = {}
+    if memo is not None:
+        try:
+            known = json.loads(memo.read_text())
+        except (OSError, ValueError):
+            known = {}
+    seen = {}
     digest = hashlib.sha256()
     for file in sorted(p for p in context.rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(context)).encode() + b"\0")
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(CHUNK), b""):
-                digest.update(block)
-        digest.update(b"\0")
+        stat = file.stat()
+        key = str(file.resolve())
+        entry = known.get(key)
+        if entry and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
+            file_digest = entry[2]
+        else:
+            one = hashlib.sha256()
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(CHUNK), b""):
+                    one.update(block)
+            file_digest = one.hexdigest()
+        seen[key] = [stat.st_size, stat.st_mtime_ns, file_digest]
+        digest.update(str(file.relative_to(context)).encode() + b"\0" + file_digest.encode() + b"\0")
+    if memo is not None and seen != {k: known.get(k) for k in seen}:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        temporary = memo.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({**known, **seen}))
+        os.replace(temporary, memo)
     return digest.hexdigest()
