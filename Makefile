@@ -13,13 +13,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The CPU reference workflow: every shipped manifest validated, then the exact plan `up` will
-# execute for chatglm-tiny-cpu on this machine.
-demo: $(STAMP)
-	$(BIN)/envctl validate
-	$(BIN)/envctl plan chatglm-tiny-cpu
+# The CPU reference workflow end to end: image, weights and dataset through a loopback HF
+# mirror, up, train, infer (demo/run_demo.py says what each step does).
+demo: $(STAMP) engine
+	$(BIN)/python demo/run_demo.py
 
-# A Docker engine for the integration tests: installed and started when missing (root, Debian).
+# A Docker engine for the demo and the integration tests: installed and started when missing
+# (root, Debian).
 engine:
 	bash tests/ensure-engine.sh
 
