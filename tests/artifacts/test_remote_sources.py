@@ -68,6 +68,17 @@ def settle(read, quiet=0.5, timeout=30.0) -> None:
             last, since = now, time.monotonic()
 
 
+def fetch_and_kill_halfway(tmp_path, manifest: Path, size: int, fetched_bytes) -> int:
+    """Start `envctl fetch`, SIGKILL it once half the bytes are on disk; returns the bytes kept."""
+    first = envctl(tmp_path, "fetch", str(manifest))
+    wait_for(lambda: fetched_bytes(tmp_path) >= size // 2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    kept = fetched_bytes(tmp_path)
+    assert kept < size, "the first run finished before it was killed"
+    return kept
+
+
 def wait_for(condition, timeout=60.0):
     deadline = time.monotonic() + timeout
     while not condition():
@@ -94,12 +105,7 @@ def test_a_killed_fetch_resumes_without_fetching_bytes_again(tmp_path, file_serv
     url = serve(file_server, "/model.safetensors", data)
     manifest = write_manifest(tmp_path, f"weights: {{source: '{url}', sha256: {sha(data)}}}\n")
     file_server.rate_per_connection = 4 * MiB
-    first = envctl(tmp_path, "fetch", str(manifest))
-    wait_for(lambda: partial_bytes(tmp_path) >= len(data) // 2)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    kept = partial_bytes(tmp_path)
-    assert kept < len(data), "the first run finished before it was killed"
+    kept = fetch_and_kill_halfway(tmp_path, manifest, len(data), partial_bytes)
     assert not list((tmp_path / "cache" / "artifacts").rglob("model.safetensors")), "a partial file was placed"
     file_server.rate_per_connection = None
     settle(lambda: file_server.bytes_sent)
@@ -279,12 +285,7 @@ def test_ftp_with_netrc_credentials_resumes_with_rest(tmp_path, ftp_server):
     url = f"ftp://127.0.0.1:{ftp_server.port}/docker/pytorch.tar.gz"
     manifest = write_manifest(tmp_path, f"image-tarball: {{source: '{url}', sha256: {sha(data)}}}\n")
     ftp_server.rate_per_connection = 2 * MiB
-    first = envctl(tmp_path, "fetch", str(manifest))
-    wait_for(lambda: partial_bytes(tmp_path) >= len(data) // 2)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    kept = partial_bytes(tmp_path)
-    assert kept < len(data), "the first run finished before it was killed"
+    kept = fetch_and_kill_halfway(tmp_path, manifest, len(data), partial_bytes)
     ftp_server.rate_per_connection = None
     second = envctl(tmp_path, "fetch", str(manifest))
     out, err = second.communicate(timeout=60)
@@ -313,12 +314,7 @@ def test_a_killed_segmented_download_resumes_inside_its_segments(tmp_path, file_
             return 0
         return len(meta.get("segments", [])) * 16 * MiB + sum((meta.get("progress") or {}).values())
 
-    first = envctl(tmp_path, "fetch", str(manifest))
-    wait_for(lambda: recorded() >= len(data) // 2)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    kept = recorded()
-    assert kept < len(data)
+    kept = fetch_and_kill_halfway(tmp_path, manifest, len(data), lambda _: recorded())
     file_server.rate_per_connection = None
     settle(lambda: file_server.bytes_sent)
     file_server.reset_counters()
