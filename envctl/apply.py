@@ -87,17 +87,29 @@ def local_tarball(client, loaded: Loaded, plan: Plan, cache: Cache, progress, of
     return Source("file", str(cache.blob(sha)))
 
 
-def up(client, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress: Progress | None = None, environ=None,
-       offline: bool = False) -> Report:
+def prepare(client, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress: Progress | None = None, environ=None,
+            offline: bool = False) -> ImageOutcome:
+    """Everything before the container: readiness, artifacts, the image."""
     check_ready(plan)
     place_artifacts(loaded, plan, echo, progress, offline, environ)
+    workspace = next(m.source for m in plan.container.mounts if m.target == WORKSPACE_TARGET)
+    Path(workspace).mkdir(parents=True, exist_ok=True)
     cache = cache_dir(environ)
+    if plan.baked:
+        image = client.images.get(plan.baked)
+        echo(f"image      {plan.baked}: baked (setup inside)")
+        return ImageOutcome("baked", image.id)
     tarball = local_tarball(client, loaded, plan, Cache(cache), progress, offline)
     image = ensure_image(client, plan.image, tarball, IdentityCache(cache / "state" / "tarballs.json"), progress,
                          local_socket(environ))
     echo(f"image      {plan.image.ref}: {image.action}" + (f" ({image.note})" if image.note else ""))
-    workspace = next(m.source for m in plan.container.mounts if m.target == WORKSPACE_TARGET)
-    Path(workspace).mkdir(parents=True, exist_ok=True)
+    return image
+
+
+def up(client, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress: Progress | None = None, environ=None,
+       offline: bool = False) -> Report:
+    image = prepare(client, loaded, plan, echo, progress, environ, offline)
+    cache = cache_dir(environ)
     container = ensure(client, plan.container, image.image_id, str(loaded.file), cache / "locks")
     detail = f": {', '.join(container.changes)} changed" if container.changes else ""
     echo(f"container  {plan.container.name}: {container.action}{detail}")

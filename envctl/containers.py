@@ -23,6 +23,8 @@ LABEL_CARDS = LABEL_PREFIX + "cards"
 LABEL_SPEC = LABEL_PREFIX + "spec"  # the spec (env values hashed), to say what changed on recreate
 LABEL_IMAGE_ID = LABEL_PREFIX + "image-id"
 LABEL_FILE = LABEL_PREFIX + "manifest-file"
+LABEL_BAKED_FOR = LABEL_PREFIX + "baked-for"  # on images made by `envctl build`: the manifest
+LABEL_BAKE_KEY = LABEL_PREFIX + "bake-key"  # ... and the hash of the base image and setup steps
 KEEP_ALIVE = ("sleep", "infinity")
 
 

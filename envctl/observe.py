@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from envctl.containers import LABEL_BAKE_KEY, LABEL_BAKED_FOR
 from envctl.devices import family
 from envctl.devices.base import DriverInfo, Snapshot, snapshot
 from envctl.hosts.base import Host
@@ -22,6 +23,8 @@ class Observed:
     devices: Snapshot
     missing_mount_sources: frozenset[str] = field(default_factory=frozenset)
     image_present: bool | None = None  # None: the Docker engine was not asked
+    image_id: str | None = None  # what the manifest's image ref names on the engine
+    baked: dict = field(default_factory=dict)  # bake key → ref of images `envctl build` made for this manifest
 
 
 def observe(host: Host, loaded: Loaded, engine=None) -> Observed:
@@ -36,13 +39,19 @@ def observe(host: Host, loaded: Loaded, engine=None) -> Observed:
         if not host.exists(real):
             missing.add(real)
     devices = snapshot(host, fam)
-    image_present = None
+    image_present, image_id, baked = None, None, {}
     if engine is not None:
         from docker.errors import ImageNotFound
 
         try:
             image = engine.images.get(manifest.image.ref)
+            image_id = image.id
             image_present = manifest.image.id is None or image.id == manifest.image.id
         except ImageNotFound:
             image_present = False
-    return Observed(host.name, host.root, tuple(fam.discover(devices)), driver, devices, frozenset(missing), image_present)
+        for candidate in engine.images.list(filters={"label": f"{LABEL_BAKED_FOR}={manifest.name}"}):
+            key = (candidate.labels or {}).get(LABEL_BAKE_KEY)
+            if key and candidate.tags:
+                baked[key] = candidate.tags[0]
+    return Observed(host.name, host.root, tuple(fam.discover(devices)), driver, devices, frozenset(missing), image_present,
+                    image_id, baked)

@@ -110,6 +110,7 @@ class Plan:
     blockers: tuple[str, ...]  # what stops `up` on this host as it is
     needs: tuple[str, ...]  # what a user must provide (files without a public source)
     notes: tuple[str, ...]
+    baked: str | None = None  # an image `envctl build` made with the setup inside, used instead
     secrets: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
 
 
@@ -252,7 +253,9 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
     for missing in sorted(observed.missing_mount_sources):
         blockers.append(f"mount source {missing} does not exist on {observed.host}")
 
-    spec = _container_spec(loaded, selection, artifacts, workspace)
+    setup = _setup_steps(loaded, image, artifacts)
+    baked = observed.baked.get(bake_key(observed.image_id, setup)) if observed.image_id else None
+    spec = _container_spec(loaded, selection, artifacts, workspace, baked)
     return Plan(
         manifest=manifest.name,
         variant=manifest.variant,
@@ -264,13 +267,21 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
         image=image,
         artifacts=tuple(artifacts.values()),
         container=spec,
-        setup=_setup_steps(loaded, image, artifacts),
+        setup=setup,
         entrypoints=_entrypoints(loaded, selection),
         blockers=tuple(blockers),
         needs=tuple(needs),
         notes=tuple(manifest.notes),
+        baked=baked,
         secrets=loaded.secrets,
     )
+
+
+def bake_key(base_image_id: str, setup: tuple[RunSetup, ...]) -> str:
+    """What a baked image is made of: the base image and every setup step (whose chained hash
+    covers the artifacts they use). The same inputs give the same key, and so the same tag."""
+    last = setup[-1].step_hash if setup else ""
+    return hashlib.sha256(f"{base_image_id}|{last}".encode()).hexdigest()[:16]
 
 
 def _image_step(loaded: Loaded, observed: Observed) -> EnsureImage:
@@ -292,7 +303,8 @@ def _manifest_mount(spec: str, base: Path) -> Mount:
     return Mount(source, parts[1], read_only=(len(parts) == 3 and parts[2] == "ro"))
 
 
-def _container_spec(loaded: Loaded, selection: Selection, artifacts: dict[str, FetchArtifact], workspace: Path) -> ContainerSpec:
+def _container_spec(loaded: Loaded, selection: Selection, artifacts: dict[str, FetchArtifact], workspace: Path,
+                    baked: str | None = None) -> ContainerSpec:
     manifest = loaded.manifest
     container = manifest.container
     mounts = list(selection.mounts)
@@ -303,7 +315,7 @@ def _container_spec(loaded: Loaded, selection: Selection, artifacts: dict[str, F
     env = {**container.env, **selection.env, "ENVCTL_ENV": manifest.container_name}
     return ContainerSpec(
         name=manifest.container_name,
-        image=manifest.image.ref,
+        image=baked or manifest.image.ref,
         manifest=manifest.name,
         variant=manifest.variant,
         cards=selection.cards,

@@ -61,7 +61,9 @@ def _image_lines(plan: Plan) -> list[str]:
     i = plan.image
     pinned = f" (pinned {i.expected_id})" if i.expected_id else ""
     lines = [f"{i.ref}{pinned}"]
-    if i.present is True:
+    if plan.baked:
+        lines.append(f"baked image {plan.baked} is used: the setup steps are already inside")
+    elif i.present is True:
         lines.append("present on the host: nothing to do")
     elif i.origin == "build":
         lines.append(f"build from {i.source} unless already built")

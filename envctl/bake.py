@@ -1,0 +1,75 @@
+"""`envctl build` and `envctl save`: the image with the setup steps already inside.
+
+A bake runs the setup steps in a throwaway container of the manifest's image, with the
+artifacts mounted as `up` mounts them, and commits it as `envctl-baked/<name>:<key>`, where the
+key hashes the base image ID and every setup step (which covers the artifacts they use): two
+labs baking the same inputs get the same tag. The setup markers are committed too, so `up` from
+a baked image runs no step. What setup writes into `mode: rw` artifacts lives in the workspace,
+not in the image, and is redone by nobody: bake manifests whose setup writes into the image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+from pathlib import Path
+from typing import Callable
+
+from envctl.containers import LABEL_BAKE_KEY, LABEL_BAKED_FOR
+from envctl.lifecycle import ContainerError
+from envctl.plan import Plan, bake_key
+from envctl.setup_steps import run_setup
+
+
+def baked_ref(plan: Plan, base_image_id: str) -> tuple[str, str]:
+    key = bake_key(base_image_id, plan.setup)
+    suffix = f"-{plan.variant}" if plan.variant else ""
+    return f"envctl-baked/{plan.manifest}{suffix}:{key}", key
+
+
+def bake(client, plan: Plan, base_image_id: str, echo: Callable[[str], None]) -> tuple[str, str]:
+    """Returns (ref, "present" | "baked")."""
+    from docker.errors import APIError, ImageNotFound
+
+    ref, key = baked_ref(plan, base_image_id)
+    try:
+        client.images.get(ref)
+        return ref, "present"
+    except ImageNotFound:
+        pass
+    spec = dataclasses.replace(plan.container, name=f"{plan.container.name}-bake-{os.getpid()}", image=base_image_id)
+    kwargs = spec.api_kwargs()
+    kwargs["labels"] = {}  # a throwaway container: never listed as an environment
+    try:
+        container = client.containers.create(**kwargs)
+        container.start()
+    except APIError as exc:
+        raise ContainerError(f"could not start a container to bake {ref}: {exc.explanation or exc}") from None
+    try:
+        run_setup(client, container.id, plan.setup, echo)
+        repository, tag = ref.rsplit(":", 1)
+        container.commit(repository=repository, tag=tag, conf={"Labels": {LABEL_BAKED_FOR: plan.manifest, LABEL_BAKE_KEY: key}})
+    finally:
+        container.remove(force=True)
+    return ref, "baked"
+
+
+def save(client, ref: str, output: Path, echo: Callable[[str], None]) -> int:
+    """Write the image as a `docker save` tarball (gzipped when the name ends in .gz), atomically."""
+    from docker.errors import ImageNotFound
+
+    try:
+        image = client.images.get(ref)
+    except ImageNotFound:
+        raise ContainerError(f"{ref} is not on this host: run `envctl build` first") from None
+    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    opener = gzip.open if output.name.endswith(".gz") else open
+    written = 0
+    with opener(temporary, "wb") as handle:
+        for chunk in image.save(named=True):
+            handle.write(chunk)
+            written += len(chunk)
+    os.replace(temporary, output)
+    echo(f"saved {ref} ({written / (1 << 20):.0f} MiB of image data) to {output}")
+    return written

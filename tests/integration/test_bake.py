@@ -1,0 +1,59 @@
+"""`envctl build`, `save` and `load`: the setup baked into an image, tagged by its inputs."""
+
+from support import IMAGE
+
+BODY = """\
+device: {{kind: cpu}}
+image: {{ref: {image}, tarball: {{source: {tarball}}}}}
+setup:
+  - name: make the work directory
+    run: mkdir -p /work && echo made >> /work/runs
+  - name: greet
+    run: echo {greeting} > /work/greeting
+entrypoints:
+  ok:
+    run: cat /work/greeting
+"""
+
+
+def test_build_tags_by_inputs_up_uses_it_and_save_load_carries_it(make_env, tarballs, engine, tmp_path):
+    env = make_env("cpu")
+    env.write(BODY.format(image=IMAGE, tarball=tarballs.plain, greeting="hello"))
+    first = env.run("build", str(env.manifest))
+    assert first.returncode == 0, first.stderr
+    ref = first.stdout.strip()
+    assert ref.startswith(f"envctl-baked/{env.name}:") and f"baked      {ref}: baked" in first.stderr
+    again = env.run("build", str(env.manifest))
+    assert again.stdout.strip() == ref and f"baked      {ref}: present" in again.stderr
+    changed = env.write(BODY.format(image=IMAGE, tarball=tarballs.plain, greeting="bonjour"))
+    other = env.run("build", str(changed))
+    assert other.returncode == 0 and other.stdout.strip() != ref
+    baked = other.stdout.strip()
+
+    up = env.run("up", str(env.manifest))
+    assert up.returncode == 0, up.stderr
+    assert f"image      {baked}: baked (setup inside)" in up.stderr
+    assert "setup      0 step(s) ran, 2 unchanged" in up.stderr
+    assert env.run("exec", "ok", "--env", env.container).stdout == "bonjour\n"
+    assert env.inside("cat /work/runs")[1] == "made\n"
+
+    saved = tmp_path / "baked.tar.gz"
+    done = env.run("save", str(env.manifest), "-o", str(saved))
+    assert done.returncode == 0, done.stderr
+    assert env.run("down", env.container).returncode == 0
+    engine.images.remove(baked, force=True)
+    loaded = env.run("load", str(saved))
+    assert loaded.returncode == 0, loaded.stderr
+    assert f"loaded     {baked}" in loaded.stderr
+    up_again = env.run("up", str(env.manifest))
+    assert f"image      {baked}: baked (setup inside)" in up_again.stderr, up_again.stderr
+    assert "setup      0 step(s) ran, 2 unchanged" in up_again.stderr
+    engine.images.remove(ref, force=True)
+
+
+def test_save_without_a_bake_says_what_to_run(make_env, tarballs):
+    env = make_env("cpu")
+    env.write(BODY.format(image=IMAGE, tarball=tarballs.plain, greeting="x"))
+    done = env.run("save", str(env.manifest), "-o", "/tmp/never.tar")
+    assert done.returncode == 4
+    assert "has no baked image for its current inputs on this host" in done.stderr and "envctl build" in done.stderr
