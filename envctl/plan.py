@@ -207,6 +207,8 @@ def _entrypoints(loaded: Loaded, selection: Selection) -> tuple[Entrypoint, ...]
             cards = tuple(entry.cards)
         if fam.visibility_variable and entry.cards is not None:
             env[fam.visibility_variable] = ",".join(map(str, cards))
+        # Launchers (torchrun, deepspeed, msrun) take their process count from the selection.
+        env["ENVCTL_NUM_CARDS"] = str(len(cards))
         out.append(
             Entrypoint(
                 name, entry.description, _command(entry.run, manifest.container.shell),

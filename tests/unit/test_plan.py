@@ -82,8 +82,10 @@ def test_a_ready_plan_has_every_resolved_argument(tmp_path):
     assert plan.setup[0].argv == ("/bin/sh", "-c", "python port.py -i ChatGLM3/")
     assert plan.setup[1].argv == ("pip", "install", "-e", "ChatGLM3_mlu")
     infer, train = plan.entrypoints
-    assert infer.env == {"PROMPT": "你好"} and infer.cards == (0, 1)
-    assert train.env == {"MAX_STEPS": "500", "FP16": "true", "MLU_VISIBLE_DEVICES": "0"} and train.cards == (0,)
+    assert infer.env == {"PROMPT": "你好", "ENVCTL_NUM_CARDS": "2"} and infer.cards == (0, 1)
+    # The entrypoint's own cards narrow visibility, and launchers get the process count.
+    assert train.env == {"MAX_STEPS": "500", "FP16": "true", "MLU_VISIBLE_DEVICES": "0", "ENVCTL_NUM_CARDS": "1"}
+    assert train.cards == (0,)
 
 
 def test_cards_option_overrides_the_manifest(tmp_path):
