@@ -140,13 +140,13 @@ def load_command(tarball: Path = typer.Argument(..., help="a tarball written by 
     say(f"loaded     {', '.join(identity.repo_tags) or 'an untagged image'} ({identity.image_id})")
 
 
-def _plan_for(env):
+def _plan_for(env, client):
     """The plan of a running environment, from the manifest it was created from."""
     if not env.manifest_file:
         raise EnvctlError(f"{env.name} carries no manifest file label; recreate it with `envctl up`")
     loaded = load(env.manifest_file, variant=env.variant)
     host = local_host()
-    the_plan = build_plan(loaded, observe(host, loaded), Options(cards=env.cards or None, skip_driver_check=True))
+    the_plan = build_plan(loaded, observe(host, loaded, client), Options(cards=env.cards or None, skip_driver_check=True))
     if the_plan.container.config_hash() != env.config_hash:
         say(f"warning: {env.manifest_file} changed since {env.name} was created; `envctl up {env.reference}` applies it")
     return the_plan
@@ -165,7 +165,7 @@ def exec_command(
 
     client = connect()
     chosen = environments.choose(client, env)
-    the_plan = _plan_for(chosen)
+    the_plan = _plan_for(chosen, client)
     entries = {e.name: e for e in the_plan.entrypoints}
     if entrypoint not in entries:
         close = difflib.get_close_matches(entrypoint, list(entries), n=1)
@@ -191,7 +191,7 @@ def shell(env: Optional[str] = typer.Option(None, "--env", help="the environment
 
     client = connect()
     chosen = environments.choose(client, env)
-    the_plan = _plan_for(chosen)
+    the_plan = _plan_for(chosen, client)
     argv = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi")
     invocation = execute.Invocation(chosen.name, argv, {}, the_plan.container.working_dir, sys.stdin.isatty(), None)
     raise typer.Exit(execute.run(invocation))
