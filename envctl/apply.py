@@ -17,7 +17,7 @@ from envctl.images import IdentityCache
 from envctl.lifecycle import ContainerOutcome, ensure
 from envctl.manifest.loader import Loaded
 from envctl.paths import cache_dir
-from envctl.plan import WORKSPACE_TARGET, Plan
+from envctl.plan import Plan
 from envctl.setup_steps import StepOutcome, run_setup
 
 
@@ -92,8 +92,7 @@ def prepare(client, loaded: Loaded, plan: Plan, echo: Callable[[str], None], pro
     """Everything before the container: readiness, artifacts, the image."""
     check_ready(plan)
     place_artifacts(loaded, plan, echo, progress, offline, environ)
-    workspace = next(m.source for m in plan.container.mounts if m.target == WORKSPACE_TARGET)
-    Path(workspace).mkdir(parents=True, exist_ok=True)
+    Path(plan.workspace).mkdir(parents=True, exist_ok=True)
     cache = cache_dir(environ)
     if plan.baked:
         image = client.images.get(plan.baked)

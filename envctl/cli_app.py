@@ -45,3 +45,13 @@ def print_error(error: EnvctlError) -> None:
         typer.echo(f"error: {line}" if isinstance(error, ManifestError) else f"       {line}", err=True)
     if error.hint:
         typer.echo(f"hint:  {error.hint}", err=True)
+
+
+
+def plan_here(loaded, options, client=None):
+    """The plan of a loaded manifest on this host; with a Docker client the engine is observed
+    too (image present, baked images)."""
+    from envctl.observe import observe
+    from envctl.plan import build_plan
+
+    return build_plan(loaded, observe(local_host(), loaded, client), options)

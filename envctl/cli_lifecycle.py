@@ -15,11 +15,10 @@ from typing import List, Optional
 
 import typer
 
-from envctl.cli_app import app, local_host, parse_cards, say
+from envctl.cli_app import app, local_host, parse_cards, plan_here, say
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_NOT_FOUND, EXIT_USAGE, EnvctlError
 from envctl.manifest.loader import load
-from envctl.observe import observe
-from envctl.plan import Options, build_plan
+from envctl.plan import Options
 from envctl.render import plan_text
 
 
@@ -38,17 +37,16 @@ def up(
 
     options = Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check)
     loaded = load(name)
-    host = local_host()
     if dry_run:
         try:
             client = connect()
         except EnvctlError:
             client = None  # a dry run still shows the plan, without the engine's view
-        the_plan = build_plan(loaded, observe(host, loaded, client), options)
+        the_plan = plan_here(loaded, options, client)
         typer.echo(plan_text(the_plan), nl=False)
         raise typer.Exit(EXIT_HOST_NOT_READY if the_plan.blockers else 0)
     client = connect()
-    the_plan = build_plan(loaded, observe(host, loaded, client), options)
+    the_plan = plan_here(loaded, options, client)
     with ByteProgress() as progress:
         report = apply.up(client, loaded, the_plan, say, progress, offline=offline)
     entries = ", ".join(e.name for e in the_plan.entrypoints) or "none"
@@ -73,7 +71,7 @@ def image(
 
     loaded = load(name)
     client = connect()
-    the_plan = build_plan(loaded, observe(local_host(), loaded, client), Options(skip_driver_check=True))
+    the_plan = plan_here(loaded, Options(skip_driver_check=True), client)
     cache = Cache(cache_dir())
     with ByteProgress() as progress:
         tarball = apply.local_tarball(client, loaded, the_plan, cache, progress, offline)
@@ -96,8 +94,7 @@ def build(
 
     loaded = load(name)
     client = connect()
-    the_plan = build_plan(loaded, observe(local_host(), loaded, client),
-                          Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check))
+    the_plan = plan_here(loaded, Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check), client)
     if the_plan.baked:  # the inputs have not changed since the last bake
         ref, action = the_plan.baked, "present"
     else:
@@ -119,7 +116,7 @@ def save(
 
     loaded = load(name)
     client = connect()
-    the_plan = build_plan(loaded, observe(local_host(), loaded, client), Options(skip_driver_check=True))
+    the_plan = plan_here(loaded, Options(skip_driver_check=True), client)
     if the_plan.baked is None:
         raise EnvctlError(f"{loaded.manifest.name} has no baked image for its current inputs on this host",
                           hint=f"run `envctl build {name}` first", exit_code=EXIT_NOT_FOUND)
@@ -145,8 +142,7 @@ def _plan_for(env, client):
     if not env.manifest_file:
         raise EnvctlError(f"{env.name} carries no manifest file label; recreate it with `envctl up`")
     loaded = load(env.manifest_file, variant=env.variant)
-    host = local_host()
-    the_plan = build_plan(loaded, observe(host, loaded, client), Options(cards=env.cards or None, skip_driver_check=True))
+    the_plan = plan_here(loaded, Options(cards=env.cards or None, skip_driver_check=True), client)
     if the_plan.container.config_hash() != env.config_hash:
         say(f"warning: {env.manifest_file} changed since {env.name} was created; `envctl up {env.reference}` applies it")
     return the_plan

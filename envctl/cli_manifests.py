@@ -9,13 +9,12 @@ import typer
 import yaml
 
 from envctl import __version__
-from envctl.cli_app import app, local_host, parse_cards, print_error
+from envctl.cli_app import app, parse_cards, plan_here, print_error
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_MANIFEST_INVALID, EnvctlError, ManifestError
 from envctl.manifest import discovery
 from envctl.manifest.loader import load
 from envctl.manifest.model import Manifest
-from envctl.observe import observe
-from envctl.plan import Options, build_plan
+from envctl.plan import Options
 from envctl.render import plan_json, plan_text, redact_tree
 
 
@@ -147,8 +146,7 @@ def plan(
     """Show exactly what `up` would do on this host; exit 5 when something blocks it."""
     options = Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check)
     loaded = load(name)
-    host = local_host()
-    the_plan = build_plan(loaded, observe(host, loaded), options)
+    the_plan = plan_here(loaded, options)
     typer.echo(plan_json(the_plan) if as_json else plan_text(the_plan), nl=not as_json)
     if the_plan.blockers:
         raise typer.Exit(EXIT_HOST_NOT_READY)

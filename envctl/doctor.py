@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from envctl.artifacts.cache import free_bytes
 from envctl.devices import FAMILIES, family
 from envctl.devices.base import snapshot
 from envctl.engine import connect
@@ -26,13 +26,6 @@ class Check:
     name: str
     status: str  # ok | warn | fail
     detail: str
-
-
-def _free_bytes(path: Path) -> int:
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    return shutil.disk_usage(probe).free
 
 
 def _gib(n: int) -> str:
@@ -90,7 +83,7 @@ def diagnose(host: Host, loaded: Loaded | None, options: Options, environ: Mappi
             tarball = Path(loaded.image_source.location)
             if tarball.is_file():
                 need += tarball.stat().st_size * 2  # the tarball's bytes again as image layers
-        free = _free_bytes(cache_dir(environ))
+        free = free_bytes(cache_dir(environ))
         checks.append(Check("disk", "fail" if free < need else "ok",
                             f"{_gib(free)} free at {cache_dir(environ)}" + (f", {_gib(need)} needed for the image" if need else "")))
         if client is not None:

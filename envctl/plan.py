@@ -113,6 +113,11 @@ class Plan:
     baked: str | None = None  # an image `envctl build` made with the setup inside, used instead
     secrets: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
 
+    @property
+    def workspace(self) -> str:
+        """The host directory mounted at WORKSPACE_TARGET (logs, outputs, writable copies)."""
+        return next(m.source for m in self.container.mounts if m.target == WORKSPACE_TARGET)
+
 
 def _command(run: str | list[str], shell: list[str]) -> tuple[str, ...]:
     return tuple(run) if isinstance(run, list) else (*shell, run)

@@ -108,12 +108,25 @@ class Cache:
         return file_lock(self.root / "locks" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.lock")
 
 
-def sha256_of(path: Path) -> str:
+def file_hash(path: Path):
+    """A sha256 object fed with the file's bytes: callers that resume a download go on feeding it."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(CHUNK), b""):
             digest.update(block)
-    return digest.hexdigest()
+    return digest
+
+
+def sha256_of(path: Path) -> str:
+    return file_hash(path).hexdigest()
+
+
+def free_bytes(path: Path) -> int:
+    """Free space on the filesystem that holds (or will hold) `path`."""
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
 
 
 def _link_or_copy(source: Path, destination: Path) -> None:
@@ -132,10 +145,7 @@ def _remove(path: Path) -> None:
 
 def check_free_space(root: Path, needed: int, what: str) -> None:
     """Refuse before downloading when the cache's disk cannot hold what is missing."""
-    probe = root
-    while not probe.exists():
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
+    free = free_bytes(root)
     if needed > free:
         raise FetchError(f"{what}: needs {needed / (1 << 30):.1f} GiB, only {free / (1 << 30):.1f} GiB free at {root}",
                          hint="free space, or point ENVCTL_CACHE at a larger disk")

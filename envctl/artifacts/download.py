@@ -24,7 +24,7 @@ from typing import Callable
 
 import requests
 
-from envctl.artifacts.cache import CHUNK, Cache, check_free_space
+from envctl.artifacts.cache import CHUNK, Cache, check_free_space, file_hash
 from envctl.errors import FetchError
 
 SEGMENT = 16 << 20
@@ -142,15 +142,12 @@ class Downloader:
 
     # -- one stream ------------------------------------------------------------------------
     def _stream(self, remote, part: Path, size, etag, ranges: bool, advance) -> str:
-        digest = hashlib.sha256()
         offset = part.stat().st_size if part.exists() else 0
         if offset and not ranges:
             offset = 0  # the server cannot resume: the prefix cannot be trusted to line up
             part.unlink()
+        digest = file_hash(part) if offset else hashlib.sha256()
         if offset:
-            with open(part, "rb") as handle:
-                for block in iter(lambda: handle.read(CHUNK), b""):
-                    digest.update(block)
             if advance:
                 advance(offset)
         for _attempt in range(RETRIES):

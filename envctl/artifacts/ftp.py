@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from envctl.artifacts.cache import CHUNK, Cache
+from envctl.artifacts.cache import CHUNK, Cache, file_hash
 from envctl.artifacts.download import RETRIES
 from envctl.errors import FetchError
 from envctl.artifacts.sources import Source
@@ -56,7 +56,7 @@ def fetch_ftp(source: Source, expected: str | None, cache: Cache) -> tuple[str, 
                 if size is not None and offset > size:
                     part.unlink()
                     offset = 0
-                digest = _sha256(part) if offset else hashlib.sha256()  # the bytes already here, once
+                digest = file_hash(part) if offset else hashlib.sha256()  # the bytes already here, once
                 if size is None or offset < size:
                     with open(part, "ab") as handle:
                         def write(block: bytes) -> None:
@@ -87,10 +87,3 @@ def fetch_ftp(source: Source, expected: str | None, cache: Cache) -> tuple[str, 
     cache.adopt(part, digest)
     return digest, actual
 
-
-def _sha256(path: Path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest
