@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from envctl.cli_app import app, say
+from envctl.cli_remote import accept_option, host_option, inventory_option, on_hosts, remote_options, ssh_config_option
 from envctl.errors import EXIT_FETCH_FAILED, EXIT_USAGE, EnvctlError
 from envctl.manifest import discovery
 from envctl.manifest.loader import load
@@ -22,8 +23,13 @@ def fetch(
     name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
     offline: bool = typer.Option(False, "--offline", help="use the cache only; say what is missing"),
     only: Optional[List[str]] = typer.Option(None, "--only", help="fetch just this artifact; repeatable"),
+    hosts: Optional[List[str]] = host_option(),
+    ssh_config: Optional[str] = ssh_config_option(),
+    inventory: Optional[str] = inventory_option(),
+    accept_host_key: Optional[str] = accept_option(),
 ) -> None:
-    """Fetch a manifest's artifacts into the cache, starting nothing."""
+    """Fetch a manifest's artifacts into the cache (of the hosts named: pushed from this machine's
+    cache, only what they lack), starting nothing."""
     from envctl.artifacts.cache import Cache
     from envctl.artifacts.fetch import fetch_all
     from envctl.paths import cache_dir
@@ -34,10 +40,30 @@ def fetch(
     if unknown:
         raise EnvctlError(f"{loaded.manifest.name} has no artifact {', '.join(unknown)}; artifacts: "
                           f"{', '.join(loaded.manifest.artifacts) or 'none'}", exit_code=EXIT_USAGE)
+    remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
+    names = list(only) if only else None
     with ByteProgress() as progress:
-        fetched = fetch_all(loaded, Cache(cache_dir()), offline, progress, say, names=list(only) if only else None)
+        fetched = fetch_all(loaded, Cache(cache_dir()), offline, progress, say, names=names)
+        if remote.wanted:
+            raise typer.Exit(_push(remote, loaded, fetched, progress))
     for item in fetched:
         typer.echo(f"{item.name}\t{item.path}")
+
+
+def _push(remote, loaded, fetched, progress) -> int:
+    from envctl.artifacts.cache import Cache
+    from envctl.paths import cache_dir
+    from envctl.plan import Options
+    from envctl.remote.place import push_artifacts
+    from envctl.remote.up import plan_remote
+
+    def work(target, echo) -> str:
+        the_plan = plan_remote(target, loaded, Options(skip_driver_check=True), with_engine=False)
+        wanted = [a for a in the_plan.artifacts if a.name in {f.name for f in fetched}]
+        push_artifacts(target.connection, tuple(wanted), fetched, Cache(cache_dir()), target.cache, echo, progress)
+        return f"{len(wanted)} artifact(s) in {target.cache}"
+
+    return on_hosts(remote, work, "fetch " + loaded.manifest.name)
 
 
 @app.command()

@@ -16,6 +16,8 @@ from typing import List, Optional
 import typer
 
 from envctl.cli_app import app, local_host, parse_cards, plan_here, say
+from envctl.cli_remote import (RemoteOptions, accept_option, host_option, inventory_option, on_hosts, remote_options,
+                               single_target, ssh_config_option)
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_NOT_FOUND, EXIT_USAGE, EnvctlError
 from envctl.manifest.loader import load
 from envctl.plan import Options
@@ -29,6 +31,10 @@ def up(
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and change nothing"),
     skip_driver_check: bool = typer.Option(False, "--skip-driver-check", help="do not stop on a driver mismatch"),
     offline: bool = typer.Option(False, "--offline", help="use the artifact cache only; say what is missing"),
+    hosts: Optional[List[str]] = host_option(),
+    ssh_config: Optional[str] = ssh_config_option(),
+    inventory: Optional[str] = inventory_option(),
+    accept_host_key: Optional[str] = accept_option(),
 ) -> None:
     """Bring an environment up: driver check, devices, artifacts, image, container, setup."""
     from envctl import apply
@@ -37,6 +43,9 @@ def up(
 
     options = Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check)
     loaded = load(name)
+    remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
+    if remote.wanted:
+        raise typer.Exit(_up_remote(remote, loaded, options, dry_run, offline))
     if dry_run:
         try:
             client = connect()
@@ -52,6 +61,44 @@ def up(
     entries = ", ".join(e.name for e in the_plan.entrypoints) or "none"
     say(f"ready      {the_plan.container.name}: envctl exec ENTRYPOINT --env {the_plan.container.name} (entrypoints: {entries})")
     del report
+
+
+def _up_remote(remote: RemoteOptions, loaded, options: Options, dry_run: bool, offline: bool) -> int:
+    from envctl.progress import ByteProgress
+    from envctl.remote.up import plan_remote, up_remote
+
+    def work(target, echo) -> str:
+        host_options = _host_cards(options, target)
+        the_plan = plan_remote(target, loaded, host_options)
+        if dry_run:
+            echo(plan_text(the_plan).rstrip("\n"))
+            return "blocked: " + "; ".join(the_plan.blockers) if the_plan.blockers else "plan only"
+        with ByteProgress() as progress:
+            report = up_remote(target, loaded, the_plan, echo, progress, offline=offline)
+        ran = sum(1 for s in report.setup if s.action == "ran")
+        echo(f"ready      {the_plan.container.name}: envctl exec ENTRYPOINT --host {target.name}")
+        return f"{the_plan.container.name} {report.container.action}, image {report.image.action}, {ran} setup step(s) ran"
+
+    return on_hosts(remote, work, "up " + loaded.manifest.name)
+
+
+def _host_cards(options: Options, target) -> Options:
+    """--cards wins; else the inventory's cards for that host; else the manifest's."""
+    if options.cards is not None or target.cards is None:
+        return options
+    from dataclasses import replace
+
+    if isinstance(target.cards, int):  # a count: the first N cards
+        return replace(options, cards=tuple(range(target.cards)))
+    text = str(target.cards)
+    if "-" in text and "," not in text:
+        first, _, last = text.partition("-")
+        try:
+            return replace(options, cards=tuple(range(int(first), int(last) + 1)))
+        except ValueError:
+            raise EnvctlError(f"{target.name}: cards '{text}' in the inventory: write 0-3, 0,2 or a count",
+                              exit_code=EXIT_USAGE) from None
+    return replace(options, cards=parse_cards(text))
 
 
 @app.command()
@@ -137,12 +184,19 @@ def load_command(tarball: Path = typer.Argument(..., help="a tarball written by 
     say(f"loaded     {', '.join(identity.repo_tags) or 'an untagged image'} ({identity.image_id})")
 
 
-def _plan_for(env, client):
-    """The plan of a running environment, from the manifest it was created from."""
+def _plan_for(env, client, target=None):
+    """The plan of a running environment, from the manifest it was created from (on `target`
+    when it is on a remote host)."""
     if not env.manifest_file:
         raise EnvctlError(f"{env.name} carries no manifest file label; recreate it with `envctl up`")
     loaded = load(env.manifest_file, variant=env.variant)
-    the_plan = plan_here(loaded, Options(cards=env.cards or None, skip_driver_check=True), client)
+    options = Options(cards=env.cards or None, skip_driver_check=True)
+    if target is not None:
+        from envctl.remote.up import plan_remote
+
+        the_plan = plan_remote(target, loaded, options)
+    else:
+        the_plan = plan_here(loaded, options, client)
     if the_plan.container.config_hash() != env.config_hash:
         say(f"warning: {env.manifest_file} changed since {env.name} was created; `envctl up {env.reference}` applies it")
     return the_plan
@@ -154,14 +208,19 @@ def exec_command(
     args: Optional[List[str]] = typer.Argument(None, help="extra arguments, after --"),
     env: Optional[str] = typer.Option(None, "--env", help="the environment (needed when several are up)"),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="key=value overriding a parameter; repeatable"),
+    hosts: Optional[List[str]] = host_option(),
+    ssh_config: Optional[str] = ssh_config_option(),
+    inventory: Optional[str] = inventory_option(),
+    accept_host_key: Optional[str] = accept_option(),
 ) -> None:
     """Run an entrypoint in its environment's container; exits with the entrypoint's code."""
-    from envctl import environments, execute
-    from envctl.engine import connect
+    import os
 
-    client = connect()
+    from envctl import environments, execute
+
+    client, target = _engine(remote_options(hosts, ssh_config, inventory, accept_host_key))
     chosen = environments.choose(client, env)
-    the_plan = _plan_for(chosen, client)
+    the_plan = _plan_for(chosen, client, target)
     entries = {e.name: e for e in the_plan.entrypoints}
     if entrypoint not in entries:
         close = difflib.get_close_matches(entrypoint, list(entries), n=1)
@@ -173,45 +232,90 @@ def exec_command(
     tty = entry.interactive and sys.stdin.isatty() and sys.stdout.isatty()
     workspace = chosen.workspace
     log_file = execute.log_path(Path(workspace), entrypoint) if workspace and not tty else None
-    code = execute.run(execute.Invocation(chosen.name, argv, variables, entry.workdir, tty, log_file))
+    invocation = execute.Invocation(chosen.name, argv, variables, entry.workdir, tty, log_file)
+    if target is None:
+        code = execute.run(invocation)
+    else:
+        from envctl.remote.target import RemoteLog
+
+        writer = RemoteLog(target.connection, str(log_file)) if log_file is not None else None
+        code = execute.run(invocation, target.docker_cli_environ(os.environ), writer)
     if log_file is not None:
-        say(f"log: {log_file}")
+        say(f"log: {log_file}" + (f" on {target.name}" if target is not None else ""))
     raise typer.Exit(code)
 
 
-@app.command()
-def shell(env: Optional[str] = typer.Option(None, "--env", help="the environment (needed when several are up)")) -> None:
-    """Open a shell in an environment's container."""
-    from envctl import environments, execute
+def _engine(remote: RemoteOptions):
+    """The Docker client of this host, or of the one remote host named (with its target)."""
+    if remote.wanted:
+        target = single_target(remote)
+        return target.docker(), target
     from envctl.engine import connect
 
-    client = connect()
+    return connect(), None
+
+
+@app.command()
+def shell(
+    env: Optional[str] = typer.Option(None, "--env", help="the environment (needed when several are up)"),
+    hosts: Optional[List[str]] = host_option(),
+    ssh_config: Optional[str] = ssh_config_option(),
+    inventory: Optional[str] = inventory_option(),
+    accept_host_key: Optional[str] = accept_option(),
+) -> None:
+    """Open a shell in an environment's container."""
+    import os
+
+    from envctl import environments, execute
+
+    client, target = _engine(remote_options(hosts, ssh_config, inventory, accept_host_key))
     chosen = environments.choose(client, env)
-    the_plan = _plan_for(chosen, client)
+    the_plan = _plan_for(chosen, client, target)
     argv = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi")
     invocation = execute.Invocation(chosen.name, argv, {}, the_plan.container.working_dir, sys.stdin.isatty(), None)
-    raise typer.Exit(execute.run(invocation))
+    raise typer.Exit(execute.run(invocation, target.docker_cli_environ(os.environ) if target else None))
 
 
 @app.command()
-def status(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
-    """The environments envctl created on this host."""
-    from envctl import environments
-    from envctl.engine import connect
+def status(
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    hosts: Optional[List[str]] = host_option(),
+    ssh_config: Optional[str] = ssh_config_option(),
+    inventory: Optional[str] = inventory_option(),
+    accept_host_key: Optional[str] = accept_option(),
+) -> None:
+    """The environments envctl created on this host (or on the hosts named)."""
+    remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
+    if remote.wanted:
+        found: dict[str, list] = {}
 
-    client = connect()
-    rows = [{"name": e.name, "manifest": e.reference, "status": e.status, "cards": list(e.cards),
-             "image": (e.container.attrs.get("Config") or {}).get("Image"), "manifest_file": e.manifest_file,
-             "workspace": e.workspace} for e in environments.all_environments(client)]
+        def work(target, echo) -> str:
+            found[target.name] = _status_rows(target.docker())
+            return f"{len(found[target.name])} environment(s)"
+
+        code = on_hosts(remote, work, "status")
+        rows = [{"host": host, **row} for host, host_rows in found.items() for row in host_rows]
+    else:
+        from envctl.engine import connect
+
+        code, rows = 0, _status_rows(connect())
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
+    elif not rows:
         typer.echo("no environments")
-        return
-    for r in rows:
+    for r in rows if not as_json else []:
         cards = ",".join(map(str, r["cards"])) or "-"
-        typer.echo(f"{r['name']:<32} {r['status']:<8} cards {cards:<12} {r['manifest']}  ({r['image']})")
+        where = f"{r['host']:<12} " if "host" in r else ""
+        typer.echo(f"{where}{r['name']:<32} {r['status']:<8} cards {cards:<12} {r['manifest']}  ({r['image']})")
+    raise typer.Exit(code)
+
+
+def _status_rows(client) -> list[dict]:
+    from envctl import environments
+
+    return [{"name": e.name, "manifest": e.reference, "status": e.status, "cards": list(e.cards),
+             "image": (e.container.attrs.get("Config") or {}).get("Image"), "manifest_file": e.manifest_file,
+             "workspace": e.workspace} for e in environments.all_environments(client)]
 
 
 @app.command()
@@ -219,16 +323,23 @@ def logs(
     env: Optional[str] = typer.Argument(None, help="the environment (container name or manifest)"),
     entrypoint: Optional[str] = typer.Option(None, "--entrypoint", "-e", help="only this entrypoint's runs"),
     follow: bool = typer.Option(False, "--follow", "-f", help="keep printing what is appended"),
+    hosts: Optional[List[str]] = host_option(),
+    ssh_config: Optional[str] = ssh_config_option(),
+    inventory: Optional[str] = inventory_option(),
+    accept_host_key: Optional[str] = accept_option(),
 ) -> None:
     """Print the log of the latest entrypoint run (kept in the environment's workspace)."""
     from envctl import environments, execute
-    from envctl.engine import connect
 
-    client = connect()
+    client, target = _engine(remote_options(hosts, ssh_config, inventory, accept_host_key))
     chosen = environments.choose(client, env, running_only=False)
     if not chosen.workspace:
         raise EnvctlError(f"{chosen.name} has no workspace mount")
     pattern = f"{entrypoint}-*.log" if entrypoint else "*.log"
+    if target is not None:
+        from envctl.remote.logs import print_remote_log
+
+        raise typer.Exit(print_remote_log(target, f"{chosen.workspace}/logs", pattern, follow))
     found = sorted(Path(chosen.workspace, "logs").glob(pattern), key=lambda p: p.stat().st_mtime)
     if not found:
         raise EnvctlError(f"no logs yet in {chosen.workspace}/logs" + (f" for {entrypoint}" if entrypoint else ""),
@@ -240,9 +351,26 @@ def logs(
 def down(
     env: str = typer.Argument(..., help="the environment (container name or manifest)"),
     purge: bool = typer.Option(False, "--purge", help="also delete its workspace (logs, outputs, writable copies)"),
+    hosts: Optional[List[str]] = host_option(),
+    ssh_config: Optional[str] = ssh_config_option(),
+    inventory: Optional[str] = inventory_option(),
+    accept_host_key: Optional[str] = accept_option(),
 ) -> None:
     """Remove an environment's container; the artifact cache and, unless --purge, the workspace stay."""
     from envctl import environments, lifecycle
+
+    remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
+    if remote.wanted:
+        def work(target, echo) -> str:
+            chosen = environments.choose(target.docker(), env, running_only=False)
+            lifecycle.remove(target.docker(), chosen.name)
+            echo(f"removed {chosen.name}")
+            if purge and chosen.workspace:
+                target.connection.check(["rm", "-rf", "--", chosen.workspace], "deleting the workspace")
+                echo(f"deleted workspace {chosen.workspace}")
+            return f"removed {chosen.name}"
+
+        raise typer.Exit(on_hosts(remote, work, "down"))
     from envctl.engine import connect
 
     client = connect()
@@ -262,17 +390,45 @@ def doctor(
     name: Optional[str] = typer.Argument(None, help="a manifest to check the host against"),
     cards: Optional[str] = typer.Option(None, "--cards", help="card indices to check"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    hosts: Optional[List[str]] = host_option(),
+    ssh_config: Optional[str] = ssh_config_option(),
+    inventory: Optional[str] = inventory_option(),
+    accept_host_key: Optional[str] = accept_option(),
 ) -> None:
-    """Is this host ready? Exit 5 when a check fails."""
+    """Is this host (or are the hosts named) ready? Exit 5 when a check fails."""
     from envctl.doctor import diagnose
 
     loaded = load(name) if name else None
-    checks = diagnose(local_host(), loaded, Options(cards=parse_cards(cards)))
+    options = Options(cards=parse_cards(cards))
+    remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
+    if remote.wanted:
+        from envctl.remote.doctor import diagnose_remote
+
+        results: dict[str, list] = {}
+
+        def work(target, echo) -> str:
+            checks = diagnose_remote(target, loaded, options)
+            results[target.name] = checks
+            if not as_json:
+                _print_checks(checks, echo)
+            failed = [c.name for c in checks if c.status == "fail"]
+            return f"NOT READY: {', '.join(failed)}" if failed else "ready"
+
+        code = on_hosts(remote, work, "doctor")
+        if as_json:
+            typer.echo(json.dumps({h: [c.__dict__ for c in cs] for h, cs in results.items()}, indent=2))
+        not_ready = any(c.status == "fail" for cs in results.values() for c in cs)
+        raise typer.Exit(code or (EXIT_HOST_NOT_READY if not_ready else 0))
+    checks = diagnose(local_host(), loaded, options)
     if as_json:
         typer.echo(json.dumps([c.__dict__ for c in checks], indent=2))
     else:
-        width = max(len(c.name) for c in checks)
-        for c in checks:
-            typer.echo(f"{c.status.upper():<5} {c.name:<{width}}  {c.detail}")
+        _print_checks(checks, typer.echo)
     if any(c.status == "fail" for c in checks):
         raise typer.Exit(EXIT_HOST_NOT_READY)
+
+
+def _print_checks(checks, echo) -> None:
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        echo(f"{c.status.upper():<5} {c.name:<{width}}  {c.detail}")

@@ -10,6 +10,7 @@ import yaml
 
 from envctl import __version__
 from envctl.cli_app import app, parse_cards, plan_here, print_error
+from envctl.cli_remote import accept_option, host_option, inventory_option, on_hosts, remote_options, ssh_config_option
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_MANIFEST_INVALID, EnvctlError, ManifestError
 from envctl.manifest import discovery
 from envctl.manifest.loader import load
@@ -142,14 +143,41 @@ def plan(
     cards: Optional[str] = typer.Option(None, "--cards", help="card indices to use, e.g. 0,1 (overrides device.cards)"),
     skip_driver_check: bool = typer.Option(False, "--skip-driver-check", help="do not stop on a driver mismatch"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    hosts: Optional[List[str]] = host_option(),
+    ssh_config: Optional[str] = ssh_config_option(),
+    inventory: Optional[str] = inventory_option(),
+    accept_host_key: Optional[str] = accept_option(),
 ) -> None:
-    """Show exactly what `up` would do on this host; exit 5 when something blocks it."""
+    """Show exactly what `up` would do on this host (or the hosts named); exit 5 when something blocks it."""
     options = Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check)
     loaded = load(name)
+    remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
+    if remote.wanted:
+        raise typer.Exit(_plan_remote(remote, loaded, options, as_json))
     the_plan = plan_here(loaded, options)
     typer.echo(plan_json(the_plan) if as_json else plan_text(the_plan), nl=not as_json)
     if the_plan.blockers:
         raise typer.Exit(EXIT_HOST_NOT_READY)
+
+def _plan_remote(remote, loaded, options: Options, as_json: bool) -> int:
+    from envctl.cli_lifecycle import _host_cards
+    from envctl.remote.up import plan_remote
+
+    plans = {}
+
+    def work(target, echo) -> str:
+        plans[target.name] = plan_remote(target, loaded, _host_cards(options, target))
+        blockers = plans[target.name].blockers
+        return f"blocked: {'; '.join(blockers)}" if blockers else "ready to go up"
+
+    code = on_hosts(remote, work, "plan " + loaded.manifest.name)
+    if as_json:
+        typer.echo(json.dumps({host: json.loads(plan_json(p)) for host, p in plans.items()}, indent=2))
+    else:
+        for host, the_plan in plans.items():
+            typer.echo(f"# {host}\n{plan_text(the_plan)}", nl=False)
+    return code or (EXIT_HOST_NOT_READY if any(p.blockers for p in plans.values()) else 0)
+
 
 @app.command()
 def version() -> None:

@@ -32,14 +32,20 @@ def _gib(n: int) -> str:
     return f"{n / (1 << 30):.1f} GiB"
 
 
-def diagnose(host: Host, loaded: Loaded | None, options: Options, environ: Mapping[str, str] | None = None) -> list[Check]:
+def diagnose(host: Host, loaded: Loaded | None, options: Options, environ: Mapping[str, str] | None = None,
+             engine=None, free_at=None) -> list[Check]:
+    """`environ`: path settings as seen on `host`. `engine()`: its Docker client (default: this
+    machine's); `free_at(path)`: free bytes there (default: measured here)."""
     environ = os.environ if environ is None else environ
+    engine = engine or (lambda: connect(environ))
+    free_at = free_at or free_bytes
     checks: list[Check] = []
     client = None
     try:
-        client = connect(environ)
+        client = engine()
         version = client.version().get("Version", "?")
-        checks.append(Check("docker engine", "ok", f"Docker {version} at {environ.get('DOCKER_HOST') or 'the local socket'}"))
+        where = f"on {host.name}" if host.name != "local" else f"at {environ.get('DOCKER_HOST') or 'the local socket'}"
+        checks.append(Check("docker engine", "ok", f"Docker {version} {where}"))
     except EnvctlError as exc:
         checks.append(Check("docker engine", "fail", exc.message + (f"; {exc.hint}" if exc.hint else "")))
 
@@ -83,7 +89,7 @@ def diagnose(host: Host, loaded: Loaded | None, options: Options, environ: Mappi
             tarball = Path(loaded.image_source.location)
             if tarball.is_file():
                 need += tarball.stat().st_size * 2  # the tarball's bytes again as image layers
-        free = free_bytes(cache_dir(environ))
+        free = free_at(cache_dir(environ))
         checks.append(Check("disk", "fail" if free < need else "ok",
                             f"{_gib(free)} free at {cache_dir(environ)}" + (f", {_gib(need)} needed for the image" if need else "")))
         if client is not None:

@@ -63,8 +63,10 @@ def apply_overrides(entry: Entrypoint, sets: list[str], extra: list[str]) -> tup
     return argv, env
 
 
-def run(invocation: Invocation, environ: Mapping[str, str] | None = None) -> int:
-    """Run and return the entrypoint's exit code (128+N when a signal N ended it)."""
+def run(invocation: Invocation, environ: Mapping[str, str] | None = None, log_writer=None) -> int:
+    """Run and return the entrypoint's exit code (128+N when a signal N ended it). `log_writer`:
+    where the output is kept instead of `invocation.log_file` (a stream to a remote host's
+    workspace); closed here."""
     docker = shutil.which("docker")
     if docker is None:
         raise HostNotReady("the docker command is not installed on this machine; envctl exec runs through it",
@@ -84,12 +86,11 @@ def run(invocation: Invocation, environ: Mapping[str, str] | None = None) -> int
     if invocation.tty:
         # The terminal delivers Ctrl-C to the process through the TTY.
         return subprocess.call(args, env=child_env)
-    return _run_piped(args, child_env, invocation, docker, pid_file)
+    return _run_piped(args, child_env, invocation, docker, pid_file, log_writer)
 
 
-def _run_piped(args: list[str], child_env: dict, invocation: Invocation, docker: str, pid_file: str) -> int:
-    log = None
-    if invocation.log_file is not None:
+def _run_piped(args: list[str], child_env: dict, invocation: Invocation, docker: str, pid_file: str, log=None) -> int:
+    if log is None and invocation.log_file is not None:
         invocation.log_file.parent.mkdir(parents=True, exist_ok=True)
         log = open(invocation.log_file, "ab")
     # A session of its own: Ctrl-C reaches envctl only, which forwards it into the container.
@@ -98,7 +99,7 @@ def _run_piped(args: list[str], child_env: dict, invocation: Invocation, docker:
 
     def forward(signum, _frame):
         subprocess.run([docker, "exec", invocation.container, "sh", "-c", f'kill -{signum} "$(cat {pid_file})"'],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+                       env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -115,7 +116,7 @@ def _run_piped(args: list[str], child_env: dict, invocation: Invocation, docker:
         if log is not None:
             log.close()
         subprocess.run([docker, "exec", invocation.container, "rm", "-f", pid_file],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+                       env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
 def log_path(workspace: Path, entrypoint: str) -> Path:

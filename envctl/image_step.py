@@ -37,9 +37,10 @@ def _get(client, ref: str):
 
 
 def ensure_image(client, step: EnsureImage, source: Source | None, identities: IdentityCache, progress: Progress | None = None,
-                 socket_path: str | None = None) -> ImageOutcome:
+                 socket_path: str | None = None, loader=None) -> ImageOutcome:
     """`socket_path`: the engine's local unix socket, when it has one (tarballs are then sent
-    with sendfile)."""
+    with sendfile). `loader(tarball, advance, sha256)`: how a tarball reaches an engine that is
+    not local (pushed to the remote host, loaded there)."""
     current = _get(client, step.ref)
     if step.origin == "build":
         return _ensure_built(client, step, current, identities.file.parent / "contexts.json")
@@ -50,7 +51,7 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
         if not tarball.is_file():
             raise ImageError(f"image {step.ref}: no tarball at {tarball}")
         advance = progress(f"reading {tarball.name}", tarball.stat().st_size) if progress else None
-        identity = identify(tarball, identities, need_sha256=step.sha256 is not None, progress=advance)
+        identity = identify(tarball, identities, need_sha256=step.sha256 is not None or loader is not None, progress=advance)
         if step.sha256 and identity.sha256 != step.sha256:
             raise ImageError(
                 f"{tarball} has sha256 {identity.sha256}, the manifest expects {step.sha256}; nothing was loaded",
@@ -81,7 +82,10 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
         raise ImageError(f"image {step.ref} is not on this host; envctl pulls from no registry", hint=how)
 
     advance = progress(f"loading {tarball.name}", tarball.stat().st_size) if progress else None
-    load_tarball(client, tarball, advance, socket_path)
+    if loader is not None:
+        loader(tarball, advance, identity.sha256)
+    else:
+        load_tarball(client, tarball, advance, socket_path)
     loaded = _get(client, step.ref)
     if loaded is None or loaded.id != expected:
         found = loaded.id if loaded is not None else "nothing"

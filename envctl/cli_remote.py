@@ -1,0 +1,136 @@
+"""What the host-aware commands share: the --host options, choosing targets from the inventory
+and ssh config, and running one piece of work on many hosts at once.
+
+Many hosts run in parallel, each line of output prefixed with its host; one host failing never
+stops the others; a summary table closes the run and the exit code says whether all succeeded
+(0), or the failure's own code when one host was asked, else 7 (remote failed).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+import typer
+
+from envctl.cli_app import say
+from envctl.errors import EXIT_REMOTE_FAILED, EXIT_USAGE, EnvctlError
+
+HOST_HELP = "run on these hosts (names, groups or ranges like lab[1-4], comma-separated; from the inventory or ssh config)"
+
+
+@dataclass(frozen=True)
+class RemoteOptions:
+    hosts: tuple[str, ...]
+    ssh_config: str | None
+    inventory: str | None
+    accept_host_key: str | None
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.hosts)
+
+
+def host_option():
+    return typer.Option(None, "--host", "--hosts", "-H", help=HOST_HELP)
+
+
+def ssh_config_option():
+    return typer.Option(None, "--ssh-config", help="ssh config file to use (default: ENVCTL_SSH_CONFIG, else OpenSSH's own)")
+
+
+def inventory_option():
+    return typer.Option(None, "--inventory", help="inventory file (default: ENVCTL_INVENTORY, else ~/.config/envctl/inventory.yaml)")
+
+
+def accept_option():
+    return typer.Option(None, "--accept-host-key", metavar="SHA256:...",
+                        help="record this host key fingerprint in known_hosts when the host's key is unknown")
+
+
+def remote_options(hosts: Optional[List[str]], ssh_config: Optional[str], inventory: Optional[str],
+                   accept_host_key: Optional[str]) -> RemoteOptions:
+    return RemoteOptions(tuple(hosts or ()), ssh_config, inventory, accept_host_key)
+
+
+def entries(options: RemoteOptions):
+    from envctl.remote.inventory import load_inventory, select
+
+    inventory = load_inventory(options.inventory, os.environ)
+    chosen = select(inventory, list(options.hosts), warn=lambda text: say(f"warning: {text}"))
+    if not chosen:
+        raise EnvctlError("--host names no host", exit_code=EXIT_USAGE)
+    return chosen
+
+
+def open_entry(entry, options: RemoteOptions):
+    from envctl.remote.ssh import SSHSettings
+    from envctl.remote.target import open_target
+
+    settings = SSHSettings.from_environ(options.ssh_config, options.accept_host_key)
+    return open_target(entry.name, entry.ssh, settings, entry.data_dir, entry.root, entry.fetch, entry.cards, entry.env)
+
+
+def single_target(options: RemoteOptions):
+    """The one host a command such as exec or shell runs on."""
+    chosen = entries(options)
+    if len(chosen) != 1:
+        raise EnvctlError(f"this command runs on one host; --host names {len(chosen)} ({', '.join(e.name for e in chosen)})",
+                          exit_code=EXIT_USAGE)
+    return open_entry(chosen[0], options)
+
+
+@dataclass
+class HostResult:
+    host: str
+    ok: bool
+    summary: str
+    seconds: float
+    exit_code: int = 0
+
+
+def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], None]], str], verb: str) -> int:
+    """Run `work(target, echo)` on every chosen host at once; returns the exit code. `work`
+    returns a one-line summary for the table."""
+    chosen = entries(options)
+    width = max(len(e.name) for e in chosen)
+    lock = threading.Lock()
+
+    def run(entry) -> HostResult:
+        started = time.monotonic()
+
+        def echo(text: str) -> None:
+            with lock:
+                say(f"{entry.name:<{width}}  {text}" if len(chosen) > 1 else text)
+
+        try:
+            target = open_entry(entry, options)
+            summary = work(target, echo)
+            return HostResult(entry.name, True, summary, time.monotonic() - started)
+        except EnvctlError as exc:
+            message = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+            if len(chosen) == 1:
+                raise
+            echo(f"error: {exc.message}" + (f"\n  hint: {exc.hint}" if exc.hint else ""))
+            return HostResult(entry.name, False, message, time.monotonic() - started, exc.exit_code)
+        except Exception as exc:  # a bug on one host must not hide the others' results
+            if len(chosen) == 1:
+                raise
+            echo(f"error: internal error: {exc!r}")
+            return HostResult(entry.name, False, f"internal error: {exc!r}", time.monotonic() - started, 70)
+
+    with ThreadPoolExecutor(max_workers=min(16, len(chosen))) as pool:
+        results = list(pool.map(run, chosen))
+    if len(chosen) > 1:
+        say("")
+        say(f"{'host':<{width}}  {'result':<6}  {'time':>7}  {verb}")
+        for r in results:
+            say(f"{r.host:<{width}}  {'ok' if r.ok else 'FAILED':<6}  {r.seconds:6.1f}s  {r.summary}")
+        failed = [r for r in results if not r.ok]
+        say(f"{len(results) - len(failed)} of {len(results)} hosts succeeded")
+        return EXIT_REMOTE_FAILED if failed else 0
+    return 0

@@ -1,0 +1,158 @@
+"""Placing artifacts and image tarballs on a remote host from the local cache (`fetch: push`,
+for air-gapped servers).
+
+The remote cache has the local cache's layout (blobs/sha256/<hex>, artifacts/<key> and its
+.json record), so a container there mounts the same relative paths. Large files travel once
+each as blobs (resumable, verified by sha256 on the remote, skipped when the remote has them);
+small files and the tree's shape travel as one tar stream, not one round trip per file; the
+artifact appears by rename only when complete, then its record — an artifact whose record
+matches ours is not touched at all.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Callable
+
+from envctl.artifacts.cache import Cache
+from envctl.artifacts.fetch import Fetched
+from envctl.errors import FetchError
+from envctl.plan import FetchArtifact
+from envctl.remote.ssh import RemoteError, SSHConnection
+from envctl.remote.transfer import finish, push_file
+
+LARGE = 1 << 20  # files from this size travel as blobs of their own (resumable, deduplicated)
+LINKS = ".envctl-links"
+RECORD = ".envctl-record.json"
+
+# $1 final path, $2 remote blob directory, $3 staging directory; a tar stream on stdin.
+# Builds the artifact in the staging directory, links large files from blobs, then renames it
+# into place and writes its record last (the record is what says "complete").
+_ASSEMBLE = r'''set -e
+final=$1 blobs=$2 staging=$3
+rm -rf "$staging"; mkdir -p "$staging"
+tar -xf - -C "$staging"
+mkdir -p "$staging/tree"
+if [ -f "$staging/.envctl-links" ]; then
+  while IFS=' ' read -r sha path; do
+    mkdir -p "$(dirname "$staging/tree/$path")"
+    ln -f "$blobs/$sha" "$staging/tree/$path" 2>/dev/null || cp "$blobs/$sha" "$staging/tree/$path"
+  done < "$staging/.envctl-links"
+fi
+mkdir -p "$(dirname "$final")"
+rm -rf "$final" "$final.json"
+if [ -f "$staging/single" ]; then mv "$staging/tree/$(cat "$staging/single")" "$final"; else mv "$staging/tree" "$final"; fi
+mv "$staging/.envctl-record.json" "$final.json"
+rm -rf "$staging"
+'''
+
+# $1 the placed artifact, $2 the writable copy; the wanted stamp on stdin.
+_WORKSPACE_COPY = r'''set -e
+stamp="$2.source.json"; want=$(cat)
+if [ -e "$2" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then echo kept; exit 0; fi
+rm -rf "$2"; mkdir -p "$(dirname "$2")"
+cp -R "$1" "$2"; chmod -R u+w "$2"
+printf '%s' "$want" > "$stamp"; echo copied
+'''
+
+
+def push_artifacts(connection: SSHConnection, artifacts: tuple[FetchArtifact, ...], fetched: list[Fetched], local: Cache,
+                   remote_cache: str, echo: Callable[[str], None], progress=None) -> None:
+    by_name = {f.name: f for f in fetched}
+    for artifact in artifacts:
+        if artifact.cache_path is None or artifact.name not in by_name:
+            continue
+        item = by_name[artifact.name]
+        key = str(Path(item.path).relative_to(local.root / "artifacts"))
+        record = local.placed_record(key) or {}
+        action = push_artifact(connection, item, record, artifact.cache_path, remote_cache, progress)
+        echo(f"artifact   {artifact.name}: {action} on {connection.destination}")
+        if artifact.mode == "rw" and artifact.host_path:
+            placed = artifact.cache_path + ("/" + artifact.subpath.strip("/") if artifact.subpath else "")
+            stamp = json.dumps(record.get("files"), sort_keys=True)
+            copied = connection.check(["sh", "-c", _WORKSPACE_COPY, "sh", placed, artifact.host_path],
+                                      f"writable copy of {artifact.name}", input=stamp.encode()).strip()
+            if copied == "copied":
+                echo(f"artifact   {artifact.name}: writable copy at {artifact.host_path}")
+
+
+def push_artifact(connection: SSHConnection, item: Fetched, record: dict, remote_path: str, remote_cache: str,
+                  progress=None) -> str:
+    """Returns "present" (nothing sent) or "sent"."""
+    wanted = json.dumps(record, sort_keys=True)
+    current = connection.run(["cat", "--", remote_path + ".json"])
+    if current.returncode == 0 and _same_record(current.stdout, wanted):
+        if connection.run(["test", "-e", remote_path]).returncode == 0:
+            return "present"
+    single = Path(item.path).is_file()
+    blobs = f"{remote_cache}/blobs/sha256"
+    links, small = [], []
+    for placed in item.files:
+        local_file = Path(item.path) if single else Path(item.path) / placed.path
+        name = placed.path or Path(item.path).name
+        if "\n" in name:
+            raise FetchError(f"{item.name}: file name {name!r} cannot be sent (a newline in it)")
+        mode = local_file.stat().st_mode
+        if placed.size >= LARGE and not mode & stat.S_IXUSR:
+            advance = progress(f"{item.name}: {name} → {connection.destination}", placed.size) if progress else None
+            push_file(connection, local_file, f"{blobs}/{placed.sha256}", placed.sha256, advance)
+            links.append((placed.sha256, name))
+        else:
+            small.append((local_file, name))
+    staging = f"{os.path.dirname(remote_path)}/.{os.path.basename(remote_path)}.incoming"
+    command = connection.command(["sh", "-c", _ASSEMBLE, "sh", remote_path, blobs, staging])
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        with tarfile.open(fileobj=process.stdin, mode="w|", format=tarfile.PAX_FORMAT) as stream:
+            for local_file, name in small:
+                stream.add(str(local_file), arcname=f"tree/{name}", recursive=False)
+            _add_bytes(stream, LINKS, "".join(f"{sha} {name}\n" for sha, name in links).encode())
+            _add_bytes(stream, RECORD, json.dumps(record, indent=1, ensure_ascii=False).encode())
+            if single:
+                _add_bytes(stream, "single", (item.files[0].path or Path(item.path).name).encode())
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    _, errors = finish(process)
+    if process.returncode != 0:
+        raise RemoteError(f"{connection.destination}: placing {item.name} at {remote_path} failed: "
+                          f"{errors.decode(errors='replace').strip()[-300:]}",
+                          hint="what was sent is kept; run again to resume")
+    return "sent"
+
+
+def _same_record(remote_text: str, wanted: str) -> bool:
+    try:
+        return json.dumps(json.loads(remote_text), sort_keys=True) == wanted
+    except ValueError:
+        return False
+
+
+def _add_bytes(stream: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    stream.addfile(info, io.BytesIO(data))
+
+
+def load_image_remotely(connection: SSHConnection, remote_cache: str) -> Callable:
+    """A tarball loader for the image step: the tarball is pushed into the remote cache as a blob
+    (resumable, verified), then loaded there by the remote's own `docker load`."""
+    from envctl.artifacts.cache import sha256_of
+    from envctl.images import ImageError
+
+    def load(tarball: Path, advance, sha256: str | None = None) -> None:
+        digest = sha256 or sha256_of(tarball)
+        remote = f"{remote_cache}/blobs/sha256/{digest}"
+        push_file(connection, tarball, remote, digest, advance)
+        result = connection.run(["docker", "load", "-q", "-i", remote], timeout=3600)
+        if result.returncode != 0:
+            raise ImageError(f"{connection.destination}: docker load -i {remote} failed: "
+                             f"{(result.stderr or result.stdout).strip()[-300:]}")
+
+    return load

@@ -1,0 +1,293 @@
+"""One SSH connection to a lab server, through the system's OpenSSH client.
+
+Why OpenSSH rather than a Python SSH library: it reads the user's ~/.ssh/config exactly as
+`ssh` does (Match, Include, ProxyJump chains through bastions, certificates, agents, GSSAPI),
+and its transfers are the speed our users compare us with (`scp`). One master connection per
+host (ControlMaster) carries every command, transfer and the forwarded Docker socket, so each
+further call costs one round trip and no handshake.
+
+Security: host keys are always checked (StrictHostKeyChecking=yes, whatever the config says);
+an unknown key stops with its fingerprint and `--accept-host-key FINGERPRINT` adds exactly
+that key; a changed key always stops. Commands are argument lists, quoted one by one for the
+remote shell (ssh hands the server one command line).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from envctl.errors import EXIT_REMOTE_FAILED, EnvctlError
+from envctl.hosts.base import CommandResult
+
+SSH_FAILED = 255  # ssh's own exit code when the connection (not the command) failed
+
+
+class RemoteError(EnvctlError):
+    """A remote host could not be reached or refused us; the message says why."""
+
+    exit_code = EXIT_REMOTE_FAILED
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    """How envctl calls ssh: which config file, which host key the user accepted."""
+
+    config: str | None = None  # --ssh-config / ENVCTL_SSH_CONFIG; None: OpenSSH's own default
+    accept_host_key: str | None = None  # "SHA256:..." from --accept-host-key
+    control_dir: str | None = None  # where master sockets live; default below
+    extra: tuple[str, ...] = field(default_factory=tuple)  # more -o options (tests, benchmarks)
+
+    @classmethod
+    def from_environ(cls, config: str | None = None, accept_host_key: str | None = None,
+                     environ: Mapping[str, str] | None = None) -> "SSHSettings":
+        environ = os.environ if environ is None else environ
+        return cls(config or environ.get("ENVCTL_SSH_CONFIG") or None, accept_host_key)
+
+
+def _control_dir(settings: SSHSettings) -> str:
+    # Unix socket paths are limited to ~100 bytes, so a short private directory, and %C (a
+    # hash of the connection) as the file name.
+    directory = settings.control_dir or os.path.join(tempfile.gettempdir(), f"envctl-ssh-{os.getuid()}")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.chmod(directory, 0o700)
+    return directory
+
+
+class SSHConnection:
+    def __init__(self, destination: str, settings: SSHSettings | None = None):
+        self.destination = destination
+        self.settings = settings or SSHSettings()
+        # %C hashes host, port and user; the alias and config are added so that two aliases of one
+        # server (with their own known_hosts or keys) never borrow each other's connection.
+        alias = hashlib.sha256(f"{destination}\0{self.settings.config}".encode()).hexdigest()[:12]
+        self.control_path = os.path.join(_control_dir(self.settings), f"{alias}-%C")
+
+    # -- the ssh command line -------------------------------------------------------------
+    def base(self, *more: str, master: bool = True, first: Sequence[str] = ()) -> list[str]:
+        """`first`: -o options that must win over ours (for ssh, the first value given wins)."""
+        argv = ["ssh"]
+        if self.settings.config:
+            argv += ["-F", self.settings.config]
+        for option in first:
+            argv += ["-o", option]
+        argv += [
+            "-o", "BatchMode=yes",  # never prompt: a prompt would hang a parallel run
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3",
+            "-o", "ConnectTimeout=20",
+        ]
+        if master:
+            argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_path}",
+                     "-o", "ControlPersist=120"]
+        else:
+            argv += ["-o", "ControlPath=none"]
+        for option in self.settings.extra:
+            argv += ["-o", option]
+        return argv + list(more)
+
+    def command(self, argv: Sequence[str], tty: bool = False) -> list[str]:
+        """The local argv that runs `argv` on the remote host."""
+        return self.base("-t" if tty else "-T", self.destination, "--", shlex.join(argv))
+
+    # -- running --------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Open (or reuse) the master connection; explain host key and login failures."""
+        result = self._raw(["true"], timeout=60)
+        if result.returncode == 0:
+            return
+        if result.returncode == SSH_FAILED and _unknown_key(result.stderr) and self.settings.accept_host_key:
+            self._accept_key(self.settings.accept_host_key)
+            result = self._raw(["true"], timeout=60)
+            if result.returncode == 0:
+                return
+        raise self.explain(result)
+
+    def run(self, argv: Sequence[str], timeout: float | None = 300, input: bytes | None = None) -> CommandResult:
+        """Run a command remotely. A failed connection is raised as RemoteError; the
+        command's own exit code is returned."""
+        result = self._raw(argv, timeout, input)
+        if result.returncode == SSH_FAILED and _connection_failed(result.stderr):
+            raise self.explain(result)
+        return result
+
+    def check(self, argv: Sequence[str], what: str, timeout: float | None = 300, input: bytes | None = None) -> str:
+        result = self.run(argv, timeout, input)
+        if result.returncode != 0:
+            detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-3:]
+            raise RemoteError(f"{self.destination}: {what} failed (exit {result.returncode})" +
+                              ("".join(f"\n  {line}" for line in detail)))
+        return result.stdout
+
+    def _raw(self, argv: Sequence[str], timeout: float | None, input: bytes | None = None) -> CommandResult:
+        try:
+            done = subprocess.run(self.command(argv), input=input if input is not None else b"", capture_output=True,
+                                  timeout=timeout, check=False)
+        except FileNotFoundError:
+            raise RemoteError("the OpenSSH client (ssh) is not installed here",
+                              hint="install it: sudo apt-get install openssh-client") from None
+        except subprocess.TimeoutExpired:
+            return CommandResult(124, "", f"no answer from {self.destination} within {timeout:.0f}s")
+        return CommandResult(done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"))
+
+    def forward_socket(self, remote_socket: str) -> str:
+        """Forward a local unix socket to a remote one (the Docker engine's) over the master;
+        returns the local path. Re-used while the master lives."""
+        self.connect()
+        name = hashlib.sha256(f"{self.destination}\0{self.settings.config}\0{remote_socket}".encode()).hexdigest()[:16]
+        local = os.path.join(_control_dir(self.settings), f"docker-{name}.sock")
+        if os.path.exists(local):
+            self._forward("cancel", local, remote_socket)  # a stale socket from an earlier master
+            try:
+                os.unlink(local)
+            except FileNotFoundError:
+                pass
+        result = self._forward("forward", local, remote_socket)
+        if result.returncode != 0:
+            raise RemoteError(f"{self.destination}: cannot forward the Docker socket {remote_socket}: "
+                              f"{result.stderr.strip() or 'no reason given'}",
+                              hint="AllowStreamLocalForwarding must not be disabled in the server's sshd_config")
+        return local
+
+    def _forward(self, operation: str, local: str, remote: str):
+        argv = self.base("-O", operation, "-o", "StreamLocalBindUnlink=yes", "-L", f"{local}:{remote}", self.destination)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+    def close(self) -> None:
+        """End the master connection (and its forwards)."""
+        subprocess.run(self.base("-O", "exit", self.destination), capture_output=True, timeout=30, check=False)
+
+    # -- failures ---------------------------------------------------------------------------
+    def explain(self, result: CommandResult) -> RemoteError:
+        text = result.stderr
+        who = self.destination
+        if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
+            offered = _fingerprint_in(text)
+            return RemoteError(
+                f"{who}: the host key has CHANGED since it was recorded in known_hosts"
+                + (f" (now {offered})" if offered else "")
+                + ". This can mean someone is intercepting the connection; envctl does not connect.",
+                hint="if the server was reinstalled, check the new key with its administrator, then remove the old "
+                     f"one: ssh-keygen -R {_known_hosts_name(self)}")
+        if _unknown_key(text):
+            fingerprint = self._offered_fingerprint()
+            about = _unknown_host_in(text) or who
+            if fingerprint:
+                return RemoteError(
+                    f"{who}: the host key of {about} is not known (offered: {fingerprint})",
+                    hint=f"check the fingerprint with the server's administrator, then run again with "
+                         f"--accept-host-key {fingerprint}")
+            return RemoteError(f"{who}: the host key of {about} is not known",
+                               hint=f"connect once with `ssh {who}` and check the key it shows")
+        if "Permission denied" in text:
+            return RemoteError(f"{who}: the server refused our key ({_last_line(text)})",
+                               hint="check IdentityFile / ssh-agent for this host in your ssh config (`ssh -G "
+                                    f"{who}` shows what ssh uses)")
+        if "Could not resolve hostname" in text:
+            return RemoteError(f"{who}: {_last_line(text)}", hint="is the name in your ssh config or inventory?")
+        if result.returncode == 124:
+            return RemoteError(f"{who}: {text.strip()}")
+        return RemoteError(f"{who}: cannot connect ({_last_line(text) or f'ssh exit {result.returncode}'})")
+
+    def _offered_fingerprint(self) -> str | None:
+        """The fingerprint of the key that was refused: one verbose attempt that still refuses it."""
+        argv = self.base("-v", "-T", self.destination, "--", "true", master=False)
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        except subprocess.TimeoutExpired:
+            return None
+        return _fingerprint_in(done.stderr)
+
+    def _accept_key(self, fingerprint: str) -> None:
+        """Record the host's key in known_hosts, but only if it is the one the user checked."""
+        with tempfile.TemporaryDirectory(prefix="envctl-hostkey-") as scratch:
+            scratch_file = os.path.join(scratch, "known_hosts")
+            # Connect once with a throwaway known_hosts that takes whatever key is offered,
+            # then compare that key with the fingerprint the user gave before keeping it.
+            argv = self.base("-T", self.destination, "--", "true", master=False,
+                             first=(f"UserKnownHostsFile={scratch_file}", "StrictHostKeyChecking=accept-new",
+                                    "HashKnownHosts=no"))
+            subprocess.run(argv, capture_output=True, timeout=60, check=False)
+            if not os.path.exists(scratch_file):
+                raise RemoteError(f"{self.destination}: could not read its host key to accept it")
+            listed = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", scratch_file], capture_output=True,
+                                    text=True, check=False).stdout
+            offered = _fingerprint_in(listed)
+            if offered != fingerprint:
+                raise RemoteError(f"{self.destination}: offers host key {offered}, not the {fingerprint} you accepted; "
+                                  "nothing was recorded")
+            known = self.known_hosts_file()
+            Path(known).parent.mkdir(parents=True, exist_ok=True)
+            with open(known, "a", encoding="utf-8") as out, open(scratch_file, encoding="utf-8") as new:
+                out.write(new.read())
+
+    def known_hosts_file(self) -> str:
+        """The first UserKnownHostsFile OpenSSH uses for this destination (`ssh -G`)."""
+        for key, value in self.resolved().items():
+            if key == "userknownhostsfile":
+                return os.path.expanduser(value.split()[0])
+        return os.path.expanduser("~/.ssh/known_hosts")
+
+    def resolved(self) -> dict[str, str]:
+        """This destination's settings as OpenSSH resolves them (hostname, user, port, ...)."""
+        argv = ["ssh"] + (["-F", self.settings.config] if self.settings.config else []) + ["-G", self.destination]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        settings: dict[str, str] = {}
+        for line in done.stdout.splitlines():
+            key, _, value = line.partition(" ")
+            settings.setdefault(key.lower(), value)
+        return settings
+
+
+_FINGERPRINT = re.compile(r"(SHA256:[A-Za-z0-9+/=]+)")
+
+
+def _fingerprint_in(text: str) -> str | None:
+    found = None
+    for line in text.splitlines():
+        # "debug1: Server host key: ssh-ed25519 SHA256:..." — with ProxyJump the jump host's key
+        # comes first; the refused one is the last before the failure.
+        if "Server host key:" in line or "key sent by the remote host" in line or line.startswith("SHA256:") \
+                or re.match(r"^\d+ SHA256:", line):
+            match = _FINGERPRINT.search(line)
+            if match:
+                found = match.group(1)
+    if found is None:
+        for match in _FINGERPRINT.finditer(text):
+            found = match.group(1)
+    return found
+
+
+def _unknown_key(text: str) -> bool:
+    return "host key is known for" in text or "Host key verification failed" in text and "CHANGED" not in text
+
+
+def _unknown_host_in(text: str) -> str | None:
+    match = re.search(r"No \S+ host key is known for (\S+)", text)
+    return match.group(1) if match else None
+
+
+def _connection_failed(text: str) -> bool:
+    markers = ("Host key verification failed", "Permission denied", "Could not resolve hostname", "Connection refused",
+               "Connection timed out", "No route to host", "Connection closed by", "kex_exchange_identification",
+               "connect to host", "REMOTE HOST IDENTIFICATION HAS CHANGED", "Network is unreachable",
+               "Connection reset", "Broken pipe", "port forwarding failed", "ProxyJump")
+    return any(marker in text for marker in markers)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("debug")]
+    return lines[-1] if lines else ""
+
+
+def _known_hosts_name(connection: SSHConnection) -> str:
+    resolved = connection.resolved()
+    host, port = resolved.get("hostname", connection.destination), resolved.get("port", "22")
+    return host if port == "22" else f"[{host}]:{port}"
