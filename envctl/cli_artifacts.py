@@ -41,27 +41,30 @@ def fetch(
         raise EnvctlError(f"{loaded.manifest.name} has no artifact {', '.join(unknown)}; artifacts: "
                           f"{', '.join(loaded.manifest.artifacts) or 'none'}", exit_code=EXIT_USAGE)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
-    names = list(only) if only else None
+    if remote.wanted:
+        raise typer.Exit(_push(remote, loaded, set(only or ()), offline))
     with ByteProgress() as progress:
-        fetched = fetch_all(loaded, Cache(cache_dir()), offline, progress, say, names=names)
-        if remote.wanted:
-            raise typer.Exit(_push(remote, loaded, fetched, progress))
+        fetched = fetch_all(loaded, Cache(cache_dir()), offline, progress, say, names=list(only) if only else None)
     for item in fetched:
         typer.echo(f"{item.name}\t{item.path}")
 
 
-def _push(remote, loaded, fetched, progress) -> int:
+def _push(remote, loaded, only, offline) -> int:
     from envctl.artifacts.cache import Cache
     from envctl.paths import cache_dir
     from envctl.plan import Options
-    from envctl.remote.place import push_artifacts
-    from envctl.remote.up import plan_remote
+    from envctl.progress import ByteProgress
+    from envctl.remote.up import place_artifacts, plan_remote
 
     def work(target, echo) -> str:
         the_plan = plan_remote(target, loaded, Options(skip_driver_check=True), with_engine=False)
-        wanted = [a for a in the_plan.artifacts if a.name in {f.name for f in fetched}]
-        push_artifacts(target.connection, tuple(wanted), fetched, Cache(cache_dir()), target.cache, echo, progress)
-        return f"{len(wanted)} artifact(s) in {target.cache}"
+        if only:
+            from dataclasses import replace
+
+            the_plan = replace(the_plan, artifacts=tuple(a for a in the_plan.artifacts if a.name in only))
+        with ByteProgress() as progress:
+            place_artifacts(target, loaded, the_plan, Cache(cache_dir()), echo, progress, offline)
+        return f"{len(the_plan.artifacts)} artifact(s) in {target.cache}"
 
     return on_hosts(remote, work, "fetch " + loaded.manifest.name)
 

@@ -1,30 +1,45 @@
-"""Progress bars for long byte transfers (loading and reading tarballs, later fetches)."""
+"""Progress bars for long byte transfers (loading and reading tarballs, fetches, pushes)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+# One display for the whole process: several hosts' transfers run in threads at once, and a
+# terminal can show only one live display, so their bars share it (one line per transfer).
+_lock = threading.Lock()
+_shared: Progress | None = None
+_users = 0
 
 
 class ByteProgress:
     """`with ByteProgress() as progress: advance = progress("loading x", total); advance(n)`.
     Draws on stderr, and only on a terminal: logs and pipes get no control characters."""
 
-    def __init__(self) -> None:
-        console = Console(stderr=True)
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-            console=console, transient=True, disable=not console.is_terminal,
-        )
-
     def __enter__(self) -> "ByteProgress":
-        self._progress.start()
+        global _shared, _users
+        with _lock:
+            if _shared is None:
+                console = Console(stderr=True)
+                _shared = Progress(
+                    TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal,
+                )
+                _shared.start()
+            _users += 1
+            self._progress = _shared
         return self
 
     def __exit__(self, *exc) -> None:
-        self._progress.stop()
+        global _shared, _users
+        with _lock:
+            _users -= 1
+            if _users == 0 and _shared is not None:
+                _shared.stop()
+                _shared = None
 
     def __call__(self, label: str, total: int) -> Callable[[int], None]:
         task = self._progress.add_task(label, total=total)

@@ -73,7 +73,7 @@ def fetch_one(name: str, source: Source, artifact: Artifact, cache: Cache, downl
     with cache.locked(key):
         record = cache.placed_record(key)
         placed = cache.placed(key)
-        if record is not None and placed.exists() and _matches(record, expected, locked):
+        if record is not None and placed.exists() and record_matches(record, expected, locked):
             files = tuple(PlacedFile(**f) for f in record["files"])
             return Fetched(name, placed, record.get("revision"), files, "cached")
         if offline:
@@ -91,11 +91,11 @@ def fetch_one(name: str, source: Source, artifact: Artifact, cache: Cache, downl
         else:
             raise FetchError(f"{source.display}: fetching {source.kind} sources is not supported yet")
         if locked is not None:
-            _check_drift(fetched, locked)
+            check_drift(fetched, locked)
         return fetched
 
 
-def _matches(record: dict, expected: str | None, locked: Locked | None) -> bool:
+def record_matches(record: dict, expected: str | None, locked: Locked | None) -> bool:
     """A cached artifact is used only when it still has the digests the manifest and lock pin."""
     files = [PlacedFile(**f) for f in record.get("files", [])]
     if locked is not None and sorted(files, key=lambda f: f.path) != sorted(locked.files, key=lambda f: f.path):
@@ -103,7 +103,7 @@ def _matches(record: dict, expected: str | None, locked: Locked | None) -> bool:
     return expected is None or [f.sha256 for f in files] == [expected]
 
 
-def _check_drift(fetched: Fetched, locked: Locked) -> None:
+def check_drift(fetched: Fetched, locked: Locked) -> None:
     now = {f.path: f for f in fetched.files}
     then = {f.path: f for f in locked.files}
     changes = [f"added {p or 'the file'}" for p in sorted(set(now) - set(then))]

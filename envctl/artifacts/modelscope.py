@@ -64,13 +64,22 @@ def resolve(source: Source, environ: Mapping[str, str]) -> list[HubFile]:
     return files
 
 
+def file_url(source: Source, path: str, environ: Mapping[str, str]) -> str:
+    return f"{endpoint(environ)}/api/v1/models/{quote(source.location)}/repo?" + urlencode(
+        {"Revision": source.revision, "FilePath": path})
+
+
+def headers(environ: Mapping[str, str]) -> dict:
+    """Request headers with the ModelScope token, when one is set."""
+    return _headers(environ)
+
+
 def download(source: Source, files: list[HubFile], downloader: Downloader, environ: Mapping[str, str],
              locked: dict[str, str] | None = None) -> list[PlacedFile]:
-    base = endpoint(environ)
     headers = _headers(environ)
 
     def one(file: HubFile) -> PlacedFile:
-        url = f"{base}/api/v1/models/{quote(source.location)}/repo?" + urlencode({"Revision": source.revision, "FilePath": file.path})
+        url = file_url(source, file.path, environ)
         expected = file.sha256 or (locked or {}).get(file.path)
         sha, size = downloader.fetch(RemoteFile(file.path, url, f"{source.display}/{file.path}", file.size, expected, headers=headers))
         return PlacedFile(file.path, size, sha)
@@ -79,4 +88,4 @@ def download(source: Source, files: list[HubFile], downloader: Downloader, envir
         return list(pool.map(one, files))
 
 
-__all__ = ["endpoint", "resolve", "download", "select"]
+__all__ = ["endpoint", "resolve", "download", "select", "file_url", "headers"]

@@ -73,31 +73,42 @@ def push_artifacts(connection: SSHConnection, artifacts: tuple[FetchArtifact, ..
         record = local.placed_record(key) or {}
         action = push_artifact(connection, item, record, artifact.cache_path, remote_cache, progress)
         echo(f"artifact   {artifact.name}: {action} on {connection.destination}")
-        if artifact.mode == "rw" and artifact.host_path:
-            placed = artifact.cache_path + ("/" + artifact.subpath.strip("/") if artifact.subpath else "")
-            stamp = json.dumps(record.get("files"), sort_keys=True)
-            copied = connection.check(["sh", "-c", _WORKSPACE_COPY, "sh", placed, artifact.host_path],
-                                      f"writable copy of {artifact.name}", input=stamp.encode()).strip()
-            if copied == "copied":
-                echo(f"artifact   {artifact.name}: writable copy at {artifact.host_path}")
+        writable_copy(connection, artifact, record, echo)
+
+
+def writable_copy(connection: SSHConnection, artifact: FetchArtifact, record: dict, echo: Callable[[str], None]) -> None:
+    """The `mode: rw` copy in the remote workspace, made again only when the artifact changed."""
+    if artifact.mode != "rw" or not artifact.host_path:
+        return
+    placed = artifact.cache_path + ("/" + artifact.subpath.strip("/") if artifact.subpath else "")
+    stamp = json.dumps(record.get("files"), sort_keys=True)
+    copied = connection.check(["sh", "-c", _WORKSPACE_COPY, "sh", placed, artifact.host_path],
+                              f"writable copy of {artifact.name}", input=stamp.encode()).strip()
+    if copied == "copied":
+        echo(f"artifact   {artifact.name}: writable copy at {artifact.host_path}")
+
+
+def remote_record(connection: SSHConnection, remote_path: str) -> dict | None:
+    """The record of an artifact placed on the remote, when it is complete there."""
+    current = connection.run(["sh", "-c", 'test -e "$1" && cat -- "$1.json"', "sh", remote_path])
+    try:
+        return json.loads(current.stdout) if current.returncode == 0 else None
+    except ValueError:
+        return None
 
 
 def push_artifact(connection: SSHConnection, item: Fetched, record: dict, remote_path: str, remote_cache: str,
                   progress=None) -> str:
     """Returns "present" (nothing sent) or "sent"."""
-    wanted = json.dumps(record, sort_keys=True)
-    current = connection.run(["cat", "--", remote_path + ".json"])
-    if current.returncode == 0 and _same_record(current.stdout, wanted):
-        if connection.run(["test", "-e", remote_path]).returncode == 0:
-            return "present"
+    current = remote_record(connection, remote_path)
+    if current is not None and json.dumps(current, sort_keys=True) == json.dumps(record, sort_keys=True):
+        return "present"
     single = Path(item.path).is_file()
     blobs = f"{remote_cache}/blobs/sha256"
     links, small = [], []
     for placed in item.files:
         local_file = Path(item.path) if single else Path(item.path) / placed.path
         name = placed.path or Path(item.path).name
-        if "\n" in name:
-            raise FetchError(f"{item.name}: file name {name!r} cannot be sent (a newline in it)")
         mode = local_file.stat().st_mode
         if placed.size >= LARGE and not mode & stat.S_IXUSR:
             advance = progress(f"{item.name}: {name} → {connection.destination}", placed.size) if progress else None
@@ -105,32 +116,36 @@ def push_artifact(connection: SSHConnection, item: Fetched, record: dict, remote
             links.append((placed.sha256, name))
         else:
             small.append((local_file, name))
+    assemble(connection, item.name, remote_path, blobs, links, small, record, single)
+    return "sent"
+
+
+def assemble(connection: SSHConnection, name: str, remote_path: str, blobs: str, links: list[tuple[str, str]],
+             small: list[tuple[Path, str]], record: dict, single: bool) -> None:
+    """Build the artifact on the remote from blobs already there (`links`: sha256, path) and
+    small local files sent in one tar stream, then rename it into place and write its record."""
+    for _, path in links + [(None, p) for _, p in small]:
+        if "\n" in path:
+            raise FetchError(f"{name}: file name {path!r} cannot be sent (a newline in it)")
     staging = f"{os.path.dirname(remote_path)}/.{os.path.basename(remote_path)}.incoming"
     command = connection.command(["sh", "-c", _ASSEMBLE, "sh", remote_path, blobs, staging])
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         with tarfile.open(fileobj=process.stdin, mode="w|", format=tarfile.PAX_FORMAT) as stream:
-            for local_file, name in small:
-                stream.add(str(local_file), arcname=f"tree/{name}", recursive=False)
-            _add_bytes(stream, LINKS, "".join(f"{sha} {name}\n" for sha, name in links).encode())
+            for local_file, path in small:
+                stream.add(str(local_file), arcname=f"tree/{path}", recursive=False)
+            _add_bytes(stream, LINKS, "".join(f"{sha} {path}\n" for sha, path in links).encode())
             _add_bytes(stream, RECORD, json.dumps(record, indent=1, ensure_ascii=False).encode())
             if single:
-                _add_bytes(stream, "single", (item.files[0].path or Path(item.path).name).encode())
+                only = (links[0][1] if links else small[0][1])
+                _add_bytes(stream, "single", only.encode())
     except (BrokenPipeError, ConnectionResetError):
         pass
     _, errors = finish(process)
     if process.returncode != 0:
-        raise RemoteError(f"{connection.destination}: placing {item.name} at {remote_path} failed: "
+        raise RemoteError(f"{connection.destination}: placing {name} at {remote_path} failed: "
                           f"{errors.decode(errors='replace').strip()[-300:]}",
                           hint="what was sent is kept; run again to resume")
-    return "sent"
-
-
-def _same_record(remote_text: str, wanted: str) -> bool:
-    try:
-        return json.dumps(json.loads(remote_text), sort_keys=True) == wanted
-    except ValueError:
-        return False
 
 
 def _add_bytes(stream: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -27,6 +27,7 @@ from typing import Mapping, Sequence
 from envctl.errors import EXIT_REMOTE_FAILED, EnvctlError
 from envctl.hosts.base import CommandResult
 
+BULK_CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr,aes256-ctr"
 SSH_FAILED = 255  # ssh's own exit code when the connection (not the command) failed
 
 
@@ -96,6 +97,14 @@ class SSHConnection:
     def command(self, argv: Sequence[str], tty: bool = False) -> list[str]:
         """The local argv that runs `argv` on the remote host."""
         return self.base("-t" if tty else "-T", self.destination, "--", shlex.join(argv))
+
+    def bulk_command(self, argv: Sequence[str]) -> list[str]:
+        """Like `command`, on a connection of its own for a large transfer: the master's channels
+        share one process and cipher, and a stream through it measured ~25% slower than ssh
+        alone. AES-GCM first: with AES-NI it costs about half of ChaCha20 (OpenSSH's default);
+        the server still picks from the list, so a server without it is reached as before."""
+        return self.base("-T", "-o", "Compression=no", "-c", BULK_CIPHERS, self.destination, "--", shlex.join(argv),
+                         master=False)
 
     # -- running --------------------------------------------------------------------------
     def connect(self) -> None:

@@ -21,9 +21,53 @@ from envctl.manifest.loader import Loaded
 from envctl.observe import observe
 from envctl.paths import cache_dir
 from envctl.plan import Options, Plan, build_plan
+from envctl.errors import FetchError
 from envctl.remote.place import load_image_remotely, push_artifacts
+from envctl.remote.remote_fetch import fetch_on_remote
+from envctl.remote.transfer import download_remotely
 from envctl.remote.target import RemoteTarget
 from envctl.setup_steps import run_setup
+
+
+def place_artifacts(target: RemoteTarget, loaded: Loaded, plan: Plan, local: Cache, echo, progress, offline: bool) -> None:
+    """`fetch: remote`: the host downloads what it can itself; the rest (and everything with
+    `fetch: push`) is fetched here and pushed."""
+    done = fetch_on_remote(target, loaded, plan.artifacts, local, echo, progress, offline) if target.fetch == "remote" else set()
+    rest = [a.name for a in plan.artifacts if a.name not in done and a.cache_path]
+    if rest:
+        fetched = fetch_all(loaded, local, offline, progress, echo, names=rest)
+        push_artifacts(target.connection, plan.artifacts, fetched, local, target.cache, echo, progress)
+
+
+def _remote_downloads_image(target: RemoteTarget, loaded: Loaded, plan: Plan) -> bool:
+    source = loaded.image_source
+    return (target.fetch == "remote" and source is not None and source.kind == "http" and plan.image.origin == "tarball"
+            and not plan.image.present)
+
+
+def load_from_remote_download(target: RemoteTarget, client, loaded: Loaded, plan: Plan, offline: bool) -> ImageOutcome:
+    """The host downloads the image tarball from its own mirror and loads it; without a pinned
+    sha256 or image ID nothing could be checked, so one of them is required."""
+    from envctl.artifacts.fetch import with_credentials
+    from envctl.images import ImageError
+
+    step = plan.image
+    if step.sha256 is None and step.expected_id is None:
+        raise ImageError(f"image {step.ref}: {target.name} downloads it itself (fetch: remote), which needs "
+                         "image.tarball.sha256 or image.id to check it against",
+                         hint="run `envctl lock` to record the tarball's digest, or set fetch: push for this host")
+    if offline:
+        raise FetchError(f"image tarball {loaded.image_source.display} is not on {target.name} and --offline was given")
+    url, auth = with_credentials(loaded.image_source)
+    blobs = f"{target.cache}/blobs/sha256"
+    sha = download_remotely(target.connection, url, loaded.image_source.display, blobs, step.sha256, auth=auth)
+    result = target.connection.run(["docker", "load", "-q", "-i", f"{blobs}/{sha}"], timeout=3600)
+    if result.returncode != 0:
+        raise ImageError(f"{target.name}: docker load failed: {(result.stderr or result.stdout).strip()[-300:]}")
+    image = client.images.get(step.ref)
+    if step.expected_id and image.id != step.expected_id:
+        raise ImageError(f"{target.name}: after loading, {step.ref} is {image.id}, the manifest pins {step.expected_id}")
+    return ImageOutcome("loaded", image.id)
 
 
 def plan_remote(target: RemoteTarget, loaded: Loaded, options: Options, with_engine: bool = True) -> Plan:
@@ -36,12 +80,14 @@ def up_remote(target: RemoteTarget, loaded: Loaded, plan: Plan, echo: Callable[[
     client = target.docker()
     check_ready(plan)
     local = Cache(cache_dir())
-    fetched = fetch_all(loaded, local, offline, progress, echo)
-    push_artifacts(target.connection, plan.artifacts, fetched, local, target.cache, echo, progress)
+    place_artifacts(target, loaded, plan, local, echo, progress, offline)
     target.connection.check(["mkdir", "-p", plan.workspace], "creating the workspace")
     if plan.baked:
         image = ImageOutcome("baked", client.images.get(plan.baked).id)
         echo(f"image      {plan.baked}: baked (setup inside)")
+    elif _remote_downloads_image(target, loaded, plan):
+        image = load_from_remote_download(target, client, loaded, plan, offline)
+        echo(f"image      {plan.image.ref}: {image.action}")
     else:
         tarball = local_tarball(client, loaded, plan, local, progress, offline)
         image = ensure_image(client, plan.image, tarball, IdentityCache(local.root / "state" / "tarballs.json"), progress,

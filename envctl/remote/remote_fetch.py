@@ -1,0 +1,131 @@
+"""`fetch: remote`: the remote host downloads artifacts from its own mirror — metadata here,
+bytes there.
+
+envctl resolves what to fetch on this machine (the Hub's or ModelScope's file listing and
+digests, the lock's pins), with the host's own settings (its `env`, e.g. HF_ENDPOINT), and the
+remote downloads each large file with curl, resumable, verified by sha256 there. Small files
+(configs, tokenizers, code — the Hub checks those by git blob id, not sha256) come through this
+machine, like sources only it can reach (git, local files, FTP): pushed from the local cache.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+from urllib.parse import quote
+
+from envctl.artifacts.cache import Cache, PlacedFile
+from envctl.artifacts.download import Downloader
+from envctl.artifacts.fetch import Fetched, check_drift, record_matches, with_credentials
+from envctl.errors import FetchError
+from envctl.manifest.loader import Loaded
+from envctl.plan import FetchArtifact
+from envctl.remote.place import LARGE, assemble, remote_record, writable_copy
+from envctl.remote.target import RemoteTarget
+from envctl.remote.transfer import download_remotely
+
+REMOTE_KINDS = frozenset({"http", "hf", "hf-dataset", "modelscope"})
+
+
+def fetch_on_remote(target: RemoteTarget, loaded: Loaded, artifacts: tuple[FetchArtifact, ...], local: Cache,
+                    echo: Callable[[str], None], progress=None, offline: bool = False) -> set[str]:
+    """Place every artifact the remote can download itself; returns their names (the caller
+    pushes the others)."""
+    environ = {**os.environ, **target.env}
+    done = set()
+    for artifact in artifacts:
+        source = loaded.sources.get(artifact.name)
+        if source is None or source.kind not in REMOTE_KINDS or artifact.cache_path is None:
+            continue
+        locked = loaded.locks.get(artifact.name)
+        expected = loaded.manifest.artifacts[artifact.name].sha256
+        if expected is None and locked is not None and len(locked.files) == 1 and locked.files[0].path == "":
+            expected = locked.files[0].sha256
+        record = remote_record(target.connection, artifact.cache_path)
+        if record is not None and record_matches(record, expected, locked):
+            echo(f"artifact   {artifact.name}: present on {target.name}")
+        elif offline:
+            raise FetchError(f"{artifact.name}: not on {target.name} ({source.display}) and --offline was given")
+        else:
+            record = _fetch(target, artifact, source, expected, locked, local, environ, progress)
+            echo(f"artifact   {artifact.name}: downloaded by {target.name}")
+        writable_copy(target.connection, artifact, record, echo)
+        done.add(artifact.name)
+    return done
+
+
+def _fetch(target: RemoteTarget, artifact: FetchArtifact, source, expected, locked, local: Cache, environ, progress) -> dict:
+    blobs = f"{target.cache}/blobs/sha256"
+    connection = target.connection
+    if source.kind == "http":
+        url, auth = with_credentials(source)
+        sha = download_remotely(connection, url, source.display, blobs, expected, auth=auth)
+        size = int(connection.check(["sh", "-c", 'wc -c < "$1"', "sh", f"{blobs}/{sha}"], "measuring").strip())
+        name = os.path.basename(source.location.split("?")[0]) or artifact.name
+        files = [PlacedFile("", size, sha)]
+        record = {"source": source.display, "revision": None, "files": [f.__dict__ for f in files]}
+        _drift(artifact, record, locked)
+        assemble(connection, artifact.name, artifact.cache_path, blobs, [(sha, name)], [], record, single=True)
+        return record
+
+    listing, revision, url_of, headers, fetch_small = _hub(source, environ)
+    from envctl.artifacts import hf
+
+    chosen = hf.select(listing, artifact.subpath, list(artifact.include))
+    if not chosen:
+        raise FetchError(f"{source.display}: no files match")
+    pins = {f.path: f.sha256 for f in locked.files} if locked else None
+    remote_files = [f for f in chosen if f.sha256 and f.size >= LARGE]
+    local_files = [f for f in chosen if f not in remote_files]
+    placed_here = fetch_small(local_files, local, pins) if local_files else []
+    files, links = [], []
+    for file in remote_files:
+        if pins and pins.get(file.path) not in (None, file.sha256):
+            raise FetchError(f"{artifact.name}: differs from manifest.lock: changed {file.path}",
+                             hint="if the change is wanted, run `envctl lock` again and commit the lock file")
+        sha = download_remotely(connection, url_of(file.path), f"{source.display}/{file.path}", blobs, file.sha256,
+                                headers=headers)
+        files.append(PlacedFile(file.path, file.size, sha))
+        links.append((sha, file.path))
+    files += placed_here
+    order = {f.path: i for i, f in enumerate(chosen)}
+    files.sort(key=lambda f: order[f.path])
+    record = {"source": source.display, "revision": revision, "files": [f.__dict__ for f in files]}
+    _drift(artifact, record, locked)
+    small = [(local.blob(f.sha256), f.path) for f in placed_here]
+    assemble(connection, artifact.name, artifact.cache_path, blobs, links, small, record, single=False)
+    return record
+
+
+def _hub(source, environ):
+    """The listing, revision, URL builder, auth headers and small-file fetcher of a hub source."""
+    from envctl.artifacts import hf, modelscope
+
+    if source.kind in ("hf", "hf-dataset"):
+        commit, listing = hf.resolve(source, environ)
+        prefix = "datasets/" if source.kind == "hf-dataset" else ""
+        base = hf.endpoint(environ)
+        token = environ.get("HF_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+        def small(files, cache, pins):
+            return hf.download(source, commit, files, cache, Downloader(cache), environ, pins)
+
+        return listing, commit, lambda path: f"{base}/{prefix}{source.location}/resolve/{commit}/{quote(path)}", headers, small
+    listing = modelscope.resolve(source, environ)
+
+    def small(files, cache, pins):
+        return modelscope.download(source, files, Downloader(cache), environ, pins)
+
+    return listing, source.revision, lambda path: modelscope.file_url(source, path, environ), \
+        modelscope.headers(environ), small
+
+
+def _drift(artifact: FetchArtifact, record: dict, locked) -> None:
+    if locked is None:
+        return
+    files = tuple(PlacedFile(**f) for f in record["files"])
+    try:
+        check_drift(Fetched(artifact.name, None, record.get("revision"), files, "fetched"), locked)
+    except FetchError as exc:
+        raise FetchError(f"{artifact.name}: {exc.message}", hint=exc.hint) from None
