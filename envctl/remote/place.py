@@ -99,25 +99,27 @@ def remote_record(connection: SSHConnection, remote_path: str) -> dict | None:
 
 def push_artifact(connection: SSHConnection, item: Fetched, record: dict, remote_path: str, remote_cache: str,
                   progress=None) -> str:
-    """Returns "present" (nothing sent) or "sent"."""
+    """Returns "present" (nothing sent) or "sent", with a note for files that resumed."""
     current = remote_record(connection, remote_path)
     if current is not None and json.dumps(current, sort_keys=True) == json.dumps(record, sort_keys=True):
         return "present"
     single = Path(item.path).is_file()
     blobs = f"{remote_cache}/blobs/sha256"
-    links, small = [], []
+    links, small, notes = [], [], []
     for placed in item.files:
         local_file = Path(item.path) if single else Path(item.path) / placed.path
         name = placed.path or Path(item.path).name
         mode = local_file.stat().st_mode
         if placed.size >= LARGE and not mode & stat.S_IXUSR:
             advance = progress(f"{item.name}: {name} → {connection.destination}", placed.size) if progress else None
-            push_file(connection, local_file, f"{blobs}/{placed.sha256}", placed.sha256, advance)
+            outcome = push_file(connection, local_file, f"{blobs}/{placed.sha256}", placed.sha256, advance)
+            if outcome.startswith("resumed"):
+                notes.append(f"{name} {outcome}")
             links.append((placed.sha256, name))
         else:
             small.append((local_file, name))
     assemble(connection, item.name, remote_path, blobs, links, small, record, single)
-    return "sent"
+    return "sent" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def assemble(connection: SSHConnection, name: str, remote_path: str, blobs: str, links: list[tuple[str, str]],

@@ -50,7 +50,8 @@ class SSHSettings:
     def from_environ(cls, config: str | None = None, accept_host_key: str | None = None,
                      environ: Mapping[str, str] | None = None) -> "SSHSettings":
         environ = os.environ if environ is None else environ
-        return cls(config or environ.get("ENVCTL_SSH_CONFIG") or None, accept_host_key)
+        return cls(config or environ.get("ENVCTL_SSH_CONFIG") or None, accept_host_key,
+                   environ.get("ENVCTL_SSH_CONTROL_DIR") or None)
 
 
 def _control_dir(settings: SSHSettings) -> str:
@@ -66,10 +67,11 @@ class SSHConnection:
     def __init__(self, destination: str, settings: SSHSettings | None = None):
         self.destination = destination
         self.settings = settings or SSHSettings()
-        # %C hashes host, port and user; the alias and config are added so that two aliases of one
-        # server (with their own known_hosts or keys) never borrow each other's connection.
-        alias = hashlib.sha256(f"{destination}\0{self.settings.config}".encode()).hexdigest()[:12]
-        self.control_path = os.path.join(_control_dir(self.settings), f"{alias}-%C")
+        # One master per destination and config: two aliases of one server (with their own
+        # known_hosts or keys) never borrow each other's connection. Masters outlive envctl by
+        # ControlPersist, so `up` then `exec` costs one handshake, not two.
+        name = hashlib.sha256(f"{destination}\0{self.settings.config}".encode()).hexdigest()[:20]
+        self.control_path = os.path.join(_control_dir(self.settings), name)
 
     # -- the ssh command line -------------------------------------------------------------
     def base(self, *more: str, master: bool = True, first: Sequence[str] = ()) -> list[str]:

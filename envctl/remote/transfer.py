@@ -37,28 +37,32 @@ _ADOPT = 'chmod 0444 "$1" && mv -f "$1" "$2"'
 def push_file(connection: SSHConnection, local: Path, remote: str, sha256: str,
               advance: Callable[[int], None] | None = None, attempts: int = 4) -> str:
     """Make `remote` hold the bytes of `local` (whose sha256 is known). Returns "present"
-    (nothing sent), "sent" or "resumed"."""
+    (nothing sent), "sent", or "resumed at N bytes" (N: where the first resume started)."""
     size = local.stat().st_size
     partial = f"{os.path.dirname(remote)}/.{os.path.basename(remote)}.partial"
-    resumed = False
+    resumed_at = None
     for attempt in range(attempts):
         state = connection.check(["sh", "-c", _STATE, "sh", remote, partial], "checking " + remote).strip()
         if state == "present":
-            return "resumed" if resumed else ("present" if attempt == 0 else "sent")
+            return "present" if attempt == 0 else _outcome(resumed_at)
         offset = int(state or 0)
         if offset > size:  # not a prefix of this file: start again
             connection.check(["rm", "-f", partial], "removing " + partial)
             offset = 0
-        if offset:
-            resumed = True
+        if offset and resumed_at is None:
+            resumed_at = offset
         if advance and offset and attempt == 0:
             advance(offset)  # already there from an earlier run
         if not _send(connection, local, partial, offset, size, advance):
             continue  # the connection dropped: ask again how much arrived
         adopt(connection, partial, remote, sha256, local.name)
-        return "resumed" if resumed else "sent"
+        return _outcome(resumed_at)
     raise RemoteError(f"{connection.destination}: sending {local.name} kept failing after {attempts} attempts; "
                       "what arrived is kept and the next run resumes from there")
+
+
+def _outcome(resumed_at: int | None) -> str:
+    return "sent" if resumed_at is None else f"resumed at {resumed_at} bytes"
 
 
 def adopt(connection: SSHConnection, partial: str, final: str, sha256: str | None, what: str) -> str:

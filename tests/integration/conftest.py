@@ -130,6 +130,9 @@ def make_env(engine, tmp_path):
         container = env.get()
         if container is not None:
             container.remove(force=True)
+        # Images `envctl build` baked for this test's manifest (they are tagged per content).
+        for image in engine.images.list(filters={"label": f"io.envctl.baked-for={env.name}"}):
+            engine.images.remove(image.id, force=True)
 
 
 @pytest.fixture
