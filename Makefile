@@ -18,10 +18,11 @@ venv: $(STAMP)
 demo: $(STAMP) engine
 	$(BIN)/python demo/run_demo.py
 
-# A Docker engine for the demo and the integration tests: installed and started when missing
-# (root, Debian).
+# A Docker engine for the demo and the integration tests, and OpenSSH + iproute2 for the SSH
+# lab of the remote-host tests: installed (and the engine started) when missing (root, Debian).
 engine:
 	bash tests/ensure-engine.sh
+	bash tests/ensure-ssh.sh
 
 test: $(STAMP) engine
 	$(BIN)/python -m pytest

@@ -59,7 +59,7 @@ class _TrackingServer(ThreadingHTTPServer):
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._workers: set[threading.Thread] = set()
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__((owner.address, 0), _Handler)
 
     def process_request(self, request, client_address) -> None:
         worker = threading.Thread(
@@ -102,6 +102,10 @@ class _TrackingServer(ThreadingHTTPServer):
 
 class BackgroundHTTPServer:
     """Base for the loopback HTTP servers; see the module docstring for the contract."""
+
+    # Where it listens. The SSH lab's tests set the test process's own address on the lab
+    # network (never anything outside this machine), so that lab hosts can download from it.
+    address = "127.0.0.1"
 
     def __init__(self) -> None:
         self.stopping = threading.Event()
@@ -161,7 +165,7 @@ class BackgroundHTTPServer:
     @property
     def url(self) -> str:
         """Base URL without a trailing slash, e.g. http://127.0.0.1:41234."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
     # -- to implement ----------------------------------------------------------------------
 

@@ -1,0 +1,270 @@
+"""envctl on lab servers over SSH: real sshd in network namespaces, each host with its own Docker
+engine (tests/sshlab.py). Only the hosts are simulated; ssh, sshd, Docker, HTTP are real."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from servers.http_files import FileServer
+from support import IMAGE
+from testimages import save_image
+from world import PREFIX, World
+
+BIG = 48 << 20  # pushed as a blob of its own (resumable), big enough to cut mid-way under a delay
+
+
+@pytest.fixture(scope="session")
+def image_tarball(tmp_path_factory):
+    """A `docker save` of the test image, and its ID."""
+    client = docker.from_env()
+    path = tmp_path_factory.mktemp("remote-images") / "busybox.tar"
+    image_id = save_image(client, None, path)
+    return path, image_id
+
+
+@pytest.fixture(scope="session")
+def payload(tmp_path_factory):
+    """A large artifact (random bytes) and a small one, as local files."""
+    directory = tmp_path_factory.mktemp("payload")
+    big = directory / "weights.bin"
+    with open(big, "wb") as out:
+        out.write(os.urandom(BIG))
+    small = directory / "config.json"
+    small.write_text('{"hidden_size": 64}\n')
+    return big, small
+
+
+@pytest.fixture
+def world(lab, tmp_path, request):
+    name = PREFIX + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:30].strip("-")
+    made = World(lab, tmp_path, name)
+    (tmp_path / "home").mkdir()
+    made.write_inventory(**{h: {} for h in lab.names})
+    yield made
+    made.clean()
+
+
+BODY = """\
+device: {{kind: cpu}}
+image:
+  ref: {image}
+  tarball: {{source: {tarball}}}
+container: {{workdir: /work}}
+artifacts:
+  weights: {{source: "{big}", target: /models/weights.bin{weights_sha}}}
+  config: {{source: {small}, target: /models/config.json, mode: rw}}
+setup:
+  - name: note the config
+    run: mkdir -p /work && cp /models/config.json /work/seen.json
+entrypoints:
+  check:
+    run: sha256sum /models/weights.bin; cat /work/seen.json; echo done > /envctl/outputs.txt
+  fail:
+    run: echo failing; exit 3
+"""
+
+
+def _manifest(world: World, image_tarball, payload, **changes) -> Path:
+    big, small = payload
+    values = {"image": IMAGE, "tarball": image_tarball[0], "big": big, "small": small, "weights_sha": "", **changes}
+    return world.write(BODY.format(**values))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _remove_image(lab, host: str) -> None:
+    lab.docker(host, "rmi", "-f", IMAGE)
+
+
+def test_up_exec_logs_status_down_on_a_remote_host(world, lab, image_tarball, payload):
+    manifest = _manifest(world, image_tarball, payload)
+    _remove_image(lab, "lab1")
+    up = world.run("up", str(manifest), "--host", "lab1")
+    assert up.returncode == 0, up.stderr
+    assert "artifact   weights: sent on lab1" in up.stderr and f"image      {IMAGE}: loaded" in up.stderr
+    assert world.containers("lab1") == [f"{world.container} running"]
+    assert world.containers("lab2") == []  # nothing happened anywhere else
+    # The remote cache holds the verified blobs, with this machine's layout.
+    blob = world.remote("lab1", f"{world.data_dir()}/cache/blobs/sha256/{_sha(payload[0])}")
+    assert blob.is_file() and _sha(blob) == _sha(payload[0])
+    assert world.remote("lab1", f"{world.data_dir()}/cache/blobs/sha256/{_sha(image_tarball[0])}").is_file()
+
+    ran = world.run("exec", "check", "--host", "lab1", "--env", world.container)
+    assert ran.returncode == 0, ran.stderr
+    assert f"{_sha(payload[0])}  /models/weights.bin" in ran.stdout and '"hidden_size": 64' in ran.stdout
+    workspace = f"{world.data_dir()}/workspaces/{world.container}"
+    assert world.remote("lab1", f"{workspace}/outputs.txt").read_text() == "done\n"
+    failed = world.run("exec", "fail", "--host", "lab1", "--env", world.container)
+    assert failed.returncode == 3 and "failing" in failed.stdout
+    logs = sorted(world.remote("lab1", f"{workspace}/logs").glob("fail-*.log"))
+    assert len(logs) == 1 and logs[0].read_text() == "failing\n"  # the log lives on the host
+    printed = world.run("logs", world.container, "-e", "fail", "--host", "lab1")
+    assert printed.returncode == 0 and printed.stdout == "failing\n", printed.stderr
+
+    again = world.run("up", str(manifest), "--host", "lab1")
+    assert again.returncode == 0, again.stderr
+    for line in ("artifact   weights: present on lab1", f"image      {IMAGE}: present",
+                 f"container  {world.container}: unchanged", "setup      0 step(s) ran, 1 unchanged"):
+        assert line in again.stderr
+
+    status = world.run("status", "--host", "lab1", "--json")
+    assert status.returncode == 0, status.stderr
+    assert [(r["host"], r["name"], r["status"]) for r in __import__("json").loads(status.stdout)
+            if r["name"] == world.container] == [("lab1", world.container, "running")]
+    down = world.run("down", world.container, "--host", "lab1", "--purge")
+    assert down.returncode == 0, down.stderr
+    assert world.containers("lab1") == [] and not world.remote("lab1", workspace).exists()
+
+
+def test_an_unknown_host_key_stops_with_its_fingerprint_and_only_that_key_is_accepted(world, lab):
+    lab.forget_host_key("lab2")
+    first = world.run("doctor", "--host", "lab2")
+    assert first.returncode == 7
+    fingerprint = lab.fingerprint("lab2")
+    assert f"is not known (offered: {fingerprint})" in first.stderr
+    assert f"--accept-host-key {fingerprint}" in first.stderr
+    before = lab.known_hosts.read_text()
+
+    wrong = world.run("doctor", "--host", "lab2", "--accept-host-key", "SHA256:" + "A" * 43)
+    assert wrong.returncode == 7 and "nothing was recorded" in wrong.stderr
+    assert lab.known_hosts.read_text() == before
+
+    accepted = world.run("doctor", "--host", "lab2", "--accept-host-key", fingerprint)
+    assert accepted.returncode == 0, accepted.stderr
+    assert lab.host_public_key("lab2").split()[1] in lab.known_hosts.read_text()
+    assert world.run("doctor", "--host", "lab2").returncode == 0  # recorded: no flag needed any more
+
+
+def test_a_changed_host_key_always_stops(world, lab):
+    assert world.run("status", "--host", "lab2").returncode == 0
+    world.close_connections()  # a live master was authenticated before the change
+    lab.change_host_key("lab2")
+    for extra in ((), ("--accept-host-key", lab.fingerprint("lab2"))):
+        result = world.run("status", "--host", "lab2", *extra)
+        assert result.returncode == 7
+        assert "host key has CHANGED" in result.stderr and "does not connect" in result.stderr
+
+
+def test_a_key_the_server_does_not_know_is_refused(world, lab, tmp_path):
+    config = tmp_path / "ssh_config"
+    config.write_text(lab.ssh_config.read_text().replace(str(lab.client_key), str(lab.wrong_key)))
+    result = world.run("status", "--host", "lab1", env=world.environ(ENVCTL_SSH_CONFIG=str(config)))
+    assert result.returncode == 7
+    assert "the server refused our key" in result.stderr and "ssh -G lab1" in result.stderr
+
+
+def test_a_host_behind_a_bastion_is_reached_through_proxyjump(world, lab, image_tarball, payload):
+    hidden = lab.hidden[0]
+    manifest = _manifest(world, image_tarball, payload)
+    up = world.run("up", str(manifest), "--host", hidden)
+    assert up.returncode == 0, up.stderr
+    assert world.containers(hidden) == [f"{world.container} running"]
+    ran = world.run("exec", "fail", "--host", hidden, "--env", world.container)
+    assert ran.returncode == 3
+
+
+def test_a_cut_connection_and_a_killed_run_resume_where_they_stopped(world, lab, image_tarball, payload):
+    manifest = _manifest(world, image_tarball, payload)
+    partial = world.remote("lab2", f"{world.data_dir()}/cache/blobs/sha256/.{_sha(payload[0])}.partial")
+    lab.set_delay("lab2", 20)  # slow enough to act in the middle of the transfer
+
+    # 1. The connection is cut mid-transfer: the same run carries on from what arrived.
+    cut = threading.Thread(target=_when_partial_reaches, args=(partial, 8 << 20, lambda: lab.drop_connections("lab2")))
+    cut.start()
+    pushed = world.run("fetch", str(manifest), "--host", "lab2")
+    cut.join()
+    assert pushed.returncode == 0, pushed.stderr
+    resumed = re.search(r"weights\.bin resumed at (\d+) bytes", pushed.stderr)
+    assert resumed and 0 < int(resumed.group(1)) < BIG, pushed.stderr
+    blob = world.remote("lab2", f"{world.data_dir()}/cache/blobs/sha256/{_sha(payload[0])}")
+    assert _sha(blob) == _sha(payload[0])
+
+    # 2. envctl itself is killed mid-transfer: the next run resumes from the bytes on the host.
+    lab.run_in("lab2", "rm", "-rf", world.data_dir())
+    process = world.popen("fetch", str(manifest), "--host", "lab2")
+    _when_partial_reaches(partial, 8 << 20, lambda: os.kill(process.pid, signal.SIGKILL))
+    process.wait(timeout=60)
+    kept = partial.stat().st_size
+    assert 0 < kept < BIG
+    again = world.run("fetch", str(manifest), "--host", "lab2")
+    assert again.returncode == 0, again.stderr
+    resumed = re.search(r"weights\.bin resumed at (\d+) bytes", again.stderr)
+    assert resumed and int(resumed.group(1)) >= kept, again.stderr
+    assert _sha(blob) == _sha(payload[0]) and not partial.exists()
+
+
+def _when_partial_reaches(path: Path, size: int, action, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size >= size:
+            action()
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never reached {size} bytes")
+
+
+def test_an_air_gapped_host_gets_pushed_bytes_and_a_networked_one_downloads_from_its_mirror(world, lab, image_tarball,
+                                                                                             payload, monkeypatch):
+    data = os.urandom(3 << 20)
+    # Served on the lab network: lab hosts can reach it; so can this process (it is its own address).
+    monkeypatch.setattr(FileServer, "address", lab.gateway)
+    with FileServer(files={"weights.bin": data}) as mirror:
+        manifest = _manifest(world, image_tarball, payload, big=mirror.url_for("weights.bin"),
+                             weights_sha=f", sha256: {hashlib.sha256(data).hexdigest()}")
+        world.write_inventory(lab1={"fetch": "remote"}, lab2={"fetch": "push"})
+        pushed = world.run("fetch", str(manifest), "--host", "lab2")
+        assert pushed.returncode == 0, pushed.stderr
+        assert "artifact   weights: sent on lab2" in pushed.stderr
+        assert (Path(world.base) / "cache" / "blobs" / "sha256" / hashlib.sha256(data).hexdigest()).is_file()
+
+        local_blob = Path(world.base) / "cache" / "blobs" / "sha256" / hashlib.sha256(data).hexdigest()
+        os.chmod(local_blob, 0o644)
+        local_blob.unlink()  # so that a byte through this machine would show
+        downloaded = world.run("fetch", str(manifest), "--host", "lab1")
+        assert downloaded.returncode == 0, downloaded.stderr
+        assert "artifact   weights: downloaded by lab1" in downloaded.stderr
+        assert not local_blob.exists()  # the bytes went from the mirror to the host only
+        blob = world.remote("lab1", f"{world.data_dir()}/cache/blobs/sha256/{hashlib.sha256(data).hexdigest()}")
+        assert blob.read_bytes() == data
+
+    # The mirror is gone: the host cannot download, and says so; nothing half-done is kept as whole.
+    lab.run_in("lab1", "rm", "-rf", world.data_dir())
+    failed = world.run("fetch", str(manifest), "--host", "lab1")
+    assert failed.returncode == 6
+    assert "lab1: downloading" in failed.stderr and "failed" in failed.stderr
+
+
+def test_a_host_that_has_the_image_is_sent_no_tarball(world, lab, image_tarball, payload):
+    manifest = _manifest(world, image_tarball, payload)
+    loaded = lab.docker("lab3", "load", "-i", str(image_tarball[0]))
+    assert loaded.returncode == 0, loaded.stderr
+    up = world.run("up", str(manifest), "--host", "lab3")
+    assert up.returncode == 0, up.stderr
+    assert f"image      {IMAGE}: present" in up.stderr
+    tarball_blob = world.remote("lab3", f"{world.data_dir()}/cache/blobs/sha256/{_sha(image_tarball[0])}")
+    assert not tarball_blob.exists()
+
+
+def test_up_on_three_hosts_with_one_failing_finishes_the_others(world, lab, image_tarball, payload):
+    manifest = _manifest(world, image_tarball, payload)
+    lab.stop("lab3")
+    result = world.run("up", str(manifest), "--hosts", "lab1,lab2,lab3")
+    assert result.returncode == 7
+    lines = result.stderr.splitlines()
+    assert re.search(r"^lab1 +ok ", "\n".join(lines), re.M) and re.search(r"^lab2 +ok ", "\n".join(lines), re.M)
+    assert re.search(r"^lab3 +FAILED .*cannot connect|^lab3 +FAILED .*refused", "\n".join(lines), re.M), result.stderr
+    assert "2 of 3 hosts succeeded" in result.stderr
+    assert world.containers("lab1") == [f"{world.container} running"]
+    assert world.containers("lab2") == [f"{world.container} running"]
