@@ -109,16 +109,17 @@ class SSHConnection:
                          master=False)
 
     # -- running --------------------------------------------------------------------------
-    def connect(self) -> None:
-        """Open (or reuse) the master connection; explain host key and login failures."""
-        result = self._raw(["true"], timeout=60)
+    def connect(self, first: Sequence[str] = ("true",)) -> str:
+        """Open (or reuse) the master connection, running `first` on the way (one round trip
+        for both); explain host key and login failures. Returns what `first` printed."""
+        result = self._raw(first, timeout=60)
         if result.returncode == 0:
-            return
+            return result.stdout
         if result.returncode == SSH_FAILED and _unknown_key(result.stderr) and self.settings.accept_host_key:
             self._accept_key(self.settings.accept_host_key)
-            result = self._raw(["true"], timeout=60)
+            result = self._raw(first, timeout=60)
             if result.returncode == 0:
-                return
+                return result.stdout
         raise self.explain(result)
 
     def run(self, argv: Sequence[str], timeout: float | None = 300, input: bytes | None = None) -> CommandResult:
@@ -150,8 +151,7 @@ class SSHConnection:
 
     def forward_socket(self, remote_socket: str) -> str:
         """Forward a local unix socket to a remote one (the Docker engine's) over the master;
-        returns the local path. Re-used while the master lives."""
-        self.connect()
+        returns the local path."""
         name = hashlib.sha256(f"{self.destination}\0{self.settings.config}\0{remote_socket}".encode()).hexdigest()[:16]
         local = os.path.join(_control_dir(self.settings), f"docker-{name}.sock")
         if os.path.exists(local):
@@ -161,6 +161,9 @@ class SSHConnection:
             except FileNotFoundError:
                 pass
         result = self._forward("forward", local, remote_socket)
+        if result.returncode != 0:  # no master (it ended since): open one and try again
+            self.connect()
+            result = self._forward("forward", local, remote_socket)
         if result.returncode != 0:
             raise RemoteError(f"{self.destination}: cannot forward the Docker socket {remote_socket}: "
                               f"{result.stderr.strip() or 'no reason given'}",

@@ -63,8 +63,7 @@ class RemoteTarget:
 def open_target(name: str, destination: str, settings: SSHSettings, data_dir: str | None = None, root: str = "/",
                 fetch: str = "push", cards=None, env: Mapping[str, str] | None = None) -> RemoteTarget:
     connection = SSHConnection(destination, settings)
-    connection.connect()
-    facts = connection.check(["sh", "-c", _FACTS], "reading the remote environment").splitlines()
+    facts = connection.connect(["sh", "-c", _FACTS]).splitlines()
     home, docker_host = (facts + ["", ""])[:2]
     if not docker_host.startswith("unix://"):
         raise RemoteError(f"{name}: its DOCKER_HOST is {docker_host}; envctl reaches remote engines on their unix socket",
