@@ -3,9 +3,9 @@ engine (tests/sshlab.py). Only the hosts are simulated; ssh, sshd, Docker, HTTP 
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
+import shutil
 import re
 import signal
 import threading
@@ -268,3 +268,41 @@ def test_up_on_three_hosts_with_one_failing_finishes_the_others(world, lab, imag
     assert "2 of 3 hosts succeeded" in result.stderr
     assert world.containers("lab1") == [f"{world.container} running"]
     assert world.containers("lab2") == [f"{world.container} running"]
+
+
+MLU_BODY = """\
+device: {{kind: mlu, cards: 2, driver: ">=5.10"}}
+image:
+  ref: {image}
+  tarball: {{source: {tarball}}}
+entrypoints:
+  devices:
+    run: ls /dev | grep cambricon | sort; echo "visible=$MLU_VISIBLE_DEVICES cards=$ENVCTL_NUM_CARDS"
+"""
+
+
+def test_a_remote_accelerator_host_is_probed_there(world, lab, image_tarball):
+    """Cards, driver and device nodes are read on the remote host (below its own root), not here."""
+    import hostsim
+
+    root = lab.host_root("lab2")
+    hostsim.mlu_host(root, cards=4, driver="5.10.22")
+    world.cleanups.append(lambda: [shutil.rmtree(p) for p in root.iterdir()])
+    world.write_inventory(lab2={"root": str(root), "cards": "2-3"})
+    manifest = world.write(MLU_BODY.format(image=IMAGE, tarball=image_tarball[0]))
+    doctor = world.run("doctor", str(manifest), "--host", "lab2")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "v5.10.22 satisfies >=5.10" in doctor.stderr and f"{root}/usr/bin/cnmon" in doctor.stderr
+    planned = world.run("plan", str(manifest), "--host", "lab2")
+    assert planned.returncode == 0, planned.stderr
+    assert f"--device {root}/dev/cambricon_dev2:/dev/cambricon_dev2" in planned.stdout  # the inventory's cards
+    up = world.run("up", str(manifest), "--host", "lab2")
+    assert up.returncode == 0, up.stderr
+    ran = world.run("exec", "devices", "--host", "lab2", "--env", world.container)
+    assert ran.returncode == 0, ran.stderr
+    assert "cambricon_dev2\ncambricon_dev3\n" in ran.stdout and "cards=2" in ran.stdout
+
+    # A host without the cards: refused there, with the reason, before anything starts.
+    too_old = world.run("up", str(manifest), "--host", "lab3")
+    assert too_old.returncode == 5
+    assert "cards" in too_old.stderr or "card" in too_old.stderr, too_old.stderr

@@ -22,7 +22,7 @@ class World:
     lab: object
     base: Path
     name: str
-    hosts: dict = field(default_factory=dict)  # inventory hosts
+    cleanups: list = field(default_factory=list)  # more to undo after the test
 
     @property
     def container(self) -> str:
@@ -90,6 +90,8 @@ class World:
 
     def clean(self) -> None:
         """Remove what this test created on every lab host (containers, its data directory)."""
+        for undo in self.cleanups:
+            undo()
         self.close_connections()
         shutil.rmtree(self.control_dir, ignore_errors=True)
         for host in self.lab.names:
