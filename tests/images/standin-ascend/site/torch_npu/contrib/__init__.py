@@ -1,0 +1,1 @@
+# envctl-standin: torch_npu.contrib.

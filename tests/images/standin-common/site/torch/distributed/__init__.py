@@ -1,0 +1,1 @@
+# envctl-standin: torch.distributed, only its launchers.
