@@ -1,0 +1,68 @@
+"""Reading OpenSSH's own words (its real messages, as 9.2 prints them) into envctl's errors, and
+the ssh command lines envctl builds. The behaviour against a real sshd is in tests/remote/."""
+
+from __future__ import annotations
+
+import shlex
+
+from envctl.hosts.base import CommandResult
+from envctl.remote.ssh import SSHConnection, SSHSettings, _fingerprint_in, _unknown_host_in, _unknown_key
+
+UNKNOWN = """\
+debug1: Server host key: ssh-ed25519 SHA256:jumpjumpjumpjumpjumpjumpjumpjumpjumpjumpjum
+debug1: Host '10.213.0.2' is known and matches the ED25519 host key.
+debug1: Server host key: ssh-ed25519 SHA256:nFDcy4IfBt8zEJrgu4nVcjiM3Rxw3cR/xoAejHiBdaA
+No ED25519 host key is known for 10.213.1.2 and you have requested strict checking.
+Host key verification failed.
+"""
+
+CHANGED = """\
+@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @
+@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!
+Someone could be eavesdropping on you right now (man-in-the-middle attack)!
+It is also possible that a host key has just been changed.
+The fingerprint for the ED25519 key sent by the remote host is
+SHA256:nFDcy4IfBt8zEJrgu4nVcjiM3Rxw3cR/xoAejHiBdaA.
+Please contact your system administrator.
+Host key for 10.213.0.3 has changed and you have requested strict checking.
+Host key verification failed.
+"""
+
+
+def test_the_refused_key_is_the_last_one_offered_not_the_jump_hosts():
+    assert _fingerprint_in(UNKNOWN) == "SHA256:nFDcy4IfBt8zEJrgu4nVcjiM3Rxw3cR/xoAejHiBdaA"
+    assert _unknown_key(UNKNOWN) and _unknown_host_in(UNKNOWN) == "10.213.1.2"
+
+
+def test_a_changed_key_is_not_taken_for_an_unknown_one():
+    assert not _unknown_key(CHANGED)
+    assert _fingerprint_in(CHANGED) == "SHA256:nFDcy4IfBt8zEJrgu4nVcjiM3Rxw3cR/xoAejHiBdaA"
+    error = SSHConnection("lab3", SSHSettings(config="/dev/null")).explain(CommandResult(255, "", CHANGED))
+    assert "has CHANGED" in error.message and "SHA256:nFDcy4IfBt8zEJrgu4nVcjiM3Rxw3cR" in error.message
+    assert error.exit_code == 7 and "ssh-keygen -R" in error.hint
+
+
+def test_a_refused_login_points_at_the_keys_ssh_uses():
+    error = SSHConnection("lab1", SSHSettings(config="/dev/null")).explain(
+        CommandResult(255, "", "root@10.213.0.2: Permission denied (publickey).\n"))
+    assert error.message == "lab1: the server refused our key (root@10.213.0.2: Permission denied (publickey).)"
+    assert "ssh -G lab1" in error.hint
+
+
+def test_commands_reach_the_remote_shell_as_one_quoted_word_each():
+    connection = SSHConnection("lab1", SSHSettings(config="/etc/envctl/ssh_config", control_dir="/tmp/envctl-ssh-test"))
+    argv = connection.command(["sh", "-c", 'echo "$1"', "sh", "a b; rm -rf /"])
+    assert argv[:3] == ["ssh", "-F", "/etc/envctl/ssh_config"]
+    assert "StrictHostKeyChecking=yes" in argv and "BatchMode=yes" in argv
+    destination = argv.index("lab1")
+    assert argv[destination + 1] == "--"
+    assert shlex.split(argv[destination + 2]) == ["sh", "-c", 'echo "$1"', "sh", "a b; rm -rf /"]
+
+
+def test_options_the_user_must_win_come_before_ours():
+    connection = SSHConnection("lab1", SSHSettings(control_dir="/tmp/envctl-ssh-test"))
+    argv = connection.base("-T", "lab1", first=("StrictHostKeyChecking=accept-new",), master=False)
+    # ssh takes the first value given for an option
+    assert argv.index("StrictHostKeyChecking=accept-new") < argv.index("StrictHostKeyChecking=yes")
