@@ -92,11 +92,14 @@ def memlock_limit(engine) -> int | None:
     for it, for CNCL/HCCL); else the hard limit it can give. Sandboxes without CAP_SYS_RESOURCE
     cannot raise it, and there the test asks for what is possible instead (nothing it proves
     depends on it)."""
+    probe = engine.containers.create(BASE, ["true"], ulimits=[docker.types.Ulimit(name="memlock", soft=-1, hard=-1)])
     try:
-        engine.containers.run(BASE, ["true"], remove=True, ulimits=[docker.types.Ulimit(name="memlock", soft=-1, hard=-1)])
+        probe.start()
         return None
     except docker.errors.APIError:
         return resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+    finally:
+        probe.remove(force=True)  # a container that could not start is not removed by the engine
 
 
 def copy_manifests(target: Path, world: World, memlock: int | None) -> None:
