@@ -108,8 +108,12 @@ def prepare(client, loaded: Loaded, plan: Plan, echo: Callable[[str], None], pro
 def up(client, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress: Progress | None = None, environ=None,
        offline: bool = False) -> Report:
     image = prepare(client, loaded, plan, echo, progress, environ, offline)
-    cache = cache_dir(environ)
-    container = ensure(client, plan.container, image.image_id, str(loaded.file), cache / "locks")
+    return start(client, loaded, plan, image, cache_dir(environ) / "locks", echo)
+
+
+def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Path, echo: Callable[[str], None]) -> Report:
+    """The container (created, started or kept) and its setup steps, once the image is there."""
+    container = ensure(client, plan.container, image.image_id, str(loaded.file), lock_dir)
     detail = f": {', '.join(container.changes)} changed" if container.changes else ""
     echo(f"container  {plan.container.name}: {container.action}{detail}")
     steps = run_setup(client, container.container_id, plan.setup, echo)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-from envctl.apply import Report, check_ready, local_tarball
+from envctl.apply import Report, check_ready, local_tarball, start
 from envctl.artifacts.cache import Cache
 from envctl.artifacts.fetch import fetch_all
 from envctl.image_step import ImageOutcome, ensure_image
 from envctl.images import IdentityCache
-from envctl.lifecycle import ensure
 from envctl.manifest.loader import Loaded
 from envctl.observe import observe
 from envctl.paths import cache_dir
@@ -26,7 +25,6 @@ from envctl.remote.place import load_image_remotely, push_artifacts
 from envctl.remote.remote_fetch import fetch_on_remote
 from envctl.remote.transfer import download_remotely
 from envctl.remote.target import RemoteTarget
-from envctl.setup_steps import run_setup
 
 
 def place_artifacts(target: RemoteTarget, loaded: Loaded, plan: Plan, local: Cache, echo, progress, offline: bool) -> None:
@@ -93,11 +91,4 @@ def up_remote(target: RemoteTarget, loaded: Loaded, plan: Plan, echo: Callable[[
         image = ensure_image(client, plan.image, tarball, IdentityCache(local.root / "state" / "tarballs.json"), progress,
                              loader=load_image_remotely(target.connection, target.cache))
         echo(f"image      {plan.image.ref}: {image.action}" + (f" ({image.note})" if image.note else ""))
-    container = ensure(client, plan.container, image.image_id, str(loaded.file), local.root / "locks" / target.name)
-    detail = f": {', '.join(container.changes)} changed" if container.changes else ""
-    echo(f"container  {plan.container.name}: {container.action}{detail}")
-    steps = run_setup(client, container.container_id, plan.setup, echo)
-    ran = sum(1 for s in steps if s.action == "ran")
-    if steps:
-        echo(f"setup      {ran} step(s) ran, {len(steps) - ran} unchanged")
-    return Report(plan, image, container, tuple(steps))
+    return start(client, loaded, plan, image, local.root / "locks" / target.name, echo)
