@@ -26,7 +26,8 @@ class RemoteTarget:
     fetch: str = "push"
     cards: str | int | None = None
     env: dict = field(default_factory=dict)
-    _docker_socket: str | None = None
+    _docker_socket: str | None = None  # the engine's socket on the host
+    _local_socket: str | None = None  # where it is forwarded to here
     _client: object = None
 
     @property

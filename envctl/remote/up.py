@@ -14,17 +14,17 @@ from typing import Callable
 from envctl.apply import Report, check_ready, local_tarball, start
 from envctl.artifacts.cache import Cache
 from envctl.artifacts.fetch import fetch_all
+from envctl.errors import FetchError
 from envctl.image_step import ImageOutcome, ensure_image
 from envctl.images import IdentityCache
 from envctl.manifest.loader import Loaded
 from envctl.observe import observe
 from envctl.paths import cache_dir
 from envctl.plan import Options, Plan, build_plan
-from envctl.errors import FetchError
 from envctl.remote.place import load_image_remotely, push_artifacts
 from envctl.remote.remote_fetch import fetch_on_remote
-from envctl.remote.transfer import download_remotely
 from envctl.remote.target import RemoteTarget
+from envctl.remote.transfer import download_remotely
 
 
 def place_artifacts(target: RemoteTarget, loaded: Loaded, plan: Plan, local: Cache, echo, progress, offline: bool) -> None:
