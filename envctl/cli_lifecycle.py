@@ -228,6 +228,9 @@ def exec_command(
         raise EnvctlError(f"{chosen.reference} has no entrypoint '{entrypoint}'{hint}; entrypoints: {', '.join(entries) or 'none'}",
                           exit_code=EXIT_USAGE)
     entry = entries[entrypoint]
+    if entry.problem:
+        raise EnvctlError(entry.problem, exit_code=EXIT_HOST_NOT_READY,
+                          hint=f"bring the environment up with more cards (envctl up {chosen.reference} --cards ...)")
     argv, variables = execute.apply_overrides(entry, list(sets or []), list(args or []))
     tty = entry.interactive and sys.stdin.isatty() and sys.stdout.isatty()
     workspace = chosen.workspace

@@ -91,6 +91,7 @@ class Entrypoint:
     ports: tuple[int, ...]
     interactive: bool
     shell_line: bool  # run: was a line of shell (argv ends with it), not an argument list
+    problem: str | None = None  # why it cannot run in this environment (it asks for cards it lacks)
 
 
 @dataclass(frozen=True)
@@ -214,11 +215,17 @@ def _entrypoints(loaded: Loaded, selection: Selection) -> tuple[Entrypoint, ...]
             env[fam.visibility_variable] = ",".join(map(str, cards))
         # Launchers (torchrun, deepspeed, msrun) take their process count from the selection.
         env["ENVCTL_NUM_CARDS"] = str(len(cards))
+        problem = None
+        if manifest.device.kind != "cpu" and entry.cards is not None and (not selection.cards or max(cards) >= len(selection.cards)):
+            # Visibility would name devices the container does not have (the environment's are
+            # renumbered from 0): refused when it is run, not silently started on fewer.
+            problem = (f"entrypoint {name} asks for cards {','.join(map(str, cards))} (numbered from 0 in the container), "
+                       f"but the environment has {len(selection.cards)}")
         out.append(
             Entrypoint(
                 name, entry.description, _command(entry.run, manifest.container.shell),
                 entry.workdir or manifest.container.workdir, env, params, cards, tuple(entry.ports), entry.interactive,
-                isinstance(entry.run, str),
+                isinstance(entry.run, str), problem,
             )
         )
     return tuple(out)

@@ -145,6 +145,8 @@ def plan_text(plan: Plan) -> str:
         if e.interactive:
             extra.append("interactive")
         add(f"   {e.name}" + (f"  ({'; '.join(extra)})" if extra else "") + (f" — {e.description}" if e.description else ""))
+        if e.problem:
+            add(f"         cannot run here: {e.problem}")
         if e.workdir:
             add(f"         in {e.workdir}")
         for k, v in e.env.items():

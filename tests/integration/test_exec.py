@@ -25,6 +25,9 @@ entrypoints:
   one-card:
     cards: 1
     run: echo "visible=$MLU_VISIBLE_DEVICES"
+  two-cards:
+    cards: 2
+    run: echo "should not start"
   params:
     run: echo "steps=$MAX_STEPS lr=$LR args:"
     params: {{max_steps: 500, lr: "2e-2"}}
@@ -74,6 +77,18 @@ def test_params_set_and_extra_arguments(make_env, tarballs):
 def test_an_entrypoints_own_cards_narrow_visibility(make_env, tarballs):
     env = make_env("mlu", cards=2)
     up(env, tarballs)
+    assert env.run("exec", "--env", env.container, "one-card").stdout == "visible=0\n"
+
+
+def test_an_entrypoint_asking_for_more_cards_than_up_selected_is_refused(make_env, tarballs):
+    env = make_env("mlu", cards=2)
+    env.write(BODY.format(image=IMAGE, tarball=tarballs.plain, greeting="hello"))
+    assert env.run("up", str(env.manifest), "--cards", "1").returncode == 0
+    refused = env.run("exec", "--env", env.container, "two-cards")
+    assert refused.returncode == 5 and refused.stdout == ""
+    assert "entrypoint two-cards asks for cards 0,1 (numbered from 0 in the container), but the environment has 1" \
+        in refused.stderr
+    assert "--cards" in refused.stderr
     assert env.run("exec", "--env", env.container, "one-card").stdout == "visible=0\n"
 
 
