@@ -25,7 +25,7 @@ class RemoteTarget:
     data_dir: str  # envctl's directory on that host: cache/ and workspaces/ below it
     fetch: str = "push"
     cards: str | int | None = None
-    env: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict, repr=False)  # may hold tokens: never in a repr
     _docker_socket: str | None = None  # the engine's socket on the host
     _local_socket: str | None = None  # where it is forwarded to here
     _client: object = None
