@@ -4,6 +4,7 @@ import json
 import signal
 
 from support import IMAGE
+from terminal import in_terminal
 
 BODY = """\
 device: {{kind: mlu, cards: 2}}
@@ -183,33 +184,7 @@ def test_doctor_reports_a_ready_host_and_a_missing_engine(make_env, tarballs, tm
 
 
 def _in_terminal(env, *args, send: bytes = b"", timeout: float = 60) -> bytes:
-    """Run envctl with a real pseudo-terminal as its stdin/stdout, as a person at a shell."""
-    import os
-    import pty
-    import select
-    import sys
-    import time
-
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: envctl, attached to the terminal
-        os.execvpe(sys.executable, [sys.executable, "-m", "envctl", *args], env.environ())
-    output, deadline = b"", time.monotonic() + timeout
-    if send:
-        time.sleep(1.5)
-        os.write(fd, send)
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if not ready:
-            continue
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        output += data
-    os.waitpid(pid, 0)
-    return output
+    return in_terminal(args, env.environ(), send, timeout)
 
 
 def test_an_interactive_entrypoint_gets_a_terminal(make_env, tarballs):

@@ -17,6 +17,7 @@ import pytest
 
 from servers.http_files import FileServer
 from support import IMAGE
+from terminal import in_terminal
 from testimages import save_image
 from world import PREFIX, World
 
@@ -106,6 +107,9 @@ def test_up_exec_logs_status_down_on_a_remote_host(world, lab, image_tarball, pa
     assert f"{_sha(payload[0])}  /models/weights.bin" in ran.stdout and '"hidden_size": 64' in ran.stdout
     workspace = f"{world.data_dir()}/workspaces/{world.container}"
     assert world.remote("lab1", f"{workspace}/outputs.txt").read_text() == "done\n"
+    shell = in_terminal(["shell", "--host", "lab1", "--env", world.container], world.environ(),
+                        send=b"echo at=$(pwd) in=$(hostname); exit\r")
+    assert b"at=/work in=" in shell  # a shell with a terminal, in the container on lab1
     failed = world.run("exec", "fail", "--host", "lab1", "--env", world.container)
     assert failed.returncode == 3 and "failing" in failed.stdout
     logs = sorted(world.remote("lab1", f"{workspace}/logs").glob("fail-*.log"))
