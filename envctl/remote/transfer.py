@@ -24,7 +24,8 @@ from typing import Callable
 
 from envctl.errors import FetchError
 from envctl.hosts.base import CommandResult
-from envctl.remote.ssh import SSH_FAILED, RemoteError, SSHConnection
+from envctl.remote.segments import push_segmented
+from envctl.remote.ssh import FAR_HOST_SECONDS, SSH_FAILED, RemoteError, SSHConnection
 
 BLOCK = 8 << 20
 BULK = 64 << 20  # from this size a file gets its own connection; below, the handshake costs more
@@ -62,6 +63,11 @@ def push_file(connection: SSHConnection, local: Path, remote: str, sha256: str,
     """Make `remote` hold the bytes of `local` (whose sha256 is known). Returns "present"
     (nothing sent), "sent", or "resumed at N bytes" (N: where the first resume started)."""
     size = local.stat().st_size
+    if size >= BULK and connection.round_trip() > FAR_HOST_SECONDS:
+        if connection.run(["test", "-f", remote]).returncode == 0:
+            return "present"
+        had = push_segmented(connection, local, remote, sha256, size, _stream, finish, advance, attempts)
+        return _outcome(had or None)
     partial = f"{os.path.dirname(remote)}/.{os.path.basename(remote)}.partial"
     argv = ["sh", "-c", _PUSH, "sh", remote, partial, sha256, str(size)]
     resumed_at = None
@@ -96,13 +102,13 @@ def push_file(connection: SSHConnection, local: Path, remote: str, sha256: str,
                       "what arrived is kept and the next run resumes from there")
 
 
-def _stream(process: subprocess.Popen, local: Path, offset: int, size: int, advance) -> None:
-    """Send local[offset:] to the process's stdin (sendfile: no copy through Python)."""
+def _stream(process: subprocess.Popen, local: Path, start: int, end: int, advance) -> None:
+    """Send local[start:end] to the process's stdin (sendfile: no copy through Python)."""
     try:
         with open(local, "rb") as source:
-            position = offset
-            while position < size:
-                sent = os.sendfile(process.stdin.fileno(), source.fileno(), position, min(BLOCK, size - position))
+            position = start
+            while position < end:
+                sent = os.sendfile(process.stdin.fileno(), source.fileno(), position, min(BLOCK, end - position))
                 if sent == 0:
                     break
                 position += sent

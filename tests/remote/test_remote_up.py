@@ -22,6 +22,7 @@ from testimages import save_image
 from world import PREFIX, World
 
 BIG = 48 << 20  # pushed as a blob of its own (resumable), big enough to cut mid-way under a delay
+FAR_SEGMENTED = 80 << 20  # over 64 MiB: to a far host, over four channels at once
 
 
 @pytest.fixture(scope="session")
@@ -179,44 +180,53 @@ def test_a_host_behind_a_bastion_is_reached_through_proxyjump(world, lab, image_
     assert ran.returncode == 3
 
 
-def test_a_cut_connection_and_a_killed_run_resume_where_they_stopped(world, lab, image_tarball, payload):
-    manifest = _manifest(world, image_tarball, payload)
-    partial = world.remote("lab2", f"{world.data_dir()}/cache/blobs/sha256/.{_sha(payload[0])}.partial")
+@pytest.mark.parametrize("size", [BIG, FAR_SEGMENTED], ids=["one stream", "four channels"])
+def test_a_cut_connection_and_a_killed_run_resume_where_they_stopped(world, lab, image_tarball, payload, size, tmp_path):
+    """A far host (a delay on its link): files under 64 MiB go as one stream, larger ones over four
+    channels at once (remote/segments.py); both resume from what the host has."""
+    big = payload[0]
+    if size != BIG:
+        big = tmp_path / "bigger.bin"
+        big.write_bytes(os.urandom(size))
+    manifest = _manifest(world, image_tarball, (big, payload[1]))
+    blobs = world.remote("lab2", f"{world.data_dir()}/cache/blobs/sha256")
+    arrived = lambda: sum(p.stat().st_size for p in blobs.glob(f".{_sha(big)}.*"))  # noqa: E731
     lab.set_delay("lab2", 20)  # slow enough to act in the middle of the transfer
 
     # 1. The connection is cut mid-transfer: the same run carries on from what arrived.
-    cut = threading.Thread(target=_when_partial_reaches, args=(partial, 8 << 20, lambda: lab.drop_connections("lab2")))
+    cut = threading.Thread(target=_when, args=(lambda: arrived() >= 8 << 20, lambda: lab.drop_connections("lab2")))
     cut.start()
     pushed = world.run("fetch", str(manifest), "--host", "lab2")
     cut.join()
     assert pushed.returncode == 0, pushed.stderr
-    resumed = re.search(r"weights\.bin resumed at (\d+) bytes", pushed.stderr)
-    assert resumed and 0 < int(resumed.group(1)) < BIG, pushed.stderr
-    blob = world.remote("lab2", f"{world.data_dir()}/cache/blobs/sha256/{_sha(payload[0])}")
-    assert _sha(blob) == _sha(payload[0])
+    resumed = re.search(rf"{big.name} resumed at (\d+) bytes", pushed.stderr)
+    assert resumed and 0 < int(resumed.group(1)) < size, pushed.stderr
+    assert _sha(blobs / _sha(big)) == _sha(big)
 
     # 2. envctl itself is killed mid-transfer: the next run resumes from the bytes on the host.
     lab.run_in("lab2", "rm", "-rf", world.data_dir())
     process = world.popen("fetch", str(manifest), "--host", "lab2")
-    _when_partial_reaches(partial, 8 << 20, lambda: os.kill(process.pid, signal.SIGKILL))
+    _when(lambda: blobs.is_dir() and arrived() >= 8 << 20, lambda: os.kill(process.pid, signal.SIGKILL))
     process.wait(timeout=60)
-    kept = partial.stat().st_size
-    assert 0 < kept < BIG
+    kept = arrived()
+    assert 0 < kept < size
+    parts = sorted(p.name for p in blobs.glob(f".{_sha(big)}.part[0-9]"))
+    assert parts == ([f".{_sha(big)}.part{i}" for i in range(4)] if size != BIG else []), parts
     again = world.run("fetch", str(manifest), "--host", "lab2")
     assert again.returncode == 0, again.stderr
-    resumed = re.search(r"weights\.bin resumed at (\d+) bytes", again.stderr)
+    resumed = re.search(rf"{big.name} resumed at (\d+) bytes", again.stderr)
     assert resumed and int(resumed.group(1)) >= kept, again.stderr
-    assert _sha(blob) == _sha(payload[0]) and not partial.exists()
+    assert _sha(blobs / _sha(big)) == _sha(big) and arrived() == 0  # no part or partial file left
 
 
-def _when_partial_reaches(path: Path, size: int, action, timeout: float = 60) -> None:
+def _when(condition, action, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists() and path.stat().st_size >= size:
+        if condition():
             action()
             return
         time.sleep(0.02)
-    raise AssertionError(f"{path} never reached {size} bytes")
+    raise AssertionError("the transfer never got far enough to be cut")
 
 
 def test_an_air_gapped_host_gets_pushed_bytes_and_a_networked_one_downloads_from_its_mirror(world, lab, image_tarball,
