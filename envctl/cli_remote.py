@@ -104,8 +104,9 @@ def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], Non
         started = time.monotonic()
 
         def echo(text: str) -> None:
-            with lock:
-                say(f"{entry.name:<{width}}  {text}" if len(chosen) > 1 else text)
+            with lock:  # whole lines, each with its host, never interleaved with another host's
+                for line in text.splitlines() or [""]:
+                    say(f"{entry.name:<{width}}  {line}" if len(chosen) > 1 else line)
 
         try:
             target = open_entry(entry, options)
