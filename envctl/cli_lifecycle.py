@@ -412,16 +412,24 @@ def doctor(
         def work(target, echo) -> str:
             checks = diagnose_remote(target, loaded, options)
             results[target.name] = checks
-            if not as_json:
-                _print_checks(checks, echo)
             failed = [c.name for c in checks if c.status == "fail"]
-            return f"NOT READY: {', '.join(failed)}" if failed else "ready"
+            if failed:
+                raise EnvctlError(f"not ready: {', '.join(failed)}", exit_code=EXIT_HOST_NOT_READY)
+            return "ready"
 
-        code = on_hosts(remote, work, "doctor")
-        if as_json:
-            typer.echo(json.dumps({h: [c.__dict__ for c in cs] for h, cs in results.items()}, indent=2))
-        not_ready = any(c.status == "fail" for cs in results.values() for c in cs)
-        raise typer.Exit(code or (EXIT_HOST_NOT_READY if not_ready else 0))
+        outcomes: list = []
+        try:
+            code = on_hosts(remote, work, "doctor", outcomes)
+        finally:  # the checks are printed also when a single host is not ready (and raises)
+            if as_json:
+                typer.echo(json.dumps({h: [c.__dict__ for c in cs] for h, cs in results.items()}, indent=2))
+            for host, checks in results.items() if not as_json else ():
+                if len(results) > 1:
+                    typer.echo(f"# {host}")
+                _print_checks(checks, typer.echo)
+        # 5 when every failure is a host that answered but is not ready; 7 when one did not answer
+        only_not_ready = all(r.exit_code == EXIT_HOST_NOT_READY for r in outcomes if not r.ok)
+        raise typer.Exit(EXIT_HOST_NOT_READY if code and only_not_ready else code)
     checks = diagnose(local_host(), loaded, options)
     if as_json:
         typer.echo(json.dumps([c.__dict__ for c in checks], indent=2))

@@ -93,9 +93,10 @@ class HostResult:
     exit_code: int = 0
 
 
-def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], None]], str], verb: str) -> int:
+def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], None]], str], verb: str,
+             outcomes: list | None = None) -> int:
     """Run `work(target, echo)` on every chosen host at once; returns the exit code. `work`
-    returns a one-line summary for the table."""
+    returns a one-line summary for the table. `outcomes` receives each host's HostResult."""
     chosen = entries(options)
     width = max(len(e.name) for e in chosen)
     lock = threading.Lock()
@@ -126,6 +127,8 @@ def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], Non
 
     with ThreadPoolExecutor(max_workers=min(16, len(chosen))) as pool:
         results = list(pool.map(run, chosen))
+    if outcomes is not None:
+        outcomes.extend(results)
     if len(chosen) > 1:
         say("")
         say(f"{'host':<{width}}  {'result':<6}  {'time':>7}  {verb}")

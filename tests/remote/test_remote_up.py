@@ -306,7 +306,7 @@ def test_a_remote_accelerator_host_is_probed_there(world, lab, image_tarball):
     manifest = world.write(MLU_BODY.format(image=IMAGE, tarball=image_tarball[0]))
     doctor = world.run("doctor", str(manifest), "--host", "lab2")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    assert "v5.10.22 satisfies >=5.10" in doctor.stderr and f"{root}/usr/bin/cnmon" in doctor.stderr
+    assert "v5.10.22 satisfies >=5.10" in doctor.stdout and f"{root}/usr/bin/cnmon" in doctor.stdout
     planned = world.run("plan", str(manifest), "--host", "lab2")
     assert planned.returncode == 0, planned.stderr
     assert f"--device {root}/dev/cambricon_dev2:/dev/cambricon_dev2" in planned.stdout  # the inventory's cards
@@ -315,6 +315,11 @@ def test_a_remote_accelerator_host_is_probed_there(world, lab, image_tarball):
     ran = world.run("exec", "devices", "--host", "lab2", "--env", world.container)
     assert ran.returncode == 0, ran.stderr
     assert "cambricon_dev2\ncambricon_dev3\n" in ran.stdout and "cards=2" in ran.stdout
+
+    both = world.run("doctor", str(manifest), "--hosts", "lab2,lab3")
+    assert both.returncode == 5  # lab3 has no MLU
+    assert "# lab2\n" in both.stdout and "# lab3\n" in both.stdout and "FAIL" in both.stdout.split("# lab3")[1]
+    assert re.search(r"^lab3 +FAILED .*not ready: ", both.stderr, re.M), both.stderr
 
     # A host without the cards: refused there, with the reason, before anything starts.
     too_old = world.run("up", str(manifest), "--host", "lab3")
