@@ -167,6 +167,8 @@ class SSHConnection:
         returns the local path."""
         name = hashlib.sha256(f"{self.destination}\0{self.settings.config}\0{remote_socket}".encode()).hexdigest()[:16]
         local = os.path.join(_control_dir(self.settings), f"docker-{name}.sock")
+        if _answers(local):
+            return local  # forwarded by the live master (an earlier or concurrent envctl): shared
         if os.path.exists(local):
             self._forward("cancel", local, remote_socket)  # a stale socket from an earlier master
             try:
@@ -271,6 +273,21 @@ class SSHConnection:
             key, _, value = line.partition(" ")
             settings.setdefault(key.lower(), value)
         return settings
+
+
+def _answers(path: str) -> bool:
+    """Whether something listens on the unix socket at `path`."""
+    import socket
+
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
 
 
 _FINGERPRINT = re.compile(r"(SHA256:[A-Za-z0-9+/=]+)")
