@@ -17,7 +17,7 @@ import typer
 
 from envctl.cli_app import app, local_host, parse_cards, plan_here, say
 from envctl.cli_remote import (RemoteOptions, accept_option, host_option, inventory_option, on_hosts, remote_options,
-                               single_target, ssh_config_option)
+                               single_target, ssh_config_option, with_host_cards)
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_NOT_FOUND, EXIT_USAGE, EnvctlError
 from envctl.manifest.loader import load
 from envctl.plan import Options
@@ -68,7 +68,7 @@ def _up_remote(remote: RemoteOptions, loaded, options: Options, dry_run: bool, o
     from envctl.remote.up import plan_remote, up_remote
 
     def work(target, echo) -> str:
-        host_options = _host_cards(options, target)
+        host_options = with_host_cards(options, target)
         the_plan = plan_remote(target, loaded, host_options)
         if dry_run:
             echo(plan_text(the_plan).rstrip("\n"))
@@ -80,25 +80,6 @@ def _up_remote(remote: RemoteOptions, loaded, options: Options, dry_run: bool, o
         return f"{the_plan.container.name} {report.container.action}, image {report.image.action}, {ran} setup step(s) ran"
 
     return on_hosts(remote, work, "up " + loaded.manifest.name)
-
-
-def _host_cards(options: Options, target) -> Options:
-    """--cards wins; else the inventory's cards for that host; else the manifest's."""
-    if options.cards is not None or target.cards is None:
-        return options
-    from dataclasses import replace
-
-    if isinstance(target.cards, int):  # a count: the first N cards
-        return replace(options, cards=tuple(range(target.cards)))
-    text = str(target.cards)
-    if "-" in text and "," not in text:
-        first, _, last = text.partition("-")
-        try:
-            return replace(options, cards=tuple(range(int(first), int(last) + 1)))
-        except ValueError:
-            raise EnvctlError(f"{target.name}: cards '{text}' in the inventory: write 0-3, 0,2 or a count",
-                              exit_code=EXIT_USAGE) from None
-    return replace(options, cards=parse_cards(text))
 
 
 @app.command()

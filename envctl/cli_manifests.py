@@ -10,7 +10,8 @@ import yaml
 
 from envctl import __version__
 from envctl.cli_app import app, parse_cards, plan_here, print_error
-from envctl.cli_remote import accept_option, host_option, inventory_option, on_hosts, remote_options, ssh_config_option
+from envctl.cli_remote import (accept_option, host_option, inventory_option, on_hosts, remote_options, ssh_config_option,
+                               with_host_cards)
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_MANIFEST_INVALID, EnvctlError, ManifestError
 from envctl.manifest import discovery
 from envctl.manifest.loader import load
@@ -160,13 +161,12 @@ def plan(
         raise typer.Exit(EXIT_HOST_NOT_READY)
 
 def _plan_remote(remote, loaded, options: Options, as_json: bool) -> int:
-    from envctl.cli_lifecycle import _host_cards
     from envctl.remote.up import plan_remote
 
     plans = {}
 
     def work(target, echo) -> str:
-        plans[target.name] = plan_remote(target, loaded, _host_cards(options, target))
+        plans[target.name] = plan_remote(target, loaded, with_host_cards(options, target))
         blockers = plans[target.name].blockers
         return f"blocked: {'; '.join(blockers)}" if blockers else "ready to go up"
 

@@ -12,13 +12,14 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, List, Optional
 
 import typer
 
-from envctl.cli_app import say
+from envctl.cli_app import parse_cards, say
 from envctl.errors import EXIT_REMOTE_FAILED, EXIT_USAGE, EnvctlError
+from envctl.plan import Options
 
 HOST_HELP = "run on these hosts (names, groups or ranges like lab[1-4], comma-separated; from the inventory or ssh config)"
 
@@ -138,3 +139,20 @@ def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], Non
         say(f"{len(results) - len(failed)} of {len(results)} hosts succeeded")
         return EXIT_REMOTE_FAILED if failed else 0
     return 0
+
+
+def with_host_cards(options: Options, target) -> Options:
+    """--cards wins; else the inventory's cards for that host; else the manifest's."""
+    if options.cards is not None or target.cards is None:
+        return options
+    if isinstance(target.cards, int):  # a count: the first N cards
+        return replace(options, cards=tuple(range(target.cards)))
+    text = str(target.cards)
+    if "-" in text and "," not in text:
+        first, _, last = text.partition("-")
+        try:
+            return replace(options, cards=tuple(range(int(first), int(last) + 1)))
+        except ValueError:
+            raise EnvctlError(f"{target.name}: cards '{text}' in the inventory: write 0-3, 0,2 or a count",
+                              exit_code=EXIT_USAGE) from None
+    return replace(options, cards=parse_cards(text))

@@ -67,9 +67,7 @@ def fetch_all(loaded: Loaded, cache: Cache, offline: bool = False, progress=None
 def fetch_one(name: str, source: Source, artifact: Artifact, cache: Cache, downloader: Downloader, offline: bool,
               locked: Locked | None = None) -> Fetched:
     key = artifact_key(source, artifact.subpath, artifact.include)
-    expected = artifact.sha256
-    if expected is None and locked is not None and len(locked.files) == 1 and locked.files[0].path == "":
-        expected = locked.files[0].sha256
+    expected = pinned_sha256(artifact, locked)
     with cache.locked(key):
         record = cache.placed_record(key)
         placed = cache.placed(key)
@@ -93,6 +91,13 @@ def fetch_one(name: str, source: Source, artifact: Artifact, cache: Cache, downl
         if locked is not None:
             check_drift(fetched, locked)
         return fetched
+
+
+def pinned_sha256(artifact: Artifact, locked: Locked | None) -> str | None:
+    """The digest a single-file artifact must have: the manifest's, else the lock's."""
+    if artifact.sha256 is None and locked is not None and len(locked.files) == 1 and locked.files[0].path == "":
+        return locked.files[0].sha256
+    return artifact.sha256
 
 
 def record_matches(record: dict, expected: str | None, locked: Locked | None) -> bool:

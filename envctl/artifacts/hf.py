@@ -93,18 +93,27 @@ def git_blob_id(path) -> str:
     return digest.hexdigest()
 
 
+def file_url(source: Source, commit: str, path: str, environ: Mapping[str, str]) -> str:
+    """Where the endpoint serves one file of the repository at a commit."""
+    prefix = "datasets/" if source.kind == "hf-dataset" else ""
+    return f"{endpoint(environ)}/{prefix}{source.location}/resolve/{commit}/{quote(path)}"
+
+
+def headers(environ: Mapping[str, str]) -> dict:
+    """Request headers with HF_TOKEN, when one is set."""
+    token = environ.get("HF_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def download(source: Source, commit: str, files: list[HubFile], cache: Cache, downloader: Downloader,
              environ: Mapping[str, str], locked: dict[str, str] | None = None) -> list[PlacedFile]:
     """Fetch every file as a verified blob. `locked` maps paths to the sha256 the lock recorded."""
-    base = endpoint(environ)
-    prefix = "datasets/" if source.kind == "hf-dataset" else ""
-    token = environ.get("HF_TOKEN")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    auth = headers(environ)
 
     def one(file: HubFile) -> PlacedFile:
-        url = f"{base}/{prefix}{source.location}/resolve/{commit}/{quote(file.path)}"
+        url = file_url(source, commit, file.path, environ)
         expected = file.sha256 or (locked or {}).get(file.path)
-        remote = RemoteFile(file.path, url, f"{source.display}/{file.path}", file.size, expected, headers=headers)
+        remote = RemoteFile(file.path, url, f"{source.display}/{file.path}", file.size, expected, headers=auth)
         sha, size = downloader.fetch(remote)
         if file.sha256 is None and git_blob_id(cache.blob(sha)) != file.git_blob:
             cache.blob(sha).unlink(missing_ok=True)

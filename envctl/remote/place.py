@@ -25,7 +25,8 @@ from envctl.artifacts.fetch import Fetched
 from envctl.errors import FetchError
 from envctl.plan import FetchArtifact
 from envctl.remote.ssh import RemoteError, SSHConnection
-from envctl.remote.transfer import finish, push_file
+from envctl.remote.streams import finish
+from envctl.remote.transfer import push_file
 
 LARGE = 1 << 20  # files from this size travel as blobs of their own (resumable, deduplicated)
 LINKS = ".envctl-links"
@@ -159,17 +160,22 @@ def _add_bytes(stream: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def load_image_remotely(connection: SSHConnection, remote_cache: str) -> Callable:
     """A tarball loader for the image step: the tarball is pushed into the remote cache as a blob
-    (resumable, verified), then loaded there by the remote's own `docker load`."""
-    from envctl.artifacts.cache import sha256_of
-    from envctl.images import ImageError
+    (resumable, verified), then loaded there by the remote's own `docker load`. The image step
+    hands it the tarball's sha256 (read with its identity, remembered per file)."""
 
-    def load(tarball: Path, advance, sha256: str | None = None) -> None:
-        digest = sha256 or sha256_of(tarball)
-        remote = f"{remote_cache}/blobs/sha256/{digest}"
-        push_file(connection, tarball, remote, digest, advance)
-        result = connection.run(["docker", "load", "-q", "-i", remote], timeout=3600)
-        if result.returncode != 0:
-            raise ImageError(f"{connection.destination}: docker load -i {remote} failed: "
-                             f"{(result.stderr or result.stdout).strip()[-300:]}")
+    def load(tarball: Path, advance, sha256: str) -> None:
+        remote = f"{remote_cache}/blobs/sha256/{sha256}"
+        push_file(connection, tarball, remote, sha256, advance)
+        docker_load(connection, remote)
 
     return load
+
+
+def docker_load(connection: SSHConnection, path: str) -> None:
+    """Load an image tarball that is on the host into the host's engine."""
+    from envctl.images import ImageError
+
+    result = connection.run(["docker", "load", "-q", "-i", path], timeout=3600)
+    if result.returncode != 0:
+        raise ImageError(f"{connection.destination}: docker load -i {path} failed: "
+                         f"{(result.stderr or result.stdout).strip()[-300:]}")

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import os
 from typing import Callable
-from urllib.parse import quote
 
 from envctl.artifacts.cache import Cache, PlacedFile
 from envctl.artifacts.download import Downloader
-from envctl.artifacts.fetch import Fetched, check_drift, record_matches, with_credentials
+from envctl.artifacts.fetch import Fetched, check_drift, pinned_sha256, record_matches, with_credentials
 from envctl.errors import FetchError
 from envctl.manifest.loader import Loaded
 from envctl.plan import FetchArtifact
@@ -38,9 +37,7 @@ def fetch_on_remote(target: RemoteTarget, loaded: Loaded, artifacts: tuple[Fetch
         if source is None or source.kind not in REMOTE_KINDS or artifact.cache_path is None:
             continue
         locked = loaded.locks.get(artifact.name)
-        expected = loaded.manifest.artifacts[artifact.name].sha256
-        if expected is None and locked is not None and len(locked.files) == 1 and locked.files[0].path == "":
-            expected = locked.files[0].sha256
+        expected = pinned_sha256(loaded.manifest.artifacts[artifact.name], locked)
         record = remote_record(target.connection, artifact.cache_path)
         if record is not None and record_matches(record, expected, locked):
             echo(f"artifact   {artifact.name}: present on {target.name}")
@@ -103,15 +100,11 @@ def _hub(source, environ):
 
     if source.kind in ("hf", "hf-dataset"):
         commit, listing = hf.resolve(source, environ)
-        prefix = "datasets/" if source.kind == "hf-dataset" else ""
-        base = hf.endpoint(environ)
-        token = environ.get("HF_TOKEN")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
 
         def small(files, cache, pins):
             return hf.download(source, commit, files, cache, Downloader(cache), environ, pins)
 
-        return listing, commit, lambda path: f"{base}/{prefix}{source.location}/resolve/{commit}/{quote(path)}", headers, small
+        return listing, commit, lambda path: hf.file_url(source, commit, path, environ), hf.headers(environ), small
     listing = modelscope.resolve(source, environ)
 
     def small(files, cache, pins):

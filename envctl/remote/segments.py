@@ -14,10 +14,10 @@ import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 from envctl.errors import FetchError
 from envctl.remote.ssh import RemoteError, SSHConnection
+from envctl.remote.streams import SHA256_OF, finish, stream_range
 
 SEGMENTS = 4
 
@@ -37,21 +37,19 @@ if [ "$have" = "$size" ]; then echo done; else echo "incomplete $have"; fi
 '''
 
 # $1 final, $2 sha256, then the part files in order: joined into the first, checked, renamed.
-_JOIN = r'''final=$1 want=$2; shift 2
+_JOIN = SHA256_OF + r'''final=$1 want=$2; shift 2
 first=$1; shift
 if [ "$#" -gt 0 ]; then cat "$@" >> "$first" || exit 1; fi
-if command -v openssl >/dev/null 2>&1; then got=$(openssl dgst -sha256 -r < "$first"); else got=$(sha256sum < "$first"); fi
-got=${got%% *}
+got=$(sha256_of "$first")
 if [ "$got" != "$want" ]; then rm -f "$first" "$@"; echo "mismatch $got"; exit 0; fi
 chmod 0444 "$first" && mv -f "$first" "$final" && rm -f "$@" && echo done
 '''
 
 
-def push_segmented(connection: SSHConnection, local: Path, remote: str, sha256: str, size: int,
-                   stream: Callable, finish: Callable, advance=None, attempts: int = 4) -> int:
+def push_segmented(connection: SSHConnection, local: Path, remote: str, sha256: str, size: int, advance=None,
+                   attempts: int = 4) -> int:
     """Push `local` to `remote` in SEGMENTS parts at once. Returns how many bytes the host had
-    when the parts (re)started from what had arrived: 0 for a send that never had to resume. `stream(process, local, start, end, advance)` sends a byte
-    range to a process's stdin; `finish(process)` closes it and collects its output."""
+    when the parts (re)started from what had arrived: 0 for a send that never had to resume."""
     base = f"{os.path.dirname(remote)}/.{os.path.basename(remote)}.part"
     step = -(-size // SEGMENTS)
     ranges = [(i * step, min(size, (i + 1) * step)) for i in range(SEGMENTS) if i * step < size]
@@ -73,7 +71,7 @@ def push_segmented(connection: SSHConnection, local: Path, remote: str, sha256: 
                 had[index] = have  # resumed: from an earlier run, or after a cut in this one
             if attempt == 0 and advance and have:
                 advance(have)
-            stream(process, local, start + have, end, advance)
+            stream_range(process, local, start + have, end, advance)
             answer, _ = finish(process)
             if answer.decode().strip() == "done":
                 return

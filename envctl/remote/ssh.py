@@ -259,10 +259,8 @@ class SSHConnection:
 
     def known_hosts_file(self) -> str:
         """The first UserKnownHostsFile OpenSSH uses for this destination (`ssh -G`)."""
-        for key, value in self.resolved().items():
-            if key == "userknownhostsfile":
-                return os.path.expanduser(value.split()[0])
-        return os.path.expanduser("~/.ssh/known_hosts")
+        files = self.resolved().get("userknownhostsfile", "~/.ssh/known_hosts")
+        return os.path.expanduser(files.split()[0])
 
     def resolved(self) -> dict[str, str]:
         """This destination's settings as OpenSSH resolves them (hostname, user, port, ...)."""

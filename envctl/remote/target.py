@@ -23,10 +23,10 @@ class RemoteTarget:
     connection: SSHConnection
     host: SSHHost
     data_dir: str  # envctl's directory on that host: cache/ and workspaces/ below it
+    docker_socket: str  # the engine's socket on the host
     fetch: str = "push"
     cards: str | int | None = None
     env: dict = field(default_factory=dict, repr=False)  # may hold tokens: never in a repr
-    _docker_socket: str | None = None  # the engine's socket on the host
     _local_socket: str | None = None  # where it is forwarded to here
     _client: object = None
 
@@ -44,12 +44,12 @@ class RemoteTarget:
             import docker
             from docker.errors import DockerException
 
-            local = self.connection.forward_socket(self._docker_socket)
+            local = self.connection.forward_socket(self.docker_socket)
             try:
                 client = docker.DockerClient(base_url=f"unix://{local}", timeout=300)
                 client.ping()
             except (DockerException, OSError) as exc:
-                raise HostNotReady(f"{self.name}: the Docker engine at {self._docker_socket} does not answer ({exc})",
+                raise HostNotReady(f"{self.name}: the Docker engine at {self.docker_socket} does not answer ({exc})",
                                    hint=f"check it there: ssh {self.connection.destination} docker info") from None
             self._client = client
             self._local_socket = local
@@ -70,9 +70,8 @@ def open_target(name: str, destination: str, settings: SSHSettings, data_dir: st
         raise RemoteError(f"{name}: its DOCKER_HOST is {docker_host}; envctl reaches remote engines on their unix socket",
                           hint="unset DOCKER_HOST for that account on the server")
     data = data_dir or posixpath.join(home or "/root", ".local/share/envctl")
-    target = RemoteTarget(name, connection, SSHHost(name, connection, root), data, fetch, cards, dict(env or {}))
-    target._docker_socket = docker_host[len("unix://"):]
-    return target
+    return RemoteTarget(name, connection, SSHHost(name, connection, root), data, docker_host[len("unix://"):], fetch, cards,
+                        dict(env or {}))
 
 
 class RemoteLog:

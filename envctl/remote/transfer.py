@@ -4,9 +4,8 @@ A file goes to `.<dest>.partial` beside its destination and is appended to from 
 remote already has, so a dropped connection costs only what was in flight. It becomes the
 destination (by rename) only after the remote's own sha256 of it agrees with the digest we
 expect: a partial or corrupt file is never taken for a whole one. The remote hashes with
-`openssl dgst` when it has it (OpenSSL uses the CPU's SHA instructions: ~1.3 GB/s here, against
-~320 MB/s for coreutils' sha256sum) after the bytes are in; hashing them as they arrive (`tee |`)
-measured slower, as the hash then competes with the transfer for the CPU. Asking what is
+`openssl dgst` when it has it (streams.SHA256_OF) after the bytes are in; hashing them as they
+arrive (`tee |`) measured slower, as the hash then competes with the transfer for the CPU. Asking what is
 there, sending, and verifying happen in one SSH session: a far host costs one round trip more
 than the bytes, not five.
 
@@ -26,14 +25,14 @@ from envctl.errors import FetchError
 from envctl.hosts.base import CommandResult
 from envctl.remote.segments import push_segmented
 from envctl.remote.ssh import FAR_HOST_SECONDS, SSH_FAILED, RemoteError, SSHConnection
+from envctl.remote.streams import SHA256_OF, finish, stream_range
 
-BLOCK = 8 << 20
 BULK = 64 << 20  # from this size a file gets its own connection; below, the handshake costs more
 
 # $1 final, $2 partial: "present" when the final file is there, else the partial's size.
 _STATE = 'if [ -f "$1" ]; then echo present; else mkdir -p "$(dirname "$2")" && ' \
          'if [ -f "$2" ]; then wc -c < "$2"; else echo 0; fi; fi'
-_SHA = 'if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r < "$1"; else sha256sum < "$1"; fi'
+_SHA = SHA256_OF + 'sha256_of "$1"'
 _ADOPT = 'chmod 0444 "$1" && mv -f "$1" "$2"'
 
 
@@ -41,7 +40,7 @@ _ADOPT = 'chmod 0444 "$1" && mv -f "$1" "$2"'
 # $1 final, $2 partial, $3 sha256, $4 size. Says "present", or how many bytes the host already
 # has (we then send the rest on stdin), then after the bytes: "done", "incomplete N" (the
 # stream broke off: keep what arrived), or "mismatch DIGEST" (the partial copy is removed).
-_PUSH = r'''final=$1 partial=$2 want=$3 size=$4
+_PUSH = SHA256_OF + r'''final=$1 partial=$2 want=$3 size=$4
 if [ -f "$final" ]; then echo present; exit 0; fi
 mkdir -p "$(dirname "$partial")" || exit 1
 have=0
@@ -51,8 +50,7 @@ echo "$have"
 cat >> "$partial" || exit 1
 have=$(wc -c < "$partial" | tr -d ' ')
 if [ "$have" != "$size" ]; then echo "incomplete $have"; exit 0; fi
-if command -v openssl >/dev/null 2>&1; then got=$(openssl dgst -sha256 -r < "$partial"); else got=$(sha256sum < "$partial"); fi
-got=${got%% *}
+got=$(sha256_of "$partial")
 if [ "$got" != "$want" ]; then rm -f "$partial"; echo "mismatch $got"; exit 0; fi
 chmod 0444 "$partial" && mv -f "$partial" "$final" && echo done
 '''
@@ -66,7 +64,7 @@ def push_file(connection: SSHConnection, local: Path, remote: str, sha256: str,
     if size >= BULK and connection.round_trip() > FAR_HOST_SECONDS:
         if connection.run(["test", "-f", remote]).returncode == 0:
             return "present"
-        had = push_segmented(connection, local, remote, sha256, size, _stream, finish, advance, attempts)
+        had = push_segmented(connection, local, remote, sha256, size, advance, attempts)
         return _outcome(had or None)
     partial = f"{os.path.dirname(remote)}/.{os.path.basename(remote)}.partial"
     argv = ["sh", "-c", _PUSH, "sh", remote, partial, sha256, str(size)]
@@ -88,7 +86,7 @@ def push_file(connection: SSHConnection, local: Path, remote: str, sha256: str,
             resumed_at = offset
         if advance and offset and attempt == 0:
             advance(offset)  # already there from an earlier run
-        _stream(process, local, offset, size, advance)
+        stream_range(process, local, offset, size, advance)
         answer, _ = finish(process)
         verdict = answer.decode().strip()
         if verdict == "done":
@@ -100,22 +98,6 @@ def push_file(connection: SSHConnection, local: Path, remote: str, sha256: str,
         # "incomplete", or nothing: the connection dropped; ask again how much arrived
     raise RemoteError(f"{connection.destination}: sending {local.name} kept failing after {attempts} attempts; "
                       "what arrived is kept and the next run resumes from there")
-
-
-def _stream(process: subprocess.Popen, local: Path, start: int, end: int, advance) -> None:
-    """Send local[start:end] to the process's stdin (sendfile: no copy through Python)."""
-    try:
-        with open(local, "rb") as source:
-            position = start
-            while position < end:
-                sent = os.sendfile(process.stdin.fileno(), source.fileno(), position, min(BLOCK, end - position))
-                if sent == 0:
-                    break
-                position += sent
-                if advance:
-                    advance(sent)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
 
 
 def _outcome(resumed_at: int | None) -> str:
@@ -168,8 +150,10 @@ def download_remotely(connection: SSHConnection, url: str, display: str, blobs: 
             if result.returncode == 127 else (result.stderr.strip().splitlines() or [f"curl exit {result.returncode}"])[-1]
         raise FetchError(f"{connection.destination}: downloading {display} failed: {reason}",
                          hint="what arrived is kept there; run again to resume")
-    if sha256 is None:
-        sha256 = connection.check(["sh", "-c", _SHA, "sh", partial], "hashing " + partial).split()[0]
+    if sha256 is None:  # nothing to check against: named by its digest, hashed once
+        digest = connection.check(["sh", "-c", _SHA, "sh", partial], "hashing " + partial).split()[0]
+        connection.check(["sh", "-c", _ADOPT, "sh", partial, f"{blobs}/{digest}"], "placing " + display)
+        return digest
     return adopt(connection, partial, f"{blobs}/{sha256}", sha256, display)
 
 
@@ -177,13 +161,3 @@ def _curl_quote(text: str) -> str:
     if any(c in text for c in "\n\r"):
         raise FetchError("a header or credential contains a line break")
     return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def finish(process: subprocess.Popen) -> tuple[bytes, bytes]:
-    """Close what we were writing to a process and collect its output and exit code."""
-    try:
-        process.stdin.close()
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    process.stdin = None  # communicate() must not flush it again
-    return process.communicate()

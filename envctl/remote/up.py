@@ -21,7 +21,7 @@ from envctl.manifest.loader import Loaded
 from envctl.observe import observe
 from envctl.paths import cache_dir
 from envctl.plan import Options, Plan, build_plan
-from envctl.remote.place import load_image_remotely, push_artifacts
+from envctl.remote.place import docker_load, load_image_remotely, push_artifacts
 from envctl.remote.remote_fetch import fetch_on_remote
 from envctl.remote.target import RemoteTarget
 from envctl.remote.transfer import download_remotely
@@ -59,9 +59,7 @@ def load_from_remote_download(target: RemoteTarget, client, loaded: Loaded, plan
     url, auth = with_credentials(loaded.image_source)
     blobs = f"{target.cache}/blobs/sha256"
     sha = download_remotely(target.connection, url, loaded.image_source.display, blobs, step.sha256, auth=auth)
-    result = target.connection.run(["docker", "load", "-q", "-i", f"{blobs}/{sha}"], timeout=3600)
-    if result.returncode != 0:
-        raise ImageError(f"{target.name}: docker load failed: {(result.stderr or result.stdout).strip()[-300:]}")
+    docker_load(target.connection, f"{blobs}/{sha}")
     image = client.images.get(step.ref)
     if step.expected_id and image.id != step.expected_id:
         raise ImageError(f"{target.name}: after loading, {step.ref} is {image.id}, the manifest pins {step.expected_id}")
