@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from envctl.atomic import write_text_atomic
 from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
 
 CHUNK = 1 << 20
@@ -150,9 +151,7 @@ class IdentityCache:
         data = self._read()
         data[str(path.resolve())] = asdict(identity)
         self.file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.file.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(data, indent=1))
-        os.replace(temporary, self.file)  # atomic: a reader never sees half a file
+        write_text_atomic(self.file, json.dumps(data, indent=1))
 
 
 def identify(path: Path, cache: IdentityCache, need_sha256: bool, progress: Callable[[int], None] | None = None) -> TarballIdentity:
@@ -265,7 +264,5 @@ def context_digest(context: Path, memo: Path | None = None) -> str:
         digest.update(str(file.relative_to(context)).encode() + b"\0" + file_digest.encode() + b"\0")
     if memo is not None and seen != {k: known.get(k) for k in seen}:
         memo.parent.mkdir(parents=True, exist_ok=True)
-        temporary = memo.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({**known, **seen}))
-        os.replace(temporary, memo)
+        write_text_atomic(memo, json.dumps({**known, **seen}))
     return digest.hexdigest()

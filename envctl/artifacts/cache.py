@@ -21,6 +21,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from envctl.atomic import write_text_atomic
 from envctl.errors import FetchError
 from envctl.locks import file_lock
 
@@ -98,9 +99,7 @@ class Cache:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging, final)
         meta = final.parent / f"{final.name}.json"
-        temporary = meta.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({**record, "files": [asdict(f) for f in files]}, indent=1, ensure_ascii=False))
-        os.replace(temporary, meta)
+        write_text_atomic(meta, json.dumps({**record, "files": [asdict(f) for f in files]}, indent=1, ensure_ascii=False))
         return final
 
     def locked(self, key: str):

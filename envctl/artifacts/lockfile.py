@@ -8,12 +8,12 @@ those bytes; anything else is drift, refused with what changed.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from envctl.atomic import write_text_atomic
 from envctl.artifacts.cache import PlacedFile
 from envctl.errors import ManifestError, Problem
 
@@ -66,7 +66,5 @@ def write(manifest_file: Path, entries: dict[str, Locked]) -> Path:
         },
     }
     header = "# Written by `envctl lock`: the exact bits every artifact source resolved to. Commit it.\n"
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=200), encoding="utf-8")
-    os.replace(temporary, path)
+    write_text_atomic(path, header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=200))
     return path
