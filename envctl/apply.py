@@ -77,13 +77,18 @@ def local_tarball(client, loaded: Loaded, plan: Plan, cache: Cache, progress, of
             pass
     if offline:
         raise FetchError(f"image tarball {source.display} is not in the cache and --offline was given")
-    if source.kind == "ftp":
-        from envctl.artifacts.ftp import fetch_ftp
+    # One download of a tarball at a time, as for artifacts: two `up`s (or two hosts of one
+    # `up --hosts`) would otherwise append to the same partial file.
+    with cache.locked(f"image-tarball:{source.display}"):
+        if expected and cache.has_blob(expected):  # the other one finished it meanwhile
+            return Source("file", str(cache.blob(expected)))
+        if source.kind == "ftp":
+            from envctl.artifacts.ftp import fetch_ftp
 
-        sha, _ = fetch_ftp(source, expected, cache)
-    else:
-        url, auth = with_credentials(source)
-        sha, _ = Downloader(cache, progress=progress).fetch(RemoteFile("", url, source.display, None, expected, auth=auth))
+            sha, _ = fetch_ftp(source, expected, cache)
+        else:
+            url, auth = with_credentials(source)
+            sha, _ = Downloader(cache, progress=progress).fetch(RemoteFile("", url, source.display, None, expected, auth=auth))
     return Source("file", str(cache.blob(sha)))
 
 
