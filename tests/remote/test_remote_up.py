@@ -277,7 +277,7 @@ def test_up_on_three_hosts_with_one_failing_finishes_the_others(world, lab, imag
     result = world.run("up", str(manifest), "--hosts", "lab1,lab2,lab3")
     assert result.returncode == 7
     lines = result.stderr.splitlines()
-    assert re.search(r"^lab1 +ok ", "\n".join(lines), re.M) and re.search(r"^lab2 +ok ", "\n".join(lines), re.M)
+    assert re.search(r"^lab1 +ok ", "\n".join(lines), re.M) and re.search(r"^lab2 +ok ", "\n".join(lines), re.M), result.stderr
     assert re.search(r"^lab3 +FAILED .*cannot connect|^lab3 +FAILED .*refused", "\n".join(lines), re.M), result.stderr
     assert "2 of 3 hosts succeeded" in result.stderr
     assert world.containers("lab1") == [f"{world.container} running"]
