@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from envctl.versions import SpecifierError, parse_specifier
 
 DeviceKind = Literal["mlu", "npu", "cuda", "cpu"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -123,9 +124,10 @@ class Device(_Strict):
         if value is None:
             return value
         try:
-            SpecifierSet(value)
-        except InvalidSpecifier:
-            raise _fail(f"'{value}' is not a version specifier (write e.g. '>=5.10.22' or '==23.0.rc2')") from None
+            parse_specifier(value)  # vendor spellings too: '>=24.1.RC2', '==24.1.rc2.2'
+        except SpecifierError as exc:
+            reason = f": {exc.reason}" if exc.reason else " (write e.g. '>=5.10.22' or '==23.0.rc2')"
+            raise _fail(f"'{value}' is not a version specifier{reason}") from None
         return value
 
 
