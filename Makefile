@@ -20,8 +20,11 @@ demo: $(STAMP) engine
 
 # A Docker engine for the demo and the integration tests, and OpenSSH + iproute2 for the SSH
 # lab of the remote-host tests: installed (and the engine started) when missing (root, Debian).
+# A second engine, a current Docker with the containerd image store, runs beside it in its own
+# namespaces (tests/ensure-containerd-engine.sh): the integration tests run against both.
 engine:
 	bash tests/ensure-engine.sh
+	bash tests/ensure-containerd-engine.sh
 	bash tests/ensure-ssh.sh
 
 test: $(STAMP) engine
