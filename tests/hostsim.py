@@ -26,9 +26,23 @@ def executable(path: Path, text: str) -> None:
     path.chmod(0o755)
 
 
+CNMON_OUTPUTS = Path(__file__).parent / "fixtures" / "vendor" / "cnmon"  # recorded outputs, see SOURCES.md
+
+
+def cnmon_output(name: str, replace: dict[str, str] | None = None) -> str:
+    """A recorded cnmon output (tests/fixtures/vendor/cnmon/<name>), with `replace`d strings."""
+    text = (CNMON_OUTPUTS / name).read_text()
+    for old, new in (replace or {}).items():
+        assert old in text, f"{old!r} not in {name}"
+        text = text.replace(old, new)
+    return text
+
+
 def mlu_host(root: Path, cards: int = 2, driver: str = "5.10.22", ipcm: bool = True, commu: bool = False,
-             cnmon: bool = True, info_file: bool = True) -> Path:
-    """A Cambricon MLU370 host with `cards` cards."""
+             cnmon: bool = True, info_file: bool = True, cnmon_stdout: str | None = None,
+             cnmon_exit: int = 0) -> Path:
+    """A Cambricon MLU370 host with `cards` cards. `cnmon_stdout`: what its cnmon prints instead
+    of the 5.x table for `driver` (e.g. a recorded 4.x output, `cnmon_output(...)`)."""
     char_device(root / "dev/cambricon_ctl")
     for i in range(cards):
         char_device(root / f"dev/cambricon_dev{i}")
@@ -53,7 +67,12 @@ def mlu_host(root: Path, cards: int = 2, driver: str = "5.10.22", ipcm: bool = T
                     """
                 )
             )
-    if cnmon:
+    if cnmon and cnmon_stdout is not None:
+        (root / "usr/share/cnmon-standin").mkdir(parents=True, exist_ok=True)
+        (root / "usr/share/cnmon-standin/stdout").write_text(cnmon_stdout)
+        executable(root / "usr/bin/cnmon",
+                   f"#!/bin/sh\ncat '{root}/usr/share/cnmon-standin/stdout'\nexit {cnmon_exit}\n")
+    elif cnmon:
         executable(
             root / "usr/bin/cnmon",
             "#!/bin/sh\n"
