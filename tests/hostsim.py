@@ -93,8 +93,12 @@ def mlu_host(root: Path, cards: int = 2, driver: str = "5.10.22", ipcm: bool = T
 
 
 def npu_host(root: Path, cards: int = 8, version: str = "23.0.rc2", version_info: bool = True,
-             npu_smi: bool = True, managers: bool = True) -> Path:
-    """A Huawei Ascend 910 host with `cards` NPUs."""
+             npu_smi: bool = True, managers: bool = True, npu_smi_dir: str = "usr/local/bin",
+             driver_extras: bool = False) -> Path:
+    """A Huawei Ascend 910 host with `cards` NPUs. `npu_smi_dir`: where npu-smi is installed
+    (usr/local/sbin on standard driver installs). `driver_extras`: also driver/include,
+    driver/tools/hccn_tool, driver/topo/<card>/*.json and /etc/hccn.conf, as newer driver
+    installs have them."""
     for i in range(cards):
         char_device(root / f"dev/davinci{i}")
     if managers:
@@ -111,9 +115,16 @@ def npu_host(root: Path, cards: int = 8, version: str = "23.0.rc2", version_info
             f"log_version=1.0\nprof_version=2.0\ndvppkernels_version=1.1\ntsfw_version=1.0\n"
             f"Innerversion=V100R001C13SPC002B220\npackage_version={version}\n"
         )
+    if driver_extras:
+        (driver / "include").mkdir(parents=True, exist_ok=True)
+        (driver / "include/dsmi_common_interface.h").write_text("/* driver header */\n")
+        executable(driver / "tools/hccn_tool", "#!/bin/sh\necho hccn_tool \"$@\"\n")
+        (driver / "topo/950").mkdir(parents=True, exist_ok=True)  # the path HIXL and vLLM-Omni docs name
+        (driver / "topo/950/atlas_950_1.json").write_text("{}\n")
+        (root / "etc/hccn.conf").write_text("address_0=192.168.100.100\nnetmask_0=255.255.255.0\n")
     if npu_smi:
         executable(
-            root / "usr/local/bin/npu-smi",
+            root / npu_smi_dir / "npu-smi",
             "#!/bin/sh\n"
             "cat <<'OUT'\n"
             "+------------------------------------------------------------------------------------------------+\n"

@@ -9,12 +9,28 @@ from envctl.hosts.base import Host
 
 VERSION_INFO = "/usr/local/Ascend/driver/version.info"
 MANAGER_NODES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
+# Host paths passed read-only to the container when they exist (absent ones are left out), as
+# the Ascend Docker Runtime mounts them: its base.list (driver/lib64, driver/include,
+# /usr/local/dcmi, /usr/local/bin/npu-smi) and its hook's paths (driver/tools, where hccn_tool
+# lives; /usr/local/sbin/npu-smi, where standard driver installs put npu-smi), plus what
+# MindCluster's runtime mounts for HCCL when present (driver/topo: topology files HCCL reads at
+# communicator init on newer cards, which fails without them) and the files the tools read
+# (version.info, /etc/ascend_install.info; /etc/hccn.conf, hccn_tool's network settings).
+# Sources: Ascend/ascend-docker-runtime build/scripts/base.list and cli/src/basic.h;
+# Ascend/mind-cluster component/ascend-docker-runtime (TopologyItems: /etc/hccl_rootinfo.json,
+# driver/topo). /etc/hccl_rootinfo.json is left out: a stale host copy breaks HCCL's rootinfo
+# detection on A5 cards (GPUStack's CDI generator drops it for that reason).
 DRIVER_MOUNTS = (
     "/usr/local/dcmi",
     "/usr/local/bin/npu-smi",
+    "/usr/local/sbin/npu-smi",
     "/usr/local/Ascend/driver/lib64",
+    "/usr/local/Ascend/driver/include",
+    "/usr/local/Ascend/driver/tools",
+    "/usr/local/Ascend/driver/topo",
     "/usr/local/Ascend/driver/version.info",
     "/etc/ascend_install.info",
+    "/etc/hccn.conf",
 )
 _PACKAGE_VERSION = re.compile(r"^\s*package_version\s*=\s*v?(\S+)", re.M)
 _VERSION = re.compile(r"^\s*Version\s*=\s*v?(\S+)", re.M)

@@ -117,3 +117,31 @@ def test_npu_driver_from_npu_smi_header(tmp_path):
     hostsim.npu_host(tmp_path, cards=1, version="24.1.rc1", version_info=False)
     info = family("npu").probe_driver(LocalHost(str(tmp_path)))
     assert (info.version, info.source) == ("24.1.rc1", f"{tmp_path}/usr/local/bin/npu-smi info (header)")
+
+
+NPU_BASE_MOUNTS = ["/usr/local/dcmi", "/usr/local/Ascend/driver/lib64", "/usr/local/Ascend/driver/version.info",
+                   "/etc/ascend_install.info"]
+
+
+def test_npu_smi_in_usr_local_sbin_is_mounted_where_the_host_has_it(tmp_path):
+    hostsim.npu_host(tmp_path, cards=2, npu_smi_dir="usr/local/sbin")
+    selection, _ = select("npu", tmp_path, 1)
+    targets = [m.target for m in selection.mounts]
+    assert "/usr/local/sbin/npu-smi" in targets and "/usr/local/bin/npu-smi" not in targets
+    assert sorted(targets) == sorted(NPU_BASE_MOUNTS + ["/usr/local/sbin/npu-smi"])
+
+
+def test_driver_tools_topo_include_and_hccn_conf_are_mounted_when_present(tmp_path):
+    hostsim.npu_host(tmp_path, cards=2, npu_smi_dir="usr/local/sbin", driver_extras=True)
+    selection, _ = select("npu", tmp_path, 2)
+    mounts = {m.target: (m.source, m.read_only) for m in selection.mounts}
+    for target in ("/usr/local/Ascend/driver/tools", "/usr/local/Ascend/driver/topo", "/usr/local/Ascend/driver/include",
+                   "/etc/hccn.conf", "/usr/local/sbin/npu-smi"):
+        assert mounts[target] == (f"{tmp_path}{target}", True), target
+    assert len(mounts) == len(NPU_BASE_MOUNTS) + 5
+
+
+def test_nothing_absent_is_mounted(tmp_path):
+    hostsim.npu_host(tmp_path, cards=1, npu_smi=False)
+    selection, _ = select("npu", tmp_path, 1)
+    assert sorted(m.target for m in selection.mounts) == sorted(NPU_BASE_MOUNTS)

@@ -159,3 +159,15 @@ def test_plan_compares_a_patched_rc_from_version_info(tmp_path, required, status
     (tmp_path / "root/usr/local/Ascend/driver/version.info").write_text(VERSION_INFO["24.1.rc2.2"])
     plan = plan_for(tmp_path, "npu", required)
     assert (plan.driver.found, plan.driver.status) == ("24.1.rc2.2", status)
+
+
+def test_plan_shows_each_driver_mount_the_host_has(tmp_path):
+    from envctl.render import plan_text
+
+    hostsim.npu_host(tmp_path / "root", cards=1, npu_smi_dir="usr/local/sbin", driver_extras=True)
+    text = plan_text(plan_for(tmp_path, "npu", ">=23.0.rc1"))
+    root = tmp_path / "root"
+    for target in ("/usr/local/sbin/npu-smi", "/usr/local/Ascend/driver/tools", "/usr/local/Ascend/driver/topo",
+                   "/etc/hccn.conf"):
+        assert f"mount  {root}{target} → {target} (ro)" in text, target
+    assert "/usr/local/bin/npu-smi" not in text
