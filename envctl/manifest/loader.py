@@ -76,6 +76,7 @@ def load_file(path: Path, environ: Mapping[str, str], roots, variant: str | None
     problems += extend_problems
     doc, chosen, variant_problems = compose.apply_variant(doc, variant)
     problems += variant_problems
+    doc = _without_extension_fields(doc)
 
     expander = Expander({}, environ)
     data = _expand(doc, expander, problems)
@@ -98,6 +99,16 @@ def load_file(path: Path, environ: Mapping[str, str], roots, variant: str | None
     written = {name: source.display for name, source in sources.items() if source is not None}
     pinned, locks, image_lock = _apply_lock(path, sources, image_source) if use_lock else (sources, {}, None)
     return Loaded(manifest, path, pinned, image_source, frozenset(secrets), written, locks, image_lock)
+
+
+def _without_extension_fields(doc: Document) -> Document:
+    """Top-level keys starting with `x-` hold blocks for anchors to point at (`x-defaults: &d`),
+    as in Compose files (https://docs.docker.com/reference/compose-file/extension/); envctl
+    reads nothing from them."""
+    if not any(isinstance(key, str) and key.startswith("x-") for key in doc.data):
+        return doc
+    data = {k: v for k, v in doc.data.items() if not (isinstance(k, str) and k.startswith("x-"))}
+    return Document(data, doc.positions, doc.file)
 
 
 def _apply_lock(path: Path, sources: dict[str, Source | None], image_source: Source | None):

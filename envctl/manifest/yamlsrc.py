@@ -4,6 +4,14 @@ PyYAML's safe loader forgets positions and silently keeps the last of two duplic
 make errors useless ("somewhere in your manifest"). Here the document is composed into nodes
 with the safe loader, then walked: scalars are built by PyYAML's SafeConstructor (so only plain
 YAML types ever exist), duplicate keys are reported, and every path gets its position.
+
+Merge keys (`<<: *anchor`, `<<: [*a, *b]`) follow https://yaml.org/type/merge.html: keys
+written in the mapping itself win over merged ones, and of several merged mappings the first
+listed wins. Only two keys written in the same mapping are duplicates.
+
+Unquoted scalars that YAML 1.1 reads as numbers or booleans keep the text they were written
+as (`Positions.written`), so that a field which turns the value back into text can tell
+`1.10` (read as 1.1), `0022` (octal 18) or `22:22` (base 60: 1342) from what was meant.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ class Positions:
 
     values: dict[PathKey, Position] = field(default_factory=dict)
     keys: dict[PathKey, Position] = field(default_factory=dict)
+    # path → the text of an unquoted scalar that YAML resolved to a number, boolean or null
+    written: dict[PathKey, str] = field(default_factory=dict)
 
     def of_value(self, path: PathKey) -> Position | None:
         """The position of the value at `path`, or of its nearest located ancestor."""
@@ -47,6 +57,7 @@ class Positions:
     def update(self, other: "Positions") -> None:
         self.values.update(other.values)
         self.keys.update(other.keys)
+        self.written.update(other.written)
 
 
 @dataclass
@@ -60,12 +71,22 @@ def _position(file: str, mark: Any) -> Position:
     return Position(file, mark.line + 1, mark.column + 1)
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_TYPED_TAGS = {f"tag:yaml.org,2002:{kind}" for kind in ("int", "float", "bool", "null")}
+
+
 class _Walker:
     def __init__(self, file: str):
         self.file = file
         self.positions = Positions()
         self.problems: list[Problem] = []
         self.constructor = yaml.constructor.SafeConstructor()
+        self.resolved: dict[int, list] = {}  # id(mapping node) → its pairs, merge keys applied
+        self.resolving: set[int] = set()
+
+    def _problem(self, mark: Any, path: PathKey, message: str) -> None:
+        pos = _position(self.file, mark)
+        self.problems.append(Problem(pos.file, pos.line, pos.column, dotted(path), message))
 
     def walk(self, node: yaml.Node, path: PathKey) -> Any:
         self.positions.values[path] = _position(self.file, node.start_mark)
@@ -73,37 +94,79 @@ class _Walker:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.walk(item, path + (i,)) for i, item in enumerate(node.value)]
-        return self.constructor.construct_object(node, deep=True)
+        if node.style is None and node.tag in _TYPED_TAGS:
+            self.positions.written[path] = node.value
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except (yaml.constructor.ConstructorError, ValueError) as exc:
+            # An unknown tag (!!python/object, !foo) or a value its tag cannot hold (!!int abc).
+            reason = exc.problem if isinstance(exc, yaml.MarkedYAMLError) else f"'{node.value}' is not a valid {node.tag.rsplit(':', 1)[-1]}"
+            self._problem(node.start_mark, path, f"YAML error: {reason}")
+            return None
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict:
-        self.constructor.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
         result: dict = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                pos = _position(self.file, key_node.start_mark)
-                self.problems.append(
-                    Problem(pos.file, pos.line, pos.column, dotted(path), "a key must be a plain scalar")
-                )
-                continue
-            raw_key = self.constructor.construct_object(key_node)
-            # Keys such as `0:` or `true:` are text to us (env var names, artifact names).
-            key = raw_key if isinstance(raw_key, str) else str(key_node.value)
-            key_pos = _position(self.file, key_node.start_mark)
-            if key in result:
-                first = self.positions.keys[path + (key,)]
-                self.problems.append(
-                    Problem(
-                        key_pos.file,
-                        key_pos.line,
-                        key_pos.column,
-                        dotted(path + (key,)),
-                        f"duplicate key '{key}' (first defined at line {first.line})",
-                    )
-                )
-                continue
-            self.positions.keys[path + (key,)] = key_pos
+        for key, key_node, value_node in self._pairs(node, path):
+            self.positions.keys[path + (key,)] = _position(self.file, key_node.start_mark)
             result[key] = self.walk(value_node, path + (key,))
         return result
+
+    def _pairs(self, node: yaml.MappingNode, path: PathKey) -> list[tuple[str, yaml.Node, yaml.Node]]:
+        """The (key, key node, value node) a mapping holds once its merge keys are applied.
+
+        Done here rather than by PyYAML's flatten_mapping, which since its merge-key DoS fix
+        (yaml/pyyaml#937) drops merged pairs whose key *string object* was seen before: which
+        of `<<: [*a, *b]` wins, and whether a nested override (`train: {<<: *base, p: 2}`
+        merged again elsewhere) survives, then depends on CPython's string interning
+        (yaml/pyyaml#953). Here a merged mapping contributes exactly what it holds itself. Computed once per node: an anchored mapping is walked again
+        wherever it is aliased, and its problems are reported once, where it is written.
+        """
+        done = self.resolved.get(id(node))
+        if done is not None:
+            return done
+        if id(node) in self.resolving:
+            self._problem(node.start_mark, path, "YAML error: a mapping merges itself (<<: refers to its own anchor)")
+            return []
+        self.resolving.add(id(node))
+        own: dict[str, tuple[str, yaml.Node, yaml.Node]] = {}
+        sources: list[yaml.Node] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                listed = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for source in listed:
+                    if isinstance(source, yaml.MappingNode):
+                        sources.append(source)
+                    else:
+                        self._problem(source.start_mark, path, f"YAML error: `<<` merges mappings (an alias such as *defaults, or a list of them), not a {source.id}")
+                continue
+            key = self._key(key_node, path)
+            if key is None:
+                continue
+            if key in own:
+                first = _position(self.file, own[key][1].start_mark)
+                self._problem(key_node.start_mark, path + (key,), f"duplicate key '{key}' (first defined at line {first.line})")
+                continue
+            own[key] = (key, key_node, value_node)
+        merged: dict[str, tuple[str, yaml.Node, yaml.Node]] = {}
+        for source in sources:  # the first listed mapping wins (https://yaml.org/type/merge.html)
+            for pair in self._pairs(source, path):
+                merged.setdefault(pair[0], pair)
+        self.resolving.discard(id(node))
+        # The mapping's own keys win; keys in the order yaml.safe_load gives (merged ones first).
+        pairs = [own.get(key, pair) for key, pair in merged.items()] + [pair for key, pair in own.items() if key not in merged]
+        self.resolved[id(node)] = pairs
+        return pairs
+
+    def _key(self, key_node: yaml.Node, path: PathKey) -> str | None:
+        if not isinstance(key_node, yaml.ScalarNode):
+            self._problem(key_node.start_mark, path, "a key must be a plain scalar")
+            return None
+        try:
+            raw_key = self.constructor.construct_object(key_node)
+        except (yaml.constructor.ConstructorError, ValueError):
+            raw_key = None
+        # Keys such as `0:` or `true:` are text to us (env var names, artifact names).
+        return raw_key if isinstance(raw_key, str) else str(key_node.value)
 
 
 def parse_text(text: str, file: str) -> tuple[Document | None, list[Problem]]:
