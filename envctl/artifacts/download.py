@@ -8,6 +8,9 @@
 - The sha256 is computed as bytes arrive (for segments, in order, as the contiguous prefix
   grows), compared with the expected digest, and only then is the file adopted as a blob. A
   mismatch keeps nothing and names the file, both digests and the source.
+- Bytes are stored as the server sent them, never decoded (see http_get): a `.tar.gz`
+  labelled `Content-Encoding: gzip` is the `.tar.gz`, in one stream and in segments.
+- Messages name the source by its display form (credentials as ***), never the request URL.
 """
 
 from __future__ import annotations
@@ -24,24 +27,34 @@ from typing import Callable
 
 import requests
 
+from envctl.artifacts import urls
 from envctl.artifacts.cache import CHUNK, Cache, check_free_space, file_hash
+from envctl.artifacts.http_get import READ_ERRORS, RETRIES, TIMEOUT, full_size, probe, read_raw, request
 from envctl.errors import FetchError
 
 SEGMENT = 16 << 20
 PARALLEL_THRESHOLD = 64 << 20
-RETRIES = 4
-TIMEOUT = (15, 60)  # connect, read: a stalled link fails and is retried instead of hanging
+__all__ = ["Downloader", "RemoteFile", "FetchError", "RETRIES", "TIMEOUT"]
 
 
 @dataclass(frozen=True)
 class RemoteFile:
     path: str  # where it goes inside the artifact ("" for a single-file artifact)
-    url: str
+    url: str = field(repr=False)  # as requested: may carry signed query values
     display: str  # the source as a user may see it (no credentials)
     size: int | None = None
     sha256: str | None = None
     headers: dict = field(default_factory=dict, compare=False, repr=False)  # e.g. Authorization
     auth: tuple | None = field(default=None, compare=False, repr=False)
+    identity: str | None = None  # what names the file across re-signed links (urls.identity); default the URL's
+    # (variable, endpoint) of a mirror the file should come from, e.g. ("HF_ENDPOINT", url):
+    # a redirect outside it that cannot be followed is named as such.
+    stay_within: tuple[str, str] | None = None
+
+    @property
+    def name(self) -> str:
+        """The file's name for progress lines and messages."""
+        return self.path or urls.file_name(self.display)
 
 
 class _Restart(Exception):
@@ -67,10 +80,12 @@ class Downloader:
         """Make sure the file is a verified blob; returns (sha256, size)."""
         if remote.sha256 and self.cache.has_blob(remote.sha256):
             return remote.sha256, self.cache.blob(remote.sha256).stat().st_size
-        part = self.cache.partial(f"{remote.url}|{remote.sha256 or ''}")
+        # Keyed by identity, not by the request URL: a re-signed link resumes the same bytes.
+        part = self.cache.partial(f"{remote.identity or urls.identity(remote.url)}|{remote.sha256 or ''}")
         meta_path = part.with_suffix(".json")
         meta = _read_json(meta_path)
-        size, etag, ranges = self._probe(remote)
+        probed = probe(self._session(), remote)
+        size, etag, ranges = probed.size if probed.size is not None else remote.size, probed.etag, probed.ranges
         parallel = bool(size and ranges and size >= PARALLEL_THRESHOLD and self.connections > 1)
         mode = "parallel" if parallel else "stream"
         if meta.get("etag") != etag or meta.get("size") != size or meta.get("mode") != mode:
@@ -80,68 +95,39 @@ class Downloader:
         _write_json(meta_path, meta)
         if size:
             check_free_space(self.cache.root, size - (part.stat().st_size if part.exists() and mode == "stream" else 0), remote.display)
-        advance = self.progress(remote.path or Path(remote.display).name, size or 0) if self.progress else None
+        advance = self.progress(remote.name, size or 0) if self.progress else None
         try:
             if parallel:
                 digest = self._parallel(remote, part, meta_path, meta, size, etag, advance)
             else:
-                digest = self._stream(remote, part, size, etag, ranges, advance)
+                digest, size = self._stream(remote, part, size, etag, ranges, advance)
         except _Restart:
             part.unlink(missing_ok=True)
             _write_json(meta_path, {**meta, "mode": "stream", "segments": []})
-            digest = self._stream(remote, part, size, etag, False, advance)
-        actual_size = part.stat().st_size
+            digest, size = self._stream(remote, part, size, etag, False, advance)
+        actual_size = part.stat().st_size if part.exists() else 0
         if size is not None and actual_size != size:
             raise FetchError(f"{remote.display}: got {actual_size} bytes of {size}; run again to resume")
         if remote.sha256 and digest != remote.sha256:
             part.unlink(missing_ok=True)
             meta_path.unlink(missing_ok=True)
+            label = (f"; the server labelled them Content-Encoding: {probed.encoding} and envctl keeps bytes as sent"
+                     if probed.encoding else "")
             raise FetchError(
-                f"{remote.path or Path(remote.display).name}: sha256 {digest} does not match the expected {remote.sha256} "
-                f"(source {remote.display}); the download was discarded",
+                f"{remote.name}: sha256 {digest} does not match the expected {remote.sha256} "
+                f"(source {remote.display}{label}); the download was discarded",
                 hint="if the publisher changed the file on purpose, update the digest (envctl lock); otherwise try another mirror",
             )
         self.cache.adopt(part, digest)
         meta_path.unlink(missing_ok=True)
         return digest, actual_size
 
-    # -- probing ---------------------------------------------------------------------------
     def _request(self, method: str, remote: RemoteFile, headers: dict | None = None, stream: bool = False) -> requests.Response:
-        last: Exception | None = None
-        for attempt in range(RETRIES):
-            try:
-                response = self._session().request(
-                    method, remote.url, headers={**remote.headers, **(headers or {})}, auth=remote.auth,
-                    stream=stream, timeout=TIMEOUT, allow_redirects=True,
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                last = exc
-                time.sleep(0.5 * 2**attempt)
-                continue
-            if response.status_code in (401, 403):
-                raise FetchError(f"{remote.display}: the server refused access ({response.status_code})",
-                                 hint="check the credentials (token, ~/.netrc or the URL's user)")
-            if response.status_code == 404:
-                raise FetchError(f"{remote.display}: not found (404)")
-            if response.status_code >= 500:
-                last = FetchError(f"{remote.display}: server error {response.status_code}")
-                time.sleep(0.5 * 2**attempt)
-                continue
-            if response.status_code >= 400:
-                raise FetchError(f"{remote.display}: the server answered {response.status_code}")
-            return response
-        raise FetchError(f"{remote.display}: {_reason(last)} (after {RETRIES} tries); run again to resume")
-
-    def _probe(self, remote: RemoteFile) -> tuple[int | None, str | None, bool]:
-        response = self._request("HEAD", remote)
-        length = response.headers.get("Content-Length")
-        size = int(length) if length and length.isdigit() else remote.size
-        etag = response.headers.get("ETag") or response.headers.get("Last-Modified")
-        ranges = response.headers.get("Accept-Ranges", "").lower() == "bytes"
-        return size, etag, ranges
+        return request(self._session(), method, remote, headers, stream)
 
     # -- one stream ------------------------------------------------------------------------
-    def _stream(self, remote, part: Path, size, etag, ranges: bool, advance) -> str:
+    def _stream(self, remote, part: Path, size, etag, ranges: bool, advance) -> tuple[str, int | None]:
+        """Fetch the rest of the file as one stream; returns (sha256, size as the server states it)."""
         offset = part.stat().st_size if part.exists() else 0
         if offset and not ranges:
             offset = 0  # the server cannot resume: the prefix cannot be trusted to line up
@@ -155,27 +141,36 @@ class Downloader:
                 break
             headers = {"Range": f"bytes={offset}-", **({"If-Range": etag} if etag else {})} if offset else {}
             response = self._request("GET", remote, headers, stream=True)
-            if offset and response.status_code != 206:
-                # A full body instead of the tail: the file changed or ranges are ignored.
+            stated = full_size(response)
+            if offset and (response.status_code != 206 or (stated is not None and size is not None and stated != size)):
+                # A full body instead of the tail, or another file's tail: start over.
                 response.close()
                 part.unlink(missing_ok=True)
-                digest, offset = hashlib.sha256(), 0
+                digest, offset, size = hashlib.sha256(), 0, None
                 continue
+            if stated is not None:
+                size = stated  # what this body says beats the probe (a HEAD may describe another variant)
+            whole = False
             try:
                 with open(part, "ab") as handle:
-                    for block in response.iter_content(CHUNK):
+                    for block in read_raw(response, CHUNK):
                         handle.write(block)
                         digest.update(block)
                         offset += len(block)
                         if advance:
                             advance(len(block))
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout):
+                whole = True
+            except READ_ERRORS:
                 pass  # dropped mid-body: ask again for the rest
             finally:
                 response.close()
-            if size is None or offset >= size:
+            if size is None:
+                if whole:
+                    break  # no length stated (chunked): the body's proper end is the file's end
+                continue
+            if offset >= size:
                 break
-        return digest.hexdigest()
+        return digest.hexdigest(), size
 
     # -- several connections ----------------------------------------------------------------
     def _parallel(self, remote, part: Path, meta_path: Path, meta: dict, size: int, etag, advance) -> str:
@@ -205,7 +200,7 @@ class Downloader:
                 try:
                     with open(part, "r+b") as handle:
                         handle.seek(start)
-                        for block in response.iter_content(CHUNK):
+                        for block in read_raw(response, CHUNK):
                             handle.write(block)
                             position += len(block)
                             if advance:
@@ -216,7 +211,7 @@ class Downloader:
                                     progress[index] = position - first
                                     record()
                                 recorded = position
-                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout):
+                except READ_ERRORS:
                     pass
                 finally:
                     response.close()
@@ -266,13 +261,6 @@ class Downloader:
         if failures:
             raise failures[0]
         return digest
-
-
-def _reason(exc: Exception | None) -> str:
-    if exc is None:
-        return "no answer"
-    text = str(exc)
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _read_json(path: Path) -> dict:

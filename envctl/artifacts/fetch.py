@@ -14,14 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from envctl.artifacts import gitsrc
 from envctl.artifacts.archive import extract
 from envctl.artifacts.cache import Cache, PlacedFile, check_free_space, sha256_of
 from envctl.artifacts.download import Downloader, FetchError, RemoteFile
 from envctl.artifacts.lockfile import Locked
-from envctl.artifacts.sources import Source, artifact_key
+from envctl.artifacts.sources import Source, artifact_identity, artifact_key
 from envctl.errors import EnvctlError
 from envctl.manifest.loader import Loaded
 from envctl.manifest.model import Artifact
@@ -67,25 +67,26 @@ def fetch_all(loaded: Loaded, cache: Cache, offline: bool = False, progress=None
 def fetch_one(name: str, source: Source, artifact: Artifact, cache: Cache, downloader: Downloader, offline: bool,
               locked: Locked | None = None) -> Fetched:
     key = artifact_key(source, artifact.subpath, artifact.include)
+    identity = artifact_identity(source, artifact.subpath, artifact.include)
     expected = pinned_sha256(artifact, locked)
     with cache.locked(key):
         record = cache.placed_record(key)
         placed = cache.placed(key)
-        if record is not None and placed.exists() and record_matches(record, expected, locked):
+        if record is not None and placed.exists() and record_matches(record, expected, locked, identity):
             files = tuple(PlacedFile(**f) for f in record["files"])
             return Fetched(name, placed, record.get("revision"), files, "cached")
         if offline:
             raise FetchError(f"not in the cache ({source.display}) and --offline was given")
         if source.kind in ("http", "ftp"):
-            fetched = _fetch_single(name, source, artifact, expected, key, cache, downloader)
+            fetched = _fetch_single(name, source, artifact, expected, key, cache, downloader, identity)
         elif source.kind == "file":
-            fetched = _fetch_file(name, source, artifact, expected, key, cache)
+            fetched = _fetch_file(name, source, artifact, expected, key, cache, identity)
         elif source.kind == "git":
-            fetched = _fetch_git(name, source, artifact, key, cache)
+            fetched = _fetch_git(name, source, artifact, key, cache, identity)
         elif source.kind in ("hf", "hf-dataset"):
-            fetched = _fetch_hub(name, source, artifact, key, cache, downloader, locked)
+            fetched = _fetch_hub(name, source, artifact, key, cache, downloader, locked, identity)
         elif source.kind == "modelscope":
-            fetched = _fetch_modelscope(name, source, artifact, key, cache, downloader, locked)
+            fetched = _fetch_modelscope(name, source, artifact, key, cache, downloader, locked, identity)
         else:
             raise FetchError(f"{source.display}: fetching {source.kind} sources is not supported yet")
         if locked is not None:
@@ -100,9 +101,16 @@ def pinned_sha256(artifact: Artifact, locked: Locked | None) -> str | None:
     return artifact.sha256
 
 
-def record_matches(record: dict, expected: str | None, locked: Locked | None) -> bool:
-    """A cached artifact is used only when it still has the digests the manifest and lock pin."""
-    files = [PlacedFile(**f) for f in record.get("files", [])]
+def record_matches(record: dict, expected: str | None, locked: Locked | None, identity: str) -> bool:
+    """A cached artifact is used only when its record states the very source it stands for
+    (`identity`, from sources.artifact_identity) and it still has the digests the manifest and
+    lock pin. A record without an identity (an older envctl's) is not trusted either."""
+    if record.get("identity") != identity:
+        return False
+    try:
+        files = [PlacedFile(**f) for f in record.get("files", [])]
+    except TypeError:
+        return False
     if locked is not None and sorted(files, key=lambda f: f.path) != sorted(locked.files, key=lambda f: f.path):
         return False
     return expected is None or [f.sha256 for f in files] == [expected]
@@ -122,25 +130,29 @@ def check_drift(fetched: Fetched, locked: Locked) -> None:
 
 
 def with_credentials(source: Source) -> tuple[str, tuple | None]:
-    """The URL without its userinfo, and (user, password) for HTTP auth when it had a password."""
-    parts = urlsplit(source.location)
-    if source.password is None:
-        return source.location, None
+    """The URL to request (as written: signed query values included, no fragment, which is
+    never sent) without its userinfo, and (user, password) for HTTP auth when it had a
+    password. Neither may reach a message: show `source.display`."""
+    full = source.request_url or source.location
+    parts = urlsplit(full)._replace(fragment="")
+    if parts.password is None:
+        return urlunsplit(parts), None
     netloc = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=netloc)), (parts.username or "", source.password)
+    return urlunsplit(parts._replace(netloc=netloc)), (unquote(parts.username or ""), unquote(parts.password))
 
 
 def _fetch_single(name: str, source: Source, artifact: Artifact, expected: str | None, key: str, cache: Cache,
-                  downloader: Downloader) -> Fetched:
+                  downloader: Downloader, identity: str) -> Fetched:
     if source.kind == "ftp":
         from envctl.artifacts.ftp import fetch_ftp
 
         sha, size = fetch_ftp(source, expected, cache)
     else:
         url, auth = with_credentials(source)
-        sha, size = downloader.fetch(RemoteFile("", url, source.display, None, expected, auth=auth))
+        sha, size = downloader.fetch(RemoteFile("", url, source.display, None, expected, auth=auth,
+                                                identity=source.identity()))
     files = [PlacedFile("", size, sha)]
-    record = {"source": source.display, "revision": None}
+    record = {"source": source.display, "identity": identity, "revision": None}
     if artifact.extract:
         staging = cache.placed(key).parent / f".{Path(key).name}.{os.getpid()}.extract"
         shutil.rmtree(staging, ignore_errors=True)
@@ -149,7 +161,8 @@ def _fetch_single(name: str, source: Source, artifact: Artifact, expected: str |
     return Fetched(name, cache.place(key, files, single_file=True, record=record), None, tuple(files), "fetched")
 
 
-def _fetch_file(name: str, source: Source, artifact: Artifact, expected: str | None, key: str, cache: Cache) -> Fetched:
+def _fetch_file(name: str, source: Source, artifact: Artifact, expected: str | None, key: str, cache: Cache,
+                identity: str) -> Fetched:
     origin = Path(source.location)
     if not origin.exists():
         raise FetchError(f"{origin} does not exist")
@@ -171,7 +184,7 @@ def _fetch_file(name: str, source: Source, artifact: Artifact, expected: str | N
                 raise FetchError(f"{path} changed while it was being copied; run again")
             cache.adopt(staging, digest)
         files.append(PlacedFile(relative, path.stat().st_size, digest))
-    record = {"source": source.display, "revision": None}
+    record = {"source": source.display, "identity": identity, "revision": None}
     if artifact.extract and origin.is_file():
         staging = cache.placed(key).parent / f".{Path(key).name}.{os.getpid()}.extract"
         shutil.rmtree(staging, ignore_errors=True)
@@ -181,7 +194,7 @@ def _fetch_file(name: str, source: Source, artifact: Artifact, expected: str | N
     return Fetched(name, placed, None, tuple(files), "fetched")
 
 
-def _fetch_git(name: str, source: Source, artifact: Artifact, key: str, cache: Cache) -> Fetched:
+def _fetch_git(name: str, source: Source, artifact: Artifact, key: str, cache: Cache, identity: str) -> Fetched:
     mirror = gitsrc.mirror_path(cache.root, source)
     staging = cache.placed(key).parent / f".{Path(key).name}.{os.getpid()}.git"
     shutil.rmtree(staging, ignore_errors=True)
@@ -192,7 +205,7 @@ def _fetch_git(name: str, source: Source, artifact: Artifact, key: str, cache: C
         gitsrc.export(mirror, commit, staging, artifact.subpath)
     files = [PlacedFile(str(p.relative_to(staging)), p.stat().st_size, sha256_of(p))
              for p in sorted(staging.rglob("*")) if p.is_file()]
-    placed = cache.publish(key, staging, files, {"source": source.display, "revision": commit})
+    placed = cache.publish(key, staging, files, {"source": source.display, "identity": identity, "revision": commit})
     return Fetched(name, placed, commit, tuple(files), "fetched")
 
 
@@ -222,7 +235,7 @@ def _copy_writable(source, destination) -> None:
 
 
 def _fetch_hub(name: str, source: Source, artifact: Artifact, key: str, cache: Cache, downloader: Downloader,
-               locked: Locked | None) -> Fetched:
+               locked: Locked | None, identity: str) -> Fetched:
     from envctl.artifacts import hf
 
     environ = dict(os.environ)
@@ -235,12 +248,13 @@ def _fetch_hub(name: str, source: Source, artifact: Artifact, key: str, cache: C
     check_free_space(cache.root, needed, source.display)
     files = hf.download(source, commit, chosen, cache, downloader, environ,
                         {f.path: f.sha256 for f in locked.files} if locked else None)
-    placed = cache.place(key, files, single_file=False, record={"source": source.display, "revision": commit})
+    placed = cache.place(key, files, single_file=False,
+                         record={"source": source.display, "identity": identity, "revision": commit})
     return Fetched(name, placed, commit, tuple(files), "fetched")
 
 
 def _fetch_modelscope(name: str, source: Source, artifact: Artifact, key: str, cache: Cache, downloader: Downloader,
-                      locked: Locked | None) -> Fetched:
+                      locked: Locked | None, identity: str) -> Fetched:
     from envctl.artifacts import hf, modelscope
 
     environ = dict(os.environ)
@@ -249,5 +263,6 @@ def _fetch_modelscope(name: str, source: Source, artifact: Artifact, key: str, c
         raise FetchError(f"{source.display}: no files match")
     check_free_space(cache.root, sum(f.size for f in chosen if not (f.sha256 and cache.has_blob(f.sha256))), source.display)
     files = modelscope.download(source, chosen, downloader, environ, {f.path: f.sha256 for f in locked.files} if locked else None)
-    placed = cache.place(key, files, single_file=False, record={"source": source.display, "revision": source.revision})
+    placed = cache.place(key, files, single_file=False,
+                         record={"source": source.display, "identity": identity, "revision": source.revision})
     return Fetched(name, placed, None, tuple(files), "fetched")

@@ -109,11 +109,14 @@ def download(source: Source, commit: str, files: list[HubFile], cache: Cache, do
              environ: Mapping[str, str], locked: dict[str, str] | None = None) -> list[PlacedFile]:
     """Fetch every file as a verified blob. `locked` maps paths to the sha256 the lock recorded."""
     auth = headers(environ)
+    # Through a mirror, a redirect elsewhere that cannot be followed is the mirror's doing.
+    mirror = ("HF_ENDPOINT", endpoint(environ)) if environ.get("HF_ENDPOINT") else None
 
     def one(file: HubFile) -> PlacedFile:
         url = file_url(source, commit, file.path, environ)
         expected = file.sha256 or (locked or {}).get(file.path)
-        remote = RemoteFile(file.path, url, f"{source.display}/{file.path}", file.size, expected, headers=auth)
+        remote = RemoteFile(file.path, url, f"{source.display}/{file.path}", file.size, expected, headers=auth,
+                            stay_within=mirror)
         sha, size = downloader.fetch(remote)
         if file.sha256 is None and git_blob_id(cache.blob(sha)) != file.git_blob:
             cache.blob(sha).unlink(missing_ok=True)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
+
+from envctl.artifacts import urls
 
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
@@ -26,9 +28,11 @@ class SourceError(ValueError):
 @dataclass(frozen=True)
 class Source:
     kind: str  # hf | hf-dataset | modelscope | http | ftp | git | file
-    location: str  # repo id, URL (without credentials) or absolute path
+    location: str  # repo id, URL (credentials replaced by ***) or absolute path
     revision: str | None = None  # commit, tag or branch for hf/modelscope/git
-    password: str | None = None  # from URL userinfo; never rendered
+    password: str | None = field(default=None, repr=False)  # from URL userinfo; never rendered
+    # http/ftp: the URL as written, signed query values included; sent to its server only.
+    request_url: str | None = field(default=None, repr=False)
 
     @property
     def display(self) -> str:
@@ -46,17 +50,31 @@ class Source:
         """Whether the revision already looks like a commit (a short or full sha)."""
         return bool(self.revision and _SHA.match(self.revision))
 
+    def identity(self) -> str:
+        """Everything that selects what this source stands for, without credentials: for a URL
+        its scheme, host, port, path and query (urls.identity); for a hub its repository and
+        revision; for git its URL and ref; for a file its path."""
+        if self.kind in ("http", "ftp"):
+            return urls.identity(self.request_url or self.location)
+        if self.kind == "git":
+            return f"git+{urls.identity(self.location)}@{self.revision}"
+        return f"{self.kind}:{self.display}"
+
     def cache_key(self) -> str:
-        """A stable relative directory name for this source in the artifact cache."""
+        """A stable relative directory name for this source in the artifact cache. URLs are
+        keyed by a hash of their whole identity (a share link's files differ only in the
+        query), under their host and port, ending in the file's name for people reading it."""
         if self.kind in ("hf", "hf-dataset", "modelscope"):
             return f"{self.kind}/{self.location}/{self.revision}"
         if self.kind == "git":
             parts = urlsplit(self.location)
             path = parts.path.strip("/").removesuffix(".git")
-            return f"git/{parts.hostname or 'local'}/{path}/{self.revision}"
+            host = (parts.hostname or "local") + (f"_{parts.port}" if parts.port else "")
+            return f"git/{host}/{path}/{self.revision}"
         if self.kind in ("http", "ftp"):
-            parts = urlsplit(self.location)
-            return f"{self.kind}/{parts.hostname}/{parts.path.strip('/')}"
+            scheme, host, port = urls.origin(self.location)
+            where = urls.safe_component(f"{host}_{port}") or "host"
+            return f"{self.kind}/{where}/{urls.identity_digest(self.identity())}/{urls.file_name(self.location)}"
         return f"file/{self.location.strip('/')}"
 
 
@@ -101,11 +119,14 @@ def parse_source(text: str, base_dir: Path | None = None) -> Source:
     if scheme in ("http", "https", "ftp"):
         parts = urlsplit(text)
         if not parts.hostname:
-            raise SourceError(f"'{text}': the URL has no host")
-        if not parts.path or parts.path == "/":
-            raise SourceError(f"'{text}': the URL names no file")
-        location, password = _strip_credentials(text)
-        return Source("ftp" if scheme == "ftp" else "http", location, None, password)
+            raise SourceError(f"'{urls.redact_url(text)}': the URL has no host")
+        if (not parts.path or parts.path == "/") and not parts.query:
+            raise SourceError(f"'{urls.redact_url(text)}': the URL names no file")
+        try:
+            parts.port
+        except ValueError:
+            raise SourceError(f"'{urls.redact_url(text)}': the URL's port is not a number") from None
+        return Source("ftp" if scheme == "ftp" else "http", urls.redact_url(text), None, parts.password, text)
     if scheme.startswith("git+"):
         inner = scheme[len("git+"):]
         if inner not in ("https", "http", "ssh", "file"):
@@ -124,6 +145,12 @@ def parse_source(text: str, base_dir: Path | None = None) -> Source:
     raise SourceError(
         f"unknown source scheme '{scheme}://' (use hf://, modelscope://, http(s)://, ftp://, git+https://, file:// or a path)"
     )
+
+
+def artifact_identity(source: Source, subpath: str | None, include: list[str] | tuple[str, ...]) -> str:
+    """What a placed artifact stands for, as its cache record states it: the source's identity
+    and the part of it taken. A record stating anything else is never used for this artifact."""
+    return json.dumps([source.identity(), (subpath or "").strip("/"), sorted(include or [])], ensure_ascii=False)
 
 
 def artifact_key(source: Source, subpath: str | None, include: list[str] | tuple[str, ...]) -> str:

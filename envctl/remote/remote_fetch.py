@@ -13,9 +13,11 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+from envctl.artifacts import urls
 from envctl.artifacts.cache import Cache, PlacedFile
 from envctl.artifacts.download import Downloader
 from envctl.artifacts.fetch import Fetched, check_drift, pinned_sha256, record_matches, with_credentials
+from envctl.artifacts.sources import artifact_identity
 from envctl.errors import FetchError
 from envctl.manifest.loader import Loaded
 from envctl.plan import FetchArtifact
@@ -38,29 +40,31 @@ def fetch_on_remote(target: RemoteTarget, loaded: Loaded, artifacts: tuple[Fetch
             continue
         locked = loaded.locks.get(artifact.name)
         expected = pinned_sha256(loaded.manifest.artifacts[artifact.name], locked)
+        identity = artifact_identity(source, artifact.subpath, artifact.include)
         record = remote_record(target.connection, artifact.cache_path)
-        if record is not None and record_matches(record, expected, locked):
+        if record is not None and record_matches(record, expected, locked, identity):
             echo(f"artifact   {artifact.name}: present on {target.name}")
         elif offline:
             raise FetchError(f"{artifact.name}: not on {target.name} ({source.display}) and --offline was given")
         else:
-            record = _fetch(target, artifact, source, expected, locked, local, environ, progress)
+            record = _fetch(target, artifact, source, expected, locked, local, environ, progress, identity)
             echo(f"artifact   {artifact.name}: downloaded by {target.name}")
         writable_copy(target.connection, artifact, record, echo)
         done.add(artifact.name)
     return done
 
 
-def _fetch(target: RemoteTarget, artifact: FetchArtifact, source, expected, locked, local: Cache, environ, progress) -> dict:
+def _fetch(target: RemoteTarget, artifact: FetchArtifact, source, expected, locked, local: Cache, environ, progress,
+           identity: str) -> dict:
     blobs = f"{target.cache}/blobs/sha256"
     connection = target.connection
     if source.kind == "http":
         url, auth = with_credentials(source)
         sha = download_remotely(connection, url, source.display, blobs, expected, auth=auth)
         size = int(connection.check(["sh", "-c", 'wc -c < "$1"', "sh", f"{blobs}/{sha}"], "measuring").strip())
-        name = os.path.basename(source.location.split("?")[0]) or artifact.name
+        name = urls.file_name(source.location, artifact.name)
         files = [PlacedFile("", size, sha)]
-        record = {"source": source.display, "revision": None, "files": [f.__dict__ for f in files]}
+        record = {"source": source.display, "identity": identity, "revision": None, "files": [f.__dict__ for f in files]}
         _drift(artifact, record, locked)
         assemble(connection, artifact.name, artifact.cache_path, blobs, [(sha, name)], [], record, single=True)
         return record
@@ -87,7 +91,7 @@ def _fetch(target: RemoteTarget, artifact: FetchArtifact, source, expected, lock
     files += placed_here
     order = {f.path: i for i, f in enumerate(chosen)}
     files.sort(key=lambda f: order[f.path])
-    record = {"source": source.display, "revision": revision, "files": [f.__dict__ for f in files]}
+    record = {"source": source.display, "identity": identity, "revision": revision, "files": [f.__dict__ for f in files]}
     _drift(artifact, record, locked)
     small = [(local.blob(f.sha256), f.path) for f in placed_here]
     assemble(connection, artifact.name, artifact.cache_path, blobs, links, small, record, single=False)

@@ -21,6 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
+from envctl.artifacts import urls
 from envctl.errors import FetchError
 from envctl.hosts.base import CommandResult
 from envctl.remote.segments import push_segmented
@@ -116,15 +117,17 @@ def adopt(connection: SSHConnection, partial: str, final: str, sha256: str | Non
     return digest
 
 
-# $1 URL, $2 partial; curl's options (auth headers) arrive on stdin, never on a command line.
-# Resumes what an earlier run left (-C -); a server that ignores ranges (curl exit 33) gets a
-# fresh start.
+# $1 partial; curl's options (the URL, which may be signed, and auth headers) arrive on stdin,
+# never on a command line (where `ps` shows them). Resumes what an earlier run left (-C -); a
+# server that ignores ranges (curl exit 33) gets a fresh start. No --compressed: curl then
+# stores the bytes as sent (a .tar.gz labelled Content-Encoding: gzip stays the .tar.gz), and
+# the config asks for the identity encoding, as envctl's own downloader does.
 _DOWNLOAD = r'''command -v curl >/dev/null 2>&1 || { echo "curl is not installed" >&2; exit 127; }
-mkdir -p "$(dirname "$2")"
+mkdir -p "$(dirname "$1")"
 config=$(cat)
-printf '%s\n' "$config" | curl -fsSL --retry 5 --retry-delay 2 --connect-timeout 30 -C - -K - -o "$2" "$1"
+printf '%s\n' "$config" | curl -fsSL --retry 5 --retry-delay 2 --connect-timeout 30 -C - -K - -o "$1"
 code=$?
-if [ "$code" = 33 ]; then rm -f "$2"; printf '%s\n' "$config" | curl -fsSL --retry 5 --connect-timeout 30 -K - -o "$2" "$1"; code=$?; fi
+if [ "$code" = 33 ]; then rm -f "$1"; printf '%s\n' "$config" | curl -fsSL --retry 5 --connect-timeout 30 -K - -o "$1"; code=$?; fi
 exit $code
 '''
 
@@ -139,15 +142,18 @@ def download_remotely(connection: SSHConnection, url: str, display: str, blobs: 
         if state == "present":
             return sha256
         partial = f"{blobs}/.{sha256}.partial"
-    else:  # nothing to verify against: named by the URL, so that a second run resumes it
-        partial = f"{blobs}/.url-{hashlib.sha256(url.encode()).hexdigest()[:32]}.partial"
-    config = "".join(f'header = "{_curl_quote(k)}: {_curl_quote(v)}"\n' for k, v in (headers or {}).items())
+    else:  # nothing to verify against: named by the URL's identity, so that a second run resumes it
+        partial = f"{blobs}/.url-{hashlib.sha256(urls.identity(url).encode()).hexdigest()[:32]}.partial"
+    config = f'url = "{_curl_quote(url)}"\nheader = "Accept-Encoding: identity"\n'
+    config += "".join(f'header = "{_curl_quote(k)}: {_curl_quote(v)}"\n' for k, v in (headers or {}).items())
     if auth:
         config += f'user = "{_curl_quote(auth[0])}:{_curl_quote(auth[1])}"\n'
-    result = connection.run(["sh", "-c", _DOWNLOAD, "sh", url, partial], timeout=None, input=config.encode())
+    result = connection.run(["sh", "-c", _DOWNLOAD, "sh", partial], timeout=None, input=config.encode())
     if result.returncode != 0:
+        secrets = urls.secret_values(url) + [str(v) for v in (headers or {}).values()] + ([str(auth[1])] if auth else [])
         reason = "curl is not installed there (install it, or set fetch: push for this host)" \
             if result.returncode == 127 else (result.stderr.strip().splitlines() or [f"curl exit {result.returncode}"])[-1]
+        reason = urls.redact_text(reason, sorted(set(secrets), key=len, reverse=True))
         raise FetchError(f"{connection.destination}: downloading {display} failed: {reason}",
                          hint="what arrived is kept there; run again to resume")
     if sha256 is None:  # nothing to check against: named by its digest, hashed once

@@ -35,6 +35,12 @@ a branch, a tag, "refs/heads/<b>", a full commit sha or a unique prefix of at le
   CDN is) carrying those headers, and the bytes come from there.
 - Errors: 404 with JSON `{"error": ...}`, `X-Error-Code` (`RepoNotFound`, `RevisionNotFound`,
   `EntryNotFound`) and `X-Error-Message`; EntryNotFound carries `X-Repo-Commit` as on the Hub.
+- `lfs_redirect="http://host:port"`: an LFS resolve answers 302 to
+  `<lfs_redirect>/xet-bridge-us/<repo hash>/<xet hash>?X-Amz-...&X-Amz-Signature=...`, as
+  hf-mirror.com answers Xet-stored files (its own `cas-bridge.xethub.hf-mirror.com`, and at
+  times the upstream `cas-bridge.xethub.hf.co`: github.com/padeoe/hf-mirror-site/issues/50).
+  Point it at a port nothing listens on to play a mirror that sends users where they cannot go;
+  `LFS_REDIRECT_SIGNATURE` is the signature value the Location carries.
 - `token="hf_..."`: every request without `Authorization: Bearer <token>` answers 401 (a missing
   token as the Hub answers anonymous access to a private repo, a wrong one with its
   "Invalid credentials in Authorization header" message).
@@ -60,6 +66,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 from .http_files import FileServer
 
 LFS_THRESHOLD = 1024 * 1024
+LFS_REDIRECT_SIGNATURE = "0f3c9a1b7e5d4c2a8b6e0d9f1a3c5e7b9d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c"
 COMMIT_DATE = "2024-01-01T00:00:00.000Z"
 _HEX = re.compile(r"[0-9a-f]+")
 
@@ -140,6 +147,7 @@ class HFEndpoint(FileServer):
         lfs_threshold: int = LFS_THRESHOLD,
         min_short_sha: int = 7,
         cdn: bool = False,
+        lfs_redirect: str | None = None,
         **file_server_knobs,
     ) -> None:
         super().__init__(**file_server_knobs)
@@ -151,6 +159,7 @@ class HFEndpoint(FileServer):
         self.min_short_sha = min_short_sha
         # The Hub redirects LFS downloads to a CDN on another host; a second server is another origin.
         self.cdn = FileServer() if cdn else None
+        self.lfs_redirect = lfs_redirect
         self.xet_requests = 0
         self.xet_paths: list[str] = []
         for repo_type, specs in (("model", models), ("dataset", datasets)):
@@ -459,6 +468,15 @@ class HFEndpoint(FileServer):
                     "Link": f'<{refresh}>; rel="xet-auth", <{reconstruction}>; rel="xet-reconstruction-info"',
                 }
             )
+        if self.lfs_redirect is not None:
+            query = urlencode({"X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Content-Sha256": "UNSIGNED-PAYLOAD",
+                               "X-Amz-Credential": "AKIAXETBRIDGE/20260101/us-east-1/s3/aws4_request",
+                               "X-Amz-Date": "20260101T000000Z", "X-Amz-Expires": "3600",
+                               "X-Amz-Signature": LFS_REDIRECT_SIGNATURE, "X-Amz-SignedHeaders": "host"})
+            repo_hash = hashlib.md5(repo.repo_id.encode()).hexdigest()[:24]
+            headers["Location"] = f"{self.lfs_redirect}/xet-bridge-us/{repo_hash}/{blob.xet_hash}?{query}"
+            self.reply(handler, 302, b"", headers=headers, head=method == "HEAD")
+            return
         if self.cdn is not None:
             cdn_path = self.cdn.put(f"/blobs/{blob.sha256}", blob.data)
             headers["Location"] = self.cdn.url + quote(cdn_path)

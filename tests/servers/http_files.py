@@ -27,12 +27,28 @@ Knobs (plain attributes; set them in the constructor or change them while the se
 - `fail_after_requests=N`: the first N requests are served normally; every later one answers
   `fail_status` (default 503).
 - `require_auth=(user, password)`: requests without that HTTP Basic auth answer 401.
+- `content_encoding="gzip"` (or x-gzip, br, deflate): file responses carry that
+  `Content-Encoding` label although the bytes are the file's own, whatever the client's
+  `Accept-Encoding` says — Apache's `AddEncoding x-gzip .gz .tgz` on a `.tar.gz`, the stock
+  setup on many distributions (a client that decodes stores other bytes than the file's).
+- `chunked=True`: file bodies go out with `Transfer-Encoding: chunked` and no Content-Length
+  (a dynamic handler or proxy that does not know the length).
+- `head_status=405`: every HEAD answers that status, as servers that allow only GET do.
+- `signing_key="..."`: files are served only to requests whose query carries a valid
+  signature in `signature_param` (default `X-Amz-Signature`), as object storage checks a
+  presigned link: an HMAC over the method, the path and the other query parameters. `presign()`
+  makes such a URL for GET; a HEAD with it is refused 403 `SignatureDoesNotMatch` (the method is
+  part of what is signed: AWS S3 SigV4 query auth; github.com/adobe/S3Mock/issues/125).
+- `share(prefix, {name: bytes})`: a share link's folder served by query, as Seafile's
+  `/d/<token>/files/?p=/<name>&dl=1` (and similar shares): one URL path for every file, the
+  file chosen by `p`, answered with `Content-Disposition: attachment; filename="<name>"`.
 
 Counters (safe to read from the test thread; `reset_counters()` clears them):
 
 - `requests`: number of requests received, whatever their outcome.
 - `hits`: one `Hit(path, range, method)` per request, in arrival order, `range` being the
-  request's Range header or None.
+  request's Range header or None; `seen`: one `Seen(path, method, query, accept_encoding)`
+  per request, in the same order.
 - `bytes_sent`: total body bytes written for file content; `bytes_by_path` per URL path.
   Bytes are counted just before each socket write, so once a client has read them they are
   already counted.
@@ -42,6 +58,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 import socket
 import threading
@@ -50,7 +67,7 @@ from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import NamedTuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from ._background import BackgroundHTTPServer
 
@@ -65,6 +82,15 @@ class Hit(NamedTuple):
     path: str  # the URL path, percent-decoded, without the query string
     range: str | None  # the Range header as sent
     method: str
+
+
+class Seen(NamedTuple):
+    """More of one request, for tests about headers and queries (kept apart from `Hit`)."""
+
+    path: str
+    method: str
+    query: str  # the raw query string
+    accept_encoding: str | None  # the Accept-Encoding header as sent
 
 
 def sha256_etag(data: bytes) -> str:
@@ -107,6 +133,11 @@ class FileServer(BackgroundHTTPServer):
         fail_after_requests: int | None = None,
         fail_status: int = 503,
         require_auth: tuple[str, str] | None = None,
+        content_encoding: str | None = None,
+        chunked: bool = False,
+        head_status: int | None = None,
+        signing_key: str | None = None,
+        signature_param: str = "X-Amz-Signature",
     ) -> None:
         super().__init__()
         self.root = Path(root).resolve() if root is not None else None
@@ -121,6 +152,12 @@ class FileServer(BackgroundHTTPServer):
         self.fail_after_requests = fail_after_requests
         self.fail_status = fail_status
         self.require_auth = require_auth
+        self.content_encoding = content_encoding
+        self.chunked = chunked
+        self.head_status = head_status
+        self.signing_key = signing_key
+        self.signature_param = signature_param
+        self.shares: dict[str, dict[str, bytes]] = {}
         self._counter_lock = threading.Lock()
         self.reset_counters()
 
@@ -131,6 +168,29 @@ class FileServer(BackgroundHTTPServer):
         path = "/" + path.lstrip("/")
         self.files[path] = bytes(data)
         return path
+
+    def share(self, prefix: str, files: Mapping[str, bytes]) -> None:
+        """Serve `files` under one share link: `<prefix>?p=/<name>&dl=1` (see the module docstring)."""
+        self.shares["/" + prefix.lstrip("/")] = {"/" + n.lstrip("/"): bytes(d) for n, d in files.items()}
+
+    def share_url(self, prefix: str, name: str) -> str:
+        """The link a share page hands out for one file: the name percent-encoded in `p`."""
+        return self.url_for(prefix) + "?" + urlencode({"p": "/" + name.lstrip("/"), "dl": "1"}, quote_via=quote, safe="")
+
+    def signature(self, method: str, path: str, params: Iterable[tuple[str, str]]) -> str:
+        """The signature the server expects: HMAC-SHA256 over method, path and sorted parameters."""
+        text = "\n".join([method, path] + [f"{k}={v}" for k, v in sorted(params) if k != self.signature_param])
+        return hmac.new(self.signing_key.encode(), text.encode(), hashlib.sha256).hexdigest()
+
+    def presign(self, path: str, extra: Mapping[str, str] | None = None, method: str = "GET") -> str:
+        """A URL for `path` signed for `method`, with S3-style parameters (and `extra` ones)."""
+        path = "/" + path.lstrip("/")
+        params = {"X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+                  "X-Amz-Credential": "AKIAENVCTLTEST/20260101/us-east-1/s3/aws4_request",
+                  "X-Amz-Date": "20260101T000000Z", "X-Amz-Expires": "3600", "X-Amz-SignedHeaders": "host",
+                  **(extra or {})}
+        params[self.signature_param] = self.signature(method, path, params.items())
+        return self.url_for(path) + "?" + urlencode(params, quote_via=quote, safe="")
 
     def remove(self, path: str) -> None:
         self.files.pop("/" + path.lstrip("/"), None)
@@ -156,6 +216,7 @@ class FileServer(BackgroundHTTPServer):
         with self._counter_lock:
             self.requests = 0
             self.hits: list[Hit] = []
+            self.seen: list[Seen] = []
             self.bytes_sent = 0
             self.bytes_by_path: dict[str, int] = {}
 
@@ -177,6 +238,7 @@ class FileServer(BackgroundHTTPServer):
             self.requests += 1
             number = self.requests
             self.hits.append(Hit(path, handler.headers.get("Range"), method))
+            self.seen.append(Seen(path, method, split.query, handler.headers.get("Accept-Encoding")))
         # Drain a request body so the connection stays usable for the next request.
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
@@ -196,7 +258,30 @@ class FileServer(BackgroundHTTPServer):
         if path in self.redirects:
             self.reply(handler, 302, b"", headers={"Location": self.redirects[path]}, head=method == "HEAD")
             return
+        if method == "HEAD" and self.head_status is not None:
+            self.reply(handler, self.head_status, b"", headers={"Allow": "GET"}, head=True)
+            return
+        if self.signing_key is not None and not self._signature_ok(method, path, split.query):
+            self.reply(handler, 403, b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SignatureDoesNotMatch</Code>"
+                       b"<Message>The request signature we calculated does not match the signature you provided."
+                       b"</Message></Error>", content_type="application/xml", head=method == "HEAD")
+            return
+        if path in self.shares and method in ("GET", "HEAD"):
+            name = dict(parse_qsl(split.query)).get("p", "")
+            data = self.shares[path].get("/" + name.lstrip("/"))
+            if data is None:
+                self.reply(handler, 404, b"not found\n", head=method == "HEAD")
+                return
+            filename = name.rsplit("/", 1)[-1]
+            self.send_content(handler, method, path, data,
+                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+            return
         self.route(handler, method, path, split.query, body)
+
+    def _signature_ok(self, method: str, path: str, query: str) -> bool:
+        params = parse_qsl(query, keep_blank_values=True)
+        given = dict(params).get(self.signature_param)
+        return given is not None and hmac.compare_digest(given, self.signature(method, path, params))
 
     def route(self, handler: BaseHTTPRequestHandler, method: str, path: str, query: str, body: bytes) -> None:
         """Serve files; subclasses route their own URL space and call `send_content`."""
@@ -269,7 +354,12 @@ class FileServer(BackgroundHTTPServer):
         length = max(0, end - start + 1)
         handler.send_response(status)
         handler.send_header("Content-Type", "application/octet-stream")
-        handler.send_header("Content-Length", str(length))
+        if self.chunked and method != "HEAD":
+            handler.send_header("Transfer-Encoding", "chunked")
+        elif not self.chunked:
+            handler.send_header("Content-Length", str(length))
+        if self.content_encoding:
+            handler.send_header("Content-Encoding", self.content_encoding)
         handler.send_header("ETag", etag)
         if not self.ignore_range:
             handler.send_header("Accept-Ranges", "bytes")
@@ -278,7 +368,7 @@ class FileServer(BackgroundHTTPServer):
         for name, value in (headers or {}).items():
             handler.send_header(name, value)
         handler.end_headers()
-        if method == "HEAD" or length == 0:
+        if method == "HEAD" or (length == 0 and not self.chunked):
             return
         self._write_body(handler, path, memoryview(data)[start : end + 1])
 
@@ -306,7 +396,10 @@ class FileServer(BackgroundHTTPServer):
             piece = body[offset : offset + chunk]
             self._count_bytes(path, len(piece))
             try:
-                handler.wfile.write(piece)
+                if self.chunked:
+                    handler.wfile.write(b"%x\r\n" % len(piece) + bytes(piece) + b"\r\n")
+                else:
+                    handler.wfile.write(piece)
             except OSError:
                 handler.close_connection = True
                 return
@@ -316,6 +409,12 @@ class FileServer(BackgroundHTTPServer):
                 if due > 0 and self.stopping.wait(due):
                     handler.close_connection = True
                     return
+        if self.chunked and limit is None:
+            try:
+                handler.wfile.write(b"0\r\n\r\n")  # the last chunk: the body's proper end
+            except OSError:
+                handler.close_connection = True
+                return
         if limit is not None:
             # The headers promised more: hang up so the client sees a short read, not a stall.
             handler.close_connection = True

@@ -1,0 +1,168 @@
+"""URLs as envctl keeps and shows them: what identifies a source, and what must never be shown.
+
+Three views of one URL:
+
+- the **request URL**: exactly as written (with its credentials), sent to the server and to
+  nothing else;
+- the **display** (`redact_url`): the URL with every credential replaced by `***` — what
+  messages, progress lines, the lock file, cache records and `cache ls` show;
+- the **identity** (`identity`): the display, normalised as RFC 3986 §6.2.2 allows (scheme
+  and host in lower case, a default port dropped, percent-escapes of unreserved characters
+  decoded and the others in upper case, no fragment). Two URLs with one identity name one
+  resource; the cache key is a hash of it, so URLs that differ in any part that selects the
+  resource (host, port, path, query) never share a cache entry.
+
+Credentials are the URL's password and every query value that signs or authorises the
+request rather than selecting the object. Signed-URL parameters, by vendor (their docs):
+AWS S3 SigV4 query auth `X-Amz-Signature`, `X-Amz-Credential`, `X-Amz-Security-Token`;
+S3 SigV2, Alibaba OSS, Huawei OBS and GCS V2 `Signature` with `AWSAccessKeyId` /
+`OSSAccessKeyId` / `AccessKeyId` / `GoogleAccessId`; OSS V4 `x-oss-signature`,
+`x-oss-credential`, `security-token`; Tencent COS `q-signature`, `q-ak` and `sign`;
+Volcengine TOS `X-Tos-Signature`, `X-Tos-Credential`; Azure SAS `sig`; GCS V4
+`X-Goog-Signature`, `X-Goog-Credential`; CloudFront (the Hub's CDN) `Signature`;
+Alibaba CDN type A `auth_key`; Qiniu private links `token`. Beyond those, any parameter whose
+name ends in signature, token, secret, password or credential (`access_token`, `api_token`).
+A signature authenticates one request: it never chooses the bytes, so links re-signed for the
+same object share an identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+REDACTED = "***"
+
+_SECRET_NAMES = frozenset({
+    "sig", "sign", "signature", "auth_key", "authorization", "awsaccesskeyid", "ossaccesskeyid", "accesskeyid",
+    "googleaccessid", "q-ak", "apikey", "api_key", "access_key", "secret_key", "passwd", "password",
+})
+_SECRET_SUFFIXES = ("signature", "token", "secret", "password", "credential")
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
+_UNRESERVED = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+# A name=value pair inside a query or fragment, wherever a URL appears in free text.
+_PAIR_IN_TEXT = re.compile(r"(?P<lead>[?&#;])(?P<name>[A-Za-z0-9_.\-]+)=(?P<value>[^&#\s\"'<>;]*)")
+_USERINFO_IN_TEXT = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/\s:@]*):(?P<password>[^@\s/]+)@")
+_FILE_PARAMS = ("p", "path", "file", "filename", "filepath", "name")
+
+
+def is_secret_param(name: str) -> bool:
+    """Whether a query parameter carries a credential (see the module docstring)."""
+    lowered = unquote(name).lower()
+    return lowered in _SECRET_NAMES or lowered.endswith(_SECRET_SUFFIXES)
+
+
+def _redact_pairs(text: str) -> str:
+    """`a=1&X-Amz-Signature=abc` → `a=1&X-Amz-Signature=***`; order and spelling kept."""
+    if not text:
+        return text
+    pairs = []
+    for pair in text.split("&"):
+        name, sep, value = pair.partition("=")
+        pairs.append(f"{name}={REDACTED}" if sep and value and is_secret_param(name) else pair)
+    return "&".join(pairs)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password and signed query values replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact_text(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, colon, _password = userinfo.partition(":")
+        netloc = f"{user}:{REDACTED}@{host}" if colon else netloc
+    return urlunsplit(parts._replace(netloc=netloc, query=_redact_pairs(parts.query),
+                                     fragment=_redact_pairs(parts.fragment)))
+
+
+def secret_values(url: str) -> list[str]:
+    """The credential strings inside a URL (raw and percent-decoded), to scrub from any text."""
+    parts = urlsplit(url)
+    found = []
+    if parts.password:
+        found.append(parts.password)
+    for section in (parts.query, parts.fragment):
+        for pair in section.split("&") if section else []:
+            name, sep, value = pair.partition("=")
+            if sep and value and is_secret_param(name):
+                found.append(value)
+    found += [unquote(v) for v in found]
+    return sorted({v for v in found if len(v) >= 3}, key=len, reverse=True)
+
+
+def redact_text(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """Free text (an exception's message, a tool's stderr) with every credential removed: the
+    given secret strings, any URL password and any signed query value in URLs it mentions."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    text = _USERINFO_IN_TEXT.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
+    return _PAIR_IN_TEXT.sub(
+        lambda m: f"{m['lead']}{m['name']}={REDACTED}" if m["value"] and is_secret_param(m["name"]) else m[0], text)
+
+
+def _normalise_escapes(text: str) -> str:
+    def one(match: re.Match) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char in _UNRESERVED_CHARS else f"%{match.group(1).upper()}"
+
+    return _UNRESERVED.sub(one, text)
+
+
+def identity(url: str) -> str:
+    """The normalised, credential-free form of a URL that names the resource (see above)."""
+    parts = urlsplit(redact_url(url))
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    port = parts.port
+    netloc = host if port in (None, _DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
+    if parts.username:
+        netloc = f"{parts.username}{':' + REDACTED if parts.password else ''}@{netloc}"
+    path = _normalise_escapes(parts.path) or "/"
+    return urlunsplit((scheme, netloc, path, _normalise_escapes(parts.query), ""))
+
+
+def identity_digest(text: str) -> str:
+    """A short hash of an identity, for cache directory names (64 bits: collisions are not a
+    practical concern, and the record beside the entry is checked against the full identity)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_name(url: str, fallback: str = "file") -> str:
+    """A file name for what the URL serves, safe as one path component: a share link's file
+    parameter (`?p=/pytorch_model-00001-of-00007.bin&dl=1`, Seafile's and similar shares),
+    else the last path segment."""
+    parts = urlsplit(url)
+    candidates = []
+    for pair in parts.query.split("&") if parts.query else []:
+        name, _, value = pair.partition("=")
+        if unquote(name).lower() in _FILE_PARAMS and value:
+            candidates.append(unquote(value.replace("+", " ")).rstrip("/").rsplit("/", 1)[-1])
+            break
+    candidates.append(unquote(parts.path).rstrip("/").rsplit("/", 1)[-1])
+    return next((safe for safe in map(safe_component, candidates) if safe), fallback)
+
+
+def safe_component(name: str) -> str:
+    """`name` as one path component: no separators, no leading dots, printable ASCII only."""
+    cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "_", name).lstrip(".")[:120]
+    return cleaned
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the default port filled in: what a redirect may leave."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+def host_port(url: str) -> str:
+    """`host` or `host:port` (port only when not the scheme's default), for messages."""
+    scheme, host, port = origin(url)
+    return host if port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"

@@ -1,0 +1,81 @@
+"""URL identity, redaction and file names (envctl/artifacts/urls.py), with the parameter names
+object stores and share services really use (see that module's docstring for the sources)."""
+
+from __future__ import annotations
+
+import pytest
+
+from envctl.artifacts import urls
+from envctl.artifacts.sources import parse_source
+
+SECRET = "c2VjcmV0LXZhbHVlLTEyMzQ1Njc4OTA"
+
+
+@pytest.mark.parametrize("name", [
+    "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token",  # AWS S3 SigV4, and OBS/MinIO in S3 mode
+    "Signature", "AWSAccessKeyId", "OSSAccessKeyId", "security-token",  # S3 SigV2, Alibaba OSS V1
+    "x-oss-signature", "x-oss-credential",  # Alibaba OSS V4
+    "q-signature", "q-ak", "sign",  # Tencent COS
+    "AccessKeyId",  # Huawei OBS V2
+    "sig",  # Azure SAS
+    "X-Goog-Signature", "X-Goog-Credential", "GoogleAccessId",  # Google Cloud Storage V4 / V2
+    "X-Tos-Signature", "X-Tos-Credential",  # Volcengine TOS
+    "auth_key",  # Alibaba Cloud CDN type A
+    "token", "access_token", "api_token", "password", "client_secret",
+])
+def test_signed_and_token_parameters_are_redacted_everywhere(name):
+    url = f"https://bucket.example.com/weights/model.bin?versionId=3&{name}={SECRET}&dl=1"
+    assert urls.redact_url(url) == f"https://bucket.example.com/weights/model.bin?versionId=3&{name}=***&dl=1"
+    assert SECRET not in urls.identity(url)
+    text = f"HTTPSConnectionPool(host='bucket.example.com'): Max retries exceeded with url: /weights/model.bin?{name}={SECRET} (x)"
+    assert SECRET not in urls.redact_text(text)
+    source = parse_source(url)
+    assert SECRET not in source.display and SECRET not in repr(source) and SECRET not in source.cache_key()
+    assert source.request_url == url  # the request itself keeps it
+
+
+@pytest.mark.parametrize("name", ["p", "dl", "versionId", "X-Amz-Date", "X-Amz-Expires", "response-content-disposition"])
+def test_parameters_that_select_or_describe_the_object_are_kept(name):
+    url = f"https://share.example.edu/d/KEY/files/?{name}=value"
+    assert urls.redact_url(url) == url
+
+
+def test_userinfo_passwords_are_redacted_and_users_kept():
+    source = parse_source("https://alice:s3cr%40t@files.example.com/a.bin")
+    assert source.display == "https://alice:***@files.example.com/a.bin"
+    assert "s3cr" not in repr(source) and "s3cr" not in source.cache_key()
+    assert urls.redact_text("fetching https://alice:s3cr3t@files.example.com/a.bin failed") == \
+        "fetching https://alice:***@files.example.com/a.bin failed"
+
+
+@pytest.mark.parametrize("a, b, same", [
+    ("https://h/d/K/files/?p=%2Fa.bin&dl=1", "https://h/d/K/files/?p=%2Fb.bin&dl=1", False),  # the query selects
+    ("https://h/a.bin", "https://h:8443/a.bin", False),  # the port
+    ("https://h/a.bin", "https://mirror.h/a.bin", False),  # the host
+    ("https://h/a.bin", "http://h/a.bin", False),  # the scheme
+    ("https://h/x/a.bin", "https://h/y/a.bin", False),  # the path
+    ("https://h/a%2Fb.bin", "https://h/a/b.bin", False),  # an escaped "/" is not a "/" (RFC 3986 2.2)
+    ("https://h/a.bin?x=1&y=2", "https://h/a.bin?y=2&x=1", False),  # order may matter to a server
+    ("https://h/a.bin", "https://h/a.bin#part", True),  # a fragment is never sent
+    ("https://H/a.bin", "HTTPS://h:443/a.bin", True),  # case of scheme and host, default port
+    ("https://h/?p=%2fa.bin", "https://h/?p=%2Fa.bin", True),  # case of escapes
+    ("https://h/%7Euser/a.bin", "https://h/~user/a.bin", True),  # escaped unreserved characters
+    ("https://h/a.bin?X-Amz-Signature=one", "https://h/a.bin?X-Amz-Signature=two", True),  # a re-signed link
+])
+def test_identity_tells_sources_apart_and_no_more(a, b, same):
+    assert (urls.identity(a) == urls.identity(b)) is same
+    assert (parse_source(a).cache_key() == parse_source(b).cache_key()) is same
+
+
+@pytest.mark.parametrize("url, name", [
+    ("https://share.example.edu/d/KEY/files/?p=%2Fpytorch_model-00001-of-00007.bin&dl=1", "pytorch_model-00001-of-00007.bin"),
+    ("https://share.example.edu/d/KEY/files/?p=%2Fsub%20dir%2Fconfig.json&dl=1", "config.json"),
+    ("https://h/api/v1/models/org/m/repo?Revision=master&FilePath=tokenizer%2Ftokenizer.model", "tokenizer.model"),
+    ("https://h/releases/deepspeed_mlu-0.9.0-py3-none-any.whl", "deepspeed_mlu-0.9.0-py3-none-any.whl"),
+    ("https://h/download?id=42", "download"),
+    ("https://h/x/..%2F..%2Fetc%2Fpasswd", "passwd"),
+    ("https://h/d/K/files/?p=%2F..&dl=1", "files"),
+])
+def test_file_names_come_from_the_share_parameter_or_the_path_and_stay_one_component(url, name):
+    assert urls.file_name(url) == name
+    assert parse_source(url).cache_key().endswith("/" + name)
