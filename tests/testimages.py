@@ -38,13 +38,15 @@ def _rootfs_tar(extra: dict[str, bytes] | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def save_image(engine, extra: dict[str, bytes] | None, path: Path) -> str:
-    """Import a busybox rootfs (plus `extra` files) as IMAGE, `docker save` it to `path`, remove
-    it from the engine again, and return its image ID."""
-    engine.api.import_image_from_data(_rootfs_tar(extra), repository="envctl-it/busybox", tag="1")
-    image = engine.images.get(IMAGE)
+def save_image(engine, extra: dict[str, bytes] | None, path: Path, ref: str = IMAGE) -> str:
+    """Import a busybox rootfs (plus `extra` files) as `ref` (REPOSITORY:TAG), `docker save` it
+    to `path`, remove it from the engine again, and return its image ID (on the classic store
+    its config digest, on the containerd store its manifest digest)."""
+    repository, tag = ref.rsplit(":", 1)
+    engine.api.import_image_from_data(_rootfs_tar(extra), repository=repository, tag=tag)
+    image = engine.images.get(ref)
     with open(path, "wb") as handle:
         for chunk in image.save(named=True):
             handle.write(chunk)
-    engine.images.remove(IMAGE, force=True)
+    engine.images.remove(ref, force=True)
     return image.id

@@ -1,4 +1,5 @@
-"""Integration fixtures: a real Docker engine, test images built locally (no registry), and
+"""Integration fixtures: real Docker engines (tests/engines.py: the classic store, and the
+containerd store for tests marked `both_engines`), test images built locally (no registry), and
 simulated accelerator hosts under temporary host roots. Everything created is labelled or named
 for the tests and removed afterwards."""
 
@@ -18,20 +19,31 @@ import docker
 import pytest
 
 import hostsim
+from engines import CLASSIC, ENGINE_KINDS, EngineUnderTest, connect
 from support import IMAGE
 from testimages import save_image
 
 NAME_PREFIX = "it-"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "both_engines: run once on each test engine, the classic and the containerd "
+                                       "image store (tests/engines.py)")
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that uses an engine gets one: both for `both_engines`, else the classic one.
+    (Parametrized even with one engine, so that all tests on an engine share its session.)"""
+    if "engine_under_test" in metafunc.fixturenames:
+        kinds = ENGINE_KINDS if metafunc.definition.get_closest_marker("both_engines") else (CLASSIC,)
+        metafunc.parametrize("engine_under_test", kinds, ids=[k.id for k in kinds], indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def engine():
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # the suite needs an engine: fail loudly, never skip
-        pytest.fail(f"no Docker engine answers ({exc}); `make test` installs and starts one", pytrace=False)
-    yield client
+def engine_under_test(request) -> EngineUnderTest:
+    under_test = connect(request.param)
+    yield under_test
+    client = under_test.client
     for container in client.containers.list(all=True, filters={"label": "io.envctl.manifest"}):
         if container.labels.get("io.envctl.manifest", "").startswith(NAME_PREFIX):
             container.remove(force=True)
@@ -40,29 +52,60 @@ def engine():
             client.images.remove(tag, force=True)
 
 
+@pytest.fixture(scope="session")
+def engine(engine_under_test):
+    """The docker-py client of the engine under test."""
+    return engine_under_test.client
+
+
 @dataclass(frozen=True)
 class Tarballs:
+    """`docker save` tarballs written by the classic engine (Docker 20.10's layout, what most
+    users have), with the image IDs the engine under test gives them after `docker load`: the
+    config digest on the classic store, the manifest digest on the containerd store."""
+
     plain: Path  # docker save of IMAGE
     gz: Path  # the same, gzipped
     image_id: str
     other: Path  # a different image under the same tag (a tag that moves)
     other_id: str
     corrupt: Path  # a truncated copy of `plain`
+    config_digest: str  # of `plain`'s image: its ID on the classic store, the same on every engine
+    other_config_digest: str
 
 
 @pytest.fixture(scope="session")
-def tarballs(engine, tmp_path_factory) -> Tarballs:
+def saved_tarballs(tmp_path_factory) -> dict[str, Path | str]:
+    """The tarballs, saved once by the classic engine; values: paths, and config digests."""
+    classic = connect(CLASSIC).client
     directory = tmp_path_factory.mktemp("images")
-
     plain, other = directory / "busybox.tar", directory / "busybox-other.tar"
-    image_id = save_image(engine, None, plain)
-    other_id = save_image(engine, {"etc/other": b"a different image\n"}, other)
+    config_digest = save_image(classic, None, plain)
+    other_config_digest = save_image(classic, {"etc/other": b"a different image\n"}, other)
     gz = directory / "busybox.tar.gz"
     with open(plain, "rb") as source, gzip.open(gz, "wb") as target:
         shutil.copyfileobj(source, target)
     corrupt = directory / "busybox-corrupt.tar"
     corrupt.write_bytes(plain.read_bytes()[: plain.stat().st_size // 2])
-    return Tarballs(plain, gz, image_id, other, other_id, corrupt)
+    return {"plain": plain, "gz": gz, "other": other, "corrupt": corrupt, "config_digest": config_digest,
+            "other_config_digest": other_config_digest}
+
+
+def loaded_image_id(engine, tarball: Path) -> str:
+    """The image ID `engine` gives `tarball`'s image when `docker load` loads it (the image is
+    removed again; the tarball holds IMAGE)."""
+    engine.images.load(tarball.read_bytes())
+    image_id = engine.images.get(IMAGE).id
+    engine.images.remove(IMAGE, force=True)
+    return image_id
+
+
+@pytest.fixture(scope="session")
+def tarballs(engine, saved_tarballs) -> Tarballs:
+    saved = saved_tarballs
+    return Tarballs(saved["plain"], saved["gz"], loaded_image_id(engine, saved["plain"]), saved["other"],
+                    loaded_image_id(engine, saved["other"]), saved["corrupt"], saved["config_digest"],
+                    saved["other_config_digest"])
 
 
 @dataclass
@@ -74,6 +117,7 @@ class Env:
     base: Path
     manifest: Path
     engine: object
+    docker_host: str | None = None  # the engine under test's DOCKER_HOST, handed to envctl
 
     @property
     def container(self) -> str:
@@ -83,6 +127,8 @@ class Env:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENVCTL_")}
         env.update(HOME=str(self.base / "home"), ENVCTL_HOST_ROOT=str(self.root), ENVCTL_CACHE=str(self.base / "cache"),
                    ENVCTL_WORKSPACE=str(self.base / "workspaces"))
+        if self.docker_host:
+            env["DOCKER_HOST"] = self.docker_host
         env.update(extra)
         return env
 
@@ -109,7 +155,8 @@ class Env:
 
 
 @pytest.fixture
-def make_env(engine, tmp_path):
+def make_env(engine_under_test, tmp_path):
+    engine = engine_under_test.client
     made = []
 
     def factory(kind: str = "mlu", cards: int = 2, **host) -> Env:
@@ -121,7 +168,7 @@ def make_env(engine, tmp_path):
             hostsim.npu_host(root, cards=cards, **host)
         else:
             root.mkdir()
-        env = Env(name, root, tmp_path, tmp_path / f"{name}.yaml", engine)
+        env = Env(name, root, tmp_path, tmp_path / f"{name}.yaml", engine, engine_under_test.docker_host)
         made.append(env)
         return env
 

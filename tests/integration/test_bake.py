@@ -1,6 +1,10 @@
 """`envctl build`, `save` and `load`: the setup baked into an image, tagged by its inputs."""
 
+import pytest
+
 from support import IMAGE
+
+pytestmark = pytest.mark.both_engines  # baked-image keys on the classic and the containerd image store
 
 BODY = """\
 device: {{kind: cpu}}

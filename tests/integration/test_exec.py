@@ -3,8 +3,12 @@
 import json
 import signal
 
+import pytest
+
 from support import IMAGE
 from terminal import in_terminal
+
+pytestmark = pytest.mark.both_engines  # the lifecycle on the classic and the containerd image store
 
 BODY = """\
 device: {{kind: mlu, cards: 2}}

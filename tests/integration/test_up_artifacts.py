@@ -2,6 +2,8 @@
 
 import subprocess
 
+import pytest
+
 from support import IMAGE
 
 GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
@@ -76,6 +78,7 @@ def test_up_offline_names_what_is_missing(make_env, tarballs, tmp_path):
     assert env.get() is None
 
 
+@pytest.mark.both_engines
 def test_an_image_tarball_over_http_is_downloaded_once_verified_and_loaded(make_env, tarballs, no_image, engine):
     import hashlib
 
