@@ -25,6 +25,7 @@ class Run:
     entry: str
     sets: tuple[str, ...] = ()
     up_cards: str | None = None
+    exit_code: int = 0  # what `envctl exec` must end with (a worker that fails: non-zero)
 
     @property
     def label(self) -> str:
@@ -220,7 +221,7 @@ CHATGLM2_NPU = Case(
 )
 
 MF = "/workspace/mindformers"
-MSRUN = "msrun --worker_num=8 --local_worker_num=8 --master_port=8118 --log_dir=output/msrun_log --join=False --cluster_time_out=7200"
+MSRUN = "msrun --worker_num=8 --local_worker_num=8 --master_port=8118 --log_dir=output/msrun_log --join=True --cluster_time_out=7200"
 MINDFORMERS = Case(
     "chatglm3-npu-mindformers", None, "npu",
     rewrite=("https://cloud.tsinghua.edu.cn/f/b3f119a008264b1cabd1/?dl=1",
@@ -230,7 +231,9 @@ MINDFORMERS = Case(
              "https://raw.githubusercontent.com/THUDM/ChatGLM3/7cd5bc78bd6232d02764b60b33874bb2d63a0df0/finetune_chatmodel_demo/scripts/format_tool_alpaca.py"),
     runs=(Run("convert"), Run("finetune"), Run("format-tool-alpaca"), Run("finetune-multiturn"),
           Run("finetune-multiturn", ("train_dataset_dir=/workspace/data/formatted_data/tool_alpaca.jsonl",)), Run("merge"),
-          Run("predict"), Run("predict", ("mode=multirole",)), Run("finetune", up_cards="0,1,2,3")),
+          Run("predict"), Run("predict", ("mode=multirole",)), Run("finetune", up_cards="0,1,2,3"),
+          # a worker that fails (its dataset is missing) fails the entrypoint: msrun --join=True exits 1
+          Run("finetune", ("train_dataset_dir=/workspace/data/AdvertiseGen/missing.json",), exit_code=1)),
     expect=(
         # build.sh installs MindFormers from the tree
         Expect("up", "pip install .", MF),

@@ -214,7 +214,8 @@ def test_the_tutorials_commands_run_in_the_standin_image(lab, case, engine):
             mark = log.mark()
             sets = [arg for s in run.sets for arg in ("--set", s)]
             done = lab.envctl(env, "exec", run.entry, "--env", case.container, *sets)
-            assert done.returncode == 0, f"{run.label}: exit {done.returncode}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+            assert done.returncode == run.exit_code, \
+                f"{run.label}: exit {done.returncode}, expected {run.exit_code}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
             entry["calls"] = normalize(log.since(mark), base_env, case.drawn.get(run.entry, ()), run.entry in case.dated)
             assert entry["calls"], f"{run.label} ran nothing the stand-ins record"
             report["runs"].append(entry)

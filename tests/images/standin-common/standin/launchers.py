@@ -9,13 +9,17 @@ given, and a fixed order keeps the call log comparable between runs.
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import subprocess
 import sys
 
 
-def run_workers(count: int, argv_for, env_for) -> int:
+def run_workers(count: int, argv_for, env_for, stop_at_failure: bool = True) -> int:
+    """Run the workers in rank order; the first non-zero exit status (0 when all succeed).
+    `stop_at_failure=False`: run every worker anyway, as a launcher that waits for all does."""
     parent = os.environ.pop("STANDIN_SEQ", None)
+    first = 0
     for rank in range(count):
         env = {**os.environ, **env_for(rank)}
         if parent is not None:
@@ -23,8 +27,10 @@ def run_workers(count: int, argv_for, env_for) -> int:
         code = subprocess.call(["python", *argv_for(rank)], env=env)
         if code != 0:
             print(f"[stand-in] worker {rank} exited with {code}", file=sys.stderr)
-            return code
-    return 0
+            if stop_at_failure:
+                return code
+            first = first or code
+    return first
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -87,11 +93,19 @@ def deepspeed(args: list[str]) -> None:
 
 def msrun(args: list[str]) -> None:
     """MindSpore's msrun on one node: --local_worker_num workers with MindSpore's dynamic-cluster
-    variables (MS_ROLE, MS_WORKER_NUM, MS_SCHED_HOST, MS_SCHED_PORT, MS_NODE_ID)."""
+    variables (MS_ROLE, MS_WORKER_NUM, MS_SCHED_HOST, MS_SCHED_PORT, MS_NODE_ID).
+
+    As MindSpore's msrun (mindspore/parallel/cluster/run.py, process_entity/_api.py): `--join`
+    is read with ast.literal_eval and must be True or False, default False. Without it msrun
+    returns 0 as soon as its workers are started, their output going to <log_dir>/worker_N.log,
+    and whatever they end with is lost to the caller. With --join=True it waits for every
+    worker and, when one exited non-zero, raises RuntimeError("Distributed job exited with
+    exception. Please check logs in directory: <log_dir>."): exit status 1."""
     parser = _parser("msrun")
     for name in ("--worker_num", "--local_worker_num", "--master_addr", "--master_port", "--node_rank", "--log_dir",
-                 "--join", "--cluster_time_out", "--bind_core", "--sim_level"):
+                 "--cluster_time_out", "--bind_core", "--sim_level"):
         parser.add_argument(name)
+    parser.add_argument("--join", default=False, type=ast.literal_eval, choices=[True, False])
     opts = parser.parse_args(args)
     total = int(opts.worker_num or 8)
     local = int(opts.local_worker_num or total)
@@ -100,4 +114,24 @@ def msrun(args: list[str]) -> None:
         return {"MS_ROLE": "MS_WORKER", "MS_WORKER_NUM": str(total), "MS_SCHED_HOST": opts.master_addr or "127.0.0.1",
                 "MS_SCHED_PORT": str(opts.master_port or 8118), "MS_NODE_ID": str(rank)}
 
-    sys.exit(run_workers(local, lambda rank: [opts.training_script, *opts.training_script_args], env_for))
+    def argv_for(rank):
+        return [opts.training_script, *opts.training_script_args]
+
+    if not opts.join:
+        log_dir = opts.log_dir or "."
+        os.makedirs(log_dir, exist_ok=True)
+        if os.fork() == 0:  # the workers outlive msrun, detached from the caller's terminal and pipes
+            os.setsid()
+            with open(os.path.join(log_dir, "worker_0.log"), "ab") as log, open(os.devnull, "rb") as nothing:
+                os.dup2(nothing.fileno(), 0)
+                os.dup2(log.fileno(), 1)
+                os.dup2(log.fileno(), 2)
+            code = run_workers(local, argv_for, env_for, stop_at_failure=False)
+            os._exit(1 if code else 0)
+        print(f"[stand-in] msrun: {local} workers started; logs in {log_dir} (--join=False: not waiting)", file=sys.stderr)
+        sys.exit(0)
+    if run_workers(local, argv_for, env_for, stop_at_failure=False):
+        print("RuntimeError: Distributed job exited with exception. Please check logs in directory: "
+              f"{opts.log_dir or ''}.", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(0)
