@@ -51,7 +51,7 @@ def fetch_all(loaded: Loaded, cache: Cache, offline: bool = False, progress=None
         futures = {n: pool.submit(fetch_one, n, loaded.sources[n], manifest.artifacts[n], cache, downloader, offline,
                                   loaded.locks.get(n))
                    for n in wanted}
-        results, errors = [], []
+        results, errors, hints = [], [], []
         for name, future in futures.items():
             try:
                 fetched = future.result()
@@ -59,8 +59,11 @@ def fetch_all(loaded: Loaded, cache: Cache, offline: bool = False, progress=None
                 echo(f"artifact   {name}: {fetched.action}" + (f" ({fetched.revision})" if fetched.revision else ""))
             except EnvctlError as exc:  # fetch, archive and source errors alike: report them all
                 errors.append(f"{name}: {exc.message}")
+                if exc.hint and exc.hint not in hints:
+                    hints.append(exc.hint)
     if errors:
-        raise FetchError("\n".join(errors), hint="fix what is named and run again: what was fetched is kept")
+        # Each failure's own advice (an expired signed link, a mirror that redirects away) first.
+        raise FetchError("\n".join(errors), hint="; ".join(hints + ["fix what is named and run again: what was fetched is kept"]))
     return results
 
 

@@ -171,13 +171,14 @@ def _connect_failure(exc: BaseException) -> str | None:
     """Why no connection could be made at all, or None for other failures (a dropped body)."""
     cause = exc.args[0] if exc.args else None
     inner = getattr(cause, "reason", cause)
-    if isinstance(exc, requests.ConnectTimeout) or isinstance(inner, urllib3.exceptions.ConnectTimeoutError):
-        return "connection timed out"
+    # NewConnectionError is a ConnectTimeoutError in urllib3 2: the more precise causes first.
     if isinstance(inner, urllib3.exceptions.NameResolutionError):
         return "the host name does not resolve"
     if isinstance(inner, urllib3.exceptions.NewConnectionError):
         text = str(inner).lower()
         return "connection refused" if "refused" in text else "cannot connect"
+    if isinstance(exc, requests.ConnectTimeout) or isinstance(inner, urllib3.exceptions.ConnectTimeoutError):
+        return "connection timed out"
     return None
 
 

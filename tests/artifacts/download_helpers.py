@@ -27,7 +27,7 @@ def write_manifest(tmp_path: Path, artifacts: str) -> Path:
 def envctl(tmp_path: Path, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """`python -m envctl ARGS` with this test's own cache and home, nothing from the user's."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("ENVCTL_", "HF_"))}
-    environ.update(ENVCTL_CACHE=str(tmp_path / "cache"), HOME=str(tmp_path / "home"), **(env or {}))
+    environ.update({"ENVCTL_CACHE": str(tmp_path / "cache"), "HOME": str(tmp_path / "home"), **(env or {})})
     return subprocess.run([sys.executable, "-m", "envctl", *args], capture_output=True, text=True, env=environ,
                           timeout=timeout)
 
