@@ -10,14 +10,15 @@ after each test). What a test gets:
 
 - `lab.ssh_config`: an ssh_config with a Host entry per host (HostName, User root, Port 22, the
   client key, IdentitiesOnly, ProxyJump for hidden hosts, the lab's known_hosts); use it with
-  `ssh -F`. Nothing of the user's ~/.ssh or agent is read through it.
+  `ssh -F`. Nothing of the user's ~/.ssh or agent is read through it. It sets no host-key
+  policy (StrictHostKeyChecking, BatchMode): OpenSSH's defaults apply, as for a user.
 - `lab.known_hosts`: every host's key, as OpenSSH records it (under the host's IP).
 - `lab.client_key` (authorized on every host), `lab.wrong_key` (authorized nowhere).
 - `lab.ip(h)`, `lab.docker_socket(h)` / `lab.docker_host(h)` (the host's engine, reachable from
   the test process too), `lab.host_root(h)` (a directory to fill with simulated hardware),
   `lab.path(h, "/root/.cache")` (where a path of the host's private directories lies here).
 - failures: `drop_connections`, `set_delay`/`clear_delay`, `stop`/`start`, `partition`/`heal`,
-  `forget_host_key`, `change_host_key`; `reset()` undoes them all.
+  `forget_host_key`, `change_host_key`, `ask_for_password`; `reset()` undoes them all.
 
 Layout, addresses and teardown are described in tests/sshlab_build.py. The lab needs root and
 fails with the reason (LabError) when it cannot be built; it never skips.
@@ -49,6 +50,7 @@ from sshlab_system import (
 __all__ = ["Lab", "LabError", "HostPlan"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,11}$")  # a switch port is named after its host (<= 15 chars)
+_TEST_POLICY = ("BatchMode=yes", "StrictHostKeyChecking=yes")  # what lab.ssh() adds (the config has neither)
 _TOOLS = ("ip", "tc", "nsenter", "unshare", "findmnt", "iptables", "ssh", "ssh-keygen")
 
 
@@ -67,6 +69,8 @@ class Lab(Faults):
         self._delays: dict[str, float] = {}
         self._partitioned: set[str] = set()
         self._stopped: set[str] = set()
+        self._asking: set[str] = set()  # hosts whose sshd asks for passwords (ask_for_password)
+        self._set_docker_host = set_docker_host
         self._closed = False
         started = time.monotonic()
         with build.lock(base):
@@ -141,11 +145,12 @@ class Lab(Faults):
             f"  IdentityFile {self.client_key}",
             "  IdentitiesOnly yes",
             "  IdentityAgent none",  # never the user's agent
+            # A known_hosts of its own, as a team's shared one is often named. No host-key policy
+            # (StrictHostKeyChecking, BatchMode) here: what envctl enforces must come from envctl,
+            # on every hop, or the tests could not see a hop it misses. lab.ssh() gives its own.
             f"  UserKnownHostsFile {self.dir / 'known_hosts'}",
-            "  GlobalKnownHostsFile /dev/null",
-            "  StrictHostKeyChecking yes",
+            "  GlobalKnownHostsFile /dev/null",  # never the machine's /etc/ssh/ssh_known_hosts
             "  UpdateHostKeys no",  # keep known_hosts exactly as the tests write it
-            "  BatchMode yes",  # a prompt would hang a test: fail instead
             "  ConnectTimeout 10",
             "  ControlMaster no",
             "  ControlPath none",
@@ -222,8 +227,10 @@ class Lab(Faults):
 
     def ssh_argv(self, name: str, *command: str, options: Sequence[str] = ()) -> list[str]:
         """`ssh -F <lab config> [-o ...] -- NAME COMMAND...` (the command is joined by the
-        remote shell, as with any ssh). `options` are "Key=value" strings."""
-        opts = [arg for option in options for arg in ("-o", option)]
+        remote shell, as with any ssh). `options` are "Key=value" strings; after them come
+        BatchMode=yes and StrictHostKeyChecking=yes (the first value given wins): a test never
+        waits at a prompt. They hold for NAME only, not for the jump host of a hidden host."""
+        opts = [arg for option in (*options, *_TEST_POLICY) for arg in ("-o", option)]
         return ["ssh", "-F", str(self.ssh_config), *opts, "--", name, *command]
 
     def ssh(self, name: str, *command: str, options: Sequence[str] = (), timeout: float = 60,

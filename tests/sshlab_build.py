@@ -234,7 +234,9 @@ def build_host_fs(host: HostPlan, authorized_keys: str) -> None:
 
 # --- daemons ----------------------------------------------------------------------------------
 
-def sshd_config(host: HostPlan, set_docker_host: bool) -> str:
+def sshd_config(host: HostPlan, set_docker_host: bool, ask_password: bool = False) -> str:
+    """`ask_password`: refuse every key and offer password logins instead (a bastion that
+    wants a password or one-time code); root's password never matches, so none is accepted."""
     lines = [
         f"# sshd of lab host {host.name}: written by tests/sshlab_build.py",
         "Port 22",
@@ -244,8 +246,8 @@ def sshd_config(host: HostPlan, set_docker_host: bool) -> str:
         "PidFile none",
         "PermitRootLogin prohibit-password",  # tests run as root; keys only
         "PubkeyAuthentication yes",
-        "AuthorizedKeysFile .ssh/authorized_keys",  # the host's private /root
-        "PasswordAuthentication no",
+        "AuthorizedKeysFile " + ("none" if ask_password else ".ssh/authorized_keys"),  # the host's private /root
+        "PasswordAuthentication " + ("yes" if ask_password else "no"),
         "KbdInteractiveAuthentication no",
         "UsePAM no",
         "StrictModes no",  # the lab's directories live below paths we do not own the modes of

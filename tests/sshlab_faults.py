@@ -33,7 +33,7 @@ DELAY_SCRIPT = Path(__file__).with_name("sshlab_delay.py")
 
 class Faults:
     """Needs from the class it is mixed into: _plan, _processes, _delays, _partitioned,
-    _stopped, host(), _wait_sshd(), restore_known_hosts()."""
+    _stopped, _asking, _set_docker_host, host(), _wait_sshd(), restore_known_hosts()."""
 
     def _detect_delay_mechanism(self) -> str:
         """netem where the kernel has it; else the NFQUEUE daemon (see tests/sshlab_delay.py)."""
@@ -71,6 +71,15 @@ class Faults:
         self._processes[name, "sshd"] = build.start_sshd(self.host(name))
         self._wait_sshd(self.host(name))
         self._stopped.discard(name)
+
+    def ask_for_password(self, name: str, asking: bool = True) -> None:
+        """Restart the host's sshd so that it refuses every key and asks for a password (or,
+        with asking=False, as it was): a bastion with password logins. Sessions are dropped."""
+        host = self.host(name)
+        self.stop(name)
+        (host.ssh_dir / "sshd_config").write_text(build.sshd_config(host, self._set_docker_host, ask_password=asking))
+        self.start(name)
+        (self._asking.add if asking else self._asking.discard)(name)
 
     def partition(self, name: str) -> None:
         """Silently drop every packet to and from the host's link (in the switch): connections
@@ -136,9 +145,11 @@ class Faults:
         return "".join(parts)
 
     def reset(self) -> None:
-        """Undo every failure helper: known_hosts restored, delays cleared, partitions healed,
-        stopped hosts started."""
+        """Undo every failure helper: known_hosts restored, password logins undone, delays
+        cleared, partitions healed, stopped hosts started."""
         self.restore_known_hosts()
+        for name in list(self._asking):
+            self.ask_for_password(name, asking=False)
         self.clear_delay()
         for name in list(self._partitioned):
             self.heal(name)

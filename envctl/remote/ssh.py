@@ -6,10 +6,12 @@ and its transfers are the speed our users compare us with (`scp`). One master co
 host (ControlMaster) carries every command, transfer and the forwarded Docker socket, so each
 further call costs one round trip and no handshake.
 
-Security: host keys are always checked (StrictHostKeyChecking=yes, whatever the config says);
-an unknown key stops with its fingerprint and `--accept-host-key FINGERPRINT` adds exactly
-that key; a changed key always stops. Commands are argument lists, quoted one by one for the
-remote shell (ssh hands the server one command line).
+Security: host keys are always checked (StrictHostKeyChecking=yes, whatever the config says),
+on every hop: through bastions, envctl builds the ProxyJump chain itself (remote/ssh_hops.py) so
+that each jump host is held to the same policy. An unknown key, of the host or of a bastion on
+the way, stops with its fingerprint and `--accept-host-key FINGERPRINT` adds exactly that key;
+a changed key always stops. Never a prompt (BatchMode) on any hop. Commands are argument lists,
+quoted one by one for the remote shell (ssh hands the server one command line).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Mapping, Sequence
 
 from envctl.errors import EXIT_REMOTE_FAILED, EnvctlError
 from envctl.hosts.base import CommandResult
+from envctl.remote.ssh_hops import POLICY, Hop, describe, envctl_known_hosts, hop_refusing_login, refusing_hop, resolve_route
 
 FAR_HOST_SECONDS = 0.02  # a command's round trip beyond which a host counts as far (not on the LAN)
 BULK_CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr,aes256-ctr"
@@ -46,13 +49,14 @@ class SSHSettings:
     accept_host_key: str | None = None  # "SHA256:..." from --accept-host-key
     control_dir: str | None = None  # where master sockets live; default below
     extra: tuple[str, ...] = field(default_factory=tuple)  # more -o options (tests, benchmarks)
+    known_hosts: str | None = None  # envctl's own known_hosts (hops whose config says /dev/null)
 
     @classmethod
     def from_environ(cls, config: str | None = None, accept_host_key: str | None = None,
                      environ: Mapping[str, str] | None = None) -> "SSHSettings":
         environ = os.environ if environ is None else environ
         return cls(config or environ.get("ENVCTL_SSH_CONFIG") or None, accept_host_key,
-                   environ.get("ENVCTL_SSH_CONTROL_DIR") or None)
+                   environ.get("ENVCTL_SSH_CONTROL_DIR") or None, known_hosts=envctl_known_hosts(environ))
 
 
 def _control_dir(settings: SSHSettings) -> str:
@@ -74,6 +78,15 @@ class SSHConnection:
         name = hashlib.sha256(f"{destination}\0{self.settings.config}".encode()).hexdigest()[:20]
         self.control_path = os.path.join(_control_dir(self.settings), name)
         self._round_trip: float | None = None
+        self._route: Hop | None = None
+
+    def route(self) -> Hop:
+        """The destination and the jump hosts before it, as the ssh config says (read once).
+        Raises RouteError (a RemoteError's sibling) when ssh cannot read the config."""
+        if self._route is None:
+            self._route = resolve_route(self.destination, self.settings.config, self.settings.extra,
+                                        self.settings.known_hosts)
+        return self._route
 
     # -- the ssh command line -------------------------------------------------------------
     def base(self, *more: str, master: bool = True, first: Sequence[str] = ()) -> list[str]:
@@ -83,12 +96,14 @@ class SSHConnection:
             argv += ["-F", self.settings.config]
         for option in first:
             argv += ["-o", option]
-        argv += [
-            "-o", "BatchMode=yes",  # never prompt: a prompt would hang a parallel run
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3",
-            "-o", "ConnectTimeout=20",
-        ]
+        for option in POLICY:  # keys checked, never a prompt (it would hang a parallel run)
+            argv += ["-o", option]
+        argv += ["-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]
+        # The hops before the destination, each held to POLICY (a ProxyJump of the config would
+        # start them without it), and the known_hosts envctl checks against where the config
+        # names only /dev/null.
+        route = self.route()
+        argv += route.known_hosts_options() + route.route_options(self.settings.config)
         if master:
             argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_path}",
                      "-o", "ControlPersist=120"]
@@ -128,19 +143,35 @@ class SSHConnection:
         result = self._raw(first, timeout=60)
         if result.returncode == 0:
             return result.stdout
+        result = self._with_hop_messages(result)
         if result.returncode == SSH_FAILED and _unknown_key(result.stderr) and self.settings.accept_host_key:
-            self._accept_key(self.settings.accept_host_key)
+            self._accept_key(self.settings.accept_host_key, result.stderr)
             result = self._raw(first, timeout=60)
             if result.returncode == 0:
                 return result.stdout
+            result = self._with_hop_messages(result)
         raise self.explain(result)
+
+    def _with_hop_messages(self, result: CommandResult) -> CommandResult:
+        """`result` of a failed connection, with what the jump hosts said. A master with
+        ControlPersist sends its ProxyCommand's stderr to /dev/null (sshconnect.c
+        ssh_proxy_connect, "error messages may be printed on the user's terminal"), so a hop's
+        own message is lost; one attempt without the master shows it."""
+        if result.returncode != SSH_FAILED or self.route().via is None:
+            return result
+        argv = self.base("-T", self.destination, "--", "true", master=False)
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return result
+        return CommandResult(result.returncode, result.stdout, done.stderr + result.stderr)
 
     def run(self, argv: Sequence[str], timeout: float | None = 300, input: bytes | None = None) -> CommandResult:
         """Run a command remotely. A failed connection is raised as RemoteError; the
         command's own exit code is returned."""
         result = self._raw(argv, timeout, input)
         if result.returncode == SSH_FAILED and _connection_failed(result.stderr):
-            raise self.explain(result)
+            raise self.explain(self._with_hop_messages(result))
         return result
 
     def check(self, argv: Sequence[str], what: str, timeout: float | None = 300, input: bytes | None = None) -> str:
@@ -195,82 +226,105 @@ class SSHConnection:
 
     # -- failures ---------------------------------------------------------------------------
     def explain(self, result: CommandResult) -> RemoteError:
+        """A failed connection in envctl's words, naming the hop that failed (the host or a
+        jump host on the way to it)."""
         text = result.stderr
         who = self.destination
-        if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
+        if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text or "has changed and you have requested" in text:
+            route = self.route()
+            hop = refusing_hop(route, text) or route
             offered = _fingerprint_in(text)
             return RemoteError(
-                f"{who}: the host key has CHANGED since it was recorded in known_hosts"
+                f"{who}: the host key of {describe(hop, route)} has CHANGED since it was recorded in known_hosts"
                 + (f" (now {offered})" if offered else "")
                 + ". This can mean someone is intercepting the connection; envctl does not connect.",
                 hint="if the server was reinstalled, check the new key with its administrator, then remove the old "
-                     f"one: ssh-keygen -R {_known_hosts_name(self)}")
+                     f"one: ssh-keygen -R {shlex.quote(hop.key_name)} -f {shlex.quote(hop.known_hosts[0])}")
         if _unknown_key(text):
-            fingerprint = self._offered_fingerprint()
-            about = _unknown_host_in(text) or who
+            route = self.route()
+            hop = refusing_hop(route, text) or route
+            about = describe(hop, route)
+            fingerprint = self._offered_fingerprint(hop)
+            kept = (f"; its config keeps keys in /dev/null, so envctl records it in {hop.known_hosts[0]}"
+                    if hop.replaced_known_hosts else "")
             if fingerprint:
                 return RemoteError(
                     f"{who}: the host key of {about} is not known (offered: {fingerprint})",
                     hint=f"check the fingerprint with the server's administrator, then run again with "
-                         f"--accept-host-key {fingerprint}")
+                         f"--accept-host-key {fingerprint}{kept}")
             return RemoteError(f"{who}: the host key of {about} is not known",
-                               hint=f"connect once with `ssh {who}` and check the key it shows")
+                               hint=f"connect once with `ssh {hop.name}` and check the key it shows")
         if "Permission denied" in text:
-            return RemoteError(f"{who}: the server refused our key ({_last_line(text)})",
+            route = self.route()
+            hop = hop_refusing_login(route, text) or route
+            line = _line_with(text, "Permission denied")
+            if hop is not route:
+                return RemoteError(
+                    f"{who}: {describe(hop, route)} refused our key ({line})",
+                    hint="envctl never answers a password or other prompt on any hop (BatchMode): the jump host must "
+                         f"accept a key; check IdentityFile / ssh-agent for it (`ssh -G {hop.name}`)")
+            return RemoteError(f"{who}: the server refused our key ({line})",
                                hint="check IdentityFile / ssh-agent for this host in your ssh config (`ssh -G "
-                                    f"{who}` shows what ssh uses)")
+                                    f"{who}` shows what ssh uses); envctl never answers a password prompt")
         if "Could not resolve hostname" in text:
-            return RemoteError(f"{who}: {_last_line(text)}", hint="is the name in your ssh config or inventory?")
+            return RemoteError(f"{who}: {_line_with(text, 'Could not resolve hostname')}",
+                               hint="is the name in your ssh config or inventory?")
         if result.returncode == 124:
             return RemoteError(f"{who}: {text.strip()}")
         return RemoteError(f"{who}: cannot connect ({_last_line(text) or f'ssh exit {result.returncode}'})")
 
-    def _offered_fingerprint(self) -> str | None:
-        """The fingerprint of the key that was refused: one verbose attempt that still refuses it."""
-        argv = self.base("-v", "-T", self.destination, "--", "true", master=False)
+    def _offered_fingerprint(self, hop: Hop) -> str | None:
+        """The fingerprint of the key `hop` offers (the hops before it already trusted)."""
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-        except subprocess.TimeoutExpired:
+            return self._offered_key(hop)[0]
+        except RemoteError:
             return None
-        return _fingerprint_in(done.stderr)
 
-    def _accept_key(self, fingerprint: str) -> None:
-        """Record the host's key in known_hosts, but only if it is the one the user checked."""
+    def _offered_key(self, hop: Hop) -> tuple[str | None, str]:
+        """(fingerprint, known_hosts lines) of the key `hop` offers: one connection to it with
+        a throwaway known_hosts that takes whatever key is offered (written right after the key
+        exchange, whether or not we may log in); the hops before it are still checked."""
         with tempfile.TemporaryDirectory(prefix="envctl-hostkey-") as scratch:
             scratch_file = os.path.join(scratch, "known_hosts")
-            # Connect once with a throwaway known_hosts that takes whatever key is offered,
-            # then compare that key with the fingerprint the user gave before keeping it.
-            argv = self.base("-T", self.destination, "--", "true", master=False,
-                             first=(f"UserKnownHostsFile={scratch_file}", "StrictHostKeyChecking=accept-new",
-                                    "HashKnownHosts=no"))
-            subprocess.run(argv, capture_output=True, timeout=60, check=False)
+            first = (f"UserKnownHostsFile={scratch_file}", "StrictHostKeyChecking=accept-new", "HashKnownHosts=no")
+            if hop is self.route():
+                argv = self.base("-T", self.destination, "--", "true", master=False, first=first)
+            else:
+                argv = (["ssh", *(["-F", self.settings.config] if self.settings.config else [])]
+                        + [arg for option in first for arg in ("-o", option)]
+                        + hop.jump_options(self.settings.config) + ["-T", "--", hop.name, "true"])
+            try:
+                subprocess.run(argv, capture_output=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                pass
             if not os.path.exists(scratch_file):
-                raise RemoteError(f"{self.destination}: could not read its host key to accept it")
+                raise RemoteError(f"{self.destination}: could not read the host key of {describe(hop, self.route())}")
+            lines = Path(scratch_file).read_text(encoding="utf-8")
             listed = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", scratch_file], capture_output=True,
                                     text=True, check=False).stdout
-            offered = _fingerprint_in(listed)
-            if offered != fingerprint:
-                raise RemoteError(f"{self.destination}: offers host key {offered}, not the {fingerprint} you accepted; "
-                                  "nothing was recorded")
-            known = self.known_hosts_file()
-            Path(known).parent.mkdir(parents=True, exist_ok=True)
-            with open(known, "a", encoding="utf-8") as out, open(scratch_file, encoding="utf-8") as new:
-                out.write(new.read())
+            return _fingerprint_in(listed), lines
+
+    def _accept_key(self, fingerprint: str, refused: str) -> None:
+        """Record the key of the hop that was refused (from ssh's messages in `refused`) in
+        its known_hosts, but only if it is the one the user checked."""
+        route = self.route()
+        hop = refusing_hop(route, refused) or route
+        offered, lines = self._offered_key(hop)
+        if offered != fingerprint:
+            raise RemoteError(f"{self.destination}: {describe(hop, route)} offers host key {offered}, not the "
+                              f"{fingerprint} you accepted; nothing was recorded")
+        known = Path(hop.known_hosts[0])
+        known.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(known, "a", encoding="utf-8") as out:
+            out.write(lines)
 
     def known_hosts_file(self) -> str:
-        """The first UserKnownHostsFile OpenSSH uses for this destination (`ssh -G`)."""
-        files = self.resolved().get("userknownhostsfile", "~/.ssh/known_hosts")
-        return os.path.expanduser(files.split()[0])
+        """The first known_hosts file the destination's key is checked against (`ssh -G`)."""
+        return self.route().known_hosts[0]
 
     def resolved(self) -> dict[str, str]:
         """This destination's settings as OpenSSH resolves them (hostname, user, port, ...)."""
-        argv = ["ssh"] + (["-F", self.settings.config] if self.settings.config else []) + ["-G", self.destination]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-        settings: dict[str, str] = {}
-        for line in done.stdout.splitlines():
-            key, _, value = line.partition(" ")
-            settings.setdefault(key.lower(), value)
-        return settings
+        return dict(self.route().settings)
 
 
 def _answers(path: str) -> bool:
@@ -324,12 +378,10 @@ def _connection_failed(text: str) -> bool:
     return any(marker in text for marker in markers)
 
 
+def _line_with(text: str, marker: str) -> str:
+    return next((line.strip() for line in text.splitlines() if marker in line), _last_line(text))
+
+
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("debug")]
     return lines[-1] if lines else ""
-
-
-def _known_hosts_name(connection: SSHConnection) -> str:
-    resolved = connection.resolved()
-    host, port = resolved.get("hostname", connection.destination), resolved.get("port", "22")
-    return host if port == "22" else f"[{host}]:{port}"

@@ -1,3 +1,18 @@
-"""Remote-host tests: the SSH lab's fixtures (tests/sshlab_fixtures.py) for every test here."""
+"""Remote-host tests: the SSH lab's fixtures (tests/sshlab_fixtures.py) for every test here, and
+`world`: envctl run as a user runs it against the lab (tests/remote/world.py)."""
 
+import re
+
+import pytest
 from sshlab_fixtures import lab, lab_session  # noqa: F401
+from world import PREFIX, World
+
+
+@pytest.fixture
+def world(lab, tmp_path, request):  # noqa: F811 (the lab fixture)
+    name = PREFIX + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:30].strip("-")
+    made = World(lab, tmp_path, name)
+    (tmp_path / "home").mkdir()
+    made.write_inventory(**{h: {} for h in lab.names})
+    yield made
+    made.clean()

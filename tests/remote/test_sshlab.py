@@ -118,6 +118,16 @@ def test_hidden_host_only_through_the_jump_host(lab):
     assert other.returncode != 0
 
 
+def test_the_lab_config_leaves_the_host_key_policy_to_the_client(lab):
+    """envctl must enforce StrictHostKeyChecking and BatchMode itself, on every hop: the lab's
+    config must not do it for envctl, or the tests could not see a hop it misses."""
+    for name in (lab.jump, lab.hidden[0]):
+        settings = subprocess.run(["ssh", "-F", str(lab.ssh_config), "-G", name], capture_output=True, text=True,
+                                  check=True).stdout.splitlines()
+        assert "stricthostkeychecking ask" in settings and "batchmode no" in settings
+        assert f"userknownhostsfile {lab.known_hosts}" in settings
+
+
 def test_unknown_host_key_is_refused(lab):
     lab.forget_host_key("lab1")
     assert lab.ip("lab1") not in lab.known_hosts.read_text()
@@ -204,6 +214,8 @@ def test_reset_undoes_every_failure(lab_session):
     lab.set_delay("lab2", 20)
     lab.stop("lab3")
     lab.partition("hidden1")
+    lab.ask_for_password("lab2")
+    assert "Permission denied (publickey,password)" in lab.ssh("lab2", "true").stderr
     lab.reset()
     assert lab.delays() == {}
     for name in lab.names:

@@ -51,10 +51,12 @@ def test_a_refused_login_points_at_the_keys_ssh_uses():
     assert "ssh -G lab1" in error.hint
 
 
-def test_commands_reach_the_remote_shell_as_one_quoted_word_each():
-    connection = SSHConnection("lab1", SSHSettings(config="/etc/envctl/ssh_config", control_dir="/tmp/envctl-ssh-test"))
+def test_commands_reach_the_remote_shell_as_one_quoted_word_each(tmp_path):
+    config = tmp_path / "ssh_config"
+    config.write_text("Host lab1\n  HostName 10.213.0.11\n")
+    connection = SSHConnection("lab1", SSHSettings(config=str(config), control_dir="/tmp/envctl-ssh-test"))
     argv = connection.command(["sh", "-c", 'echo "$1"', "sh", "a b; rm -rf /"])
-    assert argv[:3] == ["ssh", "-F", "/etc/envctl/ssh_config"]
+    assert argv[:3] == ["ssh", "-F", str(config)]
     assert "StrictHostKeyChecking=yes" in argv and "BatchMode=yes" in argv
     destination = argv.index("lab1")
     assert argv[destination + 1] == "--"
@@ -62,7 +64,27 @@ def test_commands_reach_the_remote_shell_as_one_quoted_word_each():
 
 
 def test_options_the_user_must_win_come_before_ours():
-    connection = SSHConnection("lab1", SSHSettings(control_dir="/tmp/envctl-ssh-test"))
+    connection = SSHConnection("lab1", SSHSettings(config="/dev/null", control_dir="/tmp/envctl-ssh-test"))
     argv = connection.base("-T", "lab1", first=("StrictHostKeyChecking=accept-new",), master=False)
     # ssh takes the first value given for an option
     assert argv.index("StrictHostKeyChecking=accept-new") < argv.index("StrictHostKeyChecking=yes")
+
+
+def test_a_host_behind_a_bastion_gets_envctls_own_proxycommand(tmp_path):
+    config = tmp_path / "ssh_config"
+    config.write_text("Host inner\n  ProxyJump bastion\nHost bastion\n  StrictHostKeyChecking no\n  BatchMode no\n")
+    argv = SSHConnection("inner", SSHSettings(config=str(config), control_dir="/tmp/envctl-ssh-test")).command(["true"])
+    proxy = [arg for arg in argv if arg.startswith("ProxyCommand=")]
+    assert len(proxy) == 1 and "StrictHostKeyChecking=yes" in proxy[0] and "BatchMode=yes" in proxy[0]
+    assert proxy[0].endswith("-W '[%h]:%p' -- bastion")
+
+
+def test_a_refused_bastion_login_is_told_apart_from_the_hosts(tmp_path):
+    config = tmp_path / "ssh_config"
+    config.write_text("Host inner\n  HostName 10.213.1.13\n  ProxyJump bastion\nHost bastion\n  HostName 10.213.0.11\n")
+    connection = SSHConnection("inner", SSHSettings(config=str(config), control_dir="/tmp/envctl-ssh-test"))
+    error = connection.explain(CommandResult(255, "", "root@10.213.0.11: Permission denied (publickey,password).\n"
+                                                      "Connection closed by UNKNOWN port 65535\n"))
+    assert error.message == ("inner: jump host bastion (10.213.0.11) on the way to inner refused our key "
+                             "(root@10.213.0.11: Permission denied (publickey,password).)")
+    assert "never answers a password" in error.hint

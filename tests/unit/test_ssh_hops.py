@@ -1,0 +1,156 @@
+"""The way to a host through its bastions (envctl/remote/ssh_hops.py), read from ssh configs by the
+system's OpenSSH itself (`ssh -G`, which connects nowhere). The same hops against real sshd
+servers are in tests/remote/test_every_hop.py.
+
+ProxyJump semantics checked here are OpenSSH's (openssh-portable readconf.c parse_jump, ssh.c):
+`ProxyJump a,b` reaches b through a and ignores b's own ProxyJump; `none` is a direct
+connection; a ProxyCommand given first wins over a ProxyJump of the config.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from envctl.remote.ssh_hops import (
+    POLICY,
+    JumpSpec,
+    RouteError,
+    describe,
+    hop_refusing_login,
+    parse_jump,
+    parse_jump_list,
+    refusing_hop,
+    resolve_route,
+)
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("bastion", JumpSpec("bastion")),
+    ("alice@bastion:2222", JumpSpec("bastion", "alice", 2222)),
+    ("ssh://bob@b2.example.org:2200", JumpSpec("b2.example.org", "bob", 2200)),
+    ("ssh://bob;fingerprint=x@b2/", JumpSpec("b2", "bob")),
+    ("[fe80::1]:23", JumpSpec("fe80::1", None, 23)),
+    ("carol@[2001:db8::7]", JumpSpec("2001:db8::7", "carol")),
+    ("a@b@host", JumpSpec("host", "a@b")),  # OpenSSH splits at the last '@'
+])
+def test_jump_specs_as_openssh_reads_them(spec, expected):
+    assert parse_jump(spec) == expected
+
+
+def test_a_jump_list_first_hop_first_and_none_is_no_jump():
+    assert parse_jump_list("a,u@b:2") == [JumpSpec("a"), JumpSpec("b", "u", 2)]
+    assert parse_jump_list("none") == parse_jump_list(None) == []
+    with pytest.raises(RouteError, match="port 'x' is not a number"):
+        parse_jump_list("a:x")
+
+
+def write(tmp_path: Path, text: str, name: str = "ssh_config") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def names(route):
+    return [(hop.name, hop.user, hop.port) for hop in route.chain()]
+
+
+def test_a_chain_reaches_its_last_hop_through_the_others_and_the_first_follows_its_own_config(tmp_path):
+    config = write(tmp_path, """\
+Host target
+  HostName 10.0.0.5
+  ProxyJump alice@b1:2222,ssh://bob@b2:2200
+Host b2
+  ProxyJump ignored-because-the-chain-says-b1
+Host b1
+  HostName 10.0.0.1
+  ProxyJump b0
+Host b0
+  HostName 10.0.0.250
+""")
+    route = resolve_route("target", config, own_known_hosts="/tmp/own")
+    assert names(route) == [("target", None, None), ("b2", "bob", 2200), ("b1", "alice", 2222), ("b0", None, None)]
+    hops = list(route.chain())
+    assert [hop.key_name for hop in hops] == ["10.0.0.5", "[b2]:2200", "[10.0.0.1]:2222", "10.0.0.250"]
+    assert describe(hops[2], route) == "jump host b1 (10.0.0.1:2222) on the way to target"
+    assert describe(route, route) == "target (10.0.0.5)"
+
+
+def test_proxyjump_none_and_a_host_without_jump_are_direct(tmp_path):
+    config = write(tmp_path, "Host direct\n  ProxyJump none\nHost * !bastion\n  ProxyJump bastion\n")
+    assert resolve_route("direct", config).via is None
+    assert [hop.name for hop in resolve_route("other", config).chain()][1] == "bastion"
+
+
+def test_a_users_proxycommand_is_left_as_written(tmp_path):
+    config = write(tmp_path, "Host behind\n  ProxyCommand nc -X 5 -x proxy:1080 %h %p\n")
+    route = resolve_route("behind", config)
+    assert route.via is None and route.own_proxy_command == "nc -X 5 -x proxy:1080 %h %p"
+    assert route.route_options(config) == []
+
+
+def test_match_and_include_are_read_as_ssh_reads_them(tmp_path):
+    included = write(tmp_path, "Match originalhost bastion\n  UserKnownHostsFile /dev/null\n"
+                               "  StrictHostKeyChecking no\n", "bastion.conf")
+    config = write(tmp_path, f"Include {included}\nHost inner\n  ProxyJump bastion\n"
+                             f"Host *\n  UserKnownHostsFile {tmp_path}/known_hosts\n")
+    route = resolve_route("inner", config, own_known_hosts=str(tmp_path / "own"))
+    assert route.known_hosts == (f"{tmp_path}/known_hosts",) and not route.replaced_known_hosts
+    assert route.via.known_hosts == (str(tmp_path / "own"),) and route.via.replaced_known_hosts
+    assert route.via.known_hosts_options() == ["-o", f"UserKnownHostsFile={tmp_path}/own"]
+
+
+def test_a_loop_in_the_config_is_refused_with_the_chain(tmp_path):
+    config = write(tmp_path, "Host a\n  ProxyJump b\nHost b\n  ProxyJump a\n")
+    with pytest.raises(RouteError, match="loops: a -> b -> a"):
+        resolve_route("a", config)
+
+
+def test_a_config_ssh_refuses_is_reported_with_its_line(tmp_path):
+    config = write(tmp_path, "Host a\n  NoSuchOption yes\n")
+    with pytest.raises(RouteError, match="line 2: Bad configuration option"):
+        resolve_route("a", config)
+
+
+def unwrap(proxy_command: str) -> list[str]:
+    """What a ProxyCommand runs after ssh expanded %h and %p (for host H, port 22)."""
+    expanded = proxy_command.replace("%%", "\0").replace("%h", "H").replace("%p", "22").replace("\0", "%")
+    return shlex.split(expanded)
+
+
+def test_every_hop_gets_the_policy_however_deep_the_nesting(tmp_path):
+    (tmp_path / "100% sure").mkdir()  # a % and a space in the config's path: literal in every hop
+    config = write(tmp_path / "100% sure", "Host t\n  ProxyJump a,b,c\n")
+    route = resolve_route("t", config)
+    options = route.route_options(config)
+    assert options[0] == "-o" and options[1].startswith("ProxyCommand=")
+    command, depth = options[1][len("ProxyCommand="):], 0
+    while command:
+        argv = unwrap(command)
+        depth += 1
+        for option in POLICY:
+            assert option in argv, argv
+        assert argv[:3] == ["ssh", "-F", config] and argv[-4:-1] == ["-W", "[H]:22", "--"]
+        inner = [arg for arg in argv if arg.startswith("ProxyCommand=")]
+        command = inner[0][len("ProxyCommand="):] if inner else ""
+    assert depth == 3  # c through b, b through a, a directly
+
+
+REFUSED_BASTION = """\
+No ED25519 host key is known for 10.213.0.11 and you have requested strict checking.
+Host key verification failed.
+Connection closed by UNKNOWN port 65535
+"""
+PASSWORD_BASTION = "root@10.213.0.11: Permission denied (publickey,password).\r\nConnection closed by UNKNOWN port 65535\n"
+
+
+def test_the_hop_named_in_opensshs_messages_is_found(tmp_path):
+    config = write(tmp_path, "Host inner\n  HostName 10.213.1.13\n  ProxyJump bastion\n"
+                             "Host bastion\n  HostName 10.213.0.11\n")
+    route = resolve_route("inner", config)
+    assert refusing_hop(route, REFUSED_BASTION) is route.via
+    assert refusing_hop(route, "Host key for 10.213.1.13 has changed and you have requested strict checking.") is route
+    assert hop_refusing_login(route, PASSWORD_BASTION) is route.via
+    assert refusing_hop(route, "Connection refused") is None
