@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from envctl import __version__
 from envctl.devices.base import DeviceNode, Mount
+from envctl.manifest import docker_values
 
 LABEL_PREFIX = "io.envctl."
 LABEL_MANIFEST = LABEL_PREFIX + "manifest"
@@ -87,7 +88,8 @@ class ContainerSpec:
         for key, value in self.env.items():
             args += ["--env", f"{key}={value}"]
         for flag, value in (
-            ("--shm-size", self.shm_size),
+            # In bytes' largest exact unit: the 20.10 CLI refuses `64Gi`, which the manifest may hold.
+            ("--shm-size", docker_values.size_text(docker_values.size_bytes(self.shm_size)) if self.shm_size is not None else None),
             ("--ipc", self.ipc_mode),
             ("--network", self.network_mode),
             ("--pid", self.pid_mode),
@@ -104,7 +106,7 @@ class ContainerSpec:
         for cap in self.cap_add:
             args += ["--cap-add", cap]
         for port in self.ports:
-            args += ["--publish", port]
+            args += ["--publish", _cli_port(docker_values.port_mapping(port))]
         return args + [self.image, *self.command]
 
     def api_kwargs(self, extra_labels: dict[str, str] | None = None) -> dict:
@@ -123,7 +125,8 @@ class ContainerSpec:
             "cap_add": list(self.cap_add),
         }
         optional = {
-            "shm_size": self.shm_size,
+            # Bytes: docker-py's parse_bytes knows only b/k/m/g and fails on `64Gi` (client-side).
+            "shm_size": docker_values.size_bytes(self.shm_size) if self.shm_size is not None else None,
             "ipc_mode": self.ipc_mode,
             "network_mode": self.network_mode,
             "pid_mode": self.pid_mode,
@@ -133,21 +136,15 @@ class ContainerSpec:
         }
         host_config.update({k: v for k, v in optional.items() if v is not None})
         if self.ports:
-            host_config["ports"] = {_container_port(p): _host_port(p) for p in self.ports}
+            mappings = [docker_values.port_mapping(p) for p in self.ports]
+            host_config["ports"] = {m.container_key: m.host_binding for m in mappings}
         return host_config
-
-
-def _split_limit(limit: int | str) -> tuple[int, int]:
-    if isinstance(limit, int):
-        return limit, limit
-    soft, hard = limit.split(":")
-    return int(soft), int(hard)
 
 
 def _api_ulimit(name: str, limit: int | str):
     from docker.types import Ulimit  # imported lazily: planning never needs the docker package
 
-    soft, hard = _split_limit(limit)
+    soft, hard = docker_values.ulimit(name, limit)
     return Ulimit(name=name, soft=soft, hard=hard)
 
 
@@ -157,13 +154,9 @@ def _api_mount(mount: Mount):
     return DockerMount(target=mount.target, source=mount.source, type="bind", read_only=mount.read_only)
 
 
-def _container_port(port: str) -> str:
-    main, _, proto = port.partition("/")
-    return f"{main.split(':')[-1]}/{proto or 'tcp'}"
-
-
-def _host_port(port: str) -> tuple[str, int] | int:
-    main = port.partition("/")[0].split(":")
-    if len(main) == 3:
-        return (main[0], int(main[1]))
-    return int(main[0])
+def _cli_port(mapping: docker_values.PortMapping) -> str:
+    """`--publish` as the API call publishes it (a lone `8501` on the CLI would pick a random
+    host port; envctl's `8501` is 8501 on both sides)."""
+    host_ip = f"[{mapping.host_ip}]:" if mapping.host_ip and ":" in mapping.host_ip else f"{mapping.host_ip}:" if mapping.host_ip else ""
+    protocol = "" if mapping.protocol == "tcp" else f"/{mapping.protocol}"
+    return f"{host_ip}{mapping.host_port}:{mapping.container_port}{protocol}"

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from docker.errors import APIError, NotFound
+from docker.errors import APIError, DockerException, NotFound
 
 from envctl.containers import LABEL_FILE, LABEL_HASH, LABEL_IMAGE_ID, LABEL_MANIFEST, LABEL_SPEC, ContainerSpec
 from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
@@ -74,6 +74,8 @@ def _create(client, spec: ContainerSpec, image_id: str, manifest_file: str):
         if exc.status_code == 409:
             raise  # the name is taken: the caller looks again
         raise ContainerError(f"the engine refused to create {spec.name}: {exc.explanation or exc}") from None
+    except DockerException as exc:  # docker-py refused a value before sending it (validate checks them too)
+        raise ContainerError(f"docker-py refused the settings of {spec.name}: {exc}", hint="run `envctl validate` on the manifest") from None
     try:
         _start(container, spec.name)
     except ContainerError:

@@ -130,6 +130,7 @@ def apply_variant(doc: Document, variant: str | None) -> tuple[Document, str | N
     shifted = Positions(
         {p[2:]: pos for p, pos in doc.positions.values.items() if p[:2] == prefix and len(p) > 2},
         {p[2:]: pos for p, pos in doc.positions.keys.items() if p[:2] == prefix and len(p) > 2},
+        {p[2:]: text for p, text in doc.positions.written.items() if p[:2] == prefix and len(p) > 2},
     )
     layer = Document({k: v for k, v in overlay.items() if k not in NOT_IN_VARIANTS}, shifted, doc.file)
     merged = merge(doc, layer)

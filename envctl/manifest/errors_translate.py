@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
 from envctl.errors import Problem
+from envctl.manifest import yaml_numbers
 from envctl.manifest.yamlsrc import Document, dotted
 
 _TYPE_WORDS = {
@@ -128,6 +129,10 @@ def translate(error: ErrorDetails, model: type[BaseModel], doc: Document, data: 
         message = f"'{value}' is not a valid name (letters, digits, '.', '_', '-'; starting with a letter or digit)"
     elif kind in _TYPE_WORDS:
         message = f"expected {_TYPE_WORDS[kind]}, got {_got(value)}"
+        written = doc.positions.written.get(loc)
+        if kind == "string_type" and written is not None and isinstance(value, (bool, int, float)):
+            # `driver: 5.10` is the float 5.1 to YAML; say what to write, not just what was read.
+            message = f"expected text, got {yaml_numbers.reading(written, value)} (YAML's reading of {written}); write {yaml_numbers.quoted(written)}"
     elif kind == "envctl":
         message = error["msg"]
     elif kind.startswith("value_error"):

@@ -68,14 +68,15 @@ _INTEGER = re.compile(r"^-?[0-9]+$")
 
 def expand_tree(data: Any, expander: Expander, report: Callable[[tuple, str], None], path: tuple = ()) -> Any:
     """Expand every string in `data`. A value that is exactly one reference and expands to an
-    integer becomes an integer, so `cards: ${CARDS:-2}` is a count, not the text "2"."""
+    integer written plainly becomes an integer, so `cards: ${CARDS:-2}` is a count, not the
+    text "2"; `0022` or `+1` stay text (as an integer they would be written back as 22 or 1)."""
     if isinstance(data, dict):
         return {k: expand_tree(v, expander, report, path + (k,)) for k, v in data.items()}
     if isinstance(data, list):
         return [expand_tree(v, expander, report, path + (i,)) for i, v in enumerate(data)]
     if isinstance(data, str) and "${" in data:
         expanded = expander.expand(data, lambda message: report(path, message))
-        if _WHOLE_REFERENCE.match(data) and _INTEGER.match(expanded):
+        if _WHOLE_REFERENCE.match(data) and _INTEGER.match(expanded) and str(int(expanded)) == expanded:
             return int(expanded)
         return expanded
     return data

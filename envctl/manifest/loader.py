@@ -20,15 +20,15 @@ from pydantic import ValidationError
 from envctl.artifacts import lockfile
 from envctl.artifacts.sources import Source, SourceError, parse_source
 from envctl.errors import ManifestError, Problem
-from envctl.manifest import compose, discovery
+from envctl.manifest import compose, discovery, docker_values, yaml_numbers
 from envctl.manifest.errors_translate import suggest, translate
 from envctl.manifest.interpolate import Expander, expand_tree, looks_secret
-from envctl.manifest.model import Manifest
+from envctl.manifest.model import NAME_PATTERN, Manifest
 from envctl.manifest.yamlsrc import Document, dotted, parse_file
 
 DEFAULT_ARTIFACT_DIR = "/opt/envctl/artifacts"
 _MOUNT_MODES = {"ro", "rw"}
-_PORT = re.compile(r"^([0-9.]+:)?[0-9]{1,5}(:[0-9]{1,5})?(/(tcp|udp))?$")
+WORKSPACE_TARGET = "/envctl"  # plan.WORKSPACE_TARGET: the environment's workspace in the container
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,7 @@ def load_file(path: Path, environ: Mapping[str, str], roots, variant: str | None
     # pass as schema problems.
     sources, image_source = _parse_sources(data, doc, path.parent, problems)
     problems += _check_references(data, doc, path.parent)
+    problems += [_at(doc, where, message) for where, message in yaml_numbers.problems(data, doc.positions.written)]
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
@@ -229,14 +230,30 @@ def _check_references(data: dict, doc: Document, base: Path) -> list[Problem]:
         targets[normal] = name
 
     container = _mapping(data.get("container"))
+    # Docker refuses two mounts at one container path ("Duplicate mount point") and a mount at /.
+    mount_targets = {posixpath.normpath(t): f"artifact '{n}'" for t, n in targets.items() if posixpath.isabs(t)}
+    mount_targets[WORKSPACE_TARGET] = "envctl's workspace"
     for index, mount in enumerate(_sequence(container.get("mounts"))):
         message = _mount_problem(mount) if isinstance(mount, str) else None
         if message:
             problems.append(_at(doc, ("container", "mounts", index), message))
-    for index, port in enumerate(_sequence(container.get("ports"))):
-        if isinstance(port, str) and not _PORT.match(port):
-            problems.append(_at(doc, ("container", "ports", index), f"'{port}' is not a port mapping (write 8501:8501)"))
+        elif isinstance(mount, str):
+            target = posixpath.normpath(mount.split(":")[1])
+            if target in mount_targets:
+                problems.append(_at(doc, ("container", "mounts", index), f"'{target}' is already mounted ({mount_targets[target]}); Docker takes one mount per container path"))
+            mount_targets[target] = f"container.mounts[{index}]"
     absolute(container.get("workdir"), ("container", "workdir"))
+    # envctl names baked images envctl-baked/<name>[-<variant>]: Docker wants that lowercase.
+    name = data.get("name")
+    for variant in [None, *_mapping(data.get("variants"))]:
+        if variant and problems and problems[-1].path == "name":
+            break  # the name itself is the problem
+        if isinstance(name, str) and isinstance(variant, (str, type(None))):
+            repository = name + (f"-{variant}" if variant else "")
+            if not docker_values.repository_component(repository) and re.match(NAME_PATTERN, repository):
+                where = ("variants", variant) if variant else ("name",)
+                problems.append(_at(doc, where, f"'{repository}' names baked images (envctl-baked/{repository}); Docker needs "
+                                                "lowercase letters and digits, separated by single '.', '_' or '-'", key=bool(variant)))
 
     device = _mapping(data.get("device"))
     cards = device.get("cards")
@@ -284,6 +301,8 @@ def _mount_problem(mount: str) -> str | None:
         return f"'{mount}' is not a mount (write host_path:container_path[:ro|rw])"
     if not posixpath.isabs(parts[1]):
         return f"'{parts[1]}': the container path must be absolute"
+    if posixpath.normpath(parts[1]) == "/":
+        return f"'{mount}': Docker cannot mount over the container's root (/)"
     if len(parts) == 3 and parts[2] not in _MOUNT_MODES:
         return f"'{parts[2]}' is not a mount mode (ro or rw){suggest(parts[2], _MOUNT_MODES)}"
     return None

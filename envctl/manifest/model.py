@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from envctl.manifest import docker_values
 
 from envctl.versions import SpecifierError, parse_specifier
 
@@ -19,7 +21,6 @@ DeviceKind = Literal["mlu", "npu", "cuda", "cpu"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 IMAGE_ID_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
-SIZE_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)?\s*([kmgtKMGT]i?)?[bB]?$")
 
 Scalar = str | int | float | bool
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -60,6 +61,8 @@ def _check_env(value: Any) -> Any:
         return value
     out = {}
     for key, item in value.items():
+        if not key or "=" in key or "\0" in key:
+            raise _fail(f"'{key}' cannot be an environment variable name (it is empty or holds '=')")
         if isinstance(item, bool):
             raise _fail(
                 f"{key}: YAML reads yes/no/on/off/true/false as a boolean; quote the value "
@@ -69,6 +72,8 @@ def _check_env(value: Any) -> Any:
             item = str(item)
         if not isinstance(item, str):
             raise _fail(f"{key}: expected text, got {_describe(item)}")
+        if "\0" in item:
+            raise _fail(f"{key}: an environment value cannot hold a NUL character")
         out[key] = item
     return out
 
@@ -91,12 +96,24 @@ def _check_text_or_list(value: Any) -> Any:
     raise _fail(f"expected a name or a list of names, got {_describe(value)}")
 
 
+def _argument(value: Any) -> Any:
+    """An argument as text: numbers and booleans as YAML read them (the loader refuses those
+    whose text YAML 1.1 changed, such as 1.10 or 0022)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
 def _check_run(value: Any) -> Any:
     """A command: one shell line run with `sh -c`, or an argument list run as it is."""
     if isinstance(value, str):
         if not value.strip():
             raise _fail("the command is empty")
         return value
+    if isinstance(value, list) and value:
+        value = [_argument(v) for v in value]
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return value
     raise _fail(f"expected a command line or a non-empty list of arguments, got {_describe(value)}")
@@ -131,6 +148,17 @@ class Device(_Strict):
         return value
 
 
+def _docker(check, *value: Any) -> Any:
+    """Run a docker_values check; its ValueError becomes a located manifest problem. A value
+    still holding `${` had a variable that is not set, which is reported already."""
+    if any(isinstance(v, str) and "${" in v for v in value):
+        return value[-1]
+    try:
+        return check(*value)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
 def _check_sha256(value: str | None) -> str | None:
     if value is not None and not SHA256_PATTERN.match(value):
         raise _fail(f"'{value}' is not a sha256 digest (64 lowercase hex digits)")
@@ -150,7 +178,14 @@ class Image(_Strict):
     id: str | None = Field(None, description="pinned image ID (sha256:...); a different image is refused")
     tarball: Tarball | None = None
     build: str | None = Field(None, description="a Dockerfile context directory (relative to the manifest or images/)")
-    build_args: dict[str, str] = Field(default_factory=dict)
+    build_args: dict[str, str] = Field(default_factory=dict, description="--build-arg values (text; plain numbers are written as text)")
+
+    _build_args = field_validator("build_args", mode="before")(_check_env)
+
+    @field_validator("ref")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        return _docker(docker_values.image_reference, value)
 
     @field_validator("id")
     @classmethod
@@ -166,21 +201,54 @@ class Image(_Strict):
         return self
 
 
+def _port(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # `- 8501`; the loader refuses `- 22:22` (base 60) and `- 0022`
+    if isinstance(value, str):
+        _docker(docker_values.port_mapping, value)
+    return value
+
+
+def _ulimit_value(value: Any) -> Any:
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        _docker(docker_values.ulimit_limits, value)  # the name is checked on the key
+    return value
+
+
+def _ulimit_name(name: str) -> str:
+    if name not in docker_values.ULIMIT_NAMES:
+        _docker(docker_values.ulimit, name, 0)
+    return name
+
+
+# Checked one item at a time, so that each bad item is reported at its own line.
+Port = Annotated[str, BeforeValidator(_port)]
+Capability = Annotated[str, AfterValidator(lambda name: _docker(docker_values.capability, name))]
+UlimitName = Annotated[str, AfterValidator(_ulimit_name)]
+UlimitValue = Annotated[int | str, BeforeValidator(_ulimit_value)]
+
+
 class Container(_Strict):
-    name: str | None = Field(None, pattern=NAME_PATTERN, description="container name; default envctl-<manifest name>")
-    shm_size: str | int | None = Field(None, description="size of /dev/shm, e.g. 64g")
-    ipc: str | None = Field(None, description="IPC namespace: host, private, shareable")
-    network: str | None = Field(None, description="network mode: host, bridge, none or a network name")
-    pid: str | None = Field(None, description="PID namespace: host")
+    """Everything here reaches Docker; each value is checked as Docker reads it
+    (docker_values), so that `validate` refuses what `up` would fail on."""
+
+    name: str | None = Field(None, description="container name; default envctl-<manifest name>")
+    shm_size: str | int | None = Field(None, description="size of /dev/shm: 64g, 64Gi, 512m (binary units, as Docker) or bytes")
+    ipc: str | None = Field(None, description="IPC namespace: host, private, shareable, none, container:<name>")
+    network: str | None = Field(None, description="network mode: host, bridge, none, container:<name> or a network name")
+    pid: str | None = Field(None, description="PID namespace: host or container:<name>")
     privileged: bool = Field(False, description="run privileged (all host devices); off unless asked for")
     runtime: str | None = Field(None, description="OCI runtime, e.g. 'ascend' for the Ascend Docker Runtime")
-    user: str | None = None
+    user: str | None = Field(None, description="user[:group], names or numeric IDs")
     env: dict[str, str] = Field(default_factory=dict)
     mounts: list[str] = Field(default_factory=list, description="host:container[:ro|rw]; relative hosts are beside the manifest")
-    ports: list[str] = Field(default_factory=list, description="published ports host:container, for network modes other than host")
+    ports: list[Port] = Field(
+        default_factory=list,
+        description="published ports [ip:]host:container[/tcp|udp|sctp], or one port for both; for network modes other than host",
+    )
     workdir: str | None = None
-    ulimits: dict[str, int | str] = Field(default_factory=dict, description="name: limit or 'soft:hard', -1 for unlimited")
-    cap_add: list[str] = Field(default_factory=list)
+    ulimits: dict[UlimitName, UlimitValue] = Field(default_factory=dict, description="name: limit or 'soft:hard', -1 for unlimited")
+    cap_add: list[Capability] = Field(default_factory=list, description="Linux capabilities, e.g. SYS_PTRACE (CAP_ optional)")
     shell: list[str] = Field(
         default_factory=lambda: ["/bin/sh", "-c"],
         min_length=1,
@@ -189,25 +257,53 @@ class Container(_Strict):
 
     _env = field_validator("env", mode="before")(_check_env)
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return value if value is None else _docker(docker_values.container_name, value)
+
     @field_validator("shm_size", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
-        if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        if value is None:
             return value
-        if isinstance(value, str) and SIZE_PATTERN.match(value):
-            return value
-        raise _fail(f"{value!r} is not a size (write e.g. 64g, 512m or a number of bytes)")
+        if isinstance(value, (bool, float)) or not isinstance(value, (int, str)):
+            raise _fail(f"{value!r} is not a size (write e.g. 64g, 64Gi, 512m or a number of bytes)")
+        _docker(docker_values.size_bytes, value)
+        return value
 
-    @field_validator("ulimits", mode="before")
+    @field_validator("ipc")
     @classmethod
-    def _limits(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        for name, limit in value.items():
-            if isinstance(limit, int) and not isinstance(limit, bool):
-                continue
-            if not (isinstance(limit, str) and re.match(r"^-?[0-9]+:-?[0-9]+$", limit)):
-                raise _fail(f"{name}: {limit!r} is not a limit (write a number, -1, or 'soft:hard')")
+    def _ipc(cls, value: str | None) -> str | None:
+        return value if value is None else _docker(docker_values.ipc_mode, value)
+
+    @field_validator("pid")
+    @classmethod
+    def _pid(cls, value: str | None) -> str | None:
+        return value if value is None else _docker(docker_values.pid_mode, value)
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, value: str | None) -> str | None:
+        return value if value is None else _docker(docker_values.network_mode, value)
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, value: str | None) -> str | None:
+        return value if value is None else _docker(docker_values.runtime, value)
+
+    @field_validator("user", mode="before")
+    @classmethod
+    def _user(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # a UID; the loader refuses 0022-style numbers whose text YAML changed
+        return _docker(docker_values.user, value) if isinstance(value, str) else value
+
+    @field_validator("shell")
+    @classmethod
+    def _shell(cls, value: list[str]) -> list[str]:
+        if not value[0].strip():
+            raise _fail("the shell's first item is the program to run; it cannot be empty")
         return value
 
 

@@ -169,3 +169,101 @@ def test_cli_validate_reports_a_duplicate_beside_a_merge_with_its_line(clean_env
     assert done.returncode == 3
     assert f"error: {broken}:18:5: entrypoints.tuned.params: duplicate key 'params' (first defined at line 17)" in done.stderr.splitlines()
     assert "Traceback" not in done.stderr
+
+
+# --- YAML 1.1 numbers -------------------------------------------------------------------------
+
+BROKEN = AS_WRITTEN.parent / "broken"
+
+
+def test_cli_validate_refuses_numbers_whose_text_yaml_changes_with_the_quoted_form(clean_env):
+    done = envctl("validate", str(BROKEN / "yaml_numbers.yaml"), env=dict(clean_env))
+    assert done.returncode == 3 and "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    where = f"error: {BROKEN}/yaml_numbers.yaml"
+    for expected in [
+        f'{where}:4:10: vars.torch: YAML 1.1 reads 1.10 as the number 1.1; write "1.10" (quoted) to keep the text 1.10',
+        f'{where}:14:12: container.env.UMASK: YAML 1.1 reads 0022 as the octal number 18; write "0022" (quoted) to keep the text 0022',
+        f'{where}:15:11: container.env.TIME: YAML 1.1 reads 22:22 as the base-60 number 1342; write "22:22" (quoted) to keep the text 22:22',
+        f'{where}:30:11: container.ports[0]: YAML 1.1 reads 22:22 as the base-60 number 1342; write "22:22" (quoted) to keep the text 22:22',
+        f'{where}:36:13: entrypoints.train.ports[0]: YAML 1.1 reads 0022 as the octal number 18; write 22 (or 18) without leading zeros',
+        f'{where}:7:29: device.driver: expected text, got the number 5.1 (YAML\'s reading of 5.10); write "5.10"',
+    ]:
+        assert expected in lines
+    # Plain numbers that read back as written, and scalars YAML 1.1 keeps as text (1e3, 0o17,
+    # 1.10.0), are fine: exactly these paths are refused.
+    assert {line.split(": ")[2] for line in lines} == {
+        "vars.torch", "vars.flag", "device.driver", "image.build_args.PYTHON", "container.env.UMASK", "container.env.TIME",
+        "container.env.BIG", "container.env.HALF", "container.env.PLUS", "container.env.NEG0", "container.env.INF",
+        "container.env.NAN", "container.env.OCT", "container.env.SIXTY", "container.env.HEX", "container.ports[0]",
+        "container.ulimits.nofile", "entrypoints.train.run[3]", "entrypoints.train.run[7]",
+        "entrypoints.train.params.version", "entrypoints.train.params.fast", "entrypoints.train.ports[0]",
+    }
+
+
+@pytest.mark.parametrize("text, reading", [
+    ("1.10", "the number 1.1"), ("3.10", "the number 3.1"), ("0022", "the octal number 18"), ("010", "the octal number 8"),
+    ("22:22", "the base-60 number 1342"), ("1:20:30", "the base-60 number 4830"), ("0x1F", "the hexadecimal number 31"),
+    ("1_000", "the number 1000"), (".5", "the number 0.5"), ("+1", "the number 1"), ("-0", "the number 0"),
+    (".inf", "infinity"), (".nan", "not-a-number"), ("1.5e+3", "the number 1500.0"),
+])
+def test_every_yaml_1_1_number_whose_text_changes_is_refused_in_env_params_and_vars(clean_env, tmp_path, text, reading):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(textwrap.dedent(f"""\
+        name: n
+        description: x
+        vars: {{v: {text}}}
+        device: {{kind: cpu}}
+        image: {{ref: "example/image:1"}}
+        container: {{env: {{E: {text}}}}}
+        entrypoints: {{e: {{run: x, params: {{p: {text}}}}}}}
+    """))
+    with pytest.raises(ManifestError) as caught:
+        loaded(manifest, clean_env)
+    message = f'YAML 1.1 reads {text} as {reading}; write "{text}" (quoted) to keep the text {text}'
+    assert [(p.line, p.path, p.message) for p in caught.value.problems] == [
+        (3, "vars.v", message), (6, "container.env.E", message), (7, "entrypoints.e.params.p", message)]
+
+
+@pytest.mark.parametrize("text", ["1e3", "0o17", "1.10.0", "3", "0.5", "1.0", "-1", "100000"])
+def test_scalars_that_read_back_as_written_are_accepted(clean_env, tmp_path, text):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"name: n\ndescription: x\ndevice: {{kind: cpu}}\nimage: {{ref: 'e/i:1'}}\ncontainer: {{env: {{E: {text}}}}}\n")
+    assert loaded(manifest, clean_env).manifest.container.env["E"] == text
+
+
+def test_a_value_replaced_by_a_later_layer_is_not_judged_by_the_earlier_text(clean_env, tmp_path):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(textwrap.dedent("""\
+        name: n
+        description: x
+        device: {kind: cpu}
+        image: {ref: "example/image:1"}
+        container: {env: {UMASK: 0022}}
+        default_variant: fixed
+        variants:
+          fixed: {container: {env: {UMASK: "0022"}}}
+    """))
+    assert loaded(manifest, clean_env).manifest.container.env["UMASK"] == "0022"
+
+
+def test_a_number_from_the_environment_keeps_its_text(clean_env, tmp_path):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("name: n\ndescription: x\ndevice: {kind: cpu}\nimage: {ref: 'e/i:1'}\n"
+                        "container: {env: {UMASK: '${UMASK}'}, shm_size: '${SHM}'}\n")
+    manifest_data = loaded(manifest, dict(clean_env, UMASK="0022", SHM="1024")).manifest
+    assert manifest_data.container.env["UMASK"] == "0022"  # not the integer 22
+    assert manifest_data.container.shm_size == 1024  # a plain integer still becomes a number
+
+
+def test_cli_show_prints_quoted_values_as_written(clean_env):
+    shown = envctl("show", str(AS_WRITTEN / "numbers_quoted.yaml"), env=dict(clean_env))
+    assert shown.returncode == 0, shown.stderr
+    data = yaml.safe_load(shown.stdout)
+    assert data["image"]["ref"] == "example/image:torch1.10-py3.10"
+    assert data["container"]["env"] == {"UMASK": "0022", "TIME": "22:22", "VERSION": "1.10.0", "SCI": "1e3",
+                                        "WORKERS": "4", "RATIO": "0.5"}
+    assert data["container"]["user"] == "1000" and data["container"]["ports"] == ["2222:22", "8501"]
+    assert data["image"]["build_args"] == {"PYTHON": "3.10", "CUDA": "12"}
+    assert data["entrypoints"]["train"]["run"] == ["python", "train.py", "--lr", "0.00001", "--epochs", "3"]
+    assert data["entrypoints"]["train"]["params"] == {"version": "3.10", "workers": 2, "cache": True}
