@@ -50,7 +50,8 @@ def inventory_option():
 
 def accept_option():
     return typer.Option(None, "--accept-host-key", metavar="SHA256:...",
-                        help="record this host key fingerprint in known_hosts when the host's key is unknown")
+                        help="record this host key fingerprint in known_hosts when the key of the host, or of a "
+                             "bastion on the way to it, is unknown (checked with its administrator)")
 
 
 def remote_options(hosts: Optional[List[str]], ssh_config: Optional[str], inventory: Optional[str],
