@@ -130,7 +130,8 @@ def translate(error: ErrorDetails, model: type[BaseModel], doc: Document, data: 
     elif kind in _TYPE_WORDS:
         message = f"expected {_TYPE_WORDS[kind]}, got {_got(value)}"
         written = doc.positions.written.get(loc)
-        if kind == "string_type" and written is not None and isinstance(value, (bool, int, float)):
+        if kind == "string_type" and written is not None and isinstance(value, (bool, int, float)) \
+                and yaml_numbers.as_text(value) != written:
             # `driver: 5.10` is the float 5.1 to YAML; say what to write, not just what was read.
             message = f"expected text, got {yaml_numbers.reading(written, value)} (YAML's reading of {written}); write {yaml_numbers.quoted(written)}"
     elif kind == "envctl":
