@@ -20,7 +20,14 @@ Specifiers use PEP 440's operators (`==`, `!=`, `<`, `<=`, `>`, `>=`, `~=`, `==X
 joined by commas), compared in the order above. Unlike PEP 440, a release candidate is never
 excluded for being a pre-release: `<24.1.0` admits 24.1.rc3 (it is older than 24.1.0), and
 `>=23.0.rc3` admits 23.0.rc3, 23.0.rc3.1, 23.0.0 and later. `==24.1.rc2` is that release only
-(24.1.rc2 or 24.1.rc2.0); `==24.1.rc2.*` takes its patches too.
+(24.1.rc2 or 24.1.rc2.0); `==24.1.rc2.*` takes its patches too. Components count as written in
+`==X.*` and `~=`: `==24.0.*` is 24.0.x only and `~=5.10.0` is `>=5.10.0, ==5.10.*` (PEP 440).
+
+A found version with a component envctl cannot order (builds as npu-smi prints them:
+`25.0.rc1.b010`, `23.0.RC3.B050`; service packs: `20.2.2.spc001`) is known to lie inside the
+range of its orderable head (`25.0.rc1.<anything>`), so a specifier that is decided the same
+way across that whole range is answered (`>=24.1.0` admits 25.0.rc1.b010); one whose boundary
+falls inside it (`>=25.0.rc1`, `==25.0.rc1`) is not.
 """
 
 from __future__ import annotations
@@ -35,9 +42,15 @@ _COMPONENT = re.compile(r"(?:(alpha|beta|rc)(\d*)|(\d+))")
 _CLAUSE = re.compile(r"^\s*(===|==|!=|~=|<=|>=|<|>)\s*(\S+?)\s*$")
 
 
+# Sentinels for an unorderable tail: below any alpha tag, above any number at that position.
+_BELOW_ALL = (-1, 0)
+_ABOVE_ALL = (_NUMBER + 1, 0)
+
+
 @dataclass(frozen=True)
 class VendorVersion:
-    """A parsed version: `components` are (rank, number) pairs, trailing zeros dropped."""
+    """A parsed version: `components` are (rank, number) pairs as written ("5.10.0" has three;
+    `==X.*` and `~=` count them), compared with missing components read as 0."""
 
     text: str
     components: tuple[tuple[int, int], ...]
@@ -64,7 +77,14 @@ class VendorVersion:
         return mine == theirs
 
     def __hash__(self) -> int:
-        return hash(self.components)
+        significant = list(self.components)
+        while significant and significant[-1] == (_NUMBER, 0):
+            significant.pop()
+        return hash(tuple(significant))
+
+    def starts_with(self, prefix: tuple[tuple[int, int], ...]) -> bool:
+        """Whether the first len(prefix) components (missing ones read as 0) are `prefix`."""
+        return self._padded(len(prefix))[: len(prefix)] == prefix
 
 
 def parse_version(text: str) -> VendorVersion:
@@ -83,9 +103,23 @@ def parse_version(text: str) -> VendorVersion:
         components.append((_RANKS[tag], int(tag_number or 0)) if tag else (_NUMBER, int(number)))
     if components[0][0] != _NUMBER:
         raise ValueError(f"'{text}' does not start with a number")
-    while components and components[-1] == (_NUMBER, 0):
-        components.pop()
     return VendorVersion(cleaned, tuple(components))
+
+
+def _orderable_head(text: str) -> tuple[tuple[int, int], ...] | None:
+    """The components before the first one envctl cannot order ('25.0.rc1.b010' → 25.0.rc1);
+    None when there is no such head (nothing orderable, or it does not start with a number)."""
+    body = text.strip()[1:] if text.strip()[:1] in ("v", "V") else text.strip()
+    head: list[tuple[int, int]] = []
+    for part in body.lower().split("."):
+        match = _COMPONENT.fullmatch(part)
+        if match is None:
+            break
+        tag, tag_number, number = match.groups()
+        head.append((_RANKS[tag], int(tag_number or 0)) if tag else (_NUMBER, int(number)))
+    if not head or head[0][0] != _NUMBER or len(head) == len(body.split(".")):
+        return None
+    return tuple(head)
 
 
 @dataclass(frozen=True)
@@ -96,8 +130,7 @@ class Clause:
 
     def admits(self, found: VendorVersion) -> bool:
         if self.wildcard:
-            prefix = self.version.components
-            inside = found._padded(len(prefix))[: len(prefix)] == prefix
+            inside = found.starts_with(self.version.components)
             return inside if self.operator == "==" else not inside
         if self.operator in ("==", "==="):
             return found == self.version
@@ -112,8 +145,20 @@ class Clause:
         if self.operator == ">=":
             return self.version <= found
         # "~=X.Y.Z": >= X.Y.Z and == X.Y.*
-        prefix = self.version.components[:-1]
-        return self.version <= found and found._padded(len(prefix))[: len(prefix)] == prefix
+        return self.version <= found and found.starts_with(self.version.components[:-1])
+
+    def decided_across(self, head: tuple[tuple[int, int], ...]) -> bool:
+        """Whether this clause answers the same for every version head.<anything>: no version
+        it names, and no range `X.*` it names, begins inside that range."""
+        ranges = []  # prefixes of the X.* ranges this clause names
+        if self.wildcard:
+            ranges.append(self.version.components)
+        else:
+            if self.version.starts_with(head):
+                return False
+            if self.operator == "~=":
+                ranges.append(self.version.components[:-1])
+        return not any(len(r) > len(head) and r[: len(head)] == head for r in ranges)
 
 
 class SpecifierError(ValueError):
@@ -147,11 +192,16 @@ def parse_specifier(text: str) -> tuple[Clause, ...]:
 
 def satisfies(found: str, required: str) -> bool | None:
     """Whether the found driver version meets the specifier; None when the found version
-    cannot be ordered (an internal build such as '23.0.RC3.B050'). Raises SpecifierError when
-    `required` is not a specifier (manifest validation refuses those first)."""
+    cannot be ordered against it (a build such as '23.0.RC3.B050' against '>=23.0.rc3', whose
+    place beside 23.0.rc3 no vendor document states; against '>=23.0.rc1' it is True). Raises
+    SpecifierError when `required` is not a specifier (manifest validation refuses those first)."""
     clauses = parse_specifier(required)
     try:
         version = parse_version(found)
     except ValueError:
-        return None
+        head = _orderable_head(found)
+        if head is None or not all(clause.decided_across(head) for clause in clauses):
+            return None
+        # Every clause answers alike across head.<anything>; its lowest point stands for all.
+        version = VendorVersion(found, head + (_BELOW_ALL,))
     return all(clause.admits(version) for clause in clauses)

@@ -130,22 +130,32 @@ def test_version_info_layouts_give_the_driver_version(tmp_path, version):
 
 
 # `npu-smi info` first lines as public notes show them; the second version is the driver's. An
-# older npu-smi writes "Version:22.0.2" with no space, and its own version differs.
+# older npu-smi writes "Version:22.0.2" with no space, and its own version differs; npu-smi 1.x
+# printed its own version beside the driver's (1.9.3 / 21.0.rc1 in PaddlePaddle's Ascend install
+# guide, 1.8.21 / 20.2.2.spc001 on an A800-9000 cluster's user guide); builds add ".b010"
+# (25.0.rc1.b010, a 910B host's environment dump beside vllm-ascend).
 NPU_SMI_HEADERS = {
+    "21.0.rc1": "| npu-smi 1.9.3                    Version: 21.0.rc1                                 |",
+    "20.2.2.spc001": "| npu-smi 1.8.21                   Version: 20.2.2.spc001                            |",
+    "25.0.rc1.b010": "| npu-smi 25.0.rc1.b010            Version: 25.0.rc1.b010                                        |",
     "24.1.rc3.7": "| npu-smi 24.1.rc3.7               Version: 24.1.rc3.7                                           |",
     "23.0.3": "| npu-smi 23.0.3                   Version: 23.0.3                                               |",
     "22.0.2": "| npu-smi 22.0.0                       Version:22.0.2                                        |",
 }
 
 
+def with_npu_smi_header(root: Path, header: str) -> None:
+    tool = root / "usr/local/bin/npu-smi"
+    text = tool.read_text().splitlines()
+    line = next(i for i, line in enumerate(text) if line.startswith("| npu-smi"))
+    text[line] = header
+    tool.write_text("\n".join(text) + "\n")
+
+
 @pytest.mark.parametrize("version", sorted(NPU_SMI_HEADERS))
 def test_npu_smi_headers_give_the_driver_version(tmp_path, version):
     hostsim.npu_host(tmp_path, cards=1, version_info=False)
-    tool = tmp_path / "usr/local/bin/npu-smi"
-    text = tool.read_text().splitlines()
-    header = next(i for i, line in enumerate(text) if line.startswith("| npu-smi"))
-    text[header] = NPU_SMI_HEADERS[version]
-    tool.write_text("\n".join(text) + "\n")
+    with_npu_smi_header(tmp_path, NPU_SMI_HEADERS[version])
     info = probe("npu", tmp_path)
     assert (info.version, info.source) == (version, f"{tmp_path}/usr/local/bin/npu-smi info (header)")
 
@@ -159,6 +169,18 @@ def test_plan_compares_a_patched_rc_from_version_info(tmp_path, required, status
     (tmp_path / "root/usr/local/Ascend/driver/version.info").write_text(VERSION_INFO["24.1.rc2.2"])
     plan = plan_for(tmp_path, "npu", required)
     assert (plan.driver.found, plan.driver.status) == ("24.1.rc2.2", status)
+
+
+@pytest.mark.parametrize("required,status", [(">=24.1.0", "ok"), ("<25.0.0", "ok"), (">=25.0.0", "mismatch"),
+                                             (">=25.0.rc1", "unknown")])
+def test_plan_answers_for_a_build_when_its_release_decides(tmp_path, required, status):
+    hostsim.npu_host(tmp_path / "root", cards=1, version_info=False)
+    with_npu_smi_header(tmp_path / "root", NPU_SMI_HEADERS["25.0.rc1.b010"])
+    plan = plan_for(tmp_path, "npu", required)
+    assert (plan.driver.found, plan.driver.status) == ("25.0.rc1.b010", status)
+    if status == "unknown":
+        assert plan.blockers == ("cannot tell the host driver version ('25.0.rc1.b010' cannot be compared); pass "
+                                 "--skip-driver-check to go on without it",)
 
 
 def test_plan_shows_each_driver_mount_the_host_has(tmp_path):

@@ -71,9 +71,58 @@ def test_specifiers_admit_the_versions_they_name(found, required, expected):
     assert satisfies(found, required) is expected
 
 
-@pytest.mark.parametrize("found", ["23.0.RC3.B050", "unknown", "", "rc1"])
+@pytest.mark.parametrize("found", ["unknown", "", "rc1", "b050.23"])
 def test_a_version_that_cannot_be_ordered_is_none_not_a_verdict(found):
     assert satisfies(found, ">=23.0.rc1") is None
+
+
+@pytest.mark.parametrize("found,required,expected", [
+    # Components as written count in ==X.* and ~= (PEP 440): trailing zeros are not dropped there.
+    ("5.11.0", "~=5.10.0", False),   # ~=5.10.0 is >=5.10.0, ==5.10.*
+    ("5.10.30", "~=5.10.0", True),
+    ("25.1.0", "~=24.0", False),     # ~=24.0 is >=24.0, ==24.*
+    ("24.5.1", "~=24.0", True),
+    ("24.1.0", "==24.0.*", False),
+    ("24.0.rc1", "==24.0.*", True),
+    ("24.0.rc1", "!=24.0.*", False),
+    ("24.1.5", "==24.1.0.*", False),
+    ("24.1.0.1", "==24.1.0.*", True),
+    ("24.1.0", "==24.1", True),      # outside ==X.* and ~=, a missing component is 0
+    ("535.104.05", "==535.104.5", True),
+])
+def test_written_components_bound_wildcards_and_compatible_release(found, required, expected):
+    assert satisfies(found, required) is expected
+
+
+# Found versions with a component envctl cannot order, as hosts print them: `npu-smi info` headers
+# "Version: 25.0.rc1.b010" (a 910B host's environment dump beside vllm-ascend), "Version:
+# 23.0.rc1.b050" (a 910A host, an npu-smi parser's test data), "Version: 20.2.2.spc001" (npu-smi
+# 1.8.21 on an A800-9000 cluster's user guide), and a Cambricon package's "5.10.22-1". They lie
+# inside their orderable head's range; a specifier decided alike across it gets an answer.
+@pytest.mark.parametrize("found,required,expected", [
+    ("25.0.rc1.b010", ">=24.1.0", True),
+    ("25.0.rc1.b010", ">=25.0.0", False),
+    ("25.0.rc1.b010", "<25.0.0", True),
+    ("25.0.rc1.b010", "==25.0.*", True),
+    ("25.0.rc1.b010", "==25.0.rc1.*", True),
+    ("25.0.rc1.b010", "!=25.0.rc1.*", False),
+    ("25.0.rc1.b010", "~=25.0", False),   # >=25.0 excludes 25.0's release candidates
+    ("25.0.rc1.b010", ">=25.0.rc1", None),  # a build of 25.0.rc1: before or after it, unknown
+    ("25.0.rc1.b010", "==25.0.rc1", None),
+    ("25.0.rc1.b010", "~=25.0.rc1", None),
+    ("25.0.rc1.b010", "==25.0.rc1.1.*", None),
+    ("25.0.rc1.b010", ">=24.1.0, <25.0.rc1", None),
+    ("23.0.RC3.B050", ">=23.0.rc1", True),
+    ("23.0.rc1.b050", ">=23.0.rc2", False),
+    ("23.0.RC3.B050", ">=23.0.rc3", None),
+    ("20.2.2.spc001", ">=20.1", True),
+    ("20.2.2.spc001", ">=21.0.rc1", False),
+    ("20.2.2.spc001", "==20.2.2", None),
+    ("5.10.22-1", ">=5.0", True),
+    ("5.10.22-1", ">=5.10.22", None),
+])
+def test_a_version_with_an_unorderable_tail_is_answered_when_its_range_decides(found, required, expected):
+    assert satisfies(found, required) is expected
 
 
 @pytest.mark.parametrize("text,reason", [
