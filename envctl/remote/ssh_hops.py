@@ -158,7 +158,9 @@ def proxy_command(jump: Hop, config: str | None) -> str:
     """A ProxyCommand value that opens `jump` with POLICY and forwards stdin/stdout to the
     host being connected to (`-W '[%h]:%p'`, as OpenSSH's own ProxyJump does). ssh expands
     %-tokens in it and runs it with `$SHELL -c "exec ..."` (sshconnect.c ssh_proxy_connect):
-    so every argument is shell-quoted and every literal % doubled, nested hops included."""
+    so every argument is shell-quoted and every literal % doubled, nested hops included.
+    `-W '[host]:port'` is read by parse_forward/hpdelim (misc.c), brackets included, in every
+    OpenSSH that has ProxyJump (7.3 on; CentOS 7 ships 7.4, Debian 12 9.2)."""
     argv = ["ssh", *(["-F", config] if config else []), *jump.jump_options(config)]
     return _percent(shlex.join(argv)) + " -W '[%h]:%p' -- " + _percent(shlex.quote(jump.name))
 
