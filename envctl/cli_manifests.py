@@ -76,7 +76,10 @@ def show(name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest 
     data.pop("variants", None)
     data = redact_tree(data, loaded.secrets)
     typer.echo(f"# resolved from {loaded.file}")
-    typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120), nl=False)
+    # Signed query values and URL passwords in sources are credentials too (artifacts/urls.py).
+    from envctl.artifacts.urls import redact_text
+
+    typer.echo(redact_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)), nl=False)
 
 
 @app.command()

@@ -48,8 +48,11 @@ def test_a_presigned_s3_link_is_probed_with_a_ranged_get_and_its_signature_kept_
     assert "X-Amz-Signature=***" in listed.stdout
     again = envctl(tmp_path, "fetch", str(manifest))  # the lock's entry is found under the redacted source
     assert again.returncode == 0 and "artifact   w: cached" in again.stderr
+    shown, planned = envctl(tmp_path, "show", str(manifest)), envctl(tmp_path, "plan", str(manifest))
+    assert shown.returncode == 0 and "X-Amz-Signature=***" in shown.stdout
+    assert "X-Amz-Signature=***" in planned.stdout, planned.stderr
     for secret in (signature, "IQoJb3JpZ2luX2VjEXAMPLETOKEN", "AKIAENVCTLTEST"):
-        assert_nowhere(tmp_path, secret, fetched, locked, listed, again)
+        assert_nowhere(tmp_path, secret, fetched, locked, listed, again, shown, planned)
 
 
 # Signature parameters of other stores (see envctl/artifacts/urls.py for each vendor's docs),
