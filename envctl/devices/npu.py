@@ -9,6 +9,10 @@ from envctl.hosts.base import Host
 
 VERSION_INFO = "/usr/local/Ascend/driver/version.info"
 MANAGER_NODES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
+# Shared nodes passed when the host has them, as MindCluster's device plugin and CDI generator
+# do (cdi/devnode.go GenerateSharedNodes: dvpp_cmdlist on every type but A5): DVPP image and
+# video processing (Atlas 800I A2, 310P) opens /dev/dvpp_cmdlist and fails without it.
+SHARED_NODES_IF_PRESENT = ("/dev/dvpp_cmdlist",)
 # Host paths passed read-only to the container when they exist (absent ones are left out), as
 # the Ascend Docker Runtime mounts them: its base.list (driver/lib64, driver/include,
 # /usr/local/dcmi, /usr/local/bin/npu-smi) and its hook's paths (driver/tools, where hccn_tool
@@ -64,6 +68,7 @@ class NPU:
                 problems.append(f"{view.under_root(path)} is missing: is the Ascend driver installed?")
             else:
                 nodes.append(found)
+        nodes += [n for n in (node(view, path) for path in SHARED_NODES_IF_PRESENT) if n is not None]
         mounts = [m for m in (mount_if_present(view, p) for p in DRIVER_MOUNTS) if m is not None]
         return Selection(self.kind, tuple(cards), tuple(nodes), tuple(mounts), env, tuple(problems))
 

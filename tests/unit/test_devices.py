@@ -69,6 +69,21 @@ def test_npu_nodes_manager_nodes_driver_mounts_and_visibility(tmp_path):
     assert selection.env == {"ASCEND_RT_VISIBLE_DEVICES": "0,1"}
 
 
+def test_npu_dvpp_cmdlist_is_passed_when_the_host_has_it(tmp_path):
+    """MindCluster's device plugin passes /dev/dvpp_cmdlist with the manager nodes on 910 hosts
+    (an A3 pod's AllocateResponse lists davinci_manager, hisi_hdc, devmm_svm, dvpp_cmdlist);
+    DVPP preprocessing needs it (RAG SDK docs for the Atlas 800I A2)."""
+    hostsim.npu_host(tmp_path, cards=2)
+    absent, _ = select("npu", tmp_path, [1])
+    assert "/dev/dvpp_cmdlist" not in [n.container_path for n in absent.nodes] and absent.problems == ()
+    hostsim.char_device(tmp_path / "dev/dvpp_cmdlist")
+    selection, _ = select("npu", tmp_path, [1])
+    assert [(n.host_path, n.container_path) for n in selection.nodes] == [
+        (f"{tmp_path}/dev/{name}", f"/dev/{name}")
+        for name in ("davinci1", "davinci_manager", "devmm_svm", "hisi_hdc", "dvpp_cmdlist")
+    ]
+
+
 def test_npu_with_the_ascend_runtime_names_host_cards_and_passes_no_nodes(tmp_path):
     hostsim.npu_host(tmp_path, cards=8)
     selection, _ = select("npu", tmp_path, [4, 5], runtime="ascend")
