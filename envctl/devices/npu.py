@@ -40,6 +40,7 @@ _PACKAGE_VERSION = re.compile(r"^\s*package_version\s*=\s*v?(\S+)", re.M)
 _VERSION = re.compile(r"^\s*Version\s*=\s*v?(\S+)", re.M)
 # npu-smi info's header: "| npu-smi 23.0.rc2                 Version: 23.0.rc2               |"
 _NPU_SMI_HEADER = re.compile(r"Version:\s*v?([0-9][0-9A-Za-z.\-]*)")
+SHOWN_LINES = 4  # of npu-smi's output, in the message when it gave no version
 
 
 class NPU:
@@ -85,5 +86,11 @@ class NPU:
             match = _NPU_SMI_HEADER.search(result.stdout)
             if result.returncode == 0 and match:
                 return DriverInfo(match.group(1), f"{tool} info (header)")
-            return DriverInfo(None, tool, f"npu-smi exited {result.returncode}: {result.stderr.strip()[:200]}")
+            # A failing npu-smi may say why on stdout ("dcmi module initialize failed. ret is
+            # -8005" after a driver upgrade without a reboot), so both streams are shown.
+            lines = [line.strip() for line in (result.stderr + "\n" + result.stdout).splitlines() if line.strip()]
+            shown = " / ".join(lines[:SHOWN_LINES])[:300] or "no output"
+            if result.returncode != 0:
+                return DriverInfo(None, tool, f"npu-smi info exited {result.returncode}: {shown}")
+            return DriverInfo(None, tool, f"npu-smi info printed no 'Version:' header; its first lines: {shown}")
         return DriverInfo(None, path, "no version.info and no npu-smi")

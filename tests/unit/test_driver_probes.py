@@ -171,6 +171,28 @@ def test_plan_compares_a_patched_rc_from_version_info(tmp_path, required, status
     assert (plan.driver.found, plan.driver.status) == ("24.1.rc2.2", status)
 
 
+# What npu-smi prints when the driver cannot be used (public install notes and an Ascend FAQ: a
+# driver upgraded without a reboot, or a user without access to the device nodes). Which stream
+# and exit status it uses is not documented, so both streams and both outcomes are tried.
+NPU_SMI_FAILURE = "DrvMngGetConsoleLogLevel failed. (ret=4)\ndcmi module initialize failed. ret is -8005\n"
+
+
+@pytest.mark.parametrize("stream,code,problem", [
+    ("1", 255, "npu-smi info exited 255: DrvMngGetConsoleLogLevel failed. (ret=4) / dcmi module initialize failed. "
+               "ret is -8005"),
+    ("2", 1, "npu-smi info exited 1: DrvMngGetConsoleLogLevel failed. (ret=4) / dcmi module initialize failed. "
+             "ret is -8005"),
+    ("1", 0, "npu-smi info printed no 'Version:' header; its first lines: DrvMngGetConsoleLogLevel failed. (ret=4) / "
+             "dcmi module initialize failed. ret is -8005"),
+])
+def test_a_failing_npu_smi_says_what_it_printed(tmp_path, stream, code, problem):
+    hostsim.npu_host(tmp_path, cards=1, version_info=False)
+    (tmp_path / "npu-smi.out").write_text(NPU_SMI_FAILURE)
+    hostsim.executable(tmp_path / "usr/local/bin/npu-smi", f"#!/bin/sh\ncat '{tmp_path}/npu-smi.out' >&{stream}\nexit {code}\n")
+    info = probe("npu", tmp_path)
+    assert (info.version, info.problem) == (None, problem)
+
+
 @pytest.mark.parametrize("required,status", [(">=24.1.0", "ok"), ("<25.0.0", "ok"), (">=25.0.0", "mismatch"),
                                              (">=25.0.rc1", "unknown")])
 def test_plan_answers_for_a_build_when_its_release_decides(tmp_path, required, status):
