@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 from envctl.artifacts import urls
 from envctl.errors import FetchError
@@ -154,6 +156,12 @@ def download_remotely(connection: SSHConnection, url: str, display: str, blobs: 
         reason = "curl is not installed there (install it, or set fetch: push for this host)" \
             if result.returncode == 127 else (result.stderr.strip().splitlines() or [f"curl exit {result.returncode}"])[-1]
         reason = urls.redact_text(reason, sorted(set(secrets), key=len, reverse=True))
+        away = _redirected_away(result.returncode, result.stderr, url)
+        if away:
+            raise FetchError(f"{connection.destination}: downloading {display} failed: the server redirected to {away}, "
+                             f"which {connection.destination} cannot reach ({reason})",
+                             hint="running again will not help while that host is unreachable from there; use a "
+                                  "mirror that serves the file itself, or `fetch: push` for this host")
         raise FetchError(f"{connection.destination}: downloading {display} failed: {reason}",
                          hint="what arrived is kept there; run again to resume")
     if sha256 is None:  # nothing to check against: named by its digest, hashed once
@@ -161,6 +169,19 @@ def download_remotely(connection: SSHConnection, url: str, display: str, blobs: 
         connection.check(["sh", "-c", _ADOPT, "sh", partial, f"{blobs}/{digest}"], "placing " + display)
         return digest
     return adopt(connection, partial, f"{blobs}/{sha256}", sha256, display)
+
+
+# curl's messages for exit 6 (no such name) and 7 (no connection) name the host it tried.
+_CURL_HOST = re.compile(r"(?:Could not resolve host: |Failed to connect to )\[?([^\s\]]+?)\]? ?(?:port|$|\s)")
+
+
+def _redirected_away(code: int, stderr: str, url: str) -> str | None:
+    """The host curl could not reach when it is not the URL's own (a redirect led there), else None."""
+    if code not in (6, 7):
+        return None
+    found = _CURL_HOST.search(stderr)
+    host = found.group(1).lower() if found else None
+    return host if host and host != (urlsplit(url).hostname or "").lower() else None
 
 
 def _curl_quote(text: str) -> str:

@@ -69,3 +69,22 @@ def test_a_host_downloading_with_curl_keeps_labelled_bytes_and_signatures_secret
             assert secret not in run.stdout + run.stderr
         assert files_containing(world.base / "cache", secret) == []
         assert files_containing(world.remote("lab1", world.data_dir()), secret) == []
+
+
+def test_a_host_sent_by_a_redirect_to_a_host_it_cannot_reach_is_told_so(world, lab, monkeypatch):
+    world.write_inventory(lab1={"fetch": "remote"})
+    monkeypatch.setattr(FileServer, "address", lab.gateway)
+    # RFC 6761: .invalid never resolves, as an upstream host does not behind a mirror.
+    with FileServer(redirects={"/ckpt/model.bin": "http://cas-bridge.envctl-test.invalid/xet/model.bin"}) as mirror:
+        manifest = world.write(f"""\
+            device: {{kind: cpu}}
+            image: {{ref: busybox:latest}}
+            artifacts:
+              model: {{source: "{mirror.url_for('/ckpt/model.bin')}"}}
+            """)
+        url = mirror.url_for("/ckpt/model.bin")
+        done = world.run("fetch", str(manifest), "--host", "lab1")
+    assert done.returncode != 0
+    assert (f"downloading {url} failed: the server redirected to "
+            "cas-bridge.envctl-test.invalid, which") in done.stderr and "cannot reach" in done.stderr
+    assert "running again will not help" in done.stderr and "run again to resume" not in done.stderr
