@@ -103,7 +103,7 @@ class SSHConnection:
         # start them without it), and the known_hosts envctl checks against where the config
         # names only /dev/null.
         route = self.route()
-        argv += route.known_hosts_options() + route.route_options(self.settings.config)
+        argv += route.known_hosts_options() + route.route_options()
         if master:
             argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_path}",
                      "-o", "ControlPersist=120"]
@@ -286,13 +286,16 @@ class SSHConnection:
         exchange, whether or not we may log in); the hops before it are still checked."""
         with tempfile.TemporaryDirectory(prefix="envctl-hostkey-") as scratch:
             scratch_file = os.path.join(scratch, "known_hosts")
-            first = (f"UserKnownHostsFile={scratch_file}", "StrictHostKeyChecking=accept-new", "HashKnownHosts=no")
+            # Recorded as ssh itself would record it: hashed where the hop's config says
+            # HashKnownHosts yes (Debian's and Ubuntu's /etc/ssh/ssh_config do, for every host).
+            hashed = "yes" if hop.settings.get("hashknownhosts", "no").lower() == "yes" else "no"
+            first = (f"UserKnownHostsFile={scratch_file}", "StrictHostKeyChecking=accept-new", f"HashKnownHosts={hashed}")
             if hop is self.route():
                 argv = self.base("-T", self.destination, "--", "true", master=False, first=first)
             else:
-                argv = (["ssh", *(["-F", self.settings.config] if self.settings.config else [])]
+                argv = (["ssh", *(["-F", hop.config] if hop.config else [])]
                         + [arg for option in first for arg in ("-o", option)]
-                        + hop.jump_options(self.settings.config) + ["-T", "--", hop.name, "true"])
+                        + hop.jump_options() + ["-T", "--", hop.name, "true"])
             try:
                 subprocess.run(argv, capture_output=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
             except subprocess.TimeoutExpired:

@@ -13,9 +13,12 @@ Include; `ssh -G` exists since 6.8) and hands ssh a ProxyCommand of its own per 
 `ssh -W` to the next host with the same policy (POLICY below), nested as deep as the chain.
 The chain is read as OpenSSH reads it (readconf.c parse_jump): `ProxyJump a,b` reaches b
 through a, and b's own ProxyJump is then ignored; the first hop, a, follows its own config;
-`ProxyJump none` means a direct connection. A ProxyCommand the user wrote is left as written:
-envctl checks the key of the host at its end, but cannot check hosts that command connects
-through (README, "Remote hosts").
+`ProxyJump none` means a direct connection. A ProxyCommand of the old bastion form,
+`ssh [options] -W %h:%p BASTION` (the way to a bastion before ProxyJump, still the first one
+many lab guides show), is read as a jump through BASTION with its options kept (-i, -l, -p, -F,
+-o, -J), so the bastion is held to the policy too; any other ProxyCommand the user wrote (nc, a
+cloud CLI, `ssh bastion nc %h %p`) is left as written: envctl checks the key of the host at its
+end, but cannot check hosts that command connects through (README, "Remote hosts").
 
 Known hosts: each hop is checked against the UserKnownHostsFile its config names. Where that
 is only /dev/null (keys never kept, so nothing could be checked), envctl checks the hop
@@ -91,7 +94,9 @@ class Hop:
     from a jump spec (ssh's -l/-p), `settings` is `ssh -G` of it (lower-case keys), `via`
     the hop before it (None: a direct connection or the user's own ProxyCommand),
     `known_hosts` the files its key is checked against and `replaced_known_hosts` whether
-    envctl chose them (the config named only /dev/null)."""
+    envctl chose them (the config named only /dev/null). `config` is the ssh config it is
+    read with (None: OpenSSH's default) and `options` the -o options given for it (those of
+    an `ssh -W` ProxyCommand it was read from), both handed to the ssh that reaches it."""
 
     name: str
     user: str | None
@@ -100,6 +105,8 @@ class Hop:
     via: "Hop | None"
     known_hosts: tuple[str, ...]
     replaced_known_hosts: bool
+    config: str | None = None
+    options: tuple[str, ...] = ()
 
     @property
     def hostname(self) -> str:
@@ -136,32 +143,35 @@ class Hop:
             return []
         return ["-o", "UserKnownHostsFile=" + " ".join(_config_word(path) for path in self.known_hosts)]
 
-    def jump_options(self, config: str | None) -> list[str]:
+    def jump_options(self) -> list[str]:
         """ssh arguments (before the destination) for a connection to this hop as a jump host."""
         argv = [arg for option in POLICY for arg in ("-o", option)]
         # Never through a master the user's own ssh opened (it may have been opened without
         # checking the key): each hop is a connection of its own, checked by these options.
         argv += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
-        argv += self.known_hosts_options() + self.route_options(config)
+        argv += self.known_hosts_options() + self.route_options()
+        # The user's own -o options come after ours: for ssh the first value wins, so they
+        # apply except where they would relax the policy.
+        argv += [arg for option in self.options for arg in ("-o", option)]
         if self.user:
             argv += ["-l", self.user]
         if self.port:
             argv += ["-p", str(self.port)]
         return argv
 
-    def route_options(self, config: str | None) -> list[str]:
+    def route_options(self) -> list[str]:
         """The ProxyCommand that reaches this hop through the hops before it (none if direct)."""
-        return ["-o", "ProxyCommand=" + proxy_command(self.via, config)] if self.via is not None else []
+        return ["-o", "ProxyCommand=" + proxy_command(self.via)] if self.via is not None else []
 
 
-def proxy_command(jump: Hop, config: str | None) -> str:
+def proxy_command(jump: Hop) -> str:
     """A ProxyCommand value that opens `jump` with POLICY and forwards stdin/stdout to the
     host being connected to (`-W '[%h]:%p'`, as OpenSSH's own ProxyJump does). ssh expands
     %-tokens in it and runs it with `$SHELL -c "exec ..."` (sshconnect.c ssh_proxy_connect):
     so every argument is shell-quoted and every literal % doubled, nested hops included.
     `-W '[host]:port'` is read by parse_forward/hpdelim (misc.c), brackets included, in every
     OpenSSH that has ProxyJump (7.3 on; CentOS 7 ships 7.4, Debian 12 9.2)."""
-    argv = ["ssh", *(["-F", config] if config else []), *jump.jump_options(config)]
+    argv = ["ssh", *(["-F", jump.config] if jump.config else []), *jump.jump_options()]
     return _percent(shlex.join(argv)) + " -W '[%h]:%p' -- " + _percent(shlex.quote(jump.name))
 
 
@@ -189,9 +199,106 @@ def _resolve(name: str, user: str | None, port: int | None, config: str | None, 
         last = jumps[-1]
         via = _resolve(last.host, last.user, last.port, config, [], jumps[:-1] or None, own_known_hosts,
                        (*seen, label))
+    elif forced is None and (jump := ssh_w_proxy_command(settings.get("proxycommand"))) is not None:
+        via = _resolve(jump.spec.host, jump.spec.user, jump.spec.port, jump.config, list(jump.options),
+                       jump.chain or None, own_known_hosts, (*seen, label))
     listed = tuple(_expand_path(path) for path in settings.get("userknownhostsfile", "~/.ssh/known_hosts").split())
     kept = tuple(path for path in listed if path != os.devnull)
-    return Hop(name, user, port, settings, via, kept or (own_known_hosts,), kept != listed)
+    return Hop(name, user, port, settings, via, kept or (own_known_hosts,), kept != listed, config, tuple(extra))
+
+
+@dataclass(frozen=True)
+class SshJumpCommand:
+    """A ProxyCommand `ssh [options] -W %h:%p BASTION` read as a jump: the bastion (with -l
+    and -p), the config it names (-F, else None: OpenSSH's default), its -o options (-i as
+    IdentityFile, -4/-6 as AddressFamily, -C as Compression, -A as ForwardAgent) and the jumps
+    of its -J, first hop first."""
+
+    spec: JumpSpec
+    config: str | None
+    options: tuple[str, ...]
+    chain: list[JumpSpec]
+
+
+# ssh(1)'s flags that an `ssh -W` ProxyCommand may carry and that change nothing envctl must
+# know (quiet, verbose, no tty, no agent/X11 forwarding), and those with a meaning as -o.
+_IGNORED_FLAGS = set("qvTNaxn")
+_FLAG_OPTIONS = {"4": "AddressFamily=inet", "6": "AddressFamily=inet6", "C": "Compression=yes",
+                 "A": "ForwardAgent=yes"}
+_VALUE_FLAGS = set("iloFpJWc")
+_SHELL_SYNTAX = re.compile(r"[|&;<>()$`\\*?{}\n]")
+
+
+def ssh_w_proxy_command(command: str | None) -> SshJumpCommand | None:
+    """The jump an `ssh ... -W %h:%p HOST` ProxyCommand (optionally after `exec`) stands for,
+    or None for any other command (nc, a script, shell syntax, an ssh flag envctl does not
+    know, a remote command, %-tokens outside -W): those run as written."""
+    if not command or command.lower() == "none" or _SHELL_SYNTAX.search(command):
+        return None
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if words[:1] == ["exec"]:
+        words = words[1:]
+    if not words or os.path.basename(words[0]) != "ssh":
+        return None
+    user = port = config = forward = None
+    options: list[str] = []
+    chain: list[JumpSpec] = []
+    hosts: list[str] = []
+    rest = words[1:]
+    # ssh takes options before and after the destination (`ssh bastion -W %h:%p` is common).
+    while rest:
+        word, rest = rest[0], rest[1:]
+        if word == "--":
+            hosts += rest
+            break
+        if not word.startswith("-") or word == "-":
+            hosts.append(word)
+            continue
+        for index, flag in enumerate(word[1:], 1):
+            if flag in _IGNORED_FLAGS:
+                continue
+            if flag in _FLAG_OPTIONS:
+                options.append(_FLAG_OPTIONS[flag])
+                continue
+            if flag not in _VALUE_FLAGS:
+                return None
+            value = word[index + 1:]
+            if not value:
+                if not rest:
+                    return None
+                value, rest = rest[0], rest[1:]
+            if flag == "W":
+                forward = value
+            elif "%" in value:
+                return None  # a token of the outer ssh's: not a fixed setting
+            elif flag == "i":
+                options.append("IdentityFile=" + value)
+            elif flag == "o":
+                if re.split(r"[\s=]", value.strip(), maxsplit=1)[0].lower() in ("proxycommand", "proxyjump"):
+                    return None  # a way to the bastion of its own: envctl cannot hold it
+                options.append(value)
+            elif flag == "c":
+                options.append("Ciphers=" + value)
+            elif flag == "l":
+                user = value
+            elif flag == "F":
+                config = os.path.expanduser(value)
+            elif flag == "J":
+                chain = parse_jump_list(value)
+            elif flag == "p":
+                if not value.isdigit():
+                    return None
+                port = int(value)
+            break
+    if forward not in ("%h:%p", "[%h]:%p") or len(hosts) != 1 or "%" in hosts[0]:
+        return None
+    if not hosts[0].lower().startswith("ssh://") and ":" in hosts[0].rpartition("@")[2]:
+        return None  # ssh reads no port there (a bare IPv6 address or a typo): left to ssh
+    spec = parse_jump(hosts[0])
+    return SshJumpCommand(JumpSpec(spec.host, user or spec.user, port or spec.port), config, tuple(options), chain)
 
 
 def ssh_settings(name: str, config: str | None = None, extra: Sequence[str] = (), user: str | None = None,

@@ -164,15 +164,32 @@ def test_the_host_itself_with_known_hosts_in_dev_null_is_checked_against_envctls
     assert lab.host_public_key("lab2").split()[1] in own_known_hosts(world).read_text()
 
 
-def test_a_proxycommand_of_the_users_own_is_run_as_written_and_the_host_at_its_end_checked(world, lab, tmp_path):
-    """envctl cannot see inside a ProxyCommand (it may be nc, a cloud CLI, or ssh): it runs as
-    written (README), and the key of the host it leads to is still checked."""
-    entries = f"Host {HIDDEN}\n  ProxyCommand ssh -F {lab.ssh_config} -o BatchMode=yes -W %h:%p {lab.jump}"
+def test_an_old_style_ssh_w_proxycommand_bastion_is_checked_and_its_key_recorded_hashed(world, lab, tmp_path):
+    """`ProxyCommand ssh -W %h:%p BASTION`, the bastion form before ProxyJump that lab guides still
+    show, with the bastion relaxed (no checking, /dev/null known_hosts) and HashKnownHosts yes (as
+    Debian's and Ubuntu's /etc/ssh/ssh_config set it): envctl reads it as a jump, so the bastion is
+    held to the policy, its key is accepted into envctl's own known_hosts hashed as ssh would
+    write it, and the host at its end is still checked."""
+    config = tmp_path / "ssh_config"
+    entries = f"Host {HIDDEN}\n  ProxyCommand ssh -F {config} -q -W %h:%p {lab.jump}\n" \
+              f"Host {lab.jump}\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  HashKnownHosts yes"
     env = config_with(world, tmp_path, entries)
-    assert world.run("status", "--host", HIDDEN, env=env).returncode == 0
-    world.close_connections()
-    lab.forget_host_key(HIDDEN)
+    jump_key = lab.fingerprint(lab.jump)
+
     refused = world.run("status", "--host", HIDDEN, env=env)
     assert refused.returncode == 7
+    assert f"the host key of jump host {lab.jump} ({lab.ip(lab.jump)}) on the way to {HIDDEN} is not known " \
+           f"(offered: {jump_key})" in refused.stderr, refused.stderr
+
+    accepted = world.run("status", "--host", HIDDEN, "--accept-host-key", jump_key, env=env)
+    assert accepted.returncode == 0, accepted.stderr
+    recorded = own_known_hosts(world).read_text()
+    assert recorded.startswith("|1|") and lab.ip(lab.jump) not in recorded, recorded  # hashed, as configured
+    assert lab.host_public_key(lab.jump).split()[1] in recorded
+
+    world.close_connections()
+    lab.forget_host_key(HIDDEN)
+    behind = world.run("status", "--host", HIDDEN, env=env)
+    assert behind.returncode == 7
     assert f"the host key of {HIDDEN} ({lab.ip(HIDDEN)}) is not known (offered: {lab.fingerprint(HIDDEN)})" \
-        in refused.stderr, refused.stderr
+        in behind.stderr, behind.stderr

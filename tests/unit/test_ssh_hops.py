@@ -24,6 +24,7 @@ from envctl.remote.ssh_hops import (
     parse_jump_list,
     refusing_hop,
     resolve_route,
+    ssh_w_proxy_command,
 )
 
 
@@ -84,11 +85,81 @@ def test_proxyjump_none_and_a_host_without_jump_are_direct(tmp_path):
     assert [hop.name for hop in resolve_route("other", config).chain()][1] == "bastion"
 
 
+# The old bastion form, before ProxyJump (OpenSSH 7.3), as lab guides and configs still write it:
+# `ProxyCommand ssh -W %h:%p jump-host` (mynw.cn "SSH代理命令ProxyCommand连接嵌套服务器",
+# ssh_config(5) ProxyCommand's own example uses nc), the host before the options, -q, -i per hop,
+# and the policy relaxed inside the command itself.
+@pytest.mark.parametrize("command, spec, config, options, chain", [
+    ("ssh -W %h:%p jump-host", JumpSpec("jump-host"), None, (), []),
+    ("ssh jump -W %h:%p", JumpSpec("jump"), None, (), []),
+    ("exec ssh -q -W [%h]:%p ops@bastion", JumpSpec("bastion", "ops"), None, (), []),
+    ("/usr/bin/ssh -qW%h:%p -p 2222 -l ops -i ~/.ssh/id_bastion bastion",
+     JumpSpec("bastion", "ops", 2222), None, ("IdentityFile=~/.ssh/id_bastion",), []),
+    ("ssh -o StrictHostKeyChecking=no -o 'UserKnownHostsFile /dev/null' -4 -W %h:%p -- bastion",
+     JumpSpec("bastion"), None, ("StrictHostKeyChecking=no", "UserKnownHostsFile /dev/null", "AddressFamily=inet"), []),
+    ("ssh -F /etc/lab/ssh_config -J a,u@b:2200 -W %h:%p c", JumpSpec("c"), "/etc/lab/ssh_config", (),
+     [JumpSpec("a"), JumpSpec("b", "u", 2200)]),
+    ("ssh -W %h:%p ssh://ops@[2001:db8::7]:2222", JumpSpec("2001:db8::7", "ops", 2222), None, (), []),
+])
+def test_an_ssh_w_proxycommand_is_read_as_a_jump(command, spec, config, options, chain):
+    jump = ssh_w_proxy_command(command)
+    assert (jump.spec, jump.config, jump.options, jump.chain) == (spec, config, options, chain)
+
+
+@pytest.mark.parametrize("command", [
+    "nc -X 5 -x proxy:1080 %h %p",
+    "ssh bastion nc %h %p",  # netcat on the bastion: a remote command, not -W
+    "ssh -q bastion -W %h:22",  # a fixed port: not the hop ssh is given
+    "ssh -W %h:%p %r@bastion",  # the outer ssh's tokens in the host
+    "ssh -W %h:%p bastion 2>/dev/null",  # shell syntax
+    "ssh -S ~/.ssh/cm -W %h:%p bastion",  # a flag envctl does not read
+    "ssh -o ProxyCommand='nc proxy 1080' -W %h:%p bastion",
+    "ssh -W %h:%p 2001:db8::7",  # ssh reads no port there; left to ssh
+    "aws ssm start-session --target %h",
+    "none",
+])
+def test_other_proxycommands_are_not_read_as_a_jump(command):
+    assert ssh_w_proxy_command(command) is None
+
+
+def test_an_old_style_bastion_is_a_hop_held_to_the_policy_with_its_options_kept(tmp_path):
+    """`Host *` relaxing everything (as many lab guides write it) and the bastion reached by an
+    `ssh -W` ProxyCommand: the bastion is a hop with envctl's policy first, its own identity,
+    user and port kept, and its /dev/null known_hosts replaced."""
+    config = str(tmp_path / "ssh_config")
+    write(tmp_path, f"""\
+Host gpu*
+  HostName 10.8.0.11
+  User alice
+  ProxyCommand ssh -F {config} -q -i ~/.ssh/id_bastion -o UserKnownHostsFile=/dev/null -W %h:%p -l ops -p 2222 bastion
+Host bastion
+  HostName 203.0.113.9
+Host *
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+""")
+    route = resolve_route("gpu1", config, own_known_hosts=str(tmp_path / "own"))
+    assert names(route) == [("gpu1", None, None), ("bastion", "ops", 2222)]
+    bastion = route.via
+    assert bastion.config == config  # the config the ProxyCommand's ssh reads (-F; else OpenSSH's default)
+    assert bastion.hostname == "203.0.113.9" and bastion.key_name == "[203.0.113.9]:2222"
+    assert bastion.known_hosts == (str(tmp_path / "own"),) and bastion.replaced_known_hosts
+    [option] = [arg for arg in route.route_options() if arg.startswith("ProxyCommand=")]
+    argv = unwrap(option[len("ProxyCommand="):])
+    assert argv[:3] == ["ssh", "-F", config] and argv[-4:] == ["-W", "[H]:22", "--", "bastion"]
+    pairs = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-o"]
+    for policy in POLICY:  # first: for ssh, the first value of an option wins
+        assert pairs.index(policy) < pairs.index("UserKnownHostsFile=/dev/null")
+    assert pairs.index(f"UserKnownHostsFile={tmp_path}/own") < pairs.index("UserKnownHostsFile=/dev/null")
+    assert "IdentityFile=~/.ssh/id_bastion" in pairs and argv[argv.index("-l") + 1] == "ops"
+    assert argv[argv.index("-p") + 1] == "2222"
+
+
 def test_a_users_proxycommand_is_left_as_written(tmp_path):
     config = write(tmp_path, "Host behind\n  ProxyCommand nc -X 5 -x proxy:1080 %h %p\n")
     route = resolve_route("behind", config)
     assert route.via is None and route.own_proxy_command == "nc -X 5 -x proxy:1080 %h %p"
-    assert route.route_options(config) == []
+    assert route.route_options() == []
 
 
 def test_match_and_include_are_read_as_ssh_reads_them(tmp_path):
@@ -124,7 +195,7 @@ def test_every_hop_gets_the_policy_however_deep_the_nesting(tmp_path):
     (tmp_path / "100% sure").mkdir()  # a % and a space in the config's path: literal in every hop
     config = write(tmp_path / "100% sure", "Host t\n  ProxyJump a,b,c\n")
     route = resolve_route("t", config)
-    options = route.route_options(config)
+    options = route.route_options()
     assert options[0] == "-o" and options[1].startswith("ProxyCommand=")
     command, depth = options[1][len("ProxyCommand="):], 0
     while command:
