@@ -103,7 +103,7 @@ class SSHConnection:
         # start them without it), and the known_hosts envctl checks against where the config
         # names only /dev/null.
         route = self.route()
-        argv += route.known_hosts_options() + route.route_options()
+        argv += route.timeout_options() + route.known_hosts_options() + route.route_options()
         if master:
             argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_path}",
                      "-o", "ControlPersist=120"]

@@ -40,7 +40,10 @@ from envctl.errors import EXIT_REMOTE_FAILED, EnvctlError
 # Held on every hop: keys checked against known_hosts whatever the config says, and never a
 # prompt (password, keyboard-interactive, passphrase, "continue connecting?"): a prompt would
 # hang a run on many hosts, so a hop that wants one fails at once instead.
-POLICY = ("BatchMode=yes", "StrictHostKeyChecking=yes", "ConnectTimeout=20")
+POLICY = ("BatchMode=yes", "StrictHostKeyChecking=yes")
+# A hop that does not answer must not hang a run: ConnectTimeout where the config sets none
+# (a config's own value, e.g. for a slow far bastion, is kept).
+DEFAULT_CONNECT_TIMEOUT = 20
 MAX_HOPS = 16  # a longer chain is taken for a loop in the config
 DEFAULT_PORT = 22
 
@@ -138,6 +141,11 @@ class Hop:
             yield hop
             hop = hop.via
 
+    def timeout_options(self) -> list[str]:
+        """-o ConnectTimeout=20 where the hop's config sets no ConnectTimeout, else nothing."""
+        configured = self.settings.get("connecttimeout", "none")
+        return [] if configured.isdigit() else ["-o", f"ConnectTimeout={DEFAULT_CONNECT_TIMEOUT}"]
+
     def known_hosts_options(self) -> list[str]:
         if not self.replaced_known_hosts:
             return []
@@ -145,7 +153,7 @@ class Hop:
 
     def jump_options(self) -> list[str]:
         """ssh arguments (before the destination) for a connection to this hop as a jump host."""
-        argv = [arg for option in POLICY for arg in ("-o", option)]
+        argv = [arg for option in POLICY for arg in ("-o", option)] + self.timeout_options()
         # Never through a master the user's own ssh opened (it may have been opened without
         # checking the key): each hop is a connection of its own, checked by these options.
         argv += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
@@ -275,7 +283,7 @@ def ssh_w_proxy_command(command: str | None) -> SshJumpCommand | None:
             elif "%" in value:
                 return None  # a token of the outer ssh's: not a fixed setting
             elif flag == "i":
-                options.append("IdentityFile=" + value)
+                options.append("IdentityFile=" + _config_word(value))
             elif flag == "o":
                 if re.split(r"[\s=]", value.strip(), maxsplit=1)[0].lower() in ("proxycommand", "proxyjump"):
                     return None  # a way to the bastion of its own: envctl cannot hold it

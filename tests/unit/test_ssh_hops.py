@@ -100,6 +100,8 @@ def test_proxyjump_none_and_a_host_without_jump_are_direct(tmp_path):
     ("ssh -F /etc/lab/ssh_config -J a,u@b:2200 -W %h:%p c", JumpSpec("c"), "/etc/lab/ssh_config", (),
      [JumpSpec("a"), JumpSpec("b", "u", 2200)]),
     ("ssh -W %h:%p ssh://ops@[2001:db8::7]:2222", JumpSpec("2001:db8::7", "ops", 2222), None, (), []),
+    # a path with a space stays one value when handed on as -o (ssh_config splits at spaces)
+    ("ssh -i '/keys/lab key' -W %h:%p b", JumpSpec("b"), None, ('IdentityFile="/keys/lab key"',), []),
 ])
 def test_an_ssh_w_proxycommand_is_read_as_a_jump(command, spec, config, options, chain):
     jump = ssh_w_proxy_command(command)
@@ -207,6 +209,14 @@ def test_every_hop_gets_the_policy_however_deep_the_nesting(tmp_path):
         inner = [arg for arg in argv if arg.startswith("ProxyCommand=")]
         command = inner[0][len("ProxyCommand="):] if inner else ""
     assert depth == 3  # c through b, b through a, a directly
+
+
+def test_a_connect_timeout_of_the_config_is_kept_and_a_hop_without_one_gets_envctls(tmp_path):
+    """A far bastion with `ConnectTimeout 90` keeps it; elsewhere 20 s, so a dead hop cannot hang a run."""
+    config = write(tmp_path, "Host t\n  ProxyJump far\nHost far\n  ConnectTimeout 90\n")
+    route = resolve_route("t", config)
+    assert route.timeout_options() == ["-o", "ConnectTimeout=20"]
+    assert route.via.timeout_options() == [] and "ConnectTimeout=20" not in route.route_options()[1]
 
 
 REFUSED_BASTION = """\
