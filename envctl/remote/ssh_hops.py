@@ -210,7 +210,7 @@ def _resolve(name: str, user: str | None, port: int | None, config: str | None, 
     elif forced is None and (jump := ssh_w_proxy_command(settings.get("proxycommand"))) is not None:
         via = _resolve(jump.spec.host, jump.spec.user, jump.spec.port, jump.config, list(jump.options),
                        jump.chain or None, own_known_hosts, (*seen, label))
-    listed = tuple(_expand_path(path) for path in settings.get("userknownhostsfile", "~/.ssh/known_hosts").split())
+    listed = tuple(_expand_path(path) for path in known_hosts_paths(settings.get("userknownhostsfile", "~/.ssh/known_hosts")))
     kept = tuple(path for path in listed if path != os.devnull)
     return Hop(name, user, port, settings, via, kept or (own_known_hosts,), kept != listed, config, tuple(extra))
 
@@ -330,6 +330,20 @@ def ssh_settings(name: str, config: str | None = None, extra: Sequence[str] = ()
         key, _, value = line.partition(" ")
         settings.setdefault(key.lower(), value)
     return settings
+
+
+def known_hosts_paths(value: str) -> list[str]:
+    """The files of `ssh -G`'s `userknownhostsfile` line. ssh -G prints them space-separated and
+    unquoted, so a path with a space (written in quotes in the config) comes out in pieces: a
+    piece that does not start a path (/, ~ or a %-token; ssh 9.x prints them expanded, older
+    ones as written) continues the one before it."""
+    paths: list[str] = []
+    for piece in value.split(" "):
+        if paths and not piece.startswith(("/", "~", "%")):
+            paths[-1] += " " + piece
+        elif piece:
+            paths.append(piece)
+    return paths
 
 
 def envctl_known_hosts(environ: Mapping[str, str] | None = None) -> str:

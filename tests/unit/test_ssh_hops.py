@@ -23,6 +23,7 @@ from envctl.remote.ssh_hops import (
     parse_jump,
     parse_jump_list,
     refusing_hop,
+    known_hosts_paths,
     resolve_route,
     ssh_w_proxy_command,
 )
@@ -173,6 +174,20 @@ def test_match_and_include_are_read_as_ssh_reads_them(tmp_path):
     assert route.known_hosts == (f"{tmp_path}/known_hosts",) and not route.replaced_known_hosts
     assert route.via.known_hosts == (str(tmp_path / "own"),) and route.via.replaced_known_hosts
     assert route.via.known_hosts_options() == ["-o", f"UserKnownHostsFile={tmp_path}/own"]
+
+
+def test_known_hosts_files_with_a_space_in_their_path_stay_whole(tmp_path):
+    """Several files on one line, /dev/null among them, one in quotes with a space, %-tokens:
+    ssh -G prints them expanded and unquoted; each file is found whole."""
+    (tmp_path / "team keys").mkdir()
+    config = write(tmp_path, f'Host inner\n  ProxyJump bastion\n'
+                             f'Host bastion\n  UserKnownHostsFile /dev/null "{tmp_path}/team keys/known_%h" ~/.ssh/kh\n')
+    bastion = resolve_route("inner", config).via
+    assert bastion.known_hosts[0] == f"{tmp_path}/team keys/known_bastion" and bastion.known_hosts[1].endswith("/.ssh/kh")
+    assert bastion.replaced_known_hosts and len(bastion.known_hosts) == 2
+    assert bastion.known_hosts_options()[1] == f'UserKnownHostsFile="{tmp_path}/team keys/known_bastion" {bastion.known_hosts[1]}'
+    assert known_hosts_paths("~/.ssh/known_hosts ~/.ssh/known_hosts2") == ["~/.ssh/known_hosts", "~/.ssh/known_hosts2"]
+    assert known_hosts_paths("%d/a b/kh /dev/null") == ["%d/a b/kh", "/dev/null"]
 
 
 def test_a_loop_in_the_config_is_refused_with_the_chain(tmp_path):
