@@ -22,17 +22,23 @@ from envctl.plan import Plan, bake_key
 from envctl.setup_steps import run_setup
 
 
-def baked_ref(plan: Plan, base_image_id: str) -> tuple[str, str]:
-    key = bake_key(base_image_id, plan.setup)
+def baked_ref(plan: Plan, base_config_digest: str) -> tuple[str, str]:
+    key = bake_key(base_config_digest, plan.setup)
     suffix = f"-{plan.variant}" if plan.variant else ""
     return f"envctl-baked/{plan.manifest}{suffix}:{key}", key
 
 
 def bake(client, plan: Plan, base_image_id: str, echo: Callable[[str], None]) -> tuple[str, str]:
-    """Returns (ref, "present" | "baked")."""
+    """Returns (ref, "present" | "baked"). `base_image_id`: the engine's ID of the base image; the
+    key is made from its config digest, so both image stores give the same tag."""
     from docker.errors import APIError, ImageNotFound
 
-    ref, key = baked_ref(plan, base_image_id)
+    from envctl.image_identity import RECORDS, EngineImages
+    from envctl.paths import cache_dir
+
+    images = EngineImages(client, cache_dir() / "state" / RECORDS)
+    base = images.get(base_image_id)
+    ref, key = baked_ref(plan, (images.config_digest(base) if base is not None else None) or base_image_id)
     try:
         client.images.get(ref)
         return ref, "present"

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from docker.errors import APIError, BuildError, ImageNotFound
+from docker.errors import APIError, BuildError
 
+from envctl import references
 from envctl.artifacts.sources import Source
-from envctl.images import IdentityCache, ImageError, context_digest, identify, load_tarball
+from envctl.image_identity import RECORDS, EngineImage, EngineImages
+from envctl.images import IdentityCache, ImageError, TarballIdentity, context_digest, identify, load_tarball, loaded_ids
 from envctl.plan import EnsureImage
 
 LABEL_CONTEXT = "io.envctl.context-digest"
@@ -27,78 +29,140 @@ class ImageOutcome:
 Progress = Callable[[str, int], Callable[[int], None]]  # (label, total bytes) → advance(n)
 
 
-def _get(client, ref: str):
-    try:
-        return client.images.get(ref)
-    except ImageNotFound:
-        return None
-    except APIError as exc:
-        raise ImageError(f"the engine could not look up {ref}: {exc.explanation or exc}") from None
+def _tarball_identity(step: EnsureImage, tarball: Path, identities: IdentityCache, progress, need_sha256: bool,
+                      engine: EngineImages) -> TarballIdentity:
+    """Read and check the tarball against the manifest before anything is loaded."""
+    if not tarball.is_file():
+        raise ImageError(f"image {step.ref}: no tarball at {tarball}")
+    advance = progress(f"reading {tarball.name}", tarball.stat().st_size) if progress else None
+    identity = identify(tarball, identities, need_sha256=need_sha256, progress=advance)
+    if step.sha256 and identity.sha256 != step.sha256:
+        raise ImageError(
+            f"{tarball} has sha256 {identity.sha256}, the manifest expects {step.sha256}; nothing was loaded",
+            hint="download the tarball again, or update image.tarball.sha256 if the vendor published a new one",
+        )
+    pinned = step.expected_id
+    shown_id = _engine_id(engine, identity)
+    if not identity.repo_tags and pinned is None:
+        raise ImageError(
+            f"{tarball} was saved by image ID (`docker save {shown_id[7:19]}`): it names no image, so envctl "
+            f"cannot tell that it is {step.ref}; nothing was loaded",
+            hint=f"pin it in the manifest (image.id: {shown_id}) and envctl tags it {step.ref} when it loads it, "
+                 f"or save it by name: docker save -o FILE {step.ref}",
+        )
+    if identity.repo_tags and not any(references.same(tag, step.ref) for tag in identity.repo_tags):
+        raise ImageError(
+            f"{tarball} holds {', '.join(identity.repo_tags)}, not {step.ref}; nothing was loaded",
+            hint="fix image.ref, or point image.tarball.source at the right tarball",
+        )
+    if pinned and pinned not in identity.ids:
+        raise ImageError(f"{tarball} holds image {shown_id}, the manifest pins {pinned}; nothing was loaded")
+    return identity
 
 
 def ensure_image(client, step: EnsureImage, source: Source | None, identities: IdentityCache, progress: Progress | None = None,
                  socket_path: str | None = None, loader=None) -> ImageOutcome:
     """`socket_path`: the engine's local unix socket, when it has one (tarballs are then sent
-    with sendfile). `loader(tarball, advance, sha256)`: how a tarball reaches an engine that is
-    not local (pushed to the remote host, loaded there)."""
-    current = _get(client, step.ref)
+    with sendfile). `loader(tarball, advance, identity)`: how a tarball reaches an engine that is
+    not local (pushed to the remote host, loaded there); returns the engine's "Loaded image" lines.
+
+    An image on the engine is the wanted one when its ID or its config digest is the tarball's
+    (or the pinned) ID, on either image store (envctl/image_identity.py)."""
+    engine = EngineImages(client, identities.file.parent / RECORDS)
+    current = engine.get(step.ref)
     if step.origin == "build":
         return _ensure_built(client, step, current, identities.file.parent / "contexts.json")
-    expected = step.expected_id
     tarball: Path | None = None
+    identity: TarballIdentity | None = None
     if step.origin == "tarball" and source is not None:
         tarball = Path(source.location)
-        if not tarball.is_file():
-            raise ImageError(f"image {step.ref}: no tarball at {tarball}")
-        advance = progress(f"reading {tarball.name}", tarball.stat().st_size) if progress else None
-        identity = identify(tarball, identities, need_sha256=step.sha256 is not None or loader is not None, progress=advance)
-        if step.sha256 and identity.sha256 != step.sha256:
-            raise ImageError(
-                f"{tarball} has sha256 {identity.sha256}, the manifest expects {step.sha256}; nothing was loaded",
-                hint="download the tarball again, or update image.tarball.sha256 if the vendor published a new one",
-            )
-        if step.ref not in identity.repo_tags:
-            raise ImageError(
-                f"{tarball} holds {', '.join(identity.repo_tags) or 'an untagged image'}, not {step.ref}; nothing was loaded",
-                hint="fix image.ref, or point image.tarball.source at the right tarball",
-            )
-        if expected and identity.image_id != expected:
-            raise ImageError(f"{tarball} holds image {identity.image_id}, the manifest pins {expected}; nothing was loaded")
-        expected = identity.image_id
+        identity = _tarball_identity(step, tarball, identities, progress, step.sha256 is not None or loader is not None, engine)
+    wanted = identity.ids if identity is not None else (step.expected_id,) if step.expected_id else ()
 
-    if current is not None and (expected is None or current.id == expected):
+    def is_wanted(image: EngineImage) -> bool:  # its ID is one of them, or its config digest (read once, remembered)
+        return image.id in wanted or engine.config_digest(image) in wanted
+
+    if current is not None and (not wanted or is_wanted(current)):
         return ImageOutcome("present", current.id)
-    moved = f"{step.ref} pointed at {current.id}; now at {expected}" if current is not None else None
-    if expected is not None:
-        existing = _get(client, expected)
-        if existing is not None:
-            existing.tag(step.ref)
-            return ImageOutcome("tagged", existing.id, moved)
+    for digest in wanted:
+        existing = engine.get(digest)
+        if existing is not None and is_wanted(existing):
+            client.api.tag(existing.id, step.ref)
+            return ImageOutcome("tagged", existing.id, _moved(step, current, existing.id))
     if tarball is None:
-        if current is not None and expected is not None:
-            raise ImageError(f"{step.ref} on this host is {current.id}, the manifest pins {expected}",
+        if current is not None and step.expected_id is not None:
+            raise ImageError(f"{step.ref} on this host is {current.id}, the manifest pins {step.expected_id}",
                              hint="load the pinned image (give image.tarball) or update image.id")
         how = step.obtain or "give image.tarball.source (a docker save tarball) or image.build in the manifest"
         raise ImageError(f"image {step.ref} is not on this host; envctl pulls from no registry", hint=how)
 
     advance = progress(f"loading {tarball.name}", tarball.stat().st_size) if progress else None
-    if loader is not None:
-        loader(tarball, advance, identity.sha256)
-    else:
-        load_tarball(client, tarball, advance, socket_path)
-    loaded = _get(client, step.ref)
-    if loaded is None or loaded.id != expected:
-        found = loaded.id if loaded is not None else "nothing"
-        raise ImageError(f"after loading {tarball}, {step.ref} is {found}, expected {expected}")
+    try:
+        if loader is not None:
+            lines = loader(tarball, advance, identity) or []
+        else:
+            lines = load_tarball(client, tarball, advance, socket_path)
+    except ImageError:
+        _restore(engine, step.ref, current)
+        raise
+    loaded = _loaded_image(engine, step, identity, lines)
+    moved = _moved(step, current, loaded.id)
     if moved:
         moved += " (the old image is kept, untagged unless other tags name it)"
     return ImageOutcome("loaded", loaded.id, moved)
 
 
+def _moved(step: EnsureImage, current: EngineImage | None, now: str) -> str | None:
+    return f"{step.ref} pointed at {current.id}; now at {now}" if current is not None and current.id != now else None
+
+
+def _restore(engine: EngineImages, ref: str, before: EngineImage | None) -> None:
+    """After a failed load, `ref` names what it named before: the containerd store tags an image
+    it then fails to unpack."""
+    from docker.errors import APIError
+
+    after = engine.get(ref)
+    if after is None or (before is not None and after.id == before.id):
+        return
+    try:
+        if before is not None:
+            engine.client.api.tag(before.id, ref)
+        else:
+            engine.client.api.remove_image(ref)
+    except APIError:
+        pass  # the load's own error is the one to report
+
+
+def _engine_id(engine: EngineImages, identity: TarballIdentity) -> str:
+    """The ID this engine gives the tarball's image: its manifest digest on the containerd store."""
+    return identity.manifest_digests[0] if engine.containerd_store() and identity.manifest_digests else identity.image_id
+
+
+def _loaded_image(engine: EngineImages, step: EnsureImage, identity: TarballIdentity, lines: list[str]) -> EngineImage:
+    """The image the load made, tagged `step.ref` when the tarball named none, and checked: its
+    ID is one of the tarball's (config digest, manifest digests), or its config digest is the
+    tarball's (read from the engine when the manifest digest could not be told beforehand)."""
+    tarball = step.source
+    if not identity.repo_tags:
+        for candidate in [*loaded_ids(lines), *identity.ids]:
+            image = engine.get(candidate)
+            if image is not None:
+                engine.client.api.tag(image.id, step.ref)
+                break
+    loaded = engine.get(step.ref)
+    if loaded is None:
+        raise ImageError(f"after loading {tarball}, the engine has no {step.ref}",
+                         hint="the tarball may be corrupt: download it again")
+    if loaded.id not in identity.ids and not engine.matches(loaded, identity.image_id):
+        raise ImageError(f"after loading {tarball}, {step.ref} is {loaded.id}, expected {_engine_id(engine, identity)}")
+    engine.remember(loaded.id, identity.image_id)
+    return loaded
+
+
 def _ensure_built(client, step: EnsureImage, current, memo: Path) -> ImageOutcome:
     context = Path(step.source)
     digest = context_digest(context, memo)
-    if current is not None and (current.labels or {}).get(LABEL_CONTEXT) == digest:
+    if current is not None and current.labels.get(LABEL_CONTEXT) == digest:
         return ImageOutcome("present", current.id)
     try:
         image, _ = client.images.build(path=str(context), tag=step.ref, rm=True, labels={LABEL_CONTEXT: digest})

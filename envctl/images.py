@@ -1,127 +1,33 @@
-"""SDK images: what a tarball holds, loading it, building a context, and checking what is there.
+"""SDK images: remembering what a tarball holds, loading it, building a context.
 
-A tarball's image ID and tags are read from the tarball itself (`manifest.json` and the image
-config, whose sha256 is the image ID), never guessed from its file name. Reading a multi-GB
-gzipped tarball means decompressing all of it, so what was read is remembered per
-(path, size, mtime) and the next check costs nothing.
+A tarball's identity is read from the tarball itself (envctl/tarballs.py), never guessed from
+its file name. Reading a multi-GB compressed tarball means decompressing all of it, so what was
+read is remembered per (path, size, mtime) and the next check costs nothing.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import http.client
 import json
 import os
 import socket
-import tarfile
-import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterator
 
 from envctl.atomic import write_text_atomic
-from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
+from envctl.tarballs import ImageError, TarballIdentity, compression_of, decompressing, read_identity
+
+__all__ = ["ImageError", "TarballIdentity", "IdentityCache", "identify", "load_tarball", "loaded_ids", "read_identity",
+           "context_digest"]
 
 CHUNK = 1 << 20
-_SMALL = 4 << 20  # image configs are a few KB; anything larger is a layer
-
-
-class ImageError(EnvctlError):
-    exit_code = EXIT_HOST_NOT_READY
-
-
-@dataclass(frozen=True)
-class TarballIdentity:
-    image_id: str  # sha256:<hex of the image config>
-    repo_tags: tuple[str, ...]
-    size: int
-    mtime_ns: int
-    sha256: str | None = None  # of the tarball file, when it was computed
-
-
-class _HashingReader:
-    """A file wrapper that hashes every byte read through it (sequential reads only)."""
-
-    def __init__(self, handle, progress: Callable[[int], None] | None):
-        self.handle = handle
-        self.digest = hashlib.sha256()
-        self.progress = progress
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.handle.read(size)
-        self.digest.update(data)
-        if self.progress:
-            self.progress(len(data))
-        return data
-
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
-
-
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == b"\x1f\x8b"
-
-
-def _identity_from(manifest: list, digests: dict[str, str], path: Path) -> tuple[str, tuple[str, ...]]:
-    if not isinstance(manifest, list) or not manifest or "Config" not in manifest[0]:
-        raise ImageError(f"{path} is not a `docker save` tarball (its manifest.json has no image entry)")
-    if len(manifest) > 1:
-        tags = [t for entry in manifest for t in entry.get("RepoTags") or []]
-        raise ImageError(f"{path} holds {len(manifest)} images ({', '.join(tags) or 'untagged'}); envctl expects one per tarball")
-    entry = manifest[0]
-    config = entry["Config"]
-    if config not in digests:
-        raise ImageError(f"{path} is incomplete: manifest.json names {config}, which is not in the tarball")
-    return "sha256:" + digests[config], tuple(entry.get("RepoTags") or ())
-
-
-def read_identity(path: Path, with_sha256: bool = False, progress: Callable[[int], None] | None = None) -> TarballIdentity:
-    """Read the image ID and tags from a `docker save` tarball (.tar or .tar.gz). With
-    `with_sha256`, the whole file is read once and its sha256 computed on the way. Raises
-    ImageError for anything that is not a complete, readable image tarball."""
-    stat = path.stat()
-    gz = _is_gzip(path)
-    try:
-        if not gz and not with_sha256:
-            # Uncompressed: tarfile reads the headers and seeks over layer data, so even a
-            # multi-GB tarball is identified in milliseconds.
-            with tarfile.open(path, "r:") as archive:
-                manifest, digests = None, {}
-                for member in archive:
-                    if not member.isfile():
-                        continue
-                    if member.name == "manifest.json":
-                        manifest = json.load(archive.extractfile(member))
-                    elif member.size <= _SMALL:
-                        digests[member.name] = hashlib.sha256(archive.extractfile(member).read()).hexdigest()
-            sha = None
-        else:
-            with open(path, "rb") as raw:
-                reader = _HashingReader(raw, progress)
-                with tarfile.open(fileobj=reader, mode="r|*") as archive:
-                    manifest, digests = None, {}
-                    for member in archive:
-                        if not member.isfile():
-                            continue
-                        data = archive.extractfile(member)
-                        if member.name == "manifest.json":
-                            manifest = json.loads(data.read())
-                        elif member.size <= _SMALL:
-                            digests[member.name] = hashlib.sha256(data.read()).hexdigest()
-                reader.drain()
-                sha = reader.digest.hexdigest()
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ImageError(
-            f"{path} is not a readable image tarball ({type(exc).__name__}: {exc}); nothing was loaded",
-            hint="download it again; a truncated or corrupt file cannot be loaded",
-        ) from None
-    if manifest is None:
-        raise ImageError(f"{path} has no manifest.json: it is not a `docker save` tarball; nothing was loaded")
-    image_id, tags = _identity_from(manifest, digests, path)
-    return TarballIdentity(image_id, tags, stat.st_size, stat.st_mtime_ns, sha)
+# What every engine envctl supports takes as it is: Docker 20.10 refuses zstd ("invalid tar
+# header") and Docker's xz support runs an `xz` binary the host may lack, so those (and bzip2,
+# for one rule) are decompressed here and streamed to the engine as a plain tar.
+ENGINE_TAKES = ("none", "gzip")
+_CACHE_VERSION = 3  # entries written before manifest digests and compression were read are read again
 
 
 class IdentityCache:
@@ -145,11 +51,14 @@ class IdentityCache:
             return None
         if need_sha256 and not entry.get("sha256"):
             return None
-        return TarballIdentity(entry["image_id"], tuple(entry["repo_tags"]), entry["size"], entry["mtime_ns"], entry.get("sha256"))
+        if entry.get("version") != _CACHE_VERSION:
+            return None
+        return TarballIdentity(entry["image_id"], tuple(entry["repo_tags"]), entry["size"], entry["mtime_ns"], entry.get("sha256"),
+                               tuple(entry["manifest_digests"]), entry["compression"])
 
     def put(self, path: Path, identity: TarballIdentity) -> None:
         data = self._read()
-        data[str(path.resolve())] = asdict(identity)
+        data[str(path.resolve())] = {**asdict(identity), "version": _CACHE_VERSION}
         self.file.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.file, json.dumps(data, indent=1))
 
@@ -163,8 +72,33 @@ def identify(path: Path, cache: IdentityCache, need_sha256: bool, progress: Call
     return identity
 
 
-def _chunks(path: Path, progress: Callable[[int], None] | None) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
+class _Counting:
+    """Reports the bytes read from the file (not the decompressed ones) as progress."""
+
+    def __init__(self, handle, progress):
+        self.handle, self.progress = handle, progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        if self.progress:
+            self.progress(len(data))
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+
+def _chunks(path: Path, progress: Callable[[int], None] | None, compression: str = "none") -> Iterator[bytes]:
+    """The bytes the engine is sent: the file itself, or its decompressed tar stream."""
+    with open(path, "rb") as raw:
+        handle = raw if compression in ENGINE_TAKES else decompressing(_Counting(raw, progress), compression)
+        if compression not in ENGINE_TAKES:
+            progress = None  # counted on the compressed side
         while True:
             data = handle.read(CHUNK)
             if not data:
@@ -178,27 +112,39 @@ def load_tarball(client, path: Path, progress: Callable[[int], None] | None = No
     """Stream a tarball into the engine; memory stays flat whatever its size. On a local unix
     socket the file goes to the engine with sendfile(2): no copy through Python, which keeps
     envctl as fast as `docker load`. Returns the engine's "Loaded image" lines. Raises
-    ImageError with the engine's reason."""
-    if socket_path is not None:
+    ImageError with the engine's reason. A compression the engine may not take (ENGINE_TAKES) is
+    decompressed here on the way, without a temporary copy."""
+    compression = compression_of(path)
+    if socket_path is not None and compression in ENGINE_TAKES:
         events = _load_by_sendfile(socket_path, client.api.api_version, path, progress)
     else:
-        events = _load_by_api(client, path, progress)
+        events = _load_by_api(client, path, progress, compression)
     loaded = []
     for event in events:
         if "error" in event or "errorDetail" in event:
             detail = (event.get("errorDetail") or {}).get("message") or event.get("error")
             raise ImageError(f"the engine could not load {path}: {detail}", hint="the tarball may be corrupt: download it again")
         text = (event.get("stream") or "").strip()
+        if text.startswith("Error unpacking image"):
+            # The containerd store reports a layer it cannot unpack as a line of the stream, after
+            # "Loaded image" (Docker 28.5.2), and the image stays behind, tagged and unusable.
+            raise ImageError(f"the engine could not load {path}: {text}", hint="the tarball may be corrupt: download it again")
         if text.startswith("Loaded image"):
             loaded.append(text)
     return loaded
 
 
-def _load_by_api(client, path: Path, progress) -> Iterator[dict]:
+def loaded_ids(lines: list[str]) -> list[str]:
+    """The image IDs in `docker load` output ("Loaded image ID: sha256:..."), which is how an
+    engine reports a tarball saved by ID (no tag to report)."""
+    return [line.split(":", 1)[1].strip() for line in lines if line.startswith("Loaded image ID:")]
+
+
+def _load_by_api(client, path: Path, progress, compression: str) -> Iterator[dict]:
     from docker.errors import APIError
 
     try:
-        yield from client.api.load_image(_chunks(path, progress))
+        yield from client.api.load_image(_chunks(path, progress, compression))
     except APIError as exc:
         raise ImageError(f"the engine could not load {path}: {exc.explanation or exc}", hint="the tarball may be corrupt: download it again") from None
 

@@ -23,7 +23,8 @@ class Observed:
     devices: Snapshot
     missing_mount_sources: frozenset[str] = field(default_factory=frozenset)
     image_present: bool | None = None  # None: the Docker engine was not asked
-    image_id: str | None = None  # what the manifest's image ref names on the engine
+    image_id: str | None = None  # what the manifest's image ref names on the engine (the engine's .Id)
+    image_config: str | None = None  # that image's config digest, the same on both image stores (bake keys use it)
     baked: dict = field(default_factory=dict)  # bake key → ref of images `envctl build` made for this manifest
 
 
@@ -39,19 +40,19 @@ def observe(host: Host, loaded: Loaded, engine=None) -> Observed:
         if not host.exists(real):
             missing.add(real)
     devices = snapshot(host, fam)
-    image_present, image_id, baked = None, None, {}
+    image_present, image_id, image_config, baked = None, None, None, {}
     if engine is not None:
-        from docker.errors import ImageNotFound
+        from envctl.image_identity import RECORDS, EngineImages
+        from envctl.paths import cache_dir
 
-        try:
-            image = engine.images.get(manifest.image.ref)
-            image_id = image.id
-            image_present = manifest.image.id is None or image.id == manifest.image.id
-        except ImageNotFound:
-            image_present = False
+        images = EngineImages(engine, cache_dir() / "state" / RECORDS)
+        image = images.get(manifest.image.ref)
+        image_present = image is not None and (manifest.image.id is None or images.matches(image, manifest.image.id))
+        if image is not None:
+            image_id, image_config = image.id, images.config_digest(image)
         for candidate in engine.images.list(filters={"label": f"{LABEL_BAKED_FOR}={manifest.name}"}):
             key = (candidate.labels or {}).get(LABEL_BAKE_KEY)
             if key and candidate.tags:
                 baked[key] = candidate.tags[0]
     return Observed(host.name, host.root, tuple(fam.discover(devices)), driver, devices, frozenset(missing), image_present,
-                    image_id, baked)
+                    image_id, image_config, baked)

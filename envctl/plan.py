@@ -268,7 +268,8 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
         blockers.append(f"mount source {missing} does not exist on {observed.host}")
 
     setup = _setup_steps(loaded, image, artifacts)
-    baked = observed.baked.get(bake_key(observed.image_id, setup)) if observed.image_id else None
+    base = observed.image_config or observed.image_id  # the config digest: one key for both image stores
+    baked = observed.baked.get(bake_key(base, setup)) if base else None
     spec = _container_spec(loaded, selection, artifacts, workspace, baked)
     return Plan(
         manifest=manifest.name,
@@ -292,8 +293,9 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
 
 
 def bake_key(base_image_id: str, setup: tuple[RunSetup, ...]) -> str:
-    """What a baked image is made of: the base image and every setup step (whose chained hash
-    covers the artifacts they use). The same inputs give the same key, and so the same tag."""
+    """What a baked image is made of: the base image (its config digest, which both of Docker's
+    image stores agree on) and every setup step (whose chained hash covers the artifacts they
+    use). The same inputs give the same key, and so the same tag."""
     last = setup[-1].step_hash if setup else ""
     return hashlib.sha256(f"{base_image_id}|{last}".encode()).hexdigest()[:16]
 

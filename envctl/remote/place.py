@@ -158,24 +158,32 @@ def _add_bytes(stream: tarfile.TarFile, name: str, data: bytes) -> None:
     stream.addfile(info, io.BytesIO(data))
 
 
-def load_image_remotely(connection: SSHConnection, remote_cache: str) -> Callable:
+def load_image_remotely(connection: SSHConnection, remote_cache: str, client=None) -> Callable:
     """A tarball loader for the image step: the tarball is pushed into the remote cache as a blob
     (resumable, verified), then loaded there by the remote's own `docker load`. The image step
-    hands it the tarball's sha256 (read with its identity, remembered per file)."""
+    hands it the tarball's identity (its sha256 read with it, remembered per file). A compression
+    not every engine takes (bzip2, xz, zstd: Docker 20.10 refuses zstd, and xz needs an `xz`
+    binary on the host) is decompressed here instead and streamed to the remote engine through
+    `client` (its forwarded socket). Returns the engine's "Loaded image" lines."""
 
-    def load(tarball: Path, advance, sha256: str) -> None:
-        remote = f"{remote_cache}/blobs/sha256/{sha256}"
-        push_file(connection, tarball, remote, sha256, advance)
-        docker_load(connection, remote)
+    def load(tarball: Path, advance, identity) -> list[str]:
+        from envctl.images import ENGINE_TAKES, load_tarball
+
+        if identity.compression not in ENGINE_TAKES and client is not None:
+            return load_tarball(client, tarball, advance, None)
+        remote = f"{remote_cache}/blobs/sha256/{identity.sha256}"
+        push_file(connection, tarball, remote, identity.sha256, advance)
+        return docker_load(connection, remote)
 
     return load
 
 
-def docker_load(connection: SSHConnection, path: str) -> None:
-    """Load an image tarball that is on the host into the host's engine."""
+def docker_load(connection: SSHConnection, path: str) -> list[str]:
+    """Load an image tarball that is on the host into the host's engine; its "Loaded image" lines."""
     from envctl.images import ImageError
 
     result = connection.run(["docker", "load", "-q", "-i", path], timeout=3600)
-    if result.returncode != 0:
+    if result.returncode != 0 or "Error unpacking image" in result.stdout:  # the containerd store's way of failing
         raise ImageError(f"{connection.destination}: docker load -i {path} failed: "
                          f"{(result.stderr or result.stdout).strip()[-300:]}")
+    return [line.strip() for line in result.stdout.splitlines() if line.startswith("Loaded image")]

@@ -15,8 +15,9 @@ from envctl.apply import Report, check_ready, local_tarball, start
 from envctl.artifacts.cache import Cache
 from envctl.artifacts.fetch import fetch_all
 from envctl.errors import FetchError
+from envctl.image_identity import RECORDS, EngineImages
 from envctl.image_step import ImageOutcome, ensure_image
-from envctl.images import IdentityCache
+from envctl.images import IdentityCache, loaded_ids
 from envctl.manifest.loader import Loaded
 from envctl.observe import observe
 from envctl.paths import cache_dir
@@ -59,9 +60,20 @@ def load_from_remote_download(target: RemoteTarget, client, loaded: Loaded, plan
     url, auth = with_credentials(loaded.image_source)
     blobs = f"{target.cache}/blobs/sha256"
     sha = download_remotely(target.connection, url, loaded.image_source.display, blobs, step.sha256, auth=auth)
-    docker_load(target.connection, f"{blobs}/{sha}")
-    image = client.images.get(step.ref)
-    if step.expected_id and image.id != step.expected_id:
+    lines = docker_load(target.connection, f"{blobs}/{sha}")
+    engine = EngineImages(client, cache_dir() / "state" / RECORDS)
+    image = engine.get(step.ref)
+    if image is None and step.expected_id:  # saved by image ID: it names no image; the pin tells which it is
+        for candidate in [*loaded_ids(lines), step.expected_id]:
+            found = engine.get(candidate)
+            if found is not None and engine.matches(found, step.expected_id):
+                client.api.tag(found.id, step.ref)
+                image = found
+                break
+    if image is None:
+        raise ImageError(f"{target.name}: after loading {loaded.image_source.display}, the engine has no {step.ref}",
+                         hint="check that image.ref names the image the tarball holds")
+    if step.expected_id and not engine.matches(image, step.expected_id):
         raise ImageError(f"{target.name}: after loading, {step.ref} is {image.id}, the manifest pins {step.expected_id}")
     return ImageOutcome("loaded", image.id)
 
@@ -87,6 +99,6 @@ def up_remote(target: RemoteTarget, loaded: Loaded, plan: Plan, echo: Callable[[
     else:
         tarball = local_tarball(client, loaded, plan, local, progress, offline)
         image = ensure_image(client, plan.image, tarball, IdentityCache(local.root / "state" / "tarballs.json"), progress,
-                             loader=load_image_remotely(target.connection, target.cache))
+                             loader=load_image_remotely(target.connection, target.cache, client))
         echo(f"image      {plan.image.ref}: {image.action}" + (f" ({image.note})" if image.note else ""))
     return start(client, loaded, plan, image, local.root / "locks" / target.name, echo)

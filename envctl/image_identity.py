@@ -1,0 +1,184 @@
+"""Which image an engine holds, told the same way on both of Docker's image stores.
+
+An image has two digests: its config digest (sha256 of the image config) and its manifest
+digest (sha256 of the manifest, or of the index above it, which names the config). Docker's
+classic store calls an image by its config digest: `docker inspect` .Id, what users pin as
+`image.id`. The containerd image store (the default from Docker 29, an option in 24–28) calls
+it by the manifest or index digest — its .Id, `docker images`, and the only digest it finds an
+image by (moby daemon/containerd `resolveImage` lists images by `target.digest`). Its API
+reports no config digest at all: image inspect gains `Descriptor` (the target, API 1.48) and
+`Manifests` (per platform, with `?manifests=1`), neither with the config
+(moby/moby#48894, #48264; docker/cli#5526 shows the changed IDs).
+
+So an image matches a pinned ID when either digest equals it. On the containerd store the
+config digest is taken from, in this order: envctl's own record (written when it loaded a
+tarball whose config digest it had read), then the image's export (`GET /images/{id}/get`,
+read only until its manifest is seen, and remembered: a manifest digest names one config
+forever, on every engine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envctl.atomic import write_text_atomic
+from envctl.tarballs import SMALL, ImageError, member_name
+
+CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter.v1"  # `docker info` DriverStatus driver-type
+RECORDS = "image-configs.json"  # manifest digest → config digest, under the cache's state/
+
+
+@dataclass(frozen=True)
+class EngineImage:
+    id: str  # the engine's .Id: the config digest (classic store) or the manifest/index digest (containerd)
+    tags: tuple[str, ...] = ()
+    labels: dict = field(default_factory=dict, compare=False)
+    descriptor: dict | None = field(default=None, compare=False)  # the containerd target (API 1.48+)
+
+
+class EngineImages:
+    """Looks up images on one engine and tells their config digests. `records`: the JSON file of
+    known manifest → config digests (None: nothing is remembered)."""
+
+    def __init__(self, client, records: Path | None):
+        self.client = client
+        self.records = records
+        self._containerd: bool | None = None
+
+    # -- the store -------------------------------------------------------------------------
+    def containerd_store(self) -> bool:
+        """Whether the engine keeps images in containerd (its IDs are then manifest digests)."""
+        if self._containerd is None:
+            try:
+                status = self.client.info().get("DriverStatus") or []
+            except Exception:  # an engine that cannot say is treated by what its images say
+                status = []
+            self._containerd = any(len(pair) == 2 and pair[1] == CONTAINERD_SNAPSHOTTER for pair in status)
+        return self._containerd
+
+    # -- lookups ---------------------------------------------------------------------------
+    def get(self, ref_or_id: str) -> EngineImage | None:
+        from docker.errors import APIError, ImageNotFound
+
+        try:
+            attrs = self.client.api.inspect_image(ref_or_id)
+        except ImageNotFound:
+            return None
+        except APIError as exc:
+            if exc.status_code == 404:
+                return None
+            raise ImageError(f"the engine could not look up {ref_or_id}: {exc.explanation or exc}") from None
+        descriptor = attrs.get("Descriptor")
+        if descriptor and descriptor.get("digest") == attrs["Id"]:
+            self._containerd = True  # only the containerd store reports a target descriptor
+        return EngineImage(attrs["Id"], tuple(attrs.get("RepoTags") or ()), dict((attrs.get("Config") or {}).get("Labels") or {}),
+                           descriptor)
+
+    def config_digest(self, image: EngineImage, read_export: bool = True) -> str | None:
+        """The image's config digest. On the containerd store, from the records, else (with
+        `read_export`) from the image's export; None when it cannot be told."""
+        if not self.containerd_store():
+            return image.id
+        known = self._read_records().get(image.id)
+        if known or not read_export:
+            return known
+        found = self._config_from_export(image.id)
+        if found:
+            self.remember(image.id, found)
+        return found
+
+    def matches(self, image: EngineImage, wanted: str, read_export: bool = True) -> bool:
+        """Whether `image` is the image `wanted` names (its manifest or its config digest)."""
+        return image.id == wanted or self.config_digest(image, read_export) == wanted
+
+    # -- records ---------------------------------------------------------------------------
+    def _read_records(self) -> dict:
+        if self.records is None:
+            return {}
+        try:
+            return json.loads(self.records.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def remember(self, manifest_digest: str, config_digest: str) -> None:
+        if self.records is None or manifest_digest == config_digest:
+            return
+        data = self._read_records()
+        if data.get(manifest_digest) == config_digest:
+            return
+        data[manifest_digest] = config_digest
+        self.records.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.records, json.dumps(data, indent=1))
+
+    # -- the export ------------------------------------------------------------------------
+    def _config_from_export(self, image_id: str) -> str | None:
+        """Read the image's export until its manifest (whose sha256 is `image_id`) or
+        manifest.json names the config; the rest of the stream is not read."""
+        from docker.errors import APIError
+
+        try:
+            chunks = self.client.api.get_image(image_id)
+        except APIError as exc:
+            raise ImageError(f"the engine could not export {image_id} to read its config digest: {exc.explanation or exc}") from None
+        stream = _ChunkReader(chunks)
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as archive:
+                for member in archive:
+                    if not member.isfile() or member.size > SMALL:
+                        continue
+                    name = member_name(member.name)
+                    data = archive.extractfile(member).read()
+                    found = _config_named(name, data, image_id)
+                    if found:
+                        return found
+        except (tarfile.TarError, ValueError) as exc:
+            raise ImageError(f"the export of {image_id} could not be read ({exc})") from None
+        finally:
+            stream.close()
+        return None
+
+
+def _config_named(name: str, data: bytes, image_id: str) -> str | None:
+    if data[:1] not in (b"{", b"["):
+        return None
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if name == "manifest.json" and isinstance(document, list) and len(document) == 1:
+        config = member_name(str(document[0].get("Config", "")))
+        if config.startswith("blobs/sha256/"):
+            return "sha256:" + config.rsplit("/", 1)[1]
+    if isinstance(document, dict) and "sha256:" + hashlib.sha256(data).hexdigest() == image_id:
+        config = (document.get("config") or {}).get("digest")
+        if config:
+            return config
+    return None
+
+
+class _ChunkReader:
+    """A sequential file over an iterator of byte chunks (a streamed API response)."""
+
+    def __init__(self, chunks):
+        self.chunks = iter(chunks)
+        self.buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self.buffer) < size:
+            try:
+                self.buffer += next(self.chunks)
+            except StopIteration:
+                break
+        if size < 0:
+            size = len(self.buffer)
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def close(self) -> None:
+        close = getattr(self.chunks, "close", None)
+        if close:
+            close()

@@ -1,0 +1,311 @@
+"""What an image tarball holds, read from the tarball itself: the config digest (the image ID
+on Docker's classic store), the manifest digests an OCI layout names (the image ID on the
+containerd image store), and the tags it was saved under.
+
+Accepted is what `docker load` accepts:
+- compression: none, gzip, bzip2, xz, zstd (told by the first bytes, never by the file name;
+  moby's pkg/archive `DetectCompression` uses the same magic numbers);
+- the legacy layout (`manifest.json` naming `<hex>.json` and `<id>/layer.tar`), the layout of
+  Docker 25 and later (`manifest.json` beside `index.json`, `oci-layout` and `blobs/sha256/`),
+  and a bare OCI layout (`index.json` without `manifest.json`);
+- member names as any tar writes them: `./manifest.json` (`tar -C dir -cf out.tar .`) is
+  `manifest.json`, as Docker's loader reads the unpacked directory;
+- `docker save <image ID>`: `RepoTags` is null, the tarball names no image.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import json
+import lzma
+import posixpath
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
+
+CHUNK = 1 << 20
+SMALL = 4 << 20  # manifests, indexes and configs are a few KB; anything larger is a layer
+
+# First bytes of each compressed format (moby pkg/archive/archive.go, magicNumbers).
+MAGIC = {
+    "gzip": b"\x1f\x8b\x08",
+    "bzip2": b"BZh",
+    "xz": b"\xfd7zXZ\x00",
+    "zstd": b"\x28\xb5\x2f\xfd",
+}
+
+# The annotation containerd and Docker write on index.json entries with the full image name.
+NAME_ANNOTATION = "io.containerd.image.name"
+
+
+class ImageError(EnvctlError):
+    exit_code = EXIT_HOST_NOT_READY
+
+
+@dataclass(frozen=True)
+class TarballIdentity:
+    image_id: str  # the config digest, sha256:<hex of the image config>
+    repo_tags: tuple[str, ...]  # as written in the tarball; empty when it was saved by image ID
+    size: int
+    mtime_ns: int
+    sha256: str | None = None  # of the tarball file, when it was computed
+    # The image ID on the containerd store: what index.json names, or for a tarball without one
+    # the digest of the manifest the store writes for it (see _containerd_manifest_digest).
+    manifest_digests: tuple[str, ...] = ()
+    compression: str = "none"  # none | gzip | bzip2 | xz | zstd
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Every digest an engine may call this image by: the config digest (classic store) and
+        the manifest digests (containerd store)."""
+        return (self.image_id, *self.manifest_digests)
+
+
+def compression_of(path: Path) -> str:
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    for name, magic in MAGIC.items():
+        if head.startswith(magic):
+            return name
+    return "none"
+
+
+def decompressing(raw: BinaryIO, compression: str) -> BinaryIO:
+    """A sequential reader of the uncompressed bytes of `raw` (nothing is written to disk)."""
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if compression == "bzip2":
+        return bz2.BZ2File(raw, mode="rb")
+    if compression == "xz":
+        return lzma.LZMAFile(raw, mode="rb")
+    if compression == "zstd":
+        import zstandard
+
+        # read_across_frames: pzstd and `zstd -T` may write several frames; `docker load` reads them all.
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    return raw
+
+
+def member_name(name: str) -> str:
+    """A member's path as Docker's loader sees it after unpacking: `./manifest.json` and
+    `manifest.json` are one file."""
+    clean = posixpath.normpath(name)
+    while clean.startswith("./"):
+        clean = clean[2:]
+    return clean.lstrip("/")
+
+
+class _HashingReader:
+    """A file wrapper that hashes every byte read through it (sequential reads only)."""
+
+    def __init__(self, handle, progress: Callable[[int], None] | None):
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.digest.update(data)
+        if self.progress:
+            self.progress(len(data))
+        return data
+
+    def readinto(self, buffer) -> int:  # bz2/lzma/zstandard readers call this
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+@dataclass
+class _Members:
+    """What was seen of the small members: their sha256 and, for JSON ones, their content."""
+
+    digests: dict
+    documents: dict
+    links: dict  # symlink or hardlink name → the name it points at
+    sizes: dict  # every regular file's size
+    heads: dict  # every regular file's first bytes (to tell a compressed layer)
+
+    def resolve(self, name: str) -> str:
+        seen = set()
+        while name in self.links and name not in seen:
+            seen.add(name)
+            name = self.links[name]
+        return name
+
+
+def _collect(archive: tarfile.TarFile) -> _Members:
+    members = _Members({}, {}, {}, {}, {})
+    for member in archive:
+        name = member_name(member.name)
+        if member.issym():
+            members.links[name] = member_name(posixpath.join(posixpath.dirname(name), member.linkname))
+            continue
+        if member.islnk():
+            members.links[name] = member_name(member.linkname)
+            continue
+        if not member.isfile():
+            continue
+        members.sizes[name] = member.size
+        if member.size > SMALL:
+            members.heads[name] = archive.extractfile(member).read(8)
+            continue
+        data = archive.extractfile(member).read()
+        members.heads[name] = data[:8]
+        members.digests[name] = hashlib.sha256(data).hexdigest()
+        if data[:1] in (b"{", b"["):
+            members.documents[name] = data
+    return members
+
+
+def _blob(digest: str) -> str:
+    return "blobs/" + digest.replace(":", "/", 1)
+
+
+def _document(members: _Members, name: str, path: Path):
+    data = members.documents.get(members.resolve(name))
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise ImageError(f"{path}: {name} is not valid JSON; nothing was loaded",
+                         hint="download the tarball again; a corrupt file cannot be loaded") from None
+
+
+def _identity(members: _Members, path: Path) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """(config digest, repo tags, manifest digests) from manifest.json, else from index.json."""
+    manifest = _document(members, "manifest.json", path)
+    index = _document(members, "index.json", path)
+    manifest_digests = tuple(m["digest"] for m in (index or {}).get("manifests") or [] if isinstance(m, dict) and "digest" in m)
+    if manifest is not None:
+        if not isinstance(manifest, list) or not manifest or not isinstance(manifest[0], dict) or "Config" not in manifest[0]:
+            raise ImageError(f"{path} is not a `docker save` tarball (its manifest.json has no image entry)")
+        if len(manifest) > 1:
+            tags = [t for entry in manifest for t in entry.get("RepoTags") or []]
+            raise ImageError(f"{path} holds {len(manifest)} images ({', '.join(tags) or 'untagged'}); envctl expects one per tarball")
+        entry = manifest[0]
+        config = members.resolve(member_name(entry["Config"]))
+        if config not in members.digests:
+            raise ImageError(f"{path} is incomplete: manifest.json names {entry['Config']}, which is not in the tarball")
+        config_digest = "sha256:" + members.digests[config]
+        if index is None:  # the legacy layout: the containerd store writes a manifest for it on loading
+            predicted = _containerd_manifest_digest(members, entry, config, path)
+            manifest_digests = (predicted,) if predicted else ()
+        return config_digest, tuple(entry.get("RepoTags") or ()), manifest_digests
+    if index is not None:
+        return _identity_from_index(members, index, manifest_digests, path)
+    raise ImageError(f"{path} has neither manifest.json nor index.json: it is not an image tarball "
+                     "(`docker save` or an OCI layout); nothing was loaded")
+
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+
+
+def _containerd_manifest_digest(members: _Members, entry: dict, config: str, path: Path) -> str | None:
+    """The manifest digest Docker's containerd image store gives a legacy-layout tarball.
+
+    Such a tarball has no manifest of its own; containerd's archive importer
+    (images/archive/importer.go, `ImportIndex`) writes one on loading: a Docker schema 2 manifest
+    naming the config and the layer blobs as they are in the tarball, serialised by Go's
+    encoding/json (no spaces, fields in declaration order). `docker save` writes uncompressed
+    layers, whose sha256 is the config's diff ID. Checked against Docker 28.5.2 (containerd
+    store): the digest computed here is the image's .Id after `docker load`. None when a layer is
+    compressed (its digest would need the whole layer hashed): the engine is then asked."""
+    document = _document(members, config, path)
+    diff_ids = ((document or {}).get("rootfs") or {}).get("diff_ids") if isinstance(document, dict) else None
+    layers = [members.resolve(member_name(name)) for name in entry.get("Layers") or []]
+    if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
+        return None
+    descriptors = []
+    for name, diff_id in zip(layers, diff_ids):
+        head = members.heads.get(name)
+        if name not in members.sizes or head is None or any(head.startswith(magic) for magic in MAGIC.values()):
+            return None
+        descriptors.append({"mediaType": DOCKER_LAYER, "digest": diff_id, "size": members.sizes[name]})
+    manifest = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+                "config": {"mediaType": DOCKER_CONFIG, "digest": "sha256:" + members.digests[config], "size": members.sizes[config]},
+                "layers": descriptors}
+    return "sha256:" + hashlib.sha256(json.dumps(manifest, separators=(",", ":")).encode()).hexdigest()
+
+
+def _identity_from_index(members: _Members, index: dict, manifest_digests: tuple[str, ...], path: Path):
+    """A bare OCI layout: index.json → image manifest (or an index of them) → config."""
+    if len(manifest_digests) != 1:
+        raise ImageError(f"{path}: index.json names {len(manifest_digests)} images; envctl expects one per tarball")
+    descriptor = index["manifests"][0]
+    name = (descriptor.get("annotations") or {}).get(NAME_ANNOTATION)
+    document = _document(members, _blob(descriptor["digest"]), path)
+    while isinstance(document, dict) and "manifests" in document:  # an image index: one platform's manifest below
+        children = [m for m in document.get("manifests") or [] if (m.get("platform") or {}).get("os") != "unknown"]
+        if len(children) != 1:
+            raise ImageError(f"{path}: its image index names {len(children)} platform images; envctl expects one per tarball")
+        document = _document(members, _blob(children[0]["digest"]), path)
+    if not isinstance(document, dict) or "config" not in document:
+        raise ImageError(f"{path} is incomplete: index.json names {descriptor['digest']}, whose manifest is not in the tarball")
+    config = document["config"]["digest"]
+    if _blob(config) not in members.digests:
+        raise ImageError(f"{path} is incomplete: its manifest names the config {config}, which is not in the tarball")
+    return "sha256:" + members.digests[_blob(config)], ((name,) if name else ()), manifest_digests
+
+
+_READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, OSError, ValueError)
+
+
+def _read_errors() -> tuple:
+    try:
+        import zstandard
+
+        return _READ_ERRORS + (zstandard.ZstdError,)
+    except ImportError:
+        return _READ_ERRORS
+
+
+def read_identity(path: Path, with_sha256: bool = False, progress: Callable[[int], None] | None = None) -> TarballIdentity:
+    """Read the identity of an image tarball. With `with_sha256`, the whole file is read once and
+    its sha256 computed on the way (of the file as stored, compressed or not). Raises ImageError
+    for anything that is not a complete, readable image tarball."""
+    stat = path.stat()
+    compression = compression_of(path)
+    sha = None
+    try:
+        if compression == "none" and not with_sha256:
+            # tarfile reads the headers and seeks over layer data: a multi-GB tarball is
+            # identified in milliseconds.
+            with tarfile.open(path, "r:") as archive:
+                members = _collect(archive)
+        else:
+            with open(path, "rb") as raw:
+                reader = _HashingReader(raw, progress)
+                with tarfile.open(fileobj=decompressing(reader, compression), mode="r|") as archive:
+                    members = _collect(archive)
+                reader.drain()
+                sha = reader.digest.hexdigest()
+    except ImportError as exc:
+        raise ImageError(f"{path} is {compression}-compressed and this envctl cannot read it ({exc})",
+                         hint="reinstall envctl with its dependencies (pip install envctl)") from None
+    except _read_errors() as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, (gzip.BadGzipFile,)) and exc.errno is not None:
+            raise ImageError(f"cannot read {path}: {exc.strerror}") from None
+        what = f"{compression}-compressed " if compression != "none" else ""
+        raise ImageError(
+            f"{path} is not a readable {what}image tarball ({type(exc).__name__}: {exc}); nothing was loaded",
+            hint="download it again; a truncated or corrupt file cannot be loaded",
+        ) from None
+    config_digest, tags, manifest_digests = _identity(members, path)
+    return TarballIdentity(config_digest, tags, stat.st_size, stat.st_mtime_ns, sha, manifest_digests, compression)

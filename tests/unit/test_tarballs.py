@@ -1,0 +1,241 @@
+"""Reading image tarballs as `docker load` reads them: every compression, member names written
+`./manifest.json`, saved by ID (RepoTags null), Docker 25's layout (manifest.json beside an OCI
+layout with symlinked legacy paths) and a bare OCI layout. The tarballs are written here in the
+layouts `docker save` writes (moby image/tarexport/save.go: legacy `<id>/layer.tar` +
+`<hex>.json`; from Docker 25 `blobs/sha256/<hex>` + index.json + oci-layout); the integration
+tests load real `docker save` output into real engines (tests/integration/test_image_tarballs.py)."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import io
+import json
+import lzma
+import subprocess
+import tarfile
+
+import pytest
+import zstandard
+
+from envctl import references
+from envctl.tarballs import ImageError, compression_of, read_identity
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _layer() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as layer:
+        info = tarfile.TarInfo("etc/hello")
+        info.size = 6
+        layer.addfile(info, io.BytesIO(b"hello\n"))
+    return buffer.getvalue()
+
+
+LAYER = _layer()
+CONFIG = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                     "rootfs": {"type": "layers", "diff_ids": ["sha256:" + _sha(LAYER)]}}).encode()
+CONFIG_DIGEST = "sha256:" + _sha(CONFIG)
+
+
+def _add(archive: tarfile.TarFile, name: str, data: bytes | None = None, link: str | None = None) -> None:
+    info = tarfile.TarInfo(name)
+    if link is not None:
+        info.type, info.linkname = tarfile.SYMTYPE, link
+        archive.addfile(info)
+    elif data is None:
+        info.type = tarfile.DIRTYPE
+        archive.addfile(info)
+    else:
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+
+
+def legacy(tags=("envctl-ut/busybox:1",), prefix: str = "") -> bytes:
+    """Docker 20.10's `docker save` layout."""
+    buffer = io.BytesIO()
+    layer_id = "a" * 64
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        if prefix:
+            _add(archive, ".")
+        _add(archive, f"{prefix}{layer_id}")
+        _add(archive, f"{prefix}{layer_id}/layer.tar", LAYER)
+        _add(archive, f"{prefix}{_sha(CONFIG)}.json", CONFIG)
+        manifest = [{"Config": f"{_sha(CONFIG)}.json", "RepoTags": list(tags) if tags is not None else None,
+                     "Layers": [f"{layer_id}/layer.tar"]}]
+        _add(archive, f"{prefix}manifest.json", json.dumps(manifest).encode())
+    return buffer.getvalue()
+
+
+def oci(with_manifest_json: bool = True, name: str | None = "docker.io/envctl-ut/busybox:1") -> tuple[bytes, str]:
+    """Docker 25's layout (manifest.json, index.json, oci-layout, blobs/sha256, legacy paths as
+    symlinks into blobs), or a bare OCI layout. Returns the tarball and the manifest digest."""
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": CONFIG_DIGEST,
+                                      "size": len(CONFIG)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:" + _sha(LAYER),
+                                       "size": len(LAYER)}]}).encode()
+    annotations = {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": "1"} if name else {}
+    index = json.dumps({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                                           "digest": "sha256:" + _sha(manifest), "size": len(manifest),
+                                                           "annotations": annotations}]}).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for data in (LAYER, CONFIG, manifest):
+            _add(archive, f"blobs/sha256/{_sha(data)}", data)
+        if with_manifest_json:
+            _add(archive, "b" * 64 + "/layer.tar", link=f"../blobs/sha256/{_sha(LAYER)}")
+            _add(archive, "manifest.json", json.dumps([{"Config": f"blobs/sha256/{_sha(CONFIG)}", "RepoTags": ["envctl-ut/busybox:1"],
+                                                        "Layers": [f"blobs/sha256/{_sha(LAYER)}"]}]).encode())
+        _add(archive, "index.json", index)
+        _add(archive, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
+    return buffer.getvalue(), "sha256:" + _sha(manifest)
+
+
+def _zstd(data: bytes) -> bytes:
+    return zstandard.ZstdCompressor().compress(data)
+
+
+def _zstd_frames(data: bytes) -> bytes:
+    """Two frames, as pzstd writes them."""
+    half = len(data) // 2
+    return _zstd(data[:half]) + _zstd(data[half:])
+
+
+COMPRESSORS = {
+    "none": lambda data: data,
+    "gzip": gzip.compress,
+    "bzip2": bz2.compress,
+    "xz": lzma.compress,
+    "zstd": _zstd,
+}
+
+
+@pytest.mark.parametrize("compression", sorted(COMPRESSORS))
+@pytest.mark.parametrize("with_sha256", [False, True])
+def test_every_compression_gives_the_same_identity(tmp_path, compression, with_sha256):
+    path = tmp_path / "image.tar.whatever"  # the name says nothing: the bytes do
+    path.write_bytes(COMPRESSORS[compression](legacy()))
+    identity = read_identity(path, with_sha256=with_sha256)
+    assert identity.compression == compression == compression_of(path)
+    assert identity.image_id == CONFIG_DIGEST
+    assert identity.repo_tags == ("envctl-ut/busybox:1",)
+    # A compressed tarball is read whole anyway, so its sha256 comes with it.
+    assert identity.sha256 == (_sha(path.read_bytes()) if with_sha256 or compression != "none" else None)
+
+
+def test_multi_frame_zstd_and_multi_member_gzip_are_read_to_the_end(tmp_path):
+    data = legacy()
+    for name, packed in (("frames.tar.zst", _zstd_frames(data)),
+                         ("members.tar.gz", gzip.compress(data[:5000]) + gzip.compress(data[5000:]))):
+        path = tmp_path / name
+        path.write_bytes(packed)
+        assert read_identity(path, with_sha256=True).image_id == CONFIG_DIGEST
+
+
+def test_the_zstd_binary_output_is_read(tmp_path):
+    plain = tmp_path / "image.tar"
+    plain.write_bytes(legacy())
+    subprocess.run(["zstd", "-q", "-T2", "--long", str(plain), "-o", str(tmp_path / "image.tar.zst")], check=True)
+    assert read_identity(tmp_path / "image.tar.zst").image_id == CONFIG_DIGEST
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+def test_members_written_dot_slash_are_the_same_members(tmp_path, compression):
+    path = tmp_path / "repacked.tar"
+    path.write_bytes(COMPRESSORS[compression](legacy(prefix="./")))
+    identity = read_identity(path)
+    assert identity.image_id == CONFIG_DIGEST and identity.repo_tags == ("envctl-ut/busybox:1",)
+
+
+def test_a_tarball_saved_by_id_names_no_image(tmp_path):
+    path = tmp_path / "by-id.tar"
+    path.write_bytes(legacy(tags=None))
+    identity = read_identity(path)
+    assert identity.image_id == CONFIG_DIGEST and identity.repo_tags == ()
+
+
+def test_docker_25_layout_gives_config_and_manifest_digests(tmp_path):
+    data, manifest_digest = oci()
+    path = tmp_path / "oci.tar"
+    path.write_bytes(data)
+    identity = read_identity(path)
+    assert identity.image_id == CONFIG_DIGEST
+    assert identity.manifest_digests == (manifest_digest,)
+    assert identity.ids == (CONFIG_DIGEST, manifest_digest)
+
+
+def test_a_bare_oci_layout_is_read_through_its_index(tmp_path):
+    data, manifest_digest = oci(with_manifest_json=False)
+    path = tmp_path / "bare.tar.xz"
+    path.write_bytes(lzma.compress(data))
+    identity = read_identity(path)
+    assert identity.image_id == CONFIG_DIGEST and identity.manifest_digests == (manifest_digest,)
+    assert identity.repo_tags == ("docker.io/envctl-ut/busybox:1",)
+
+
+def test_the_legacy_layout_gets_the_manifest_digest_the_containerd_store_writes(tmp_path):
+    # The manifest containerd's importer writes for a tarball without index.json, with the layer
+    # uncompressed as `docker save` writes it (the integration tests check it against Docker 28).
+    path = tmp_path / "legacy.tar"
+    path.write_bytes(legacy())
+    expected = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                           "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": CONFIG_DIGEST,
+                                      "size": len(CONFIG)},
+                           "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar",
+                                       "digest": "sha256:" + _sha(LAYER), "size": len(LAYER)}]}, separators=(",", ":"))
+    assert read_identity(path).manifest_digests == ("sha256:" + _sha(expected.encode()),)
+
+
+@pytest.mark.parametrize("compression", ["gzip", "bzip2", "xz", "zstd"])
+def test_a_truncated_compressed_tarball_is_refused_with_its_format(tmp_path, compression):
+    packed = COMPRESSORS[compression](legacy())
+    path = tmp_path / "cut"
+    path.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(ImageError, match=f"is not a readable {compression}-compressed image tarball"):
+        read_identity(path)
+
+
+def test_a_tarball_without_manifest_or_index_is_not_an_image(tmp_path):
+    path = tmp_path / "files.tar"
+    with tarfile.open(path, "w") as archive:
+        _add(archive, "etc/hello", b"hi\n")
+    with pytest.raises(ImageError, match="has neither manifest.json nor index.json"):
+        read_identity(path)
+
+
+@pytest.mark.parametrize("written, same_as", [
+    ("docker.io/library/busybox:1", "busybox:1"),
+    ("index.docker.io/library/busybox:1", "busybox:1"),
+    ("library/busybox:1", "busybox:1"),
+    ("busybox", "busybox:latest"),
+    ("docker.io/library/busybox", "busybox:latest"),
+    ("docker.io/envctl/sdk:2.1", "envctl/sdk:2.1"),
+    ("localhost:5000/sdk", "localhost:5000/sdk:latest"),
+])
+def test_names_written_in_full_are_the_names_docker_prints(written, same_as):
+    assert references.same(written, same_as)
+    assert references.familiar(written) == references.familiar(same_as)
+
+
+@pytest.mark.parametrize("a, b", [
+    ("busybox:1", "busybox:2"),
+    ("localhost/sdk:1", "sdk:1"),  # localhost is a registry
+    ("registry.example.com/library/busybox:1", "busybox:1"),  # another registry's library
+    ("myorg/sdk:1", "library/sdk:1"),
+])
+def test_different_names_stay_different(a, b):
+    assert not references.same(a, b)
+
+
+def test_normal_forms():
+    assert references.normalize("busybox") == "docker.io/library/busybox:latest"
+    assert references.normalize("localhost:5000/a/b") == "localhost:5000/a/b:latest"
+    assert references.familiar("docker.io/library/busybox:1") == "busybox:1"
+    assert references.familiar("docker.io/myorg/sdk") == "myorg/sdk:latest"
+    digest = "sha256:" + "0" * 64
+    assert references.normalize(f"busybox@{digest}") == f"docker.io/library/busybox@{digest}"
