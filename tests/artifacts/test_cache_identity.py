@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 from download_helpers import envctl, placed, sha, write_manifest
 from servers.fixtures import file_server  # noqa: F401
