@@ -1,0 +1,69 @@
+"""Image tarballs on a lab host's own engine (Debian 12's Docker 20.10, which refuses zstd):
+a compressed format the engine may not take is decompressed here and streamed to the host's
+engine; a tarball saved by image ID is loaded and tagged there when image.id pins it."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import docker
+import pytest
+import zstandard
+
+from testimages import _rootfs_tar
+
+REF = "envctl-it/remote-images:1"
+
+BODY = """\
+device: {{kind: cpu}}
+image:
+  ref: {ref}
+  id: {pin}
+  tarball: {{source: {tarball}}}
+entrypoints:
+  hello:
+    run: cat /etc/remote-images
+"""
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """(zstd tarball, tarball saved by ID, config digest) of an image made here and removed again."""
+    client = docker.from_env()
+    client.api.import_image_from_data(_rootfs_tar({"etc/remote-images": b"from afar\n"}), repository="envctl-it/remote-images",
+                                      tag="1")
+    image = client.images.get(REF)
+    directory = tmp_path_factory.mktemp("remote-images")
+    plain, by_id = directory / "image.tar", directory / "by-id.tar"
+    for path, chunks in ((plain, image.save(named=True)), (by_id, client.api.get_image(image.id))):
+        with open(path, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+    client.images.remove(REF, force=True)
+    packed = directory / "image.tar.zst"
+    packed.write_bytes(zstandard.ZstdCompressor().compress(plain.read_bytes()))
+    return packed, by_id, image.id
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("which", ["zstd", "by_id"])
+def test_a_tarball_the_host_engine_cannot_take_as_it_is_is_loaded_there(world, lab, saved, which):
+    packed, by_id, config_digest = saved
+    tarball = packed if which == "zstd" else by_id
+    lab.docker("lab2", "rmi", "-f", REF, config_digest)  # neither tagged nor kept untagged by an earlier test
+    manifest = world.write(BODY.format(ref=REF, pin=config_digest, tarball=tarball))
+    up = world.run("up", str(manifest), "--host", "lab2")
+    assert up.returncode == 0, up.stderr
+    assert f"image      {REF}: loaded" in up.stderr
+    inspected = lab.docker("lab2", "image", "inspect", "--format", "{{.Id}}", REF)
+    assert inspected.stdout.strip() == config_digest
+    ran = world.run("exec", "hello", "--host", "lab2", "--env", world.container)
+    assert ran.returncode == 0 and ran.stdout == "from afar\n", ran.stderr
+    again = world.run("up", str(manifest), "--host", "lab2")
+    assert again.returncode == 0 and f"image      {REF}: present" in again.stderr, again.stderr
+    if which == "zstd":  # streamed decompressed through the engine's socket: no copy of the zstd file on the host
+        assert not world.remote("lab2", f"{world.data_dir()}/cache/blobs/sha256/{_sha(packed)}").exists()
