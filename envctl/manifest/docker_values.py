@@ -29,6 +29,9 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+# The engine reads sizes and limits as Go int64s ("json: cannot unmarshal number ... of type int64").
+INT64_MAX = (1 << 63) - 1
+
 _SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
@@ -38,6 +41,8 @@ def size_bytes(value: int | str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         if value <= 0:
             raise ValueError(f"{value} is not a size: give a positive number of bytes, or e.g. 64g")
+        if value > INT64_MAX:
+            raise ValueError(f"{value} is larger than Docker can hold (at most {INT64_MAX} bytes)")
         return value
     match = _SIZE.match(value) if isinstance(value, str) else None
     if match is None:
@@ -45,7 +50,7 @@ def size_bytes(value: int | str) -> int:
     size = int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
     if size <= 0:
         raise ValueError(f"{value!r} is not a size: it is less than one byte")
-    if size >= 1 << 63:
+    if size > INT64_MAX:
         raise ValueError(f"{value!r} is larger than Docker can hold")
     return size
 
@@ -78,8 +83,14 @@ def ulimit_limits(value: int | str) -> tuple[int, int]:
     elif isinstance(value, str) and re.match(r"^-?[0-9]+(:-?[0-9]+)?$", value):
         soft_text, _, hard_text = value.partition(":")
         soft, hard = int(soft_text), int(hard_text or soft_text)
+    elif isinstance(value, dict) and set(value) <= {"soft", "hard"} and value:
+        # Compose's `nofile: {soft: 1024, hard: 65536}`; envctl takes Docker's own form.
+        soft, hard = value.get("soft", "?"), value.get("hard", "?")
+        raise ValueError(f"write \"{soft}:{hard}\" (soft:hard) for a ulimit with two limits")
     else:
         raise ValueError(f"{value!r} is not a limit (write a number, -1 for unlimited, or 'soft:hard')")
+    if max(soft, hard) > INT64_MAX:
+        raise ValueError(f"{value!r} is larger than Docker can hold (at most {INT64_MAX}; -1 is unlimited)")
     if soft < -1 or hard < -1:
         raise ValueError(f"{value!r}: a limit is a number of at least 0, or -1 for unlimited")
     if hard != -1 and (soft == -1 or soft > hard):
@@ -148,8 +159,11 @@ _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
 _DOMAIN = r"(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
 _REFERENCE = re.compile(
     rf"^(?P<name>(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
-    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+    r"(?::[\w][\w.-]{0,127})?(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
 )
+# go-digest's algorithms and their encoded lengths; the engine refuses any other digest
+# ("unsupported digest algorithm", "invalid checksum digest length/format").
+_DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 
 
 def image_reference(ref: str) -> str:
@@ -162,6 +176,14 @@ def image_reference(ref: str) -> str:
                          f"e.g. pytorch/pytorch:2.1.0; a tag is at most 128 letters, digits, '_', '.', '-')")
     if len(match.group("name")) > 255:
         raise ValueError(f"'{ref}': a repository name is at most 255 characters")
+    if match.group("digest"):
+        algorithm, _, encoded = match.group("digest").partition(":")
+        length = _DIGEST_HEX_LENGTHS.get(algorithm)
+        if length is None:
+            raise ValueError(f"'{ref}': '{algorithm}' is not a digest algorithm Docker takes (sha256, sha384, sha512)")
+        if len(encoded) != length or encoded != encoded.lower():
+            has = f"this one has {len(encoded)}" if len(encoded) != length else "this one has capitals"
+            raise ValueError(f"'{ref}': a {algorithm} digest is {length} lowercase hex digits ({has})")
     return ref
 
 

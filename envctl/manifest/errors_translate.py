@@ -8,6 +8,7 @@ enclosing mapping, depending on the error), names the path the way the README do
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import types
 import typing
@@ -130,12 +131,15 @@ def translate(error: ErrorDetails, model: type[BaseModel], doc: Document, data: 
     elif kind in _TYPE_WORDS:
         message = f"expected {_TYPE_WORDS[kind]}, got {_got(value)}"
         written = doc.positions.written.get(loc)
-        if kind == "string_type" and written is not None and isinstance(value, (bool, int, float)) \
-                and yaml_numbers.as_text(value) != written:
+        if kind == "string_type" and written is not None and (isinstance(value, datetime.date) or (
+                isinstance(value, (bool, int, float)) and yaml_numbers.as_text(value) != written)):
             # `driver: 5.10` is the float 5.1 to YAML; say what to write, not just what was read.
             message = f"expected text, got {yaml_numbers.reading(written, value)} (YAML's reading of {written}); write {yaml_numbers.quoted(written)}"
     elif kind == "envctl":
         message = error["msg"]
+        context = error.get("ctx") or {}
+        if context.get("entry") is not None:  # a check of a whole mapping names the entry at fault
+            loc, at_key = loc + (context["entry"],), bool(context.get("at_key"))
     elif kind.startswith("value_error"):
         message = error["msg"].removeprefix("Value error, ")
     else:

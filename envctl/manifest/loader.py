@@ -243,6 +243,14 @@ def _check_references(data: dict, doc: Document, base: Path) -> list[Problem]:
                 problems.append(_at(doc, ("container", "mounts", index), f"'{target}' is already mounted ({mount_targets[target]}); Docker takes one mount per container path"))
             mount_targets[target] = f"container.mounts[{index}]"
     absolute(container.get("workdir"), ("container", "workdir"))
+    # docker-py refuses port bindings with network_mode host ("incompatible with port_bindings");
+    # the engine refuses them with container:<name> ("conflicting options: port publishing and
+    # the container type network mode").
+    network = container.get("network")
+    if container.get("ports") and isinstance(network, str) and (network == "host" or network.startswith("container:")):
+        whose = "the host's" if network == "host" else "that container's"
+        problems.append(_at(doc, ("container", "ports"), f"ports cannot be published with network '{network}': the container "
+                                                          f"uses {whose} ports; remove ports or the network mode"))
     # envctl names baked images envctl-baked/<name>[-<variant>]: Docker wants that lowercase.
     name = data.get("name")
     for variant in [None, *_mapping(data.get("variants"))]:

@@ -7,6 +7,7 @@ validators raise messages in the user's terms (the loader adds file, line and do
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Annotated, Any, Literal
 
@@ -26,8 +27,12 @@ Scalar = str | int | float | bool
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
-def _fail(message: str) -> PydanticCustomError:
-    return PydanticCustomError("envctl", message)
+def _fail(message: str, entry: str | None = None, at_key: bool = False) -> PydanticCustomError:
+    """A problem in the user's words. `entry`: the key of the mapping entry it is about, when a
+    validator checks a whole mapping (the loader then points at that entry's line, at its key
+    when `at_key`)."""
+    context = {"entry": entry, "at_key": at_key} if entry is not None else None
+    return PydanticCustomError("envctl", message, context)
 
 
 def _describe(value: Any) -> str:
@@ -62,18 +67,18 @@ def _check_env(value: Any) -> Any:
     out = {}
     for key, item in value.items():
         if not key or "=" in key or "\0" in key:
-            raise _fail(f"'{key}' cannot be an environment variable name (it is empty or holds '=')")
+            raise _fail(f"'{key}' cannot be an environment variable name (it is empty or holds '=')", key, at_key=True)
         if isinstance(item, bool):
             raise _fail(
-                f"{key}: YAML reads yes/no/on/off/true/false as a boolean; quote the value "
-                f"('\"1\"', '\"true\"') to say exactly what the variable should hold"
+                "YAML reads yes/no/on/off/true/false as a boolean; quote the value "
+                "('\"1\"', '\"true\"') to say exactly what the variable should hold", key
             )
-        if isinstance(item, (int, float)):
-            item = str(item)
+        if isinstance(item, (int, float, datetime.date)):
+            item = str(item)  # the loader refuses those whose text YAML changed (1.10, 2024-1-1)
         if not isinstance(item, str):
-            raise _fail(f"{key}: expected text, got {_describe(item)}")
+            raise _fail(f"expected text, got {_describe(item)}", key)
         if "\0" in item:
-            raise _fail(f"{key}: an environment value cannot hold a NUL character")
+            raise _fail("an environment value cannot hold a NUL character", key)
         out[key] = item
     return out
 
@@ -82,10 +87,14 @@ def _check_scalars(value: Any) -> Any:
     """Parameters and variables are single values: text, numbers or booleans."""
     if not isinstance(value, dict):
         return value
+    out = {}
     for key, item in value.items():
+        if isinstance(item, datetime.date):
+            item = str(item)  # `date: 2024-01-01` is text; the loader refuses dates whose text YAML changed
         if not isinstance(item, (str, int, float, bool)):
-            raise _fail(f"{key}: expected a single value (text, number, boolean), got {_describe(item)}")
-    return value
+            raise _fail(f"expected a single value (text, number, boolean), got {_describe(item)}", key)
+        out[key] = item
+    return out
 
 
 def _check_text_or_list(value: Any) -> Any:
@@ -101,7 +110,7 @@ def _argument(value: Any) -> Any:
     whose text YAML 1.1 changed, such as 1.10 or 0022)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, datetime.date)):
         return str(value)
     return value
 
@@ -210,7 +219,7 @@ def _port(value: Any) -> Any:
 
 
 def _ulimit_value(value: Any) -> Any:
-    if isinstance(value, (int, str)) and not isinstance(value, bool):
+    if isinstance(value, (int, str, dict)) and not isinstance(value, bool):
         _docker(docker_values.ulimit_limits, value)  # the name is checked on the key
     return value
 

@@ -1,9 +1,9 @@
 """Unquoted YAML 1.1 scalars that do not mean what they look like, where envctl uses them.
 
 PyYAML reads YAML 1.1: `1.10` is the float 1.1, `0022` the octal 18, `22:22` the base-60
-number 1342, `1_000` is 1000, `.5` is 0.5, `+1` is 1, `yes`/`on` are true. Where envctl turns
-such a value back into text (environment values, vars, params, build args, argument lists,
-the user, published ports) the text would silently change (`torch1.10` → `torch1.1`,
+number 1342, `1_000` is 1000, `.5` is 0.5, `+1` is 1, `yes`/`on` are true, `2001-12-14t21:59:43.10-05:00`
+a timestamp. Where envctl turns such a value back into text (environment values, vars, params,
+build args, argument lists, the user, published ports) the text would silently change (`torch1.10` → `torch1.1`,
 `UMASK=0022` → `UMASK=18`), so it is refused with the quoted form to write. Where a field is a
 number (card counts and indices, the ports an entrypoint serves, sizes, ulimits), only the
 forms whose value is a surprise are refused: octal with a leading zero (YAML 1.2 and most
@@ -16,6 +16,7 @@ scalar YAML resolved to a number, boolean or null). Output: (path, message) pair
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 from typing import Any, Iterator
@@ -90,6 +91,10 @@ def reading(written: str, value: Any) -> str:
     """How YAML 1.1 read `written`, in words: "the octal number 18", "the number 1.1"."""
     if isinstance(value, bool):
         return f"the boolean {as_text(value)}"
+    if isinstance(value, datetime.datetime):
+        return f"the timestamp {as_text(value)}"
+    if isinstance(value, datetime.date):
+        return f"the date {as_text(value)}"
     if isinstance(value, float) and math.isnan(value):
         return "not-a-number"
     if isinstance(value, float) and math.isinf(value):
@@ -144,5 +149,7 @@ def problems(data: Any, written: dict[tuple, str]) -> Iterator[tuple[tuple, str]
                 if _OCTAL.match(text):
                     decimal = int(text.replace("_", ""), 10)
                     yield path, f"YAML 1.1 reads {text} as {reading(text, value)}; write {decimal} (or {value}) without leading zeros"
+                elif path[:2] == ("container", "ulimits"):
+                    yield path, f"YAML 1.1 reads {text} as {reading(text, value)}; write {quoted(text)} (quoted) for soft:hard limits"
                 else:
                     yield path, f"YAML 1.1 reads {text} as {reading(text, value)}; write the number meant, without colons"

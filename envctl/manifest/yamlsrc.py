@@ -40,7 +40,7 @@ class Positions:
 
     values: dict[PathKey, Position] = field(default_factory=dict)
     keys: dict[PathKey, Position] = field(default_factory=dict)
-    # path → the text of an unquoted scalar that YAML resolved to a number, boolean or null
+    # path → the text of an unquoted scalar that YAML resolved to a number, boolean, null or date
     written: dict[PathKey, str] = field(default_factory=dict)
 
     def of_value(self, path: PathKey) -> Position | None:
@@ -72,7 +72,7 @@ def _position(file: str, mark: Any) -> Position:
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-_TYPED_TAGS = {f"tag:yaml.org,2002:{kind}" for kind in ("int", "float", "bool", "null")}
+_TYPED_TAGS = {f"tag:yaml.org,2002:{kind}" for kind in ("int", "float", "bool", "null", "timestamp")}
 
 
 class _Walker:
@@ -130,8 +130,17 @@ class _Walker:
         self.resolving.add(id(node))
         own: dict[str, tuple[str, yaml.Node, yaml.Node]] = {}
         sources: list[yaml.Node] = []
+        first_merge: yaml.Node | None = None
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
+                if first_merge is not None:
+                    # Two `<<` keys are two equal keys (go-yaml refuses them; PyYAML lets the
+                    # later win): say how to merge several mappings instead.
+                    line = _position(self.file, first_merge.start_mark).line
+                    self._problem(key_node.start_mark, path + ("<<",), f"duplicate key '<<' (first defined at line {line}); "
+                                                                       f"merge several mappings with one <<: [*a, *b] (the first listed wins)")
+                    continue
+                first_merge = key_node
                 listed = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
                 for source in listed:
                     if isinstance(source, yaml.MappingNode):
@@ -173,13 +182,26 @@ def parse_text(text: str, file: str) -> tuple[Document | None, list[Problem]]:
     """Parse one YAML document. Returns (document or None, problems)."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:
+        # A control character (a form feed or escape pasted from a terminal, a NUL): PyYAML
+        # gives only its offset in the text.
+        line, column = _line_column(text, exc.position)
+        return None, [Problem(file, line, column, "", f"the character U+{exc.character:04X} cannot appear in YAML "
+                                                      f"(a control character); remove it")]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         column = mark.column + 1 if mark else None
         reason = exc.problem or str(exc)
-        if exc.context:
-            reason = f"{exc.context}, {reason}"
+        if exc.context and exc.context.startswith("found duplicate anchor") and exc.context_mark:
+            # PyYAML's words are "found duplicate anchor 'a'; first occurrence, second occurrence".
+            anchor = exc.context.split(";")[0].removeprefix("found duplicate anchor ")
+            reason = f"anchor {anchor} is defined twice (first at line {exc.context_mark.line + 1}); give each anchor its own name"
+        elif exc.context:
+            context = exc.context
+            if exc.context_mark and mark and exc.context_mark.line != mark.line:
+                context += f" (from line {exc.context_mark.line + 1})"
+            reason = f"{context}, {reason}"
         return None, [Problem(file, line, column, "", f"YAML syntax error: {reason}")]
     except yaml.YAMLError as exc:  # e.g. multiple documents in one file
         return None, [Problem(file, None, None, "", f"YAML error: {exc}")]
@@ -190,16 +212,29 @@ def parse_text(text: str, file: str) -> tuple[Document | None, list[Problem]]:
     return Document(data, walker.positions, file), walker.problems
 
 
+def _line_column(text: str | bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column of `offset` (characters of text, or bytes of bytes)."""
+    newline = "\n" if isinstance(text, str) else b"\n"
+    return text.count(newline, 0, offset) + 1, offset - (text.rfind(newline, 0, offset) + 1) + 1
+
+
 def parse_file(path: Path) -> tuple[Document | None, list[Problem]]:
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None, [Problem(file, None, None, "", "file not found")]
-    except UnicodeDecodeError as exc:
-        return None, [Problem(file, None, None, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]
     except OSError as exc:
         return None, [Problem(file, None, None, "", f"cannot read: {exc.strerror}")]
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return None, [Problem(file, 1, 1, "", "the file is UTF-16 text (as some Windows editors save it); save it as UTF-8")]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # Often a comment saved as GBK or Latin-1: say where, so that it can be found.
+        line, column = _line_column(raw, exc.start)
+        return None, [Problem(file, line, column, "", f"not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                                                      f"save the file as UTF-8")]
     return parse_text(text, file)
 
 

@@ -79,3 +79,34 @@ def test_a_value_only_the_engine_can_refuse_is_a_clear_error_and_leaves_no_conta
         ensure(engine, spec, image_id, str(tmp_path / "manifest.yaml"), tmp_path)
     assert f"the engine could not start {name}: network {spec.network_mode} not found" == caught.value.message
     assert engine.containers.list(all=True, filters={"name": name}) == []
+
+
+def test_what_validate_refuses_as_beyond_docker_the_engine_refuses(engine, busybox):
+    """The rules `validate` holds for values that look well formed are the engine's own: sizes
+    and limits beyond Go's int64, ports beside another container's network, digests go-digest
+    does not take. Each is refused at create, and no container is left."""
+    import docker
+
+    name = f"it-docker-values-refused-{uuid.uuid4().hex[:8]}"
+    refusals = [
+        ({"host_config": engine.api.create_host_config(shm_size=10 ** 20)}, "cannot unmarshal number 100000000000000000000"),
+        ({"host_config": engine.api.create_host_config(ulimits=[docker.types.Ulimit(name="nofile", soft=1, hard=10 ** 20)])},
+         "cannot unmarshal number 100000000000000000000"),
+        ({"host_config": engine.api.create_host_config(network_mode=f"container:{name}-peer", port_bindings={"80/tcp": 18560}),
+          "ports": ["80/tcp"]}, "conflicting options: port publishing and the container type network mode"),
+    ]
+    for kwargs, message in refusals:
+        with pytest.raises(docker.errors.APIError) as caught:
+            engine.api.create_container(busybox, ["sleep", "1"], name=name, **kwargs)
+        assert message in str(caught.value)
+        assert not engine.containers.list(all=True, filters={"name": name})
+    for digest, message in [("sha256:" + "a" * 32, "invalid checksum digest length"),
+                            ("sha256:" + "A" * 64, "invalid checksum digest format"),
+                            ("md5:" + "a" * 32, "unsupported digest algorithm")]:
+        with pytest.raises(docker.errors.APIError) as caught:
+            engine.api.inspect_image(f"{busybox.split(':')[0]}@{digest}")
+        assert message in str(caught.value)
+        with pytest.raises(ValueError):
+            docker_values.image_reference(f"{busybox.split(':')[0]}@{digest}")
+    with pytest.raises(ValueError):
+        docker_values.size_bytes(10 ** 20)

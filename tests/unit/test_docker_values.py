@@ -133,3 +133,73 @@ def test_cli_validate_refuses_each_value_docker_refuses_at_its_line(clean_env):
     expected = (broken.parent / "expected" / "docker_values.txt").read_text().replace("{dir}", str(broken.parent))
     assert {f"error: {line}" for line in expected.splitlines()} <= set(lines)  # and the variant Big's shm_size:
     assert f"error: {broken}:7:31: container.shm_size: '64x' is not a size (write e.g. 64g, 64Gi, 512m or a number of bytes)" in lines
+
+
+# --- values that look well formed but that Docker refuses --------------------------------------
+# The engine reads sizes and limits as Go int64s: a larger number is refused at create ("json:
+# cannot unmarshal number 99999999999999999999 into Go struct field HostConfig.HostConfig.ShmSize
+# of type int64", Docker 20.10). Digests are go-digest's: sha256/sha384/sha512 in lowercase hex
+# of 64/96/128 digits ("invalid checksum digest length", "invalid checksum digest format").
+
+INT64_MAX = (1 << 63) - 1
+
+
+def test_sizes_and_limits_up_to_int64_are_taken_and_beyond_it_refused():
+    assert dv.size_bytes(INT64_MAX) == INT64_MAX and dv.ulimit("stack", INT64_MAX) == (INT64_MAX, INT64_MAX)
+    assert dv.ulimit("memlock", f"1:{INT64_MAX}") == (1, INT64_MAX)
+    for refused in (INT64_MAX + 1, 10 ** 20):
+        with pytest.raises(ValueError, match="larger than Docker can hold"):
+            dv.size_bytes(refused)
+        with pytest.raises(ValueError, match="larger than Docker can hold"):
+            dv.ulimit("nofile", refused)
+        with pytest.raises(ValueError, match="larger than Docker can hold"):
+            dv.ulimit("nofile", f"1024:{refused}")
+    with pytest.raises(ValueError, match="larger than Docker can hold"):
+        dv.size_bytes("8388608t")  # 2**63 bytes
+
+
+def test_composes_soft_hard_mapping_is_answered_with_dockers_form():
+    with pytest.raises(ValueError, match='write "1024:65536" \\(soft:hard\\)'):
+        dv.ulimit("nofile", {"soft": 1024, "hard": 65536})
+    with pytest.raises(ValueError, match="is not a limit"):
+        dv.ulimit("nofile", {"low": 1})
+
+
+@pytest.mark.parametrize("digest, message", [
+    ("sha256:" + "a" * 32, "a sha256 digest is 64 lowercase hex digits (this one has 32)"),
+    ("sha256:" + "A" * 64, "a sha256 digest is 64 lowercase hex digits (this one has capitals)"),
+    ("sha512:" + "a" * 64, "a sha512 digest is 128 lowercase hex digits (this one has 64)"),
+    ("md5:" + "a" * 32, "'md5' is not a digest algorithm Docker takes (sha256, sha384, sha512)"),
+])
+def test_image_digests_go_digest_refuses(digest, message):
+    with pytest.raises(ValueError) as caught:
+        dv.image_reference(f"python:3.11@{digest}")
+    assert str(caught.value).endswith(message)
+
+
+@pytest.mark.parametrize("digest", ["sha256:" + "a" * 64, "sha384:" + "b" * 96, "sha512:" + "c" * 128])
+def test_image_digests_go_digest_takes(digest):
+    assert dv.image_reference(f"python@{digest}") == f"python@{digest}"
+
+
+def test_cli_validate_refuses_every_variant_docker_would_refuse_at_its_line(clean_env):
+    broken = REPO / "tests" / "fixtures" / "broken" / "docker_limits.yaml"
+    done = subprocess.run([sys.executable, "-m", "envctl", "validate", str(broken)], capture_output=True, text=True,
+                          env=dict(clean_env), timeout=60)
+    assert done.returncode == 3 and "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert f"error: {broken}:12:10: container.ports: ports cannot be published with network 'host': the container uses " \
+           "the host's ports; remove ports or the network mode" in lines
+    assert f"error: {broken}:24:49: container.ports: ports cannot be published with network 'container:db': the container " \
+           "uses that container's ports; remove ports or the network mode" in lines
+    assert f"error: {broken}:22:18: image.ref: 'python@md5:0123456789abcdef0123456789abcdef': 'md5' is not a digest " \
+           "algorithm Docker takes (sha256, sha384, sha512)" in lines
+    assert not any(":17:" in line for line in lines)  # stack: 2**63-1 is the largest limit Docker holds
+
+
+def test_ports_beside_no_network_or_a_named_one_are_taken(clean_env, tmp_path):
+    for network in ("none", "bridge", "my-net"):
+        path = tmp_path / f"{network}.yaml"
+        path.write_text(f'name: ports-ok\ndescription: d\ndevice: {{kind: cpu}}\nimage: {{ref: "python:3.11"}}\n'
+                        f'container: {{network: {network}, ports: ["8080:80"]}}\n')
+        assert loader.load(path, environ=dict(clean_env), roots=[]).manifest.container.ports == ["8080:80"]

@@ -1,0 +1,175 @@
+"""Manifests as editors save them and as people copy them: control characters pasted from a
+terminal, comments saved as GBK or UTF-16, a BOM and CRLF line ends, anchors defined twice, two
+`<<` keys in one mapping, dates YAML 1.1 reads as timestamps. Each is a located problem (or
+reads as written), never a traceback or a silently different value.
+
+Sources: PyYAML's reader refuses C0 control characters other than tab and line ends (yaml/pyyaml
+reader.py, NON_PRINTABLE); go-yaml v3 refuses a second `<<` key in a mapping ("mapping key "<<"
+already defined") while PyYAML lets the later one win; YAML 1.1's timestamp type
+(https://yaml.org/type/timestamp.html) reads `2001-12-14t21:59:43.10-05:00` unquoted.
+"""
+
+import textwrap
+
+import pytest
+import yaml
+
+from envctl.errors import ManifestError
+from envctl.manifest.discovery import search_roots
+from envctl.manifest.loader import load
+from envctl.manifest.yamlsrc import parse_file, parse_text
+
+HEAD = textwrap.dedent("""\
+    name: saved
+    description: a manifest as an editor saved it
+    device: {kind: cpu}
+    image: {ref: "python:3.11-slim"}
+""")
+
+
+def write(tmp_path, data: bytes):
+    path = tmp_path / "manifest.yaml"
+    path.write_bytes(data)
+    return path
+
+
+def problems_of(path, environ):
+    with pytest.raises(ManifestError) as caught:
+        load(path, environ=dict(environ), roots=search_roots(dict(environ)))
+    return [str(p) for p in caught.value.problems]
+
+
+def loaded(path, environ):
+    return load(path, environ=dict(environ), roots=search_roots(dict(environ))).manifest
+
+
+# --- bytes as saved ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("char", ["\x0c", "\x1b", "\x00", "\x7f"])
+def test_a_control_character_is_located_at_its_line_and_column(tmp_path, clean_env, char):
+    path = write(tmp_path, (HEAD + f"# pasted {char}here\nentrypoints: {{}}\n").encode())
+    assert problems_of(path, clean_env) == [f"{path}:5:10: the character U+{ord(char):04X} cannot appear in YAML (a control character); remove it"]
+
+
+@pytest.mark.parametrize("comment, column", [("# 你好".encode("gbk"), 3), ("# café".encode("latin-1"), 6)])
+def test_a_comment_saved_in_another_encoding_is_located(tmp_path, clean_env, comment, column):
+    path = write(tmp_path, HEAD.encode() + b"# fine\n" + comment + b"\n")
+    [problem] = problems_of(path, clean_env)
+    assert problem.startswith(f"{path}:6:{column}: not UTF-8 text (") and problem.endswith("); save the file as UTF-8")
+
+
+def test_utf16_as_windows_editors_save_it_is_named(tmp_path, clean_env):
+    path = write(tmp_path, HEAD.encode("utf-16"))
+    assert problems_of(path, clean_env) == [f"{path}:1:1: the file is UTF-16 text (as some Windows editors save it); save it as UTF-8"]
+
+
+def test_a_bom_crlf_and_chinese_values_read_as_written_and_errors_keep_their_lines(tmp_path, clean_env):
+    text = HEAD + "container:\n  env: {GREETING: 你好，世界}\nentrypoints:\n  chat: {run: python chat.py, params: {prompt: 类型#上衣}}\n"
+    manifest = loaded(write(tmp_path, b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode()), clean_env)
+    assert manifest.container.env["GREETING"] == "你好，世界" and manifest.entrypoints["chat"].params == {"prompt": "类型#上衣"}
+    path = write(tmp_path, b"\xef\xbb\xbf" + (text + "x: 1\n").replace("\n", "\r\n").encode())
+    assert problems_of(path, clean_env) == [f"{path}:9:1: x: unknown key 'x'; expected one of: " + ", ".join(
+        ["name", "description", "extends", "vars", "variants", "default_variant", "variant", "device", "image",
+         "container", "artifacts", "setup", "entrypoints", "notes"])]
+
+
+# --- anchors and merge keys -------------------------------------------------------------------
+
+def test_an_anchor_defined_twice_names_both_lines():
+    _, problems = parse_text("a: &base {x: 1}\nb: 2\nc: &base {y: 2}\nd: *base\n", "f.yaml")
+    assert [str(p) for p in problems] == ["f.yaml:3:4: YAML syntax error: anchor 'base' is defined twice (first at line 1); give each anchor its own name"]
+
+
+def test_a_syntax_error_names_the_line_its_construct_began():
+    _, problems = parse_text("a:\n  b: [1,\nc: 2\n", "f.yaml")
+    assert [str(p) for p in problems] == ["f.yaml:4:1: YAML syntax error: while parsing a flow sequence (from line 2), expected ',' or ']', but got '<stream end>'"]
+
+
+def test_two_merge_keys_in_one_mapping_are_duplicates_not_a_silent_choice(tmp_path, clean_env):
+    text = HEAD + textwrap.dedent("""\
+        x-common: &common {run: python train.py, workdir: /workspace}
+        x-other: &other {workdir: /other}
+        entrypoints:
+          train:
+            <<: *common
+            <<: *other
+    """)
+    # PyYAML lets the later `<<` win, the merge-key specification's first-listed rule the earlier:
+    # a silent choice either way.
+    assert yaml.safe_load(text)["entrypoints"]["train"]["workdir"] == "/other"
+    path = write(tmp_path, text.encode())
+    assert problems_of(path, clean_env) == [f"{path}:10:5: entrypoints.train.<<: duplicate key '<<' (first defined at line 9); "
+                                            "merge several mappings with one <<: [*a, *b] (the first listed wins)"]
+    fixed = write(tmp_path, text.replace("    <<: *common\n    <<: *other\n", "    <<: [*other, *common]\n").encode())
+    assert loaded(fixed, clean_env).entrypoints["train"].workdir == "/other"
+
+
+# --- dates ------------------------------------------------------------------------------------
+
+def test_a_date_whose_text_yaml_keeps_is_text_where_envctl_writes_text(tmp_path, clean_env):
+    path = write(tmp_path, (HEAD + textwrap.dedent("""\
+        vars: {release: 2024-01-01}
+        container: {env: {RELEASE: 2024-01-01}}
+        entrypoints:
+          report: {run: [python, report.py, 2024-06-30], params: {since: 2023-10-01}}
+    """)).encode())
+    manifest = loaded(path, clean_env)
+    assert manifest.vars["release"] == "2024-01-01" and manifest.container.env["RELEASE"] == "2024-01-01"
+    assert manifest.entrypoints["report"].run == ["python", "report.py", "2024-06-30"]
+    assert manifest.entrypoints["report"].params == {"since": "2023-10-01"}
+
+
+@pytest.mark.parametrize("written, read", [
+    ("2001-12-14t21:59:43.10-05:00", "2001-12-14 21:59:43.100000-05:00"),
+    ("2001-12-14 21:59:43.10 -5", "2001-12-14 21:59:43.100000-05:00"),
+    ("2002-12-14T00:00:00Z", "2002-12-14 00:00:00+00:00"),
+])
+@pytest.mark.parametrize("field, line_of", [
+    ("container: {{env: {{STAMP: {v}}}}}", "container.env.STAMP"),
+    ("vars: {{stamp: {v}}}", "vars.stamp"),
+    ("entrypoints: {{e: {{run: echo, params: {{stamp: {v}}}}}}}", "entrypoints.e.params.stamp"),
+])
+def test_a_timestamp_whose_text_yaml_changes_is_refused_with_the_quoted_form(tmp_path, clean_env, written, read, field, line_of):
+    path = write(tmp_path, (HEAD + field.format(v=written) + "\n").encode())
+    [problem] = problems_of(path, clean_env)
+    assert problem.startswith(f"{path}:5:") and f": {line_of}: " in problem
+    assert problem.endswith(f"YAML 1.1 reads {written} as the timestamp {read}; write \"{written}\" (quoted) to keep the text {written}")
+
+
+def test_a_date_in_a_text_field_says_what_to_write(tmp_path, clean_env):
+    path = write(tmp_path, HEAD.replace("description: a manifest as an editor saved it", "description: 2024-01-01").encode())
+    assert problems_of(path, clean_env) == [f"{path}:2:14: description: expected text, got the date 2024-01-01 (YAML's reading of 2024-01-01); write \"2024-01-01\""]
+
+
+# --- each entry of a mapping at its own line ----------------------------------------------------
+
+def test_a_bad_environment_entry_is_reported_at_its_own_line(tmp_path, clean_env):
+    path = write(tmp_path, (HEAD + textwrap.dedent("""\
+        container:
+          env:
+            GOOD: "1"
+            DEBUG: yes
+        setup:
+          - name: s
+            run: echo
+            env:
+              OK: a
+              "A=B": x
+        entrypoints:
+          e: {run: echo, params: {ok: 1, bad: [1, 2]}}
+    """)).encode())
+    problems = problems_of(path, clean_env)
+    assert [p.split(": ")[0:2] for p in problems] == [
+        [f"{path}:8:12", "container.env.DEBUG"], [f"{path}:14:7", "setup[0].env.A=B"], [f"{path}:16:39", "entrypoints.e.params.bad"]]
+    assert problems[2].endswith("expected a single value (text, number, boolean), got a list")
+
+
+def test_a_base_60_ulimit_is_told_to_quote_its_soft_and_hard_limits(tmp_path, clean_env):
+    path = write(tmp_path, (HEAD + "container:\n  ulimits: {rtprio: 10:50}\n").encode())
+    assert problems_of(path, clean_env) == [f"{path}:6:21: container.ulimits.rtprio: YAML 1.1 reads 10:50 as the base-60 number 650; "
+                                            "write \"10:50\" (quoted) for soft:hard limits"]
+
+
+def test_parse_file_of_a_missing_file_is_a_problem_not_a_crash(tmp_path):
+    _, problems = parse_file(tmp_path / "nope.yaml")
+    assert [p.message for p in problems] == ["file not found"]
