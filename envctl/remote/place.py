@@ -178,12 +178,34 @@ def load_image_remotely(connection: SSHConnection, remote_cache: str, client=Non
     return load
 
 
+# $1 an image tarball on the host. gzip and plain tarballs go to `docker load` as they are; the
+# formats not every engine takes (zstd: Docker 20.10 refuses it; xz: Docker runs an `xz` binary
+# anyway; bzip2) are decompressed by the host's own tool into `docker load`. Exit 97: no tool.
+_HOST_LOAD = r'''magic=$(head -c 6 "$1" | od -An -tx1 | tr -d ' \n')
+case "$magic" in
+  28b52ffd*) tool=zstd ;;
+  fd377a585a00) tool=xz ;;
+  425a68*) tool=bzip2 ;;
+  *) exec docker load -q -i "$1" ;;
+esac
+command -v "$tool" >/dev/null 2>&1 || { echo "$tool" >&2; exit 97; }
+"$tool" -dc -- "$1" | docker load -q
+'''
+NO_TOOL = 97
+
+
 def docker_load(connection: SSHConnection, path: str) -> list[str]:
-    """Load an image tarball that is on the host into the host's engine; its "Loaded image" lines."""
+    """Load an image tarball that is on the host into the host's engine; its "Loaded image" lines.
+    Raises ImageError with the engine's words, or saying which decompressor the host lacks."""
     from envctl.images import ImageError
 
-    result = connection.run(["docker", "load", "-q", "-i", path], timeout=3600)
+    result = connection.run(["sh", "-c", _HOST_LOAD, "sh", path], timeout=3600)
+    if result.returncode == NO_TOOL:
+        tool = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "a decompressor"
+        raise ImageError(f"{connection.destination}: {path} is {tool}-compressed and the host has no `{tool}` to "
+                         "decompress it for its engine; nothing was loaded",
+                         hint=f"install {tool} on the host, or give it `fetch: push` (envctl then decompresses it here)")
     if result.returncode != 0 or "Error unpacking image" in result.stdout:  # the containerd store's way of failing
-        raise ImageError(f"{connection.destination}: docker load -i {path} failed: "
+        raise ImageError(f"{connection.destination}: docker load of {path} failed: "
                          f"{(result.stderr or result.stdout).strip()[-300:]}")
     return [line.strip() for line in result.stdout.splitlines() if line.startswith("Loaded image")]

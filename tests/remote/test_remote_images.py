@@ -67,3 +67,20 @@ def test_a_tarball_the_host_engine_cannot_take_as_it_is_is_loaded_there(world, l
     assert again.returncode == 0 and f"image      {REF}: present" in again.stderr, again.stderr
     if which == "zstd":  # streamed decompressed through the engine's socket: no copy of the zstd file on the host
         assert not world.remote("lab2", f"{world.data_dir()}/cache/blobs/sha256/{_sha(packed)}").exists()
+
+
+def test_a_host_that_downloads_a_zstd_tarball_itself_decompresses_it_for_its_engine(world, lab, saved, monkeypatch):
+    from servers.http_files import FileServer
+
+    packed, _, config_digest = saved
+    lab.docker("lab1", "rmi", "-f", REF, config_digest)
+    monkeypatch.setattr(FileServer, "address", lab.gateway)  # served on the lab network
+    with FileServer(files={"image.tar.zst": packed.read_bytes()}) as mirror:
+        manifest = world.write(BODY.format(ref=REF, pin=config_digest, tarball=mirror.url_for("image.tar.zst")))
+        world.write_inventory(lab1={"fetch": "remote"})
+        up = world.run("up", str(manifest), "--host", "lab1")
+    assert up.returncode == 0, up.stderr
+    assert f"image      {REF}: loaded" in up.stderr
+    assert lab.docker("lab1", "image", "inspect", "--format", "{{.Id}}", REF).stdout.strip() == config_digest
+    assert world.remote("lab1", f"{world.data_dir()}/cache/blobs/sha256/{_sha(packed)}").is_file()  # downloaded there
+    assert not (Path(world.base) / "cache" / "blobs" / "sha256" / _sha(packed)).exists()  # not through this machine
