@@ -5,31 +5,63 @@ fetches only what is new. A full sha or a ref is fetched alone (`--depth 1`); a 
 tutorials pin `35f21dda9f567`) cannot be asked of a server, so the branches and tags are fetched
 and the sha is resolved locally. The commit's tree (or one directory of it) is written out with
 `git archive`, so no .git directory and nothing else from the repository lands in the artifact.
+
+A password or token in the URL (`git+https://user:TOKEN@host/repo@tag`, how private GitLab
+and Gitea repositories are cloned with an access token) is handed to git as an
+`Authorization: Basic` header in `http.<url>.extraHeader`, set through git's
+`GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_n`/`GIT_CONFIG_VALUE_n` environment (git-config(1), git
+2.31+): never on a command line (which other users can read in `ps`), never in the mirror's
+config or FETCH_HEAD (git is given the URL without its userinfo), never in a message. The
+header is scoped to that URL, and libcurl does not send it to another host a redirect leads to.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
 import tarfile
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
+from envctl.artifacts import urls
 from envctl.errors import FetchError
 from envctl.artifacts.sources import Source
 
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 _SHORT_SHA = re.compile(r"^[0-9a-f]{4,39}$")
 _ENV = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
+# git's words for a refused login (http.c: "Authentication failed for '<url>'"; a 403).
+_AUTH_FAILED = re.compile(r"Authentication failed|The requested URL returned error: 403")
 
 
-def _git(*args: str, git_dir: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+class _Remote:
+    """What git is given for a source: the URL without a password, and the environment that
+    carries the credentials (see the module docstring)."""
+
+    def __init__(self, source: Source):
+        parts = urlsplit(source.location)
+        self.env, self.secrets = _ENV, [s for s in (source.password, unquote(source.password or "")) if s]
+        if source.password is None or parts.scheme not in ("http", "https"):
+            self.url = source.location
+            return
+        self.url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+        basic = base64.b64encode(f"{unquote(parts.username or '')}:{unquote(source.password)}".encode()).decode()
+        self.secrets.append(basic)
+        count = int(_ENV.get("GIT_CONFIG_COUNT") or 0)  # the user's own entries stay
+        self.env = {**_ENV, "GIT_CONFIG_COUNT": str(count + 1), f"GIT_CONFIG_KEY_{count}": f"http.{self.url}.extraHeader",
+                    f"GIT_CONFIG_VALUE_{count}": f"Authorization: Basic {basic}"}
+
+
+def _git(*args: str, git_dir: Path | None = None, check: bool = True, remote: _Remote | None = None) -> subprocess.CompletedProcess:
     argv = ["git"] + ([f"--git-dir={git_dir}"] if git_dir else []) + list(args)
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, env=_ENV, timeout=3600)
+        done = subprocess.run(argv, capture_output=True, text=True, env=remote.env if remote else _ENV, timeout=3600)
     except FileNotFoundError:
         raise FetchError("git is not installed on this machine", hint="install git (apt-get install git)") from None
+    if remote is not None:
+        done.stderr = urls.redact_text(done.stderr, sorted(remote.secrets, key=len, reverse=True))
     if check and done.returncode != 0:
         raise FetchError(f"git {args[0]} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
     return done
@@ -46,13 +78,15 @@ def resolve(source: Source, mirror: Path) -> str:
         mirror.mkdir(parents=True, exist_ok=True)
         _git("init", "--bare", "--quiet", str(mirror))
     ref = source.revision or "HEAD"
-    url = source.location
+    remote = _Remote(source)
+    url = source.location  # for messages: the password as ***
     if _FULL_SHA.match(ref):
         if _has_commit(mirror, ref):
             return ref
-        if _git("fetch", "--quiet", "--depth", "1", url, ref, git_dir=mirror, check=False).returncode == 0 and _has_commit(mirror, ref):
+        if _git("fetch", "--quiet", "--depth", "1", remote.url, ref, git_dir=mirror, check=False,
+                remote=remote).returncode == 0 and _has_commit(mirror, ref):
             return ref
-        _fetch_all(mirror, url)
+        _fetch_all(mirror, remote)
         if _has_commit(mirror, ref):
             return ref
         raise FetchError(f"git+{url}: commit {ref} is not in the repository")
@@ -60,14 +94,17 @@ def resolve(source: Source, mirror: Path) -> str:
         found = _rev_parse(mirror, ref)
         if found:
             return found
-        _fetch_all(mirror, url)
+        _fetch_all(mirror, remote)
         found = _rev_parse(mirror, ref)
         if found:
             return found
         # Not a commit prefix: perhaps a branch or tag named like hex; fall through.
-    done = _git("fetch", "--quiet", "--depth", "1", url, ref, git_dir=mirror, check=False)
+    done = _git("fetch", "--quiet", "--depth", "1", remote.url, ref, git_dir=mirror, check=False, remote=remote)
     if done.returncode != 0:
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+        if _AUTH_FAILED.search(done.stderr):
+            raise FetchError(f"git+{url}@{ref}: the server refused access ({reason})",
+                             hint="check the user and token in the URL (a token may have expired or lack read access)")
         raise FetchError(f"git+{url}@{ref}: no such commit, tag or branch ({reason})")
     return _rev_parse(mirror, "FETCH_HEAD")
 
@@ -85,8 +122,8 @@ def _rev_parse(mirror: Path, ref: str) -> str | None:
     return done.stdout.strip()
 
 
-def _fetch_all(mirror: Path, url: str) -> None:
-    _git("fetch", "--quiet", "--tags", url, "+refs/heads/*:refs/remotes/origin/*", git_dir=mirror)
+def _fetch_all(mirror: Path, remote: _Remote) -> None:
+    _git("fetch", "--quiet", "--tags", remote.url, "+refs/heads/*:refs/remotes/origin/*", git_dir=mirror, remote=remote)
 
 
 def export(mirror: Path, commit: str, destination: Path, subpath: str | None) -> None:

@@ -1,0 +1,75 @@
+"""Git sources with credentials in the URL (`git+https://user:token@host/repo@tag`, as a
+private GitLab or Gitea repository is cloned with a personal access token), fetched from git's
+own smart HTTP server behind Basic auth. git must get the token itself — not the `***` shown
+in messages — and the token must appear in no output, no command line and no file under the
+cache (the bare mirror's config, FETCH_HEAD, packed refs, the artifact's record)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from download_helpers import envctl, files_containing, placed, write_manifest
+from servers.git_http import GitHTTPServer
+
+GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+TOKEN = "glpat-Xy9EXAMPLEtoken/+="
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A bare repository `proj.git` with tag v1, served only to alice with TOKEN."""
+    work = tmp_path / "work"
+    work.mkdir()
+    subprocess.run(GIT + ["init", "-q", "-b", "main", str(work)], check=True)
+    (work / "train.py").write_text("print('private')\n")
+    subprocess.run(GIT + ["-C", str(work), "add", "-A"], check=True)
+    subprocess.run(GIT + ["-C", str(work), "commit", "-qm", "one"], check=True)
+    subprocess.run(GIT + ["-C", str(work), "tag", "v1"], check=True)
+    root = tmp_path / "srv"
+    root.mkdir()
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(root / "proj.git")], check=True)
+    commit = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    with GitHTTPServer(root, require_auth=("alice", TOKEN)) as server:
+        server.commit = commit
+        yield server
+
+
+def quoted(token: str) -> str:
+    return token.replace("/", "%2F").replace("+", "%2B").replace("=", "%3D")
+
+
+@pytest.mark.parametrize("ref", ["v1", "short", "full"])  # each is fetched another way (gitsrc.resolve)
+def test_a_token_in_a_git_url_reaches_git_and_nothing_else(tmp_path, served, ref):
+    ref = {"short": served.commit[:10], "full": served.commit}.get(ref, ref)
+    # A user whose git keeps what it is given (credential.helper store) must not find it there.
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / ".gitconfig").write_text("[credential]\n\thelper = store\n")
+    url = f"git+{served.url.replace('http://', f'http://alice:{quoted(TOKEN)}@')}/proj.git@{ref}"
+    manifest = write_manifest(tmp_path, f"code: {{source: '{url}'}}\n")
+    fetched = envctl(tmp_path, "fetch", str(manifest))
+    assert fetched.returncode == 0, fetched.stderr
+    assert (placed(fetched.stdout)["code"] / "train.py").read_text() == "print('private')\n"
+    locked = envctl(tmp_path, "lock", str(manifest))
+    listed = envctl(tmp_path, "cache", "ls")
+    assert locked.returncode == 0 and listed.returncode == 0, (locked.stderr, listed.stderr)
+    for secret in (TOKEN, quoted(TOKEN), "glpat-Xy9EXAMPLE"):
+        for run in (fetched, locked, listed):
+            assert secret not in run.stdout + run.stderr
+        assert files_containing(tmp_path / "cache", secret) == []
+        assert files_containing(tmp_path / "home", secret) == []
+        assert secret not in (manifest.parent / "manifest.lock").read_text()
+    assert served.refused == 0  # git never sent a wrong password (the *** of the display form)
+    assert served.authorizations and all(served.authorizations)
+
+
+def test_a_wrong_token_is_a_clear_error_without_a_prompt_or_the_token(tmp_path, served):
+    url = f"git+{served.url.replace('http://', 'http://alice:glpat-WRONGEXAMPLE@')}/proj.git@v1"
+    manifest = write_manifest(tmp_path, f"code: {{source: '{url}'}}\n")
+    fetched = envctl(tmp_path, "fetch", str(manifest), timeout=60)
+    assert fetched.returncode != 0 and fetched.returncode != 70, fetched.stderr
+    assert "Traceback" not in fetched.stderr
+    assert "glpat-WRONGEXAMPLE" not in fetched.stdout + fetched.stderr
+    assert "alice:***@" in fetched.stderr and "Authentication failed" in fetched.stderr, fetched.stderr
+    assert files_containing(tmp_path / "cache", "glpat-WRONGEXAMPLE") == []
