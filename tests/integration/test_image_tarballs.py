@@ -88,11 +88,12 @@ def saved(tmp_path_factory) -> dict:
     # Docker 28 writes an OCI layout (index.json, oci-layout, blobs/sha256) beside manifest.json.
     current = connect(CONTAINERD).client
     current.images.load(data)
-    oci = directory / "docker28.tar"
+    oci, oci_by_id = directory / "docker28.tar", directory / "docker28-by-id.tar"
     _save(current, REF, oci)
+    _save(current, REF, oci_by_id, by_id=True)
     current.images.remove(REF, force=True)
     return {"packed": packed, "dotted": dotted, "by_id": by_id, "full_names": full_names, "oci": oci,
-            "config_digest": config_digest}
+            "oci_by_id": oci_by_id, "config_digest": config_digest}
 
 
 def engine_id(engine, tarball: Path) -> str:
@@ -197,8 +198,11 @@ def test_saved_by_id_without_a_pin_says_how_to_pin_it(make_env, saved, absent):
     assert "fix image.ref" not in done.stderr
 
 
-def test_saved_by_id_with_a_pin_is_loaded_and_tagged(make_env, engine, engine_under_test, saved, absent):
-    expected = engine_id(engine, saved["packed"]["none"])
+@pytest.mark.parametrize("saved_by", ["by_id", "oci_by_id"])  # Docker 20.10's layout and Docker 28's
+def test_saved_by_id_with_a_pin_is_loaded_and_tagged(make_env, engine, engine_under_test, saved, absent, saved_by):
+    with tarfile.open(saved[saved_by]) as archive:
+        assert not json.load(archive.extractfile("manifest.json"))[0].get("RepoTags")  # what the test is about
+    expected = engine_id(engine, saved["packed"]["none"] if saved_by == "by_id" else saved["oci"])
     pins = [saved["config_digest"]] + ([expected] if engine_under_test.store == "containerd" else [])
     for pin in pins:  # the config digest users copy from the classic store, or this engine's own ID
         try:
@@ -210,7 +214,7 @@ def test_saved_by_id_with_a_pin_is_loaded_and_tagged(make_env, engine, engine_un
         except docker.errors.ImageNotFound:
             pass
         env = make_env("cpu")
-        manifest_for(env, saved["by_id"], pin=pin)
+        manifest_for(env, saved[saved_by], pin=pin)
         done = env.run("image", str(env.manifest))
         assert done.returncode == 0, done.stderr
         assert f"image      {REF}: loaded" in done.stderr
