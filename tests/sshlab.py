@@ -15,7 +15,8 @@ after each test). What a test gets:
 - `lab.known_hosts`: every host's key, as OpenSSH records it (under the host's IP).
 - `lab.client_key` (authorized on every host), `lab.wrong_key` (authorized nowhere).
 - `lab.ip(h)`, `lab.docker_socket(h)` / `lab.docker_host(h)` (the host's engine, reachable from
-  the test process too), `lab.host_root(h)` (a directory to fill with simulated hardware),
+  the test process too; Debian 12's Docker 20.10, or with `Lab(containerd_engines=[h])` the
+  containerd-store Docker of tests/ensure-containerd-engine.sh), `lab.host_root(h)` (a directory to fill with simulated hardware),
   `lab.path(h, "/root/.cache")` (where a path of the host's private directories lies here).
 - failures: `drop_connections`, `set_delay`/`clear_delay`, `stop`/`start`, `partition`/`heal`,
   `forget_host_key`, `change_host_key`, `ask_for_password`; `reset()` undoes them all.
@@ -58,12 +59,15 @@ class Lab(Faults):
     """A running lab; built by the constructor, taken apart by close() (or `with`)."""
 
     def __init__(self, hosts: int = 2, hidden: int = 0, *, jump: str = "lab1", engines: bool | Iterable[str] = True,
-                 set_docker_host: bool = True, base: Path = BASE_DIR) -> None:
+                 containerd_engines: Iterable[str] = (), set_docker_host: bool = True, base: Path = BASE_DIR) -> None:
         visible = [f"lab{i}" for i in range(1, hosts + 1)]
         hidden_names = [f"hidden{i}" for i in range(1, hidden + 1)]
         names = visible + hidden_names
         wanted = set(names) if engines is True else set() if engines is False else set(engines)
         _check_arguments(visible, hidden_names, jump, wanted, names)
+        containerd = set(containerd_engines)  # hosts whose engine has the containerd image store
+        if stray := containerd - wanted:
+            raise LabError(f"containerd_engines names hosts that run no engine: {sorted(stray)}")
         _check_prerequisites(need_dockerd=bool(wanted))
         self._processes: dict[tuple[str, str], subprocess.Popen] = {}  # (host, "sshd"|"dockerd"|"delay")
         self._delays: dict[str, float] = {}
@@ -76,7 +80,7 @@ class Lab(Faults):
         with build.lock(base):
             if problems := build.clean_stale(base):
                 warnings.warn("SSH lab: leftovers of earlier runs not fully removed: " + "; ".join(problems), stacklevel=2)
-            self._plan = build.plan_lab(base, visible, hidden_names, jump, wanted)
+            self._plan = build.plan_lab(base, visible, hidden_names, jump, wanted, containerd)
             self.dir = self._plan.path
             self.dir.mkdir(parents=True)
             atexit.register(self.close)  # a run that ends without teardown still cleans up

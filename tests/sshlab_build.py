@@ -76,6 +76,7 @@ class HostPlan:
     dir: str
     cgroup: str  # --cgroup-parent of its engine
     engine: bool
+    engine_store: str = "classic"  # "classic": the machine's dockerd; "containerd": CONTAINERD_ROOTFS's
 
     @property
     def path(self) -> Path:
@@ -148,7 +149,8 @@ def used_third_octets() -> set[int]:
     return {int(m) for m in re.findall(rf"\b{re.escape(SUBNET_PREFIX)}\.(\d+)\.", text)}
 
 
-def plan_lab(base: Path, visible: list[str], hidden: list[str], jump: str, engines: set[str]) -> LabPlan:
+def plan_lab(base: Path, visible: list[str], hidden: list[str], jump: str, engines: set[str],
+             containerd: set[str] = frozenset()) -> LabPlan:
     pid = os.getpid()
     seq = next(i for i in range(1000) if not (base / f"{pid}-{i}").exists())
     used = used_third_octets()
@@ -169,6 +171,7 @@ def plan_lab(base: Path, visible: list[str], hidden: list[str], jump: str, engin
             name=name, index=index, ip=f"{SUBNET_PREFIX}.{octet}.{10 + index}", hidden=is_hidden,
             netns=f"{prefix}-{name}", bridge="br1" if is_hidden else "br0", port=name,
             dir=str(lab.path / name), cgroup=f"{prefix}-{name}", engine=name in engines,
+            engine_store="containerd" if name in containerd else "classic",
         ))
     return lab
 
@@ -285,22 +288,61 @@ def start_sshd(host: HostPlan) -> subprocess.Popen:
 def start_dockerd(host: HostPlan) -> subprocess.Popen:
     """An engine of the host's own: own data root, exec root, socket and cgroup parent, no
     bridge and no iptables (the host's namespace has no way out anyway). Its /run is private,
-    so dockerd finds no system containerd and starts one of its own under /run/docker."""
+    so dockerd finds no system containerd and starts one of its own under /run/docker.
+    engine_store "containerd": the Docker of CONTAINERD_ROOTFS with the containerd image store
+    (see _containerd_store_argv)."""
     # Never the machine's /etc/docker/daemon.json. Before Docker 23 the engine ID (`docker
     # info` ID) comes from /etc/docker/key.json, the same for every engine on the machine: each
     # host gets its own key so that engines are told apart as on separate servers (from 23 on,
     # the ID lives in the data root and this setting is gone).
-    settings = {"deprecated-key-path": str(host.path / "key.json")} if _dockerd_major() < 23 else {}
+    containerd = host.engine_store == "containerd"
+    if containerd:
+        settings = {"features": {"containerd-snapshotter": True}}
+    else:
+        settings = {"deprecated-key-path": str(host.path / "key.json")} if _dockerd_major() < 23 else {}
     config = host.path / "daemon.json"
     config.write_text(json.dumps(settings) + "\n")
-    (host.path / "docker").mkdir(exist_ok=True)
+    data_root = host.path / "docker"
+    data_root.mkdir(exist_ok=True)
     argv = [
-        "dockerd", "--config-file", str(config), "--data-root", str(host.path / "docker"),
+        "dockerd", "--config-file", str(config), "--data-root", str(data_root),
         "--exec-root", "/run/docker", "--pidfile", "/run/docker.pid", "-H", "unix:///run/docker.sock",
         "--bridge=none", "--iptables=false", "--ip-masq=false", "--ip-forward=false",
-        "--cgroup-parent", f"/{host.cgroup}", "--storage-driver", "overlay2", "--shutdown-timeout", "3",
+        "--cgroup-parent", f"/{host.cgroup}", "--shutdown-timeout", "3",
     ]
+    if containerd:  # its storage is the containerd snapshotter; Docker 28 also sets up ip6tables
+        argv = _containerd_store_argv(data_root, [*argv, "--ip6tables=false"])
+    else:
+        argv += ["--storage-driver", "overlay2"]
     return _spawn(host, argv, host.path / "dockerd.log")
+
+
+# Run in a mount namespace of dockerd's own, inside the host's: the data root becomes a mount of
+# its own (containerd's snapshotter reads the mount table for it; without one dockerd fails with
+# `unknown service containerd.services.leases.v1.Leases`), then the root's /usr (Debian 12 and
+# the root are merged-/usr, so every binary and library) and ld.so.cache replace the machine's
+# for dockerd and what it starts. The host's sshd and sessions keep the machine's /usr.
+_CONTAINERD_STORE_START = """set -e
+data_root=$1 rootfs=$2
+shift 2
+mount --bind "$data_root" "$data_root"
+mount --bind "$rootfs/usr" /usr
+mount --bind "$rootfs/etc/ld.so.cache" /etc/ld.so.cache
+exec "$@"
+"""
+
+
+def _containerd_store_argv(data_root: Path, dockerd_argv: list[str]) -> list[str]:
+    """`dockerd_argv` wrapped to run the Docker of CONTAINERD_ROOTFS (made by
+    tests/ensure-containerd-engine.sh, the containerd-store engine of the integration tests).
+    Raises LabError when that root is not there."""
+    from engines import CONTAINERD_ROOTFS  # the one place its path is written down for tests
+
+    if not (CONTAINERD_ROOTFS / "usr/sbin/dockerd").exists():
+        raise LabError(f"no containerd-store Docker under {CONTAINERD_ROOTFS}: "
+                       "`make engine` (bash tests/ensure-containerd-engine.sh) debootstraps it")
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _CONTAINERD_STORE_START, "sh",
+            str(data_root), str(CONTAINERD_ROOTFS), "/usr/sbin/dockerd", *dockerd_argv[1:]]
 
 
 def _dockerd_major() -> int:

@@ -5,6 +5,8 @@
   Built on first use (about a second), taken apart at the end of the session.
 - `lab`: the same lab for one test, restored afterwards (known_hosts, delays, partitions,
   stopped hosts: `Lab.reset()`), so a test may break things freely through the lab's helpers.
+- `containerd_lab`: a lab of one host, lab1, whose engine is the newer Docker with the
+  containerd image store (tests/ensure-containerd-engine.sh), for the session.
 
 Tests in tests/remote/ get them from tests/remote/conftest.py; elsewhere import them:
 `from sshlab_fixtures import lab, lab_session  # noqa: F401`.
@@ -36,3 +38,13 @@ def lab_session():
 def lab(lab_session):
     yield lab_session
     lab_session.reset()
+
+
+@pytest.fixture(scope="session")
+def containerd_lab():
+    try:
+        lab = Lab(hosts=1, containerd_engines=["lab1"])
+    except LabError as exc:
+        pytest.fail(f"the SSH lab with a containerd-store engine could not be built: {exc}", pytrace=False)
+    yield lab
+    lab.close()

@@ -4,7 +4,7 @@
 import re
 
 import pytest
-from sshlab_fixtures import lab, lab_session  # noqa: F401
+from sshlab_fixtures import containerd_lab, lab, lab_session  # noqa: F401
 from world import PREFIX, World
 
 
