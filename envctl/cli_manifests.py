@@ -6,7 +6,6 @@ import json
 from typing import List, Optional
 
 import typer
-import yaml
 
 from envctl import __version__
 from envctl.cli_app import app, parse_cards, plan_here, print_error
@@ -16,6 +15,7 @@ from envctl.errors import EXIT_HOST_NOT_READY, EXIT_MANIFEST_INVALID, EnvctlErro
 from envctl.manifest import discovery
 from envctl.manifest.loader import load
 from envctl.manifest.model import Manifest
+from envctl.manifest.yamlsrc import dump, parse_file
 from envctl.plan import Options
 from envctl.render import plan_json, plan_text, redact_tree
 
@@ -79,7 +79,7 @@ def show(name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest 
     # Signed query values and URL passwords in sources are credentials too (artifacts/urls.py).
     from envctl.artifacts.urls import redact_text
 
-    typer.echo(redact_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)), nl=False)
+    typer.echo(redact_text(dump(data)), nl=False)
 
 
 @app.command()
@@ -125,10 +125,10 @@ def _load_all_variants(reference: str, roots) -> str:
 def variant_names(name: str, roots) -> list[str]:
     """The variants a manifest file defines, read without resolving it."""
     path = discovery.find_manifest(name, roots)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+    document, _ = parse_file(path)  # read as the loader reads it (merge keys, alias and depth limits)
+    if document is None:
         return []  # the loader reports it
+    data = document.data
     variants = data.get("variants") if isinstance(data, dict) else None
     return sorted(variants) if isinstance(variants, dict) else []
 

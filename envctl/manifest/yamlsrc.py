@@ -75,9 +75,25 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TYPED_TAGS = {f"tag:yaml.org,2002:{kind}" for kind in ("int", "float", "bool", "null", "timestamp")}
 
 
+# Values a document may hold once its aliases are expanded. Aliases of aliases multiply
+# (`&b [*a, *a, ...]`): twelve lines can expand to a billion values ("billion laughs", as in
+# Kubernetes' CVE-2019-11253), and every value here gets a path and a position. The largest
+# shipped manifest holds a few hundred.
+MAX_VALUES = 100_000
+# Nesting a manifest may have: its deepest value (variants.<v>.container.ulimits.<name>) is six
+# levels down; far deeper nesting would exhaust Python's recursion limit in later steps.
+MAX_DEPTH = 64
+
+
+class _TooManyValues(Exception):
+    def __init__(self, node: yaml.Node):
+        self.node = node
+
+
 class _Walker:
     def __init__(self, file: str):
         self.file = file
+        self.walked = 0
         self.positions = Positions()
         self.problems: list[Problem] = []
         self.constructor = yaml.constructor.SafeConstructor()
@@ -89,7 +105,13 @@ class _Walker:
         self.problems.append(Problem(pos.file, pos.line, pos.column, dotted(path), message))
 
     def walk(self, node: yaml.Node, path: PathKey) -> Any:
+        self.walked += 1
+        if self.walked > MAX_VALUES:
+            raise _TooManyValues(node)
         self.positions.values[path] = _position(self.file, node.start_mark)
+        if len(path) >= MAX_DEPTH and isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            self._problem(node.start_mark, path, f"nested more than {MAX_DEPTH} levels deep; no manifest field is")
+            return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
@@ -182,6 +204,9 @@ def parse_text(text: str, file: str) -> tuple[Document | None, list[Problem]]:
     """Parse one YAML document. Returns (document or None, problems)."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:  # PyYAML composes nested collections recursively; its parser does not
+        line, column = _too_deep(text)
+        return None, [Problem(file, line, column, "", f"nested more than {MAX_DEPTH} levels deep; no manifest field is")]
     except yaml.reader.ReaderError as exc:
         # A control character (a form feed or escape pasted from a terminal, a NUL): PyYAML
         # gives only its offset in the text.
@@ -202,14 +227,35 @@ def parse_text(text: str, file: str) -> tuple[Document | None, list[Problem]]:
             if exc.context_mark and mark and exc.context_mark.line != mark.line:
                 context += f" (from line {exc.context_mark.line + 1})"
             reason = f"{context}, {reason}"
+        if mark and 0 < mark.index < len(text) and text[mark.index - 1:mark.index + 1] == "${":
+            # `cap_add: [${CAP}]`: inside [ ] or { } YAML reads the brace as a mapping.
+            reason += "; inside [ ] or { } a value holding ${...} must be quoted: \"${NAME}\""
         return None, [Problem(file, line, column, "", f"YAML syntax error: {reason}")]
     except yaml.YAMLError as exc:  # e.g. multiple documents in one file
         return None, [Problem(file, None, None, "", f"YAML error: {exc}")]
     if node is None:
         return Document({}, Positions(), file), []
     walker = _Walker(file)
-    data = walker.walk(node, ())
+    try:
+        data = walker.walk(node, ())
+    except _TooManyValues as exc:
+        pos = _position(file, exc.node.start_mark)
+        return None, [Problem(file, pos.line, pos.column, "", f"aliases expand the document to more than {MAX_VALUES} values "
+                                                              f"(aliases of aliases multiply); write the values out or reuse fewer")]
     return Document(data, walker.positions, file), walker.problems
+
+
+def _too_deep(text: str) -> tuple[int | None, int | None]:
+    """Where the collections of `text` first nest deeper than MAX_DEPTH, read event by event."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return event.start_mark.line + 1, event.start_mark.column + 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None, None
 
 
 def _line_column(text: str | bytes, offset: int) -> tuple[int, int]:
@@ -247,3 +293,23 @@ def dotted(path: PathKey) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+class _AsWrittenDumper(yaml.SafeDumper):
+    """Writes text as people write it in a manifest: a multi-line `run:` script as a literal
+    block (`|`), long lines unfolded. PyYAML's default writes `'line one\n\n  line two\n\n'` and
+    folds lines at its width, which reads back alike but looks nothing like what was written."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    # A literal block cannot hold trailing spaces on a line or a tab; PyYAML falls back by itself.
+    style = "|" if "\n" in text.rstrip("\n") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_AsWrittenDumper.add_representer(str, _represent_text)
+
+
+def dump(data: Any) -> str:
+    """YAML text of `data` (plain Python values) that reads back to the same data."""
+    return yaml.dump(data, Dumper=_AsWrittenDumper, sort_keys=False, allow_unicode=True, width=float("inf"))

@@ -173,3 +173,78 @@ def test_a_base_60_ulimit_is_told_to_quote_its_soft_and_hard_limits(tmp_path, cl
 def test_parse_file_of_a_missing_file_is_a_problem_not_a_crash(tmp_path):
     _, problems = parse_file(tmp_path / "nope.yaml")
     assert [p.message for p in problems] == ["file not found"]
+
+
+# --- documents that expand or nest beyond any manifest -------------------------------------------
+
+def test_aliases_of_aliases_are_refused_before_they_expand(tmp_path, clean_env):
+    """Twelve lines that expand to 9**8 (43 million) values: PyYAML shares them, but envctl gives
+    every value a path and a position. Refused at once (kind: CVE-2019-11253, "billion laughs")."""
+    lines = [HEAD, "x-a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"]
+    for previous, name in zip("abcdefg", "bcdefgh"):
+        lines.append(f"x-{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]\n")
+    lines.append("vars: {v: *h}\n")
+    path = write(tmp_path, "".join(lines).encode())
+    [problem] = problems_of(path, clean_env)
+    assert problem.endswith(": aliases expand the document to more than 100000 values (aliases of aliases multiply); "
+                            "write the values out or reuse fewer") and problem.startswith(f"{path}:")
+
+
+def test_aliases_reused_as_manifests_reuse_them_are_read(tmp_path, clean_env):
+    entries = "".join(f"  e{i}: *common\n" for i in range(300))
+    path = write(tmp_path, (HEAD + "x-common: &common {run: python train.py, params: {lr: '1e-4'}}\nentrypoints:\n" + entries).encode())
+    assert len(loaded(path, clean_env).entrypoints) == 300
+
+
+@pytest.mark.parametrize("depth", [70, 900, 3000])
+def test_nesting_deeper_than_any_manifest_is_a_located_problem(tmp_path, clean_env, depth):
+    path = write(tmp_path, (HEAD + "vars: {v: " + "[" * depth + "]" * depth + "}\n").encode())
+    problems = problems_of(path, clean_env)
+    assert problems and all("Recursion" not in p for p in problems)
+    assert any(p.startswith(f"{path}:5:") and p.endswith("nested more than 64 levels deep; no manifest field is") for p in problems)
+
+
+@pytest.mark.parametrize("line", ["container: {cap_add: [${CAP:-SYS_PTRACE}]}", "vars: {n: ${N:-2}}"])
+def test_an_unquoted_reference_inside_brackets_says_to_quote_it(tmp_path, clean_env, line):
+    path = write(tmp_path, (HEAD + line + "\n").encode())
+    [problem] = problems_of(path, clean_env)
+    assert problem.startswith(f"{path}:5:") and problem.endswith('inside [ ] or { } a value holding ${...} must be quoted: "${NAME}"')
+
+
+# --- the command line reads and shows manifests as written -------------------------------------
+
+def envctl(*args, env):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "envctl", *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_validate_finds_variants_as_the_loader_reads_them(tmp_path, clean_env):
+    """`validate NAME` checks every variant; the list of variants comes from envctl's reader, so
+    a document it refuses is reported once, located, never a traceback."""
+    path = write(tmp_path, (HEAD + "x-v: &v {small: {vars: {size: s}}}\nvariants:\n  <<: *v\n  large: {vars: {size: l}}\n"
+                            "default_variant: small\n").encode())
+    done = envctl("validate", str(path), env=dict(clean_env))
+    assert done.returncode == 0 and done.stdout.strip() == f"ok: saved [large, small] ({path})", done.stderr
+    deep = write(tmp_path, (HEAD + "vars: {v: " + "[" * 900 + "]" * 900 + "}\n").encode())
+    done = envctl("validate", str(deep), env=dict(clean_env))
+    assert done.returncode == 3 and done.stderr.splitlines() == [f"error: {deep}:5:73: nested more than 64 levels deep; no manifest field is"]
+
+
+def test_show_writes_scripts_as_blocks_and_long_lines_whole(tmp_path, clean_env):
+    long = "python train.py " + " ".join(f"--option-{i} value-{i}" for i in range(12))
+    path = write(tmp_path, (HEAD + textwrap.dedent(f"""\
+        entrypoints:
+          train:
+            description: {long}
+            run: |
+              echo "$V"
+              cd /workspace && {long}
+    """)).encode())
+    done = envctl("show", str(path), env=dict(clean_env))
+    assert done.returncode == 0, done.stderr
+    assert f"    description: {long}\n" in done.stdout
+    assert f'    run: |\n      echo "$V"\n      cd /workspace && {long}\n' in done.stdout
+    shown = yaml.safe_load(done.stdout)["entrypoints"]["train"]
+    assert shown["run"] == f'echo "$V"\ncd /workspace && {long}\n' and shown["description"] == long
