@@ -131,6 +131,7 @@ exec /usr/sbin/dockerd --config-file "$STATE/daemon.json" --data-root "$DATA" \
 EOF
 )
 had_docker0=$(ip link show docker0 >/dev/null 2>&1 && echo yes || echo no)
+machine_engine=$(docker -H unix:///var/run/docker.sock version --format '{{.Server.Version}}' 2>/dev/null || true)
 say "starting Docker from $ROOTFS (log: $LOG)"
 : >"$LOG"
 DATA=$DATA RUN_DIR=$RUN_DIR STATE=$STATE ROOTFS=$ROOTFS SOCKET=$SOCKET \
@@ -143,8 +144,8 @@ for _ in $(seq 1 60); do
   sleep 1
 done
 if ! answers; then
-  say "the engine did not answer at $SOCKET; its log ($LOG):"
-  tail -n 40 "$LOG" >&2
+  say "the engine did not answer at $SOCKET; its log ($LOG), first and last lines:"
+  if [ "$(wc -l <"$LOG")" -le 45 ]; then cat "$LOG" >&2; else head -n 5 "$LOG" >&2; echo "..." >&2; tail -n 40 "$LOG" >&2; fi
   stop
   exit 1
 fi
@@ -158,5 +159,9 @@ fi
 if [ "$had_docker0" = yes ] && ! ip link show docker0 >/dev/null 2>&1; then
   stop
   die "the machine's docker0 is gone after the start: the engine is not in a network namespace of its own"
+fi
+if [ -n "$machine_engine" ] && ! docker -H unix:///var/run/docker.sock version >/dev/null 2>&1; then
+  stop
+  die "the machine's engine (Docker $machine_engine) stopped answering after the start"
 fi
 say "Docker $(engine version --format '{{.Server.Version}}') with the containerd image store answers at $SOCKET"
