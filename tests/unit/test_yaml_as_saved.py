@@ -5,7 +5,9 @@ reads as written), never a traceback or a silently different value.
 
 Sources: PyYAML's reader refuses C0 control characters other than tab and line ends (yaml/pyyaml
 reader.py, NON_PRINTABLE); go-yaml v3 refuses a second `<<` key in a mapping ("mapping key "<<"
-already defined") while PyYAML lets the later one win; YAML 1.1's timestamp type
+already defined at line 14", go-yaml/yaml#914, where the maintainer points to `<<: [*a, *b]`)
+while PyYAML lets the later one win, and GitLab CI users write them (adrienverge/yamllint#134);
+YAML 1.1's timestamp type
 (https://yaml.org/type/timestamp.html) reads `2001-12-14t21:59:43.10-05:00` unquoted.
 """
 
