@@ -307,6 +307,12 @@ def _mount_problem(mount: str) -> str | None:
     parts = mount.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         return f"'{mount}' is not a mount (write host_path:container_path[:ro|rw])"
+    if parts[0].startswith("~"):
+        # Compose and shells expand `~`; envctl would take it as a directory named ~ beside the manifest.
+        return f"'{parts[0]}': '~' is not expanded in a mount; write ${{HOME}}{parts[0][1:]} for your home directory"
+    bare = re.search(r"\$([A-Za-z_][A-Za-z0-9_]*)", parts[0])
+    if bare:
+        return f"'{parts[0]}': a bare ${bare.group(1)} is not expanded in a mount; write ${{{bare.group(1)}}}"
     if not posixpath.isabs(parts[1]):
         return f"'{parts[1]}': the container path must be absolute"
     if posixpath.normpath(parts[1]) == "/":

@@ -250,3 +250,20 @@ def test_show_writes_scripts_as_blocks_and_long_lines_whole(tmp_path, clean_env)
     assert f'    run: |\n      echo "$V"\n      cd /workspace && {long}\n' in done.stdout
     shown = yaml.safe_load(done.stdout)["entrypoints"]["train"]
     assert shown["run"] == f'echo "$V"\ncd /workspace && {long}\n' and shown["description"] == long
+
+
+@pytest.mark.parametrize("mount, message", [
+    ("~/models:/models:ro", "'~/models': '~' is not expanded in a mount; write ${HOME}/models for your home directory"),
+    ("$HOME/data:/data", "'$HOME/data': a bare $HOME is not expanded in a mount; write ${HOME}"),
+    ("/srv/$USER:/data", "'/srv/$USER': a bare $USER is not expanded in a mount; write ${USER}"),
+])
+def test_a_mount_written_for_compose_or_a_shell_is_not_taken_as_a_directory_beside_the_manifest(tmp_path, clean_env, mount, message):
+    """Compose expands `~` and `$HOME` in volumes; envctl took `~/models` as <manifest dir>/~/models."""
+    path = write(tmp_path, (HEAD + f'container: {{mounts: ["{mount}"]}}\n').encode())
+    assert problems_of(path, clean_env) == [f"{path}:5:22: container.mounts[0]: {message}"]
+
+
+def test_a_mount_with_a_reference_is_expanded(tmp_path, clean_env):
+    path = write(tmp_path, (HEAD + 'container: {mounts: ["${HOME}/models:/models:ro", "$${HOME}:/literal"]}\n').encode())
+    environ = dict(clean_env, HOME="/home/user")
+    assert loaded(path, environ).container.mounts == ["/home/user/models:/models:ro", "${HOME}:/literal"]
