@@ -10,6 +10,10 @@
   mismatch keeps nothing and names the file, both digests and the source.
 - Bytes are stored as the server sent them, never decoded (see http_get): a `.tar.gz`
   labelled `Content-Encoding: gzip` is the `.tar.gz`, in one stream and in segments.
+- A 206 body is written where its Content-Range says it starts (http_get.served_span): a span
+  that starts before the bytes asked for has its overlap skipped, a span that starts after
+  them, lacks a valid Content-Range or states another total is not used (the stream starts
+  over; segments fall back to one stream), and a segment never writes past its own end.
 - Messages name the source by its display form (credentials as ***), never the request URL.
 """
 
@@ -28,7 +32,7 @@ import requests
 
 from envctl.artifacts import urls
 from envctl.artifacts.cache import CHUNK, Cache, check_free_space, file_hash
-from envctl.artifacts.http_get import READ_ERRORS, RETRIES, TIMEOUT, full_size, probe, read_raw, request
+from envctl.artifacts.http_get import READ_ERRORS, RETRIES, TIMEOUT, full_size, probe, read_raw, request, served_span
 from envctl.errors import FetchError
 
 SEGMENT = 16 << 20
@@ -128,8 +132,10 @@ class Downloader:
     def _stream(self, remote, part: Path, size, etag, ranges: bool, advance) -> tuple[str, int | None]:
         """Fetch the rest of the file as one stream; returns (sha256, size as the server states it)."""
         offset = part.stat().st_size if part.exists() else 0
-        if offset and not ranges:
-            offset = 0  # the server cannot resume: the prefix cannot be trusted to line up
+        if offset and (not ranges or (size is not None and offset > size)):
+            # The server cannot resume, or the partial is longer than the file (bytes glued on
+            # by an older envctl): the prefix cannot be trusted to line up.
+            offset = 0
             part.unlink()
         digest = file_hash(part) if offset else hashlib.sha256()
         if offset:
@@ -141,18 +147,25 @@ class Downloader:
             headers = {"Range": f"bytes={offset}-", **({"If-Range": etag} if etag else {})} if offset else {}
             response = self._request("GET", remote, headers, stream=True)
             stated = full_size(response)
-            if offset and (response.status_code != 206 or (stated is not None and size is not None and stated != size)):
-                # A full body instead of the tail, or another file's tail: start over.
+            span = served_span(response) if offset else None
+            if offset and (span is None or not span[0] <= offset <= span[1]
+                           or (stated is not None and size is not None and stated != size)):
+                # A full body instead of the tail, a span that does not reach the missing bytes,
+                # or another file's tail: start over.
                 response.close()
                 part.unlink(missing_ok=True)
                 digest, offset, size = hashlib.sha256(), 0, None
                 continue
+            skip = offset - span[0] if span else 0  # a span that starts early: its overlap is had
             if stated is not None:
                 size = stated  # what this body says beats the probe (a HEAD may describe another variant)
             whole = False
             try:
                 with open(part, "ab") as handle:
                     for block in read_raw(response, CHUNK):
+                        if skip:
+                            dropped, skip = min(skip, len(block)), skip - min(skip, len(block))
+                            block = block[dropped:]
                         handle.write(block)
                         digest.update(block)
                         offset += len(block)
@@ -192,14 +205,24 @@ class Downloader:
             start = first + progress.get(index, 0)
             for _attempt in range(RETRIES):
                 response = self._request("GET", remote, {"Range": f"bytes={start}-{end}", **({"If-Range": etag} if etag else {})}, stream=True)
-                if response.status_code != 206:
+                span = served_span(response)
+                if span is None or not span[0] <= start <= span[1] or span[2] not in (None, size):
                     response.close()
-                    raise _Restart()
+                    raise _Restart()  # ranges not honoured as asked: one plain stream instead
+                skip = start - span[0]
                 position, recorded = start, start
                 try:
                     with open(part, "r+b") as handle:
                         handle.seek(start)
                         for block in read_raw(response, CHUNK):
+                            if skip:
+                                dropped, skip = min(skip, len(block)), skip - min(skip, len(block))
+                                block = block[dropped:]
+                            block = block[:end + 1 - position]  # never into the next segment
+                            if not block:
+                                if position > end:
+                                    break
+                                continue
                             handle.write(block)
                             position += len(block)
                             if advance:

@@ -41,7 +41,8 @@ HEAD_REFUSALS = (400, 403, 405, 501)
 # What a dropped or short body raises while it is read raw (urllib3's own types, which
 # requests wraps only inside iter_content).
 READ_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
-_CONTENT_RANGE = re.compile(r"bytes\s+(?:\d+-\d+|\*)/(\d+)")
+_CONTENT_RANGE = re.compile(r"bytes\s+(?:\d+-\d+|\*)/(\d+)", re.IGNORECASE)  # the unit is case-insensitive (RFC 9110 14.1)
+_SPAN = re.compile(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", re.IGNORECASE)
 _S3_CODE = re.compile(rb"<Code>([A-Za-z]+)</Code>")
 
 
@@ -138,6 +139,25 @@ def declared_length(response: requests.Response) -> int | None:
 def content_range_total(response: requests.Response) -> int | None:
     match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
     return int(match.group(1)) if match else None
+
+
+def served_span(response: requests.Response) -> tuple[int, int, int | None] | None:
+    """(first, last, total) byte positions a 206 says its body holds (last inclusive, total None
+    for `*`), or None when it says none that is valid. A server may answer a range with
+    another one than asked: block-aligned caches start before the asked offset (RFC 9110
+    15.3.7 lets a server send what it has; github.com/xroche/httrack/pull/428), some send the
+    whole file as a 206; the body must go where its Content-Range says, never where the
+    partial file happens to end (github.com/pypa/pip/pull/14131, rust-lang/rustup#4710)."""
+    if response.status_code != 206:
+        return None
+    match = _SPAN.fullmatch(response.headers.get("Content-Range", ""))
+    if match is None:
+        return None
+    first, last = int(match.group(1)), int(match.group(2))
+    total = None if match.group(3) == "*" else int(match.group(3))
+    if last < first or (total is not None and last >= total):
+        return None  # an invalid span (RFC 9110 14.4)
+    return first, last, total
 
 
 def full_size(response: requests.Response) -> int | None:
