@@ -125,6 +125,9 @@ def _check_run(value: Any) -> Any:
         value = [_argument(v) for v in value]
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return value
+    if isinstance(value, list) and value:
+        index, item = next((i, v) for i, v in enumerate(value) if not isinstance(v, str))
+        raise _fail(f"an argument is text (or a number), got {_describe(item)}", index)
     raise _fail(f"expected a command line or a non-empty list of arguments, got {_describe(value)}")
 
 
@@ -230,7 +233,14 @@ def _ulimit_name(name: str) -> str:
     return name
 
 
+def _served_port(port: int) -> int:
+    if not 1 <= port <= 65535:
+        raise _fail(f"{port} is not a port (1 to 65535)")
+    return port
+
+
 # Checked one item at a time, so that each bad item is reported at its own line.
+ServedPort = Annotated[int, AfterValidator(_served_port)]
 Port = Annotated[str, BeforeValidator(_port)]
 Capability = Annotated[str, AfterValidator(lambda name: _docker(docker_values.capability, name))]
 UlimitName = Annotated[str, AfterValidator(_ulimit_name)]
@@ -359,7 +369,7 @@ class Entrypoint(_Strict):
     )
     env: dict[str, str] = Field(default_factory=dict)
     cards: int | list[int] | None = Field(None, description="cards this entrypoint uses, within the environment's")
-    ports: list[int] = Field(default_factory=list, description="ports it serves, for information and port checks")
+    ports: list[ServedPort] = Field(default_factory=list, description="ports it serves (1-65535), for information and port checks")
     interactive: bool = Field(False, description="needs a terminal (a chat CLI)")
 
     _run = field_validator("run", mode="before")(_check_run)

@@ -267,3 +267,14 @@ def test_a_mount_with_a_reference_is_expanded(tmp_path, clean_env):
     path = write(tmp_path, (HEAD + 'container: {mounts: ["${HOME}/models:/models:ro", "$${HOME}:/literal"]}\n').encode())
     environ = dict(clean_env, HOME="/home/user")
     assert loaded(path, environ).container.mounts == ["/home/user/models:/models:ro", "${HOME}:/literal"]
+
+
+def test_a_bad_argument_and_a_port_out_of_range_are_located_at_their_items(tmp_path, clean_env):
+    path = write(tmp_path, (HEAD + "entrypoints:\n  a: {run: [echo, ~, x], ports: [8080, 0, 99999]}\n  b:\n    run:\n"
+                                   "      - python\n      - [nested]\n").encode())
+    assert problems_of(path, clean_env) == [
+        f"{path}:6:19: entrypoints.a.run[1]: an argument is text (or a number), got nothing (null)",
+        f"{path}:6:40: entrypoints.a.ports[1]: 0 is not a port (1 to 65535)",
+        f"{path}:6:43: entrypoints.a.ports[2]: 99999 is not a port (1 to 65535)",
+        f"{path}:10:9: entrypoints.b.run[1]: an argument is text (or a number), got a list",
+    ]
