@@ -29,6 +29,7 @@ from envctl.manifest.yamlsrc import Document, dotted, parse_file
 DEFAULT_ARTIFACT_DIR = "/opt/envctl/artifacts"
 _MOUNT_MODES = {"ro", "rw"}
 WORKSPACE_TARGET = "/envctl"  # plan.WORKSPACE_TARGET: the environment's workspace in the container
+_BARE_VARIABLE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")  # a shell's $HOME, which envctl leaves alone
 
 
 @dataclass(frozen=True)
@@ -166,10 +167,15 @@ def _parse_sources(data: dict, doc: Document, base: Path, problems: list[Problem
         if not isinstance(text, str) or not text:
             return None  # absent, empty (must be obtained) or mistyped: the model reports it
         try:
-            return parse_source(text, base)
+            source = parse_source(text, base)
         except SourceError as exc:
             problems.append(_at(doc, path, str(exc)))
             return None
+        bare = _BARE_VARIABLE.search(text)
+        if source.kind == "file" and bare:
+            # A shell's $HOME; envctl would look for a directory named $HOME beside the manifest.
+            problems.append(_at(doc, path, f"'{text}': a bare ${bare.group(1)} is not expanded in a path; write ${{{bare.group(1)}}}"))
+        return source
 
     artifacts = data.get("artifacts")
     for name, artifact in (artifacts.items() if isinstance(artifacts, dict) else []):
@@ -310,7 +316,7 @@ def _mount_problem(mount: str) -> str | None:
     if parts[0].startswith("~"):
         # Compose and shells expand `~`; envctl would take it as a directory named ~ beside the manifest.
         return f"'{parts[0]}': '~' is not expanded in a mount; write ${{HOME}}{parts[0][1:]} for your home directory"
-    bare = re.search(r"\$([A-Za-z_][A-Za-z0-9_]*)", parts[0])
+    bare = _BARE_VARIABLE.search(parts[0])
     if bare:
         return f"'{parts[0]}': a bare ${bare.group(1)} is not expanded in a mount; write ${{{bare.group(1)}}}"
     if not posixpath.isabs(parts[1]):

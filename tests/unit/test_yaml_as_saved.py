@@ -278,3 +278,17 @@ def test_a_bad_argument_and_a_port_out_of_range_are_located_at_their_items(tmp_p
         f"{path}:6:43: entrypoints.a.ports[2]: 99999 is not a port (1 to 65535)",
         f"{path}:10:9: entrypoints.b.run[1]: an argument is text (or a number), got a list",
     ]
+
+
+@pytest.mark.parametrize("where, block", [
+    ("artifacts.w.source", 'artifacts: {w: {source: "$HOME/weights.bin"}}'),
+    ("image.tarball.source", 'image: {ref: "python:3.11", tarball: {source: "$HOME/weights.bin"}}'),
+])
+def test_a_path_source_with_a_shell_variable_is_refused_with_the_form_to_write(tmp_path, clean_env, where, block):
+    """`$HOME/weights.bin` was taken as <manifest dir>/$HOME/weights.bin; `${HOME}` is expanded."""
+    text = HEAD.replace('image: {ref: "python:3.11-slim"}\n', "") if block.startswith("image") else HEAD
+    path = write(tmp_path, (text + block + "\n").encode())
+    [problem] = problems_of(path, clean_env)
+    assert problem.endswith(f": {where}: '$HOME/weights.bin': a bare $HOME is not expanded in a path; write ${{HOME}}")
+    fixed = write(tmp_path, (text + block.replace("$HOME", "${HOME}") + "\n").encode())
+    loaded(fixed, dict(clean_env, HOME="/home/user"))
