@@ -13,6 +13,11 @@
 - **Messages without credentials.** Every message names the source by its display form and
   runs through urls.redact_text with the request's own secrets (signed query values, the URL
   password, header values): a library exception quoting the URL never leaks a signature.
+- **Web pages instead of files.** A share link whose session expired, that needs a password
+  or that points at a preview page (Seafile, ownCloud/Nextcloud, Baidu-like shares; Dropbox's
+  `dl=0`; Google Drive's virus-scan warning) answers 200 with an HTML page. Such a page is
+  never stored as the file: an answer labelled `text/html` (or XHTML) is refused unless the
+  file's own name ends in .html/.htm or the server sends it as an attachment.
 - **Redirects that leave.** A redirect whose target cannot be connected to (refused, no such
   name, connect timeout) is not retried: the same redirect would come again. A mirror that
   sends a file to another host (hf-mirror.com answering some Xet-stored files with a 302 to
@@ -107,8 +112,26 @@ def request(session: requests.Session, method: str, remote, headers: dict | None
         if response.status_code >= 400:
             response.close()
             raise FetchError(f"{remote.display}: the server answered {response.status_code}")
+        if response.status_code < 300 and is_web_page(response, getattr(remote, "name", "") or urls.file_name(remote.display)):
+            response.close()
+            raise FetchError(
+                f"{remote.display}: the server answered with a web page ({response.headers.get('Content-Type')}) "
+                f"instead of the file; nothing was kept",
+                hint=("open the link in a browser: a share link may need a password, a login or its direct-download "
+                      "form (dl=1, /download), and an expired link must be made again"))
         return response
     raise FetchError(f"{remote.display}: {last} (after {RETRIES} tries); run again to resume")
+
+
+_PAGE_TYPES = ("text/html", "application/xhtml+xml")
+_PAGE_NAMES = (".html", ".htm", ".xhtml", ".shtml", ".mhtml")
+
+
+def is_web_page(response: requests.Response, name: str) -> bool:
+    """Whether the answer is a web page rather than the file `name` (see the module docstring)."""
+    kind = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    attachment = response.headers.get("Content-Disposition", "").strip().lower().startswith("attachment")
+    return kind in _PAGE_TYPES and not attachment and not name.lower().endswith(_PAGE_NAMES)
 
 
 def probe(session: requests.Session, remote) -> Probe:

@@ -11,7 +11,8 @@
 - `LoginWallServer`: every file path under `walled` (a URL path prefix) answers 200 with an
   HTML login page (`Content-Type: text/html`), as a share link whose session expired or whose
   password is missing does (Seafile, ownCloud/Nextcloud, Baidu-like shares, a Dropbox `dl=0`
-  preview); other paths are served as files.
+  preview); other paths are served as files. `attachment=True` sends the same page with
+  `Content-Disposition: attachment` (a server handing out an HTML file to save).
 """
 
 from __future__ import annotations
@@ -60,14 +61,17 @@ class MisplacedRangeServer(FileServer):
 class LoginWallServer(FileServer):
     """See the module docstring."""
 
-    def __init__(self, *args, walled: str = "/d/", **kwargs) -> None:
+    def __init__(self, *args, walled: str = "/d/", attachment: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.walled = walled
+        self.attachment = attachment
 
     def dispatch(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         if handler.path.startswith(self.walled):
             with self._counter_lock:
                 self.requests += 1
-            self.reply(handler, 200, LOGIN_PAGE, content_type="text/html; charset=utf-8", head=method == "HEAD")
+            headers = {"Content-Disposition": 'attachment; filename="page.html"'} if self.attachment else {}
+            self.reply(handler, 200, LOGIN_PAGE, content_type="text/html; charset=utf-8", headers=headers,
+                       head=method == "HEAD")
             return
         super().dispatch(handler, method)
