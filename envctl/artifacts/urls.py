@@ -20,7 +20,11 @@ S3 SigV2, Alibaba OSS, Huawei OBS and GCS V2 `Signature` with `AWSAccessKeyId` /
 `x-oss-credential`, `security-token`; Tencent COS `q-signature`, `q-ak` and `sign`;
 Volcengine TOS `X-Tos-Signature`, `X-Tos-Credential`; Azure SAS `sig`; GCS V4
 `X-Goog-Signature`, `X-Goog-Credential`; CloudFront (the Hub's CDN) `Signature`;
-Alibaba CDN type A `auth_key`; Qiniu private links `token`. Beyond those, any parameter whose
+Alibaba CDN type A `auth_key`; Qiniu private links `token`; Akamai token auth `__token__`
+and `hdnts` (`exp=…~acl=…~hmac=…`, the EdgeAuth libraries' default names); Upyun token
+anti-leech `_upt`; nginx `secure_link $arg_md5,$arg_expires` (nginx.org's example) `md5`;
+Kingsoft KS3 `KSSAccessKeyId`; a share's extraction code `pwd` (Baidu-like shares,
+`/s/<id>?pwd=xxxx`). Beyond those, any parameter whose
 name ends in signature, token, secret, password or credential (`access_token`, `api_token`).
 A signature authenticates one request: it never chooses the bytes, so links re-signed for the
 same object share an identity.
@@ -37,8 +41,9 @@ REDACTED = "***"
 _SECRET_NAMES = frozenset({
     "sig", "sign", "signature", "auth_key", "authorization", "awsaccesskeyid", "ossaccesskeyid", "accesskeyid",
     "googleaccessid", "q-ak", "apikey", "api_key", "access_key", "secret_key", "passwd", "password",
+    "__token__", "hdnts", "_upt", "md5", "pwd",
 })
-_SECRET_SUFFIXES = ("signature", "token", "secret", "password", "credential")
+_SECRET_SUFFIXES = ("signature", "token", "secret", "password", "credential", "accesskeyid")
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
 _UNRESERVED = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")

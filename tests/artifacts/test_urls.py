@@ -21,6 +21,11 @@ SECRET = "c2VjcmV0LXZhbHVlLTEyMzQ1Njc4OTA"
     "X-Goog-Signature", "X-Goog-Credential", "GoogleAccessId",  # Google Cloud Storage V4 / V2
     "X-Tos-Signature", "X-Tos-Credential",  # Volcengine TOS
     "auth_key",  # Alibaba Cloud CDN type A
+    "__token__", "hdnts",  # Akamai token auth (EdgeAuth's default names)
+    "_upt",  # Upyun token anti-leech
+    "md5",  # nginx secure_link, as nginx.org's example names it
+    "KSSAccessKeyId",  # Kingsoft KS3
+    "pwd",  # a share's extraction code (Baidu-like shares)
     "token", "access_token", "api_token", "password", "client_secret",
 ])
 def test_signed_and_token_parameters_are_redacted_everywhere(name):
