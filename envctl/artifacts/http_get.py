@@ -189,7 +189,14 @@ def full_size(response: requests.Response) -> int | None:
 
 
 def validator(response: requests.Response) -> str | None:
-    return response.headers.get("ETag") or response.headers.get("Last-Modified")
+    """What If-Range sends: a strong ETag, else Last-Modified. A weak ETag (`W/"…"`, nginx's
+    for a filtered response, Express's default) must not be sent there (RFC 9110 13.1.5) and
+    never matches on servers that compare as told: every resume would start over. Only when
+    there is nothing else is it kept, as what tells a changed file across runs."""
+    etag = response.headers.get("ETag")
+    if etag and not etag.strip().startswith("W/"):
+        return etag
+    return response.headers.get("Last-Modified") or etag
 
 
 def encoding(response: requests.Response) -> str | None:

@@ -16,7 +16,7 @@ from envctl.artifacts import download, urls
 from envctl.artifacts.cache import Cache
 from envctl.artifacts.download import Downloader, RemoteFile
 from servers.http_files import FileServer, sha256_etag
-from servers.misbehaving import MisplacedRangeServer
+from servers.misbehaving import MisplacedRangeServer, WeakETagServer
 
 MiB = 1 << 20
 CUT = MiB + 1000  # where the first response drops: not on any block boundary
@@ -79,3 +79,17 @@ def test_segments_take_only_their_own_bytes_from_a_misplaced_span(tmp_path, monk
         assert server.misplaced >= 1
         assert (digest, size) == (sha(data), len(data))
         assert cache.blob(digest).read_bytes() == data
+
+
+def test_a_weak_etag_is_not_what_a_resume_is_conditioned_on(tmp_path):
+    """A weak tag in If-Range never matches (RFC 9110 13.1.5; nginx compares strongly): with it
+    every resume would fetch the whole file again. Last-Modified is sent instead."""
+    data = os.urandom(3 * MiB)
+    with WeakETagServer(truncate_after=CUT, truncate_count=1) as server:
+        server.put("/model.bin", data)
+        manifest = write_manifest(tmp_path, f"w: {{source: '{server.url}/model.bin'}}\n")
+        fetched = envctl(tmp_path, "fetch", str(manifest))
+        assert fetched.returncode == 0, fetched.stderr
+        assert placed(fetched.stdout)["w"].read_bytes() == data
+        assert server.ranges_requested("/model.bin") == [None, f"bytes={CUT}-"]
+        assert server.bytes_by_path["/model.bin"] == len(data)  # nothing fetched twice

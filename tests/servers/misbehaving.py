@@ -13,6 +13,10 @@
   password is missing does (Seafile, ownCloud/Nextcloud, Baidu-like shares, a Dropbox `dl=0`
   preview); other paths are served as files. `attachment=True` sends the same page with
   `Content-Disposition: attachment` (a server handing out an HTML file to save).
+- `WeakETagServer`: files carry a weak `ETag: W/"..."` (what nginx sends for a response a
+  filter changed, and Express's default) and a `Last-Modified` date, and `If-Range` is
+  compared strongly, as RFC 9110 13.1.5 and nginx do: a weak tag never matches (the whole file
+  comes back, 200), the date does.
 """
 
 from __future__ import annotations
@@ -75,3 +79,19 @@ class LoginWallServer(FileServer):
                        head=method == "HEAD")
             return
         super().dispatch(handler, method)
+
+
+class WeakETagServer(FileServer):
+    """See the module docstring."""
+
+    LAST_MODIFIED = "Tue, 01 Jul 2025 08:00:00 GMT"
+
+    def send_content(self, handler: BaseHTTPRequestHandler, method: str, path: str, data: bytes, *, etag=None,
+                     headers=None) -> None:
+        if_range = handler.headers.get("If-Range")
+        if if_range is not None:
+            del handler.headers["If-Range"]
+            if if_range.strip() != self.LAST_MODIFIED:  # a weak tag never matches: the Range is ignored
+                del handler.headers["Range"]
+        super().send_content(handler, method, path, data, etag="W/" + sha256_etag(data),
+                             headers={"Last-Modified": self.LAST_MODIFIED, **(headers or {})})
