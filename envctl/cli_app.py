@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from envctl.cards import CardsError, parse_indices
 from envctl.errors import EXIT_USAGE, EnvctlError, ManifestError
 from envctl.hosts.local import LocalHost
 
@@ -18,15 +19,13 @@ app = typer.Typer(
 
 
 def parse_cards(text: str | None) -> tuple[int, ...] | None:
+    """`--cards 0,2-3` → (0, 2, 3), read as the manifest and the inventory read card indices."""
     if text is None:
         return None
     try:
-        cards = tuple(int(part) for part in text.split(",") if part.strip() != "")
-    except ValueError:
-        raise EnvctlError(f"--cards {text!r}: write card indices separated by commas, e.g. --cards 0,1", exit_code=EXIT_USAGE) from None
-    if not cards or any(c < 0 for c in cards) or len(set(cards)) != len(cards):
-        raise EnvctlError(f"--cards {text!r}: write distinct card indices, e.g. --cards 0,1", exit_code=EXIT_USAGE)
-    return cards
+        return parse_indices(text)
+    except CardsError as problem:
+        raise EnvctlError(f"--cards {problem}", exit_code=EXIT_USAGE) from None
 
 
 def local_host() -> LocalHost:

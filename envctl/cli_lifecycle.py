@@ -27,7 +27,7 @@ from envctl.render import plan_text
 @app.command()
 def up(
     name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
-    cards: Optional[str] = typer.Option(None, "--cards", help="card indices to use, e.g. 0,1 (overrides device.cards)"),
+    cards: Optional[str] = typer.Option(None, "--cards", help="card indices to use: 0,1 or 0-3 or 0,2-3 (overrides device.cards)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and change nothing"),
     skip_driver_check: bool = typer.Option(False, "--skip-driver-check", help="do not stop on a driver mismatch"),
     offline: bool = typer.Option(False, "--offline", help="use the artifact cache only; say what is missing"),

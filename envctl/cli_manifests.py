@@ -144,7 +144,7 @@ def schema() -> None:
 @app.command()
 def plan(
     name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
-    cards: Optional[str] = typer.Option(None, "--cards", help="card indices to use, e.g. 0,1 (overrides device.cards)"),
+    cards: Optional[str] = typer.Option(None, "--cards", help="card indices to use: 0,1 or 0-3 or 0,2-3 (overrides device.cards)"),
     skip_driver_check: bool = typer.Option(False, "--skip-driver-check", help="do not stop on a driver mismatch"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     hosts: Optional[List[str]] = host_option(),

@@ -17,7 +17,7 @@ from typing import Callable, List, Optional
 
 import typer
 
-from envctl.cli_app import parse_cards, say
+from envctl.cli_app import say
 from envctl.errors import EXIT_REMOTE_FAILED, EXIT_USAGE, EnvctlError
 from envctl.plan import Options
 
@@ -143,17 +143,8 @@ def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], Non
 
 
 def with_host_cards(options: Options, target) -> Options:
-    """--cards wins; else the inventory's cards for that host; else the manifest's."""
+    """--cards wins; else the inventory's cards for that host (a count or indices, read by
+    envctl.cards when the inventory was loaded); else the manifest's."""
     if options.cards is not None or target.cards is None:
         return options
-    if isinstance(target.cards, int):  # a count: the first N cards
-        return replace(options, cards=tuple(range(target.cards)))
-    text = str(target.cards)
-    if "-" in text and "," not in text:
-        first, _, last = text.partition("-")
-        try:
-            return replace(options, cards=tuple(range(int(first), int(last) + 1)))
-        except ValueError:
-            raise EnvctlError(f"{target.name}: cards '{text}' in the inventory: write 0-3, 0,2 or a count",
-                              exit_code=EXIT_USAGE) from None
-    return replace(options, cards=parse_cards(text))
+    return replace(options, cards=target.cards)

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from envctl import __version__
+from envctl.cards import cards_text
 from envctl.devices.base import DeviceNode, Mount
 from envctl.manifest import docker_values
 
@@ -71,7 +72,7 @@ class ContainerSpec:
             LABEL_VERSION: __version__,
         }
         if self.cards:
-            labels[LABEL_CARDS] = ",".join(map(str, self.cards))
+            labels[LABEL_CARDS] = cards_text(self.cards)  # read back by envctl.cards.parse_indices
         if self.variant:
             labels[LABEL_VARIANT] = self.variant
         return labels

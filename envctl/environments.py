@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from envctl.cards import CardsError, parse_indices
 from envctl.containers import LABEL_CARDS, LABEL_FILE, LABEL_HASH, LABEL_MANIFEST, LABEL_VARIANT
 from envctl.errors import EnvctlError, EXIT_NOT_FOUND
 from envctl.lifecycle import environments
@@ -35,7 +36,13 @@ class Environment:
 
 def _describe(container) -> Environment:
     labels = container.labels
-    cards = tuple(int(c) for c in labels.get(LABEL_CARDS, "").split(",") if c)
+    try:
+        cards = parse_indices(labels[LABEL_CARDS]) if labels.get(LABEL_CARDS) else ()
+    except CardsError as problem:
+        # Labels are fixed when a container is created, and envctl writes them with cards_text.
+        raise EnvctlError(f"container {container.name}: label {LABEL_CARDS} {problem}",
+                          hint="envctl did not write that label; remove the container (docker rm) "
+                               "and run envctl up again") from None
     return Environment(container, container.name, labels.get(LABEL_MANIFEST, "?"), labels.get(LABEL_VARIANT),
                        labels.get(LABEL_FILE), cards, labels.get(LABEL_HASH), container.status)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Mapping
 
 from envctl.artifacts.sources import artifact_key
+from envctl.cards import Cards
 from envctl.containers import ContainerSpec
 from envctl.devices import family
 from envctl.devices.base import Mount, Selection, choose_cards
@@ -27,7 +28,7 @@ WORKSPACE_TARGET = "/envctl"  # the environment's workspace inside the container
 
 @dataclass(frozen=True)
 class Options:
-    cards: tuple[int, ...] | None = None  # --cards, overriding device.cards
+    cards: Cards | None = None  # --cards or the inventory's: a count or indices, overriding device.cards
     skip_driver_check: bool = False
 
 
@@ -243,7 +244,7 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
     if blocker:
         blockers.append(blocker)
 
-    wanted = list(options.cards) if options.cards is not None else manifest.device.cards
+    wanted = options.cards if options.cards is not None else manifest.device.cards
     if manifest.device.kind == "cpu":
         cards, card_problems = [], (["a cpu environment has no cards: drop --cards"] if options.cards else [])
     else:

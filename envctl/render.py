@@ -7,6 +7,7 @@ import shlex
 from dataclasses import asdict
 from typing import Any, Iterable
 
+from envctl.cards import cards_text
 from envctl.plan import Plan
 
 REDACTED = "***"
@@ -88,7 +89,7 @@ def plan_text(plan: Plan) -> str:
     add("")
     add(f"1. driver      {_driver_line(plan)}")
     dev = plan.devices
-    cards = ",".join(map(str, dev.cards)) or "none"
+    cards = cards_text(dev.cards) or "none"
     add(f"2. devices     {dev.kind} cards {cards}")
     for n in dev.nodes:
         add(f"                 device {n.host_path} → {n.container_path}")
@@ -139,7 +140,7 @@ def plan_text(plan: Plan) -> str:
     for e in plan.entrypoints:
         extra = []
         if e.cards:
-            extra.append(f"cards {','.join(map(str, e.cards))}")
+            extra.append(f"cards {cards_text(e.cards)}")
         if e.ports:
             extra.append(f"serves :{', :'.join(map(str, e.ports))}")
         if e.interactive:

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from envctl.cards import Cards
 from envctl.hosts.base import Host
 
 
@@ -117,8 +118,9 @@ def logical(cards: list[int]) -> str:
     return ",".join(str(i) for i in range(len(cards)))
 
 
-def choose_cards(family: Family, available: list[int], wanted: int | list[int] | None, root: str) -> tuple[list[int], list[str]]:
-    """The cards to use: a count takes the first ones present; indices must all be present."""
+def choose_cards(family: Family, available: list[int], wanted: Cards | list[int] | None, root: str) -> tuple[list[int], list[str]]:
+    """The cards to use: a count (int) takes the first ones present; indices (a tuple or list, as
+    envctl.cards reads them) must all be present."""
     label = family.label
     where = f"under {root}" if root != "/" else "on this host"
     present = ", ".join(map(str, available)) or "none"

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from envctl.artifacts import lockfile
 from envctl.artifacts.sources import Source, SourceError, parse_source
+from envctl.cards import CardsError, count_of, parse_cards
 from envctl.errors import ManifestError, Problem
 from envctl.manifest import compose, discovery, docker_values, yaml_numbers
 from envctl.manifest.errors_translate import suggest, translate
@@ -201,6 +202,15 @@ def _sequence(value) -> list:
     return value if isinstance(value, list) else []
 
 
+def _card_count(value) -> int | None:
+    """How many cards a request names, or None when it names none or the model refuses it
+    (the model reports that, at its line)."""
+    try:
+        return None if value is None else count_of(parse_cards(value))
+    except CardsError:
+        return None
+
+
 def _check_references(data: dict, doc: Document, base: Path) -> list[Problem]:
     """Cross-field rules the models cannot see on their own. They read the raw data, guarding
     every access, so that they report in the same pass as schema problems."""
@@ -273,12 +283,11 @@ def _check_references(data: dict, doc: Document, base: Path) -> list[Problem]:
     cards = device.get("cards")
     if device.get("kind") == "cpu" and cards not in (None, 0, []):
         problems.append(_at(doc, ("device", "cards"), "a cpu environment has no cards"))
-    available = len(cards) if isinstance(cards, list) else cards if isinstance(cards, int) else None
+    available = _card_count(cards)
     for name, entry in _mapping(data.get("entrypoints")).items():
         entry = _mapping(entry)
         absolute(entry.get("workdir"), ("entrypoints", name, "workdir"))
-        wanted = entry.get("cards")
-        wanted = len(wanted) if isinstance(wanted, list) else wanted if isinstance(wanted, int) else None
+        wanted = _card_count(entry.get("cards"))
         if wanted is not None and available is not None and wanted > available:
             problems.append(
                 _at(doc, ("entrypoints", name, "cards"), f"uses {wanted} cards but the environment has {available} (device.cards)")

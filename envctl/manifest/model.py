@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from envctl.cards import CardsError, parse_cards
 from envctl.manifest import docker_values
 
 from envctl.versions import SpecifierError, parse_specifier
@@ -44,20 +45,15 @@ def _describe(value: Any) -> str:
 
 
 def _check_cards(value: Any) -> Any:
-    """A card count (2) or explicit card indices ([0, 1])."""
+    """A card count (2) or card indices ([0, 1], "0-3", "0,2-3"), read by envctl.cards as the
+    command line and the inventory read them; indices are kept as a list."""
     if value is None:
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise _fail("a card count cannot be negative")
-        return value
-    if isinstance(value, list):
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
-            raise _fail("card indices must be non-negative integers, e.g. [0, 1]")
-        if len(set(value)) != len(value):
-            raise _fail(f"card indices repeat: {value}")
-        return value
-    raise _fail(f"expected a card count or a list of card indices, got {_describe(value)}")
+    try:
+        cards = parse_cards(value)
+    except CardsError as problem:
+        raise _fail(str(problem)) from None
+    return cards if isinstance(cards, int) else list(cards)
 
 
 def _check_env(value: Any) -> Any:

@@ -18,7 +18,7 @@ when it exists):
       lab5:
         ssh: root@10.0.0.5
         fetch: push
-        cards: 0-3               # default card selection, handed on as written (text or a count)
+        cards: 0-3               # default card selection: a count (2) or indices (0,2 / 0-3 / [0, 2]), as --cards
         root: /srv/fakehost      # where probes look (simulated hosts); default /
         env: {HF_ENDPOINT: https://hf-mirror.com}   # merged over defaults.env
     groups:
@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from envctl.cards import Cards, CardsError, parse_cards
 from envctl.errors import EXIT_USAGE, EnvctlError, ManifestError, Problem
 from envctl.manifest.errors_translate import suggest
 from envctl.manifest.interpolate import looks_secret
@@ -67,7 +68,7 @@ class HostEntry:
     ssh: str  # what is handed to `ssh` (destination or ~/.ssh/config alias)
     data_dir: str | None = None  # None: the remote user's ~/.cache/envctl and ~/.local/share/envctl
     fetch: str = "remote"  # one of FETCH_MODES
-    cards: str | int | None = None  # as written in the inventory ("0-3", "0,2", 2)
+    cards: Cards | None = None  # a count (2) or indices ((0, 1, 2, 3) from "0-3"), read by envctl.cards
     root: str = "/"
     # hash=False: a dict cannot be hashed, and entries are wanted in sets and as dict keys.
     env: dict[str, str] = field(default_factory=dict, hash=False)
@@ -274,7 +275,7 @@ def _entry(name: str, defaults: Mapping[str, Any], own: Mapping[str, Any], defin
         ssh=ssh.replace(NAME_PLACEHOLDER, name),
         data_dir=merged.get("data_dir"),
         fetch=merged.get("fetch") or "remote",
-        cards=merged.get("cards"),
+        cards=None if merged.get("cards") is None else parse_cards(merged["cards"]),  # checked before
         root=merged.get("root") or "/",
         env={k: v for k, v in env.items() if v is not None},
         defined_at=defined_at,
@@ -311,9 +312,10 @@ def _setting_problem(key: str, value: Any) -> str | None:
         if value not in FETCH_MODES:
             return f"'{value}' is not one of {', '.join(FETCH_MODES)}{suggest(value, FETCH_MODES)}"
     elif key == "cards":
-        count = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-        if not count and not (isinstance(value, str) and value.strip()):
-            return f"expected a card count (2) or card indices as text ('0,2' or '0-3'), got {_kind(value)}"
+        try:
+            parse_cards(value)
+        except CardsError as problem:
+            return str(problem)
     elif key == "env" and not isinstance(value, dict):
         return f"expected a mapping of variables (NAME: value), got {_kind(value)}"
     return None

@@ -25,7 +25,7 @@ class RemoteTarget:
     data_dir: str  # envctl's directory on that host: cache/ and workspaces/ below it
     docker_socket: str  # the engine's socket on the host
     fetch: str = "push"
-    cards: str | int | None = None
+    cards: int | tuple[int, ...] | None = None  # the inventory's: a count or indices (envctl.cards)
     env: dict = field(default_factory=dict, repr=False)  # may hold tokens: never in a repr
     _local_socket: str | None = None  # where it is forwarded to here
     _client: object = None

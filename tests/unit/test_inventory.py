@@ -74,7 +74,7 @@ def test_the_example_resolves_every_host_with_defaults_and_its_own_settings(exam
         env={"HF_ENDPOINT": "https://hf-mirror.com"}, defined_at=f"{file}:6",
     )
     assert example.hosts["lab5"] == HostEntry(
-        name="lab5", ssh="root@10.0.0.5", data_dir="/data/envctl", fetch="push", cards="0-3", root="/srv/fakehost",
+        name="lab5", ssh="root@10.0.0.5", data_dir="/data/envctl", fetch="push", cards=(0, 1, 2, 3), root="/srv/fakehost",
         env={"HF_TOKEN": "hf_topsecret"}, defined_at=f"{file}:8",
     )
     # A host with no settings at all: the defaults, and its own name as SSH destination.
@@ -258,7 +258,7 @@ def test_every_setting_is_checked(tmp_path):
           f:
             cards: true
           g:
-            cards: [0, 1]
+            cards: 3-0
           h:
             env: [A=1]
           i: [lab1]
@@ -269,22 +269,23 @@ def test_every_setting_is_checked(tmp_path):
         "inv:8:11: hosts.c.root: expected an absolute path, got an integer",
         "inv:10:10: hosts.d.ssh: '-oProxyCommand=evil' starts with '-': ssh would read it as an option",
         "inv:12:10: hosts.e.ssh: 'root @host' contains a space: not an SSH destination",
-        "inv:14:12: hosts.f.cards: expected a card count (2) or card indices as text ('0,2' or '0-3'), got a boolean",
-        "inv:16:12: hosts.g.cards: expected a card count (2) or card indices as text ('0,2' or '0-3'), got a list",
+        "inv:14:12: hosts.f.cards: expected a card count (2) or card indices (0,1 or 0-3 or [0, 1]), got a boolean (True)",
+        "inv:16:12: hosts.g.cards: '3-0': the range '3-0' runs backwards (write 0-3)",
         "inv:18:10: hosts.h.env: expected a mapping of variables (NAME: value), got a list",
         "inv:19:6: hosts.i: expected a mapping of settings (ssh:, fetch:, ...) or nothing, got a list",
     ]
 
 
-def test_cards_are_kept_as_written(tmp_path):
+def test_cards_are_read_as_the_command_line_reads_them(tmp_path):
     inventory = load_inventory(write(tmp_path, """\
         hosts:
           a: {cards: 0-3}
           b: {cards: "0,2"}
           c: {cards: 4}
           d: {cards: 0}
+          e: {cards: [3, 1]}
     """), {})
-    assert [h.cards for h in inventory.hosts.values()] == ["0-3", "0,2", 4, 0]
+    assert [h.cards for h in inventory.hosts.values()] == [(0, 1, 2, 3), (0, 2), 4, 0, (3, 1)]
 
 
 def test_host_and_group_names_are_checked(tmp_path):
