@@ -260,7 +260,7 @@ def sshd_config(host: HostPlan, set_docker_host: bool, ask_password: bool = Fals
         "PrintMotd no",
         "UseDNS no",
         "LogLevel VERBOSE",
-        "Subsystem sftp /usr/lib/openssh/sftp-server",  # paramiko SFTP, scp (sftp protocol)
+        "Subsystem sftp /usr/lib/openssh/sftp-server",  # sftp clients, and scp (it speaks sftp since OpenSSH 9)
     ]
     if host.engine and set_docker_host:
         lines.append(f"SetEnv DOCKER_HOST=unix://{host.docker_socket}")
