@@ -89,6 +89,7 @@ def local_tarball(client, loaded: Loaded, plan: Plan, cache: Cache, progress, of
         else:
             url, auth = with_credentials(source)
             sha, _ = Downloader(cache, progress=progress).fetch(RemoteFile("", url, source.display, None, expected, auth=auth))
+        cache.remember_source(source.identity(), sha)  # so that `cache gc` keeps it for this manifest
     return Source("file", str(cache.blob(sha)))
 
 

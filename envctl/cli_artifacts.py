@@ -129,11 +129,22 @@ def cache_verify() -> None:
 
 @cache_app.command("gc")
 def cache_gc(partial_days: int = typer.Option(14, "--partial-days", help="drop unfinished downloads older than this")) -> None:
-    """Delete cached files no artifact uses, leftovers of interrupted runs, and old partial downloads."""
+    """Delete cached files no artifact uses and no manifest names, leftovers of interrupted runs,
+    and old partial downloads. Image tarballs and artifacts a manifest still names are kept."""
+    import os
+
+    from envctl.artifacts.cache import Cache
     from envctl.artifacts.cache_admin import collect
+    from envctl.artifacts.cache_keep import named_blobs
     from envctl.paths import cache_dir
 
-    removed, freed = collect(cache_dir(), time.time() - partial_days * 86400)
+    root = cache_dir()
+    named = named_blobs(Cache(root), os.environ)
+    for manifest in named.unreadable:
+        say(f"note: manifest {manifest} could not be read; files only it names are not known to gc")
+    removed, freed, kept = collect(root, time.time() - partial_days * 86400, named.reasons)
+    for sha256, size, reasons in kept:
+        typer.echo(f"kept {sha256[:12]} ({_size(size)}): {'; '.join(reasons)}")
     typer.echo(f"removed {removed} item(s), freed {_size(freed)}")
 
 

@@ -7,6 +7,9 @@
     <cache>/artifacts/<key>.json      what was placed there (files, sizes, digests, revision)
     <cache>/git/...                   bare repositories for git sources
     <cache>/locks/                    one lock file per artifact being fetched
+    <cache>/sources/<hash>.json       which blob a download gave (keyed by a hash of the source's
+                                      identity), so that `cache gc` keeps an image tarball that a
+                                      manifest names by URL without a sha256
 
 A file is a blob only once its sha256 is verified; a placed artifact appears (by rename) only
 once every file in it is a blob. So a partial file is never taken for a whole one.
@@ -56,6 +59,24 @@ class Cache:
             os.chmod(verified_file, 0o444)
             os.replace(verified_file, target)
         return target
+
+    def remember_source(self, identity: str, sha256: str) -> None:
+        """Record that the source with `identity` (Source.identity(): no credentials) gave the
+        blob `sha256`. Only a hash of the identity is written: a URL's query may be private."""
+        record = self._source_record(identity)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(record, json.dumps({"sha256": sha256}) + "\n")
+
+    def source_blob(self, identity: str) -> str | None:
+        """The sha256 of the blob the source with `identity` last gave, or None when unknown."""
+        try:
+            sha256 = json.loads(self._source_record(identity).read_text()).get("sha256")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return sha256 if isinstance(sha256, str) else None
+
+    def _source_record(self, identity: str) -> Path:
+        return self.root / "sources" / (hashlib.sha256(identity.encode()).hexdigest() + ".json")
 
     # -- partial downloads ---------------------------------------------------------------
     def partial(self, identity: str) -> Path:

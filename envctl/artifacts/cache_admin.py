@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Mapping, Sequence
 
 from envctl.artifacts.cache import sha256_of
 
@@ -59,16 +60,27 @@ def verify(root: Path) -> tuple[int, list[str]]:
     return len(blobs), reports
 
 
-def collect(root: Path, partial_before: float) -> tuple[int, int]:
-    """Remove blobs no placed artifact uses, leftover staging directories, and partial downloads
-    last touched before `partial_before` (a timestamp). Returns (items removed, bytes freed)."""
+def collect(root: Path, partial_before: float, keep: Mapping[str, Sequence[str]] | None = None
+            ) -> tuple[int, int, list[tuple[str, int, Sequence[str]]]]:
+    """Remove blobs no placed artifact uses and `keep` does not name, leftover staging
+    directories, and partial downloads last touched before `partial_before` (a timestamp).
+
+    `keep`: sha256 → why it stays (cache_keep.named_blobs: image tarballs and artifacts that a
+    manifest names). Returns (items removed, bytes freed, [(sha256, bytes, why)] for each blob
+    kept only because of `keep`)."""
+    keep = keep or {}
     used = {f.get("sha256") for _, placed, record in _records(root) if placed.exists() for f in record.get("files", [])}
     removed = freed = 0
+    kept: list[tuple[str, int, Sequence[str]]] = []
     for blob in _blobs(root):
-        if blob.name not in used:
-            freed += blob.stat().st_size
-            blob.unlink()
-            removed += 1
+        if blob.name in used:
+            continue
+        if blob.name in keep:
+            kept.append((blob.name, blob.stat().st_size, keep[blob.name]))
+            continue
+        freed += blob.stat().st_size
+        blob.unlink()
+        removed += 1
     artifacts = root / "artifacts"
     for leftover in artifacts.rglob(".*.tmp") if artifacts.is_dir() else []:
         freed += _size(leftover)
@@ -80,7 +92,7 @@ def collect(root: Path, partial_before: float) -> tuple[int, int]:
             freed += item.stat().st_size
             item.unlink()
             removed += 1
-    return removed, freed
+    return removed, freed, kept
 
 
 def _size(path: Path) -> int:
