@@ -48,16 +48,6 @@ def normalize(reference: str) -> str:
     return full + (f"@{digest}" if at else "")
 
 
-def familiar(reference: str) -> str:
-    """The short form Docker prints: `docker.io/library/busybox:1` → `busybox:1`."""
-    full = normalize(reference)
-    if full.startswith(DEFAULT_DOMAIN + "/"):
-        full = full[len(DEFAULT_DOMAIN) + 1:]
-        if full.startswith(OFFICIAL_REPOSITORY) and "/" not in full[len(OFFICIAL_REPOSITORY):].split(":")[0].split("@")[0]:
-            full = full[len(OFFICIAL_REPOSITORY):]
-    return full
-
-
 def same(a: str, b: str) -> bool:
     """Whether two references name the same image tag as Docker reads them."""
     return normalize(a) == normalize(b)

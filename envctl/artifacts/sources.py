@@ -18,7 +18,6 @@ from envctl.artifacts import urls
 
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
-_SHA = re.compile(r"^[0-9a-f]{7,40}$")
 
 
 class SourceError(ValueError):
@@ -44,11 +43,6 @@ class Source:
         if self.kind == "git":
             return f"git+{self.location}@{self.revision}"
         return self.location
-
-    @property
-    def pinned_commit(self) -> bool:
-        """Whether the revision already looks like a commit (a short or full sha)."""
-        return bool(self.revision and _SHA.match(self.revision))
 
     def identity(self) -> str:
         """Everything that selects what this source stands for, without credentials: for a URL

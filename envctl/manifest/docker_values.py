@@ -192,12 +192,6 @@ def repository_component(name: str) -> bool:
     return re.match(f"^{_PATH_COMPONENT}$", name) is not None
 
 
-def env_name(name: str) -> str:
-    if not name or "=" in name or "\0" in name:
-        raise ValueError(f"'{name}' cannot be an environment variable name (it is empty or holds '=')")
-    return name
-
-
 def user(value: str) -> str:
     if not re.match(r"^[^:\s]+(:[^:\s]+)?$", value):
         raise ValueError(f"'{value}' is not a user (write a name or UID, optionally :group or :GID)")

@@ -44,7 +44,7 @@ from envctl.cards import Cards, CardsError, parse_cards
 from envctl.errors import EXIT_USAGE, EnvctlError, ManifestError, Problem
 from envctl.manifest.errors_translate import suggest
 from envctl.manifest.interpolate import looks_secret
-from envctl.manifest.yamlsrc import Document, PathKey, dotted, parse_file, parse_text
+from envctl.manifest.yamlsrc import Document, PathKey, dotted, parse_file
 
 FETCH_MODES = ("remote", "push")
 SETTINGS = ("ssh", "data_dir", "fetch", "cards", "root", "env")
@@ -142,14 +142,6 @@ def load_inventory(path: str | os.PathLike | None = None, environ: Mapping[str, 
     if doc is None:
         origin = "--inventory" if path else "ENVCTL_INVENTORY" if environ.get("ENVCTL_INVENTORY") else None
         raise ManifestError(problems, hint=f"the inventory path comes from {origin}" if origin else None)
-    return _read(doc, problems)
-
-
-def parse_inventory(text: str, file: str = "<inventory>") -> Inventory:
-    """Validate inventory text (for callers holding it in memory). Raises ManifestError."""
-    doc, problems = parse_text(text, file)
-    if doc is None:
-        raise ManifestError(problems)
     return _read(doc, problems)
 
 

@@ -321,10 +321,6 @@ class SSHConnection:
         with open(known, "a", encoding="utf-8") as out:
             out.write(lines)
 
-    def known_hosts_file(self) -> str:
-        """The first known_hosts file the destination's key is checked against (`ssh -G`)."""
-        return self.route().known_hosts[0]
-
     def resolved(self) -> dict[str, str]:
         """This destination's settings as OpenSSH resolves them (hostname, user, port, ...)."""
         return dict(self.route().settings)
@@ -366,11 +362,6 @@ def _fingerprint_in(text: str) -> str | None:
 
 def _unknown_key(text: str) -> bool:
     return "host key is known for" in text or "Host key verification failed" in text and "CHANGED" not in text
-
-
-def _unknown_host_in(text: str) -> str | None:
-    match = re.search(r"No \S+ host key is known for (\S+)", text)
-    return match.group(1) if match else None
 
 
 def _connection_failed(text: str) -> bool:

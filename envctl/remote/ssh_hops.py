@@ -121,12 +121,6 @@ class Hop:
         return int(port) if port.isdigit() else DEFAULT_PORT
 
     @property
-    def own_proxy_command(self) -> str | None:
-        """The ProxyCommand of the user's config (run as written), or None."""
-        command = self.settings.get("proxycommand")
-        return None if self.via is not None or not command or command.lower() == "none" else command
-
-    @property
     def key_name(self) -> str:
         """The name its key has in known_hosts (sshconnect.c get_hostfile_hostname_ipaddr)."""
         alias = self.settings.get("hostkeyalias")

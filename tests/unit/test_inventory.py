@@ -15,7 +15,6 @@ from envctl.remote.inventory import (
     expand_range,
     inventory_path,
     load_inventory,
-    parse_inventory,
     select,
     split_names,
 )
@@ -120,12 +119,13 @@ def test_an_empty_file_is_an_empty_inventory(tmp_path):
     assert (inventory.hosts, inventory.groups) == ({}, {})
 
 
-def test_parse_inventory_reads_text_held_in_memory():
-    inventory = parse_inventory("hosts:\n  a[1-2]:\n", "mem.yaml")
-    assert [h.defined_at for h in inventory.hosts.values()] == ["mem.yaml:2", "mem.yaml:2"]
+def test_hosts_of_a_range_are_located_at_its_line(tmp_path):
+    path = write(tmp_path, "hosts:\n  a[1-2]:\n")
+    inventory = load_inventory(path, {})
+    assert [h.defined_at for h in inventory.hosts.values()] == [f"{path}:2", f"{path}:2"]
     with pytest.raises(ManifestError) as caught:
-        parse_inventory("hosts:\n  a[2-1]:\n", "mem.yaml")
-    assert str(caught.value) == "mem.yaml:2:3: hosts.a[2-1]: bad range '[2-1]': 2-1 counts down (write 1-2)"
+        load_inventory(write(tmp_path, "hosts:\n  a[2-1]:\n"), {})
+    assert str(caught.value) == f"{path}:2:3: hosts.a[2-1]: bad range '[2-1]': 2-1 counts down (write 1-2)"
 
 
 # ---------------------------------------------------------------------------- ranges

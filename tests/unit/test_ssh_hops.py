@@ -161,7 +161,7 @@ Host *
 def test_a_users_proxycommand_is_left_as_written(tmp_path):
     config = write(tmp_path, "Host behind\n  ProxyCommand nc -X 5 -x proxy:1080 %h %p\n")
     route = resolve_route("behind", config)
-    assert route.via is None and route.own_proxy_command == "nc -X 5 -x proxy:1080 %h %p"
+    assert route.via is None and route.settings["proxycommand"] == "nc -X 5 -x proxy:1080 %h %p"
     assert route.route_options() == []
 
 
