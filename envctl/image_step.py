@@ -42,8 +42,8 @@ def _tarball_identity(step: EnsureImage, tarball: Path, identities: IdentityCach
             hint="download the tarball again, or update image.tarball.sha256 if the vendor published a new one",
         )
     pinned = step.expected_id
-    shown_id = _engine_id(engine, identity)
     if not identity.repo_tags and pinned is None:
+        shown_id = _engine_id(engine, identity)
         raise ImageError(
             f"{tarball} was saved by image ID (`docker save {shown_id[7:19]}`): it names no image, so envctl "
             f"cannot tell that it is {step.ref}; nothing was loaded",
@@ -56,7 +56,7 @@ def _tarball_identity(step: EnsureImage, tarball: Path, identities: IdentityCach
             hint="fix image.ref, or point image.tarball.source at the right tarball",
         )
     if pinned and pinned not in identity.ids:
-        raise ImageError(f"{tarball} holds image {shown_id}, the manifest pins {pinned}; nothing was loaded")
+        raise ImageError(f"{tarball} holds image {_engine_id(engine, identity)}, the manifest pins {pinned}; nothing was loaded")
     return identity
 
 
