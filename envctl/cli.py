@@ -12,6 +12,7 @@ import typer
 from envctl import cli_artifacts, cli_lifecycle, cli_manifests  # noqa: F401  (they register their commands)
 from envctl.cli_app import app, print_error
 from envctl.errors import EXIT_INTERNAL, EnvctlError
+from envctl.fs_errors import explain_os_error, is_path_error
 
 
 def main() -> None:
@@ -24,9 +25,13 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception:  # a bug in envctl, not a user mistake
+    except Exception as exc:  # a bug in envctl, not a user mistake ...
         if os.environ.get("ENVCTL_DEBUG") == "1":
             raise
+        if is_path_error(exc):  # ... unless a directory or file envctl writes failed: name it
+            error = explain_os_error(exc)
+            print_error(error)
+            sys.exit(error.exit_code)
         typer.echo("error: envctl hit an internal error (a bug). Run again with ENVCTL_DEBUG=1 for the traceback.", err=True)
         typer.echo("       " + traceback.format_exc().strip().splitlines()[-1], err=True)
         sys.exit(EXIT_INTERNAL)

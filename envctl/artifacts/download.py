@@ -34,6 +34,7 @@ from envctl.artifacts import urls
 from envctl.artifacts.cache import CHUNK, Cache, check_free_space, file_hash
 from envctl.artifacts.http_get import READ_ERRORS, RETRIES, TIMEOUT, full_size, probe, read_raw, request, served_span
 from envctl.errors import FetchError
+from envctl.fs_errors import is_path_error, naming
 
 SEGMENT = 16 << 20
 PARALLEL_THRESHOLD = 64 << 20
@@ -172,8 +173,10 @@ class Downloader:
                         if advance:
                             advance(len(block))
                 whole = True
-            except READ_ERRORS:
-                pass  # dropped mid-body: ask again for the rest
+            except READ_ERRORS as exc:
+                if is_path_error(exc):  # the disk (full, read-only), not the connection: no retry helps
+                    raise naming(exc, part) from None
+                # dropped mid-body: ask again for the rest
             finally:
                 response.close()
             if size is None:
@@ -233,8 +236,9 @@ class Downloader:
                                     progress[index] = position - first
                                     record()
                                 recorded = position
-                except READ_ERRORS:
-                    pass
+                except READ_ERRORS as exc:
+                    if is_path_error(exc):  # the disk, not the connection: what was recorded stays
+                        raise naming(exc, part) from None
                 finally:
                     response.close()
                 if position == end + 1:

@@ -23,6 +23,7 @@ from envctl.artifacts.download import Downloader, FetchError, RemoteFile
 from envctl.artifacts.lockfile import Locked
 from envctl.artifacts.sources import Source, artifact_identity, artifact_key
 from envctl.errors import EnvctlError
+from envctl.fs_errors import explain_os_error, is_path_error
 from envctl.manifest.loader import Loaded
 from envctl.manifest.model import Artifact
 
@@ -57,7 +58,13 @@ def fetch_all(loaded: Loaded, cache: Cache, offline: bool = False, progress=None
                 fetched = future.result()
                 results.append(fetched)
                 echo(f"artifact   {name}: {fetched.action}" + (f" ({fetched.revision})" if fetched.revision else ""))
-            except EnvctlError as exc:  # fetch, archive and source errors alike: report them all
+            except (EnvctlError, OSError) as exc:  # fetch, archive and source errors alike: report them all
+                if not isinstance(exc, EnvctlError):
+                    if not is_path_error(exc):
+                        raise
+                    # the cache's disk is full, read-only or not ours: name the path (a write to a
+                    # full disk names none: the cache then); the partial download stays to resume
+                    exc = explain_os_error(exc, exc.filename or cache.root, doing=f"fetching {name}")
                 errors.append(f"{name}: {exc.message}")
                 if exc.hint and exc.hint not in hints:
                     hints.append(exc.hint)
