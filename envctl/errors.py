@@ -16,6 +16,7 @@ EXIT_NOT_FOUND = 4
 EXIT_HOST_NOT_READY = 5
 EXIT_FETCH_FAILED = 6
 EXIT_REMOTE_FAILED = 7
+EXIT_ENGINE_FAILED = 8  # the Docker engine refused or failed an operation (envctl/engine_errors.py)
 EXIT_INTERNAL = 70
 
 

@@ -116,7 +116,10 @@ def load_tarball(client, path: Path, progress: Callable[[int], None] | None = No
     decompressed here on the way, without a temporary copy."""
     compression = compression_of(path)
     if socket_path is not None and compression in ENGINE_TAKES:
-        events = _load_by_sendfile(socket_path, client.api.api_version, path, progress)
+        from envctl.engine import translated  # an engine that goes away is an envctl error, as on the API path
+
+        events = translated(_load_by_sendfile(socket_path, client.api.api_version, path, progress), "images.load",
+                            f"unix://{socket_path}")
     else:
         events = _load_by_api(client, path, progress, compression)
     loaded = []

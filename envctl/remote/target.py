@@ -39,7 +39,7 @@ class RemoteTarget:
         return {"ENVCTL_CACHE": self.cache, "ENVCTL_WORKSPACE": posixpath.join(self.data_dir, "workspaces")}
 
     def docker(self):
-        """A docker-py client for the remote engine, through the forwarded socket."""
+        """The remote engine (an envctl.engine.Engine over docker-py), through the forwarded socket."""
         if self._client is None:
             import docker
             from docker.errors import DockerException
@@ -51,7 +51,9 @@ class RemoteTarget:
             except (DockerException, OSError) as exc:
                 raise HostNotReady(f"{self.name}: the Docker engine at {self.docker_socket} does not answer ({exc})",
                                    hint=f"check it there: ssh {self.connection.destination} docker info") from None
-            self._client = client
+            from envctl.engine import Engine
+
+            self._client = Engine(client, f"{self.name}:{self.docker_socket}")
             self._local_socket = local
         return self._client
 
