@@ -35,7 +35,8 @@ def _tarball_identity(step: EnsureImage, tarball: Path, identities: IdentityCach
     if not tarball.is_file():
         raise ImageError(f"image {step.ref}: no tarball at {tarball}")
     advance = progress(f"reading {tarball.name}", tarball.stat().st_size) if progress else None
-    identity = identify(tarball, identities, need_sha256=need_sha256, progress=advance)
+    # A tarball of several images (`docker save a b`): the one tagged step.ref is the manifest's.
+    identity = identify(tarball, identities, need_sha256=need_sha256, progress=advance).image_for(step.ref, step.expected_id)
     if step.sha256 and identity.sha256 != step.sha256:
         raise ImageError(
             f"{tarball} has sha256 {identity.sha256}, the manifest expects {step.sha256}; nothing was loaded",
@@ -102,8 +103,13 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
             lines = loader(tarball, advance, identity) or []
         else:
             lines = load_tarball(client, tarball, advance, socket_path)
-    except ImageError:
+    except ImageError as exc:
         _restore(engine, step.ref, current)
+        if not identity.docker_manifest and not engine.containerd_store():
+            raise ImageError(f"{exc.message}\n{tarball} is an OCI layout without manifest.json (as `skopeo copy` and "
+                             "`podman save` write an oci-archive), which this engine's classic image store cannot load",
+                             hint=f"write it as a docker save tarball: skopeo copy oci-archive:{tarball} "
+                                  f"docker-archive:OUT.tar:{step.ref} (or use an engine with the containerd image store)") from None
         raise
     loaded = _loaded_image(engine, step, identity, lines)
     moved = _moved(step, current, loaded.id)
@@ -143,7 +149,11 @@ def _loaded_image(engine: EngineImages, step: EnsureImage, identity: TarballIden
     ID is one of the tarball's (config digest, manifest digests), or its config digest is the
     tarball's (read from the engine when the manifest digest could not be told beforehand)."""
     tarball = step.source
-    if not identity.repo_tags:
+    # Untagged (saved by ID), or named only by org.opencontainers.image.ref.name, which Docker 28
+    # (containerd store) stores as written: `envctl-review/a:1` is then not found as
+    # docker.io/envctl-review/a:1, by envctl or by `docker run`. The tarball was checked to hold
+    # step.ref before loading, so the image is tagged step.ref here.
+    if not identity.repo_tags or engine.get(step.ref) is None:
         for candidate in [*loaded_ids(lines), *identity.ids]:
             image = engine.get(candidate)
             if image is not None:

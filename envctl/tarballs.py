@@ -10,7 +10,13 @@ Accepted is what `docker load` accepts:
   and a bare OCI layout (`index.json` without `manifest.json`);
 - member names as any tar writes them: `./manifest.json` (`tar -C dir -cf out.tar .`) is
   `manifest.json`, as Docker's loader reads the unpacked directory;
-- `docker save <image ID>`: `RepoTags` is null, the tarball names no image.
+- `docker save <image ID>`: `RepoTags` is null, the tarball names no image;
+- several images in one tarball (`docker save a b`, `skopeo copy --additional-tag`): each is
+  read, and the manifest's image is the one tagged `image.ref` (`TarballIdentity.image_for`);
+- an OCI layout named by `org.opencontainers.image.ref.name` (skopeo's and podman's
+  oci-archive) when it has no `io.containerd.image.name`: Docker 28 names the loaded image
+  after it (checked: ref.name `envctl-review/a:1` loads as `envctl-review/a:1`, `1` as
+  `1:latest`), as containerd's archive importer does.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ import lzma
 import posixpath
 import tarfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from envctl import references
 from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
 
 CHUNK = 1 << 20
@@ -40,8 +47,10 @@ MAGIC = {
     "zstd": b"\x28\xb5\x2f\xfd",
 }
 
-# The annotation containerd and Docker write on index.json entries with the full image name.
-NAME_ANNOTATION = "io.containerd.image.name"
+# The annotation containerd and Docker write on index.json entries with the full image name,
+# and the OCI one other tools write (image-spec annotations.md); the first wins, as in
+# containerd's archive importer.
+NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
 
 
 class ImageError(EnvctlError):
@@ -49,7 +58,19 @@ class ImageError(EnvctlError):
 
 
 @dataclass(frozen=True)
+class SavedImage:
+    """One image of a tarball (a `docker save a b` tarball holds two)."""
+
+    image_id: str  # the config digest
+    repo_tags: tuple[str, ...]
+    manifest_digests: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TarballIdentity:
+    """What a tarball holds. Its image_id, repo_tags and manifest_digests are those of one image:
+    the first, or after `image_for(ref)` the one tagged `ref`; `images` lists every image."""
+
     image_id: str  # the config digest, sha256:<hex of the image config>
     repo_tags: tuple[str, ...]  # as written in the tarball; empty when it was saved by image ID
     size: int
@@ -59,12 +80,30 @@ class TarballIdentity:
     # the digest of the manifest the store writes for it (see _containerd_manifest_digest).
     manifest_digests: tuple[str, ...] = ()
     compression: str = "none"  # none | gzip | bzip2 | xz | zstd
+    images: tuple[SavedImage, ...] = ()  # every image in the tarball, in its order
+    # Whether it has manifest.json: Docker's classic store before 25 loads nothing else (a bare
+    # OCI layout fails there with "open .../blobs/json: no such file or directory").
+    docker_manifest: bool = True
 
     @property
     def ids(self) -> tuple[str, ...]:
         """Every digest an engine may call this image by: the config digest (classic store) and
         the manifest digests (containerd store)."""
         return (self.image_id, *self.manifest_digests)
+
+    def image_for(self, ref: str, pinned: str | None = None) -> "TarballIdentity":
+        """This identity narrowed to the image `docker load` tags `ref` (Docker's normalised
+        names compared), else to the one whose ID is `pinned`. With several images and none of
+        them that one, repo_tags lists every image's tags, so that the caller can say what the
+        tarball holds."""
+        if len(self.images) <= 1:
+            return self
+        chosen = [i for i in self.images if any(references.same(tag, ref) for tag in i.repo_tags)]
+        chosen = chosen or [i for i in self.images if pinned and pinned in (i.image_id, *i.manifest_digests)]
+        if chosen:
+            one = chosen[0]
+            return replace(self, image_id=one.image_id, repo_tags=one.repo_tags, manifest_digests=one.manifest_digests)
+        return replace(self, repo_tags=tuple(t for i in self.images for t in i.repo_tags))
 
 
 def compression_of(path: Path) -> str:
@@ -186,30 +225,36 @@ def _document(members: _Members, name: str, path: Path):
                          hint="download the tarball again; a corrupt file cannot be loaded") from None
 
 
-def _identity(members: _Members, path: Path) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    """(config digest, repo tags, manifest digests) from manifest.json, else from index.json."""
+def _identity(members: _Members, path: Path) -> list[SavedImage]:
+    """Every image of the tarball, from manifest.json, else from index.json."""
     manifest = _document(members, "manifest.json", path)
     index = _document(members, "index.json", path)
-    manifest_digests = tuple(m["digest"] for m in (index or {}).get("manifests") or [] if isinstance(m, dict) and "digest" in m)
+    descriptors = [m for m in (index or {}).get("manifests") or [] if isinstance(m, dict) and "digest" in m]
     if manifest is not None:
-        if not isinstance(manifest, list) or not manifest or not isinstance(manifest[0], dict) or "Config" not in manifest[0]:
+        if not isinstance(manifest, list) or not manifest or not all(isinstance(e, dict) and "Config" in e for e in manifest):
             raise ImageError(f"{path} is not a `docker save` tarball (its manifest.json has no image entry)")
-        if len(manifest) > 1:
-            tags = [t for entry in manifest for t in entry.get("RepoTags") or []]
-            raise ImageError(f"{path} holds {len(manifest)} images ({', '.join(tags) or 'untagged'}); envctl expects one per tarball")
-        entry = manifest[0]
-        config = members.resolve(member_name(entry["Config"]))
-        if config not in members.digests:
-            raise ImageError(f"{path} is incomplete: manifest.json names {entry['Config']}, which is not in the tarball")
-        config_digest = "sha256:" + members.digests[config]
-        if index is None:  # the legacy layout: the containerd store writes a manifest for it on loading
-            predicted = _containerd_manifest_digest(members, entry, config, path)
-            manifest_digests = (predicted,) if predicted else ()
-        return config_digest, tuple(entry.get("RepoTags") or ()), manifest_digests
+        return [_saved_image(members, entry, descriptors, index is not None, path) for entry in manifest]
     if index is not None:
-        return _identity_from_index(members, index, manifest_digests, path)
+        return _images_from_index(members, descriptors, path)
     raise ImageError(f"{path} has neither manifest.json nor index.json: it is not an image tarball "
                      "(`docker save` or an OCI layout); nothing was loaded")
+
+
+def _saved_image(members: _Members, entry: dict, descriptors: list, has_index: bool, path: Path) -> SavedImage:
+    """One manifest.json entry, with the manifest digests of the index.json entries naming its
+    config (Docker 25 and later), or the one the containerd store writes for it (legacy layout)."""
+    config = members.resolve(member_name(entry["Config"]))
+    if config not in members.digests:
+        raise ImageError(f"{path} is incomplete: manifest.json names {entry['Config']}, which is not in the tarball")
+    config_digest = "sha256:" + members.digests[config]
+    if has_index:
+        manifest_digests = tuple(d["digest"] for d in descriptors if _config_of(members, d["digest"], path) == config_digest)
+        if not manifest_digests and len(descriptors) == 1:
+            manifest_digests = (descriptors[0]["digest"],)
+    else:  # the legacy layout: the containerd store writes a manifest for it on loading
+        predicted = _containerd_manifest_digest(members, entry, config, path)
+        manifest_digests = (predicted,) if predicted else ()
+    return SavedImage(config_digest, tuple(entry.get("RepoTags") or ()), manifest_digests)
 
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -244,24 +289,37 @@ def _containerd_manifest_digest(members: _Members, entry: dict, config: str, pat
     return "sha256:" + hashlib.sha256(json.dumps(manifest, separators=(",", ":")).encode()).hexdigest()
 
 
-def _identity_from_index(members: _Members, index: dict, manifest_digests: tuple[str, ...], path: Path):
-    """A bare OCI layout: index.json → image manifest (or an index of them) → config."""
-    if len(manifest_digests) != 1:
-        raise ImageError(f"{path}: index.json names {len(manifest_digests)} images; envctl expects one per tarball")
-    descriptor = index["manifests"][0]
-    name = (descriptor.get("annotations") or {}).get(NAME_ANNOTATION)
-    document = _document(members, _blob(descriptor["digest"]), path)
+def _config_of(members: _Members, digest: str, path: Path) -> str | None:
+    """The config digest a manifest (or an image index of one platform's manifest, beside
+    attestation manifests of platform unknown/unknown) names; None when it is not there.
+    Raises ImageError for an index of several platforms."""
+    document = _document(members, _blob(digest), path)
     while isinstance(document, dict) and "manifests" in document:  # an image index: one platform's manifest below
-        children = [m for m in document.get("manifests") or [] if (m.get("platform") or {}).get("os") != "unknown"]
+        children = [m for m in document.get("manifests") or [] if isinstance(m, dict)
+                    and (m.get("platform") or {}).get("os") != "unknown"]
         if len(children) != 1:
             raise ImageError(f"{path}: its image index names {len(children)} platform images; envctl expects one per tarball")
         document = _document(members, _blob(children[0]["digest"]), path)
-    if not isinstance(document, dict) or "config" not in document:
-        raise ImageError(f"{path} is incomplete: index.json names {descriptor['digest']}, whose manifest is not in the tarball")
-    config = document["config"]["digest"]
-    if _blob(config) not in members.digests:
-        raise ImageError(f"{path} is incomplete: its manifest names the config {config}, which is not in the tarball")
-    return "sha256:" + members.digests[_blob(config)], ((name,) if name else ()), manifest_digests
+    if not isinstance(document, dict) or not isinstance(document.get("config"), dict):
+        return None
+    return document["config"].get("digest")
+
+
+def _images_from_index(members: _Members, descriptors: list, path: Path) -> list[SavedImage]:
+    """A bare OCI layout: index.json → image manifest (or an index of them) → config."""
+    if not descriptors:
+        raise ImageError(f"{path}: its index.json names no image; nothing was loaded")
+    images = []
+    for descriptor in descriptors:
+        annotations = descriptor.get("annotations") or {}
+        name = next((annotations[key] for key in NAME_ANNOTATIONS if annotations.get(key)), None)
+        config = _config_of(members, descriptor["digest"], path)
+        if config is None:
+            raise ImageError(f"{path} is incomplete: index.json names {descriptor['digest']}, whose manifest is not in the tarball")
+        if _blob(config) not in members.digests:
+            raise ImageError(f"{path} is incomplete: its manifest names the config {config}, which is not in the tarball")
+        images.append(SavedImage("sha256:" + members.digests[_blob(config)], (name,) if name else (), (descriptor["digest"],)))
+    return images
 
 
 _READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, OSError, ValueError)
@@ -307,5 +365,7 @@ def read_identity(path: Path, with_sha256: bool = False, progress: Callable[[int
             f"{path} is not a readable {what}image tarball ({type(exc).__name__}: {exc}); nothing was loaded",
             hint="download it again; a truncated or corrupt file cannot be loaded",
         ) from None
-    config_digest, tags, manifest_digests = _identity(members, path)
-    return TarballIdentity(config_digest, tags, stat.st_size, stat.st_mtime_ns, sha, manifest_digests, compression)
+    images = _identity(members, path)
+    first = images[0]
+    return TarballIdentity(first.image_id, first.repo_tags, stat.st_size, stat.st_mtime_ns, sha, first.manifest_digests, compression,
+                           tuple(images), "manifest.json" in members.documents)

@@ -280,3 +280,106 @@ def test_a_truncated_compressed_tarball_loads_nothing(make_env, engine, saved, a
     assert "Traceback" not in done.stderr
     with pytest.raises(docker.errors.ImageNotFound):
         engine.images.get(REF)
+
+
+OTHER = "envctl-it/tarballs-other:1"  # the second image of a `docker save a b` tarball
+
+
+@pytest.fixture(scope="module")
+def several(saved, tmp_path_factory) -> dict:
+    """`docker save REF OTHER` by Debian 12's Docker 20.10: one manifest.json entry per image,
+    both loaded by `docker load`; and its config digests."""
+    classic = connect(CLASSIC)
+    directory = tmp_path_factory.mktemp("several")
+    classic.client.images.load(saved["packed"]["none"].read_bytes())
+    classic.client.api.import_image_from_data(_rootfs_tar({"etc/tarballs": uuid.uuid4().hex.encode() + b"\n"}),
+                                              repository=OTHER.split(":")[0], tag="1")
+    other_config = classic.client.images.get(OTHER).id
+    path = directory / "two-images.tar"
+    subprocess.run(["docker", "save", "-o", str(path), REF, OTHER], check=True, timeout=120,
+                   env={"DOCKER_HOST": classic.docker_host, "PATH": "/usr/local/bin:/usr/bin:/bin"})
+    for ref in (REF, OTHER):
+        classic.client.images.remove(ref, force=True)
+    return {"path": path, "other_config_digest": other_config}
+
+
+@pytest.fixture
+def other_absent(engine):
+    def remove():
+        try:
+            engine.images.remove(OTHER, force=True)
+        except docker.errors.ImageNotFound:
+            pass
+
+    remove()
+    yield
+    remove()
+
+
+@pytest.mark.parametrize("wanted", [REF, OTHER])
+def test_a_tarball_of_several_images_gives_the_image_the_manifest_names(make_env, engine, engine_under_test, saved, several,
+                                                                        absent, other_absent, wanted):
+    with tarfile.open(several["path"]) as archive:
+        assert len(json.load(archive.extractfile("manifest.json"))) == 2  # what the test is about
+    env = make_env("cpu")
+    manifest_for(env, several["path"], ref=wanted)
+    done = env.run("image", str(env.manifest))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == engine.api.inspect_image(wanted)["Id"]
+    assert engine.api.inspect_image(REF)["Id"] != engine.api.inspect_image(OTHER)["Id"]  # `docker load` loads both
+    if engine_under_test.store == "classic":
+        assert done.stdout.strip() == (saved["config_digest"] if wanted == REF else several["other_config_digest"])
+    plan = env.run("up", "--dry-run", str(env.manifest))
+    assert "present" in plan.stdout and "load tarball" not in plan.stdout, plan.stdout
+
+
+def test_a_tarball_of_several_images_without_the_manifest_ref_names_them_all(make_env, engine, several, absent, other_absent):
+    env = make_env("cpu")
+    manifest_for(env, several["path"], ref="envctl-it/tarballs-third:1")
+    done = env.run("image", str(env.manifest))
+    assert done.returncode == 5
+    assert f"holds {REF}, {OTHER}, not envctl-it/tarballs-third:1; nothing was loaded" in done.stderr
+    with pytest.raises(docker.errors.ImageNotFound):
+        engine.images.get(REF)
+
+
+@pytest.fixture(scope="module")
+def oci_archive(saved, tmp_path_factory) -> dict:
+    """An OCI layout as `skopeo copy ... oci-archive:FILE:NAME` (containers/image oci/layout,
+    checked with skopeo 1.9.3) and `podman save --format oci-archive` write it: blobs/sha256,
+    index.json whose entry carries only `org.opencontainers.image.ref.name`, oci-layout; no
+    manifest.json. Made from Docker 28's save of the image (the same blobs)."""
+    directory = tmp_path_factory.mktemp("oci-archive")
+    unpacked = directory / "u"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-C", str(unpacked), "-xf", str(saved["oci"])], check=True)
+    index = json.loads((unpacked / "index.json").read_text())
+    for descriptor in index["manifests"]:
+        descriptor["annotations"] = {"org.opencontainers.image.ref.name": REF}
+    (unpacked / "index.json").write_text(json.dumps(index))
+    path = directory / "oci-archive.tar"
+    subprocess.run(["tar", "-C", str(unpacked), "-cf", str(path), "blobs", "index.json", "oci-layout"], check=True)
+    return {"path": path, "manifest_digest": index["manifests"][0]["digest"]}
+
+
+def test_an_oci_archive_named_by_ref_name_is_loaded_and_tagged(make_env, engine, engine_under_test, oci_archive, absent):
+    env = make_env("cpu")
+    manifest_for(env, oci_archive["path"])
+    done = env.run("image", str(env.manifest))
+    if engine_under_test.store == "classic":  # Docker 20.10 loads manifest.json only
+        assert done.returncode == 5
+        assert "is an OCI layout without manifest.json" in done.stderr and "skopeo copy oci-archive:" in done.stderr
+        assert "Traceback" not in done.stderr
+        return
+    try:
+        # Docker 28 keeps the ref.name as written (`envctl-it/tarballs:1`, not docker.io/...):
+        # neither `docker run` nor envctl would find it under REF until it is tagged.
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == oci_archive["manifest_digest"] == engine.api.inspect_image(REF)["Id"]
+        plan = env.run("up", "--dry-run", str(env.manifest))
+        assert "present" in plan.stdout and "load tarball" not in plan.stdout, plan.stdout
+    finally:
+        try:
+            engine.images.remove(oci_archive["manifest_digest"], force=True)  # the name as written too
+        except docker.errors.ImageNotFound:
+            pass

@@ -236,3 +236,103 @@ def test_normal_forms():
     assert references.normalize("localhost:5000/a/b") == "localhost:5000/a/b:latest"
     digest = "sha256:" + "0" * 64
     assert references.normalize(f"busybox@{digest}") == f"docker.io/library/busybox@{digest}"
+
+
+def _legacy_images(entries: list[tuple[bytes, list[str] | None]]) -> bytes:
+    """`docker save a b`: one manifest.json entry per image (moby image/tarexport/save.go)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        manifest = []
+        for number, (config, tags) in enumerate(entries):
+            layer_id = str(number) * 64
+            _add(archive, f"{layer_id}/layer.tar", LAYER)
+            _add(archive, f"{_sha(config)}.json", config)
+            manifest.append({"Config": f"{_sha(config)}.json", "RepoTags": tags, "Layers": [f"{layer_id}/layer.tar"]})
+        _add(archive, "manifest.json", json.dumps(manifest).encode())
+    return buffer.getvalue()
+
+
+OTHER_CONFIG = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["true"]},
+                           "rootfs": {"type": "layers", "diff_ids": ["sha256:" + _sha(LAYER)]}}).encode()
+
+
+def test_a_tarball_of_several_images_gives_the_one_tagged_the_manifest_ref(tmp_path):
+    # `docker save a:1 b:1` loads both; the manifest's image.ref says which one it runs.
+    path = tmp_path / "two.tar"
+    path.write_bytes(_legacy_images([(CONFIG, ["envctl-ut/a:1"]), (OTHER_CONFIG, ["envctl-ut/b:1", "envctl-ut/b:2"])]))
+    identity = read_identity(path)
+    assert [i.repo_tags for i in identity.images] == [("envctl-ut/a:1",), ("envctl-ut/b:1", "envctl-ut/b:2")]
+    b = identity.image_for("docker.io/envctl-ut/b:2")
+    assert b.image_id == "sha256:" + _sha(OTHER_CONFIG) and b.repo_tags == ("envctl-ut/b:1", "envctl-ut/b:2")
+    assert len(b.manifest_digests) == 1 and b.manifest_digests != identity.image_for("envctl-ut/a:1").manifest_digests
+    assert identity.image_for("envctl-ut/a:1").image_id == CONFIG_DIGEST
+    neither = identity.image_for("envctl-ut/c:1")  # the caller says what the tarball holds
+    assert neither.repo_tags == ("envctl-ut/a:1", "envctl-ut/b:1", "envctl-ut/b:2")
+
+
+def test_a_tarball_of_several_images_saved_by_id_gives_the_pinned_one(tmp_path):
+    path = tmp_path / "two-by-id.tar"  # `docker save <ID> <ID>`
+    path.write_bytes(_legacy_images([(CONFIG, None), (OTHER_CONFIG, None)]))
+    pinned = "sha256:" + _sha(OTHER_CONFIG)
+    assert read_identity(path).image_for("envctl-ut/x:1", pinned).image_id == pinned
+
+
+def _oci_layout(names: list[dict]) -> bytes:
+    """An OCI layout as `skopeo copy ... oci-archive:FILE:NAME` and `podman save --format
+    oci-archive` write it: no manifest.json, one index.json entry per name with the OCI
+    `org.opencontainers.image.ref.name` annotation (containers/image oci/layout)."""
+    manifest = json.dumps({"schemaVersion": 2, "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                                          "digest": CONFIG_DIGEST, "size": len(CONFIG)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:" + _sha(LAYER),
+                                       "size": len(LAYER)}]}).encode()
+    index = {"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                                "digest": "sha256:" + _sha(manifest), "size": len(manifest),
+                                                **({"annotations": a} if a else {})} for a in names]}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        _add(archive, "blobs")
+        _add(archive, "blobs/sha256")
+        for data in (LAYER, CONFIG, manifest):
+            _add(archive, f"blobs/sha256/{_sha(data)}", data)
+        _add(archive, "index.json", json.dumps(index).encode())
+        _add(archive, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
+    return buffer.getvalue()
+
+
+def test_an_oci_archive_is_named_by_its_ref_name_annotation(tmp_path):
+    path = tmp_path / "skopeo-oci.tar"
+    path.write_bytes(_oci_layout([{"org.opencontainers.image.ref.name": "envctl-ut/busybox:1"}]))
+    identity = read_identity(path)
+    assert identity.repo_tags == ("envctl-ut/busybox:1",) and identity.image_id == CONFIG_DIGEST
+
+
+def test_the_containerd_name_wins_over_the_ref_name(tmp_path):
+    path = tmp_path / "both.tar"
+    path.write_bytes(_oci_layout([{"io.containerd.image.name": "docker.io/envctl-ut/busybox:1",
+                                   "org.opencontainers.image.ref.name": "1"}]))
+    assert read_identity(path).repo_tags == ("docker.io/envctl-ut/busybox:1",)
+
+
+def test_an_oci_archive_with_several_names_gives_the_one_asked_for(tmp_path):
+    path = tmp_path / "two-names.tar"
+    path.write_bytes(_oci_layout([{"org.opencontainers.image.ref.name": "envctl-ut/busybox:1"},
+                                  {"org.opencontainers.image.ref.name": "envctl-ut/busybox:stable"}]))
+    chosen = read_identity(path).image_for("envctl-ut/busybox:stable")
+    assert chosen.repo_tags == ("envctl-ut/busybox:stable",) and chosen.image_id == CONFIG_DIGEST
+
+
+def test_an_oci_archive_without_a_name_names_no_image(tmp_path):
+    path = tmp_path / "noname.tar"
+    path.write_bytes(_oci_layout([{}]))
+    assert read_identity(path).repo_tags == ()
+
+
+def test_every_image_of_a_tarball_is_remembered(tmp_path):
+    from envctl.images import IdentityCache, identify
+
+    path = tmp_path / "two.tar"
+    path.write_bytes(_legacy_images([(CONFIG, ["envctl-ut/a:1"]), (OTHER_CONFIG, ["envctl-ut/b:1"])]))
+    cache = IdentityCache(tmp_path / "tarballs.json")
+    first = identify(path, cache, need_sha256=False)
+    again = identify(path, cache, need_sha256=False)  # from the cache file
+    assert again == first and again.image_for("envctl-ut/b:1").image_id == "sha256:" + _sha(OTHER_CONFIG)
