@@ -1,4 +1,9 @@
-"""`up`: execute a Plan on a host, step by step, as the plan says."""
+"""`up`: execute a Plan on a host, step by step, by dispatching on each step's action.
+
+Nothing is decided here: the artifact, image, container and setup actions were decided by
+build_plan (envctl/decisions.py). Before each step acts, what the plan rested on is checked
+again; when it changed (another `up`, a container removed, an image re-tagged, a cache pruned),
+`up` stops with WorldChanged and says what changed."""
 
 from __future__ import annotations
 
@@ -14,11 +19,12 @@ from envctl.engine import local_socket
 from envctl.errors import FetchError, HostNotReady
 from envctl.image_step import ImageOutcome, Progress, ensure_image
 from envctl.images import IdentityCache
-from envctl.lifecycle import ContainerOutcome, ensure
+from envctl.lifecycle import ContainerOutcome, WorldChanged, execute
 from envctl.manifest.loader import Loaded
 from envctl.paths import cache_dir
 from envctl.plan import Plan
-from envctl.setup_steps import StepOutcome, run_setup
+from envctl.observe_engine import read_markers
+from envctl.setup_steps import StepOutcome, run_planned
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,7 @@ class Report:
     image: ImageOutcome
     container: ContainerOutcome
     setup: tuple[StepOutcome, ...]
+    executed: tuple[tuple[str, str, str], ...] = ()  # (kind, name, action) in the plan's words
 
 
 def check_ready(plan: Plan) -> None:
@@ -35,6 +42,10 @@ def check_ready(plan: Plan) -> None:
     for artifact in plan.artifacts:
         if artifact.source is None:
             problems.append(f"artifact {artifact.name} has no source: {artifact.obtain}")
+    if plan.image.action == "missing" and plan.image.origin == "tarball":
+        problems.append(f"image {plan.image.ref}: {plan.image.reason}: {plan.image.obtain}")
+    if plan.container_action.action == "unknown":
+        problems.append(f"the engine was not asked when the plan was made ({plan.container_action.reason})")
     if problems:
         raise HostNotReady(
             f"{plan.manifest} cannot start on {plan.host}:\n" + "\n".join(f"- {p}" for p in problems),
@@ -93,37 +104,119 @@ def local_tarball(client, loaded: Loaded, plan: Plan, cache: Cache, progress, of
     return Source("file", str(cache.blob(sha)))
 
 
+def _image_outcome_action(outcome: ImageOutcome, downloaded: bool) -> str:
+    """The plan's word for what the image step did."""
+    if outcome.action == "loaded":
+        return "download+load" if downloaded else "load"
+    return {"tagged": "tag", "built": "build", "baked": "present"}.get(outcome.action, outcome.action)
+
+
+def _check_image_unchanged(client, plan: Plan) -> None:
+    """The image ref names what it named when the plan was made."""
+    from envctl.image_identity import EngineImages
+
+    if not plan.world.engine:
+        return
+    now = EngineImages(client, None).get(plan.image.ref)
+    now_id = now.id if now is not None else None
+    if now_id != plan.world.image_id:
+        raise WorldChanged(f"image {plan.image.ref} changed since the plan was made: it was "
+                           f"{plan.world.image_id or 'absent'}, it is {now_id or 'absent'}",
+                           hint="run `envctl plan` again to see what up would do now")
+
+
+def place(loaded: Loaded, plan: Plan, echo, progress, offline: bool, environ=None) -> list[tuple[str, str, str]]:
+    """The artifact steps: fetch what the plan says to fetch, make the writable copies it says
+    to make; a planned "cached" that is no longer in the cache stops `up` (the world changed)."""
+    from envctl.observe_cache import view as cache_view
+
+    now = cache_view(loaded, cache_dir(environ), Path(plan.workspace))
+    gone = [a.name for a in plan.artifacts if a.action in ("cached", "copy") and a.name not in now.cached]
+    if gone:
+        raise WorldChanged(f"artifact(s) {', '.join(gone)} left the cache since the plan was made",
+                           hint="run `envctl plan` again to see what up would do now")
+    cache = Cache(cache_dir(environ))
+    wanted = [a.name for a in plan.artifacts if a.action in ("fetch", "fetch+copy", "copy")]
+    fetched = {f.name: f for f in fetch_all(loaded, cache, offline, progress, echo, names=wanted)} if wanted else {}
+    executed = []
+    for artifact in plan.artifacts:
+        if artifact.name not in fetched:
+            executed.append(("artifact", artifact.name, "cached"))
+            continue
+        done = "fetch" if fetched[artifact.name].action == "fetched" else "cached"
+        if artifact.mode == "rw" and artifact.host_path:
+            key = Path(artifact.cache_path).relative_to(cache.root / "artifacts")
+            placed = fetched[artifact.name].path
+            if artifact.subpath:
+                placed = placed / artifact.subpath.strip("/")
+            if workspace_copy(placed, cache.placed_record(str(key)), Path(artifact.host_path)) == "copied":
+                echo(f"artifact   {artifact.name}: writable copy at {artifact.host_path}")
+                done = "copy" if done == "cached" else "fetch+copy"
+        executed.append(("artifact", artifact.name, done))
+    return executed
+
+
 def prepare(client, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress: Progress | None = None, environ=None,
-            offline: bool = False) -> ImageOutcome:
-    """Everything before the container: readiness, artifacts, the image."""
+            offline: bool = False, executed: list | None = None) -> ImageOutcome:
+    """Everything before the container: readiness, artifacts, the image, each as the plan says."""
     check_ready(plan)
-    place_artifacts(loaded, plan, echo, progress, offline, environ)
+    done = place(loaded, plan, echo, progress, offline, environ)
     Path(plan.workspace).mkdir(parents=True, exist_ok=True)
     cache = cache_dir(environ)
+    _check_image_unchanged(client, plan)
     if plan.baked:
         image = client.images.get(plan.baked)
         echo(f"image      {plan.baked}: baked (setup inside)")
-        return ImageOutcome("baked", image.id)
-    tarball = local_tarball(client, loaded, plan, Cache(cache), progress, offline)
-    image = ensure_image(client, plan.image, tarball, IdentityCache(cache / "state" / "tarballs.json"), progress,
-                         local_socket(environ))
-    echo(f"image      {plan.image.ref}: {image.action}" + (f" ({image.note})" if image.note else ""))
-    return image
+        outcome, downloaded = ImageOutcome("baked", image.id), False
+    else:
+        source = loaded.image_source
+        downloaded = (plan.image.action == "download+load" and source is not None and source.kind != "file"
+                      and not (plan.image.sha256 and Cache(cache).has_blob(plan.image.sha256)))
+        if plan.image.action in ("load", "download+load"):
+            tarball = local_tarball(client, loaded, plan, Cache(cache), progress, offline)
+        else:  # present or tag: the tarball, when it is here, names the wanted image; nothing is downloaded
+            from envctl.observe_cache import tarball_here
+
+            here = tarball_here(loaded, Cache(cache))
+            tarball = Source("file", str(here)) if here is not None else None
+        outcome = ensure_image(client, plan.image, tarball, IdentityCache(cache / "state" / "tarballs.json"), progress,
+                               local_socket(environ))
+        echo(f"image      {plan.image.ref}: {outcome.action}" + (f" ({outcome.note})" if outcome.note else ""))
+    if executed is not None:
+        executed += done
+        executed.append(("image", plan.image.ref, _image_outcome_action(outcome, downloaded)))
+    return outcome
 
 
 def up(client, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress: Progress | None = None, environ=None,
        offline: bool = False) -> Report:
-    image = prepare(client, loaded, plan, echo, progress, environ, offline)
-    return start(client, loaded, plan, image, cache_dir(environ) / "locks", echo)
+    """Execute the plan: each step's action, nothing else; stops with WorldChanged when what the
+    plan rested on changed. The report lists what was executed, in the plan's words."""
+    executed: list = []
+    image = prepare(client, loaded, plan, echo, progress, environ, offline, executed)
+    return start(client, loaded, plan, image, cache_dir(environ) / "locks", echo, executed)
 
 
-def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Path, echo: Callable[[str], None]) -> Report:
-    """The container (created, started or kept) and its setup steps, once the image is there."""
-    container = ensure(client, plan.container, image.image_id, str(loaded.file), lock_dir)
+def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Path, echo: Callable[[str], None],
+          executed: list | None = None) -> Report:
+    """The container and its setup steps, as the plan decided, once the image is there."""
+    executed = [] if executed is None else executed
+    container = execute(client, plan.container, plan.container_action.action, plan.world, image.image_id,
+                        str(loaded.file), lock_dir)
     detail = f": {', '.join(container.changes)} changed" if container.changes else ""
     echo(f"container  {plan.container.name}: {container.action}{detail}")
-    steps = run_setup(client, container.container_id, plan.setup, echo)
+    executed.append(("container", plan.container.name, _CONTAINER_WORDS[container.action]))
+    if plan.container_action.action in ("unchanged", "start") and plan.setup and not plan.baked:
+        now = tuple(sorted(read_markers(client, container.container_id)))
+        if now != plan.world.markers:
+            raise WorldChanged(f"the setup markers in {plan.container.name} changed since the plan was made "
+                               "(another up ran setup meanwhile)", hint="run `envctl plan` again to see what up would do now")
+    steps = run_planned(client, container.container_id, plan.setup, echo)
+    executed += [("setup", s.name, "run" if s.action == "ran" else "skip") for s in steps]
     ran = sum(1 for s in steps if s.action == "ran")
     if steps:
         echo(f"setup      {ran} step(s) ran, {len(steps) - ran} unchanged")
-    return Report(plan, image, container, tuple(steps))
+    return Report(plan, image, container, tuple(steps), tuple(executed))
+
+
+_CONTAINER_WORDS = {"created": "create", "recreated": "recreate", "started": "start", "unchanged": "unchanged"}

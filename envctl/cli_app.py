@@ -47,10 +47,21 @@ def print_error(error: EnvctlError) -> None:
 
 
 
-def plan_here(loaded, options, client=None):
+def plan_here(loaded, options, client=None, engine_problem: str | None = None):
     """The plan of a loaded manifest on this host; with a Docker client the engine is observed
-    too (image present, baked images)."""
+    too (image, container, setup markers, baked images)."""
     from envctl.observe import observe
     from envctl.plan import build_plan
 
-    return build_plan(loaded, observe(local_host(), loaded, client), options)
+    return build_plan(loaded, observe(local_host(), loaded, client, engine_problem=engine_problem), options)
+
+
+def engine_if_any():
+    """(client, None) when this host's engine answers, else (None, why): `plan` and `up
+    --dry-run` observe the same way, and still show a plan without an engine."""
+    from envctl.engine import connect
+
+    try:
+        return connect(), None
+    except EnvctlError as problem:
+        return None, f"the engine could not be asked: {problem.message.splitlines()[0]}"

@@ -15,22 +15,25 @@ from typing import List, Optional
 
 import typer
 
-from envctl.cli_app import app, local_host, parse_cards, plan_here, say
+from envctl.cli_app import app, engine_if_any, local_host, parse_cards, plan_here, say
 from envctl.cli_remote import (RemoteOptions, accept_option, host_option, inventory_option, on_hosts, remote_options,
                                single_target, ssh_config_option, with_host_cards)
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_NOT_FOUND, EXIT_USAGE, EnvctlError
 from envctl.manifest.loader import load
 from envctl.plan import Options
-from envctl.render import plan_text
+from envctl.render import plan_json, plan_text
 
 
 @app.command()
 def up(
-    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
+    name: Optional[str] = typer.Argument(None, help="NAME, NAME:VARIANT or a manifest path (not with --plan)"),
     cards: Optional[str] = typer.Option(None, "--cards", help="card indices to use: 0,1 or 0-3 or 0,2-3 (overrides device.cards)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and change nothing"),
     skip_driver_check: bool = typer.Option(False, "--skip-driver-check", help="do not stop on a driver mismatch"),
     offline: bool = typer.Option(False, "--offline", help="use the artifact cache only; say what is missing"),
+    plan_file: Optional[Path] = typer.Option(None, "--plan", help="apply exactly this saved plan (`envctl plan NAME -o FILE`), "
+                                                                  "or refuse and say what changed since"),
+    as_json: bool = typer.Option(False, "--json", help="print what was planned and what was executed as JSON"),
     hosts: Optional[List[str]] = host_option(),
     ssh_config: Optional[str] = ssh_config_option(),
     inventory: Optional[str] = inventory_option(),
@@ -41,31 +44,65 @@ def up(
     from envctl.engine import connect
     from envctl.progress import ByteProgress
 
-    options = Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check)
-    loaded = load(name)
+    loaded, options, saved = _what_to_apply(name, plan_file, cards, skip_driver_check)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     if remote.wanted:
-        raise typer.Exit(_up_remote(remote, loaded, options, dry_run, offline))
+        raise typer.Exit(_up_remote(remote, loaded, options, dry_run, offline, saved, plan_file, as_json))
     if dry_run:
-        try:
-            client = connect()
-        except EnvctlError:
-            client = None  # a dry run still shows the plan, without the engine's view
-        the_plan = plan_here(loaded, options, client)
-        typer.echo(plan_text(the_plan), nl=False)
+        client, problem = engine_if_any()
+        the_plan = plan_here(loaded, options, client, problem)
+        typer.echo(plan_json(the_plan) if as_json else plan_text(the_plan), nl=not as_json)
         raise typer.Exit(EXIT_HOST_NOT_READY if the_plan.blockers else 0)
     client = connect()
     the_plan = plan_here(loaded, options, client)
+    _check_saved(saved, plan_file, the_plan)
     with ByteProgress() as progress:
         report = apply.up(client, loaded, the_plan, say, progress, offline=offline)
     entries = ", ".join(e.name for e in the_plan.entrypoints) or "none"
     say(f"ready      {the_plan.container.name}: envctl exec ENTRYPOINT --env {the_plan.container.name} (entrypoints: {entries})")
-    del report
+    if as_json:
+        typer.echo(json.dumps(_report_json(the_plan, report), indent=2, ensure_ascii=False))
 
 
-def _up_remote(remote: RemoteOptions, loaded, options: Options, dry_run: bool, offline: bool) -> int:
+def _what_to_apply(name, plan_file, cards, skip_driver_check):
+    """The manifest and options to plan with: the command line's, or a saved plan's."""
+    if plan_file is None:
+        if name is None:
+            raise EnvctlError("up needs NAME (or --plan FILE)", exit_code=EXIT_USAGE)
+        return load(name), Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check), None
+    from envctl import saved_plans
+
+    if name is not None or cards is not None or skip_driver_check:
+        raise EnvctlError("with --plan, the plan file says what to bring up: drop NAME, --cards and --skip-driver-check",
+                          exit_code=EXIT_USAGE)
+    saved = saved_plans.read(plan_file)
+    kept = saved["options"]
+    options = Options(cards=tuple(kept["cards"]) if kept.get("cards") is not None else None,
+                      skip_driver_check=bool(kept.get("skip_driver_check")))
+    return load(saved["manifest_file"], variant=saved.get("variant")), options, saved
+
+
+def _check_saved(saved, plan_file, the_plan) -> None:
+    if saved is None:
+        return
+    from envctl import saved_plans
+
+    saved_plans.check(plan_file, the_plan.host, saved["plans"].get(the_plan.host), json.loads(plan_json(the_plan)))
+
+
+def _report_json(the_plan, report) -> dict:
+    from envctl.summary import planned_actions, summary
+
+    return {"host": the_plan.host, "summary": summary(the_plan),
+            "planned": [list(a) for a in planned_actions(the_plan)], "executed": [list(a) for a in report.executed]}
+
+
+def _up_remote(remote: RemoteOptions, loaded, options: Options, dry_run: bool, offline: bool, saved=None, plan_file=None,
+               as_json: bool = False) -> int:
     from envctl.progress import ByteProgress
     from envctl.remote.up import plan_remote, up_remote
+
+    reports = {}
 
     def work(target, echo) -> str:
         host_options = with_host_cards(options, target)
@@ -73,13 +110,18 @@ def _up_remote(remote: RemoteOptions, loaded, options: Options, dry_run: bool, o
         if dry_run:
             echo(plan_text(the_plan).rstrip("\n"))
             return "blocked: " + "; ".join(the_plan.blockers) if the_plan.blockers else "plan only"
+        _check_saved(saved, plan_file, the_plan)
         with ByteProgress() as progress:
             report = up_remote(target, loaded, the_plan, echo, progress, offline=offline)
+        reports[target.name] = _report_json(the_plan, report)
         ran = sum(1 for s in report.setup if s.action == "ran")
         echo(f"ready      {the_plan.container.name}: envctl exec ENTRYPOINT --host {target.name}")
         return f"{the_plan.container.name} {report.container.action}, image {report.image.action}, {ran} setup step(s) ran"
 
-    return on_hosts(remote, work, "up " + loaded.manifest.name)
+    code = on_hosts(remote, work, "up " + loaded.manifest.name)
+    if as_json and not dry_run:
+        typer.echo(json.dumps(reports, indent=2, ensure_ascii=False))
+    return code
 
 
 @app.command()
@@ -216,7 +258,7 @@ def exec_command(
     tty = entry.interactive and sys.stdin.isatty() and sys.stdout.isatty()
     workspace = chosen.workspace
     log_file = execute.log_path(Path(workspace), entrypoint) if workspace and not tty else None
-    invocation = execute.Invocation(chosen.name, argv, variables, entry.workdir, tty, log_file)
+    invocation = execute.Invocation(chosen.name, argv, variables, entry.workdir, tty, log_file, entrypoint)
     if target is None:
         code = execute.run(invocation)
     else:
@@ -268,7 +310,11 @@ def status(
     inventory: Optional[str] = inventory_option(),
     accept_host_key: Optional[str] = accept_option(),
 ) -> None:
-    """The environments envctl created on this host (or on the hosts named)."""
+    """The environments envctl created on this host (or on the hosts named), with the work
+    running in each: entrypoints (since when, pid in the container, log), `docker exec`s and
+    background processes."""
+    from envctl.runs import Run
+
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     if remote.wanted:
         found: dict[str, list] = {}
@@ -291,15 +337,20 @@ def status(
         cards = ",".join(map(str, r["cards"])) or "-"
         where = f"{r['host']:<12} " if "host" in r else ""
         typer.echo(f"{where}{r['name']:<32} {r['status']:<8} cards {cards:<12} {r['manifest']}  ({r['image']})")
+        for run in r["runs"]:
+            typer.echo(f"{' ' * len(where)}  running {Run(**run).describe()}")
     raise typer.Exit(code)
 
 
 def _status_rows(client) -> list[dict]:
+    """One row per environment; `runs`: the work running in it (envctl/runs.py Run fields)."""
     from envctl import environments
+    from envctl.runs import running_work
 
     return [{"name": e.name, "manifest": e.reference, "status": e.status, "cards": list(e.cards),
              "image": (e.container.attrs.get("Config") or {}).get("Image"), "manifest_file": e.manifest_file,
-             "workspace": e.workspace} for e in environments.all_environments(client)]
+             "workspace": e.workspace, "runs": [r.as_dict() for r in running_work(client, e.container)]}
+            for e in environments.all_environments(client)]
 
 
 @app.command()
@@ -335,19 +386,28 @@ def logs(
 def down(
     env: str = typer.Argument(..., help="the environment (container name or manifest)"),
     purge: bool = typer.Option(False, "--purge", help="also delete its workspace (logs, outputs, writable copies)"),
+    force: bool = typer.Option(False, "--force", help="remove it even while entrypoints or other processes run in it"),
     hosts: Optional[List[str]] = host_option(),
     ssh_config: Optional[str] = ssh_config_option(),
     inventory: Optional[str] = inventory_option(),
     accept_host_key: Optional[str] = accept_option(),
 ) -> None:
-    """Remove an environment's container; the artifact cache and, unless --purge, the workspace stay."""
+    """Remove an environment's container; the artifact cache and, unless --purge, the workspace stay.
+    Refused (exit 5) while work runs in it (`envctl status` lists it), unless --force."""
     from envctl import environments, lifecycle
+    from envctl.runs import refuse_running_work
+
+    def guarded_remove(client, chosen, echo) -> None:
+        stopped = refuse_running_work(client, chosen.container, chosen.name, "removing", f"envctl down {env}", force)
+        lifecycle.remove(client, chosen.name)
+        for run in stopped:
+            echo(f"stopped {run.describe()}")
 
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     if remote.wanted:
         def work(target, echo) -> str:
             chosen = environments.choose(target.docker(), env, running_only=False)
-            lifecycle.remove(target.docker(), chosen.name)
+            guarded_remove(target.docker(), chosen, echo)
             echo(f"removed {chosen.name}")
             if purge and chosen.workspace:
                 target.connection.check(["rm", "-rf", "--", chosen.workspace], "deleting the workspace")
@@ -360,7 +420,7 @@ def down(
     client = connect()
     chosen = environments.choose(client, env, running_only=False)
     workspace = chosen.workspace
-    lifecycle.remove(client, chosen.name)
+    guarded_remove(client, chosen, say)
     say(f"removed {chosen.name}")
     if purge and workspace and Path(workspace).exists():
         shutil.rmtree(workspace)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from envctl import __version__
-from envctl.cli_app import app, parse_cards, plan_here, print_error
+from envctl.cli_app import app, engine_if_any, parse_cards, plan_here, print_error
 from envctl.cli_remote import (accept_option, host_option, inventory_option, on_hosts, remote_options, ssh_config_option,
                                with_host_cards)
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_MANIFEST_INVALID, EnvctlError, ManifestError
@@ -151,19 +152,32 @@ def plan(
     ssh_config: Optional[str] = ssh_config_option(),
     inventory: Optional[str] = inventory_option(),
     accept_host_key: Optional[str] = accept_option(),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="also save the plan to this file, for `up --plan FILE`"),
 ) -> None:
     """Show exactly what `up` would do on this host (or the hosts named); exit 5 when something blocks it."""
     options = Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check)
     loaded = load(name)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     if remote.wanted:
-        raise typer.Exit(_plan_remote(remote, loaded, options, as_json))
-    the_plan = plan_here(loaded, options)
+        raise typer.Exit(_plan_remote(remote, loaded, options, as_json, output))
+    client, problem = engine_if_any()
+    the_plan = plan_here(loaded, options, client, problem)
     typer.echo(plan_json(the_plan) if as_json else plan_text(the_plan), nl=not as_json)
+    if output is not None:
+        _save(output, {the_plan.host: the_plan}, loaded, options)
     if the_plan.blockers:
         raise typer.Exit(EXIT_HOST_NOT_READY)
 
-def _plan_remote(remote, loaded, options: Options, as_json: bool) -> int:
+
+def _save(output: Path, plans: dict, loaded, options: Options) -> None:
+    from envctl import saved_plans
+
+    doc = saved_plans.document({host: json.loads(plan_json(p)) for host, p in plans.items()}, str(loaded.file),
+                               loaded.manifest.variant, options.cards, options.skip_driver_check)
+    saved_plans.write(output, doc)
+    typer.echo(f"plan saved to {output}: `envctl up --plan {output}` applies exactly this plan", err=True)
+
+def _plan_remote(remote, loaded, options: Options, as_json: bool, output: Optional[Path] = None) -> int:
     from envctl.remote.up import plan_remote
 
     plans = {}
@@ -179,6 +193,8 @@ def _plan_remote(remote, loaded, options: Options, as_json: bool) -> int:
     else:
         for host, the_plan in plans.items():
             typer.echo(f"# {host}\n{plan_text(the_plan)}", nl=False)
+    if output is not None and plans:
+        _save(output, plans, loaded, options)
     return code or (EXIT_HOST_NOT_READY if any(p.blockers for p in plans.values()) else 0)
 
 

@@ -3,13 +3,13 @@ its configuration changed, removed. Two `up`s at once end with one container."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from docker.errors import APIError, DockerException, NotFound
 
-from envctl.containers import LABEL_FILE, LABEL_HASH, LABEL_IMAGE_ID, LABEL_MANIFEST, LABEL_SPEC, ContainerSpec
+from envctl.containers import LABEL_FILE, LABEL_HASH, LABEL_IMAGE_ID, LABEL_MANIFEST, ContainerSpec
+from envctl.decisions import changed_fields
 from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
 from envctl.locks import file_lock
 
@@ -38,28 +38,6 @@ def environments(client) -> list:
     return client.containers.list(all=True, filters={"label": LABEL_MANIFEST})
 
 
-def changed_fields(old_labels: dict, spec: ContainerSpec, image_id: str) -> list[str]:
-    """What differs between the existing container and the wanted one, in words."""
-    changes = []
-    if old_labels.get(LABEL_IMAGE_ID) and old_labels.get(LABEL_IMAGE_ID) != image_id:
-        changes.append(f"image {old_labels[LABEL_IMAGE_ID][:19]} → {image_id[:19]}")
-    try:
-        old = json.loads(old_labels.get(LABEL_SPEC, "{}"))
-    except ValueError:
-        old = {}
-    new = json.loads(json.dumps(spec.summary(), default=list))
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) == new.get(key):
-            continue
-        if key == "env":
-            before, after = old.get("env") or {}, new.get("env") or {}
-            names = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-            changes.append(f"env {', '.join(names)}")
-        else:
-            changes.append(key.replace("_", " "))
-    return changes or ["configuration (created by another envctl version)"]
-
-
 def _start(container, name: str) -> None:
     try:
         container.start()
@@ -84,26 +62,55 @@ def _create(client, spec: ContainerSpec, image_id: str, manifest_file: str):
     return container
 
 
-def ensure(client, spec: ContainerSpec, image_id: str, manifest_file: str, lock_dir: Path) -> ContainerOutcome:
+class WorldChanged(EnvctlError):
+    """What a plan rested on changed between observation and apply (another `up`, a container
+    removed or started by hand, an image re-tagged): `up` stops instead of improvising."""
+
+    exit_code = EXIT_HOST_NOT_READY
+
+
+def _state(container) -> str:
+    if container is None:
+        return "absent"
+    return f"{container.status}, id {container.id[:12]}, config {(container.labels.get(LABEL_HASH) or '?')[:12]}"
+
+
+def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, manifest_file: str, lock_dir: Path,
+            before_remove=None) -> ContainerOutcome:
+    """Do to the container exactly what the plan decided (`action`: create | recreate | start |
+    unchanged), after checking, under the environment's lock, that it is still as observed
+    (`expected`: plan.World). `before_remove(container)` may raise to keep a container from being
+    removed (running work)."""
     with file_lock(lock_dir / f"{spec.name}.lock"):  # `up`s of one environment, one at a time
-        for _attempt in range(3):
-            existing = find(client, spec.name)
-            if existing is not None:
-                labels = existing.labels
-                same = labels.get(LABEL_HASH) == spec.config_hash() and labels.get(LABEL_IMAGE_ID) == image_id
-                if same:
-                    if existing.status == "running":
-                        return ContainerOutcome("unchanged", existing.id)
-                    _start(existing, spec.name)
-                    return ContainerOutcome("started", existing.id)
-                changes = changed_fields(labels, spec, image_id)
-                _remove(existing)
-                return ContainerOutcome("recreated", _create(client, spec, image_id, manifest_file).id, tuple(changes))
+        current = find(client, spec.name)
+        now = (current.id, current.status, current.labels.get(LABEL_HASH)) if current is not None else None
+        then = (expected.container_id, expected.container_status, expected.container_hash) if expected.container_id else None
+        if now != then:
+            planned = f"{expected.container_status}, id {expected.container_id[:12]}, config {(expected.container_hash or '?')[:12]}" \
+                if then else "absent"
+            raise WorldChanged(f"container {spec.name} changed since the plan was made: it was {planned}, it is {_state(current)}",
+                               hint="run `envctl plan` again to see what up would do now")
+        if action == "unchanged":
+            return ContainerOutcome("unchanged", current.id)
+        if action == "start":
+            _start(current, spec.name)
+            return ContainerOutcome("started", current.id)
+        if action == "recreate":
+            changes = changed_fields(current.labels, spec, image_id)
+            if before_remove is not None:
+                before_remove(current)
+            _remove(current)
+            return ContainerOutcome("recreated", _create(client, spec, image_id, manifest_file).id, tuple(changes))
+        if action == "create":
             try:
                 return ContainerOutcome("created", _create(client, spec, image_id, manifest_file).id)
-            except APIError:
-                continue  # created meanwhile by an `up` elsewhere (another machine, same engine)
-        raise ContainerError(f"could not create {spec.name}: its name stays taken")
+            except APIError as exc:
+                if exc.status_code == 409:  # created meanwhile, by an `up` on another machine with this engine
+                    raise WorldChanged(f"container {spec.name} was created by someone else while this plan was applied",
+                                       hint="run `envctl plan` again to see what up would do now") from None
+                raise
+        raise ContainerError(f"the plan asks to '{action}' container {spec.name}, which up does not apply",
+                             hint="the engine could not be asked when the plan was made: run `envctl plan` again")
 
 
 def _remove(container) -> None:

@@ -1,17 +1,23 @@
-"""What a host looks like, as far as a plan needs to know: cards, driver, paths.
+"""What a host looks like, as far as a plan needs to know: cards, driver, paths, and — with an
+engine — the image, the environment's container and its setup markers; the caches.
 
-Observing only reads (files below the host root, vendor tools' output); it changes nothing.
+Observing only reads (files below the host root, vendor tools' output, the engine's inspect
+and archive endpoints, cache records); it changes nothing. `plan`, `up --dry-run` and `up` all
+observe through `observe`, so they decide from the same facts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
 
-from envctl.containers import LABEL_BAKE_KEY, LABEL_BAKED_FOR
 from envctl.devices import family
 from envctl.devices.base import DriverInfo, Snapshot, snapshot
 from envctl.hosts.base import Host
 from envctl.manifest.loader import Loaded
+from envctl.observe_cache import CacheView
+from envctl.observe_engine import ContainerState, EngineView
 
 
 @dataclass(frozen=True)
@@ -26,10 +32,25 @@ class Observed:
     image_id: str | None = None  # what the manifest's image ref names on the engine (the engine's .Id)
     image_config: str | None = None  # that image's config digest, the same on both image stores (bake keys use it)
     baked: dict = field(default_factory=dict)  # bake key → ref of images `envctl build` made for this manifest
+    engine: EngineView | None = None  # None: the engine was not asked (no decisions about it)
+    caches: CacheView = field(default_factory=CacheView)
+    fetch_mode: str | None = None  # on a remote host: "push" (bytes go from here) or "remote" (it downloads)
+    engine_problem: str | None = None  # why the engine could not be asked, when it could not
+
+    @property
+    def container(self) -> ContainerState | None:
+        return self.engine.container if self.engine else None
 
 
-def observe(host: Host, loaded: Loaded, engine=None) -> Observed:
-    """Read the host. With an engine client, also whether the manifest's image is there."""
+def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] | None = None,
+            remote_records: Callable[[str], dict | None] | None = None, fetch_mode: str | None = None,
+            engine_problem: str | None = None) -> Observed:
+    """Read the host. With an engine client, also the image, the container and its markers.
+    `environ` gives the cache and workspace roots as seen where the artifacts live (this
+    machine); `remote_records(name)` reads an artifact's record in a remote host's cache."""
+    from envctl.observe_cache import view as cache_view
+    from envctl.paths import cache_dir, workspace_dir
+
     manifest = loaded.manifest
     fam = family(manifest.device.kind)
     driver = fam.probe_driver(host) if manifest.device.kind != "cpu" else DriverInfo(None, "")
@@ -40,19 +61,36 @@ def observe(host: Host, loaded: Loaded, engine=None) -> Observed:
         if not host.exists(real):
             missing.add(real)
     devices = snapshot(host, fam)
-    image_present, image_id, image_config, baked = None, None, None, {}
+    caches = cache_view(loaded, cache_dir(environ), workspace_dir(manifest.container_name, environ), remote_records)
+    seen = None
     if engine is not None:
-        from envctl.image_identity import RECORDS, EngineImages
-        from envctl.paths import cache_dir
+        seen = _engine_view(engine, loaded, environ, caches.tarball_path)
+    return Observed(host.name, host.root, tuple(fam.discover(devices)), driver, devices, frozenset(missing),
+                    seen.image_present if seen else None, seen.image_id if seen else None,
+                    seen.image_config if seen else None, dict(seen.baked) if seen else {}, seen, caches, fetch_mode,
+                    engine_problem)
 
-        images = EngineImages(engine, cache_dir() / "state" / RECORDS)
-        image = images.get(manifest.image.ref)
-        image_present = image is not None and (manifest.image.id is None or images.matches(image, manifest.image.id))
-        if image is not None:
-            image_id, image_config = image.id, images.config_digest(image)
-        for candidate in engine.images.list(filters={"label": f"{LABEL_BAKED_FOR}={manifest.name}"}):
-            key = (candidate.labels or {}).get(LABEL_BAKE_KEY)
-            if key and candidate.tags:
-                baked[key] = candidate.tags[0]
-    return Observed(host.name, host.root, tuple(fam.discover(devices)), driver, devices, frozenset(missing), image_present,
-                    image_id, image_config, baked)
+
+def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None) -> EngineView:
+    """`tarball`: the image tarball when it is on this machine (a file source, a cached blob)."""
+    from envctl.image_identity import RECORDS
+    from envctl.observe_engine import view
+    from envctl.paths import cache_dir
+
+    manifest = loaded.manifest
+    digest = None
+    if manifest.image.build is not None:
+        from envctl.images import context_digest
+        from envctl.manifest.loader import build_context
+
+        state = cache_dir(environ) / "state"
+        digest = context_digest(Path(build_context(manifest.image.build, loaded.directory)), state / "contexts.json")
+    wanted = (manifest.image.id,) if manifest.image.id else ()
+    if tarball is not None:
+        from envctl.images import IdentityCache, identify
+
+        # The tarball's own manifest.json says which image it holds (cached by size and mtime).
+        identity = identify(tarball, IdentityCache(cache_dir(environ) / "state" / "tarballs.json"), need_sha256=False)
+        wanted = tuple(dict.fromkeys([*wanted, *identity.ids]))
+    return view(engine, manifest.image.ref, wanted, digest, manifest.name, manifest.container_name,
+                cache_dir(environ) / "state" / RECORDS)

@@ -1,11 +1,14 @@
-"""The plan: every step `up` will take on a host, fully resolved, computed without side effects.
+"""The plan: every step `up` will take on a host, fully resolved, each with its action and why,
+computed without side effects.
 
-`plan` and `up --dry-run` render a Plan; `up` executes the same Plan object step by step and
-never re-derives anything, so what a user reviewed is exactly what runs.
+`plan` and `up --dry-run` render a Plan; `up` executes the same Plan object by dispatching on
+each step's action (envctl/apply.py) and never re-derives anything, so what a user reviewed is
+exactly what runs. The actions are decided in envctl/decisions.py from what observe saw.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import posixpath
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from envctl import decisions
 from envctl.artifacts.sources import artifact_key
 from envctl.cards import Cards
 from envctl.containers import ContainerSpec
@@ -50,6 +54,9 @@ class EnsureImage:
     sha256: str | None
     obtain: str | None
     present: bool | None
+    action: str = "unknown"  # present | tag | load | download+load | build | missing | unknown
+    reason: str = ""
+    bytes: int | None = None  # the tarball's size, when known
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,9 @@ class FetchArtifact:
     include: tuple[str, ...]
     extract: bool
     obtain: str | None
+    action: str = "unknown"  # cached | fetch | push | fetch+push | copy | fetch+copy | missing
+    reason: str = ""
+    bytes: int | None = None  # what is fetched or pushed, when known (the lock file, the cache record)
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,8 @@ class RunSetup:
     env: dict[str, str]
     uses: tuple[str, ...]
     step_hash: str  # changes when this step or anything before it changes
+    action: str = "unknown"  # skip | run | unknown
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,26 @@ class Entrypoint:
     interactive: bool
     shell_line: bool  # run: was a line of shell (argv ends with it), not an argument list
     problem: str | None = None  # why it cannot run in this environment (it asks for cards it lacks)
+
+
+@dataclass(frozen=True)
+class ContainerAction:
+    action: str  # create | recreate | start | unchanged | unknown
+    reason: str
+    changes: tuple[str, ...] = ()  # recreate: the fields that changed
+
+
+@dataclass(frozen=True)
+class World:
+    """What the decisions rest on, as observed: `up` checks it again right before it acts and
+    stops when it changed (another `up`, a container removed, an image re-tagged)."""
+
+    engine: bool = False  # the engine was asked
+    image_id: str | None = None  # what the image ref named
+    container_id: str | None = None
+    container_status: str | None = None
+    container_hash: str | None = None  # its config-hash label
+    markers: tuple[str, ...] = ()  # setup marker files in it
 
 
 @dataclass(frozen=True)
@@ -113,6 +145,8 @@ class Plan:
     needs: tuple[str, ...]  # what a user must provide (files without a public source)
     notes: tuple[str, ...]
     baked: str | None = None  # an image `envctl build` made with the setup inside, used instead
+    container_action: ContainerAction = ContainerAction("unknown", "the engine was not asked")
+    world: World = World()
     secrets: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
 
     @property
@@ -272,6 +306,19 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
     base = observed.image_config or observed.image_id  # the config digest: one key for both image stores
     baked = observed.baked.get(bake_key(base, setup)) if base else None
     spec = _container_spec(loaded, selection, artifacts, workspace, baked)
+
+    # The decisions: what up does to each thing, and why.
+    artifacts = {name: _decided(a, decisions.artifact(name, loaded.sources[name].kind if loaded.sources.get(name) else None,
+                                                      a.mode, observed))
+                 for name, a in artifacts.items()}
+    image = _decided(image, decisions.image(image.origin, image.source, baked, observed))
+    if image.action == "missing" and image.origin == "present":  # (a tarball without source is in `needs`)
+        how = image.obtain or "give image.tarball.source (a docker save tarball) or image.build in the manifest"
+        blockers.append(f"image {image.ref}: {image.reason}; {how}")
+    chosen = decisions.container(spec, decisions.wanted_image_id(image, baked, observed), observed)
+    steps = decisions.setup(setup, chosen, baked, observed)
+    setup = tuple(dataclasses.replace(s, action=d.action, reason=d.reason) for s, d in zip(setup, steps))
+    world = _world(observed)
     return Plan(
         manifest=manifest.name,
         variant=manifest.variant,
@@ -289,8 +336,26 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
         needs=tuple(needs),
         notes=tuple(manifest.notes),
         baked=baked,
+        container_action=ContainerAction(chosen.action, chosen.reason, chosen.changes),
+        world=world,
         secrets=loaded.secrets,
     )
+
+
+def _decided(step, decision: decisions.Decision):
+    return dataclasses.replace(step, action=decision.action, reason=decision.reason, bytes=decision.bytes)
+
+
+def _world(observed: Observed) -> World:
+    from envctl.containers import LABEL_HASH
+
+    seen = observed.engine
+    if seen is None:
+        return World()
+    current = seen.container
+    if current is None:
+        return World(True, seen.image_id)
+    return World(True, seen.image_id, current.id, current.status, current.labels.get(LABEL_HASH), tuple(sorted(seen.markers)))
 
 
 def bake_key(base_image_id: str, setup: tuple[RunSetup, ...]) -> str:

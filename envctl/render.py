@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 from envctl.cards import cards_text
 from envctl.plan import Plan
+from envctl.summary import size_text, summary, summary_lines
 
 REDACTED = "***"
 
@@ -32,7 +33,7 @@ def redact_tree(value: Any, secrets: frozenset[str]) -> Any:
 
 
 def plan_json(plan: Plan) -> str:
-    data = asdict(plan)
+    data = {"summary": summary(plan), **asdict(plan)}
     data.pop("secrets", None)
     data["container"]["labels"] = plan.container.labels()
     data["container"]["config_hash"] = plan.container.config_hash()
@@ -61,21 +62,19 @@ def _driver_line(plan: Plan) -> str:
 def _image_lines(plan: Plan) -> list[str]:
     i = plan.image
     pinned = f" (pinned {i.expected_id})" if i.expected_id else ""
-    lines = [f"{i.ref}{pinned}"]
+    lines = [f"{i.ref}{pinned}", f"→ {i.action}: {i.reason}"]
     if plan.baked:
         lines.append(f"baked image {plan.baked} is used: the setup steps are already inside")
-    elif i.present is True:
-        lines.append("present on the host: nothing to do")
-    elif i.origin == "build":
-        lines.append(f"build from {i.source} unless already built")
+    if i.origin == "build":
+        lines.append(f"build context {i.source}")
     elif i.origin == "tarball":
         if i.source:
             digest = f", sha256 {i.sha256}" if i.sha256 else ", sha256 not pinned yet (envctl lock)"
-            lines.append(f"load tarball {i.source}{digest} unless the image is present")
+            lines.append(f"tarball {i.source}{digest}")
         else:
-            lines.append(f"tarball needed unless the image is present: {i.obtain}")
+            lines.append(f"tarball to be provided: {i.obtain}")
     else:
-        lines.append("must already be present on the host (no tarball or build given)")
+        lines.append("no tarball or build given: it must already be on the engine")
     return lines
 
 
@@ -85,6 +84,8 @@ def plan_text(plan: Plan) -> str:
     variant = f" (variant {plan.variant})" if plan.variant else ""
     root = f", host root {plan.host_root}" if plan.host_root != "/" else ""
     add(f"plan: {plan.manifest}{variant} on {plan.host}{root}")
+    out.extend(summary_lines(plan))
+    add("")
     add(f"manifest: {plan.manifest_file}")
     add("")
     add(f"1. driver      {_driver_line(plan)}")
@@ -103,7 +104,8 @@ def plan_text(plan: Plan) -> str:
         add(f"                 {line}")
     add(f"4. artifacts   {len(plan.artifacts)}")
     for a in plan.artifacts:
-        add(f"   {a.name}")
+        moved = f" ({size_text(a.bytes)})" if a.action not in ("cached", "missing") else ""
+        add(f"   {a.name}  → {a.action}{moved}: {a.reason}")
         add(f"                 source {a.source or 'to be provided: ' + (a.obtain or '')}")
         if a.subpath:
             add(f"                 subpath {a.subpath}")
@@ -116,6 +118,7 @@ def plan_text(plan: Plan) -> str:
         how = "read-only" if a.mode == "ro" else f"writable copy at {a.host_path}"
         add(f"                 → {a.target} ({how}{', extracted' if a.extract else ''})")
     add(f"5. container   {plan.container.name}  (config {plan.container.config_hash()[:12]})")
+    add(f"                 → {plan.container_action.action}: {plan.container_action.reason}")
     args = plan.container.cli_args()
     add("     " + shlex.join(args[:4]) + " \\")
     i = 4
@@ -128,7 +131,7 @@ def plan_text(plan: Plan) -> str:
             break
     add(f"6. setup       {len(plan.setup)} step(s), each re-run only when it or a step before it changes")
     for s in plan.setup:
-        add(f"   [{s.index + 1}] {s.name}  (step {s.step_hash[:12]})")
+        add(f"   [{s.index + 1}] {s.name}  (step {s.step_hash[:12]})  → {s.action}: {s.reason}")
         if s.workdir:
             add(f"         in {s.workdir}")
         for k, v in s.env.items():

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
+from envctl.markers import MARKER_DIR, failed_path, marker_path
 from envctl.plan import RunSetup
 
-MARKER_DIR = "/var/lib/envctl/setup"
 TAIL_LINES = 20
 
 
@@ -30,7 +30,7 @@ class StepOutcome:
 
 
 def _marker(step: RunSetup) -> str:
-    return f"{MARKER_DIR}/{step.index:03d}-{step.step_hash}"
+    return marker_path(step.index, step.step_hash)
 
 
 def exec_quiet(client, container_id: str, argv: list[str]) -> int:
@@ -48,13 +48,22 @@ def present_markers(client, container_id: str) -> set[str]:
 
 
 def run_setup(client, container_id: str, steps: tuple[RunSetup, ...], echo: Callable[[str], None]) -> list[StepOutcome]:
-    outcomes = []
+    """Run the steps whose marker is missing (used by `envctl build` on a fresh container)."""
     # Markers are named by chained hashes, so which exist before the first step runs decides
     # every skip: a step after one that re-runs has a new hash, hence no marker.
     present = present_markers(client, container_id) if steps else set()
+    return run_planned(client, container_id, steps, echo, lambda step: _marker(step) not in present)
+
+
+def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Callable[[str], None],
+                wanted: Callable[[RunSetup], bool] = lambda step: step.action == "run") -> list[StepOutcome]:
+    """Run exactly the steps `wanted` picks (by default those the plan says run), in order,
+    each leaving its marker; the others are reported skipped. Raises SetupFailed at the first
+    step that exits non-zero."""
+    outcomes = []
     for step in steps:
         marker = _marker(step)
-        if marker in present:
+        if not wanted(step):
             outcomes.append(StepOutcome(step.name, "skipped"))
             continue
         echo(f"setup [{step.index + 1}/{len(steps)}] {step.name}")
@@ -75,6 +84,9 @@ def run_setup(client, container_id: str, steps: tuple[RunSetup, ...], echo: Call
             echo(f"  | {tail[-1]}")
         code = client.api.exec_inspect(exec_id)["ExitCode"]
         if code != 0:
+            # Remembered, so that the next plan says "failed last time" (best effort: the
+            # step's own failure is what is reported).
+            exec_quiet(client, container_id, ["sh", "-c", f'mkdir -p {MARKER_DIR} && : > "$0"', failed_path(step.index, step.step_hash)])
             raise SetupFailed(
                 f"setup step {step.index + 1} '{step.name}' failed with exit code {code}; last lines:\n" + "\n".join(tail),
                 hint="fix the cause and run `envctl up` again: it resumes at this step",

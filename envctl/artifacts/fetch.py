@@ -219,12 +219,23 @@ def _fetch_git(name: str, source: Source, artifact: Artifact, key: str, cache: C
     return Fetched(name, placed, commit, tuple(files), "fetched")
 
 
+def workspace_copy_current(record: dict | None, destination: Path) -> bool:
+    """Whether the writable copy at `destination` was made from the cached artifact `record`
+    describes (its stamp, written beside it, lists the same files)."""
+    stamp = destination.parent / f"{destination.name}.source.json"
+    wanted = json.dumps(record.get("files") if record else None, sort_keys=True)
+    try:
+        return destination.exists() and stamp.read_text() == wanted
+    except OSError:
+        return False
+
+
 def workspace_copy(placed: Path, record: dict | None, destination: Path) -> str:
     """A writable copy of a placed artifact for setup steps to modify (`mode: rw`). It is made
     again only when the cached artifact changed. Returns "copied" or "kept"."""
     stamp = destination.parent / f"{destination.name}.source.json"
     wanted = json.dumps(record.get("files") if record else None, sort_keys=True)
-    if destination.exists() and stamp.exists() and stamp.read_text() == wanted:
+    if workspace_copy_current(record, destination):
         return "kept"
     if destination.is_dir():
         shutil.rmtree(destination)

@@ -79,8 +79,19 @@ def load_from_remote_download(target: RemoteTarget, client, loaded: Loaded, plan
 
 
 def plan_remote(target: RemoteTarget, loaded: Loaded, options: Options, with_engine: bool = True) -> Plan:
+    """The plan on a remote host: its probes, its engine, its cache (each artifact's record
+    there), and this machine's cache for what would be pushed."""
+    from envctl.artifacts.sources import artifact_key
+    from envctl.remote.place import remote_record
+
+    def records(name: str):
+        artifact, source = loaded.manifest.artifacts[name], loaded.sources[name]
+        key = artifact_key(source, artifact.subpath, artifact.include)
+        return remote_record(target.connection, f"{target.cache}/artifacts/{key}")
+
     client = target.docker() if with_engine else None
-    return build_plan(loaded, observe(target.host, loaded, client), options, target.environ())
+    observed = observe(target.host, loaded, client, remote_records=records, fetch_mode=target.fetch)
+    return build_plan(loaded, observed, options, target.environ())
 
 
 def up_remote(target: RemoteTarget, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress=None,

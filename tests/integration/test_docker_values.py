@@ -69,14 +69,15 @@ def test_the_docker_create_line_a_plan_shows_is_taken_by_the_docker_cli(engine, 
 def test_a_value_only_the_engine_can_refuse_is_a_clear_error_and_leaves_no_container(engine, busybox, tmp_path):
     """A network the engine lacks passes validate (its name is well-formed); up reports the
     engine's own words and removes the container it could not start."""
-    from envctl.lifecycle import ContainerError, ensure
+    from envctl.lifecycle import ContainerError, execute
+    from envctl.plan import World
 
     name = f"it-docker-values-net-{uuid.uuid4().hex[:8]}"
     spec = ContainerSpec(name=name, image=busybox, manifest="it-docker-values", variant=None, cards=(),
                          network_mode=f"envctl-it-no-such-network-{uuid.uuid4().hex[:8]}")
     image_id = engine.images.get(busybox).id
     with pytest.raises(ContainerError) as caught:
-        ensure(engine, spec, image_id, str(tmp_path / "manifest.yaml"), tmp_path)
+        execute(engine, spec, "create", World(True, image_id), image_id, str(tmp_path / "manifest.yaml"), tmp_path)
     assert f"the engine could not start {name}: network {spec.network_mode} not found" == caught.value.message
     assert engine.containers.list(all=True, filters={"name": name}) == []
 

@@ -72,7 +72,7 @@ def test_a_pinned_config_digest_is_told_by_the_image_itself(make_env, engine_und
     env = make_env("cpu")
     env.write(MANIFEST.format(ref=REF, pin=config_digest))
     plan = env.run("up", "--dry-run", str(env.manifest))
-    assert "present on the host: nothing to do" in plan.stdout, plan.stdout + plan.stderr
+    assert "→ present: " in plan.stdout, plan.stdout + plan.stderr
     done = env.run("image", str(env.manifest))
     assert done.returncode == 0 and f"image      {REF}: present" in done.stderr, done.stderr
     assert done.stdout.strip() == engine_id

@@ -240,7 +240,7 @@ def test_a_pinned_config_digest_is_present_in_plan_and_up_once_loaded(make_env, 
     assert "load tarball" in before.stdout, before.stdout
     assert env.run("up", str(env.manifest)).returncode == 0
     after = env.run("up", "--dry-run", str(env.manifest))
-    assert "present on the host: nothing to do" in after.stdout, after.stdout
+    assert "→ present: " in after.stdout, after.stdout
     again = env.run("up", str(env.manifest))
     assert again.returncode == 0 and f"image      {REF}: present" in again.stderr, again.stderr
 
@@ -251,7 +251,7 @@ def test_a_pinned_config_digest_is_present_when_someone_else_loaded_it(make_env,
     env = make_env("cpu")
     manifest_for(env, saved["packed"]["xz"], pin=saved["config_digest"])
     plan = env.run("up", "--dry-run", str(env.manifest))
-    assert "present on the host: nothing to do" in plan.stdout, plan.stdout
+    assert "→ present: " in plan.stdout, plan.stdout
     done = env.run("image", str(env.manifest))
     assert f"image      {REF}: present" in done.stderr, done.stderr
 

@@ -24,5 +24,5 @@ def test_installed_wheel_finds_its_shipped_manifests_and_images(tmp_path):
     assert located.stdout.startswith(f"# resolved from {target}/envctl/shipped_manifests/chatglm-tiny-cpu/manifest.yaml")
     assert run("validate").returncode == 0
     plan = run("plan", "chatglm-tiny-cpu")
-    assert f"build from {target}/envctl/shipped_images/cpu-reference" in plan.stdout
+    assert f"build context {target}/envctl/shipped_images/cpu-reference" in plan.stdout
     assert "chatglm3-mlu" in run("list").stdout

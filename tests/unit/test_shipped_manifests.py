@@ -1,7 +1,7 @@
 """The shipped manifests: valid, faithful to their tutorials' pins, and planned exactly.
 
-Each plan is computed on a simulated host of the manifest's device family (8 boards, the driver
-the manifest asks for) and compared with a golden file, so any change to what `up` would do
+Each plan is computed on a simulated fresh host of the manifest's device family (8 boards, the
+driver the manifest asks for, an engine with nothing on it) and compared with a golden file, so any change to what `up` would do
 shows up as a reviewed diff.
 """
 
@@ -12,6 +12,7 @@ import pytest
 
 import golden
 import hostsim
+from fake_engine import FakeEngine
 from support import REPO
 from envctl.hosts.local import LocalHost
 from envctl.manifest.discovery import list_manifests, search_roots
@@ -87,7 +88,8 @@ def simulated_plan(reference: str, root: Path, environ):
         hostsim.npu_host(root, cards=8, version=version)
     else:
         root.mkdir(parents=True)
-    plan = build_plan(loaded, observe(LocalHost(str(root)), loaded), environ=environ)
+    # A fresh host: an engine with nothing on it, an empty cache.
+    plan = build_plan(loaded, observe(LocalHost(str(root)), loaded, FakeEngine(), environ=environ), environ=environ)
     return plan
 
 

@@ -1,0 +1,100 @@
+"""What a Docker engine holds that a plan depends on: the manifest's image (by ref, by pinned
+ID, baked variants), the environment's container (labels and state) and the setup markers in it.
+
+Only reads: image and container inspection, and `GET /containers/{id}/archive` for the marker
+directory, which works on a stopped container as on a running one (no exec is started, nothing
+runs in the container). Engine API reference: ContainerArchive, ImageInspect, ContainerList.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import tarfile
+from dataclasses import dataclass, field
+
+from envctl.containers import LABEL_BAKE_KEY, LABEL_BAKED_FOR, LABEL_MANIFEST
+from envctl.markers import MARKER_DIR
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """The environment's container as the engine reports it."""
+
+    name: str
+    id: str
+    status: str  # the engine's State.Status: created | running | paused | restarting | exited | dead
+    labels: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class EngineView:
+    image_id: str | None = None  # the engine's .Id of what the manifest's ref names
+    image_config: str | None = None  # its config digest (the same on both image stores)
+    image_present: bool = False  # the ref names the wanted image (pinned ID or built context)
+    pinned_id: str | None = None  # the engine's .Id of the wanted image, found under another name (or none)
+    baked: dict = field(default_factory=dict)  # bake key → ref
+    baked_ids: dict = field(default_factory=dict)  # baked ref → the engine's .Id
+    container: ContainerState | None = None
+    markers: frozenset[str] = frozenset()  # file names in MARKER_DIR of that container
+
+
+def find_container(client, name: str) -> ContainerState | None:
+    """The envctl container named `name` (any state), or None."""
+    for container in client.containers.list(all=True, filters={"name": name, "label": LABEL_MANIFEST}):
+        if container.name == name:
+            return ContainerState(container.name, container.id, container.status, dict(container.labels or {}))
+    return None
+
+
+def read_markers(client, container_id: str) -> frozenset[str]:
+    """The names of the files in the container's marker directory (empty when it has none)."""
+    from docker.errors import NotFound
+
+    try:
+        stream, _ = client.api.get_archive(container_id, MARKER_DIR)
+        data = b"".join(stream)
+    except NotFound:
+        return frozenset()
+    names = set()
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        for member in archive.getmembers():
+            if member.isfile():
+                names.add(posixpath.basename(member.name))
+    return frozenset(names)
+
+
+def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, manifest_name: str, container_name: str,
+         records) -> EngineView:
+    """Read the engine once for one manifest. `wanted`: the IDs the image must have (the pinned
+    image.id, and the IDs the tarball's own manifest.json names when the tarball is on this
+    machine); empty when nothing says (then whatever the ref names is taken). `build_digest`: the
+    digest of the build context when the image is built (a built image is the wanted one only
+    when it carries it)."""
+    from envctl.image_identity import EngineImages
+    from envctl.image_step import LABEL_CONTEXT
+
+    images = EngineImages(client, records)
+    image = images.get(ref)
+    if image is None:
+        present = False
+    elif build_digest is not None:
+        present = image.labels.get(LABEL_CONTEXT) == build_digest
+    else:
+        present = not wanted or any(images.matches(image, w) for w in wanted)
+    pinned_id = None
+    for candidate in wanted if not present else ():
+        found = images.get(candidate)
+        if found is not None and any(images.matches(found, w) for w in wanted):
+            pinned_id = found.id
+            break
+    baked, baked_ids = {}, {}
+    for candidate in client.images.list(filters={"label": f"{LABEL_BAKED_FOR}={manifest_name}"}):
+        key = (candidate.labels or {}).get(LABEL_BAKE_KEY)
+        if key and candidate.tags:
+            baked[key] = candidate.tags[0]
+            baked_ids[candidate.tags[0]] = candidate.id
+    container = find_container(client, container_name)
+    markers = read_markers(client, container.id) if container is not None else frozenset()
+    return EngineView(image.id if image else None, images.config_digest(image) if image else None, present, pinned_id,
+                      baked, baked_ids, container, markers)

@@ -1,0 +1,83 @@
+"""Saved plans: `envctl plan NAME -o plan.json` writes the plan a person reviews; `envctl up
+--plan plan.json` applies exactly that plan, or refuses and names what changed since.
+
+The model is terraform's `plan -out` → `apply FILE`: the file holds what was decided, and
+applying it first computes the plan afresh (the same manifest file, variant and options,
+observed now) and compares. Equal: the fresh plan — the same decisions — is executed. Not
+equal: nothing is done, and each difference is named by its place in the plan (e.g.
+`container_action.action: unchanged → recreate`, `world.container_id: … → absent`).
+Secrets never reach the file (the plan's JSON form redacts them).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from envctl.errors import EXIT_USAGE, EnvctlError
+
+FORMAT = "envctl-plan/1"
+
+
+class PlanChanged(EnvctlError):
+    exit_code = 5  # the host (or the manifest) is not what the plan was made for
+
+
+def document(plans: dict[str, dict], manifest_file: str, variant: str | None, cards, skip_driver_check: bool) -> dict:
+    """`plans`: host name → the plan's JSON form (render.plan_json, parsed)."""
+    return {"format": FORMAT, "manifest_file": manifest_file, "variant": variant,
+            "options": {"cards": list(cards) if cards is not None else None, "skip_driver_check": skip_driver_check},
+            "plans": plans}
+
+
+def write(path: Path, doc: dict) -> None:
+    from envctl.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def read(path: Path) -> dict:
+    """The saved plan; raises EnvctlError (exit 2) for a file that is not one."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise EnvctlError(f"cannot read the plan file {path}: {exc.strerror}", exit_code=EXIT_USAGE) from None
+    except ValueError as exc:
+        raise EnvctlError(f"{path} is not a saved plan (not JSON: {exc})", exit_code=EXIT_USAGE) from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("plans"), dict):
+        raise EnvctlError(f"{path} is not a saved plan (no \"format\": \"{FORMAT}\")",
+                          hint="write one with `envctl plan NAME -o FILE`", exit_code=EXIT_USAGE)
+    return doc
+
+
+def differences(saved, fresh, where: str = "") -> list[str]:
+    """Each place where two plans' JSON forms differ, as `path: before → after`."""
+    if isinstance(saved, dict) and isinstance(fresh, dict):
+        out = []
+        for key in [*saved, *(k for k in fresh if k not in saved)]:
+            out += differences(saved.get(key, "absent"), fresh.get(key, "absent"), f"{where}.{key}" if where else str(key))
+        return out
+    if isinstance(saved, list) and isinstance(fresh, list) and len(saved) == len(fresh):
+        out = []
+        for i, (a, b) in enumerate(zip(saved, fresh)):
+            out += differences(a, b, f"{where}[{i}]")
+        return out
+    if saved == fresh:
+        return []
+    return [f"{where}: {_short(saved)} → {_short(fresh)}"]
+
+
+def _short(value) -> str:
+    text = "absent" if value is None else json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check(path: Path, host: str, saved_plan: dict | None, fresh_plan: dict) -> None:
+    """Refuse (PlanChanged) unless the fresh plan for `host` equals the saved one."""
+    if saved_plan is None:
+        raise PlanChanged(f"{path} holds no plan for {host}", hint=f"make one with `envctl plan ... -o {path}` for that host")
+    changed = differences(saved_plan, fresh_plan)
+    if changed:
+        shown = "\n".join(f"- {c}" for c in changed[:15]) + (f"\n- and {len(changed) - 15} more" if len(changed) > 15 else "")
+        raise PlanChanged(f"the host or the manifest changed since {path} was made; nothing was done:\n{shown}",
+                          hint="review the new plan (`envctl plan ... -o FILE`) and apply that one")

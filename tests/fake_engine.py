@@ -1,0 +1,121 @@
+"""An in-memory stand-in for the few read calls `observe` makes on a Docker engine, for fast
+tests of the plan's decisions (which action for which state) without starting containers.
+
+It answers the way docker-py does for a classic-store engine 20.10+: `api.inspect_image`
+raises ImageNotFound for an unknown reference, `api.get_archive` raises NotFound for a missing
+path and otherwise streams a tar of the directory, `containers.list(all=True, filters=...)`
+filters by name substring and label key. What `up` really does to an engine is tested against
+real engines in tests/integration/; this only feeds the pure decisions.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from dataclasses import dataclass, field
+
+from docker.errors import ImageNotFound, NotFound
+
+
+@dataclass
+class FakeImage:
+    id: str
+    tags: list[str] = field(default_factory=list)
+    labels: dict = field(default_factory=dict)
+
+
+@dataclass
+class FakeContainer:
+    name: str
+    id: str
+    status: str = "running"
+    labels: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)  # path → bytes
+
+
+class _Api:
+    def __init__(self, engine: "FakeEngine"):
+        self.engine = engine
+
+    def inspect_image(self, ref: str) -> dict:
+        image = self.engine.image(ref)
+        if image is None:
+            raise ImageNotFound(f"No such image: {ref}")
+        return {"Id": image.id, "RepoTags": list(image.tags), "Config": {"Labels": dict(image.labels)}}
+
+    def get_archive(self, container_id: str, path: str):
+        container = next((c for c in self.engine.containers_ if c.id == container_id), None)
+        if container is None:
+            raise NotFound(f"No such container: {container_id}")
+        below = {p: data for p, data in container.files.items() if p.startswith(path.rstrip("/") + "/")}
+        if not below:
+            raise NotFound(f"Could not find the file {path} in container {container.name}")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            top = tarfile.TarInfo(path.rstrip("/").rsplit("/", 1)[-1])
+            top.type = tarfile.DIRTYPE
+            archive.addfile(top)
+            for p, data in sorted(below.items()):
+                info = tarfile.TarInfo(f"{top.name}/{p[len(path.rstrip('/')) + 1:]}")
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        return iter([buffer.getvalue()]), {"name": top.name}
+
+
+class _Images:
+    def __init__(self, engine: "FakeEngine"):
+        self.engine = engine
+
+    def list(self, filters: dict | None = None):
+        wanted = (filters or {}).get("label")
+        key, _, value = (wanted or "").partition("=")
+        return [i for i in self.engine.images_ if not wanted or i.labels.get(key) == value]
+
+
+class _Containers:
+    def __init__(self, engine: "FakeEngine"):
+        self.engine = engine
+
+    def list(self, all: bool = False, filters: dict | None = None):  # noqa: A002 (docker-py's name)
+        filters = filters or {}
+        out = []
+        for c in self.engine.containers_:
+            if not all and c.status != "running":
+                continue
+            if filters.get("name") and filters["name"] not in c.name:
+                continue
+            if filters.get("label") and filters["label"] not in c.labels:
+                continue
+            out.append(c)
+        return out
+
+
+class FakeEngine:
+    def __init__(self):
+        self.images_: list[FakeImage] = []
+        self.containers_: list[FakeContainer] = []
+        self.api = _Api(self)
+        self.images = _Images(self)
+        self.containers = _Containers(self)
+
+    def info(self) -> dict:
+        return {"DriverStatus": [["Backing Filesystem", "extfs"]]}
+
+    def image(self, ref: str) -> FakeImage | None:
+        for image in self.images_:
+            if ref == image.id or ref in image.tags:
+                return image
+        return None
+
+    def add_image(self, image_id: str, *tags: str, labels: dict | None = None) -> FakeImage:
+        image = FakeImage(image_id, list(tags), dict(labels or {}))
+        self.images_.append(image)
+        return image
+
+    def add_container(self, name: str, labels: dict, status: str = "running", markers: tuple[str, ...] = ()) -> FakeContainer:
+        from envctl.markers import MARKER_DIR
+
+        container = FakeContainer(name, f"{len(self.containers_) + 1:064x}", status, dict(labels),
+                                  {f"{MARKER_DIR}/{m}": b"" for m in markers})
+        self.containers_.append(container)
+        return container
