@@ -89,8 +89,10 @@ def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None) -> Engin
     if tarball is not None:
         from envctl.images import IdentityCache, identify
 
-        # The tarball's own manifest.json says which image it holds (cached by size and mtime).
-        identity = identify(tarball, IdentityCache(cache_dir(environ) / "state" / "tarballs.json"), need_sha256=False)
+        # The tarball's own manifest.json says which image it holds (cached by size and mtime);
+        # of several (`docker save a b`), the one tagged image.ref, as the image step takes it.
+        identity = identify(tarball, IdentityCache(cache_dir(environ) / "state" / "tarballs.json"),
+                            need_sha256=False).image_for(manifest.image.ref, manifest.image.id)
         wanted = tuple(dict.fromkeys([*wanted, *identity.ids]))
     return view(engine, manifest.image.ref, wanted, digest, manifest.name, manifest.container_name,
                 cache_dir(environ) / "state" / RECORDS)
