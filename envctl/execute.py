@@ -17,17 +17,13 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from envctl import runs
 from envctl.errors import EnvctlError, EXIT_USAGE, HostNotReady
 from envctl.plan import Entrypoint
-
-_PID_DIR = "/var/lib/envctl/exec"
-# Records its PID, then becomes the entrypoint (exec keeps the PID).
-_WRAPPER = 'mkdir -p "${0%/*}" && echo $$ > "$0" && exec "$@"'
 
 
 @dataclass(frozen=True)
@@ -38,6 +34,7 @@ class Invocation:
     workdir: str | None
     tty: bool
     log_file: Path | None
+    name: str = "shell"  # the entrypoint, as the run record names it (envctl/runs.py)
 
 
 def apply_overrides(entry: Entrypoint, sets: list[str], extra: list[str]) -> tuple[tuple[str, ...], dict[str, str]]:
@@ -71,7 +68,9 @@ def run(invocation: Invocation, environ: Mapping[str, str] | None = None, log_wr
     if docker is None:
         raise HostNotReady("the docker command is not installed on this machine; envctl exec runs through it",
                            hint="install the Docker CLI (Debian/Ubuntu: apt-get install docker.io)")
-    pid_file = f"{_PID_DIR}/{uuid.uuid4().hex}"
+    # The run record travels in the exec's arguments, where `envctl status` and the plan's
+    # running-work check read it back through the engine (envctl/runs.py).
+    pid_file, record = runs.new_record(invocation.name, str(invocation.log_file) if invocation.log_file else None)
     args = [docker, "exec", "-i"]
     if invocation.tty:
         args.append("-t")
@@ -82,7 +81,7 @@ def run(invocation: Invocation, environ: Mapping[str, str] | None = None, log_wr
     for key, value in invocation.env.items():
         args += ["-e", key]
         child_env[key] = value
-    args += [invocation.container, "sh", "-c", _WRAPPER, pid_file, *invocation.argv]
+    args += [invocation.container, "sh", "-c", runs.WRAPPER, pid_file, record, *invocation.argv]
     if invocation.tty:
         # The terminal delivers Ctrl-C to the process through the TTY.
         return subprocess.call(args, env=child_env)
