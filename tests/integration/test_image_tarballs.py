@@ -330,7 +330,7 @@ def test_a_tarball_of_several_images_gives_the_image_the_manifest_names(make_env
     if engine_under_test.store == "classic":
         assert done.stdout.strip() == (saved["config_digest"] if wanted == REF else several["other_config_digest"])
     plan = env.run("up", "--dry-run", str(env.manifest))
-    assert "present" in plan.stdout and "load tarball" not in plan.stdout, plan.stdout
+    assert "→ present: " in plan.stdout, plan.stdout
 
 
 def test_a_tarball_of_several_images_without_the_manifest_ref_names_them_all(make_env, engine, several, absent, other_absent):
@@ -377,7 +377,7 @@ def test_an_oci_archive_named_by_ref_name_is_loaded_and_tagged(make_env, engine,
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == oci_archive["manifest_digest"] == engine.api.inspect_image(REF)["Id"]
         plan = env.run("up", "--dry-run", str(env.manifest))
-        assert "present" in plan.stdout and "load tarball" not in plan.stdout, plan.stdout
+        assert "→ present: " in plan.stdout, plan.stdout
     finally:
         try:
             engine.images.remove(oci_archive["manifest_digest"], force=True)  # the name as written too
