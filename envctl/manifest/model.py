@@ -206,7 +206,24 @@ class Image(_Strict):
     def _one_origin(self) -> "Image":
         if self.tarball is not None and self.build is not None:
             raise _fail("give either tarball or build, not both")
+        origin = "tarball" if self.tarball is not None else "build" if self.build is not None else None
+        if origin and "@" in self.ref and "${" not in self.ref:
+            raise _fail(_digest_with_origin(self.ref, origin), entry="ref")
         return self
+
+
+def _digest_with_origin(ref: str, origin: str) -> str:
+    """Why `name[:tag]@sha256:...` cannot name a loaded or built image. A registry digest is the
+    digest of the manifest a registry serves; `docker save` keeps none (the image's RepoDigests
+    are not written into it) and Docker tags no image with a digest (checked on Docker 20.10:
+    `docker tag IMAGE x/y@sha256:...` answers "refusing to create a tag with a digest
+    reference"), so up could never find the loaded or built image under this name."""
+    name = ref.split("@", 1)[0]
+    made = "a `docker save` tarball keeps no registry digest" if origin == "tarball" else "a built image has no registry digest"
+    return (f"'{ref}' names a digest, but the image comes from image.{origin}: {made} and Docker tags no image "
+            f"with a digest; write ref: {name if ':' in name.rsplit('/', 1)[-1] else name + ':TAG'} and, to pin the "
+            f"image, give image.id (its config digest, as `docker inspect --format '{{{{.Id}}}}'` shows it on the "
+            f"classic store; a registry digest is not it)")
 
 
 def _port(value: Any) -> Any:

@@ -43,3 +43,27 @@ def test_a_variant_selected_by_name_must_exist(clean_env):
         "no variant '8b'; variants: 13b, 7b",
         "'name' cannot be set in a variant",
     ]
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize("ref", [f"example/image:1@{DIGEST}", f"example/image@{DIGEST}"])
+def test_a_digest_ref_without_tarball_or_build_is_valid(ref, clean_env, tmp_path):
+    """The neighbour that stays allowed: an image already on the host, named by its registry
+    digest (docker pull NAME@DIGEST keeps it in RepoDigests), is looked up, never tagged."""
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"name: m\ndescription: d\ndevice: {{kind: cpu}}\nimage: {{ref: '{ref}'}}\n")
+    loaded = load(manifest, environ=dict(clean_env), roots=search_roots(dict(clean_env)))
+    assert loaded.manifest.image.ref == ref
+
+
+def test_a_digest_ref_with_a_tarball_is_refused_with_or_without_a_tag(clean_env, tmp_path):
+    for ref, write in ((f"example/image@{DIGEST}", "example/image:TAG"), (f"localhost:5000/a/b:2@{DIGEST}", "localhost:5000/a/b:2")):
+        manifest = tmp_path / "m.yaml"
+        manifest.write_text(f"name: m\ndescription: d\ndevice: {{kind: cpu}}\nimage:\n  ref: '{ref}'\n  tarball: {{source: /x.tar}}\n")
+        with pytest.raises(ManifestError) as caught:
+            load(manifest, environ=dict(clean_env), roots=search_roots(dict(clean_env)))
+        [problem] = caught.value.problems
+        assert (problem.line, problem.path) == (5, "image.ref"), str(problem)
+        assert f"write ref: {write} and" in problem.message and "image.id" in problem.message
