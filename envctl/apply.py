@@ -201,10 +201,18 @@ def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Pat
           executed: list | None = None) -> Report:
     """The container and its setup steps, as the plan decided, once the image is there."""
     executed = [] if executed is None else executed
+
+    def before_remove(current) -> None:  # running work is killed only when the plan said so (--force)
+        from envctl.runs import refuse_unplanned
+
+        refuse_unplanned(client, current, plan.container.name, plan.container_action.stops)
+
     container = execute(client, plan.container, plan.container_action.action, plan.world, image.image_id,
-                        str(loaded.file), lock_dir)
+                        str(loaded.file), lock_dir, before_remove)
     detail = f": {', '.join(container.changes)} changed" if container.changes else ""
     echo(f"container  {plan.container.name}: {container.action}{detail}")
+    for run in plan.container_action.stops if container.action == "recreated" else ():
+        echo(f"stopped    {run.describe()} (--force)")
     executed.append(("container", plan.container.name, _CONTAINER_WORDS[container.action]))
     if plan.container_action.action in ("unchanged", "start") and plan.setup and not plan.baked:
         now = tuple(sorted(read_markers(client, container.container_id)))

@@ -34,17 +34,20 @@ def up(
     plan_file: Optional[Path] = typer.Option(None, "--plan", help="apply exactly this saved plan (`envctl plan NAME -o FILE`), "
                                                                   "or refuse and say what changed since"),
     as_json: bool = typer.Option(False, "--json", help="print what was planned and what was executed as JSON"),
+    force: bool = typer.Option(False, "--force", help="recreate the container even while entrypoints or other processes "
+                                                      "run in it (they are killed)"),
     hosts: Optional[List[str]] = host_option(),
     ssh_config: Optional[str] = ssh_config_option(),
     inventory: Optional[str] = inventory_option(),
     accept_host_key: Optional[str] = accept_option(),
 ) -> None:
-    """Bring an environment up: driver check, devices, artifacts, image, container, setup."""
+    """Bring an environment up: driver check, devices, artifacts, image, container, setup.
+    Refused (exit 5) when it would recreate a container in which work runs, unless --force."""
     from envctl import apply
     from envctl.engine import connect
     from envctl.progress import ByteProgress
 
-    loaded, options, saved = _what_to_apply(name, plan_file, cards, skip_driver_check)
+    loaded, options, saved = _what_to_apply(name, plan_file, cards, skip_driver_check, force)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     if remote.wanted:
         raise typer.Exit(_up_remote(remote, loaded, options, dry_run, offline, saved, plan_file, as_json))
@@ -64,12 +67,13 @@ def up(
         typer.echo(json.dumps(_report_json(the_plan, report), indent=2, ensure_ascii=False))
 
 
-def _what_to_apply(name, plan_file, cards, skip_driver_check):
-    """The manifest and options to plan with: the command line's, or a saved plan's."""
+def _what_to_apply(name, plan_file, cards, skip_driver_check, force=False):
+    """The manifest and options to plan with: the command line's, or a saved plan's (--force is
+    given again with --plan: it is a decision about now, not part of the saved plan's options)."""
     if plan_file is None:
         if name is None:
             raise EnvctlError("up needs NAME (or --plan FILE)", exit_code=EXIT_USAGE)
-        return load(name), Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check), None
+        return load(name), Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check, force=force), None
     from envctl import saved_plans
 
     if name is not None or cards is not None or skip_driver_check:
@@ -78,7 +82,7 @@ def _what_to_apply(name, plan_file, cards, skip_driver_check):
     saved = saved_plans.read(plan_file)
     kept = saved["options"]
     options = Options(cards=tuple(kept["cards"]) if kept.get("cards") is not None else None,
-                      skip_driver_check=bool(kept.get("skip_driver_check")))
+                      skip_driver_check=bool(kept.get("skip_driver_check")), force=force)
     return load(saved["manifest_file"], variant=saved.get("variant")), options, saved
 
 
@@ -164,7 +168,8 @@ def build(
 
     loaded = load(name)
     client = connect()
-    the_plan = plan_here(loaded, Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check), client)
+    # force: a bake touches no container, so work running in one is no reason to refuse it.
+    the_plan = plan_here(loaded, Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check, force=True), client)
     if the_plan.baked:  # the inputs have not changed since the last bake
         ref, action = the_plan.baked, "present"
     else:

@@ -153,9 +153,11 @@ def plan(
     inventory: Optional[str] = inventory_option(),
     accept_host_key: Optional[str] = accept_option(),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="also save the plan to this file, for `up --plan FILE`"),
+    force: bool = typer.Option(False, "--force", help="plan as `up --force` does: recreate even while work runs in the container"),
 ) -> None:
-    """Show exactly what `up` would do on this host (or the hosts named); exit 5 when something blocks it."""
-    options = Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check)
+    """Show exactly what `up` would do on this host (or the hosts named); exit 5 when something blocks it
+    (among them: recreating a container in which work runs)."""
+    options = Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check, force=force)
     loaded = load(name)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     if remote.wanted:

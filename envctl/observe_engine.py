@@ -25,6 +25,7 @@ class ContainerState:
     id: str
     status: str  # the engine's State.Status: created | running | paused | restarting | exited | dead
     labels: dict = field(default_factory=dict, compare=False)
+    runs: tuple = ()  # the work running in it (envctl/runs.py Run): what removing it would kill
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,12 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
             baked[key] = candidate.tags[0]
             baked_ids[candidate.tags[0]] = candidate.id
     container = find_container(client, container_name)
+    if container is not None and container.status == "running":
+        from dataclasses import replace
+
+        from envctl.runs import running_work
+
+        container = replace(container, runs=running_work(client, container.id))
     markers = read_markers(client, container.id) if container is not None else frozenset()
     return EngineView(image.id if image else None, images.config_digest(image) if image else None, present, pinned_id,
                       baked, baked_ids, container, markers)

@@ -34,6 +34,7 @@ WORKSPACE_TARGET = "/envctl"  # the environment's workspace inside the container
 class Options:
     cards: Cards | None = None  # --cards or the inventory's: a count or indices, overriding device.cards
     skip_driver_check: bool = False
+    force: bool = False  # recreate the container even while work runs in it (--force)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class ContainerAction:
     action: str  # create | recreate | start | unchanged | unknown
     reason: str
     changes: tuple[str, ...] = ()  # recreate: the fields that changed
+    stops: tuple = ()  # recreate with --force: the running work it kills (envctl/runs.py Run); up kills no other
 
 
 @dataclass(frozen=True)
@@ -316,6 +318,15 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
         how = image.obtain or "give image.tarball.source (a docker save tarball) or image.build in the manifest"
         blockers.append(f"image {image.ref}: {image.reason}; {how}")
     chosen = decisions.container(spec, decisions.wanted_image_id(image, baked, observed), observed)
+    running = observed.container.runs if observed.container is not None else ()
+    stops = ()
+    if chosen.action == "recreate" and running:  # running work is never killed by surprise
+        if options.force:
+            stops = running
+        else:
+            from envctl.runs import blocker  # imports docker-py, which plans without an engine never need
+
+            blockers.append(blocker(spec.name, running, "recreating"))
     steps = decisions.setup(setup, chosen, baked, observed)
     setup = tuple(dataclasses.replace(s, action=d.action, reason=d.reason) for s, d in zip(setup, steps))
     world = _world(observed)
@@ -336,7 +347,7 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
         needs=tuple(needs),
         notes=tuple(manifest.notes),
         baked=baked,
-        container_action=ContainerAction(chosen.action, chosen.reason, chosen.changes),
+        container_action=ContainerAction(chosen.action, chosen.reason, chosen.changes, stops),
         world=world,
         secrets=loaded.secrets,
     )

@@ -119,6 +119,8 @@ def plan_text(plan: Plan) -> str:
         add(f"                 → {a.target} ({how}{', extracted' if a.extract else ''})")
     add(f"5. container   {plan.container.name}  (config {plan.container.config_hash()[:12]})")
     add(f"                 → {plan.container_action.action}: {plan.container_action.reason}")
+    for run in plan.container_action.stops:  # accepted with --force
+        add(f"                 kills (--force): {run.describe()}")
     args = plan.container.cli_args()
     add("     " + shlex.join(args[:4]) + " \\")
     i = 4

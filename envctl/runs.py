@@ -89,6 +89,10 @@ class Run:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def key(self) -> tuple:
+        """What tells two observations of one run apart from two runs."""
+        return self.kind, self.exec_id or self.host_pid or self.pid, self.name
+
 
 def new_record(entrypoint: str, log: str | None) -> tuple[str, str]:
     """The wrapper's two leading arguments for one run: the PID file path in the container and
@@ -267,3 +271,15 @@ def refuse_running_work(client, container, container_name: str, verb: str, comma
     if work and not force:
         raise RunningWork(container_name, work, verb, command)
     return work
+
+
+def refuse_unplanned(client, container, container_name: str, accepted: tuple[Run, ...]) -> None:
+    """Right before `up` removes `container` to recreate it: raise RunningWork when work runs in
+    it that the plan did not accept to stop (`accepted`: the plan's --force list), such as a run
+    started after the plan was made."""
+    keys = {run.key() for run in accepted}
+    unplanned = tuple(run for run in running_work(client, container) if run.key() not in keys)
+    if unplanned:
+        error = RunningWork(container_name, unplanned, "recreating", "envctl up")
+        error.hint = "it started after the plan was made, or the plan was made without --force: run `envctl plan` again"
+        raise error

@@ -31,7 +31,8 @@ def summary(plan: Plan) -> dict:
                       "missing": [a.name for a in plan.artifacts if a.action == "missing"]},
         "image": {"ref": plan.baked or plan.image.ref, "action": plan.image.action, "bytes": plan.image.bytes},
         "container": {"name": plan.container.name, "action": plan.container_action.action,
-                      "changes": list(plan.container_action.changes)},
+                      "changes": list(plan.container_action.changes),
+                      "kills": [r.describe() for r in plan.container_action.stops]},  # accepted with --force
         "setup": {"run": [s.name for s in runs], "total": len(plan.setup)},
         "blockers": len(plan.blockers),
     }
@@ -57,6 +58,8 @@ def summary_lines(plan: Plan) -> list[str]:
     container = f"{s['container']['name']}  {s['container']['action']}"
     if s["container"]["changes"]:
         container += f" ({'; '.join(s['container']['changes'])})"
+    if s["container"]["kills"]:
+        container += f", killing {len(s['container']['kills'])} running (--force)"
     ran = s["setup"]["run"]
     named = ran if 0 < len(ran) <= 3 and len(ran) < s["setup"]["total"] else []  # a few among others: say which
     setup = f"{len(ran)} of {s['setup']['total']} step(s) run" + (f": {', '.join(named)}" if named else "")

@@ -43,6 +43,17 @@ class _Api:
             raise ImageNotFound(f"No such image: {ref}")
         return {"Id": image.id, "RepoTags": list(image.tags), "Config": {"Labels": dict(image.labels)}}
 
+    def inspect_container(self, container_id: str) -> dict:
+        """Only what envctl/runs.py reads: the state, the init's PID, the running execs (none)."""
+        container = next((c for c in self.engine.containers_ if c.id == container_id), None)
+        if container is None:
+            raise NotFound(f"No such container: {container_id}")
+        return {"Id": container.id, "State": {"Running": container.status == "running", "Pid": 4242}, "ExecIDs": None}
+
+    def top(self, container_id: str, ps_args: str | None = None) -> dict:
+        """procps `ps -o pid,ppid,etimes,stat,args` as `docker top` relays it: the keep-alive process alone."""
+        return {"Titles": ["PID", "PPID", "ELAPSED", "STAT", "COMMAND"], "Processes": [["4242", "4200", "60", "Ss", "sleep infinity"]]}
+
     def get_archive(self, container_id: str, path: str):
         container = next((c for c in self.engine.containers_ if c.id == container_id), None)
         if container is None:

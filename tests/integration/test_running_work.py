@@ -146,3 +146,92 @@ def test_a_run_outlives_its_client_and_a_restart_leaves_no_run_behind(make_env, 
     assert code == 0 and listing.strip(), "the PID file should still be there for this test to mean anything"
     assert status_runs(env) == []
     assert env.run("down", env.container).returncode == 0
+
+
+def test_editing_the_manifest_while_training_blocks_plan_and_up_and_the_training_lives(make_env, tarballs):
+    """The scenario of issue 11: one env value changed while `envctl exec train` runs."""
+    env = make_env("cpu")
+    up(env, tarballs)
+    before = env.get().id
+    training = start_training(env)
+    try:
+        write(env, tarballs, rate="3e-4")
+        planned = env.run("plan", str(env.manifest))
+        assert planned.returncode == 5, planned.stderr
+        run = status_runs(env)[0]
+        assert "→ recreate: changed: env LEARNING_RATE" in planned.stdout
+        blocker = (f"recreating {env.container} would kill running work: train since "
+                   f"{run['since'].replace('T', ' ').replace('Z', ' UTC')} (pid {run['pid']}, log {run['log']}, "
+                   f"by {run['by']}); `--force` to do it anyway")
+        assert f"  - {blocker}" in planned.stdout
+        as_json = json.loads(env.run("plan", str(env.manifest), "--json").stdout)
+        assert as_json["container_action"]["action"] == "recreate" and blocker in as_json["blockers"]
+        refused = env.run("up", str(env.manifest))
+        assert refused.returncode == 5
+        assert blocker in refused.stderr
+        assert env.get().id == before and env.get().status == "running"  # nothing changed
+        assert training.poll() is None
+    finally:
+        code, out = release(env, training)
+    assert (code, out) == (7, "done\n")  # the training ended on its own, with its own exit code
+    done = env.run("up", str(env.manifest))  # a finished run blocks nothing
+    assert done.returncode == 0, done.stderr
+    assert "recreated: env LEARNING_RATE changed" in done.stderr and env.get().id != before
+
+
+def test_an_up_that_keeps_the_container_is_not_blocked(make_env, tarballs):
+    env = make_env("cpu")
+    up(env, tarballs)
+    training = start_training(env)
+    try:
+        again = env.run("up", str(env.manifest))
+        assert again.returncode == 0, again.stderr
+        assert "container  " + env.container + ": unchanged" in again.stderr
+        assert training.poll() is None
+    finally:
+        assert release(env, training)[0] == 7
+
+
+def test_up_force_recreates_and_names_what_it_killed(make_env, tarballs):
+    env = make_env("cpu")
+    up(env, tarballs)
+    before = env.get().id
+    training = start_training(env)
+    try:
+        write(env, tarballs, rate="3e-4")
+        planned = env.run("plan", str(env.manifest), "--force")
+        assert planned.returncode == 0, planned.stdout
+        assert "kills (--force): train since " in planned.stdout
+        assert "recreate (env LEARNING_RATE), killing 1 running (--force)" in planned.stdout
+        forced = env.run("up", str(env.manifest), "--force")
+        assert forced.returncode == 0, forced.stderr
+        assert "stopped    train since " in forced.stderr
+        assert env.get().id != before
+        assert training.wait(timeout=60) != 0  # killed with the old container
+    finally:
+        if training.poll() is None and env.get() is not None:
+            release(env, training)
+
+
+def test_work_started_after_the_plan_stops_up_before_it_removes_anything(make_env, tarballs, engine):
+    """The last check, under the environment's lock right before removal: only the runs the plan
+    accepted (with --force) may be killed."""
+    from envctl.runs import RunningWork, refuse_unplanned, running_work
+
+    env = make_env("cpu")
+    up(env, tarballs)
+    container = env.get()
+    refuse_unplanned(engine, container, env.container, ())  # nothing runs: nothing to refuse
+    training = start_training(env)
+    try:
+        accepted = running_work(engine, container)
+        refuse_unplanned(engine, container, env.container, accepted)
+        with pytest.raises(RunningWork) as refused:
+            refuse_unplanned(engine, container, env.container, ())
+        assert "would kill running work: train since " in refused.value.message
+        assert "run `envctl plan` again" in refused.value.hint
+        second = env.popen("exec", "--env", env.container, "quick")
+        assert second.wait(timeout=60) == 0  # a run that came and went meanwhile changes nothing
+        refuse_unplanned(engine, container, env.container, accepted)
+    finally:
+        assert release(env, training)[0] == 7
