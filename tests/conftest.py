@@ -18,3 +18,16 @@ def clean_env(tmp_path, monkeypatch):
     monkeypatch.setenv("ENVCTL_WORKSPACE", "/var/lib/envctl-test")
     monkeypatch.chdir(tmp_path)
     return os.environ
+
+
+# What needs a real engine, the SSH lab, stand-in images or loopback servers is the slow tier; the rest runs in
+# well under a minute with `pytest -m "not slow"` (README, "Tests").
+_SLOW_DIRS = ("integration", "remote", "artifacts")  # artifacts: loopback HTTP/FTP/git servers
+_SLOW_FILES = ("test_remote_sources.py", "test_packaging.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = item.path.parts
+        if any(d in parts for d in _SLOW_DIRS) or item.path.name in _SLOW_FILES:
+            item.add_marker(pytest.mark.slow)

@@ -1,0 +1,173 @@
+"""The plan's decisions, state by state, on an in-memory engine (tests/fake_engine.py): which
+action each step gets and why. What `up` then does on a real engine is held to these same
+actions in tests/integration/test_plan_is_what_up_does.py."""
+
+import textwrap
+
+import pytest
+
+from fake_engine import FakeEngine
+from envctl.containers import LABEL_HASH, LABEL_IMAGE_ID, LABEL_MANIFEST, LABEL_SPEC
+from envctl.hosts.local import LocalHost
+from envctl.manifest.loader import load
+from envctl.markers import FAILED_SUFFIX, marker_name
+from envctl.observe import observe
+from envctl.plan import build_plan
+from envctl.summary import planned_actions, summary_lines
+
+IMAGE_ID = "sha256:" + "a" * 64
+MANIFEST = """\
+name: decide
+description: decisions under test
+device: {kind: cpu}
+image: {ref: "lab/base:1", id: "%s"}
+container:
+  env: {GREETING: %s}
+setup:
+  - {name: first, run: "echo 1"}
+  - {name: second, run: "echo %s"}
+"""
+
+
+@pytest.fixture
+def world(tmp_path, clean_env):
+    environ = {**clean_env, "ENVCTL_CACHE": str(tmp_path / "cache"), "ENVCTL_WORKSPACE": str(tmp_path / "ws")}
+    (tmp_path / "root").mkdir()
+
+    def plan(engine, greeting="hello", second="2", extra=""):
+        path = tmp_path / "decide.yaml"
+        path.write_text(MANIFEST % (IMAGE_ID, greeting, second) + textwrap.dedent(extra))
+        loaded = load(str(path), environ=environ)
+        return build_plan(loaded, observe(LocalHost(str(tmp_path / "root")), loaded, engine, environ=environ), environ=environ)
+
+    return plan
+
+
+def with_container(engine, plan, status="running", markers=None, image_id=IMAGE_ID):
+    import json
+
+    labels = {LABEL_MANIFEST: plan.manifest, LABEL_HASH: plan.container.config_hash(), LABEL_IMAGE_ID: image_id,
+              LABEL_SPEC: json.dumps(plan.container.summary(), sort_keys=True, default=list)}
+    if markers is None:
+        markers = [marker_name(s.index, s.step_hash) for s in plan.setup]
+    engine.add_container(plan.container.name, labels, status, tuple(markers))
+
+
+def actions(plan):
+    return [a[2] for a in planned_actions(plan)]
+
+
+def test_fresh_host(world):
+    engine = FakeEngine()
+    plan = world(engine)
+    assert actions(plan) == ["missing", "create", "run", "run"]
+    assert plan.image.reason == "not on the engine; envctl pulls from no registry"
+    assert plan.blockers  # nothing can provide the image
+
+
+def test_the_pinned_image_under_another_name_is_tagged(world):
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:old")
+    assert actions(world(engine))[:2] == ["tag", "create"]
+
+
+def test_nothing_to_do(world):
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+    with_container(engine, world(engine))
+    plan = world(engine)
+    assert actions(plan) == ["present", "unchanged", "skip", "skip"]
+    assert "container  envctl-decide  unchanged" in "\n".join(summary_lines(plan))
+
+
+def test_changed_env_recreates_naming_the_variable(world):
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+    with_container(engine, world(engine))
+    plan = world(engine, greeting="bonjour")
+    assert actions(plan) == ["present", "recreate", "run", "run"]
+    assert plan.container_action.changes == ("env GREETING",)
+    assert [s.reason for s in plan.setup] == ["never ran (new container)"] * 2
+
+
+def test_changed_setup_step_runs_from_there(world):
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+    with_container(engine, world(engine))
+    plan = world(engine, second="3")
+    assert [(s.action, s.reason) for s in plan.setup] == [("skip", "unchanged since it ran"), ("run", "changed")]
+
+
+def test_a_step_after_a_changed_one_runs_too(world):
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+    before = world(engine, extra="")
+    with_container(engine, before)
+    plan = world(engine, greeting="hello", second="2", extra="")  # same plan: first unchanged
+    assert [s.action for s in plan.setup] == ["skip", "skip"]
+    only_second = [marker_name(before.setup[1].index, before.setup[1].step_hash)]
+    engine.containers_.clear()
+    with_container(engine, before, markers=only_second)
+    plan = world(engine)
+    assert [(s.action, s.reason) for s in plan.setup] == [("run", "never ran"), ("run", "after a changed step")]
+
+
+def test_a_step_that_failed_last_time_says_so(world):
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+    plan = world(engine)
+    first = marker_name(plan.setup[0].index, plan.setup[0].step_hash)
+    failed = marker_name(plan.setup[1].index, plan.setup[1].step_hash) + FAILED_SUFFIX
+    with_container(engine, plan, markers=[first, failed])
+    assert [(s.action, s.reason) for s in world(engine).setup] == [("skip", "unchanged since it ran"),
+                                                                   ("run", "failed last time")]
+
+
+@pytest.mark.parametrize("status", ["exited", "created"])
+def test_a_container_not_running_is_started(world, status):
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+    with_container(engine, world(engine), status=status)
+    plan = world(engine)
+    assert plan.container_action.action == "start" and status in plan.container_action.reason
+
+
+def test_a_container_of_another_image_is_recreated(world):
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+    with_container(engine, world(engine), image_id="sha256:" + "b" * 64)
+    plan = world(engine)
+    assert plan.container_action.action == "recreate"
+    assert plan.container_action.changes[0].startswith("image sha256:bbbbbbbbbbbb → sha256:aaaaaaaaaaaa")
+
+
+def test_a_baked_image_skips_every_step(world):
+    from envctl.containers import LABEL_BAKE_KEY, LABEL_BAKED_FOR
+    from envctl.plan import bake_key
+
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+    key = bake_key(IMAGE_ID, world(engine).setup)
+    engine.add_image("sha256:" + "c" * 64, f"envctl-baked/decide:{key}", labels={LABEL_BAKED_FOR: "decide", LABEL_BAKE_KEY: key})
+    plan = world(engine)
+    assert plan.baked == f"envctl-baked/decide:{key}"
+    assert actions(plan) == ["present", "create", "skip", "skip"]
+    assert plan.setup[0].reason == "inside the baked image"
+
+
+def test_a_missing_artifact_is_named_and_the_others_are_fetched(world):
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+    plan = world(engine, extra="""\
+        artifacts:
+          weights: {target: /models, obtain: ask the lab}
+          code: {source: "https://example.org/code.tar", target: /code}
+        """)
+    by_name = {a.name: (a.action, a.reason) for a in plan.artifacts}
+    assert by_name == {"weights": ("missing", "no source yet: it must be provided"), "code": ("fetch", "not in the cache")}
+    assert "missing: weights" in summary_lines(plan)[0]
+
+
+def test_without_an_engine_the_plan_says_unknown_and_why(world):
+    plan = world(None)
+    assert actions(plan) == ["unknown", "unknown", "unknown", "unknown"]
