@@ -48,6 +48,7 @@ class EngineImages:
         self.client = client
         self.records = records
         self._containerd: bool | None = None
+        self._platform = None
 
     # -- the store -------------------------------------------------------------------------
     def containerd_store(self) -> bool:
@@ -59,6 +60,14 @@ class EngineImages:
                 status = []
             self._containerd = any(len(pair) == 2 and pair[1] == CONTAINERD_SNAPSHOTTER for pair in status)
         return self._containerd
+
+    def platform(self):
+        """The engine's platform (envctl/image_platforms.py), asked once."""
+        if self._platform is None:
+            from envctl.image_platforms import of_engine
+
+            self._platform = of_engine(self.client)
+        return self._platform
 
     # -- lookups ---------------------------------------------------------------------------
     def get(self, ref_or_id: str) -> EngineImage | None:

@@ -37,6 +37,10 @@ def _tarball_identity(step: EnsureImage, tarball: Path, identities: IdentityCach
     advance = progress(f"reading {tarball.name}", tarball.stat().st_size) if progress else None
     # A tarball of several images (`docker save a b`): the one tagged step.ref is the manifest's.
     identity = identify(tarball, identities, need_sha256=need_sha256, progress=advance).image_for(step.ref, step.expected_id)
+    if identity.multi_platform and engine.containerd_store():
+        # The containerd store loads the whole index and runs its own platform's image; the
+        # classic store loads manifest.json, whose config is identity.image_id already.
+        identity = identity.for_platform(engine.platform())
     if step.sha256 and identity.sha256 != step.sha256:
         raise ImageError(
             f"{tarball} has sha256 {identity.sha256}, the manifest expects {step.sha256}; nothing was loaded",
@@ -108,14 +112,27 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
         if not identity.docker_manifest and not engine.containerd_store():
             raise ImageError(f"{exc.message}\n{tarball} is an OCI layout without manifest.json (as `skopeo copy` and "
                              "`podman save` write an oci-archive), which this engine's classic image store cannot load",
-                             hint=f"write it as a docker save tarball: skopeo copy oci-archive:{tarball} "
-                                  f"docker-archive:OUT.tar:{step.ref} (or use an engine with the containerd image store)") from None
+                             hint=f"write it as a docker save tarball: {_conversion(engine, identity, tarball, step.ref)} "
+                                  "(or use an engine with the containerd image store)") from None
         raise
     loaded = _loaded_image(engine, step, identity, lines)
     moved = _moved(step, current, loaded.id)
     if moved:
         moved += " (the old image is kept, untagged unless other tags name it)"
     return ImageOutcome("loaded", loaded.id, moved)
+
+
+def _conversion(engine: EngineImages, identity: TarballIdentity, tarball: Path, ref: str) -> str:
+    """The skopeo command that writes an OCI layout as a `docker save` tarball. From a
+    multi-platform index, skopeo copies one platform's image into a docker-archive, the host's
+    unless --override-os/--override-arch/--override-variant say otherwise (skopeo(1)): the
+    engine's is named, since the engine may run on another host."""
+    platform = ""
+    if identity.multi_platform:
+        which = engine.platform()
+        platform = f"--override-os {which.os} --override-arch {which.architecture} " + (
+            f"--override-variant {which.variant} " if which.variant else "")
+    return f"skopeo copy {platform}oci-archive:{tarball} docker-archive:OUT.tar:{ref}"
 
 
 def _moved(step: EnsureImage, current: EngineImage | None, now: str) -> str | None:

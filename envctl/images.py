@@ -27,7 +27,7 @@ CHUNK = 1 << 20
 # header") and Docker's xz support runs an `xz` binary the host may lack, so those (and bzip2,
 # for one rule) are decompressed here and streamed to the engine as a plain tar.
 ENGINE_TAKES = ("none", "gzip")
-_CACHE_VERSION = 4  # entries written before every image of a tarball (and its manifest digests) was read are read again
+_CACHE_VERSION = 5  # entries written before every platform of a multi-platform image was read are read again
 
 
 class IdentityCache:
@@ -53,7 +53,8 @@ class IdentityCache:
             return None
         if entry.get("version") != _CACHE_VERSION:
             return None
-        images = tuple(SavedImage(i["image_id"], tuple(i["repo_tags"]), tuple(i["manifest_digests"])) for i in entry["images"])
+        images = tuple(SavedImage(i["image_id"], tuple(i["repo_tags"]), tuple(i["manifest_digests"]),
+                                  tuple(tuple(p) for p in i.get("platforms") or ())) for i in entry["images"])
         return TarballIdentity(entry["image_id"], tuple(entry["repo_tags"]), entry["size"], entry["mtime_ns"], entry.get("sha256"),
                                tuple(entry["manifest_digests"]), entry["compression"], images, entry["docker_manifest"])
 

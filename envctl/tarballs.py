@@ -13,6 +13,10 @@ Accepted is what `docker load` accepts:
 - `docker save <image ID>`: `RepoTags` is null, the tarball names no image;
 - several images in one tarball (`docker save a b`, `skopeo copy --additional-tag`): each is
   read, and the manifest's image is the one tagged `image.ref` (`TarballIdentity.image_for`);
+- multi-platform images (an image index, or indexes nested in one, naming one manifest per
+  platform, beside buildx's attestation manifests of platform unknown/unknown, which are
+  skipped): every platform's config digest is read, and the image step picks the engine's
+  platform (`TarballIdentity.for_platform`, envctl/image_platforms.py);
 - an OCI layout named by `org.opencontainers.image.ref.name` (skopeo's and podman's
   oci-archive) when it has no `io.containerd.image.name`: Docker 28 names the loaded image
   after it (checked: ref.name `envctl-review/a:1` loads as `envctl-review/a:1`, `1` as
@@ -33,7 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from envctl import references
+from envctl import image_platforms, references
 from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
 
 CHUNK = 1 << 20
@@ -64,6 +68,22 @@ class SavedImage:
     image_id: str  # the config digest
     repo_tags: tuple[str, ...]
     manifest_digests: tuple[str, ...] = ()
+    # For a multi-platform image: (platform as text, its config digest) for each platform, in the
+    # index's order; empty for an image of one platform.
+    platforms: tuple[tuple[str, str], ...] = ()
+
+    def for_platform(self, platform: image_platforms.Platform) -> "SavedImage":
+        """This image as an engine of `platform` runs it: its config digest is that platform's.
+        Raises ImageError when the image has no manifest for it."""
+        if not self.platforms:
+            return self
+        for text, config in self.platforms:
+            if image_platforms.parse(text) == platform:
+                return replace(self, image_id=config)
+        held = ", ".join(text for text, _ in self.platforms)
+        raise ImageError(f"{', '.join(self.repo_tags) or 'the image'} is a multi-platform image of {held}; "
+                         f"this engine runs {platform}, which it has no image for; nothing was loaded",
+                         hint=f"get a tarball built for {platform} (docker buildx build --platform {platform} ...)")
 
 
 @dataclass(frozen=True)
@@ -104,6 +124,22 @@ class TarballIdentity:
             one = chosen[0]
             return replace(self, image_id=one.image_id, repo_tags=one.repo_tags, manifest_digests=one.manifest_digests)
         return replace(self, repo_tags=tuple(t for i in self.images for t in i.repo_tags))
+
+    @property
+    def multi_platform(self) -> bool:
+        return any(i.platforms for i in self.images)
+
+    def for_platform(self, platform: image_platforms.Platform) -> "TarballIdentity":
+        """This identity as an engine of `platform` loads it from the OCI layout (the containerd
+        image store): each multi-platform image's config digest is `platform`'s. Its image IDs
+        there stay the index digests. Raises ImageError when an image has no manifest for it:
+        narrow with image_for first, so that only the manifest's image must have one."""
+        images = tuple(i.for_platform(platform) if i.manifest_digests[:1] == self.manifest_digests[:1] else i
+                       for i in self.images)
+        chosen = next((i for i in images if i.manifest_digests[:1] == self.manifest_digests[:1]), None)
+        if chosen is None:
+            return replace(self, images=images)
+        return replace(self, image_id=chosen.image_id, images=images)
 
 
 def compression_of(path: Path) -> str:
@@ -247,14 +283,27 @@ def _saved_image(members: _Members, entry: dict, descriptors: list, has_index: b
     if config not in members.digests:
         raise ImageError(f"{path} is incomplete: manifest.json names {entry['Config']}, which is not in the tarball")
     config_digest = "sha256:" + members.digests[config]
+    platforms: tuple = ()
     if has_index:
-        manifest_digests = tuple(d["digest"] for d in descriptors if _config_of(members, d["digest"], path) == config_digest)
+        # Docker 28's save of a multi-platform image names the index in index.json and the
+        # saving engine's platform's config in manifest.json (checked on 28.5.2).
+        trees = {d["digest"]: _platform_configs(members, d["digest"], path) or [] for d in descriptors}
+        manifest_digests = tuple(d for d, tree in trees.items() if config_digest in (c for _, c in tree))
         if not manifest_digests and len(descriptors) == 1:
             manifest_digests = (descriptors[0]["digest"],)
+        tree = trees.get(manifest_digests[0], []) if manifest_digests else []
+        platforms = _platforms_field(tree)
     else:  # the legacy layout: the containerd store writes a manifest for it on loading
         predicted = _containerd_manifest_digest(members, entry, config, path)
         manifest_digests = (predicted,) if predicted else ()
-    return SavedImage(config_digest, tuple(entry.get("RepoTags") or ()), manifest_digests)
+    return SavedImage(config_digest, tuple(entry.get("RepoTags") or ()), manifest_digests, platforms)
+
+
+def _platforms_field(tree: list) -> tuple:
+    """SavedImage.platforms from _platform_configs' answer: empty for one platform."""
+    if len(tree) <= 1:
+        return ()
+    return tuple((str(platform) if platform else "unknown", config) for platform, config in tree)
 
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -289,20 +338,26 @@ def _containerd_manifest_digest(members: _Members, entry: dict, config: str, pat
     return "sha256:" + hashlib.sha256(json.dumps(manifest, separators=(",", ":")).encode()).hexdigest()
 
 
-def _config_of(members: _Members, digest: str, path: Path) -> str | None:
-    """The config digest a manifest (or an image index of one platform's manifest, beside
-    attestation manifests of platform unknown/unknown) names; None when it is not there.
-    Raises ImageError for an index of several platforms."""
+def _platform_configs(members: _Members, digest: str, path: Path, platform=None, depth: int = 0) -> list | None:
+    """[(platform or None, config digest)] of the manifest `digest` names, or of every platform's
+    manifest below it when it is an image index (indexes nested in indexes are followed;
+    attestation manifests skipped). None when a manifest below is not in the tarball (a
+    platform saved without its blobs is left out, as `docker save --platform` writes them)."""
     document = _document(members, _blob(digest), path)
-    while isinstance(document, dict) and "manifests" in document:  # an image index: one platform's manifest below
-        children = [m for m in document.get("manifests") or [] if isinstance(m, dict)
-                    and (m.get("platform") or {}).get("os") != "unknown"]
-        if len(children) != 1:
-            raise ImageError(f"{path}: its image index names {len(children)} platform images; envctl expects one per tarball")
-        document = _document(members, _blob(children[0]["digest"]), path)
-    if not isinstance(document, dict) or not isinstance(document.get("config"), dict):
+    if isinstance(document, dict) and isinstance(document.get("manifests"), list) and depth < 8:
+        found, missing = [], False
+        for child in document["manifests"]:
+            if not isinstance(child, dict) or "digest" not in child or image_platforms.is_attestation(child):
+                continue
+            below = _platform_configs(members, child["digest"], path, image_platforms.of_descriptor(child) or platform, depth + 1)
+            if below is None:
+                missing = True
+            else:
+                found += below
+        return found or (None if missing else [])
+    if not isinstance(document, dict) or not isinstance(document.get("config"), dict) or not document["config"].get("digest"):
         return None
-    return document["config"].get("digest")
+    return [(platform, document["config"]["digest"])]
 
 
 def _images_from_index(members: _Members, descriptors: list, path: Path) -> list[SavedImage]:
@@ -313,12 +368,15 @@ def _images_from_index(members: _Members, descriptors: list, path: Path) -> list
     for descriptor in descriptors:
         annotations = descriptor.get("annotations") or {}
         name = next((annotations[key] for key in NAME_ANNOTATIONS if annotations.get(key)), None)
-        config = _config_of(members, descriptor["digest"], path)
-        if config is None:
+        tree = _platform_configs(members, descriptor["digest"], path, image_platforms.of_descriptor(descriptor))
+        if not tree:
             raise ImageError(f"{path} is incomplete: index.json names {descriptor['digest']}, whose manifest is not in the tarball")
-        if _blob(config) not in members.digests:
-            raise ImageError(f"{path} is incomplete: its manifest names the config {config}, which is not in the tarball")
-        images.append(SavedImage("sha256:" + members.digests[_blob(config)], (name,) if name else (), (descriptor["digest"],)))
+        for _, config in tree:
+            if _blob(config) not in members.digests:
+                raise ImageError(f"{path} is incomplete: its manifest names the config {config}, which is not in the tarball")
+        config = tree[0][1]  # of the first platform, until for_platform picks the engine's
+        images.append(SavedImage("sha256:" + members.digests[_blob(config)], (name,) if name else (), (descriptor["digest"],),
+                                 _platforms_field(tree)))
     return images
 
 

@@ -383,3 +383,93 @@ def test_an_oci_archive_named_by_ref_name_is_loaded_and_tagged(make_env, engine,
             engine.images.remove(oci_archive["manifest_digest"], force=True)  # the name as written too
         except docker.errors.ImageNotFound:
             pass
+
+
+@pytest.fixture(scope="module")
+def multi(saved, tmp_path_factory) -> dict:
+    """Multi-platform tarballs of the image (linux/amd64 + linux/arm64/v8, valid blobs), made
+    from Docker 28's save of it (tests/multiplatform.py): `bare`, an OCI layout as buildx's
+    `--output type=oci` writes it (index.json → index → index → manifests, with attestation
+    manifests); `saved`, as Docker 28.5.2's `docker save` writes a multi-platform image
+    (manifest.json naming the amd64 config beside index.json naming the index); `foreign`, of
+    arm64 and s390x only."""
+    from multiplatform import multi_platform
+
+    directory = tmp_path_factory.mktemp("multi")
+    single = saved["oci"].read_bytes()
+    found = {}
+    for name, kwargs in (("bare", {"nest": 2, "attest": True}), ("saved", {"attest": True, "manifest_json": True, "tags": [REF]}),
+                         ("foreign", {"platforms": (("arm64", "v8"), ("s390x", ""))})):
+        data, made = multi_platform(single, **kwargs)
+        path = directory / f"{name}.tar"
+        path.write_bytes(data)
+        found[name] = {"path": path, **made}
+    return found
+
+
+def test_a_multi_platform_oci_layout_is_loaded_as_the_engine_loads_it(make_env, engine, engine_under_test, multi, absent):
+    tarball = multi["bare"]
+    # Docker 28 names the image by the index digest (its own `docker load` says so).
+    expected = engine_id(engine, tarball["path"]) if engine_under_test.store == "containerd" else None
+    env = make_env("cpu")
+    manifest_for(env, tarball["path"], pin=tarball["configs"]["linux/amd64"])  # the config digest users copy
+    done = env.run("image", str(env.manifest))
+    if engine_under_test.store == "classic":  # Docker 20.10 loads manifest.json only
+        assert done.returncode == 5, done.stderr
+        assert "is an OCI layout without manifest.json" in done.stderr
+        assert f"skopeo copy --override-os linux --override-arch amd64 oci-archive:{tarball['path']}" in done.stderr
+        assert "Traceback" not in done.stderr and "platform images" not in done.stderr
+        return
+    try:
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == tarball["index"] == expected == engine.api.inspect_image(REF)["Id"]
+        again = env.run("image", str(env.manifest))
+        assert f"image      {REF}: present" in again.stderr, again.stderr
+        plan = env.run("up", "--dry-run", str(env.manifest))
+        assert "→ present: " in plan.stdout, plan.stdout
+        up = env.run("up", str(env.manifest))
+        assert up.returncode == 0, up.stderr
+        ran = env.run("exec", "hello", "--env", env.container)
+        assert ran.returncode == 0 and len(ran.stdout.strip()) == 32, ran.stderr
+    finally:
+        assert env.run("down", env.container).returncode in (0, 4)
+
+
+def test_a_pin_of_another_platform_is_refused_before_loading(make_env, engine, engine_under_test, multi, absent):
+    """The image the engine runs is its own platform's: a pin of the arm64 config is refused
+    before loading on an amd64 engine (on the classic store, which loads no OCI layout, too)."""
+    tarball = multi["bare"]
+    env = make_env("cpu")
+    manifest_for(env, tarball["path"], pin=tarball["configs"]["linux/arm64/v8"])
+    done = env.run("image", str(env.manifest))
+    assert done.returncode == 5
+    assert f"the manifest pins {tarball['configs']['linux/arm64/v8']}; nothing was loaded" in done.stderr
+    with pytest.raises(docker.errors.ImageNotFound):
+        engine.images.get(REF)
+
+
+def test_docker_28_save_of_a_multi_platform_image_is_loaded_on_both_engines(make_env, engine, multi, absent):
+    tarball = multi["saved"]
+    expected = engine_id(engine, tarball["path"])  # 20.10: the amd64 config; 28: the index digest
+    assert expected in (tarball["configs"]["linux/amd64"], tarball["index"])
+    env = make_env("cpu")
+    manifest_for(env, tarball["path"], pin=tarball["configs"]["linux/amd64"])
+    done = env.run("image", str(env.manifest))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected == engine.api.inspect_image(REF)["Id"]
+    again = env.run("image", str(env.manifest))
+    assert f"image      {REF}: present" in again.stderr, again.stderr
+
+
+def test_a_multi_platform_image_without_the_engines_platform_loads_nothing(make_env, engine, engine_under_test, multi, absent):
+    tarball = multi["foreign"]
+    env = make_env("cpu")
+    manifest_for(env, tarball["path"])
+    done = env.run("image", str(env.manifest))
+    assert done.returncode == 5 and "Traceback" not in done.stderr
+    if engine_under_test.store == "containerd":
+        assert "multi-platform image of linux/arm64, linux/s390x; this engine runs linux/amd64" in done.stderr
+    else:
+        assert "is an OCI layout without manifest.json" in done.stderr
+    with pytest.raises(docker.errors.ImageNotFound):
+        engine.images.get(REF)

@@ -336,3 +336,116 @@ def test_every_image_of_a_tarball_is_remembered(tmp_path):
     first = identify(path, cache, need_sha256=False)
     again = identify(path, cache, need_sha256=False)  # from the cache file
     assert again == first and again.image_for("envctl-ut/b:1").image_id == "sha256:" + _sha(OTHER_CONFIG)
+
+
+# -- multi-platform images ------------------------------------------------------------------
+from multiplatform import multi_platform  # noqa: E402  (the layouts buildx and Docker 28 write)
+from envctl.image_platforms import Platform, normalize, of_engine, parse  # noqa: E402
+from envctl.images import IdentityCache, identify  # noqa: E402
+
+AMD64, ARM64 = Platform("linux", "amd64"), Platform("linux", "arm64")
+
+
+@pytest.mark.parametrize("nest, attest", [(1, False), (1, True), (2, True), (3, False)])
+def test_a_multi_platform_index_gives_each_platform_its_config(tmp_path, nest, attest):
+    """amd64 + arm64 under one index, an index inside an index, buildx attestations beside."""
+    data, made = multi_platform(oci(with_manifest_json=False)[0], nest=nest, attest=attest)
+    path = tmp_path / "multi.tar"
+    path.write_bytes(data)
+    identity = read_identity(path)
+    assert identity.multi_platform and identity.manifest_digests == (made["index"],)
+    assert dict(identity.images[0].platforms) == {"linux/amd64": made["configs"]["linux/amd64"],
+                                                  "linux/arm64": made["configs"]["linux/arm64/v8"]}
+    assert identity.for_platform(AMD64).image_id == made["configs"]["linux/amd64"]
+    arm = identity.for_platform(ARM64)
+    assert arm.image_id == made["configs"]["linux/arm64/v8"] and arm.ids == (arm.image_id, made["index"])
+    assert arm.repo_tags == ("docker.io/envctl-ut/busybox:1",)
+
+
+def test_a_multi_platform_image_without_the_engines_platform_is_refused(tmp_path):
+    data, _ = multi_platform(oci(with_manifest_json=False)[0], platforms=(("arm64", "v8"), ("s390x", "")))
+    path = tmp_path / "multi.tar"
+    path.write_bytes(data)
+    with pytest.raises(ImageError) as caught:
+        read_identity(path).for_platform(AMD64)
+    assert "multi-platform image of linux/arm64, linux/s390x; this engine runs linux/amd64" in caught.value.message
+    assert "nothing was loaded" in caught.value.message
+
+
+def test_docker_28_save_of_a_multi_platform_image_keeps_manifest_json_s_config(tmp_path):
+    """manifest.json names the saving engine's platform's config, index.json the index: the
+    classic store loads the former (ID = that config), the containerd store the latter."""
+    data, made = multi_platform(oci(with_manifest_json=False)[0], attest=True, manifest_json=True, tags=["envctl-ut/busybox:1"])
+    path = tmp_path / "saved.tar"
+    path.write_bytes(data)
+    identity = read_identity(path)
+    assert identity.image_id == made["configs"]["linux/amd64"] and identity.manifest_digests == (made["index"],)
+    assert identity.docker_manifest and identity.repo_tags == ("envctl-ut/busybox:1",)
+    assert identity.for_platform(ARM64).image_id == made["configs"]["linux/arm64/v8"]
+
+
+def test_a_multi_platform_index_with_a_platform_left_out_reads_the_rest(tmp_path):
+    """`docker save --platform` and a partial pull leave other platforms' manifests out."""
+    data, made = multi_platform(oci(with_manifest_json=False)[0])
+    members = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        members = {m.name: archive.extractfile(m).read() for m in archive if m.isfile()}
+    members.pop("blobs/sha256/" + made["manifests"]["linux/arm64/v8"][7:])
+    path = tmp_path / "partial.tar"
+    with tarfile.open(path, "w") as archive:
+        for name, body in members.items():
+            _add(archive, name, body)
+    identity = read_identity(path)
+    assert not identity.multi_platform and identity.image_id == made["configs"]["linux/amd64"]
+
+
+def test_a_missing_config_of_any_platform_is_an_incomplete_tarball(tmp_path):
+    data, made = multi_platform(oci(with_manifest_json=False)[0])
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        members = {m.name: archive.extractfile(m).read() for m in archive if m.isfile()}
+    members.pop("blobs/sha256/" + made["configs"]["linux/arm64/v8"][7:])
+    path = tmp_path / "broken.tar"
+    with tarfile.open(path, "w") as archive:
+        for name, body in members.items():
+            _add(archive, name, body)
+    with pytest.raises(ImageError, match="is incomplete: its manifest names the config"):
+        read_identity(path)
+
+
+def test_every_platform_is_remembered(tmp_path):
+    data, made = multi_platform(oci(with_manifest_json=False)[0])
+    path = tmp_path / "multi.tar"
+    path.write_bytes(data)
+    cache = IdentityCache(tmp_path / "identities.json")
+    first = identify(path, cache, need_sha256=False)
+    again = identify(path, cache, need_sha256=False)
+    assert again == first and again.for_platform(ARM64).image_id == made["configs"]["linux/arm64/v8"]
+
+
+@pytest.mark.parametrize("written, same_as", [
+    (("linux", "x86_64"), AMD64), (("linux", "aarch64"), ARM64), (("linux", "arm64", "v8"), ARM64),
+    (("linux", "arm"), Platform("linux", "arm", "v7")), (("Linux", "AMD64"), AMD64),
+])
+def test_platforms_are_normalised_as_containerd_does(written, same_as):
+    assert normalize(*written) == same_as == parse(str(same_as))
+
+
+class _Engine:
+    """What `GET /version` and `GET /info` answer (docker-py's client.version(), info())."""
+
+    def __init__(self, arch: str, machine: str):
+        self.arch, self.machine = arch, machine
+
+    def version(self):
+        return {"Os": "linux", "Arch": self.arch, "Version": "28.5.2"}
+
+    def info(self):
+        return {"Architecture": self.machine, "OSType": "linux"}
+
+
+@pytest.mark.parametrize("arch, machine, platform", [
+    ("amd64", "x86_64", "linux/amd64"), ("arm64", "aarch64", "linux/arm64"),
+    ("arm", "armv7l", "linux/arm/v7"), ("arm", "armv6l", "linux/arm/v6"),
+])
+def test_the_engines_platform_is_read_from_version_and_info(arch, machine, platform):
+    assert str(of_engine(_Engine(arch, machine))) == platform
