@@ -79,3 +79,33 @@ def save(client, ref: str, output: Path, echo: Callable[[str], None]) -> int:
     os.replace(temporary, output)
     echo(f"saved {ref} ({written / (1 << 20):.0f} MiB of image data) to {output}")
     return written
+
+
+def load(client, tarball: Path, echo: Callable[[str], None], progress: Callable[[int], None] | None = None,
+         socket_path: str | None = None) -> list[tuple[tuple[str, ...], str, str]]:
+    """`envctl load`: load a tarball and say, for every image in it, its tags and the image ID
+    as this engine names it (the config digest on the classic store, the manifest or index
+    digest on the containerd store), with the config digest beside it when they differ, so
+    that either can be pinned. Returns [(tags, engine ID, config digest)] in the tarball's
+    order. Raises ImageError when the tarball cannot be read or loaded."""
+    from envctl.image_identity import RECORDS, EngineImages
+    from envctl.images import load_tarball, loaded_ids, read_identity
+    from envctl.paths import cache_dir
+
+    identity = read_identity(tarball)
+    lines = load_tarball(client, tarball, progress, socket_path)
+    engine = EngineImages(client, cache_dir() / "state" / RECORDS)
+    if identity.multi_platform and engine.containerd_store():
+        identity = identity.for_platform(engine.platform())
+    reported = []
+    for saved in identity.images:
+        image = next((found for found in (engine.get(name) for name in
+                                          [*saved.repo_tags, *saved.manifest_digests, saved.image_id, *loaded_ids(lines)])
+                      if found is not None and (found.id in (saved.image_id, *saved.manifest_digests) or not saved.manifest_digests)),
+                     None)
+        engine_id = image.id if image is not None else saved.image_id
+        engine.remember(engine_id, saved.image_id)
+        also = f", config digest {saved.image_id}" if engine_id != saved.image_id else ""
+        echo(f"loaded     {', '.join(saved.repo_tags) or 'an untagged image'} ({engine_id}{also})")
+        reported.append((saved.repo_tags, engine_id, saved.image_id))
+    return reported

@@ -62,3 +62,47 @@ def test_save_without_a_bake_says_what_to_run(make_env, tarballs):
     done = env.run("save", str(env.manifest), "-o", "/tmp/never.tar")
     assert done.returncode == 4
     assert "has no baked image for its current inputs on this host" in done.stderr and "envctl build" in done.stderr
+
+
+def test_load_names_every_image_by_the_engines_id_and_its_config_digest(engine, engine_under_test, tmp_path, monkeypatch):
+    """`envctl load` of a `docker save a b` tarball (Debian 12's Docker 20.10 wrote it): every
+    image's tags and the ID this engine gives it (what `docker inspect` shows), with the config
+    digest beside it where the engine names the image otherwise (the containerd store)."""
+    import subprocess
+    import uuid
+
+    import docker
+
+    from engines import CLASSIC, connect
+    from envctl import bake
+    from testimages import _rootfs_tar
+
+    monkeypatch.setenv("ENVCTL_CACHE", str(tmp_path / "cache"))
+    refs = [f"envctl-it/load-{n}:1" for n in ("a", "b")]
+    classic = connect(CLASSIC).client
+    configs = {}
+    for ref in refs:
+        classic.api.import_image_from_data(_rootfs_tar({"etc/load": uuid.uuid4().hex.encode()}), repository=ref.split(":")[0], tag="1")
+        configs[ref] = classic.images.get(ref).id
+    path = tmp_path / "two.tar"
+    subprocess.run(["docker", "save", "-o", str(path), *refs], check=True, timeout=120,
+                   env={"DOCKER_HOST": CLASSIC.docker_host, "PATH": "/usr/local/bin:/usr/bin:/bin"})
+    for ref in refs:
+        classic.images.remove(ref, force=True)
+    said = []
+    try:
+        reported = bake.load(engine, path, said.append)
+        assert len(said) == 2, said
+        for ref, line, (tags, engine_id, config) in zip(refs, said, reported):
+            assert tags == (ref,) and config == configs[ref]
+            assert engine_id == engine.api.inspect_image(ref)["Id"]
+            if engine_under_test.store == "classic":
+                assert line == f"loaded     {ref} ({config})"
+            else:
+                assert engine_id != config and line == f"loaded     {ref} ({engine_id}, config digest {config})"
+    finally:
+        for ref in refs:
+            try:
+                engine.images.remove(ref, force=True)
+            except docker.errors.ImageNotFound:
+                pass
