@@ -31,6 +31,8 @@ class FakeContainer:
     status: str = "running"
     labels: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)  # path → bytes
+    execs: dict = field(default_factory=dict)  # exec ID → what `exec_inspect` answers (running ones)
+    processes: list = field(default_factory=list)  # `docker top` rows beside the keep-alive process
 
 
 class _Api:
@@ -48,16 +50,33 @@ class _Api:
         container = next((c for c in self.engine.containers_ if c.id == container_id), None)
         if container is None:
             raise NotFound(f"No such container: {container_id}")
-        return {"Id": container.id, "State": {"Running": container.status == "running", "Pid": 4242}, "ExecIDs": None}
+        return {"Id": container.id, "State": {"Running": container.status == "running", "Pid": 4242},
+                "ExecIDs": list(container.execs) or None}  # the engine answers null when none runs
+
+    def exec_inspect(self, exec_id: str) -> dict:
+        for container in self.engine.containers_:
+            if exec_id in container.execs:
+                return container.execs[exec_id]
+        raise NotFound(f"No such exec instance: {exec_id}")
 
     def top(self, container_id: str, ps_args: str | None = None) -> dict:
-        """procps `ps -o pid,ppid,etimes,stat,args` as `docker top` relays it: the keep-alive process alone."""
-        return {"Titles": ["PID", "PPID", "ELAPSED", "STAT", "COMMAND"], "Processes": [["4242", "4200", "60", "Ss", "sleep infinity"]]}
+        """procps `ps -o pid,ppid,etimes,stat,args` as `docker top` relays it: the keep-alive
+        process (host PID 4242), then the container's `processes`."""
+        container = next(c for c in self.engine.containers_ if c.id == container_id)
+        return {"Titles": ["PID", "PPID", "ELAPSED", "STAT", "COMMAND"],
+                "Processes": [["4242", "4200", "60", "Ss", "sleep infinity"], *container.processes]}
 
     def get_archive(self, container_id: str, path: str):
         container = next((c for c in self.engine.containers_ if c.id == container_id), None)
         if container is None:
             raise NotFound(f"No such container: {container_id}")
+        if path in container.files:  # one file: a tar holding it alone, as the engine sends it
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w") as archive:
+                info = tarfile.TarInfo(path.rsplit("/", 1)[-1])
+                info.size = len(container.files[path])
+                archive.addfile(info, io.BytesIO(container.files[path]))
+            return iter([buffer.getvalue()]), {"name": info.name}
         below = {p: data for p, data in container.files.items() if p.startswith(path.rstrip("/") + "/")}
         if not below:
             raise NotFound(f"Could not find the file {path} in container {container.name}")
