@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,10 @@ import pytest
 
 import hostsim
 from engines import CLASSIC, ENGINE_KINDS, EngineUnderTest, connect
-from support import IMAGE
+from support import IMAGE, SESSION
 from testimages import save_image
 
-NAME_PREFIX = "it-"
+NAME_PREFIX = f"it-{SESSION}-"  # manifests (and so containers) of this session only
 
 
 def pytest_configure(config):
@@ -49,7 +50,8 @@ def engine_under_test(request) -> EngineUnderTest:
             container.remove(force=True)
     for image in client.images.list(name="envctl-it/*"):
         for tag in image.tags:
-            client.images.remove(tag, force=True)
+            if tag.endswith(f":{SESSION}") or not re.search(r":s\d+$", tag):  # not another session's IMAGE
+                client.images.remove(tag, force=True)
 
 
 @pytest.fixture(scope="session")

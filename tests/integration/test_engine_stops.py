@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from support import IMAGE
+
 import docker
 import pytest
 
@@ -93,7 +95,7 @@ def test_the_engine_stops_during_a_setup_step(throwaway_engine, saved_tarballs, 
     manifest = tmp_path / "stops.yaml"
     manifest.write_text(
         "name: it-engine-stops\ndescription: the engine stops during up\ndevice: {kind: cpu}\n"
-        f"image: {{ref: envctl-it/busybox:1, tarball: {{source: {saved_tarballs['plain']}}}}}\n"
+        f"image: {{ref: {IMAGE}, tarball: {{source: {saved_tarballs['plain']}}}}}\n"
         "setup:\n  - name: a long step\n    run: touch /tmp/started; sleep 60\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENVCTL_")}
     env.update(HOME=str(tmp_path / "home"), ENVCTL_CACHE=str(tmp_path / "cache"),
