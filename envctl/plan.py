@@ -322,7 +322,9 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
     stops = ()
     if chosen.action == "recreate" and running:  # running work is never killed by surprise
         if options.force:
-            stops = running
+            # Without the start times the engine's host derives from elapsed seconds (they move by
+            # a second between two observations): a saved plan (`up --plan`) compares equal.
+            stops = tuple(r if r.kind == "entrypoint" else dataclasses.replace(r, since=None) for r in running)
         else:
             from envctl.runs import blocker  # imports docker-py, which plans without an engine never need
 

@@ -235,3 +235,30 @@ def test_work_started_after_the_plan_stops_up_before_it_removes_anything(make_en
         refuse_unplanned(engine, container, env.container, accepted)
     finally:
         assert release(env, training)[0] == 7
+
+
+def test_a_saved_forced_plan_applies_while_the_same_work_runs(make_env, tarballs):
+    """`plan --force -o FILE`, reviewed, then `up --plan FILE --force`: the observation is made
+    twice, and the plan must come out the same although a background process's start time is
+    derived from the seconds it has been running."""
+    env = make_env("cpu")
+    up(env, tarballs)
+    training = start_training(env)
+    try:
+        code, out = env.inside("setsid sleep 700 </dev/null >/dev/null 2>&1 &")
+        assert code == 0, out
+        write(env, tarballs, rate="3e-4")
+        saved = env.base / f"{env.name}-plan.json"
+        planned = env.run("plan", str(env.manifest), "--force", "-o", str(saved))
+        assert planned.returncode == 0, planned.stdout
+        assert "kills (--force): process sleep 700 (" in planned.stdout
+        time.sleep(1.5)  # not a timing assertion: makes the elapsed seconds differ between the two observations
+        without = env.run("up", "--plan", str(saved))
+        assert without.returncode == 5 and "nothing was done" in without.stderr  # --force is given again, or nothing
+        applied = env.run("up", "--plan", str(saved), "--force")
+        assert applied.returncode == 0, applied.stderr
+        assert "stopped    train since " in applied.stderr and "stopped    process sleep 700" in applied.stderr
+    finally:
+        if training.poll() is None and env.get() is not None:
+            release(env, training)
+        training.wait(timeout=60)
