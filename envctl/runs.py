@@ -30,6 +30,7 @@ from __future__ import annotations
 import getpass
 import io
 import json
+import os
 import socket
 import tarfile
 import time
@@ -98,8 +99,15 @@ def new_record(entrypoint: str, log: str | None) -> tuple[str, str]:
     """The wrapper's two leading arguments for one run: the PID file path in the container and
     the run record (JSON). `by`: user@machine that started it."""
     record = {"entrypoint": entrypoint, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "log": log,
-              "by": f"{getpass.getuser()}@{socket.gethostname()}"}
+              "by": f"{_user()}@{socket.gethostname()}"}
     return f"{PID_DIR}/{uuid.uuid4().hex}", json.dumps(record, sort_keys=True)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a UID without a passwd entry and no $USER (a container, a CI runner)
+        return f"uid {os.getuid()}"
 
 
 def running_work(client, container) -> tuple[Run, ...]:
