@@ -233,11 +233,10 @@ def test_docker_28_oci_layout_is_loaded_on_both_engines(make_env, engine, saved,
 
 
 def test_a_pinned_config_digest_is_present_in_plan_and_up_once_loaded(make_env, engine, saved, absent):
-    # `up --dry-run` is the plan with the engine's view (`plan` alone does not ask the engine).
     env = make_env("cpu")
     manifest_for(env, saved["packed"]["gzip"], pin=saved["config_digest"])
     before = env.run("up", "--dry-run", str(env.manifest))
-    assert "load tarball" in before.stdout, before.stdout
+    assert "→ load: not on the engine" in before.stdout, before.stdout
     assert env.run("up", str(env.manifest)).returncode == 0
     after = env.run("up", "--dry-run", str(env.manifest))
     assert "→ present: " in after.stdout, after.stdout
