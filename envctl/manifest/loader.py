@@ -21,7 +21,7 @@ from envctl.artifacts import lockfile
 from envctl.artifacts.sources import Source, SourceError, parse_source
 from envctl.cards import CardsError, count_of, parse_cards
 from envctl.errors import ManifestError, Problem
-from envctl.manifest import compose, discovery, docker_values, yaml_numbers
+from envctl.manifest import compose, discovery, docker_values, nodes_check, yaml_numbers
 from envctl.manifest.errors_translate import suggest, translate
 from envctl.manifest.interpolate import Expander, expand_tree, looks_secret
 from envctl.manifest.model import NAME_PATTERN, Manifest
@@ -86,6 +86,7 @@ def load_file(path: Path, environ: Mapping[str, str], roots, variant: str | None
     # pass as schema problems.
     sources, image_source = _parse_sources(data, doc, path.parent, problems)
     problems += _check_references(data, doc, path.parent)
+    problems += nodes_check.problems(data, doc)
     problems += [_at(doc, where, message) for where, message in yaml_numbers.problems(data, doc.positions.written)]
     try:
         manifest = Manifest.model_validate(data)

@@ -373,6 +373,26 @@ class SetupStep(_Strict):
     _env = field_validator("env", mode="before")(_check_env)
 
 
+Launcher = Literal["torchrun", "torch.distributed.launch", "deepspeed", "msrun", "none"]
+
+
+def _check_optional_run(value: Any) -> Any:
+    return value if value is None else _check_run(value)
+
+
+class Nodes(_Strict):
+    """An entrypoint that one training may run on several hosts at once (`exec --nodes`). The
+    loader refuses a multi-node command still pinned to one node (envctl.nodes.pins)."""
+
+    launcher: Launcher = Field(description="what starts the processes on each node: torchrun, torch.distributed.launch, "
+                                           "deepspeed, msrun, or none (the command reads the ENVCTL_* contract itself)")
+    run: str | list[str] | None = Field(
+        None, description="the command each node runs when two or more run together; default: the entrypoint's run"
+    )
+
+    _run = field_validator("run", mode="before")(_check_optional_run)
+
+
 class Entrypoint(_Strict):
     description: str | None = None
     run: str | list[str]
@@ -384,6 +404,7 @@ class Entrypoint(_Strict):
     cards: int | list[int] | None = Field(None, description="cards this entrypoint uses, within the environment's")
     ports: list[ServedPort] = Field(default_factory=list, description="ports it serves (1-65535), for information and port checks")
     interactive: bool = Field(False, description="needs a terminal (a chat CLI)")
+    nodes: Nodes | None = Field(None, description="can run on several hosts at once (exec --nodes), and how")
 
     _run = field_validator("run", mode="before")(_check_run)
     _env = field_validator("env", mode="before")(_check_env)
