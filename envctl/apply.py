@@ -1,4 +1,5 @@
-"""`up`: execute a Plan on a host, step by step, by dispatching on each step's action.
+"""`up`: execute a Plan on a host (a WritableHost: this machine or an SSH host, one body for
+both), step by step, by dispatching on each step's action.
 
 Nothing is decided here: the artifact, image, container and setup actions were decided by
 build_plan (envctl/decisions.py). Before each step acts, what the plan rested on is checked
@@ -13,15 +14,13 @@ from typing import Callable
 
 from envctl.artifacts.cache import Cache
 from envctl.artifacts.download import Downloader, RemoteFile
-from envctl.artifacts.fetch import fetch_all, with_credentials, workspace_copy
+from envctl.artifacts.fetch import with_credentials
 from envctl.artifacts.sources import Source
-from envctl.engine import local_socket
 from envctl.errors import FetchError, HostNotReady
-from envctl.image_step import ImageOutcome, Progress, ensure_image
-from envctl.images import IdentityCache
+from envctl.hosts.base import WritableHost
+from envctl.image_step import ImageOutcome, Progress
 from envctl.lifecycle import ContainerOutcome, WorldChanged, execute
 from envctl.manifest.loader import Loaded
-from envctl.paths import cache_dir
 from envctl.plan import Plan
 from envctl.observe_engine import read_markers
 from envctl.setup_steps import StepOutcome, run_planned
@@ -51,21 +50,6 @@ def check_ready(plan: Plan) -> None:
             f"{plan.manifest} cannot start on {plan.host}:\n" + "\n".join(f"- {p}" for p in problems),
             hint=f"`envctl plan {plan.manifest}` shows the whole plan",
         )
-
-
-def place_artifacts(loaded: Loaded, plan: Plan, echo, progress, offline: bool, environ=None) -> None:
-    """Fetch every artifact into the cache, then make the writable copies `mode: rw` asks for."""
-    cache = Cache(cache_dir(environ))
-    fetched = {f.name: f for f in fetch_all(loaded, cache, offline, progress, echo)}
-    for artifact in plan.artifacts:
-        if artifact.mode == "rw" and artifact.host_path:
-            key = Path(artifact.cache_path).relative_to(cache.root / "artifacts")
-            placed = fetched[artifact.name].path
-            if artifact.subpath:
-                placed = placed / artifact.subpath.strip("/")
-            action = workspace_copy(placed, cache.placed_record(str(key)), Path(artifact.host_path))
-            if action == "copied":
-                echo(f"artifact   {artifact.name}: writable copy at {artifact.host_path}")
 
 
 def local_tarball(client, loaded: Loaded, plan: Plan, cache: Cache, progress, offline: bool):
@@ -104,97 +88,30 @@ def local_tarball(client, loaded: Loaded, plan: Plan, cache: Cache, progress, of
     return Source("file", str(cache.blob(sha)))
 
 
-def _image_outcome_action(outcome: ImageOutcome, downloaded: bool) -> str:
-    """The plan's word for what the image step did."""
-    if outcome.action == "loaded":
-        return "download+load" if downloaded else "load"
-    return {"tagged": "tag", "built": "build", "baked": "present"}.get(outcome.action, outcome.action)
-
-
-def _check_image_unchanged(client, plan: Plan) -> None:
-    """The image ref names what it named when the plan was made."""
-    from envctl.image_identity import EngineImages
-
-    if not plan.world.engine:
-        return
-    now = EngineImages(client, None).get(plan.image.ref)
-    now_id = now.id if now is not None else None
-    if now_id != plan.world.image_id:
-        raise WorldChanged(f"image {plan.image.ref} changed since the plan was made: it was "
-                           f"{plan.world.image_id or 'absent'}, it is {now_id or 'absent'}",
-                           hint="run `envctl plan` again to see what up would do now")
-
-
-def place(loaded: Loaded, plan: Plan, echo, progress, offline: bool, environ=None) -> list[tuple[str, str, str]]:
-    """The artifact steps: fetch what the plan says to fetch, make the writable copies it says
-    to make; a planned "cached" that is no longer in the cache stops `up` (the world changed)."""
-    from envctl.observe_cache import view as cache_view
-
-    now = cache_view(loaded, cache_dir(environ), Path(plan.workspace))
-    gone = [a.name for a in plan.artifacts if a.action in ("cached", "copy") and a.name not in now.cached]
-    if gone:
-        raise WorldChanged(f"artifact(s) {', '.join(gone)} left the cache since the plan was made",
-                           hint="run `envctl plan` again to see what up would do now")
-    cache = Cache(cache_dir(environ))
-    wanted = [a.name for a in plan.artifacts if a.action in ("fetch", "fetch+copy", "copy")]
-    fetched = {f.name: f for f in fetch_all(loaded, cache, offline, progress, echo, names=wanted)} if wanted else {}
-    executed = []
-    for artifact in plan.artifacts:
-        if artifact.name not in fetched:
-            executed.append(("artifact", artifact.name, "cached"))
-            continue
-        done = "fetch" if fetched[artifact.name].action == "fetched" else "cached"
-        if artifact.mode == "rw" and artifact.host_path:
-            key = Path(artifact.cache_path).relative_to(cache.root / "artifacts")
-            placed = fetched[artifact.name].path
-            if artifact.subpath:
-                placed = placed / artifact.subpath.strip("/")
-            if workspace_copy(placed, cache.placed_record(str(key)), Path(artifact.host_path)) == "copied":
-                echo(f"artifact   {artifact.name}: writable copy at {artifact.host_path}")
-                done = "copy" if done == "cached" else "fetch+copy"
-        executed.append(("artifact", artifact.name, done))
-    return executed
-
-
-def prepare(client, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress: Progress | None = None, environ=None,
+def prepare(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress: Progress | None = None,
             offline: bool = False, executed: list | None = None) -> ImageOutcome:
-    """Everything before the container: readiness, artifacts, the image, each as the plan says."""
-    check_ready(plan)
-    done = place(loaded, plan, echo, progress, offline, environ)
-    Path(plan.workspace).mkdir(parents=True, exist_ok=True)
-    cache = cache_dir(environ)
-    _check_image_unchanged(client, plan)
-    if plan.baked:
-        image = client.images.get(plan.baked)
-        echo(f"image      {plan.baked}: baked (setup inside)")
-        outcome, downloaded = ImageOutcome("baked", image.id), False
-    else:
-        source = loaded.image_source
-        downloaded = (plan.image.action == "download+load" and source is not None and source.kind != "file"
-                      and not (plan.image.sha256 and Cache(cache).has_blob(plan.image.sha256)))
-        if plan.image.action in ("load", "download+load"):
-            tarball = local_tarball(client, loaded, plan, Cache(cache), progress, offline)
-        else:  # present or tag: the tarball, when it is here, names the wanted image; nothing is downloaded
-            from envctl.observe_cache import tarball_here
+    """Everything before the container, on any host: readiness, the artifacts, the workspace,
+    the image, each as the plan says (envctl/artifact_steps.py, envctl/image_actions.py)."""
+    from envctl import artifact_steps, image_actions
 
-            here = tarball_here(loaded, Cache(cache))
-            tarball = Source("file", str(here)) if here is not None else None
-        outcome = ensure_image(client, plan.image, tarball, IdentityCache(cache / "state" / "tarballs.json"), progress,
-                               local_socket(environ))
-        echo(f"image      {plan.image.ref}: {outcome.action}" + (f" ({outcome.note})" if outcome.note else ""))
+    check_ready(plan)
+    done = artifact_steps.place(host, loaded, plan, echo, progress, offline)
+    host.mkdirs(plan.workspace)
+    outcome, word = image_actions.ensure(host, loaded, plan, artifact_steps.local_cache(host), echo, progress, offline)
     if executed is not None:
         executed += done
-        executed.append(("image", plan.image.ref, _image_outcome_action(outcome, downloaded)))
+        executed.append(("image", plan.image.ref, word))
     return outcome
 
 
-def up(client, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress: Progress | None = None, environ=None,
+def up(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress: Progress | None = None,
        offline: bool = False) -> Report:
-    """Execute the plan: each step's action, nothing else; stops with WorldChanged when what the
-    plan rested on changed. The report lists what was executed, in the plan's words."""
+    """Execute the plan on `host` (this machine or an SSH host, one body for both): each step's
+    action, nothing else; stops with WorldChanged when what the plan rested on changed. The
+    report lists what was executed, in the plan's words."""
     executed: list = []
-    image = prepare(client, loaded, plan, echo, progress, environ, offline, executed)
-    return start(client, loaded, plan, image, cache_dir(environ) / "locks", echo, executed)
+    image = prepare(host, loaded, plan, echo, progress, offline, executed)
+    return start(host.engine(), loaded, plan, image, Path(host.lock_dir), echo, executed)
 
 
 def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Path, echo: Callable[[str], None],

@@ -48,20 +48,32 @@ def print_error(error: EnvctlError) -> None:
 
 
 def plan_here(loaded, options, client=None, engine_problem: str | None = None):
-    """The plan of a loaded manifest on this host; with a Docker client the engine is observed
-    too (image, container, setup markers, baked images)."""
-    from envctl.observe import observe
-    from envctl.plan import build_plan
+    """The plan of a loaded manifest on this machine (envctl.planning.plan_on); with a Docker
+    client the engine is observed too (image, container, setup markers, baked images)."""
+    from envctl.planning import plan_on
 
-    return build_plan(loaded, observe(local_host(), loaded, client, engine_problem=engine_problem), options)
+    return plan_on(local_host(), loaded, options, client, engine_problem)
 
 
 def engine_if_any():
-    """(client, None) when this host's engine answers, else (None, why): `plan` and `up
-    --dry-run` observe the same way, and still show a plan without an engine."""
-    from envctl.engine import connect
+    """(client, None) when this machine's engine answers, else (None, why)."""
+    from envctl.planning import engine_if_any as of_host
 
-    try:
-        return connect(), None
-    except EnvctlError as problem:
-        return None, f"the engine could not be asked: {problem.message.splitlines()[0]}"
+    return of_host(local_host())
+
+
+def print_plans(plans: dict, as_json: bool, keyed: bool) -> None:
+    """The plans on stdout, as `plan` and `up --dry-run` both print them: one plan as it is, or
+    (`keyed`: hosts were named) each under its host's name."""
+    import json
+
+    from envctl.render import plan_json, plan_text
+
+    if not keyed:
+        for the_plan in plans.values():
+            typer.echo(plan_json(the_plan) if as_json else plan_text(the_plan), nl=not as_json)
+    elif as_json:
+        typer.echo(json.dumps({host: json.loads(plan_json(p)) for host, p in plans.items()}, indent=2))
+    else:
+        for host, the_plan in plans.items():
+            typer.echo(f"# {host}\n{plan_text(the_plan)}", nl=False)

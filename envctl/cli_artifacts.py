@@ -50,21 +50,20 @@ def fetch(
 
 
 def _push(remote, loaded, only, offline) -> int:
-    from envctl.artifacts.cache import Cache
-    from envctl.paths import cache_dir
+    from dataclasses import replace
+
+    from envctl.artifact_steps import place
     from envctl.plan import Options
+    from envctl.planning import plan_on
     from envctl.progress import ByteProgress
-    from envctl.remote.up import place_artifacts, plan_remote
 
-    def work(target, echo) -> str:
-        the_plan = plan_remote(target, loaded, Options(skip_driver_check=True), with_engine=False)
+    def work(host, echo) -> str:
+        the_plan = plan_on(host, loaded, Options(skip_driver_check=True))
         if only:
-            from dataclasses import replace
-
             the_plan = replace(the_plan, artifacts=tuple(a for a in the_plan.artifacts if a.name in only))
         with ByteProgress() as progress:
-            place_artifacts(target, loaded, the_plan, Cache(cache_dir()), echo, progress, offline)
-        return f"{len(the_plan.artifacts)} artifact(s) in {target.cache}"
+            place(host, loaded, the_plan, echo, progress, offline)
+        return f"{len(the_plan.artifacts)} artifact(s) in {host.cache_root}"
 
     return on_hosts(remote, work, "fetch " + loaded.manifest.name)
 

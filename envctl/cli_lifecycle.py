@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import difflib
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from envctl.cli_app import app, engine_if_any, local_host, parse_cards, plan_here, say
-from envctl.cli_remote import (RemoteOptions, accept_option, host_option, inventory_option, on_hosts, remote_options,
-                               single_target, ssh_config_option, with_host_cards)
+from envctl.cli_app import app, parse_cards, print_plans, say
+from envctl.cli_remote import (accept_option, each_host, host_option, inventory_option, remote_options, single_target,
+                               ssh_config_option, with_host_cards)
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_NOT_FOUND, EXIT_USAGE, EnvctlError
 from envctl.manifest.loader import load
 from envctl.plan import Options
-from envctl.render import plan_json, plan_text
+from envctl.render import plan_json
 
 
 @app.command()
@@ -44,27 +43,39 @@ def up(
     """Bring an environment up: driver check, devices, artifacts, image, container, setup.
     Refused (exit 5) when it would recreate a container in which work runs, unless --force."""
     from envctl import apply
-    from envctl.engine import connect
+    from envctl.planning import engine_if_any, plan_on
     from envctl.progress import ByteProgress
 
     loaded, options, saved = _what_to_apply(name, plan_file, cards, skip_driver_check, force)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
-    if remote.wanted:
-        raise typer.Exit(_up_remote(remote, loaded, options, dry_run, offline, saved, plan_file, as_json))
+    plans, reports = {}, {}
+
+    def work(host, echo) -> str:
+        host_options = with_host_cards(options, host)
+        if dry_run:
+            plans[host.name] = plan_on(host, loaded, host_options, *engine_if_any(host))
+            blockers = plans[host.name].blockers
+            return "blocked: " + "; ".join(blockers) if blockers else "plan only"
+        the_plan = plan_on(host, loaded, host_options, host.engine())
+        _check_saved(saved, plan_file, the_plan)
+        with ByteProgress() as progress:
+            report = apply.up(host, loaded, the_plan, echo, progress, offline=offline)
+        reports[host.name] = _report_json(the_plan, report)
+        entries = ", ".join(e.name for e in the_plan.entrypoints) or "none"
+        where = f" --host {host.name}" if remote.wanted else ""
+        echo(f"ready      {the_plan.container.name}: envctl exec ENTRYPOINT --env {the_plan.container.name}{where} "
+             f"(entrypoints: {entries})")
+        ran = sum(1 for s in report.setup if s.action == "ran")
+        return f"{the_plan.container.name} {report.container.action}, image {report.image.action}, {ran} setup step(s) ran"
+
+    code = each_host(remote, work, "up " + loaded.manifest.name)
     if dry_run:
-        client, problem = engine_if_any()
-        the_plan = plan_here(loaded, options, client, problem)
-        typer.echo(plan_json(the_plan) if as_json else plan_text(the_plan), nl=not as_json)
-        raise typer.Exit(EXIT_HOST_NOT_READY if the_plan.blockers else 0)
-    client = connect()
-    the_plan = plan_here(loaded, options, client)
-    _check_saved(saved, plan_file, the_plan)
-    with ByteProgress() as progress:
-        report = apply.up(client, loaded, the_plan, say, progress, offline=offline)
-    entries = ", ".join(e.name for e in the_plan.entrypoints) or "none"
-    say(f"ready      {the_plan.container.name}: envctl exec ENTRYPOINT --env {the_plan.container.name} (entrypoints: {entries})")
-    if as_json:
-        typer.echo(json.dumps(_report_json(the_plan, report), indent=2, ensure_ascii=False))
+        print_plans(plans, as_json, keyed=remote.wanted)
+        raise typer.Exit(code or (EXIT_HOST_NOT_READY if any(p.blockers for p in plans.values()) else 0))
+    if as_json:  # one host's report, or one per host named
+        shown = reports if remote.wanted else next(iter(reports.values()))
+        typer.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+    raise typer.Exit(code)
 
 
 def _what_to_apply(name, plan_file, cards, skip_driver_check, force=False):
@@ -101,130 +112,14 @@ def _report_json(the_plan, report) -> dict:
             "planned": [list(a) for a in planned_actions(the_plan)], "executed": [list(a) for a in report.executed]}
 
 
-def _up_remote(remote: RemoteOptions, loaded, options: Options, dry_run: bool, offline: bool, saved=None, plan_file=None,
-               as_json: bool = False) -> int:
-    from envctl.progress import ByteProgress
-    from envctl.remote.up import plan_remote, up_remote
+def _plan_for(env, host):
+    """The plan of a running environment on its host, from the manifest it was created from."""
+    from envctl.planning import plan_on
 
-    reports = {}
-
-    def work(target, echo) -> str:
-        host_options = with_host_cards(options, target)
-        the_plan = plan_remote(target, loaded, host_options)
-        if dry_run:
-            echo(plan_text(the_plan).rstrip("\n"))
-            return "blocked: " + "; ".join(the_plan.blockers) if the_plan.blockers else "plan only"
-        _check_saved(saved, plan_file, the_plan)
-        with ByteProgress() as progress:
-            report = up_remote(target, loaded, the_plan, echo, progress, offline=offline)
-        reports[target.name] = _report_json(the_plan, report)
-        ran = sum(1 for s in report.setup if s.action == "ran")
-        echo(f"ready      {the_plan.container.name}: envctl exec ENTRYPOINT --host {target.name}")
-        return f"{the_plan.container.name} {report.container.action}, image {report.image.action}, {ran} setup step(s) ran"
-
-    code = on_hosts(remote, work, "up " + loaded.manifest.name)
-    if as_json and not dry_run:
-        typer.echo(json.dumps(reports, indent=2, ensure_ascii=False))
-    return code
-
-
-@app.command()
-def image(
-    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
-    offline: bool = typer.Option(False, "--offline", help="use a cached tarball only"),
-) -> None:
-    """Make sure the manifest's image is on the engine (load or build it, as `up` would), and
-    nothing else: for preparing a box before its artifacts are ready."""
-    from envctl import apply
-    from envctl.artifacts.cache import Cache
-    from envctl.engine import connect, local_socket
-    from envctl.image_step import ensure_image
-    from envctl.images import IdentityCache
-    from envctl.paths import cache_dir
-    from envctl.progress import ByteProgress
-
-    loaded = load(name)
-    client = connect()
-    the_plan = plan_here(loaded, Options(skip_driver_check=True), client)
-    cache = Cache(cache_dir())
-    with ByteProgress() as progress:
-        tarball = apply.local_tarball(client, loaded, the_plan, cache, progress, offline)
-        outcome = ensure_image(client, the_plan.image, tarball, IdentityCache(cache.root / "state" / "tarballs.json"), progress,
-                               local_socket())
-    say(f"image      {the_plan.image.ref}: {outcome.action}" + (f" ({outcome.note})" if outcome.note else ""))
-    typer.echo(outcome.image_id)
-
-
-@app.command()
-def build(
-    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
-    cards: Optional[str] = typer.Option(None, "--cards", help="card indices to bake with (default: device.cards)"),
-    skip_driver_check: bool = typer.Option(False, "--skip-driver-check", help="do not stop on a driver mismatch"),
-) -> None:
-    """Bake the image with the setup steps inside, tagged by the hash of its inputs; `up` then uses it."""
-    from envctl import apply, bake
-    from envctl.engine import connect
-    from envctl.progress import ByteProgress
-
-    loaded = load(name)
-    client = connect()
-    # force: a bake touches no container, so work running in one is no reason to refuse it.
-    the_plan = plan_here(loaded, Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check, force=True), client)
-    if the_plan.baked:  # the inputs have not changed since the last bake
-        ref, action = the_plan.baked, "present"
-    else:
-        with ByteProgress() as progress:
-            base = apply.prepare(client, loaded, the_plan, say, progress)
-        ref, action = bake.bake(client, the_plan, base.image_id, say)
-    say(f"baked      {ref}: {action}")
-    typer.echo(ref)
-
-
-@app.command()
-def save(
-    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
-    output: Path = typer.Option(..., "-o", "--output", help="the tarball to write (.tar or .tar.gz)"),
-) -> None:
-    """Write the baked image as a tarball for air-gapped servers (load it there with `envctl load`)."""
-    from envctl import bake
-    from envctl.engine import connect
-
-    loaded = load(name)
-    client = connect()
-    the_plan = plan_here(loaded, Options(skip_driver_check=True), client)
-    if the_plan.baked is None:
-        raise EnvctlError(f"{loaded.manifest.name} has no baked image for its current inputs on this host",
-                          hint=f"run `envctl build {name}` first", exit_code=EXIT_NOT_FOUND)
-    bake.save(client, the_plan.baked, output, say)
-
-
-@app.command("load")
-def load_command(tarball: Path = typer.Argument(..., help="a tarball written by `envctl save` or `docker save`")) -> None:
-    """Load an image tarball into the engine, reading its identity from the tarball itself."""
-    from envctl.engine import connect, local_socket
-    from envctl.images import load_tarball, read_identity
-    from envctl.progress import ByteProgress
-
-    identity = read_identity(tarball)
-    client = connect()
-    with ByteProgress() as progress:
-        load_tarball(client, tarball, progress(f"loading {tarball.name}", tarball.stat().st_size), local_socket())
-    say(f"loaded     {', '.join(identity.repo_tags) or 'an untagged image'} ({identity.image_id})")
-
-
-def _plan_for(env, client, target=None):
-    """The plan of a running environment, from the manifest it was created from (on `target`
-    when it is on a remote host)."""
     if not env.manifest_file:
         raise EnvctlError(f"{env.name} carries no manifest file label; recreate it with `envctl up`")
     loaded = load(env.manifest_file, variant=env.variant)
-    options = Options(cards=env.cards or None, skip_driver_check=True)
-    if target is not None:
-        from envctl.remote.up import plan_remote
-
-        the_plan = plan_remote(target, loaded, options)
-    else:
-        the_plan = plan_here(loaded, options, client)
+    the_plan = plan_on(host, loaded, Options(cards=env.cards or None, skip_driver_check=True), host.engine())
     if the_plan.container.config_hash() != env.config_hash:
         say(f"warning: {env.manifest_file} changed since {env.name} was created; `envctl up {env.reference}` applies it")
     return the_plan
@@ -246,9 +141,10 @@ def exec_command(
 
     from envctl import environments, execute
 
-    client, target = _engine(remote_options(hosts, ssh_config, inventory, accept_host_key))
-    chosen = environments.choose(client, env)
-    the_plan = _plan_for(chosen, client, target)
+    remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
+    host = single_target(remote)
+    chosen = environments.choose(host.engine(), env)
+    the_plan = _plan_for(chosen, host)
     entries = {e.name: e for e in the_plan.entrypoints}
     if entrypoint not in entries:
         close = difflib.get_close_matches(entrypoint, list(entries), n=1)
@@ -264,26 +160,11 @@ def exec_command(
     workspace = chosen.workspace
     log_file = execute.log_path(Path(workspace), entrypoint) if workspace and not tty else None
     invocation = execute.Invocation(chosen.name, argv, variables, entry.workdir, tty, log_file, entrypoint)
-    if target is None:
-        code = execute.run(invocation)
-    else:
-        from envctl.remote.target import RemoteLog
-
-        writer = RemoteLog(target.connection, str(log_file)) if log_file is not None else None
-        code = execute.run(invocation, target.docker_cli_environ(os.environ), writer)
+    writer = host.log_writer(str(log_file)) if log_file is not None else None
+    code = execute.run(invocation, host.docker_cli_environ(os.environ), writer)
     if log_file is not None:
-        say(f"log: {log_file}" + (f" on {target.name}" if target is not None else ""))
+        say(f"log: {log_file}" + (f" on {host.name}" if remote.wanted else ""))
     raise typer.Exit(code)
-
-
-def _engine(remote: RemoteOptions):
-    """The Docker client of this host, or of the one remote host named (with its target)."""
-    if remote.wanted:
-        target = single_target(remote)
-        return target.docker(), target
-    from envctl.engine import connect
-
-    return connect(), None
 
 
 @app.command()
@@ -299,12 +180,12 @@ def shell(
 
     from envctl import environments, execute
 
-    client, target = _engine(remote_options(hosts, ssh_config, inventory, accept_host_key))
-    chosen = environments.choose(client, env)
-    the_plan = _plan_for(chosen, client, target)
+    host = single_target(remote_options(hosts, ssh_config, inventory, accept_host_key))
+    chosen = environments.choose(host.engine(), env)
+    the_plan = _plan_for(chosen, host)
     argv = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi")
     invocation = execute.Invocation(chosen.name, argv, {}, the_plan.container.working_dir, sys.stdin.isatty(), None)
-    raise typer.Exit(execute.run(invocation, target.docker_cli_environ(os.environ) if target else None))
+    raise typer.Exit(execute.run(invocation, host.docker_cli_environ(os.environ)))
 
 
 @app.command()
@@ -321,19 +202,15 @@ def status(
     from envctl.runs import Run
 
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
-    if remote.wanted:
-        found: dict[str, list] = {}
+    found: dict[str, list] = {}
 
-        def work(target, echo) -> str:
-            found[target.name] = _status_rows(target.docker())
-            return f"{len(found[target.name])} environment(s)"
+    def work(host, echo) -> str:
+        found[host.name] = _status_rows(host.engine())
+        return f"{len(found[host.name])} environment(s)"
 
-        code = on_hosts(remote, work, "status")
-        rows = [{"host": host, **row} for host, host_rows in found.items() for row in host_rows]
-    else:
-        from envctl.engine import connect
-
-        code, rows = 0, _status_rows(connect())
+    code = each_host(remote, work, "status")
+    # Rows name their host when hosts were named.
+    rows = [{"host": host, **row} if remote.wanted else row for host, host_rows in found.items() for row in host_rows]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
     elif not rows:
@@ -371,15 +248,15 @@ def logs(
     """Print the log of the latest entrypoint run (kept in the environment's workspace)."""
     from envctl import environments, execute
 
-    client, target = _engine(remote_options(hosts, ssh_config, inventory, accept_host_key))
-    chosen = environments.choose(client, env, running_only=False)
+    host = single_target(remote_options(hosts, ssh_config, inventory, accept_host_key))
+    chosen = environments.choose(host.engine(), env, running_only=False)
     if not chosen.workspace:
         raise EnvctlError(f"{chosen.name} has no workspace mount")
     pattern = f"{entrypoint}-*.log" if entrypoint else "*.log"
-    if target is not None:
+    if host.fetch_mode is not None:  # the log is on that host: its newest is printed (followed) there
         from envctl.remote.logs import print_remote_log
 
-        raise typer.Exit(print_remote_log(target, f"{chosen.workspace}/logs", pattern, follow))
+        raise typer.Exit(print_remote_log(host, f"{chosen.workspace}/logs", pattern, follow))
     found = sorted(Path(chosen.workspace, "logs").glob(pattern), key=lambda p: p.stat().st_mtime)
     if not found:
         raise EnvctlError(f"no logs yet in {chosen.workspace}/logs" + (f" for {entrypoint}" if entrypoint else ""),
@@ -408,30 +285,18 @@ def down(
         for run in stopped:
             echo(f"stopped {run.describe()}")
 
-    remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
-    if remote.wanted:
-        def work(target, echo) -> str:
-            chosen = environments.choose(target.docker(), env, running_only=False)
-            guarded_remove(target.docker(), chosen, echo)
-            echo(f"removed {chosen.name}")
-            if purge and chosen.workspace:
-                target.connection.check(["rm", "-rf", "--", chosen.workspace], "deleting the workspace")
-                echo(f"deleted workspace {chosen.workspace}")
-            return f"removed {chosen.name}"
+    def work(host, echo) -> str:
+        chosen = environments.choose(host.engine(), env, running_only=False)
+        guarded_remove(host.engine(), chosen, echo)
+        echo(f"removed {chosen.name}")
+        if purge and chosen.workspace:
+            host.remove_tree(chosen.workspace)
+            echo(f"deleted workspace {chosen.workspace}")
+        elif chosen.workspace:
+            echo(f"kept workspace {chosen.workspace} (--purge deletes it)")
+        return f"removed {chosen.name}"
 
-        raise typer.Exit(on_hosts(remote, work, "down"))
-    from envctl.engine import connect
-
-    client = connect()
-    chosen = environments.choose(client, env, running_only=False)
-    workspace = chosen.workspace
-    guarded_remove(client, chosen, say)
-    say(f"removed {chosen.name}")
-    if purge and workspace and Path(workspace).exists():
-        shutil.rmtree(workspace)
-        say(f"deleted workspace {workspace}")
-    elif workspace:
-        say(f"kept workspace {workspace} (--purge deletes it)")
+    raise typer.Exit(each_host(remote_options(hosts, ssh_config, inventory, accept_host_key), work, "down"))
 
 
 @app.command()
@@ -450,39 +315,30 @@ def doctor(
     loaded = load(name) if name else None
     options = Options(cards=parse_cards(cards))
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
-    if remote.wanted:
-        from envctl.remote.doctor import diagnose_remote
+    results: dict[str, list] = {}
 
-        results: dict[str, list] = {}
+    def work(host, echo) -> str:
+        results[host.name] = diagnose(host, loaded, options, host.environ(), engine=host.engine, free_at=host.free_bytes)
+        failed = [c.name for c in results[host.name] if c.status == "fail"]
+        if failed and remote.wanted:  # named hosts: the summary table says which is not ready
+            raise EnvctlError(f"not ready: {', '.join(failed)}", exit_code=EXIT_HOST_NOT_READY)
+        return "ready"
 
-        def work(target, echo) -> str:
-            checks = diagnose_remote(target, loaded, options)
-            results[target.name] = checks
-            failed = [c.name for c in checks if c.status == "fail"]
-            if failed:
-                raise EnvctlError(f"not ready: {', '.join(failed)}", exit_code=EXIT_HOST_NOT_READY)
-            return "ready"
-
-        outcomes: list = []
-        try:
-            code = on_hosts(remote, work, "doctor", outcomes)
-        finally:  # the checks are printed also when a single host is not ready (and raises)
-            if as_json:
-                typer.echo(json.dumps({h: [c.__dict__ for c in cs] for h, cs in results.items()}, indent=2))
-            for host, checks in results.items() if not as_json else ():
-                if len(results) > 1:
-                    typer.echo(f"# {host}")
-                _print_checks(checks, typer.echo)
-        # 5 when every failure is a host that answered but is not ready; 7 when one did not answer
-        only_not_ready = all(r.exit_code == EXIT_HOST_NOT_READY for r in outcomes if not r.ok)
-        raise typer.Exit(EXIT_HOST_NOT_READY if code and only_not_ready else code)
-    checks = diagnose(local_host(), loaded, options)
-    if as_json:
-        typer.echo(json.dumps([c.__dict__ for c in checks], indent=2))
-    else:
-        _print_checks(checks, typer.echo)
-    if any(c.status == "fail" for c in checks):
-        raise typer.Exit(EXIT_HOST_NOT_READY)
+    outcomes: list = []
+    try:
+        code = each_host(remote, work, "doctor", outcomes)
+    finally:  # the checks are printed also when a single host is not ready (and raises)
+        if as_json:
+            shown = results if remote.wanted else next(iter(results.values()), [])
+            typer.echo(json.dumps(shown, default=lambda c: c.__dict__, indent=2))
+        for host, checks in results.items() if not as_json else ():
+            if len(results) > 1:
+                typer.echo(f"# {host}")
+            _print_checks(checks, typer.echo)
+    # 5 when every failure is a host that answered but is not ready; 7 when one did not answer
+    only_not_ready = all(r.exit_code == EXIT_HOST_NOT_READY for r in outcomes if not r.ok)
+    not_ready = any(c.status == "fail" for checks in results.values() for c in checks)
+    raise typer.Exit(EXIT_HOST_NOT_READY if (code and only_not_ready) or (not code and not_ready) else code)
 
 
 def _print_checks(checks, echo) -> None:

@@ -9,8 +9,8 @@ from typing import List, Optional
 import typer
 
 from envctl import __version__
-from envctl.cli_app import app, engine_if_any, parse_cards, plan_here, print_error
-from envctl.cli_remote import (accept_option, host_option, inventory_option, on_hosts, remote_options, ssh_config_option,
+from envctl.cli_app import app, parse_cards, print_error, print_plans
+from envctl.cli_remote import (accept_option, each_host, host_option, inventory_option, remote_options, ssh_config_option,
                                with_host_cards)
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_MANIFEST_INVALID, EnvctlError, ManifestError
 from envctl.manifest import discovery
@@ -18,7 +18,7 @@ from envctl.manifest.loader import load
 from envctl.manifest.model import Manifest
 from envctl.manifest.yamlsrc import dump, parse_file
 from envctl.plan import Options
-from envctl.render import plan_json, plan_text, redact_tree
+from envctl.render import plan_json, redact_tree
 
 
 @app.command("list")
@@ -157,18 +157,23 @@ def plan(
 ) -> None:
     """Show exactly what `up` would do on this host (or the hosts named); exit 5 when something blocks it
     (among them: recreating a container in which work runs)."""
+    from envctl.planning import engine_if_any, plan_on
+
     options = Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check, force=force)
     loaded = load(name)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
-    if remote.wanted:
-        raise typer.Exit(_plan_remote(remote, loaded, options, as_json, output))
-    client, problem = engine_if_any()
-    the_plan = plan_here(loaded, options, client, problem)
-    typer.echo(plan_json(the_plan) if as_json else plan_text(the_plan), nl=not as_json)
-    if output is not None:
-        _save(output, {the_plan.host: the_plan}, loaded, options)
-    if the_plan.blockers:
-        raise typer.Exit(EXIT_HOST_NOT_READY)
+    plans = {}
+
+    def work(host, echo) -> str:
+        plans[host.name] = plan_on(host, loaded, with_host_cards(options, host), *engine_if_any(host))
+        blockers = plans[host.name].blockers
+        return f"blocked: {'; '.join(blockers)}" if blockers else "ready to go up"
+
+    code = each_host(remote, work, "plan " + loaded.manifest.name)
+    print_plans(plans, as_json, keyed=remote.wanted)
+    if output is not None and plans:
+        _save(output, plans, loaded, options)
+    raise typer.Exit(code or (EXIT_HOST_NOT_READY if any(p.blockers for p in plans.values()) else 0))
 
 
 def _save(output: Path, plans: dict, loaded, options: Options) -> None:
@@ -178,27 +183,6 @@ def _save(output: Path, plans: dict, loaded, options: Options) -> None:
                                loaded.manifest.variant, options.cards, options.skip_driver_check)
     saved_plans.write(output, doc)
     typer.echo(f"plan saved to {output}: `envctl up --plan {output}` applies exactly this plan", err=True)
-
-def _plan_remote(remote, loaded, options: Options, as_json: bool, output: Optional[Path] = None) -> int:
-    from envctl.remote.up import plan_remote
-
-    plans = {}
-
-    def work(target, echo) -> str:
-        plans[target.name] = plan_remote(target, loaded, with_host_cards(options, target))
-        blockers = plans[target.name].blockers
-        return f"blocked: {'; '.join(blockers)}" if blockers else "ready to go up"
-
-    code = on_hosts(remote, work, "plan " + loaded.manifest.name)
-    if as_json:
-        typer.echo(json.dumps({host: json.loads(plan_json(p)) for host, p in plans.items()}, indent=2))
-    else:
-        for host, the_plan in plans.items():
-            typer.echo(f"# {host}\n{plan_text(the_plan)}", nl=False)
-    if output is not None and plans:
-        _save(output, plans, loaded, options)
-    return code or (EXIT_HOST_NOT_READY if any(p.blockers for p in plans.values()) else 0)
-
 
 @app.command()
 def version() -> None:

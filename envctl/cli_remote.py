@@ -71,14 +71,18 @@ def entries(options: RemoteOptions):
 
 def open_entry(entry, options: RemoteOptions):
     from envctl.remote.ssh import SSHSettings
-    from envctl.remote.target import open_target
+    from envctl.remote.target import open_host
 
     settings = SSHSettings.from_environ(options.ssh_config, options.accept_host_key)
-    return open_target(entry.name, entry.ssh, settings, entry.data_dir, entry.root, entry.fetch, entry.cards, entry.env)
+    return open_host(entry.name, entry.ssh, settings, entry.data_dir, entry.root, entry.fetch, entry.cards, entry.env)
 
 
 def single_target(options: RemoteOptions):
-    """The one host a command such as exec or shell runs on."""
+    """The one host a command such as exec or shell runs on: this machine without --host."""
+    if not options.wanted:
+        from envctl.cli_app import local_host
+
+        return local_host()
     chosen = entries(options)
     if len(chosen) != 1:
         raise EnvctlError(f"this command runs on one host; --host names {len(chosen)} ({', '.join(e.name for e in chosen)})",
@@ -139,6 +143,19 @@ def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], Non
         failed = [r for r in results if not r.ok]
         say(f"{len(results) - len(failed)} of {len(results)} hosts succeeded")
         return EXIT_REMOTE_FAILED if failed else 0
+    return 0
+
+
+def each_host(options: RemoteOptions, work: Callable[[object, Callable[[str], None]], str], verb: str,
+              outcomes: list | None = None) -> int:
+    """Run `work(host, echo)` on this machine (a LocalHost) when no --host is given, else on
+    every host named (on_hosts); the host is chosen here once, and `work` never asks which kind
+    it got. Returns the exit code (errors on this machine are raised, as for one remote host)."""
+    if options.wanted:
+        return on_hosts(options, work, verb, outcomes)
+    from envctl.cli_app import local_host
+
+    work(local_host(), say)
     return 0
 
 

@@ -4,16 +4,31 @@ Probes cost one round trip each, and a host can be 50 ms away: a directory listi
 type of every entry at once (kept for the life of this object, which is one command), so
 `is_char_device` on each /dev entry asks nothing more. Only POSIX sh and coreutils are needed
 on the server, never Python or envctl.
+
+Writes go through the SSH transport (envctl/remote/ssh.py, transfer.py, place.py): blobs are
+pushed resumable and verified by the server's own sha256, downloads run there with curl, the
+engine is the server's socket forwarded over the master connection. envctl's directory there
+(`data_dir`) holds cache/ and workspaces/ with this machine's layout.
 """
 
 from __future__ import annotations
 
+import json
 import posixpath
-from typing import Sequence
+from pathlib import Path
+from typing import Mapping, Sequence
 
+from envctl.errors import HostNotReady
 from envctl.hosts.base import CommandResult
 from envctl.hosts.local import TOOL_DIRS
 from envctl.remote.ssh import SSHConnection
+
+# $1 source, $2 destination: a writable copy (the blob store's files are read-only).
+_COPY = 'rm -rf -- "$2" && mkdir -p -- "$(dirname -- "$2")" && cp -R -- "$1" "$2" && chmod -R u+w -- "$2"'
+# Free bytes on the filesystem that holds $1, or would once created (the nearest existing parent).
+_FREE = 'd=$1; while [ ! -e "$d" ]; do d=$(dirname "$d"); done; df -Pk "$d" | awk \'NR==2 {print $4}\''
+# $1 path; the bytes on stdin, renamed into place only once all arrived.
+_WRITE = 'mkdir -p -- "$(dirname -- "$1")" && t="$1.$$.tmp" && cat > "$t" && mv -f -- "$t" "$1"'
 
 # Lists a glob's matches with a type letter each: c (character device), d, f, or - (other).
 # The pattern arrives as $1 and is expanded unquoted on purpose (that is the glob); IFS is
@@ -23,11 +38,20 @@ _LIST = 'IFS=; for p in $1; do if [ -c "$p" ]; then t=c; elif [ -d "$p" ]; then 
 
 
 class SSHHost:
-    def __init__(self, name: str, connection: SSHConnection, root: str = "/"):
+    def __init__(self, name: str, connection: SSHConnection, root: str = "/", data_dir: str = "",
+                 docker_socket: str = "/var/run/docker.sock", fetch_mode: str = "push",
+                 env: Mapping[str, str] | None = None, cards=None):
         self.name = name
         self.connection = connection
         self.root = root or "/"
+        self.data_dir = data_dir  # envctl's directory there: cache/ and workspaces/ below it
+        self.docker_socket = docker_socket  # the engine's socket there
+        self.fetch_mode = fetch_mode  # "push": bytes go from this machine; "remote": it downloads them itself
+        self.env = dict(env or {})  # the inventory's variables for it (may hold tokens: never printed)
+        self.cards = cards  # the inventory's cards for it: a count or indices (envctl.cards), or None
         self._types: dict[str, str] = {}  # path → type letter, from listings already made
+        self._engine = None
+        self.forwarded_socket: str | None = None  # where the engine's socket is forwarded to here
 
     def under_root(self, path: str) -> str:
         if self.root == "/":
@@ -68,6 +92,106 @@ class SSHHost:
         if result.returncode == 127 and "not found" in result.stderr:
             return CommandResult(127, "", f"{argv[0]}: not found")
         return result
+
+
+    # -- writes (WritableHost) -------------------------------------------------------------
+    @property
+    def cache_root(self) -> str:
+        return posixpath.join(self.data_dir, "cache")
+
+    @property
+    def workspace_root(self) -> str:
+        return posixpath.join(self.data_dir, "workspaces")
+
+    @property
+    def lock_dir(self) -> str:
+        from envctl.paths import cache_dir
+
+        return str(cache_dir() / "locks" / self.name)
+
+    def environ(self) -> dict[str, str]:
+        return {"ENVCTL_CACHE": self.cache_root, "ENVCTL_WORKSPACE": self.workspace_root}
+
+    def engine(self):
+        """The server's engine (envctl.engine.Engine over docker-py), through its socket
+        forwarded over the master connection, so docker-py and the docker CLI work unchanged."""
+        if self._engine is None:
+            import docker
+            from docker.errors import DockerException
+
+            from envctl.engine import Engine
+
+            local = self.connection.forward_socket(self.docker_socket)
+            try:
+                client = docker.DockerClient(base_url=f"unix://{local}", timeout=300)
+                client.ping()
+            except (DockerException, OSError) as exc:
+                raise HostNotReady(f"{self.name}: the Docker engine at {self.docker_socket} does not answer ({exc})",
+                                   hint=f"check it there: ssh {self.connection.destination} docker info") from None
+            self._engine = Engine(client, f"{self.name}:{self.docker_socket}")
+            self.forwarded_socket = local
+        return self._engine
+
+    def docker_cli_environ(self, base: Mapping[str, str]) -> dict[str, str]:
+        """The environment for this machine's docker CLI, pointed at the server's engine."""
+        self.engine()
+        return {**base, "DOCKER_HOST": f"unix://{self.forwarded_socket}"}
+
+    def engine_socket(self) -> str | None:
+        return None  # tarballs go to the server first (image_loader), not through the forwarded socket
+
+    def image_loader(self):
+        from envctl.remote.place import load_image_remotely
+
+        return load_image_remotely(self.connection, self.cache_root, self.engine())
+
+    def mkdirs(self, path: str) -> None:
+        self.connection.check(["mkdir", "-p", "--", path], f"creating {path}")
+
+    def write_file(self, path: str, data: bytes) -> None:
+        self.connection.check(["sh", "-c", _WRITE, "sh", path], f"writing {path}", input=data)
+
+    def copy_tree(self, source: str, destination: str) -> None:
+        self.connection.check(["sh", "-c", _COPY, "sh", source, destination], f"copying {source} to {destination}")
+
+    def free_bytes(self, path: str) -> int:
+        out = self.connection.check(["sh", "-c", _FREE, "sh", str(path)], "measuring free space")
+        return int(out.strip() or 0) * 1024  # df -P reports 1024-byte blocks
+
+    def remove_tree(self, path: str) -> None:
+        self.connection.check(["rm", "-rf", "--", path], f"deleting {path}")
+
+    def log_writer(self, path: str):
+        """An entrypoint's output appended to `path` there as it arrives (the log lives beside
+        the environment, as on this machine)."""
+        from envctl.remote.target import RemoteLog
+
+        return RemoteLog(self.connection, path)
+
+    def has_blob(self, sha256: str) -> bool:
+        return self.connection.run(["test", "-f", self._blob(sha256)]).returncode == 0
+
+    def put_blob(self, sha256: str, local: Path, advance=None) -> str:
+        from envctl.remote.transfer import push_file
+
+        return push_file(self.connection, local, self._blob(sha256), sha256, advance)
+
+    def download(self, url: str, display: str, sha256: str | None, headers: dict | None = None,
+                 auth: tuple | None = None) -> str:
+        from envctl.remote.transfer import download_remotely
+
+        return download_remotely(self.connection, url, display, posixpath.join(self.cache_root, "blobs", "sha256"), sha256,
+                                 headers=headers, auth=auth)
+
+    def artifact_record(self, cache_path: str) -> dict | None:
+        current = self.connection.run(["sh", "-c", 'test -e "$1" && cat -- "$1.json"', "sh", cache_path])
+        try:
+            return json.loads(current.stdout) if current.returncode == 0 else None
+        except ValueError:
+            return None
+
+    def _blob(self, sha256: str) -> str:
+        return posixpath.join(self.cache_root, "blobs", "sha256", sha256)
 
 
 def _literal(path: str) -> str:

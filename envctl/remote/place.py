@@ -20,10 +20,8 @@ import tarfile
 from pathlib import Path
 from typing import Callable
 
-from envctl.artifacts.cache import Cache
 from envctl.artifacts.fetch import Fetched
 from envctl.errors import FetchError
-from envctl.plan import FetchArtifact
 from envctl.remote.ssh import RemoteError, SSHConnection
 from envctl.remote.streams import finish
 from envctl.remote.transfer import push_file
@@ -53,59 +51,15 @@ mv "$staging/.envctl-record.json" "$final.json"
 rm -rf "$staging"
 '''
 
-# $1 the placed artifact, $2 the writable copy; the wanted stamp on stdin.
-_WORKSPACE_COPY = r'''set -e
-stamp="$2.source.json"; want=$(cat)
-if [ -e "$2" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then echo kept; exit 0; fi
-rm -rf "$2"; mkdir -p "$(dirname "$2")"
-cp -R "$1" "$2"; chmod -R u+w "$2"
-printf '%s' "$want" > "$stamp"; echo copied
-'''
-
-
-def push_artifacts(connection: SSHConnection, artifacts: tuple[FetchArtifact, ...], fetched: list[Fetched], local: Cache,
-                   remote_cache: str, echo: Callable[[str], None], progress=None) -> None:
-    by_name = {f.name: f for f in fetched}
-    for artifact in artifacts:
-        if artifact.cache_path is None or artifact.name not in by_name:
-            continue
-        item = by_name[artifact.name]
-        key = str(Path(item.path).relative_to(local.root / "artifacts"))
-        record = local.placed_record(key) or {}
-        action = push_artifact(connection, item, record, artifact.cache_path, remote_cache, progress)
-        echo(f"artifact   {artifact.name}: {action} on {connection.destination}")
-        writable_copy(connection, artifact, record, echo)
-
-
-def writable_copy(connection: SSHConnection, artifact: FetchArtifact, record: dict, echo: Callable[[str], None]) -> None:
-    """The `mode: rw` copy in the remote workspace, made again only when the artifact changed."""
-    if artifact.mode != "rw" or not artifact.host_path:
-        return
-    placed = artifact.cache_path + ("/" + artifact.subpath.strip("/") if artifact.subpath else "")
-    stamp = json.dumps(record.get("files"), sort_keys=True)
-    copied = connection.check(["sh", "-c", _WORKSPACE_COPY, "sh", placed, artifact.host_path],
-                              f"writable copy of {artifact.name}", input=stamp.encode()).strip()
-    if copied == "copied":
-        echo(f"artifact   {artifact.name}: writable copy at {artifact.host_path}")
-
-
-def remote_record(connection: SSHConnection, remote_path: str) -> dict | None:
-    """The record of an artifact placed on the remote, when it is complete there."""
-    current = connection.run(["sh", "-c", 'test -e "$1" && cat -- "$1.json"', "sh", remote_path])
-    try:
-        return json.loads(current.stdout) if current.returncode == 0 else None
-    except ValueError:
-        return None
-
-
-def push_artifact(connection: SSHConnection, item: Fetched, record: dict, remote_path: str, remote_cache: str,
-                  progress=None) -> str:
-    """Returns "present" (nothing sent) or "sent", with a note for files that resumed."""
-    current = remote_record(connection, remote_path)
+def push_artifact(host, item: Fetched, record: dict, remote_path: str, progress=None) -> str:
+    """Make the SSH host's cache hold the artifact `item` (in this machine's cache) at
+    `remote_path`. Returns "present" (nothing sent) or "sent", with a note for files that resumed."""
+    connection = host.connection
+    current = host.artifact_record(remote_path)
     if current is not None and json.dumps(current, sort_keys=True) == json.dumps(record, sort_keys=True):
         return "present"
     single = Path(item.path).is_file()
-    blobs = f"{remote_cache}/blobs/sha256"
+    blobs = f"{host.cache_root}/blobs/sha256"
     links, small, notes = [], [], []
     for placed in item.files:
         local_file = Path(item.path) if single else Path(item.path) / placed.path
@@ -113,7 +67,7 @@ def push_artifact(connection: SSHConnection, item: Fetched, record: dict, remote
         mode = local_file.stat().st_mode
         if placed.size >= LARGE and not mode & stat.S_IXUSR:
             advance = progress(f"{item.name}: {name} → {connection.destination}", placed.size) if progress else None
-            outcome = push_file(connection, local_file, f"{blobs}/{placed.sha256}", placed.sha256, advance)
+            outcome = host.put_blob(placed.sha256, local_file, advance)
             if outcome.startswith("resumed"):
                 notes.append(f"{name} {outcome}")
             links.append((placed.sha256, name))

@@ -21,19 +21,17 @@ from envctl.artifacts.sources import artifact_identity
 from envctl.errors import FetchError
 from envctl.manifest.loader import Loaded
 from envctl.plan import FetchArtifact
-from envctl.remote.place import LARGE, assemble, remote_record, writable_copy
-from envctl.remote.target import RemoteTarget
-from envctl.remote.transfer import download_remotely
+from envctl.remote.place import LARGE, assemble
 
 REMOTE_KINDS = frozenset({"http", "hf", "hf-dataset", "modelscope"})
 
 
-def fetch_on_remote(target: RemoteTarget, loaded: Loaded, artifacts: tuple[FetchArtifact, ...], local: Cache,
-                    echo: Callable[[str], None], progress=None, offline: bool = False) -> set[str]:
-    """Place every artifact the remote can download itself; returns their names (the caller
-    pushes the others)."""
-    environ = {**os.environ, **target.env}
-    done = set()
+def fetch_on_remote(host, loaded: Loaded, artifacts: tuple[FetchArtifact, ...], local: Cache,
+                    echo: Callable[[str], None], progress=None, offline: bool = False) -> dict[str, tuple[dict, str]]:
+    """Place every artifact the SSH host can download itself; returns name → (its record there,
+    "cached" or "fetch") for those (the caller pushes the others)."""
+    environ = {**os.environ, **host.env}
+    done = {}
     for artifact in artifacts:
         source = loaded.sources.get(artifact.name)
         if source is None or source.kind not in REMOTE_KINDS or artifact.cache_path is None:
@@ -41,26 +39,26 @@ def fetch_on_remote(target: RemoteTarget, loaded: Loaded, artifacts: tuple[Fetch
         locked = loaded.locks.get(artifact.name)
         expected = pinned_sha256(loaded.manifest.artifacts[artifact.name], locked)
         identity = artifact_identity(source, artifact.subpath, artifact.include)
-        record = remote_record(target.connection, artifact.cache_path)
+        record = host.artifact_record(artifact.cache_path)
         if record is not None and record_matches(record, expected, locked, identity):
-            echo(f"artifact   {artifact.name}: present on {target.name}")
+            echo(f"artifact   {artifact.name}: present on {host.name}")
+            done[artifact.name] = (record, "cached")
         elif offline:
-            raise FetchError(f"{artifact.name}: not on {target.name} ({source.display}) and --offline was given")
+            raise FetchError(f"{artifact.name}: not on {host.name} ({source.display}) and --offline was given")
         else:
-            record = _fetch(target, artifact, source, expected, locked, local, environ, progress, identity)
-            echo(f"artifact   {artifact.name}: downloaded by {target.name}")
-        writable_copy(target.connection, artifact, record, echo)
-        done.add(artifact.name)
+            record = _fetch(host, artifact, source, expected, locked, local, environ, progress, identity)
+            echo(f"artifact   {artifact.name}: downloaded by {host.name}")
+            done[artifact.name] = (record, "fetch")
     return done
 
 
-def _fetch(target: RemoteTarget, artifact: FetchArtifact, source, expected, locked, local: Cache, environ, progress,
+def _fetch(host, artifact: FetchArtifact, source, expected, locked, local: Cache, environ, progress,
            identity: str) -> dict:
-    blobs = f"{target.cache}/blobs/sha256"
-    connection = target.connection
+    blobs = f"{host.cache_root}/blobs/sha256"
+    connection = host.connection
     if source.kind == "http":
         url, auth = with_credentials(source)
-        sha = download_remotely(connection, url, source.display, blobs, expected, auth=auth)
+        sha = host.download(url, source.display, expected, auth=auth)
         size = int(connection.check(["sh", "-c", 'wc -c < "$1"', "sh", f"{blobs}/{sha}"], "measuring").strip())
         name = urls.file_name(source.location, artifact.name)
         files = [PlacedFile("", size, sha)]
@@ -84,8 +82,7 @@ def _fetch(target: RemoteTarget, artifact: FetchArtifact, source, expected, lock
         if pins and pins.get(file.path) not in (None, file.sha256):
             raise FetchError(f"{artifact.name}: differs from manifest.lock: changed {file.path}",
                              hint="if the change is wanted, run `envctl lock` again and commit the lock file")
-        sha = download_remotely(connection, url_of(file.path), f"{source.display}/{file.path}", blobs, file.sha256,
-                                headers=headers)
+        sha = host.download(url_of(file.path), f"{source.display}/{file.path}", file.sha256, headers=headers)
         files.append(PlacedFile(file.path, file.size, sha))
         links.append((sha, file.path))
     files += placed_here

@@ -1,0 +1,132 @@
+"""The artifact steps of `up`, on any host: each artifact's planned action, and nothing else.
+
+- cached: nothing moves; it must still be complete in the host's cache, else `up` stops
+  (WorldChanged): a plan that said "cached" is never quietly turned into a download.
+- fetch: into this machine's cache, which is the host's own when the host is this machine; on
+  an SSH host with `fetch: remote`, the host downloads it itself (envctl/remote/remote_fetch.py).
+- push, fetch+push: fetched here when it is not yet, then sent to the host's cache, only what
+  the host lacks (envctl/remote/place.py over the Host's put_blob).
+- copy, fetch+copy: the writable copy in the workspace (`mode: rw`).
+
+Writable copies follow one rule on every host: made again only when the artifact's files
+changed, which a stamp beside the copy records (the same stamp observe_cache reads).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from pathlib import Path
+from typing import Callable
+
+from envctl.artifacts.cache import Cache
+from envctl.artifacts.fetch import fetch_all
+from envctl.artifacts.sources import artifact_key
+from envctl.hosts.base import WritableHost
+from envctl.lifecycle import WorldChanged
+from envctl.manifest.loader import Loaded
+from envctl.paths import cache_dir
+from envctl.plan import FetchArtifact, Plan
+
+FETCHED_HERE = frozenset({"fetch", "fetch+copy", "copy", "push", "fetch+push"})
+
+
+def local_cache(host: WritableHost) -> Cache:
+    """The cache on this machine, where artifacts are fetched before they are pushed (the
+    host's own cache when the host is this machine)."""
+    return Cache(Path(host.cache_root) if host.fetch_mode is None else cache_dir())
+
+
+def host_records(host: WritableHost, loaded: Loaded) -> Callable[[str], dict | None] | None:
+    """`name → record` of an artifact complete in an SSH host's cache, for observe_cache.view;
+    None for this machine (whose cache is read directly)."""
+    if host.fetch_mode is None:
+        return None
+
+    def records(name: str) -> dict | None:
+        artifact, source = loaded.manifest.artifacts[name], loaded.sources[name]
+        key = artifact_key(source, artifact.subpath, artifact.include)
+        return host.artifact_record(posixpath.join(host.cache_root, "artifacts", key))
+
+    return records
+
+
+def in_host_cache(host: WritableHost, loaded: Loaded, plan: Plan) -> frozenset[str]:
+    """The artifacts complete and verified in the host's cache now (checked as `plan` checks)."""
+    from envctl.observe_cache import view
+
+    now = view(loaded, local_cache(host).root, Path(plan.workspace), host_records(host, loaded))
+    return now.remote_cached if now.remote_cached is not None else now.cached
+
+
+def place(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress=None,
+          offline: bool = False) -> list[tuple[str, str, str]]:
+    """Execute the artifact steps; returns what was executed, ("artifact", name, action) in
+    the plan's words. Raises WorldChanged when an artifact planned as cached left the host's
+    cache, FetchError when a fetch or transfer fails (what arrived is kept)."""
+    now = in_host_cache(host, loaded, plan)
+    gone = [a.name for a in plan.artifacts if a.action in ("cached", "copy") and a.name not in now]
+    if gone:
+        raise WorldChanged(f"artifact(s) {', '.join(gone)} left the cache of {host.name} since the plan was made",
+                           hint="run `envctl plan` again to see what up would do now")
+    local = local_cache(host)
+    by_host = [a for a in plan.artifacts if a.action == "fetch" and host.fetch_mode == "remote"]
+    downloaded = {}
+    if by_host:
+        from envctl.remote.remote_fetch import fetch_on_remote
+
+        downloaded = fetch_on_remote(host, loaded, tuple(by_host), local, echo, progress, offline)
+    wanted = [a.name for a in plan.artifacts if a.action in FETCHED_HERE and a.name not in downloaded]
+    fetched = {f.name: f for f in fetch_all(loaded, local, offline, progress, echo, names=wanted)} if wanted else {}
+    executed = []
+    for artifact in plan.artifacts:
+        if artifact.name in downloaded:
+            record, done = downloaded[artifact.name]
+        elif artifact.name in fetched:
+            record, done = _placed(host, artifact, fetched[artifact.name], local, echo, progress)
+        else:
+            record, done = _cached(host, artifact, local, echo)
+        if artifact.mode == "rw" and artifact.host_path and writable_copy(host, artifact, record, echo):
+            done = "copy" if done == "cached" else f"{done}+copy" if host.fetch_mode is None else done
+        executed.append(("artifact", artifact.name, done))
+    return executed
+
+
+def _placed(host: WritableHost, artifact: FetchArtifact, item, local: Cache, echo, progress) -> tuple[dict | None, str]:
+    """An artifact now in this machine's cache: sent to an SSH host's cache when it lacks it."""
+    key = str(Path(item.path).relative_to(local.root / "artifacts"))
+    record = local.placed_record(key) or {}
+    here = "fetch" if item.action == "fetched" else "cached"
+    if host.fetch_mode is None:
+        return record, here
+    from envctl.remote.place import push_artifact
+
+    sent = push_artifact(host, item, record, artifact.cache_path, progress)
+    echo(f"artifact   {artifact.name}: {sent} on {host.name}")
+    if sent == "present":  # the host had it meanwhile: nothing was sent
+        return record, here
+    return record, "fetch+push" if here == "fetch" else "push"
+
+
+def _cached(host: WritableHost, artifact: FetchArtifact, local: Cache, echo) -> tuple[dict | None, str]:
+    if host.fetch_mode is None or artifact.cache_path is None:
+        record = local.placed_record(str(Path(artifact.cache_path).relative_to(local.root / "artifacts"))) \
+            if artifact.cache_path else None
+        echo(f"artifact   {artifact.name}: cached")
+        return record, "cached"
+    echo(f"artifact   {artifact.name}: present on {host.name}")
+    return host.artifact_record(artifact.cache_path), "cached"
+
+
+def writable_copy(host: WritableHost, artifact: FetchArtifact, record: dict | None, echo: Callable[[str], None]) -> bool:
+    """The `mode: rw` copy of a placed artifact in the workspace, for setup steps to modify;
+    made again only when the artifact's files changed. Returns whether it was (re)made."""
+    placed = artifact.cache_path + ("/" + artifact.subpath.strip("/") if artifact.subpath else "")
+    stamp = artifact.host_path + ".source.json"
+    wanted = json.dumps(record.get("files") if record else None, sort_keys=True)
+    if host.exists(artifact.host_path) and host.read_text(stamp) == wanted:
+        return False
+    host.copy_tree(placed, artifact.host_path)
+    host.write_file(stamp, wanted.encode())
+    echo(f"artifact   {artifact.name}: writable copy at {artifact.host_path}")
+    return True

@@ -1,0 +1,139 @@
+"""On an SSH host as on this machine (tests/integration/test_plan_is_what_up_does.py): the
+actions `up --host` executed (its --json report) equal the actions `plan --host` and
+`up --dry-run --host` printed for the same state, for a fresh host and for nothing to do, with
+the bytes pushed from this machine (`fetch: push`) and downloaded by the host itself
+(`fetch: remote`). One apply body serves both kinds of host, and it checks the host's cache
+again before it acts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import docker
+import pytest
+
+from servers.http_files import FileServer
+from support import IMAGE
+from testimages import save_image
+from world import World
+
+BODY = """\
+device: {{kind: cpu}}
+image:
+  ref: {image}
+  tarball: {{source: "{tarball}"{tarball_sha}}}
+artifacts:
+  weights: {{source: "{weights}", target: /models/weights.bin{weights_sha}}}
+  config: {{source: "{config}", target: /models/config.json, mode: rw}}
+setup:
+  - name: read the config
+    run: cp /models/config.json /tmp/seen.json
+"""
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A `docker save` of the test image, and two artifacts as local files."""
+    directory = tmp_path_factory.mktemp("plan-is-up")
+    tarball = directory / "busybox.tar"
+    save_image(docker.from_env(), None, tarball)
+    weights = directory / "weights.bin"
+    weights.write_bytes(os.urandom(2 << 20))  # over 1 MiB: travels as a blob of its own
+    config = directory / "config.json"
+    config.write_text('{"hidden_size": 64}\n')
+    return tarball, weights, config
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def actions(plan: dict) -> list[list[str]]:
+    out = [["artifact", a["name"], a["action"]] for a in plan["artifacts"]]
+    out.append(["image", plan["image"]["ref"], "present" if plan["baked"] else plan["image"]["action"]])
+    out.append(["container", plan["container"]["name"], plan["container_action"]["action"]])
+    return out + [["setup", s["name"], s["action"]] for s in plan["setup"]]
+
+
+def planned_then_done(world: World, host: str) -> tuple[list, list]:
+    """Plan (plan --host and up --dry-run --host, compared), then up --host."""
+    dry = world.run("up", "--dry-run", "--json", str(world.manifest), "--host", host)
+    shown = world.run("plan", "--json", str(world.manifest), "--host", host)
+    assert dry.returncode == 0 and shown.returncode == 0, dry.stderr + shown.stderr
+    assert dry.stdout == shown.stdout, "plan and up --dry-run printed different plans"
+    plan = json.loads(dry.stdout)[host]
+    done = world.run("up", "--json", str(world.manifest), "--host", host)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)[host]
+    assert report["planned"] == actions(plan)
+    return actions(plan), report["executed"]
+
+
+def test_pushed_to_a_fresh_host_then_nothing_to_do(world, lab, files):
+    tarball, weights, config = files
+    world.write(BODY.format(image=IMAGE, tarball=tarball, tarball_sha="", weights=weights, weights_sha="", config=config))
+    lab.docker("lab1", "rmi", "-f", IMAGE)
+    planned, executed = planned_then_done(world, "lab1")
+    assert planned == executed == [["artifact", "weights", "fetch+push"], ["artifact", "config", "fetch+push"],
+                                   ["image", IMAGE, "load"], ["container", world.container, "create"],
+                                   ["setup", "read the config", "run"]]
+    copy = world.remote("lab1", f"{world.data_dir()}/workspaces/{world.container}/artifacts/config")
+    assert copy.read_text() == config.read_text()  # the writable copy, made on the host
+    planned, executed = planned_then_done(world, "lab1")
+    assert planned == executed == [["artifact", "weights", "cached"], ["artifact", "config", "cached"],
+                                   ["image", IMAGE, "present"], ["container", world.container, "unchanged"],
+                                   ["setup", "read the config", "skip"]]
+
+
+def test_downloaded_by_a_fresh_host_then_nothing_to_do(world, lab, files, monkeypatch):
+    tarball, _, config = files
+    data, image_bytes = os.urandom(2 << 20), tarball.read_bytes()
+    monkeypatch.setattr(FileServer, "address", lab.gateway)  # served on the lab network
+    with FileServer(files={"weights.bin": data, "busybox.tar": image_bytes}) as mirror:
+        world.write(BODY.format(image=IMAGE, tarball=mirror.url_for("busybox.tar"),
+                                tarball_sha=f", sha256: {_sha(image_bytes)}", weights=mirror.url_for("weights.bin"),
+                                weights_sha=f", sha256: {_sha(data)}", config=config))
+        world.write_inventory(lab2={"fetch": "remote"})
+        lab.docker("lab2", "rmi", "-f", IMAGE)
+        planned, executed = planned_then_done(world, "lab2")
+        assert planned == executed == [["artifact", "weights", "fetch"], ["artifact", "config", "fetch+push"],
+                                       ["image", IMAGE, "download+load"], ["container", world.container, "create"],
+                                       ["setup", "read the config", "run"]]
+        local_blobs = world.base / "cache" / "blobs" / "sha256"
+        assert not (local_blobs / _sha(data)).exists() and not (local_blobs / _sha(image_bytes)).exists()
+        remote_blobs = f"{world.data_dir()}/cache/blobs/sha256"
+        assert world.remote("lab2", f"{remote_blobs}/{_sha(image_bytes)}").read_bytes() == image_bytes
+        planned, executed = planned_then_done(world, "lab2")
+        assert planned == executed == [["artifact", "weights", "cached"], ["artifact", "config", "cached"],
+                                       ["image", IMAGE, "present"], ["container", world.container, "unchanged"],
+                                       ["setup", "read the config", "skip"]]
+
+
+def test_apply_checks_the_host_cache_again_before_it_acts(world, lab, files, monkeypatch):
+    """The plan said "cached" on the host; its cache was emptied before up acted: up stops and
+    says so instead of doing what no plan showed (pushing), and touches no container."""
+    from envctl import apply
+    from envctl.cli_remote import RemoteOptions, single_target
+    from envctl.lifecycle import WorldChanged
+    from envctl.manifest.loader import load
+    from envctl.plan import Options
+    from envctl.planning import plan_on
+
+    tarball, weights, config = files
+    manifest = world.write(BODY.format(image=IMAGE, tarball=tarball, tarball_sha="", weights=weights, weights_sha="",
+                                       config=config))
+    assert world.run("up", str(manifest), "--host", "lab3").returncode == 0
+    for key, value in world.environ().items():
+        monkeypatch.setenv(key, value)
+    host = single_target(RemoteOptions(("lab3",), None, None, None))
+    loaded = load(str(manifest))
+    the_plan = plan_on(host, loaded, Options(), host.engine())
+    assert [a.action for a in the_plan.artifacts] == ["cached", "cached"]
+    lab.run_in("lab3", "rm", "-rf", f"{world.data_dir()}/cache/artifacts")
+    said = []
+    with pytest.raises(WorldChanged, match="weights, config left the cache of lab3"):
+        apply.up(host, loaded, the_plan, said.append)
+    assert said == [] and world.containers("lab3") == [f"{world.container} running"]
+    assert not world.remote("lab3", f"{world.data_dir()}/cache/artifacts").exists()  # nothing was pushed
