@@ -44,10 +44,39 @@ def read(path: Path) -> dict:
         raise EnvctlError(f"cannot read the plan file {path}: {exc.strerror}", exit_code=EXIT_USAGE) from None
     except ValueError as exc:
         raise EnvctlError(f"{path} is not a saved plan (not JSON: {exc})", exit_code=EXIT_USAGE) from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("plans"), dict):
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise EnvctlError(f"{path} is not a saved plan (no \"format\": \"{FORMAT}\")",
                           hint="write one with `envctl plan NAME -o FILE`", exit_code=EXIT_USAGE)
+    wrong = _malformed(doc)
+    if wrong:
+        raise EnvctlError(f"{path} is not a saved plan as envctl writes it: {wrong}",
+                          hint="a saved plan is applied as written: make a new one with `envctl plan NAME -o FILE`",
+                          exit_code=EXIT_USAGE)
     return doc
+
+
+def _malformed(doc: dict) -> str | None:
+    """What in a document with the right `format` is not as `document` writes it (a hand edit,
+    a truncated copy), or None. Checked before any of it is used: a string where a flag was
+    written would otherwise read as true, and a missing key end as an internal error."""
+    manifest_file = doc.get("manifest_file")
+    if not isinstance(manifest_file, str) or not manifest_file:
+        return "\"manifest_file\" must be the manifest's path"
+    if doc.get("variant") is not None and not isinstance(doc["variant"], str):
+        return "\"variant\" must be a name or null"
+    options = doc.get("options")
+    if not isinstance(options, dict):
+        return "\"options\" must be an object with \"cards\" and \"skip_driver_check\""
+    cards = options.get("cards")
+    if cards is not None and not (isinstance(cards, list)
+                                  and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cards)):
+        return "\"options.cards\" must be a list of card indices or null"
+    if not isinstance(options.get("skip_driver_check"), bool):
+        return "\"options.skip_driver_check\" must be true or false"
+    plans = doc.get("plans")
+    if not isinstance(plans, dict) or not all(isinstance(host, str) and isinstance(plan, dict) for host, plan in plans.items()):
+        return "\"plans\" must map each host's name to its plan"
+    return None
 
 
 def differences(saved, fresh, where: str = "") -> list[str]:
@@ -64,7 +93,7 @@ def differences(saved, fresh, where: str = "") -> list[str]:
         return out
     if saved == fresh:
         return []
-    return [f"{where}: {_short(saved)} → {_short(fresh)}"]
+    return [f"{where or 'the plan'}: {_short(saved)} → {_short(fresh)}"]
 
 
 def _short(value) -> str:
