@@ -76,7 +76,8 @@ def place(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], 
         from envctl.remote.remote_fetch import fetch_on_remote
 
         downloaded = fetch_on_remote(host, loaded, tuple(by_host), local, echo, progress, offline)
-    wanted = [a.name for a in plan.artifacts if a.action in FETCHED_HERE and a.name not in downloaded]
+    # "missing" (no source yet) goes to fetch_all too, which refuses it naming how to obtain it.
+    wanted = [a.name for a in plan.artifacts if a.action in FETCHED_HERE | {"missing"} and a.name not in downloaded]
     fetched = {f.name: f for f in fetch_all(loaded, local, offline, progress, echo, names=wanted)} if wanted else {}
     executed = []
     for artifact in plan.artifacts:

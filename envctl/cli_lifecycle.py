@@ -246,22 +246,20 @@ def logs(
     accept_host_key: Optional[str] = accept_option(),
 ) -> None:
     """Print the log of the latest entrypoint run (kept in the environment's workspace)."""
-    from envctl import environments, execute
+    from envctl import environments
 
-    host = single_target(remote_options(hosts, ssh_config, inventory, accept_host_key))
+    remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
+    host = single_target(remote)
     chosen = environments.choose(host.engine(), env, running_only=False)
     if not chosen.workspace:
         raise EnvctlError(f"{chosen.name} has no workspace mount")
     pattern = f"{entrypoint}-*.log" if entrypoint else "*.log"
-    if host.fetch_mode is not None:  # the log is on that host: its newest is printed (followed) there
-        from envctl.remote.logs import print_remote_log
-
-        raise typer.Exit(print_remote_log(host, f"{chosen.workspace}/logs", pattern, follow))
-    found = sorted(Path(chosen.workspace, "logs").glob(pattern), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise EnvctlError(f"no logs yet in {chosen.workspace}/logs" + (f" for {entrypoint}" if entrypoint else ""),
+    newest = host.newest(f"{chosen.workspace}/logs", pattern)
+    if newest is None:
+        where = f" on {host.name}" if remote.wanted else ""
+        raise EnvctlError(f"no logs yet in {chosen.workspace}/logs{where}" + (f" for {entrypoint}" if entrypoint else ""),
                           exit_code=EXIT_NOT_FOUND)
-    execute.print_file(found[-1], follow)
+    raise typer.Exit(host.stream(newest, follow))
 
 
 @app.command()

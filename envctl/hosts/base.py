@@ -87,6 +87,13 @@ class WritableHost(Host, Protocol):
     def write_file(self, path: str, data: bytes) -> None:
         """Replace `path` with `data` atomically (a reader sees the old or the new bytes)."""
 
+    def newest(self, directory: str, pattern: str) -> str | None:
+        """The most recently modified file in `directory` matching a glob `pattern`, else None."""
+
+    def stream(self, path: str, follow: bool) -> int:
+        """Copy a file there to this process's stdout (with `follow`, what is appended too,
+        until interrupted); returns an exit status."""
+
     def free_bytes(self, path: str) -> int:
         """Free bytes on the filesystem that holds `path` there, or will once it is made."""
 

@@ -133,6 +133,16 @@ class LocalHost:
         else:
             _copy_writable(source, target)
 
+    def newest(self, directory: str, pattern: str) -> str | None:
+        found = sorted(Path(directory).glob(pattern), key=lambda p: p.stat().st_mtime)
+        return str(found[-1]) if found else None
+
+    def stream(self, path: str, follow: bool) -> int:
+        from envctl.execute import print_file
+
+        print_file(Path(path), follow)
+        return 0
+
     def free_bytes(self, path: str) -> int:
         from envctl.artifacts.cache import free_bytes
 

@@ -27,6 +27,8 @@ from envctl.remote.ssh import SSHConnection
 _COPY = 'rm -rf -- "$2" && mkdir -p -- "$(dirname -- "$2")" && cp -R -- "$1" "$2" && chmod -R u+w -- "$2"'
 # Free bytes on the filesystem that holds $1, or would once created (the nearest existing parent).
 _FREE = 'd=$1; while [ ! -e "$d" ]; do d=$(dirname "$d"); done; df -Pk "$d" | awk \'NR==2 {print $4}\''
+# $1 a directory, $2 a file-name pattern: the newest match, or nothing.
+_NEWEST = 'cd "$1" 2>/dev/null || exit 0; ls -1t -- $2 2>/dev/null | head -n 1'
 # $1 path; the bytes on stdin, renamed into place only once all arrived.
 _WRITE = 'mkdir -p -- "$(dirname -- "$1")" && t="$1.$$.tmp" && cat > "$t" && mv -f -- "$t" "$1"'
 
@@ -153,6 +155,18 @@ class SSHHost:
 
     def copy_tree(self, source: str, destination: str) -> None:
         self.connection.check(["sh", "-c", _COPY, "sh", source, destination], f"copying {source} to {destination}")
+
+    def newest(self, directory: str, pattern: str) -> str | None:
+        name = self.connection.run(["sh", "-c", _NEWEST, "sh", directory, pattern]).stdout.strip()
+        return posixpath.join(directory, name) if name else None
+
+    def stream(self, path: str, follow: bool) -> int:
+        import subprocess
+        import sys
+
+        argv = ["tail", "-n", "+1", "-f", "--", path] if follow else ["cat", "--", path]
+        # Streamed straight to our stdout: a log can be large, and -f never ends on its own.
+        return subprocess.call(self.connection.command(argv), stdout=sys.stdout.buffer, stdin=subprocess.DEVNULL)
 
     def free_bytes(self, path: str) -> int:
         out = self.connection.check(["sh", "-c", _FREE, "sh", str(path)], "measuring free space")

@@ -113,3 +113,18 @@ def test_artifact_steps_follow_the_plan_and_a_cached_artifact_that_left_stops_up
     host.remove_tree(str(Path(host.cache_root) / "artifacts"))
     with pytest.raises(WorldChanged, match="config left the cache of local"):
         place(host, loaded, again, lines.append)
+
+
+def test_an_artifact_without_a_source_is_refused_not_reported_cached(host, tmp_path, monkeypatch):
+    for key, value in host.environ().items():
+        monkeypatch.setenv(key, value)
+    path = tmp_path / "m.yaml"
+    path.write_text("name: nosource\ndescription: no source yet\ndevice: {kind: cpu}\nimage: {ref: busybox:1}\n"
+                    "artifacts:\n  weights: {target: /models/w.bin, obtain: ask the data team for the file}\n")
+    loaded = load(str(path))
+    the_plan = plan_on(host, loaded, Options(skip_driver_check=True))
+    assert [a.action for a in the_plan.artifacts] == ["missing"]
+    said = []
+    with pytest.raises(FetchError, match="no source yet"):
+        place(host, loaded, the_plan, said.append)
+    assert said == []
