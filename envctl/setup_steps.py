@@ -13,10 +13,30 @@ from dataclasses import dataclass
 from typing import Callable
 
 from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
-from envctl.markers import MARKER_DIR, failed_path, marker_path
+from envctl.lifecycle import WorldChanged
+from envctl.markers import MARKER_DIR, failed_path, marker_name, marker_path
 from envctl.plan import RunSetup
 
 TAIL_LINES = 20
+# A step runs under a claim in the container, so that two `up`s of one environment (from this
+# machine or any other with this engine) never run a step at once or run it twice: the planned
+# "run" was decided before the other `up` ran it. The claim file is created with O_EXCL (sh's
+# noclobber, `set -C`) and holds the wrapper's PID; a claim whose process is gone (an `up`
+# killed mid-step, a restart) is stale and taken over. $0: the claim; $1: the marker; then the
+# step's argv. Only sh, mkdir and rm are assumed (the marker writes need mkdir already).
+CLAIM_DIR = "/var/lib/envctl/claims"
+CLAIM_HELD = "envctl-setup-claim: held by pid"
+CLAIM_DONE = "envctl-setup-claim: ran meanwhile"
+_CLAIM_EXIT = 213
+CLAIM_WRAPPER = (
+    'mkdir -p "${0%/*}" || exit 1; c="$0"; m="$1"; shift; '
+    'if ! (set -C; echo $$ > "$c") 2>/dev/null; then '
+    'p=; read -r p < "$c"; '
+    'if [ -z "$p" ] || kill -0 "$p" 2>/dev/null; then echo "' + CLAIM_HELD + ' ${p:-?}"; exit ' + str(_CLAIM_EXIT) + '; fi; '
+    'rm -f "$c"; (set -C; echo $$ > "$c") 2>/dev/null || { echo "' + CLAIM_HELD + ' ?"; exit ' + str(_CLAIM_EXIT) + '; }; fi; '
+    'if [ -e "$m" ]; then rm -f "$c"; echo "' + CLAIM_DONE + '"; exit ' + str(_CLAIM_EXIT) + '; fi; '
+    '"$@"; code=$?; rm -f "$c"; exit $code'
+)
 
 
 class SetupFailed(EnvctlError):
@@ -31,6 +51,13 @@ class StepOutcome:
 
 def _marker(step: RunSetup) -> str:
     return marker_path(step.index, step.step_hash)
+
+
+def _name(client, container_id: str) -> str:
+    try:
+        return client.api.inspect_container(container_id)["Name"].lstrip("/")
+    except Exception:  # only for a message: the ID names it too
+        return container_id[:12]
 
 
 def exec_quiet(client, container_id: str, argv: list[str]) -> int:
@@ -67,22 +94,34 @@ def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Ca
             outcomes.append(StepOutcome(step.name, "skipped"))
             continue
         echo(f"setup [{step.index + 1}/{len(steps)}] {step.name}")
+        claim = f"{CLAIM_DIR}/{marker_name(step.index, step.step_hash)}"
         exec_id = client.api.exec_create(
-            container_id, list(step.argv), stdout=True, stderr=True, workdir=step.workdir, environment=dict(step.env)
+            container_id, ["sh", "-c", CLAIM_WRAPPER, claim, marker, *step.argv], stdout=True, stderr=True,
+            workdir=step.workdir, environment=dict(step.env)
         )["Id"]
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         pending = b""
+        first: str | None = None  # the wrapper's refusal, when it refuses, is the only line
         for chunk in client.api.exec_start(exec_id, stream=True):
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
                 text = line.decode("utf-8", errors="replace")
+                if first is None:
+                    first = text
+                    if text.startswith((CLAIM_HELD, CLAIM_DONE)):
+                        continue
                 tail.append(text)
                 echo(f"  | {text}")
         if pending:
             tail.append(pending.decode("utf-8", errors="replace"))
             echo(f"  | {tail[-1]}")
         code = client.api.exec_inspect(exec_id)["ExitCode"]
+        if code == _CLAIM_EXIT and first is not None and first.startswith((CLAIM_HELD, CLAIM_DONE)):
+            what = ("another `up` is running it now (pid " + first[len(CLAIM_HELD):].strip() + " in the container)"
+                    if first.startswith(CLAIM_HELD) else "another `up` ran it since the plan was made")
+            raise WorldChanged(f"setup step {step.index + 1} '{step.name}' in {_name(client, container_id)}: {what}; nothing more was run",
+                               hint="let the other `up` finish, then run `envctl plan` again to see what up would do now")
         if code != 0:
             # Remembered, so that the next plan says "failed last time" (best effort: the
             # step's own failure is what is reported).
