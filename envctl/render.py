@@ -165,5 +165,11 @@ def plan_text(plan: Plan) -> str:
             for item in items:
                 add(f"  - {item}")
     add("")
-    add("ready: up can proceed" if not plan.blockers else f"not ready: {len(plan.blockers)} blocker(s)")
+    if plan.blockers:
+        add(f"not ready: {len(plan.blockers)} blocker(s)")
+    elif not plan.world.engine:  # "ready" would be a promise the plan cannot make: up needs the engine
+        add("undecided: the engine could not be asked, so the image, the container and the setup steps are unknown; "
+            "up needs the engine")
+    else:
+        add("ready: up can proceed")
     return redact("\n".join(out), plan.secrets) + "\n"

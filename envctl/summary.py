@@ -66,8 +66,11 @@ def summary_lines(plan: Plan) -> list[str]:
     if plan.setup and all(st.action == "unknown" for st in plan.setup):
         setup = f"{s['setup']['total']} step(s), unknown which run"
     blockers = f"{s['blockers']}: up stops (see below)" if s["blockers"] else "none"
-    return [f"  fetch      {fetch}", f"  image      {image}", f"  container  {container}", f"  setup      {setup}",
-            f"  blockers   {blockers}"]
+    lines = [f"  fetch      {fetch}", f"  image      {image}", f"  container  {container}", f"  setup      {setup}",
+             f"  blockers   {blockers}"]
+    if not plan.world.engine:  # said once here, not only in each unknown step's reason below
+        lines.append("  engine     could not be asked: image, container and setup are unknown (the image step says why)")
+    return lines
 
 
 def planned_actions(plan: Plan) -> list[tuple[str, str, str]]:

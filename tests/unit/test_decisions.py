@@ -171,3 +171,21 @@ def test_a_missing_artifact_is_named_and_the_others_are_fetched(world):
 def test_without_an_engine_the_plan_says_unknown_and_why(world):
     plan = world(None)
     assert actions(plan) == ["unknown", "unknown", "unknown", "unknown"]
+
+
+def test_without_an_engine_the_plan_text_does_not_say_ready(world):
+    """The engine-less plan printed `blockers none` and `ready: up can proceed`, and then `up`
+    stopped at once: the engine is what up needs first."""
+    from envctl.render import plan_text
+
+    plan = world(None)
+    lines = summary_lines(plan)
+    assert lines[-1] == "  engine     could not be asked: image, container and setup are unknown (the image step says why)"
+    text = plan_text(plan)
+    assert "ready: up can proceed" not in text
+    assert text.rstrip().endswith("undecided: the engine could not be asked, so the image, the container and the setup "
+                                  "steps are unknown; up needs the engine")
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+    assert "engine     could not" not in "\n".join(summary_lines(world(engine)))
+    assert plan_text(world(engine)).rstrip().endswith("ready: up can proceed")
