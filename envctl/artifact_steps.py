@@ -51,6 +51,19 @@ def host_records(host: WritableHost, loaded: Loaded) -> Callable[[str], dict | N
     return records
 
 
+def host_copies(host: WritableHost, loaded: Loaded) -> Callable[[str, dict], bool] | None:
+    """`(name, record) → bool`: whether an SSH host's writable copy of an artifact is current,
+    for observe_cache.view; None for this machine (whose workspace is read directly)."""
+    if host.fetch_mode is None:
+        return None
+    workspace = posixpath.join(host.workspace_root, loaded.manifest.container_name)
+
+    def current(name: str, record: dict) -> bool:
+        return copy_current(host, posixpath.join(workspace, "artifacts", name), record)
+
+    return current
+
+
 def in_host_cache(host: WritableHost, loaded: Loaded, plan: Plan) -> frozenset[str]:
     """The artifacts complete and verified in the host's cache now (checked as `plan` checks)."""
     from envctl.observe_cache import view
@@ -77,7 +90,9 @@ def place(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], 
 
         downloaded = fetch_on_remote(host, loaded, tuple(by_host), local, echo, progress, offline)
     # "missing" (no source yet) goes to fetch_all too, which refuses it naming how to obtain it.
-    wanted = [a.name for a in plan.artifacts if a.action in FETCHED_HERE | {"missing"} and a.name not in downloaded]
+    # On an SSH host, "copy" copies what its own cache holds: nothing is fetched here for it.
+    here = FETCHED_HERE | {"missing"} if host.fetch_mode is None else FETCHED_HERE - {"copy"} | {"missing"}
+    wanted = [a.name for a in plan.artifacts if a.action in here and a.name not in downloaded]
     fetched = {f.name: f for f in fetch_all(loaded, local, offline, progress, echo, names=wanted)} if wanted else {}
     executed = []
     for artifact in plan.artifacts:
@@ -123,11 +138,20 @@ def writable_copy(host: WritableHost, artifact: FetchArtifact, record: dict | No
     """The `mode: rw` copy of a placed artifact in the workspace, for setup steps to modify;
     made again only when the artifact's files changed. Returns whether it was (re)made."""
     placed = artifact.cache_path + ("/" + artifact.subpath.strip("/") if artifact.subpath else "")
-    stamp = artifact.host_path + ".source.json"
-    wanted = json.dumps(record.get("files") if record else None, sort_keys=True)
-    if host.exists(artifact.host_path) and host.read_text(stamp) == wanted:
+    if copy_current(host, artifact.host_path, record):
         return False
     host.copy_tree(placed, artifact.host_path)
-    host.write_file(stamp, wanted.encode())
+    host.write_file(artifact.host_path + ".source.json", _stamp(record).encode())
     echo(f"artifact   {artifact.name}: writable copy at {artifact.host_path}")
     return True
+
+
+def copy_current(host: WritableHost, destination: str, record: dict | None) -> bool:
+    """Whether the writable copy at `destination` was made from the artifact `record`
+    describes: its stamp beside it lists the same files (as artifacts.fetch.workspace_copy_current
+    reads it on this machine)."""
+    return host.exists(destination) and host.read_text(destination + ".source.json") == _stamp(record)
+
+
+def _stamp(record: dict | None) -> str:
+    return json.dumps(record.get("files") if record else None, sort_keys=True)

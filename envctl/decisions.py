@@ -41,6 +41,8 @@ def artifact(name: str, kind: str | None, mode: str, observed) -> Decision:
         return Decision("missing", "no source yet: it must be provided")
     if caches.remote_cached is not None:  # a remote host
         if name in caches.remote_cached:
+            if mode == "rw" and name not in caches.copies:
+                return Decision("copy", f"in {observed.host}'s cache; its writable copy there is missing or older", size)
             return Decision("cached", f"complete in {observed.host}'s cache")
         if observed.fetch_mode == "remote" and kind in REMOTE_FETCH_KINDS:
             return Decision("fetch", f"{observed.host} downloads it (fetch: remote)", size)

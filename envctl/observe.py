@@ -44,10 +44,11 @@ class Observed:
 
 def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] | None = None,
             remote_records: Callable[[str], dict | None] | None = None, fetch_mode: str | None = None,
-            engine_problem: str | None = None) -> Observed:
+            engine_problem: str | None = None, remote_copies: Callable[[str, dict], bool] | None = None) -> Observed:
     """Read the host. With an engine client, also the image, the container and its markers.
     `environ` gives the cache and workspace roots as seen where the artifacts live (this
-    machine); `remote_records(name)` reads an artifact's record in a remote host's cache."""
+    machine); `remote_records(name)` reads an artifact's record in a remote host's cache and
+    `remote_copies(name, record)` says whether its writable copy there is current."""
     from envctl.observe_cache import view as cache_view
     from envctl.paths import cache_dir, workspace_dir
 
@@ -61,7 +62,8 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
         if not host.exists(real):
             missing.add(real)
     devices = snapshot(host, fam)
-    caches = cache_view(loaded, cache_dir(environ), workspace_dir(manifest.container_name, environ), remote_records)
+    caches = cache_view(loaded, cache_dir(environ), workspace_dir(manifest.container_name, environ), remote_records,
+                        remote_copies)
     seen = None
     if engine is not None:
         seen = _engine_view(engine, loaded, environ, caches.tarball_path)

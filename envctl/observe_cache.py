@@ -21,7 +21,7 @@ from envctl.manifest.loader import Loaded
 @dataclass(frozen=True)
 class CacheView:
     cached: frozenset[str] = frozenset()  # artifacts complete in this machine's cache
-    copies: frozenset[str] = frozenset()  # `mode: rw` artifacts whose workspace copy is current
+    copies: frozenset[str] = frozenset()  # `mode: rw` artifacts whose workspace copy is current (on the host)
     sizes: dict = field(default_factory=dict)  # artifact name → bytes, where the lock file says
     tarball_cached: bool = False  # the image tarball is a blob of this machine's cache (or a local file)
     tarball_size: int | None = None  # its bytes, when known (a local file, a cached blob, the lock)
@@ -43,9 +43,10 @@ def _record(cache: Cache, loaded: Loaded, name: str) -> dict | None:
     return record if record_matches(record, pinned_sha256(artifact, locked), locked, identity) else None
 
 
-def view(loaded: Loaded, cache_root: Path, workspace: Path, remote_records=None) -> CacheView:
-    """`remote_records(name, identity) → dict | None`: the record of an artifact in a remote
-    host's cache (None for this machine)."""
+def view(loaded: Loaded, cache_root: Path, workspace: Path, remote_records=None, remote_copies=None) -> CacheView:
+    """`remote_records(name) → dict | None`: the record of an artifact in a remote host's cache
+    (None for this machine); `remote_copies(name, record) → bool`: whether the writable copy
+    of a `mode: rw` artifact on that host was made from the artifact `record` describes."""
     cache = Cache(cache_root)
     cached, copies, sizes = set(), set(), {}
     remote = set() if remote_records is not None else None
@@ -63,6 +64,8 @@ def view(loaded: Loaded, cache_root: Path, workspace: Path, remote_records=None)
             identity = artifact_identity(source, artifact.subpath, artifact.include)
             if there is not None and record_matches(there, pinned_sha256(artifact, locked), locked, identity):
                 remote.add(name)
+                if artifact.mode == "rw" and remote_copies is not None and remote_copies(name, there):
+                    copies.add(name)
         if artifact.mode == "rw" and record is not None and remote is None:
             if workspace_copy_current(record, workspace / "artifacts" / name):
                 copies.add(name)

@@ -49,20 +49,47 @@ def find_container(client, name: str) -> ContainerState | None:
 
 
 def read_markers(client, container_id: str) -> frozenset[str]:
-    """The names of the files in the container's marker directory (empty when it has none)."""
-    from docker.errors import NotFound
+    """The names of the files in the container's marker directory (empty when it has none).
+
+    Read through the archive endpoint, which works on a stopped container too. That endpoint
+    mounts the container's bind mounts first, and fails when a mount's source is gone from
+    the host (a `mode: rw` artifact's workspace copy removed: Docker 20.10 answers 500 "mount
+    ...: not a directory", others 404); a running container is then asked with `ls` inside."""
+    from docker.errors import APIError, NotFound
 
     try:
         stream, _ = client.api.get_archive(container_id, MARKER_DIR)
         data = b"".join(stream)
-    except NotFound:
-        return frozenset()
+    except (NotFound, APIError) as exc:
+        listed = _listed_inside(client, container_id)
+        if listed is not None:
+            return listed
+        if isinstance(exc, NotFound):
+            return frozenset()
+        raise
     names = set()
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         for member in archive.getmembers():
             if member.isfile():
                 names.add(posixpath.basename(member.name))
     return frozenset(names)
+
+
+def _listed_inside(client, container_id: str) -> frozenset[str] | None:
+    """The marker directory listed by `ls` in the running container; None when it is not
+    running or has no shell to ask (an image without sh, which then has no setup steps)."""
+    from docker.errors import APIError
+
+    try:
+        if not client.api.inspect_container(container_id).get("State", {}).get("Running"):
+            return None
+        made = client.api.exec_create(container_id, ["sh", "-c", 'ls -1A -- "$1" 2>/dev/null || true', "sh", MARKER_DIR])
+        out = client.api.exec_start(made["Id"])
+        if client.api.exec_inspect(made["Id"]).get("ExitCode") != 0:
+            return None
+    except APIError:
+        return None
+    return frozenset(line for line in out.decode(errors="replace").splitlines() if line)
 
 
 def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, manifest_name: str, container_name: str,

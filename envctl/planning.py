@@ -22,10 +22,10 @@ def engine_if_any(host: WritableHost):
 def plan_on(host: WritableHost, loaded: Loaded, options: Options, engine=None, engine_problem: str | None = None) -> Plan:
     """The plan on `host`, observing `engine` when given (None: no decisions about the image,
     container and setup; `engine_problem` says why)."""
-    from envctl.artifact_steps import host_records
+    from envctl.artifact_steps import host_copies, host_records
     from envctl.observe import observe
     from envctl.plan import build_plan
 
     observed = observe(host, loaded, engine, remote_records=host_records(host, loaded), fetch_mode=host.fetch_mode,
-                       engine_problem=engine_problem)
+                       engine_problem=engine_problem, remote_copies=host_copies(host, loaded))
     return build_plan(loaded, observed, options, host.environ())

@@ -57,7 +57,22 @@ class _Api:
         for container in self.engine.containers_:
             if exec_id in container.execs:
                 return container.execs[exec_id]
+        if exec_id in self.engine.finished_execs:
+            return {"Running": False, "ExitCode": 0}
         raise NotFound(f"No such exec instance: {exec_id}")
+
+    def exec_create(self, container_id: str, cmd: list[str]) -> dict:
+        """Only the listing envctl makes (`sh -c 'ls -1A -- "$1"' sh DIR`): it finishes at once."""
+        container = next(c for c in self.engine.containers_ if c.id == container_id)
+        exec_id = f"exec-{len(self.engine.finished_execs)}"
+        self.engine.finished_execs[exec_id] = (container, cmd[-1])
+        return {"Id": exec_id}
+
+    def exec_start(self, exec_id: str) -> bytes:
+        container, directory = self.engine.finished_execs[exec_id]
+        prefix = directory.rstrip("/") + "/"
+        names = sorted({p[len(prefix):].split("/")[0] for p in container.files if p.startswith(prefix)})
+        return "".join(f"{n}\n" for n in names).encode()
 
     def top(self, container_id: str, ps_args: str | None = None) -> dict:
         """procps `ps -o pid,ppid,etimes,stat,args` as `docker top` relays it: the keep-alive
@@ -124,6 +139,7 @@ class FakeEngine:
     def __init__(self):
         self.images_: list[FakeImage] = []
         self.containers_: list[FakeContainer] = []
+        self.finished_execs: dict = {}  # exec ID → (container, the directory its `ls` lists)
         self.api = _Api(self)
         self.images = _Images(self)
         self.containers = _Containers(self)

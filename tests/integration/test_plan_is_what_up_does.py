@@ -91,6 +91,23 @@ def test_a_stopped_container_is_started_as_planned(make_env, tarballs, no_image)
     assert planned[1][2] == "start"
 
 
+def test_a_removed_writable_copy_is_copied_again_as_planned(make_env, tarballs, no_image, tmp_path):
+    """The workspace copy of a `mode: rw` artifact (a bind mount's source) deleted by hand: the
+    plan says copy and still knows which setup steps ran; up copies it and runs nothing else."""
+    env = make_env("cpu")
+    source = tmp_path / "config.json"
+    source.write_text('{"hidden_size": 64}\n')
+    write(env, tarballs.plain, extra=f"artifacts:\n  config: {{source: {source}, target: /models/config.json, mode: rw}}\n")
+    assert env.run("up", str(env.manifest)).returncode == 0
+    copy = next((tmp_path / "workspaces").rglob("artifacts/config"))
+    copy.unlink()
+    planned, executed, _ = planned_then_done(env)
+    assert planned == executed == [["artifact", "config", "copy"], ["image", IMAGE, "present"],
+                                   ["container", env.container, "unchanged"], ["setup", "first", "skip"],
+                                   ["setup", "second", "skip"]]
+    assert copy.read_text() == source.read_text()
+
+
 def test_a_missing_artifact_blocks_before_anything_runs(make_env, tarballs, no_image, engine):
     env = make_env("cpu")
     write(env, tarballs.plain, extra="artifacts:\n  weights:\n    target: /models\n    obtain: ask the lab for them\n")

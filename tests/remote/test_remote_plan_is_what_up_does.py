@@ -79,12 +79,21 @@ def test_pushed_to_a_fresh_host_then_nothing_to_do(world, lab, files):
     assert planned == executed == [["artifact", "weights", "fetch+push"], ["artifact", "config", "fetch+push"],
                                    ["image", IMAGE, "load"], ["container", world.container, "create"],
                                    ["setup", "read the config", "run"]]
-    copy = world.remote("lab1", f"{world.data_dir()}/workspaces/{world.container}/artifacts/config")
+    remote_copy = f"{world.data_dir()}/workspaces/{world.container}/artifacts/config"
+    copy = world.remote("lab1", remote_copy)
     assert copy.read_text() == config.read_text()  # the writable copy, made on the host
     planned, executed = planned_then_done(world, "lab1")
     assert planned == executed == [["artifact", "weights", "cached"], ["artifact", "config", "cached"],
                                    ["image", IMAGE, "present"], ["container", world.container, "unchanged"],
                                    ["setup", "read the config", "skip"]]
+    # The writable copy removed on the host: the plan says so, and up copies it there again,
+    # from the host's own cache (nothing is fetched or sent).
+    lab.run_in("lab1", "rm", "-rf", remote_copy)
+    planned, executed = planned_then_done(world, "lab1")
+    assert planned == executed == [["artifact", "weights", "cached"], ["artifact", "config", "copy"],
+                                   ["image", IMAGE, "present"], ["container", world.container, "unchanged"],
+                                   ["setup", "read the config", "skip"]]
+    assert copy.read_text() == config.read_text()
 
 
 def test_downloaded_by_a_fresh_host_then_nothing_to_do(world, lab, files, monkeypatch):
