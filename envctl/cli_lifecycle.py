@@ -135,12 +135,28 @@ def exec_command(
     ssh_config: Optional[str] = ssh_config_option(),
     inventory: Optional[str] = inventory_option(),
     accept_host_key: Optional[str] = accept_option(),
+    nodes: Optional[List[str]] = typer.Option(None, "--nodes", help="run once across these hosts together, rank = order "
+                                              "given (names, groups or ranges, as --hosts); the entrypoint needs nodes:"),
+    master_addr: Optional[str] = typer.Option(None, "--master-addr", help="with --nodes: the master's data-plane IPv4 address"),
+    master_port: Optional[int] = typer.Option(None, "--master-port", help="with --nodes: the master port (default: the "
+                                              "launcher's, moved to a free one on the master)"),
 ) -> None:
-    """Run an entrypoint in its environment's container; exits with the entrypoint's code."""
+    """Run an entrypoint in its environment's container; exits with the entrypoint's code.
+    With --nodes, one run across several hosts: every node gets the ENVCTL_* node contract."""
     import os
 
     from envctl import environments, execute
 
+    if nodes:
+        if hosts:
+            raise EnvctlError("give the hosts either with --nodes (one run across them) or --host, not both",
+                              exit_code=EXIT_USAGE)
+        from envctl.multinode.command import exec_on_nodes
+
+        together = remote_options(nodes, ssh_config, inventory, accept_host_key)
+        raise typer.Exit(exec_on_nodes(entrypoint, list(args or []), env, list(sets or []), together, master_addr, master_port))
+    if master_addr or master_port:
+        raise EnvctlError("--master-addr and --master-port go with --nodes", exit_code=EXIT_USAGE)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     host = single_target(remote)
     chosen = environments.choose(host.engine(), env)

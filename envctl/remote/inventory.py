@@ -21,6 +21,7 @@ when it exists):
         cards: 0-3               # default card selection: a count (2) or indices (0,2 / 0-3 / [0, 2]), as --cards
         root: /srv/fakehost      # where probes look (simulated hosts); default /
         env: {HF_ENDPOINT: https://hf-mirror.com}   # merged over defaults.env
+        data_addr: 192.168.10.5  # its data-plane IPv4 address for runs across nodes (exec --nodes)
     groups:
       mlu: [lab1, lab2, "lab[3-4]"]   # quote ranges inside [...]: brackets are YAML syntax there
       everything: [mlu, lab5]         # groups may contain groups, never in a cycle
@@ -32,6 +33,7 @@ error message ever shows them.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import os
 import re
@@ -47,7 +49,7 @@ from envctl.manifest.interpolate import looks_secret
 from envctl.manifest.yamlsrc import Document, PathKey, dotted, parse_file
 
 FETCH_MODES = ("remote", "push")
-SETTINGS = ("ssh", "data_dir", "fetch", "cards", "root", "env")
+SETTINGS = ("ssh", "data_dir", "fetch", "cards", "root", "env", "data_addr")
 SECTIONS = ("defaults", "hosts", "groups")
 NAME_PLACEHOLDER = "{name}"
 # A typo such as node[1-10000] should fail at once, not build ten thousand hosts.
@@ -73,6 +75,7 @@ class HostEntry:
     # hash=False: a dict cannot be hashed, and entries are wanted in sets and as dict keys.
     env: dict[str, str] = field(default_factory=dict, hash=False)
     defined_at: str | None = None  # "file:line" of its inventory entry; None when not in the inventory
+    data_addr: str | None = None  # its data-plane IPv4 address for exec --nodes (envctl.nodes.addresses); None: chosen
 
     def __repr__(self) -> str:
         # The dataclass repr would print env values, which may be tokens: show only their names.
@@ -271,6 +274,7 @@ def _entry(name: str, defaults: Mapping[str, Any], own: Mapping[str, Any], defin
         root=merged.get("root") or "/",
         env={k: v for k, v in env.items() if v is not None},
         defined_at=defined_at,
+        data_addr=merged.get("data_addr"),
     )
 
 
@@ -308,6 +312,11 @@ def _setting_problem(key: str, value: Any) -> str | None:
             parse_cards(value)
         except CardsError as problem:
             return str(problem)
+    elif key == "data_addr":
+        try:
+            ipaddress.IPv4Address(value if isinstance(value, str) else "")
+        except ValueError:
+            return f"expected an IPv4 address (the host's data-plane address), got {_kind(value) if not isinstance(value, str) else repr(value)}"
     elif key == "env" and not isinstance(value, dict):
         return f"expected a mapping of variables (NAME: value), got {_kind(value)}"
     return None

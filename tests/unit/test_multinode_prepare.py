@@ -1,0 +1,99 @@
+"""The pure parts of `exec --nodes` before anything starts: the preflight comparison and its
+table, `ss -Hltn` read for the master port, and the inventory's data_addr. Hosts, engines and
+the run itself are tested on the SSH lab (tests/remote/test_remote_nodes.py)."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import pytest
+
+from envctl.errors import EXIT_HOST_NOT_READY, EnvctlError, ManifestError
+from envctl.multinode import prepare
+from envctl.remote.inventory import load_inventory
+
+
+@dataclass
+class RecordedHost:
+    """A host whose commands answer with recorded output (ss as iproute2 6.1 prints it)."""
+
+    name: str
+    answers: dict = field(default_factory=dict)
+
+    def run(self, argv, timeout=30):
+        return self.answers[tuple(argv)]
+
+
+def site(rank, name, image="sha256:" + "a" * 64, digest="sha256:" + "b" * 64, config="c1", driver=None, cards=(),
+         status="running"):
+    environment = SimpleNamespace(name=f"envctl-x-{name}", status=status, config_hash=config, cards=cards, workspace="/w")
+    the_plan = SimpleNamespace(driver=SimpleNamespace(found=driver))
+    return prepare.NodeSite(rank, SimpleNamespace(name=name, data_addr=None), None, environment, the_plan, image, digest)
+
+
+def test_equal_nodes_pass_and_the_table_has_one_line_each():
+    rows = prepare.preflight([site(0, "lab1"), site(1, "lab2")])
+    assert [r.problems for r in rows] == [(), ()]
+    lines = prepare.table(rows)
+    assert lines[0].split() == ["rank", "host", "container", "image", "ID", "manifest", "driver", "procs", "result"]
+    assert [line.split()[:2] + line.split()[-1:] for line in lines[1:]] == [["0", "lab1", "ok"], ["1", "lab2", "ok"]]
+
+
+@pytest.mark.parametrize("changes, what", [
+    ({"image": "sha256:" + "d" * 64}, "image ID sha256:dddddddddddd differs from lab1's sha256:aaaaaaaaaaaa"),
+    ({"digest": "sha256:" + "e" * 64}, "manifest sha256:eeeeeeeeeeee differs from lab1's sha256:bbbbbbbbbbbb"),
+    ({"config": "c2"}, "container config c2 differs from lab1's c1"),
+    ({"cards": (0, 1)}, "cards 2 differs from lab1's 1"),
+    ({"driver": "23.0.rc3"}, "driver 23.0.rc3 differs from lab1's -"),
+    ({"status": "exited"}, "container envctl-x-lab2 is exited"),
+])
+def test_a_node_unlike_node_0_is_blocked_naming_what_differs(changes, what):
+    rows = prepare.preflight([site(0, "lab1"), site(1, "lab2", **changes)])
+    assert rows[0].problems == () and rows[1].problems == (what,)
+    lines = prepare.table(rows)
+    assert lines[2].split()[-1] == "BLOCKED" and lines[-1] == f"  lab2: {what}"
+
+
+SS = ("LISTEN 0      128          0.0.0.0:22        0.0.0.0:*\n"
+      "LISTEN 0      4096       127.0.0.1:29500     0.0.0.0:*\n"
+      "LISTEN 0      128             [::]:29501        [::]:*\n"
+      "LISTEN 0      64      [fe80::1%eth0]:29503      [::]:*\n")
+
+
+def _host(out):
+    from envctl.hosts.base import CommandResult
+
+    return RecordedHost("lab1", {("ss", "-H", "-l", "-t", "-n"): CommandResult(0, out, "")})
+
+
+def test_the_master_port_moves_past_ports_in_use_on_any_address():
+    host = _host(SS)
+    assert prepare.listening_ports(host) == {22, 29500, 29501, 29503}
+    assert prepare.master_port(host, "torchrun", {}, None) == 29502
+    assert prepare.master_port(host, "msrun", {}, None) == 8118
+    assert prepare.master_port(host, "none", {"master_port": 20001}, None) == 20001
+
+
+def test_an_explicit_master_port_in_use_is_refused():
+    with pytest.raises(EnvctlError) as caught:
+        prepare.master_port(_host("LISTEN 0 128 0.0.0.0:6000 0.0.0.0:*\n"), "torchrun", {}, 6000)
+    assert caught.value.exit_code == EXIT_HOST_NOT_READY and "port 6000 is in use on lab1" in caught.value.message
+
+
+def test_the_inventory_gives_a_data_addr_and_refuses_one_that_is_no_ipv4_address(tmp_path):
+    path = tmp_path / "inventory.yaml"
+    path.write_text(textwrap.dedent("""\
+        hosts:
+          lab1: {data_addr: 192.168.10.5}
+          lab2: {}
+        """))
+    inventory = load_inventory(path, {})
+    assert [h.data_addr for h in inventory.hosts.values()] == ["192.168.10.5", None]
+    for bad, shown in (("lab1.example", "'lab1.example'"), ("10.0.0.1/24", "'10.0.0.1/24'"), (5, "an integer")):
+        path.write_text(f"hosts:\n  lab1: {{data_addr: {bad}}}\n")
+        with pytest.raises(ManifestError) as caught:
+            load_inventory(path, {})
+        assert str(caught.value).endswith(f"hosts.lab1.data_addr: expected an IPv4 address (the host's data-plane "
+                                          f"address), got {shown}"), str(caught.value)
