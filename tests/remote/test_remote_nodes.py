@@ -1,7 +1,8 @@
 """One run across two SSH lab hosts (`exec ENTRYPOINT --nodes lab1,lab2`): real sshd, a real
 Docker engine per host, host networking on the lab's shared subnet. The entrypoint is a small sh
 script (launcher `none`) that prints the contract it got and checks the hostfile, so the test
-sees exactly what each node's process was handed."""
+sees exactly what each node's process was handed; a node whose environment differs is blocked
+by the preflight before anything starts."""
 
 from __future__ import annotations
 
@@ -92,3 +93,12 @@ def test_one_run_across_two_hosts_gets_one_contract_and_stops_together(world, la
     assert single.returncode == 2 and "entrypoint single" in single.stderr and "nodes:" in single.stderr, single.stderr
     alone = world.run("exec", "show", "--nodes", "lab1")
     assert alone.returncode == 2 and "--nodes needs two or more hosts" in alone.stderr, alone.stderr
+
+    changed = world.write(BODY.format(image=IMAGE, tarball=tarball).replace("{network: host}", "{network: host, env: {A: b}}"))
+    up = world.run("up", str(changed), "--host", "lab2")  # lab2 now differs from lab1
+    assert up.returncode == 0, up.stderr
+    blocked = world.run("exec", "show", "--nodes", "lab1,lab2")
+    assert blocked.returncode == 5, blocked.stderr
+    assert re.search(r"^1 +lab2 +.* BLOCKED$", blocked.stderr, re.M), blocked.stderr
+    assert re.search(r"^  lab2: container config \S+ differs from lab1's \S+$", blocked.stderr, re.M), blocked.stderr
+    assert blocked.stdout == ""  # nothing started
