@@ -218,7 +218,12 @@ def _artifact(name: str, loaded: Loaded, cache: Path, workspace: Path) -> FetchA
 def _setup_steps(loaded: Loaded, image: EnsureImage, artifacts: dict[str, FetchArtifact]) -> tuple[RunSetup, ...]:
     manifest = loaded.manifest
     steps = []
-    previous = hashlib.sha256(json.dumps([image.ref, image.expected_id, image.sha256]).encode()).hexdigest()
+    # The image is not part of a step's identity: a container whose image changed is recreated
+    # (its image-id label) and runs every step, so only what names the same image can reach
+    # here, and it must not re-run steps: `envctl lock` recording the tarball's sha256, or an
+    # image.id pin of the image already run, re-ran every setup step. The seed is the one an
+    # unpinned, unlocked image always had, so that existing containers keep their markers.
+    previous = hashlib.sha256(json.dumps([image.ref, None, None]).encode()).hexdigest()
     for index, step in enumerate(manifest.setup):
         argv = _command(step.run, manifest.container.shell)
         used = [[a.source, a.revision, a.sha256, a.target] for a in (artifacts[n] for n in step.uses)]

@@ -158,3 +158,17 @@ def test_a_file_that_is_not_a_saved_plan_is_refused(make_env, tmp_path, bad):
     path.write_text(bad)
     refused = env.run("up", "--plan", str(path))
     assert refused.returncode == 2 and "is not a saved plan" in refused.stderr, refused.stderr
+
+
+def test_envctl_lock_after_up_reruns_no_setup_step(make_env, tarballs, no_image):
+    """`envctl lock` records the image tarball's sha256; the next plan re-ran every setup step
+    (the image was part of each step's hash) although the container runs the same image."""
+    env = make_env("cpu")
+    write(env, tarballs.plain)
+    assert env.run("up", str(env.manifest)).returncode == 0
+    locked = env.run("lock", str(env.manifest))
+    assert locked.returncode == 0, locked.stderr
+    printed, executed, plan = planned_then_done(env)
+    assert plan["image"]["sha256"], "the lock recorded the tarball's sha256"
+    assert printed == executed == [["image", IMAGE, "present"], ["container", env.container, "unchanged"],
+                                   ["setup", "first", "skip"], ["setup", "second", "skip"]]

@@ -189,3 +189,30 @@ def test_without_an_engine_the_plan_text_does_not_say_ready(world):
     engine.add_image(IMAGE_ID, "lab/base:1")
     assert "engine     could not" not in "\n".join(summary_lines(world(engine)))
     assert plan_text(world(engine)).rstrip().endswith("ready: up can proceed")
+
+
+@pytest.mark.parametrize("pinned", [
+    'image: {ref: "lab/base:1", id: "%s"}' % IMAGE_ID,  # image.id pins the image already run
+    'image: {ref: "lab/base:1", tarball: {source: /srv/base.tar, sha256: "%s"}}' % ("c" * 64),  # envctl lock's record
+])
+def test_pinning_the_image_already_run_reruns_no_setup_step(tmp_path, clean_env, pinned):
+    """`envctl lock` (recording the image tarball's sha256) or an image.id pin of the image the
+    container runs re-ran every setup step: the image was part of each step's hash. A changed
+    image recreates the container (its image-id label), which runs every step anyway."""
+    environ = {**clean_env, "ENVCTL_CACHE": str(tmp_path / "cache"), "ENVCTL_WORKSPACE": str(tmp_path / "ws")}
+    (tmp_path / "root").mkdir()
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+
+    def plan(image_line):
+        path = tmp_path / "decide.yaml"
+        text = MANIFEST % (IMAGE_ID, "hello", "2")
+        path.write_text(text.replace('image: {ref: "lab/base:1", id: "%s"}' % IMAGE_ID, image_line))
+        loaded = load(str(path), environ=environ)
+        return build_plan(loaded, observe(LocalHost(str(tmp_path / "root")), loaded, engine, environ=environ), environ=environ)
+
+    before = plan('image: {ref: "lab/base:1", tarball: {source: /srv/base.tar}}')
+    with_container(engine, before)
+    after = plan(pinned)
+    assert [s.step_hash for s in after.setup] == [s.step_hash for s in before.setup]
+    assert actions(after)[-3:] == ["unchanged", "skip", "skip"]
