@@ -1,8 +1,9 @@
 """Setup markers: files in the container's own filesystem, one per setup step that ran.
 
 A marker is named by the step's index and its chained hash (which covers the step, every step
-before it, the artifacts it uses and the image), so which markers exist tells, before anything
-runs, which steps are unchanged. A step that failed leaves a `.failed` marker of its hash
+before it, the artifacts it uses and the image's ref), so which markers exist tells, before
+anything runs, which steps are unchanged. A changed image recreates the container, which has no
+markers. A step that failed leaves a `.failed` marker of its hash
 instead, so the next plan can say "failed last time" rather than "never ran".
 """
 
