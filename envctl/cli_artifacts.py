@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from envctl.cli_app import app, say
-from envctl.cli_remote import accept_option, host_option, inventory_option, on_hosts, remote_options, ssh_config_option
+from envctl.cli_remote import accept_option, each_host, host_option, inventory_option, remote_options, ssh_config_option
 from envctl.errors import EXIT_FETCH_FAILED, EXIT_USAGE, EnvctlError
 from envctl.manifest import discovery
 from envctl.manifest.loader import load
@@ -29,10 +29,14 @@ def fetch(
     accept_host_key: Optional[str] = accept_option(),
 ) -> None:
     """Fetch a manifest's artifacts into the cache (of the hosts named: pushed from this machine's
-    cache, only what they lack), starting nothing."""
-    from envctl.artifacts.cache import Cache
-    from envctl.artifacts.fetch import fetch_all
-    from envctl.paths import cache_dir
+    cache, only what they lack, or downloaded there with `fetch: remote`), and make the writable
+    copies `mode: rw` asks for: the artifact steps of `up`, starting nothing. Prints NAME<TAB>PATH
+    for each artifact placed."""
+    from dataclasses import replace
+
+    from envctl.artifact_steps import place
+    from envctl.plan import Options
+    from envctl.planning import plan_on
     from envctl.progress import ByteProgress
 
     loaded = load(name)
@@ -41,21 +45,7 @@ def fetch(
         raise EnvctlError(f"{loaded.manifest.name} has no artifact {', '.join(unknown)}; artifacts: "
                           f"{', '.join(loaded.manifest.artifacts) or 'none'}", exit_code=EXIT_USAGE)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
-    if remote.wanted:
-        raise typer.Exit(_push(remote, loaded, set(only or ()), offline))
-    with ByteProgress() as progress:
-        fetched = fetch_all(loaded, Cache(cache_dir()), offline, progress, say, names=list(only) if only else None)
-    for item in fetched:
-        typer.echo(f"{item.name}\t{item.path}")
-
-
-def _push(remote, loaded, only, offline) -> int:
-    from dataclasses import replace
-
-    from envctl.artifact_steps import place
-    from envctl.plan import Options
-    from envctl.planning import plan_on
-    from envctl.progress import ByteProgress
+    placed: list[tuple[str, str]] = []
 
     def work(host, echo) -> str:
         the_plan = plan_on(host, loaded, Options(skip_driver_check=True))
@@ -63,9 +53,13 @@ def _push(remote, loaded, only, offline) -> int:
             the_plan = replace(the_plan, artifacts=tuple(a for a in the_plan.artifacts if a.name in only))
         with ByteProgress() as progress:
             place(host, loaded, the_plan, echo, progress, offline)
+        placed.extend((a.name, a.cache_path) for a in the_plan.artifacts)
         return f"{len(the_plan.artifacts)} artifact(s) in {host.cache_root}"
 
-    return on_hosts(remote, work, "fetch " + loaded.manifest.name)
+    code = each_host(remote, work, "fetch " + loaded.manifest.name)
+    for artifact, path in placed if not remote.wanted else ():  # paths on this machine only
+        typer.echo(f"{artifact}\t{path}")
+    raise typer.Exit(code)
 
 
 @app.command()
