@@ -1,5 +1,6 @@
-"""What the host-aware commands share: the --host options, choosing targets from the inventory
-and ssh config, and running one piece of work on many hosts at once.
+"""What the host-aware commands share: the --host options, choosing hosts from the inventory
+and ssh config (each an SSHHost; this machine's LocalHost without --host), and running one
+piece of work on many hosts at once.
 
 Many hosts run in parallel, each line of output prefixed with its host; one host failing never
 stops the others; a summary table closes the run and the exit code says whether all succeeded
@@ -101,7 +102,7 @@ class HostResult:
 
 def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], None]], str], verb: str,
              outcomes: list | None = None) -> int:
-    """Run `work(target, echo)` on every chosen host at once; returns the exit code. `work`
+    """Run `work(host, echo)` on every chosen host at once; returns the exit code. `work`
     returns a one-line summary for the table. `outcomes` receives each host's HostResult."""
     chosen = entries(options)
     width = max(len(e.name) for e in chosen)
@@ -116,8 +117,8 @@ def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], Non
                     say(f"{entry.name:<{width}}  {line}" if len(chosen) > 1 else line)
 
         try:
-            target = open_entry(entry, options)
-            summary = work(target, echo)
+            host = open_entry(entry, options)
+            summary = work(host, echo)
             return HostResult(entry.name, True, summary, time.monotonic() - started)
         except EnvctlError as exc:
             message = exc.message.splitlines()[0] if exc.message else type(exc).__name__
@@ -159,9 +160,9 @@ def each_host(options: RemoteOptions, work: Callable[[object, Callable[[str], No
     return 0
 
 
-def with_host_cards(options: Options, target) -> Options:
+def with_host_cards(options: Options, host) -> Options:
     """--cards wins; else the inventory's cards for that host (a count or indices, read by
     envctl.cards when the inventory was loaded); else the manifest's."""
-    if options.cards is not None or target.cards is None:
+    if options.cards is not None or host.cards is None:
         return options
-    return replace(options, cards=target.cards)
+    return replace(options, cards=host.cards)
