@@ -122,16 +122,17 @@ def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Pat
     def before_remove(current) -> None:  # running work is killed only when the plan said so (--force)
         from envctl.runs import refuse_unplanned
 
-        refuse_unplanned(client, current, plan.container.name, plan.container_action.stops)
+        refuse_unplanned(client, current, plan.container.name, plan.container_action.stops,
+                         "restarting" if plan.container_action.action == "restart" else "recreating")
 
     container = execute(client, plan.container, plan.container_action.action, plan.world, image.image_id,
                         str(loaded.file), lock_dir, before_remove)
     detail = f": {', '.join(container.changes)} changed" if container.changes else ""
     echo(f"container  {plan.container.name}: {container.action}{detail}")
-    for run in plan.container_action.stops if container.action == "recreated" else ():
+    for run in plan.container_action.stops if container.action in ("recreated", "restarted") else ():
         echo(f"stopped    {run.describe()} (--force)")
     executed.append(("container", plan.container.name, _CONTAINER_WORDS[container.action]))
-    if plan.container_action.action in ("unchanged", "start") and plan.setup and not plan.baked:
+    if plan.container_action.action in ("unchanged", "start", "restart") and plan.setup and not plan.baked:
         now = tuple(sorted(read_markers(client, container.container_id)))
         if now != plan.world.markers:
             raise WorldChanged(f"the setup markers in {plan.container.name} changed since the plan was made "
@@ -144,4 +145,5 @@ def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Pat
     return Report(plan, image, container, tuple(steps), tuple(executed))
 
 
-_CONTAINER_WORDS = {"created": "create", "recreated": "recreate", "started": "start", "unchanged": "unchanged"}
+_CONTAINER_WORDS = {"created": "create", "recreated": "recreate", "started": "start", "restarted": "restart",
+                    "unchanged": "unchanged"}

@@ -8,7 +8,8 @@ then executed by a switch on the action) and pip-sync's pure `diff` before `sync
   (on a remote host "cached" means in its cache; "push" sends from this machine's cache;
   "fetch" with `fetch: remote` is the host downloading it itself)
 - image: present | tag | load | download+load | build | missing | unknown
-- container: create | recreate (the fields that changed) | start | unchanged | unknown
+- container: create | recreate (the fields that changed) | start | restart (mounts placed again) |
+  unchanged | unknown
 - setup step: skip | run (changed, after a changed step, never ran, failed last time) | unknown
 
 "unknown" is what a plan says when the engine could not be asked; `up` never applies it.
@@ -99,7 +100,11 @@ def wanted_image_id(image_decision: Decision, baked: str | None, observed) -> st
     return None
 
 
-def container(spec: ContainerSpec, image_id: str | None, observed) -> Decision:
+def container(spec: ContainerSpec, image_id: str | None, observed, replaced_mounts: tuple[str, ...] = ()) -> Decision:
+    """`replaced_mounts`: the artifacts whose mount source up places again (fetched, copied,
+    pushed): a running container's bind mount holds the old file or directory (a deleted one:
+    an empty directory, the old bytes), so it is restarted, which mounts the sources anew and
+    keeps its filesystem and so its setup markers. A stopped container mounts them when started."""
     seen = observed.engine
     if seen is None:
         return Decision("unknown", observed.engine_problem or "the engine was not asked")
@@ -109,6 +114,9 @@ def container(spec: ContainerSpec, image_id: str | None, observed) -> Decision:
     labels = current.labels
     if labels.get(LABEL_HASH) == spec.config_hash() and image_id is not None and labels.get(LABEL_IMAGE_ID) == image_id:
         if current.status == "running":
+            if replaced_mounts:
+                return Decision("restart", f"artifact(s) {', '.join(replaced_mounts)} placed again: its mounts in the "
+                                           "running container would still show what was there before")
             return Decision("unchanged", "running with this configuration and image")
         return Decision("start", f"it is {current.status}")
     changes = tuple(changed_fields(labels, spec, image_id))

@@ -20,7 +20,7 @@ class ContainerError(EnvctlError):
 
 @dataclass(frozen=True)
 class ContainerOutcome:
-    action: str  # unchanged | started | created | recreated
+    action: str  # unchanged | started | restarted | created | recreated
     container_id: str
     changes: tuple[str, ...] = ()
 
@@ -78,7 +78,7 @@ def _state(container) -> str:
 def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, manifest_file: str, lock_dir: Path,
             before_remove=None) -> ContainerOutcome:
     """Do to the container exactly what the plan decided (`action`: create | recreate | start |
-    unchanged), after checking, under the environment's lock, that it is still as observed
+    restart | unchanged), after checking, under the environment's lock, that it is still as observed
     (`expected`: plan.World). `before_remove(container)` may raise to keep a container from being
     removed (running work)."""
     with file_lock(lock_dir / f"{spec.name}.lock"):  # `up`s of one environment, one at a time
@@ -95,6 +95,14 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
         if action == "start":
             _start(current, spec.name)
             return ContainerOutcome("started", current.id)
+        if action == "restart":
+            if before_remove is not None:
+                before_remove(current)  # a restart kills what runs, as a removal does
+            try:
+                current.restart()
+            except APIError as exc:
+                raise ContainerError(f"the engine could not restart {spec.name}: {exc.explanation or exc}") from None
+            return ContainerOutcome("restarted", current.id)
         if action == "recreate":
             changes = changed_fields(current.labels, spec, image_id)
             if before_remove is not None:

@@ -322,10 +322,11 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
     if image.action == "missing" and image.origin == "present":  # (a tarball without source is in `needs`)
         how = image.obtain or "give image.tarball.source (a docker save tarball) or image.build in the manifest"
         blockers.append(f"image {image.ref}: {image.reason}; {how}")
-    chosen = decisions.container(spec, decisions.wanted_image_id(image, baked, observed), observed)
+    replaced = tuple(name for name, a in artifacts.items() if a.action not in ("cached", "missing", "unknown"))
+    chosen = decisions.container(spec, decisions.wanted_image_id(image, baked, observed), observed, replaced)
     running = observed.container.runs if observed.container is not None else ()
     stops = ()
-    if chosen.action == "recreate" and running:  # running work is never killed by surprise
+    if chosen.action in ("recreate", "restart") and running:  # running work is never killed by surprise
         if options.force:
             # Without the start times the engine's host derives from elapsed seconds (they move by
             # a second between two observations): a saved plan (`up --plan`) compares equal.
@@ -333,7 +334,7 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
         else:
             from envctl.runs import blocker  # imports docker-py, which plans without an engine never need
 
-            blockers.append(blocker(spec.name, running, "recreating"))
+            blockers.append(blocker(spec.name, running, "recreating" if chosen.action == "recreate" else "restarting"))
     steps = decisions.setup(setup, chosen, baked, observed)
     setup = tuple(dataclasses.replace(s, action=d.action, reason=d.reason) for s, d in zip(setup, steps))
     world = _world(observed)

@@ -281,13 +281,13 @@ def refuse_running_work(client, container, container_name: str, verb: str, comma
     return work
 
 
-def refuse_unplanned(client, container, container_name: str, accepted: tuple[Run, ...]) -> None:
-    """Right before `up` removes `container` to recreate it: raise RunningWork when work runs in
+def refuse_unplanned(client, container, container_name: str, accepted: tuple[Run, ...], verb: str = "recreating") -> None:
+    """Right before `up` removes `container` to recreate it (or restarts it): raise RunningWork when work runs in
     it that the plan did not accept to stop (`accepted`: the plan's --force list), such as a run
     started after the plan was made."""
     keys = {run.key() for run in accepted}
     unplanned = tuple(run for run in running_work(client, container) if run.key() not in keys)
     if unplanned:
-        error = RunningWork(container_name, unplanned, "recreating", "envctl up")
+        error = RunningWork(container_name, unplanned, verb, "envctl up")
         error.hint = "it started after the plan was made, or the plan was made without --force: run `envctl plan` again"
         raise error

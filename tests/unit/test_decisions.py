@@ -216,3 +216,24 @@ def test_pinning_the_image_already_run_reruns_no_setup_step(tmp_path, clean_env,
     after = plan(pinned)
     assert [s.step_hash for s in after.setup] == [s.step_hash for s in before.setup]
     assert actions(after)[-3:] == ["unchanged", "skip", "skip"]
+
+
+@pytest.mark.parametrize("mode, action", [("ro", "fetch"), ("rw", "fetch+copy")])
+def test_an_artifact_placed_again_restarts_a_running_container_and_keeps_its_steps(world, mode, action):
+    """An artifact fetched again (its cache entry was removed, or a changed source) is placed at
+    the same path under a new inode: a running container's bind mount kept the old one (an
+    empty directory, the old bytes) while up said 'unchanged'. A restart mounts the sources
+    anew and keeps the container's filesystem, so no setup step re-runs; a stopped container
+    is started, which mounts them too."""
+    extra = f"artifacts:\n  weights:\n    source: /srv/weights\n    target: /models/weights\n    mode: {mode}\n"
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+    plan = world(engine, extra=extra)
+    with_container(engine, plan)
+    again = world(engine, extra=extra)
+    assert actions(again) == [action, "present", "restart", "skip", "skip"]
+    assert again.container_action.reason.startswith("artifact(s) weights placed again")
+    stopped = FakeEngine()
+    stopped.add_image(IMAGE_ID, "lab/base:1")
+    with_container(stopped, plan, status="exited")
+    assert actions(world(stopped, extra=extra)) == [action, "present", "start", "skip", "skip"]

@@ -141,3 +141,27 @@ def test_what_is_not_running_work(world):
 def test_a_plan_made_without_an_engine_decides_nothing_about_runs(world):
     plan = world(None, rate="3e-4")
     assert plan.container_action.action == "unknown" and not any("running work" in b for b in plan.blockers)
+
+
+def test_a_restart_for_an_artifact_placed_again_is_blocked_by_running_work(tmp_path, clean_env):
+    """A restart kills what runs as a recreate does: blocked the same way, named 'restarting'."""
+    environ = {**clean_env, "ENVCTL_CACHE": str(tmp_path / "cache"), "ENVCTL_WORKSPACE": str(tmp_path / "ws")}
+    (tmp_path / "root").mkdir()
+    path = tmp_path / "busy.yaml"
+    path.write_text(MANIFEST % (IMAGE_ID, "1e-4") + "artifacts:\n  data: {source: /srv/data, target: /data}\n")
+    engine = FakeEngine()
+
+    def plan(force=False):
+        loaded = load(str(path), environ=environ)
+        observed = observe(LocalHost(str(tmp_path / "root")), loaded, engine, environ=environ)
+        return build_plan(loaded, observed, Options(force=force), environ=environ)
+
+    container = up_with(engine, plan())
+    train_run(container)
+    blocked = plan()
+    assert blocked.container_action.action == "restart"
+    assert [b for b in blocked.blockers if "running work" in b] == [
+        f"restarting envctl-busy would kill running work: {TRAIN}; `--force` to do it anyway"]
+    forced = plan(force=True)
+    assert not [b for b in forced.blockers if "running work" in b]
+    assert [r.name for r in forced.container_action.stops] == ["train"]
