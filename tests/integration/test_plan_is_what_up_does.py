@@ -103,8 +103,8 @@ def test_a_removed_writable_copy_is_copied_again_as_planned(make_env, tarballs, 
     copy.unlink()
     planned, executed, _ = planned_then_done(env)
     assert planned == executed
-    # The container is kept; its bind mount still shows the deleted copy until it restarts.
-    assert planned[2][:2] == ["container", env.container] and planned[2][2] in ("unchanged", "restart")
+    # The container is restarted: until then its bind mount shows the deleted copy.
+    assert planned[2] == ["container", env.container, "restart"]
     assert planned[:2] + planned[3:] == [["artifact", "config", "copy"], ["image", IMAGE, "present"],
                                          ["setup", "first", "skip"], ["setup", "second", "skip"]]
     assert copy.read_text() == source.read_text()
