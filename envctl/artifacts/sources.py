@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -52,24 +53,33 @@ class Source:
             return urls.identity(self.request_url or self.location)
         if self.kind == "git":
             return f"git+{urls.identity(self.location)}@{self.revision}"
+        if self.kind == "file":  # /data, /data/ and /data/./ are one directory
+            return f"file:{posixpath.normpath(self.location)}"
         return f"{self.kind}:{self.display}"
 
     def cache_key(self) -> str:
-        """A stable relative directory name for this source in the artifact cache. URLs are
-        keyed by a hash of their whole identity (a share link's files differ only in the
-        query), under their host and port, ending in the file's name for people reading it."""
+        """A stable relative directory name for this source in the artifact cache.
+
+        No key is a directory above another one: a source inside another source's directory
+        (`/data/w.txt` beside `/data`) or a repository whose path continues another's ref
+        (`a` at `b/c` beside `a/b` at `c`) would otherwise be stored inside its entry. URLs,
+        git repositories and paths are keyed by a hash of their whole identity (a share link's
+        files differ only in the query), ending in a readable name; Hub revisions keep their
+        `org/name/revision` layout with any `/` of the revision written `~` (refs never hold `~`)."""
         if self.kind in ("hf", "hf-dataset", "modelscope"):
-            return f"{self.kind}/{self.location}/{self.revision}"
+            return f"{self.kind}/{self.location}/{(self.revision or '').replace('/', '~')}"
+        digest = urls.identity_digest(self.identity())
         if self.kind == "git":
             parts = urlsplit(self.location)
-            path = parts.path.strip("/").removesuffix(".git")
+            name = parts.path.strip("/").removesuffix(".git").rsplit("/", 1)[-1] or "repo"
             host = (parts.hostname or "local") + (f"_{parts.port}" if parts.port else "")
-            return f"git/{host}/{path}/{self.revision}"
+            return f"git/{urls.safe_component(host) or 'host'}/{digest}/{urls.safe_component(name) or 'repo'}"
         if self.kind in ("http", "ftp"):
             scheme, host, port = urls.origin(self.location)
             where = urls.safe_component(f"{host}_{port}") or "host"
-            return f"{self.kind}/{where}/{urls.identity_digest(self.identity())}/{urls.file_name(self.location)}"
-        return f"file/{self.location.strip('/')}"
+            return f"{self.kind}/{where}/{digest}/{urls.file_name(self.location)}"
+        name = self.location.rstrip("/").rsplit("/", 1)[-1]
+        return f"file/{digest}/{urls.safe_component(name) or 'root'}"
 
 
 def _hub(kind: str, scheme: str, rest: str) -> Source:
