@@ -86,12 +86,12 @@ def save(
 @app.command("load")
 def load_command(tarball: Path = typer.Argument(..., help="a tarball written by `envctl save` or `docker save`")) -> None:
     """Load an image tarball into the engine, reading its identity from the tarball itself."""
+    from envctl import bake
     from envctl.engine import connect, local_socket
-    from envctl.images import load_tarball, read_identity
     from envctl.progress import ByteProgress
 
-    identity = read_identity(tarball)
-    client = connect()
+    said: list[str] = []  # printed after the progress display is gone
     with ByteProgress() as progress:
-        load_tarball(client, tarball, progress(f"loading {tarball.name}", tarball.stat().st_size), local_socket())
-    say(f"loaded     {', '.join(identity.repo_tags) or 'an untagged image'} ({identity.image_id})")
+        bake.load(connect(), tarball, said.append, progress(f"loading {tarball.name}", tarball.stat().st_size), local_socket())
+    for line in said:
+        say(line)
