@@ -179,6 +179,14 @@ def plan(
 def _save(output: Path, plans: dict, loaded, options: Options) -> None:
     from envctl import saved_plans
 
+    # A plan made without the engine decides nothing about image, container and setup: `up
+    # --plan` would refuse it every time, so it is not written at all.
+    undecided = sorted(host for host, p in plans.items() if not p.world.engine)
+    if undecided:
+        raise EnvctlError(f"not saved to {output}: the Docker engine of {', '.join(undecided)} could not be asked, "
+                          "so the plan's image, container and setup steps are unknown",
+                          hint="start the engine (or fix DOCKER_HOST) and run `envctl plan ... -o FILE` again",
+                          exit_code=EXIT_HOST_NOT_READY)
     doc = saved_plans.document({host: json.loads(plan_json(p)) for host, p in plans.items()}, str(loaded.file),
                                loaded.manifest.variant, options.cards, options.skip_driver_check)
     saved_plans.write(output, doc)

@@ -62,3 +62,23 @@ def test_a_hand_edited_plan_is_refused_naming_the_field(tmp_path, edit, named):
 def test_a_difference_at_the_top_is_named_the_plan():
     assert saved_plans.differences("x", {"a": 1}) == ['the plan: x → {"a": 1}']
     assert saved_plans.differences({"a": 1}, {"a": 2}) == ["a: 1 → 2"]
+
+
+def test_a_plan_made_without_the_engine_is_not_saved(tmp_path, clean_env):
+    """Its image, container and setup decisions are all unknown: `up --plan` would refuse it
+    every time, so `plan -o` says why and writes nothing."""
+    import os
+    import subprocess
+    import sys
+
+    manifest = tmp_path / "no-engine.yaml"
+    manifest.write_text("name: no-engine\ndescription: a plan without an engine\ndevice: {kind: cpu}\n"
+                        "image: {ref: lab/base:1}\n", encoding="utf-8")
+    saved = tmp_path / "plan.json"
+    env = dict(os.environ, DOCKER_HOST=f"unix://{tmp_path}/no-engine.sock")
+    done = subprocess.run([sys.executable, "-m", "envctl", "plan", str(manifest), "-o", str(saved)],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 5, done.stderr
+    assert f"not saved to {saved}: the Docker engine of local could not be asked" in done.stderr
+    assert "hint:" in done.stderr and "Traceback" not in done.stderr
+    assert not saved.exists()
