@@ -78,7 +78,10 @@ def place(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], 
     the plan's words. Raises WorldChanged when an artifact planned as cached left the host's
     cache, FetchError when a fetch or transfer fails (what arrived is kept)."""
     now = in_host_cache(host, loaded, plan)
-    gone = [a.name for a in plan.artifacts if a.action in ("cached", "copy") and a.name not in now]
+    # An artifact sharing its cache entry with one the plan fetches or sends arrives with it.
+    arriving = {a.cache_path for a in plan.artifacts if a.action not in ("cached", "copy", "missing")}
+    gone = [a.name for a in plan.artifacts
+            if a.action in ("cached", "copy") and a.name not in now and a.cache_path not in arriving]
     if gone:
         raise WorldChanged(f"artifact(s) {', '.join(gone)} left the cache of {host.name} since the plan was made",
                            hint="run `envctl plan` again to see what up would do now")

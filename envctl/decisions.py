@@ -59,6 +59,29 @@ def artifact(name: str, kind: str | None, mode: str, observed) -> Decision:
     return Decision("fetch", "not in the cache", size)
 
 
+MOVES_BYTES = frozenset({"fetch", "push", "fetch+push", "fetch+copy"})
+
+
+def one_fetch_per_source(artifacts: list[tuple[str, str | None, str, Decision]]) -> list[Decision]:
+    """Artifacts of one source (`data` read-only and `scratch` with `mode: rw` of the same
+    directory, say) share one cache entry: the first that moves its bytes fetches or sends
+    them, and those after it find them there. `artifacts`: (name, cache entry path, mode,
+    decision) in the plan's order; returns the decisions in that order, a later sharer's
+    "fetch…"/"push" turned into `cached` (or `copy` for `mode: rw`), naming the first."""
+    first_mover: dict[str, str] = {}
+    out = []
+    for name, cache_path, mode, decision in artifacts:
+        mover = first_mover.get(cache_path) if cache_path else None
+        if mover is not None and decision.action in MOVES_BYTES:
+            why = f"the same source as {mover}, which brings its bytes first"
+            decision = Decision("copy", f"{why}; then a writable copy", decision.bytes) if mode == "rw" \
+                else Decision("cached", why)
+        elif cache_path and decision.action in MOVES_BYTES:
+            first_mover.setdefault(cache_path, name)
+        out.append(decision)
+    return out
+
+
 def image(origin: str, source: str | None, baked: str | None, observed) -> Decision:
     """`origin`: tarball | build | present (the manifest gives neither)."""
     seen = observed.engine

@@ -315,9 +315,12 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
     spec = _container_spec(loaded, selection, artifacts, workspace, baked)
 
     # The decisions: what up does to each thing, and why.
-    artifacts = {name: _decided(a, decisions.artifact(name, loaded.sources[name].kind if loaded.sources.get(name) else None,
-                                                      a.mode, observed))
-                 for name, a in artifacts.items()}
+    chosen_for = [(name, a.cache_path, a.mode,
+                   decisions.artifact(name, loaded.sources[name].kind if loaded.sources.get(name) else None, a.mode,
+                                      observed))
+                  for name, a in artifacts.items()]
+    artifacts = {name: _decided(artifacts[name], d)
+                 for (name, *_), d in zip(chosen_for, decisions.one_fetch_per_source(chosen_for))}
     image = _decided(image, decisions.image(image.origin, image.source, baked, observed))
     if image.action == "missing" and image.origin == "present":  # (a tarball without source is in `needs`)
         how = image.obtain or "give image.tarball.source (a docker save tarball) or image.build in the manifest"

@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 
 import docker
 import pytest
 
+from servers.git_http import GitHTTPServer
 from servers.http_files import FileServer
 from support import IMAGE
 from testimages import save_image
@@ -148,3 +150,94 @@ def test_apply_checks_the_host_cache_again_before_it_acts(world, lab, files, mon
         apply.up(host, loaded, the_plan, said.append)
     assert said == [] and world.containers("lab3") == [f"{world.container} running"]
     assert not world.remote("lab3", f"{world.data_dir()}/cache/artifacts").exists()  # nothing was pushed
+
+
+SECRET = "pw-n0t-for-hosts"  # the mirror's password, in the artifact's URL
+TOKEN = "hf_tokenNeverOnHosts"  # HF_TOKEN in the user's environment
+
+EVERY_KIND = """\
+device: {{kind: cpu}}
+image:
+  ref: {image}
+  tarball: {{source: "{tarball}"}}
+artifacts:
+  weights: {{source: "{http}", target: /models/weights.bin}}
+  tool: {{source: "{git}", target: /opt/tool}}
+  data: {{source: "{data}", target: /data}}
+  scratch: {{source: "{data}", target: /scratch, mode: rw}}
+  config: {{source: "{config}", target: /models/config.json, mode: rw}}
+"""
+
+
+def _git_repository(root):
+    """A bare repository `tool.git` under `root` with a tag v1."""
+    work = root / "work"
+    work.mkdir(parents=True)
+    (work / "run.sh").write_text("echo tool\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-C", str(work)]
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "one"], ["tag", "v1"]):
+        subprocess.run(git + args, check=True, capture_output=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(root / "tool.git")], check=True, capture_output=True)
+
+
+def test_every_kind_of_artifact_pushed_then_nothing_to_do_then_part_of_the_host_cache_lost(world, lab, files, tmp_path,
+                                                                                          monkeypatch):
+    """An http file behind a password, a git repository, a local directory mounted read-only
+    and copied writable (one source, so one cache entry: fetched and sent once), a local file
+    copied writable: plan equals up on a fresh host, then nothing to do (nothing on the host
+    touched), then with one entry of the host's cache deleted only that one is sent again.
+    Neither the URL's password nor HF_TOKEN reaches the host's files or envctl's output."""
+    tarball, _, config = files
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "sub" / "x.txt").write_text("x\n")
+    _git_repository(tmp_path / "git")
+    monkeypatch.setattr(FileServer, "address", lab.gateway)
+    environ = world.environ(HF_TOKEN=TOKEN)
+    plain_run = world.run
+    said = []  # everything envctl printed
+
+    def run(*args, **kw):
+        done = plain_run(*args, env=environ, **kw)
+        said.append(done.stdout + done.stderr)
+        return done
+
+    monkeypatch.setattr(world, "run", run)
+    with FileServer(files={"w.bin": os.urandom(2 << 20)}, require_auth=("u", SECRET)) as mirror, \
+            GitHTTPServer(tmp_path / "git") as git:
+        world.write(EVERY_KIND.format(image=IMAGE, tarball=tarball, config=config, data=data, git=f"git+{git.url}/tool.git@v1",
+                                      http=mirror.url_for("w.bin").replace("http://", f"http://u:{SECRET}@")))
+        lab.docker("lab1", "rmi", "-f", IMAGE)
+        planned, executed = planned_then_done(world, "lab1")
+        assert planned == executed == [["artifact", "weights", "fetch+push"], ["artifact", "tool", "fetch+push"],
+                                       ["artifact", "data", "fetch+push"], ["artifact", "scratch", "copy"],
+                                       ["artifact", "config", "fetch+push"], ["image", IMAGE, "load"],
+                                       ["container", world.container, "create"]]
+        shown = lab.docker("lab1", "exec", world.container, "sh", "-c", "cat /opt/tool/run.sh /scratch/sub/x.txt /data/sub/x.txt")
+        assert shown.stdout == "echo tool\nx\nx\n", shown.stderr
+
+        root = world.remote("lab1", world.data_dir())
+        before = _snapshot(root)
+        planned, executed = planned_then_done(world, "lab1")
+        assert planned == executed == [["artifact", name, "cached"] for name in ("weights", "tool", "data", "scratch", "config")] \
+            + [["image", IMAGE, "present"], ["container", world.container, "unchanged"]]
+        assert _snapshot(root) == before  # nothing sent, copied or rewritten on the host
+
+        # The host's cache of the git repository deleted: only it is sent again (from here).
+        lab.run_in("lab1", "rm", "-rf", f"{world.data_dir()}/cache/artifacts/git")
+        planned, executed = planned_then_done(world, "lab1")
+        assert planned == executed
+        assert planned[:5] == [["artifact", "weights", "cached"], ["artifact", "tool", "push"], ["artifact", "data", "cached"],
+                               ["artifact", "scratch", "cached"], ["artifact", "config", "cached"]]
+
+    for directory in (root, world.base / "cache", world.base / "workspaces"):
+        for path in (p for p in directory.rglob("*") if p.is_file() and not p.is_symlink()):
+            content = path.read_bytes()
+            assert SECRET.encode() not in content and TOKEN.encode() not in content, path
+    assert said and not [out for out in said if SECRET in out or TOKEN in out]
+
+
+def _snapshot(root) -> dict:
+    """Every path under root with its inode, mtime and size (logs aside: each up writes one)."""
+    return {str(p.relative_to(root)): (s.st_ino, s.st_mtime_ns, s.st_size)
+            for p in root.rglob("*") if "logs" not in p.parts for s in [p.lstat()]}

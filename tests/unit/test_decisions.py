@@ -168,6 +168,26 @@ def test_a_missing_artifact_is_named_and_the_others_are_fetched(world):
     assert "missing: weights" in summary_lines(plan)[0]
 
 
+def test_artifacts_of_one_source_fetch_it_once(world):
+    """Two artifacts of one source (read-only, and a writable copy) share one cache entry: the
+    first fetches, the others find it there; `up` reports the same (the bytes move once)."""
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+    plan = world(engine, extra="""\
+        artifacts:
+          data: {source: "https://example.org/d.tar", target: /data}
+          scratch: {source: "https://example.org/d.tar", target: /scratch, mode: rw}
+          again: {source: "https://example.org/d.tar", target: /again}
+          other: {source: "https://example.org/o.tar", target: /other, mode: rw}
+        """)
+    by_name = {a.name: a.action for a in plan.artifacts}
+    assert by_name == {"data": "fetch", "scratch": "copy", "again": "cached", "other": "fetch+copy"}
+    assert [a.reason for a in plan.artifacts][1:3] == [
+        "the same source as data, which brings its bytes first; then a writable copy",
+        "the same source as data, which brings its bytes first"]
+    assert summary_lines(plan)[0].split()[:3] == ["fetch", "2", "artifact(s),"]  # data and other
+
+
 def test_without_an_engine_the_plan_says_unknown_and_why(world):
     plan = world(None)
     assert actions(plan) == ["unknown", "unknown", "unknown", "unknown"]
