@@ -124,10 +124,16 @@ def _api_error(exc, operation: str, engine: str) -> EngineError:
 
 
 def _gone(operation: str, engine: str, exc: Exception) -> EngineUnavailable:
+    hint = ("check that it runs (systemctl status docker; docker info), then run the command again: "
+            "what was already fetched is kept")
+    if engine and "://" not in engine and ":" in engine:  # HOST:SOCKET, an SSH host's engine through its connection
+        host = engine.split(":", 1)[0]
+        hint = (f"the SSH connection to {host} or its engine went away: check `ssh {host} docker info`, then run the "
+                "command again: what was already sent is kept; a command the engine was running (a setup step) "
+                "runs on in the container until it ends")
     return EngineUnavailable(
         f"{_named(engine)} stopped answering during {operation} ({_first_line(str(exc)) or type(exc).__name__})",
-        hint="check that it runs (systemctl status docker; docker info), then run the command again: "
-             "what was already fetched is kept")
+        hint=hint)
 
 
 def _named(engine: str) -> str:

@@ -35,8 +35,11 @@ CLAIM_WRAPPER = (
     'if [ -z "$p" ] || kill -0 "$p" 2>/dev/null; then echo "' + CLAIM_HELD + ' ${p:-?}"; exit ' + str(_CLAIM_EXIT) + '; fi; '
     'rm -f "$c"; (set -C; echo $$ > "$c") 2>/dev/null || { echo "' + CLAIM_HELD + ' ?"; exit ' + str(_CLAIM_EXIT) + '; }; fi; '
     'if [ -e "$m" ]; then rm -f "$c"; echo "' + CLAIM_DONE + '"; exit ' + str(_CLAIM_EXIT) + '; fi; '
-    '"$@"; code=$?; rm -f "$c"; exit $code'
+    '"$@"; code=$?; if [ $code -eq 0 ]; then mkdir -p "${m%/*}" && : > "$m"; fi; rm -f "$c"; exit $code'
 )
+# The wrapper writes the marker itself when the step succeeds, before it lets go of the claim: a
+# step whose `up` lost its connection (an SSH host gone away) runs on in the
+# container, and when it succeeds the next `up` skips it rather than running it a second time.
 
 
 class SetupFailed(EnvctlError):
