@@ -38,6 +38,13 @@ class PlacedFile:
     sha256: str
 
 
+def intact(record: dict, sizes: dict[str, int]) -> bool:
+    """Whether every file the record lists is present with its size; `sizes`: relative path
+    ("" for a single-file artifact) → bytes, as found on disk. A size check, not a hash: it
+    catches a file deleted or cut short in the cache, at the cost of a stat per file."""
+    return all(sizes.get(f.get("path", "")) == f.get("size") for f in record.get("files", []))
+
+
 class Cache:
     def __init__(self, root: Path):
         self.root = root

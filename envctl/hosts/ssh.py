@@ -198,14 +198,33 @@ class SSHHost:
                                  headers=headers, auth=auth)
 
     def artifact_record(self, cache_path: str) -> dict | None:
-        current = self.connection.run(["sh", "-c", 'test -e "$1" && cat -- "$1.json"', "sh", cache_path])
+        """The record, when every file it lists is there with its size (one round trip: the
+        record, then `SIZE PATH` of each file under the entry; find and stat as coreutils and
+        busybox have them). A file deleted or truncated on the host makes the entry incomplete."""
+        from envctl.artifacts.cache import intact
+
+        current = self.connection.run(["sh", "-c", _RECORD_AND_SIZES, "sh", cache_path])
+        if current.returncode != 0 or _SIZES_MARK not in current.stdout:
+            return None
+        text, listing = current.stdout.split(_SIZES_MARK, 1)
         try:
-            return json.loads(current.stdout) if current.returncode == 0 else None
+            record = json.loads(text)
         except ValueError:
             return None
+        sizes = {}
+        for line in listing.splitlines():
+            size, _, path = line.partition(" ")
+            if size.isdigit() and (path == cache_path or path.startswith(cache_path + "/")):
+                sizes[path[len(cache_path) + 1:]] = int(size)
+        return record if intact(record, sizes) else None
 
     def _blob(self, sha256: str) -> str:
         return posixpath.join(self.cache_root, "blobs", "sha256", sha256)
+
+
+_SIZES_MARK = "\n--envctl-sizes--\n"
+_RECORD_AND_SIZES = ('test -e "$1" && cat -- "$1.json" && printf "\\n--envctl-sizes--\\n" && '
+                     'find "$1" -type f -exec stat -c "%s %n" {} +')
 
 
 def _literal(path: str) -> str:

@@ -43,8 +43,10 @@ _ADOPT = 'chmod 0444 "$1" && mv -f "$1" "$2"'
 # $1 final, $2 partial, $3 sha256, $4 size. Says "present", or how many bytes the host already
 # has (we then send the rest on stdin), then after the bytes: "done", "incomplete N" (the
 # stream broke off: keep what arrived), or "mismatch DIGEST" (the partial copy is removed).
+_WHOLE = '[ -f "$1" ] && [ "$(wc -c < "$1" | tr -d " ")" = "$2" ]'  # the blob is there with its size
 _PUSH = SHA256_OF + r'''final=$1 partial=$2 want=$3 size=$4
-if [ -f "$final" ]; then echo present; exit 0; fi
+if [ -f "$final" ] && [ "$(wc -c < "$final" | tr -d ' ')" = "$size" ]; then echo present; exit 0; fi
+rm -f "$final"  # cut short on the host (a blob is verified when it arrives, so only its size can change unseen)
 mkdir -p "$(dirname "$partial")" || exit 1
 have=0
 if [ -f "$partial" ]; then have=$(wc -c < "$partial" | tr -d ' '); fi
@@ -65,7 +67,7 @@ def push_file(connection: SSHConnection, local: Path, remote: str, sha256: str,
     (nothing sent), "sent", or "resumed at N bytes" (N: where the first resume started)."""
     size = local.stat().st_size
     if size >= BULK and connection.round_trip() > FAR_HOST_SECONDS:
-        if connection.run(["test", "-f", remote]).returncode == 0:
+        if connection.run(["sh", "-c", _WHOLE, "sh", remote, str(size)]).returncode == 0:
             return "present"
         had = push_segmented(connection, local, remote, sha256, size, advance, attempts)
         return _outcome(had or None)

@@ -241,3 +241,44 @@ def _snapshot(root) -> dict:
     """Every path under root with its inode, mtime and size (logs aside: each up writes one)."""
     return {str(p.relative_to(root)): (s.st_ino, s.st_mtime_ns, s.st_size)
             for p in root.rglob("*") if "logs" not in p.parts for s in [p.lstat()]}
+
+
+DAMAGED = """\
+device: {{kind: cpu}}
+image: {{ref: {image}, tarball: {{source: "{tarball}"}}}}
+artifacts:
+  data: {{source: "{data}", target: /data}}
+  weights: {{source: "{weights}", target: /models/weights.bin}}
+"""
+
+
+def test_a_file_deleted_or_cut_short_in_the_host_cache_is_sent_again(world, lab, files, tmp_path):
+    """The host's cache damaged by hand (a file of a directory artifact deleted; a large file
+    truncated, and with it its blob, a hard link of it): the plan says push for that artifact
+    alone, up sends it, and the container sees the whole artifact again."""
+    tarball, weights, _ = files
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "sub" / "x.txt").write_text("x\n")
+    (data / "y.txt").write_text("y\n")
+    world.write(DAMAGED.format(image=IMAGE, tarball=tarball, data=data, weights=weights))
+    assert world.run("up", str(world.manifest), "--host", "lab2").returncode == 0
+    cache = world.remote("lab2", f"{world.data_dir()}/cache/artifacts")
+    [lost] = cache.rglob("data/sub/x.txt")
+    [cached_weights] = [p for p in cache.rglob("weights.bin") if p.is_file()]
+
+    lab.run_in("lab2", "rm", "-f", f"{world.data_dir()}/cache/artifacts/{lost.relative_to(cache)}")
+    planned, executed = planned_then_done(world, "lab2")
+    assert planned == executed
+    assert planned[:2] == [["artifact", "data", "push"], ["artifact", "weights", "cached"]]
+    shown = lab.docker("lab2", "exec", world.container, "cat", "/data/sub/x.txt")
+    assert shown.stdout == "x\n", shown.stderr
+
+    lab.run_in("lab2", "truncate", "-s", "1000", f"{world.data_dir()}/cache/artifacts/{cached_weights.relative_to(cache)}")
+    planned, executed = planned_then_done(world, "lab2")
+    assert planned == executed
+    assert planned[:2] == [["artifact", "data", "cached"], ["artifact", "weights", "push"]]
+    summed = lab.docker("lab2", "exec", world.container, "sha256sum", "/models/weights.bin")
+    assert summed.stdout.split()[0] == _sha(weights.read_bytes()), summed.stderr
+    planned, executed = planned_then_done(world, "lab2")
+    assert planned == executed and planned[:2] == [["artifact", "data", "cached"], ["artifact", "weights", "cached"]]
