@@ -94,9 +94,11 @@ def simulated_plan(reference: str, root: Path, environ):
 
 
 def normalise(text: str, root: Path, config_hash: str) -> str:
-    """Take out what depends on where the test runs: the temporary host root, the checkout, and
-    the config hash (which covers those paths; its behaviour is tested in test_plan.py)."""
+    """Take out what depends on where the test runs: the temporary host root, the checkout, the
+    config hash (which covers those paths; its behaviour is tested in test_plan.py), and the cache
+    key of a path source (a hash of the absolute path, here inside the checkout; test_cache_keys.py)."""
     text = text.replace(config_hash, "<config-hash>").replace(config_hash[:12], "<config-hash>")
+    text = re.sub(r"artifacts/file/[0-9a-f]{16}/", "artifacts/file/<path-hash>/", text)
     return text.replace(str(root), "<host-root>").replace(str(REPO), "<repo>")
 
 
