@@ -36,7 +36,7 @@ def _record(cache: Cache, loaded: Loaded, name: str) -> dict | None:
     artifact = loaded.manifest.artifacts[name]
     key = artifact_key(source, artifact.subpath, artifact.include)
     record = cache.placed_record(key)
-    if record is None or not cache.placed(key).exists():
+    if record is None or not cache.placed(key).exists() or not cache.intact_at(key, record):
         return None
     locked = loaded.locks.get(name)
     identity = artifact_identity(source, artifact.subpath, artifact.include)

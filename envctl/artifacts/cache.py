@@ -53,14 +53,18 @@ class Cache:
     def blob(self, sha256: str) -> Path:
         return self.root / "blobs" / "sha256" / sha256
 
-    def has_blob(self, sha256: str | None) -> bool:
-        return bool(sha256) and self.blob(sha256).is_file()
+    def has_blob(self, sha256: str | None, size: int | None = None) -> bool:
+        """Whether the blob is there (with `size` bytes, when given: a blob is a hard link of
+        the placed files, so one cut short in the cache shrinks it too)."""
+        if not sha256 or not self.blob(sha256).is_file():
+            return False
+        return size is None or self.blob(sha256).stat().st_size == size
 
     def adopt(self, verified_file: Path, sha256: str) -> Path:
         """Move a file whose content was verified to hash to `sha256` into the blob store."""
         target = self.blob(sha256)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
+        if target.is_file() and target.stat().st_size == verified_file.stat().st_size:
             verified_file.unlink(missing_ok=True)
         else:
             os.chmod(verified_file, 0o444)
@@ -96,6 +100,18 @@ class Cache:
     # -- placed artifacts -----------------------------------------------------------------
     def placed(self, key: str) -> Path:
         return self.root / "artifacts" / key
+
+    def intact_at(self, key: str, record: dict) -> bool:
+        """Whether artifacts/<key> holds every file `record` lists, with its size (see intact)."""
+        placed = self.placed(key)
+        sizes = {}
+        for listed in record.get("files", []):
+            path = listed.get("path", "")
+            try:
+                sizes[path] = (placed / path if path else placed).stat().st_size
+            except (OSError, TypeError):
+                pass
+        return intact(record, sizes)
 
     def placed_record(self, key: str) -> dict | None:
         try:

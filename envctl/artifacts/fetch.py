@@ -82,7 +82,8 @@ def fetch_one(name: str, source: Source, artifact: Artifact, cache: Cache, downl
     with cache.locked(key):
         record = cache.placed_record(key)
         placed = cache.placed(key)
-        if record is not None and placed.exists() and record_matches(record, expected, locked, identity):
+        if record is not None and placed.exists() and record_matches(record, expected, locked, identity) \
+                and cache.intact_at(key, record):
             files = tuple(PlacedFile(**f) for f in record["files"])
             return Fetched(name, placed, record.get("revision"), files, "cached")
         if offline:
@@ -183,7 +184,7 @@ def _fetch_file(name: str, source: Source, artifact: Artifact, expected: str | N
         digest = sha256_of(path)
         if origin.is_file() and expected and digest != expected:
             raise FetchError(f"{path}: sha256 {digest} does not match the expected {expected}")
-        if not cache.has_blob(digest):
+        if not cache.has_blob(digest, path.stat().st_size):
             # Copied, not hard-linked: a link would share the user's later edits (and the
             # blob store's read-only mode) with the original. copyfile uses copy_file_range,
             # which shares blocks on filesystems that can.

@@ -120,6 +120,30 @@ def test_a_local_file_is_copied_verified_and_never_linked_to_the_original(tmp_pa
     assert f"sha256 {digest} does not match the expected {wrong}" in caught.value.message
 
 
+def test_a_cached_directory_with_a_file_deleted_or_cut_short_is_fetched_again(tmp_path):
+    """The cache damaged by hand: a placed file deleted, or truncated (and with it its blob, a
+    hard link of it). The entry no longer counts as cached and the next fetch restores it."""
+    source = tmp_path / "data"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "x.txt").write_text("x\n")
+    (source / "y.txt").write_text("y\n")
+    fetched, cache = fetch(tmp_path, f"d: {{source: {source}}}\n")
+    placed = fetched["d"].path
+    assert fetched["d"].action == "fetched"
+    assert fetch(tmp_path, f"d: {{source: {source}}}\n")[0]["d"].action == "cached"
+
+    (placed / "sub" / "x.txt").unlink()
+    again, _ = fetch(tmp_path, f"d: {{source: {source}}}\n")
+    assert again["d"].action == "fetched" and (again["d"].path / "sub" / "x.txt").read_text() == "x\n"
+
+    y = again["d"].path / "y.txt"
+    y.chmod(0o644)
+    y.write_bytes(b"")  # truncated in place: the blob shrinks with it
+    again, _ = fetch(tmp_path, f"d: {{source: {source}}}\n")
+    assert again["d"].action == "fetched" and (again["d"].path / "y.txt").read_text() == "y\n"
+    assert fetch(tmp_path, f"d: {{source: {source}}}\n")[0]["d"].action == "cached"
+
+
 def _tar(entries: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
