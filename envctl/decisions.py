@@ -200,3 +200,26 @@ def setup(steps, container_decision: Decision, baked: str | None, observed) -> l
         changed_before = True
         out.append(Decision("run", reason))
     return out
+
+
+def setup_in_progress(steps, container_decision: Decision, observed) -> list[str]:
+    """Blockers for the steps this plan would run that another `up` is running now (a live claim:
+    a running exec of the claim wrapper, envctl/runs.py kind `setup`): `up` would meet the claim
+    and stop. `steps`: RunSetup with their decided action. A container to be recreated or
+    restarted is held up by its running work instead (envctl/runs.py blocker)."""
+    seen = observed.engine
+    if seen is None or seen.container is None or container_decision.action not in ("unchanged", "start"):
+        return []
+    running = {run.step: run for run in seen.container.runs if run.kind == "setup"}
+    out = []
+    for step in steps:
+        run = running.get(marker_name(step.index, step.step_hash))
+        if run is None or step.action != "run":
+            continue
+        details = [f"pid {run.pid}" if run.pid is not None else f"host pid {run.host_pid}" if run.host_pid else None,
+                   f"since {run.since.replace('T', ' ').replace('Z', ' UTC')}" if run.since else None]
+        detail = " ".join(d for d in details if d)
+        out.append(f"setup step {step.index + 1} '{step.name}' is being run by another `up`"
+                   + (f" ({detail})" if detail else "")
+                   + "; wait for it to finish (`envctl status` lists it), then run `envctl plan` again")
+    return out

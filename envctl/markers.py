@@ -9,8 +9,25 @@ instead, so the next plan can say "failed last time" rather than "never ran".
 
 from __future__ import annotations
 
-MARKER_DIR = "/var/lib/envctl/setup"
+STATE_DIR = "/var/lib/envctl"  # read whole by the plan: the markers and the claims in one archive
+MARKER_DIR = f"{STATE_DIR}/setup"
 FAILED_SUFFIX = ".failed"
+# A step runs under a claim file of its marker's name, holding the PID (in the container) of the
+# wrapper that runs it (envctl/setup_steps.py). $0: the claim; $1: the marker; $2: the step's
+# name (read back from the exec's arguments by `status` and `plan`); then the step's argv.
+CLAIM_DIR = f"{STATE_DIR}/claims"
+CLAIM_HELD = "envctl-setup-claim: held by pid"
+CLAIM_DONE = "envctl-setup-claim: ran meanwhile"
+CLAIM_EXIT = 213
+CLAIM_WRAPPER = (
+    'mkdir -p "${0%/*}" || exit 1; c="$0"; m="$1"; shift 2; '
+    'if ! (set -C; echo $$ > "$c") 2>/dev/null; then '
+    'p=; read -r p < "$c"; '
+    'if [ -z "$p" ] || kill -0 "$p" 2>/dev/null; then echo "' + CLAIM_HELD + ' ${p:-?}"; exit ' + str(CLAIM_EXIT) + '; fi; '
+    'rm -f "$c"; (set -C; echo $$ > "$c") 2>/dev/null || { echo "' + CLAIM_HELD + ' ?"; exit ' + str(CLAIM_EXIT) + '; }; fi; '
+    'if [ -e "$m" ]; then rm -f "$c"; echo "' + CLAIM_DONE + '"; exit ' + str(CLAIM_EXIT) + '; fi; '
+    '"$@"; code=$?; if [ $code -eq 0 ]; then mkdir -p "${m%/*}" && : > "$m"; fi; rm -f "$c"; exit $code'
+)
 
 
 def marker_name(index: int, step_hash: str) -> str:

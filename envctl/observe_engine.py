@@ -14,7 +14,7 @@ import tarfile
 from dataclasses import dataclass, field
 
 from envctl.containers import LABEL_BAKE_KEY, LABEL_BAKED_FOR, LABEL_MANIFEST
-from envctl.markers import MARKER_DIR
+from envctl.markers import CLAIM_DIR, MARKER_DIR, STATE_DIR
 
 
 @dataclass(frozen=True)
@@ -49,30 +49,61 @@ def find_container(client, name: str) -> ContainerState | None:
 
 
 def read_markers(client, container_id: str) -> frozenset[str]:
-    """The names of the files in the container's marker directory (empty when it has none).
+    """The names of the files in the container's marker directory (empty when it has none)."""
+    return read_setup_state(client, container_id)[0]
+
+
+def read_setup_state(client, container_id: str) -> tuple[frozenset[str], dict[str, tuple[int | None, int]]]:
+    """The setup markers and claims in the container, in one read of envctl's state directory:
+    (marker file names, {claim file name (a marker's name): (the PID it holds or None, its
+    mtime in seconds since the epoch)}). Whether a claim's process still runs is not known
+    here: the engine's running execs tell (envctl/runs.py).
 
     Read through the archive endpoint, which works on a stopped container too. That endpoint
     mounts the container's bind mounts first, and fails when a mount's source is gone from
     the host (a `mode: rw` artifact's workspace copy removed: Docker 20.10 answers 500 "mount
-    ...: not a directory", others 404); a running container is then asked with `ls` inside."""
+    ...: not a directory", others 404); a running container is then asked with `ls` inside
+    (markers only: its claims are then known by the running execs alone)."""
     from docker.errors import APIError, NotFound
 
     try:
-        stream, _ = client.api.get_archive(container_id, MARKER_DIR)
+        stream, _ = client.api.get_archive(container_id, STATE_DIR)
         data = b"".join(stream)
     except (NotFound, APIError) as exc:
         listed = _listed_inside(client, container_id)
         if listed is not None:
-            return listed
+            return listed, {}
         if isinstance(exc, NotFound):
-            return frozenset()
+            return frozenset(), {}
         raise
-    names = set()
+    markers, claims = set(), {}
+    top = posixpath.basename(STATE_DIR)
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         for member in archive.getmembers():
-            if member.isfile():
-                names.add(posixpath.basename(member.name))
-    return frozenset(names)
+            if not member.isfile():
+                continue
+            parent = posixpath.dirname(member.name)
+            if parent == f"{top}/{posixpath.basename(MARKER_DIR)}":
+                markers.add(posixpath.basename(member.name))
+            elif parent == f"{top}/{posixpath.basename(CLAIM_DIR)}":
+                held = archive.extractfile(member).read(64).decode("ascii", "replace").strip()
+                claims[posixpath.basename(member.name)] = (int(held) if held.isdigit() else None, int(member.mtime))
+    return frozenset(markers), claims
+
+
+def _claimed(runs: tuple, claims: dict) -> tuple:
+    """The running work with each setup step's run given the PID and start its claim holds."""
+    import time
+    from dataclasses import replace
+
+    out = []
+    for run in runs:
+        if run.kind == "setup" and run.step in claims:
+            pid, mtime = claims[run.step]
+            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime)) if mtime > 0 else run.since
+            run = replace(run, pid=pid, since=since)
+        out.append(run)
+    return tuple(out)
 
 
 def _listed_inside(client, container_id: str) -> frozenset[str] | None:
@@ -123,12 +154,14 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
             baked[key] = candidate.tags[0]
             baked_ids[candidate.tags[0]] = candidate.id
     container = find_container(client, container_name)
+    markers, claims = read_setup_state(client, container.id) if container is not None else (frozenset(), {})
     if container is not None and container.status == "running":
         from dataclasses import replace
 
         from envctl.runs import running_work
 
-        container = replace(container, runs=running_work(client, container.id))
-    markers = read_markers(client, container.id) if container is not None else frozenset()
+        # A setup step another `up` runs is a running exec of the claim wrapper: a claim whose
+        # process is gone (its exec ended, the container restarted) has none, as `up` decides.
+        container = replace(container, runs=_claimed(running_work(client, container.id), claims))
     return EngineView(image.id if image else None, images.config_digest(image) if image else None, present, pinned_id,
                       baked, baked_ids, container, markers)

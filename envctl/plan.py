@@ -340,6 +340,7 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
             blockers.append(blocker(spec.name, running, "recreating" if chosen.action == "recreate" else "restarting"))
     steps = decisions.setup(setup, chosen, baked, observed)
     setup = tuple(dataclasses.replace(s, action=d.action, reason=d.reason) for s, d in zip(setup, steps))
+    blockers += decisions.setup_in_progress(setup, chosen, observed)
     world = _world(observed)
     return Plan(
         manifest=manifest.name,

@@ -31,6 +31,7 @@ import getpass
 import io
 import json
 import os
+import posixpath
 import socket
 import tarfile
 import time
@@ -40,6 +41,7 @@ from dataclasses import asdict, dataclass
 from docker.errors import APIError, DockerException, NotFound
 
 from envctl.errors import HostNotReady
+from envctl.markers import CLAIM_WRAPPER
 
 PID_DIR = "/var/lib/envctl/exec"
 # $0: the PID file; $1: the run record (read back from the exec's arguments); then the
@@ -58,7 +60,8 @@ _CLOCK_TICKS = 100  # USER_HZ, the unit of /proc/PID/stat's starttime: 100 on ev
 class Run:
     """One piece of work running in a container.
 
-    kind: `entrypoint` (started by `envctl exec` or `envctl shell`), `exec` (a `docker exec`
+    kind: `entrypoint` (started by `envctl exec` or `envctl shell`), `setup` (a setup step an `up`
+    runs under its claim, named by the step), `exec` (a `docker exec`
     started by other means) or `process` (running with no exec behind it: left in the background).
     since: ISO 8601 UTC, or None when the engine's host could not say. pid: in the container
     (envctl runs); host_pid: on the engine's host."""
@@ -71,10 +74,11 @@ class Run:
     log: str | None = None
     by: str | None = None
     exec_id: str | None = None
+    step: str | None = None  # kind `setup`: the step's marker name (envctl/markers.py), which its claim bears
 
     def describe(self) -> str:
         """`train since 2026-11-30 12:03:00 UTC (pid 123, log /ws/logs/train-….log, by ana@box)`."""
-        what = {"entrypoint": self.name, "exec": f"docker exec {self.name}", "process": f"process {self.name}"}[self.kind]
+        what = {"entrypoint": self.name, "setup": f"setup step '{self.name}'", "exec": f"docker exec {self.name}", "process": f"process {self.name}"}[self.kind]
         details = []
         if self.pid is not None:
             details.append(f"pid {self.pid}")
@@ -161,6 +165,8 @@ def _exec_run(client, container: str, exec_id: str, info: dict, host_pid: int | 
         if isinstance(record, dict) and record.get("entrypoint"):
             return Run("entrypoint", str(record["entrypoint"]), record.get("since") or _since(elapsed),
                        _pid_in_container(client, container, argv[3]), host_pid, record.get("log"), record.get("by"), exec_id)
+    if len(argv) >= 6 and argv[:3] == ["sh", "-c", CLAIM_WRAPPER]:  # claim, marker, step name, the step's argv
+        return Run("setup", argv[5], _since(elapsed), host_pid=host_pid, exec_id=exec_id, step=posixpath.basename(argv[3]))
     if len(argv) >= 4 and argv[:3] == ["sh", "-c", _OLD_WRAPPER]:
         argv = argv[4:]
     command = " ".join(argv)

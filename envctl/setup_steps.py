@@ -14,7 +14,8 @@ from typing import Callable
 
 from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
 from envctl.lifecycle import WorldChanged
-from envctl.markers import MARKER_DIR, failed_path, marker_name, marker_path
+from envctl.markers import CLAIM_DIR, CLAIM_DONE, CLAIM_EXIT as _CLAIM_EXIT, CLAIM_HELD, CLAIM_WRAPPER, MARKER_DIR, \
+    failed_path, marker_name, marker_path
 from envctl.plan import RunSetup
 
 TAIL_LINES = 20
@@ -22,21 +23,8 @@ TAIL_LINES = 20
 # machine or any other with this engine) never run a step at once or run it twice: the planned
 # "run" was decided before the other `up` ran it. The claim file is created with O_EXCL (sh's
 # noclobber, `set -C`) and holds the wrapper's PID; a claim whose process is gone (an `up`
-# killed mid-step, a restart) is stale and taken over. $0: the claim; $1: the marker; then the
-# step's argv. Only sh, mkdir and rm are assumed (the marker writes need mkdir already).
-CLAIM_DIR = "/var/lib/envctl/claims"
-CLAIM_HELD = "envctl-setup-claim: held by pid"
-CLAIM_DONE = "envctl-setup-claim: ran meanwhile"
-_CLAIM_EXIT = 213
-CLAIM_WRAPPER = (
-    'mkdir -p "${0%/*}" || exit 1; c="$0"; m="$1"; shift; '
-    'if ! (set -C; echo $$ > "$c") 2>/dev/null; then '
-    'p=; read -r p < "$c"; '
-    'if [ -z "$p" ] || kill -0 "$p" 2>/dev/null; then echo "' + CLAIM_HELD + ' ${p:-?}"; exit ' + str(_CLAIM_EXIT) + '; fi; '
-    'rm -f "$c"; (set -C; echo $$ > "$c") 2>/dev/null || { echo "' + CLAIM_HELD + ' ?"; exit ' + str(_CLAIM_EXIT) + '; }; fi; '
-    'if [ -e "$m" ]; then rm -f "$c"; echo "' + CLAIM_DONE + '"; exit ' + str(_CLAIM_EXIT) + '; fi; '
-    '"$@"; code=$?; if [ $code -eq 0 ]; then mkdir -p "${m%/*}" && : > "$m"; fi; rm -f "$c"; exit $code'
-)
+# killed mid-step, a restart) is stale and taken over. The wrapper and its arguments: envctl/markers.py.
+# Only sh, mkdir and rm are assumed (the marker writes need mkdir already).
 # The wrapper writes the marker itself when the step succeeds, before it lets go of the claim: a
 # step whose `up` lost its connection (an SSH host gone away) runs on in the
 # container, and when it succeeds the next `up` skips it rather than running it a second time.
@@ -99,7 +87,7 @@ def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Ca
         echo(f"setup [{step.index + 1}/{len(steps)}] {step.name}")
         claim = f"{CLAIM_DIR}/{marker_name(step.index, step.step_hash)}"
         exec_id = client.api.exec_create(
-            container_id, ["sh", "-c", CLAIM_WRAPPER, claim, marker, *step.argv], stdout=True, stderr=True,
+            container_id, ["sh", "-c", CLAIM_WRAPPER, claim, marker, step.name, *step.argv], stdout=True, stderr=True,
             workdir=step.workdir, environment=dict(step.env)
         )["Id"]
         tail: deque[str] = deque(maxlen=TAIL_LINES)

@@ -31,6 +31,7 @@ class FakeContainer:
     status: str = "running"
     labels: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)  # path → bytes
+    mtimes: dict = field(default_factory=dict)  # path → modification time (seconds since the epoch) the archive gives
     execs: dict = field(default_factory=dict)  # exec ID → what `exec_inspect` answers (running ones)
     processes: list = field(default_factory=list)  # `docker top` rows beside the keep-alive process
 
@@ -103,6 +104,7 @@ class _Api:
             for p, data in sorted(below.items()):
                 info = tarfile.TarInfo(f"{top.name}/{p[len(path.rstrip('/')) + 1:]}")
                 info.size = len(data)
+                info.mtime = container.mtimes.get(p, 0)
                 archive.addfile(info, io.BytesIO(data))
         return iter([buffer.getvalue()]), {"name": top.name}
 

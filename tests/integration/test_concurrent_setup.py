@@ -3,12 +3,17 @@ second `up` observed the container while the first was still in its setup, plann
 ran" for steps the first was running, and ran them again alongside it (the step's side effect
 happened twice). Each step now runs under a claim in the container (envctl/setup_steps.py); an
 `up` that meets another's claim stops with what changed (exit 5), and a claim left by a process
-that is gone is taken over."""
+that is gone is taken over. `plan` sees a live claim (a running exec of the claim wrapper) and
+names the step as a blocker, and `status` lists the run by the step's name."""
 
+import json
 import time
 
 import pytest
 
+from envctl.lifecycle import WorldChanged
+from envctl.plan import RunSetup
+from envctl.setup_steps import run_planned
 from support import IMAGE
 
 pytestmark = pytest.mark.both_engines
@@ -37,9 +42,29 @@ def test_a_second_up_during_the_first_ones_setup_stops_and_the_step_runs_once(ma
     workspace = env.base / "workspaces" / env.container
     first = env.popen("up", str(env.manifest))
     wait_for(workspace / "slow-started", first)
+    # The plan sees the first `up`'s claim: not ready, naming the step, rather than `run: never ran`.
+    planned = env.run("plan", str(env.manifest))
+    assert "setup step 1 'slow' is being run by another `up` (pid " in planned.stdout, planned.stdout + planned.stderr
+    assert "not ready: 1 blocker(s)" in planned.stdout, planned.stdout
+    as_json = json.loads(env.run("plan", str(env.manifest), "--json").stdout)
+    assert as_json["ready"] is False
+    status = env.run("status", "--json")
+    assert status.returncode == 0, status.stderr
+    runs = [run for entry in json.loads(status.stdout) if entry["name"] == env.container for run in entry["runs"]]
+    assert [(r["kind"], r["name"]) for r in runs] == [("setup", "slow")], runs
+    # An `up` whose plan was made just before the first took the claim meets the claim itself.
+    claim = env.inside("ls /var/lib/envctl/claims")[1].split()
+    assert len(claim) == 1, claim
+    index, step_hash = claim[0].split("-", 1)
+    late = RunSetup(int(index), "slow", ("/bin/sh", "-c", "echo ran >> /tmp/slow-runs"), None, {}, (), step_hash, "run")
+    with pytest.raises(WorldChanged, match=f"setup step 1 'slow' in {env.container}: another `up` is running it now "
+                                           r"\(pid [0-9]+ in the container\)"):
+        run_planned(env.engine, env.get().id, (late,), lambda line: None)
     second = env.run("up", str(env.manifest))
     assert second.returncode == 5, second.stderr
-    assert (f"setup step 1 'slow' in {env.container}: another `up` is running it now (pid " in second.stderr), second.stderr
+    # Stopped by its plan, before anything ran (the claim itself still stops an `up` whose plan
+    # was made just before the first took the claim).
+    assert "setup step 1 'slow' is being run by another `up` (pid " in second.stderr, second.stderr
     assert "Traceback" not in second.stderr
     (workspace / "slow-go").touch()
     out, err = first.communicate(timeout=120)

@@ -257,3 +257,77 @@ def test_an_artifact_placed_again_restarts_a_running_container_and_keeps_its_ste
     stopped.add_image(IMAGE_ID, "lab/base:1")
     with_container(stopped, plan, status="exited")
     assert actions(world(stopped, extra=extra)) == [action, "present", "start", "skip", "skip"]
+
+
+# A step another `up` runs now (interrupted, or concurrent): its claim wrapper is a running exec
+# (ProcessConfig as Docker 20.10 answers ExecInspect, moby api/swagger.yaml) and its claim file
+# holds the wrapper's PID in the container. `up` would meet the claim and stop, so the plan says
+# so instead of `run: never ran` and ready.
+CLAIMED_AT = 1796040180  # 2026-11-30 12:03:00 UTC
+
+
+def second_step_claimed(engine, plan, exec_running=True, claim=b"77\n"):
+    from envctl.markers import CLAIM_DIR, CLAIM_WRAPPER, marker_path
+
+    first, second = plan.setup
+    with_container(engine, plan, markers=[marker_name(first.index, first.step_hash)])
+    container = engine.containers_[-1]
+    name = marker_name(second.index, second.step_hash)
+    if claim is not None:
+        container.files[f"{CLAIM_DIR}/{name}"] = claim
+        container.mtimes[f"{CLAIM_DIR}/{name}"] = CLAIMED_AT
+    if exec_running:
+        container.execs["claimed"] = {
+            "ID": "claimed", "Running": True, "ExitCode": None, "Pid": 9300,
+            "ProcessConfig": {"tty": False, "entrypoint": "sh", "privileged": False,
+                              "arguments": ["-c", CLAIM_WRAPPER, f"{CLAIM_DIR}/{name}", marker_path(second.index, second.step_hash),
+                                            "second", *second.argv]}}
+        container.processes.append(["9300", "4200", "30", "S", "sh -c mkdir -p \"${0%/*}\" || exit 1; ..."])
+    return container
+
+
+def test_a_step_another_up_is_running_blocks_the_plan_naming_it(world):
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+    second_step_claimed(engine, world(engine))
+    plan = world(engine)
+    assert actions(plan) == ["present", "unchanged", "skip", "run"]
+    assert plan.blockers == ("setup step 2 'second' is being run by another `up` (pid 77 since 2026-11-30 12:03:00 UTC); "
+                             "wait for it to finish (`envctl status` lists it), then run `envctl plan` again",)
+
+
+def test_a_claim_whose_process_is_gone_does_not_block(world):
+    """The claim file outlived its wrapper (an `up` killed with its step, a restart): `up` takes
+    it over, so the plan runs the step and is ready."""
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+    second_step_claimed(engine, world(engine), exec_running=False)
+    plan = world(engine)
+    assert actions(plan) == ["present", "unchanged", "skip", "run"]
+    assert plan.setup[1].reason == "never ran"
+    assert plan.blockers == ()
+
+
+def test_a_running_step_whose_claim_cannot_be_read_still_blocks_by_its_exec(world):
+    """The wrapper has not written its claim yet (or wrote no PID): the exec alone tells."""
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+    second_step_claimed(engine, world(engine), claim=None)
+    (blocker,) = world(engine).blockers
+    assert blocker.startswith("setup step 2 'second' is being run by another `up` (host pid 9300 since ")
+
+
+def test_status_and_the_recreate_blocker_name_the_step_not_the_wrapper(world):
+    from envctl.runs import running_work
+
+    engine = FakeEngine()
+    engine.add_image(IMAGE_ID, "lab/base:1")
+    container = second_step_claimed(engine, world(engine))
+    (run,) = running_work(engine, container.id)
+    assert (run.kind, run.name, run.step) == ("setup", "second", marker_name(1, world(engine).setup[1].step_hash))
+    assert run.describe().startswith("setup step 'second' since ")
+    changed = world(engine, greeting="bye")  # recreating kills the step: the running-work blocker names it
+    assert actions(changed)[1] == "recreate"
+    (blocker,) = changed.blockers
+    assert "would kill running work: setup step 'second' since 2026-11-30 12:03:00 UTC (pid 77)" in blocker
+    assert "mkdir" not in blocker
