@@ -165,8 +165,7 @@ class Downloader:
                 with open(part, "ab") as handle:
                     for block in read_raw(response, CHUNK):
                         if skip:
-                            dropped, skip = min(skip, len(block)), skip - min(skip, len(block))
-                            block = block[dropped:]
+                            block, skip = block[skip:], max(0, skip - len(block))
                         handle.write(block)
                         digest.update(block)
                         offset += len(block)
@@ -219,8 +218,7 @@ class Downloader:
                         handle.seek(start)
                         for block in read_raw(response, CHUNK):
                             if skip:
-                                dropped, skip = min(skip, len(block)), skip - min(skip, len(block))
-                                block = block[dropped:]
+                                block, skip = block[skip:], max(0, skip - len(block))
                             block = block[:end + 1 - position]  # never into the next segment
                             if not block:
                                 if position > end:
