@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from envctl.atomic import write_text_atomic
-from envctl.tarballs import ImageError, SavedImage, TarballIdentity, compression_of, decompressing, read_identity
+from envctl.tarballs import CountingReader, ImageError, SavedImage, TarballIdentity, compression_of, decompressing, read_identity
 
 __all__ = ["ImageError", "TarballIdentity", "IdentityCache", "identify", "load_tarball", "loaded_ids", "read_identity",
            "context_digest"]
@@ -74,31 +74,10 @@ def identify(path: Path, cache: IdentityCache, need_sha256: bool, progress: Call
     return identity
 
 
-class _Counting:
-    """Reports the bytes read from the file (not the decompressed ones) as progress."""
-
-    def __init__(self, handle, progress):
-        self.handle, self.progress = handle, progress
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.handle.read(size)
-        if self.progress:
-            self.progress(len(data))
-        return data
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
-
 def _chunks(path: Path, progress: Callable[[int], None] | None, compression: str = "none") -> Iterator[bytes]:
     """The bytes the engine is sent: the file itself, or its decompressed tar stream."""
     with open(path, "rb") as raw:
-        handle = raw if compression in ENGINE_TAKES else decompressing(_Counting(raw, progress), compression)
+        handle = raw if compression in ENGINE_TAKES else decompressing(CountingReader(raw, progress), compression)
         if compression not in ENGINE_TAKES:
             progress = None  # counted on the compressed side
         while True:

@@ -176,20 +176,22 @@ def member_name(name: str) -> str:
     return clean.lstrip("/")
 
 
-class _HashingReader:
-    """A file wrapper that hashes every byte read through it (sequential reads only)."""
+class CountingReader:
+    """A file wrapper that reports every byte read through it as progress (sequential reads only)."""
 
     def __init__(self, handle, progress: Callable[[int], None] | None):
         self.handle = handle
-        self.digest = hashlib.sha256()
         self.progress = progress
 
     def read(self, size: int = -1) -> bytes:
         data = self.handle.read(size)
-        self.digest.update(data)
+        self._seen(data)
         if self.progress:
             self.progress(len(data))
         return data
+
+    def _seen(self, data: bytes) -> None:
+        pass
 
     def readinto(self, buffer) -> int:  # bz2/lzma/zstandard readers call this
         data = self.read(len(buffer))
@@ -198,6 +200,17 @@ class _HashingReader:
 
     def readable(self) -> bool:
         return True
+
+
+class _HashingReader(CountingReader):
+    """A CountingReader that also hashes every byte read through it."""
+
+    def __init__(self, handle, progress: Callable[[int], None] | None):
+        super().__init__(handle, progress)
+        self.digest = hashlib.sha256()
+
+    def _seen(self, data: bytes) -> None:
+        self.digest.update(data)
 
     def drain(self) -> None:
         while self.read(CHUNK):
