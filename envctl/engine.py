@@ -14,7 +14,11 @@ from collections.abc import Iterator
 from typing import Mapping
 
 import docker
+from docker.api.client import APIClient
+from docker.client import DockerClient
 from docker.errors import DockerException
+from docker.models.containers import ExecResult
+from docker.models.resource import Collection, Model
 
 from envctl.engine_errors import translate
 from envctl.errors import HostNotReady
@@ -190,16 +194,10 @@ def translated(iterator, operation: str, where: str) -> Iterator:
 
 
 def _wrappable(value) -> bool:
-    from docker.api.client import APIClient
-    from docker.client import DockerClient
-    from docker.models.resource import Collection, Model
-
     return isinstance(value, (Model, Collection, APIClient, DockerClient))
 
 
 def _wrap(value, engine_url: str, operation: str):
-    from docker.models.containers import ExecResult
-
     if _wrappable(value):
         return _Translating(value, engine_url, operation)
     if isinstance(value, ExecResult):
