@@ -5,9 +5,8 @@ image and the container, which setup steps run, and what blocks it. The same fac
 
 from __future__ import annotations
 
+from envctl.decisions import MOVES_BYTES as MOVES  # artifact actions that move bytes
 from envctl.plan import Plan
-
-MOVES = ("fetch", "push", "fetch+push", "fetch+copy")  # artifact actions that move bytes
 
 
 def size_text(n: int | None) -> str:
