@@ -142,8 +142,6 @@ def cache_gc(partial_days: int = typer.Option(14, "--partial-days", help="drop u
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+    from envctl.summary import size_text  # one formatting of sizes, as the plan shows them
+
+    return size_text(n)
