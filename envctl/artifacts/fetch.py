@@ -220,11 +220,16 @@ def _fetch_git(name: str, source: Source, artifact: Artifact, key: str, cache: C
     return Fetched(name, placed, commit, tuple(files), "fetched")
 
 
+def _stamp(record: dict | None, destination: Path) -> tuple[Path, str]:
+    """The stamp file beside a writable copy, and what it holds for the artifact `record` describes."""
+    return (destination.parent / f"{destination.name}.source.json",
+            json.dumps(record.get("files") if record else None, sort_keys=True))
+
+
 def workspace_copy_current(record: dict | None, destination: Path) -> bool:
     """Whether the writable copy at `destination` was made from the cached artifact `record`
     describes (its stamp, written beside it, lists the same files)."""
-    stamp = destination.parent / f"{destination.name}.source.json"
-    wanted = json.dumps(record.get("files") if record else None, sort_keys=True)
+    stamp, wanted = _stamp(record, destination)
     try:
         return destination.exists() and stamp.read_text() == wanted
     except OSError:
@@ -234,8 +239,6 @@ def workspace_copy_current(record: dict | None, destination: Path) -> bool:
 def workspace_copy(placed: Path, record: dict | None, destination: Path) -> str:
     """A writable copy of a placed artifact for setup steps to modify (`mode: rw`). It is made
     again only when the cached artifact changed. Returns "copied" or "kept"."""
-    stamp = destination.parent / f"{destination.name}.source.json"
-    wanted = json.dumps(record.get("files") if record else None, sort_keys=True)
     if workspace_copy_current(record, destination):
         return "kept"
     if destination.is_dir():
@@ -247,6 +250,7 @@ def workspace_copy(placed: Path, record: dict | None, destination: Path) -> str:
         shutil.copytree(placed, destination, symlinks=True, copy_function=_copy_writable)
     else:
         _copy_writable(placed, destination)
+    stamp, wanted = _stamp(record, destination)
     stamp.write_text(wanted)
     return "copied"
 
