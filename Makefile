@@ -22,10 +22,13 @@ demo: $(STAMP) engine
 # lab of the remote-host tests: installed (and the engine started) when missing (root, Debian).
 # A second engine, a current Docker with the containerd image store, runs beside it in its own
 # namespaces (tests/ensure-containerd-engine.sh): the integration tests run against both.
+# Debian's Slurm and MUNGE (tests/ensure-slurm.sh) for the Slurm cluster the lab starts on two of
+# its hosts (tests/sshlab_slurm.py).
 engine:
 	bash tests/ensure-engine.sh
 	bash tests/ensure-containerd-engine.sh
 	bash tests/ensure-ssh.sh
+	bash tests/ensure-slurm.sh
 
 test: $(STAMP) engine
 	$(BIN)/python -m pytest
