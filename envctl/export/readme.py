@@ -1,0 +1,43 @@
+"""The README.md every export writes: what it runs, how to start it, and every node prerequisite
+(nothing an engine cannot express is dropped silently)."""
+
+from __future__ import annotations
+
+import shlex
+
+from envctl.export.model import Export
+
+
+def render(export: Export, format_name: str, how_to_run: list[str]) -> str:
+    reference = f"{export.manifest}:{export.variant}" if export.variant else export.manifest
+    lines = [
+        f"# {export.job}: {reference} `{export.entrypoint}` on {export.nnodes} nodes ({format_name})",
+        "",
+        f"Written by `envctl export {reference} --entrypoint {export.entrypoint} --nodes {export.nnodes} "
+        f"--format {format_name}`. Every node runs the same command as `envctl exec {export.entrypoint} --nodes ...`:",
+        "",
+        "```",
+        shlex.join(export.command),
+        "```",
+        "",
+        f"launcher {export.launcher}, {export.processes} process(es) per node, master port {export.master_port}, "
+        f"image {export.image.ref}" + (f", {export.cards} {export.device_kind} card(s) per node" if export.cards else ""),
+        "",
+        "Each container first runs envctl's prelude (prelude.py, contract.py, node.json): it maps the engine's node "
+        "index and master host name to envctl's contract (ENVCTL_*, MASTER_*, PET_*; the engine's RANK, WORLD_SIZE and "
+        "LOCAL_RANK are removed), waits until the master answers on the master port and every node has reported, "
+        f"writes nodes.json, hostfile and env to /envctl/nodes/<run id>, then starts the command.",
+        "",
+        "## How to run it",
+        "",
+        *how_to_run,
+        "",
+        "## Node prerequisites",
+        "",
+        "Every node needs what follows; the engine cannot provide or express it:",
+        "",
+        *[f"- {item}" for item in export.prerequisites],
+    ]
+    if export.notes:
+        lines += ["", "## Notes from the manifest", "", *[f"- {note}" for note in export.notes]]
+    return "\n".join(lines) + "\n"

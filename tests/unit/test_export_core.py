@@ -1,0 +1,131 @@
+"""The format-neutral export (envctl.export.model): the node command is the one `exec --nodes`
+starts, computed from a plan of a real (simulated) host the way envctl.multinode.command does;
+the prelude computes the same contract as envctl.nodes.contract; bad requests are refused."""
+
+import json
+import re
+from dataclasses import replace
+
+import pytest
+
+import hostsim
+from fake_engine import FakeEngine
+from envctl import execute
+from envctl.errors import EnvctlError
+from envctl.export import prelude
+from envctl.export.files import node_spec, prelude_files
+from envctl.export.model import build_export, job_name
+from envctl.hosts.local import LocalHost
+from envctl.manifest.loader import load
+from envctl.nodes.contract import FORBIDDEN, Node, build_contract
+from envctl.observe import observe
+from envctl.plan import _command, build_plan
+from support import REPO
+
+MULTI_NODE = [("chatglm2-npu", "finetune"), ("chatglm2-npu-fastchat", "train"), ("chatglm3-mlu", "train"),
+              ("chatglm3-npu-mindformers", "finetune"), ("chinese-alpaca2-mlu:7b", "sft"),
+              ("chinese-alpaca2-mlu:13b", "pretrain")]
+
+
+def exec_nodes_argv(loaded, entrypoint, root, environ, sets=(), extra=()):
+    """What envctl.multinode.command.exec_on_nodes starts on a node: the entrypoint of the node's
+    plan, its nodes.run through the shell when given, --set and extra arguments applied."""
+    device = loaded.manifest.device
+    version = re.search(r"[0-9][0-9A-Za-z.]*", device.driver or "5.10.22").group(0)
+    if device.kind == "mlu":
+        hostsim.mlu_host(root, cards=16, driver=version)
+    else:
+        hostsim.npu_host(root, cards=8, version=version)
+    plan = build_plan(loaded, observe(LocalHost(str(root)), loaded, FakeEngine(), environ=environ), environ=environ)
+    entry = {e.name: e for e in plan.entrypoints}[entrypoint]
+    declared = loaded.manifest.entrypoints[entrypoint]
+    if declared.nodes.run is not None:
+        entry = replace(entry, argv=_command(declared.nodes.run, loaded.manifest.container.shell),
+                        shell_line=isinstance(declared.nodes.run, str))
+    return execute.apply_overrides(entry, list(sets), list(extra))
+
+
+@pytest.mark.parametrize("reference,entrypoint", MULTI_NODE)
+def test_the_node_command_is_the_one_exec_nodes_starts(reference, entrypoint, clean_env, tmp_path):
+    loaded = load(reference, environ=dict(clean_env))
+    argv, variables = exec_nodes_argv(loaded, entrypoint, tmp_path / "root", dict(clean_env))
+    export = build_export(loaded, entrypoint, 3)
+    assert export.command == argv
+    assert {k: v for k, v in export.env.items() if k in variables} == {k: v for k, v in variables.items() if k not in FORBIDDEN}
+    assert not set(FORBIDDEN) & set(export.env)
+
+
+def test_set_and_extra_arguments_reach_the_command_as_in_exec(clean_env, tmp_path):
+    loaded = load("chatglm3-mlu", environ=dict(clean_env))
+    argv, variables = exec_nodes_argv(loaded, "train", tmp_path / "root", dict(clean_env), ("max_steps=7",), ("--seed", "3"))
+    export = build_export(loaded, "train", 2, sets=("max_steps=7",), extra=("--seed", "3"))
+    assert export.command == argv and export.env["MAX_STEPS"] == "7" == variables["MAX_STEPS"]
+    assert export.command[-1].rstrip().endswith("--seed 3")
+
+
+def test_devices_resources_shm_and_node_paths(clean_env):
+    export = build_export(load("chatglm3-npu-mindformers", environ=dict(clean_env)), "finetune", 2)
+    assert export.resources == {"huawei.com/Ascend910": "8"} and export.processes == 8
+    assert export.master_port == 8118  # msrun's default, as exec --nodes chooses it
+    assert export.shm_bytes == 64 << 30 and export.host_network and export.host_ipc
+    assert export.workspace.source == "/root/.local/share/envctl/workspaces/envctl-chatglm3-npu-mindformers"
+    drivers = {p.source for p in export.host_paths if p.what == "driver"}
+    assert "/usr/local/Ascend/driver/lib64" in drivers
+    assert all(p.source.startswith("/root/.local/share/envctl/") for p in export.host_paths if p.what.startswith("artifact"))
+    texts = "\n".join(export.prerequisites)
+    assert "ulimit memlock" in texts and "ulimit stack" in texts and "ascend-device-plugin" in texts
+
+
+def test_a_claim_holds_artifacts_and_workspace_relative_to_its_root(clean_env):
+    export = build_export(load("chatglm3-mlu", environ=dict(clean_env)), "train", 2, claim="envctl-data", data_dir="/data/envctl")
+    claimed = [p for p in export.host_paths if p.claim]
+    assert {p.what for p in claimed} >= {"workspace"} and all(not p.source.startswith("/") for p in claimed)
+    assert export.workspace.source == "workspaces/envctl-chatglm3-mlu"
+    assert any("PersistentVolumeClaim envctl-data" in item for item in export.prerequisites)
+
+
+@pytest.mark.parametrize("entrypoint,nodes,words", [("infer", 2, "does not say it can run on several nodes"),
+                                                    ("nosuch", 2, "has no entrypoint 'nosuch'"),
+                                                    ("train", 1, "needs two or more")])
+def test_refused_requests_say_why(entrypoint, nodes, words, clean_env):
+    with pytest.raises(EnvctlError) as caught:
+        build_export(load("chatglm3-mlu", environ=dict(clean_env)), entrypoint, nodes)
+    assert words in caught.value.message and caught.value.exit_code == 2
+
+
+def test_job_names_are_dns_labels_short_enough_for_engine_suffixes():
+    assert job_name("chinese-alpaca2-mlu", "13b", "merge-pretrain") == "chinese-alpaca2-mlu-13b-merge-pretrain"
+    long = job_name("A_very.long-Manifest_name_" * 4, None, "train")
+    assert len(long) <= 40 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", long)
+
+
+def test_the_prelude_ships_the_contract_module_byte_for_byte(clean_env):
+    export = build_export(load("chatglm3-mlu", environ=dict(clean_env)), "train", 2)
+    files = prelude_files(node_spec(export, rank_from="VC_TASK_INDEX", master="m.example"))
+    assert files["contract.py"] == (REPO / "envctl" / "nodes" / "contract.py").read_text()
+    spec = json.loads(files["node.json"])
+    assert spec["command"] == list(export.command) and spec["rank_from"] == "VC_TASK_INDEX" and spec["nnodes"] == 2
+
+
+def test_the_prelude_builds_the_contract_exec_nodes_builds():
+    spec = {"port": 29500, "device_kind": "npu", "processes": 8}
+    answer = {"run_id": "train-x", "nodes": [["a", "10.0.0.1", 8, "eth0", "10.0.0.1"], ["b", "10.0.0.2", 8, "eth1", "10.0.0.2"]]}
+    expected = build_contract([Node("a", "10.0.0.1", 8, "eth0", "10.0.0.1"), Node("b", "10.0.0.2", 8, "eth1", "10.0.0.2")],
+                              29500, "train-x", "npu")
+    assert prelude.contract_of(spec, answer) == expected
+    assert prelude.contract_of(spec, answer).env(1)["HCCL_IF_IP"] == "10.0.0.2"
+
+
+@pytest.mark.parametrize("environ,spec,found", [
+    ({"VC_TASK_INDEX": "1"}, {"rank_from": "VC_TASK_INDEX"}, 1),
+    ({"VC_TASK_INDEX": "1", "ENVCTL_EXPORT_RANK": "0"}, {"rank_from": "VC_TASK_INDEX"}, 0),
+    ({"RANK": "1", "WORLD_SIZE": "16"}, {"rank_from": "RANK"}, 1),
+])
+def test_the_prelude_takes_the_rank_from_the_engines_variable(environ, spec, found):
+    assert prelude.find_rank({"nnodes": 2, **spec}, environ) == found
+
+
+@pytest.mark.parametrize("environ", [{}, {"VC_TASK_INDEX": "2"}, {"VC_TASK_INDEX": "x"}])
+def test_the_prelude_refuses_a_missing_or_wrong_rank(environ):
+    with pytest.raises(prelude.PreludeError):
+        prelude.find_rank({"nnodes": 2, "rank_from": "VC_TASK_INDEX"}, environ)
