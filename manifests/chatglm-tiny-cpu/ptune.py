@@ -30,6 +30,13 @@ Output in OUTPUT_DIR: ``prefix.safetensors`` (prefix and adapter weights),
 appended). ``infer.py`` reads the same directory. At the end a line
 ``loss first5 X.XXXX last5 Y.YYYY`` compares the mean losses of the first and last 5 steps.
 
+Several processes, several nodes: started by torchrun as one of WORLD_SIZE processes (the
+manifest's ``nodes`` variant, ``envctl exec train --nodes a,b``), the processes train one model
+together over gloo (``ptune_dist.py`` says how): each takes its share of every batch, the
+gradients are summed, every rank logs the same loss, and only rank 0 writes OUTPUT_DIR (one
+checkpoint, one train.log). BATCH_SIZE is the global batch, so the run is the single-process
+run with its batches split.
+
 Exit status: 0 on success; 2 for a bad setting or input (one ``error:`` line on stderr);
 1 when training went wrong: a non-finite loss, or (from 10 steps on) a loss that did not
 fall by at least 20% between the first and last 5 steps, which is what happens with
@@ -52,6 +59,8 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 import torch
 from torch import nn
+
+import ptune_dist  # beside this file: the script's directory is first on sys.path
 
 CHECKPOINT_WEIGHTS = "prefix.safetensors"
 CHECKPOINT_CONFIG = "ptune_config.json"
@@ -281,31 +290,53 @@ def main() -> int:
         if cfg.pre_seq_len >= max_positions // 2:
             raise ConfigError(f"PRE_SEQ_LEN={cfg.pre_seq_len} leaves too little of the "
                               f"model's {max_positions} positions")
+        world = join_world()
+        if world.size > min(cfg.batch_size, len(examples)):
+            raise ConfigError(f"BATCH_SIZE={cfg.batch_size} and {len(examples)} examples cannot give "
+                              f"each of {world.size} processes an example per step")
         try:
-            cfg.output_dir.mkdir(parents=True, exist_ok=True)
-            log = open(cfg.output_dir / TRAIN_LOG, "a", encoding="utf-8")  # noqa: SIM115
+            if world.leader:
+                cfg.output_dir.mkdir(parents=True, exist_ok=True)
+                log = open(cfg.output_dir / TRAIN_LOG, "a", encoding="utf-8")  # noqa: SIM115
+            else:  # one checkpoint and one train.log per run: rank 0's
+                log = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             raise ConfigError(f"cannot write to OUTPUT_DIR {cfg.output_dir}: {exc}") from None
     except ConfigError as exc:
         fail(str(exc))
 
     with log:
-        losses = train(cfg, examples, tokenizer, model, log)
+        losses = train(cfg, examples, tokenizer, model, log, world)
         window = min(5, len(losses))
         first, last = sum(losses[:window]) / window, sum(losses[-window:]) / window
         summary = f"loss first{window} {first:.4f} last{window} {last:.4f}"
         print(summary)
         log.write(summary + "\n")
-    print(f"ptune: checkpoint in {cfg.output_dir}")
+    ptune_dist.leave(world)
+    if world.leader:
+        print(f"ptune: checkpoint in {cfg.output_dir}")
     # The reference workflow promises a clearly falling loss; fail loudly if it did not.
     if cfg.max_steps >= 10 and not last < first * (1.0 - MIN_RELATIVE_DROP):
         fail(f"the loss did not fall by {MIN_RELATIVE_DROP:.0%} ({summary})", status=1)
     return 0
 
 
-def train(cfg: Settings, examples, tokenizer, model, log) -> list[float]:
-    """Train prefix and adapters, log every step to stdout and ``log``, save the checkpoint;
-    return the per-step losses."""
+def join_world() -> ptune_dist.World:
+    """This process's rank and the number of processes (joined over gloo when several);
+    ConfigError when the launcher's settings are unusable or the master cannot be reached."""
+    try:
+        return ptune_dist.join()
+    except ValueError as exc:
+        raise ConfigError(f"WORLD_SIZE/RANK from the launcher are unusable: {exc}") from None
+    except RuntimeError as exc:  # gloo's DistNetworkError/DistStoreError are RuntimeErrors
+        raise ConfigError(f"cannot join the other processes at {os.environ.get('MASTER_ADDR')}:"
+                          f"{os.environ.get('MASTER_PORT')}: {exc}") from None
+
+
+def train(cfg: Settings, examples, tokenizer, model, log,
+          world: ptune_dist.World = ptune_dist.World()) -> list[float]:
+    """Train prefix and adapters, log every step to stdout and ``log``, save the checkpoint
+    (rank 0 alone); return the per-step losses (of the global batch, the same on every rank)."""
     threads = set_threads()
     torch.manual_seed(cfg.seed)
     lora_alpha = LORA_SCALE * cfg.lora_rank
@@ -318,6 +349,7 @@ def train(cfg: Settings, examples, tokenizer, model, log) -> list[float]:
     prefix = nn.Parameter(embeddings[start].detach().clone())
     adapters = attach_adapters(model, cfg.lora_rank, lora_alpha)
     trainable = {"prefix": prefix, **adapters}
+    ptune_dist.start_equal(list(trainable.values()), world)
     optimizer = torch.optim.AdamW(trainable.values(), lr=cfg.learning_rate, weight_decay=0.0)
 
     encoded = [encode_example(tokenizer, c, s, max_positions - cfg.pre_seq_len)
@@ -329,6 +361,10 @@ def train(cfg: Settings, examples, tokenizer, model, log) -> list[float]:
     print(f"ptune: {len(encoded)} examples, {cfg.max_steps} steps, batch {cfg.batch_size}, "
           f"lr {cfg.learning_rate}, prefix {cfg.pre_seq_len}, lora rank {cfg.lora_rank}, "
           f"{n_trainable} trainable parameters, {threads} threads", flush=True)
+    if world.distributed:
+        print(f"ptune: rank {world.rank} of {world.size} (gloo, master {os.environ.get('MASTER_ADDR')}:"
+              f"{os.environ.get('MASTER_PORT')}), {cfg.batch_size // world.size}+ examples of each batch",
+              flush=True)
     log.write(f"# ptune {time.strftime('%Y-%m-%dT%H:%M:%S')} model={cfg.model_dir} "
               f"train_file={cfg.train_file} steps={cfg.max_steps} lr={cfg.learning_rate} "
               f"pre_seq_len={cfg.pre_seq_len} batch_size={cfg.batch_size} seed={cfg.seed} "
@@ -337,16 +373,22 @@ def train(cfg: Settings, examples, tokenizer, model, log) -> list[float]:
     losses: list[float] = []
     began = time.monotonic()
     for step in range(1, cfg.max_steps + 1):
-        input_ids, mask, labels = collate([encoded[i] for i in next(order)], pad_id,
-                                          cfg.pre_seq_len)
+        mine = ptune_dist.share(next(order), world)
+        input_ids, mask, labels = collate([encoded[i] for i in mine], pad_id, cfg.pre_seq_len)
         inputs_embeds = embed_with_prefix(model, prefix, input_ids)
-        loss = model(inputs_embeds=inputs_embeds, attention_mask=mask, labels=labels).loss
+        if world.distributed:  # this share's part of the global batch's mean loss
+            items = ptune_dist.target_tokens(labels, IGNORE, world)
+            loss = model(inputs_embeds=inputs_embeds, attention_mask=mask, labels=labels,
+                         num_items_in_batch=items).loss
+        else:
+            loss = model(inputs_embeds=inputs_embeds, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad()
         loss.backward()
+        ptune_dist.sum_gradients(list(trainable.values()), world)
         torch.nn.utils.clip_grad_norm_(trainable.values(), 1.0)
         optimizer.step()
 
-        value = loss.item()
+        value = ptune_dist.global_loss(loss, world)
         if not math.isfinite(value):
             fail(f"loss is {value} at step {step}; try a smaller LEARNING_RATE", status=1)
         losses.append(value)
@@ -355,6 +397,8 @@ def train(cfg: Settings, examples, tokenizer, model, log) -> list[float]:
         log.write(line + "\n")
         log.flush()
     print(f"ptune: trained in {time.monotonic() - began:.1f}s")
+    if not world.leader:
+        return losses
 
     save_checkpoint(cfg.output_dir, trainable, {
         "base_model": str(cfg.model_dir),

@@ -63,6 +63,7 @@ CASES = [
     ("chinese-alpaca2-mlu:13b", "pretrain", "torch.distributed.launch", 16),
     ("chatglm2-npu-fastchat", "train", "torchrun", 2),
     ("chatglm3-npu-mindformers", "finetune", "msrun", 8),
+    ("chatglm-tiny-cpu:nodes", "train", "torchrun", 1),  # the CPU reference workflow across nodes
 ]
 
 

@@ -61,7 +61,8 @@ PINS = {
         "hf://hfl/chinese-alpaca-2-13b@", "hf://hfl/chinese-llama-2-13b@", "ziqingyang/chinese-alpaca-2-7b/13b",
     ],
     "chinese-alpaca2-mlu:7b": ["hf://hfl/chinese-alpaca-2-7b@", "hf://hfl/chinese-llama-2-7b@"],
-    "chatglm-tiny-cpu": ["hf://envctl/tiny-glm@main", "hf://datasets/envctl/tiny-adgen@main"],
+    "chatglm-tiny-cpu:single": ["hf://envctl/tiny-glm@main", "hf://datasets/envctl/tiny-adgen@main", "--network none"],
+    "chatglm-tiny-cpu:nodes": ["hf://envctl/tiny-glm@main", "--network host", "envctl-chatglm-tiny-cpu-nodes"],
 }
 
 
