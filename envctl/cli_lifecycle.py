@@ -322,10 +322,27 @@ def doctor(
     ssh_config: Optional[str] = ssh_config_option(),
     inventory: Optional[str] = inventory_option(),
     accept_host_key: Optional[str] = accept_option(),
+    nodes: Optional[List[str]] = typer.Option(None, "--nodes", help="check these hosts can run one run together, rank = "
+                                              "order given (the preflight of exec --nodes); NAME: their environment"),
+    entrypoint: Optional[str] = typer.Option(None, "--entrypoint", "-e", help="with --nodes: the entrypoint to run "
+                                             "(its launcher's master port)"),
+    master_addr: Optional[str] = typer.Option(None, "--master-addr", help="with --nodes: the master's data-plane IPv4 address"),
+    master_port: Optional[int] = typer.Option(None, "--master-port", help="with --nodes: the master port"),
 ) -> None:
-    """Is this host (or are the hosts named) ready? Exit 5 when a check fails."""
+    """Is this host (or are the hosts named) ready? Exit 5 when a check fails. With --nodes: can
+    these hosts run one run together (a table, one line per node)?"""
     from envctl.doctor import diagnose
 
+    if nodes:
+        if hosts or cards:
+            raise EnvctlError("doctor --nodes checks the environments already up: drop --host and --cards",
+                              exit_code=EXIT_USAGE)
+        from envctl.multinode.views import doctor_nodes
+
+        together = remote_options(nodes, ssh_config, inventory, accept_host_key)
+        raise typer.Exit(doctor_nodes(together, name, entrypoint, master_addr, master_port, as_json))
+    if entrypoint or master_addr or master_port:
+        raise EnvctlError("--entrypoint, --master-addr and --master-port go with --nodes", exit_code=EXIT_USAGE)
     loaded = load(name) if name else None
     options = Options(cards=parse_cards(cards))
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)

@@ -12,7 +12,7 @@ from envctl import __version__
 from envctl.cli_app import app, parse_cards, print_error, print_plans
 from envctl.cli_remote import (accept_option, each_host, host_option, inventory_option, remote_options, ssh_config_option,
                                with_host_cards)
-from envctl.errors import EXIT_HOST_NOT_READY, EXIT_MANIFEST_INVALID, EnvctlError, ManifestError
+from envctl.errors import EXIT_HOST_NOT_READY, EXIT_MANIFEST_INVALID, EXIT_USAGE, EnvctlError, ManifestError
 from envctl.manifest import discovery
 from envctl.manifest.loader import load
 from envctl.manifest.model import Manifest
@@ -154,11 +154,30 @@ def plan(
     accept_host_key: Optional[str] = accept_option(),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="also save the plan to this file, for `up --plan FILE`"),
     force: bool = typer.Option(False, "--force", help="plan as `up --force` does: recreate even while work runs in the container"),
+    nodes: Optional[List[str]] = typer.Option(None, "--nodes", help="show what `exec ENTRYPOINT --nodes` would start on each "
+                                              "of these hosts (NAME up on each), starting nothing"),
+    entrypoint: Optional[str] = typer.Option(None, "--entrypoint", "-e", help="with --nodes: the entrypoint"),
+    master_addr: Optional[str] = typer.Option(None, "--master-addr", help="with --nodes: the master's data-plane IPv4 address"),
+    master_port: Optional[int] = typer.Option(None, "--master-port", help="with --nodes: the master port"),
+    sets: Optional[List[str]] = typer.Option(None, "--set", help="with --nodes: key=value overriding a parameter"),
 ) -> None:
     """Show exactly what `up` would do on this host (or the hosts named); exit 5 when something blocks it
-    (among them: recreating a container in which work runs)."""
+    (among them: recreating a container in which work runs). With --nodes: each node's part of
+    `exec ENTRYPOINT --nodes` (the preflight, rank, address, master, command, node variables)."""
     from envctl.planning import engine_if_any, plan_on
 
+    if nodes:
+        if hosts or cards or output or force or skip_driver_check:
+            raise EnvctlError("plan --nodes shows a run on environments already up: drop --host, --cards, -o, "
+                              "--force and --skip-driver-check", exit_code=EXIT_USAGE)
+        from envctl.multinode.views import plan_nodes
+
+        loaded = load(name)
+        reference = f"{loaded.manifest.name}:{loaded.manifest.variant}" if loaded.manifest.variant else loaded.manifest.name
+        together = remote_options(nodes, ssh_config, inventory, accept_host_key)
+        raise typer.Exit(plan_nodes(together, reference, entrypoint, master_addr, master_port, list(sets or []), as_json))
+    if entrypoint or master_addr or master_port or sets:
+        raise EnvctlError("--entrypoint, --master-addr, --master-port and --set go with --nodes", exit_code=EXIT_USAGE)
     options = Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check, force=force)
     loaded = load(name)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)

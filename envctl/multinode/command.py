@@ -2,7 +2,8 @@
 
 Steps, in order, nothing started before the last: open every node (SSH, host keys verified, as
 --hosts does) and find its running environment; refuse an entrypoint without `nodes:`; the
-preflight table (exit 5 on a blocker); the master address, interfaces and one free port; the
+preflight (envctl.multinode.preflight: identity, clocks, the master address, interfaces and
+one free port, the port reachable from every container; a table, exit 5 on a blocker); the
 contract written into every node's per-run directory; then every node's launcher at once
 (envctl.multinode.supervise).
 """
@@ -11,12 +12,11 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from envctl.cli_app import say
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_USAGE, EnvctlError
-from envctl.multinode import prepare, supervise
+from envctl.multinode import nodeplan, preflight, prepare, supervise
 
 
 class _LocalLog:
@@ -32,31 +32,6 @@ class _LocalLog:
 
     def close(self) -> None:
         self._file.close()
-
-
-def _find(rank: int, entry, remote, env_name: str | None):
-    from envctl import environments
-    from envctl.cli_lifecycle import _plan_for
-    from envctl.cli_remote import open_entry
-
-    host = open_entry(entry, remote)
-    environment = environments.choose(host.engine(), env_name)
-    site = prepare.NodeSite(rank, entry, host, environment, _plan_for(environment, host))
-    site.image_id = environment.container.attrs.get("Image")
-    site.manifest_digest = prepare.manifest_digest(environment.manifest_file)
-    return site
-
-
-def open_nodes(remote, env_name: str | None) -> list[prepare.NodeSite]:
-    """Every node, rank = order given; two or more distinct hosts, each reached at once."""
-    from envctl.cli_remote import entries
-
-    chosen = entries(remote)
-    if len(chosen) < 2:
-        raise EnvctlError(f"--nodes needs two or more hosts, got {len(chosen)} ({', '.join(e.name for e in chosen)})",
-                          hint="for one host use --host", exit_code=EXIT_USAGE)
-    with ThreadPoolExecutor(max_workers=min(16, len(chosen))) as pool:
-        return list(pool.map(lambda pair: _find(pair[0], pair[1], remote, env_name), enumerate(chosen)))
 
 
 def multi_node_entry(site: prepare.NodeSite, entrypoint: str):
@@ -77,19 +52,14 @@ def multi_node_entry(site: prepare.NodeSite, entrypoint: str):
 
 def exec_on_nodes(entrypoint: str, extra: list[str], env_name: str | None, sets: list[str], remote,
                   master_addr: str | None, master_port: int | None) -> int:
-    from envctl import execute
-    from envctl.plan import _command
-
-    sites = open_nodes(remote, env_name)
-    loaded, declared = multi_node_entry(sites[0], entrypoint)
-    rows = prepare.preflight(sites)
-    for line in prepare.table(rows):
+    check, loaded, declared = preflight.for_entrypoint(remote, env_name, entrypoint, master_addr, master_port)
+    for line in check.table():
         say(line)
-    if any(row.problems for row in rows):
-        raise EnvctlError("the nodes cannot run together (preflight above)", exit_code=EXIT_HOST_NOT_READY)
-    nodes = prepare.choose_network(sites, master_addr)
-    port = prepare.master_port(sites[0].host, declared.nodes.launcher, dict(declared.params), master_port)
-    contract = prepare.make_contract(nodes, port, entrypoint, loaded.manifest.device.kind)
+    if check.blocked:
+        raise EnvctlError("the nodes cannot run together (preflight above); nothing was started",
+                          exit_code=EXIT_HOST_NOT_READY)
+    sites = check.sites
+    contract = prepare.make_contract(check.nodes, check.port, entrypoint, loaded.manifest.device.kind)
     say(f"run {contract.run_id}: master {contract.master_addr}:{contract.master_port}, "
         f"{contract.nnodes} nodes, {contract.world_size} processes")
     prepare.write_run_dirs(sites, contract)
@@ -97,20 +67,14 @@ def exec_on_nodes(entrypoint: str, extra: list[str], env_name: str | None, sets:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     processes = []
     for site, node in zip(sites, contract.nodes):
-        entries = {e.name: e for e in site.plan.entrypoints}
-        entry = entries[entrypoint]
-        argv, variables = execute.apply_overrides(entry, list(sets), list(extra))
-        if declared.nodes.run is not None:  # the multi-node form of the command, with the same extra arguments
-            from dataclasses import replace
-
-            multi = replace(entry, argv=_command(declared.nodes.run, loaded.manifest.container.shell),
-                            shell_line=isinstance(declared.nodes.run, str))
-            argv, variables = execute.apply_overrides(multi, list(sets), list(extra))
+        command = nodeplan.command_for(site, loaded, declared, entrypoint, sets, extra)
+        argv, variables, entry = command.argv, command.variables, command.entry
         log_path = f"{site.environment.workspace}/logs/{entrypoint}-{stamp}-node{site.rank}.log"
         log = site.host.log_writer(log_path) or _LocalLog(log_path)
         processes.append(supervise.NodeProcess(
             site.rank, site.name, site.environment.name, argv, {**variables, **contract.env(site.rank)}, entry.workdir,
-            site.host.docker_cli_environ(os.environ), log, log_path, entrypoint))
+            site.host.docker_cli_environ(os.environ), log, log_path, entrypoint,
+            reconnect=supervise.reconnector(site.host)))
         say(f"[{site.rank} {site.name}] interface {node.ifname}, address {node.address}, log {log_path}")
     outcome = supervise.run_all(processes)
     for line in supervise.report(outcome):

@@ -77,7 +77,7 @@ def ip_json(host, argv: list[str], what: str) -> list:
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the preflight table."""
+    """One line of the preflight table. `problems` block the run; `warnings` are said only."""
 
     rank: int
     host: str
@@ -87,11 +87,31 @@ class Row:
     driver: str
     processes: int
     problems: tuple[str, ...]
+    clock: str = "-"  # skew against node 0 (envctl.nodes.clocks.Skew.text)
+    address: str = "-"  # data-plane address and interface towards the master
+    reach: str = "-"  # the master port from its container (envctl.multinode.reach)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def result(self) -> str:
+        return "BLOCKED" if self.problems else "warn" if self.warnings else "ok"
+
+    def as_dict(self) -> dict:
+        return {"rank": self.rank, "host": self.host, "container": self.container, "image_id": self.image_id,
+                "manifest": self.manifest, "driver": self.driver, "processes": self.processes, "clock": self.clock,
+                "address": self.address, "reach": self.reach, "result": self.result,
+                "problems": list(self.problems), "warnings": list(self.warnings)}
+
+
+def unreachable_row(rank: int, host: str, problem: str) -> Row:
+    """The line of a node that could not be opened (SSH, its engine, its environment)."""
+    return Row(rank, host, "-", "-", "-", "-", 0, (problem,))
 
 
 def preflight(sites: list[NodeSite]) -> list[Row]:
     """Compare the nodes with node 0: the same image ID, the same manifest (file digest and the
-    container's config hash), the same driver, equal cards. A node's problems name what
+    container's config hash), the same driver, equal cards; and each container on its host's
+    network (a node's addresses are its host's only then). A node's problems name what
     differs from node 0's value."""
     first = sites[0]
     rows = []
@@ -99,6 +119,10 @@ def preflight(sites: list[NodeSite]) -> list[Row]:
         problems = []
         if site.environment.status != "running":
             problems.append(f"container {site.environment.name} is {site.environment.status}")
+        mode = network_mode(site.environment)
+        if mode is not None and mode != "host":
+            problems.append(f"container {site.environment.name} runs on network '{mode}', not the host's: set "
+                            "container: {network: host} in the manifest and run envctl up again")
         for what, mine, theirs in (("image ID", site.image_id, first.image_id),
                                    ("manifest", site.manifest_digest, first.manifest_digest),
                                    ("container config", site.environment.config_hash, first.environment.config_hash),
@@ -111,20 +135,33 @@ def preflight(sites: list[NodeSite]) -> list[Row]:
     return rows
 
 
+def network_mode(environment) -> str | None:
+    """The container's network mode as its engine reports it (HostConfig.NetworkMode)."""
+    container = getattr(environment, "container", None)
+    attrs = getattr(container, "attrs", None) or {}
+    return (attrs.get("HostConfig") or {}).get("NetworkMode")
+
+
 def _short(value) -> str:
     text = str(value) if value is not None else "-"
     return text[:19] if text.startswith("sha256:") else text
 
 
-def table(rows: list[Row]) -> list[str]:
-    """The preflight table, one line per node, then each problem on its own line."""
-    header = ("rank", "host", "container", "image ID", "manifest", "driver", "procs", "result")
-    lines = [(str(r.rank), r.host, r.container, r.image_id, r.manifest, r.driver, str(r.processes),
-              "ok" if not r.problems else "BLOCKED") for r in rows]
-    widths = [max(len(header[i]), *(len(line[i]) for line in lines)) for i in range(len(header))]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    out += ["  ".join(v.ljust(w) for v, w in zip(line, widths)) for line in lines]
+HEADER = ("rank", "host", "container", "image ID", "manifest", "driver", "procs", "clock", "address", "port",
+          "result")
+
+
+def table(rows: list[Row], problems: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The preflight table, one line per node, then each node's problems and warnings on lines
+    of their own, then the run's own problems (the master address, the port)."""
+    lines = [(str(r.rank), r.host, r.container, r.image_id, r.manifest, r.driver, str(r.processes), r.clock,
+              r.address, r.reach, r.result) for r in rows]
+    widths = [max(len(HEADER[i]), *(len(line[i]) for line in lines)) for i in range(len(HEADER))]
+    out = ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths)).rstrip()]
+    out += ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines]
     out += [f"  {r.host}: {p}" for r in rows for p in r.problems]
+    out += [f"  {r.host}: warning: {w}" for r in rows for w in r.warnings]
+    out += [f"  {p}" for p in problems]
     return out
 
 

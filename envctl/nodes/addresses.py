@@ -59,6 +59,14 @@ def _all_addresses(ip_addr: list[dict]) -> set[str]:
     return {info["local"] for link in ip_addr for info in link.get("addr_info", []) if "local" in info}
 
 
+def _holder(ip_addr: list[dict], address: str) -> str | None:
+    """The interface holding `address`, if any."""
+    for link in ip_addr:
+        if any(info.get("local") == address for info in link.get("addr_info", [])):
+            return link.get("ifname", "")
+    return None
+
+
 @dataclass(frozen=True)
 class NodeNetwork:
     name: str
@@ -76,6 +84,12 @@ def data_addresses(nodes: list[NodeNetwork]) -> list[str]:
             owned = ", ".join(str(c) for c in candidates(node.ip_addr)) or "none"
             raise AddressError(f"{node.name}: {node.given} is not one of its addresses ({owned}); the nodes run with "
                                "host networking, so the address must be the host's")
+        holder = _holder(node.ip_addr, node.given) if node.given else None
+        if holder is not None and _skipped(holder):
+            owned = ", ".join(str(c) for c in candidates(node.ip_addr)) or "none"
+            raise AddressError(f"{node.name}: {node.given} is on {holder}, a bridge or loopback interface that does "
+                               f"not lead to the other hosts; give one of its addresses on a link between the hosts "
+                               f"({owned})")
     master = nodes[0]
     if master.given:
         subnet_of = {str(c.interface.ip): c.interface.network for c in candidates(master.ip_addr)}

@@ -37,7 +37,8 @@ def test_equal_nodes_pass_and_the_table_has_one_line_each():
     rows = prepare.preflight([site(0, "lab1"), site(1, "lab2")])
     assert [r.problems for r in rows] == [(), ()]
     lines = prepare.table(rows)
-    assert lines[0].split() == ["rank", "host", "container", "image", "ID", "manifest", "driver", "procs", "result"]
+    assert lines[0].split() == ["rank", "host", "container", "image", "ID", "manifest", "driver", "procs", "clock",
+                                "address", "port", "result"]
     assert [line.split()[:2] + line.split()[-1:] for line in lines[1:]] == [["0", "lab1", "ok"], ["1", "lab2", "ok"]]
 
 

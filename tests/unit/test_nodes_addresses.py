@@ -93,3 +93,26 @@ def test_the_real_ip_command_output_is_read():
     assert all(c.ifname in names and c.ifname != "lo" for c in candidates(real_addr))
     local = json.loads(subprocess.run(["ip", "-j", "route", "get", "127.0.0.1"], capture_output=True, text=True, check=True).stdout)
     assert local[0]["type"] == "local" and local[0]["dev"] == "lo"  # the shape route_to_master treats as the master itself
+
+
+@pytest.mark.parametrize("given, words", [
+    ("172.17.0.1", ["lab1: 172.17.0.1 is on docker0, a bridge or loopback interface", "10.213.1.11/24 on eth0"]),
+    ("127.0.0.1", ["lab1: 127.0.0.1 is on lo"]),
+])
+def test_a_given_address_on_a_bridge_or_loopback_is_refused(given, words):
+    """gpustack #2275: a peer address on Docker's bridge subnet exists on every host and leads
+    nowhere; --master-addr or data_addr naming it is refused, not taken."""
+    with pytest.raises(AddressError) as caught:
+        data_addresses([NodeNetwork("lab1", LAB1, given), NodeNetwork("lab2", LAB2, None)])
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_a_node_with_two_addresses_on_the_masters_subnet_is_ambiguous():
+    two = [LO, link("eth0", "10.213.1.12/24"), link("eth2", "10.213.1.22/24")]
+    with pytest.raises(AddressError) as caught:
+        data_addresses([NodeNetwork("lab1", LAB1, None), NodeNetwork("lab2", two, None)])
+    assert "lab2 has 2 addresses on the master's subnet 10.213.1.0/24" in str(caught.value)
+    assert "data_addr" in str(caught.value)
+    assert data_addresses([NodeNetwork("lab1", LAB1, None), NodeNetwork("lab2", two, "10.213.1.22")]) == \
+        ["10.213.1.11", "10.213.1.22"]

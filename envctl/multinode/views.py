@@ -1,0 +1,62 @@
+"""`doctor --nodes` and `plan NAME --nodes --entrypoint E`: the preflight of a run across nodes
+alone, and what `exec --nodes` would start on each node, without starting anything.
+
+Both print the preflight table (envctl.multinode.preflight) and return 5 when it blocks. Their
+--json: doctor's is the preflight (`blocked`, `master`, `nodes`: one object per table line,
+`problems`); plan's adds `entrypoint`, `launcher`, `run_id` (null: exec draws one per run;
+the variables show RUN_ID in its place) and `plan`: one object per node (envctl.multinode.nodeplan).
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from envctl.errors import EXIT_HOST_NOT_READY, EXIT_USAGE, EnvctlError
+from envctl.multinode import nodeplan, preflight
+from envctl.nodes.contract import build_contract
+
+
+def doctor_nodes(remote, env_name: str | None, entrypoint: str | None, master_addr: str | None,
+                 master_port: int | None, as_json: bool) -> int:
+    """The preflight of `exec ENTRYPOINT --nodes ...` (with `entrypoint`: its launcher's port,
+    and an entrypoint that cannot run on several nodes refused); returns the exit code."""
+    if entrypoint:
+        check, _, _ = preflight.for_entrypoint(remote, env_name, entrypoint, master_addr, master_port)
+    else:
+        check = preflight.run(preflight.open_nodes(remote, env_name), master_addr=master_addr, master_port=master_port)
+    if as_json:
+        typer.echo(json.dumps(check.as_dict(), indent=2))
+    else:
+        for line in check.table():
+            typer.echo(line)
+        typer.echo("blocked: the nodes cannot run together" if check.blocked else "ready: the nodes can run together")
+    return EXIT_HOST_NOT_READY if check.blocked else 0
+
+
+def plan_nodes(remote, reference: str, entrypoint: str | None, master_addr: str | None, master_port: int | None,
+               sets: list[str], as_json: bool) -> int:
+    """What `exec ENTRYPOINT --nodes ... --env REFERENCE` would start on each node."""
+    if not entrypoint:
+        raise EnvctlError("plan --nodes shows what exec --nodes would run: name the entrypoint with --entrypoint E",
+                          exit_code=EXIT_USAGE)
+    check, loaded, declared = preflight.for_entrypoint(remote, reference, entrypoint, master_addr, master_port)
+    plans: list[dict] = []
+    if not check.blocked:
+        contract = build_contract(check.nodes, check.port, nodeplan.RUN_ID_PLACEHOLDER, loaded.manifest.device.kind)
+        commands = [nodeplan.command_for(site, loaded, declared, entrypoint, sets, []) for site in check.sites]
+        plans = nodeplan.node_plans(contract, commands, declared.nodes.launcher)
+    if as_json:
+        document = {"entrypoint": entrypoint, "launcher": declared.nodes.launcher if declared else None,
+                    "run_id": None, **check.as_dict(), "plan": plans}
+        typer.echo(json.dumps(document, indent=2))
+    else:
+        for line in check.table():
+            typer.echo(line)
+        for line in nodeplan.lines(plans):
+            typer.echo(line)
+        if plans:
+            typer.echo(f"nothing started; `envctl exec {entrypoint} --nodes {','.join(remote.hosts)}` runs this "
+                       f"(with a run id of its own in place of {nodeplan.RUN_ID_PLACEHOLDER})")
+    return EXIT_HOST_NOT_READY if check.blocked else 0
