@@ -28,6 +28,21 @@ def parse_cards(text: str | None) -> tuple[int, ...] | None:
         raise EnvctlError(f"--cards {problem}", exit_code=EXIT_USAGE) from None
 
 
+def card_request(cards: str | None, count: int | None):
+    """--cards (indices) or --card-count (a count of free cards), not both; None for neither."""
+    if cards is not None and count is not None:
+        raise EnvctlError("give --cards (card indices) or --card-count (how many free cards), not both", exit_code=EXIT_USAGE)
+    if count is not None:
+        if count < 0:
+            raise EnvctlError(f"--card-count {count}: a card count cannot be negative", exit_code=EXIT_USAGE)
+        return count
+    return parse_cards(cards)
+
+
+CARD_COUNT_HELP = "how many cards: free ones are chosen, lowest first (overrides device.cards)"
+SHARE_HELP = "use cards named with --cards (or in the manifest) even when another container holds them"
+
+
 def local_host() -> LocalHost:
     return LocalHost.from_environ()
 

@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-from envctl.cli_app import app, parse_cards, print_plans, say
+from envctl.cli_app import CARD_COUNT_HELP, SHARE_HELP, app, card_request, print_plans, say
 from envctl.cli_remote import (accept_option, each_host, host_option, inventory_option, remote_options, single_target,
                                ssh_config_option, with_host_cards)
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_NOT_FOUND, EXIT_USAGE, EnvctlError
@@ -27,6 +27,8 @@ from envctl.render import plan_json
 def up(
     name: Optional[str] = typer.Argument(None, help="NAME, NAME:VARIANT or a manifest path (not with --plan)"),
     cards: Optional[str] = typer.Option(None, "--cards", help="card indices to use: 0,1 or 0-3 or 0,2-3 (overrides device.cards)"),
+    card_count: Optional[int] = typer.Option(None, "--card-count", help=CARD_COUNT_HELP),
+    share_cards: bool = typer.Option(False, "--share-cards", help=SHARE_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and change nothing"),
     skip_driver_check: bool = typer.Option(False, "--skip-driver-check", help="do not stop on a driver mismatch"),
     offline: bool = typer.Option(False, "--offline", help="use the artifact cache only; say what is missing"),
@@ -46,7 +48,8 @@ def up(
     from envctl.planning import engine_if_any, plan_on
     from envctl.progress import ByteProgress
 
-    loaded, options, saved = _what_to_apply(name, plan_file, cards, skip_driver_check, force)
+    loaded, options, saved = _what_to_apply(name, plan_file, card_request(cards, card_count), skip_driver_check, force,
+                                            share_cards)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     plans, reports = {}, {}
 
@@ -56,10 +59,21 @@ def up(
             plans[host.name] = plan_on(host, loaded, host_options, *engine_if_any(host))
             blockers = plans[host.name].blockers
             return "blocked: " + "; ".join(blockers) if blockers else "plan only"
-        the_plan = plan_on(host, loaded, host_options, host.engine())
-        _check_saved(saved, plan_file, the_plan)
-        with ByteProgress() as progress:
-            report = apply.up(host, loaded, the_plan, echo, progress, offline=offline)
+        from envctl.card_lock import CardsTaken
+
+        for attempt in range(CARD_ATTEMPTS):
+            the_plan = plan_on(host, loaded, host_options, host.engine())
+            _check_saved(saved, plan_file, the_plan)
+            try:
+                with ByteProgress() as progress:
+                    report = apply.up(host, loaded, the_plan, echo, progress, offline=offline)
+                break
+            except CardsTaken as taken:
+                if attempt + 1 == CARD_ATTEMPTS:
+                    raise
+                # Another up took the chosen cards while this one prepared: plan again (what is
+                # fetched and loaded stays), which chooses among the cards still free.
+                echo(f"cards      {taken.message}; planning again")
         reports[host.name] = _report_json(the_plan, report)
         entries = ", ".join(e.name for e in the_plan.entrypoints) or "none"
         where = f" --host {host.name}" if remote.wanted else ""
@@ -78,22 +92,29 @@ def up(
     raise typer.Exit(code)
 
 
-def _what_to_apply(name, plan_file, cards, skip_driver_check, force=False):
-    """The manifest and options to plan with: the command line's, or a saved plan's (--force is
-    given again with --plan: it is a decision about now, not part of the saved plan's options)."""
+CARD_ATTEMPTS = 3  # plans made by one `up` when other ups keep taking the cards it chose
+
+
+def _what_to_apply(name, plan_file, cards, skip_driver_check, force=False, share_cards=False):
+    """The manifest and options to plan with: the command line's (`cards`: as card_request read
+    them), or a saved plan's (--force is given again with --plan: it is a decision about now,
+    not part of the saved plan's options)."""
     if plan_file is None:
         if name is None:
             raise EnvctlError("up needs NAME (or --plan FILE)", exit_code=EXIT_USAGE)
-        return load(name), Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check, force=force), None
+        return load(name), Options(cards=cards, skip_driver_check=skip_driver_check, force=force,
+                                   share_cards=share_cards), None
     from envctl import saved_plans
 
-    if name is not None or cards is not None or skip_driver_check:
-        raise EnvctlError("with --plan, the plan file says what to bring up: drop NAME, --cards and --skip-driver-check",
-                          exit_code=EXIT_USAGE)
+    if name is not None or cards is not None or skip_driver_check or share_cards:
+        raise EnvctlError("with --plan, the plan file says what to bring up: drop NAME, --cards, --card-count, "
+                          "--share-cards and --skip-driver-check", exit_code=EXIT_USAGE)
     saved = saved_plans.read(plan_file)
     kept = saved["options"]
-    options = Options(cards=tuple(kept["cards"]) if kept.get("cards") is not None else None,
-                      skip_driver_check=bool(kept.get("skip_driver_check")), force=force)
+    chosen = kept.get("cards")
+    options = Options(cards=chosen if isinstance(chosen, int) or chosen is None else tuple(chosen),
+                      skip_driver_check=bool(kept.get("skip_driver_check")), force=force,
+                      share_cards=bool(kept.get("share_cards")))
     return load(saved["manifest_file"], variant=saved.get("variant")), options, saved
 
 
@@ -317,6 +338,7 @@ def down(
 def doctor(
     name: Optional[str] = typer.Argument(None, help="a manifest to check the host against"),
     cards: Optional[str] = typer.Option(None, "--cards", help="card indices to check"),
+    card_count: Optional[int] = typer.Option(None, "--card-count", help="how many free cards to check for"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     hosts: Optional[List[str]] = host_option(),
     ssh_config: Optional[str] = ssh_config_option(),
@@ -344,7 +366,7 @@ def doctor(
     if entrypoint or master_addr or master_port:
         raise EnvctlError("--entrypoint, --master-addr and --master-port go with --nodes", exit_code=EXIT_USAGE)
     loaded = load(name) if name else None
-    options = Options(cards=parse_cards(cards))
+    options = Options(cards=card_request(cards, card_count))
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     results: dict[str, list] = {}
 

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from envctl import __version__
-from envctl.cli_app import app, parse_cards, print_error, print_plans
+from envctl.cli_app import CARD_COUNT_HELP, SHARE_HELP, app, card_request, print_error, print_plans
 from envctl.cli_remote import (accept_option, each_host, host_option, inventory_option, remote_options, ssh_config_option,
                                with_host_cards)
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_MANIFEST_INVALID, EXIT_USAGE, EnvctlError, ManifestError
@@ -146,6 +146,8 @@ def schema() -> None:
 def plan(
     name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
     cards: Optional[str] = typer.Option(None, "--cards", help="card indices to use: 0,1 or 0-3 or 0,2-3 (overrides device.cards)"),
+    card_count: Optional[int] = typer.Option(None, "--card-count", help=CARD_COUNT_HELP),
+    share_cards: bool = typer.Option(False, "--share-cards", help=SHARE_HELP),
     skip_driver_check: bool = typer.Option(False, "--skip-driver-check", help="do not stop on a driver mismatch"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     hosts: Optional[List[str]] = host_option(),
@@ -167,7 +169,7 @@ def plan(
     from envctl.planning import engine_if_any, plan_on
 
     if nodes:
-        if hosts or cards or output or force or skip_driver_check:
+        if hosts or cards or card_count is not None or output or force or skip_driver_check:
             raise EnvctlError("plan --nodes shows a run on environments already up: drop --host, --cards, -o, "
                               "--force and --skip-driver-check", exit_code=EXIT_USAGE)
         from envctl.multinode.views import plan_nodes
@@ -178,7 +180,8 @@ def plan(
         raise typer.Exit(plan_nodes(together, reference, entrypoint, master_addr, master_port, list(sets or []), as_json))
     if entrypoint or master_addr or master_port or sets:
         raise EnvctlError("--entrypoint, --master-addr, --master-port and --set go with --nodes", exit_code=EXIT_USAGE)
-    options = Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check, force=force)
+    options = Options(cards=card_request(cards, card_count), skip_driver_check=skip_driver_check, force=force,
+                      share_cards=share_cards)
     loaded = load(name)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     plans = {}
@@ -207,7 +210,7 @@ def _save(output: Path, plans: dict, loaded, options: Options) -> None:
                           hint="start the engine (or fix DOCKER_HOST) and run `envctl plan ... -o FILE` again",
                           exit_code=EXIT_HOST_NOT_READY)
     doc = saved_plans.document({host: json.loads(plan_json(p)) for host, p in plans.items()}, str(loaded.file),
-                               loaded.manifest.variant, options.cards, options.skip_driver_check)
+                               loaded.manifest.variant, options.cards, options.skip_driver_check, options.share_cards)
     saved_plans.write(output, doc)
     typer.echo(f"plan saved to {output}: `envctl up --plan {output}` applies exactly this plan", err=True)
 

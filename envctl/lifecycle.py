@@ -3,12 +3,13 @@ its configuration changed, removed. Two `up`s at once end with one container."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from docker.errors import APIError, DockerException, NotFound
 
-from envctl.containers import LABEL_FILE, LABEL_HASH, LABEL_IMAGE_ID, LABEL_MANIFEST, ContainerSpec
+from envctl.containers import LABEL_FILE, LABEL_HASH, LABEL_IMAGE_ID, LABEL_MANIFEST, LABEL_USER, ContainerSpec
 from envctl.decisions import changed_fields
 from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
 from envctl.locks import file_lock
@@ -45,9 +46,21 @@ def _start(container, name: str) -> None:
         raise ContainerError(f"the engine could not start {name}: {exc.explanation or exc}") from None
 
 
-def _create(client, spec: ContainerSpec, image_id: str, manifest_file: str):
+def _user() -> str:
+    """Who runs this `up` (their login name), recorded on the container so that `envctl cards`
+    and a refused plan can say whose environment holds a card."""
+    import getpass
+
     try:
-        container = client.containers.create(**spec.api_kwargs({LABEL_IMAGE_ID: image_id, LABEL_FILE: manifest_file}))
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (a bare container)
+        return f"uid {os.getuid()}"
+
+
+def _create(client, spec: ContainerSpec, image_id: str, manifest_file: str):
+    labels = {LABEL_IMAGE_ID: image_id, LABEL_FILE: manifest_file, LABEL_USER: _user()}
+    try:
+        container = client.containers.create(**spec.api_kwargs(labels))
     except APIError as exc:
         if exc.status_code == 409:
             raise  # the name is taken: the caller looks again

@@ -36,6 +36,8 @@ class Observed:
     caches: CacheView = field(default_factory=CacheView)
     fetch_mode: str | None = None  # on a remote host: "push" (bytes go from here) or "remote" (it downloads)
     engine_problem: str | None = None  # why the engine could not be asked, when it could not
+    holders: tuple | None = None  # envctl/card_holders.Holder of every container reaching a card; None: not asked
+    reading: object | None = None  # the vendor tool's reading (envctl/devices/usage.py) where topology needs it
 
     @property
     def container(self) -> ContainerState | None:
@@ -65,12 +67,21 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
     caches = cache_view(loaded, cache_dir(environ), workspace_dir(manifest.container_name, environ), remote_records,
                         remote_copies)
     seen = None
+    present = tuple(fam.discover(devices))
+    holders = reading = None
     if engine is not None:
         seen = _engine_view(engine, loaded, environ, caches.tarball_path)
-    return Observed(host.name, host.root, tuple(fam.discover(devices)), driver, devices, frozenset(missing),
+        from envctl.card_holders import node_path_for, read_holders
+
+        holders = read_holders(engine, manifest.device.kind, node_path_for(manifest.device.kind, host.under_root), present)
+    if manifest.device.kind == "npu" and present:  # npu-smi's chips per NPU and model say which cards go together
+        from envctl.devices.usage import read
+
+        reading = read("npu", host)
+    return Observed(host.name, host.root, present, driver, devices, frozenset(missing),
                     seen.image_present if seen else None, seen.image_id if seen else None,
                     seen.image_config if seen else None, dict(seen.baked) if seen else {}, seen, caches, fetch_mode,
-                    engine_problem)
+                    engine_problem, holders, reading)
 
 
 def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None) -> EngineView:

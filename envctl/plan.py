@@ -21,7 +21,7 @@ from envctl.artifacts.sources import artifact_key
 from envctl.cards import Cards
 from envctl.containers import ContainerSpec
 from envctl.devices import family
-from envctl.devices.base import Mount, Selection, choose_cards
+from envctl.devices.base import Mount, Selection
 from envctl.manifest.loader import Loaded, build_context
 from envctl.observe import Observed
 from envctl.paths import cache_dir, workspace_dir
@@ -35,6 +35,7 @@ class Options:
     cards: Cards | None = None  # --cards or the inventory's: a count or indices, overriding device.cards
     skip_driver_check: bool = False
     force: bool = False  # recreate the container even while work runs in it (--force)
+    share_cards: bool = False  # take cards asked for by index even when another container holds them
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class World:
     container_status: str | None = None
     container_hash: str | None = None  # its config-hash label
     markers: tuple[str, ...] = ()  # setup marker files in it
+    card_holders: tuple[str, ...] = ()  # other containers holding any of the chosen cards (shared on purpose)
 
 
 @dataclass(frozen=True)
@@ -286,12 +288,14 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
         blockers.append(blocker)
 
     wanted = options.cards if options.cards is not None else manifest.device.cards
+    why = ""
     if manifest.device.kind == "cpu":
         cards, card_problems = [], (["a cpu environment has no cards: drop --cards"] if options.cards else [])
     else:
-        cards, card_problems = choose_cards(fam, list(observed.cards), wanted, observed.root)
+        choice = _choose_cards(fam, manifest, observed, wanted, options)
+        cards, card_problems, why = list(choice.cards), list(choice.problems), choice.why
     blockers += card_problems
-    selection = fam.select(observed.devices, cards, manifest.container.runtime)
+    selection = dataclasses.replace(fam.select(observed.devices, cards, manifest.container.runtime), why=why)
     blockers += list(selection.problems)
 
     image = _image_step(loaded, observed)
@@ -341,7 +345,7 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
     steps = decisions.setup(setup, chosen, baked, observed)
     setup = tuple(dataclasses.replace(s, action=d.action, reason=d.reason) for s, d in zip(setup, steps))
     blockers += decisions.setup_in_progress(setup, chosen, observed)
-    world = _world(observed)
+    world = _world(observed, selection.cards, manifest.container_name)
     return Plan(
         manifest=manifest.name,
         variant=manifest.variant,
@@ -365,20 +369,42 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
     )
 
 
+def _choose_cards(fam, manifest, observed: Observed, wanted, options: Options):
+    """envctl/card_choice.py's decision from what was observed: the cards present, who holds
+    them, the environment's own container and its cards, the vendor topology."""
+    from envctl.card_choice import choose, topology
+    from envctl.cards import CardsError, parse_indices
+    from envctl.containers import LABEL_CARDS
+
+    own_cards: tuple[int, ...] = ()
+    if observed.container is not None and observed.container.labels.get(LABEL_CARDS):
+        try:
+            own_cards = parse_indices(observed.container.labels[LABEL_CARDS])
+        except CardsError:
+            own_cards = ()  # not envctl's writing: chosen afresh (recreate says what changed)
+    where = f"under {observed.root}" if observed.root != "/" else "on this host"
+    return choose(fam.label, tuple(observed.cards), wanted, observed.holders, manifest.container_name, own_cards,
+                  options.share_cards, topology(manifest.device.kind, observed.reading, tuple(observed.cards)), where,
+                  observed.engine_problem or "the engine was not asked")
+
+
 def _decided(step, decision: decisions.Decision):
     return dataclasses.replace(step, action=decision.action, reason=decision.reason, bytes=decision.bytes)
 
 
-def _world(observed: Observed) -> World:
+def _world(observed: Observed, cards: tuple[int, ...], own: str) -> World:
     from envctl.containers import LABEL_HASH
 
     seen = observed.engine
     if seen is None:
         return World()
+    sharing = tuple(sorted({h.container for h in observed.holders or () if h.holds and h.container != own
+                            and set(h.cards) & set(cards)}))
     current = seen.container
     if current is None:
-        return World(True, seen.image_id)
-    return World(True, seen.image_id, current.id, current.status, current.labels.get(LABEL_HASH), tuple(sorted(seen.markers)))
+        return World(True, seen.image_id, card_holders=sharing)
+    return World(True, seen.image_id, current.id, current.status, current.labels.get(LABEL_HASH), tuple(sorted(seen.markers)),
+                 sharing)
 
 
 def bake_key(base_image_id: str, setup: tuple[RunSetup, ...]) -> str:

@@ -92,6 +92,8 @@ def plan_text(plan: Plan) -> str:
     dev = plan.devices
     cards = cards_text(dev.cards) or "none"
     add(f"2. devices     {dev.kind} cards {cards}")
+    if dev.why:
+        add(f"                 why    {dev.why}")
     for n in dev.nodes:
         add(f"                 device {n.host_path} → {n.container_path}")
     for m in dev.mounts:

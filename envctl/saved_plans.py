@@ -23,10 +23,13 @@ class PlanChanged(EnvctlError):
     exit_code = 5  # the host (or the manifest) is not what the plan was made for
 
 
-def document(plans: dict[str, dict], manifest_file: str, variant: str | None, cards, skip_driver_check: bool) -> dict:
-    """`plans`: host name → the plan's JSON form (render.plan_json, parsed)."""
+def document(plans: dict[str, dict], manifest_file: str, variant: str | None, cards, skip_driver_check: bool,
+             share_cards: bool = False) -> dict:
+    """`plans`: host name → the plan's JSON form (render.plan_json, parsed). `cards`: indices,
+    a count (--card-count: the free cards chosen are in each host's plan), or None."""
+    kept = None if cards is None else cards if isinstance(cards, int) else list(cards)
     return {"format": FORMAT, "manifest_file": manifest_file, "variant": variant,
-            "options": {"cards": list(cards) if cards is not None else None, "skip_driver_check": skip_driver_check},
+            "options": {"cards": kept, "skip_driver_check": skip_driver_check, "share_cards": share_cards},
             "plans": plans}
 
 
@@ -68,9 +71,12 @@ def _malformed(doc: dict) -> str | None:
     if not isinstance(options, dict):
         return "\"options\" must be an object with \"cards\" and \"skip_driver_check\""
     cards = options.get("cards")
-    if cards is not None and not (isinstance(cards, list)
-                                  and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cards)):
-        return "\"options.cards\" must be a list of card indices or null"
+    count = isinstance(cards, int) and not isinstance(cards, bool) and cards >= 0
+    if cards is not None and not count and not (isinstance(cards, list) and all(
+            isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cards)):
+        return "\"options.cards\" must be a list of card indices, a count or null"
+    if not isinstance(options.get("share_cards", False), bool):
+        return "\"options.share_cards\" must be true or false"
     if not isinstance(options.get("skip_driver_check"), bool):
         return "\"options.skip_driver_check\" must be true or false"
     plans = doc.get("plans")

@@ -34,6 +34,22 @@ class FakeContainer:
     mtimes: dict = field(default_factory=dict)  # path → modification time (seconds since the epoch) the archive gives
     execs: dict = field(default_factory=dict)  # exec ID → what `exec_inspect` answers (running ones)
     processes: list = field(default_factory=list)  # `docker top` rows beside the keep-alive process
+    devices: list = field(default_factory=list)  # host paths of the device nodes it was given (--device)
+    privileged: bool = False
+    env: dict = field(default_factory=dict)
+    runtime: str = "runc"
+    started: str = "2026-11-30T09:15:02.123456789Z"  # State.StartedAt as the engine writes it
+
+    @property
+    def attrs(self) -> dict:
+        """ContainerInspect as docker-py's Container.attrs holds it: the fields card_holders reads."""
+        return {"Id": self.id, "Name": f"/{self.name}", "Created": "2026-11-30T09:15:01.5Z",
+                "State": {"Status": self.status, "Running": self.status == "running",
+                          "StartedAt": self.started if self.status != "created" else "0001-01-01T00:00:00Z"},
+                "Config": {"Labels": dict(self.labels), "Env": [f"{k}={v}" for k, v in self.env.items()]},
+                "HostConfig": {"Privileged": self.privileged, "Runtime": self.runtime,
+                               "Devices": [{"PathOnHost": p, "PathInContainer": p, "CgroupPermissions": "rwm"}
+                                           for p in self.devices] or None}}
 
 
 class _Api:

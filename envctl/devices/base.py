@@ -1,4 +1,4 @@
-"""What every device family provides, and the card selection they share."""
+"""What every device family provides: discovery, selection of nodes and mounts, the driver probe."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from envctl.cards import Cards
 from envctl.hosts.base import Host
 
 
@@ -43,6 +42,7 @@ class Selection:
     mounts: tuple[Mount, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     problems: tuple[str, ...] = ()  # reasons `up` cannot proceed with these cards
+    why: str = ""  # why these cards (envctl/card_choice.py): free ones, as asked, shared, ...
 
 
 class DeviceView(Protocol):
@@ -116,27 +116,3 @@ def mount_if_present(view: DeviceView, path: str) -> Mount | None:
 def logical(cards: list[int]) -> str:
     """Inside the container only the passed cards exist, and runtimes number them from 0."""
     return ",".join(str(i) for i in range(len(cards)))
-
-
-def choose_cards(family: Family, available: list[int], wanted: Cards | list[int] | None, root: str) -> tuple[list[int], list[str]]:
-    """The cards to use: a count (int) takes the first ones present; indices (a tuple or list, as
-    envctl.cards reads them) must all be present."""
-    label = family.label
-    where = f"under {root}" if root != "/" else "on this host"
-    present = ", ".join(map(str, available)) or "none"
-    if wanted is None:
-        wanted = 1
-    if isinstance(wanted, int):
-        if wanted == 0:
-            return [], []
-        if not available:
-            return list(range(wanted)), [f"no {label} cards found {where}"]
-        if len(available) < wanted:
-            return available, [f"{wanted} {label} cards wanted, {len(available)} present ({present})"]
-        return available[:wanted], []
-    missing = [c for c in wanted if c not in available]
-    if missing:
-        names = ", ".join(map(str, missing))
-        return list(wanted), [f"{label} card {names} does not exist {where}; cards present: {present}"]
-    return list(wanted), []
-

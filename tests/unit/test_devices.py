@@ -4,7 +4,8 @@ from pathlib import Path
 
 import hostsim
 from envctl.devices import family
-from envctl.devices.base import choose_cards, snapshot
+from envctl.card_choice import choose
+from envctl.devices.base import snapshot
 from envctl.hosts.local import LocalHost
 
 
@@ -12,8 +13,10 @@ def select(kind: str, root: Path, cards, runtime=None):
     host = LocalHost(str(root))
     fam = family(kind)
     view = snapshot(host, fam)
-    chosen, problems = choose_cards(fam, fam.discover(view), cards, host.root)
-    return fam.select(view, chosen, runtime), problems
+    where = f"under {host.root}" if host.root != "/" else "on this host"
+    choice = choose(fam.label, tuple(fam.discover(view)), tuple(cards) if isinstance(cards, list) else cards, None,
+                    where=where)
+    return fam.select(view, list(choice.cards), runtime), list(choice.problems)
 
 
 def test_mlu_two_cards_get_ctl_per_card_nodes_cnmon_and_visibility(tmp_path):

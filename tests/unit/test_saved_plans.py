@@ -21,7 +21,10 @@ def test_a_plan_as_envctl_writes_it_reads_back(tmp_path):
     assert saved_plans.read(path) == good()
     without_cards = saved_plans.document({}, "/srv/m/busy.yaml", "13b", None, True)
     saved_plans.write(path, without_cards)
-    assert saved_plans.read(path)["options"] == {"cards": None, "skip_driver_check": True}
+    assert saved_plans.read(path)["options"] == {"cards": None, "skip_driver_check": True, "share_cards": False}
+    a_count = saved_plans.document({}, "/srv/m/busy.yaml", None, 2, False, share_cards=True)
+    saved_plans.write(path, a_count)
+    assert saved_plans.read(path)["options"] == {"cards": 2, "skip_driver_check": False, "share_cards": True}
 
 
 @pytest.mark.parametrize("edit, named", [

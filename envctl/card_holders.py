@@ -1,0 +1,156 @@
+"""Who holds which card on a host: every container of the host's engine that can reach a card,
+whoever made it.
+
+A container reaches a card when
+- it was given the card's device node (`docker run --device /dev/davinci3`, envctl's own
+  containers): HostConfig.Devices[].PathOnHost is the node's path on the host;
+- it is privileged (`--privileged`, as vendor scripts start them): every device node of the
+  host is in it, so it holds every card;
+- the Ascend Docker Runtime adds the nodes itself (HostConfig.Runtime "ascend" with
+  ASCEND_VISIBLE_DEVICES=0,1 in Config.Env; Ascend/ascend-docker-runtime), or the NVIDIA runtime
+  does (HostConfig.DeviceRequests with Driver "nvidia", Count -1 for all or DeviceIDs; or Runtime
+  "nvidia" with NVIDIA_VISIBLE_DEVICES).
+
+Only a container that runs (running, paused or restarting) holds its cards; a stopped one is
+listed (it takes them again when started) but does not keep anyone from them. The fields read
+are those of the Engine API's ContainerInspect; envctl's labels name the environment and the
+user who brought it up.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from envctl.cards import CardsError, parse_indices
+from envctl.containers import LABEL_MANIFEST, LABEL_USER, LABEL_VARIANT
+
+NODE_PREFIX = {"mlu": "cambricon_dev", "npu": "davinci", "cuda": "nvidia"}  # /dev/<prefix>N is card N
+HOLDING = ("running", "paused", "restarting")  # State.Status values in which a container holds its cards
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A container that reaches some cards of one device family."""
+
+    container: str  # its name, without the engine's leading "/"
+    container_id: str
+    cards: tuple[int, ...]  # host indices it reaches, ascending
+    how: str  # "device nodes" | "privileged" | "Ascend runtime" | "NVIDIA runtime"
+    status: str  # the engine's State.Status
+    environment: str | None = None  # manifest[:variant] when envctl made it
+    user: str | None = None  # who brought it up (envctl's label), when envctl made it
+    since: str | None = None  # when it started (running) or was created, "YYYY-MM-DD HH:MM UTC"
+
+    @property
+    def holds(self) -> bool:
+        return self.status in HOLDING
+
+    def describe(self) -> str:
+        """`envctl-chatglm3-mlu (environment chatglm3-mlu, user alice, since 2026-11-30 10:02 UTC)`
+        or `vendor-job (not envctl's: privileged, since ...)`."""
+        facts = []
+        if self.environment:
+            facts.append(f"environment {self.environment}")
+            facts.append(f"user {self.user}" if self.user else "user unknown")
+        else:
+            facts.append("not envctl's" + (f": {self.how}" if self.how != "device nodes" else ""))
+        if self.environment and self.how == "privileged":
+            facts.append("privileged")
+        if self.since:
+            facts.append(f"since {self.since}")
+        if not self.holds:
+            facts.append(self.status)
+        return f"{self.container} ({', '.join(facts)})"
+
+    def as_dict(self) -> dict:
+        return {"container": self.container, "id": self.container_id[:12], "cards": list(self.cards), "how": self.how,
+                "status": self.status, "environment": self.environment, "user": self.user, "since": self.since}
+
+
+_TIME = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2}:[0-9]{2})")
+
+
+def _when(text: str | None) -> str | None:
+    match = _TIME.match(text or "")
+    return f"{match.group(1)} {match.group(2)} UTC" if match and not text.startswith("0001-") else None
+
+
+def _env(config: dict) -> dict[str, str]:
+    out = {}
+    for item in config.get("Env") or []:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+def _indices(text: str, present: tuple[int, ...]) -> tuple[int, ...]:
+    """A visibility variable's value: "all" is every card; otherwise indices as envctl reads them."""
+    text = text.strip()
+    if text.lower() == "all":
+        return present
+    try:
+        return parse_indices(text)
+    except CardsError:
+        return ()
+
+
+def _reached(attrs: dict, kind: str, node_path, present: tuple[int, ...]) -> tuple[tuple[int, ...], str]:
+    host_config = attrs.get("HostConfig") or {}
+    if host_config.get("Privileged"):
+        return present, "privileged"
+    by_node = {node_path(card): card for card in present}
+    cards = {by_node[d.get("PathOnHost")] for d in host_config.get("Devices") or [] if d.get("PathOnHost") in by_node}
+    if cards:
+        return tuple(sorted(cards)), "device nodes"
+    env = _env(attrs.get("Config") or {})
+    runtime = host_config.get("Runtime")
+    if kind == "npu" and runtime == "ascend" and env.get("ASCEND_VISIBLE_DEVICES"):
+        return tuple(sorted(set(_indices(env["ASCEND_VISIBLE_DEVICES"], present)))), "Ascend runtime"
+    if kind == "cuda":
+        for request in host_config.get("DeviceRequests") or []:
+            if request.get("Driver") in ("nvidia", "", None) and ["gpu"] in (request.get("Capabilities") or [["gpu"]]):
+                if request.get("Count") == -1:
+                    return present, "NVIDIA runtime"
+                ids = [int(i) for i in request.get("DeviceIDs") or [] if str(i).isdigit()]
+                if ids:
+                    return tuple(sorted(ids)), "NVIDIA runtime"
+        if runtime == "nvidia" and env.get("NVIDIA_VISIBLE_DEVICES"):
+            return tuple(sorted(set(_indices(env["NVIDIA_VISIBLE_DEVICES"], present)))), "NVIDIA runtime"
+    return (), ""
+
+
+def holders_from(inspected: list[dict], kind: str, node_path, present: tuple[int, ...]) -> tuple[Holder, ...]:
+    """Pure: the containers (ContainerInspect dicts, any state) that reach any of the `present`
+    cards of family `kind`; `node_path(card)` is the real path of that card's node on the host
+    (under the host root when simulated). Sorted by container name."""
+    out = []
+    for attrs in inspected:
+        cards, how = _reached(attrs, kind, node_path, present)
+        if not cards:
+            continue
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        state = attrs.get("State") or {}
+        status = state.get("Status") or "unknown"
+        environment = None
+        if labels.get(LABEL_MANIFEST):
+            variant = labels.get(LABEL_VARIANT)
+            environment = f"{labels[LABEL_MANIFEST]}:{variant}" if variant else labels[LABEL_MANIFEST]
+        since = _when(state.get("StartedAt")) if status in HOLDING else None
+        out.append(Holder((attrs.get("Name") or "?").lstrip("/"), attrs.get("Id") or "", cards, how, status, environment,
+                          labels.get(LABEL_USER), since or _when(attrs.get("Created"))))
+    return tuple(sorted(out, key=lambda h: h.container))
+
+
+def read_holders(client, kind: str, node_path, present: tuple[int, ...]) -> tuple[Holder, ...]:
+    """Every container of the engine (`client`, docker-py), inspected, → holders_from. One
+    list call; docker-py inspects each container for its full attributes."""
+    if kind not in NODE_PREFIX or not present:
+        return ()
+    return holders_from([c.attrs for c in client.containers.list(all=True)], kind, node_path, present)
+
+
+def node_path_for(kind: str, under_root):
+    """card → the real path of its device node on the host (`under_root`: the host's mapping)."""
+    prefix = NODE_PREFIX.get(kind, "")
+    return lambda card: under_root(f"/dev/{prefix}{card}")

@@ -1,0 +1,98 @@
+"""One host-wide lock around choosing cards and creating the container that takes them, so that two
+`up`s at once on one host never hand out the same card, and the check made under it.
+
+The plan chooses free cards from what it observed; between that and the container's creation
+another `up` (another user, another environment) may have taken them. Under the lock, `up` reads
+the holders again: a container that was not holding the chosen cards when the plan was made and
+holds them now means the plan is stale (CardsTaken), and `up` plans again.
+
+Where the lock lives:
+- this machine's engine: a file in the system's temporary directory, keyed by the engine's
+  address (DOCKER_HOST), so every user of this machine who reaches that engine meets the same
+  lock. The file is opened without O_CREAT when it exists: Linux refuses O_CREAT on another
+  user's file in a sticky world-writable directory (fs.protected_regular), and flock(2) needs
+  only a read descriptor.
+- an SSH host's engine: this machine's lock directory for that host (as the lock between `up`s
+  of one environment there), which covers the `up`s made from this machine.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import posixpath
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from envctl.lifecycle import WorldChanged
+
+DEFAULT_ENGINE = "unix:///var/run/docker.sock"
+
+
+class CardsTaken(WorldChanged):
+    """The cards a plan chose were taken by another container after the plan was made."""
+
+
+def lock_path(host) -> Path:
+    """The lock for `host`'s engine (a LocalHost or an SSHHost: `fetch_mode` None is this machine)."""
+    if getattr(host, "fetch_mode", None) is None:
+        address = host.environ().get("DOCKER_HOST") or DEFAULT_ENGINE
+        key = hashlib.sha256(address.encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"envctl-cards-{key}.lock"
+    return Path(host.lock_dir) / "cards.lock"
+
+
+def _open_shared(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            return os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.EEXIST:
+                continue  # made by another process meanwhile: open it as it is
+            raise
+        return fd
+
+
+@contextmanager
+def host_lock(path: Path):
+    """flock(2) on `path`, exclusive, for a `with` block; released when the block ends or the
+    process dies, so a killed `up` never leaves it held."""
+    fd = _open_shared(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def under(root: str):
+    return (lambda path: path) if root == "/" else (lambda path: posixpath.join(root, path.lstrip("/")))
+
+
+def check_still_free(client, plan) -> None:
+    """Raise CardsTaken when a container other than the plan's own, which did not hold any of
+    the plan's cards when it was observed (plan.world.card_holders), holds one now."""
+    from envctl.card_holders import node_path_for, read_holders
+    from envctl.card_choice import held_text
+
+    cards = tuple(plan.devices.cards)
+    if not cards or plan.devices.kind == "cpu":
+        return
+    now = read_holders(client, plan.devices.kind, node_path_for(plan.devices.kind, under(plan.host_root)), cards)
+    new = {}
+    for holder in now:
+        if holder.holds and holder.container != plan.container.name and holder.container not in plan.world.card_holders:
+            for card in holder.cards:
+                new.setdefault(card, []).append(holder)
+    if new:
+        raise CardsTaken(f"cards {','.join(map(str, sorted(new)))} were taken after the plan was made: {held_text(new)}",
+                         hint="run `envctl plan` again: a count of cards chooses free ones")

@@ -1,0 +1,169 @@
+"""Which cards the plan takes on a shared host, decided from what was observed: the decision on an
+in-memory engine (tests/fake_engine.py) whose containers answer ContainerInspect's HostConfig
+(Devices, Privileged, Runtime) and Config (Env, Labels) as Docker 20.10 does. A privileged
+container cannot start in this sandbox, so that case is tested here only; envctl's and foreign
+containers holding real device nodes: tests/integration/test_shared_cards.py."""
+
+import pytest
+
+import hostsim
+from fake_engine import FakeEngine
+from envctl.card_choice import Topology, choose, topology
+from envctl.card_holders import Holder, holders_from
+from envctl.containers import LABEL_CARDS, LABEL_MANIFEST, LABEL_USER
+from envctl.devices.usage import CardReading, VendorReading
+from envctl.hosts.local import LocalHost
+from envctl.manifest.loader import load
+from envctl.observe import observe
+from envctl.plan import Options, build_plan
+from envctl.render import plan_text
+
+MANIFEST = """\
+name: lab
+description: a shared server
+device: {kind: %s, cards: %s}
+image: {ref: "lab/base:1"}
+"""
+
+
+@pytest.fixture
+def lab(tmp_path, clean_env):
+    environ = {**clean_env, "ENVCTL_CACHE": str(tmp_path / "cache"), "ENVCTL_WORKSPACE": str(tmp_path / "ws")}
+    root = tmp_path / "root"
+
+    class Lab:
+        engine = FakeEngine()
+        engine.add_image("sha256:" + "a" * 64, "lab/base:1")
+
+        def host(self, kind="npu", cards=8, **kw):
+            (hostsim.npu_host if kind == "npu" else hostsim.mlu_host)(root, cards=cards, **kw)
+            return self
+
+        def node(self, card, kind="npu"):
+            return str(root / "dev" / (f"davinci{card}" if kind == "npu" else f"cambricon_dev{card}"))
+
+        def foreign(self, name, cards=(), kind="npu", status="running", **kw):
+            """A container envctl did not make (`docker run --device ...`, `--privileged`, the Ascend runtime)."""
+            self._with(self.engine.add_container(name, {}, status), cards, kind, **kw)
+            return self
+
+        def envctl(self, name, cards, user="alice", kind="npu", status="running"):
+            labels = {LABEL_MANIFEST: name.removeprefix("envctl-"), LABEL_CARDS: ",".join(map(str, cards)), LABEL_USER: user}
+            self._with(self.engine.add_container(name, labels, status), cards, kind)
+            return self
+
+        def _with(self, container, cards, kind, privileged=False, env=None, runtime="runc"):
+            container.devices = [self.node(c, kind) for c in cards]
+            container.privileged, container.env, container.runtime = privileged, dict(env or {}), runtime
+
+        def plan(self, kind="npu", cards="2", **options):
+            path = tmp_path / "lab.yaml"
+            path.write_text(MANIFEST % (kind, cards))
+            loaded = load(str(path), environ=environ)
+            observed = observe(LocalHost(str(root)), loaded, self.engine, environ=environ)
+            return build_plan(loaded, observed, Options(**options), environ=environ)
+
+    return Lab()
+
+
+def test_a_count_takes_the_lowest_free_cards_and_says_which_are_held(lab):
+    lab.host().envctl("envctl-alpaca", (0, 1), user="bob")
+    plan = lab.plan()
+    assert plan.devices.cards == (2, 3)
+    assert plan.blockers == ()
+    assert plan.devices.why.startswith("2 free cards, lowest first, inside HCCS ring 0-3 (held: cards 0,1 by envctl-alpaca "
+                                       "(environment alpaca, user bob, since 2026-11-30 09:15 UTC))")
+    assert "why    2 free cards" in plan_text(plan)
+    assert plan.world.card_holders == ()
+
+
+def test_explicit_cards_held_by_a_foreign_container_are_refused_naming_it(lab):
+    lab.host().foreign("vendor-train", (2, 3))
+    plan = lab.plan(cards='"2-3"')
+    assert plan.blockers == ("Ascend NPU cards 2,3 by vendor-train (not envctl's, since 2026-11-30 09:15 UTC); free now: "
+                             "0,1,4,5,6,7 (ask for a count to get free cards, or pass --share-cards to use these anyway)",)
+    shared = lab.plan(cards='"2-3"', share_cards=True)
+    assert shared.blockers == () and shared.devices.cards == (2, 3)
+    assert shared.devices.why.startswith("as asked, shared (--share-cards): cards 2,3 by vendor-train")
+    assert shared.world.card_holders == ("vendor-train",)
+
+
+def test_a_privileged_container_holds_every_card(lab):
+    lab.host().foreign("vendor-privileged", (), privileged=True)
+    plan = lab.plan()
+    assert plan.blockers == ("2 Ascend NPU cards wanted, 0 free of 8 present: cards 0,1,2,3,4,5,6,7 by vendor-privileged "
+                             "(not envctl's: privileged, since 2026-11-30 09:15 UTC)",)
+    explicit = lab.plan(cards='"5"')
+    assert "Ascend NPU card 5 by vendor-privileged" in explicit.blockers[0]
+
+
+def test_the_ascend_runtime_holds_the_cards_its_variable_names(lab):
+    lab.host().foreign("mindie", (), env={"ASCEND_VISIBLE_DEVICES": "0-3"}, runtime="ascend")
+    plan = lab.plan(cards="2")
+    assert plan.devices.cards == (4, 5)
+    assert "cards 0,1,2,3 by mindie (not envctl's: Ascend runtime" in plan.devices.why
+
+
+def test_stopped_containers_hold_nothing_and_the_own_container_keeps_its_cards(lab):
+    lab.host().foreign("old-job", (0, 1), status="exited")
+    lab.envctl("envctl-lab", (4, 5))  # this environment, up already with cards 4,5
+    plan = lab.plan()
+    assert plan.devices.cards == (4, 5)
+    assert plan.devices.why.startswith("the cards envctl-lab already has, still free")
+
+
+def test_not_enough_free_cards_lists_every_holder(lab):
+    lab.host(cards=4).envctl("envctl-a", (0, 1), user="ana").foreign("job", (2,))
+    plan = lab.plan(cards="2")
+    assert plan.blockers == ("2 Ascend NPU cards wanted, 1 free of 4 present: cards 0,1 by envctl-a (environment a, "
+                             "user ana, since 2026-11-30 09:15 UTC); card 2 by job (not envctl's, since 2026-11-30 09:15 UTC)",)
+
+
+def test_without_an_engine_the_first_cards_present_are_taken_and_the_plan_says_so(lab, tmp_path, clean_env):
+    lab.host(kind="mlu", cards=4)
+    environ = {**clean_env, "ENVCTL_CACHE": str(tmp_path / "cache")}
+    path = tmp_path / "lab.yaml"
+    path.write_text(MANIFEST % ("mlu", 2))
+    loaded = load(str(path), environ=environ)
+    plan = build_plan(loaded, observe(LocalHost(str(tmp_path / "root")), loaded, None, environ=environ), Options(), environ)
+    assert plan.devices.cards == (0, 1)
+    assert plan.devices.why == "the first 2 present; who holds cards is unknown (the engine was not asked)"
+
+
+def test_mlu_holders_by_their_cambricon_nodes(lab):
+    lab.host(kind="mlu", cards=4).envctl("envctl-other", (0,), kind="mlu")
+    assert lab.plan(kind="mlu", cards=1).devices.cards == (1,)
+
+
+def test_rings_keep_up_to_four_cards_in_one_ring():
+    reading = VendorReading("npu-smi info", "MB", tuple(CardReading(i, "910ProB") for i in range(8)))
+    topo = topology("npu", reading, tuple(range(8)))
+    assert topo.rings == ((0, 1, 2, 3), (4, 5, 6, 7))
+    held = (Holder("a", "1", (0, 1), "device nodes", "running"),)
+    # 3 cards: ring 0-3 has only 2 free, so ring 4-7
+    assert choose("Ascend NPU", tuple(range(8)), 3, held, topo=topo).cards == (4, 5, 6)
+    assert choose("Ascend NPU", tuple(range(8)), 2, held, topo=topo).cards == (2, 3)
+    spread = choose("Ascend NPU", tuple(range(8)), 4, (Holder("a", "1", (0, 4), "device nodes", "running"),), topo=topo)
+    assert spread.cards == (1, 2, 3, 5) and "span rings" in spread.why
+    a2 = VendorReading("npu-smi info", "MB", tuple(CardReading(i, "910B3") for i in range(8)))
+    assert topology("npu", a2, tuple(range(8))).rings == ()
+
+
+def test_boards_are_taken_whole_before_single_chips():
+    topo = Topology(boards=((0, 1), (2, 3), (4, 5)))
+    held = (Holder("a", "1", (0,), "device nodes", "running"),)
+    assert choose("Ascend NPU", tuple(range(6)), 2, held, topo=topo).cards == (2, 3)
+    assert choose("Ascend NPU", tuple(range(6)), 3, held, topo=topo).cards == (1, 2, 3)
+
+
+def test_holders_from_inspect_names_nvidia_requests_too():
+    present = (0, 1, 2, 3)
+    inspected = [{"Id": "c1", "Name": "/gpu-all", "State": {"Status": "running", "StartedAt": "2026-11-30T08:00:00Z"},
+                  "Config": {"Labels": {}}, "HostConfig": {"DeviceRequests": [{"Driver": "nvidia", "Count": -1,
+                                                                             "Capabilities": [["gpu"]]}]}},
+                 {"Id": "c2", "Name": "/gpu-two", "State": {"Status": "running"}, "Config": {},
+                  "HostConfig": {"DeviceRequests": [{"Driver": "", "DeviceIDs": ["1", "3"], "Capabilities": [["gpu"]]}]}},
+                 {"Id": "c3", "Name": "/plain", "State": {"Status": "running"}, "Config": {}, "HostConfig": {}}]
+    found = holders_from(inspected, "cuda", lambda c: f"/dev/nvidia{c}", present)
+    assert [(h.container, h.cards, h.how) for h in found] == [("gpu-all", present, "NVIDIA runtime"),
+                                                             ("gpu-two", (1, 3), "NVIDIA runtime")]
