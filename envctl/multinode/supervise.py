@@ -5,13 +5,14 @@ socket forwarded over the SSH connection envctl already holds), inside the run-r
 of envctl/runs.py, so `status` sees it and its PID is known. Output is streamed live, each line
 prefixed `[rank host]`, and appended to a log in that node's workspace.
 
-The first node to end with a non-zero code (a lost connection ends its `docker exec` with one
-too) is the cause; every other node is then stopped: SIGINT, then SIGTERM, then SIGKILL, with a
-grace period between them (torchrun and msrun forward SIGINT/SIGTERM to their workers). Without
-this the survivors wait for the dead peer until the collective library's timeout
-(HCCL_CONNECT_TIMEOUT=7200 s in ModelZoo's env_npu.sh). Ctrl-C stops every node the same way.
-The signal reaches the entrypoint's process and all its descendants in the container, as a
-terminal's Ctrl-C reaches a whole foreground process group.
+The first node to end with a non-zero code, or whose connection is lost (its `docker exec`
+ends and its engine no longer answers), is the cause; every node is then stopped: SIGINT, then
+SIGTERM, then SIGKILL, with a grace period between them (torchrun and msrun forward SIGINT/SIGTERM
+to their workers). Without this the survivors wait for the dead peer until the collective
+library's timeout (HCCL_CONNECT_TIMEOUT=7200 s in ModelZoo's env_npu.sh). Ctrl-C stops every
+node the same way. The signals reach every process of the run in each container, the failed
+node's leftovers included (envctl.multinode.stopping); a node whose connection was lost is
+reached again over a new one where its server still accepts one.
 """
 
 from __future__ import annotations
@@ -23,21 +24,16 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 
 from envctl import runs
-from envctl.errors import HostNotReady
+from envctl.errors import EXIT_REMOTE_FAILED, HostNotReady
+from envctl.multinode.stopping import Swept, stop_sequence, sweep
 
 GRACE_SECONDS = (10.0, 10.0)  # after SIGINT, after SIGTERM; then SIGKILL
 LAST_LINES = 10  # of each node, in the failure report
 
-# Signal the process in the PID file and every descendant of it ($0 the PID file, $1 the signal).
-# Only /proc and shell builtins, which every image envctl runs has.
-_SIGNAL_TREE = ('todo=$(cat "$0") || exit 0; all=; while [ -n "$todo" ]; do set -- $todo; p=$1; shift; todo="$*"; '
-                'all="$all $p"; for s in /proc/[0-9]*/status; do while read -r k v; do if [ "$k" = PPid: ]; then '
-                '[ "$v" = "$p" ] && { c=${s#/proc/}; todo="$todo ${c%/status}"; }; break; fi; done < "$s"; done 2>/dev/null; '
-                'done; kill -s "$SIG" $all 2>/dev/null; exit 0')
+KILL_WAIT = 10.0  # seconds SIGKILL is repeated before envctl gives up on a node
 
 
 @dataclass
@@ -56,7 +52,15 @@ class NodeProcess:
     child: subprocess.Popen | None = None
     pid_file: str = ""
     code: int | None = None
-    stopped_by: str | None = None  # the last signal envctl sent it
+    stopped_by: str | None = None  # the last signal envctl sent it while it ran
+    reconnect: object = None  # () -> docker_env over a new connection; raises EnvctlError
+    lost: str | None = None  # why its connection counts as lost (its docker exec ended, its engine gone)
+    leftovers: int = 0  # processes of the run envctl found and stopped after its own process ended
+    unreachable: str | None = None  # why envctl could not stop what it runs
+
+    @property
+    def run_id(self) -> str:
+        return self.env["ENVCTL_RUN_ID"]
 
     @property
     def label(self) -> str:
@@ -65,7 +69,7 @@ class NodeProcess:
 
 @dataclass
 class Outcome:
-    code: int  # the first failure's, 0 when every node ended with 0, 130 on Ctrl-C alone
+    code: int  # the first failure's (7 for a lost connection), 0 when every node ended with 0, 130 on Ctrl-C alone
     first: NodeProcess | None  # the cause; None when all succeeded or Ctrl-C came first
     interrupted: bool
     nodes: list[NodeProcess]
@@ -81,7 +85,8 @@ def _docker() -> str:
 
 def run_all(nodes: list[NodeProcess], out=None, grace: tuple[float, float] = GRACE_SECONDS) -> Outcome:
     """Start every node, stream their output, stop the others at the first failure or Ctrl-C;
-    returns when every node has ended."""
+    returns when every node has ended and, after a failure or Ctrl-C, nothing of the run is left
+    in a container envctl can reach."""
     docker = _docker()
     out = out or sys.stdout.buffer
     lock = threading.Lock()
@@ -105,7 +110,7 @@ def run_all(nodes: list[NodeProcess], out=None, grace: tuple[float, float] = GRA
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     first: NodeProcess | None = None
-    stopping = False
+    stopper: threading.Thread | None = None
     try:
         remaining = len(nodes)
         while remaining:
@@ -115,20 +120,29 @@ def run_all(nodes: list[NodeProcess], out=None, grace: tuple[float, float] = GRA
                 node = None
             if node is not None:
                 remaining -= 1
-                if node.code != 0 and first is None and not interrupted.is_set() and not stopping:
+                if node.code != 0 and first is None and not interrupted.is_set() and stopper is None:
+                    node.lost = _lost(node, docker)
                     first = node
-            if not stopping and (first is not None or interrupted.is_set()):
-                stopping = True
-                threading.Thread(target=_stop_all, args=(nodes, docker, grace), daemon=True).start()
+            if stopper is None and (first is not None or interrupted.is_set()):
+                stopper = threading.Thread(target=stop_sequence, daemon=True, args=(
+                    nodes, grace, KILL_WAIT, lambda n, sig: _sweep(n, docker, sig), lambda n: n.child.poll() is None))
+                stopper.start()
+        if stopper is not None:
+            stopper.join()
+        for node in nodes:  # its engine never let it go: end our side
+            if node.child.poll() is None:
+                node.child.kill()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
         for node in nodes:
             node.log.close()
-            subprocess.run([docker, "exec", node.container, "rm", "-f", node.pid_file], env=node.docker_env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            if not (node.lost or node.unreachable):
+                subprocess.run([docker, "exec", node.container, "rm", "-f", node.pid_file], env=node.docker_env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=60,
+                               start_new_session=True)
     if first is not None:
-        code = first.code
+        code = EXIT_REMOTE_FAILED if first.lost else first.code
     elif interrupted.is_set():
         code = 130
     else:
@@ -149,38 +163,23 @@ def _pump(node: NodeProcess, out, lock: threading.Lock, ended: queue.Queue) -> N
     ended.put(node)
 
 
-def _signal(node: NodeProcess, docker: str, signame: str) -> None:
-    node.stopped_by = f"SIG{signame}"
-    try:
-        subprocess.run([docker, "exec", "-e", f"SIG={signame}", node.container, "sh", "-c", _SIGNAL_TREE, node.pid_file],
-                       env=node.docker_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=60)
-    except subprocess.TimeoutExpired:
-        pass  # the engine does not answer: the last step below ends our side
+def _lost(node: NodeProcess, docker: str) -> str | None:
+    """Why the node's connection counts as lost, or None: its engine no longer answers through
+    the socket its `docker exec` used (the SSH master carrying it is gone)."""
+    return sweep(docker, node.docker_env, node.container, node.run_id, "0").unreachable
 
 
-def _stop_all(nodes: list[NodeProcess], docker: str, grace: tuple[float, float], kill_wait: float = 10.0) -> None:
-    """SIGINT, SIGTERM, SIGKILL to every node still running, a grace period between them.
-    SIGKILL is sent again each second (a node whose wrapper had not yet written its PID file
-    missed the earlier ones); a node whose `docker exec` still has not ended after `kill_wait`
-    (its engine or connection is gone) has its local docker client killed."""
-    for signame, wait in (("INT", grace[0]), ("TERM", grace[1])):
-        running = [n for n in nodes if n.child.poll() is None]
-        for node in running:
-            _signal(node, docker, signame)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and any(n.child.poll() is None for n in running):
-            time.sleep(0.1)
-    deadline = time.monotonic() + kill_wait
-    while time.monotonic() < deadline:
-        running = [n for n in nodes if n.child.poll() is None]
-        if not running:
-            return
-        for node in running:
-            _signal(node, docker, "KILL")
-        time.sleep(1.0)
-    for node in nodes:
-        if node.child.poll() is None:
-            node.child.kill()
+def _sweep(node: NodeProcess, docker: str, signame: str) -> Swept:
+    """stopping.sweep on the node; once over a new connection when the old one is gone."""
+    found = sweep(docker, node.docker_env, node.container, node.run_id, signame)
+    if found.unreachable and node.reconnect is not None:
+        reconnect, node.reconnect = node.reconnect, None
+        try:
+            node.docker_env = reconnect()
+        except Exception as problem:  # noqa: BLE001 (any failure to reconnect: the node stays unreachable)
+            return Swept(unreachable=f"{found.unreachable}; connecting again failed: {problem}")
+        found = sweep(docker, node.docker_env, node.container, node.run_id, signame)
+    return found
 
 
 def report(outcome: Outcome) -> list[str]:
@@ -188,12 +187,36 @@ def report(outcome: Outcome) -> list[str]:
     lines = []
     if outcome.first is not None:
         f = outcome.first
-        lines.append(f"node {f.rank} ({f.host}) failed first: exit code {f.code}; envctl stopped the others")
+        if f.lost:
+            lines.append(f"node {f.rank} ({f.host}) failed first: lost the connection to {f.host} ({f.lost}); "
+                         "envctl stopped the others")
+        else:
+            lines.append(f"node {f.rank} ({f.host}) failed first: exit code {f.code}; envctl stopped the others")
     elif outcome.interrupted:
         lines.append("interrupted: envctl stopped every node")
     for node in outcome.nodes:
         how = f"stopped by envctl ({node.stopped_by}), exit code {node.code}" if node.stopped_by else f"exit code {node.code}"
+        if node.leftovers:
+            how += f"; envctl stopped {node.leftovers} process(es) of the run it left"
         lines.append(f"{node.label} {how}; log {node.log_path} on {node.host}")
+        if node.unreachable:
+            lines.append(f"{node.label} could not stop the run's processes on {node.host}: {node.unreachable}")
         if outcome.code != 0:
             lines += [f"    {text}" for text in node.last]
     return lines
+
+
+def reconnector(host):
+    """For an SSH host: a callable opening a new connection (host keys verified as always) and
+    forwarding its engine's socket again, returning the docker CLI's environment; None for this
+    machine."""
+    import os
+
+    connection = getattr(host, "connection", None)
+    if connection is None:
+        return None
+
+    def reconnect() -> dict:
+        return {**os.environ, "DOCKER_HOST": f"unix://{connection.forward_socket(host.docker_socket)}"}
+
+    return reconnect
