@@ -36,7 +36,7 @@ class Holder:
     container: str  # its name, without the engine's leading "/"
     container_id: str
     cards: tuple[int, ...]  # host indices it reaches, ascending
-    how: str  # "device nodes" | "privileged" | "Ascend runtime" | "NVIDIA runtime"
+    how: str  # "device nodes" | "privileged" | "Ascend runtime" | "NVIDIA runtime" | "process" (no container)
     status: str  # the engine's State.Status
     environment: str | None = None  # manifest[:variant] when envctl made it
     user: str | None = None  # who brought it up (envctl's label), when envctl made it
@@ -49,6 +49,8 @@ class Holder:
     def describe(self) -> str:
         """`envctl-chatglm3-mlu (environment chatglm3-mlu, user alice, since 2026-11-30 10:02 UTC)`
         or `vendor-job (not envctl's: privileged, since ...)`."""
+        if self.how == "process":
+            return f"{self.container} (in no container: listed by the vendor tool)"
         facts = []
         if self.environment:
             facts.append(f"environment {self.environment}")
@@ -148,6 +150,18 @@ def read_holders(client, kind: str, node_path, present: tuple[int, ...]) -> tupl
     if kind not in NODE_PREFIX or not present:
         return ()
     return holders_from([c.attrs for c in client.containers.list(all=True)], kind, node_path, present)
+
+
+def with_processes(holders: tuple[Holder, ...], reading) -> tuple[Holder, ...]:
+    """`holders` and, for a card with processes in the vendor tool's list (cnmon, npu-smi) but no
+    running container holding it, those processes (a job started on the host itself, or in a
+    container envctl cannot see): the card is in use all the same. `reading`: VendorReading or None."""
+    if reading is None:
+        return holders
+    held = {card for h in holders if h.holds for card in h.cards}
+    extra = [Holder(f"process {p.pid} {p.name}".rstrip(), "", (p.card,), "process", "running")
+             for p in reading.processes if p.card not in held]
+    return holders + tuple(extra)
 
 
 def node_path_for(kind: str, under_root):

@@ -255,18 +255,22 @@ def status(
     for r in rows if not as_json else []:
         cards = ",".join(map(str, r["cards"])) or "-"
         where = f"{r['host']:<12} " if "host" in r else ""
-        typer.echo(f"{where}{r['name']:<32} {r['status']:<8} cards {cards:<12} {r['manifest']}  ({r['image']})")
+        by = f"  by {r['user']}" if r.get("user") else ""  # who brought it up (envctl's label)
+        typer.echo(f"{where}{r['name']:<32} {r['status']:<8} cards {cards:<12} {r['manifest']}  ({r['image']}){by}")
         for run in r["runs"]:
             typer.echo(f"{' ' * len(where)}  running {Run(**run).describe()}")
     raise typer.Exit(code)
 
 
 def _status_rows(client) -> list[dict]:
-    """One row per environment; `runs`: the work running in it (envctl/runs.py Run fields)."""
+    """One row per environment; `runs`: the work running in it (envctl/runs.py Run fields);
+    `user`: who brought it up (None for containers made before envctl recorded it)."""
     from envctl import environments
+    from envctl.containers import LABEL_USER
     from envctl.runs import running_work
 
     return [{"name": e.name, "manifest": e.reference, "status": e.status, "cards": list(e.cards),
+             "user": (e.container.labels or {}).get(LABEL_USER),
              "image": (e.container.attrs.get("Config") or {}).get("Image"), "manifest_file": e.manifest_file,
              "workspace": e.workspace, "runs": [r.as_dict() for r in running_work(client, e.container)]}
             for e in environments.all_environments(client)]
@@ -281,10 +285,28 @@ def logs(
     ssh_config: Optional[str] = ssh_config_option(),
     inventory: Optional[str] = inventory_option(),
     accept_host_key: Optional[str] = accept_option(),
+    nodes: Optional[List[str]] = typer.Option(None, "--nodes", help="the hosts of a run across nodes (as exec --nodes): "
+                                              "every node's log, each line prefixed with rank and host"),
+    run_id: Optional[str] = typer.Option(None, "--run", help="with --nodes: this run (default: the latest)"),
+    list_runs: bool = typer.Option(False, "--runs", help="with --nodes: list the runs across nodes, newest first"),
 ) -> None:
-    """Print the log of the latest entrypoint run (kept in the environment's workspace)."""
+    """Print the log of the latest entrypoint run (kept in the environment's workspace); with
+    --nodes, every node's log of the latest run across them (or of --run)."""
     from envctl import environments
 
+    if nodes:
+        if hosts:
+            raise EnvctlError("give the hosts either with --nodes or --host, not both", exit_code=EXIT_USAGE)
+        from envctl.multinode import node_logs
+
+        sides = node_logs.open_sides(remote_options(nodes, ssh_config, inventory, accept_host_key), env)
+        if list_runs:
+            for line in node_logs.run_lines(sides, entrypoint):
+                typer.echo(line)
+            raise typer.Exit(0)
+        raise typer.Exit(node_logs.show(sides, node_logs.choose_run(sides, entrypoint, run_id), follow))
+    if run_id or list_runs:
+        raise EnvctlError("--run and --runs go with --nodes", exit_code=EXIT_USAGE)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     host = single_target(remote)
     chosen = environments.choose(host.engine(), env, running_only=False)

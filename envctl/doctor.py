@@ -28,6 +28,26 @@ class Check:
     detail: str
 
 
+def _in_use(holders, name: str, present: int) -> Check:
+    """Who holds cards now (informational: the devices check says whether that blocks)."""
+    from envctl.card_choice import held_text
+
+    busy: dict[int, list] = {}
+    for holder in holders:
+        if holder.holds:
+            for card in holder.cards:
+                busy.setdefault(card, []).append(holder)
+    return Check(name, "ok", held_text(busy) if busy else f"none of the {present} card(s) is held")
+
+
+def _cards_in_use(client, host: Host, kind: str, cards: tuple[int, ...], named: bool) -> Check:
+    from envctl.card_holders import node_path_for, read_holders, with_processes
+    from envctl.devices.usage import read
+
+    holders = with_processes(read_holders(client, kind, node_path_for(kind, host.under_root), cards), read(kind, host))
+    return _in_use(holders, f"{kind} cards in use" if named else "cards in use", len(cards))
+
+
 def _gib(n: int) -> str:
     return f"{n / (1 << 30):.1f} GiB"
 
@@ -64,11 +84,14 @@ def diagnose(host: Host, loaded: Loaded | None, options: Options, environ: Mappi
             checks.append(Check(f"{kind} driver", "ok" if driver.version else "warn",
                                 f"v{driver.version} from {driver.source}" if driver.version else driver.problem or "not found"))
             checks.append(Check(f"{kind} cards", "ok" if cards else "warn", ", ".join(map(str, cards)) or "none found"))
+            if client is not None and cards:
+                checks.append(_cards_in_use(client, host, kind, tuple(cards), len(kinds) > 1))
         if tool:
             checks.append(Check(f"{tool}", "ok" if where else "warn", where or f"not found under {host.root}"))
 
     if loaded is not None:
-        plan = build_plan(loaded, observe(host, loaded, client), options, environ)
+        observed = observe(host, loaded, client)
+        plan = build_plan(loaded, observed, options, environ)
         d = plan.driver
         if d.status == "ok":
             checks.append(Check("driver", "ok", f"v{d.found} satisfies {d.required} (read from {d.source})"))
@@ -84,6 +107,8 @@ def diagnose(host: Host, loaded: Loaded | None, options: Options, environ: Mappi
             detail = "; ".join(card_problems) or (
                 f"cards {','.join(map(str, plan.devices.cards))}: {len(plan.devices.nodes)} device nodes, {len(plan.devices.mounts)} mounts")
             checks.append(Check("devices", status, detail))
+            if observed.holders is not None and observed.cards:
+                checks.append(_in_use(observed.holders, "cards in use", len(observed.cards)))
         need = 0
         if plan.image.origin == "tarball" and loaded.image_source and loaded.image_source.kind == "file":
             tarball = Path(loaded.image_source.location)

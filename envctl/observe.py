@@ -69,15 +69,17 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
     seen = None
     present = tuple(fam.discover(devices))
     holders = reading = None
-    if engine is not None:
-        seen = _engine_view(engine, loaded, environ, caches.tarball_path)
-        from envctl.card_holders import node_path_for, read_holders
-
-        holders = read_holders(engine, manifest.device.kind, node_path_for(manifest.device.kind, host.under_root), present)
-    if manifest.device.kind == "npu" and present:  # npu-smi's chips per NPU and model say which cards go together
+    if manifest.device.kind in ("mlu", "npu") and present:
         from envctl.devices.usage import read
 
-        reading = read("npu", host)
+        # cnmon / npu-smi: the processes on each card, and (npu-smi) which chips go together
+        reading = read(manifest.device.kind, host)
+    if engine is not None:
+        seen = _engine_view(engine, loaded, environ, caches.tarball_path)
+        from envctl.card_holders import node_path_for, read_holders, with_processes
+
+        holders = with_processes(read_holders(engine, manifest.device.kind, node_path_for(manifest.device.kind, host.under_root),
+                                              present), reading)
     return Observed(host.name, host.root, present, driver, devices, frozenset(missing),
                     seen.image_present if seen else None, seen.image_id if seen else None,
                     seen.image_config if seen else None, dict(seen.baked) if seen else {}, seen, caches, fetch_mode,

@@ -1,0 +1,137 @@
+"""Shared servers on a real engine: simulated 8-card hosts (real device nodes under a host root,
+the npu-smi / cnmon stand-ins printing usage and process tables), envctl's containers and foreign
+ones (`docker run --device`) holding real device nodes. The privileged case cannot start in this
+sandbox: tests/unit/test_card_choice.py covers it on the decision."""
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from support import IMAGE
+
+
+def manifest(env, tarballs, cards="2"):
+    env.write(f"""\
+        device: {{kind: npu, cards: {cards}}}
+        image: {{ref: {IMAGE}, tarball: {{source: {tarballs.plain}}}}}
+        """)
+
+
+def on_host_of(first, second):
+    """`second` planned and brought up on `first`'s simulated host."""
+    second.root = first.root
+    return second
+
+
+def devices_of(engine, name) -> list[str]:
+    """The card nodes (davinciN) the container was given."""
+    attrs = engine.api.inspect_container(name)
+    return sorted(d["PathOnHost"] for d in attrs["HostConfig"]["Devices"] or []
+                  if re.search(r"/davinci[0-9]+$", d["PathOnHost"]))
+
+
+def davinci(env, *cards) -> list[str]:
+    return sorted(str(env.root / "dev" / f"davinci{c}") for c in cards)
+
+
+@pytest.fixture
+def foreign(engine):
+    """Containers started as a vendor script starts them: `docker run --device ...`, not envctl's."""
+    started = []
+
+    def run(name, *device_paths):
+        args = ["docker", "run", "-d", "--name", name]
+        for path in device_paths:
+            args += ["--device", path]
+        subprocess.run([*args, IMAGE, "sleep", "600"], check=True, capture_output=True, text=True)
+        started.append(name)
+        return name
+
+    yield run
+    for name in started:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def test_two_environments_on_an_8_card_host_get_disjoint_cards(make_env, tarballs):
+    first = make_env("npu", cards=8)
+    second = on_host_of(first, make_env("none"))
+    manifest(first, tarballs)
+    manifest(second, tarballs)
+    done = first.run("up", str(first.manifest), env=first.environ(USER="alice", LOGNAME="alice"))
+    assert done.returncode == 0, done.stderr
+    plan = second.run("plan", str(second.manifest))
+    assert plan.returncode == 0, plan.stderr
+    assert "2. devices     npu cards 2,3" in plan.stdout
+    assert (f"why    2 free cards, lowest first, inside HCCS ring 0-3 (held: cards 0,1 by {first.container} "
+            f"(environment {first.name}, user alice, since ") in plan.stdout
+    done = second.run("up", str(second.manifest), env=second.environ(USER="bob", LOGNAME="bob"))
+    assert done.returncode == 0, done.stderr
+    assert devices_of(first.engine, first.container) == davinci(first, 0, 1)
+    assert devices_of(second.engine, second.container) == davinci(first, 2, 3)
+    assert first.get().labels["io.envctl.user"] == "alice" and second.get().labels["io.envctl.user"] == "bob"
+
+    # Bringing the first up again keeps its cards: they are its own, not someone else's.
+    again = first.run("plan", str(first.manifest))
+    assert "npu cards 0,1" in again.stdout and f"the cards {first.container} already has, still free" in again.stdout
+
+    status = json.loads(first.run("status", "--json").stdout)
+    cards = {row["name"]: (row["cards"], row["user"]) for row in status}
+    assert cards[first.container] == ([0, 1], "alice") and cards[second.container] == ([2, 3], "bob")
+
+    shown = json.loads(first.run("cards", "--json").stdout)
+    rows = {c["index"]: c for c in shown["families"][0]["cards"]}
+    assert [h["container"] for h in rows[0]["holders"]] == [first.container]
+    assert rows[2]["holders"][0]["user"] == "bob" and rows[2]["holders"][0]["environment"] == second.name
+    assert rows[4]["free"] is True and rows[0]["free"] is False
+    assert rows[0]["bus_id"] == "0000:C1:00.0" and rows[0]["memory_total"] == 32768 and rows[0]["temperature_c"] == 36
+
+    doctor = first.run("doctor", str(first.manifest))
+    in_use = next(line for line in doctor.stdout.splitlines() if line.startswith("OK    cards in use "))
+    assert f"cards 0,1 by {first.container} (environment {first.name}, user alice" in in_use
+    assert f"cards 2,3 by {second.container} (environment {second.name}, user bob" in in_use
+
+
+def test_explicit_cards_held_by_a_foreign_container_are_refused_with_its_name(make_env, tarballs, foreign):
+    env = make_env("npu", cards=8)
+    holder = foreign(f"{env.name}-vendor", str(env.root / "dev/davinci2"), str(env.root / "dev/davinci3"))
+    manifest(env, tarballs, cards='"2-3"')
+    refused = env.run("up", str(env.manifest))
+    assert refused.returncode == 5, refused.stderr
+    assert (f"Ascend NPU cards 2,3 by {holder} (not envctl's, since ") in refused.stderr
+    assert "free now: 0,1,4,5,6,7" in refused.stderr and "--share-cards" in refused.stderr
+    assert env.get() is None
+
+    # a count goes around it, and --share-cards takes them anyway, naming the holder
+    counted = env.run("plan", str(env.manifest), "--card-count", "3")
+    assert "npu cards 4,5,6" in counted.stdout, counted.stdout
+    shared = env.run("up", str(env.manifest), "--share-cards")
+    assert shared.returncode == 0, shared.stderr
+    assert devices_of(env.engine, env.container) == davinci(env, 2, 3)
+
+    text = env.run("cards").stdout
+    assert f"card 2: {holder} (not envctl's, since " in text and f"card 2: {env.container} (environment" in text
+
+
+def test_two_concurrent_ups_get_disjoint_cards(make_env, tarballs):
+    first = make_env("npu", cards=8)
+    others = [on_host_of(first, make_env("none")) for _ in range(2)]
+    envs = [first, *others]
+    for env in envs:
+        manifest(env, tarballs)
+    running = [env.popen("up", str(env.manifest)) for env in envs]
+    outcomes = [p.communicate(timeout=300) for p in running]
+    for process, (out, err) in zip(running, outcomes):
+        assert process.returncode == 0, err
+    taken = [devices_of(first.engine, env.container) for env in envs]
+    flat = [path for paths in taken for path in paths]
+    assert len(flat) == 6 and len(set(flat)) == 6, taken
+    assert all(len(paths) == 2 for paths in taken)
+
+
+def test_a_process_on_the_host_makes_its_card_busy(make_env, tarballs):
+    env = make_env("npu", cards=4, used={0: 30000}, processes=[(0, 4242, "python3", 30000)])
+    manifest(env, tarballs, cards="1")
+    plan = env.run("plan", str(env.manifest))
+    assert "npu cards 1" in plan.stdout and "card 0 by process 4242 python3 (in no container" in plan.stdout
