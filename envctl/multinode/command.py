@@ -11,12 +11,11 @@ contract written into every node's per-run directory; then every node's launcher
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from envctl.cli_app import say
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_USAGE, EnvctlError
-from envctl.multinode import nodeplan, preflight, prepare, supervise
+from envctl.multinode import node_logs, nodeplan, preflight, prepare, supervise
 
 
 class _LocalLog:
@@ -64,12 +63,11 @@ def exec_on_nodes(entrypoint: str, extra: list[str], env_name: str | None, sets:
         f"{contract.nnodes} nodes, {contract.world_size} processes")
     prepare.write_run_dirs(sites, contract)
 
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     processes = []
     for site, node in zip(sites, contract.nodes):
         command = nodeplan.command_for(site, loaded, declared, entrypoint, sets, extra)
         argv, variables, entry = command.argv, command.variables, command.entry
-        log_path = f"{site.environment.workspace}/logs/{entrypoint}-{stamp}-node{site.rank}.log"
+        log_path = node_logs.log_path(site.environment.workspace, contract.run_id, site.rank)
         log = site.host.log_writer(log_path) or _LocalLog(log_path)
         processes.append(supervise.NodeProcess(
             site.rank, site.name, site.environment.name, argv, {**variables, **contract.env(site.rank)}, entry.workdir,
