@@ -1,0 +1,1 @@
+# envctl-standin: deepspeed.launcher, only launch.
