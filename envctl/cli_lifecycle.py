@@ -161,6 +161,8 @@ def exec_command(
     master_addr: Optional[str] = typer.Option(None, "--master-addr", help="with --nodes: the master's data-plane IPv4 address"),
     master_port: Optional[int] = typer.Option(None, "--master-port", help="with --nodes: the master port (default: the "
                                               "launcher's, moved to a free one on the master)"),
+    rank_table: bool = typer.Option(False, "--rank-table", help="with --nodes on Ascend: build the HCCL rank table (v1.0) "
+                                    "from hccn_tool on every node, set RANK_TABLE_FILE"),
 ) -> None:
     """Run an entrypoint in its environment's container; exits with the entrypoint's code.
     With --nodes, one run across several hosts: every node gets the ENVCTL_* node contract."""
@@ -175,9 +177,10 @@ def exec_command(
         from envctl.multinode.command import exec_on_nodes
 
         together = remote_options(nodes, ssh_config, inventory, accept_host_key)
-        raise typer.Exit(exec_on_nodes(entrypoint, list(args or []), env, list(sets or []), together, master_addr, master_port))
-    if master_addr or master_port:
-        raise EnvctlError("--master-addr and --master-port go with --nodes", exit_code=EXIT_USAGE)
+        raise typer.Exit(exec_on_nodes(entrypoint, list(args or []), env, list(sets or []), together, master_addr, master_port,
+                                       with_rank_table=rank_table))
+    if master_addr or master_port or rank_table:
+        raise EnvctlError("--master-addr, --master-port and --rank-table go with --nodes", exit_code=EXIT_USAGE)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     host = single_target(remote)
     chosen = environments.choose(host.engine(), env)

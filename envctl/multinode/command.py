@@ -15,7 +15,7 @@ from pathlib import Path
 
 from envctl.cli_app import say
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_USAGE, EnvctlError
-from envctl.multinode import node_logs, nodeplan, preflight, prepare, supervise
+from envctl.multinode import node_logs, nodeplan, preflight, prepare, rank_table, supervise
 
 
 class _LocalLog:
@@ -50,7 +50,7 @@ def multi_node_entry(site: prepare.NodeSite, entrypoint: str):
 
 
 def exec_on_nodes(entrypoint: str, extra: list[str], env_name: str | None, sets: list[str], remote,
-                  master_addr: str | None, master_port: int | None) -> int:
+                  master_addr: str | None, master_port: int | None, with_rank_table: bool = False) -> int:
     check, loaded, declared = preflight.for_entrypoint(remote, env_name, entrypoint, master_addr, master_port)
     for line in check.table():
         say(line)
@@ -62,6 +62,7 @@ def exec_on_nodes(entrypoint: str, extra: list[str], env_name: str | None, sets:
     say(f"run {contract.run_id}: master {contract.master_addr}:{contract.master_port}, "
         f"{contract.nnodes} nodes, {contract.world_size} processes")
     prepare.write_run_dirs(sites, contract)
+    shared = rank_table.provide(sites, contract, loaded.manifest.device.kind, say) if with_rank_table else {}
 
     processes = []
     for site, node in zip(sites, contract.nodes):
@@ -70,7 +71,7 @@ def exec_on_nodes(entrypoint: str, extra: list[str], env_name: str | None, sets:
         log_path = node_logs.log_path(site.environment.workspace, contract.run_id, site.rank)
         log = site.host.log_writer(log_path) or _LocalLog(log_path)
         processes.append(supervise.NodeProcess(
-            site.rank, site.name, site.environment.name, argv, {**variables, **contract.env(site.rank)}, entry.workdir,
+            site.rank, site.name, site.environment.name, argv, {**variables, **contract.env(site.rank), **shared}, entry.workdir,
             site.host.docker_cli_environ(os.environ), log, log_path, entrypoint,
             reconnect=supervise.reconnector(site.host)))
         say(f"[{site.rank} {site.name}] interface {node.ifname}, address {node.address}, log {log_path}")

@@ -8,7 +8,10 @@ Device IPs come from `hccn_tool -i <physical id> -ip -g`, whose output is
 (MindCluster's fault-collection guide, and the device-IP check in Ascend's HCCL troubleshooting:
 "hccn_tool -i 0 -ip -g ... ipaddr:10.***.***.2 / netmask:255.255.***.0"), or, where hccn_tool
 is absent, from `/etc/hccn.conf` lines `address_<id>=<ip>` — the two sources MindFormers'
-hccl_tools.py reads (mindformers r1.1.0: mindformers/tools/hccl_tools.py).
+hccl_tools.py reads (mindformers r1.1.0: mindformers/tools/hccl_tools.py). A device's link
+state comes from `hccn_tool -i <id> -link -g`, one line `link status: UP` or `link status:
+DOWN` (MindCluster's fault-collection guide; MindCluster npu-exporter's GetNPULinkStatus reads
+the third word of that line; deployment checks grep 'link status: UP' before a multi-node run).
 
 The table is written as hccl_tools.py writes one server and merge_hccl.py merges several:
 `{"version": "1.0", "server_count": "<n>", "server_list": [{"server_id": <node IP>, "device":
@@ -38,6 +41,16 @@ def parse_hccn_ip(output: str, device_id: int) -> str:
     shown = output.strip().splitlines()[0] if output.strip() else "nothing"
     raise RankTableError(f"hccn_tool -i {device_id} -ip -g printed no ipaddr: line (first line: {shown!r}); "
                          f"set the device IP with hccn_tool -i {device_id} -ip -s address IP netmask MASK")
+
+
+def parse_hccn_link(output: str, device_id: int) -> str:
+    """The link state word (UP, DOWN) from `hccn_tool -i ID -link -g`. Raises RankTableError."""
+    for line in output.splitlines():
+        key, sep, value = line.strip().partition(":")
+        if sep and key.strip().lower() == "link status" and value.strip():
+            return value.strip().split()[0].upper()
+    shown = output.strip().splitlines()[0] if output.strip() else "nothing"
+    raise RankTableError(f"hccn_tool -i {device_id} -link -g printed no 'link status:' line (first line: {shown!r})")
 
 
 def parse_hccn_conf(text: str) -> dict[int, str]:

@@ -49,3 +49,22 @@ def test_two_servers_as_hccl_tools_and_merge_hccl_write_them():
 def test_a_server_without_devices_is_refused():
     with pytest.raises(RankTableError, match="no devices"):
         rank_table([("10.0.0.1", [])])
+
+
+@pytest.mark.parametrize("output, state", [
+    ("link status: UP\n", "UP"),  # tests/fixtures/vendor/hccn_tool/link-g-up.txt
+    ("link status: DOWN\n", "DOWN"),  # link-g-down.txt
+    ("link status: UP\r\n", "UP"),
+])
+def test_link_state_from_hccn_tool(output, state):
+    from envctl.nodes.ranktable import parse_hccn_link
+
+    assert parse_hccn_link(output, 0) == state
+
+
+@pytest.mark.parametrize("output", ["", "net health status: Init\n", "link status:\n"])
+def test_hccn_tool_link_output_without_a_state(output):
+    from envctl.nodes.ranktable import parse_hccn_link
+
+    with pytest.raises(RankTableError, match="hccn_tool -i 5 -link -g printed no 'link status:' line"):
+        parse_hccn_link(output, 5)
