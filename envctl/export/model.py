@@ -164,6 +164,10 @@ def build_export(loaded: Loaded, entrypoint: str, nnodes: int, *, cards: int | N
     env = {**plan.container.env, **variables}
     for name in FORBIDDEN:  # the contract never sets them; launchers do, per process
         env.pop(name, None)
+    # A value holding a secret (a token the manifest took from the environment) is never written:
+    # the pod reads it from a Secret the user creates (a node prerequisite).
+    secret_env = tuple(k for k, v in env.items() if any(secret and secret in v for secret in loaded.secrets))
+    env = {k: v for k, v in env.items() if k not in secret_env}
     host_paths, artifacts = _host_paths(plan, data_dir, claim)
     built = Export(
         job=job_name(manifest.name, manifest.variant, entrypoint), manifest=manifest.name, variant=manifest.variant,
@@ -177,6 +181,8 @@ def build_export(loaded: Loaded, entrypoint: str, nnodes: int, *, cards: int | N
         cap_add=tuple(plan.container.cap_add), privileged=plan.container.privileged, user=plan.container.user,
         runtime=plan.container.runtime, data_dir=data_dir, claim=claim, artifacts=artifacts, prerequisites=(),
         notes=tuple(plan.notes), timeout=timeout,
+        extra={"device_model": manifest.device.model, "host_pid": plan.container.pid_mode == "host",
+               "secret_env": secret_env},
     )
     from envctl.export.prerequisites import prerequisites
 

@@ -58,6 +58,9 @@ def prerequisites(export, plan, loaded) -> tuple[str, ...]:
     if copies:
         out.append(f"the writable copies of {', '.join(copies)} in the workspace (`envctl up {_reference(export)} "
                    "--hosts NODES` makes them)")
+    if export.extra.get("secret_env"):
+        out.append(f"the Secret {export.job}-secrets with the keys {', '.join(export.extra['secret_env'])}: their values "
+                   "are secrets, so the export reads them from it instead of writing them")
     for path in export.host_paths:
         if path.what == "manifest mount":
             out.append(f"{path.source} on every node (the manifest mounts it at {path.target})")

@@ -30,7 +30,7 @@ def render(export: Export, format_name: str, how_to_run: list[str]) -> str:
         "",
         "## How to run it",
         "",
-        *how_to_run,
+        *[f"- {line}" for line in how_to_run],
         "",
         "## Node prerequisites",
         "",

@@ -1,0 +1,165 @@
+"""The Kubernetes exports of every shipped multi-node entrypoint, in every Kubernetes format:
+compared with golden files (a change to what a cluster would run shows up as a reviewed diff)
+and validated offline as `envctl export --check` does: built-in kinds strictly with
+kubernetes-validate, custom kinds against their CRDs (../shared/k8s-crds/, as the engines
+publish them), every pod template strictly as a PodTemplate. And --check itself: it catches a
+typo under a CRD's pod template (which the CRD schema lets through), a wrong type, a missing
+field, a custom kind without its CRD, each named by file, object and field, exit 1."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import golden
+from support import REPO
+from envctl.export import formats
+from envctl.export.check import check_directory
+from envctl.export.files import render, write_directory
+from envctl.export.k8s_pod import dump
+from envctl.export.model import build_export
+from envctl.manifest.discovery import list_manifests, search_roots
+from envctl.manifest.loader import load
+
+GOLDEN = REPO / "tests" / "golden" / "exports"
+CRDS = sorted((REPO.parent / "shared" / "k8s-crds").glob("*.yaml"))
+KUBERNETES = ["volcano", "ascendjob", "pytorchjob", "k8s-job"]
+
+
+def multi_node_entrypoints() -> list[tuple[str, str]]:
+    """(reference, entrypoint) of every shipped entrypoint that declares nodes:, every variant."""
+    environ = {"HOME": "/nonexistent"}
+    found = []
+    for manifest in list_manifests(search_roots(environ)):
+        if not manifest.path.is_relative_to(REPO / "manifests"):
+            continue
+        variants = sorted(load(manifest.path, environ=environ).manifest.variants) or [None]
+        for variant in variants:
+            reference = f"{manifest.name}:{variant}" if variant else manifest.name
+            loaded = load(reference, environ=environ)
+            found += [(reference, name) for name, e in loaded.manifest.entrypoints.items() if e.nodes is not None]
+    return sorted(found)
+
+
+CASES = [(ref, entry, fmt) for ref, entry in multi_node_entrypoints() for fmt in KUBERNETES]
+
+
+def normalise(name: str, text: str) -> str:
+    """Where the checkout lies, and a path source's cache key (a hash of its absolute path,
+    tests/unit/test_cache_keys.py), out; the prelude's two modules by name (their bytes are
+    tested in test_export_core.py)."""
+    if name.endswith(".yaml"):
+        objects = list(yaml.safe_load_all(text))
+        for obj in objects:
+            if obj["kind"] == "ConfigMap":
+                obj["data"].update({"prelude.py": "<envctl/export/prelude.py>", "contract.py": "<envctl/nodes/contract.py>"})
+        text = dump(objects)
+    text = text.replace(str(REPO), "<repo>")
+    return re.sub(r"artifacts/file/[0-9a-f]{16}/", "artifacts/file/<path-hash>/", text)
+
+
+def test_the_golden_set_has_every_shipped_multi_node_entrypoint():
+    entries = multi_node_entrypoints()
+    assert ("chatglm-tiny-cpu:nodes", "train") in entries and ("chatglm3-npu-mindformers", "finetune") in entries
+    assert len(entries) >= 7
+
+
+@pytest.mark.parametrize("reference,entrypoint,fmt", CASES)
+def test_export_matches_its_golden_files_and_passes_the_offline_check(reference, entrypoint, fmt, clean_env, tmp_path):
+    export = build_export(load(reference, environ=dict(clean_env)), entrypoint, 2)
+    files = render(export, formats.get(fmt))
+    stem = GOLDEN / f"{reference.replace(':', '_')}-{entrypoint}" / fmt
+    for name, text in sorted(files.items()):
+        golden.check(stem / name, normalise(name, text))
+    write_directory(tmp_path, files, fmt)
+    assert check_directory(tmp_path, CRDS) == []
+
+
+def _exported(tmp_path, fmt="volcano", reference="chatglm3-mlu", entrypoint="train") -> Path:
+    out = tmp_path / fmt
+    done = subprocess.run([sys.executable, "-m", "envctl", "export", reference, "--entrypoint", entrypoint, "--nodes", "2",
+                           "--format", fmt, "-o", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def _check(out: Path, crds=CRDS) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "envctl", "export", "--check", str(out),
+                           *[a for c in crds for a in ("--crd", str(c))]], capture_output=True, text=True)
+
+
+def _edit(out: Path, change) -> str:
+    (path,) = out.glob("*.yaml")
+    objects = list(yaml.safe_load_all(path.read_text()))
+    change(objects)
+    path.write_text("".join("---\n" + yaml.safe_dump(o, sort_keys=False) for o in objects))
+    return path.name
+
+
+@pytest.mark.parametrize("fmt,template", [
+    ("volcano", lambda job: job["spec"]["tasks"][0]["template"]),
+    ("pytorchjob", lambda job: job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]),
+    ("ascendjob", lambda job: job["spec"]["replicaSpecs"]["Master"]["template"]),
+])
+def test_a_typo_under_a_crd_pod_template_is_caught_though_the_crd_lets_it_through(fmt, template, clean_env, tmp_path):
+    out = _exported(tmp_path, fmt)
+
+    def typo(objects):
+        container = template(objects[-1])["spec"]["containers"][0]
+        container["resourcez"] = container.pop("volumeMounts")
+
+    name = _edit(out, typo)
+    done = _check(out)
+    assert done.returncode == 1, done.stderr
+    kind = {"volcano": "Job", "pytorchjob": "PyTorchJob", "ascendjob": "AscendJob"}[fmt]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, done.stderr  # the CRD schema alone passes it: only the PodTemplate check sees it
+    assert lines[0].startswith(f"error: {name}: {kind}/chatglm3-mlu-train (document 1): ") and "containers[0]" in lines[0]
+    assert "'resourcez' was unexpected" in lines[0] and "(as a PodTemplate)" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("fmt,change,field,words", [
+    ("volcano", lambda o: o[-1]["spec"].__setitem__("minAvailable", "two"), "spec.minAvailable", "is not of type 'integer'"),
+    ("pytorchjob", lambda o: o[-1]["spec"]["pytorchReplicaSpecs"]["Worker"].__setitem__("replicas", "1"),
+     "spec.pytorchReplicaSpecs.Worker.replicas", "is not of type 'integer'"),
+    ("ascendjob", lambda o: o[-1]["spec"]["replicaSpecs"]["Master"]["template"]["spec"]["containers"][0].pop("name"),
+     "spec.replicaSpecs.Master.template.spec.containers[0]", "'name' is a required property"),
+    ("volcano", lambda o: o[-1]["spec"]["tasks"][0]["template"]["spec"]["containers"][0].__setitem__("env", "A=1"),
+     "spec.tasks[0].template.spec.containers[0].env", "is not of type 'array'"),
+    ("k8s-job", lambda o: o[-1]["spec"].__setitem__("completions", "2"), "spec.completions", "is not of type"),
+    ("k8s-job", lambda o: o[1]["spec"]["ports"][0].pop("port"), "spec.ports[0]", "'port' is a required property"),
+    ("k8s-job", lambda o: o[-1]["spec"]["template"]["spec"]["containers"][0].__setitem__("imagePullPolicyy", "Never"),
+     "spec.template.spec.containers[0]", "'imagePullPolicyy' was unexpected"),
+])
+def test_a_wrong_type_or_a_missing_field_names_file_object_and_field(fmt, change, field, words, clean_env, tmp_path):
+    out = _exported(tmp_path, fmt)
+    name = _edit(out, change)
+    done = _check(out)
+    assert done.returncode == 1, done.stderr
+    assert any(line.startswith(f"error: {name}: ") and f": {field}: " in line and words in line
+               for line in done.stderr.splitlines()), done.stderr
+
+
+def test_a_custom_kind_without_its_crd_is_a_problem_not_a_pass(clean_env, tmp_path):
+    out = _exported(tmp_path, "volcano")
+    done = _check(out, crds=[])
+    assert done.returncode == 1
+    assert "no CRD for Job in batch.volcano.sh/v1alpha1: pass its CustomResourceDefinition with --crd FILE" in done.stderr
+
+
+def test_export_check_validates_what_it_writes_and_a_clean_export_passes(clean_env, tmp_path):
+    out = _exported(tmp_path, "k8s-job")
+    done = _check(out, crds=[])  # built-in kinds only: no CRD needed
+    assert done.returncode == 0 and "ok (k8s-job)" in done.stderr, done.stderr
+    written = subprocess.run([sys.executable, "-m", "envctl", "export", "chatglm3-mlu", "--entrypoint", "train", "--nodes",
+                              "2", "--format", "volcano", "-o", str(tmp_path / "checked"), "--check"],
+                             capture_output=True, text=True)
+    assert written.returncode == 1 and "no CRD for Job" in written.stderr  # it checked what it wrote
+
+
+def test_check_refuses_a_directory_that_is_no_export(tmp_path):
+    done = _check(tmp_path)
+    assert done.returncode == 2 and "holds no .envctl-export marker" in done.stderr
