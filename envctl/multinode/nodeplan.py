@@ -77,7 +77,12 @@ def lines(plans: list[dict]) -> list[str]:
     for p in plans:
         out.append(f"node {p['rank']} {p['host']}: address {p['address']} on {p['ifname'] or '?'}, "
                    f"{p['processes']} process(es), master {p['master']['addr']}:{p['master']['port']}")
-        out.append(f"  runs      {shlex.join(p['command_on_node'])}")
+        argv = p["command_on_node"]
+        if len(argv) >= 3 and argv[-2] == "-c" and "\n" in argv[-1].strip():  # a shell script: its lines as written
+            out.append(f"  runs      {shlex.join(argv[:-1])} with this script:")
+            out += [f"            {line}" for line in argv[-1].rstrip("\n").splitlines()]
+        else:
+            out.append(f"  runs      {shlex.join(argv)}")
         if p["launcher_command"]:
             out.append(f"  launcher  {shlex.join(p['launcher_command'])} ...")
         for key in sorted(p["env"]):

@@ -87,6 +87,7 @@ def open_nodes(remote, env_name: str | None) -> list[Opened]:
             return Opened(rank, entry.name, site=_find(rank, entry, remote, env_name))
         except EnvctlError as exc:
             said = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+            said = said[len(entry.name) + 2:] if said.startswith(f"{entry.name}: ") else said  # the table names it
             return Opened(rank, entry.name, problem=said + (f" ({exc.hint})" if exc.hint else ""))
 
     with ThreadPoolExecutor(max_workers=min(16, len(chosen))) as pool:
