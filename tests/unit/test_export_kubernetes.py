@@ -163,3 +163,25 @@ def test_export_check_validates_what_it_writes_and_a_clean_export_passes(clean_e
 def test_check_refuses_a_directory_that_is_no_export(tmp_path):
     done = _check(tmp_path)
     assert done.returncode == 2 and "holds no .envctl-export marker" in done.stderr
+
+
+@pytest.mark.parametrize("args,words", [
+    (["chatglm3-mlu"], "give --entrypoint ENTRY and --nodes N"),
+    (["chatglm3-mlu", "-e", "train", "-n", "2", "--format", "helm"], "--format helm: no such export format; formats: "),
+    (["chatglm3-mlu", "-e", "infer", "-n", "2"], "does not say it can run on several nodes"),
+    (["chatglm3-mlu", "-e", "train", "-n", "2", "--data-dir", "relative/dir"], "give an absolute path on the nodes"),
+])
+def test_bad_requests_exit_2_with_what_to_do(args, words, clean_env):
+    done = subprocess.run([sys.executable, "-m", "envctl", "export", *args], capture_output=True, text=True)
+    assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_stdout_and_json_carry_the_same_files(clean_env):
+    base = [sys.executable, "-m", "envctl", "export", "chatglm3-mlu", "-e", "train", "-n", "3", "-f", "k8s-job"]
+    as_json = subprocess.run(base + ["--json"], capture_output=True, text=True)
+    files = __import__("json").loads(as_json.stdout)
+    assert set(files) == {"README.md", "chatglm3-mlu-train.yaml"}
+    plain = subprocess.run(base, capture_output=True, text=True).stdout
+    assert all(f"# ---- {name}\n{text}" in plain for name, text in files.items())
+    job = list(yaml.safe_load_all(files["chatglm3-mlu-train.yaml"]))[-1]
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 3
