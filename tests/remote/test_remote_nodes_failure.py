@@ -175,10 +175,11 @@ def test_a_node_ignoring_sigint_and_sigterm_gets_sigkill(world, lab, tarball):
         assert _left_running(lab, world, host) == [], host
 
 
-@pytest.mark.parametrize("fault", ["drop_connections", "stop"])
+@pytest.mark.parametrize("fault", ["drop_connections", "stop", "partition"])
 def test_a_lost_connection_counts_as_that_node_failing(world, lab, tarball, fault):
-    """lab2's SSH sessions cut (its sshd still accepts new ones), or its sshd stopped (nothing
-    reaches it): lab2 is the node that failed, lab1 is stopped and left with nothing running."""
+    """lab2's SSH sessions cut (its sshd still accepts new ones), its sshd stopped (connections
+    refused), or its link partitioned (packets dropped: the SSH keepalive, 3 x 10 s, ends the
+    connection): lab2 is the node that failed, lab1 is stopped and left with nothing running."""
     _up_both(world, tarball)
     run = Running(world, "hold")
     run.pid_of(0, "lab1")
