@@ -66,8 +66,10 @@ def _show(frame, as_json: bool, watch: bool, interval: float, keyed: bool) -> No
             text = "\n".join(line for h in found.values() for line in lines(h))
             if watch:
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-                text = f"{CLEAR}envctl cards, every {interval:g}s ({stamp}); Ctrl-C to stop\n\n{text}"
-            typer.echo(text)
+                # written as it is: click.echo strips escape sequences when stdout is not a terminal
+                sys.stdout.write(f"{CLEAR}envctl cards, every {interval:g}s ({stamp}); Ctrl-C to stop\n\n{text}\n")
+            else:
+                typer.echo(text)
         if not watch:
             raise typer.Exit(code)
         sys.stdout.flush()

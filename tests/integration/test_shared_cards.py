@@ -5,6 +5,7 @@ sandbox: tests/unit/test_card_choice.py covers it on the decision."""
 
 import json
 import re
+import signal
 import subprocess
 
 import pytest
@@ -135,3 +136,20 @@ def test_a_process_on_the_host_makes_its_card_busy(make_env, tarballs):
     manifest(env, tarballs, cards="1")
     plan = env.run("plan", str(env.manifest))
     assert "npu cards 1" in plan.stdout and "card 0 by process 4242 python3 (in no container" in plan.stdout
+
+
+def test_watch_refreshes_in_place_until_interrupted(make_env):
+    env = make_env("mlu", cards=2, used={1: 4000}, processes=[(1, 31337, "python train.py --lr 1e-4", 4000)])
+    watching = env.popen("cards", "--watch", "--interval", "0.2")
+    seen = ""
+    while seen.count("\x1b[H\x1b[2J") < 3:  # the screen cleared before each frame, as `watch` does
+        char = watching.stdout.read(1)
+        assert char, f"cards --watch ended: {seen!r} {watching.communicate()[1]}"
+        seen += char
+    watching.send_signal(signal.SIGINT)
+    rest, err = watching.communicate(timeout=60)
+    assert watching.returncode == 0, err
+    frame = seen.split("\x1b[H\x1b[2J")[1]
+    assert frame.startswith("envctl cards, every 0.2s (")
+    assert "Cambricon MLU: 2 card(s)" in frame and "4000/23374 MiB" in frame and "20%" in frame
+    assert "card 1: process 31337 python train.py --lr 1e-4, 4000 MiB" in frame
