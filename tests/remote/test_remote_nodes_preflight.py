@@ -6,9 +6,11 @@ on every host, which look shared and lead nowhere: gpustack #2275) and a second 
 nodes share (a data-plane link): the right interface, or a stop listing the candidates and the
 key or flag to choose.
 
-The test image is BusyBox (no python: the port check uses its nc); clocks cannot differ here
-(the lab's hosts share one kernel clock), so only the measurement and its table cell are
-checked on the lab, the skew rules in tests/unit/test_nodes_clocks.py."""
+The test image is BusyBox (no python: the port check uses its nc). The lab's hosts share one
+kernel clock, so a host whose clock is off is simulated where envctl reads it: the host's bash,
+which sshd starts for every command and which reads ~/.bashrc then (Debian builds bash with
+SSH_SOURCE_BASHRC), runs a `date` shifted by a number of seconds; the skew rules themselves are
+in tests/unit/test_nodes_clocks.py."""
 
 from __future__ import annotations
 
@@ -220,3 +222,20 @@ def test_bridges_are_skipped_and_a_second_shared_subnet_needs_a_choice(world, la
     on_bridge = world.run("doctor", "--nodes", "lab1,lab2", "--master-addr", "172.17.0.1")
     assert on_bridge.returncode == 5, on_bridge.stdout
     assert "lab1: 172.17.0.1 is on docker0, a bridge or loopback interface" in on_bridge.stdout, on_bridge.stdout
+
+
+def test_a_node_whose_clock_is_off_is_blocked_and_nothing_starts(world, lab, tarball):
+    _up_both(world, tarball)
+    bashrc = lab.path("lab2", "/root/.bashrc")  # lab2's private home
+    bashrc.write_text('date() { t=$(command date +%s.%N); command date -d "@$(( ${t%.*} + 120 )).${t#*.}" "$@"; }\n')
+    world.cleanups.append(lambda: bashrc.unlink(missing_ok=True))
+
+    run = world.run("exec", "show", "--nodes", "lab1,lab2")
+    assert run.returncode == 5 and run.stdout == "", run.stdout + run.stderr
+    row = _row(run.stderr, "lab2")
+    skew, uncertainty = float(row[-6].rstrip("s")), float(row[-5].lstrip("±"))
+    assert row[-1] == "BLOCKED" and abs(skew - 120) <= uncertainty + 0.001, run.stderr  # 120 s, within what it says
+    assert re.search(r"^  lab2: clock \+1[12]\d\.\d{3} s from node 0's \(±\d+\.\d{3} s, round trip \d+ ms\), more than the "
+                     r"1 s allowed: synchronise the clocks", run.stderr, re.M), run.stderr
+    assert _row(run.stderr, "lab1")[-1] == "ok"
+    _nothing_started(world, lab)
