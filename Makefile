@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv engine clean
+.PHONY: demo demo-nodes test venv engine clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ venv: $(STAMP)
 # mirror, up, train, infer (demo/run_demo.py says what each step does).
 demo: $(STAMP) engine
 	$(BIN)/python demo/run_demo.py
+
+# One training of that workflow across two servers of the SSH lab (real sshd and Docker engine
+# each, one subnet): up on both, then exec train --nodes (demo/run_demo_nodes.py). Root, Debian.
+demo-nodes: $(STAMP) engine
+	$(BIN)/python demo/run_demo_nodes.py
 
 # A Docker engine for the demo and the integration tests, and OpenSSH + iproute2 for the SSH
 # lab of the remote-host tests: installed (and the engine started) when missing (root, Debian).

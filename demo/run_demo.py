@@ -9,6 +9,7 @@
    container and runs setup; `envctl exec train` P-Tunes; `envctl exec infer` generates.
 
 Everything the demo writes stays under .demo/ (cache, workspace with the logs and checkpoint).
+`make demo-nodes` (demo/run_demo_nodes.py) uses the same pieces: build_image, tiny_repos, mirror.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,33 +56,62 @@ def commit_of(files: dict[str, bytes]) -> str:
     return digest.hexdigest()
 
 
-def main() -> None:
-    started = time.perf_counter()
+def clean_environ(state: Path) -> dict:
+    """This process's environment without the user's ENVCTL_* settings, with envctl's cache and
+    workspaces under `state`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENVCTL_")}
-    env.update(ENVCTL_CACHE=str(STATE / "cache"), ENVCTL_WORKSPACE=str(STATE / "workspaces"))
+    env.update(ENVCTL_CACHE=str(state / "cache"), ENVCTL_WORKSPACE=str(state / "workspaces"))
+    return env
 
-    t = step("image: prepare the build context, then `envctl image chatglm-tiny-cpu`")
+
+def build_image(env: dict) -> str:
+    """The CPU reference image on this machine's engine: its build context prepared
+    (images/cpu-reference/prepare.sh, idempotent), then `envctl image chatglm-tiny-cpu`, which
+    builds it only when the context changed. Returns the image ID."""
     subprocess.run(["bash", str(REPO / "images" / "cpu-reference" / "prepare.sh")], check=True, env=env)
-    image = envctl("image", "chatglm-tiny-cpu", env=env).stdout.strip().splitlines()[-1]
-    print(f"   ({time.perf_counter() - t:.1f} s)")
+    return envctl("image", "chatglm-tiny-cpu", env=env).stdout.strip().splitlines()[-1]
 
-    t = step("weights and dataset: generated in the image, served by a loopback HF mirror")
-    repos = STATE / "repos"
+
+def tiny_repos(image: str, state: Path) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """The tiny model's and dataset's files (name → bytes), generated once in the image into
+    state/repos (deterministic bytes)."""
+    repos = state / "repos"
     if not (repos / "done").exists():
         repos.mkdir(parents=True, exist_ok=True)
         subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{REPO / 'demo'}:/demo:ro",
                         "-v", f"{repos}:/out", image, "python", "/demo/make_tiny_repos.py", "/out"], check=True)
         (repos / "done").write_text("")
-    model, dataset = files_of(repos / "model"), files_of(repos / "dataset")
+    return files_of(repos / "model"), files_of(repos / "dataset")
+
+
+@contextmanager
+def mirror(model: dict[str, bytes], dataset: dict[str, bytes], env: dict) -> Iterator[HFEndpoint]:
+    """A loopback HF-compatible mirror serving both repos, for as long as the block runs; `env`
+    gets HF_ENDPOINT and the two revisions the manifest reads (TINY_GLM_REVISION,
+    TINY_ADGEN_REVISION)."""
+    with HFEndpoint() as served:
+        served.add_repo("envctl/tiny-glm", files=model, revision_sha=commit_of(model))
+        served.add_repo("envctl/tiny-adgen", repo_type="dataset", files=dataset, revision_sha=commit_of(dataset))
+        env.update(HF_ENDPOINT=served.url, TINY_GLM_REVISION=commit_of(model), TINY_ADGEN_REVISION=commit_of(dataset))
+        yield served
+
+
+def main() -> None:
+    started = time.perf_counter()
+    env = clean_environ(STATE)
+
+    t = step("image: prepare the build context, then `envctl image chatglm-tiny-cpu`")
+    image = build_image(env)
     print(f"   ({time.perf_counter() - t:.1f} s)")
 
-    with HFEndpoint() as mirror:
-        mirror.add_repo("envctl/tiny-glm", files=model, revision_sha=commit_of(model))
-        mirror.add_repo("envctl/tiny-adgen", repo_type="dataset", files=dataset, revision_sha=commit_of(dataset))
-        env.update(HF_ENDPOINT=mirror.url, TINY_GLM_REVISION=commit_of(model), TINY_ADGEN_REVISION=commit_of(dataset))
-        t = step(f"envctl up chatglm-tiny-cpu   (HF_ENDPOINT={mirror.url})")
+    t = step("weights and dataset: generated in the image, served by a loopback HF mirror")
+    model, dataset = tiny_repos(image, STATE)
+    print(f"   ({time.perf_counter() - t:.1f} s)")
+
+    with mirror(model, dataset, env) as served:
+        t = step(f"envctl up chatglm-tiny-cpu   (HF_ENDPOINT={served.url})")
         envctl("up", "chatglm-tiny-cpu", env=env)
-        print(f"   ({time.perf_counter() - t:.1f} s, {mirror.bytes_sent} bytes from the mirror)")
+        print(f"   ({time.perf_counter() - t:.1f} s, {served.bytes_sent} bytes from the mirror)")
 
     t = step("envctl exec train   (P-Tuning, a few steps)")
     envctl("exec", "train", "--env", ENV_NAME, env=env)
