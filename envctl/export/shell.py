@@ -1,0 +1,130 @@
+"""The `shell` export: one script per node (node-<rank>.sh) of plain `docker` commands, for servers
+where envctl cannot be installed. Each script loads the image when the server lacks it (from
+the `envctl save` tarball ENVCTL_IMAGE_TARBALL names), writes the prelude's files on the server,
+and runs the container as `envctl up` would (host network and IPC, /dev/shm size, capabilities,
+user, runtime, the artifacts from envctl's directory on the server, the workspace, the
+environment) with the prelude as its command: rank baked into the script, the master's address
+its argument.
+
+Not expressed: device nodes of accelerator cards (the Export carries what a device plugin
+allocates, not the nodes' device files), so a non-CPU export is refused in this format (exit 2)
+rather than written without its cards.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from envctl.errors import EXIT_USAGE, EnvctlError
+from envctl.export import hostscript
+from envctl.export.files import node_spec, prelude_files
+from envctl.export.formats import Format
+from envctl.export.model import PRELUDE_DIR, Export
+
+
+def _reference(export: Export) -> str:
+    return f"{export.manifest}:{export.variant}" if export.variant else export.manifest
+
+
+def _run_options(export: Export) -> list[str]:
+    """`docker run` options as `envctl up` sets them, from the export (one per line)."""
+    options = []
+    if export.host_network:
+        options.append("--network host")
+    if export.host_ipc:
+        options.append("--ipc host")
+    if export.shm_bytes:
+        options.append(f"--shm-size {export.shm_bytes}")
+    options += [f"--cap-add {shlex.quote(cap)}" for cap in export.cap_add]
+    if export.privileged:
+        options.append("--privileged")
+    if export.user:
+        options.append(f"--user {shlex.quote(export.user)}")
+    if export.runtime:
+        options.append(f"--runtime {shlex.quote(export.runtime)}")
+    for path in export.host_paths:
+        spec = f"{path.source}:{path.target}" + (":ro" if path.read_only else "")
+        options.append(f"-v {shlex.quote(spec)}")
+    if export.workdir:
+        options.append(f"-w {shlex.quote(export.workdir)}")
+    return options
+
+
+def script(export: Export, rank: int) -> str:
+    """node-<rank>.sh (POSIX sh)."""
+    hostscript.refuse_claim(export, "shell")
+    if export.device_kind != "cpu":
+        raise EnvctlError(f"--format shell does not pass {export.device_kind} cards' device nodes yet",
+                          hint="use --format slurm (or exec --nodes): there `envctl up --hosts` makes the containers "
+                               "with their devices", exit_code=EXIT_USAGE)
+    reference = _reference(export)
+    name = f"{export.job}-node-{rank}"
+    image = shlex.quote(export.image.ref)
+    master = '"${1:-$(hostname)}"' if rank == 0 else '"$1"'
+    lines = [
+        "#!/bin/sh",
+        f"# {export.job}: {reference} `{export.entrypoint}`, node {rank} of {export.nnodes} "
+        f"({'the master' if rank == 0 else 'give the master address'}).",
+        f"# Written by `envctl export {reference} --entrypoint {export.entrypoint} --nodes {export.nnodes} --format shell`;",
+        "# README.md beside it says what each server needs. Start every node's script at about the same time:",
+        f"#   sh node-0.sh            on the master;   sh node-R.sh MASTER_ADDR   on node R",
+        "set -eu",
+    ]
+    if rank:
+        lines += [
+            'if [ $# -lt 1 ]; then',
+            f'  echo "usage: sh node-{rank}.sh MASTER_ADDR (the address of the server running node-0.sh)" >&2',
+            "  exit 2",
+            "fi",
+        ]
+    lines += [
+        f"image={image}",
+        'if ! docker image inspect "$image" >/dev/null 2>&1; then',
+        '  if [ -z "${ENVCTL_IMAGE_TARBALL:-}" ]; then',
+        f'    echo "envctl: $(hostname) has no image $image: set ENVCTL_IMAGE_TARBALL to the file of '
+        f'envctl save {reference} -o FILE" >&2',
+        "    exit 5",
+        "  fi",
+        '  docker load -i "$ENVCTL_IMAGE_TARBALL"',
+        "fi",
+        "# The prelude's files, on this server (mounted read-only into the container).",
+        f'envctl_dir="${{ENVCTL_EXPORT_DIR:-/var/tmp/envctl-export/{name}}}"',
+        'mkdir -p "$envctl_dir"',
+    ]
+    for file_name, text in sorted(prelude_files(node_spec(export)).items()):
+        lines.append(f"cat > \"$envctl_dir/{file_name}\" <<'{hostscript.FILE_END}'")
+        lines += text.rstrip("\n").split("\n")
+        lines.append(hostscript.FILE_END)
+    options = [*_run_options(export), f'-v "$envctl_dir:{PRELUDE_DIR}:ro"', f"-e ENVCTL_EXPORT_RANK={rank}",
+               f"-e ENVCTL_EXPORT_MASTER={master}", *hostscript.env_options(export)]
+    lines += [
+        f"docker rm -f {name} >/dev/null 2>&1 || true  # a container left by an earlier start",
+        "# As envctl up runs it, with the prelude as its command; docker run passes signals on to it.",
+        f"exec docker run --rm --name {name} \\",
+        *[f"    {option} \\" for option in options],
+        f"    \"$image\" {shlex.join(export.container_command())}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write(export: Export) -> dict[str, str]:
+    return {f"node-{rank}.sh": script(export, rank) for rank in range(export.nnodes)}
+
+
+def how_to_run(export: Export) -> list[str]:
+    reference = _reference(export)
+    return [
+        f"Copy node-R.sh to server R (rank 0 is the master) and start them all at about the same time: `sh node-0.sh` "
+        "on the master, `sh node-R.sh MASTER_ADDR` on the others (the master's address the others reach it at). "
+        "Each waits for the others (the prelude's rendezvous on the master port) before the command starts.",
+        "",
+        f"A server without the image {export.image.ref} loads it from `ENVCTL_IMAGE_TARBALL=FILE` (written by "
+        f"`envctl save {reference} -o FILE`). The prelude's files go to /var/tmp/envctl-export/<job>-node-R "
+        "(ENVCTL_EXPORT_DIR to choose). The container is named <job>-node-R and removed when it ends.",
+        "",
+        "Every server needs a docker CLI reaching its own engine, sh, and the paths the container mounts (below).",
+    ]
+
+
+FORMAT = Format("shell", "one sh script per node of plain docker commands, for servers without envctl", write,
+                how_to_run)
