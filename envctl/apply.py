@@ -109,18 +109,18 @@ def up(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], Non
     """Execute the plan on `host` (this machine or an SSH host, one body for both): each step's
     action, nothing else; stops with WorldChanged when what the plan rested on changed. The
     report lists what was executed, in the plan's words."""
-    from envctl.card_lock import lock_path
+    from envctl.card_lock import hold
 
     executed: list = []
     image = prepare(host, loaded, plan, echo, progress, offline, executed)
-    return start(host.engine(), loaded, plan, image, Path(host.lock_dir), echo, executed, lock_path(host))
+    return start(host.engine(), loaded, plan, image, Path(host.lock_dir), echo, executed, lambda: hold(host))
 
 
 def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Path, echo: Callable[[str], None],
-          executed: list | None = None, card_lock: Path | None = None) -> Report:
+          executed: list | None = None, card_lock: Callable | None = None) -> Report:
     """The container and its setup steps, as the plan decided, once the image is there.
-    `card_lock`: the host-wide lock (envctl/card_lock.py) under which a container that takes
-    cards is created or started, after checking that nobody took its cards since the plan."""
+    `card_lock()`: the host-wide lock (envctl/card_lock.py hold) under which a container that
+    takes cards is created or started, after checking that nobody took its cards since the plan."""
     executed = [] if executed is None else executed
 
     def before_remove(current) -> None:  # running work is killed only when the plan said so (--force)
@@ -131,9 +131,9 @@ def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Pat
 
     action = plan.container_action.action
     if card_lock is not None and plan.devices.cards and action in ("create", "recreate", "start"):
-        from envctl.card_lock import check_still_free, host_lock
+        from envctl.card_lock import check_still_free
 
-        with host_lock(card_lock):  # two ups on one host: one chooses and creates at a time
+        with card_lock():  # two ups on one host: one chooses and creates at a time
             check_still_free(client, plan)
             container = execute(client, plan.container, action, plan.world, image.image_id, str(loaded.file), lock_dir,
                                 before_remove)

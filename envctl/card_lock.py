@@ -12,8 +12,12 @@ Where the lock lives:
   lock. The file is opened without O_CREAT when it exists: Linux refuses O_CREAT on another
   user's file in a sticky world-writable directory (fs.protected_regular), and flock(2) needs
   only a read descriptor.
-- an SSH host's engine: this machine's lock directory for that host (as the lock between `up`s
-  of one environment there), which covers the `up`s made from this machine.
+- an SSH host's engine: on that host, so that `up`s from every machine meet it: flock(1)
+  (util-linux) holds a lock on a directory in the host's /tmp, keyed by its engine socket, for
+  as long as the SSH session lasts (a directory: flock(1) opens it read-only, which works for
+  every user whoever made it). The session ends when the block ends, or when this process
+  dies and sshd closes the channel, which frees the lock. A host without flock(1) falls back
+  to this machine's lock directory for that host, which covers the `up`s made from here.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ import fcntl
 import hashlib
 import os
 import posixpath
+import subprocess
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from envctl.errors import HostNotReady
 from envctl.lifecycle import WorldChanged
 
 DEFAULT_ENGINE = "unix:///var/run/docker.sock"
@@ -59,6 +65,45 @@ def _open_shared(path: Path) -> int:
                 continue  # made by another process meanwhile: open it as it is
             raise
         return fd
+
+
+# $1: the lock directory. Prints "held" once flock(1) has it, then waits for stdin to close.
+_REMOTE_HOLD = 'mkdir -p -- "$1" 2>/dev/null; exec flock -x -- "$1" sh -c \'echo held; exec cat >/dev/null\''
+NO_FLOCK = 127
+
+
+def hold(host):
+    """The host-wide lock for `host` as a context manager (see the module's docstring)."""
+    if getattr(host, "fetch_mode", None) is None or not hasattr(host, "connection"):
+        return host_lock(lock_path(host))
+    return _remote_lock(host)
+
+
+@contextmanager
+def _remote_lock(host):
+    key = hashlib.sha256(host.docker_socket.encode()).hexdigest()[:16]
+    argv = host.connection.command(["sh", "-c", _REMOTE_HOLD, "sh", f"/tmp/envctl-cards-{key}.lock.d"])
+    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = process.stdout.readline()
+        if line.strip() != b"held":
+            code = process.wait()
+            said = process.stderr.read().decode(errors="replace").strip()
+            if code == NO_FLOCK:  # no flock(1) there: serialise at least the ups made from this machine
+                with host_lock(lock_path(host)):
+                    yield
+                return
+            raise HostNotReady(f"{host.name}: could not take the host-wide card lock (exit {code}): {said or 'no output'}",
+                               hint=f"ssh {host.name} flock --version")
+        yield
+    finally:
+        if process.stdin and not process.stdin.closed:
+            process.stdin.close()  # cat ends, flock lets go
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @contextmanager

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import docker
 import pytest
@@ -74,3 +76,33 @@ def test_cards_over_ssh_name_each_hosts_holders(world, lab, saved_image):
     refused = world.run("plan", str(manifest), "--host", "lab3", "--cards", "1")
     assert refused.returncode == 5
     assert f"Ascend NPU card 1 by {foreign} (not envctl's, since " in refused.stdout
+
+
+def test_concurrent_ups_from_two_machines_get_disjoint_cards(world, lab, saved_image, tmp_path):
+    """Two ups at once on one lab host from two "machines" (each its own cache and so its own local
+    locks): only the lock taken on the host itself keeps them from choosing the same cards."""
+    root = lab.host_root("lab2")
+    hostsim.npu_host(root, cards=8)
+    world.cleanups.append(lambda: [shutil.rmtree(p) for p in root.iterdir()])
+    world.write_inventory(lab2={"root": str(root)})
+    names = [f"{world.name}-a", f"{world.name}-b"]
+    processes = []
+    for name in names:
+        manifest = tmp_path / f"{name}.yaml"
+        manifest.write_text(f"name: {name}\ndescription: a shared host\n" + BODY.format(cards=2, image=IMAGE,
+                                                                                      tarball=saved_image))
+        world.cleanups.append(lambda name=name: lab.docker("lab2", "rm", "-f", f"envctl-{name}"))
+        machine = tmp_path / f"machine-{name}"
+        (machine / "home").mkdir(parents=True)
+        env = world.environ(ENVCTL_CACHE=str(machine / "cache"), HOME=str(machine / "home"))
+        processes.append(subprocess.Popen([sys.executable, "-m", "envctl", "up", str(manifest), "--host", "lab2"],
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+    taken = []
+    for name in names:
+        inspected = json.loads(lab.docker("lab2", "inspect", f"envctl-{name}").stdout)[0]
+        taken.append(sorted(d["PathOnHost"] for d in inspected["HostConfig"]["Devices"] if "/davinci" in d["PathOnHost"]
+                            and d["PathOnHost"][-1].isdigit()))
+    assert all(len(t) == 2 for t in taken) and not set(taken[0]) & set(taken[1]), taken
