@@ -38,9 +38,10 @@ def davinci(env, *cards) -> list[str]:
 
 
 @pytest.fixture
-def foreign(engine):
+def foreign(engine, tarballs):
     """Containers started as a vendor script starts them: `docker run --device ...`, not envctl's."""
     started = []
+    engine.images.load(tarballs.plain.read_bytes())  # the test image, which another test may have removed
 
     def run(name, *device_paths):
         args = ["docker", "run", "-d", "--name", name]
