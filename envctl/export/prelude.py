@@ -152,6 +152,8 @@ def rendezvous_master(spec, port, deadline):
             conn.close()
         return answer
     finally:
+        for conn in conns:  # on a failure, the nodes waiting for an answer get none, at once
+            conn.close()
         listener.close()
 
 

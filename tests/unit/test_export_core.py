@@ -129,3 +129,58 @@ def test_the_prelude_takes_the_rank_from_the_engines_variable(environ, spec, fou
 def test_the_prelude_refuses_a_missing_or_wrong_rank(environ):
     with pytest.raises(prelude.PreludeError):
         prelude.find_rank({"nnodes": 2, "rank_from": "VC_TASK_INDEX"}, environ)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_prelude_rendezvous_waits_for_the_master_and_hands_every_node_one_answer():
+    """Rank 1 starts first and keeps trying until rank 0 listens (the wait for the master);
+    both get the same nodes and run ID; rank 1's address and interface are its side of the
+    connection (loopback here)."""
+    import threading
+    import time
+
+    port = _free_port()
+    spec = {"nnodes": 2, "processes": 1, "entrypoint": "train", "names": ["a", "b"]}
+    answers = {}
+    node = threading.Thread(target=lambda: answers.__setitem__(1, prelude.rendezvous_node(1, "localhost", port,
+                                                                                           time.time() + 30)))
+    node.start()
+    time.sleep(1.5)  # rank 1 is already retrying
+    answers[0] = prelude.rendezvous_master(spec, port, time.time() + 30)
+    node.join(30)
+    assert answers[0] == answers[1]
+    assert answers[0]["nodes"][1] == ["b", "127.0.0.1", 1, "lo", "127.0.0.1"]
+    assert answers[0]["run_id"].startswith("train-")
+
+
+def test_the_prelude_refuses_a_rank_said_twice_and_gives_up_on_a_silent_master():
+    import threading
+    import time
+
+    port = _free_port()
+    spec = {"nnodes": 3, "processes": 1, "entrypoint": "train"}
+    failures = []
+
+    def node():
+        try:
+            prelude.rendezvous_node(1, "127.0.0.1", port, time.time() + 20)
+        except prelude.PreludeError as problem:
+            failures.append(str(problem))
+
+    threads = [threading.Thread(target=node) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    with pytest.raises(prelude.PreludeError, match="rank 1, which is taken"):
+        prelude.rendezvous_master(spec, port, time.time() + 20)
+    for thread in threads:
+        thread.join(30)
+    assert any("refused this node" in f or "no answer" in f for f in failures), failures
+    with pytest.raises(prelude.PreludeError, match="did not answer in time"):
+        prelude.rendezvous_node(1, "127.0.0.1", _free_port(), time.time() + 2)
