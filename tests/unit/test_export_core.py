@@ -184,3 +184,52 @@ def test_the_prelude_refuses_a_rank_said_twice_and_gives_up_on_a_silent_master()
     assert any("refused this node" in f or "no answer" in f for f in failures), failures
     with pytest.raises(prelude.PreludeError, match="did not answer in time"):
         prelude.rendezvous_node(1, "127.0.0.1", _free_port(), time.time() + 2)
+
+
+NEIGHBOURS = """\
+name: neighbours
+description: every container setting an engine may not express
+device: {kind: cpu}
+image: {ref: "example/trainer:1"}
+container:
+  network: host
+  ipc: host
+  pid: host
+  shm_size: 3g
+  runtime: ascend
+  user: trainer
+  cap_add: [SYS_PTRACE, CAP_IPC_LOCK]
+  ulimits: {memlock: -1, nofile: "1024:65536"}
+  env: {HF_TOKEN: "${HF_TOKEN}", PLAIN: "1"}
+  mounts: ["/srv/datasets:/data:ro"]
+setup:
+  - {name: install the extras, run: "pip install extras"}
+entrypoints:
+  train:
+    run: torchrun --nnodes="$ENVCTL_NNODES" --node_rank="$ENVCTL_NODE_RANK" --master_addr="$ENVCTL_MASTER_ADDR" --master_port="$ENVCTL_MASTER_PORT" t.py
+    nodes: {launcher: torchrun}
+"""
+
+
+def test_what_an_engine_cannot_express_is_a_prerequisite_never_dropped(clean_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secretvalue123")
+    path = tmp_path / "neighbours.yaml"
+    path.write_text(NEIGHBOURS)
+    export = build_export(load(str(path), environ=dict(clean_env)), "train", 2)
+    texts = "\n".join(export.prerequisites)
+    for words in ("ulimit memlock of at least unlimited", "ulimit nofile of at least 1024 (soft) / 65536 (hard)",
+                  "the OCI runtime 'ascend'", "the user trainer in the image", "the setup steps inside the image (install the extras)",
+                  "/srv/datasets on every node", "the Secret neighbours-train-secrets with the keys HF_TOKEN",
+                  "imagePullPolicy: Never"):
+        assert words in texts, words
+    assert "HF_TOKEN" not in export.env and export.env["PLAIN"] == "1"
+    from envctl.export import formats
+    from envctl.export.files import render
+
+    for name in ("volcano", "ascendjob", "pytorchjob", "k8s-job"):
+        files = render(export, formats.get(name))
+        text = "\n".join(files.values())
+        assert "hf_secretvalue123" not in text  # never written
+        assert "secretKeyRef" in text and "hostPID: true" in text and "sizeLimit: 3Gi" in text
+        assert "- SYS_PTRACE\n" in text and "- IPC_LOCK\n" in text
+        assert all(item in files["README.md"] for item in export.prerequisites)
