@@ -14,6 +14,7 @@ makes `blocked` true (exit 5 for the commands).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -68,6 +69,10 @@ def _find(rank: int, entry, remote, env_name: str | None) -> prepare.NodeSite:
     site = prepare.NodeSite(rank, entry, host, environment, _plan_for(environment, host))
     site.image_id = environment.container.attrs.get("Image")
     site.manifest_digest = prepare.manifest_digest(environment.manifest_file)
+    if environment.manifest_file:
+        from envctl.artifacts.lockfile import lock_path
+
+        site.lock_digest = prepare.manifest_digest(str(lock_path(Path(environment.manifest_file))))
     return site
 
 
@@ -94,11 +99,14 @@ def open_nodes(remote, env_name: str | None) -> list[Opened]:
         return list(pool.map(one, enumerate(chosen)))
 
 
-def read_clock(host, samples: int = clocks.SAMPLES) -> clocks.Reading:
-    """The node's clock, `samples` times over its connection; the shortest round trip wins.
-    Raises ClockError (a reading that is not a date) or EnvctlError (a lost connection)."""
-    readings = []
-    for _ in range(samples):
+def read_clock(host) -> clocks.Reading:
+    """The node's clock, read over its connection SAMPLES times, and up to MORE_SAMPLES while
+    the shortest round trip is longer than GOOD_ROUND_TRIP_S (a loaded host or link: one quick
+    answer is enough to tell); the shortest round trip wins. Raises ClockError (a reading that
+    is not a date) or EnvctlError (a lost connection)."""
+    readings: list[clocks.Reading] = []
+    while len(readings) < clocks.SAMPLES or (len(readings) < clocks.MORE_SAMPLES and
+                                             clocks.best(readings).round_trip > clocks.GOOD_ROUND_TRIP_S):
         sent = time.time()
         result = host.run(list(clocks.READ_CLOCK), timeout=30)
         received = time.time()

@@ -38,6 +38,7 @@ class NodeSite:
     image_id: str | None = None
     manifest_digest: str | None = None
     ip_addr: list | None = None
+    lock_digest: str | None = None  # of the manifest.lock beside the manifest file; None: no lock
 
     @property
     def name(self) -> str:
@@ -54,7 +55,8 @@ class NodeSite:
 
 
 def manifest_digest(path: str | None) -> str | None:
-    """sha256 of the manifest file the environment was created from (on this machine)."""
+    """sha256 of the manifest file the environment was created from (on this machine), or of
+    another file beside it (its manifest.lock); None when there is none."""
     try:
         return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
     except OSError:
@@ -91,6 +93,7 @@ class Row:
     address: str = "-"  # data-plane address and interface towards the master
     reach: str = "-"  # the master port from its container (envctl.multinode.reach)
     warnings: tuple[str, ...] = ()
+    lock: str = "-"  # digest of its manifest.lock (JSON only: the table is wide enough)
 
     @property
     def result(self) -> str:
@@ -98,7 +101,8 @@ class Row:
 
     def as_dict(self) -> dict:
         return {"rank": self.rank, "host": self.host, "container": self.container, "image_id": self.image_id,
-                "manifest": self.manifest, "driver": self.driver, "processes": self.processes, "clock": self.clock,
+                "manifest": self.manifest, "lock": self.lock, "driver": self.driver, "processes": self.processes,
+                "clock": self.clock,
                 "address": self.address, "reach": self.reach, "result": self.result,
                 "problems": list(self.problems), "warnings": list(self.warnings)}
 
@@ -109,10 +113,10 @@ def unreachable_row(rank: int, host: str, problem: str) -> Row:
 
 
 def preflight(sites: list[NodeSite]) -> list[Row]:
-    """Compare the nodes with node 0: the same image ID, the same manifest (file digest and the
-    container's config hash), the same driver, equal cards; and each container on its host's
-    network (a node's addresses are its host's only then). A node's problems name what
-    differs from node 0's value."""
+    """Compare the nodes with node 0: the same image ID, the same manifest (file digest, its
+    manifest.lock's digest and the container's config hash), the same driver, equal cards;
+    and each container on its host's network (a node's addresses are its host's only then).
+    A node's problems name what differs from node 0's value."""
     first = sites[0]
     rows = []
     for site in sites:
@@ -125,13 +129,15 @@ def preflight(sites: list[NodeSite]) -> list[Row]:
                             "container: {network: host} in the manifest and run envctl up again")
         for what, mine, theirs in (("image ID", site.image_id, first.image_id),
                                    ("manifest", site.manifest_digest, first.manifest_digest),
+                                   ("manifest.lock", site.lock_digest, first.lock_digest),
                                    ("container config", site.environment.config_hash, first.environment.config_hash),
                                    ("driver", site.driver, first.driver),
                                    ("cards", site.processes, first.processes)):
             if mine != theirs:
                 problems.append(f"{what} {_short(mine)} differs from {first.name}'s {_short(theirs)}")
         rows.append(Row(site.rank, site.name, site.environment.name, _short(site.image_id),
-                        _short(site.manifest_digest), site.driver, site.processes, tuple(problems)))
+                        _short(site.manifest_digest), site.driver, site.processes, tuple(problems),
+                        lock=_short(site.lock_digest)))
     return rows
 
 

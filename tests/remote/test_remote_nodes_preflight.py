@@ -83,7 +83,10 @@ def test_doctor_and_plan_show_the_run_and_start_nothing(world, lab, tarball):
     assert checked.returncode == 0, checked.stdout + checked.stderr
     first, second = _row(checked.stdout, "lab1"), _row(checked.stdout, "lab2")
     assert first[-7:] == ["0", "(ref)", master, "eth0", "listen", "ok", "ok"], checked.stdout
-    assert second[-4:] == [lab.ip("lab2"), "eth0", "ok", "ok"], checked.stdout
+    assert second[-4:-1] == [lab.ip("lab2"), "eth0", "ok"], checked.stdout
+    # lab2's clock is lab1's: ok, unless this machine is so loaded that no reading came back
+    # within a second and the skew cannot be told (a warning, which says so)
+    assert second[-1] == "ok" or ("warning: clock" in checked.stdout and "cannot tell" in checked.stdout), checked.stdout
     assert re.fullmatch(r"[+-]\d+\.\d{3}s", second[-6]) and re.fullmatch(r"±\d+\.\d{3}", second[-5]), checked.stdout
     assert checked.stdout.rstrip().endswith("ready: the nodes can run together")
 
@@ -91,8 +94,9 @@ def test_doctor_and_plan_show_the_run_and_start_nothing(world, lab, tarball):
     assert as_json.returncode == 0, as_json.stderr
     document = json.loads(as_json.stdout)
     assert document["blocked"] is False and document["master"] == {"addr": master, "port": 29500}
-    assert [(n["rank"], n["host"], n["reach"], n["result"]) for n in document["nodes"]] == \
-        [(0, "lab1", "listen ok", "ok"), (1, "lab2", "ok", "ok")]
+    assert [(n["rank"], n["host"], n["reach"], n["problems"]) for n in document["nodes"]] == \
+        [(0, "lab1", "listen ok", []), (1, "lab2", "ok", [])]
+    assert all("cannot tell" in w for n in document["nodes"] for w in n["warnings"]), document  # see above
 
     planned = world.run("plan", str(manifest), "--nodes", "lab1,lab2", "--entrypoint", "show")
     assert planned.returncode == 0, planned.stdout + planned.stderr

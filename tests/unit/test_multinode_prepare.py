@@ -27,10 +27,13 @@ class RecordedHost:
 
 
 def site(rank, name, image="sha256:" + "a" * 64, digest="sha256:" + "b" * 64, config="c1", driver=None, cards=(),
-         status="running"):
-    environment = SimpleNamespace(name=f"envctl-x-{name}", status=status, config_hash=config, cards=cards, workspace="/w")
+         status="running", lock=None, network="host"):
+    container = SimpleNamespace(attrs={"HostConfig": {"NetworkMode": network}})  # as docker inspect has it
+    environment = SimpleNamespace(name=f"envctl-x-{name}", status=status, config_hash=config, cards=cards, workspace="/w",
+                                  container=container)
     the_plan = SimpleNamespace(driver=SimpleNamespace(found=driver))
-    return prepare.NodeSite(rank, SimpleNamespace(name=name, data_addr=None), None, environment, the_plan, image, digest)
+    return prepare.NodeSite(rank, SimpleNamespace(name=name, data_addr=None), None, environment, the_plan, image, digest,
+                            lock_digest=lock)
 
 
 def test_equal_nodes_pass_and_the_table_has_one_line_each():
@@ -49,6 +52,9 @@ def test_equal_nodes_pass_and_the_table_has_one_line_each():
     ({"cards": (0, 1)}, "cards 2 differs from lab1's 1"),
     ({"driver": "23.0.rc3"}, "driver 23.0.rc3 differs from lab1's -"),
     ({"status": "exited"}, "container envctl-x-lab2 is exited"),
+    ({"lock": "sha256:" + "f" * 64}, "manifest.lock sha256:ffffffffffff differs from lab1's -"),
+    ({"network": "bridge"}, "container envctl-x-lab2 runs on network 'bridge', not the host's: set container: "
+                            "{network: host} in the manifest and run envctl up again"),
 ])
 def test_a_node_unlike_node_0_is_blocked_naming_what_differs(changes, what):
     rows = prepare.preflight([site(0, "lab1"), site(1, "lab2", **changes)])
@@ -98,3 +104,18 @@ def test_the_inventory_gives_a_data_addr_and_refuses_one_that_is_no_ipv4_address
             load_inventory(path, {})
         assert str(caught.value).endswith(f"hosts.lab1.data_addr: expected an IPv4 address (the host's data-plane "
                                           f"address), got {shown}"), str(caught.value)
+
+
+def test_the_table_shows_clock_address_port_and_says_warnings_and_the_runs_own_problems():
+    rows = [prepare.Row(0, "lab1", "envctl-x", "sha256:aaaa", "sha256:bbbb", "-", 1, (), clock="0 (ref)",
+                        address="10.0.0.1 eth1", reach="listen ok"),
+            prepare.Row(1, "lab2", "envctl-x", "sha256:aaaa", "sha256:bbbb", "-", 1, (), clock="+0.004s ±0.003",
+                        address="10.0.0.2 eth1", reach="not checked", warnings=("not checked: no nc",)),
+            prepare.unreachable_row(2, "lab3", "cannot be used: cannot connect")]
+    lines = prepare.table(rows, ["the master address ... chosen once every node can be used"])
+    assert lines[1].split()[-7:] == ["0", "(ref)", "10.0.0.1", "eth1", "listen", "ok", "ok"]
+    assert lines[2].endswith("+0.004s ±0.003  10.0.0.2 eth1  not checked  warn")
+    assert lines[3].split() == ["2", "lab3", "-", "-", "-", "-", "0", "-", "-", "-", "BLOCKED"]
+    assert lines[4:] == ["  lab3: cannot be used: cannot connect", "  lab2: warning: not checked: no nc",
+                         "  the master address ... chosen once every node can be used"]
+    assert rows[1].as_dict()["result"] == "warn" and rows[2].as_dict()["problems"] == ["cannot be used: cannot connect"]
