@@ -233,3 +233,14 @@ def test_what_an_engine_cannot_express_is_a_prerequisite_never_dropped(clean_env
         assert "secretKeyRef" in text and "hostPID: true" in text and "sizeLimit: 3Gi" in text
         assert "- SYS_PTRACE\n" in text and "- IPC_LOCK\n" in text
         assert all(item in files["README.md"] for item in export.prerequisites)
+
+
+def test_the_prelude_and_the_contract_parse_as_python_3_7():
+    """The oldest vendor images run Python 3.7 (the Cambricon PyTorch 1.9 SDK image, py37): no
+    syntax of later versions in the two modules the containers run."""
+    import ast
+
+    for path in (REPO / "envctl" / "export" / "prelude.py", REPO / "envctl" / "nodes" / "contract.py"):
+        ast.parse(path.read_text(), filename=str(path), feature_version=(3, 7))
+        for name in ("removeprefix", "removesuffix", "functools.cache(", "zip(strict"):
+            assert name not in path.read_text(), f"{path.name} uses {name} (Python 3.9+)"
