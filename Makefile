@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-nodes test venv engine clean
+.PHONY: demo demo-nodes demo-slurm test venv engine clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: $(STAMP) engine
 # each, one subnet): up on both, then exec train --nodes (demo/run_demo_nodes.py). Root, Debian.
 demo-nodes: $(STAMP) engine
 	$(BIN)/python demo/run_demo_nodes.py
+
+# The same training handed to a real Slurm on two servers of the SSH lab: up on both, export
+# --format slurm, sbatch (demo/run_demo_slurm.py). Root, Debian.
+demo-slurm: $(STAMP) engine
+	$(BIN)/python demo/run_demo_slurm.py
 
 # A Docker engine for the demo and the integration tests, and OpenSSH + iproute2 for the SSH
 # lab of the remote-host tests: installed (and the engine started) when missing (root, Debian).

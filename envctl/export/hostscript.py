@@ -57,8 +57,11 @@ def put_files(files: dict[str, str], container: str, directory: str) -> list[str
 
 def env_options(export: Export) -> list[str]:
     """`-e NAME=value` for the entrypoint's variables (the manifest's container env, its params,
-    --set), shell-quoted, one per line."""
-    return [f"-e {shlex.quote(f'{key}={value}')}" for key, value in sorted(export.env.items())]
+    --set), shell-quoted, one per line; `-e NAME` for those holding a secret."""
+    options = [f"-e {shlex.quote(f'{key}={value}')}" for key, value in sorted(export.env.items())]
+    # A value holding a secret is never written into the script: `-e NAME` alone makes docker take
+    # it from the script's environment (for Slurm, the submitter's, which srun hands every task).
+    return options + [f"-e {shlex.quote(name)}" for name in sorted(export.extra.get("secret_env", ()))]
 
 
 def start_and_forward(export: Export, container: str, directory: str, task: str, dynamic_env: list[str]) -> list[str]:

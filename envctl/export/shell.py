@@ -33,6 +33,8 @@ def _run_options(export: Export) -> list[str]:
         options.append("--network host")
     if export.host_ipc:
         options.append("--ipc host")
+    if export.extra.get("host_pid"):
+        options.append("--pid host")
     if export.shm_bytes:
         options.append(f"--shm-size {export.shm_bytes}")
     options += [f"--cap-add {shlex.quote(cap)}" for cap in export.cap_add]

@@ -79,7 +79,8 @@ def script(export: Export) -> str:
         "}",
         "export -f envctl_node",
         "",
-        f"srun --nodes={export.nnodes} --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c envctl_node",
+        "# --label: each line of output starts with its task number, which is the node's rank here.",
+        f"srun --nodes={export.nnodes} --ntasks-per-node=1 --kill-on-bad-exit=1 --label bash -c envctl_node",
     ]
     return "\n".join(lines) + "\n"
 

@@ -70,9 +70,9 @@ def test_the_slurm_export_gives_each_node_the_contract_and_stops_together(world,
     assert job.returncode == 0, job.sbatch_output + job.output
     master, port = lab.ip("lab1"), 29500
     for rank in (0, 1):
-        assert f"rank={rank} of 2 master={master}:{port} pet={rank}/2" in job.output, job.output
-        assert f"rank={rank} hostfile={master} slots=1 {lab.ip('lab2')} slots=1 " in job.output, job.output
-        line = re.search(rf"^rank={rank} run=(\S+) (.*)$", job.output, re.M)
+        assert f"{rank}: rank={rank} of 2 master={master}:{port} pet={rank}/2" in job.output, job.output  # srun --label
+        assert f"{rank}: rank={rank} hostfile={master} slots=1 {lab.ip('lab2')} slots=1 " in job.output, job.output
+        line = re.search(rf"^{rank}: rank={rank} run=(\S+) (.*)$", job.output, re.M)
         assert line and line.group(2) == "ifname=eth0 world=2 greeting=hello rankvar=unset worldvar=unset slurm=unset", \
             job.output
     assert len(set(re.findall(r"run=(\S+)", job.output))) == 1, job.output  # one run id on both nodes
