@@ -13,8 +13,13 @@ answer). Each side runs with the tools the image has, tried in this order:
   /dev/tcp under `timeout`.
 
 An image with none of them (no python, nc or bash) is not checked: the check says so
-(`unsure`), it does not block. The connecting side closes first, so the TIME_WAIT state stays on
-the connecting node and the launcher's own bind on the master port right after is not refused.
+(`unsure`), it does not block. With python the connecting side closes first (the listener reads
+until the peer's FIN), so TCP's TIME_WAIT stays on the connecting node's ephemeral port and the
+launcher's own bind of the master port right after is not refused. With nc both sides' stdin
+is empty and either may close first: the master port may then wait in TIME_WAIT for about a
+minute, and a launcher binding it without SO_REUSEADDR would be refused meanwhile. Only images
+without python take that path; no shipped training image is one (seen with `ss` on loopback,
+tests/unit/test_multinode_reach_scripts.py).
 """
 
 from __future__ import annotations

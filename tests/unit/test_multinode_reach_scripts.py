@@ -90,3 +90,21 @@ def test_without_python_nc_or_bash_nothing_is_checked(tmp_path):
     assert listener.stdout.readline().strip() == "no-tool" and listener.wait(10) == reach.NO_TOOL
     done = _connect(path, "127.0.0.1", _free_port())
     assert done.returncode == reach.NO_TOOL and done.stdout.strip() == "no-tool"
+
+
+def test_with_python_the_time_wait_stays_on_the_connecting_side(tools):
+    """The python listener waits for the peer's FIN, so the master port itself is left without
+    TIME_WAIT entries. (With nc both sides' stdin is empty and either may close first: no
+    promise, so nothing asserted for it.)"""
+    kind, path = tools
+    port = _free_port()
+    listener = _listen(path, port, want=1)
+    assert listener.stdout.readline().strip() == "listening"
+    assert _connect(path, "127.0.0.1", port).returncode == 0
+    assert listener.wait(20) == 0
+    waiting = [line.split() for line in subprocess.run(["ss", "-H", "-t", "-a", "-n", "state", "time-wait"],
+                                                       capture_output=True, text=True, check=True).stdout.splitlines()]
+    ours = [w for w in waiting if f":{port}" in " ".join(w[-2:])]  # local and peer address columns
+    assert ours, waiting  # the connection did wait somewhere
+    if kind == "python3":
+        assert all(not w[-2].endswith(f":{port}") for w in ours), ours  # not on the master port
