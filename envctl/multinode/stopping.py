@@ -109,7 +109,9 @@ def stop_sequence(nodes: list, grace: tuple[float, float], kill_wait: float, swe
             time.sleep(POLL_SECONDS)
             hit = [node for node in hit if not node.unreachable and sweep_node(node, "0").pids]
     deadline = time.monotonic() + kill_wait
-    while time.monotonic() < deadline:
+    while True:  # at least once, however short kill_wait is
         if not one_round("KILL") and not any(still_running(node) for node in nodes):
+            return
+        if time.monotonic() >= deadline:
             return
         time.sleep(1.0)

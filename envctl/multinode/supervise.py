@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass, field
 
 from envctl import runs
-from envctl.errors import EXIT_REMOTE_FAILED, HostNotReady
+from envctl.errors import EXIT_REMOTE_FAILED, EnvctlError, HostNotReady
 from envctl.multinode.stopping import Swept, stop_sequence, sweep
 
 GRACE_SECONDS = (10.0, 10.0)  # after SIGINT, after SIGTERM; then SIGKILL
@@ -138,9 +138,12 @@ def run_all(nodes: list[NodeProcess], out=None, grace: tuple[float, float] = GRA
         for node in nodes:
             node.log.close()
             if not (node.lost or node.unreachable):
-                subprocess.run([docker, "exec", node.container, "rm", "-f", node.pid_file], env=node.docker_env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=60,
-                               start_new_session=True)
+                try:
+                    subprocess.run([docker, "exec", node.container, "rm", "-f", node.pid_file], env=node.docker_env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=60,
+                                   start_new_session=True)
+                except subprocess.TimeoutExpired:
+                    pass  # a PID file left is harmless: status counts only the engine's running execs
     if first is not None:
         code = EXIT_REMOTE_FAILED if first.lost else first.code
     elif interrupted.is_set():
@@ -176,7 +179,7 @@ def _sweep(node: NodeProcess, docker: str, signame: str) -> Swept:
         reconnect, node.reconnect = node.reconnect, None
         try:
             node.docker_env = reconnect()
-        except Exception as problem:  # noqa: BLE001 (any failure to reconnect: the node stays unreachable)
+        except (EnvctlError, OSError, subprocess.SubprocessError) as problem:  # the node stays unreachable
             return Swept(unreachable=f"{found.unreachable}; connecting again failed: {problem}")
         found = sweep(docker, node.docker_env, node.container, node.run_id, signame)
     return found

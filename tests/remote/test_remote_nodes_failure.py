@@ -139,6 +139,25 @@ def test_a_node_whose_process_is_killed_stops_the_other(world, lab, tarball, vic
         assert _left_running(lab, world, host) == [], host
 
 
+def test_a_node_whose_container_is_killed_stops_the_other(world, lab, tarball):
+    """lab2's whole container killed under the run (`docker kill`, as an operator or a host
+    agent would): its engine still answers, so this is that node failing with its exec's code,
+    not a lost connection; lab1 is stopped."""
+    _up_both(world, tarball)
+    run = Running(world, "hold")
+    run.pid_of(0, "lab1")
+    run.pid_of(1, "lab2")
+    killed = lab.docker("lab2", "kill", world.container)
+    assert killed.returncode == 0, killed.stderr
+    returned, out, err = run.finish()
+
+    assert returned != 0, err
+    assert re.search(rf"^node 1 \(lab2\) failed first: exit code {returned}; envctl stopped the others$", err, re.M), err
+    assert re.search(r"^\[0 lab1\] stopped by envctl \(SIG(INT|TERM|KILL)\), exit code \d+", err, re.M), err
+    assert "could not stop" not in err and "Traceback" not in err, err
+    assert _left_running(lab, world, "lab1") == []
+
+
 def test_ctrl_c_stops_every_node(world, lab, tarball):
     """SIGINT to envctl's process group, as a terminal sends it on Ctrl-C."""
     _up_both(world, tarball)
