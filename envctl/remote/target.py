@@ -37,9 +37,11 @@ class RemoteLog:
         import subprocess
 
         self.path = path
+        # A session of its own: a terminal's Ctrl-C reaches envctl's process group, and the log
+        # must keep what the entrypoint prints while it stops.
         self._process = subprocess.Popen(
             connection.command(["sh", "-c", 'mkdir -p "${1%/*}" && cat >> "$1"', "sh", path]),
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def write(self, data: bytes) -> None:
         try:

@@ -34,6 +34,14 @@ entrypoints:
         echo "rank $ENVCTL_NODE_RANK pid $$ holds"
         sleep 3001
         echo "rank $ENVCTL_NODE_RANK was not stopped"
+  polite:
+    run: echo one node
+    nodes:
+      launcher: none
+      run: |
+        trap 'echo "rank $ENVCTL_NODE_RANK saves and stops"; exit 0' INT
+        echo "rank $ENVCTL_NODE_RANK pid $$ holds"
+        while :; do sleep 1; done
   stubborn:
     run: echo one node
     nodes:
@@ -158,10 +166,12 @@ def test_a_node_whose_container_is_killed_stops_the_other(world, lab, tarball):
     assert _left_running(lab, world, "lab1") == []
 
 
-def test_ctrl_c_stops_every_node(world, lab, tarball):
-    """SIGINT to envctl's process group, as a terminal sends it on Ctrl-C."""
+@pytest.mark.parametrize("entrypoint", ["hold", "polite"])
+def test_ctrl_c_stops_every_node(world, lab, tarball, entrypoint):
+    """SIGINT to envctl's process group, as a terminal sends it on Ctrl-C. `polite` nodes save
+    and stop on SIGINT: what they print then is still shown and kept in each node's log."""
     _up_both(world, tarball)
-    run = Running(world, "hold")
+    run = Running(world, entrypoint)
     run.pid_of(0, "lab1")
     run.pid_of(1, "lab2")
     os.killpg(run.process.pid, signal.SIGINT)
@@ -172,6 +182,10 @@ def test_ctrl_c_stops_every_node(world, lab, tarball):
     for rank, host in ((0, "lab1"), (1, "lab2")):
         assert re.search(rf"^\[{rank} {host}\] stopped by envctl \(SIG(INT|TERM|KILL)\), exit code \d+", err, re.M), err
         assert _left_running(lab, world, host) == [], host
+        if entrypoint == "polite":
+            assert f"[{rank} {host}] rank {rank} saves and stops" in out, out
+            log = re.search(rf"^\[{rank} {host}\] .*; log (\S+) on {host}$", err, re.M).group(1)
+            assert f"rank {rank} saves and stops" in world.remote(host, log).read_text()
     assert "Traceback" not in err and "was not stopped" not in out
 
 
