@@ -17,7 +17,7 @@ import yaml
 import golden
 from support import REPO
 from envctl.export import formats
-from envctl.export.check import check_directory
+from envctl.export.check import check_directory, pod_templates
 from envctl.export.files import render, write_directory
 from envctl.export.k8s_pod import dump
 from envctl.export.model import build_export
@@ -185,3 +185,19 @@ def test_stdout_and_json_carry_the_same_files(clean_env):
     assert all(f"# ---- {name}\n{text}" in plain for name, text in files.items())
     job = list(yaml.safe_load_all(files["chatglm3-mlu-train.yaml"]))[-1]
     assert job["spec"]["completions"] == job["spec"]["parallelism"] == 3
+
+
+@pytest.mark.parametrize("fmt", KUBERNETES)
+def test_a_claim_export_mounts_subpaths_of_one_pvc_and_passes_the_check(fmt, clean_env, tmp_path):
+    export = build_export(load("chatglm3-mlu", environ=dict(clean_env)), "train", 2, claim="envctl-data",
+                          data_dir="/data/envctl")
+    files = render(export, formats.get(fmt))
+    write_directory(tmp_path, files, fmt)
+    assert check_directory(tmp_path, CRDS) == []
+    pod = next(t for _path, t in pod_templates(list(yaml.safe_load_all(files["chatglm3-mlu-train.yaml"]))[-1]))
+    claims = [v for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == [{"name": "envctl-data", "persistentVolumeClaim": {"claimName": "envctl-data"}}]
+    mounts = {m["mountPath"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["/envctl"] == {"mountPath": "/envctl", "readOnly": False, "name": "envctl-data",
+                                 "subPath": "workspaces/envctl-chatglm3-mlu"}
+    assert mounts["/usr/bin/cnmon"]["name"].startswith("host-")  # the driver stays the node's own
