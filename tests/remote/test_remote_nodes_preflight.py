@@ -243,3 +243,41 @@ def test_a_node_whose_clock_is_off_is_blocked_and_nothing_starts(world, lab, tar
                      r"1 s allowed: synchronise the clocks", run.stderr, re.M), run.stderr
     assert _row(run.stderr, "lab1")[-1] == "ok"
     _nothing_started(world, lab)
+
+
+def test_a_host_with_two_networks_uses_the_one_the_other_node_shares(world, lab, tarball):
+    """lab1 has eth0 on the lab's subnet and eth1 on the subnet behind it, where hidden1 (reached
+    through lab1) has its only address: lab1,hidden1 run over eth1; lab2 and hidden1 share no
+    subnet at all, which stops the run listing each node's addresses."""
+    manifest = world.write(BODY.format(image=IMAGE, tarball=tarball))
+    for host in ("lab1", "lab2", "hidden1"):
+        up = world.run("up", str(manifest), "--host", host)
+        assert up.returncode == 0, up.stderr
+    behind = lab.ip("hidden1")  # 10.213.(N+1).13; lab1's eth1 is .1 on that subnet
+    lab1_eth1 = behind.rsplit(".", 1)[0] + ".1"
+
+    run = world.run("exec", "show", "--nodes", "lab1,hidden1")
+    assert run.returncode == 0, run.stderr
+    assert f"[0 lab1] rank=0 of 2 master={lab1_eth1}:29500 ifname=eth1 gloo=eth1" in run.stdout, run.stdout
+    assert f"[1 hidden1] rank=1 of 2 master={lab1_eth1}:29500 ifname=eth0 gloo=eth0" in run.stdout, run.stdout
+
+    apart = world.run("doctor", "--nodes", "lab2,hidden1")
+    assert apart.returncode == 5, apart.stdout
+    assert "no subnet that every node has an address in" in apart.stdout, apart.stdout
+    assert f"hidden1: {behind}/24 on eth0" in apart.stdout and f"lab2: {lab.ip('lab2')}/24 on eth0" in apart.stdout
+
+
+def test_a_container_not_on_its_hosts_network_is_blocked(world, lab, tarball):
+    """Addresses are read on the hosts; a container on network none cannot reach them: the
+    identity check says so, and the port check from that container fails too."""
+    manifest = _up_both(world, tarball)
+    isolated = world.write(BODY.format(image=IMAGE, tarball=tarball).replace("{network: host}", "{network: none}"))
+    assert isolated == manifest  # the same file, rewritten: lab2's environment is made anew
+    up = world.run("up", str(isolated), "--host", "lab2")
+    assert up.returncode == 0, up.stderr
+
+    run = world.run("exec", "show", "--nodes", "lab1,lab2")
+    assert run.returncode == 5 and run.stdout == "", run.stdout + run.stderr
+    assert f"lab2: container {world.container} runs on network 'none', not the host's" in run.stderr, run.stderr
+    assert re.search(r"^  lab2: its container cannot connect to the master \S+:29500: ", run.stderr, re.M), run.stderr
+    _nothing_started(world, lab)
