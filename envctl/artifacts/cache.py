@@ -38,11 +38,17 @@ class PlacedFile:
     sha256: str
 
 
+def on_disk(record: dict) -> list[dict]:
+    """The files the record's entry holds on disk: its `tree` for an extracted archive (whose
+    `files` name the archive as fetched, what a pin or lock refers to), else its `files`."""
+    return record.get("tree", record.get("files", []))
+
+
 def intact(record: dict, sizes: dict[str, int]) -> bool:
-    """Whether every file the record lists is present with its size; `sizes`: relative path
-    ("" for a single-file artifact) → bytes, as found on disk. A size check, not a hash: it
-    catches a file deleted or cut short in the cache, at the cost of a stat per file."""
-    return all(sizes.get(f.get("path", "")) == f.get("size") for f in record.get("files", []))
+    """Whether every file the record's entry holds (on_disk) is present with its size; `sizes`:
+    relative path ("" for a single-file artifact) → bytes, as found on disk. A size check, not a
+    hash: it catches a file deleted or cut short in the cache, at the cost of a stat per file."""
+    return all(sizes.get(f.get("path", "")) == f.get("size") for f in on_disk(record))
 
 
 class Cache:
@@ -105,7 +111,7 @@ class Cache:
         """Whether artifacts/<key> holds every file `record` lists, with its size (see intact)."""
         placed = self.placed(key)
         sizes = {}
-        for listed in record.get("files", []):
+        for listed in on_disk(record):
             path = listed.get("path", "")
             try:
                 sizes[path] = (placed / path if path else placed).stat().st_size
@@ -137,7 +143,8 @@ class Cache:
         return self.publish(key, staging, files, record)
 
     def publish(self, key: str, staging: Path, files: list[PlacedFile], record: dict) -> Path:
-        """Rename a fully built file or tree into place, then write its record."""
+        """Rename a fully built file or tree into place, then write its record. `record` may
+        hold a `tree` (what an extracted archive placed: see tree_of)."""
         final = self.placed(key)
         _remove(final)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -149,6 +156,13 @@ class Cache:
     def locked(self, key: str):
         """One fetch of an artifact at a time on this host; others wait, then find it done."""
         return file_lock(self.root / "locks" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.lock")
+
+
+def tree_of(directory: Path) -> list[dict]:
+    """Every regular file under `directory` as {path, size, sha256} (relative paths, sorted):
+    the `tree` of an extracted archive's record, which intact checks and a push sends."""
+    return [{"path": str(p.relative_to(directory)), "size": p.stat().st_size, "sha256": sha256_of(p)}
+            for p in sorted(directory.rglob("*")) if p.is_file() and not p.is_symlink()]
 
 
 def file_hash(path: Path):

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from envctl.artifacts import gitsrc
 from envctl.artifacts.archive import extract
-from envctl.artifacts.cache import Cache, PlacedFile, check_free_space, sha256_of
+from envctl.artifacts.cache import Cache, PlacedFile, check_free_space, sha256_of, tree_of
 from envctl.artifacts.download import Downloader, FetchError, RemoteFile
 from envctl.artifacts.lockfile import Locked
 from envctl.artifacts.sources import Source, artifact_identity, artifact_key
@@ -168,7 +168,8 @@ def _fetch_single(name: str, source: Source, artifact: Artifact, expected: str |
         staging = cache.placed(key).parent / f".{Path(key).name}.{os.getpid()}.extract"
         shutil.rmtree(staging, ignore_errors=True)
         extract(cache.blob(sha), staging, source.display)
-        return Fetched(name, cache.publish(key, staging, files, {**record, "extracted": True}), None, tuple(files), "fetched")
+        record = {**record, "extracted": True, "tree": tree_of(staging)}
+        return Fetched(name, cache.publish(key, staging, files, record), None, tuple(files), "fetched")
     return Fetched(name, cache.place(key, files, single_file=True, record=record), None, tuple(files), "fetched")
 
 
@@ -200,6 +201,7 @@ def _fetch_file(name: str, source: Source, artifact: Artifact, expected: str | N
         staging = cache.placed(key).parent / f".{Path(key).name}.{os.getpid()}.extract"
         shutil.rmtree(staging, ignore_errors=True)
         extract(cache.blob(files[0].sha256), staging, source.display)
+        record = {**record, "extracted": True, "tree": tree_of(staging)}
         return Fetched(name, cache.publish(key, staging, files, record), None, tuple(files), "fetched")
     placed = cache.place(key, files, single_file=origin.is_file(), record=record)
     return Fetched(name, placed, None, tuple(files), "fetched")

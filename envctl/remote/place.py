@@ -20,6 +20,7 @@ import tarfile
 from pathlib import Path
 from typing import Callable
 
+from envctl.artifacts.cache import PlacedFile
 from envctl.artifacts.fetch import Fetched
 from envctl.errors import FetchError
 from envctl.remote.ssh import RemoteError, SSHConnection
@@ -61,7 +62,14 @@ def push_artifact(host, item: Fetched, record: dict, remote_path: str, progress=
     single = Path(item.path).is_file()
     blobs = f"{host.cache_root}/blobs/sha256"
     links, small, notes = [], [], []
-    for placed in item.files:
+    # An extracted archive's entry is the tree it placed (record["tree"]), not the archive its
+    # `files` name; its links and directories travel too (a tar's symlinks, empty directories).
+    extracted = "tree" in record and not single
+    listed = [PlacedFile(f["path"], f["size"], f["sha256"]) for f in record["tree"]] if extracted else item.files
+    if extracted:
+        small += [(p, str(p.relative_to(item.path))) for p in sorted(Path(item.path).rglob("*"))
+                  if p.is_symlink() or p.is_dir()]
+    for placed in listed:
         local_file = Path(item.path) if single else Path(item.path) / placed.path
         name = placed.path or Path(item.path).name
         mode = local_file.stat().st_mode

@@ -1,6 +1,7 @@
 """Git, local-file and archive artifacts, fetched into a real cache from real repositories."""
 
 import io
+import json
 import subprocess
 import tarfile
 import textwrap
@@ -170,6 +171,38 @@ def test_archives_are_extracted_by_content_not_by_name(tmp_path):
     """)
     assert (fetched["adgen"].path / "AdvertiseGen" / "train.json").read_text() == "{}\n"
     assert (fetched["tools"].path / "ToolAlpaca" / "data" / "train_data.json").read_text() == "[]"
+
+
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+def test_an_extracted_archive_is_cached_and_fetched_again_when_its_tree_is_damaged(tmp_path, kind):
+    """An extracted entry's record lists the archive as fetched (`files`, what a pin refers to)
+    and the tree it placed (`tree`): the entry is cached while every file of the tree is there
+    with its size (it was fetched anew on every run when the check looked for the archive)."""
+    archive = tmp_path / f"acc.{kind}"
+    entries = {"acc/setup.py": b"setup\n", "acc/src/accelerate/accelerator.py": b"accel\n"}
+    if kind == "tar":
+        archive.write_bytes(_tar(entries))  # no directory entries, as the vendor's tarball
+    else:
+        with zipfile.ZipFile(archive, "w") as zipped:
+            for name, data in entries.items():
+                zipped.writestr(name, data)
+    spec = f"acc: {{source: {archive}, extract: true}}\n"
+    fetched, cache = fetch(tmp_path, spec)
+    record = json.loads(fetched["acc"].path.with_name(fetched["acc"].path.name + ".json").read_text())
+    assert [f["size"] for f in record["files"]] == [archive.stat().st_size]  # the archive, as pinned
+    assert [(f["path"], f["size"]) for f in record["tree"]] == [("acc/setup.py", 6), ("acc/src/accelerate/accelerator.py", 6)]
+    assert fetch(tmp_path, spec)[0]["acc"].action == "cached"
+
+    target = fetched["acc"].path / "acc" / "src" / "accelerate" / "accelerator.py"
+    target.parent.chmod(0o755)
+    target.unlink()
+    again, _ = fetch(tmp_path, spec)
+    assert again["acc"].action == "fetched" and target.read_bytes() == b"accel\n"
+    setup = again["acc"].path / "acc" / "setup.py"
+    setup.chmod(0o644)
+    setup.write_bytes(b"")
+    assert fetch(tmp_path, spec)[0]["acc"].action == "fetched" and setup.read_bytes() == b"setup\n"
+    assert fetch(tmp_path, spec)[0]["acc"].action == "cached"
 
 
 @pytest.mark.parametrize("entries, links, message", [

@@ -282,3 +282,52 @@ def test_a_file_deleted_or_cut_short_in_the_host_cache_is_sent_again(world, lab,
     assert summed.stdout.split()[0] == _sha(weights.read_bytes()), summed.stderr
     planned, executed = planned_then_done(world, "lab2")
     assert planned == executed and planned[:2] == [["artifact", "data", "cached"], ["artifact", "weights", "cached"]]
+
+
+EXTRACTED = """\
+device: {{kind: cpu}}
+image: {{ref: {image}, tarball: {{source: "{tarball}"}}}}
+artifacts:
+  acc: {{source: "{archive}", target: /opt/acc, extract: true}}
+"""
+
+
+def test_an_extracted_archive_reaches_the_host_as_its_tree(world, lab, files, tmp_path):
+    """An `extract: true` artifact is its unpacked tree on the host too (it arrived as the
+    archive alone: a tar without directory entries, as a vendor's accelerate_mlu.tar.gz; a link
+    and an empty directory in it travel as well); the next plan says cached; a file of the tree
+    deleted in the host's cache makes the plan say push, and up restores it."""
+    import io
+    import tarfile
+
+    tarball = files[0]
+    archive = tmp_path / "acc.tar.gz"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as packed:
+        for name, data in {"acc/setup.py": b"setup\n", "acc/src/accelerate/accelerator.py": b"accel\n"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            packed.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("acc/accelerate")
+        link.type, link.linkname = tarfile.SYMTYPE, "src/accelerate"
+        packed.addfile(link)
+        empty = tarfile.TarInfo("acc/cache")
+        empty.type, empty.mode = tarfile.DIRTYPE, 0o755
+        packed.addfile(empty)
+    archive.write_bytes(buffer.getvalue())
+    world.write(EXTRACTED.format(image=IMAGE, tarball=tarball, archive=archive))
+    planned, executed = planned_then_done(world, "lab2")
+    assert planned == executed and planned[0] == ["artifact", "acc", "fetch+push"]
+    shown = lab.docker("lab2", "exec", world.container, "sh", "-c",
+                       "cat /opt/acc/acc/setup.py /opt/acc/acc/accelerate/accelerator.py; test -d /opt/acc/acc/cache && echo dir")
+    assert shown.stdout == "setup\naccel\ndir\n", shown.stderr
+    planned, executed = planned_then_done(world, "lab2")
+    assert planned == executed and planned[0] == ["artifact", "acc", "cached"]
+
+    cache = world.remote("lab2", f"{world.data_dir()}/cache/artifacts")
+    [lost] = cache.rglob("acc/src/accelerate/accelerator.py")
+    lab.run_in("lab2", "rm", "-f", f"{world.data_dir()}/cache/artifacts/{lost.relative_to(cache)}")
+    planned, executed = planned_then_done(world, "lab2")
+    assert planned == executed and planned[0] == ["artifact", "acc", "push"]
+    shown = lab.docker("lab2", "exec", world.container, "cat", "/opt/acc/acc/src/accelerate/accelerator.py")
+    assert shown.stdout == "accel\n", shown.stderr
