@@ -11,9 +11,11 @@ batch's gradient). Rank 0 alone writes the checkpoint.
 
 `make demo-nodes` (demo/run_demo_nodes.py) is run as a user runs it, with its own lab.
 
-Cost (measured on a 2-core machine shared with other work, load ~12): the image tarball is
-1.7 GB; the fixture test's up takes ~2 min (the tarball pushed to and loaded on both hosts at
-once), the training ~30 s; the demo test ~7 min in all (with the lab's build and teardown).
+Cost (measured on a 2-core machine shared with other work, load average 12 to 17): the image
+tarball is 1.7 GB; the first test 6 to 7.5 min with its fixture (image check and `docker save`
+~1 min, up ~2 to 4 min with the tarball pushed to and loaded on both hosts at once, the training
+~30 s, removing the image from both hosts ~1 min), the demo test ~6 min (its own lab built and
+taken apart). On an idle machine the training itself takes about a second.
 """
 
 from __future__ import annotations
@@ -38,12 +40,15 @@ BUNDLE = REPO / "manifests" / "chatglm-tiny-cpu"
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The CPU reference image built here as `make demo` builds it, its tarball, the tiny repos."""
+    """The CPU reference image built here as `make demo` builds it, its tarball, the tiny repos.
+    The 1.7 GB tarball is deleted afterwards (pytest keeps the last runs' temporary directories)."""
     state = tmp_path_factory.mktemp("tiny-nodes")
     image = build_image(clean_environ(state))
     model, dataset = tiny_repos(image, state)
-    return {"image": image, "tarball": image_tarball(image, state), "model": model, "dataset": dataset,
-            "repos": state / "repos", "state": state}
+    tarball = image_tarball(image, state)
+    yield {"image": image, "tarball": tarball, "model": model, "dataset": dataset, "repos": state / "repos",
+           "state": state}
+    tarball.unlink(missing_ok=True)
 
 
 def one_process_losses(reference, tmp_path) -> list[tuple[int, float]]:
