@@ -17,7 +17,6 @@ settings in Kubernetes' terms (research scale-out.md §3.8, MindCluster's exampl
 
 from __future__ import annotations
 
-import json
 import re
 
 import yaml
@@ -170,8 +169,5 @@ def files(export: Export, objects: list[dict]) -> dict[str, str]:
 
 
 def spec_for(export: Export, **where) -> dict:
+    """node.json for this export (envctl.export.files.node_spec): where the rank and master are."""
     return node_spec(export, **where)
-
-
-def describe_spec(spec: dict) -> str:
-    return json.dumps({k: v for k, v in spec.items() if k in ("rank_from", "master", "master_from")})
