@@ -10,18 +10,25 @@ express. Each container starts the prelude (envctl.export.prelude): it maps the 
 index and master host name to envctl's contract (envctl.nodes.contract: ENVCTL_*, MASTER_*,
 PET_*), waits for the master, then execs the command.
 
-A format plugs in by registering itself in envctl.export.formats:
+A format plugs in with a module of this package that defines FORMAT (envctl.export.formats
+imports every module here and registers each FORMAT, so neither the registry nor the CLI names
+formats):
 
-    from envctl.export.formats import Format, register
+    from envctl.export.formats import Format
+    from envctl.export.files import node_spec, prelude_files
 
-    def write(export: Export) -> dict[str, str]:   # relative file name -> text
+    def write(export: Export) -> dict[str, str]:       # relative file name -> text
+        spec = node_spec(export, rank_from="SLURM_NODEID", ...)   # where the rank and master are
+        return {"job.sh": ..., **prelude_files(spec)}  # or the files inside a ConfigMap
+
+    def how_to_run(export: Export) -> list[str]:       # README lines: submit it, what the engine needs
         ...
 
-    register(Format("slurm", "an sbatch script ...", write, check=None))
+    FORMAT = Format("slurm", "an sbatch script ...", write, how_to_run, check=None)
 
-`write` returns every file of the export (envctl.export.files adds the prelude's files and the
-README built from envctl.export.readme). `check` (optional) validates a written directory
-offline and returns problems (envctl.export.check.Problem); the Kubernetes formats share
-envctl.export.check. A format's module is imported by envctl.export.formats.load_all, so the CLI
-knows every format without naming them.
+envctl.export.files.render adds README.md (envctl.export.readme: the command, how to run it, every
+node prerequisite); write_directory writes the files (each whole; *.sh executable) and the
+.envctl-export marker that `export --check DIR` reads the format from. `check` (optional:
+(directory, crd files) -> list of envctl.export.check.Problem) validates a written export
+offline; the Kubernetes formats share envctl.export.check.
 """
