@@ -140,7 +140,9 @@ def _plan_for(env, host):
     if not env.manifest_file:
         raise EnvctlError(f"{env.name} carries no manifest file label; recreate it with `envctl up`")
     loaded = load(env.manifest_file, variant=env.variant)
-    the_plan = plan_on(host, loaded, Options(cards=env.cards or None, skip_driver_check=True), host.engine())
+    # Its own cards, as its label names them: nothing is chosen, so who else holds cards is not read.
+    the_plan = plan_on(host, loaded, Options(cards=env.cards or None, skip_driver_check=True), host.engine(),
+                       holders=False)
     if the_plan.container.config_hash() != env.config_hash:
         say(f"warning: {env.manifest_file} changed since {env.name} was created; `envctl up {env.reference}` applies it")
     return the_plan

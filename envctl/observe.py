@@ -46,11 +46,14 @@ class Observed:
 
 def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] | None = None,
             remote_records: Callable[[str], dict | None] | None = None, fetch_mode: str | None = None,
-            engine_problem: str | None = None, remote_copies: Callable[[str, dict], bool] | None = None) -> Observed:
+            engine_problem: str | None = None, remote_copies: Callable[[str, dict], bool] | None = None,
+            holders: bool = True) -> Observed:
     """Read the host. With an engine client, also the image, the container and its markers.
     `environ` gives the cache and workspace roots as seen where the artifacts live (this
     machine); `remote_records(name)` reads an artifact's record in a remote host's cache and
-    `remote_copies(name, record)` says whether its writable copy there is current."""
+    `remote_copies(name, record)` says whether its writable copy there is current. `holders`:
+    also read who holds the cards (every container inspected, the vendor tool run); commands
+    that only need an environment's own plan (exec, shell) leave it out."""
     from envctl.observe_cache import view as cache_view
     from envctl.paths import cache_dir, workspace_dir
 
@@ -68,22 +71,24 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
                         remote_copies)
     seen = None
     present = tuple(fam.discover(devices))
-    holders = reading = None
-    if manifest.device.kind in ("mlu", "npu") and present:
+    reading = None
+    if holders and manifest.device.kind in ("mlu", "npu") and present:
         from envctl.devices.usage import read
 
         # cnmon / npu-smi: the processes on each card, and (npu-smi) which chips go together
         reading = read(manifest.device.kind, host)
+    held = None
     if engine is not None:
         seen = _engine_view(engine, loaded, environ, caches.tarball_path)
+    if engine is not None and holders:
         from envctl.card_holders import node_path_for, read_holders, with_processes
 
-        holders = with_processes(read_holders(engine, manifest.device.kind, node_path_for(manifest.device.kind, host.under_root),
+        held = with_processes(read_holders(engine, manifest.device.kind, node_path_for(manifest.device.kind, host.under_root),
                                               present), reading)
     return Observed(host.name, host.root, present, driver, devices, frozenset(missing),
                     seen.image_present if seen else None, seen.image_id if seen else None,
                     seen.image_config if seen else None, dict(seen.baked) if seen else {}, seen, caches, fetch_mode,
-                    engine_problem, holders, reading)
+                    engine_problem, held, reading)
 
 
 def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None) -> EngineView:

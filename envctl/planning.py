@@ -19,13 +19,15 @@ def engine_if_any(host: WritableHost):
         return None, f"the engine could not be asked: {problem.message.splitlines()[0]}"
 
 
-def plan_on(host: WritableHost, loaded: Loaded, options: Options, engine=None, engine_problem: str | None = None) -> Plan:
+def plan_on(host: WritableHost, loaded: Loaded, options: Options, engine=None, engine_problem: str | None = None,
+            holders: bool = True) -> Plan:
     """The plan on `host`, observing `engine` when given (None: no decisions about the image,
-    container and setup; `engine_problem` says why)."""
+    container and setup; `engine_problem` says why). `holders=False`: who holds the cards is
+    not read (an environment's own plan for exec and shell, which chooses no cards)."""
     from envctl.artifact_steps import host_copies, host_records
     from envctl.observe import observe
     from envctl.plan import build_plan
 
     observed = observe(host, loaded, engine, remote_records=host_records(host, loaded), fetch_mode=host.fetch_mode,
-                       engine_problem=engine_problem, remote_copies=host_copies(host, loaded))
+                       engine_problem=engine_problem, remote_copies=host_copies(host, loaded), holders=holders)
     return build_plan(loaded, observed, options, host.environ())
