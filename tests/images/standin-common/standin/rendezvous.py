@@ -78,6 +78,12 @@ def serve(port: int, me: dict, complete: Callable[[list[dict]], bool], check: Ca
             answer = {"error": problem} if problem else {"nodes": nodes}
             for conn in peers:
                 conn.sendall(json.dumps(answer).encode() + b"\n")
+            for conn in peers:  # until each peer closes: the TIME_WAIT stays on its side, not on the master port
+                conn.settimeout(5)
+                try:
+                    conn.recv(1)
+                except OSError:
+                    pass
         finally:
             for conn in peers:
                 conn.close()
