@@ -4,7 +4,8 @@
 In order: each node over its verified SSH connection and its running environment (a node
 that cannot be reached, whose engine does not answer or that has no such environment is a
 line of its own, not a traceback: the other nodes are still checked); the same image ID,
-manifest, container config, driver and cards as node 0, host networking (prepare.preflight);
+manifest, driver and card count as node 0, the container config where it must be equal (its
+node-independent view, envctl.multinode.node_config), host networking (prepare.preflight);
 each node's clock against node 0's (envctl.nodes.clocks); the master address and each node's
 interface (prepare.choose_network); one master port free on the master; the master port
 reachable from every other node's container (envctl.multinode.reach). Anything that blocks

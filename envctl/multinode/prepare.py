@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_USAGE, EnvctlError
+from envctl.multinode import node_config
 from envctl.nodes.addresses import AddressError, NodeNetwork, data_addresses, route_to_master
 from envctl.nodes.contract import Contract, ContractError, Node, build_contract, new_run_id
 from envctl.nodes.launchers import default_port
@@ -94,6 +95,7 @@ class Row:
     reach: str = "-"  # the master port from its container (envctl.multinode.reach)
     warnings: tuple[str, ...] = ()
     lock: str = "-"  # digest of its manifest.lock (JSON only: the table is wide enough)
+    notes: tuple[str, ...] = ()  # how it legitimately differs from node 0 (its host's own: cards, root, ...)
 
     @property
     def result(self) -> str:
@@ -104,7 +106,7 @@ class Row:
                 "manifest": self.manifest, "lock": self.lock, "driver": self.driver, "processes": self.processes,
                 "clock": self.clock,
                 "address": self.address, "reach": self.reach, "result": self.result,
-                "problems": list(self.problems), "warnings": list(self.warnings)}
+                "problems": list(self.problems), "warnings": list(self.warnings), "per_host": list(self.notes)}
 
 
 def unreachable_row(rank: int, host: str, problem: str) -> Row:
@@ -112,15 +114,34 @@ def unreachable_row(rank: int, host: str, problem: str) -> Row:
     return Row(rank, host, "-", "-", "-", "-", 0, (problem,))
 
 
-def preflight(sites: list[NodeSite]) -> list[Row]:
-    """Compare the nodes with node 0: the same image ID, the same manifest (file digest, its
-    manifest.lock's digest and the container's config hash), the same driver, equal cards;
-    and each container on its host's network (a node's addresses are its host's only then).
-    A node's problems name what differs from node 0's value."""
-    first = sites[0]
-    rows = []
+def node_views(sites: list[NodeSite]) -> list[node_config.NodeView | None]:
+    """Each node's container spec split into what must be equal and what is its host's
+    (envctl.multinode.node_config): from its io.envctl.spec label; else, when the container's
+    config hash is the one its manifest gives on that host now, from that plan's spec; else None."""
+    views = []
     for site in sites:
-        problems = []
+        spec = node_config.recorded_spec(getattr(site.environment, "container", None))
+        the_spec = getattr(site.plan, "container", None)
+        if spec is None and the_spec is not None and the_spec.config_hash() == site.environment.config_hash:
+            spec = json.loads(json.dumps(the_spec.summary(), default=list))
+        kind = getattr(getattr(site.plan, "driver", None), "kind", None) or "cpu"
+        root = getattr(site.plan, "host_root", None) or "/"
+        views.append(node_config.node_view(spec, kind, root) if spec is not None else None)
+    return views
+
+
+def preflight(sites: list[NodeSite]) -> list[Row]:
+    """Compare the nodes with node 0: the same image ID, the same manifest (file digest and its
+    manifest.lock's digest), the same container configuration where it must be equal (its
+    node-independent view: envctl.multinode.node_config; what is the host's own, such as which
+    cards and the host root, is a note, a driver file passed on one node only a warning), the
+    same driver, equal card counts; and each container on its host's network (a node's
+    addresses are its host's only then). A node's problems name what differs from node 0's value."""
+    first = sites[0]
+    views = node_views(sites)
+    rows = []
+    for site, view in zip(sites, views):
+        problems, warnings, notes = [], [], []
         if site.environment.status != "running":
             problems.append(f"container {site.environment.name} is {site.environment.status}")
         mode = network_mode(site.environment)
@@ -130,14 +151,22 @@ def preflight(sites: list[NodeSite]) -> list[Row]:
         for what, mine, theirs in (("image ID", site.image_id, first.image_id),
                                    ("manifest", site.manifest_digest, first.manifest_digest),
                                    ("manifest.lock", site.lock_digest, first.lock_digest),
-                                   ("container config", site.environment.config_hash, first.environment.config_hash),
                                    ("driver", site.driver, first.driver),
                                    ("cards", site.processes, first.processes)):
             if mine != theirs:
                 problems.append(f"{what} {_short(mine)} differs from {first.name}'s {_short(theirs)}")
+        if view is None:
+            problems.append(f"container {site.environment.name} records no configuration envctl can compare "
+                            f"(no {node_config.LABEL_SPEC} label): run envctl up for it again")
+        elif site is not first and views[0] is not None:
+            compared = node_config.compare(view, views[0], first.name,
+                                           said=("network_mode",) if mode is not None and mode != "host" else ())
+            problems += compared.problems
+            warnings += compared.warnings
+            notes += compared.notes
         rows.append(Row(site.rank, site.name, site.environment.name, _short(site.image_id),
                         _short(site.manifest_digest), site.driver, site.processes, tuple(problems),
-                        lock=_short(site.lock_digest)))
+                        warnings=tuple(warnings), lock=_short(site.lock_digest), notes=tuple(notes)))
     return rows
 
 
@@ -159,7 +188,8 @@ HEADER = ("rank", "host", "container", "image ID", "manifest", "driver", "procs"
 
 def table(rows: list[Row], problems: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The preflight table, one line per node, then each node's problems and warnings on lines
-    of their own, then the run's own problems (the master address, the port)."""
+    of their own, then what is its host's own (a line per node that has any), then the run's own
+    problems (the master address, the port)."""
     lines = [(str(r.rank), r.host, r.container, r.image_id, r.manifest, r.driver, str(r.processes), r.clock,
               r.address, r.reach, r.result) for r in rows]
     widths = [max(len(HEADER[i]), *(len(line[i]) for line in lines)) for i in range(len(HEADER))]
@@ -167,6 +197,7 @@ def table(rows: list[Row], problems: list[str] | tuple[str, ...] = ()) -> list[s
     out += ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines]
     out += [f"  {r.host}: {p}" for r in rows for p in r.problems]
     out += [f"  {r.host}: warning: {w}" for r in rows for w in r.warnings]
+    out += [f"  {r.host}: its host's own (may differ): {'; '.join(r.notes)}" for r in rows if r.notes]
     out += [f"  {p}" for p in problems]
     return out
 

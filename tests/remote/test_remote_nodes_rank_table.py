@@ -36,12 +36,14 @@ entrypoints:
         echo "table=$${{RANK_TABLE_FILE-unset}} visible=$ASCEND_RT_VISIBLE_DEVICES"
         if [ -n "$${{RANK_TABLE_FILE-}}" ]; then tr -d ' \\n' < "$RANK_TABLE_FILE"; echo; fi
 """
-# Both nodes use their cards 2 and 3 (the inventory's): device_id is the physical id.
-LAB1_IPS = {2: "192.168.102.101", 3: "192.168.103.101"}
+# lab1 uses its cards 0 and 1, lab2 its cards 2 and 3 (the inventory's), as `up` picks free
+# cards per host on shared servers: device_id is the physical id.
+LAB1_IPS = {0: "192.168.100.101", 1: "192.168.101.101"}
 LAB2_IPS = {2: "192.168.102.102", 3: "192.168.103.102"}
-# One root path on both hosts, below their private /root (each host has its own files there), as
-# real nodes all have the driver at the same paths: the nodes' container configs are then equal.
-ROOT = "/root/npu-root"
+# Each host's simulated root at a path of its own (below the host's private /root): the nodes'
+# container configs differ in what is the host's own (cards, device nodes, driver paths), which
+# the preflight shows and does not block on.
+ROOTS = {"lab1": "/root/npu-root-a", "lab2": "/root/npu-root-b"}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,7 @@ def _blocked(world, *problems: str) -> None:
 
 
 def test_rank_table_across_two_ascend_hosts(world, lab, tarball):
-    roots = {host: world.remote(host, ROOT) for host in ("lab1", "lab2")}
+    roots = {host: world.remote(host, ROOTS[host]) for host in ("lab1", "lab2")}
     for root in roots.values():
         hostsim.npu_host(root, cards=4)
         world.cleanups.append(lambda root=root: shutil.rmtree(root))
@@ -69,7 +71,7 @@ def test_rank_table_across_two_ascend_hosts(world, lab, tarball):
     hccnsim.hccn_tool(roots["lab2"], LAB2_IPS)
     hccnsim.hccn_conf(roots["lab1"], LAB1_IPS)
     hccnsim.hccn_conf(roots["lab2"], LAB2_IPS)
-    world.write_inventory(lab1={"root": ROOT, "cards": "2-3"}, lab2={"root": ROOT, "cards": "2-3"})
+    world.write_inventory(lab1={"root": ROOTS["lab1"], "cards": "0-1"}, lab2={"root": ROOTS["lab2"], "cards": "2-3"})
     manifest = world.write(BODY.format(image=IMAGE, tarball=tarball))
     for host in ("lab1", "lab2"):
         up = world.run("up", str(manifest), "--host", host)
@@ -77,10 +79,13 @@ def test_rank_table_across_two_ascend_hosts(world, lab, tarball):
 
     ran = world.run("exec", "table", "--nodes", "lab1,lab2", "--rank-table")
     assert ran.returncode == 0, ran.stderr
+    assert re.search(r"^1 +lab2 +.* ok$", ran.stderr, re.M), ran.stderr  # other cards and root: not a difference
+    assert (f"  lab2: its host's own (may differ): host root {ROOTS['lab2']} (lab1: {ROOTS['lab1']}); cards 2,3 "
+            "(lab1: 0,1); card device nodes /dev/davinci2 /dev/davinci3 (lab1: /dev/davinci0 /dev/davinci1); ") in ran.stderr
     run_id = re.search(r"^run (\S+): master", ran.stderr, re.M).group(1)
     path = f"/envctl/nodes/{run_id}/hccl.json"
     assert f"[0 lab1] table={path} visible=" in ran.stdout and f"[1 lab2] table={path} visible=" in ran.stdout
-    assert "[0 lab1] rank table: device 2 192.168.102.101, device 3 192.168.103.101" in ran.stderr
+    assert "[0 lab1] rank table: device 0 192.168.100.101, device 1 192.168.101.101" in ran.stderr
     assert "[1 lab2] rank table: device 2 192.168.102.102, device 3 192.168.103.102" in ran.stderr
     tables = [json.loads(world.remote(host, f"{world.data_dir()}/workspaces/{world.container}/nodes/{run_id}/hccl.json")
                          .read_text()) for host in ("lab1", "lab2")]
@@ -90,7 +95,7 @@ def test_rank_table_across_two_ascend_hosts(world, lab, tarball):
     assert table["server_count"] == "2" == str(len(table["server_list"]))
     assert [s["server_id"] for s in table["server_list"]] == [lab.ip("lab1"), lab.ip("lab2")]  # rank order, data-plane IPs
     assert [[(d["device_id"], d["device_ip"], d["rank_id"]) for d in s["device"]] for s in table["server_list"]] == [
-        [("2", "192.168.102.101", "0"), ("3", "192.168.103.101", "1")],  # physical ids,
+        [("0", "192.168.100.101", "0"), ("1", "192.168.101.101", "1")],  # physical ids,
         [("2", "192.168.102.102", "2"), ("3", "192.168.103.102", "3")],  # ranks numbered on
     ]
     for rank in ("0", "1"):  # what each container read is that file
@@ -106,13 +111,13 @@ def test_rank_table_across_two_ascend_hosts(world, lab, tarball):
     hccnsim.hccn_tool(roots["lab2"], LAB2_IPS)
 
     # A stale /etc/hccn.conf: it disagrees with the device's IP.
-    hccnsim.hccn_conf(roots["lab1"], {**LAB1_IPS, 3: "192.168.103.199"})
-    _blocked(world, "lab1: device 3: hccn_tool says IP 192.168.103.101 but /etc/hccn.conf has address_3=192.168.103.199")
+    hccnsim.hccn_conf(roots["lab1"], {**LAB1_IPS, 1: "192.168.101.199"})
+    _blocked(world, "lab1: device 1: hccn_tool says IP 192.168.101.101 but /etc/hccn.conf has address_1=192.168.101.199")
     hccnsim.hccn_conf(roots["lab1"], LAB1_IPS)
 
     # The same device IP on both nodes.
-    hccnsim.hccn_tool(roots["lab2"], {2: "192.168.102.101", 3: "192.168.103.102"})
-    _blocked(world, "device IP 192.168.102.101 twice: lab1 device 2 and lab2 device 2")
+    hccnsim.hccn_tool(roots["lab2"], {2: "192.168.100.101", 3: "192.168.103.102"})
+    _blocked(world, "device IP 192.168.100.101 twice: lab1 device 0 and lab2 device 2")
 
     # hccn_tool fails for a device (it knows no IP for device 3).
     hccnsim.hccn_tool(roots["lab2"], {2: "192.168.102.102"})
@@ -127,4 +132,4 @@ def test_rank_table_across_two_ascend_hosts(world, lab, tarball):
     assert "[1 lab2] rank table: device 2 192.168.102.102, device 3 192.168.103.102" in from_conf.stderr
     # ... and a card missing there has no IP at all.
     hccnsim.hccn_conf(roots["lab2"], {2: "192.168.102.102"})
-    _blocked(world, f"lab2: device 3 has no IP: no hccn_tool and no address_3 in {ROOT}/etc/hccn.conf")
+    _blocked(world, f"lab2: device 3 has no IP: no hccn_tool and no address_3 in {ROOTS['lab2']}/etc/hccn.conf")

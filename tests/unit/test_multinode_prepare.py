@@ -4,12 +4,14 @@ the run itself are tested on the SSH lab (tests/remote/test_remote_nodes.py)."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import pytest
 
+from envctl.containers import LABEL_SPEC
 from envctl.errors import EXIT_HOST_NOT_READY, EnvctlError, ManifestError
 from envctl.multinode import prepare
 from envctl.remote.inventory import load_inventory
@@ -26,12 +28,15 @@ class RecordedHost:
         return self.answers[tuple(argv)]
 
 
-def site(rank, name, image="sha256:" + "a" * 64, digest="sha256:" + "b" * 64, config="c1", driver=None, cards=(),
+def site(rank, name, image="sha256:" + "a" * 64, digest="sha256:" + "b" * 64, shm="1g", driver=None, cards=(),
          status="running", lock=None, network="host"):
-    container = SimpleNamespace(attrs={"HostConfig": {"NetworkMode": network}})  # as docker inspect has it
-    environment = SimpleNamespace(name=f"envctl-x-{name}", status=status, config_hash=config, cards=cards, workspace="/w",
+    spec = {"name": "envctl-x", "image": "x:1", "cards": [], "devices": [], "env": {}, "shm_size": shm,
+            "network_mode": network, "mounts": [{"source": "/w", "target": "/envctl", "read_only": False}]}
+    container = SimpleNamespace(attrs={"HostConfig": {"NetworkMode": network},  # as docker inspect has it
+                                       "Config": {"Labels": {LABEL_SPEC: json.dumps(spec)}}})
+    environment = SimpleNamespace(name=f"envctl-x-{name}", status=status, config_hash="c1", cards=cards, workspace="/w",
                                   container=container)
-    the_plan = SimpleNamespace(driver=SimpleNamespace(found=driver))
+    the_plan = SimpleNamespace(driver=SimpleNamespace(found=driver, kind="cpu"), host_root="/", container=None)
     return prepare.NodeSite(rank, SimpleNamespace(name=name, data_addr=None), None, environment, the_plan, image, digest,
                             lock_digest=lock)
 
@@ -48,7 +53,7 @@ def test_equal_nodes_pass_and_the_table_has_one_line_each():
 @pytest.mark.parametrize("changes, what", [
     ({"image": "sha256:" + "d" * 64}, "image ID sha256:dddddddddddd differs from lab1's sha256:aaaaaaaaaaaa"),
     ({"digest": "sha256:" + "e" * 64}, "manifest sha256:eeeeeeeeeeee differs from lab1's sha256:bbbbbbbbbbbb"),
-    ({"config": "c2"}, "container config c2 differs from lab1's c1"),
+    ({"shm": "2g"}, "container shm size 2g differs from lab1's 1g"),
     ({"cards": (0, 1)}, "cards 2 differs from lab1's 1"),
     ({"driver": "23.0.rc3"}, "driver 23.0.rc3 differs from lab1's -"),
     ({"status": "exited"}, "container envctl-x-lab2 is exited"),
