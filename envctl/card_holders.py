@@ -60,7 +60,7 @@ class Holder:
         if self.environment and self.how == "privileged":
             facts.append("privileged")
         if self.since:
-            facts.append(f"since {self.since}")
+            facts.append(f"since {self.since}" if self.holds else f"created {self.since}")
         if not self.holds:
             facts.append(self.status)
         return f"{self.container} ({', '.join(facts)})"

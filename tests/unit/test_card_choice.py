@@ -167,3 +167,33 @@ def test_holders_from_inspect_names_nvidia_requests_too():
     found = holders_from(inspected, "cuda", lambda c: f"/dev/nvidia{c}", present)
     assert [(h.container, h.cards, h.how) for h in found] == [("gpu-all", present, "NVIDIA runtime"),
                                                              ("gpu-two", (1, 3), "NVIDIA runtime")]
+
+
+def test_under_the_lock_up_finds_cards_taken_since_the_plan(lab):
+    from envctl.card_lock import CardsTaken, check_still_free
+
+    lab.host()
+    plan = lab.plan()
+    assert plan.devices.cards == (0, 1)
+    lab.envctl("envctl-lab", (0, 1))  # its own container (up applied before) is not someone else
+    check_still_free(lab.engine, plan)
+    lab.foreign("late-job", (1,))  # started after the plan was made
+    with pytest.raises(CardsTaken) as taken:
+        check_still_free(lab.engine, plan)
+    assert taken.value.message.startswith("cards 1 were taken after the plan was made: card 1 by late-job (not envctl's")
+    shared = lab.plan(cards='"1-2"', share_cards=True)  # a holder the plan saw and shares with is no news
+    check_still_free(lab.engine, shared)
+
+
+def test_cards_text_says_unknown_without_an_engine_and_lists_stopped_holders(tmp_path):
+    from envctl.host_cards import lines, survey
+
+    hostsim.npu_host(tmp_path, cards=2)
+    unknown = "\n".join(lines(survey(LocalHost(str(tmp_path)), None, "the engine could not be asked: it is down")))
+    assert unknown.startswith("who holds cards is unknown: the engine could not be asked: it is down")
+    assert unknown.count(" unknown\n") + unknown.endswith(" unknown") == 2
+    engine = FakeEngine()
+    stopped = engine.add_container("old-job", {}, "exited")
+    stopped.devices = [str(tmp_path / "dev/davinci1")]
+    text = "\n".join(lines(survey(LocalHost(str(tmp_path)), engine)))
+    assert "free\n" in text and "card 1: old-job (not envctl's, created 2026-11-30 09:15 UTC, exited)" in text
