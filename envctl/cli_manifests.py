@@ -145,6 +145,8 @@ def schema() -> None:
 @app.command()
 def plan(
     name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
+    args: Optional[List[str]] = typer.Argument(None, help="with --nodes: the entrypoint's extra arguments, after -- "
+                                               "(as exec takes them)"),
     cards: Optional[str] = typer.Option(None, "--cards", help="card indices to use: 0,1 or 0-3 or 0,2-3 (overrides device.cards)"),
     card_count: Optional[int] = typer.Option(None, "--card-count", help=CARD_COUNT_HELP),
     share_cards: bool = typer.Option(False, "--share-cards", help=SHARE_HELP),
@@ -162,6 +164,8 @@ def plan(
     master_addr: Optional[str] = typer.Option(None, "--master-addr", help="with --nodes: the master's data-plane IPv4 address"),
     master_port: Optional[int] = typer.Option(None, "--master-port", help="with --nodes: the master port"),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="with --nodes: key=value overriding a parameter"),
+    rank_table: bool = typer.Option(False, "--rank-table", help="with --nodes on Ascend: ask hccn_tool on every node and "
+                                    "check the HCCL rank table exec --rank-table would write; show RANK_TABLE_FILE"),
 ) -> None:
     """Show exactly what `up` would do on this host (or the hosts named); exit 5 when something blocks it
     (among them: recreating a container in which work runs). With --nodes: each node's part of
@@ -177,9 +181,11 @@ def plan(
         loaded = load(name)
         reference = f"{loaded.manifest.name}:{loaded.manifest.variant}" if loaded.manifest.variant else loaded.manifest.name
         together = remote_options(nodes, ssh_config, inventory, accept_host_key)
-        raise typer.Exit(plan_nodes(together, reference, entrypoint, master_addr, master_port, list(sets or []), as_json))
-    if entrypoint or master_addr or master_port or sets:
-        raise EnvctlError("--entrypoint, --master-addr, --master-port and --set go with --nodes", exit_code=EXIT_USAGE)
+        raise typer.Exit(plan_nodes(together, reference, entrypoint, master_addr, master_port, list(sets or []), as_json,
+                                    list(args or []), rank_table))
+    if entrypoint or master_addr or master_port or sets or rank_table or args:
+        raise EnvctlError("--entrypoint, --master-addr, --master-port, --set, --rank-table and arguments after -- go "
+                          "with --nodes", exit_code=EXIT_USAGE)
     options = Options(cards=card_request(cards, card_count), skip_driver_check=skip_driver_check, force=force,
                       share_cards=share_cards)
     loaded = load(name)

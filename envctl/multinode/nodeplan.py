@@ -51,14 +51,15 @@ def expand_known(text: str, env: dict[str, str]) -> str:
     return _REFERENCE.sub(one, text)
 
 
-def node_plans(contract: Contract, commands: list[NodeCommand], launcher: str) -> list[dict]:
+def node_plans(contract: Contract, commands: list[NodeCommand], launcher: str,
+               shared: dict[str, str] | None = None) -> list[dict]:
     """One dict per node, rank order: rank, host, address, interface, the master, the command
     as given and as it reads with the contract, the launcher's own per-node line (what its
-    multi-node runner would start there) and the contract's variables (never the entrypoint's
-    own, which may hold tokens)."""
+    multi-node runner would start there) and the contract's variables with `shared` (what exec
+    adds for every node: RANK_TABLE_FILE), never the entrypoint's own, which may hold tokens."""
     plans = []
     for rank, (node, command) in enumerate(zip(contract.nodes, commands)):
-        env = contract.env(rank)
+        env = {**contract.env(rank), **(shared or {})}
         plans.append({
             "rank": rank, "host": node.name, "address": node.address, "ifname": node.ifname,
             "source_ip": node.source_ip or node.address, "processes": node.processes,

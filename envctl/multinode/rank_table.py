@@ -107,12 +107,16 @@ def node_devices(host, name: str, cards: list[int]) -> tuple[list[tuple[int, str
     return devices, problems, notes
 
 
-def provide(sites: list, contract, device_kind: str, say) -> dict[str, str]:
-    """Build, check and write the run's rank table; returns the variables for every node
-    (RANK_TABLE_FILE). Raises EnvctlError: exit 2 for a device kind other than npu, exit 5 with
-    every problem found (nothing has started)."""
-    from envctl.multinode.prepare import run_dir_on_host
+def variables(contract) -> dict[str, str]:
+    """What every node's process gets: RANK_TABLE_FILE, the table in the per-run directory."""
+    return {"RANK_TABLE_FILE": f"{contract.run_dir}/{FILE_NAME}"}
 
+
+def build(sites: list, contract, device_kind: str, say) -> tuple[str, list]:
+    """Ask every node's hccn_tool and check the answers (reading only: `plan --nodes
+    --rank-table` shows what `exec` would write). Returns (the table as JSON text, [(server
+    address, [(physical id, device ip)])] in rank order). Raises EnvctlError: exit 2 for a
+    device kind other than npu, exit 5 with every problem found."""
     if device_kind != "npu":
         raise EnvctlError(f"--rank-table is for Ascend NPUs (device kind npu); this environment's is {device_kind}",
                           exit_code=EXIT_USAGE)
@@ -138,6 +142,17 @@ def provide(sites: list, contract, device_kind: str, say) -> dict[str, str]:
     except RankTableError as problem:
         raise EnvctlError(str(problem), exit_code=EXIT_HOST_NOT_READY) from None
     for site, (server, devices) in zip(sites, servers):
-        site.host.write_file(f"{run_dir_on_host(site, contract)}/{FILE_NAME}", text.encode("utf-8"))
         say(f"[{site.rank} {site.name}] rank table: " + ", ".join(f"device {card} {ip}" for card, ip in devices))
-    return {"RANK_TABLE_FILE": f"{contract.run_dir}/{FILE_NAME}"}
+    return text, servers
+
+
+def provide(sites: list, contract, device_kind: str, say) -> dict[str, str]:
+    """Build, check and write the run's rank table into every node's per-run directory;
+    returns the variables for every node (RANK_TABLE_FILE). Raises EnvctlError as build does
+    (nothing has started)."""
+    from envctl.multinode.prepare import run_dir_on_host
+
+    text, _ = build(sites, contract, device_kind, say)
+    for site in sites:
+        site.host.write_file(f"{run_dir_on_host(site, contract)}/{FILE_NAME}", text.encode("utf-8"))
+    return variables(contract)

@@ -4,17 +4,20 @@ alone, and what `exec --nodes` would start on each node, without starting anythi
 Both print the preflight table (envctl.multinode.preflight) and return 5 when it blocks. Their
 --json: doctor's is the preflight (`blocked`, `master`, `nodes`: one object per table line,
 `problems`); plan's adds `entrypoint`, `launcher`, `run_id` (null: exec draws one per run;
-the variables show RUN_ID in its place) and `plan`: one object per node (envctl.multinode.nodeplan).
+the variables show RUN_ID in its place) and `plan`: one object per node
+(envctl.multinode.nodeplan), and with --rank-table `rank_table`: the HCCL rank table exec
+would write.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 
 import typer
 
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_USAGE, EnvctlError
-from envctl.multinode import nodeplan, preflight
+from envctl.multinode import nodeplan, preflight, rank_table
 from envctl.nodes.contract import build_contract
 
 
@@ -36,27 +39,48 @@ def doctor_nodes(remote, env_name: str | None, entrypoint: str | None, master_ad
 
 
 def plan_nodes(remote, reference: str, entrypoint: str | None, master_addr: str | None, master_port: int | None,
-               sets: list[str], as_json: bool) -> int:
-    """What `exec ENTRYPOINT --nodes ... --env REFERENCE` would start on each node."""
+               sets: list[str], as_json: bool, extra: list[str] | None = None, with_rank_table: bool = False) -> int:
+    """What `exec ENTRYPOINT --nodes ... --env REFERENCE [--rank-table] [-- extra]` would start
+    on each node. With `with_rank_table`, every node's hccn_tool is asked and checked as exec
+    does (reading only; its problems: exit 5) and RANK_TABLE_FILE is among the variables; the
+    table itself is in --json's `rank_table`."""
     if not entrypoint:
         raise EnvctlError("plan --nodes shows what exec --nodes would run: name the entrypoint with --entrypoint E",
                           exit_code=EXIT_USAGE)
+    extra = list(extra or [])
     check, loaded, declared = preflight.for_entrypoint(remote, reference, entrypoint, master_addr, master_port)
+    if not as_json:
+        for line in check.table():
+            typer.echo(line)
     plans: list[dict] = []
+    table = None
     if not check.blocked:
         contract = build_contract(check.nodes, check.port, nodeplan.RUN_ID_PLACEHOLDER, loaded.manifest.device.kind)
-        commands = [nodeplan.command_for(site, loaded, declared, entrypoint, sets, []) for site in check.sites]
-        plans = nodeplan.node_plans(contract, commands, declared.nodes.launcher)
+        shared = {}
+        if with_rank_table:  # its lines (and a refusal) after the table; with --json on stderr
+            text, _ = rank_table.build(check.sites, contract, loaded.manifest.device.kind,
+                                       lambda line: typer.echo(line, err=as_json))
+            table, shared = json.loads(text), rank_table.variables(contract)
+        commands = [nodeplan.command_for(site, loaded, declared, entrypoint, sets, extra) for site in check.sites]
+        plans = nodeplan.node_plans(contract, commands, declared.nodes.launcher, shared)
     if as_json:
         document = {"entrypoint": entrypoint, "launcher": declared.nodes.launcher if declared else None,
                     "run_id": None, **check.as_dict(), "plan": plans}
+        if with_rank_table:
+            document["rank_table"] = table
         typer.echo(json.dumps(document, indent=2))
     else:
-        for line in check.table():
-            typer.echo(line)
         for line in nodeplan.lines(plans):
             typer.echo(line)
         if plans:
-            typer.echo(f"nothing started; `envctl exec {entrypoint} --nodes {','.join(remote.hosts)}` runs this "
-                       f"(with a run id of its own in place of {nodeplan.RUN_ID_PLACEHOLDER})")
+            typer.echo(f"nothing started; `{shlex.join(_exec_line(entrypoint, remote, sets, extra, with_rank_table))}` "
+                       f"runs this (with a run id of its own in place of {nodeplan.RUN_ID_PLACEHOLDER})")
     return EXIT_HOST_NOT_READY if check.blocked else 0
+
+
+def _exec_line(entrypoint: str, remote, sets: list[str], extra: list[str], with_rank_table: bool) -> list[str]:
+    """The exec command line plan --nodes stands for."""
+    words = ["envctl", "exec", entrypoint, "--nodes", ",".join(remote.hosts)]
+    words += [w for s in sets for w in ("--set", s)]
+    words += ["--rank-table"] if with_rank_table else []
+    return words + (["--", *extra] if extra else [])

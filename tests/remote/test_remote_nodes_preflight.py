@@ -103,6 +103,11 @@ def test_doctor_and_plan_show_the_run_and_start_nothing(world, lab, tarball):
     assert f"node 1 lab2: address {lab.ip('lab2')} on eth0, 1 process(es), master {master}:29500" in planned.stdout
     assert f"rank=1 of 2 master={master}:29500 ifname=eth0 gloo=eth0" in planned.stdout  # the command as it reads there
     assert "  env       ENVCTL_NODE_RANK=1" in planned.stdout and "  env       RANK=" not in planned.stdout
+    with_args = world.run("plan", str(manifest), "--nodes", "lab1,lab2", "-e", "show", "--", "--lr", "1e-4 two")
+    assert with_args.returncode == 0, with_args.stdout + with_args.stderr  # arguments after -- as exec appends them
+    appended = [line for line in with_args.stdout.splitlines() if line.endswith("--lr '1e-4 two'")]
+    assert len(appended) == 2 and all('echo "hostfile: ' in line for line in appended), with_args.stdout
+    assert "`envctl exec show --nodes lab1,lab2 -- --lr '1e-4 two'` runs this" in with_args.stdout
     plan_json = json.loads(world.run("plan", str(manifest), "--nodes", "lab1,lab2", "-e", "show", "--json").stdout)
     assert plan_json["run_id"] is None and plan_json["launcher"] == "none" and not plan_json["blocked"]
     assert [(p["rank"], p["host"], p["ifname"], p["env"]["ENVCTL_NODE_RANK"]) for p in plan_json["plan"]] == \

@@ -3,7 +3,8 @@
 printing the driver's recorded output under each host's root): the HCCL rank table v1.0 is
 built from hccn_tool on each node, checked against the v1.0 schema (tests/fixtures/hccl), written
 to every node's per-run directory and named by RANK_TABLE_FILE; the hccn_tool checks (device IP
-present, link UP, /etc/hccn.conf agreeing, no IP twice) stop the run before anything starts."""
+present, link UP, /etc/hccn.conf agreeing, no IP twice) stop the run before anything starts;
+`plan --nodes --rank-table` shows the same table and RANK_TABLE_FILE, writing nothing."""
 
 from __future__ import annotations
 
@@ -77,8 +78,23 @@ def test_rank_table_across_two_ascend_hosts(world, lab, tarball):
         up = world.run("up", str(manifest), "--host", host)
         assert up.returncode == 0, up.stderr
 
+    # plan --nodes --rank-table asks hccn_tool and checks as exec does, and writes nothing.
+    planned = world.run("plan", str(manifest), "--nodes", "lab1,lab2", "-e", "table", "--rank-table")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert "[1 lab2] rank table: device 2 192.168.102.102, device 3 192.168.103.102" in planned.stdout
+    assert planned.stdout.count("  env       RANK_TABLE_FILE=/envctl/nodes/RUN_ID/hccl.json\n") == 2, planned.stdout
+    assert "`envctl exec table --nodes lab1,lab2 --rank-table` runs this" in planned.stdout
+    plan_json = json.loads(world.run("plan", str(manifest), "--nodes", "lab1,lab2", "-e", "table", "--rank-table",
+                                     "--json").stdout)
+    assert [s["server_id"] for s in plan_json["rank_table"]["server_list"]] == [lab.ip("lab1"), lab.ip("lab2")]
+    assert [p["env"]["RANK_TABLE_FILE"] for p in plan_json["plan"]] == ["/envctl/nodes/RUN_ID/hccl.json"] * 2
+    assert "env       RANK_TABLE_FILE=" not in world.run("plan", str(manifest), "--nodes", "lab1,lab2", "-e", "table").stdout
+    for host in ("lab1", "lab2"):
+        assert not world.remote(host, f"{world.data_dir()}/workspaces/{world.container}/nodes").exists()
+
     ran = world.run("exec", "table", "--nodes", "lab1,lab2", "--rank-table")
     assert ran.returncode == 0, ran.stderr
+    assert jsonschema.Draft202012Validator(SCHEMA).is_valid(plan_json["rank_table"])
     assert re.search(r"^1 +lab2 +.* ok$", ran.stderr, re.M), ran.stderr  # other cards and root: not a difference
     assert (f"  lab2: its host's own (may differ): host root {ROOTS['lab2']} (lab1: {ROOTS['lab1']}); cards 2,3 "
             "(lab1: 0,1); card device nodes /dev/davinci2 /dev/davinci3 (lab1: /dev/davinci0 /dev/davinci1); ") in ran.stderr
@@ -108,6 +124,8 @@ def test_rank_table_across_two_ascend_hosts(world, lab, tarball):
     # A link down, on the second node's second card.
     hccnsim.hccn_tool(roots["lab2"], LAB2_IPS, links={3: "DOWN"})
     _blocked(world, "lab2: device 3: link status DOWN (hccn_tool -i 3 -link -g)")
+    refused = world.run("plan", str(manifest), "--nodes", "lab1,lab2", "-e", "table", "--rank-table")
+    assert refused.returncode == 5 and "lab2: device 3: link status DOWN" in refused.stderr, refused.stderr
     hccnsim.hccn_tool(roots["lab2"], LAB2_IPS)
 
     # A stale /etc/hccn.conf: it disagrees with the device's IP.

@@ -38,3 +38,11 @@ def test_a_script_of_several_lines_is_shown_line_by_line():
     at = shown.index("  runs      /bin/sh -c with this script:")
     assert shown[at + 1:at + 3] == ["            cd /w", "            msrun --node_rank=0 --join=True x.py"]
     assert any(line.startswith("  launcher  msrun --worker_num=4 --local_worker_num=2") for line in shown)
+
+
+def test_what_exec_adds_for_every_node_is_among_the_variables():
+    commands = [NodeCommand(("run.sh",), {}, None, None)] * 2
+    plans = node_plans(contract(), commands, "none", {"RANK_TABLE_FILE": "/envctl/nodes/RUN_ID/hccl.json"})
+    assert [p["env"]["RANK_TABLE_FILE"] for p in plans] == ["/envctl/nodes/RUN_ID/hccl.json"] * 2
+    assert "  env       RANK_TABLE_FILE=/envctl/nodes/RUN_ID/hccl.json" in lines(plans)
+    assert "RANK_TABLE_FILE" not in node_plans(contract(), commands, "none")[0]["env"]
