@@ -7,7 +7,7 @@ the holders again: a container that was not holding the chosen cards when the pl
 holds them now means the plan is stale (CardsTaken), and `up` plans again.
 
 Where the lock lives:
-- this machine's engine: a file in the system's temporary directory, keyed by the engine's
+- this machine's engine: a file in /tmp, keyed by the engine's
   address (DOCKER_HOST), so every user of this machine who reaches that engine meets the same
   lock. The file is opened without O_CREAT when it exists: Linux refuses O_CREAT on another
   user's file in a sticky world-writable directory (fs.protected_regular), and flock(2) needs
@@ -28,7 +28,6 @@ import hashlib
 import os
 import posixpath
 import subprocess
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,6 +35,8 @@ from envctl.errors import HostNotReady
 from envctl.lifecycle import WorldChanged
 
 DEFAULT_ENGINE = "unix:///var/run/docker.sock"
+# Not tempfile.gettempdir(): it follows each user's TMPDIR, and users of one machine must meet here.
+SHARED_TMP = "/tmp"
 
 
 class CardsTaken(WorldChanged):
@@ -47,7 +48,7 @@ def lock_path(host) -> Path:
     if getattr(host, "fetch_mode", None) is None:
         address = host.environ().get("DOCKER_HOST") or DEFAULT_ENGINE
         key = hashlib.sha256(address.encode()).hexdigest()[:16]
-        return Path(tempfile.gettempdir()) / f"envctl-cards-{key}.lock"
+        return Path(SHARED_TMP) / f"envctl-cards-{key}.lock"
     return Path(host.lock_dir) / "cards.lock"
 
 
