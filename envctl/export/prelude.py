@@ -11,8 +11,11 @@ this file is envctl/nodes/contract.py as shipped. Steps:
    resolved to an IPv4 address, retried until it resolves (pods start in any order).
 3. rendezvous on the master port: rank 0 listens, every other rank connects (retrying until the
    master answers: this is the wait for the master) and says its rank and its address towards
-   the master (its side of the connection) and interface. Rank 0 answers with every node in rank
-   order and one run ID, then closes, and the port is free for the launcher.
+   the master (its side of the connection) and interface, and its name when the engine gave it
+   one (ENVCTL_EXPORT_NAME: the Slurm node, the server's host name). Rank 0 answers with every
+   node in rank order and one run ID, then closes, and the port is free for the launcher.
+   A node's name: ENVCTL_EXPORT_NAME, else node.json's `names` (pod host names the export
+   knows in advance), else node-<rank>.
 4. the contract (build_contract), its files in the per-run directory, the environment without
    RANK/LOCAL_RANK/WORLD_SIZE/LOCAL_WORLD_SIZE/GROUP_RANK, then exec of the node's command.
 
@@ -112,8 +115,18 @@ def _lines(conn):
     return json.loads(data.decode()) if data.strip() else None
 
 
-def rendezvous_master(spec, port, deadline):
-    """Rank 0: collect every other rank's hello, answer with the nodes and the run ID."""
+def node_name(spec, rank, told=None):
+    """The name nodes.json gives rank `rank`: what the node said (ENVCTL_EXPORT_NAME), else
+    node.json's names, else node-<rank>."""
+    if told:
+        return told
+    names = spec.get("names") or []
+    return names[rank] if rank < len(names) else "node-%d" % rank
+
+
+def rendezvous_master(spec, port, deadline, name=None):
+    """Rank 0: collect every other rank's hello, answer with the nodes and the run ID. `name`:
+    this node's own name, if the engine gave one."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("", port))
@@ -136,10 +149,9 @@ def rendezvous_master(spec, port, deadline):
             own = own or conn.getsockname()[0]
             hellos[hello["rank"]] = hello
             conns.append(conn)
-        names = spec.get("names") or ["node-%d" % r for r in range(spec["nnodes"])]
-        nodes = [[names[0], own, spec["processes"], interface_of(own), own]]
-        nodes += [[names[r], hellos[r]["address"], spec["processes"], hellos[r]["ifname"], hellos[r]["address"]]
-                  for r in range(1, spec["nnodes"])]
+        nodes = [[node_name(spec, 0, name), own, spec["processes"], interface_of(own), own]]
+        nodes += [[node_name(spec, r, hellos[r].get("name")), hellos[r]["address"], spec["processes"],
+                   hellos[r]["ifname"], hellos[r]["address"]] for r in range(1, spec["nnodes"])]
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         answer = {"nodes": nodes, "run_id": new_run_id(spec["entrypoint"], stamp, os.urandom(3).hex())}
         for conn in conns:
@@ -157,8 +169,9 @@ def rendezvous_master(spec, port, deadline):
         listener.close()
 
 
-def rendezvous_node(rank, master, port, deadline):
-    """Any other rank: reach the master (retrying: it may not run yet), say who we are."""
+def rendezvous_node(rank, master, port, deadline, name=None):
+    """Any other rank: reach the master (retrying: it may not run yet), say who we are (`name`:
+    this node's own name, if the engine gave one)."""
     while True:
         try:
             conn = socket.create_connection((resolve(master, deadline), port), timeout=10)
@@ -170,7 +183,10 @@ def rendezvous_node(rank, master, port, deadline):
     try:
         conn.settimeout(max(10.0, deadline - time.time()))
         address = conn.getsockname()[0]
-        conn.sendall((json.dumps({"rank": rank, "address": address, "ifname": interface_of(address)}) + "\n").encode())
+        hello = {"rank": rank, "address": address, "ifname": interface_of(address)}
+        if name:
+            hello["name"] = name
+        conn.sendall((json.dumps(hello) + "\n").encode())
         answer = _lines(conn)
     finally:
         conn.close()
@@ -199,10 +215,11 @@ def main(argv):
         master = find_master(spec, os.environ)
         port = spec["port"]
         say("rank %d of %d, master %s:%d" % (rank, spec["nnodes"], master, port))
+        name = os.environ.get("ENVCTL_EXPORT_NAME") or None
         if rank == 0:
-            answer = rendezvous_master(spec, port, deadline)
+            answer = rendezvous_master(spec, port, deadline, name)
         else:
-            answer = rendezvous_node(rank, master, port, deadline)
+            answer = rendezvous_node(rank, master, port, deadline, name)
         contract = contract_of(spec, answer)
     except (PreludeError, ContractError) as problem:
         say("error: %s" % problem)

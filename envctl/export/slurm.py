@@ -6,6 +6,8 @@ Facts (Slurm 22.05, sbatch(1), srun(1), scontrol(1); research scale-out.md §1.1
   index in the job (0..N-1) and SLURM_NNODES the node count; SLURM_JOB_NODELIST is the
   compressed host list (`lab[1-2]`), expanded in order by `scontrol show hostnames`, whose
   first host is the batch host and, by convention, the master.
+- srun sets SLURMD_NODENAME in each task, the name of the node running it (srun(1), OUTPUT
+  ENVIRONMENT VARIABLES): the node's name in nodes.json, as exec --nodes writes the inventory's.
 - `scontrol show node -o NAME` prints NodeAddr=, the address Slurm itself reaches the node at
   (the node's name when slurm.conf gives none).
 - srun hands the batch script's environment to every task (--export=ALL, the default), bash
@@ -43,11 +45,12 @@ def script(export: Export) -> str:
         *hostscript.running_check(reference),
         "# The prelude's files, into this job's directory in the container's workspace (/envctl).",
         *hostscript.put_files(files, '"$envctl_container"', '"/envctl/export/$SLURM_JOB_ID"'),
-        "# Rank: this node's index in the job; master: the first host's address (see above).",
+        "# Rank: this node's index in the job; master: the first host's address (see above); name: the node's.",
         *hostscript.start_and_forward(export, '"$envctl_container"', '"/envctl/export/$SLURM_JOB_ID"',
                                       '"slurm-$SLURM_JOB_ID-$SLURM_NODEID"',
                                       ['-e ENVCTL_EXPORT_RANK="$SLURM_NODEID"',
-                                       '-e ENVCTL_EXPORT_MASTER="$ENVCTL_SLURM_MASTER"']),
+                                       '-e ENVCTL_EXPORT_MASTER="$ENVCTL_SLURM_MASTER"',
+                                       '-e ENVCTL_EXPORT_NAME="${SLURMD_NODENAME:-}"']),
         'exit "$envctl_code"',
     ]
     lines = [

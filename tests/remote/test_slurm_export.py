@@ -3,11 +3,12 @@ on two SSH-lab hosts, each with the container `envctl up --host` made there.
 
 The entrypoint prints what its process was handed, so the test sees the contract each node got
 from the job: ranks 0/1 from SLURM_NODEID, the master = the job's first host (lab1) at its
-NodeAddr, one port, one run id, the hostfile and nodes.json in the per-run directory, no RANK
-or WORLD_SIZE (Slurm's own variables stay out). A rank that fails fails the job with its code
-and the other rank's command, still running in its container, is stopped (srun
---kill-on-bad-exit, and the task passes the signal into the container); a job given the wrong
-node count is refused; a node without the container says so (exit 5).
+NodeAddr, one port, one run id, the hostfile and nodes.json (the nodes by their Slurm names)
+in the per-run directory, no RANK or WORLD_SIZE (Slurm's own variables stay out). A rank that
+fails fails the job with its code and the other rank's command, still running in its
+container, is stopped (srun --kill-on-bad-exit, and the task passes the signal into the
+container); a job given the wrong node count is refused; a node without the container says so
+(exit 5).
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ def test_the_slurm_export_gives_each_node_the_contract_and_stops_together(world,
     documents = re.findall(r"nodes\.json=(\{.*\})$", job.output, re.M)
     assert len(documents) == 2 and documents[0] == documents[1], job.output
     assert f'"master":{{"addr":"{master}","port":{port}}}' in documents[0]
+    # The nodes by their Slurm names (each task's SLURMD_NODENAME), as exec --nodes names them by the inventory's.
+    assert f'{{"rank":0,"name":"lab1","address":"{master}"' in documents[0], documents[0]
+    assert f'{{"rank":1,"name":"lab2","address":"{lab.ip("lab2")}"' in documents[0], documents[0]
     assert job.fields["JobState"] == "COMPLETED" and job.fields["NodeList"] == "lab[1-2]", job.fields
 
     failed = slurm.submit(_export(world, "fail"))

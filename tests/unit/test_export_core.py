@@ -160,6 +160,31 @@ def test_the_prelude_rendezvous_waits_for_the_master_and_hands_every_node_one_an
     assert answers[0]["run_id"].startswith("train-")
 
 
+@pytest.mark.parametrize("told,spec_names,expected", [
+    (("lab1", "lab2"), None, ["lab1", "lab2"]),  # Slurm: each task's SLURMD_NODENAME
+    (("lab1", "lab2"), ["a", "b"], ["lab1", "lab2"]),  # what the node says wins over node.json
+    ((None, None), ["a", "b"], ["a", "b"]),  # pod host names the export knows in advance
+    ((None, None), None, ["node-0", "node-1"]),  # nothing given any name
+    ((None, "lab2"), None, ["node-0", "lab2"]),  # one rank told, the other not
+])
+def test_the_prelude_names_each_node_as_its_engine_does(told, spec_names, expected):
+    """nodes.json's names: the name each node was given (ENVCTL_EXPORT_NAME, said in its hello),
+    else node.json's names, else node-<rank>; every rank gets the same list."""
+    import threading
+    import time
+
+    port = _free_port()
+    spec = {"nnodes": 2, "processes": 1, "entrypoint": "train", **({"names": spec_names} if spec_names else {})}
+    answers = {}
+    node = threading.Thread(target=lambda: answers.__setitem__(
+        1, prelude.rendezvous_node(1, "127.0.0.1", port, time.time() + 30, told[1])))
+    node.start()
+    answers[0] = prelude.rendezvous_master(spec, port, time.time() + 30, told[0])
+    node.join(30)
+    assert answers[0] == answers[1]
+    assert [entry[0] for entry in answers[0]["nodes"]] == expected  # contract_of's names (test above)
+
+
 def test_the_prelude_refuses_a_rank_said_twice_and_gives_up_on_a_silent_master():
     import threading
     import time
