@@ -1,10 +1,11 @@
 """The `shell` export: one script per node (node-<rank>.sh) of plain `docker` commands, for servers
 where envctl cannot be installed. Each script loads the image when the server lacks it (from
-the `envctl save` tarball ENVCTL_IMAGE_TARBALL names), writes the prelude's files on the server,
-and runs the container as `envctl up` would (host network and IPC, /dev/shm size, capabilities,
-user, runtime, the artifacts from envctl's directory on the server, the workspace, the
-environment) with the prelude as its command: rank baked into the script, the master's address
-its argument.
+the `envctl save` tarball ENVCTL_IMAGE_TARBALL names; exit 5 when that file cannot be read or
+loaded or holds another image, before docker run would look for it in a registry), writes the
+prelude's files on the server, and runs the container as `envctl up` would (host network and
+IPC, /dev/shm size, capabilities, user, runtime, the artifacts from envctl's directory on the
+server, the workspace, the environment) with the prelude as its command: rank baked into the
+script, the master's address its argument.
 
 Not expressed: device nodes of accelerator cards (the Export carries what a device plugin
 allocates, not the nodes' device files), so a non-CPU export is refused in this format (exit 2)
@@ -87,7 +88,20 @@ def script(export: Export, rank: int) -> str:
         f'envctl save {reference} -o FILE" >&2',
         "    exit 5",
         "  fi",
-        '  docker load -i "$ENVCTL_IMAGE_TARBALL"',
+        '  if [ ! -r "$ENVCTL_IMAGE_TARBALL" ]; then',
+        '    echo "envctl: $(hostname): cannot read ENVCTL_IMAGE_TARBALL=$ENVCTL_IMAGE_TARBALL" >&2',
+        "    exit 5",
+        "  fi",
+        "  # docker load reads plain and gzip/bzip2/xz-compressed tarballs; a cut or damaged one fails it.",
+        '  if ! docker load -i "$ENVCTL_IMAGE_TARBALL"; then',
+        '    echo "envctl: $(hostname): docker load could not load $ENVCTL_IMAGE_TARBALL (cut short or damaged?)" >&2',
+        "    exit 5",
+        "  fi",
+        '  if ! docker image inspect "$image" >/dev/null 2>&1; then  # docker run would try a registry',
+        '    echo "envctl: $(hostname): $ENVCTL_IMAGE_TARBALL does not hold $image (docker load said what it '
+        'holds, above)" >&2',
+        "    exit 5",
+        "  fi",
         "fi",
         "# The prelude's files, on this server (mounted read-only into the container).",
         f'envctl_dir="${{ENVCTL_EXPORT_DIR:-/var/tmp/envctl-export/{name}}}"',
