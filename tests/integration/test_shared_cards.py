@@ -116,7 +116,10 @@ def test_explicit_cards_held_by_a_foreign_container_are_refused_with_its_name(ma
     assert f"card 2: {holder} (not envctl's, since " in text and f"card 2: {env.container} (environment" in text
 
 
-def test_two_concurrent_ups_get_disjoint_cards(make_env, tarballs):
+def test_two_concurrent_ups_get_disjoint_cards(make_env, tarballs, engine):
+    # The image is there before: concurrent loads of one image are another matter (each up's
+    # image step stops when another loaded it since its plan), and this test is about cards.
+    engine.images.load(tarballs.plain.read_bytes())
     first = make_env("npu", cards=8)
     others = [on_host_of(first, make_env("none")) for _ in range(2)]
     envs = [first, *others]

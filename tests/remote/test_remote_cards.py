@@ -85,6 +85,8 @@ def test_concurrent_ups_from_two_machines_get_disjoint_cards(world, lab, saved_i
     hostsim.npu_host(root, cards=8)
     world.cleanups.append(lambda: [shutil.rmtree(p) for p in root.iterdir()])
     world.write_inventory(lab2={"root": str(root)})
+    # The image is there before: two ups loading one image at once is another matter.
+    assert lab.docker("lab2", "load", "-i", str(saved_image)).returncode == 0
     names = [f"{world.name}-a", f"{world.name}-b"]
     processes = []
     for name in names:
