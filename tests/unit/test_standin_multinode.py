@@ -2,7 +2,8 @@
 launchers.py, rendezvous.py): torchrun and torch.distributed.launch take the node count, rank,
 master and processes from torch's PET_* variables when the flags are left out (explicit flags
 win), every node waits for the others at the master before a worker starts, ranks continue
-across nodes; DeepSpeed's per-node launcher picks its node from the world info by node rank.
+across nodes; DeepSpeed's per-node launcher picks its node from the world info by node rank, and its runner
+with a hostfile starts one node with --no_ssh or fails where it would need ssh and pdsh.
 Nodes that disagree (node count, duplicate ranks, world info), a rank past the nodes and a
 master nobody serves fail with the reason. Two "nodes" here are two launcher processes on this
 machine meeting on loopback; each worker is a real Python process that writes what it got.
@@ -25,6 +26,7 @@ ENTRY = {
     "torchrun": "launchers.torch_launch(sys.argv[1:], legacy=False)",
     "torch.distributed.launch": "launchers.torch_launch(sys.argv[1:], legacy=True)",
     "deepspeed.launcher.launch": "launchers.deepspeed_launch(sys.argv[1:])",
+    "deepspeed": "from standin import deepspeed_runner; deepspeed_runner.main(sys.argv[1:])",
 }
 
 
@@ -177,3 +179,40 @@ def test_deepspeed_nodes_with_different_world_info_fail(bench):
 def test_deepspeed_launch_refuses_what_its_real_one_refuses(bench, argv, message):
     (code, err), = finish(start(bench, "deepspeed.launcher.launch", [*argv, "worker.py"]))
     assert code == 1 and message in err
+
+
+def hostfile(bench, *lines):
+    path = bench[0] / "hostfile"
+    path.write_text("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+def test_the_deepspeed_runner_with_no_ssh_starts_its_node_of_the_hostfile(bench):
+    port = bench[2]
+    hosts = hostfile(bench, "# two nodes", "10.0.0.1 slots=2", "10.0.0.2 slots=2")
+    argv = ["--hostfile", hosts, "--no_ssh", "--master_addr=127.0.0.1", f"--master_port={port}", "worker.py", "--x"]
+    nodes = [start(bench, "deepspeed", [f"--node_rank={rank}", *argv]) for rank in (0, 1)]
+    assert finish(*nodes) == [(0, ""), (0, "")]
+    got = workers(bench)
+    assert sorted(got) == [0, 1, 2, 3]
+    assert [got[r]["env"]["CROSS_RANK"] for r in range(4)] == ["0", "0", "1", "1"]
+    assert got[3]["argv"] == ["--local_rank=1", "--x"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "was not reachable via ssh"),  # pdsh's runner checks ssh to the first host first
+    (["--no_ssh_check"], "launcher 'pdsh' not installed."),
+    (["--no_ssh"], "--node_rank is not set correctly"),
+    (["--no_ssh", "--node_rank=2"], "--node_rank is not set correctly"),
+])
+def test_the_deepspeed_runner_with_a_hostfile_fails_where_it_needs_ssh_or_a_node_rank(bench, extra, message):
+    hosts = hostfile(bench, "10.0.0.1 slots=2", "10.0.0.2 slots=2")
+    (code, err), = finish(start(bench, "deepspeed", ["--hostfile", hosts, "--master_addr=127.0.0.1", *extra, "worker.py"]))
+    assert code == 1 and message in err
+    assert workers(bench) == {}
+
+
+def test_the_deepspeed_runner_without_a_hostfile_stays_on_one_node(bench):
+    missing = str(bench[0] / "no-hostfile")
+    assert finish(start(bench, "deepspeed", ["--hostfile", missing, "--num_gpus=2", "worker.py"])) == [(0, "")]
+    assert [w["env"]["WORLD_SIZE"] for w in workers(bench).values()] == ["2", "2"]

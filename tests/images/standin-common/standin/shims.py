@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import sys
 
-from standin import launchers, pip, python, record
+from standin import deepspeed_runner, launchers, pip, python, record
 
 LAUNCHERS = {
     "torchrun": lambda args: launchers.torch_launch(args, legacy=False),
-    "deepspeed": launchers.deepspeed,
+    "deepspeed": deepspeed_runner.main,
     "msrun": launchers.msrun,
 }
 
