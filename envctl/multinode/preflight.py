@@ -4,8 +4,9 @@
 In order: each node over its verified SSH connection and its running environment (a node
 that cannot be reached, whose engine does not answer or that has no such environment is a
 line of its own, not a traceback: the other nodes are still checked); the same image ID,
-manifest, driver and card count as node 0, the container config where it must be equal (its
-node-independent view, envctl.multinode.node_config), host networking (prepare.preflight);
+manifest, driver, card count and card model as node 0, the container config where it must be
+equal (its node-independent view, envctl.multinode.node_config), host networking
+(prepare.preflight);
 each node's clock against node 0's (envctl.nodes.clocks); the master address and each node's
 interface (prepare.choose_network); one master port free on the master; the master port
 reachable from every other node's container (envctl.multinode.reach). Anything that blocks
@@ -70,6 +71,7 @@ def _find(rank: int, entry, remote, env_name: str | None) -> prepare.NodeSite:
     site = prepare.NodeSite(rank, entry, host, environment, _plan_for(environment, host))
     site.image_id = environment.container.attrs.get("Image")
     site.manifest_digest = prepare.manifest_digest(environment.manifest_file)
+    site.card_models, site.card_models_problem = prepare.card_models(site.plan.driver.kind, host, environment.cards)
     if environment.manifest_file:
         from envctl.artifacts.lockfile import lock_path
 

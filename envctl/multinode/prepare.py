@@ -40,6 +40,8 @@ class NodeSite:
     manifest_digest: str | None = None
     ip_addr: list | None = None
     lock_digest: str | None = None  # of the manifest.lock beside the manifest file; None: no lock
+    card_models: tuple[str, ...] | None = None  # its cards' models (card_models); None: not read
+    card_models_problem: str | None = None  # why they could not be read
 
     @property
     def name(self) -> str:
@@ -62,6 +64,21 @@ def manifest_digest(path: str | None) -> str | None:
         return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
     except OSError:
         return None
+
+
+def card_models(kind: str, host, cards) -> tuple[tuple[str, ...] | None, str | None]:
+    """The distinct models of the environment's cards (host indices) as the vendor tool lists
+    them (cnmon, npu-smi info: envctl.devices.usage), sorted; (None, why) when the tool gave
+    none; (None, None) for a family without such a tool (cpu, cuda)."""
+    from envctl.devices.usage import read
+
+    reading = read(kind, host)
+    if reading is None or not cards:
+        return None, None
+    models = {c.model for c in reading.cards if c.index in set(cards) and c.model}
+    if not models:
+        return None, reading.problem or f"{reading.tool} lists no model for cards {','.join(map(str, cards))}"
+    return tuple(sorted(models)), None
 
 
 def ip_json(host, argv: list[str], what: str) -> list:
@@ -96,6 +113,7 @@ class Row:
     warnings: tuple[str, ...] = ()
     lock: str = "-"  # digest of its manifest.lock (JSON only: the table is wide enough)
     notes: tuple[str, ...] = ()  # how it legitimately differs from node 0 (its host's own: cards, root, ...)
+    card_model: str = "-"  # its cards' model(s) as the vendor tool lists them (JSON only)
 
     @property
     def result(self) -> str:
@@ -104,6 +122,7 @@ class Row:
     def as_dict(self) -> dict:
         return {"rank": self.rank, "host": self.host, "container": self.container, "image_id": self.image_id,
                 "manifest": self.manifest, "lock": self.lock, "driver": self.driver, "processes": self.processes,
+                "card_model": self.card_model,
                 "clock": self.clock,
                 "address": self.address, "reach": self.reach, "result": self.result,
                 "problems": list(self.problems), "warnings": list(self.warnings), "per_host": list(self.notes)}
@@ -135,8 +154,9 @@ def preflight(sites: list[NodeSite]) -> list[Row]:
     manifest.lock's digest), the same container configuration where it must be equal (its
     node-independent view: envctl.multinode.node_config; what is the host's own, such as which
     cards and the host root, is a note, a driver file passed on one node only a warning), the
-    same driver, equal card counts; and each container on its host's network (a node's
-    addresses are its host's only then). A node's problems name what differs from node 0's value."""
+    same driver, equal card counts and the same card model (a model not read: a warning); and
+    each container on its host's network (a node's addresses are its host's only then). A
+    node's problems name what differs from node 0's value."""
     first = sites[0]
     views = node_views(sites)
     rows = []
@@ -155,6 +175,14 @@ def preflight(sites: list[NodeSite]) -> list[Row]:
                                    ("cards", site.processes, first.processes)):
             if mine != theirs:
                 problems.append(f"{what} {_short(mine)} differs from {first.name}'s {_short(theirs)}")
+        if site.card_models and first.card_models and site.card_models != first.card_models:
+            problems.append(f"card model {', '.join(site.card_models)} differs from {first.name}'s "
+                            f"{', '.join(first.card_models)}")
+        elif site.card_models_problem and first.card_models:
+            warnings.append(f"its card model could not be read ({site.card_models_problem}): not compared with "
+                            f"{first.name}'s {', '.join(first.card_models)}")
+        elif first.card_models_problem and site.card_models and site is not first:
+            warnings.append(f"card model {', '.join(site.card_models)} not compared: {first.name}'s could not be read")
         if view is None:
             problems.append(f"container {site.environment.name} records no configuration envctl can compare "
                             f"(no {node_config.LABEL_SPEC} label): run envctl up for it again")
@@ -166,7 +194,8 @@ def preflight(sites: list[NodeSite]) -> list[Row]:
             notes += compared.notes
         rows.append(Row(site.rank, site.name, site.environment.name, _short(site.image_id),
                         _short(site.manifest_digest), site.driver, site.processes, tuple(problems),
-                        warnings=tuple(warnings), lock=_short(site.lock_digest), notes=tuple(notes)))
+                        warnings=tuple(warnings), lock=_short(site.lock_digest), notes=tuple(notes),
+                        card_model=", ".join(site.card_models or ()) or "-"))
     return rows
 
 

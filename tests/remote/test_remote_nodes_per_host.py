@@ -4,7 +4,7 @@ own, other physical cards (lab1 holds 0-1, lab2 4-5, as `up` picks free cards pe
 newer driver files (/etc/hccn.conf, driver/tools with hccn_tool, driver/topo, driver/include) on
 lab1 only. The preflight passes, saying what is each host's own and warning about the files one
 container lacks; a container setting that changes the run (another shm size, set through the
-same manifest file) still blocks."""
+same manifest file) still blocks, and so do cards of another model (npu-smi's listing)."""
 
 from __future__ import annotations
 
@@ -87,3 +87,14 @@ def test_other_cards_roots_and_driver_files_pass_and_another_shm_size_blocks(wor
     refused = world.run("exec", "show", "--nodes", "lab1,lab2")
     assert refused.returncode == 5 and refused.stdout == "", refused.stderr
     assert "  lab2: container shm size 128m differs from lab1's 64m" in refused.stderr
+
+    # Back to lab1's settings, but lab2's npu-smi lists other cards (910A): another card model blocks.
+    up = world.run("up", str(manifest), "--host", "lab2")
+    assert up.returncode == 0, up.stderr
+    hostsim.executable(world.remote("lab2", ROOTS["lab2"]) / "usr/local/bin/npu-smi",
+                       "#!/bin/sh\ncat <<'OUT'\n" + hostsim.npu_smi_table("23.0.rc2", 8, {}, [], "910A") + "OUT\n")
+    other_model = world.run("doctor", "--nodes", "lab1,lab2", "--json")
+    assert other_model.returncode == 5, other_model.stderr
+    rows = json.loads(other_model.stdout)["nodes"]
+    assert [r["card_model"] for r in rows] == ["910B", "910A"]
+    assert rows[1]["problems"] == ["card model 910A differs from lab1's 910B"], rows[1]

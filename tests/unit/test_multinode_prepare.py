@@ -29,7 +29,7 @@ class RecordedHost:
 
 
 def site(rank, name, image="sha256:" + "a" * 64, digest="sha256:" + "b" * 64, shm="1g", driver=None, cards=(),
-         status="running", lock=None, network="host"):
+         status="running", lock=None, network="host", models=None, models_problem=None):
     spec = {"name": "envctl-x", "image": "x:1", "cards": [], "devices": [], "env": {}, "shm_size": shm,
             "network_mode": network, "mounts": [{"source": "/w", "target": "/envctl", "read_only": False}]}
     container = SimpleNamespace(attrs={"HostConfig": {"NetworkMode": network},  # as docker inspect has it
@@ -38,7 +38,7 @@ def site(rank, name, image="sha256:" + "a" * 64, digest="sha256:" + "b" * 64, sh
                                   container=container)
     the_plan = SimpleNamespace(driver=SimpleNamespace(found=driver, kind="cpu"), host_root="/", container=None)
     return prepare.NodeSite(rank, SimpleNamespace(name=name, data_addr=None), None, environment, the_plan, image, digest,
-                            lock_digest=lock)
+                            lock_digest=lock, card_models=models, card_models_problem=models_problem)
 
 
 def test_equal_nodes_pass_and_the_table_has_one_line_each():
@@ -124,3 +124,36 @@ def test_the_table_shows_clock_address_port_and_says_warnings_and_the_runs_own_p
     assert lines[4:] == ["  lab3: cannot be used: cannot connect", "  lab2: warning: not checked: no nc",
                          "  the master address ... chosen once every node can be used"]
     assert rows[1].as_dict()["result"] == "warn" and rows[2].as_dict()["problems"] == ["cannot be used: cannot connect"]
+
+
+NO_NPU_SMI = "npu-smi not found under /srv/lab2"
+
+
+@pytest.mark.parametrize("first, second, problems, warnings", [
+    ({"models": ("910B",)}, {"models": ("910B",)}, (), ()),
+    ({"models": ("910B",)}, {"models": ("910A",)}, ("card model 910A differs from lab1's 910B",), ()),
+    ({"models": ("MLU370-X8",)}, {"models": ("MLU370-X4", "MLU370-X8")},
+     ("card model MLU370-X4, MLU370-X8 differs from lab1's MLU370-X8",), ()),
+    ({"models": ("910B",)}, {"models_problem": NO_NPU_SMI}, (),
+     (f"its card model could not be read ({NO_NPU_SMI}): not compared with lab1's 910B",)),
+    ({"models_problem": "npu-smi exited 1: dcmi model initialized failed"}, {"models": ("910B",)}, (),
+     ("card model 910B not compared: lab1's could not be read",)),
+    ({}, {}, (), ()),  # no vendor tool for the family (cpu, cuda): nothing to compare
+])
+def test_card_models_are_compared_and_one_not_read_is_a_warning(first, second, problems, warnings):
+    rows = prepare.preflight([site(0, "lab1", **first), site(1, "lab2", **second)])
+    assert rows[0].problems == () and rows[0].warnings == ()
+    assert rows[1].problems == problems and rows[1].warnings == warnings
+    assert rows[1].as_dict()["card_model"] == (", ".join(second.get("models", ())) or "-")
+
+
+def test_card_models_are_read_from_the_vendor_tool_for_the_environments_cards(tmp_path):
+    import hostsim
+    from envctl.hosts.local import LocalHost
+
+    host = LocalHost(str(hostsim.npu_host(tmp_path / "npu", cards=4, model="910B3")))
+    assert prepare.card_models("npu", host, (2, 3)) == (("910B3",), None)
+    assert prepare.card_models("cpu", host, ()) == (None, None)
+    bare = LocalHost(str(tmp_path / "bare"))
+    models, problem = prepare.card_models("npu", bare, (0,))
+    assert models is None and problem == f"npu-smi not found under {tmp_path / 'bare'}"
