@@ -97,10 +97,11 @@ def host_card_variables(kind: str, runtime: str | None) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class NodeView:
-    """A node's container spec split: `shared` must be equal across nodes; `card_nodes` (the
-    device nodes of its cards), `if_present` (container paths of the other device nodes and
-    driver mounts, which the family passes when the host has them) and `per_host` (field ->
-    value as shown) are its host's own."""
+    """A node's container spec split: `shared` (spec field -> value) must be equal across
+    nodes; `if_present` (container paths of the device nodes other than its cards' and of the
+    driver mounts, which the family passes when the host has them) may differ with a warning;
+    `per_host` (what is shown -> value: its cards and their device nodes, host root, sources)
+    is its host's own."""
 
     shared: dict
     if_present: frozenset[str]
