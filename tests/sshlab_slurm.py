@@ -60,6 +60,19 @@ class Job:
     fields: dict
 
 
+def _fresh_dir(lab_dir: Path) -> Path:
+    """The cluster's own directory in the lab's: slurm, then slurm-2, ... for later clusters in
+    the same lab (each test module starts one; the earlier ones' logs stay for reading)."""
+    for number in range(1, 1000):
+        path = lab_dir / ("slurm" if number == 1 else f"slurm-{number}")
+        try:
+            path.mkdir(mode=0o700)
+            return path
+        except FileExistsError:
+            continue
+    raise LabError(f"Slurm in the lab: no free directory name in {lab_dir}")
+
+
 class SlurmCluster:
     """slurmctld on nodes[0], slurmd on every node, munged on every node; close() stops them."""
 
@@ -70,7 +83,7 @@ class SlurmCluster:
         self.lab = lab
         self.nodes = list(nodes)
         self.controller = self.nodes[0]
-        self.dir = Path(lab.dir) / "slurm"
+        self.dir = _fresh_dir(Path(lab.dir))
         self.conf = self.dir / "slurm.conf"
         self._processes: dict[tuple[str, str], subprocess.Popen] = {}
         self._closed = False
@@ -86,7 +99,6 @@ class SlurmCluster:
     # --- building --------------------------------------------------------------------------
 
     def _build(self, cpus: int) -> None:
-        self.dir.mkdir(mode=0o700)
         (self.dir / "state").mkdir()
         (self.dir / "spool").mkdir()
         key = self.dir / "munge.key"
@@ -144,6 +156,8 @@ class SlurmCluster:
     def _start_munged(self, name: str, key: Path) -> subprocess.Popen:
         run_dir = self.lab.path(name, "/run/munge")  # the host's private /run, seen from here
         run_dir.mkdir(mode=0o755, exist_ok=True)
+        # An earlier cluster's socket would pass the wait for this munged before it listens.
+        (run_dir / "munge.socket.2").unlink(missing_ok=True)
         argv = ["munged", "--foreground", "--force", f"--key-file={key}", "--socket=/run/munge/munge.socket.2",
                 "--pid-file=/run/munge/munged.pid", f"--log-file={self.dir / f'munged-{name}.log'}",
                 f"--seed-file={self.dir / f'munged-{name}.seed'}"]
