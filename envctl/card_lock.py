@@ -65,11 +65,15 @@ def _open_shared(path: Path) -> int:
             if exc.errno == errno.EEXIST:
                 continue  # made by another process meanwhile: open it as it is
             raise
+        # The mode given to open(2) is cut by the umask: made by a user whose umask is 077, the file
+        # would be 0600 and every other user's open(O_RDONLY) would fail. Readable by all, whatever the umask.
+        os.fchmod(fd, 0o644)
         return fd
 
 
 # $1: the lock directory. Prints "held" once flock(1) has it, then waits for stdin to close.
-_REMOTE_HOLD = 'mkdir -p -- "$1" 2>/dev/null; exec flock -x -- "$1" sh -c \'echo held; exec cat >/dev/null\''
+# `mkdir -m 755`: readable by every user whatever the umask of the first one (flock(1) opens it read-only).
+_REMOTE_HOLD = 'mkdir -p -m 755 -- "$1" 2>/dev/null; exec flock -x -- "$1" sh -c \'echo held; exec cat >/dev/null\''
 NO_FLOCK = 127
 
 

@@ -4,10 +4,12 @@ cannot be written by this one, still serves)."""
 
 import fcntl
 import os
+import shlex
+import subprocess
 
 import pytest
 
-from envctl.card_lock import host_lock, lock_path
+from envctl.card_lock import _REMOTE_HOLD, host_lock, lock_path
 from envctl.hosts.local import LocalHost
 
 
@@ -37,3 +39,26 @@ def test_a_missing_lock_file_is_made(tmp_path):
     path = tmp_path / "dir" / "cards.lock"
     with host_lock(path):
         assert path.exists()
+
+
+def test_the_lock_file_is_readable_by_every_user_whatever_the_umask_of_its_maker(tmp_path):
+    # A user whose umask is 077 (hardened lab servers) makes the lock first: a 0600 file would
+    # refuse every other user's open(O_RDONLY), and no other user could bring anything up.
+    path = tmp_path / "cards.lock"
+    before = os.umask(0o077)
+    try:
+        with host_lock(path):
+            pass
+    finally:
+        os.umask(before)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_the_ssh_hosts_lock_directory_is_readable_by_every_user_whatever_the_umask(tmp_path):
+    # The script an SSH host runs (here through this machine's sh and flock(1), as a host runs it):
+    # flock(1) opens the directory read-only, so a 0700 one made by the first user locks out the rest.
+    lock_dir = tmp_path / "envctl-cards-0123.lock.d"
+    held = subprocess.run(["sh", "-c", f"umask 077; exec sh -c {shlex.quote(_REMOTE_HOLD)} sh \"$0\"", str(lock_dir)],
+                          input=b"", capture_output=True, timeout=60)
+    assert held.returncode == 0 and held.stdout.strip() == b"held", held
+    assert lock_dir.stat().st_mode & 0o777 == 0o755
