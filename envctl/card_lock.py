@@ -47,6 +47,8 @@ def lock_path(host) -> Path:
     """The lock for `host`'s engine (a LocalHost or an SSHHost: `fetch_mode` None is this machine)."""
     if getattr(host, "fetch_mode", None) is None:
         address = host.environ().get("DOCKER_HOST") or DEFAULT_ENGINE
+        if address.startswith("unix://"):  # one socket by two paths (/var/run is a link to /run) is one engine
+            address = "unix://" + os.path.realpath(address[len("unix://"):])
         key = hashlib.sha256(address.encode()).hexdigest()[:16]
         return Path(SHARED_TMP) / f"envctl-cards-{key}.lock"
     return Path(host.lock_dir) / "cards.lock"

@@ -62,3 +62,14 @@ def test_the_ssh_hosts_lock_directory_is_readable_by_every_user_whatever_the_uma
                           input=b"", capture_output=True, timeout=60)
     assert held.returncode == 0 and held.stdout.strip() == b"held", held
     assert lock_dir.stat().st_mode & 0o777 == 0o755
+
+
+def test_one_engine_socket_named_by_two_paths_is_one_lock(tmp_path):
+    # /var/run is a link to /run on Debian and most systemd distributions: DOCKER_HOST=unix:///run/docker.sock
+    # and the default unix:///var/run/docker.sock are one engine, and so one lock.
+    (tmp_path / "run").mkdir()
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var/run").symlink_to(tmp_path / "run")
+    by_link = lock_path(LocalHost("/", {"DOCKER_HOST": f"unix://{tmp_path}/var/run/docker.sock"}))
+    direct = lock_path(LocalHost("/", {"DOCKER_HOST": f"unix://{tmp_path}/run/docker.sock"}))
+    assert by_link == direct
