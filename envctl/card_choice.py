@@ -86,7 +86,11 @@ def _whole_boards_first(free: list[int], count: int, boards: tuple[tuple[int, ..
             chosen += [c for c in board if c not in chosen]
         if len(chosen) == count:
             return sorted(chosen)
-    for card in free:  # the rest: single chips of part-held boards, or part of a board
+    # The rest: first the chips of boards already split (part held or part chosen) and cards of no
+    # board, then, only when they are not enough, chips of a board still whole.
+    whole = {card for card in free if all(c in free and c not in chosen for c in board_of.get(card, (card,)))
+             and card in board_of}
+    for card in sorted(free, key=lambda c: (c in whole, c)):
         if len(chosen) == count:
             break
         if card not in chosen:

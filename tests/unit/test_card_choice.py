@@ -156,6 +156,18 @@ def test_boards_are_taken_whole_before_single_chips():
     assert choose("Ascend NPU", tuple(range(6)), 3, held, topo=topo).cards == (1, 2, 3)
 
 
+def test_a_single_card_is_the_free_chip_of_a_board_already_split_not_one_of_a_whole_board():
+    # Atlas A3 / 310P Duo: chip 1 of board (0, 1) is held; one card is chip 0, which leaves the
+    # whole boards (2, 3) and (4, 5) for requests of two. Without a split board, the lowest chip.
+    topo = Topology(boards=((0, 1), (2, 3), (4, 5)))
+    split = (Holder("a", "1", (1,), "device nodes", "running"),)
+    assert choose("Ascend NPU", tuple(range(6)), 1, split, topo=topo).cards == (0,)
+    higher = (Holder("a", "1", (4,), "device nodes", "running"),)
+    assert choose("Ascend NPU", tuple(range(6)), 1, higher, topo=topo).cards == (5,)
+    assert choose("Ascend NPU", tuple(range(6)), 3, higher, topo=topo).cards == (0, 1, 5)
+    assert choose("Ascend NPU", tuple(range(6)), 1, (), topo=topo).cards == (0,)
+
+
 def test_holders_from_inspect_names_nvidia_requests_too():
     present = (0, 1, 2, 3)
     inspected = [{"Id": "c1", "Name": "/gpu-all", "State": {"Status": "running", "StartedAt": "2026-11-30T08:00:00Z"},
