@@ -114,7 +114,7 @@ def _reached(attrs: dict, kind: str, node_path, present: tuple[int, ...]) -> tup
             if request.get("Driver") in ("nvidia", "", None) and ["gpu"] in (request.get("Capabilities") or [["gpu"]]):
                 if request.get("Count") == -1:
                     return present, "NVIDIA runtime"
-                ids = [int(i) for i in request.get("DeviceIDs") or [] if str(i).isdigit()]
+                ids = [int(i) for i in request.get("DeviceIDs") or [] if str(i).isdecimal()]
                 if ids:
                     return tuple(sorted(ids)), "NVIDIA runtime"
         if runtime == "nvidia" and env.get("NVIDIA_VISIBLE_DEVICES"):

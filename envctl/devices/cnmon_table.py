@@ -34,7 +34,7 @@ def _number(text: str, pattern: re.Pattern | None = None) -> int | None:
     if pattern is not None:
         match = pattern.match(text)
         return int(match.group(1)) if match else None
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isdecimal() else None
 
 
 def parse(stdout: str) -> tuple[list[CardReading], list[CardProcess]]:

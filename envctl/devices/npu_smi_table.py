@@ -30,13 +30,13 @@ def _cells(line: str) -> list[str]:
 
 
 def _int(text: str) -> int | None:
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isdecimal() else None
 
 
 def _float_int(text: str) -> int | None:
     try:
         return round(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # "NA", "-", and "nan" / "inf", which float() reads but round() refuses
         return None
 
 
@@ -57,7 +57,7 @@ def parse(stdout: str) -> tuple[list[CardReading], list[CardProcess]]:
             continue
         if in_processes:
             head = cells[0].split()
-            if len(cells) >= 4 and len(head) == 2 and all(w.isdigit() for w in head) and cells[1].isdigit():
+            if len(cells) >= 4 and len(head) == 2 and all(w.isdecimal() for w in head) and cells[1].isdecimal():
                 extra = _int(cells[4]) if len(cells) > 4 else None
                 raw_processes.append((int(head[0]), int(head[1]), int(cells[1]), cells[2], _int(cells[3]), extra))
             continue
@@ -66,18 +66,18 @@ def parse(stdout: str) -> tuple[list[CardReading], list[CardProcess]]:
         head = cells[0].split()
         if pending is None:
             # the first line of a chip: NPU ID and name | health | power, temperature, hugepages
-            if len(head) == 2 and head[0].isdigit() and not _BUS_ID.match(cells[1]):
+            if len(head) == 2 and head[0].isdecimal() and not _BUS_ID.match(cells[1]):
                 words = cells[2].split()
                 temperature = _int(words[1]) if len(words) > 1 else None
                 pending = (int(head[0]), head[1], temperature)
             continue
-        if _BUS_ID.match(cells[1]) and head and head[0].isdigit():
+        if _BUS_ID.match(cells[1]) and head and head[0].isdecimal():
             npu, name, temperature = pending
             pairs = _PAIR.findall(cells[2])
             memory = pairs[1] if len(pairs) > 1 and int(pairs[1][1]) > 0 else (pairs[0] if pairs else None)
             words = cells[2].split()
             util = _float_int(words[0]) if words else None
-            index = int(head[1]) if len(head) > 1 and head[1].isdigit() else npu
+            index = int(head[1]) if len(head) > 1 and head[1].isdecimal() else npu
             cards.append(CardReading(index, name, cells[1], int(memory[0]) if memory else None,
                                      int(memory[1]) if memory else None, util, temperature, npu))
             pending = None

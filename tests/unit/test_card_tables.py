@@ -101,3 +101,18 @@ def test_a_missing_or_failing_tool_is_a_problem_not_an_exception(tmp_path):
     hostsim.mlu_host(tmp_path / "odd", cnmon_stdout="something else\n")
     assert "no card rows" in usage.read("mlu", LocalHost(str(tmp_path / "odd"))).problem
     assert usage.read("cpu", LocalHost(str(tmp_path))) is None
+
+
+def test_numbers_python_would_misread_are_unknown_not_an_exception():
+    # float() reads "inf" and "nan" but round() refuses them; str.isdigit() admits "²", which int()
+    # refuses. A cell with either is an unknown value, and the rest of the table is still read.
+    text = (VENDOR / "npu-smi" / "npu-smi-24.1.0.3-910b2.txt").read_text()
+    first_row = next(line for line in text.splitlines() if "0000:" in line)
+    words = first_row.split("|")
+    odd = text.replace(first_row, "|".join(words[:3] + [words[3].replace(" 0 ", " inf ", 1)] + words[4:]), 1)
+    cards, _ = npu_smi_table.parse(odd)
+    assert cards[0].utilization_percent is None and cards[0].memory_total == 65536 and len(cards) == len(npu_smi("npu-smi-24.1.0.3-910b2.txt")[0])
+    process = "| 0       0                 | 2²            | python3                  | 100                     |\n"
+    assert npu_smi_table.parse(process) == ([], [])
+    masked = (VENDOR / "cnmon" / "cnmon-v5.10.13-mlu370-x8.txt").read_text().replace("0 MiB/", "²0 MiB/", 1)
+    assert cnmon_table.parse(masked)[0][0].memory_used is None
