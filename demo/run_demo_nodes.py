@@ -13,9 +13,9 @@
    address on the shared subnet as the master and a free port there, and starts torchrun in
    both containers at once (static rendezvous: node rank 0 and 1); ptune.py trains one model
    over gloo, each rank on half of every batch, and prints the global batch's loss.
-5. Each rank's first and last loss. The demo fails unless both ranks logged the same losses.
-   Rank 0's checkpoint and both nodes' logs are copied to .demo/nodes/ before the servers are
-   taken apart.
+5. Each rank's first and last loss. The demo fails unless both ranks logged the same losses
+   and rank 0 alone wrote a checkpoint (check_training, which make demo-slurm shares). Rank 0's
+   checkpoint and both nodes' logs are copied to .demo/nodes/ before the servers are taken apart.
 
 Needs root on Debian/Ubuntu (the lab's namespaces, veth pairs and engines) and what
 `make engine` installs (Docker, OpenSSH, iproute2). Everything stays under .demo/ (the demo's
@@ -77,16 +77,45 @@ def losses_by_rank(output: str) -> dict[int, list[tuple[int, float]]]:
     return found
 
 
-def keep_outputs(lab: Lab, state: Path) -> Path:
-    """Copy rank 0's checkpoint and every node's logs out of the servers (they go with the lab)."""
-    kept = state / "nodes" / "kept"
+def keep_outputs(lab: Lab, state: Path, into: str = "nodes", data_dir: str = DATA_DIR, logs: bool = True) -> Path:
+    """Copy each server's checkpoint, if it has one, and with `logs` its logs (exec --nodes writes
+    them) out of the servers (they go with the lab), to state/<into>/kept/<node>/."""
+    kept = state / into / "kept"
     shutil.rmtree(kept, ignore_errors=True)
+    kept.mkdir(parents=True)
     for name in NODES:
-        workspace = lab.path(name, f"{DATA_DIR}/workspaces/{ENV_NAME}")
-        shutil.copytree(workspace / "logs", kept / name / "logs")
+        workspace = lab.path(name, f"{data_dir}/workspaces/{ENV_NAME}")
+        if logs:
+            shutil.copytree(workspace / "logs", kept / name / "logs")
         if (workspace / "output" / "ptune").is_dir():
             shutil.copytree(workspace / "output" / "ptune", kept / name / "checkpoint")
     return kept
+
+
+class NotOneTraining(Exception):
+    """The ranks' losses or checkpoints say the nodes did not train one model."""
+
+
+def check_training(losses: dict[int, list[tuple[int, float]]], kept: Path,
+                   trained: dict[int, float] | None = None) -> None:
+    """The verdict on one training across NODES (make demo-nodes and make demo-slurm): prints each
+    rank's first and last loss (and, given `trained`, its training seconds), then raises
+    NotOneTraining unless every rank logged losses, every rank the same (step, loss) list, and
+    rank 0 alone wrote a checkpoint (kept/<node>/checkpoint, as keep_outputs copies them)."""
+    for rank, name in enumerate(NODES):
+        mine = losses.get(rank) or []
+        if not mine:
+            raise NotOneTraining(f"rank {rank} ({name}) logged no loss")
+        (first_step, first), (last_step, last) = mine[0], mine[-1]
+        took = "" if trained is None else f", trained in {trained.get(rank, float('nan')):.1f} s"
+        print(f"rank {rank} ({name}): first loss {first:.4f} (step {first_step}), last loss {last:.4f} "
+              f"(step {last_step}){took}")
+    if len({tuple(mine) for mine in losses.values()}) != 1 or len(losses) != len(NODES):
+        raise NotOneTraining("the ranks logged different losses: they did not train one model")
+    checkpoints = [name for name in NODES if (kept / name / "checkpoint").is_dir()]
+    if checkpoints != [NODES[0]]:
+        raise NotOneTraining(f"checkpoints written on {', '.join(checkpoints) or 'no node'}; rank 0 alone writes one")
+    print(f"checkpoint: {kept / NODES[0] / 'checkpoint'}   (rank 0's; rank 1 writes none)")
 
 
 def main() -> None:
@@ -130,16 +159,10 @@ def main() -> None:
     losses = losses_by_rank(out)
     trained = {int(rank): float(s) for rank, _host, s in TRAINED.findall(out)}
     print(f"\n== done in {time.perf_counter() - started:.0f} s")
-    for rank, name in enumerate(NODES):
-        mine = losses.get(rank) or []
-        if not mine:
-            raise SystemExit(f"demo-nodes: rank {rank} ({name}) logged no loss")
-        (first_step, first), (last_step, last) = mine[0], mine[-1]
-        print(f"rank {rank} ({name}): first loss {first:.4f} (step {first_step}), last loss {last:.4f} "
-              f"(step {last_step}), trained in {trained.get(rank, float('nan')):.1f} s")
-    if len({tuple(mine) for mine in losses.values()}) != 1 or len(losses) != len(NODES):
-        raise SystemExit("demo-nodes: the ranks logged different losses: they did not train one model")
-    print(f"checkpoint: {kept / NODES[0] / 'checkpoint'}   (rank 0's; rank 1 writes none)")
+    try:
+        check_training(losses, kept, trained)
+    except NotOneTraining as problem:
+        raise SystemExit(f"demo-nodes: {problem}") from None
     print(f"logs:       {kept}/*/logs")
 
 

@@ -10,7 +10,11 @@
    a shell on lab1, `sbatch --wait job.sh`: one task per node, each starting the prelude and
    torchrun in the container `up` made there (rank = SLURM_NODEID, master = lab1).
 6. Each rank's first and last loss (the job's output, `srun --label`ed by rank); the demo fails
-   unless both ranks logged the same losses and rank 0 alone wrote a checkpoint.
+   unless both ranks logged the same losses and rank 0 alone wrote a checkpoint (demo-nodes'
+   check_training). Rank 0's checkpoint and the job's output are kept in .demo/slurm/kept/.
+
+tests/remote/test_slurm_training.py runs steps 5 and 6 (sbatch_training, check_training) on the
+test session's lab, whose hosts already hold the image.
 
 Needs root on Debian/Ubuntu and what `make engine` installs (Docker, OpenSSH, iproute2, Slurm,
 MUNGE). State under .demo/ as the other demos.
@@ -19,35 +23,46 @@ MUNGE). State under .demo/ as the other demos.
 from __future__ import annotations
 
 import re
-import shutil
 import time
+from pathlib import Path
 
 from run_demo import STATE, build_image, clean_environ, envctl, mirror, step, tiny_repos
-from run_demo_nodes import DATA_DIR, ENV_NAME, MANIFEST, NODES, image_tarball, lab_environ
+from run_demo_nodes import (DATA_DIR, MANIFEST, NODES, NotOneTraining, check_training, image_tarball, keep_outputs,
+                            lab_environ)
 
 from sshlab import Lab, LabError  # tests/ is on sys.path (run_demo puts it there)
-from sshlab_slurm import SlurmCluster
+from sshlab_slurm import Job, SlurmCluster
 
-LOSS = re.compile(r"^(\d+): step (\d+) loss ([0-9.]+)$", re.M)  # srun --label: "<task>: <line>"
+# srun --label: "<task>: <line>", the task being the node's rank (one task per node)
+LOSS = re.compile(r"^(\d+): step (\d+) loss ([0-9.]+)$", re.M)
+TRAINED = re.compile(r"^(\d+): ptune: trained in ([0-9.]+)s$", re.M)
 
 
 def losses_by_rank(output: str) -> dict[int, list[tuple[int, float]]]:
+    """(step, loss) per rank, from the job's `<rank>: step N loss X` lines."""
     found: dict[int, list[tuple[int, float]]] = {}
     for rank, number, loss in LOSS.findall(output):
         found.setdefault(int(rank), []).append((int(number), float(loss)))
     return found
 
 
-def keep_checkpoints(lab: Lab, state) -> object:
-    """Copy each server's checkpoint directory, if it has one, out of the lab (it goes with it)."""
-    kept = state / "slurm" / "kept"
-    shutil.rmtree(kept, ignore_errors=True)
-    kept.mkdir(parents=True)
-    for name in NODES:
-        checkpoint = lab.path(name, f"{DATA_DIR}/workspaces/{ENV_NAME}/output/ptune")
-        if checkpoint.is_dir():
-            shutil.copytree(checkpoint, kept / name / "checkpoint")
-    return kept
+def trained_seconds(output: str) -> dict[int, float]:
+    """ptune's own training time per rank, from the job's output."""
+    return {int(rank): float(seconds) for rank, seconds in TRAINED.findall(output)}
+
+
+def sbatch_training(cluster: SlurmCluster, env: dict, export_dir: Path, data_dir: str = DATA_DIR) -> Job:
+    """Step 5: `envctl export MANIFEST --entrypoint train --nodes 2 --format slurm` into
+    export_dir (envctl's directory on the nodes: data_dir), then `sbatch --wait job.sh` in a
+    shell on the cluster's controller. Returns the ended job."""
+    step(f"envctl export {MANIFEST} --entrypoint train --nodes 2 --format slurm -o {export_dir}")
+    envctl("export", MANIFEST, "--entrypoint", "train", "--nodes", "2", "--format", "slurm",
+           "--data-dir", data_dir, "-o", str(export_dir), env=env)
+    t = step("sbatch --wait job.sh   (in a shell on lab1; one task per node, torchrun in each container)")
+    job = cluster.submit((export_dir / "job.sh").read_text())
+    print(f"   job {job.id}: {job.fields.get('JobState')} on {job.fields.get('NodeList')}, exit code "
+          f"{job.fields.get('ExitCode')} ({time.perf_counter() - t:.1f} s)")
+    return job
 
 
 def main() -> None:
@@ -85,36 +100,19 @@ def main() -> None:
             raise SystemExit(f"demo-slurm: {exc}") from None
         with cluster:
             print(f"   {cluster.node_states()} ({cluster.startup_seconds:.1f} s)")
-            export_dir = state / "slurm-export"
-            t = step(f"envctl export {MANIFEST} --entrypoint train --nodes 2 --format slurm -o {export_dir}")
-            envctl("export", MANIFEST, "--entrypoint", "train", "--nodes", "2", "--format", "slurm",
-                   "--data-dir", DATA_DIR, "-o", str(export_dir), env=env)
-            t = step("sbatch --wait job.sh   (in a shell on lab1; one task per node, torchrun in each container)")
-            job = cluster.submit((export_dir / "job.sh").read_text())
-            seconds = time.perf_counter() - t
-            print(f"   job {job.id}: {job.fields.get('JobState')} on {job.fields.get('NodeList')}, exit code "
-                  f"{job.fields.get('ExitCode')} ({seconds:.1f} s)")
-            kept = keep_checkpoints(lab, state)
+            job = sbatch_training(cluster, env, state / "slurm-export")
+            kept = keep_outputs(lab, state, "slurm", logs=False)  # the job's output is the log
             (kept / "job.out").write_text(job.output)
         t = step("the servers are taken apart")
     print(f"   ({time.perf_counter() - t:.1f} s)")
 
     if job.returncode != 0:
         raise SystemExit(f"demo-slurm: the job failed (sbatch exit {job.returncode}); its output:\n{job.output[-3000:]}")
-    losses = losses_by_rank(job.output)
     print(f"\n== done in {time.perf_counter() - started:.0f} s")
-    for rank, name in enumerate(NODES):
-        mine = losses.get(rank) or []
-        if not mine:
-            raise SystemExit(f"demo-slurm: rank {rank} ({name}) logged no loss; the job's output:\n{job.output[-3000:]}")
-        (first_step, first), (last_step, last) = mine[0], mine[-1]
-        print(f"rank {rank} ({name}): first loss {first:.4f} (step {first_step}), last loss {last:.4f} (step {last_step})")
-    if len({tuple(mine) for mine in losses.values()}) != 1 or len(losses) != len(NODES):
-        raise SystemExit("demo-slurm: the ranks logged different losses: they did not train one model")
-    checkpoints = [name for name in NODES if (kept / name / "checkpoint").is_dir()]
-    if checkpoints != [NODES[0]]:
-        raise SystemExit(f"demo-slurm: checkpoints written on {checkpoints or 'no node'}; rank 0 alone should write one")
-    print(f"checkpoint: {kept / NODES[0] / 'checkpoint'}   (rank 0's; rank 1 writes none)")
+    try:
+        check_training(losses_by_rank(job.output), kept, trained_seconds(job.output))
+    except NotOneTraining as problem:
+        raise SystemExit(f"demo-slurm: {problem}; the job's output:\n{job.output[-3000:]}") from None
     print(f"job output: {kept / 'job.out'}")
 
 
