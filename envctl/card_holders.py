@@ -6,6 +6,11 @@ A container reaches a card when
   containers): HostConfig.Devices[].PathOnHost is the node's path on the host;
 - it is privileged (`--privileged`, as vendor scripts start them): every device node of the
   host is in it, so it holds every card;
+- it has the host's device directory (or the node) bind-mounted and a device cgroup rule that
+  lets it open the node (`-v /dev:/dev --device-cgroup-rule 'c 236:* rwm'`): HostConfig.
+  DeviceCgroupRules ("TYPE MAJOR:MINOR ACCESS", `*` for any number, type `a` for all; the
+  kernel's devices cgroup syntax) matched against the node's numbers, read on the host with
+  stat(1);
 - the Ascend Docker Runtime adds the nodes itself (HostConfig.Runtime "ascend" with
   ASCEND_VISIBLE_DEVICES=0,1 in Config.Env; Ascend/ascend-docker-runtime), or the NVIDIA runtime
   does (HostConfig.DeviceRequests with Driver "nvidia", Count -1 for all or DeviceIDs; or Runtime
@@ -97,7 +102,38 @@ def _indices(text: str, present: tuple[int, ...]) -> tuple[int, ...]:
         return ()
 
 
-def _reached(attrs: dict, kind: str, node_path, present: tuple[int, ...]) -> tuple[tuple[int, ...], str]:
+def _bound_nodes(attrs: dict, node_path, present: tuple[int, ...]) -> list[int]:
+    """The cards whose node is inside a bind mount of the container (the node itself, /dev, or
+    any directory above it)."""
+    sources = [m.get("Source") or "" for m in attrs.get("Mounts") or [] if m.get("Type") == "bind"]
+    sources = [src.rstrip("/") or "/" for src in sources if src]
+    return [card for card in present
+            if any(node_path(card) == src or node_path(card).startswith(src if src == "/" else src + "/") for src in sources)]
+
+
+def _rule_allows(rule: str, major: int, minor: int) -> bool:
+    """`c 236:* rwm`, `a *:* rwm`, `a` (all): whether it lets a character device major:minor be opened."""
+    words = rule.split()
+    if not words or words[0] not in ("a", "c"):
+        return False
+    if words[0] == "a" and len(words) == 1:
+        return True
+    if len(words) < 3 or not ({"r", "w"} & set(words[2])):
+        return False
+    want_major, _, want_minor = words[1].partition(":")
+    return all(w == "*" or (w.isdecimal() and int(w) == n) for w, n in ((want_major, major), (want_minor, minor)))
+
+
+def _by_cgroup_rule(attrs: dict, node_path, present: tuple[int, ...], numbers: dict[str, tuple[int, int]]) -> tuple[int, ...]:
+    rules = (attrs.get("HostConfig") or {}).get("DeviceCgroupRules") or []
+    if not rules:
+        return ()
+    return tuple(card for card in _bound_nodes(attrs, node_path, present) if node_path(card) in numbers
+                 and any(_rule_allows(rule, *numbers[node_path(card)]) for rule in rules))
+
+
+def _reached(attrs: dict, kind: str, node_path, present: tuple[int, ...],
+             numbers: dict[str, tuple[int, int]] | None = None) -> tuple[tuple[int, ...], str]:
     host_config = attrs.get("HostConfig") or {}
     if host_config.get("Privileged"):
         return present, "privileged"
@@ -105,6 +141,9 @@ def _reached(attrs: dict, kind: str, node_path, present: tuple[int, ...]) -> tup
     cards = {by_node[d.get("PathOnHost")] for d in host_config.get("Devices") or [] if d.get("PathOnHost") in by_node}
     if cards:
         return tuple(sorted(cards)), "device nodes"
+    cards = _by_cgroup_rule(attrs, node_path, present, numbers or {})
+    if cards:
+        return cards, "device cgroup rule"
     env = _env(attrs.get("Config") or {})
     runtime = host_config.get("Runtime")
     if kind == "npu" and runtime == "ascend" and env.get("ASCEND_VISIBLE_DEVICES"):
@@ -122,13 +161,16 @@ def _reached(attrs: dict, kind: str, node_path, present: tuple[int, ...]) -> tup
     return (), ""
 
 
-def holders_from(inspected: list[dict], kind: str, node_path, present: tuple[int, ...]) -> tuple[Holder, ...]:
+def holders_from(inspected: list[dict], kind: str, node_path, present: tuple[int, ...],
+                 numbers: dict[str, tuple[int, int]] | None = None) -> tuple[Holder, ...]:
     """Pure: the containers (ContainerInspect dicts, any state) that reach any of the `present`
     cards of family `kind`; `node_path(card)` is the real path of that card's node on the host
-    (under the host root when simulated). Sorted by container name."""
+    (under the host root when simulated); `numbers`: node path → (major, minor), for device
+    cgroup rules (without it, a container reaching cards through one is not seen). Sorted by
+    container name."""
     out = []
     for attrs in inspected:
-        cards, how = _reached(attrs, kind, node_path, present)
+        cards, how = _reached(attrs, kind, node_path, present, numbers)
         if not cards:
             continue
         labels = (attrs.get("Config") or {}).get("Labels") or {}
@@ -144,12 +186,33 @@ def holders_from(inspected: list[dict], kind: str, node_path, present: tuple[int
     return tuple(sorted(out, key=lambda h: h.container))
 
 
-def read_holders(client, kind: str, node_path, present: tuple[int, ...]) -> tuple[Holder, ...]:
+def read_holders(client, kind: str, node_path, present: tuple[int, ...], host=None) -> tuple[Holder, ...]:
     """Every container of the engine (`client`, docker-py), inspected, → holders_from. One
-    list call; docker-py inspects each container for its full attributes."""
+    list call; docker-py inspects each container for its full attributes. With `host` (a Host),
+    the nodes' numbers are read there when a container has device cgroup rules and a bind mount
+    over a card's node (one stat(1) run; no run otherwise)."""
     if kind not in NODE_PREFIX or not present:
         return ()
-    return holders_from([c.attrs for c in client.containers.list(all=True)], kind, node_path, present)
+    inspected = [c.attrs for c in client.containers.list(all=True)]
+    numbers = None
+    if host is not None and any((a.get("HostConfig") or {}).get("DeviceCgroupRules") and _bound_nodes(a, node_path, present)
+                                for a in inspected):
+        numbers = node_numbers(host, [node_path(card) for card in present])
+    return holders_from(inspected, kind, node_path, present, numbers)
+
+
+def node_numbers(host, paths: list[str]) -> dict[str, tuple[int, int]]:
+    """path → (major, minor) of each device node, read on `host` with `stat -L -c '%t %T %n'`
+    (hex numbers; GNU and BusyBox stat alike). A node stat cannot read is left out."""
+    result = host.run(["stat", "-L", "-c", "%t %T %n", "--", *paths])
+    out = {}
+    for line in result.stdout.splitlines():
+        major, minor, path = (line.split(" ", 2) + ["", ""])[:3]
+        try:
+            out[path] = (int(major, 16), int(minor, 16))
+        except ValueError:
+            continue
+    return out
 
 
 def with_processes(holders: tuple[Holder, ...], reading) -> tuple[Holder, ...]:

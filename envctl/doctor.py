@@ -44,7 +44,7 @@ def _cards_in_use(client, host: Host, kind: str, cards: tuple[int, ...], named: 
     from envctl.card_holders import node_path_for, read_holders, with_processes
     from envctl.devices.usage import read
 
-    holders = with_processes(read_holders(client, kind, node_path_for(kind, host.under_root), cards), read(kind, host))
+    holders = with_processes(read_holders(client, kind, node_path_for(kind, host.under_root), cards, host), read(kind, host))
     return _in_use(holders, f"{kind} cards in use" if named else "cards in use", len(cards))
 
 

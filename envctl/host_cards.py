@@ -46,7 +46,7 @@ def survey(host, engine=None, engine_problem: str | None = None) -> HostCards:
         reading = read(kind, host)
         holders = None
         if engine is not None:
-            holders = with_processes(read_holders(engine, kind, node_path_for(kind, host.under_root), present), reading)
+            holders = with_processes(read_holders(engine, kind, node_path_for(kind, host.under_root), present, host), reading)
         families.append(FamilyCards(kind, fam.label, present, reading, holders))
     return HostCards(host.name, host.root, tuple(families), engine_problem)
 

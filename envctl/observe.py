@@ -84,7 +84,7 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
         from envctl.card_holders import node_path_for, read_holders, with_processes
 
         held = with_processes(read_holders(engine, manifest.device.kind, node_path_for(manifest.device.kind, host.under_root),
-                                              present), reading)
+                                              present, host), reading)
     return Observed(host.name, host.root, present, driver, devices, frozenset(missing),
                     seen.image_present if seen else None, seen.image_id if seen else None,
                     seen.image_config if seen else None, dict(seen.baked) if seen else {}, seen, caches, fetch_mode,

@@ -43,8 +43,8 @@ def foreign(engine, tarballs):
     started = []
     engine.images.load(tarballs.plain.read_bytes())  # the test image, which another test may have removed
 
-    def run(name, *device_paths):
-        args = ["docker", "run", "-d", "--name", name]
+    def run(name, *device_paths, extra=()):
+        args = ["docker", "run", "-d", "--name", name, *extra]
         for path in device_paths:
             args += ["--device", path]
         subprocess.run([*args, IMAGE, "sleep", "600"], check=True, capture_output=True, text=True)
@@ -114,6 +114,24 @@ def test_explicit_cards_held_by_a_foreign_container_are_refused_with_its_name(ma
 
     text = env.run("cards").stdout
     assert f"card 2: {holder} (not envctl's, since " in text and f"card 2: {env.container} (environment" in text
+
+
+def test_a_bind_mounted_dev_with_a_device_cgroup_rule_holds_the_cards(make_env, tarballs, foreign):
+    # `-v /dev:/dev --device-cgroup-rule ...` as some lab scripts start containers: no --device, but
+    # the rule lets it open the nodes. The simulated nodes have /dev/null's numbers (1:3); a rule for
+    # another device (10:200, /dev/net/tun) opens none of them. (/hostdev: the simulated dev directory
+    # has no /dev/null for the container's own /dev.)
+    env = make_env("npu", cards=4)
+    dev = f"{env.root / 'dev'}:/hostdev"
+    holder = foreign(f"{env.name}-rule", extra=["--device-cgroup-rule", "c 1:3 rwm", "-v", dev])
+    other = foreign(f"{env.name}-tun", extra=["--device-cgroup-rule", "c 10:200 rwm", "-v", dev])
+    shown = json.loads(env.run("cards", "--json").stdout)
+    for card in shown["families"][0]["cards"]:
+        assert [(h["container"], h["how"]) for h in card["holders"]] == [(holder, "device cgroup rule")], card
+    manifest(env, tarballs, cards="1")
+    refused = env.run("up", str(env.manifest))
+    assert refused.returncode == 5 and f"cards 0,1,2,3 by {holder} (not envctl's: device cgroup rule" in refused.stderr, refused.stderr
+    assert other not in refused.stderr
 
 
 def test_two_concurrent_ups_get_disjoint_cards(make_env, tarballs, engine):

@@ -181,6 +181,28 @@ def test_holders_from_inspect_names_nvidia_requests_too():
                                                              ("gpu-two", (1, 3), "NVIDIA runtime")]
 
 
+
+def test_a_bind_mounted_dev_with_a_device_cgroup_rule_holds_the_cards_the_rule_opens():
+    # `docker run -v /dev:/dev --device-cgroup-rule 'c 236:* rwm'`: no --device, yet every node of
+    # major 236 opens. The rule is matched against each node's numbers (stat(1) on the host).
+    present = (0, 1, 2, 3)
+    numbers = {f"/dev/davinci{c}": (236, c) for c in present}
+
+    def container(name, rules, source="/dev", status="running"):
+        return {"Id": name, "Name": "/" + name, "State": {"Status": status}, "Config": {},
+                "HostConfig": {"DeviceCgroupRules": rules}, "Mounts": [{"Type": "bind", "Source": source, "Destination": "/dev"}]}
+
+    inspected = [container("all-of-major", ["c 236:* rwm"]), container("one-minor", ["c 236:2 rw"]),
+                 container("any-char", ["a *:* rwm"], source="/"), container("other-major", ["c 10:200 rwm"]),
+                 container("read-only-mknod", ["c 236:* m"]), container("no-bind", ["c 236:* rwm"], source="/srv/data"),
+                 container("node-itself", ["c *:1 rwm"], source="/dev/davinci1")]
+    found = holders_from(inspected, "npu", lambda c: f"/dev/davinci{c}", present, numbers)
+    assert [(h.container, h.cards, h.how) for h in found] == [("all-of-major", present, "device cgroup rule"),
+                                                             ("any-char", present, "device cgroup rule"),
+                                                             ("node-itself", (1,), "device cgroup rule"),
+                                                             ("one-minor", (2,), "device cgroup rule")]
+    assert holders_from(inspected, "npu", lambda c: f"/dev/davinci{c}", present) == ()  # numbers unknown: not seen
+
 def test_under_the_lock_up_finds_cards_taken_since_the_plan(lab):
     from envctl.card_lock import CardsTaken, check_still_free
 
