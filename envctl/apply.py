@@ -113,7 +113,7 @@ def up(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], Non
 
     executed: list = []
     image = prepare(host, loaded, plan, echo, progress, offline, executed)
-    return start(host.engine(), loaded, plan, image, Path(host.lock_dir), echo, executed, lambda: hold(host))
+    return start(host.engine(), loaded, plan, image, Path(host.lock_dir), echo, executed, lambda: hold(host, echo))
 
 
 def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Path, echo: Callable[[str], None],

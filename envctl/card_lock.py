@@ -73,26 +73,36 @@ def _open_shared(path: Path) -> int:
         return fd
 
 
-# $1: the lock directory. Prints "held" once flock(1) has it, then waits for stdin to close.
-# `mkdir -m 755`: readable by every user whatever the umask of the first one (flock(1) opens it read-only).
-_REMOTE_HOLD = 'mkdir -p -m 755 -- "$1" 2>/dev/null; exec flock -x -- "$1" sh -c \'echo held; exec cat >/dev/null\''
+# $1: the lock directory. Prints "waiting" when another holds it, "held" once flock(1) has it, then
+# waits for stdin to close. `mkdir -m 755`: readable by every user whatever the umask of the first
+# one (flock(1) opens it read-only).
+_REMOTE_HOLD = ('command -v flock >/dev/null 2>&1 || exit 127; mkdir -p -m 755 -- "$1" 2>/dev/null; flock -n -- "$1" true 2>/dev/null || echo waiting; '
+                'exec flock -x -- "$1" sh -c \'echo held; exec cat >/dev/null\'')
 NO_FLOCK = 127
 
 
-def hold(host):
-    """The host-wide lock for `host` as a context manager (see the module's docstring)."""
+def hold(host, echo=None):
+    """The host-wide lock for `host` as a context manager (see the module's docstring).
+    `echo(line)`: told when another `up` holds the lock and this one waits for it."""
     if getattr(host, "fetch_mode", None) is None or not hasattr(host, "connection"):
-        return host_lock(lock_path(host))
-    return _remote_lock(host)
+        return host_lock(lock_path(host), echo)
+    return _remote_lock(host, echo)
 
 
 @contextmanager
-def _remote_lock(host):
+def _remote_lock(host, echo=None):
     key = hashlib.sha256(host.docker_socket.encode()).hexdigest()[:16]
-    argv = host.connection.command(["sh", "-c", _REMOTE_HOLD, "sh", f"/tmp/envctl-cards-{key}.lock.d"])
+    where = f"/tmp/envctl-cards-{key}.lock.d"
+    argv = host.connection.command(["sh", "-c", _REMOTE_HOLD, "sh", where])
     process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
+        # Lines before ours (a shell startup file that prints) are passed over, not taken for a refusal.
         line = process.stdout.readline()
+        while line and line.strip() != b"held":
+            if line.strip() == b"waiting" and echo is not None:
+                echo(f"cards      waiting for the card lock on {host.name} (another up is taking cards there; "
+                     f"held by whoever has {where} open: fuser -v {where})")
+            line = process.stdout.readline()
         if line.strip() != b"held":
             code = process.wait()
             said = process.stderr.read().decode(errors="replace").strip()
@@ -114,12 +124,18 @@ def _remote_lock(host):
 
 
 @contextmanager
-def host_lock(path: Path):
+def host_lock(path: Path, echo=None):
     """flock(2) on `path`, exclusive, for a `with` block; released when the block ends or the
-    process dies, so a killed `up` never leaves it held."""
+    process dies, so a killed `up` never leaves it held. `echo(line)`: told when it must wait."""
     fd = _open_shared(path)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if echo is not None:
+                echo(f"cards      waiting for the card lock {path} (another up is taking cards on this engine; "
+                     f"held by whoever has it open: fuser -v {path})")
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)

@@ -3,9 +3,12 @@ directory, taken with flock(2) through a read-only descriptor (a file another us
 cannot be written by this one, still serves)."""
 
 import fcntl
+import hashlib
 import os
 import shlex
+import shutil
 import subprocess
+import threading
 
 import pytest
 
@@ -73,3 +76,60 @@ def test_one_engine_socket_named_by_two_paths_is_one_lock(tmp_path):
     by_link = lock_path(LocalHost("/", {"DOCKER_HOST": f"unix://{tmp_path}/var/run/docker.sock"}))
     direct = lock_path(LocalHost("/", {"DOCKER_HOST": f"unix://{tmp_path}/run/docker.sock"}))
     assert by_link == direct
+
+
+def _enter_and_leave(lock) -> None:
+    with lock:
+        pass
+
+
+def test_an_up_that_waits_for_the_lock_says_so(tmp_path):
+    path = tmp_path / "cards.lock"
+    said = []
+    with host_lock(path):
+        waiter = threading.Thread(target=_enter_and_leave, args=(host_lock(path, said.append),))
+        waiter.start()
+        waiter.join(timeout=1)  # still waiting: the lock is held here
+        assert waiter.is_alive()
+    waiter.join(timeout=60)
+    assert not waiter.is_alive() and len(said) == 1 and f"waiting for the card lock {path}" in said[0]
+
+
+class _ThisMachineAsSSHHost:
+    """An SSH host whose commands run here through sh: `_remote_lock` as an SSH host runs it,
+    with this machine's flock(1). `noise`: what a shell startup file prints before the command."""
+
+    fetch_mode = "ssh"
+    name = "labx"
+
+    def __init__(self, socket: str, noise: str = ""):
+        self.docker_socket = socket
+        self.connection = self
+        self.noise = noise
+
+    def command(self, argv):
+        return ["sh", "-c", f"printf '%s' {shlex.quote(self.noise)}; exec \"$@\"", "sh", *argv]
+
+
+def test_an_ssh_hosts_lock_says_when_it_waits_and_passes_over_lines_a_startup_file_prints(tmp_path):
+    from envctl.card_lock import hold
+
+    host = _ThisMachineAsSSHHost(f"unix://{tmp_path}/docker.sock", noise="Welcome to the lab\nheld-over quota\n")
+    where = f"/tmp/envctl-cards-{hashlib.sha256(host.docker_socket.encode()).hexdigest()[:16]}.lock.d"
+    said = []
+    try:
+        with hold(host, said.append):  # the noise was not a refusal
+            pass
+        assert said == []
+        other = os.open(where, os.O_RDONLY)  # another up holds it
+        fcntl.flock(other, fcntl.LOCK_EX)
+        waiter = threading.Thread(target=_enter_and_leave, args=(hold(host, said.append),))
+        waiter.start()
+        waiter.join(timeout=2)
+        assert waiter.is_alive()
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
+        waiter.join(timeout=60)
+        assert not waiter.is_alive() and len(said) == 1 and f"waiting for the card lock on labx" in said[0]
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
