@@ -66,8 +66,10 @@ def _show(frame, as_json: bool, watch: bool, interval: float, keyed: bool) -> No
             text = "\n".join(line for h in found.values() for line in lines(h))
             if watch:
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-                # written as it is: click.echo strips escape sequences when stdout is not a terminal
-                sys.stdout.write(f"{CLEAR}envctl cards, every {interval:g}s ({stamp}); Ctrl-C to stop\n\n{text}\n")
+                # In place on a terminal (written as it is: click.echo strips escape sequences); into a
+                # pipe or a file, frames one after another, with no escape sequences in a log.
+                start = CLEAR if sys.stdout.isatty() else "\n"
+                sys.stdout.write(f"{start}envctl cards, every {interval:g}s ({stamp}); Ctrl-C to stop\n\n{text}\n")
             else:
                 typer.echo(text)
         if not watch:

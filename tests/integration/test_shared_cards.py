@@ -4,9 +4,12 @@ ones (`docker run --device`) holding real device nodes. The privileged case cann
 sandbox: tests/unit/test_card_choice.py covers it on the decision."""
 
 import json
+import os
+import pty
 import re
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -162,16 +165,35 @@ def test_a_process_on_the_host_makes_its_card_busy(make_env, tarballs):
 
 def test_watch_refreshes_in_place_until_interrupted(make_env):
     env = make_env("mlu", cards=2, used={1: 4000}, processes=[(1, 31337, "python train.py --lr 1e-4", 4000)])
-    watching = env.popen("cards", "--watch", "--interval", "0.2")
-    seen = ""
-    while seen.count("\x1b[H\x1b[2J") < 3:  # the screen cleared before each frame, as `watch` does
-        char = watching.stdout.read(1)
-        assert char, f"cards --watch ended: {seen!r} {watching.communicate()[1]}"
-        seen += char
-    watching.send_signal(signal.SIGINT)
-    rest, err = watching.communicate(timeout=60)
+    # On a terminal (a pseudo-terminal here): the screen cleared before each frame, as `watch` does.
+    controller, terminal = pty.openpty()
+    watching = subprocess.Popen([sys.executable, "-m", "envctl", "cards", "--watch", "--interval", "0.2"],
+                                stdout=terminal, stderr=subprocess.PIPE, env=env.environ())
+    os.close(terminal)
+    seen = b""
+    try:
+        while seen.count(b"\x1b[H\x1b[2J") < 3:
+            chunk = os.read(controller, 4096)
+            assert chunk, f"cards --watch ended: {seen!r}"
+            seen += chunk
+        watching.send_signal(signal.SIGINT)
+        _, err = watching.communicate(timeout=60)
+    finally:
+        os.close(controller)
     assert watching.returncode == 0, err
-    frame = seen.split("\x1b[H\x1b[2J")[1]
+    frame = seen.decode().replace("\r\n", "\n").split("\x1b[H\x1b[2J")[1]
     assert frame.startswith("envctl cards, every 0.2s (")
     assert "Cambricon MLU: 2 card(s)" in frame and "4000/23374 MiB" in frame and "20%" in frame
     assert "card 1: process 31337 python train.py --lr 1e-4, 4000 MiB" in frame
+
+    # Into a pipe (a log, `| tee`): frames one after another, no escape sequences.
+    piped = env.popen("cards", "--watch", "--interval", "0.2")
+    out = ""
+    while out.count("envctl cards, every 0.2s (") < 2:
+        line = piped.stdout.readline()
+        assert line, f"cards --watch ended: {out!r} {piped.communicate()[1]}"
+        out += line
+    piped.send_signal(signal.SIGINT)
+    rest, err = piped.communicate(timeout=60)
+    assert piped.returncode == 0, err
+    assert "\x1b" not in out + rest and "card 1: process 31337 python train.py --lr 1e-4, 4000 MiB" in out
