@@ -19,7 +19,9 @@ launcher's own bind of the master port right after is not refused. With nc both 
 is empty and either may close first: the master port may then wait in TIME_WAIT for about a
 minute, and a launcher binding it without SO_REUSEADDR would be refused meanwhile. Only images
 without python take that path; no shipped training image is one (seen with `ss` on loopback,
-tests/unit/test_multinode_reach_scripts.py).
+tests/unit/test_multinode_reach_scripts.py). The python listener binds with SO_REUSEADDR, as
+torch's TCPStore does, so a master port that the previous run's store left in TIME_WAIT is not
+taken for one in use (a socket still listening on it is).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ _PY_LISTEN = r"""
 import socket, sys, time
 port, want, deadline = int(sys.argv[1]), int(sys.argv[2]), time.time() + float(sys.argv[3])
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+# As torch's TCPStore does: a previous run's connections in TIME_WAIT on this port do not make
+# it "in use"; a socket still listening on it does (Linux refuses that bind even so).
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("0.0.0.0", port)); s.listen(64)
 except OSError as e:

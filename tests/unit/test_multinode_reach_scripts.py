@@ -108,3 +108,31 @@ def test_with_python_the_time_wait_stays_on_the_connecting_side(tools):
     assert ours, waiting  # the connection did wait somewhere
     if kind == "python3":
         assert all(not w[-2].endswith(f":{port}") for w in ours), ours  # not on the master port
+
+
+def test_a_master_port_a_previous_run_left_in_time_wait_is_not_in_use(tmp_path):
+    """A launcher's store (torch's TCPStore) that closed its connections first leaves the master
+    port in TIME_WAIT for about a minute; the python listener binds it anyway (SO_REUSEADDR, as
+    the store itself does), so running again at once is not blocked as 'in use'."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))
+    (bin_dir / "sh").symlink_to(os.path.realpath("/bin/sh"))
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    server.listen(1)
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the master's side closes first: its port keeps the TIME_WAIT
+    client.recv(1)
+    client.close()
+    server.close()
+    waiting = subprocess.run(["ss", "-H", "-t", "-a", "-n", "state", "time-wait"], capture_output=True, text=True,
+                             check=True).stdout
+    assert any(line.split()[-2].endswith(f":{port}") for line in waiting.splitlines()), waiting
+    listener = _listen(str(bin_dir), port, want=1)
+    assert listener.stdout.readline().strip() == "listening"
+    assert _connect(str(bin_dir), "127.0.0.1", port).returncode == 0
+    assert listener.wait(20) == 0
