@@ -71,8 +71,11 @@ class Holder:
         return f"{self.container} ({', '.join(facts)})"
 
     def as_dict(self) -> dict:
+        """`since`: when a holder that holds started; `created`: when one that does not (stopped,
+        created) was made; the other is null."""
         return {"container": self.container, "id": self.container_id[:12], "cards": list(self.cards), "how": self.how,
-                "status": self.status, "environment": self.environment, "user": self.user, "since": self.since}
+                "status": self.status, "environment": self.environment, "user": self.user,
+                "since": self.since if self.holds else None, "created": None if self.holds else self.since}
 
 
 _TIME = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2}:[0-9]{2})")

@@ -120,4 +120,4 @@ def lines(found: HostCards) -> list[str]:
 
 def _describe(holder: dict) -> str:
     return Holder(holder["container"], holder["id"], tuple(holder["cards"]), holder["how"], holder["status"],
-                  holder["environment"], holder["user"], holder["since"]).describe()
+                  holder["environment"], holder["user"], holder["since"] or holder["created"]).describe()

@@ -231,3 +231,8 @@ def test_cards_text_says_unknown_without_an_engine_and_lists_stopped_holders(tmp
     stopped.devices = [str(tmp_path / "dev/davinci1")]
     text = "\n".join(lines(survey(LocalHost(str(tmp_path)), engine)))
     assert "free\n" in text and "card 1: old-job (not envctl's, created 2026-11-30 09:15 UTC, exited)" in text
+    # In --json, a stopped holder's time is when it was created, not a `since` it does not hold from.
+    from envctl.host_cards import as_dict
+
+    listed = as_dict(survey(LocalHost(str(tmp_path)), engine))["families"][0]["cards"][1]["holders"]
+    assert [(h["status"], h["since"], h["created"]) for h in listed] == [("exited", None, "2026-11-30 09:15 UTC")]
