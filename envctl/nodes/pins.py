@@ -6,7 +6,10 @@ each node (`MASTER_PORT=$(shuf -n 1 -i 10000-65535)`), `deepspeed --num_gpus` (w
 local node only, or reaches the others through pdsh and ssh), msrun's and MindFormers'
 `msrun_launcher.sh` short forms (no node rank, `--join=False`). Run on several nodes, each of
 those trains alone or hangs. `pin_problems` names every such form with its line, so a manifest is
-refused before anything starts.
+refused before anything starts. A launcher is found where a script line starts it: after a
+reserved word (`then torchrun ...`), behind a program that runs it (`taskset -c 0-23`,
+`timeout 3600`, `numactl ...`, `sudo -E`), after python's valued options (`-W ignore`), and inside
+`bash -c '...'`.
 
 A topology value (node count, node rank, master address and port, DeepSpeed's world info,
 msrun's worker count) is accepted only when it comes from a variable of the per-node contract
@@ -40,6 +43,15 @@ _MODULES = {
     "deepspeed.launcher.launch": "deepspeed.launch", "deepspeed.launcher.runner": "deepspeed.runner",
 }
 _WRAPPERS = {"exec", "nohup", "env", "time", "command"}
+# Reserved words a command may follow on the same line (`if ...; then torchrun ...`, `do`, `{`).
+_RESERVED = {"if", "then", "elif", "else", "while", "until", "do", "{", "!"}
+# Programs that run the command they are given, after options and values of their own (a CPU
+# list, a timeout, a NUMA node): the launcher is the first launcher-named word after them.
+_RUNNERS = {"taskset", "timeout", "numactl", "stdbuf", "nice", "ionice", "chrt", "setsid", "sudo", "doas", "su-exec",
+            "gosu", "xargs", "srun", "mpirun", "unbuffer", "catchsegv", "strace", "ltrace", "nsys", "nvprof",
+            "cnperf-cli", "msprof"}
+# python's options that take a value of their own (`python -W ignore -m torch.distributed.launch`).
+_PYTHON_VALUED = {"-W", "-X", "-Q"}
 
 # Contract variables each topology value may come from.
 FROM_CONTRACT = {
@@ -95,11 +107,39 @@ def _normal(option: str) -> str:
 
 
 def _command_start(words: list[Word]) -> int:
-    """Index of the command word: past assignments and wrappers such as `exec` or `env`."""
+    """Index of the command word: past reserved words, assignments and wrappers such as `exec`
+    or `env`, and past a runner such as `taskset -c 0-23` or `timeout 3600` to the launcher it
+    starts (a runner starting no launcher is the command word itself)."""
     i = 0
-    while i < len(words) and (words[i].assignment or words[i].text in _WRAPPERS or (i and words[i - 1].text == "env" and words[i].text.startswith("-"))):
+    while i < len(words) and (words[i].text in _RESERVED or words[i].assignment or words[i].text in _WRAPPERS
+                              or (i and words[i - 1].text == "env" and words[i].text.startswith("-"))):
         i += 1
+    if i < len(words) and posixpath.basename(words[i].text) in _RUNNERS:
+        for j in range(i + 1, len(words)):
+            if _names_launcher(words, j):
+                return j
     return i
+
+
+def _names_launcher(words: list[Word], i: int) -> bool:
+    program = posixpath.basename(words[i].text)
+    return (program in ("torchrun", "deepspeed", "msrun") or program.endswith("msrun_launcher.sh")
+            or (program.startswith("python") and not program.endswith(".py"))
+            or (program in ("bash", "sh") and i + 1 < len(words) and words[i + 1].text.endswith("msrun_launcher.sh")))
+
+
+def _shell_c(words: list[Word], start: int) -> list[list[Word]] | None:
+    """`bash -c 'TEXT'` / `sh -c "TEXT"`: TEXT's own commands, their lines counted from the word's."""
+    if posixpath.basename(words[start].text) not in ("bash", "sh"):
+        return None
+    rest = words[start + 1:]
+    for k, word in enumerate(rest):
+        if not word.text.startswith("-"):
+            return None
+        if "c" in word.text.lstrip("-") and not word.text.startswith("--") and k + 1 < len(rest):
+            inner = rest[k + 1]
+            return [[Word(w.raw, w.text, inner.line + w.line) for w in command] for command in commands(inner.text)]
+    return None
 
 
 def _options(words: list[Word], start: int, valued: set[str]) -> tuple[dict[str, Word], int]:
@@ -130,6 +170,10 @@ def find_invocations(words_list: list[list[Word]]) -> list[Invocation]:
         start = _command_start(words)
         if start >= len(words):
             continue
+        inner = _shell_c(words, start)
+        if inner is not None:
+            found.extend(find_invocations(inner))
+            continue
         program = posixpath.basename(words[start].text)
         kind, rest = None, start + 1
         if program == "torchrun":
@@ -145,7 +189,7 @@ def find_invocations(words_list: list[list[Word]]) -> list[Invocation]:
         elif program.startswith("python"):
             i = rest
             while i < len(words) and words[i].text.startswith("-") and words[i].text not in ("-m",) and not words[i].text.startswith("-m"):
-                i += 1
+                i += 2 if words[i].text in _PYTHON_VALUED else 1
             if i < len(words):
                 module = words[i + 1].text if words[i].text == "-m" and i + 1 < len(words) else words[i].text[2:] if words[i].text.startswith("-m") else None
                 if module in _MODULES:
@@ -195,6 +239,8 @@ def _origin(value: Word, allowed: tuple[str, ...], assigned: dict[str, Word], op
 def _random_or_not(value: Word) -> str:
     if "shuf" in value.raw or "RANDOM" in value.raw:
         return "a port drawn at random on each node, so the nodes never agree on it"
+    if not value.substitutes and not value.variables:
+        return "a literal, so every node gets the same value"
     return "each node computes its own value"
 
 

@@ -25,8 +25,9 @@ class Word:
 
     @property
     def variables(self) -> tuple[str, ...]:
-        """The variables the word expands (`$X`, `${X}`, `${X:-default}`), in order."""
-        return tuple(a or b for a, b in _VARIABLE.findall(self.raw))
+        """The variables the word expands (`$X`, `${X}`, `${X:-default}`), in order; not a `$X`
+        in single quotes or escaped (`'$X'`, `\\$X`), which the shell passes on as written."""
+        return tuple(a or b for a, b in _VARIABLE.findall(_expanded_parts(self.raw)))
 
     @property
     def substitutes(self) -> bool:
@@ -41,6 +42,29 @@ class Word:
             return None
         value_text = _ASSIGNMENT.match(self.text)
         return match.group(1), Word(match.group(2), value_text.group(2) if value_text else "", self.line)
+
+
+def _expanded_parts(raw: str) -> str:
+    """`raw` less what the shell does not expand: single-quoted text outside double quotes and
+    backslash-escaped characters (each replaced by a space)."""
+    out, i, in_double = [], 0, False
+    while i < len(raw):
+        ch = raw[i]
+        if ch == "\\":
+            out.append("  ")
+            i += 2
+            continue
+        if ch == "'" and not in_double:
+            end = raw.find("'", i + 1)
+            end = len(raw) if end < 0 else end + 1
+            out.append(" " * (end - i))
+            i = end
+            continue
+        if ch == '"':
+            in_double = not in_double
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 class _Scanner:

@@ -57,6 +57,27 @@ PINNED = [
     ('torchrun train.py', "msrun", [(1, "declares launcher msrun")]),
     # `none` promises no launcher, but a pinned launcher inside is still refused.
     ('torchrun --standalone train.py', "none", [(1, "--standalone")]),
+    # A launcher after a reserved word on its line, behind a program that runs it (a CPU list,
+    # a timeout, a NUMA binding, sudo), after python's own valued options, or inside `bash -c`:
+    # still found, so its pin is refused, under `none` too, and not "never starts".
+    ('if [ -n "$X" ]; then torchrun --nnodes=1 train.py; fi', "none", [(1, "--nnodes is '1'")]),
+    ('for i in 1; do torchrun --standalone train.py; done', "torchrun", [(1, "--standalone")]),
+    ('{ torchrun --nnodes=1 train.py; }', "none", [(1, "--nnodes is '1'")]),
+    ('taskset -c 0-23 python -m torch.distributed.launch --nnodes=1 --nproc_per_node 8 train.py', "none",
+     [(1, "--nnodes is '1'")]),
+    ('timeout -s INT 3600 torchrun --nnodes 1 train.py', "torchrun", [(1, "--nnodes is '1'")]),
+    ('numactl --cpunodebind=0 --membind 0 torchrun --standalone train.py', "none", [(1, "--standalone")]),
+    ('sudo -E env PATH="$PATH" stdbuf -oL deepspeed --num_gpus 8 train.py', "none", [(1, "deepspeed --num_gpus without")]),
+    ('python -W ignore -X faulthandler -m torch.distributed.launch --nnodes=1 train.py', "none", [(1, "--nnodes is '1'")]),
+    ('set -e\nbash -c "torchrun --nnodes=1 \\\n  --standalone train.py"', "none",
+     [(2, "--nnodes is '1'"), (2, "--standalone")]),
+    ('sh -ec \'msrun --worker_num=8 --join=True train.py\'', "msrun", [(1, "--worker_num is '8'"), (1, "no --node_rank"),
+                                                                        (1, "no --master_addr")]),
+    # Single quotes and a backslash keep `$X` from expanding: the launcher gets the text '$X'.
+    ("torchrun --master_port='$ENVCTL_MASTER_PORT' train.py", "torchrun", [(1, "is '$ENVCTL_MASTER_PORT', a literal")]),
+    ('torchrun --nnodes=\\$ENVCTL_NNODES train.py', "torchrun", [(1, "is '$ENVCTL_NNODES', a literal")]),
+    # A literal the command assigns is called a literal, not a value "each node computes".
+    ('MASTER_PORT=6000\ntorchrun --master_port=$MASTER_PORT train.py', "torchrun", [(2, "(MASTER_PORT=6000): a literal")]),
 ]
 
 MULTI_NODE = [
@@ -76,6 +97,14 @@ MULTI_NODE = [
      '"$ENVCTL_MASTER_ADDR" "$ENVCTL_MASTER_PORT" "$ENVCTL_NODE_RANK" output/msrun_log True 7200', "msrun"),
     ('export MASTER_PORT="$ENVCTL_MASTER_PORT"\ntorchrun --master_port "$MASTER_PORT" train.py', "torchrun"),
     ('python check_contract.py', "none"),
+    # The same launchers written correctly behind reserved words, runners and python's options.
+    ('if true; then torchrun --nnodes="$ENVCTL_NNODES" train.py; fi', "torchrun"),
+    ('taskset -c 0-23 torchrun --nnodes "$ENVCTL_NNODES" --node_rank "$ENVCTL_NODE_RANK" train.py', "torchrun"),
+    ('timeout 3600 python -W ignore -m torch.distributed.launch --master_port="$MASTER_PORT" train.py',
+     "torch.distributed.launch"),
+    ('bash -c "torchrun --nnodes=\\"\\$ENVCTL_NNODES\\" train.py"', "torchrun"),
+    ('timeout 60 python check_contract.py', "none"),
+    ("echo '$ENVCTL_NNODES' && torchrun --nnodes=\"$ENVCTL_NNODES\"' ' train.py", "torchrun"),
     (["torchrun", "--nnodes", "$ENVCTL_NNODES", "train.py"], "torchrun"),
 ]
 
