@@ -8,9 +8,16 @@ envctl/decisions.py, so `plan`, `up --dry-run` and `up` choose alike.
   and on an 8-NPU Ascend 910 server up to four cards stay inside one HCCS ring (0-3 or 4-7),
   since NPUs of different rings cannot run one job's collectives (Ascend/ascend-for-volcano,
   "NPU Affinity Scheduling Algorithm Design", affinity policies; tests/fixtures/vendor/npu-smi/
-  SOURCES.md). Not enough free cards is a problem that lists who holds the others.
+  SOURCES.md). Cambricon's device plugin keeps the chips of one board together by the card serial
+  number libcndev gives (cndevGetCardSN; cambricon-k8s-device-plugin, pkg/allocator/board.go);
+  cnmon's table, the only MLU source envctl reads, has no such field, so MLU370-X8 chips are taken
+  lowest first and the reason says so (no guess from bus IDs or indices).
+- A card the vendor tool marks unhealthy (npu-smi's Health anything but OK) is not taken by a
+  count, and the reason names it. Not enough free cards is a problem that lists who holds the
+  others and how to go on (fewer cards, --share-cards with explicit cards, `envctl cards`).
 - Indices are taken as asked; one that another running container holds is a problem naming the
-  holder (environment, user, since when), unless sharing was asked for (--share-cards).
+  holder (environment, user, since when), unless sharing was asked for (--share-cards). An
+  unhealthy card asked for by index is taken, with a warning.
 - With no engine asked, who holds what is unknown: a count takes the first cards present, as
   envctl did before it looked, and the reason says so.
 """
@@ -25,12 +32,16 @@ from envctl.cards import Cards, cards_text
 # A3's chips are full-mesh and have no ring rule.
 RING_MODELS = frozenset({"910A", "910B", "910ProA", "910ProB", "910PremiumA"})
 RINGS_OF_EIGHT = ((0, 1, 2, 3), (4, 5, 6, 7))
+# Cambricon boards with two MLU chips, each its own /dev/cambricon_devN (MLU370-X8: "dual-chip");
+# cnmon's table does not say which two rows share a board.
+DUAL_CHIP_MLU_MODELS = frozenset({"MLU370-X8"})
 
 
 @dataclass(frozen=True)
 class Topology:
     boards: tuple[tuple[int, ...], ...] = ()  # cards that are one board: taken together
     rings: tuple[tuple[int, ...], ...] = ()  # a request up to a ring's size stays inside one ring
+    unknown: str = ""  # what the topology would say but the tool does not tell (added to the reason)
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,7 @@ class Choice:
     cards: tuple[int, ...]  # host indices, in the order the container numbers them from 0
     why: str  # the plan's "which and why"
     problems: tuple[str, ...] = ()  # blockers
+    warnings: tuple[str, ...] = ()  # shown in the plan, not blockers (an unhealthy card asked for by index)
 
 
 def topology(kind: str, reading, present: tuple[int, ...]) -> Topology:
@@ -47,7 +59,16 @@ def topology(kind: str, reading, present: tuple[int, ...]) -> Topology:
         return Topology()
     models = {c.model for c in reading.cards if c.model}
     rings = RINGS_OF_EIGHT if kind == "npu" and models and models <= RING_MODELS and set(present) == set(range(8)) else ()
-    return Topology(reading.boards(), rings)
+    unknown = ""
+    if kind == "mlu" and models & DUAL_CHIP_MLU_MODELS:
+        unknown = (f"{', '.join(sorted(models & DUAL_CHIP_MLU_MODELS))} has two chips per board, and cnmon's table "
+                   "does not say which cards share one, so boards are not kept whole")
+    return Topology(reading.boards(), rings, unknown)
+
+
+def unhealthy_text(bad: dict[int, str], tool: str = "the vendor tool") -> str:
+    """`card 3 Alarm, card 5 Warning (npu-smi's Health)`: the cards `tool` marks unhealthy."""
+    return ", ".join(f"card {c} {bad[c]}" for c in sorted(bad)) + f" ({tool}'s Health)"
 
 
 def _held_by(holders, own: str | None) -> dict[int, list]:
@@ -111,12 +132,16 @@ def _pick(free: list[int], count: int, topo: Topology) -> tuple[list[int], str]:
 
 def choose(label: str, present: tuple[int, ...], wanted: Cards | None, holders, own: str | None = None,
            own_cards: tuple[int, ...] = (), share: bool = False, topo: Topology = Topology(), where: str = "on this host",
-           unknown_why: str = "the engine was not asked") -> Choice:
+           unknown_why: str = "the engine was not asked", unhealthy: dict[int, str] | None = None,
+           tool: str = "the vendor tool") -> Choice:
     """The cards for one environment. `label`: the family's name ("Ascend NPU"); `present`:
     host indices found; `wanted`: a count, indices, or None (one card); `holders`:
     envctl/card_holders.Holder of every container, or None when the engine was not asked;
     `own`: the environment's container name (its own cards are not someone else's);
-    `own_cards`: the cards it has now (its label); `where`: "under ROOT" or "on this host"."""
+    `own_cards`: the cards it has now (its label); `where`: "under ROOT" or "on this host";
+    `unhealthy`: host index → health, the cards `tool` (e.g. "npu-smi") marks unhealthy
+    (VendorReading.unhealthy): a count passes them over, indices take them with a warning."""
+    bad = {c: h for c, h in (unhealthy or {}).items() if c in present}
     names = ", ".join(map(str, present)) or "none"
     wanted = 1 if wanted is None else wanted
     if isinstance(wanted, int):
@@ -125,34 +150,56 @@ def choose(label: str, present: tuple[int, ...], wanted: Cards | None, holders, 
         if not present:
             return Choice(tuple(range(wanted)), "", (f"no {label} cards found {where}",))
         if holders is None:
-            first = present[:wanted]
-            problems = (f"{wanted} {label} cards wanted, {len(present)} present ({names})",) if len(present) < wanted else ()
-            return Choice(first, f"the first {wanted} present; who holds cards is unknown ({unknown_why})", problems)
+            healthy = tuple(c for c in present if c not in bad)
+            sick = f"; passed over as unhealthy: {unhealthy_text(bad, tool)}" if bad else ""
+            problems = ((f"{wanted} {label} cards wanted, {len(present)} present ({names}){sick}",)
+                        if len(healthy) < wanted else ())
+            return Choice(healthy[:wanted], f"the first {wanted} present; who holds cards is unknown ({unknown_why}){sick}",
+                          problems)
         busy = _held_by(holders, own)
-        free = [c for c in present if c not in busy]
-        held = f" (held: {held_text(busy)})" if busy else " (no card is held)"
+        free = [c for c in present if c not in busy and c not in bad]
+        sick = f"; passed over as unhealthy: {unhealthy_text(bad, tool)}" if bad else ""
+        held = (f" (held: {held_text(busy)}{sick})" if busy else f" (no card is held{sick})")
         if len(free) < wanted:
+            why_not = "; ".join(part for part in (held_text(busy), unhealthy_text(bad, tool) if bad else "") if part)
             return Choice(tuple(free), "", (f"{wanted} {label} cards wanted, {len(free)} free of {len(present)} present"
-                                            + (f": {held_text(busy)}" if busy else f" ({names})"),))
+                                            + (f": {why_not}" if why_not else f" ({names})")
+                                            + _how_to_go_on(wanted, free, {c: h for c, h in busy.items() if c not in bad}),))
         if own_cards and len(own_cards) == wanted and all(c in free for c in own_cards):
             return Choice(tuple(own_cards), f"the cards {own} already has, still free{held}")
         chosen, how = _pick(free, wanted, topo)
-        return Choice(tuple(chosen), f"{wanted} free card{'s' if wanted > 1 else ''}, lowest first{how}{held}")
+        unknown = f"; {topo.unknown}" if topo.unknown and wanted > 1 else ""
+        return Choice(tuple(chosen), f"{wanted} free card{'s' if wanted > 1 else ''}, lowest first{how}{unknown}{held}")
     missing = [c for c in wanted if c not in present]
     if missing:
         return Choice(tuple(wanted), "", (f"{label} card {', '.join(map(str, missing))} does not exist {where}; "
                                           f"cards present: {names}",))
+    sick = {c: bad[c] for c in wanted if c in bad}
+    warnings = (f"{label} {unhealthy_text(sick, tool)} asked for by index: taken as asked; a count would pass "
+                f"{'it' if len(sick) == 1 else 'them'} over",) if sick else ()
+    sick_why = f"; unhealthy: {unhealthy_text(sick, tool)}" if sick else ""
     if holders is None:
-        return Choice(tuple(wanted), f"as asked; who holds cards is unknown ({unknown_why})")
+        return Choice(tuple(wanted), f"as asked; who holds cards is unknown ({unknown_why}){sick_why}", (), warnings)
     busy = _held_by(holders, own)
     taken = {c: busy[c] for c in wanted if c in busy}
     if not taken:
-        return Choice(tuple(wanted), "as asked, free")
+        return Choice(tuple(wanted), f"as asked, free{sick_why}", (), warnings)
     if share:
-        return Choice(tuple(wanted), f"as asked, shared (--share-cards): {held_text(taken)}")
+        return Choice(tuple(wanted), f"as asked, shared (--share-cards): {held_text(taken)}{sick_why}", (), warnings)
     free = [c for c in present if c not in busy]
     problems = []
     for part in held_parts(taken):
         problems.append(f"{label} {part}; free now: {cards_text(free) or 'none'} (ask for a count to get free cards, "
                         f"or pass --share-cards to use these anyway)")
-    return Choice(tuple(wanted), "", tuple(problems))
+    return Choice(tuple(wanted), "", tuple(problems), warnings)
+
+
+def _how_to_go_on(wanted: int, free: list[int], busy: dict[int, list]) -> str:
+    """The ways on from "not enough free cards", as the blocker's last sentence: fewer cards
+    (--card-count, a count of free cards), held cards named and shared (--cards with
+    --share-cards), and where to see them all."""
+    fewer = f"ask for {len(free)} card{'s' if len(free) != 1 else ''} or fewer (--card-count {len(free)}); " if free else ""
+    shareable = sorted(free + sorted(busy)[:max(0, wanted - len(free))])
+    share = ("name cards and pass --share-cards to use them alongside their holders (--cards "
+             f"{cards_text(shareable)} --share-cards); " if busy else "")
+    return f". To go on: {fewer}{share}`envctl cards` shows every card and who holds it"

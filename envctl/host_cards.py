@@ -52,7 +52,8 @@ def survey(host, engine=None, engine_problem: str | None = None) -> HostCards:
 
 
 def as_dict(found: HostCards) -> dict:
-    """The JSON form: per family, per card, the reading's fields, `holders` (running ones hold;
+    """The JSON form: per family, per card, the reading's fields (`health` as printed, `healthy`:
+    false where the tool marks it anything but OK, null where it gives no health), `holders` (running ones hold;
     stopped ones are listed with their status) and `processes`; `free`: no running holder
     (null when the engine could not be asked)."""
     families = []
@@ -70,6 +71,8 @@ def as_dict(found: HostCards) -> dict:
                 "memory_total": card.memory_total if card else None,
                 "utilization_percent": card.utilization_percent if card else None,
                 "temperature_c": card.temperature_c if card else None,
+                "health": card.health if card else None,  # as the tool printed it; None: it gives none
+                "healthy": None if card is None or card.health is None else not card.unhealthy,
                 "holders": [h.as_dict() for h in holders],
                 "processes": [{"pid": p.pid, "name": p.name, "memory": p.memory, "pid_in_container": p.pid_in_container}
                               for p in processes],
@@ -100,14 +103,16 @@ def lines(found: HostCards) -> list[str]:
     for fam in data["families"]:
         tool = f"{fam['tool']}" if fam["tool"] and not fam["tool_problem"] else (fam["tool_problem"] or "no vendor tool read")
         out.append(f"{found.host}{root}  {fam['label']}: {len(fam['cards'])} card(s)  [{tool}]")
-        out.append(f"  {'CARD':<5} {'MODEL':<12} {'BUS ID':<13} {'MEMORY':<18} {'UTIL':>4} {'TEMP':>5}  HELD BY")
+        out.append(f"  {'CARD':<5} {'MODEL':<12} {'BUS ID':<13} {'MEMORY':<18} {'UTIL':>4} {'TEMP':>5} {'HEALTH':<8}  HELD BY")
         for card in fam["cards"]:
             running = [h for h in card["holders"] if h["status"] in ("running", "paused", "restarting")]
             held = "unknown" if card["free"] is None else "free" if not running else ", ".join(h["container"] for h in running)
             util = "-" if card["utilization_percent"] is None else f"{card['utilization_percent']}%"
             temp = "-" if card["temperature_c"] is None else f"{card['temperature_c']}C"
+            if card["healthy"] is False:  # a count passes it over (envctl/card_choice.py)
+                held += " (unhealthy: not taken by a count)"
             out.append(f"  {card['index']:<5} {card['model'] or '-':<12} {card['bus_id'] or '-':<13} "
-                       f"{_memory(card, fam['memory_unit']):<18} {util:>4} {temp:>5}  {held}")
+                       f"{_memory(card, fam['memory_unit']):<18} {util:>4} {temp:>5} {card['health'] or '-':<8}  {held}")
         for card in fam["cards"]:
             for holder in card["holders"]:
                 if holder["how"] != "process":  # listed with the processes below

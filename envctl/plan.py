@@ -288,12 +288,12 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
         blockers.append(blocker)
 
     wanted = options.cards if options.cards is not None else manifest.device.cards
-    why = ""
+    why, card_warnings = "", ()
     if manifest.device.kind == "cpu":
         cards, card_problems = [], (["a cpu environment has no cards: drop --cards"] if options.cards else [])
     else:
         choice = _choose_cards(fam, manifest, observed, wanted, options)
-        cards, card_problems, why = list(choice.cards), list(choice.problems), choice.why
+        cards, card_problems, why, card_warnings = list(choice.cards), list(choice.problems), choice.why, choice.warnings
     blockers += card_problems
     selection = dataclasses.replace(fam.select(observed.devices, cards, manifest.container.runtime), why=why)
     blockers += list(selection.problems)
@@ -361,7 +361,7 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
         entrypoints=_entrypoints(loaded, selection),
         blockers=tuple(blockers),
         needs=tuple(needs),
-        notes=tuple(manifest.notes),
+        notes=tuple(manifest.notes) + tuple(f"warning: {w}" for w in card_warnings),
         baked=baked,
         container_action=ContainerAction(chosen.action, chosen.reason, chosen.changes, stops),
         world=world,
@@ -383,9 +383,12 @@ def _choose_cards(fam, manifest, observed: Observed, wanted, options: Options):
         except CardsError:
             own_cards = ()  # not envctl's writing: chosen afresh (recreate says what changed)
     where = f"under {observed.root}" if observed.root != "/" else "on this host"
+    reading = observed.reading
+    tool = reading.tool.split()[0].rsplit("/", 1)[-1] if reading is not None else "the vendor tool"
     return choose(fam.label, tuple(observed.cards), wanted, observed.holders, manifest.container_name, own_cards,
-                  options.share_cards, topology(manifest.device.kind, observed.reading, tuple(observed.cards)), where,
-                  observed.engine_problem or "the engine was not asked")
+                  options.share_cards, topology(manifest.device.kind, reading, tuple(observed.cards)), where,
+                  observed.engine_problem or "the engine was not asked",
+                  reading.unhealthy() if reading is not None else None, tool)
 
 
 def _decided(step, decision: decisions.Decision):

@@ -112,11 +112,12 @@ def mlu_host(root: Path, cards: int = 2, driver: str = "5.10.22", ipcm: bool = T
 
 
 def npu_smi_table(version: str, cards: int, used: dict[int, int], processes: list[tuple[int, int, str, int]],
-                  model: str = "910B") -> str:
+                  model: str = "910B", health: dict[int, str] | None = None) -> str:
     """`npu-smi info` as 23.0/24.x drivers print it on an Atlas 800 (one chip per NPU, the layout
     of tests/fixtures/vendor/npu-smi/): every NPU with its HBM in use (`used`: card → MB), then
     the process table (`processes`: card, host PID, process name, MB) without the 25.x
-    container column, "No running processes found in NPU N" for the others."""
+    container column, "No running processes found in NPU N" for the others. `health`: card →
+    the Health cell (OK where not given; Warning, Alarm, Critical as npu-smi prints them)."""
     wide = "+------------------------------------------------------------------------------------------------+\n"
     rule = "+===========================+===============+====================================================+\n"
     out = [wide, f"| npu-smi {version:<25}Version: {version:<53}|\n",
@@ -127,7 +128,7 @@ def npu_smi_table(version: str, cards: int, used: dict[int, int], processes: lis
     for i in range(cards):
         mb = used.get(i, 0)
         aicore = str(min(99, mb // 300))
-        out.append(f"| {i:<6}{model:<20}| OK            | {'68.5':<12}{36 + i:<18}0    / 0             |\n")
+        out.append(f"| {i:<6}{model:<20}| {(health or {}).get(i, 'OK'):<14}| {'68.5':<12}{36 + i:<18}0    / 0             |\n")
         out.append(f"| 0                         | 0000:{0xC1 + i:02X}:00.0  | {aicore:<12}2246 / 15137      {mb:<5}/ 32768         |\n")
         out.append(rule)
     out += ["+---------------------------+---------------+----------------------------------------------------+\n",
@@ -146,11 +147,12 @@ def npu_smi_table(version: str, cards: int, used: dict[int, int], processes: lis
 def npu_host(root: Path, cards: int = 8, version: str = "23.0.rc2", version_info: bool = True,
              npu_smi: bool = True, managers: bool = True, npu_smi_dir: str = "usr/local/bin",
              driver_extras: bool = False, used: dict[int, int] | None = None,
-             processes: list[tuple[int, int, str, int]] | None = None, model: str = "910B") -> Path:
+             processes: list[tuple[int, int, str, int]] | None = None, model: str = "910B",
+             health: dict[int, str] | None = None) -> Path:
     """A Huawei Ascend 910 host with `cards` NPUs. `npu_smi_dir`: where npu-smi is installed
     (usr/local/sbin on standard driver installs). `driver_extras`: also driver/include,
     driver/tools/hccn_tool, driver/topo/<card>/*.json and /etc/hccn.conf, as newer driver
-    installs have them. `used`, `processes`, `model`: what npu-smi's tables show (npu_smi_table)."""
+    installs have them. `used`, `processes`, `model`, `health`: what npu-smi's tables show (npu_smi_table)."""
     for i in range(cards):
         char_device(root / f"dev/davinci{i}")
     if managers:
@@ -176,5 +178,5 @@ def npu_host(root: Path, cards: int = 8, version: str = "23.0.rc2", version_info
         (root / "etc/hccn.conf").write_text("address_0=192.168.100.100\nnetmask_0=255.255.255.0\n")
     if npu_smi:
         executable(root / npu_smi_dir / "npu-smi",
-                   "#!/bin/sh\ncat <<'OUT'\n" + npu_smi_table(version, cards, used or {}, processes or [], model) + "OUT\n")
+                   "#!/bin/sh\ncat <<'OUT'\n" + npu_smi_table(version, cards, used or {}, processes or [], model, health) + "OUT\n")
     return root

@@ -6,6 +6,7 @@ then the process table. Layouts (tests/fixtures/vendor/npu-smi/SOURCES.md):
     | 0     910B2               | OK            | 96.4        37                0    / 0             |
     | 0                         | 0000:C1:00.0  | 0           0    / 0          3397 / 65536         |
 
+Health is OK, Warning, Alarm or Critical, as printed (envctl/devices/usage.CardReading.unhealthy).
 A3 servers print `Chip  Phy-ID` and two chips under each NPU ID (one board); 310P3 cards print
 `Chip  Device` and no HBM column. The device index (the N of /dev/davinciN) is the Phy-ID or
 Device column where there is one, else the NPU ID (one chip per NPU). 25.x prints `31877/ 65536`
@@ -45,7 +46,7 @@ def parse(stdout: str) -> tuple[list[CardReading], list[CardProcess]]:
     are skipped; an output with no chip rows gives ([], [])."""
     cards: list[CardReading] = []
     raw_processes: list[tuple[int, int, int, str, int | None, int | None]] = []
-    pending: tuple[int, str, int | None] | None = None  # NPU ID, name, temperature of the first line
+    pending: tuple[int, str, int | None, str] | None = None  # NPU ID, name, temperature, health of the first line
     in_processes = False
     chips: dict[tuple[int, int], int] = {}  # (NPU ID, chip) → device index, for the process table
     for line in stdout.splitlines():
@@ -69,17 +70,17 @@ def parse(stdout: str) -> tuple[list[CardReading], list[CardProcess]]:
             if len(head) == 2 and head[0].isdecimal() and not _BUS_ID.match(cells[1]):
                 words = cells[2].split()
                 temperature = _int(words[1]) if len(words) > 1 else None
-                pending = (int(head[0]), head[1], temperature)
+                pending = (int(head[0]), head[1], temperature, cells[1])
             continue
         if _BUS_ID.match(cells[1]) and head and head[0].isdecimal():
-            npu, name, temperature = pending
+            npu, name, temperature, health = pending
             pairs = _PAIR.findall(cells[2])
             memory = pairs[1] if len(pairs) > 1 and int(pairs[1][1]) > 0 else (pairs[0] if pairs else None)
             words = cells[2].split()
             util = _float_int(words[0]) if words else None
             index = int(head[1]) if len(head) > 1 and head[1].isdecimal() else npu
             cards.append(CardReading(index, name, cells[1], int(memory[0]) if memory else None,
-                                     int(memory[1]) if memory else None, util, temperature, npu))
+                                     int(memory[1]) if memory else None, util, temperature, npu, health or None))
             pending = None
             chips[(npu, int(head[0]))] = index
         else:

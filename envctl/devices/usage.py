@@ -28,6 +28,17 @@ class CardReading:
     utilization_percent: int | None = None  # cnmon's Util, npu-smi's AICore(%)
     temperature_c: int | None = None
     board: int | None = None  # npu-smi's NPU ID: cards (chips) with the same one are one board
+    health: str | None = None  # npu-smi's Health as printed (OK, Warning, Alarm, Critical); None: not given
+
+    @property
+    def unhealthy(self) -> bool:
+        """The tool marks the card anything but OK. npu-smi's Health reads OK, Warning (minor
+        alarm), Alarm (major), Critical (urgent) or UNKNOWN (absent or not started): Huawei's
+        npu-smi reference, `npu-smi info -t health`; a public parser of the table quotes
+        `| 5  910B3  | Alarm  |` (tests/fixtures/vendor/npu-smi/SOURCES.md). vllm-ascend's worker health check (vllm-project/vllm-ascend PR #6681) takes every
+        value but OK as not healthy, and so does envctl. cnmon's table has no health column
+        (its Ecc-Error column counts errors, it does not judge): an MLU card's health is None."""
+        return self.health is not None and self.health.upper() != "OK"
 
 
 @dataclass(frozen=True)
@@ -56,9 +67,15 @@ class VendorReading:
     def processes_on(self, index: int) -> tuple[CardProcess, ...]:
         return tuple(p for p in self.processes if p.card == index)
 
+    def unhealthy(self) -> dict[int, str]:
+        """Host index → the health the tool printed, for every card it marks anything but OK."""
+        return {c.index: c.health for c in self.cards if c.unhealthy}
+
     def boards(self) -> tuple[tuple[int, ...], ...]:
         """Groups of host indices that are one board (several chips under one NPU ID), in
-        index order; single-chip boards are left out."""
+        index order; single-chip boards are left out. Only npu-smi says which chips share a
+        board: cnmon's table prints one row per MLU device and nothing that ties the two chips
+        of an MLU370-X8 together (see envctl/card_choice.topology)."""
         groups: dict[int, list[int]] = {}
         for card in self.cards:
             if card.board is not None:

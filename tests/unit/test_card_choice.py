@@ -92,7 +92,9 @@ def test_a_privileged_container_holds_every_card(lab):
     lab.host().foreign("vendor-privileged", (), privileged=True)
     plan = lab.plan()
     assert plan.blockers == ("2 Ascend NPU cards wanted, 0 free of 8 present: cards 0,1,2,3,4,5,6,7 by vendor-privileged "
-                             "(not envctl's: privileged, since 2026-11-30 09:15 UTC)",)
+                             "(not envctl's: privileged, since 2026-11-30 09:15 UTC). To go on: name cards and pass "
+                             "--share-cards to use them alongside their holders (--cards 0,1 --share-cards); "
+                             "`envctl cards` shows every card and who holds it",)
     explicit = lab.plan(cards='"5"')
     assert "Ascend NPU card 5 by vendor-privileged" in explicit.blockers[0]
 
@@ -116,7 +118,10 @@ def test_not_enough_free_cards_lists_every_holder(lab):
     lab.host(cards=4).envctl("envctl-a", (0, 1), user="ana").foreign("job", (2,))
     plan = lab.plan(cards="2")
     assert plan.blockers == ("2 Ascend NPU cards wanted, 1 free of 4 present: cards 0,1 by envctl-a (environment a, "
-                             "user ana, since 2026-11-30 09:15 UTC); card 2 by job (not envctl's, since 2026-11-30 09:15 UTC)",)
+                             "user ana, since 2026-11-30 09:15 UTC); card 2 by job (not envctl's, since 2026-11-30 09:15 UTC). "
+                             "To go on: ask for 1 card or fewer (--card-count 1); name cards and pass --share-cards to use "
+                             "them alongside their holders (--cards 0,3 --share-cards); `envctl cards` shows every card "
+                             "and who holds it",)
 
 
 def test_without_an_engine_the_first_cards_present_are_taken_and_the_plan_says_so(lab, tmp_path, clean_env):
