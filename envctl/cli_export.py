@@ -28,7 +28,7 @@ def export_command(
     crds: Optional[List[Path]] = typer.Option(None, "--crd", help="a CustomResourceDefinition file (kubectl get crd X -o yaml) "
                                               "to check custom kinds against; repeatable"),
     cards: Optional[int] = typer.Option(None, "--cards", help="cards per node (default: the manifest's device.cards count)"),
-    master_port: Optional[int] = typer.Option(None, "--master-port", help="the master port (default: the launcher's)"),
+    master_port: Optional[int] = typer.Option(None, "--master-port", min=1, max=65535, help="the master port (default: the launcher's)"),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="key=value overriding a parameter; repeatable"),
     data_dir: str = typer.Option("/root/.local/share/envctl", "--data-dir", help="envctl's directory on every node "
                                  "(cache/, workspaces/; what `envctl fetch --hosts` fills)"),

@@ -161,7 +161,7 @@ def exec_command(
     nodes: Optional[List[str]] = typer.Option(None, "--nodes", help="run once across these hosts together, rank = order "
                                               "given (names, groups or ranges, as --hosts); the entrypoint needs nodes:"),
     master_addr: Optional[str] = typer.Option(None, "--master-addr", help="with --nodes: the master's data-plane IPv4 address"),
-    master_port: Optional[int] = typer.Option(None, "--master-port", help="with --nodes: the master port (default: the "
+    master_port: Optional[int] = typer.Option(None, "--master-port", min=1, max=65535, help="with --nodes: the master port (default: the "
                                               "launcher's, moved to a free one on the master)"),
     rank_table: bool = typer.Option(False, "--rank-table", help="with --nodes on Ascend: build the HCCL rank table (v1.0) "
                                     "from hccn_tool on every node, set RANK_TABLE_FILE"),
@@ -376,7 +376,7 @@ def doctor(
     entrypoint: Optional[str] = typer.Option(None, "--entrypoint", "-e", help="with --nodes: the entrypoint to run "
                                              "(its launcher's master port)"),
     master_addr: Optional[str] = typer.Option(None, "--master-addr", help="with --nodes: the master's data-plane IPv4 address"),
-    master_port: Optional[int] = typer.Option(None, "--master-port", help="with --nodes: the master port"),
+    master_port: Optional[int] = typer.Option(None, "--master-port", min=1, max=65535, help="with --nodes: the master port"),
 ) -> None:
     """Is this host (or are the hosts named) ready? Exit 5 when a check fails. With --nodes: can
     these hosts run one run together (a table, one line per node)?"""

@@ -162,7 +162,7 @@ def plan(
                                               "of these hosts (NAME up on each), starting nothing"),
     entrypoint: Optional[str] = typer.Option(None, "--entrypoint", "-e", help="with --nodes: the entrypoint"),
     master_addr: Optional[str] = typer.Option(None, "--master-addr", help="with --nodes: the master's data-plane IPv4 address"),
-    master_port: Optional[int] = typer.Option(None, "--master-port", help="with --nodes: the master port"),
+    master_port: Optional[int] = typer.Option(None, "--master-port", min=1, max=65535, help="with --nodes: the master port"),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="with --nodes: key=value overriding a parameter"),
     rank_table: bool = typer.Option(False, "--rank-table", help="with --nodes on Ascend: ask hccn_tool on every node and "
                                     "check the HCCL rank table exec --rank-table would write; show RANK_TABLE_FILE"),
