@@ -112,6 +112,9 @@ def up(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], Non
     from envctl.card_lock import hold
 
     executed: list = []
+    for note in plan.notes:
+        if note.startswith("warning: "):  # the plan's warnings (an unhealthy card asked for by index)
+            echo(f"warning    {note.removeprefix('warning: ')}")
     image = prepare(host, loaded, plan, echo, progress, offline, executed)
     return start(host.engine(), loaded, plan, image, Path(host.lock_dir), echo, executed, lambda: hold(host, echo))
 

@@ -197,3 +197,35 @@ def test_watch_refreshes_in_place_until_interrupted(make_env):
     rest, err = piped.communicate(timeout=60)
     assert piped.returncode == 0, err
     assert "\x1b" not in out + rest and "card 1: process 31337 python train.py --lr 1e-4, 4000 MiB" in out
+
+
+def test_a_count_passes_an_unhealthy_card_over_and_not_enough_says_how_to_go_on(make_env, tarballs, foreign):
+    # npu-smi (the stand-in) marks card 1 Alarm; a foreign container holds 2 and 3.
+    env = make_env("npu", cards=4, health={1: "Alarm"})
+    holder = foreign(f"{env.name}-vendor", str(env.root / "dev/davinci2"), str(env.root / "dev/davinci3"))
+    manifest(env, tarballs, cards="1")
+    plan = env.run("plan", str(env.manifest))
+    assert plan.returncode == 0, plan.stderr
+    assert "2. devices     npu cards 0" in plan.stdout
+    assert "passed over as unhealthy: card 1 Alarm (npu-smi's Health)" in plan.stdout
+
+    shown = json.loads(env.run("cards", "--json").stdout)
+    rows = {c["index"]: c for c in shown["families"][0]["cards"]}
+    assert (rows[1]["health"], rows[1]["healthy"], rows[0]["healthy"]) == ("Alarm", False, True)
+    assert "(unhealthy: not taken by a count)" in env.run("cards").stdout
+
+    # Two wanted, one healthy card free: the blocker names the holder, the unhealthy card, the ways on.
+    refused = env.run("up", str(env.manifest), "--card-count", "2")
+    assert refused.returncode == 5, refused.stderr
+    assert f"2 Ascend NPU cards wanted, 1 free of 4 present: cards 2,3 by {holder} (not envctl's, since " in refused.stderr
+    assert "card 1 Alarm (npu-smi's Health). To go on: ask for 1 card or fewer (--card-count 1)" in refused.stderr
+    assert "(--cards 0,2 --share-cards); `envctl cards` shows every card and who holds it" in refused.stderr
+    assert env.get() is None
+
+    # Asked for by index, the Alarm card is taken, with a warning in the plan.
+    indexed = env.run("up", str(env.manifest), "--cards", "1")
+    assert indexed.returncode == 0, indexed.stderr
+    assert devices_of(env.engine, env.container) == davinci(env, 1)
+    assert "warning    Ascend NPU card 1 Alarm (npu-smi's Health) asked for by index: taken as asked" in indexed.stderr
+    planned = env.run("plan", str(env.manifest), "--cards", "1")
+    assert "warning: Ascend NPU card 1 Alarm (npu-smi's Health) asked for by index" in planned.stdout
