@@ -85,6 +85,10 @@ def open_nodes(remote, env_name: str | None) -> list[Opened]:
     from envctl.cli_remote import entries
 
     chosen = entries(remote)
+    twice = _named_twice(remote)
+    if twice:
+        raise EnvctlError(f"--nodes names {', '.join(twice)} more than once (a host given twice, or also a member of a "
+                          "group given)", hint="rank = the order given: name each host once", exit_code=EXIT_USAGE)
     if len(chosen) < 2:
         raise EnvctlError(f"--nodes needs two or more hosts, got {len(chosen)} ({', '.join(e.name for e in chosen)})",
                           hint="for one host use --host", exit_code=EXIT_USAGE)
@@ -100,6 +104,39 @@ def open_nodes(remote, env_name: str | None) -> list[Opened]:
 
     with ThreadPoolExecutor(max_workers=min(16, len(chosen))) as pool:
         return list(pool.map(one, enumerate(chosen)))
+
+
+def _named_twice(remote) -> list[str]:
+    """The hosts the --nodes names designate more than once, in the order first given: for
+    --hosts a repeat is harmless, but here the order is the ranks, so `lab1,lab2,lab1` or
+    `pair,lab1` (lab1 in group pair) has no one meaning."""
+    import os
+
+    from envctl.remote.inventory import load_inventory, select, split_names
+
+    inventory = load_inventory(remote.inventory, os.environ)
+    counted: dict[str, int] = {}
+    for typed in split_names(list(remote.hosts)):
+        for entry in select(inventory, [typed]):
+            counted[entry.name] = counted.get(entry.name, 0) + 1
+    return [name for name, count in counted.items() if count > 1]
+
+
+def _one_container_twice(sites: list[prepare.NodeSite]) -> list[str]:
+    """Nodes whose environment is one container (one engine: two inventory names, or a name
+    and an address, for one host): a problem each, naming the node it repeats."""
+    first: dict[str, str] = {}
+    problems = []
+    for site in sites:
+        container_id = getattr(site.environment.container, "id", None)
+        if not container_id:
+            continue
+        if container_id in first:
+            problems.append(f"{site.name} and {first[container_id]} are one host: the same container "
+                            f"{container_id[:12]} of the same engine (name each host once in --nodes)")
+        else:
+            first[container_id] = site.name
+    return problems
 
 
 def read_clock(host) -> clocks.Reading:
@@ -154,7 +191,8 @@ def run(opened: list[Opened], launcher: str = "none", params: dict | None = None
             row = replace(row, warnings=row.warnings + (skew.detail,))
         rows[o.rank] = row
 
-    if len(sites) == len(opened):  # the network needs every node
+    check.problems.extend(_one_container_twice(sites))
+    if len(sites) == len(opened) and not check.problems:  # the network needs every node, each once
         try:
             check.nodes = prepare.choose_network(sites, master_addr)
         except EnvctlError as exc:
@@ -179,7 +217,7 @@ def run(opened: list[Opened], launcher: str = "none", params: dict | None = None
                 elif result.detail:
                     row = replace(row, warnings=row.warnings + (result.detail,))
                 rows[site.rank] = row
-    else:
+    elif len(sites) != len(opened):
         check.problems.append("the master address, interfaces and port are chosen once every node can be used")
     check.rows = [rows[o.rank] for o in opened]
     return check
