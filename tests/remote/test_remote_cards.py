@@ -36,7 +36,8 @@ def test_cards_over_ssh_name_each_hosts_holders(world, lab, saved_image):
     roots = {}
     for host in ("lab2", "lab3"):
         roots[host] = lab.host_root(host)
-        hostsim.npu_host(roots[host], cards=8, used={5: 12000}, processes=[(5, 9001, "python3", 12000)])
+        hostsim.npu_host(roots[host], cards=8, used={5: 12000}, processes=[(5, 9001, "python3", 12000)],
+                         health={2: "Critical"} if host == "lab3" else None)
         world.cleanups.append(lambda root=roots[host]: [shutil.rmtree(p) for p in root.iterdir()])
     world.write_inventory(lab2={"root": str(roots["lab2"])}, lab3={"root": str(roots["lab3"])})
 
@@ -59,7 +60,8 @@ def test_cards_over_ssh_name_each_hosts_holders(world, lab, saved_image):
     assert [(h["container"], h["environment"], h["user"]) for h in lab2[0]["holders"]] == [(world.container, world.name, "carol")]
     assert lab2[1]["free"] is False and lab2[2]["free"] is True
     assert [h["container"] for h in lab3[0]["holders"]] == [foreign] and lab3[0]["holders"][0]["environment"] is None
-    assert lab3[2]["free"] is True
+    assert lab3[2]["free"] is True and (lab3[2]["health"], lab3[2]["healthy"]) == ("Critical", False)
+    assert lab2[2]["healthy"] is True
     for card in (lab2[5], lab3[5]):  # the npu-smi stand-in's process table, read on each host
         assert card["processes"] == [{"pid": 9001, "name": "python3", "memory": 12000, "pid_in_container": None}]
         assert card["free"] is False and card["memory_used"] == 12000 and card["memory_total"] == 32768
@@ -69,10 +71,14 @@ def test_cards_over_ssh_name_each_hosts_holders(world, lab, saved_image):
     assert f"card 0: {foreign} (not envctl's, since " in text.stdout
     assert "card 5: process 9001 python3, 12000 MB" in text.stdout
 
-    # The same holders decide a plan there: a count goes around them, explicit cards are refused naming it.
+    # The same holders and health decide a plan there: a count goes around them and around the card
+    # npu-smi marks Critical on that host; ring 0-3 keeps one free card (3), so both come from ring
+    # 4-7, where card 5 runs a process. Explicit cards are refused naming the holder.
     planned = world.run("plan", str(manifest), "--host", "lab3")
     assert planned.returncode == 0, planned.stderr
-    assert "npu cards 2,3" in planned.stdout and f"cards 0,1 by {foreign} (not envctl's" in planned.stdout
+    assert "npu cards 4,6" in planned.stdout and "inside HCCS ring 4-7" in planned.stdout, planned.stdout
+    assert f"cards 0,1 by {foreign} (not envctl's" in planned.stdout
+    assert "passed over as unhealthy: card 2 Critical (npu-smi's Health)" in planned.stdout
     refused = world.run("plan", str(manifest), "--host", "lab3", "--cards", "1")
     assert refused.returncode == 5
     assert f"Ascend NPU card 1 by {foreign} (not envctl's, since " in refused.stdout
