@@ -94,12 +94,13 @@ def start_and_forward(export: Export, container: str, directory: str, task: str,
     ]
 
 
-def running_check(reference: str) -> list[str]:
-    """Lines that stop with exit 5 when the container "$envctl_container" is not running here."""
+def running_check(reference: str, exit_command: str = "exit") -> list[str]:
+    """Lines that stop with `exit_command 5` when the container "$envctl_container" is not
+    running here."""
     return [
         "if [ \"$(docker inspect --format '{{.State.Running}}' \"$envctl_container\" 2>/dev/null)\" != true ]; then",
         f"  echo \"envctl: $(hostname): the container $envctl_container is not running; start it with: envctl up "
         f"{reference} --hosts NODES\" >&2",
-        "  exit 5",
+        f"  {exit_command} 5",
         "fi",
     ]

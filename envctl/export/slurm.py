@@ -12,7 +12,10 @@ Facts (Slurm 22.05, sbatch(1), srun(1), scontrol(1); research scale-out.md §1.1
   (the node's name when slurm.conf gives none).
 - srun hands the batch script's environment to every task (--export=ALL, the default), bash
   functions exported with `export -f` included; `--kill-on-bad-exit=1` ends the whole step when
-  one task exits non-zero, so a failed rank does not leave the others waiting for it.
+  one task exits non-zero, so a failed rank does not leave the others waiting for it. srun may
+  then end the step before the failed task's last output lines have reached it (seen on the
+  lab's Slurm 22.05: a refusal's message missing from the job's output; flux-core#7328 reports
+  the same race for Flux's exit-on-error), so a failing task waits 2 s before it exits.
 - Slurm's other variables (SLURM_PROCID, and WORLD_SIZE or RANK that site scripts set) are not
   read: the rank is SLURM_NODEID, the master the first host, the rest comes from envctl's
   prelude (envctl.export.prelude), the same contract as `exec --nodes`.
@@ -42,7 +45,10 @@ def script(export: Export) -> str:
     node = [
         "set -euo pipefail",
         "envctl_container=$ENVCTL_SLURM_CONTAINER",
-        *hostscript.running_check(reference),
+        "# srun ends the step (--kill-on-bad-exit) once it learns that a task failed, sometimes before",
+        "# that task's last lines of output reach it: a failing task leaves them a moment first.",
+        'envctl_exit() { if [ "$1" != 0 ]; then sleep 2; fi; exit "$1"; }',
+        *hostscript.running_check(reference, "envctl_exit"),
         "# The prelude's files, into this job's directory in the container's workspace (/envctl).",
         *hostscript.put_files(files, '"$envctl_container"', '"/envctl/export/$SLURM_JOB_ID"'),
         "# Rank: this node's index in the job; master: the first host's address (see above); name: the node's.",
@@ -51,7 +57,7 @@ def script(export: Export) -> str:
                                       ['-e ENVCTL_EXPORT_RANK="$SLURM_NODEID"',
                                        '-e ENVCTL_EXPORT_MASTER="$ENVCTL_SLURM_MASTER"',
                                        '-e ENVCTL_EXPORT_NAME="${SLURMD_NODENAME:-}"']),
-        'exit "$envctl_code"',
+        'envctl_exit "$envctl_code"',
     ]
     lines = [
         "#!/bin/bash",
