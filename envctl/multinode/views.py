@@ -18,7 +18,9 @@ import typer
 
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_USAGE, EnvctlError
 from envctl.multinode import nodeplan, preflight, rank_table
+from envctl.manifest.interpolate import looks_secret
 from envctl.nodes.contract import build_contract
+from envctl.render import redact, redact_tree
 
 
 def doctor_nodes(remote, env_name: str | None, entrypoint: str | None, master_addr: str | None,
@@ -49,6 +51,7 @@ def plan_nodes(remote, reference: str, entrypoint: str | None, master_addr: str 
                           exit_code=EXIT_USAGE)
     extra = list(extra or [])
     check, loaded, declared = preflight.for_entrypoint(remote, reference, entrypoint, master_addr, master_port)
+    hidden = _secrets(loaded, sets)
     if not as_json:
         for line in check.table():
             typer.echo(line)
@@ -68,14 +71,23 @@ def plan_nodes(remote, reference: str, entrypoint: str | None, master_addr: str 
                     "run_id": None, **check.as_dict(), "plan": plans}
         if with_rank_table:
             document["rank_table"] = table
-        typer.echo(json.dumps(document, indent=2))
+        typer.echo(json.dumps(redact_tree(document, hidden), indent=2))
     else:
         for line in nodeplan.lines(plans):
-            typer.echo(line)
+            typer.echo(redact(line, hidden))
         if plans:
-            typer.echo(f"nothing started; `{shlex.join(_exec_line(entrypoint, remote, sets, extra, with_rank_table))}` "
+            line = shlex.join(_exec_line(entrypoint, remote, sets, extra, with_rank_table))
+            typer.echo(f"nothing started; `{redact(line, hidden)}` "
                        f"runs this (with a run id of its own in place of {nodeplan.RUN_ID_PLACEHOLDER})")
     return EXIT_HOST_NOT_READY if check.blocked else 0
+
+
+def _secrets(loaded, sets: list[str]) -> frozenset[str]:
+    """Values never shown: those the manifest took from secret-looking variables (as the one-host
+    plan hides them, envctl.render) and the values of --set for a secret-looking parameter
+    (`--set hub_token=...`), which the commands and the exec line would otherwise carry."""
+    given = {value for key, sep, value in (item.partition("=") for item in sets) if sep and looks_secret(key) and value}
+    return frozenset(getattr(loaded, "secrets", None) or ()) | frozenset(given)
 
 
 def _exec_line(entrypoint: str, remote, sets: list[str], extra: list[str], with_rank_table: bool) -> list[str]:
