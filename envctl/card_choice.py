@@ -3,7 +3,7 @@ envctl/decisions.py, so `plan`, `up --dry-run` and `up` choose alike.
 
 - A count takes free cards: present, and held by no other container that runs
   (envctl/card_holders.py), lowest indices first; the cards the environment's own container
-  already has are kept when they are still enough and free. Where the vendor topology says so,
+  already has are kept when they are still enough, free and healthy. Where the vendor topology says so,
   cards go together: the chips of one board (npu-smi lists several chips under one NPU ID),
   and on an 8-NPU Ascend 910 server up to four cards stay inside one HCCS ring (0-3 or 4-7),
   since NPUs of different rings cannot run one job's collectives (Ascend/ascend-for-volcano,

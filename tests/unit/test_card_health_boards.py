@@ -114,9 +114,20 @@ def test_an_unhealthy_card_asked_for_by_index_is_taken_with_a_warning():
     assert choice.warnings == ("Ascend NPU card 1 Warning (npu-smi's Health) asked for by index: taken as asked; "
                                "a count would pass it over",)
     assert choice.why == "as asked, free; unhealthy: card 1 Warning (npu-smi's Health)"
+    # without an engine to ask: the same warning
+    unknown = choose("Ascend NPU", tuple(range(4)), (1,), None, unhealthy={1: "Alarm"}, tool="npu-smi")
+    assert unknown.warnings and unknown.why.endswith("; unhealthy: card 1 Alarm (npu-smi's Health)")
     # shared or held: the warning stays, the holder's blocker too
     refused = choose("Ascend NPU", tuple(range(4)), (1,), [held("job", 1)], unhealthy={1: "Alarm"}, tool="npu-smi")
     assert refused.problems and refused.warnings and "Alarm" in refused.warnings[0]
+
+
+def test_an_environments_own_card_that_turned_unhealthy_is_not_kept():
+    choice = choose("Ascend NPU", tuple(range(4)), 2, [], own="envctl-a", own_cards=(0, 1), unhealthy={1: "Critical"},
+                    tool="npu-smi")
+    assert choice.cards == (0, 2) and "passed over as unhealthy: card 1 Critical" in choice.why
+    kept = choose("Ascend NPU", tuple(range(4)), 2, [], own="envctl-a", own_cards=(0, 1), unhealthy={3: "Warning"})
+    assert kept.cards == (0, 1) and kept.why.startswith("the cards envctl-a already has, still free")
 
 
 def test_not_enough_healthy_free_cards_names_holders_unhealthy_cards_and_the_ways_on():
