@@ -103,7 +103,8 @@ def lines(found: HostCards) -> list[str]:
     for fam in data["families"]:
         tool = f"{fam['tool']}" if fam["tool"] and not fam["tool_problem"] else (fam["tool_problem"] or "no vendor tool read")
         out.append(f"{found.host}{root}  {fam['label']}: {len(fam['cards'])} card(s)  [{tool}]")
-        out.append(f"  {'CARD':<5} {'MODEL':<12} {'BUS ID':<13} {'MEMORY':<18} {'UTIL':>4} {'TEMP':>5} {'HEALTH':<8}  HELD BY")
+        out.append(f"  {'CARD':<5} {'MODEL':<12} {'BUS ID':<13} {'MEMORY':<18} {'UTIL':>4} {'TEMP':>5} "
+                   f"{'HEALTH':<8}  HELD BY")
         for card in fam["cards"]:
             running = [h for h in card["holders"] if h["status"] in ("running", "paused", "restarting")]
             held = "unknown" if card["free"] is None else "free" if not running else ", ".join(h["container"] for h in running)

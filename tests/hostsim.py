@@ -128,7 +128,8 @@ def npu_smi_table(version: str, cards: int, used: dict[int, int], processes: lis
     for i in range(cards):
         mb = used.get(i, 0)
         aicore = str(min(99, mb // 300))
-        out.append(f"| {i:<6}{model:<20}| {(health or {}).get(i, 'OK'):<14}| {'68.5':<12}{36 + i:<18}0    / 0             |\n")
+        state = (health or {}).get(i, "OK")
+        out.append(f"| {i:<6}{model:<20}| {state:<14}| {'68.5':<12}{36 + i:<18}0    / 0             |\n")
         out.append(f"| 0                         | 0000:{0xC1 + i:02X}:00.0  | {aicore:<12}2246 / 15137      {mb:<5}/ 32768         |\n")
         out.append(rule)
     out += ["+---------------------------+---------------+----------------------------------------------------+\n",

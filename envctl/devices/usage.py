@@ -35,8 +35,9 @@ class CardReading:
         """The tool marks the card anything but OK. npu-smi's Health reads OK, Warning (minor
         alarm), Alarm (major), Critical (urgent) or UNKNOWN (absent or not started): Huawei's
         npu-smi reference, `npu-smi info -t health`; a public parser of the table quotes
-        `| 5  910B3  | Alarm  |` (tests/fixtures/vendor/npu-smi/SOURCES.md). vllm-ascend's worker health check (vllm-project/vllm-ascend PR #6681) takes every
-        value but OK as not healthy, and so does envctl. cnmon's table has no health column
+        `| 5  910B3  | Alarm  |` (tests/fixtures/vendor/npu-smi/SOURCES.md). vllm-ascend's
+        worker health check (vllm-project/vllm-ascend PR #6681) takes every value but OK as not
+        healthy, and so does envctl. cnmon's table has no health column
         (its Ecc-Error column counts errors, it does not judge): an MLU card's health is None."""
         return self.health is not None and self.health.upper() != "OK"
 
