@@ -14,8 +14,9 @@ batch's gradient). Rank 0 alone writes the checkpoint.
 Cost (measured on a 2-core machine shared with other work, load average 12 to 17): the image
 tarball is 1.7 GB; the first test 6 to 7.5 min with its fixture (image check and `docker save`
 ~1 min, up ~2 to 4 min with the tarball pushed to and loaded on both hosts at once, the training
-~30 s, removing the image from both hosts ~1 min), the demo test ~6 min (its own lab built and
-taken apart). On an idle machine the training itself takes about a second.
+~30 s), the demo test ~6 min (its own lab built and taken apart). Where an earlier test of the
+session already loaded the image on the session's lab, up finds it there and pushes nothing; the
+demo test, on a lab of its own, always goes through the push. On an idle machine the training itself takes about a second.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def test_train_across_two_lab_hosts_is_one_training_with_one_checkpoint(world, l
     def remove_ours():
         for host in ("lab1", "lab2"):
             lab.docker(host, "rm", "-f", ENV_NAME, SINGLE_ENV)
-            lab.docker(host, "rmi", "-f", IMAGE_REF)  # 1.7 GB on each host of the session's lab
+        # The image stays: the session's later lab tests train in it too (tests/cpu_images.py
+        # loads it only where a host lacks it), and the lab's engines go with the lab.
     world.cleanups.append(remove_ours)
     env = world.environ(TINY_IMAGE_TARBALL=str(reference["tarball"]))
 
@@ -78,7 +80,7 @@ def test_train_across_two_lab_hosts_is_one_training_with_one_checkpoint(world, l
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         single = world.run("up", "chatglm-tiny-cpu", "--hosts", NODES, env=env, timeout=900)
         assert single.returncode == 0, single.stderr[-3000:]
-    for host in ("lab1", "lab2"):  # the tarball envctl pushed, loaded there: the image built here
+    for host in ("lab1", "lab2"):  # the image built here, on both (pushed by up where a host lacked it)
         assert lab.docker(host, "image", "inspect", "-f", "{{.Id}}", IMAGE_REF).stdout.strip() == reference["image"]
         mode = lab.docker(host, "inspect", "-f", "{{.HostConfig.NetworkMode}}", ENV_NAME).stdout.strip()
         assert mode == "host"
