@@ -59,14 +59,18 @@ def exec_on_nodes(entrypoint: str, extra: list[str], env_name: str | None, sets:
                           exit_code=EXIT_HOST_NOT_READY)
     sites = check.sites
     contract = prepare.make_contract(check.nodes, check.port, entrypoint, loaded.manifest.device.kind)
+    # What can still refuse the run (a --set the entrypoint does not declare, --rank-table off
+    # Ascend, a rank table's problems) does so before a run is announced and its directory
+    # written on every node: `logs --runs` lists every run directory as a run.
+    commands = [nodeplan.command_for(site, loaded, declared, entrypoint, sets, extra) for site in sites]
+    table = rank_table.build(sites, contract, loaded.manifest.device.kind, say)[0] if with_rank_table else None
     say(f"run {contract.run_id}: master {contract.master_addr}:{contract.master_port}, "
         f"{contract.nnodes} nodes, {contract.world_size} processes")
     prepare.write_run_dirs(sites, contract)
-    shared = rank_table.provide(sites, contract, loaded.manifest.device.kind, say) if with_rank_table else {}
+    shared = rank_table.write(sites, contract, table) if table is not None else {}
 
     processes = []
-    for site, node in zip(sites, contract.nodes):
-        command = nodeplan.command_for(site, loaded, declared, entrypoint, sets, extra)
+    for site, node, command in zip(sites, contract.nodes, commands):
         argv, variables, entry = command.argv, command.variables, command.entry
         log_path = node_logs.log_path(site.environment.workspace, contract.run_id, site.rank)
         log = site.host.log_writer(log_path) or _LocalLog(log_path)

@@ -146,13 +146,11 @@ def build(sites: list, contract, device_kind: str, say) -> tuple[str, list]:
     return text, servers
 
 
-def provide(sites: list, contract, device_kind: str, say) -> dict[str, str]:
-    """Build, check and write the run's rank table into every node's per-run directory;
-    returns the variables for every node (RANK_TABLE_FILE). Raises EnvctlError as build does
-    (nothing has started)."""
+def write(sites: list, contract, text: str) -> dict[str, str]:
+    """Write a table `build` made into every node's per-run directory (which must exist);
+    returns the variables for every node (RANK_TABLE_FILE)."""
     from envctl.multinode.prepare import run_dir_on_host
 
-    text, _ = build(sites, contract, device_kind, say)
     for site in sites:
         site.host.write_file(f"{run_dir_on_host(site, contract)}/{FILE_NAME}", text.encode("utf-8"))
     return variables(contract)

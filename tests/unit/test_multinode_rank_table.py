@@ -38,5 +38,5 @@ def test_no_hccn_tool_is_said_so():
 @pytest.mark.parametrize("kind", ["cpu", "mlu", "cuda"])
 def test_a_rank_table_is_for_ascend_only(kind):
     with pytest.raises(EnvctlError, match=f"--rank-table is for Ascend NPUs .*this environment's is {kind}") as raised:
-        rank_table.provide([], None, kind, print)
+        rank_table.build([], None, kind, print)
     assert raised.value.exit_code == 2
