@@ -51,25 +51,39 @@ class NodeSide:
     """One node as `logs --nodes` sees it."""
 
     name: str
-    host: object
+    host: object  # None: it could not be reached (problem says why)
     workspace: str
+    problem: EnvctlError | None = None
 
 
 def open_sides(remote, env_name: str | None) -> list[NodeSide]:
-    """Every node named, its environment found (stopped ones too); each reached at once."""
+    """Every node named, its environment found (stopped ones too); each reached at once. A node
+    that cannot be reached (or has no such environment) is kept with its problem, so that the
+    others' logs are still shown: after a run a host went down in, the survivors' logs are
+    what tell why. Raises the first node's problem when none can be reached."""
     from envctl import environments
     from envctl.cli_remote import entries, open_entry
 
     def one(entry) -> NodeSide:
-        host = open_entry(entry, remote)
-        chosen = environments.choose(host.engine(), env_name, running_only=False)
-        if not chosen.workspace:
-            raise EnvctlError(f"{entry.name}: {chosen.name} has no workspace mount")
+        try:
+            host = open_entry(entry, remote)
+            chosen = environments.choose(host.engine(), env_name, running_only=False)
+            if not chosen.workspace:
+                raise EnvctlError(f"{entry.name}: {chosen.name} has no workspace mount")
+        except EnvctlError as exc:
+            return NodeSide(entry.name, None, "", problem=exc)
         return NodeSide(entry.name, host, chosen.workspace)
 
     chosen = entries(remote)
     with ThreadPoolExecutor(max_workers=min(16, len(chosen))) as pool:
-        return list(pool.map(one, chosen))
+        sides = list(pool.map(one, chosen))
+    if all(side.problem for side in sides):
+        raise sides[0].problem
+    return sides
+
+
+def _reached(sides: list[NodeSide]) -> NodeSide:
+    return next(side for side in sides if side.problem is None)
 
 
 def runs_on(side: NodeSide, prefix: str = "") -> list[NodeRun]:
@@ -93,7 +107,7 @@ def runs_on(side: NodeSide, prefix: str = "") -> list[NodeRun]:
 def choose_run(sides: list[NodeSide], entrypoint: str | None, run_id: str | None) -> NodeRun:
     """--run, or the newest run (of the entrypoint) on the first node; every node named must
     have taken part. Raises EnvctlError (exit 4 when there is none, 2 for a node not in it)."""
-    first = sides[0]
+    first = _reached(sides)
     prefix = run_id if run_id else (f"{entrypoint}-" if entrypoint else "")
     runs = [r for r in runs_on(first, prefix) if run_id is None or r.run_id == run_id]
     if not runs:
@@ -110,10 +124,11 @@ def choose_run(sides: list[NodeSide], entrypoint: str | None, run_id: str | None
 
 
 def run_lines(sides: list[NodeSide], entrypoint: str | None) -> list[str]:
-    """`envctl logs --nodes ... --runs`: the runs on the first node, newest first."""
-    runs = runs_on(sides[0], f"{entrypoint}-" if entrypoint else "")
+    """`envctl logs --nodes ... --runs`: the runs on the first node reached, newest first."""
+    first = _reached(sides)
+    runs = runs_on(first, f"{entrypoint}-" if entrypoint else "")
     if not runs:
-        return [f"no runs across nodes in {sides[0].workspace}/nodes on {sides[0].name}"]
+        return [f"no runs across nodes in {first.workspace}/nodes on {first.name}"]
     return [f"{r.run_id}  master {r.master}  nodes " + ", ".join(f"{rank} {name}" for name, rank in
                                                                   sorted(r.ranks.items(), key=lambda i: i[1]))
             for r in runs]
@@ -127,14 +142,17 @@ def _reader(side: NodeSide, path: str, follow: bool) -> subprocess.Popen:
 
 
 def show(sides: list[NodeSide], run: NodeRun, follow: bool, out=None) -> int:
-    """Print every node's log of the run prefixed `[rank host]`. Returns 0, or 4 when a node's
-    log is missing (the others are still printed)."""
+    """Print every node's log of the run prefixed `[rank host]`. Returns 0; raises EnvctlError
+    after printing the others: a node not reached (its own error, e.g. exit 7), else 4 when a
+    node's log is missing."""
     out = out or sys.stdout.buffer
     ordered = sorted(sides, key=lambda side: run.ranks[side.name])
     lock = threading.Lock()
     missing: list[str] = []
 
     def pump(side: NodeSide) -> None:
+        if side.problem is not None:
+            return
         rank = run.ranks[side.name]
         path = log_path(side.workspace, run.run_id, rank)
         prefix = f"[{rank} {side.name}] ".encode()
@@ -147,6 +165,9 @@ def show(sides: list[NodeSide], run: NodeRun, follow: bool, out=None) -> int:
             missing.append(f"{side.name}: {path}: {reader.stderr.read().decode(errors='replace').strip()}")
 
     if follow:
+        for side in ordered:  # -f runs until interrupted: say now what will not be followed
+            if side.problem is not None:
+                sys.stderr.write(f"warning: not following {side.name}'s log: {side.problem.message}\n")
         threads = [threading.Thread(target=pump, args=(side,), daemon=True) for side in ordered]
         for thread in threads:
             thread.start()
@@ -155,6 +176,13 @@ def show(sides: list[NodeSide], run: NodeRun, follow: bool, out=None) -> int:
     else:
         for side in ordered:
             pump(side)
+    unreached = [side.problem for side in ordered if side.problem is not None]
+    if unreached:
+        first = unreached[0]
+        raise EnvctlError(f"{first.message}; its log of run {run.run_id} could not be read"
+                          + (f" (nor that of {len(unreached) - 1} more)" if len(unreached) > 1 else "")
+                          + ("; the other nodes' logs are above" if len(unreached) < len(ordered) else ""),
+                          hint=first.hint, exit_code=first.exit_code)
     if missing:
         raise EnvctlError("no log of run " + run.run_id + " for " + "; ".join(missing), exit_code=EXIT_NOT_FOUND)
     return 0
