@@ -20,6 +20,7 @@ from envctl.devices import family
 from envctl.devices.base import DriverInfo, Snapshot
 from envctl.errors import EXIT_USAGE, EnvctlError
 from envctl.manifest import docker_values
+from envctl.manifest.interpolate import looks_secret
 from envctl.manifest.loader import Loaded
 from envctl.nodes.contract import FORBIDDEN
 from envctl.nodes.launchers import default_port
@@ -164,9 +165,12 @@ def build_export(loaded: Loaded, entrypoint: str, nnodes: int, *, cards: int | N
     env = {**plan.container.env, **variables}
     for name in FORBIDDEN:  # the contract never sets them; launchers do, per process
         env.pop(name, None)
-    # A value holding a secret (a token the manifest took from the environment) is never written:
-    # the pod reads it from a Secret the user creates (a node prerequisite).
-    secret_env = tuple(k for k, v in env.items() if any(secret and secret in v for secret in loaded.secrets))
+    # A value holding a secret (a token the manifest took from the environment, or a --set of a
+    # secret-looking parameter, as plan --nodes hides them) is never written: the pod reads it
+    # from a Secret the user creates (a node prerequisite).
+    hidden = _secrets(loaded, sets)
+    _refuse_secret_in_command(argv, entry.workdir, hidden, entrypoint)
+    secret_env = tuple(k for k, v in env.items() if any(secret in v for secret in hidden))
     env = {k: v for k, v in env.items() if k not in secret_env}
     host_paths, artifacts = _host_paths(plan, data_dir, claim)
     built = Export(
@@ -187,6 +191,24 @@ def build_export(loaded: Loaded, entrypoint: str, nnodes: int, *, cards: int | N
     from envctl.export.prerequisites import prerequisites
 
     return replace(built, prerequisites=prerequisites(built, plan, loaded))
+
+
+def _secrets(loaded: Loaded, sets: tuple[str, ...]) -> frozenset[str]:
+    """The values an export never writes: those the manifest took from secret-looking variables
+    and the values of --set for a secret-looking parameter (`--set hub_token=...`)."""
+    given = {value for key, sep, value in (item.partition("=") for item in sets) if sep and looks_secret(key) and value}
+    return frozenset(s for s in loaded.secrets if s) | frozenset(given)
+
+
+def _refuse_secret_in_command(argv, workdir: str | None, hidden: frozenset[str], entrypoint: str) -> None:
+    """The node's command is written whole into every export (node.json, the README, the
+    scripts), so a secret expanded into it would be stored in clear. Raises EnvctlError (exit 2)."""
+    if any(secret in word for secret in hidden for word in [*argv, workdir or ""]):
+        raise EnvctlError(f"the command of entrypoint {entrypoint} holds a secret's value (a variable whose name looks "
+                          "secret, expanded by envctl, or an extra argument holding one): an export would write it "
+                          "into every file", hint="let the container's shell expand it at run time: write $${NAME} "
+                          "(not ${NAME}) in the manifest's command and put NAME in container.env, which the export "
+                          "reads from a Secret", exit_code=EXIT_USAGE)
 
 
 def _host_paths(plan: Plan, data_dir: str, claim: str | None):

@@ -269,3 +269,50 @@ def test_the_prelude_and_the_contract_parse_as_python_3_7():
         ast.parse(path.read_text(), filename=str(path), feature_version=(3, 7))
         for name in ("removeprefix", "removesuffix", "functools.cache(", "zip(strict"):
             assert name not in path.read_text(), f"{path.name} uses {name} (Python 3.9+)"
+
+
+SECRET_COMMAND = """\
+name: tokens
+description: a secret expanded into the node's command, and a --set of a secret-looking parameter
+device: {kind: cpu}
+image: {ref: "example/trainer:1"}
+container:
+  env: {HF_TOKEN: "${HF_TOKEN}"}
+entrypoints:
+  train:
+    params: {hub_token: "", STEPS: "3"}
+    run: torchrun --nnodes="$ENVCTL_NNODES" --node_rank="$ENVCTL_NODE_RANK" --master_addr="$ENVCTL_MASTER_ADDR" --master_port="$ENVCTL_MASTER_PORT" t.py
+    nodes: {launcher: torchrun}
+  pinned:
+    run: torchrun --nnodes="$ENVCTL_NNODES" --node_rank="$ENVCTL_NODE_RANK" --master_addr="$ENVCTL_MASTER_ADDR" --master_port="$ENVCTL_MASTER_PORT" t.py --token ${HF_TOKEN}
+    nodes: {launcher: torchrun}
+  deferred:
+    run: torchrun --nnodes="$ENVCTL_NNODES" --node_rank="$ENVCTL_NODE_RANK" --master_addr="$ENVCTL_MASTER_ADDR" --master_port="$ENVCTL_MASTER_PORT" t.py --token "$${HF_TOKEN}"
+    nodes: {launcher: torchrun}
+"""
+
+
+def test_a_secret_is_never_written_into_any_format_nor_its_readme(clean_env, tmp_path, monkeypatch):
+    """A secret expanded into the command (node.json, the README and the scripts carry the command
+    whole) is refused with the way to defer it to the container's shell; a --set of a
+    secret-looking parameter and an extra argument holding a secret are treated alike; the
+    deferred form exports, with the variable read from the Secret."""
+    from envctl.export import formats
+    from envctl.export.files import render
+
+    monkeypatch.setenv("HF_TOKEN", "hf_secretvalue123")
+    path = tmp_path / "tokens.yaml"
+    path.write_text(SECRET_COMMAND)
+    loaded = load(str(path), environ={**clean_env, "HF_TOKEN": "hf_secretvalue123"})
+    for entrypoint, kwargs in (("pinned", {}), ("train", {"extra": ("--token", "hf_secretvalue123")})):
+        with pytest.raises(EnvctlError) as refused:
+            build_export(loaded, entrypoint, 2, **kwargs)
+        assert refused.value.exit_code == 2 and "holds a secret" in str(refused.value)
+        assert "$${NAME}" in refused.value.hint and "hf_secretvalue123" not in str(refused.value) + refused.value.hint
+    for entrypoint, sets in (("deferred", ()), ("train", ("hub_token=hf_setvalue456", "STEPS=4"))):
+        export = build_export(loaded, entrypoint, 2, sets=sets)
+        for name in formats.load_all():
+            text = "\n".join(render(export, formats.get(name)).values())
+            assert "hf_secretvalue123" not in text and "hf_setvalue456" not in text, (entrypoint, name)
+        assert "HF_TOKEN" in export.extra["secret_env"] and export.env.get("STEPS") in (None, "4")
+    assert "HUB_TOKEN" in export.extra["secret_env"] and export.env["STEPS"] == "4"
