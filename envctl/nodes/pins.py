@@ -114,7 +114,10 @@ def _command_start(words: list[Word]) -> int:
     while i < len(words) and (words[i].text in _RESERVED or words[i].assignment or words[i].text in _WRAPPERS
                               or (i and words[i - 1].text == "env" and words[i].text.startswith("-"))):
         i += 1
-    if i < len(words) and posixpath.basename(words[i].text) in _RUNNERS:
+    # Behind a runner, or a wrapper with options of its own (`time -p`, `env -u NAME`, `nohup --`),
+    # the launcher is the first launcher-named word.
+    behind = any(posixpath.basename(w.text) in _RUNNERS or w.text in _WRAPPERS for w in words[:i + 1])
+    if i < len(words) and behind and not _names_launcher(words, i):
         for j in range(i + 1, len(words)):
             if _names_launcher(words, j):
                 return j
