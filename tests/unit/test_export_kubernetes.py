@@ -201,3 +201,30 @@ def test_a_claim_export_mounts_subpaths_of_one_pvc_and_passes_the_check(fmt, cle
     assert mounts["/envctl"] == {"mountPath": "/envctl", "readOnly": False, "name": "envctl-data",
                                  "subPath": "workspaces/envctl-chatglm3-mlu"}
     assert mounts["/usr/bin/cnmon"]["name"].startswith("host-")  # the driver stays the node's own
+
+
+def test_o_never_overwrites_what_is_not_an_export_and_a_new_export_leaves_nothing_of_the_old(clean_env, tmp_path):
+    """-o into a directory holding the user's files (a README.md of their own) writes nothing and
+    exits 2; an earlier export is replaced whole: the files it wrote that the new one does not
+    (node-2.sh of three nodes, another format's files) are removed, a file of the user's kept."""
+    base = [sys.executable, "-m", "envctl", "export", "chatglm-tiny-cpu:nodes", "-e", "train"]
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "README.md").write_text("my notes\n")
+    done = subprocess.run(base + ["-n", "2", "-f", "shell", "-o", str(theirs)], capture_output=True, text=True)
+    assert done.returncode == 2 and "not an earlier export; nothing written" in done.stderr, done.stderr
+    assert sorted(p.name for p in theirs.iterdir()) == ["README.md"] and (theirs / "README.md").read_text() == "my notes\n"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    done = subprocess.run(base + ["-n", "2", "-o", str(a_file)], capture_output=True, text=True)
+    assert done.returncode == 2 and "not a directory" in done.stderr and "Traceback" not in done.stderr
+
+    out = tmp_path / "out"
+    out.mkdir()  # empty: fine
+    for nodes, fmt, expected in (("3", "shell", {"node-0.sh", "node-1.sh", "node-2.sh"}), ("2", "shell", {"node-0.sh", "node-1.sh"}),
+                                 ("2", "volcano", {"chatglm-tiny-cpu-nodes-train.yaml"}), ("2", "slurm", {"job.sh"})):
+        done = subprocess.run(base + ["-n", nodes, "-f", fmt, "-o", str(out)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        (out / "kept.txt").write_text("mine\n")  # a file of the user's in an export is left alone
+        assert {p.name for p in out.iterdir()} == expected | {"README.md", ".envctl-export", "kept.txt"}, (nodes, fmt)
+        assert formats.format_of(out) == fmt
