@@ -12,6 +12,7 @@ manifest's shell, with --set and extra arguments applied by envctl.execute.apply
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
 from dataclasses import dataclass, field, replace
@@ -107,10 +108,16 @@ class Export:
 def job_name(manifest: str, variant: str | None, entrypoint: str) -> str:
     """`<manifest>[-<variant>]-<entrypoint>` as a DNS-1035 label of at most 40 characters, so
     that engine-made names (`<job>-worker-12`, `<job>-node-0`) stay within 63."""
-    raw = "-".join(part for part in (manifest, variant, entrypoint) if part).lower()
-    name = _DNS_LABEL.sub("-", raw).strip("-")
-    name = re.sub(r"^[^a-z]+", "", name)[:40].rstrip("-")
-    return name or "envctl-job"
+    raw = "-".join(part for part in (manifest, variant, entrypoint) if part)
+    name = _DNS_LABEL.sub("-", raw.lower()).strip("-")
+    name = re.sub(r"^[^a-z]+", "", name)
+    if len(name) > 40 or name != raw:
+        # Cut or folded: two entrypoints (or variants) of one long-named manifest, or names that
+        # differ only in case or punctuation, would get one job name and replace each other's
+        # objects on `kubectl apply`; a digest of the whole name keeps them apart.
+        digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:6]
+        name = f"{name[:33].rstrip('-')}-{digest}" if name else f"envctl-job-{digest}"
+    return name
 
 
 def cluster_observed(loaded: Loaded) -> Observed:

@@ -99,6 +99,21 @@ def test_job_names_are_dns_labels_short_enough_for_engine_suffixes():
     assert len(long) <= 40 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", long)
 
 
+def test_job_names_that_are_cut_or_folded_stay_apart():
+    """Two entrypoints or variants of a long-named manifest were cut to one job name (the
+    entrypoint fell off), and `Train` / `train`, `train_lora` / `train-lora` folded to one: the
+    second export's objects replaced the first's on `kubectl apply`."""
+    stem = "a-very-long-manifest-name-for-testing-the-limit"
+    names = [job_name(stem, None, "train"), job_name(stem, None, "finetune"), job_name(stem, "7b", "train"),
+             job_name(stem, "13b", "train"), job_name("m", None, "Train"), job_name("m", None, "train"),
+             job_name("m", None, "train_lora"), job_name("m", None, "train-lora"), job_name("123", None, "4"),
+             job_name("567", None, "8")]
+    assert len(set(names)) == len(names), names
+    for name in names:
+        assert len(name) <= 40 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name), name
+    assert job_name("m", None, "train") == "m-train"  # a name that is already a label stays as it is
+
+
 def test_the_prelude_ships_the_contract_module_byte_for_byte(clean_env):
     export = build_export(load("chatglm3-mlu", environ=dict(clean_env)), "train", 2)
     files = prelude_files(node_spec(export, rank_from="VC_TASK_INDEX", master="m.example"))
