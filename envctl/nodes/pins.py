@@ -320,13 +320,54 @@ def _check_launcher_script(inv: Invocation, assigned: dict[str, Word]) -> list[P
     return pins
 
 
+# Contract variables a process or launcher reads from its environment, by what they hold.
+_READ_FROM_ENV = {
+    "MASTER_ADDR": "master_addr", "MASTER_PORT": "master_port", "PET_MASTER_ADDR": "master_addr",
+    "PET_MASTER_PORT": "master_port", "PET_NNODES": "nnodes", "PET_NODE_RANK": "node_rank",
+    "ENVCTL_MASTER_ADDR": "master_addr", "ENVCTL_MASTER_PORT": "master_port", "ENVCTL_NNODES": "nnodes",
+    "ENVCTL_NODE_RANK": "node_rank", "ENVCTL_WORLD_SIZE": "worker_num", "ENVCTL_DS_WORLD_INFO": "world_info",
+}
+# torch's launchers read PET_* for flags not given and set MASTER_ADDR/MASTER_PORT for their
+# workers themselves; DeepSpeed's and msrun take every topology value as a flag (checked there).
+_ENV_READERS = {"torch": ("PET_MASTER_ADDR", "PET_MASTER_PORT", "PET_NNODES", "PET_NODE_RANK")}
+
+
+def _reassigned(words_list: list[list[Word]], launcher: str) -> list[Pin]:
+    """Contract variables the script sets to a value of its own where what runs reads them from
+    the environment: with launcher `none` the processes read MASTER_ADDR/MASTER_PORT (torch's
+    env:// rendezvous) and ENVCTL_*; torch's launchers read PET_*. The tutorials' `export
+    MASTER_PORT=$(shuf -n 1 -i 10000-65535)` before `python train.py` is the per-node random port
+    in that form. The variables are exported already (the contract), so an assignment without
+    `export`, or before a command (`MASTER_PORT=... python train.py`), changes them too."""
+    family = _FAMILY.get(launcher, "torch" if "torch" in launcher else launcher)
+    names = set(_READ_FROM_ENV) if launcher == "none" else set(_ENV_READERS.get(family, ()))
+    pins = []
+    for words in words_list:
+        items = words[1:] if words and words[0].text in ("export", "readonly", "local", "declare") else words
+        for word in items:
+            assignment = word.assignment
+            if assignment is None:
+                break  # past the assignments a command starts with
+            name, value = assignment
+            if name not in names:
+                continue
+            key = _READ_FROM_ENV[name]
+            why = _origin(Word(value.raw, value.text, word.line), FROM_CONTRACT[key], {}, name)
+            if why:
+                pins.append(Pin(word.line, f"the command sets {name} itself, which the per-node contract sets on every "
+                                           f"node: {why}; remove the assignment, or write {name}={_SUGGEST[key]}"))
+    return pins
+
+
 def pin_problems(run: str | list[str], launcher: str) -> list[Pin]:
     """Problems that keep `run` from running on several nodes with `launcher` (one of LAUNCHERS):
-    each pinned form of every launcher it starts, and a declared launcher it never starts."""
+    each pinned form of every launcher it starts, a contract variable the command sets itself
+    where the launcher or the processes read it from the environment, and a declared launcher
+    it never starts."""
     words_list = commands(run) if isinstance(run, str) else argv_words(run)
     assigned = _assignments(words_list)
     invocations = find_invocations(words_list)
-    pins = [pin for inv in invocations for pin in _check(inv, assigned)]
+    pins = [pin for inv in invocations for pin in _check(inv, assigned)] + _reassigned(words_list, launcher)
     if launcher != "none" and not any(inv.family == _FAMILY.get(launcher, "torch" if "torch" in launcher else launcher) for inv in invocations):
         starts = {"torchrun": "torchrun or python -m torch.distributed.run",
                   "torch.distributed.launch": "python -m torch.distributed.launch (or torchrun)",

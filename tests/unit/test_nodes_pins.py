@@ -72,6 +72,17 @@ PINNED = [
     ('time -p torchrun --nnodes=1 train.py', "none", [(1, "--nnodes is '1'")]),
     ('env -u CUDA_VISIBLE_DEVICES torchrun --standalone train.py', "torchrun", [(1, "--standalone")]),
     ('nohup -- torchrun --nnodes=1 train.py &', "none", [(1, "--nnodes is '1'")]),
+    # A contract variable the command sets itself where it is read from the environment: with
+    # launcher none the processes read MASTER_* (env:// rendezvous) and ENVCTL_*; torch's
+    # launchers read PET_*. Exported or not, alone or before a command.
+    ('set -e\nexport MASTER_PORT=$(shuf -n 1 -i 10000-65535)\npython train.py', "none",
+     [(2, "sets MASTER_PORT itself, which the per-node contract sets on every node: MASTER_PORT is '$(shuf")]),
+    ('MASTER_ADDR=localhost MASTER_PORT=29500 python train.py', "none",
+     [(1, "sets MASTER_ADDR itself, which the per-node contract sets"), (1, "MASTER_PORT is '29500', a literal")]),
+    ('ENVCTL_NODE_RANK=0\npython train.py', "none", [(1, "sets ENVCTL_NODE_RANK itself")]),
+    ('export PET_MASTER_PORT=$RANDOM\ntorchrun train.py', "torchrun", [(1, "PET_MASTER_PORT comes from $RANDOM")]),
+    ('PET_NNODES=1 python -m torch.distributed.launch train.py', "torch.distributed.launch",
+     [(1, "PET_NNODES is '1'")]),
     ('set -e\nbash -c "torchrun --nnodes=1 \\\n  --standalone train.py"', "none",
      [(2, "--nnodes is '1'"), (2, "--standalone")]),
     ('sh -ec \'msrun --worker_num=8 --join=True train.py\'', "msrun", [(1, "--worker_num is '8'"), (1, "no --node_rank"),
@@ -100,6 +111,11 @@ MULTI_NODE = [
      '"$ENVCTL_MASTER_ADDR" "$ENVCTL_MASTER_PORT" "$ENVCTL_NODE_RANK" output/msrun_log True 7200', "msrun"),
     ('export MASTER_PORT="$ENVCTL_MASTER_PORT"\ntorchrun --master_port "$MASTER_PORT" train.py', "torchrun"),
     ('python check_contract.py', "none"),
+    # The contract's values passed on, a default that the contract's value wins over, MASTER_PORT
+    # beside a torch launcher (which sets it for its workers from PET_*), other variables.
+    ('export MASTER_ADDR="$ENVCTL_MASTER_ADDR" MASTER_PORT=${MASTER_PORT:-29500}\npython train.py', "none"),
+    ('export MASTER_PORT=$(shuf -n 1 -i 10000-65535)\ntorchrun --nproc_per_node 8 train.py', "torchrun"),
+    ('LR=1e-4 OUTPUT=out-$(date +%s) python train.py', "none"),
     # The same launchers written correctly behind reserved words, runners and python's options.
     ('if true; then torchrun --nnodes="$ENVCTL_NNODES" train.py; fi', "torchrun"),
     ('taskset -c 0-23 torchrun --nnodes "$ENVCTL_NNODES" --node_rank "$ENVCTL_NODE_RANK" train.py', "torchrun"),
