@@ -117,6 +117,8 @@ def _command_start(words: list[Word]) -> int:
     # Behind a runner, or a wrapper with options of its own (`time -p`, `env -u NAME`, `nohup --`),
     # the launcher is the first launcher-named word.
     behind = any(posixpath.basename(w.text) in _RUNNERS or w.text in _WRAPPERS for w in words[:i + 1])
+    if i < len(words) and i and words[i - 1].text == "command" and words[i].text in ("-v", "-V"):
+        return len(words)  # `command -v deepspeed` looks the program up, it starts nothing
     if i < len(words) and behind and not _names_launcher(words, i):
         for j in range(i + 1, len(words)):
             if _names_launcher(words, j):

@@ -116,6 +116,8 @@ MULTI_NODE = [
     ('export MASTER_ADDR="$ENVCTL_MASTER_ADDR" MASTER_PORT=${MASTER_PORT:-29500}\npython train.py', "none"),
     ('export MASTER_PORT=$(shuf -n 1 -i 10000-65535)\ntorchrun --nproc_per_node 8 train.py', "torchrun"),
     ('LR=1e-4 OUTPUT=out-$(date +%s) python train.py', "none"),
+    ('command -v deepspeed >/dev/null && python -u -m deepspeed.launcher.launch --world_info="$ENVCTL_DS_WORLD_INFO" '
+     '--node_rank="$ENVCTL_NODE_RANK" --master_addr="$ENVCTL_MASTER_ADDR" --master_port="$ENVCTL_MASTER_PORT" t.py', "deepspeed"),
     # The same launchers written correctly behind reserved words, runners and python's options.
     ('if true; then torchrun --nnodes="$ENVCTL_NNODES" train.py; fi', "torchrun"),
     ('taskset -c 0-23 torchrun --nnodes "$ENVCTL_NNODES" --node_rank "$ENVCTL_NODE_RANK" train.py', "torchrun"),
