@@ -55,6 +55,14 @@ def candidates(ip_addr: list[dict]) -> list[Candidate]:
     return found
 
 
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _all_addresses(ip_addr: list[dict]) -> set[str]:
     return {info["local"] for link in ip_addr for info in link.get("addr_info", []) if "local" in info}
 
@@ -80,6 +88,9 @@ def data_addresses(nodes: list[NodeNetwork]) -> list[str]:
     if not nodes:
         raise AddressError("no nodes")
     for node in nodes:
+        if node.given and not _is_ipv4(node.given):
+            raise AddressError(f"{node.name}: {node.given} is not an IPv4 address; the master address and every node's "
+                               "must be IPv4 literals (msrun and HCCL take no other)")
         if node.given and node.given not in _all_addresses(node.ip_addr):
             owned = ", ".join(str(c) for c in candidates(node.ip_addr)) or "none"
             raise AddressError(f"{node.name}: {node.given} is not one of its addresses ({owned}); the nodes run with "

@@ -116,3 +116,13 @@ def test_a_node_with_two_addresses_on_the_masters_subnet_is_ambiguous():
     assert "data_addr" in str(caught.value)
     assert data_addresses([NodeNetwork("lab1", LAB1, None), NodeNetwork("lab2", two, "10.213.1.22")]) == \
         ["10.213.1.11", "10.213.1.22"]
+
+
+@pytest.mark.parametrize("given", [("fe80::1", "10.213.1.12"), ("fe80::1", None), (None, "fe80::1"), ("lab1", None)])
+def test_a_given_address_that_is_not_ipv4_is_refused(given):
+    """--master-addr or data_addr: an IPv6 address the host holds (eth0's link-local here) or a
+    name. The IPv6 one was taken as the master address when the other node's was given, and the
+    contract's own check then failed where plan --nodes does not expect it (an internal error)."""
+    nodes = [NodeNetwork("lab1", LAB1, given[0]), NodeNetwork("lab2", LAB2 + [link("eth9", "fe80::1/64")], given[1])]
+    with pytest.raises(AddressError, match="is not an IPv4 address"):
+        data_addresses(nodes)
