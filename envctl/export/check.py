@@ -46,6 +46,7 @@ def _path(parts) -> str:
 class Crd:
     file: str
     schema: dict  # the version's openAPIV3Schema
+    served: bool = True  # the API server refuses objects of a version with served: false
 
 
 def load_crds(files: list[Path]) -> tuple[dict[tuple[str, str], Crd], list[Problem]]:
@@ -57,7 +58,10 @@ def load_crds(files: list[Path]) -> tuple[dict[tuple[str, str], Crd], list[Probl
         except (OSError, yaml.YAMLError) as exc:
             problems.append(Problem(str(path), "-", "-", f"cannot read the CRD file: {exc}"))
             continue
-        crds = [d for d in documents if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"]
+        # `kubectl get crd A B -o yaml` (or with no name) prints one `kind: List` holding them.
+        items = [i for d in documents if isinstance(d, dict) and str(d.get("kind", "")).endswith("List")
+                 for i in (d.get("items") or [])]
+        crds = [d for d in documents + items if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"]
         if not crds:
             problems.append(Problem(str(path), "-", "-", "holds no CustomResourceDefinition"))
         for document in crds:
@@ -66,7 +70,7 @@ def load_crds(files: list[Path]) -> tuple[dict[tuple[str, str], Crd], list[Probl
             for version in spec.get("versions") or []:
                 schema = ((version.get("schema") or {}).get("openAPIV3Schema"))
                 if group and kind and schema:
-                    found[(f"{group}/{version['name']}", kind)] = Crd(str(path), schema)
+                    found[(f"{group}/{version.get('name')}", kind)] = Crd(str(path), schema, version.get("served", True) is not False)
     return found, problems
 
 
@@ -108,6 +112,31 @@ def _strict(file: str, label: str, obj: dict, prefix: list) -> list[Problem]:
     return []
 
 
+def _unknown_fields(node, schema: dict, path: list, skip: list) -> list[list]:
+    """Paths of the fields of `node` its structural schema does not declare, as the API server's
+    strict field validation finds them (pruning would drop them): under an object schema with
+    `properties`, neither `additionalProperties` nor `x-kubernetes-preserve-unknown-fields`.
+    Pod templates (`skip`) are checked strictly as PodTemplates instead; `metadata` as ObjectMeta."""
+    if not isinstance(schema, dict) or schema.get("x-kubernetes-preserve-unknown-fields") or path in skip:
+        return []
+    found = []
+    if isinstance(node, dict):
+        properties = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for key, value in node.items():
+            if properties is not None and key in properties:
+                if not (path == [] and key == "metadata"):
+                    found += _unknown_fields(value, properties[key], path + [key], skip)
+            elif isinstance(extra, dict):
+                found += _unknown_fields(value, extra, path + [key], skip)
+            elif properties is not None and extra is None:
+                found.append(path + [key])
+    elif isinstance(node, list) and isinstance(schema.get("items"), dict):
+        for index, value in enumerate(node):
+            found += _unknown_fields(value, schema["items"], path + [index], skip)
+    return found
+
+
 def check_object(file: str, index: int, obj, crds: dict) -> list[Problem]:
     if not isinstance(obj, dict) or "kind" not in obj or "apiVersion" not in obj:
         return [Problem(file, f"document {index}", "-", "not a Kubernetes object (no apiVersion and kind)")]
@@ -120,6 +149,9 @@ def check_object(file: str, index: int, obj, crds: dict) -> list[Problem]:
         if crd is None:
             problems.append(Problem(file, label, "-", f"no CRD for {obj['kind']} in {obj['apiVersion']}: pass its "
                                                       "CustomResourceDefinition with --crd FILE"))
+        elif not crd.served:
+            problems.append(Problem(file, label, "apiVersion", f"the CRD in {crd.file} does not serve {obj['apiVersion']} "
+                                                               "(served: false): the API server refuses it"))
         else:
             import jsonschema
 
@@ -128,6 +160,12 @@ def check_object(file: str, index: int, obj, crds: dict) -> list[Problem]:
             validator = jsonschema.Draft7Validator(crd.schema)
             for error in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.path))):
                 problems.append(Problem(file, label, _path(list(error.path)), error.message))
+            templates = [path for path, _template in pod_templates(obj)]
+            for parts in _unknown_fields(obj, crd.schema, [], templates):
+                problems.append(Problem(file, label, _path(parts), "unknown field: the API server's strict field "
+                                        "validation (kubectl apply's default since Kubernetes 1.27) refuses it"))
+            meta = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj.get("metadata") or {}}
+            problems += _strict(file, label, meta, [])  # a custom object's metadata is an ObjectMeta
     for path, template in pod_templates(obj):
         wrapped = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "pod-template"}, "template": template}
         for problem in _strict(file, label, wrapped, []):

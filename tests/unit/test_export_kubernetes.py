@@ -228,3 +228,46 @@ def test_o_never_overwrites_what_is_not_an_export_and_a_new_export_leaves_nothin
         (out / "kept.txt").write_text("mine\n")  # a file of the user's in an export is left alone
         assert {p.name for p in out.iterdir()} == expected | {"README.md", ".envctl-export", "kept.txt"}, (nodes, fmt)
         assert formats.format_of(out) == fmt
+
+
+@pytest.mark.parametrize("fmt,change,field", [
+    ("volcano", lambda o: o[-1]["spec"].__setitem__("minAvailabel", o[-1]["spec"].pop("minAvailable")), "spec.minAvailabel"),
+    ("volcano", lambda o: o[-1]["spec"].__setitem__("schedulerNam", "volcano"), "spec.schedulerNam"),
+    ("volcano", lambda o: o[-1]["spec"]["tasks"][0].__setitem__("replica", 2), "spec.tasks[0].replica"),
+    ("pytorchjob", lambda o: o[-1]["spec"]["pytorchReplicaSpecs"]["Worker"].__setitem__("restartPolicyy", "Never"),
+     "spec.pytorchReplicaSpecs.Worker.restartPolicyy"),
+    ("ascendjob", lambda o: o[-1]["spec"]["runPolicy"]["schedulingPolicy"].__setitem__("queu", "default"),
+     "spec.runPolicy.schedulingPolicy.queu"),
+    ("ascendjob", lambda o: o[-1].__setitem__("sepc", {}), "sepc"),
+    ("volcano", lambda o: o[-1]["metadata"].__setitem__("lables", {"a": "b"}), "metadata"),
+    ("pytorchjob", lambda o: o[-1]["metadata"].__setitem__("nmae", "x"), "metadata"),
+])
+def test_an_unknown_field_of_a_custom_object_or_its_metadata_is_a_problem(fmt, change, field, clean_env, tmp_path):
+    """A CRD's structural schema lets an unknown field through its jsonschema check, but the API
+    server's strict field validation (kubectl apply's default since Kubernetes 1.27, KEP-2885)
+    refuses it: a typo in the job's spec or metadata outside the pod template was an `ok`."""
+    out = _exported(tmp_path, fmt)
+    name = _edit(out, change)
+    done = _check(out)
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {name}: ") and f"document 1): {field}" in lines[0], done.stderr
+
+
+def test_crds_as_kubectl_prints_them_a_list_and_a_version_not_served(clean_env, tmp_path):
+    """`kubectl get crd A B -o yaml` prints one `kind: List` of CRDs (it was 'holds no
+    CustomResourceDefinition'); a version with `served: false` is refused by the API server, so an
+    object of it is a problem naming the CRD file."""
+    crds = [yaml.safe_load(path.read_text()) for path in CRDS]
+    listed = tmp_path / "crds.yaml"
+    listed.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": crds}))
+    for fmt in ("volcano", "pytorchjob", "ascendjob"):
+        done = _check(_exported(tmp_path, fmt), crds=[listed])
+        assert done.returncode == 0 and f"ok ({fmt})" in done.stderr, done.stderr
+    volcano = next(c for c in crds if c["spec"]["group"] == "batch.volcano.sh")
+    served = dict(volcano["spec"]["versions"][0], name="v1beta1", storage=False)
+    volcano["spec"]["versions"] = [dict(volcano["spec"]["versions"][0], served=False, storage=False), dict(served, storage=True)]
+    several = tmp_path / "volcano.yaml"
+    several.write_text(yaml.safe_dump(volcano))
+    done = _check(tmp_path / "volcano", crds=[several])
+    assert done.returncode == 1 and f"the CRD in {several} does not serve batch.volcano.sh/v1alpha1 (served: false)" in done.stderr
