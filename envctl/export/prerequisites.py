@@ -59,8 +59,12 @@ def prerequisites(export, plan, loaded) -> tuple[str, ...]:
         out.append(f"the writable copies of {', '.join(copies)} in the workspace (`envctl up {_reference(export)} "
                    "--hosts NODES` makes them)")
     if export.extra.get("secret_env"):
-        out.append(f"the Secret {export.job}-secrets with the keys {', '.join(export.extra['secret_env'])}: their values "
-                   "are secrets, so the export reads them from it instead of writing them")
+        keys = ', '.join(export.extra['secret_env'])
+        # Kubernetes formats read them with secretKeyRef; slurm and shell pass `-e NAME` to docker,
+        # which takes the value from the environment sbatch or the node script runs in.
+        out.append(f"the Secret {export.job}-secrets with the keys {keys} (Kubernetes), or {keys} exported in the "
+                   "environment sbatch or the node scripts run in (slurm, shell): their values are secrets, so the "
+                   "export reads them from there instead of writing them")
     for path in export.host_paths:
         if path.what == "manifest mount":
             out.append(f"{path.source} on every node (the manifest mounts it at {path.target})")

@@ -259,7 +259,8 @@ def test_what_an_engine_cannot_express_is_a_prerequisite_never_dropped(clean_env
     texts = "\n".join(export.prerequisites)
     for words in ("ulimit memlock of at least unlimited", "ulimit nofile of at least 1024 (soft) / 65536 (hard)",
                   "the OCI runtime 'ascend'", "the user trainer in the image", "the setup steps inside the image (install the extras)",
-                  "/srv/datasets on every node", "the Secret neighbours-train-secrets with the keys HF_TOKEN",
+                  "/srv/datasets on every node", "the Secret neighbours-train-secrets with the keys HF_TOKEN (Kubernetes), "
+                  "or HF_TOKEN exported in the environment sbatch or the node scripts run in (slurm, shell)",
                   "imagePullPolicy: Never"):
         assert words in texts, words
     assert "HF_TOKEN" not in export.env and export.env["PLAIN"] == "1"
