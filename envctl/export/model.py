@@ -134,6 +134,8 @@ def _cards(loaded: Loaded, cards: int | None) -> int:
             raise EnvctlError("a cpu environment has no cards: drop --cards", exit_code=EXIT_USAGE)
         return 0
     if cards is not None:
+        if cards < 1:  # the device plugin would allocate none (0) or refuse the quantity (-1)
+            raise EnvctlError(f"--cards {cards}: give one or more cards per node", exit_code=EXIT_USAGE)
         return cards
     wanted = loaded.manifest.device.cards
     return len(wanted) if isinstance(wanted, list) else (wanted or 1)

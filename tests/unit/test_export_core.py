@@ -93,6 +93,16 @@ def test_refused_requests_say_why(entrypoint, nodes, words, clean_env):
     assert words in caught.value.message and caught.value.exit_code == 2
 
 
+@pytest.mark.parametrize("cards", [0, -1])
+def test_no_cards_or_a_negative_count_is_refused_not_an_export_without_devices(cards, clean_env):
+    """--cards 0 wrote an NPU job with no huawei.com/Ascend910 request (and the image's eight
+    visible devices); --cards -1 a quantity of -1 the API server refuses."""
+    for reference, entrypoint in (("chatglm2-npu", "finetune"), ("chatglm3-mlu", "train")):
+        with pytest.raises(EnvctlError) as caught:
+            build_export(load(reference, environ=dict(clean_env)), entrypoint, 2, cards=cards)
+        assert f"--cards {cards}: give one or more cards per node" in caught.value.message and caught.value.exit_code == 2
+
+
 def test_job_names_are_dns_labels_short_enough_for_engine_suffixes():
     assert job_name("chinese-alpaca2-mlu", "13b", "merge-pretrain") == "chinese-alpaca2-mlu-13b-merge-pretrain"
     long = job_name("A_very.long-Manifest_name_" * 4, None, "train")
