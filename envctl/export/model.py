@@ -35,6 +35,7 @@ PRELUDE_DIR = "/opt/envctl/export"  # where the prelude's files are in the conta
 # cambricon-k8s-device-plugin names cambricon.com/mlu in its default mode; NVIDIA's nvidia.com/gpu.
 RESOURCES = {"npu": "huawei.com/Ascend910", "mlu": "cambricon.com/mlu", "cuda": "nvidia.com/gpu"}
 _DNS_LABEL = re.compile(r"[^a-z0-9-]+")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,11 @@ def build_export(loaded: Loaded, entrypoint: str, nnodes: int, *, cards: int | N
                                "the manifest (and make its command take the ENVCTL_* node contract)", exit_code=EXIT_USAGE)
     if nnodes < 2:
         raise EnvctlError(f"--nodes {nnodes}: an export for several nodes needs two or more", exit_code=EXIT_USAGE)
+    if claim is not None and not _DNS_SUBDOMAIN.fullmatch(claim):
+        # A PersistentVolumeClaim's name is a DNS-1123 subdomain (Kubernetes' object names): the
+        # pod would be accepted and stay Pending on a claim that cannot exist.
+        raise EnvctlError(f"--pvc {claim!r}: not a PersistentVolumeClaim name (lowercase letters, digits, '-' and '.', "
+                          "253 characters at most, starting and ending with a letter or digit)", exit_code=EXIT_USAGE)
     if not posixpath.isabs(data_dir):
         raise EnvctlError(f"--data-dir {data_dir}: give an absolute path on the nodes", exit_code=EXIT_USAGE)
     count = _cards(loaded, cards)

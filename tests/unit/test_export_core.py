@@ -93,6 +93,16 @@ def test_refused_requests_say_why(entrypoint, nodes, words, clean_env):
     assert words in caught.value.message and caught.value.exit_code == 2
 
 
+@pytest.mark.parametrize("claim", ["My_Claim", "", "-data", "data-", "a" * 254, "data/x"])
+def test_a_claim_that_cannot_be_a_pvc_name_is_refused(claim, clean_env):
+    """A PersistentVolumeClaim name is a DNS-1123 subdomain: `--pvc My_Claim` wrote a pod that the
+    API server accepts and that stays Pending; `--pvc ''` exported without the claim at all."""
+    with pytest.raises(EnvctlError) as caught:
+        build_export(load("chatglm3-mlu", environ=dict(clean_env)), "train", 2, claim=claim)
+    assert "not a PersistentVolumeClaim name" in caught.value.message and caught.value.exit_code == 2
+    assert build_export(load("chatglm3-mlu", environ=dict(clean_env)), "train", 2, claim="lab.envctl-data-2").claim
+
+
 @pytest.mark.parametrize("cards", [0, -1])
 def test_no_cards_or_a_negative_count_is_refused_not_an_export_without_devices(cards, clean_env):
     """--cards 0 wrote an NPU job with no huawei.com/Ascend910 request (and the image's eight
