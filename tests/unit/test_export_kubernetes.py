@@ -44,7 +44,12 @@ def multi_node_entrypoints() -> list[tuple[str, str]]:
     return sorted(found)
 
 
-CASES = [(ref, entry, fmt) for ref, entry in multi_node_entrypoints() for fmt in KUBERNETES]
+def fits(reference: str, fmt: str) -> bool:
+    """An AscendJob is written for NPU (and CPU, to prove the wiring) environments only."""
+    return fmt != "ascendjob" or "-mlu" not in reference
+
+
+CASES = [(ref, entry, fmt) for ref, entry in multi_node_entrypoints() for fmt in KUBERNETES if fits(ref, fmt)]
 
 
 def normalise(name: str, text: str) -> str:
@@ -78,7 +83,14 @@ def test_export_matches_its_golden_files_and_passes_the_offline_check(reference,
     assert check_directory(tmp_path, CRDS) == []
 
 
-def _exported(tmp_path, fmt="volcano", reference="chatglm3-mlu", entrypoint="train") -> Path:
+# An MLU environment per format, an NPU one for ascendjob (which refuses MLU): (reference, entrypoint, job)
+SAMPLE = {fmt: ("chatglm3-mlu", "train", "chatglm3-mlu-train") for fmt in KUBERNETES}
+SAMPLE["ascendjob"] = ("chatglm2-npu", "finetune", "chatglm2-npu-finetune")
+
+
+def _exported(tmp_path, fmt="volcano", reference=None, entrypoint=None) -> Path:
+    reference = reference or SAMPLE[fmt][0]
+    entrypoint = entrypoint or SAMPLE[fmt][1]
     out = tmp_path / fmt
     done = subprocess.run([sys.executable, "-m", "envctl", "export", reference, "--entrypoint", entrypoint, "--nodes", "2",
                            "--format", fmt, "-o", str(out)], capture_output=True, text=True)
@@ -117,7 +129,7 @@ def test_a_typo_under_a_crd_pod_template_is_caught_though_the_crd_lets_it_throug
     kind = {"volcano": "Job", "pytorchjob": "PyTorchJob", "ascendjob": "AscendJob"}[fmt]
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, done.stderr  # the CRD schema alone passes it: only the PodTemplate check sees it
-    assert lines[0].startswith(f"error: {name}: {kind}/chatglm3-mlu-train (document 1): ") and "containers[0]" in lines[0]
+    assert lines[0].startswith(f"error: {name}: {kind}/{SAMPLE[fmt][2]} (document 1): ") and "containers[0]" in lines[0]
     assert "'resourcez' was unexpected" in lines[0] and "(as a PodTemplate)" in lines[0], lines[0]
 
 
@@ -167,6 +179,13 @@ def test_check_refuses_a_directory_that_is_no_export(tmp_path):
 
 @pytest.mark.parametrize("args,words", [
     (["chatglm3-mlu"], "give --entrypoint ENTRY and --nodes N"),
+    # AscendJob is MindCluster's operator for Ascend NPUs: an MLU environment (and its neighbours,
+    # every variant) is refused naming the formats that carry its cards, not written silently
+    (["chatglm3-mlu", "-e", "train", "-n", "2", "--format", "ascendjob"],
+     "an AscendJob (MindCluster's ascend-operator) runs on Ascend NPUs; chatglm3-mlu is a mlu environment"),
+    (["chinese-alpaca2-mlu:7b", "-e", "sft", "-n", "2", "--format", "ascendjob"], "use --format volcano, pytorchjob, k8s-job"),
+    (["chinese-alpaca2-mlu:13b", "-e", "pretrain", "-n", "2", "--format", "ascendjob", "-o", "/nonexistent/x"],
+     "runs on Ascend NPUs"),
     (["chatglm3-mlu", "-e", "train", "-n", "2", "--format", "helm"], "--format helm: no such export format; formats: "),
     (["chatglm3-mlu", "-e", "infer", "-n", "2"], "does not say it can run on several nodes"),
     (["chatglm3-mlu", "-e", "train", "-n", "2", "--data-dir", "relative/dir"], "give an absolute path on the nodes"),
@@ -189,18 +208,20 @@ def test_stdout_and_json_carry_the_same_files(clean_env):
 
 @pytest.mark.parametrize("fmt", KUBERNETES)
 def test_a_claim_export_mounts_subpaths_of_one_pvc_and_passes_the_check(fmt, clean_env, tmp_path):
-    export = build_export(load("chatglm3-mlu", environ=dict(clean_env)), "train", 2, claim="envctl-data",
+    reference, entrypoint, job = SAMPLE[fmt]
+    export = build_export(load(reference, environ=dict(clean_env)), entrypoint, 2, claim="envctl-data",
                           data_dir="/data/envctl")
     files = render(export, formats.get(fmt))
     write_directory(tmp_path, files, fmt)
     assert check_directory(tmp_path, CRDS) == []
-    pod = next(t for _path, t in pod_templates(list(yaml.safe_load_all(files["chatglm3-mlu-train.yaml"]))[-1]))
+    pod = next(t for _path, t in pod_templates(list(yaml.safe_load_all(files[f"{job}.yaml"]))[-1]))
     claims = [v for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v]
     assert claims == [{"name": "envctl-data", "persistentVolumeClaim": {"claimName": "envctl-data"}}]
     mounts = {m["mountPath"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
     assert mounts["/envctl"] == {"mountPath": "/envctl", "readOnly": False, "name": "envctl-data",
-                                 "subPath": "workspaces/envctl-chatglm3-mlu"}
-    assert mounts["/usr/bin/cnmon"]["name"].startswith("host-")  # the driver stays the node's own
+                                 "subPath": f"workspaces/envctl-{reference}"}
+    driver = "/usr/bin/cnmon" if fmt != "ascendjob" else "/usr/local/bin/npu-smi"
+    assert mounts[driver]["name"].startswith("host-")  # the driver stays the node's own
 
 
 def test_o_never_overwrites_what_is_not_an_export_and_a_new_export_leaves_nothing_of_the_old(clean_env, tmp_path):
@@ -271,3 +292,20 @@ def test_crds_as_kubectl_prints_them_a_list_and_a_version_not_served(clean_env, 
     several.write_text(yaml.safe_dump(volcano))
     done = _check(tmp_path / "volcano", crds=[several])
     assert done.returncode == 1 and f"the CRD in {several} does not serve batch.volcano.sh/v1alpha1 (served: false)" in done.stderr
+
+
+def test_ascendjob_refuses_cuda_and_says_a_cpu_job_proves_the_wiring_only(clean_env):
+    """Neighbours of the MLU refusal: CUDA cards go to NVIDIA's device plugin, not MindCluster's
+    operator (refused); a CPU AscendJob is written, for the wiring test, saying what it proves."""
+    from dataclasses import replace
+
+    from envctl.errors import EnvctlError
+
+    cpu = build_export(load("chatglm-tiny-cpu:nodes", environ=dict(clean_env)), "train", 2)
+    with pytest.raises(EnvctlError) as refused:
+        render(replace(cpu, device_kind="cuda"), formats.get("ascendjob"))
+    assert "runs on Ascend NPUs" in str(refused.value) and refused.value.exit_code == 2
+    readme = render(cpu, formats.get("ascendjob"))["README.md"]
+    assert "serves to prove the wiring" in readme
+    npu = build_export(load("chatglm2-npu", environ=dict(clean_env)), "finetune", 2)
+    assert "prove the wiring" not in render(npu, formats.get("ascendjob"))["README.md"]
