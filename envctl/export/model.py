@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+import shlex
 from dataclasses import dataclass, field, replace
 
 from envctl.devices import family
@@ -201,11 +202,47 @@ def build_export(loaded: Loaded, entrypoint: str, nnodes: int, *, cards: int | N
         runtime=plan.container.runtime, data_dir=data_dir, claim=claim, artifacts=artifacts, prerequisites=(),
         notes=tuple(plan.notes), timeout=timeout,
         extra={"device_model": manifest.device.model, "host_pid": plan.container.pid_mode == "host",
-               "secret_env": secret_env},
+               "secret_env": secret_env,
+               "options": _options(cards, master_port, sets, extra, data_dir, claim, image, hidden)},
     )
     from envctl.export.prerequisites import prerequisites
 
     return replace(built, prerequisites=prerequisites(built, plan, loaded))
+
+
+def _options(cards, master_port, sets, extra, data_dir, claim, image, hidden) -> tuple[str, ...]:
+    """The options of `envctl export` beyond the reference, entrypoint, nodes and format, as shell
+    words (quoted) that reproduce this export, `-- ARGS` last. A --set whose value is a secret is
+    written as a reference to the variable it becomes ("$KEY", which the export itself reads from
+    the environment), never as the value."""
+    words = []
+    if cards is not None:
+        words += ["--cards", str(cards)]
+    if master_port is not None:
+        words += ["--master-port", str(master_port)]
+    for item in sets:
+        key, _sep, value = item.partition("=")
+        secret = bool(value) and any(s in value for s in hidden)
+        words += ["--set", f'{_quote(key + "=")}"${key.upper()}"' if secret else _quote(item)]
+    if data_dir != DEFAULT_DATA_DIR:
+        words += ["--data-dir", _quote(data_dir)]
+    if claim is not None:
+        words += ["--pvc", _quote(claim)]
+    if image:
+        words += ["--image", _quote(image)]
+    if extra:
+        words += ["--", *map(_quote, extra)]
+    return tuple(words)
+
+
+def _quote(word: str) -> str:
+    """shlex.quote, but a word holding a control character (a newline in a --set value) as bash's
+    $'...', so that the command stays one line (it is a comment line in the slurm and shell scripts)."""
+    if not any(ord(c) < 32 or ord(c) == 127 for c in word):
+        return shlex.quote(word)
+    escaped = "".join("\\\\" if c == "\\" else "\\'" if c == "'" else f"\\x{ord(c):02x}" if ord(c) < 32 or ord(c) == 127
+                      else c for c in word)
+    return f"$'{escaped}'"
 
 
 def _secrets(loaded: Loaded, sets: tuple[str, ...]) -> frozenset[str]:

@@ -8,13 +8,23 @@ import shlex
 from envctl.export.model import Export
 
 
+def written_by(export: Export, format_name: str) -> str:
+    """The `envctl export` command line that reproduces this export (every option given, shell-
+    quoted; a secret --set value as a reference to its variable, never the value)."""
+    reference = f"{export.manifest}:{export.variant}" if export.variant else export.manifest
+    options = list(export.extra.get("options", ()))
+    tail = options[options.index("--"):] if "--" in options else []
+    head = options[:len(options) - len(tail)]
+    return " ".join(["envctl", "export", shlex.quote(reference), "--entrypoint", shlex.quote(export.entrypoint),
+                     "--nodes", str(export.nnodes), "--format", format_name, *head, *tail])
+
+
 def render(export: Export, format_name: str, how_to_run: list[str]) -> str:
     reference = f"{export.manifest}:{export.variant}" if export.variant else export.manifest
     lines = [
         f"# {export.job}: {reference} `{export.entrypoint}` on {export.nnodes} nodes ({format_name})",
         "",
-        f"Written by `envctl export {reference} --entrypoint {export.entrypoint} --nodes {export.nnodes} "
-        f"--format {format_name}`. Every node runs the same command as `envctl exec {export.entrypoint} --nodes ...`:",
+        f"Written by `{written_by(export, format_name)}`. Every node runs the same command as `envctl exec {export.entrypoint} --nodes ...`:",
         "",
         "```",
         shlex.join(export.command),

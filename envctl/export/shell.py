@@ -20,6 +20,7 @@ from envctl.errors import EXIT_USAGE, EnvctlError
 from envctl.export import hostscript
 from envctl.export.files import node_spec, prelude_files
 from envctl.export.formats import Format
+from envctl.export.readme import written_by
 from envctl.export.model import PRELUDE_DIR, Export
 
 
@@ -68,7 +69,7 @@ def script(export: Export, rank: int) -> str:
         "#!/bin/sh",
         f"# {export.job}: {reference} `{export.entrypoint}`, node {rank} of {export.nnodes} "
         f"({'the master' if rank == 0 else 'give the master address'}).",
-        f"# Written by `envctl export {reference} --entrypoint {export.entrypoint} --nodes {export.nnodes} --format shell`;",
+        f"# Written by `{written_by(export, 'shell')}`;",
         "# README.md beside it says what each server needs. Start every node's script at about the same time:",
         f"#   sh node-0.sh            on the master;   sh node-R.sh MASTER_ADDR   on node R",
         "set -eu",

@@ -28,6 +28,7 @@ import shlex
 from envctl.export import hostscript
 from envctl.export.files import node_spec, prelude_files
 from envctl.export.formats import Format
+from envctl.export.readme import written_by
 from envctl.export.model import Export
 
 SCRIPT = "job.sh"
@@ -62,7 +63,7 @@ def script(export: Export) -> str:
     lines = [
         "#!/bin/bash",
         f"# {export.job}: {reference} `{export.entrypoint}` on {export.nnodes} nodes, one Slurm task per node.",
-        f"# Written by `envctl export {reference} --entrypoint {export.entrypoint} --nodes {export.nnodes} --format slurm`;",
+        f"# Written by `{written_by(export, 'slurm')}`;",
         "# README.md beside it says what each node needs. Submit: sbatch job.sh",
         f"#SBATCH --job-name={export.job}",
         f"#SBATCH --nodes={export.nnodes}",
