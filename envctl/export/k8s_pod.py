@@ -28,13 +28,30 @@ JOB_LABEL = "envctl/job"
 _VOLUME = re.compile(r"[^a-z0-9-]+")
 
 
+# MindCluster's `ring-controller.atlas` values by server type. Sources: MindCluster's Ascend
+# Operator parameters (hiascend.com mindx-dl 6.0.RC3 clusterscheduling/ref/api/dlug_api_022.html,
+# "ring-controller.atlas": Atlas A2 training series and Atlas 900 A3 SuperPoD take ascend-{xxx}b,
+# i.e. ascend-910b, as the mind-cluster sample pytorch_multinodes_acjob_910b.yaml writes it;
+# the Atlas training series, the first 910, needs none) and MindX DL 3.0.RC3 dlug_000226.html
+# (node and pod labels: ring-controller.atlas = ascend-910 for the 910's pods). The label is read by
+# Ascend Device Plugin, Ascend Operator and Volcano's Ascend plugin (mindcluster 7.3.0
+# dlug_api_024.html, PodGroup labels).
+_RING_910B = re.compile(r"910\s*-?\s*[bc]|\ba[23]\b|superpod")  # 910B/910C, Atlas A2/A3 (800T A2, 900 A3 SuperPoD)
+_RING_910 = re.compile(r"910")  # the first 910 (910A, 910 Pro; Atlas 800 9000/9010, Atlas 300T)
+RING_ADVICE = ("set the label ring-controller.atlas on the job and its pod templates: ascend-910b for Atlas A2 "
+               "(910B) and A3 (910C) servers, ascend-910 for the first Atlas training servers (910A)")
+
+
 def ring_controller(export: Export) -> str | None:
-    """MindCluster's `ring-controller.atlas` value (docs/en/scheduling/api/k8s.md Table 5):
-    ascend-910b for 910B (Atlas 800T A2) servers, ascend-910 for the first 910; None off NPU."""
+    """MindCluster's `ring-controller.atlas` value for the manifest's device.model (sources
+    above): "ascend-910b" for a 910B/910C or an Atlas A2/A3 server, "ascend-910" for the first
+    910; None off NPU and for an NPU model not known here (the README then says to set it)."""
     if export.device_kind != "npu":
         return None
     model = (export.extra.get("device_model") or "").lower()
-    return "ascend-910b" if ("910b" in model or "a2" in model) else "ascend-910"
+    if _RING_910B.search(model):
+        return "ascend-910b"
+    return "ascend-910" if _RING_910.search(model) else None
 
 
 def quantity(size: int) -> str:

@@ -19,6 +19,18 @@ def written_by(export: Export, format_name: str) -> str:
                      "--nodes", str(export.nnodes), "--format", format_name, *head, *tail])
 
 
+def _kubernetes_advice(export: Export, format_name: str) -> list[str]:
+    """What a Kubernetes export could not fill in: the ring-controller.atlas label of an NPU
+    whose model the manifest does not name (or names as a server type not known here)."""
+    from envctl.export import k8s_pod
+
+    if format_name in ("slurm", "shell") or export.device_kind != "npu" or k8s_pod.ring_controller(export):
+        return []
+    model = export.extra.get("device_model")
+    known = f"device.model {model!r} is not a server type known here" if model else "the manifest names no device.model"
+    return [f"{known}: {k8s_pod.RING_ADVICE} (MindCluster's Ascend Operator, Device Plugin and Volcano plugin read it)"]
+
+
 def render(export: Export, format_name: str, how_to_run: list[str]) -> str:
     reference = f"{export.manifest}:{export.variant}" if export.variant else export.manifest
     lines = [
@@ -47,6 +59,7 @@ def render(export: Export, format_name: str, how_to_run: list[str]) -> str:
         "Every node needs what follows; the engine cannot provide or express it:",
         "",
         *[f"- {item}" for item in export.prerequisites],
+        *[f"- {item}" for item in _kubernetes_advice(export, format_name)],
     ]
     if export.notes:
         lines += ["", "## Notes from the manifest", "", *[f"- {note}" for note in export.notes]]

@@ -309,3 +309,29 @@ def test_ascendjob_refuses_cuda_and_says_a_cpu_job_proves_the_wiring_only(clean_
     assert "serves to prove the wiring" in readme
     npu = build_export(load("chatglm2-npu", environ=dict(clean_env)), "finetune", 2)
     assert "prove the wiring" not in render(npu, formats.get("ascendjob"))["README.md"]
+
+
+@pytest.mark.parametrize("model,ring", [
+    ("Atlas 800T A2 (Ascend 910B, 64 GB)", "ascend-910b"), ("Ascend 910B3", "ascend-910b"), ("Ascend910B4", "ascend-910b"),
+    ("Atlas 900 A3 SuperPoD", "ascend-910b"), ("Atlas 800T A3 (Ascend 910C)", "ascend-910b"), ("Ascend 910-C", "ascend-910b"),
+    ("Ascend 910", "ascend-910"), ("Ascend 910A", "ascend-910"), ("Atlas 800 9000 (Ascend 910 Pro)", "ascend-910"),
+    ("Ascend 310P3", None), ("", None), (None, None),
+])
+def test_ring_controller_follows_the_server_type_and_an_unknown_one_is_left_to_the_user(model, ring, clean_env):
+    """MindCluster's ring-controller.atlas: ascend-910b for Atlas A2 and A3 (910B, 910C),
+    ascend-910 for the first 910 (sources in envctl/export/k8s_pod.py). A model not known here
+    (none, a 310) gets no guessed label: the README says to set it and which value fits."""
+    from dataclasses import replace
+
+    from envctl.export.k8s_pod import ring_controller
+
+    npu = build_export(load("chatglm2-npu", environ=dict(clean_env)), "finetune", 2)
+    export = replace(npu, extra={**npu.extra, "device_model": model})
+    assert ring_controller(export) == ring
+    for fmt in ("volcano", "ascendjob"):
+        files = render(export, formats.get(fmt))
+        job = list(yaml.safe_load_all(files[f"{export.job}.yaml"]))[-1]
+        assert job["metadata"]["labels"].get("ring-controller.atlas") == ring
+        advice = "set the label ring-controller.atlas on the job and its pod templates: ascend-910b for Atlas A2"
+        assert (advice in files["README.md"]) == (ring is None), files["README.md"]
+    assert "ring-controller" not in render(export, formats.get("slurm"))["README.md"]
