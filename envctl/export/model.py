@@ -203,6 +203,9 @@ def build_export(loaded: Loaded, entrypoint: str, nnodes: int, *, cards: int | N
         notes=tuple(plan.notes), timeout=timeout,
         extra={"device_model": manifest.device.model, "host_pid": plan.container.pid_mode == "host",
                "secret_env": secret_env,
+               # host indices of the cards (the shell format's --device): the manifest's list, else the first N
+               "card_indices": (tuple(manifest.device.cards) if cards is None and isinstance(manifest.device.cards, list)
+                                else tuple(range(count))),
                "options": _options(cards, master_port, sets, extra, data_dir, claim, image, hidden)},
     )
     from envctl.export.prerequisites import prerequisites

@@ -7,9 +7,10 @@ IPC, /dev/shm size, capabilities, user, runtime, the artifacts from envctl's dir
 server, the workspace, the environment) with the prelude as its command: rank baked into the
 script, the master's address its argument.
 
-Not expressed: device nodes of accelerator cards (the Export carries what a device plugin
-allocates, not the nodes' device files), so a non-CPU export is refused in this format (exit 2)
-rather than written without its cards.
+NPU and MLU environments carry their cards as `up` does (envctl.export.shell_devices): the
+device nodes checked on the server (exit 5 when one is missing), the driver's host paths that
+are present. CUDA is refused (exit 2): `up` passes NVIDIA's cards through its runtime's device
+requests, which this format does not write.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import shlex
 
 from envctl.errors import EXIT_USAGE, EnvctlError
-from envctl.export import hostscript
+from envctl.export import hostscript, shell_devices
 from envctl.export.files import node_spec, prelude_files
 from envctl.export.formats import Format
 from envctl.export.readme import written_by
@@ -47,6 +48,8 @@ def _run_options(export: Export) -> list[str]:
     if export.runtime:
         options.append(f"--runtime {shlex.quote(export.runtime)}")
     for path in export.host_paths:
+        if path.what == "driver":  # added by shell_devices when present on the server
+            continue
         spec = f"{path.source}:{path.target}" + (":ro" if path.read_only else "")
         options.append(f"-v {shlex.quote(spec)}")
     if export.workdir:
@@ -57,14 +60,15 @@ def _run_options(export: Export) -> list[str]:
 def script(export: Export, rank: int) -> str:
     """node-<rank>.sh (POSIX sh)."""
     hostscript.refuse_claim(export, "shell")
-    if export.device_kind != "cpu":
-        raise EnvctlError(f"--format shell does not pass {export.device_kind} cards' device nodes yet",
+    if export.device_kind not in ("cpu", *shell_devices.DEVICE_KINDS):
+        raise EnvctlError(f"--format shell does not pass {export.device_kind} cards yet",
                           hint="use --format slurm (or exec --nodes): there `envctl up --hosts` makes the containers "
                                "with their devices", exit_code=EXIT_USAGE)
     reference = _reference(export)
     name = f"{export.job}-node-{rank}"
     image = shlex.quote(export.image.ref)
     master = '"${1:-$(hostname)}"' if rank == 0 else '"$1"'
+    devices = export.device_kind in shell_devices.DEVICE_KINDS
     lines = [
         "#!/bin/sh",
         f"# {export.job}: {reference} `{export.entrypoint}`, node {rank} of {export.nnodes} "
@@ -81,6 +85,10 @@ def script(export: Export, rank: int) -> str:
             "  exit 2",
             "fi",
         ]
+    if devices:  # checked first: a server without the cards stops before loading anything
+        lines.append(f"envctl_master={master}")
+        master = '"$envctl_master"'
+        lines += shell_devices.lines(export)
     lines += [
         f"image={image}",
         'if ! docker image inspect "$image" >/dev/null 2>&1; then',
@@ -119,6 +127,7 @@ def script(export: Export, rank: int) -> str:
         "# As envctl up runs it, with the prelude as its command; docker run passes signals on to it.",
         f"exec docker run --rm --name {name} \\",
         *[f"    {option} \\" for option in options],
+        *(['    "$@" \\'] if devices else []),
         f"    \"$image\" {shlex.join(export.container_command())}",
     ]
     return "\n".join(lines) + "\n"
