@@ -81,3 +81,59 @@ def test_a_server_without_the_device_nodes_stops_with_exit_5_before_starting_any
     assert done.returncode == 5, done.stderr
     assert f"device node {required[0]} is missing" in done.stderr, done.stderr
     assert not (tmp_path / "written").exists()
+
+
+SIMULATE = """\
+set -e
+sim=$1; script=$2; tools=$3
+# the docker CLI stays reachable from a directory of its own while /usr/local is the simulated host's
+touch "$tools/docker" && mount --bind "$(command -v docker)" "$tools/docker"
+mount -t tmpfs none /dev && mknod -m 666 /dev/null c 1 3
+for node in "$sim"/dev/*; do mknod -m 666 "/dev/${node##*/}" c 1 3; done
+mount --bind "$sim/usr/local" /usr/local
+PATH="$tools:$PATH" exec sh -x "$script" 192.0.2.1
+"""
+
+
+@pytest.mark.parametrize("kind,missing", [("npu", None), ("npu", "hisi_hdc"), ("npu", "davinci1"), ("mlu", None),
+                                          ("mlu", "cambricon_ctl")])
+def test_on_a_simulated_host_the_script_takes_the_nodes_and_driver_paths_it_has(kind, missing, clean_env, tmp_path):
+    """A simulated server (tests/hostsim.py: real character nodes made with mknod, the driver's
+    files) in a mount namespace of its own (/dev and /usr/local replaced there only): the
+    script's trace (sh -x) shows the --device and -v options it built; it then stops at the image
+    (exit 5, none here). With a required node removed it stops naming that node."""
+    import hostsim
+
+    sim = tmp_path / "host"
+    if kind == "npu":
+        hostsim.npu_host(sim, cards=8)
+    else:
+        hostsim.mlu_host(sim, cards=2, ipcm=True, commu=False)
+    if missing:
+        (sim / "dev" / missing).unlink()
+    reference, entrypoint, required, _optional, _driver = CASES[kind]
+    script = tmp_path / "node-1.sh"
+    files = _scripts(reference, entrypoint, dict(clean_env), image="envctl-test/absent-image:none")
+    script.write_text(files["node-1.sh"])
+    (tmp_path / "tools").mkdir()
+    env = {**os.environ, "ENVCTL_EXPORT_DIR": str(tmp_path / "written")}
+    env.pop("ENVCTL_IMAGE_TARBALL", None)
+    done = subprocess.run(["unshare", "-m", "sh", "-c", SIMULATE, "sh", str(sim), str(script), str(tmp_path / "tools")],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 5, done.stderr
+    if missing:
+        assert f"device node /dev/{missing} is missing" in done.stderr, done.stderr
+        return
+    assert "has no image envctl-test/absent-image:none" in done.stderr, done.stderr
+    built = [line for line in done.stderr.splitlines() if line.startswith("+ set -- ")][-1]
+    for node in required:
+        assert f"--device {node}" in built, built
+    if kind == "npu":
+        assert "--device /dev/dvpp_cmdlist" not in built  # the simulated host has none
+        assert "-v /usr/local/Ascend/driver/lib64:/usr/local/Ascend/driver/lib64:ro" in built, built
+        assert "-v /usr/local/dcmi:/usr/local/dcmi:ro" in built
+        assert "/usr/local/Ascend/driver/topo" not in built  # absent there: not mounted
+    else:
+        assert "--device /dev/cambricon_ipcm0 --device /dev/cambricon_ipcm1" in built and "commu" not in built, built
+        assert not Path("/usr/bin/cnmon").exists(), "this machine has /usr/bin/cnmon: the test needs one without it"
+        assert "-v /usr/bin/cnmon" not in built  # /usr/bin is not simulated: absent here, so not mounted
