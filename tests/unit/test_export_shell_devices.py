@@ -109,6 +109,7 @@ def test_on_a_simulated_host_the_script_takes_the_nodes_and_driver_paths_it_has(
         hostsim.npu_host(sim, cards=8)
     else:
         hostsim.mlu_host(sim, cards=2, ipcm=True, commu=False)
+        (sim / "usr/local").mkdir(parents=True)  # the MLU driver lives outside /usr/local: an empty one
     if missing:
         (sim / "dev" / missing).unlink()
     reference, entrypoint, required, _optional, _driver = CASES[kind]
