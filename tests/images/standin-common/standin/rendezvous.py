@@ -56,11 +56,11 @@ def serve(port: int, me: dict, complete: Callable[[list[dict]], bool], check: Ca
     nodes, peers = [me], []
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
+        try:  # with SO_REUSEADDR two servers may both bind; the second then fails at listen
             server.bind((bind, port))
+            server.listen(64)
         except OSError as exc:
             raise RendezvousError(f"{what}: cannot listen on port {port}: {exc.strerror}") from None
-        server.listen(64)
         try:
             while not complete(nodes):
                 left = deadline - time.monotonic()
