@@ -48,10 +48,5 @@ def how_to_run(export: Export) -> list[str]:
     ]
 
 
-def _check(directory, crds):
-    from envctl.export.check import check_directory
-
-    return check_directory(directory, crds)
-
-
-FORMAT = Format("k8s-job", "a batch/v1 Indexed Job and a headless Service (no gang scheduling)", write, how_to_run, _check)
+FORMAT = Format("k8s-job", "a batch/v1 Indexed Job and a headless Service (no gang scheduling)", write, how_to_run,
+                k8s_pod.check)

@@ -185,6 +185,14 @@ def files(export: Export, objects: list[dict]) -> dict[str, str]:
     return {f"{export.job}.yaml": dump(objects)}
 
 
+def check(directory, crds):
+    """Every Kubernetes format's FORMAT.check: envctl.export.check, imported only when an export
+    is checked (it loads kubernetes-validate's schemas and jsonschema)."""
+    from envctl.export.check import check_directory
+
+    return check_directory(directory, crds)
+
+
 def spec_for(export: Export, **where) -> dict:
     """node.json for this export (envctl.export.files.node_spec): where the rank and master are."""
     return node_spec(export, **where)

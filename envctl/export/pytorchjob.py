@@ -46,10 +46,4 @@ def how_to_run(export: Export) -> list[str]:
     ]
 
 
-def _check(directory, crds):
-    from envctl.export.check import check_directory
-
-    return check_directory(directory, crds)
-
-
-FORMAT = Format("pytorchjob", "a Kubeflow PyTorchJob (kubeflow.org/v1)", write, how_to_run, _check)
+FORMAT = Format("pytorchjob", "a Kubeflow PyTorchJob (kubeflow.org/v1)", write, how_to_run, k8s_pod.check)

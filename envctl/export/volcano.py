@@ -61,10 +61,5 @@ def how_to_run(export: Export) -> list[str]:
     ]
 
 
-def _check(directory, crds):
-    from envctl.export.check import check_directory
-
-    return check_directory(directory, crds)
-
-
-FORMAT = Format("volcano", "a Volcano Job (batch.volcano.sh/v1alpha1), gang-scheduled", write, how_to_run, _check)
+FORMAT = Format("volcano", "a Volcano Job (batch.volcano.sh/v1alpha1), gang-scheduled", write, how_to_run,
+                k8s_pod.check)
