@@ -20,6 +20,13 @@ _CNMON_HEADER = re.compile(r"\bDriver\s+" + _VERSION)
 _CELL_VERSION = re.compile(r"\bv([0-9][0-9A-Za-z.\-]*)\s*$")
 _CARD_ROW = re.compile(r"^\|\s*[0-9]+\s")
 SHOWN_LINES = 6  # of cnmon's output, in the message when no layout matched
+CONTROL_NODE = "/dev/cambricon_ctl"  # the driver's control node, needed with any card
+
+
+def card_nodes(card: int) -> tuple[str, ...]:
+    """A card's device nodes, the card's own first (cambricon_dev<N>), then cambricon_ipcm<N> and
+    commu<N>, which are passed where the host has them."""
+    return (f"/dev/cambricon_dev{card}", f"/dev/cambricon_ipcm{card}", f"/dev/commu{card}")
 
 
 def driver_from_cnmon(stdout: str) -> tuple[str | None, str]:
@@ -62,14 +69,14 @@ class MLU:
     def select(self, view: DeviceView, cards: list[int], runtime: str | None) -> Selection:
         problems = []
         nodes = []
-        ctl = node(view, "/dev/cambricon_ctl")
+        ctl = node(view, CONTROL_NODE)
         if ctl is None:
-            problems.append(f"{view.under_root('/dev/cambricon_ctl')} is missing: is the Cambricon driver loaded?")
+            problems.append(f"{view.under_root(CONTROL_NODE)} is missing: is the Cambricon driver loaded?")
         else:
             nodes.append(ctl)
         for card in cards:
-            for name in (f"cambricon_dev{card}", f"cambricon_ipcm{card}", f"commu{card}"):
-                found = node(view, f"/dev/{name}")
+            for path in card_nodes(card):
+                found = node(view, path)
                 if found is not None:
                     nodes.append(found)
         mounts = [m for m in [mount_if_present(view, "/usr/bin/cnmon")] if m is not None]

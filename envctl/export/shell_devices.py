@@ -36,8 +36,8 @@ def _nodes(export: Export) -> tuple[list[str], list[str]]:
     cards = card_indices(export)
     if export.device_kind == "npu":
         return [f"/dev/davinci{c}" for c in cards] + list(npu.MANAGER_NODES), list(npu.SHARED_NODES_IF_PRESENT)
-    required = ["/dev/cambricon_ctl"] + [f"/dev/cambricon_dev{c}" for c in cards]
-    return required, [f"/dev/{name}{c}" for c in cards for name in ("cambricon_ipcm", "commu")]
+    required = [mlu.CONTROL_NODE] + [mlu.card_nodes(c)[0] for c in cards]
+    return required, [path for c in cards for path in mlu.card_nodes(c)[1:]]
 
 
 def lines(export: Export) -> list[str]:
