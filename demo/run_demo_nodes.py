@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -118,11 +119,12 @@ def check_training(losses: dict[int, list[tuple[int, float]]], kept: Path,
     print(f"checkpoint: {kept / NODES[0] / 'checkpoint'}   (rank 0's; rank 1 writes none)")
 
 
-def main() -> None:
-    started = time.perf_counter()
-    state = STATE
+@contextmanager
+def environment_on_lab(state: Path, demo: str):
+    """The steps both multi-node demos begin with: the image built and written as a tarball, the
+    tiny repos, a lab of NODES, and `envctl up MANIFEST --hosts` there through the loopback
+    mirror. Yields (lab, environ); the lab is taken apart when the block ends."""
     env = clean_environ(state)
-
     t = step("image: prepared and built as `make demo` does, then written as a tarball for the servers")
     image = build_image(env)
     tarball = image_tarball(image, state)
@@ -137,24 +139,29 @@ def main() -> None:
     try:
         lab = Lab(hosts=len(NODES))
     except LabError as exc:
-        raise SystemExit(f"demo-nodes: {exc}") from None
+        raise SystemExit(f"{demo}: {exc}") from None
     with lab:
         print("   " + ", ".join(f"{name} {lab.ip(name)}" for name in NODES) + f" ({time.perf_counter() - t:.1f} s)")
         env = lab_environ(lab, state, env)
         hosts = ",".join(NODES)
-
         with mirror(model, dataset, env) as served:
             t = step(f"envctl up {MANIFEST} --hosts {hosts}   (HF_ENDPOINT={served.url}, fetch: push)")
             envctl("up", MANIFEST, "--hosts", hosts, env=env)
             print(f"   ({time.perf_counter() - t:.1f} s)")
-
-        t = step(f"envctl exec train --nodes {hosts}   (torchrun, static rendezvous, gloo)")
-        out = envctl("exec", "train", "--nodes", hosts, env=env).stdout
-        seconds = time.perf_counter() - t
-        print(f"   ({seconds:.1f} s)")
-        kept = keep_outputs(lab, state)
+        yield lab, env
         t = step("the servers are taken apart")
     print(f"   ({time.perf_counter() - t:.1f} s)")
+
+
+def main() -> None:
+    started = time.perf_counter()
+    state = STATE
+    with environment_on_lab(state, "demo-nodes") as (lab, env):
+        hosts = ",".join(NODES)
+        t = step(f"envctl exec train --nodes {hosts}   (torchrun, static rendezvous, gloo)")
+        out = envctl("exec", "train", "--nodes", hosts, env=env).stdout
+        print(f"   ({time.perf_counter() - t:.1f} s)")
+        kept = keep_outputs(lab, state)
 
     losses = losses_by_rank(out)
     trained = {int(rank): float(s) for rank, _host, s in TRAINED.findall(out)}

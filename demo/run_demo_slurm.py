@@ -26,11 +26,11 @@ import re
 import time
 from pathlib import Path
 
-from run_demo import STATE, build_image, clean_environ, envctl, mirror, step, tiny_repos
-from run_demo_nodes import (DATA_DIR, MANIFEST, NODES, NotOneTraining, check_training, image_tarball, keep_outputs,
-                            lab_environ)
+from run_demo import STATE, envctl, step
+from run_demo_nodes import (DATA_DIR, MANIFEST, NODES, NotOneTraining, check_training, environment_on_lab,
+                            keep_outputs)
 
-from sshlab import Lab, LabError  # tests/ is on sys.path (run_demo puts it there)
+from sshlab import LabError  # tests/ is on sys.path (run_demo puts it there)
 from sshlab_slurm import Job, SlurmCluster
 
 # srun --label: "<task>: <line>", the task being the node's rank (one task per node)
@@ -68,32 +68,8 @@ def sbatch_training(cluster: SlurmCluster, env: dict, export_dir: Path, data_dir
 def main() -> None:
     started = time.perf_counter()
     state = STATE
-    env = clean_environ(state)
-
-    t = step("image: prepared and built as `make demo` does, then written as a tarball for the servers")
-    image = build_image(env)
-    env["TINY_IMAGE_TARBALL"] = str(image_tarball(image, state))
-    print(f"   ({time.perf_counter() - t:.1f} s)")
-
-    t = step("weights and dataset: generated in the image, served by a loopback HF mirror")
-    model, dataset = tiny_repos(image, state)
-    print(f"   ({time.perf_counter() - t:.1f} s)")
-
-    t = step("two servers: the SSH lab (real sshd and Docker engine each, one subnet)")
-    try:
-        lab = Lab(hosts=len(NODES))
-    except LabError as exc:
-        raise SystemExit(f"demo-slurm: {exc}") from None
-    with lab:
-        print(f"   ({time.perf_counter() - t:.1f} s)")
-        env = lab_environ(lab, state, env)
-        hosts = ",".join(NODES)
-        with mirror(model, dataset, env) as served:
-            t = step(f"envctl up {MANIFEST} --hosts {hosts}   (HF_ENDPOINT={served.url}, fetch: push)")
-            envctl("up", MANIFEST, "--hosts", hosts, env=env)
-            print(f"   ({time.perf_counter() - t:.1f} s)")
-
-        t = step("Slurm on the servers: munged on each (one key), slurmctld on lab1, slurmd on both")
+    with environment_on_lab(state, "demo-slurm") as (lab, env):
+        step("Slurm on the servers: munged on each (one key), slurmctld on lab1, slurmd on both")
         try:
             cluster = SlurmCluster(lab, nodes=list(NODES))
         except LabError as exc:
@@ -103,8 +79,6 @@ def main() -> None:
             job = sbatch_training(cluster, env, state / "slurm-export")
             kept = keep_outputs(lab, state, "slurm", logs=False)  # the job's output is the log
             (kept / "job.out").write_text(job.output)
-        t = step("the servers are taken apart")
-    print(f"   ({time.perf_counter() - t:.1f} s)")
 
     if job.returncode != 0:
         raise SystemExit(f"demo-slurm: the job failed (sbatch exit {job.returncode}); its output:\n{job.output[-3000:]}")
