@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import re
 import types
 import typing
 from typing import Any, Literal, Union
@@ -102,6 +103,66 @@ def _got(value: Any) -> str:
     if value is None:
         return "nothing (null)"
     return type(value).__name__
+
+
+# How pydantic names the member of a union that an error came from, as one more part of `loc`
+# (pydantic-core's union validator: the member's type as `int`, `str`, `list[int]`,
+# `function-after[...]`, a model's class name, ...).
+_MEMBER_TAG = re.compile(r"^(?:int|str|float|bool|none|bytes|list|dict|tuple|set|"
+                         r"function-(?:before|after|wrap|plain)|lax-or-strict|json-or-python|constrained-\w+)(?:\[.*\])?$")
+
+
+def _member_tag(part: Any, options: list[Any]) -> bool:
+    """Whether `part` of a loc names a union member rather than a key, index or field."""
+    if len(options) < 2 or not isinstance(part, str) or part == "[key]":
+        return False
+    if any(isinstance(o, type) and issubclass(o, BaseModel) and part == o.__name__ for o in options):
+        return True
+    takes_key = any(typing.get_origin(o) is dict or (isinstance(o, type) and issubclass(o, BaseModel)
+                                                     and part in o.model_fields) for o in options)
+    return not takes_key or bool(_MEMBER_TAG.match(part))
+
+
+def value_loc(model: type[BaseModel], loc: tuple) -> tuple:
+    """`loc` without the union-member parts pydantic adds (`container.ulimits.memlock.int`
+    is `container.ulimits.memlock`): the path of the value as the user wrote it."""
+    current: Any = model
+    out: list = []
+    for part in loc:
+        options = _unwrap(current) if current is not None else []
+        if _member_tag(part, options):
+            chosen = [o for o in options if isinstance(o, type) and getattr(o, "__name__", None) == part]
+            current = chosen[0] if chosen else None
+            continue
+        out.append(part)
+        current = annotation_at(current, (part,)) if current is not None and part != "[key]" else None
+    return tuple(out)
+
+
+def translate_all(errors: list[ErrorDetails], model: type[BaseModel], doc: Document, data: Any) -> list[Problem]:
+    """Every pydantic error as one problem per value: a value that fits none of a union's
+    members (`ulimits: {memlock: null}` against `int | str`) gave one error per member, each
+    with a path no user wrote (`memlock.int`, `memlock.str`); they become one problem naming
+    every alternative. A check of envctl's own (in words already) wins over type errors at
+    the same value."""
+    grouped: dict[tuple, list[ErrorDetails]] = {}
+    for error in errors:
+        loc = value_loc(model, tuple(error["loc"]))
+        grouped.setdefault(loc, []).append({**error, "loc": loc})
+    problems = []
+    for loc, group in grouped.items():
+        if len(group) == 1:
+            problems.append(translate(group[0], model, doc, data))
+            continue
+        own = [e for e in group if e["type"] not in _TYPE_WORDS]
+        if own:
+            problems += [translate(e, model, doc, data) for e in own]
+            continue
+        wanted = list(dict.fromkeys(_TYPE_WORDS[e["type"]] for e in group))
+        merged = {**group[0], "type": "envctl", "ctx": None,
+                  "msg": f"expected {' or '.join(wanted)}, got {_got(group[0].get('input'))}"}
+        problems.append(translate(merged, model, doc, data))
+    return list(dict.fromkeys(problems))
 
 
 def translate(error: ErrorDetails, model: type[BaseModel], doc: Document, data: Any) -> Problem:

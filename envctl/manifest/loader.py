@@ -22,7 +22,7 @@ from envctl.artifacts.sources import Source, SourceError, parse_source
 from envctl.cards import CardsError, count_of, parse_cards
 from envctl.errors import ManifestError, Problem
 from envctl.manifest import compose, discovery, docker_values, nodes_check, yaml_numbers
-from envctl.manifest.errors_translate import suggest, translate
+from envctl.manifest.errors_translate import suggest, translate_all
 from envctl.manifest.interpolate import Expander, expand_tree, looks_secret
 from envctl.manifest.model import NAME_PATTERN, Manifest
 from envctl.manifest.yamlsrc import Document, dotted, parse_file
@@ -91,7 +91,7 @@ def load_file(path: Path, environ: Mapping[str, str], roots, variant: str | None
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
-        problems += [translate(e, Manifest, doc, data) for e in exc.errors(include_url=False)]
+        problems += _not_told_yet(problems, translate_all(exc.errors(include_url=False), Manifest, doc, data))
         raise ManifestError(_sorted(problems)) from None
     if problems:
         raise ManifestError(_sorted(problems))
@@ -154,6 +154,14 @@ def _at(doc: Document, path: tuple, message: str, key: bool = False) -> Problem:
     if pos is None:
         return Problem(doc.file, None, None, dotted(path), message)
     return Problem(pos.file, pos.line, pos.column, dotted(path), message)
+
+
+def _not_told_yet(told: list[Problem], schema: list[Problem]) -> list[Problem]:
+    """The schema's problems less the type errors at a value an earlier check already called
+    the wrong type (`extends: [null]` is refused by the profile merge, then again by the
+    schema): one wrong value, one problem."""
+    typed = {(p.file, p.line, p.column, p.path) for p in told if p.message.startswith("expected ")}
+    return [p for p in schema if not (p.message.startswith("expected ") and (p.file, p.line, p.column, p.path) in typed)]
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:

@@ -11,7 +11,8 @@ import datetime
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 from envctl.cards import CardsError, parse_cards
@@ -246,15 +247,27 @@ def _ulimit_name(name: str) -> str:
     return name
 
 
-def _served_port(port: int) -> int:
-    if not 1 <= port <= 65535:
-        raise _fail(f"{port} is not a port (1 to 65535)")
-    return port
+def _served_port(value: Any) -> Any:
+    """A port an entrypoint serves, written as container.ports writes one: a number (`8000`)
+    or text (`"8000"`, `"8000/tcp"`), checked by the same rules (docker_values.port_mapping)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return value  # the schema says what is expected
+    if isinstance(value, int) and not 1 <= value <= 65535:
+        raise _fail(f"{value} is not a port (1 to 65535)")
+    if isinstance(value, str) and "${" in value:
+        return value  # an unset variable, reported already
+    mapping = _docker(docker_values.port_mapping, value)
+    if mapping.host_ip is not None or mapping.host_port != mapping.container_port:
+        raise _fail(f"'{value}': an entrypoint names the one port it serves in the container (e.g. "
+                    f"{mapping.container_port}); a host side belongs in container.ports")
+    return mapping.container_port
 
 
 # Checked one item at a time, so that each bad item is reported at its own line.
-ServedPort = Annotated[int, AfterValidator(_served_port)]
-Port = Annotated[str, BeforeValidator(_port)]
+# Both spellings in both places: a number (`- 8000`) or text (`- "8000"`, `- "8000/tcp"`).
+_PORT_SCHEMA = WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1, "maximum": 65535}, {"type": "string"}]})
+ServedPort = Annotated[int, BeforeValidator(_served_port), _PORT_SCHEMA]
+Port = Annotated[str, BeforeValidator(_port), _PORT_SCHEMA]
 Capability = Annotated[str, AfterValidator(lambda name: _docker(docker_values.capability, name))]
 UlimitName = Annotated[str, AfterValidator(_ulimit_name)]
 UlimitValue = Annotated[int | str, BeforeValidator(_ulimit_value)]
@@ -264,7 +277,7 @@ class Container(_Strict):
     """Everything here reaches Docker; each value is checked as Docker reads it
     (docker_values), so that `validate` refuses what `up` would fail on."""
 
-    name: str | None = Field(None, description="container name; default envctl-<manifest name>")
+    name: str | None = Field(None, description="container name; default envctl-<name>[-<variant>] (the manifest's name, and the variant chosen, if any)")
     shm_size: str | int | None = Field(None, description="size of /dev/shm: 64g, 64Gi, 512m (binary units, as Docker) or bytes")
     ipc: str | None = Field(None, description="IPC namespace: host, private, shareable, none, container:<name>")
     network: str | None = Field(None, description="network mode: host, bridge, none, container:<name> or a network name")
@@ -276,7 +289,7 @@ class Container(_Strict):
     mounts: list[str] = Field(default_factory=list, description="host:container[:ro|rw]; relative hosts are beside the manifest")
     ports: list[Port] = Field(
         default_factory=list,
-        description="published ports [ip:]host:container[/tcp|udp|sctp], or one port for both; for network modes other than host",
+        description="published ports [ip:]host:container[/tcp|udp|sctp], or one port for both (a number or text); for network modes other than host",
     )
     workdir: str | None = None
     ulimits: dict[UlimitName, UlimitValue] = Field(default_factory=dict, description="name: limit or 'soft:hard', -1 for unlimited")
@@ -402,7 +415,7 @@ class Entrypoint(_Strict):
     )
     env: dict[str, str] = Field(default_factory=dict)
     cards: int | list[int] | None = Field(None, description="cards this entrypoint uses, within the environment's")
-    ports: list[ServedPort] = Field(default_factory=list, description="ports it serves (1-65535), for information and port checks")
+    ports: list[ServedPort] = Field(default_factory=list, description="ports it serves in the container (8000 or \"8000/tcp\"), for information and port checks")
     interactive: bool = Field(False, description="needs a terminal (a chat CLI)")
     nodes: Nodes | None = Field(None, description="can run on several hosts at once (exec --nodes), and how")
 
