@@ -57,8 +57,9 @@ def up(
         host_options = with_host_cards(options, host)
         if dry_run:
             plans[host.name] = plan_on(host, loaded, host_options, *engine_if_any(host))
-            blockers = plans[host.name].blockers
-            return "blocked: " + "; ".join(blockers) if blockers else "plan only"
+            blockers, needs = plans[host.name].blockers, plans[host.name].needs
+            return ("blocked: " + "; ".join(blockers) if blockers else "needs: " + "; ".join(needs) if needs
+                    else "plan only")
         from envctl.card_lock import CardsTaken
 
         for attempt in range(CARD_ATTEMPTS):
@@ -85,7 +86,7 @@ def up(
     code = each_host(remote, work, "up " + loaded.manifest.name)
     if dry_run:
         print_plans(plans, as_json, keyed=remote.wanted)
-        raise typer.Exit(code or (EXIT_HOST_NOT_READY if any(p.blockers for p in plans.values()) else 0))
+        raise typer.Exit(code or (EXIT_HOST_NOT_READY if any(p.blockers or p.needs for p in plans.values()) else 0))
     if as_json:  # one host's report, or one per host named
         shown = reports if remote.wanted else next(iter(reports.values()))
         typer.echo(json.dumps(shown, indent=2, ensure_ascii=False))

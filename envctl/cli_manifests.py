@@ -194,14 +194,15 @@ def plan(
 
     def work(host, echo) -> str:
         plans[host.name] = plan_on(host, loaded, with_host_cards(options, host), *engine_if_any(host))
-        blockers = plans[host.name].blockers
-        return f"blocked: {'; '.join(blockers)}" if blockers else "ready to go up"
+        blockers, needs = plans[host.name].blockers, plans[host.name].needs
+        return (f"blocked: {'; '.join(blockers)}" if blockers else f"needs: {'; '.join(needs)}" if needs
+                else "ready to go up")
 
     code = each_host(remote, work, "plan " + loaded.manifest.name)
     print_plans(plans, as_json, keyed=remote.wanted)
     if output is not None and plans:
         _save(output, plans, loaded, options)
-    raise typer.Exit(code or (EXIT_HOST_NOT_READY if any(p.blockers for p in plans.values()) else 0))
+    raise typer.Exit(code or (EXIT_HOST_NOT_READY if any(p.blockers or p.needs for p in plans.values()) else 0))
 
 
 def _save(output: Path, plans: dict, loaded, options: Options) -> None:

@@ -154,6 +154,12 @@ class Plan:
     secrets: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
 
     @property
+    def ready(self) -> bool:
+        """`up` can proceed as planned: nothing blocks it, nothing is left to provide (`needs`),
+        and the engine was asked (without it the image, container and setup are undecided)."""
+        return not self.blockers and not self.needs and self.world.engine
+
+    @property
     def workspace(self) -> str:
         """The host directory mounted at WORKSPACE_TARGET (logs, outputs, writable copies)."""
         return next(m.source for m in self.container.mounts if m.target == WORKSPACE_TARGET)
@@ -299,8 +305,6 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
     blockers += list(selection.problems)
 
     image = _image_step(loaded, observed)
-    if image.source is None and image.origin == "tarball":
-        needs.append(f"image {image.ref}: {image.obtain}")
 
     cache = cache_dir(environ)
     container_name = manifest.container_name
@@ -326,6 +330,10 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
     artifacts = {name: _decided(artifacts[name], d)
                  for (name, *_), d in zip(chosen_for, decisions.one_fetch_per_source(chosen_for))}
     image = _decided(image, decisions.image(image.origin, image.source, baked, observed))
+    if image.source is None and image.origin == "tarball" and image.action not in ("present", "tag"):
+        # Asked, the engine said whether it holds the image: one already there needs no tarball.
+        unasked = "" if observed.engine is not None else " (unless the engine has the image: it could not be asked)"
+        needs.insert(0, f"image {image.ref}: {image.obtain}{unasked}")
     if image.action == "missing" and image.origin == "present":  # (a tarball without source is in `needs`)
         how = image.obtain or "give image.tarball.source (a docker save tarball) or image.build in the manifest"
         blockers.append(f"image {image.ref}: {image.reason}; {how}")

@@ -38,7 +38,7 @@ def plan_json(plan: Plan) -> str:
     data["container"]["labels"] = plan.container.labels()
     data["container"]["config_hash"] = plan.container.config_hash()
     data["container"]["create_args"] = plan.container.cli_args()
-    data["ready"] = not plan.blockers
+    data["ready"] = plan.ready
     return json.dumps(redact_tree(data, plan.secrets), indent=2, ensure_ascii=False)
 
 
@@ -167,8 +167,10 @@ def plan_text(plan: Plan) -> str:
             for item in items:
                 add(f"  - {item}")
     add("")
-    if plan.blockers:
-        add(f"not ready: {len(plan.blockers)} blocker(s)")
+    if plan.blockers or plan.needs:
+        said = [f"{len(plan.blockers)} blocker(s)"] if plan.blockers else []
+        said += [f"{len(plan.needs)} thing(s) to provide (needs)"] if plan.needs else []
+        add(f"not ready: {' and '.join(said)}" + ("" if plan.world.engine else "; the engine could not be asked either"))
     elif not plan.world.engine:  # "ready" would be a promise the plan cannot make: up needs the engine
         add("undecided: the engine could not be asked, so the image, the container and the setup steps are unknown; "
             "up needs the engine")

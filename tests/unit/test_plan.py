@@ -143,14 +143,16 @@ def test_missing_cards_and_tarball_source_are_reported(tmp_path):
         "source: ${PYTORCH_TARBALL:-}\n    obtain: ask the vendor for pytorch-v1.tar.gz",
     )
     plan = make(tmp_path, text)
-    assert plan.needs == ("image example/pytorch:v1: ask the vendor for pytorch-v1.tar.gz",)
+    assert plan.needs == ("image example/pytorch:v1: ask the vendor for pytorch-v1.tar.gz (unless the engine has the "
+                          "image: it could not be asked)",)
+    assert not plan.ready
     assert f"no Cambricon MLU cards found under {tmp_path}/root" in plan.blockers
 
 
 def test_plan_json_carries_create_args_labels_and_readiness(tmp_path):
     hostsim.mlu_host(tmp_path / "root", cards=2)
     data = json.loads(plan_json(make(tmp_path)))
-    assert data["ready"] is True
+    assert data["ready"] is False and data["blockers"] == [] and data["needs"] == []  # the engine was not asked
     assert data["container"]["labels"]["io.envctl.manifest"] == "demo-mlu"
     assert data["container"]["labels"]["io.envctl.config-hash"] == data["container"]["config_hash"]
     args = data["container"]["create_args"]
