@@ -147,3 +147,36 @@ def test_schema_default_container_name_names_the_variant(tmp_path, clean_env):
                 roots=search_roots(dict(clean_env))).manifest.container_name == "envctl-m-small"
     assert load(f"{manifest}:big", environ=dict(clean_env),
                 roots=search_roots(dict(clean_env))).manifest.container_name == "envctl-m-big"
+
+
+# --- ports under host networking (Docker discards them: "Published ports are discarded when
+# using host network mode"; docker-py refuses them: "incompatible with port_bindings") -------
+
+HOST_NET = "ports cannot be published with network 'host': the container uses the host's ports; remove ports or the network mode"
+
+
+@pytest.mark.parametrize("layers, where", [
+    ({"m.yaml": "container: {network: host, ports: [8000]}\n"}, "5:35"),
+    # the network from a profile, the ports from the manifest (the newcomer's case: ascend910)
+    ({"m.yaml": "extends: hostnet\ncontainer: {ports: ['8000']}\n",
+      "profiles/hostnet.yaml": "description: p\ncontainer: {network: host}\n"}, "6:20"),
+    # the ports from a variant
+    ({"m.yaml": "container: {network: host}\ndefault_variant: serve\nvariants: {serve: {container: {ports: [8000]}}}\n"},
+     "7:39"),
+])
+def test_ports_with_host_network_are_refused_wherever_each_comes_from(tmp_path, clean_env, layers, where):
+    for name, text in layers.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(HEAD + text if name == "m.yaml" else text)
+    with pytest.raises(ManifestError) as caught:
+        load(tmp_path / "m.yaml", environ=dict(clean_env), roots=search_roots(dict(clean_env)))
+    assert [f"{p.line}:{p.column}: {p.path}: {p.message}" for p in caught.value.problems] == [
+        f"{where}: container.ports: {HOST_NET}"]
+
+
+def test_ports_with_a_containers_network_are_refused_and_bridge_takes_them(tmp_path, clean_env):
+    found = problems(tmp_path, clean_env, "container: {network: 'container:other', ports: [8000]}\n")
+    assert found == ["5:48: container.ports: ports cannot be published with network 'container:other': the container "
+                     "uses that container's ports; remove ports or the network mode"]
+    loaded = load_text(tmp_path, clean_env, "container: {network: bridge, ports: [8000]}\n")
+    assert list(loaded.manifest.container.ports) == ["8000"]
