@@ -24,8 +24,34 @@ VENDOR_TOOLS = {"mlu": "cnmon", "npu": "npu-smi", "cuda": "nvidia-smi"}
 @dataclass(frozen=True)
 class Check:
     name: str
-    status: str  # ok | warn | fail
+    status: str  # ok | info (up will do it) | warn | fail (up cannot start)
     detail: str
+
+
+# What `up` does about an image the engine lacks, by the plan's image action (decisions.image).
+_UP_WILL = {
+    "tag": "tag the pinned image, which the engine holds under another name",
+    "load": "load it from the tarball {source}",
+    "download+load": "download the tarball {source}, then load it",
+    "build": "build it from {source}",
+    "pull": "pull it from {source}",
+}
+
+
+def _image_check(plan) -> Check:
+    """The image as the plan decided it (the engine was asked): on the engine (ok); not yet,
+    and `up` will tag, load, download, build or pull it (info); not there and nothing can
+    bring it (fail: `up` stops, as the plan's blocker or need says)."""
+    image = plan.image
+    if image.action == "present":
+        return Check("image", "ok", f"{image.ref} present ({image.reason})")
+    if image.action in _UP_WILL:
+        return Check("image", "info", f"{image.ref} not on this host yet: up will "
+                                      f"{_UP_WILL[image.action].format(source=image.source)}")
+    if image.action == "missing":
+        how = image.obtain or "give image.tarball.source (a docker save tarball) or image.build in the manifest"
+        return Check("image", "fail", f"{image.ref}: {image.reason}; up cannot start without it: {how}")
+    return Check("image", "warn", f"{image.ref}: {image.action} ({image.reason})")
 
 
 def _in_use(holders, name: str, present: int) -> Check:
@@ -102,7 +128,10 @@ def diagnose(host: Host, loaded: Loaded | None, options: Options, environ: Mappi
         else:
             checks.append(Check("driver", "fail", f"found {d.found or 'nothing'} ({d.source}); requires {d.required}"))
         if plan.devices.kind != "cpu":
-            card_problems = [b for b in plan.blockers if "card" in b or "missing" in b]
+            # The selection's own problems and the card choice's; not an image or a mount source
+            # whose path or vendor note merely holds the word.
+            card_problems = [b for b in plan.blockers if b in plan.devices.problems
+                             or ("card" in b and not b.startswith(("image ", "mount source ")))]
             status = "fail" if card_problems else "ok"
             detail = "; ".join(card_problems) or (
                 f"cards {','.join(map(str, plan.devices.cards))}: {len(plan.devices.nodes)} device nodes, {len(plan.devices.mounts)} mounts")
@@ -118,9 +147,9 @@ def diagnose(host: Host, loaded: Loaded | None, options: Options, environ: Mappi
         checks.append(Check("disk", "fail" if free < need else "ok",
                             f"{_gib(free)} free at {cache_dir(environ)}" + (f", {_gib(need)} needed for the image" if need else "")))
         if client is not None:
-            present = plan.image.present
-            checks.append(Check("image", "ok" if present else "warn",
-                                f"{plan.image.ref} present" if present else f"{plan.image.ref} not on this host yet: up will {plan.image.origin if plan.image.origin != 'present' else 'need it'}"))
+            checks.append(_image_check(plan))
+        else:
+            checks.append(Check("image", "warn", f"{plan.image.ref}: the engine could not be asked whether it holds it"))
         for missing in plan.blockers:
             if missing.startswith("mount source"):
                 checks.append(Check("mounts", "fail", missing))
