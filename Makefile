@@ -34,11 +34,14 @@ demo-slurm: $(STAMP) engine
 # namespaces (tests/ensure-containerd-engine.sh): the integration tests run against both.
 # Debian's Slurm and MUNGE (tests/ensure-slurm.sh) for the Slurm cluster the lab starts on two of
 # its hosts (tests/sshlab_slurm.py).
+# Debian's docker-registry (Distribution 2.8, tests/ensure-registry.sh) for the registry tests'
+# origins and mirrors on loopback (tests/servers/registry.py).
 engine:
 	bash tests/ensure-engine.sh
 	bash tests/ensure-containerd-engine.sh
 	bash tests/ensure-ssh.sh
 	bash tests/ensure-slurm.sh
+	bash tests/ensure-registry.sh
 
 test: $(STAMP) engine
 	$(BIN)/python -m pytest

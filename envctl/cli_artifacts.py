@@ -64,7 +64,8 @@ def fetch(
 
 @app.command()
 def lock(name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path (every variant when none is named)")) -> None:
-    """Resolve every ref to a commit and record every file's size and sha256 in manifest.lock."""
+    """Resolve every ref to a commit and record every file's size and sha256 in manifest.lock,
+    and a pulled image's tag to its manifest digest."""
     from envctl.artifacts import lockfile
     from envctl.artifacts.cache import Cache, PlacedFile
     from envctl.artifacts.fetch import fetch_all
@@ -89,6 +90,12 @@ def lock(name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest 
             if source is not None and source.kind == "file":
                 identity = identify(Path(source.location), IdentityCache(cache.root / "state" / "tarballs.json"), True)
                 entries[source.display] = lockfile.Locked(source.display, None, (PlacedFile("", identity.size, identity.sha256),))
+            if loaded.manifest.image.pull:  # the manifest digest the tag names (envctl/registry_lock.py)
+                from envctl.mirror_routes import here
+                from envctl.registry_lock import lock_pulled
+
+                entry = lock_pulled(loaded.manifest.image.ref, here().registries, say)
+                entries[entry.source] = entry
     path = lockfile.write(manifest_file, entries)
     say(f"locked {len(entries)} source(s) in {path}")
 

@@ -7,7 +7,9 @@ then executed by a switch on the action) and pip-sync's pure `diff` before `sync
 - artifact: cached | fetch | push | fetch+push | copy | fetch+copy | missing
   (on a remote host "cached" means in its cache; "push" sends from this machine's cache;
   "fetch" with `fetch: remote` is the host downloading it itself)
-- image: present | tag | load | download+load | build | missing | unknown
+- image: present | tag | load | download+load | build | pull | pull+push | missing | unknown
+  (pull: the host's engine pulls; pull+push: pulled here, then sent as a tarball to an
+  air-gapped host with `fetch: push`)
 - container: create | recreate (the fields that changed) | start | restart (mounts placed again) |
   unchanged | unknown
 - setup step: skip | run (changed, after a changed step, never ran, failed last time) | unknown
@@ -97,6 +99,8 @@ def image(origin: str, source: str | None, baked: str | None, observed) -> Decis
     if origin == "build":
         return Decision("build", "not built yet" if seen.image_id is None else "its build context changed")
     why = "not on the engine" if seen.image_id is None else f"the engine's {seen.image_id[:19]} is not the pinned image"
+    if origin == "pull":
+        return _pull(why, source, observed)
     if origin == "tarball":
         if source is None:
             return Decision("missing", f"{why}, and the tarball has no source yet")
@@ -107,6 +111,17 @@ def image(origin: str, source: str | None, baked: str | None, observed) -> Decis
             return Decision("load", f"{why}; from {source}{where}", caches.tarball_size)
         return Decision("download+load", f"{why}; the tarball is downloaded first", caches.tarball_size)
     return Decision("missing", f"{why}; envctl pulls from no registry")
+
+
+def _pull(why: str, source: str | None, observed) -> Decision:
+    """A pulled image the engine lacks (envctl/registry_plan.RegistryView says what the registry serves)."""
+    view = observed.registry
+    size = "" if view is None or view.problem is None else f" (size unknown: {view.problem})"
+    if observed.fetch_mode == "push":
+        return Decision("pull+push", f"{why}; pulled here from {source}, then sent to {observed.host}{size}",
+                        view.bytes if view else None)
+    who = f"{observed.host} pulls" if observed.fetch_mode == "remote" else "pulled"
+    return Decision("pull", f"{why}; {who} {source}{size}", view.bytes if view else None)
 
 
 def wanted_image_id(image_decision: Decision, baked: str | None, observed) -> str | None:

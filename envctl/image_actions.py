@@ -7,6 +7,8 @@
 - download+load: the tarball is downloaded into this machine's cache first; an SSH host with
   `fetch: remote` downloads it itself (Host.download), checked against the pinned sha256.
 - build: `docker build` on the host's engine.
+- pull: the host's engine pulls (through its mirror); pull+push: this machine's engine pulls,
+  and the image goes to an air-gapped host (`fetch: push`) as a tarball (envctl/registry_step.py).
 
 Before acting, the image ref must still name what it named when the plan was made.
 """
@@ -39,6 +41,10 @@ def ensure(host: WritableHost, loaded: Loaded, plan: Plan, local: Cache, echo: C
         outcome = ImageOutcome("baked", client.images.get(plan.baked).id)
         echo(f"image      {plan.baked}: baked (setup inside)")
         return outcome, "present"
+    if plan.image.origin == "pull":
+        from envctl.registry_step import ensure_pulled
+
+        return ensure_pulled(host, client, loaded, plan, local, echo, progress, offline)
     if host_downloads(host, loaded, plan):
         outcome = load_host_download(host, client, loaded, plan, local, offline)
         echo(f"image      {plan.image.ref}: {outcome.action}")

@@ -38,6 +38,7 @@ class Observed:
     engine_problem: str | None = None  # why the engine could not be asked, when it could not
     holders: tuple | None = None  # envctl/card_holders.Holder of every container reaching a card; None: not asked
     reading: object | None = None  # the vendor tool's reading (envctl/devices/usage.py) where topology needs it
+    registry: object | None = None  # a pulled image: envctl/registry_plan.RegistryView (None: not pulled)
 
     @property
     def container(self) -> ContainerState | None:
@@ -78,8 +79,13 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
         # cnmon / npu-smi: the processes on each card, and (npu-smi) which chips go together
         reading = read(manifest.device.kind, host)
     held = None
+    registry = None
+    if manifest.image.pull:
+        from envctl.registry_plan import observe_pull
+
+        registry = observe_pull(host, loaded, engine, environ)
     if engine is not None:
-        seen = _engine_view(engine, loaded, environ, caches.tarball_path)
+        seen = _engine_view(engine, loaded, environ, caches.tarball_path, registry)
     if engine is not None and holders:
         from envctl.card_holders import node_path_for, read_holders, with_processes
 
@@ -88,10 +94,10 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
     return Observed(host.name, host.root, present, driver, devices, frozenset(missing),
                     seen.image_present if seen else None, seen.image_id if seen else None,
                     seen.image_config if seen else None, dict(seen.baked) if seen else {}, seen, caches, fetch_mode,
-                    engine_problem, held, reading)
+                    engine_problem, held, reading, registry)
 
 
-def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None) -> EngineView:
+def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None, registry=None) -> EngineView:
     """`tarball`: the image tarball when it is on this machine (a file source, a cached blob)."""
     from envctl.image_identity import RECORDS
     from envctl.observe_engine import view
@@ -114,5 +120,11 @@ def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None) -> Engin
         identity = identify(tarball, IdentityCache(cache_dir(environ) / "state" / "tarballs.json"),
                             need_sha256=False).image_for(manifest.image.ref, manifest.image.id)
         wanted = tuple(dict.fromkeys([*wanted, *identity.ids]))
+    if registry is not None:  # pulled: held when its manifest digest is the pinned one (envctl/registry_plan.py)
+        import dataclasses
+
+        seen = view(engine, registry.image.tagged, (), None, manifest.name, manifest.container_name,
+                    cache_dir(environ) / "state" / RECORDS)
+        return dataclasses.replace(seen, image_present=registry.present_id is not None, pinned_id=registry.found_id)
     return view(engine, manifest.image.ref, wanted, digest, manifest.name, manifest.container_name,
                 cache_dir(environ) / "state" / RECORDS)

@@ -56,9 +56,11 @@ class EnsureImage:
     sha256: str | None
     obtain: str | None
     present: bool | None
-    action: str = "unknown"  # present | tag | load | download+load | build | missing | unknown
+    action: str = "unknown"  # present | tag | load | download+load | build | pull | push | missing | unknown
     reason: str = ""
-    bytes: int | None = None  # the tarball's size, when known
+    bytes: int | None = None  # the tarball's size, or a pull's compressed layers, when known
+    digest: str | None = None  # pull: the pinned manifest digest (image.ref's @sha256:, else the lock's)
+    mirror: str | None = None  # pull: the mirror it goes through, and where that was configured
 
 
 @dataclass(frozen=True)
@@ -436,13 +438,32 @@ def _image_step(loaded: Loaded, observed: Observed) -> EnsureImage:
         # A digest in the manifest wins; otherwise the one `envctl lock` recorded.
         sha256 = image.tarball.sha256 or (loaded.image_lock.files[0].sha256 if loaded.image_lock else None)
         return EnsureImage(image.ref, image.id, "tarball", source, sha256, image.tarball.obtain, observed.image_present)
+    if image.pull:
+        from envctl.registry_plan import pinned_image, pulled_from
+
+        pinned, _ = pinned_image(image.ref, loaded.image_lock)
+        return EnsureImage(pinned.tagged, image.id, "pull", pulled_from(observed.registry, pinned), None, None,
+                           observed.image_present, digest=pinned.digest,
+                           mirror=_mirror_text(observed.registry))
     return EnsureImage(image.ref, image.id, "present", None, None, None, observed.image_present)
+
+
+def _mirror_text(view) -> str | None:
+    mirror = view.mirror if view is not None else None
+    return f"{mirror.prefix} (set in {mirror.origin})" if mirror else None
 
 
 def _manifest_mount(spec: str, base: Path) -> Mount:
     parts = spec.split(":")
     source = parts[0] if posixpath.isabs(parts[0]) else str((base / parts[0]).resolve())
     return Mount(source, parts[1], read_only=(len(parts) == 3 and parts[2] == "ro"))
+
+
+def run_name(ref: str) -> str:
+    """What a container of a pulled image runs: registry/repository:tag (Docker tags no image with a digest)."""
+    from envctl.registry_refs import parse
+
+    return parse(ref).tagged
 
 
 def _container_spec(loaded: Loaded, selection: Selection, artifacts: dict[str, FetchArtifact], workspace: Path,
@@ -457,7 +478,7 @@ def _container_spec(loaded: Loaded, selection: Selection, artifacts: dict[str, F
     env = {**container.env, **selection.env, "ENVCTL_ENV": manifest.container_name}
     return ContainerSpec(
         name=manifest.container_name,
-        image=baked or manifest.image.ref,
+        image=baked or (run_name(manifest.image.ref) if manifest.image.pull else manifest.image.ref),
         manifest=manifest.name,
         variant=manifest.variant,
         cards=selection.cards,

@@ -73,6 +73,10 @@ def _image_lines(plan: Plan) -> list[str]:
             lines.append(f"tarball {i.source}{digest}")
         else:
             lines.append(f"tarball to be provided: {i.obtain}")
+    elif i.origin == "pull":
+        from envctl.registry_plan import pull_lines
+
+        lines.extend(pull_lines(i))
     else:
         lines.append("no tarball or build given: it must already be on the engine")
     return lines

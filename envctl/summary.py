@@ -52,7 +52,7 @@ def summary_lines(plan: Plan) -> list[str]:
     if art["missing"]:
         fetch += f"; missing: {', '.join(art['missing'])}"
     image = f"{s['image']['ref']}  {s['image']['action']}"
-    if s["image"]["action"] in ("load", "download+load"):
+    if s["image"]["action"] in ("load", "download+load", "pull", "pull+push"):
         image += f" ({size_text(s['image']['bytes'])})"
     container = f"{s['container']['name']}  {s['container']['action']}"
     if s["container"]["changes"]:

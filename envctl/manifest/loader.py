@@ -44,7 +44,7 @@ class Loaded:
     secrets: frozenset[str] = field(default_factory=frozenset)  # values to redact in any output
     written: dict[str, str] = field(default_factory=dict)  # artifact name → source as written (the lock's key)
     locks: dict = field(default_factory=dict)  # artifact name → lockfile.Locked, where the lock has it
-    image_lock: object | None = None  # lockfile.Locked of the image tarball, where the lock has it
+    image_lock: object | None = None  # lockfile.Locked of the image tarball (or pulled image), where the lock has it
 
     @property
     def directory(self) -> Path:
@@ -102,6 +102,10 @@ def load_file(path: Path, environ: Mapping[str, str], roots, variant: str | None
     secrets.update(s.password for s in list(sources.values()) + [image_source] if s is not None and s.password)
     written = {name: source.display for name, source in sources.items() if source is not None}
     pinned, locks, image_lock = _apply_lock(path, sources, image_source) if use_lock else (sources, {}, None)
+    if use_lock and manifest.image.pull:
+        from envctl.registry_refs import lock_key
+
+        image_lock = lockfile.read(path).get(lock_key(manifest.image.ref))  # revision: the manifest digest
     return Loaded(manifest, path, pinned, image_source, frozenset(secrets), written, locks, image_lock)
 
 

@@ -183,8 +183,11 @@ class Tarball(_Strict):
 
 
 class Image(_Strict):
-    ref: str = Field(description="the image reference the workflow runs, as named inside the tarball")
+    ref: str = Field(description="the image reference the workflow runs, as named inside the tarball; with pull, "
+                                 "registry/repository:tag, pinned by @sha256:<manifest digest> (or by `envctl lock`)")
     id: str | None = Field(None, description="pinned image ID (sha256:...); a different image is refused")
+    pull: bool = Field(False, description="pull ref from its registry (through mirrors.registries of the user "
+                                          "configuration when one is set)")
     tarball: Tarball | None = None
     build: str | None = Field(None, description="a Dockerfile context directory (relative to the manifest or images/)")
     build_args: dict[str, str] = Field(default_factory=dict, description="--build-arg values (text; plain numbers are written as text)")
@@ -207,6 +210,13 @@ class Image(_Strict):
     def _one_origin(self) -> "Image":
         if self.tarball is not None and self.build is not None:
             raise _fail("give either tarball or build, not both")
+        if self.pull and (self.tarball is not None or self.build is not None):
+            raise _fail("give one origin of the image: pull, tarball or build", entry="pull", at_key=True)
+        if self.pull and "${" not in self.ref and "@" in self.ref and ":" not in self.ref.split("@", 1)[0].rsplit("/", 1)[-1]:
+            # Docker tags no image with a digest: a pulled image is run by its tag (envctl/registry_refs.py).
+            name = self.ref.split("@", 1)[0]
+            raise _fail(f"'{self.ref}' names no tag: a pulled image is run and tagged by name:tag, and Docker tags no image "
+                        f"with a digest; write {name}:TAG@{self.ref.split('@', 1)[1]}", entry="ref")
         origin = "tarball" if self.tarball is not None else "build" if self.build is not None else None
         if origin and "@" in self.ref and "${" not in self.ref:
             raise _fail(_digest_with_origin(self.ref, origin), entry="ref")

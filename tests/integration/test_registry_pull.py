@@ -1,0 +1,211 @@
+"""Images pulled from a registry (`image: {ref: ..., pull: true}`) against real registries on
+loopback (Debian's docker-registry 2.8, tests/servers/registry.py), on both image stores:
+
+- pull by digest from the image's own registry; `plan` says pull, how much, and from where;
+  a second `up` pulls nothing;
+- through a mirror with a path prefix (mirrors.registries {"quay.io": "127.0.0.1:PORT/quay.io"}),
+  where only the mirror serves the image (quay.io cannot be reached from here): the canonical
+  name is tagged and run; a mirror that cannot be reached is said and the origin asked;
+- a pinned digest that is not served is refused, clearly, with nothing tagged; an image.id pin
+  that the pulled image does not have is refused the same way;
+- `envctl lock` records the digest the tag names, and plan and up follow the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from engines import CLASSIC, connect
+from servers.registry import Registry, copy, push_busybox, reachable_from
+
+pytestmark = pytest.mark.both_engines
+
+MANIFEST = """\
+device: {{kind: cpu}}
+image:
+  ref: {ref}
+  pull: true
+{extra}entrypoints:
+  hello: {{run: "cat /etc/marker"}}
+"""
+
+
+@pytest.fixture(scope="module")
+def registries(tmp_path_factory):
+    """An origin and a mirror (the same image under quay.io/ in it), each pushed once."""
+    classic = connect(CLASSIC).client
+    directory = tmp_path_factory.mktemp("registries")
+    with Registry(directory / "origin") as origin, Registry(directory / "mirror") as mirror:
+        repository = f"envctl-it/pulled-{uuid.uuid4().hex[:6]}"
+        digest = push_busybox(classic, origin, repository, "1", {"etc/marker": b"from the registry\n"})
+        other = push_busybox(classic, origin, repository, "2", {"etc/marker": b"another image\n"})
+        mirrored = copy(origin, mirror, repository, "1", f"quay.io/{repository}")
+        assert mirrored == digest  # a mirror serves the same bytes, so the same digest
+        yield {"origin": origin, "mirror": mirror, "repository": repository, "digest": digest, "other": other}
+
+
+@pytest.fixture
+def reach(engine_under_test, registries):
+    """The registries reachable from the engine under test (the containerd-store engine runs in
+    a network namespace of its own: the ports are forwarded into it)."""
+    if engine_under_test.store == "containerd":
+        pid = int(Path("/run/envctl-test-containerd/engine.pid").read_text())
+        for registry in (registries["origin"], registries["mirror"]):
+            if registry.port not in _forwarded:
+                reachable_from(pid, registry.port)
+                _forwarded.add(registry.port)
+    return registries
+
+
+_forwarded: set[int] = set()
+
+
+def _forget(engine, *names: str) -> None:
+    import docker
+
+    for name in names:
+        try:
+            engine.images.remove(name, force=True)
+        except docker.errors.ImageNotFound:
+            pass
+
+
+def _image_names(engine, registries) -> list[str]:
+    r = registries
+    return [f"{r['origin'].host}/{r['repository']}:1", f"{r['origin'].host}/{r['repository']}@{r['digest']}",
+            f"quay.io/{r['repository']}:1", f"{r['mirror'].host}/quay.io/{r['repository']}@{r['digest']}"]
+
+
+@pytest.fixture
+def clean(engine, reach):
+    _forget(engine, *_image_names(engine, reach))
+    yield reach
+    _forget(engine, *_image_names(engine, reach))
+
+
+def _config(env, registries: dict | None) -> dict:
+    path = env.base / f"config-{env.name}.yaml"
+    path.write_text(yaml.safe_dump({"mirrors": {"registries": registries}} if registries else {}))
+    return env.environ(ENVCTL_CONFIG=str(path))
+
+
+def test_pull_by_digest_then_nothing(clean, make_env, engine):
+    r = clean
+    env = make_env("cpu")
+    ref = f"{r['origin'].host}/{r['repository']}:1@{r['digest']}"
+    env.write(MANIFEST.format(ref=ref, extra=""))
+    environ = _config(env, None)
+    plan = env.run("plan", str(env.manifest), env=environ)
+    assert plan.returncode == 0, plan.stderr
+    assert re.search(r"→ pull: not on the engine; pulled " + re.escape(f"{r['origin'].host}/{r['repository']}@{r['digest']}"),
+                     plan.stdout), plan.stdout
+    assert f"pinned {r['digest']}" in plan.stdout
+    assert re.search(r"download \d+(\.\d)? (B|KiB|MiB) \(compressed layers for this platform\)", plan.stdout), plan.stdout
+    up = env.run("up", str(env.manifest), env=environ)
+    assert up.returncode == 0, up.stderr + up.stdout
+    assert "pulled" in up.stdout + up.stderr
+    assert env.inside("cat /etc/marker") == (0, "from the registry\n")
+    attrs = engine.api.inspect_image(f"{r['origin'].host}/{r['repository']}:1")
+    assert attrs["Id"] == r["digest"] or f"{r['origin'].host}/{r['repository']}@{r['digest']}" in attrs["RepoDigests"]
+    again = env.run("plan", str(env.manifest), env=environ)
+    assert "→ present" in again.stdout, again.stdout
+    second = env.run("up", str(env.manifest), env=environ)
+    assert second.returncode == 0, second.stderr
+    assert "pulling" not in second.stdout + second.stderr
+
+
+def test_through_a_mirror_with_a_path_prefix(clean, make_env, engine):
+    """quay.io is not reachable here: only the mirror can serve the image."""
+    r = clean
+    env = make_env("cpu")
+    ref = f"quay.io/{r['repository']}:1@{r['digest']}"
+    env.write(MANIFEST.format(ref=ref, extra=""))
+    environ = _config(env, {"quay.io": f"{r['mirror'].host}/quay.io"})
+    plan = env.run("plan", str(env.manifest), env=environ)
+    assert plan.returncode == 0, plan.stderr
+    assert f"pulled {r['mirror'].host}/quay.io/{r['repository']}@{r['digest']}" in plan.stdout, plan.stdout
+    assert f"mirror {r['mirror'].host}/quay.io (set in " in plan.stdout
+    assert "compressed layers for this platform" in plan.stdout
+    up = env.run("up", str(env.manifest), env=environ)
+    assert up.returncode == 0, up.stderr + up.stdout
+    assert f"through mirror {r['mirror'].host}" in up.stdout + up.stderr
+    attrs = engine.api.inspect_image(f"quay.io/{r['repository']}:1")
+    assert attrs["Id"] == r["digest"] or any(d.endswith("@" + r["digest"]) for d in attrs["RepoDigests"])
+    assert env.get().attrs["Config"]["Image"] == f"quay.io/{r['repository']}:1"
+    assert env.inside("cat /etc/marker") == (0, "from the registry\n")
+
+
+def test_unreachable_mirror_is_said_and_the_origin_used(clean, make_env, engine):
+    r = clean
+    env = make_env("cpu")
+    ref = f"{r['origin'].host}/{r['repository']}:1@{r['digest']}"
+    env.write(MANIFEST.format(ref=ref, extra=""))
+    dead = f"127.0.0.1:{_closed_port()}"
+    environ = _config(env, {r["origin"].host: f"{dead}/mirror"})
+    up = env.run("up", str(env.manifest), env=environ)
+    assert up.returncode == 0, up.stderr + up.stdout
+    said = up.stdout + up.stderr
+    assert f"mirror {dead} could not serve it" in said and f"trying {r['origin'].host}" in said, said
+    assert env.inside("cat /etc/marker") == (0, "from the registry\n")
+
+
+def _closed_port() -> int:
+    from servers.registry import free_port
+
+    return free_port()
+
+
+def test_a_digest_not_served_is_refused_and_nothing_tagged(clean, make_env, engine):
+    r = clean
+    env = make_env("cpu")
+    wrong = "sha256:" + "0" * 64
+    ref = f"quay.io/{r['repository']}:1@{wrong}"
+    env.write(MANIFEST.format(ref=ref, extra=""))
+    environ = _config(env, {"quay.io": f"{r['mirror'].host}/quay.io"})
+    plan = env.run("plan", str(env.manifest), env=environ)
+    assert "size unknown" in plan.stdout, plan.stdout
+    up = env.run("up", str(env.manifest), env=environ)
+    assert up.returncode == 5, up.stdout + up.stderr
+    assert wrong in up.stderr and "Traceback" not in up.stderr, up.stderr
+    assert "hint:" in up.stderr and "image.ref" in up.stderr
+    for name in (f"quay.io/{r['repository']}:1", f"quay.io/{r['repository']}@{wrong}"):
+        with pytest.raises(Exception):
+            engine.api.inspect_image(name)
+
+
+def test_an_image_id_pin_the_pulled_image_lacks_is_refused(clean, make_env, engine):
+    r = clean
+    env = make_env("cpu")
+    ref = f"{r['origin'].host}/{r['repository']}:1@{r['digest']}"
+    env.write(MANIFEST.format(ref=ref, extra=f"  id: sha256:{'1' * 64}\n"))
+    up = env.run("up", str(env.manifest), env=_config(env, None))
+    assert up.returncode == 5, up.stdout + up.stderr
+    assert "the manifest pins image.id sha256:1111" in up.stderr and "nothing was tagged" in up.stderr, up.stderr
+    with pytest.raises(Exception):
+        engine.api.inspect_image(f"{r['origin'].host}/{r['repository']}:1")
+
+
+def test_lock_records_the_digest_and_plan_and_up_follow_it(clean, make_env, engine):
+    r = clean
+    env = make_env("cpu")
+    ref = f"{r['origin'].host}/{r['repository']}:1"
+    env.write(MANIFEST.format(ref=ref, extra=""))
+    environ = _config(env, None)
+    unpinned = env.run("plan", str(env.manifest), env=environ)
+    assert "digest not pinned yet (envctl lock)" in unpinned.stdout, unpinned.stdout
+    locked = env.run("lock", str(env.manifest), env=environ)
+    assert locked.returncode == 0, locked.stderr
+    lock = yaml.safe_load((env.manifest.parent / "manifest.lock").read_text())
+    assert lock["sources"][f"docker://{ref}"]["revision"] == r["digest"]
+    plan = env.run("plan", str(env.manifest), env=environ)
+    assert f"pinned {r['digest']}" in plan.stdout, plan.stdout
+    up = env.run("up", str(env.manifest), env=environ)
+    assert up.returncode == 0, up.stderr
+    assert env.inside("cat /etc/marker") == (0, "from the registry\n")
+    (env.manifest.parent / "manifest.lock").unlink()
