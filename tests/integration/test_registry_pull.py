@@ -209,3 +209,43 @@ def test_lock_records_the_digest_and_plan_and_up_follow_it(clean, make_env, engi
     assert up.returncode == 0, up.stderr
     assert env.inside("cat /etc/marker") == (0, "from the registry\n")
     (env.manifest.parent / "manifest.lock").unlink()
+
+
+def test_a_multi_platform_index_is_pinned_by_its_digest_and_sized_for_this_platform(clean, make_env, engine):
+    """A manifest list naming the image for linux/amd64 and another for linux/arm64: the pin is
+    the list's digest (what `docker pull` records), the size the engine's platform's layers, and
+    the engine runs its own platform's image."""
+    import platform
+
+    r = clean
+    origin, repository = r["origin"], r["repository"]
+    ours = {"x86_64": "amd64", "aarch64": "arm64"}[platform.machine()]
+    other = "arm64" if ours == "amd64" else "amd64"
+    entries = []
+    for tag, arch in (("1", ours), ("2", other)):
+        body, media_type = origin.manifest(repository, tag)
+        entries.append({"mediaType": media_type, "size": len(body), "digest": "sha256:" + __import__("hashlib").sha256(body).hexdigest(),
+                        "platform": {"os": "linux", "architecture": arch}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+                        "manifests": entries}).encode()
+    index_digest = origin.put_manifest(repository, "multi", index,
+                                       "application/vnd.docker.distribution.manifest.list.v2+json")
+    mine = json.loads(origin.manifest(repository, "1")[0])
+    size = mine["config"]["size"] + sum(layer["size"] for layer in mine["layers"])
+    env = make_env("cpu")
+    ref = f"{origin.host}/{repository}:multi"
+    env.write(MANIFEST.format(ref=ref, extra=""))
+    environ = _config(env, None)
+    locked = env.run("lock", str(env.manifest), env=environ)
+    assert locked.returncode == 0, locked.stderr
+    lock = yaml.safe_load((env.manifest.parent / "manifest.lock").read_text())
+    assert lock["sources"][f"docker://{ref}"]["revision"] == index_digest
+    plan = env.run("plan", "--json", str(env.manifest), env=environ)
+    step = json.loads(plan.stdout)["image"]
+    assert (step["action"], step["digest"], step["bytes"]) == ("pull", index_digest, size), step
+    up = env.run("up", str(env.manifest), env=environ)
+    assert up.returncode == 0, up.stderr
+    assert env.inside("cat /etc/marker") == (0, "from the registry\n")
+    attrs = engine.api.inspect_image(ref)
+    assert attrs["Id"] == index_digest or f"{origin.host}/{repository}@{index_digest}" in attrs["RepoDigests"]
+    _forget(engine, ref, f"{origin.host}/{repository}@{index_digest}")
