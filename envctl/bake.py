@@ -18,13 +18,14 @@ from typing import Callable
 
 from envctl.containers import LABEL_BAKE_KEY, LABEL_BAKED_FOR
 from envctl.lifecycle import ContainerError
+from envctl.manifest.model import variant_slug
 from envctl.plan import Plan, bake_key
 from envctl.setup_steps import run_setup
 
 
 def baked_ref(plan: Plan, base_config_digest: str) -> tuple[str, str]:
     key = bake_key(base_config_digest, plan.setup)
-    suffix = f"-{plan.variant}" if plan.variant else ""
+    suffix = f"-{variant_slug(plan.variant)}" if plan.variant else ""  # a combination's '+' is no name's
     return f"envctl-baked/{plan.manifest}{suffix}:{key}", key
 
 

@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from envctl.cli_app import app, say
+from envctl.cli_vars import given, var_option
 from envctl.cli_remote import accept_option, each_host, host_option, inventory_option, remote_options, ssh_config_option
 from envctl.errors import EXIT_FETCH_FAILED, EXIT_USAGE, EnvctlError
 from envctl.manifest import discovery
@@ -20,7 +21,8 @@ app.add_typer(cache_app, name="cache")
 
 @app.command()
 def fetch(
-    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
+    name: str = typer.Argument(..., help="NAME, NAME:VARIANT, NAME:A+B or a manifest path"),
+    vars: Optional[List[str]] = var_option(),
     offline: bool = typer.Option(False, "--offline", help="use the cache only; say what is missing"),
     only: Optional[List[str]] = typer.Option(None, "--only", help="fetch just this artifact; repeatable"),
     hosts: Optional[List[str]] = host_option(),
@@ -39,7 +41,7 @@ def fetch(
     from envctl.planning import plan_on
     from envctl.progress import ByteProgress
 
-    loaded = load(name)
+    loaded = load(name, vars=given(vars))
     unknown = [n for n in only or [] if n not in loaded.manifest.artifacts]
     if unknown:
         raise EnvctlError(f"{loaded.manifest.name} has no artifact {', '.join(unknown)}; artifacts: "
@@ -63,7 +65,9 @@ def fetch(
 
 
 @app.command()
-def lock(name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path (every variant when none is named)")) -> None:
+def lock(name: str = typer.Argument(..., help="NAME, NAME:VARIANT, NAME:A+B or a manifest path (every variant when none "
+                                     "is named)"),
+         vars: Optional[List[str]] = var_option()) -> None:
     """Resolve every ref to a commit and record every file's size and sha256 in manifest.lock,
     and a pulled image's tag to its manifest digest."""
     from envctl.artifacts import lockfile
@@ -82,7 +86,7 @@ def lock(name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest 
     manifest_file = None
     with ByteProgress() as progress:
         for each in variants:
-            loaded = load(base, use_lock=False, variant=each)
+            loaded = load(base, use_lock=False, variant=each, vars=given(vars))
             manifest_file = loaded.file
             for item in fetch_all(loaded, cache, False, progress, say):
                 entries[loaded.written[item.name]] = lockfile.Locked(loaded.written[item.name], item.revision, item.files)

@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from envctl.cli_app import app, say
+from envctl.cli_vars import given, var_option
 from envctl.errors import EXIT_USAGE, EnvctlError
 
 EXIT_CHECK_FAILED = 1  # problems found by --check (as a linter exits)
@@ -17,7 +18,8 @@ EXIT_CHECK_FAILED = 1  # problems found by --check (as a linter exits)
 
 @app.command("export")
 def export_command(
-    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path; with --check alone: the export directory"),
+    name: str = typer.Argument(..., help="NAME, NAME:VARIANT, NAME:A+B or a manifest path; with --check alone: the export directory"),
+    vars: Optional[List[str]] = var_option(),
     entrypoint: Optional[str] = typer.Option(None, "--entrypoint", "-e", help="the multi-node entrypoint (it declares nodes:)"),
     nodes: Optional[int] = typer.Option(None, "--nodes", "-n", help="how many nodes (two or more)"),
     format_name: str = typer.Option("volcano", "--format", "-f", help="volcano (default), ascendjob, pytorchjob, k8s-job, "
@@ -42,6 +44,8 @@ def export_command(
     from envctl.export.files import render, write_directory
 
     if check and entrypoint is None:
+        if vars:
+            raise EnvctlError("--check DIR checks an export already written: drop --var", exit_code=EXIT_USAGE)
         raise typer.Exit(_check_directory(Path(name), list(crds or [])))
     if entrypoint is None or nodes is None:
         raise EnvctlError("give --entrypoint ENTRY and --nodes N (or --check DIR to check an export)", exit_code=EXIT_USAGE)
@@ -49,7 +53,7 @@ def export_command(
     from envctl.export.model import build_export
     from envctl.manifest.loader import load
 
-    loaded = load(name)
+    loaded = load(name, vars=given(vars))
     export = build_export(loaded, entrypoint, nodes, cards=cards, master_port=master_port, sets=tuple(sets or ()),
                           extra=tuple(args or ()), data_dir=data_dir, claim=claim, image=image, image_baked=bool(image))
     files = render(export, fmt)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from envctl.cli_app import app, local_host, parse_cards, plan_here, say
+from envctl.cli_vars import given, var_option
 from envctl.errors import EXIT_NOT_FOUND, EnvctlError
 from envctl.manifest.loader import load
 from envctl.plan import Options
@@ -15,7 +16,8 @@ from envctl.plan import Options
 
 @app.command()
 def image(
-    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
+    name: str = typer.Argument(..., help="NAME, NAME:VARIANT, NAME:A+B or a manifest path"),
+    vars: Optional[List[str]] = var_option(),
     offline: bool = typer.Option(False, "--offline", help="use a cached tarball only"),
 ) -> None:
     """Make sure the manifest's image is on the engine (load or build it, as `up` would), and
@@ -28,7 +30,7 @@ def image(
     from envctl.paths import cache_dir
     from envctl.progress import ByteProgress
 
-    loaded = load(name)
+    loaded = load(name, vars=given(vars))
     client = connect()
     the_plan = plan_here(loaded, Options(skip_driver_check=True), client)
     cache = Cache(cache_dir())
@@ -42,7 +44,8 @@ def image(
 
 @app.command()
 def build(
-    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
+    name: str = typer.Argument(..., help="NAME, NAME:VARIANT, NAME:A+B or a manifest path"),
+    vars: Optional[List[str]] = var_option(),
     cards: Optional[str] = typer.Option(None, "--cards", help="card indices to bake with (default: device.cards)"),
     skip_driver_check: bool = typer.Option(False, "--skip-driver-check", help="do not stop on a driver mismatch"),
 ) -> None:
@@ -51,7 +54,7 @@ def build(
     from envctl.engine import connect
     from envctl.progress import ByteProgress
 
-    loaded = load(name)
+    loaded = load(name, vars=given(vars))
     client = connect()
     # force: a bake touches no container, so work running in one is no reason to refuse it.
     the_plan = plan_here(loaded, Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check, force=True), client)
@@ -67,14 +70,15 @@ def build(
 
 @app.command()
 def save(
-    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
+    name: str = typer.Argument(..., help="NAME, NAME:VARIANT, NAME:A+B or a manifest path"),
+    vars: Optional[List[str]] = var_option(),
     output: Path = typer.Option(..., "-o", "--output", help="the tarball to write (.tar or .tar.gz)"),
 ) -> None:
     """Write the baked image as a tarball for air-gapped servers (load it there with `envctl load`)."""
     from envctl import bake
     from envctl.engine import connect
 
-    loaded = load(name)
+    loaded = load(name, vars=given(vars))
     client = connect()
     the_plan = plan_here(loaded, Options(skip_driver_check=True), client)
     if the_plan.baked is None:

@@ -15,6 +15,7 @@ from typing import List, Optional
 import typer
 
 from envctl.cli_app import CARD_COUNT_HELP, SHARE_HELP, app, card_request, print_plans, say
+from envctl.cli_vars import given, var_option
 from envctl.cli_remote import (accept_option, each_host, host_option, inventory_option, remote_options, single_target,
                                ssh_config_option, with_host_cards)
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_NOT_FOUND, EXIT_USAGE, EnvctlError
@@ -25,7 +26,8 @@ from envctl.render import plan_json
 
 @app.command()
 def up(
-    name: Optional[str] = typer.Argument(None, help="NAME, NAME:VARIANT or a manifest path (not with --plan)"),
+    name: Optional[str] = typer.Argument(None, help="NAME, NAME:VARIANT, NAME:A+B or a manifest path (not with --plan)"),
+    vars: Optional[List[str]] = var_option(),
     cards: Optional[str] = typer.Option(None, "--cards", help="card indices to use: 0,1 or 0-3 or 0,2-3 (overrides device.cards)"),
     card_count: Optional[int] = typer.Option(None, "--card-count", help=CARD_COUNT_HELP),
     share_cards: bool = typer.Option(False, "--share-cards", help=SHARE_HELP),
@@ -49,7 +51,7 @@ def up(
     from envctl.progress import ByteProgress
 
     loaded, options, saved = _what_to_apply(name, plan_file, card_request(cards, card_count), skip_driver_check, force,
-                                            share_cards)
+                                            share_cards, given(vars))
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     plans, reports = {}, {}
 
@@ -96,19 +98,19 @@ def up(
 CARD_ATTEMPTS = 3  # plans made by one `up` when other ups keep taking the cards it chose
 
 
-def _what_to_apply(name, plan_file, cards, skip_driver_check, force=False, share_cards=False):
+def _what_to_apply(name, plan_file, cards, skip_driver_check, force=False, share_cards=False, values=None):
     """The manifest and options to plan with: the command line's (`cards`: as card_request read
-    them), or a saved plan's (--force is given again with --plan: it is a decision about now,
-    not part of the saved plan's options)."""
+    them; `values`: the --var values), or a saved plan's (--force is given again with --plan: it
+    is a decision about now, not part of the saved plan's options)."""
     if plan_file is None:
         if name is None:
             raise EnvctlError("up needs NAME (or --plan FILE)", exit_code=EXIT_USAGE)
-        return load(name), Options(cards=cards, skip_driver_check=skip_driver_check, force=force,
+        return load(name, vars=values), Options(cards=cards, skip_driver_check=skip_driver_check, force=force,
                                    share_cards=share_cards), None
     from envctl import saved_plans
 
-    if name is not None or cards is not None or skip_driver_check or share_cards:
-        raise EnvctlError("with --plan, the plan file says what to bring up: drop NAME, --cards, --card-count, "
+    if name is not None or cards is not None or skip_driver_check or share_cards or values:
+        raise EnvctlError("with --plan, the plan file says what to bring up: drop NAME, --var, --cards, --card-count, "
                           "--share-cards and --skip-driver-check", exit_code=EXIT_USAGE)
     saved = saved_plans.read(plan_file)
     kept = saved["options"]
@@ -116,7 +118,7 @@ def _what_to_apply(name, plan_file, cards, skip_driver_check, force=False, share
     options = Options(cards=chosen if isinstance(chosen, int) or chosen is None else tuple(chosen),
                       skip_driver_check=bool(kept.get("skip_driver_check")), force=force,
                       share_cards=bool(kept.get("share_cards")))
-    return load(saved["manifest_file"], variant=saved.get("variant")), options, saved
+    return load(saved["manifest_file"], variant=saved.get("variant"), vars=saved.get("vars")), options, saved
 
 
 def _check_saved(saved, plan_file, the_plan) -> None:
@@ -140,12 +142,13 @@ def _plan_for(env, host):
 
     if not env.manifest_file:
         raise EnvctlError(f"{env.name} carries no manifest file label; recreate it with `envctl up`")
-    loaded = load(env.manifest_file, variant=env.variant)
+    loaded = load(env.manifest_file, variant=env.variant, vars=env.vars)
     # Its own cards, as its label names them: nothing is chosen, so who else holds cards is not read.
     the_plan = plan_on(host, loaded, Options(cards=env.cards or None, skip_driver_check=True), host.engine(),
                        holders=False)
     if the_plan.container.config_hash() != env.config_hash:
-        say(f"warning: {env.manifest_file} changed since {env.name} was created; `envctl up {env.reference}` applies it")
+        again = "".join(f" --var {k}={v}" for k, v in env.vars.items())
+        say(f"warning: {env.manifest_file} changed since {env.name} was created; `envctl up {env.reference}{again}` applies it")
     return the_plan
 
 
@@ -262,7 +265,8 @@ def status(
         cards = ",".join(map(str, r["cards"])) or "-"
         where = f"{r['host']:<12} " if "host" in r else ""
         by = f"  by {r['user']}" if r.get("user") else ""  # who brought it up (envctl's label)
-        typer.echo(f"{where}{r['name']:<32} {r['status']:<8} cards {cards:<12} {r['manifest']}  ({r['image']}){by}")
+        given = "".join(f" --var {k}={v}" for k, v in r["vars"].items())
+        typer.echo(f"{where}{r['name']:<32} {r['status']:<8} cards {cards:<12} {r['manifest']}{given}  ({r['image']}){by}")
         for run in r["runs"]:
             typer.echo(f"{' ' * len(where)}  running {Run(**run).describe()}")
     raise typer.Exit(code)
@@ -275,7 +279,7 @@ def _status_rows(client) -> list[dict]:
     from envctl.containers import LABEL_USER
     from envctl.runs import running_work
 
-    return [{"name": e.name, "manifest": e.reference, "status": e.status, "cards": list(e.cards),
+    return [{"name": e.name, "manifest": e.reference, "vars": dict(e.vars), "status": e.status, "cards": list(e.cards),
              "user": (e.container.labels or {}).get(LABEL_USER),
              "image": (e.container.attrs.get("Config") or {}).get("Image"), "manifest_file": e.manifest_file,
              "workspace": e.workspace, "runs": [r.as_dict() for r in running_work(client, e.container)]}
@@ -365,6 +369,7 @@ def down(
 @app.command()
 def doctor(
     name: Optional[str] = typer.Argument(None, help="a manifest to check the host against"),
+    vars: Optional[List[str]] = var_option(),
     cards: Optional[str] = typer.Option(None, "--cards", help="card indices to check"),
     card_count: Optional[int] = typer.Option(None, "--card-count", help="how many free cards to check for"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
@@ -393,7 +398,10 @@ def doctor(
         raise typer.Exit(doctor_nodes(together, name, entrypoint, master_addr, master_port, as_json))
     if entrypoint or master_addr or master_port:
         raise EnvctlError("--entrypoint, --master-addr and --master-port go with --nodes", exit_code=EXIT_USAGE)
-    loaded = load(name) if name else None
+    if vars and (nodes or not name):
+        raise EnvctlError("--var sets the vars of the manifest named, for the checks without --nodes: give NAME, "
+                          "drop --nodes", exit_code=EXIT_USAGE)
+    loaded = load(name, vars=given(vars)) if name else None
     options = Options(cards=card_request(cards, card_count))
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     results: dict[str, list] = {}

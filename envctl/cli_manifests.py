@@ -10,15 +10,18 @@ import typer
 
 from envctl import __version__
 from envctl.cli_app import CARD_COUNT_HELP, SHARE_HELP, app, card_request, print_error, print_plans
+from envctl.cli_vars import given, var_option
 from envctl.cli_remote import (accept_option, each_host, host_option, inventory_option, remote_options, ssh_config_option,
                                with_host_cards)
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_MANIFEST_INVALID, EXIT_USAGE, EnvctlError, ManifestError
 from envctl.manifest import discovery
 from envctl.manifest.loader import load
 from envctl.manifest.model import Manifest
+from envctl.manifest.overrides import describe, recorded
 from envctl.manifest.yamlsrc import dump, parse_file
 from envctl.plan import Options
 from envctl.render import plan_json, redact_tree
+from envctl.runtime_env import ENV_FILE_HELP
 
 
 @app.command("list")
@@ -70,34 +73,67 @@ def _load_described(path, roots, first_variant):
 
 
 @app.command()
-def show(name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path")) -> None:
-    """Print the fully resolved manifest: profiles merged, variant applied, variables expanded."""
-    loaded = load(name)
+def show(
+    name: str = typer.Argument(..., help="NAME, NAME:VARIANT, NAME:A+B or a manifest path"),
+    vars: Optional[List[str]] = var_option(),
+    origin: bool = typer.Option(False, "--origin", help="say after each value which layer set it (profile, manifest, "
+                                "variant, --var, the format's default) at which file:line, and what gave each ${...}"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable: the resolved manifest and every value's origin"),
+) -> None:
+    """Print the fully resolved manifest: profiles merged, variants applied, --var and variables expanded."""
+    from envctl.artifacts.urls import redact_text
+    from envctl.manifest import provenance
+    loaded = load(name, vars=given(vars))
     data = loaded.manifest.model_dump(mode="json", exclude_none=True)
     data.pop("variants", None)
-    data = redact_tree(data, loaded.secrets)
-    typer.echo(f"# resolved from {loaded.file}")
     # Signed query values and URL passwords in sources are credentials too (artifacts/urls.py).
-    from envctl.artifacts.urls import redact_text
+    data = _redact_urls(redact_tree(data, loaded.secrets), redact_text)
+    found = provenance.origins(data, loaded.trace)
+    overrides = loaded.trace.overrides
+    if as_json:
+        document = {"name": loaded.manifest.name, "variant": loaded.manifest.variant, "file": str(loaded.file),
+                    "vars_given": recorded(overrides), "manifest": data, "origins": provenance.as_json(found)}
+        typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        return
+    typer.echo(f"# resolved from {loaded.file}" + (f" with {describe(overrides)}" if overrides else ""))
+    text = dump(data)
+    if origin:
+        text = provenance.annotate(text, data, found, str(loaded.directory), overrides)
+    typer.echo(text, nl=False)
 
-    typer.echo(redact_text(dump(data)), nl=False)
+
+def _redact_urls(value, redact_text):
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: _redact_urls(v, redact_text) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_urls(v, redact_text) for v in value]
+    return value
 
 
 @app.command()
-def validate(references: Optional[List[str]] = typer.Argument(None, help="NAMEs or paths; default: every manifest found")) -> None:
-    """Check manifests; every problem at once, with file:line:column and the field's path."""
+def validate(references: Optional[List[str]] = typer.Argument(None, help="NAMEs or paths; default: every manifest found"),
+             vars: Optional[List[str]] = var_option()) -> None:
+    """Check manifests; every problem at once, with file:line:column and the field's path.
+    With --var: each manifest named (in each of its variants) with those values."""
     roots = discovery.search_roots()
+    values = given(vars)
+    if values and not references:
+        raise EnvctlError("--var sets the vars of the manifests named: give NAME (or NAME:VARIANT)", exit_code=EXIT_USAGE)
     if not references:
         references = [str(f.path) for f in discovery.list_manifests(roots) if not f.shadowed_by]
     failed = 0
     for reference in references:
         try:
-            loaded = _load_all_variants(reference, roots)
+            loaded = _load_all_variants(reference, roots, values)
         except ManifestError as exc:
             failed += 1
             for problem in exc.problems:
                 typer.echo(f"error: {problem}", err=True)
         except EnvctlError as exc:
+            if exc.exit_code == EXIT_USAGE:
+                raise  # the command line is wrong (a --var), not the manifest
             failed += 1
             print_error(exc)
         else:
@@ -106,21 +142,34 @@ def validate(references: Optional[List[str]] = typer.Argument(None, help="NAMEs 
         raise typer.Exit(EXIT_MANIFEST_INVALID)
 
 
-def _load_all_variants(reference: str, roots) -> str:
-    """Validate a manifest: the variant named, or else every variant it defines."""
+def _load_all_variants(reference: str, roots, values: dict | None = None) -> str:
+    """Validate a manifest: the variant (or combination) named, or else every variant it
+    defines. With --var and no variant named: the variants that declare every var given (a
+    var only one variant declares is checked there); none of them: the usage error."""
     name, variant = discovery.split_variant(reference)
     variants = [variant] if variant else (variant_names(name, roots) or [None])
     problems = []
     loaded = None
+    checked, refused = [], []
     for each in variants:
         try:
-            loaded = load(name, roots=roots, variant=each)
+            loaded = load(name, roots=roots, variant=each, vars=values)
         except ManifestError as exc:
             problems += exc.problems
+        except EnvctlError as exc:
+            if exc.exit_code != EXIT_USAGE or not values or variant or len(variants) == 1:
+                raise
+            refused.append(exc)
+            continue
+        checked.append(each)
+    if refused and not checked and not problems:
+        raise refused[0]
     if problems:
         raise ManifestError(list(dict.fromkeys(problems)))
-    label = f" [{', '.join(variants)}]" if variants != [None] else ""
-    return f"{loaded.manifest.name}{label} ({loaded.file})"
+    label = f" [{', '.join(checked)}]" if checked != [None] else ""
+    with_vars = f" with {describe(values)}" if values else ""
+    skipped = f"; not {', '.join(v for v in variants if v not in checked)}, which lack a var given" if refused else ""
+    return f"{loaded.manifest.name}{label}{with_vars} ({loaded.file}){skipped}"
 
 
 def variant_names(name: str, roots) -> list[str]:
@@ -144,9 +193,10 @@ def schema() -> None:
 
 @app.command()
 def plan(
-    name: str = typer.Argument(..., help="NAME, NAME:VARIANT or a manifest path"),
+    name: str = typer.Argument(..., help="NAME, NAME:VARIANT, NAME:A+B or a manifest path"),
     args: Optional[List[str]] = typer.Argument(None, help="with --nodes: the entrypoint's extra arguments, after -- "
                                                "(as exec takes them)"),
+    vars: Optional[List[str]] = var_option(),
     cards: Optional[str] = typer.Option(None, "--cards", help="card indices to use: 0,1 or 0-3 or 0,2-3 (overrides device.cards)"),
     card_count: Optional[int] = typer.Option(None, "--card-count", help=CARD_COUNT_HELP),
     share_cards: bool = typer.Option(False, "--share-cards", help=SHARE_HELP),
@@ -166,6 +216,7 @@ def plan(
     sets: Optional[List[str]] = typer.Option(None, "--set", help="with --nodes: key=value overriding a parameter"),
     rank_table: bool = typer.Option(False, "--rank-table", help="with --nodes on Ascend: ask hccn_tool on every node and "
                                     "check the HCCL rank table exec --rank-table would write; show RANK_TABLE_FILE"),
+    env_files: Optional[List[Path]] = typer.Option(None, "--env-file", help=ENV_FILE_HELP),
 ) -> None:
     """Show exactly what `up` would do on this host (or the hosts named); exit 5 when something blocks it
     (among them: recreating a container in which work runs). With --nodes: each node's part of
@@ -178,6 +229,9 @@ def plan(
                               "--force and --skip-driver-check", exit_code=EXIT_USAGE)
         from envctl.multinode.views import plan_nodes
 
+        if vars:
+            raise EnvctlError("plan --nodes shows a run on environments already up, with the vars they were brought "
+                              "up with: drop --var", exit_code=EXIT_USAGE)
         loaded = load(name)
         reference = f"{loaded.manifest.name}:{loaded.manifest.variant}" if loaded.manifest.variant else loaded.manifest.name
         together = remote_options(nodes, ssh_config, inventory, accept_host_key)
@@ -187,8 +241,8 @@ def plan(
         raise EnvctlError("--entrypoint, --master-addr, --master-port, --set, --rank-table and arguments after -- go "
                           "with --nodes", exit_code=EXIT_USAGE)
     options = Options(cards=card_request(cards, card_count), skip_driver_check=skip_driver_check, force=force,
-                      share_cards=share_cards)
-    loaded = load(name)
+                      share_cards=share_cards, env_files=tuple(map(str, env_files or ())))
+    loaded = load(name, vars=given(vars))
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     plans = {}
 
@@ -217,7 +271,8 @@ def _save(output: Path, plans: dict, loaded, options: Options) -> None:
                           hint="start the engine (or fix DOCKER_HOST) and run `envctl plan ... -o FILE` again",
                           exit_code=EXIT_HOST_NOT_READY)
     doc = saved_plans.document({host: json.loads(plan_json(p)) for host, p in plans.items()}, str(loaded.file),
-                               loaded.manifest.variant, options.cards, options.skip_driver_check, options.share_cards)
+                               loaded.manifest.variant, options.cards, options.skip_driver_check, options.share_cards,
+                               recorded(loaded.overrides))
     saved_plans.write(output, doc)
     typer.echo(f"plan saved to {output}: `envctl up --plan {output}` applies exactly this plan", err=True)
 

@@ -19,6 +19,7 @@ from envctl.manifest import docker_values
 LABEL_PREFIX = "io.envctl."
 LABEL_MANIFEST = LABEL_PREFIX + "manifest"
 LABEL_VARIANT = LABEL_PREFIX + "variant"
+LABEL_VARS = LABEL_PREFIX + "vars"  # the --var values it was brought up with, JSON {name: text}
 LABEL_HASH = LABEL_PREFIX + "config-hash"
 LABEL_VERSION = LABEL_PREFIX + "version"
 LABEL_CARDS = LABEL_PREFIX + "cards"
@@ -53,16 +54,26 @@ class ContainerSpec:
     cap_add: tuple[str, ...] = ()
     ports: tuple[str, ...] = ()
     command: tuple[str, ...] = KEEP_ALIVE
+    # --var values (overrides.recorded): part of what the environment is, so that exec, status
+    # and a later up resolve its manifest as up did; left out of the hash and the spec label
+    # when none were given, so that environments made before --var existed keep their hash.
+    vars: dict[str, str] = field(default_factory=dict)
+
+    def _fields(self) -> dict:
+        data = asdict(self)
+        if not self.vars:
+            del data["vars"]
+        return data
 
     def config_hash(self) -> str:
         """sha256 over everything that shapes the container; a change means recreate."""
-        canonical = json.dumps(asdict(self), sort_keys=True, default=list, ensure_ascii=False)
+        canonical = json.dumps(self._fields(), sort_keys=True, default=list, ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def summary(self) -> dict:
         """The spec as recorded in a label: env values replaced by short digests, so that a
         later `up` can name the variables that changed without the label holding secrets."""
-        data = asdict(self)
+        data = self._fields()
         data["env"] = {k: hashlib.sha256(v.encode()).hexdigest()[:12] for k, v in self.env.items()}
         return data
 
@@ -76,6 +87,8 @@ class ContainerSpec:
             labels[LABEL_CARDS] = cards_text(self.cards)  # read back by envctl.cards.parse_indices
         if self.variant:
             labels[LABEL_VARIANT] = self.variant
+        if self.vars:
+            labels[LABEL_VARS] = json.dumps(self.vars, sort_keys=True, ensure_ascii=False)
         return labels
 
     def cli_args(self) -> list[str]:

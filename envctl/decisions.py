@@ -182,9 +182,25 @@ def changed_fields(old_labels: dict, spec: ContainerSpec, image_id: str | None) 
             before, after = old.get("env") or {}, new.get("env") or {}
             names = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
             changes.append(f"env {', '.join(names)}")
+        elif key == "vars":
+            changes.append(vars_change(old.get("vars") or {}, new.get("vars") or {}))
         else:
             changes.append(key.replace("_", " "))
     return changes or ["configuration (created by another envctl version)"]
+
+
+def vars_change(before: dict, after: dict) -> str:
+    """`--var size=14B dropped`, `--var size=7B → 14B`, `--var cards=2 added`: how the --var
+    values an environment was brought up with differ from this up's (envctl/manifest/overrides.py)."""
+    said = []
+    for name in sorted(set(before) | set(after)):
+        if name not in after:
+            said.append(f"--var {name}={before[name]} dropped (the manifest's value now)")
+        elif name not in before:
+            said.append(f"--var {name}={after[name]} added")
+        elif before[name] != after[name]:
+            said.append(f"--var {name}={before[name]} → {after[name]}")
+    return "; ".join(said)
 
 
 def setup(steps, container_decision: Decision, baked: str | None, observed) -> list[Decision]:

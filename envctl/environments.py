@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from envctl.cards import CardsError, parse_indices
-from envctl.containers import LABEL_CARDS, LABEL_FILE, LABEL_HASH, LABEL_MANIFEST, LABEL_VARIANT
+from envctl.containers import LABEL_CARDS, LABEL_FILE, LABEL_HASH, LABEL_MANIFEST, LABEL_VARIANT, LABEL_VARS
 from envctl.errors import EnvctlError, EXIT_NOT_FOUND
 from envctl.lifecycle import environments
 from envctl.plan import WORKSPACE_TARGET
@@ -21,6 +21,11 @@ class Environment:
     cards: tuple[int, ...]
     config_hash: str | None
     status: str
+    vars: dict = None  # the --var values it was brought up with (label io.envctl.vars), name → text
+
+    def __post_init__(self):
+        if self.vars is None:
+            object.__setattr__(self, "vars", {})
 
     @property
     def reference(self) -> str:
@@ -44,7 +49,24 @@ def _describe(container) -> Environment:
                           hint="envctl did not write that label; remove the container (docker rm) "
                                "and run envctl up again") from None
     return Environment(container, container.name, labels.get(LABEL_MANIFEST, "?"), labels.get(LABEL_VARIANT),
-                       labels.get(LABEL_FILE), cards, labels.get(LABEL_HASH), container.status)
+                       labels.get(LABEL_FILE), cards, labels.get(LABEL_HASH), container.status, _vars(container))
+
+
+def _vars(container) -> dict:
+    """The --var values of its label; a label envctl did not write is an error, as for cards."""
+    import json
+
+    text = container.labels.get(LABEL_VARS)
+    if not text:
+        return {}
+    try:
+        values = json.loads(text)
+    except ValueError:
+        values = None
+    if not isinstance(values, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
+        raise EnvctlError(f"container {container.name}: label {LABEL_VARS} is not a JSON object of text values",
+                          hint="envctl did not write that label; remove the container (docker rm) and run envctl up again")
+    return values
 
 
 def all_environments(client) -> list[Environment]:

@@ -466,6 +466,12 @@ def run_name(ref: str) -> str:
     return parse(ref).tagged
 
 
+def recorded(overrides: dict) -> dict[str, str]:
+    from envctl.manifest.overrides import recorded as text_of
+
+    return text_of(overrides)
+
+
 def _container_spec(loaded: Loaded, selection: Selection, artifacts: dict[str, FetchArtifact], workspace: Path,
                     baked: str | None = None) -> ContainerSpec:
     manifest = loaded.manifest
@@ -481,6 +487,7 @@ def _container_spec(loaded: Loaded, selection: Selection, artifacts: dict[str, F
         image=baked or (run_name(manifest.image.ref) if manifest.image.pull else manifest.image.ref),
         manifest=manifest.name,
         variant=manifest.variant,
+        vars=recorded(loaded.overrides),
         cards=selection.cards,
         devices=selection.nodes,
         mounts=tuple(mounts),

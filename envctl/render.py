@@ -86,6 +86,8 @@ def plan_text(plan: Plan) -> str:
     out: list[str] = []
     add = out.append
     variant = f" (variant {plan.variant})" if plan.variant else ""
+    given = plan.container.vars
+    variant += " with " + " ".join(f"--var {k}={v}" for k, v in given.items()) if given else ""
     root = f", host root {plan.host_root}" if plan.host_root != "/" else ""
     add(f"plan: {plan.manifest}{variant} on {plan.host}{root}")
     out.extend(summary_lines(plan))

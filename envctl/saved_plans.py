@@ -24,13 +24,17 @@ class PlanChanged(EnvctlError):
 
 
 def document(plans: dict[str, dict], manifest_file: str, variant: str | None, cards, skip_driver_check: bool,
-             share_cards: bool = False) -> dict:
+             share_cards: bool = False, vars: dict[str, str] | None = None) -> dict:
     """`plans`: host name → the plan's JSON form (render.plan_json, parsed). `cards`: indices,
-    a count (--card-count: the free cards chosen are in each host's plan), or None."""
+    a count (--card-count: the free cards chosen are in each host's plan), or None. `vars`: the
+    --var values (name → text) the manifest was resolved with; written only when there are any."""
     kept = None if cards is None else cards if isinstance(cards, int) else list(cards)
-    return {"format": FORMAT, "manifest_file": manifest_file, "variant": variant,
-            "options": {"cards": kept, "skip_driver_check": skip_driver_check, "share_cards": share_cards},
-            "plans": plans}
+    doc = {"format": FORMAT, "manifest_file": manifest_file, "variant": variant,
+           "options": {"cards": kept, "skip_driver_check": skip_driver_check, "share_cards": share_cards},
+           "plans": plans}
+    if vars:
+        doc["vars"] = dict(vars)
+    return doc
 
 
 def write(path: Path, doc: dict) -> None:
@@ -67,6 +71,9 @@ def _malformed(doc: dict) -> str | None:
         return "\"manifest_file\" must be the manifest's path"
     if doc.get("variant") is not None and not isinstance(doc["variant"], str):
         return "\"variant\" must be a name or null"
+    given = doc.get("vars", {})
+    if not isinstance(given, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in given.items()):
+        return "\"vars\" must be an object of --var values (text)"
     options = doc.get("options")
     if not isinstance(options, dict):
         return "\"options\" must be an object with \"cards\" and \"skip_driver_check\""

@@ -15,6 +15,7 @@ import shlex
 
 from envctl.errors import EXIT_USAGE, EnvctlError
 from envctl.export.model import Export
+from envctl.manifest.model import variant_slug
 from envctl.multinode.stopping import SWEEP
 from envctl.plan import _command
 
@@ -38,7 +39,7 @@ def refuse_claim(export: Export, format_name: str) -> None:
 
 def container_name(export: Export) -> str:
     """The container `envctl up` makes for the manifest (its ENVCTL_ENV)."""
-    return export.env.get("ENVCTL_ENV") or f"envctl-{export.manifest}" + (f"-{export.variant}" if export.variant else "")
+    return export.env.get("ENVCTL_ENV") or f"envctl-{export.manifest}" + (f"-{variant_slug(export.variant)}" if export.variant else "")
 
 
 def put_files(files: dict[str, str], container: str, directory: str) -> list[str]:

@@ -22,6 +22,7 @@ from envctl.devices import family
 from envctl.devices.base import DriverInfo, Snapshot
 from envctl.errors import EXIT_USAGE, EnvctlError
 from envctl.manifest import docker_values
+from envctl.manifest.overrides import recorded
 from envctl.manifest.interpolate import looks_secret
 from envctl.manifest.loader import Loaded
 from envctl.nodes.contract import FORBIDDEN
@@ -92,6 +93,14 @@ class Export:
     notes: tuple[str, ...] = ()
     timeout: int = 1800  # seconds the prelude waits for the master and the other nodes
     extra: dict = field(default_factory=dict)
+    vars: dict = field(default_factory=dict)  # the --var values (name → text) the manifest was resolved with
+
+    @property
+    def reference(self) -> str:
+        """How the commands a user runs name this environment: NAME[:VARIANT] and its --var
+        options, shell-quoted (`qwen:14b+merged --var size=14B`)."""
+        name = f"{self.manifest}:{self.variant}" if self.variant else self.manifest
+        return " ".join([name] + [f"--var {shlex.quote(f'{k}={v}')}" for k, v in self.vars.items()])
 
     @property
     def workspace(self) -> HostPath:
@@ -191,6 +200,7 @@ def build_export(loaded: Loaded, entrypoint: str, nnodes: int, *, cards: int | N
     host_paths, artifacts = _host_paths(plan, data_dir, claim)
     built = Export(
         job=job_name(manifest.name, manifest.variant, entrypoint), manifest=manifest.name, variant=manifest.variant,
+        vars=recorded(loaded.overrides),
         entrypoint=entrypoint, launcher=declared.nodes.launcher, nnodes=nnodes, processes=count or 1,
         master_port=port, device_kind=manifest.device.kind, cards=count,
         resources={RESOURCES[manifest.device.kind]: str(count)} if count and manifest.device.kind in RESOURCES else {},

@@ -76,4 +76,4 @@ def _limit(value: int) -> str:
 
 
 def _reference(export) -> str:
-    return f"{export.manifest}:{export.variant}" if export.variant else export.manifest
+    return export.reference

@@ -11,7 +11,7 @@ from envctl.export.model import Export
 def written_by(export: Export, format_name: str) -> str:
     """The `envctl export` command line that reproduces this export (every option given, shell-
     quoted; a secret --set value as a reference to its variable, never the value)."""
-    reference = f"{export.manifest}:{export.variant}" if export.variant else export.manifest
+    reference = export.reference
     options = list(export.extra.get("options", ()))
     tail = options[options.index("--"):] if "--" in options else []
     head = options[:len(options) - len(tail)]
@@ -32,7 +32,7 @@ def _kubernetes_advice(export: Export, format_name: str) -> list[str]:
 
 
 def render(export: Export, format_name: str, how_to_run: list[str]) -> str:
-    reference = f"{export.manifest}:{export.variant}" if export.variant else export.manifest
+    reference = export.reference
     lines = [
         f"# {export.job}: {reference} `{export.entrypoint}` on {export.nnodes} nodes ({format_name})",
         "",

@@ -26,7 +26,7 @@ from envctl.export.model import PRELUDE_DIR, Export
 
 
 def _reference(export: Export) -> str:
-    return f"{export.manifest}:{export.variant}" if export.variant else export.manifest
+    return export.reference
 
 
 def _run_options(export: Export) -> list[str]:

@@ -35,7 +35,7 @@ SCRIPT = "job.sh"
 
 
 def _reference(export: Export) -> str:
-    return f"{export.manifest}:{export.variant}" if export.variant else export.manifest
+    return export.reference
 
 
 def script(export: Export) -> str:

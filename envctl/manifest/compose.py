@@ -1,25 +1,47 @@
-"""Layering: profiles under a manifest (`extends`), a variant on top (`NAME:VARIANT`).
+"""Layering: profiles under a manifest (`extends`), variants on top (`NAME:VARIANT`, or a
+combination `NAME:14b+merged`, applied left to right).
 
 Mappings merge key by key; lists and scalars from the upper layer replace the lower one, and an
 explicit null removes what a lower layer set (`ulimits: {memlock: null}`). Each
 merged value keeps the position of the layer it came from, so an error in a value a profile
-supplied points into the profile file.
+supplied points into the profile file; positions from profiles and variants carry their layer's
+name too (LayerPosition), which `envctl show --origin` prints.
 """
 
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from envctl.errors import Problem
 from envctl.manifest.discovery import find_profile, profile_names
-from envctl.manifest.yamlsrc import Document, Positions, dotted, parse_file
+from envctl.manifest.yamlsrc import Document, Position, Positions, dotted, parse_file
 
 # A profile supplies defaults; these belong to the manifest (or the profile file) alone.
 PROFILE_ONLY_KEYS = {"description", "extends"}
 NOT_IN_PROFILES = {"name", "variants", "default_variant", "variant"}
 NOT_IN_VARIANTS = {"name", "extends", "variants", "default_variant", "variant"}
+
+
+@dataclass(frozen=True)
+class LayerPosition(Position):
+    """A position that also says which layer wrote the value there: "profile ascend910",
+    "variant 14b" (the manifest's own values keep plain Positions). Read by provenance.py."""
+
+    layer: str = "manifest"
+
+
+def tagged(positions: Positions, layer: str) -> Positions:
+    """`positions` with every position not yet tagged (a profile's own, not those of the
+    profiles it extends) tagged with `layer`."""
+
+    def tag(pos: Position) -> Position:
+        return pos if isinstance(pos, LayerPosition) else LayerPosition(pos.file, pos.line, pos.column, layer)
+
+    return Positions({k: tag(v) for k, v in positions.values.items()}, {k: tag(v) for k, v in positions.keys.items()},
+                     dict(positions.written))
 
 
 def merge(lower: Document, upper: Document) -> Document:
@@ -89,7 +111,7 @@ def resolve_extends(doc: Document, profile_dirs: list[Path], chain: tuple[str, .
         problems += nested
         layer = Document(
             {k: v for k, v in profile.data.items() if k not in PROFILE_ONLY_KEYS | NOT_IN_PROFILES},
-            profile.positions,
+            tagged(profile.positions, f"profile {name}"),
             profile.file,
         )
         base = layer if base is None else merge(base, layer)
@@ -98,8 +120,15 @@ def resolve_extends(doc: Document, profile_dirs: list[Path], chain: tuple[str, .
     return merge(base, doc), problems
 
 
+def variant_parts(selection: str) -> list[str]:
+    """'14b+merged' → ['14b', 'merged']: the variants of a combination, in the order applied."""
+    return selection.split(SEPARATOR)
+
+
 def apply_variant(doc: Document, variant: str | None) -> tuple[Document, str | None, list[Problem]]:
-    """Merge the selected variant overlay on top; returns (document, chosen variant, problems)."""
+    """Merge the selected variant overlay(s) on top; returns (document, chosen selection,
+    problems). `variant`: one name or a combination `a+b`, applied left to right (a value both
+    set is b's); None: the manifest's default_variant (which may be a combination too)."""
     variants = doc.data.get("variants") or {}
     if not isinstance(variants, dict):
         return doc, None, []  # the model reports the type error
@@ -116,23 +145,83 @@ def apply_variant(doc: Document, variant: str | None) -> tuple[Document, str | N
         return doc, None, []
     if chosen is None:
         names = ", ".join(sorted(variants))
-        return doc, None, problems + [_locate(doc, ("variants",), f"choose a variant ({names}): NAME:VARIANT or set default_variant")]
-    if chosen not in variants:
-        close = difflib.get_close_matches(str(chosen), list(variants), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        where = ("default_variant",) if variant is None else ("variants",)
-        return doc, None, problems + [_locate(doc, where, f"no variant '{chosen}'{hint}; variants: {', '.join(sorted(variants))}")]
-    overlay = variants[chosen]
-    if not isinstance(overlay, dict):
-        return doc, None, problems + [_locate(doc, ("variants", chosen), "a variant must be a mapping of manifest keys", key=False)]
-    # Re-root the variant's positions so that ("variants", "7b", "device", ...) → ("device", ...).
-    prefix = ("variants", chosen)
-    shifted = Positions(
-        {p[2:]: pos for p, pos in doc.positions.values.items() if p[:2] == prefix and len(p) > 2},
-        {p[2:]: pos for p, pos in doc.positions.keys.items() if p[:2] == prefix and len(p) > 2},
-        {p[2:]: text for p, text in doc.positions.written.items() if p[:2] == prefix and len(p) > 2},
-    )
-    layer = Document({k: v for k, v in overlay.items() if k not in NOT_IN_VARIANTS}, shifted, doc.file)
-    merged = merge(doc, layer)
+        return doc, None, problems + [_locate(doc, ("variants",), f"choose a variant ({names}): NAME:VARIANT, NAME:A+B to "
+                                                                   "combine, or set default_variant")]
+    where = ("default_variant",) if variant is None else ("variants",)
+    if not isinstance(chosen, str):
+        return doc, None, problems  # a default_variant that is not text: the model reports it
+    parts = variant_parts(chosen)
+    wrong = selection_problem(parts, chosen, variants)
+    if wrong:
+        return doc, None, problems + [_locate(doc, where, wrong)]
+    for name in parts:
+        if not isinstance(variants[name], dict):
+            return doc, None, problems + [_locate(doc, ("variants", name), "a variant must be a mapping of manifest keys", key=False)]
+    idle = _changes_nothing(parts, variants)
+    if idle:
+        return doc, None, problems + [_locate(doc, where, idle)]
+    merged = doc
+    for name in parts:
+        # Re-root the variant's positions so that ("variants", "7b", "device", ...) → ("device", ...).
+        prefix = ("variants", name)
+        shifted = Positions(
+            {p[2:]: pos for p, pos in doc.positions.values.items() if p[:2] == prefix and len(p) > 2},
+            {p[2:]: pos for p, pos in doc.positions.keys.items() if p[:2] == prefix and len(p) > 2},
+            {p[2:]: text for p, text in doc.positions.written.items() if p[:2] == prefix and len(p) > 2},
+        )
+        overlay = {k: v for k, v in variants[name].items() if k not in NOT_IN_VARIANTS}
+        merged = merge(merged, Document(overlay, tagged(shifted, f"variant {name}"), doc.file))
     merged.data["variant"] = chosen
     return merged, chosen, problems
+
+
+SEPARATOR = "+"  # NAME:14b+merged; '+' cannot be part of a variant's name (model.NAME_PATTERN)
+
+
+def selection_problem(parts: list[str], chosen: str, variants: dict) -> str | None:
+    """What is wrong with the names of a selection, or None: an empty name, one given twice, a
+    name that is no variant (with the closest as a did-you-mean)."""
+    known = ", ".join(sorted(map(str, variants)))
+    if any(not part for part in parts):
+        return f"'{chosen}' is not a variant selection: write NAME:VARIANT or NAME:A+B (no empty name around '+'); variants: {known}"
+    for index, part in enumerate(parts):
+        if part in parts[:index]:
+            return f"'{chosen}' selects variant '{part}' twice; name each variant once"
+    for part in parts:
+        if part not in variants:
+            close = difflib.get_close_matches(part, list(map(str, variants)), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            return f"no variant '{part}'{hint}; variants: {known}"
+    return None
+
+
+def _leaves(value: Any, path: tuple = ()) -> list[tuple[tuple, Any]]:
+    """(path, value) of every value an overlay sets; a mapping sets its keys (an empty one
+    nothing, as merge leaves the lower mapping as it was)."""
+    if isinstance(value, dict):
+        return [leaf for key, item in value.items() for leaf in _leaves(item, path + (key,))]
+    return [(path, value)]
+
+
+def _changes_nothing(parts: list[str], variants: dict) -> str | None:
+    """A combination in which a variant sets only values that later ones set again (`7b+14b`:
+    every key 7b sets, 14b sets too) is two alternatives, not a combination; the earlier one
+    would change nothing, which is never what was meant."""
+    sets = {name: _leaves({k: v for k, v in variants[name].items() if k not in NOT_IN_VARIANTS}) for name in parts}
+    for index, name in enumerate(parts):
+        later = [path for other in parts[index + 1:] for path, _ in sets[other]]
+        if not sets[name] or not later:
+            continue
+
+        def replaced(path: tuple, value: Any) -> bool:
+            # A later value at this path or above it replaces it; one below it replaces a
+            # scalar or list (a mapping takes its place), but not a removal (null): without
+            # the removal the later keys would merge into what a lower layer had.
+            return any(path[:len(q)] == q or (q[:len(path)] == path and value is not None) for q in later)
+
+        if all(replaced(path, value) for path, value in sets[name]):
+            overriders = [other for other in parts[index + 1:] if any(
+                path[:len(q)] == q or q[:len(path)] == path for path, _ in sets[name] for q, _ in sets[other])]
+            return (f"'{SEPARATOR.join(parts)}': every value variant '{name}' sets, {' and '.join(repr(o) for o in overriders)} "
+                    f"sets again, so '{name}' would change nothing; they are alternatives, choose one")
+    return None

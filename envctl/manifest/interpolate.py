@@ -2,7 +2,7 @@
 
 Compose-style: every string value is expanded; `$${` writes a literal `${`; a bare `$NAME`
 (no braces) is left alone so that shell commands in `run:` keep their container-side variables.
-Names resolve from the manifest's `vars`, then the environment. An unset name without a
+Names resolve from the manifest's `vars` (where `--var` overrides them), then the environment. An unset name without a
 default is an error, never an empty string: an empty path or URL would fail much later and
 far less clearly.
 """
@@ -23,15 +23,27 @@ def looks_secret(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
+@dataclass(frozen=True)
+class Reference:
+    """One `${...}` that was expanded, and what gave its value (for `show --origin`)."""
+
+    name: str
+    via: str  # "vars" | "environment" | "default" (the text after :- )
+    written: str  # as written: ${NAME} or ${NAME:-default}
+
+
 @dataclass
 class Expander:
-    """Expands references; remembers the values of secret-looking variables it substituted."""
+    """Expands references; remembers the values of secret-looking variables it substituted and,
+    per path expanded, which references gave the value (`used`)."""
 
     vars: Mapping[str, Any]
     environ: Mapping[str, str]
     secrets: set[str] = field(default_factory=set)
+    used: dict[tuple, list[Reference]] = field(default_factory=dict)
 
-    def expand(self, text: str, report: Callable[[str], None]) -> str:
+    def expand(self, text: str, report: Callable[[str], None], path: tuple | None = None) -> str:
+        found: list[Reference] = []
         def replace(match: re.Match) -> str:
             if match.group(0) == "$${":
                 return "${"
@@ -42,10 +54,13 @@ class Expander:
                 return match.group(0)
             if name in self.vars:
                 value = str(_text(self.vars[name]))
+                found.append(Reference(name, "vars", match.group(0)))
             elif name in self.environ:
                 value = self.environ[name]
+                found.append(Reference(name, "environment", match.group(0)))
             elif sep:
                 value = default
+                found.append(Reference(name, "default", match.group(0)))
             else:
                 report(f"variable '{name}' is not set: define it under vars, export it, or write ${{{name}:-default}}")
                 return match.group(0)
@@ -53,7 +68,10 @@ class Expander:
                 self.secrets.add(value)
             return value
 
-        return _REFERENCE.sub(replace, text)
+        expanded = _REFERENCE.sub(replace, text)
+        if path is not None and found:
+            self.used[path] = found
+        return expanded
 
 
 def _text(value: Any) -> str:
@@ -75,7 +93,7 @@ def expand_tree(data: Any, expander: Expander, report: Callable[[tuple, str], No
     if isinstance(data, list):
         return [expand_tree(v, expander, report, path + (i,)) for i, v in enumerate(data)]
     if isinstance(data, str) and "${" in data:
-        expanded = expander.expand(data, lambda message: report(path, message))
+        expanded = expander.expand(data, lambda message: report(path, message), path)
         if _WHOLE_REFERENCE.match(data) and _INTEGER.match(expanded) and str(int(expanded)) == expanded:
             return int(expanded)
         return expanded

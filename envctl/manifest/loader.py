@@ -21,7 +21,7 @@ from envctl.artifacts import lockfile
 from envctl.artifacts.sources import Source, SourceError, parse_source
 from envctl.cards import CardsError, count_of, parse_cards
 from envctl.errors import ManifestError, Problem
-from envctl.manifest import compose, discovery, docker_values, nodes_check, yaml_numbers
+from envctl.manifest import compose, discovery, docker_values, nodes_check, overrides as var_overrides, yaml_numbers
 from envctl.manifest.errors_translate import suggest, translate_all
 from envctl.manifest.interpolate import Expander, expand_tree, looks_secret
 from envctl.manifest.model import NAME_PATTERN, Manifest
@@ -45,6 +45,10 @@ class Loaded:
     written: dict[str, str] = field(default_factory=dict)  # artifact name → source as written (the lock's key)
     locks: dict = field(default_factory=dict)  # artifact name → lockfile.Locked, where the lock has it
     image_lock: object | None = None  # lockfile.Locked of the image tarball (or pulled image), where the lock has it
+    # --var values that changed a var (typed as the manifest's; one equal to the manifest's own
+    # value is not kept), recorded with the environment `up` makes (overrides.recorded)
+    overrides: dict = field(default_factory=dict)
+    trace: object | None = field(default=None, repr=False, compare=False)  # provenance.Trace: what set each value
 
     @property
     def directory(self) -> Path:
@@ -55,17 +59,20 @@ class Loaded:
 
 
 def load(reference: str | Path, environ: Mapping[str, str] | None = None, roots=None, variant: str | None = None,
-         use_lock: bool = True) -> Loaded:
-    """Load NAME, NAME:VARIANT or a path. Raises ManifestNotFound or ManifestError.
-    `use_lock=False` ignores the lock file (for `envctl lock`, which resolves afresh)."""
+         use_lock: bool = True, vars: Mapping[str, str] | None = None) -> Loaded:
+    """Load NAME, NAME:VARIANT, NAME:A+B or a path. Raises ManifestNotFound or ManifestError.
+    `use_lock=False` ignores the lock file (for `envctl lock`, which resolves afresh). `vars`:
+    `--var` values as text (name → value; overrides.py types them), which override the
+    manifest's `vars`; an unknown name or a value of the wrong type raises EnvctlError (exit 2)."""
     environ = os.environ if environ is None else environ
     roots = discovery.search_roots(environ) if roots is None else roots
     name, selected = discovery.split_variant(str(reference))
     path = discovery.find_manifest(name, roots)
-    return load_file(path, environ, roots, variant or selected, use_lock)
+    return load_file(path, environ, roots, variant or selected, use_lock, vars)
 
 
-def load_file(path: Path, environ: Mapping[str, str], roots, variant: str | None = None, use_lock: bool = True) -> Loaded:
+def load_file(path: Path, environ: Mapping[str, str], roots, variant: str | None = None, use_lock: bool = True,
+              vars: Mapping[str, str] | None = None) -> Loaded:
     doc, problems = parse_file(path)
     if doc is None:
         raise ManifestError(problems)
@@ -80,8 +87,9 @@ def load_file(path: Path, environ: Mapping[str, str], roots, variant: str | None
     problems += variant_problems
     doc = _without_extension_fields(doc)
 
+    given = _typed_overrides(doc, vars or {})
     expander = Expander({}, environ)
-    data = _expand(doc, expander, problems)
+    data, kept = _expand(doc, expander, problems, given)
     # Sources are checked on the raw data so that their problems are reported in the same
     # pass as schema problems.
     sources, image_source = _parse_sources(data, doc, path.parent, problems)
@@ -106,7 +114,10 @@ def load_file(path: Path, environ: Mapping[str, str], roots, variant: str | None
         from envctl.registry_refs import lock_key
 
         image_lock = lockfile.read(path).get(lock_key(manifest.image.ref))  # revision: the manifest digest
-    return Loaded(manifest, path, pinned, image_source, frozenset(secrets), written, locks, image_lock)
+    from envctl.manifest.provenance import Trace
+
+    trace = Trace(doc.positions, dict(expander.used), dict(given), str(path), by_default=variant is None)
+    return Loaded(manifest, path, pinned, image_source, frozenset(secrets), written, locks, image_lock, kept, trace)
 
 
 def _without_extension_fields(doc: Document) -> Document:
@@ -135,22 +146,60 @@ def _apply_lock(path: Path, sources: dict[str, Source | None], image_source: Sou
     return pinned, locks, image_lock
 
 
-def _expand(doc: Document, expander: Expander, problems: list[Problem]) -> dict:
-    """Expand variables: first `vars` (from the environment and earlier vars), then the rest."""
+def _typed_overrides(doc: Document, given: Mapping[str, str]) -> dict:
+    """The --var values, checked against the vars the manifest declares once its profiles and
+    variants are merged, in the types the manifest gives them (overrides.py)."""
+    if not given:
+        return {}
+    declared = doc.data.get("vars")
+    declared = declared if isinstance(declared, dict) else {}
+    name = doc.data.get("name")
+    reference = str(name) + (f":{doc.data['variant']}" if doc.data.get("variant") else "") if isinstance(name, str) else doc.file
+    var_overrides.check_names(given, list(declared), _referenced_names(doc.data), reference)
+    return {key: var_overrides.typed(key, text, declared[key]) for key, text in given.items()}
+
+
+def _referenced_names(data) -> set[str]:
+    """Names the manifest reads as ${NAME} or ${NAME:-default}."""
+    if isinstance(data, dict):
+        return {name for value in data.values() for name in _referenced_names(value)}
+    if isinstance(data, list):
+        return {name for value in data for name in _referenced_names(value)}
+    if isinstance(data, str):
+        return {m.group(1).partition(":-")[0] for m in re.finditer(r"\$\{([^}]*)\}", data)}
+    return set()
+
+
+def _expand(doc: Document, expander: Expander, problems: list[Problem], given: Mapping | None = None) -> tuple[dict, dict]:
+    """Expand variables: first `vars` (from --var, the environment and earlier vars), then the
+    rest. Returns (data, the --var values that differ from the manifest's own value). A var
+    given by --var is not expanded from the manifest at all: its own ${...} may name a
+    variable that only --var was meant to replace."""
+    given = dict(given or {})
 
     def report(path: tuple, message: str) -> None:
         problems.append(_at(doc, path, message))
 
     data = dict(doc.data)
     raw_vars = data.get("vars")
+    kept = {}
+    expander.vars = dict(given)
     if isinstance(raw_vars, dict):
         expanded_vars = {}
         for key, value in raw_vars.items():
-            expanded_vars[key] = expand_tree(value, expander, report, ("vars", key))
-            expander.vars = dict(expanded_vars)
+            if key in given:
+                quiet = Expander(expander.vars, expander.environ)
+                told: list = []
+                own = expand_tree(value, quiet, lambda _path, message: told.append(message), ("vars", key))
+                if told or own != given[key]:
+                    kept[key] = given[key]
+                expanded_vars[key] = given[key]
+            else:
+                expanded_vars[key] = expand_tree(value, expander, report, ("vars", key))
+            expander.vars = {**expanded_vars, **given}
         data["vars"] = expanded_vars
     # variants were consumed by compose.apply_variant; their text is not this variant's.
-    return {k: (v if k in ("vars", "variants") else expand_tree(v, expander, report, (k,))) for k, v in data.items()}
+    return {k: (v if k in ("vars", "variants") else expand_tree(v, expander, report, (k,))) for k, v in data.items()}, kept
 
 
 def _at(doc: Document, path: tuple, message: str, key: bool = False) -> Problem:
@@ -314,8 +363,9 @@ def _check_references(data: dict, doc: Document, base: Path) -> list[Problem]:
         problems.append(_at(doc, ("image", "build"), f"no build context directory '{build}' beside the manifest or in images/"))
     variants = _mapping(data.get("variants"))
     default = data.get("default_variant")
-    if isinstance(default, str) and variants and default not in variants:
-        problems.append(_at(doc, ("default_variant",), f"no variant '{default}'{suggest(default, variants)}; variants: {', '.join(sorted(variants))}"))
+    wrong = compose.selection_problem(compose.variant_parts(default), default, variants) if isinstance(default, str) and variants else None
+    if wrong:
+        problems.append(_at(doc, ("default_variant",), wrong))
     return problems
 
 

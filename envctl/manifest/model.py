@@ -458,5 +458,18 @@ class Manifest(_Strict):
 
     @property
     def container_name(self) -> str:
-        suffix = f"-{self.variant}" if self.variant else ""
+        suffix = f"-{variant_slug(self.variant)}" if self.variant else ""
         return self.container.name or f"envctl-{self.name}{suffix}"
+
+
+def variant_slug(variant: str) -> str:
+    """The variant as part of a Docker name (the default container name, a baked image's
+    repository): a single variant as it is; a combination `14b+merged`, whose '+' no Docker
+    name may hold, as its parts joined by '-' and a digest of the combination (`14b-merged-
+    5d1c3a`), so that it stays the same from run to run and cannot be taken for a variant named
+    `14b-merged` or for `merged+14b` (applied in the other order, which may differ)."""
+    if "+" not in variant:
+        return variant
+    import hashlib
+
+    return "-".join(variant.split("+")) + "-" + hashlib.sha256(variant.encode()).hexdigest()[:6]

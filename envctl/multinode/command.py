@@ -37,7 +37,7 @@ def multi_node_entry(site: prepare.NodeSite, entrypoint: str):
     """The manifest's entrypoint and its `nodes:`; refuses one that cannot run on several nodes."""
     from envctl.manifest.loader import load
 
-    loaded = load(site.environment.manifest_file, variant=site.environment.variant)
+    loaded = load(site.environment.manifest_file, variant=site.environment.variant, vars=site.environment.vars)
     declared = loaded.manifest.entrypoints.get(entrypoint)
     if declared is None:
         raise EnvctlError(f"{site.environment.reference} has no entrypoint '{entrypoint}'; entrypoints: "
