@@ -26,14 +26,17 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from envctl.artifacts import urls
+from envctl.artifacts.git_errors import explain
 from envctl.errors import FetchError
 from envctl.artifacts.sources import Source
 
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 _SHORT_SHA = re.compile(r"^[0-9a-f]{4,39}$")
-_ENV = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
-# git's words for a refused login (http.c: "Authentication failed for '<url>'"; a 403).
-_AUTH_FAILED = re.compile(r"Authentication failed|The requested URL returned error: 403")
+_ENV = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C",
+        # A server that stops sending is given up after a minute (git's http.lowSpeedLimit and
+        # http.lowSpeedTime, read from these variables), not after the hour below; the user's own win.
+        "GIT_HTTP_LOW_SPEED_LIMIT": os.environ.get("GIT_HTTP_LOW_SPEED_LIMIT", "1"),
+        "GIT_HTTP_LOW_SPEED_TIME": os.environ.get("GIT_HTTP_LOW_SPEED_TIME", "60")}
 
 
 class _Remote:
@@ -60,6 +63,8 @@ def _git(*args: str, git_dir: Path | None = None, check: bool = True, remote: _R
         done = subprocess.run(argv, capture_output=True, text=True, env=remote.env if remote else _ENV, timeout=3600)
     except FileNotFoundError:
         raise FetchError("git is not installed on this machine", hint="install git (apt-get install git)") from None
+    except subprocess.TimeoutExpired:
+        raise FetchError(f"git {args[0]} did not finish in an hour", hint="fetch again: what git fetched is kept") from None
     if remote is not None:
         done.stderr = urls.redact_text(done.stderr, sorted(remote.secrets, key=len, reverse=True))
     if check and done.returncode != 0:
@@ -86,7 +91,7 @@ def resolve(source: Source, mirror: Path) -> str:
         if _git("fetch", "--quiet", "--depth", "1", remote.url, ref, git_dir=mirror, check=False,
                 remote=remote).returncode == 0 and _has_commit(mirror, ref):
             return ref
-        _fetch_all(mirror, remote)
+        _fetch_all(mirror, remote, url, ref)
         if _has_commit(mirror, ref):
             return ref
         raise FetchError(f"git+{url}: commit {ref} is not in the repository")
@@ -94,18 +99,14 @@ def resolve(source: Source, mirror: Path) -> str:
         found = _rev_parse(mirror, ref)
         if found:
             return found
-        _fetch_all(mirror, remote)
+        _fetch_all(mirror, remote, url, ref)
         found = _rev_parse(mirror, ref)
         if found:
             return found
         # Not a commit prefix: perhaps a branch or tag named like hex; fall through.
     done = _git("fetch", "--quiet", "--depth", "1", remote.url, ref, git_dir=mirror, check=False, remote=remote)
-    if done.returncode != 0:
-        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
-        if _AUTH_FAILED.search(done.stderr):
-            raise FetchError(f"git+{url}@{ref}: the server refused access ({reason})",
-                             hint="check the user and token in the URL (a token may have expired or lack read access)")
-        raise FetchError(f"git+{url}@{ref}: no such commit, tag or branch ({reason})")
+    if done.returncode != 0:  # the network, TLS, a login, the repository or the ref (git_errors)
+        raise explain(done.stderr, url, ref, done.returncode)
     return _rev_parse(mirror, "FETCH_HEAD")
 
 
@@ -122,8 +123,12 @@ def _rev_parse(mirror: Path, ref: str) -> str | None:
     return done.stdout.strip()
 
 
-def _fetch_all(mirror: Path, remote: _Remote) -> None:
-    _git("fetch", "--quiet", "--tags", remote.url, "+refs/heads/*:refs/remotes/origin/*", git_dir=mirror, remote=remote)
+def _fetch_all(mirror: Path, remote: _Remote, url: str, ref: str) -> None:
+    """Every branch and tag (to find a commit by its sha); `url`, `ref`: for messages."""
+    done = _git("fetch", "--quiet", "--tags", remote.url, "+refs/heads/*:refs/remotes/origin/*", git_dir=mirror,
+                check=False, remote=remote)
+    if done.returncode != 0:
+        raise explain(done.stderr, url, ref, done.returncode)
 
 
 def export(mirror: Path, commit: str, destination: Path, subpath: str | None) -> None:
