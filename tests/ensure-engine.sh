@@ -6,6 +6,8 @@ set -euo pipefail
 
 missing=()
 [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || missing+=(busybox-static)
+# openssl: the self-signed certificate of the TLS git server (tests/servers/git_faults.py).
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 engine_up() { docker info >/dev/null 2>&1; }
 if ! command -v docker >/dev/null 2>&1 || { ! engine_up && ! command -v dockerd >/dev/null 2>&1; }; then
   missing+=(docker.io)
