@@ -75,7 +75,9 @@ def open_entry(entry, options: RemoteOptions):
     from envctl.remote.target import open_host
 
     settings = SSHSettings.from_environ(options.ssh_config, options.accept_host_key)
-    return open_host(entry.name, entry.ssh, settings, entry.data_dir, entry.root, entry.fetch, entry.cards, entry.env)
+    host = open_host(entry.name, entry.ssh, settings, entry.data_dir, entry.root, entry.fetch, entry.cards, entry.env)
+    host.mirrors = entry.mirrors  # its inventory mirrors: what it downloads through (envctl.mirror_routes.of_host)
+    return host
 
 
 def single_target(options: RemoteOptions):

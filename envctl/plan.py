@@ -81,6 +81,10 @@ class FetchArtifact:
     action: str = "unknown"  # cached | fetch | push | fetch+push | copy | fetch+copy | missing
     reason: str = ""
     bytes: int | None = None  # what is fetched or pushed, when known (the lock file, the cache record)
+    # The mirror it is downloaded through, when one applies (hub endpoint or rewritten git URL),
+    # and where that was set ("FILE:LINE", "environment variable HF_ENDPOINT"): envctl.mirror_routes.
+    mirror: str | None = None
+    mirror_from: str | None = None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ all call this, for this machine and for SSH hosts alike."""
 
 from __future__ import annotations
 
+from envctl import mirror_routes
 from envctl.errors import EnvctlError
 from envctl.hosts.base import WritableHost
 from envctl.manifest.loader import Loaded
@@ -30,4 +31,4 @@ def plan_on(host: WritableHost, loaded: Loaded, options: Options, engine=None, e
 
     observed = observe(host, loaded, engine, remote_records=host_records(host, loaded), fetch_mode=host.fetch_mode,
                        engine_problem=engine_problem, remote_copies=host_copies(host, loaded), holders=holders)
-    return build_plan(loaded, observed, options, host.environ())
+    return mirror_routes.shown_in_plan(build_plan(loaded, observed, options, host.environ()), loaded, host)

@@ -75,11 +75,12 @@ class RuntimeEnv:
     values: Mapping[str, str] = field(default_factory=dict, repr=False)
     passed: tuple[PassedVariable, ...] = ()
     warnings: tuple[str, ...] = ()
+    mirrors: frozenset[str] = frozenset()  # names whose values are mirror URLs (with_pip_mirror), not secrets
 
     @property
     def secrets(self) -> frozenset[str]:
         """The values, to be masked wherever text is shown (envctl/masking.py)."""
-        return frozenset(v for v in self.values.values() if v)
+        return frozenset(v for k, v in self.values.items() if v and k not in self.mirrors)
 
 
 def read_env_file(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -183,6 +184,24 @@ def for_manifest(loaded, env_files: Sequence[Path | str] = (), environ: Mapping[
     names = list(getattr(container, "pass_env", None) or ())
     own = getattr(container, "env_file", None)
     optional = [Path(loaded.file).parent / own] if own else []
-    if not names and not env_files:
-        return RuntimeEnv()
-    return resolve(names, env_files, environ, optional)
+    runtime = RuntimeEnv() if not names and not env_files else resolve(names, env_files, environ, optional)
+    return with_pip_mirror(runtime, dict(getattr(container, "env", None) or {}), environ)
+
+
+def with_pip_mirror(runtime: RuntimeEnv, container_env: Mapping[str, str],
+                    environ: Mapping[str, str] | None = None) -> RuntimeEnv:
+    """`runtime` with PIP_INDEX_URL (pip's environment form of --index-url) when the user config
+    file names a pip mirror (`mirrors.pip`; the caller's own PIP_INDEX_URL wins over the file's,
+    envctl.mirror_routes). Passed at run time, like pass_env, so changing the mirror recreates
+    nothing. Left out when the manifest's container.env sets PIP_INDEX_URL (its author's choice
+    for that image wins) or pass_env already gives it. Raises ManifestError for a bad config file."""
+    from envctl import mirror_routes, user_config
+
+    environ = os.environ if environ is None else environ
+    config = user_config.load(environ)
+    if not config.mirrors.pip or "PIP_INDEX_URL" in container_env or "PIP_INDEX_URL" in runtime.values:
+        return runtime
+    route = mirror_routes.routes(config, environ).endpoints["pip"]
+    shown = PassedVariable("PIP_INDEX_URL", "set", f"mirrors.pip {user_config.shown_url(route.url)} ({route.origin})")
+    return RuntimeEnv({**runtime.values, "PIP_INDEX_URL": route.url}, runtime.passed + (shown,), runtime.warnings,
+                      runtime.mirrors | {"PIP_INDEX_URL"})

@@ -11,41 +11,72 @@ Its shape:
       registries: {"quay.io": "m.daocloud.io/quay.io", "docker.io": "docker.m.daocloud.io"}
       pip: https://pypi.tuna.tsinghua.edu.cn/simple                 # handed to containers as PIP_INDEX_URL
 
-Environment variables still win over the file (HF_ENDPOINT over mirrors.huggingface, and so
-on): `environ_defaults` gives the variables the file implies, to be laid *under* the caller's
-environment. Every problem is reported at once, as file:line:column: path: message (exit 3).
+The inventory (envctl/remote/inventory.py) takes the same `mirrors:` mapping per host and in its
+defaults; `read_mirrors` reads both. Which setting wins where (environment variables over the
+file, a host's own over this machine's) is envctl/mirror_routes.py. Every problem is reported
+at once, as file:line:column: path: message (exit 3), never a traceback.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from envctl.errors import ManifestError, Problem
 from envctl.manifest.yamlsrc import Document, PathKey, dotted, parse_file
 
 SECTIONS = ("mirrors",)
 MIRROR_KINDS = ("huggingface", "modelscope", "git", "registries", "pip")
-# The variable each single-URL mirror stands for; the tools users know read the same ones.
+# The variable each single-URL mirror stands for; the tools users know read the same ones
+# (huggingface_hub: HF_ENDPOINT; the modelscope SDK: MODELSCOPE_ENDPOINT / MODELSCOPE_DOMAIN;
+# pip: PIP_INDEX_URL, pip's documented environment form of --index-url).
 MIRROR_VARIABLES = {"huggingface": "HF_ENDPOINT", "modelscope": "MODELSCOPE_ENDPOINT", "pip": "PIP_INDEX_URL"}
+# A registry host as an image reference names it: docker.io, quay.io, registry.example:5000, [::1]:5000.
+_REGISTRY_HOST = re.compile(r"^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?$")
 
 
 @dataclass(frozen=True)
 class Mirrors:
     """Where envctl (and the containers it runs) download from instead of the public services.
 
-    `git`: URL prefix → replacement prefix, the longest matching prefix applies.
-    `registries`: registry host (as in an image reference: quay.io, docker.io, host:port) →
-    the mirror's repository prefix (`m.daocloud.io/quay.io`)."""
+    `git`: URL prefix → replacement prefix, the longest matching prefix applies (as git's own
+    `url.<base>.insteadOf`). `registries`: registry host (as in an image reference: quay.io,
+    docker.io, host:port) → the mirror's repository prefix (`m.daocloud.io/quay.io`).
+    `origins`: where each setting was written, "FILE:LINE", keyed by the kind (huggingface,
+    modelscope, pip) or "git PREFIX" / "registries HOST"; not part of equality."""
 
     huggingface: str | None = None
     modelscope: str | None = None
     git: dict[str, str] = field(default_factory=dict, hash=False)
     registries: dict[str, str] = field(default_factory=dict, hash=False)
     pip: str | None = None
+    origins: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def __bool__(self) -> bool:
+        return bool(self.huggingface or self.modelscope or self.git or self.registries or self.pip)
+
+
+def over(lower: Mirrors, higher: Mirrors) -> Mirrors:
+    """`higher`'s settings over `lower`'s, kind by kind; git prefixes and registry hosts are
+    merged one by one (the higher's entry for the same prefix or host wins)."""
+    return Mirrors(
+        huggingface=higher.huggingface or lower.huggingface,
+        modelscope=higher.modelscope or lower.modelscope,
+        git={**lower.git, **higher.git},
+        registries={**lower.registries, **higher.registries},
+        pip=higher.pip or lower.pip,
+        origins={**lower.origins, **{k: v for k, v in higher.origins.items() if _set_in(higher, k)}},
+    )
+
+
+def _set_in(mirrors: Mirrors, origin_key: str) -> bool:
+    kind, _, key = origin_key.partition(" ")
+    return key in getattr(mirrors, kind) if key else bool(getattr(mirrors, kind))
 
 
 @dataclass(frozen=True)
@@ -65,7 +96,7 @@ def config_path(environ: Mapping[str, str]) -> Path | None:
     if base is None:
         return None
     default = Path(_expand_home(base, environ)) / "envctl" / "config.yaml"
-    return default if default.is_file() else None
+    return default if default.exists() else None  # a directory there is reported, not skipped
 
 
 def _expand_home(path: str, environ: Mapping[str, str]) -> str:
@@ -76,14 +107,16 @@ def _expand_home(path: str, environ: Mapping[str, str]) -> str:
 
 def load(environ: Mapping[str, str] | None = None) -> UserConfig:
     """The user's configuration (see config_path); an empty UserConfig when there is no file.
-    Raises ManifestError listing every problem of the file."""
+    Raises ManifestError (exit 3) listing every problem of the file, each as file:line:column."""
     environ = os.environ if environ is None else environ
     found = config_path(environ)
     if found is None:
         return UserConfig()
+    hint = "the path comes from ENVCTL_CONFIG" if environ.get("ENVCTL_CONFIG") else None
+    if found.is_dir():
+        raise ManifestError([Problem(str(found), None, None, "", "is a directory, not the configuration file")], hint=hint)
     doc, problems = parse_file(found)
     if doc is None:
-        hint = "the path comes from ENVCTL_CONFIG" if environ.get("ENVCTL_CONFIG") else None
         raise ManifestError(problems, hint=hint)
     return _read(doc, found, list(problems))
 
@@ -95,8 +128,95 @@ def environ_defaults(mirrors: Mirrors) -> dict[str, str]:
 
 
 def _kind(value: Any) -> str:
-    return {str: "text", int: "a number", float: "a number", bool: "a boolean", list: "a list",
+    if isinstance(value, bool):
+        return "a boolean"
+    return {str: "text", int: "a number", float: "a number", list: "a list",
             dict: "a mapping", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+def shown_url(url: str) -> str:
+    """A URL as messages and plans show it: a password in it (a private mirror's basic auth)
+    replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+Report = Callable[[PathKey, str, bool], None]
+
+
+def read_mirrors(doc: Document, raw: Any, at: PathKey, report: Report) -> Mirrors:
+    """The `mirrors:` mapping at `at` in `doc` (the config file's, or an inventory host's).
+    Each bad entry is passed to `report(path, message, at_key)` and left out."""
+    if raw is None:
+        return Mirrors()
+    if not isinstance(raw, dict):
+        report(at, f"expected a mapping of mirrors ({', '.join(MIRROR_KINDS)}), got {_kind(raw)}", False)
+        return Mirrors()
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+
+    def where(path: PathKey) -> str:
+        pos = doc.positions.of_key(path)
+        return f"{doc.file}:{pos.line if pos else 1}"
+
+    for kind, value in raw.items():
+        here = at + (kind,)
+        if kind not in MIRROR_KINDS:
+            report(here, f"unknown mirror '{kind}'; mirrors: {', '.join(MIRROR_KINDS)}", True)
+        elif value is None:
+            continue
+        elif kind in ("git", "registries"):
+            entries = _read_rewrites(kind, value, here, report)
+            if entries:
+                values[kind] = entries
+                origins.update({f"{kind} {key}": where(here + (key,)) for key in entries})
+        else:
+            problem = _url_problem(value)
+            if problem:
+                report(here, problem, False)
+            else:
+                # An endpoint is joined with paths (/api/...): no trailing slash. pip's index URL
+                # is handed over as written.
+                values[kind] = value.rstrip("/") if kind != "pip" else value
+                origins[kind] = where(here)
+    return Mirrors(**values, origins=origins)
+
+
+def _url_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"expected an http(s):// URL, got {_kind(value)}"
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        guess = f" (did you mean 'https://{value}'?)" if "://" not in value and value else ""
+        return f"expected an http(s):// URL, got '{shown_url(value)}'{guess}"
+    if not parts.hostname:
+        return f"'{shown_url(value)}' names no host"
+    return None
+
+
+def _read_rewrites(kind: str, value: Any, at: PathKey, report: Report) -> dict[str, str]:
+    what = "URL prefix → replacement prefix" if kind == "git" else "registry host → mirror repository prefix"
+    if not isinstance(value, dict):
+        report(at, f"expected a mapping ({what}), got {_kind(value)}", False)
+        return {}
+    good = {}
+    for key, replacement in value.items():
+        here = at + (key,)
+        if not isinstance(key, str) or not key:
+            report(here, f"expected text ({what}), got {_kind(key)} as the key", True)
+        elif not isinstance(replacement, str) or not replacement:
+            report(here, f"expected text ({what}), got {_kind(replacement)}", False)
+        elif kind == "registries" and not _REGISTRY_HOST.match(key):
+            report(here, f"'{key}' is not a registry host (as an image reference names it: quay.io, "
+                         f"docker.io, registry.example:5000)", True)
+        elif kind == "registries" and "://" in replacement:
+            report(here, f"'{shown_url(replacement)}': a mirror is a repository prefix as images are "
+                         f"named (m.daocloud.io/quay.io), without a scheme", False)
+        else:
+            good[key] = replacement
+    return good
 
 
 def _read(doc: Document, path: Path, problems: list[Problem]) -> UserConfig:
@@ -111,27 +231,7 @@ def _read(doc: Document, path: Path, problems: list[Problem]) -> UserConfig:
     for key in top:
         if key not in SECTIONS:
             report((key,), f"unknown section '{key}'; sections: {', '.join(SECTIONS)}", key=True)
-    raw = top.get("mirrors") or {}
-    values: dict[str, Any] = {}
-    if not isinstance(raw, dict):
-        report(("mirrors",), f"expected a mapping of mirrors ({', '.join(MIRROR_KINDS)}), got {_kind(raw)}")
-        raw = {}
-    for kind, value in raw.items():
-        at = ("mirrors", kind)
-        if kind not in MIRROR_KINDS:
-            report(at, f"unknown mirror '{kind}'; mirrors: {', '.join(MIRROR_KINDS)}", key=True)
-        elif value is None:
-            continue
-        elif kind in ("git", "registries"):
-            if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) and k and v
-                                                      for k, v in value.items()):
-                report(at, f"expected a mapping of text to text, got {_kind(value)}")
-            else:
-                values[kind] = dict(value)
-        elif not isinstance(value, str) or not value.startswith(("http://", "https://")):
-            report(at, f"expected an http(s):// URL, got {_kind(value)}")
-        else:
-            values[kind] = value.rstrip("/") if kind != "pip" else value
+    mirrors = read_mirrors(doc, top.get("mirrors"), ("mirrors",), report)
     if problems:
-        raise ManifestError(problems)
-    return UserConfig(path=path, mirrors=Mirrors(**values))
+        raise ManifestError(sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))  # in file order
+    return UserConfig(path=path, mirrors=mirrors)

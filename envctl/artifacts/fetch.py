@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from envctl import mirror_routes
 from envctl.artifacts import gitsrc
 from envctl.artifacts.archive import extract
 from envctl.artifacts.cache import Cache, PlacedFile, check_free_space, sha256_of, tree_of
@@ -26,6 +27,8 @@ from envctl.errors import EnvctlError
 from envctl.fs_errors import explain_os_error, is_path_error
 from envctl.manifest.loader import Loaded
 from envctl.manifest.model import Artifact
+from envctl.mirror_routes import Routes
+from envctl.user_config import shown_url
 
 
 @dataclass(frozen=True)
@@ -38,19 +41,24 @@ class Fetched:
 
 
 def fetch_all(loaded: Loaded, cache: Cache, offline: bool = False, progress=None, echo: Callable[[str], None] = lambda _: None,
-              names: list[str] | None = None) -> list[Fetched]:
+              names: list[str] | None = None, routes: Routes | None = None) -> list[Fetched]:
+    """Fetch the artifacts (`names`, default all) into `cache`. `routes`: the mirrors this
+    machine downloads through (default: the caller's environment over the user config file,
+    read once here for every artifact; envctl.mirror_routes). Raises FetchError naming every
+    artifact that failed (what arrived is kept), ManifestError for a bad config file."""
     manifest = loaded.manifest
     wanted = [n for n in manifest.artifacts if names is None or n in names]
     missing = [n for n in wanted if loaded.sources.get(n) is None]
     if missing:
         notes = "\n".join(f"- {n}: {manifest.artifacts[n].obtain}" for n in missing)
         raise FetchError(f"{len(missing)} artifact(s) have no source yet:\n{notes}")
+    routes = mirror_routes.here() if routes is None else routes
     downloader = Downloader(cache, progress=progress)
     # A few artifacts at once: small files are latency-bound, large ones use several
     # connections each inside the downloader.
     with ThreadPoolExecutor(max_workers=3) as pool:
         futures = {n: pool.submit(fetch_one, n, loaded.sources[n], manifest.artifacts[n], cache, downloader, offline,
-                                  loaded.locks.get(n))
+                                  loaded.locks.get(n), routes)
                    for n in wanted}
         results, errors, hints = [], [], []
         for name, future in futures.items():
@@ -75,7 +83,7 @@ def fetch_all(loaded: Loaded, cache: Cache, offline: bool = False, progress=None
 
 
 def fetch_one(name: str, source: Source, artifact: Artifact, cache: Cache, downloader: Downloader, offline: bool,
-              locked: Locked | None = None) -> Fetched:
+              locked: Locked | None = None, routes: Routes | None = None) -> Fetched:
     key = artifact_key(source, artifact.subpath, artifact.include)
     identity = artifact_identity(source, artifact.subpath, artifact.include)
     expected = pinned_sha256(artifact, locked)
@@ -93,16 +101,22 @@ def fetch_one(name: str, source: Source, artifact: Artifact, cache: Cache, downl
         elif source.kind == "file":
             fetched = _fetch_file(name, source, artifact, expected, key, cache, identity)
         elif source.kind == "git":
-            fetched = _fetch_git(name, source, artifact, key, cache, identity)
+            fetched = _fetch_git(name, source, artifact, key, cache, identity, routes)
         elif source.kind in ("hf", "hf-dataset"):
-            fetched = _fetch_hub(name, source, artifact, key, cache, downloader, locked, identity)
+            fetched = _fetch_hub(name, source, artifact, key, cache, downloader, locked, identity, _environ(routes))
         elif source.kind == "modelscope":
-            fetched = _fetch_modelscope(name, source, artifact, key, cache, downloader, locked, identity)
+            fetched = _fetch_modelscope(name, source, artifact, key, cache, downloader, locked, identity, _environ(routes))
         else:
             raise FetchError(f"{source.display}: fetching {source.kind} sources is not supported yet")
         if locked is not None:
             check_drift(fetched, locked)
         return fetched
+
+
+def _environ(routes: Routes | None) -> dict[str, str]:
+    """What hub code reads (HF_ENDPOINT, MODELSCOPE_ENDPOINT, tokens): the caller's environment
+    with the mirrors in effect laid under it."""
+    return dict(routes.environ) if routes is not None else dict(os.environ)
 
 
 def pinned_sha256(artifact: Artifact, locked: Locked | None) -> str | None:
@@ -207,14 +221,23 @@ def _fetch_file(name: str, source: Source, artifact: Artifact, expected: str | N
     return Fetched(name, placed, None, tuple(files), "fetched")
 
 
-def _fetch_git(name: str, source: Source, artifact: Artifact, key: str, cache: Cache, identity: str) -> Fetched:
+def _fetch_git(name: str, source: Source, artifact: Artifact, key: str, cache: Cache, identity: str,
+               routes: Routes | None = None) -> Fetched:
     mirror = gitsrc.mirror_path(cache.root, source)
     staging = cache.placed(key).parent / f".{Path(key).name}.{os.getpid()}.git"
     shutil.rmtree(staging, ignore_errors=True)
     # Artifacts from one repository share its bare mirror, which git does not let two fetches
     # write at once.
     with cache.locked(f"git-mirror:{mirror}"):
-        commit = gitsrc.resolve(source, mirror)
+        through = routes.git_url(source.location) if routes is not None else None
+        try:
+            commit = gitsrc.resolve(source, mirror, {p: r.url for p, r in routes.git.items()} if routes else None)
+        except FetchError as exc:
+            if through is None:
+                raise
+            # The canonical URL is in the message; say which mirror was asked, and why.
+            raise FetchError(f"{exc.message} (through the git mirror {shown_url(through[0])}: mirrors.git "
+                             f"'{through[1]}' from {through[2].origin})", hint=exc.hint) from None
         gitsrc.export(mirror, commit, staging, artifact.subpath)
     files = [PlacedFile(str(p.relative_to(staging)), p.stat().st_size, sha256_of(p))
              for p in sorted(staging.rglob("*")) if p.is_file()]
@@ -263,10 +286,9 @@ def _copy_writable(source, destination) -> None:
 
 
 def _fetch_hub(name: str, source: Source, artifact: Artifact, key: str, cache: Cache, downloader: Downloader,
-               locked: Locked | None, identity: str) -> Fetched:
+               locked: Locked | None, identity: str, environ: dict[str, str]) -> Fetched:
     from envctl.artifacts import hf
 
-    environ = dict(os.environ)
     commit, listing = hf.resolve(source, environ)
     chosen = hf.select(listing, artifact.subpath, list(artifact.include))
     if not chosen:
@@ -282,10 +304,9 @@ def _fetch_hub(name: str, source: Source, artifact: Artifact, key: str, cache: C
 
 
 def _fetch_modelscope(name: str, source: Source, artifact: Artifact, key: str, cache: Cache, downloader: Downloader,
-                      locked: Locked | None, identity: str) -> Fetched:
+                      locked: Locked | None, identity: str, environ: dict[str, str]) -> Fetched:
     from envctl.artifacts import hf, modelscope
 
-    environ = dict(os.environ)
     chosen = hf.select(modelscope.resolve(source, environ), artifact.subpath, list(artifact.include))
     if not chosen:
         raise FetchError(f"{source.display}: no files match")

@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import tarfile
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -29,6 +30,7 @@ from envctl.artifacts import urls
 from envctl.artifacts.git_errors import explain
 from envctl.errors import FetchError
 from envctl.artifacts.sources import Source
+from envctl.mirror_routes import rewrite
 
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 _SHORT_SHA = re.compile(r"^[0-9a-f]{4,39}$")
@@ -43,13 +45,20 @@ class _Remote:
     """What git is given for a source: the URL without a password, and the environment that
     carries the credentials (see the module docstring)."""
 
-    def __init__(self, source: Source):
+    def __init__(self, source: Source, rewrites: Mapping[str, str] | None = None):
         parts = urlsplit(source.location)
         self.env, self.secrets = _ENV, [s for s in (source.password, unquote(source.password or "")) if s]
+        # A lab mirror (the user config's mirrors.git, envctl.mirror_routes) serves the objects;
+        # the mirror directory, cache key and lock keep source.location, and a pinned commit is
+        # still checked to be there.
+        found = rewrite(source.location, rewrites or {})
+        self.through = found[0] if found else None
         if source.password is None or parts.scheme not in ("http", "https"):
-            self.url = source.location
+            self.url = self.through or source.location
             return
-        self.url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+        self.url = self.through or urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+        if self.through and urlsplit(self.through).netloc != parts.netloc.rsplit("@", 1)[1]:
+            return  # a mirror on another server is not given the origin's credential
         basic = base64.b64encode(f"{unquote(parts.username or '')}:{unquote(source.password)}".encode()).decode()
         self.secrets.append(basic)
         count = int(_ENV.get("GIT_CONFIG_COUNT") or 0)  # the user's own entries stay
@@ -77,13 +86,14 @@ def mirror_path(cache_root: Path, source: Source) -> Path:
     return cache_root / "git" / (parts.hostname or "local") / (parts.path.strip("/").removesuffix(".git") + ".git")
 
 
-def resolve(source: Source, mirror: Path) -> str:
-    """Fetch what is needed into the mirror and return the full commit sha of source.revision."""
+def resolve(source: Source, mirror: Path, rewrites: Mapping[str, str] | None = None) -> str:
+    """Fetch what is needed into the mirror and return the full commit sha of source.revision.
+    `rewrites`: URL prefix → replacement prefix, the longest match applies (mirrors.git)."""
     if not (mirror / "HEAD").exists():
         mirror.mkdir(parents=True, exist_ok=True)
         _git("init", "--bare", "--quiet", str(mirror))
     ref = source.revision or "HEAD"
-    remote = _Remote(source)
+    remote = _Remote(source, rewrites)
     url = source.location  # for messages: the password as ***
     if _FULL_SHA.match(ref):
         if _has_commit(mirror, ref):

@@ -21,6 +21,9 @@ when it exists):
         cards: 0-3               # default card selection: a count (2) or indices (0,2 / 0-3 / [0, 2]), as --cards
         root: /srv/fakehost      # where probes look (simulated hosts); default /
         env: {HF_ENDPOINT: https://hf-mirror.com}   # merged over defaults.env
+        mirrors:                 # as the user config file's (envctl/user_config.py), merged over defaults.mirrors
+          huggingface: http://10.0.0.2:8080   # the mirror lab5 downloads from with fetch: remote
+          pip: http://10.0.0.2:3141/simple    # PIP_INDEX_URL of its containers
         data_addr: 192.168.10.5  # its data-plane IPv4 address for runs across nodes (exec --nodes)
     groups:
       mlu: [lab1, lab2, "lab[3-4]"]   # quote ranges inside [...]: brackets are YAML syntax there
@@ -47,9 +50,10 @@ from envctl.errors import EXIT_USAGE, EnvctlError, ManifestError, Problem
 from envctl.manifest.errors_translate import suggest
 from envctl.manifest.interpolate import looks_secret
 from envctl.manifest.yamlsrc import Document, PathKey, dotted, parse_file
+from envctl.user_config import Mirrors, over, read_mirrors
 
 FETCH_MODES = ("remote", "push")
-SETTINGS = ("ssh", "data_dir", "fetch", "cards", "root", "env", "data_addr")
+SETTINGS = ("ssh", "data_dir", "fetch", "cards", "root", "env", "data_addr", "mirrors")
 SECTIONS = ("defaults", "hosts", "groups")
 NAME_PLACEHOLDER = "{name}"
 # A typo such as node[1-10000] should fail at once, not build ten thousand hosts.
@@ -76,6 +80,8 @@ class HostEntry:
     env: dict[str, str] = field(default_factory=dict, hash=False)
     defined_at: str | None = None  # "file:line" of its inventory entry; None when not in the inventory
     data_addr: str | None = None  # its data-plane IPv4 address for exec --nodes (envctl.nodes.addresses); None: chosen
+    # Its mirrors (defaults' merged under its own), over this machine's: envctl.mirror_routes.
+    mirrors: Mirrors = field(default_factory=Mirrors)
 
     def __repr__(self) -> str:
         # The dataclass repr would print env values, which may be tokens: show only their names.
@@ -275,6 +281,8 @@ def _entry(name: str, defaults: Mapping[str, Any], own: Mapping[str, Any], defin
         env={k: v for k, v in env.items() if v is not None},
         defined_at=defined_at,
         data_addr=merged.get("data_addr"),
+        mirrors=Mirrors() if "mirrors" in own and own["mirrors"] is None
+        else over(defaults.get("mirrors") or Mirrors(), own.get("mirrors") or Mirrors()),
     )
 
 
@@ -359,7 +367,9 @@ class _Reader:
             if message:
                 self.report(at, message)
             else:
-                good[key] = value if key != "env" or value is None else self.env(value, at)
+                good[key] = self.env(value, at) if key == "env" and value is not None \
+                    else read_mirrors(self.doc, value, at, lambda p, m, k: self.report(p, m, key=k)) \
+                    if key == "mirrors" and value is not None else value
         return good
 
     def env(self, raw: dict, path: PathKey) -> dict[str, str | None]:

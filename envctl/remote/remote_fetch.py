@@ -2,17 +2,18 @@
 bytes there.
 
 envctl resolves what to fetch on this machine (the Hub's or ModelScope's file listing and
-digests, the lock's pins), with the host's own settings (its `env`, e.g. HF_ENDPOINT), and the
-remote downloads each large file with curl, resumable, verified by sha256 there. Small files
-(configs, tokenizers, code — the Hub checks those by git blob id, not sha256) come through this
-machine, like sources only it can reach (git, local files, FTP): pushed from the local cache.
+digests, the lock's pins), with the host's own settings (its inventory `env`, e.g. HF_ENDPOINT,
+and `mirrors`, over this machine's; envctl.mirror_routes), and the remote downloads each large
+file with curl, resumable, verified by sha256 there. Small files (configs, tokenizers, code —
+the Hub checks those by git blob id, not sha256) come through this machine, like sources only
+it can reach (git, local files, FTP): pushed from the local cache.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
+from envctl import mirror_routes
 from envctl.artifacts import urls
 from envctl.artifacts.cache import Cache, PlacedFile
 from envctl.artifacts.download import Downloader
@@ -30,7 +31,9 @@ def fetch_on_remote(host, loaded: Loaded, artifacts: tuple[FetchArtifact, ...], 
                     echo: Callable[[str], None], progress=None, offline: bool = False) -> dict[str, tuple[dict, str]]:
     """Place every artifact the SSH host can download itself; returns name → (its record there,
     "cached" or "fetch") for those (the caller pushes the others)."""
-    environ = {**os.environ, **host.env}
+    # The host's inventory env and mirrors, over the caller's environment and the config file
+    # (envctl.mirror_routes): the host downloads from the mirrors it reaches.
+    environ = mirror_routes.of_host(host).environ
     done = {}
     for artifact in artifacts:
         source = loaded.sources.get(artifact.name)

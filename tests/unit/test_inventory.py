@@ -237,7 +237,7 @@ def test_unknown_keys_are_located_with_a_did_you_mean(tmp_path):
         "inv:2:3: defaults.datadir: unknown key 'datadir' (did you mean 'data_dir'?)",
         "inv:3:1: hostz: unknown key 'hostz' (did you mean 'hosts'?)",
         "inv:7:5: hosts.lab2.fetsh: unknown key 'fetsh' (did you mean 'fetch'?)",
-        "inv:8:5: hosts.lab2.colour: unknown key 'colour'; expected one of: ssh, data_dir, fetch, cards, root, env, data_addr",
+        "inv:8:5: hosts.lab2.colour: unknown key 'colour'; expected one of: ssh, data_dir, fetch, cards, root, env, data_addr, mirrors",
     ]
 
 

@@ -1,0 +1,189 @@
+"""The user config file (envctl/user_config.py) and which mirror wins where (envctl/mirror_routes.py)."""
+
+from pathlib import Path
+
+import pytest
+
+from envctl import mirror_routes
+from envctl.errors import ManifestError
+from envctl.mirror_routes import HostLayer, rewrite, routes
+from envctl.user_config import Mirrors, config_path, environ_defaults, load, over
+
+GOOD = """\
+mirrors:
+  huggingface: https://hf-mirror.com/
+  modelscope: https://modelscope.example.cn
+  git:
+    "https://github.com/": "https://gitee.com/mirrors/"
+    "https://github.com/THUDM/": "http://git.lab/thudm/"
+  registries: {"quay.io": "m.daocloud.io/quay.io", "docker.io": "docker.m.daocloud.io"}
+  pip: https://pypi.tuna.tsinghua.edu.cn/simple
+"""
+
+
+def _write(tmp_path: Path, text: str) -> dict:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return {"ENVCTL_CONFIG": str(path), "HOME": str(tmp_path / "home")}
+
+
+def test_the_issue_shape_is_read_with_where_each_setting_was_written(tmp_path):
+    config = load(_write(tmp_path, GOOD))
+    m = config.mirrors
+    assert m.huggingface == "https://hf-mirror.com"  # an endpoint: joined with paths, no trailing slash
+    assert m.modelscope == "https://modelscope.example.cn"
+    assert m.git == {"https://github.com/": "https://gitee.com/mirrors/", "https://github.com/THUDM/": "http://git.lab/thudm/"}
+    assert m.registries == {"quay.io": "m.daocloud.io/quay.io", "docker.io": "docker.m.daocloud.io"}
+    assert m.pip == "https://pypi.tuna.tsinghua.edu.cn/simple"
+    f = str(tmp_path / "config.yaml")
+    assert m.origins["huggingface"] == f"{f}:2"
+    assert m.origins["git https://github.com/THUDM/"] == f"{f}:6"
+    assert m.origins["registries docker.io"] == f"{f}:7"
+    assert m.origins["pip"] == f"{f}:8"
+    assert environ_defaults(m) == {"HF_ENDPOINT": "https://hf-mirror.com", "MODELSCOPE_ENDPOINT": "https://modelscope.example.cn",
+                                   "PIP_INDEX_URL": "https://pypi.tuna.tsinghua.edu.cn/simple"}
+
+
+def test_where_the_file_is_found(tmp_path):
+    home = tmp_path / "home"
+    assert config_path({"HOME": str(home)}) is None  # none: envctl works without one
+    assert load({"HOME": str(home)}).mirrors == Mirrors()
+    default = home / ".config" / "envctl" / "config.yaml"
+    default.parent.mkdir(parents=True)
+    default.write_text("mirrors: {pip: 'http://pip.lab/simple'}\n")
+    assert config_path({"HOME": str(home)}) == default
+    xdg = tmp_path / "xdg"
+    (xdg / "envctl").mkdir(parents=True)
+    (xdg / "envctl" / "config.yaml").write_text("")
+    assert config_path({"HOME": str(home), "XDG_CONFIG_HOME": str(xdg)}) == xdg / "envctl" / "config.yaml"
+    assert load({"HOME": str(home), "XDG_CONFIG_HOME": str(xdg)}).mirrors == Mirrors()  # an empty file is no mirrors
+    assert config_path({"HOME": str(home), "ENVCTL_CONFIG": "~/mine.yaml"}) == home / "mine.yaml"
+
+
+def test_a_named_file_that_is_missing_or_a_directory_is_an_error(tmp_path):
+    with pytest.raises(ManifestError) as missing:
+        load({"ENVCTL_CONFIG": str(tmp_path / "nope.yaml")})
+    assert "nope.yaml: file not found" in missing.value.message and "ENVCTL_CONFIG" in missing.value.hint
+    (tmp_path / "home" / ".config" / "envctl" / "config.yaml").mkdir(parents=True)
+    with pytest.raises(ManifestError) as directory:
+        load({"HOME": str(tmp_path / "home")})
+    assert "is a directory" in directory.value.message
+
+
+def test_every_problem_of_a_bad_file_is_reported_at_its_line(tmp_path):
+    env = _write(tmp_path, """\
+mirrors:
+  huggingface: hf-mirror.com
+  modelscope: 42
+  hf: https://hf-mirror.com
+  git: [https://github.com/]
+  registries:
+    "https://quay.io": m.daocloud.io/quay.io
+    docker.io: https://docker.m.daocloud.io
+  pip: ftp://pip.lab/simple
+proxies: {}
+""")
+    with pytest.raises(ManifestError) as caught:
+        load(env)
+    f = env["ENVCTL_CONFIG"]
+    assert caught.value.exit_code == 3
+    assert caught.value.message.splitlines() == [
+        f"{f}:2:16: mirrors.huggingface: expected an http(s):// URL, got 'hf-mirror.com' (did you mean 'https://hf-mirror.com'?)",
+        f"{f}:3:15: mirrors.modelscope: expected an http(s):// URL, got a number",
+        f"{f}:4:3: mirrors.hf: unknown mirror 'hf'; mirrors: huggingface, modelscope, git, registries, pip",
+        f"{f}:5:8: mirrors.git: expected a mapping (URL prefix → replacement prefix), got a list",
+        f"{f}:7:5: mirrors.registries.https://quay.io: 'https://quay.io' is not a registry host (as an image "
+        f"reference names it: quay.io, docker.io, registry.example:5000)",
+        f"{f}:8:16: mirrors.registries.docker.io: 'https://docker.m.daocloud.io': a mirror is a repository prefix as "
+        f"images are named (m.daocloud.io/quay.io), without a scheme",
+        f"{f}:9:8: mirrors.pip: expected an http(s):// URL, got 'ftp://pip.lab/simple'",
+        f"{f}:10:1: proxies: unknown section 'proxies'; sections: mirrors",
+    ]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("- mirrors\n", "the configuration is a mapping (mirrors:), got a list"),
+    ("mirrors: [pip]\n", "expected a mapping of mirrors"),
+    ("mirrors:\n  pip: https://\n", "'https://' names no host"),
+    ("mirrors:\n  git: {'https://github.com/': ''}\n", "expected text (URL prefix → replacement prefix), got text"),
+    ("mirrors:\n  pip: https://a/\n  pip: https://b/\n", "pip"),  # a duplicate key
+    ("mirrors:\n  pip: [unclosed\n", ""),  # not YAML
+])
+def test_neighbours_of_a_bad_file_are_located_errors(tmp_path, text, message):
+    env = _write(tmp_path, text)
+    with pytest.raises(ManifestError) as caught:
+        load(env)
+    first = caught.value.message.splitlines()[0]
+    assert first.startswith(env["ENVCTL_CONFIG"] + ":") and first.split(":")[1].isdigit()
+    assert message in caught.value.message
+
+
+def test_a_password_in_a_mirror_url_is_never_in_a_message(tmp_path):
+    env = _write(tmp_path, "mirrors:\n  pip: ftp://user:s3cret@pip.lab/simple\n")
+    with pytest.raises(ManifestError) as caught:
+        load(env)
+    assert "s3cret" not in caught.value.message and "user:***@pip.lab" in caught.value.message
+
+
+def test_the_longest_prefix_wins_as_in_git():
+    rules = {"https://github.com/": "https://gitee.com/mirrors/", "https://github.com/THUDM/": "http://git.lab/thudm/",
+             "ssh://git@github.com/": "https://gitee.com/mirrors/"}
+    assert rewrite("https://github.com/THUDM/ChatGLM3.git", rules) == ("http://git.lab/thudm/ChatGLM3.git", "https://github.com/THUDM/")
+    assert rewrite("https://github.com/hiyouga/LLaMA-Factory", rules) == \
+        ("https://gitee.com/mirrors/hiyouga/LLaMA-Factory", "https://github.com/")
+    assert rewrite("https://gitlab.com/x/y", rules) is None
+    assert rewrite("https://github.comx/y", {"https://github.com/": "z/"}) is None
+    # the user in an ssh URL is part of the match; a password never is, nor does it travel on
+    assert rewrite("ssh://git@github.com/a/b", rules) == ("https://gitee.com/mirrors/a/b", "ssh://git@github.com/")
+    assert rewrite("https://me:TOKEN@github.com/a/b", rules) == ("https://gitee.com/mirrors/a/b", "https://github.com/")
+
+
+def _config(tmp_path, text=GOOD):
+    return load(_write(tmp_path, text))
+
+
+def test_environment_variables_win_over_the_file(tmp_path):
+    config = _config(tmp_path)
+    f = str(config.path)
+    r = routes(config, {"HF_ENDPOINT": "http://127.0.0.1:9/", "HF_TOKEN": "t"})
+    assert r.endpoints["huggingface"] == mirror_routes.Route("http://127.0.0.1:9", "environment variable HF_ENDPOINT")
+    assert r.endpoints["modelscope"] == mirror_routes.Route("https://modelscope.example.cn", f"{f}:3")
+    assert r.environ["HF_ENDPOINT"] == "http://127.0.0.1:9" and r.environ["HF_TOKEN"] == "t"
+    assert r.environ["MODELSCOPE_ENDPOINT"] == "https://modelscope.example.cn"
+    # MODELSCOPE_DOMAIN is the environment's choice too (the modelscope SDK reads it): it beats the file
+    r = routes(config, {"MODELSCOPE_DOMAIN": "ms.lab"})
+    assert r.endpoints["modelscope"].url == "https://ms.lab" and r.environ["MODELSCOPE_ENDPOINT"] == "https://ms.lab"
+    r = routes(config, {"PIP_INDEX_URL": "http://devpi.lab/root/simple/"})
+    assert r.endpoints["pip"] == mirror_routes.Route("http://devpi.lab/root/simple/", "environment variable PIP_INDEX_URL")
+
+
+def test_no_file_and_no_variables_is_the_public_services(tmp_path):
+    r = routes(load({"HOME": str(tmp_path)}), {"PATH": "/bin"})
+    assert r.endpoints == {} and r.git == {} and r.registries == {} and r.environ == {"PATH": "/bin"}
+
+
+def test_a_hosts_own_mirrors_and_env_win_over_this_machines(tmp_path):
+    config = _config(tmp_path)
+    f = str(config.path)
+    host = HostLayer("lab1", Mirrors(huggingface="http://10.0.0.2:8080", git={"https://github.com/": "http://10.0.0.2/git/"},
+                                     registries={"quay.io": "10.0.0.2:5000/quay"},
+                                     origins={"huggingface": "/inv.yaml:7", "git https://github.com/": "/inv.yaml:8",
+                                              "registries quay.io": "/inv.yaml:9"}))
+    r = routes(config, {"HF_ENDPOINT": "https://hf-mirror.com"}, host)
+    assert r.endpoints["huggingface"] == mirror_routes.Route("http://10.0.0.2:8080", "inventory /inv.yaml:7 (host lab1)")
+    assert r.endpoints["modelscope"].origin == f"{f}:3"  # the host says nothing of it: this machine's
+    assert r.git["https://github.com/"] == mirror_routes.Route("http://10.0.0.2/git/", "inventory /inv.yaml:8 (host lab1)")
+    assert r.git["https://github.com/THUDM/"].origin == f"{f}:6"  # merged prefix by prefix
+    assert r.registries["quay.io"].url == "10.0.0.2:5000/quay" and r.registries["docker.io"].url == "docker.m.daocloud.io"
+    assert r.environ["HF_ENDPOINT"] == "http://10.0.0.2:8080"
+    # the host's inventory env is the most specific of all
+    r = routes(config, {}, HostLayer("lab1", host.mirrors, {"HF_ENDPOINT": "http://10.0.0.3"}))
+    assert r.endpoints["huggingface"] == mirror_routes.Route("http://10.0.0.3", "inventory env HF_ENDPOINT (host lab1)")
+
+
+def test_over_merges_kind_by_kind():
+    low = Mirrors(huggingface="https://a", git={"x/": "y/"}, pip="https://p", origins={"huggingface": "f:1", "git x/": "f:2", "pip": "f:3"})
+    high = Mirrors(huggingface="https://b", git={"z/": "w/"}, origins={"huggingface": "g:1", "git z/": "g:2"})
+    merged = over(low, high)
+    assert (merged.huggingface, merged.pip, merged.git) == ("https://b", "https://p", {"x/": "y/", "z/": "w/"})
+    assert merged.origins == {"huggingface": "g:1", "git x/": "f:2", "git z/": "g:2", "pip": "f:3"}
