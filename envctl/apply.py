@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from envctl import runtime_env
 from envctl.artifacts.cache import Cache
 from envctl.artifacts.download import Downloader, RemoteFile
 from envctl.artifacts.fetch import with_credentials
@@ -105,10 +106,12 @@ def prepare(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str]
 
 
 def up(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress: Progress | None = None,
-       offline: bool = False) -> Report:
+       offline: bool = False, runtime=None) -> Report:
     """Execute the plan on `host` (this machine or an SSH host, one body for both): each step's
     action, nothing else; stops with WorldChanged when what the plan rested on changed. The
-    report lists what was executed, in the plan's words."""
+    report lists what was executed, in the plan's words. `runtime`: the run-time-only variables
+    for the setup steps (envctl/runtime_env.py RuntimeEnv; None: the manifest's own, without
+    --env-file)."""
     from envctl.card_lock import hold
 
     executed: list = []
@@ -116,14 +119,16 @@ def up(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], Non
         if note.startswith("warning: "):  # the plan's warnings (an unhealthy card asked for by index)
             echo(f"warning    {note.removeprefix('warning: ')}")
     image = prepare(host, loaded, plan, echo, progress, offline, executed)
-    return start(host.engine(), loaded, plan, image, Path(host.lock_dir), echo, executed, lambda: hold(host, echo))
+    return start(host.engine(), loaded, plan, image, Path(host.lock_dir), echo, executed, lambda: hold(host, echo),
+                 runtime)
 
 
 def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Path, echo: Callable[[str], None],
-          executed: list | None = None, card_lock: Callable | None = None) -> Report:
+          executed: list | None = None, card_lock: Callable | None = None, runtime=None) -> Report:
     """The container and its setup steps, as the plan decided, once the image is there.
     `card_lock()`: the host-wide lock (envctl/card_lock.py hold) under which a container that
-    takes cards is created or started, after checking that nobody took its cards since the plan."""
+    takes cards is created or started, after checking that nobody took its cards since the plan.
+    `runtime`: as for `up`; its values reach the steps' processes only, never the container."""
     executed = [] if executed is None else executed
 
     def before_remove(current) -> None:  # running work is killed only when the plan said so (--force)
@@ -153,7 +158,8 @@ def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Pat
         if now != plan.world.markers:
             raise WorldChanged(f"the setup markers in {plan.container.name} changed since the plan was made "
                                "(another up ran setup meanwhile)", hint="run `envctl plan` again to see what up would do now")
-    steps = run_planned(client, container.container_id, plan.setup, echo)
+    steps = run_planned(client, container.container_id, plan.setup, echo,
+                        passed=(runtime if runtime is not None else runtime_env.for_manifest(loaded)).values)
     executed += [("setup", s.name, "run" if s.action == "ran" else "skip") for s in steps]
     ran = sum(1 for s in steps if s.action == "ran")
     if steps:

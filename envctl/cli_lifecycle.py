@@ -6,6 +6,7 @@ so that manifest commands start in a fraction of the time.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import sys
@@ -22,6 +23,8 @@ from envctl.errors import EXIT_HOST_NOT_READY, EXIT_NOT_FOUND, EXIT_USAGE, Envct
 from envctl.manifest.loader import load
 from envctl.plan import Options
 from envctl.render import plan_json
+from envctl import runtime_env
+from envctl.runtime_env import ENV_FILE_HELP
 
 
 @app.command()
@@ -43,6 +46,7 @@ def up(
     ssh_config: Optional[str] = ssh_config_option(),
     inventory: Optional[str] = inventory_option(),
     accept_host_key: Optional[str] = accept_option(),
+    env_files: Optional[List[Path]] = typer.Option(None, "--env-file", help=ENV_FILE_HELP),
 ) -> None:
     """Bring an environment up: driver check, devices, artifacts, image, container, setup.
     Refused (exit 5) when it would recreate a container in which work runs, unless --force."""
@@ -52,6 +56,9 @@ def up(
 
     loaded, options, saved = _what_to_apply(name, plan_file, card_request(cards, card_count), skip_driver_check, force,
                                             share_cards, given(vars))
+    # A decision about now, as --force is (a saved plan keeps names and states, never values).
+    options = dataclasses.replace(options, env_files=tuple(map(str, env_files or ())))
+    runtime = runtime_env.for_manifest(loaded, options.env_files)  # a bad env file stops here, before any host
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     plans, reports = {}, {}
 
@@ -69,7 +76,7 @@ def up(
             _check_saved(saved, plan_file, the_plan)
             try:
                 with ByteProgress() as progress:
-                    report = apply.up(host, loaded, the_plan, echo, progress, offline=offline)
+                    report = apply.up(host, loaded, the_plan, echo, progress, offline=offline, runtime=runtime)
                 break
             except CardsTaken as taken:
                 if attempt + 1 == CARD_ATTEMPTS:
@@ -169,6 +176,7 @@ def exec_command(
                                               "launcher's, moved to a free one on the master)"),
     rank_table: bool = typer.Option(False, "--rank-table", help="with --nodes on Ascend: build the HCCL rank table (v1.0) "
                                     "from hccn_tool on every node, set RANK_TABLE_FILE"),
+    env_files: Optional[List[Path]] = typer.Option(None, "--env-file", help=ENV_FILE_HELP),
 ) -> None:
     """Run an entrypoint in its environment's container; exits with the entrypoint's code.
     With --nodes, one run across several hosts: every node gets the ENVCTL_* node contract."""
@@ -202,15 +210,31 @@ def exec_command(
         raise EnvctlError(entry.problem, exit_code=EXIT_HOST_NOT_READY,
                           hint=f"bring the environment up with more cards (envctl up {chosen.reference} --cards ...)")
     argv, variables = execute.apply_overrides(entry, list(sets or []), list(args or []))
+    # The passed variables (container.pass_env), valued here: the entrypoint's own env wins.
+    passed = _passed_values(chosen, env_files)
+    variables = {**passed, **variables}
     tty = entry.interactive and sys.stdin.isatty() and sys.stdout.isatty()
     workspace = chosen.workspace
     log_file = execute.log_path(Path(workspace), entrypoint) if workspace and not tty else None
-    invocation = execute.Invocation(chosen.name, argv, variables, entry.workdir, tty, log_file, entrypoint)
+    invocation = execute.Invocation(chosen.name, argv, variables, entry.workdir, tty, log_file, entrypoint,
+                                    masked=tuple(v for v in passed.values() if v))
     writer = host.log_writer(str(log_file)) if log_file is not None else None
     code = execute.run(invocation, host.docker_cli_environ(os.environ), writer)
     if log_file is not None:
         say(f"log: {log_file}" + (f" on {host.name}" if remote.wanted else ""))
     raise typer.Exit(code)
+
+
+def _passed_values(chosen, env_files) -> dict[str, str]:
+    """The run-time-only variables of the environment's manifest (envctl/runtime_env.py), with
+    its warnings (a name not set) said on stderr."""
+    loaded = load(chosen.manifest_file, variant=chosen.variant) if chosen.manifest_file else None
+    if loaded is None:
+        return {}
+    runtime = runtime_env.for_manifest(loaded, tuple(map(str, env_files or ())))
+    for line in runtime.warnings:
+        say(f"warning: {line}")
+    return dict(runtime.values)
 
 
 @app.command()

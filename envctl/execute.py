@@ -10,6 +10,7 @@ also written to the environment's workspace on the host, so it outlives the cont
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 import shlex
 import shutil
@@ -17,12 +18,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 from envctl import runs
 from envctl.errors import EnvctlError, EXIT_USAGE, HostNotReady
+from envctl.masking import StreamMask
 from envctl.plan import Entrypoint
 
 
@@ -35,6 +37,7 @@ class Invocation:
     tty: bool
     log_file: Path | None
     name: str = "shell"  # the entrypoint, as the run record names it (envctl/runs.py)
+    masked: tuple[str, ...] = field(default=(), repr=False)  # values masked in the output and log (passed secrets)
 
 
 def apply_overrides(entry: Entrypoint, sets: list[str], extra: list[str]) -> tuple[tuple[str, ...], dict[str, str]]:
@@ -101,9 +104,11 @@ def _run_piped(args: list[str], child_env: dict, invocation: Invocation, docker:
                        env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    masker = StreamMask(invocation.masked)  # a passed secret the program prints is masked on screen and in the log
     try:
         out = sys.stdout.buffer
-        for chunk in iter(lambda: child.stdout.read1(65536), b""):
+        for chunk in itertools.chain(iter(lambda: child.stdout.read1(65536), b""), [None]):  # None: the end
+            chunk = masker.feed(chunk) if chunk is not None else masker.flush()
             out.write(chunk)
             out.flush()
             if log is not None:

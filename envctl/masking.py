@@ -56,3 +56,55 @@ def mask(text: str, secrets: Iterable[str]) -> str:
     `***`, following the rule of the module docstring. Empty secrets are ignored."""
     pattern = _pattern(frozenset(s for s in secrets if s))
     return text if pattern is None else pattern.sub(MASK, text)
+
+
+class StreamMask:
+    """Masks a byte stream (an entrypoint's output, written live and to its log) by the same
+    rule as `mask`, across chunk boundaries: only a tail that could still become a secret
+    (a prefix of one of its spellings) is held back until the next chunk, so output that holds
+    no secret passes at once; one byte already written is kept as the left neighbour for the
+    whole-word rule. `feed(data)` returns what may be written now, `flush()` the rest."""
+
+    def __init__(self, secrets: Iterable[str]):
+        unique = frozenset(s for s in secrets if s)
+        pattern = _pattern(unique)
+        self._pattern = re.compile(pattern.pattern.encode("utf-8")) if pattern is not None else None
+        self._forms = sorted({f.encode("utf-8") for s in unique for f in spellings(s)}, key=len, reverse=True)
+        self._held = b""
+        self._left = b""  # the last byte written: the left neighbour of what comes next
+
+    def _masked(self, data: bytes) -> bytes:
+        text = self._left + data
+        out, last = [], 0
+        for found in self._pattern.finditer(text):
+            if found.start() < len(self._left):
+                continue  # began in what was already written
+            out += [text[last:found.start()], MASK.encode()]
+            last = found.end()
+        out.append(text[last:])
+        return b"".join(out)[len(self._left):]
+
+    def feed(self, data: bytes) -> bytes:
+        if self._pattern is None:
+            return data
+        data = self._held + data
+        keep = 0
+        for form in self._forms:  # the longest tail of `data` that is a proper prefix of a spelling
+            for size in range(min(len(form) - 1, len(data)), keep, -1):
+                if data.endswith(form[:size]):
+                    keep = size
+                    break
+        # A short spelling needs its right neighbour to decide: keep one more byte if the tail is one.
+        if any(len(f) < WHOLE_WORD_BELOW and data.endswith(f) for f in self._forms):
+            keep = max(keep, max(len(f) for f in self._forms if len(f) < WHOLE_WORD_BELOW and data.endswith(f)))
+        ready, self._held = (data[:-keep], data[-keep:]) if keep else (data, b"")
+        written = self._masked(ready)
+        if ready:
+            self._left = ready[-1:]
+        return written
+
+    def flush(self) -> bytes:
+        if self._pattern is None or not self._held:
+            return b""
+        rest, self._held = self._held, b""
+        return self._masked(rest)

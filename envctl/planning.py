@@ -25,10 +25,14 @@ def plan_on(host: WritableHost, loaded: Loaded, options: Options, engine=None, e
     """The plan on `host`, observing `engine` when given (None: no decisions about the image,
     container and setup; `engine_problem` says why). `holders=False`: who holds the cards is
     not read (an environment's own plan for exec and shell, which chooses no cards)."""
+    from envctl import runtime_env
     from envctl.artifact_steps import host_copies, host_records
     from envctl.observe import observe
     from envctl.plan import build_plan
 
     observed = observe(host, loaded, engine, remote_records=host_records(host, loaded), fetch_mode=host.fetch_mode,
                        engine_problem=engine_problem, remote_copies=host_copies(host, loaded), holders=holders)
-    return mirror_routes.shown_in_plan(build_plan(loaded, observed, options, host.environ()), loaded, host)
+    # Passed variables come from the caller's environment on this machine, whichever host runs
+    # the container: the Docker client that hands them over runs here.
+    runtime = runtime_env.for_manifest(loaded, options.env_files)
+    return mirror_routes.shown_in_plan(build_plan(loaded, observed, options, host.environ(), runtime), loaded, host)

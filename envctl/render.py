@@ -8,18 +8,17 @@ from dataclasses import asdict
 from typing import Any, Iterable
 
 from envctl.cards import cards_text
+from envctl.masking import MASK, mask
 from envctl.plan import Plan
 from envctl.summary import size_text, summary, summary_lines
 
-REDACTED = "***"
+REDACTED = MASK
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    # Longest first, so that a secret containing another is replaced whole.
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+    """`text` with the secret values masked as values, not as substrings of other words
+    (envctl/masking.py: `HF_TOKEN=x` leaves `examples` alone)."""
+    return mask(text, secrets)
 
 
 def redact_tree(value: Any, secrets: frozenset[str]) -> Any:
@@ -39,10 +38,6 @@ def plan_json(plan: Plan) -> str:
     data["container"]["config_hash"] = plan.container.config_hash()
     data["container"]["create_args"] = plan.container.cli_args()
     data["ready"] = plan.ready
-    for artifact in data["artifacts"]:  # mirror keys only where a mirror applies (envctl.mirror_routes)
-        if artifact.get("mirror") is None:
-            artifact.pop("mirror", None)
-            artifact.pop("mirror_from", None)
     return json.dumps(redact_tree(data, plan.secrets), indent=2, ensure_ascii=False)
 
 
@@ -119,8 +114,6 @@ def plan_text(plan: Plan) -> str:
         moved = f" ({size_text(a.bytes)})" if a.action not in ("cached", "missing") else ""
         add(f"   {a.name}  → {a.action}{moved}: {a.reason}")
         add(f"                 source {a.source or 'to be provided: ' + (a.obtain or '')}")
-        if a.mirror:
-            add(f"                 mirror {a.mirror}  (from {a.mirror_from})")
         if a.subpath:
             add(f"                 subpath {a.subpath}")
         if a.include:
@@ -145,6 +138,10 @@ def plan_text(plan: Plan) -> str:
         else:
             add(f"       {shlex.join(args[i:])}")
             break
+    if plan.passed:  # names only: the values never enter a plan
+        add("     passed to setup steps and entrypoints at run time only (not in the container's configuration):")
+        for variable in plan.passed:
+            add(f"       {variable.describe()}")
     add(f"6. setup       {len(plan.setup)} step(s), each re-run only when it or a step before it changes")
     for s in plan.setup:
         add(f"   [{s.index + 1}] {s.name}  (step {s.step_hash[:12]})  → {s.action}: {s.reason}")

@@ -44,6 +44,10 @@ NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # what a POSIX shell can
 _BOM = "\ufeff"
 
 
+ENV_FILE_HELP = ("an env file (NAME=VALUE lines, as docker run --env-file reads them) with values for the manifest's "
+                 "container.pass_env; the caller's environment wins; repeatable, the last given wins")
+
+
 class EnvFileError(EnvctlError):
     """An env file that cannot be read or is not in Docker's env-file format (exit 2)."""
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
 from envctl.lifecycle import WorldChanged
+from envctl.masking import mask
 from envctl.markers import CLAIM_DIR, CLAIM_DONE, CLAIM_EXIT as _CLAIM_EXIT, CLAIM_HELD, CLAIM_WRAPPER, MARKER_DIR, \
     failed_path, marker_name, marker_path
 from envctl.plan import RunSetup
@@ -65,19 +66,29 @@ def present_markers(client, container_id: str) -> set[str]:
     return set(client.api.exec_start(exec_id).decode("utf-8", errors="replace").split("\n")) - {""}
 
 
-def run_setup(client, container_id: str, steps: tuple[RunSetup, ...], echo: Callable[[str], None]) -> list[StepOutcome]:
-    """Run the steps whose marker is missing (used by `envctl build` on a fresh container)."""
+def run_setup(client, container_id: str, steps: tuple[RunSetup, ...], echo: Callable[[str], None],
+              passed: Mapping[str, str] | None = None) -> list[StepOutcome]:
+    """Run the steps whose marker is missing (used by `envctl build` on a fresh container).
+    `passed`: as for run_planned."""
     # Markers are named by chained hashes, so which exist before the first step runs decides
     # every skip: a step after one that re-runs has a new hash, hence no marker.
     present = present_markers(client, container_id) if steps else set()
-    return run_planned(client, container_id, steps, echo, lambda step: _marker(step) not in present)
+    return run_planned(client, container_id, steps, echo, lambda step: _marker(step) not in present, passed)
 
 
 def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Callable[[str], None],
-                wanted: Callable[[RunSetup], bool] = lambda step: step.action == "run") -> list[StepOutcome]:
+                wanted: Callable[[RunSetup], bool] = lambda step: step.action == "run",
+                passed: Mapping[str, str] | None = None) -> list[StepOutcome]:
     """Run exactly the steps `wanted` picks (by default those the plan says run), in order,
     each leaving its marker; the others are reported skipped. Raises SetupFailed at the first
-    step that exits non-zero."""
+    step that exits non-zero.
+
+    `passed`: the run-time-only variables (envctl/runtime_env.py RuntimeEnv.values), given to
+    each step's process with its own `env` (which wins on a name in both). They travel in the
+    Engine API's exec-create body, never on a command line, and the engine keeps no copy in the
+    container's configuration; their values are masked in the step output echoed and reported."""
+    passed = dict(passed or {})
+    secrets = [v for v in passed.values() if v]
     outcomes = []
     for step in steps:
         marker = _marker(step)
@@ -88,7 +99,7 @@ def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Ca
         claim = f"{CLAIM_DIR}/{marker_name(step.index, step.step_hash)}"
         exec_id = client.api.exec_create(
             container_id, ["sh", "-c", CLAIM_WRAPPER, claim, marker, step.name, *step.argv], stdout=True, stderr=True,
-            workdir=step.workdir, environment=dict(step.env)
+            workdir=step.workdir, environment={**passed, **step.env}
         )["Id"]
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         pending = b""
@@ -97,7 +108,7 @@ def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Ca
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
-                text = line.decode("utf-8", errors="replace")
+                text = mask(line.decode("utf-8", errors="replace"), secrets)
                 if first is None:
                     first = text
                     if text.startswith((CLAIM_HELD, CLAIM_DONE)):
@@ -105,7 +116,7 @@ def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Ca
                 tail.append(text)
                 echo(f"  | {text}")
         if pending:
-            tail.append(pending.decode("utf-8", errors="replace"))
+            tail.append(mask(pending.decode("utf-8", errors="replace"), secrets))
             echo(f"  | {tail[-1]}")
         code = client.api.exec_inspect(exec_id)["ExitCode"]
         if code == _CLAIM_EXIT and first is not None and first.startswith((CLAIM_HELD, CLAIM_DONE)):

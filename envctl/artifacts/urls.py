@@ -36,6 +36,8 @@ import hashlib
 import re
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from envctl.masking import mask
+
 REDACTED = "***"
 
 _SECRET_NAMES = frozenset({
@@ -102,9 +104,9 @@ def secret_values(url: str) -> list[str]:
 
 def redact_text(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     """Free text (an exception's message, a tool's stderr) with every credential removed: the
-    given secret strings, any URL password and any signed query value in URLs it mentions."""
-    for secret in secrets:
-        text = text.replace(secret, REDACTED)
+    given secret strings (masked as values, not inside other words: envctl/masking.py), any URL
+    password and any signed query value in URLs it mentions."""
+    text = mask(text, secrets)
     text = _USERINFO_IN_TEXT.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
     return _PAIR_IN_TEXT.sub(
         lambda m: f"{m['lead']}{m['name']}={REDACTED}" if m["value"] and is_secret_param(m["name"]) else m[0], text)

@@ -283,6 +283,16 @@ UlimitName = Annotated[str, AfterValidator(_ulimit_name)]
 UlimitValue = Annotated[int | str, BeforeValidator(_ulimit_value)]
 
 
+def _passed_name(value: Any) -> Any:
+    """A pass_env name: one a POSIX shell can export (HF_TOKEN), since it is read from one."""
+    if isinstance(value, str) and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
+        raise _fail(f"'{value}' is not an environment variable name (letters, digits and _, not starting with a digit)")
+    return value
+
+
+PassedName = Annotated[str, AfterValidator(_passed_name)]
+
+
 class Container(_Strict):
     """Everything here reaches Docker; each value is checked as Docker reads it
     (docker_values), so that `validate` refuses what `up` would fail on."""
@@ -309,8 +319,32 @@ class Container(_Strict):
         min_length=1,
         description="how text commands (setup and entrypoint `run:` lines) are started, e.g. [/bin/bash, -lc]",
     )
+    pass_env: list[PassedName] = Field(
+        default_factory=list,
+        description="variables passed from the caller's environment (or an env file) to setup steps and entrypoints "
+                    "when they run, never into the container's configuration, labels, config hash, plans or logs "
+                    "(tokens: HF_TOKEN); envctl/runtime_env.py",
+    )
+    env_file: str | None = Field(None, description="an env file (NAME=VALUE lines, as docker run --env-file reads them) "
+                                                   "with values for pass_env, relative to the manifest; may be missing")
 
     _env = field_validator("env", mode="before")(_check_env)
+
+    @model_validator(mode="after")
+    def _passed_not_baked(self) -> "Container":
+        """A name is either baked (env) or passed (pass_env), once: with both, the token would be
+        in the container's configuration after all."""
+        seen: set[str] = set()
+        for name in self.pass_env:
+            if name in seen:
+                raise _fail(f"'{name}' is listed twice", entry="pass_env")
+            seen.add(name)
+            if name in self.env:
+                raise _fail(f"'{name}' is in both env (baked into the container's configuration) and pass_env "
+                            f"(passed at run time only); keep it in pass_env", entry="pass_env")
+        if self.env_file is not None and not self.env_file.strip():
+            raise _fail("env_file is empty: give a path (relative to the manifest), or leave it out", entry="env_file")
+        return self
 
     @field_validator("name")
     @classmethod
