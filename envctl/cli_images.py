@@ -20,7 +20,7 @@ def image(
     vars: Optional[List[str]] = var_option(),
     offline: bool = typer.Option(False, "--offline", help="use a cached tarball only"),
 ) -> None:
-    """Make sure the manifest's image is on the engine (load or build it, as `up` would), and
+    """Make sure the manifest's image is on the engine (load, build or pull it, as `up` would), and
     nothing else: for preparing a box before its artifacts are ready."""
     from envctl import apply
     from envctl.artifacts.cache import Cache
@@ -34,6 +34,13 @@ def image(
     client = connect()
     the_plan = plan_here(loaded, Options(skip_driver_check=True), client)
     cache = Cache(cache_dir())
+    if the_plan.image.origin == "pull":  # pulled through the engine, as up pulls (envctl/registry_step.py)
+        from envctl.registry_step import ensure_pulled
+
+        with ByteProgress() as progress:
+            outcome, _ = ensure_pulled(local_host(), client, loaded, the_plan, cache, say, progress, offline)
+        typer.echo(outcome.image_id)
+        return
     with ByteProgress() as progress:
         tarball = apply.local_tarball(client, loaded, the_plan, cache, progress, offline)
         outcome = ensure_image(client, the_plan.image, tarball, IdentityCache(cache.root / "state" / "tarballs.json"), progress,

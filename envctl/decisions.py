@@ -110,7 +110,7 @@ def image(origin: str, source: str | None, baked: str | None, observed) -> Decis
             where = f", sent to {observed.host}" if observed.fetch_mode else ""
             return Decision("load", f"{why}; from {source}{where}", caches.tarball_size)
         return Decision("download+load", f"{why}; the tarball is downloaded first", caches.tarball_size)
-    return Decision("missing", f"{why}; envctl pulls from no registry")
+    return Decision("missing", f"{why}; the manifest gives no tarball or build and does not pull it (image.pull)")
 
 
 def _pull(why: str, source: str | None, observed) -> Decision:

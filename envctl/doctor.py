@@ -49,7 +49,7 @@ def _image_check(plan) -> Check:
         return Check("image", "info", f"{image.ref} not on this host yet: up will "
                                       f"{_UP_WILL[image.action].format(source=image.source)}")
     if image.action == "missing":
-        how = image.obtain or "give image.tarball.source (a docker save tarball) or image.build in the manifest"
+        how = image.obtain or "give image.tarball.source (a docker save tarball) or image.build in the manifest, or pull it from its registry (image.pull: true)"
         return Check("image", "fail", f"{image.ref}: {image.reason}; up cannot start without it: {how}")
     return Check("image", "warn", f"{image.ref}: {image.action} ({image.reason})")
 

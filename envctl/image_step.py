@@ -98,8 +98,8 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
         if current is not None and step.expected_id is not None:
             raise ImageError(f"{step.ref} on this host is {current.id}, the manifest pins {step.expected_id}",
                              hint="load the pinned image (give image.tarball) or update image.id")
-        how = step.obtain or "give image.tarball.source (a docker save tarball) or image.build in the manifest"
-        raise ImageError(f"image {step.ref} is not on this host; envctl pulls from no registry", hint=how)
+        how = step.obtain or "give image.tarball.source (a docker save tarball) or image.build in the manifest, or pull it from its registry (image.pull: true)"
+        raise ImageError(f"image {step.ref} is not on this host, and the manifest does not pull it", hint=how)
 
     advance = progress(f"loading {tarball.name}", tarball.stat().st_size) if progress else None
     try:

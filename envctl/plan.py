@@ -36,7 +36,6 @@ class Options:
     skip_driver_check: bool = False
     force: bool = False  # recreate the container even while work runs in it (--force)
     share_cards: bool = False  # take cards asked for by index even when another container holds them
-    env_files: tuple[str, ...] = ()  # --env-file: values for container.pass_env (envctl/runtime_env.py)
 
 
 @dataclass(frozen=True)
@@ -82,6 +81,10 @@ class FetchArtifact:
     action: str = "unknown"  # cached | fetch | push | fetch+push | copy | fetch+copy | missing
     reason: str = ""
     bytes: int | None = None  # what is fetched or pushed, when known (the lock file, the cache record)
+    # The mirror it is downloaded through, when one applies (hub endpoint or rewritten git URL),
+    # and where that was set ("FILE:LINE", "environment variable HF_ENDPOINT"): envctl.mirror_routes.
+    mirror: str | None = None
+    mirror_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,6 @@ class Plan:
     baked: str | None = None  # an image `envctl build` made with the setup inside, used instead
     container_action: ContainerAction = ContainerAction("unknown", "the engine was not asked")
     world: World = World()
-    passed: tuple = ()  # container.pass_env: runtime_env.PassedVariable (names and whether set, never values)
     secrets: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
 
     @property
@@ -285,16 +287,9 @@ def _entrypoints(loaded: Loaded, selection: Selection) -> tuple[Entrypoint, ...]
     return tuple(out)
 
 
-def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(), environ: Mapping[str, str] | None = None,
-               runtime=None) -> Plan:
-    """Pure: the same inputs always give the same plan. `runtime`: the run-time environment
-    (envctl/runtime_env.py RuntimeEnv, resolved by the caller); by default resolved from
-    `environ` and options.env_files. Only its names and states enter the plan."""
-    from envctl import runtime_env
-
+def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(), environ: Mapping[str, str] | None = None) -> Plan:
+    """Pure: the same inputs always give the same plan."""
     manifest = loaded.manifest
-    if runtime is None:
-        runtime = runtime_env.for_manifest(loaded, options.env_files, environ)
     fam = family(manifest.device.kind)
     blockers: list[str] = []
     needs: list[str] = []
@@ -346,7 +341,7 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
         unasked = "" if observed.engine is not None else " (unless the engine has the image: it could not be asked)"
         needs.insert(0, f"image {image.ref}: {image.obtain}{unasked}")
     if image.action == "missing" and image.origin == "present":  # (a tarball without source is in `needs`)
-        how = image.obtain or "give image.tarball.source (a docker save tarball) or image.build in the manifest"
+        how = image.obtain or "give image.tarball.source (a docker save tarball) or image.build in the manifest, or pull it from its registry (image.pull: true)"
         blockers.append(f"image {image.ref}: {image.reason}; {how}")
     replaced = tuple(name for name, a in artifacts.items() if a.action not in ("cached", "missing", "unknown"))
     chosen = decisions.container(spec, decisions.wanted_image_id(image, baked, observed), observed, replaced)
@@ -380,12 +375,11 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
         entrypoints=_entrypoints(loaded, selection),
         blockers=tuple(blockers),
         needs=tuple(needs),
-        notes=tuple(manifest.notes) + tuple(f"warning: {w}" for w in (*card_warnings, *runtime.warnings)),
+        notes=tuple(manifest.notes) + tuple(f"warning: {w}" for w in card_warnings),
         baked=baked,
         container_action=ContainerAction(chosen.action, chosen.reason, chosen.changes, stops),
         world=world,
-        passed=runtime.passed,
-        secrets=loaded.secrets | runtime.secrets,
+        secrets=loaded.secrets,
     )
 
 

@@ -82,9 +82,10 @@ def credentials(registry: str) -> tuple[str, str] | None:
     except DockerException as exc:  # a credential helper that failed
         raise RegistryError(f"Docker's credential store for {registry} failed: {exc}",
                             hint="run `docker login " + registry + "` again, or fix credsStore in ~/.docker/config.json") from None
-    if found and found.get("Username") and found.get("Password"):
-        return found["Username"], found["Password"]
-    return None
+    # config.json entries come back as username/password, a credential helper's as Username/Password.
+    user = (found or {}).get("Username") or (found or {}).get("username")
+    secret = (found or {}).get("Password") or (found or {}).get("password")
+    return (user, secret) if user and secret else None
 
 
 class RegistrySession:

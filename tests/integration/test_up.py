@@ -191,7 +191,7 @@ def test_an_image_without_tarball_or_build_is_not_pulled(make_env, no_image):
     done = env.run("up", str(env.manifest))
     assert done.returncode == 5
     # A blocker of the plan: `up` stops before anything is fetched or created.
-    assert f"image {IMAGE}: not on the engine; envctl pulls from no registry" in done.stderr, done.stderr
+    assert f"image {IMAGE}: not on the engine; the manifest gives no tarball or build and does not pull it (image.pull)" in done.stderr, done.stderr
 
 
 def test_two_concurrent_ups_end_with_one_container_and_neither_improvises(make_env, tarballs, no_image, engine):

@@ -3,7 +3,9 @@ installed by tests/ensure-registry.sh), one process per instance, on a free port
 storage in the test's directory. Docker reaches 127.0.0.0/8 registries over plain HTTP without
 any daemon setting (dockerd's default insecure range).
 
-- `Registry(directory)`: start/stop; `url`, `host` ("127.0.0.1:PORT").
+- `Registry(directory, users=None)`: start/stop; `url`, `host` ("127.0.0.1:PORT"). With `users`
+  ({name: password}), it asks for them (Basic auth from an htpasswd file of bcrypt hashes, the
+  registry's `auth.htpasswd`).
 - `push_busybox(client, registry, repository, tag, extra)`: a busybox image made here (no
   network: tests/testimages.py's rootfs) pushed by the classic engine; returns its manifest digest.
 - `copy(source, target, repository, tag, target_repository)`: the manifest and blobs copied byte
@@ -40,8 +42,9 @@ def free_port() -> int:
 
 
 class Registry:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, users: dict[str, str] | None = None):
         self.directory = directory
+        self.users = users or {}
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
@@ -53,17 +56,25 @@ class Registry:
                         "docker-registry", pytrace=False)
         self.directory.mkdir(parents=True, exist_ok=True)
         config = self.directory / "config.yml"
-        config.write_text(json.dumps({  # YAML is a superset of JSON
+        settings = {
             "version": 0.1, "log": {"level": "error"},
             "storage": {"filesystem": {"rootdirectory": str(self.directory / "data")}, "delete": {"enabled": True}},
             "http": {"addr": self.host},
-        }))
+        }
+        if self.users:
+            import bcrypt  # paramiko's own dependency
+
+            htpasswd = self.directory / "htpasswd"
+            htpasswd.write_text("".join(f"{name}:{bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
+                                        for name, secret in self.users.items()))
+            settings["auth"] = {"htpasswd": {"realm": "envctl-test", "path": str(htpasswd)}}
+        config.write_text(json.dumps(settings))  # YAML is a superset of JSON
         log = open(self.directory / "registry.log", "wb")
         self.process = subprocess.Popen([BINARY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
         log.close()
         for _ in range(100):
             try:
-                if requests.get(f"{self.url}/v2/", timeout=2).status_code == 200:
+                if requests.get(f"{self.url}/v2/", timeout=2).status_code == (401 if self.users else 200):
                     return self
             except requests.ConnectionError:
                 pass
@@ -115,7 +126,8 @@ def copy(source: Registry, target: Registry, repository: str, reference: str, ta
     return target.put_manifest(target_repository, reference, body, media_type)
 
 
-def push_busybox(client, registry: Registry, repository: str, tag: str, extra: dict[str, bytes] | None = None) -> str:
+def push_busybox(client, registry: Registry, repository: str, tag: str, extra: dict[str, bytes] | None = None,
+                 auth: dict | None = None) -> str:
     """A busybox image (with `extra` files) imported into the classic engine, pushed to
     `registry`, and removed from the engine again; returns the manifest digest the push reported."""
     from testimages import _rootfs_tar
@@ -124,7 +136,7 @@ def push_busybox(client, registry: Registry, repository: str, tag: str, extra: d
     client.api.import_image_from_data(_rootfs_tar(extra), repository=name, tag=tag)
     digest = None
     try:
-        for event in client.api.push(name, tag=tag, stream=True, decode=True):
+        for event in client.api.push(name, tag=tag, stream=True, decode=True, auth_config=auth):
             if "error" in event:
                 pytest.fail(f"pushing {name}:{tag} failed: {event['error']}", pytrace=False)
             digest = (event.get("aux") or {}).get("Digest") or digest

@@ -61,7 +61,7 @@ def test_fresh_host(world):
     engine = FakeEngine()
     plan = world(engine)
     assert actions(plan) == ["missing", "create", "run", "run"]
-    assert plan.image.reason == "not on the engine; envctl pulls from no registry"
+    assert plan.image.reason == "not on the engine; the manifest gives no tarball or build and does not pull it (image.pull)"
     assert plan.blockers  # nothing can provide the image
 
 

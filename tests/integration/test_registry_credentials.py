@@ -1,0 +1,104 @@
+"""Credentials for a pulled image are Docker's, on both image stores, against a real registry
+on loopback that asks for a user and password (docker-registry's htpasswd auth):
+
+- none kept: `plan` says the size is unknown and why, `up` fails with the engine's reason and
+  nothing tagged, no traceback;
+- an `auths` entry of config.json (`$DOCKER_CONFIG`, as `docker login` writes it);
+- a credential helper named by `credHelpers` (a `docker-credential-NAME` program on PATH that
+  answers `get` with {ServerURL, Username, Secret}, the protocol of docker-credential-helpers).
+The password never appears in what envctl prints."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import uuid
+
+import pytest
+
+from engines import CLASSIC, connect
+from servers.registry import Registry, push_busybox, reachable_from
+
+pytestmark = pytest.mark.both_engines
+
+USER, SECRET = "lab", "s3cret-registry-pass"
+MANIFEST = "device: {{kind: cpu}}\nimage:\n  ref: {ref}\n  pull: true\nentrypoints:\n  hello: {{run: cat /etc/marker}}\n"
+
+
+@pytest.fixture(scope="module")
+def private(tmp_path_factory):
+    classic = connect(CLASSIC).client
+    with Registry(tmp_path_factory.mktemp("private"), users={USER: SECRET}) as registry:
+        repository = f"envctl-it/private-{uuid.uuid4().hex[:6]}"
+        digest = push_busybox(classic, registry, repository, "1", {"etc/marker": b"behind a login\n"},
+                              auth={"username": USER, "password": SECRET})
+        yield registry, f"{registry.host}/{repository}", digest
+
+
+@pytest.fixture
+def reach(engine_under_test, private, engine):
+    registry, name, digest = private
+    if engine_under_test.store == "containerd" and registry.port not in _forwarded:
+        reachable_from(int(open("/run/envctl-test-containerd/engine.pid").read()), registry.port)
+        _forwarded.add(registry.port)
+    yield private
+    for ref in (f"{name}:1", f"{name}@{digest}"):
+        try:
+            engine.images.remove(ref, force=True)
+        except Exception:  # noqa: BLE001 (absent is fine)
+            pass
+
+
+_forwarded: set[int] = set()
+
+
+def _docker_config(env, config: dict, helper: bool = False) -> dict:
+    directory = env.base / f"docker-config-{uuid.uuid4().hex[:6]}"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(config))
+    environ = env.environ(DOCKER_CONFIG=str(directory))
+    if helper:
+        bin_dir = directory / "bin"
+        bin_dir.mkdir()
+        program = bin_dir / "docker-credential-envctltest"
+        program.write_text("#!/bin/sh\nread server\n"
+                           f"printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{SECRET}\"}}' \"$server\"\n")
+        program.chmod(0o755)
+        environ["PATH"] = f"{bin_dir}{os.pathsep}{environ['PATH']}"
+    return environ
+
+
+def test_without_credentials_it_is_refused_clearly(reach, make_env, engine):
+    registry, name, digest = reach
+    env = make_env("cpu")
+    env.write(MANIFEST.format(ref=f"{name}:1@{digest}"))
+    environ = _docker_config(env, {})
+    plan = env.run("plan", str(env.manifest), env=environ)
+    assert plan.returncode == 0, plan.stderr
+    assert f"size unknown: {registry.host} wants credentials and Docker keeps none for it" in plan.stdout, plan.stdout
+    up = env.run("up", str(env.manifest), env=environ)
+    assert up.returncode == 5 and "Traceback" not in up.stderr, up.stderr
+    assert f"pulling {name}@{digest} failed" in up.stderr and "no basic auth credentials" in up.stderr, up.stderr
+    with pytest.raises(Exception):
+        engine.api.inspect_image(f"{name}:1")
+
+
+@pytest.mark.parametrize("kept", ["auths", "credHelpers"])
+def test_docker_credentials_are_used(reach, make_env, engine, kept):
+    registry, name, digest = reach
+    env = make_env("cpu")
+    env.write(MANIFEST.format(ref=f"{name}:1@{digest}"))
+    if kept == "auths":
+        token = base64.b64encode(f"{USER}:{SECRET}".encode()).decode()
+        environ = _docker_config(env, {"auths": {registry.host: {"auth": token}}})
+    else:
+        environ = _docker_config(env, {"credHelpers": {registry.host: "envctltest"}}, helper=True)
+    plan = env.run("plan", str(env.manifest), env=environ)
+    assert plan.returncode == 0, plan.stderr
+    assert "compressed layers for this platform" in plan.stdout, plan.stdout
+    up = env.run("up", str(env.manifest), env=environ)
+    assert up.returncode == 0, up.stderr
+    assert env.inside("cat /etc/marker") == (0, "behind a login\n")
+    for text in (plan.stdout, plan.stderr, up.stdout, up.stderr):
+        assert SECRET not in text
