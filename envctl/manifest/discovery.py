@@ -79,7 +79,9 @@ def list_manifests(roots: list[Root]) -> list[Found]:
 
 
 def split_variant(reference: str) -> tuple[str, str | None]:
-    """'chinese-alpaca2-mlu:7b' → ('chinese-alpaca2-mlu', '7b'); a path may carry ':variant' too."""
+    """'chinese-alpaca2-mlu:7b' → ('chinese-alpaca2-mlu', '7b'); a combination stays whole
+    ('qwen:14b+merged' → ('qwen', '14b+merged'), split by compose.variant_parts); a path may
+    carry ':variant' too."""
     if ":" in reference and not Path(reference).exists():
         base, _, variant = reference.rpartition(":")
         if base and variant:
