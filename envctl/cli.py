@@ -10,6 +10,7 @@ import traceback
 import typer
 
 from envctl import cli_artifacts, cli_cards, cli_export, cli_images, cli_lifecycle, cli_manifests  # noqa: F401  (they register their commands)
+from envctl import cli_new  # noqa: F401  (envctl new: a manifest from another or from a docker run command)
 from envctl.cli_app import app, print_error
 from envctl.errors import EXIT_INTERNAL, EnvctlError
 from envctl.fs_errors import explain_os_error, is_path_error
