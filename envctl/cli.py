@@ -1,5 +1,5 @@
 """The `envctl` command line: the only modules that print or exit are this one and the command
-modules it loads (cli_manifests, cli_lifecycle, cli_images, cli_artifacts, cli_export, cli_cards)."""
+modules it loads (cli_manifests, cli_lifecycle, cli_images, cli_artifacts, cli_export, cli_cards, cli_serve)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import traceback
 
 import typer
 
-from envctl import cli_artifacts, cli_cards, cli_export, cli_images, cli_lifecycle, cli_manifests  # noqa: F401  (they register their commands)
+from envctl import cli_artifacts, cli_cards, cli_export, cli_images, cli_lifecycle, cli_manifests, cli_serve  # noqa: F401  (they register their commands)
 from envctl import cli_new  # noqa: F401  (envctl new: a manifest from another or from a docker run command)
 from envctl.cli_app import app, print_error
 from envctl.errors import EXIT_INTERNAL, EnvctlError

@@ -176,14 +176,20 @@ def exec_command(
                                               "launcher's, moved to a free one on the master)"),
     rank_table: bool = typer.Option(False, "--rank-table", help="with --nodes on Ascend: build the HCCL rank table (v1.0) "
                                     "from hccn_tool on every node, set RANK_TABLE_FILE"),
+    detach: bool = typer.Option(False, "--detach", "-d", help="run it in the background (a server): return once its "
+                                "ready: holds, print where it serves and its log; `envctl stop ENTRY` ends it"),
     env_files: Optional[List[Path]] = typer.Option(None, "--env-file", help=ENV_FILE_HELP),
 ) -> None:
     """Run an entrypoint in its environment's container; exits with the entrypoint's code.
-    With --nodes, one run across several hosts: every node gets the ENVCTL_* node contract."""
+    With --nodes, one run across several hosts: every node gets the ENVCTL_* node contract.
+    With --detach, it keeps running after envctl returns (exit 0 once ready, 1 when it is not)."""
     import os
 
     from envctl import environments, execute
 
+    if detach and nodes:
+        raise EnvctlError("--detach runs one server in one environment; a run across --nodes stays attached",
+                          exit_code=EXIT_USAGE)
     if nodes:
         if hosts:
             raise EnvctlError("give the hosts either with --nodes (one run across them) or --host, not both",
@@ -213,6 +219,10 @@ def exec_command(
     # The passed variables (container.pass_env), valued here: the entrypoint's own env wins.
     passed = _passed_values(chosen, env_files)
     variables = {**passed, **variables}
+    if detach:
+        from envctl.cli_serve import exec_detached
+
+        raise typer.Exit(exec_detached(host, remote.wanted, chosen, entry, argv, variables))
     tty = entry.interactive and sys.stdin.isatty() and sys.stdout.isatty()
     workspace = chosen.workspace
     log_file = execute.log_path(Path(workspace), entrypoint) if workspace and not tty else None
@@ -293,6 +303,9 @@ def status(
         typer.echo(f"{where}{r['name']:<32} {r['status']:<8} cards {cards:<12} {r['manifest']}{given}  ({r['image']}){by}")
         for run in r["runs"]:
             typer.echo(f"{' ' * len(where)}  running {Run(**run).describe()}")
+            if run.get("detached"):  # a server from exec --detach: what it answers on, as the manifest declared it
+                said = f"ready when {run['ready']}" if run.get("ready") else "declares no readiness"
+                typer.echo(f"{' ' * len(where)}    detached server: {said}; envctl stop {run['name']} --env {r['name']}")
     raise typer.Exit(code)
 
 
@@ -312,8 +325,10 @@ def _status_rows(client) -> list[dict]:
 
 @app.command()
 def logs(
-    env: Optional[str] = typer.Argument(None, help="the environment (container name or manifest)"),
+    env: Optional[str] = typer.Argument(None, help="the environment (container name or manifest), or an entrypoint "
+                                                   "of the only one (or of --env's)"),
     entrypoint: Optional[str] = typer.Option(None, "--entrypoint", "-e", help="only this entrypoint's runs"),
+    env_option: Optional[str] = typer.Option(None, "--env", help="the environment, when the argument is an entrypoint"),
     follow: bool = typer.Option(False, "--follow", "-f", help="keep printing what is appended"),
     hosts: Optional[List[str]] = host_option(),
     ssh_config: Optional[str] = ssh_config_option(),
@@ -324,7 +339,9 @@ def logs(
     run_id: Optional[str] = typer.Option(None, "--run", help="with --nodes: this run (default: the latest)"),
     list_runs: bool = typer.Option(False, "--runs", help="with --nodes: list the runs across nodes, newest first"),
 ) -> None:
-    """Print the log of the latest entrypoint run (kept in the environment's workspace); with
+    """Print the log of the latest entrypoint run (kept in the environment's workspace), or of
+    the entrypoint's run still running (a server started with exec --detach); -f follows it.
+    `logs web -f` and `logs -e web -f` are the same when web is not an environment's name. With
     --nodes, every node's log of the latest run across them (or of --run)."""
     from envctl import environments
 
@@ -343,16 +360,44 @@ def logs(
         raise EnvctlError("--run and --runs go with --nodes", exit_code=EXIT_USAGE)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     host = single_target(remote)
+    env, entrypoint = _env_or_entrypoint(host.engine(), env, entrypoint, env_option)
     chosen = environments.choose(host.engine(), env, running_only=False)
     if not chosen.workspace:
         raise EnvctlError(f"{chosen.name} has no workspace mount")
     pattern = f"{entrypoint}-*.log" if entrypoint else "*.log"
-    newest = host.newest(f"{chosen.workspace}/logs", pattern)
+    newest = _running_log(host.engine(), chosen, entrypoint) or host.newest(f"{chosen.workspace}/logs", pattern)
     if newest is None:
         where = f" on {host.name}" if remote.wanted else ""
         raise EnvctlError(f"no logs yet in {chosen.workspace}/logs{where}" + (f" for {entrypoint}" if entrypoint else ""),
                           exit_code=EXIT_NOT_FOUND)
     raise typer.Exit(host.stream(newest, follow))
+
+
+def _env_or_entrypoint(client, positional, entrypoint, env_option):
+    """(environment, entrypoint) from `logs`' argument: an environment when it names one (as
+    before), else an entrypoint, with --env (or the only environment)."""
+    from envctl import environments
+
+    if positional is None:
+        return env_option, entrypoint
+    if env_option is not None:
+        if entrypoint is not None:
+            raise EnvctlError("give the entrypoint either as the argument or with -e, not both", exit_code=EXIT_USAGE)
+        return env_option, positional
+    names = {name for e in environments.all_environments(client) for name in (e.name, e.manifest, e.reference)}
+    if positional in names or entrypoint is not None:
+        return positional, entrypoint
+    return None, positional
+
+
+def _running_log(client, chosen, entrypoint) -> str | None:
+    """The log of `entrypoint`'s run still running in `chosen` (the latest started), if any."""
+    from envctl.runs import running_work
+
+    if not entrypoint:
+        return None
+    running = [r for r in running_work(client, chosen.container) if r.kind == "entrypoint" and r.name == entrypoint and r.log]
+    return running[-1].log if running else None
 
 
 @app.command()

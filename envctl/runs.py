@@ -75,11 +75,16 @@ class Run:
     by: str | None = None
     exec_id: str | None = None
     step: str | None = None  # kind `setup`: the step's marker name (envctl/markers.py), which its claim bears
+    detached: bool = False  # kind `entrypoint`: started by `envctl exec --detach` (envctl/detach.py)
+    ports: tuple[int, ...] = ()  # detached: the ports the entrypoint serves, in the container
+    ready: str | None = None  # detached: its readiness, described (`GET /health answers 2xx on port 8000`)
 
     def describe(self) -> str:
         """`train since 2026-11-30 12:03:00 UTC (pid 123, log /ws/logs/train-….log, by ana@box)`."""
-        what = {"entrypoint": self.name, "setup": f"setup step '{self.name}'", "exec": f"docker exec {self.name}", "process": f"process {self.name}"}[self.kind]
+        what = {"entrypoint": self.name + (" (detached)" if self.detached else ""), "setup": f"setup step '{self.name}'", "exec": f"docker exec {self.name}", "process": f"process {self.name}"}[self.kind]
         details = []
+        if self.ports:
+            details.append("serves " + ", ".join(f":{port}" for port in self.ports))
         if self.pid is not None:
             details.append(f"pid {self.pid}")
         elif self.host_pid is not None:
@@ -154,8 +159,8 @@ def running_work(client, container) -> tuple[Run, ...]:
 def _exec_run(client, container: str, exec_id: str, info: dict, host_pid: int | None, processes: dict) -> Run | None:
     config = info.get("ProcessConfig") or {}
     argv = [config.get("entrypoint") or "", *(config.get("arguments") or [])]
-    if argv == ["sh", "-c", PROC_SCRIPT]:
-        return None  # another envctl reading the process table: not work
+    if len(argv) >= 3 and argv[:2] == ["sh", "-c"] and argv[2] in _internal_scripts():
+        return None  # another envctl reading the process table or probing a server: not work
     elapsed = processes.get(host_pid, (None, None, None))[1]
     if len(argv) >= 5 and argv[:3] == ["sh", "-c", WRAPPER]:
         try:
@@ -163,8 +168,11 @@ def _exec_run(client, container: str, exec_id: str, info: dict, host_pid: int | 
         except ValueError:
             record = {}
         if isinstance(record, dict) and record.get("entrypoint"):
+            ports = record.get("ports") if isinstance(record.get("ports"), list) else []
             return Run("entrypoint", str(record["entrypoint"]), record.get("since") or _since(elapsed),
-                       _pid_in_container(client, container, argv[3]), host_pid, record.get("log"), record.get("by"), exec_id)
+                       pid_in_container(client, container, argv[3]), host_pid, record.get("log"), record.get("by"), exec_id,
+                       detached=record.get("detached") is True, ports=tuple(p for p in ports if isinstance(p, int)),
+                       ready=record.get("ready") if isinstance(record.get("ready"), str) else None)
     if len(argv) >= 6 and argv[:3] == ["sh", "-c", CLAIM_WRAPPER]:  # claim, marker, step name, the step's argv
         return Run("setup", argv[5], _since(elapsed), host_pid=host_pid, exec_id=exec_id, step=posixpath.basename(argv[3]))
     if len(argv) >= 4 and argv[:3] == ["sh", "-c", _OLD_WRAPPER]:
@@ -174,8 +182,16 @@ def _exec_run(client, container: str, exec_id: str, info: dict, host_pid: int | 
                exec_id=exec_id)
 
 
-def _pid_in_container(client, container: str, pid_file: str) -> int | None:
-    """The PID the wrapper wrote, read through the engine (no exec, no shell needed)."""
+def _internal_scripts() -> set[str]:
+    """The scripts envctl runs for itself in a container (with `sh -c`): never work."""
+    from envctl import detach, readiness  # they use this module
+
+    return {PROC_SCRIPT, *readiness.PROBES, *detach.SCRIPTS}
+
+
+def pid_in_container(client, container: str, pid_file: str) -> int | None:
+    """The PID the wrapper wrote at `pid_file`, read through the engine (no exec, no shell
+    needed); None when it is not there (yet)."""
     try:
         stream, _stat = client.api.get_archive(container, pid_file)
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:

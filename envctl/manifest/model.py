@@ -450,6 +450,27 @@ class Nodes(_Strict):
     _run = field_validator("run", mode="before")(_check_optional_run)
 
 
+def _http_path(value: str | None) -> str | None:
+    """A path asked on the entrypoint's own port: `/health`, `/v1/models?x=1`; not a URL."""
+    if value is None:
+        return value
+    if not value.startswith("/") or any(c.isspace() or ord(c) < 32 or c == "\x7f" for c in value):
+        raise _fail(f"{value!r} is not an HTTP path (it starts with / and holds no spaces; the host and port are "
+                    f"the container's and ready.port)")
+    return value
+
+
+class Ready(_Strict):
+    """When a run started with `envctl exec ENTRY --detach` is ready: a socket of the run
+    listens on `port` in the container and, with `http`, a GET of that path there answers 2xx."""
+
+    port: ServedPort | None = Field(None, description="the port that answers; default: the entrypoint's only port")
+    http: str | None = Field(None, description="a path asked with GET on that port (e.g. /health): ready on a 2xx answer")
+    timeout: float = Field(120, gt=0, description="seconds to wait for it; then the run is stopped and exec fails")
+
+    _http = field_validator("http")(_http_path)
+
+
 class Entrypoint(_Strict):
     description: str | None = None
     run: str | list[str]
@@ -462,11 +483,36 @@ class Entrypoint(_Strict):
     ports: list[ServedPort] = Field(default_factory=list, description="ports it serves in the container (8000 or \"8000/tcp\"), for information and port checks")
     interactive: bool = Field(False, description="needs a terminal (a chat CLI)")
     nodes: Nodes | None = Field(None, description="can run on several hosts at once (exec --nodes), and how")
+    ready: Ready | None = Field(None, description="a server: when `envctl exec ENTRY --detach` may return (its port "
+                                                  "answers, or an HTTP path answers 2xx)")
 
     _run = field_validator("run", mode="before")(_check_run)
     _env = field_validator("env", mode="before")(_check_env)
     _cards = field_validator("cards", mode="before")(_check_cards)
     _params = field_validator("params", mode="before")(_check_scalars)
+
+    @model_validator(mode="after")
+    def _ready_port(self) -> "Entrypoint":
+        """`ready` names one of the ports served, or the only one; a server needs no terminal."""
+        if self.ready is None:
+            return self
+        if self.interactive:
+            raise _fail("an interactive entrypoint needs a terminal and cannot run detached; drop ready or interactive",
+                        entry="ready")
+        served = ", ".join(map(str, self.ports))
+        if self.ready.port is None and len(self.ports) != 1:
+            raise _fail("say which port answers: ready.port" + (f" (one of {served})" if self.ports else
+                                                               ", or list it in ports"), entry="ready")
+        if self.ready.port is not None and self.ports and self.ready.port not in self.ports:
+            raise _fail(f"ready.port {self.ready.port} is not one of the ports it serves ({served})", entry="ready")
+        return self
+
+    @property
+    def ready_port(self) -> int | None:
+        """The port readiness is checked on: ready.port, else the only port served."""
+        if self.ready is None:
+            return None
+        return self.ready.port if self.ready.port is not None else self.ports[0]
 
 
 class Manifest(_Strict):
