@@ -113,10 +113,11 @@ def observe_pull(host, loaded, engine, environ=None) -> RegistryView:
     """observe() for a manifest on `host` (this machine or an SSH host: its mirrors, from the
     inventory, over this machine's; envctl/mirror_routes.py)."""
     from envctl.image_identity import RECORDS, EngineImages
-    from envctl.mirror_routes import of_host
+    from envctl.mirror_routes import here, of_host
     from envctl.paths import cache_dir
 
-    routes = of_host(host, environ).registries
+    # An air-gapped host (fetch: push) gets what this machine pulls, through this machine's mirrors.
+    routes = (here(environ) if getattr(host, "fetch_mode", None) == "push" else of_host(host, environ)).registries
     records = EngineImages(engine, cache_dir(environ) / "state" / RECORDS) if engine is not None else None
     return observe(loaded.manifest.image.ref, loaded.image_lock, routes, engine, records=records)
 

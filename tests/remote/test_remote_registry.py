@@ -1,9 +1,14 @@
-"""A pulled image (`image.pull`) for an air-gapped lab host (`fetch: push`, the inventory's
-default): it reaches no registry, so this machine's engine pulls the image from a real registry
-on loopback (Debian's docker-registry, tests/servers/registry.py), and it goes to the host as a
-`docker save` tarball through the tarball push path, is loaded there, and runs. A second `up`
-finds it there by the config digest recorded for the pinned manifest digest (`docker save`
-keeps no RepoDigests) and moves nothing."""
+"""Pulled images (`image.pull`) on lab hosts, from real registries (Debian's docker-registry,
+tests/servers/registry.py):
+
+- an air-gapped host (`fetch: push`, the inventory's default) reaches no registry: this
+  machine's engine pulls the image, and it goes to the host as a `docker save` tarball through
+  the tarball push path, is loaded there, and runs. A second `up` finds it there by the config
+  digest recorded for the pinned manifest digest (`docker save` keeps no RepoDigests) and moves
+  nothing;
+- a host with `fetch: remote` pulls itself, through the mirror its inventory entry names
+  (`mirrors: {registries: ...}`), which only it is given: the plan names that mirror and where it
+  was set, and the host's engine tags the canonical name."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import uuid
 import docker
 import pytest
 
-from servers.registry import Registry, push_busybox
+from servers.registry import Registry, copy, push_busybox, reachable_from
 
 BODY = """\
 device: {{kind: cpu}}
@@ -57,3 +62,30 @@ def test_an_air_gapped_host_gets_the_pulled_image_pushed(world, lab, pushed):
     assert "pulled here" not in again.stderr and "loaded" not in again.stderr, again.stderr
     replan = world.run("plan", str(manifest), "--host", "lab2")
     assert "→ present" in replan.stdout, replan.stdout
+
+
+def test_a_host_that_pulls_itself_goes_through_its_own_mirror(world, lab, pushed, tmp_path):
+    from sshlab_system import netns_path
+
+    origin, name, digest = pushed
+    repository = name.split("/", 1)[1]
+    with Registry(tmp_path / "mirror") as mirror:
+        assert copy(origin, mirror, repository, "1", f"quay.io/{repository}") == digest
+        reachable_from(str(netns_path(lab.host("lab1").netns)), mirror.port)  # lab1's loopback reaches it
+        ref = f"quay.io/{repository}:1@{digest}"
+        lab.docker("lab1", "rmi", "-f", f"quay.io/{repository}:1")
+        manifest = world.write(BODY.format(ref=ref))
+        world.write_inventory(lab1={"fetch": "remote", "mirrors": {"registries": {"quay.io": f"{mirror.host}/quay.io"}}})
+        plan = world.run("plan", str(manifest), "--host", "lab1")
+        assert plan.returncode == 0, plan.stderr
+        assert f"→ pull: not on the engine; lab1 pulls {mirror.host}/quay.io/{repository}@{digest}" in plan.stdout, plan.stdout
+        assert f"mirror {mirror.host}/quay.io (set in inventory " in plan.stdout and "(host lab1)" in plan.stdout, plan.stdout
+        up = world.run("up", str(manifest), "--host", "lab1")
+        assert up.returncode == 0, up.stderr
+        assert f"through mirror {mirror.host}" in up.stderr, up.stderr
+        inspected = lab.docker("lab1", "image", "inspect", "--format", "{{json .RepoDigests}}", f"quay.io/{repository}:1")
+        assert digest in inspected.stdout, inspected.stdout + inspected.stderr
+        ran = world.run("exec", "hello", "--host", "lab1", "--env", world.container)
+        assert ran.returncode == 0 and ran.stdout == "pulled, then pushed\n", ran.stderr
+        lab.docker("lab1", "rm", "-f", world.container)
+        lab.docker("lab1", "rmi", "-f", f"quay.io/{repository}:1", f"{mirror.host}/quay.io/{repository}@{digest}")

@@ -10,8 +10,9 @@ any daemon setting (dockerd's default insecure range).
   network: tests/testimages.py's rootfs) pushed by the classic engine; returns its manifest digest.
 - `copy(source, target, repository, tag, target_repository)`: the manifest and blobs copied byte
   for byte over the registry API, as a pull-through mirror serves them (same digest).
-- `reachable_from(pid, port)`: the port also opened in the network namespace of process `pid`
-  (the containerd-store test engine runs in one of its own), forwarded to this loopback.
+- `reachable_from(namespace, port)`: the port also opened in another network namespace (the
+  containerd-store test engine and the SSH lab's hosts run in their own), forwarded to this
+  loopback, where Docker's engines there reach it as a loopback registry too.
 
 A registry that does not start fails the test (never a skip).
 """
@@ -149,8 +150,9 @@ def push_busybox(client, registry: Registry, repository: str, tag: str, extra: d
 _CLONE_NEWNET = 0x40000000
 
 
-def reachable_from(pid: int, port: int) -> threading.Thread:
-    """Listen on 127.0.0.1:`port` in the network namespace of process `pid` and forward each
+def reachable_from(namespace: int | str, port: int) -> threading.Thread:
+    """Listen on 127.0.0.1:`port` in a network namespace (`namespace`: a process ID, whose
+    namespace it is, or a namespace file such as /var/run/netns/NAME) and forward each
     connection to 127.0.0.1:`port` here. setns(2) changes the namespace of the calling thread
     only, and a socket keeps the namespace it was made in: the forwarding thread makes its
     listening socket there and its outgoing connections back here. Needs root."""
@@ -160,10 +162,10 @@ def reachable_from(pid: int, port: int) -> threading.Thread:
 
     def serve() -> None:
         own = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
-        other = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+        other = os.open(f"/proc/{namespace}/ns/net" if isinstance(namespace, int) else namespace, os.O_RDONLY)
         try:
             if libc.setns(other, _CLONE_NEWNET) != 0:
-                problem.append(f"setns into {pid}'s network namespace: errno {ctypes.get_errno()}")
+                problem.append(f"setns into the network namespace {namespace}: errno {ctypes.get_errno()}")
                 return
             listener = socket.socket()
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
