@@ -17,7 +17,7 @@ from envctl.artifacts.cache import Cache
 from envctl.artifacts.download import Downloader, RemoteFile
 from envctl.artifacts.fetch import with_credentials
 from envctl.artifacts.sources import Source
-from envctl.errors import FetchError, HostNotReady
+from envctl.errors import EnvctlError, FetchError, HostNotReady
 from envctl.hosts.base import WritableHost
 from envctl.image_step import ImageOutcome, Progress
 from envctl.lifecycle import ContainerOutcome, WorldChanged, execute
@@ -138,16 +138,22 @@ def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Pat
                          "restarting" if plan.container_action.action == "restart" else "recreating")
 
     action = plan.container_action.action
-    if card_lock is not None and plan.devices.cards and action in ("create", "recreate", "start"):
-        from envctl.card_lock import check_still_free
+    try:
+        if card_lock is not None and plan.devices.cards and action in ("create", "recreate", "start"):
+            from envctl.card_lock import check_still_free
 
-        with card_lock():  # two ups on one host: one chooses and creates at a time
-            check_still_free(client, plan)
+            with card_lock():  # two ups on one host: one chooses and creates at a time
+                check_still_free(client, plan)
+                container = execute(client, plan.container, action, plan.world, image.image_id, str(loaded.file),
+                                    lock_dir, before_remove)
+        else:
             container = execute(client, plan.container, action, plan.world, image.image_id, str(loaded.file), lock_dir,
                                 before_remove)
-    else:
-        container = execute(client, plan.container, action, plan.world, image.image_id, str(loaded.file), lock_dir,
-                            before_remove)
+    except EnvctlError as exc:  # a ulimit the runtime refused is named with the manifest line that set it
+        located = _ulimit_located(exc, loaded, plan)
+        if located is exc:
+            raise
+        raise located from None
     detail = f": {', '.join(container.changes)} changed" if container.changes else ""
     echo(f"container  {plan.container.name}: {container.action}{detail}")
     for run in plan.container_action.stops if container.action in ("recreated", "restarted") else ():
@@ -165,6 +171,15 @@ def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Pat
     if steps:
         echo(f"setup      {ran} step(s) ran, {len(steps) - ran} unchanged")
     return Report(plan, image, container, tuple(steps), tuple(executed))
+
+
+def _ulimit_located(exc: EnvctlError, loaded: Loaded, plan: Plan) -> EnvctlError:
+    from envctl.engine_errors import with_ulimit_origin
+    from envctl.manifest.provenance import origin_of
+
+    trace = getattr(loaded, "trace", None)
+    return with_ulimit_origin(exc, plan.container.name, dict(plan.container.ulimits),
+                              lambda path: origin_of(path, trace) if trace is not None else None)
 
 
 _CONTAINER_WORDS = {"created": "create", "recreated": "recreate", "started": "start", "restarted": "restart",

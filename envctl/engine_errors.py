@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import errno
 import http.client
+import re
+from dataclasses import dataclass
+from typing import Callable
 
 from envctl.errors import EXIT_ENGINE_FAILED, EXIT_HOST_NOT_READY, EnvctlError
 from envctl.fs_errors import explain_os_error
@@ -102,9 +105,84 @@ def _explain(exc: Exception, operation: str, engine: str) -> EnvctlError | None:
     return None
 
 
+# The runtime's words when it may not give the container's first process a resource limit
+# (runc and crun set `--ulimit`s with prlimit(2) at start, after the container was created):
+# - runc 1.1 (Docker 20.10-28, containerd 1.6+): "failed to create shim task: OCI runtime create
+#   failed: runc create failed: unable to start container process: error during container init:
+#   error setting rlimits for ready process: error setting rlimit type 8: operation not
+#   permitted: unknown" (seen here from Docker 20.10.24 and 28, runc 1.1.5; wazuh/wazuh-docker#903,
+#   containerd/nerdctl#1937, nestybox/sysbox#351)
+# - runc 1.0-rc (Docker 19.03): "OCI runtime create failed: container_linux.go:349: starting
+#   container process caused "process_linux.go:449: container init caused \"process_linux.go:
+#   465: setting rlimits for ready process caused \\\"error setting rlimit type 7: operation not
+#   permitted\\\"\"": unknown"
+# - crun (Podman's default, Docker with --runtime crun): "crun: setrlimit `RLIMIT_MEMLOCK`:
+#   Operation not permitted: OCI permission denied"
+# runc names the limit by its Linux number (include/uapi/asm-generic/resource.h); Docker's
+# --ulimit names are the RLIMIT_ names in lower case.
+_RLIMIT_NUMBERS = ("cpu", "fsize", "data", "stack", "core", "rss", "nproc", "nofile", "memlock", "as", "locks",
+                   "sigpending", "msgqueue", "nice", "rtprio", "rttime")
+_RUNC_RLIMIT = re.compile(r"error setting rlimit type (\d+): ([A-Za-z ]+[A-Za-z])")
+_CRUN_RLIMIT = re.compile(r"setrlimit `?RLIMIT_([A-Z]+)`?: ([A-Za-z ]+[A-Za-z])")
+RLIMIT_HINT = ("the engine's runtime cannot raise that limit: it may not exceed what the engine itself may set (a "
+               "rootless or nested engine, in LXC or sysbox, lacks CAP_SYS_RESOURCE; nofile stops at "
+               "/proc/sys/fs/nr_open); lower the value, or remove it with null over the layer that set it")
+
+
+@dataclass(frozen=True)
+class RlimitRefused:
+    """A resource limit the runtime could not set: `ulimit` in Docker's words (memlock), the
+    kernel's RLIMIT_ name, and the reason (operation not permitted, invalid argument)."""
+
+    ulimit: str
+    resource: str
+    reason: str
+
+
+def rlimit_refused(text: str) -> RlimitRefused | None:
+    """The limit an engine's error text says could not be set (runc or crun words), or None."""
+    found = _RUNC_RLIMIT.search(text or "")
+    if found and int(found.group(1)) < len(_RLIMIT_NUMBERS):
+        name = _RLIMIT_NUMBERS[int(found.group(1))]
+        return RlimitRefused(name, f"RLIMIT_{name.upper()}", found.group(2).strip().lower())
+    found = _CRUN_RLIMIT.search(text or "")
+    if found:
+        return RlimitRefused(found.group(1).lower(), f"RLIMIT_{found.group(1)}", found.group(2).strip().lower())
+    return None
+
+
+def with_ulimit_origin(error: EnvctlError, container: str, ulimits: dict, origin_of: Callable[[tuple], object]):
+    """`error` (starting `container` failed) restated when a ulimit was refused: which
+    container.ulimits entry, its value, and where it was written (`origin_of(path)`: a
+    provenance.Origin, with layer, file and line; layer "default" when no layer wrote it).
+    Any other error comes back unchanged."""
+    refused = rlimit_refused(error.message)
+    if refused is None:
+        return error
+    path = ("container", "ulimits", refused.ulimit)
+    origin = origin_of(path) if refused.ulimit in ulimits else None
+    if origin is not None and getattr(origin, "file", None):
+        layer = "the manifest" if origin.layer == "manifest" else origin.layer
+        where = f"container.ulimits.{refused.ulimit}: {ulimits[refused.ulimit]}, set in {layer} at " \
+                f"{origin.file}:{origin.line}"
+    elif refused.ulimit in ulimits:
+        where = f"container.ulimits.{refused.ulimit}: {ulimits[refused.ulimit]}"
+    else:
+        where = (f"not set by the manifest (container.ulimits has no {refused.ulimit}): the engine's own default "
+                 "(dockerd's default-ulimits in /etc/docker/daemon.json)")
+    combined = EngineRefused(f"the engine could not start {container}: the runtime may not set the ulimit "
+                             f"{refused.ulimit} ({refused.resource}): {refused.reason}; {where}", hint=RLIMIT_HINT)
+    combined.exit_code = getattr(error, "exit_code", combined.exit_code)
+    return combined
+
+
 def _api_error(exc, operation: str, engine: str) -> EngineError:
     status = exc.status_code or 0
     reason = _first_line(exc.explanation or str(exc))
+    refused = rlimit_refused(reason)
+    if refused is not None:
+        return EngineRefused(f"the Docker engine's runtime may not set the ulimit {refused.ulimit} ({refused.resource}) "
+                             f"({operation}): {refused.reason}", hint=RLIMIT_HINT)
     if status == 404:
         return EngineNotFound(f"not found on the Docker engine ({operation}): {reason}",
                               hint="it may have been removed meanwhile: `envctl status` shows what envctl made")
