@@ -31,6 +31,7 @@ the Engine API's exec body (envctl/setup_steps.py, envctl/execute.py): never a c
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import stat
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from envctl.errors import EXIT_USAGE, EnvctlError
+from envctl.manifest.interpolate import looks_secret
 
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # what a POSIX shell can export
 _BOM = "\ufeff"
@@ -188,7 +190,12 @@ def for_manifest(loaded, env_files: Sequence[Path | str] = (), environ: Mapping[
     names = list(getattr(container, "pass_env", None) or ())
     own = getattr(container, "env_file", None)
     optional = [Path(loaded.file).parent / own] if own else []
+    # The issue's `HF_TOKEN: ${HF_TOKEN:-}` in container.env: baked, so said, with the way out.
+    baked = tuple(f"container.env.{name} looks like a credential and is baked into the container's configuration "
+                  f"(docker inspect shows it; a new value recreates the container and re-runs setup): move it to "
+                  f"container.pass_env" for name, value in container.env.items() if looks_secret(name) and value)
     runtime = RuntimeEnv() if not names and not env_files else resolve(names, env_files, environ, optional)
+    runtime = dataclasses.replace(runtime, warnings=baked + runtime.warnings)
     return with_pip_mirror(runtime, dict(getattr(container, "env", None) or {}), environ)
 
 

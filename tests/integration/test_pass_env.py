@@ -90,6 +90,7 @@ def _up_released(env, environ) -> subprocess.CompletedProcess:
     try:
         _wait_for(started, "the setup step starting")
         hits = _argv_holding(environ["HF_TOKEN"])
+        assert _argv_holding("/tmp/step-go"), "the scan does not see the setup step's processes"
         env.inside("touch /tmp/step-go")
         out, err = process.communicate(timeout=120)
     finally:
@@ -143,6 +144,7 @@ def test_token_reaches_steps_and_entrypoints_only(make_env, tarballs):
     try:
         _wait_for(lambda: env.inside("test -e /tmp/entry-started")[0] == 0, "the entrypoint starting")
         assert _argv_holding(token) == []
+        assert _argv_holding("/tmp/entry-go"), "the scan does not see the container's processes"
         env.inside("touch /tmp/entry-go")
         assert waiting.wait(timeout=60) == 0
     finally:

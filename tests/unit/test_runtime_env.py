@@ -137,3 +137,14 @@ def test_pass_env_changes_no_config_hash_and_no_step_hash(tmp_path):
     assert len({p.setup[0].step_hash for p in plans}) == 1
     assert plans[1].passed == (PassedVariable("HF_TOKEN", "set", "environment"),)
     assert "one" in plans[1].secrets and "two" in plans[2].secrets
+
+
+def test_a_credential_baked_in_container_env_is_said(tmp_path):
+    """`HF_TOKEN: ${HF_TOKEN:-}` in container.env (the issue's manifest) bakes the token: plan says
+    so and names pass_env; an empty value or a name that is no credential says nothing."""
+    manifest = _manifest(tmp_path, "  env: {HF_TOKEN: \"${HF_TOKEN:-}\", LANG: C.UTF-8}\n")
+    said = for_manifest(load(manifest, environ={"HF_TOKEN": "hf_x"}), environ={}).warnings
+    assert said == ("container.env.HF_TOKEN looks like a credential and is baked into the container's configuration "
+                    "(docker inspect shows it; a new value recreates the container and re-runs setup): move it to "
+                    "container.pass_env",)
+    assert for_manifest(load(manifest, environ={}), environ={}).warnings == ()
