@@ -11,11 +11,12 @@ from envctl.export.model import Export
 def written_by(export: Export, format_name: str) -> str:
     """The `envctl export` command line that reproduces this export (every option given, shell-
     quoted; a secret --set value as a reference to its variable, never the value)."""
-    reference = export.reference
+    reference = shlex.quote(f"{export.manifest}:{export.variant}" if export.variant else export.manifest)
+    reference += "".join(f" --var {shlex.quote(f'{k}={v}')}" for k, v in export.vars.items())
     options = list(export.extra.get("options", ()))
     tail = options[options.index("--"):] if "--" in options else []
     head = options[:len(options) - len(tail)]
-    return " ".join(["envctl", "export", shlex.quote(reference), "--entrypoint", shlex.quote(export.entrypoint),
+    return " ".join(["envctl", "export", reference, "--entrypoint", shlex.quote(export.entrypoint),
                      "--nodes", str(export.nnodes), "--format", format_name, *head, *tail])
 
 
