@@ -246,6 +246,8 @@ def parse_run(args: list[str], substituted: dict[str, str] | None = None) -> Doc
 def _long(name: str, value: str | None, args: list[str], i: int, options: list[Option]) -> int:
     if name not in FLAGS:
         raise DockerRunError(f"unknown flag: --{name}", hint="docker run --help lists the flags Docker takes")
+    if name == "help":
+        raise DockerRunError("--help prints docker run's help; there is nothing to make a manifest of")
     canonical = ALIASES.get(name, name)
     if FLAGS[name] is BOOLEAN:
         options.append(Option(canonical, _boolean(f"--{name}", value), args[i]))

@@ -193,8 +193,6 @@ def _option(option: Option, run: DockerRun, draft: Draft, cwd: Path) -> None:
     elif name == "pull":
         if value not in ("always", "missing", "never"):
             raise DockerRunError(f"--pull {value}: Docker takes always, missing or never")
-    elif name == "help":
-        raise DockerRunError("--help prints docker run's help; there is nothing to make a manifest of")
     else:
         why = UNEXPRESSED.get(name, "envctl has no setting for it")
         draft.notes.append(f"docker run {option.written}: not in the manifest ({why})")

@@ -115,7 +115,7 @@ def render(name: str, run: DockerRun, draft) -> str:
     data: dict = {}
     out = lines.append
     out(f"# {name}: made by `envctl new {name} --from-docker-run` from this command:")
-    lines += [f"#   {_comment(line)}" for line in command_lines(run)]
+    lines += ["#   " + line.replace("\r", "\\r").replace("\n", "\\n") for line in command_lines(run)]
     if run.substituted:
         shown = ", ".join(f"{key}={_comment(value)}" for key, value in sorted(run.substituted.items()))
         out(f"# Values of its variables, from the export lines or the environment: {shown}")
@@ -161,6 +161,10 @@ def render(name: str, run: DockerRun, draft) -> str:
             _emit(lines, key, value, draft)
 
     found = entrypoint(run)
+    if found and found[2] and found[1]["run"][0].startswith("-"):
+        draft.notes.append(f"the command's arguments ({shlex.join(run.command)}) went to the image's ENTRYPOINT, which "
+                           f"envctl does not read from the image; write an entrypoint running that program with them")
+        found = None
     if found:
         entry_name, fields, comments = found
         if draft.served:

@@ -1,0 +1,248 @@
+"""Manifests made from vendors' docker run commands (envctl/docker_run_manifest.py), each loaded
+with the real loader. Commands: see test_docker_run.py's docstring for their sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from envctl.docker_run import DockerRunError, read_command
+from envctl.docker_run_manifest import manifest_from_run
+from envctl.manifest import discovery
+from envctl.manifest.loader import load_file
+from test_docker_run import VLLM_ASCEND
+
+ENVIRON = {"HOME": "/home/lab"}
+
+
+def made(tmp_path: Path, text: str, name: str = "made", environ=None):
+    """(loaded manifest, its text, warnings) of the command `text`."""
+    run = read_command(text, environ if environ is not None else {})
+    manifest_text, warnings = manifest_from_run(name, run, tmp_path)
+    bundle = tmp_path / "manifests" / name
+    bundle.mkdir(parents=True)
+    (bundle / "manifest.yaml").write_text(manifest_text, encoding="utf-8")
+    loaded = load_file(bundle / "manifest.yaml", ENVIRON, discovery.search_roots(ENVIRON, tmp_path))
+    return loaded.manifest, manifest_text, warnings
+
+
+def test_vllm_ascend_quick_start(tmp_path):
+    manifest, text, warnings = made(tmp_path, VLLM_ASCEND, "vllm-serve")
+    assert (manifest.device.kind, manifest.device.cards) == ("npu", [0])
+    assert (manifest.image.ref, manifest.image.pull) == ("quay.io/ascend/vllm-ascend:v0.9.2rc1", True)
+    container = manifest.container
+    assert (container.name, container.shm_size) == ("vllm-ascend", "1g")
+    # the driver's files and the manager nodes are envctl's own (envctl/devices/npu.py): not said twice
+    assert container.mounts == ["/root/.cache:/root/.cache"]
+    assert container.ports == ["8000:8000"]
+    shell = manifest.entrypoints["shell"]
+    assert (shell.run, shell.interactive, shell.ports) == (["bash"], True, [8000])
+    assert warnings == [] and manifest.notes == []
+    for left in ("--device /dev/davinci_manager", "-v /usr/local/dcmi:/usr/local/dcmi",
+                 "-v /usr/local/Ascend/driver/lib64/:/usr/local/Ascend/driver/lib64/"):
+        assert f"#   {left}" in text
+    assert "DEVICE=/dev/davinci0" in text  # the values the export lines gave, recorded
+
+
+MINDIE = """docker run -itd --privileged \\
+--name mindie --ipc=host --network=host \\
+--device=/dev/davinci0 --device=/dev/davinci1 --device=/dev/davinci2 --device=/dev/davinci3 \\
+--device=/dev/davinci_manager --device=/dev/devmm_svm --device=/dev/hisi_hdc \\
+-v /usr/local/dcmi:/usr/local/dcmi -v /usr/local/bin/npu-smi:/usr/local/bin/npu-smi \\
+-v /usr/local/Ascend/driver/lib64/common:/usr/local/Ascend/driver/lib64/common \\
+-v /usr/local/Ascend/driver/lib64/driver:/usr/local/Ascend/driver/lib64/driver \\
+-v /etc/ascend_install.info:/etc/ascend_install.info -v /etc/localtime:/etc/localtime \\
+-v /etc/vnpu.cfg:/etc/vnpu.cfg \\
+-v /usr/local/Ascend/driver/version.info:/usr/local/Ascend/driver/version.info \\
+swr.cn-northeast-228.ccaicc.com/ccaicc-bms-910b/mindie:1.0 /bin/bash
+"""
+
+
+def test_mindie_run_script_with_driver_subdirectories_and_host_network(tmp_path):
+    manifest, text, _ = made(tmp_path, MINDIE)
+    assert manifest.device.cards == [0, 1, 2, 3]
+    c = manifest.container
+    assert (c.privileged, c.ipc, c.network, c.name) == (True, "host", "host", "mindie")
+    assert c.mounts == ["/etc/localtime:/etc/localtime", "/etc/vnpu.cfg:/etc/vnpu.cfg"]
+    assert "inside /usr/local/Ascend/driver/lib64, which envctl mounts read-only" in text
+    entry = manifest.entrypoints["shell"]
+    assert entry.run == ["/bin/bash"] and not entry.interactive  # -d: in the background
+    assert "--detach" in text
+
+
+def test_whole_driver_directory_and_other_host_paths(tmp_path):
+    manifest, text, _ = made(tmp_path, "docker run -it --device=/dev/davinci1 --device=/dev/davinci_manager "
+                                       "-v /usr/local/Ascend/driver:/usr/local/Ascend/driver "
+                                       "-v /usr/local/Ascend/add-ons/:/usr/local/Ascend/add-ons/ "
+                                       "-v /usr/local/sbin/:/usr/local/sbin/ -v /data:/data:ro img:1 /bin/bash")
+    assert manifest.device.cards == [1]
+    assert manifest.container.mounts == ["/usr/local/Ascend/add-ons/:/usr/local/Ascend/add-ons/",
+                                         "/usr/local/sbin/:/usr/local/sbin/", "/data:/data:ro"]
+    assert "envctl mounts the driver's lib64, include, tools, topo and version.info read-only" in text
+
+
+def test_ascend_runtime_by_its_variable(tmp_path):
+    manifest, text, _ = made(tmp_path, "docker run -it -e ASCEND_VISIBLE_DEVICES=0-1 -e ASCEND_RUNTIME_OPTIONS=NODRV "
+                                       "image-name:tag /bin/bash")
+    assert (manifest.device.kind, manifest.device.cards, manifest.container.runtime) == ("npu", [0, 1], "ascend")
+    assert manifest.container.env == {"ASCEND_RUNTIME_OPTIONS": "NODRV"}
+    assert "default runtime" in text
+    explicit, _, _ = made(tmp_path, "docker run --runtime ascend -e ASCEND_VISIBLE_DEVICES=3 img:1", "explicit")
+    assert (explicit.device.cards, explicit.container.runtime) == ([3], "ascend")
+
+
+CAMBRICON = """docker run -it \\
+     --net=host \\
+     --privileged=true \\
+     --cap-add=sys_ptrace \\
+     --shm-size="64g" \\
+     -v /usr/bin/cnmon:/usr/bin/cnmon \\
+     -v /data:/data \\
+     --device=/dev/cambricon_dev0 \\
+     --device=/dev/cambricon_ctl \\
+     --device /dev/cambricon_ipcm0 \\
+     --name="$MY_CONTAINER" \\
+     yellow.hub.cambricon.com/pytorch/pytorch:v1.17.0-torch1.13.1-ubuntu20.04-py310 \\
+     /bin/bash
+"""
+
+
+def test_cambricon_run_script(tmp_path):
+    manifest, text, _ = made(tmp_path, CAMBRICON, environ={"MY_CONTAINER": "pytorch_py3"})
+    assert (manifest.device.kind, manifest.device.cards) == ("mlu", [0])
+    c = manifest.container
+    assert (c.network, c.privileged, c.cap_add, c.shm_size, c.name) == ("host", True, ["sys_ptrace"], "64g", "pytorch_py3")
+    assert c.mounts == ["/data:/data"]  # cnmon is envctl's own for mlu
+    assert "#   -v /usr/bin/cnmon:/usr/bin/cnmon" in text and "#   --device=/dev/cambricon_ctl" in text
+
+
+def test_privileged_with_the_control_node_only_names_no_card(tmp_path):
+    manifest, text, _ = made(tmp_path, "docker run --shm-size '64gb' --privileged --network=host --ipc=host "
+                                       "--device /dev/cambricon_ctl -it --name mt5 -w /home/pytorch_modelzoo "
+                                       "yellow.hub.cambricon.com/pytorch/pytorch:v1.11.0-torch1.9-ubuntu18.04-py37 /bin/bash")
+    assert (manifest.device.kind, manifest.device.cards) == ("mlu", None)
+    assert "# cards: no card was named" in text
+    assert manifest.container.workdir == "/home/pytorch_modelzoo"
+
+
+@pytest.mark.parametrize("gpus, cards", [("all", None), ("2", 2), ('"device=0,2"', [0, 2]), ("device=1", [1]),
+                                         ("count=4,capabilities=compute", 4)])
+def test_gpus(tmp_path, gpus, cards):
+    manifest, _, _ = made(tmp_path, f"docker run --gpus '{gpus}' --ipc=host vllm/vllm-openai:v0.6.0 --model x")
+    assert (manifest.device.kind, manifest.device.cards) == ("cuda", cards)
+    # the arguments went to the image's ENTRYPOINT, which envctl does not know: a note, no entrypoint
+    assert manifest.entrypoints == {}
+    assert any("--model x" in note and "ENTRYPOINT" in note for note in manifest.notes)
+
+
+def test_server_command_env_ulimits_ports_and_user(tmp_path):
+    manifest, text, warnings = made(tmp_path, (
+        "docker run -d --name qwen -p 127.0.0.1:8000:8000 -p 9000-9001:9000-9001/udp "
+        "-e VLLM_USE_V1=1 --env PYTHONUNBUFFERED=1 -e HF_ENDPOINT=https://hf-mirror.com "
+        "--ulimit memlock=-1 --ulimit nofile=1024:65536 --ulimit stack=67108864 --user root --pid=host "
+        "quay.io/ascend/vllm-ascend:v0.13.0 vllm serve Qwen/Qwen2.5-7B-Instruct --port 8000"))
+    c = manifest.container
+    assert c.ports == ["127.0.0.1:8000:8000", "9000:9000/udp", "9001:9001/udp"]
+    assert c.env == {"VLLM_USE_V1": "1", "PYTHONUNBUFFERED": "1", "HF_ENDPOINT": "https://hf-mirror.com"}
+    assert c.ulimits == {"memlock": -1, "nofile": "1024:65536", "stack": 67108864}
+    assert (c.user, c.pid) == ("root", "host")
+    entry = manifest.entrypoints["vllm"]
+    assert entry.run == ["vllm", "serve", "Qwen/Qwen2.5-7B-Instruct", "--port", "8000"]
+    assert entry.ports == [8000, 9000, 9001] and not entry.interactive
+    assert manifest.device.kind == "cpu" and warnings == []
+
+
+def test_entrypoint_flag_and_shell_command(tmp_path):
+    manifest, _, _ = made(tmp_path, "docker run --entrypoint /bin/bash img:1 -c 'cd /w && python x.py'")
+    assert manifest.entrypoints["bash"].run == ["/bin/bash", "-c", "cd /w && python x.py"]
+    none, text, _ = made(tmp_path, "docker run -d img:1", "none")
+    assert none.entrypoints == {} and "# entrypoints: the command gave none" in text
+
+
+def test_secrets_are_passed_never_written(tmp_path):
+    manifest, text, warnings = made(tmp_path, "docker run -e HF_TOKEN=hf_abcdefgh1234 -e OPENAI_API_KEY "
+                                              "-e HUB_PASSWORD=$HUB_PASSWORD -e PLAIN=1 img:1",
+                                    environ={"HUB_PASSWORD": "pw-secret-value"})
+    assert manifest.container.pass_env == ["HF_TOKEN", "OPENAI_API_KEY", "HUB_PASSWORD"]
+    assert manifest.container.env == {"PLAIN": "1"}
+    assert "hf_abcdefgh1234" not in text and "pw-secret-value" not in text
+    assert "-e HF_TOKEN=***" in text
+    assert any("HF_TOKEN" in w and "pass_env" in w for w in warnings)
+
+
+def test_a_secret_in_the_command_is_refused(tmp_path):
+    with pytest.raises(DockerRunError, match=r"uses \$HF_TOKEN"):
+        made(tmp_path, "docker run img:1 huggingface-cli login --token $HF_TOKEN")
+
+
+def test_env_file_names_are_passed(tmp_path):
+    (tmp_path / "vllm.env").write_text("# settings\nHF_ENDPOINT=https://hf-mirror.com\nHF_TOKEN=x\n\nVLLM_LOGGING_LEVEL\n")
+    manifest, _, _ = made(tmp_path, "docker run --env-file ./vllm.env img:1")
+    assert manifest.container.env_file == str(tmp_path / "vllm.env")
+    assert manifest.container.pass_env == ["HF_ENDPOINT", "HF_TOKEN", "VLLM_LOGGING_LEVEL"]
+    missing, _, warnings = made(tmp_path, "docker run --env-file /nonexistent/x.env img:1", "missing")
+    assert missing.container.env_file == "/nonexistent/x.env"
+    assert any("cannot read /nonexistent/x.env" in w for w in warnings)
+
+
+def test_what_envctl_cannot_express_is_a_note_and_a_warning(tmp_path):
+    manifest, _, warnings = made(tmp_path, (
+        "docker run --cap-drop NET_RAW --add-host db:10.0.0.2 --restart unless-stopped -P --tmpfs /run "
+        "-v models:/models -v /anon --mount type=volume,source=v,target=/v "
+        "--mount type=bind,source=/srv/data,target=/data,readonly,bind-propagation=rslave "
+        "-v /logs:/logs:z --security-opt seccomp=unconfined --device /dev/infiniband/uverbs0 -p 7000 img:1"))
+    expected = ["--cap-drop NET_RAW", "--add-host db:10.0.0.2", "--restart unless-stopped", "-P",
+                "--tmpfs /run", "-v models:/models", "-v /anon", "--mount type=volume,source=v,target=/v",
+                "bind-propagation", "-v /logs:/logs:z", "--security-opt seccomp=unconfined",
+                "--device /dev/infiniband/uverbs0", "-p 7000"]
+    for flag in expected:
+        assert any(flag in note for note in manifest.notes), flag
+    assert manifest.notes == warnings
+    assert manifest.container.mounts == ["/srv/data:/data:ro", "/logs:/logs"]
+    assert manifest.container.ports == ["7000"]
+
+
+def test_published_ports_under_host_network_are_a_note(tmp_path):
+    manifest, _, warnings = made(tmp_path, "docker run --net=host -p 8000:8000 img:1 vllm serve m")
+    assert manifest.container.ports == [] and manifest.container.network == "host"
+    assert any("discards published ports" in w for w in warnings)
+    assert manifest.entrypoints["vllm"].ports == [8000]
+
+
+def test_relative_host_paths_are_taken_from_the_current_directory(tmp_path):
+    manifest, _, _ = made(tmp_path, "docker run -v ./work:/work -v ../up:/up img:1")
+    assert manifest.container.mounts == [f"{tmp_path}/work:/work", f"{tmp_path.parent}/up:/up"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("docker run --device /dev/davinci0 --device /dev/cambricon_dev0 img:1", "more than one family"),
+    ("docker run --shm-size 64x img:1", "--shm-size 64x"),
+    ("docker run --ipc sometimes img:1", "--ipc sometimes"),
+    ("docker run --ulimit memlock img:1", "name=soft"),
+    ("docker run --ulimit as=1 img:1", "'as' is not a ulimit"),
+    ("docker run --cap-add SYS_PTRAC img:1", "not a Linux capability"),
+    ("docker run -w relative img:1", "absolute"),
+    ("docker run '<image-name>:<image-tag>' /bin/bash", "placeholder"),
+    ("docker run quay.io/x/y@sha256:" + "a" * 64, "names a digest but no tag"),
+    ("docker run --gpus maybe img:1", "not a GPU request"),
+    ("docker run --help", "nothing to make a manifest of"),
+])
+def test_values_docker_refuses_too(tmp_path, text, message):
+    with pytest.raises(DockerRunError) as caught:
+        made(tmp_path, text)
+    assert message in str(caught.value) + (caught.value.hint or "")
+
+
+def test_no_tag_is_latest(tmp_path):
+    manifest, text, _ = made(tmp_path, "docker run -it ubuntu bash")
+    assert manifest.image.ref == "ubuntu:latest" and "Docker took latest" in text
+
+
+def test_text_reads_back_with_awkward_values(tmp_path):
+    manifest, text, _ = made(tmp_path, "docker run -e 'A=x: y # z' -e 'B=- [1]' -e 'C=yes' -e 'D=' -e 'E=\"q\"' "
+                                       "-e 'F=中文' img:1 echo '{a}' '#' ': '")
+    assert manifest.container.env == {"A": "x: y # z", "B": "- [1]", "C": "yes", "D": "", "E": '"q"', "F": "中文"}
+    assert manifest.entrypoints["echo"].run == ["echo", "{a}", "#", ": "]
+    assert yaml.safe_load(text)["container"]["env"]["C"] == "yes"
