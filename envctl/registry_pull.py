@@ -63,14 +63,31 @@ def _pull_once(client, image: ImageName, progress: Progress | None) -> str | Non
         for event in client.api.pull(image.name, tag=image.pull_reference, stream=True, decode=True):
             if "error" in event or "errorDetail" in event:
                 detail = (event.get("errorDetail") or {}).get("message") or event.get("error")
-                raise ImageError(f"pulling {_shown(image)} failed: {detail}")
+                raise ImageError(f"pulling {_shown(image)} failed: {_masked(str(detail), image.registry)}")
             status = str(event.get("status") or "")
             if status.startswith("Digest: "):
                 digest = status.split(": ", 1)[1].strip()
             layers(event)
     except APIError as exc:
-        raise ImageError(f"pulling {_shown(image)} failed: {exc.explanation or exc}") from None
+        raise ImageError(f"pulling {_shown(image)} failed: {_masked(str(exc.explanation or exc), image.registry)}") from None
     return digest
+
+
+def _masked(text: str, registry: str) -> str:
+    """The engine's message with Docker's password for `registry` masked: an engine may quote a
+    token service's answer, which may quote the request (containerd's OAuth2 password grant)."""
+    from urllib.parse import quote_plus
+
+    from envctl.registry_api import RegistryError, credentials
+
+    try:
+        given = credentials(registry)
+    except RegistryError:
+        return text
+    if given:
+        for form in {given[1], quote_plus(given[1])}:
+            text = text.replace(form, "***")
+    return text
 
 
 def _shown(image: ImageName) -> str:
@@ -111,7 +128,7 @@ def pull(client, view: RegistryView, expected_id: str | None, records, progress:
             if source is not image:
                 echo(f"image      mirror {source.registry} could not serve it ({exc.message}); trying {image.registry}")
     if pulled_as is None:
-        raise ImageError("; ".join(tried), hint=_hint(view))
+        raise ImageError("; ".join(tried), hint=_hint(view, "; ".join(tried)))
     attrs = _attrs(client, f"{pulled_as.name}@{image.digest}" if image.digest else pulled_as.tagged)
     if attrs is None:
         raise ImageError(f"after pulling {_shown(pulled_as)}, the engine has no such image")
@@ -155,7 +172,14 @@ def _forget(client, pulled_as: ImageName, attrs: dict, before: dict | None) -> N
             pass
 
 
-def _hint(view: RegistryView) -> str:
+def _hint(view: RegistryView, failure: str = "") -> str:
+    said = failure.lower()
+    if any(word in said for word in ("unauthorized", "authentication required", "no basic auth credentials", "denied",
+                                     "failed to authorize", "401", "403")):
+        hosts = sorted({view.image.registry} | ({view.mirrored.registry} if view.mirrored else set()))
+        return f"`docker login {hosts[0]}` on this machine (envctl uses Docker's credentials: ~/.docker/config.json and its credential helpers)"
+    if not any(word in said for word in ("manifest unknown", "not found", "no such manifest")):
+        return "check that the registry (or its mirror in mirrors.registries) can be reached from the engine"
     if view.pinned_by == "lock":
         return "the lock file's digest is no longer served: run `envctl lock` again, or check the registry"
     if view.pinned_by == "ref":

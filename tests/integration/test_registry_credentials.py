@@ -5,7 +5,11 @@ on loopback that asks for a user and password (docker-registry's htpasswd auth):
   nothing tagged, no traceback;
 - an `auths` entry of config.json (`$DOCKER_CONFIG`, as `docker login` writes it);
 - a credential helper named by `credHelpers` (a `docker-credential-NAME` program on PATH that
-  answers `get` with {ServerURL, Username, Secret}, the protocol of docker-credential-helpers).
+  answers `get` with {ServerURL, Username, Secret}, the protocol of docker-credential-helpers);
+- a registry behind a token service (the Bearer challenge of Docker Hub and quay.io,
+  tests/servers/registry_token.py): envctl's own look-up for the plan gets a token with the
+  kept credentials, and each engine gets its own (the classic store by GET with Basic auth,
+  containerd by an OAuth2 password grant).
 The password never appears in what envctl prints."""
 
 from __future__ import annotations
@@ -102,3 +106,50 @@ def test_docker_credentials_are_used(reach, make_env, engine, kept):
     assert env.inside("cat /etc/marker") == (0, "behind a login\n")
     for text in (plan.stdout, plan.stderr, up.stdout, up.stderr):
         assert SECRET not in text
+
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory):
+    """A registry behind a token service (Bearer challenge), as quay.io and Docker Hub are."""
+    from servers.registry_token import TokenService
+
+    classic = connect(CLASSIC).client
+    directory = tmp_path_factory.mktemp("token-registry")
+    with TokenService({USER: SECRET}) as tokens:
+        with Registry(directory, auth=tokens.settings(directory)) as registry:
+            repository = f"envctl-it/token-{uuid.uuid4().hex[:6]}"
+            digest = push_busybox(classic, registry, repository, "1", {"etc/marker": b"behind a token\n"},
+                                  auth={"username": USER, "password": SECRET})
+            yield registry, f"{registry.host}/{repository}", digest, tokens
+
+
+def test_a_token_service_is_asked_with_docker_credentials(token_registry, engine_under_test, make_env, engine):
+    registry, name, digest, tokens = token_registry
+    if engine_under_test.store == "containerd":
+        for port in (registry.port, tokens.port):
+            if port not in _forwarded:
+                reachable_from(int(open("/run/envctl-test-containerd/engine.pid").read()), port)
+                _forwarded.add(port)
+    env = make_env("cpu")
+    env.write(MANIFEST.format(ref=f"{name}:1@{digest}"))
+    nobody = _docker_config(env, {})
+    plan = env.run("plan", str(env.manifest), env=nobody)
+    assert f"size unknown: {registry.host}'s token service refused a token for repository:" in plan.stdout, plan.stdout
+    token = base64.b64encode(f"{USER}:{SECRET}".encode()).decode()
+    environ = _docker_config(env, {"auths": {registry.host: {"auth": token}}})
+    asked = len(tokens.issued)
+    plan = env.run("plan", str(env.manifest), env=environ)
+    assert "compressed layers for this platform" in plan.stdout, plan.stdout
+    assert (USER, f"repository:{name.split('/', 1)[1]}:pull") in tokens.issued[asked:]
+    try:
+        up = env.run("up", str(env.manifest), env=environ)
+        assert up.returncode == 0, up.stderr
+        assert env.inside("cat /etc/marker") == (0, "behind a token\n")
+        for text in (plan.stdout, plan.stderr, up.stdout, up.stderr):
+            assert SECRET not in text
+    finally:
+        for ref in (f"{name}:1", f"{name}@{digest}"):
+            try:
+                engine.images.remove(ref, force=True)
+            except Exception:  # noqa: BLE001 (absent is fine)
+                pass

@@ -5,7 +5,7 @@ any daemon setting (dockerd's default insecure range).
 
 - `Registry(directory, users=None)`: start/stop; `url`, `host` ("127.0.0.1:PORT"). With `users`
   ({name: password}), it asks for them (Basic auth from an htpasswd file of bcrypt hashes, the
-  registry's `auth.htpasswd`).
+  registry's `auth.htpasswd`); with `auth`, that configuration (a token service's).
 - `push_busybox(client, registry, repository, tag, extra)`: a busybox image made here (no
   network: tests/testimages.py's rootfs) pushed by the classic engine; returns its manifest digest.
 - `copy(source, target, repository, tag, target_repository)`: the manifest and blobs copied byte
@@ -43,9 +43,10 @@ def free_port() -> int:
 
 
 class Registry:
-    def __init__(self, directory: Path, users: dict[str, str] | None = None):
+    def __init__(self, directory: Path, users: dict[str, str] | None = None, auth: dict | None = None):
         self.directory = directory
         self.users = users or {}
+        self.auth = auth  # an `auth` configuration of its own (tests/servers/registry_token.py's settings)
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
@@ -69,13 +70,15 @@ class Registry:
             htpasswd.write_text("".join(f"{name}:{bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
                                         for name, secret in self.users.items()))
             settings["auth"] = {"htpasswd": {"realm": "envctl-test", "path": str(htpasswd)}}
+        if self.auth:
+            settings["auth"] = self.auth
         config.write_text(json.dumps(settings))  # YAML is a superset of JSON
         log = open(self.directory / "registry.log", "wb")
         self.process = subprocess.Popen([BINARY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
         log.close()
         for _ in range(100):
             try:
-                if requests.get(f"{self.url}/v2/", timeout=2).status_code == (401 if self.users else 200):
+                if requests.get(f"{self.url}/v2/", timeout=2).status_code == (401 if self.users or self.auth else 200):
                     return self
             except requests.ConnectionError:
                 pass
