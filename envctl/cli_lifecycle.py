@@ -19,7 +19,7 @@ from envctl.cli_app import CARD_COUNT_HELP, SHARE_HELP, app, card_request, print
 from envctl.cli_vars import given, var_option
 from envctl.cli_remote import (accept_option, each_host, host_option, inventory_option, remote_options, single_target,
                                ssh_config_option, with_host_cards)
-from envctl.errors import EXIT_HOST_NOT_READY, EXIT_NOT_FOUND, EXIT_USAGE, EnvctlError
+from envctl.errors import EXIT_HOST_NOT_READY, EXIT_MANIFEST_INVALID, EXIT_NOT_FOUND, EXIT_USAGE, EnvctlError
 from envctl.manifest.loader import load
 from envctl.plan import Options
 from envctl.render import plan_json
@@ -149,7 +149,17 @@ def _plan_for(env, host):
 
     if not env.manifest_file:
         raise EnvctlError(f"{env.name} carries no manifest file label; recreate it with `envctl up`")
-    loaded = load(env.manifest_file, variant=env.variant, vars=env.vars)
+    try:
+        loaded = load(env.manifest_file, variant=env.variant, vars=env.vars)
+    except EnvctlError as exc:
+        if not env.vars or exc.exit_code != EXIT_USAGE:
+            raise
+        # The values are the environment's, not this command line's: say so, and how to move on.
+        # Exit 3: the manifest, as this environment resolves it, is not valid any more.
+        raise EnvctlError(f"{env.name} was brought up with {' '.join(f'--var {k}={v}' for k, v in env.vars.items())}, "
+                          f"which its manifest no longer takes: {exc.message}",
+                          hint=f"bring it up from the manifest as it is now: `envctl up {env.reference}`",
+                          exit_code=EXIT_MANIFEST_INVALID) from None
     # Its own cards, as its label names them: nothing is chosen, so who else holds cards is not read.
     the_plan = plan_on(host, loaded, Options(cards=env.cards or None, skip_driver_check=True), host.engine(),
                        holders=False)

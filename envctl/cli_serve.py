@@ -38,7 +38,7 @@ def exec_detached(host, remote_wanted: bool, chosen, entry, argv, variables) -> 
         raise EnvctlError(f"{chosen.name} has no workspace mount, where a detached run's log goes",
                           hint=f"recreate it with `envctl up {chosen.reference}`")
     # The manifest's own entrypoint carries `ready:` (the plan's entrypoint is what runs).
-    declared = load(chosen.manifest_file, variant=chosen.variant).manifest.entrypoints[entry.name]
+    declared = load(chosen.manifest_file, variant=chosen.variant, vars=chosen.vars).manifest.entrypoints[entry.name]
     ready = readiness.of_entrypoint(declared)
     log_on_host = str(execute.log_path(Path(chosen.workspace), entry.name))
     host.mkdirs(str(Path(log_on_host).parent))

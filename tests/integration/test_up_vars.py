@@ -108,3 +108,24 @@ def test_up_dry_run_with_var_and_combination_changes_nothing(env, engine):
     assert f"plan: {env.name} (variant big+merged) with --var steps=5" in done.stdout
     assert "io.envctl.vars={\"steps\": \"5\"}" in done.stdout
     assert not engine.containers.list(all=True, filters={"label": f"io.envctl.manifest={env.name}"})
+
+
+def test_a_saved_plan_brings_the_environment_up_with_its_vars(env, engine, tmp_path):
+    saved = tmp_path / "plan.json"
+    planned = env.run("plan", str(env.manifest), "--var", "size=3B", "-o", str(saved))
+    assert saved.exists(), planned.stderr
+    assert json.loads(saved.read_text())["vars"] == {"size": "3B"}
+    done = env.run("up", "--plan", str(saved))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(engine.containers.get(f"envctl-{env.name}-base").labels["io.envctl.vars"]) == {"size": "3B"}
+    assert shown(env, env.name) == "model=Qwen-3B merged=0 steps=10"
+
+
+def test_an_environment_whose_var_the_manifest_dropped_says_so_at_exec(env):
+    assert env.run("up", str(env.manifest), "--var", "steps=20").returncode == 0
+    env.manifest.write_text(env.manifest.read_text().replace("  steps: 10\n", "").replace('"${steps}"', "1"))
+    done = env.run("exec", "show", "--env", env.name)
+    assert done.returncode == 3, done.stderr  # the manifest, as this environment resolves it, is not valid
+    assert (f"error: envctl-{env.name}-base was brought up with --var steps=20, which its manifest no longer takes: "
+            f"--var steps: {env.name}:base has no var 'steps'") in done.stderr
+    assert f"envctl up {env.name}:base" in done.stderr and "Traceback" not in done.stderr
