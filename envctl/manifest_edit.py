@@ -89,7 +89,9 @@ def rename(edits: Edits, old: str, new: str) -> None:
         fixed = edits.node("container", "name", start=layer)
         value = _text(fixed)
         if value and "${" not in value:
-            renamed = value.replace(old, new) if old in value else f"envctl-{new}"
+            # the old name as a whole part of the name (envctl-chatglm3-mlu-dev), never inside a word
+            whole = re.compile(rf"(?<![A-Za-z0-9]){re.escape(old)}(?![A-Za-z0-9])")
+            renamed = whole.sub(new, value) if whole.search(value) else f"envctl-{new}"
             edits.replace(fixed, renamed)
             edits.comment(fixed, f"was {value}, the container of {old}")
 
