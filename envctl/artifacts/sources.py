@@ -1,6 +1,6 @@
 """Parsing artifact sources into a structured, redactable form.
 
-Accepted: hf://[datasets/]org/repo@revision, modelscope://org/repo@revision, http(s)://...,
+Accepted: hf://[datasets/]org/repo@revision, modelscope://[datasets/]org/repo@revision, http(s)://...,
 ftp://..., git+https://host/repo@ref (also git+http, git+ssh, git+file), file:///abs/path and
 plain paths (relative ones are relative to the manifest's directory).
 """
@@ -28,7 +28,8 @@ class SourceError(ValueError):
 @dataclass(frozen=True)
 class Source:
     kind: str  # hf | hf-dataset | modelscope | http | ftp | git | file
-    location: str  # repo id, URL (credentials replaced by ***) or absolute path
+    # repo id (a ModelScope dataset's as datasets/org/name), URL (credentials replaced by ***) or absolute path
+    location: str
     revision: str | None = None  # commit, tag or branch for hf/modelscope/git
     password: str | None = field(default=None, repr=False)  # from URL userinfo; never rendered
     # http/ftp: the URL as written, signed query values included; sent to its server only.
@@ -67,7 +68,11 @@ class Source:
         files differ only in the query), ending in a readable name; Hub revisions keep their
         `org/name/revision` layout with any `/` of the revision written `~` (refs never hold `~`)."""
         if self.kind in ("hf", "hf-dataset", "modelscope"):
-            return f"{self.kind}/{self.location}/{(self.revision or '').replace('/', '~')}"
+            # A ModelScope dataset has a directory of its own kind: `modelscope/datasets/...` could
+            # be above a model of an org named "datasets".
+            kind, repo = ("modelscope-dataset", self.location.removeprefix(MODELSCOPE_DATASET)) \
+                if self.kind == "modelscope" and self.location.startswith(MODELSCOPE_DATASET) else (self.kind, self.location)
+            return f"{kind}/{repo}/{(self.revision or '').replace('/', '~')}"
         digest = urls.identity_digest(self.identity())
         if self.kind == "git":
             parts = urlsplit(self.location)
@@ -82,17 +87,30 @@ class Source:
         return f"file/{digest}/{urls.safe_component(name) or 'root'}"
 
 
-def _hub(kind: str, scheme: str, rest: str) -> Source:
-    if kind == "hf" and rest.startswith("datasets/"):
-        kind, rest = "hf-dataset", rest[len("datasets/"):]
+MODELSCOPE_DATASET = "datasets/"  # the location prefix of a ModelScope dataset (its kind stays "modelscope")
+
+
+def _hub(kind: str, scheme: str, written: str) -> Source:
+    """A hub repository: `org/name@rev` is a model; `datasets/org/name@rev` a dataset (as both
+    hubs' web addresses and APIs name them); ModelScope's `models/org/name` is a model too."""
+    rest, prefix = written, ""
+    if rest.startswith(MODELSCOPE_DATASET):
+        rest, prefix = rest[len(MODELSCOPE_DATASET):], MODELSCOPE_DATASET
+        kind = "hf-dataset" if kind == "hf" else kind
+    elif kind == "modelscope" and rest.startswith("models/"):
+        rest = rest[len("models/"):]
+        if rest.startswith(MODELSCOPE_DATASET):  # the hub's own route, no org's name
+            raise SourceError(f"'{scheme}://{written}': 'datasets' is no ModelScope org; a dataset is "
+                              f"{scheme}://datasets/ORG/NAME@REVISION")
     repo, at, revision = rest.partition("@")
     if not _REPO.match(repo):
-        raise SourceError(f"'{scheme}://{rest}': the repository must be org/name")
+        forms = f"{scheme}://ORG/NAME@REVISION for a model, {scheme}://datasets/ORG/NAME@REVISION for a dataset"
+        raise SourceError(f"'{scheme}://{written}': the repository must be org/name ({forms})")
     if not at or not revision:
-        raise SourceError(f"'{scheme}://{rest}': pin a revision: {scheme}://{repo}@<commit or tag>")
+        raise SourceError(f"'{scheme}://{written}': pin a revision: {scheme}://{prefix}{repo}@<commit or tag>")
     if not _REF.match(revision):
         raise SourceError(f"'{revision}' is not a revision (a commit, tag or branch)")
-    return Source(kind, repo, revision)
+    return Source(kind, f"{prefix}{repo}" if kind == "modelscope" else repo, revision)
 
 
 def _strip_credentials(url: str) -> tuple[str, str | None]:

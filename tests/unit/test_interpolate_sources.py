@@ -71,7 +71,8 @@ def test_url_credentials_are_kept_apart_and_never_displayed():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("hf://chatglm3-6b@main", "'hf://chatglm3-6b@main': the repository must be org/name"),
+    ("hf://chatglm3-6b@main", "'hf://chatglm3-6b@main': the repository must be org/name (hf://ORG/NAME@REVISION for a "
+                              "model, hf://datasets/ORG/NAME@REVISION for a dataset)"),
     ("hf://THUDM/chatglm3-6b", "'hf://THUDM/chatglm3-6b': pin a revision: hf://THUDM/chatglm3-6b@<commit or tag>"),
     ("git+https://github.com/THUDM/ChatGLM3", "'git+https://github.com/THUDM/ChatGLM3': pin a commit or tag: git+https://host/repo@<commit or tag>"),
     ("git+svn://x/y@1", "'git+svn://': git sources are git+https://, git+http://, git+ssh:// or git+file://"),
