@@ -7,7 +7,9 @@ loopback (Debian's docker-registry 2.8, tests/servers/registry.py), on both imag
   where only the mirror serves the image (quay.io cannot be reached from here): the canonical
   name is tagged and run; a mirror that cannot be reached is said and the origin asked;
 - a pinned digest that is not served is refused, clearly, with nothing tagged; an image.id pin
-  that the pulled image does not have is refused the same way;
+  that the pulled image does not have is refused the same way; a stale mirror (its tag names
+  another image) is passed over for the pinned digest;
+- a multi-platform index is pinned by its own digest and sized for the engine's platform;
 - `envctl lock` records the digest the tag names, and plan and up follow the lock.
 """
 
@@ -249,3 +251,26 @@ def test_a_multi_platform_index_is_pinned_by_its_digest_and_sized_for_this_platf
     attrs = engine.api.inspect_image(ref)
     assert attrs["Id"] == index_digest or f"{origin.host}/{repository}@{index_digest}" in attrs["RepoDigests"]
     _forget(engine, ref, f"{origin.host}/{repository}@{index_digest}")
+
+
+def test_a_stale_mirror_is_passed_over_for_the_pinned_digest(clean, make_env, engine, engine_under_test, tmp_path):
+    """A mirror whose tag names another image (a pull-through cache that has not refreshed):
+    pulled by the pinned digest, it has no such manifest, which is said, and the image's own
+    registry serves it."""
+    r = clean
+    with Registry(tmp_path / "stale") as stale:
+        copy(r["origin"], stale, r["repository"], "2", f"origin/{r['repository']}")
+        body, media_type = stale.manifest(f"origin/{r['repository']}", "2")
+        stale.put_manifest(f"origin/{r['repository']}", "1", body, media_type)  # its :1 is the other image
+        if engine_under_test.store == "containerd":
+            reachable_from(int(Path("/run/envctl-test-containerd/engine.pid").read_text()), stale.port)
+        env = make_env("cpu")
+        env.write(MANIFEST.format(ref=f"{r['origin'].host}/{r['repository']}:1@{r['digest']}", extra=""))
+        environ = _config(env, {r["origin"].host: f"{stale.host}/origin"})
+        up = env.run("up", str(env.manifest), env=environ)
+        assert up.returncode == 0, up.stderr
+        said = up.stdout + up.stderr
+        assert f"mirror {stale.host} could not serve it" in said and f"trying {r['origin'].host}" in said, said
+        assert env.inside("cat /etc/marker") == (0, "from the registry\n")
+        _forget(engine, f"{r['origin'].host}/{r['repository']}:1")
+        env.get().remove(force=True)

@@ -99,3 +99,27 @@ def test_lock_entry_is_the_pin(tmp_path):
 
     assert pinned_image(loaded.manifest.image.ref, loaded.image_lock) == (
         ImageName("quay.io", "ascend/vllm-ascend", "v0.7.3", DIGEST), "lock")
+
+
+def test_pull_progress_is_one_bar_per_layer_advanced_by_what_arrived():
+    """The engine's pull stream as Docker writes it (jsonmessage: status, id, progressDetail
+    {current, total}); only "Downloading" moves bytes."""
+    from envctl.registry_pull import _Layers
+
+    bars: dict[str, list] = {}
+
+    def progress(label, total):
+        bars[label] = [total, 0]
+        return lambda n: bars[label].__setitem__(1, bars[label][1] + n)
+
+    layers = _Layers(progress, "vllm-ascend")
+    for event in [{"status": "Pulling from ascend/vllm-ascend", "id": "v0.7.3"},
+                  {"status": "Pulling fs layer", "progressDetail": {}, "id": "a1"},
+                  {"status": "Downloading", "progressDetail": {"current": 100, "total": 1000}, "id": "a1"},
+                  {"status": "Downloading", "progressDetail": {"current": 700, "total": 1000}, "id": "a1"},
+                  {"status": "Downloading", "progressDetail": {"current": 50, "total": 80}, "id": "b2"},
+                  {"status": "Download complete", "progressDetail": {}, "id": "a1"},
+                  {"status": "Extracting", "progressDetail": {"current": 1000, "total": 1000}, "id": "a1"},
+                  {"status": "Digest: sha256:" + "ab" * 32}]:
+        layers(event)
+    assert bars == {"pulling vllm-ascend a1": [1000, 700], "pulling vllm-ascend b2": [80, 50]}
