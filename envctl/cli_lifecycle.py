@@ -312,10 +312,14 @@ def status(
         given = "".join(f" --var {k}={v}" for k, v in r["vars"].items())
         typer.echo(f"{where}{r['name']:<32} {r['status']:<8} cards {cards:<12} {r['manifest']}{given}  ({r['image']}){by}")
         for run in r["runs"]:
-            typer.echo(f"{' ' * len(where)}  running {Run(**run).describe()}")
+            shown = Run(**{k: v for k, v in run.items() if k != "listening"})  # listening: detached runs, now
+            typer.echo(f"{' ' * len(where)}  running {shown.describe()}")
             if run.get("detached"):  # a server from exec --detach: what it answers on, as the manifest declared it
                 said = f"ready when {run['ready']}" if run.get("ready") else "declares no readiness"
-                typer.echo(f"{' ' * len(where)}    detached server: {said}; envctl stop {run['name']} --env {r['name']}")
+                now = ", ".join(f":{port} {'listening' if port in run['listening'] else 'not listening'}"
+                                for port in run["ports"])
+                typer.echo(f"{' ' * len(where)}    detached server: {said}{'; now ' + now if now else ''}; "
+                           f"envctl stop {run['name']} --env {r['name']}")
     raise typer.Exit(code)
 
 
@@ -324,12 +328,13 @@ def _status_rows(client) -> list[dict]:
     `user`: who brought it up (None for containers made before envctl recorded it)."""
     from envctl import environments
     from envctl.containers import LABEL_USER
+    from envctl.detach import listening_now
     from envctl.runs import running_work
 
     return [{"name": e.name, "manifest": e.reference, "vars": dict(e.vars), "status": e.status, "cards": list(e.cards),
              "user": (e.container.labels or {}).get(LABEL_USER),
              "image": (e.container.attrs.get("Config") or {}).get("Image"), "manifest_file": e.manifest_file,
-             "workspace": e.workspace, "runs": [r.as_dict() for r in running_work(client, e.container)]}
+             "workspace": e.workspace, "runs": listening_now(client, e.name, running_work(client, e.container))}
             for e in environments.all_environments(client)]
 
 

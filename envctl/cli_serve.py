@@ -56,7 +56,12 @@ def exec_detached(host, remote_wanted: bool, chosen, entry, argv, variables) -> 
         address = None
     else:
         say(f"waiting  for {entry.name}: {ready.describe()} (up to {ready.timeout:g}s)")
-        address = detach.wait_ready(client, chosen.name, started, ready)
+        try:
+            address = detach.wait_ready(client, chosen.name, started, ready)
+        except KeyboardInterrupt:  # the wait is interrupted, not the server: it keeps running, said so
+            say(f"interrupted while waiting: {entry.name} keeps running (pid {started.pid}), not known to be ready; "
+                f"{log_line.split(None, 1)[1]}; envctl stop {entry.name} --env {chosen.name}{_host_flag(host, remote_wanted)}")
+            raise
         typer.echo(f"ready    {entry.name} in {chosen.name}{on} (pid {started.pid}): {ready.describe()}")
     attrs = client.api.inspect_container(chosen.name)
     for port in entry.ports:

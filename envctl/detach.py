@@ -118,6 +118,20 @@ def ended_at_once(client, started: Started) -> int | None:
     return _exit_code(client, started.exec_id)
 
 
+def listening_now(client, container: str, work) -> list[dict]:
+    """`work` (envctl.runs.Run) as dicts; a detached run's also with `listening`: which of the
+    ports it serves a socket of the run listens on now (one exec per detached run), as `status`
+    shows them."""
+    out = []
+    for run in work:
+        shown = run.as_dict()
+        if run.detached:
+            table = _run_script(client, container, readiness.PORT_SCRIPT) if run.pid is not None and run.ports else ""
+            shown["listening"] = [port for port in run.ports if readiness.listening(table, port, run.pid) is not None]
+        out.append(shown)
+    return out
+
+
 def _ended_hint(code: int) -> str:
     if code == 0:
         return ("a server that puts itself in the background (a daemon) ends its first process at once: run it in the "

@@ -7,6 +7,7 @@ Readiness that fails: the process ends first, or the timeout passes (the run is 
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import time
 import urllib.request
@@ -99,10 +100,11 @@ def test_a_detached_server_answers_is_listed_logged_protected_and_stopped(make_e
         assert answer.status == 200 and answer.read() == b"ok\n"
 
     runs = detached_runs(env)
-    assert [(r["name"], r["detached"], r["ports"], r["log"]) for r in runs] == [("web", True, [8000], log)], runs
+    assert [(r["name"], r["detached"], r["ports"], r["listening"], r["log"]) for r in runs] == \
+        [("web", True, [8000], [8000], log)], runs
     text = env.run("status").stdout
     assert "running web (detached) since " in text and "serves :8000" in text, text
-    assert "ready when GET /health answers 2xx on port 8000" in text, text
+    assert "ready when GET /health answers 2xx on port 8000; now :8000 listening" in text, text
 
     # Its log, followed: by the entrypoint as argument, and with -e.
     assert "web serving on 8000" in follow_until(env, "web serving on 8000", "web", "--env", env.container)
@@ -236,3 +238,38 @@ def test_detach_is_refused_for_interactive_entrypoints_and_across_nodes(make_env
     nodes = env.run("exec", "web", "--detach", "--nodes", "a,b", "--env", env.container)
     assert nodes.returncode == 2 and "--detach" in nodes.stderr, nodes.stderr
     assert detached_runs(env) == []
+
+
+def test_stop_ends_a_run_started_in_another_terminal(make_env, tarballs):
+    env = make_env("cpu")
+    up(env, tarballs)
+    attached = env.popen("exec", "idle", "--env", env.container)
+    try:
+        assert attached.stdout.readline() == "idle started\n"
+        assert [(r["name"], r["detached"]) for r in detached_runs(env)] == [("idle", False)]
+        stopped = env.run("stop", "idle", "--env", env.container)
+        assert stopped.returncode == 0 and "stopped  idle since" in stopped.stdout, stopped.stdout + stopped.stderr
+        assert attached.wait(timeout=60) == 128 + signal.SIGTERM  # the run's code, as exec passes it on
+    finally:
+        attached.kill()
+        attached.wait()
+    assert detached_runs(env) == []
+
+
+def test_interrupting_the_wait_leaves_the_server_running_and_says_so(make_env, tarballs):
+    env = make_env("cpu")
+    write(env, tarballs, ready="{port: 8000, timeout: 300}", serve="exec sleep 600")
+    assert env.run("up", str(env.manifest)).returncode == 0
+    waiting = env.popen("exec", "web", "--detach", "--env", env.container)
+    try:
+        assert waiting.stderr.readline().startswith("waiting  for web: port 8000 answers")
+        waiting.send_signal(signal.SIGINT)
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        waiting.kill()
+        waiting.wait()
+    assert waiting.returncode == 130, err
+    assert "interrupted while waiting: web keeps running" in err and "envctl stop web --env" in err, err
+    assert [(r["name"], r["detached"], r["listening"]) for r in detached_runs(env)] == [("web", True, [])]
+    assert "now :8000 not listening" in env.run("status").stdout
+    assert env.run("stop", "web", "--env", env.container).returncode == 0
