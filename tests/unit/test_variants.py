@@ -321,3 +321,19 @@ def test_show_json_redacts_secrets_as_the_text_does(tmp_path, clean_env):
     assert "hf_verysecret" not in done.stdout and "pw-secret" not in done.stdout
     assert json.loads(done.stdout)["origins"]["container.env.HF_TOKEN"]["references"] == [
         {"reference": "${HF_TOKEN}", "name": "HF_TOKEN", "from": "environment"}]
+
+
+@pytest.mark.parametrize("reference", ["chatglm3-mlu", "chinese-alpaca2-mlu:13b", "chatglm-tiny-cpu:nodes"])
+def test_show_origin_of_shipped_manifests_reads_back_and_names_their_profiles(reference, clean_env):
+    plain = envctl("show", reference)
+    commented = envctl("show", reference, "--origin")
+    assert plain.returncode == commented.returncode == 0, commented.stderr
+    assert yaml.safe_load(commented.stdout) == yaml.safe_load(plain.stdout)
+    lines = commented.stdout.splitlines()[1:]
+    # every value says where it came from, on a line of its own (a script's lines follow its key's)
+    origins = json.loads(envctl("show", reference, "--json").stdout)["origins"]
+    assert len([line for line in lines if "  # " in line]) == len(origins)
+    if reference != "chatglm-tiny-cpu:nodes":
+        assert any("# profile " in line for line in lines)
+    else:
+        assert any("# variant nodes manifest.yaml:" in line for line in lines)

@@ -352,3 +352,8 @@ def test_validate_with_a_var_one_variant_declares_checks_that_variant(tmp_path, 
     assert done.returncode == 0 and done.stdout == f"ok: m [lora] with --var rank=16 ({path}); not plain, which lack a var given\n"
     done = envctl("validate", str(path), "--var", "rang=16")
     assert done.returncode == EXIT_USAGE and "has no var 'rang' (did you mean 'rank'?)" in done.stderr
+
+
+def test_a_value_is_taken_as_written_not_expanded(roots):
+    m = load("qwen", vars={"size": "${WEIGHTS_DIR}"}).manifest
+    assert m.vars["size"] == "${WEIGHTS_DIR}" and m.container.env["MODEL"] == "Qwen/Qwen2.5-${WEIGHTS_DIR}-Instruct"
