@@ -30,6 +30,9 @@ ENTRYPOINTS = {
     "chatglm2-npu-fastchat": {"infer", "web", "train"},
     "chinese-alpaca2-mlu": {"infer", "eval", "sft", "merge", "pretrain", "merge-pretrain"},
     "chatglm-tiny-cpu": {"train", "infer"},
+    # The README's worked example (issue 16): a lab's own pair, fine-tune then serve.
+    "qwen25-llamafactory-910b": {"train", "export", "chat", "webui"},
+    "qwen25-vllm-ascend-910b": {"serve", "ask"},
 }
 
 # What each seed tutorial pins, as it must appear in the plan.
@@ -63,6 +66,22 @@ PINS = {
     "chinese-alpaca2-mlu:7b": ["hf://hfl/chinese-alpaca-2-7b@", "hf://hfl/chinese-llama-2-7b@"],
     "chatglm-tiny-cpu:single": ["hf://envctl/tiny-glm@main", "hf://datasets/envctl/tiny-adgen@main", "--network none"],
     "chatglm-tiny-cpu:nodes": ["hf://envctl/tiny-glm@main", "--network host", "envctl-chatglm-tiny-cpu-nodes"],
+    "qwen25-llamafactory-910b:7b": [
+        "docker.io/hiyouga/llamafactory:0.9.4-npu-a2", "hf://Qwen/Qwen2.5-7B-Instruct@a09a35458c702b33eeacc393d103063234e8bc28",
+        "llamafactory-cli train /opt/envctl/qwen25-llamafactory-910b/qwen25_lora_sft.yaml", "llamafactory-cli export",
+        "llamafactory-cli webui", "HF_TOKEN (passed", "ASCEND_RT_VISIBLE_DEVICES=0,1,2,3", "/envctl/outputs/qwen25-7b/lora",
+    ],
+    "qwen25-llamafactory-910b:14b": ["hf://Qwen/Qwen2.5-14B-Instruct@cf98f3b3bbb457ad9e2bb7baf9a0125b6b88caa8",
+                                     "/envctl/outputs/qwen25-14b/merged"],
+    "qwen25-llamafactory-910b:modelscope": ["modelscope://Qwen/Qwen2.5-7B-Instruct@master"],
+    "qwen25-vllm-ascend-910b:7b": [
+        "quay.io/ascend/vllm-ascend:v0.13.0", "hf://Qwen/Qwen2.5-7B-Instruct@a09a35458c702b33eeacc393d103063234e8bc28",
+        'vllm serve "$MODEL_PATH"', "serves :8000", "ASCEND_RT_VISIBLE_DEVICES=0",
+    ],
+    "qwen25-vllm-ascend-910b:14b": ["hf://Qwen/Qwen2.5-14B-Instruct@cf98f3b3bbb457ad9e2bb7baf9a0125b6b88caa8",
+                                    "ENVCTL_NUM_CARDS=2"],
+    "qwen25-vllm-ascend-910b:merged": ["QWEN25_MERGED", "SERVED_MODEL_NAME=qwen25-7b-lora"],
+    "qwen25-vllm-ascend-910b:modelscope": ["modelscope://Qwen/Qwen2.5-7B-Instruct@master"],
 }
 
 
@@ -89,8 +108,14 @@ def simulated_plan(reference: str, root: Path, environ):
         hostsim.npu_host(root, cards=8, version=version)
     else:
         root.mkdir(parents=True)
-    # A fresh host: an engine with nothing on it, an empty cache.
-    plan = build_plan(loaded, observe(LocalHost(str(root)), loaded, FakeEngine(), environ=environ), environ=environ)
+    # A fresh host: an engine with nothing on it, an empty cache. A pulled image is taken as
+    # pulled already: for an image it lacks the plan asks the image's registry (quay.io, Docker
+    # Hub), which no test reaches; tests/integration/test_worked_example.py plans those
+    # manifests on an empty engine against a loopback registry instead.
+    engine = FakeEngine()
+    if loaded.manifest.image.pull:
+        engine.add_image("sha256:" + "5e" * 32, loaded.manifest.image.ref)
+    plan = build_plan(loaded, observe(LocalHost(str(root)), loaded, engine, environ=environ), environ=environ)
     return plan
 
 
