@@ -58,8 +58,10 @@ def _pull_and_push(host, client, loaded: Loaded, plan: Plan, local: Cache, echo,
     from envctl.registry_pull import pull
 
     remote_view, remote_records = _view(host, loaded, client)
-    if remote_view.present_id or remote_view.found_id:
-        return pull(client, remote_view, loaded.manifest.image.id, remote_records), "present"
+    if remote_view.present_id or remote_view.found_id:  # there already (or under another name: tagged)
+        outcome = pull(client, remote_view, loaded.manifest.image.id, remote_records)
+        echo(f"image      {remote_view.image.tagged}: {outcome.action}")
+        return outcome, {"tagged": "tag"}.get(outcome.action, outcome.action)
     here = LocalHost.from_environ()
     local_client = here.engine()
     view, records = _view(here, loaded, local_client)
@@ -87,15 +89,17 @@ def _tarball_step(plan: Plan, ref: str, config_digest: str, source: str):
 
 def _saved(client, ref: str, image_id: str, local: Cache, progress) -> Path:
     """`docker save REF` into this machine's cache, named by the image ID: written once, as a
-    whole (a partial file is never taken for a finished one)."""
+    whole (a partial file is never taken for a finished one; its name is unique per call, since
+    `up --hosts` pushes to several hosts from threads of one process)."""
     import os
+    import uuid
 
     directory = local.root / "pulled"
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{image_id.split(':', 1)[-1]}.tar"
     if final.is_file():
         return final
-    partial = directory / f".{final.name}.{os.getpid()}.partial"
+    partial = directory / f".{final.name}.{uuid.uuid4().hex}.partial"
     image = client.images.get(ref)
     try:
         with open(partial, "wb") as handle:

@@ -89,3 +89,19 @@ def test_a_host_that_pulls_itself_goes_through_its_own_mirror(world, lab, pushed
         assert ran.returncode == 0 and ran.stdout == "pulled, then pushed\n", ran.stderr
         lab.docker("lab1", "rm", "-f", world.container)
         lab.docker("lab1", "rmi", "-f", f"quay.io/{repository}:1", f"{mirror.host}/quay.io/{repository}@{digest}")
+
+
+def test_several_air_gapped_hosts_at_once(world, lab, pushed):
+    """`up --hosts lab2,lab3`: each host's thread pulls here (the engine shares the download),
+    writes the tarball under a name of its own and pushes it; both run the image."""
+    origin, name, digest = pushed
+    for host in ("lab2", "lab3"):
+        lab.docker(host, "rmi", "-f", f"{name}:1")
+    manifest = world.write(BODY.format(ref=f"{name}:1@{digest}"))
+    up = world.run("up", str(manifest), "--hosts", "lab2,lab3")
+    assert up.returncode == 0, up.stderr
+    for host in ("lab2", "lab3"):
+        ran = world.run("exec", "hello", "--host", host, "--env", world.container)
+        assert ran.returncode == 0 and ran.stdout == "pulled, then pushed\n", ran.stderr
+    pulled = world.base / "cache" / "pulled"
+    assert [p.name for p in pulled.iterdir()] == [p.name for p in pulled.glob("*.tar")] != []  # no partial file left
