@@ -81,8 +81,10 @@ def manifest_from_run(name: str, run: DockerRun, cwd: Path) -> tuple[str, list[s
 def _devices(run: DockerRun, draft: Draft) -> None:
     families: dict[str, list[int]] = {}
     for option in (o for o in run.options if o.name == "device"):
-        host, _, rest = str(option.value).partition(":")
-        inside = rest.split(":")[0] if rest else host
+        # host[:container][:permissions] (`/dev/davinci0:rwm` names permissions, not a path)
+        parts = str(option.value).split(":")
+        host = parts[0]
+        inside = parts[1] if len(parts) > 1 and parts[1].startswith("/") else host
         for kind, pattern in (("npu", r"/dev/davinci([0-9]+)"), ("mlu", r"/dev/cambricon_dev([0-9]+)"),
                               ("cuda", r"/dev/nvidia([0-9]+)")):
             match = re.fullmatch(pattern, host)
@@ -193,6 +195,9 @@ def _option(option: Option, run: DockerRun, draft: Draft, cwd: Path) -> None:
     elif name == "pull":
         if value not in ("always", "missing", "never"):
             raise DockerRunError(f"--pull {value}: Docker takes always, missing or never")
+        if value == "never":
+            draft.notes.append(f"docker run {option.written}: the image was already on that host; envctl pulls it "
+                               f"(pull: true) unless you give image.tarball or image.build instead")
     else:
         why = UNEXPRESSED.get(name, "envctl has no setting for it")
         draft.notes.append(f"docker run {option.written}: not in the manifest ({why})")

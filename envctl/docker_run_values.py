@@ -54,8 +54,7 @@ def mount_option(value: str, cwd: Path) -> tuple[str | None, str | None]:
     if host.startswith("."):
         host = str((cwd / host).resolve())
     if not inside.startswith("/"):
-        raise_bad = f"the container path '{inside}' is not absolute"
-        return None, raise_bad
+        return None, f"the container path '{inside}' is not absolute"
     unknown = [o for o in options if o not in _MOUNT_MODES | _KNOWN_MOUNT_OPTIONS]
     if unknown:
         return None, f"'{':'.join(unknown)}' is not a mount option Docker takes"

@@ -121,6 +121,9 @@ def _lab_root(tmp_path: Path) -> Path:
     (bundle / "start.sh").write_text("echo start\n")
     (bundle / "patches").mkdir()
     (bundle / "patches/fix.patch").write_text("--- a\n+++ b\n")
+    (bundle / "manifest.lock").write_text("version: 1\nsources: {}\n")
+    (bundle / "__pycache__").mkdir()
+    (bundle / "__pycache__/x.cpython-311.pyc").write_bytes(b"\0")
     (bundle / "manifest.yaml").write_text(
         "# the lab's server\n"
         "name: serve\n"
@@ -161,6 +164,8 @@ def test_a_lab_manifest_found_through_envctl_manifest_path(tmp_path):
     # validates in a shell without it; the shipped profile it extends stays found by name
     assert sorted(p.name for p in (bundle / "profiles").iterdir()) == ["lab910.yaml"]
     assert (bundle / "patches/fix.patch").is_file() and (bundle / "start.sh").is_file()
+    assert (bundle / "manifest.lock").read_text() == "version: 1\nsources: {}\n"
+    assert not (bundle / "__pycache__").exists()
     checked = envctl(work, "validate", "serve2")
     assert checked.returncode == 0, checked.stderr
     assert "[big]" in checked.stdout
@@ -177,6 +182,7 @@ def test_a_lab_manifest_found_through_envctl_manifest_path(tmp_path):
         line = next(line for line in text.splitlines() if fragment in line and not line.startswith("#"))
         assert review in line, line
     assert "# validated there  # review: pinned for serve" in text
+    assert "# manifest.lock was copied too" in text and "`envctl lock serve2`" in text
 
 
 def test_a_fixed_container_name_is_renamed(tmp_path):
@@ -277,3 +283,26 @@ def test_from_docker_run_refusals_are_usage_errors(tmp_path):
     assert unset.returncode == 2 and "$ENVCTL_TEST_UNSET_IMAGE is not set" in unset.stderr
     assert "Traceback" not in unknown.stderr + unset.stderr
     assert not (tmp_path / "manifests/x").exists()
+
+
+def test_the_quick_start_manifest_plans_each_node_and_driver_file_once_on_a_simulated_910b_host(tmp_path):
+    """What the command passed by hand and envctl adds itself for npu is in the plan once."""
+    import json
+
+    import hostsim
+
+    root = hostsim.npu_host(tmp_path / "host", cards=8, model="910B")
+    made = envctl(tmp_path, "new", "vllm", "--from-docker-run", VLLM_ASCEND, env={"DEVICE": "/dev/davinci2"})
+    assert made.returncode == 0, made.stderr
+    planned = envctl(tmp_path, "plan", "vllm", "--json", env={"ENVCTL_HOST_ROOT": str(root)})
+    assert planned.returncode in (0, 5), planned.stderr
+    container = json.loads(planned.stdout)["container"]
+    assert [d["container_path"] for d in container["devices"]] == [
+        "/dev/davinci2", "/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc"]
+    targets = [m["target"] for m in container["mounts"]]
+    for path in ("/usr/local/dcmi", "/usr/local/bin/npu-smi", "/usr/local/Ascend/driver/lib64",
+                 "/usr/local/Ascend/driver/version.info", "/etc/ascend_install.info", "/root/.cache"):
+        assert targets.count(path) == 1, path
+    assert container["env"]["ASCEND_RT_VISIBLE_DEVICES"] == "0"
+    assert "HF_TOKEN" not in container["env"]
+    assert container["ports"] == ["8000:8000"] and container["shm_size"] in ("1g", 1 << 30)

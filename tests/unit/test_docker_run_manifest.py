@@ -246,3 +246,13 @@ def test_text_reads_back_with_awkward_values(tmp_path):
     assert manifest.container.env == {"A": "x: y # z", "B": "- [1]", "C": "yes", "D": "", "E": '"q"', "F": "中文"}
     assert manifest.entrypoints["echo"].run == ["echo", "{a}", "#", ": "]
     assert yaml.safe_load(text)["container"]["env"]["C"] == "yes"
+
+
+def test_device_permissions_and_a_node_at_another_path(tmp_path):
+    manifest, _, warnings = made(tmp_path, "docker run --device=/dev/davinci0:rwm --device /dev/davinci1:/dev/davinci0:rw "
+                                           "--device=/dev/davinci_manager:/dev/davinci_manager:rwm --pull never img:1")
+    assert manifest.device.cards == [0, 1]
+    assert [w for w in warnings if "davinci" in w] == [
+        "docker run --device /dev/davinci1:/dev/davinci0:rw: envctl passes a card's node at its own path "
+        "(/dev/davinci1), not at /dev/davinci0"]
+    assert any("--pull never" in w for w in warnings)
