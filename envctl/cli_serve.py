@@ -43,6 +43,7 @@ def exec_detached(host, remote_wanted: bool, chosen, entry, argv, variables) -> 
     log_on_host = str(execute.log_path(Path(chosen.workspace), entry.name))
     host.mkdirs(str(Path(log_on_host).parent))
     host.write_file(log_on_host, b"")
+    detach.check_log_writable(client, chosen.name, detach.in_container(log_on_host, chosen.workspace), log_on_host)
     started = detach.start(client, chosen.name, entry.name, argv, variables, entry.workdir, log_on_host,
                            detach.in_container(log_on_host, chosen.workspace), ready, entry.ports)
     log_line = f"log      {log_on_host}{on} (envctl logs {entry.name} -f{_host_flag(host, remote_wanted)})"

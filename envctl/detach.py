@@ -35,7 +35,8 @@ REDIRECT = 'exec >>"$0" 2>&1 </dev/null && exec "$@"'
 SIGNAL_SCRIPT = 'kill -s "$0" -- "-$1" 2>/dev/null || kill -s "$0" "$1"'
 ALIVE_SCRIPT = '{ kill -0 -- "-$0" || kill -0 "$0"; } 2>/dev/null && echo alive'
 TAIL_SCRIPT = f'tail -n {LOG_TAIL_LINES} "$0" 2>/dev/null || cat "$0"'
-SCRIPTS = (SIGNAL_SCRIPT, ALIVE_SCRIPT, TAIL_SCRIPT)  # envctl/runs.py does not count these execs as work
+WRITABLE_SCRIPT = '[ -w "$0" ] && echo writable; id -u'
+SCRIPTS = (SIGNAL_SCRIPT, ALIVE_SCRIPT, TAIL_SCRIPT, WRITABLE_SCRIPT)  # envctl/runs.py does not count these execs as work
 
 
 class NotReady(EnvctlError):
@@ -54,6 +55,18 @@ def in_container(log_on_host: str, workspace: str) -> str:
     """The log's path as the container sees the workspace (mounted at /envctl)."""
     relative = posixpath.relpath(log_on_host, workspace)
     return posixpath.join(WORKSPACE_TARGET, relative)
+
+
+def check_log_writable(client, container: str, log_in_container: str, log_on_host: str) -> None:
+    """Raise EnvctlError when the container's user cannot append to the log (made on the host by
+    the user running envctl, mode 0644): the run's output would be lost, and the shell would end
+    the run before it started."""
+    said = _run_script(client, container, WRITABLE_SCRIPT, log_in_container).split()
+    if "writable" not in said:
+        uid = said[-1] if said else "?"
+        raise EnvctlError(f"the container's user (uid {uid}) cannot write the run's log {log_on_host} "
+                          f"({log_in_container} in the container), where a detached run's output goes",
+                          hint="run the container as the user that owns the workspace (container.user), or as root")
 
 
 def start(client, container: str, name: str, argv, env: dict, workdir: str | None, log_on_host: str,

@@ -273,3 +273,15 @@ def test_interrupting_the_wait_leaves_the_server_running_and_says_so(make_env, t
     assert [(r["name"], r["detached"], r["listening"]) for r in detached_runs(env)] == [("web", True, [])]
     assert "now :8000 not listening" in env.run("status").stdout
     assert env.run("stop", "web", "--env", env.container).returncode == 0
+
+
+def test_a_container_user_that_cannot_write_the_log_is_told_before_anything_starts(make_env, tarballs):
+    env = make_env("cpu")
+    write(env, tarballs)
+    env.manifest.write_text(env.manifest.read_text().replace("container:\n", 'container:\n  user: "4321"\n', 1))
+    assert env.run("up", str(env.manifest)).returncode == 0
+    refused = env.run("exec", "web", "--detach", "--env", env.container)
+    assert refused.returncode == 1, refused.stderr
+    assert "the container's user (uid 4321) cannot write the run's log" in refused.stderr, refused.stderr
+    assert "container.user" in refused.stderr
+    assert detached_runs(env) == []
