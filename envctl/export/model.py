@@ -204,7 +204,8 @@ def build_export(loaded: Loaded, entrypoint: str, nnodes: int, *, cards: int | N
         entrypoint=entrypoint, launcher=declared.nodes.launcher, nnodes=nnodes, processes=count or 1,
         master_port=port, device_kind=manifest.device.kind, cards=count,
         resources={RESOURCES[manifest.device.kind]: str(count)} if count and manifest.device.kind in RESOURCES else {},
-        image=Image(image or plan.image.ref, bool(image) and image_baked, plan.image.source),
+        image=Image(image or plan.image.ref, bool(image) and image_baked,
+                    plan.image.source if plan.image.origin == "tarball" else None),  # a pulled image names no tarball
         shell=tuple(manifest.container.shell), command=tuple(argv), workdir=entry.workdir, env=env,
         host_paths=host_paths, shm_bytes=docker_values.size_bytes(plan.container.shm_size) if plan.container.shm_size else None,
         host_network=plan.container.network_mode == "host", host_ipc=plan.container.ipc_mode == "host",
