@@ -167,8 +167,13 @@ def test_the_serving_plan_of_the_14b_fine_tune_merged(lab, tmp_path):
     # Nothing in it asks for a token: no HF_TOKEN line, and the token set here shows nowhere.
     assert "HF_TOKEN" not in text
 
-    renamed = _plan(env, dict(environ, QWEN25_MERGED=str(merged)), reference, "--var", "served_name=lab-qwen14b-v2")
-    assert "env SERVED_MODEL_NAME=lab-qwen14b-v2" in renamed.stdout, renamed.stdout
+    # A second server on the same host (host network): another name and port, from the command line.
+    second = _plan(env, dict(environ, QWEN25_MERGED=str(merged)), reference,
+                   "--var", "served_name=lab-qwen14b-v2", "--var", "port=8001")
+    assert re.search(r"serve  \(cards 0,1; serves :8001\)", second.stdout), second.stdout
+    assert "env SERVED_MODEL_NAME=lab-qwen14b-v2" in second.stdout and "env PORT=8001" in second.stdout
+    wrong = _plan(env, environ, reference, "--var", "port=eight")
+    assert wrong.returncode == 2 and "port" in wrong.stderr, wrong.stdout + wrong.stderr
 
 
 def test_show_says_where_each_value_of_a_combination_comes_from(lab):
@@ -185,6 +190,7 @@ def test_show_says_where_each_value_of_a_combination_comes_from(lab):
     resolved = yaml.safe_load(env.run("show", f"{SERVE}:14b+merged", env=environ).stdout)
     serve = resolved["entrypoints"]["serve"]
     assert serve["ports"] == [8000] and serve["ready"] == {"http": "/v1/models", "timeout": 1800.0}
+    assert re.search(rf"- 8000\s+# manifest {manifest}:\d+; \$\{{port\}} ← vars.port", text), text
     assert resolved["device"]["cards"] == 2 and resolved["variant"] == "14b+merged"
     # The fine-tune's pair of a size and another source; its web UI is ready when its page answers.
     finetune = yaml.safe_load(env.run("show", f"{FINETUNE}:14b+modelscope", env=environ).stdout)
