@@ -49,6 +49,9 @@ class RegistryError(EnvctlError):
     registry that answered no."""
 
     def __init__(self, message: str, hint: str | None = None, reachable: bool = True):
+        if hint is None and not reachable:
+            hint = ("a registry mirror this machine reaches can be set in the configuration file's "
+                    "mirrors.registries (ENVCTL_CONFIG, else ~/.config/envctl/config.yaml)")
         super().__init__(message, hint, EXIT_FETCH_FAILED)
         self.reachable = reachable
 

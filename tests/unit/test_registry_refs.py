@@ -123,3 +123,22 @@ def test_pull_progress_is_one_bar_per_layer_advanced_by_what_arrived():
                   {"status": "Digest: sha256:" + "ab" * 32}]:
         layers(event)
     assert bars == {"pulling vllm-ascend a1": [1000, 700], "pulling vllm-ascend b2": [80, 50]}
+
+
+def test_lock_of_an_unreachable_registry_says_so_and_where_mirrors_go(tmp_path):
+    """`registry.invalid` never resolves (RFC 2606): the error names it, exit 6, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "m.yaml").write_text("name: pulled\ndescription: d\ndevice: {kind: cpu}\n"
+                                     "image: {ref: registry.invalid/team/image:1, pull: true}\n")
+    (tmp_path / "config.yaml").write_text("{}\n")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ENVCTL_")}
+    environ.update(HOME=str(tmp_path), ENVCTL_CONFIG=str(tmp_path / "config.yaml"), ENVCTL_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-m", "envctl", "lock", str(tmp_path / "m.yaml")], capture_output=True, text=True,
+                          env=environ, timeout=120)
+    assert done.returncode == 6, done.stderr
+    assert "error: registry.invalid cannot be reached" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "mirrors.registries" in done.stderr
+    assert not (tmp_path / "manifest.lock").exists()
