@@ -164,8 +164,8 @@ def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Pat
         if now != plan.world.markers:
             raise WorldChanged(f"the setup markers in {plan.container.name} changed since the plan was made "
                                "(another up ran setup meanwhile)", hint="run `envctl plan` again to see what up would do now")
-    steps = run_planned(client, container.container_id, plan.setup, echo,
-                        passed=(runtime if runtime is not None else runtime_env.for_manifest(loaded)).values)
+    runtime = runtime if runtime is not None else runtime_env.for_manifest(loaded)
+    steps = run_planned(client, container.container_id, plan.setup, echo, passed=runtime.values, masked=runtime.secrets)
     executed += [("setup", s.name, "run" if s.action == "ran" else "skip") for s in steps]
     ran = sum(1 for s in steps if s.action == "ran")
     if steps:

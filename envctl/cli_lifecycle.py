@@ -227,8 +227,8 @@ def exec_command(
                           hint=f"bring the environment up with more cards (envctl up {chosen.reference} --cards ...)")
     argv, variables = execute.apply_overrides(entry, list(sets or []), list(args or []))
     # The passed variables (container.pass_env), valued here: the entrypoint's own env wins.
-    passed = _passed_values(chosen, env_files)
-    variables = {**passed, **variables}
+    passed = _passed(chosen, env_files)
+    variables = {**passed.values, **variables}
     if detach:
         from envctl.cli_serve import exec_detached
 
@@ -237,7 +237,7 @@ def exec_command(
     workspace = chosen.workspace
     log_file = execute.log_path(Path(workspace), entrypoint) if workspace and not tty else None
     invocation = execute.Invocation(chosen.name, argv, variables, entry.workdir, tty, log_file, entrypoint,
-                                    masked=tuple(v for v in passed.values() if v))
+                                    masked=tuple(passed.secrets))
     writer = host.log_writer(str(log_file)) if log_file is not None else None
     code = execute.run(invocation, host.docker_cli_environ(os.environ), writer)
     if log_file is not None:
@@ -245,16 +245,16 @@ def exec_command(
     raise typer.Exit(code)
 
 
-def _passed_values(chosen, env_files) -> dict[str, str]:
-    """The run-time-only variables of the environment's manifest (envctl/runtime_env.py), with
-    its warnings (a name not set) said on stderr."""
-    loaded = load(chosen.manifest_file, variant=chosen.variant) if chosen.manifest_file else None
-    if loaded is None:
-        return {}
+def _passed(chosen, env_files):
+    """The run-time-only variables of the environment's manifest (envctl/runtime_env.py
+    RuntimeEnv), with its warnings (a name not set) said on stderr."""
+    if not chosen.manifest_file:
+        return runtime_env.RuntimeEnv()
+    loaded = load(chosen.manifest_file, variant=chosen.variant, vars=chosen.vars)
     runtime = runtime_env.for_manifest(loaded, tuple(map(str, env_files or ())))
     for line in runtime.warnings:
         say(f"warning: {line}")
-    return dict(runtime.values)
+    return runtime
 
 
 @app.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
 from envctl.lifecycle import WorldChanged
@@ -78,7 +78,7 @@ def run_setup(client, container_id: str, steps: tuple[RunSetup, ...], echo: Call
 
 def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Callable[[str], None],
                 wanted: Callable[[RunSetup], bool] = lambda step: step.action == "run",
-                passed: Mapping[str, str] | None = None) -> list[StepOutcome]:
+                passed: Mapping[str, str] | None = None, masked: Iterable[str] | None = None) -> list[StepOutcome]:
     """Run exactly the steps `wanted` picks (by default those the plan says run), in order,
     each leaving its marker; the others are reported skipped. Raises SetupFailed at the first
     step that exits non-zero.
@@ -86,9 +86,10 @@ def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Ca
     `passed`: the run-time-only variables (envctl/runtime_env.py RuntimeEnv.values), given to
     each step's process with its own `env` (which wins on a name in both). They travel in the
     Engine API's exec-create body, never on a command line, and the engine keeps no copy in the
-    container's configuration; their values are masked in the step output echoed and reported."""
+    container's configuration. `masked`: the values masked in the step output echoed and
+    reported (default: every passed value)."""
     passed = dict(passed or {})
-    secrets = [v for v in passed.values() if v]
+    secrets = [v for v in (passed.values() if masked is None else masked) if v]
     outcomes = []
     for step in steps:
         marker = _marker(step)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from envctl import runtime_env
 from envctl.cli_app import say
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_USAGE, EnvctlError
 from envctl.multinode import node_logs, nodeplan, preflight, prepare, rank_table, supervise
@@ -68,6 +69,10 @@ def exec_on_nodes(entrypoint: str, extra: list[str], env_name: str | None, sets:
         f"{contract.nnodes} nodes, {contract.world_size} processes")
     prepare.write_run_dirs(sites, contract)
     shared = rank_table.write(sites, contract, table) if table is not None else {}
+    # container.pass_env, valued on this machine (every node's docker client runs here); the
+    # entrypoint's own variables and the contract win.
+    runtime = runtime_env.for_manifest(loaded)
+    passed, hidden = dict(runtime.values), tuple(runtime.secrets)
 
     processes = []
     for site, node, command in zip(sites, contract.nodes, commands):
@@ -75,9 +80,9 @@ def exec_on_nodes(entrypoint: str, extra: list[str], env_name: str | None, sets:
         log_path = node_logs.log_path(site.environment.workspace, contract.run_id, site.rank)
         log = site.host.log_writer(log_path) or _LocalLog(log_path)
         processes.append(supervise.NodeProcess(
-            site.rank, site.name, site.environment.name, argv, {**variables, **contract.env(site.rank), **shared}, entry.workdir,
-            site.host.docker_cli_environ(os.environ), log, log_path, entrypoint,
-            reconnect=supervise.reconnector(site.host)))
+            site.rank, site.name, site.environment.name, argv, {**passed, **variables, **contract.env(site.rank), **shared},
+            entry.workdir, site.host.docker_cli_environ(os.environ), log, log_path, entrypoint,
+            reconnect=supervise.reconnector(site.host), masked=hidden))
         say(f"[{site.rank} {site.name}] interface {node.ifname}, address {node.address}, log {log_path}")
     outcome = supervise.run_all(processes)
     for line in supervise.report(outcome):

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from envctl import runs
 from envctl.errors import EXIT_REMOTE_FAILED, EnvctlError, HostNotReady
+from envctl.masking import mask
 from envctl.multinode.stopping import Swept, stop_sequence, sweep
 
 GRACE_SECONDS = (10.0, 10.0)  # after SIGINT, after SIGTERM; then SIGKILL
@@ -57,6 +58,7 @@ class NodeProcess:
     lost: str | None = None  # why its connection counts as lost (its docker exec ended, its engine gone)
     leftovers: int = 0  # processes of the run envctl found and stopped after its own process ended
     unreachable: str | None = None  # why envctl could not stop what it runs
+    masked: tuple[str, ...] = field(default=(), repr=False)  # values masked in its output and log (passed secrets)
 
     @property
     def run_id(self) -> str:
@@ -157,6 +159,8 @@ def _pump(node: NodeProcess, out, lock: threading.Lock, ended: queue.Queue) -> N
     """Copy a node's output line by line, prefixed, to `out` and to its log; then its code."""
     prefix = node.label.encode() + b" "
     for line in iter(node.child.stdout.readline, b""):
+        if node.masked:  # whole lines: a passed secret the program prints is masked (envctl/masking.py)
+            line = mask(line.decode("utf-8", "surrogateescape"), node.masked).encode("utf-8", "surrogateescape")
         node.last.append(line.decode("utf-8", "replace").rstrip("\n"))
         node.log.write(line)
         with lock:  # whole lines, never interleaved with another node's

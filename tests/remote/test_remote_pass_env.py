@@ -96,3 +96,41 @@ def test_token_passed_over_ssh_and_kept_nowhere(world, lab, tarball):  # noqa: F
     assert ["container", world.container, "unchanged"] in executed
     assert [a for a in executed if a[0] == "setup"] == [["setup", "use the token", "skip"]]
     assert json.loads(lab.docker("lab1", "inspect", world.container).stdout)[0]["Id"] == before
+
+
+NODES_BODY = """\
+device: {{kind: cpu}}
+image: {{ref: {image}, tarball: {{source: {tarball}}}}}
+container:
+  network: host
+  pass_env: [HF_TOKEN]
+entrypoints:
+  fetch:
+    run: echo one node
+    nodes:
+      launcher: none
+      run: |
+        printf '%s' "$HF_TOKEN" > /tmp/seen-by-node
+        echo "rank $ENVCTL_NODE_RANK token=$HF_TOKEN"
+"""
+
+
+def test_token_passed_to_every_node_of_a_run_across_nodes(world, lab, tarball):  # noqa: F811
+    """exec --nodes: each node's process gets the value (given here, where every node's Docker
+    client runs); the node lines envctl prints and the node logs show it masked."""
+    manifest = world.write(NODES_BODY.format(image=IMAGE, tarball=tarball))
+    token = "hf_" + uuid.uuid4().hex
+    env = world.environ(HF_TOKEN=token)
+    for host in ("lab1", "lab2"):
+        up = world.run("up", str(manifest), "--host", host, env=env)
+        assert up.returncode == 0, up.stdout + up.stderr
+    ran = world.run("exec", "fetch", "--nodes", "lab1,lab2", env=env)
+    said = ran.stdout + ran.stderr
+    assert ran.returncode == 0, said
+    assert token not in said and "rank 0 token=***" in said and "rank 1 token=***" in said, said
+    for host in ("lab1", "lab2"):
+        seen = lab.docker(host, "exec", world.container, "cat", "/tmp/seen-by-node")
+        assert seen.stdout == token, (host, seen.stderr)
+        for path in Path(world.remote(host, world.data_dir())).rglob("*"):
+            if path.is_file():
+                assert token.encode() not in path.read_bytes(), path
