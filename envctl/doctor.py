@@ -35,6 +35,7 @@ _UP_WILL = {
     "download+load": "download the tarball {source}, then load it",
     "build": "build it from {source}",
     "pull": "pull it from {source}",
+    "pull+push": "pull it here from {source}, then send it as a tarball",
 }
 
 
