@@ -125,6 +125,7 @@ def test_token_reaches_steps_and_entrypoints_only(make_env, tarballs):
     assert up.returncode == 0, up.stdout + up.stderr
     assert token not in up.stdout + up.stderr
     assert "step prints token=*** and examples" in up.stdout + up.stderr  # masked as a value, words left alone
+    assert "NOT_GIVEN_TOKEN is not set" in up.stdout + up.stderr  # said by up too, and up went on
     assert env.inside("cat /tmp/seen-by-step") == (0, token)
 
     container = env.get()
@@ -137,6 +138,7 @@ def test_token_reaches_steps_and_entrypoints_only(make_env, tarballs):
     shown = env.run("exec", "show", "--env", env.container, env=environ)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout == "entry prints *** twice ***, examples\n"
+    assert "warning: NOT_GIVEN_TOKEN is not set" in shown.stderr
     assert env.inside("cat /tmp/seen-by-entry") == (0, token)
 
     # While an entrypoint runs, no process here (nor in the container) has it on its command line.
@@ -167,6 +169,12 @@ def test_rotating_the_token_recreates_nothing_and_reruns_no_step(make_env, tarba
     before = env.get()
     rotated = _token()
     environ = _environ(env, HF_TOKEN=rotated)
+    # A plan saved with one token applies with another (it holds names and states, not values);
+    # without any token the state differs and the saved plan is refused, naming it.
+    saved = env.base / "plan.json"
+    assert env.run("plan", str(env.manifest), "-o", str(saved), env=_environ(env, HF_TOKEN=_token())).returncode == 0
+    unset = env.run("up", "--plan", str(saved), env=_environ(env))
+    assert unset.returncode == 5 and "passed[0].state: set → not set" in unset.stderr, unset.stderr
     plan = env.run("plan", str(env.manifest), env=environ)
     assert "→ unchanged" in plan.stdout and "→ skip" in plan.stdout and "→ run:" not in plan.stdout, plan.stdout
     again = env.run("up", str(env.manifest), "--json", env=environ)
@@ -176,6 +184,8 @@ def test_rotating_the_token_recreates_nothing_and_reruns_no_step(make_env, tarba
     assert [a for a in executed if a[0] == "setup"] == [["setup", "use the token", "skip"]]
     after = env.get()
     assert (after.id, after.labels["io.envctl.config-hash"]) == (before.id, before.labels["io.envctl.config-hash"])
+    applied = env.run("up", "--plan", str(saved), env=environ)
+    assert applied.returncode == 0, applied.stderr
     # The entrypoint gets the new value at once.
     assert env.run("exec", "show", "--env", env.container, env=environ).returncode == 0
     assert env.inside("cat /tmp/seen-by-entry") == (0, rotated)
