@@ -36,6 +36,7 @@ class Options:
     skip_driver_check: bool = False
     force: bool = False  # recreate the container even while work runs in it (--force)
     share_cards: bool = False  # take cards asked for by index even when another container holds them
+    env_files: tuple[str, ...] = ()  # --env-file: values for container.pass_env (envctl/runtime_env.py)
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ class Plan:
     baked: str | None = None  # an image `envctl build` made with the setup inside, used instead
     container_action: ContainerAction = ContainerAction("unknown", "the engine was not asked")
     world: World = World()
+    passed: tuple = ()  # container.pass_env: runtime_env.PassedVariable (names and whether set, never values)
     secrets: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
 
     @property
@@ -287,9 +289,16 @@ def _entrypoints(loaded: Loaded, selection: Selection) -> tuple[Entrypoint, ...]
     return tuple(out)
 
 
-def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(), environ: Mapping[str, str] | None = None) -> Plan:
-    """Pure: the same inputs always give the same plan."""
+def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(), environ: Mapping[str, str] | None = None,
+               runtime=None) -> Plan:
+    """Pure: the same inputs always give the same plan. `runtime`: the run-time environment
+    (envctl/runtime_env.py RuntimeEnv, resolved by the caller); by default resolved from
+    `environ` and options.env_files. Only its names and states enter the plan."""
+    from envctl import runtime_env
+
     manifest = loaded.manifest
+    if runtime is None:
+        runtime = runtime_env.for_manifest(loaded, options.env_files, environ)
     fam = family(manifest.device.kind)
     blockers: list[str] = []
     needs: list[str] = []
@@ -375,11 +384,12 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
         entrypoints=_entrypoints(loaded, selection),
         blockers=tuple(blockers),
         needs=tuple(needs),
-        notes=tuple(manifest.notes) + tuple(f"warning: {w}" for w in card_warnings),
+        notes=tuple(manifest.notes) + tuple(f"warning: {w}" for w in (*card_warnings, *runtime.warnings)),
         baked=baked,
         container_action=ContainerAction(chosen.action, chosen.reason, chosen.changes, stops),
         world=world,
-        secrets=loaded.secrets,
+        passed=runtime.passed,
+        secrets=loaded.secrets | runtime.secrets,
     )
 
 
