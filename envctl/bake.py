@@ -29,9 +29,11 @@ def baked_ref(plan: Plan, base_config_digest: str) -> tuple[str, str]:
     return f"envctl-baked/{plan.manifest}{suffix}:{key}", key
 
 
-def bake(client, plan: Plan, base_image_id: str, echo: Callable[[str], None]) -> tuple[str, str]:
+def bake(client, plan: Plan, base_image_id: str, echo: Callable[[str], None], runtime=None) -> tuple[str, str]:
     """Returns (ref, "present" | "baked"). `base_image_id`: the engine's ID of the base image; the
-    key is made from its config digest, so both image stores give the same tag."""
+    key is made from its config digest, so both image stores give the same tag. `runtime`: the
+    run-time-only variables for the steps (envctl/runtime_env.py RuntimeEnv): they reach the
+    steps' processes only, so the committed image's configuration never holds them."""
     from docker.errors import APIError, ImageNotFound
 
     from envctl.image_identity import RECORDS, EngineImages
@@ -54,7 +56,8 @@ def bake(client, plan: Plan, base_image_id: str, echo: Callable[[str], None]) ->
     except APIError as exc:
         raise ContainerError(f"could not start a container to bake {ref}: {exc.explanation or exc}") from None
     try:
-        run_setup(client, container.id, plan.setup, echo)
+        run_setup(client, container.id, plan.setup, echo, runtime.values if runtime else None,
+                  runtime.secrets if runtime else None)
         repository, tag = ref.rsplit(":", 1)
         container.commit(repository=repository, tag=tag, conf={"Labels": {LABEL_BAKED_FOR: plan.manifest, LABEL_BAKE_KEY: key}})
     finally:

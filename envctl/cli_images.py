@@ -12,6 +12,7 @@ from envctl.cli_vars import given, var_option
 from envctl.errors import EXIT_NOT_FOUND, EnvctlError
 from envctl.manifest.loader import load
 from envctl.plan import Options
+from envctl.runtime_env import ENV_FILE_HELP
 
 
 @app.command()
@@ -55,13 +56,16 @@ def build(
     vars: Optional[List[str]] = var_option(),
     cards: Optional[str] = typer.Option(None, "--cards", help="card indices to bake with (default: device.cards)"),
     skip_driver_check: bool = typer.Option(False, "--skip-driver-check", help="do not stop on a driver mismatch"),
+    env_files: Optional[List[Path]] = typer.Option(None, "--env-file", help=ENV_FILE_HELP),
 ) -> None:
-    """Bake the image with the setup steps inside, tagged by the hash of its inputs; `up` then uses it."""
-    from envctl import apply, bake
+    """Bake the image with the setup steps inside, tagged by the hash of its inputs; `up` then uses it.
+    The steps get container.pass_env as `up` gives it; the values stay out of the image's configuration."""
+    from envctl import apply, bake, runtime_env
     from envctl.engine import connect
     from envctl.progress import ByteProgress
 
     loaded = load(name, vars=given(vars))
+    runtime = runtime_env.for_manifest(loaded, tuple(map(str, env_files or ())))
     client = connect()
     # force: a bake touches no container, so work running in one is no reason to refuse it.
     the_plan = plan_here(loaded, Options(cards=parse_cards(cards), skip_driver_check=skip_driver_check, force=True), client)
@@ -70,7 +74,7 @@ def build(
     else:
         with ByteProgress() as progress:
             base = apply.prepare(local_host(), loaded, the_plan, say, progress)
-        ref, action = bake.bake(client, the_plan, base.image_id, say)
+        ref, action = bake.bake(client, the_plan, base.image_id, say, runtime)
     say(f"baked      {ref}: {action}")
     typer.echo(ref)
 

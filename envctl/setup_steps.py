@@ -67,13 +67,13 @@ def present_markers(client, container_id: str) -> set[str]:
 
 
 def run_setup(client, container_id: str, steps: tuple[RunSetup, ...], echo: Callable[[str], None],
-              passed: Mapping[str, str] | None = None) -> list[StepOutcome]:
+              passed: Mapping[str, str] | None = None, masked: Iterable[str] | None = None) -> list[StepOutcome]:
     """Run the steps whose marker is missing (used by `envctl build` on a fresh container).
-    `passed`: as for run_planned."""
+    `passed`, `masked`: as for run_planned."""
     # Markers are named by chained hashes, so which exist before the first step runs decides
     # every skip: a step after one that re-runs has a new hash, hence no marker.
     present = present_markers(client, container_id) if steps else set()
-    return run_planned(client, container_id, steps, echo, lambda step: _marker(step) not in present, passed)
+    return run_planned(client, container_id, steps, echo, lambda step: _marker(step) not in present, passed, masked)
 
 
 def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Callable[[str], None],

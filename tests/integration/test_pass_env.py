@@ -251,3 +251,37 @@ def test_env_file_read_as_docker_run_reads_it(engine, tmp_path, lines):
     ours = read_env_file(path, {})
     assert {k: docker_vars.get(k) for k in ours} == ours
     assert set(docker_vars) - set(ours) <= {"PATH", "HOSTNAME", "HOME"}
+
+
+BAKE_BODY = """\
+device: {{kind: cpu}}
+image: {{ref: {image}, tarball: {{source: {tarball}}}}}
+container:
+  pass_env: [HF_TOKEN]
+setup:
+  - name: needs the token
+    run: test -n "$HF_TOKEN" && echo "baking with $HF_TOKEN" && echo "token length $${{#HF_TOKEN}}" > /baked-note
+"""
+
+
+def test_build_passes_the_token_to_steps_and_bakes_none_of_it(make_env, tarballs, engine, tmp_path):
+    """`envctl build` runs the steps with the token (a step that needs it passes) and the baked
+    image holds it nowhere: not its configuration, not its history, not a byte of `docker save`."""
+    env = make_env("cpu")
+    env.write(BAKE_BODY.format(image=IMAGE, tarball=tarballs.plain))
+    token = _token()
+    without = env.run("build", str(env.manifest), env=_environ(env))
+    assert without.returncode != 0 and "failed with exit code 1" in without.stderr  # the step needs it
+    built = env.run("build", str(env.manifest), env=_environ(env, HF_TOKEN=token))
+    assert built.returncode == 0, built.stderr
+    assert token not in built.stdout + built.stderr and "baking with ***" in built.stderr
+    ref = built.stdout.strip()
+    image = engine.images.get(ref)
+    assert token not in json.dumps(image.attrs) and token not in json.dumps(image.history())
+    saved = tmp_path / "baked.tar"
+    with open(saved, "wb") as out:
+        for chunk in image.save():
+            out.write(chunk)
+    assert token.encode() not in saved.read_bytes()
+    note = engine.containers.run(ref, ["cat", "/baked-note"], remove=True)
+    assert note.decode() == f"token length {len(token)}\n"  # the step did run with it
