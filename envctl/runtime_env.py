@@ -85,8 +85,11 @@ class RuntimeEnv:
 
     @property
     def secrets(self) -> frozenset[str]:
-        """The values, to be masked wherever text is shown (envctl/masking.py)."""
-        return frozenset(v for k, v in self.values.items() if v and k not in self.mirrors)
+        """The values to mask wherever text is shown (envctl/masking.py): those of names that
+        look like credentials (HF_TOKEN, *_API_KEY, *PASSWORD*: interpolate.looks_secret, the
+        rule the rest of envctl uses), not a passed log level or endpoint, whose short values
+        (INFO, 1) would otherwise be masked all over a server's output."""
+        return frozenset(v for k, v in self.values.items() if v and k not in self.mirrors and looks_secret(k))
 
 
 def read_env_file(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:

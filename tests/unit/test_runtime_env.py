@@ -30,7 +30,17 @@ def test_environment_wins_then_the_last_file_then_the_manifests_file(tmp_path):
                               PassedVariable("C", "set", str(first)), PassedVariable("D", "set", str(own)),
                               PassedVariable("E", "not set"))
     assert [w for w in runtime.warnings if w.startswith("E is not set")]
-    assert runtime.secrets == {"env", "second", "first", "own"}
+    assert runtime.secrets == frozenset()  # A to E are no credentials' names: nothing to mask
+
+
+def test_only_credential_values_are_masked():
+    """A passed token is masked in output; a passed log level or endpoint is not (INFO would be
+    masked all over a server's log)."""
+    runtime = resolve(["HF_TOKEN", "OPENAI_API_KEY", "VLLM_LOGGING_LEVEL", "HF_ENDPOINT"], [],
+                      {"HF_TOKEN": "hf_x", "OPENAI_API_KEY": "sk-1", "VLLM_LOGGING_LEVEL": "INFO",
+                       "HF_ENDPOINT": "https://hf-mirror.com"})
+    assert runtime.secrets == {"hf_x", "sk-1"}
+    assert set(runtime.values) == {"HF_TOKEN", "OPENAI_API_KEY", "VLLM_LOGGING_LEVEL", "HF_ENDPOINT"}  # all passed
 
 
 def test_values_never_in_repr_or_descriptions(tmp_path):
