@@ -24,7 +24,7 @@ from envctl.lifecycle import ContainerOutcome, WorldChanged, execute
 from envctl.manifest.loader import Loaded
 from envctl.plan import Plan
 from envctl.observe_engine import read_markers
-from envctl.setup_steps import StepOutcome, run_planned
+from envctl.setup_steps import SetupFailed, StepOutcome, run_planned
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,16 @@ def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Pat
             raise WorldChanged(f"the setup markers in {plan.container.name} changed since the plan was made "
                                "(another up ran setup meanwhile)", hint="run `envctl plan` again to see what up would do now")
     runtime = runtime if runtime is not None else runtime_env.for_manifest(loaded)
-    steps = run_planned(client, container.container_id, plan.setup, echo, passed=runtime.values, masked=runtime.secrets)
+    try:
+        steps = run_planned(client, container.container_id, plan.setup, echo, passed=runtime.values,
+                            masked=runtime.secrets)
+    except SetupFailed as failed:  # a step that needs a passed variable not given: say which
+        unset = [p.name for p in runtime.passed if p.state != "set"]
+        if unset:
+            failed.hint = (f"{', '.join(unset)} (container.pass_env) {'was' if len(unset) == 1 else 'were'} not set or "
+                           f"empty: export {'it' if len(unset) == 1 else 'them'} or give --env-file FILE if the step "
+                           f"needs {'it' if len(unset) == 1 else 'them'}; " + (failed.hint or ""))
+        raise
     executed += [("setup", s.name, "run" if s.action == "ran" else "skip") for s in steps]
     ran = sum(1 for s in steps if s.action == "ran")
     if steps:

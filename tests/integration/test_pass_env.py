@@ -161,6 +161,16 @@ def test_token_reaches_steps_and_entrypoints_only(make_env, tarballs):
     assert _files_holding(env.base, token) == []
 
 
+def test_a_step_failing_without_the_token_names_it(make_env, tarballs):
+    env = make_env("cpu")
+    env.write(BODY.format(image=IMAGE, tarball=tarballs.plain))
+    failed = env.run("up", str(env.manifest), env=_environ(env))
+    assert failed.returncode == 5, failed.stderr
+    assert "setup step 1 'use the token' failed with exit code 9" in failed.stderr and "no token" in failed.stderr
+    assert "hint:  HF_TOKEN, NOT_GIVEN_TOKEN (container.pass_env) were not set or empty: export them or give " \
+           "--env-file FILE if the step needs them; fix the cause and run `envctl up` again" in failed.stderr
+
+
 def test_rotating_the_token_recreates_nothing_and_reruns_no_step(make_env, tarballs):
     env = make_env("cpu")
     env.write(BODY.format(image=IMAGE, tarball=tarballs.plain))
