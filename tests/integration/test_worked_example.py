@@ -15,14 +15,20 @@ through the mirror, of how many bytes, unpinned until `envctl lock`.
 What each plan must say is what the README's walk-through says: the cards and why, the device
 nodes (/dev/davinciN, davinci_manager, devmm_svm, hisi_hdc) and the driver mounts vllm-ascend's
 quick start lists, the pull, the artifacts, HF_TOKEN passed by name only, the entrypoints'
-commands, and the ports served. Plans only: nothing is pulled or created (test_registry_pull.py
-and test_detach.py run those steps for real).
+commands, and the ports served. Then the server's session for real, as far as it can run
+here: `up` of `qwen25-vllm-ascend-910b:merged` pulls the stand-in through the mirror and starts
+the container with the simulated 910B's nodes, `exec serve --detach` returns once /v1/models
+answers (the stand-in `vllm` serves it with BusyBox httpd after checking the merged model's
+directory), `status` lists it, `stop` ends it.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import tarfile
+import urllib.request
 import uuid
 
 import pytest
@@ -42,6 +48,60 @@ QUICK_START_MOUNTS = ("/usr/local/dcmi", "/usr/local/bin/npu-smi", "/usr/local/A
 CONTROL_NODES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
 
 
+# The stand-in's programs (BusyBox has no bash and no vllm). The ascend910 profile's shell is
+# /bin/bash -c SCRIPT envctl COMMAND; BusyBox sh runs that script alike.
+BASH = b"""#!/bin/sh
+exec /bin/sh "$@"
+"""
+# `vllm serve MODEL --served-model-name NAME --port PORT ...`: records its arguments and the
+# cards it sees in the workspace, refuses a model directory without config.json, then serves
+# /v1/models in the foreground with BusyBox httpd, as `vllm serve` serves it once loaded.
+VLLM = b"""#!/bin/sh
+echo "$@" > /envctl/vllm-argv.txt
+env | grep -E '^(ASCEND_RT_VISIBLE_DEVICES|ENVCTL_NUM_CARDS)=' | sort > /envctl/vllm-env.txt
+[ "$1" = serve ] || { echo "vllm: no command $1" >&2; exit 2; }
+[ -f "$2/config.json" ] || { echo "vllm: $2 holds no config.json" >&2; exit 1; }
+port=8000 name=$2
+while [ $# -gt 0 ]; do
+  case $1 in --port) port=$2; shift ;; --served-model-name) name=$2; shift ;; esac
+  shift
+done
+mkdir -p /tmp/www/v1
+printf '{"object": "list", "data": [{"id": "%s", "object": "model"}]}' "$name" > /tmp/www/v1/models
+echo "INFO:     Uvicorn running on http://0.0.0.0:$port (stand-in)"
+exec httpd -f -p "$port" -h /tmp/www
+"""
+
+
+def _push_stand_in(client, registry: Registry, repository: str, tag: str, marker: bytes) -> str:
+    """The BusyBox rootfs with /bin/bash and /usr/local/bin/vllm (executable: push_busybox's
+    extra files are not), imported, pushed to `registry` and removed from the engine again."""
+    from testimages import _rootfs_tar
+
+    buffer = io.BytesIO(_rootfs_tar({"etc/stand-in": marker}))
+    with tarfile.open(fileobj=buffer, mode="a") as archive:
+        for directory in ("usr", "usr/local", "usr/local/bin"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            archive.addfile(info)
+        for name, data in (("bin/bash", BASH), ("usr/local/bin/vllm", VLLM)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            archive.addfile(info, io.BytesIO(data))
+    name = f"{registry.host}/{repository}"
+    client.api.import_image_from_data(buffer.getvalue(), repository=name, tag=tag)
+    digest = None
+    try:
+        for event in client.api.push(name, tag=tag, stream=True, decode=True):
+            if "error" in event:
+                pytest.fail(f"pushing {name}:{tag} failed: {event['error']}", pytrace=False)
+            digest = (event.get("aux") or {}).get("Digest") or digest
+    finally:
+        client.images.remove(f"{name}:{tag}", force=True)
+    assert digest and digest.startswith("sha256:"), f"the push of {name}:{tag} reported no digest"
+    return digest
+
+
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory):
     """A loopback registry holding a stand-in of each image under its canonical name, as a
@@ -51,7 +111,7 @@ def mirror(tmp_path_factory):
         marker = uuid.uuid4().hex.encode()  # this run's bytes: a digest no other run pushed
         digests = {
             "quay.io/ascend/vllm-ascend:v0.13.0":
-                push_busybox(classic, registry, "quay.io/ascend/vllm-ascend", "v0.13.0", {"etc/stand-in": marker}),
+                _push_stand_in(classic, registry, "quay.io/ascend/vllm-ascend", "v0.13.0", marker),
             "docker.io/hiyouga/llamafactory:0.9.4-npu-a2":
                 push_busybox(classic, registry, "docker.io/hiyouga/llamafactory", "0.9.4-npu-a2", {"etc/stand-in": marker}),
         }
@@ -197,3 +257,114 @@ def test_show_says_where_each_value_of_a_combination_comes_from(lab):
     assert finetune["artifacts"]["qwen"]["source"] == "modelscope://Qwen/Qwen2.5-14B-Instruct@master"
     assert finetune["entrypoints"]["webui"]["ready"] == {"http": "/", "timeout": 300.0}
     assert finetune["container"]["pass_env"] == ["HF_TOKEN"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _memlock_limit(engine) -> int | None:
+    """None when the engine starts a container with unlimited locked memory (the ascend910
+    profile asks for it, for HCCL); else the hard limit it can give: an engine without
+    CAP_SYS_RESOURCE (nested, rootless) cannot raise it (tests/standin_lab.py does the same)."""
+    import resource
+
+    import docker
+    from testimages import _rootfs_tar
+
+    name = f"envctl-it/memlock-probe:{uuid.uuid4().hex[:8]}"
+    engine.api.import_image_from_data(_rootfs_tar(), repository=name.split(":")[0], tag=name.split(":")[1])
+    probe = engine.containers.create(name, ["true"], ulimits=[docker.types.Ulimit(name="memlock", soft=-1, hard=-1)])
+    try:
+        probe.start()
+        return None
+    except docker.errors.APIError:
+        return resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+    finally:
+        probe.remove(force=True)
+        engine.images.remove(name, force=True)
+
+
+def _manifests_for(engine, target) -> str:
+    """The shipped profiles and the server's manifest as they are, but for the profile's memlock
+    where this engine cannot give unlimited (nothing this test proves depends on it)."""
+    import shutil
+
+    shutil.copytree(REPO / "manifests" / "profiles", target / "profiles")
+    shutil.copytree(REPO / "manifests" / SERVE, target / SERVE)
+    limit = _memlock_limit(engine)
+    if limit is not None:
+        profile = target / "profiles" / "ascend910.yaml"
+        text = profile.read_text(encoding="utf-8")
+        assert text.count("    memlock: -1\n") == 1, "ascend910: memlock is no longer -1"
+        profile.write_text(text.replace("    memlock: -1\n", f"    memlock: {limit}\n"), encoding="utf-8")
+    return str(target)
+
+
+def test_the_server_session_up_serve_detached_status_stop(lab, tmp_path, engine):
+    """The README's second half on the simulated 910B: up of the merged variant (a port of its
+    own, --var, since the container shares this machine's network), serve detached until
+    /v1/models answers, listed by status, answering after envctl returned, stopped."""
+    env, environ, registry, config = lab
+    environ = dict(environ, ENVCTL_MANIFEST_PATH=_manifests_for(engine, tmp_path / "manifests"))
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    (merged / "config.json").write_text('{"architectures": ["Qwen2ForCausalLM"]}\n')
+    (merged / "model-00001-of-00001.safetensors").write_bytes(b"stand-in weights")
+    environ = dict(environ, QWEN25_MERGED=str(merged))
+    port = _free_port()
+    container = "envctl-qwen25-vllm-ascend-910b-merged"
+    images = ["quay.io/ascend/vllm-ascend:v0.13.0", f"{registry.host}/quay.io/ascend/vllm-ascend:v0.13.0"]
+    try:
+        done = env.run("up", f"{SERVE}:merged", "--var", f"port={port}", env=environ, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert TOKEN not in done.stdout + done.stderr
+        attrs = engine.api.inspect_image("quay.io/ascend/vllm-ascend:v0.13.0")  # tagged by its canonical name
+        assert any(d.endswith(mirror_digest(registry)) for d in attrs["RepoDigests"]), attrs["RepoDigests"]
+        created = engine.api.inspect_container(container)
+        assert created["HostConfig"]["NetworkMode"] == "host" and not created["HostConfig"]["Privileged"]
+        assert sorted(d["PathInContainer"] for d in created["HostConfig"]["Devices"]) == \
+            ["/dev/davinci0", "/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc"]
+
+        started = env.run("exec", "serve", "--detach", "--env", SERVE, env=environ, timeout=300)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert f"GET /v1/models answers 2xx on port {port}" in started.stdout, started.stdout
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=10) as answer:
+            assert json.load(answer)["data"][0]["id"] == "qwen25-7b-lora"
+        workspace = env.base / "workspaces" / container
+        assert (workspace / "vllm-argv.txt").read_text().split() == [
+            "serve", "/models/Qwen2.5-7B-Instruct", "--served-model-name", "qwen25-7b-lora", "--host", "0.0.0.0",
+            "--port", str(port), "--tensor-parallel-size", "1", "--max-model-len", "8192"]
+        assert (workspace / "vllm-env.txt").read_text() == "ASCEND_RT_VISIBLE_DEVICES=0\nENVCTL_NUM_CARDS=1\n"
+
+        status = env.run("status", env=environ)
+        assert "running serve (detached) since " in status.stdout and f"serves :{port}" in status.stdout, status.stdout
+
+        stopped = env.run("stop", "serve", "--env", SERVE, env=environ)
+        assert stopped.returncode == 0 and "stopped  serve (detached)" in stopped.stdout, stopped.stdout + stopped.stderr
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5)
+    finally:
+        import docker
+
+        try:
+            engine.containers.get(container).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        for name in images:
+            try:
+                engine.images.remove(name, force=True)
+            except docker.errors.ImageNotFound:
+                pass
+
+
+def mirror_digest(registry) -> str:
+    """The manifest digest the mirror serves for the server's stand-in."""
+    answer = urllib.request.urlopen(urllib.request.Request(
+        f"{registry.url}/v2/quay.io/ascend/vllm-ascend/manifests/v0.13.0", method="HEAD",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}), timeout=10)
+    return answer.headers["Docker-Content-Digest"]
