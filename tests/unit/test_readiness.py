@@ -225,3 +225,30 @@ def test_the_entrypoint_given_twice_is_refused(two_environments):
     with pytest.raises(EnvctlError) as caught:
         _env_or_entrypoint(two_environments, "web", "web", "envctl-chat")
     assert caught.value.exit_code == 2
+
+
+# Where a detached server is reached, from the engine's inspect of its container (Docker 20.10's
+# shapes: HostConfig.NetworkMode, NetworkSettings.Ports bindings for IPv4 and IPv6, Networks).
+
+from envctl.cli_serve import where_served  # noqa: E402
+
+
+def inspected(mode, ports=None, networks=None):
+    return {"HostConfig": {"NetworkMode": mode}, "NetworkSettings": {"Ports": ports or {}, "Networks": networks or {}}}
+
+
+@pytest.mark.parametrize("attrs, host, said", [
+    (inspected("default", {"8000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18080"}, {"HostIp": "::", "HostPort": "18080"}]},
+               {"bridge": {"IPAddress": "172.17.0.3"}}), None,
+     "port 8000 published at 0.0.0.0:18080, :::18080 of this machine"),
+    (inspected("bridge", {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8000"}]}), "lab1",
+     "port 8000 published at 127.0.0.1:8000 of lab1"),
+    (inspected("host"), "lab1", "port 8000 of lab1 (host network)"),
+    (inspected("none"), None, "http://127.0.0.1:8000 inside the container only (network none)"),
+    (inspected("default", {"8000/tcp": None}, {"bridge": {"IPAddress": "172.17.0.3"}}), None,
+     "http://127.0.0.1:8000 inside the container; from the engine's host at 172.17.0.3:8000 (bridge network); "
+     "not published (container.ports publishes it)"),
+    (inspected("default"), None, "http://127.0.0.1:8000 inside the container; not published (container.ports publishes it)"),
+])
+def test_where_a_server_is_reached(attrs, host, said):
+    assert where_served(attrs, 8000, "127.0.0.1", host) == said
