@@ -155,6 +155,9 @@ def test_token_reaches_steps_and_entrypoints_only(make_env, tarballs):
 
     # Nothing envctl keeps holds it: workspace logs, state and records under the cache, the lock
     # directory, the saved plan (the manifest directory is the test's directory).
+    locked = env.run("lock", str(env.manifest), env=environ)
+    assert locked.returncode == 0 and token not in locked.stdout + locked.stderr, locked.stderr
+    assert list(env.base.glob("*.lock*")), "lock wrote no lock file beside the manifest"
     status = env.run("status", "--json", env=environ)
     logs = env.run("logs", env.container, env=environ)
     assert token not in status.stdout + logs.stdout
