@@ -250,7 +250,7 @@ def test_env_file_values_and_the_environment_winning(make_env, tarballs):
     "A=plain\nB=\"double quoted\"\nC='single'\nD=trailing  \n  E=leading spaces dropped\n# F=comment\n\nG=x=y\nH=\n",
     "\ufeffBOM=first line\r\nCRLF=windows\r\nI=${NOT_EXPANDED}\nJ=value # not a comment\n",
 ])
-def test_env_file_read_as_docker_run_reads_it(engine, tmp_path, lines):
+def test_env_file_read_as_docker_run_reads_it(engine_under_test, tmp_path, lines):
     """The same file through `docker run --env-file` on the engine (the Docker CLI's own parser)
     and through envctl's: the same variables and values, byte for byte."""
     from envctl.runtime_env import read_env_file
@@ -258,7 +258,8 @@ def test_env_file_read_as_docker_run_reads_it(engine, tmp_path, lines):
     path = tmp_path / "docker.env"
     path.write_bytes(lines.encode("utf-8"))
     seen = subprocess.run(["docker", "run", "--rm", "--env-file", str(path), IMAGE, "env", "-0"], capture_output=True,
-                          timeout=120, env={k: v for k, v in os.environ.items() if k != "BARE"})
+                          timeout=120, env={**{k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")},
+                                            "DOCKER_HOST": engine_under_test.docker_host})
     assert seen.returncode == 0, seen.stderr
     docker_vars = dict(item.split("=", 1) for item in seen.stdout.decode().split("\0") if item)
     ours = read_env_file(path, {})
