@@ -250,11 +250,12 @@ def test_env_file_values_and_the_environment_winning(make_env, tarballs):
     "A=plain\nB=\"double quoted\"\nC='single'\nD=trailing  \n  E=leading spaces dropped\n# F=comment\n\nG=x=y\nH=\n",
     "\ufeffBOM=first line\r\nCRLF=windows\r\nI=${NOT_EXPANDED}\nJ=value # not a comment\n",
 ])
-def test_env_file_read_as_docker_run_reads_it(engine_under_test, tmp_path, lines):
+def test_env_file_read_as_docker_run_reads_it(engine_under_test, tarballs, tmp_path, lines):
     """The same file through `docker run --env-file` on the engine (the Docker CLI's own parser)
     and through envctl's: the same variables and values, byte for byte."""
     from envctl.runtime_env import read_env_file
 
+    engine_under_test.client.images.load(tarballs.plain.read_bytes())  # IMAGE, to run `env` in
     path = tmp_path / "docker.env"
     path.write_bytes(lines.encode("utf-8"))
     seen = subprocess.run(["docker", "run", "--rm", "--env-file", str(path), IMAGE, "env", "-0"], capture_output=True,
