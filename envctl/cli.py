@@ -11,6 +11,7 @@ import typer
 
 from envctl import cli_artifacts, cli_cards, cli_export, cli_images, cli_lifecycle, cli_manifests, cli_serve  # noqa: F401  (they register their commands)
 from envctl import cli_new  # noqa: F401  (envctl new: a manifest from another or from a docker run command)
+from envctl import cli_config  # noqa: F401  (envctl config: the user configuration file)
 from envctl.cli_app import app, print_error
 from envctl.errors import EXIT_INTERNAL, EnvctlError
 from envctl.fs_errors import explain_os_error, is_path_error

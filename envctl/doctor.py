@@ -79,6 +79,21 @@ def _gib(n: int) -> str:
     return f"{n / (1 << 30):.1f} GiB"
 
 
+def config_file_check() -> Check:
+    """The user configuration file (envctl/user_config.py) on this machine, read as every command
+    reads it: each problem at its file:line."""
+    from envctl.errors import ManifestError
+    from envctl.user_config import load
+
+    try:
+        config = load(os.environ)
+    except ManifestError as exc:
+        return Check("config file", "fail", exc.message)
+    if config.path is None:
+        return Check("config file", "ok", "none: no mirrors configured (envctl config shows where it is looked for)")
+    return Check("config file", "ok", f"{config.path}: {len(config.mirrors.origins)} mirror setting(s) (envctl config shows them)")
+
+
 def diagnose(host: Host, loaded: Loaded | None, options: Options, environ: Mapping[str, str] | None = None,
              engine=None, free_at=None) -> list[Check]:
     """`environ`: path settings as seen on `host`. `engine()`: its Docker client (default: this
@@ -95,6 +110,7 @@ def diagnose(host: Host, loaded: Loaded | None, options: Options, environ: Mappi
         checks.append(Check("docker engine", "ok", f"Docker {version} {where}"))
     except EnvctlError as exc:
         checks.append(Check("docker engine", "fail", exc.message + (f"; {exc.hint}" if exc.hint else "")))
+    checks.append(config_file_check())
 
     kinds = [loaded.manifest.device.kind] if loaded else [k for k in FAMILIES if k != "cpu"]
     for kind in kinds:

@@ -101,6 +101,10 @@ def routes(config: UserConfig, environ: Mapping[str, str], host: HostLayer | Non
                         endpoints[kind] = Route(_endpoint_of(name, values[name]), origin(name))
                         break
     merged = over(config.mirrors, host.mirrors) if host is not None else config.mirrors
+    if not merged.pip:
+        # PIP_INDEX_URL in the caller's shell is about pip there: it reaches containers only as
+        # the override of a configured pip mirror (or through pass_env), never on its own.
+        endpoints.pop("pip", None)
 
     def rules(kind: str) -> dict[str, Route]:
         out = {}
