@@ -289,8 +289,11 @@ class RunningWork(HostNotReady):
     blocker)."""
 
     def __init__(self, container_name: str, runs: tuple[Run, ...], verb: str, command: str):
-        super().__init__(blocker(container_name, runs, verb),
-                         hint=f"wait for it to finish (`envctl status` lists it), or `{command} --force`")
+        servers = sorted({run.name for run in runs if run.detached})  # they never finish by themselves
+        stops = ", ".join(f"`envctl stop {name} --env {container_name}`" for name in servers)
+        first = (f"stop the detached server(s) ({stops})" if servers else
+                 "wait for it to finish (`envctl status` lists it)")
+        super().__init__(blocker(container_name, runs, verb), hint=f"{first}, or `{command} --force`")
         self.runs = runs
 
 

@@ -134,6 +134,9 @@ def test_a_detached_server_answers_is_listed_logged_protected_and_stopped(make_e
     assert "web (detached)" in refused.stderr and "--force" in refused.stderr
     assert env.get().id == before
     assert answers(env)
+    kept = env.run("down", env.container)
+    assert kept.returncode == 5 and f"removing {env.container} would kill running work: web (detached)" in kept.stderr
+    assert f"hint:  stop the detached server(s) (`envctl stop web --env {env.container}`)" in kept.stderr, kept.stderr
 
     stopped = env.run("stop", "web", "--env", env.container)
     assert stopped.returncode == 0, stopped.stderr
