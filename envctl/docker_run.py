@@ -7,9 +7,10 @@ backslash escapes); nothing is ever run. `$NAME`, `${NAME}` and `${NAME:-default
 by the value the command would have seen: an `export` line above it, else the environment given;
 an unset name is an error, never an empty word. `$HOME`, `${HOME}` and a leading `~` become
 envctl's own `${HOME}`, so that a manifest stays right for every user. A name that looks like a
-credential (HF_TOKEN, *_PASSWORD, ...) is never replaced by its value (see docker_run_manifest,
-which passes such variables at run time only). Single quotes do not stop the replacement
-(shlex does not say which words were quoted); vendor quick starts do not single-quote `$`.
+credential (HF_TOKEN, *_PASSWORD, ...) is never replaced by its value: it is kept as `${NAME}`
+(docker_run_manifest passes such variables at run time only, or refuses the command). As in sh,
+nothing is replaced inside single quotes (`bash -c 'vllm serve --port $PORT'` keeps `$PORT` for
+the container's shell) or after a backslash, and a value is one word (it is inserted quoted).
 
 Options follow Docker's CLI (spf13/pflag, as `docker run --help` of Docker 28.2 lists them):
 `--flag value`, `--flag=value`, boolean flags as `--rm` or `--rm=false`, short flags clustered
@@ -111,22 +112,24 @@ def read_command(text: str, environ: Mapping[str, str] | None = None) -> DockerR
     substituted: dict[str, str] = {}
     run_words: list[str] | None = None
     for number, line in _logical_lines(text):
+        expanded = _expand_line(line, variables, environ, substituted, number)
         try:
-            words = shlex.split(line)  # comments were taken out by _logical_lines (shlex would end a word at "#")
+            words = shlex.split(expanded)  # comments were taken out by _logical_lines (shlex would end a word at "#")
         except ValueError as exc:  # "No closing quotation", "No escaped character"
             raise DockerRunError(f"line {number}: cannot split it into words as a shell would: {exc}") from None
         if not words:
             continue
+        words = [HOME + word[1:] if word == "~" or word.startswith("~/") else word for word in words]
         if run_words is None and _is_assignment(words):
             for word in words[1:] if words[0] == "export" else words:
                 name, value = _ASSIGNMENT.match(word).groups()
-                variables[name] = _expand(value, variables, environ, substituted, number)
+                variables[name] = value
             continue
         if run_words is not None:
             raise DockerRunError(f"line {number}: only one docker run command is read; '{_short(line)}' follows it",
                                  hint="give the docker run command alone (and export lines before it); "
                                       "commands to run inside the container become setup steps you add")
-        run_words = [_expand(word, variables, environ, substituted, number) for word in words]
+        run_words = words
     if run_words is None:
         raise DockerRunError("no docker run command given")
     return parse_run(_after_docker_run(run_words), substituted)
@@ -183,32 +186,83 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return lines
 
 
-def _expand(word: str, variables: dict[str, str], environ: Mapping[str, str], substituted: dict[str, str],
-            number: int) -> str:
-    """$NAME, ${NAME}, ${NAME:-default} / ${NAME-default} replaced; $HOME and a leading ~ kept as ${HOME}."""
-    if "$(" in word or "`" in word:
-        raise DockerRunError(f"line {number}: '{_short(word)}' holds a command substitution, which envctl does "
-                             f"not run; write its output instead")
-    if word == "~" or word.startswith("~/"):
-        word = HOME + word[1:]
+def _expand_line(line: str, variables: dict[str, str], environ: Mapping[str, str], substituted: dict[str, str],
+                 number: int) -> str:
+    """`line` with $NAME, ${NAME}, ${NAME:-default} and ${NAME-default} replaced as sh would,
+    before it is split into words: not inside single quotes, nor after a backslash; a value is
+    inserted as one word (quoted for shlex), never split or expanded again. The words come out
+    as a manifest's text: a `${` the command keeps literally is written `$${` (envctl's escape,
+    so that envctl does not expand it either), $HOME is `${HOME}` and a credential the shell
+    would expand is `${NAME}` (see the module's docstring)."""
+    out: list[str] = []
+    quote: str | None = None
+    i = 0
+    while i < len(line):
+        char = line[i]
+        literal_brace = line.startswith("{", i + 1)
+        if quote == "'":
+            out.append("$$" if char == "$" and literal_brace else char)
+            quote = None if char == "'" else quote
+            i += 1
+            continue
+        if char == "\\" and i + 1 < len(line):
+            following = line[i + 1]
+            if following == "$" and line.startswith("{", i + 2):
+                out.append("$$")  # a literal ${ (the backslash goes, as sh and shlex drop it)
+            elif quote == '"' and following in "$`":
+                out.append(following)  # inside double quotes sh drops this backslash; shlex would keep it
+            else:
+                out.append(char + following)
+            i += 2
+            continue
+        if char in "'\"":
+            quote = char if quote is None else (None if char == quote else quote)
+            out.append(char)
+            i += 1
+            continue
+        if char == "`" or line.startswith("$(", i):
+            raise DockerRunError(f"line {number}: '{_short(line[i:])}' is a command substitution, which envctl does "
+                                 f"not run; write its output instead")
+        match = _REFERENCE.match(line, i) if char == "$" else None
+        if match is None:
+            if char == "$" and literal_brace:
+                raise DockerRunError(f"line {number}: '{_short(line[i:])}' is a shell expansion envctl does not read "
+                                     f"(it reads $NAME, ${{NAME}}, ${{NAME:-default}}); write its value instead")
+            out.append(char)
+            i += 1
+            continue
+        value, literal = _value(match, variables, environ, substituted, number)
+        if not literal:
+            value = value.replace("${", "$${")
+        if literal:
+            out.append(value)
+        elif quote == '"':
+            out.append(value.replace("\\", "\\\\").replace('"', '\\"'))
+        else:
+            out.append(shlex.quote(value) if value else "''")
+        i = match.end()
+    return "".join(out)
 
-    def replace(match: re.Match) -> str:
-        name = match.group(1) or match.group(4)
-        if name == "HOME":
-            return HOME
-        if looks_secret(name):
-            return match.group(0)  # never written into a manifest (docker_run_manifest passes it at run time)
-        value = variables.get(name, environ.get(name))
-        if value is None or (value == "" and (match.group(2) or "").startswith(":")):
-            if match.group(2) is not None:
-                return match.group(3)
-            raise DockerRunError(f"line {number}: ${name} is not set, so '{_short(word)}' has no value",
-                                 hint=f"export {name}=... as the quick start says before running envctl new, "
-                                      f"or write the value into the command")
-        substituted[name] = value
-        return value
 
-    return _REFERENCE.sub(replace, word)
+def _value(match: re.Match, variables: dict[str, str], environ: Mapping[str, str], substituted: dict[str, str],
+           number: int) -> tuple[str, bool]:
+    """(the value of one reference, whether it is envctl's own text to keep as it is)."""
+    name = match.group(1) or match.group(4)
+    if name == "HOME":
+        return HOME, True
+    if looks_secret(name):
+        # Never replaced by its value. Written ${NAME}: what the host's shell would have expanded,
+        # which docker_run_manifest passes at run time (-e NAME=$NAME) or refuses to write.
+        return "${" + name + "}", True
+    value = variables.get(name, environ.get(name))
+    if value is None or (value == "" and (match.group(2) or "").startswith(":")):
+        if match.group(2) is not None:
+            return match.group(3), False
+        raise DockerRunError(f"line {number}: ${name} is not set",
+                             hint=f"export {name}=... as the quick start says before running envctl new, "
+                                  f"or write the value into the command")
+    substituted[name] = value
+    return value, False
 
 
 def _after_docker_run(words: list[str]) -> list[str]:

@@ -41,7 +41,7 @@ ASCEND_DRIVER = "/usr/local/Ascend/driver"
 # runtime's own with runtime: ascend / nvidia)
 VISIBILITY = {"ASCEND_RT_VISIBLE_DEVICES": "npu", "ASCEND_VISIBLE_DEVICES": "npu", "MLU_VISIBLE_DEVICES": "mlu",
               "CUDA_VISIBLE_DEVICES": "cuda", "NVIDIA_VISIBLE_DEVICES": "cuda"}
-_SECRET_REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+_SECRET_REFERENCE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # as docker_run keeps a credential the shell would expand
 
 
 @dataclass
@@ -111,8 +111,8 @@ def _devices(run: DockerRun, draft: Draft) -> None:
         if runtime != "ascend":
             draft.remarks.append("ASCEND_VISIBLE_DEVICES without --runtime: the Ascend Docker Runtime is the engine's "
                                  "default runtime there; runtime: ascend names it")
-    if runtime == "nvidia" and "NVIDIA_VISIBLE_DEVICES" in env:
-        families.setdefault("cuda", []).extend(_indices(env["NVIDIA_VISIBLE_DEVICES"], "NVIDIA_VISIBLE_DEVICES"))
+    if runtime == "nvidia":  # the NVIDIA runtime passes NVIDIA_VISIBLE_DEVICES' GPUs (CUDA images: all)
+        families.setdefault("cuda", []).extend(_indices(env.get("NVIDIA_VISIBLE_DEVICES"), "NVIDIA_VISIBLE_DEVICES"))
     for gpus in run.values("gpus"):
         families.setdefault("cuda", []).extend(_gpus(str(gpus), draft))
     if len(families) > 1:
@@ -327,14 +327,17 @@ def _ulimit(option: Option, draft: Draft) -> None:
 
 
 def _check_no_secret_written(run: DockerRun, draft: Draft) -> None:
-    """A credential referenced outside `-e NAME=$NAME` would be written into the manifest (or
-    expanded into the container's configuration by envctl's ${NAME}): refused."""
+    """A credential the host's shell would have expanded, outside `-e NAME=$NAME`, would be
+    written into the manifest (or expanded into the container's configuration by envctl's
+    ${NAME}): refused. `$NAME` that the command single-quoted is left for the container's shell."""
     written = [*draft.env.values(), *draft.mounts, *draft.container.values(), run.image, *run.command,
                *(str(v) for v in run.values("entrypoint"))]
     for text in written:
         for match in _SECRET_REFERENCE.finditer(str(text)):
             if looks_secret(match.group(1)):
-                raise DockerRunError(f"'{text}' uses ${match.group(1)}: a credential is never written into a manifest",
-                                     hint=f"pass it with -e {match.group(1)} (it becomes container.pass_env) and "
-                                          f"read it from the environment inside the container")
+                name = match.group(1)
+                raise DockerRunError(f"'{text}' uses ${{{name}}}, which the shell would replace by its value: a credential "
+                                     f"is never written into a manifest",
+                                     hint=f"pass it with -e {name} (it becomes container.pass_env) and let the "
+                                          f"container's shell read it: bash -c '... ${name} ...' (single quotes)")
 

@@ -27,7 +27,7 @@ def scalar(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     text = str(value)
-    plain = (text and text == text.strip() and not text.startswith(_INDICATORS) and ":" not in text
+    plain = (text and text == text.strip() and not text.startswith(_INDICATORS) and not any(c in text for c in ":{}[],")
              and " #" not in text and "\n" not in text and not text.endswith(":"))
     if plain:
         try:

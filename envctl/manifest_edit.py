@@ -111,8 +111,9 @@ def mark_pins(edits: Edits, note: str) -> list[str]:
     for prefix, layer in layers(edits):
         mark(edits.node("image", "id", start=layer), f"{prefix}image.id")
         ref = edits.node("image", "ref", start=layer)
-        if "@" in (_text(ref) or ""):
-            mark(ref, f"{prefix}image.ref")
+        pulled = edits.node("image", "pull", start=layer)
+        if "@" in (_text(ref) or "") or (isinstance(pulled, yaml.ScalarNode) and pulled.value == "true"):
+            mark(ref, f"{prefix}image.ref")  # a digest, or the tag a registry image is pulled by
         mark(edits.node("image", "tarball", "sha256", start=layer), f"{prefix}image.tarball.sha256")
         mark(edits.node("device", "driver", start=layer), f"{prefix}device.driver")
         for name, artifact in edits.entries(edits.node("artifacts", start=layer)):
@@ -141,15 +142,17 @@ def _is_relative_path(value: str | None) -> bool:
     return bool(value) and "${" not in value and "://" not in value and not value.startswith(("/", "file:", "~"))
 
 
-def relocate_paths(edits: Edits, source_dir: Path, work: Path) -> tuple[list[str], list[tuple[str, Path]]]:
-    """Rewrite relative paths that leave `source_dir` as absolute paths; returns (the dotted
-    paths rewritten, [(image.build as written, its context directory)] to copy into the bundle)."""
+def relocate_paths(edits: Edits, source_dir: Path, work: Path, copied: bool = True) -> tuple[list[str], list[tuple[str, Path]]]:
+    """Rewrite relative paths that leave `source_dir` (every one, when its files were not
+    `copied`) as absolute paths; returns (the dotted paths rewritten, [(image.build as written,
+    its context directory)] to copy into the bundle)."""
     absolute: list[str] = []
     contexts: list[tuple[str, Path]] = []
 
     def outside(relative: str) -> Path | None:
         resolved = (source_dir / relative).resolve()
-        return None if resolved == source_dir or source_dir in resolved.parents else resolved
+        inside = resolved == source_dir or source_dir in resolved.parents
+        return None if inside and copied else resolved
 
     def rewrite(node, value: str, where: str) -> None:
         edits.replace(node, value)

@@ -32,6 +32,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envctl.artifacts.lockfile import LOCK_NAME
 from envctl.errors import EXIT_USAGE, EnvctlError, ManifestError
 from envctl.manifest import discovery, docker_values
 from envctl.manifest.model import NAME_PATTERN
@@ -84,19 +85,26 @@ def copy_manifest(reference: str, name: str, target: Path, force: bool, roots) -
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}.new-", dir=target.parent))
     try:
-        shutil.copytree(source_dir, work, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        # A bundle directory is copied whole; a manifest file of another name (a path given to
+        # --from) may sit among unrelated files: only it is taken, its relative paths made absolute.
+        bundle = source_file.name == discovery.MANIFEST_FILE
+        if bundle:
+            shutil.copytree(source_dir, work, dirs_exist_ok=True, ignore_dangling_symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif (source_dir / LOCK_NAME).is_file():
+            shutil.copyfile(source_dir / LOCK_NAME, work / LOCK_NAME)  # the lock beside it is its lock
         copied = Copied(target / discovery.MANIFEST_FILE)
         new_file = work / discovery.MANIFEST_FILE
         text = source_file.read_text(encoding="utf-8-sig")
         edits = Edits(text)
         rename(edits, source_name, name)
         copied.pins = mark_pins(edits, REVIEW.format(source=source_name))
-        copied.absolute, contexts = relocate_paths(edits, source_dir, work)
+        copied.absolute, contexts = relocate_paths(edits, source_dir, work, copied=bundle)
         for build, context in contexts:
             shutil.copytree(context, work / build, dirs_exist_ok=True)
             copied.contexts.append(build)
         copied.profiles = _profiles(source_file, work, target, roots)
-        header = _header(name, source_name, source_file, copied, (work / "manifest.lock").exists())
+        header = _header(name, source_name, source_file, copied, (work / LOCK_NAME).exists())
         new_file.write_text(header + edits.apply(), encoding="utf-8")
         _check_loads(new_file, roots, target)
         _take_place(work, target)

@@ -306,3 +306,24 @@ def test_the_quick_start_manifest_plans_each_node_and_driver_file_once_on_a_simu
     assert container["env"]["ASCEND_RT_VISIBLE_DEVICES"] == "0"
     assert "HF_TOKEN" not in container["env"]
     assert container["ports"] == ["8000:8000"] and container["shm_size"] in ("1g", 1 << 30)
+
+
+def test_a_manifest_file_of_another_name_is_taken_alone(tmp_path):
+    """--from path/x.yaml: the directory may hold anything; only the file (and its lock) is copied."""
+    elsewhere = tmp_path / "downloads"
+    (elsewhere / "data").mkdir(parents=True)
+    (elsewhere / "unrelated.bin").write_bytes(b"x" * 1024)
+    (elsewhere / "manifest.lock").write_text("version: 1\nsources: {}\n")
+    (elsewhere / "vllm-serve.yaml").write_text(
+        "name: vllm-serve\ndescription: d\ndevice: {kind: cpu}\n"
+        "image: {ref: 'quay.io/ascend/vllm-ascend:v0.13.0', pull: true}\n"
+        "container: {mounts: ['./data:/data']}\n")
+    made = envctl(tmp_path, "new", "serve", "--from", str(elsewhere / "vllm-serve.yaml"))
+    assert made.returncode == 0, made.stderr
+    bundle = tmp_path / "manifests/serve"
+    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.lock", "manifest.yaml"]
+    text = (bundle / "manifest.yaml").read_text()
+    assert yaml.safe_load(text)["container"]["mounts"] == [f"{elsewhere / 'data'}:/data"]
+    ref_line = next(line for line in text.splitlines() if line.startswith("image:"))
+    assert ref_line.endswith("# review: pinned for vllm-serve")  # the tag a registry image is pulled by
+    assert envctl(tmp_path, "validate", "serve").returncode == 0

@@ -71,7 +71,7 @@ def test_home_and_tilde_stay_home_for_every_user():
 
 def test_a_credential_is_never_replaced_by_its_value():
     run = read_command("docker run -e HF_TOKEN=$HF_TOKEN img", {"HF_TOKEN": "hf_abcdef"})
-    assert run.values("env") == ["HF_TOKEN=$HF_TOKEN"]
+    assert run.values("env") == ["HF_TOKEN=${HF_TOKEN}"]
     assert "HF_TOKEN" not in run.substituted
 
 
@@ -170,3 +170,22 @@ def test_a_second_command_after_docker_run_is_refused_naming_its_line():
 def test_export_lines_may_use_earlier_ones():
     run = read_command("export TAG=v0.13.0\nIMAGE=quay.io/ascend/vllm-ascend:$TAG-a3\ndocker run $IMAGE", {})
     assert run.image == "quay.io/ascend/vllm-ascend:v0.13.0-a3"
+
+
+def test_quotes_and_backslashes_stop_the_replacement_as_in_sh():
+    environ = {"X": 'a "b" \\c', "W": "two words", "PORT": "1"}
+    run = read_command("""docker run -e "A=$X" -e B=$W -e 'C=$PORT' -e D=\\$PORT -e "E=\\$PORT" img """
+                       """bash -c 'vllm serve --port $UNSET_HERE' "$W" '$(date)'""", environ)
+    assert run.values("env") == ['A=a "b" \\c', "B=two words", "C=$PORT", "D=$PORT", "E=$PORT"]
+    assert run.command == ("bash", "-c", "vllm serve --port $UNSET_HERE", "two words", "$(date)")
+    assert run.substituted == {"X": environ["X"], "W": "two words"}
+
+
+def test_a_literal_dollar_brace_is_written_as_envctls_escape():
+    run = read_command("""docker run -e 'A=${X}' -e B=\\${Y} -e "C=\\${Z}" -e D=$V img bash -c 'echo ${PATH}'""",
+                       {"V": "keep ${this}"})
+    assert run.values("env") == ["A=$${X}", "B=$${Y}", "C=$${Z}", "D=keep $${this}"]
+    assert run.command == ("bash", "-c", "echo $${PATH}")
+    for text in ("docker run -e A=${X:?unset} img", "docker run -e A=${#X} img"):
+        with pytest.raises(DockerRunError, match="shell expansion envctl does not read"):
+            read_command(text, {"X": "1"})

@@ -172,9 +172,23 @@ def test_secrets_are_passed_never_written(tmp_path):
     assert any("HF_TOKEN" in w and "pass_env" in w for w in warnings)
 
 
-def test_a_secret_in_the_command_is_refused(tmp_path):
-    with pytest.raises(DockerRunError, match=r"uses \$HF_TOKEN"):
-        made(tmp_path, "docker run img:1 huggingface-cli login --token $HF_TOKEN")
+def test_a_secret_the_shell_would_expand_is_refused_one_left_to_the_container_is_kept(tmp_path):
+    for text in ("docker run img:1 huggingface-cli login --token $HF_TOKEN",
+                 'docker run -v "/data/${DB_PASSWORD}:/d" img:1', "docker run -e URL=https://u:$FTP_PASSWORD@h img:1"):
+        with pytest.raises(DockerRunError, match=r"uses \$\{(HF_TOKEN|DB_PASSWORD|FTP_PASSWORD)\}") as caught:
+            made(tmp_path, text, environ={"HF_TOKEN": "hf_x", "DB_PASSWORD": "pw", "FTP_PASSWORD": "pw"})
+        assert "hf_x" not in str(caught.value) and "pw" not in str(caught.value)
+    manifest, text, _ = made(tmp_path, "docker run -e HF_TOKEN img:1 bash -c 'login --token $HF_TOKEN ${HF_TOKEN}'",
+                             "kept", environ={"HF_TOKEN": "hf_x"})
+    # the loader leaves $NAME to the container's shell and writes $${ as ${: the command the container runs
+    assert manifest.entrypoints["bash"].run == ["bash", "-c", "login --token $HF_TOKEN ${HF_TOKEN}"]
+    assert manifest.container.pass_env == ["HF_TOKEN"] and "hf_x" not in text
+
+
+def test_literal_dollar_braces_reach_the_container_as_written(tmp_path):
+    manifest, _, _ = made(tmp_path, "docker run -e 'PS=${X}' img:1 bash -c 'echo ${PATH}'")
+    assert manifest.container.env == {"PS": "${X}"}
+    assert manifest.entrypoints["bash"].run == ["bash", "-c", "echo ${PATH}"]
 
 
 def test_env_file_names_are_passed(tmp_path):
@@ -256,3 +270,10 @@ def test_device_permissions_and_a_node_at_another_path(tmp_path):
         "docker run --device /dev/davinci1:/dev/davinci0:rw: envctl passes a card's node at its own path "
         "(/dev/davinci1), not at /dev/davinci0"]
     assert any("--pull never" in w for w in warnings)
+
+
+def test_nvidia_runtime(tmp_path):
+    manifest, _, _ = made(tmp_path, "docker run --runtime=nvidia -e NVIDIA_VISIBLE_DEVICES=1,3 img:1")
+    assert (manifest.device.kind, manifest.device.cards, manifest.container.runtime) == ("cuda", [1, 3], "nvidia")
+    every, text, _ = made(tmp_path, "docker run --runtime nvidia img:1", "every")
+    assert (every.device.kind, every.device.cards) == ("cuda", None) and "# cards: no card was named" in text
