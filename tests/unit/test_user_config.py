@@ -187,3 +187,36 @@ def test_over_merges_kind_by_kind():
     merged = over(low, high)
     assert (merged.huggingface, merged.pip, merged.git) == ("https://b", "https://p", {"x/": "y/", "z/": "w/"})
     assert merged.origins == {"huggingface": "g:1", "git x/": "f:2", "git z/": "g:2", "pip": "f:3"}
+
+
+def test_the_callers_pip_index_is_no_mirror_without_a_configured_one(tmp_path):
+    r = routes(load({"HOME": str(tmp_path)}), {"PIP_INDEX_URL": "http://127.0.0.1:3141/simple"})
+    assert "pip" not in r.endpoints
+    r = routes(_config(tmp_path, "mirrors: {pip: 'https://pypi.lab/simple'}\n"), {"PIP_INDEX_URL": "http://127.0.0.1:3141/simple"})
+    assert r.endpoints["pip"] == mirror_routes.Route("http://127.0.0.1:3141/simple", "environment variable PIP_INDEX_URL")
+
+
+def test_inventory_mirrors_per_host_over_its_defaults(tmp_path):
+    from envctl.remote.inventory import load_inventory
+
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("""\
+defaults:
+  mirrors:
+    huggingface: http://10.0.0.2:8080
+    git: {"https://github.com/": "http://10.0.0.2/git/"}
+hosts:
+  lab1:
+    mirrors:
+      modelscope: http://10.0.0.3/
+      git: {"https://github.com/THUDM/": "http://10.0.0.3/thudm/"}
+  lab2: {mirrors: null}
+  lab3: {}
+""")
+    hosts = load_inventory(inventory, {"HOME": str(tmp_path)}).hosts
+    lab1, lab2, lab3 = hosts["lab1"].mirrors, hosts["lab2"].mirrors, hosts["lab3"].mirrors
+    assert (lab1.huggingface, lab1.modelscope) == ("http://10.0.0.2:8080", "http://10.0.0.3")
+    assert lab1.git == {"https://github.com/": "http://10.0.0.2/git/", "https://github.com/THUDM/": "http://10.0.0.3/thudm/"}
+    assert lab1.origins["huggingface"] == f"{inventory}:3" and lab1.origins["modelscope"] == f"{inventory}:8"
+    assert lab2 == Mirrors()  # null: this machine's mirrors only
+    assert lab3.huggingface == "http://10.0.0.2:8080"
