@@ -229,7 +229,9 @@ def _env(option: Option, run: DockerRun, draft: Draft, cwd: Path) -> None:
         raise DockerRunError(f"docker run {option.written}: no variable name")
     if key in VISIBILITY:
         draft.left_to_envctl.append(option.written)
-        if key in ("ASCEND_RT_VISIBLE_DEVICES", "MLU_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES") and equals:
+        passed = ",".join(str(i) for i in range(len(draft.cards)))  # what envctl sets: the cards from 0
+        if key in ("ASCEND_RT_VISIBLE_DEVICES", "MLU_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES") and equals \
+                and value != passed:
             draft.notes.append(f"docker run {option.written}: envctl sets {key} from the cards it passes (0, 1, ... "
                                f"inside the container); to use only some of them, write those host indices in "
                                f"device.cards")

@@ -115,12 +115,13 @@ def copy_manifest(reference: str, name: str, target: Path, force: bool, roots) -
 
 
 def write_checked(target: Path, text: str, roots) -> Path:
-    """Write `text` as target/manifest.yaml once it loads (every variant); returns the file."""
+    """Write `text` (a manifest made from a docker run command) as target/manifest.yaml once it
+    loads; returns the file. Raises ManifestError, writing nothing, when it does not."""
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
     try:
         (work / discovery.MANIFEST_FILE).write_text(text, encoding="utf-8")
-        _check_loads(work / discovery.MANIFEST_FILE, roots, target)
+        _check_loads(work / discovery.MANIFEST_FILE, roots, target, RUN_HINT)
         _take_place(work, target)
     finally:
         if work.exists():
@@ -196,7 +197,11 @@ def _header(name: str, source: str, source_file: Path, copied: Copied, lock: boo
     return "\n".join(lines) + "\n"
 
 
-def _check_loads(path: Path, roots, target: Path) -> None:
+COPY_HINT = "nothing was written; the source has these problems too, or the copy cannot reach what they name"
+RUN_HINT = "nothing was written; the docker run command holds these values, which envctl refuses"
+
+
+def _check_loads(path: Path, roots, target: Path, hint: str = COPY_HINT) -> None:
     """Load every variant of the new manifest; a problem is a ManifestError naming the final path."""
     from envctl.manifest.loader import load_file
 
@@ -210,8 +215,7 @@ def _check_loads(path: Path, roots, target: Path) -> None:
     if problems:
         work = str(path.parent)
         fixed = [type(p)(p.file.replace(work, str(target)), p.line, p.column, p.path, p.message) for p in problems]
-        raise ManifestError(list(dict.fromkeys(fixed)), hint="nothing was written; the source has these problems "
-                                                             "too, or the copy cannot reach what they name")
+        raise ManifestError(list(dict.fromkeys(fixed)), hint=hint)
 
 
 def _variants(path: Path) -> list[str | None]:

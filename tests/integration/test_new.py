@@ -327,3 +327,11 @@ def test_a_manifest_file_of_another_name_is_taken_alone(tmp_path):
     ref_line = next(line for line in text.splitlines() if line.startswith("image:"))
     assert ref_line.endswith("# review: pinned for vllm-serve")  # the tag a registry image is pulled by
     assert envctl(tmp_path, "validate", "serve").returncode == 0
+
+
+def test_a_value_envctl_refuses_writes_nothing(tmp_path):
+    made = envctl(tmp_path, "new", "x", "--from-docker-run", "docker run -e my-var img:1")
+    assert made.returncode == 3, made.stderr
+    assert "manifests/x/manifest.yaml:" in made.stderr and "pass_env" in made.stderr
+    assert "the docker run command holds these values" in made.stderr and "Traceback" not in made.stderr
+    assert list((tmp_path / "manifests").iterdir()) == []

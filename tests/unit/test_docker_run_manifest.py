@@ -277,3 +277,13 @@ def test_nvidia_runtime(tmp_path):
     assert (manifest.device.kind, manifest.device.cards, manifest.container.runtime) == ("cuda", [1, 3], "nvidia")
     every, text, _ = made(tmp_path, "docker run --runtime nvidia img:1", "every")
     assert (every.device.kind, every.device.cards) == ("cuda", None) and "# cards: no card was named" in text
+
+
+def test_a_visibility_variable_envctl_sets_alike_is_no_note(tmp_path):
+    same, text, warnings = made(tmp_path, "docker run --device /dev/cambricon_dev0 --device /dev/cambricon_dev1 "
+                                          "-e MLU_VISIBLE_DEVICES=0,1 img:1")
+    assert warnings == [] and "#   -e MLU_VISIBLE_DEVICES=0,1" in text and same.container.env == {}
+    narrower, _, warnings = made(tmp_path, "docker run --device /dev/davinci0 --device /dev/davinci1 "
+                                           "-e ASCEND_RT_VISIBLE_DEVICES=1 img:1", "narrower")
+    assert narrower.container.env == {}
+    assert [w for w in warnings if "ASCEND_RT_VISIBLE_DEVICES" in w and "device.cards" in w]
