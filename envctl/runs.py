@@ -12,6 +12,8 @@ started:
   record (entrypoint, start time, log path, who started it) and the path of a file in the
   container where the wrapper writes its own PID before it becomes the entrypoint. Those are read
   back from the exec's arguments and through the archive endpoint (`GET /containers/{id}/archive`).
+  `envctl exec --detach` starts its servers through the same wrapper (envctl/detach.py), their
+  record marked `detached` with the ports they serve and their readiness.
 - Processes that no running exec leads to but that are not the container's keep-alive process
   (a training started with `nohup ... &` in `envctl shell` that outlived the shell) are found
   with `docker top` (procps `ps` on the engine's host), walking each process's parent chain.
