@@ -95,7 +95,7 @@ def copy_manifest(reference: str, name: str, target: Path, force: bool, roots) -
             shutil.copyfile(source_dir / LOCK_NAME, work / LOCK_NAME)  # the lock beside it is its lock
         copied = Copied(target / discovery.MANIFEST_FILE)
         new_file = work / discovery.MANIFEST_FILE
-        text = source_file.read_text(encoding="utf-8-sig")
+        text = source_file.read_bytes().decode("utf-8-sig")  # line ends kept as they are (CRLF too)
         edits = Edits(text)
         rename(edits, source_name, name)
         copied.pins = mark_pins(edits, REVIEW.format(source=source_name))
@@ -105,7 +105,9 @@ def copy_manifest(reference: str, name: str, target: Path, force: bool, roots) -
             copied.contexts.append(build)
         copied.profiles = _profiles(source_file, work, target, roots)
         header = _header(name, source_name, source_file, copied, (work / LOCK_NAME).exists())
-        new_file.write_text(header + edits.apply(), encoding="utf-8")
+        if "\r\n" in text:
+            header = header.replace("\n", "\r\n")
+        new_file.write_bytes((header + edits.apply()).encode("utf-8"))
         _check_loads(new_file, roots, target)
         _take_place(work, target)
         return copied

@@ -335,3 +335,15 @@ def test_a_value_envctl_refuses_writes_nothing(tmp_path):
     assert "manifests/x/manifest.yaml:" in made.stderr and "pass_env" in made.stderr
     assert "the docker run command holds these values" in made.stderr and "Traceback" not in made.stderr
     assert list((tmp_path / "manifests").iterdir()) == []
+
+
+def test_crlf_line_ends_stay(tmp_path):
+    source = discovery.shipped_root() / "chatglm3-mlu/manifest.yaml"
+    root = tmp_path / "win"
+    (root / "crlf").mkdir(parents=True)
+    (root / "crlf/manifest.yaml").write_bytes(b"\xef\xbb\xbf" + source.read_bytes().replace(b"\n", b"\r\n"))
+    made = envctl(tmp_path, "new", "lf-not", "--from", str(root / "crlf"))
+    assert made.returncode == 0, made.stderr
+    data = (tmp_path / "manifests/lf-not/manifest.yaml").read_bytes()
+    assert data.count(b"\n") == data.count(b"\r\n") and b"# review: pinned for chatglm3-mlu\r\n" in data
+    assert envctl(tmp_path, "validate", "lf-not").returncode == 0
