@@ -113,8 +113,10 @@ def test_plan_chatglm3_mlu_on_a_simulated_two_card_host(clean_env, tmp_path):
 
     root = hostsim.mlu_host(tmp_path / "host", cards=2, commu=True)
     done = envctl("plan", "chatglm3-mlu", "--json", env=dict(clean_env, ENVCTL_HOST_ROOT=str(root)))
-    assert done.returncode == 0, done.stdout + done.stderr
+    # Not ready (exit 5): the image and two artifacts without a source are still to provide.
+    assert done.returncode == 5, done.stdout + done.stderr
     plan = json.loads(done.stdout)
+    assert plan["ready"] is False and plan["summary"]["blockers"] == 0
     assert [d["container_path"] for d in plan["container"]["devices"]] == [
         "/dev/cambricon_ctl", "/dev/cambricon_dev0", "/dev/cambricon_ipcm0", "/dev/commu0",
         "/dev/cambricon_dev1", "/dev/cambricon_ipcm1", "/dev/commu1",
@@ -131,8 +133,10 @@ def test_plan_chatglm2_npu_on_a_simulated_eight_card_host(clean_env, tmp_path):
     root = hostsim.npu_host(tmp_path / "host", cards=8)
     done = envctl("plan", "chatglm2-npu", "--json", "--cards", "0,1,2,3,4,5,6,7",
                   env=dict(clean_env, ENVCTL_HOST_ROOT=str(root)))
-    assert done.returncode == 0, done.stdout + done.stderr
+    # Not ready (exit 5): the image tarball is still to provide.
+    assert done.returncode == 5, done.stdout + done.stderr
     plan = json.loads(done.stdout)
+    assert plan["ready"] is False
     nodes = [d["container_path"] for d in plan["container"]["devices"]]
     assert nodes == [f"/dev/davinci{i}" for i in range(8)] + ["/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc"]
     targets = {m["target"]: m["read_only"] for m in plan["container"]["mounts"]}
