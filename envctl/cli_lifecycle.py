@@ -58,7 +58,7 @@ def up(
                                             share_cards, given(vars))
     # A decision about now, as --force is (a saved plan keeps names and states, never values).
     options = dataclasses.replace(options, env_files=tuple(map(str, env_files or ())))
-    runtime = runtime_env.for_manifest(loaded, options.env_files)  # a bad env file stops here, before any host
+    runtime_env.for_manifest(loaded, options.env_files)  # a bad env file stops here, before any host
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     plans, reports = {}, {}
 
@@ -76,7 +76,8 @@ def up(
             _check_saved(saved, plan_file, the_plan)
             try:
                 with ByteProgress() as progress:
-                    report = apply.up(host, loaded, the_plan, echo, progress, offline=offline, runtime=runtime)
+                    report = apply.up(host, loaded, the_plan, echo, progress, offline=offline,
+                                      runtime=runtime_env.for_manifest(loaded, options.env_files, host=host))
                 break
             except CardsTaken as taken:
                 if attempt + 1 == CARD_ATTEMPTS:
@@ -227,7 +228,7 @@ def exec_command(
                           hint=f"bring the environment up with more cards (envctl up {chosen.reference} --cards ...)")
     argv, variables = execute.apply_overrides(entry, list(sets or []), list(args or []))
     # The passed variables (container.pass_env), valued here: the entrypoint's own env wins.
-    passed = _passed(chosen, env_files)
+    passed = _passed(chosen, env_files, host)
     variables = {**passed.values, **variables}
     if detach:
         from envctl.cli_serve import exec_detached
@@ -245,13 +246,13 @@ def exec_command(
     raise typer.Exit(code)
 
 
-def _passed(chosen, env_files):
+def _passed(chosen, env_files, host=None):
     """The run-time-only variables of the environment's manifest (envctl/runtime_env.py
     RuntimeEnv), with its warnings (a name not set) said on stderr."""
     if not chosen.manifest_file:
         return runtime_env.RuntimeEnv()
     loaded = load(chosen.manifest_file, variant=chosen.variant, vars=chosen.vars)
-    runtime = runtime_env.for_manifest(loaded, tuple(map(str, env_files or ())))
+    runtime = runtime_env.for_manifest(loaded, tuple(map(str, env_files or ())), host=host)  # host: its pip mirror
     for line in runtime.warnings:
         say(f"warning: {line}")
     return runtime

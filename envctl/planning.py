@@ -34,5 +34,5 @@ def plan_on(host: WritableHost, loaded: Loaded, options: Options, engine=None, e
                        engine_problem=engine_problem, remote_copies=host_copies(host, loaded), holders=holders)
     # Passed variables come from the caller's environment on this machine, whichever host runs
     # the container: the Docker client that hands them over runs here.
-    runtime = runtime_env.for_manifest(loaded, options.env_files)
+    runtime = runtime_env.for_manifest(loaded, options.env_files, host=host)  # host: its own pip mirror
     return mirror_routes.shown_in_plan(build_plan(loaded, observed, options, host.environ(), runtime), loaded, host)

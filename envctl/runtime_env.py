@@ -185,7 +185,8 @@ def resolve(names: Sequence[str], env_files: Sequence[Path | str] = (), environ:
     return RuntimeEnv(values, tuple(passed), tuple(warnings))
 
 
-def for_manifest(loaded, env_files: Sequence[Path | str] = (), environ: Mapping[str, str] | None = None) -> RuntimeEnv:
+def for_manifest(loaded, env_files: Sequence[Path | str] = (), environ: Mapping[str, str] | None = None,
+                 host=None) -> RuntimeEnv:
     """The run-time environment of a loaded manifest (envctl.manifest.loader.Loaded): its
     `container.pass_env`, valued from `environ`, `env_files` and its `container.env_file`
     (relative to the manifest's directory). Raises EnvFileError as `resolve` does."""
@@ -199,23 +200,26 @@ def for_manifest(loaded, env_files: Sequence[Path | str] = (), environ: Mapping[
                   f"container.pass_env" for name, value in container.env.items() if looks_secret(name) and value)
     runtime = RuntimeEnv() if not names and not env_files else resolve(names, env_files, environ, optional)
     runtime = dataclasses.replace(runtime, warnings=baked + runtime.warnings)
-    return with_pip_mirror(runtime, dict(getattr(container, "env", None) or {}), environ)
+    return with_pip_mirror(runtime, dict(getattr(container, "env", None) or {}), environ, host)
 
 
 def with_pip_mirror(runtime: RuntimeEnv, container_env: Mapping[str, str],
-                    environ: Mapping[str, str] | None = None) -> RuntimeEnv:
+                    environ: Mapping[str, str] | None = None, host=None) -> RuntimeEnv:
     """`runtime` with PIP_INDEX_URL (pip's environment form of --index-url) when the user config
     file names a pip mirror (`mirrors.pip`; the caller's own PIP_INDEX_URL wins over the file's,
     envctl.mirror_routes). Passed at run time, like pass_env, so changing the mirror recreates
     nothing. Left out when the manifest's container.env sets PIP_INDEX_URL (its author's choice
-    for that image wins) or pass_env already gives it. Raises ManifestError for a bad config file."""
+    for that image wins) or pass_env already gives it. On an SSH `host` the pip mirror is that
+    host's (its inventory mirrors and env over this machine's, envctl.mirror_routes.of_host): its
+    containers reach the lab's index. Raises ManifestError for a bad config file."""
     from envctl import mirror_routes, user_config
 
     environ = os.environ if environ is None else environ
-    config = user_config.load(environ)
-    if not config.mirrors.pip or "PIP_INDEX_URL" in container_env or "PIP_INDEX_URL" in runtime.values:
+    on_host = host is not None and getattr(host, "fetch_mode", None) is not None
+    routes = mirror_routes.of_host(host, environ) if on_host else mirror_routes.routes(user_config.load(environ), environ)
+    route = routes.endpoints.get("pip")  # present only where a pip mirror is configured
+    if route is None or "PIP_INDEX_URL" in container_env or "PIP_INDEX_URL" in runtime.values:
         return runtime
-    route = mirror_routes.routes(config, environ).endpoints["pip"]
     shown = PassedVariable("PIP_INDEX_URL", "set", f"mirrors.pip {user_config.shown_url(route.url)} ({route.origin})")
     return RuntimeEnv({**runtime.values, "PIP_INDEX_URL": route.url}, runtime.passed + (shown,), runtime.warnings,
                       runtime.mirrors | {"PIP_INDEX_URL"})

@@ -7,7 +7,11 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from servers.hf_endpoint import HFEndpoint
+from support import IMAGE
+from testimages import save_image
 
 LARGE = os.urandom(3 << 20)  # over remote/place.py's LARGE: the host downloads it itself, with curl
 FILES = {"config.json": b'{"hidden_size": 64}\n', "model.safetensors": LARGE}
@@ -67,3 +71,44 @@ def test_a_bad_mirrors_entry_in_the_inventory_is_located(world):
     assert done.returncode == 3, done.stderr
     assert f"{world.inventory}:4:20: hosts.lab1.mirrors.huggingface: expected an http(s):// URL" in done.stderr
     assert f"{world.inventory}:5:7: hosts.lab1.mirrors.npm: unknown mirror 'npm'" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def image_tarball(tmp_path_factory):
+    """A `docker save` of the test image (lab hosts get it pushed)."""
+    import docker
+
+    path = tmp_path_factory.mktemp("mirror-images") / "busybox.tar"
+    save_image(docker.from_env(), None, path)
+    return path
+
+
+def test_containers_on_a_lab_host_get_its_own_pip_mirror(world, lab, image_tarball):
+    config = world.base / "config.yaml"
+    config.write_text("mirrors:\n  pip: http://pip.desk.example/simple/\n")
+    labs_index = "http://10.0.0.2:3141/root/pypi/+simple/"
+    world.write_inventory(lab1={"mirrors": {"pip": labs_index}}, lab2={})
+    manifest = world.write(f"""\
+        device: {{kind: cpu}}
+        image: {{ref: {IMAGE}, tarball: {{source: {image_tarball}}}}}
+        setup:
+          - name: record the index
+            run: printf '%s' "$PIP_INDEX_URL" > /tmp/index-seen-by-step
+        entrypoints:
+          show:
+            run: echo "index=$PIP_INDEX_URL"
+        """)
+    env = world.environ(ENVCTL_CONFIG=str(config))
+    env.pop("PIP_INDEX_URL", None)
+    plan = world.run("plan", str(manifest), "--host", "lab1", env=env)
+    assert f"PIP_INDEX_URL (passed, set from mirrors.pip {labs_index} (inventory {world.inventory}:" in plan.stdout, \
+        plan.stdout + plan.stderr
+    for host, expected in (("lab1", labs_index), ("lab2", "http://pip.desk.example/simple/")):
+        up = world.run("up", str(manifest), "--host", host, env=env)
+        assert up.returncode == 0, up.stderr
+        seen = lab.docker(host, "exec", world.container, "cat", "/tmp/index-seen-by-step")
+        assert seen.stdout == expected, (host, seen.stdout, seen.stderr)
+        inspect = lab.docker(host, "inspect", world.container)
+        assert expected not in inspect.stdout  # not in the container's configuration
+        shown = world.run("exec", "show", "--host", host, "--env", world.container, env=env)
+        assert shown.stdout == f"index={expected}\n", shown.stderr
