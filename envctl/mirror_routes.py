@@ -171,4 +171,26 @@ def shown_in_plan(plan, loaded, host):
 
             artifact = replace(artifact, mirror=shown_url(mirror[0]), mirror_from=mirror[1])
         shown.append(artifact)
-    return replace(plan, artifacts=tuple(shown))
+    return replace(plan, artifacts=tuple(shown), notes=plan.notes + _container_env_notes(plan, loaded, local, remote))
+
+
+# What the variables a container's env sets mean to the programs inside, and what a newcomer may
+# think they mean to envctl: HF_ENDPOINT in a profile's container.env never changed envctl's downloads.
+_DEFAULTS = {"huggingface": "https://huggingface.co", "modelscope": "https://www.modelscope.cn"}
+
+
+def _container_env_notes(plan, loaded, local: Routes, remote: Routes | None) -> tuple[str, ...]:
+    env = getattr(plan.container, "env", None) or {}
+    notes = []
+    for kind, variable in (("huggingface", "HF_ENDPOINT"), ("modelscope", "MODELSCOPE_ENDPOINT")):
+        value = env.get(variable)
+        kinds = [k for k, v in HUB_KINDS.items() if v == kind]
+        if not value or not any(s is not None and s.kind in kinds for s in loaded.sources.values()):
+            continue
+        route = (remote or local).endpoints.get(kind)
+        used = route.url if route else _DEFAULTS[kind]
+        if used.rstrip("/") != value.rstrip("/"):
+            notes.append(f"container.env {variable} is for the programs in the container; envctl downloads "
+                         f"{kind} artifacts from {used} (set mirrors.{kind} in the user config file, "
+                         f"`envctl config` shows it, or {variable} in your environment)")
+    return tuple(notes)

@@ -190,3 +190,20 @@ def test_doctor_reports_a_bad_config_file_as_a_failed_check(tmp_path):
     assert checks["config file"]["status"] == "fail"
     assert f"{tmp_path / 'config.yaml'}:4:3: mirrors.pypi" in checks["config file"]["detail"]
     assert done.returncode == 5
+
+
+def test_hf_endpoint_in_container_env_is_said_not_to_be_envctls_mirror(tmp_path):
+    """The issue's instance: HF_ENDPOINT in a profile's container.env did not change where
+    `envctl fetch` downloaded from. The plan now says so, and where envctl downloads from."""
+    path = write_manifest(tmp_path, "hub: {source: 'hf://Qwen/Qwen2.5-0.5B@main'}\n")
+    path.write_text(path.read_text().replace("image: {ref: x}\n", "image: {ref: x}\ncontainer:\n  env: {HF_ENDPOINT: 'https://hf-mirror.com'}\n"))
+    (tmp_path / "config.yaml").write_text("mirrors: {}\n")
+    notes = json.loads(envctl(tmp_path, "plan", str(path), "--json").stdout)["notes"]
+    assert "container.env HF_ENDPOINT is for the programs in the container; envctl downloads huggingface artifacts " \
+           "from https://huggingface.co (set mirrors.huggingface in the user config file" in " ".join(notes)
+    (tmp_path / "config.yaml").write_text("mirrors: {huggingface: 'https://hf-mirror.com/'}\n")
+    notes = json.loads(envctl(tmp_path, "plan", str(path), "--json").stdout)["notes"]
+    assert not [n for n in notes if "container.env HF_ENDPOINT" in n]
+    # Through another mirror than the container's: said, naming the one envctl uses.
+    notes = json.loads(envctl(tmp_path, "plan", str(path), "--json", env={"HF_ENDPOINT": "http://10.1.1.1"}).stdout)["notes"]
+    assert [n for n in notes if "downloads huggingface artifacts from http://10.1.1.1" in n]
