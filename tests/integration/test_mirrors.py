@@ -207,3 +207,45 @@ def test_hf_endpoint_in_container_env_is_said_not_to_be_envctls_mirror(tmp_path)
     # Through another mirror than the container's: said, naming the one envctl uses.
     notes = json.loads(envctl(tmp_path, "plan", str(path), "--json", env={"HF_ENDPOINT": "http://10.1.1.1"}).stdout)["notes"]
     assert [n for n in notes if "downloads huggingface artifacts from http://10.1.1.1" in n]
+
+
+@pytest.mark.parametrize("ref", ["v1", "main", "short", "full"])  # each reaches git another way (gitsrc.resolve)
+def test_every_kind_of_ref_is_fetched_through_the_rewrite(tmp_path, git_server, ref):
+    ref = {"short": git_server.first[:10], "full": git_server.first}.get(ref, ref)
+    (tmp_path / "config.yaml").write_text(f'mirrors:\n  git: {{"{CANONICAL_GIT}": "{git_server.url}/"}}\n')
+    manifest = write_manifest(tmp_path, f"code: {{source: 'git+{CANONICAL_GIT}tiny.git@{ref}'}}\n")
+    fetched = envctl(tmp_path, "fetch", str(manifest))
+    assert fetched.returncode == 0, fetched.stderr
+    assert (placed(fetched.stdout)["code"] / "train.py").read_text() == ("print('v2')\n" if ref == "main" else "print('v1')\n")
+    # The bare repository in the cache is named by the canonical URL, not the mirror's.
+    assert (tmp_path / "cache" / "git" / "github.com" / "envctl-mirror-test" / "tiny.git" / "HEAD").is_file()
+
+
+def test_a_token_is_not_sent_to_a_mirror_on_another_server(tmp_path, git_server):
+    token = "glpat-MirrorTestEXAMPLE"
+    (tmp_path / "config.yaml").write_text(f'mirrors:\n  git: {{"https://git.lab.example/": "{git_server.url}/"}}\n')
+    manifest = write_manifest(tmp_path, f"code: {{source: 'git+https://alice:{token}@git.lab.example/tiny.git@v1'}}\n")
+    fetched = envctl(tmp_path, "fetch", str(manifest))
+    assert fetched.returncode == 0, fetched.stderr
+    assert git_server.authorizations and set(git_server.authorizations) == {None}
+    assert token not in fetched.stdout + fetched.stderr
+
+
+def test_a_token_still_reaches_a_rewrite_on_the_same_server(tmp_path):
+    """A rewrite of the path on one server (a moved group) keeps the URL's credential."""
+    work = tmp_path / "work"
+    subprocess.run(GIT + ["init", "-q", "-b", "main", str(work)], check=True)
+    (work / "a.txt").write_text("private\n")
+    subprocess.run(GIT + ["-C", str(work), "add", "-A"], check=True)
+    subprocess.run(GIT + ["-C", str(work), "commit", "-qm", "one"], check=True)
+    root = tmp_path / "srv"
+    (root / "new-group").mkdir(parents=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(root / "new-group" / "tiny.git")], check=True)
+    with GitHTTPServer(root, require_auth=("alice", "s3cret")) as server:
+        (tmp_path / "config.yaml").write_text(f'mirrors:\n  git: {{"{server.url}/old-group/": "{server.url}/new-group/"}}\n')
+        url = server.url.replace("http://", "http://alice:s3cret@")
+        manifest = write_manifest(tmp_path, f"code: {{source: 'git+{url}/old-group/tiny.git@main'}}\n")
+        fetched = envctl(tmp_path, "fetch", str(manifest))
+        assert fetched.returncode == 0, fetched.stderr
+        assert (placed(fetched.stdout)["code"] / "a.txt").read_text() == "private\n"
+        assert server.refused == 0 and "s3cret" not in fetched.stdout + fetched.stderr
