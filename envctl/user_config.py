@@ -57,6 +57,11 @@ class Mirrors:
     pip: str | None = None
     origins: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
+    def __repr__(self) -> str:  # a private mirror's password never in a repr (HostEntry prints its mirrors)
+        shown = {k: shown_url(v) if isinstance(v, str) else {p: shown_url(u) for p, u in v.items()}
+                 for k, v in vars(self).items() if k != "origins" and v}
+        return f"Mirrors({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
     def __bool__(self) -> bool:
         return bool(self.huggingface or self.modelscope or self.git or self.registries or self.pip)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import quote
 
+from envctl.artifacts import urls
 from envctl.artifacts.cache import Cache, PlacedFile
 from envctl.artifacts.download import Downloader, FetchError, RemoteFile
 from envctl.artifacts.sources import Source
@@ -49,7 +50,7 @@ def resolve(source: Source, environ: Mapping[str, str]) -> tuple[str, list[HubFi
     """The full commit of the source's revision and the files at that commit."""
     repo_type = "dataset" if source.kind == "hf-dataset" else "model"
     api = _api(environ)
-    where = f"{source.display} (endpoint {endpoint(environ)})"
+    where = f"{source.display} (endpoint {urls.redact_text(endpoint(environ))})"  # a mirror's password never shown
     try:
         info = api.repo_info(source.location, revision=source.revision, repo_type=repo_type)
         commit = info.sha

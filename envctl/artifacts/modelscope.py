@@ -22,6 +22,7 @@ from urllib.parse import quote, urlencode
 
 import requests
 
+from envctl.artifacts import urls
 from envctl.artifacts.cache import PlacedFile
 from envctl.artifacts.download import TIMEOUT, Downloader, FetchError, RemoteFile
 from envctl.artifacts.hf import HubFile, select
@@ -77,7 +78,7 @@ def _files(entries) -> list[HubFile]:
 
 def resolve(source: Source, environ: Mapping[str, str]) -> list[HubFile]:
     base = endpoint(environ)
-    where = f"{source.display} (endpoint {base})"
+    where = f"{source.display} (endpoint {urls.redact_text(base)})"  # a mirror's password never shown
     dataset = _dataset(source)
     if dataset is not None:
         return _resolve_dataset(source, dataset, base, where, environ)

@@ -249,3 +249,17 @@ def test_a_token_still_reaches_a_rewrite_on_the_same_server(tmp_path):
         assert fetched.returncode == 0, fetched.stderr
         assert (placed(fetched.stdout)["code"] / "a.txt").read_text() == "private\n"
         assert server.refused == 0 and "s3cret" not in fetched.stdout + fetched.stderr
+
+
+def test_a_mirrors_password_is_shown_nowhere(tmp_path):
+    """A private mirror behind basic auth (http://user:password@host): plan, config, fetch's error."""
+    (tmp_path / "config.yaml").write_text("mirrors:\n  huggingface: http://lab:s3cretpw@127.0.0.1:9\n"
+                                          "  modelscope: http://lab:s3cretpw@127.0.0.1:9\n")
+    manifest = write_manifest(tmp_path, "hub: {source: 'hf://Qwen/Qwen2.5-0.5B@main'}\n"
+                                        "ms: {source: 'modelscope://qwen/Qwen2.5-0.5B@v1.0'}\n")
+    runs = [envctl(tmp_path, "plan", str(manifest)), envctl(tmp_path, "plan", str(manifest), "--json"),
+            envctl(tmp_path, "config"), envctl(tmp_path, "config", "show", "--json"), envctl(tmp_path, "fetch", str(manifest))]
+    assert "mirror http://lab:***@127.0.0.1:9" in runs[0].stdout
+    assert runs[4].returncode != 0 and "(endpoint http://lab:***@127.0.0.1:9)" in runs[4].stderr, runs[4].stderr
+    for run in runs:
+        assert "s3cretpw" not in run.stdout + run.stderr
