@@ -8,7 +8,8 @@ Precedence, highest first, for the machine that downloads:
 - an SSH host that downloads itself (`fetch: remote`) and the containers on it: that host's
   inventory `env:`, then its inventory `mirrors:` (the host's entry over the inventory's
   `defaults:`), then the caller's environment, then the config file. A lab server's own
-  mirror (often one only the lab network reaches) beats the HF_ENDPOINT a laptop exports.
+  mirror beats the HF_ENDPOINT a laptop exports. (With fetch: remote the file listing and small
+  files are still asked of that mirror from this machine: envctl/remote/remote_fetch.py.)
 
 Git prefix rewrites and registry mirrors merge entry by entry (a host's rule for a prefix or
 registry replaces the file's for the same one). A rewrite changes only where bytes come from:
