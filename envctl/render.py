@@ -38,6 +38,10 @@ def plan_json(plan: Plan) -> str:
     data["container"]["config_hash"] = plan.container.config_hash()
     data["container"]["create_args"] = plan.container.cli_args()
     data["ready"] = plan.ready
+    for artifact in data["artifacts"]:  # mirror keys only where a mirror applies (envctl.mirror_routes)
+        if artifact.get("mirror") is None:
+            artifact.pop("mirror", None)
+            artifact.pop("mirror_from", None)
     return json.dumps(redact_tree(data, plan.secrets), indent=2, ensure_ascii=False)
 
 
@@ -114,6 +118,8 @@ def plan_text(plan: Plan) -> str:
         moved = f" ({size_text(a.bytes)})" if a.action not in ("cached", "missing") else ""
         add(f"   {a.name}  → {a.action}{moved}: {a.reason}")
         add(f"                 source {a.source or 'to be provided: ' + (a.obtain or '')}")
+        if a.mirror:
+            add(f"                 mirror {a.mirror}  (from {a.mirror_from})")
         if a.subpath:
             add(f"                 subpath {a.subpath}")
         if a.include:
