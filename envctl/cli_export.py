@@ -36,6 +36,8 @@ def export_command(
                                  "(cache/, workspaces/; what `envctl fetch --hosts` fills)"),
     claim: Optional[str] = typer.Option(None, "--pvc", help="a PersistentVolumeClaim holding that directory instead"),
     image: Optional[str] = typer.Option(None, "--image", help="the image to run (the baked one `envctl build` printed)"),
+    pull_secret: Optional[str] = typer.Option(None, "--pull-secret", help="Kubernetes formats, a pulled image: the "
+                                              "kubernetes.io/dockerconfigjson Secret the pods name in imagePullSecrets"),
     args: Optional[List[str]] = typer.Argument(None, help="extra arguments for the command, after --"),
 ) -> None:
     """Write the jobs a cluster engine runs for ENTRYPOINT on N nodes, from the plan `exec --nodes`
@@ -55,7 +57,8 @@ def export_command(
 
     loaded = load(name, vars=given(vars))
     export = build_export(loaded, entrypoint, nodes, cards=cards, master_port=master_port, sets=tuple(sets or ()),
-                          extra=tuple(args or ()), data_dir=data_dir, claim=claim, image=image, image_baked=bool(image))
+                          extra=tuple(args or ()), data_dir=data_dir, claim=claim, image=image, image_baked=bool(image),
+                          pull_secret=pull_secret)
     files = render(export, fmt)
     if output is not None:
         for path in write_directory(output, files, fmt.name):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shlex
 
 from envctl.errors import EXIT_USAGE, EnvctlError
+from envctl.export import passed
 from envctl.export.model import Export
 from envctl.manifest.model import variant_slug
 from envctl.multinode.stopping import SWEEP
@@ -61,8 +62,10 @@ def env_options(export: Export) -> list[str]:
     --set), shell-quoted, one per line; `-e NAME` for those holding a secret."""
     options = [f"-e {shlex.quote(f'{key}={value}')}" for key, value in sorted(export.env.items())]
     # A value holding a secret is never written into the script: `-e NAME` alone makes docker take
-    # it from the script's environment (for Slurm, the submitter's, which srun hands every task).
-    return options + [f"-e {shlex.quote(name)}" for name in sorted(export.extra.get("secret_env", ()))]
+    # it from the script's environment (for Slurm, the submitter's, which srun hands every task);
+    # container.pass_env likewise, after ENVCTL_ENV_FILE's --env-file (envctl.export.passed).
+    secret_env = sorted(set(export.extra.get("secret_env", ())) - set(export.passed))
+    return options + [f"-e {shlex.quote(name)}" for name in secret_env] + passed.docker_options(export)
 
 
 def start_and_forward(export: Export, container: str, directory: str, task: str, dynamic_env: list[str]) -> list[str]:

@@ -2,7 +2,10 @@
 through the manifest's shell, the prelude's files from a ConfigMap, and the manifest's container
 settings in Kubernetes' terms (research scale-out.md §3.8, MindCluster's examples §1.7):
 
-- image with `imagePullPolicy: Never` (imported on every node; nothing is pulled);
+- image with `imagePullPolicy: Never` (imported on every node; nothing is pulled), or, for an
+  image the manifest pulls, its canonical name pinned by digest with `IfNotPresent` and the
+  `--pull-secret` in imagePullSecrets (envctl.export.pulled);
+- the Secret `<job>-secrets` for secrets and container.pass_env (envctl.export.passed);
 - `network: host` → `hostNetwork: true` with `dnsPolicy: ClusterFirstWithHostNet` (so the
   cluster's DNS still names the other pods); `ipc: host` → `hostIPC: true`; `pid: host` → `hostPID`;
 - `shm_size` → an `emptyDir {medium: Memory, sizeLimit}` at /dev/shm (the `dshm` volume of
@@ -21,6 +24,7 @@ import re
 
 import yaml
 
+from envctl.export import passed
 from envctl.export.files import node_spec, prelude_files
 from envctl.export.model import PRELUDE_DIR, Export
 
@@ -97,11 +101,13 @@ def volumes(export: Export) -> tuple[list[dict], list[dict]]:
 def container(export: Export, name: str, extra_env: list[dict] = (), ports: list[dict] = ()) -> dict:
     """The pod's one container."""
     env = [{"name": key, "value": value} for key, value in export.env.items()]
-    env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": f"{export.job}-secrets", "key": key}}}
-            for key in export.extra.get("secret_env", ())]
+    # Secrets and container.pass_env from the Secret <job>-secrets (envctl.export.passed).
+    env += passed.kubernetes_env(export)
     env += list(extra_env)
     _vols, mounts = volumes(export)
-    body = {"name": name, "image": export.image.ref, "imagePullPolicy": "Never",
+    # A pulled image is pulled by digest where a node lacks it; an imported one never (envctl.export.pulled).
+    policy = "IfNotPresent" if export.image.pulled is not None else "Never"
+    body = {"name": name, "image": export.image.ref, "imagePullPolicy": policy,
             "command": list(export.container_command()), "env": env, "volumeMounts": mounts}
     if ports:
         body["ports"] = list(ports)
@@ -126,6 +132,8 @@ def pod_spec(export: Export, the_container: dict, restart_policy: str = "Never",
     """A PodSpec around `the_container`; `extra` adds fields (subdomain, schedulerName...)."""
     vols, _mounts = volumes(export)
     spec = {"restartPolicy": restart_policy, **extra, "containers": [the_container], "volumes": vols}
+    if export.image.pulled is not None and export.extra.get("pull_secret"):
+        spec["imagePullSecrets"] = [{"name": export.extra["pull_secret"]}]
     if export.host_network:
         spec["hostNetwork"] = True
         spec["dnsPolicy"] = "ClusterFirstWithHostNet"

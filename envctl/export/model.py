@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from envctl.devices import family
 from envctl.devices.base import DriverInfo, Snapshot
+from envctl import runtime_env
 from envctl.errors import EXIT_USAGE, EnvctlError
 from envctl.manifest import docker_values
 from envctl.manifest.overrides import recorded
@@ -53,9 +54,10 @@ class HostPath:
 
 @dataclass(frozen=True)
 class Image:
-    ref: str
+    ref: str  # what the pods and containers run (a pulled image: Pulled.reference, pinned by digest)
     baked: bool  # the setup steps are inside it (an `envctl build` image)
     tarball: str | None  # where the manifest's image tarball comes from, if it names one
+    pulled: object | None = None  # envctl.export.pulled.Pulled: the nodes pull it from its registry
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class Export:
     timeout: int = 1800  # seconds the prelude waits for the master and the other nodes
     extra: dict = field(default_factory=dict)
     vars: dict = field(default_factory=dict)  # the --var values (name → text) the manifest was resolved with
+    passed: tuple[str, ...] = ()  # container.pass_env names: given at run time (envctl.export.passed), never valued here
 
     @property
     def reference(self) -> str:
@@ -155,9 +158,14 @@ def _cards(loaded: Loaded, cards: int | None) -> int:
 def build_export(loaded: Loaded, entrypoint: str, nnodes: int, *, cards: int | None = None,
                  master_port: int | None = None, sets: tuple[str, ...] = (), extra: tuple[str, ...] = (),
                  data_dir: str = DEFAULT_DATA_DIR, claim: str | None = None, image: str | None = None,
-                 image_baked: bool = False, timeout: int = 1800) -> Export:
-    """The export of `entrypoint` on `nnodes` nodes. Raises EnvctlError (exit 2): no such
-    entrypoint, one without `nodes:`, fewer than two nodes, a relative data directory."""
+                 image_baked: bool = False, timeout: int = 1800, pull_secret: str | None = None,
+                 environ=None) -> Export:
+    """The export of `entrypoint` on `nnodes` nodes. `pull_secret`: a kubernetes.io/dockerconfigjson
+    Secret the pods name in imagePullSecrets (a pulled image); `environ` (default os.environ):
+    where the user configuration file, and so the registry mirror the README names, is found.
+    container.pass_env values are never read. Raises EnvctlError (exit 2): no such entrypoint,
+    one without `nodes:`, fewer than two nodes, a relative data directory, a bad --pull-secret;
+    ManifestError for a user configuration file that cannot be read."""
     from envctl import execute
 
     manifest = loaded.manifest
@@ -178,9 +186,15 @@ def build_export(loaded: Loaded, entrypoint: str, nnodes: int, *, cards: int | N
                           "253 characters at most, starting and ending with a letter or digit)", exit_code=EXIT_USAGE)
     if not posixpath.isabs(data_dir):
         raise EnvctlError(f"--data-dir {data_dir}: give an absolute path on the nodes", exit_code=EXIT_USAGE)
+    if pull_secret is not None and not _DNS_SUBDOMAIN.fullmatch(pull_secret):
+        raise EnvctlError(f"--pull-secret {pull_secret!r}: not a Secret name (lowercase letters, digits, '-' and '.', "
+                          "253 characters at most, starting and ending with a letter or digit)", exit_code=EXIT_USAGE)
     count = _cards(loaded, cards)
-    environ = {"ENVCTL_CACHE": posixpath.join(data_dir, "cache"), "ENVCTL_WORKSPACE": posixpath.join(data_dir, "workspaces")}
-    plan = build_plan(loaded, cluster_observed(loaded), Options(cards=count or None), environ)
+    node_environ = {"ENVCTL_CACHE": posixpath.join(data_dir, "cache"), "ENVCTL_WORKSPACE": posixpath.join(data_dir, "workspaces")}
+    # No run-time environment: the export never reads a container.pass_env value (nor the env
+    # file), and this machine's unset names are no warning about the cluster's nodes.
+    plan = build_plan(loaded, cluster_observed(loaded), Options(cards=count or None), node_environ,
+                      runtime=runtime_env.RuntimeEnv())
     entry = next(e for e in plan.entrypoints if e.name == entrypoint)
     if declared.nodes.run is not None:  # as exec --nodes: the multi-node form of the command
         entry = replace(entry, argv=_command(declared.nodes.run, manifest.container.shell),
@@ -204,8 +218,8 @@ def build_export(loaded: Loaded, entrypoint: str, nnodes: int, *, cards: int | N
         entrypoint=entrypoint, launcher=declared.nodes.launcher, nnodes=nnodes, processes=count or 1,
         master_port=port, device_kind=manifest.device.kind, cards=count,
         resources={RESOURCES[manifest.device.kind]: str(count)} if count and manifest.device.kind in RESOURCES else {},
-        image=Image(image or plan.image.ref, bool(image) and image_baked,
-                    plan.image.source if plan.image.origin == "tarball" else None),  # a pulled image names no tarball
+        image=_image(plan, image, image_baked, environ),
+        passed=tuple(getattr(manifest.container, "pass_env", None) or ()),
         shell=tuple(manifest.container.shell), command=tuple(argv), workdir=entry.workdir, env=env,
         host_paths=host_paths, shm_bytes=docker_values.size_bytes(plan.container.shm_size) if plan.container.shm_size else None,
         host_network=plan.container.network_mode == "host", host_ipc=plan.container.ipc_mode == "host",
@@ -213,18 +227,42 @@ def build_export(loaded: Loaded, entrypoint: str, nnodes: int, *, cards: int | N
         runtime=plan.container.runtime, data_dir=data_dir, claim=claim, artifacts=artifacts, prerequisites=(),
         notes=tuple(plan.notes), timeout=timeout,
         extra={"device_model": manifest.device.model, "host_pid": plan.container.pid_mode == "host",
-               "secret_env": secret_env,
+               "secret_env": secret_env, "pull_secret": pull_secret, "env_file": _env_file(loaded),
                # host indices of the cards (the shell format's --device): the manifest's list, else the first N
                "card_indices": (tuple(manifest.device.cards) if cards is None and isinstance(manifest.device.cards, list)
                                 else tuple(range(count))),
-               "options": _options(cards, master_port, sets, extra, data_dir, claim, image, hidden)},
+               "options": _options(cards, master_port, sets, extra, data_dir, claim, image, hidden, pull_secret)},
     )
     from envctl.export.prerequisites import prerequisites
 
     return replace(built, prerequisites=prerequisites(built, plan, loaded))
 
 
-def _options(cards, master_port, sets, extra, data_dir, claim, image, hidden) -> tuple[str, ...]:
+def _image(plan: Plan, given: str | None, baked: bool, environ) -> Image:
+    """The image the nodes run: --image (a baked one, on the nodes already), else the plan's; a
+    pulled one by its canonical name and pinned digest, with this machine's registry mirror for
+    the README (envctl.export.pulled says why the mirror's name is not what the pods run)."""
+    if given:
+        return Image(given, baked, None)
+    if plan.image.origin != "pull":  # a pulled image names no tarball
+        return Image(plan.image.ref, False, plan.image.source if plan.image.origin == "tarball" else None)
+    import os
+
+    from envctl import mirror_routes
+    from envctl.export.pulled import of_plan
+
+    pulled = of_plan(plan.image.ref, plan.image.digest,
+                     mirror_routes.here(os.environ if environ is None else environ).registries)
+    return Image(pulled.reference, False, None, pulled)
+
+
+def _env_file(loaded: Loaded) -> str | None:
+    """The manifest's container.env_file as a path on this machine (the README names it)."""
+    own = getattr(loaded.manifest.container, "env_file", None)
+    return str(loaded.directory / own) if own else None
+
+
+def _options(cards, master_port, sets, extra, data_dir, claim, image, hidden, pull_secret=None) -> tuple[str, ...]:
     """The options of `envctl export` beyond the reference, entrypoint, nodes and format, as shell
     words (quoted) that reproduce this export, `-- ARGS` last. A --set whose value is a secret is
     written as a reference to the variable it becomes ("$KEY", which the export itself reads from
@@ -244,6 +282,8 @@ def _options(cards, master_port, sets, extra, data_dir, claim, image, hidden) ->
         words += ["--pvc", _quote(claim)]
     if image:
         words += ["--image", _quote(image)]
+    if pull_secret:
+        words += ["--pull-secret", _quote(pull_secret)]
     if extra:
         words += ["--", *map(_quote, extra)]
     return tuple(words)

@@ -4,6 +4,8 @@ never dropped silently.
 Kubernetes has no ulimit field (a container gets its runtime's defaults: containerd's
 LimitMEMLOCK, dockerd's --default-ulimit), no way to name a user by name (runAsUser is numeric),
 and runs only images already on the node when nothing can be pulled (imagePullPolicy: Never).
+What depends on the format (how a pulled image reaches the nodes, where container.pass_env
+values come from) is added by envctl.export.readme from envctl.export.pulled and .passed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ def prerequisites(export, plan, loaded) -> tuple[str, ...]:
                  "(containerd; gunzip a .tar.gz first) or `docker load -i FILE`")
     if image.tarball:
         importing += f"; the manifest's tarball comes from {image.tarball}"
-    out.append(importing)
+    if image.pulled is None:  # a pulled image: each format says how its nodes pull it (envctl.export.pulled)
+        out.append(importing)
     if plan.setup and not image.baked:
         names = ", ".join(step.name for step in plan.setup)
         out.append(f"the setup steps inside the image ({names}): this export names {image.ref}, which does not hold "
@@ -58,7 +61,7 @@ def prerequisites(export, plan, loaded) -> tuple[str, ...]:
     if copies:
         out.append(f"the writable copies of {', '.join(copies)} in the workspace (`envctl up {_reference(export)} "
                    "--hosts NODES` makes them)")
-    if export.extra.get("secret_env"):
+    if export.extra.get("secret_env") and not export.passed:  # with pass_env: envctl.export.passed names them all
         keys = ', '.join(export.extra['secret_env'])
         # Kubernetes formats read them with secretKeyRef; slurm and shell pass `-e NAME` to docker,
         # which takes the value from the environment sbatch or the node script runs in.

@@ -32,6 +32,16 @@ def _kubernetes_advice(export: Export, format_name: str) -> list[str]:
     return [f"{known}: {k8s_pod.RING_ADVICE} (MindCluster's Ascend Operator, Device Plugin and Volcano plugin read it)"]
 
 
+def _run_time(export: Export, format_name: str) -> list[str]:
+    """The format's own prerequisites for a pulled image and for container.pass_env."""
+    from envctl.export import passed, pulled
+
+    out = []
+    if export.image.pulled is not None:
+        out += pulled.prerequisites(export.image.pulled, format_name, export.reference, export.extra.get("pull_secret"))
+    return out + passed.prerequisites(export, format_name)
+
+
 def render(export: Export, format_name: str, how_to_run: list[str]) -> str:
     reference = export.reference
     lines = [
@@ -61,6 +71,7 @@ def render(export: Export, format_name: str, how_to_run: list[str]) -> str:
         "",
         *[f"- {item}" for item in export.prerequisites],
         *[f"- {item}" for item in _kubernetes_advice(export, format_name)],
+        *[f"- {item}" for item in _run_time(export, format_name)],
     ]
     if export.notes:
         lines += ["", "## Notes from the manifest", "", *[f"- {note}" for note in export.notes]]

@@ -1,7 +1,9 @@
 """The `shell` export: one script per node (node-<rank>.sh) of plain `docker` commands, for servers
 where envctl cannot be installed. Each script loads the image when the server lacks it (from
 the `envctl save` tarball ENVCTL_IMAGE_TARBALL names; exit 5 when that file cannot be read or
-loaded or holds another image, before docker run would look for it in a registry), writes the
+loaded or holds another image, before docker run would look for it in a registry) or, for an
+image the manifest pulls, pulls it by digest (envctl.export.pulled), warns for a
+container.pass_env name not set (envctl.export.passed), writes the
 prelude's files on the server, and runs the container as `envctl up` would (host network and
 IPC, /dev/shm size, capabilities, user, runtime, the artifacts from envctl's directory on the
 server, the workspace, the environment) with the prelude as its command: rank baked into the
@@ -18,7 +20,7 @@ from __future__ import annotations
 import shlex
 
 from envctl.errors import EXIT_USAGE, EnvctlError
-from envctl.export import hostscript, shell_devices
+from envctl.export import hostscript, passed, pulled, shell_devices
 from envctl.export.files import node_spec, prelude_files
 from envctl.export.formats import Format
 from envctl.export.readme import written_by
@@ -85,11 +87,23 @@ def script(export: Export, rank: int) -> str:
             "  exit 2",
             "fi",
         ]
+    lines += passed.check_lines(export)
     if devices:  # checked first: a server without the cards stops before loading anything
         lines.append(f"envctl_master={master}")
         master = '"$envctl_master"'
         lines += shell_devices.lines(export)
-    lines += [
+    if export.image.pulled is not None:  # pulled by digest (through a mirror), not loaded from a tarball
+        lines += pulled.shell_lines(export.image.pulled)
+    else:
+        lines += _load_lines(export, image, reference)
+    lines.append("# The prelude's files, on this server (mounted read-only into the container).")
+    return "\n".join(lines + _tail(export, rank, name, master, devices)) + "\n"
+
+
+def _load_lines(export: Export, image: str, reference: str) -> list[str]:
+    """sh lines loading an image that no registry serves from ENVCTL_IMAGE_TARBALL when the
+    server lacks it (exit 5 when that file cannot be read or loaded or holds another image)."""
+    return [
         f"image={image}",
         'if ! docker image inspect "$image" >/dev/null 2>&1; then',
         '  if [ -z "${ENVCTL_IMAGE_TARBALL:-}" ]; then',
@@ -112,7 +126,11 @@ def script(export: Export, rank: int) -> str:
         "    exit 5",
         "  fi",
         "fi",
-        "# The prelude's files, on this server (mounted read-only into the container).",
+    ]
+
+
+def _tail(export: Export, rank: int, name: str, master: str, devices: bool) -> list[str]:
+    lines = [
         f'envctl_dir="${{ENVCTL_EXPORT_DIR:-/var/tmp/envctl-export/{name}}}"',
         'mkdir -p "$envctl_dir"',
     ]
@@ -130,7 +148,7 @@ def script(export: Export, rank: int) -> str:
         *(['    "$@" \\'] if devices else []),
         f"    \"$image\" {shlex.join(export.container_command())}",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def write(export: Export) -> dict[str, str]:
@@ -144,8 +162,9 @@ def how_to_run(export: Export) -> list[str]:
         "on the master, `sh node-R.sh MASTER_ADDR` on the others (the master's address the others reach it at). "
         "Each waits for the others (the prelude's rendezvous on the master port) before the command starts.",
         "",
-        f"A server without the image {export.image.ref} loads it from `ENVCTL_IMAGE_TARBALL=FILE` (written by "
-        f"`envctl save {reference} -o FILE`). The prelude's files go to /var/tmp/envctl-export/<job>-node-R "
+        (f"A server without the image {export.image.ref} pulls it (node prerequisites below). " if export.image.pulled else
+         f"A server without the image {export.image.ref} loads it from `ENVCTL_IMAGE_TARBALL=FILE` (written by "
+         f"`envctl save {reference} -o FILE`). ") + "The prelude's files go to /var/tmp/envctl-export/<job>-node-R "
         "(ENVCTL_EXPORT_DIR to choose). The container is named <job>-node-R and removed when it ends.",
         "",
         "Every server needs a docker CLI reaching its own engine, sh, and the paths the container mounts (below).",

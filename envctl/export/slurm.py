@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import shlex
 
-from envctl.export import hostscript
+from envctl.export import hostscript, passed
 from envctl.export.files import node_spec, prelude_files
 from envctl.export.formats import Format
 from envctl.export.readme import written_by
@@ -50,6 +50,7 @@ def script(export: Export) -> str:
         "# that task's last lines of output reach it: a failing task leaves them a moment first.",
         'envctl_exit() { if [ "$1" != 0 ]; then sleep 2; fi; exit "$1"; }',
         *hostscript.running_check(reference, "envctl_exit"),
+        *passed.check_lines(export, "envctl_exit"),
         "# The prelude's files, into this job's directory in the container's workspace (/envctl).",
         *hostscript.put_files(files, '"$envctl_container"', '"/envctl/export/$SLURM_JOB_ID"'),
         "# Rank: this node's index in the job; master: the first host's address (see above); name: the node's.",

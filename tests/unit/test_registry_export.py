@@ -32,5 +32,6 @@ def test_a_pulled_image_is_exported_without_a_tarball(tmp_path):
                           capture_output=True, text=True, env=environ, timeout=120)
     assert done.returncode == 0, done.stderr
     readme = (tmp_path / "out" / "README.md").read_text()
-    assert "the image quay.io/ascend/vllm-ascend:v0.7.3 on every node's container runtime" in readme
-    assert "tarball" not in readme
+    assert ("the image quay.io/ascend/vllm-ascend:v0.7.3@sha256:" + "ab" * 32 + " pulled by each node's container "
+            "runtime (imagePullPolicy: IfNotPresent") in readme
+    assert "tarball" not in readme and "envctl save" not in readme and "imagePullPolicy: Never" not in readme
