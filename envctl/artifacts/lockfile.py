@@ -45,7 +45,13 @@ def read(manifest_file: Path) -> dict[str, Locked]:
         entries = {}
         for source, entry in (data.get("sources") or {}).items():
             files = tuple(PlacedFile(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in entry.get("files") or [])
-            entries[source] = Locked(source, entry.get("revision"), files)
+            revision = entry.get("revision")
+            if revision is not None and not isinstance(revision, str):
+                # YAML reads an unquoted all-digit commit as a number (leading zeros lost): refuse
+                # it rather than fetch something else. `envctl lock` itself always quotes them.
+                raise ValueError(f"the revision of {source} is {type(revision).__name__} {revision!r}, "
+                                 f"not text; quote it as written")
+            entries[source] = Locked(source, revision, files)
         return entries
     except (OSError, yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ManifestError([Problem(str(path), None, None, "", f"unreadable lock file: {exc}")],
