@@ -20,8 +20,7 @@ def exec_detached(host, remote_wanted: bool, chosen, entry, argv, variables) -> 
     """Start `entry` (envctl.plan.Entrypoint) of environment `chosen` in the background and wait
     for its readiness; prints where it serves and its log. Returns 0; raises EnvctlError (usage
     2, a run already there 5, not ready 1)."""
-    from envctl import detach, execute, readiness
-    from envctl.manifest.loader import load
+    from envctl import detach, execute
     from envctl.runs import running_work
 
     if entry.interactive:
@@ -37,9 +36,7 @@ def exec_detached(host, remote_wanted: bool, chosen, entry, argv, variables) -> 
     if not chosen.workspace:
         raise EnvctlError(f"{chosen.name} has no workspace mount, where a detached run's log goes",
                           hint=f"recreate it with `envctl up {chosen.reference}`")
-    # The manifest's own entrypoint carries `ready:` (the plan's entrypoint is what runs).
-    declared = load(chosen.manifest_file, variant=chosen.variant, vars=chosen.vars).manifest.entrypoints[entry.name]
-    ready = readiness.of_entrypoint(declared)
+    ready = entry.ready  # the manifest's `ready:`, resolved with the environment's variant and --var values
     log_on_host = str(execute.log_path(Path(chosen.workspace), entry.name))
     host.mkdirs(str(Path(log_on_host).parent))
     host.write_file(log_on_host, b"")

@@ -25,6 +25,7 @@ from envctl.devices.base import Mount, Selection
 from envctl.manifest.loader import Loaded, build_context
 from envctl.observe import Observed
 from envctl.paths import cache_dir, workspace_dir
+from envctl.readiness import Readiness, of_entrypoint
 from envctl.versions import satisfies
 
 WORKSPACE_TARGET = "/envctl"  # the environment's workspace inside the container (logs, state)
@@ -114,6 +115,9 @@ class Entrypoint:
     interactive: bool
     shell_line: bool  # run: was a line of shell (argv ends with it), not an argument list
     problem: str | None = None  # why it cannot run in this environment (it asks for cards it lacks)
+    # A server's `ready:` (envctl.readiness.Readiness: port, http path, timeout in seconds): when
+    # `envctl exec NAME --detach` returns. None: it declares none (exec --detach returns once started).
+    ready: Readiness | None = None
 
 
 @dataclass(frozen=True)
@@ -283,7 +287,7 @@ def _entrypoints(loaded: Loaded, selection: Selection) -> tuple[Entrypoint, ...]
             Entrypoint(
                 name, entry.description, _command(entry.run, manifest.container.shell),
                 entry.workdir or manifest.container.workdir, env, params, cards, tuple(entry.ports), entry.interactive,
-                isinstance(entry.run, str), problem,
+                isinstance(entry.run, str), problem, of_entrypoint(entry),
             )
         )
     return tuple(out)

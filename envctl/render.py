@@ -85,6 +85,19 @@ def _image_lines(plan: Plan) -> list[str]:
     return lines
 
 
+def _serving_line(e) -> str | None:
+    """How a server entrypoint (envctl.plan.Entrypoint) runs in the background: when `exec
+    --detach` returns (its `ready:`), or that it declares no readiness; None for one that serves
+    no port and declares none."""
+    if e.ready is not None:
+        return (f"ready when {e.ready.describe()}, within {e.ready.timeout:g} s: "
+                f"envctl exec {e.name} --detach (envctl stop {e.name} ends it)")
+    if e.ports and not e.interactive:
+        return (f"declares no readiness (ready: in the manifest): envctl exec {e.name} --detach returns "
+                f"once it has started, not once it answers")
+    return None
+
+
 def plan_text(plan: Plan) -> str:
     out: list[str] = []
     add = out.append
@@ -170,6 +183,9 @@ def plan_text(plan: Plan) -> str:
         add(f"   {e.name}" + (f"  ({'; '.join(extra)})" if extra else "") + (f" — {e.description}" if e.description else ""))
         if e.problem:
             add(f"         cannot run here: {e.problem}")
+        served = _serving_line(e)
+        if served:
+            add(f"         {served}")
         if e.workdir:
             add(f"         in {e.workdir}")
         for k, v in e.env.items():

@@ -2,8 +2,10 @@
 # FastChat's web UI in one command: the tutorial starts these three in three shells.
 #   controller  -> model_worker (registers with it) -> gradio_web_server (asks the controller)
 # Settings come from the environment (the manifest's `web` params):
-#   MODEL_PATH, DEVICE, CONTROLLER_PORT, WORKER_PORT, WEB_PORT, READY_TIMEOUT
-# Stopping this script (Ctrl-C, SIGTERM) stops all three.
+#   MODEL_PATH, DEVICE, CONTROLLER_PORT, WORKER_PORT, WEB_PORT
+# Stopping this script (Ctrl-C, SIGTERM) stops all three. How long start-up may take is the
+# manifest's `ready.timeout` (`envctl exec web --detach` stops all three after it); attached, it
+# waits without a deadline, as the tutorial's three shells do, and ends when one exits while starting.
 set -euo pipefail
 
 : "${MODEL_PATH:?set MODEL_PATH}"
@@ -11,7 +13,6 @@ DEVICE=${DEVICE:-npu}
 CONTROLLER_PORT=${CONTROLLER_PORT:-21001}
 WORKER_PORT=${WORKER_PORT:-21002}
 WEB_PORT=${WEB_PORT:-7860}
-READY_TIMEOUT=${READY_TIMEOUT:-900}
 CONTROLLER=http://127.0.0.1:$CONTROLLER_PORT
 LOGS=${LOGS:-/tmp/fastchat-web}
 mkdir -p "$LOGS"
@@ -23,21 +24,16 @@ stop_all() {
 }
 trap stop_all EXIT INT TERM
 
-# Polls `check` once a second until it succeeds; fails if `pid` dies or time runs out.
+# Polls `check` once a second until it succeeds; fails if `pid` dies.
 wait_until() {
-  local what=$1 pid=$2 check=$3 waited=0
+  local what=$1 pid=$2 check=$3
   until eval "$check" >/dev/null 2>&1; do
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "fastchat-web: the $what exited; its log:" >&2
       tail -n 50 "$LOGS/$what.log" >&2 || true
       return 1
     fi
-    if [ "$waited" -ge "$READY_TIMEOUT" ]; then
-      echo "fastchat-web: the $what is not ready after ${READY_TIMEOUT}s (log: $LOGS/$what.log)" >&2
-      return 1
-    fi
     sleep 1
-    waited=$((waited + 1))
   done
 }
 

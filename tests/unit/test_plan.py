@@ -178,3 +178,102 @@ def test_cpu_manifest_rejects_cards(tmp_path):
     (tmp_path / "root").mkdir()
     assert make(tmp_path, text).blockers == ()
     assert make(tmp_path, text, cards=(0,)).blockers == ("a cpu environment has no cards: drop --cards",)
+
+
+SERVERS_MANIFEST = """\
+name: servers
+description: entrypoints that serve, with and without readiness
+device: {kind: cpu}
+image: {ref: example/server:v1}
+vars: {port: 8501}
+default_variant: loud
+variants:
+  loud: {}
+  quiet:
+    entrypoints: {web: {ready: null}}
+entrypoints:
+  web:
+    ports: ["${port}"]
+    ready: {http: /_stcore/health}
+    params: {port: "${port}"}
+    run: streamlit run main.py --server.port "$PORT"
+  api:
+    ports: [8000, 9000]
+    ready: {port: 9000, timeout: 30}
+    run: [python3, -m, api]
+  metrics:
+    ready: {port: 9100, http: /metrics, timeout: 2.5}
+    run: [exporter]
+  demo:
+    ports: [7860]
+    run: python web_demo.py
+  chat:
+    interactive: true
+    ports: [7861]
+    run: python cli_demo.py
+  train:
+    run: bash train.sh
+"""
+
+
+def _server_plan(tmp_path, reference=None, **loading):
+    path = tmp_path / "m" / "manifest.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SERVERS_MANIFEST)
+    (tmp_path / "root").mkdir(exist_ok=True)
+    environ = {"ENVCTL_CACHE": "/cache", "ENVCTL_WORKSPACE": "/ws"}
+    loaded = load(path, environ=environ, roots=search_roots({"HOME": str(tmp_path)}, cwd=tmp_path), **loading)
+    return build_plan(loaded, observe(LocalHost(str(tmp_path / "root")), loaded), Options(), environ)
+
+
+def _entry_lines(text: str, name: str) -> list[str]:
+    """An entrypoint's lines in the plan's text: its header and the indented lines under it."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"   {name}"))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("         ")), len(lines))
+    return lines[start:end]
+
+
+def test_the_plan_says_which_entrypoints_serve_and_when_each_is_ready(tmp_path):
+    text = plan_text(_server_plan(tmp_path))
+    web = _entry_lines(text, "web")
+    assert web[0] == "   web  (serves :8501)"
+    assert web[1] == ("         ready when GET /_stcore/health answers 2xx on port 8501, within 120 s: "
+                      "envctl exec web --detach (envctl stop web ends it)")
+    # ready.port names one of several ports; the default timeout is not the one said.
+    assert _entry_lines(text, "api")[:2] == [
+        "   api  (serves :8000, :9000)",
+        "         ready when port 9000 answers, within 30 s: envctl exec api --detach (envctl stop api ends it)"]
+    # A readiness port the entrypoint does not list among its ports, a fractional timeout.
+    assert _entry_lines(text, "metrics")[:2] == [
+        "   metrics",
+        "         ready when GET /metrics answers 2xx on port 9100, within 2.5 s: envctl exec metrics --detach "
+        "(envctl stop metrics ends it)"]
+    # A server without readiness is said to be one; an interactive one and a job are not servers.
+    assert _entry_lines(text, "demo")[1] == (
+        "         declares no readiness (ready: in the manifest): envctl exec demo --detach returns once it has "
+        "started, not once it answers")
+    assert not any("ready" in line or "--detach" in line for line in _entry_lines(text, "chat") + _entry_lines(text, "train"))
+
+
+def test_plan_json_carries_each_entrypoints_ports_and_readiness(tmp_path):
+    data = json.loads(plan_json(_server_plan(tmp_path)))
+    entries = {e["name"]: e for e in data["entrypoints"]}
+    assert entries["web"]["ports"] == [8501]
+    assert entries["web"]["ready"] == {"port": 8501, "http": "/_stcore/health", "timeout": 120}
+    assert entries["api"]["ports"] == [8000, 9000]
+    assert entries["api"]["ready"] == {"port": 9000, "http": None, "timeout": 30}
+    assert entries["metrics"]["ports"] == [] and entries["metrics"]["ready"]["port"] == 9100
+    assert entries["demo"]["ready"] is None and entries["train"]["ready"] is None
+    assert isinstance(data["ready"], bool)  # the plan's own readiness is another key, unchanged
+
+
+def test_readiness_in_the_plan_follows_var_and_variant(tmp_path):
+    moved = _server_plan(tmp_path, vars={"port": "8600"})
+    web = next(e for e in moved.entrypoints if e.name == "web")
+    assert web.ports == (8600,) and web.ready.port == 8600 and web.params["PORT"] == "8600"
+    assert "ready when GET /_stcore/health answers 2xx on port 8600" in plan_text(moved)
+    # A variant removes the inherited readiness with null: the plan says it declares none.
+    quiet = _server_plan(tmp_path, variant="quiet")
+    assert next(e for e in quiet.entrypoints if e.name == "web").ready is None
+    assert "declares no readiness (ready: in the manifest): envctl exec web --detach" in plan_text(quiet)

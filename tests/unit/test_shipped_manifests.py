@@ -170,3 +170,26 @@ def test_every_accelerator_manifest_passes_devices_explicitly_not_privileged(cle
         assert plan.container.privileged is False, reference
         if plan.devices.kind != "cpu":
             assert plan.container.devices, reference
+
+
+def test_every_shipped_server_declares_when_it_is_ready(clean_env, tmp_path):
+    """An entrypoint that serves a port and needs no terminal is a server `exec --detach` runs:
+    each shipped one says how it answers once up (a GET path that answers 2xx, as the program
+    serves it: streamlit's /_stcore/health, gradio's page, vLLM's /v1/models), on a port it serves."""
+    servers = {}
+    for reference in PINS:
+        for entry in simulated_plan(reference, tmp_path / reference.replace(":", "_"), dict(clean_env)).entrypoints:
+            if entry.ports and not entry.interactive:
+                servers[f"{reference.split(':')[0]}/{entry.name}"] = entry.ready
+    undeclared = sorted(name for name, ready in servers.items() if ready is None)
+    assert undeclared == [], f"servers without ready: {undeclared}"
+    declared = {name: (ready.port, ready.http) for name, ready in servers.items()}
+    assert declared == {
+        "chatglm3-mlu/web": (8501, "/_stcore/health"),
+        "chatglm2-npu-fastchat/web": (7860, "/"),
+        "chatglm2-npu-fastchat/official-web": (7860, "/"),
+        "chinese-alpaca2-mlu/infer": (19324, "/"),
+        "qwen25-llamafactory-910b/webui": (7860, "/"),
+        "qwen25-vllm-ascend-910b/serve": (8000, "/v1/models"),
+    }
+
