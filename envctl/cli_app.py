@@ -3,25 +3,178 @@ messages."""
 
 from __future__ import annotations
 
-import typer
+from difflib import get_close_matches
+from typing import TYPE_CHECKING, NamedTuple
 
-from envctl.cards import CardsError, parse_indices
+import typer
+from typer.core import TyperGroup
+
 from envctl.errors import EXIT_USAGE, EnvctlError, ManifestError
-from envctl.hosts.local import LocalHost
+
+if TYPE_CHECKING:
+    from envctl.hosts.local import LocalHost
+
+
+class Entry(NamedTuple):
+    module: str  # the module whose import registers the command on `app`
+    summary: str  # the first sentence of the command's help, as `envctl --help` lists it
+
+
+# Every command, in the order `envctl --help` lists them. `envctl NAME ...` imports NAME's module
+# alone, so a command's start-up costs only what that command uses: `envctl --help` and
+# `envctl version` import typer and this table, not pydantic, docker-py, requests,
+# huggingface_hub or rich (the command modules import those inside the functions that need
+# them). tests/unit/test_startup_imports.py checks this table against the commands the modules
+# define: the same names, modules and first sentences.
+COMMANDS: dict[str, Entry] = {
+    "fetch": Entry("envctl.cli_artifacts", "Fetch a manifest's artifacts into the cache (of the hosts named: pushed from "
+                   "this machine's cache, only what they lack, or downloaded there with `fetch: remote`), and make the "
+                   "writable copies `mode: rw` asks for: the artifact steps of `up`, starting nothing."),
+    "lock": Entry("envctl.cli_artifacts", "Resolve every ref to a commit and record every file's size and sha256 in "
+                  "manifest.lock, and a pulled image's tag to its manifest digest."),
+    "cards": Entry("envctl.cli_cards", "Every card of this host (or of the hosts named): model, bus ID, memory, "
+                   "utilisation, temperature, and who holds it: envctl environments (with the user who brought them "
+                   "up), other containers given its device node, privileged containers (every card), the processes "
+                   "cnmon or npu-smi list."),
+    "export": Entry("envctl.cli_export", "Write the jobs a cluster engine runs for ENTRYPOINT on N nodes, from the plan "
+                    "`exec --nodes` runs; or, with --check and a directory, validate an export offline (exit 1 on a "
+                    "problem)."),
+    "image": Entry("envctl.cli_images", "Make sure the manifest's image is on the engine (load, build or pull it, as "
+                   "`up` would), and nothing else: for preparing a box before its artifacts are ready."),
+    "build": Entry("envctl.cli_images", "Bake the image with the setup steps inside, tagged by the hash of its inputs; "
+                   "`up` then uses it."),
+    "save": Entry("envctl.cli_images", "Write the baked image as a tarball for air-gapped servers (load it there with "
+                  "`envctl load`)."),
+    "load": Entry("envctl.cli_images", "Load an image tarball into the engine, reading its identity from the tarball "
+                  "itself."),
+    "up": Entry("envctl.cli_lifecycle", "Bring an environment up: driver check, devices, artifacts, image, container, "
+                "setup."),
+    "exec": Entry("envctl.cli_lifecycle", "Run an entrypoint in its environment's container; exits with the "
+                  "entrypoint's code."),
+    "shell": Entry("envctl.cli_lifecycle", "Open a shell in an environment's container."),
+    "status": Entry("envctl.cli_lifecycle", "The environments envctl created on this host (or on the hosts named), with "
+                    "the work running in each: entrypoints (since when, pid in the container, log), `docker exec`s and "
+                    "background processes."),
+    "logs": Entry("envctl.cli_lifecycle", "Print the log of the latest entrypoint run (kept in the environment's "
+                  "workspace), or of the entrypoint's run still running (a server started with exec --detach); -f "
+                  "follows it."),
+    "down": Entry("envctl.cli_lifecycle", "Remove an environment's container; the artifact cache and, unless --purge, "
+                  "the workspace stay."),
+    "doctor": Entry("envctl.cli_lifecycle", "Is this host (or are the hosts named) ready?"),
+    "list": Entry("envctl.cli_manifests", "List the manifests found, with device kind and description."),
+    "show": Entry("envctl.cli_manifests", "Print the fully resolved manifest: profiles merged, variants applied, --var "
+                  "and variables expanded."),
+    "validate": Entry("envctl.cli_manifests", "Check manifests; every problem at once, with file:line:column and the "
+                      "field's path."),
+    "schema": Entry("envctl.cli_manifests", "Print the JSON Schema of the manifest format (for editor completion)."),
+    "plan": Entry("envctl.cli_manifests", "Show exactly what `up` would do on this host (or the hosts named); exit 5 "
+                  "when something blocks it (among them: recreating a container in which work runs)."),
+    "version": Entry("envctl.cli_manifests", "Print envctl's version."),
+    "stop": Entry("envctl.cli_serve", "Stop the runs of an entrypoint (started with exec --detach, or in another "
+                  "terminal): SIGTERM to each run's process group, SIGKILL after --timeout seconds."),
+    "new": Entry("envctl.cli_new", "Start a manifest: a copy of another (--from) or a vendor's docker run command "
+                 "(--from-docker-run), written to ./manifests/NAME/manifest.yaml (or --dir ROOT) and checked as "
+                 "`validate` checks it."),
+    "cache": Entry("envctl.cli_artifacts", "The artifact cache shared by every manifest on this host."),
+    "config": Entry("envctl.cli_config", "The user configuration file (mirrors): what is in effect and where each "
+                    "setting comes from."),
+}
+
+
+# click's UsageError, wherever this typer keeps click (recent typers ship their own copy of it):
+# BadParameter derives from it in every version.
+_UsageError = typer.BadParameter.__bases__[0]
+
+
+class LazyGroup(TyperGroup):
+    """The `envctl` group: lists COMMANDS without importing their modules, and imports a
+    command's module when the command is looked up (to run it, show its --help or complete it)."""
+
+    def get_command(self, ctx, cmd_name: str):
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            # Its decorators register it on `app`. __import__, not importlib.import_module: only the
+            # import statement's path is timed by `python -X importtime`, which bench/ reads.
+            __import__(COMMANDS[cmd_name].module)
+            from typer.main import get_group
+
+            for name, command in get_group(app).commands.items():
+                self.commands.setdefault(name, command)
+        return super().get_command(ctx, cmd_name)
+
+    def get_params(self, ctx):
+        # Typer passes every parameter value that is not a bool through a pydantic TypeAdapter, the
+        # group's absent flags (--help, --show-completion: None) too; a False default keeps
+        # `envctl COMMAND --help` and completion from importing pydantic (~25 ms) for nothing.
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.default is None:
+                param.default = False
+        return params
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(dict.fromkeys([*COMMANDS, *self.commands]))
+
+    def _summary(self, ctx, name: str) -> str:
+        if name in COMMANDS:
+            return COMMANDS[name].summary
+        command = self.get_command(ctx, name)
+        return command.get_short_help_str(limit=1000) if command else ""
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = [(name, self._summary(ctx, name)) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except _UsageError as problem:  # "did you mean" among every command, not only those imported
+            matches = get_close_matches(args[0], self.list_commands(ctx)) if args and self.suggest_commands else []
+            if matches and "Did you mean" not in problem.message:
+                problem.message = f"{problem.message.rstrip('.')}. Did you mean {', '.join(map(repr, matches))}?"
+            raise
+
+    def shell_complete(self, ctx, incomplete: str):
+        # Command names and summaries from the table: completing `envctl <TAB>` imports no command module.
+        from typer._completion_classes import CompletionItem
+
+        names = [name for name in self.list_commands(ctx) if name.startswith(incomplete)]
+        return [CompletionItem(name, help=_short(self._summary(ctx, name))) for name in names] + \
+            super(TyperGroup, self).shell_complete(ctx, incomplete)
+
+
+def _short(summary: str, limit: int = 45) -> str:
+    """A summary cut to one line of a shell's completion menu, at a word, as click cuts help."""
+    if len(summary) <= limit:
+        return summary
+    return summary[:limit - 3].rsplit(" ", 1)[0].rstrip(",;:(") + "..."
+
 
 app = typer.Typer(
     name="envctl",
     help="Reproducible LLM environments on Cambricon MLU and Huawei Ascend servers.",
-    add_completion=False,
+    cls=LazyGroup,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain click help: rich (and the markdown-it and pygments it loads) would double the start-up of
+    # `envctl --help` and `envctl COMMAND --help` for boxes around the same text.
+    rich_markup_mode=None,
 )
+
+
+@app.callback()
+def _group() -> None:
+    # With a callback typer always builds a group, however few command modules are imported yet.
+    pass
 
 
 def parse_cards(text: str | None) -> tuple[int, ...] | None:
     """`--cards 0,2-3` → (0, 2, 3), read as the manifest and the inventory read card indices."""
     if text is None:
         return None
+    from envctl.cards import CardsError, parse_indices
+
     try:
         return parse_indices(text)
     except CardsError as problem:
@@ -44,6 +197,8 @@ SHARE_HELP = "use cards named with --cards (or in the manifest) even when anothe
 
 
 def local_host() -> LocalHost:
+    from envctl.hosts.local import LocalHost
+
     return LocalHost.from_environ()
 
 

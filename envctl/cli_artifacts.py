@@ -13,7 +13,6 @@ from envctl.cli_vars import given, var_option
 from envctl.cli_remote import accept_option, each_host, host_option, inventory_option, remote_options, ssh_config_option
 from envctl.errors import EXIT_FETCH_FAILED, EXIT_USAGE, EnvctlError
 from envctl.manifest import discovery
-from envctl.manifest.loader import load
 
 cache_app = typer.Typer(help="The artifact cache shared by every manifest on this host.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
@@ -37,6 +36,7 @@ def fetch(
     from dataclasses import replace
 
     from envctl.artifact_steps import place
+    from envctl.manifest.loader import load
     from envctl.plan import Options
     from envctl.planning import plan_on
     from envctl.progress import ByteProgress
@@ -74,6 +74,7 @@ def lock(name: str = typer.Argument(..., help="NAME, NAME:VARIANT, NAME:A+B or a
     from envctl.artifacts.cache import Cache, PlacedFile
     from envctl.artifacts.fetch import fetch_all
     from envctl.images import IdentityCache, identify
+    from envctl.manifest.loader import load
     from envctl.paths import cache_dir
     from envctl.progress import ByteProgress
 

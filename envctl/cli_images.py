@@ -10,8 +10,6 @@ import typer
 from envctl.cli_app import app, local_host, parse_cards, plan_here, say
 from envctl.cli_vars import given, var_option
 from envctl.errors import EXIT_NOT_FOUND, EnvctlError
-from envctl.manifest.loader import load
-from envctl.plan import Options
 from envctl.runtime_env import ENV_FILE_HELP
 
 
@@ -28,7 +26,9 @@ def image(
     from envctl.engine import connect, local_socket
     from envctl.image_step import ensure_image
     from envctl.images import IdentityCache
+    from envctl.manifest.loader import load
     from envctl.paths import cache_dir
+    from envctl.plan import Options
     from envctl.progress import ByteProgress
 
     loaded = load(name, vars=given(vars))
@@ -62,6 +62,8 @@ def build(
     The steps get container.pass_env as `up` gives it; the values stay out of the image's configuration."""
     from envctl import apply, bake, runtime_env
     from envctl.engine import connect
+    from envctl.manifest.loader import load
+    from envctl.plan import Options
     from envctl.progress import ByteProgress
 
     loaded = load(name, vars=given(vars))
@@ -88,6 +90,8 @@ def save(
     """Write the baked image as a tarball for air-gapped servers (load it there with `envctl load`)."""
     from envctl import bake
     from envctl.engine import connect
+    from envctl.manifest.loader import load
+    from envctl.plan import Options
 
     loaded = load(name, vars=given(vars))
     client = connect()

@@ -20,9 +20,6 @@ from envctl.cli_vars import given, var_option
 from envctl.cli_remote import (accept_option, each_host, host_option, inventory_option, remote_options, single_target,
                                ssh_config_option, with_host_cards)
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_MANIFEST_INVALID, EXIT_NOT_FOUND, EXIT_USAGE, EnvctlError
-from envctl.manifest.loader import load
-from envctl.plan import Options
-from envctl.render import plan_json
 from envctl import runtime_env
 from envctl.runtime_env import ENV_FILE_HELP
 
@@ -110,6 +107,9 @@ def _what_to_apply(name, plan_file, cards, skip_driver_check, force=False, share
     """The manifest and options to plan with: the command line's (`cards`: as card_request read
     them; `values`: the --var values), or a saved plan's (--force is given again with --plan: it
     is a decision about now, not part of the saved plan's options)."""
+    from envctl.manifest.loader import load
+    from envctl.plan import Options
+
     if plan_file is None:
         if name is None:
             raise EnvctlError("up needs NAME (or --plan FILE)", exit_code=EXIT_USAGE)
@@ -133,6 +133,7 @@ def _check_saved(saved, plan_file, the_plan) -> None:
     if saved is None:
         return
     from envctl import saved_plans
+    from envctl.render import plan_json
 
     saved_plans.check(plan_file, the_plan.host, saved["plans"].get(the_plan.host), json.loads(plan_json(the_plan)))
 
@@ -146,6 +147,8 @@ def _report_json(the_plan, report) -> dict:
 
 def _plan_for(env, host):
     """The plan of a running environment on its host, from the manifest it was created from."""
+    from envctl.manifest.loader import load
+    from envctl.plan import Options
     from envctl.planning import plan_on
 
     if not env.manifest_file:
@@ -251,6 +254,8 @@ def _passed(chosen, env_files, host=None):
     RuntimeEnv), with its warnings (a name not set) said on stderr."""
     if not chosen.manifest_file:
         return runtime_env.RuntimeEnv()
+    from envctl.manifest.loader import load
+
     loaded = load(chosen.manifest_file, variant=chosen.variant, vars=chosen.vars)
     runtime = runtime_env.for_manifest(loaded, tuple(map(str, env_files or ())), host=host)  # host: its pip mirror
     for line in runtime.warnings:
@@ -472,6 +477,8 @@ def doctor(
     """Is this host (or are the hosts named) ready? Exit 5 when a check fails. With --nodes: can
     these hosts run one run together (a table, one line per node)?"""
     from envctl.doctor import diagnose
+    from envctl.manifest.loader import load
+    from envctl.plan import Options
 
     if nodes:
         if hosts or cards:

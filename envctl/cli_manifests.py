@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
@@ -15,13 +15,13 @@ from envctl.cli_remote import (accept_option, each_host, host_option, inventory_
                                with_host_cards)
 from envctl.errors import EXIT_HOST_NOT_READY, EXIT_MANIFEST_INVALID, EXIT_USAGE, EnvctlError, ManifestError
 from envctl.manifest import discovery
-from envctl.manifest.loader import load
-from envctl.manifest.model import Manifest
-from envctl.manifest.overrides import describe, recorded
-from envctl.manifest.yamlsrc import dump, parse_file
-from envctl.plan import Options
-from envctl.render import plan_json, redact_tree
 from envctl.runtime_env import ENV_FILE_HELP
+
+if TYPE_CHECKING:
+    from envctl.plan import Options
+
+# The manifest loader and model (pydantic), yaml, the planner and the renderer are imported by the
+# functions that use them: `envctl version` and `envctl plan --help` need none of them.
 
 
 @app.command("list")
@@ -64,6 +64,8 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="machine-rea
 
 
 def _load_described(path, roots, first_variant):
+    from envctl.manifest.loader import load
+
     try:
         return load(path, roots=roots)
     except ManifestError:
@@ -83,6 +85,11 @@ def show(
     """Print the fully resolved manifest: profiles merged, variants applied, --var and variables expanded."""
     from envctl.artifacts.urls import redact_text
     from envctl.manifest import provenance
+    from envctl.manifest.loader import load
+    from envctl.manifest.overrides import describe, recorded
+    from envctl.manifest.yamlsrc import dump
+    from envctl.render import redact_tree
+
     loaded = load(name, vars=given(vars))
     data = loaded.manifest.model_dump(mode="json", exclude_none=True)
     data.pop("variants", None)
@@ -146,6 +153,9 @@ def _load_all_variants(reference: str, roots, values: dict | None = None) -> str
     """Validate a manifest: the variant (or combination) named, or else every variant it
     defines. With --var and no variant named: the variants that declare every var given (a
     var only one variant declares is checked there); none of them: the usage error."""
+    from envctl.manifest.loader import load
+    from envctl.manifest.overrides import describe
+
     name, variant = discovery.split_variant(reference)
     variants = [variant] if variant else (variant_names(name, roots) or [None])
     problems = []
@@ -174,6 +184,8 @@ def _load_all_variants(reference: str, roots, values: dict | None = None) -> str
 
 def variant_names(name: str, roots) -> list[str]:
     """The variants a manifest file defines, read without resolving it."""
+    from envctl.manifest.yamlsrc import parse_file
+
     path = discovery.find_manifest(name, roots)
     document, _ = parse_file(path)  # read as the loader reads it (merge keys, alias and depth limits)
     if document is None:
@@ -186,6 +198,8 @@ def variant_names(name: str, roots) -> list[str]:
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the manifest format (for editor completion)."""
+    from envctl.manifest.model import Manifest
+
     document = Manifest.model_json_schema()
     document = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "https://envctl.dev/manifest.schema.json", **document}
     typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
@@ -221,6 +235,8 @@ def plan(
     """Show exactly what `up` would do on this host (or the hosts named); exit 5 when something blocks it
     (among them: recreating a container in which work runs). With --nodes: each node's part of
     `exec ENTRYPOINT --nodes` (the preflight, rank, address, master, command, node variables)."""
+    from envctl.manifest.loader import load
+    from envctl.plan import Options
     from envctl.planning import engine_if_any, plan_on
 
     if nodes:
@@ -261,6 +277,8 @@ def plan(
 
 def _save(output: Path, plans: dict, loaded, options: Options) -> None:
     from envctl import saved_plans
+    from envctl.manifest.overrides import recorded
+    from envctl.render import plan_json
 
     # A plan made without the engine decides nothing about image, container and setup: `up
     # --plan` would refuse it every time, so it is not written at all.

@@ -14,13 +14,15 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 import typer
 
 from envctl.cli_app import say
 from envctl.errors import EXIT_REMOTE_FAILED, EXIT_USAGE, EnvctlError
-from envctl.plan import Options
+
+if TYPE_CHECKING:  # envctl.plan imports the manifest model and the fetchers: not for --help
+    from envctl.plan import Options
 
 HOST_HELP = "run on these hosts (names, groups or ranges like lab[1-4], comma-separated; from the inventory or ssh config)"
 

@@ -1,0 +1,177 @@
+"""Start-up: what `envctl version`, `envctl --help`, `envctl COMMAND --help` and shell completion
+import (issue 14: `--help`, `version`, completion within 60 ms, the time of Python and typer).
+
+Module names, never timings: each case runs envctl in a fresh interpreter under
+`python -X importtime` (its report on stderr names every module imported, one per line:
+`import time: SELF | CUMULATIVE | NAME`, https://docs.python.org/3/using/cmdline.html#cmdoption-X)
+and checks that the heavy libraries and envctl's manifest and engine modules are not among them.
+The table of commands `envctl --help` lists without importing them (envctl.cli_app.COMMANDS) is
+checked against the commands the modules really define.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from support import REPO
+
+# Libraries envctl uses for real work, each 10-100 ms to import; none of them is needed to print
+# the version, the help or a completion.
+HEAVY = ("pydantic", "pydantic_core", "docker", "requests", "urllib3", "huggingface_hub", "paramiko", "rich",
+         "yaml", "jsonschema", "kubernetes_validate", "zstandard", "markdown_it", "pygments")
+# envctl's own modules that pull those in: the manifest model and loader, the planner, the engine.
+HEAVY_ENVCTL = ("envctl.manifest.loader", "envctl.manifest.model", "envctl.plan", "envctl.planning", "envctl.render",
+                "envctl.engine", "envctl.observe", "envctl.artifacts.fetch")
+
+
+def imported(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run `python -X importtime -m envctl ARGS`; the process and the modules it imported."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "envctl", *args], capture_output=True, text=True,
+                          env=dict(os.environ if env is None else env, COLUMNS="80"), cwd=REPO, timeout=60)
+    modules = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")
+               and "|" in line and "self [us]" not in line}
+    assert modules, f"no -X importtime report on stderr: {done.stderr[-2000:]}"
+    return done, modules
+
+
+def heavy_among(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY_ENVCTL)
+
+
+def test_version_imports_neither_typer_nor_anything_heavy():
+    from envctl import __version__
+
+    done, modules = imported("version")
+    assert done.returncode == 0 and done.stdout == f"{__version__}\n"
+    assert heavy_among(modules) == []
+    assert "typer" not in modules and not any(m.startswith("envctl.cli_") for m in modules)
+
+
+@pytest.mark.parametrize("args", [["--help"], [], ["-h"]], ids=["--help", "no-arguments", "-h-is-not-help"])
+def test_top_level_help_imports_typer_and_no_command_module(args):
+    done, modules = imported(*args)
+    assert heavy_among(modules) == []
+    assert "typer" in modules  # the help is typer's (click's plain format), not a copy of it
+    assert sorted(m for m in modules if m.startswith("envctl.cli_")) == ["envctl.cli_app"]
+    if args == ["-h"]:
+        assert done.returncode == 2 and "No such option: -h" in done.stderr
+    else:
+        assert "Usage: " in done.stdout + done.stderr
+
+
+def _command_names() -> list[str]:
+    from envctl.cli_app import COMMANDS
+
+    return list(COMMANDS)
+
+
+@pytest.mark.parametrize("name", _command_names())
+def test_each_command_help_imports_its_own_module_and_nothing_heavy(name):
+    from envctl.cli_app import COMMANDS
+
+    done, modules = imported(name, "--help")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(f"Usage: envctl {name} ") or done.stdout.startswith(f"Usage: python -m envctl {name} ")
+    assert heavy_among(modules) == []
+    assert COMMANDS[name].module in modules
+    # Another command module only where the command's module imports it (the shared option helpers).
+    shared = {"envctl.cli_app", "envctl.cli_vars", "envctl.cli_remote", COMMANDS[name].module}
+    assert {m for m in modules if m.startswith("envctl.cli_")} <= shared
+
+
+def test_a_subcommand_of_a_group_loads_the_group_module_only():
+    done, modules = imported("cache", "ls", "--help")
+    assert done.returncode == 0 and "The artifacts in the cache" in done.stdout
+    assert "envctl.cli_artifacts" in modules and "envctl.cli_lifecycle" not in modules
+    assert heavy_among(modules) == [m for m in heavy_among(modules) if m.split(".")[0] in ("pydantic", "pydantic_core")]
+
+
+def test_a_mistyped_command_is_matched_against_every_command_not_only_imported_ones():
+    done, modules = imported("statu")
+    assert done.returncode == 2
+    assert "No such command 'statu'. Did you mean 'status'?" in done.stderr
+    assert "envctl.cli_lifecycle" not in modules and heavy_among(modules) == []
+
+
+# The console script `envctl` as the shell calls it for completions: click names the variable
+# that asks for them after the program (_ENVCTL_COMPLETE), and bash passes the words typed so far.
+AS_ENVCTL = "import sys; sys.argv[0] = 'envctl'; from envctl.cli import main; main()"
+
+
+def complete(words: str, shell: str = "bash") -> tuple[subprocess.CompletedProcess, set[str]]:
+    cword = str(len(words.split()) - (0 if words.endswith(" ") else 1))
+    env = dict(os.environ, _ENVCTL_COMPLETE=f"complete_{shell}", COMP_WORDS=words, COMP_CWORD=cword,
+               _TYPER_COMPLETE_ARGS=words)
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", AS_ENVCTL], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    modules = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    return done, modules
+
+
+@pytest.mark.parametrize("words, expected", [("envctl st", ["status", "stop"]), ("envctl ", None),
+                                             ("envctl cach", ["cache"])])
+def test_completion_of_a_command_name_imports_no_command_module(words, expected):
+    from envctl.cli_app import COMMANDS
+
+    done, modules = complete(words)
+    offered = [w for w in done.stdout.split() if not w.startswith("-")]
+    assert offered == (expected if expected is not None else list(COMMANDS))
+    assert heavy_among(modules) == []
+    assert sorted(m for m in modules if m.startswith("envctl.cli_")) == ["envctl.cli_app"]
+
+
+def test_zsh_completion_describes_each_command_in_one_short_line():
+    done, _ = complete("envctl st", shell="zsh")
+    assert '"status":"The environments envctl created on this..."' in done.stdout
+    assert '"stop":"Stop the runs of an entrypoint (started..."' in done.stdout
+
+
+def test_completion_of_a_command_option_imports_that_command_only():
+    done, modules = complete("envctl status --")
+    assert {"--json", "--host", "--help"} <= set(done.stdout.split())
+    assert "envctl.cli_lifecycle" in modules and "envctl.cli_manifests" not in modules
+    assert [m for m in heavy_among(modules) if not m.startswith("pydantic")] == []
+
+
+def _first_sentence(text: str) -> str:
+    flat = " ".join(text.split())
+    return re.split(r"(?<=[.?!])\s+(?=[A-Z`])", flat, maxsplit=1)[0]
+
+
+def test_the_table_of_commands_is_what_the_modules_define():
+    """Every command module imported: the same names, each in the module the table names, each
+    listed with the first sentence of its own help."""
+    import typer.main
+
+    from envctl.cli_app import COMMANDS, app
+
+    for module in sorted({entry.module for entry in COMMANDS.values()}):
+        importlib.import_module(module)
+    for path in sorted((REPO / "envctl").glob("cli_*.py")):
+        importlib.import_module(f"envctl.{path.stem}")  # a command module the table forgot would add its command
+    group = typer.main.get_group(app)
+    assert set(group.commands) == set(COMMANDS)
+    defined_in = {info.name or typer.main.get_command_name(info.callback.__name__): info.callback.__module__
+                  for info in app.registered_commands}
+    for info in app.registered_groups:
+        callbacks = [c.callback for c in info.typer_instance.registered_commands]
+        defined_in[info.name] = callbacks[0].__module__
+    for name, entry in COMMANDS.items():
+        assert defined_in[name] == entry.module, name
+        assert entry.summary == _first_sentence(group.commands[name].help or ""), name
+
+
+def test_top_level_help_lists_every_command_with_its_summary():
+    from envctl.cli_app import COMMANDS
+
+    done, _ = imported("--help")
+    text = " ".join(done.stdout.split())
+    for name, entry in COMMANDS.items():
+        assert f" {name} {entry.summary}" in text, name
