@@ -105,3 +105,70 @@ def test_the_slurm_export_gives_each_node_the_contract_and_stops_together(world,
     assert missing.returncode != 0 and missing.fields["JobState"] == "FAILED", missing.fields
     assert re.search(r"srun: error: lab2: task 1: Exited with exit code 5$", missing.output, re.M), missing.output
     assert f"envctl: lab2: the container {world.container} is not running" in missing.output, missing.output
+
+
+PASSED = """\
+device: {{kind: cpu}}
+image: {{ref: {image}}}
+container: {{network: host, pass_env: [HF_TOKEN]}}
+entrypoints:
+  token:
+    run: echo one node
+    nodes:
+      launcher: none
+      run: |
+        if [ -n "$${{HF_TOKEN+x}}" ]; then
+          echo "rank=$ENVCTL_NODE_RANK token-sha256=$(printf %s "$${{HF_TOKEN}}" | sha256sum | cut -c1-16)"
+        else
+          echo "rank=$ENVCTL_NODE_RANK token unset"
+        fi
+"""
+
+
+def test_a_passed_variable_reaches_every_rank_from_the_submitters_environment_or_an_env_file(world, lab, slurm, image):
+    """container.pass_env through sbatch: the variable the job is submitted with (sbatch
+    --export=ALL,NAME=VALUE: Slurm's own way of adding one to the submitter's environment) reaches
+    the command on both nodes (`docker exec -e HF_TOKEN`, the value from the task's environment);
+    ENVCTL_ENV_FILE (a file every node reads, here in the cluster's shared directory) does the
+    same; with neither, each task warns and the command runs without it. The exported script holds
+    no value, and the containers' configuration none either."""
+    import hashlib
+
+    world.write(PASSED.format(image=image))
+    for host in HOSTS:
+        up = world.run("up", str(world.manifest), "--host", host)
+        assert up.returncode == 0, up.stderr
+    script = _export(world, "token")
+    token, file_token = "hf_slurmPassedToken4417", "hf_slurmEnvFileToken9902"
+    assert token not in script and file_token not in script and "-e HF_TOKEN \\\n" in script
+
+    def sha(value: str) -> str:
+        return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+    given = slurm.submit(script, f"--export=ALL,HF_TOKEN={token}")
+    assert given.returncode == 0, given.sbatch_output + given.output
+    for rank in (0, 1):
+        assert f"{rank}: rank={rank} token-sha256={sha(token)}" in given.output, given.output
+    assert "is not set" not in given.output and token not in given.output
+
+    env_file = slurm.dir / "tokens.env"
+    env_file.write_text(f"# the lab's token\nHF_TOKEN={file_token}\n")
+    env_file.chmod(0o600)
+    from_file = slurm.submit(script, f"--export=ALL,ENVCTL_ENV_FILE={env_file}")
+    assert from_file.returncode == 0, from_file.sbatch_output + from_file.output
+    for rank in (0, 1):
+        assert f"{rank}: rank={rank} token-sha256={sha(file_token)}" in from_file.output, from_file.output
+
+    unset = slurm.submit(script)
+    assert unset.returncode == 0, unset.sbatch_output + unset.output
+    for rank, host in ((0, "lab1"), (1, "lab2")):
+        assert f"{rank}: rank={rank} token unset" in unset.output, unset.output
+        assert (f"{rank}: envctl: warning: {host}: HF_TOKEN (container.pass_env) is not set: export it where this job "
+                "is started, or give ENVCTL_ENV_FILE=FILE; the command runs without it") in unset.output, unset.output
+
+    missing = slurm.submit(script, f"--export=ALL,ENVCTL_ENV_FILE={slurm.dir / 'absent.env'}")
+    assert missing.returncode != 0 and missing.fields["JobState"] == "FAILED", missing.fields
+    assert "cannot read ENVCTL_ENV_FILE=" in missing.output, missing.output
+    for host in HOSTS:
+        config = lab.docker(host, "inspect", "--format", "{{json .Config.Env}}", world.container).stdout
+        assert token not in config and file_token not in config and "HF_TOKEN" not in config, config
