@@ -359,11 +359,15 @@ def logs(
                                               "every node's log, each line prefixed with rank and host"),
     run_id: Optional[str] = typer.Option(None, "--run", help="with --nodes: this run (default: the latest)"),
     list_runs: bool = typer.Option(False, "--runs", help="with --nodes: list the runs across nodes, newest first"),
+    env_files: Optional[List[Path]] = typer.Option(None, "--env-file", help="an env file with values of the manifest's "
+                                                   "container.pass_env, masked in what is printed (as exec takes it)"),
 ) -> None:
     """Print the log of the latest entrypoint run (kept in the environment's workspace), or of
     the entrypoint's run still running (a server started with exec --detach); -f follows it.
     `logs web -f` and `logs -e web -f` are the same when web is not an environment's name. With
-    --nodes, every node's log of the latest run across them (or of --run)."""
+    --nodes, every node's log of the latest run across them (or of --run). The values of the
+    manifest's container.pass_env known here (environment, env files) are masked as printed:
+    a detached run writes its log in the container, as the program printed it."""
     from envctl import environments
 
     if nodes:
@@ -391,7 +395,32 @@ def logs(
         where = f" on {host.name}" if remote.wanted else ""
         raise EnvctlError(f"no logs yet in {chosen.workspace}/logs{where}" + (f" for {entrypoint}" if entrypoint else ""),
                           exit_code=EXIT_NOT_FOUND)
-    raise typer.Exit(host.stream(newest, follow))
+    raise typer.Exit(host.stream(newest, follow, _log_secrets(chosen, env_files)))
+
+
+def _log_secrets(chosen, env_files) -> frozenset[str]:
+    """The values of the environment's passed secrets (container.pass_env, envctl/runtime_env.py)
+    that this caller knows, for `logs` to mask. A credential-looking name without a value here
+    cannot be masked: said on stderr, as is a manifest that cannot be read any more."""
+    if not chosen.manifest_file:
+        return frozenset()
+    from envctl.manifest.interpolate import looks_secret
+    from envctl.manifest.loader import load
+
+    files = tuple(map(str, env_files or ()))
+    try:
+        runtime = runtime_env.for_manifest(load(chosen.manifest_file, variant=chosen.variant, vars=chosen.vars), files)
+    except runtime_env.EnvFileError:
+        raise  # an env file given here that cannot be read: the command line's mistake
+    except EnvctlError as exc:
+        say(f"warning: container.pass_env values are not masked in this log: {chosen.manifest_file} cannot be read "
+            f"({exc.message.splitlines()[0]})")
+        return frozenset()
+    for variable in runtime.passed:
+        if variable.state == "not set" and looks_secret(variable.name):
+            say(f"warning: {variable.name} (container.pass_env) is not set here, so its value is not masked where a "
+                f"detached run printed it: export it or give --env-file")
+    return runtime.secrets
 
 
 def _env_or_entrypoint(client, positional, entrypoint, env_option):

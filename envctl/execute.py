@@ -128,16 +128,21 @@ def log_path(workspace: Path, entrypoint: str) -> Path:
     return workspace / "logs" / f"{entrypoint}-{stamp}.log"
 
 
-def print_file(path: Path, follow: bool) -> None:
-    """Copy a log to stdout; with `follow`, keep copying what is appended until interrupted."""
+def print_file(path: Path, follow: bool, secrets=()) -> None:
+    """Copy a log to stdout; with `follow`, keep copying what is appended until interrupted.
+    The values in `secrets` are masked as they pass (envctl.masking.StreamMask: also one split
+    across two reads), for a log that holds them (a detached run's, written in the container)."""
     out = sys.stdout.buffer
+    masker = StreamMask(secrets)
     with open(path, "rb") as handle:
         while True:
             data = handle.read(65536)
             if data:
-                out.write(data)
+                out.write(masker.feed(data))
                 out.flush()
                 continue
             if not follow:
+                out.write(masker.flush())
+                out.flush()
                 return
             time.sleep(0.5)

@@ -137,10 +137,10 @@ class LocalHost:
         found = sorted(Path(directory).glob(pattern), key=lambda p: p.stat().st_mtime)
         return str(found[-1]) if found else None
 
-    def stream(self, path: str, follow: bool) -> int:
+    def stream(self, path: str, follow: bool, secrets: frozenset[str] = frozenset()) -> int:
         from envctl.execute import print_file
 
-        print_file(Path(path), follow)
+        print_file(Path(path), follow, secrets)
         return 0
 
     def free_bytes(self, path: str) -> int:

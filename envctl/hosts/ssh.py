@@ -160,13 +160,31 @@ class SSHHost:
         name = self.connection.run(["sh", "-c", _NEWEST, "sh", directory, pattern]).stdout.strip()
         return posixpath.join(directory, name) if name else None
 
-    def stream(self, path: str, follow: bool) -> int:
+    def stream(self, path: str, follow: bool, secrets: frozenset[str] = frozenset()) -> int:
         import subprocess
         import sys
 
         argv = ["tail", "-n", "+1", "-f", "--", path] if follow else ["cat", "--", path]
-        # Streamed straight to our stdout: a log can be large, and -f never ends on its own.
-        return subprocess.call(self.connection.command(argv), stdout=sys.stdout.buffer, stdin=subprocess.DEVNULL)
+        command = self.connection.command(argv)
+        if not secrets:
+            # Streamed straight to our stdout: a log can be large, and -f never ends on its own.
+            return subprocess.call(command, stdout=sys.stdout.buffer, stdin=subprocess.DEVNULL)
+        from envctl.masking import StreamMask
+
+        # Through the mask, chunk by chunk as it arrives (a secret split between two is masked whole).
+        masker, out = StreamMask(secrets), sys.stdout.buffer
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        try:
+            for chunk in iter(lambda: child.stdout.read1(65536), b""):
+                out.write(masker.feed(chunk))
+                out.flush()
+            out.write(masker.flush())
+            out.flush()
+            return child.wait()
+        finally:
+            if child.poll() is None:  # interrupted (logs -f ends with Ctrl-C): tail is not left behind
+                child.kill()
+                child.wait()
 
     def free_bytes(self, path: str) -> int:
         out = self.connection.check(["sh", "-c", _FREE, "sh", str(path)], "measuring free space")
