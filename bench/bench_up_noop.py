@@ -1,25 +1,45 @@
-"""`envctl up` of an environment that is already up, against `docker-compose up -d` of the
-equivalent one-service file that is already up. Prints both medians and the ratio (aim <= 0.5).
+"""`envctl up` of an environment that is already up, against `docker compose up -d` (Compose v2,
+the Go plugin users run today) of the equivalent one-service file that is already up, and against
+`docker-compose` 1.29 (Python) where it is installed. Prints the medians and the ratios (issue 14's
+aim: envctl within 2x Compose v2).
 
+    sh bench/get-compose-v2.sh       # once: Compose v2 under bench/.tools, installed nowhere
     .venv/bin/python bench/bench_up_noop.py [runs]
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from common import ENVCTL, bench_env, busybox_rootfs, median, run, timed
+from common import ENVCTL, REPO, bench_env, busybox_rootfs, median, run, timed
 
 IMAGE = "envctl-bench/busybox:1"
 
 
+def composes() -> list[tuple[str, list[str], dict]]:
+    """(label, command, environment) of each Compose to compare with: v2 as the docker CLI plugin
+    (bench/get-compose-v2.sh), then a docker-compose on PATH if it is another one (v1)."""
+    found = []
+    config = Path(os.environ.get("TOOLS", REPO / "bench" / ".tools")) / "docker-config"
+    if (config / "cli-plugins" / "docker-compose").exists():
+        found.append(("docker compose (v2)", ["docker", "compose"], dict(os.environ, DOCKER_CONFIG=str(config))))
+    else:
+        raise SystemExit("Compose v2 is needed: sh bench/get-compose-v2.sh")
+    v1 = shutil.which("docker-compose")
+    if v1 is not None:
+        said = subprocess.run([v1, "version", "--short"], capture_output=True, text=True).stdout.strip()
+        if said.startswith("1."):
+            found.append((f"docker-compose {said}", [v1], dict(os.environ)))
+    return found
+
+
 def main(runs: int) -> None:
-    compose = shutil.which("docker-compose")
-    if compose is None:
-        raise SystemExit("docker-compose is needed (Debian: apt-get install docker-compose)")
+    tools = composes()
     base = Path(tempfile.mkdtemp(prefix="envctl-bench-"))
     env = bench_env(base)
     run(["docker", "import", str(busybox_rootfs()), IMAGE])
@@ -43,19 +63,28 @@ services:
     shm_size: 64m
     environment: {{A: "1"}}
 """)
+    # One project per Compose: v1 and v2 name their containers differently (noop_1, noop-1).
+    project = {label: ["-p", f"envctlbench{i}", "-f", str(base / "docker-compose.yml")]
+               for i, (label, _, _) in enumerate(tools)}
     try:
         timed(ENVCTL + ["up", str(manifest)], env)
-        timed([compose, "-p", "envctlbench", "-f", str(base / "docker-compose.yml"), "up", "-d"])
-        ours, theirs = [], []
-        for _ in range(runs):
+        for label, compose, compose_env in tools:
+            timed(compose + project[label] + ["up", "-d"], compose_env)
+        ours, theirs = [], {label: [] for label, _, _ in tools}
+        for _ in range(runs):  # interleaved: a busy moment weighs on every tool alike
             ours.append(timed(ENVCTL + ["up", str(manifest)], env))
-            theirs.append(timed([compose, "-p", "envctlbench", "-f", str(base / "docker-compose.yml"), "up", "-d"]))
-        print(f"envctl up (already up):          median {median(ours) * 1000:7.0f} ms over {runs} runs")
-        print(f"docker-compose up -d (already up): median {median(theirs) * 1000:7.0f} ms over {runs} runs")
-        print(f"ratio envctl / docker-compose:    {median(ours) / median(theirs):.2f}  (aim <= 0.5)")
+            for label, compose, compose_env in tools:
+                theirs[label].append(timed(compose + project[label] + ["up", "-d"], compose_env))
+        print(f"{'envctl up (already up)':40} median {median(ours) * 1000:7.0f} ms over {runs} runs")
+        for label, times in theirs.items():
+            print(f"{label + ' up -d (already up)':40} median {median(times) * 1000:7.0f} ms over {runs} runs")
+        for label, times in theirs.items():
+            aim = "  (aim <= 2.0)" if "v2" in label else ""
+            print(f"ratio envctl / {label:25} {median(ours) / median(times):5.2f}{aim}")
     finally:
         run(ENVCTL + ["down", "bench-noop", "--purge"], env=env)
-        run([compose, "-p", "envctlbench", "-f", str(base / "docker-compose.yml"), "down"])
+        for label, compose, compose_env in tools:
+            run(compose + project[label] + ["down"], env=compose_env)
         run(["docker", "rmi", "-f", IMAGE])
         shutil.rmtree(base, ignore_errors=True)
 
