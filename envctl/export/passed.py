@@ -17,6 +17,9 @@ and its value is in no exported file (the export never even reads it).
   without it, as `envctl up`/`exec` warn and go on. `ENVCTL_ENV_FILE=FILE` (a file each node
   can read, in Docker's env-file format: container.env_file's) becomes `--env-file FILE`; the
   environment wins over it, as for `envctl exec` (the CLI applies -e after --env-file).
+  Slurm's `docker exec` into the container `envctl up` made keeps the values out of its
+  configuration; the shell format's `docker run --rm` container holds them in its configuration
+  while it runs (its README says so) and is removed with them.
 """
 
 from __future__ import annotations
@@ -78,6 +81,11 @@ def prerequisites(export: Export, format_name: str) -> list[str]:
             "`--env-file` (the environment wins; unlike envctl, docker passes every name of the file)")
     if env_file:
         line += f"; the manifest's env_file is {env_file}"
+    if format_name == "shell":
+        # docker run puts -e values in the container's configuration; this container lives for the
+        # run only (--rm), unlike the one envctl up keeps, where docker exec passes them instead.
+        line += (". The script's container exists for the run only (`docker run --rm`): while it runs, `docker "
+                 "inspect` on that server shows the values, as it shows any docker run -e; they go with it")
     line += (". A name set in neither is a warning in the node's output and the command runs without it, as "
              "`envctl up` and `exec` warn and go on")
     return [line]

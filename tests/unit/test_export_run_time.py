@@ -148,6 +148,7 @@ def test_kubernetes_reads_each_passed_name_from_the_jobs_secret_and_pulls_the_pi
     assert f"`kubectl create secret generic {job}-secrets --from-env-file=FILE`" in readme
     assert f"the manifest's env_file is {exported['manifest'].parent / '.env'}" in readme
     assert "kubectl create secret docker-registry quay-creds --docker-server=quay.io" in readme
+    assert f"--format {fmt} --pull-secret quay-creds`" in readme  # the Written by command reproduces it
     assert "/etc/containerd/certs.d/quay.io/hosts.toml" in readme
     assert ('`server = "https://quay.io" / [host."https://m.daocloud.io/v2/quay.io"] / capabilities = ["pull", '
             '"resolve"] / override_path = true`') in readme
@@ -233,6 +234,7 @@ def test_host_formats_pass_each_name_from_the_environment_and_say_where(exported
         script = (directory / "node-0.sh").read_text()
         assert "envctl_mirror=${ENVCTL_IMAGE_MIRROR-m.daocloud.io/quay.io}" in script
         assert f"envctl_pin={DIGEST}" in script and "ENVCTL_IMAGE_TARBALL" not in script
+        assert "while it runs, `docker inspect` on that server shows the values" in readme  # docker run -e
 
 
 
