@@ -53,8 +53,8 @@ def exec_detached(host, remote_wanted: bool, chosen, entry, argv, variables) -> 
                    f"(ready: in the manifest), so it may not answer yet")
         address = None
     else:
-        say(f"waiting  for {entry.name}: {ready.describe()} (up to {ready.timeout:g}s)")
-        try:
+        try:  # from the line that invites a Ctrl-C on: one that lands right after it is said too
+            say(f"waiting  for {entry.name}: {ready.describe()} (up to {ready.timeout:g}s)")
             address = detach.wait_ready(client, chosen.name, started, ready)
         except KeyboardInterrupt:  # the wait is interrupted, not the server: it keeps running, said so
             say(f"interrupted while waiting: {entry.name} keeps running (pid {started.pid}), not known to be ready; "
