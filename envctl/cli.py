@@ -1,12 +1,81 @@
 """The `envctl` command line: the only modules that print or exit are this one and the command
-modules (envctl/cli_*.py). Each command's module is imported when that command runs or shows
-its help, and no other (envctl.cli_app.COMMANDS): `envctl --help` starts in the time of Python
-and typer, `envctl version` in that of Python."""
+modules (envctl/cli_*.py). Each command's module is imported when that command runs, shows its
+help or is completed, and no other (COMMANDS below); `envctl version` and `envctl --help` are
+printed from here before typer is imported, in little more than Python's own start-up."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections import namedtuple  # not typing.NamedTuple: typing alone is a tenth of `envctl version`
+
+APP_HELP = "Reproducible LLM environments on Cambricon MLU and Huawei Ascend servers."
+
+
+# module: the module whose import registers the command on `app`; summary: the first sentence of
+# the command's help, as `envctl --help` lists it.
+Entry = namedtuple("Entry", "module summary")
+
+
+# Every command, in the order `envctl --help` lists them. `envctl NAME ...` imports NAME's module
+# alone (envctl.cli_app.LazyGroup), so a command's start-up costs only what that command uses:
+# `envctl NAME --help` imports typer and NAME's module, not pydantic, docker-py, requests,
+# huggingface_hub or rich (the command modules import those inside the functions that need
+# them). tests/unit/test_startup_imports.py checks this table against the commands the modules
+# define: the same names, modules and first sentences.
+COMMANDS: dict[str, Entry] = {
+    "fetch": Entry("envctl.cli_artifacts", "Fetch a manifest's artifacts into the cache (of the hosts named: pushed from "
+                   "this machine's cache, only what they lack, or downloaded there with `fetch: remote`), and make the "
+                   "writable copies `mode: rw` asks for: the artifact steps of `up`, starting nothing."),
+    "lock": Entry("envctl.cli_artifacts", "Resolve every ref to a commit and record every file's size and sha256 in "
+                  "manifest.lock, and a pulled image's tag to its manifest digest."),
+    "cards": Entry("envctl.cli_cards", "Every card of this host (or of the hosts named): model, bus ID, memory, "
+                   "utilisation, temperature, and who holds it: envctl environments (with the user who brought them "
+                   "up), other containers given its device node, privileged containers (every card), the processes "
+                   "cnmon or npu-smi list."),
+    "export": Entry("envctl.cli_export", "Write the jobs a cluster engine runs for ENTRYPOINT on N nodes, from the plan "
+                    "`exec --nodes` runs; or, with --check and a directory, validate an export offline (exit 1 on a "
+                    "problem)."),
+    "image": Entry("envctl.cli_images", "Make sure the manifest's image is on the engine (load, build or pull it, as "
+                   "`up` would), and nothing else: for preparing a box before its artifacts are ready."),
+    "build": Entry("envctl.cli_images", "Bake the image with the setup steps inside, tagged by the hash of its inputs; "
+                   "`up` then uses it."),
+    "save": Entry("envctl.cli_images", "Write the baked image as a tarball for air-gapped servers (load it there with "
+                  "`envctl load`)."),
+    "load": Entry("envctl.cli_images", "Load an image tarball into the engine, reading its identity from the tarball "
+                  "itself."),
+    "up": Entry("envctl.cli_lifecycle", "Bring an environment up: driver check, devices, artifacts, image, container, "
+                "setup."),
+    "exec": Entry("envctl.cli_lifecycle", "Run an entrypoint in its environment's container; exits with the "
+                  "entrypoint's code."),
+    "shell": Entry("envctl.cli_lifecycle", "Open a shell in an environment's container."),
+    "status": Entry("envctl.cli_lifecycle", "The environments envctl created on this host (or on the hosts named), with "
+                    "the work running in each: entrypoints (since when, pid in the container, log), `docker exec`s and "
+                    "background processes."),
+    "logs": Entry("envctl.cli_lifecycle", "Print the log of the latest entrypoint run (kept in the environment's "
+                  "workspace), or of the entrypoint's run still running (a server started with exec --detach); -f "
+                  "follows it."),
+    "down": Entry("envctl.cli_lifecycle", "Remove an environment's container; the artifact cache and, unless --purge, "
+                  "the workspace stay."),
+    "doctor": Entry("envctl.cli_lifecycle", "Is this host (or are the hosts named) ready?"),
+    "list": Entry("envctl.cli_manifests", "List the manifests found, with device kind and description."),
+    "show": Entry("envctl.cli_manifests", "Print the fully resolved manifest: profiles merged, variants applied, --var "
+                  "and variables expanded."),
+    "validate": Entry("envctl.cli_manifests", "Check manifests; every problem at once, with file:line:column and the "
+                      "field's path."),
+    "schema": Entry("envctl.cli_manifests", "Print the JSON Schema of the manifest format (for editor completion)."),
+    "plan": Entry("envctl.cli_manifests", "Show exactly what `up` would do on this host (or the hosts named); exit 5 "
+                  "when something blocks it (among them: recreating a container in which work runs)."),
+    "version": Entry("envctl.cli_manifests", "Print envctl's version."),
+    "stop": Entry("envctl.cli_serve", "Stop the runs of an entrypoint (started with exec --detach, or in another "
+                  "terminal): SIGTERM to each run's process group, SIGKILL after --timeout seconds."),
+    "new": Entry("envctl.cli_new", "Start a manifest: a copy of another (--from) or a vendor's docker run command "
+                 "(--from-docker-run), written to ./manifests/NAME/manifest.yaml (or --dir ROOT) and checked as "
+                 "`validate` checks it."),
+    "cache": Entry("envctl.cli_artifacts", "The artifact cache shared by every manifest on this host."),
+    "config": Entry("envctl.cli_config", "The user configuration file (mirrors): what is in effect and where each "
+                    "setting comes from."),
+}
 
 
 def __getattr__(name: str):
@@ -19,6 +88,44 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# The top-level options as typer words them (its completion options, click's --help):
+# tests/unit/test_startup_imports.py checks `envctl --help` printed here against typer's own.
+TOP_OPTIONS = (("--install-completion", "Install completion for the current shell."),
+               ("--show-completion", "Show completion for the current shell, to copy it or customize the installation."),
+               ("--help", "Show this message and exit."))
+
+
+def top_level_help(prog: str, columns: int | None = None) -> str:
+    """`PROG --help` as typer prints it with plain (click) help, from COMMANDS: click's layout
+    (HelpFormatter: width min(terminal, 80) - 2, never under 50; definition lists with the first
+    column at most 30 wide, 2 spaces apart; textwrap with whitespace kept)."""
+    import shutil
+    import textwrap
+
+    width = max(min(columns or shutil.get_terminal_size().columns, 80) - 2, 50)
+
+    def wrap(text: str, at: int, first: str = "", rest: str = "") -> str:
+        return textwrap.TextWrapper(at, initial_indent=first, subsequent_indent=rest,
+                                    replace_whitespace=False).fill(text.expandtabs())
+
+    def definitions(rows) -> list[str]:
+        column = min(max(len(name) for name, _ in rows), 30) + 2
+        out = []
+        for name, text in rows:
+            lines = wrap(text, max(width - column - 2, 10)).splitlines()
+            head = f"  {name}" + (" " * (column - len(name)) if len(name) <= column - 2 else "\n" + " " * (column + 2))
+            out.append(head + lines[0])
+            out.extend(" " * (column + 2) + line for line in lines[1:])
+        return out
+
+    prefix = f"Usage: {prog} "
+    usage = (wrap("[OPTIONS] COMMAND [ARGS]...", width, prefix, " " * len(prefix)) if width >= len(prefix) + 20
+             else prefix + "\n" + wrap("[OPTIONS] COMMAND [ARGS]...", width, " " * 11, " " * 11))
+    lines = [usage, "", wrap(APP_HELP, width, "  ", "  "), "", "Options:", *definitions(TOP_OPTIONS), "",
+             "Commands:", *definitions([(name, entry.summary) for name, entry in COMMANDS.items()])]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     if sys.argv[1:] == ["version"]:
         # The one command that needs nothing: printed before typer is imported (typer ≥ 0.2x parses
@@ -27,6 +134,11 @@ def main() -> None:
         from envctl import __version__
 
         print(__version__)
+        return
+    if sys.argv[1:] == ["--help"] and getattr(sys.modules["__main__"], "__package__", None) in (None, ""):
+        # Run as the `envctl` script (not `python -m envctl`, which click names otherwise): the
+        # top-level help from the table, in about a third of the time typer takes to import.
+        sys.stdout.write(top_level_help(os.path.basename(sys.argv[0])))
         return
     # Typer handles usage errors and --help itself (exit 2 / 0); everything else that escapes a
     # command is either a user-fixable EnvctlError or a bug.

@@ -4,81 +4,18 @@ messages."""
 from __future__ import annotations
 
 from difflib import get_close_matches
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import typer
 from typer.core import TyperGroup
 
+# The table of commands lives in envctl.cli, which prints `envctl version` and `envctl --help`
+# before typer is imported.
+from envctl.cli import APP_HELP, COMMANDS
 from envctl.errors import EXIT_USAGE, EnvctlError, ManifestError
 
 if TYPE_CHECKING:
     from envctl.hosts.local import LocalHost
-
-
-class Entry(NamedTuple):
-    module: str  # the module whose import registers the command on `app`
-    summary: str  # the first sentence of the command's help, as `envctl --help` lists it
-
-
-# Every command, in the order `envctl --help` lists them. `envctl NAME ...` imports NAME's module
-# alone, so a command's start-up costs only what that command uses: `envctl --help` and
-# `envctl version` import typer and this table, not pydantic, docker-py, requests,
-# huggingface_hub or rich (the command modules import those inside the functions that need
-# them). tests/unit/test_startup_imports.py checks this table against the commands the modules
-# define: the same names, modules and first sentences.
-COMMANDS: dict[str, Entry] = {
-    "fetch": Entry("envctl.cli_artifacts", "Fetch a manifest's artifacts into the cache (of the hosts named: pushed from "
-                   "this machine's cache, only what they lack, or downloaded there with `fetch: remote`), and make the "
-                   "writable copies `mode: rw` asks for: the artifact steps of `up`, starting nothing."),
-    "lock": Entry("envctl.cli_artifacts", "Resolve every ref to a commit and record every file's size and sha256 in "
-                  "manifest.lock, and a pulled image's tag to its manifest digest."),
-    "cards": Entry("envctl.cli_cards", "Every card of this host (or of the hosts named): model, bus ID, memory, "
-                   "utilisation, temperature, and who holds it: envctl environments (with the user who brought them "
-                   "up), other containers given its device node, privileged containers (every card), the processes "
-                   "cnmon or npu-smi list."),
-    "export": Entry("envctl.cli_export", "Write the jobs a cluster engine runs for ENTRYPOINT on N nodes, from the plan "
-                    "`exec --nodes` runs; or, with --check and a directory, validate an export offline (exit 1 on a "
-                    "problem)."),
-    "image": Entry("envctl.cli_images", "Make sure the manifest's image is on the engine (load, build or pull it, as "
-                   "`up` would), and nothing else: for preparing a box before its artifacts are ready."),
-    "build": Entry("envctl.cli_images", "Bake the image with the setup steps inside, tagged by the hash of its inputs; "
-                   "`up` then uses it."),
-    "save": Entry("envctl.cli_images", "Write the baked image as a tarball for air-gapped servers (load it there with "
-                  "`envctl load`)."),
-    "load": Entry("envctl.cli_images", "Load an image tarball into the engine, reading its identity from the tarball "
-                  "itself."),
-    "up": Entry("envctl.cli_lifecycle", "Bring an environment up: driver check, devices, artifacts, image, container, "
-                "setup."),
-    "exec": Entry("envctl.cli_lifecycle", "Run an entrypoint in its environment's container; exits with the "
-                  "entrypoint's code."),
-    "shell": Entry("envctl.cli_lifecycle", "Open a shell in an environment's container."),
-    "status": Entry("envctl.cli_lifecycle", "The environments envctl created on this host (or on the hosts named), with "
-                    "the work running in each: entrypoints (since when, pid in the container, log), `docker exec`s and "
-                    "background processes."),
-    "logs": Entry("envctl.cli_lifecycle", "Print the log of the latest entrypoint run (kept in the environment's "
-                  "workspace), or of the entrypoint's run still running (a server started with exec --detach); -f "
-                  "follows it."),
-    "down": Entry("envctl.cli_lifecycle", "Remove an environment's container; the artifact cache and, unless --purge, "
-                  "the workspace stay."),
-    "doctor": Entry("envctl.cli_lifecycle", "Is this host (or are the hosts named) ready?"),
-    "list": Entry("envctl.cli_manifests", "List the manifests found, with device kind and description."),
-    "show": Entry("envctl.cli_manifests", "Print the fully resolved manifest: profiles merged, variants applied, --var "
-                  "and variables expanded."),
-    "validate": Entry("envctl.cli_manifests", "Check manifests; every problem at once, with file:line:column and the "
-                      "field's path."),
-    "schema": Entry("envctl.cli_manifests", "Print the JSON Schema of the manifest format (for editor completion)."),
-    "plan": Entry("envctl.cli_manifests", "Show exactly what `up` would do on this host (or the hosts named); exit 5 "
-                  "when something blocks it (among them: recreating a container in which work runs)."),
-    "version": Entry("envctl.cli_manifests", "Print envctl's version."),
-    "stop": Entry("envctl.cli_serve", "Stop the runs of an entrypoint (started with exec --detach, or in another "
-                  "terminal): SIGTERM to each run's process group, SIGKILL after --timeout seconds."),
-    "new": Entry("envctl.cli_new", "Start a manifest: a copy of another (--from) or a vendor's docker run command "
-                 "(--from-docker-run), written to ./manifests/NAME/manifest.yaml (or --dir ROOT) and checked as "
-                 "`validate` checks it."),
-    "cache": Entry("envctl.cli_artifacts", "The artifact cache shared by every manifest on this host."),
-    "config": Entry("envctl.cli_config", "The user configuration file (mirrors): what is in effect and where each "
-                    "setting comes from."),
-}
 
 
 # click's UsageError, wherever this typer keeps click (recent typers ship their own copy of it):
@@ -152,7 +89,7 @@ def _short(summary: str, limit: int = 45) -> str:
 
 app = typer.Typer(
     name="envctl",
-    help="Reproducible LLM environments on Cambricon MLU and Huawei Ascend servers.",
+    help=APP_HELP,
     cls=LazyGroup,
     add_completion=True,
     no_args_is_help=True,

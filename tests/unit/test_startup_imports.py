@@ -5,8 +5,9 @@ Module names, never timings: each case runs envctl in a fresh interpreter under
 `python -X importtime` (its report on stderr names every module imported, one per line:
 `import time: SELF | CUMULATIVE | NAME`, https://docs.python.org/3/using/cmdline.html#cmdoption-X)
 and checks that the heavy libraries and envctl's manifest and engine modules are not among them.
-The table of commands `envctl --help` lists without importing them (envctl.cli_app.COMMANDS) is
-checked against the commands the modules really define.
+The table of commands `envctl --help` lists without importing them (envctl.cli.COMMANDS) is
+checked against the commands the modules really define, and the top-level help envctl prints
+from it without typer against typer's own rendering, byte for byte.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def imported(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedP
     return done, modules
 
 
+# The console script `envctl` (pyproject [project.scripts]): the program is named envctl.
+AS_ENVCTL = "import sys; sys.argv[0] = 'envctl'; from envctl.cli import main; main()"
+
+
 def heavy_among(modules: set[str]) -> list[str]:
     return sorted(m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY_ENVCTL)
 
@@ -54,26 +59,50 @@ def test_version_imports_neither_typer_nor_anything_heavy():
 
 
 @pytest.mark.parametrize("args", [["--help"], [], ["-h"]], ids=["--help", "no-arguments", "-h-is-not-help"])
-def test_top_level_help_imports_typer_and_no_command_module(args):
-    done, modules = imported(*args)
+def test_top_level_help_through_typer_imports_no_command_module(args):
+    done, modules = imported(*args)  # python -m envctl: typer's own help, as click names the program
     assert heavy_among(modules) == []
-    assert "typer" in modules  # the help is typer's (click's plain format), not a copy of it
+    assert "typer" in modules
     assert sorted(m for m in modules if m.startswith("envctl.cli_")) == ["envctl.cli_app"]
     if args == ["-h"]:
         assert done.returncode == 2 and "No such option: -h" in done.stderr
     else:
-        assert "Usage: " in done.stdout + done.stderr
+        assert "Usage: python -m envctl [OPTIONS] COMMAND [ARGS]..." in done.stdout + done.stderr
+
+
+def test_envctl_help_as_the_script_imports_not_even_typer():
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", AS_ENVCTL, "--help"], capture_output=True,
+                          text=True, env=dict(os.environ, COLUMNS="80"), cwd=REPO, timeout=60)
+    modules = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert done.returncode == 0 and done.stdout.startswith("Usage: envctl [OPTIONS] COMMAND [ARGS]...\n")
+    assert "typer" not in modules and heavy_among(modules) == []
+
+
+@pytest.mark.parametrize("columns", [20, 50, 52, 60, 79, 80, 81, 120, 300])
+def test_envctl_help_printed_without_typer_is_typers_own_byte_for_byte(columns):
+    """envctl.cli.top_level_help against typer's rendering of the same help (`python -m envctl
+    --help`, which click names "python -m envctl" and which therefore goes through typer), at
+    narrow, usual and wide terminals (click reads COLUMNS)."""
+    from envctl.cli import top_level_help
+
+    theirs = subprocess.run([sys.executable, "-m", "envctl", "--help"], capture_output=True, text=True,
+                            env=dict(os.environ, COLUMNS=str(columns)), cwd=REPO, timeout=60)
+    assert theirs.returncode == 0, theirs.stderr
+    assert top_level_help("python -m envctl", columns) == theirs.stdout
+    script = subprocess.run([sys.executable, "-c", AS_ENVCTL, "--help"], capture_output=True, text=True,
+                            env=dict(os.environ, COLUMNS=str(columns)), cwd=REPO, timeout=60)
+    assert script.stdout == top_level_help("envctl", columns)
 
 
 def _command_names() -> list[str]:
-    from envctl.cli_app import COMMANDS
+    from envctl.cli import COMMANDS
 
     return list(COMMANDS)
 
 
 @pytest.mark.parametrize("name", _command_names())
 def test_each_command_help_imports_its_own_module_and_nothing_heavy(name):
-    from envctl.cli_app import COMMANDS
+    from envctl.cli import COMMANDS
 
     done, modules = imported(name, "--help")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -99,9 +128,8 @@ def test_a_mistyped_command_is_matched_against_every_command_not_only_imported_o
     assert "envctl.cli_lifecycle" not in modules and heavy_among(modules) == []
 
 
-# The console script `envctl` as the shell calls it for completions: click names the variable
-# that asks for them after the program (_ENVCTL_COMPLETE), and bash passes the words typed so far.
-AS_ENVCTL = "import sys; sys.argv[0] = 'envctl'; from envctl.cli import main; main()"
+# Completions: click names the variable that asks for them after the program (_ENVCTL_COMPLETE),
+# and bash passes the words typed so far.
 
 
 def complete(words: str, shell: str = "bash") -> tuple[subprocess.CompletedProcess, set[str]]:
@@ -118,7 +146,7 @@ def complete(words: str, shell: str = "bash") -> tuple[subprocess.CompletedProce
 @pytest.mark.parametrize("words, expected", [("envctl st", ["status", "stop"]), ("envctl ", None),
                                              ("envctl cach", ["cache"])])
 def test_completion_of_a_command_name_imports_no_command_module(words, expected):
-    from envctl.cli_app import COMMANDS
+    from envctl.cli import COMMANDS
 
     done, modules = complete(words)
     offered = [w for w in done.stdout.split() if not w.startswith("-")]
@@ -150,7 +178,8 @@ def test_the_table_of_commands_is_what_the_modules_define():
     listed with the first sentence of its own help."""
     import typer.main
 
-    from envctl.cli_app import COMMANDS, app
+    from envctl.cli import COMMANDS
+    from envctl.cli_app import app
 
     for module in sorted({entry.module for entry in COMMANDS.values()}):
         importlib.import_module(module)
@@ -169,7 +198,7 @@ def test_the_table_of_commands_is_what_the_modules_define():
 
 
 def test_top_level_help_lists_every_command_with_its_summary():
-    from envctl.cli_app import COMMANDS
+    from envctl.cli import COMMANDS
 
     done, _ = imported("--help")
     text = " ".join(done.stdout.split())
