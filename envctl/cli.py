@@ -1,7 +1,8 @@
 """The `envctl` command line: the only modules that print or exit are this one and the command
 modules (envctl/cli_*.py). Each command's module is imported when that command runs, shows its
-help or is completed, and no other (COMMANDS below); `envctl version` and `envctl --help` are
-printed from here before typer is imported, in little more than Python's own start-up."""
+help or is completed, and no other (COMMANDS below); `envctl version`, `envctl --help` and bash's
+completion of a command name are answered from here before typer is imported, in little more
+than Python's own start-up."""
 
 from __future__ import annotations
 
@@ -126,6 +127,28 @@ def top_level_help(prog: str, columns: int | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def command_names_completed(prog: str, environ) -> list[str] | None:
+    """The commands bash completes the first word to, as typer's completion does from the same
+    request (click's: `_PROG_COMPLETE=complete_bash`, COMP_WORDS the line, COMP_CWORD the word's
+    index): the names in COMMANDS that start with the word. None for any other request (another
+    shell, a later word, an option), which typer answers."""
+    if environ.get(f"_{prog}_COMPLETE".replace("-", "_").upper()) != "complete_bash" or environ.get("COMP_CWORD") != "1":
+        return None
+    import shlex
+
+    lexer = shlex.shlex(environ.get("COMP_WORDS", ""), posix=True)  # click's split_arg_string
+    lexer.whitespace_split, lexer.commenters = True, ""
+    words: list[str] = []
+    try:
+        words.extend(lexer)
+    except ValueError:  # an open quote: the word typed so far
+        words.append(lexer.token)
+    word = words[1] if len(words) > 1 else ""
+    if word and not word[0].isalnum():
+        return None  # an option: typer lists the group's
+    return [name for name in COMMANDS if name.startswith(word)]
+
+
 def main() -> None:
     if sys.argv[1:] == ["version"]:
         # The one command that needs nothing: printed before typer is imported (typer ≥ 0.2x parses
@@ -139,6 +162,10 @@ def main() -> None:
         # Run as the `envctl` script (not `python -m envctl`, which click names otherwise): the
         # top-level help from the table, in about a third of the time typer takes to import.
         sys.stdout.write(top_level_help(os.path.basename(sys.argv[0])))
+        return
+    names = command_names_completed(os.path.basename(sys.argv[0]), os.environ)
+    if names is not None:
+        sys.stdout.write("".join(f"{name}\n" for name in names) or "\n")
         return
     # Typer handles usage errors and --help itself (exit 2 / 0); everything else that escapes a
     # command is either a user-fixable EnvctlError or a bug.
