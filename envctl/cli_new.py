@@ -38,7 +38,8 @@ def new_command(
         copied = copy_manifest(source, name, target, force, roots)
         say(f"wrote {copied.file} (copied from {source}; {len(copied.pins)} pin(s) marked `# review:`)")
         for what, items in (("made absolute", copied.absolute), ("profiles copied", copied.profiles),
-                            ("build contexts copied", copied.contexts)):
+                            ("build contexts copied", copied.contexts),
+                            ("not copied (one user's env files: write your own)", copied.left_out)):
             if items:
                 say(f"{what}: {', '.join(items)}")
     else:

@@ -52,6 +52,7 @@ class Copied:
     absolute: list[str] = field(default_factory=list)
     profiles: list[str] = field(default_factory=list)
     contexts: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
 
 
 def destination(name: str, root: Path | None, cwd: Path) -> Path:
@@ -89,8 +90,11 @@ def copy_manifest(reference: str, name: str, target: Path, force: bool, roots) -
         # --from) may sit among unrelated files: only it is taken, its relative paths made absolute.
         bundle = source_file.name == discovery.MANIFEST_FILE
         if bundle:
-            shutil.copytree(source_dir, work, dirs_exist_ok=True, ignore_dangling_symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            # Links stay links: a link to a file outside the bundle (a host's /etc file, a model
+            # directory) is not turned into a copy of what it points at.
+            left_out = _not_copied(source_file)
+            shutil.copytree(source_dir, work, dirs_exist_ok=True, symlinks=True,
+                            ignore=lambda folder, names: _ignored(source_dir, Path(folder), names, left_out))
         elif (source_dir / LOCK_NAME).is_file():
             shutil.copyfile(source_dir / LOCK_NAME, work / LOCK_NAME)  # the lock beside it is its lock
         copied = Copied(target / discovery.MANIFEST_FILE)
@@ -104,7 +108,8 @@ def copy_manifest(reference: str, name: str, target: Path, force: bool, roots) -
             shutil.copytree(context, work / build, dirs_exist_ok=True)
             copied.contexts.append(build)
         copied.profiles = _profiles(source_file, work, target, roots)
-        header = _header(name, source_name, source_file, copied, (work / LOCK_NAME).exists())
+        copied.left_out = sorted(str(p.relative_to(source_dir)) for p in left_out if p.exists()) if bundle else []
+        header = _header(name, source_name, reference, source_file, copied, (work / LOCK_NAME).exists())
         if "\r\n" in text:
             header = header.replace("\n", "\r\n")
         new_file.write_bytes((header + edits.apply()).encode("utf-8"))
@@ -182,8 +187,38 @@ def _extends_of(path: Path) -> list[str]:
     return [value] if isinstance(value, str) else [v for v in value or [] if isinstance(v, str)] if isinstance(value, list) else []
 
 
-def _header(name: str, source: str, source_file: Path, copied: Copied, lock: bool) -> str:
-    lines = [f"# {name}: copied from {source} ({source_file}) by `envctl new {name} --from {source}`."]
+# Never copied with a bundle: version-control metadata (the source's history is not the copy's).
+VCS_DIRS = (".git", ".hg", ".svn")
+
+
+def _not_copied(source_file: Path) -> set[Path]:
+    """The files of the source's bundle that stay behind: its env files (`container.env_file` of
+    the manifest and its variants, and any `.env`): they hold the values of one user's passed
+    secrets (README: "each user keeps their own"), which a copy made to be shared must not carry."""
+    source_dir = source_file.parent
+    document, _ = parse_file(source_file)
+    data = document.data if document is not None and isinstance(document.data, dict) else {}
+    variants = data.get("variants")
+    layers = [data] + ([v for v in variants.values() if isinstance(v, dict)] if isinstance(variants, dict) else [])
+    named = {source_dir / ".env"}
+    for layer in layers:
+        container = layer.get("container")
+        env_file = container.get("env_file") if isinstance(container, dict) else None
+        if isinstance(env_file, str) and env_file and "${" not in env_file:
+            named.add(source_dir / env_file)  # an absolute one replaces source_dir (and is outside it)
+    inside = {Path(os.path.normpath(p)) for p in named}
+    return {p for p in inside if source_dir in p.parents}
+
+
+def _ignored(source_dir: Path, folder: Path, names: list[str], left_out: set[Path]) -> set[str]:
+    ignored = {n for n in names if n == "__pycache__" or n.endswith(".pyc")}
+    if folder == source_dir:
+        ignored |= {n for n in names if n in VCS_DIRS}
+    return ignored | {n for n in names if Path(os.path.normpath(folder / n)) in left_out}
+
+
+def _header(name: str, source: str, reference: str, source_file: Path, copied: Copied, lock: bool) -> str:
+    lines = [f"# {name}: copied from {source} ({source_file}) by `envctl new {name} --from {reference}`."]
     if copied.pins:
         lines.append(f"# Pins chosen for {source} are marked `# review: pinned for {source}` ({len(copied.pins)}): "
                      f"check each for your hosts:")
@@ -193,7 +228,8 @@ def _header(name: str, source: str, source_file: Path, copied: Copied, lock: boo
                      f"a source, run `envctl lock {name}`.")
     for what, items in (("made absolute (they pointed outside its directory)", copied.absolute),
                         ("copied into profiles/ (not found the same from here)", copied.profiles),
-                        ("build contexts copied", copied.contexts)):
+                        ("build contexts copied", copied.contexts),
+                        ("not copied (one user's env files: write your own)", copied.left_out)):
         if items:
             lines.append(f"# {what}: {', '.join(items)}")
     return "\n".join(lines) + "\n"

@@ -347,3 +347,32 @@ def test_crlf_line_ends_stay(tmp_path):
     data = (tmp_path / "manifests/lf-not/manifest.yaml").read_bytes()
     assert data.count(b"\n") == data.count(b"\r\n") and b"# review: pinned for chatglm3-mlu\r\n" in data
     assert envctl(tmp_path, "validate", "lf-not").returncode == 0
+
+
+def test_a_copy_leaves_behind_env_files_and_version_control_and_keeps_links(tmp_path):
+    """A bundle copied to be shared: the source's env files (one user's passed secrets, its
+    container.env_file of the manifest or a variant, and any .env) and its .git stay behind and
+    are said; a link to a host file stays a link instead of becoming a copy of that file."""
+    source = tmp_path / "lab" / "serve"
+    (source / ".git").mkdir(parents=True)
+    (source / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (source / ".env").write_text("HF_TOKEN=hf_abcdefghijklmnop\n")
+    (source / "secrets").mkdir()
+    (source / "secrets" / "big.env").write_text("API_KEY=sk-abcdefghijklmnop\n")
+    (source / "run.sh").write_text("echo hi\n")
+    (source / "hosts").symlink_to("/etc/hosts")
+    (source / "manifest.yaml").write_text(
+        "name: serve\ndescription: d\ndevice: {kind: cpu}\nimage: {ref: 'e.com/i:1', pull: true}\n"
+        "container: {pass_env: [HF_TOKEN, API_KEY], env_file: .env}\n"
+        "variants:\n  big: {container: {env_file: secrets/big.env}}\n")
+    made = envctl(tmp_path, "new", "mine", "--from", str(source))
+    assert made.returncode == 0, made.stderr
+    copy = tmp_path / "manifests" / "mine"
+    assert sorted(p.name for p in copy.iterdir()) == ["hosts", "manifest.yaml", "run.sh", "secrets"]
+    assert list((copy / "secrets").iterdir()) == []
+    assert (copy / "hosts").is_symlink() and os.readlink(copy / "hosts") == "/etc/hosts"
+    assert "not copied (one user's env files: write your own): .env, secrets/big.env" in made.stderr
+    text = (copy / "manifest.yaml").read_text()
+    assert "# not copied (one user's env files: write your own): .env, secrets/big.env" in text
+    assert f"by `envctl new mine --from {source}`" in text  # the command as given
+    assert envctl(tmp_path, "validate", "mine:big").returncode == 0
