@@ -96,14 +96,28 @@ TOP_OPTIONS = (("--install-completion", "Install completion for the current shel
                ("--help", "Show this message and exit."))
 
 
+def _terminal_columns() -> int:
+    """shutil.get_terminal_size().columns, as click asks it (COLUMNS, else the terminal on stdout,
+    else 80), without shutil and the compression modules it imports."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns or 80
+
+
 def top_level_help(prog: str, columns: int | None = None) -> str:
     """`PROG --help` as typer prints it with plain (click) help, from COMMANDS: click's layout
     (HelpFormatter: width min(terminal, 80) - 2, never under 50; definition lists with the first
     column at most 30 wide, 2 spaces apart; textwrap with whitespace kept)."""
-    import shutil
     import textwrap
 
-    width = max(min(columns or shutil.get_terminal_size().columns, 80) - 2, 50)
+    width = max(min(columns or _terminal_columns(), 80) - 2, 50)
 
     def wrap(text: str, at: int, first: str = "", rest: str = "") -> str:
         return textwrap.TextWrapper(at, initial_indent=first, subsequent_indent=rest,

@@ -221,3 +221,18 @@ def test_top_level_help_lists_every_command_with_its_summary():
     text = " ".join(done.stdout.split())
     for name, entry in COMMANDS.items():
         assert f" {name} {entry.summary}" in text, name
+
+
+@pytest.mark.parametrize("columns", [None, "", "0", "-3", "wide", "100", "33"])
+def test_terminal_width_is_read_as_shutil_reads_it(monkeypatch, columns):
+    """envctl --help reads the width without shutil (and the compression modules it imports),
+    as click does with shutil.get_terminal_size: COLUMNS, else the terminal, else 80."""
+    import shutil
+
+    from envctl.cli import _terminal_columns
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert _terminal_columns() == shutil.get_terminal_size().columns
