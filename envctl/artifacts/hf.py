@@ -21,6 +21,7 @@ from urllib.parse import quote
 from envctl.artifacts import urls
 from envctl.artifacts.cache import Cache, PlacedFile
 from envctl.artifacts.download import Downloader, FetchError, RemoteFile
+from envctl.artifacts.hub_network import NETWORK_HINT, network_failure
 from envctl.artifacts.sources import Source
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -60,6 +61,9 @@ def resolve(source: Source, environ: Mapping[str, str]) -> tuple[str, list[HubFi
             for e in entries if hasattr(e, "blob_id")
         ]
     except Exception as exc:  # noqa: BLE001 — the hub client raises many types; all become one message
+        failed = network_failure(exc, endpoint(environ))
+        if failed:
+            raise FetchError(f"{where}: {failed}", hint=NETWORK_HINT) from None
         raise FetchError(f"{where}: {_hub_reason(exc)}",
                          hint="check the repository and revision, HF_ENDPOINT and HF_TOKEN") from None
     return commit, files

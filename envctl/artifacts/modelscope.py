@@ -25,6 +25,7 @@ import requests
 from envctl.artifacts import urls
 from envctl.artifacts.cache import PlacedFile
 from envctl.artifacts.download import TIMEOUT, Downloader, FetchError, RemoteFile
+from envctl.artifacts.hub_network import NETWORK_HINT, network_failure
 from envctl.artifacts.hf import HubFile, select
 from envctl.artifacts.sources import MODELSCOPE_DATASET, Source
 
@@ -57,7 +58,11 @@ def _get(url: str, where: str, environ: Mapping[str, str], hint: str) -> dict:
     try:
         response = requests.get(url, headers=_headers(environ), timeout=TIMEOUT)
     except requests.RequestException as exc:
-        raise FetchError(f"{where}: {type(exc).__name__}", hint="check MODELSCOPE_ENDPOINT and the network") from None
+        failed = network_failure(exc, url)
+        if failed:
+            raise FetchError(f"{where}: {failed}", hint=NETWORK_HINT) from None
+        raise FetchError(f"{where}: {type(exc).__name__}: {urls.redact_text(str(exc))[:200]}",
+                         hint="check MODELSCOPE_ENDPOINT and the network") from None
     if response.status_code in (401, 403):
         raise FetchError(f"{where}: access refused ({response.status_code})", hint="set MODELSCOPE_API_TOKEN")
     try:
