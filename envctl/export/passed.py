@@ -52,7 +52,9 @@ def prerequisites(export: Export, format_name: str) -> list[str]:
     """README lines (node prerequisites) for container.pass_env in `format_name`."""
     if not export.passed:
         return []
-    listed = ", ".join(export.passed)
+    # The values that hold a secret (model.secret_env) go the same way; this line names them too.
+    listed = ", ".join(names(export)) + (" (container.pass_env, and values holding a secret)"
+                                         if export.extra.get("secret_env") else " (container.pass_env)")
     env_file = export.extra.get("env_file")
     if format_name not in ("slurm", "shell"):
         literals = " ".join(f'--from-literal={key}="${key}"' for key in names(export))
@@ -74,7 +76,7 @@ def prerequisites(export: Export, format_name: str) -> list[str]:
              "with the job (and in its accounting database where AccountingStoreFlags has job_env), so where that "
              f"is not wanted, use {ENV_FILE_VARIABLE}" if format_name == "slurm" else
              "the environment each node's script runs in")
-    line = (f"{listed} (container.pass_env) set in {where}; each node gives them to the command with `docker "
+    line = (f"{listed} set in {where}; each node gives them to the command with `docker "
             f"{'exec' if format_name == 'slurm' else 'run'} -e NAME`, which takes the value from its own environment "
             f"(never a command line or a file of the export). Or {ENV_FILE_VARIABLE}=FILE: a file in Docker's env-file "
             "format (NAME=VALUE lines, as container.env_file) that every node can read at that path, passed as "

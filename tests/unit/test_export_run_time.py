@@ -307,3 +307,30 @@ def test_the_shipped_worked_example_exports_in_every_format_and_checks(tmp_path)
             assert ("is not pinned by digest" in (out / "README.md").read_text()) == ("@sha256:" not in ref)
         else:
             assert "-e HF_TOKEN \\\n" in _every_text(out)
+
+
+def test_a_secret_value_and_a_passed_name_are_read_alike_and_named_together(tmp_path):
+    """A container.env value taken from a secret variable (read from the Secret since before
+    pass_env) beside a pass_env name: one Secret holds both, one kubectl command creates it, and
+    the host formats' README names both; neither value is written."""
+    path = tmp_path / "both.yaml"
+    path.write_text("name: both\ndescription: d\ndevice: {kind: cpu}\nimage: {ref: envctl/both:1}\n"
+                    "container:\n  env: {HUB_API_KEY: '${HUB_API_KEY}'}\n  pass_env: [HF_TOKEN]\n"
+                    "entrypoints:\n  train: {run: python t.py, nodes: {launcher: none}}\n")
+    environ = _environ(tmp_path, HF_TOKEN=TOKEN, HUB_API_KEY="key_bakedValue8812")
+    for fmt in ("k8s-job", "slurm", "shell"):
+        done = _export(path, fmt, tmp_path / fmt, environ)
+        assert done.returncode == 0, done.stderr
+        text = _every_text(tmp_path / fmt)
+        assert TOKEN not in text and "key_bakedValue8812" not in text
+        readme = (tmp_path / fmt / "README.md").read_text()
+        if fmt == "k8s-job":
+            assert ('`kubectl create secret generic both-train-secrets --from-literal=HUB_API_KEY="$HUB_API_KEY" '
+                    '--from-literal=HF_TOKEN="$HF_TOKEN"`') in readme
+            (_spec, container), *_ = _containers(tmp_path / fmt)
+            refs = [e["name"] for e in container["env"] if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]]
+            assert refs == ["HUB_API_KEY", "HF_TOKEN"]
+        else:
+            assert "HUB_API_KEY, HF_TOKEN (container.pass_env, and values holding a secret) set in" in readme
+            script = "".join(p.read_text() for p in (tmp_path / fmt).glob("*.sh"))
+            assert "    -e HUB_API_KEY \\\n" in script and "    -e HF_TOKEN \\\n" in script
