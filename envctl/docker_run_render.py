@@ -101,9 +101,16 @@ def entrypoint(run: DockerRun) -> tuple[str, dict, list[str]] | None:
     if not given:
         comments.append("docker run ran this after the image's ENTRYPOINT, if it has one; envctl runs it as written")
     attached = run.flag("tty") or run.flag("interactive")
-    if attached and not run.flag("detach"):
+    if is_shell and attached and run.flag("detach"):
+        # `docker run -itd IMAGE bash`: a shell held open on a terminal only keeps the container
+        # running, for `docker exec -it NAME bash` later. envctl keeps its container running
+        # itself; what the user comes back for is the shell, on a terminal.
         fields["interactive"] = True
-    if run.flag("detach"):
+        comments.append("docker run -itd kept this shell open only to keep the container running for `docker exec`; "
+                        "envctl keeps its container running itself: `envctl exec NAME shell` opens the shell")
+    elif attached and not run.flag("detach"):
+        fields["interactive"] = True
+    elif run.flag("detach"):
         comments.append("docker run -d ran it in the background: `envctl exec NAME ENTRY --detach` does")
     fields["run"] = words
     return name, fields, comments

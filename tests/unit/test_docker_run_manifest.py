@@ -68,8 +68,26 @@ def test_mindie_run_script_with_driver_subdirectories_and_host_network(tmp_path)
     assert c.mounts == ["/etc/localtime:/etc/localtime", "/etc/vnpu.cfg:/etc/vnpu.cfg"]
     assert "inside /usr/local/Ascend/driver/lib64, which envctl mounts read-only" in text
     entry = manifest.entrypoints["shell"]
-    assert entry.run == ["/bin/bash"] and not entry.interactive  # -d: in the background
-    assert "--detach" in text
+    # -itd with a bare shell only kept the container up for `docker exec -it`: the shell is
+    # what the user comes back for, on a terminal (a bash without one would exit at once)
+    assert entry.run == ["/bin/bash"] and entry.interactive
+    assert "--detach" not in text and "`envctl exec NAME shell` opens the shell" in text
+
+
+@pytest.mark.parametrize("command, interactive, detach_note", [
+    ("docker run -itd img:1 bash", True, False),
+    ("docker run -dit img:1 /bin/sh -l", True, False),
+    ("docker run -it -d img:1 /usr/bin/zsh", True, False),
+    ("docker run -it img:1 bash", True, False),
+    ("docker run -itd img:1 vllm serve /models/qwen --port 8000", False, True),  # a server, in the background
+    ("docker run -d img:1 python serve.py", False, True),
+    ("docker run img:1 python train.py", False, False),
+])
+def test_a_detached_terminal_shell_is_an_interactive_entrypoint(tmp_path, command, interactive, detach_note):
+    manifest, text, _ = made(tmp_path, command)
+    (entry,) = manifest.entrypoints.values()
+    assert entry.interactive is interactive
+    assert ("--detach" in text) is detach_note
 
 
 def test_whole_driver_directory_and_other_host_paths(tmp_path):
