@@ -163,6 +163,20 @@ def command_names_completed(prog: str, environ) -> list[str] | None:
     return [name for name in COMMANDS if name.startswith(word)]
 
 
+def _write(text: str) -> None:
+    """Standard output of the answers given before typer is imported. A stdout that cannot take
+    it is said on stderr (a full disk) or left quietly (a reader that closed the pipe), exit 1,
+    never a traceback."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as problem:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left for Python to flush at exit
+        if not isinstance(problem, BrokenPipeError):
+            sys.stderr.write(f"error: cannot write to standard output: {problem.strerror}\n")
+        sys.exit(1)
+
+
 def main() -> None:
     if sys.argv[1:] == ["version"]:
         # The one command that needs nothing: printed before typer is imported (typer ≥ 0.2x parses
@@ -170,16 +184,16 @@ def main() -> None:
         # go through the app below, whose `version` prints the same.
         from envctl import __version__
 
-        print(__version__)
+        _write(f"{__version__}\n")
         return
     if sys.argv[1:] == ["--help"] and getattr(sys.modules["__main__"], "__package__", None) in (None, ""):
         # Run as the `envctl` script (not `python -m envctl`, which click names otherwise): the
         # top-level help from the table, in about a third of the time typer takes to import.
-        sys.stdout.write(top_level_help(os.path.basename(sys.argv[0])))
+        _write(top_level_help(os.path.basename(sys.argv[0])))
         return
     names = command_names_completed(os.path.basename(sys.argv[0]), os.environ)
     if names is not None:
-        sys.stdout.write("".join(f"{name}\n" for name in names) or "\n")
+        _write("".join(f"{name}\n" for name in names) or "\n")
         return
     # Typer handles usage errors and --help itself (exit 2 / 0); everything else that escapes a
     # command is either a user-fixable EnvctlError or a bug.

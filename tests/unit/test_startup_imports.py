@@ -236,3 +236,28 @@ def test_terminal_width_is_read_as_shutil_reads_it(monkeypatch, columns):
     else:
         monkeypatch.setenv("COLUMNS", columns)
     assert _terminal_columns() == shutil.get_terminal_size().columns
+
+
+FAST_ANSWERS = {"version": (["version"], {}), "help": (["--help"], {}),
+                "completion": ([], {"_ENVCTL_COMPLETE": "complete_bash", "COMP_WORDS": "envctl st", "COMP_CWORD": "1"})}
+
+
+@pytest.mark.parametrize("case", list(FAST_ANSWERS))
+def test_an_answer_given_before_typer_to_a_full_disk_is_an_error_not_a_traceback(case):
+    args, extra = FAST_ANSWERS[case]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-c", AS_ENVCTL, *args], stdout=full, stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ, **extra), cwd=REPO, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr == "error: cannot write to standard output: No space left on device\n"
+
+
+@pytest.mark.parametrize("case", list(FAST_ANSWERS))
+def test_an_answer_given_before_typer_to_a_closed_pipe_ends_quietly(case):
+    args, extra = FAST_ANSWERS[case]
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before envctl writes: `envctl --help | true`
+    done = subprocess.run([sys.executable, "-c", AS_ENVCTL, *args], stdout=writer, stderr=subprocess.PIPE, text=True,
+                          env=dict(os.environ, **extra), cwd=REPO, timeout=60)
+    os.close(writer)
+    assert done.returncode == 1 and done.stderr == ""
