@@ -1,5 +1,5 @@
-"""The pieces every command module shares: the Typer app and small helpers for arguments and
-messages."""
+"""The pieces every command module shares: the Typer app (its group imports a command's module
+only when that command is looked up) and small helpers for arguments and messages."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import typer
 from typer.core import TyperGroup
 
-# The table of commands lives in envctl.cli, which prints `envctl version` and `envctl --help`
-# before typer is imported.
+# The table of commands lives in envctl.cli, which answers `envctl version`, `envctl --help` and
+# bash's completion of a command name before typer is imported.
 from envctl.cli import APP_HELP, COMMANDS
 from envctl.errors import EXIT_USAGE, EnvctlError, ManifestError
 
@@ -91,6 +91,9 @@ app = typer.Typer(
     name="envctl",
     help=APP_HELP,
     cls=LazyGroup,
+    # Shell completion (--install-completion, --show-completion, any shell typer knows): a command
+    # name is completed from COMMANDS (bash's, in envctl.cli before typer is imported), a command's
+    # options and arguments from its module alone.
     add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
