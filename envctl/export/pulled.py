@@ -37,8 +37,6 @@ from typing import Mapping
 
 from envctl.registry_refs import DEFAULT_DOMAIN, ImageName, is_loopback, parse, through_mirror
 
-HOST_FORMATS = ("slurm", "shell")  # the formats whose nodes are Docker hosts, not pods
-
 
 @dataclass(frozen=True)
 class Pulled:
