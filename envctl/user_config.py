@@ -28,7 +28,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from envctl.errors import ManifestError, Problem
+from envctl.manifest.docker_values import repository_component
 from envctl.manifest.yamlsrc import Document, PathKey, dotted, parse_file
+from envctl.references import DEFAULT_DOMAIN, LEGACY_DOMAIN
 
 SECTIONS = ("mirrors",)
 MIRROR_KINDS = ("huggingface", "modelscope", "git", "registries", "pip")
@@ -38,6 +40,8 @@ MIRROR_KINDS = ("huggingface", "modelscope", "git", "registries", "pip")
 MIRROR_VARIABLES = {"huggingface": "HF_ENDPOINT", "modelscope": "MODELSCOPE_ENDPOINT", "pip": "PIP_INDEX_URL"}
 # A registry host as an image reference names it: docker.io, quay.io, registry.example:5000, [::1]:5000.
 _REGISTRY_HOST = re.compile(r"^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?$")
+# Docker Hub's other spellings: the legacy index name and the host its API is served from.
+_DOCKER_HUB_ALIASES = (LEGACY_DOMAIN, "registry-1.docker.io")
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,8 @@ def environ_defaults(mirrors: Mirrors) -> dict[str, str]:
 def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
+    if value == "":
+        return "empty text"
     return {str: "text", int: "a number", float: "a number", list: "a list",
             dict: "a mapping", type(None): "nothing"}.get(type(value), type(value).__name__)
 
@@ -206,22 +212,65 @@ def _read_rewrites(kind: str, value: Any, at: PathKey, report: Report) -> dict[s
     if not isinstance(value, dict):
         report(at, f"expected a mapping ({what}), got {_kind(value)}", False)
         return {}
-    good = {}
+    good: dict[str, str] = {}
+    written: dict[str, str] = {}  # canonical registry host → the key as written
     for key, replacement in value.items():
         here = at + (key,)
         if not isinstance(key, str) or not key:
             report(here, f"expected text ({what}), got {_kind(key)} as the key", True)
         elif not isinstance(replacement, str) or not replacement:
             report(here, f"expected text ({what}), got {_kind(replacement)}", False)
-        elif kind == "registries" and not _REGISTRY_HOST.match(key):
+        elif kind == "git":
+            good[key] = replacement
+        elif not _REGISTRY_HOST.match(key):
             report(here, f"'{key}' is not a registry host (as an image reference names it: quay.io, "
                          f"docker.io, registry.example:5000)", True)
-        elif kind == "registries" and "://" in replacement:
-            report(here, f"'{shown_url(replacement)}': a mirror is a repository prefix as images are "
-                         f"named (m.daocloud.io/quay.io), without a scheme", False)
+        elif registry_key(key) in written:
+            report(here, f"'{key}' is the registry '{written[registry_key(key)]}' again (host names are compared "
+                         f"in lower case; index.docker.io is docker.io): keep one entry", True)
         else:
-            good[key] = replacement
+            problem = _prefix_problem(replacement)
+            if problem:
+                report(here, problem, False)
+            else:
+                written[registry_key(key)] = key
+                good[registry_key(key)] = replacement.rstrip("/")
     return good
+
+
+def registry_key(host: str) -> str:
+    """A registry host as image references name it after Docker's normalisation: lower case
+    (DNS names are case-insensitive), Docker Hub's other spellings as docker.io."""
+    host = host.lower()
+    return DEFAULT_DOMAIN if host in _DOCKER_HUB_ALIASES else host
+
+
+def _prefix_problem(prefix: str) -> str | None:
+    """Why `prefix` cannot be a mirror's repository prefix (`m.daocloud.io/quay.io`,
+    `docker.m.daocloud.io`, `127.0.0.1:5000/hub`), or None. The pulled name is PREFIX/REPOSITORY,
+    so the prefix obeys Docker's reference grammar (distribution/reference, reference.go): a
+    host that Docker reads as a registry (with a '.' or a ':PORT', or localhost: normalize.go's
+    splitDockerDomain) and path components in lower case. Credentials cannot be written in an
+    image name: Docker's own (`docker login`) are used."""
+    if "://" in prefix:
+        bare = prefix.split("://", 1)[1].rpartition("@")[2].rstrip("/")
+        return (f"'{shown_url(prefix)}': a mirror is a repository prefix as images are named "
+                f"(m.daocloud.io/quay.io), without a scheme: write '{bare}'")
+    if "@" in prefix:
+        host = prefix.rpartition("@")[2]
+        return (f"'***@{host}': an image name holds no credentials; log in with `docker login "
+                f"{host.partition('/')[0]}` (envctl uses Docker's credentials for pulls)")
+    host, _, path = prefix.rstrip("/").partition("/")
+    if not _REGISTRY_HOST.match(host):
+        return f"'{prefix}': '{host}' is not a registry host (m.daocloud.io, registry.example:5000)"
+    if not any(c in host for c in ".:[") and host != "localhost":
+        return (f"'{prefix}': Docker reads '{host}' as a Docker Hub namespace, not a registry host "
+                f"(a registry host has a '.' or a ':PORT', or is localhost)")
+    bad = [part for part in path.split("/") if path and not repository_component(part)]
+    if bad:
+        return (f"'{prefix}': '{bad[0]}' cannot be part of a repository name (lower-case letters and "
+                f"digits, separated by '.', '_', '__' or '-', as Docker names repositories)")
+    return None
 
 
 def _read(doc: Document, path: Path, problems: list[Problem]) -> UserConfig:

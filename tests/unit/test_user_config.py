@@ -95,7 +95,7 @@ proxies: {}
         f"{f}:7:5: mirrors.registries.https://quay.io: 'https://quay.io' is not a registry host (as an image "
         f"reference names it: quay.io, docker.io, registry.example:5000)",
         f"{f}:8:16: mirrors.registries.docker.io: 'https://docker.m.daocloud.io': a mirror is a repository prefix as "
-        f"images are named (m.daocloud.io/quay.io), without a scheme",
+        f"images are named (m.daocloud.io/quay.io), without a scheme: write 'docker.m.daocloud.io'",
         f"{f}:9:8: mirrors.pip: expected an http(s):// URL, got 'ftp://pip.lab/simple'",
         f"{f}:10:1: proxies: unknown section 'proxies'; sections: mirrors",
     ]
@@ -105,7 +105,7 @@ proxies: {}
     ("- mirrors\n", "the configuration is a mapping (mirrors:), got a list"),
     ("mirrors: [pip]\n", "expected a mapping of mirrors"),
     ("mirrors:\n  pip: https://\n", "'https://' names no host"),
-    ("mirrors:\n  git: {'https://github.com/': ''}\n", "expected text (URL prefix → replacement prefix), got text"),
+    ("mirrors:\n  git: {'https://github.com/': ''}\n", "expected text (URL prefix → replacement prefix), got empty text"),
     ("mirrors:\n  pip: https://a/\n  pip: https://b/\n", "pip"),  # a duplicate key
     ("mirrors:\n  pip: [unclosed\n", ""),  # not YAML
 ])
@@ -116,6 +116,51 @@ def test_neighbours_of_a_bad_file_are_located_errors(tmp_path, text, message):
     first = caught.value.message.splitlines()[0]
     assert first.startswith(env["ENVCTL_CONFIG"] + ":") and first.split(":")[1].isdigit()
     assert message in caught.value.message
+
+
+@pytest.mark.parametrize("value, message", [
+    ("''", "got empty text"),
+    ("'a.io/x y'", "'x y' cannot be part of a repository name"),
+    ("'m.daocloud.io/Quay.io'", "'Quay.io' cannot be part of a repository name"),  # Docker: "must be lowercase"
+    ("'m.daocloud.io//quay.io'", "'' cannot be part of a repository name"),
+    ("'m.daocloud.io/quay.io:v1'", "cannot be part of a repository name"),  # a tag is no prefix
+    ("'mirror/quay.io'", "Docker reads 'mirror' as a Docker Hub namespace"),
+    ("'daocloud'", "Docker reads 'daocloud' as a Docker Hub namespace"),
+    ("'bad_host.io/quay.io'", "'bad_host.io' is not a registry host"),
+    ("'https://docker.m.daocloud.io/'", "without a scheme: write 'docker.m.daocloud.io'"),
+    ("'robot:s3cret@m.lab.cn/quay.io'", "'***@m.lab.cn/quay.io': an image name holds no credentials; "
+                                          "log in with `docker login m.lab.cn`"),
+    ("'https://robot:s3cret@m.lab.cn/quay.io'", "without a scheme: write 'm.lab.cn/quay.io'"),
+])
+def test_a_registry_mirror_is_a_prefix_docker_can_pull_from(tmp_path, value, message):
+    """The pulled name is PREFIX/REPOSITORY: a prefix Docker would refuse or read as a Docker Hub
+    namespace (distribution/reference: lower-case path components; a host has '.' or ':PORT' or
+    is localhost) is refused where it is written, and credentials are never echoed."""
+    env = _write(tmp_path, f"mirrors:\n  registries: {{quay.io: {value}}}\n")
+    with pytest.raises(ManifestError) as caught:
+        load(env)
+    assert caught.value.message.startswith(f"{env['ENVCTL_CONFIG']}:2:"), caught.value.message
+    assert message in caught.value.message and "s3cret" not in caught.value.message, caught.value.message
+
+
+def test_registry_hosts_are_one_key_each_as_docker_normalises_them(tmp_path):
+    """Host names compare in lower case and index.docker.io / registry-1.docker.io are docker.io:
+    two spellings of one registry are refused (which would win was the order of the file), a
+    trailing slash of a prefix is dropped, and a host's inventory entry replaces this machine's
+    whatever its spelling."""
+    env = _write(tmp_path, "mirrors:\n  registries: {docker.io: a.io, index.docker.io: b.io, Quay.IO: c.io, quay.io: d.io}\n")
+    with pytest.raises(ManifestError) as caught:
+        load(env)
+    lines = caught.value.message.splitlines()
+    assert len(lines) == 2, lines
+    assert "'index.docker.io' is the registry 'docker.io' again" in lines[0]
+    assert "'quay.io' is the registry 'Quay.IO' again" in lines[1]
+    env = _write(tmp_path, "mirrors:\n  registries: {Quay.IO: 'm.daocloud.io/quay.io/', registry-1.docker.io: 'localhost:5000'}\n")
+    mirrors = load(env).mirrors
+    assert mirrors.registries == {"quay.io": "m.daocloud.io/quay.io", "docker.io": "localhost:5000"}
+    assert mirrors.origins["registries quay.io"].endswith("config.yaml:2")
+    host = Mirrors(registries={"quay.io": "lab.mirror.cn/quay"})
+    assert over(mirrors, host).registries["quay.io"] == "lab.mirror.cn/quay"
 
 
 def test_a_password_in_a_mirror_url_is_never_in_a_message(tmp_path):
