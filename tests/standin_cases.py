@@ -20,16 +20,19 @@ SEED = Drawn("--seed", 0, 32767, "<$RANDOM>")
 
 @dataclass(frozen=True)
 class Run:
-    """`envctl exec ENTRY --set ...`, or with `up_cards` an `envctl up --cards` first."""
+    """`envctl exec ENTRY --set ...`, or with `up_cards` an `envctl up --cards` first. `detach`: a
+    server, started with `exec --detach` (it returns once the manifest's `ready:` holds), then
+    ended with `envctl stop ENTRY`."""
 
     entry: str
     sets: tuple[str, ...] = ()
     up_cards: str | None = None
     exit_code: int = 0  # what `envctl exec` must end with (a worker that fails: non-zero)
+    detach: bool = False
 
     @property
     def label(self) -> str:
-        sets = "".join(f" --set {s}" for s in self.sets)
+        sets = "".join(f" --set {s}" for s in self.sets) + (" --detach" if self.detach else "")
         return (f"up --cards {self.up_cards}; " if self.up_cards else "") + f"exec {self.entry}{sets}"
 
 
@@ -126,7 +129,8 @@ ALPACA_REWRITE = ("git+https://github.com/CambriconKnight/dev-env-ubuntu@e8ea80f
                   "https://sdk.cambricon.com/static/Basis/MLU370_X86_ubuntu18.04/cndsp-0.8.0-py3-none-any.whl")
 ALPACA_13B = Case(
     "chinese-alpaca2-mlu", "13b", "mlu", rewrite=ALPACA_REWRITE,
-    runs=(Run("infer"), Run("eval"), Run("eval", ("output_dir=/workspace/chinese-llama-alpaca-2/eval_2",)), Run("sft"),
+    runs=(Run("infer", detach=True), Run("eval"), Run("eval", ("output_dir=/workspace/chinese-llama-alpaca-2/eval_2",)),
+          Run("sft"),
           Run("merge"), Run("pretrain"), Run("merge-pretrain"), Run("sft", up_cards="0,1,2,3")),
     drawn={"sft": [SEED], "pretrain": [SEED]},
     expect=(
@@ -137,7 +141,7 @@ ALPACA_13B = Case(
         Expect("up", "pip install -e .", f"{CLA}/open-codes-mlu/peft_0.3.0.dev0_mlu"),
         Expect("up", "pip install -r requirements.txt", REPO_MLU),
         # run_inference_13b.sh
-        Expect("exec infer", f"python gradio_demo.py --base_model {CLA}/models/chinese_alpaca_2_model_to_train_13b --gpus 0,1",
+        Expect("exec infer --detach", f"python gradio_demo.py --base_model {CLA}/models/chinese_alpaca_2_model_to_train_13b --gpus 0,1",
                f"{REPO_MLU}/scripts/inference", {"MLU_VISIBLE_DEVICES": "0,1"}),
         # run_mlu_eval.sh (eval_output from env.sh)
         Expect("exec eval", f"python eval.py --model_path {CLA}/models/chinese_alpaca_2_model_to_train_13b --cot False"
@@ -165,9 +169,9 @@ ALPACA_13B = Case(
 
 # "7b模型指定1芯即可": the 7B variant, inference and C-Eval on one device.
 ALPACA_7B = Case(
-    "chinese-alpaca2-mlu", "7b", "mlu", rewrite=ALPACA_REWRITE, runs=(Run("infer"), Run("eval")),
+    "chinese-alpaca2-mlu", "7b", "mlu", rewrite=ALPACA_REWRITE, runs=(Run("infer", detach=True), Run("eval")),
     expect=(
-        Expect("exec infer", f"python gradio_demo.py --base_model {CLA}/models/chinese_alpaca_2_model_to_train_7b --gpus 0",
+        Expect("exec infer --detach", f"python gradio_demo.py --base_model {CLA}/models/chinese_alpaca_2_model_to_train_7b --gpus 0",
                f"{REPO_MLU}/scripts/inference", {"MLU_VISIBLE_DEVICES": "0"}),
         Expect("exec eval", f"python eval.py --model_path {CLA}/models/chinese_alpaca_2_model_to_train_7b", f"{REPO_MLU}/scripts/ceval",
                {"MLU_VISIBLE_DEVICES": "0"}, prefix=True),
@@ -259,8 +263,8 @@ MINDFORMERS = Case(
 
 FASTCHAT = Case(
     "chatglm2-npu-fastchat", None, "npu", rewrite=(),
-    runs=(Run("infer"), Run("infer", ("temperature=0.7",)), Run("web"), Run("train"), Run("official-infer"), Run("official-web"),
-          Run("train", up_cards="6")),
+    runs=(Run("infer"), Run("infer", ("temperature=0.7",)), Run("web", detach=True), Run("train"), Run("official-infer"),
+          Run("official-web", detach=True), Run("train", up_cards="6")),
     expect=(
         Expect("up", "pip install -r requirements.txt", "/workspace/ChatGLM2-6B"),
         Expect("up", "pip3 install --upgrade pip", "/workspace/FastChat"),
@@ -269,10 +273,10 @@ FASTCHAT = Case(
         Expect("exec infer", "python -m fastchat.serve.cli --model-path /home/models/chatglm2-6b/ --device npu --temperature 1e-6",
                "/workspace/FastChat", {"ASCEND_RT_VISIBLE_DEVICES": "0"}),
         # three shells: controller, model_worker, gradio_web_server (web.sh adds addresses and ports)
-        Expect("exec web", "python3 -m fastchat.serve.controller", "/workspace/FastChat", prefix=True),
-        Expect("exec web", "python3 -m fastchat.serve.model_worker --model-path /home/models/chatglm2-6b/ --device npu",
+        Expect("exec web --detach", "python3 -m fastchat.serve.controller", "/workspace/FastChat", prefix=True),
+        Expect("exec web --detach", "python3 -m fastchat.serve.model_worker --model-path /home/models/chatglm2-6b/ --device npu",
                "/workspace/FastChat", {"ASCEND_RT_VISIBLE_DEVICES": "0"}, prefix=True),
-        Expect("exec web", "python3 -m fastchat.serve.gradio_web_server", "/workspace/FastChat", prefix=True),
+        Expect("exec web --detach", "python3 -m fastchat.serve.gradio_web_server", "/workspace/FastChat", prefix=True),
         Expect("exec train", "torchrun --nproc_per_node=2 --master_port=20001 fastchat/train/train.py --model_name_or_path"
                " /home/models/chatglm2-6b --data_path /home/datasets/evol-instruct-chinese/evol-instruct-chinese_subset.json"
                " --fp16 True --output_dir output_chatglm --num_train_epochs 5 --per_device_train_batch_size 8"
@@ -282,7 +286,7 @@ FASTCHAT = Case(
                " --padding_side left", "/workspace/FastChat", {"ASCEND_RT_VISIBLE_DEVICES": "0,1"}, workers=2),
         Expect("up --cards 6; exec train", "torchrun --nproc_per_node=1 --master_port=20001 fastchat/train/train.py",
                "/workspace/FastChat", {"ASCEND_RT_VISIBLE_DEVICES": "0", "ENVCTL_NUM_CARDS": "1"}, workers=1, prefix=True),
-        Expect("exec official-web", "python web_demo.py", "/workspace/chatglm2-official", {"ASCEND_RT_VISIBLE_DEVICES": "0"}),
+        Expect("exec official-web --detach", "python web_demo.py", "/workspace/chatglm2-official", {"ASCEND_RT_VISIBLE_DEVICES": "0"}),
     ),
 )
 

@@ -4,7 +4,9 @@ For each manifest: `envctl up` on a simulated MLU or Ascend host (device nodes m
 the image loaded from a `docker save` tarball of the stand-in (tests/images/standin-mlu, -ascend)
 through the variable the manifest names, every artifact fetched by envctl from loopback servers
 (tests/standin_upstream.py), every setup step run in the container; then `envctl exec` of every
-entrypoint, with its defaults, with `--set` overrides, and after `up --cards` for a launcher.
+entrypoint, with its defaults, with `--set` overrides, and after `up --cards` for a launcher; the
+gradio servers (FastChat's web UI through web.sh, ChatGLM2-6B's web_demo.py, the Alpaca-2 chat)
+with `exec --detach`, which returns once the manifest's `ready:` answers, then `envctl stop`.
 
 The stand-ins record each call (argv, working directory, environment, which path arguments
 existed) in the workspace; the test compares the calls with
@@ -86,10 +88,14 @@ def test_the_tutorials_commands_run_in_the_standin_image(lab, case, engine):
                 assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-5000:]
                 base_env = entry["container_env"] = container_env(engine, case.container)
             mark = log.mark()
-            sets = [arg for s in run.sets for arg in ("--set", s)]
+            sets = [arg for s in run.sets for arg in ("--set", s)] + (["--detach"] if run.detach else [])
             done = lab.envctl(env, "exec", run.entry, "--env", case.container, *sets)
             assert done.returncode == run.exit_code, \
                 f"{run.label}: exit {done.returncode}, expected {run.exit_code}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+            if run.detach:  # a server: it answered as its ready: says, then stop ends it (and all it started)
+                assert f"ready    {run.entry} in {case.container}" in done.stdout, done.stdout + done.stderr
+                stopped = lab.envctl(env, "stop", run.entry, "--env", case.container)
+                assert stopped.returncode == 0 and "stopped by SIGTERM" in stopped.stdout, stopped.stdout + stopped.stderr
             entry["calls"] = normalize(log.since(mark), base_env, case.drawn.get(run.entry, ()), run.entry in case.dated)
             assert entry["calls"], f"{run.label} ran nothing the stand-ins record"
             report["runs"].append(entry)
