@@ -19,10 +19,18 @@ KINDS_SHOWN = {"huggingface": "Hugging Face endpoint (HF_ENDPOINT)", "modelscope
 
 
 @config_app.callback(invoke_without_command=True)
-def config(ctx: typer.Context) -> None:
-    """Without a subcommand: `envctl config show`."""
+def config(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    hosts: Optional[List[str]] = host_option(),
+    inventory: Optional[str] = inventory_option(),
+) -> None:
+    """Without a subcommand: `envctl config show`, with the same options (`envctl config
+    --json`, `envctl config --host lab1`), as the README writes them."""
     if ctx.invoked_subcommand is None:
-        show(as_json=False, hosts=None, inventory=None)
+        show(as_json=as_json, hosts=hosts, inventory=inventory)
+    elif as_json or hosts or inventory:
+        raise typer.BadParameter(f"give --json, --host and --inventory after `{ctx.invoked_subcommand}`")
 
 
 @config_app.command("show")

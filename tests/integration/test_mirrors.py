@@ -137,6 +137,22 @@ def test_environment_variables_win_over_the_file(tmp_path):
         assert f"huggingface  {right.url}  (from environment variable HF_ENDPOINT)" in shown.stdout
 
 
+def test_config_takes_its_options_with_or_without_show(tmp_path):
+    """The README writes `envctl config` with `--json` and `--host NAME`: the group takes them
+    as `show` does, and an option before a subcommand is a usage error (exit 2), not ignored."""
+    (tmp_path / "config.yaml").write_text("mirrors:\n  registries: {quay.io: m.daocloud.io/quay.io}\n")
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("hosts:\n  lab1:\n    ssh: lab1.example\n    mirrors: {registries: {quay.io: lab.mirror.cn/quay}}\n")
+    bare, shown = envctl(tmp_path, "config", "--json"), envctl(tmp_path, "config", "show", "--json")
+    assert bare.returncode == 0 and bare.stdout == shown.stdout, bare.stderr
+    assert json.loads(bare.stdout)["routes"]["this machine"]["registries"]["quay.io"]["url"] == "m.daocloud.io/quay.io"
+    hosted = envctl(tmp_path, "config", "--host", "lab1", "--inventory", str(inventory), "--json")
+    assert hosted.returncode == 0, hosted.stderr
+    assert json.loads(hosted.stdout)["routes"]["lab1"]["registries"]["quay.io"]["url"] == "lab.mirror.cn/quay"
+    before = envctl(tmp_path, "config", "--json", "show")
+    assert before.returncode == 2 and "after `show`" in before.stderr, before.stderr
+
+
 def test_a_mirror_that_fails_is_named_with_where_it_was_set(tmp_path, git_server):
     (tmp_path / "config.yaml").write_text(f'mirrors:\n  git: {{"{CANONICAL_GIT}": "{git_server.url}/gone/"}}\n')
     manifest = write_manifest(tmp_path, f"code: {{source: 'git+{CANONICAL_GIT}tiny.git@v1'}}\n")
