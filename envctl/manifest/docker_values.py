@@ -174,6 +174,13 @@ def image_reference(ref: str) -> str:
             raise ValueError(f"'{ref}': Docker needs the repository name in lowercase")
         raise ValueError(f"'{ref}' is not an image reference (write [registry/]repository[:tag][@sha256:digest], "
                          f"e.g. pytorch/pytorch:2.1.0; a tag is at most 128 letters, digits, '_', '.', '-')")
+    first, slash, _ = match.group("name").partition("/")
+    if slash and first != first.lower() and not any(c in first for c in ".:[") and first != "localhost":
+        # Not a registry host by Docker's rule (a '.', a ':PORT' or localhost), only by its capitals:
+        # Docker 20.10 refuses the name ("repository name must be lowercase"), newer engines
+        # (distribution/reference's splitDockerDomain) look up a host named so. Either way no pull.
+        raise ValueError(f"'{ref}': Docker needs the repository name in lowercase ('{first}' is no registry "
+                         f"host: one has a '.' or a ':PORT', or is localhost)")
     if len(match.group("name")) > 255:
         raise ValueError(f"'{ref}': a repository name is at most 255 characters")
     if match.group("digest"):

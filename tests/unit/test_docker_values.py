@@ -177,6 +177,20 @@ def test_image_digests_go_digest_refuses(digest, message):
     assert str(caught.value).endswith(message)
 
 
+@pytest.mark.parametrize("ref", ["QA/ubuntu:22.04", "Ascendai/cann:8.0", "ASCENDAI/cann", "Library/ubuntu@sha256:" + "a" * 64])
+def test_capitals_alone_make_no_registry_host(ref):
+    """A first component with capitals but no '.', ':PORT' or localhost: Docker 20.10 refuses it
+    ("repository name must be lowercase"), Docker 28 looks up a host of that name; neither pulls."""
+    with pytest.raises(ValueError) as caught:
+        dv.image_reference(ref)
+    assert "Docker needs the repository name in lowercase" in str(caught.value) and "no registry host" in str(caught.value)
+
+
+@pytest.mark.parametrize("ref", ["Quay.io/ascend/x:1", "LOCALHOST:5000/a/b:1", "Registry.Example.com/x/y:1", "localhost/a:1"])
+def test_a_registry_host_may_have_capitals(ref):
+    assert dv.image_reference(ref) == ref
+
+
 @pytest.mark.parametrize("digest", ["sha256:" + "a" * 64, "sha384:" + "b" * 96, "sha512:" + "c" * 128])
 def test_image_digests_go_digest_takes(digest):
     assert dv.image_reference(f"python@{digest}") == f"python@{digest}"
