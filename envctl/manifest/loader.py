@@ -100,9 +100,9 @@ def load_file(path: Path, environ: Mapping[str, str], roots, variant: str | None
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
         problems += _not_told_yet(problems, translate_all(exc.errors(include_url=False), Manifest, doc, data))
-        raise ManifestError(_sorted(problems)) from None
+        raise ManifestError(_told(problems, expander, given)) from None
     if problems:
-        raise ManifestError(_sorted(problems))
+        raise ManifestError(_told(problems, expander, given))
 
     secrets = set(expander.secrets)
     for env in [manifest.container.env] + [s.env for s in manifest.setup] + [e.env for e in manifest.entrypoints.values()]:
@@ -207,6 +207,18 @@ def _at(doc: Document, path: tuple, message: str, key: bool = False) -> Problem:
     if pos is None:
         return Problem(doc.file, None, None, dotted(path), message)
     return Problem(pos.file, pos.line, pos.column, dotted(path), message)
+
+
+def _told(problems: list[Problem], expander: Expander, given: Mapping) -> list[Problem]:
+    """The problems as shown: sorted, each value from a --var or the environment traced to it,
+    and the values of secret-looking variables masked (a token expanded into a source that is
+    then refused would otherwise be printed in the refusal)."""
+    from envctl.masking import mask
+
+    told = var_overrides.with_outside_values(_sorted(problems), expander.used, given)
+    if not expander.secrets:
+        return told
+    return [dataclasses.replace(p, message=mask(p.message, expander.secrets)) for p in told]
 
 
 def _not_told_yet(told: list[Problem], schema: list[Problem]) -> list[Problem]:

@@ -113,3 +113,34 @@ def recorded(overrides: Mapping[str, Any]) -> dict[str, str]:
 def describe(overrides: Mapping[str, Any]) -> str:
     """`--var size=14B --var cards=2`, for messages and plans."""
     return " ".join(f"--var {name}={value}" for name, value in recorded(overrides).items())
+
+
+def with_outside_values(problems: list, used: Mapping[tuple, list], given: Mapping[str, Any]) -> list:
+    """`problems` (errors.Problem) with, for each one at a value whose `${...}` took a --var or
+    an environment variable (directly, or through a var that did: `model: Qwen-${size}`), what
+    gave it: ` (${tag} ← --var tag=v2:x)`, ` (${TAG} ← environment TAG)`. The problem is reported
+    at the line that holds the reference, where the file shows `${tag}`, not the value that is
+    wrong; this names the value's source. An environment value is named, never shown (it may
+    be a secret); a --var value is shown (secret-looking names are refused as --var)."""
+    from dataclasses import replace
+
+    from envctl.manifest.yamlsrc import dotted
+
+    def outside(path: tuple, depth: int = 0) -> list[str]:
+        said = []
+        for ref in used.get(path, ()):
+            if ref.via == "vars" and ref.name in given:
+                said.append(f"{ref.written} ← --var {ref.name}={recorded({ref.name: given[ref.name]})[ref.name]}")
+            elif ref.via == "environment":
+                said.append(f"{ref.written} ← environment {ref.name}")
+            elif ref.via == "vars" and depth < 8:
+                said += [f"{ref.written} ← {inner}" for inner in outside(("vars", ref.name), depth + 1)]
+        return said
+
+    by_path = {dotted(path): path for path in used}
+    out = []
+    for problem in problems:
+        path = by_path.get(problem.path)
+        said = list(dict.fromkeys(outside(path))) if path is not None else []  # ${A}...${A}: said once
+        out.append(replace(problem, message=f"{problem.message} ({'; '.join(said)})") if said else problem)
+    return out

@@ -357,3 +357,39 @@ def test_validate_with_a_var_one_variant_declares_checks_that_variant(tmp_path, 
 def test_a_value_is_taken_as_written_not_expanded(roots):
     m = load("qwen", vars={"size": "${WEIGHTS_DIR}"}).manifest
     assert m.vars["size"] == "${WEIGHTS_DIR}" and m.container.env["MODEL"] == "Qwen/Qwen2.5-${WEIGHTS_DIR}-Instruct"
+
+
+# --- a problem in a value that came from outside the file says where it came from ----------
+
+def test_a_bad_value_given_by_var_or_the_environment_is_traced_to_it(roots, tmp_path, monkeypatch):
+    """The problem is reported at the line holding `${...}`, which does not show the bad value's
+    source: the message names the --var (with its value) or the environment variable (by name
+    only), also through a var that took it (`model: Qwen/Qwen2.5-${size}-Instruct`)."""
+    bundle = tmp_path / "m" / "traced"
+    bundle.mkdir()
+    (bundle / "manifest.yaml").write_text(textwrap.dedent("""\
+        name: traced
+        description: values from outside the file
+        vars: {tag: "8.0", size: 7B, model: "Qwen/Qwen2.5-${size}-Instruct", shm: lots}
+        container: {shm_size: "${shm}"}
+        device: {kind: npu, cards: "${CARDS:-1}"}
+        image: {ref: "quay.io/ascend/cann:${tag}"}
+        artifacts:
+          m: {source: "hf://${model}@main"}
+          k: {source: "hf://Qwen/${SECRET_TOKEN}@main"}
+        """))
+    monkeypatch.setenv("CARDS", "x")
+    monkeypatch.setenv("SECRET_TOKEN", "a/hf_abcdefgh")
+    with pytest.raises(ManifestError) as caught:
+        load("traced", vars={"tag": "v2:x", "size": "a/b"})
+    said = {p.path: p.message for p in caught.value.problems}
+    assert said["image.ref"].endswith("(${tag} ← --var tag=v2:x)")
+    assert said["artifacts.m.source"].endswith("(${model} ← ${size} ← --var size=a/b)")
+    assert said["device.cards"].endswith("(${CARDS:-1} ← environment CARDS)")
+    assert said["artifacts.k.source"].endswith("(${SECRET_TOKEN} ← environment SECRET_TOKEN)")
+    assert "hf_abcdefgh" not in str(caught.value)  # a secret's value expanded into a refused source is masked
+    assert "'hf://Qwen/***@main'" in said["artifacts.k.source"]
+    assert "←" not in said["container.shm_size"]  # a value the file gives itself: nothing added
+    with pytest.raises(ManifestError) as plain:
+        load("traced", vars={"tag": "8.0"}, environ={**os.environ, "CARDS": "1", "SECRET_TOKEN": "x"})
+    assert [(p.path, "←" in p.message) for p in plain.value.problems] == [("container.shm_size", False)]
