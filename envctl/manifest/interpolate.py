@@ -80,6 +80,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+KEY_NOT_EXPANDED = "keys are names and are not expanded"
 _WHOLE_REFERENCE = re.compile(r"^\$\{[^}]*\}$")
 _INTEGER = re.compile(r"^-?[0-9]+$")
 
@@ -89,6 +90,12 @@ def expand_tree(data: Any, expander: Expander, report: Callable[[tuple, str], No
     integer written plainly becomes an integer, so `cards: ${CARDS:-2}` is a count, not the
     text "2"; `0022` or `+1` stay text (as an integer they would be written back as 22 or 1)."""
     if isinstance(data, dict):
+        for key in data:
+            if isinstance(key, str) and any(m.group(0) != "$${" for m in _REFERENCE.finditer(key)):
+                # Keys are names (env names, params, build args), never expanded: `${v}: 1` would
+                # otherwise become a variable literally named ${v} in the container.
+                report(path + (key,), f"'{key}' is a key: {KEY_NOT_EXPANDED}; write the name itself (only values "
+                                      f"take ${{...}})")
         return {k: expand_tree(v, expander, report, path + (k,)) for k, v in data.items()}
     if isinstance(data, list):
         return [expand_tree(v, expander, report, path + (i,)) for i, v in enumerate(data)]

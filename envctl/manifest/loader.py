@@ -23,7 +23,7 @@ from envctl.cards import CardsError, count_of, parse_cards
 from envctl.errors import ManifestError, Problem
 from envctl.manifest import compose, discovery, docker_values, nodes_check, overrides as var_overrides, yaml_numbers
 from envctl.manifest.errors_translate import suggest, translate_all
-from envctl.manifest.interpolate import Expander, expand_tree, looks_secret
+from envctl.manifest.interpolate import KEY_NOT_EXPANDED, Expander, expand_tree, looks_secret
 from envctl.manifest.model import NAME_PATTERN, Manifest
 from envctl.manifest.yamlsrc import Document, dotted, parse_file
 
@@ -215,6 +215,8 @@ def _told(problems: list[Problem], expander: Expander, given: Mapping) -> list[P
     then refused would otherwise be printed in the refusal)."""
     from envctl.masking import mask
 
+    named = {p.path for p in problems if KEY_NOT_EXPANDED not in p.message}
+    problems = [p for p in problems if KEY_NOT_EXPANDED not in p.message or p.path not in named]  # one per key
     told = var_overrides.with_outside_values(_sorted(problems), expander.used, given)
     if not expander.secrets:
         return told

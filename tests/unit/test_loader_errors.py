@@ -67,3 +67,25 @@ def test_a_digest_ref_with_a_tarball_is_refused_with_or_without_a_tag(clean_env,
         [problem] = caught.value.problems
         assert (problem.line, problem.path) == (5, "image.ref"), str(problem)
         assert f"write ref: {write} and" in problem.message and "image.id" in problem.message
+
+
+def test_a_reference_in_a_key_is_refused_once_values_and_literals_pass(tmp_path, clean_env):
+    """Keys are names, never expanded: `${v}: 1` under env, build_args or params would become a
+    name literally `${v}`. Said once per key: where a name check already refuses the key
+    (params must be variable names), only that check speaks."""
+    bundle = tmp_path / "keys"
+    bundle.mkdir()
+    (bundle / "manifest.yaml").write_text(
+        "name: keys\ndescription: d\nvars: {v: a}\ndevice: {kind: cpu}\n"
+        "image: {ref: 'e.com/i:1', pull: true, build_args: {'${v}': '1', 'V_$${v}': '2'}}\n"
+        "container:\n  env:\n    '${v}_${v}': '1'\n    A: '${v}'\n"
+        "entrypoints:\n  e: {run: x, params: {'p_${v}': 1}}\n")
+    with pytest.raises(ManifestError) as caught:
+        load(str(bundle / "manifest.yaml"), {}, search_roots({}, tmp_path))
+    said = [(p.path, p.message) for p in caught.value.problems]
+    assert said == [
+        ("image.build_args.${v}", "'${v}' is a key: keys are names and are not expanded; write the name itself "
+                                  "(only values take ${...})"),
+        ("container.env.${v}_${v}", "'${v}_${v}' is a key: keys are names and are not expanded; write the name "
+                                    "itself (only values take ${...})"),
+        ("entrypoints.e.params.p_${v}", "'p_${v}' cannot be an environment variable name")]
