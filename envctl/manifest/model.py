@@ -297,7 +297,7 @@ class Container(_Strict):
     """Everything here reaches Docker; each value is checked as Docker reads it
     (docker_values), so that `validate` refuses what `up` would fail on."""
 
-    name: str | None = Field(None, description="container name; default envctl-<name>[-<variant>] (the manifest's name, and the variant chosen, if any)")
+    name: str | None = Field(None, description="container name; default envctl-<name>[-<variant>] (the manifest's name, and the variant chosen, if any; combined variants a+b as -a-b-<first 6 hex digits of sha256 of \"a+b\">)")
     shm_size: str | int | None = Field(None, description="size of /dev/shm: 64g, 64Gi, 512m (binary units, as Docker) or bytes")
     ipc: str | None = Field(None, description="IPC namespace: host, private, shareable, none, container:<name>")
     network: str | None = Field(None, description="network mode: host, bridge, none, container:<name> or a network name")

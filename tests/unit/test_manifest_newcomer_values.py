@@ -2,6 +2,7 @@
 container.ports and an entrypoint's ports; one problem per wrong value, however many union
 members pydantic tried; the schema's default container name with the variant."""
 
+import hashlib
 import json
 
 import pytest
@@ -147,6 +148,10 @@ def test_schema_default_container_name_names_the_variant(tmp_path, clean_env):
                 roots=search_roots(dict(clean_env))).manifest.container_name == "envctl-m-small"
     assert load(f"{manifest}:big", environ=dict(clean_env),
                 roots=search_roots(dict(clean_env))).manifest.container_name == "envctl-m-big"
+    # a combination, as the description says: its parts joined by '-' and a digest of "a+b"
+    assert "combined variants a+b as -a-b-<first 6 hex digits of sha256 of \"a+b\">" in described
+    combined = load(f"{manifest}:big+small", environ=dict(clean_env), roots=search_roots(dict(clean_env))).manifest
+    assert combined.container_name == "envctl-m-big-small-" + hashlib.sha256(b"big+small").hexdigest()[:6]
 
 
 # --- ports under host networking (Docker discards them: "Published ports are discarded when
