@@ -116,7 +116,10 @@ def image(origin: str, source: str | None, baked: str | None, observed) -> Decis
 def _pull(why: str, source: str | None, observed) -> Decision:
     """A pulled image the engine lacks (envctl/registry_plan.RegistryView says what the registry serves)."""
     view = observed.registry
-    size = "" if view is None or view.problem is None else f" (size unknown: {view.problem})"
+    # What the mirror said when it could not answer (unreachable, lacking the image, wanting
+    # credentials) before the image's own registry was asked: up will try it first the same way.
+    said = [*view.notes, *([f"size unknown: {view.problem}"] if view.problem else [])] if view is not None else []
+    size = f" ({'; '.join(said)})" if said else ""
     if observed.fetch_mode == "push":
         return Decision("pull+push", f"{why}; pulled here from {source}, then sent to {observed.host}{size}",
                         view.bytes if view else None)

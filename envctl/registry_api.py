@@ -74,6 +74,16 @@ class Resolved:
     registry: str  # the host asked (a mirror's, when it went through one)
 
 
+def docker_config_file() -> str:
+    """Where Docker's credentials are read, as messages name it: `$DOCKER_CONFIG/config.json`
+    when DOCKER_CONFIG is set, else ~/.docker/config.json (the docker CLI's cli/config
+    `Dir()`, which docker-py's `find_config_file` follows)."""
+    import os
+
+    return os.path.join(os.environ["DOCKER_CONFIG"], "config.json") if os.environ.get("DOCKER_CONFIG") \
+        else "~/.docker/config.json"
+
+
 def credentials(registry: str) -> tuple[str, str] | None:
     """(username, password) Docker keeps for `registry`, through docker-py's reading of
     config.json and credential helpers; None when there are none (or only an identity token)."""
@@ -84,7 +94,7 @@ def credentials(registry: str) -> tuple[str, str] | None:
         found = auth.load_config().resolve_authconfig(registry)
     except DockerException as exc:  # a credential helper that failed
         raise RegistryError(f"Docker's credential store for {registry} failed: {exc}",
-                            hint="run `docker login " + registry + "` again, or fix credsStore in ~/.docker/config.json") from None
+                            hint=f"run `docker login {registry}` again, or fix credsStore in {docker_config_file()}") from None
     # config.json entries come back as username/password, a credential helper's as Username/Password.
     user = (found or {}).get("Username") or (found or {}).get("username")
     secret = (found or {}).get("Password") or (found or {}).get("password")

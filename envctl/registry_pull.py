@@ -19,6 +19,7 @@ Unpinned images are told apart by the digest they came with, which is reported.
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 from envctl.image_step import ImageOutcome
@@ -113,7 +114,7 @@ def pull(client, view: RegistryView, expected_id: str | None, records, progress:
         client.api.tag(view.found_id, image.name, image.tag or "latest")
         return ImageOutcome("tagged", view.found_id, f"found as {image.name}@{image.digest} under another name")
     before = _attrs(client, image.tagged)
-    tried: list[str] = []
+    tried: list[tuple[ImageName, str]] = []  # (what was pulled, why it failed)
     pulled_as = None
     reported = None
     for source in ([view.mirrored] if view.mirrored else []) + [image]:
@@ -124,11 +125,11 @@ def pull(client, view: RegistryView, expected_id: str | None, records, progress:
             pulled_as = source
             break
         except ImageError as exc:
-            tried.append(exc.message)
+            tried.append((source, exc.message))
             if source is not image:
                 echo(f"image      mirror {source.registry} could not serve it ({exc.message}); trying {image.registry}")
     if pulled_as is None:
-        raise ImageError("; ".join(tried), hint=_hint(view, "; ".join(tried)))
+        raise ImageError("; ".join(message for _, message in tried), hint=_hint(view, tried))
     attrs = _attrs(client, f"{pulled_as.name}@{image.digest}" if image.digest else pulled_as.tagged)
     if attrs is None:
         raise ImageError(f"after pulling {_shown(pulled_as)}, the engine has no such image")
@@ -172,12 +173,22 @@ def _forget(client, pulled_as: ImageName, attrs: dict, before: dict | None) -> N
             pass
 
 
-def _hint(view: RegistryView, failure: str = "") -> str:
-    said = failure.lower()
-    if any(word in said for word in ("unauthorized", "authentication required", "no basic auth credentials", "denied",
-                                     "failed to authorize", "401", "403")):
-        hosts = sorted({view.image.registry} | ({view.mirrored.registry} if view.mirrored else set()))
-        return f"`docker login {hosts[0]}` on this machine (envctl uses Docker's credentials: ~/.docker/config.json and its credential helpers)"
+# The engines' words for a registry that wants (other) credentials; the status codes as whole
+# words, so that a digest in the message (sha256:...401...) is not taken for one.
+_ASKS_CREDENTIALS = re.compile(r"unauthorized|authentication required|no basic auth credentials|denied|"
+                               r"failed to authorize|\b40[13]\b", re.IGNORECASE)
+
+
+def _hint(view: RegistryView, failures: list[tuple[ImageName, str]] = ()) -> str:
+    """The next step after a failed pull. `failures`: each registry tried (a mirror, then the
+    image's own) with its reason; a login is asked for the registry that wanted one."""
+    from envctl.registry_api import docker_config_file
+
+    refused = [source.registry for source, reason in failures if _ASKS_CREDENTIALS.search(reason)]
+    if refused:
+        return (f"`docker login {refused[0]}` on this machine (envctl uses Docker's credentials: "
+                f"{docker_config_file()} and its credential helpers)")
+    said = " ".join(reason for _, reason in failures).lower()
     if not any(word in said for word in ("manifest unknown", "not found", "no such manifest")):
         return "check that the registry (or its mirror in mirrors.registries) can be reached from the engine"
     if view.pinned_by == "lock":

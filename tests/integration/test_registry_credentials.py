@@ -88,6 +88,37 @@ def test_without_credentials_it_is_refused_clearly(reach, make_env, engine):
         engine.api.inspect_image(f"{name}:1")
 
 
+def test_a_mirror_that_wants_a_login_is_the_one_named(reach, make_env, engine):
+    """The private registry as the mirror of a registry that cannot be reached from here (its
+    name sorts before the mirror's): plan says the mirror wants credentials before the origin is
+    asked, and up's hint asks to log in to the mirror, naming the config.json Docker reads
+    ($DOCKER_CONFIG); with the login kept there, the pull goes through the mirror."""
+    registry, name, digest = reach
+    repository = name.split("/", 1)[1]
+    origin = "0.envctl-origin.invalid"  # RFC 2606: never resolves
+    env = make_env("cpu")
+    env.write(MANIFEST.format(ref=f"{origin}/{repository}:1@{digest}"))
+    config = env.base / "mirrors.yaml"
+    config.write_text(f"mirrors:\n  registries: {{{origin}: '{registry.host}'}}\n")
+    environ = {**_docker_config(env, {}), "ENVCTL_CONFIG": str(config)}
+    plan = env.run("plan", str(env.manifest), env=environ)
+    assert plan.returncode == 0, plan.stderr
+    assert f"(mirror {registry.host}: {registry.host} wants credentials and Docker keeps none for it; asking {origin}" \
+        in plan.stdout, plan.stdout
+    up = env.run("up", str(env.manifest), env=environ)
+    assert up.returncode == 5 and "Traceback" not in up.stderr, up.stderr
+    assert f"hint:  `docker login {registry.host}` on this machine" in up.stderr, up.stderr
+    assert f"{environ['DOCKER_CONFIG']}/config.json" in up.stderr, up.stderr
+    token = base64.b64encode(f"{USER}:{SECRET}".encode()).decode()
+    environ = {**_docker_config(env, {"auths": {registry.host: {"auth": token}}}), "ENVCTL_CONFIG": str(config)}
+    up = env.run("up", str(env.manifest), env=environ)
+    assert up.returncode == 0, up.stderr
+    assert f"through mirror {registry.host}" in up.stdout + up.stderr
+    assert env.inside("cat /etc/marker") == (0, "behind a login\n")
+    for ref in (f"{origin}/{repository}:1",):
+        engine.images.remove(ref, force=True)
+
+
 @pytest.mark.parametrize("kept", ["auths", "credHelpers"])
 def test_docker_credentials_are_used(reach, make_env, engine, kept):
     registry, name, digest = reach

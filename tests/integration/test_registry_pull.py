@@ -150,6 +150,10 @@ def test_unreachable_mirror_is_said_and_the_origin_used(clean, make_env, engine)
     env.write(MANIFEST.format(ref=ref, extra=""))
     dead = f"127.0.0.1:{_closed_port()}"
     environ = _config(env, {r["origin"].host: f"{dead}/mirror"})
+    plan = env.run("plan", str(env.manifest), env=environ)  # says, as up will, that the mirror did not answer
+    assert plan.returncode == 0, plan.stderr
+    assert re.search(rf"→ pull: .*\(mirror {re.escape(dead)}: .*; asking {re.escape(r['origin'].host)}\)", plan.stdout), plan.stdout
+    assert "compressed layers for this platform" in plan.stdout, plan.stdout
     up = env.run("up", str(env.manifest), env=environ)
     assert up.returncode == 0, up.stderr + up.stdout
     said = up.stdout + up.stderr

@@ -142,3 +142,23 @@ def test_lock_of_an_unreachable_registry_says_so_and_where_mirrors_go(tmp_path):
     assert "error: registry.invalid cannot be reached" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "mirrors.registries" in done.stderr
     assert not (tmp_path / "manifest.lock").exists()
+
+
+def test_a_failed_pulls_hint_names_the_registry_that_wanted_a_login(monkeypatch, tmp_path):
+    """Each registry tried keeps its own reason: the login asked for is the one that refused
+    (the mirror here, though the origin's name sorts first), Docker's config.json is named
+    where DOCKER_CONFIG puts it, and a digest holding the digits 401 or 403 is no status code."""
+    from envctl.registry_plan import RegistryView
+    from envctl.registry_pull import _hint
+
+    image = parse(f"0.origin.example/a/b:1@{DIGEST}")
+    mirror = through_mirror(image, "mirror.lab.cn/hub")
+    view = RegistryView(image, "ref", None)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "dc"))
+    hint = _hint(view, [(mirror, "pulling x failed: unauthorized: authentication required"),
+                        (image, "pulling y failed: dial tcp: lookup 0.origin.example: no such host")])
+    assert hint.startswith("`docker login mirror.lab.cn` on this machine") and f"{tmp_path}/dc/config.json" in hint
+    monkeypatch.delenv("DOCKER_CONFIG")
+    assert "~/.docker/config.json" in _hint(view, [(image, "HTTP 403 Forbidden")])
+    with_digits = f"pulling 0.origin.example/a/b@sha256:{'0' * 20}401{'0' * 20}403{'0' * 18} failed: manifest unknown"
+    assert "image.ref" in _hint(view, [(image, with_digits)])
