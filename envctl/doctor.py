@@ -39,13 +39,19 @@ _UP_WILL = {
 }
 
 
-def _image_check(plan) -> Check:
+def _image_check(plan, loaded: Loaded | None = None) -> Check:
     """The image as the plan decided it (the engine was asked): on the engine (ok); not yet,
     and `up` will tag, load, download, build or pull it (info); not there and nothing can
-    bring it (fail: `up` stops, as the plan's blocker or need says)."""
+    bring it (fail: `up` stops, as the plan's blocker or need says), among them a tarball
+    whose source is a local path that does not exist (it is no download)."""
     image = plan.image
     if image.action == "present":
         return Check("image", "ok", f"{image.ref} present ({image.reason})")
+    # "download+load" of a local path: neither the file nor a cached copy of it is here ("load" would be)
+    if image.action == "download+load" and loaded is not None and _local_file_missing(loaded.image_source):
+        how = image.obtain
+        return Check("image", "fail", f"{image.ref}: not on the engine, and the tarball {image.source} does not exist on "
+                                      f"this machine; up cannot start without it" + (f": {how}" if how else ""))
     if image.action in _UP_WILL:
         return Check("image", "info", f"{image.ref} not on this host yet: up will "
                                       f"{_UP_WILL[image.action].format(source=image.source)}")
@@ -164,10 +170,25 @@ def diagnose(host: Host, loaded: Loaded | None, options: Options, environ: Mappi
         checks.append(Check("disk", "fail" if free < need else "ok",
                             f"{_gib(free)} free at {cache_dir(environ)}" + (f", {_gib(need)} needed for the image" if need else "")))
         if client is not None:
-            checks.append(_image_check(plan))
+            checks.append(_image_check(plan, loaded))
         else:
             checks.append(Check("image", "warn", f"{plan.image.ref}: the engine could not be asked whether it holds it"))
         for missing in plan.blockers:
             if missing.startswith("mount source"):
                 checks.append(Check("mounts", "fail", missing))
+        checks += _missing_local_artifacts(loaded, observed)
     return checks
+
+
+def _local_file_missing(source) -> bool:
+    """A file:// or plain-path source that is not on this machine (where fetch reads it)."""
+    return source is not None and source.kind == "file" and not Path(source.location).exists()
+
+
+def _missing_local_artifacts(loaded: Loaded, observed) -> list[Check]:
+    """An artifact whose source is a local path that does not exist and that is not in the
+    cache: `up` stops at its fetch, which nothing on the network can change (FAIL)."""
+    cached = observed.caches.cached | (observed.caches.remote_cached or frozenset())
+    return [Check("artifacts", "fail", f"{name}: {source.display} does not exist on this machine, and the cache "
+                                       f"does not hold it; up stops at its fetch")
+            for name, source in loaded.sources.items() if name not in cached and _local_file_missing(source)]

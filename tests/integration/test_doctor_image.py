@@ -81,3 +81,37 @@ def test_without_an_engine_the_image_is_not_guessed(make_env, tmp_path):
     assert done.returncode == 5  # the engine check fails
     assert any(line.startswith("WARN") and line.endswith(f"{IMAGE}: the engine could not be asked whether it holds it")
                for line in done.stdout.splitlines()), done.stdout
+
+
+def test_a_tarball_or_artifact_at_a_local_path_that_is_not_there_is_a_failure(make_env, tarballs, tmp_path):
+    """A local path is no download: a tarball or an artifact whose file:// or plain-path source
+    does not exist (and that the cache does not hold) stops `up`, whatever the network does.
+    Was: INFO "up will download the tarball /path, then load it" and nothing for the artifact.
+    The ref is one no engine holds (the shared test image is left alone)."""
+    env = make_env("cpu")
+    ref = f"envctl-it/doctor-missing-{env.name}:1"
+    gone = tmp_path / "gone"
+    env.write(f"device: {{kind: cpu}}\nimage: {{ref: '{ref}', tarball: {{source: '{gone}/image.tar', "
+              f"obtain: 'copy it from the NAS'}}}}\n"
+              f"artifacts:\n  weights: {{source: '{gone}/weights'}}\n  data: {{source: 'file://{gone}/data.bin'}}\n"
+              f"  here: {{source: '{tmp_path}'}}\n")
+    code, line, check = image_line(env)
+    assert code == 5 and check["status"] == "fail"
+    assert line.endswith(f"{ref}: not on the engine, and the tarball {gone}/image.tar does not exist on this machine; "
+                         "up cannot start without it: copy it from the NAS")
+    done = env.run("doctor", str(env.manifest))
+    failed = [line.split(None, 2)[2] for line in done.stdout.splitlines() if line.split()[:2] == ["FAIL", "artifacts"]]
+    assert failed == [f"weights: {gone}/weights does not exist on this machine, and the cache does not hold it; "
+                      "up stops at its fetch",
+                      f"data: {gone}/data.bin does not exist on this machine, and the cache does not hold it; "
+                      "up stops at its fetch"]
+    # once there, the same manifest is information again: up will load it (or tag it, when
+    # another test left the tarball's image on the shared engine)
+    gone.mkdir()
+    (gone / "image.tar").write_bytes(tarballs.plain.read_bytes())
+    (gone / "weights").mkdir()
+    (gone / "data.bin").write_bytes(b"x")
+    code, line, check = image_line(env)
+    assert code == 0 and check["status"] == "info", line
+    assert "does not exist" not in line and " up will " in line
+    assert "FAIL" not in env.run("doctor", str(env.manifest)).stdout
