@@ -49,7 +49,9 @@ def new_command(
 
         text = sys.stdin.read() if docker_run == "-" else docker_run
         check_free(target, force)
-        manifest_text, warnings = manifest_from_run(name, read_command(text, os.environ), cwd)
+        # $PWD and $(pwd) are this directory, as the shell that ran the command would have them
+        # (an inherited PWD can be stale when envctl is started by another program with a cwd)
+        manifest_text, warnings = manifest_from_run(name, read_command(text, {**os.environ, "PWD": str(cwd)}), cwd)
         written = write_checked(target, manifest_text, roots)
         for warning in warnings:
             say(f"warning: {warning}")

@@ -220,6 +220,16 @@ def _expand_line(line: str, variables: dict[str, str], environ: Mapping[str, str
             out.append(char)
             i += 1
             continue
+        pwd = next((form for form in _PWD_FORMS if line.startswith(form, i)), None)
+        if pwd is not None:
+            # $(pwd) is the one command substitution quick starts use (-v $(pwd):/workspace):
+            # what it prints is the shell's $PWD, read as $PWD is
+            value, _ = _value(_REFERENCE.match("$PWD"), variables, environ, substituted, number)
+            value = value.replace("${", "$${")
+            out.append(value.replace("\\", "\\\\").replace('"', '\\"') if quote == '"'
+                       else shlex.quote(value))
+            i += len(pwd)
+            continue
         if char == "`" or line.startswith("$(", i):
             raise DockerRunError(f"line {number}: '{_short(line[i:])}' is a command substitution, which envctl does "
                                  f"not run; write its output instead")
@@ -242,6 +252,9 @@ def _expand_line(line: str, variables: dict[str, str], environ: Mapping[str, str
             out.append(shlex.quote(value) if value else "''")
         i = match.end()
     return "".join(out)
+
+
+_PWD_FORMS = ("$(pwd)", "`pwd`", "$(pwd -L)", "`pwd -L`")  # pwd -P would resolve links: not $PWD
 
 
 def _value(match: re.Match, variables: dict[str, str], environ: Mapping[str, str], substituted: dict[str, str],

@@ -376,3 +376,13 @@ def test_a_copy_leaves_behind_env_files_and_version_control_and_keeps_links(tmp_
     assert "# not copied (one user's env files: write your own): .env, secrets/big.env" in text
     assert f"by `envctl new mine --from {source}`" in text  # the command as given
     assert envctl(tmp_path, "validate", "mine:big").returncode == 0
+
+
+def test_from_docker_run_reads_pwd_as_the_directory_it_runs_in(tmp_path):
+    """`-v $(pwd):/workspace` and `$PWD` are the directory envctl new runs in, as the shell that
+    ran the quick start had them, even when an inherited PWD is stale."""
+    made = envctl(tmp_path, "new", "here", "--from-docker-run",
+                  "docker run -v $(pwd):/workspace -v $PWD/data:/data img:1", env={"PWD": "/stale"})
+    assert made.returncode == 0, made.stderr
+    written = yaml.safe_load((tmp_path / "manifests/here/manifest.yaml").read_text())
+    assert written["container"]["mounts"] == [f"{tmp_path}:/workspace", f"{tmp_path}/data:/data"]

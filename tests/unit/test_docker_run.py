@@ -75,10 +75,20 @@ def test_a_credential_is_never_replaced_by_its_value():
     assert "HF_TOKEN" not in run.substituted
 
 
-def test_command_substitution_is_refused():
-    for text in ("docker run -v $(pwd):/w img", "docker run -v `pwd`:/w img"):
+def test_command_substitution_is_refused_but_pwd_is_the_current_directory():
+    """`-v $(pwd):/workspace` is in many quick starts: pwd prints the shell's $PWD, so it is read
+    as $PWD is (`pwd -P`, which resolves links, and every other command are refused)."""
+    for text in ("docker run -v $(pwd -P):/w img", "docker run -v $(hostname):/w img", "docker run -v `id -u`:/w img",
+                 "docker run -e N=$((1+2)) img"):
         with pytest.raises(DockerRunError, match="command substitution"):
-            read_command(text, {})
+            read_command(text, {"PWD": "/srv/lab"})
+    run = read_command("docker run -v $(pwd):/w -v \"`pwd`/my data:/d\" -v $(pwd -L)/x:/x img bash -c 'ls $(pwd)'",
+                       {"PWD": "/srv/lab"})
+    assert run.values("volume") == ["/srv/lab:/w", "/srv/lab/my data:/d", "/srv/lab/x:/x"]
+    assert run.command == ("bash", "-c", "ls $(pwd)")  # single quotes: the container's shell runs it
+    assert run.substituted == {"PWD": "/srv/lab"}  # recorded in the header, as $PWD would be
+    with pytest.raises(DockerRunError, match=r"\$PWD is not set"):
+        read_command("docker run -v $(pwd):/w img", {})
 
 
 @pytest.mark.parametrize("text", [
