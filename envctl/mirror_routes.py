@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-from envctl.user_config import MIRROR_VARIABLES, Mirrors, UserConfig, load, over
+from envctl.errors import EXIT_USAGE, EnvctlError
+from envctl.user_config import MIRROR_VARIABLES, Mirrors, UserConfig, load, over, url_problem
 
 # Variables that also choose an endpoint, besides MIRROR_VARIABLES' (the modelscope SDK reads
 # MODELSCOPE_DOMAIN when MODELSCOPE_ENDPOINT is unset; envctl.artifacts.modelscope does too).
@@ -102,6 +103,9 @@ def routes(config: UserConfig, environ: Mapping[str, str], host: HostLayer | Non
                         endpoints[kind] = Route(_endpoint_of(name, values[name]), origin(name))
                         break
     merged = over(config.mirrors, host.mirrors) if host is not None else config.mirrors
+    for kind, route in endpoints.items():
+        if kind != "pip" or merged.pip:  # the caller's own PIP_INDEX_URL is not envctl's unless it overrides one
+            _check_variable(route)
     if not merged.pip:
         # PIP_INDEX_URL in the caller's shell is about pip there: it reaches containers only as
         # the override of a configured pip mirror (or through pass_env), never on its own.
@@ -119,6 +123,19 @@ def routes(config: UserConfig, environ: Mapping[str, str], host: HostLayer | Non
     environ_out = {**environ, **(host.env if host is not None else {})}
     environ_out.update({MIRROR_VARIABLES[kind]: route.url for kind, route in endpoints.items()})
     return Routes(endpoints, rules("git"), rules("registries"), environ_out, file_where)
+
+
+def _check_variable(route: Route) -> None:
+    """An endpoint set by an environment variable is checked as the config file's are
+    (user_config: an http(s):// URL with a host), so that `HF_ENDPOINT=hf-mirror.com` is said at
+    once, naming the variable, rather than failing each download with the HTTP library's
+    "missing an 'http://' or 'https://' protocol". Raises EnvctlError (exit 2, a bad setting
+    of the command). The config file's own values were checked when it was read."""
+    if not route.origin.startswith(("environment variable ", "inventory env ")):
+        return
+    problem = url_problem(route.url)
+    if problem:
+        raise EnvctlError(f"{route.origin}: {problem}", hint="set it to the mirror's URL, or unset it", exit_code=EXIT_USAGE)
 
 
 def _endpoint_of(name: str, value: str) -> str:

@@ -184,7 +184,7 @@ def read_mirrors(doc: Document, raw: Any, at: PathKey, report: Report) -> Mirror
                 values[kind] = entries
                 origins.update({f"{kind} {key}": where(here + (key,)) for key in entries})
         else:
-            problem = _url_problem(value)
+            problem = url_problem(value)
             if problem:
                 report(here, problem, False)
             else:
@@ -195,12 +195,14 @@ def read_mirrors(doc: Document, raw: Any, at: PathKey, report: Report) -> Mirror
     return Mirrors(**values, origins=origins)
 
 
-def _url_problem(value: Any) -> str | None:
+def url_problem(value: Any) -> str | None:
+    """Why `value` cannot be an endpoint or index URL (an http(s):// URL with a host), or None;
+    a password in it is masked in the message."""
     if not isinstance(value, str):
         return f"expected an http(s):// URL, got {_kind(value)}"
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https"):
-        guess = f" (did you mean 'https://{value}'?)" if "://" not in value and value else ""
+        guess = f" (did you mean 'https://{value}'?)" if "://" not in value and value and not value.isspace() else ""
         return f"expected an http(s):// URL, got '{shown_url(value)}'{guess}"
     if not parts.hostname:
         return f"'{shown_url(value)}' names no host"

@@ -202,6 +202,38 @@ def test_environment_variables_win_over_the_file(tmp_path):
     assert r.endpoints["pip"] == mirror_routes.Route("http://devpi.lab/root/simple/", "environment variable PIP_INDEX_URL")
 
 
+@pytest.mark.parametrize("variable, value, message", [
+    ("HF_ENDPOINT", "hf-mirror.com", "got 'hf-mirror.com' (did you mean 'https://hf-mirror.com'?)"),
+    ("HF_ENDPOINT", "127.0.0.1:8080", "did you mean 'https://127.0.0.1:8080'?"),
+    ("HF_ENDPOINT", " ", "got ' '"),
+    ("MODELSCOPE_ENDPOINT", "ftp://ms.lab", "got 'ftp://ms.lab'"),
+    ("MODELSCOPE_DOMAIN", "https://", "names no host"),
+    ("PIP_INDEX_URL", "file:///wheels", "got 'file:///wheels'"),  # a pip mirror is configured: it would override it
+    ("HF_ENDPOINT", "http://me:s3cret@", "'http://me:***@' names no host"),
+])
+def test_an_endpoint_variable_is_checked_as_the_file_is(tmp_path, variable, value, message):
+    """The environment's endpoint wins over the file's, so it is checked as the file's values are:
+    said at once with the variable's name (exit 2), never left to fail each download."""
+    from envctl.errors import EnvctlError
+
+    config = _config(tmp_path)
+    with pytest.raises(EnvctlError) as caught:
+        routes(config, {variable: value})
+    assert caught.value.exit_code == 2
+    assert caught.value.message.startswith(f"environment variable {variable}: ") and message in caught.value.message
+    assert "s3cret" not in caught.value.message
+    with pytest.raises(EnvctlError) as caught:  # a host's inventory env likewise, named as such
+        routes(config, {}, HostLayer("lab1", Mirrors(), {variable: value}))
+    assert caught.value.message.startswith(f"inventory env {variable} (host lab1): ")
+
+
+def test_the_callers_own_pip_index_is_not_checked_without_a_pip_mirror(tmp_path):
+    """PIP_INDEX_URL alone is about pip on the caller's machine (a file:// index is pip's to take)."""
+    config = _config(tmp_path, "mirrors: {}\n")
+    assert "pip" not in routes(config, {"PIP_INDEX_URL": "file:///wheels"}).endpoints
+    assert routes(config, {"HF_ENDPOINT": ""}).endpoints == {}  # an empty variable is an unset one
+
+
 def test_no_file_and_no_variables_is_the_public_services(tmp_path):
     r = routes(load({"HOME": str(tmp_path)}), {"PATH": "/bin"})
     assert r.endpoints == {} and r.git == {} and r.registries == {} and r.environ == {"PATH": "/bin"}
