@@ -10,13 +10,13 @@ name too (LayerPosition), which `envctl show --origin` prints.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from envctl.errors import Problem
 from envctl.manifest.discovery import find_profile, profile_names
+from envctl.manifest.did_you_mean import suggest
 from envctl.manifest.yamlsrc import Document, Position, Positions, dotted, parse_file
 
 # A profile supplies defaults; these belong to the manifest (or the profile file) alone.
@@ -93,8 +93,7 @@ def resolve_extends(doc: Document, profile_dirs: list[Path], chain: tuple[str, .
             continue
         path = find_profile(name, profile_dirs)
         if path is None:
-            close = difflib.get_close_matches(name, profile_names(profile_dirs), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = suggest(name, profile_names(profile_dirs))
             looked = ", ".join(str(d) for d in profile_dirs if d.is_dir()) or "no profile directory exists"
             problems.append(_locate(doc, where, f"profile '{name}' not found{hint}; looked in {looked}", key=False))
             continue
@@ -189,8 +188,7 @@ def selection_problem(parts: list[str], chosen: str, variants: dict) -> str | No
             return f"'{chosen}' selects variant '{part}' twice; name each variant once"
     for part in parts:
         if part not in variants:
-            close = difflib.get_close_matches(part, list(map(str, variants)), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = suggest(part, variants)
             return f"no variant '{part}'{hint}; variants: {known}"
     return None
 

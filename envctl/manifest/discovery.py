@@ -8,13 +8,13 @@ ENVCTL_MANIFEST_PATH (os.pathsep-separated), ./manifests, the user's directory
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 from envctl.errors import ManifestNotFound
+from envctl.manifest.did_you_mean import suggest
 
 MANIFEST_FILE = "manifest.yaml"
 PROFILE_DIR = "profiles"
@@ -107,10 +107,7 @@ def find_manifest(reference: str, roots: list[Root]) -> Path:
         if candidate.is_file():
             return candidate
     names = sorted({f.name for f in list_manifests(roots)})
-    close = difflib.get_close_matches(reference, names, n=1)
-    message = f"no manifest named '{reference}'"
-    if close:
-        message += f" (did you mean '{close[0]}'?)"
+    message = f"no manifest named '{reference}'" + suggest(reference, names)
     looked = ", ".join(str(r.path) for r in roots)
     raise ManifestNotFound(message, hint=f"looked in {looked}; `envctl list` shows what is available")
 

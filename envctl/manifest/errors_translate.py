@@ -9,7 +9,6 @@ enclosing mapping, depending on the error), names the path the way the README do
 from __future__ import annotations
 
 import datetime
-import difflib
 import re
 import types
 import typing
@@ -20,6 +19,7 @@ from pydantic_core import ErrorDetails
 
 from envctl.errors import Problem
 from envctl.manifest import yaml_numbers
+from envctl.manifest.did_you_mean import suggest  # noqa: F401 — also imported from here by others
 from envctl.manifest.yamlsrc import Document, dotted
 
 _TYPE_WORDS = {
@@ -33,11 +33,6 @@ _TYPE_WORDS = {
     "model_type": "a mapping (key: value)",
     "model_attributes_type": "a mapping (key: value)",
 }
-
-
-def suggest(word: str, candidates: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _unwrap(annotation: Any) -> list[Any]:

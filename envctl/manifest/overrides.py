@@ -20,11 +20,11 @@ caller's environment, read with `${NAME}`.
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any, Iterable, Mapping
 
 from envctl.errors import EXIT_USAGE, EnvctlError
+from envctl.manifest.did_you_mean import suggest
 from envctl.manifest.interpolate import looks_secret
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")  # as interpolate's ${NAME}
@@ -73,8 +73,7 @@ def check_names(given: Mapping[str, str], declared: Iterable[str], referenced: I
         if name in set(referenced):
             raise usage(f"--var {name}: {manifest} reads '{name}' from the environment, not from its vars",
                         hint=f"set it for the command: {name}={given[name]} envctl ...")
-        close = difflib.get_close_matches(name, declared, n=1) or [d for d in declared if d.lower() == name.lower()][:1]
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = suggest(name, declared)
         known = ", ".join(sorted(declared)) if declared else "none: it declares no vars"
         raise usage(f"--var {name}: {manifest} has no var '{name}'{hint}; its vars: {known}")
 

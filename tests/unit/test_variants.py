@@ -117,6 +117,9 @@ def test_a_single_variant_is_as_before(roots):
 @pytest.mark.parametrize("reference, said", [
     ("qwen:14b+mergd", "no variant 'mergd' (did you mean 'merged'?); variants: 14b, 32b, 7b, bf16, merged, no-shm, serve"),
     ("qwen:41b+merged", "no variant '41b' (did you mean '14b'?)"),
+    # the same name in other case is the first guess (difflib alone gives none for short names)
+    ("qwen:14B", "no variant '14B' (did you mean '14b'?)"),
+    ("qwen:BF16+merged", "no variant 'BF16' (did you mean 'bf16'?)"),
     ("qwen:14b+merged+14b", "'14b+merged+14b' selects variant '14b' twice; name each variant once"),
     ("qwen:merged+merged", "'merged+merged' selects variant 'merged' twice"),
     ("qwen:14b+", "'14b+' is not a variant selection: write NAME:VARIANT or NAME:A+B (no empty name around '+')"),
@@ -337,3 +340,13 @@ def test_show_origin_of_shipped_manifests_reads_back_and_names_their_profiles(re
         assert any("# profile " in line for line in lines)
     else:
         assert any("# variant nodes manifest.yaml:" in line for line in lines)
+
+
+def test_other_names_in_other_case_are_guessed_too(roots):
+    """Manifests, profiles and --var names: one did-you-mean rule (envctl/manifest/did_you_mean.py)."""
+    shown = envctl("show", "QWEN")
+    assert shown.returncode == 4 and "no manifest named 'QWEN' (did you mean 'qwen'?)" in shown.stderr
+    given = envctl("show", "qwen", "--var", "SIZE=14B")
+    assert given.returncode == 2 and "has no var 'SIZE' (did you mean 'size'?)" in given.stderr
+    (roots / "qwen" / "manifest.yaml").write_text(MANIFEST.replace("extends: ascend", "extends: Ascend"))
+    assert "profile 'Ascend' not found (did you mean 'ascend'?)" in "\n".join(problems("qwen"))
