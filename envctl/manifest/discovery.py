@@ -108,6 +108,10 @@ def find_manifest(reference: str, roots: list[Root]) -> Path:
             return candidate
     names = sorted({f.name for f in list_manifests(roots)})
     message = f"no manifest named '{reference}'" + suggest(reference, names)
+    base = reference.rstrip(":")
+    if reference.endswith(":") and base and any((root.path / base / MANIFEST_FILE).is_file() for root in roots):
+        message = (f"'{reference}' names no variant after ':'; write {base}:VARIANT (or {base}:A+B), or {base} for "
+                   f"its default variant")
     looked = ", ".join(str(r.path) for r in roots)
     raise ManifestNotFound(message, hint=f"looked in {looked}; `envctl list` shows what is available")
 

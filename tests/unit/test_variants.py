@@ -350,3 +350,10 @@ def test_other_names_in_other_case_are_guessed_too(roots):
     assert given.returncode == 2 and "has no var 'SIZE' (did you mean 'size'?)" in given.stderr
     (roots / "qwen" / "manifest.yaml").write_text(MANIFEST.replace("extends: ascend", "extends: Ascend"))
     assert "profile 'Ascend' not found (did you mean 'ascend'?)" in "\n".join(problems("qwen"))
+
+
+def test_a_colon_with_no_variant_after_it_says_so(roots):
+    shown = envctl("show", "qwen:")
+    assert shown.returncode == 4, shown.stderr
+    assert "'qwen:' names no variant after ':'; write qwen:VARIANT (or qwen:A+B), or qwen for its default variant" \
+        in shown.stderr
