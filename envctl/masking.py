@@ -6,7 +6,10 @@ of a short value (`HF_TOKEN=x`) turned `examples` into `e***amples` in a plan; s
 - a value shorter than `WHOLE_WORD_BELOW` characters is masked only where it stands alone,
   i.e. where neither neighbour is an ASCII letter, digit, `_` or `-` (`HF_TOKEN=x`, `token: x,`,
   `?sig=x&`, `"x"`, `令牌x已设置` — a CJK neighbour is not part of an ASCII word, so it is
-  masked; `x-ray` and `examples` are other words and are left alone);
+  masked; `x-ray` and `examples` are other words and are left alone), nor a `.`, `:` or `/`
+  that joins it to a word character: a dotted, colon or slash token is one word too, so
+  `MY_SECRET=1` leaves `127.0.0.1`, `0.1.0`, `[::1]:8000` and `/1/` of a path
+  alone, while `it is 1.` (a sentence's full stop) is still masked;
 - a longer value is masked wherever it occurs, also glued to other text (`Bearer${TOKEN}`
   in a script's echo prints `Bearerhf_…`): long values do not occur inside unrelated words by
   chance, and when they do occur it is the secret itself.
@@ -28,6 +31,7 @@ from urllib.parse import quote, quote_plus
 MASK = "***"
 WHOLE_WORD_BELOW = 8  # characters; shorter values are masked only as whole words
 _WORD = "A-Za-z0-9_\\-"
+_GLUE = "./:"  # joins a short value to a word character beside it (127.0.0.1, v1.2, a/1/b)
 
 
 def spellings(secret: str) -> set[str]:
@@ -44,8 +48,9 @@ def _pattern(secrets: frozenset[str]) -> re.Pattern | None:
         if len(form) < WHOLE_WORD_BELOW:
             # A boundary is tested only where the value's own edge is a word character: a
             # value that starts or ends with punctuation is already delimited there.
-            before = f"(?<![{_WORD}])" if re.match(f"[{_WORD}]", form[0]) else ""
-            after = f"(?![{_WORD}])" if re.match(f"[{_WORD}]", form[-1]) else ""
+            glue = re.escape(_GLUE)
+            before = f"(?<![{_WORD}])(?<![{_WORD}{glue}][{glue}])" if re.match(f"[{_WORD}]", form[0]) else ""
+            after = f"(?![{_WORD}])(?![{glue}][{_WORD}])" if re.match(f"[{_WORD}]", form[-1]) else ""
             escaped = before + escaped + after
         parts.append(escaped)
     return re.compile("|".join(parts)) if parts else None
@@ -62,8 +67,8 @@ class StreamMask:
     """Masks a byte stream (an entrypoint's output, written live and to its log) by the same
     rule as `mask`, across chunk boundaries: only a tail that could still become a secret
     (a prefix of one of its spellings) is held back until the next chunk, so output that holds
-    no secret passes at once; one byte already written is kept as the left neighbour for the
-    whole-word rule. `feed(data)` returns what may be written now, `flush()` the rest."""
+    no secret passes at once; two bytes already written are kept as the left neighbours for the
+    whole-word rule (a glue character and the one before it). `feed(data)` returns what may be written now, `flush()` the rest."""
 
     def __init__(self, secrets: Iterable[str]):
         unique = frozenset(s for s in secrets if s)
@@ -71,7 +76,7 @@ class StreamMask:
         self._pattern = re.compile(pattern.pattern.encode("utf-8")) if pattern is not None else None
         self._forms = sorted({f.encode("utf-8") for s in unique for f in spellings(s)}, key=len, reverse=True)
         self._held = b""
-        self._left = b""  # the last byte written: the left neighbour of what comes next
+        self._left = b""  # the last two bytes written: the left neighbours of what comes next
 
     def _masked(self, data: bytes) -> bytes:
         text = self._left + data
@@ -94,13 +99,19 @@ class StreamMask:
                 if data.endswith(form[:size]):
                     keep = size
                     break
-        # A short spelling needs its right neighbour to decide: keep one more byte if the tail is one.
-        if any(len(f) < WHOLE_WORD_BELOW and data.endswith(f) for f in self._forms):
-            keep = max(keep, max(len(f) for f in self._forms if len(f) < WHOLE_WORD_BELOW and data.endswith(f)))
+        # A short spelling needs its right neighbours to decide (a word character, or a glue
+        # character and what follows it): hold it, and the glue character after it, back.
+        for form in self._forms:
+            if len(form) >= WHOLE_WORD_BELOW:
+                continue
+            if data.endswith(form):
+                keep = max(keep, len(form))
+            elif data[-1:] and data[-1:] in _GLUE.encode() and data[:-1].endswith(form):
+                keep = max(keep, len(form) + 1)
         ready, self._held = (data[:-keep], data[-keep:]) if keep else (data, b"")
         written = self._masked(ready)
         if ready:
-            self._left = ready[-1:]
+            self._left = (self._left + ready)[-2:]
         return written
 
     def flush(self) -> bytes:

@@ -16,6 +16,13 @@ from envctl.render import redact
     ("HF_TOKEN=x in examples", ["x"], "HF_TOKEN=*** in examples"),
     ("x-ray x_y x1 1x ex", ["x"], "x-ray x_y x1 1x ex"),
     ("--set token=ab, 'ab' \"ab\" (ab) ab.", ["ab"], "--set token=***, '***' \"***\" (***) ***."),
+    # A dotted, colon or slash token is one word: a one-character secret leaves addresses,
+    # versions and paths alone (it had turned a plan's 127.0.0.1 into 127.0.0.*** and the
+    # label io.envctl.version=0.1.0 into 0.***.0), and is still masked as a value, also before
+    # a sentence's full stop or a colon that ends a line.
+    ("127.0.0.1 [::1]:8001 v0.1.0 /tmp/1/x a:1 1.5 1", ["1"], "127.0.0.1 [::1]:8001 v0.1.0 /tmp/1/x a:1 1.5 ***"),
+    ("it is 1. then 1: done (1) =1, 1/ :1", ["1"], "it is ***. then ***: done (***) =***, ***/ :***"),
+    ("HF_TOKEN=main: main.py src/main examples main", ["main"], "HF_TOKEN=***: main.py src/main examples ***"),
     # A CJK neighbour is not part of an ASCII word.
     ("令牌x已设置", ["x"], "令牌***已设置"),
     # Long values are masked even glued to other text (a script printing Bearer$TOKEN).
@@ -72,8 +79,9 @@ def _observed(loaded):
 def test_stream_masking_across_chunk_boundaries(seed):
     """An entrypoint's output arrives in chunks of any size: the masked stream equals the
     masked whole, and text holding no secret is written at once (nothing held back)."""
-    secrets = ["x", "hf_SECRETTOKEN123", "a'b"]
-    text = ("HF_TOKEN=x examples x-ray hf_SECRETTOKEN123 Bearerhf_SECRETTOKEN123 e x\n'a'\"'\"'b' x " * 4).encode()
+    secrets = ["x", "hf_SECRETTOKEN123", "a'b", "1"]
+    text = ("HF_TOKEN=x examples x-ray hf_SECRETTOKEN123 Bearerhf_SECRETTOKEN123 e x\n'a'\"'\"'b' x "
+            "127.0.0.1 x. x.y y.x x: x:8 1 /1/ 1." * 4).encode()
     rng = random.Random(seed)
     stream, out, at = StreamMask(secrets), b"", 0
     while at < len(text):
