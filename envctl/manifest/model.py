@@ -284,9 +284,19 @@ UlimitValue = Annotated[int | str, BeforeValidator(_ulimit_value)]
 
 
 def _passed_name(value: Any) -> Any:
-    """A pass_env name: one a POSIX shell can export (HF_TOKEN), since it is read from one."""
+    """A pass_env name: one a POSIX shell can export (HF_TOKEN), since it is read from one, and
+    not one the Docker client reads. An entrypoint gets its passed values through `docker exec
+    -e NAME` with the value in that client's own environment (envctl/execute.py; also each
+    node's client under `exec --nodes`), so a passed DOCKER_HOST, DOCKER_CONTEXT, DOCKER_CONFIG
+    (the CLI's variables: docs.docker.com/engine/reference/commandline/cli/#environment-variables)
+    or HOME (where the client finds config.json and its current context) would send envctl's
+    own exec to another engine or configuration: `No such container`, or worse, the wrong one."""
     if isinstance(value, str) and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
         raise _fail(f"'{value}' is not an environment variable name (letters, digits and _, not starting with a digit)")
+    if isinstance(value, str) and (value.startswith("DOCKER_") or value == "HOME"):
+        raise _fail(f"'{value}' is read by the Docker client that envctl exec runs entrypoints through, whose "
+                    f"environment carries passed values: it would redirect envctl's own exec; pass it under another "
+                    f"name, or set it in container.env")
     return value
 
 

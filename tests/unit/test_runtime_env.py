@@ -117,6 +117,12 @@ def test_missing_given_file_is_an_error_the_manifests_may_be_missing(tmp_path):
     ("  env: {HF_TOKEN: x}\n  pass_env: [HF_TOKEN]\n",
      "container.pass_env: 'HF_TOKEN' is in both env (baked into the container's configuration) and pass_env"),
     ("  pass_env: HF_TOKEN\n", "container.pass_env"),
+    # Names the Docker client reads: its passed value would redirect envctl's own docker exec.
+    ("  pass_env: [HF_TOKEN, DOCKER_HOST]\n", "container.pass_env[1]: 'DOCKER_HOST' is read by the Docker client"),
+    ("  pass_env: [DOCKER_CONTEXT]\n", "'DOCKER_CONTEXT' is read by the Docker client"),
+    ("  pass_env: [DOCKER_CONFIG]\n", "'DOCKER_CONFIG' is read by the Docker client"),
+    ("  pass_env: [DOCKER_TLS_VERIFY]\n", "'DOCKER_TLS_VERIFY' is read by the Docker client"),
+    ("  pass_env: [HOME]\n", "'HOME' is read by the Docker client"),
     ("  env_file: ''\n", "env_file is empty"),
 ])
 def test_manifest_problems_are_located(tmp_path, container, message):
