@@ -25,6 +25,7 @@ never left behind. Nothing existing is replaced without `force`.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -83,8 +84,7 @@ def copy_manifest(reference: str, name: str, target: Path, force: bool, roots) -
         raise EnvctlError(f"{target} is {source_name}'s own directory (or holds it); copy it to another place",
                           exit_code=EXIT_USAGE)
     check_free(target, force)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{name}.new-", dir=target.parent))
+    work = _work_dir(target)
     try:
         # A bundle directory is copied whole; a manifest file of another name (a path given to
         # --from) may sit among unrelated files: only it is taken, its relative paths made absolute.
@@ -124,8 +124,7 @@ def copy_manifest(reference: str, name: str, target: Path, force: bool, roots) -
 def write_checked(target: Path, text: str, roots) -> Path:
     """Write `text` (a manifest made from a docker run command) as target/manifest.yaml once it
     loads; returns the file. Raises ManifestError, writing nothing, when it does not."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    work = _work_dir(target)
     try:
         (work / discovery.MANIFEST_FILE).write_text(text, encoding="utf-8")
         _check_loads(work / discovery.MANIFEST_FILE, roots, target, RUN_HINT)
@@ -134,6 +133,23 @@ def write_checked(target: Path, text: str, roots) -> Path:
         if work.exists():
             shutil.rmtree(work)
     return target / discovery.MANIFEST_FILE
+
+
+def _work_dir(target: Path) -> Path:
+    """A new empty directory beside `target` to build the bundle in (then renamed into place).
+    A manifest root that cannot be written is a PathError (exit 5) naming it, with --dir as
+    the way out (the generic hint names the cache and workspace settings, not this one)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    except OSError as exc:
+        from envctl.fs_errors import PathError, explain_os_error
+
+        said = explain_os_error(exc, target.parent)
+        message = said.message if not target.parent.is_dir() or exc.errno not in (errno.ENOENT, errno.ENOTDIR) \
+            else f"{target.parent} takes no new directories ({exc.strerror})"  # /proc, /sys: there, but not for files
+        raise PathError(f"manifest root {message}", "give --dir a manifest root you can write (default "
+                                                        "./manifests)", said.path, said.errno) from None
 
 
 def _take_place(work: Path, target: Path) -> None:

@@ -386,3 +386,18 @@ def test_from_docker_run_reads_pwd_as_the_directory_it_runs_in(tmp_path):
     assert made.returncode == 0, made.stderr
     written = yaml.safe_load((tmp_path / "manifests/here/manifest.yaml").read_text())
     assert written["container"]["mounts"] == [f"{tmp_path}:/workspace", f"{tmp_path}/data:/data"]
+
+
+@pytest.mark.parametrize("how", ["--from", "--from-docker-run"])
+def test_a_manifest_root_that_cannot_be_written_names_it_and_dir(tmp_path, how):
+    """Exit 5 naming the root and --dir (not the cache and workspace settings); nothing written."""
+    (tmp_path / "afile").write_text("")
+    source = "chatglm3-mlu" if how == "--from" else "docker run img:1"
+    for root, said in ((tmp_path / "afile" / "sub", f"manifest root {tmp_path}/afile/sub has a file where a directory "
+                                                    f"is needed"),
+                       (Path("/proc"), "manifest root /proc takes no new directories")):
+        made = envctl(tmp_path, "new", "mine", how, source, "--dir", str(root))
+        assert made.returncode == 5, made.stderr
+        assert f"error: {said}" in made.stderr and "give --dir a manifest root you can write" in made.stderr
+        assert "ENVCTL_CACHE" not in made.stderr and "Traceback" not in made.stderr
+    assert not list(tmp_path.rglob("mine")) and not list(tmp_path.rglob(".mine.new-*"))
