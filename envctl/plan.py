@@ -62,7 +62,8 @@ class EnsureImage:
     reason: str = ""
     bytes: int | None = None  # the tarball's size, or a pull's compressed layers, when known
     digest: str | None = None  # pull: the pinned manifest digest (image.ref's @sha256:, else the lock's)
-    mirror: str | None = None  # pull: the mirror it goes through, and where that was configured
+    mirror: str | None = None  # pull: the mirror's repository prefix it goes through
+    mirror_from: str | None = None  # ... and where that was configured (as an artifact's mirror_from)
 
 
 @dataclass(frozen=True)
@@ -462,13 +463,13 @@ def _image_step(loaded: Loaded, observed: Observed) -> EnsureImage:
         pinned, _ = pinned_image(image.ref, loaded.image_lock)
         return EnsureImage(pinned.tagged, image.id, "pull", pulled_from(observed.registry, pinned), None, None,
                            observed.image_present, digest=pinned.digest,
-                           mirror=_mirror_text(observed.registry))
+                           mirror=_mirror(observed.registry)[0], mirror_from=_mirror(observed.registry)[1])
     return EnsureImage(image.ref, image.id, "present", None, None, None, observed.image_present)
 
 
-def _mirror_text(view) -> str | None:
+def _mirror(view) -> tuple[str | None, str | None]:
     mirror = view.mirror if view is not None else None
-    return f"{mirror.prefix} (set in {mirror.origin})" if mirror else None
+    return (mirror.prefix, mirror.origin) if mirror else (None, None)
 
 
 def _manifest_mount(spec: str, base: Path) -> Mount:

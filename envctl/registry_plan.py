@@ -169,7 +169,7 @@ def pull_lines(step) -> list[str]:
     pin = f"pinned {step.digest}" if step.digest else "digest not pinned yet (envctl lock)"
     lines = [f"registry {step.source}, {pin}"]
     if step.mirror:
-        lines.append(f"mirror {step.mirror}")
+        lines.append(f"mirror {step.mirror} (set in {step.mirror_from})")
     if step.action in ("pull", "pull+push"):
         lines.append(f"download {size_text(step.bytes)} (compressed layers for this platform)" if step.bytes is not None
                      else "download size unknown (see above)")

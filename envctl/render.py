@@ -38,6 +38,8 @@ def plan_json(plan: Plan) -> str:
     data["container"]["config_hash"] = plan.container.config_hash()
     data["container"]["create_args"] = plan.container.cli_args()
     data["ready"] = plan.ready
+    if data["image"].get("mirror_from") is None:  # as for artifacts below: only where a mirror applies
+        data["image"].pop("mirror_from", None)
     for artifact in data["artifacts"]:  # mirror keys only where a mirror applies (envctl.mirror_routes)
         if artifact.get("mirror") is None:
             artifact.pop("mirror", None)

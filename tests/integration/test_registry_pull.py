@@ -134,6 +134,9 @@ def test_through_a_mirror_with_a_path_prefix(clean, make_env, engine):
     assert f"pulled {r['mirror'].host}/quay.io/{r['repository']}@{r['digest']}" in plan.stdout, plan.stdout
     assert f"mirror {r['mirror'].host}/quay.io (set in " in plan.stdout
     assert "compressed layers for this platform" in plan.stdout
+    image = json.loads(env.run("plan", str(env.manifest), "--json", env=environ).stdout)["image"]
+    # as an artifact's: the mirror, and apart from it where it was set (no text to take apart)
+    assert (image["mirror"], image["mirror_from"]) == (f"{r['mirror'].host}/quay.io", f"{env.base / f'config-{env.name}.yaml'}:3")  # yaml.safe_dump: mirrors:, registries:, the entry
     up = env.run("up", str(env.manifest), env=environ)
     assert up.returncode == 0, up.stderr + up.stdout
     assert f"through mirror {r['mirror'].host}" in up.stdout + up.stderr
