@@ -51,11 +51,11 @@ def exec_detached(host, remote_wanted: bool, chosen, entry, argv, variables) -> 
                                                                                                  started.log_in_container))
         typer.echo(f"started  {entry.name} in {chosen.name}{on} (pid {started.pid}); it declares no readiness "
                    f"(ready: in the manifest), so it may not answer yet")
-        address = None
+        found = None
     else:
         try:  # from the line that invites a Ctrl-C on: one that lands right after it is said too
             say(f"waiting  for {entry.name}: {ready.describe()} (up to {ready.timeout:g}s)")
-            address = detach.wait_ready(client, chosen.name, started, ready)
+            found = detach.wait_ready(client, chosen.name, started, ready)
         except KeyboardInterrupt:  # the wait is interrupted, not the server: it keeps running, said so
             say(f"interrupted while waiting: {entry.name} keeps running (pid {started.pid}), not known to be ready; "
                 f"{log_line.split(None, 1)[1]}; envctl stop {entry.name} --env {chosen.name}{_host_flag(host, remote_wanted)}")
@@ -63,7 +63,11 @@ def exec_detached(host, remote_wanted: bool, chosen, entry, argv, variables) -> 
         typer.echo(f"ready    {entry.name} in {chosen.name}{on} (pid {started.pid}): {ready.describe()}")
     attrs = client.api.inspect_container(chosen.name)
     for port in entry.ports:
-        typer.echo(f"serves   {where_served(attrs, port, address, host.name if remote_wanted else None)}")
+        answered = found if found is not None and port == ready.port else None
+        typer.echo(f"serves   {where_served(attrs, port, answered.address if answered else None, host.name if remote_wanted else None)}")
+        caveat = loopback_caveat(attrs, port, answered, host.name if remote_wanted else None)
+        if caveat:
+            say(f"warning: {entry.name} {caveat}")
     typer.echo(log_line)
     typer.echo(f"stop     envctl stop {entry.name} --env {chosen.name}{_host_flag(host, remote_wanted)}")
     return 0
@@ -92,6 +96,24 @@ def where_served(attrs: dict, port: int, address: str | None, host_name: str | N
                  if net.get("IPAddress")]
     reach = f"; from the engine's host at {', '.join(addresses)}" if addresses else ""
     return f"{inside}{reach}; not published (container.ports publishes it)"
+
+
+def loopback_caveat(attrs: dict, port: int, found, host_name: str | None) -> str | None:
+    """What a server listening on the loopback only (`found`: envctl.readiness.Listening of
+    its ready port) cannot be reached from, or None when that does not matter (it does not,
+    or `network: none`, where only the container reaches it anyway)."""
+    if found is None or not found.loopback:
+        return None
+    mode = (attrs.get("HostConfig") or {}).get("NetworkMode") or ""
+    if mode == "none":
+        return None
+    listens = f"listens on {found.address}:{port} only"
+    fix = "make it listen on all addresses (0.0.0.0; e.g. --host 0.0.0.0, GRADIO_SERVER_NAME=0.0.0.0)"
+    if mode == "host":
+        return f"{listens}: only {host_name or 'this machine'} itself reaches it (host network), no other machine; {fix}"
+    bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{port}/tcp") or []
+    what = "the published port does not reach it" if bindings else "the container's address does not reach it"
+    return f"{listens}, inside the container: {what} (only the container itself does); {fix}"
 
 
 @app.command()

@@ -94,8 +94,9 @@ def start(client, container: str, name: str, argv, env: dict, workdir: str | Non
 
 
 def wait_ready(client, container: str, started: Started, ready: readiness.Readiness, clock=time.monotonic,
-               sleep=time.sleep) -> str:
-    """Block until `ready` holds; returns the address asked (`127.0.0.1`). Raises NotReady when
+               sleep=time.sleep) -> readiness.Listening:
+    """Block until `ready` holds; returns the socket that answered (its address, and whether it
+    listens on the loopback only). Raises NotReady when
     the run ended first (with its exit code and the log's last lines), or when `ready.timeout`
     seconds passed (after stopping the run)."""
     deadline = clock() + ready.timeout
@@ -108,10 +109,10 @@ def wait_ready(client, container: str, started: Started, ready: readiness.Readin
         found = _probe_port(client, container, started.pid, ready.port)
         if found is not None:
             if not ready.http:
-                return found.address
+                return found
             answer = _probe_http(client, container, f"http://{found.address}:{ready.port}{ready.http}")
             if answer.ok:
-                return found.address
+                return found
             if answer.tool is None:
                 stop(client, container, started.exec_id, started.pid, grace=10)
                 raise NotReady(f"cannot ask GET {ready.http}: {answer.describe()}; the run was stopped",

@@ -82,10 +82,17 @@ def of_entrypoint(entry) -> Readiness | None:
 
 @dataclass(frozen=True)
 class Listening:
-    """A listening socket found: `address` as a URL's host part (`127.0.0.1`, `[::1]`)."""
+    """A listening socket found: `address` as a URL's host part (`127.0.0.1`, `[::1]`).
+    `loopback`: every such socket is bound to a loopback address (127.0.0.0/8, ::1), so only
+    the container's own network namespace reaches it: not a published port (Docker forwards
+    to the container's interface address), not the container's bridge address, and under
+    `network: host` only the host itself. Servers that listen there by default, such as
+    gradio (GRADIO_SERVER_NAME, default 127.0.0.1) and `python -m http.server --bind
+    127.0.0.1`, answer a readiness check from inside and nobody outside."""
 
     address: str
     owned: bool | None  # a socket of the run's processes; None: their files could not be read
+    loopback: bool = False
 
 
 def listening(output: str, port: int, session: int) -> Listening | None:
@@ -115,12 +122,14 @@ def listening(output: str, port: int, session: int) -> Listening | None:
                 owned_inodes.update(re.findall(r"socket:\[(\d+)\]", links))
     if not sockets:
         return None
-    if can_list:
-        mine = [inode for inode in sockets if inode in owned_inodes]
-        if not mine:
-            return None
-        return Listening(_url_host(sockets[mine[0]]), True)
-    return Listening(_url_host(next(iter(sockets.values()))), None)
+    candidates = [inode for inode in sockets if inode in owned_inodes] if can_list else list(sockets)
+    if not candidates:
+        return None
+    # A socket reachable from outside the container is preferred (a server on 127.0.0.1 and
+    # 0.0.0.0 both is reached); the run is loopback-only when each of its sockets is.
+    outside = [inode for inode in candidates if not _is_loopback(sockets[inode])]
+    chosen = (outside or candidates)[0]
+    return Listening(_url_host(sockets[chosen]), True if can_list else None, loopback=not outside)
 
 
 def _session(stat: str) -> int | None:
@@ -132,13 +141,24 @@ def _session(stat: str) -> int | None:
         return None
 
 
+def _address(ip_hex: str):
+    """The IP of a socket table's hex field. The kernel writes each 32-bit word in host byte
+    order: little-endian on x86_64 and aarch64."""
+    raw = bytes.fromhex(ip_hex)
+    return ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
+
+
+def _is_loopback(ip_hex: str) -> bool:
+    address = _address(ip_hex)
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
 def _url_host(ip_hex: str) -> str:
     """The address to ask: a wildcard listener through the loopback (a `::` socket takes IPv4
-    too unless it is IPV6_V6ONLY, which servers rarely set); else the address itself. The kernel
-    writes each 32-bit word in host byte order: little-endian on x86_64 and aarch64."""
-    raw = bytes.fromhex(ip_hex)
-    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-    address = ipaddress.ip_address(words)
+    too unless it is IPV6_V6ONLY, which servers rarely set); else the address itself."""
+    address = _address(ip_hex)
     if address.is_unspecified:
         return "127.0.0.1"
     if address.version == 6 and address.ipv4_mapped:

@@ -195,6 +195,30 @@ def test_readiness_is_checked_inside_the_container_without_a_network(make_env, t
     assert stopped.returncode == 0, stopped.stderr
 
 
+def test_a_server_on_the_loopback_only_is_ready_inside_and_said_unreachable_from_outside(make_env, tarballs):
+    """BusyBox httpd bound to 127.0.0.1 (gradio's default address, `http.server --bind
+    127.0.0.1`) answers the check from inside the container, and nothing outside: exec
+    --detach says so, and that it is true (the container's address refuses); bound to every
+    address, nothing is said and it answers there."""
+    env = make_env("cpu")
+    up(env, tarballs, serve="exec httpd -f -vv -p 127.0.0.1:8000 -h /www")
+    started = env.run("exec", "web", "--detach", "--env", env.container)
+    assert started.returncode == 0, started.stderr
+    assert ("warning: web listens on 127.0.0.1:8000 only, inside the container: the container's address does not "
+            "reach it") in started.stderr, started.stderr
+    env.get().reload()
+    for network in (env.get().attrs["NetworkSettings"].get("Networks") or {}).values():
+        if network.get("IPAddress"):
+            with pytest.raises(OSError):
+                urllib.request.urlopen(f"http://{network['IPAddress']}:8000/health", timeout=10)
+    assert env.run("stop", "web", "--env", env.container).returncode == 0
+    write(env, tarballs)  # httpd on every address
+    started = env.run("exec", "web", "--detach", "--env", env.container)
+    assert started.returncode == 0 and "listens on" not in started.stderr, started.stderr
+    assert answers(env)
+    assert env.run("stop", "web", "--env", env.container).returncode == 0
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -252,3 +252,48 @@ def inspected(mode, ports=None, networks=None):
 ])
 def test_where_a_server_is_reached(attrs, host, said):
     assert where_served(attrs, 8000, "127.0.0.1", host) == said
+
+
+# A server that listens on the loopback only answers the readiness check (asked inside the
+# container) and nobody outside: said, with what does not reach it.
+
+from envctl.cli_serve import loopback_caveat  # noqa: E402
+
+IPV4_ANY_8001 = IPV4_LOOPBACK_8001.replace("0100007F:1F41 00000000", "00000000:1F41 00000000").replace(" 5821110 ", " 5821111 ")
+
+
+@pytest.mark.parametrize("tcp, tcp6, fds, loopback, address", [
+    (IPV4_LOOPBACK_8001, "", FD_8001, True, "127.0.0.1"),  # --bind 127.0.0.1
+    (IPV4_ANY_8001, "", FD_8001.replace("5821110", "5821111"), False, "127.0.0.1"),  # 0.0.0.0
+    # ::1 only (an IPv6 loopback), and :: (every address).
+    ("", IPV6_ANY_8000.replace("00000000000000000000000000000000:1F40 0", "00000000000000000000000001000000:1F41 0"),
+     FD_8000, True, "[::1]"),
+    ("", IPV6_ANY_8000.replace(":1F40 ", ":1F41 ", 1), FD_8000, False, "127.0.0.1"),
+    # 127.0.0.1 and 0.0.0.0 both (two sockets of the run): reached from outside.
+    (IPV4_LOOPBACK_8001 + IPV4_ANY_8001.split("\n", 1)[1], "", FD_8001 + FD_8001.replace("5821110", "5821111"), False,
+     "127.0.0.1"),
+    # An IPv4-mapped loopback on an IPv6 socket.
+    ("", IPV6_ANY_8000.replace("00000000000000000000000000000000:1F40 0", "0000000000000000FFFF00000100007F:1F41 0"),
+     FD_8000, True, "127.0.0.1"),
+])
+def test_a_listener_on_the_loopback_only_is_told_apart(tcp, tcp6, fds, loopback, address):
+    found = listening(table(tcp=tcp, tcp6=tcp6, processes=[(15, stat(15, 15), fds)]), 8001, session=15)
+    assert found is not None and (found.loopback, found.address) == (loopback, address)
+
+
+@pytest.mark.parametrize("attrs, host, said", [
+    (inspected("default", {"8000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18080"}]}, {"bridge": {"IPAddress": "172.17.0.3"}}),
+     None, "listens on 127.0.0.1:8000 only, inside the container: the published port does not reach it"),
+    (inspected("default", {}, {"bridge": {"IPAddress": "172.17.0.3"}}), None,
+     "listens on 127.0.0.1:8000 only, inside the container: the container's address does not reach it"),
+    (inspected("host"), "lab1", "listens on 127.0.0.1:8000 only: only lab1 itself reaches it (host network)"),
+    (inspected("host"), None, "only this machine itself reaches it (host network)"),
+    (inspected("none"), None, None),  # nothing outside reaches it anyway
+])
+def test_what_a_loopback_only_server_is_not_reached_from(attrs, host, said):
+    from envctl.readiness import Listening
+
+    caveat = loopback_caveat(attrs, 8000, Listening("127.0.0.1", True, loopback=True), host)
+    assert (caveat is None) if said is None else (said in caveat and "0.0.0.0" in caveat), caveat
+    assert loopback_caveat(attrs, 8000, Listening("127.0.0.1", True, loopback=False), host) is None
+    assert loopback_caveat(attrs, 8000, None, host) is None
