@@ -95,9 +95,11 @@ def _host_key(host: str) -> str:
 
 def mirror_prefix(image: ImageName, registries: Mapping[str, str]) -> str | None:
     """The mirror's repository prefix for the image's registry (keys compared as host names:
-    `index.docker.io`, `registry-1.docker.io` and `https://docker.io` all mean docker.io), or None."""
+    `index.docker.io`, `registry-1.docker.io` and `https://docker.io` all mean docker.io, and
+    in lower case on both sides, DNS names being case-insensitive: `Quay.io/ascend/x` goes
+    through quay.io's mirror), or None."""
     for host, prefix in registries.items():
-        if _host_key(host) == image.registry:
+        if _host_key(host) == _host_key(image.registry):
             return prefix.strip().rstrip("/")
     return None
 

@@ -45,6 +45,13 @@ def test_lock_key_is_the_tag_form_with_or_without_digest():
     ("ascendai/cann:8.0", {"index.docker.io": "docker.m.daocloud.io"}, "docker.m.daocloud.io/ascendai/cann:8.0"),
     ("ascendai/cann:8.0", {"registry-1.docker.io": "mirror.example/hub/"}, "mirror.example/hub/ascendai/cann:8.0"),
     ("127.0.0.1:5000/a/b:1", {"127.0.0.1:5000": "127.0.0.1:6000/origin"}, "127.0.0.1:6000/origin/a/b:1"),
+    # a registry host written with capitals is the same host (DNS is case-insensitive): its mirror applies
+    ("Quay.io/ascend/vllm-ascend:v0.7.3", {"quay.io": "m.daocloud.io/quay.io"},
+     "m.daocloud.io/quay.io/ascend/vllm-ascend:v0.7.3"),
+    ("SWR.cn-south-1.myhuaweicloud.com/ascendhub/mindie:1", {"swr.cn-south-1.myhuaweicloud.com": "m.lab.cn/swr"},
+     "m.lab.cn/swr/ascendhub/mindie:1"),
+    ("Docker.io/ascendai/cann:8.0", {"docker.io": "docker.m.daocloud.io"}, "docker.m.daocloud.io/ascendai/cann:8.0"),
+    ("LOCALHOST:5000/a/b:1", {"localhost:5000": "127.0.0.1:6000/origin"}, "127.0.0.1:6000/origin/a/b:1"),
 ])
 def test_mirror_names(written, mirrors, pulled):
     image = parse(written)
