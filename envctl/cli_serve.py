@@ -37,7 +37,7 @@ def exec_detached(host, remote_wanted: bool, chosen, entry, argv, variables) -> 
         raise EnvctlError(f"{chosen.name} has no workspace mount, where a detached run's log goes",
                           hint=f"recreate it with `envctl up {chosen.reference}`")
     ready = entry.ready  # the manifest's `ready:`, resolved with the environment's variant and --var values
-    log_on_host = str(execute.log_path(Path(chosen.workspace), entry.name))
+    log_on_host = fresh_log(host, execute.log_path(Path(chosen.workspace), entry.name))
     host.mkdirs(str(Path(log_on_host).parent))
     host.write_file(log_on_host, b"")
     detach.check_log_writable(client, chosen.name, detach.in_container(log_on_host, chosen.workspace), log_on_host)
@@ -47,7 +47,7 @@ def exec_detached(host, remote_wanted: bool, chosen, entry, argv, variables) -> 
     if ready is None:
         code = detach.ended_at_once(client, started)
         if code is not None:
-            raise detach.NotReady(f"{entry.name} ended at once (exit code {code})" + detach.log_tail(client, chosen.name,
+            raise detach.NotReady(f"{entry.name} ended at once ({detach.ended_by(code)})" + detach.log_tail(client, chosen.name,
                                                                                                  started.log_in_container))
         typer.echo(f"started  {entry.name} in {chosen.name}{on} (pid {started.pid}); it declares no readiness "
                    f"(ready: in the manifest), so it may not answer yet")
@@ -71,6 +71,18 @@ def exec_detached(host, remote_wanted: bool, chosen, entry, argv, variables) -> 
     typer.echo(log_line)
     typer.echo(f"stop     envctl stop {entry.name} --env {chosen.name}{_host_flag(host, remote_wanted)}")
     return 0
+
+
+def fresh_log(host, wanted: Path) -> str:
+    """`wanted` (`logs/web-20261130T192532Z.log`, named to the second), or `web-...-2.log`,
+    `-3`... when a log of that name is already there: the detached run's log is written anew
+    (replaced) on the host, and another run of the same second (a foreground `exec` of the
+    entrypoint, a detached one that ended at once) must keep its own."""
+    candidate, number = wanted, 2
+    while host.exists(str(candidate)):
+        candidate = wanted.with_name(f"{wanted.stem}-{number}{wanted.suffix}")
+        number += 1
+    return str(candidate)
 
 
 def _host_flag(host, remote_wanted: bool) -> str:

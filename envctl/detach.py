@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import signal
 import time
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from envctl.errors import EnvctlError
 from envctl.plan import WORKSPACE_TARGET
 
 POLL_SECONDS = 0.5
+EMPTY_LOG = "; the log is empty"
 LOG_TAIL_LINES = 20
 # $0: the log file in the container; then the entrypoint's argv. Same PID all along (exec).
 REDIRECT = 'exec >>"$0" 2>&1 </dev/null && exec "$@"'
@@ -104,8 +106,9 @@ def wait_ready(client, container: str, started: Started, ready: readiness.Readin
     while True:
         ended = _exit_code(client, started.exec_id)
         if ended is not None:
-            raise NotReady(f"it ended (exit code {ended}) before it was ready ({ready.describe()})" + _tail(client, container, started),
-                           hint=_ended_hint(ended))
+            tail = _tail(client, container, started)
+            raise NotReady(f"it ended ({ended_by(ended)}) before it was ready ({ready.describe()})" + tail,
+                           hint=_ended_hint(ended, empty_log=tail == EMPTY_LOG))
         found = _probe_port(client, container, started.pid, ready.port)
         if found is not None:
             if not ready.http:
@@ -146,10 +149,27 @@ def listening_now(client, container: str, work) -> list[dict]:
     return out
 
 
-def _ended_hint(code: int) -> str:
+def ended_by(code: int) -> str:
+    """`exit code 1`, or `exit code 143: SIGTERM` for a shell's 128+N (the run was signalled:
+    `envctl stop` meanwhile, the kernel's OOM killer with SIGKILL...)."""
+    if 128 < code < 128 + 65:
+        try:
+            return f"exit code {code}: {signal.Signals(code - 128).name}"
+        except ValueError:
+            pass
+    return f"exit code {code}"
+
+
+def _ended_hint(code: int, empty_log: bool = False) -> str:
     if code == 0:
         return ("a server that puts itself in the background (a daemon) ends its first process at once: run it in the "
                 "foreground (nginx -g 'daemon off;', --foreground, --no-daemon)")
+    if code in (128 + signal.SIGTERM, 128 + signal.SIGINT, 128 + signal.SIGHUP):
+        return "it was told to end while starting (`envctl stop`, or a kill in the container); exec --detach it again"
+    if code == 128 + signal.SIGKILL:
+        return "it was killed (SIGKILL: `envctl stop` after its timeout, or the kernel's out-of-memory killer)"
+    if empty_log:
+        return "it wrote nothing; run it in the foreground (envctl exec ENTRY, without --detach) to see it fail"
     return "the log's last lines are above; `envctl logs ENTRY` prints all of it"
 
 
@@ -184,7 +204,7 @@ def log_tail(client, container: str, log_in_container: str) -> str:
     """`; the log's last lines:\\n...` (LOG_TAIL_LINES of them), or `; the log is empty`."""
     text = _run_script(client, container, TAIL_SCRIPT, log_in_container)
     text = "\n".join(text.rstrip("\n").splitlines()[-LOG_TAIL_LINES:])
-    return f"; the log's last lines:\n{text}" if text.strip() else "; the log is empty"
+    return f"; the log's last lines:\n{text}" if text.strip() else EMPTY_LOG
 
 
 def stop(client, container: str, exec_id: str | None, pid: int | None, grace: float, clock=time.monotonic,

@@ -297,3 +297,45 @@ def test_what_a_loopback_only_server_is_not_reached_from(attrs, host, said):
     assert (caveat is None) if said is None else (said in caveat and "0.0.0.0" in caveat), caveat
     assert loopback_caveat(attrs, 8000, Listening("127.0.0.1", True, loopback=False), host) is None
     assert loopback_caveat(attrs, 8000, None, host) is None
+
+
+# How a detached run that ended before it was ready is told: a signal by name, a hint that fits.
+
+from envctl import detach  # noqa: E402
+
+
+@pytest.mark.parametrize("code, said, hint", [
+    (3, "exit code 3", "the log's last lines are above"),
+    (143, "exit code 143: SIGTERM", "told to end while starting"),  # `envctl stop` while exec --detach waits
+    (130, "exit code 130: SIGINT", "told to end while starting"),
+    (137, "exit code 137: SIGKILL", "out-of-memory killer"),
+    (0, "exit code 0", "daemon"),
+    (255, "exit code 255", "the log's last lines are above"),
+])
+def test_a_run_that_ended_is_told_by_its_signal(code, said, hint):
+    assert detach.ended_by(code) == said
+    assert hint in detach._ended_hint(code)
+
+
+def test_an_empty_log_is_not_pointed_at():
+    assert "above" not in detach._ended_hint(1, empty_log=True)
+    assert "without --detach" in detach._ended_hint(1, empty_log=True)
+
+
+def test_a_detached_runs_log_never_replaces_another_runs_of_the_same_second(tmp_path):
+    """The log is named to the second; a detached run's is written anew on the host, so a log
+    already there (a foreground run, a detached one that ended at once) gets a -2, -3... beside it."""
+    from pathlib import Path
+
+    from envctl.cli_serve import fresh_log
+    from envctl.hosts.local import LocalHost
+
+    host, wanted = LocalHost(environ={}), tmp_path / "logs" / "web-20261130T192532Z.log"
+    assert fresh_log(host, wanted) == str(wanted)
+    wanted.parent.mkdir()
+    wanted.write_text("the first run's output\n")
+    second = fresh_log(host, wanted)
+    assert second == str(tmp_path / "logs" / "web-20261130T192532Z-2.log")
+    Path(second).write_text("")
+    assert fresh_log(host, wanted) == str(tmp_path / "logs" / "web-20261130T192532Z-3.log")
+    assert wanted.read_text() == "the first run's output\n"
