@@ -13,7 +13,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from envctl.artifacts import urls
 
@@ -107,10 +107,49 @@ def _hub(kind: str, scheme: str, written: str) -> Source:
         forms = f"{scheme}://ORG/NAME@REVISION for a model, {scheme}://datasets/ORG/NAME@REVISION for a dataset"
         raise SourceError(f"'{scheme}://{written}': the repository must be org/name ({forms})")
     if not at or not revision:
-        raise SourceError(f"'{scheme}://{written}': pin a revision: {scheme}://{prefix}{repo}@<commit or tag>")
+        pin = "branch or tag" if kind == "modelscope" else "commit or tag"  # ModelScope's API takes no commit
+        raise SourceError(f"'{scheme}://{written}': pin a revision: {scheme}://{prefix}{repo}@<{pin}>")
     if not _REF.match(revision):
         raise SourceError(f"'{revision}' is not a revision (a commit, tag or branch)")
     return Source(kind, f"{prefix}{repo}" if kind == "modelscope" else repo, revision)
+
+
+# The hubs' web pages, which a newcomer copies from the browser: a repository's page (or its
+# file list) is HTML, not the repository. Hosts: the hubs and hf-mirror.com, which serves
+# Hugging Face's paths.
+_HF_HOSTS = ("huggingface.co", "www.huggingface.co", "hf.co", "hf-mirror.com")
+_MODELSCOPE_HOSTS = ("modelscope.cn", "www.modelscope.cn")
+_MODELSCOPE_PAGES = ("", "summary", "files", "feedback", "dataPeview", "quickstart")
+
+
+def _hub_page(parts) -> str | None:
+    """What a hub's web address is, when it is a repository's page or a file's page rather than
+    a file (None for a file: HF's /resolve/REV/FILE, ModelScope's /resolve/ and /api/ routes)."""
+    host = (parts.hostname or "").lower()
+    segments = [unquote(s) for s in parts.path.strip("/").split("/") if s]
+    if host in _HF_HOSTS:
+        dataset = segments[:1] == ["datasets"]
+        repo, rest = (segments[1:3], segments[3:]) if dataset else (segments[:2], segments[2:])
+        if len(repo) != 2 or repo[0] in ("api", "spaces", "docs", "models"):
+            return None
+        form = f"hf://{'datasets/' if dataset else ''}{repo[0]}/{repo[1]}"
+        if not rest:
+            return f"a repository's web page; the repository is {form}@<revision> (a commit, tag or branch)"
+        if rest[0] == "tree" and len(rest) >= 2:
+            sub = f" (subpath: {'/'.join(rest[2:])})" if len(rest) > 2 else ""
+            return f"a repository's web page; the repository is {form}@{rest[1]}{sub}"
+        if rest[0] == "blob" and len(rest) >= 3:
+            page = "/".join([*segments[:len(segments) - len(rest)], "resolve", *rest[1:]])
+            return f"a file's web page (HTML); the file itself is {parts.scheme}://{parts.netloc}/{page}"
+        return None
+    if host in _MODELSCOPE_HOSTS and segments[:1] in (["models"], ["datasets"]) and len(segments) >= 3:
+        rest = segments[3:]
+        if rest and rest[0] not in _MODELSCOPE_PAGES:
+            return None  # /resolve/..., /repo?...: a file
+        prefix = "datasets/" if segments[0] == "datasets" else ""
+        return (f"a repository's web page; the repository is modelscope://{prefix}{segments[1]}/{segments[2]}"
+                f"@<revision> (a branch or tag, e.g. master)")
+    return None
 
 
 def _strip_credentials(url: str) -> tuple[str, str | None]:
@@ -148,6 +187,9 @@ def parse_source(text: str, base_dir: Path | None = None) -> Source:
             parts.port
         except ValueError:
             raise SourceError(f"'{urls.redact_url(text)}': the URL's port is not a number") from None
+        page = _hub_page(parts)
+        if page:
+            raise SourceError(f"'{urls.redact_url(text)}' is {page}")
         return Source("ftp" if scheme == "ftp" else "http", urls.redact_url(text), None, parts.password, text)
     if scheme.startswith("git+"):
         inner = scheme[len("git+"):]

@@ -173,7 +173,9 @@ def test_hub_forms(written, kind, location, display):
      "'hf://a/b/c@main': the repository must be org/name (hf://ORG/NAME@REVISION for a model, "
      "hf://datasets/ORG/NAME@REVISION for a dataset)"),
     ("modelscope://datasets/org/name", "'modelscope://datasets/org/name': pin a revision: "
-                                       "modelscope://datasets/org/name@<commit or tag>"),
+                                       "modelscope://datasets/org/name@<branch or tag>"),
+    ("modelscope://Qwen/Qwen2.5-7B", "'modelscope://Qwen/Qwen2.5-7B': pin a revision: "
+                                     "modelscope://Qwen/Qwen2.5-7B@<branch or tag>"),
     ("hf://datasets/org/name", "'hf://datasets/org/name': pin a revision: hf://datasets/org/name@<commit or tag>"),
 ])
 def test_a_refused_hub_source_says_the_forms(written, message):
@@ -193,3 +195,41 @@ def test_a_model_source_never_names_a_dataset():
     dataset = parse_source("modelscope://datasets/org/name@v1").cache_key()
     model = parse_source("modelscope://org/name@v1").cache_key()
     assert dataset.split("/")[0] == "modelscope-dataset" and model.split("/")[0] == "modelscope"
+
+
+
+@pytest.mark.parametrize("written, message", [
+    ("https://modelscope.cn/datasets/AI-ModelScope/alpaca-gpt4-data-zh",
+     "is a repository's web page; the repository is modelscope://datasets/AI-ModelScope/alpaca-gpt4-data-zh"
+     "@<revision> (a branch or tag, e.g. master)"),
+    ("https://www.modelscope.cn/datasets/swift/self-cognition/files",
+     "the repository is modelscope://datasets/swift/self-cognition@<revision>"),
+    ("https://www.modelscope.cn/models/Qwen/Qwen2.5-7B-Instruct/summary",
+     "the repository is modelscope://Qwen/Qwen2.5-7B-Instruct@<revision>"),
+    ("https://huggingface.co/Qwen/Qwen2.5-7B-Instruct",
+     "is a repository's web page; the repository is hf://Qwen/Qwen2.5-7B-Instruct@<revision> (a commit, tag or branch)"),
+    ("https://huggingface.co/datasets/tatsu-lab/alpaca/tree/main/data",
+     "the repository is hf://datasets/tatsu-lab/alpaca@main (subpath: data)"),
+    ("https://hf-mirror.com/Qwen/Qwen2.5-7B-Instruct/tree/v1.0",
+     "the repository is hf://Qwen/Qwen2.5-7B-Instruct@v1.0"),
+    ("https://huggingface.co/Qwen/Qwen2.5-7B-Instruct/blob/main/config.json",
+     "is a file's web page (HTML); the file itself is "
+     "https://huggingface.co/Qwen/Qwen2.5-7B-Instruct/resolve/main/config.json"),
+])
+def test_a_hubs_web_page_is_refused_with_the_source_to_write(written, message):
+    """A repository's page copied from the browser is HTML, not the repository (nor a file)."""
+    with pytest.raises(SourceError) as caught:
+        parse_source(written)
+    assert message in str(caught.value) and written in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("written", [
+    "https://huggingface.co/Qwen/Qwen2.5-7B-Instruct/resolve/main/config.json",
+    "https://hf-mirror.com/datasets/tatsu-lab/alpaca/resolve/main/data/train.parquet",
+    "https://modelscope.cn/models/Qwen/Qwen2.5-7B-Instruct/resolve/master/config.json",
+    "https://www.modelscope.cn/api/v1/models/Qwen/Qwen2.5-7B/repo?Revision=master&FilePath=config.json",
+    "https://huggingface.co/api/models/Qwen/Qwen2.5-7B-Instruct",
+    "https://example.com/Qwen/Qwen2.5-7B-Instruct",
+])
+def test_a_hubs_file_address_is_a_file(written):
+    assert parse_source(written).kind == "http"
