@@ -126,6 +126,13 @@ def read_command(text: str, environ: Mapping[str, str] | None = None) -> DockerR
                 variables[name] = value
             continue
         if run_words is not None:
+            if words[0].startswith("-"):
+                # `-v /a:/b` on a line of its own: the line before lost its trailing backslash
+                # (a copy from a web page often does), so the shell would run two commands
+                raise DockerRunError(f"line {number}: '{_short(line)}' continues the docker run command, but the line "
+                                     f"before it does not end with a backslash",
+                                     hint="end every line but the last of the command with ' \\' (as the quick start "
+                                          "writes it), or give the command on one line")
             raise DockerRunError(f"line {number}: only one docker run command is read; '{_short(line)}' follows it",
                                  hint="give the docker run command alone (and export lines before it); "
                                       "commands to run inside the container become setup steps you add")

@@ -199,3 +199,16 @@ def test_a_literal_dollar_brace_is_written_as_envctls_escape():
     for text in ("docker run -e A=${X:?unset} img", "docker run -e A=${#X} img"):
         with pytest.raises(DockerRunError, match="shell expansion envctl does not read"):
             read_command(text, {"X": "1"})
+
+
+
+def test_a_line_that_lost_its_backslash_is_said_as_such():
+    """A quick start copied from a web page often loses a trailing backslash: the next line, an
+    option, would be a command of its own for the shell."""
+    with pytest.raises(DockerRunError) as caught:
+        read_command("docker run --rm\n -v /a:/b \\\n --shm-size 1g img:1\n", {})
+    assert caught.value.message == "line 2: '-v /a:/b --shm-size 1g img:1' continues the docker run command, but " \
+                                   "the line before it does not end with a backslash"
+    assert "end every line but the last of the command with ' \\'" in caught.value.hint
+    with pytest.raises(DockerRunError, match="only one docker run command is read"):  # a second command is not
+        read_command("docker run img:1\ndocker exec -it x bash\n", {})
