@@ -271,8 +271,19 @@ def _mount(option: Option, run: DockerRun, draft: Draft, cwd: Path) -> None:
     kind = fields.get("type", "volume")
     source = fields.get("source", fields.get("src"))
     target = fields.get("target", fields.get("destination", fields.get("dst")))
-    if kind != "bind" or not source or not target:
+    if kind != "bind":
         _add_mount(option, None, f"a {kind} mount; envctl mounts host paths only", draft)
+        return
+    if not source or not target:
+        missing = " and ".join(k for k, v in (("source", source), ("target", target)) if not v)
+        _add_mount(option, None, f"a bind mount without a {missing}, which Docker refuses too", draft)
+        return
+    if not (source.startswith(("/", "./", "../", "${HOME}")) or source in (".", "..")):
+        # A bind's source is always a host path, never a volume's name; the shell expands no ~
+        # inside `source=~/x`, and Docker refuses a path that is not absolute there.
+        tilde = " (the shell expands no ~ inside --mount)" if source.startswith("~") else ""
+        _add_mount(option, None, f"the bind source '{source}' is not an absolute path, which Docker refuses{tilde}; "
+                                 f"write the host path", draft)
         return
     readonly = any(k in fields and fields[k] in ("", "1", "true") for k in ("readonly", "ro"))
     mount, problem = mount_option(f"{source}:{target}{':ro' if readonly else ''}", cwd)

@@ -305,3 +305,23 @@ def test_a_visibility_variable_envctl_sets_alike_is_no_note(tmp_path):
                                            "-e ASCEND_RT_VISIBLE_DEVICES=1 img:1", "narrower")
     assert narrower.container.env == {}
     assert [w for w in warnings if "ASCEND_RT_VISIBLE_DEVICES" in w and "device.cards" in w]
+
+
+
+def test_a_bind_mount_docker_would_refuse_is_said_as_such(tmp_path):
+    """--mount type=bind: its source is a host path, never a volume's name; one without a source
+    or target, or with a source that is not absolute (`source=~/x`: no shell expands that ~),
+    is a note saying why Docker refuses it, not "a named volume" or "envctl mounts host paths only"."""
+    manifest, _, warnings = made(tmp_path, "docker run --mount type=bind,source=~/x,target=/x "
+                                           "--mount type=bind,source=data,target=/d --mount type=bind,target=/nosrc "
+                                           "--mount type=bind,src=/a --mount type=bind,src=/ok,dst=/ok,readonly img:1")
+    assert manifest.container.mounts == ["/ok:/ok:ro"]
+    assert warnings == [
+        "docker run --mount type=bind,source=~/x,target=/x: not in the manifest (the bind source '~/x' is not an "
+        "absolute path, which Docker refuses (the shell expands no ~ inside --mount); write the host path)",
+        "docker run --mount type=bind,source=data,target=/d: not in the manifest (the bind source 'data' is not an "
+        "absolute path, which Docker refuses; write the host path)",
+        "docker run --mount type=bind,target=/nosrc: not in the manifest (a bind mount without a source, which Docker "
+        "refuses too)",
+        "docker run --mount type=bind,src=/a: not in the manifest (a bind mount without a target, which Docker "
+        "refuses too)"]
