@@ -220,11 +220,15 @@ def stop(client, container: str, exec_id: str | None, pid: int | None, grace: fl
         if not _alive(client, container, exec_id, pid):
             return f"stopped by SIGTERM after {clock() - began:.1f}s"
         sleep(min(POLL_SECONDS, max(0.05, grace - (clock() - began))))
+    if grace <= 0 and not _alive(client, container, exec_id, pid):
+        return "stopped by SIGTERM at once"
     _run_script(client, container, SIGNAL_SCRIPT, "KILL", str(pid))
     for _ in range(50):
         if not _alive(client, container, exec_id, pid):
             break
         sleep(0.1)
+    if grace <= 0:  # --timeout 0: no grace was waited for, so nothing is claimed about one
+        return "killed (SIGKILL) right after SIGTERM (--timeout 0)"
     return f"still running {grace:g}s after SIGTERM: killed (SIGKILL)"
 
 

@@ -264,6 +264,11 @@ def test_without_readiness_it_returns_once_started_and_stop_kills_what_ignores_s
     assert [r["name"] for r in detached_runs(env)] == ["idle"]
     code, processes = env.inside("ps -o pid,args")
     assert "while true" not in processes and "trap" not in processes, processes
+    # --timeout 0: SIGKILL at once, said as such (no grace was waited for).
+    assert env.run("exec", "stubborn", "--detach", "--env", env.container).returncode == 0
+    stopped = env.run("stop", "stubborn", "--timeout", "0", "--env", env.container)
+    assert stopped.returncode == 0 and "killed (SIGKILL) right after SIGTERM (--timeout 0)" in stopped.stdout, stopped.stdout
+    assert [r["name"] for r in detached_runs(env)] == ["idle"]
     assert env.run("stop", "idle", "--env", env.container).returncode == 0
     assert detached_runs(env) == []
 
