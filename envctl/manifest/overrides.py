@@ -110,8 +110,17 @@ def recorded(overrides: Mapping[str, Any]) -> dict[str, str]:
 
 
 def describe(overrides: Mapping[str, Any]) -> str:
-    """`--var size=14B --var cards=2`, for messages and plans."""
-    return " ".join(f"--var {name}={value}" for name, value in recorded(overrides).items())
+    """`--var size=14B --var cards=2`, for messages and plans: one line, each value as `shown`."""
+    return " ".join(f"--var {name}={shown(value)}" for name, value in recorded(overrides).items())
+
+
+def shown(value: str) -> str:
+    """A --var value as one line of text: as given, or, when it holds a line break or another
+    control character, in double quotes with JSON's escapes (`"a\\nb"`). Plans, messages and
+    `show`'s YAML comments print it; a raw line break would end a comment and break the YAML."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False) if any(ord(c) < 32 or ord(c) == 127 for c in value) else value
 
 
 def with_outside_values(problems: list, used: Mapping[tuple, list], given: Mapping[str, Any]) -> list:
@@ -129,7 +138,7 @@ def with_outside_values(problems: list, used: Mapping[tuple, list], given: Mappi
         said = []
         for ref in used.get(path, ()):
             if ref.via == "vars" and ref.name in given:
-                said.append(f"{ref.written} ← --var {ref.name}={recorded({ref.name: given[ref.name]})[ref.name]}")
+                said.append(f"{ref.written} ← {describe({ref.name: given[ref.name]})}")
             elif ref.via == "environment":
                 said.append(f"{ref.written} ← environment {ref.name}")
             elif ref.via == "vars" and depth < 8:

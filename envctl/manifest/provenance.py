@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from envctl.manifest.compose import LayerPosition
-from envctl.manifest.overrides import recorded
+from envctl.manifest.overrides import recorded, shown
 from envctl.manifest.yamlsrc import Positions, dotted
 
 
@@ -144,7 +144,7 @@ def words(origin: Origin, base: str, overrides: dict) -> str:
         text += f" {_relative(origin.file, base)}:{origin.line}"
     for ref in origin.references:
         if ref.via == "--var":
-            said = f"--var {ref.name}={given.get(ref.name, '')}"
+            said = f"--var {ref.name}={shown(given.get(ref.name, ''))}"
         elif ref.via == "vars":
             inner = ref.origin
             said = f"vars.{ref.name}" + (f" ({words(inner, base, overrides)})" if inner is not None else "")

@@ -393,3 +393,18 @@ def test_a_bad_value_given_by_var_or_the_environment_is_traced_to_it(roots, tmp_
     with pytest.raises(ManifestError) as plain:
         load("traced", vars={"tag": "8.0"}, environ={**os.environ, "CARDS": "1", "SECRET_TOKEN": "x"})
     assert [(p.path, "←" in p.message) for p in plain.value.problems] == [("container.shm_size", False)]
+
+
+def test_a_value_with_a_line_break_keeps_shows_output_yaml(roots):
+    """`show` (its header) and `show --origin` (its comments) name --var values: one with a line
+    break or another control character is written escaped on one line, so that both outputs
+    still read back as the same YAML, holding the value itself."""
+    value = "a\nb # c\td"
+    plain = envctl("show", "qwen", "--var", f"size={value}")
+    origin = envctl("show", "qwen", "--origin", "--var", f"size={value}")
+    assert plain.returncode == 0 and origin.returncode == 0, plain.stderr + origin.stderr
+    assert plain.stdout.splitlines()[0].endswith('with --var size="a\\nb # c\\td"')
+    assert yaml.safe_load(plain.stdout) == yaml.safe_load(origin.stdout)
+    assert yaml.safe_load(plain.stdout)["container"]["env"]["MODEL"] == f"Qwen/Qwen2.5-{value}-Instruct"
+    assert '${size} ← --var size="a\\nb # c\\td"' in origin.stdout
+    assert overrides.describe({"size": "14B", "note": "x y"}) == "--var size=14B --var note=x y"  # plain ones as given
