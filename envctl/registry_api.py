@@ -84,12 +84,39 @@ def docker_config_file() -> str:
         else "~/.docker/config.json"
 
 
+def docker_config_problem() -> str | None:
+    """Why Docker's config.json (docker_config_file()) cannot give credentials, or None (also
+    when there is none). docker-py passes over a config.json it cannot parse as if it held no
+    credentials, where the docker CLI stops ("loading config file: ..."); envctl says so."""
+    import json
+    import os
+
+    from docker.utils.config import find_config_file
+
+    path = find_config_file()
+    if path is None or os.path.basename(path) != "config.json":
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            json.load(file)
+    except OSError as exc:
+        return f"Docker's {path} cannot be read ({exc.strerror})"
+    except ValueError as exc:  # the position only: a JSON error quotes no content
+        return f"Docker's {path} is not valid JSON ({exc}), so no credentials are read from it"
+    return None
+
+
 def credentials(registry: str) -> tuple[str, str] | None:
     """(username, password) Docker keeps for `registry`, through docker-py's reading of
-    config.json and credential helpers; None when there are none (or only an identity token)."""
+    config.json and credential helpers; None when there are none (or only an identity token).
+    Raises RegistryError when config.json cannot be read or a credential helper fails."""
     from docker import auth
     from docker.errors import DockerException
 
+    problem = docker_config_problem()
+    if problem:
+        raise RegistryError(f"{registry} wants credentials and {problem}",
+                            hint="fix that file (the docker CLI refuses it too), then `docker login` again")
     try:
         found = auth.load_config().resolve_authconfig(registry)
     except DockerException as exc:  # a credential helper that failed

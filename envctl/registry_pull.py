@@ -56,7 +56,7 @@ def _pull_once(client, image: ImageName, progress: Progress | None) -> str | Non
     """Pull `image` (its registry/repository, by digest or tag); returns the digest the engine
     reported ("Digest: sha256:..."), None when it reported none. Raises ImageError with the
     engine's reason."""
-    from docker.errors import APIError
+    from docker.errors import APIError, DockerException
 
     layers = _Layers(progress, image.repository.rsplit("/", 1)[-1])
     digest = None
@@ -71,6 +71,8 @@ def _pull_once(client, image: ImageName, progress: Progress | None) -> str | Non
             layers(event)
     except APIError as exc:
         raise ImageError(f"pulling {_shown(image)} failed: {_masked(str(exc.explanation or exc), image.registry)}") from None
+    except DockerException as exc:  # docker-py's own reading of Docker's credentials (a credsStore helper) failed
+        raise ImageError(f"pulling {_shown(image)}: Docker's credential store for {image.registry} failed: {exc}") from None
     return digest
 
 
@@ -182,9 +184,15 @@ _ASKS_CREDENTIALS = re.compile(r"unauthorized|authentication required|no basic a
 def _hint(view: RegistryView, failures: list[tuple[ImageName, str]] = ()) -> str:
     """The next step after a failed pull. `failures`: each registry tried (a mirror, then the
     image's own) with its reason; a login is asked for the registry that wanted one."""
-    from envctl.registry_api import docker_config_file
+    from envctl.registry_api import docker_config_file, docker_config_problem
 
+    helper = [source.registry for source, reason in failures if "credential store for" in reason]
+    if helper:
+        return (f"run `docker login {helper[0]}` again, or fix credsStore/credHelpers in {docker_config_file()} "
+                f"(its docker-credential-NAME program must be on PATH)")
     refused = [source.registry for source, reason in failures if _ASKS_CREDENTIALS.search(reason)]
+    if refused and docker_config_problem():
+        return f"{docker_config_problem()}: fix it (the docker CLI refuses it too), then `docker login {refused[0]}`"
     if refused:
         return (f"`docker login {refused[0]}` on this machine (envctl uses Docker's credentials: "
                 f"{docker_config_file()} and its credential helpers)")

@@ -18,6 +18,7 @@ import base64
 import json
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -117,6 +118,35 @@ def test_a_mirror_that_wants_a_login_is_the_one_named(reach, make_env, engine):
     assert env.inside("cat /etc/marker") == (0, "behind a login\n")
     for ref in (f"{origin}/{repository}:1",):
         engine.images.remove(ref, force=True)
+
+
+@pytest.mark.parametrize("broken", ["credsStore without its program", "credHelpers without its program",
+                                    "config.json not JSON"])
+def test_credentials_docker_cannot_read_are_said_as_such(reach, make_env, engine, broken):
+    """docker-py raised a credential helper's failure out of the pull (said as a value the engine
+    refused, with a hint to fix the manifest) and passes over a config.json it cannot parse (said
+    as no credentials kept): each is said as what it is, with the file to fix, at plan, lock and
+    up, exit 5 at up, no traceback."""
+    registry, name, digest = reach
+    env = make_env("cpu")
+    env.write(MANIFEST.format(ref=f"{name}:1@{digest}"))
+    if broken == "config.json not JSON":
+        environ = _docker_config(env, {})
+        (Path(environ["DOCKER_CONFIG"]) / "config.json").write_text('{"auths": {"%s": {"auth": "x"}}' % registry.host)
+        said = "is not valid JSON"
+    else:
+        key = "credsStore" if broken.startswith("credsStore") else "credHelpers"
+        environ = _docker_config(env, {key: "envctl-absent" if key == "credsStore" else {registry.host: "envctl-absent"}})
+        said = f"Docker's credential store for {registry.host} failed"
+    config_json = f"{environ['DOCKER_CONFIG']}/config.json"
+    plan = env.run("plan", str(env.manifest), env=environ)
+    assert plan.returncode == 0 and said in plan.stdout, plan.stdout + plan.stderr
+    up = env.run("up", str(env.manifest), env=environ)
+    assert up.returncode == 5 and "Traceback" not in up.stderr, up.stderr
+    assert "correct that value in the manifest" not in up.stderr and config_json in up.stderr, up.stderr
+    assert (said if broken != "config.json not JSON" else "is not valid JSON") in up.stderr, up.stderr
+    with pytest.raises(Exception):
+        engine.api.inspect_image(f"{name}:1")
 
 
 @pytest.mark.parametrize("kept", ["auths", "credHelpers"])
