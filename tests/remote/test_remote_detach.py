@@ -83,3 +83,18 @@ def test_a_detached_server_on_a_remote_host(world, lab, tarball):
     assert again.returncode == 4 and "no run of web is running" in again.stderr and "on lab1" in again.stderr
     gone = lab.docker("lab1", "exec", world.container, "wget", "-q", "-O", "-", "http://127.0.0.1:8000/health")
     assert gone.returncode != 0
+
+
+def test_a_server_on_the_loopback_only_on_a_remote_host_is_said_unreachable(world, lab, tarball):
+    """The readiness check reaches a server bound to 127.0.0.1 from inside the host's
+    container; nothing outside it does, which exec --detach --host says."""
+    body = BODY.replace("-p 8000 -h /www", "-p 127.0.0.1:8000 -h /www")
+    manifest = world.write(body.format(image=IMAGE, tarball=tarball, greeting="hello"))
+    assert world.run("up", str(manifest), "--host", "lab1").returncode == 0
+    where = ("--host", "lab1", "--env", world.container)
+    started = world.run("exec", "web", "--detach", *where)
+    assert started.returncode == 0, started.stderr
+    assert "ready    web" in started.stdout and "on lab1" in started.stdout, started.stdout
+    assert "warning: web listens on 127.0.0.1:8000 only, inside the container" in started.stderr, started.stderr
+    stopped = world.run("stop", "web", *where)
+    assert stopped.returncode == 0, stopped.stderr
