@@ -341,8 +341,16 @@ def _check_references(data: dict, doc: Document, base: Path) -> list[Problem]:
     network = container.get("network")
     if container.get("ports") and isinstance(network, str) and (network == "host" or network.startswith("container:")):
         whose = "the host's" if network == "host" else "that container's"
-        problems.append(_at(doc, ("container", "ports"), f"ports cannot be published with network '{network}': the container "
-                                                          f"uses {whose} ports; remove ports or the network mode"))
+        set_at = doc.positions.of_value(("container", "network"))
+        layer = getattr(set_at, "layer", "manifest")
+        # A profile's network (ascend910 sets host) is not on the manifest's page: name it, and
+        # the null that removes an inherited value.
+        removal = "; `network: null` under the manifest's container removes it" if layer.startswith("profile") else ""
+        ports_layer = getattr(doc.positions.of_value(("container", "ports")), "layer", "manifest")
+        where = f" (set by {layer} at {set_at.file}:{set_at.line}{removal})" \
+            if set_at is not None and layer not in ("manifest", ports_layer) else ""
+        problems.append(_at(doc, ("container", "ports"), f"ports cannot be published with network '{network}'{where}: the "
+                                                          f"container uses {whose} ports; remove ports or the network mode"))
     # envctl names baked images envctl-baked/<name>[-<variant>]: Docker wants that lowercase.
     name = data.get("name")
     for variant in [None, *_mapping(data.get("variants"))]:

@@ -160,23 +160,30 @@ def test_schema_default_container_name_names_the_variant(tmp_path, clean_env):
 HOST_NET = "ports cannot be published with network 'host': the container uses the host's ports; remove ports or the network mode"
 
 
-@pytest.mark.parametrize("layers, where", [
-    ({"m.yaml": "container: {network: host, ports: [8000]}\n"}, "5:35"),
-    # the network from a profile, the ports from the manifest (the newcomer's case: ascend910)
+@pytest.mark.parametrize("layers, where, set_by", [
+    ({"m.yaml": "container: {network: host, ports: [8000]}\n"}, "5:35", ""),
+    # the network from a profile, the ports from the manifest (the newcomer's case: ascend910):
+    # the profile's line is named, and the null that removes it
     ({"m.yaml": "extends: hostnet\ncontainer: {ports: ['8000']}\n",
-      "profiles/hostnet.yaml": "description: p\ncontainer: {network: host}\n"}, "6:20"),
+      "profiles/hostnet.yaml": "description: p\ncontainer: {network: host}\n"}, "6:20",
+     " (set by profile hostnet at {dir}/profiles/hostnet.yaml:2; `network: null` under the manifest's container "
+     "removes it)"),
     # the ports from a variant
     ({"m.yaml": "container: {network: host}\ndefault_variant: serve\nvariants: {serve: {container: {ports: [8000]}}}\n"},
-     "7:39"),
+     "7:39", ""),
+    # the network from a variant: named, no null (nothing is above a variant)
+    ({"m.yaml": "container: {ports: [8000]}\ndefault_variant: host\nvariants: {host: {container: {network: host}}}\n"},
+     "5:20", " (set by variant host at {dir}/m.yaml:7)"),
 ])
-def test_ports_with_host_network_are_refused_wherever_each_comes_from(tmp_path, clean_env, layers, where):
+def test_ports_with_host_network_are_refused_wherever_each_comes_from(tmp_path, clean_env, layers, where, set_by):
     for name, text in layers.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(HEAD + text if name == "m.yaml" else text)
     with pytest.raises(ManifestError) as caught:
         load(tmp_path / "m.yaml", environ=dict(clean_env), roots=search_roots(dict(clean_env)))
+    said = HOST_NET.replace("'host':", f"'host'{set_by.format(dir=tmp_path)}:")
     assert [f"{p.line}:{p.column}: {p.path}: {p.message}" for p in caught.value.problems] == [
-        f"{where}: container.ports: {HOST_NET}"]
+        f"{where}: container.ports: {said}"]
 
 
 def test_ports_with_a_containers_network_are_refused_and_bridge_takes_them(tmp_path, clean_env):
