@@ -29,7 +29,7 @@ from envctl.devices.cuda import GLOBAL_NODES as CUDA_NODES
 from envctl.devices.mlu import CONTROL_NODE as MLU_CONTROL_NODE, MLU
 from envctl.devices.npu import DRIVER_MOUNTS as NPU_MOUNTS, MANAGER_NODES as NPU_MANAGER_NODES
 from envctl.devices.npu import SHARED_NODES_IF_PRESENT as NPU_SHARED_NODES
-from envctl.docker_run import DockerRun, DockerRunError, Option
+from envctl.docker_run import HOME, DockerRun, DockerRunError, Option
 from envctl.docker_run_render import render as _render
 from envctl.docker_run_values import UNEXPRESSED, mount_option, port_entries, read_env_file
 from envctl.manifest import docker_values
@@ -247,11 +247,17 @@ def _env(option: Option, run: DockerRun, draft: Draft, cwd: Path) -> None:
 
 
 def _env_file(option: Option, run: DockerRun, draft: Draft, cwd: Path) -> None:
-    path = (cwd / str(option.value)).resolve() if not str(option.value).startswith("/") else Path(str(option.value))
+    value = str(option.value)
+    if value.startswith(HOME + "/"):
+        # ~/x or $HOME/x: kept as ${HOME}/x for every user, read here from this user's home
+        written, path = value, Path.home() / value[len(HOME) + 1:]
+    else:
+        path = (cwd / value).resolve() if not value.startswith("/") else Path(value)
+        written = str(path)
     if draft.container.get("env_file"):
         draft.notes.append(f"docker run {option.written}: envctl reads one env file; only the first is kept")
         return
-    draft.container["env_file"] = str(path)
+    draft.container["env_file"] = written
     names, problem = read_env_file(path)
     if problem:
         draft.notes.append(f"docker run {option.written}: {problem}; list the variables it holds in "

@@ -325,3 +325,19 @@ def test_a_bind_mount_docker_would_refuse_is_said_as_such(tmp_path):
         "refuses too)",
         "docker run --mount type=bind,src=/a: not in the manifest (a bind mount without a target, which Docker "
         "refuses too)"]
+
+
+def test_an_env_file_in_the_home_directory_stays_there_for_every_user(tmp_path, monkeypatch):
+    """`--env-file ~/x.env` (or $HOME/x.env) is envctl's ${HOME}/x.env, read here from this
+    user's home for the names to pass; not a path relative to the current directory."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "serve.env").write_text("HF_TOKEN=hf_abcdefgh\nLOG_LEVEL=debug\n")
+    monkeypatch.setenv("HOME", str(home))
+    for written in ("~/serve.env", "$HOME/serve.env"):
+        manifest, text, warnings = made(tmp_path / written[0], f"docker run --env-file {written} img:1",
+                                        environ={"HOME": str(home)})
+        assert manifest.container.env_file == f"{ENVIRON['HOME']}/serve.env"  # each user's ${HOME} when loaded
+        assert "env_file: \"${HOME}/serve.env\"" in text
+        assert manifest.container.pass_env == ["HF_TOKEN", "LOG_LEVEL"] and warnings == []
+        assert "hf_abcdefgh" not in text
