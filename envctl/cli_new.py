@@ -59,4 +59,24 @@ def new_command(
     if not any(r.path.resolve() == target.parent.resolve() for r in roots):
         say(f"note: {target.parent} is not a root envctl searches; name it by path ({target}) or add it to "
             f"ENVCTL_MANIFEST_PATH")
+    else:
+        say_same_name(name, target, roots, say)
     typer.echo(str(target / discovery.MANIFEST_FILE))
+
+
+def say_same_name(name: str, target: Path, roots, say) -> None:
+    """Another manifest of the same NAME in another search root: the earliest root wins a name
+    (README, Where manifests are found), so either the new one now hides it, or it hides the
+    new one and `envctl up NAME` would not run what was just written."""
+    order = [r.path.resolve() for r in roots]
+    mine = order.index(target.parent.resolve())
+    for index, root in enumerate(roots):
+        other = root.path / name / discovery.MANIFEST_FILE
+        if index == mine or not other.is_file():
+            continue
+        if index > mine:
+            say(f"note: {name} now hides the manifest of that name in {root.path} ({root.origin}); `envctl list` "
+                f"shows what each name finds")
+        else:
+            say(f"warning: {other} ({root.origin}) is found first for the name {name}: commands given {name} run it, "
+                f"not this one; name this one by path ({target}) or give another NAME")

@@ -401,3 +401,20 @@ def test_a_manifest_root_that_cannot_be_written_names_it_and_dir(tmp_path, how):
         assert f"error: {said}" in made.stderr and "give --dir a manifest root you can write" in made.stderr
         assert "ENVCTL_CACHE" not in made.stderr and "Traceback" not in made.stderr
     assert not list(tmp_path.rglob("mine")) and not list(tmp_path.rglob(".mine.new-*"))
+
+
+def test_a_name_another_root_holds_is_said(tmp_path):
+    """The earliest root wins a name: a new ./manifests/NAME hides the shipped one (a note); a
+    new one in the user's root is hidden by ./manifests/NAME (a warning: `envctl up NAME`
+    would not run it)."""
+    made = envctl(tmp_path, "new", "chatglm3-mlu", "--from-docker-run", "docker run img:1")
+    assert made.returncode == 0, made.stderr
+    shipped = discovery.shipped_root()
+    assert f"note: chatglm3-mlu now hides the manifest of that name in {shipped} (shipped)" in made.stderr
+    user_root = tmp_path / ".config" / "envctl" / "manifests"
+    hidden = envctl(tmp_path, "new", "chatglm3-mlu", "--from-docker-run", "docker run img:1", "--dir", str(user_root))
+    assert hidden.returncode == 0, hidden.stderr
+    assert (f"warning: {tmp_path}/manifests/chatglm3-mlu/manifest.yaml (./manifests) is found first for the name "
+            f"chatglm3-mlu: commands given chatglm3-mlu run it, not this one") in hidden.stderr
+    alone = envctl(tmp_path, "new", "only-mine", "--from-docker-run", "docker run img:1")
+    assert "hides" not in alone.stderr and "found first" not in alone.stderr
