@@ -111,7 +111,9 @@ def read_command(text: str, environ: Mapping[str, str] | None = None) -> DockerR
     variables: dict[str, str] = {}
     substituted: dict[str, str] = {}
     run_words: list[str] | None = None
-    for number, line in _logical_lines(text):
+    for number, line in ((n, part) for n, whole in _logical_lines(text) for part in _commands(whole)):
+        if line.startswith("$ "):
+            line = line[2:]  # a shell prompt copied with the command from a web page
         expanded = _expand_line(line, variables, environ, substituted, number)
         try:
             words = shlex.split(expanded)  # comments were taken out by _logical_lines (shlex would end a word at "#")
@@ -140,6 +142,27 @@ def read_command(text: str, environ: Mapping[str, str] | None = None) -> DockerR
     if run_words is None:
         raise DockerRunError("no docker run command given")
     return parse_run(_after_docker_run(run_words), substituted)
+
+
+def _commands(line: str) -> list[str]:
+    """`line` cut at each `;` and `&&` outside quotes (`export IMAGE=...; docker run ... $IMAGE`
+    is two commands, run in order, as sh runs them); a quoted or escaped one stays in its word."""
+    parts, start, quote, i = [], 0, None, 0
+    while i < len(line):
+        char = line[i]
+        if char == "\\" and quote != "'":
+            i += 2
+            continue
+        if char in "'\"":
+            quote = char if quote is None else (None if char == quote else quote)
+        elif quote is None and (char == ";" or line.startswith("&&", i)):
+            parts.append(line[start:i])
+            i += 2 if char == "&" else 1
+            start = i
+            continue
+        i += 1
+    parts.append(line[start:])
+    return [part.strip() for part in parts if part.strip()]
 
 
 def _is_assignment(words: list[str]) -> bool:

@@ -212,3 +212,16 @@ def test_a_line_that_lost_its_backslash_is_said_as_such():
     assert "end every line but the last of the command with ' \\'" in caught.value.hint
     with pytest.raises(DockerRunError, match="only one docker run command is read"):  # a second command is not
         read_command("docker run img:1\ndocker exec -it x bash\n", {})
+
+
+def test_commands_joined_by_semicolons_or_ands_and_a_copied_prompt():
+    """`export IMAGE=...; docker run ... $IMAGE` and `... && docker run` are run in order, as sh
+    runs them; a `;` or `&&` inside quotes stays in its word; a `$ ` prompt copied from a web
+    page is not part of the command."""
+    run = read_command("export TAG=v1; export IMAGE=img:$TAG && docker run $IMAGE bash -c 'a; b && c' \"x;y\"", {})
+    assert run.image == "img:v1" and run.command == ("bash", "-c", "a; b && c", "x;y")
+    assert read_command("$ docker run --rm img:1", {}).image == "img:1"
+    assert read_command("export T=2\n$ docker run img:$T", {}).image == "img:2"
+    assert read_command("docker run -e A=1\\;2 img:1", {}).values("env") == ["A=1;2"]
+    with pytest.raises(DockerRunError, match="only one docker run command is read; 'docker ps' follows it"):
+        read_command("docker run img:1; docker ps", {})
