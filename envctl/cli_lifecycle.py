@@ -93,7 +93,8 @@ def up(
     code = each_host(remote, work, "up " + loaded.manifest.name)
     if dry_run:
         print_plans(plans, as_json, keyed=remote.wanted)
-        raise typer.Exit(code or (EXIT_HOST_NOT_READY if any(p.blockers or p.needs for p in plans.values()) else 0))
+        # As plan: not ready (a blocker, something to provide, an engine not asked) is exit 5.
+        raise typer.Exit(code or (EXIT_HOST_NOT_READY if any(not p.ready for p in plans.values()) else 0))
     if as_json:  # one host's report, or one per host named
         shown = reports if remote.wanted else next(iter(reports.values()))
         typer.echo(json.dumps(shown, indent=2, ensure_ascii=False))

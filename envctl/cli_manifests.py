@@ -266,13 +266,14 @@ def plan(
         plans[host.name] = plan_on(host, loaded, with_host_cards(options, host), *engine_if_any(host))
         blockers, needs = plans[host.name].blockers, plans[host.name].needs
         return (f"blocked: {'; '.join(blockers)}" if blockers else f"needs: {'; '.join(needs)}" if needs
-                else "ready to go up")
+                else "ready to go up" if plans[host.name].ready else "undecided: the engine could not be asked")
 
     code = each_host(remote, work, "plan " + loaded.manifest.name)
     print_plans(plans, as_json, keyed=remote.wanted)
     if output is not None and plans:
         _save(output, plans, loaded, options)
-    raise typer.Exit(code or (EXIT_HOST_NOT_READY if any(p.blockers or p.needs for p in plans.values()) else 0))
+    # Not ready (a blocker, something to provide, or an engine that could not be asked): exit 5.
+    raise typer.Exit(code or (EXIT_HOST_NOT_READY if any(not p.ready for p in plans.values()) else 0))
 
 
 def _save(output: Path, plans: dict, loaded, options: Options) -> None:

@@ -12,6 +12,7 @@ from envctl.devices import FAMILIES, family
 from envctl.devices.base import snapshot
 from envctl.engine import connect
 from envctl.errors import EnvctlError
+from envctl.local_sources import missing_here
 from envctl.hosts.base import Host
 from envctl.manifest.loader import Loaded
 from envctl.observe import observe
@@ -48,7 +49,7 @@ def _image_check(plan, loaded: Loaded | None = None) -> Check:
     if image.action == "present":
         return Check("image", "ok", f"{image.ref} present ({image.reason})")
     # "download+load" of a local path: neither the file nor a cached copy of it is here ("load" would be)
-    if image.action == "download+load" and loaded is not None and _local_file_missing(loaded.image_source):
+    if image.action == "download+load" and loaded is not None and missing_here(loaded.image_source):
         how = image.obtain
         return Check("image", "fail", f"{image.ref}: not on the engine, and the tarball {image.source} does not exist on "
                                       f"this machine; up cannot start without it" + (f": {how}" if how else ""))
@@ -180,15 +181,10 @@ def diagnose(host: Host, loaded: Loaded | None, options: Options, environ: Mappi
     return checks
 
 
-def _local_file_missing(source) -> bool:
-    """A file:// or plain-path source that is not on this machine (where fetch reads it)."""
-    return source is not None and source.kind == "file" and not Path(source.location).exists()
-
-
 def _missing_local_artifacts(loaded: Loaded, observed) -> list[Check]:
     """An artifact whose source is a local path that does not exist and that is not in the
     cache: `up` stops at its fetch, which nothing on the network can change (FAIL)."""
     cached = observed.caches.cached | (observed.caches.remote_cached or frozenset())
     return [Check("artifacts", "fail", f"{name}: {source.display} does not exist on this machine, and the cache "
                                        f"does not hold it; up stops at its fetch")
-            for name, source in loaded.sources.items() if name not in cached and _local_file_missing(source)]
+            for name, source in loaded.sources.items() if name not in cached and missing_here(source)]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from envctl import decisions
+from envctl import decisions, local_sources
 from envctl.artifacts.sources import artifact_key
 from envctl.cards import Cards
 from envctl.containers import ContainerSpec
@@ -354,6 +354,7 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
         # Asked, the engine said whether it holds the image: one already there needs no tarball.
         unasked = "" if observed.engine is not None else " (unless the engine has the image: it could not be asked)"
         needs.insert(0, f"image {image.ref}: {image.obtain}{unasked}")
+    needs += local_sources.needs(loaded, image, observed)
     if image.action == "missing" and image.origin == "present":  # (a tarball without source is in `needs`)
         how = image.obtain or "give image.tarball.source (a docker save tarball) or image.build in the manifest, or pull it from its registry (image.pull: true)"
         blockers.append(f"image {image.ref}: {image.reason}; {how}")

@@ -79,6 +79,34 @@ def test_without_an_engine_the_plan_says_it_could_not_ask(make_env, tmp_path):
     # nothing to provide: undecided, never "ready"
     env.write(f"device: {{kind: cpu}}\nimage: {{ref: {IMAGE}}}\n")
     done = plan(env, DOCKER_HOST=gone)
-    assert done.returncode == 0
+    assert done.returncode == 5  # undecided is not ready: up could not apply this plan
     assert done.stdout.rstrip().splitlines()[-1].startswith("undecided: the engine could not be asked")
     assert json.loads(plan(env, "--json", DOCKER_HOST=gone).stdout)["ready"] is False
+
+
+def test_a_local_tarball_that_is_not_there_is_to_provide(make_env, no_image, tmp_path):
+    env = make_env("cpu")
+    gone = tmp_path / "not-here.tar"
+    env.write(f"device: {{kind: cpu}}\nimage: {{ref: {IMAGE}, tarball: {{source: '{gone}'}}}}\n")
+    done = plan(env)
+    assert done.returncode == 5, done.stdout + done.stderr
+    assert f"  - image {IMAGE}: the tarball {gone} does not exist on this machine\n" in done.stdout
+    assert done.stdout.rstrip().endswith("not ready: 1 thing(s) to provide (needs)")
+    gone.write_bytes(b"")  # there now (its bytes are up's concern): nothing left to provide
+    assert "does not exist" not in plan(env).stdout
+
+
+def test_a_local_artifact_that_is_not_there_is_to_provide_plain_and_file_url(make_env, tarballs, no_image, engine, tmp_path):
+    env = make_env("cpu")
+    engine.images.load(tarballs.plain.read_bytes())
+    env.write(f"device: {{kind: cpu}}\nimage: {{ref: {IMAGE}}}\nartifacts:\n"
+              f"  plain: {{source: '{tmp_path}/w.bin'}}\n  url: {{source: 'file://{tmp_path}/d.bin'}}\n")
+    done = plan(env, "--json")
+    assert done.returncode == 5, done.stdout + done.stderr
+    needs = json.loads(done.stdout)["needs"]
+    assert [n.split(":")[0] for n in needs] == ["artifact plain", "artifact url"]
+    assert all("does not exist on this machine, and the cache does not hold it" in n for n in needs)
+    (tmp_path / "w.bin").write_bytes(b"w")
+    (tmp_path / "d.bin").write_bytes(b"d")
+    again = plan(env)
+    assert again.returncode == 0, again.stdout + again.stderr
