@@ -364,12 +364,15 @@ def logs(
                                                    "container.pass_env, masked in what is printed (as exec takes it)"),
 ) -> None:
     """Print the log of the latest entrypoint run (kept in the environment's workspace), or of
-    the entrypoint's run still running (a server started with exec --detach); -f follows it.
+    the entrypoint's run still running (a server started with exec --detach); -f follows it
+    until that run ends (then says its exit code, on stderr), and returns at once for a run
+    that has ended.
     `logs web -f` and `logs -e web -f` are the same when web is not an environment's name. With
     --nodes, every node's log of the latest run across them (or of --run). The values of the
     manifest's container.pass_env known here (environment, env files) are masked as printed:
     a detached run writes its log in the container, as the program printed it."""
     from envctl import environments
+    from envctl.follow import watch_for as follow_run
 
     if nodes:
         if hosts:
@@ -396,7 +399,13 @@ def logs(
         where = f" on {host.name}" if remote.wanted else ""
         raise EnvctlError(f"no logs yet in {chosen.workspace}/logs{where}" + (f" for {entrypoint}" if entrypoint else ""),
                           exit_code=EXIT_NOT_FOUND)
-    raise typer.Exit(host.stream(newest, follow, _log_secrets(chosen, env_files)))
+    # -f ends once the run writing the log has ended (as docker logs -f with its container); a log
+    # no run writes any more is printed and returned from at once.
+    watch = follow_run(host.engine(), chosen.container, newest) if follow else None
+    code = host.stream(newest, follow and watch is not None, _log_secrets(chosen, env_files), watch and watch.ended)
+    if watch is not None and watch.ended():
+        say(watch.said())
+    raise typer.Exit(code)
 
 
 def _log_secrets(chosen, env_files) -> frozenset[str]:

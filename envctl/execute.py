@@ -128,12 +128,15 @@ def log_path(workspace: Path, entrypoint: str) -> Path:
     return workspace / "logs" / f"{entrypoint}-{stamp}.log"
 
 
-def print_file(path: Path, follow: bool, secrets=()) -> None:
-    """Copy a log to stdout; with `follow`, keep copying what is appended until interrupted.
-    The values in `secrets` are masked as they pass (envctl.masking.StreamMask: also one split
-    across two reads), for a log that holds them (a detached run's, written in the container)."""
+def print_file(path: Path, follow: bool, secrets=(), ended=None) -> None:
+    """Copy a log to stdout; with `follow`, keep copying what is appended until `ended()` (the
+    run writing it has ended, envctl/follow.py) and what it wrote last is copied too, or until
+    interrupted when no `ended` is given. The values in `secrets` are masked as they pass
+    (envctl.masking.StreamMask: also one split across two reads), for a log that holds them (a
+    detached run's, written in the container)."""
     out = sys.stdout.buffer
     masker = StreamMask(secrets)
+    draining = False  # the run has ended: read to the end once more, then stop
     with open(path, "rb") as handle:
         while True:
             data = handle.read(65536)
@@ -141,8 +144,11 @@ def print_file(path: Path, follow: bool, secrets=()) -> None:
                 out.write(masker.feed(data))
                 out.flush()
                 continue
-            if not follow:
+            if not follow or draining:
                 out.write(masker.flush())
                 out.flush()
                 return
+            if ended is not None and ended():
+                draining = True  # asked after the file's end was reached: what it wrote before ending is read next
+                continue
             time.sleep(0.5)

@@ -90,9 +90,11 @@ class WritableHost(Host, Protocol):
     def newest(self, directory: str, pattern: str) -> str | None:
         """The most recently modified file in `directory` matching a glob `pattern`, else None."""
 
-    def stream(self, path: str, follow: bool, secrets: frozenset[str] = frozenset()) -> int:
+    def stream(self, path: str, follow: bool, secrets: frozenset[str] = frozenset(), ended=None) -> int:
         """Copy a file there to this process's stdout (with `follow`, what is appended too,
-        until interrupted), the values in `secrets` masked (envctl.masking); returns an exit status."""
+        until `ended()` says the run writing it has ended and the rest is copied, or until
+        interrupted when `ended` is None), the values in `secrets` masked (envctl.masking);
+        returns an exit status."""
 
     def free_bytes(self, path: str) -> int:
         """Free bytes on the filesystem that holds `path` there, or will once it is made."""

@@ -137,10 +137,10 @@ class LocalHost:
         found = sorted(Path(directory).glob(pattern), key=lambda p: p.stat().st_mtime)
         return str(found[-1]) if found else None
 
-    def stream(self, path: str, follow: bool, secrets: frozenset[str] = frozenset()) -> int:
+    def stream(self, path: str, follow: bool, secrets: frozenset[str] = frozenset(), ended=None) -> int:
         from envctl.execute import print_file
 
-        print_file(Path(path), follow, secrets)
+        print_file(Path(path), follow, secrets, ended)
         return 0
 
     def free_bytes(self, path: str) -> int:

@@ -160,13 +160,17 @@ class SSHHost:
         name = self.connection.run(["sh", "-c", _NEWEST, "sh", directory, pattern]).stdout.strip()
         return posixpath.join(directory, name) if name else None
 
-    def stream(self, path: str, follow: bool, secrets: frozenset[str] = frozenset()) -> int:
+    def stream(self, path: str, follow: bool, secrets: frozenset[str] = frozenset(), ended=None) -> int:
+        """As base.Host.stream. With `ended` (envctl/follow.py), `tail -f` there is asked to end
+        once the run has ended, and what it had not sent yet is read after it with
+        `tail -c +OFFSET` (POSIX tail; OFFSET counts from 1): tail -f polls, so its last read
+        may come after the run's last write."""
         import subprocess
         import sys
 
         argv = ["tail", "-n", "+1", "-f", "--", path] if follow else ["cat", "--", path]
         command = self.connection.command(argv)
-        if not secrets:
+        if not secrets and ended is None:
             # Streamed straight to our stdout: a log can be large, and -f never ends on its own.
             return subprocess.call(command, stdout=sys.stdout.buffer, stdin=subprocess.DEVNULL)
         from envctl.masking import StreamMask
@@ -174,10 +178,23 @@ class SSHHost:
         # Through the mask, chunk by chunk as it arrives (a secret split between two is masked whole).
         masker, out = StreamMask(secrets), sys.stdout.buffer
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        sent = 0  # bytes of the file printed so far (tail -n +1 starts at its first byte)
         try:
-            for chunk in iter(lambda: child.stdout.read1(65536), b""):
-                out.write(masker.feed(chunk))
-                out.flush()
+            while True:
+                chunk = _read_or_wait(child.stdout, 0.5)
+                if chunk == b"":
+                    break  # tail ended (the file went away, the connection closed, or cat is done)
+                if chunk is not None:
+                    sent += len(chunk)
+                    out.write(masker.feed(chunk))
+                    out.flush()
+                elif ended is not None and follow and ended():
+                    child.kill()
+                    child.wait()
+                    rest = subprocess.run(self.connection.command(["tail", "-c", f"+{sent + 1}", "--", path]),
+                                          stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
+                    out.write(masker.feed(rest.stdout))  # bytes as written, not decoded
+                    break
             out.write(masker.flush())
             out.flush()
             return child.wait()
@@ -248,3 +265,11 @@ _RECORD_AND_SIZES = ('test -e "$1" && cat -- "$1.json" && printf "\\n--envctl-si
 def _literal(path: str) -> str:
     """A glob pattern that matches exactly `path` (its special characters bracketed)."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in path)
+
+
+def _read_or_wait(pipe, seconds: float) -> bytes | None:
+    """What `pipe` has (b"" at its end), or None when nothing came within `seconds`."""
+    import select
+
+    ready, _, _ = select.select([pipe], [], [], seconds)
+    return pipe.read1(65536) if ready else None
