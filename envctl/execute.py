@@ -94,7 +94,8 @@ def run(invocation: Invocation, environ: Mapping[str, str] | None = None, log_wr
 def _run_piped(args: list[str], child_env: dict, invocation: Invocation, docker: str, pid_file: str, log=None) -> int:
     if log is None and invocation.log_file is not None:
         invocation.log_file.parent.mkdir(parents=True, exist_ok=True)
-        log = open(invocation.log_file, "ab")
+        # Unbuffered: each chunk reaches the file as it is printed, for `logs -f` in another terminal.
+        log = open(invocation.log_file, "ab", buffering=0)
     # A session of its own: Ctrl-C reaches envctl only, which forwards it into the container.
     child = subprocess.Popen(args, env=child_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, start_new_session=True)

@@ -194,7 +194,9 @@ class SSHHost:
                     rest = subprocess.run(self.connection.command(["tail", "-c", f"+{sent + 1}", "--", path]),
                                           stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
                     out.write(masker.feed(rest.stdout))  # bytes as written, not decoded
-                    break
+                    out.write(masker.flush())
+                    out.flush()
+                    return rest.returncode  # tail -f was ended here: its status says nothing
             out.write(masker.flush())
             out.flush()
             return child.wait()

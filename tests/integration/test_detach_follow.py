@@ -1,7 +1,8 @@
 """`envctl logs ENTRY -f` ends when the run it follows has ended, on a real engine, as `docker
 logs -f` ends when its container stops: with what the run wrote last printed and its exit code
 said on stderr. Kinds: a detached server stopped with `envctl stop` (SIGTERM), a detached run
-that ends by itself with its own exit code (its last line written just before it exits); and `-f` of a run that has
+that ends by itself with its own exit code (its last line written just before it exits), a run
+started in the foreground by `envctl exec` in another terminal (its log written as it prints); and `-f` of a run that has
 already ended prints its log and returns at once."""
 
 from __future__ import annotations
@@ -96,3 +97,23 @@ def test_following_a_detached_run_that_exits_prints_its_last_line_and_exit_code(
     assert again.stdout.splitlines() == ["finite started", "finite last line"], again.stdout
     assert "ended" not in again.stderr, again.stderr
 
+
+
+def test_following_a_foreground_run_ends_when_it_ends(make_env, tarballs):
+    env = make_env("cpu")
+    up(env, tarballs)
+    attached = env.popen("exec", "idle", "--env", env.container)
+    follower = None
+    try:
+        assert attached.stdout.readline() == "idle started\n"
+        follower = env.popen("logs", "idle", "-f", "--env", env.container)
+        read_until(follower, "idle started")
+        assert env.run("stop", "idle", "--env", env.container).returncode == 0
+        code, _, err = ended(follower)
+        assert code == 0, err
+        assert "idle ended (exit code 143: SIGTERM)" in err, err
+    finally:
+        for process in (attached, follower):
+            if process is not None:
+                process.kill()
+                process.wait()
