@@ -319,15 +319,23 @@ def status(
         given = "".join(f" --var {k}={v}" for k, v in r["vars"].items())
         typer.echo(f"{where}{r['name']:<32} {r['status']:<8} cards {cards:<12} {r['manifest']}{given}  ({r['image']}){by}")
         for run in r["runs"]:
-            shown = Run(**{k: v for k, v in run.items() if k != "listening"})  # listening: detached runs, now
+            shown = Run(**{k: v for k, v in run.items() if k not in ("listening", "loopback_only")})  # detached runs, now
             typer.echo(f"{' ' * len(where)}  running {shown.describe()}")
             if run.get("detached"):  # a server from exec --detach: what it answers on, as the manifest declared it
                 said = f"ready when {run['ready']}" if run.get("ready") else "declares no readiness"
-                now = ", ".join(f":{port} {'listening' if port in run['listening'] else 'not listening'}"
-                                for port in run["ports"])
+                now = ", ".join(f":{port} {_listening_said(port, run)}" for port in run["ports"])
                 typer.echo(f"{' ' * len(where)}    detached server: {said}{'; now ' + now if now else ''}; "
                            f"envctl stop {run['name']} --env {r['name']}")
     raise typer.Exit(code)
+
+
+def _listening_said(port: int, run: dict) -> str:
+    """How a detached run's port listens now, as status prints it."""
+    if port not in run["listening"]:
+        return "not listening"
+    if port in run.get("loopback_only", ()):
+        return "listening on loopback only (not reachable from outside the container)"
+    return "listening"
 
 
 def _status_rows(client) -> list[dict]:

@@ -137,14 +137,17 @@ def ended_at_once(client, started: Started) -> int | None:
 
 def listening_now(client, container: str, work) -> list[dict]:
     """`work` (envctl.runs.Run) as dicts; a detached run's also with `listening`: which of the
-    ports it serves a socket of the run listens on now (one exec per detached run), as `status`
-    shows them."""
+    ports it serves a socket of the run listens on now (one exec per detached run), and
+    `loopback_only`: which of those it listens on at a loopback address only (readiness.Listening:
+    nothing outside the container reaches them), as `status` shows them."""
     out = []
     for run in work:
         shown = run.as_dict()
         if run.detached:
             table = _run_script(client, container, readiness.PORT_SCRIPT) if run.pid is not None and run.ports else ""
-            shown["listening"] = [port for port in run.ports if readiness.listening(table, port, run.pid) is not None]
+            found = {port: readiness.listening(table, port, run.pid) for port in run.ports}
+            shown["listening"] = [port for port, socket in found.items() if socket is not None]
+            shown["loopback_only"] = [port for port, socket in found.items() if socket is not None and socket.loopback]
         out.append(shown)
     return out
 
