@@ -50,12 +50,13 @@ COMMANDS: dict[str, Entry] = {
     "exec": Entry("envctl.cli_lifecycle", "Run an entrypoint in its environment's container; exits with the "
                   "entrypoint's code."),
     "shell": Entry("envctl.cli_lifecycle", "Open a shell in an environment's container."),
-    "status": Entry("envctl.cli_lifecycle", "The environments envctl created on this host (or on the hosts named), with "
+    "status": Entry("envctl.cli_runs", "The environments envctl created on this host (or on the hosts named), with "
                     "the work running in each: entrypoints (since when, pid in the container, log), `docker exec`s and "
                     "background processes."),
-    "logs": Entry("envctl.cli_lifecycle", "Print the log of the latest entrypoint run (kept in the environment's "
+    "logs": Entry("envctl.cli_runs", "Print the log of the latest entrypoint run (kept in the environment's "
                   "workspace), or of the entrypoint's run still running (a server started with exec --detach); -f "
-                  "follows it."),
+                  "follows it until that run ends (then says its exit code, on stderr), and returns at once for a "
+                  "run that has ended."),
     "down": Entry("envctl.cli_lifecycle", "Remove an environment's container; the artifact cache and, unless --purge, "
                   "the workspace stay."),
     "doctor": Entry("envctl.cli_lifecycle", "Is this host (or are the hosts named) ready?"),

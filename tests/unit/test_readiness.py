@@ -196,7 +196,7 @@ def test_http_answers_read(output, tool, status, ok, said):
 # environment (`logs web -f`, as `logs -e web -f`). On the in-memory engine (tests/fake_engine.py).
 
 from fake_engine import FakeEngine  # noqa: E402
-from envctl.cli_lifecycle import _env_or_entrypoint  # noqa: E402
+from envctl.cli_runs import _env_or_entrypoint  # noqa: E402
 from envctl.containers import LABEL_MANIFEST  # noqa: E402
 from envctl.errors import EnvctlError  # noqa: E402
 

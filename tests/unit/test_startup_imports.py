@@ -181,7 +181,7 @@ def test_zsh_completion_describes_each_command_in_one_short_line():
 def test_completion_of_a_command_option_imports_that_command_only():
     done, modules = complete("envctl status --")
     assert {"--json", "--host", "--help"} <= set(done.stdout.split())
-    assert "envctl.cli_lifecycle" in modules and "envctl.cli_manifests" not in modules
+    assert "envctl.cli_runs" in modules and "envctl.cli_lifecycle" not in modules and "envctl.cli_manifests" not in modules
     assert [m for m in heavy_among(modules) if not m.startswith("pydantic")] == []
 
 
