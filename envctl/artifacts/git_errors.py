@@ -40,7 +40,7 @@ _CONNECT = re.compile(r"Failed to connect to|Failed connect to|unable to connect
                       r"Connection refused|Couldn't connect to server|No route to host|Network is unreachable", re.I)
 _TIMEOUT = re.compile(r"timed out|Operation too slow", re.I)
 _BROKEN = re.compile(r"RPC failed|transfer closed with outstanding read data|Empty reply from server|"
-                     r"Connection reset by peer|Recv failure|early EOF|remote end hung up unexpectedly|"
+                     r"Connection reset by peer|Recv failure|Send failure|Broken pipe|early EOF|remote end hung up unexpectedly|"
                      r"HTTP/2 stream \d+ was not closed cleanly", re.I)
 _TLS = re.compile(r"SSL certificate problem|certificate verification failed|certificate verify failed|"
                   r"gnutls_handshake\(\) failed|SSL_connect|SSL routines|Peer's Certificate|"

@@ -73,15 +73,18 @@ def test_a_server_that_never_answers_is_given_up(tmp_path):
     assert "Operation too slow" in done.stderr
 
 
-@pytest.mark.parametrize("read_request, curl_says", [(False, "Recv failure: Connection reset by peer"),
-                                                     (True, "Empty reply from server")])
+# A server that closes without reading the request races the client's send: curl then says the
+# reset, the broken pipe or the empty reply, whichever came first; one that read it, the empty reply.
+@pytest.mark.parametrize("read_request, curl_says", [
+    (False, ("Recv failure: Connection reset by peer", "Send failure: Broken pipe", "Empty reply from server")),
+    (True, ("Empty reply from server",))])
 def test_a_server_that_hangs_up_is_a_broken_connection(tmp_path, read_request, curl_says):
     with HangupServer(read_request) as server:
         done = fetch(tmp_path, f"git+{server.url}/org/repo.git@v1")
     assert done.returncode != 0 and server.accepted >= 1
     assert f"the network failed: the connection to 127.0.0.1:{server.port} broke during the transfer" in done.stderr, \
         done.stderr
-    assert curl_says in done.stderr
+    assert any(words in done.stderr for words in curl_says), done.stderr
 
 
 def test_an_untrusted_certificate_is_tls_and_a_trusted_one_fetches(tmp_path):
