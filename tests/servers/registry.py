@@ -64,7 +64,7 @@ class Registry:
             "http": {"addr": self.host},
         }
         if self.users:
-            import bcrypt  # paramiko's own dependency
+            import bcrypt  # a test dependency (pyproject: test extras)
 
             htpasswd = self.directory / "htpasswd"
             htpasswd.write_text("".join(f"{name}:{bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
