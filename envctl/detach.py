@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from envctl import readiness, runs
 from envctl.errors import EnvctlError
-from envctl.plan import WORKSPACE_TARGET
+from envctl.paths import WORKSPACE_TARGET
 
 POLL_SECONDS = 0.5
 EMPTY_LOG = "; the log is empty"

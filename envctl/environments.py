@@ -8,7 +8,7 @@ from envctl.cards import CardsError, parse_indices
 from envctl.containers import LABEL_CARDS, LABEL_FILE, LABEL_HASH, LABEL_MANIFEST, LABEL_VARIANT, LABEL_VARS
 from envctl.errors import EnvctlError, EXIT_NOT_FOUND
 from envctl.lifecycle import environments
-from envctl.plan import WORKSPACE_TARGET
+from envctl.paths import WORKSPACE_TARGET
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,10 @@ class EngineImages:
         return image.id == wanted or self.config_digest(image, read_export) == wanted
 
     # -- records ---------------------------------------------------------------------------
+    def recorded_config(self, manifest_digest: str) -> str | None:
+        """The config digest remembered for a manifest digest pulled here before, or None."""
+        return self._read_records().get(manifest_digest)
+
     def _read_records(self) -> dict:
         if self.records is None:
             return {}

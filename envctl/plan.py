@@ -24,11 +24,10 @@ from envctl.devices import family
 from envctl.devices.base import Mount, Selection
 from envctl.manifest.loader import Loaded, build_context
 from envctl.observe import Observed
-from envctl.paths import cache_dir, workspace_dir
+from envctl.paths import WORKSPACE_TARGET, cache_dir, workspace_dir
 from envctl.readiness import Readiness, of_entrypoint
 from envctl.versions import satisfies
 
-WORKSPACE_TARGET = "/envctl"  # the environment's workspace inside the container (logs, state)
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def engine_holds(client, image: ImageName, mirror: ImageName | None, records=Non
     if tagged is not None and records is not None:
         from envctl.image_identity import EngineImage
 
-        config = records._read_records().get(image.digest)
+        config = records.recorded_config(image.digest)
         if config and records.matches(EngineImage(tagged["Id"]), config):
             return tagged["Id"], None
     if image.digest is None:

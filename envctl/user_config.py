@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from envctl.errors import ManifestError, Problem
 from envctl.manifest.docker_values import repository_component
 from envctl.manifest.yamlsrc import Document, PathKey, dotted, parse_file
+from envctl.paths import config_home, expand_home
 from envctl.references import DEFAULT_DOMAIN, LEGACY_DOMAIN
 
 SECTIONS = ("mirrors",)
@@ -100,18 +101,10 @@ def config_path(environ: Mapping[str, str]) -> Path | None:
     `environ` is consulted for the home directory."""
     given = environ.get("ENVCTL_CONFIG")
     if given:
-        return Path(_expand_home(given, environ))
-    base = environ.get("XDG_CONFIG_HOME") or (os.path.join(environ["HOME"], ".config") if environ.get("HOME") else None)
-    if base is None:
-        return None
-    default = Path(_expand_home(base, environ)) / "envctl" / "config.yaml"
-    return default if default.exists() else None  # a directory there is reported, not skipped
-
-
-def _expand_home(path: str, environ: Mapping[str, str]) -> str:
-    if (path == "~" or path.startswith("~/")) and environ.get("HOME"):
-        return environ["HOME"] + path[1:]
-    return path
+        return Path(expand_home(given, environ))
+    home = config_home(environ)
+    default = home / "config.yaml" if home is not None else None
+    return default if default is not None and default.exists() else None  # a directory there is reported, not skipped
 
 
 def load(environ: Mapping[str, str] | None = None) -> UserConfig:

@@ -26,10 +26,10 @@ from envctl.manifest.errors_translate import suggest, translate_all
 from envctl.manifest.interpolate import KEY_NOT_EXPANDED, Expander, expand_tree, looks_secret
 from envctl.manifest.model import NAME_PATTERN, Manifest
 from envctl.manifest.yamlsrc import Document, dotted, parse_file
+from envctl.paths import WORKSPACE_TARGET
 
 DEFAULT_ARTIFACT_DIR = "/opt/envctl/artifacts"
 _MOUNT_MODES = {"ro", "rw"}
-WORKSPACE_TARGET = "/envctl"  # plan.WORKSPACE_TARGET: the environment's workspace in the container
 _BARE_VARIABLE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")  # a shell's $HOME, which envctl leaves alone
 
 

@@ -50,6 +50,7 @@ from envctl.errors import EXIT_USAGE, EnvctlError, ManifestError, Problem
 from envctl.manifest.errors_translate import suggest
 from envctl.manifest.interpolate import looks_secret
 from envctl.manifest.yamlsrc import Document, PathKey, dotted, parse_file
+from envctl.paths import config_home, expand_home
 from envctl.user_config import Mirrors, over, read_mirrors
 
 FETCH_MODES = ("remote", "push")
@@ -126,18 +127,10 @@ def inventory_path(explicit: str | os.PathLike | None, environ: Mapping[str, str
     directory, so a test passing its own environ never sees the real one."""
     given = os.fspath(explicit) if explicit else environ.get("ENVCTL_INVENTORY")
     if given:
-        return Path(_expand_home(given, environ))
-    base = environ.get("XDG_CONFIG_HOME") or (os.path.join(environ["HOME"], ".config") if environ.get("HOME") else None)
-    if base is None:
-        return None
-    default = Path(_expand_home(base, environ)) / "envctl" / "inventory.yaml"
-    return default if default.is_file() else None
-
-
-def _expand_home(path: str, environ: Mapping[str, str]) -> str:
-    if (path == "~" or path.startswith("~/")) and environ.get("HOME"):
-        return environ["HOME"] + path[1:]
-    return path
+        return Path(expand_home(given, environ))
+    home = config_home(environ)
+    default = home / "inventory.yaml" if home is not None else None
+    return default if default is not None and default.is_file() else None
 
 
 def load_inventory(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Inventory:
