@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from engines import CLASSIC, connect
-from servers.registry import Registry, push_busybox, reachable_from
+from servers.registry import Registry, push_busybox, reachable_from_engine
 
 pytestmark = pytest.mark.both_engines
 
@@ -44,18 +44,13 @@ def private(tmp_path_factory):
 @pytest.fixture
 def reach(engine_under_test, private, engine):
     registry, name, digest = private
-    if engine_under_test.store == "containerd" and registry.port not in _forwarded:
-        reachable_from(int(open("/run/envctl-test-containerd/engine.pid").read()), registry.port)
-        _forwarded.add(registry.port)
+    reachable_from_engine(engine_under_test, registry.port)
     yield private
     for ref in (f"{name}:1", f"{name}@{digest}"):
         try:
             engine.images.remove(ref, force=True)
         except Exception:  # noqa: BLE001 (absent is fine)
             pass
-
-
-_forwarded: set[int] = set()
 
 
 def _docker_config(env, config: dict, helper: bool = False) -> dict:
@@ -186,11 +181,7 @@ def token_registry(tmp_path_factory):
 
 def test_a_token_service_is_asked_with_docker_credentials(token_registry, engine_under_test, make_env, engine):
     registry, name, digest, tokens = token_registry
-    if engine_under_test.store == "containerd":
-        for port in (registry.port, tokens.port):
-            if port not in _forwarded:
-                reachable_from(int(open("/run/envctl-test-containerd/engine.pid").read()), port)
-                _forwarded.add(port)
+    reachable_from_engine(engine_under_test, registry.port, tokens.port)
     env = make_env("cpu")
     env.write(MANIFEST.format(ref=f"{name}:1@{digest}"))
     nobody = _docker_config(env, {})

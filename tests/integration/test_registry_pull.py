@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
-from pathlib import Path
 
 import pytest
 import yaml
 
-from engines import CLASSIC, connect
-from servers.registry import Registry, copy, push_busybox, reachable_from
+from servers.registry import Registry, copy, origin_and_mirror, reachable_from_engine
 
 pytestmark = pytest.mark.both_engines
 
@@ -41,31 +38,16 @@ image:
 @pytest.fixture(scope="module")
 def registries(tmp_path_factory):
     """An origin and a mirror (the same image under quay.io/ in it), each pushed once."""
-    classic = connect(CLASSIC).client
-    directory = tmp_path_factory.mktemp("registries")
-    with Registry(directory / "origin") as origin, Registry(directory / "mirror") as mirror:
-        repository = f"envctl-it/pulled-{uuid.uuid4().hex[:6]}"
-        digest = push_busybox(classic, origin, repository, "1", {"etc/marker": b"from the registry\n"})
-        other = push_busybox(classic, origin, repository, "2", {"etc/marker": b"another image\n"})
-        mirrored = copy(origin, mirror, repository, "1", f"quay.io/{repository}")
-        assert mirrored == digest  # a mirror serves the same bytes, so the same digest
-        yield {"origin": origin, "mirror": mirror, "repository": repository, "digest": digest, "other": other}
+    with origin_and_mirror(tmp_path_factory.mktemp("registries"), "pulled", b"from the registry\n",
+                           b"another image\n") as found:
+        yield found
 
 
 @pytest.fixture
 def reach(engine_under_test, registries):
-    """The registries reachable from the engine under test (the containerd-store engine runs in
-    a network namespace of its own: the ports are forwarded into it)."""
-    if engine_under_test.store == "containerd":
-        pid = int(Path("/run/envctl-test-containerd/engine.pid").read_text())
-        for registry in (registries["origin"], registries["mirror"]):
-            if registry.port not in _forwarded:
-                reachable_from(pid, registry.port)
-                _forwarded.add(registry.port)
+    """The registries reachable from the engine under test."""
+    reachable_from_engine(engine_under_test, registries["origin"].port, registries["mirror"].port)
     return registries
-
-
-_forwarded: set[int] = set()
 
 
 def _forget(engine, *names: str) -> None:
@@ -269,8 +251,7 @@ def test_a_stale_mirror_is_passed_over_for_the_pinned_digest(clean, make_env, en
         copy(r["origin"], stale, r["repository"], "2", f"origin/{r['repository']}")
         body, media_type = stale.manifest(f"origin/{r['repository']}", "2")
         stale.put_manifest(f"origin/{r['repository']}", "1", body, media_type)  # its :1 is the other image
-        if engine_under_test.store == "containerd":
-            reachable_from(int(Path("/run/envctl-test-containerd/engine.pid").read_text()), stale.port)
+        reachable_from_engine(engine_under_test, stale.port)
         env = make_env("cpu")
         env.write(MANIFEST.format(ref=f"{r['origin'].host}/{r['repository']}:1@{r['digest']}", extra=""))
         environ = _config(env, {r["origin"].host: f"{stale.host}/origin"})

@@ -19,14 +19,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
-from engines import CLASSIC, connect
-from servers.registry import Registry, copy, push_busybox, reachable_from
+from servers.registry import Registry, origin_and_mirror, reachable_from_engine
 
 pytestmark = pytest.mark.both_engines
 
@@ -40,29 +38,16 @@ image:
 entrypoints:
   train: {{run: python t.py, nodes: {{launcher: none}}}}
 """
-_forwarded: set[int] = set()
-
-
 @pytest.fixture(scope="module")
 def registries(tmp_path_factory):
-    classic = connect(CLASSIC).client
-    directory = tmp_path_factory.mktemp("shell-pull-registries")
-    with Registry(directory / "origin") as origin, Registry(directory / "mirror") as mirror:
-        repository = f"envctl-it/shell-pull-{uuid.uuid4().hex[:6]}"
-        digest = push_busybox(classic, origin, repository, "1", {"etc/marker": b"pinned\n"})
-        other = push_busybox(classic, origin, repository, "2", {"etc/marker": b"moved\n"})
-        assert copy(origin, mirror, repository, "1", f"quay.io/{repository}") == digest
-        yield {"origin": origin, "mirror": mirror, "repository": repository, "digest": digest, "other": other}
+    with origin_and_mirror(tmp_path_factory.mktemp("shell-pull-registries"), "shell-pull", b"pinned\n",
+                           b"moved\n") as found:
+        yield found
 
 
 @pytest.fixture
 def reach(engine_under_test, registries):
-    if engine_under_test.store == "containerd":  # its own network namespace: the ports forwarded into it
-        pid = int(Path("/run/envctl-test-containerd/engine.pid").read_text())
-        for registry in (registries["origin"], registries["mirror"]):
-            if registry.port not in _forwarded:
-                reachable_from(pid, registry.port)
-                _forwarded.add(registry.port)
+    reachable_from_engine(engine_under_test, registries["origin"].port, registries["mirror"].port)
     return registries
 
 
@@ -147,8 +132,7 @@ def test_a_mirror_that_cannot_serve_is_said_and_the_registry_asked(engine, engin
     origin = f"{r['origin'].host}/{r['repository']}"
     block = _pull_block(tmp_path, f"{origin}:1@{r['digest']}", None)
     with Registry(tmp_path / "empty") as empty:  # reachable, lacking the image
-        if engine_under_test.store == "containerd":
-            reachable_from(int(Path("/run/envctl-test-containerd/engine.pid").read_text()), empty.port)
+        reachable_from_engine(engine_under_test, empty.port)
         done = _run(block, engine_under_test, ENVCTL_IMAGE_MIRROR=f"{empty.host}/mirror")
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"the mirror could not serve {empty.host}/mirror/{r['repository']}@{r['digest']}; pulling from the registry" \

@@ -12,7 +12,11 @@ any daemon setting (dockerd's default insecure range).
   for byte over the registry API, as a pull-through mirror serves them (same digest).
 - `reachable_from(namespace, port)`: the port also opened in another network namespace (the
   containerd-store test engine and the SSH lab's hosts run in their own), forwarded to this
-  loopback, where Docker's engines there reach it as a loopback registry too.
+  loopback, where Docker's engines there reach it as a loopback registry too;
+  `reachable_from_engine(engine_under_test, *ports)`: that, for the containerd-store engine
+  (once per port per test process), nothing for the classic one on this loopback.
+- `origin_and_mirror(directory, name, pinned, moved)`: an origin holding NAME:1 and NAME:2 and
+  a mirror serving NAME:1 under quay.io/, as the registry tests' module fixtures want them.
 
 A registry that does not start fails the test (never a skip).
 """
@@ -26,6 +30,8 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -207,3 +213,37 @@ def _pipe(source: socket.socket, target: socket.socket) -> None:
             target.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+
+
+CONTAINERD_ENGINE_PID = Path("/run/envctl-test-containerd/engine.pid")  # tests/ensure-containerd-engine.sh
+_forwarded_to_engine: set[int] = set()
+
+
+def reachable_from_engine(engine_under_test, *ports: int) -> None:
+    """The loopback `ports` reachable from the engine under test: the containerd-store engine
+    runs in a network namespace of its own, so each port is forwarded into it once per test
+    process; the classic engine shares this loopback."""
+    if engine_under_test.store != "containerd":
+        return
+    pid = int(CONTAINERD_ENGINE_PID.read_text())
+    for port in ports:
+        if port not in _forwarded_to_engine:
+            reachable_from(pid, port)
+            _forwarded_to_engine.add(port)
+
+
+@contextmanager
+def origin_and_mirror(directory: Path, name: str, pinned: bytes, moved: bytes):
+    """An origin registry holding envctl-it/NAME-XXXXXX:1 (its /etc/marker `pinned`) and :2
+    (`moved`), and a mirror serving :1 under quay.io/ byte for byte (the same digest). Yields
+    {origin, mirror, repository, digest (of :1), other (digest of :2)}."""
+    from engines import CLASSIC, connect
+
+    classic = connect(CLASSIC).client
+    with Registry(directory / "origin") as origin, Registry(directory / "mirror") as mirror:
+        repository = f"envctl-it/{name}-{uuid.uuid4().hex[:6]}"
+        digest = push_busybox(classic, origin, repository, "1", {"etc/marker": pinned})
+        other = push_busybox(classic, origin, repository, "2", {"etc/marker": moved})
+        mirrored = copy(origin, mirror, repository, "1", f"quay.io/{repository}")
+        assert mirrored == digest  # a mirror serves the same bytes, so the same digest
+        yield {"origin": origin, "mirror": mirror, "repository": repository, "digest": digest, "other": other}
