@@ -11,11 +11,12 @@ namespace, its own Docker engine; tests/sshlab.py):
    loads and container starts) run on this machine's cores too, so on a small machine the
    ratio measures the servers' work competing for them as much as envctl.
 
-    .venv/bin/python bench/bench_remote.py [size_mib] [delay_ms] [runs]
+    .venv/bin/python bench/bench_remote.py [size_mib] [delay_ms] [runs] [--only transfer|hosts]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import shutil
@@ -34,13 +35,15 @@ IMAGE = "envctl-bench/remote:1"
 DATA = "/root/envctl-bench"
 
 
-def main(size_mib: int, delay_ms: int, runs: int) -> None:
+def main(size_mib: int, delay_ms: int, runs: int, only: str | None = None) -> None:
     base = Path(tempfile.mkdtemp(prefix="envctl-bench-", dir="/var/tmp"))
     with Lab(hosts=4) as lab:
         env = _environ(base, lab)
         try:
-            transfer(lab, base, env, size_mib, delay_ms, runs)
-            many_hosts(lab, base, env, runs, delay_ms)
+            if only in (None, "transfer"):
+                transfer(lab, base, env, size_mib, delay_ms, runs)
+            if only in (None, "hosts"):
+                many_hosts(lab, base, env, runs, delay_ms)
         finally:
             shutil.rmtree(base, ignore_errors=True)
 
@@ -148,8 +151,14 @@ def _timed_cpu(argv: list[str], env: dict, cpu: list[float]) -> float:
 
 
 if __name__ == "__main__":
-    arguments = [int(a) for a in sys.argv[1:]]
-    size, delay, repeats = (arguments + [1024, 25, 2][len(arguments):])[:3]
+    parser = argparse.ArgumentParser(description="Pushes to SSH lab hosts against scp; up on four hosts against one.")
+    parser.add_argument("numbers", nargs="*", type=int, metavar="size_mib delay_ms runs",
+                        help="the file's size in MiB (1024), the delay each way in ms (25), runs per case (2)")
+    parser.add_argument("--only", choices=("transfer", "hosts"), help="run only the transfer or the many-hosts part")
+    options = parser.parse_args()
+    if len(options.numbers) > 3:
+        parser.error("at most three numbers: size_mib delay_ms runs")
+    size, delay, repeats = (options.numbers + [1024, 25, 2][len(options.numbers):])[:3]
     started = time.monotonic()
-    main(size, delay, repeats)
+    main(size, delay, repeats, options.only)
     print(f"({time.monotonic() - started:.0f} s in all)")
