@@ -178,6 +178,38 @@ def _write(text: str) -> None:
         sys.exit(1)
 
 
+def _quick(args: list[str]) -> bool:
+    """The plain forms of the hot commands, answered without typer when they can be decided
+    quickly (`up NAME` of an environment a recorded plan found already up: envctl/quick_up.py;
+    `status`: envctl/quick_status.py). False: the full path answers, as if this were not here.
+    ENVCTL_NO_QUICK=1 always takes the full path."""
+    if os.environ.get("ENVCTL_NO_QUICK") == "1":
+        return False
+    if args == ["status"]:
+        from envctl.quick_status import answer
+
+        out = answer(os.environ)
+        if out is None:
+            return False
+        _write(out)
+        return True
+    if len(args) == 2 and args[0] == "up" and args[1] and not args[1].startswith("-"):
+        from envctl.quick_up import answer as up_answer
+
+        said = up_answer(args, os.environ)
+        if said is None:
+            return False
+        out, err = said
+        try:
+            sys.stderr.write(err)
+            sys.stderr.flush()
+        except OSError:
+            pass  # as typer's echo to a closed stderr: the outcome is the exit code
+        _write(out)
+        return True
+    return False
+
+
 def main() -> None:
     if sys.argv[1:] == ["version"]:
         # The one command that needs nothing: printed before typer is imported (typer ≥ 0.2x parses
@@ -195,6 +227,8 @@ def main() -> None:
     names = command_names_completed(os.path.basename(sys.argv[0]), os.environ)
     if names is not None:
         _write("".join(f"{name}\n" for name in names) or "\n")
+        return
+    if _quick(sys.argv[1:]):
         return
     # Typer handles usage errors and --help itself (exit 2 / 0); everything else that escapes a
     # command is either a user-fixable EnvctlError or a bug.

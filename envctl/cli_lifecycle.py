@@ -52,6 +52,7 @@ def up(
     from envctl.planning import engine_if_any, plan_on
     from envctl.progress import ByteProgress
 
+    recording = _quick_recording(name)
     loaded, options, saved = _what_to_apply(name, plan_file, card_request(cards, card_count), skip_driver_check, force,
                                             share_cards, given(vars))
     # A decision about now, as --force is (a saved plan keeps names and states, never values).
@@ -84,6 +85,8 @@ def up(
                 # fetched and loaded stays), which chooses among the cards still free.
                 echo(f"cards      {taken.message}; planning again")
         reports[host.name] = _report_json(the_plan, report)
+        if recording is not None:
+            recording.note(host, loaded, the_plan, report)
         entries = ", ".join(e.name for e in the_plan.entrypoints) or "none"
         where = f" --host {host.name}" if remote.wanted else ""
         echo(f"ready      {the_plan.container.name}: envctl exec ENTRYPOINT --env {the_plan.container.name}{where} "
@@ -92,6 +95,8 @@ def up(
         return f"{the_plan.container.name} {report.container.action}, image {report.image.action}, {ran} setup step(s) ran"
 
     code = each_host(remote, work, "up " + loaded.manifest.name)
+    if recording is not None:
+        recording.finish(code)
     if dry_run:
         print_plans(plans, as_json, keyed=remote.wanted)
         # As plan: not ready (a blocker, something to provide, an engine not asked) is exit 5.
@@ -100,6 +105,16 @@ def up(
         shown = reports if remote.wanted else next(iter(reports.values()))
         typer.echo(json.dumps(shown, indent=2, ensure_ascii=False))
     raise typer.Exit(code)
+
+
+def _quick_recording(name):
+    """The record of a no-op for the quick path (envctl/quick_up.py), watched for in the plain
+    form alone, `up NAME` with no option: the one form the quick path answers."""
+    if name is None or sys.argv[1:] != ["up", name]:
+        return None
+    from envctl.quick_up_record import Recording
+
+    return Recording.start(sys.argv[1:])
 
 
 CARD_ATTEMPTS = 3  # plans made by one `up` when other ups keep taking the cards it chose

@@ -1,0 +1,93 @@
+"""GET requests to the local Docker engine over its unix socket, with the standard library alone
+(http.client), for the quick paths of `up` and `status` (envctl/quick_up.py,
+envctl/quick_status.py), which must answer without importing docker-py and requests.
+
+Only an engine reached through a unix socket is asked: DOCKER_HOST unset (the default socket,
+/var/run/docker.sock, as envctl.engine.connect uses it) or `unix://PATH`. Any other DOCKER_HOST
+(tcp://, ssh://, TLS settings) is left to docker-py: `socket_path` says None and the caller
+takes the full path.
+
+Paths carry no API version: the engine answers in its own (newest) version, which is the one
+docker-py negotiates too (docker.APIClient with version None asks `/version` and uses its
+ApiVersion), so the fields read here are the ones the full path reads. Engine API reference:
+https://docs.docker.com/reference/api/engine/ (ContainerList, ContainerInspect, ContainerTop,
+ImageInspect, ImageList).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from typing import Mapping
+from urllib.parse import quote, urlencode
+
+DEFAULT_SOCKET = "/var/run/docker.sock"  # envctl.engine.DEFAULT_SOCKET (not imported: it imports docker-py)
+TIMEOUT = 10.0  # seconds for connecting and for each answer; a quick path that waits longer gives up
+
+
+class EngineUnanswered(Exception):
+    """The engine could not be asked, or answered something other than JSON: the caller takes
+    the full path, which says what is wrong."""
+
+
+def socket_path(environ: Mapping[str, str]) -> str | None:
+    """The unix socket the engine is reached through, as envctl.engine.connect reaches it (the
+    default socket when DOCKER_HOST is unset or empty); None for any other DOCKER_HOST."""
+    host = environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+    if not host.startswith("unix://"):
+        return None
+    path = host[len("unix://"):]
+    return path if path.startswith("/") else None
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str):
+        super().__init__("localhost", timeout=TIMEOUT)  # the Host header docker-py sends over a socket too
+        self._socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._socket_path)
+
+
+class Engine:
+    """One connection to the engine at a unix socket, kept open for a few requests
+    (HTTP/1.1 keep-alive). Use as a context manager."""
+
+    def __init__(self, path: str):
+        self._connection = _UnixConnection(path)
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._connection.close()
+
+    def get(self, path: str, query: Mapping[str, str] | None = None):
+        """(HTTP status, the JSON answer) of `GET path?query`; `path` is sent as given (quote a
+        name in it with `quoted`). Raises EngineUnanswered when the socket cannot be reached, the
+        answer is cut or is not JSON."""
+        target = path + (f"?{urlencode(query)}" if query else "")
+        try:
+            self._connection.request("GET", target)
+            answer = self._connection.getresponse()
+            body = answer.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise EngineUnanswered(f"GET {target}: {exc}") from None
+        try:
+            return answer.status, json.loads(body) if body else None
+        except ValueError:
+            raise EngineUnanswered(f"GET {target}: the answer is not JSON") from None
+
+
+def quoted(name: str) -> str:
+    """A name (an image ref, a container name) as a path segment, quoted as docker-py quotes it
+    (`/` and `:` kept: the engine's routes take `/images/{name}/json` with both)."""
+    return quote(name, safe="/:")
+
+
+def filters(**wanted: list[str]) -> str:
+    """The `filters` query parameter: a JSON map of lists (docker-py's convert_filters)."""
+    return json.dumps(wanted)

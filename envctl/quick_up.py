@@ -1,0 +1,200 @@
+"""`envctl up NAME` of an environment already up, answered by verifying a recorded no-op.
+
+A full `up NAME` (no options, this machine, a `cpu` manifest whose image is named by ref or
+tarball, neither built nor pulled) whose plan found nothing to do (every artifact cached, the
+image present, the container unchanged and running, every setup step skipped) writes a record
+(envctl/quick_up_record.py) under `<cache>/state/quick-up/<key>.json`. The next `up NAME` with
+the same key reads it before typer is imported (envctl/cli.py main) and prints the lines that
+`up` printed, when everything the plan rested on still holds; otherwise it returns None and the
+full `up` plans and acts as it always does. It never gives another answer than the full path:
+whatever it cannot confirm is the full path's to decide.
+
+The key (`record_key`): sha256 of envctl's version, the arguments, the working directory,
+whether stdout and stderr are terminals, the user ID and every environment variable but the
+shell's own bookkeeping (SHELL_ONLY: `_`, OLDPWD, SHLVL, SSH_CLIENT, ...). So a change of
+DOCKER_HOST, DOCKER_CONFIG, ENVCTL_*, HOME, XDG_*, PATH, a proxy, a variable the manifest
+interpolates or passes (container.pass_env), or anything a library reads from the environment
+is another key, which has no record until a full `up` writes one.
+
+What the record holds and the quick path checks again (`answer`):
+
+- the manifest file that NAME names now (envctl.manifest.discovery, the full path's code: a
+  manifest of the same name in an earlier search root is another file) and each profile it
+  extends, found again the same way;
+- the bytes (sha256) of every file the full `up` opened to read while it resolved, planned and
+  applied (Python's audit hook `open`: manifest.yaml, profiles, cache records, the tarball
+  identity records, a writable copy's stamp ...) and of the files whose absence counted (the
+  manifest's lock file, the user configuration file, the inventory);
+- stat fingerprints (device, inode, size, mtime_ns, file type) of the paths the plan looked at
+  without opening them: each cached artifact's placed files, a `mode: rw` artifact's workspace
+  copy, container.mounts sources, the image tarball (a local file or the cached blob);
+- the engine, over its unix socket (envctl/engine_socket.py): `GET /containers/{id}/json` (the
+  same ID, name, running with the same StartedAt, the same config-hash and image-id labels, the
+  same image), `GET /images/{ref}/json` (the ref still names the image the container runs: a
+  re-tagged ref is another image), and `GET /images/json` of the images `envctl build` baked for
+  this manifest (a new bake changes what `up` would run).
+
+What it relies on, not checked here: the setup markers inside the container change only through
+envctl's setup steps, which run only when a plan says so (a marker deleted by hand inside the
+container is not seen until a full `up`: ENVCTL_NO_QUICK=1); a device kind other than `cpu`
+(mlu, npu, cuda) is never recorded, because its plan reads the driver (files or the vendor tool),
+the device nodes and who holds each card (cnmon or npu-smi and every container's devices), which
+only the full path reads; a remote host (`--host`) and every option are the full path's.
+
+A record is invalidated by: another envctl version; another argument, working directory,
+terminal, user or environment variable; a byte of the manifest, a profile, the lock file, the
+user configuration or the inventory, or any other file the full path read (created or removed
+too); a profile or manifest of that name found elsewhere; an artifact file or copy touched,
+replaced or removed; the tarball touched; the container stopped, restarted, recreated or
+removed; the image re-tagged or removed; an image baked or removed; a record file that cannot be
+read or parsed (truncated, garbage). Each of those runs the full `up`, which writes the record
+again when its plan is again a no-op (and removes the old one first in any case).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Mapping
+
+FORMAT = 1  # of the record file; another value is not read
+# Variables a shell sets or changes between two commands of one user, which neither envctl nor
+# the libraries it uses read.
+SHELL_ONLY = frozenset({"_", "OLDPWD", "SHLVL", "SSH_CLIENT", "SSH_CONNECTION", "SSH_TTY", "ENVCTL_NO_QUICK"})
+CONTENT_LIMIT = 1 << 20  # bytes: files up to this size are fingerprinted by content, larger ones by stat
+
+
+def record_key(args: list[str], environ: Mapping[str, str], cwd: str | None = None) -> str:
+    """The record's name: sha256 (hex) of what the answer of `envctl ARGS` may depend on besides
+    the files and the engine (the record checks those)."""
+    from envctl import __version__
+
+    def tty(stream) -> bool:
+        try:
+            return stream.isatty()
+        except (AttributeError, ValueError, OSError):
+            return False
+
+    given = {
+        "version": __version__,
+        "args": list(args),
+        "cwd": cwd if cwd is not None else os.getcwd(),
+        "tty": [tty(sys.stdout), tty(sys.stderr)],
+        "uid": os.getuid(),
+        "environ": sorted((k, v) for k, v in environ.items() if k not in SHELL_ONLY),
+    }
+    return hashlib.sha256(json.dumps(given, sort_keys=True).encode()).hexdigest()
+
+
+def record_dir(environ: Mapping[str, str]) -> Path:
+    from envctl.paths import cache_dir
+
+    return cache_dir(environ) / "state" / "quick-up"
+
+
+def content_print(path: str) -> list | None:
+    """A file's fingerprint by content: ["sha256", hex] for a regular file up to CONTENT_LIMIT,
+    a stat_print for anything else, None when there is nothing at `path`."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or info.st_size > CONTENT_LIMIT:
+        return stat_print(path)
+    try:
+        with open(path, "rb") as file:
+            return ["sha256", hashlib.sha256(file.read()).hexdigest()]
+    except OSError:
+        return ["unreadable"]
+
+
+def stat_print(path: str) -> list | None:
+    """[device, inode, size, mtime_ns, file type] of `path` (symlinks followed), None when absent."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, stat.S_IFMT(info.st_mode)]
+
+
+def baked_list(images: list) -> list:
+    """The images `envctl build` baked for a manifest, as `GET /images/json` lists them: what of
+    them the plan reads (ID, tags, bake key), sorted."""
+    return sorted([image.get("Id"), sorted(image.get("RepoTags") or []),
+                   (image.get("Labels") or {}).get("io.envctl.bake-key")] for image in images)
+
+
+def answer(args: list[str], environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """(stdout, stderr) of `envctl up NAME` when a record of its no-op still holds; None: the
+    full path answers. Never raises for a record or a world that is not as expected."""
+    from envctl.engine_socket import socket_path
+
+    socket = socket_path(environ)
+    if socket is None:
+        return None
+    try:
+        text = (record_dir(environ) / f"{record_key(args, environ)}.json").read_text(encoding="utf-8")
+        record = json.loads(text)
+        if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("socket") != socket:
+            return None
+        if not (_same_manifest(args[1], environ, record) and _same_files(record) and _same_engine(socket, record)):
+            return None
+        out, err = record["stdout"], record["stderr"]
+        return (out, err) if isinstance(out, str) and isinstance(err, str) else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # no record, or not one this code wrote whole: the full path
+
+
+def _same_manifest(reference: str, environ: Mapping[str, str], record: dict) -> bool:
+    from envctl.errors import EnvctlError
+    from envctl.manifest import discovery
+
+    try:
+        roots = discovery.search_roots(environ)
+        name, _variant = discovery.split_variant(reference)
+        found = discovery.find_manifest(name, roots)
+    except EnvctlError:
+        return False
+    if str(found) != record["manifest"]:
+        return False
+    directories = discovery.profile_roots(found, roots)
+    return all(str(discovery.find_profile(profile, directories)) == path for profile, path in record["profiles"])
+
+
+def _same_files(record: dict) -> bool:
+    return (all(content_print(path) == fingerprint for path, fingerprint in record["files"].items())
+            and all(stat_print(path) == fingerprint for path, fingerprint in record["stats"].items()))
+
+
+def _same_engine(socket: str, record: dict) -> bool:
+    from envctl.engine_socket import Engine, EngineUnanswered, filters, quoted
+
+    wanted = record["container"]
+    try:
+        with Engine(socket) as engine:
+            status, attrs = engine.get(f"/containers/{wanted['id']}/json")
+            if status != 200 or container_facts(attrs) != wanted:
+                return False
+            status, image = engine.get(f"/images/{quoted(record['image']['ref'])}/json")
+            if status != 200 or image.get("Id") != record["image"]["id"]:
+                return False
+            status, baked = engine.get("/images/json", {"filters": filters(label=[f"io.envctl.baked-for={record['name']}"])})
+            return status == 200 and baked_list(baked) == record["baked"]
+    except EngineUnanswered:
+        return False
+
+
+def container_facts(attrs: dict) -> dict:
+    """What of the container's inspect a no-op plan rested on: the same container (ID, name),
+    running since the same start, with the same config hash and image (labels and the engine's
+    image ID). The record keeps these; the quick path compares them whole."""
+    state = attrs.get("State") or {}
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    return {"id": attrs.get("Id"), "name": str(attrs.get("Name", "")).lstrip("/"), "status": state.get("Status"),
+            "running": state.get("Running"), "started_at": state.get("StartedAt"),
+            "config_hash": labels.get("io.envctl.config-hash"), "image_label": labels.get("io.envctl.image-id"),
+            "image": attrs.get("Image")}

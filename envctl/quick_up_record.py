@@ -1,0 +1,239 @@
+"""Writing the record of a no-op `up NAME` that envctl/quick_up.py verifies (see its docstring
+for what the record holds, what the quick path relies on and what invalidates a record).
+
+A full `up NAME` (the plain form, exactly these two arguments) starts a Recording before it loads
+the manifest: from then on Python's audit hook notes every file opened for reading (PEP 578, the
+`open` event that open(), io.open and os.open raise), and what the command prints on stdout and
+stderr is kept as it is written. The record of this key is removed at once: whatever this `up`
+finds, an older record must not answer for it. When the plan turns out to be a no-op on this
+machine for a manifest the quick path may answer (`note`), and the command ends with exit 0
+(`finish`), the record is written. Writing it is an optimisation: any failure leaves no record
+and changes nothing of what `up` did or says.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+from envctl import quick_up
+
+# Paths opened that are code, not input: Python's modules and packages' metadata (importlib
+# reads entry_points.txt), which the envctl version and the environment (PATH, the venv) key.
+_CODE_SUFFIXES = (".py", ".pyc", ".so", ".pth", ".zip")
+_HOST_STATE = ("/proc/", "/sys/", "/dev/")  # read now, different next time: a plan that reads them is not recorded
+
+_opened: list[str] | None = None  # while a Recording runs: the paths opened for reading
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _opened is None or event != "open":
+        return
+    path, mode, flags = (tuple(args) + (None, None, None))[:3]
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, str):
+        return  # an open file descriptor
+    writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & (os.O_WRONLY | os.O_RDWR))
+    if not writing:
+        _opened.append(os.path.abspath(path))
+
+
+class _Tee(io.TextIOBase):
+    """A text stream that writes through to `target` and keeps a copy. Attributes it does not
+    define (isatty, fileno, encoding, buffer) are the target's, so that click and progress
+    bars treat it as the terminal or pipe it stands for."""
+
+    def __init__(self, target):
+        super().__init__()
+        self._target = target
+        self.kept: list[str] = []
+
+    def write(self, text: str) -> int:
+        written = self._target.write(text)  # bytes raise here, before anything is kept (click probes with b"")
+        self.kept.append(text)
+        return written
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def isatty(self) -> bool:
+        return self._target.isatty()
+
+    def fileno(self) -> int:
+        return self._target.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self):
+        return self._target.encoding
+
+    @property
+    def errors(self):
+        return self._target.errors
+
+    def __getattr__(self, name: str):
+        return getattr(self._target, name)
+
+
+class Recording:
+    """One plain `up NAME` being watched for a record."""
+
+    def __init__(self, args: list[str]):
+        self.args = list(args)
+        self.environ = dict(os.environ)
+        self.key = quick_up.record_key(self.args, self.environ)  # before anything is printed or changed
+        self.path = quick_up.record_dir(self.environ) / f"{self.key}.json"
+        self.facts: dict | None = None
+        self._stdout, self._stderr = _Tee(sys.stdout), _Tee(sys.stderr)
+
+    @classmethod
+    def start(cls, args: list[str]) -> "Recording | None":
+        global _opened
+        try:
+            recording = cls(args)
+            recording.path.unlink(missing_ok=True)
+        except OSError:
+            return None  # a cache that cannot be written: no record, and no stale one to fear only if absent
+        if not getattr(sys, "_envctl_quick_audit", False):  # audit hooks cannot be removed: one per process
+            sys.addaudithook(_audit)
+            sys._envctl_quick_audit = True
+        _opened = []
+        sys.stdout, sys.stderr = recording._stdout, recording._stderr
+        return recording
+
+    def note(self, host, loaded, plan, report) -> None:
+        """After `up` applied `plan` on `host`: keep what the record needs when the plan was a
+        no-op that the quick path may answer (else nothing is recorded)."""
+        try:
+            self.facts = _facts(host, loaded, plan, report, self.environ)
+        except Exception:  # noqa: BLE001  (a record is an optimisation: never a reason for `up` to fail)
+            self.facts = None
+
+    def finish(self, code: int) -> None:
+        """The command ends with `code`: write the record when there is one to write."""
+        global _opened
+        opened, _opened = _opened or [], None
+        sys.stdout, sys.stderr = self._stdout._target, self._stderr._target
+        if code != 0 or self.facts is None:
+            return
+        try:
+            files = _read_files(opened, self.facts.pop("candidates"))
+            if files is None:
+                return
+            record = {"format": quick_up.FORMAT, **self.facts, "files": files,
+                      "profiles": _profiles(files, self.facts["manifest"], self.environ),
+                      "stdout": "".join(self._stdout.kept), "stderr": "".join(self._stderr.kept)}
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            from envctl.atomic import write_text_atomic
+
+            write_text_atomic(self.path, json.dumps(record, indent=1, sort_keys=True))
+        except Exception:  # noqa: BLE001  (as in note)
+            self.path.unlink(missing_ok=True)
+
+
+def _read_files(opened: list[str], candidates: list[str]) -> dict | None:
+    """path → content_print of every input file opened, and of the candidates (files whose
+    absence counted); None when the plan read host state that changes by itself."""
+    files = {}
+    for path in [*opened, *candidates]:
+        if path.endswith(_CODE_SUFFIXES) or "/__pycache__/" in path or ".dist-info/" in path:
+            continue
+        if path.startswith(_HOST_STATE):
+            return None
+        files[path] = quick_up.content_print(path)
+    return files
+
+
+def _profiles(files: dict, manifest: str, environ: dict) -> list:
+    """[name, path] of each profile file read: a file `<dir>/NAME.yaml` in one of the manifest's
+    profile directories (envctl.manifest.discovery.profile_roots)."""
+    from envctl.manifest import discovery
+
+    directories = {str(d) for d in discovery.profile_roots(Path(manifest), discovery.search_roots(environ))}
+    return sorted([Path(path).stem, path] for path in files
+                  if str(Path(path).parent) in directories and path.endswith(".yaml"))
+
+
+def _facts(host, loaded, plan, report, environ: dict) -> dict | None:
+    """What the record holds besides the files read and the output; None when this `up` is not
+    one the quick path may answer."""
+    manifest = loaded.manifest
+    if host.name != "local":  # the host root (ENVCTL_HOST_ROOT, in the key) only moves device probes: not cpu's
+        return None
+    if manifest.device.kind != "cpu" or manifest.image.build is not None or manifest.image.pull:
+        return None
+    if (plan.blockers or plan.needs or not plan.ready or plan.container_action.action != "unchanged"
+            or plan.image.action != "present" or any(a.action != "cached" for a in plan.artifacts)
+            or any(s.action != "skip" for s in plan.setup)):
+        return None
+    if report.container.action != "unchanged" or any(s.action == "ran" for s in report.setup):
+        return None
+    from envctl.engine_socket import socket_path
+
+    socket = socket_path(environ)
+    if socket is None:
+        return None
+    engine = host.engine()
+    attrs = engine.api.inspect_container(report.container.container_id)
+    container = quick_up.container_facts(attrs)
+    if container["status"] != "running" or container["running"] is not True:
+        return None
+    image_id = engine.api.inspect_image(plan.container.image).get("Id")
+    baked = engine.api.images(filters={"label": f"io.envctl.baked-for={manifest.name}"})
+    return {"socket": socket, "name": manifest.name, "manifest": str(loaded.file), "container": container,
+            "image": {"ref": plan.container.image, "id": image_id}, "baked": quick_up.baked_list(baked),
+            "stats": {path: quick_up.stat_print(path) for path in _stat_paths(loaded, environ)},
+            "candidates": _candidates(loaded, environ)}
+
+
+def _candidates(loaded, environ: dict) -> list[str]:
+    """Files whose absence the full path takes into account without opening them: the lock
+    file, the user configuration, the inventory."""
+    from envctl.artifacts.lockfile import lock_path
+    from envctl.remote.inventory import inventory_path
+    from envctl.user_config import config_path
+
+    from envctl.paths import config_home
+
+    home = config_home(environ)  # the default files count when they appear, though absent now
+    found = [lock_path(loaded.file), config_path(environ), inventory_path(None, environ),
+             home / "config.yaml" if home else None, home / "inventory.yaml" if home else None]
+    return [os.path.abspath(p) for p in found if p is not None]
+
+
+def _stat_paths(loaded, environ: dict) -> list[str]:
+    """Paths the plan looked at with stat alone (envctl/observe.py, envctl/observe_cache.py):
+    each cached artifact's placed files, the writable copies, the mount sources, the tarball."""
+    from envctl.artifacts.cache import Cache, on_disk
+    from envctl.artifacts.sources import artifact_key
+    from envctl.observe_cache import tarball_here
+    from envctl.paths import cache_dir, workspace_dir
+
+    cache = Cache(cache_dir(environ))
+    paths = []
+    for name, artifact in loaded.manifest.artifacts.items():
+        source = loaded.sources.get(name)
+        if source is None:
+            continue
+        key = artifact_key(source, artifact.subpath, artifact.include)
+        placed = cache.placed(key)
+        paths.append(str(placed))
+        record = cache.placed_record(key) or {}
+        paths += [str(placed / f.get("path", "")) if f.get("path") else str(placed) for f in on_disk(record)]
+        if artifact.mode == "rw":
+            paths.append(str(workspace_dir(loaded.manifest.container_name, environ) / "artifacts" / name))
+    for mount in loaded.manifest.container.mounts:
+        source = mount.split(":")[0]
+        paths.append(source if source.startswith("/") else str(loaded.directory / source))
+    if loaded.image_source is not None and loaded.image_source.kind == "file":
+        paths.append(loaded.image_source.location)
+    tarball = tarball_here(loaded, cache)
+    if tarball is not None:
+        paths.append(str(tarball))
+    return sorted({os.path.abspath(p) for p in paths})
