@@ -10,21 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from envctl import runtime_env
-from envctl.artifacts.cache import Cache
-from envctl.artifacts.download import Downloader, RemoteFile
-from envctl.artifacts.fetch import with_credentials
-from envctl.artifacts.sources import Source
 from envctl.errors import EnvctlError, FetchError, HostNotReady
-from envctl.hosts.base import WritableHost
-from envctl.image_step import ImageOutcome, Progress
 from envctl.lifecycle import ContainerOutcome, WorldChanged, execute
-from envctl.manifest.loader import Loaded
-from envctl.plan import Plan
 from envctl.observe_engine import read_markers
 from envctl.setup_steps import SetupFailed, StepOutcome, run_planned
+
+if TYPE_CHECKING:  # annotations only: an `up` with nothing to fetch or load never imports these (issue 14)
+    from envctl.artifacts.cache import Cache
+    from envctl.hosts.base import WritableHost
+    from envctl.image_step import ImageOutcome, Progress
+    from envctl.manifest.loader import Loaded
+    from envctl.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,8 @@ def local_tarball(client, loaded: Loaded, plan: Plan, cache: Cache, progress, of
     """The image tarball as a local file. One behind http(s)/ftp is downloaded into the cache
     (resumable, verified) only when it is needed: not when the image is already on the engine
     and nothing pins another ID."""
+    from envctl.artifacts.sources import Source  # with the downloader below: only an image tarball needs them
+
     source = loaded.image_source
     if source is None or source.kind == "file":
         return source
@@ -83,6 +84,10 @@ def local_tarball(client, loaded: Loaded, plan: Plan, cache: Cache, progress, of
 
             sha, _ = fetch_ftp(source, expected, cache)
         else:
+            # requests, through the downloader: imported only when a tarball is downloaded
+            from envctl.artifacts.download import Downloader, RemoteFile
+            from envctl.artifacts.fetch import with_credentials
+
             url, auth = with_credentials(source)
             sha, _ = Downloader(cache, progress=progress).fetch(RemoteFile("", url, source.display, None, expected, auth=auth))
         cache.remember_source(source.identity(), sha)  # so that `cache gc` keeps it for this manifest

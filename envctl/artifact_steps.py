@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Callable
 
 from envctl.artifacts.cache import Cache
-from envctl.artifacts.fetch import fetch_all
 from envctl.artifacts.sources import artifact_key
 from envctl.hosts.base import WritableHost
 from envctl.lifecycle import WorldChanged
@@ -96,7 +95,11 @@ def place(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], 
     # On an SSH host, "copy" copies what its own cache holds: nothing is fetched here for it.
     here = FETCHED_HERE | {"missing"} if host.fetch_mode is None else FETCHED_HERE - {"copy"} | {"missing"}
     wanted = [a.name for a in plan.artifacts if a.action in here and a.name not in downloaded]
-    fetched = {f.name: f for f in fetch_all(loaded, local, offline, progress, echo, names=wanted)} if wanted else {}
+    fetched = {}
+    if wanted:
+        from envctl.artifacts.fetch import fetch_all  # the fetchers: only when something is to be fetched or copied
+
+        fetched = {f.name: f for f in fetch_all(loaded, local, offline, progress, echo, names=wanted)}
     executed = []
     for artifact in plan.artifacts:
         if artifact.name in downloaded:

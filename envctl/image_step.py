@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-from docker.errors import APIError, BuildError
+from typing import TYPE_CHECKING, Callable
 
 from envctl import references
-from envctl.artifacts.sources import Source
 from envctl.image_identity import RECORDS, EngineImage, EngineImages
-from envctl.images import IdentityCache, ImageError, TarballIdentity, context_digest, identify, load_tarball, loaded_ids
-from envctl.plan import EnsureImage
+from envctl.tarballs import ImageError
+
+if TYPE_CHECKING:  # annotations only: the observation imports this module for LABEL_CONTEXT (issue 14)
+    from envctl.artifacts.sources import Source
+    from envctl.images import IdentityCache, TarballIdentity
+    from envctl.plan import EnsureImage
 
 LABEL_CONTEXT = "io.envctl.context-digest"
 
@@ -34,6 +35,8 @@ def _tarball_identity(step: EnsureImage, tarball: Path, identities: IdentityCach
     """Read and check the tarball against the manifest before anything is loaded."""
     if not tarball.is_file():
         raise ImageError(f"image {step.ref}: no tarball at {tarball}")
+    from envctl.images import identify  # reading a tarball: only when the image comes from one
+
     advance = progress(f"reading {tarball.name}", tarball.stat().st_size) if progress else None
     # A tarball of several images (`docker save a b`): the one tagged step.ref is the manifest's.
     identity = identify(tarball, identities, need_sha256=need_sha256, progress=advance).image_for(step.ref, step.expected_id)
@@ -100,6 +103,8 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
                              hint="load the pinned image (give image.tarball) or update image.id")
         how = step.obtain or "give image.tarball.source (a docker save tarball) or image.build in the manifest, or pull it from its registry (image.pull: true)"
         raise ImageError(f"image {step.ref} is not on this host, and the manifest does not pull it", hint=how)
+
+    from envctl.images import load_tarball  # loading: only when the image is not on the engine yet
 
     advance = progress(f"loading {tarball.name}", tarball.stat().st_size) if progress else None
     try:
@@ -171,6 +176,8 @@ def _loaded_image(engine: EngineImages, step: EnsureImage, identity: TarballIden
     # docker.io/envctl-review/a:1, by envctl or by `docker run`. The tarball was checked to hold
     # step.ref before loading, so the image is tagged step.ref here.
     if not identity.repo_tags or engine.get(step.ref) is None:
+        from envctl.images import loaded_ids  # after a load only
+
         for candidate in [*loaded_ids(lines), *identity.ids]:
             image = engine.get(candidate)
             if image is not None:
@@ -187,6 +194,10 @@ def _loaded_image(engine: EngineImages, step: EnsureImage, identity: TarballIden
 
 
 def _ensure_built(client, step: EnsureImage, current, memo: Path) -> ImageOutcome:
+    from docker.errors import APIError, BuildError  # docker-py's, imported with the engine's first use
+
+    from envctl.images import context_digest  # built images only
+
     context = Path(step.source)
     digest = context_digest(context, memo)
     if current is not None and current.labels.get(LABEL_CONTEXT) == digest:

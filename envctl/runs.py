@@ -29,7 +29,6 @@ killed, or the container restarted) are never reported: only the engine's runnin
 
 from __future__ import annotations
 
-import getpass
 import io
 import json
 import os
@@ -39,8 +38,6 @@ import tarfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
-
-from docker.errors import APIError, DockerException, NotFound
 
 from envctl.errors import HostNotReady
 from envctl.markers import CLAIM_WRAPPER
@@ -116,6 +113,8 @@ def new_record(entrypoint: str, log: str | None) -> tuple[str, str]:
 
 def _user() -> str:
     try:
+        import getpass  # termios with it: only a run record needs the user's name
+
         return getpass.getuser()
     except (KeyError, OSError):  # a UID without a passwd entry and no $USER (a container, a CI runner)
         return f"uid {os.getuid()}"
@@ -125,6 +124,8 @@ def running_work(client, container) -> tuple[Run, ...]:
     """The work running in `container` (a docker-py Container, or its ID or name), in start
     order. Empty when it is not running or is gone. Raises docker.errors.APIError when the engine
     fails the inspection itself."""
+    from docker.errors import NotFound  # here, not at the top: status and plan import this module before any engine
+
     ident = getattr(container, "id", container)
     try:
         attrs = client.api.inspect_container(ident)
@@ -194,6 +195,8 @@ def _internal_scripts() -> set[str]:
 def pid_in_container(client, container: str, pid_file: str) -> int | None:
     """The PID the wrapper wrote at `pid_file`, read through the engine (no exec, no shell
     needed); None when it is not there (yet)."""
+    from docker.errors import DockerException  # docker-py's, imported with the engine's first use
+
     try:
         stream, _stat = client.api.get_archive(container, pid_file)
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
@@ -206,6 +209,8 @@ def pid_in_container(client, container: str, pid_file: str) -> int | None:
 def _processes(client, container: str) -> dict[int, tuple[int, int | None, str]]:
     """Host PID → (parent PID, seconds running, command line) of every process in the container;
     empty when the engine's host cannot list them (`ps` missing or not procps)."""
+    from docker.errors import APIError  # docker-py's, imported with the engine's first use
+
     try:
         top = client.api.top(container, ps_args=_TOP_ARGS)
     except APIError:
@@ -229,6 +234,8 @@ def _processes(client, container: str) -> dict[int, tuple[int, int | None, str]]
 def _background_inside(client, container: str) -> list[Run]:
     """Processes an orphan's parent chain leads to the keep-alive process (PID 1) with, read from
     the container's /proc by one exec; empty when the container cannot run it."""
+    from docker.errors import DockerException  # docker-py's, imported with the engine's first use
+
     try:
         exec_id = client.api.exec_create(container, ["sh", "-c", PROC_SCRIPT], stdout=True, stderr=False)["Id"]
         output = client.api.exec_start(exec_id)

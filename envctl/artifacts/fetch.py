@@ -13,22 +13,22 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from envctl import mirror_routes
-from envctl.artifacts import gitsrc
-from envctl.artifacts.archive import extract
 from envctl.artifacts.cache import Cache, PlacedFile, check_free_space, sha256_of, tree_of
-from envctl.artifacts.download import Downloader, FetchError, RemoteFile
 from envctl.artifacts.lockfile import Locked
 from envctl.artifacts.sources import Source, artifact_identity, artifact_key
-from envctl.errors import EnvctlError
+from envctl.errors import EnvctlError, FetchError
 from envctl.fs_errors import explain_os_error, is_path_error
 from envctl.manifest.loader import Loaded
 from envctl.manifest.model import Artifact
 from envctl.mirror_routes import Routes
 from envctl.user_config import shown_url
+
+if TYPE_CHECKING:  # the downloader imports requests: a plan or an `up` that fetches nothing never needs it (issue 14)
+    from envctl.artifacts.download import Downloader
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ def fetch_all(loaded: Loaded, cache: Cache, offline: bool = False, progress=None
     if missing:
         notes = "\n".join(f"- {n}: {manifest.artifacts[n].obtain}" for n in missing)
         raise FetchError(f"{len(missing)} artifact(s) have no source yet:\n{notes}")
+    from envctl.artifacts.download import Downloader  # requests: imported once something is to be fetched
+
     routes = mirror_routes.here() if routes is None else routes
     downloader = Downloader(cache, progress=progress)
     # A few artifacts at once: small files are latency-bound, large ones use several
@@ -173,6 +175,8 @@ def _fetch_single(name: str, source: Source, artifact: Artifact, expected: str |
 
         sha, size = fetch_ftp(source, expected, cache)
     else:
+        from envctl.artifacts.download import RemoteFile  # with the downloader: requests, only to fetch
+
         url, auth = with_credentials(source)
         sha, size = downloader.fetch(RemoteFile("", url, source.display, None, expected, auth=auth,
                                                 identity=source.identity()))
@@ -181,6 +185,8 @@ def _fetch_single(name: str, source: Source, artifact: Artifact, expected: str |
     if artifact.extract:
         staging = cache.placed(key).parent / f".{Path(key).name}.{os.getpid()}.extract"
         shutil.rmtree(staging, ignore_errors=True)
+        from envctl.artifacts.archive import extract  # unpacking is needed only once an archive arrived
+
         extract(cache.blob(sha), staging, source.display)
         record = {**record, "extracted": True, "tree": tree_of(staging)}
         return Fetched(name, cache.publish(key, staging, files, record), None, tuple(files), "fetched")
@@ -214,6 +220,8 @@ def _fetch_file(name: str, source: Source, artifact: Artifact, expected: str | N
     if artifact.extract and origin.is_file():
         staging = cache.placed(key).parent / f".{Path(key).name}.{os.getpid()}.extract"
         shutil.rmtree(staging, ignore_errors=True)
+        from envctl.artifacts.archive import extract  # unpacking is needed only once an archive arrived
+
         extract(cache.blob(files[0].sha256), staging, source.display)
         record = {**record, "extracted": True, "tree": tree_of(staging)}
         return Fetched(name, cache.publish(key, staging, files, record), None, tuple(files), "fetched")
@@ -223,6 +231,8 @@ def _fetch_file(name: str, source: Source, artifact: Artifact, expected: str | N
 
 def _fetch_git(name: str, source: Source, artifact: Artifact, key: str, cache: Cache, identity: str,
                routes: Routes | None = None) -> Fetched:
+    from envctl.artifacts import gitsrc  # git sources only: a plan or an `up` of other sources never imports it
+
     mirror = gitsrc.mirror_path(cache.root, source)
     staging = cache.placed(key).parent / f".{Path(key).name}.{os.getpid()}.git"
     shutil.rmtree(staging, ignore_errors=True)

@@ -261,3 +261,65 @@ def test_an_answer_given_before_typer_to_a_closed_pipe_ends_quietly(case):
                           env=dict(os.environ, **extra), cwd=REPO, timeout=60)
     os.close(writer)
     assert done.returncode == 1 and done.stderr == ""
+
+
+# The full (typer) paths of `up`, `plan`, `exec` and `status` (issue 14): the planner, the
+# observation, the run listing and the image step import no library that only fetching,
+# downloading, loading a tarball or drawing progress needs; docker-py comes with the engine's
+# first use (envctl.engine), not with these modules.
+FETCH_ONLY = ("requests", "urllib3", "huggingface_hub", "zstandard", "rich", "paramiko")
+FETCHERS = ("envctl.artifacts.download", "envctl.artifacts.http_get", "envctl.artifacts.gitsrc", "envctl.artifacts.archive",
+            "envctl.artifacts.hf", "envctl.artifacts.modelscope", "envctl.images", "envctl.progress")
+
+
+def imported_by(module: str) -> set[str]:
+    """The modules a fresh interpreter holds after `import MODULE` (not the names set to None to
+    keep a module out, as envctl/__init__.py does docker-py's paramiko transport)."""
+    done = subprocess.run([sys.executable, "-c", f"import sys, {module}; print(*sorted(k for k, v in sys.modules.items() "
+                          "if v is not None))"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return set(done.stdout.split())
+
+
+def among(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if m in names or m.split(".")[0] in names)
+
+
+@pytest.mark.parametrize("module", ["envctl.plan", "envctl.planning", "envctl.observe", "envctl.observe_cache",
+                                    "envctl.runs", "envctl.image_step", "envctl.artifacts.fetch"])
+def test_the_planner_and_what_it_reads_import_neither_the_fetchers_nor_docker(module):
+    modules = imported_by(module)
+    assert among(modules, FETCH_ONLY + ("docker",)) == []
+    assert among(modules, FETCHERS) == []
+
+
+@pytest.mark.parametrize("module", ["envctl.apply", "envctl.artifact_steps"])
+def test_up_imports_the_fetchers_only_when_something_is_fetched(module):
+    """docker-py is there (envctl.lifecycle catches its errors, and `up` talks to the engine),
+    and with it requests; huggingface_hub, zstandard, rich and envctl's downloaders are not."""
+    modules = imported_by(module)
+    assert among(modules, ("huggingface_hub", "zstandard", "rich", "paramiko")) == []
+    assert among(modules, FETCHERS) == []
+
+
+def test_runs_imports_no_terminal_module_for_the_users_name():
+    """getpass (and termios with it) only when a run record is written (`envctl exec`)."""
+    assert among(imported_by("envctl.runs"), ("getpass", "termios")) == []
+
+
+def test_plan_of_a_manifest_imports_no_fetcher(tmp_path):
+    """The whole `envctl plan FILE` (the engine not reachable here: the plan still observes the
+    host, the caches and the manifest's sources, and says what it could not ask)."""
+    manifest = tmp_path / "m" / "manifest.yaml"
+    manifest.parent.mkdir()
+    manifest.write_text("name: startup-plan\ndescription: a plan whose artifact is not fetched\ndevice: {kind: cpu}\n"
+                        "image: {ref: busybox:1}\n"
+                        "artifacts:\n  weights: {source: https://example.invalid/w.bin, target: /models/w.bin}\n"
+                        "setup:\n  - {name: one, run: 'true'}\n")
+    env = dict(os.environ, DOCKER_HOST=f"unix://{tmp_path}/no.sock", ENVCTL_CACHE=str(tmp_path / "cache"),
+               ENVCTL_WORKSPACE=str(tmp_path / "ws"), HOME=str(tmp_path))
+    done, modules = imported("plan", str(manifest), env=env)
+    assert done.returncode == 5 and "undecided" in done.stdout, done.stderr[-2000:]
+    assert "fetch" in done.stdout and "weights" in done.stdout  # the artifact was planned, not fetched
+    assert among(modules, ("huggingface_hub", "zstandard", "rich", "paramiko")) == []
+    assert among(modules, FETCHERS) == []
