@@ -38,8 +38,9 @@ def connect(environ: Mapping[str, str] | None = None, timeout: int = 120) -> "En
         )
     try:
         base_url = environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+        # docker-py asks the engine's API version (GET /version) before anything else: that
+        # answer is the proof that the engine is there, so no ping follows (one request less).
         client = docker.DockerClient(base_url=base_url, timeout=timeout)
-        client.ping()
         return Engine(client, base_url)
     except DockerException as exc:
         raise _explain(exc, environ) from None

@@ -73,10 +73,37 @@ def all_environments(client) -> list[Environment]:
     return sorted((_describe(c) for c in environments(client)), key=lambda e: e.name)
 
 
+@dataclass(frozen=True)
+class _Listed:
+    """A container as the engine's list summary gives it (ContainerList: Names, Id, State,
+    Labels): what choosing needs, without inspecting every container."""
+
+    id: str
+    name: str
+    status: str
+    labels: dict
+
+
+def _listed(client) -> list[Environment]:
+    """Every environment, from one list request; their `container` is a _Listed."""
+    out = []
+    for summary in client.api.containers(all=True, filters={"label": LABEL_MANIFEST}):
+        names = [n.lstrip("/") for n in summary.get("Names") or () if n.count("/") == 1]  # not a link's alias
+        listed = _Listed(summary["Id"], names[0] if names else summary["Id"][:12], summary.get("State") or "unknown",
+                         dict(summary.get("Labels") or {}))
+        out.append(_describe(listed))
+    return sorted(out, key=lambda e: e.name)
+
+
 def choose(client, wanted: str | None, running_only: bool = True) -> Environment:
     """The environment named `wanted` (container name, manifest or manifest:variant), or the
-    only one there is. Raises a clear error listing the candidates otherwise."""
-    candidates = all_environments(client)
+    only one there is. Raises a clear error listing the candidates otherwise. Two requests
+    whatever the number of environments: the list, then the chosen container's inspection."""
+    chosen = _choose(_listed(client), wanted, running_only)
+    return _describe(client.containers.get(chosen.container.id))
+
+
+def _choose(candidates: list[Environment], wanted: str | None, running_only: bool) -> Environment:
     if running_only:
         candidates = [e for e in candidates if e.status == "running"]
     listing = ", ".join(e.name for e in candidates) or "none"

@@ -1,9 +1,10 @@
 """What a Docker engine holds that a plan depends on: the manifest's image (by ref, by pinned
 ID, baked variants), the environment's container (labels and state) and the setup markers in it.
 
-Only reads: image and container inspection, and `GET /containers/{id}/archive` for the marker
-directory, which works on a stopped container as on a running one (no exec is started, nothing
-runs in the container). Engine API reference: ContainerArchive, ImageInspect, ContainerList.
+Only reads: image inspection, the container list (its summary: name, ID, state, labels; no
+inspection), and `GET /containers/{id}/archive` for the marker directory, which works on a
+stopped container as on a running one (no exec is started, nothing runs in the container).
+Engine API reference: ContainerArchive, ImageInspect, ContainerList.
 """
 
 from __future__ import annotations
@@ -41,10 +42,12 @@ class EngineView:
 
 
 def find_container(client, name: str) -> ContainerState | None:
-    """The envctl container named `name` (any state), or None."""
-    for container in client.containers.list(all=True, filters={"name": name, "label": LABEL_MANIFEST}):
-        if container.name == name:
-            return ContainerState(container.name, container.id, container.status, dict(container.labels or {}))
+    """The envctl container named `name` (any state), or None. One request: the engine's list
+    summary (Names, Id, State, Labels) says all this needs, where docker-py's containers.list
+    would inspect every container it lists."""
+    for summary in client.api.containers(all=True, filters={"name": name, "label": LABEL_MANIFEST}):
+        if f"/{name}" in (summary.get("Names") or ()):  # the filter matches parts of names too
+            return ContainerState(name, summary["Id"], summary.get("State") or "unknown", dict(summary.get("Labels") or {}))
     return None
 
 
@@ -59,17 +62,22 @@ def read_setup_state(client, container_id: str) -> tuple[frozenset[str], dict[st
     mtime in seconds since the epoch)}). Whether a claim's process still runs is not known
     here: the engine's running execs tell (envctl/runs.py).
 
-    Read through the archive endpoint, which works on a stopped container too. That endpoint
-    mounts the container's bind mounts first, and fails when a mount's source is gone from
-    the host (a `mode: rw` artifact's workspace copy removed: Docker 20.10 answers 500 "mount
-    ...: not a directory", others 404); a running container is then asked with `ls` inside
-    (markers only: its claims are then known by the running execs alone)."""
+    Read through the archive endpoint (one request), which works on a stopped container too;
+    a container where no setup step ever ran has no state directory, which the engine answers
+    with 404 "Could not find the file" (moby's containerFileNotFound): nothing ran. The endpoint
+    mounts the container's bind mounts first, and fails when a mount's source is gone from the
+    host (a `mode: rw` artifact's workspace copy removed: Docker 20.10 answers 500 "mount ...:
+    not a directory", Docker 28 500 "mkdirat ...: file exists", others 404); a running
+    container is then asked with `ls` inside (markers only: its claims are then known by the
+    running execs alone)."""
     from docker.errors import APIError, NotFound
 
     try:
         stream, _ = client.api.get_archive(container_id, STATE_DIR)
         data = b"".join(stream)
     except (NotFound, APIError) as exc:
+        if isinstance(exc, NotFound) and _absent(exc):
+            return frozenset(), {}
         listed = _listed_inside(client, container_id)
         if listed is not None:
             return listed, {}
@@ -89,6 +97,13 @@ def read_setup_state(client, container_id: str) -> tuple[frozenset[str], dict[st
                 held = archive.extractfile(member).read(64).decode("ascii", "replace").strip()
                 claims[posixpath.basename(member.name)] = (int(held) if held.isdigit() else None, int(member.mtime))
     return frozenset(markers), claims
+
+
+def _absent(exc) -> bool:
+    """Whether the archive endpoint's 404 says the path is not in the container (and not that
+    the container, or a bind mount's source, is gone)."""
+    said = getattr(exc, "explanation", None) or str(exc)
+    return "Could not find the file" in str(said)
 
 
 def _claimed(runs: tuple, claims: dict) -> tuple:

@@ -4,7 +4,7 @@ tests of the plan's decisions (which action for which state) without starting co
 It answers the way docker-py does for a classic-store engine 20.10+: `api.inspect_image`
 raises ImageNotFound for an unknown reference, `api.get_archive` raises NotFound for a missing
 path and otherwise streams a tar of the directory, `containers.list(all=True, filters=...)`
-filters by name substring and label key. What `up` really does to an engine is tested against
+(and the summaries of `api.containers`) filter by name substring and label key. What `up` really does to an engine is tested against
 real engines in tests/integration/; this only feeds the pure decisions.
 """
 
@@ -61,6 +61,11 @@ class _Api:
         if image is None:
             raise ImageNotFound(f"No such image: {ref}")
         return {"Id": image.id, "RepoTags": list(image.tags), "Config": {"Labels": dict(image.labels)}}
+
+    def containers(self, all: bool = False, filters: dict | None = None) -> list[dict]:  # noqa: A002 (docker-py's name)
+        """ContainerList's summaries (APIClient.containers): names with the engine's leading "/"."""
+        return [{"Id": c.id, "Names": [f"/{c.name}"], "State": c.status, "Labels": dict(c.labels)}
+                for c in self.engine.containers.list(all=all, filters=filters)]
 
     def inspect_container(self, container_id: str) -> dict:
         """Only what envctl/runs.py reads: the state, the init's PID, the running execs (none)."""

@@ -1,0 +1,120 @@
+"""The requests envctl sends the engine to connect, to observe an environment and to choose one
+(issue 14: `up` of an environment already up, `plan`, `exec` and `status` ask the engine in few
+requests), on both image stores. Each request docker-py sends goes through requests' HTTPAdapter
+(its unix-socket adapter derives from it), where the tests count them."""
+
+import re
+
+import pytest
+import requests.adapters
+
+from support import IMAGE
+
+from envctl import environments
+from envctl.engine import Engine, connect
+from envctl.markers import MARKER_DIR
+from envctl.observe_engine import find_container, read_setup_state
+
+pytestmark = pytest.mark.both_engines
+
+NO_SETUP = """\
+device: {{kind: cpu}}
+image: {{ref: {image}, tarball: {{source: {tarball}}}}}
+"""
+SETUP = NO_SETUP + """\
+setup:
+  - name: first
+    run: echo first > /tmp/first
+  - name: second
+    run: echo second > /tmp/second
+"""
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list[str]:
+    """"METHOD /path" of each request sent to an engine from now on (the API version prefix and
+    the query left out)."""
+    calls = []
+    original = requests.adapters.HTTPAdapter.send
+
+    def send(self, request, *args, **kwargs):
+        calls.append(f"{request.method} {re.sub(r'^/v[0-9.]+/', '/', request.path_url.split('?')[0])}")
+        return original(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+    return calls
+
+
+def brought_up(env, tarballs, body: str):
+    env.write(body.format(image=IMAGE, tarball=tarballs.plain))
+    done = env.run("up", str(env.manifest))
+    assert done.returncode == 0, done.stderr
+    return env.get()
+
+
+def test_connecting_is_one_request(make_env, sent):
+    """docker-py asks the API version first; that answer proves the engine is there."""
+    env = make_env("cpu")
+    client = connect(env.environ())
+    assert sent == ["GET /version"]
+    assert client.version()["ApiVersion"]
+
+
+def test_the_markers_of_a_container_where_no_step_ran_are_one_request(make_env, tarballs, sent):
+    """No state directory: the archive endpoint's 404 says so; nothing is run in the container."""
+    env = make_env("cpu")
+    container = brought_up(env, tarballs, NO_SETUP)
+    execs_before = container.attrs.get("ExecIDs")
+    sent.clear()
+    assert read_setup_state(Engine(env.engine), container.id) == (frozenset(), {})
+    assert sent == [f"GET /containers/{container.id}/archive"]
+    container.reload()
+    assert container.attrs.get("ExecIDs") == execs_before
+
+
+def test_the_markers_of_steps_that_ran_are_one_request_and_what_is_in_the_container(make_env, tarballs, sent):
+    env = make_env("cpu")
+    container = brought_up(env, tarballs, SETUP)
+    code, listed = env.inside(f"ls -1A {MARKER_DIR}")
+    assert code == 0 and len(listed.split()) == 2
+    sent.clear()
+    markers, claims = read_setup_state(Engine(env.engine), container.id)
+    assert sent == [f"GET /containers/{container.id}/archive"]
+    assert markers == frozenset(listed.split()) and claims == {}
+
+
+@pytest.mark.parametrize("stopped", [False, True], ids=["running", "stopped"])
+def test_the_environments_container_is_found_in_one_request_with_what_an_inspection_says(make_env, tarballs, sent,
+                                                                                         stopped):
+    env = make_env("cpu")
+    container = brought_up(env, tarballs, NO_SETUP)
+    if stopped:
+        container.stop(timeout=0)
+    container.reload()
+    sent.clear()
+    found = find_container(Engine(env.engine), env.container)
+    assert sent == ["GET /containers/json"]
+    assert (found.name, found.id, found.status, found.labels) == (container.name, container.id, container.status,
+                                                                  container.labels)
+    assert found.status == ("exited" if stopped else "running")
+    assert find_container(Engine(env.engine), env.container[:-1]) is None  # the list filter matches part of a name
+
+
+def test_an_environment_is_chosen_in_two_requests_whatever_the_number_up(make_env, tarballs, sent):
+    """The list's summaries name and describe every environment; only the chosen one is inspected
+    (other environments, of other tests and of users, are up on the same engine)."""
+    first, second = make_env("cpu"), make_env("cpu")
+    brought_up(first, tarballs, NO_SETUP)
+    container = brought_up(second, tarballs, NO_SETUP)
+    client = Engine(second.engine)
+    sent.clear()
+    chosen = environments.choose(client, second.name)
+    assert sent == ["GET /containers/json", f"GET /containers/{container.id}/json"]
+    described = next(e for e in environments.all_environments(client) if e.name == second.container)
+    assert chosen.container.id == container.id and chosen.container.attrs["Mounts"] == container.attrs["Mounts"]
+    assert (chosen.name, chosen.manifest, chosen.variant, chosen.manifest_file, chosen.cards, chosen.config_hash,
+            chosen.status, chosen.vars, chosen.workspace) == \
+           (described.name, described.manifest, described.variant, described.manifest_file, described.cards,
+            described.config_hash, described.status, described.vars, described.workspace)
+    with pytest.raises(environments.EnvctlError, match=f"no environment '{second.name}x' is up"):
+        environments.choose(client, f"{second.name}x")
