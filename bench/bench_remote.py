@@ -5,20 +5,31 @@ namespace, its own Docker engine; tests/sshlab.py):
    --host` (resumable, verified by sha256 on the host) against `scp` of the same file, on the
    lab link as it is and with a delay on the host's link (default 25 ms each way: a 50 ms round
    trip), alternating, same run. Prints throughputs and envctl/scp (aim >= 0.9).
-2. `envctl up` of a small environment (an image tarball, a 16 MiB artifact, a setup step) on four
+2. `envctl up` of a small environment (an image tarball, a 16 MiB artifact, a setup step) on eight
    fresh hosts at once against on one, on the lab link and with the delay on every host. Prints
-   the times and their ratio (aim <= 1.3). The four simulated servers (sshd, dockerd, the
+   the times and their ratio (aim <= 1.3). The eight simulated servers (sshd, dockerd, the
    loads and container starts) run on this machine's cores too, so on a small machine the
    ratio measures the servers' work competing for them as much as envctl.
+3. Per command, on one host with the delay: `up` fresh, `up` of the environment already up,
+   `status --host` and `exec --host` of a trivial entrypoint, each with its seconds and the round
+   trips it made: ssh commands envctl started (ENVCTL_SSH_TRACE, envctl/remote/ssh.py; a new
+   connection with its handshake counted apart) and requests the host's engine served (its own
+   debug log, so the docker CLI's requests of `exec` count too; a `docker load` run on the host
+   is one of them but no round trip). Aims at a 50 ms round trip: up again <= 1 s, status and
+   exec <= 0.5 s, up fresh <= 2.5 s.
 
-    .venv/bin/python bench/bench_remote.py [size_mib] [delay_ms] [runs] [--only transfer|hosts]
+    .venv/bin/python bench/bench_remote.py [size_mib] [delay_ms] [runs] [--only transfer|hosts|commands]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import os
+import re
 import resource
+import signal
 import shutil
 import subprocess
 import sys
@@ -35,15 +46,22 @@ IMAGE = "envctl-bench/remote:1"
 DATA = "/root/envctl-bench"
 
 
+HOSTS = [f"lab{i}" for i in range(1, 9)]  # the many-hosts part's; the others use lab1
+
+
 def main(size_mib: int, delay_ms: int, runs: int, only: str | None = None) -> None:
     base = Path(tempfile.mkdtemp(prefix="envctl-bench-", dir="/var/tmp"))
-    with Lab(hosts=4) as lab:
+    with Lab(hosts=len(HOSTS)) as lab:
         env = _environ(base, lab)
         try:
             if only in (None, "transfer"):
                 transfer(lab, base, env, size_mib, delay_ms, runs)
-            if only in (None, "hosts"):
-                many_hosts(lab, base, env, runs, delay_ms)
+            if only in (None, "hosts", "commands"):
+                manifest = small_environment(base)
+                if only in (None, "commands"):
+                    per_command(lab, base, env, manifest, runs, delay_ms)
+                if only in (None, "hosts"):
+                    many_hosts(lab, env, manifest, runs, delay_ms)
         finally:
             shutil.rmtree(base, ignore_errors=True)
 
@@ -51,7 +69,7 @@ def main(size_mib: int, delay_ms: int, runs: int, only: str | None = None) -> No
 def _environ(base: Path, lab: Lab) -> dict:
     env = bench_env(base)
     inventory = base / "inventory.yaml"
-    inventory.write_text(f"defaults: {{data_dir: {DATA}, fetch: push}}\nhosts: {{\"lab[1-4]\": {{}}}}\n")
+    inventory.write_text(f"defaults: {{data_dir: {DATA}, fetch: push}}\nhosts: {{\"lab[1-{len(HOSTS)}]\": {{}}}}\n")
     control = Path(tempfile.mkdtemp(prefix="ecb-"))
     env.update(ENVCTL_SSH_CONFIG=str(lab.ssh_config), ENVCTL_INVENTORY=str(inventory), ENVCTL_SSH_CONTROL_DIR=str(control))
     return env
@@ -102,7 +120,9 @@ artifacts:
               f"the host) -> envctl/scp throughput {median(theirs) / median(ours):.2f} (aim >= 0.9)")
 
 
-def many_hosts(lab: Lab, base: Path, env: dict, runs: int, delay_ms: int) -> None:
+def small_environment(base: Path) -> Path:
+    """The manifest of a small environment: an image tarball, a 16 MiB artifact, a setup step,
+    and a trivial entrypoint."""
     rootfs = busybox_rootfs()
     run(["docker", "import", str(rootfs), IMAGE])
     tarball = base / "image.tar"
@@ -122,22 +142,96 @@ artifacts:
 setup:
   - name: look at the weights
     run: wc -c /models/weights.bin > /envctl/size.txt
+entrypoints:
+  hello: {{run: "true"}}
 """)
-    hosts = ["lab1", "lab2", "lab3", "lab4"]
+    return manifest
+
+
+def many_hosts(lab: Lab, env: dict, manifest: Path, runs: int, delay_ms: int) -> None:
+    hosts = HOSTS
     for label, delay in (("lab link", 0), (f"{2 * delay_ms} ms round trip to each", delay_ms)):
         for host in hosts:
             lab.set_delay(host, delay) if delay else lab.clear_delay(host)
-        one, four, cpu_one, cpu_four = [], [], [], []
+        one, many, cpu_one, cpu_many = [], [], [], []
         for _ in range(runs):
             _fresh(lab, env, hosts)
             one.append(_timed_cpu(ENVCTL + ["up", str(manifest), "--host", "lab1"], env, cpu_one))
             _fresh(lab, env, hosts)
-            four.append(_timed_cpu(ENVCTL + ["up", str(manifest), "--hosts", ",".join(hosts)], env, cpu_four))
+            many.append(_timed_cpu(ENVCTL + ["up", str(manifest), "--hosts", ",".join(hosts)], env, cpu_many))
         _fresh(lab, env, hosts)
-        print(f"up, {label}: on 1 fresh host {median(one):.2f} s, on 4 at once {median(four):.2f} s "
-              f"-> ratio {median(four) / median(one):.2f} (aim <= 1.3); envctl's own CPU (with the ssh "
-              f"commands it waits for) {median(cpu_one):.2f} s for 1 host, {median(cpu_four):.2f} s for 4")
+        print(f"up, {label}: on 1 fresh host {median(one):.2f} s, on {len(hosts)} at once {median(many):.2f} s "
+              f"-> ratio {median(many) / median(one):.2f} (aim <= 1.3); envctl's own CPU (with the ssh "
+              f"commands it waits for) {median(cpu_one):.2f} s for 1 host, {median(cpu_many):.2f} s for {len(hosts)}")
     lab.clear_delay()
+
+
+def per_command(lab: Lab, base: Path, env: dict, manifest: Path, runs: int, delay_ms: int) -> None:
+    """Seconds and round trips of each command on lab1 at the delay (see the module's docstring)."""
+    traced = {**env, "ENVCTL_SSH_TRACE": str(base / "ssh-trace")}
+    engine_log = _engine_debug(lab, "lab1")
+    up = ENVCTL + ["up", str(manifest), "--host", "lab1"]
+    commands = {"up fresh": up, "up already up": up, "status --host": ENVCTL + ["status", "--host", "lab1"],
+                "exec --host": ENVCTL + ["exec", "hello", "--host", "lab1"]}
+    aims = {"up fresh": 2.5, "up already up": 1.0, "status --host": 0.5, "exec --host": 0.5}
+    lab.set_delay("lab1", delay_ms)
+    seconds: dict[str, list[float]] = collections.defaultdict(list)
+    trips: dict[str, list[collections.Counter]] = collections.defaultdict(list)
+    try:
+        ping = lab.ssh_argv("lab1", "true", options=("ControlMaster=no",))
+        handshake = median([timed(ping) for _ in range(3)])
+        for _ in range(runs):
+            _fresh(lab, env, ["lab1"])
+            for label, argv in commands.items():  # in this order: each finds what the one before left
+                seconds[label].append(_traced(argv, traced, engine_log, trips[label]))
+    finally:
+        lab.clear_delay()
+        _fresh(lab, env, ["lab1"])
+    print(f"per command on one host, {2 * delay_ms} ms round trip (`ssh true` with its own connection: "
+          f"{handshake:.2f} s); medians of {runs}:")
+    for label in commands:
+        counts = {kind: median([c[kind] for c in trips[label]]) for kind in ("session", "connection", "api", "engine")}
+        print(f"  {label:<14} {median(seconds[label]):5.2f} s (aim <= {aims[label]}): ssh commands "
+              f"{counts['session']:.0f} (+{counts['connection']:.0f} separate connections), engine requests "
+              f"{counts['engine']:.0f} ({counts['api']:.0f} of them envctl's docker-py)")
+
+
+def _traced(argv: list[str], env: dict, engine_log: Path, counts: list) -> float:
+    """Wall seconds of a command; appends a Counter of the ssh processes it started by kind
+    (ENVCTL_SSH_TRACE), of its docker-py requests ("api") and of the requests the engine's
+    debug log shows ("engine")."""
+    trace = Path(env["ENVCTL_SSH_TRACE"])
+    trace.write_text("")
+    logged = engine_log.stat().st_size
+    seconds = timed(argv, env=env)
+    time.sleep(0.2)  # the engine's log is written after its answer
+    counted = collections.Counter(line.split(" ", 1)[0] for line in trace.read_text().splitlines())
+    with open(engine_log, "rb") as log:
+        log.seek(logged)
+        counted["engine"] = len(re.findall(rb'msg="Calling [A-Z]+ ', log.read()))
+    counts.append(counted)
+    return seconds
+
+
+def _engine_debug(lab: Lab, host: str) -> Path:
+    """Turn on the debug log of the host's engine (a reload: dockerd re-reads `debug` on
+    SIGHUP), where it logs each API request as `Calling METHOD PATH`; returns the log."""
+    plan = lab.host(host)
+    config = plan.path / "daemon.json"
+    settings = json.loads(config.read_text())
+    config.write_text(json.dumps({**settings, "debug": True}) + "\n")
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmdline[:1] == [b"dockerd"] and str(config).encode() in cmdline:
+            os.kill(int(entry.name), signal.SIGHUP)
+            break
+    else:
+        raise RuntimeError(f"no dockerd of {host} found")
+    time.sleep(1)
+    return plan.path / "dockerd.log"
 
 
 def _timed_cpu(argv: list[str], env: dict, cpu: list[float]) -> float:
@@ -151,10 +245,12 @@ def _timed_cpu(argv: list[str], env: dict, cpu: list[float]) -> float:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Pushes to SSH lab hosts against scp; up on four hosts against one.")
+    parser = argparse.ArgumentParser(description="Pushes to SSH lab hosts against scp; up on eight hosts against "
+                                                 "one; seconds and round trips per command.")
     parser.add_argument("numbers", nargs="*", type=int, metavar="size_mib delay_ms runs",
                         help="the file's size in MiB (1024), the delay each way in ms (25), runs per case (2)")
-    parser.add_argument("--only", choices=("transfer", "hosts"), help="run only the transfer or the many-hosts part")
+    parser.add_argument("--only", choices=("transfer", "hosts", "commands"),
+                        help="run only the transfer, the many-hosts or the per-command part")
     options = parser.parse_args()
     if len(options.numbers) > 3:
         parser.error("at most three numbers: size_mib delay_ms runs")

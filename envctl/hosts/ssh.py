@@ -1,9 +1,15 @@
 """A lab server reached over SSH, seen through the same small interface as the local machine.
 
-Probes cost one round trip each, and a host can be 50 ms away: a directory listing returns the
-type of every entry at once (kept for the life of this object, which is one command), so
-`is_char_device` on each /dev entry asks nothing more. Only POSIX sh and coreutils are needed
-on the server, never Python or envctl.
+Every command there costs a round trip or two, and a host can be 50 ms away, so probes are
+asked in rounds, not one at a time. The first probe (or the host's opening, envctl/remote/
+target.py) runs one script, `probe_round`, that answers every device question a plan may ask:
+the type of each entry of <root>/dev, the driver files of every device family (their text),
+the files the families mount when present, and where their vendor tools are. What it found
+(and what it found absent) is kept for the life of this object, which is one command; a path
+outside that set is asked when it is asked. An artifact's record read from the host's cache is
+kept until anything else runs there (the only writes to it are commands, which end the memo),
+so the planner and the apply asking for the same record cost one round trip, not three. Only
+POSIX sh and coreutils are needed on the server, never Python or envctl.
 
 Writes go through the SSH transport (envctl/remote/ssh.py, transfer.py, place.py): blobs are
 pushed resumable and verified by the server's own sha256, downloads run there with curl, the
@@ -13,7 +19,9 @@ engine is the server's socket forwarded over the master connection. envctl's dir
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import posixpath
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -21,7 +29,7 @@ from typing import Mapping, Sequence
 from envctl.errors import HostNotReady
 from envctl.hosts.base import CommandResult
 from envctl.hosts.local import TOOL_DIRS
-from envctl.remote.ssh import SSHConnection
+from envctl.remote.ssh import SSHConnection, trace
 
 # $1 source, $2 destination: a writable copy (the blob store's files are read-only).
 _COPY = 'rm -rf -- "$2" && mkdir -p -- "$(dirname -- "$2")" && cp -R -- "$1" "$2" && chmod -R u+w -- "$2"'
@@ -38,6 +46,30 @@ _WRITE = 'mkdir -p -- "$(dirname -- "$1")" && t="$1.$$.tmp" && cat > "$t" && mv 
 _LIST = 'IFS=; for p in $1; do if [ -c "$p" ]; then t=c; elif [ -d "$p" ]; then t=d; elif [ -f "$p" ]; then t=f; ' \
         'elif [ -e "$p" ]; then t=-; else continue; fi; printf "%s %s\\n" "$t" "$p"; done'
 
+# One probe round. Arguments: the counts NG NGT NP NT, then NG glob patterns whose matches are
+# listed, NGT more whose matches' text is wanted too, NP paths whose type is wanted, NT files
+# whose text is wanted. Output: NUL-separated fields (a path never holds a NUL), records
+# `m INDEX TYPE PATH [TEXT]` (a match of pattern INDEX; TEXT for the NGT patterns' files),
+# `e TYPE PATH`, `t TYPE PATH [TEXT]`. TEXT comes only when TYPE is f or x: the file's first
+# 64 KiB, any NUL removed. TYPE: c (character device), d, f, x (an executable file), u (a
+# file this account cannot read), - (other), n (absent). Patterns expand unquoted on purpose,
+# with IFS empty: pathname expansion only, never word splitting.
+PROBE_ROUND = r'''kind() { if [ -c "$1" ]; then t=c; elif [ -d "$1" ]; then t=d; elif [ -f "$1" ]; then
+  if [ ! -r "$1" ]; then t=u; elif [ -x "$1" ]; then t=x; else t=f; fi; elif [ -e "$1" ]; then t=-; else t=n; fi; }
+text() { case $t in f|x) head -c 65536 -- "$1" 2>/dev/null | tr -d '\000'; printf '\0' ;; esac; }
+ng=$1 ngt=$2 np=$3 nt=$4; shift 4; i=0
+while [ "$i" -lt $((ng + ngt)) ]; do
+  pattern=$1; shift; IFS=
+  for p in $pattern; do
+    kind "$p"; [ "$t" = n ] && continue
+    printf 'm\0%s\0%s\0%s\0' "$i" "$t" "$p"; [ "$i" -lt "$ng" ] || text "$p"
+  done
+  unset IFS; i=$((i + 1))
+done
+i=0; while [ "$i" -lt "$np" ]; do kind "$1"; printf 'e\0%s\0%s\0' "$t" "$1"; shift; i=$((i + 1)); done
+i=0; while [ "$i" -lt "$nt" ]; do kind "$1"; printf 't\0%s\0%s\0' "$t" "$1"; text "$1"; shift; i=$((i + 1)); done
+'''
+
 
 class SSHHost:
     def __init__(self, name: str, connection: SSHConnection, root: str = "/", data_dir: str = "",
@@ -51,7 +83,11 @@ class SSHHost:
         self.fetch_mode = fetch_mode  # "push": bytes go from this machine; "remote": it downloads them itself
         self.env = dict(env or {})  # the inventory's variables for it (may hold tokens: never printed)
         self.cards = cards  # the inventory's cards for it: a count or indices (envctl.cards), or None
-        self._types: dict[str, str] = {}  # path → type letter, from listings already made
+        self._types: dict[str, str] = {}  # path → type letter, from listings already made ("n": absent)
+        self._globbed: dict[str, list[str]] = {}  # pattern → its matches, from the probe round
+        self._texts: dict[str, str | None] = {}  # path → its text (None: absent or unreadable), from the probe round
+        self._probed = False
+        self._records: dict[str, tuple[int, dict | None]] = {}  # cache path → (connection.generation, record)
         self._engine = None
         self.forwarded_socket: str | None = None  # where the engine's socket is forwarded to here
 
@@ -60,12 +96,85 @@ class SSHHost:
             return path
         return posixpath.join(self.root, path.lstrip("/"))
 
+    # -- probes: the probe round's answers first, the host for anything outside them ----------
+    def probe_arguments(self) -> list[str]:
+        """The arguments of PROBE_ROUND (after `sh -c PROBE_ROUND sh`) for every device
+        question a plan may ask of this host: <root>/dev, each family's driver files (their
+        text), the files the families mount when present, and where their vendor tools are."""
+        from envctl.devices import FAMILIES
+        from envctl.devices.cuda import DRIVER_VERSION_FILE
+        from envctl.devices.mlu import DRIVER_INFO_GLOB
+        from envctl.devices.npu import VERSION_INFO
+        from envctl.devices.usage import TOOLS
+
+        listed = [self.under_root("/dev/*")]
+        with_text = [self.under_root(DRIVER_INFO_GLOB)]
+        tools = sorted({"cnmon", "npu-smi", "nvidia-smi", *(argv[0] for argv in TOOLS.values())})
+        paths = sorted({self.under_root(p) for f in FAMILIES.values() for p in f.mount_candidates}
+                       | {self.under_root(posixpath.join(d, tool)) for tool in tools for d in TOOL_DIRS})
+        texts = [self.under_root(DRIVER_VERSION_FILE), self.under_root(VERSION_INFO)]
+        counts = [len(listed), len(with_text), len(paths), len(texts)]
+        return [*map(str, counts), *listed, *with_text, *paths, *texts]
+
+    def take_probe_round(self, arguments: Sequence[str], output: str) -> None:
+        """Keep what PROBE_ROUND printed for `arguments`; later probes of those paths ask nothing."""
+        listed, with_text = int(arguments[0]), int(arguments[1])
+        patterns = list(arguments[4:4 + listed + with_text])
+        found: dict[str, list[str]] = {pattern: [] for pattern in patterns}
+        fields = output.split("\0")
+        i = 0
+        while i < len(fields):
+            tag = fields[i]
+            if tag == "m" and i + 3 < len(fields) and fields[i + 1].isdigit() and int(fields[i + 1]) < len(patterns):
+                index, kind, path = int(fields[i + 1]), fields[i + 2], fields[i + 3]
+                found[patterns[index]].append(path)
+                self._types[path] = kind
+                i += 4
+                if index >= listed:
+                    i = self._take_text(fields, i, kind, path)
+            elif tag == "e" and i + 2 < len(fields):
+                self._types[fields[i + 2]] = fields[i + 1]
+                i += 3
+            elif tag == "t" and i + 2 < len(fields):
+                kind, path = fields[i + 1:i + 3]
+                self._types[path] = kind
+                i = self._take_text(fields, i + 3, kind, path)
+            else:
+                break  # the output ended (or was cut short): nothing after this point is taken
+        if output.endswith("\0") and i == len(fields) - 1:  # all of it came: the match lists are whole
+            self._globbed.update(found)
+        self._probed = True
+
+    def _take_text(self, fields: list[str], i: int, kind: str, path: str) -> int:
+        if kind in ("f", "x"):
+            if i < len(fields) - 1:  # the text is followed by its NUL
+                self._texts[path] = fields[i]
+            return i + 1
+        self._texts[path] = None
+        return i
+
+    def _probe(self) -> None:
+        """One probe round, once per object (no-op when the host's opening brought it)."""
+        if not self._probed:
+            arguments = self.probe_arguments()
+            result = self.connection.run(["sh", "-c", PROBE_ROUND, "sh", *arguments], reads_only=True)
+            self.take_probe_round(arguments, result.stdout if result.returncode == 0 else "")
+            self._probed = True
+
     def read_text(self, path: str) -> str | None:
-        result = self.connection.run(["cat", "--", path])
+        self._probe()
+        if path in self._texts:
+            return self._texts[path]
+        if self._types.get(path) == "n":
+            return None
+        result = self.connection.run(["cat", "--", path], reads_only=True)
         return result.stdout if result.returncode == 0 else None
 
     def glob(self, pattern: str) -> list[str]:
-        result = self.connection.run(["sh", "-c", _LIST, "sh", pattern])
+        self._probe()
+        if pattern in self._globbed:
+            return sorted(self._globbed[pattern])
+        result = self.connection.run(["sh", "-c", _LIST, "sh", pattern], reads_only=True)
         found = []
         for line in result.stdout.splitlines():
             kind, _, path = line.partition(" ")
@@ -79,14 +188,18 @@ class SSHHost:
         return self._types.get(path) == "c"
 
     def exists(self, path: str) -> bool:
+        self._probe()
         if path in self._types:
-            return True
-        return self.connection.run(["test", "-e", path]).returncode == 0
+            return self._types[path] != "n"
+        return self.connection.run(["test", "-e", path], reads_only=True).returncode == 0
 
     def which(self, tool: str) -> str | None:
+        self._probe()
         candidates = [self.under_root(posixpath.join(d, tool)) for d in TOOL_DIRS]
+        if all(c in self._types for c in candidates):
+            return next((c for c in candidates if self._types[c] == "x"), None)
         script = 'for p in "$@"; do if [ -f "$p" ] && [ -x "$p" ]; then printf "%s" "$p"; exit 0; fi; done; exit 1'
-        result = self.connection.run(["sh", "-c", script, "sh", *candidates])
+        result = self.connection.run(["sh", "-c", script, "sh", *candidates], reads_only=True)
         return result.stdout if result.returncode == 0 and result.stdout else None
 
     def run(self, argv: Sequence[str], timeout: float = 30) -> CommandResult:
@@ -126,7 +239,11 @@ class SSHHost:
             local = self.connection.forward_socket(self.docker_socket)
             try:
                 client = docker.DockerClient(base_url=f"unix://{local}", timeout=300)
-                client.ping()
+                if os.environ.get("ENVCTL_SSH_TRACE"):  # each engine request: one round trip through the tunnel
+                    client.api.hooks["response"].append(
+                        lambda r, *a, **k: trace("api", self.name, [r.request.method, r.request.path_url]))
+                # No ping: the client asked the engine's /version to choose its API version,
+                # which is the answer a ping would give (one round trip, not two).
             except (DockerException, OSError) as exc:
                 raise HostNotReady(f"{self.name}: the Docker engine at {self.docker_socket} does not answer ({exc})",
                                    hint=f"check it there: ssh {self.connection.destination} docker info") from None
@@ -238,9 +355,16 @@ class SSHHost:
         """The record, when every file it lists is there with its size (one round trip: the
         record, then `SIZE PATH` of each file under the entry; find and stat as coreutils and
         busybox have them). A file deleted or truncated on the host makes the entry incomplete."""
+        kept = self._records.get(cache_path)
+        if kept is None or kept[0] != self.connection.generation:  # else nothing ran there since it was read
+            kept = (self.connection.generation, self._read_record(cache_path))
+            self._records[cache_path] = kept
+        return copy.deepcopy(kept[1])  # the caller's to change
+
+    def _read_record(self, cache_path: str) -> dict | None:
         from envctl.artifacts.cache import intact
 
-        current = self.connection.run(["sh", "-c", _RECORD_AND_SIZES, "sh", cache_path])
+        current = self.connection.run(["sh", "-c", _RECORD_AND_SIZES, "sh", cache_path], reads_only=True)
         if current.returncode != 0 or _SIZES_MARK not in current.stdout:
             return None
         text, listing = current.stdout.split(_SIZES_MARK, 1)

@@ -79,6 +79,9 @@ class SSHConnection:
         self.control_path = os.path.join(_control_dir(self.settings), name)
         self._round_trip: float | None = None
         self._route: Hop | None = None
+        # Counts the commands started here that may change the host (every one but those run
+        # with reads_only): what was read from the host stays true while it has not moved.
+        self.generation = 0
 
     def route(self) -> Hop:
         """The destination and the jump hosts before it, as the ssh config says (read once).
@@ -111,10 +114,14 @@ class SSHConnection:
             argv += ["-o", "ControlPath=none"]
         for option in self.settings.extra:
             argv += ["-o", option]
+        trace("mux" if "-O" in more else "session" if master else "connection", self.destination, more)
         return argv + list(more)
 
-    def command(self, argv: Sequence[str], tty: bool = False) -> list[str]:
-        """The local argv that runs `argv` on the remote host."""
+    def command(self, argv: Sequence[str], tty: bool = False, reads_only: bool = False) -> list[str]:
+        """The local argv that runs `argv` on the remote host. `reads_only`: the command
+        changes nothing there (what was read before it still holds; see `generation`)."""
+        if not reads_only:
+            self.generation += 1
         return self.base("-t" if tty else "-T", self.destination, "--", shlex.join(argv))
 
     def bulk_command(self, argv: Sequence[str]) -> list[str]:
@@ -123,6 +130,7 @@ class SSHConnection:
         cipher, and a stream through it measured ~25% slower than ssh alone; AES-GCM first, as
         with AES-NI it costs about half of ChaCha20 (OpenSSH's default); the server still picks
         from the list. Far hosts use the master's channels instead (see remote/segments.py)."""
+        self.generation += 1
         return self.base("-T", "-o", "Compression=no", "-c", BULK_CIPHERS, self.destination, "--", shlex.join(argv),
                          master=False)
 
@@ -137,20 +145,52 @@ class SSHConnection:
         return self._round_trip
 
     # -- running --------------------------------------------------------------------------
-    def connect(self, first: Sequence[str] = ("true",)) -> str:
+    def connect(self, first: Sequence[str] = ("true",), reads_only: bool = False) -> str:
         """Open (or reuse) the master connection, running `first` on the way (one round trip
         for both); explain host key and login failures. Returns what `first` printed."""
-        result = self._raw(first, timeout=60)
+        result = self._raw(first, timeout=60, reads_only=reads_only)
         if result.returncode == 0:
             return result.stdout
         result = self._with_hop_messages(result)
         if result.returncode == SSH_FAILED and _unknown_key(result.stderr) and self.settings.accept_host_key:
             self._accept_key(self.settings.accept_host_key, result.stderr)
-            result = self._raw(first, timeout=60)
+            result = self._raw(first, timeout=60, reads_only=reads_only)
             if result.returncode == 0:
                 return result.stdout
             result = self._with_hop_messages(result)
         raise self.explain(result)
+
+    def remembered(self) -> str | None:
+        """What `remember` kept while the master connection alive now was up, else None: facts
+        about the host read over that very connection (its account's home, its engine), so a
+        command that finds the master up asks them again in no round trip. The master's socket
+        is made when it starts, so a note older than the socket is another master's."""
+        try:
+            master = os.stat(self.control_path)
+            note = os.stat(self._note_path)
+        except OSError:
+            return None
+        if note.st_mtime_ns < master.st_mtime_ns or not _answers(self.control_path):
+            return None
+        try:
+            return Path(self._note_path).read_text(encoding="utf-8")
+        except OSError:
+            return None
+
+    def remember(self, text: str) -> None:
+        """Keep `text` beside the master connection (in envctl's private control directory),
+        for `remembered`. Written whole or not at all: a concurrent envctl reads either."""
+        temporary = f"{self._note_path}.{os.getpid()}.tmp"
+        try:
+            with open(temporary, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.replace(temporary, self._note_path)
+        except OSError:
+            pass  # only a round trip saved next time
+
+    @property
+    def _note_path(self) -> str:
+        return self.control_path + ".facts"
 
     def _with_hop_messages(self, result: CommandResult) -> CommandResult:
         """`result` of a failed connection, with what the jump hosts said. A master with
@@ -166,10 +206,11 @@ class SSHConnection:
             return result
         return CommandResult(result.returncode, result.stdout, done.stderr + result.stderr)
 
-    def run(self, argv: Sequence[str], timeout: float | None = 300, input: bytes | None = None) -> CommandResult:
+    def run(self, argv: Sequence[str], timeout: float | None = 300, input: bytes | None = None,
+            reads_only: bool = False) -> CommandResult:
         """Run a command remotely. A failed connection is raised as RemoteError; the
-        command's own exit code is returned."""
-        result = self._raw(argv, timeout, input)
+        command's own exit code is returned. `reads_only`: as for `command`."""
+        result = self._raw(argv, timeout, input, reads_only)
         if result.returncode == SSH_FAILED and _connection_failed(result.stderr):
             raise self.explain(self._with_hop_messages(result))
         return result
@@ -182,9 +223,10 @@ class SSHConnection:
                               ("".join(f"\n  {line}" for line in detail)))
         return result.stdout
 
-    def _raw(self, argv: Sequence[str], timeout: float | None, input: bytes | None = None) -> CommandResult:
+    def _raw(self, argv: Sequence[str], timeout: float | None, input: bytes | None = None,
+             reads_only: bool = False) -> CommandResult:
         try:
-            done = subprocess.run(self.command(argv), input=input if input is not None else b"", capture_output=True,
+            done = subprocess.run(self.command(argv, reads_only=reads_only), input=input if input is not None else b"", capture_output=True,
                                   timeout=timeout, check=False)
         except FileNotFoundError:
             raise RemoteError("the OpenSSH client (ssh) is not installed here",
@@ -324,6 +366,21 @@ class SSHConnection:
     def resolved(self) -> dict[str, str]:
         """This destination's settings as OpenSSH resolves them (hostname, user, port, ...)."""
         return dict(self.route().settings)
+
+
+def trace(kind: str, destination: str, what: Sequence[str]) -> None:
+    """With ENVCTL_SSH_TRACE=FILE, append `KIND DESTINATION WHAT` to FILE, one line per ssh
+    process envctl starts (kind "session": a command on the master, one channel there and
+    back; "connection": a connection of its own, with its handshake; "mux": a request to the
+    local master only, no round trip) and per engine request through a forwarded socket (kind
+    "api", envctl/hosts/ssh.py). A debugging and benchmark aid: bench/bench_remote.py counts a
+    command's round trips with it."""
+    path = os.environ.get("ENVCTL_SSH_TRACE")
+    if not path:
+        return
+    line = f"{kind} {destination} {' '.join(what)[:200]}".replace("\n", " ") + "\n"
+    with open(path, "a", encoding="utf-8") as out:  # O_APPEND: lines of parallel hosts stay whole
+        out.write(line)
 
 
 def _answers(path: str) -> bool:

@@ -1,0 +1,91 @@
+"""Round trips to an SSH host (issue 14): what a command asks the host comes in rounds, not one
+ssh command per file or device check. Counted with ENVCTL_SSH_TRACE (envctl/remote/ssh.py),
+one line per ssh process envctl starts; the answers are checked against this machine's own
+reading of the same simulated host root (the lab host's root directory is the same path here)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import hostsim
+from envctl.devices import FAMILIES
+from envctl.hosts.local import LocalHost
+
+
+def _sessions(trace) -> list[str]:
+    """The commands run on the host since the trace was last emptied (mux requests to the local
+    master are no round trip and are left out)."""
+    lines = trace.read_text().splitlines() if trace.exists() else []
+    trace.write_text("")
+    return [line for line in lines if line.startswith(("session ", "connection "))]
+
+
+@pytest.fixture
+def traced(world, monkeypatch, tmp_path):
+    """(open, trace): `open()` gives lab1 as an SSHHost, as a command opens it."""
+    from envctl.cli_remote import RemoteOptions, single_target
+
+    trace = tmp_path / "ssh-trace"
+    for key, value in world.environ(ENVCTL_SSH_TRACE=str(trace)).items():
+        monkeypatch.setenv(key, value)
+    return (lambda: single_target(RemoteOptions(("lab1",), None, None, None))), trace
+
+
+@pytest.mark.parametrize("simulate", ["npu", "mlu"])
+def test_every_device_probe_of_a_plan_comes_with_the_hosts_opening(world, lab, traced, simulate):
+    root = lab.host_root("lab1")
+    if simulate == "npu":
+        hostsim.npu_host(root, cards=4)
+    else:
+        hostsim.mlu_host(root, cards=2)
+    world.cleanups.append(lambda: [shutil.rmtree(p) for p in root.iterdir()])
+    world.write_inventory(lab1={"root": str(root)})
+    open_host, trace = traced
+    world.close_connections()
+    host = open_host()
+    assert len(_sessions(trace)) == 1  # the connection, its facts and the probe round
+    here = LocalHost(str(root))
+    for family in FAMILIES.values():  # what every family's plan asks, answered as this machine reads it
+        assert family.probe_driver(host) == family.probe_driver(here), family.kind
+        for candidate in family.mount_candidates:
+            assert host.exists(host.under_root(candidate)) == here.exists(here.under_root(candidate))
+    devices = host.glob(host.under_root("/dev/*"))
+    assert devices == here.glob(here.under_root("/dev/*")) and devices
+    assert [p for p in devices if host.is_char_device(p)] == [p for p in devices if here.is_char_device(p)]
+    for tool in ("cnmon", "npu-smi", "nvidia-smi"):
+        assert host.which(tool) == here.which(tool)
+    assert _sessions(trace) == []  # the driver files say the version: no vendor tool run either
+    assert host.exists(f"{world.data_dir()}/nothing-here") is False  # outside the round: asked when asked
+    assert len(_sessions(trace)) == 1
+
+
+def test_a_second_command_on_the_live_master_asks_no_facts(world, traced):
+    open_host, trace = traced
+    world.close_connections()
+    first = open_host()
+    assert len(_sessions(trace)) == 1
+    again = open_host()  # the master is up: home and engine as the first command read them
+    assert _sessions(trace) == []
+    assert (again.data_dir, again.docker_socket) == (first.data_dir, first.docker_socket)
+    world.close_connections()  # a new master: the facts are read again over it
+    open_host()
+    assert len(_sessions(trace)) == 1
+
+
+def test_an_artifact_record_is_read_once_until_something_runs_on_the_host(world, traced):
+    open_host, trace = traced
+    host = open_host()
+    entry = f"{host.cache_root}/artifacts/file/0123/weights"
+    record = {"files": [{"path": "", "size": 3, "sha256": "x" * 64}]}
+    host.write_file(entry, b"abc")
+    host.write_file(entry + ".json", json.dumps(record).encode())
+    _sessions(trace)
+    assert host.artifact_record(entry) == record
+    assert host.artifact_record(entry) == record  # the planner and the apply ask the same
+    assert len(_sessions(trace)) == 1
+    host.remove_tree(entry)  # anything run there may change it: read again
+    assert host.artifact_record(entry) is None
+    assert len(_sessions(trace)) == 2
