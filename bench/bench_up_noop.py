@@ -1,10 +1,12 @@
 """`envctl up` of an environment that is already up, against `docker compose up -d` (Compose v2,
 the Go plugin users run today) of the equivalent one-service file that is already up, and against
-`docker-compose` 1.29 (Python) where it is installed. Prints the medians and the ratios (issue 14's
-aim: envctl within 2x Compose v2).
+`docker-compose` 1.29 (Python) where it is installed; and `envctl status` against `docker compose
+ps` of the same project. Prints the medians and the ratios (issue 14's aim: envctl within 2x
+Compose v2). envctl runs as users run it: its quick paths answer (envctl/quick_up.py,
+envctl/quick_status.py); `--full` adds the full paths (ENVCTL_NO_QUICK=1) to the same rounds.
 
     sh bench/get-compose-v2.sh       # once: Compose v2 under bench/.tools, installed nowhere
-    .venv/bin/python bench/bench_up_noop.py [runs]
+    .venv/bin/python bench/bench_up_noop.py [runs] [--full]
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def composes() -> list[tuple[str, list[str], dict]]:
     return found
 
 
-def main(runs: int) -> None:
+def main(runs: int, full: bool = False) -> None:
     tools = composes()
     base = Path(tempfile.mkdtemp(prefix="envctl-bench-"))
     env = bench_env(base)
@@ -67,20 +69,31 @@ services:
     project = {label: ["-p", f"envctlbench{i}", "-f", str(base / "docker-compose.yml")]
                for i, (label, _, _) in enumerate(tools)}
     try:
-        timed(ENVCTL + ["up", str(manifest)], env)
+        timed(ENVCTL + ["up", str(manifest)], env)  # creates it
+        timed(ENVCTL + ["up", str(manifest)], env)  # finds it up: the no-op the quick path answers from now on
         for label, compose, compose_env in tools:
             timed(compose + project[label] + ["up", "-d"], compose_env)
-        ours, theirs = [], {label: [] for label, _, _ in tools}
+        full_env = dict(env, ENVCTL_NO_QUICK="1")
+        # (label, command, environment, compared with): every case once per round, in turn.
+        cases = [("envctl up (already up)", ENVCTL + ["up", str(manifest)], env, "up"),
+                 ("envctl status", ENVCTL + ["status"], env, "ps")]
+        if full:
+            cases += [("envctl up, full path", ENVCTL + ["up", str(manifest)], full_env, "up"),
+                      ("envctl status, full path", ENVCTL + ["status"], full_env, "ps")]
+        for label, compose, compose_env in tools:
+            cases += [(f"{label} up -d (already up)", compose + project[label] + ["up", "-d"], compose_env, None),
+                      (f"{label} ps", compose + project[label] + ["ps"], compose_env, None)]
+        times = {label: [] for label, _, _, _ in cases}
         for _ in range(runs):  # interleaved: a busy moment weighs on every tool alike
-            ours.append(timed(ENVCTL + ["up", str(manifest)], env))
-            for label, compose, compose_env in tools:
-                theirs[label].append(timed(compose + project[label] + ["up", "-d"], compose_env))
-        print(f"{'envctl up (already up)':40} median {median(ours) * 1000:7.0f} ms over {runs} runs")
-        for label, times in theirs.items():
-            print(f"{label + ' up -d (already up)':40} median {median(times) * 1000:7.0f} ms over {runs} runs")
-        for label, times in theirs.items():
-            aim = "  (aim <= 2.0)" if "v2" in label else ""
-            print(f"ratio envctl / {label:25} {median(ours) / median(times):5.2f}{aim}")
+            for label, argv, case_env, _ in cases:
+                times[label].append(timed(argv, case_env))
+        for label, _, _, _ in cases:
+            print(f"{label:40} median {median(times[label]) * 1000:7.0f} ms over {runs} runs")
+        for label, _, _, verb in cases:
+            for tool, _, _ in tools if verb else ():
+                theirs = f"{tool} up -d (already up)" if verb == "up" else f"{tool} ps"
+                aim = "  (aim <= 2.0)" if "v2" in tool else ""
+                print(f"ratio {label} / {theirs:30} {median(times[label]) / median(times[theirs]):5.2f}{aim}")
     finally:
         run(ENVCTL + ["down", "bench-noop", "--purge"], env=env)
         for label, compose, compose_env in tools:
@@ -90,4 +103,5 @@ services:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
+    numbers = [a for a in sys.argv[1:] if a != "--full"]
+    main(int(numbers[0]) if numbers else 10, full="--full" in sys.argv[1:])

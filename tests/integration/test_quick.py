@@ -1,0 +1,254 @@
+"""The quick paths of `up NAME` and `status` (envctl/quick_up.py, envctl/quick_status.py) on real
+engines: they print exactly what the full path prints, import none of the heavy libraries, and
+leave every changed world to the full path, which then answers as it always does.
+
+Which path answered is read from `python -X importtime`'s report (every module imported): the
+full path imports typer, the quick path does not. Never timings.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+
+from support import IMAGE, SESSION
+
+pytestmark = pytest.mark.both_engines  # image IDs and container lists differ between the two stores
+
+REF = f"envctl-it/quick:{SESSION}"  # the manifests' image, tagged here (removed with the session's images)
+HEAVY = ("typer", "pydantic", "docker", "requests")
+
+
+@dataclass(frozen=True)
+class Said:
+    code: int
+    stdout: str
+    stderr: str  # without -X importtime's lines
+    modules: frozenset
+
+    @property
+    def quick(self) -> bool:
+        return "typer" not in self.modules
+
+    @property
+    def output(self) -> tuple:
+        return self.code, self.stdout, self.stderr
+
+
+def envctl(env, *args, quick: bool = True, **extra) -> Said:
+    environ = env.environ(**extra)
+    environ.pop("PYTEST_CURRENT_TEST", None)  # pytest's: it names the phase (setup, call), which the record's key holds
+    if not quick:
+        environ["ENVCTL_NO_QUICK"] = "1"
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "envctl", *args], capture_output=True, text=True,
+                          env=environ, timeout=120)
+    lines = done.stderr.splitlines(keepends=True)
+    modules = frozenset(line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")
+                        and "self [us]" not in line)
+    assert modules, done.stderr[-2000:]
+    return Said(done.returncode, done.stdout, "".join(line for line in lines if not line.startswith("import time:")),
+                modules)
+
+
+def tag_image(engine, tarball: Path) -> str:
+    """REF made to name the image `tarball` holds (IMAGE's tag is taken off again); its ID."""
+    engine.images.load(tarball.read_bytes())
+    image = engine.images.get(IMAGE)
+    image.tag(REF)
+    engine.images.remove(IMAGE)  # only the tag: REF keeps the image
+    return image.id
+
+
+@dataclass
+class World:
+    env: object
+    profile: Path
+    weights: Path
+    full: Said  # the full path's answer for the environment already up
+
+    def up(self, quick: bool = True) -> Said:
+        return envctl(self.env, "up", str(self.env.manifest), quick=quick)
+
+    def records(self) -> list[Path]:
+        return sorted((self.env.base / "cache" / "state" / "quick-up").glob("*.json"))
+
+
+@pytest.fixture
+def world(make_env, engine, tarballs, tmp_path) -> World:
+    """A cpu environment with a profile, an artifact and a setup step, brought up, and its
+    no-op `up` recorded by a second (full) `up`."""
+    tag_image(engine, tarballs.plain)
+    env = make_env("cpu")
+    profiles = tmp_path / "profiles"
+    profiles.mkdir(exist_ok=True)
+    profile = profiles / f"quick-{env.name[-8:]}.yaml"
+    profile.write_text("description: a profile of the quick-path tests\ncontainer:\n  env: {FROM_PROFILE: \"1\"}\n")
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"w" * 4096)
+    env.write(f"""\
+        extends: {profile.stem}
+        device: {{kind: cpu}}
+        image: {{ref: {REF}}}
+        artifacts:
+          weights: {{source: {weights}, target: /models/weights.bin}}
+        container:
+          env: {{A: "1"}}
+        setup:
+          - name: a step
+            run: echo done > /tmp/step
+        """)
+    first = envctl(env, "up", str(env.manifest), quick=False)
+    assert first.code == 0, first.stderr
+    full = envctl(env, "up", str(env.manifest), quick=False)
+    assert full.code == 0 and f"container  {env.container}: unchanged" in full.stderr, full.stderr
+    return World(env, profile, weights, full)
+
+
+def test_up_already_up_is_answered_quickly_with_the_full_paths_bytes(world):
+    assert len(world.records()) == 1
+    quick = world.up()
+    assert quick.quick and not [m for m in quick.modules if m.split(".")[0] in HEAVY]
+    assert quick.output == world.full.output
+    # And the full path, asked again, still says the same.
+    assert world.up(quick=False).output == quick.output
+
+
+def test_a_changed_environment_variable_is_another_key(world):
+    said = envctl(world.env, "up", str(world.env.manifest), GREETING="hello")
+    assert not said.quick and said.output == world.full.output
+
+
+def _comment(path: Path) -> None:
+    path.write_text(path.read_text() + "# one byte more\n")
+
+
+def _cached_weights(world) -> Path:
+    found = [p for p in (world.env.base / "cache" / "artifacts").rglob("*") if p.is_file() and p.stat().st_size == 4096]
+    assert len(found) == 1, found
+    return found[0]
+
+
+# Changes after which the full path says the same as before (the plan is still a no-op): only the
+# quick path's records must notice them.
+SAME_ANSWER = {
+    "manifest-byte": lambda w: _comment(w.env.manifest),
+    "profile-byte": lambda w: _comment(w.profile),
+    "lock-file-appears": lambda w: (w.env.manifest.parent / "manifest.lock").write_text("version: 1\nsources: {}\n"),
+    "artifact-touched": lambda w: os.utime(_cached_weights(w), ns=(1, 1)),
+    "record-truncated": lambda w: w.records()[0].write_bytes(w.records()[0].read_bytes()[:100]),
+    "record-garbage": lambda w: w.records()[0].write_bytes(b"\x00\xffnot a record"),
+    "record-of-another-format": lambda w: w.records()[0].write_text(w.records()[0].read_text().replace('"format": 1', '"format": 2')),
+}
+
+
+@pytest.mark.parametrize("change", list(SAME_ANSWER))
+def test_a_change_the_plan_reads_takes_the_full_path(world, change):
+    SAME_ANSWER[change](world)
+    said = world.up()
+    assert not said.quick
+    assert said.output == world.full.output
+    again = world.up()  # the full path recorded the no-op again: quick, the same answer
+    assert again.quick and again.output == world.full.output
+
+
+def test_a_lock_file_with_the_wrong_version_is_the_full_paths_error(world):
+    (world.env.manifest.parent / "manifest.lock").write_text("version: 99\nsources: {}\n")
+    said = world.up()
+    assert not said.quick and said.code == 3 and "lock" in said.stderr
+
+
+def test_container_stopped_is_started_by_the_full_path(world, engine):
+    engine.containers.get(world.env.container).stop(timeout=0)
+    said = world.up()
+    assert not said.quick and said.code == 0
+    assert f"container  {world.env.container}: started" in said.stderr
+
+
+def test_container_restarted_takes_the_full_path(world, engine):
+    engine.containers.get(world.env.container).restart(timeout=0)
+    said = world.up()
+    assert not said.quick and said.output == world.full.output
+
+
+def test_container_removed_is_created_by_the_full_path(world, engine):
+    engine.containers.get(world.env.container).remove(force=True)
+    said = world.up()
+    assert not said.quick and said.code == 0
+    assert f"container  {world.env.container}: created" in said.stderr
+
+
+def test_artifact_removed_is_fetched_again_by_the_full_path(world):
+    _cached_weights(world).unlink()
+    said = world.up()
+    assert not said.quick and "artifact   weights: fetched" in said.stderr
+
+
+def test_image_retagged_recreates_through_the_full_path(world, engine, tarballs):
+    tag_image(engine, tarballs.other)
+    said = world.up()
+    assert not said.quick and said.code == 0
+    assert f"container  {world.env.container}: recreated" in said.stderr
+
+
+def test_a_tcp_docker_host_is_never_answered_quickly(world):
+    said = envctl(world.env, "up", str(world.env.manifest), DOCKER_HOST="tcp://127.0.0.1:9")
+    assert not said.quick and said.code == 5
+
+
+def _top_works(engine, container: str) -> bool:
+    """Whether the engine's host lists a container's processes (`docker top` runs its procps
+    `ps`; the containerd-store test engine's host has none, and the full path then asks inside
+    the container with an exec, which the quick path leaves to it)."""
+    try:
+        engine.api.top(container, ps_args="-o pid,ppid,etimes,stat,args")
+        return True
+    except docker.errors.APIError:
+        return False
+
+
+def test_status_is_answered_quickly_with_the_full_paths_bytes(world, engine):
+    quickly = _top_works(engine, world.env.container)
+    # The engines are shared with other tests and programs: asked again (10 s at most) while
+    # another container runs work, which sends status to the full path, or one came or went
+    # between the two answers.
+    for _ in range(10):
+        quick, full = envctl(world.env, "status"), envctl(world.env, "status", quick=False)
+        if quick.quick == quickly and quick.output == full.output:
+            break
+        time.sleep(1)
+    assert quick.output == full.output and quick.code == 0
+    assert world.env.container in quick.stdout
+    if quickly:
+        assert quick.quick, f"status took the full path each time: work runs on this engine?\n{quick.stdout}"
+        assert not [m for m in quick.modules if m.split(".")[0] in HEAVY]
+    else:
+        assert not quick.quick
+
+
+def test_status_of_a_container_running_work_takes_the_full_path(world, engine):
+    container = engine.containers.get(world.env.container)
+    container.exec_run(["sleep", "60"], detach=True)
+    try:
+        said = envctl(world.env, "status")  # the full path (two of its runs differ in their "since" by a second)
+        assert not said.quick and said.code == 0
+        assert "  running docker exec sleep 60" in said.stdout
+    finally:
+        container.exec_run(["pkill", "sleep"])
+
+
+def test_status_of_a_process_left_in_the_background_takes_the_full_path(world, engine):
+    container = engine.containers.get(world.env.container)
+    container.exec_run(["sh", "-c", "sleep 61 >/dev/null 2>&1 &"])
+    try:
+        said = envctl(world.env, "status")
+        assert not said.quick and said.code == 0
+        assert "  running process sleep 61" in said.stdout
+    finally:
+        container.exec_run(["pkill", "sleep"])
