@@ -24,10 +24,11 @@ What the record holds and the quick path checks again (`answer`):
 - the bytes (sha256) of every file the full `up` opened to read while it resolved, planned and
   applied (Python's audit hook `open`: manifest.yaml, profiles, cache records, the tarball
   identity records, a writable copy's stamp ...) and of the files whose absence counted (the
-  manifest's lock file, the user configuration file, the inventory);
-- stat fingerprints (device, inode, size, mtime_ns, file type) of the paths the plan looked at
-  without opening them: each cached artifact's placed files, a `mode: rw` artifact's workspace
-  copy, container.mounts sources, the image tarball (a local file or the cached blob);
+  manifest's lock file, the user configuration file, the inventory, container.env_file);
+- stat fingerprints (device, inode, size, mtime_ns, mode) of the paths the plan looked at
+  without opening them: each cached artifact's placed files and its local source, a `mode: rw`
+  artifact's workspace copy, container.mounts sources, the image tarball (a local file or the
+  cached blob), the manifest's container.env_file;
 - the engine, over its unix socket (envctl/engine_socket.py): `GET /containers/{id}/json` (the
   same ID, name, running with the same StartedAt, the same config-hash and image-id labels, the
   same image), `GET /images/{ref}/json` (the ref still names the image the container runs: a
@@ -113,12 +114,13 @@ def content_print(path: str) -> list | None:
 
 
 def stat_print(path: str) -> list | None:
-    """[device, inode, size, mtime_ns, file type] of `path` (symlinks followed), None when absent."""
+    """[device, inode, size, mtime_ns, mode (type and permissions)] of `path` (symlinks
+    followed), None when absent."""
     try:
         info = os.stat(path)
     except OSError:
         return None
-    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, stat.S_IFMT(info.st_mode)]
+    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode]
 
 
 def baked_list(images: list) -> list:

@@ -194,7 +194,7 @@ def _facts(host, loaded, plan, report, environ: dict) -> dict | None:
 
 def _candidates(loaded, environ: dict) -> list[str]:
     """Files whose absence the full path takes into account without opening them: the lock
-    file, the user configuration, the inventory."""
+    file, the user configuration, the inventory, the manifest's container.env_file."""
     from envctl.artifacts.lockfile import lock_path
     from envctl.remote.inventory import inventory_path
     from envctl.user_config import config_path
@@ -202,14 +202,17 @@ def _candidates(loaded, environ: dict) -> list[str]:
     from envctl.paths import config_home
 
     home = config_home(environ)  # the default files count when they appear, though absent now
+    own = getattr(loaded.manifest.container, "env_file", None)  # optional: read when it is there
     found = [lock_path(loaded.file), config_path(environ), inventory_path(None, environ),
-             home / "config.yaml" if home else None, home / "inventory.yaml" if home else None]
+             home / "config.yaml" if home else None, home / "inventory.yaml" if home else None,
+             loaded.file.parent / own if own else None]
     return [os.path.abspath(p) for p in found if p is not None]
 
 
 def _stat_paths(loaded, environ: dict) -> list[str]:
     """Paths the plan looked at with stat alone (envctl/observe.py, envctl/observe_cache.py):
-    each cached artifact's placed files, the writable copies, the mount sources, the tarball."""
+    each cached artifact's placed files and local source, the writable copies, the mount
+    sources, the tarball, the env file (whose permissions a warning names)."""
     from envctl.artifacts.cache import Cache, on_disk
     from envctl.artifacts.sources import artifact_key
     from envctl.observe_cache import tarball_here
@@ -221,6 +224,8 @@ def _stat_paths(loaded, environ: dict) -> list[str]:
         source = loaded.sources.get(name)
         if source is None:
             continue
+        if source.kind == "file":  # where it comes from (envctl/local_sources.py asks whether it is there)
+            paths.append(source.location)
         key = artifact_key(source, artifact.subpath, artifact.include)
         placed = cache.placed(key)
         paths.append(str(placed))
@@ -233,6 +238,9 @@ def _stat_paths(loaded, environ: dict) -> list[str]:
         paths.append(source if source.startswith("/") else str(loaded.directory / source))
     if loaded.image_source is not None and loaded.image_source.kind == "file":
         paths.append(loaded.image_source.location)
+    own = getattr(loaded.manifest.container, "env_file", None)
+    if own:
+        paths.append(str(loaded.file.parent / own))
     tarball = tarball_here(loaded, cache)
     if tarball is not None:
         paths.append(str(tarball))

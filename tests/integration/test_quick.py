@@ -252,3 +252,27 @@ def test_status_of_a_process_left_in_the_background_takes_the_full_path(world, e
         assert "  running process sleep 61" in said.stdout
     finally:
         container.exec_run(["pkill", "sleep"])
+
+
+def test_an_image_tarball_touched_takes_the_full_path(make_env, engine, tarballs, tmp_path):
+    tarball = tmp_path / "image.tar"
+    tarball.write_bytes(tarballs.plain.read_bytes())
+    env = make_env("cpu")
+    env.write(f"""\
+        device: {{kind: cpu}}
+        image: {{ref: {IMAGE}, tarball: {{source: {tarball}}}}}
+        container:
+          env_file: run.env
+        """)
+    assert envctl(env, "up", str(env.manifest), quick=False).code == 0
+    full = envctl(env, "up", str(env.manifest), quick=False)
+    assert full.code == 0 and f"container  {env.container}: unchanged" in full.stderr, full.stderr
+    quick = envctl(env, "up", str(env.manifest))
+    assert quick.quick and quick.output == full.output
+    os.utime(tarball, ns=(1, 1))  # its identity is remembered by size and mtime: read again
+    said = envctl(env, "up", str(env.manifest))
+    assert not said.quick and said.output == full.output
+    assert envctl(env, "up", str(env.manifest)).quick
+    (tmp_path / "run.env").write_text("A=1\n")  # the optional env file appears
+    said = envctl(env, "up", str(env.manifest))
+    assert not said.quick and said.code == 0
