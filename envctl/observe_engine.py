@@ -2,9 +2,10 @@
 ID, baked variants), the environment's container (labels and state) and the setup markers in it.
 
 Only reads: image inspection, the container list (its summary: name, ID, state, labels; no
-inspection), and `GET /containers/{id}/archive` for the marker directory, which works on a
-stopped container as on a running one (no exec is started, nothing runs in the container).
-Engine API reference: ContainerArchive, ImageInspect, ContainerList.
+inspection), and `GET /containers/{id}/archive` for the marker directory (after a 404, a `HEAD`
+of the container's root), which works on a stopped container as on a running one (no exec is
+started, nothing runs in the container). Engine API reference: ContainerArchive,
+ContainerArchiveInfo, ImageInspect, ContainerList.
 """
 
 from __future__ import annotations
@@ -62,21 +63,22 @@ def read_setup_state(client, container_id: str) -> tuple[frozenset[str], dict[st
     mtime in seconds since the epoch)}). Whether a claim's process still runs is not known
     here: the engine's running execs tell (envctl/runs.py).
 
-    Read through the archive endpoint (one request), which works on a stopped container too;
-    a container where no setup step ever ran has no state directory, which the engine answers
-    with 404 "Could not find the file" (moby's containerFileNotFound): nothing ran. The endpoint
-    mounts the container's bind mounts first, and fails when a mount's source is gone from the
-    host (a `mode: rw` artifact's workspace copy removed: Docker 20.10 answers 500 "mount ...:
-    not a directory", Docker 28 500 "mkdirat ...: file exists", others 404); a running
-    container is then asked with `ls` inside (markers only: its claims are then known by the
-    running execs alone)."""
+    Read through the archive endpoint (one request), which works on a stopped container too.
+    The endpoint mounts the container's bind mounts first, and fails when a mount's source is
+    gone from the host: a `mode: rw` artifact's workspace copy removed (Docker 20.10 answers 500
+    "mount ...: not a directory", Docker 28 500 "mkdirat ...: file exists"), an artifact's
+    cache directory removed (both answer 404 "Could not find the file", as for a path that is
+    not there: moby turns any ENOENT into that answer). So a 404 is asked once more, with a stat
+    of the container's root (HEAD, no body): when that answers, the mounts are fine and the
+    state directory is absent (no step ever ran). Otherwise a running container is asked with
+    `ls` inside (markers only: its claims are then known by the running execs alone)."""
     from docker.errors import APIError, NotFound
 
     try:
         stream, _ = client.api.get_archive(container_id, STATE_DIR)
         data = b"".join(stream)
     except (NotFound, APIError) as exc:
-        if isinstance(exc, NotFound) and _absent(exc):
+        if isinstance(exc, NotFound) and _root_answers(client, container_id):
             return frozenset(), {}
         listed = _listed_inside(client, container_id)
         if listed is not None:
@@ -99,11 +101,13 @@ def read_setup_state(client, container_id: str) -> tuple[frozenset[str], dict[st
     return frozenset(markers), claims
 
 
-def _absent(exc) -> bool:
-    """Whether the archive endpoint's 404 says the path is not in the container (and not that
-    the container, or a bind mount's source, is gone)."""
-    said = getattr(exc, "explanation", None) or str(exc)
-    return "Could not find the file" in str(said)
+def _root_answers(client, container_id: str) -> bool:
+    """Whether the archive endpoint reaches the container's filesystem: `HEAD
+    /containers/{id}/archive?path=/` (ContainerArchiveInfo) answers 200. docker-py has no call
+    for that stat; its APIClient is the requests Session it sends through."""
+    api = client.api
+    answer = api.head(f"{api.base_url}/v{api.api_version}/containers/{container_id}/archive", params={"path": "/"})
+    return answer.status_code == 200
 
 
 def _claimed(runs: tuple, claims: dict) -> tuple:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import tarfile
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 from docker.errors import ImageNotFound, NotFound
 
@@ -53,8 +54,18 @@ class FakeContainer:
 
 
 class _Api:
+    base_url = "http+docker://localhost"
+    api_version = "1.41"
+
     def __init__(self, engine: "FakeEngine"):
         self.engine = engine
+
+    def head(self, url: str, params: dict | None = None):
+        """The stat of a path through the archive endpoint (the only HEAD envctl sends): 200
+        for a container's root, 404 for a container that is not there."""
+        container_id = url.split("/containers/", 1)[1].split("/", 1)[0]
+        found = any(c.id == container_id for c in self.engine.containers_)
+        return SimpleNamespace(status_code=200 if found and (params or {}).get("path") == "/" else 404)
 
     def inspect_image(self, ref: str) -> dict:
         image = self.engine.image(ref)

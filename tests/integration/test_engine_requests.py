@@ -3,7 +3,11 @@
 requests), on both image stores. Each request docker-py sends goes through requests' HTTPAdapter
 (its unix-socket adapter derives from it), where the tests count them."""
 
+import json
+import os
 import re
+import shutil
+import stat
 
 import pytest
 import requests.adapters
@@ -60,16 +64,38 @@ def test_connecting_is_one_request(make_env, sent):
     assert client.version()["ApiVersion"]
 
 
-def test_the_markers_of_a_container_where_no_step_ran_are_one_request(make_env, tarballs, sent):
-    """No state directory: the archive endpoint's 404 says so; nothing is run in the container."""
+def test_the_markers_of_a_container_where_no_step_ran_are_two_requests_and_no_exec(make_env, tarballs, sent):
+    """No state directory: the archive endpoint's 404, and the stat of the root that tells it
+    from a mount that failed; nothing is run in the container."""
     env = make_env("cpu")
     container = brought_up(env, tarballs, NO_SETUP)
     execs_before = container.attrs.get("ExecIDs")
     sent.clear()
     assert read_setup_state(Engine(env.engine), container.id) == (frozenset(), {})
-    assert sent == [f"GET /containers/{container.id}/archive"]
+    assert sent == [f"GET /containers/{container.id}/archive", f"HEAD /containers/{container.id}/archive"]
     container.reload()
     assert container.attrs.get("ExecIDs") == execs_before
+
+
+def test_the_markers_are_still_read_when_a_mounts_source_left_the_host(make_env, tarballs, tmp_path):
+    """An artifact's cache directory removed under a running container: the engine cannot mount
+    it, and answers the archive (and the stat of the root) with 404 "Could not find the file",
+    as for an absent path. The markers are then listed inside, and are the ones there."""
+    env = make_env("cpu")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "w.txt").write_text("v1\n")
+    env.write(SETUP.format(image=IMAGE, tarball=tarballs.plain) + f"artifacts:\n  weights: {{source: {weights}, target: /models}}\n")
+    assert env.run("up", str(env.manifest)).returncode == 0
+    container = env.get()
+    code, listed = env.inside(f"ls -1A {MARKER_DIR}")
+    assert code == 0 and len(listed.split()) == 2
+    placed = json.loads(env.run("plan", "--json", str(env.manifest)).stdout)["artifacts"][0]["cache_path"]
+    for root, _, _ in os.walk(placed):
+        os.chmod(root, stat.S_IRWXU)  # the cache's entries are read-only
+    shutil.rmtree(placed)
+    markers, _ = read_setup_state(Engine(env.engine), container.id)
+    assert markers == frozenset(listed.split())
 
 
 def test_the_markers_of_steps_that_ran_are_one_request_and_what_is_in_the_container(make_env, tarballs, sent):
