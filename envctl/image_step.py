@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable
 
 from envctl import references
 from envctl.image_identity import RECORDS, EngineImage, EngineImages
-from envctl.tarballs import ImageError
+from envctl.tarballs import ImageError, Sha256Mismatch, sha256_mismatch
 
 if TYPE_CHECKING:  # annotations only: the observation imports this module for LABEL_CONTEXT (issue 14)
     from envctl.artifacts.sources import Source
@@ -40,15 +40,32 @@ def _tarball_identity(step: EnsureImage, tarball: Path, identities: IdentityCach
     advance = progress(f"reading {tarball.name}", tarball.stat().st_size) if progress else None
     # A tarball of several images (`docker save a b`): the one tagged step.ref is the manifest's.
     identity = identify(tarball, identities, need_sha256=need_sha256, progress=advance).image_for(step.ref, step.expected_id)
+    if step.sha256 and identity.sha256 is not None and identity.sha256 != step.sha256:
+        raise sha256_mismatch(tarball, identity.sha256, step.sha256)
+    try:
+        return _checked(step, tarball, identity, engine)
+    except ImageError:
+        if step.sha256 and identity.sha256 is None:  # not read yet: a tarball that is not the pinned one is said so first
+            _verify_sha256(step, tarball, identities, progress)
+        raise
+
+
+def _verify_sha256(step: EnsureImage, tarball: Path, identities: IdentityCache, progress) -> None:
+    """Read the whole tarball for its sha256 (remembered) and raise when it is not the pinned one."""
+    from envctl.images import identify
+
+    advance = progress(f"verifying {tarball.name}", tarball.stat().st_size) if progress else None
+    found = identify(tarball, identities, need_sha256=True, progress=advance).sha256
+    if found != step.sha256:
+        raise sha256_mismatch(tarball, found, step.sha256)
+
+
+def _checked(step: EnsureImage, tarball: Path, identity: TarballIdentity, engine: EngineImages) -> TarballIdentity:
+    """The tarball's identity against the manifest: the image it names, the pinned ID, the platform."""
     if identity.multi_platform and engine.containerd_store():
         # The containerd store loads the whole index and runs its own platform's image; the
         # classic store loads manifest.json, whose config is identity.image_id already.
         identity = identity.for_platform(engine.platform())
-    if step.sha256 and identity.sha256 != step.sha256:
-        raise ImageError(
-            f"{tarball} has sha256 {identity.sha256}, the manifest expects {step.sha256}; nothing was loaded",
-            hint="download the tarball again, or update image.tarball.sha256 if the vendor published a new one",
-        )
     pinned = step.expected_id
     if not identity.repo_tags and pinned is None:
         shown_id = _engine_id(engine, identity)
@@ -71,7 +88,7 @@ def _tarball_identity(step: EnsureImage, tarball: Path, identities: IdentityCach
 def ensure_image(client, step: EnsureImage, source: Source | None, identities: IdentityCache, progress: Progress | None = None,
                  socket_path: str | None = None, loader=None) -> ImageOutcome:
     """`socket_path`: the engine's local unix socket, when it has one (tarballs are then sent
-    with sendfile). `loader(tarball, advance, identity)`: how a tarball reaches an engine that is
+    with sendfile, or read once and hashed on the way while a pinned sha256 is still unchecked). `loader(tarball, advance, identity)`: how a tarball reaches an engine that is
     not local (pushed to the remote host, loaded there); returns the engine's "Loaded image" lines.
 
     An image on the engine is the wanted one when its ID or its config digest is the tarball's
@@ -84,17 +101,26 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
     identity: TarballIdentity | None = None
     if step.origin == "tarball" and source is not None:
         tarball = Path(source.location)
-        identity = _tarball_identity(step, tarball, identities, progress, step.sha256 is not None or loader is not None, engine)
+        # A pinned sha256 is checked in the read that sends the tarball to a local engine
+        # (load_tarball holds the file's tail back until the digest is known), not in a whole
+        # read of its own before: a compressed tarball's identity read hashes it anyway, an
+        # uncompressed one's reads its headers only. A remote loader needs the digest first.
+        identity = _tarball_identity(step, tarball, identities, progress, loader is not None, engine)
+    unverified = tarball is not None and step.sha256 is not None and identity.sha256 is None
     wanted = identity.ids if identity is not None else (step.expected_id,) if step.expected_id else ()
 
     def is_wanted(image: EngineImage) -> bool:  # its ID is one of them, or its config digest (read once, remembered)
         return image.id in wanted or engine.config_digest(image) in wanted
 
     if current is not None and (not wanted or is_wanted(current)):
+        if unverified:  # the tarball names this image; that it is the pinned tarball is read now
+            _verify_sha256(step, tarball, identities, progress)
         return ImageOutcome("present", current.id)
     for digest in wanted:
         existing = engine.get(digest)
         if existing is not None and is_wanted(existing):
+            if unverified:
+                _verify_sha256(step, tarball, identities, progress)
             client.api.tag(existing.id, step.ref)
             return ImageOutcome("tagged", existing.id, _moved(step, current, existing.id))
     if tarball is None:
@@ -106,20 +132,25 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
 
     from envctl.images import load_tarball  # loading: only when the image is not on the engine yet
 
-    advance = progress(f"loading {tarball.name}", tarball.stat().st_size) if progress else None
+    stat = tarball.stat()
+    advance = progress(f"loading {tarball.name}", stat.st_size) if progress else None
     try:
         if loader is not None:
             lines = loader(tarball, advance, identity) or []
         else:
-            lines = load_tarball(client, tarball, advance, socket_path)
+            lines = load_tarball(client, tarball, advance, socket_path, expected_sha256=step.sha256 if unverified else None)
     except ImageError as exc:
-        _restore(engine, step.ref, current)
+        _restore(engine, step.ref, current)  # the containerd store may have tagged what it could not unpack
+        if isinstance(exc, Sha256Mismatch):  # found in the read that sent it: the engine got an incomplete body
+            raise
         if not identity.docker_manifest and not engine.containerd_store():
             raise ImageError(f"{exc.message}\n{tarball} is an OCI layout without manifest.json (as `skopeo copy` and "
                              "`podman save` write an oci-archive), which this engine's classic image store cannot load",
                              hint=f"write it as a docker save tarball: {_conversion(engine, identity, tarball, step.ref)} "
                                   "(or use an engine with the containerd image store)") from None
         raise
+    if unverified:  # read whole and found to be the pinned one: the next check needs no read
+        identities.record_sha256(tarball, step.sha256, stat.st_size, stat.st_mtime_ns)
     loaded = _loaded_image(engine, step, identity, lines)
     moved = _moved(step, current, loaded.id)
     if moved:

@@ -11,13 +11,16 @@ import hashlib
 import http.client
 import json
 import os
+import queue
 import socket
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterator
 
 from envctl.atomic import write_text_atomic
-from envctl.tarballs import CountingReader, ImageError, SavedImage, TarballIdentity, compression_of, decompressing, read_identity
+from envctl.tarballs import (CountingReader, ImageError, SavedImage, TarballIdentity, compression_of, decompressing, read_identity,
+                             sha256_mismatch)
 
 __all__ = ["ImageError", "TarballIdentity", "IdentityCache", "identify", "load_tarball", "loaded_ids", "read_identity",
            "context_digest"]
@@ -58,6 +61,21 @@ class IdentityCache:
         return TarballIdentity(entry["image_id"], tuple(entry["repo_tags"]), entry["size"], entry["mtime_ns"], entry.get("sha256"),
                                tuple(entry["manifest_digests"]), entry["compression"], images, entry["docker_manifest"])
 
+    def record_sha256(self, path: Path, sha256: str, size: int, mtime_ns: int) -> None:
+        """Remember the sha256 of the file a load read whole and verified, when the remembered
+        identity is of that very file (`size` and `mtime_ns` as it was stat'ed before the load
+        and is now): a later check of the pin then needs no read."""
+        entry = self._read().get(str(path.resolve()))
+        stat = path.stat()
+        if (not entry or entry.get("version") != _CACHE_VERSION or entry.get("sha256")
+                or not entry.get("size") == stat.st_size == size or not entry.get("mtime_ns") == stat.st_mtime_ns == mtime_ns):
+            return
+        known = self.get(path)
+        if known is not None:
+            from dataclasses import replace
+
+            self.put(path, replace(known, sha256=sha256))
+
     def put(self, path: Path, identity: TarballIdentity) -> None:
         data = self._read()
         data[str(path.resolve())] = {**asdict(identity), "version": _CACHE_VERSION}
@@ -74,35 +92,98 @@ def identify(path: Path, cache: IdentityCache, need_sha256: bool, progress: Call
     return identity
 
 
-def _chunks(path: Path, progress: Callable[[int], None] | None, compression: str = "none") -> Iterator[bytes]:
-    """The bytes the engine is sent: the file itself, or its decompressed tar stream."""
+def _chunks(path: Path, progress: Callable[[int], None] | None, compression: str = "none",
+            expected_sha256: str | None = None) -> Iterator[bytes]:
+    """The bytes the engine is sent: the file itself, or its decompressed tar stream. With
+    `expected_sha256` (of the file as stored), the file is hashed as it is read and its tail
+    (_send_verified) is held back until the digest is known: on a mismatch the generator raises
+    before the body is complete, the request is broken off and the engine loads nothing."""
+    digest = hashlib.sha256() if expected_sha256 else None
     with open(path, "rb") as raw:
-        handle = raw if compression in ENGINE_TAKES else decompressing(CountingReader(raw, progress), compression)
+        source = _DigestingReader(raw, digest) if digest is not None else raw
+        handle = source if compression in ENGINE_TAKES else decompressing(CountingReader(source, progress), compression)
         if compression not in ENGINE_TAKES:
             progress = None  # counted on the compressed side
+        held, zeros = None, 0  # the tail: the last piece with a byte other than zero, then the zeros after it
         while True:
-            data = handle.read(CHUNK)
+            data = handle.read(SEND_CHUNK)
             if not data:
-                return
+                break
             if progress:
                 progress(len(data))
-            yield data
+            if digest is None:
+                yield data
+            elif _all_zero(data):
+                zeros += len(data)
+            else:
+                if held is not None:
+                    yield held
+                yield from _zeros(zeros)
+                held, zeros = data, 0
+        if digest is not None:
+            while source.read(SEND_CHUNK):  # a decompressor may stop before the file's last bytes
+                pass
+            if digest.hexdigest() != expected_sha256:
+                raise sha256_mismatch(path, digest.hexdigest(), expected_sha256)
+            if held is not None:
+                yield held
+            yield from _zeros(zeros)
 
 
-def load_tarball(client, path: Path, progress: Callable[[int], None] | None = None, socket_path: str | None = None) -> list[str]:
+def _all_zero(piece) -> bool:
+    """Whether a piece (bytes, bytearray or a memoryview of one) is zeros only; most pieces are
+    told by their last byte."""
+    return not piece[-1] and bytes(piece).count(0) == len(piece)
+
+
+def _zeros(count: int) -> Iterator[bytes]:
+    while count > 0:
+        yield bytes(min(count, SEND_CHUNK))
+        count -= SEND_CHUNK
+
+
+class _DigestingReader:
+    """Reads a file, adding every byte read to `digest`."""
+
+    def __init__(self, handle, digest):
+        self.handle, self.digest = handle, digest
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.digest.update(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        n = self.handle.readinto(buffer)
+        self.digest.update(memoryview(buffer)[:n])
+        return n
+
+    def readable(self) -> bool:
+        return True
+
+
+def load_tarball(client, path: Path, progress: Callable[[int], None] | None = None, socket_path: str | None = None,
+                 expected_sha256: str | None = None) -> list[str]:
     """Stream a tarball into the engine; memory stays flat whatever its size. On a local unix
     socket the file goes to the engine with sendfile(2): no copy through Python, which keeps
     envctl as fast as `docker load`. Returns the engine's "Loaded image" lines. Raises
     ImageError with the engine's reason. A compression the engine may not take (ENGINE_TAKES) is
-    decompressed here on the way, without a temporary copy."""
+    decompressed here on the way, without a temporary copy.
+
+    `expected_sha256` (hex, of the file as stored): the file is hashed in the same read that
+    sends it, and its tail (_send_verified says which bytes) is sent only once the whole file's
+    digest is that one. On a mismatch the request is broken off short of its length, the
+    engine's read of the body fails (a Go HTTP server reads an unexpected EOF) before the
+    archive's end, and Sha256Mismatch (an ImageError) says the sha256 found and expected;
+    nothing was loaded."""
     compression = compression_of(path)
     if socket_path is not None and compression in ENGINE_TAKES:
         from envctl.engine import translated  # an engine that goes away is an envctl error, as on the API path
 
-        events = translated(_load_by_sendfile(socket_path, client.api.api_version, path, progress), "images.load",
+        events = translated(_load_by_socket(socket_path, client.api.api_version, path, progress, expected_sha256), "images.load",
                             f"unix://{socket_path}")
     else:
-        events = _load_by_api(client, path, progress, compression)
+        events = _load_by_api(client, path, progress, compression, expected_sha256)
     loaded = []
     for event in events:
         if "error" in event or "errorDetail" in event:
@@ -124,16 +205,22 @@ def loaded_ids(lines: list[str]) -> list[str]:
     return [line.split(":", 1)[1].strip() for line in lines if line.startswith("Loaded image ID:")]
 
 
-def _load_by_api(client, path: Path, progress, compression: str) -> Iterator[dict]:
+def _load_by_api(client, path: Path, progress, compression: str, expected_sha256: str | None = None) -> Iterator[dict]:
     from docker.errors import APIError
 
     try:
-        yield from client.api.load_image(_chunks(path, progress, compression))
+        yield from client.api.load_image(_chunks(path, progress, compression, expected_sha256))
     except APIError as exc:
         raise ImageError(f"the engine could not load {path}: {exc.explanation or exc}", hint="the tarball may be corrupt: download it again") from None
 
 
-def _load_by_sendfile(socket_path: str, api_version: str, path: Path, progress) -> Iterator[dict]:
+# The verified send's pieces: large enough that the per-piece Python work is noise (a 1 GiB
+# tarball is 256 of them), small enough that the buffers in flight stay a few MiB.
+SEND_CHUNK = 4 << 20
+_BUFFERS = 3
+
+
+def _load_by_socket(socket_path: str, api_version: str, path: Path, progress, expected_sha256: str | None) -> Iterator[dict]:
     size = path.stat().st_size
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection, open(path, "rb") as handle:
         connection.connect(socket_path)
@@ -141,15 +228,11 @@ def _load_by_sendfile(socket_path: str, api_version: str, path: Path, progress) 
             f"POST /v{api_version}/images/load HTTP/1.1\r\nHost: docker\r\nContent-Type: application/x-tar\r\n"
             f"Content-Length: {size}\r\n\r\n".encode()
         )
-        offset = 0
         try:
-            while offset < size:
-                sent = os.sendfile(connection.fileno(), handle.fileno(), offset, min(CHUNK * 8, size - offset))
-                if sent == 0:
-                    raise ImageError(f"{path} shrank while it was being loaded")
-                offset += sent
-                if progress:
-                    progress(sent)
+            if expected_sha256 is None:
+                _send_file(connection, handle, size, path, progress)
+            else:
+                _send_verified(connection, handle, size, path, progress, expected_sha256)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the engine stopped reading: its answer below says why
         response = http.client.HTTPResponse(connection)
@@ -164,6 +247,102 @@ def _load_by_sendfile(socket_path: str, api_version: str, path: Path, progress) 
     for line in body.splitlines():
         if line.strip():
             yield json.loads(line)
+
+
+def _send_file(connection: socket.socket, handle, size: int, path: Path, progress) -> None:
+    """The file as it is, by sendfile(2): no copy through Python."""
+    offset = 0
+    while offset < size:
+        sent = os.sendfile(connection.fileno(), handle.fileno(), offset, min(CHUNK * 8, size - offset))
+        if sent == 0:
+            raise ImageError(f"{path} shrank while it was being loaded")
+        offset += sent
+        if progress:
+            progress(sent)
+
+
+def _send_verified(connection: socket.socket, handle, size: int, path: Path, progress, expected_sha256: str) -> None:
+    """The file read once: each piece is hashed, then sent by a second thread while the next one
+    is read and hashed (hashlib and sendall release the GIL, so the two overlap on two cores and
+    the hash costs no wall time while the engine is the slower side). The bytes hashed are the
+    bytes sent.
+
+    The tail is held back until the digest is known: the last piece with a byte other than zero,
+    and the zeros after it (counted, not kept: memory stays a few pieces). A tar ends in zero
+    blocks and may be padded with more (GNU tar fills its last 10 KiB record), which an
+    engine's tar reader stops before; a piece held back that has a byte other than zero lies
+    before them, so without the tail the engine has an incomplete archive whatever the
+    padding. On a mismatch the tail is never sent and ImageError (sha256_mismatch) is raised:
+    the caller closes the connection short of Content-Length, the engine's read of the body
+    fails (a Go HTTP server reads an unexpected EOF) and nothing is loaded."""
+    digest = hashlib.sha256()
+    sender = _Sender(connection)
+    sender.start()
+    offset, held, zeros = 0, None, 0
+    try:
+        # After a failed send the rest is still read and hashed (the sender drops it): a
+        # tarball that is not the pinned one is reported as such, whatever the engine said.
+        while offset < size:
+            buffer = sender.free.get()
+            view = memoryview(buffer)[: min(len(buffer), size - offset)]
+            n = handle.readinto(view)
+            if not n:
+                raise ImageError(f"{path} shrank while it was being loaded")
+            digest.update(view[:n])
+            offset += n
+            if progress:
+                progress(n)
+            if _all_zero(view[:n]):
+                zeros += n
+                sender.free.put(buffer)
+                continue
+            if held is not None:
+                sender.full.put(held)
+            if zeros:
+                sender.full.put((None, zeros))
+            held, zeros = (buffer, n), 0
+        found = digest.hexdigest()
+        if found != expected_sha256:
+            raise sha256_mismatch(path, found, expected_sha256)
+        if held is not None:
+            sender.full.put(held)
+        if zeros:
+            sender.full.put((None, zeros))
+    finally:
+        sender.full.put(None)
+        sender.join()
+    if sender.error is not None:
+        raise sender.error
+
+
+class _Sender(threading.Thread):
+    """Sends the buffers put on `full` as (buffer, length), or (None, count) for that many zero
+    bytes, and hands each buffer back on `free`; after a send fails it keeps handing them back
+    (so the reader never waits on it) and keeps the error."""
+
+    def __init__(self, connection: socket.socket):
+        super().__init__(name="envctl-load-send", daemon=True)
+        self.connection = connection
+        self.full: queue.Queue = queue.Queue()
+        self.free: queue.Queue = queue.Queue()
+        for _ in range(_BUFFERS):
+            self.free.put(bytearray(SEND_CHUNK))
+        self.error: OSError | None = None
+
+    def run(self) -> None:
+        while (item := self.full.get()) is not None:
+            buffer, n = item  # buffer None: n zero bytes
+            if self.error is None:
+                try:
+                    if buffer is None:
+                        for zeros in _zeros(n):
+                            self.connection.sendall(zeros)
+                    else:
+                        self.connection.sendall(memoryview(buffer)[:n])
+                except OSError as exc:
+                    self.error = exc
+            if buffer is not None:
+                self.free.put(buffer)
 
 
 def context_digest(context: Path, memo: Path | None = None) -> str:

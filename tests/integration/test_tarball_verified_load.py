@@ -1,0 +1,146 @@
+"""A pinned image.tarball.sha256 is checked in the read that sends the tarball to the engine
+(envctl/images.py load_tarball), on both image stores and both ways of sending (the local
+socket, and docker-py's API for an engine without one): the last piece of the file is held back
+until the whole file's digest is known, so a tarball that is not the pinned one reaches the
+engine as an incomplete body and nothing is loaded or tagged. The tarball here is several
+pieces long (images.SEND_CHUNK), so that most of it has reached the engine when the mismatch is
+found; and the same tarball padded with zeros after its end-of-archive blocks (as GNU tar
+pads its last record) past a piece boundary, so that its last piece is zeros only, which an
+engine's tar reader never needs. Through `up`: the digest a load verified is remembered, an image already on the engine
+is not trusted on a tarball that is not the pinned one, and that mismatch is what is said first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import docker
+import pytest
+
+from engines import CLASSIC, connect
+from envctl.images import SEND_CHUNK, load_tarball
+from envctl.tarballs import Sha256Mismatch, read_identity
+from testimages import save_image
+
+pytestmark = pytest.mark.both_engines
+
+REF = "envctl-it/verified:1"
+WRONG = "ab" * 32
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> Path:
+    """A `docker save` tarball of REF, a little over three send pieces long (random bytes)."""
+    path = tmp_path_factory.mktemp("verified") / "big.tar"
+    save_image(connect(CLASSIC).client, {"etc/payload": os.urandom(3 * SEND_CHUNK)}, path, REF)
+    assert path.stat().st_size > 3 * SEND_CHUNK
+    return path
+
+
+@pytest.fixture
+def absent(engine, big):
+    """Neither REF nor any ID the tarball's image may get is on the engine, before and after (the
+    tests through `up` ask for it before make_env, so that its container is removed first)."""
+
+    def clear():
+        for name in (REF, *read_identity(big).ids):
+            try:
+                engine.images.remove(name, force=True)
+            except docker.errors.ImageNotFound:
+                pass
+
+    clear()
+    yield
+    clear()
+
+
+@pytest.fixture(scope="module")
+def padded(big) -> Path:
+    """`big` with zeros after its end: its last 8 KiB piece and the end of the one before are zeros."""
+    path = big.with_name("padded.tar")
+    size = big.stat().st_size
+    path.write_bytes(big.read_bytes() + bytes((SEND_CHUNK - size % SEND_CHUNK) % SEND_CHUNK + 8192))
+    assert path.stat().st_size % SEND_CHUNK == 8192
+    return path
+
+
+def _nothing_loaded(engine, tarball: Path) -> None:
+    for name in (REF, *read_identity(tarball).ids):
+        with pytest.raises(docker.errors.ImageNotFound):
+            engine.images.get(name)
+
+
+def _socket(engine_under_test) -> str:
+    return engine_under_test.docker_host.removeprefix("unix://")
+
+
+@pytest.mark.parametrize("way", ["socket", "api"])
+def test_a_tarball_that_is_not_the_pinned_one_loads_nothing(engine, engine_under_test, big, absent, way):
+    counted = []
+    with pytest.raises(Sha256Mismatch) as raised:
+        load_tarball(engine, big, counted.append, _socket(engine_under_test) if way == "socket" else None,
+                     expected_sha256=WRONG)
+    assert raised.value.message == f"{big} has sha256 {_sha256(big)}, the manifest expects {WRONG}; nothing was loaded"
+    _nothing_loaded(engine, big)
+
+
+@pytest.mark.parametrize("way", ["socket", "api"])
+def test_the_pinned_tarball_is_loaded_in_the_read_that_checks_it(engine, engine_under_test, big, absent, way):
+    counted = []
+    lines = load_tarball(engine, big, counted.append, _socket(engine_under_test) if way == "socket" else None,
+                         expected_sha256=_sha256(big))
+    assert lines == [f"Loaded image: {REF}"]
+    assert engine.images.get(REF).id in read_identity(big).ids
+    assert sum(counted) == big.stat().st_size
+
+
+@pytest.mark.parametrize("way", ["socket", "api"])
+def test_zeros_after_the_archive_are_not_all_that_is_held_back(engine, engine_under_test, padded, absent, way):
+    socket_path = _socket(engine_under_test) if way == "socket" else None
+    with pytest.raises(Sha256Mismatch):
+        load_tarball(engine, padded, None, socket_path, expected_sha256=WRONG)
+    _nothing_loaded(engine, padded)
+    assert load_tarball(engine, padded, None, socket_path, expected_sha256=_sha256(padded)) == [f"Loaded image: {REF}"]
+
+
+MANIFEST = """\
+device: {{kind: cpu}}
+image:
+  ref: {ref}
+  tarball: {{source: {tarball}, sha256: {sha256}}}
+"""
+
+
+def test_up_remembers_the_sha256_it_verified_while_loading(absent, make_env, big):
+    env = make_env("cpu")
+    env.write(MANIFEST.format(ref=REF, tarball=big, sha256=_sha256(big)))
+    done = env.run("up", str(env.manifest))
+    assert done.returncode == 0, done.stderr
+    assert f"image      {REF}: loaded" in done.stderr
+    remembered = json.loads((env.base / "cache" / "state" / "tarballs.json").read_text())
+    assert remembered[str(big.resolve())]["sha256"] == _sha256(big)
+
+
+def test_an_image_already_there_is_not_taken_from_a_tarball_that_is_not_the_pinned_one(absent, make_env, engine, big):
+    engine.images.load(big.read_bytes())  # someone loaded it; the manifest pins another tarball
+    env = make_env("cpu")
+    env.write(MANIFEST.format(ref=REF, tarball=big, sha256=WRONG))
+    done = env.run("up", str(env.manifest))
+    assert done.returncode == 5, done.stderr
+    assert f"{big} has sha256 {_sha256(big)}, the manifest expects {WRONG}; nothing was loaded" in done.stderr
+    assert env.get() is None
+
+
+def test_a_tarball_of_another_image_and_another_sha256_is_said_to_differ_from_the_pin(absent, make_env, big):
+    env = make_env("cpu")
+    env.write(MANIFEST.format(ref="envctl-it/elsewhere:1", tarball=big, sha256=WRONG))
+    done = env.run("up", str(env.manifest))
+    assert done.returncode == 5, done.stderr
+    assert f"{big} has sha256 {_sha256(big)}, the manifest expects {WRONG}; nothing was loaded" in done.stderr
