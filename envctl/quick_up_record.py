@@ -27,6 +27,7 @@ _CODE_SUFFIXES = (".py", ".pyc", ".so", ".pth", ".zip")
 _HOST_STATE = ("/proc/", "/sys/", "/dev/")  # read now, different next time: a plan that reads them is not recorded
 
 _opened: list[str] | None = None  # while a Recording runs: the paths opened for reading
+_hooked = False  # audit hooks cannot be removed: one per process, idle when no Recording runs
 
 
 def _audit(event: str, args: tuple) -> None:
@@ -94,15 +95,15 @@ class Recording:
 
     @classmethod
     def start(cls, args: list[str]) -> "Recording | None":
-        global _opened
+        global _opened, _hooked
         try:
             recording = cls(args)
             recording.path.unlink(missing_ok=True)
         except OSError:
-            return None  # a cache that cannot be written: no record, and no stale one to fear only if absent
-        if not getattr(sys, "_envctl_quick_audit", False):  # audit hooks cannot be removed: one per process
+            return None  # a state directory that cannot be written: nothing recorded (an old record is still checked whole)
+        if not _hooked:
             sys.addaudithook(_audit)
-            sys._envctl_quick_audit = True
+            _hooked = True
         _opened = []
         sys.stdout, sys.stderr = recording._stdout, recording._stderr
         return recording
