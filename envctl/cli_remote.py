@@ -72,12 +72,15 @@ def entries(options: RemoteOptions):
     return chosen
 
 
-def open_entry(entry, options: RemoteOptions):
+def open_entry(entry, options: RemoteOptions, probes: bool = True):
+    """The entry's host, connected. `probes`: False for a command that reads only the engine
+    (envctl/remote/target.py open_host)."""
     from envctl.remote.ssh import SSHSettings
     from envctl.remote.target import open_host
 
     settings = SSHSettings.from_environ(options.ssh_config, options.accept_host_key)
-    host = open_host(entry.name, entry.ssh, settings, entry.data_dir, entry.root, entry.fetch, entry.cards, entry.env)
+    host = open_host(entry.name, entry.ssh, settings, entry.data_dir, entry.root, entry.fetch, entry.cards, entry.env,
+                     probes)
     host.mirrors = entry.mirrors  # its inventory mirrors: what it downloads through (envctl.mirror_routes.of_host)
     return host
 
@@ -105,9 +108,10 @@ class HostResult:
 
 
 def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], None]], str], verb: str,
-             outcomes: list | None = None) -> int:
+             outcomes: list | None = None, probes: bool = True) -> int:
     """Run `work(host, echo)` on every chosen host at once; returns the exit code. `work`
-    returns a one-line summary for the table. `outcomes` receives each host's HostResult."""
+    returns a one-line summary for the table. `outcomes` receives each host's HostResult.
+    `probes`: False when `work` reads only the engine (open_entry)."""
     chosen = entries(options)
     width = max(len(e.name) for e in chosen)
     lock = threading.Lock()
@@ -121,7 +125,7 @@ def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], Non
                     say(f"{entry.name:<{width}}  {line}" if len(chosen) > 1 else line)
 
         try:
-            host = open_entry(entry, options)
+            host = open_entry(entry, options, probes)
             summary = work(host, echo)
             return HostResult(entry.name, True, summary, time.monotonic() - started)
         except EnvctlError as exc:
@@ -152,12 +156,12 @@ def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], Non
 
 
 def each_host(options: RemoteOptions, work: Callable[[object, Callable[[str], None]], str], verb: str,
-              outcomes: list | None = None) -> int:
+              outcomes: list | None = None, probes: bool = True) -> int:
     """Run `work(host, echo)` on this machine (a LocalHost) when no --host is given, else on
     every host named (on_hosts); the host is chosen here once, and `work` never asks which kind
     it got. Returns the exit code (errors on this machine are raised, as for one remote host)."""
     if options.wanted:
-        return on_hosts(options, work, verb, outcomes)
+        return on_hosts(options, work, verb, outcomes, probes)
     from envctl.cli_app import local_host
 
     work(local_host(), say)

@@ -38,7 +38,7 @@ def status(
         found[host.name] = _status_rows(host.engine())
         return f"{len(found[host.name])} environment(s)"
 
-    code = each_host(remote, work, "status")
+    code = each_host(remote, work, "status", probes=False)  # the engine alone: no probe round on the host
     # Rows name their host when hosts were named.
     rows = [{"host": host, **row} if remote.wanted else row for host, host_rows in found.items() for row in host_rows]
     if as_json:

@@ -48,12 +48,14 @@ _LIST = 'IFS=; for p in $1; do if [ -c "$p" ]; then t=c; elif [ -d "$p" ]; then 
 
 # One probe round. Arguments: the counts NG NGT NP NT, then NG glob patterns whose matches are
 # listed, NGT more whose matches' text is wanted too, NP paths whose type is wanted, NT files
-# whose text is wanted. Output: NUL-separated fields (a path never holds a NUL), records
-# `m INDEX TYPE PATH [TEXT]` (a match of pattern INDEX; TEXT for the NGT patterns' files),
-# `e TYPE PATH`, `t TYPE PATH [TEXT]`. TEXT comes only when TYPE is f or x: the file's first
-# 64 KiB, any NUL removed. TYPE: c (character device), d, f, x (an executable file), u (a
-# file this account cannot read), - (other), n (absent). Patterns expand unquoted on purpose,
-# with IFS empty: pathname expansion only, never word splitting.
+# whose text is wanted, and last the artifact entries whose record is wanted. Output:
+# NUL-separated fields (a path never holds a NUL), records `m INDEX TYPE PATH [TEXT]` (a match
+# of pattern INDEX; TEXT for the NGT patterns' files), `e TYPE PATH`, `t TYPE PATH [TEXT]`,
+# `r PATH RECORD` (RECORD as _RECORD_AND_SIZES prints it, empty when there is none). TEXT
+# comes only when TYPE is f or x: the file's first 64 KiB, any NUL removed. TYPE: c (character
+# device), d, f, x (an executable file), u (a file this account cannot read), - (other), n
+# (absent). Patterns expand unquoted on purpose, with IFS empty: pathname expansion only, never
+# word splitting.
 PROBE_ROUND = r'''kind() { if [ -c "$1" ]; then t=c; elif [ -d "$1" ]; then t=d; elif [ -f "$1" ]; then
   if [ ! -r "$1" ]; then t=u; elif [ -x "$1" ]; then t=x; else t=f; fi; elif [ -e "$1" ]; then t=-; else t=n; fi; }
 text() { case $t in f|x) head -c 65536 -- "$1" 2>/dev/null | tr -d '\000'; printf '\0' ;; esac; }
@@ -68,6 +70,12 @@ while [ "$i" -lt $((ng + ngt)) ]; do
 done
 i=0; while [ "$i" -lt "$np" ]; do kind "$1"; printf 'e\0%s\0%s\0' "$t" "$1"; shift; i=$((i + 1)); done
 i=0; while [ "$i" -lt "$nt" ]; do kind "$1"; printf 't\0%s\0%s\0' "$t" "$1"; text "$1"; shift; i=$((i + 1)); done
+while [ "$#" -gt 0 ]; do
+  printf 'r\0%s\0' "$1"
+  { test -e "$1" && cat -- "$1.json" && printf '\n--envctl-sizes--\n' && find "$1" -type f -exec stat -c '%s %n' {} +; } \
+    2>/dev/null | tr -d '\000'
+  printf '\0'; shift
+done
 '''
 
 
@@ -87,7 +95,9 @@ class SSHHost:
         self._globbed: dict[str, list[str]] = {}  # pattern → its matches, from the probe round
         self._texts: dict[str, str | None] = {}  # path → its text (None: absent or unreadable), from the probe round
         self._probed = False
+        self._pending = None  # (arguments, generation, process) of a probe round under way
         self._records: dict[str, tuple[int, dict | None]] = {}  # cache path → (connection.generation, record)
+        self.note: dict | None = None  # what is kept beside the master connection (envctl/remote/target.py)
         self._engine = None
         self.forwarded_socket: str | None = None  # where the engine's socket is forwarded to here
 
@@ -97,27 +107,10 @@ class SSHHost:
         return posixpath.join(self.root, path.lstrip("/"))
 
     # -- probes: the probe round's answers first, the host for anything outside them ----------
-    def probe_arguments(self) -> list[str]:
-        """The arguments of PROBE_ROUND (after `sh -c PROBE_ROUND sh`) for every device
-        question a plan may ask of this host: <root>/dev, each family's driver files (their
-        text), the files the families mount when present, and where their vendor tools are."""
-        from envctl.devices import FAMILIES
-        from envctl.devices.cuda import DRIVER_VERSION_FILE
-        from envctl.devices.mlu import DRIVER_INFO_GLOB
-        from envctl.devices.npu import VERSION_INFO
-        from envctl.devices.usage import TOOLS
-
-        listed = [self.under_root("/dev/*")]
-        with_text = [self.under_root(DRIVER_INFO_GLOB)]
-        tools = sorted({"cnmon", "npu-smi", "nvidia-smi", *(argv[0] for argv in TOOLS.values())})
-        paths = sorted({self.under_root(p) for f in FAMILIES.values() for p in f.mount_candidates}
-                       | {self.under_root(posixpath.join(d, tool)) for tool in tools for d in TOOL_DIRS})
-        texts = [self.under_root(DRIVER_VERSION_FILE), self.under_root(VERSION_INFO)]
-        counts = [len(listed), len(with_text), len(paths), len(texts)]
-        return [*map(str, counts), *listed, *with_text, *paths, *texts]
-
-    def take_probe_round(self, arguments: Sequence[str], output: str) -> None:
-        """Keep what PROBE_ROUND printed for `arguments`; later probes of those paths ask nothing."""
+    def take_probe_round(self, arguments: Sequence[str], output: str, generation: int) -> None:
+        """Keep what PROBE_ROUND printed for `arguments` (run when the connection's generation
+        was `generation`); later probes of those paths ask nothing, and the records it read
+        stand until a command that may change the host runs."""
         listed, with_text = int(arguments[0]), int(arguments[1])
         patterns = list(arguments[4:4 + listed + with_text])
         found: dict[str, list[str]] = {pattern: [] for pattern in patterns}
@@ -139,6 +132,9 @@ class SSHHost:
                 kind, path = fields[i + 1:i + 3]
                 self._types[path] = kind
                 i = self._take_text(fields, i + 3, kind, path)
+            elif tag == "r" and i + 2 < len(fields) - 1:  # the record is followed by its NUL
+                self._records[fields[i + 1]] = (generation, _parse_record(fields[i + 1], fields[i + 2]))
+                i += 3
             else:
                 break  # the output ended (or was cut short): nothing after this point is taken
         if output.endswith("\0") and i == len(fields) - 1:  # all of it came: the match lists are whole
@@ -153,12 +149,43 @@ class SSHHost:
         self._texts[path] = None
         return i
 
+    def start_probe_round(self, records: Sequence[str] = ()) -> None:
+        """Start the probe round (and the reading of `records`) now, without waiting: the
+        first probe takes its answers (a command that probes nothing never waits for it)."""
+        import atexit
+        import subprocess
+
+        arguments = probe_arguments(self.root, records)
+        command = self.connection.command(["sh", "-c", PROBE_ROUND, "sh", *arguments], reads_only=True)
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self._pending = (arguments, self.connection.generation, process)
+        atexit.register(_abandon, process)  # not left running after envctl when nothing asked for it
+
+    def _collect(self) -> None:
+        """Take the answers of the probe round started by start_probe_round, once it ends."""
+        import subprocess
+
+        if self._pending is None:
+            return
+        arguments, generation, process = self._pending
+        self._pending = None
+        try:
+            out, _ = process.communicate(timeout=300)  # as long as connection.run waits
+        except subprocess.TimeoutExpired:
+            _abandon(process)
+            return
+        if process.returncode == 0:
+            self.take_probe_round(arguments, out.decode(errors="replace"), generation)
+        # else: the probes are asked again by _probe, whose failure is explained (RemoteError)
+
     def _probe(self) -> None:
         """One probe round, once per object (no-op when the host's opening brought it)."""
+        self._collect()
         if not self._probed:
-            arguments = self.probe_arguments()
+            arguments = probe_arguments(self.root)
+            generation = self.connection.generation
             result = self.connection.run(["sh", "-c", PROBE_ROUND, "sh", *arguments], reads_only=True)
-            self.take_probe_round(arguments, result.stdout if result.returncode == 0 else "")
+            self.take_probe_round(arguments, result.stdout if result.returncode == 0 else "", generation)
             self._probed = True
 
     def read_text(self, path: str) -> str | None:
@@ -245,6 +272,12 @@ class SSHHost:
                 # No ping: the client asked the engine's /version to choose its API version,
                 # which is the answer a ping would give (one round trip, not two).
             except (DockerException, OSError) as exc:
+                # The host may be what does not answer: a master connection outlives its network
+                # for a while, and this command may not have reached the host yet (its facts were
+                # remembered). One command tells them apart, so the error names the right one.
+                reached = self.connection.run(["true"], timeout=60)
+                if reached.returncode != 0:
+                    raise self.connection.explain(reached) from None
                 raise HostNotReady(f"{self.name}: the Docker engine at {self.docker_socket} does not answer ({exc})",
                                    hint=f"check it there: ssh {self.connection.destination} docker info") from None
             self._engine = Engine(client, f"{self.name}:{self.docker_socket}")
@@ -355,37 +388,80 @@ class SSHHost:
         """The record, when every file it lists is there with its size (one round trip: the
         record, then `SIZE PATH` of each file under the entry; find and stat as coreutils and
         busybox have them). A file deleted or truncated on the host makes the entry incomplete."""
+        self._collect()
         kept = self._records.get(cache_path)
         if kept is None or kept[0] != self.connection.generation:  # else nothing ran there since it was read
             kept = (self.connection.generation, self._read_record(cache_path))
             self._records[cache_path] = kept
+        if self.note is not None and cache_path not in self.note.setdefault("records", []):
+            # The next command on this master reads it with its probe round (target.open_host).
+            self.note["records"] = [cache_path, *self.note["records"]][:RECORDS_NOTED]
+            self.connection.remember(json.dumps(self.note))
         return copy.deepcopy(kept[1])  # the caller's to change
 
     def _read_record(self, cache_path: str) -> dict | None:
-        from envctl.artifacts.cache import intact
-
         current = self.connection.run(["sh", "-c", _RECORD_AND_SIZES, "sh", cache_path], reads_only=True)
-        if current.returncode != 0 or _SIZES_MARK not in current.stdout:
-            return None
-        text, listing = current.stdout.split(_SIZES_MARK, 1)
-        try:
-            record = json.loads(text)
-        except ValueError:
-            return None
-        sizes = {}
-        for line in listing.splitlines():
-            size, _, path = line.partition(" ")
-            if size.isdigit() and (path == cache_path or path.startswith(cache_path + "/")):
-                sizes[path[len(cache_path) + 1:]] = int(size)
-        return record if intact(record, sizes) else None
+        return _parse_record(cache_path, current.stdout) if current.returncode == 0 else None
 
     def _blob(self, sha256: str) -> str:
         return posixpath.join(self.cache_root, "blobs", "sha256", sha256)
 
 
+RECORDS_NOTED = 32  # artifact entries the note beside a master remembers, newest first
+
 _SIZES_MARK = "\n--envctl-sizes--\n"
 _RECORD_AND_SIZES = ('test -e "$1" && cat -- "$1.json" && printf "\\n--envctl-sizes--\\n" && '
                      'find "$1" -type f -exec stat -c "%s %n" {} +')
+
+
+def _parse_record(cache_path: str, output: str) -> dict | None:
+    """The record in `output` of _RECORD_AND_SIZES, when every file it lists is there with its
+    size; else None."""
+    from envctl.artifacts.cache import intact
+
+    if _SIZES_MARK not in output:
+        return None
+    text, listing = output.split(_SIZES_MARK, 1)
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    sizes = {}
+    for line in listing.splitlines():
+        size, _, path = line.partition(" ")
+        if size.isdigit() and (path == cache_path or path.startswith(cache_path + "/")):
+            sizes[path[len(cache_path) + 1:]] = int(size)
+    return record if isinstance(record, dict) and intact(record, sizes) else None
+
+
+def _abandon(process) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def probe_arguments(root: str, records: Sequence[str] = ()) -> list[str]:
+    """The arguments of PROBE_ROUND (after `sh -c PROBE_ROUND sh`) for every device question a
+    plan may ask of a host whose probes look under `root`: <root>/dev, each family's driver files
+    (their text), the files the families mount when present, and where their vendor tools are;
+    then the records of the artifact entries `records` (paths in the host's cache)."""
+    from envctl.devices import FAMILIES
+    from envctl.devices.cuda import DRIVER_VERSION_FILE
+    from envctl.devices.mlu import DRIVER_INFO_GLOB
+    from envctl.devices.npu import VERSION_INFO
+    from envctl.devices.usage import TOOLS
+
+    def under(path: str) -> str:
+        return path if root in ("", "/") else posixpath.join(root, path.lstrip("/"))
+
+    listed = [under("/dev/*")]
+    with_text = [under(DRIVER_INFO_GLOB)]
+    tools = sorted({"cnmon", "npu-smi", "nvidia-smi", *(argv[0] for argv in TOOLS.values())})
+    paths = sorted({under(p) for f in FAMILIES.values() for p in f.mount_candidates}
+                   | {under(posixpath.join(d, tool)) for tool in tools for d in TOOL_DIRS})
+    texts = [under(DRIVER_VERSION_FILE), under(VERSION_INFO)]
+    counts = [len(listed), len(with_text), len(paths), len(texts)]
+    return [*map(str, counts), *listed, *with_text, *paths, *texts, *records]
 
 
 def _literal(path: str) -> str:

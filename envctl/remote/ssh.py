@@ -160,18 +160,20 @@ class SSHConnection:
             result = self._with_hop_messages(result)
         raise self.explain(result)
 
-    def remembered(self) -> str | None:
+    def remembered(self, any_master: bool = False) -> str | None:
         """What `remember` kept while the master connection alive now was up, else None: facts
         about the host read over that very connection (its account's home, its engine), so a
         command that finds the master up asks them again in no round trip. The master's socket
-        is made when it starts, so a note older than the socket is another master's."""
-        try:
-            master = os.stat(self.control_path)
-            note = os.stat(self._note_path)
-        except OSError:
-            return None
-        if note.st_mtime_ns < master.st_mtime_ns or not _answers(self.control_path):
-            return None
+        is made when it starts, so a note older than the socket is another master's.
+        `any_master`: the note whatever master it was kept under (hints, not facts)."""
+        if not any_master:
+            try:
+                master = os.stat(self.control_path)
+                note = os.stat(self._note_path)
+            except OSError:
+                return None
+            if note.st_mtime_ns < master.st_mtime_ns or not _answers(self.control_path):
+                return None
         try:
             return Path(self._note_path).read_text(encoding="utf-8")
         except OSError:
@@ -369,7 +371,7 @@ class SSHConnection:
 
 
 def trace(kind: str, destination: str, what: Sequence[str]) -> None:
-    """With ENVCTL_SSH_TRACE=FILE, append `KIND DESTINATION WHAT` to FILE, one line per ssh
+    """With ENVCTL_SSH_TRACE=FILE, append `KIND DESTINATION @UNIXTIME WHAT` to FILE, one line per ssh
     process envctl starts (kind "session": a command on the master, one channel there and
     back; "connection": a connection of its own, with its handshake; "mux": a request to the
     local master only, no round trip) and per engine request through a forwarded socket (kind
@@ -378,7 +380,9 @@ def trace(kind: str, destination: str, what: Sequence[str]) -> None:
     path = os.environ.get("ENVCTL_SSH_TRACE")
     if not path:
         return
-    line = f"{kind} {destination} {' '.join(what)[:200]}".replace("\n", " ") + "\n"
+    import time
+
+    line = f"{kind} {destination} @{time.time():.3f} {' '.join(what)[:200]}".replace("\n", " ") + "\n"
     with open(path, "a", encoding="utf-8") as out:  # O_APPEND: lines of parallel hosts stay whole
         out.write(line)
 

@@ -4,10 +4,11 @@ same seam as this machine's LocalHost."""
 
 from __future__ import annotations
 
+import json
 import posixpath
 from typing import Mapping
 
-from envctl.hosts.ssh import PROBE_ROUND, SSHHost
+from envctl.hosts.ssh import PROBE_ROUND, RECORDS_NOTED, SSHHost, probe_arguments
 from envctl.remote.ssh import RemoteError, SSHConnection, SSHSettings
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
@@ -19,34 +20,52 @@ _FACTS_AND_PROBES = _FACTS + '\n[ "$#" -gt 0 ] || exit 0\n' + PROBE_ROUND
 
 
 def open_host(name: str, destination: str, settings: SSHSettings, data_dir: str | None = None, root: str = "/",
-              fetch: str = "push", cards=None, env: Mapping[str, str] | None = None) -> SSHHost:
+              fetch: str = "push", cards=None, env: Mapping[str, str] | None = None, probes: bool = True) -> SSHHost:
     """Connect (host keys verified on every hop) and ask the server where its home and engine
-    are. `cards`: the inventory's, a count or indices (envctl.cards). Raises RemoteError.
+    are. `cards`: the inventory's, a count or indices (envctl.cards). `probes`: False for a
+    command that reads only the engine (status): no probe round is started for it (one is run
+    if it probes after all). Raises RemoteError.
 
-    Round trips: none when a master connection to the host is up and an earlier envctl kept
-    the facts beside it (SSHConnection.remembered); else one, which opens the connection and
-    brings the host's device probes too (SSHHost.take_probe_round)."""
+    Round trips: when a master connection to the host is up and an earlier envctl kept the
+    facts beside it (SSHConnection.remembered), none is waited for: the probe round starts and
+    runs while this machine goes on (SSHHost.start_probe_round). Else one, which opens the
+    connection and brings the probe round too. Either round also reads the records of the
+    artifact entries the last command on this host asked for (the note's "records": a guess
+    only, read afresh), so a plan of the same environment asks nothing more for them."""
     connection = SSHConnection(destination, settings)
-    kept = connection.remembered()
-    probes: list[str] = []
-    if kept is not None:
-        facts = kept
+    note = _note(connection.remembered(any_master=True))
+    records = [r for r in note.get("records", []) if isinstance(r, str)][:RECORDS_NOTED]
+    arguments = None  # the probe round's, when it comes with the facts
+    if connection.remembered() is not None and isinstance(note.get("home"), str) \
+            and isinstance(note.get("docker_host"), str):
+        home, docker_host = note["home"], note["docker_host"]
     else:
-        probes = SSHHost(name, connection, root).probe_arguments()
-        facts = connection.connect(["sh", "-c", _FACTS_AND_PROBES, "sh", *probes], reads_only=True)
-    head, _, probed = facts.partition("\n")
-    docker_host, _, probed = probed.partition("\n")
-    home = head
+        arguments = probe_arguments(root, records) if probes else []
+        generation = connection.generation
+        facts = connection.connect(["sh", "-c", _FACTS_AND_PROBES, "sh", *arguments], reads_only=True)
+        home, _, rest = facts.partition("\n")
+        docker_host, _, probed = rest.partition("\n")
     if not docker_host.startswith("unix://"):
         raise RemoteError(f"{name}: its DOCKER_HOST is {docker_host}; envctl reaches remote engines on their unix socket",
                           hint="unset DOCKER_HOST for that account on the server")
-    if kept is None:
-        connection.remember(f"{home}\n{docker_host}\n")
     data = data_dir or posixpath.join(home or "/root", ".local/share/envctl")
     host = SSHHost(name, connection, root, data, docker_host[len("unix://"):], fetch, env, cards)
-    if probes:
-        host.take_probe_round(probes, probed)
+    host.note = {"home": home, "docker_host": docker_host, "records": records}
+    if arguments:
+        host.take_probe_round(arguments, probed, generation)
+    elif arguments is None and probes:
+        host.start_probe_round(records)
+    if arguments is not None:
+        connection.remember(json.dumps(host.note))
     return host
+
+
+def _note(text: str | None) -> dict:
+    try:
+        note = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return note if isinstance(note, dict) else {}
 
 
 class RemoteLog:

@@ -68,8 +68,10 @@ def test_a_second_command_on_the_live_master_asks_no_facts(world, traced):
     first = open_host()
     assert len(_sessions(trace)) == 1
     again = open_host()  # the master is up: home and engine as the first command read them
-    assert _sessions(trace) == []
     assert (again.data_dir, again.docker_socket) == (first.data_dir, first.docker_socket)
+    assert again.glob(again.under_root("/dev/*")) == first.glob(first.under_root("/dev/*"))
+    ran = _sessions(trace)
+    assert len(ran) == 1 and "HOME" not in ran[0]  # the probe round, started at the opening, and no facts
     world.close_connections()  # a new master: the facts are read again over it
     open_host()
     assert len(_sessions(trace)) == 1
@@ -89,3 +91,23 @@ def test_an_artifact_record_is_read_once_until_something_runs_on_the_host(world,
     host.remove_tree(entry)  # anything run there may change it: read again
     assert host.artifact_record(entry) is None
     assert len(_sessions(trace)) == 2
+
+
+def test_the_next_command_reads_the_records_the_last_one_asked_with_its_probe_round(world, traced):
+    open_host, trace = traced
+    host = open_host()
+    entry = f"{host.cache_root}/artifacts/file/4567/weights"
+    record = {"files": [{"path": "", "size": 3, "sha256": "y" * 64}]}
+    host.write_file(entry, b"abc")
+    host.write_file(entry + ".json", json.dumps(record).encode())
+    assert host.artifact_record(entry) == record
+    _sessions(trace)
+    again = open_host()  # on the live master: the probe round starts, with that record
+    assert again.artifact_record(entry) == record
+    assert again.glob(again.under_root("/dev/*"))
+    assert len(_sessions(trace)) == 1  # the probe round, and no record read of its own
+    world.lab.run_in("lab1", "truncate", "-s", "1", entry)  # cut short on the host: the guess is read afresh
+    world.close_connections()
+    third = open_host()
+    assert third.artifact_record(entry) is None
+    assert len(_sessions(trace)) == 1  # the opening: facts, probes and the record in one command
