@@ -118,7 +118,7 @@ def _chunks(path: Path, progress: Callable[[int], None] | None, compression: str
             else:
                 if held is not None:
                     yield held
-                yield from _zeros(zeros)
+                yield from map(bytes, _zeros(zeros))
                 held, zeros = data, 0
         if digest is not None:
             while source.read(SEND_CHUNK):  # a decompressor may stop before the file's last bytes
@@ -127,18 +127,20 @@ def _chunks(path: Path, progress: Callable[[int], None] | None, compression: str
                 raise sha256_mismatch(path, digest.hexdigest(), expected_sha256)
             if held is not None:
                 yield held
-            yield from _zeros(zeros)
+            yield from map(bytes, _zeros(zeros))
 
 
-def _all_zero(piece) -> bool:
-    """Whether a piece (bytes, bytearray or a memoryview of one) is zeros only; most pieces are
-    told by their last byte."""
-    return not piece[-1] and bytes(piece).count(0) == len(piece)
+def _all_zero(piece: bytes | bytearray) -> bool:
+    """Whether a piece is zeros only: told by its last byte for most, else by memcmp against
+    zeros (bytes equality; a memoryview comparison would go byte by byte in Python's loop)."""
+    if piece[-1]:
+        return False
+    return piece == (_ZERO_PIECE if len(piece) == SEND_CHUNK else bytes(len(piece)))
 
 
-def _zeros(count: int) -> Iterator[bytes]:
+def _zeros(count: int) -> Iterator[memoryview]:
     while count > 0:
-        yield bytes(min(count, SEND_CHUNK))
+        yield memoryview(_ZERO_PIECE)[: min(count, SEND_CHUNK)]
         count -= SEND_CHUNK
 
 
@@ -218,6 +220,7 @@ def _load_by_api(client, path: Path, progress, compression: str, expected_sha256
 # tarball is 256 of them), small enough that the buffers in flight stay a few MiB.
 SEND_CHUNK = 4 << 20
 _BUFFERS = 3
+_ZERO_PIECE = bytes(SEND_CHUNK)  # calloc'ed and never written: it costs no resident memory
 
 
 def _load_by_socket(socket_path: str, api_version: str, path: Path, progress, expected_sha256: str | None) -> Iterator[dict]:
@@ -292,7 +295,7 @@ def _send_verified(connection: socket.socket, handle, size: int, path: Path, pro
             offset += n
             if progress:
                 progress(n)
-            if _all_zero(view[:n]):
+            if _all_zero(buffer if n == len(buffer) else buffer[:n]):
                 zeros += n
                 sender.free.put(buffer)
                 continue
