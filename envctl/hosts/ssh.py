@@ -97,6 +97,7 @@ class SSHHost:
         self._probed = False
         self._pending = None  # (arguments, generation, process) of a probe round under way
         self._records: dict[str, tuple[int, dict | None]] = {}  # cache path → (connection.generation, record)
+        self._seen: dict[str, int] = {}  # path → connection.generation when its type in _types was read
         self.note: dict | None = None  # what is kept beside the master connection (envctl/remote/target.py)
         self._engine = None
         self.forwarded_socket: str | None = None  # where the engine's socket is forwarded to here
@@ -127,6 +128,7 @@ class SSHHost:
                     i = self._take_text(fields, i, kind, path)
             elif tag == "e" and i + 2 < len(fields):
                 self._types[fields[i + 2]] = fields[i + 1]
+                self._seen[fields[i + 2]] = generation
                 i += 3
             elif tag == "t" and i + 2 < len(fields):
                 kind, path = fields[i + 1:i + 3]
@@ -149,13 +151,14 @@ class SSHHost:
         self._texts[path] = None
         return i
 
-    def start_probe_round(self, records: Sequence[str] = ()) -> None:
-        """Start the probe round (and the reading of `records`) now, without waiting: the
-        first probe takes its answers (a command that probes nothing never waits for it)."""
+    def start_probe_round(self, records: Sequence[str] = (), dirs: Sequence[str] = ()) -> None:
+        """Start the probe round (with the reading of `records` and the type of `dirs`) now,
+        without waiting: the first probe takes its answers (a command that probes nothing never
+        waits for it)."""
         import atexit
         import subprocess
 
-        arguments = probe_arguments(self.root, records)
+        arguments = probe_arguments(self.root, records, dirs)
         command = self.connection.command(["sh", "-c", PROBE_ROUND, "sh", *arguments], reads_only=True)
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self._pending = (arguments, self.connection.generation, process)
@@ -298,7 +301,12 @@ class SSHHost:
         return load_image_remotely(self.connection, self.cache_root, self.engine())
 
     def mkdirs(self, path: str) -> None:
+        self._collect()
+        if self._types.get(path) == "d" and self._seen.get(path) == self.connection.generation:
+            return  # the probe round saw it a directory, and nothing ran there since
         self.connection.check(["mkdir", "-p", "--", path], f"creating {path}")
+        self._types[path], self._seen[path] = "d", self.connection.generation
+        self._note("dirs", path)
 
     def write_file(self, path: str, data: bytes) -> None:
         self.connection.check(["sh", "-c", _WRITE, "sh", path], f"writing {path}", input=data)
@@ -393,11 +401,16 @@ class SSHHost:
         if kept is None or kept[0] != self.connection.generation:  # else nothing ran there since it was read
             kept = (self.connection.generation, self._read_record(cache_path))
             self._records[cache_path] = kept
-        if self.note is not None and cache_path not in self.note.setdefault("records", []):
-            # The next command on this master reads it with its probe round (target.open_host).
-            self.note["records"] = [cache_path, *self.note["records"]][:RECORDS_NOTED]
-            self.connection.remember(json.dumps(self.note))
+        self._note("records", cache_path)
         return copy.deepcopy(kept[1])  # the caller's to change
+
+    def _note(self, kind: str, path: str) -> None:
+        """Keep `path` in the note beside the master under `kind` ("records": artifact entries
+        whose record was asked; "dirs": directories made), newest first: the next command on
+        this master asks about them in its probe round (target.open_host)."""
+        if self.note is not None and path not in self.note.setdefault(kind, []):
+            self.note[kind] = [path, *self.note[kind]][:RECORDS_NOTED]
+            self.connection.remember(json.dumps(self.note))
 
     def _read_record(self, cache_path: str) -> dict | None:
         current = self.connection.run(["sh", "-c", _RECORD_AND_SIZES, "sh", cache_path], reads_only=True)
@@ -440,11 +453,12 @@ def _abandon(process) -> None:
         process.wait()
 
 
-def probe_arguments(root: str, records: Sequence[str] = ()) -> list[str]:
+def probe_arguments(root: str, records: Sequence[str] = (), dirs: Sequence[str] = ()) -> list[str]:
     """The arguments of PROBE_ROUND (after `sh -c PROBE_ROUND sh`) for every device question a
     plan may ask of a host whose probes look under `root`: <root>/dev, each family's driver files
     (their text), the files the families mount when present, and where their vendor tools are;
-    then the records of the artifact entries `records` (paths in the host's cache)."""
+    then the records of the artifact entries `records` (paths in the host's cache); `dirs`:
+    more paths whose type is wanted (directories an earlier command made)."""
     from envctl.devices import FAMILIES
     from envctl.devices.cuda import DRIVER_VERSION_FILE
     from envctl.devices.mlu import DRIVER_INFO_GLOB
@@ -458,7 +472,7 @@ def probe_arguments(root: str, records: Sequence[str] = ()) -> list[str]:
     with_text = [under(DRIVER_INFO_GLOB)]
     tools = sorted({"cnmon", "npu-smi", "nvidia-smi", *(argv[0] for argv in TOOLS.values())})
     paths = sorted({under(p) for f in FAMILIES.values() for p in f.mount_candidates}
-                   | {under(posixpath.join(d, tool)) for tool in tools for d in TOOL_DIRS})
+                   | {under(posixpath.join(d, tool)) for tool in tools for d in TOOL_DIRS} | set(dirs))
     texts = [under(DRIVER_VERSION_FILE), under(VERSION_INFO)]
     counts = [len(listed), len(with_text), len(paths), len(texts)]
     return [*map(str, counts), *listed, *with_text, *paths, *texts, *records]

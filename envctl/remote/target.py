@@ -30,17 +30,18 @@ def open_host(name: str, destination: str, settings: SSHSettings, data_dir: str 
     facts beside it (SSHConnection.remembered), none is waited for: the probe round starts and
     runs while this machine goes on (SSHHost.start_probe_round). Else one, which opens the
     connection and brings the probe round too. Either round also reads the records of the
-    artifact entries the last command on this host asked for (the note's "records": a guess
-    only, read afresh), so a plan of the same environment asks nothing more for them."""
+    artifact entries the last command on this host asked for and whether the directories it
+    made are there (the note's "records" and "dirs": guesses only, read afresh), so an up of
+    the same environment asks nothing more for them."""
     connection = SSHConnection(destination, settings)
     note = _note(connection.remembered(any_master=True))
-    records = [r for r in note.get("records", []) if isinstance(r, str)][:RECORDS_NOTED]
+    records, dirs = _noted(note, "records"), _noted(note, "dirs")
     arguments = None  # the probe round's, when it comes with the facts
     if connection.remembered() is not None and isinstance(note.get("home"), str) \
             and isinstance(note.get("docker_host"), str):
         home, docker_host = note["home"], note["docker_host"]
     else:
-        arguments = probe_arguments(root, records) if probes else []
+        arguments = probe_arguments(root, records, dirs) if probes else []
         generation = connection.generation
         facts = connection.connect(["sh", "-c", _FACTS_AND_PROBES, "sh", *arguments], reads_only=True)
         home, _, rest = facts.partition("\n")
@@ -50,14 +51,18 @@ def open_host(name: str, destination: str, settings: SSHSettings, data_dir: str 
                           hint="unset DOCKER_HOST for that account on the server")
     data = data_dir or posixpath.join(home or "/root", ".local/share/envctl")
     host = SSHHost(name, connection, root, data, docker_host[len("unix://"):], fetch, env, cards)
-    host.note = {"home": home, "docker_host": docker_host, "records": records}
+    host.note = {"home": home, "docker_host": docker_host, "records": records, "dirs": dirs}
     if arguments:
         host.take_probe_round(arguments, probed, generation)
     elif arguments is None and probes:
-        host.start_probe_round(records)
+        host.start_probe_round(records, dirs)
     if arguments is not None:
         connection.remember(json.dumps(host.note))
     return host
+
+
+def _noted(note: dict, kind: str) -> list[str]:
+    return [path for path in note.get(kind, []) if isinstance(path, str)][:RECORDS_NOTED]
 
 
 def _note(text: str | None) -> dict:

@@ -111,3 +111,17 @@ def test_the_next_command_reads_the_records_the_last_one_asked_with_its_probe_ro
     third = open_host()
     assert third.artifact_record(entry) is None
     assert len(_sessions(trace)) == 1  # the opening: facts, probes and the record in one command
+
+
+def test_a_directory_made_by_the_last_command_is_not_made_again_while_it_is_there(world, traced):
+    open_host, trace = traced
+    host = open_host()
+    workspace = f"{host.workspace_root}/{world.container}"
+    host.mkdirs(workspace)
+    _sessions(trace)
+    again = open_host()  # on the live master: its probe round asks whether that directory is there
+    again.mkdirs(workspace)
+    assert len(_sessions(trace)) == 1 and world.remote("lab1", workspace).is_dir()
+    again.remove_tree(workspace)  # something ran there since the round: made again
+    again.mkdirs(workspace)
+    assert len(_sessions(trace)) == 2 and world.remote("lab1", workspace).is_dir()
