@@ -16,6 +16,7 @@ quoted one by one for the remote shell (ssh hands the server one command line).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -31,7 +32,7 @@ from envctl.hosts.base import CommandResult
 from envctl.remote.ssh_hops import POLICY, Hop, describe, envctl_known_hosts, hop_refusing_login, refusing_hop, resolve_route
 
 FAR_HOST_SECONDS = 0.02  # a command's round trip beyond which a host counts as far (not on the LAN)
-BULK_CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr,aes256-ctr"
+AES_GCM = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 SSH_FAILED = 255  # ssh's own exit code when the connection (not the command) failed
 
 
@@ -77,7 +78,6 @@ class SSHConnection:
         # ControlPersist, so `up` then `exec` costs one handshake, not two.
         name = hashlib.sha256(f"{destination}\0{self.settings.config}".encode()).hexdigest()[:20]
         self.control_path = os.path.join(_control_dir(self.settings), name)
-        self._round_trip: float | None = None
         self._route: Hop | None = None
         # Counts the commands started here that may change the host (every one but those run
         # with reads_only): what was read from the host stays true while it has not moved.
@@ -112,6 +112,11 @@ class SSHConnection:
                      "-o", "ControlPersist=120"]
         else:
             argv += ["-o", "ControlPath=none"]
+        # AES-GCM first among the ciphers the config allows (ssh -G's list; none added or
+        # removed): with the CPU's AES instructions it costs about half of ChaCha20, OpenSSH's
+        # first choice, and a LAN transfer is CPU-bound. The server still picks from the list.
+        if ciphers := gcm_first(route.settings.get("ciphers")):
+            argv += ["-o", f"Ciphers={ciphers}"]
         for option in self.settings.extra:
             argv += ["-o", option]
         trace("mux" if "-O" in more else "session" if master else "connection", self.destination, more)
@@ -125,24 +130,10 @@ class SSHConnection:
         return self.base("-t" if tty else "-T", self.destination, "--", shlex.join(argv))
 
     def bulk_command(self, argv: Sequence[str]) -> list[str]:
-        """Like `command`, for a large transfer to a near host (a LAN, where the CPU is the
-        limit): on a connection of its own, as the master's channels share one process and
-        cipher, and a stream through it measured ~25% slower than ssh alone; AES-GCM first, as
-        with AES-NI it costs about half of ChaCha20 (OpenSSH's default); the server still picks
-        from the list. Far hosts use the master's channels instead (see remote/segments.py)."""
+        """Like `command`, for a large transfer on an SSH connection of its own (its own TCP
+        connection, window and ssh process; see remote/segments.py), uncompressed."""
         self.generation += 1
-        return self.base("-T", "-o", "Compression=no", "-c", BULK_CIPHERS, self.destination, "--", shlex.join(argv),
-                         master=False)
-
-    def round_trip(self) -> float:
-        """Seconds for one command over the master connection (measured once)."""
-        if self._round_trip is None:
-            import time
-
-            started = time.monotonic()
-            self.run(["true"], timeout=60)
-            self._round_trip = time.monotonic() - started
-        return self._round_trip
+        return self.base("-T", "-o", "Compression=no", self.destination, "--", shlex.join(argv), master=False)
 
     # -- running --------------------------------------------------------------------------
     def connect(self, first: Sequence[str] = ("true",), reads_only: bool = False) -> str:
@@ -385,6 +376,33 @@ def trace(kind: str, destination: str, what: Sequence[str]) -> None:
     line = f"{kind} {destination} @{time.time():.3f} {' '.join(what)[:200]}".replace("\n", " ") + "\n"
     with open(path, "a", encoding="utf-8") as out:  # O_APPEND: lines of parallel hosts stay whole
         out.write(line)
+
+
+def gcm_first(ciphers: str | None) -> str | None:
+    """`ciphers` (a comma-separated list, as `ssh -G` prints the config's) with the AES-GCM
+    ciphers it holds moved to the front, the others in their order. None when nothing would
+    change: the list holds no AES-GCM cipher or starts with them already, or this CPU has no
+    AES instructions (there ChaCha20, OpenSSH's own first choice, is the faster one)."""
+    names = [name for name in (ciphers or "").split(",") if name]
+    preferred = [name for name in AES_GCM if name in names]
+    ordered = preferred + [name for name in names if name not in preferred]
+    if not preferred or ordered == names or not _aes_instructions():
+        return None
+    return ",".join(ordered)
+
+
+@functools.lru_cache(maxsize=1)
+def _aes_instructions() -> bool:
+    """Whether this CPU encrypts AES in hardware (x86 AES-NI, ARMv8's crypto extension: both
+    list `aes` among their flags in /proc/cpuinfo). True where there is no /proc/cpuinfo
+    (macOS: every Mac since 2010 has AES instructions)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            text = info.read()
+    except OSError:
+        return True
+    return any(line.split(":", 1)[0].strip().lower() in ("flags", "features") and "aes" in line.split(":", 1)[1].split()
+               for line in text.splitlines() if ":" in line)
 
 
 def _answers(path: str) -> bool:

@@ -2,24 +2,47 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 from pathlib import Path
 
 BLOCK = 8 << 20
 
-# A shell function for the host: the sha256 of file $1, with `openssl dgst` when the host has it
-# (OpenSSL uses the CPU's SHA instructions: ~1.3 GB/s here, against ~320 MB/s for coreutils'
-# sha256sum), else sha256sum. Prefixed to the scripts that verify what arrived.
-SHA256_OF = r'''sha256_of() {
-  if command -v openssl >/dev/null 2>&1; then set -- "$(openssl dgst -sha256 -r < "$1")"; else set -- "$(sha256sum < "$1")"; fi
+# Shell functions for the host: the sha256 of file $1 (sha256_of) or of the standard input
+# (sha256_in), with `openssl dgst` when the host has it (OpenSSL uses the CPU's SHA instructions:
+# ~1.3 GB/s here, against ~320 MB/s for coreutils' sha256sum), else sha256sum. Prefixed to the
+# scripts that verify what arrived.
+SHA256_OF = r'''sha256_in() {
+  if command -v openssl >/dev/null 2>&1; then set -- "$(openssl dgst -sha256 -r)"; else set -- "$(sha256sum)"; fi
   printf '%s\n' "${1%% *}"
+}
+sha256_of() { sha256_in < "$1"; }
+'''
+
+# A shell function for the host: `follow FILE MARK` writes FILE's bytes to stdout from its
+# first, as they are appended, until the file MARK exists (the writer has ended) and the rest is
+# out. Whole 4 MiB blocks below the size the file has (appended bytes never change: what lies
+# below that size is there to stay), at most every 20 ms; the rest once the writer has ended.
+FOLLOW = r'''follow() {
+  blocks=0
+  while :; do
+    if [ -e "$2" ]; then dd if="$1" bs=4194304 skip="$blocks" status=none; return; fi
+    n=$(( $(wc -c < "$1") / 4194304 - blocks ))
+    if [ "$n" -gt 0 ]; then
+      dd if="$1" bs=4194304 skip="$blocks" count="$n" status=none || return 1
+      blocks=$((blocks + n))
+    else
+      sleep 0.02 2>/dev/null || sleep 1
+    fi
+  done
 }
 '''
 
 
 def stream_range(process: subprocess.Popen, local: Path, start: int, end: int, advance) -> None:
     """Send local[start:end] to the process's stdin (sendfile: no copy through Python)."""
+    _widen(process.stdin)
     try:
         with open(local, "rb") as source:
             position = start
@@ -31,6 +54,16 @@ def stream_range(process: subprocess.Popen, local: Path, start: int, end: int, a
                 if advance:
                     advance(sent)
     except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+def _widen(pipe) -> None:
+    """Give the pipe 1 MiB (Linux's limit for a user, /proc/sys/fs/pipe-max-size) instead of
+    64 KiB: ssh then empties it in larger reads, and both sides wake up 16 times less often
+    (measured: a fifth less CPU on this side of a LAN stream)."""
+    try:
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (AttributeError, OSError):  # not Linux, or a lower limit: the default pipe works too
         pass
 
 

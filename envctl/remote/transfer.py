@@ -3,14 +3,17 @@
 A file goes to `.<dest>.partial` beside its destination and is appended to from the size the
 remote already has, so a dropped connection costs only what was in flight. It becomes the
 destination (by rename) only after the remote's own sha256 of it agrees with the digest we
-expect: a partial or corrupt file is never taken for a whole one. The remote hashes with
-`openssl dgst` when it has it (streams.SHA256_OF) after the bytes are in; hashing them as they
-arrive (`tee |`) measured slower, as the hash then competes with the transfer for the CPU. Asking what is
-there, sending, and verifying happen in one SSH session: a far host costs one round trip more
-than the bytes, not five.
+expect and its size is right: a partial or corrupt file is never taken for a whole one. The
+remote hashes with `openssl dgst` when it has it (streams.SHA256_OF), on a host with cores to
+spare as the bytes arrive (streams.FOLLOW reads the partial file behind the writer: the hash
+is ready when the last byte is in), else after they are all in, as there the hash would
+compete with the stream for the CPU. Asking what is there, sending, and verifying happen in
+one SSH session: a far host costs one round trip more than the bytes, not five.
 
-Large files travel on an SSH connection of their own (see SSHConnection.bulk_command);
-os.sendfile moves the bytes from the file into ssh's stdin without a copy through Python.
+Every file of a near host travels over the master connection (its cipher AES-GCM where the
+config allows it: SSHConnection.base), so a large one costs no handshake of its own;
+os.sendfile moves the bytes from the file into ssh's stdin without a copy through Python. A
+large file to a far host goes in four segments over connections of their own (segments.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import hashlib
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
@@ -26,11 +30,11 @@ from urllib.parse import urlsplit
 from envctl.artifacts import urls
 from envctl.errors import FetchError
 from envctl.hosts.base import CommandResult
-from envctl.remote.segments import push_segmented
+from envctl.remote.segments import part_files, push_segmented
 from envctl.remote.ssh import FAR_HOST_SECONDS, SSH_FAILED, RemoteError, SSHConnection
-from envctl.remote.streams import SHA256_OF, finish, stream_range
+from envctl.remote.streams import FOLLOW, SHA256_OF, finish, stream_range
 
-BULK = 64 << 20  # from this size a file gets its own connection; below, the handshake costs more
+BULK = 64 << 20  # from this size the host is asked first: does it have the file, is it near or far
 
 # $1 final, $2 partial: "present" when the final file is there, else the partial's size.
 _STATE = 'if [ -f "$1" ]; then echo present; else mkdir -p "$(dirname "$2")" && ' \
@@ -39,12 +43,26 @@ _SHA = SHA256_OF + 'sha256_of "$1"'
 _ADOPT = 'chmod 0444 "$1" && mv -f "$1" "$2"'
 
 
+# $1 final, $2 its size, $3 the single stream's partial file, $4 the first part of a segmented
+# push: "present" when the blob is there with its size, else how many bytes the partial holds,
+# followed by " parts" when a segmented push left its parts; then it answers each line it is
+# sent with an empty one (the round trip, timed within the session: see _state).
+_BLOB_STATE = r"""if [ -f "$1" ] && [ "$(wc -c < "$1" | tr -d ' ')" = "$2" ]; then echo present; exit 0; fi
+have=0
+if [ -f "$3" ]; then have=$(wc -c < "$3" | tr -d ' '); fi
+if [ -f "$4" ]; then echo "$have parts"; else echo "$have"; fi
+while read -r _; do echo; done
+"""
+
 # One session per attempt does it all, so a push costs one round trip beyond the bytes:
-# $1 final, $2 partial, $3 sha256, $4 size. Says "present", or how many bytes the host already
-# has (we then send the rest on stdin), then after the bytes: "done", "incomplete N" (the
-# stream broke off: keep what arrived), or "mismatch DIGEST" (the partial copy is removed).
-_WHOLE = '[ -f "$1" ] && [ "$(wc -c < "$1" | tr -d " ")" = "$2" ]'  # the blob is there with its size
-_PUSH = SHA256_OF + r'''final=$1 partial=$2 want=$3 size=$4
+# $1 final, $2 partial, $3 sha256, $4 size, $5 yes/no/auto: hash the bytes as they arrive, or
+# after (auto: as they arrive where the host has 4 or more cores, as the stream itself keeps
+# about two busy, sshd and cat; on fewer the hash would slow the stream down). Says "present",
+# or how many bytes the host already has (we then send the rest on stdin), then after the
+# bytes: "done", "incomplete N" (the stream broke off: keep what arrived), or "mismatch DIGEST"
+# (the partial copy is removed). Hashed as they arrive, the digest covers every byte of the
+# partial copy from its first (appended bytes never change); either way its size must be right.
+_PUSH = SHA256_OF + FOLLOW + r"""final=$1 partial=$2 want=$3 size=$4 early=${5:-no}
 if [ -f "$final" ] && [ "$(wc -c < "$final" | tr -d ' ')" = "$size" ]; then echo present; exit 0; fi
 rm -f "$final"  # cut short on the host (a blob is verified when it arrives, so only its size can change unseen)
 mkdir -p "$(dirname "$partial")" || exit 1
@@ -52,30 +70,50 @@ have=0
 if [ -f "$partial" ]; then have=$(wc -c < "$partial" | tr -d ' '); fi
 if [ "$have" -gt "$size" ]; then rm -f "$partial"; have=0; fi
 echo "$have"
-cat >> "$partial" || exit 1
+if [ "$early" = auto ]; then
+  if [ "$(nproc 2>/dev/null || echo 1)" -ge 4 ]; then early=yes; else early=no; fi
+fi
+if [ "$early" = yes ]; then
+  arrived=$partial.arrived
+  rm -f "$arrived"; : >> "$partial" || exit 1
+  exec 3<&0
+  { cat <&3 >> "$partial"; echo "$?" > "$arrived"; } &
+  exec 3<&-
+  got=$(follow "$partial" "$arrived" | sha256_in)
+  wait
+  written=$(cat "$arrived"); rm -f "$arrived"
+  [ "$written" = 0 ] || exit 1
+else
+  cat >> "$partial" || exit 1
+fi
 have=$(wc -c < "$partial" | tr -d ' ')
 if [ "$have" != "$size" ]; then echo "incomplete $have"; exit 0; fi
-got=$(sha256_of "$partial")
+[ "$early" = yes ] || got=$(sha256_of "$partial")
 if [ "$got" != "$want" ]; then rm -f "$partial"; echo "mismatch $got"; exit 0; fi
 chmod 0444 "$partial" && mv -f "$partial" "$final" && echo done
-'''
+"""
 
 
 def push_file(connection: SSHConnection, local: Path, remote: str, sha256: str,
-              advance: Callable[[int], None] | None = None, attempts: int = 4) -> str:
+              advance: Callable[[int], None] | None = None, attempts: int = 4, early_hash: bool | None = None) -> str:
     """Make `remote` hold the bytes of `local` (whose sha256 is known). Returns "present"
-    (nothing sent), "sent", or "resumed at N bytes" (N: where the first resume started)."""
+    (nothing sent), "sent", or "resumed at N bytes" (N: where the first resume started).
+    `early_hash`: the host hashes the bytes as they arrive (True), after they are all in
+    (False), or as its core count suggests (None; see _PUSH)."""
     size = local.stat().st_size
-    if size >= BULK and connection.round_trip() > FAR_HOST_SECONDS:
-        if connection.run(["sh", "-c", _WHOLE, "sh", remote, str(size)]).returncode == 0:
-            return "present"
-        had = push_segmented(connection, local, remote, sha256, size, advance, attempts)
-        return _outcome(had or None)
     partial = f"{os.path.dirname(remote)}/.{os.path.basename(remote)}.partial"
-    argv = ["sh", "-c", _PUSH, "sh", remote, partial, sha256, str(size)]
+    if size >= BULK:
+        state, seconds = _state(connection, remote, size, partial)
+        if state == ["present"]:
+            return "present"
+        if "parts" in state or (seconds > FAR_HOST_SECONDS and state == ["0"]):  # a push resumes the way it began
+            had = push_segmented(connection, local, remote, sha256, size, advance, attempts)
+            return _outcome(had or None)
+    early = {True: "yes", False: "no", None: "auto"}[early_hash]
+    argv = ["sh", "-c", _PUSH, "sh", remote, partial, sha256, str(size), early]
     resumed_at = None
     for attempt in range(attempts):
-        command = connection.bulk_command(argv) if size >= BULK else connection.command(argv)
+        command = connection.command(argv)
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         first = process.stdout.readline().decode().strip()
         if first == "present":
@@ -103,6 +141,29 @@ def push_file(connection: SSHConnection, local: Path, remote: str, sha256: str,
         # "incomplete", or nothing: the connection dropped; ask again how much arrived
     raise RemoteError(f"{connection.destination}: sending {local.name} kept failing after {attempts} attempts; "
                       "what arrived is kept and the next run resumes from there")
+
+
+def _state(connection: SSHConnection, remote: str, size: int, partial: str) -> tuple[list[str], float]:
+    """What the host has of `remote` (_BLOB_STATE's words) and the round trip to it in seconds
+    (the shorter of two, timed within one session: unlike a whole command's, it does not count
+    starting ssh, which a busy machine delays by tens of milliseconds)."""
+    argv = ["sh", "-c", _BLOB_STATE, "sh", remote, str(size), partial, part_files(remote)[0]]
+    process = subprocess.Popen(connection.command(argv, reads_only=True), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    state = process.stdout.readline().decode().split()
+    seconds = float("inf")
+    if state and state != ["present"]:
+        for _ in range(2):
+            started = time.monotonic()
+            process.stdin.write(b"\n")
+            process.stdin.flush()
+            if not process.stdout.readline():
+                break
+            seconds = min(seconds, time.monotonic() - started)
+    _, errors = finish(process)
+    if not state:
+        raise connection.explain(CommandResult(process.returncode, "", errors.decode(errors="replace")))
+    return state, seconds
 
 
 def _outcome(resumed_at: int | None) -> str:

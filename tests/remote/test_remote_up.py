@@ -22,7 +22,7 @@ from testimages import save_image
 from world import World
 
 BIG = 48 << 20  # pushed as a blob of its own (resumable), big enough to cut mid-way under a delay
-FAR_SEGMENTED = 80 << 20  # over 64 MiB: to a far host, over four channels at once
+FAR_SEGMENTED = 80 << 20  # over 64 MiB: to a far host, over four connections at once
 
 
 @pytest.fixture(scope="session")
@@ -171,10 +171,10 @@ def test_a_host_behind_a_bastion_is_reached_through_proxyjump(world, lab, image_
     assert ran.returncode == 3
 
 
-@pytest.mark.parametrize("size", [BIG, FAR_SEGMENTED], ids=["one stream", "four channels"])
+@pytest.mark.parametrize("size", [BIG, FAR_SEGMENTED], ids=["one stream", "four connections"])
 def test_a_cut_connection_and_a_killed_run_resume_where_they_stopped(world, lab, image_tarball, payload, size, tmp_path):
     """A far host (a delay on its link): files under 64 MiB go as one stream, larger ones over four
-    channels at once (remote/segments.py); both resume from what the host has."""
+    connections at once (remote/segments.py); both resume from what the host has."""
     big = payload[0]
     if size != BIG:
         big = tmp_path / "bigger.bin"
