@@ -4,7 +4,8 @@ namespace, its own Docker engine; tests/sshlab.py):
 1. A large file (default 1 GiB, an image tarball's size) pushed to a host by `envctl fetch
    --host` (resumable, verified by sha256 on the host) against `scp` of the same file, on the
    lab link as it is and with a delay on the host's link (default 25 ms each way: a 50 ms round
-   trip), alternating, same run. Prints throughputs and envctl/scp (aim >= 0.9).
+   trip), alternating, same run. Prints throughputs and envctl/scp (aim >= 0.95 on the lab link,
+   >= 1.0 far).
 2. `envctl up` of a small environment (an image tarball, a 16 MiB artifact, a setup step) on eight
    fresh hosts at once against on one, on the lab link and with the delay on every host. Prints
    the times and their ratio (aim <= 1.3). The eight simulated servers (sshd, dockerd, the
@@ -115,9 +116,10 @@ artifacts:
             ours.append(timed(push, env=env))
         lab.clear_delay("lab1")
         mb = size_mib * 1.048576
+        aim = 1.0 if delay else 0.95
         print(f"{size_mib} MiB, {label}: scp {mb / median(theirs):.0f} MB/s ({median(theirs):.2f} s), "
               f"envctl {mb / median(ours):.0f} MB/s ({median(ours):.2f} s, incl. start-up and the sha256 check on "
-              f"the host) -> envctl/scp throughput {median(theirs) / median(ours):.2f} (aim >= 0.9)")
+              f"the host) -> envctl/scp throughput {median(theirs) / median(ours):.2f} (aim >= {aim})")
 
 
 def small_environment(base: Path) -> Path:
