@@ -1,66 +1,212 @@
-"""Loading a 1 GiB image tarball through `envctl up` against `docker load -i` of the same file,
-alternating, same run. Prints the median times, the ratio (aim <= 1.05) and envctl's peak
-resident memory (aim: under 150 MiB, flat whatever the tarball size).
+"""`envctl up` loading an image tarball against `docker load -i` of the same file, on both engines
+here (Docker 20.10's classic store at /var/run/docker.sock, Docker 28 on the containerd image
+store at /run/envctl-test-containerd/docker.sock), plain and compressed, interleaved.
 
-    .venv/bin/python bench/bench_load.py [size_mib] [runs]
+Each round runs every case once, `docker load` and `envctl up` (and --baseline) taking turns
+at going first, with the image removed before each and envctl's identity cache emptied (the first `up` of a
+tarball: nothing remembered about it). The manifest pins the tarball's sha256, as `envctl lock`
+writes it, so envctl verifies it as it loads. Prints per case the median seconds of each, the
+ratio (aim <= 1.05) and envctl's peak resident memory (aim < 150 MiB, flat whatever the size).
+
+The payload is, per MiB, 512 KiB of random bytes then 512 KiB of zeros: a compressor has work
+to do and reaches about 2:1 (random bytes alone would be stored, not compressed). zstd is compared with `docker load -i`
+on Docker 28 and with `zstd -dc FILE | docker load` on Docker 20.10, which refuses zstd.
+
+    .venv/bin/python bench/bench_load.py [--sizes 256,1024] [--runs 3]
+        [--engines classic,containerd] [--compressions none,gzip,zstd] [--no-sha256] [--command up|image]
+        [--baseline DIR] [--envctl DIR]
+
+--command image measures `envctl image` (the image step alone) instead of `up`.
+
+--baseline DIR adds another envctl to every round, the `envctl` package in DIR (on PYTHONPATH;
+e.g. `git archive COMMIT envctl | tar -x -C DIR`), for before/after figures taken in the same
+rounds; --envctl DIR runs the package in DIR as the envctl measured (a snapshot of the tree).
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import os
 import shutil
+import subprocess
 import sys
+import tarfile
 import tempfile
+import time
 from pathlib import Path
 
-from common import ENVCTL, bench_env, busybox_rootfs, median, peak_rss_mib, run
+from common import ENVCTL, bench_env, median, peak_rss_mib, run
 
 IMAGE = "envctl-bench/big:1"
+ENGINES = {"classic": "unix:///var/run/docker.sock", "containerd": "unix:///run/envctl-test-containerd/docker.sock"}
+COMPRESS = {"none": None, "gzip": ["gzip", "-c", "-6"], "zstd": ["zstd", "-c", "-q", "-3", "-T2"]}
+SUFFIX = {"none": "", "gzip": ".gz", "zstd": ".zst"}
 
 
-def main(size_mib: int, runs: int) -> None:
+class MixedPayload:
+    """Per MiB: 512 KiB of random bytes, then 512 KiB of zeros."""
+
+    def __init__(self, size: int):
+        self.left = size
+        self.pending = b""
+
+    def read(self, size: int) -> bytes:
+        while len(self.pending) < min(size, self.left):
+            self.pending += os.urandom(512 << 10) + bytes(512 << 10)
+        taken, self.pending = self.pending[:min(size, self.left)], self.pending[min(size, self.left):]
+        self.left -= len(taken)
+        return taken
+
+
+def rootfs(path: Path, payload: int) -> None:
+    """A busybox rootfs tar with one `payload`-byte file."""
+    applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout.split()
+    with tarfile.open(path, "w") as archive:
+        for directory in ("bin", "tmp", "etc"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777
+            archive.addfile(info)
+        archive.add("/bin/busybox", "bin/busybox")
+        for applet in applets:
+            if applet != "busybox":
+                link = tarfile.TarInfo(f"bin/{applet}")
+                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+                archive.addfile(link)
+        info = tarfile.TarInfo("payload.bin")
+        info.size = payload
+        archive.addfile(info, MixedPayload(payload))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(8 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tarballs(base: Path, size_mib: int, compressions: list[str]) -> dict:
+    """{compression: path} of one image saved by Docker 20.10, compressed as asked."""
+    root = base / "rootfs.tar"
+    rootfs(root, size_mib << 20)
+    run(["docker", "import", str(root), IMAGE], env=_env("classic"))
+    root.unlink()
+    plain = base / f"big-{size_mib}.tar"
+    run(["docker", "save", "-o", str(plain), IMAGE], env=_env("classic"))
+    out = {}
+    for compression in compressions:
+        if COMPRESS[compression] is None:
+            out[compression] = plain
+            continue
+        packed = base / f"big-{size_mib}.tar{SUFFIX[compression]}"
+        with open(packed, "wb") as handle:
+            subprocess.run([*COMPRESS[compression], str(plain)], stdout=handle, check=True)
+        out[compression] = packed
+    if "none" not in compressions:
+        plain.unlink()
+    return out
+
+
+def _env(engine: str, base: dict | None = None) -> dict:
+    env = dict(base if base is not None else os.environ)
+    env["DOCKER_HOST"] = ENGINES[engine]
+    return env
+
+
+def docker_load(engine: str, compression: str, tarball: Path) -> list[str]:
+    if engine == "classic" and compression == "zstd":  # Docker 20.10 refuses zstd: decompressed by the CLI a user has
+        return ["sh", "-c", f'zstd -dc "$1" | docker load', "sh", str(tarball)]
+    return ["docker", "load", "-i", str(tarball)]
+
+
+def remove_image(engine: str) -> None:
+    subprocess.run(["docker", "rmi", "-f", IMAGE], capture_output=True, env=_env(engine))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="256,1024", help="payload sizes in MiB, comma-separated")
+    parser.add_argument("--runs", type=int, default=3, help="rounds (each runs every case once)")
+    parser.add_argument("--engines", default="classic,containerd")
+    parser.add_argument("--compressions", default="none,gzip,zstd")
+    parser.add_argument("--no-sha256", action="store_true", help="do not pin the tarball's sha256 in the manifest")
+    parser.add_argument("--command", choices=("up", "image"), default="up",
+                        help="envctl up (the image, then the container), or envctl image (the image only: like for like with docker load)")
+    parser.add_argument("--baseline", type=Path, help="also run the envctl package found in this directory")
+    parser.add_argument("--envctl", type=Path, help="run the envctl package in this directory, not the installed one "
+                                                    "(a snapshot, so that edits made meanwhile do not change the run)")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    engines = args.engines.split(",")
+    compressions = args.compressions.split(",")
+
     base = Path(tempfile.mkdtemp(prefix="envctl-bench-", dir="/var/tmp"))
     env = bench_env(base)
-    rootfs = busybox_rootfs(extra_file_bytes=size_mib << 20)  # random bytes: no compression shortcut
-    run(["docker", "import", str(rootfs), IMAGE])
-    rootfs.unlink()
-    tarball = base / "big.tar"
-    run(["docker", "save", "-o", str(tarball), IMAGE])
-    manifest = base / "load" / "manifest.yaml"
-    manifest.parent.mkdir()
-    manifest.write_text(f"""\
-name: bench-load
-description: loads a {size_mib} MiB image tarball
-device: {{kind: cpu}}
-image: {{ref: {IMAGE}, tarball: {{source: {tarball}}}}}
-""")
-    ours, theirs, peaks = [], [], []
+    # `python -m envctl` finds the package in the working directory first: from here, the
+    # installed one, or the --baseline one through PYTHONPATH.
+    os.chdir(base)
+    cases = []  # (engine, compression, size, tarball, manifest)
     try:
-        for _ in range(runs):
-            run(ENVCTL + ["down", "bench-load"], env=env) if _ else None
-            run(["docker", "rmi", "-f", IMAGE])
-            seconds, _rss = peak_rss_mib(["docker", "load", "-i", str(tarball)])
-            theirs.append(seconds)
-            run(["docker", "rmi", "-f", IMAGE])
-            seconds, rss = peak_rss_mib(ENVCTL + ["up", str(manifest)], env=env)
-            ours.append(seconds)
-            peaks.append(rss)
-        size = tarball.stat().st_size / (1 << 20)
-        print(f"tarball: {size:.0f} MiB, {runs} runs each, alternating")
-        print(f"docker load -i:  median {median(theirs):6.2f} s")
-        print(f"envctl up:       median {median(ours):6.2f} s (includes reading the tarball's identity and creating the container)")
-        print(f"ratio envctl / docker load: {median(ours) / median(theirs):.3f}  (aim <= 1.05)")
-        print(f"envctl peak resident memory: {max(peaks):.0f} MiB  (aim < 150 MiB)")
+        for size in sizes:
+            packed = tarballs(base, size, compressions)
+            remove_image("classic")
+            for compression, tarball in packed.items():
+                pin = "" if args.no_sha256 else f", sha256: {sha256_of(tarball)}"
+                for engine in engines:
+                    name = f"bench-load-{engine}-{compression}-{size}"
+                    manifest = base / name / "manifest.yaml"
+                    manifest.parent.mkdir()
+                    manifest.write_text(f"name: {name}\ndescription: loads a {size} MiB image tarball\n"
+                                        f"device: {{kind: cpu}}\nimage: {{ref: {IMAGE}, tarball: {{source: {tarball}{pin}}}}}\n")
+                    cases.append((engine, compression, size, tarball, manifest))
+        print(f"{len(cases)} cases, {args.runs} rounds, interleaved (every case once per round, "
+              f"taking turns at going first); sha256 {'not pinned' if args.no_sha256 else 'pinned'}; "
+              f"load average at start {os.getloadavg()[0]:.2f}", flush=True)
+        contenders = ["docker", "envctl"] + (["baseline"] if args.baseline else [])
+        times = {case[:3]: {who: [] for who in contenders} | {"peak": [], "baseline peak": []} for case in cases}
+        identities = base / "cache" / "state" / "tarballs.json"
+        for round_ in range(args.runs):
+            for engine, compression, size, tarball, manifest in cases:
+                got = times[(engine, compression, size)]
+                shift = round_ % len(contenders)  # each goes first in turn
+                for who in contenders[shift:] + contenders[:shift]:
+                    remove_image(engine)
+                    if who == "docker":
+                        seconds, _rss = peak_rss_mib(docker_load(engine, compression, tarball), env=_env(engine))
+                    else:
+                        identities.unlink(missing_ok=True)  # the first up of this tarball
+                        package = args.baseline if who == "baseline" else args.envctl
+                        which = _env(engine, env) | ({"PYTHONPATH": str(package)} if package else {})
+                        seconds, rss = peak_rss_mib(ENVCTL + [args.command, str(manifest)], env=which)
+                        got["peak" if who == "envctl" else "baseline peak"].append(rss)
+                        subprocess.run(ENVCTL + ["down", manifest.parent.name, "--purge"], capture_output=True, env=which)
+                    got[who].append(seconds)
+                print(f"  round {round_ + 1} {engine:10} {compression:4} {size:5} MiB: "
+                      + "  ".join(f"{who} {got[who][-1]:6.2f} s" for who in contenders)
+                      + f"  ({time.strftime('%H:%M:%S')}, load {os.getloadavg()[0]:.2f})", flush=True)
+        print(f"\n{'engine':10} {'compr':5} {'size':>9} {'tarball':>8} {'docker s':>9} {'envctl s':>9} {'ratio':>6} {'peak MiB':>9}"
+              + (f" {'before s':>9} {'ratio':>6} {'peak MiB':>9}" if args.baseline else "")
+              + "   (aim: ratio <= 1.05, peak < 150 MiB)")
+        for engine, compression, size, tarball, _ in cases:
+            got = times[(engine, compression, size)]
+            theirs = median(got["docker"])
+            line = (f"{engine:10} {compression:5} {size:5} MiB {tarball.stat().st_size / (1 << 20):5.0f} MiB {theirs:9.2f}"
+                    f" {median(got['envctl']):9.2f} {median(got['envctl']) / theirs:6.3f} {max(got['peak']):9.0f}")
+            if args.baseline:
+                line += f" {median(got['baseline']):9.2f} {median(got['baseline']) / theirs:6.3f} {max(got['baseline peak']):9.0f}"
+            print(line)
+        print(f"envctl {args.command} includes starting Python and reading the tarball's identity"
+              + (", and creating and starting the container" if args.command == "up" else "")
+              + f"; docker load does neither.{' before: --baseline.' if args.baseline else ''}")
+        print("Medians; the machine may be shared: see the load average printed with each round.")
     finally:
-        subprocess_quiet(ENVCTL + ["down", "bench-load", "--purge"], env)
-        subprocess_quiet(["docker", "rmi", "-f", IMAGE], None)
+        for engine, *_rest, manifest in cases:
+            subprocess.run(ENVCTL + ["down", manifest.parent.name, "--purge"], capture_output=True, env=_env(engine, env))
+        for engine in ENGINES:
+            remove_image(engine)
         shutil.rmtree(base, ignore_errors=True)
 
 
-def subprocess_quiet(argv, env) -> None:
-    import subprocess
-
-    subprocess.run(argv, capture_output=True, env=env)
-
-
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1024, int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+    sys.exit(main())
