@@ -36,7 +36,7 @@ def local_cache(host: WritableHost) -> Cache:
     return Cache(Path(host.cache_root) if host.fetch_mode is None else cache_dir())
 
 
-def host_records(host: WritableHost, loaded: Loaded) -> Callable[[str], dict | None] | None:
+def host_records(host: WritableHost, loaded: Loaded, fresh: bool = False) -> Callable[[str], dict | None] | None:
     """`name → record` of an artifact complete in an SSH host's cache, for observe_cache.view;
     None for this machine (whose cache is read directly)."""
     if host.fetch_mode is None:
@@ -45,7 +45,7 @@ def host_records(host: WritableHost, loaded: Loaded) -> Callable[[str], dict | N
     def records(name: str) -> dict | None:
         artifact, source = loaded.manifest.artifacts[name], loaded.sources[name]
         key = artifact_key(source, artifact.subpath, artifact.include)
-        return host.artifact_record(posixpath.join(host.cache_root, "artifacts", key))
+        return host.artifact_record(posixpath.join(host.cache_root, "artifacts", key), fresh=fresh)
 
     return records
 
@@ -67,7 +67,8 @@ def in_host_cache(host: WritableHost, loaded: Loaded, plan: Plan) -> frozenset[s
     """The artifacts complete and verified in the host's cache now (checked as `plan` checks)."""
     from envctl.observe_cache import view
 
-    now = view(loaded, local_cache(host).root, Path(plan.workspace), host_records(host, loaded))
+    # Read on the host again (fresh): what the plan read may have left the cache since.
+    now = view(loaded, local_cache(host).root, Path(plan.workspace), host_records(host, loaded, fresh=True))
     return now.remote_cached if now.remote_cached is not None else now.cached
 
 

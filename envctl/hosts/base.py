@@ -124,5 +124,8 @@ class WritableHost(Host, Protocol):
         """The host downloads `url` itself into its blobs (resumable, verified against sha256
         when given); returns the blob's sha256. `display` names it in messages (no secrets)."""
 
-    def artifact_record(self, cache_path: str) -> dict | None:
-        """The record of an artifact complete in the host's cache at `cache_path`, else None."""
+    def artifact_record(self, cache_path: str, fresh: bool = False) -> dict | None:
+        """The record of an artifact complete in the host's cache at `cache_path`, else None.
+        `fresh`: read on the host now, not taken from an earlier read of this command (an SSH
+        host keeps what it read until it runs a command; the apply's check before it acts
+        must see what others changed meanwhile)."""

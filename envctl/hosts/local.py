@@ -182,7 +182,7 @@ class LocalHost:
                                                             auth=auth))
         return sha
 
-    def artifact_record(self, cache_path: str) -> dict | None:
+    def artifact_record(self, cache_path: str, fresh: bool = False) -> dict | None:  # always read: fresh
         import json
 
         if not os.path.exists(cache_path):

@@ -392,13 +392,13 @@ class SSHHost:
         return download_remotely(self.connection, url, display, posixpath.join(self.cache_root, "blobs", "sha256"), sha256,
                                  headers=headers, auth=auth)
 
-    def artifact_record(self, cache_path: str) -> dict | None:
+    def artifact_record(self, cache_path: str, fresh: bool = False) -> dict | None:
         """The record, when every file it lists is there with its size (one round trip: the
         record, then `SIZE PATH` of each file under the entry; find and stat as coreutils and
         busybox have them). A file deleted or truncated on the host makes the entry incomplete."""
         self._collect()
         kept = self._records.get(cache_path)
-        if kept is None or kept[0] != self.connection.generation:  # else nothing ran there since it was read
+        if fresh or kept is None or kept[0] != self.connection.generation:  # else nothing ran there since it was read
             kept = (self.connection.generation, self._read_record(cache_path))
             self._records[cache_path] = kept
         self._note("records", cache_path)

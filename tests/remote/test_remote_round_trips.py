@@ -86,7 +86,9 @@ def test_an_artifact_record_is_read_once_until_something_runs_on_the_host(world,
     host.write_file(entry + ".json", json.dumps(record).encode())
     _sessions(trace)
     assert host.artifact_record(entry) == record
-    assert host.artifact_record(entry) == record  # the planner and the apply ask the same
+    assert host.artifact_record(entry) == record  # the plan's asks (its cache view, its copies)
+    assert len(_sessions(trace)) == 1
+    assert host.artifact_record(entry, fresh=True) == record  # the apply's check before it acts reads again
     assert len(_sessions(trace)) == 1
     host.remove_tree(entry)  # anything run there may change it: read again
     assert host.artifact_record(entry) is None
