@@ -42,6 +42,10 @@ from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
 
 CHUNK = 1 << 20
 SMALL = 4 << 20  # manifests, indexes and configs are a few KB; anything larger is a layer
+# The pieces in which a streamed read skips over layers. tarfile's default (10 KiB) makes a GiB a
+# hundred thousand Python calls; 1 MiB pieces leave the cache on every copy. Measured on a 1 GiB
+# tarball (CPU seconds for 10 KiB / 64 KiB / 1 MiB): gzip 2.3 / 1.7 / 1.9, zstd 0.78 / 0.77 / 1.03.
+STREAM_BUFSIZE = 64 << 10
 
 # First bytes of each compressed format (moby pkg/archive/archive.go, magicNumbers).
 MAGIC = {
@@ -436,9 +440,7 @@ def read_identity(path: Path, with_sha256: bool = False, progress: Callable[[int
         else:
             with open(path, "rb") as raw:
                 reader = _HashingReader(raw, progress)
-                # bufsize: the stream skips a layer by reading it in bufsize pieces; tarfile's
-                # default (10 KiB) makes that a hundred thousand Python calls per GiB.
-                with tarfile.open(fileobj=decompressing(reader, compression), mode="r|", bufsize=CHUNK) as archive:
+                with tarfile.open(fileobj=decompressing(reader, compression), mode="r|", bufsize=STREAM_BUFSIZE) as archive:
                     members = _collect(archive)
                 reader.drain()
                 sha = reader.digest.hexdigest()
