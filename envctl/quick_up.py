@@ -21,14 +21,20 @@ What the record holds and the quick path checks again (`answer`):
 - the manifest file that NAME names now (envctl.manifest.discovery, the full path's code: a
   manifest of the same name in an earlier search root is another file) and each profile it
   extends, found again the same way;
-- the bytes (sha256) of every file the full `up` opened to read while it resolved, planned and
-  applied (Python's audit hook `open`: manifest.yaml, profiles, cache records, the tarball
+- the bytes (sha256, taken when the file was first opened: a file edited while `up` ran is
+  recorded as the plan read it) of every file the full `up` opened to read while it resolved,
+  planned and applied (Python's audit hook `open`: manifest.yaml, profiles, cache records, the tarball
   identity records, a writable copy's stamp ...) and of the files whose absence counted (the
   manifest's lock file, the user configuration file, the inventory, container.env_file);
 - stat fingerprints (device, inode, size, mtime_ns, mode) of the paths the plan looked at
   without opening them: each cached artifact's placed files and its local source, a `mode: rw`
   artifact's workspace copy, container.mounts sources, the image tarball (a local file or the
   cached blob), the manifest's container.env_file;
+- what the full `up` wrote (the audit hook's `open` for writing and `os.mkdir`): each file
+  still opens for writing and its lock is free (a shared flock taken without waiting and held
+  while the engine is asked: a full `up` or `down` holding the environment's lock is changing
+  it, and the full path waits for it), each directory it made is there, the directory of each
+  temporary file is writable (a read-only cache or workspace fails the full `up`);
 - the engine, over its unix socket (envctl/engine_socket.py): `GET /containers/{id}/json` (the
   same ID, name, running with the same StartedAt, the same config-hash and image-id labels, the
   same image), `GET /images/{ref}/json` (the ref still names the image the container runs: a
@@ -143,8 +149,11 @@ def answer(args: list[str], environ: Mapping[str, str]) -> tuple[str, str] | Non
         record = json.loads(text)
         if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("socket") != socket:
             return None
-        if not (_same_manifest(args[1], environ, record) and _same_files(record) and _same_engine(socket, record)):
+        if not (_same_manifest(args[1], environ, record) and _same_files(record)):
             return None
+        with _Writable(record["written"]) as writable:
+            if not (writable.held and _same_engine(socket, record)):
+                return None
         out, err = record["stdout"], record["stderr"]
         return (out, err) if isinstance(out, str) and isinstance(err, str) else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -170,6 +179,50 @@ def _same_manifest(reference: str, environ: Mapping[str, str], record: dict) -> 
 def _same_files(record: dict) -> bool:
     return (all(content_print(path) == fingerprint for path, fingerprint in record["files"].items())
             and all(stat_print(path) == fingerprint for path, fingerprint in record["stats"].items()))
+
+
+class _Writable:
+    """What the full `up` wrote (record["written"], envctl/quick_up_record.py _written_paths)
+    can still be written, as a context: `held` is True when every file opens for writing
+    (without being created or truncated) and takes a shared lock at once, every directory is
+    there, and every "parent" directory is writable (os.access: permissions and a read-only
+    filesystem). The locks are held until the context ends: a full `up` or `down` holding the
+    environment's lock (exclusive) is changing it, and the full path waits for it. False sends
+    the command to the full path, which fails with its own message or waits."""
+
+    def __init__(self, written: dict):
+        self._written = written
+        self._files: list[int] = []
+        self.held = False
+
+    def __enter__(self) -> "_Writable":
+        import fcntl
+
+        for path, kind in self._written.items():
+            if kind == "file":
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO put there: ENXIO, not a wait
+                except OSError:
+                    return self
+                self._files.append(fd)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except OSError:
+                    return self
+            elif kind == "dir":
+                if not os.path.isdir(path):
+                    return self
+            elif kind == "parent":
+                if not (os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)):
+                    return self
+            else:
+                return self  # not a kind this code writes
+        self.held = True
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        for fd in self._files:
+            os.close(fd)  # releases its lock
 
 
 def _same_engine(socket: str, record: dict) -> bool:

@@ -26,21 +26,55 @@ from envctl import quick_up
 _CODE_SUFFIXES = (".py", ".pyc", ".so", ".pth", ".zip")
 _HOST_STATE = ("/proc/", "/sys/", "/dev/")  # read now, different next time: a plan that reads them is not recorded
 
-_opened: list[str] | None = None  # while a Recording runs: the paths opened for reading
+# While a Recording runs: path → its content_print when it was first opened for reading. Taken
+# then, not when the command ends: a file edited while `up` ran must not be recorded as the bytes
+# this answer rests on (the next `up` would replay an answer planned from the older bytes).
+_opened: dict[str, list | None] | None = None
+# ... and what the command wrote: path → "file" (opened for writing) or "dir" (made). The quick
+# path checks that it could still write them (a read-only cache or workspace fails the full `up`),
+# and takes the locks among them (a full `up` holding one is under way: its answer is to wait).
+_written: dict[str, str] | None = None
+# ... and the files it replaced (os.rename, os.replace: envctl.atomic's writes), which with those
+# opened for writing are recorded as the command left them, not as it first read them.
+_replaced: set[str] = set()
 _hooked = False  # audit hooks cannot be removed: one per process, idle when no Recording runs
+_busy = False  # the hook's own reads (the fingerprints) are not inputs
+
+
+def _is_code(path: str) -> bool:
+    return path.endswith(_CODE_SUFFIXES) or "/__pycache__/" in path or ".dist-info/" in path
 
 
 def _audit(event: str, args: tuple) -> None:
-    if _opened is None or event != "open":
+    global _busy
+    if _opened is None or _busy or event not in ("open", "os.mkdir", "os.rename", "os.replace"):
+        return
+    if event in ("os.rename", "os.replace"):  # (src, dst, src_dir_fd, dst_dir_fd): an atomic write's
+        target = args[1] if len(args) > 1 else None
+        if isinstance(target, (str, bytes)):
+            _replaced.add(os.path.abspath(os.fsdecode(target)))
         return
     path, mode, flags = (tuple(args) + (None, None, None))[:3]
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     if not isinstance(path, str):
         return  # an open file descriptor
+    path = os.path.abspath(path)
+    if event == "os.mkdir":
+        _written.setdefault(path, "dir")
+        return
     writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & (os.O_WRONLY | os.O_RDWR))
-    if not writing:
-        _opened.append(os.path.abspath(path))
+    if writing:
+        _written.setdefault(path, "file")
+    elif path not in _opened:
+        if _is_code(path) or path.startswith(_HOST_STATE):
+            _opened[path] = None
+            return
+        _busy = True
+        try:
+            _opened[path] = quick_up.content_print(path)
+        finally:
+            _busy = False
 
 
 class _Tee(io.TextIOBase):
@@ -95,7 +129,7 @@ class Recording:
 
     @classmethod
     def start(cls, args: list[str]) -> "Recording | None":
-        global _opened, _hooked
+        global _opened, _written, _hooked
         try:
             recording = cls(args)
             recording.path.unlink(missing_ok=True)
@@ -104,7 +138,8 @@ class Recording:
         if not _hooked:
             sys.addaudithook(_audit)
             _hooked = True
-        _opened = []
+        _opened, _written = {}, {}
+        _replaced.clear()
         sys.stdout, sys.stderr = recording._stdout, recording._stderr
         return recording
 
@@ -118,16 +153,20 @@ class Recording:
 
     def finish(self, code: int) -> None:
         """The command ends with `code`: write the record when there is one to write."""
-        global _opened
-        opened, _opened = _opened or [], None
+        global _opened, _written
+        opened, _opened = _opened or {}, None
+        written, _written = _written or {}, None
         sys.stdout, sys.stderr = self._stdout._target, self._stderr._target
         if code != 0 or self.facts is None:
             return
         try:
-            files = _read_files(opened, self.facts.pop("candidates"))
+            own = _replaced | {path for path, kind in written.items() if kind == "file"}
+            files = _read_files({path: fingerprint for path, fingerprint in opened.items() if path not in own},
+                                self.facts.pop("candidates") + sorted(own & set(opened)))
             if files is None:
                 return
             record = {"format": quick_up.FORMAT, **self.facts, "files": files,
+                      "written": _written_paths(written, self.path.parent),
                       "profiles": _profiles(files, self.facts["manifest"], self.environ),
                       "stdout": "".join(self._stdout.kept), "stderr": "".join(self._stderr.kept)}
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,17 +177,35 @@ class Recording:
             self.path.unlink(missing_ok=True)
 
 
-def _read_files(opened: list[str], candidates: list[str]) -> dict | None:
-    """path → content_print of every input file opened, and of the candidates (files whose
-    absence counted); None when the plan read host state that changes by itself."""
+def _read_files(opened: dict, candidates: list[str]) -> dict | None:
+    """path → content_print of every input file opened (as it was when first opened), and of
+    the candidates (files whose absence counted); None when the plan read host state that
+    changes by itself."""
     files = {}
     for path in [*opened, *candidates]:
-        if path.endswith(_CODE_SUFFIXES) or "/__pycache__/" in path or ".dist-info/" in path:
+        if _is_code(path):
             continue
         if path.startswith(_HOST_STATE):
             return None
-        files[path] = quick_up.content_print(path)
+        files[path] = opened[path] if path in opened else quick_up.content_print(path)
     return files
+
+
+def _written_paths(written: dict, records: Path) -> dict:
+    """path → what the quick path checks of it: "file" (a file the full `up` opened for writing,
+    still there: it must open for writing, and a lock among them must be free), "dir" (a
+    directory it made or found: it must still be there), "parent" (a temporary file since
+    renamed or removed: its directory must be writable). The records' own directory is not the
+    answer's: a record that cannot be written is only not written."""
+    kept = {}
+    for path, kind in written.items():
+        if path == str(records) or path.startswith(str(records) + os.sep):
+            continue
+        if kind == "file" and not os.path.isfile(path):
+            kept[os.path.dirname(path)] = "parent"  # which includes "dir"
+        else:
+            kept.setdefault(path, kind)
+    return kept
 
 
 def _profiles(files: dict, manifest: str, environ: dict) -> list:
@@ -186,6 +243,14 @@ def _facts(host, loaded, plan, report, environ: dict) -> dict | None:
     if container["status"] != "running" or container["running"] is not True:
         return None
     image_id = engine.api.inspect_image(plan.container.image).get("Id")
+    # Asked after the apply: another `up` (another --var, variant or manifest) may have recreated
+    # the container or re-tagged the image since this plan observed them. The record holds only
+    # what this plan found unchanged, else the next quick answer replays "unchanged" for a
+    # container this plan never saw.
+    world = plan.world
+    if (container["id"] != world.container_id or container["config_hash"] != world.container_hash
+            or image_id != world.image_id):
+        return None
     baked = engine.api.images(filters={"label": f"io.envctl.baked-for={manifest.name}"})
     return {"socket": socket, "name": manifest.name, "manifest": str(loaded.file), "container": container,
             "image": {"ref": plan.container.image, "id": image_id}, "baked": quick_up.baked_list(baked),

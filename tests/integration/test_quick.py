@@ -8,9 +8,12 @@ full path imports typer, the quick path does not. Never timings.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +161,45 @@ def test_a_change_the_plan_reads_takes_the_full_path(world, change):
     assert again.quick and again.output == world.full.output
 
 
+def _lock_file(world) -> Path:
+    found = list((world.env.base / "cache" / "locks").glob(f"{world.env.container}.lock"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_the_workspace_removed_is_made_again_by_the_full_path(world):
+    workspace = world.env.base / "workspaces" / world.env.container
+    assert workspace.is_dir()
+    shutil.rmtree(workspace)
+    said = world.up()
+    assert not said.quick and said.output == world.full.output
+    assert workspace.is_dir()
+
+
+def test_a_read_only_cache_is_the_full_paths_error(world):
+    cache = world.env.base / "cache"
+    made = subprocess.run(["mount", "--bind", str(cache), str(cache)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"no bind mount here: {made.stderr.decode().strip()}")
+    try:
+        assert subprocess.run(["mount", "-o", "remount,bind,ro", str(cache)], capture_output=True).returncode == 0
+        said = world.up()
+        assert not said.quick and said.code == 5 and "read-only" in said.stderr
+    finally:
+        subprocess.run(["umount", str(cache)], check=True)
+
+
+def test_an_up_holding_the_environments_lock_is_waited_for(world):
+    """A full `up` (or `down`) holding the environment's lock is changing it: the quick path
+    does not answer past it; the full path waits for the lock, then answers."""
+    with open(_lock_file(world), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        # Released a little later whatever happens: which path answered is what is asserted.
+        threading.Timer(2.0, fcntl.flock, (held, fcntl.LOCK_UN)).start()
+        said = world.up()
+    assert not said.quick and said.output == world.full.output
+
+
 def test_a_lock_file_with_the_wrong_version_is_the_full_paths_error(world):
     (world.env.manifest.parent / "manifest.lock").write_text("version: 99\nsources: {}\n")
     said = world.up()
@@ -276,3 +318,30 @@ def test_an_image_tarball_touched_takes_the_full_path(make_env, engine, tarballs
     (tmp_path / "run.env").write_text("A=1\n")  # the optional env file appears
     said = envctl(env, "up", str(env.manifest))
     assert not said.quick and said.code == 0
+
+
+def test_an_image_retagged_after_the_plan_is_not_recorded(world, engine, tarballs, monkeypatch):
+    """The record's engine facts are asked after the apply: an image ref re-tagged since this
+    plan observed it is not what this plan found present (the quick path would replay
+    "unchanged" where the full path recreates the container on the new image)."""
+    from envctl import apply
+    from envctl.hosts.local import LocalHost
+    from envctl.manifest.loader import load
+    from envctl.plan import Options
+    from envctl.planning import plan_on
+    from envctl.quick_up_record import Recording
+
+    for name in [k for k in os.environ if k.startswith("ENVCTL_")]:
+        monkeypatch.delenv(name)
+    for name, value in world.env.environ().items():
+        monkeypatch.setenv(name, value)
+    host = LocalHost.from_environ()
+    loaded = load(str(world.env.manifest))
+    plan = plan_on(host, loaded, Options(), host.engine())
+    report = apply.up(host, loaded, plan, lambda _line: None)
+    recording = Recording(["up", str(world.env.manifest)])
+    recording.note(host, loaded, plan, report)
+    assert recording.facts is not None  # the container this plan saw: recorded
+    tag_image(engine, tarballs.other)  # meanwhile, the ref names another image
+    recording.note(host, loaded, plan, report)
+    assert recording.facts is None

@@ -92,3 +92,55 @@ def test_the_quick_modules_import_nothing_heavy():
     assert "envctl.quick_up" in modules, done.stderr[-2000:]
     heavy = ("typer", "click", "pydantic", "pydantic_core", "docker", "requests", "urllib3", "yaml", "rich")
     assert sorted(m for m in modules if m.split(".")[0] in heavy) == []
+
+
+def test_a_file_edited_while_up_runs_is_recorded_as_it_was_read(tmp_path, monkeypatch):
+    """The record holds the bytes the plan was made from: a manifest edited after `up` read it
+    (and before `up` ended) must not be recorded as the bytes that answer rests on."""
+    from envctl import quick_up_record
+
+    monkeypatch.setenv("ENVCTL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ENVCTL_MANIFEST_PATH", str(tmp_path))
+    manifest = tmp_path / "demo" / "manifest.yaml"
+    manifest.parent.mkdir()
+    manifest.write_text("name: demo\n")
+    read = quick_up.content_print(str(manifest))
+    recording = quick_up_record.Recording.start(["up", "demo"])
+    assert recording is not None
+    try:
+        with open(manifest, encoding="utf-8") as file:  # what `up` plans from
+            file.read()
+        # Edited meanwhile, by another process (this one's own writes are recorded as it leaves them).
+        subprocess.run([sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write('setup: [{name: new, run: x}]\\n')",
+                        str(manifest)], check=True)
+        recording.facts = {"manifest": str(manifest), "candidates": []}
+    finally:
+        recording.finish(0)
+    record = json.loads(recording.path.read_text(encoding="utf-8"))
+    assert record["files"][str(manifest)] == read != quick_up.content_print(str(manifest))
+
+
+def test_what_up_wrote_must_still_be_writable_for_a_quick_answer(tmp_path):
+    """A record's written paths (quick_up_record._written_paths): a lock held by another
+    process, a file gone or a directory gone is the full path's."""
+    import fcntl
+
+    lock, directory = tmp_path / "env.lock", tmp_path / "workspace"
+    lock.write_text("")
+    directory.mkdir()
+    written = {str(lock): "file", str(directory): "dir", str(tmp_path): "parent"}
+    with quick_up._Writable(written) as writable:
+        assert writable.held
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with quick_up._Writable(written) as writable:
+            assert not writable.held
+    directory.rmdir()
+    with quick_up._Writable(written) as writable:
+        assert not writable.held
+    directory.mkdir()
+    lock.unlink()
+    with quick_up._Writable(written) as writable:
+        assert not writable.held
+    with quick_up._Writable({str(tmp_path): "a kind no record holds"}) as writable:
+        assert not writable.held
