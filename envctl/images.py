@@ -106,7 +106,9 @@ def _chunks(path: Path, progress: Callable[[int], None] | None, compression: str
             progress = None  # counted on the compressed side
         held, zeros = None, 0  # the tail: the last piece with a byte other than zero, then the zeros after it
         while True:
-            data = handle.read(SEND_CHUNK)
+            # 1 MiB, not SEND_CHUNK: each read here allocates its piece, and 4 MiB ones cost
+            # more page faults than they save calls (0.4 s more system time per GiB of zstd)
+            data = handle.read(CHUNK)
             if not data:
                 break
             if progress:
@@ -121,7 +123,7 @@ def _chunks(path: Path, progress: Callable[[int], None] | None, compression: str
                 yield from map(bytes, _zeros(zeros))
                 held, zeros = data, 0
         if digest is not None:
-            while source.read(SEND_CHUNK):  # a decompressor may stop before the file's last bytes
+            while source.read(CHUNK):  # a decompressor may stop before the file's last bytes
                 pass
             if digest.hexdigest() != expected_sha256:
                 raise sha256_mismatch(path, digest.hexdigest(), expected_sha256)
@@ -135,7 +137,7 @@ def _all_zero(piece: bytes | bytearray) -> bool:
     zeros (bytes equality; a memoryview comparison would go byte by byte in Python's loop)."""
     if piece[-1]:
         return False
-    return piece == (_ZERO_PIECE if len(piece) == SEND_CHUNK else bytes(len(piece)))
+    return piece == (_ZERO_PIECE if len(piece) == SEND_CHUNK else _ZERO_PIECE[: len(piece)])
 
 
 def _zeros(count: int) -> Iterator[memoryview]:
