@@ -26,8 +26,9 @@ What the record holds and the quick path checks again (`answer`):
   planned and applied (Python's audit hook `open`: manifest.yaml, profiles, cache records, the tarball
   identity records, a writable copy's stamp ...) and of the files whose absence counted (the
   manifest's lock file, the user configuration file, the inventory, container.env_file);
-- stat fingerprints (device, inode, size, mtime_ns, mode) of the paths the plan looked at
-  without opening them: each cached artifact's placed files and its local source, a `mode: rw`
+- stat fingerprints (device, inode, size, mtime_ns, mode; taken after the apply, and no record
+  is written when one of these paths, or the directory of one now absent, changed since `up`
+  began) of the paths the plan looked at without opening them: each cached artifact's placed files and its local source, a `mode: rw`
   artifact's workspace copy, container.mounts sources, the image tarball (a local file or the
   cached blob), the manifest's container.env_file;
 - what the full `up` wrote (the audit hook's `open` for writing and `os.mkdir`): each file

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from envctl import quick_up
@@ -125,6 +126,10 @@ class Recording:
         self.key = quick_up.record_key(self.args, self.environ)  # before anything is printed or changed
         self.path = quick_up.record_dir(self.environ) / f"{self.key}.json"
         self.facts: dict | None = None
+        # Stat fingerprints are taken after the apply: a path changed since this `up` began (its
+        # ctime after this, less a margin for the filesystem's coarse clock) may not be what the
+        # plan saw, and is no record's.
+        self.started_ns = time.time_ns() - 50_000_000
         self._stdout, self._stderr = _Tee(sys.stdout), _Tee(sys.stderr)
 
     @classmethod
@@ -148,6 +153,8 @@ class Recording:
         no-op that the quick path may answer (else nothing is recorded)."""
         try:
             self.facts = _facts(host, loaded, plan, report, self.environ)
+            if self.facts is not None and _changed_since(self.facts["stats"], self.started_ns):
+                self.facts = None
         except Exception:  # noqa: BLE001  (a record is an optimisation: never a reason for `up` to fail)
             self.facts = None
 
@@ -189,6 +196,23 @@ def _read_files(opened: dict, candidates: list[str]) -> dict | None:
             return None
         files[path] = opened[path] if path in opened else quick_up.content_print(path)
     return files
+
+
+def _changed_since(stats: dict, since_ns: int) -> bool:
+    """Whether any of the paths stat'ed changed (content, metadata, name) after `since_ns`; of
+    a path absent now, its nearest directory that is there (a removal changes it)."""
+    for path in stats:
+        while True:
+            try:
+                if os.stat(path).st_ctime_ns >= since_ns:
+                    return True
+                break
+            except OSError:
+                parent = os.path.dirname(path)
+                if parent == path:
+                    break
+                path = parent
+    return False
 
 
 def _written_paths(written: dict, records: Path) -> dict:

@@ -345,3 +345,31 @@ def test_an_image_retagged_after_the_plan_is_not_recorded(world, engine, tarball
     tag_image(engine, tarballs.other)  # meanwhile, the ref names another image
     recording.note(host, loaded, plan, report)
     assert recording.facts is None
+
+
+@pytest.mark.parametrize("change", ["touched", "removed"])
+def test_an_artifact_changed_after_the_plan_is_not_recorded(world, monkeypatch, change):
+    """Stat fingerprints are taken after the apply: an artifact touched or removed since the
+    plan counted it as cached is not recorded as that no-op's."""
+    from envctl import apply
+    from envctl.hosts.local import LocalHost
+    from envctl.manifest.loader import load
+    from envctl.plan import Options
+    from envctl.planning import plan_on
+    from envctl.quick_up_record import Recording
+
+    for name in [k for k in os.environ if k.startswith("ENVCTL_")]:
+        monkeypatch.delenv(name)
+    for name, value in world.env.environ().items():
+        monkeypatch.setenv(name, value)
+    recording = Recording(["up", str(world.env.manifest)])  # as `up` starts
+    host = LocalHost.from_environ()
+    loaded = load(str(world.env.manifest))
+    plan = plan_on(host, loaded, Options(), host.engine())
+    report = apply.up(host, loaded, plan, lambda _line: None)
+    recording.note(host, loaded, plan, report)
+    assert recording.facts is not None  # nothing changed: recorded
+    weights = _cached_weights(world)
+    os.utime(weights, ns=(1, 1)) if change == "touched" else weights.unlink()
+    recording.note(host, loaded, plan, report)
+    assert recording.facts is None
