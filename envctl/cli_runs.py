@@ -82,7 +82,10 @@ def _status_rows(client) -> list[dict]:
     return [{"name": e.name, "manifest": e.reference, "vars": dict(e.vars), "status": e.status, "cards": list(e.cards),
              "user": (e.container.labels or {}).get(LABEL_USER),
              "image": (e.container.attrs.get("Config") or {}).get("Image"), "manifest_file": e.manifest_file,
-             "workspace": e.workspace, "runs": listening_now(client, e.name, running_work(client, e.container))}
+             "workspace": e.workspace,
+             # The list's own inspection of each container (docker-py's list inspects them): one
+             # request per environment less, a round trip each on an SSH host.
+             "runs": listening_now(client, e.name, running_work(client, e.container, e.container.attrs))}
             for e in environments.all_environments(client)]
 
 

@@ -120,17 +120,20 @@ def _user() -> str:
         return f"uid {os.getuid()}"
 
 
-def running_work(client, container) -> tuple[Run, ...]:
+def running_work(client, container, attrs: dict | None = None) -> tuple[Run, ...]:
     """The work running in `container` (a docker-py Container, or its ID or name), in start
-    order. Empty when it is not running or is gone. Raises docker.errors.APIError when the engine
-    fails the inspection itself."""
+    order. Empty when it is not running or is gone. `attrs`: the container's inspection
+    (ContainerInspect) when the caller holds one taken in this command before any exec of
+    envctl's (`status` has docker-py's list's); None: inspected here. Raises
+    docker.errors.APIError when the engine fails the inspection itself."""
     from docker.errors import NotFound  # here, not at the top: status and plan import this module before any engine
 
     ident = getattr(container, "id", container)
-    try:
-        attrs = client.api.inspect_container(ident)
-    except NotFound:
-        return ()
+    if attrs is None:
+        try:
+            attrs = client.api.inspect_container(ident)
+        except NotFound:
+            return ()
     if not (attrs.get("State") or {}).get("Running"):
         return ()
     exec_ids = list(attrs.get("ExecIDs") or ())  # read before the /proc exec, which is not work
