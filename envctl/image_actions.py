@@ -21,7 +21,7 @@ from envctl.artifacts.cache import Cache
 from envctl.artifacts.sources import Source
 from envctl.errors import FetchError
 from envctl.hosts.base import WritableHost
-from envctl.image_step import ImageOutcome, ensure_image
+from envctl.image_step import UNASKED, ImageOutcome, ensure_image
 from envctl.images import IdentityCache
 from envctl.lifecycle import WorldChanged
 from envctl.manifest.loader import Loaded
@@ -36,7 +36,7 @@ def ensure(host: WritableHost, loaded: Loaded, plan: Plan, local: Cache, echo: C
     from envctl.apply import local_tarball
 
     client = host.engine()
-    check_unchanged(client, plan)
+    current = check_unchanged(client, plan)
     if plan.baked:
         outcome = ImageOutcome("baked", client.images.get(plan.baked).id)
         echo(f"image      {plan.baked}: baked (setup inside)")
@@ -59,26 +59,33 @@ def ensure(host: WritableHost, loaded: Loaded, plan: Plan, local: Cache, echo: C
 
         here = tarball_here(loaded, local)
         tarball = Source("file", str(here)) if here is not None else None
+    # The check's look-up is the image step's, one request (an SSH round trip) less, when only
+    # reads of this machine came in between; a download's minutes leave room for another `up`
+    # to load the image meanwhile, so the step then looks again.
     outcome = ensure_image(client, plan.image, tarball, IdentityCache(local.root / "state" / "tarballs.json"), progress,
-                           host.engine_socket(), loader=host.image_loader())
+                           host.engine_socket(), loader=host.image_loader(),
+                           current=UNASKED if downloaded else current)
     echo(f"image      {plan.image.ref}: {outcome.action}" + (f" ({outcome.note})" if outcome.note else ""))
     if outcome.action == "loaded":
         return outcome, "download+load" if downloaded else "load"
     return outcome, {"tagged": "tag", "built": "build"}.get(outcome.action, outcome.action)
 
 
-def check_unchanged(client, plan: Plan) -> None:
-    """The image ref names what it named when the plan was made."""
+def check_unchanged(client, plan: Plan):
+    """The image ref names what it named when the plan was made. Returns what it names now
+    (EngineImages.get: an EngineImage, or None), or image_step.UNASKED when the plan did not
+    read the engine (nothing to compare). Raises WorldChanged."""
     from envctl.image_identity import EngineImages
 
     if not plan.world.engine:
-        return
+        return UNASKED
     now = EngineImages(client, None).get(plan.image.ref)
     now_id = now.id if now is not None else None
     if now_id != plan.world.image_id:
         raise WorldChanged(f"image {plan.image.ref} changed since the plan was made: it was "
                            f"{plan.world.image_id or 'absent'}, it is {now_id or 'absent'}",
                            hint="run `envctl plan` again to see what up would do now")
+    return now
 
 
 def host_downloads(host: WritableHost, loaded: Loaded, plan: Plan) -> bool:

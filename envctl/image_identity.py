@@ -81,11 +81,15 @@ class EngineImages:
             if exc.status_code == 404:
                 return None
             raise ImageError(f"the engine could not look up {ref_or_id}: {exc.explanation or exc}") from None
-        descriptor = attrs.get("Descriptor")
-        if descriptor and descriptor.get("digest") == attrs["Id"]:
+        return self.taken(EngineImage(attrs["Id"], tuple(attrs.get("RepoTags") or ()),
+                                      dict((attrs.get("Config") or {}).get("Labels") or {}), attrs.get("Descriptor")))
+
+    def taken(self, image: EngineImage) -> EngineImage:
+        """`image`, as `get` of this engine found it (here or in another EngineImages), with what
+        it says of the image store remembered (so containerd_store asks nothing more)."""
+        if image.descriptor and image.descriptor.get("digest") == image.id:
             self._containerd = True  # only the containerd store reports a target descriptor
-        return EngineImage(attrs["Id"], tuple(attrs.get("RepoTags") or ()), dict((attrs.get("Config") or {}).get("Labels") or {}),
-                           descriptor)
+        return image
 
     def config_digest(self, image: EngineImage, read_export: bool = True) -> str | None:
         """The image's config digest. On the containerd store, from the records, else (with

@@ -85,16 +85,25 @@ def _checked(step: EnsureImage, tarball: Path, identity: TarballIdentity, engine
     return identity
 
 
+UNASKED = object()  # ensure_image's `current` when the caller did not look the ref up
+
+
 def ensure_image(client, step: EnsureImage, source: Source | None, identities: IdentityCache, progress: Progress | None = None,
-                 socket_path: str | None = None, loader=None) -> ImageOutcome:
-    """`socket_path`: the engine's local unix socket, when it has one (tarballs are then sent
+                 socket_path: str | None = None, loader=None, current: EngineImage | None | object = UNASKED) -> ImageOutcome:
+    """`current`: what the engine's ref step.ref names (EngineImages.get: an EngineImage, or None
+    when it names nothing), looked up by the caller in this command with nothing loaded, pulled,
+    tagged or built since; UNASKED: looked up here.
+    `socket_path`: the engine's local unix socket, when it has one (tarballs are then sent
     with sendfile, or read once and hashed on the way while a pinned sha256 is still unchecked). `loader(tarball, advance, identity)`: how a tarball reaches an engine that is
     not local (pushed to the remote host, loaded there); returns the engine's "Loaded image" lines.
 
     An image on the engine is the wanted one when its ID or its config digest is the tarball's
     (or the pinned) ID, on either image store (envctl/image_identity.py)."""
     engine = EngineImages(client, identities.file.parent / RECORDS)
-    current = engine.get(step.ref)
+    if current is UNASKED:
+        current = engine.get(step.ref)
+    elif current is not None:
+        current = engine.taken(current)
     if step.origin == "build":
         return _ensure_built(client, step, current, identities.file.parent / "contexts.json")
     tarball: Path | None = None
