@@ -144,3 +144,38 @@ def test_an_environment_is_chosen_in_two_requests_whatever_the_number_up(make_en
             described.config_hash, described.status, described.vars, described.workspace)
     with pytest.raises(environments.EnvctlError, match=f"no environment '{second.name}x' is up"):
         environments.choose(client, f"{second.name}x")
+
+
+def test_status_inspects_each_environments_container_once(make_env, tarballs, sent):
+    """docker-py's list inspects every container it lists; the work running in each is read
+    from that inspection (its State and ExecIDs), not from a second one."""
+    from envctl.cli_runs import _status_rows
+
+    env = make_env("cpu")
+    container = brought_up(env, tarballs, NO_SETUP)
+    sent.clear()
+    rows = [row for row in _status_rows(Engine(env.engine)) if row["name"] == env.container]
+    assert sent.count(f"GET /containers/{container.id}/json") == 1, sent
+    assert rows[0]["status"] == "running" and rows[0]["runs"] == []
+
+
+def test_up_of_an_environment_already_up_inspects_its_image_twice(make_env, tarballs, sent, monkeypatch):
+    """Once to plan, once to check that the ref names what the plan saw just before acting
+    (another `up` may have changed it meanwhile); the image step takes that second answer,
+    nothing having loaded, pulled, tagged or built in between."""
+    from typer.testing import CliRunner
+
+    from envctl.cli_app import app
+    import envctl.cli  # noqa: F401  (registers the commands on app)
+
+    env = make_env("cpu")
+    brought_up(env, tarballs, NO_SETUP)
+    for key in [k for k in os.environ if k.startswith("ENVCTL_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.environ(ENVCTL_NO_QUICK="1").items():
+        monkeypatch.setenv(key, value)
+    sent.clear()
+    done = CliRunner().invoke(app, ["up", str(env.manifest)])
+    assert done.exit_code == 0, done.output
+    assert f"image      {IMAGE}: present" in done.output
+    assert sent.count(f"GET /images/{IMAGE}/json") == 2, sent
