@@ -31,12 +31,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-from common import ENVCTL, bench_env, median, peak_rss_mib, run
+from common import ENVCTL, bench_env, busybox_rootfs, median, peak_rss_mib, run
 
 IMAGE = "envctl-bench/big:1"
 ENGINES = {"classic": "unix:///var/run/docker.sock", "containerd": "unix:///run/envctl-test-containerd/docker.sock"}
@@ -59,25 +58,6 @@ class MixedPayload:
         return taken
 
 
-def rootfs(path: Path, payload: int) -> None:
-    """A busybox rootfs tar with one `payload`-byte file."""
-    applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout.split()
-    with tarfile.open(path, "w") as archive:
-        for directory in ("bin", "tmp", "etc"):
-            info = tarfile.TarInfo(directory)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777
-            archive.addfile(info)
-        archive.add("/bin/busybox", "bin/busybox")
-        for applet in applets:
-            if applet != "busybox":
-                link = tarfile.TarInfo(f"bin/{applet}")
-                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-                archive.addfile(link)
-        info = tarfile.TarInfo("payload.bin")
-        info.size = payload
-        archive.addfile(info, MixedPayload(payload))
-
-
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -89,7 +69,7 @@ def sha256_of(path: Path) -> str:
 def tarballs(base: Path, size_mib: int, compressions: list[str]) -> dict:
     """{compression: path} of one image saved by Docker 20.10, compressed as asked."""
     root = base / "rootfs.tar"
-    rootfs(root, size_mib << 20)
+    busybox_rootfs(size_mib << 20, path=root, source=MixedPayload(size_mib << 20))
     run(["docker", "import", str(root), IMAGE], env=_env("classic"))
     root.unlink()
     plain = base / f"big-{size_mib}.tar"
@@ -116,7 +96,7 @@ def _env(engine: str, base: dict | None = None) -> dict:
 
 def docker_load(engine: str, compression: str, tarball: Path) -> list[str]:
     if engine == "classic" and compression == "zstd":  # Docker 20.10 refuses zstd: decompressed by the CLI a user has
-        return ["sh", "-c", f'zstd -dc "$1" | docker load', "sh", str(tarball)]
+        return ["sh", "-c", 'zstd -dc "$1" | docker load', "sh", str(tarball)]
     return ["docker", "load", "-i", str(tarball)]
 
 

@@ -14,9 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 ENVCTL = [sys.executable, "-m", "envctl"]
 
 
-def busybox_rootfs(extra_file_bytes: int = 0, random: bool = True) -> Path:
-    """A busybox rootfs tar (optionally with one big file) written to a temporary file."""
-    path = Path("/tmp/envctl-bench-rootfs.tar")
+def busybox_rootfs(extra_file_bytes: int = 0, random: bool = True, path: Path | None = None,
+                   source=None) -> Path:
+    """A busybox rootfs tar (optionally with one big file, payload.bin) written to `path` (a
+    temporary file by default). The big file's bytes come from `source` (a readable file object)
+    when given, else from /dev/urandom (`random`) or /dev/zero."""
+    path = path or Path("/tmp/envctl-bench-rootfs.tar")
     applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout.split()
     with tarfile.open(path, "w") as archive:
         for directory in ("bin", "tmp", "etc"):
@@ -32,9 +35,11 @@ def busybox_rootfs(extra_file_bytes: int = 0, random: bool = True) -> Path:
         if extra_file_bytes:
             info = tarfile.TarInfo("payload.bin")
             info.size = extra_file_bytes
-            source = open("/dev/urandom" if random else "/dev/zero", "rb")
+            own = source is None
+            source = open("/dev/urandom" if random else "/dev/zero", "rb") if own else source
             archive.addfile(info, source)
-            source.close()
+            if own:
+                source.close()
     return path
 
 

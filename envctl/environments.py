@@ -54,16 +54,10 @@ def _describe(container) -> Environment:
 
 def _vars(container) -> dict:
     """The --var values of its label; a label envctl did not write is an error, as for cards."""
-    import json
+    from envctl.var_label import parse_vars_label
 
-    text = container.labels.get(LABEL_VARS)
-    if not text:
-        return {}
-    try:
-        values = json.loads(text)
-    except ValueError:
-        values = None
-    if not isinstance(values, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
+    values = parse_vars_label(container.labels.get(LABEL_VARS))
+    if values is None:
         raise EnvctlError(f"container {container.name}: label {LABEL_VARS} is not a JSON object of text values",
                           hint="envctl did not write that label; remove the container (docker rm) and run envctl up again")
     return values

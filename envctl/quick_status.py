@@ -24,7 +24,6 @@ compares the two on real engines).
 
 from __future__ import annotations
 
-import json
 from typing import Mapping
 
 from envctl.engine_socket import Engine, EngineUnanswered, filters, socket_path
@@ -123,12 +122,9 @@ def _cards(text) -> tuple[int, ...]:
 
 
 def _vars(text) -> dict:
-    if not text:
-        return {}
-    try:
-        values = json.loads(text)
-    except ValueError:
-        values = None
-    if not isinstance(values, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
-        raise CannotDecide()
+    from envctl.var_label import parse_vars_label
+
+    values = parse_vars_label(text)
+    if values is None:
+        raise CannotDecide()  # the full path names the label envctl did not write
     return values
