@@ -84,7 +84,7 @@ class World:
 
 
 @pytest.fixture
-def world(make_env, engine, tarballs, tmp_path) -> World:
+def world(make_env, engine, tarballs, tmp_path):
     """A cpu environment with a profile, an artifact and a setup step, brought up, and its
     no-op `up` recorded by a second (full) `up`."""
     tag_image(engine, tarballs.plain)
@@ -111,7 +111,18 @@ def world(make_env, engine, tarballs, tmp_path) -> World:
     assert first.code == 0, first.stderr
     full = envctl(env, "up", str(env.manifest), quick=False)
     assert full.code == 0 and f"container  {env.container}: unchanged" in full.stderr, full.stderr
-    return World(env, profile, weights, full)
+    yield World(env, profile, weights, full)
+    # The tarballs' images as the session fixture leaves them: not on the engine under any name.
+    # Left under REF (or untagged, while this test's container held them), a later test's `up`
+    # of the same tarball would find the image and tag it where it expects a load.
+    container = env.get()
+    if container is not None:
+        container.remove(force=True)
+    for name in (REF, tarballs.image_id, tarballs.other_id):
+        try:
+            engine.images.remove(name, force=True)
+        except docker.errors.ImageNotFound:
+            pass
 
 
 def test_up_already_up_is_answered_quickly_with_the_full_paths_bytes(world):
