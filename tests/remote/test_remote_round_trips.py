@@ -77,13 +77,19 @@ def test_a_second_command_on_the_live_master_asks_no_facts(world, traced):
     assert len(_sessions(trace)) == 1
 
 
+def _cached_artifact(host, key: str, digit: str) -> tuple[str, dict]:
+    """(entry, record) of a three-byte artifact placed in the host's cache with its record."""
+    entry = f"{host.cache_root}/artifacts/file/{key}/weights"
+    record = {"files": [{"path": "", "size": 3, "sha256": digit * 64}]}
+    host.write_file(entry, b"abc")
+    host.write_file(entry + ".json", json.dumps(record).encode())
+    return entry, record
+
+
 def test_an_artifact_record_is_read_once_until_something_runs_on_the_host(world, traced):
     open_host, trace = traced
     host = open_host()
-    entry = f"{host.cache_root}/artifacts/file/0123/weights"
-    record = {"files": [{"path": "", "size": 3, "sha256": "x" * 64}]}
-    host.write_file(entry, b"abc")
-    host.write_file(entry + ".json", json.dumps(record).encode())
+    entry, record = _cached_artifact(host, "0123", "x")
     _sessions(trace)
     assert host.artifact_record(entry) == record
     assert host.artifact_record(entry) == record  # the plan's asks (its cache view, its copies)
@@ -98,10 +104,7 @@ def test_an_artifact_record_is_read_once_until_something_runs_on_the_host(world,
 def test_the_next_command_reads_the_records_the_last_one_asked_with_its_probe_round(world, traced):
     open_host, trace = traced
     host = open_host()
-    entry = f"{host.cache_root}/artifacts/file/4567/weights"
-    record = {"files": [{"path": "", "size": 3, "sha256": "y" * 64}]}
-    host.write_file(entry, b"abc")
-    host.write_file(entry + ".json", json.dumps(record).encode())
+    entry, record = _cached_artifact(host, "4567", "y")
     assert host.artifact_record(entry) == record
     _sessions(trace)
     again = open_host()  # on the live master: the probe round starts, with that record
