@@ -181,7 +181,8 @@ def _write(text: str) -> None:
 def _quick(args: list[str]) -> bool:
     """The plain forms of the hot commands, answered without typer when they can be decided
     quickly (`up NAME` of an environment a recorded plan found already up: envctl/quick_up.py;
-    `status`: envctl/quick_status.py). False: the full path answers, as if this were not here.
+    `status`: envctl/quick_status.py; `status --host NAME` through a live master's forwarded
+    engine socket: envctl/quick_status_remote.py). False: the full path answers, as if this were not here.
     ENVCTL_NO_QUICK=1 always takes the full path."""
     if os.environ.get("ENVCTL_NO_QUICK") == "1":
         return False
@@ -189,6 +190,14 @@ def _quick(args: list[str]) -> bool:
         from envctl.quick_status import answer
 
         out = answer(os.environ)
+        if out is None:
+            return False
+        _write(out)
+        return True
+    if len(args) > 1 and args[0] == "status" and args[1].startswith("-"):
+        from envctl.quick_status_remote import answer as remote_answer
+
+        out = remote_answer(args[1:], os.environ)
         if out is None:
             return False
         _write(out)

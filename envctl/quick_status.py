@@ -35,6 +35,7 @@ LABEL_VARS = "io.envctl.vars"
 LABEL_CARDS = "io.envctl.cards"
 LABEL_USER = "io.envctl.user"
 TOP_ARGS = "-o pid,ppid,etimes,stat,args"  # envctl/runs.py _TOP_ARGS
+TOP_QUERY = {"ps_args": TOP_ARGS}
 
 
 class CannotDecide(Exception):
@@ -65,14 +66,28 @@ def _listed(engine: Engine) -> list[dict]:
 
 def _row(engine: Engine, listed: dict) -> tuple[str, str]:
     """(name, the line) of one environment, as cli_runs.status prints it."""
-    status, attrs = engine.get(f"/containers/{listed.get('Id')}/json")
+    attrs = inspected(*engine.get(f"/containers/{listed.get('Id')}/json"))
+    if attrs["State"].get("Running"):
+        if attrs.get("ExecIDs"):
+            raise CannotDecide()
+        only_keep_alive(attrs, *engine.get(f"/containers/{attrs['Id']}/top", TOP_QUERY))
+    return row(attrs)
+
+
+def inspected(status: int, attrs) -> dict:
+    """The inspection of a listed container (`GET /containers/{id}/json`: HTTP status, JSON);
+    CannotDecide when it is gone since the list (the full path fails on it) or not as expected."""
     if status != 200 or not isinstance(attrs, dict) or not isinstance(attrs.get("State"), dict):
-        raise CannotDecide()  # gone since the list (the full path fails on it), or not as expected
+        raise CannotDecide()
+    return attrs
+
+
+def row(attrs: dict) -> tuple[str, str]:
+    """(name, the line) of the environment whose container's inspection is `attrs`, when no
+    work runs in it, as cli_runs.status prints it."""
     state = attrs["State"]
     name = str(attrs.get("Name", "")).lstrip("/")  # docker-py Container.name
     labels = (attrs.get("Config") or {}).get("Labels") or {}
-    if state.get("Running"):
-        _no_work(engine, attrs)
     variant = labels.get(LABEL_VARIANT)
     manifest = labels.get(LABEL_MANIFEST, "?")
     reference = f"{manifest}:{variant}" if variant else manifest
@@ -84,12 +99,11 @@ def _row(engine: Engine, listed: dict) -> tuple[str, str]:
     return name, f"{name:<32} {state.get('Status'):<8} cards {cards:<12} {reference}{given}  ({image}){by}\n"
 
 
-def _no_work(engine: Engine, attrs: dict) -> None:
-    """Raise CannotDecide unless nothing runs in the running container but its keep-alive
-    process (envctl/runs.py running_work finds no work then)."""
-    if attrs.get("ExecIDs"):
-        raise CannotDecide()
-    status, top = engine.get(f"/containers/{attrs['Id']}/top", {"ps_args": TOP_ARGS})
+def only_keep_alive(attrs: dict, status: int, top) -> None:
+    """Raise CannotDecide unless `docker top` of the running container (`GET
+    /containers/{id}/top` with TOP_QUERY: HTTP status, JSON) lists nothing but its keep-alive
+    process (envctl/runs.py running_work finds no work then; the caller has seen no exec in
+    the inspection `attrs`)."""
     if status != 200 or not isinstance(top, dict):
         raise CannotDecide()  # the full path reads /proc with an exec instead
     titles = top.get("Titles") or []
@@ -99,11 +113,11 @@ def _no_work(engine: Engine, attrs: dict) -> None:
     except ValueError:
         raise CannotDecide() from None
     pids = []
-    for row in top.get("Processes") or ():
+    for process in top.get("Processes") or ():
         try:
-            if "Z" in row[stat_at]:
+            if "Z" in process[stat_at]:
                 continue  # a zombie: not work (runs.py skips it too)
-            pids.append(int(row[pid_at]))
+            pids.append(int(process[pid_at]))
         except (ValueError, IndexError, TypeError):
             raise CannotDecide() from None
     if not pids or any(pid != attrs["State"].get("Pid") for pid in pids):

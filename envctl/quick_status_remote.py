@@ -1,0 +1,237 @@
+"""`envctl status --host NAME` answered without typer, pydantic, docker-py or ssh, or not at all.
+
+`answer(args, environ)` prints what the full `status --host NAME` prints (envctl/cli_runs.py
+status: each row after the host's name) when one host is named and it can be decided quickly,
+else returns None and the full path runs, unchanged:
+
+- the arguments: `--host/--hosts/-H NAME` (repeated, comma lists, groups, ranges: whatever names
+  exactly one host), `--ssh-config PATH`, `--inventory PATH`, each also as `--option=VALUE`;
+  any other option or argument, a value starting with `-` and an option given twice are left
+  to the full path;
+- the host: the inventory read by envctl/remote/inventory.py itself (the full path's reading and
+  selection, so the same host and destination), without a problem or a warning;
+- the engine: reached only through what an earlier envctl left running, a live master and the
+  engine's socket forwarded over it (envctl/remote/live_master.py); no ssh is started and no
+  new connection is made anywhere;
+- the environments: decided from the engine's answers exactly as `status` decides them
+  (envctl/quick_status.py: no work running in any of them, else the full path).
+
+Engine requests, on one connection to the forwarded socket: the list, then the inspection of
+every listed container and `docker top` of each the list says is running, all sent at once
+(HTTP/1.1 pipelining: the engine, Go's net/http, answers them in order on the connection).
+Each request through the forward costs a round trip to the host, so this is two of them plus
+the forward's channel opening, whatever the number of environments; the full path makes one
+request after another (the API version, the list, then each inspection and `docker top`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping, NamedTuple, Sequence
+
+HOST_OPTIONS = ("--host", "--hosts", "-H")  # envctl/cli_remote.py host_option
+VALUE_OPTIONS = {"--ssh-config": "ssh_config", "--inventory": "inventory"}
+
+
+class Wanted(NamedTuple):
+    hosts: tuple[str, ...]  # as typed, each possibly a comma list
+    ssh_config: str | None
+    inventory: str | None
+
+
+def parse(args: Sequence[str]) -> Wanted | None:
+    """The options of `status` after the command name, when they are all of the forms answered
+    here and name at least one host; else None."""
+    hosts: list[str] = []
+    given: dict[str, str] = {}
+    words = list(args)
+    while words:
+        word = words.pop(0)
+        option, equals, value = word.partition("=")
+        if not option.startswith("--"):
+            option, equals, value = word, "", ""
+        if option not in HOST_OPTIONS and option not in VALUE_OPTIONS:
+            return None
+        if not equals:
+            if not words:
+                return None
+            value = words.pop(0)
+        if not value or value.startswith("-"):
+            return None  # click's reading of such a value is the full path's to say
+        if option in HOST_OPTIONS:
+            hosts.append(value)
+        elif VALUE_OPTIONS[option] in given:
+            return None
+        else:
+            given[VALUE_OPTIONS[option]] = value
+    if not hosts:
+        return None
+    return Wanted(tuple(hosts), given.get("ssh_config"), given.get("inventory"))
+
+
+def answer(args: Sequence[str], environ: Mapping[str, str]) -> str | None:
+    """What `envctl status ARGS` prints on stdout (its exit code is 0), or None: take the full path."""
+    wanted = parse(args)
+    if wanted is None:
+        return None
+    host = _host(wanted, environ)
+    if host is None:
+        return None
+    name, destination = host
+    from envctl.remote.live_master import forwarded_engine, ssh_config
+
+    local = forwarded_engine(destination, ssh_config(wanted.ssh_config, environ), environ)
+    if local is None:
+        return None
+    from envctl.engine_socket import EngineUnanswered
+    from envctl.quick_status import CannotDecide
+
+    try:
+        rows = _rows(local, _tracer(name, environ))
+    except (CannotDecide, EngineUnanswered):
+        return None
+    if not rows:
+        return "no environments\n"
+    return "".join(f"{name:<12} {line}" for _name, line in sorted(rows, key=lambda row: row[0]))
+
+
+def _host(wanted: Wanted, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """(name, SSH destination) of the one host the options name, as the full path chooses it
+    (envctl/cli_remote.py entries); None for several, none, a problem or a warning."""
+    warned: list[str] = []
+    try:
+        from envctl.remote.inventory import load_inventory, select
+
+        chosen = select(load_inventory(wanted.inventory, environ), list(wanted.hosts), warn=warned.append)
+    except Exception:  # noqa: BLE001 (any problem: the full path says it, as it always does)
+        return None
+    if warned or len(chosen) != 1:
+        return None
+    return chosen[0].name, chosen[0].ssh
+
+
+def _rows(local: str, trace) -> list[tuple[str, str]]:
+    """(name, line) of every environment, from the engine at the forwarded socket `local`."""
+    from envctl.engine_socket import filters
+    from envctl.quick_status import (
+        LABEL_MANIFEST,
+        TOP_QUERY,
+        CannotDecide,
+        inspected,
+        only_keep_alive,
+        row,
+    )
+
+    with Pipelined(local, trace) as engine:
+        [(status, listed)] = engine.get([("/containers/json", {"all": "1", "filters": filters(label=[LABEL_MANIFEST])})])
+        if status != 200 or not isinstance(listed, list) or not all(isinstance(c, dict) for c in listed):
+            raise CannotDecide()
+        asked = []
+        for container in listed:
+            asked.append((f"/containers/{container.get('Id')}/json", None))
+            if container.get("State") == "running":  # the list's word; the inspection decides
+                asked.append((f"/containers/{container.get('Id')}/top", TOP_QUERY))
+        answers = iter(engine.get(asked))
+        rows = []
+        for container in listed:
+            attrs = inspected(*next(answers))
+            top = next(answers) if container.get("State") == "running" else None
+            if attrs["State"].get("Running"):
+                if attrs.get("ExecIDs"):
+                    raise CannotDecide()
+                if top is None:  # started since the list
+                    [top] = engine.get([(f"/containers/{attrs['Id']}/top", TOP_QUERY)])
+                only_keep_alive(attrs, *top)
+            rows.append(row(attrs))
+        return rows
+
+
+def _tracer(name: str, environ: Mapping[str, str]):
+    """With ENVCTL_SSH_TRACE=FILE, what envctl/remote/ssh.py trace appends for each engine request
+    through a forwarded socket (kind "api", as envctl/hosts/ssh.py counts docker-py's)."""
+    path = environ.get("ENVCTL_SSH_TRACE")
+    if not path:
+        return None
+
+    def trace(target: str) -> None:
+        import time
+
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(f"api {name} @{time.time():.3f} {f'GET {target}'[:200]}".replace("\n", " ") + "\n")
+
+    return trace
+
+
+class Pipelined:
+    """One HTTP/1.1 connection to an engine's unix socket on which several GET requests are sent
+    at once and their answers read in order (http.client reads each answer; it sends one
+    request at a time itself). Use as a context manager."""
+
+    def __init__(self, path: str, trace=None):
+        import socket
+
+        from envctl.engine_socket import TIMEOUT
+
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._socket.settimeout(TIMEOUT)
+        self._path, self._reader, self._trace = path, None, trace
+
+    def __enter__(self) -> "Pipelined":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._socket.close()
+
+    def makefile(self, *_args, **_kwargs):
+        """For http.client.HTTPResponse: every answer is read from the one buffer, which must
+        outlive each answer (they may share a read)."""
+        return self._reader
+
+    def get(self, targets: Sequence[tuple[str, Mapping[str, str] | None]]) -> list[tuple[int, object]]:
+        """(HTTP status, the JSON answer) of `GET path?query` for each (path, query), in order.
+        Raises EngineUnanswered (envctl/engine_socket.py) when the socket cannot be reached, an
+        answer is cut or is not JSON, or the engine closes the connection before the last."""
+        import http.client
+        import json
+        import socket
+        from urllib.parse import urlencode
+
+        from envctl.engine_socket import EngineUnanswered
+
+        if not targets:
+            return []
+        paths = [path + (f"?{urlencode(query)}" if query else "") for path, query in targets]
+        answers: list[tuple[int, object]] = []
+        try:
+            if self._reader is None:
+                self._socket.connect(self._path)
+                self._reader = _Kept(socket.SocketIO(self._socket, "rb"))
+            self._socket.sendall(b"".join(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n"
+                                          "Accept-Encoding: identity\r\n\r\n".encode() for path in paths))
+            for path in paths:
+                if self._trace is not None:
+                    self._trace(path)
+                answer = http.client.HTTPResponse(self, method="GET")
+                answer.begin()
+                body = answer.read()
+                if answer.will_close and len(answers) < len(paths) - 1:
+                    raise EngineUnanswered(f"GET {path}: the engine closed the connection")
+                answers.append((answer.status, json.loads(body) if body else None))
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise EngineUnanswered(f"GET {paths[min(len(answers), len(paths) - 1)]}: {exc}") from None
+        return answers
+
+
+class _Kept:
+    """A buffered reader of the socket that an answer's close leaves open."""
+
+    def __init__(self, raw):
+        import io
+
+        self._buffer = io.BufferedReader(raw)
+
+    def __getattr__(self, name):
+        return getattr(self._buffer, name)
+
+    def close(self) -> None:
+        pass  # the connection closes with Pipelined
