@@ -12,6 +12,7 @@ is not trusted on a tarball that is not the pinned one, and that mismatch is wha
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -19,10 +20,11 @@ from pathlib import Path
 
 import docker
 import pytest
+import zstandard
 
 from engines import CLASSIC, connect
 from envctl.images import SEND_CHUNK, load_tarball
-from envctl.tarballs import Sha256Mismatch, read_identity
+from envctl.tarballs import ImageError, Sha256Mismatch, read_identity
 from testimages import save_image
 
 pytestmark = pytest.mark.both_engines
@@ -108,6 +110,54 @@ def test_zeros_after_the_archive_are_not_all_that_is_held_back(engine, engine_un
         load_tarball(engine, padded, None, socket_path, expected_sha256=WRONG)
     _nothing_loaded(engine, padded)
     assert load_tarball(engine, padded, None, socket_path, expected_sha256=_sha256(padded)) == [f"Loaded image: {REF}"]
+
+
+@pytest.fixture(scope="module")
+def packed(big) -> dict:
+    """`big` compressed: on a local socket envctl decompresses these itself and sends the plain tar."""
+    out = {}
+    for compression, compress in (("gzip", lambda data: gzip.compress(data, compresslevel=1)),
+                                  ("zstd", lambda data: zstandard.ZstdCompressor().compress(data))):
+        out[compression] = big.with_name(f"big.tar.{compression}")
+        out[compression].write_bytes(compress(big.read_bytes()))
+    return out
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_a_compressed_tarball_decompressed_here_is_checked_on_the_way(engine, engine_under_test, big, packed, absent, compression):
+    tarball = packed[compression]
+    with pytest.raises(Sha256Mismatch) as raised:
+        load_tarball(engine, tarball, None, _socket(engine_under_test), expected_sha256=WRONG)
+    assert raised.value.message == f"{tarball} has sha256 {_sha256(tarball)}, the manifest expects {WRONG}; nothing was loaded"
+    _nothing_loaded(engine, big)
+    counted = []
+    lines = load_tarball(engine, tarball, counted.append, _socket(engine_under_test), expected_sha256=_sha256(tarball))
+    assert lines == [f"Loaded image: {REF}"]
+    assert engine.images.get(REF).id in read_identity(big).ids
+    assert sum(counted) == tarball.stat().st_size  # progress counts the file as stored
+
+
+def test_a_truncated_gzip_tarball_is_refused_by_envctl_before_its_end_reaches_the_engine(engine, engine_under_test, big, packed,
+                                                                                        absent, tmp_path):
+    data = packed["gzip"].read_bytes()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ImageError) as raised:
+        load_tarball(engine, cut, None, _socket(engine_under_test))
+    assert raised.value.message.startswith(f"{cut} is not a readable gzip-compressed image tarball (EOFError: ")
+    assert raised.value.message.endswith("); nothing was loaded")
+    _nothing_loaded(engine, big)
+
+
+def test_a_truncated_zstd_tarball_loads_nothing(engine, engine_under_test, big, packed, absent, tmp_path):
+    """python-zstandard's reader ends a truncated frame without an error: the body then ends with
+    its last chunk, and what refuses it is the engine's tar reader (the archive has no end)."""
+    data = packed["zstd"].read_bytes()
+    cut = tmp_path / "cut.tar.zst"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ImageError, match=f"the engine could not load {cut}: .*unexpected EOF"):
+        load_tarball(engine, cut, None, _socket(engine_under_test))
+    _nothing_loaded(engine, big)
 
 
 MANIFEST = """\

@@ -15,6 +15,7 @@ import json
 import lzma
 import subprocess
 import tarfile
+import threading
 
 import pytest
 import zstandard
@@ -198,6 +199,19 @@ def test_a_truncated_compressed_tarball_is_refused_with_its_format(tmp_path, com
     path.write_bytes(packed[: len(packed) // 2])
     with pytest.raises(ImageError, match=f"is not a readable {compression}-compressed image tarball"):
         read_identity(path)
+
+
+def test_corrupt_deflate_data_is_refused_with_its_format(tmp_path):
+    """A gzip whose deflate data is damaged (its first block of the reserved type 3, RFC 1951
+    3.2.3): whichever library inflates it (ISA-L's errors are not zlib's), the answer is the same
+    clear error."""
+    packed = bytearray(gzip.compress(legacy(), mtime=0))
+    packed[10] |= 0b110  # the byte after the 10-byte header (no name written by gzip.compress): BTYPE 11
+    path = tmp_path / "damaged.tar.gz"
+    path.write_bytes(bytes(packed))
+    with pytest.raises(ImageError, match="is not a readable gzip-compressed image tarball"):
+        read_identity(path)
+    assert not [t for t in threading.enumerate() if t.name == "envctl-tarball-sha256"]  # the hashing thread ended with the read
 
 
 def test_a_tarball_without_manifest_or_index_is_not_an_image(tmp_path):
