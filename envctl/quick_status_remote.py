@@ -30,6 +30,8 @@ import os
 from typing import Mapping, NamedTuple, Sequence
 
 HOST_OPTIONS = ("--host", "--hosts", "-H")  # envctl/cli_remote.py host_option
+HOSTS_KEPT = "quick-status-hosts.json"  # the inventory's readings kept in the control directory
+HOSTS_KEPT_MOST = 16
 VALUE_OPTIONS = {"--ssh-config": "ssh_config", "--inventory": "inventory"}
 
 
@@ -74,13 +76,16 @@ def answer(args: Sequence[str], environ: Mapping[str, str]) -> str | None:
     wanted = parse(args)
     if wanted is None:
         return None
-    host = _host(wanted, environ)
+    from envctl.remote.live_master import control_directory, forwarded_engine, ssh_config
+
+    directory = control_directory(environ)
+    if directory is None:
+        return None
+    host = _host(wanted, environ, directory)
     if host is None:
         return None
     name, destination = host
-    from envctl.remote.live_master import forwarded_engine, ssh_config
-
-    local = forwarded_engine(destination, ssh_config(wanted.ssh_config, environ), environ)
+    local = forwarded_engine(destination, ssh_config(wanted.ssh_config, environ), directory)
     if local is None:
         return None
     from envctl.engine_socket import EngineUnanswered
@@ -95,9 +100,20 @@ def answer(args: Sequence[str], environ: Mapping[str, str]) -> str | None:
     return "".join(f"{name:<12} {line}" for _name, line in sorted(rows, key=lambda row: row[0]))
 
 
-def _host(wanted: Wanted, environ: Mapping[str, str]) -> tuple[str, str] | None:
+def _host(wanted: Wanted, environ: Mapping[str, str], directory: str) -> tuple[str, str] | None:
     """(name, SSH destination) of the one host the options name, as the full path chooses it
-    (envctl/cli_remote.py entries); None for several, none, a problem or a warning."""
+    (envctl/cli_remote.py entries); None for several, none, a problem or a warning.
+
+    The inventory's reading (envctl/remote/inventory.py: yaml, and pydantic for its suggestions,
+    most of this path's own time) is kept in `directory` (the private control directory) under
+    a key of what it depends on (`inventory_key`): the same file bytes and names read the same."""
+    key = inventory_key(wanted, environ)
+    if key is None:
+        return None
+    kept_path = os.path.join(directory, HOSTS_KEPT)
+    kept = _kept(kept_path)
+    if isinstance(kept.get(key), list) and len(kept[key]) == 2 and all(isinstance(v, str) for v in kept[key]):
+        return kept[key][0], kept[key][1]
     warned: list[str] = []
     try:
         from envctl.remote.inventory import load_inventory, select
@@ -107,7 +123,74 @@ def _host(wanted: Wanted, environ: Mapping[str, str]) -> tuple[str, str] | None:
         return None
     if warned or len(chosen) != 1:
         return None
-    return chosen[0].name, chosen[0].ssh
+    found = chosen[0].name, chosen[0].ssh
+    if inventory_key(wanted, environ) == key:  # not changed while it was read: keep it
+        _keep(kept_path, {**dict(list(kept.items())[-(HOSTS_KEPT_MOST - 1):]), key: list(found)})
+    return found
+
+
+def inventory_file(given: str | None, environ: Mapping[str, str]) -> str | None:
+    """The inventory file the full path reads (envctl/remote/inventory.py inventory_path, as a
+    string; tests/unit/test_quick_status_remote.py holds the two to each other): --inventory,
+    else ENVCTL_INVENTORY, else the default file when there is one."""
+    from envctl.paths import config_home, expand_home
+
+    named = given or environ.get("ENVCTL_INVENTORY")
+    if named:
+        return expand_home(named, environ)
+    home = config_home(environ)
+    default = home / "inventory.yaml" if home is not None else None
+    return str(default) if default is not None and default.is_file() else None
+
+
+def inventory_key(wanted: Wanted, environ: Mapping[str, str]) -> str | None:
+    """What the host chosen by `wanted` depends on, hashed: the inventory file's absolute path and
+    bytes (none without one), the names typed, and the reader (envctl/remote/inventory.py's size
+    and modification time: another envctl reads it anew). None when the file cannot be read."""
+    import hashlib
+    import json
+
+    import envctl
+
+    path = inventory_file(wanted.inventory, environ)
+    content = None
+    if path is not None:
+        try:
+            with open(path, "rb") as file:
+                content = hashlib.sha256(file.read()).hexdigest()
+        except OSError:
+            return None  # the full path says why
+        path = os.path.abspath(path)
+    try:
+        reader = os.stat(os.path.join(os.path.dirname(envctl.__file__), "remote", "inventory.py"))
+    except OSError:
+        return None
+    said = [path, content, list(wanted.hosts), reader.st_size, reader.st_mtime_ns]
+    return hashlib.sha256(json.dumps(said).encode()).hexdigest()
+
+
+def _kept(path: str) -> dict:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            kept = json.load(file)
+    except (OSError, ValueError):
+        return {}
+    return kept if isinstance(kept, dict) else {}
+
+
+def _keep(path: str, kept: dict) -> None:
+    """Written whole or not at all (a concurrent envctl reads either)."""
+    import json
+
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "w", encoding="utf-8") as file:
+            json.dump(kept, file)
+        os.replace(temporary, path)
+    except OSError:
+        pass  # only the inventory's reading saved next time
 
 
 def _rows(local: str, trace) -> list[tuple[str, str]]:

@@ -32,15 +32,17 @@ from typing import Mapping
 PROBE_TIMEOUT = 2.0  # seconds for a local socket to accept (ssh.py _answers waits as long)
 
 
-def control_directory(environ: Mapping[str, str]) -> str:
-    """Where the master sockets live, as envctl/remote/ssh.py _control_dir says (without making
-    it): ENVCTL_SSH_CONTROL_DIR, else envctl-ssh-UID in the temporary directory."""
-    given = environ.get("ENVCTL_SSH_CONTROL_DIR") or None
-    if given:
-        return given
-    import tempfile  # only here: it imports random and shutil (a few ms)
+def control_directory(environ: Mapping[str, str]) -> str | None:
+    """Where the master sockets live, as envctl/remote/ssh.py _control_dir says
+    (ENVCTL_SSH_CONTROL_DIR, else envctl-ssh-UID in the temporary directory), when it is there,
+    this user's and open to no one else; else None (the full path makes it, or refuses a
+    directory another user made)."""
+    directory = environ.get("ENVCTL_SSH_CONTROL_DIR") or None
+    if directory is None:
+        import tempfile  # only here: it imports random and shutil (a few ms)
 
-    return os.path.join(tempfile.gettempdir(), f"envctl-ssh-{os.getuid()}")
+        directory = os.path.join(tempfile.gettempdir(), f"envctl-ssh-{os.getuid()}")
+    return directory if _own(directory, stat.S_ISDIR, private=True) else None
 
 
 def ssh_config(given: str | None, environ: Mapping[str, str]) -> str | None:
@@ -59,14 +61,12 @@ def forward_name(destination: str, config: str | None, remote_socket: str) -> st
     return "docker-" + hashlib.sha256(f"{destination}\0{config}\0{remote_socket}".encode()).hexdigest()[:16] + ".sock"
 
 
-def forwarded_engine(destination: str, config: str | None, environ: Mapping[str, str]) -> str | None:
+def forwarded_engine(destination: str, config: str | None, directory: str) -> str | None:
     """The local unix socket at which the engine of `destination` (an SSH destination as the
     inventory resolves it; `config`: the ssh config file, see `ssh_config`) is forwarded by a
-    live master connection, as the full path would use it; None when the full path would do
-    anything else (open a master, read the facts, forward the socket) or fail."""
-    directory = control_directory(environ)
-    if not _own(directory, stat.S_ISDIR, private=True):
-        return None  # the full path makes it, or refuses a directory another user made
+    live master connection whose socket is in `directory` (see `control_directory`), as the
+    full path would use it; None when the full path would do anything else (open a master,
+    read the facts, forward the socket) or fail."""
     master = os.path.join(directory, control_name(destination, config))
     note_path = master + ".facts"
     try:

@@ -208,11 +208,14 @@ def test_the_inventory_in_effect_chooses_the_destination(world, lab, tarball):
     up(world, lab, tarball)
     said = answered_quickly(world, "status", "--host", "lab1")
     assert said.stdout.startswith("lab1 ")
+    assert envctl(world, "status", "--host", "lab1") == said  # the inventory's reading kept
+    world.write_inventory(lab1={"ssh": "lab2"})  # the same file, lab1 elsewhere now
+    elsewhere = left_to_the_full_path(world, "status", "--host", "lab1")  # no master to lab2 was up
+    assert elsewhere.stdout != said.stdout
+    assert answered_quickly(world, "status", "--host", "lab1").stdout == elsewhere.stdout
     other = world.base / "other.yaml"
-    other.write_text(yaml.safe_dump({"defaults": {"data_dir": world.data_dir()}, "hosts": {"lab1": {"ssh": "lab2"}}}))
-    elsewhere = left_to_the_full_path(world, "status", "--host", "lab1", ENVCTL_INVENTORY=str(other))
-    assert elsewhere.stdout != said.stdout  # lab2's environments (no master to it was up)
-    assert answered_quickly(world, "status", "--host", "lab1", ENVCTL_INVENTORY=str(other)).stdout == elsewhere.stdout
+    other.write_text(yaml.safe_dump({"hosts": {"lab1": {}}}))
+    assert answered_quickly(world, "status", "--host", "lab1", ENVCTL_INVENTORY=str(other)).stdout == said.stdout
     renamed = world.base / "renamed.yaml"
     renamed.write_text(yaml.safe_dump({"hosts": {"box": {"ssh": "lab1"}}}))
     boxed = answered_quickly(world, "status", "--host", "box", "--inventory", str(renamed))
