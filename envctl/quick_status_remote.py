@@ -131,7 +131,7 @@ def _host(wanted: Wanted, environ: Mapping[str, str], directory: str) -> tuple[s
 
 def inventory_file(given: str | None, environ: Mapping[str, str]) -> str | None:
     """The inventory file the full path reads (envctl/remote/inventory.py inventory_path, as a
-    string; tests/unit/test_quick_status_remote.py holds the two to each other): --inventory,
+    string; tests/unit/test_quick_status_remote_parts.py holds the two to each other): --inventory,
     else ENVCTL_INVENTORY, else the default file when there is one."""
     from envctl.paths import config_home, expand_home
 

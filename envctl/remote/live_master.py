@@ -13,7 +13,7 @@ An earlier command on the host left, in envctl's private control directory (envc
   destination, the ssh config and the engine's socket there (SSHConnection.forward_socket).
 
 `forwarded_engine` finds all three as the full path finds them, computing each name as ssh.py
-computes it (tests/unit/test_live_master.py holds the two to each other), and says None for
+computes it (tests/unit/test_quick_status_remote_parts.py holds the two to each other), and says None for
 anything else: no master answers, the note is missing, older than the master or not the
 facts, the forward does not answer, the directory or a socket in it is not this user's own.
 The only connections made are to those local sockets: the master was opened with the host's
