@@ -162,8 +162,10 @@ def _report_json(the_plan, report) -> dict:
             "planned": [list(a) for a in planned_actions(the_plan)], "executed": [list(a) for a in report.executed]}
 
 
-def _plan_for(env, host):
-    """The plan of a running environment on its host, from the manifest it was created from."""
+def _plan_for(env, host, baked_for: frozenset | None = None):
+    """The plan of a running environment on its host, from the manifest it was created from.
+    `baked_for`: the manifests the engine holds baked images of, when the caller read them
+    (else asked here when needed)."""
     from envctl.manifest.loader import load
     from envctl.plan import Options
     from envctl.planning import plan_on
@@ -182,12 +184,66 @@ def _plan_for(env, host):
                           hint=f"bring it up from the manifest as it is now: `envctl up {env.reference}`",
                           exit_code=EXIT_MANIFEST_INVALID) from None
     # Its own cards, as its label names them: nothing is chosen, so who else holds cards is not read.
-    the_plan = plan_on(host, loaded, Options(cards=env.cards or None, skip_driver_check=True), host.engine(),
-                       holders=False)
+    options = Options(cards=env.cards or None, skip_driver_check=True)
+    # First without the engine: what exec and shell take from the plan (entrypoints, cards, the
+    # working directory) is the manifest's and the host's. The engine adds to the container's
+    # spec only a baked image (envctl bake) in place of image.ref: when the engine holds none
+    # for this manifest and the engine-less spec is the one the container was created with, the
+    # full plan would find it unchanged too. One request (the baked images, or none when the
+    # caller listed them) instead of eight: on an SSH host, a round trip each.
+    the_plan = plan_on(host, loaded, options, None, holders=False)
+    if the_plan.container.config_hash() == env.config_hash:
+        if baked_for is None:
+            baked_for = _baked_for(host.engine())
+        if loaded.manifest.name not in baked_for:
+            return the_plan
+    the_plan = plan_on(host, loaded, options, host.engine(), holders=False)
     if the_plan.container.config_hash() != env.config_hash:
         again = "".join(f" --var {k}={v}" for k, v in env.vars.items())
         say(f"warning: {env.manifest_file} changed since {env.name} was created; `envctl up {env.reference}{again}` applies it")
     return the_plan
+
+
+def _baked_for(engine) -> frozenset:
+    """The manifests the engine holds images `envctl bake` made for (one request)."""
+    from envctl.containers import LABEL_BAKED_FOR
+
+    return frozenset((image.get("Labels") or {}).get(LABEL_BAKED_FOR)
+                     for image in engine.api.images(filters={"label": LABEL_BAKED_FOR}))
+
+
+def _listing(host):
+    """(environments' container summaries, manifests with baked images) of an SSH host's engine,
+    asked at once over two connections to its forwarded socket with the standard library alone
+    (envctl/engine_socket.py): one round trip for both, and no docker-py to import. None when
+    that socket does not answer so (the caller asks through host.engine(), which says why)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from envctl import engine_socket
+    from envctl.containers import LABEL_BAKED_FOR, LABEL_MANIFEST
+    from envctl.remote.ssh import trace
+
+    try:
+        path = host.connection.forward_socket(host.docker_socket)
+    except EnvctlError:
+        return None
+
+    def get(what: str, label: str):
+        query = {"all": "1"} if what == "containers" else {}
+        trace("api", host.name, ["GET", f"/{what}/json", label])
+        with engine_socket.Engine(path) as engine:
+            status, answer = engine.get(f"/{what}/json", {**query, "filters": engine_socket.filters(label=[label])})
+        if status != 200 or not isinstance(answer, list):
+            raise engine_socket.EngineUnanswered(f"GET /{what}/json: {status}")
+        return answer
+
+    with ThreadPoolExecutor(2) as pool:
+        asked = [pool.submit(get, "containers", LABEL_MANIFEST), pool.submit(get, "images", LABEL_BAKED_FOR)]
+        try:
+            summaries, images = (future.result() for future in asked)
+        except engine_socket.EngineUnanswered:
+            return None
+    return summaries, frozenset((image.get("Labels") or {}).get(LABEL_BAKED_FOR) for image in images)
 
 
 @app.command("exec")
@@ -234,8 +290,13 @@ def exec_command(
         raise EnvctlError("--master-addr, --master-port and --rank-table go with --nodes", exit_code=EXIT_USAGE)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     host = single_target(remote)
-    chosen = environments.choose(host.engine(), env)
-    the_plan = _plan_for(chosen, host)
+    # The list's summary says all a run needs of the container (a detached one inspects it).
+    listing = _listing(host) if getattr(host, "connection", None) is not None and not detach else None
+    if listing is not None:
+        chosen, baked_for = environments.choose_listed(listing[0], env), listing[1]
+    else:
+        chosen, baked_for = environments.choose(host.engine(), env, inspect=detach), None
+    the_plan = _plan_for(chosen, host, baked_for)
     entries = {e.name: e for e in the_plan.entrypoints}
     if entrypoint not in entries:
         close = difflib.get_close_matches(entrypoint, list(entries), n=1)
@@ -260,7 +321,11 @@ def exec_command(
     invocation = execute.Invocation(chosen.name, argv, variables, entry.workdir, tty, log_file, entrypoint,
                                     masked=tuple(passed.secrets))
     writer = host.log_writer(str(log_file)) if log_file is not None else None
-    code = execute.run(invocation, host.docker_cli_environ(os.environ), writer)
+    code = None
+    if getattr(host, "connection", None) is not None:  # an SSH host: its own docker CLI, one command away
+        code = execute.run_on_host(invocation, host, writer)
+    if code is None:
+        code = execute.run(invocation, host.docker_cli_environ(os.environ), writer)
     if log_file is not None:
         say(f"log: {log_file}" + (f" on {host.name}" if remote.wanted else ""))
     raise typer.Exit(code)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from envctl.cards import CardsError, parse_indices
 from envctl.containers import LABEL_CARDS, LABEL_FILE, LABEL_HASH, LABEL_MANIFEST, LABEL_VARIANT, LABEL_VARS
 from envctl.errors import EnvctlError, EXIT_NOT_FOUND
-from envctl.lifecycle import environments
 from envctl.paths import WORKSPACE_TARGET
 
 
@@ -64,37 +63,56 @@ def _vars(container) -> dict:
 
 
 def all_environments(client) -> list[Environment]:
+    from envctl.lifecycle import environments  # docker-py's: exec chooses from a listing without it
+
     return sorted((_describe(c) for c in environments(client)), key=lambda e: e.name)
 
 
 @dataclass(frozen=True)
 class _Listed:
     """A container as the engine's list summary gives it (ContainerList: Names, Id, State,
-    Labels): what choosing needs, without inspecting every container."""
+    Labels, Mounts): what choosing needs, without inspecting every container. `attrs` holds
+    the summary's Mounts (Type, Source, Destination, RW, as ContainerInspect's), where
+    Environment.workspace reads them."""
 
     id: str
     name: str
     status: str
     labels: dict
+    attrs: dict = field(default_factory=dict)
 
 
 def _listed(client) -> list[Environment]:
     """Every environment, from one list request; their `container` is a _Listed."""
+    return _summarized(client.api.containers(all=True, filters={"label": LABEL_MANIFEST}))
+
+
+def _summarized(summaries: list[dict]) -> list[Environment]:
     out = []
-    for summary in client.api.containers(all=True, filters={"label": LABEL_MANIFEST}):
+    for summary in summaries:
         names = [n.lstrip("/") for n in summary.get("Names") or () if n.count("/") == 1]  # not a link's alias
         listed = _Listed(summary["Id"], names[0] if names else summary["Id"][:12], summary.get("State") or "unknown",
-                         dict(summary.get("Labels") or {}))
+                         dict(summary.get("Labels") or {}), {"Mounts": list(summary.get("Mounts") or ())})
         out.append(_describe(listed))
     return sorted(out, key=lambda e: e.name)
 
 
-def choose(client, wanted: str | None, running_only: bool = True) -> Environment:
+def choose(client, wanted: str | None, running_only: bool = True, inspect: bool = True) -> Environment:
     """The environment named `wanted` (container name, manifest or manifest:variant), or the
     only one there is. Raises a clear error listing the candidates otherwise. Two requests
-    whatever the number of environments: the list, then the chosen container's inspection."""
+    whatever the number of environments: the list, then the chosen container's inspection
+    (its `container` a docker-py Container). `inspect=False`: the list alone, one request; its
+    `container` is then the list's summary (id, name, status, labels, and attrs["Mounts"]: what
+    `exec` reads), as it was when listed."""
     chosen = _choose(_listed(client), wanted, running_only)
-    return _describe(client.containers.get(chosen.container.id))
+    return _describe(client.containers.get(chosen.container.id)) if inspect else chosen
+
+
+def choose_listed(summaries: list[dict], wanted: str | None, running_only: bool = True) -> Environment:
+    """As choose(..., inspect=False), from the engine's answer to `GET /containers/json?all=1`
+    filtered on the label LABEL_MANIFEST (ContainerList summaries), read by the caller. Raises
+    as choose does."""
+    return _choose(_summarized(summaries), wanted, running_only)
 
 
 def _choose(candidates: list[Environment], wanted: str | None, running_only: bool) -> Environment:

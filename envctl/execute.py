@@ -12,11 +12,13 @@ from __future__ import annotations
 import difflib
 import itertools
 import os
+import re
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,54 +76,139 @@ def run(invocation: Invocation, environ: Mapping[str, str] | None = None, log_wr
     # The run record travels in the exec's arguments, where `envctl status` and the plan's
     # running-work check read it back through the engine (envctl/runs.py).
     pid_file, record = runs.new_record(invocation.name, str(invocation.log_file) if invocation.log_file else None)
-    args = [docker, "exec", "-i"]
+    args = [docker, *_exec_arguments(invocation, pid_file, record)]
+    # Values travel in the child's environment, not on its command line (where `ps` shows them).
+    child_env = dict(os.environ if environ is None else environ)
+    child_env.update(invocation.env)
+    if invocation.tty:
+        # The terminal delivers Ctrl-C to the process through the TTY.
+        return subprocess.call(args, env=child_env)
+
+    def forward(signum: int) -> None:
+        subprocess.run([docker, "exec", invocation.container, "sh", "-c", f'kill -{signum} "$(cat {pid_file})"'],
+                       env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+    log = _open_log(invocation, log_writer)
+    try:
+        # A session of its own: Ctrl-C reaches envctl only, which forwards it into the container.
+        child = subprocess.Popen(args, env=child_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        return _stream(child, invocation, forward, log)[0]
+    finally:
+        if log is not None:
+            log.close()
+
+
+def _exec_arguments(invocation: Invocation, pid_file: str, record: str) -> list[str]:
+    """`exec -i [-t] [-w DIR] -e NAME... CONTAINER sh -c WRAPPER PID_FILE RECORD ARGV...`: the
+    docker CLI's arguments after `docker`; the variables by name only (their values come from
+    the CLI's own environment)."""
+    args = ["exec", "-i"]
     if invocation.tty:
         args.append("-t")
     if invocation.workdir:
         args += ["-w", invocation.workdir]
-    # Values travel in the child's environment, not on its command line (where `ps` shows them).
-    child_env = dict(os.environ if environ is None else environ)
-    for key, value in invocation.env.items():
+    for key in invocation.env:
         args += ["-e", key]
-        child_env[key] = value
-    args += [invocation.container, "sh", "-c", runs.WRAPPER, pid_file, record, *invocation.argv]
-    if invocation.tty:
-        # The terminal delivers Ctrl-C to the process through the TTY.
-        return subprocess.call(args, env=child_env)
-    return _run_piped(args, child_env, invocation, docker, pid_file, log_writer)
+    return args + [invocation.container, "sh", "-c", runs.WRAPPER, pid_file, record, *invocation.argv]
 
 
-def _run_piped(args: list[str], child_env: dict, invocation: Invocation, docker: str, pid_file: str, log=None) -> int:
-    if log is None and invocation.log_file is not None:
+# Run on an SSH host by run_on_host: $1 the engine's socket, then the docker CLI's arguments;
+# the variables' values arrive on stdin, a line `NAME ESCAPED` each (ESCAPED: printf %b's \0ooo
+# for every byte but letters, digits and _), then an empty line. `read` takes stdin a byte at a
+# time, so nothing after that line is consumed; the entrypoint itself reads /dev/null, as a
+# local run does. The docker CLI's path is found before any variable is set (a PATH among them
+# is the entrypoint's, not this script's). No docker CLI on the host: exit 127 with NO_DOCKER on
+# stderr, before anything ran (the caller takes the forwarded socket instead).
+NO_DOCKER = "envctl: no docker command on this host"
+ON_HOST = ('d=$(command -v docker) || { echo "' + NO_DOCKER + '" >&2; exit 127; }\n'
+           'while IFS=" " read -r k v && [ -n "$k" ]; do v=$(printf "%bx" "$v"); export "$k=${v%x}"; done\n'
+           'DOCKER_HOST=unix://$1; export DOCKER_HOST; shift\n'
+           'exec "$d" "$@" </dev/null 2>&1')
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PLAIN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def run_on_host(invocation: Invocation, host, log_writer=None) -> int | None:
+    """Run a non-interactive entrypoint on an SSH host (envctl/hosts/ssh.py SSHHost) through the
+    host's own docker CLI, in one command over its master connection: what a user would type
+    (`ssh HOST docker exec ...`), and one round trip where the docker CLI here, through the
+    forwarded socket, makes one per engine request. Returns its exit code as `run` does, or None,
+    having run nothing (and left `log_writer` open), when it cannot go this way: a terminal is
+    wanted (values would cross the terminal's echo), a variable's name is no shell name, or the
+    host has no docker CLI; the caller then calls `run` with the forwarded socket.
+
+    Values never reach a command line: they cross the SSH channel on the command's stdin and
+    reach the docker CLI there in its environment (`-e NAME`), as `run` hands them here."""
+    if invocation.tty or not all(_SHELL_NAME.fullmatch(key) for key in invocation.env) \
+            or "DOCKER_HOST" in invocation.env:  # the CLI's own: an entrypoint's would point it elsewhere
+        return None
+    pid_file, record = runs.new_record(invocation.name, str(invocation.log_file) if invocation.log_file else None)
+    connection = host.connection
+    command = connection.command(["sh", "-c", ON_HOST, "sh", host.docker_socket,
+                                  *_exec_arguments(invocation, pid_file, record)])
+    values = "".join(f"{key} {_escaped(value)}\n" for key, value in invocation.env.items()) + "\n"
+
+    def forward(signum: int) -> None:
+        connection.run(["env", f"DOCKER_HOST=unix://{host.docker_socket}", "docker", "exec", invocation.container,
+                        "sh", "-c", f'kill -{signum} "$(cat {pid_file})"'], timeout=60)
+
+    with tempfile.TemporaryFile() as errors:
+        # A session of its own: Ctrl-C reaches envctl only, which forwards it into the container.
+        child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
+                                 start_new_session=True)
+        try:
+            child.stdin.write(values.encode())
+            child.stdin.close()
+        except BrokenPipeError:
+            pass  # ssh ended at once: its status and message say why
+        log = _open_log(invocation, log_writer)
+        code, printed = _stream(child, invocation, forward, log)
+        errors.seek(0)
+        said = errors.read()
+        if code == 127 and not printed and NO_DOCKER.encode() in said:
+            return None  # nothing ran; the log is the caller's still
+    if log is not None:
+        log.close()
+    if said:  # ssh's own words (a lost connection); the entrypoint's stderr came with its stdout
+        sys.stderr.buffer.write(said)
+        sys.stderr.flush()
+    return code
+
+
+def _escaped(value: str) -> str:
+    return "".join(chr(b) if b in _PLAIN else f"\\0{b:03o}" for b in value.encode())
+
+
+def _open_log(invocation: Invocation, log_writer=None):
+    if log_writer is None and invocation.log_file is not None:
         invocation.log_file.parent.mkdir(parents=True, exist_ok=True)
         # Unbuffered: each chunk reaches the file as it is printed, for `logs -f` in another terminal.
-        log = open(invocation.log_file, "ab", buffering=0)
-    # A session of its own: Ctrl-C reaches envctl only, which forwards it into the container.
-    child = subprocess.Popen(args, env=child_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, start_new_session=True)
+        return open(invocation.log_file, "ab", buffering=0)
+    return log_writer
 
-    def forward(signum, _frame):
-        subprocess.run([docker, "exec", invocation.container, "sh", "-c", f'kill -{signum} "$(cat {pid_file})"'],
-                       env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+def _stream(child: subprocess.Popen, invocation: Invocation, forward, log=None) -> tuple[int, bool]:
+    """Copy `child`'s output to stdout and to `log` as it comes, masked; SIGINT and SIGTERM here
+    call `forward(signum)` meanwhile. Returns the child's exit code, and whether it printed
+    anything. The PID file the run's wrapper wrote stays: the next run removes it
+    (runs.WRAPPER), not a second exec after this one."""
+    previous = {s: signal.signal(s, lambda signum, _frame: forward(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
     masker = StreamMask(invocation.masked)  # a passed secret the program prints is masked on screen and in the log
+    printed = False
     try:
         out = sys.stdout.buffer
         for chunk in itertools.chain(iter(lambda: child.stdout.read1(65536), b""), [None]):  # None: the end
+            printed = printed or bool(chunk)
             chunk = masker.feed(chunk) if chunk is not None else masker.flush()
             out.write(chunk)
             out.flush()
             if log is not None:
                 log.write(chunk)
-        return child.wait()
+        return child.wait(), printed
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        if log is not None:
-            log.close()
-        subprocess.run([docker, "exec", invocation.container, "rm", "-f", pid_file],
-                       env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
 def log_path(workspace: Path, entrypoint: str) -> Path:

@@ -44,8 +44,16 @@ from envctl.markers import CLAIM_WRAPPER
 
 PID_DIR = "/var/lib/envctl/exec"
 # $0: the PID file; $1: the run record (read back from the exec's arguments); then the
-# entrypoint's argv. Records its PID, then becomes the entrypoint (exec keeps the PID).
-WRAPPER = 'mkdir -p "${0%/*}" && echo $$ > "$0" && shift && exec "$@"'
+# entrypoint's argv. Records its PID, then becomes the entrypoint (exec keeps the PID, so
+# nothing of the wrapper is left to remove its file when the run ends). Instead each run first
+# removes the PID files of runs that ended (no /proc entry for the PID they hold): no second
+# exec after a run, and the directory holds the running ones and those ended since the last
+# start. A file being written (still empty) names /proc itself and is kept; an unreadable or
+# undeletable one (another user's) too, whatever rm says.
+WRAPPER = ('d=${0%/*}; mkdir -p "$d" && for f in "$d"/*; do [ -d "/proc/$(cat "$f" 2>/dev/null)" ] || '
+           'rm -f "$f" 2>/dev/null || :; done && echo $$ > "$0" && shift && exec "$@"')
+# The wrappers of earlier envctl versions, whose runs may still be running: read as WRAPPER is.
+_PRUNELESS_WRAPPER = 'mkdir -p "${0%/*}" && echo $$ > "$0" && shift && exec "$@"'  # removed its file with a second exec
 _OLD_WRAPPER = 'mkdir -p "${0%/*}" && echo $$ > "$0" && exec "$@"'  # envctl before run records
 _TOP_ARGS = "-o pid,ppid,etimes,stat,args"  # procps `ps`; etimes: seconds since the process started
 # Prints, per process: RS pid US /proc/PID/stat US /proc/PID/cmdline (NUL-separated); the
@@ -168,7 +176,7 @@ def _exec_run(client, container: str, exec_id: str, info: dict, host_pid: int | 
     if len(argv) >= 3 and argv[:2] == ["sh", "-c"] and argv[2] in _internal_scripts():
         return None  # another envctl reading the process table or probing a server: not work
     elapsed = processes.get(host_pid, (None, None, None))[1]
-    if len(argv) >= 5 and argv[:3] == ["sh", "-c", WRAPPER]:
+    if len(argv) >= 5 and argv[:2] == ["sh", "-c"] and argv[2] in (WRAPPER, _PRUNELESS_WRAPPER):
         try:
             record = json.loads(argv[4])
         except ValueError:

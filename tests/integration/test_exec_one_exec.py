@@ -1,0 +1,43 @@
+"""`envctl exec` asks the engine for one exec per run: the entrypoint's. The PID file its wrapper
+writes in the container (envctl/runs.py) is removed by the next run's wrapper once the run has
+ended, not by a second `docker exec rm` after it; the files never pile up. Counted with the
+engine's own events (exec_create), on both image stores."""
+
+import time
+
+import pytest
+
+from support import IMAGE
+
+pytestmark = pytest.mark.both_engines
+
+BODY = """\
+device: {{kind: cpu}}
+image: {{ref: {image}, tarball: {{source: {tarball}}}}}
+entrypoints:
+  hello:
+    run: echo hello; exit 4
+"""
+
+
+def _exec_creates(env, since: int) -> list[str]:
+    """The commands of the execs the engine created in the environment's container since `since`."""
+    events = env.engine.api.events(since=since, until=int(time.time()), decode=True,
+                                   filters={"container": env.container, "event": "exec_create"})
+    return [e["Action"] for e in events]
+
+
+def test_a_run_is_one_exec_and_pid_files_do_not_pile_up(make_env, tarballs):
+    env = make_env("cpu")
+    env.write(BODY.format(image=IMAGE, tarball=tarballs.plain))
+    assert env.run("up", str(env.manifest)).returncode == 0
+    for _ in range(3):
+        since = int(time.time()) + 1  # the events' times are whole seconds: nothing before the run in them
+        time.sleep(since - time.time())
+        done = env.run("exec", "hello", "--env", env.container)
+        assert (done.returncode, done.stdout) == (4, "hello\n"), done.stderr
+        time.sleep(1.1)  # `until` is whole seconds too
+        creates = _exec_creates(env, since)
+        assert len(creates) == 1, creates  # the entrypoint's; before: a second one, `rm -f` of its PID file
+        code, listing = env.inside("ls /var/lib/envctl/exec")
+        assert code == 0 and len(listing.split()) == 1, listing  # the last run's, until the next run starts

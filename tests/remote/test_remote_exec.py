@@ -1,0 +1,128 @@
+"""`exec --host` of a non-interactive entrypoint runs through the host's own docker CLI, in one
+command over the master connection (`ssh HOST docker exec ...`, as a user would type it),
+instead of this machine's docker CLI through the forwarded socket (a round trip per engine
+request); the environment is chosen from one listing. What a run does stays: its exit code and
+output, the log in the host's workspace, passed values masked and on no command line, the run
+listed by `status` while it runs, Ctrl-C and SIGTERM reaching the entrypoint. A host without a
+docker CLI gets the forwarded socket. Round trips counted with ENVCTL_SSH_TRACE."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import uuid
+
+import pytest
+
+from support import IMAGE
+from test_remote_nodes import tarball  # noqa: F401 (a fixture)
+
+VALUE = "a b\n'c\" $HOME \\ é"  # spaces, a newline, quotes, a dollar, a backslash, UTF-8
+BODY = """\
+device: {{kind: cpu}}
+image: {{ref: {image}, tarball: {{source: {tarball}}}}}
+container:
+  pass_env: [HF_TOKEN]
+entrypoints:
+  greet:
+    run: printf 'out %s|\\n' "$GREETING"; echo "token=$HF_TOKEN"; exit 3
+    env: {{GREETING: {value}}}
+  long:
+    run: trap 'echo got INT > /tmp/signal; exit 130' INT; trap 'echo got TERM > /tmp/signal; exit 143' TERM; echo started; while true; do sleep 0.1; done
+"""
+
+
+SSH_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]  # sshd's default PATH
+
+
+@pytest.fixture
+def traced(world, tmp_path):
+    """(environ, lines()): envctl's environment with a trace of its ssh commands and docker-py
+    requests; lines() gives those made since the last call."""
+    trace = tmp_path / "ssh-trace"
+    token = "hf_" + uuid.uuid4().hex
+
+    def lines() -> list[str]:
+        found = trace.read_text().splitlines() if trace.exists() else []
+        trace.write_text("")
+        return [line for line in found if not line.startswith("mux ")]
+
+    return world.environ(ENVCTL_SSH_TRACE=str(trace), HF_TOKEN=token), lines, token
+
+
+def _up(world, tarball):  # noqa: F811
+    manifest = world.write(BODY.format(image=IMAGE, tarball=tarball, value=json.dumps(VALUE)))
+    up = world.run("up", str(manifest), "--host", "lab1")
+    assert up.returncode == 0, up.stderr
+
+
+def _logs(world) -> list:
+    return sorted(world.remote("lab1", f"{world.data_dir()}/workspaces/{world.container}/logs").glob("greet-*.log"))
+
+
+def _on_host(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.startswith("session ") and "command -v docker" in line]
+
+
+def test_exec_on_a_host_is_one_command_through_its_own_docker_cli(world, lab, tarball, traced):  # noqa: F811
+    environ, lines, token = traced
+    _up(world, tarball)
+    lines()
+    ran = world.run("exec", "greet", "--host", "lab1", env=environ)
+    assert (ran.returncode, ran.stdout) == (3, f"out {VALUE}|\ntoken=***\n"), ran.stderr
+    made = lines()
+    assert len(_on_host(made)) == 1, made  # the run: one command on the host
+    # Through the forwarded socket only the listing, both requests at once: no docker-py, no docker CLI here.
+    assert sorted(line.split(" ")[3:5] for line in made if line.startswith("api ")) == \
+        [["GET", "/containers/json"], ["GET", "/images/json"]], made
+    assert token not in "".join(made)
+    logs = _logs(world)
+    assert len(logs) == 1 and logs[0].read_text() == f"out {VALUE}|\ntoken=***\n"  # kept on the host, masked
+
+    # A host without a docker CLI (each one on the PATH hidden in lab1's own mount namespace): the forwarded socket.
+    clis = sorted({os.path.realpath(os.path.join(d, "docker")) for d in os.defpath.split(":") + SSH_PATH
+                   if os.path.exists(os.path.join(d, "docker"))})
+    hidden = []
+    try:
+        for cli in clis:
+            done = lab.run_in("lab1", "mount", "--bind", "/dev/null", cli)
+            assert done.returncode == 0, done.stderr
+            hidden.append(cli)
+        assert all(os.access(cli, os.X_OK) for cli in clis), "hidden on this machine too"
+        # (sh's `command -v`, as envctl's script asks: bash's names a found file it cannot run)
+        assert lab.ssh("lab1", "sh", "-c", "'command -v docker'").returncode != 0
+        again = world.run("exec", "greet", "--host", "lab1", env=environ)
+        assert (again.returncode, again.stdout) == (3, f"out {VALUE}|\ntoken=***\n"), again.stderr
+        assert len(_on_host(lines())) == 1  # asked, and answered that it has none: nothing ran there
+    finally:
+        for cli in hidden:
+            lab.run_in("lab1", "umount", cli)
+    logs = _logs(world)
+    assert len(logs) == 2 and logs[1].read_text() == f"out {VALUE}|\ntoken=***\n"
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_reaches_the_entrypoint_run_on_the_host(world, lab, tarball, traced, signum, code):  # noqa: F811
+    environ, lines, _token = traced
+    _up(world, tarball)
+    lines()
+    import subprocess
+    import sys
+
+    running = subprocess.Popen([sys.executable, "-m", "envctl", "exec", "long", "--host", "lab1", "--env",
+                                world.container], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ)
+    try:
+        assert running.stdout.readline() == "started\n"
+        assert len(_on_host(lines())) == 1  # run by the host's docker CLI
+        status = world.run("status", "--host", "lab1", "--json")
+        runs = [r["runs"] for r in json.loads(status.stdout) if r["name"] == world.container][0]
+        assert [(r["kind"], r["name"]) for r in runs] == [("entrypoint", "long")]
+        running.send_signal(signum)
+        out, err = running.communicate(timeout=60)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert running.returncode == code, err
+    assert lab.docker("lab1", "exec", world.container, "cat", "/tmp/signal").stdout == f"got {signum.name[3:]}\n"
+    assert lab.docker("lab1", "exec", world.container, "sh", "-c", "ps -o args | grep -c '[w]hile true'").stdout.strip() == "0"
