@@ -19,6 +19,12 @@ CLAIM_DIR = f"{STATE_DIR}/claims"
 CLAIM_HELD = "envctl-setup-claim: held by pid"
 CLAIM_DONE = "envctl-setup-claim: ran meanwhile"
 CLAIM_EXIT = 213
+# The wrapper writes the step's marker itself once the step succeeded (so `up` needs no exec of
+# its own for it: three Engine API requests, each a round trip to an SSH host, issue 14); a
+# marker it could not write is said with this text, in its output's last line (the failed write's
+# message before it, on the same stream, so in order), and exit MARKER_EXIT.
+MARKER_UNWRITTEN = "envctl-setup-marker: could not write"
+MARKER_EXIT = 214
 CLAIM_WRAPPER = (
     'mkdir -p "${0%/*}" || exit 1; c="$0"; m="$1"; shift 2; '
     'if ! (set -C; echo $$ > "$c") 2>/dev/null; then '
@@ -26,7 +32,8 @@ CLAIM_WRAPPER = (
     'if [ -z "$p" ] || kill -0 "$p" 2>/dev/null; then echo "' + CLAIM_HELD + ' ${p:-?}"; exit ' + str(CLAIM_EXIT) + '; fi; '
     'rm -f "$c"; (set -C; echo $$ > "$c") 2>/dev/null || { echo "' + CLAIM_HELD + ' ?"; exit ' + str(CLAIM_EXIT) + '; }; fi; '
     'if [ -e "$m" ]; then rm -f "$c"; echo "' + CLAIM_DONE + '"; exit ' + str(CLAIM_EXIT) + '; fi; '
-    '"$@"; code=$?; if [ $code -eq 0 ]; then mkdir -p "${m%/*}" && : > "$m"; fi; rm -f "$c"; exit $code'
+    '"$@"; code=$?; if [ $code -eq 0 ]; then { mkdir -p "${m%/*}" && : > "$m"; } 2>&1 || '
+    '{ code=' + str(MARKER_EXIT) + '; echo "' + MARKER_UNWRITTEN + ' $m"; }; fi; rm -f "$c"; exit $code'
 )
 
 

@@ -16,7 +16,7 @@ from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
 from envctl.lifecycle import WorldChanged
 from envctl.masking import mask
 from envctl.markers import CLAIM_DIR, CLAIM_DONE, CLAIM_EXIT as _CLAIM_EXIT, CLAIM_HELD, CLAIM_WRAPPER, MARKER_DIR, \
-    failed_path, marker_name, marker_path
+    MARKER_EXIT, MARKER_UNWRITTEN, failed_path, marker_name, marker_path
 from envctl.plan import RunSetup
 
 TAIL_LINES = 20
@@ -115,7 +115,8 @@ def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Ca
                     if text.startswith((CLAIM_HELD, CLAIM_DONE)):
                         continue
                 tail.append(text)
-                echo(f"  | {text}")
+                if not text.startswith(MARKER_UNWRITTEN):  # the wrapper's word to us, not the step's output
+                    echo(f"  | {text}")
         if pending:
             tail.append(mask(pending.decode("utf-8", errors="replace"), secrets))
             echo(f"  | {tail[-1]}")
@@ -125,6 +126,8 @@ def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Ca
                     if first.startswith(CLAIM_HELD) else "another `up` ran it since the plan was made")
             raise WorldChanged(f"setup step {step.index + 1} '{step.name}' in {_name(client, container_id)}: {what}; nothing more was run",
                                hint="let the other `up` finish, then run `envctl plan` again to see what up would do now")
+        if code == MARKER_EXIT and tail and MARKER_UNWRITTEN in tail[-1]:
+            raise SetupFailed(f"setup step '{step.name}' ran, but its marker {marker} could not be written in the container")
         if code != 0:
             # Remembered, so that the next plan says "failed last time" (best effort: the
             # step's own failure is what is reported).
@@ -133,8 +136,7 @@ def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Ca
                 f"setup step {step.index + 1} '{step.name}' failed with exit code {code}; last lines:\n" + "\n".join(tail),
                 hint="fix the cause and run `envctl up` again: it resumes at this step",
             )
-        # Only the image's sh is assumed (minimal images lack touch and friends).
-        if exec_quiet(client, container_id, ["sh", "-c", f'mkdir -p {MARKER_DIR} && : > "$0"', marker]) != 0:
-            raise SetupFailed(f"setup step '{step.name}' ran, but its marker {marker} could not be written in the container")
+        # Exit 0: the wrapper wrote the marker before it let go of the claim (CLAIM_WRAPPER);
+        # no exec of our own for it (three requests, each a round trip to an SSH host).
         outcomes.append(StepOutcome(step.name, "ran"))
     return outcomes

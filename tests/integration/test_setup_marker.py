@@ -1,0 +1,35 @@
+"""A setup step's marker is written by the wrapper that runs the step (envctl/markers.py
+CLAIM_WRAPPER), in the step's own exec: `up` runs no exec of its own for it (three Engine API
+requests less, each a round trip to an SSH host; tests/remote/test_remote_round_trips.py counts
+them). A marker the wrapper cannot write still stops `up`, saying so, and the next `up` runs the
+step again rather than skipping it."""
+
+import pytest
+
+from support import IMAGE
+
+pytestmark = pytest.mark.both_engines
+
+BODY = """\
+device: {{kind: cpu}}
+image: {{ref: {image}, tarball: {{source: {tarball}}}}}
+setup:
+  - name: block the markers
+    # Succeeds, and leaves a file where the markers' directory goes.
+    run: "echo ran >> /tmp/runs; rm -rf /var/lib/envctl/setup; touch /var/lib/envctl/setup"
+"""
+
+
+def test_a_marker_that_cannot_be_written_stops_up_and_the_step_runs_again(make_env, tarballs):
+    env = make_env("cpu")
+    env.write(BODY.format(image=IMAGE, tarball=tarballs.plain))
+    first = env.run("up", str(env.manifest))
+    assert first.returncode == 5, first.stderr  # EXIT_HOST_NOT_READY
+    assert "setup step 'block the markers' ran, but its marker /var/lib/envctl/setup/000-" in first.stderr
+    assert "could not be written in the container" in first.stderr
+    assert "| envctl-setup-marker" not in first.stderr  # the wrapper's word to envctl is not shown as the step's output
+    assert env.inside("ls -A /var/lib/envctl/claims") == (0, "")  # the claim was let go
+    assert env.inside("rm /var/lib/envctl/setup")[0] == 0
+    again = env.run("up", str(env.manifest))
+    assert again.returncode == 5, again.stderr
+    assert env.inside("cat /tmp/runs") == (0, "ran\nran\n")  # no marker: the step ran again
