@@ -100,6 +100,12 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
     An image on the engine is the wanted one when its ID or its config digest is the tarball's
     (or the pinned) ID, on either image store (envctl/image_identity.py)."""
     engine = EngineImages(client, identities.file.parent / RECORDS)
+    # The plan's "load" rests on its own look-ups: the ref and each of the tarball's IDs named no
+    # wanted image. When the ref was looked up again just now (`current`), with nothing done in
+    # between, the IDs are not asked again (a request each, a round trip on an SSH host; issue
+    # 14): the plan's load is done. Should another `up` have loaded the image meanwhile, the load
+    # changes nothing (the engine keeps the image and its ID, and the ID is checked after it).
+    planned_load = step.action == "load" and current is not UNASKED
     if current is UNASKED:
         current = engine.get(step.ref)
     elif current is not None:
@@ -125,7 +131,7 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
         if unverified:  # the tarball names this image; that it is the pinned tarball is read now
             _verify_sha256(step, tarball, identities, progress)
         return ImageOutcome("present", current.id)
-    for digest in wanted:
+    for digest in () if planned_load and tarball is not None else wanted:
         existing = engine.get(digest)
         if existing is not None and is_wanted(existing):
             if unverified:
@@ -211,11 +217,12 @@ def _loaded_image(engine: EngineImages, step: EnsureImage, identity: TarballIden
     ID is one of the tarball's (config digest, manifest digests), or its config digest is the
     tarball's (read from the engine when the manifest digest could not be told beforehand)."""
     tarball = step.source
+    found = engine.get(step.ref) if identity.repo_tags else None  # looked up once, used below while nothing was tagged
     # Untagged (saved by ID), or named only by org.opencontainers.image.ref.name, which Docker 28
     # (containerd store) stores as written: `envctl-review/a:1` is then not found as
     # docker.io/envctl-review/a:1, by envctl or by `docker run`. The tarball was checked to hold
     # step.ref before loading, so the image is tagged step.ref here.
-    if not identity.repo_tags or engine.get(step.ref) is None:
+    if found is None:
         from envctl.images import loaded_ids  # after a load only
 
         for candidate in [*loaded_ids(lines), *identity.ids]:
@@ -223,7 +230,10 @@ def _loaded_image(engine: EngineImages, step: EnsureImage, identity: TarballIden
             if image is not None:
                 engine.client.api.tag(image.id, step.ref)
                 break
-    loaded = engine.get(step.ref)
+        found = engine.get(step.ref)  # what the tag made (or still nothing)
+    # Either way one look-up of step.ref after the load and any tag (it was asked twice: one
+    # Engine API request, a round trip on an SSH host, less; issue 14).
+    loaded = found
     if loaded is None:
         raise ImageError(f"after loading {tarball}, the engine has no {step.ref}",
                          hint="the tarball may be corrupt: download it again")

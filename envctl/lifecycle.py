@@ -34,6 +34,21 @@ def find(client, name: str):
     return None
 
 
+def _listed(client, name: str):
+    """The envctl container with this name as the engine's container list shows it (ID, state,
+    labels: what `execute` compares with the plan, and what starting it needs), or None. One
+    request: docker-py's containers.list (find) inspects each container it lists, a second
+    request (a round trip on an SSH host; issue 14). The list's State is the inspection's
+    State.Status and its Labels the configuration's, so the model answers .status and .labels
+    as an inspected one does; anything more is inspected when needed (a restart or recreate)."""
+    for entry in client.api.containers(all=True, filters={"name": name, "label": LABEL_MANIFEST}):
+        if f"/{name}" in (entry.get("Names") or ()):
+            return client.containers.prepare_model({"Id": entry["Id"], "Name": f"/{name}",
+                                                    "State": {"Status": entry.get("State")},
+                                                    "Config": {"Labels": entry.get("Labels") or {}}})
+    return None
+
+
 def environments(client) -> list:
     """Every container envctl created on this engine."""
     return client.containers.list(all=True, filters={"label": LABEL_MANIFEST})
@@ -60,7 +75,7 @@ def _user() -> str:
 def _create(client, spec: ContainerSpec, image_id: str, manifest_file: str):
     labels = {LABEL_IMAGE_ID: image_id, LABEL_FILE: manifest_file, LABEL_USER: _user()}
     try:
-        container = client.containers.create(**spec.api_kwargs(labels))
+        container = _created(client, spec.api_kwargs(labels))
     except APIError as exc:
         if exc.status_code == 409:
             raise  # the name is taken: the caller looks again
@@ -73,6 +88,25 @@ def _create(client, spec: ContainerSpec, image_id: str, manifest_file: str):
         _remove(container)  # never leave a container that cannot start for the next `up` to find
         raise
     return container
+
+
+def _created(client, kwargs: dict):
+    """`client.containers.create(**kwargs)` without its inspection of the new container: docker-py's
+    create is POST /containers/create then GET /containers/{id}/json for the model, and `up` needs
+    only the ID (to start it, or remove it when it cannot start): one Engine API request less,
+    a round trip on an SSH host (issue 14). Relies on docker-py's own argument conversion
+    (docker.models.containers._create_container_args, what its create calls), so the body
+    sent is the one create sends; errors are translated as the Engine wrapper's are."""
+    from docker.models.containers import _create_container_args
+
+    from envctl.engine_errors import translate
+
+    try:
+        arguments = _create_container_args({**kwargs, "version": client.api._version})
+    except Exception as exc:  # noqa: BLE001  (translate() returns bugs unchanged)
+        raise translate(exc, "containers.create", getattr(client, "where", "")) from None
+    answer = client.api.create_container(**arguments)
+    return client.containers.prepare_model({"Id": answer["Id"]})
 
 
 class WorldChanged(EnvctlError):
@@ -95,7 +129,7 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
     (`expected`: plan.World). `before_remove(container)` may raise to keep a container from being
     removed (running work)."""
     with file_lock(lock_dir / f"{spec.name}.lock"):  # `up`s of one environment, one at a time
-        current = find(client, spec.name)
+        current = _listed(client, spec.name)
         now = (current.id, current.status, current.labels.get(LABEL_HASH)) if current is not None else None
         then = (expected.container_id, expected.container_status, expected.container_hash) if expected.container_id else None
         if now != then:
@@ -108,6 +142,8 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
         if action == "start":
             _start(current, spec.name)
             return ContainerOutcome("started", current.id)
+        if action in ("restart", "recreate"):
+            current = client.containers.get(current.id)  # inspected whole: what runs in it is read from there
         if action == "restart":
             if before_remove is not None:
                 before_remove(current)  # a restart kills what runs, as a removal does
