@@ -23,9 +23,10 @@ from typing import Callable
 from envctl.artifacts.cache import PlacedFile
 from envctl.artifacts.fetch import Fetched
 from envctl.errors import FetchError
+from envctl.hosts.base import CommandResult
 from envctl.remote.ssh import RemoteError, SSHConnection
 from envctl.remote.streams import finish
-from envctl.remote.transfer import push_file
+from envctl.remote.transfer import push_file, push_then
 
 LARGE = 1 << 20  # files from this size travel as blobs of their own (resumable, deduplicated)
 LINKS = ".envctl-links"
@@ -52,6 +53,28 @@ mv "$staging/.envctl-record.json" "$final.json"
 rm -rf "$staging"
 '''
 
+# The same as _ASSEMBLE for an artifact made of blobs alone (no small file, no directory or link
+# of its own), with everything in its arguments instead of a tar stream on stdin, so that it can
+# run in the session that pushed the last blob (transfer.push_then): $1 final, $2 blobs, $3
+# staging, $4 the record's text, $5 the single file's name ("" for a tree), then SHA PATH pairs.
+_ASSEMBLE_LINKED = r'''set -e
+final=$1 blobs=$2 staging=$3 record=$4 single=$5; shift 5
+rm -rf "$staging"; mkdir -p "$staging/tree"
+while [ "$#" -gt 1 ]; do
+  mkdir -p "$(dirname "$staging/tree/$2")"
+  ln -f "$blobs/$1" "$staging/tree/$2" 2>/dev/null || cp "$blobs/$1" "$staging/tree/$2"
+  shift 2
+done
+printf '%s' "$record" > "$staging/.envctl-record.json"
+mkdir -p "$(dirname "$final")"
+rm -rf "$final" "$final.json"
+if [ -n "$single" ]; then mv "$staging/tree/$single" "$final"; else mv "$staging/tree" "$final"; fi
+mv "$staging/.envctl-record.json" "$final.json"
+rm -rf "$staging"
+'''
+LINKED_ARGUMENTS = 32 << 10  # bytes of _ASSEMBLE_LINKED's arguments at most (a command line's one argument: 128 KiB on Linux)
+
+
 def push_artifact(host, item: Fetched, record: dict, remote_path: str, progress=None) -> str:
     """Make the SSH host's cache hold the artifact `item` (in this machine's cache) at
     `remote_path`. Returns "present" (nothing sent) or "sent", with a note for files that resumed."""
@@ -69,30 +92,64 @@ def push_artifact(host, item: Fetched, record: dict, remote_path: str, progress=
     if extracted:
         small += [(p, str(p.relative_to(item.path))) for p in sorted(Path(item.path).rglob("*"))
                   if p.is_symlink() or p.is_dir()]
+    large = []
     for placed in listed:
         local_file = Path(item.path) if single else Path(item.path) / placed.path
         name = placed.path or Path(item.path).name
         mode = local_file.stat().st_mode
         if placed.size >= LARGE and not mode & stat.S_IXUSR:
-            advance = progress(f"{item.name}: {name} → {connection.destination}", placed.size) if progress else None
-            outcome = host.put_blob(placed.sha256, local_file, advance)
-            if outcome.startswith("resumed"):
-                notes.append(f"{name} {outcome}")
+            large.append((placed, local_file, name))
             links.append((placed.sha256, name))
         else:
             small.append((local_file, name))
-    assemble(connection, item.name, remote_path, blobs, links, small, record, single)
+    # An artifact of blobs alone is assembled in the session that pushes its last blob (one ssh
+    # command less: a round trip); it runs there only once that blob is in place and its sha256
+    # checked (push_then), the others having been checked in their own sessions before.
+    linked = None
+    if large and not small:
+        _check_names(item.name, links)
+        text = json.dumps(record, indent=1, ensure_ascii=False)
+        linked = ["sh", "-c", _ASSEMBLE_LINKED, "sh", remote_path, blobs, _staging(remote_path), text,
+                  (links[0][1] if single else ""), *(part for pair in links for part in pair)]
+        if len(" ".join(linked[3:]).encode()) > LINKED_ARGUMENTS:
+            linked = None
+    result = None
+    for i, (placed, local_file, name) in enumerate(large):
+        advance = progress(f"{item.name}: {name} → {connection.destination}", placed.size) if progress else None
+        if linked is not None and i == len(large) - 1:
+            outcome, result = push_then(connection, local_file, f"{blobs}/{placed.sha256}", placed.sha256, linked, advance)
+        else:
+            outcome = host.put_blob(placed.sha256, local_file, advance)
+        if outcome.startswith("resumed"):
+            notes.append(f"{name} {outcome}")
+    if result is None:  # not assembled yet: no blob, a small file, or the last push was segmented
+        assemble(connection, item.name, remote_path, blobs, links, small, record, single)
+    elif result.returncode != 0:
+        raise _placing_failed(connection, item.name, remote_path, result.stderr)
     return "sent" + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _staging(remote_path: str) -> str:
+    return f"{os.path.dirname(remote_path)}/.{os.path.basename(remote_path)}.incoming"
+
+
+def _check_names(name: str, paths) -> None:
+    for _, path in paths:
+        if "\n" in path:
+            raise FetchError(f"{name}: file name {path!r} cannot be sent (a newline in it)")
+
+
+def _placing_failed(connection: SSHConnection, name: str, remote_path: str, errors: str) -> RemoteError:
+    return RemoteError(f"{connection.destination}: placing {name} at {remote_path} failed: {errors.strip()[-300:]}",
+                       hint="what was sent is kept; run again to resume")
 
 
 def assemble(connection: SSHConnection, name: str, remote_path: str, blobs: str, links: list[tuple[str, str]],
              small: list[tuple[Path, str]], record: dict, single: bool) -> None:
     """Build the artifact on the remote from blobs already there (`links`: sha256, path) and
     small local files sent in one tar stream, then rename it into place and write its record."""
-    for _, path in links + [(None, p) for _, p in small]:
-        if "\n" in path:
-            raise FetchError(f"{name}: file name {path!r} cannot be sent (a newline in it)")
-    staging = f"{os.path.dirname(remote_path)}/.{os.path.basename(remote_path)}.incoming"
+    _check_names(name, links + [(None, p) for _, p in small])
+    staging = _staging(remote_path)
     command = connection.command(["sh", "-c", _ASSEMBLE, "sh", remote_path, blobs, staging])
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -108,9 +165,7 @@ def assemble(connection: SSHConnection, name: str, remote_path: str, blobs: str,
         pass
     _, errors = finish(process)
     if process.returncode != 0:
-        raise RemoteError(f"{connection.destination}: placing {name} at {remote_path} failed: "
-                          f"{errors.decode(errors='replace').strip()[-300:]}",
-                          hint="what was sent is kept; run again to resume")
+        raise _placing_failed(connection, name, remote_path, errors.decode(errors="replace"))
 
 
 def _add_bytes(stream: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -134,8 +189,11 @@ def load_image_remotely(connection: SSHConnection, remote_cache: str, client=Non
         if identity.compression not in ENGINE_TAKES and client is not None:
             return load_tarball(client, tarball, advance, None)
         remote = f"{remote_cache}/blobs/sha256/{identity.sha256}"
-        push_file(connection, tarball, remote, identity.sha256, advance)
-        return docker_load(connection, remote)
+        # The push's own session loads it once the host has checked its sha256 (push_then): one
+        # ssh command for both, a round trip less; a segmented push (a far host's large file)
+        # or a connection lost meanwhile leaves the load to a command of its own.
+        _, result = push_then(connection, tarball, remote, identity.sha256, load_argv(remote), advance)
+        return docker_load(connection, remote, result)
 
     return load
 
@@ -156,12 +214,19 @@ command -v "$tool" >/dev/null 2>&1 || { echo "$tool" >&2; exit 97; }
 NO_TOOL = 97
 
 
-def docker_load(connection: SSHConnection, path: str) -> list[str]:
+def load_argv(path: str) -> list[str]:
+    """The command that loads the image tarball at `path` on the host into its engine."""
+    return ["sh", "-c", _HOST_LOAD, "sh", path]
+
+
+def docker_load(connection: SSHConnection, path: str, result: CommandResult | None = None) -> list[str]:
     """Load an image tarball that is on the host into the host's engine; its "Loaded image" lines.
-    Raises ImageError with the engine's words, or saying which decompressor the host lacks."""
+    `result`: load_argv's, when it already ran (in the push's session: push_then). Raises
+    ImageError with the engine's words, or saying which decompressor the host lacks."""
     from envctl.images import ImageError
 
-    result = connection.run(["sh", "-c", _HOST_LOAD, "sh", path], timeout=3600)
+    if result is None:
+        result = connection.run(load_argv(path), timeout=3600)
     if result.returncode == NO_TOOL:
         tool = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "a decompressor"
         raise ImageError(f"{connection.destination}: {path} is {tool}-compressed and the host has no `{tool}` to "

@@ -24,7 +24,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
 from envctl.artifacts import urls
@@ -62,8 +62,12 @@ while read -r _; do echo; done
 # bytes: "done", "incomplete N" (the stream broke off: keep what arrived), or "mismatch DIGEST"
 # (the partial copy is removed). Hashed as they arrive, the digest covers every byte of the
 # partial copy from its first (appended bytes never change); either way its size must be right.
-_PUSH = SHA256_OF + FOLLOW + r"""final=$1 partial=$2 want=$3 size=$4 early=${5:-no}
-if [ -f "$final" ] && [ "$(wc -c < "$final" | tr -d ' ')" = "$size" ]; then echo present; exit 0; fi
+# Arguments after the fifth: a command run (exec'd) in the same session once the file is in
+# place, present or verified ("done"), never otherwise; its output follows that word.
+_PUSH = SHA256_OF + FOLLOW + r"""final=$1 partial=$2 want=$3 size=$4 early=${5:-no}; shift 5
+if [ -f "$final" ] && [ "$(wc -c < "$final" | tr -d ' ')" = "$size" ]; then
+  echo present; if [ "$#" -gt 0 ]; then exec "$@"; fi; exit 0
+fi
 rm -f "$final"  # cut short on the host (a blob is verified when it arrives, so only its size can change unseen)
 mkdir -p "$(dirname "$partial")" || exit 1
 have=0
@@ -90,7 +94,8 @@ have=$(wc -c < "$partial" | tr -d ' ')
 if [ "$have" != "$size" ]; then echo "incomplete $have"; exit 0; fi
 [ "$early" = yes ] || got=$(sha256_of "$partial")
 if [ "$got" != "$want" ]; then rm -f "$partial"; echo "mismatch $got"; exit 0; fi
-chmod 0444 "$partial" && mv -f "$partial" "$final" && echo done
+chmod 0444 "$partial" && mv -f "$partial" "$final" && echo done || exit 1
+if [ "$#" -gt 0 ]; then exec "$@"; fi
 """
 
 
@@ -100,25 +105,38 @@ def push_file(connection: SSHConnection, local: Path, remote: str, sha256: str,
     (nothing sent), "sent", or "resumed at N bytes" (N: where the first resume started).
     `early_hash`: the host hashes the bytes as they arrive (True), after they are all in
     (False), or as its core count suggests (None; see _PUSH)."""
+    return push_then(connection, local, remote, sha256, (), advance, attempts, early_hash)[0]
+
+
+def push_then(connection: SSHConnection, local: Path, remote: str, sha256: str, then: Sequence[str],
+              advance: Callable[[int], None] | None = None, attempts: int = 4,
+              early_hash: bool | None = None) -> tuple[str, CommandResult | None]:
+    """As push_file, and the host runs `then` (an argv; nothing when empty) once `remote` is
+    there whole and verified, in the session that pushed it: a push and what uses the file
+    (`docker load` of a tarball) cost one round trip, not two. Returns (push_file's outcome,
+    `then`'s result), the result None when `then` was not run in that session (a segmented
+    push of a far host's large file: the caller runs it). `then` never runs on a file that is
+    not the one whose sha256 the host checked: _PUSH runs it only after "present" (a blob is
+    verified when it arrives and only its size can change unseen, which is checked) or "done"."""
     size = local.stat().st_size
     partial = f"{os.path.dirname(remote)}/.{os.path.basename(remote)}.partial"
     if size >= BULK:
         state, seconds = _state(connection, remote, size, partial)
         if state == ["present"]:
-            return "present"
+            return "present", None
         if "parts" in state or (seconds > FAR_HOST_SECONDS and state == ["0"]):  # a push resumes the way it began
             had = push_segmented(connection, local, remote, sha256, size, advance, attempts)
-            return _outcome(had or None)
+            return _outcome(had or None), None
     early = {True: "yes", False: "no", None: "auto"}[early_hash]
-    argv = ["sh", "-c", _PUSH, "sh", remote, partial, sha256, str(size), early]
+    argv = ["sh", "-c", _PUSH, "sh", remote, partial, sha256, str(size), early, *then]
     resumed_at = None
     for attempt in range(attempts):
         command = connection.command(argv)
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         first = process.stdout.readline().decode().strip()
         if first == "present":
-            finish(process)
-            return "present" if attempt == 0 else _outcome(resumed_at)
+            rest, errors = finish(process)
+            return ("present" if attempt == 0 else _outcome(resumed_at)), _then(process, then, rest, errors)
         if not first.isdigit():  # the connection failed before the host answered
             _, errors = finish(process)
             if process.returncode == SSH_FAILED and attempt + 1 < attempts:
@@ -130,10 +148,11 @@ def push_file(connection: SSHConnection, local: Path, remote: str, sha256: str,
         if advance and offset and attempt == 0:
             advance(offset)  # already there from an earlier run
         stream_range(process, local, offset, size, advance)
-        answer, _ = finish(process)
-        verdict = answer.decode().strip()
+        answer, errors = finish(process)
+        verdict, _, rest = answer.partition(b"\n")
+        verdict = verdict.decode().strip()
         if verdict == "done":
-            return _outcome(resumed_at)
+            return _outcome(resumed_at), _then(process, then, rest, errors)
         if verdict.startswith("mismatch"):
             raise FetchError(f"{connection.destination}: {local.name} arrived with sha256 {verdict.split()[-1]}, "
                              f"expected {sha256}; the partial copy was removed",
@@ -141,6 +160,14 @@ def push_file(connection: SSHConnection, local: Path, remote: str, sha256: str,
         # "incomplete", or nothing: the connection dropped; ask again how much arrived
     raise RemoteError(f"{connection.destination}: sending {local.name} kept failing after {attempts} attempts; "
                       "what arrived is kept and the next run resumes from there")
+
+
+def _then(process, then: Sequence[str], out: bytes, errors: bytes) -> CommandResult | None:
+    """`then`'s result in a _PUSH session that said "present" or "done": None when there was
+    none, or when the connection failed while it ran (ssh's 255: the caller runs it again)."""
+    if not then or process.returncode == SSH_FAILED:
+        return None
+    return CommandResult(process.returncode, out.decode(errors="replace"), errors.decode(errors="replace"))
 
 
 def _state(connection: SSHConnection, remote: str, size: int, partial: str) -> tuple[list[str], float]:
