@@ -114,5 +114,5 @@ def test_pipelined_requests_are_answered_in_order_on_one_connection():
         assert answers[0][1]["ApiVersion"] and answers[0] == answers[2]
         assert "no-such-container" in answers[1][1]["message"]
         assert engine.get([("/version", None)]) == answers[:1]  # the same connection, again
-    with pytest.raises(EngineUnanswered):
-        quick.Pipelined("/nonexistent/docker.sock").get([("/version", None)])
+    with pytest.raises(EngineUnanswered), quick.Pipelined("/nonexistent/docker.sock") as nowhere:
+        nowhere.get([("/version", None)])
