@@ -102,8 +102,20 @@ def prepare(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str]
 
     check_ready(plan)
     done = artifact_steps.place(host, loaded, plan, echo, progress, offline)
-    host.mkdirs(plan.workspace)
-    outcome, word = image_actions.ensure(host, loaded, plan, artifact_steps.local_cache(host), echo, progress, offline)
+    # The workspace is made while the image step runs: on an SSH host each is a round trip or
+    # more, and neither needs the other (the container, which mounts the workspace, is created
+    # only after both ended). A failure of either is raised here, the image step's first.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        made = pool.submit(host.mkdirs, plan.workspace)
+        try:
+            outcome, word = image_actions.ensure(host, loaded, plan, artifact_steps.local_cache(host), echo, progress,
+                                                 offline)
+        finally:
+            failed = made.exception()  # waits: the directory is there (or failed) before anything goes on
+        if failed is not None:
+            raise failed
     if executed is not None:
         executed += done
         executed.append(("image", plan.image.ref, word))

@@ -23,6 +23,7 @@ import copy
 import json
 import os
 import posixpath
+import threading
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -96,6 +97,7 @@ class SSHHost:
         self._texts: dict[str, str | None] = {}  # path → its text (None: absent or unreadable), from the probe round
         self._probed = False
         self._pending = None  # (arguments, generation, process) of a probe round under way
+        self._collecting = threading.Lock()  # one thread takes the probe round's answers
         self._records: dict[str, tuple[int, dict | None]] = {}  # cache path → (connection.generation, record)
         self._seen: dict[str, int] = {}  # path → connection.generation when its type in _types was read
         self.note: dict | None = None  # what is kept beside the master connection (envctl/remote/target.py)
@@ -165,21 +167,23 @@ class SSHHost:
         atexit.register(_abandon, process)  # not left running after envctl when nothing asked for it
 
     def _collect(self) -> None:
-        """Take the answers of the probe round started by start_probe_round, once it ends."""
+        """Take the answers of the probe round started by start_probe_round, once it ends.
+        Thread-safe: `up` makes the workspace while its image step runs (envctl/apply.py)."""
         import subprocess
 
-        if self._pending is None:
-            return
-        arguments, generation, process = self._pending
-        self._pending = None
-        try:
-            out, _ = process.communicate(timeout=300)  # as long as connection.run waits
-        except subprocess.TimeoutExpired:
-            _abandon(process)
-            return
-        if process.returncode == 0:
-            self.take_probe_round(arguments, out.decode(errors="replace"), generation)
-        # else: the probes are asked again by _probe, whose failure is explained (RemoteError)
+        with self._collecting:  # held until the answers are taken: no thread reads half of them
+            if self._pending is None:
+                return
+            arguments, generation, process = self._pending
+            self._pending = None
+            try:
+                out, _ = process.communicate(timeout=300)  # as long as connection.run waits
+            except subprocess.TimeoutExpired:
+                _abandon(process)
+                return
+            if process.returncode == 0:
+                self.take_probe_round(arguments, out.decode(errors="replace"), generation)
+            # else: the probes are asked again by _probe, whose failure is explained (RemoteError)
 
     def _probe(self) -> None:
         """One probe round, once per object (no-op when the host's opening brought it)."""
