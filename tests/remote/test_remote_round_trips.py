@@ -6,6 +6,7 @@ reading of the same simulated host root (the lab host's root directory is the sa
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -130,3 +131,98 @@ def test_a_directory_made_by_the_last_command_is_not_made_again_while_it_is_ther
     again.remove_tree(workspace)  # something ran there since the round: made again
     again.mkdirs(workspace)
     assert len(_sessions(trace)) == 2 and world.remote("lab1", workspace).is_dir()
+
+
+# -- up: what a fresh up and an up of an environment already up ask the host and its engine --
+
+UP_BODY = """\
+device: {{kind: cpu}}
+image: {{ref: {ref}, tarball: {{source: {tarball}}}}}
+artifacts:
+  weights: {{source: "{weights}", target: /models/weights.bin}}
+setup:
+  - name: look at the weights
+    run: wc -c /models/weights.bin > /envctl/size.txt
+"""
+UP_REF = "envctl-it/round-trips:1"
+
+
+@pytest.fixture(params=["classic", "containerd"], ids=["Docker 20.10", "containerd store"])
+def up_world(request, tmp_path, monkeypatch):
+    """(world, tarball, weights) on a lab whose lab1 runs the host's Docker 20.10 or the
+    containerd-store Docker 28; envctl's ssh commands and engine requests traced."""
+    import os
+    import re as regex
+
+    from engines import CLASSIC, connect
+    from testimages import save_image
+    from world import PREFIX, World
+
+    lab = request.getfixturevalue("lab" if request.param == "classic" else "containerd_lab")
+    name = PREFIX + regex.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:30].strip("-")
+    world = World(lab, tmp_path, name)
+    (tmp_path / "home").mkdir()
+    world.write_inventory(lab1={})
+    tarball = tmp_path / "image.tar"
+    save_image(connect(CLASSIC).client, {"etc/round-trips": b"1\n"}, tarball, UP_REF)
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(os.urandom(2 << 20))  # a blob of its own (place.LARGE), no small file
+    lab.docker("lab1", "rmi", "-f", UP_REF)
+    world.cleanups.append(lambda: lab.docker("lab1", "rmi", "-f", UP_REF))
+    yield world, tarball, weights
+    world.clean()
+
+
+def _up_traced(world, manifest, trace) -> tuple[list[str], list[str]]:
+    """(ssh commands run on the host, engine requests) of one `up` of `manifest` on lab1."""
+    trace.write_text("")
+    done = world.run("up", str(manifest), "--host", "lab1", env=world.environ(ENVCTL_SSH_TRACE=str(trace)))
+    assert done.returncode == 0, done.stderr
+    lines = trace.read_text().splitlines()
+    sessions = [line for line in lines if line.startswith(("session ", "connection "))]
+    requests = [line.split(" ", 3)[3] for line in lines if line.startswith("api ")]
+    return sessions, requests
+
+
+def _count(requests: list[str], pattern: str) -> int:
+    import re as regex
+
+    return sum(1 for request in requests if regex.fullmatch(pattern, request))
+
+
+CONTAINER_INSPECT = r"GET /v[\d.]+/containers/[0-9a-f]{64}/json"
+
+
+def test_up_asks_the_host_and_its_engine_once_for_each_thing(up_world, tmp_path):
+    world, tarball, weights = up_world
+    manifest = world.write(UP_BODY.format(ref=UP_REF, tarball=tarball, weights=weights))
+    trace = tmp_path / "trace"
+    sessions, requests = _up_traced(world, manifest, trace)
+    # The tarball is loaded in the session that pushed it, once the host checked its sha256
+    # (one ssh command for both: transfer.push_then), never by a command of its own.
+    # (The trace keeps a command's first 200 characters: _HOST_LOAD's start, `magic=`, shows.)
+    assert not [s for s in sessions if "'magic=$(head -c 6" in s], sessions
+    assert len([s for s in sessions if "sha256_in()" in s]) == 2, sessions  # the blob's push and the tarball's
+    assert world.lab.docker("lab1", "image", "inspect", UP_REF).returncode == 0
+    # The artifact (blobs alone) is assembled in its blob's push session: no tar stream of its own.
+    assert not [s for s in sessions if "tar -xf -" in s], sessions
+    assert world.remote("lab1", f"{world.data_dir()}/cache").is_dir()
+    # The new container is created and started, never inspected (docker-py's create inspects it).
+    assert _count(requests, r"POST /v[\d.]+/containers/create\?name=\S+") == 1, requests
+    assert _count(requests, CONTAINER_INSPECT) == 0, requests
+    # The setup step and its marker: one exec (the wrapper writes the marker), not two.
+    assert _count(requests, r"POST /v[\d.]+/containers/[0-9a-f]{64}/exec") == 1, requests
+    assert world.lab.docker("lab1", "exec", world.container, "cat", "/envctl/size.txt").stdout.split()[0] == str(2 << 20)
+    # The image's ref after the load: looked up once (the plan's, the check before acting, then
+    # after the load), not twice after the load.
+    assert _count(requests, rf"GET /v[\d.]+/images/{re.escape(UP_REF)}/json") == 3, requests
+    # Each of the tarball's IDs is looked up once, by the plan: its "load" is not second-guessed
+    # by the image step (image_step.ensure_image's planned_load).
+    by_id = [r for r in requests if re.fullmatch(r"GET /v[\d.]+/images/sha256:[0-9a-f]{64}/json", r)]
+    assert by_id and len(by_id) == len(set(by_id)), requests
+
+    sessions, requests = _up_traced(world, manifest, trace)  # already up
+    # The container: the plan's inspection only; the check before acting reads the engine's list.
+    assert _count(requests, CONTAINER_INSPECT) == 1, requests
+    marker = world.lab.docker("lab1", "exec", world.container, "sh", "-c", "ls /var/lib/envctl/setup")
+    assert len(marker.stdout.split()) == 1, marker.stdout  # the step's marker, written by the wrapper
