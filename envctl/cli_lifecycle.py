@@ -320,11 +320,14 @@ def exec_command(
     log_file = execute.log_path(Path(workspace), entrypoint) if workspace and not tty else None
     invocation = execute.Invocation(chosen.name, argv, variables, entry.workdir, tty, log_file, entrypoint,
                                     masked=tuple(passed.secrets))
-    writer = host.log_writer(str(log_file)) if log_file is not None else None
-    code = None
-    if getattr(host, "connection", None) is not None:  # an SSH host: its own docker CLI, one command away
-        code = execute.run_on_host(invocation, host, writer)
+    on_ssh = getattr(host, "connection", None) is not None  # an SSH host: its own docker CLI, one command away
+    # There the run's own command writes the log as the output passes, unless values are masked
+    # in it: then the masked output goes from here, over a session of its own.
+    writer = host.log_writer(str(log_file)) if log_file is not None and (not on_ssh or invocation.masked) else None
+    code = execute.run_on_host(invocation, host, writer) if on_ssh else None
     if code is None:
+        if writer is None and log_file is not None:
+            writer = host.log_writer(str(log_file))
         code = execute.run(invocation, host.docker_cli_environ(os.environ), writer)
     if log_file is not None:
         say(f"log: {log_file}" + (f" on {host.name}" if remote.wanted else ""))

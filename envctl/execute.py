@@ -113,18 +113,24 @@ def _exec_arguments(invocation: Invocation, pid_file: str, record: str) -> list[
     return args + [invocation.container, "sh", "-c", runs.WRAPPER, pid_file, record, *invocation.argv]
 
 
-# Run on an SSH host by run_on_host: $1 the engine's socket, then the docker CLI's arguments;
-# the variables' values arrive on stdin, a line `NAME ESCAPED` each (ESCAPED: printf %b's \0ooo
-# for every byte but letters, digits and _), then an empty line. `read` takes stdin a byte at a
-# time, so nothing after that line is consumed; the entrypoint itself reads /dev/null, as a
-# local run does. The docker CLI's path is found before any variable is set (a PATH among them
-# is the entrypoint's, not this script's). No docker CLI on the host: exit 127 with NO_DOCKER on
-# stderr, before anything ran (the caller takes the forwarded socket instead).
+# Run on an SSH host by run_on_host: $1 the engine's socket, $2 the log there ('' for none), then
+# the docker CLI's arguments; the variables' values arrive on stdin, a line `NAME ESCAPED` each
+# (ESCAPED: printf %b's \0ooo for every byte but letters, digits and _), then an empty line.
+# `read` takes stdin a byte at a time, so nothing after that line is consumed; the entrypoint
+# itself reads /dev/null, as a local run does. The docker CLI's path is found before any
+# variable is set (a PATH among them is the entrypoint's, not this script's). No docker CLI on
+# the host: exit 127 with NO_DOCKER on stderr, before anything ran (the caller takes the
+# forwarded socket instead). The log is appended to by tee as the output passes (unbuffered);
+# the docker CLI's exit code comes back through fd 3 (POSIX sh has no pipefail). A log that
+# cannot be written leaves the run without one, as the log stream from this machine does.
 NO_DOCKER = "envctl: no docker command on this host"
 ON_HOST = ('d=$(command -v docker) || { echo "' + NO_DOCKER + '" >&2; exit 127; }\n'
            'while IFS=" " read -r k v && [ -n "$k" ]; do v=$(printf "%bx" "$v"); export "$k=${v%x}"; done\n'
-           'DOCKER_HOST=unix://$1; export DOCKER_HOST; shift\n'
-           'exec "$d" "$@" </dev/null 2>&1')
+           'DOCKER_HOST=unix://$1; export DOCKER_HOST; log=$2; shift 2\n'
+           '[ -n "$log" ] && { mkdir -p -- "${log%/*}" && : >> "$log"; } 2>/dev/null || exec "$d" "$@" </dev/null 2>&1\n'
+           'exec 4>&1\n'
+           'rc=$( { { "$d" "$@" </dev/null 2>&1; echo $? >&3; } | tee -a -- "$log" >&4; } 3>&1 )\n'
+           'exit "${rc:-1}"')
 _SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLAIN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -138,14 +144,21 @@ def run_on_host(invocation: Invocation, host, log_writer=None) -> int | None:
     wanted (values would cross the terminal's echo), a variable's name is no shell name, or the
     host has no docker CLI; the caller then calls `run` with the forwarded socket.
 
+    The log (`invocation.log_file`, a path on the host): written through `log_writer` (the
+    masked output, from here) when one is given, which it must be when values are masked;
+    else by the command itself on the host, as the output passes (no session of its own).
+
     Values never reach a command line: they cross the SSH channel on the command's stdin and
     reach the docker CLI there in its environment (`-e NAME`), as `run` hands them here."""
     if invocation.tty or not all(_SHELL_NAME.fullmatch(key) for key in invocation.env) \
             or "DOCKER_HOST" in invocation.env:  # the CLI's own: an entrypoint's would point it elsewhere
         return None
+    if invocation.masked and invocation.log_file is not None and log_writer is None:
+        raise ValueError("run_on_host: a run whose output is masked needs its log_writer")
     pid_file, record = runs.new_record(invocation.name, str(invocation.log_file) if invocation.log_file else None)
     connection = host.connection
-    command = connection.command(["sh", "-c", ON_HOST, "sh", host.docker_socket,
+    there = str(invocation.log_file) if invocation.log_file is not None and log_writer is None else ""
+    command = connection.command(["sh", "-c", ON_HOST, "sh", host.docker_socket, there,
                                   *_exec_arguments(invocation, pid_file, record)])
     values = "".join(f"{key} {_escaped(value)}\n" for key, value in invocation.env.items()) + "\n"
 
@@ -162,7 +175,7 @@ def run_on_host(invocation: Invocation, host, log_writer=None) -> int | None:
             child.stdin.close()
         except BrokenPipeError:
             pass  # ssh ended at once: its status and message say why
-        log = _open_log(invocation, log_writer)
+        log = log_writer  # never a file here: the log is the host's
         code, printed = _stream(child, invocation, forward, log)
         errors.seek(0)
         said = errors.read()
