@@ -16,7 +16,11 @@ on Docker 28 and with `zstd -dc FILE | docker load` on Docker 20.10, which refus
         [--engines classic,containerd] [--compressions none,gzip,zstd] [--no-sha256] [--command up|image]
         [--baseline DIR] [--envctl DIR]
 
---command image measures `envctl image` (the image step alone) instead of `up`.
+--command image measures `envctl image` (the image step alone) instead of `up`. With `up`
+(the default), each round also times a second `up` of the same manifest right after a `down`:
+the image is then on the engine and the tarball remembered, so that `up` does everything but
+the load (Python, the plan, creating and starting the container). The whole `up` is compared
+with `docker load`, and so is the load's share: the first `up` less the second.
 
 --baseline DIR adds another envctl to every round, the `envctl` package in DIR (on PYTHONPATH;
 e.g. `git archive COMMIT envctl | tar -x -C DIR`), for before/after figures taken in the same
@@ -144,7 +148,8 @@ def main() -> None:
               f"taking turns at going first); sha256 {'not pinned' if args.no_sha256 else 'pinned'}; "
               f"load average at start {os.getloadavg()[0]:.2f}", flush=True)
         contenders = ["docker", "envctl"] + (["baseline"] if args.baseline else [])
-        times = {case[:3]: {who: [] for who in contenders} | {"peak": [], "baseline peak": []} for case in cases}
+        times = {case[:3]: {who: [] for who in contenders} | {"peak": [], "baseline peak": [], "present": [], "baseline present": []}
+                 for case in cases}
         identities = base / "cache" / "state" / "tarballs.json"
         for round_ in range(args.runs):
             for engine, compression, size, tarball, manifest in cases:
@@ -160,25 +165,45 @@ def main() -> None:
                         which = _env(engine, env) | ({"PYTHONPATH": str(package)} if package else {})
                         seconds, rss = peak_rss_mib(ENVCTL + [args.command, str(manifest)], env=which)
                         got["peak" if who == "envctl" else "baseline peak"].append(rss)
+                        if args.command == "up":  # the same up with the image there: what the load adds is the difference
+                            run(ENVCTL + ["down", manifest.parent.name], env=which)
+                            again, _rss = peak_rss_mib(ENVCTL + ["up", str(manifest)], env=which)
+                            got["present" if who == "envctl" else "baseline present"].append(again)
                         subprocess.run(ENVCTL + ["down", manifest.parent.name, "--purge"], capture_output=True, env=which)
                     got[who].append(seconds)
                 print(f"  round {round_ + 1} {engine:10} {compression:4} {size:5} MiB: "
                       + "  ".join(f"{who} {got[who][-1]:6.2f} s" for who in contenders)
+                      + ("".join(f"  {who} (image there) {got[key][-1]:5.2f} s" for who, key in
+                                 (("envctl", "present"), ("baseline", "baseline present")) if got[key]))
                       + f"  ({time.strftime('%H:%M:%S')}, load {os.getloadavg()[0]:.2f})", flush=True)
-        print(f"\n{'engine':10} {'compr':5} {'size':>9} {'tarball':>8} {'docker s':>9} {'envctl s':>9} {'ratio':>6} {'peak MiB':>9}"
-              + (f" {'before s':>9} {'ratio':>6} {'peak MiB':>9}" if args.baseline else "")
+        up = args.command == "up"
+
+        def columns(who: str, present: str, peak: str, theirs: float) -> str:
+            mine = median(got[who])
+            text = f" {mine:9.2f} {mine / theirs:6.3f}"
+            if up:  # the load's share: the median of each round's up less its up with the image there
+                share = median([a - b for a, b in zip(got[who], got[present])])
+                text += f" {median(got[present]):9.2f} {share:9.2f} {share / theirs:6.3f}"
+            return text + f" {max(got[peak]):9.0f}"
+
+        heading = f" {'s':>9} {'ratio':>6}" + (f" {'there s':>9} {'load s':>9} {'ratio':>6}" if up else "") + f" {'peak MiB':>9}"
+        print(f"\n{'':41} {'envctl ' + args.command:^{len(heading)}}" + (f" {'before (--baseline)':^{len(heading)}}" if args.baseline else ""))
+        print(f"{'engine':10} {'compr':5} {'size':>9} {'tarball':>8} {'docker s':>9}" + heading + (heading if args.baseline else "")
               + "   (aim: ratio <= 1.05, peak < 150 MiB)")
         for engine, compression, size, tarball, _ in cases:
             got = times[(engine, compression, size)]
             theirs = median(got["docker"])
             line = (f"{engine:10} {compression:5} {size:5} MiB {tarball.stat().st_size / (1 << 20):5.0f} MiB {theirs:9.2f}"
-                    f" {median(got['envctl']):9.2f} {median(got['envctl']) / theirs:6.3f} {max(got['peak']):9.0f}")
+                    + columns("envctl", "present", "peak", theirs))
             if args.baseline:
-                line += f" {median(got['baseline']):9.2f} {median(got['baseline']) / theirs:6.3f} {max(got['baseline peak']):9.0f}"
+                line += columns("baseline", "baseline present", "baseline peak", theirs)
             print(line)
-        print(f"envctl {args.command} includes starting Python and reading the tarball's identity"
-              + (", and creating and starting the container" if args.command == "up" else "")
-              + f"; docker load does neither.{' before: --baseline.' if args.baseline else ''}")
+        print(f"envctl {args.command} (s, ratio) includes starting Python and reading the tarball's identity"
+              + (", and creating and starting the container" if up else "") + "; docker load does neither.")
+        if up:
+            print("there s: the same up right after a down, the image on the engine and the tarball remembered (Python, "
+                  "the plan, the container); load s: up less that, per round (the identity read, the load, the checks "
+                  "after it), and its ratio to docker load.")
         print("Medians; the machine may be shared: see the load average printed with each round.")
     finally:
         for engine, *_rest, manifest in cases:

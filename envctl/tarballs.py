@@ -225,7 +225,7 @@ class _HashingReader(CountingReader):
     def __init__(self, handle, progress: Callable[[int], None] | None):
         super().__init__(handle, progress)
         self._digest = hashlib.sha256()
-        self._pieces: queue.Queue = queue.Queue(maxsize=64)  # at most a few MiB waiting
+        self._pieces: queue.Queue = queue.Queue(maxsize=16)  # a few MiB at most waiting (pieces of 128-512 KiB)
         self._hasher = threading.Thread(target=self._hash, name="envctl-tarball-sha256", daemon=True)
         self._hasher.start()
 
