@@ -291,7 +291,15 @@ def exec_command(
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     host = single_target(remote)
     # The list's summary says all a run needs of the container (a detached one inspects it).
-    listing = _listing(host) if getattr(host, "connection", None) is not None and not detach else None
+    listing = None
+    if getattr(host, "connection", None) is not None and not detach:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            asked = pool.submit(_listing, host)
+            # Meanwhile (the listing waits on the network, without the GIL): the modules the plan needs.
+            import envctl.manifest.loader, envctl.planning, envctl.artifact_steps, envctl.observe  # noqa: E401,F401
+            listing = asked.result()
     if listing is not None:
         chosen, baked_for = environments.choose_listed(listing[0], env), listing[1]
     else:
