@@ -22,12 +22,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from envctl import runs
 from envctl.errors import EnvctlError, EXIT_USAGE, HostNotReady
 from envctl.masking import StreamMask
-from envctl.plan import Entrypoint
+
+if TYPE_CHECKING:  # imported by the plan's own use: `exec --host` imports it while it lists the host's environments
+    from envctl.plan import Entrypoint
 
 
 @dataclass(frozen=True)
