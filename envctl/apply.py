@@ -105,6 +105,8 @@ def prepare(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str]
     # The workspace is made while the image step runs: on an SSH host each is a round trip or
     # more, and neither needs the other (the container, which mounts the workspace, is created
     # only after both ended). A failure of either is raised here, the image step's first.
+    # (The image step does not run beside the artifact steps: those check first that the host's
+    # cache still holds what the plan found, and nothing may act when it does not.)
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as pool:

@@ -98,6 +98,7 @@ class SSHHost:
         self._probed = False
         self._pending = None  # (arguments, generation, process) of a probe round under way
         self._collecting = threading.Lock()  # one thread takes the probe round's answers
+        self._noting = threading.Lock()  # one thread changes the note and writes it at a time
         self._records: dict[str, tuple[int, dict | None]] = {}  # cache path → (connection.generation, record)
         self._seen: dict[str, int] = {}  # path → connection.generation when its type in _types was read
         self.note: dict | None = None  # what is kept beside the master connection (envctl/remote/target.py)
@@ -412,9 +413,10 @@ class SSHHost:
         """Keep `path` in the note beside the master under `kind` ("records": artifact entries
         whose record was asked; "dirs": directories made), newest first: the next command on
         this master asks about them in its probe round (target.open_host)."""
-        if self.note is not None and path not in self.note.setdefault(kind, []):
-            self.note[kind] = [path, *self.note[kind]][:RECORDS_NOTED]
-            self.connection.remember(json.dumps(self.note))
+        with self._noting:  # `up` makes the workspace in a thread of its own (envctl/apply.py prepare)
+            if self.note is not None and path not in self.note.setdefault(kind, []):
+                self.note[kind] = [path, *self.note[kind]][:RECORDS_NOTED]
+                self.connection.remember(json.dumps(self.note))
 
     def _read_record(self, cache_path: str) -> dict | None:
         current = self.connection.run(["sh", "-c", _RECORD_AND_SIZES, "sh", cache_path], reads_only=True)
