@@ -290,9 +290,12 @@ def exec_command(
         raise EnvctlError("--master-addr, --master-port and --rank-table go with --nodes", exit_code=EXIT_USAGE)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     host = single_target(remote)
+    on_ssh = getattr(host, "connection", None) is not None and not detach  # an SSH host: its own docker CLI
+    # The command that will run the entrypoint there, started now: its channel opens meanwhile.
+    session = execute.HostSession(host) if on_ssh else None
     # The list's summary says all a run needs of the container (a detached one inspects it).
     listing = None
-    if getattr(host, "connection", None) is not None and not detach:
+    if on_ssh:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(1) as pool:
@@ -328,11 +331,10 @@ def exec_command(
     log_file = execute.log_path(Path(workspace), entrypoint) if workspace and not tty else None
     invocation = execute.Invocation(chosen.name, argv, variables, entry.workdir, tty, log_file, entrypoint,
                                     masked=tuple(passed.secrets))
-    on_ssh = getattr(host, "connection", None) is not None  # an SSH host: its own docker CLI, one command away
-    # There the run's own command writes the log as the output passes, unless values are masked
-    # in it: then the masked output goes from here, over a session of its own.
+    # On an SSH host the run's own command writes the log as the output passes, unless values
+    # are masked in it: then the masked output goes from here, over a session of its own.
     writer = host.log_writer(str(log_file)) if log_file is not None and (not on_ssh or invocation.masked) else None
-    code = execute.run_on_host(invocation, host, writer) if on_ssh else None
+    code = execute.run_on_host(invocation, session, writer) if on_ssh else None
     if code is None:
         if writer is None and log_file is not None:
             writer = host.log_writer(str(log_file))

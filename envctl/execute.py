@@ -115,18 +115,22 @@ def _exec_arguments(invocation: Invocation, pid_file: str, record: str) -> list[
     return args + [invocation.container, "sh", "-c", runs.WRAPPER, pid_file, record, *invocation.argv]
 
 
-# Run on an SSH host by run_on_host: $1 the engine's socket, $2 the log there ('' for none), then
-# the docker CLI's arguments; the variables' values arrive on stdin, a line `NAME ESCAPED` each
-# (ESCAPED: printf %b's \0ooo for every byte but letters, digits and _), then an empty line.
-# `read` takes stdin a byte at a time, so nothing after that line is consumed; the entrypoint
-# itself reads /dev/null, as a local run does. The docker CLI's path is found before any
-# variable is set (a PATH among them is the entrypoint's, not this script's). No docker CLI on
-# the host: exit 127 with NO_DOCKER on stderr, before anything ran (the caller takes the
-# forwarded socket instead). The log is appended to by tee as the output passes (unbuffered);
-# the docker CLI's exit code comes back through fd 3 (POSIX sh has no pipefail). A log that
-# cannot be written leaves the run without one, as the log stream from this machine does.
+# Run on an SSH host by HostSession: started before the run is known, it waits on stdin for its
+# arguments, a line `=ESCAPED` each (ESCAPED: printf %b's \0ooo for every byte but letters,
+# digits and _), then a line `.`: the engine's socket, the log there ('' for none), then the
+# docker CLI's arguments; then the variables, a line `NAME ESCAPED` each, then an empty line.
+# Stdin closed before them: nothing runs. `read` takes stdin a byte at a time, so nothing after
+# those lines is consumed; the entrypoint itself reads /dev/null, as a local run does. The docker
+# CLI's path is found before any variable is set (a PATH among them is the entrypoint's, not
+# this script's). No docker CLI on the host: exit 127 with NO_DOCKER on stderr, before anything
+# ran (the caller takes the forwarded socket instead). The log is appended to by tee as the
+# output passes (unbuffered); the docker CLI's exit code comes back through fd 3 (POSIX sh has
+# no pipefail). A log that cannot be written leaves the run without one, as the log stream from
+# this machine does.
 NO_DOCKER = "envctl: no docker command on this host"
 ON_HOST = ('d=$(command -v docker) || { echo "' + NO_DOCKER + '" >&2; exit 127; }\n'
+           'set --; while IFS= read -r a && [ "$a" != . ]; do a=$(printf "%bx" "${a#=}"); set -- "$@" "${a%x}"; done\n'
+           '[ "$#" -gt 2 ] || exit 0\n'
            'while IFS=" " read -r k v && [ -n "$k" ]; do v=$(printf "%bx" "$v"); export "$k=${v%x}"; done\n'
            'DOCKER_HOST=unix://$1; export DOCKER_HOST; log=$2; shift 2\n'
            '[ -n "$log" ] && { mkdir -p -- "${log%/*}" && : >> "$log"; } 2>/dev/null || exec "$d" "$@" </dev/null 2>&1\n'
@@ -137,14 +141,39 @@ _SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLAIN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
-def run_on_host(invocation: Invocation, host, log_writer=None) -> int | None:
-    """Run a non-interactive entrypoint on an SSH host (envctl/hosts/ssh.py SSHHost) through the
-    host's own docker CLI, in one command over its master connection: what a user would type
-    (`ssh HOST docker exec ...`), and one round trip where the docker CLI here, through the
-    forwarded socket, makes one per engine request. Returns its exit code as `run` does, or None,
-    having run nothing (and left `log_writer` open), when it cannot go this way: a terminal is
-    wanted (values would cross the terminal's echo), a variable's name is no shell name, or the
-    host has no docker CLI; the caller then calls `run` with the forwarded socket.
+class HostSession:
+    """A command on an SSH host (envctl/hosts/ssh.py SSHHost), started over its master connection
+    before the run is known, so that opening its channel (a round trip) and starting ssh here
+    overlap the listing and the plan; run_on_host then hands it the run. Nothing runs there
+    until then: `abandon` (also at exit) ends it unused."""
+
+    def __init__(self, host):
+        import atexit
+
+        self.host = host
+        self.errors = tempfile.TemporaryFile()
+        # reads_only: nothing runs before the arguments, which come after every read of the plan.
+        command = host.connection.command(["sh", "-c", ON_HOST], reads_only=True)
+        # A session of its own: Ctrl-C reaches envctl only, which forwards it into the container.
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors,
+                                        start_new_session=True)
+        atexit.register(self.abandon)
+
+    def abandon(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()  # the channel closes: the script there reads the end of its stdin and exits
+            self.process.wait()
+        self.errors.close()
+
+
+def run_on_host(invocation: Invocation, session: HostSession, log_writer=None) -> int | None:
+    """Run a non-interactive entrypoint on an SSH host through the host's own docker CLI, in the
+    command `session` started there: what a user would type (`ssh HOST docker exec ...`), and
+    one round trip where the docker CLI here, through the forwarded socket, makes one per
+    engine request. Returns its exit code as `run` does, or None, having run nothing (and left
+    `log_writer` open), when it cannot go this way: a terminal is wanted (values would cross the
+    terminal's echo), a variable's name is no shell name, or the host has no docker CLI; the
+    caller then calls `run` with the forwarded socket. `session` is used up either way.
 
     The log (`invocation.log_file`, a path on the host): written through `log_writer` (the
     masked output, from here) when one is given, which it must be when values are masked;
@@ -154,37 +183,34 @@ def run_on_host(invocation: Invocation, host, log_writer=None) -> int | None:
     reach the docker CLI there in its environment (`-e NAME`), as `run` hands them here."""
     if invocation.tty or not all(_SHELL_NAME.fullmatch(key) for key in invocation.env) \
             or "DOCKER_HOST" in invocation.env:  # the CLI's own: an entrypoint's would point it elsewhere
+        session.abandon()
         return None
     if invocation.masked and invocation.log_file is not None and log_writer is None:
         raise ValueError("run_on_host: a run whose output is masked needs its log_writer")
+    host, child = session.host, session.process
     pid_file, record = runs.new_record(invocation.name, str(invocation.log_file) if invocation.log_file else None)
-    connection = host.connection
     there = str(invocation.log_file) if invocation.log_file is not None and log_writer is None else ""
-    command = connection.command(["sh", "-c", ON_HOST, "sh", host.docker_socket, there,
-                                  *_exec_arguments(invocation, pid_file, record)])
-    values = "".join(f"{key} {_escaped(value)}\n" for key, value in invocation.env.items()) + "\n"
+    arguments = [host.docker_socket, there, *_exec_arguments(invocation, pid_file, record)]
+    header = "".join(f"={_escaped(argument)}\n" for argument in arguments) + ".\n"
+    header += "".join(f"{key} {_escaped(value)}\n" for key, value in invocation.env.items()) + "\n"
 
     def forward(signum: int) -> None:
-        connection.run(["env", f"DOCKER_HOST=unix://{host.docker_socket}", "docker", "exec", invocation.container,
-                        "sh", "-c", f'kill -{signum} "$(cat {pid_file})"'], timeout=60)
+        host.connection.run(["env", f"DOCKER_HOST=unix://{host.docker_socket}", "docker", "exec", invocation.container,
+                             "sh", "-c", f'kill -{signum} "$(cat {pid_file})"'], timeout=60)
 
-    with tempfile.TemporaryFile() as errors:
-        # A session of its own: Ctrl-C reaches envctl only, which forwards it into the container.
-        child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
-                                 start_new_session=True)
-        try:
-            child.stdin.write(values.encode())
-            child.stdin.close()
-        except BrokenPipeError:
-            pass  # ssh ended at once: its status and message say why
-        log = log_writer  # never a file here: the log is the host's
-        code, printed = _stream(child, invocation, forward, log)
-        errors.seek(0)
-        said = errors.read()
-        if code == 127 and not printed and NO_DOCKER.encode() in said:
-            return None  # nothing ran; the log is the caller's still
-    if log is not None:
-        log.close()
+    try:
+        child.stdin.write(header.encode())
+        child.stdin.close()
+    except BrokenPipeError:
+        pass  # ssh ended already (no docker CLI there, a lost connection): its status and message say why
+    code, printed = _stream(child, invocation, forward, log_writer)  # never a file here: the log is the host's
+    session.errors.seek(0)
+    said = session.errors.read()
+    session.abandon()
+    if code == 127 and not printed and NO_DOCKER.encode() in said:
+        return None  # nothing ran; the log is the caller's still
+    if log_writer is not None:
+        log_writer.close()
     if said:  # ssh's own words (a lost connection); the entrypoint's stderr came with its stdout
         sys.stderr.buffer.write(said)
         sys.stderr.flush()

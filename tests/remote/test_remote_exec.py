@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -61,6 +62,18 @@ def _logs(world) -> list:
     return sorted(world.remote("lab1", f"{world.data_dir()}/workspaces/{world.container}/logs").glob("greet-*.log"))
 
 
+def _processes_holding(text: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+        except OSError:
+            continue
+        if text.encode() in cmdline:
+            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
 def _on_host(lines: list[str]) -> list[str]:
     return [line for line in lines if line.startswith("session ") and "command -v docker" in line]
 
@@ -79,6 +92,12 @@ def test_exec_on_a_host_is_one_command_through_its_own_docker_cli(world, lab, ta
     assert token not in "".join(made)
     logs = _logs(world)
     assert len(logs) == 1 and logs[0].read_text() == f"out {VALUE}|\ntoken=***\n"  # kept on the host, masked
+
+    # The command for the run is started before the entrypoint is known: a refused exec ends it, unused.
+    refused = world.run("exec", "gret", "--host", "lab1", env=environ)
+    assert refused.returncode == 2 and "did you mean 'greet'" in refused.stderr
+    assert len(_on_host(lines())) == 1
+    assert [c for c in _processes_holding("command -v docker") if str(world.control_dir) in c] == []  # its ssh ended
 
     # Nothing to mask: the run's own command writes the log on the host, no session of its own for it.
     plain = {k: v for k, v in environ.items() if k != "HF_TOKEN"}
