@@ -5,6 +5,11 @@ terminal: a TTY when interactive, output streamed live, the process's exit code 
 What it does not do without a TTY is pass Ctrl-C on, so envctl records the process's PID
 inside the container and delivers SIGINT/SIGTERM itself. Output of non-interactive runs is
 also written to the environment's workspace on the host, so it outlives the container.
+
+On an SSH host a non-interactive run goes through that host's own docker CLI, in one command
+over the master connection (run_on_host), rather than through this machine's docker CLI and the
+forwarded engine socket, where each of its engine requests is a round trip; a host without a
+docker CLI, and runs with a terminal, take the forwarded socket.
 """
 
 from __future__ import annotations
