@@ -146,9 +146,11 @@ def inventory_file(given: str | None, environ: Mapping[str, str]) -> str | None:
 def inventory_key(wanted: Wanted, environ: Mapping[str, str]) -> str | None:
     """What the host chosen by `wanted` depends on, hashed: the inventory file's absolute path and
     bytes (none without one), the names typed, and the reader (envctl/remote/inventory.py's size
-    and modification time: another envctl reads it anew). None when the file cannot be read."""
+    and modification time: another envctl reads it anew). None when the file cannot be read or is
+    not a regular file (nothing is read from a pipe or a FIFO: the full path reads it)."""
     import hashlib
     import json
+    import stat
 
     import envctl
 
@@ -156,7 +158,13 @@ def inventory_key(wanted: Wanted, environ: Mapping[str, str]) -> str | None:
     content = None
     if path is not None:
         try:
+            # Only a regular file is read here: a pipe (`--inventory <(...)`), a FIFO or a device
+            # gives its bytes once, and the full path must find them all.
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                return None
             with open(path, "rb") as file:
+                if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                    return None  # replaced since: read nothing from it
                 content = hashlib.sha256(file.read()).hexdigest()
         except OSError:
             return None  # the full path says why

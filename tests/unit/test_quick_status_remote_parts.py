@@ -85,6 +85,27 @@ def test_a_kept_reading_of_the_inventory_is_keyed_by_its_bytes_path_and_the_name
     assert quick.inventory_key(wanted, {"HOME": str(tmp_path)}) not in (key, None)  # no inventory at all
 
 
+def test_an_inventory_that_is_not_a_regular_file_is_left_unread_to_the_full_path(tmp_path):
+    """`--inventory <(...)` is a pipe: its bytes come once, and the full path must get them all."""
+    control = tmp_path / "control"
+    control.mkdir(mode=0o700)
+    text = b"hosts: {lab1: {ssh: root@10.0.0.1}}\n"
+    readable, writable = os.pipe()
+    try:
+        os.write(writable, text)
+        os.close(writable)
+        piped = f"/dev/fd/{readable}"
+        environ = {"HOME": str(tmp_path), "ENVCTL_SSH_CONTROL_DIR": str(control)}
+        assert quick.answer(["--host", "lab1", "--inventory", piped], environ) is None
+        assert quick.answer(["--host", "lab1"], {**environ, "ENVCTL_INVENTORY": piped}) is None
+        assert os.read(readable, 1024) == text  # all of it still there for the full path
+    finally:
+        os.close(readable)
+    fifo = tmp_path / "inventory.fifo"
+    os.mkfifo(fifo)  # opening it would wait for a writer: never opened here
+    assert quick.inventory_key(quick.Wanted(("lab1",), None, str(fifo)), {"HOME": str(tmp_path)}) is None
+
+
 def test_a_kept_reading_is_taken_and_a_new_one_kept(tmp_path):
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text("hosts: {lab1: {ssh: root@10.0.0.1}}\n")
