@@ -22,7 +22,9 @@ CLAIM_EXIT = 213
 # The wrapper writes the step's marker itself once the step succeeded (so `up` needs no exec of
 # its own for it: three Engine API requests, each a round trip to an SSH host, issue 14); a
 # marker it could not write is said with this text, in its output's last line (the failed write's
-# message before it, on the same stream, so in order), and exit MARKER_EXIT.
+# message before it, on the same stream, so in order), and exit MARKER_EXIT. The write is
+# `true > FILE`, not `: > FILE`: a redirection that fails on a special built-in such as `:` ends
+# a POSIX sh (dash, busybox) at once, before the word, the exit code and the claim's release.
 MARKER_UNWRITTEN = "envctl-setup-marker: could not write"
 MARKER_EXIT = 214
 CLAIM_WRAPPER = (
@@ -32,7 +34,7 @@ CLAIM_WRAPPER = (
     'if [ -z "$p" ] || kill -0 "$p" 2>/dev/null; then echo "' + CLAIM_HELD + ' ${p:-?}"; exit ' + str(CLAIM_EXIT) + '; fi; '
     'rm -f "$c"; (set -C; echo $$ > "$c") 2>/dev/null || { echo "' + CLAIM_HELD + ' ?"; exit ' + str(CLAIM_EXIT) + '; }; fi; '
     'if [ -e "$m" ]; then rm -f "$c"; echo "' + CLAIM_DONE + '"; exit ' + str(CLAIM_EXIT) + '; fi; '
-    '"$@"; code=$?; if [ $code -eq 0 ]; then { mkdir -p "${m%/*}" && : > "$m"; } 2>&1 || '
+    '"$@"; code=$?; if [ $code -eq 0 ]; then { mkdir -p "${m%/*}" && true > "$m"; } 2>&1 || '
     '{ code=' + str(MARKER_EXIT) + '; echo "' + MARKER_UNWRITTEN + ' $m"; }; fi; rm -f "$c"; exit $code'
 )
 

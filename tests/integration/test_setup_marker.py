@@ -33,3 +33,27 @@ def test_a_marker_that_cannot_be_written_stops_up_and_the_step_runs_again(make_e
     again = env.run("up", str(env.manifest))
     assert again.returncode == 5, again.stderr
     assert env.inside("cat /tmp/runs") == (0, "ran\nran\n")  # no marker: the step ran again
+
+
+LINKED_BODY = """\
+device: {{kind: cpu}}
+image: {{ref: {image}, tarball: {{source: {tarball}}}}}
+setup:
+  - name: point the markers at proc
+    # Succeeds, and leaves the markers' directory a link to one where no file can be made: the
+    # wrapper's mkdir -p succeeds and only the marker's own write fails.
+    run: "echo ran >> /tmp/runs; rm -rf /var/lib/envctl/setup; ln -s /proc /var/lib/envctl/setup"
+"""
+
+
+def test_a_marker_whose_directory_is_there_but_takes_no_file_stops_up_with_the_wrappers_word(make_env, tarballs):
+    # `: > FILE` failing ends a POSIX sh outright (a redirection error on a special built-in):
+    # the wrapper then exited 2 without its word, up called the step failed (exit code 2) and
+    # the claim was left behind.
+    env = make_env("cpu")
+    env.write(LINKED_BODY.format(image=IMAGE, tarball=tarballs.plain))
+    first = env.run("up", str(env.manifest))
+    assert first.returncode == 5, first.stderr
+    assert "setup step 'point the markers at proc' ran, but its marker /var/lib/envctl/setup/000-" in first.stderr
+    assert "failed with exit code" not in first.stderr
+    assert env.inside("ls -A /var/lib/envctl/claims") == (0, "")  # the claim was let go
