@@ -165,17 +165,36 @@ def command_names_completed(prog: str, environ) -> list[str] | None:
 
 
 def _write(text: str) -> None:
-    """Standard output of the answers given before typer is imported. A stdout that cannot take
-    it is said on stderr (a full disk) or left quietly (a reader that closed the pipe), exit 1,
-    never a traceback."""
+    """Standard output of the answers given before typer is imported, byte for byte as typer.echo
+    writes it. A stdout that cannot take it is said on stderr (a full disk) or left quietly (a
+    reader that closed the pipe), exit 1, never a traceback. Raises UnicodeEncodeError, nothing
+    written, when stdout's encoding cannot hold the text (see `_answered`)."""
     try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        if text.isascii() and "\x1b" not in text:
+            sys.stdout.write(text)  # as click writes it: nothing of it is escaped or re-encoded
+            sys.stdout.flush()
+        else:
+            # Written by the full path's own typer.echo (click's echo): it strips ANSI escape
+            # sequences when stdout is not a terminal and writes UTF-8 to an ASCII stdout, and text
+            # from the engine (labels) may hold either. Imported only for such text (~40 ms).
+            from typer import echo
+
+            echo(text, nl=False)
     except OSError as problem:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left for Python to flush at exit
         if not isinstance(problem, BrokenPipeError):
             sys.stderr.write(f"error: cannot write to standard output: {problem.strerror}\n")
         sys.exit(1)
+
+
+def _answered(text: str) -> bool:
+    """`text` written by `_write`; False, nothing written, when stdout's encoding cannot hold it:
+    the full path then answers as it does (its typer.echo fails the same way)."""
+    try:
+        _write(text)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _quick(args: list[str]) -> bool:
@@ -190,18 +209,12 @@ def _quick(args: list[str]) -> bool:
         from envctl.quick_status import answer
 
         out = answer(os.environ)
-        if out is None:
-            return False
-        _write(out)
-        return True
+        return out is not None and _answered(out)
     if len(args) > 1 and args[0] == "status" and args[1].startswith("-"):
         from envctl.quick_status_remote import answer as remote_answer
 
         out = remote_answer(args[1:], os.environ)
-        if out is None:
-            return False
-        _write(out)
-        return True
+        return out is not None and _answered(out)
     if len(args) == 2 and args[0] == "up" and args[1] and not args[1].startswith("-"):
         from envctl.quick_up import answer as up_answer
 

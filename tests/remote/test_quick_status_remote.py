@@ -4,8 +4,8 @@ what the full path prints (ENVCTL_NO_QUICK=1), and leaves to the full path every
 not know: work running, the master gone, the forward stale, the facts note garbage or older
 than the master, another ssh config or inventory, several hosts.
 
-Which path answered is read from `python -X importtime`'s report: the full path imports typer,
-the quick path does not. Never timings. Each test first sees the quick path answer, so that
+Which path answered is read from `python -X importtime`'s report: the full path imports typer's
+app (envctl.cli_app), the quick path does not. Never timings. Each test first sees the quick path answer, so that
 each fails without it."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Said:
     code: int
     stdout: str
     stderr: str  # without -X importtime's lines
-    quick: bool  # typer was not imported
+    quick: bool  # typer's app was not imported
     modules: frozenset = field(compare=False)
 
     @property
@@ -51,12 +51,12 @@ def envctl(world, *args, quick: bool = True, **extra) -> Said:
     if not quick:
         environ["ENVCTL_NO_QUICK"] = "1"
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "envctl", *args], capture_output=True, text=True,
-                          env=environ, timeout=300)
+                          errors="replace", env=environ, timeout=300)
     lines = done.stderr.splitlines(keepends=True)
     modules = {line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")}
     assert modules, done.stderr[-2000:]
     return Said(done.returncode, done.stdout, "".join(line for line in lines if not line.startswith("import time:")),
-                "typer" not in modules, frozenset(modules))
+                "envctl.cli_app" not in modules, frozenset(modules))
 
 
 def both(world, *args, **extra) -> tuple[Said, Said]:
@@ -133,6 +133,25 @@ def test_no_environment_one_and_several_as_the_full_path_prints_them(world, lab,
     answered_quickly(world, "status", "--hosts=lab1")
     answered_quickly(world, "status", "--host", "lab1", "--ssh-config", str(lab.ssh_config),
                      "--inventory", str(world.inventory))
+
+
+def test_labels_are_written_as_the_full_paths_typer_echo_writes_them(world, lab, tarball):
+    """Label text is the engine's: ANSI escapes (typer.echo strips them off a terminal) and
+    characters an ASCII stdout cannot hold (typer.echo writes UTF-8 there) as the full path
+    writes them; text stdout's encoding cannot hold at all is left to the full path."""
+    up(world, lab, tarball)
+    odd = f"{world.container}-odd"
+    world.cleanups.append(lambda: lab.docker("lab1", "rm", "-f", odd, f"{odd}-euro"))
+    made = lab.docker("lab1", "create", "--name", odd, "-l", "io.envctl.manifest=\x1b[31mred\x1b[0m",
+                      "-l", "io.envctl.user=jürgen", IMAGE, "true")
+    assert made.returncode == 0, made.stderr
+    for encoding in ("utf-8", "ascii"):
+        said = answered_quickly(world, "status", "--host", "lab1", PYTHONIOENCODING=encoding)
+        assert f"{odd} " in said.stdout and " red  (" in said.stdout and "by jürgen" in said.stdout, said.stdout
+    made = lab.docker("lab1", "create", "--name", f"{odd}-euro", "-l", "io.envctl.manifest=€", IMAGE, "true")
+    assert made.returncode == 0, made.stderr
+    said = left_to_the_full_path(world, "status", "--host", "lab1", PYTHONIOENCODING="latin-1")
+    assert "Traceback" not in said.stderr
 
 
 def test_work_running_is_described_by_the_full_path(world, lab, tarball):
