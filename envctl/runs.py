@@ -49,10 +49,14 @@ PID_DIR = "/var/lib/envctl/exec"
 # removes the PID files of runs that ended (no /proc entry for the PID they hold): no second
 # exec after a run, and the directory holds the running ones and those ended since the last
 # start. A file being written (still empty) names /proc itself and is kept; an unreadable or
-# undeletable one (another user's) too, whatever rm says.
-WRAPPER = ('d=${0%/*}; mkdir -p "$d" && for f in "$d"/*; do [ -d "/proc/$(cat "$f" 2>/dev/null)" ] || '
-           'rm -f "$f" 2>/dev/null || :; done && echo $$ > "$0" && shift && exec "$@"')
+# undeletable one (another user's) too, whatever rm says. The removal runs in a subshell: the
+# shell that becomes the entrypoint sets no variable of its own (an entrypoint's `f` or `d`,
+# exported by `docker exec -e`, reaches it as the run gave it).
+WRAPPER = ('mkdir -p "${0%/*}" && (for f in "${0%/*}"/*; do [ -d "/proc/$(cat "$f" 2>/dev/null)" ] || '
+           'rm -f "$f" 2>/dev/null || :; done) && echo $$ > "$0" && shift && exec "$@"')
 # The wrappers of earlier envctl versions, whose runs may still be running: read as WRAPPER is.
+_NAMING_WRAPPER = ('d=${0%/*}; mkdir -p "$d" && for f in "$d"/*; do [ -d "/proc/$(cat "$f" 2>/dev/null)" ] || '
+                   'rm -f "$f" 2>/dev/null || :; done && echo $$ > "$0" && shift && exec "$@"')  # set d and f
 _PRUNELESS_WRAPPER = 'mkdir -p "${0%/*}" && echo $$ > "$0" && shift && exec "$@"'  # removed its file with a second exec
 _OLD_WRAPPER = 'mkdir -p "${0%/*}" && echo $$ > "$0" && exec "$@"'  # envctl before run records
 _TOP_ARGS = "-o pid,ppid,etimes,stat,args"  # procps `ps`; etimes: seconds since the process started
@@ -176,7 +180,7 @@ def _exec_run(client, container: str, exec_id: str, info: dict, host_pid: int | 
     if len(argv) >= 3 and argv[:2] == ["sh", "-c"] and argv[2] in _internal_scripts():
         return None  # another envctl reading the process table or probing a server: not work
     elapsed = processes.get(host_pid, (None, None, None))[1]
-    if len(argv) >= 5 and argv[:2] == ["sh", "-c"] and argv[2] in (WRAPPER, _PRUNELESS_WRAPPER):
+    if len(argv) >= 5 and argv[:2] == ["sh", "-c"] and argv[2] in (WRAPPER, _NAMING_WRAPPER, _PRUNELESS_WRAPPER):
         try:
             record = json.loads(argv[4])
         except ValueError:

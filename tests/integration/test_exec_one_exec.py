@@ -17,6 +17,9 @@ image: {{ref: {image}, tarball: {{source: {tarball}}}}}
 entrypoints:
   hello:
     run: echo hello; exit 4
+  names:
+    run: printf '%s\\n' "d=$d" "f=$f"
+    env: {{d: D1, f: F1}}
 """
 
 
@@ -41,3 +44,13 @@ def test_a_run_is_one_exec_and_pid_files_do_not_pile_up(make_env, tarballs):
         assert len(creates) == 1, creates  # the entrypoint's; before: a second one, `rm -f` of its PID file
         code, listing = env.inside("ls /var/lib/envctl/exec")
         assert code == 0 and len(listing.split()) == 1, listing  # the last run's, until the next run starts
+
+
+def test_the_wrapper_sets_no_variable_of_the_entrypoints(make_env, tarballs):
+    # runs.WRAPPER removes ended runs' PID files before it becomes the entrypoint: its loop's
+    # names stay in a subshell (before: an entrypoint's d and f were the wrapper's own values).
+    env = make_env("cpu")
+    env.write(BODY.format(image=IMAGE, tarball=tarballs.plain))
+    assert env.run("up", str(env.manifest)).returncode == 0
+    done = env.run("exec", "names", "--env", env.container)
+    assert (done.returncode, done.stdout) == (0, "d=D1\nf=F1\n"), done.stderr
