@@ -126,21 +126,28 @@ def _exec_arguments(invocation: Invocation, pid_file: str, record: str) -> list[
 # docker CLI's arguments; then the variables, a line `NAME ESCAPED` each, then an empty line.
 # Stdin closed before them: nothing runs. `read` takes stdin a byte at a time, so nothing after
 # those lines is consumed; the entrypoint itself reads /dev/null, as a local run does. The docker
-# CLI's path is found before any variable is set (a PATH among them is the entrypoint's, not
-# this script's). No docker CLI on the host: exit 127 with NO_DOCKER on stderr, before anything
+# CLI's path is found before any variable is set and kept among the arguments, and the variables
+# are read and exported by the process that then becomes the docker CLI (`take`, a subshell of its
+# own when the log is written): the entrypoint's variables are the docker CLI's environment and
+# the container's, never this script's own (an entrypoint's `d`, `log` or PATH would otherwise
+# change what runs here, its LD_PRELOAD reach mkdir and tee). `take`'s own two names
+# (SCRIPT_NAMES) are the one clash left: a run with one of them takes the forwarded socket.
+# No docker CLI on the host: exit 127 with NO_DOCKER on stderr, before anything
 # ran (the caller takes the forwarded socket instead). The log is appended to by tee as the
 # output passes (unbuffered); the docker CLI's exit code comes back through fd 3 (POSIX sh has
 # no pipefail). A log that cannot be written leaves the run without one, as the log stream from
 # this machine does.
 NO_DOCKER = "envctl: no docker command on this host"
+SCRIPT_NAMES = frozenset({"envctl_k_", "envctl_v_"})
 ON_HOST = ('d=$(command -v docker) || { echo "' + NO_DOCKER + '" >&2; exit 127; }\n'
            'set --; while IFS= read -r a && [ "$a" != . ]; do a=$(printf "%bx" "${a#=}"); set -- "$@" "${a%x}"; done\n'
            '[ "$#" -gt 2 ] || exit 0\n'
-           'while IFS=" " read -r k v && [ -n "$k" ]; do v=$(printf "%bx" "$v"); export "$k=${v%x}"; done\n'
-           'DOCKER_HOST=unix://$1; export DOCKER_HOST; log=$2; shift 2\n'
-           '[ -n "$log" ] && { mkdir -p -- "${log%/*}" && : >> "$log"; } 2>/dev/null || exec "$d" "$@" </dev/null 2>&1\n'
+           'DOCKER_HOST=unix://$1; export DOCKER_HOST; log=$2; shift 2; set -- "$d" "$@"\n'
+           'take() { while IFS=" " read -r envctl_k_ envctl_v_ && [ -n "$envctl_k_" ]; do '
+           'envctl_v_=$(printf "%bx" "$envctl_v_"); export "$envctl_k_=${envctl_v_%x}"; done; exec "$@" </dev/null 2>&1; }\n'
+           '[ -n "$log" ] && { mkdir -p -- "${log%/*}" && : >> "$log"; } 2>/dev/null || take "$@"\n'
            'exec 4>&1\n'
-           'rc=$( { { "$d" "$@" </dev/null 2>&1; echo $? >&3; } | tee -a -- "$log" >&4; } 3>&1 )\n'
+           'rc=$( { { ( take "$@" ); echo $? >&3; } | tee -a -- "$log" >&4; } 3>&1 )\n'
            'exit "${rc:-1}"')
 _SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLAIN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
@@ -177,8 +184,9 @@ def run_on_host(invocation: Invocation, session: HostSession, log_writer=None) -
     one round trip where the docker CLI here, through the forwarded socket, makes one per
     engine request. Returns its exit code as `run` does, or None, having run nothing (and left
     `log_writer` open), when it cannot go this way: a terminal is wanted (values would cross the
-    terminal's echo), a variable's name is no shell name, or the host has no docker CLI; the
-    caller then calls `run` with the forwarded socket. `session` is used up either way.
+    terminal's echo), a variable's name is no shell name or one of the
+    host script's own (SCRIPT_NAMES), or the host has no docker CLI; the caller then calls
+    `run` with the forwarded socket. `session` is used up either way.
 
     The log (`invocation.log_file`, a path on the host): written through `log_writer` (the
     masked output, from here) when one is given, which it must be when values are masked;
@@ -187,7 +195,8 @@ def run_on_host(invocation: Invocation, session: HostSession, log_writer=None) -
     Values never reach a command line: they cross the SSH channel on the command's stdin and
     reach the docker CLI there in its environment (`-e NAME`), as `run` hands them here."""
     if invocation.tty or not all(_SHELL_NAME.fullmatch(key) for key in invocation.env) \
-            or "DOCKER_HOST" in invocation.env:  # the CLI's own: an entrypoint's would point it elsewhere
+            or "DOCKER_HOST" in invocation.env \
+            or not SCRIPT_NAMES.isdisjoint(invocation.env):  # the CLI's own, the script's own
         session.abandon()
         return None
     if invocation.masked and invocation.log_file is not None and log_writer is None:

@@ -152,3 +152,37 @@ def test_a_signal_reaches_the_entrypoint_run_on_the_host(world, lab, tarball, tr
     assert running.returncode == code, err
     assert lab.docker("lab1", "exec", world.container, "cat", "/tmp/signal").stdout == f"got {signum.name[3:]}\n"
     assert lab.docker("lab1", "exec", world.container, "sh", "-c", "ps -o args | grep -c '[w]hile true'").stdout.strip() == "0"
+
+
+CLASHING = """\
+device: {{kind: cpu}}
+image: {{ref: {image}, tarball: {{source: {tarball}}}}}
+entrypoints:
+  names:
+    run: printf '%s\\n' "d=$d" "log=$log" "k=$k" "v=$v" "a=$a" "rc=$rc" "f=$f" "LD_PRELOAD=$LD_PRELOAD"
+    env: {{d: D1, f: F1, log: L1, k: K1, v: V1, a: A1, rc: R1, LD_PRELOAD: /nowhere/preload.so}}
+  own:
+    run: printf '%s\\n' "$envctl_v_"
+    env: {{envctl_v_: mine}}
+"""
+
+
+def test_the_entrypoints_variables_are_not_the_host_scripts_own(world, lab, tarball, traced):  # noqa: F811
+    # The host's script (execute.ON_HOST) has variables of its own (the docker CLI's path, the
+    # log's) and runs mkdir and tee: an entrypoint's variables of the same names, or its
+    # LD_PRELOAD, reach the docker CLI and the container only (before: `d` ran D1 in place of the
+    # docker CLI, exit 127; ld.so's complaint about the preload printed by mkdir and tee).
+    environ, lines, _token = traced
+    world.write(CLASHING.format(image=IMAGE, tarball=tarball))
+    assert world.run("up", str(world.manifest), "--host", "lab1").returncode == 0
+    lines()
+    ran = world.run("exec", "names", "--host", "lab1", env=environ)
+    expected = "d=D1\nlog=L1\nk=K1\nv=V1\na=A1\nrc=R1\nf=F1\nLD_PRELOAD=/nowhere/preload.so\n"
+    assert (ran.returncode, ran.stdout) == (0, expected), ran.stderr
+    assert "ld.so" not in ran.stderr, ran.stderr
+    assert len(_on_host(lines())) == 1  # on the host's own docker CLI
+    logs = sorted(world.remote("lab1", f"{world.data_dir()}/workspaces/{world.container}/logs").glob("names-*.log"))
+    assert len(logs) == 1 and logs[0].read_text() == expected
+    # A name the script reads its variables into takes the forwarded socket, with its value.
+    own = world.run("exec", "own", "--host", "lab1", env=environ)
+    assert (own.returncode, own.stdout) == (0, "mine\n"), own.stderr
