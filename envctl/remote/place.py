@@ -25,7 +25,7 @@ from envctl.artifacts.fetch import Fetched
 from envctl.errors import FetchError
 from envctl.hosts.base import CommandResult
 from envctl.remote.ssh import RemoteError, SSHConnection
-from envctl.remote.streams import finish
+from envctl.remote.streams import SHA256_OF, finish
 from envctl.remote.transfer import push_file, push_then
 
 LARGE = 1 << 20  # files from this size travel as blobs of their own (resumable, deduplicated)
@@ -192,7 +192,15 @@ def load_image_remotely(connection: SSHConnection, remote_cache: str, client=Non
         # The push's own session loads it once the host has checked its sha256 (push_then): one
         # ssh command for both, a round trip less; a segmented push (a far host's large file)
         # or a connection lost meanwhile leaves the load to a command of its own.
-        _, result = push_then(connection, tarball, remote, identity.sha256, load_argv(remote), advance)
+        outcome, result = push_then(connection, tarball, remote, identity.sha256, load_argv(remote), advance)
+        if outcome == "present" and result is None:  # not loaded in the push's session (a far host, a lost connection)
+            result = connection.run(load_argv(remote), timeout=3600)
+        if outcome == "present" and result.returncode not in (0, NO_TOOL) \
+                and _removed_unless(connection, remote, identity.sha256):
+            # The host's copy was not this tarball any more (same size, other bytes: its sha256
+            # is checked on arrival only), and docker load refused it: every later up would
+            # find it "present" and fail the same way. It was removed: sent and loaded again.
+            _, result = push_then(connection, tarball, remote, identity.sha256, load_argv(remote), advance)
         return docker_load(connection, remote, result)
 
     return load
@@ -212,6 +220,17 @@ command -v "$tool" >/dev/null 2>&1 || { echo "$tool" >&2; exit 97; }
 "$tool" -dc -- "$1" | docker load -q
 '''
 NO_TOOL = 97
+
+
+# $1 a blob on the host, $2 its sha256: removes the blob when its bytes have another sha256, and
+# says "removed".
+_REMOVE_UNLESS = SHA256_OF + '[ "$(sha256_of "$1")" = "$2" ] || { rm -f "$1" && echo removed; }'
+
+
+def _removed_unless(connection: SSHConnection, path: str, sha256: str) -> bool:
+    """Whether the blob at `path` on the host was removed because its sha256 is not `sha256`
+    (one round trip, the file hashed there)."""
+    return connection.check(["sh", "-c", _REMOVE_UNLESS, "sh", path, sha256], f"checking {path}").strip() == "removed"
 
 
 def load_argv(path: str) -> list[str]:

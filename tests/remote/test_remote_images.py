@@ -84,3 +84,25 @@ def test_a_host_that_downloads_a_zstd_tarball_itself_decompresses_it_for_its_eng
     assert lab.docker("lab1", "image", "inspect", "--format", "{{.Id}}", REF).stdout.strip() == config_digest
     assert world.remote("lab1", f"{world.data_dir()}/cache/blobs/sha256/{_sha(packed)}").is_file()  # downloaded there
     assert not (Path(world.base) / "cache" / "blobs" / "sha256" / _sha(packed)).exists()  # not through this machine
+
+
+def test_a_tarball_on_the_host_whose_bytes_changed_since_it_arrived_is_sent_again_and_loaded(world, lab, tmp_path):
+    # The host's copy is checked when it arrives; later only its size is: one of the right size
+    # but other bytes was found "present" and docker load refused it, on every up after.
+    from engines import CLASSIC, connect
+    from testimages import save_image
+
+    tarball = tmp_path / "image.tar"
+    save_image(connect(CLASSIC).client, {"etc/remote-images": b"changed on the host\n"}, tarball, REF)
+    lab.docker("lab1", "rmi", "-f", REF)
+    world.cleanups.append(lambda: lab.docker("lab1", "rmi", "-f", REF))
+    blob = world.remote("lab1", f"{world.data_dir()}/cache/blobs/sha256/{_sha(tarball)}")
+    blob.parent.mkdir(parents=True)
+    damaged = bytearray(tarball.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # inside the layer: docker load says its diffID is wrong
+    blob.write_bytes(bytes(damaged))
+    manifest = world.write("device: {kind: cpu}\n" f"image: {{ref: {REF}, tarball: {{source: {tarball}}}}}\n")
+    up = world.run("up", str(manifest), "--host", "lab1")
+    assert up.returncode == 0, up.stderr
+    assert f"image      {REF}: loaded" in up.stderr
+    assert _sha(blob) == _sha(tarball)
