@@ -32,6 +32,11 @@ from typing import Mapping, NamedTuple, Sequence
 HOST_OPTIONS = ("--host", "--hosts", "-H")  # envctl/cli_remote.py host_option
 HOSTS_KEPT = "quick-status-hosts.json"  # the inventory's readings kept in the control directory
 HOSTS_KEPT_MOST = 16
+# Seconds the forwarded socket may stay silent (no byte accepted or answered) before the full path
+# takes over: a host cut off behind a master that has not noticed yet, an engine or master that
+# hangs. Each wait counts from the last byte, so a long answer that keeps coming (many
+# environments) is read whole; a quick path that cannot decide costs about this much.
+SILENCE = 1.0
 VALUE_OPTIONS = {"--ssh-config": "ssh_config", "--inventory": "inventory"}
 
 
@@ -258,13 +263,11 @@ class Pipelined:
     at once and their answers read in order (http.client reads each answer; it sends one
     request at a time itself). Use as a context manager."""
 
-    def __init__(self, path: str, trace=None):
+    def __init__(self, path: str, trace=None, silence: float = SILENCE):
         import socket
 
-        from envctl.engine_socket import TIMEOUT
-
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._socket.settimeout(TIMEOUT)
+        self._socket.settimeout(silence)  # per send and receive: from the last byte on
         self._path, self._reader, self._trace = path, None, trace
 
     def __enter__(self) -> "Pipelined":
@@ -281,7 +284,8 @@ class Pipelined:
     def get(self, targets: Sequence[tuple[str, Mapping[str, str] | None]]) -> list[tuple[int, object]]:
         """(HTTP status, the JSON answer) of `GET path?query` for each (path, query), in order.
         Raises EngineUnanswered (envctl/engine_socket.py) when the socket cannot be reached, an
-        answer is cut or is not JSON, or the engine closes the connection before the last."""
+        answer is cut or is not JSON, the engine closes the connection before the last, or
+        nothing moves on the connection for `silence` seconds (SILENCE)."""
         import http.client
         import json
         import socket

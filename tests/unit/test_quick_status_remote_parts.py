@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 
 import pytest
 
@@ -137,3 +138,39 @@ def test_pipelined_requests_are_answered_in_order_on_one_connection():
         assert engine.get([("/version", None)]) == answers[:1]  # the same connection, again
     with pytest.raises(EngineUnanswered), quick.Pipelined("/nonexistent/docker.sock") as nowhere:
         nowhere.get([("/version", None)])
+
+
+def test_an_engine_silent_for_longer_than_the_quick_paths_wait_is_left_to_the_full_path(tmp_path):
+    """A hung engine (or a host cut off behind a master that has not noticed yet) costs the quick
+    path about SILENCE, not the engine socket's long timeout: this one answers, correctly, but
+    only after three times SILENCE (unless the quick path hung up before)."""
+    path = str(tmp_path / "engine.sock")
+    body = b"[]"
+    late = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n" + body)
+    listening = socket.socket(socket.AF_UNIX)
+    listening.bind(path)
+    listening.listen()
+    closed = threading.Event()
+
+    def engine():
+        connection, _ = listening.accept()
+        with connection:
+            connection.recv(65536)  # the request
+            connection.settimeout(3 * quick.SILENCE)
+            try:
+                if connection.recv(65536) == b"":
+                    closed.set()  # the quick path hung up
+                    return
+            except TimeoutError:
+                pass
+            connection.sendall(late)
+
+    answering = threading.Thread(target=engine)
+    answering.start()
+    try:
+        with pytest.raises(EngineUnanswered), quick.Pipelined(path) as silent:
+            silent.get([("/containers/json", None)])
+    finally:
+        answering.join(10)
+        listening.close()
+    assert closed.is_set()
