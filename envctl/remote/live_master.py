@@ -42,7 +42,7 @@ def control_directory(environ: Mapping[str, str]) -> str | None:
         import tempfile  # only here: it imports random and shutil (a few ms)
 
         directory = os.path.join(tempfile.gettempdir(), f"envctl-ssh-{os.getuid()}")
-    return directory if _own(directory, stat.S_ISDIR, private=True) else None
+    return directory if _own(directory, stat.S_ISDIR, private=True, follow=True) else None
 
 
 def ssh_config(given: str | None, environ: Mapping[str, str]) -> str | None:
@@ -91,11 +91,15 @@ def forwarded_engine(destination: str, config: str | None, directory: str) -> st
     return local if _own(local, stat.S_ISSOCK) else None
 
 
-def _own(path: str, kind, private: bool = False) -> bool:
+def _own(path: str, kind, private: bool = False, follow: bool = False) -> bool:
     """Whether `path` is of `kind` (stat.S_ISDIR, S_ISSOCK) and this user's, and (`private`)
-    open to no one else: a socket planted by another user is never talked to."""
+    open to no one else: a socket planted by another user is never talked to. `follow`: a
+    symbolic link to such a file counts (the full path takes ENVCTL_SSH_CONTROL_DIR through one)
+    when the link is this user's too, so that no one else can point it elsewhere."""
     try:
         found = os.lstat(path)
+        if follow and stat.S_ISLNK(found.st_mode) and found.st_uid == os.getuid():
+            found = os.stat(path)
     except OSError:
         return False
     return kind(found.st_mode) and found.st_uid == os.getuid() and not (private and found.st_mode & 0o077)

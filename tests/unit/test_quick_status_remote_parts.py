@@ -49,9 +49,16 @@ def test_the_control_directory_is_ssh_pys_and_private(tmp_path, monkeypatch):
     assert live_master.control_directory({"ENVCTL_SSH_CONTROL_DIR": str(given)}) is None  # not made yet
     given.mkdir(mode=0o700)
     assert live_master.control_directory({"ENVCTL_SSH_CONTROL_DIR": str(given)}) == str(given)
+    linked = tmp_path / "linked"
+    linked.symlink_to(given)  # the full path makes and uses its masters through the link
+    assert live_master.control_directory({"ENVCTL_SSH_CONTROL_DIR": str(linked)}) == str(linked)
     given.chmod(0o755)  # another user could have put a socket there
     assert live_master.control_directory({"ENVCTL_SSH_CONTROL_DIR": str(given)}) is None
+    assert live_master.control_directory({"ENVCTL_SSH_CONTROL_DIR": str(linked)}) is None
     given.chmod(0o700)
+    if os.getuid() == 0:
+        os.lchown(linked, 12345, -1)  # a link another user could point elsewhere
+        assert live_master.control_directory({"ENVCTL_SSH_CONTROL_DIR": str(linked)}) is None
     os.chown(given, 12345, -1) if os.getuid() == 0 else pytest.skip("needs root to give the directory away")
     assert live_master.control_directory({"ENVCTL_SSH_CONTROL_DIR": str(given)}) is None
 
