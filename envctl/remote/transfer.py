@@ -157,6 +157,14 @@ def push_then(connection: SSHConnection, local: Path, remote: str, sha256: str, 
             raise FetchError(f"{connection.destination}: {local.name} arrived with sha256 {verdict.split()[-1]}, "
                              f"expected {sha256}; the partial copy was removed",
                              hint="run again; if it repeats, check the source and the disk")
+        if not verdict and process.returncode not in (0, SSH_FAILED):
+            # The host could not keep the bytes (its disk full, the directory not writable): no
+            # verdict, and the host's own words on stderr. Sending them again cannot help.
+            said = errors.decode(errors="replace").strip().splitlines()[-3:]
+            raise RemoteError(f"{connection.destination}: {local.name} could not be written to {partial} there (exit "
+                              f"{process.returncode})" + "".join(f"\n  {line}" for line in said),
+                              hint="free space there (or make it writable); what arrived is kept and the next run "
+                                   "resumes from there")
         # "incomplete", or nothing: the connection dropped; ask again how much arrived
     raise RemoteError(f"{connection.destination}: sending {local.name} kept failing after {attempts} attempts; "
                       "what arrived is kept and the next run resumes from there")

@@ -100,3 +100,22 @@ def test_the_far_hosts_connections_check_its_host_key_too(lab, connect, tmp_path
     with pytest.raises(RemoteError, match="host key of lab2 .*is not known"):
         push_file(connection, local, REMOTE, sha)
     assert not lab.path("lab2", REMOTE).exists()
+
+
+@pytest.mark.parametrize("early", [True, False], ids=["hashed as it arrives", "hashed after"])
+def test_a_host_whose_disk_fills_up_says_so_at_once(lab, connect, tmp_path, early):
+    # The host's `cat` failed with "No space left on device", no verdict followed, and the push
+    # was taken for a cut connection: the rest sent again three times over, then "kept failing
+    # after 4 attempts ... the next run resumes from there", the host's words lost.
+    local, sha = _file(tmp_path, 3 << 20)
+    connection = connect("lab1")
+    directory = os.path.dirname(REMOTE)
+    lab.run_in("lab1", "mkdir", "-p", directory)
+    assert lab.run_in("lab1", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", directory).returncode == 0
+    try:
+        with pytest.raises(RemoteError) as raised:
+            push_file(connection, local, REMOTE, sha, early_hash=early)
+        assert "No space left on device" in str(raised.value), str(raised.value)
+        assert "kept failing" not in str(raised.value)
+    finally:
+        lab.run_in("lab1", "umount", directory)
