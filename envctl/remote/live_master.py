@@ -36,8 +36,12 @@ def control_directory(environ: Mapping[str, str]) -> str | None:
     """Where the master sockets live, as envctl/remote/ssh.py _control_dir says
     (ENVCTL_SSH_CONTROL_DIR, else envctl-ssh-UID in the temporary directory), when it is there,
     this user's and open to no one else; else None (the full path makes it, or refuses a
-    directory another user made)."""
+    directory another user made). None for a relative ENVCTL_SSH_CONTROL_DIR."""
     directory = environ.get("ENVCTL_SSH_CONTROL_DIR") or None
+    if directory is not None and not os.path.isabs(directory):
+        # The full path hands docker-py the forward as unix://RELATIVE, which it reads as no
+        # such socket: an error there, so never an answer here.
+        return None
     if directory is None:
         import tempfile  # only here: it imports random and shutil (a few ms)
 

@@ -49,6 +49,8 @@ def test_the_control_directory_is_ssh_pys_and_private(tmp_path, monkeypatch):
     assert live_master.control_directory({"ENVCTL_SSH_CONTROL_DIR": str(given)}) is None  # not made yet
     given.mkdir(mode=0o700)
     assert live_master.control_directory({"ENVCTL_SSH_CONTROL_DIR": str(given)}) == str(given)
+    monkeypatch.chdir(tmp_path)  # relative: the full path's forward is no socket docker-py finds
+    assert live_master.control_directory({"ENVCTL_SSH_CONTROL_DIR": "control"}) is None
     linked = tmp_path / "linked"
     linked.symlink_to(given)  # the full path makes and uses its masters through the link
     assert live_master.control_directory({"ENVCTL_SSH_CONTROL_DIR": str(linked)}) == str(linked)
