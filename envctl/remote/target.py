@@ -62,7 +62,8 @@ def open_host(name: str, destination: str, settings: SSHSettings, data_dir: str 
 
 
 def _noted(note: dict, kind: str) -> list[str]:
-    return [path for path in note.get(kind, []) if isinstance(path, str)][:RECORDS_NOTED]
+    listed = note.get(kind)  # hints: a note of another envctl's shape gives none
+    return [path for path in listed if isinstance(path, str)][:RECORDS_NOTED] if isinstance(listed, list) else []
 
 
 def _note(text: str | None) -> dict:

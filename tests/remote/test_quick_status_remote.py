@@ -214,6 +214,20 @@ def test_a_facts_note_not_of_this_master_is_left_to_the_full_path(world, lab, ta
         assert envctl(world, "status", "--host", "lab1").quick  # the full path read the facts again
 
 
+def test_a_facts_note_of_another_shape_is_read_by_both_paths_alike(world, lab, tarball):
+    """The note's records and dirs are hints (envctl/remote/target.py): another envctl's shape of
+    them is none, on the full path too (it failed on them: an internal error where the quick
+    path answered)."""
+    up(world, lab, tarball)
+    answered_quickly(world, "status", "--host", "lab1")
+    facts = _master(world) + ".facts"
+    with open(facts) as kept:
+        note = json.load(kept)
+    with open(facts, "w") as out:
+        json.dump({**note, "records": 5, "dirs": {"/root": 1}}, out)
+    answered_quickly(world, "status", "--host", "lab1")
+
+
 def test_another_ssh_config_has_its_own_master(world, lab, tarball):
     up(world, lab, tarball)
     answered_quickly(world, "status", "--host", "lab1")
