@@ -137,9 +137,13 @@ def _exec_arguments(invocation: Invocation, pid_file: str, record: str) -> list[
 # output passes (unbuffered); the docker CLI's exit code comes back through fd 3 (POSIX sh has
 # no pipefail). A log that cannot be written leaves the run without one, as the log stream from
 # this machine does.
+# Its first line out, and on stderr, is BEGINS: what comes before it is the host's login shell's
+# (a .bashrc that prints), not the run's, and is dropped.
 NO_DOCKER = "envctl: no docker command on this host"
+BEGINS = b"envctl: the run's output begins\n"
 SCRIPT_NAMES = frozenset({"envctl_k_", "envctl_v_"})
-ON_HOST = ('d=$(command -v docker) || { echo "' + NO_DOCKER + '" >&2; exit 127; }\n'
+ON_HOST = ('echo "' + BEGINS.decode().strip() + '"; echo "' + BEGINS.decode().strip() + '" >&2\n'
+           'd=$(command -v docker) || { echo "' + NO_DOCKER + '" >&2; exit 127; }\n'
            'set --; while IFS= read -r a && [ "$a" != . ]; do a=$(printf "%bx" "${a#=}"); set -- "$@" "${a%x}"; done\n'
            '[ "$#" -gt 2 ] || exit 0\n'
            'DOCKER_HOST=unix://$1; export DOCKER_HOST; log=$2; shift 2; set -- "$d" "$@"\n'
@@ -217,9 +221,11 @@ def run_on_host(invocation: Invocation, session: HostSession, log_writer=None) -
         child.stdin.close()
     except BrokenPipeError:
         pass  # ssh ended already (no docker CLI there, a lost connection): its status and message say why
-    code, printed = _stream(child, invocation, forward, log_writer)  # never a file here: the log is the host's
+    code, printed = _stream(child, invocation, forward, log_writer, after=BEGINS)  # never a file here: the log is the host's
     session.errors.seek(0)
     said = session.errors.read()
+    _junk, begun, after = said.partition(BEGINS)
+    said = after if begun else said  # before it: the login shell's; none: ssh's own words alone
     session.abandon()
     if code == 127 and not printed and NO_DOCKER.encode() in said:
         return None  # nothing ran; the log is the caller's still
@@ -243,17 +249,30 @@ def _open_log(invocation: Invocation, log_writer=None):
     return log_writer
 
 
-def _stream(child: subprocess.Popen, invocation: Invocation, forward, log=None) -> tuple[int, bool]:
+def _stream(child: subprocess.Popen, invocation: Invocation, forward, log=None, after: bytes | None = None) -> tuple[int, bool]:
     """Copy `child`'s output to stdout and to `log` as it comes, masked; SIGINT and SIGTERM here
-    call `forward(signum)` meanwhile. Returns the child's exit code, and whether it printed
-    anything. The PID file the run's wrapper wrote stays: the next run removes it
-    (runs.WRAPPER), not a second exec after this one."""
+    call `forward(signum)` meanwhile. `after`: what comes up to the first `after` is dropped
+    (the output has none: all of it is copied). Returns the child's exit code, and whether it
+    printed anything (of what is copied). The PID file the run's wrapper wrote stays: the next
+    run removes it (runs.WRAPPER), not a second exec after this one."""
     previous = {s: signal.signal(s, lambda signum, _frame: forward(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
     masker = StreamMask(invocation.masked)  # a passed secret the program prints is masked on screen and in the log
     printed = False
     try:
         out = sys.stdout.buffer
-        for chunk in itertools.chain(iter(lambda: child.stdout.read1(65536), b""), [None]):  # None: the end
+        if after is not None:
+            before = b""
+            while after not in before:
+                more = child.stdout.read1(65536)
+                if not more:
+                    break
+                before += more
+            _head, found, rest = before.partition(after)
+            first = [rest if found else before]  # no `after` (the command never ran): all of it
+        else:
+            first = []
+        chunks = itertools.chain(first, iter(lambda: child.stdout.read1(65536), b""))
+        for chunk in itertools.chain(filter(None, chunks), [None]):  # None: the end
             printed = printed or bool(chunk)
             chunk = masker.feed(chunk) if chunk is not None else masker.flush()
             out.write(chunk)

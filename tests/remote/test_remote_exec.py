@@ -186,3 +186,24 @@ def test_the_entrypoints_variables_are_not_the_host_scripts_own(world, lab, tarb
     # A name the script reads its variables into takes the forwarded socket, with its value.
     own = world.run("exec", "own", "--host", "lab1", env=environ)
     assert (own.returncode, own.stdout) == (0, "mine\n"), own.stderr
+
+
+def test_what_the_hosts_login_shell_prints_is_not_the_runs_output(world, lab, tarball, traced):  # noqa: F811
+    # The host's login shell (bash reads ~/.bashrc for an ssh command) prints before the run's
+    # command starts: not the entrypoint's output, so neither on screen nor in the log, masked
+    # (written from here) or not (tee on the host). Before: the junk led the output.
+    environ, _lines, _token = traced
+    _up(world, tarball)
+    bashrc = world.remote("lab1", "/root/.bashrc")
+    kept = bashrc.read_bytes() if bashrc.exists() else None
+    bashrc.write_text("printf 'junk from .bashrc'\necho 'junk on stderr' >&2\n")
+    try:
+        assert "junk from .bashrc" in lab.ssh("lab1", "true").stdout  # the login shell does print it
+        masked = world.run("exec", "greet", "--host", "lab1", env=environ)
+        plain = world.run("exec", "greet", "--host", "lab1", env={k: v for k, v in environ.items() if k != "HF_TOKEN"})
+    finally:
+        bashrc.write_bytes(kept) if kept is not None else bashrc.unlink()
+    assert (masked.returncode, masked.stdout) == (3, f"out {VALUE}|\ntoken=***\n"), masked.stderr
+    assert (plain.returncode, plain.stdout) == (3, f"out {VALUE}|\ntoken=\n"), plain.stderr
+    assert "junk" not in masked.stderr + plain.stderr
+    assert "junk" not in "".join(log.read_text() for log in _logs(world))
