@@ -92,7 +92,18 @@ def forwarded_engine(destination: str, config: str | None, directory: str) -> st
     if not isinstance(docker_host, str) or not docker_host.startswith("unix://"):
         return None
     local = os.path.join(directory, forward_name(destination, config, docker_host[len("unix://"):]))
-    return local if _own(local, stat.S_ISSOCK) else None
+    return local if _own(local, stat.S_ISSOCK) and _docker_py_reaches(local) else None
+
+
+def _docker_py_reaches(local: str) -> bool:
+    """Whether docker-py, handed `unix://LOCAL` by the full path (envctl/hosts/ssh.py engine),
+    connects to `local` itself: its parse_host reads the address with urllib's urlparse and
+    refuses one with a query, fragment or parameters (a `?` or `#` in the directory's name), and
+    a relative path's first part is a host name to it."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(f"unix://{local}")
+    return parsed.path == local and not (parsed.netloc or parsed.params or parsed.query or parsed.fragment)
 
 
 def _own(path: str, kind, private: bool = False, follow: bool = False) -> bool:

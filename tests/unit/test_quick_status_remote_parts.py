@@ -42,6 +42,36 @@ def test_the_master_and_the_forward_are_named_as_ssh_py_names_them(tmp_path, con
         assert connection.forward_socket("/run/docker.sock") == str(local)
 
 
+@pytest.mark.parametrize("name", ["control", "con trol", "con;trol", "contrôle", "con#trol", "con?trol"])
+def test_a_forward_is_taken_only_where_docker_py_reaches_it(tmp_path, name):
+    """The full path hands docker-py unix://FORWARD: where docker-py refuses it or reads another
+    path (a `#` or `?` in the control directory's name), the quick path must not answer."""
+    from docker.errors import DockerException
+    from docker.utils.utils import parse_host
+
+    directory = tmp_path / name
+    directory.mkdir(mode=0o700)
+    master = directory / live_master.control_name("lab1", None)
+    local = directory / live_master.forward_name("lab1", None, "/run/docker.sock")
+    listening = []
+    for path in (master, local):
+        listening.append(socket.socket(socket.AF_UNIX))
+        listening[-1].bind(str(path))
+        listening[-1].listen()
+    try:
+        (directory / f"{master.name}.facts").write_text('{"home": "/root", "docker_host": "unix:///run/docker.sock"}')
+        try:
+            reached = parse_host(f"unix://{local}") == f"http+unix://{local}"
+        except DockerException:
+            reached = False
+        found = live_master.forwarded_engine("lab1", None, str(directory))
+        assert found == (str(local) if reached else None)
+    finally:
+        for made in listening:
+            made.close()
+    assert name not in ("con#trol", "con?trol") or not reached
+
+
 def test_the_control_directory_is_ssh_pys_and_private(tmp_path, monkeypatch):
     monkeypatch.delenv("ENVCTL_SSH_CONTROL_DIR", raising=False)
     assert live_master.control_directory({}) == _control_dir(SSHSettings())  # made there by ssh.py, 0700
