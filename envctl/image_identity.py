@@ -29,6 +29,7 @@ from envctl.atomic import write_text_atomic
 from envctl.tarballs import SMALL, ImageError, member_name
 
 CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter.v1"  # `docker info` DriverStatus driver-type
+CONTAINERD_STORE_API = (1, 43)  # the Engine API of Docker 24.0, the first with the containerd image store
 RECORDS = "image-configs.json"  # manifest digest → config digest, under the cache's state/
 
 
@@ -53,6 +54,15 @@ class EngineImages:
     # -- the store -------------------------------------------------------------------------
     def containerd_store(self) -> bool:
         """Whether the engine keeps images in containerd (its IDs are then manifest digests)."""
+        if self._containerd is None and _api_below(self.client, CONTAINERD_STORE_API):
+            # An engine speaking an API older than Docker 24's has only the classic store: the
+            # containerd image store came, experimental, with Docker Engine 24.0 (API 1.43; its
+            # release notes: "Introduce experimental support for containerd as the content
+            # store", moby/moby#43735; https://docs.docker.com/engine/release-notes/24.0/). So
+            # Docker 20.10 (API 1.41) is not asked `/info`, a round trip to an SSH host. This
+            # relies on the client's API version being the engine's own, as docker-py
+            # negotiates it (version None: the engine's /version ApiVersion).
+            self._containerd = False
         if self._containerd is None:
             try:
                 status = self.client.info().get("DriverStatus") or []
@@ -81,8 +91,21 @@ class EngineImages:
             if exc.status_code == 404:
                 return None
             raise ImageError(f"the engine could not look up {ref_or_id}: {exc.explanation or exc}") from None
+        return self.inspected(attrs)
+
+    def inspected(self, attrs: dict) -> EngineImage:
+        """The image an inspection (ImageInspect's JSON, as `get` reads it) describes, taken."""
         return self.taken(EngineImage(attrs["Id"], tuple(attrs.get("RepoTags") or ()),
                                       dict((attrs.get("Config") or {}).get("Labels") or {}), attrs.get("Descriptor")))
+
+    def store_unknown(self) -> bool:
+        """Whether containerd_store would ask the engine's `/info` (nothing said it yet)."""
+        return self._containerd is None and not _api_below(self.client, CONTAINERD_STORE_API)
+
+    def store_from_info(self, info: dict) -> None:
+        """What the engine's `/info` (SystemInfo, asked by the caller) says of the image store."""
+        status = (info or {}).get("DriverStatus") or []
+        self._containerd = any(len(pair) == 2 and pair[1] == CONTAINERD_SNAPSHOTTER for pair in status)
 
     def taken(self, image: EngineImage) -> EngineImage:
         """`image`, as `get` of this engine found it (here or in another EngineImages), with what
@@ -157,6 +180,16 @@ class EngineImages:
         finally:
             stream.close()
         return None
+
+
+def _api_below(client, version: tuple[int, int]) -> bool:
+    """Whether `client` (docker-py) speaks an Engine API older than `version` (major, minor);
+    False when its version cannot be told."""
+    try:
+        major, minor = (int(part) for part in str(client.api.api_version).split(".")[:2])
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return (major, minor) < version
 
 
 def _config_named(name: str, data: bytes, image_id: str) -> str | None:

@@ -85,7 +85,10 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
 
         registry = observe_pull(host, loaded, engine, environ)
     if engine is not None:
-        seen = _engine_view(engine, loaded, environ, caches.tarball_path, registry)
+        # An engine reached through an SSH forward (SSHHost.forwarded_socket) pays a round trip
+        # per request: its plan's requests go out together (observe_engine.view `together`).
+        together = getattr(host, "forwarded_socket", None) is not None
+        seen = _engine_view(engine, loaded, environ, caches.tarball_path, registry, together)
     if engine is not None and holders:
         from envctl.card_holders import node_path_for, read_holders, with_processes
 
@@ -97,7 +100,7 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
                     engine_problem, held, reading, registry)
 
 
-def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None, registry=None) -> EngineView:
+def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None, registry=None, together: bool = False) -> EngineView:
     """`tarball`: the image tarball when it is on this machine (a file source, a cached blob)."""
     from envctl.image_identity import RECORDS
     from envctl.observe_engine import view
@@ -124,7 +127,7 @@ def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None, registry
         import dataclasses
 
         seen = view(engine, registry.image.tagged, (), None, manifest.name, manifest.container_name,
-                    cache_dir(environ) / "state" / RECORDS)
+                    cache_dir(environ) / "state" / RECORDS, together)
         return dataclasses.replace(seen, image_present=registry.present_id is not None, pinned_id=registry.found_id)
     return view(engine, manifest.image.ref, wanted, digest, manifest.name, manifest.container_name,
-                cache_dir(environ) / "state" / RECORDS)
+                cache_dir(environ) / "state" / RECORDS, together)

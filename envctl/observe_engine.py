@@ -143,17 +143,75 @@ def _listed_inside(client, container_id: str) -> frozenset[str] | None:
 
 
 def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, manifest_name: str, container_name: str,
-         records) -> EngineView:
+         records, together: bool = False) -> EngineView:
     """Read the engine once for one manifest. `wanted`: the IDs the image must have (the pinned
     image.id, and the IDs the tarball's own manifest.json names when the tarball is on this
     machine); empty when nothing says (then whatever the ref names is taken). `build_digest`: the
     digest of the build context when the image is built (a built image is the wanted one only
-    when it carries it)."""
+    when it carries it).
+
+    With `together` (an engine through an SSH forward, where each request is a round trip;
+    a local socket answers in about a millisecond and is asked one request after another),
+    requests that do not depend on each other go out together (`_Rounds`): the image's ref, the
+    baked images' list and the container's list in one round; then the baked images'
+    inspections, the container's inspection and, where still unknown, `/info` in a second, while
+    the setup state's archive read runs beside it on docker-py's own connection. Each round is
+    one round trip to an SSH host (plus one for the second connection's channel through the
+    forward) where one request after another took one each."""
     from envctl.image_identity import EngineImages
     from envctl.image_step import LABEL_CONTEXT
 
     images = EngineImages(client, records)
-    image = images.get(ref)
+    rounds = _Rounds.of(client) if together else None
+    baked_filter = {"label": [f"{LABEL_BAKED_FOR}={manifest_name}"]}
+    container_filter = {"name": [container_name], "label": [LABEL_MANIFEST]}
+    first = rounds.ask([(f"/images/{_quoted(ref)}/json", None),
+                        ("/images/json", {"filters": _filters(baked_filter)}),
+                        ("/containers/json", {"all": "1", "filters": _filters(container_filter)})]) if rounds else None
+
+    image = _image_answered(images, first[0], ref) if first else images.get(ref)
+    container = (_container_listed(first[2], container_name) if first and first[2][0] == 200
+                 else find_container(client, container_name))
+    listed_baked = first[1][1] if first and first[1][0] == 200 and isinstance(first[1][1], list) else None
+
+    # The second round: what the first's answers name.
+    asked: list = []
+    if listed_baked is not None:
+        asked += [(f"/images/{_quoted(str(c.get('Id')))}/json", None) for c in listed_baked]
+    inspect_container = container is not None and container.status == "running"
+    if inspect_container:
+        asked.append((f"/containers/{container.id}/json", None))
+    ask_info = image is not None and images.store_unknown()
+    if ask_info:
+        asked.append(("/info", None))
+    state = _Beside(read_setup_state, client, container.id) if container is not None and rounds and asked else None
+    try:
+        second = iter(rounds.ask(asked)) if rounds and asked else iter(())
+    finally:
+        if rounds:
+            rounds.close()  # all later requests go through docker-py
+        # docker-py is used again only from here: the thread used its connection meanwhile.
+        if container is not None:
+            markers, claims = state.result() if state is not None else read_setup_state(client, container.id)
+        else:
+            markers, claims = frozenset(), {}
+    baked, baked_ids = {}, {}
+    if listed_baked is not None:
+        candidates = [_baked_answered(images, next(second), c) for c in listed_baked]
+    else:
+        candidates = [(c.labels or {}, c.tags, c.id) for c in
+                      client.images.list(filters={"label": f"{LABEL_BAKED_FOR}={manifest_name}"})]
+    for labels, tags, ident in candidates:
+        key = labels.get(LABEL_BAKE_KEY)
+        if key and tags:
+            baked[key] = tags[0]
+            baked_ids[tags[0]] = ident
+    attrs = _json_or_none(next(second)) if inspect_container and rounds and asked else None
+    if ask_info:
+        info = _json_or_none(next(second)) if rounds and asked else None
+        if isinstance(info, dict):
+            images.store_from_info(info)  # else containerd_store asks through docker-py, as before
+
     if image is None:
         present = False
     elif build_digest is not None:
@@ -166,14 +224,6 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
         if found is not None and any(images.matches(found, w) for w in wanted):
             pinned_id = found.id
             break
-    baked, baked_ids = {}, {}
-    for candidate in client.images.list(filters={"label": f"{LABEL_BAKED_FOR}={manifest_name}"}):
-        key = (candidate.labels or {}).get(LABEL_BAKE_KEY)
-        if key and candidate.tags:
-            baked[key] = candidate.tags[0]
-            baked_ids[candidate.tags[0]] = candidate.id
-    container = find_container(client, container_name)
-    markers, claims = read_setup_state(client, container.id) if container is not None else (frozenset(), {})
     if container is not None and container.status == "running":
         from dataclasses import replace
 
@@ -181,6 +231,129 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
 
         # A setup step another `up` runs is a running exec of the claim wrapper: a claim whose
         # process is gone (its exec ended, the container restarted) has none, as `up` decides.
-        container = replace(container, runs=_claimed(running_work(client, container.id), claims))
+        # The inspection of the second round is taken when it answered (running_work takes one
+        # "taken in this command before any exec of envctl's": none ran since).
+        runs = running_work(client, container.id, attrs if isinstance(attrs, dict) and attrs.get("Id") else None)
+        container = replace(container, runs=_claimed(runs, claims))
     return EngineView(image.id if image else None, images.config_digest(image) if image else None, present, pinned_id,
                       baked, baked_ids, container, markers)
+
+
+# -- requests sent together ---------------------------------------------------------------------
+
+def _quoted(name: str) -> str:
+    from envctl.engine_socket import quoted
+
+    return quoted(name)
+
+
+def _filters(wanted: dict) -> str:
+    import json
+
+    return json.dumps(wanted)  # docker-py's convert_filters: a JSON map of lists
+
+
+def _json_or_none(answer):
+    status, body = answer
+    return body if status == 200 else None
+
+
+def _image_answered(images, answer, ref: str):
+    """The image an inspection answered; on any answer but 200 or 404, docker-py asks again and
+    raises what `EngineImages.get` raises."""
+    status, attrs = answer
+    if status == 404:
+        return None
+    if status == 200 and isinstance(attrs, dict) and attrs.get("Id"):
+        return images.inspected(attrs)
+    return images.get(ref)
+
+
+def _baked_answered(images, answer, summary: dict) -> tuple[dict, list, str]:
+    """(labels, tags, ID) of a baked image listed, as docker-py's images.list gives them (it
+    inspects each: Image.labels, Image.tags, Image.id); from the list's summary when the
+    inspection did not answer (the image removed between the two)."""
+    status, attrs = answer
+    if status == 200 and isinstance(attrs, dict):
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        tags, ident = attrs.get("RepoTags") or [], attrs.get("Id")
+    else:
+        labels, tags, ident = summary.get("Labels") or {}, summary.get("RepoTags") or [], summary.get("Id")
+    return dict(labels), [t for t in tags if t != "<none>:<none>"], ident
+
+
+def _container_listed(answer, name: str) -> ContainerState | None:
+    _status, listed = answer
+    for summary in listed if isinstance(listed, list) else ():
+        if isinstance(summary, dict) and f"/{name}" in (summary.get("Names") or ()):
+            return ContainerState(name, summary["Id"], summary.get("State") or "unknown", dict(summary.get("Labels") or {}))
+    return None
+
+
+class _Rounds:
+    """GET requests sent together on one connection of their own to the engine's unix socket
+    (HTTP/1.1 pipelining, envctl/quick_status_remote.py Pipelined: the engine answers in order),
+    in the API version docker-py negotiated, traced as docker-py's requests are (its response
+    hooks: ENVCTL_SSH_TRACE). `of` gives None for an engine reached otherwise (tcp://, ssh://):
+    then each request goes through docker-py, one after another, as before. A round that does
+    not answer is asked again through docker-py by the caller (EngineUnanswered is not raised)."""
+
+    def __init__(self, api, path: str):
+        from envctl.quick_status_remote import Pipelined
+
+        self._api, self._version = api, api.api_version
+        self._pipelined = Pipelined(path, self._trace)
+        self._broken = False
+
+    @classmethod
+    def of(cls, client) -> "_Rounds | None":
+        api = getattr(getattr(client, "raw", client), "api", None)
+        path = getattr(getattr(api, "_custom_adapter", None), "socket_path", None)
+        return cls(api, path) if isinstance(path, str) and getattr(api, "api_version", None) else None
+
+    def _trace(self, target: str) -> None:
+        from types import SimpleNamespace
+
+        answer = SimpleNamespace(request=SimpleNamespace(method="GET", path_url=target))
+        for hook in self._api.hooks.get("response", ()):
+            hook(answer)
+
+    def close(self) -> None:
+        self._pipelined.__exit__(None, None, None)
+
+    def ask(self, targets: list) -> list:
+        """(status, JSON answer) per (path, query); (0, None) for each when the round failed."""
+        from envctl.engine_socket import EngineUnanswered
+
+        if self._broken:
+            return [(0, None)] * len(targets)
+        try:
+            return self._pipelined.get([(f"/v{self._version}{path}", query) for path, query in targets])
+        except EngineUnanswered:
+            self._broken = True
+            return [(0, None)] * len(targets)
+
+
+class _Beside:
+    """`function(*args)` run in a thread while the caller asks other things: on docker-py's own
+    (already open) connection, so no second channel through an SSH forward is opened for it.
+    The caller must not use docker-py before `result()`."""
+
+    def __init__(self, function, *args):
+        import threading
+
+        self._value = self._error = None
+        self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, function, args) -> None:
+        try:
+            self._value = function(*args)
+        except BaseException as exc:  # noqa: BLE001  (raised again in the caller's thread)
+            self._error = exc
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value

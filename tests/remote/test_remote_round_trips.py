@@ -226,3 +226,14 @@ def test_up_asks_the_host_and_its_engine_once_for_each_thing(up_world, tmp_path)
     assert _count(requests, CONTAINER_INSPECT) == 1, requests
     marker = world.lab.docker("lab1", "exec", world.container, "sh", "-c", "ls /var/lib/envctl/setup")
     assert len(marker.stdout.split()) == 1, marker.stdout  # the step's marker, written by the wrapper
+    # The plan's engine requests that do not depend on each other go out together on a
+    # connection of their own (observe_engine._Rounds): the image's ref, the baked images' list
+    # and the container's list in one round. docker-py's list would carry its own defaults
+    # (limit=-1, size=0, trunc_cmd=0); the round's carries only what it asks.
+    plan_list = r"GET /v[\d.]+/containers/json\?all=1&filters=\S+"
+    assert _count(requests, plan_list) == 1, requests
+    assert requests.index(next(r for r in requests if re.fullmatch(plan_list, r))) == 2, requests
+    # The image store is not asked (`/info`): Docker 20.10's API (1.41) predates the containerd
+    # store (image_identity.CONTAINERD_STORE_API), and the containerd store's image inspection
+    # carries its target descriptor.
+    assert _count(requests, r"GET /v[\d.]+/info") == 0, requests
