@@ -92,7 +92,7 @@ def run(invocation: Invocation, environ: Mapping[str, str] | None = None, log_wr
         return subprocess.call(args, env=child_env)
 
     def forward(signum: int) -> None:
-        subprocess.run([docker, "exec", invocation.container, "sh", "-c", f'kill -{signum} "$(cat {pid_file})"'],
+        subprocess.run([docker, "exec", invocation.container, "sh", "-c", _signal_script(signum, pid_file)],
                        env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
     log = _open_log(invocation, log_writer)
@@ -214,7 +214,7 @@ def run_on_host(invocation: Invocation, session: HostSession, log_writer=None) -
 
     def forward(signum: int) -> None:
         host.connection.run(["env", f"DOCKER_HOST=unix://{host.docker_socket}", "docker", "exec", invocation.container,
-                             "sh", "-c", f'kill -{signum} "$(cat {pid_file})"'], timeout=60)
+                             "sh", "-c", _signal_script(signum, pid_file)], timeout=60)
 
     try:
         child.stdin.write(header.encode())
@@ -235,6 +235,14 @@ def run_on_host(invocation: Invocation, session: HostSession, log_writer=None) -
         sys.stderr.buffer.write(said)
         sys.stderr.flush()
     return code
+
+
+def _signal_script(signum: int, pid_file: str) -> str:
+    """The shell line that sends `signum` to the run whose wrapper wrote `pid_file`: to its
+    process group, as a terminal sends Ctrl-C (an exec's process leads its own group), so that
+    what a shell line's shell waits on gets it too (the shell alone defers it, or dies of it
+    and leaves its command running); to the PID alone where it leads no group."""
+    return f'p=$(cat {pid_file}) && {{ kill -{signum} -- "-$p" 2>/dev/null || kill -{signum} "$p"; }}'
 
 
 def _escaped(value: str) -> str:

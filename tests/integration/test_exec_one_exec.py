@@ -3,6 +3,7 @@ writes in the container (envctl/runs.py) is removed by the next run's wrapper on
 ended, not by a second `docker exec rm` after it; the files never pile up. Counted with the
 engine's own events (exec_create), on both image stores."""
 
+import signal
 import time
 
 import pytest
@@ -20,6 +21,8 @@ entrypoints:
   names:
     run: printf '%s\\n' "d=$d" "f=$f"
     env: {{d: D1, f: F1}}
+  nested:
+    run: echo started; sleep 300; echo never
 """
 
 
@@ -54,3 +57,18 @@ def test_the_wrapper_sets_no_variable_of_the_entrypoints(make_env, tarballs):
     assert env.run("up", str(env.manifest)).returncode == 0
     done = env.run("exec", "names", "--env", env.container)
     assert (done.returncode, done.stdout) == (0, "d=D1\nf=F1\n"), done.stderr
+
+
+def test_ctrl_c_reaches_the_runs_children_too(make_env, tarballs):
+    # A shell line's shell waits on its command (sleep here, a training script in life): Ctrl-C
+    # goes to the run's process group, as a terminal sends it, not to the shell alone, which died
+    # of it and left its command running in the container (before: `sleep 300` still ran).
+    env = make_env("cpu")
+    env.write(BODY.format(image=IMAGE, tarball=tarballs.plain))
+    assert env.run("up", str(env.manifest)).returncode == 0
+    running = env.popen("exec", "nested", "--env", env.container)
+    assert running.stdout.readline() == "started\n"
+    running.send_signal(signal.SIGINT)
+    out, err = running.communicate(timeout=60)
+    assert running.returncode == 130 and out == "", err
+    assert env.inside("ps -o args | grep -c '[s]leep 300'")[1].strip() == "0", "the run's command still runs"
