@@ -27,15 +27,26 @@ CLAIM_EXIT = 213
 # a POSIX sh (dash, busybox) at once, before the word, the exit code and the claim's release.
 MARKER_UNWRITTEN = "envctl-setup-marker: could not write"
 MARKER_EXIT = 214
-CLAIM_WRAPPER = (
+_CLAIMED = (  # the claim taken: the start of every claim wrapper's text
     'mkdir -p "${0%/*}" || exit 1; c="$0"; m="$1"; shift 2; '
     'if ! (set -C; echo $$ > "$c") 2>/dev/null; then '
     'p=; read -r p < "$c"; '
     'if [ -z "$p" ] || kill -0 "$p" 2>/dev/null; then echo "' + CLAIM_HELD + ' ${p:-?}"; exit ' + str(CLAIM_EXIT) + '; fi; '
     'rm -f "$c"; (set -C; echo $$ > "$c") 2>/dev/null || { echo "' + CLAIM_HELD + ' ?"; exit ' + str(CLAIM_EXIT) + '; }; fi; '
     'if [ -e "$m" ]; then rm -f "$c"; echo "' + CLAIM_DONE + '"; exit ' + str(CLAIM_EXIT) + '; fi; '
+)
+CLAIM_WRAPPER = _CLAIMED + (
     '"$@"; code=$?; if [ $code -eq 0 ]; then { mkdir -p "${m%/*}" && true > "$m"; } 2>&1 || '
     '{ code=' + str(MARKER_EXIT) + '; echo "' + MARKER_UNWRITTEN + ' $m"; }; fi; rm -f "$c"; exit $code'
+)
+# Every claim wrapper envctl ran, this one first: a step an earlier envctl started may still run
+# in the container, and `status`, `plan` and `down` read it as a setup step by its wrapper's text
+# (envctl/runs.py), not as some exec.
+CLAIM_WRAPPERS = (
+    CLAIM_WRAPPER,
+    _CLAIMED + '"$@"; code=$?; if [ $code -eq 0 ]; then { mkdir -p "${m%/*}" && : > "$m"; } 2>&1 || '
+    '{ code=' + str(MARKER_EXIT) + '; echo "' + MARKER_UNWRITTEN + ' $m"; }; fi; rm -f "$c"; exit $code',
+    _CLAIMED + '"$@"; code=$?; if [ $code -eq 0 ]; then mkdir -p "${m%/*}" && : > "$m"; fi; rm -f "$c"; exit $code',
 )
 
 

@@ -40,7 +40,7 @@ import uuid
 from dataclasses import asdict, dataclass
 
 from envctl.errors import HostNotReady
-from envctl.markers import CLAIM_WRAPPER
+from envctl.markers import CLAIM_WRAPPERS
 
 PID_DIR = "/var/lib/envctl/exec"
 # $0: the PID file; $1: the run record (read back from the exec's arguments); then the
@@ -191,7 +191,7 @@ def _exec_run(client, container: str, exec_id: str, info: dict, host_pid: int | 
                        pid_in_container(client, container, argv[3]), host_pid, record.get("log"), record.get("by"), exec_id,
                        detached=record.get("detached") is True, ports=tuple(p for p in ports if isinstance(p, int)),
                        ready=record.get("ready") if isinstance(record.get("ready"), str) else None)
-    if len(argv) >= 6 and argv[:3] == ["sh", "-c", CLAIM_WRAPPER]:  # claim, marker, step name, the step's argv
+    if len(argv) >= 6 and argv[:2] == ["sh", "-c"] and argv[2] in CLAIM_WRAPPERS:  # claim, marker, step name, the step's argv
         return Run("setup", argv[5], _since(elapsed), host_pid=host_pid, exec_id=exec_id, step=posixpath.basename(argv[3]))
     if len(argv) >= 4 and argv[:3] == ["sh", "-c", _OLD_WRAPPER]:
         argv = argv[4:]

@@ -57,3 +57,25 @@ def test_a_marker_whose_directory_is_there_but_takes_no_file_stops_up_with_the_w
     assert "setup step 'point the markers at proc' ran, but its marker /var/lib/envctl/setup/000-" in first.stderr
     assert "failed with exit code" not in first.stderr
     assert env.inside("ls -A /var/lib/envctl/claims") == (0, "")  # the claim was let go
+
+
+@pytest.mark.parametrize("earlier", [1, 2], ids=["71f645e's wrapper", "the wrapper before it"])
+def test_a_step_an_earlier_envctl_started_is_still_read_as_a_setup_step(make_env, tarballs, earlier):
+    # The claim wrapper's text changed twice (the marker written by it, then with `true`): a
+    # step started by an earlier wrapper, still running, was listed as an exec of `sh -c ...`.
+    import json
+
+    from envctl.markers import CLAIM_DIR, CLAIM_WRAPPERS, MARKER_DIR
+
+    env = make_env("cpu")
+    env.write(BODY.format(image=IMAGE, tarball=tarballs.plain).split("setup:")[0])
+    assert env.run("up", str(env.manifest)).returncode == 0
+    env.get().exec_run(["sh", "-c", CLAIM_WRAPPERS[earlier], f"{CLAIM_DIR}/000-{'ab' * 32}", f"{MARKER_DIR}/000-{'ab' * 32}",
+                        "long one", "sleep", "60"], detach=True)
+    for _ in range(100):  # the exec has started when its claim is there
+        if env.inside(f"ls {CLAIM_DIR}")[1].strip():
+            break
+    status = env.run("status", "--json")
+    assert status.returncode == 0, status.stderr
+    runs = [run for entry in json.loads(status.stdout) if entry["name"] == env.container for run in entry["runs"]]
+    assert [(r["kind"], r["name"]) for r in runs] == [("setup", "long one")], runs
