@@ -132,6 +132,9 @@ def _exec_arguments(invocation: Invocation, pid_file: str, record: str) -> list[
 # the container's, never this script's own (an entrypoint's `d`, `log` or PATH would otherwise
 # change what runs here, its LD_PRELOAD reach mkdir and tee). `take`'s own two names
 # (SCRIPT_NAMES) are the one clash left: a run with one of them takes the forwarded socket.
+# A variable this host's sh cannot set (bash as sh: UID, EUID, PPID, SHELLOPTS are read-only
+# there, and setting one ends the script): each is first tried in a subshell, and one that fails
+# says UNSETTABLE on stderr and exits 127 before the docker CLI starts, as NO_DOCKER does.
 # No docker CLI on the host: exit 127 with NO_DOCKER on stderr, before anything
 # ran (the caller takes the forwarded socket instead). The log is appended to by tee as the
 # output passes (unbuffered); the docker CLI's exit code comes back through fd 3 (POSIX sh has
@@ -140,6 +143,7 @@ def _exec_arguments(invocation: Invocation, pid_file: str, record: str) -> list[
 # Its first line out, and on stderr, is BEGINS: what comes before it is the host's login shell's
 # (a .bashrc that prints), not the run's, and is dropped.
 NO_DOCKER = "envctl: no docker command on this host"
+UNSETTABLE = "envctl: this host's sh cannot set the variable"
 BEGINS = b"envctl: the run's output begins\n"
 SCRIPT_NAMES = frozenset({"envctl_k_", "envctl_v_"})
 ON_HOST = ('echo "' + BEGINS.decode().strip() + '"; echo "' + BEGINS.decode().strip() + '" >&2\n'
@@ -148,7 +152,9 @@ ON_HOST = ('echo "' + BEGINS.decode().strip() + '"; echo "' + BEGINS.decode().st
            '[ "$#" -gt 2 ] || exit 0\n'
            'DOCKER_HOST=unix://$1; export DOCKER_HOST; log=$2; shift 2; set -- "$d" "$@"\n'
            'take() { while IFS=" " read -r envctl_k_ envctl_v_ && [ -n "$envctl_k_" ]; do '
-           'envctl_v_=$(printf "%bx" "$envctl_v_"); export "$envctl_k_=${envctl_v_%x}"; done; exec "$@" </dev/null 2>&1; }\n'
+           'envctl_v_=$(printf "%bx" "$envctl_v_"); ( export "$envctl_k_=" ) 2>/dev/null || '
+           '{ echo "' + UNSETTABLE + ' $envctl_k_" >&2; exit 127; }; export "$envctl_k_=${envctl_v_%x}"; done; '
+           'exec "$@" </dev/null 2>&1; }\n'
            '[ -n "$log" ] && { mkdir -p -- "${log%/*}" && : >> "$log"; } 2>/dev/null || take "$@"\n'
            'exec 4>&1\n'
            'rc=$( { { ( take "$@" ); echo $? >&3; } | tee -a -- "$log" >&4; } 3>&1 )\n'
@@ -188,9 +194,9 @@ def run_on_host(invocation: Invocation, session: HostSession, log_writer=None) -
     one round trip where the docker CLI here, through the forwarded socket, makes one per
     engine request. Returns its exit code as `run` does, or None, having run nothing (and left
     `log_writer` open), when it cannot go this way: a terminal is wanted (values would cross the
-    terminal's echo), a variable's name is no shell name or one of the
-    host script's own (SCRIPT_NAMES), or the host has no docker CLI; the caller then calls
-    `run` with the forwarded socket. `session` is used up either way.
+    terminal's echo), a variable's name is no shell name or one of the host script's own
+    (SCRIPT_NAMES) or one the host's sh cannot set, or the host has no docker CLI; the caller
+    then calls `run` with the forwarded socket. `session` is used up either way.
 
     The log (`invocation.log_file`, a path on the host): written through `log_writer` (the
     masked output, from here) when one is given, which it must be when values are masked;
@@ -227,7 +233,7 @@ def run_on_host(invocation: Invocation, session: HostSession, log_writer=None) -
     _junk, begun, after = said.partition(BEGINS)
     said = after if begun else said  # before it: the login shell's; none: ssh's own words alone
     session.abandon()
-    if code == 127 and not printed and NO_DOCKER.encode() in said:
+    if code == 127 and not printed and (NO_DOCKER.encode() in said or UNSETTABLE.encode() in said):
         return None  # nothing ran; the log is the caller's still
     if log_writer is not None:
         log_writer.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import uuid
 from pathlib import Path
@@ -207,3 +208,35 @@ def test_what_the_hosts_login_shell_prints_is_not_the_runs_output(world, lab, ta
     assert (plain.returncode, plain.stdout) == (3, f"out {VALUE}|\ntoken=\n"), plain.stderr
     assert "junk" not in masked.stderr + plain.stderr
     assert "junk" not in "".join(log.read_text() for log in _logs(world))
+
+
+READ_ONLY = """\
+device: {{kind: cpu}}
+image: {{ref: {image}, tarball: {{source: {tarball}}}}}
+entrypoints:
+  ids:
+    run: echo "uid=$UID gid=$GID"
+    env: {{UID: "1000", GID: "1000"}}
+"""
+
+
+def test_a_variable_the_hosts_sh_cannot_set_takes_the_forwarded_socket(world, lab, tarball, traced):  # noqa: F811
+    # bash as the host's sh (RHEL, Fedora) holds UID read-only, and setting it ends the script:
+    # the run then goes through the forwarded socket, with its value (before: exit 1, nothing ran).
+    environ, lines, _token = traced
+    world.write(READ_ONLY.format(image=IMAGE, tarball=tarball))
+    assert world.run("up", str(world.manifest), "--host", "lab1").returncode == 0
+    dash = os.path.realpath("/bin/sh")
+    done = lab.run_in("lab1", "mount", "--bind", shutil.which("bash"), dash)  # lab1's own mount namespace
+    assert done.returncode == 0, done.stderr
+    try:
+        assert "readonly" in lab.ssh("lab1", "sh", "-c", "'UID=5'").stderr  # bash, as sh there
+        lines()
+        ran = world.run("exec", "ids", "--host", "lab1", env=environ)
+        asked = _on_host(lines())
+    finally:
+        lab.run_in("lab1", "umount", dash)
+    assert (ran.returncode, ran.stdout) == (0, "uid=1000 gid=1000\n"), ran.stderr
+    assert len(asked) == 1 and "readonly" not in ran.stderr  # asked, and answered that it cannot: nothing ran there
+    logs = sorted(world.remote("lab1", f"{world.data_dir()}/workspaces/{world.container}/logs").glob("ids-*.log"))
+    assert len(logs) == 1 and logs[0].read_text() == "uid=1000 gid=1000\n"
