@@ -82,9 +82,18 @@ def push_segmented(connection: SSHConnection, local: Path, remote: str, sha256: 
             if attempt == 0 and advance and have:
                 advance(have)
             stream_range(process, local, start + have, end, advance)
-            answer, _ = finish(process)
+            answer, errors = finish(process)
             if answer.decode().strip() == "done":
                 return
+            if not answer.strip() and process.returncode not in (0, SSH_FAILED):
+                # The host could not keep the bytes (its disk full): its own words, at once; sending
+                # them again cannot help (as in transfer.push_then).
+                said = errors.decode(errors="replace").strip().splitlines()[-3:]
+                raise RemoteError(f"{connection.destination}: part {index + 1} of {local.name} could not be written to "
+                                  f"{parts[index]} there (exit {process.returncode})" +
+                                  "".join(f"\n  {line}" for line in said),
+                                  hint="free space there (or make it writable); what arrived is kept and the next run "
+                                       "resumes from there")
         raise RemoteError(f"{connection.destination}: sending part {index + 1} of {local.name} kept failing after "
                           f"{attempts} attempts; what arrived is kept and the next run resumes from there")
 

@@ -15,6 +15,7 @@ import pytest
 
 from envctl.errors import FetchError
 from envctl.remote.ssh import RemoteError, SSHConnection, SSHSettings
+from envctl.remote.segments import push_segmented
 from envctl.remote.transfer import BULK, push_file
 
 REMOTE = "/root/envctl-transfer/blob"
@@ -102,7 +103,7 @@ def test_the_far_hosts_connections_check_its_host_key_too(lab, connect, tmp_path
     assert not lab.path("lab2", REMOTE).exists()
 
 
-@pytest.mark.parametrize("early", [True, False], ids=["hashed as it arrives", "hashed after"])
+@pytest.mark.parametrize("early", [True, False, "segmented"], ids=["hashed as it arrives", "hashed after", "segmented"])
 def test_a_host_whose_disk_fills_up_says_so_at_once(lab, connect, tmp_path, early):
     # The host's `cat` failed with "No space left on device", no verdict followed, and the push
     # was taken for a cut connection: the rest sent again three times over, then "kept failing
@@ -114,7 +115,10 @@ def test_a_host_whose_disk_fills_up_says_so_at_once(lab, connect, tmp_path, earl
     assert lab.run_in("lab1", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", directory).returncode == 0
     try:
         with pytest.raises(RemoteError) as raised:
-            push_file(connection, local, REMOTE, sha, early_hash=early)
+            if early == "segmented":  # a far host's large file: parts on connections of their own
+                push_segmented(connection, local, REMOTE, sha, local.stat().st_size)
+            else:
+                push_file(connection, local, REMOTE, sha, early_hash=early)
         assert "No space left on device" in str(raised.value), str(raised.value)
         assert "kept failing" not in str(raised.value)
     finally:
