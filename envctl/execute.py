@@ -139,7 +139,8 @@ def _exec_arguments(invocation: Invocation, pid_file: str, record: str) -> list[
 # ran (the caller takes the forwarded socket instead). The log is appended to by tee as the
 # output passes (unbuffered); the docker CLI's exit code comes back through fd 3 (POSIX sh has
 # no pipefail). A log that cannot be written leaves the run without one, as the log stream from
-# this machine does.
+# this machine does (`true >> LOG`, not `: >> LOG`: a failed redirection on the special
+# built-in `:` ends a POSIX sh, dash and busybox both, and the run with it).
 # Its first line out, and on stderr, is BEGINS: what comes before it is the host's login shell's
 # (a .bashrc that prints), not the run's, and is dropped.
 NO_DOCKER = "envctl: no docker command on this host"
@@ -155,7 +156,7 @@ ON_HOST = ('echo "' + BEGINS.decode().strip() + '"; echo "' + BEGINS.decode().st
            'envctl_v_=$(printf "%bx" "$envctl_v_"); ( export "$envctl_k_=" ) 2>/dev/null || '
            '{ echo "' + UNSETTABLE + ' $envctl_k_" >&2; exit 127; }; export "$envctl_k_=${envctl_v_%x}"; done; '
            'exec "$@" </dev/null 2>&1; }\n'
-           '[ -n "$log" ] && { mkdir -p -- "${log%/*}" && : >> "$log"; } 2>/dev/null || take "$@"\n'
+           '[ -n "$log" ] && { mkdir -p -- "${log%/*}" && true >> "$log"; } 2>/dev/null || take "$@"\n'
            'exec 4>&1\n'
            'rc=$( { { ( take "$@" ); echo $? >&3; } | tee -a -- "$log" >&4; } 3>&1 )\n'
            'exit "${rc:-1}"')

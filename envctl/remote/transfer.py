@@ -79,7 +79,7 @@ if [ "$early" = auto ]; then
 fi
 if [ "$early" = yes ]; then
   arrived=$partial.arrived
-  rm -f "$arrived"; : >> "$partial" || exit 1
+  rm -f "$arrived"; true >> "$partial" || exit 1  # true, not `:`: a failed redirection on `:` ends sh with 2
   exec 3<&0
   { cat <&3 >> "$partial"; echo "$?" > "$arrived"; } &
   exec 3<&-

@@ -240,3 +240,23 @@ def test_a_variable_the_hosts_sh_cannot_set_takes_the_forwarded_socket(world, la
     assert len(asked) == 1 and "readonly" not in ran.stderr  # asked, and answered that it cannot: nothing ran there
     logs = sorted(world.remote("lab1", f"{world.data_dir()}/workspaces/{world.container}/logs").glob("ids-*.log"))
     assert len(logs) == 1 and logs[0].read_text() == "uid=1000 gid=1000\n"
+
+
+def test_a_log_the_host_cannot_append_to_leaves_the_run_without_one(world, lab, tarball, traced):  # noqa: F811
+    # The workspace's logs directory read-only on the host (a read-only mount): the run goes on
+    # without its log there. Before: the script's check of the log was `: >> LOG`, and a failed
+    # redirection on the special built-in `:` ends a POSIX sh (dash, busybox), so nothing ran.
+    environ, _lines, _token = traced
+    _up(world, tarball)
+    logs = f"{world.data_dir()}/workspaces/{world.container}/logs"
+    world.remote("lab1", logs).mkdir(parents=True, exist_ok=True)
+    plain = {k: v for k, v in environ.items() if k != "HF_TOKEN"}  # unmasked: the host's script writes the log
+    for step in (["mount", "--bind", logs, logs], ["mount", "-o", "remount,bind,ro", logs]):
+        done = lab.run_in("lab1", *step)
+        assert done.returncode == 0, done.stderr
+    try:
+        assert lab.ssh("lab1", "sh", "-c", f"'true >> {logs}/probe'").returncode != 0  # it is read-only there
+        ran = world.run("exec", "greet", "--host", "lab1", env=plain)
+    finally:
+        lab.run_in("lab1", "umount", logs)
+    assert (ran.returncode, ran.stdout) == (3, f"out {VALUE}|\ntoken=\n"), ran.stderr
