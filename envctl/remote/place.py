@@ -26,7 +26,7 @@ from envctl.errors import FetchError
 from envctl.hosts.base import CommandResult
 from envctl.remote.ssh import RemoteError, SSHConnection
 from envctl.remote.streams import SHA256_OF, finish
-from envctl.remote.transfer import push_file, push_then
+from envctl.remote.transfer import push_then
 
 LARGE = 1 << 20  # files from this size travel as blobs of their own (resumable, deduplicated)
 LINKS = ".envctl-links"
