@@ -29,7 +29,7 @@ import socket
 import stat
 from typing import Mapping
 
-PROBE_TIMEOUT = 2.0  # seconds for a local socket to accept (ssh.py _answers waits as long)
+PROBE_TIMEOUT = 2.0  # seconds for a local socket to accept
 
 
 def control_directory(environ: Mapping[str, str]) -> str | None:
@@ -78,7 +78,7 @@ def forwarded_engine(destination: str, config: str | None, directory: str) -> st
         note = os.stat(note_path)
     except OSError:
         return None
-    if note.st_mtime_ns < master_made or not _own(master, stat.S_ISSOCK) or not _answers(master):
+    if note.st_mtime_ns < master_made or not _own(master, stat.S_ISSOCK) or not answers(master):
         return None  # another master's note, or no master
     try:
         with open(note_path, encoding="utf-8") as kept:
@@ -120,8 +120,9 @@ def _own(path: str, kind, private: bool = False, follow: bool = False) -> bool:
     return kind(found.st_mode) and found.st_uid == os.getuid() and not (private and found.st_mode & 0o077)
 
 
-def _answers(path: str) -> bool:
-    """Whether something listens on the unix socket at `path` (ssh.py _answers)."""
+def answers(path: str) -> bool:
+    """Whether something listens on the unix socket at `path` (within PROBE_TIMEOUT seconds);
+    envctl/remote/ssh.py asks it too, of its master and its forward."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(PROBE_TIMEOUT)
     try:

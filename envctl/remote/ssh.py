@@ -29,6 +29,7 @@ from typing import Mapping, Sequence
 
 from envctl.errors import EXIT_REMOTE_FAILED, EnvctlError
 from envctl.hosts.base import CommandResult
+from envctl.remote.live_master import answers
 from envctl.remote.ssh_hops import POLICY, Hop, describe, envctl_known_hosts, hop_refusing_login, refusing_hop, resolve_route
 
 FAR_HOST_SECONDS = 0.02  # a command's round trip beyond which a host counts as far (not on the LAN)
@@ -163,7 +164,7 @@ class SSHConnection:
                 note = os.stat(self._note_path)
             except OSError:
                 return None
-            if note.st_mtime_ns < master.st_mtime_ns or not _answers(self.control_path):
+            if note.st_mtime_ns < master.st_mtime_ns or not answers(self.control_path):
                 return None
         try:
             return Path(self._note_path).read_text(encoding="utf-8")
@@ -233,7 +234,7 @@ class SSHConnection:
         returns the local path."""
         name = hashlib.sha256(f"{self.destination}\0{self.settings.config}\0{remote_socket}".encode()).hexdigest()[:16]
         local = os.path.join(_control_dir(self.settings), f"docker-{name}.sock")
-        if _answers(local):
+        if answers(local):
             return local  # forwarded by the live master (an earlier or concurrent envctl): shared
         if os.path.exists(local):
             self._forward("cancel", local, remote_socket)  # a stale socket from an earlier master
@@ -403,21 +404,6 @@ def _aes_instructions() -> bool:
         return True
     return any(line.split(":", 1)[0].strip().lower() in ("flags", "features") and "aes" in line.split(":", 1)[1].split()
                for line in text.splitlines() if ":" in line)
-
-
-def _answers(path: str) -> bool:
-    """Whether something listens on the unix socket at `path`."""
-    import socket
-
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(2)
-    try:
-        probe.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
 
 
 _FINGERPRINT = re.compile(r"(SHA256:[A-Za-z0-9+/=]+)")
