@@ -133,6 +133,34 @@ def _chunks(path: Path, progress: Callable[[int], None] | None, compression: str
             yield from map(bytes, _zeros(zeros))
 
 
+class _HeldTail:
+    """The tail of a verified send, held back until the digest is known (_send_verified says
+    why): the last piece with a byte other than zero, and the count of zeros after it (counted,
+    not kept). `take` queues on `sender` what can no longer be the tail; `release` queues the
+    tail, once the digest is the pinned one."""
+
+    def __init__(self, sender):
+        self.sender = sender
+        self.held = None  # (buffer, length) of the last piece with a byte other than zero
+        self.zeros = 0  # bytes of zeros read after it
+
+    def take(self, buffer, n: int, piece) -> None:
+        """`buffer` holds `n` bytes just read; `piece` is those bytes (for the zeros test)."""
+        if _all_zero(piece):
+            self.zeros += n
+            self.sender.free.put(buffer)
+            return
+        self.release()
+        self.held, self.zeros = (buffer, n), 0
+
+    def release(self) -> None:
+        if self.held is not None:
+            self.sender.full.put(self.held)
+        if self.zeros:
+            self.sender.full.put((None, self.zeros))
+        self.held, self.zeros = None, 0
+
+
 def _all_zero(piece: bytes | bytearray) -> bool:
     """Whether a piece is zeros only: told by its last byte for most, else by memcmp against
     zeros (bytes equality; a memoryview comparison would go byte by byte in Python's loop)."""
@@ -299,7 +327,7 @@ def _send_verified(connection: socket.socket, handle, size: int, path: Path, pro
     digest = hashlib.sha256()
     sender = _Sender(connection)
     sender.start()
-    offset, held, zeros = 0, None, 0
+    offset, tail = 0, _HeldTail(sender)
     try:
         # After a failed send the rest is still read and hashed (the sender drops it): a
         # tarball that is not the pinned one is reported as such, whatever the engine said.
@@ -313,22 +341,11 @@ def _send_verified(connection: socket.socket, handle, size: int, path: Path, pro
             offset += n
             if progress:
                 progress(n)
-            if _all_zero(buffer if n == len(buffer) else buffer[:n]):
-                zeros += n
-                sender.free.put(buffer)
-                continue
-            if held is not None:
-                sender.full.put(held)
-            if zeros:
-                sender.full.put((None, zeros))
-            held, zeros = (buffer, n), 0
+            tail.take(buffer, n, buffer if n == len(buffer) else buffer[:n])
         found = digest.hexdigest()
         if found != expected_sha256:
             raise sha256_mismatch(path, found, expected_sha256)
-        if held is not None:
-            sender.full.put(held)
-        if zeros:
-            sender.full.put((None, zeros))
+        tail.release()
     finally:
         sender.full.put(None)
         sender.join()
@@ -350,7 +367,7 @@ def _send_decompressed(connection: socket.socket, handle, compression: str, path
     reader = decompressing(CountingReader(source, progress), compression)
     sender = _Sender(connection, chunked=True)
     sender.start()
-    held, zeros = None, 0
+    tail = _HeldTail(sender)
     try:
         while True:
             buffer = sender.free.get()
@@ -361,24 +378,13 @@ def _send_decompressed(connection: socket.socket, handle, compression: str, path
             if digest is None:
                 sender.full.put((buffer, n))
                 continue
-            if _all_zero(buffer if n == len(buffer) else memoryview(buffer)[:n].tobytes()):
-                zeros += n
-                sender.free.put(buffer)
-                continue
-            if held is not None:
-                sender.full.put(held)
-            if zeros:
-                sender.full.put((None, zeros))
-            held, zeros = (buffer, n), 0
+            tail.take(buffer, n, buffer if n == len(buffer) else memoryview(buffer)[:n].tobytes())
         if digest is not None:
             while source.read(CHUNK):  # a decompressor may stop before the file's last bytes
                 pass
             if digest.hexdigest() != expected_sha256:
                 raise sha256_mismatch(path, digest.hexdigest(), expected_sha256)
-            if held is not None:
-                sender.full.put(held)
-            if zeros:
-                sender.full.put((None, zeros))
+            tail.release()
         sender.full.put(_LAST_CHUNK)
     except _decompression_errors() as exc:  # the file's own read errors (EIO) stay OSErrors
         raise ImageError(f"{path} is not a readable {compression}-compressed image tarball ({type(exc).__name__}: {exc}); "
