@@ -292,14 +292,14 @@ def _container_listed(answer, name: str) -> ContainerState | None:
 
 class _Rounds:
     """GET requests sent together on one connection of their own to the engine's unix socket
-    (HTTP/1.1 pipelining, envctl/quick_status_remote.py Pipelined: the engine answers in order),
+    (HTTP/1.1 pipelining, envctl/engine_socket.py Pipelined: the engine answers in order),
     in the API version docker-py negotiated, traced as docker-py's requests are (its response
     hooks: ENVCTL_SSH_TRACE). `of` gives None for an engine reached otherwise (tcp://, ssh://):
     then each request goes through docker-py, one after another, as before. A round that does
     not answer is asked again through docker-py by the caller (EngineUnanswered is not raised)."""
 
     def __init__(self, api, path: str):
-        from envctl.quick_status_remote import Pipelined
+        from envctl.engine_socket import Pipelined
 
         self._api, self._version = api, api.api_version
         self._pipelined = Pipelined(path, self._trace)

@@ -208,7 +208,7 @@ def _keep(path: str, kept: dict) -> None:
 
 def _rows(local: str, trace) -> list[tuple[str, str]]:
     """(name, line) of every environment, from the engine at the forwarded socket `local`."""
-    from envctl.engine_socket import filters
+    from envctl.engine_socket import Pipelined, filters
     from envctl.quick_status import (
         LABEL_MANIFEST,
         TOP_QUERY,
@@ -218,7 +218,7 @@ def _rows(local: str, trace) -> list[tuple[str, str]]:
         row,
     )
 
-    with Pipelined(local, trace) as engine:
+    with Pipelined(local, trace, silence=SILENCE) as engine:
         [(status, listed)] = engine.get([("/containers/json", {"all": "1", "filters": filters(label=[LABEL_MANIFEST])})])
         if status != 200 or not isinstance(listed, list) or not all(isinstance(c, dict) for c in listed):
             raise CannotDecide()
@@ -256,77 +256,3 @@ def _tracer(name: str, environ: Mapping[str, str]):
             out.write(f"api {name} @{time.time():.3f} {f'GET {target}'[:200]}".replace("\n", " ") + "\n")
 
     return trace
-
-
-class Pipelined:
-    """One HTTP/1.1 connection to an engine's unix socket on which several GET requests are sent
-    at once and their answers read in order (http.client reads each answer; it sends one
-    request at a time itself). Use as a context manager."""
-
-    def __init__(self, path: str, trace=None, silence: float = SILENCE):
-        import socket
-
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._socket.settimeout(silence)  # per send and receive: from the last byte on
-        self._path, self._reader, self._trace = path, None, trace
-
-    def __enter__(self) -> "Pipelined":
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self._socket.close()
-
-    def makefile(self, *_args, **_kwargs):
-        """For http.client.HTTPResponse: every answer is read from the one buffer, which must
-        outlive each answer (they may share a read)."""
-        return self._reader
-
-    def get(self, targets: Sequence[tuple[str, Mapping[str, str] | None]]) -> list[tuple[int, object]]:
-        """(HTTP status, the JSON answer) of `GET path?query` for each (path, query), in order.
-        Raises EngineUnanswered (envctl/engine_socket.py) when the socket cannot be reached, an
-        answer is cut or is not JSON, the engine closes the connection before the last, or
-        nothing moves on the connection for `silence` seconds (SILENCE)."""
-        import http.client
-        import json
-        import socket
-        from urllib.parse import urlencode
-
-        from envctl.engine_socket import EngineUnanswered
-
-        if not targets:
-            return []
-        paths = [path + (f"?{urlencode(query)}" if query else "") for path, query in targets]
-        answers: list[tuple[int, object]] = []
-        try:
-            if self._reader is None:
-                self._socket.connect(self._path)
-                self._reader = _Kept(socket.SocketIO(self._socket, "rb"))
-            self._socket.sendall(b"".join(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n"
-                                          "Accept-Encoding: identity\r\n\r\n".encode() for path in paths))
-            for path in paths:
-                if self._trace is not None:
-                    self._trace(path)
-                answer = http.client.HTTPResponse(self, method="GET")
-                answer.begin()
-                body = answer.read()
-                if answer.will_close and len(answers) < len(paths) - 1:
-                    raise EngineUnanswered(f"GET {path}: the engine closed the connection")
-                answers.append((answer.status, json.loads(body) if body else None))
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            raise EngineUnanswered(f"GET {paths[min(len(answers), len(paths) - 1)]}: {exc}") from None
-        return answers
-
-
-class _Kept:
-    """A buffered reader of the socket that an answer's close leaves open."""
-
-    def __init__(self, raw):
-        import io
-
-        self._buffer = io.BufferedReader(raw)
-
-    def __getattr__(self, name):
-        return getattr(self._buffer, name)
-
-    def close(self) -> None:
-        pass  # the connection closes with Pipelined

@@ -14,6 +14,7 @@ import threading
 import pytest
 
 from envctl import quick_status_remote as quick
+from envctl import engine_socket
 from envctl.engine_socket import EngineUnanswered
 from envctl.remote import live_master
 from envctl.remote.inventory import inventory_path
@@ -168,14 +169,14 @@ def test_pipelined_requests_are_answered_in_order_on_one_connection():
     path = "/var/run/docker.sock"
     if not os.path.exists(path):
         pytest.fail("the host's Docker engine is down: `make engine`")
-    with quick.Pipelined(path) as engine:
+    with engine_socket.Pipelined(path) as engine:
         answers = engine.get([("/version", None), ("/containers/envctl-no-such-container/json", None),
                               ("/version", {"unused": "1"})])
         assert [status for status, _ in answers] == [200, 404, 200]
         assert answers[0][1]["ApiVersion"] and answers[0] == answers[2]
         assert "no-such-container" in answers[1][1]["message"]
         assert engine.get([("/version", None)]) == answers[:1]  # the same connection, again
-    with pytest.raises(EngineUnanswered), quick.Pipelined("/nonexistent/docker.sock") as nowhere:
+    with pytest.raises(EngineUnanswered), engine_socket.Pipelined("/nonexistent/docker.sock") as nowhere:
         nowhere.get([("/version", None)])
 
 
@@ -207,7 +208,7 @@ def test_an_engine_silent_for_longer_than_the_quick_paths_wait_is_left_to_the_fu
     answering = threading.Thread(target=engine)
     answering.start()
     try:
-        with pytest.raises(EngineUnanswered), quick.Pipelined(path) as silent:
+        with pytest.raises(EngineUnanswered), engine_socket.Pipelined(path, silence=quick.SILENCE) as silent:
             silent.get([("/containers/json", None)])
     finally:
         answering.join(10)
