@@ -174,8 +174,87 @@ def decompressing(raw: BinaryIO, compression: str) -> BinaryIO:
         import zstandard
 
         # read_across_frames: pzstd and `zstd -T` may write several frames; `docker load` reads them all.
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        return zstandard.ZstdDecompressor().stream_reader(_ZstdFrames(raw), read_across_frames=True)
     return raw
+
+
+class _ZstdFrames:
+    """A reader of zstd frames that raises ZstdError at the end of the file when its last frame
+    is incomplete. zstandard's stream_reader (0.25) ends without an error when its input ends
+    inside a frame, so a truncated .tar.zst read as a shorter archive: one cut in its end-of-archive
+    zeros was loaded whole where `docker load` says 'unexpected EOF'. Only the 3-byte block headers
+    are read here (RFC 8878 3.1: frame header, blocks, optional checksum; skippable frames); the
+    bytes between them are counted and skipped."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.head = b""  # the bytes of a header not yet whole
+        self.need, self.state = 4, "magic"  # header bytes awaited, and what they are
+        self.skip = 0  # bytes of a block (or a skippable frame) still to pass
+        self.after_skip = "magic"
+        self.checksum = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        if not data:
+            if self.state != "magic" or self.head or self.skip:
+                import zstandard
+
+                raise zstandard.ZstdError("the file ends inside a zstd frame (truncated)")
+            return data
+        self._walk(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def _walk(self, data: bytes) -> None:
+        pos = 0
+        while pos < len(data):
+            if self.skip:
+                step = min(self.skip, len(data) - pos)
+                self.skip -= step
+                pos += step
+                if not self.skip:
+                    self.state, self.need = self.after_skip, (4 if self.after_skip == "magic" else 3)
+                continue
+            take = data[pos:pos + self.need - len(self.head)]
+            self.head += take
+            pos += len(take)
+            if len(self.head) < self.need:
+                return
+            head, self.head = self.head, b""
+            self._header(head)
+
+    def _header(self, head: bytes) -> None:
+        if self.state == "magic":
+            magic = int.from_bytes(head, "little")
+            if magic & 0xFFFFFFF0 == 0x184D2A50:  # a skippable frame: its size, then that many bytes
+                self.state, self.need = "skippable", 4
+            else:  # a zstd frame (anything else the decompressor refuses itself)
+                self.state, self.need = "descriptor", 1
+        elif self.state == "skippable":
+            self._skip(int.from_bytes(head, "little"), "magic")
+        elif self.state == "descriptor":
+            d = head[0]
+            single = (d >> 5) & 1
+            self.checksum = bool((d >> 2) & 1)
+            rest = (0 if single else 1) + (0, 1, 2, 4)[d & 3] + ((1 if single else 0), 2, 4, 8)[d >> 6]
+            self._skip(rest, "block")
+        elif self.state == "block":
+            value = int.from_bytes(head, "little")
+            last, kind, size = value & 1, (value >> 1) & 3, value >> 3
+            if not last:
+                self._skip(1 if kind == 1 else size, "block")
+            else:
+                self._skip((1 if kind == 1 else size) + (4 if self.checksum else 0), "magic")
+
+    def _skip(self, count: int, then: str) -> None:
+        self.after_skip = then
+        if count:
+            self.skip, self.state = count, "skipping"
+        else:
+            self.state, self.need = then, (4 if then == "magic" else 3)
 
 
 def member_name(name: str) -> str:

@@ -149,14 +149,26 @@ def test_a_truncated_gzip_tarball_is_refused_by_envctl_before_its_end_reaches_th
     _nothing_loaded(engine, big)
 
 
-def test_a_truncated_zstd_tarball_loads_nothing(engine, engine_under_test, big, packed, absent, tmp_path):
-    """python-zstandard's reader ends a truncated frame without an error: the body then ends with
-    its last chunk, and what refuses it is the engine's tar reader (the archive has no end)."""
-    data = packed["zstd"].read_bytes()
+@pytest.mark.parametrize("where", ["middle", "end-of-archive zeros"])
+def test_a_truncated_zstd_tarball_is_refused_by_envctl_before_its_end_reaches_the_engine(engine, engine_under_test, big, absent,
+                                                                                        tmp_path, where):
+    """python-zstandard's reader ends a truncated frame without an error; cut in the archive's
+    end-of-archive zeros (its last frame holds only them), the shorter archive was loaded whole
+    where `docker load -i` says 'unexpected EOF' (both engines)."""
+    data = big.read_bytes()
+    assert data[-1024:] == bytes(1024)
+    compressor = zstandard.ZstdCompressor()
+    if where == "middle":
+        packed = compressor.compress(data)
+        packed = packed[: len(packed) * 2 // 3]
+    else:
+        packed = compressor.compress(data[:-1024]) + compressor.compress(data[-1024:])[:-3]
     cut = tmp_path / "cut.tar.zst"
-    cut.write_bytes(data[: len(data) * 2 // 3])
-    with pytest.raises(ImageError, match=f"the engine could not load {cut}: .*unexpected EOF"):
+    cut.write_bytes(packed)
+    with pytest.raises(ImageError) as raised:
         load_tarball(engine, cut, None, _socket(engine_under_test))
+    assert raised.value.message == (f"{cut} is not a readable zstd-compressed image tarball "
+                                    "(ZstdError: the file ends inside a zstd frame (truncated)); nothing was loaded")
     _nothing_loaded(engine, big)
 
 

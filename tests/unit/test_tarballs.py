@@ -200,6 +200,40 @@ def test_a_truncated_compressed_tarball_is_refused_with_its_format(tmp_path, com
         read_identity(path)
 
 
+@pytest.mark.parametrize("frames", ["one", "zeros alone", "with checksum"])
+def test_a_zstd_tarball_cut_anywhere_in_its_last_frame_is_refused(tmp_path, frames):
+    """python-zstandard's reader ends without an error where its input ends inside a frame: cut
+    in the end-of-archive zeros, the shorter archive read as whole (tarfile stops at the end of
+    its input as at those zeros). Each cut from the last frame's header to its last byte."""
+    data = legacy()
+    assert data[-1024:] == bytes(1024)
+    if frames == "one":
+        head, last = b"", _zstd(data)
+    elif frames == "zeros alone":
+        head, last = _zstd(data[:-1024]), _zstd(data[-1024:])
+    else:
+        head, last = b"", zstandard.ZstdCompressor(write_checksum=True).compress(data)
+    path = tmp_path / "cut.tar.zst"
+    # A file of the first frame's magic alone or less is no zstd file (compression_of); a later
+    # frame may be cut anywhere.
+    for keep in sorted({1, 3, 4, 5, 6, len(last) // 2, len(last) - 5, len(last) - 4, len(last) - 1} - (set() if head else {1, 3, 4})):
+        path.write_bytes(head + last[:keep])
+        with pytest.raises(ImageError, match="zstd-compressed image tarball .ZstdError: the file ends inside a zstd frame"):
+            read_identity(path)
+    path.write_bytes(head + last)
+    assert read_identity(path).image_id == CONFIG_DIGEST
+
+
+def test_a_skippable_zstd_frame_is_passed_over(tmp_path):
+    """RFC 8878 3.1.2: a skippable frame (magic 0x184D2A5?, a 4-byte size, that many bytes) may
+    come between frames or after them; the zstd tool passes over it (one first is no zstd file to
+    docker, which tells zstd by the frame magic)."""
+    skippable = (0x184D2A5A).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"envct"
+    path = tmp_path / "skip.tar.zst"
+    path.write_bytes(_zstd(legacy()[:5000]) + skippable + _zstd(legacy()[5000:]) + skippable)
+    assert read_identity(path).image_id == CONFIG_DIGEST
+
+
 def test_corrupt_deflate_data_is_refused_with_its_format(tmp_path):
     """A gzip whose deflate data is damaged (its first block of the reserved type 3, RFC 1951
     3.2.3): whichever library inflates it (ISA-L's errors are not zlib's), the answer is the same
