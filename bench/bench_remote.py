@@ -195,7 +195,7 @@ def per_command(lab: Lab, base: Path, env: dict, manifest: Path, runs: int, dela
         counts = {kind: median([c[kind] for c in trips[label]]) for kind in ("session", "connection", "api", "engine")}
         print(f"  {label:<14} {median(seconds[label]):5.2f} s (aim <= {aims[label]}): ssh commands "
               f"{counts['session']:.0f} (+{counts['connection']:.0f} separate connections), engine requests "
-              f"{counts['engine']:.0f} ({counts['api']:.0f} of them envctl's docker-py)")
+              f"{counts['engine']:.0f} ({counts['api']:.0f} of them envctl's own, through docker-py or its own requests)")
 
 
 def _traced(argv: list[str], env: dict, engine_log: Path, counts: list) -> float:
