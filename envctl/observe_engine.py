@@ -197,11 +197,11 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
             markers, claims = frozenset(), {}
     baked, baked_ids = {}, {}
     if listed_baked is not None:
-        candidates = [_baked_answered(images, next(second), c) for c in listed_baked]
+        candidates = [_baked_answered(next(second), c) for c in listed_baked]
     else:
-        candidates = [(c.labels or {}, c.tags, c.id) for c in
-                      client.images.list(filters={"label": f"{LABEL_BAKED_FOR}={manifest_name}"})]
-    for labels, tags, ident in candidates:
+        candidates = [_baked_answered(_inspected_or_404(client, c.get("Id")), c)
+                      for c in client.api.images(filters={"label": f"{LABEL_BAKED_FOR}={manifest_name}"})]
+    for labels, tags, ident in filter(None, candidates):
         key = labels.get(LABEL_BAKE_KEY)
         if key and tags:
             baked[key] = tags[0]
@@ -269,11 +269,27 @@ def _image_answered(images, answer, ref: str):
     return images.get(ref)
 
 
-def _baked_answered(images, answer, summary: dict) -> tuple[dict, list, str]:
-    """(labels, tags, ID) of a baked image listed, as docker-py's images.list gives them (it
-    inspects each: Image.labels, Image.tags, Image.id); from the list's summary when the
-    inspection did not answer (the image removed between the two)."""
+def _inspected_or_404(client, image_id) -> tuple:
+    """(200, ImageInspect's JSON) of an image, or (404, None) when it is gone; docker-py raises
+    any other error."""
+    from docker.errors import NotFound
+
+    try:
+        return 200, client.api.inspect_image(image_id)
+    except NotFound:
+        return 404, None
+
+
+def _baked_answered(answer, summary: dict) -> tuple[dict, list, str] | None:
+    """(labels, tags, ID) of a baked image listed, as its inspection gives them (Image.labels,
+    Image.tags, Image.id); None when the inspection answered 404: the image was removed between
+    the list and its inspection (`envctl down --images`, `docker rmi` meanwhile), and its
+    summary's tags would name an image that is no more (docker-py's images.list raised
+    ImageNotFound for it instead). From the summary when the inspection did not answer (a
+    round that failed, an engine error)."""
     status, attrs = answer
+    if status == 404:
+        return None
     if status == 200 and isinstance(attrs, dict):
         labels = (attrs.get("Config") or {}).get("Labels") or {}
         tags, ident = attrs.get("RepoTags") or [], attrs.get("Id")

@@ -73,6 +73,10 @@ class _Api:
             raise ImageNotFound(f"No such image: {ref}")
         return {"Id": image.id, "RepoTags": list(image.tags), "Config": {"Labels": dict(image.labels)}}
 
+    def images(self, filters: dict | None = None) -> list[dict]:
+        """ImageList's summaries (APIClient.images)."""
+        return [{"Id": i.id, "RepoTags": list(i.tags) or None, "Labels": dict(i.labels)} for i in self.engine.images.list(filters)]
+
     def containers(self, all: bool = False, filters: dict | None = None) -> list[dict]:  # noqa: A002 (docker-py's name)
         """ContainerList's summaries (APIClient.containers): names with the engine's leading "/"."""
         return [{"Id": c.id, "Names": [f"/{c.name}"], "State": c.status, "Labels": dict(c.labels)}
