@@ -65,10 +65,10 @@ class EngineImages:
             self._containerd = False
         if self._containerd is None:
             try:
-                status = self.client.info().get("DriverStatus") or []
+                info = self.client.info()
             except Exception:  # an engine that cannot say is treated by what its images say
-                status = []
-            self._containerd = any(len(pair) == 2 and pair[1] == CONTAINERD_SNAPSHOTTER for pair in status)
+                info = {}
+            self.store_from_info(info)
         return self._containerd
 
     def platform(self):

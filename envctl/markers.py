@@ -35,17 +35,23 @@ _CLAIMED = (  # the claim taken: the start of every claim wrapper's text
     'rm -f "$c"; (set -C; echo $$ > "$c") 2>/dev/null || { echo "' + CLAIM_HELD + ' ?"; exit ' + str(CLAIM_EXIT) + '; }; fi; '
     'if [ -e "$m" ]; then rm -f "$c"; echo "' + CLAIM_DONE + '"; exit ' + str(CLAIM_EXIT) + '; fi; '
 )
-CLAIM_WRAPPER = _CLAIMED + (
-    '"$@"; code=$?; if [ $code -eq 0 ]; then { mkdir -p "${m%/*}" && true > "$m"; } 2>&1 || '
-    '{ code=' + str(MARKER_EXIT) + '; echo "' + MARKER_UNWRITTEN + ' $m"; }; fi; rm -f "$c"; exit $code'
-)
+
+
+def _claim_wrapper(write: str) -> str:
+    """The claim wrapper whose marker is written by the shell command `write` (`write > FILE`)."""
+    return _CLAIMED + (
+        '"$@"; code=$?; if [ $code -eq 0 ]; then { mkdir -p "${m%/*}" && ' + write + ' > "$m"; } 2>&1 || '
+        '{ code=' + str(MARKER_EXIT) + '; echo "' + MARKER_UNWRITTEN + ' $m"; }; fi; rm -f "$c"; exit $code'
+    )
+
+
+CLAIM_WRAPPER = _claim_wrapper("true")
 # Every claim wrapper envctl ran, this one first: a step an earlier envctl started may still run
 # in the container, and `status`, `plan` and `down` read it as a setup step by its wrapper's text
 # (envctl/runs.py), not as some exec.
 CLAIM_WRAPPERS = (
     CLAIM_WRAPPER,
-    _CLAIMED + '"$@"; code=$?; if [ $code -eq 0 ]; then { mkdir -p "${m%/*}" && : > "$m"; } 2>&1 || '
-    '{ code=' + str(MARKER_EXIT) + '; echo "' + MARKER_UNWRITTEN + ' $m"; }; fi; rm -f "$c"; exit $code',
+    _claim_wrapper(":"),  # `: > FILE`, which a failed redirection ended at once
     _CLAIMED + '"$@"; code=$?; if [ $code -eq 0 ]; then mkdir -p "${m%/*}" && : > "$m"; fi; rm -f "$c"; exit $code',
 )
 
