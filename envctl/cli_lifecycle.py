@@ -214,11 +214,9 @@ def _baked_for(engine) -> frozenset:
 
 def _listing(host):
     """(environments' container summaries, manifests with baked images) of an SSH host's engine,
-    asked at once over two connections to its forwarded socket with the standard library alone
-    (envctl/engine_socket.py): one round trip for both, and no docker-py to import. None when
+    both asked at once on one connection to its forwarded socket (engine_socket.Pipelined, the
+    standard library alone): one round trip for both, and no docker-py to import. None when
     that socket does not answer so (the caller asks through host.engine(), which says why)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from envctl import engine_socket
     from envctl.containers import LABEL_BAKED_FOR, LABEL_MANIFEST
     from envctl.remote.ssh import trace
@@ -227,22 +225,18 @@ def _listing(host):
         path = host.connection.forward_socket(host.docker_socket)
     except EnvctlError:
         return None
-
-    def get(what: str, label: str):
-        query = {"all": "1"} if what == "containers" else {}
-        trace("api", host.name, ["GET", f"/{what}/json", label])
-        with engine_socket.Engine(path) as engine:
-            status, answer = engine.get(f"/{what}/json", {**query, "filters": engine_socket.filters(label=[label])})
-        if status != 200 or not isinstance(answer, list):
-            raise engine_socket.EngineUnanswered(f"GET /{what}/json: {status}")
-        return answer
-
-    with ThreadPoolExecutor(2) as pool:
-        asked = [pool.submit(get, "containers", LABEL_MANIFEST), pool.submit(get, "images", LABEL_BAKED_FOR)]
-        try:
-            summaries, images = (future.result() for future in asked)
-        except engine_socket.EngineUnanswered:
-            return None
+    asked = [("/containers/json", {"all": "1", "filters": engine_socket.filters(label=[LABEL_MANIFEST])}),
+             ("/images/json", {"filters": engine_socket.filters(label=[LABEL_BAKED_FOR])})]
+    for (what, _query), label in zip(asked, (LABEL_MANIFEST, LABEL_BAKED_FOR)):
+        trace("api", host.name, ["GET", what, label])
+    try:
+        with engine_socket.Pipelined(path) as engine:
+            answers = engine.get(asked)
+    except engine_socket.EngineUnanswered:
+        return None
+    if any(status != 200 or not isinstance(answer, list) for status, answer in answers):
+        return None
+    (_, summaries), (_, images) = answers
     return summaries, frozenset((image.get("Labels") or {}).get(LABEL_BAKED_FOR) for image in images)
 
 
