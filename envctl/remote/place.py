@@ -35,6 +35,22 @@ RECORD = ".envctl-record.json"
 # $1 final path, $2 remote blob directory, $3 staging directory; a tar stream on stdin.
 # Builds the artifact in the staging directory, links large files from blobs, then renames it
 # into place and writes its record last (the record is what says "complete").
+# Shared by both assembly scripts: the blob $sha linked (or copied) to $path in the staging
+# tree; then the tree renamed into place ($single: the single file's name, empty for a tree)
+# and its record written last (the record is what says "complete").
+_LINK_BLOB = r'''  mkdir -p "$(dirname "$staging/tree/$path")"
+  ln -f "$blobs/$sha" "$staging/tree/$path" 2>/dev/null || cp "$blobs/$sha" "$staging/tree/$path"
+'''
+_INTO_PLACE = r'''mkdir -p "$(dirname "$final")"
+rm -rf "$final" "$final.json"
+if [ -n "$single" ]; then mv "$staging/tree/$single" "$final"; else mv "$staging/tree" "$final"; fi
+mv "$staging/.envctl-record.json" "$final.json"
+rm -rf "$staging"
+'''
+
+# $1 final path, $2 remote blob directory, $3 staging directory; a tar stream on stdin.
+# Builds the artifact in the staging directory, links large files from blobs, then renames it
+# into place and writes its record last.
 _ASSEMBLE = r'''set -e
 final=$1 blobs=$2 staging=$3
 rm -rf "$staging"; mkdir -p "$staging"
@@ -42,16 +58,10 @@ tar -xf - -C "$staging"
 mkdir -p "$staging/tree"
 if [ -f "$staging/.envctl-links" ]; then
   while IFS=' ' read -r sha path; do
-    mkdir -p "$(dirname "$staging/tree/$path")"
-    ln -f "$blobs/$sha" "$staging/tree/$path" 2>/dev/null || cp "$blobs/$sha" "$staging/tree/$path"
-  done < "$staging/.envctl-links"
+''' + _LINK_BLOB + r'''  done < "$staging/.envctl-links"
 fi
-mkdir -p "$(dirname "$final")"
-rm -rf "$final" "$final.json"
-if [ -f "$staging/single" ]; then mv "$staging/tree/$(cat "$staging/single")" "$final"; else mv "$staging/tree" "$final"; fi
-mv "$staging/.envctl-record.json" "$final.json"
-rm -rf "$staging"
-'''
+single=; if [ -f "$staging/single" ]; then single=$(cat "$staging/single"); fi
+''' + _INTO_PLACE
 
 # The same as _ASSEMBLE for an artifact made of blobs alone (no small file, no directory or link
 # of its own), with everything in its arguments instead of a tar stream on stdin, so that it can
@@ -61,17 +71,11 @@ _ASSEMBLE_LINKED = r'''set -e
 final=$1 blobs=$2 staging=$3 record=$4 single=$5; shift 5
 rm -rf "$staging"; mkdir -p "$staging/tree"
 while [ "$#" -gt 1 ]; do
-  mkdir -p "$(dirname "$staging/tree/$2")"
-  ln -f "$blobs/$1" "$staging/tree/$2" 2>/dev/null || cp "$blobs/$1" "$staging/tree/$2"
-  shift 2
+  sha=$1 path=$2
+''' + _LINK_BLOB + r'''  shift 2
 done
 printf '%s' "$record" > "$staging/.envctl-record.json"
-mkdir -p "$(dirname "$final")"
-rm -rf "$final" "$final.json"
-if [ -n "$single" ]; then mv "$staging/tree/$single" "$final"; else mv "$staging/tree" "$final"; fi
-mv "$staging/.envctl-record.json" "$final.json"
-rm -rf "$staging"
-'''
+''' + _INTO_PLACE
 LINKED_ARGUMENTS = 32 << 10  # bytes of _ASSEMBLE_LINKED's arguments at most (a command line's one argument: 128 KiB on Linux)
 
 
