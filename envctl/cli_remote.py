@@ -20,23 +20,12 @@ import typer
 
 from envctl.cli_app import say
 from envctl.errors import EXIT_REMOTE_FAILED, EXIT_USAGE, EnvctlError
+from envctl.remote.hosts_open import RemoteOptions, choose, open_entry  # noqa: F401  (RemoteOptions: the commands' import)
 
 if TYPE_CHECKING:  # envctl.plan imports the manifest model and the fetchers: not for --help
     from envctl.plan import Options
 
 HOST_HELP = "run on these hosts (names, groups or ranges like lab[1-4], comma-separated; from the inventory or ssh config)"
-
-
-@dataclass(frozen=True)
-class RemoteOptions:
-    hosts: tuple[str, ...]
-    ssh_config: str | None
-    inventory: str | None
-    accept_host_key: str | None
-
-    @property
-    def wanted(self) -> bool:
-        return bool(self.hosts)
 
 
 def host_option():
@@ -63,26 +52,12 @@ def remote_options(hosts: Optional[List[str]], ssh_config: Optional[str], invent
 
 
 def entries(options: RemoteOptions):
-    from envctl.remote.inventory import load_inventory, select
-
-    inventory = load_inventory(options.inventory, os.environ)
-    chosen = select(inventory, list(options.hosts), warn=lambda text: say(f"warning: {text}"))
-    if not chosen:
-        raise EnvctlError("--host names no host", exit_code=EXIT_USAGE)
-    return chosen
+    """The inventory entries the options name (hosts_open.choose), its warnings printed."""
+    return choose(options, _warn)
 
 
-def open_entry(entry, options: RemoteOptions, probes: bool = True):
-    """The entry's host, connected. `probes`: False for a command that reads only the engine
-    (envctl/remote/target.py open_host)."""
-    from envctl.remote.ssh import SSHSettings
-    from envctl.remote.target import open_host
-
-    settings = SSHSettings.from_environ(options.ssh_config, options.accept_host_key)
-    host = open_host(entry.name, entry.ssh, settings, entry.data_dir, entry.root, entry.fetch, entry.cards, entry.env,
-                     probes)
-    host.mirrors = entry.mirrors  # its inventory mirrors: what it downloads through (envctl.mirror_routes.of_host)
-    return host
+def _warn(text: str) -> None:
+    say(f"warning: {text}")
 
 
 def single_target(options: RemoteOptions):
@@ -111,13 +86,17 @@ def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], Non
              outcomes: list | None = None, probes: bool = True) -> int:
     """Run `work(host, echo)` on every chosen host at once; returns the exit code. `work`
     returns a one-line summary for the table. `outcomes` receives each host's HostResult.
-    `probes`: False when `work` reads only the engine (open_entry)."""
-    chosen = entries(options)
+    `probes`: False when `work` reads only the engine (open_entry). Hosts whose opening
+    envctl/cli.py started before the command (envctl/remote/early_open.py) are taken from it."""
+    from envctl.remote import early_open
+
+    early = early_open.take(options, probes)
+    chosen = early.chosen(_warn) if early is not None else entries(options)
     width = max(len(e.name) for e in chosen)
     lock = threading.Lock()
 
     def run(entry) -> HostResult:
-        started = time.monotonic()
+        started = early.started if early is not None else time.monotonic()  # a host's time includes its opening
 
         def echo(text: str) -> None:
             with lock:  # whole lines, each with its host, never interleaved with another host's
@@ -125,7 +104,7 @@ def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], Non
                     say(f"{entry.name:<{width}}  {line}" if len(chosen) > 1 else line)
 
         try:
-            host = open_entry(entry, options, probes)
+            host = early.host(entry) if early is not None else open_entry(entry, options, probes)
             summary = work(host, echo)
             return HostResult(entry.name, True, summary, time.monotonic() - started)
         except EnvctlError as exc:

@@ -47,7 +47,7 @@ from typing import Any
 
 from envctl.cards import Cards, CardsError, parse_cards
 from envctl.errors import EXIT_USAGE, EnvctlError, ManifestError, Problem
-from envctl.manifest.errors_translate import suggest
+from envctl.manifest.did_you_mean import suggest
 from envctl.manifest.interpolate import looks_secret
 from envctl.manifest.yamlsrc import Document, PathKey, dotted, parse_file
 from envctl.paths import config_home, expand_home

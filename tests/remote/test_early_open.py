@@ -1,0 +1,119 @@
+"""`up`/`plan NAME --host H` open their hosts while envctl starts (envctl/remote/early_open.py):
+the same hosts, opened once, with the same output and errors as the command's own opening
+(ENVCTL_NO_QUICK=1 turns the early opening off, so each test compares the two)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+OFF = {"ENVCTL_NO_QUICK": "1"}
+
+
+def _lines(trace, kinds=("session ", "connection ")) -> list[str]:
+    lines = trace.read_text().splitlines() if trace.exists() else []
+    trace.write_text("")
+    return [line for line in lines if line.startswith(kinds)]
+
+
+def _manifest(world):
+    return world.write("device: {kind: cpu}\nimage: {ref: busybox:envctl-absent}\n")
+
+
+def test_the_opening_starts_before_the_manifest_is_read(world, tmp_path):
+    """A manifest that is not there: the early opening had already connected (its one
+    session); the command's own opening, after the manifest, never starts."""
+    trace = tmp_path / "trace"
+    missing = str(tmp_path / "missing.yaml")
+    early = world.run("up", missing, "--host", "lab1", env=world.environ(ENVCTL_SSH_TRACE=str(trace)))
+    world.close_connections()
+    assert early.returncode == 4 and "no manifest file" in early.stderr, early.stderr
+    opened = _lines(trace)
+    off = world.run("up", missing, "--host", "lab1", env=world.environ(ENVCTL_SSH_TRACE=str(trace), **OFF))
+    assert (off.returncode, off.stderr) == (early.returncode, early.stderr)
+    assert _lines(trace) == []
+    # The opening can end with the command (a daemon thread) before or after it sent the probe
+    # round; when it did, that is the only ssh command.
+    assert len(opened) <= 1
+
+
+def test_the_command_line_opens_its_hosts_before_anything_else_and_the_command_takes_them(world, tmp_path,
+                                                                                        monkeypatch):
+    """What envctl/cli.py main starts before typer: the host opened (its facts and probe round:
+    one ssh command) with no manifest read, handed once to the command with these options."""
+    from envctl import cli
+    from envctl.remote import early_open
+    from envctl.remote.hosts_open import RemoteOptions
+
+    trace = tmp_path / "trace"
+    for key, value in world.environ(ENVCTL_SSH_TRACE=str(trace)).items():
+        monkeypatch.setenv(key, value)
+    world.close_connections()
+    monkeypatch.setattr(early_open, "_started", [])
+    cli._open_hosts_early(["up", "no-such-manifest", "--host", "lab1"])
+    options = RemoteOptions(("lab1",), None, None, None)
+    assert early_open.take(options, probes=False) is None  # status's kind of opening: not this one
+    opening = early_open.take(options, probes=True)
+    assert opening is not None and early_open.take(options, probes=True) is None  # handed out once
+    entry, = opening.chosen(warn=pytest.fail)
+    host = opening.host(entry)
+    assert (entry.name, host.name, host.data_dir) == ("lab1", "lab1", world.data_dir())
+    assert [line.split(" ")[:2] for line in _lines(trace)] == [["session", "lab1"]]
+    cli._open_hosts_early(["up", "m", "--host", "lab1", "--dry-run"])  # a form parse leaves to the command
+    assert early_open._started == []
+
+
+def test_each_host_is_opened_once_and_the_output_is_the_commands_own(world, tmp_path):
+    manifest = _manifest(world)
+    trace = tmp_path / "trace"
+    runs = {}
+    for label, extra in (("early", {}), ("off", OFF)):
+        world.close_connections()  # each from a fresh master: the handshake and facts too
+        done = world.run("plan", str(manifest), "--host", "lab1", "--host", "lab2",
+                         env=world.environ(ENVCTL_SSH_TRACE=str(trace), **extra))
+        # Lines sorted: the hosts' plans are printed in the order they were made; each host's
+        # seconds in the summary left out.
+        stderr = re.sub(r"  +[0-9.]+s  ", "  SECONDS  ", done.stderr)
+        runs[label] = (done.returncode, sorted(done.stdout.splitlines()), sorted(stderr.splitlines()),
+                       sorted(_lines(trace)))
+    early, off = runs["early"], runs["off"]
+    assert early[:3] == off[:3], (early, off)
+    assert early[0] == 5 and "# lab1" in early[1] and "# lab2" in early[1]  # the image is absent: not ready
+    # The same ssh commands on the hosts (their arguments name the same paths), one opening each.
+    assert [line.split(" @")[0] for line in early[3]] == [line.split(" @")[0] for line in off[3]]
+    assert sum(1 for line in early[3] if "HOME" in line) == 2  # each host's facts read once
+
+
+def test_the_selections_warning_and_an_inventory_error_are_said_as_the_command_says_them(world, tmp_path):
+    manifest = _manifest(world)
+    world.inventory.write_text(world.inventory.read_text() + "groups: {labs: [lab1, lab2]}\n")
+    # "lab" is close to the group "labs": warned, and used as an SSH destination (lab's ssh
+    # config has no such host: the connection fails as the command's own would).
+    said = [world.run("plan", str(manifest), "--host", "lab", env=world.environ(**extra)) for extra in ({}, OFF)]
+    assert (said[0].returncode, said[0].stdout, said[0].stderr) == (said[1].returncode, said[1].stdout, said[1].stderr)
+    assert said[0].stderr.count("is not a host or group of") == 1, said[0].stderr
+    world.inventory.write_text("hosts: {lab1: {fetch: teleport}}\n")
+    broken = [world.run("up", str(manifest), "--host", "lab1", env=world.environ(**extra)) for extra in ({}, OFF)]
+    assert (broken[0].returncode, broken[0].stderr) == (broken[1].returncode, broken[1].stderr)
+    assert broken[0].returncode != 0 and "teleport" in broken[0].stderr and "Traceback" not in broken[0].stderr
+
+
+def test_a_command_that_ends_early_does_not_wait_for_a_host_that_does_not_answer(world, tmp_path):
+    """The opening's threads are daemons: an invalid manifest is reported and envctl exits while
+    the connection to a host that never answers is still being made (here a ProxyCommand that
+    sends nothing for 120 s, within a ConnectTimeout longer than that; a non-daemon thread would
+    hold the exit until then)."""
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host silent\n  ProxyCommand sleep 120\n  ConnectTimeout 300\n  StrictHostKeyChecking yes\n\n"
+                      f"Include {world.lab.ssh_config}\n")
+    invalid = world.write("device: {kind: cpu}\nimage: {ref: busybox:1, bogus_key: 1}\n")
+    env = world.environ(ENVCTL_SSH_CONFIG=str(config))
+    try:
+        done = subprocess.run([sys.executable, "-m", "envctl", "up", str(invalid), "--host", "silent"],
+                              capture_output=True, text=True, env=env, timeout=60)
+    finally:
+        subprocess.run(["pkill", "-f", "^sleep 120$"], capture_output=True)
+    assert done.returncode == 3 and "bogus_key" in done.stderr, done.stderr
