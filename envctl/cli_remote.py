@@ -9,7 +9,6 @@ stops the others; a summary table closes the run and the exit code says whether 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor

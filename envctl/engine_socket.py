@@ -94,6 +94,9 @@ def filters(**wanted: list[str]) -> str:
     return json.dumps(wanted)
 
 
+RAW = "raw"  # a Pipelined target whose answer is bytes, not JSON
+
+
 class Pipelined:
     """One HTTP/1.1 connection to an engine's unix socket on which several GET requests are sent
     at once and their answers read in order (http.client reads each answer; it sends one
@@ -117,14 +120,16 @@ class Pipelined:
         outlive each answer (they may share a read)."""
         return self._reader
 
-    def get(self, targets: Sequence[tuple[str, Mapping[str, str] | None]]) -> list[tuple[int, object]]:
-        """(HTTP status, the JSON answer) of `GET path?query` for each (path, query), in order.
-        Raises EngineUnanswered when the socket cannot be reached, an
-        answer is cut or is not JSON, the engine closes the connection before the last, or
-        nothing moves on the connection for `silence` seconds."""
+    def get(self, targets: Sequence[tuple]) -> list[tuple[int, object]]:
+        """(HTTP status, the JSON answer) of `GET path?query` for each (path, query), in order;
+        for a (path, query, RAW) the answer's bytes when it is 200 (an archive: a tar stream),
+        its JSON otherwise (the engine's error). Raises EngineUnanswered when the socket cannot
+        be reached, an answer is cut or is not JSON, the engine closes the connection before the
+        last, or nothing moves on the connection for `silence` seconds."""
         if not targets:
             return []
-        paths = [path + (f"?{urlencode(query)}" if query else "") for path, query in targets]
+        paths = [target[0] + (f"?{urlencode(target[1])}" if target[1] else "") for target in targets]
+        raw = [len(target) > 2 and target[2] == RAW for target in targets]
         answers: list[tuple[int, object]] = []
         try:
             if self._reader is None:
@@ -132,7 +137,7 @@ class Pipelined:
                 self._reader = _Kept(socket.SocketIO(self._socket, "rb"))
             self._socket.sendall(b"".join(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n"
                                           "Accept-Encoding: identity\r\n\r\n".encode() for path in paths))
-            for path in paths:
+            for path, as_bytes in zip(paths, raw):
                 if self._trace is not None:
                     self._trace(path)
                 answer = http.client.HTTPResponse(self, method="GET")
@@ -140,7 +145,10 @@ class Pipelined:
                 body = answer.read()
                 if answer.will_close and len(answers) < len(paths) - 1:
                     raise EngineUnanswered(f"GET {path}: the engine closed the connection")
-                answers.append((answer.status, json.loads(body) if body else None))
+                if as_bytes and answer.status == 200:
+                    answers.append((200, body))
+                else:
+                    answers.append((answer.status, json.loads(body) if body else None))
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise EngineUnanswered(f"GET {paths[min(len(answers), len(paths) - 1)]}: {exc}") from None
         return answers

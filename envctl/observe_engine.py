@@ -57,7 +57,8 @@ def read_markers(client, container_id: str) -> frozenset[str]:
     return read_setup_state(client, container_id)[0]
 
 
-def read_setup_state(client, container_id: str) -> tuple[frozenset[str], dict[str, tuple[int | None, int]]]:
+def read_setup_state(client, container_id: str, asked: tuple[int, object] | None = None) \
+        -> tuple[frozenset[str], dict[str, tuple[int | None, int]]]:
     """The setup markers and claims in the container, in one read of envctl's state directory:
     (marker file names, {claim file name (a marker's name): (the PID it holds or None, its
     mtime in seconds since the epoch)}). Whether a claim's process still runs is not known
@@ -71,12 +72,14 @@ def read_setup_state(client, container_id: str) -> tuple[frozenset[str], dict[st
     not there: moby turns any ENOENT into that answer). So a 404 is asked once more, with a stat
     of the container's root (HEAD, no body): when that answers, the mounts are fine and the
     state directory is absent (no step ever ran). Otherwise a running container is asked with
-    `ls` inside (markers only: its claims are then known by the running execs alone)."""
+    `ls` inside (markers only: its claims are then known by the running execs alone).
+
+    `asked`: (HTTP status, body) of the same archive request sent earlier (the plan's second
+    round, `state_archive`); a 200 is read as the answer, anything else is asked again here."""
     from docker.errors import APIError, NotFound
 
     try:
-        stream, _ = client.api.get_archive(container_id, STATE_DIR)
-        data = b"".join(stream)
+        data = _state_bytes(client, container_id, asked)
     except (NotFound, APIError) as exc:
         if isinstance(exc, NotFound) and _root_answers(client, container_id):
             return frozenset(), {}
@@ -99,6 +102,28 @@ def read_setup_state(client, container_id: str) -> tuple[frozenset[str], dict[st
                 held = archive.extractfile(member).read(64).decode("ascii", "replace").strip()
                 claims[posixpath.basename(member.name)] = (int(held) if held.isdigit() else None, int(member.mtime))
     return frozenset(markers), claims
+
+
+def _state_bytes(client, container_id: str, asked: tuple[int, object] | None) -> bytes:
+    """The state directory's tar stream: the earlier answer's when it was 200, docker-py's
+    NotFound when it was 404 (as get_archive raises it), else asked through docker-py."""
+    from docker.errors import NotFound
+
+    status, body = asked if asked is not None else (0, None)
+    if status == 200 and isinstance(body, bytes):
+        return body
+    if status == 404:
+        message = body.get("message") if isinstance(body, dict) else None
+        raise NotFound(f"404 Client Error: Not Found ({message})", explanation=message)
+    stream, _ = client.api.get_archive(container_id, STATE_DIR)
+    return b"".join(stream)
+
+
+def state_archive(container_id: str) -> tuple[str, dict, str]:
+    """The archive request of read_setup_state as a Pipelined target (engine_socket.RAW)."""
+    from envctl.engine_socket import RAW
+
+    return (f"/containers/{container_id}/archive", {"path": STATE_DIR}, RAW)
 
 
 def _root_answers(client, container_id: str) -> bool:
@@ -154,8 +179,8 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
     a local socket answers in about a millisecond and is asked one request after another),
     requests that do not depend on each other go out together (`_Rounds`): the image's ref, the
     baked images' list and the container's list in one round; then the baked images'
-    inspections, the container's inspection and, where still unknown, `/info` in a second, while
-    the setup state's archive read runs beside it on docker-py's own connection. Each round is
+    inspections, the container's inspection and processes (`top`), where still unknown `/info`,
+    and the setup state's archive in a second. Each round is
     one round trip to an SSH host (plus one for the second connection's channel through the
     forward) where one request after another took one each."""
     from envctl.image_identity import EngineImages
@@ -180,21 +205,20 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
         asked += [(f"/images/{_quoted(str(c.get('Id')))}/json", None) for c in listed_baked]
     inspect_container = container is not None and container.status == "running"
     if inspect_container:
-        asked.append((f"/containers/{container.id}/json", None))
+        from envctl.runs import TOP_ARGS
+
+        # Its inspection, then its processes (what running_work reads, in that order).
+        asked += [(f"/containers/{container.id}/json", None), (f"/containers/{container.id}/top", {"ps_args": TOP_ARGS})]
     ask_info = image is not None and images.store_unknown()
     if ask_info:
         asked.append(("/info", None))
-    state = _Beside(read_setup_state, client, container.id) if container is not None and rounds and asked else None
+    if container is not None and rounds:
+        asked.append(state_archive(container.id))  # last: the engine mounts the container's mounts for it
     try:
         second = iter(rounds.ask(asked)) if rounds and asked else iter(())
     finally:
         if rounds:
             rounds.close()  # all later requests go through docker-py
-        # docker-py is used again only from here: the thread used its connection meanwhile.
-        if container is not None:
-            markers, claims = state.result() if state is not None else read_setup_state(client, container.id)
-        else:
-            markers, claims = frozenset(), {}
     baked, baked_ids = {}, {}
     if listed_baked is not None:
         candidates = [_baked_answered(next(second), c) for c in listed_baked]
@@ -206,11 +230,15 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
         if key and tags:
             baked[key] = tags[0]
             baked_ids[tags[0]] = ident
-    attrs = _json_or_none(next(second)) if inspect_container and rounds and asked else None
+    attrs, top = (_json_or_none(next(second)), next(second)) if inspect_container and rounds and asked else (None, None)
     if ask_info:
         info = _json_or_none(next(second)) if rounds and asked else None
         if isinstance(info, dict):
             images.store_from_info(info)  # else containerd_store asks through docker-py, as before
+    if container is not None:
+        markers, claims = read_setup_state(client, container.id, next(second) if rounds else None)
+    else:
+        markers, claims = frozenset(), {}
 
     if image is None:
         present = False
@@ -233,7 +261,8 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
         # process is gone (its exec ended, the container restarted) has none, as `up` decides.
         # The inspection of the second round is taken when it answered (running_work takes one
         # "taken in this command before any exec of envctl's": none ran since).
-        runs = running_work(client, container.id, attrs if isinstance(attrs, dict) and attrs.get("Id") else None)
+        taken = isinstance(attrs, dict) and attrs.get("Id")
+        runs = running_work(client, container.id, attrs if taken else None, top if taken else None)
         container = replace(container, runs=_claimed(runs, claims))
     return EngineView(image.id if image else None, images.config_digest(image) if image else None, present, pinned_id,
                       baked, baked_ids, container, markers)
@@ -338,38 +367,14 @@ class _Rounds:
         self._pipelined.__exit__(None, None, None)
 
     def ask(self, targets: list) -> list:
-        """(status, JSON answer) per (path, query); (0, None) for each when the round failed."""
+        """(status, answer) per (path, query[, RAW]) as Pipelined.get gives them; (0, None) for
+        each when the round failed."""
         from envctl.engine_socket import EngineUnanswered
 
         if self._broken:
             return [(0, None)] * len(targets)
         try:
-            return self._pipelined.get([(f"/v{self._version}{path}", query) for path, query in targets])
+            return self._pipelined.get([(f"/v{self._version}{target[0]}", *target[1:]) for target in targets])
         except EngineUnanswered:
             self._broken = True
             return [(0, None)] * len(targets)
-
-
-class _Beside:
-    """`function(*args)` run in a thread while the caller asks other things: on docker-py's own
-    (already open) connection, so no second channel through an SSH forward is opened for it.
-    The caller must not use docker-py before `result()`."""
-
-    def __init__(self, function, *args):
-        import threading
-
-        self._value = self._error = None
-        self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True)
-        self._thread.start()
-
-    def _run(self, function, args) -> None:
-        try:
-            self._value = function(*args)
-        except BaseException as exc:  # noqa: BLE001  (raised again in the caller's thread)
-            self._error = exc
-
-    def result(self):
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value

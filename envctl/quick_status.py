@@ -34,7 +34,7 @@ LABEL_VARIANT = "io.envctl.variant"
 LABEL_VARS = "io.envctl.vars"
 LABEL_CARDS = "io.envctl.cards"
 LABEL_USER = "io.envctl.user"
-TOP_ARGS = "-o pid,ppid,etimes,stat,args"  # envctl/runs.py _TOP_ARGS
+TOP_ARGS = "-o pid,ppid,etimes,stat,args"  # envctl/runs.py TOP_ARGS
 TOP_QUERY = {"ps_args": TOP_ARGS}
 
 

@@ -59,7 +59,7 @@ _NAMING_WRAPPER = ('d=${0%/*}; mkdir -p "$d" && for f in "$d"/*; do [ -d "/proc/
                    'rm -f "$f" 2>/dev/null || :; done && echo $$ > "$0" && shift && exec "$@"')  # set d and f
 _PRUNELESS_WRAPPER = 'mkdir -p "${0%/*}" && echo $$ > "$0" && shift && exec "$@"'  # removed its file with a second exec
 _OLD_WRAPPER = 'mkdir -p "${0%/*}" && echo $$ > "$0" && exec "$@"'  # envctl before run records
-_TOP_ARGS = "-o pid,ppid,etimes,stat,args"  # procps `ps`; etimes: seconds since the process started
+TOP_ARGS = "-o pid,ppid,etimes,stat,args"  # procps `ps`; etimes: seconds since the process started
 # Prints, per process: RS pid US /proc/PID/stat US /proc/PID/cmdline (NUL-separated); the
 # uptime first. Only shell builtins and cat, which every image envctl runs has (`exec` needs sh).
 PROC_SCRIPT = ('cat /proc/uptime; cd /proc && for p in [0-9]*; do [ -r "$p/stat" ] || continue; '
@@ -132,11 +132,13 @@ def _user() -> str:
         return f"uid {os.getuid()}"
 
 
-def running_work(client, container, attrs: dict | None = None) -> tuple[Run, ...]:
+def running_work(client, container, attrs: dict | None = None, top: tuple[int, object] | None = None) -> tuple[Run, ...]:
     """The work running in `container` (a docker-py Container, or its ID or name), in start
     order. Empty when it is not running or is gone. `attrs`: the container's inspection
     (ContainerInspect) when the caller holds one taken in this command before any exec of
-    envctl's (`status` has docker-py's list's); None: inspected here. Raises
+    envctl's (`status` has docker-py's list's); None: inspected here. `top`: (HTTP status, JSON
+    answer) of `GET /containers/{id}/top?ps_args=TOP_ARGS` asked right after that inspection
+    (the plan's second round of requests, envctl/observe_engine.py); None: asked here. Raises
     docker.errors.APIError when the engine fails the inspection itself."""
     from docker.errors import NotFound  # here, not at the top: status and plan import this module before any engine
 
@@ -149,7 +151,7 @@ def running_work(client, container, attrs: dict | None = None) -> tuple[Run, ...
     if not (attrs.get("State") or {}).get("Running"):
         return ()
     exec_ids = list(attrs.get("ExecIDs") or ())  # read before the /proc exec, which is not work
-    processes = _processes(client, ident)
+    processes = _processes(client, ident, top)
     runs, exec_pids = [], set()
     for exec_id in exec_ids:
         try:
@@ -221,15 +223,20 @@ def pid_in_container(client, container: str, pid_file: str) -> int | None:
         return None  # not written yet (the run is starting), or removed: the rest still names the run
 
 
-def _processes(client, container: str) -> dict[int, tuple[int, int | None, str]]:
+def _processes(client, container: str, asked: tuple[int, object] | None = None) -> dict[int, tuple[int, int | None, str]]:
     """Host PID → (parent PID, seconds running, command line) of every process in the container;
-    empty when the engine's host cannot list them (`ps` missing or not procps)."""
+    empty when the engine's host cannot list them (`ps` missing or not procps). `asked`: the
+    (status, answer) of the same request sent earlier (running_work's `top`)."""
     from docker.errors import APIError  # docker-py's, imported with the engine's first use
 
-    try:
-        top = client.api.top(container, ps_args=_TOP_ARGS)
-    except APIError:
-        return {}
+    status, top = asked if asked is not None else (0, None)
+    if status >= 400:
+        return {}  # what docker-py raises APIError for
+    if status != 200 or not isinstance(top, dict):  # not asked, or the round did not answer
+        try:
+            top = client.api.top(container, ps_args=TOP_ARGS)
+        except APIError:
+            return {}
     titles = top.get("Titles") or []
     try:
         pid_at, ppid_at, elapsed_at, stat_at = (titles.index(t) for t in ("PID", "PPID", "ELAPSED", "STAT"))

@@ -21,6 +21,7 @@ master connection that ends after ControlPersist.
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 import time
@@ -141,7 +142,8 @@ def start(args: Sequence[str], environ: Mapping[str, str] = os.environ) -> None:
         return
     # Imported here, on this thread, before the opening's thread uses them: two threads importing
     # one circle of modules at once can fail ("deadlock detected by _ModuleLock").
-    import envctl.remote.inventory, envctl.remote.target  # noqa: E401,F401
+    for module in ("envctl.remote.inventory", "envctl.remote.target"):
+        importlib.import_module(module)
 
     _started.append(Opening(options))
 

@@ -179,3 +179,25 @@ def test_up_of_an_environment_already_up_inspects_its_image_twice(make_env, tarb
     assert done.exit_code == 0, done.output
     assert f"image      {IMAGE}: present" in done.output
     assert sent.count(f"GET /images/{IMAGE}/json") == 2, sent
+
+
+@pytest.mark.parametrize("body", [SETUP, NO_SETUP], ids=["steps ran", "no step ever ran"])
+def test_in_rounds_the_processes_and_the_setup_state_come_with_the_containers_inspection(make_env, tarballs, sent,
+                                                                                          body):
+    """Through an SSH forward (here the local socket, reached as a forward is) the plan's second
+    round carries the container's `top` and the setup state's archive beside its inspection:
+    docker-py sends neither (before, each was a round trip of its own). What the plan sees is
+    what one request after another sees. A state directory that is not there (404 in the round)
+    is told from a failed mount by the stat of the root alone, as read_setup_state does."""
+    from envctl.observe_engine import view
+
+    env = make_env("cpu")
+    container = brought_up(env, tarballs, body)
+    one_by_one = view(Engine(env.engine), IMAGE, (), None, env.manifest.stem, env.container, None, together=False)
+    sent.clear()
+    rounds = view(Engine(env.engine), IMAGE, (), None, env.manifest.stem, env.container, None, together=True)
+    assert not [s for s in sent if s.endswith(("/top", f"{container.id}/archive")) and s.startswith("GET")], sent
+    assert sent.count(f"HEAD /containers/{container.id}/archive") == (0 if body is SETUP else 1), sent
+    assert rounds.markers == one_by_one.markers and len(rounds.markers) == (2 if body is SETUP else 0)
+    assert rounds.container.runs == one_by_one.container.runs
+    assert (rounds.container.id, rounds.image_id) == (one_by_one.container.id, one_by_one.image_id)

@@ -76,7 +76,7 @@ def test_the_constants_copied_to_stay_light_are_the_full_paths():
     assert quick_status.LABEL_VARS == containers.LABEL_VARS
     assert quick_status.LABEL_CARDS == containers.LABEL_CARDS
     assert quick_status.LABEL_USER == containers.LABEL_USER
-    assert quick_status.TOP_ARGS == runs._TOP_ARGS
+    assert quick_status.TOP_ARGS == runs.TOP_ARGS
     assert engine_socket.DEFAULT_SOCKET == engine.DEFAULT_SOCKET
     facts = quick_up.container_facts({"Config": {"Labels": {containers.LABEL_HASH: "h", containers.LABEL_IMAGE_ID: "i"}}})
     assert facts["config_hash"] == "h" and facts["image_label"] == "i"

@@ -75,7 +75,8 @@ def test_a_forward_is_taken_only_where_docker_py_reaches_it(tmp_path, name):
 
 def test_the_control_directory_is_ssh_pys_and_private(tmp_path, monkeypatch):
     monkeypatch.delenv("ENVCTL_SSH_CONTROL_DIR", raising=False)
-    assert live_master.control_directory({}) == _control_dir(SSHSettings())  # made there by ssh.py, 0700
+    made = _control_dir(SSHSettings())  # made there by ssh.py, 0700 (first: on a new machine it is not there yet)
+    assert live_master.control_directory({}) == made
     given = tmp_path / "control"
     assert live_master.control_directory({"ENVCTL_SSH_CONTROL_DIR": str(given)}) is None  # not made yet
     given.mkdir(mode=0o700)
