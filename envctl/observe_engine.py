@@ -180,7 +180,8 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
     requests that do not depend on each other go out together (`_Rounds`): the image's ref, the
     baked images' list and the container's list in one round; then the baked images'
     inspections, the container's inspection and processes (`top`), where still unknown `/info`,
-    and the setup state's archive in a second. Each round is
+    when the ref names no image the IDs wanted under any name, and the setup state's archive in
+    a second. Each round is
     one round trip to an SSH host (plus one for the second connection's channel through the
     forward) where one request after another took one each."""
     from envctl.image_identity import EngineImages
@@ -212,6 +213,10 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
     ask_info = image is not None and images.store_unknown()
     if ask_info:
         asked.append(("/info", None))
+    # The IDs the image must have, looked up under any name, when the ref names no image (a fresh
+    # host): here, not one request after another once the rounds are done.
+    looked_up = tuple(dict.fromkeys(wanted)) if rounds and image is None else ()
+    asked += [(f"/images/{_quoted(w)}/json", None) for w in looked_up]
     if container is not None and rounds:
         asked.append(state_archive(container.id))  # last: the engine mounts the container's mounts for it
     try:
@@ -235,6 +240,7 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
         info = _json_or_none(next(second)) if rounds and asked else None
         if isinstance(info, dict):
             images.store_from_info(info)  # else containerd_store asks through docker-py, as before
+    answered = {w: next(second) for w in looked_up}
     if container is not None:
         markers, claims = read_setup_state(client, container.id, next(second) if rounds else None)
     else:
@@ -248,7 +254,7 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
         present = not wanted or any(images.matches(image, w) for w in wanted)
     pinned_id = None
     for candidate in wanted if not present else ():
-        found = images.get(candidate)
+        found = _image_answered(images, answered[candidate], candidate) if candidate in answered else images.get(candidate)
         if found is not None and any(images.matches(found, w) for w in wanted):
             pinned_id = found.id
             break

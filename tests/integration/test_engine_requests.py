@@ -201,3 +201,23 @@ def test_in_rounds_the_processes_and_the_setup_state_come_with_the_containers_in
     assert rounds.markers == one_by_one.markers and len(rounds.markers) == (2 if body is SETUP else 0)
     assert rounds.container.runs == one_by_one.container.runs
     assert (rounds.container.id, rounds.image_id) == (one_by_one.container.id, one_by_one.image_id)
+
+
+def test_in_rounds_the_ids_wanted_are_looked_up_with_the_second_round_when_the_ref_names_no_image(engine, sent):
+    """A fresh host: the manifest's ref names no image, so the plan looks for the IDs the image
+    must have under any name (an image loaded under another tag). In rounds they go with the
+    second round, not one request each after it; found or not, the plan sees what one request
+    after another sees."""
+    from envctl.observe_engine import view
+
+    present = engine.images.get(IMAGE)
+    for wanted in [(present.id,), ("sha256:" + "0" * 64, present.id), ("sha256:" + "1" * 64,)]:
+        args = ("envctl-it/never-tagged:1", wanted, None, "envctl-it-none", "envctl-it-none", None)
+        one_by_one = view(Engine(engine), *args, together=False)
+        sent.clear()
+        rounds = view(Engine(engine), *args, together=True)
+        # (The containerd store's match of an image found reads its export: /images/ID/get.)
+        assert not [s for s in sent if s.startswith("GET /images/sha256:") and s.endswith("/json")], sent
+        assert (rounds.pinned_id, rounds.image_id, rounds.image_present) == \
+            (one_by_one.pinned_id, one_by_one.image_id, one_by_one.image_present)
+        assert rounds.pinned_id == (present.id if present.id in wanted else None)
