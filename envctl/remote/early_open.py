@@ -41,13 +41,16 @@ _OTHER_OPTIONS = {
            "--skip-driver-check": False, "--offline": False, "--force": False},
     "plan": {"--var": True, "--cards": True, "--card-count": True, "--share-cards": False, "--skip-driver-check": False},
 }
+_NUMBERS = ("--card-count",)  # options typer reads as an integer
 
 
 def parse(args: Sequence[str]) -> RemoteOptions | None:
     """The remote options of `COMMAND NAME OPTIONS...` (args without the program's name) when
-    the command is one of COMMANDS, it has at most one NAME and every other word is one of its
+    the command is one of COMMANDS, it has exactly one NAME and every other word is one of its
     options in a form typer reads the same way (`--opt VALUE`, `--opt=VALUE`, `-H VALUE`; a
-    value never starts with "-"), and it names a host; else None."""
+    value never starts with "-"; --card-count's a number), and it names a host; else None: a
+    line typer refuses (plan or up without NAME, --card-count two) never takes an opening, which
+    would be left behind."""
     if not args or args[0] not in COMMANDS:
         return None
     others = _OTHER_OPTIONS[args[0]]
@@ -70,6 +73,8 @@ def parse(args: Sequence[str]) -> RemoteOptions | None:
                 value = words.pop(0)
             if not value or value.startswith("-"):
                 return None  # click's reading of such a value is the command's to say
+            if option in _NUMBERS and not (value.isascii() and value.isdigit()):
+                return None  # typer's usage error
             if option in _HOST_OPTIONS:
                 hosts.append(value)
             elif option in _REMOTE_VALUES:
@@ -80,7 +85,7 @@ def parse(args: Sequence[str]) -> RemoteOptions | None:
             continue  # a flag
         else:
             return None
-    if not hosts:
+    if not hosts or names != 1:  # without NAME: typer's usage error (plan), or up's (no --plan here)
         return None
     return RemoteOptions(tuple(hosts), given.get("ssh_config"), given.get("inventory"), given.get("accept_host_key"))
 

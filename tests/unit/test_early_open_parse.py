@@ -57,7 +57,11 @@ def test_what_parse_reads_is_what_typer_reads(args):
     ["up", "m", "-H=lab1"],
     ["up", "m", "--ssh-config", "a", "--ssh-config", "b", "--host", "lab1"],  # typer keeps the last: its call
     ["up", "m", "--", "--host", "lab1"],
-    ["plan", "m", "--env-file", "x", "--host", "lab1"],  # plan has no --env-file
+    ["plan", "m", "--env-file", "x", "--host", "lab1"],  # not listed for plan: the command opens
+    ["plan", "--host", "lab1"],  # no NAME: typer's usage error, the opening would be left behind
+    ["up", "--host", "lab1"],  # no NAME (nor --plan, left to the command): up's usage error
+    ["up", "m", "--card-count", "two", "--host", "lab1"],  # typer's usage error: not an integer
+    ["up", "m", "--card-count=²", "--host", "lab1"],  # a digit to str.isdigit, not to int()
     [],
 ])
 def test_anything_else_is_left_to_the_command(args):
@@ -75,3 +79,34 @@ def test_the_options_parse_knows_are_the_commands_own_with_their_kind(name):
     kinds = {opt: not param.is_flag for param in command.params if hasattr(param, "is_flag") for opt in param.opts}
     for option, takes_value in [*_OTHER_OPTIONS[name].items(), *((o, True) for o in (*_HOST_OPTIONS, *_REMOTE_VALUES))]:
         assert kinds.get(option) is takes_value, option
+
+
+# Words of every kind parse tells apart: names, host options in each form, a remote option, an
+# option with a value (a number), a flag, a value starting with "-", the end of options.
+_WORDS = ["m", "lab1", "--host", "-H", "--hosts=a,b", "--inventory", "--card-count", "2", "--force", "-x", "--"]
+
+
+@pytest.mark.parametrize("name", ["up", "plan"])
+def test_every_short_line_parse_reads_is_one_typer_reads_alike_and_runs(name):
+    """Every line of up to four of these words: when parse reads it, typer's parser reads the
+    same options and refuses nothing, and it names what the command needs (NAME), so the
+    command takes the opening; a line parse reads that typer refuses (a missing NAME, a count
+    that is not a number) started an opening nothing takes."""
+    import itertools
+
+    group = typer.main.get_command(app)
+    command = group.get_command(None, name)
+    read = 0
+    for length in range(5):
+        for words in itertools.product(_WORDS, repeat=length):
+            args = [name, *words]
+            options = parse(args)
+            if options is None:
+                continue
+            read += 1
+            context = command.make_context(name, list(words))  # raises typer's usage error
+            p = context.params
+            assert options == RemoteOptions(tuple(p["hosts"] or ()), p["ssh_config"], p["inventory"],
+                                            p["accept_host_key"]), args
+            assert p["name"] is not None, args
+    assert read > 100  # the lines parse reads are among them
