@@ -244,6 +244,11 @@ def _quick(args: list[str]) -> bool:
 def main() -> None:
     try:
         _main()
+    except KeyboardInterrupt:
+        # Ctrl-C before the command runs (while typer and the commands are imported, or while
+        # up/plan --host start opening their hosts): the exit the command's own Ctrl-C gives
+        # (_main), not a traceback.
+        sys.exit(130)
     finally:
         # What the command made lives until the process ends: frozen, it is left out of the
         # collection the interpreter makes on its way out, which otherwise walks every object

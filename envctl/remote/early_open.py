@@ -145,9 +145,13 @@ def start(args: Sequence[str], environ: Mapping[str, str] = os.environ) -> None:
     options = parse(args)
     if options is None:
         return
-    # Imported here, on this thread, before the opening's thread uses them: two threads importing
-    # one circle of modules at once can fail ("deadlock detected by _ModuleLock").
-    for module in ("envctl.remote.inventory", "envctl.remote.target"):
+    # Imported here, on this thread, before the opening's threads use them: two threads importing
+    # one circle of modules at once can fail ("deadlock detected by _ModuleLock"). The device
+    # families are imported inside the probe round's arguments (envctl/hosts/ssh.py
+    # probe_arguments): the package first, then its modules; the command imports
+    # envctl.devices.base first (envctl/containers.py), whose lock Python takes before the
+    # package's: on two threads, each would hold the lock the other waits for.
+    for module in ("envctl.remote.inventory", "envctl.remote.target", "envctl.devices", "envctl.devices.usage"):
         importlib.import_module(module)
 
     _started.append(Opening(options))

@@ -117,3 +117,46 @@ def test_a_command_that_ends_early_does_not_wait_for_a_host_that_does_not_answer
     finally:
         subprocess.run(["pkill", "-f", "^sleep 120$"], capture_output=True)
     assert done.returncode == 3 and "bogus_key" in done.stderr, done.stderr
+
+
+def _run_watched(world, watch: str, *args, env=None) -> subprocess.CompletedProcess:
+    """envctl ARGS run as `python -m envctl` runs it, with `watch` (the body of an audit hook,
+    given `event`, `args` and `threading`) installed first."""
+    program = ("import sys, threading\n"
+               "def hook(event, args):\n" + "".join(f"    {line}\n" for line in watch.splitlines()) +
+               "sys.addaudithook(hook)\n"
+               "sys.argv = ['envctl', *sys.argv[1:]]\n"
+               "from envctl.cli import main\n"
+               "main()\n")
+    return subprocess.run([sys.executable, "-c", program, *args], capture_output=True, text=True,
+                          env=env or world.environ(), timeout=120)
+
+
+def test_the_openings_threads_import_nothing_the_command_may_be_importing_at_once(world, lab):
+    """Every module the opening uses is imported before its threads start (early_open.start):
+    a module a thread imports while the command imports it too can end in "deadlock detected by
+    _ModuleLock" (envctl.devices: the package first on the opening's thread, envctl.devices.base
+    first on the command's). Printed here: each module loaded on an opening's thread. A fresh
+    host, one whose master and facts are remembered, and one whose host key is unknown."""
+    manifest = _manifest(world)
+    watch = ('if event == "import" and threading.current_thread().name.startswith("envctl-"):\n'
+             '    print("loaded on", threading.current_thread().name, args[0], file=sys.stderr)')
+    world.close_connections()
+    fresh = _run_watched(world, watch, "plan", str(manifest), "--host", "lab1")
+    remembered = _run_watched(world, watch, "plan", str(manifest), "--host", "lab1")
+    lab.forget_host_key("lab2")
+    refused = _run_watched(world, watch, "plan", str(manifest), "--host", "lab1,lab2")
+    assert (fresh.returncode, remembered.returncode, refused.returncode) == (5, 5, 7), refused.stderr
+    assert "is not known" in refused.stderr
+    for done in (fresh, remembered, refused):
+        assert "loaded on" not in done.stderr, done.stderr
+
+
+def test_ctrl_c_while_envctl_starts_ends_it_as_the_commands_own_ctrl_c(world):
+    """Ctrl-C (here: KeyboardInterrupt raised where typer is imported, after the opening started)
+    exits 130 with nothing printed, as a Ctrl-C in the command does; never a traceback."""
+    manifest = _manifest(world)
+    watch = 'if event == "import" and args[0] == "typer":\n    raise KeyboardInterrupt'
+    for extra in ({}, OFF):
+        done = _run_watched(world, watch, "up", str(manifest), "--host", "lab1", env=world.environ(**extra))
+        assert (done.returncode, done.stdout, done.stderr) == (130, "", ""), done.stderr
