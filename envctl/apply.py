@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from envctl import runtime_env
+from envctl.apply_reads import Reads
 from envctl.errors import EnvctlError, FetchError, HostNotReady
 from envctl.lifecycle import ContainerOutcome, WorldChanged, execute
 from envctl.observe_engine import read_markers
@@ -95,9 +96,10 @@ def local_tarball(client, loaded: Loaded, plan: Plan, cache: Cache, progress, of
 
 
 def prepare(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress: Progress | None = None,
-            offline: bool = False, executed: list | None = None) -> ImageOutcome:
+            offline: bool = False, executed: list | None = None, reads: Reads | None = None) -> ImageOutcome:
     """Everything before the container, on any host: readiness, the artifacts, the workspace,
-    the image, each as the plan says (envctl/artifact_steps.py, envctl/image_actions.py)."""
+    the image, each as the plan says (envctl/artifact_steps.py, envctl/image_actions.py).
+    `reads`: the checks' reads started early (envctl/apply_reads.py started)."""
     from envctl import artifact_steps, image_actions
 
     check_ready(plan)
@@ -113,7 +115,7 @@ def prepare(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str]
         made = pool.submit(host.mkdirs, plan.workspace)
         try:
             outcome, word = image_actions.ensure(host, loaded, plan, artifact_steps.local_cache(host), echo, progress,
-                                                 offline)
+                                                 offline, reads.image if reads is not None else None)
         finally:
             failed = made.exception()  # waits: the directory is there (or failed) before anything goes on
         if failed is not None:
@@ -131,24 +133,33 @@ def up(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], Non
     report lists what was executed, in the plan's words. `runtime`: the run-time-only variables
     for the setup steps (envctl/runtime_env.py RuntimeEnv; None: the manifest's own, without
     --env-file)."""
+    from envctl import apply_reads
     from envctl.card_lock import hold
 
     executed: list = []
     for note in plan.notes:
         if note.startswith("warning: "):  # the plan's warnings (an unhealthy card asked for by index)
             echo(f"warning    {note.removeprefix('warning: ')}")
-    image = prepare(host, loaded, plan, echo, progress, offline, executed)
-    return start(host.engine(), loaded, plan, image, Path(host.lock_dir), echo, executed, lambda: hold(host, echo),
-                 runtime)
+    check_ready(plan)  # before any read starts: a plan that cannot start asks nothing
+    # The engine's reads the checks compare with the plan go out now, together, while the
+    # artifacts' check (the first step's, an ssh session on an SSH host) runs on this thread:
+    # each a round trip there, none waiting for another (issue 14; envctl/apply_reads.py).
+    with apply_reads.started(host, plan) as reads:
+        image = prepare(host, loaded, plan, echo, progress, offline, executed, reads)
+        return start(host.engine(), loaded, plan, image, Path(host.lock_dir), echo, executed, lambda: hold(host, echo),
+                     runtime, reads)
 
 
 def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Path, echo: Callable[[str], None],
-          executed: list | None = None, card_lock: Callable | None = None, runtime=None) -> Report:
+          executed: list | None = None, card_lock: Callable | None = None, runtime=None,
+          reads: Reads | None = None) -> Report:
     """The container and its setup steps, as the plan decided, once the image is there.
     `card_lock()`: the host-wide lock (envctl/card_lock.py hold) under which a container that
     takes cards is created or started, after checking that nobody took its cards since the plan.
-    `runtime`: as for `up`; its values reach the steps' processes only, never the container."""
+    `runtime`: as for `up`; its values reach the steps' processes only, never the container.
+    `reads`: as for `prepare` (the container's listing and the markers, when read early)."""
     executed = [] if executed is None else executed
+    reads = reads if reads is not None else Reads()
 
     def before_remove(current) -> None:  # running work is killed only when the plan said so (--force)
         from envctl.runs import refuse_unplanned
@@ -167,7 +178,7 @@ def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Pat
                                     lock_dir, before_remove)
         else:
             container = execute(client, plan.container, action, plan.world, image.image_id, str(loaded.file), lock_dir,
-                                before_remove)
+                                before_remove, reads.listing)
     except EnvctlError as exc:  # a ulimit the runtime refused is named with the manifest line that set it
         located = _ulimit_located(exc, loaded, plan)
         if located is exc:
@@ -179,7 +190,9 @@ def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Pat
         echo(f"stopped    {run.describe()} (--force)")
     executed.append(("container", plan.container.name, _CONTAINER_WORDS[container.action]))
     if plan.container_action.action in ("unchanged", "start", "restart") and plan.setup and not plan.baked:
-        now = tuple(sorted(read_markers(client, container.container_id)))
+        # Read early only of the container the plan found, which the check above found again.
+        early = reads.markers is not None and container.container_id == plan.world.container_id
+        now = tuple(sorted(reads.markers() if early else read_markers(client, container.container_id)))
         if now != plan.world.markers:
             raise WorldChanged(f"the setup markers in {plan.container.name} changed since the plan was made "
                                "(another up ran setup meanwhile)", hint="run `envctl plan` again to see what up would do now")

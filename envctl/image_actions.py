@@ -29,14 +29,14 @@ from envctl.plan import Plan
 
 
 def ensure(host: WritableHost, loaded: Loaded, plan: Plan, local: Cache, echo: Callable[[str], None], progress=None,
-           offline: bool = False) -> tuple[ImageOutcome, str]:
+           offline: bool = False, looked_up=None) -> tuple[ImageOutcome, str]:
     """Execute the image action; returns the outcome and what was executed, in the plan's
-    words. `local`: this machine's cache (tarballs, identity records). Raises WorldChanged,
-    ImageError, FetchError."""
+    words. `local`: this machine's cache (tarballs, identity records). `looked_up`: as for
+    check_unchanged. Raises WorldChanged, ImageError, FetchError."""
     from envctl.apply import local_tarball
 
     client = host.engine()
-    current = check_unchanged(client, plan)
+    current = check_unchanged(client, plan, looked_up)
     if plan.baked:
         outcome = ImageOutcome("baked", client.images.get(plan.baked).id)
         echo(f"image      {plan.baked}: baked (setup inside)")
@@ -71,15 +71,16 @@ def ensure(host: WritableHost, loaded: Loaded, plan: Plan, local: Cache, echo: C
     return outcome, {"tagged": "tag", "built": "build"}.get(outcome.action, outcome.action)
 
 
-def check_unchanged(client, plan: Plan):
+def check_unchanged(client, plan: Plan, looked_up=None):
     """The image ref names what it named when the plan was made. Returns what it names now
     (EngineImages.get: an EngineImage, or None), or image_step.UNASKED when the plan did not
-    read the engine (nothing to compare). Raises WorldChanged."""
+    read the engine (nothing to compare). `looked_up()`: that look-up, asked earlier while
+    nothing acted (envctl/apply_reads.py); it raises what the look-up raised. Raises WorldChanged."""
     from envctl.image_identity import EngineImages
 
     if not plan.world.engine:
         return UNASKED
-    now = EngineImages(client, None).get(plan.image.ref)
+    now = looked_up() if looked_up is not None else EngineImages(client, None).get(plan.image.ref)
     now_id = now.id if now is not None else None
     if now_id != plan.world.image_id:
         raise WorldChanged(f"image {plan.image.ref} changed since the plan was made: it was "

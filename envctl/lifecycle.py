@@ -122,21 +122,44 @@ def _state(container) -> str:
     return f"{container.status}, id {container.id[:12]}, config {(container.labels.get(LABEL_HASH) or '?')[:12]}"
 
 
+NOT_LISTED = object()  # list_if_free's answer when another `up` held the environment's lock
+
+
+def list_if_free(client, name: str, lock_dir: Path):
+    """The container's listing (_listed) taken under the environment's lock, as `execute` takes
+    it, when nobody holds that lock now; NOT_LISTED when someone does (another `up` of the
+    environment acting on it: `execute` then lists under the lock, waiting for it). For an `up`
+    that reads it early, while its first steps run (envctl/apply_reads.py)."""
+    import fcntl
+
+    path = lock_dir / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:  # as locks.file_lock, without waiting
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return NOT_LISTED
+        try:
+            return _listed(client, name)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, manifest_file: str, lock_dir: Path,
-            before_remove=None) -> ContainerOutcome:
+            before_remove=None, listed=None) -> ContainerOutcome:
     """Do to the container exactly what the plan decided (`action`: create | recreate | start |
     restart | unchanged), after checking, under the environment's lock, that it is still as observed
     (`expected`: plan.World). `before_remove(container)` may raise to keep a container from being
-    removed (running work)."""
+    removed (running work). `listed()`: for "unchanged" only, the listing list_if_free took
+    under the lock earlier (or NOT_LISTED), which is then compared instead of asking again."""
+    if action == "unchanged" and listed is not None:
+        current = listed()  # raises what the listing raised, as it would have here
+        if current is not NOT_LISTED:  # read under the lock: nothing is acted on, so nothing more is held
+            _check_as_planned(spec, expected, current)
+            return ContainerOutcome("unchanged", current.id)
     with file_lock(lock_dir / f"{spec.name}.lock"):  # `up`s of one environment, one at a time
         current = _listed(client, spec.name)
-        now = (current.id, current.status, current.labels.get(LABEL_HASH)) if current is not None else None
-        then = (expected.container_id, expected.container_status, expected.container_hash) if expected.container_id else None
-        if now != then:
-            planned = f"{expected.container_status}, id {expected.container_id[:12]}, config {(expected.container_hash or '?')[:12]}" \
-                if then else "absent"
-            raise WorldChanged(f"container {spec.name} changed since the plan was made: it was {planned}, it is {_state(current)}",
-                               hint="run `envctl plan` again to see what up would do now")
+        _check_as_planned(spec, expected, current)
         if action == "unchanged":
             return ContainerOutcome("unchanged", current.id)
         if action == "start":
@@ -168,6 +191,18 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
                 raise
         raise ContainerError(f"the plan asks to '{action}' container {spec.name}, which up does not apply",
                              hint="the engine could not be asked when the plan was made: run `envctl plan` again")
+
+
+def _check_as_planned(spec: ContainerSpec, expected, current) -> None:
+    """Raises WorldChanged when the listed container (`current`, None: absent) is not the one
+    the plan observed (`expected`: plan.World)."""
+    now = (current.id, current.status, current.labels.get(LABEL_HASH)) if current is not None else None
+    then = (expected.container_id, expected.container_status, expected.container_hash) if expected.container_id else None
+    if now != then:
+        planned = f"{expected.container_status}, id {expected.container_id[:12]}, config {(expected.container_hash or '?')[:12]}" \
+            if then else "absent"
+        raise WorldChanged(f"container {spec.name} changed since the plan was made: it was {planned}, it is {_state(current)}",
+                           hint="run `envctl plan` again to see what up would do now")
 
 
 def _remove(container) -> None:
