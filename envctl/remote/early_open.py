@@ -99,29 +99,31 @@ class Opening:
         self.options = options
         self.started = time.monotonic()  # where each host's time in on_hosts's summary begins
         self._chosen: Future = Future()
+        self._warnings: list[str] = []  # the selection's, said when the command takes it
         self._hosts: dict[str, Future] = {}
         threading.Thread(target=self._choose_and_open, name="envctl-early-open", daemon=True).start()
 
     def chosen(self, warn) -> list:
-        """The chosen entries; the selection's warnings are given to `warn` here."""
-        entries, warnings = self._chosen.result()
-        for text in warnings:
+        """The chosen entries; the selection's warnings are given to `warn` here, before its
+        error when it failed (a name spelled like a group, then a bad range), as the command's
+        own selection says them."""
+        self._chosen.exception()  # waits for the selection, raising nothing
+        for text in self._warnings:
             warn(text)
-        return entries
+        return self._chosen.result()
 
     def host(self, entry):
         return self._hosts[entry.name].result()
 
     def _choose_and_open(self) -> None:
-        warnings: list[str] = []
         try:
-            entries = choose(self.options, warnings.append)
+            entries = choose(self.options, self._warnings.append)
         except BaseException as exc:  # raised where the command asks: chosen()
             self._chosen.set_exception(exc)
             return
         for entry in entries:  # every future exists before anyone can ask for one
             self._hosts[entry.name] = Future()
-        self._chosen.set_result((entries, warnings))
+        self._chosen.set_result(entries)
         for entry in entries:
             threading.Thread(target=self._open, args=(entry,), name=f"envctl-open-{entry.name}", daemon=True).start()
 

@@ -95,6 +95,13 @@ def test_the_selections_warning_and_an_inventory_error_are_said_as_the_command_s
     said = [world.run("plan", str(manifest), "--host", "lab", env=world.environ(**extra)) for extra in ({}, OFF)]
     assert (said[0].returncode, said[0].stdout, said[0].stderr) == (said[1].returncode, said[1].stdout, said[1].stderr)
     assert said[0].stderr.count("is not a host or group of") == 1, said[0].stderr
+    # A warning, then an error of the same selection (a bad range): the warning is said first,
+    # as the command's own selection says it (the early one once kept it with its error).
+    both = [world.run("plan", str(manifest), "--host", "lab", "--host", "lab[3-1]", env=world.environ(**extra))
+            for extra in ({}, OFF)]
+    assert (both[0].returncode, both[0].stdout, both[0].stderr) == (both[1].returncode, both[1].stdout, both[1].stderr)
+    assert both[0].returncode == 2 and both[0].stderr.index("is not a host or group of") < \
+        both[0].stderr.index("counts down"), both[0].stderr
     world.inventory.write_text("hosts: {lab1: {fetch: teleport}}\n")
     broken = [world.run("up", str(manifest), "--host", "lab1", env=world.environ(**extra)) for extra in ({}, OFF)]
     assert (broken[0].returncode, broken[0].stderr) == (broken[1].returncode, broken[1].stderr)
