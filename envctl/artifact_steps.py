@@ -72,11 +72,9 @@ def in_host_cache(host: WritableHost, loaded: Loaded, plan: Plan) -> frozenset[s
     return now.remote_cached if now.remote_cached is not None else now.cached
 
 
-def place(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress=None,
-          offline: bool = False) -> list[tuple[str, str, str]]:
-    """Execute the artifact steps; returns what was executed, ("artifact", name, action) in
-    the plan's words. Raises WorldChanged when an artifact planned as cached left the host's
-    cache, FetchError when a fetch or transfer fails (what arrived is kept)."""
+def check(host: WritableHost, loaded: Loaded, plan: Plan) -> None:
+    """What the artifact steps rest on, read again before any of them acts: raises WorldChanged
+    when an artifact planned as cached (or copied from the cache) left the host's cache."""
     now = in_host_cache(host, loaded, plan)
     # An artifact sharing its cache entry with one the plan fetches or sends arrives with it.
     arriving = {a.cache_path for a in plan.artifacts if a.action not in ("cached", "copy", "missing")}
@@ -85,6 +83,21 @@ def place(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], 
     if gone:
         raise WorldChanged(f"artifact(s) {', '.join(gone)} left the cache of {host.name} since the plan was made",
                            hint="run `envctl plan` again to see what up would do now")
+
+
+def pushes(host: WritableHost, plan: Plan) -> bool:
+    """Whether the artifact steps send bytes to an SSH host from this machine."""
+    return host.fetch_mode is not None and any(a.action in ("push", "fetch+push") for a in plan.artifacts)
+
+
+def place(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress=None,
+          offline: bool = False, checked: bool = False) -> list[tuple[str, str, str]]:
+    """Execute the artifact steps; returns what was executed, ("artifact", name, action) in
+    the plan's words. Raises WorldChanged when an artifact planned as cached left the host's
+    cache (`check`, unless the caller ran it: `checked`), FetchError when a fetch or transfer
+    fails (what arrived is kept)."""
+    if not checked:
+        check(host, loaded, plan)
     local = local_cache(host)
     by_host = [a for a in plan.artifacts if a.action == "fetch" and host.fetch_mode == "remote"]
     downloaded = {}

@@ -22,6 +22,7 @@ import hashlib
 import os
 import re
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -108,6 +109,18 @@ def push_file(connection: SSHConnection, local: Path, remote: str, sha256: str,
     return push_then(connection, local, remote, sha256, (), advance, attempts, early_hash)[0]
 
 
+_pushing_lock = threading.Lock()
+_pushing: dict[tuple[str, str], threading.Lock] = {}  # (destination, remote path) → held while it is pushed
+
+
+def _one_push_of(destination: str, remote: str) -> threading.Lock:
+    """The lock of one remote file: two threads of one envctl (an artifact's push and the image
+    tarball's, which `up` runs side by side) never append to one partial file at once when they
+    send the same bytes; the second finds the file there ("present")."""
+    with _pushing_lock:
+        return _pushing.setdefault((destination, remote), threading.Lock())
+
+
 def push_then(connection: SSHConnection, local: Path, remote: str, sha256: str, then: Sequence[str],
               advance: Callable[[int], None] | None = None, attempts: int = 4,
               early_hash: bool | None = None) -> tuple[str, CommandResult | None]:
@@ -118,6 +131,13 @@ def push_then(connection: SSHConnection, local: Path, remote: str, sha256: str, 
     push of a far host's large file: the caller runs it). `then` never runs on a file that is
     not the one whose sha256 the host checked: _PUSH runs it only after "present" (a blob is
     verified when it arrives and only its size can change unseen, which is checked) or "done"."""
+    with _one_push_of(connection.destination, remote):
+        return _push_then(connection, local, remote, sha256, then, advance, attempts, early_hash)
+
+
+def _push_then(connection: SSHConnection, local: Path, remote: str, sha256: str, then: Sequence[str],
+               advance: Callable[[int], None] | None, attempts: int,
+               early_hash: bool | None) -> tuple[str, CommandResult | None]:
     size = local.stat().st_size
     partial = f"{os.path.dirname(remote)}/.{os.path.basename(remote)}.partial"
     if size >= BULK:
