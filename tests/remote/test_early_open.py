@@ -146,7 +146,7 @@ def test_the_openings_threads_import_nothing_the_command_may_be_importing_at_onc
     first on the command's). Printed here: each module loaded on an opening's thread. A fresh
     host, one whose master and facts are remembered, and one whose host key is unknown."""
     manifest = _manifest(world)
-    watch = ('if event == "import" and threading.current_thread().name.startswith("envctl-"):\n'
+    watch = ('if event == "import" and threading.current_thread().name.startswith(("envctl-open-", "envctl-early-open")):\n'
              '    print("loaded on", threading.current_thread().name, args[0], file=sys.stderr)')
     world.close_connections()
     fresh = _run_watched(world, watch, "plan", str(manifest), "--host", "lab1")
