@@ -136,32 +136,25 @@ def _pushing_beside_the_image(host: WritableHost, loaded: Loaded, plan: Plan, ec
     bench_remote's environment at 50 ms: its 16 MiB artifact and its image tarball). The image
     step's lines are said after the artifacts', as one after the other would say them (its
     progress bar shows at once). Every step ends before anything is raised: the artifacts'
-    failure first (the workspace is then not made), then the image step's, then the
-    workspace's. Two pushes of the same bytes (an artifact file that is also the image
-    tarball) take turns (transfer.push_then). Returns (the artifacts' executed steps, the
-    image's outcome, the image's word)."""
+    failure first, then the image step's, then the workspace's. Two pushes of the same bytes
+    (an artifact file that is also the image tarball) take turns (transfer.push_then).
+    Returns (the artifacts' executed steps, the image's outcome, the image's word)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from envctl import artifact_steps, image_actions
 
-    artifact_steps.check(host, loaded, plan)
+    checked = artifact_steps.check(host, loaded, plan)
     said: list[str] = []
     with ThreadPoolExecutor(2) as pool:
         image = pool.submit(image_actions.ensure, host, loaded, plan, artifact_steps.local_cache(host), said.append,
                             progress, offline, None)
+        made = pool.submit(host.mkdirs, plan.workspace)
         try:
-            done = artifact_steps.place(host, loaded, plan, echo, progress, offline, checked=True)
-        except BaseException:
-            image.exception()  # waits (Ctrl-C reached its ssh commands too: they end)
+            done = artifact_steps.place(host, loaded, plan, echo, progress, offline, checked)
+        finally:
+            failures = [image.exception(), made.exception()]  # waits for both (Ctrl-C reached their ssh commands too)
             for line in said:
                 echo(line)
-            raise
-        # After the artifacts, as before: a command on the host meanwhile (the mkdir) would make
-        # the artifacts' push read again the records their check had just read.
-        made = pool.submit(host.mkdirs, plan.workspace)
-        failures = [image.exception(), made.exception()]  # waits for both
-        for line in said:
-            echo(line)
     for failed in failures:
         if failed is not None:
             raise failed

@@ -36,16 +36,22 @@ def local_cache(host: WritableHost) -> Cache:
     return Cache(Path(host.cache_root) if host.fetch_mode is None else cache_dir())
 
 
-def host_records(host: WritableHost, loaded: Loaded, fresh: bool = False) -> Callable[[str], dict | None] | None:
+def host_records(host: WritableHost, loaded: Loaded, fresh: bool = False,
+                 seen: dict | None = None) -> Callable[[str], dict | None] | None:
     """`name → record` of an artifact complete in an SSH host's cache, for observe_cache.view;
-    None for this machine (whose cache is read directly)."""
+    None for this machine (whose cache is read directly). `seen`: receives cache path → record
+    for each one read."""
     if host.fetch_mode is None:
         return None
 
     def records(name: str) -> dict | None:
         artifact, source = loaded.manifest.artifacts[name], loaded.sources[name]
         key = artifact_key(source, artifact.subpath, artifact.include)
-        return host.artifact_record(posixpath.join(host.cache_root, "artifacts", key), fresh=fresh)
+        path = posixpath.join(host.cache_root, "artifacts", key)
+        record = host.artifact_record(path, fresh=fresh)
+        if seen is not None:
+            seen[path] = record
+        return record
 
     return records
 
@@ -63,19 +69,24 @@ def host_copies(host: WritableHost, loaded: Loaded) -> Callable[[str, dict], boo
     return current
 
 
-def in_host_cache(host: WritableHost, loaded: Loaded, plan: Plan) -> frozenset[str]:
-    """The artifacts complete and verified in the host's cache now (checked as `plan` checks)."""
+def in_host_cache(host: WritableHost, loaded: Loaded, plan: Plan, seen: dict | None = None) -> frozenset[str]:
+    """The artifacts complete and verified in the host's cache now (checked as `plan` checks).
+    `seen`: as for host_records."""
     from envctl.observe_cache import view
 
     # Read on the host again (fresh): what the plan read may have left the cache since.
-    now = view(loaded, local_cache(host).root, Path(plan.workspace), host_records(host, loaded, fresh=True))
+    now = view(loaded, local_cache(host).root, Path(plan.workspace), host_records(host, loaded, fresh=True, seen=seen))
     return now.remote_cached if now.remote_cached is not None else now.cached
 
 
-def check(host: WritableHost, loaded: Loaded, plan: Plan) -> None:
+def check(host: WritableHost, loaded: Loaded, plan: Plan) -> dict:
     """What the artifact steps rest on, read again before any of them acts: raises WorldChanged
-    when an artifact planned as cached (or copied from the cache) left the host's cache."""
-    now = in_host_cache(host, loaded, plan)
+    when an artifact planned as cached (or copied from the cache) left the host's cache.
+    Returns the records read (an SSH host's cache path → record or None), which the steps
+    then go by: a command run on the host meanwhile by another step (the workspace's mkdir,
+    the image tarball's push) changes nothing in the artifacts' cache entries."""
+    seen: dict = {}
+    now = in_host_cache(host, loaded, plan, seen)
     # An artifact sharing its cache entry with one the plan fetches or sends arrives with it.
     arriving = {a.cache_path for a in plan.artifacts if a.action not in ("cached", "copy", "missing")}
     gone = [a.name for a in plan.artifacts
@@ -83,6 +94,7 @@ def check(host: WritableHost, loaded: Loaded, plan: Plan) -> None:
     if gone:
         raise WorldChanged(f"artifact(s) {', '.join(gone)} left the cache of {host.name} since the plan was made",
                            hint="run `envctl plan` again to see what up would do now")
+    return seen
 
 
 def pushes(host: WritableHost, plan: Plan) -> bool:
@@ -91,13 +103,13 @@ def pushes(host: WritableHost, plan: Plan) -> bool:
 
 
 def place(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], None], progress=None,
-          offline: bool = False, checked: bool = False) -> list[tuple[str, str, str]]:
+          offline: bool = False, checked: dict | None = None) -> list[tuple[str, str, str]]:
     """Execute the artifact steps; returns what was executed, ("artifact", name, action) in
     the plan's words. Raises WorldChanged when an artifact planned as cached left the host's
-    cache (`check`, unless the caller ran it: `checked`), FetchError when a fetch or transfer
-    fails (what arrived is kept)."""
-    if not checked:
-        check(host, loaded, plan)
+    cache (`check`, unless the caller ran it and gives what it returned: `checked`),
+    FetchError when a fetch or transfer fails (what arrived is kept)."""
+    if checked is None:
+        checked = check(host, loaded, plan)
     local = local_cache(host)
     by_host = [a for a in plan.artifacts if a.action == "fetch" and host.fetch_mode == "remote"]
     downloaded = {}
@@ -119,7 +131,7 @@ def place(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], 
         if artifact.name in downloaded:
             record, done = downloaded[artifact.name]
         elif artifact.name in fetched:
-            record, done = _placed(host, artifact, fetched[artifact.name], local, echo, progress)
+            record, done = _placed(host, artifact, fetched[artifact.name], local, echo, progress, checked)
         else:
             record, done = _cached(host, artifact, local, echo)
         if artifact.mode == "rw" and artifact.host_path and writable_copy(host, artifact, record, echo):
@@ -128,8 +140,10 @@ def place(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], 
     return executed
 
 
-def _placed(host: WritableHost, artifact: FetchArtifact, item, local: Cache, echo, progress) -> tuple[dict | None, str]:
-    """An artifact now in this machine's cache: sent to an SSH host's cache when it lacks it."""
+def _placed(host: WritableHost, artifact: FetchArtifact, item, local: Cache, echo, progress,
+            checked: dict) -> tuple[dict | None, str]:
+    """An artifact now in this machine's cache: sent to an SSH host's cache when it lacks it
+    (`checked`: the records `check` read)."""
     key = str(Path(item.path).relative_to(local.root / "artifacts"))
     record = local.placed_record(key) or {}
     here = "fetch" if item.action == "fetched" else "cached"
@@ -137,7 +151,7 @@ def _placed(host: WritableHost, artifact: FetchArtifact, item, local: Cache, ech
         return record, here
     from envctl.remote.place import push_artifact
 
-    sent = push_artifact(host, item, record, artifact.cache_path, progress)
+    sent = push_artifact(host, item, record, artifact.cache_path, progress, checked)
     echo(f"artifact   {artifact.name}: {sent} on {host.name}")
     if sent == "present":  # the host had it meanwhile: nothing was sent
         return record, here

@@ -18,7 +18,7 @@ import stat
 import subprocess
 import tarfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from envctl.artifacts.cache import PlacedFile
 from envctl.artifacts.fetch import Fetched
@@ -79,11 +79,13 @@ printf '%s' "$record" > "$staging/.envctl-record.json"
 LINKED_ARGUMENTS = 32 << 10  # bytes of _ASSEMBLE_LINKED's arguments at most (a command line's one argument: 128 KiB on Linux)
 
 
-def push_artifact(host, item: Fetched, record: dict, remote_path: str, progress=None) -> str:
+def push_artifact(host, item: Fetched, record: dict, remote_path: str, progress=None, read: Mapping | None = None) -> str:
     """Make the SSH host's cache hold the artifact `item` (in this machine's cache) at
-    `remote_path`. Returns "present" (nothing sent) or "sent", with a note for files that resumed."""
+    `remote_path`. Returns "present" (nothing sent) or "sent", with a note for files that resumed.
+    `read`: records of the host's cache read just before (remote path → record or None; the
+    artifacts' check): what it holds for `remote_path` is taken instead of reading it again."""
     connection = host.connection
-    current = host.artifact_record(remote_path)
+    current = read[remote_path] if read is not None and remote_path in read else host.artifact_record(remote_path)
     if current is not None and json.dumps(current, sort_keys=True) == json.dumps(record, sort_keys=True):
         return "present"
     single = Path(item.path).is_file()
