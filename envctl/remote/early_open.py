@@ -48,9 +48,9 @@ def parse(args: Sequence[str]) -> RemoteOptions | None:
     """The remote options of `COMMAND NAME OPTIONS...` (args without the program's name) when
     the command is one of COMMANDS, it has exactly one NAME and every other word is one of its
     options in a form typer reads the same way (`--opt VALUE`, `--opt=VALUE`, `-H VALUE`; a
-    value never starts with "-"; --card-count's a number), and it names a host; else None: a
-    line typer refuses (plan or up without NAME, --card-count two) never takes an opening, which
-    would be left behind."""
+    value never starts with "-"; --card-count's a number), and it names a host without
+    --accept-host-key; else None: a line typer refuses (plan or up without NAME, --card-count
+    two) never takes an opening, which would be left behind."""
     if not args or args[0] not in COMMANDS:
         return None
     others = _OTHER_OPTIONS[args[0]]
@@ -86,6 +86,10 @@ def parse(args: Sequence[str]) -> RemoteOptions | None:
         else:
             return None
     if not hosts or names != 1:  # without NAME: typer's usage error (plan), or up's (no --plan here)
+        return None
+    if "accept_host_key" in given:
+        # Accepting records the host's key (envctl/remote/ssh.py): the command's to do once it
+        # gets to the host, never an opening's it may not take (an invalid manifest, exit 3).
         return None
     return RemoteOptions(tuple(hosts), given.get("ssh_config"), given.get("inventory"), given.get("accept_host_key"))
 

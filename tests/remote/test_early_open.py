@@ -167,3 +167,17 @@ def test_ctrl_c_while_envctl_starts_ends_it_as_the_commands_own_ctrl_c(world):
     for extra in ({}, OFF):
         done = _run_watched(world, watch, "up", str(manifest), "--host", "lab1", env=world.environ(**extra))
         assert (done.returncode, done.stdout, done.stderr) == (130, "", ""), done.stderr
+
+
+def test_a_command_that_stops_before_its_hosts_records_no_host_key(world, lab):
+    """`up INVALID --host H --accept-host-key FP` of a host whose key is not known: the manifest
+    stops the command (exit 3), and known_hosts is as it was, as with ENVCTL_NO_QUICK=1 (an
+    early opening recorded the key, then was never taken)."""
+    invalid = world.write("device: {kind: cpu}\nimage: {ref: busybox:1, bogus_key: 1}\n")
+    lab.forget_host_key("lab2")
+    before = lab.known_hosts.read_text()
+    said = [world.run("up", str(invalid), "--host", "lab2", "--accept-host-key", lab.fingerprint("lab2"),
+                      env=world.environ(**extra)) for extra in ({}, OFF)]
+    assert (said[0].returncode, said[0].stderr) == (said[1].returncode, said[1].stderr)
+    assert said[0].returncode == 3 and "bogus_key" in said[0].stderr, said[0].stderr
+    assert lab.known_hosts.read_text() == before
