@@ -10,7 +10,9 @@ namespace, its own Docker engine; tests/sshlab.py):
    fresh hosts at once against on one, on the lab link and with the delay on every host. Prints
    the times and their ratio (aim <= 1.3). The eight simulated servers (sshd, dockerd, the
    loads and container starts) run on this machine's cores too, so on a small machine the
-   ratio measures the servers' work competing for them as much as envctl.
+   ratio measures the servers' work competing for them as much as envctl: beside it, the same
+   work done by hand (scp of both files, then one ssh command that loads, runs and execs) on
+   one host and on eight at once, and that ratio.
 3. Per command, on one host with the delay: `up` fresh, `up` of the environment already up,
    `status --host` and `exec --host` of a trivial entrypoint, each with its seconds and the round
    trips it made: ssh commands envctl started (ENVCTL_SSH_TRACE, envctl/remote/ssh.py; a new
@@ -35,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -82,7 +85,7 @@ def _fresh(lab: Lab, env: dict, hosts: list[str]) -> None:
         if not socket.name.startswith("docker-"):
             subprocess.run(["ssh", "-S", str(socket), "-O", "exit", "x"], capture_output=True, timeout=30)
     for host in hosts:
-        lab.run_in(host, "rm", "-rf", DATA, "/root/scp.bin")
+        lab.run_in(host, "rm", "-rf", DATA, "/root/scp.bin", "/root/image.tar", "/root/weights.bin")
         lab.docker(host, "rm", "-f", "envctl-bench-remote")
         lab.docker(host, "rmi", "-f", IMAGE)
 
@@ -151,21 +154,61 @@ entrypoints:
 
 
 def many_hosts(lab: Lab, env: dict, manifest: Path, runs: int, delay_ms: int) -> None:
+    """envctl's ratio, and beside it the same work done by hand on the same hosts (by_hand), so
+    that what the simulated servers' contention for this machine's cores costs shows apart."""
     hosts = HOSTS
+    base = manifest.parent.parent
     for label, delay in (("lab link", 0), (f"{2 * delay_ms} ms round trip to each", delay_ms)):
         for host in hosts:
             lab.set_delay(host, delay) if delay else lab.clear_delay(host)
-        one, many, cpu_one, cpu_many = [], [], [], []
+        one, many, cpu_one, cpu_many, hand_one, hand_many = [], [], [], [], [], []
         for _ in range(runs):
             _fresh(lab, env, hosts)
             one.append(_timed_cpu(ENVCTL + ["up", str(manifest), "--host", "lab1"], env, cpu_one))
             _fresh(lab, env, hosts)
             many.append(_timed_cpu(ENVCTL + ["up", str(manifest), "--hosts", ",".join(hosts)], env, cpu_many))
+            _fresh(lab, env, hosts)
+            hand_one.append(by_hand(lab, base, ["lab1"]))
+            _fresh(lab, env, hosts)
+            hand_many.append(by_hand(lab, base, hosts))
         _fresh(lab, env, hosts)
         print(f"up, {label}: on 1 fresh host {median(one):.2f} s, on {len(hosts)} at once {median(many):.2f} s "
               f"-> ratio {median(many) / median(one):.2f} (aim <= 1.3); envctl's own CPU (with the ssh "
-              f"commands it waits for) {median(cpu_one):.2f} s for 1 host, {median(cpu_many):.2f} s for {len(hosts)}")
+              f"commands it waits for) {median(cpu_one):.2f} s for 1 host, {median(cpu_many):.2f} s for {len(hosts)}; "
+              f"by hand (scp, then ssh: docker load, run, exec) {median(hand_one):.2f} s and "
+              f"{median(hand_many):.2f} s -> ratio {median(hand_many) / median(hand_one):.2f}")
     lab.clear_delay()
+
+
+def by_hand(lab: Lab, base: Path, hosts: list[str]) -> float:
+    """Seconds to do on each host at once what `up` of the small environment does, as a user
+    would by hand: scp the image tarball and the weights (one connection), then one ssh command
+    that loads the image, runs the container with the weights mounted and runs the setup step
+    in it (one more connection)."""
+    failures: list[str] = []
+
+    def one(host: str) -> None:
+        scp = ["scp", "-q", "-F", str(lab.ssh_config), "-o", "BatchMode=yes", str(base / "image.tar"),
+               str(base / "weights.bin"), f"{host}:/root/"]
+        done = subprocess.run(scp, capture_output=True, text=True)
+        script = (f"mkdir -p {DATA} && docker load -q -i /root/image.tar >/dev/null && "
+                  f"docker run -d --name envctl-bench-remote -v /root/weights.bin:/models/weights.bin {IMAGE} "
+                  "sleep 3600 >/dev/null && docker exec envctl-bench-remote sh -c 'wc -c /models/weights.bin > /size.txt'")
+        if done.returncode == 0:
+            done = subprocess.run(lab.ssh_argv(host, script), capture_output=True, text=True)
+        if done.returncode != 0:
+            failures.append(f"{host}: {done.stderr.strip()}")
+
+    threads = [threading.Thread(target=one, args=(host,)) for host in hosts]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - start
+    if failures:
+        raise SystemExit("by hand failed:\n" + "\n".join(failures))
+    return seconds
 
 
 def per_command(lab: Lab, base: Path, env: dict, manifest: Path, runs: int, delay_ms: int) -> None:

@@ -29,6 +29,8 @@ from __future__ import annotations
 import os
 from typing import Mapping, NamedTuple, Sequence
 
+from envctl.option_words import option_name, option_value
+
 HOST_OPTIONS = ("--host", "--hosts", "-H")  # envctl/cli_remote.py host_option
 HOSTS_KEPT = "quick-status-hosts.json"  # the inventory's readings kept in the control directory
 HOSTS_KEPT_MOST = 16
@@ -54,17 +56,12 @@ def parse(args: Sequence[str]) -> Wanted | None:
     words = list(args)
     while words:
         word = words.pop(0)
-        option, equals, value = word.partition("=")
-        if not option.startswith("--"):
-            option, equals, value = word, "", ""
+        option = option_name(word)
         if option not in HOST_OPTIONS and option not in VALUE_OPTIONS:
             return None
-        if not equals:
-            if not words:
-                return None
-            value = words.pop(0)
-        if not value or value.startswith("-"):
-            return None  # click's reading of such a value is the full path's to say
+        value = option_value(word, words)
+        if value is None:
+            return None
         if option in HOST_OPTIONS:
             hosts.append(value)
         elif VALUE_OPTIONS[option] in given:

@@ -28,6 +28,7 @@ import time
 from concurrent.futures import Future
 from typing import Mapping, Sequence
 
+from envctl.option_words import option_name, option_value
 from envctl.remote.hosts_open import RemoteOptions, choose, open_entry
 
 # The commands opened early: each opens its hosts with the probe round (on_hosts probes=True).
@@ -65,14 +66,11 @@ def parse(args: Sequence[str]) -> RemoteOptions | None:
             if names > 1:
                 return None
             continue
-        option, equals, value = word.partition("=") if word.startswith("--") else (word, "", "")
+        option = option_name(word)
         if option in _HOST_OPTIONS or option in _REMOTE_VALUES or others.get(option):
-            if not equals:
-                if not words:
-                    return None
-                value = words.pop(0)
-            if not value or value.startswith("-"):
-                return None  # click's reading of such a value is the command's to say
+            value = option_value(word, words)
+            if value is None:
+                return None
             if option in _NUMBERS and not (value.isascii() and value.isdigit()):
                 return None  # typer's usage error
             if option in _HOST_OPTIONS:
@@ -81,8 +79,8 @@ def parse(args: Sequence[str]) -> RemoteOptions | None:
                 if _REMOTE_VALUES[option] in given:
                     return None  # typer keeps the last; the command decides
                 given[_REMOTE_VALUES[option]] = value
-        elif option in others and not equals:
-            continue  # a flag
+        elif option in others and option == word:
+            continue  # a flag (given no value: `--force=yes` is typer's error)
         else:
             return None
     if not hosts or names != 1:  # without NAME: typer's usage error (plan), or up's (no --plan here)
