@@ -114,9 +114,10 @@ _pushing: dict[tuple[str, str], threading.Lock] = {}  # (destination, remote pat
 
 
 def _one_push_of(destination: str, remote: str) -> threading.Lock:
-    """The lock of one remote file: two threads of one envctl (an artifact's push and the image
-    tarball's, which `up` runs side by side) never append to one partial file at once when they
-    send the same bytes; the second finds the file there ("present")."""
+    """The lock of one remote file: two threads of one envctl (an artifact's push or the host's
+    download of it, and the image tarball's, which `up` runs side by side) never append to one
+    partial file at once when they bring the same bytes; the second finds the file there
+    ("present")."""
     with _pushing_lock:
         return _pushing.setdefault((destination, remote), threading.Lock())
 
@@ -256,6 +257,16 @@ def download_remotely(connection: SSHConnection, url: str, display: str, blobs: 
                       headers: dict | None = None, auth: tuple | None = None) -> str:
     """The remote host downloads `url` itself (from its own mirror) into its blob directory
     `blobs`, resumable, verified there. Returns the file's sha256."""
+    # One download (or push) of a file at a time: `up` has the host download an artifact while
+    # the image step downloads the tarball, and both may be the same file (one URL, or one
+    # sha256): two curls appending to one partial file would spoil it (_one_push_of).
+    unpinned = f"{blobs}/.url-{hashlib.sha256(urls.identity(url).encode()).hexdigest()[:32]}.partial"
+    with _one_push_of(connection.destination, f"{blobs}/{sha256}" if sha256 is not None else unpinned):
+        return _download_remotely(connection, url, display, blobs, sha256, unpinned, headers, auth)
+
+
+def _download_remotely(connection: SSHConnection, url: str, display: str, blobs: str, sha256: str | None,
+                       unpinned: str, headers: dict | None, auth: tuple | None) -> str:
     if sha256 is not None:
         state = connection.check(["sh", "-c", _STATE, "sh", f"{blobs}/{sha256}", f"{blobs}/.{sha256}.partial"],
                                  "checking " + display).strip()
@@ -263,7 +274,7 @@ def download_remotely(connection: SSHConnection, url: str, display: str, blobs: 
             return sha256
         partial = f"{blobs}/.{sha256}.partial"
     else:  # nothing to verify against: named by the URL's identity, so that a second run resumes it
-        partial = f"{blobs}/.url-{hashlib.sha256(urls.identity(url).encode()).hexdigest()[:32]}.partial"
+        partial = unpinned
     config = f'url = "{_curl_quote(url)}"\nheader = "Accept-Encoding: identity"\n'
     config += "".join(f'header = "{_curl_quote(k)}: {_curl_quote(v)}"\n' for k, v in (headers or {}).items())
     if auth:
