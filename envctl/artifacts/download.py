@@ -86,6 +86,16 @@ class Downloader:
             return remote.sha256, self.cache.blob(remote.sha256).stat().st_size
         # Keyed by identity, not by the request URL: a re-signed link resumes the same bytes.
         part = self.cache.partial(f"{remote.identity or urls.identity(remote.url)}|{remote.sha256 or ''}")
+        # One download into a partial file at a time: an artifact and the image tarball can be
+        # one file (one URL), downloaded by `up` at once (the artifact steps beside the image
+        # step, envctl/apply.py), or by two envctl processes; each fetch holds a lock of its own
+        # kind (an artifact's, a tarball's), not this file's. The second then finds the blob.
+        with self.cache.locked(f"partial:{part.name}"):
+            if remote.sha256 and self.cache.has_blob(remote.sha256):
+                return remote.sha256, self.cache.blob(remote.sha256).stat().st_size
+            return self._fetch(remote, part)
+
+    def _fetch(self, remote: RemoteFile, part: Path) -> tuple[str, int]:
         meta_path = part.with_suffix(".json")
         meta = _read_json(meta_path)
         probed = probe(self._session(), remote)

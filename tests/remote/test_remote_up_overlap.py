@@ -135,3 +135,33 @@ def test_a_host_downloading_an_artifact_that_is_the_image_tarball_downloads_it_o
     assert len(gets) == 1, gets
     assert world.remote("lab1", f"{world.data_dir()}/cache/blobs/sha256/{sha}").read_bytes() == data
     assert world.lab.docker("lab1", "image", "inspect", REF).returncode == 0
+
+
+def test_an_artifact_that_is_the_image_tarball_downloaded_here_is_downloaded_once(overlap, tmp_path):
+    """`fetch: push`: this machine downloads the artifact (the artifact steps) while the image
+    step downloads the tarball, one URL: the two downloads take turns on the cache's partial
+    file and the second finds the blob (before: both appended to it, 'got 2N bytes of N')."""
+    from servers.http_files import FileServer
+
+    world, _, weights = overlap
+    tarball = tmp_path / "paced.tar"
+    save_image(connect(CLASSIC).client, {"etc/paced": os.urandom(6 << 20)}, tarball, REF)
+    data = tarball.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    with FileServer(files={"/image.tar": data}, rate_per_connection=3 << 20) as store:  # ~2 s each
+        url = store.url_for("/image.tar")
+        manifest = world.write(f"""\
+            device: {{kind: cpu}}
+            image: {{ref: {REF}, tarball: {{source: "{url}", sha256: {sha}}}}}
+            artifacts:
+              same: {{source: "{url}", sha256: {sha}, target: /models/image.tar}}
+              weights: {{source: "{weights}", target: /models/weights.bin}}
+            """)
+        done = world.run("up", str(manifest), "--host", "lab1")
+        gets = [s for s in store.seen if s.method == "GET"]
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stderr.splitlines() if line.split(" ")[0] in ("artifact", "image")]
+    assert said == ["artifact   same: fetched", "artifact   weights: fetched", "artifact   same: sent on lab1",
+                    "artifact   weights: sent on lab1", f"image      {REF}: loaded"], done.stderr
+    assert len(gets) == 1, gets
+    assert world.remote("lab1", f"{world.data_dir()}/cache/blobs/sha256/{sha}").read_bytes() == data
