@@ -107,10 +107,10 @@ def started(host: WritableHost, plan: Plan) -> Iterator[Reads]:
         return
     # Imported here, on this thread: two threads importing one circle of modules at once can
     # fail ("deadlock detected by _ModuleLock"). These are what the reads and their errors use.
-    import docker.errors  # noqa: F401
-    import requests.exceptions  # noqa: F401
+    import importlib
 
-    import envctl.engine_errors  # noqa: F401
+    for module in ("docker.errors", "requests.exceptions", "envctl.engine_errors"):
+        importlib.import_module(module)
     from envctl.image_identity import EngineImages
 
     try:

@@ -130,19 +130,8 @@ def list_if_free(client, name: str, lock_dir: Path):
     it, when nobody holds that lock now; NOT_LISTED when someone does (another `up` of the
     environment acting on it: `execute` then lists under the lock, waiting for it). For an `up`
     that reads it early, while its first steps run (envctl/apply_reads.py)."""
-    import fcntl
-
-    path = lock_dir / f"{name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:  # as locks.file_lock, without waiting
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return NOT_LISTED
-        try:
-            return _listed(client, name)
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(lock_dir / f"{name}.lock", wait=False) as held:
+        return _listed(client, name) if held else NOT_LISTED
 
 
 def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, manifest_file: str, lock_dir: Path,
