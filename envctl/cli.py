@@ -242,6 +242,9 @@ def _quick(args: list[str]) -> bool:
 
 
 def main() -> None:
+    from envctl import interrupts
+
+    interrupts.install()
     try:
         _main()
     except KeyboardInterrupt:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, List, Optional
 
@@ -118,8 +117,7 @@ def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], Non
             echo(f"error: internal error: {exc!r}")
             return HostResult(entry.name, False, f"internal error: {exc!r}", time.monotonic() - started, 70)
 
-    with ThreadPoolExecutor(max_workers=min(16, len(chosen))) as pool:
-        results = list(pool.map(run, chosen))
+    results = _each_on_a_thread(run, chosen)
     if outcomes is not None:
         outcomes.extend(results)
     if len(chosen) > 1:
@@ -131,6 +129,38 @@ def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], Non
         say(f"{len(results) - len(failed)} of {len(results)} hosts succeeded")
         return EXIT_REMOTE_FAILED if failed else 0
     return 0
+
+
+HOSTS_AT_ONCE = 16
+
+
+def _each_on_a_thread(run: Callable, chosen: list) -> list:
+    """`[run(entry) for entry in chosen]`, HOSTS_AT_ONCE at a time, each on a daemon thread; the
+    first exception `run` raised, in `chosen`'s order, is raised here once all ended. Daemon
+    threads, not a pool's: Ctrl-C (KeyboardInterrupt here, on the main thread) ends the command
+    at once instead of waiting for the hosts' work, which stops starting anything new
+    (envctl/interrupts.py)."""
+    results: list = [None] * len(chosen)
+    raised: list = [None] * len(chosen)
+    turns = threading.Semaphore(HOSTS_AT_ONCE)
+
+    def one(index: int, entry) -> None:
+        with turns:
+            try:
+                results[index] = run(entry)
+            except BaseException as exc:  # noqa: BLE001  (raised on the main thread below)
+                raised[index] = exc
+
+    threads = [threading.Thread(target=one, args=(i, entry), name=f"envctl-host-{entry.name}", daemon=True)
+               for i, entry in enumerate(chosen)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for exc in raised:
+        if exc is not None:
+            raise exc
+    return results
 
 
 def each_host(options: RemoteOptions, work: Callable[[object, Callable[[str], None]], str], verb: str,

@@ -20,6 +20,7 @@ from docker.errors import DockerException
 from docker.models.containers import ExecResult
 from docker.models.resource import Collection, Model
 
+from envctl import interrupts
 from envctl.engine_errors import translate
 from envctl.errors import HostNotReady
 
@@ -150,6 +151,7 @@ class _Call:
         self._function, self._engine_url, self._operation = function, engine_url, operation
 
     def __call__(self, *args, **kwargs):
+        interrupts.check()  # no engine request after Ctrl-C, on any thread
         args = tuple(_unwrap(a) for a in args)
         kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
         try:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from envctl import interrupts
 from envctl.errors import EXIT_REMOTE_FAILED, EnvctlError
 from envctl.hosts.base import CommandResult
 from envctl.remote.live_master import answers
@@ -126,6 +127,7 @@ class SSHConnection:
     def command(self, argv: Sequence[str], tty: bool = False, reads_only: bool = False) -> list[str]:
         """The local argv that runs `argv` on the remote host. `reads_only`: the command
         changes nothing there (what was read before it still holds; see `generation`)."""
+        interrupts.check()  # nothing new after Ctrl-C, on any thread (a push's retry, the next step)
         if not reads_only:
             self.generation += 1
         return self.base("-t" if tty else "-T", self.destination, "--", shlex.join(argv))
@@ -133,6 +135,7 @@ class SSHConnection:
     def bulk_command(self, argv: Sequence[str]) -> list[str]:
         """Like `command`, for a large transfer on an SSH connection of its own (its own TCP
         connection, window and ssh process; see remote/segments.py), uncompressed."""
+        interrupts.check()
         self.generation += 1
         return self.base("-T", "-o", "Compression=no", self.destination, "--", shlex.join(argv), master=False)
 

@@ -1,0 +1,69 @@
+"""Ctrl-C stops `up --host` (envctl/interrupts.py): the terminal's SIGINT reaches envctl and its
+ssh commands (one process group); envctl exits 130 and starts nothing after it, on any thread.
+Before, each host's work went on on its pool's thread: the pushes took their ssh commands' end
+for a dropped connection and sent again, then the image was loaded, the container created and
+the setup run, and only then did envctl exit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from engines import CLASSIC, connect
+from testimages import save_image
+
+REF = "envctl-it/interrupted:1"
+
+
+def _pushing(trace) -> bool:
+    return trace.exists() and any("sha256_in()" in line for line in trace.read_text().splitlines())
+
+
+def test_ctrl_c_during_the_pushes_ends_up_and_nothing_more_is_done(world, tmp_path):
+    tarball = tmp_path / "image.tar"
+    save_image(connect(CLASSIC).client, {"etc/interrupted": b"1\n"}, tarball, REF)
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(os.urandom(24 << 20))  # at a 200 ms round trip: seconds of pushing
+    manifest = world.write(f"""\
+device: {{kind: cpu}}
+image: {{ref: {REF}, tarball: {{source: {tarball}}}}}
+artifacts:
+  weights: {{source: "{weights}", target: /models/weights.bin}}
+setup:
+  - name: size
+    run: wc -c /models/weights.bin > /envctl/size.txt
+""")
+    world.lab.docker("lab1", "rmi", "-f", REF)
+    world.cleanups.append(lambda: world.lab.docker("lab1", "rmi", "-f", REF))
+    trace = tmp_path / "trace"
+    world.lab.set_delay("lab1", 100)
+    try:
+        running = subprocess.Popen([sys.executable, "-m", "envctl", "up", str(manifest), "--host", "lab1"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                   env=world.environ(ENVCTL_SSH_TRACE=str(trace)))
+        while running.poll() is None and not _pushing(trace):
+            time.sleep(0.05)
+        assert running.poll() is None, running.communicate()
+        time.sleep(0.3)  # the pushes under way
+        os.killpg(running.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C: envctl and its ssh commands
+        started = trace.read_text().splitlines()
+        out, err = running.communicate(timeout=120)
+        time.sleep(2)  # anything still going on would act now
+    finally:
+        world.lab.clear_delay("lab1")
+    assert running.returncode == 130, err
+    assert "Traceback" not in err, err
+    # Nothing started after Ctrl-C: no push sent again (before: the artifact's push took its ssh
+    # command's end for a dropped connection, started again and finished, "sent on lab1"), no
+    # step after it, no engine request.
+    assert trace.read_text().splitlines() == started
+    assert "sent on lab1" not in err, err
+    assert world.containers("lab1") == []
+    assert world.lab.docker("lab1", "image", "inspect", REF).returncode != 0  # its load's session ended with it
+    # The run after it resumes from what had arrived and brings the environment up.
+    done = world.run("up", str(manifest), "--host", "lab1")
+    assert done.returncode == 0, done.stderr
+    assert world.containers("lab1") == [f"{world.container} running"]
