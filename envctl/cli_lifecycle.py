@@ -464,7 +464,7 @@ def doctor(
         if as_json:
             shown = results if remote.wanted else next(iter(results.values()), [])
             typer.echo(json.dumps(shown, default=lambda c: c.__dict__, indent=2))
-        for host, checks in results.items() if not as_json else ():
+        for host, checks in list(results.items()) if not as_json else ():  # a copy: after Ctrl-C hosts may still add
             if len(results) > 1:
                 typer.echo(f"# {host}")
             _print_checks(checks, typer.echo)
