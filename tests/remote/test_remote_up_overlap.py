@@ -102,21 +102,17 @@ def test_an_artifact_that_cannot_be_placed_is_the_error_said_after_what_the_imag
     assert world.containers("lab1") == []
 
 
-def test_a_host_downloading_an_artifact_that_is_the_image_tarball_downloads_it_once(overlap, lab, monkeypatch, tmp_path):
-    """`fetch: remote`: the host downloads an artifact (the main thread's artifact steps) while
-    the image step has it download the tarball, and both are one URL with one sha256: the two
-    downloads take turns on the host's partial file, and the second finds the blob there (before:
-    two curls appended to one partial file, and its sha256 or its placing failed)."""
+def _up_with_one_url_for_artifact_and_tarball(world, tmp_path, weights):
+    """`up` of a manifest whose artifact `same` and image tarball are one URL (one sha256), served
+    paced (~2 s a download, so the image step's starts while the artifact's runs), beside the
+    pushed `weights`. Returns (the finished `up`, the GETs the server saw, the tarball's bytes
+    and sha256)."""
     from servers.http_files import FileServer
 
-    world, _, weights = overlap
     tarball = tmp_path / "paced.tar"
     save_image(connect(CLASSIC).client, {"etc/paced": os.urandom(6 << 20)}, tarball, REF)
     data = tarball.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
-    world.write_inventory(lab1={"fetch": "remote"})
-    monkeypatch.setattr(FileServer, "address", lab.gateway)  # on the lab network: the host downloads from it
-    # Paced: each download lasts about two seconds, so the image step's starts while the artifact's runs.
     with FileServer(files={"/image.tar": data}, rate_per_connection=3 << 20) as store:
         url = store.url_for("/image.tar")
         manifest = world.write(f"""\
@@ -128,6 +124,20 @@ def test_a_host_downloading_an_artifact_that_is_the_image_tarball_downloads_it_o
             """)
         done = world.run("up", str(manifest), "--host", "lab1")
         gets = [s for s in store.seen if s.method == "GET"]
+    return done, gets, data, sha
+
+
+def test_a_host_downloading_an_artifact_that_is_the_image_tarball_downloads_it_once(overlap, lab, monkeypatch, tmp_path):
+    """`fetch: remote`: the host downloads an artifact (the main thread's artifact steps) while
+    the image step has it download the tarball, and both are one URL with one sha256: the two
+    downloads take turns on the host's partial file, and the second finds the blob there (before:
+    two curls appended to one partial file, and its sha256 or its placing failed)."""
+    from servers.http_files import FileServer
+
+    world, _, weights = overlap
+    world.write_inventory(lab1={"fetch": "remote"})
+    monkeypatch.setattr(FileServer, "address", lab.gateway)  # on the lab network: the host downloads from it
+    done, gets, data, sha = _up_with_one_url_for_artifact_and_tarball(world, tmp_path, weights)
     assert done.returncode == 0, done.stderr
     said = [line for line in done.stderr.splitlines() if line.split(" ")[0] in ("artifact", "image")]
     assert said == ["artifact   same: downloaded by lab1", "artifact   weights: fetched",
@@ -141,24 +151,8 @@ def test_an_artifact_that_is_the_image_tarball_downloaded_here_is_downloaded_onc
     """`fetch: push`: this machine downloads the artifact (the artifact steps) while the image
     step downloads the tarball, one URL: the two downloads take turns on the cache's partial
     file and the second finds the blob (before: both appended to it, 'got 2N bytes of N')."""
-    from servers.http_files import FileServer
-
     world, _, weights = overlap
-    tarball = tmp_path / "paced.tar"
-    save_image(connect(CLASSIC).client, {"etc/paced": os.urandom(6 << 20)}, tarball, REF)
-    data = tarball.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
-    with FileServer(files={"/image.tar": data}, rate_per_connection=3 << 20) as store:  # ~2 s each
-        url = store.url_for("/image.tar")
-        manifest = world.write(f"""\
-            device: {{kind: cpu}}
-            image: {{ref: {REF}, tarball: {{source: "{url}", sha256: {sha}}}}}
-            artifacts:
-              same: {{source: "{url}", sha256: {sha}, target: /models/image.tar}}
-              weights: {{source: "{weights}", target: /models/weights.bin}}
-            """)
-        done = world.run("up", str(manifest), "--host", "lab1")
-        gets = [s for s in store.seen if s.method == "GET"]
+    done, gets, data, sha = _up_with_one_url_for_artifact_and_tarball(world, tmp_path, weights)
     assert done.returncode == 0, done.stderr
     said = [line for line in done.stderr.splitlines() if line.split(" ")[0] in ("artifact", "image")]
     assert said == ["artifact   same: fetched", "artifact   weights: fetched", "artifact   same: sent on lab1",
