@@ -242,9 +242,6 @@ def _quick(args: list[str]) -> bool:
 
 
 def main() -> None:
-    from envctl import interrupts
-
-    interrupts.install()
     try:
         _main()
     except KeyboardInterrupt:
@@ -281,6 +278,11 @@ def _main() -> None:
         return
     if _quick(sys.argv[1:]):
         return
+    from envctl import interrupts
+
+    # From here on a command may work on threads of its own: Ctrl-C must reach them too (the
+    # answers above, version, help, completion and the quick paths, work on this thread alone).
+    interrupts.install()
     _open_hosts_early(sys.argv[1:])
     # Typer handles usage errors and --help itself (exit 2 / 0); everything else that escapes a
     # command is either a user-fixable EnvctlError or a bug.
