@@ -208,7 +208,8 @@ def _open_hosts_early(args: list[str]) -> None:
 
 def _quick(args: list[str]) -> bool:
     """The plain forms of the hot commands, answered without typer when they can be decided
-    quickly (`up NAME` of an environment a recorded plan found already up: envctl/quick_up.py;
+    quickly (`up NAME [--host H]` of an environment a recorded plan found already up:
+    envctl/quick_up.py;
     `status`: envctl/quick_status.py; `status --host NAME` through a live master's forwarded
     engine socket: envctl/quick_status_remote.py). False: the full path answers, as if this were not here.
     ENVCTL_NO_QUICK=1 always takes the full path."""
@@ -224,7 +225,7 @@ def _quick(args: list[str]) -> bool:
 
         out = remote_answer(args[1:], os.environ)
         return out is not None and _answered(out)
-    if len(args) == 2 and args[0] == "up" and args[1] and not args[1].startswith("-"):
+    if args[:1] == ["up"]:
         from envctl.quick_up import answer as up_answer
 
         said = up_answer(args, os.environ)

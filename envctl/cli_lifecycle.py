@@ -108,9 +108,11 @@ def up(
 
 
 def _quick_recording(name):
-    """The record of a no-op for the quick path (envctl/quick_up.py), watched for in the plain
-    form alone, `up NAME` with no option: the one form the quick path answers."""
-    if name is None or sys.argv[1:] != ["up", name]:
+    """The record of a no-op for the quick path (envctl/quick_up.py), watched for in the forms
+    it answers alone: `up NAME`, and `up NAME --host H` with no other option."""
+    from envctl.quick_up import answered_form
+
+    if name is None or sys.argv[2:3] != [name] or not answered_form(sys.argv[1:]):
         return None
     from envctl.quick_up_record import Recording
 

@@ -137,23 +137,52 @@ def baked_list(images: list) -> list:
                    (image.get("Labels") or {}).get("io.envctl.bake-key")] for image in images)
 
 
+HOST_OPTIONS = ("--host", "--hosts", "-H")  # envctl/cli_remote.py host_option
+
+
+def answered_form(args: list[str]) -> bool:
+    """Whether `args` (after `envctl`) is a form this quick path answers and a full `up` records:
+    `up NAME`, or `up NAME --host H` (also --hosts, -H) with one word naming the host (a group
+    or a comma list names several, and a record is kept only for one host: the recording finds
+    out)."""
+    def word(text: str) -> bool:
+        return bool(text) and not text.startswith("-")
+
+    if len(args) == 2:
+        return args[0] == "up" and word(args[1])
+    return (len(args) == 4 and args[0] == "up" and word(args[1]) and args[2] in HOST_OPTIONS
+            and word(args[3]) and "," not in args[3])
+
+
 def answer(args: list[str], environ: Mapping[str, str]) -> tuple[str, str] | None:
-    """(stdout, stderr) of `envctl up NAME` when a record of its no-op still holds; None: the
-    full path answers. Never raises for a record or a world that is not as expected."""
+    """(stdout, stderr) of `envctl up NAME [--host H]` when a record of its no-op still holds;
+    None: the full path answers. Never raises for a record or a world that is not as expected."""
     from envctl.engine_socket import socket_path
 
-    socket = socket_path(environ)
-    if socket is None:
+    if not answered_form(args):
+        return None
+    remote = len(args) == 4
+    socket = None if remote else socket_path(environ)
+    if socket is None and not remote:
         return None
     try:
         text = (record_dir(environ) / f"{record_key(args, environ)}.json").read_text(encoding="utf-8")
         record = json.loads(text)
         if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("socket") != socket:
             return None
+        if remote != isinstance(record.get("remote"), dict):
+            return None
         if not (_same_manifest(args[1], environ, record) and _same_files(record)):
             return None
         with _Writable(record["written"]) as writable:
-            if not (writable.held and _same_engine(socket, record)):
+            if not writable.held:
+                return None
+            if remote:
+                from envctl.quick_up_remote import same_host
+
+                if not same_host(record, environ):
+                    return None
+            elif not _same_engine(socket, record):
                 return None
         out, err = record["stdout"], record["stderr"]
         return (out, err) if isinstance(out, str) and isinstance(err, str) else None
@@ -227,21 +256,35 @@ class _Writable:
 
 
 def _same_engine(socket: str, record: dict) -> bool:
-    from envctl.engine_socket import Engine, EngineUnanswered, filters, quoted
+    from envctl.engine_socket import Engine, EngineUnanswered
 
-    wanted = record["container"]
     try:
         with Engine(socket) as engine:
-            status, attrs = engine.get(f"/containers/{wanted['id']}/json")
-            if status != 200 or container_facts(attrs) != wanted:
-                return False
-            status, image = engine.get(f"/images/{quoted(record['image']['ref'])}/json")
-            if status != 200 or image.get("Id") != record["image"]["id"]:
-                return False
-            status, baked = engine.get("/images/json", {"filters": filters(label=[f"io.envctl.baked-for={record['name']}"])})
-            return status == 200 and baked_list(baked) == record["baked"]
+            answers = [engine.get(path, query) for path, query in engine_targets(record)]
     except EngineUnanswered:
         return False
+    return engine_agrees(record, answers)
+
+
+def engine_targets(record: dict) -> list[tuple[str, dict | None]]:
+    """(path, query) of the engine requests that check the record: the container's inspection,
+    the image ref's, the list of the images baked for the manifest."""
+    from envctl.engine_socket import filters, quoted
+
+    return [(f"/containers/{record['container']['id']}/json", None),
+            (f"/images/{quoted(record['image']['ref'])}/json", None),
+            ("/images/json", {"filters": filters(label=[f"io.envctl.baked-for={record['name']}"])})]
+
+
+def engine_agrees(record: dict, answers: list) -> bool:
+    """Whether the engine's (status, JSON) answers to `engine_targets` are what the record holds:
+    the same container running since the same start with the same labels and image, the ref
+    naming the same image, the same baked images."""
+    (container_status, attrs), (image_status, image), (baked_status, baked) = answers
+    return (container_status == 200 and isinstance(attrs, dict) and container_facts(attrs) == record["container"]
+            and image_status == 200 and isinstance(image, dict) and image.get("Id") == record["image"]["id"]
+            and baked_status == 200 and isinstance(baked, list) and all(isinstance(i, dict) for i in baked)
+            and baked_list(baked) == record["baked"])
 
 
 def container_facts(attrs: dict) -> dict:

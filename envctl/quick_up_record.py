@@ -26,6 +26,7 @@ from envctl import quick_up
 # reads entry_points.txt), which the envctl version and the environment (PATH, the venv) key.
 _CODE_SUFFIXES = (".py", ".pyc", ".so", ".pth", ".zip")
 _HOST_STATE = ("/proc/", "/sys/", "/dev/")  # read now, different next time: a plan that reads them is not recorded
+_NOT_INPUT = frozenset({"/dev/null"})  # subprocess's DEVNULL (ssh's stdin on an SSH host): opened, never an input
 
 # While a Recording runs: path → its content_print when it was first opened for reading. Taken
 # then, not when the command ends: a file edited while `up` ran must not be recorded as the bytes
@@ -43,7 +44,7 @@ _busy = False  # the hook's own reads (the fingerprints) are not inputs
 
 
 def _is_code(path: str) -> bool:
-    return path.endswith(_CODE_SUFFIXES) or "/__pycache__/" in path or ".dist-info/" in path
+    return path.endswith(_CODE_SUFFIXES) or "/__pycache__/" in path or ".dist-info/" in path or path in _NOT_INPUT
 
 
 def _audit(event: str, args: tuple) -> None:
@@ -126,6 +127,8 @@ class Recording:
         self.key = quick_up.record_key(self.args, self.environ)  # before anything is printed or changed
         self.path = quick_up.record_dir(self.environ) / f"{self.key}.json"
         self.facts: dict | None = None
+        self.hosts_noted = 0  # a record is kept for one host: `up NAME --host GROUP` may name several
+        self._secrets: list[str] = []  # the host's inventory variables: no command recorded may hold one
         # Stat fingerprints are taken after the apply: a path changed since this `up` began (its
         # ctime after this, less a margin for the filesystem's coarse clock) may not be what the
         # plan saw, and is no record's.
@@ -151,10 +154,12 @@ class Recording:
     def note(self, host, loaded, plan, report) -> None:
         """After `up` applied `plan` on `host`: keep what the record needs when the plan was a
         no-op that the quick path may answer (else nothing is recorded)."""
+        self.hosts_noted += 1
         try:
-            self.facts = _facts(host, loaded, plan, report, self.environ)
+            self.facts = _facts(host, loaded, plan, report, self.environ) if self.hosts_noted == 1 else None
             if self.facts is not None and _changed_since(self.facts["stats"], self.started_ns):
                 self.facts = None
+            self._secrets = [value for value in getattr(host, "env", {}).values() if isinstance(value, str) and value]
         except Exception:  # noqa: BLE001  (a record is an optimisation: never a reason for `up` to fail)
             self.facts = None
 
@@ -167,6 +172,10 @@ class Recording:
         if code != 0 or self.facts is None:
             return
         try:
+            if "remote" in self.facts:
+                self.facts["remote"]["commands"] = _host_reads(self._secrets)
+                if self.facts["remote"]["commands"] is None:
+                    return
             own = _replaced | {path for path, kind in written.items() if kind == "file"}
             files = _read_files({path: fingerprint for path, fingerprint in opened.items() if path not in own},
                                 self.facts.pop("candidates") + sorted(own & set(opened)))
@@ -246,7 +255,9 @@ def _facts(host, loaded, plan, report, environ: dict) -> dict | None:
     """What the record holds besides the files read and the output; None when this `up` is not
     one the quick path may answer."""
     manifest = loaded.manifest
-    if host.name != "local":  # the host root (ENVCTL_HOST_ROOT, in the key) only moves device probes: not cpu's
+    remote = _remote(host)
+    # The host root (ENVCTL_HOST_ROOT, in the key) only moves device probes: not cpu's.
+    if host.name != "local" and remote is None:
         return None
     if manifest.device.kind != "cpu" or manifest.image.build is not None or manifest.image.pull:
         return None
@@ -258,8 +269,8 @@ def _facts(host, loaded, plan, report, environ: dict) -> dict | None:
         return None
     from envctl.engine_socket import socket_path
 
-    socket = socket_path(environ)
-    if socket is None:
+    socket = socket_path(environ) if remote is None else None
+    if socket is None and remote is None:
         return None
     engine = host.engine()
     attrs = engine.api.inspect_container(report.container.container_id)
@@ -276,15 +287,51 @@ def _facts(host, loaded, plan, report, environ: dict) -> dict | None:
             or image_id != world.image_id):
         return None
     baked = engine.api.images(filters={"label": f"io.envctl.baked-for={manifest.name}"})
-    return {"socket": socket, "name": manifest.name, "manifest": str(loaded.file), "container": container,
+    if remote is not None:
+        remote["forward"] = host.forwarded_socket  # asked by host.engine() above
+    return {"socket": socket, **({"remote": remote} if remote is not None else {}), "name": manifest.name, "manifest": str(loaded.file), "container": container,
             "image": {"ref": plan.container.image, "id": image_id}, "baked": quick_up.baked_list(baked),
             "stats": {path: quick_up.stat_print(path) for path in _stat_paths(loaded, environ)},
-            "candidates": _candidates(loaded, environ)}
+            "candidates": _candidates(loaded, environ, remote is not None)}
 
 
-def _candidates(loaded, environ: dict) -> list[str]:
+def _remote(host) -> dict | None:
+    """Where an SSH host was reached (the record's "remote", see envctl/quick_up_remote.py);
+    None for this machine. Only a host reached through a master connection in envctl's control
+    directory whose engine is forwarded to a unix socket there."""
+    from envctl.hosts.ssh import SSHHost
+    from envctl.remote.live_master import control_directory, forwarded_engine, ssh_config
+
+    if not isinstance(host, SSHHost):
+        return None
+    connection = host.connection
+    directory = control_directory(os.environ)
+    config = ssh_config(connection.settings.config, os.environ)
+    if directory is None or os.path.dirname(connection.control_path) != directory:
+        return None
+    if config != connection.settings.config or forwarded_engine(connection.destination, config, directory) is None:
+        return None
+    return {"destination": connection.destination, "config": config, "control_dir": directory}
+
+
+def _host_reads(secrets: list[str]) -> list[dict] | None:
+    """The commands this `up` ran on its host (envctl/remote/command_log.py) as the record keeps
+    them; None when one may have changed the host, was not read whole, or holds one of
+    `secrets` (the host's inventory variables: a record never stores one)."""
+    from envctl.remote import command_log
+
+    reads = command_log.reads()
+    if reads is None or any(secret in word for answer in reads for word in answer.argv for secret in secrets):
+        return None
+    return [{"argv": list(answer.argv), "returncode": answer.returncode, "stdout": answer.stdout,
+             "stderr": answer.stderr} for answer in reads]
+
+
+def _candidates(loaded, environ: dict, remote: bool = False) -> list[str]:
     """Files whose absence the full path takes into account without opening them: the lock
-    file, the user configuration, the inventory, the manifest's container.env_file."""
+    file, the user configuration, the inventory, the manifest's container.env_file; for an SSH
+    host also the ssh configuration files (ssh reads them, not envctl: the audit hook does not
+    see them), though the quick path reaches the host through the master they opened."""
     from envctl.artifacts.lockfile import lock_path
     from envctl.remote.inventory import inventory_path
     from envctl.user_config import config_path
@@ -296,7 +343,9 @@ def _candidates(loaded, environ: dict) -> list[str]:
     found = [lock_path(loaded.file), config_path(environ), inventory_path(None, environ),
              home / "config.yaml" if home else None, home / "inventory.yaml" if home else None,
              loaded.file.parent / own if own else None]
-    return [os.path.abspath(p) for p in found if p is not None]
+    ssh_files = [environ.get("ENVCTL_SSH_CONFIG") or os.path.expanduser("~/.ssh/config"),
+                 "/etc/ssh/ssh_config"] if remote else []
+    return [os.path.abspath(p) for p in [*found, *ssh_files] if p is not None]
 
 
 def _stat_paths(loaded, environ: dict) -> list[str]:

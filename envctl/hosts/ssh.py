@@ -30,6 +30,7 @@ from typing import Mapping, Sequence
 from envctl.errors import HostNotReady
 from envctl.hosts.base import CommandResult
 from envctl.hosts.local import TOOL_DIRS
+from envctl.remote import command_log
 from envctl.remote.ssh import SSHConnection, trace
 
 # $1 source, $2 destination: a writable copy (the blob store's files are read-only).
@@ -96,7 +97,7 @@ class SSHHost:
         self._globbed: dict[str, list[str]] = {}  # pattern → its matches, from the probe round
         self._texts: dict[str, str | None] = {}  # path → its text (None: absent or unreadable), from the probe round
         self._probed = False
-        self._pending = None  # (arguments, generation, process) of a probe round under way
+        self._pending = None  # (arguments, generation, process, its argv) of a probe round under way
         self._collecting = threading.Lock()  # one thread takes the probe round's answers
         self._noting = threading.Lock()  # one thread changes the note and writes it at a time
         self._records: dict[str, tuple[int, dict | None]] = {}  # cache path → (connection.generation, record)
@@ -164,7 +165,8 @@ class SSHHost:
         arguments = probe_arguments(self.root, records, dirs)
         command = self.connection.command(["sh", "-c", PROBE_ROUND, "sh", *arguments], reads_only=True)
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        self._pending = (arguments, self.connection.generation, process)
+        command_log.read_only_if_answered(command)
+        self._pending = (arguments, self.connection.generation, process, command)
         atexit.register(_abandon, process)  # not left running after envctl when nothing asked for it
 
     def _collect(self) -> None:
@@ -175,13 +177,14 @@ class SSHHost:
         with self._collecting:  # held until the answers are taken: no thread reads half of them
             if self._pending is None:
                 return
-            arguments, generation, process = self._pending
+            arguments, generation, process, command = self._pending
             self._pending = None
             try:
                 out, _ = process.communicate(timeout=300)  # as long as connection.run waits
             except subprocess.TimeoutExpired:
                 _abandon(process)
                 return
+            command_log.answered(command, None, process.returncode, out, None)
             if process.returncode == 0:
                 self.take_probe_round(arguments, out.decode(errors="replace"), generation)
             # else: the probes are asked again by _probe, whose failure is explained (RemoteError)

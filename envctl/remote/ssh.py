@@ -30,6 +30,7 @@ from typing import Mapping, Sequence
 from envctl import interrupts
 from envctl.errors import EXIT_REMOTE_FAILED, EnvctlError
 from envctl.hosts.base import CommandResult
+from envctl.remote import command_log
 from envctl.remote.live_master import answers
 from envctl.remote.ssh_hops import POLICY, Hop, describe, envctl_known_hosts, hop_refusing_login, refusing_hop, resolve_route
 
@@ -130,14 +131,18 @@ class SSHConnection:
         interrupts.check()  # nothing new after Ctrl-C, on any thread (a push's retry, the next step)
         if not reads_only:
             self.generation += 1
-        return self.base("-t" if tty else "-T", self.destination, "--", shlex.join(argv))
+        local = self.base("-t" if tty else "-T", self.destination, "--", shlex.join(argv))
+        command_log.built(local, reads_only)
+        return local
 
     def bulk_command(self, argv: Sequence[str]) -> list[str]:
         """Like `command`, for a large transfer on an SSH connection of its own (its own TCP
         connection, window and ssh process; see remote/segments.py), uncompressed."""
         interrupts.check()
         self.generation += 1
-        return self.base("-T", "-o", "Compression=no", self.destination, "--", shlex.join(argv), master=False)
+        local = self.base("-T", "-o", "Compression=no", self.destination, "--", shlex.join(argv), master=False)
+        command_log.built(local, False)
+        return local
 
     # -- running --------------------------------------------------------------------------
     def connect(self, first: Sequence[str] = ("true",), reads_only: bool = False) -> str:
@@ -222,14 +227,16 @@ class SSHConnection:
 
     def _raw(self, argv: Sequence[str], timeout: float | None, input: bytes | None = None,
              reads_only: bool = False) -> CommandResult:
+        local = self.command(argv, reads_only=reads_only)
         try:
-            done = subprocess.run(self.command(argv, reads_only=reads_only), input=input if input is not None else b"", capture_output=True,
+            done = subprocess.run(local, input=input if input is not None else b"", capture_output=True,
                                   timeout=timeout, check=False)
         except FileNotFoundError:
             raise RemoteError("the OpenSSH client (ssh) is not installed here",
                               hint="install it: sudo apt-get install openssh-client") from None
         except subprocess.TimeoutExpired:
             return CommandResult(124, "", f"no answer from {self.destination} within {timeout:.0f}s")
+        command_log.answered(local, input, done.returncode, done.stdout, done.stderr)
         return CommandResult(done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"))
 
     def forward_socket(self, remote_socket: str) -> str:

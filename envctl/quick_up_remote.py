@@ -1,0 +1,107 @@
+"""The host's half of the quick `up NAME --host H` (envctl/quick_up.py answers it): whether the
+SSH host still answers what it answered the full `up` whose plan was a no-op.
+
+The record (envctl/quick_up_record.py) holds, under "remote": the host's SSH destination and ssh
+config as the full path resolved them, envctl's control directory, the local socket at which the
+host's engine was forwarded, and every command the full `up` ran there (each only reads the host:
+the probe round, an artifact's cache record and sizes), as its local ssh argv with the sha256 of
+what it printed and its exit code (envctl/remote/command_log.py).
+
+`same_host` asks again, all at once:
+
+- nothing new is connected to: only a live master connection that an earlier envctl left and
+  the engine's socket forwarded over it (envctl/remote/live_master.py, as `status --host`'s
+  quick path; the master was opened with every hop's host key checked), at the very paths the
+  full `up` used;
+- each recorded command, run again with its recorded argv through that master (a channel each,
+  concurrently): the same exit code and the same bytes on stdout (and stderr where the full path
+  read it), so every file, device node and cache record the plan read there is as it was;
+- the engine, in one pipelined round through the forward (engine_socket.Pipelined): the
+  container's inspection, the image ref's and the baked images' list, compared as the local
+  quick path compares them (quick_up.engine_agrees).
+
+At 50 ms that is about two round trips instead of the full path's two ssh commands and ten
+engine requests one after another, and none of typer, pydantic or docker-py is imported.
+
+What it relies on beyond the local quick path's reliances (quick_up's docstring): the ssh
+configuration is not read here; while the master lives, the full path's commands go through it
+too (its control path is named after the destination and the config file's name), so both reach
+the host it verified. A master that ended (ControlPersist) or a forward that went away sends the
+command to the full path, which opens them again.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import Mapping
+
+# Seconds the engine's forward may stay silent (quick_status_remote.SILENCE) and each host command
+# may take: a host that hangs costs the quick path about this much, then the full path takes over
+# and says what is wrong.
+SILENCE = 2.0
+
+
+def same_host(record: dict, environ: Mapping[str, str]) -> bool:
+    """Whether the host of `record["remote"]` still answers as recorded (see the module's
+    docstring). False for anything else, never raising for a record or a host not as expected."""
+    from envctl.engine_socket import EngineUnanswered, Pipelined
+    from envctl.quick_up import engine_agrees, engine_targets
+    from envctl.remote.live_master import control_directory, forwarded_engine
+
+    remote = record["remote"]
+    directory = control_directory(environ)
+    if directory is None or directory != remote["control_dir"]:
+        return False
+    if forwarded_engine(remote["destination"], remote["config"], directory) != remote["forward"]:
+        return False
+    trace = _tracer(environ)
+    asked: list[tuple[subprocess.Popen, dict]] = []
+    try:
+        for command in remote["commands"]:
+            argv = command["argv"]
+            if not (isinstance(argv, list) and argv and all(isinstance(word, str) for word in argv)):
+                return False
+            trace("session", remote["destination"], argv[-4:])
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE if command["stderr"] is not None else subprocess.DEVNULL)
+            asked.append((process, command))
+        try:
+            with Pipelined(remote["forward"], lambda target: trace("api", remote["destination"], [f"GET {target}"]),
+                           silence=SILENCE) as engine:
+                answers = engine.get(engine_targets(record))
+        except EngineUnanswered:
+            return False
+        return engine_agrees(record, answers) and all(_same_answer(process, command) for process, command in asked)
+    except OSError:
+        return False  # no ssh to start: the full path says so
+    finally:
+        for process, _command in asked:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def _same_answer(process: subprocess.Popen, command: dict) -> bool:
+    from envctl.remote.command_log import digest
+
+    try:
+        out, err = process.communicate(timeout=SILENCE)
+    except subprocess.TimeoutExpired:
+        return False
+    return (process.returncode == command["returncode"] and digest(out) == command["stdout"]
+            and (command["stderr"] is None or digest(err) == command["stderr"]))
+
+
+def _tracer(environ: Mapping[str, str]):
+    """With ENVCTL_SSH_TRACE=FILE, the lines envctl/remote/ssh.py trace appends for each ssh
+    command ("session") and engine request ("api"): bench/bench_remote.py counts them."""
+    path = environ.get("ENVCTL_SSH_TRACE")
+
+    def trace(kind: str, destination: str, what: list[str]) -> None:
+        if path:
+            line = f"{kind} {destination} @{time.time():.3f} {' '.join(what)[:200]}".replace("\n", " ") + "\n"
+            with open(path, "a", encoding="utf-8") as out:
+                out.write(line)
+
+    return trace
