@@ -1,7 +1,8 @@
-"""`envctl up NAME` of an environment already up, answered by verifying a recorded no-op.
+"""`envctl up NAME [--host H]` of an environment already up, answered by verifying a recorded no-op.
 
 A full `up NAME` (no options, this machine, a `cpu` manifest whose image is named by ref or
-tarball, neither built nor pulled) whose plan found nothing to do (every artifact cached, the
+tarball, neither built nor pulled), or `up NAME --host H` naming one SSH host (no other option;
+the host's half: envctl/quick_up_remote.py), whose plan found nothing to do (every artifact cached, the
 image present, the container unchanged and running, every setup step skipped) writes a record
 (envctl/quick_up_record.py) under `<cache>/state/quick-up/<key>.json`. The next `up NAME` with
 the same key reads it before typer is imported (envctl/cli.py main) and prints the lines that
@@ -47,7 +48,7 @@ envctl's setup steps, which run only when a plan says so (a marker deleted by ha
 container is not seen until a full `up`: ENVCTL_NO_QUICK=1); a device kind other than `cpu`
 (mlu, npu, cuda) is never recorded, because its plan reads the driver (files or the vendor tool),
 the device nodes and who holds each card (cnmon or npu-smi and every container's devices), which
-only the full path reads; a remote host (`--host`) and every option are the full path's.
+only the full path reads; every option but `--host` naming one host is the full path's.
 
 A record is invalidated by: another envctl version; another argument, working directory,
 terminal, user or environment variable; a byte of the manifest, a profile, the lock file, the
