@@ -255,10 +255,6 @@ def _facts(host, loaded, plan, report, environ: dict) -> dict | None:
     """What the record holds besides the files read and the output; None when this `up` is not
     one the quick path may answer."""
     manifest = loaded.manifest
-    remote = _remote(host)
-    # The host root (ENVCTL_HOST_ROOT, in the key) only moves device probes: not cpu's.
-    if host.name != "local" and remote is None:
-        return None
     if manifest.device.kind != "cpu" or manifest.image.build is not None or manifest.image.pull:
         return None
     if (plan.blockers or plan.needs or not plan.ready or plan.container_action.action != "unchanged"
@@ -267,17 +263,32 @@ def _facts(host, loaded, plan, report, environ: dict) -> dict | None:
         return None
     if report.container.action != "unchanged" or any(s.action == "ran" for s in report.setup):
         return None
-    from envctl.engine_socket import socket_path
+    from envctl.engine_socket import EngineUnanswered, Pipelined, socket_path
 
+    remote = _remote(host)
+    # The host root (ENVCTL_HOST_ROOT, in the key) only moves device probes: not cpu's.
+    if host.name != "local" and remote is None:
+        return None
     socket = socket_path(environ) if remote is None else None
     if socket is None and remote is None:
         return None
-    engine = host.engine()
-    attrs = engine.api.inspect_container(report.container.container_id)
+
+    # One round (a round trip through an SSH forward), the requests the quick path makes.
+    asked = {"container": {"id": report.container.container_id}, "image": {"ref": plan.container.image},
+             "name": manifest.name}
+    try:
+        with Pipelined(socket if remote is None else remote["forward"]) as engine:
+            (container_status, attrs), (image_status, image), (baked_status, baked) = \
+                engine.get(quick_up.engine_targets(asked))
+    except EngineUnanswered:
+        return None
+    if not (container_status == image_status == baked_status == 200 and isinstance(attrs, dict)
+            and isinstance(image, dict) and isinstance(baked, list) and all(isinstance(i, dict) for i in baked)):
+        return None
     container = quick_up.container_facts(attrs)
     if container["status"] != "running" or container["running"] is not True:
         return None
-    image_id = engine.api.inspect_image(plan.container.image).get("Id")
+    image_id = image.get("Id")
     # Asked after the apply: another `up` (another --var, variant or manifest) may have recreated
     # the container or re-tagged the image since this plan observed them. The record holds only
     # what this plan found unchanged, else the next quick answer replays "unchanged" for a
@@ -286,10 +297,8 @@ def _facts(host, loaded, plan, report, environ: dict) -> dict | None:
     if (container["id"] != world.container_id or container["config_hash"] != world.container_hash
             or image_id != world.image_id):
         return None
-    baked = engine.api.images(filters={"label": f"io.envctl.baked-for={manifest.name}"})
-    if remote is not None:
-        remote["forward"] = host.forwarded_socket  # asked by host.engine() above
-    return {"socket": socket, **({"remote": remote} if remote is not None else {}), "name": manifest.name, "manifest": str(loaded.file), "container": container,
+    return {"socket": socket, **({"remote": remote} if remote is not None else {}), "name": manifest.name,
+            "manifest": str(loaded.file), "container": container,
             "image": {"ref": plan.container.image, "id": image_id}, "baked": quick_up.baked_list(baked),
             "stats": {path: quick_up.stat_print(path) for path in _stat_paths(loaded, environ)},
             "candidates": _candidates(loaded, environ, remote is not None)}
@@ -309,9 +318,13 @@ def _remote(host) -> dict | None:
     config = ssh_config(connection.settings.config, os.environ)
     if directory is None or os.path.dirname(connection.control_path) != directory:
         return None
-    if config != connection.settings.config or forwarded_engine(connection.destination, config, directory) is None:
+    if config != connection.settings.config:
         return None
-    return {"destination": connection.destination, "config": config, "control_dir": directory}
+    host.engine()  # the engine's socket forwarded, when the plan did not ask the engine through it
+    forward = forwarded_engine(connection.destination, config, directory)
+    if forward is None or forward != host.forwarded_socket:
+        return None
+    return {"destination": connection.destination, "config": config, "control_dir": directory, "forward": forward}
 
 
 def _host_reads(secrets: list[str]) -> list[dict] | None:
