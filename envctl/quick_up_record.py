@@ -17,6 +17,7 @@ import io
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -128,6 +129,7 @@ class Recording:
         self.path = quick_up.record_dir(self.environ) / f"{self.key}.json"
         self.facts: dict | None = None
         self.hosts_noted = 0  # a record is kept for one host: `up NAME --host GROUP` may name several
+        self._noting = threading.Lock()
         self._secrets: list[str] = []  # the host's inventory variables: no command recorded may hold one
         # Stat fingerprints are taken after the apply: a path changed since this `up` began (its
         # ctime after this, less a margin for the filesystem's coarse clock) may not be what the
@@ -154,14 +156,20 @@ class Recording:
     def note(self, host, loaded, plan, report) -> None:
         """After `up` applied `plan` on `host`: keep what the record needs when the plan was a
         no-op that the quick path may answer (else nothing is recorded)."""
-        self.hosts_noted += 1
+        with self._noting:  # each host's work notes on a thread of its own (envctl/cli_remote.py on_hosts)
+            self.hosts_noted += 1
+            self.facts = None
+            if self.hosts_noted > 1:
+                return
         try:
-            self.facts = _facts(host, loaded, plan, report, self.environ) if self.hosts_noted == 1 else None
-            if self.facts is not None and _changed_since(self.facts["stats"], self.started_ns):
-                self.facts = None
+            facts = _facts(host, loaded, plan, report, self.environ)
+            if facts is not None and _changed_since(facts["stats"], self.started_ns):
+                facts = None
             self._secrets = [value for value in getattr(host, "env", {}).values() if isinstance(value, str) and value]
         except Exception:  # noqa: BLE001  (a record is an optimisation: never a reason for `up` to fail)
-            self.facts = None
+            facts = None
+        with self._noting:
+            self.facts = facts if self.hosts_noted == 1 else None  # another host noted meanwhile: none
 
     def finish(self, code: int) -> None:
         """The command ends with `code`: write the record when there is one to write."""
@@ -169,7 +177,7 @@ class Recording:
         opened, _opened = _opened or {}, None
         written, _written = _written or {}, None
         sys.stdout, sys.stderr = self._stdout._target, self._stderr._target
-        if code != 0 or self.facts is None:
+        if code != 0 or self.facts is None or self.hosts_noted > 1:
             return
         try:
             if "remote" in self.facts:
