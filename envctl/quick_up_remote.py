@@ -14,7 +14,8 @@ what it printed and its exit code (envctl/remote/command_log.py).
   quick path; the master was opened with every hop's host key checked), at the very paths the
   full `up` used;
 - each recorded command, run again with its recorded argv through that master (a channel each,
-  concurrently): the same exit code and the same bytes on stdout (and stderr where the full path
+  concurrently; a record holding a command of another master or destination is not this
+  host's: `_through`): the same exit code and the same bytes on stdout (and stderr where the full path
   read it), so every file, device node and cache record the plan read there is as it was;
 - the engine, in one pipelined round through the forward (engine_socket.Pipelined): the
   container's inspection, the image ref's and the baked images' list, compared as the local
@@ -32,6 +33,7 @@ command to the full path, which opens them again.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from typing import Mapping
@@ -47,7 +49,7 @@ def same_host(record: dict, environ: Mapping[str, str]) -> bool:
     docstring). False for anything else, never raising for a record or a host not as expected."""
     from envctl.engine_socket import EngineUnanswered, Pipelined
     from envctl.quick_up import engine_agrees, engine_targets
-    from envctl.remote.live_master import control_directory, forwarded_engine
+    from envctl.remote.live_master import control_directory, control_name, forwarded_engine
 
     remote = record["remote"]
     directory = control_directory(environ)
@@ -55,13 +57,15 @@ def same_host(record: dict, environ: Mapping[str, str]) -> bool:
         return False
     if forwarded_engine(remote["destination"], remote["config"], directory) != remote["forward"]:
         return False
+    master = os.path.join(directory, control_name(remote["destination"], remote["config"]))
+    commands = remote["commands"]
+    if not all(_through(command["argv"], master, remote["destination"]) for command in commands):
+        return False
     trace = _tracer(environ)
     asked: list[tuple[subprocess.Popen, dict]] = []
     try:
-        for command in remote["commands"]:
+        for command in commands:
             argv = command["argv"]
-            if not (isinstance(argv, list) and argv and all(isinstance(word, str) for word in argv)):
-                return False
             trace("session", remote["destination"], argv[-4:])
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE if command["stderr"] is not None else subprocess.DEVNULL)
@@ -80,6 +84,17 @@ def same_host(record: dict, environ: Mapping[str, str]) -> bool:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def _through(argv, master: str, destination: str) -> bool:
+    """Whether `argv` (a recorded command) runs on `destination` through the master at `master`,
+    the one found live: a command of another host (`up --host GROUP` whose hosts' plans were
+    recorded as one host's, see quick_up_record.Recording.note) would be replayed through that
+    host's master, or open a connection (ControlMaster=auto), while the engine asked is this
+    host's alone: that record answers for no host."""
+    if not (isinstance(argv, list) and argv and all(isinstance(word, str) for word in argv)):
+        return False
+    return f"ControlPath={master}" in argv and "--" in argv and argv[argv.index("--") - 1] == destination
 
 
 def _same_answer(process: subprocess.Popen, command: dict) -> bool:
