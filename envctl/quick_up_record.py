@@ -27,7 +27,9 @@ from envctl import quick_up
 # reads entry_points.txt), which the envctl version and the environment (PATH, the venv) key.
 _CODE_SUFFIXES = (".py", ".pyc", ".so", ".pth", ".zip")
 _HOST_STATE = ("/proc/", "/sys/", "/dev/")  # read now, different next time: a plan that reads them is not recorded
-_NOT_INPUT = frozenset({"/dev/null"})  # subprocess's DEVNULL (ssh's stdin on an SSH host): opened, never an input
+# Opened, never an input of the plan: subprocess's DEVNULL (ssh's stdin on an SSH host); the CPU's
+# flags, which order ssh's ciphers (envctl/remote/ssh.py _aes_instructions) and never what `up` says.
+_NOT_INPUT = frozenset({"/dev/null", "/proc/cpuinfo"})
 
 # While a Recording runs: path → its content_print when it was first opened for reading. Taken
 # then, not when the command ends: a file edited while `up` ran must not be recorded as the bytes

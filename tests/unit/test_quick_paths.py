@@ -120,6 +120,31 @@ def test_a_file_edited_while_up_runs_is_recorded_as_it_was_read(tmp_path, monkey
     assert record["files"][str(manifest)] == read != quick_up.content_print(str(manifest))
 
 
+def test_opening_ssh_while_up_is_recorded_still_leaves_a_record(tmp_path, monkeypatch):
+    """A host opened while the command is recorded (ENVCTL_NO_QUICK=1 opens it then, not early)
+    reads the CPU's flags for ssh's cipher order and starts ssh with /dev/null on stdin: neither
+    is host state the plan rests on, so the record is still written."""
+    from envctl import quick_up_record
+    from envctl.remote import ssh
+
+    monkeypatch.setenv("ENVCTL_CACHE", str(tmp_path / "cache"))
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text("name: demo\n")
+    ssh._aes_instructions.cache_clear()
+    recording = quick_up_record.Recording.start(["up", "demo", "--host", "lab1"])
+    assert recording is not None
+    try:
+        ssh._aes_instructions()
+        subprocess.run(["true"], stdin=subprocess.DEVNULL, check=True)
+        with open(manifest, encoding="utf-8") as file:
+            file.read()
+        recording.facts = {"manifest": str(manifest), "candidates": []}
+    finally:
+        recording.finish(0)
+    record = json.loads(recording.path.read_text(encoding="utf-8"))
+    assert str(manifest) in record["files"] and "/proc/cpuinfo" not in record["files"]
+
+
 def test_what_up_wrote_must_still_be_writable_for_a_quick_answer(tmp_path):
     """A record's written paths (quick_up_record._written_paths): a lock held by another
     process, a file gone or a directory gone is the full path's."""
