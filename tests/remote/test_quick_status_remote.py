@@ -15,15 +15,13 @@ import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
-from dataclasses import dataclass, field
 
 import docker
 import pytest
 import yaml
 
 from envctl.remote import live_master
+from quick_answers import Said, envctl
 from support import IMAGE
 from testimages import save_image
 
@@ -31,32 +29,6 @@ BODY = """\
 device: {{kind: cpu}}
 image: {{ref: {image}, tarball: {{source: {tarball}}}}}
 """
-
-
-@dataclass(frozen=True)
-class Said:
-    code: int
-    stdout: str
-    stderr: str  # without -X importtime's lines
-    quick: bool  # typer's app was not imported
-    modules: frozenset = field(compare=False)
-
-    @property
-    def output(self) -> tuple:
-        return self.code, self.stdout, self.stderr
-
-
-def envctl(world, *args, quick: bool = True, **extra) -> Said:
-    environ = world.environ(**extra)
-    if not quick:
-        environ["ENVCTL_NO_QUICK"] = "1"
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "envctl", *args], capture_output=True, text=True,
-                          errors="replace", env=environ, timeout=300)
-    lines = done.stderr.splitlines(keepends=True)
-    modules = {line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")}
-    assert modules, done.stderr[-2000:]
-    return Said(done.returncode, done.stdout, "".join(line for line in lines if not line.startswith("import time:")),
-                "envctl.cli_app" not in modules, frozenset(modules))
 
 
 def both(world, *args, **extra) -> tuple[Said, Said]:

@@ -6,13 +6,11 @@ container stopped, the artifact's cache entry on the host removed or changed, an
 probe round reads changed, the master connection or its forward gone, the manifest or the
 artifact's local source touched, several hosts named.
 
-Which path answered is read from `python -X importtime`'s report: the full path imports typer's
-app (envctl.cli_app), the quick path does not. Never timings. Each test first sees the quick path
-answer, so that each fails without it.
+Which path answered is read from `python -X importtime`'s report (quick_answers.py). Never
+timings. Each test first sees the quick path answer, so that each fails without it.
 
-A full `up` under ENVCTL_NO_QUICK=1 removes the record and writes none (it opens the host inside
-the recording, where the ssh cipher choice reads /proc/cpuinfo, host state: see the helper's
-report), so the record each test relies on is written by an `up` as typed."""
+The record each test relies on is written by an `up` as typed (the full path when no record
+answers)."""
 
 from __future__ import annotations
 
@@ -25,13 +23,13 @@ import socket
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass, field
 
 import docker
 import pytest
 import yaml
 
 from envctl.remote import live_master
+from quick_answers import Said, envctl
 from support import IMAGE
 from testimages import save_image
 
@@ -43,32 +41,6 @@ artifacts:
 # {mark}
 """
 CONFIG = b'{"hidden_size": 64}\n'
-
-
-@dataclass(frozen=True)
-class Said:
-    code: int
-    stdout: str
-    stderr: str  # without -X importtime's lines
-    quick: bool  # typer's app was not imported
-    modules: frozenset = field(compare=False)
-
-    @property
-    def output(self) -> tuple:
-        return self.code, self.stdout, self.stderr
-
-
-def envctl(world, *args, quick: bool = True, **extra) -> Said:
-    environ = world.environ(**extra)
-    if not quick:
-        environ["ENVCTL_NO_QUICK"] = "1"
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "envctl", *args], capture_output=True, text=True,
-                          errors="replace", env=environ, timeout=300)
-    lines = done.stderr.splitlines(keepends=True)
-    modules = {line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")}
-    assert modules, done.stderr[-2000:]
-    return Said(done.returncode, done.stdout, "".join(line for line in lines if not line.startswith("import time:")),
-                "envctl.cli_app" not in modules, frozenset(modules))
 
 
 def answered_quickly(world, *args) -> Said:
