@@ -137,6 +137,11 @@ class Recording:
         # ctime after this, less a margin for the filesystem's coarse clock) may not be what the
         # plan saw, and is no record's.
         self.started_ns = time.time_ns() - 50_000_000
+        # `up NAME --host H` read its inventory (and opened its host) before this recording began
+        # (envctl/remote/early_open.py): a file that is no input the hook saw, fingerprinted only
+        # when the command ends, must be as it was since then (same margin).
+        began = _early_opening_began_ns()
+        self.read_early_ns = None if began is None else began - 50_000_000
         self._stdout, self._stderr = _Tee(sys.stdout), _Tee(sys.stderr)
 
     @classmethod
@@ -187,8 +192,12 @@ class Recording:
                 if self.facts["remote"]["commands"] is None:
                     return
             own = _replaced | {path for path, kind in written.items() if kind == "file"}
+            candidates = self.facts.pop("candidates")
+            if self.read_early_ns is not None and _changed_since(
+                    [path for path in candidates if path not in opened and path not in own], self.read_early_ns):
+                return  # edited after the early opening read it, maybe: the plan may rest on the older bytes
             files = _read_files({path: fingerprint for path, fingerprint in opened.items() if path not in own},
-                                self.facts.pop("candidates") + sorted(own & set(opened)))
+                                candidates + sorted(own & set(opened)))
             if files is None:
                 return
             record = {"format": quick_up.FORMAT, **self.facts, "files": files,
@@ -217,7 +226,18 @@ def _read_files(opened: dict, candidates: list[str]) -> dict | None:
     return files
 
 
-def _changed_since(stats: dict, since_ns: int) -> bool:
+def _early_opening_began_ns() -> int | None:
+    """When the early opening of this command's hosts (envctl/remote/early_open.py, started
+    before typer and so before any Recording) began, on the wall clock in ns; None when there is
+    none (the command opens its hosts itself, inside the recording, which sees what it reads)."""
+    early = sys.modules.get("envctl.remote.early_open")
+    began = [opening.started for opening in getattr(early, "_started", ())]
+    if not began:
+        return None
+    return time.time_ns() - int((time.monotonic() - min(began)) * 1e9)
+
+
+def _changed_since(stats, since_ns: int) -> bool:
     """Whether any of the paths stat'ed changed (content, metadata, name) after `since_ns`; of
     a path absent now, its nearest directory that is there (a removal changes it)."""
     for path in stats:
