@@ -65,6 +65,10 @@ def _audit(event: str, args: tuple) -> None:
     if not isinstance(path, str):
         return  # an open file descriptor
     path = os.path.abspath(path)
+    if path in _NOT_INPUT:
+        # Nor an output: subprocess.DEVNULL opens /dev/null read-write, and as a file written its
+        # directory /dev would have to be writable for the quick path, as it is for root alone.
+        return
     if event == "os.mkdir":
         _written.setdefault(path, "dir")
         return

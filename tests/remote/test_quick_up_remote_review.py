@@ -139,3 +139,16 @@ def test_an_ssh_config_file_it_includes_broken_is_left_to_the_full_path(world, l
     answer = envctl(world, "up", path, "--host", "lab1", **env)
     assert answer.output == full.output and not answer.quick, answer
 
+
+
+def test_the_record_asks_no_user_to_write_dev(world, lab, tarball, config):
+    """ssh is started with /dev/null on stdin (subprocess.DEVNULL opens it read-write): no file the
+    command writes. Recorded as one, its directory /dev became a "parent" that the quick path
+    requires writable (quick_up._Writable: os.access W_OK), which /dev is for root alone: for any
+    other user `up NAME --host H` was never answered quickly."""
+    brought_up(world, tarball, config)
+    records = glob.glob(str(world.base / "cache/state/quick-up/*.json"))
+    assert len(records) == 1, records
+    with open(records[0]) as kept:
+        written = json.load(kept)["written"]
+    assert [path for path in written if path == "/dev" or path.startswith("/dev/")] == [], written
