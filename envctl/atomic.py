@@ -9,7 +9,7 @@ from pathlib import Path
 from envctl.fs_errors import naming
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     """Write `text` to a temporary file beside `path`, then rename it over `path`. The temporary
     name is unique per call: writers in several processes, or several threads of one (`up` on
     many hosts), never share one. Raises OSError naming `path` (not the temporary, and also for a
@@ -22,7 +22,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
-        os.chmod(temporary, 0o644)  # as an ordinary write would leave it (mkstemp makes it 0600)
+        os.chmod(temporary, mode)  # 0o644: as an ordinary write would leave it (mkstemp makes it 0600)
         os.replace(temporary, path)
     except BaseException as exc:
         Path(temporary).unlink(missing_ok=True)

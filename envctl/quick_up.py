@@ -167,8 +167,7 @@ def answer(args: list[str], environ: Mapping[str, str]) -> tuple[str, str] | Non
     if socket is None and not remote:
         return None
     try:
-        text = (record_dir(environ) / f"{record_key(args, environ)}.json").read_text(encoding="utf-8")
-        record = json.loads(text)
+        record = read_record(record_dir(environ) / f"{record_key(args, environ)}.json")
         if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("socket") != socket:
             return None
         if remote != isinstance(record.get("remote"), dict):
@@ -189,6 +188,19 @@ def answer(args: list[str], environ: Mapping[str, str]) -> tuple[str, str] | Non
         return (out, err) if isinstance(out, str) and isinstance(err, str) else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # no record, or not one this code wrote whole: the full path
+
+
+def read_record(path: Path):
+    """The record at `path` (parsed JSON), when it is a regular file of this user's that no one
+    else can write (envctl/quick_up_record.py writes it 0600); None otherwise. A remote record
+    holds the ssh commands the quick path runs (envctl/quick_up_remote.py), and a cache may be
+    shared by a lab's users (ENVCTL_CACHE on a group-writable disk): a record someone else wrote
+    or could have changed is never read. Raises OSError (no record) and ValueError (not JSON)."""
+    with open(path, "rb") as file:
+        found = os.fstat(file.fileno())  # of what is read, not of what the name points to later
+        if not stat.S_ISREG(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o022:
+            return None
+        return json.loads(file.read().decode("utf-8"))
 
 
 def _same_manifest(reference: str, environ: Mapping[str, str], record: dict) -> bool:

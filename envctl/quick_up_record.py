@@ -211,7 +211,9 @@ class Recording:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             from envctl.atomic import write_text_atomic
 
-            write_text_atomic(self.path, json.dumps(record, indent=1, sort_keys=True))
+            # This user's alone: the quick path reads no record another user could write (a
+            # remote one holds the ssh commands it runs; quick_up.read_record).
+            write_text_atomic(self.path, json.dumps(record, indent=1, sort_keys=True), mode=0o600)
         except Exception:  # noqa: BLE001  (as in note)
             self.path.unlink(missing_ok=True)
 

@@ -42,6 +42,7 @@ from typing import Mapping
 # may take: a host that hangs costs the quick path about this much, then the full path takes over
 # and says what is wrong.
 SILENCE = 2.0
+NO_NEW_CONNECTION = "ProxyCommand=exec false"
 
 
 def same_host(record: dict, environ: Mapping[str, str]) -> bool:
@@ -59,7 +60,7 @@ def same_host(record: dict, environ: Mapping[str, str]) -> bool:
         return False
     master = os.path.join(directory, control_name(remote["destination"], remote["config"]))
     commands = remote["commands"]
-    if not all(_through(command["argv"], master, remote["destination"]) for command in commands):
+    if not all(_through(command["argv"], master, remote["destination"], remote["config"]) for command in commands):
         return False
     trace = _tracer(environ)
     asked: list[tuple[subprocess.Popen, dict]] = []
@@ -67,7 +68,11 @@ def same_host(record: dict, environ: Mapping[str, str]) -> bool:
         for command in commands:
             argv = command["argv"]
             trace("session", remote["destination"], argv[-4:])
-            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            # Through the live master only: should it end meanwhile (ControlPersist), ssh would
+            # connect by itself, with the route of the record; a ProxyCommand that fails, given
+            # first (ssh keeps the first value, and it beats a ProxyJump), makes that impossible.
+            process = subprocess.Popen([argv[0], "-o", NO_NEW_CONNECTION, *argv[1:]], stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE if command["stderr"] is not None else subprocess.DEVNULL)
             asked.append((process, command))
         try:
@@ -86,15 +91,29 @@ def same_host(record: dict, environ: Mapping[str, str]) -> bool:
                 process.wait()
 
 
-def _through(argv, master: str, destination: str) -> bool:
-    """Whether `argv` (a recorded command) runs on `destination` through the master at `master`,
-    the one found live: a command of another host (`up --host GROUP` whose hosts' plans were
-    recorded as one host's, see quick_up_record.Recording.note) would be replayed through that
-    host's master, or open a connection (ControlMaster=auto), while the engine asked is this
-    host's alone: that record answers for no host."""
-    if not (isinstance(argv, list) and argv and all(isinstance(word, str) for word in argv)):
+def _through(argv, master: str, destination: str, config: str | None) -> bool:
+    """Whether `argv` (a recorded command) is one SSHConnection.command builds (envctl/remote/
+    ssh.py) to run on `destination` through the master at `master`, the one found live: `ssh`,
+    then only `-F CONFIG` (the recorded config) and `-o OPTION` pairs, the first ControlPath
+    that master's, then -T or -t, the destination, `--` and the command line. A command of
+    another host (a record of `up --host GROUP` holding several hosts' commands) or any other
+    shape (no -E log file, no other config) answers for no host."""
+    if not (isinstance(argv, list) and len(argv) >= 5 and all(isinstance(word, str) for word in argv)):
         return False
-    return f"ControlPath={master}" in argv and "--" in argv and argv[argv.index("--") - 1] == destination
+    if argv[0] != "ssh" or argv[-4] not in ("-T", "-t") or argv[-3] != destination or argv[-2] != "--":
+        return False
+    options = argv[1:-4]
+    if len(options) % 2:
+        return False
+    control_paths = []
+    for flag, value in zip(options[::2], options[1::2]):
+        if flag == "-F" and value == config:
+            continue
+        if flag != "-o":
+            return False
+        if value.lower().startswith("controlpath="):
+            control_paths.append(value)
+    return control_paths[:1] == [f"ControlPath={master}"]
 
 
 def _same_answer(process: subprocess.Popen, command: dict) -> bool:

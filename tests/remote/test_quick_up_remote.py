@@ -286,3 +286,38 @@ def test_a_record_holding_another_hosts_commands_answers_for_no_host(world, lab,
     answer = left_to_the_full_path(world, "up", path, "--host", "pair")
     assert answer.code == 0 and f"lab2  container  {world.container}: started\n" in answer.stderr, answer
     assert world.containers("lab2") == [f"{world.container} running"]
+
+
+def test_a_replayed_command_goes_through_the_live_master_or_nowhere(world, lab, tarball, config):
+    """The quick path replays a recorded command with ProxyCommand=exec false given first
+    (quick_up_remote.NO_NEW_CONNECTION): through the live master it answers as recorded; with the
+    master gone (its ControlPersist ran out between the check and the replay) ssh, which keeps the
+    first value of an option, cannot connect by itself with the record's route: exit 255, no
+    master opened. Without the option, the same argv opens a connection and a master."""
+    from envctl.quick_up_remote import NO_NEW_CONNECTION
+
+    path, _said = brought_up(world, tarball, config)
+    [record] = [json.load(open(found)) for found in glob.glob(str(world.base / "cache/state/quick-up/*.json"))]
+    argv = record["remote"]["commands"][0]["argv"]
+    guarded = [argv[0], "-o", NO_NEW_CONNECTION, *argv[1:]]
+    through = subprocess.run(guarded, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    assert through.returncode == record["remote"]["commands"][0]["returncode"]
+    assert hashlib.sha256(through.stdout).hexdigest() == record["remote"]["commands"][0]["stdout"]
+    master = _master(world)
+    ended = subprocess.run(["ssh", "-S", master, "-O", "exit", "lab1"], capture_output=True, text=True, timeout=30)
+    assert ended.returncode == 0, ended.stderr
+    cut_off = subprocess.run(guarded, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    assert cut_off.returncode == 255 and not live_master.answers(master), cut_off
+    opened = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    assert opened.returncode == 0 and live_master.answers(master), opened  # the guard is what stopped it
+
+
+def test_a_record_others_could_write_is_not_read(world, lab, tarball, config):
+    """The record holds the ssh commands the quick path runs: written 0600, and one that a group
+    or others may write (a lab's shared ENVCTL_CACHE) is never read (quick_up.read_record)."""
+    path, said = brought_up(world, tarball, config)
+    [record] = glob.glob(str(world.base / "cache/state/quick-up/*.json"))
+    assert stat.S_IMODE(os.stat(record).st_mode) == 0o600
+    os.chmod(record, 0o664)
+    assert left_to_the_full_path(world, "up", path, "--host", "lab1").output == said.output
+    quick_again(world, "up", path, "--host", "lab1", expected=said)

@@ -1,7 +1,9 @@
-"""Adversarial review of the quick path of `up NAME --host H` (envctl/quick_up.py,
-envctl/quick_up_remote.py, envctl/quick_up_record.py): worlds in which the quick answer could
-differ from what the full path (ENVCTL_NO_QUICK=1) prints or does. Which path answered is read
-as tests/remote/test_quick_up_remote.py reads it (typer's app imported or not). Never timings."""
+"""The quick path of `up NAME --host H` (envctl/quick_up.py, envctl/quick_up_remote.py,
+envctl/quick_up_record.py) at its edges: an inventory edited while the recorded `up` waited, a slow
+host, Ctrl-C, an ssh config whose Include is broken, a user who cannot write /dev. In each the
+quick answer could differ from what the full path (ENVCTL_NO_QUICK=1) prints or does. Which path
+answered is read as tests/remote/quick_answers.py reads it (typer's app imported or not). Never
+timings."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import time
 
 import yaml
 
-from test_quick_up_remote import brought_up, envctl, left_to_the_full_path, config, tarball  # noqa: F401
+from test_quick_up_remote import brought_up, config, envctl, tarball  # noqa: F401  (config, tarball: fixtures)
 
 
 def _lock_file(world) -> str:
