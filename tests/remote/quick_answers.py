@@ -5,9 +5,13 @@ imports typer's app (envctl.cli_app) while a quick path does not. Never timings.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+
+from envctl.remote import live_master
 
 
 @dataclass(frozen=True)
@@ -36,3 +40,15 @@ def envctl(world, *args, quick: bool = True, **extra) -> Said:
     assert modules, done.stderr[-2000:]
     return Said(done.returncode, done.stdout, "".join(line for line in lines if not line.startswith("import time:")),
                 "envctl.cli_app" not in modules, frozenset(modules))
+
+
+def master_socket(world, destination: str = "lab1") -> str:
+    """The control socket of envctl's master connection to `destination` in the test's world."""
+    return os.path.join(str(world.control_dir), live_master.control_name(destination, str(world.lab.ssh_config)))
+
+
+def forwarded_socket(world, destination: str = "lab1") -> str:
+    """The local end of the host's engine socket forwarded over the master."""
+    with open(master_socket(world, destination) + ".facts") as facts:
+        engine = json.load(facts)["docker_host"][len("unix://"):]
+    return os.path.join(str(world.control_dir), live_master.forward_name(destination, str(world.lab.ssh_config), engine))

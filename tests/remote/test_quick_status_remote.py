@@ -20,8 +20,7 @@ import docker
 import pytest
 import yaml
 
-from envctl.remote import live_master
-from quick_answers import Said, envctl
+from quick_answers import Said, envctl, forwarded_socket as _forward, master_socket as _master
 from support import IMAGE
 from testimages import save_image
 
@@ -78,17 +77,6 @@ def up(world, lab, tarball, name: str | None = None) -> str:
     done = world.run("up", str(manifest), "--host", "lab1", env=world.environ(ENVCTL_NO_QUICK="1"))
     assert done.returncode == 0, done.stderr
     return f"envctl-{name or world.name}"
-
-
-def _master(world, destination: str = "lab1") -> str:
-    return os.path.join(str(world.control_dir), live_master.control_name(destination, str(world.lab.ssh_config)))
-
-
-def _forward(world, destination: str = "lab1") -> str:
-    """The local end of the host's engine socket forwarded over the master."""
-    with open(_master(world, destination) + ".facts") as facts:
-        engine = json.load(facts)["docker_host"][len("unix://"):]
-    return os.path.join(str(world.control_dir), live_master.forward_name(destination, str(world.lab.ssh_config), engine))
 
 
 def test_no_environment_one_and_several_as_the_full_path_prints_them(world, lab, tarball):

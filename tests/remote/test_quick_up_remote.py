@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from envctl.remote import live_master
-from quick_answers import Said, envctl
+from quick_answers import Said, envctl, forwarded_socket as _forward, master_socket as _master
 from support import IMAGE
 from testimages import save_image
 
@@ -102,17 +102,6 @@ def placed_entry(world) -> str:
     found = glob.glob(str(world.remote("lab1", f"{world.data_dir()}/cache/artifacts")) + "/*/*/config.json")
     assert len(found) == 1, found
     return found[0]
-
-
-def _master(world, destination: str = "lab1") -> str:
-    return os.path.join(str(world.control_dir), live_master.control_name(destination, str(world.lab.ssh_config)))
-
-
-def _forward(world, destination: str = "lab1") -> str:
-    """The local end of the host's engine socket forwarded over the master."""
-    with open(_master(world, destination) + ".facts") as facts:
-        engine = json.load(facts)["docker_host"][len("unix://"):]
-    return os.path.join(str(world.control_dir), live_master.forward_name(destination, str(world.lab.ssh_config), engine))
 
 
 def test_a_no_op_up_is_answered_as_the_full_path_answered_it(world, lab, tarball, config):
@@ -225,6 +214,15 @@ def test_an_edited_manifest_or_local_source_is_left_to_the_full_path(world, lab,
     assert answer.code == 0 and answer.output == envctl(world, "up", path, "--host", "lab1", quick=False).output
 
 
+def started_by_the_full_path_on_lab2(world, lab, path: str) -> None:
+    """The container stopped on lab2: `up --host pair` takes the full path and starts it."""
+    stopped = lab.docker("lab2", "stop", "-t", "0", world.container)
+    assert stopped.returncode == 0, stopped.stderr
+    answer = left_to_the_full_path(world, "up", path, "--host", "pair")
+    assert answer.code == 0 and f"lab2  container  {world.container}: started\n" in answer.stderr, answer
+    assert world.containers("lab2") == [f"{world.container} running"]
+
+
 def test_several_hosts_are_never_answered_from_a_record(world, lab, tarball, config):
     """A group, a comma list or a range names two hosts: the record is of one host's no-op
     (its engine is what the quick path asks), so none is answered quickly, and a container
@@ -241,11 +239,7 @@ def test_several_hosts_are_never_answered_from_a_record(world, lab, tarball, con
         for _ in range(3):
             answer = left_to_the_full_path(world, "up", path, "--host", hosts)
             assert answer.code == 0 and "2 of 2 hosts succeeded" in answer.stderr, answer
-    stopped = lab.docker("lab2", "stop", "-t", "0", world.container)
-    assert stopped.returncode == 0, stopped.stderr
-    answer = left_to_the_full_path(world, "up", path, "--host", "pair")
-    assert answer.code == 0 and f"lab2  container  {world.container}: started\n" in answer.stderr, answer
-    assert world.containers("lab2") == [f"{world.container} running"]
+    started_by_the_full_path_on_lab2(world, lab, path)
 
 
 def test_a_record_holding_another_hosts_commands_answers_for_no_host(world, lab, tarball, config):
@@ -281,11 +275,7 @@ def test_a_record_holding_another_hosts_commands_answers_for_no_host(world, lab,
                          capture_output=True, text=True, env=world.environ(), check=True).stdout.strip()
     with open(os.path.join(os.path.dirname(records[0]), f"{key}.json"), "w") as out:
         json.dump(record, out)
-    stopped = lab.docker("lab2", "stop", "-t", "0", world.container)
-    assert stopped.returncode == 0, stopped.stderr
-    answer = left_to_the_full_path(world, "up", path, "--host", "pair")
-    assert answer.code == 0 and f"lab2  container  {world.container}: started\n" in answer.stderr, answer
-    assert world.containers("lab2") == [f"{world.container} running"]
+    started_by_the_full_path_on_lab2(world, lab, path)
 
 
 def test_a_replayed_command_goes_through_the_live_master_or_nowhere(world, lab, tarball, config):
