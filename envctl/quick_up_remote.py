@@ -14,9 +14,12 @@ what it printed and its exit code (envctl/remote/command_log.py).
   quick path; the master was opened with every hop's host key checked), at the very paths the
   full `up` used;
 - each recorded command, run again with its recorded argv through that master (a channel each,
-  concurrently; a record holding a command of another master or destination is not this
-  host's: `_through`): the same exit code and the same bytes on stdout (and stderr where the full path
-  read it), so every file, device node and cache record the plan read there is as it was;
+  concurrently): the same exit code and the same bytes on stdout (and stderr where the full
+  path read it), so every file, device node and cache record the plan read there is as it was.
+  Only commands of the shape envctl builds, through that master, are run (`_through`: a record
+  of several hosts' commands, or one altered, answers for no host), each with a ProxyCommand
+  that fails given first (NO_NEW_CONNECTION): should the master end meanwhile, ssh cannot
+  connect by itself;
 - the engine, in one pipelined round through the forward (engine_socket.Pipelined): the
   container's inspection, the image ref's and the baked images' list, compared as the local
   quick path compares them (quick_up.engine_agrees).
@@ -25,10 +28,11 @@ At 50 ms that is about two round trips instead of the full path's two ssh comman
 engine requests one after another, and none of typer, pydantic or docker-py is imported.
 
 What it relies on beyond the local quick path's reliances (quick_up's docstring): the ssh
-configuration is not read here; while the master lives, the full path's commands go through it
-too (its control path is named after the destination and the config file's name), so both reach
-the host it verified. A master that ended (ControlPersist) or a forward that went away sends the
-command to the full path, which opens them again.
+configuration is not read here (the record holds the bytes of the config file and of
+/etc/ssh/ssh_config, not of the files they Include); while the master lives, the full path's
+commands go through it too (its control path is named after the destination and the config
+file's name), so both reach the host it verified. A master that ended (ControlPersist) or a
+forward that went away sends the command to the full path, which opens them again.
 """
 
 from __future__ import annotations
