@@ -229,6 +229,13 @@ def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Pat
         # Read early only of the container the plan found, which the check above found again.
         early = reads.markers is not None and container.container_id == plan.world.container_id
         now = tuple(sorted(reads.markers() if early else read_markers(client, container.container_id)))
+        if now != plan.world.markers and early:
+            # The early read ran beside this up's own steps: a mount's source that up made again
+            # meanwhile (the workspace, beside the image step) can answer the archive request as
+            # missing and the stat of the root after it as present, which read_setup_state takes
+            # for no state directory (observe_engine). Asked again now that every step before it
+            # is done, before saying that another up ran setup.
+            now = tuple(sorted(read_markers(client, container.container_id)))
         if now != plan.world.markers:
             raise WorldChanged(f"the setup markers in {plan.container.name} changed since the plan was made "
                                "(another up ran setup meanwhile)", hint="run `envctl plan` again to see what up would do now")

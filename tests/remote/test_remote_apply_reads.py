@@ -271,3 +271,42 @@ def test_a_listing_is_not_taken_early_while_another_up_holds_the_environments_lo
     assert raised.value.message.startswith(f"container {world.container} changed since the plan was made"), raised.value
     assert raised.value.message.endswith("it is absent")
     _no_read_left()
+
+
+def test_markers_read_early_while_up_makes_the_workspace_again_are_asked_again(world, already_up, monkeypatch):
+    """The workspace removed from the host: `up` makes it again beside the image step while its
+    early read of the markers runs. Sent while the mount's source is missing, the archive request
+    answers 404; the stat of the root, sent once it is made, answers: read_setup_state takes that
+    for a container with no state directory, and apply said that another `up` ran setup (exit 5,
+    about one run in three through the plain `up`). Made certain here: the workspace is made
+    between those two requests, and apply's own mkdir waits for it. The markers are asked again
+    in place: the step is skipped and `up` succeeds."""
+    import os
+    import shutil
+
+    from envctl import observe_engine
+
+    host, loaded, plan = already_up
+    workspace = world.remote(HOST, f"{world.data_dir()}/workspaces/{world.container}")
+    assert workspace.is_dir()
+    shutil.rmtree(workspace)
+    the_plan = plan()
+    made = threading.Event()
+    original_root_answers, original_mkdirs = observe_engine._root_answers, host.mkdirs
+
+    def made_between(client, container_id):
+        os.makedirs(workspace, exist_ok=True)
+        made.set()
+        return original_root_answers(client, container_id)
+
+    def mkdirs_once_made(path):
+        made.wait(timeout=30)
+        return original_mkdirs(path)
+
+    monkeypatch.setattr(observe_engine, "_root_answers", made_between)
+    monkeypatch.setattr(host, "mkdirs", mkdirs_once_made)
+    said, raised = _up(host, loaded, the_plan)
+    assert made.is_set()  # the early read met the missing mount, then the made one
+    assert raised is None, raised
+    assert said[-1] == "setup      0 step(s) ran, 1 unchanged", said
+    _no_read_left()
