@@ -247,9 +247,8 @@ def _tracer(name: str, environ: Mapping[str, str]):
         return None
 
     def trace(target: str) -> None:
-        import time
+        from envctl.remote.trace_file import append
 
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(f"api {name} @{time.time():.3f} {f'GET {target}'[:200]}".replace("\n", " ") + "\n")
+        append(path, "api", name, ["GET", target])
 
     return trace

@@ -345,16 +345,14 @@ def _remote(host) -> dict | None:
     None for this machine. Only a host reached through a master connection in envctl's control
     directory whose engine is forwarded to a unix socket there."""
     from envctl.hosts.ssh import SSHHost
-    from envctl.remote.live_master import control_directory, forwarded_engine, ssh_config
+    from envctl.remote.live_master import control_directory, forwarded_engine
 
     if not isinstance(host, SSHHost):
         return None
     connection = host.connection
     directory = control_directory(os.environ)
-    config = ssh_config(connection.settings.config, os.environ)
+    config = connection.settings.config  # --ssh-config, else ENVCTL_SSH_CONFIG (SSHSettings.from_environ)
     if directory is None or os.path.dirname(connection.control_path) != directory:
-        return None
-    if config != connection.settings.config:
         return None
     host.engine()  # the engine's socket forwarded, when the plan did not ask the engine through it
     forward = forwarded_engine(connection.destination, config, directory)

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from typing import Mapping
 
 # Seconds the engine's forward may stay silent (quick_status_remote.SILENCE) and each host command
@@ -134,12 +133,12 @@ def _same_answer(process: subprocess.Popen, command: dict) -> bool:
 def _tracer(environ: Mapping[str, str]):
     """With ENVCTL_SSH_TRACE=FILE, the lines envctl/remote/ssh.py trace appends for each ssh
     command ("session") and engine request ("api"): bench/bench_remote.py counts them."""
+    from envctl.remote.trace_file import append
+
     path = environ.get("ENVCTL_SSH_TRACE")
 
     def trace(kind: str, destination: str, what: list[str]) -> None:
         if path:
-            line = f"{kind} {destination} @{time.time():.3f} {' '.join(what)[:200]}".replace("\n", " ") + "\n"
-            with open(path, "a", encoding="utf-8") as out:
-                out.write(line)
+            append(path, kind, destination, what)
 
     return trace

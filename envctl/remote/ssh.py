@@ -380,13 +380,10 @@ def trace(kind: str, destination: str, what: Sequence[str]) -> None:
     "api", envctl/hosts/ssh.py). A debugging and benchmark aid: bench/bench_remote.py counts a
     command's round trips with it."""
     path = os.environ.get("ENVCTL_SSH_TRACE")
-    if not path:
-        return
-    import time
+    if path:
+        from envctl.remote.trace_file import append
 
-    line = f"{kind} {destination} @{time.time():.3f} {' '.join(what)[:200]}".replace("\n", " ") + "\n"
-    with open(path, "a", encoding="utf-8") as out:  # O_APPEND: lines of parallel hosts stay whole
-        out.write(line)
+        append(path, kind, destination, what)
 
 
 def gcm_first(ciphers: str | None) -> str | None:
