@@ -12,6 +12,7 @@ it is: a push or download resumes from there, as after a dropped connection."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 
@@ -33,3 +34,26 @@ def check() -> None:
     """Raise KeyboardInterrupt when Ctrl-C was pressed: called before starting anything new."""
     if _interrupted.is_set():
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def deferred():
+    """Ctrl-C (SIGINT) held back for the block, then handled as it would have been (the previous
+    handler called; KeyboardInterrupt with Python's own). For starting child processes that a
+    `finally` must be able to end: raised inside subprocess.Popen, after its fork and before it
+    returns, KeyboardInterrupt would leave a child running that no caller knows of. On a thread
+    other than the main one (where no handler can be set) nothing is deferred."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: arrived.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if arrived:
+            if callable(previous):
+                previous(signal.SIGINT, arrived[0])
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt

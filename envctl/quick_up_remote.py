@@ -52,6 +52,7 @@ def same_host(record: dict, environ: Mapping[str, str]) -> bool:
     """Whether the host of `record["remote"]` still answers as recorded (see the module's
     docstring). False for anything else, never raising for a record or a host not as expected."""
     from envctl.engine_socket import EngineUnanswered, Pipelined
+    from envctl.interrupts import deferred
     from envctl.quick_up import engine_agrees, engine_targets
     from envctl.remote.live_master import control_directory, control_name, forwarded_engine
 
@@ -68,16 +69,17 @@ def same_host(record: dict, environ: Mapping[str, str]) -> bool:
     trace = _tracer(environ)
     asked: list[tuple[subprocess.Popen, dict]] = []
     try:
-        for command in commands:
-            argv = command["argv"]
-            trace("session", remote["destination"], argv[-4:])
-            # Through the live master only: should it end meanwhile (ControlPersist), ssh would
-            # connect by itself, with the route of the record; a ProxyCommand that fails, given
-            # first (ssh keeps the first value, and it beats a ProxyJump), makes that impossible.
-            process = subprocess.Popen([argv[0], "-o", NO_NEW_CONNECTION, *argv[1:]], stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE if command["stderr"] is not None else subprocess.DEVNULL)
-            asked.append((process, command))
+        with deferred():
+            for command in commands:
+                argv = command["argv"]
+                trace("session", remote["destination"], argv[-4:])
+                # Through the live master only: should it end meanwhile (ControlPersist), ssh would
+                # connect by itself, with the route of the record; a ProxyCommand that fails, given
+                # first (ssh keeps the first value, and it beats a ProxyJump), makes that impossible.
+                stderr = subprocess.PIPE if command["stderr"] is not None else subprocess.DEVNULL
+                process = subprocess.Popen([argv[0], "-o", NO_NEW_CONNECTION, *argv[1:]], stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.PIPE, stderr=stderr)
+                asked.append((process, command))
         try:
             with Pipelined(remote["forward"], lambda target: trace("api", remote["destination"], [f"GET {target}"]),
                            silence=SILENCE) as engine:
