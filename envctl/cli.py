@@ -209,7 +209,7 @@ def _open_hosts_early(args: list[str]) -> None:
 def _quick(args: list[str]) -> bool:
     """The plain forms of the hot commands, answered without typer when they can be decided
     quickly (`up NAME [--host H]` of an environment a recorded plan found already up:
-    envctl/quick_up.py;
+    envctl/quick_up.py; `exec ENTRY --host H` from a record of its resolution: envctl/quick_exec.py;
     `status`: envctl/quick_status.py; `status --host NAME` through a live master's forwarded
     engine socket: envctl/quick_status_remote.py). False: the full path answers, as if this were not here.
     ENVCTL_NO_QUICK=1 always takes the full path."""
@@ -225,6 +225,13 @@ def _quick(args: list[str]) -> bool:
 
         out = remote_answer(args[1:], os.environ)
         return out is not None and _answered(out)
+    if args[:1] == ["exec"]:
+        from envctl.quick_exec import answer as exec_answer
+
+        code = exec_answer(args, os.environ)
+        if code is None:
+            return False
+        sys.exit(code)
     if args[:1] == ["up"]:
         from envctl.quick_up import answer as up_answer
 

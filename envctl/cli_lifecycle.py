@@ -284,6 +284,7 @@ def exec_command(
                                        with_rank_table=rank_table))
     if master_addr or master_port or rank_table:
         raise EnvctlError("--master-addr, --master-port and --rank-table go with --nodes", exit_code=EXIT_USAGE)
+    recording = _exec_recording(entrypoint)
     remote = remote_options(hosts, ssh_config, inventory, accept_host_key)
     host = single_target(remote)
     on_ssh = getattr(host, "connection", None) is not None and not detach  # an SSH host: its own docker CLI
@@ -314,10 +315,10 @@ def exec_command(
     if entry.problem:
         raise EnvctlError(entry.problem, exit_code=EXIT_HOST_NOT_READY,
                           hint=f"bring the environment up with more cards (envctl up {chosen.reference} --cards ...)")
-    argv, variables = execute.apply_overrides(entry, list(sets or []), list(args or []))
+    argv, own = execute.apply_overrides(entry, list(sets or []), list(args or []))
     # The passed variables (container.pass_env), valued here: the entrypoint's own env wins.
-    passed = _passed(chosen, env_files, host)
-    variables = {**passed.values, **variables}
+    passed, loaded = _passed(chosen, env_files, host)
+    variables = {**passed.values, **own}
     if detach:
         from envctl.cli_serve import exec_detached
 
@@ -330,7 +331,11 @@ def exec_command(
     # On an SSH host the run's own command writes the log as the output passes, unless values
     # are masked in it: then the masked output goes from here, over a session of its own.
     writer = host.log_writer(str(log_file)) if log_file is not None and (not on_ssh or invocation.masked) else None
+    if recording is not None and on_ssh:
+        recording.note_run(host, listing, chosen, invocation, own, passed, loaded)
     code = execute.run_on_host(invocation, session, writer) if on_ssh else None
+    if recording is not None:
+        recording.finish(code)
     if code is None:
         if writer is None and log_file is not None:
             writer = host.log_writer(str(log_file))
@@ -342,16 +347,29 @@ def exec_command(
 
 def _passed(chosen, env_files, host=None):
     """The run-time-only variables of the environment's manifest (envctl/runtime_env.py
-    RuntimeEnv), with its warnings (a name not set) said on stderr."""
+    RuntimeEnv), with its warnings (a name not set) said on stderr; and the manifest loaded
+    (None without one)."""
     if not chosen.manifest_file:
-        return runtime_env.RuntimeEnv()
+        return runtime_env.RuntimeEnv(), None
     from envctl.manifest.loader import load
 
     loaded = load(chosen.manifest_file, variant=chosen.variant, vars=chosen.vars)
     runtime = runtime_env.for_manifest(loaded, tuple(map(str, env_files or ())), host=host)  # host: its pip mirror
     for line in runtime.warnings:
         say(f"warning: {line}")
-    return runtime
+    return runtime, loaded
+
+
+def _exec_recording(entrypoint: str):
+    """The record of this run's resolution for the quick path (envctl/quick_exec.py), watched
+    for in the one form it answers: `exec ENTRY --host H`."""
+    from envctl.quick_exec import answered_form
+
+    if sys.argv[2:3] != [entrypoint] or not answered_form(sys.argv[1:]):
+        return None
+    from envctl.quick_exec_record import start
+
+    return start(sys.argv[1:])
 
 
 @app.command()

@@ -177,6 +177,9 @@ class HostSession:
         self.errors = tempfile.TemporaryFile()
         # reads_only: nothing runs before the arguments, which come after every read of the plan.
         command = host.connection.command(["sh", "-c", ON_HOST], reads_only=True)
+        from envctl.remote import command_log
+
+        command_log.session(command)  # the run's, not a read of the plan
         # A session of its own: Ctrl-C reaches envctl only, which forwards it into the container.
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors,
                                         start_new_session=True)
@@ -205,23 +208,43 @@ def run_on_host(invocation: Invocation, session: HostSession, log_writer=None) -
 
     Values never reach a command line: they cross the SSH channel on the command's stdin and
     reach the docker CLI there in its environment (`-e NAME`), as `run` hands them here."""
-    if invocation.tty or not all(_SHELL_NAME.fullmatch(key) for key in invocation.env) \
-            or "DOCKER_HOST" in invocation.env \
-            or not SCRIPT_NAMES.isdisjoint(invocation.env):  # the CLI's own, the script's own
+    if not runs_on_host(invocation):
         session.abandon()
         return None
+    host = session.host
+    try:
+        return run_in_session(invocation, session.process, session.errors, host.docker_socket,
+                              lambda argv: host.connection.run(argv, timeout=60), log_writer)
+    finally:
+        session.abandon()
+
+
+def runs_on_host(invocation: Invocation) -> bool:
+    """Whether run_on_host can take `invocation` (see there): no terminal, every variable's name
+    a shell name that neither the docker CLI (DOCKER_HOST) nor the host script (SCRIPT_NAMES)
+    uses."""
+    return (not invocation.tty and all(_SHELL_NAME.fullmatch(key) for key in invocation.env)
+            and "DOCKER_HOST" not in invocation.env and SCRIPT_NAMES.isdisjoint(invocation.env))
+
+
+def run_in_session(invocation: Invocation, child: subprocess.Popen, errors, docker_socket: str, run_there,
+                   log_writer=None) -> int | None:
+    """run_on_host's run, in `child`: an ssh process started with ON_HOST as its command (stdin,
+    stdout piped; stderr to the file `errors`), nothing sent to it yet. `docker_socket`: the
+    engine's socket on the host; `run_there(argv)`: runs a command on the host (Ctrl-C and
+    SIGTERM reach the run through one). Returns as run_on_host does; `child` is waited for
+    unless None is returned early, and the caller ends it in any case."""
     if invocation.masked and invocation.log_file is not None and log_writer is None:
         raise ValueError("run_on_host: a run whose output is masked needs its log_writer")
-    host, child = session.host, session.process
     pid_file, record = runs.new_record(invocation.name, str(invocation.log_file) if invocation.log_file else None)
     there = str(invocation.log_file) if invocation.log_file is not None and log_writer is None else ""
-    arguments = [host.docker_socket, there, *_exec_arguments(invocation, pid_file, record)]
+    arguments = [docker_socket, there, *_exec_arguments(invocation, pid_file, record)]
     header = "".join(f"={_escaped(argument)}\n" for argument in arguments) + ".\n"
     header += "".join(f"{key} {_escaped(value)}\n" for key, value in invocation.env.items()) + "\n"
 
     def forward(signum: int) -> None:
-        host.connection.run(["env", f"DOCKER_HOST=unix://{host.docker_socket}", "docker", "exec", invocation.container,
-                             "sh", "-c", _signal_script(signum, pid_file)], timeout=60)
+        run_there(["env", f"DOCKER_HOST=unix://{docker_socket}", "docker", "exec", invocation.container,
+                   "sh", "-c", _signal_script(signum, pid_file)])
 
     try:
         child.stdin.write(header.encode())
@@ -229,11 +252,10 @@ def run_on_host(invocation: Invocation, session: HostSession, log_writer=None) -
     except BrokenPipeError:
         pass  # ssh ended already (no docker CLI there, a lost connection): its status and message say why
     code, printed = _stream(child, invocation, forward, log_writer, after=BEGINS)  # never a file here: the log is the host's
-    session.errors.seek(0)
-    said = session.errors.read()
+    errors.seek(0)
+    said = errors.read()
     _junk, begun, after = said.partition(BEGINS)
     said = after if begun else said  # before it: the login shell's; none: ssh's own words alone
-    session.abandon()
     if code == 127 and not printed and (NO_DOCKER.encode() in said or UNSETTABLE.encode() in said):
         return None  # nothing ran; the log is the caller's still
     if log_writer is not None:

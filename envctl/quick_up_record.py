@@ -340,10 +340,11 @@ def _facts(host, loaded, plan, report, environ: dict) -> dict | None:
             "candidates": _candidates(loaded, environ, remote is not None)}
 
 
-def _remote(host) -> dict | None:
+def _remote(host, forward: str | None = None) -> dict | None:
     """Where an SSH host was reached (the record's "remote", see envctl/quick_up_remote.py);
     None for this machine. Only a host reached through a master connection in envctl's control
-    directory whose engine is forwarded to a unix socket there."""
+    directory whose engine is forwarded to a unix socket there. `forward`: where the caller
+    forwarded the engine's socket (else the host's engine is asked for it)."""
     from envctl.hosts.ssh import SSHHost
     from envctl.remote.live_master import control_directory, forwarded_engine
 
@@ -354,11 +355,13 @@ def _remote(host) -> dict | None:
     config = connection.settings.config  # --ssh-config, else ENVCTL_SSH_CONFIG (SSHSettings.from_environ)
     if directory is None or os.path.dirname(connection.control_path) != directory:
         return None
-    host.engine()  # the engine's socket forwarded, when the plan did not ask the engine through it
-    forward = forwarded_engine(connection.destination, config, directory)
-    if forward is None or forward != host.forwarded_socket:
+    if forward is None:
+        host.engine()  # the engine's socket forwarded, when the plan did not ask the engine through it
+        forward = host.forwarded_socket
+    found = forwarded_engine(connection.destination, config, directory)
+    if found is None or found != forward:
         return None
-    return {"destination": connection.destination, "config": config, "control_dir": directory, "forward": forward}
+    return {"destination": connection.destination, "config": config, "control_dir": directory, "forward": found}
 
 
 def _host_reads(secrets: list[str]) -> list[dict] | None:

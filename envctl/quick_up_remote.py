@@ -16,7 +16,7 @@ what it printed and its exit code (envctl/remote/command_log.py).
 - each recorded command, run again with its recorded argv through that master (a channel each,
   concurrently): the same exit code and the same bytes on stdout (and stderr where the full
   path read it), so every file, device node and cache record the plan read there is as it was.
-  Only commands of the shape envctl builds, through that master, are run (`_through`: a record
+  Only commands of the shape envctl builds, through that master, are run (`through`: a record
   of several hosts' commands, or one altered, answers for no host), each with a ProxyCommand
   that fails given first (NO_NEW_CONNECTION): should the master end meanwhile, ssh cannot
   connect by itself;
@@ -54,55 +54,84 @@ def same_host(record: dict, environ: Mapping[str, str]) -> bool:
     from envctl.engine_socket import EngineUnanswered, Pipelined
     from envctl.interrupts import deferred
     from envctl.quick_up import engine_agrees, engine_targets
-    from envctl.remote.live_master import control_directory, control_name, forwarded_engine
 
     remote = record["remote"]
-    directory = control_directory(environ)
-    if directory is None or directory != remote["control_dir"]:
-        return False
-    if forwarded_engine(remote["destination"], remote["config"], directory) != remote["forward"]:
-        return False
-    master = os.path.join(directory, control_name(remote["destination"], remote["config"]))
+    master = live_master(remote, environ)
     commands = remote["commands"]
-    if not all(_through(command["argv"], master, remote["destination"], remote["config"]) for command in commands):
+    if master is None or not all(through(command["argv"], master, remote) for command in commands):
         return False
-    trace = _tracer(environ)
+    trace = tracer(environ)
     asked: list[tuple[subprocess.Popen, dict]] = []
     try:
         with deferred():
-            for command in commands:
-                argv = command["argv"]
-                trace("session", remote["destination"], argv[-4:])
-                # Through the live master only: should it end meanwhile (ControlPersist), ssh would
-                # connect by itself, with the route of the record; a ProxyCommand that fails, given
-                # first (ssh keeps the first value, and it beats a ProxyJump), makes that impossible.
-                stderr = subprocess.PIPE if command["stderr"] is not None else subprocess.DEVNULL
-                process = subprocess.Popen([argv[0], "-o", NO_NEW_CONNECTION, *argv[1:]], stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.PIPE, stderr=stderr)
-                asked.append((process, command))
+            replay(commands, remote["destination"], trace, asked)
         try:
             with Pipelined(remote["forward"], lambda target: trace("api", remote["destination"], [f"GET {target}"]),
                            silence=SILENCE) as engine:
                 answers = engine.get(engine_targets(record))
         except EngineUnanswered:
             return False
-        return engine_agrees(record, answers) and all(_same_answer(process, command) for process, command in asked)
+        return engine_agrees(record, answers) and replays_agree(asked)
     except OSError:
         return False  # no ssh to start: the full path says so
     finally:
-        for process, _command in asked:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        end([process for process, _command in asked])
 
 
-def _through(argv, master: str, destination: str, config: str | None) -> bool:
+def live_master(remote: dict, environ: Mapping[str, str]) -> str | None:
+    """The control path of the master connection to `remote["destination"]` (with
+    `remote["config"]`) when it is live in the recorded control directory and forwards the
+    engine's socket at the recorded path; else None (nothing is connected to)."""
+    from envctl.remote.live_master import control_directory, control_name, forwarded_engine
+
+    directory = control_directory(environ)
+    if directory is None or directory != remote["control_dir"]:
+        return None
+    if forwarded_engine(remote["destination"], remote["config"], directory) != remote["forward"]:
+        return None
+    return os.path.join(directory, control_name(remote["destination"], remote["config"]))
+
+
+def replay(commands: list[dict], destination: str, trace, asked: list) -> None:
+    """Each recorded command started again, with its recorded argv (checked by `through`), all
+    at once: (process, command) appended to `asked` as each starts. Call inside
+    interrupts.deferred, and `end` them."""
+    for command in commands:
+        argv = command["argv"]
+        trace("session", destination, argv[-4:])
+        stderr = subprocess.PIPE if command["stderr"] is not None else subprocess.DEVNULL
+        asked.append((subprocess.Popen(without_new_connection(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=stderr), command))
+
+
+def without_new_connection(argv: list[str]) -> list[str]:
+    """A recorded argv that goes through the live master only: should the master end meanwhile
+    (ControlPersist), ssh would connect by itself, with the route of the record; a ProxyCommand
+    that fails, given first (ssh keeps the first value, and it beats a ProxyJump), makes that
+    impossible."""
+    return [argv[0], "-o", NO_NEW_CONNECTION, *argv[1:]]
+
+
+def replays_agree(asked: list[tuple[subprocess.Popen, dict]]) -> bool:
+    """Whether every replayed command answered as recorded (waiting at most SILENCE for each)."""
+    return all(_same_answer(process, command) for process, command in asked)
+
+
+def end(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def through(argv, master: str, remote: dict) -> bool:
     """Whether `argv` (a recorded command) is one SSHConnection.command builds (envctl/remote/
     ssh.py) to run on `destination` through the master at `master`, the one found live: `ssh`,
     then only `-F CONFIG` (the recorded config) and `-o OPTION` pairs, the first ControlPath
     that master's, then -T or -t, the destination, `--` and the command line. A command of
     another host (a record of `up --host GROUP` holding several hosts' commands) or any other
     shape (no -E log file, no other config) answers for no host."""
+    destination, config = remote["destination"], remote["config"]
     if not (isinstance(argv, list) and len(argv) >= 5 and all(isinstance(word, str) for word in argv)):
         return False
     if argv[0] != "ssh" or argv[-4] not in ("-T", "-t") or argv[-3] != destination or argv[-2] != "--":
@@ -132,7 +161,7 @@ def _same_answer(process: subprocess.Popen, command: dict) -> bool:
             and (command["stderr"] is None or digest(err) == command["stderr"]))
 
 
-def _tracer(environ: Mapping[str, str]):
+def tracer(environ: Mapping[str, str]):
     """With ENVCTL_SSH_TRACE=FILE, the lines envctl/remote/ssh.py trace appends for each ssh
     command ("session") and engine request ("api"): bench/bench_remote.py counts them."""
     from envctl.remote.trace_file import append

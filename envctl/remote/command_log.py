@@ -33,6 +33,7 @@ _built: list[tuple[tuple[str, ...], bool]] = []  # (argv, reads_only) of every c
 _answered: list[Answer] = []
 _with_input: list[tuple[str, ...]] = []  # argvs given bytes on stdin: never replayed (they may be secrets)
 _unread_unless_answered: set[tuple[str, ...]] = set()  # see `read_only_if_answered`
+_sessions: list[tuple[str, ...]] = []  # see `session`
 
 
 def built(argv: Sequence[str], reads_only: bool) -> None:
@@ -46,6 +47,19 @@ def read_only_if_answered(argv: Sequence[str]) -> None:
     `answered`: never answered, it was never read and counts for nothing."""
     with _lock:
         _unread_unless_answered.add(tuple(argv))
+
+
+def session(argv: Sequence[str]) -> None:
+    """`argv` (built) is the command in which `exec` runs its entrypoint (envctl/execute.py
+    HostSession): not one of the reads, which the record of `exec ENTRY --host H` replays
+    (envctl/quick_exec_record.py keeps it apart, as `sessions` gives it)."""
+    with _lock:
+        _sessions.append(tuple(argv))
+
+
+def sessions() -> list[tuple[str, ...]]:
+    with _lock:
+        return list(_sessions)
 
 
 def answered(argv: Sequence[str], given: bytes | None, returncode: int, stdout: bytes, stderr: bytes | None) -> None:
@@ -68,6 +82,8 @@ def reads() -> list[Answer] | None:
     with _lock:
         built_now, answered_now, with_input = list(_built), list(_answered), set(_with_input)
         unread = set(_unread_unless_answered)
+        running = set(_sessions)
+    built_now = [(argv, reads_only) for argv, reads_only in built_now if argv not in running]
     if any(not reads_only for _argv, reads_only in built_now) or with_input:
         return None
     seen: dict[tuple[str, ...], Answer] = {}
@@ -86,3 +102,4 @@ def forget() -> None:
         _answered.clear()
         _with_input.clear()
         _unread_unless_answered.clear()
+        _sessions.clear()

@@ -1,7 +1,7 @@
 """The checks of envctl/quick_up_remote.py and envctl/quick_up.py that keep a record of a remote
 no-op from running anything but what envctl itself would run: only a record this user alone can
 write is read (read_record), and only commands of the shape SSHConnection.command builds, through
-the recorded host's live master, are replayed (_through)."""
+the recorded host's live master, are replayed (through)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import os
 import pytest
 
 from envctl.quick_up import read_record
-from envctl.quick_up_remote import _through
+from envctl.quick_up_remote import through
 
 MASTER = "/tmp/envctl-ssh-0/df8800ded10f42a50b6f"
 CONFIG = "/home/u/.ssh/envctl_config"
@@ -20,10 +20,10 @@ BUILT = ["ssh", "-F", CONFIG, "-o", "BatchMode=yes", "-o", "StrictHostKeyCheckin
 
 
 def test_a_command_as_envctl_builds_it_is_replayed():
-    assert _through(BUILT, MASTER, "lab1", CONFIG)
-    assert _through(["ssh", *BUILT[3:]], MASTER, "lab1", None)  # no -F: OpenSSH's own config
+    assert through(BUILT, MASTER, {"destination": "lab1", "config": CONFIG})
+    assert through(["ssh", *BUILT[3:]], MASTER, {"destination": "lab1", "config": None})  # no -F: OpenSSH's own config
     tty = BUILT[:-4] + ["-t"] + BUILT[-3:]
-    assert _through(tty, MASTER, "lab1", CONFIG)
+    assert through(tty, MASTER, {"destination": "lab1", "config": CONFIG})
 
 
 @pytest.mark.parametrize("argv", [
@@ -44,7 +44,7 @@ def test_a_command_as_envctl_builds_it_is_replayed():
     [],
 ])
 def test_any_other_command_is_not(argv):
-    assert not _through(argv, MASTER, "lab1", CONFIG)
+    assert not through(argv, MASTER, {"destination": "lab1", "config": CONFIG})
 
 
 def test_only_a_record_this_user_alone_can_write_is_read(tmp_path):

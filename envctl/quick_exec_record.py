@@ -1,0 +1,106 @@
+"""Writing the record of `exec ENTRY --host H` that envctl/quick_exec.py starts the next such
+run from (see its docstring for what the record holds and what invalidates it).
+
+The full `exec ENTRY --host H` (exactly that form) starts an ExecRecording before it opens the
+host: from then on every file the command opens for reading is fingerprinted as it is first
+opened, what it prints on stderr is kept, and the ssh commands it runs are logged
+(envctl/quick_up_record.py's Recording, the same audit hook and command log as `up`'s record).
+Just before the entrypoint starts, `note` takes what the run was resolved from and to; once
+the run went through the host's own docker CLI (execute.run_on_host), `finish` writes the record.
+Writing it is an optimisation: any failure leaves no record and changes nothing of the run.
+
+Never stored: a value passed at run time (container.pass_env, the env files: read again by the
+quick path from the environment and the files, as the full path reads them), a run whose output
+is masked (a passed credential), and any record in which a value of a variable that looks like a
+credential (interpolate.looks_secret) or of the host's inventory variables appears.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from urllib.parse import urlsplit
+
+from envctl import quick_up, quick_up_record
+from envctl.quick_exec import FORMAT, listing_facts
+
+
+class ExecRecording(quick_up_record.Recording):
+    """One `exec ENTRY --host H` being watched for a record."""
+
+    record: dict | None = None
+
+    def note_run(self, host, listing, chosen, invocation, entry_env, passed, loaded) -> None:
+        """Before the run starts: what the record holds, when this run is one the quick path may
+        start (else nothing). `listing`: (container summaries, manifests with baked images) as
+        the command read them; `chosen`: the environment; `invocation`: the run resolved;
+        `entry_env`: the entrypoint's own variables (its env with --set), which win over
+        `passed`, its run-time environment (envctl.runtime_env.RuntimeEnv); `loaded`: the
+        environment's manifest."""
+        try:
+            self.record = _record(self, host, listing, chosen, invocation, entry_env, passed, loaded)
+        except Exception:  # noqa: BLE001  (a record is an optimisation: never a reason for exec to fail)
+            self.record = None
+
+    def finish(self, code: int | None) -> None:
+        """The run ended (`code`: its exit code; None: it did not go through the host's docker
+        CLI, so no record): write the record when there is one."""
+        quick_up_record._opened, quick_up_record._written = None, None
+        sys.stdout, sys.stderr = self._stdout._target, self._stderr._target
+        if code is None or self.record is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            from envctl.atomic import write_text_atomic
+
+            # This user's alone, as up's record (quick_up.read_record reads no other).
+            write_text_atomic(self.path, json.dumps(self.record, indent=1, sort_keys=True), mode=0o600)
+        except Exception:  # noqa: BLE001  (as in note_run)
+            self.path.unlink(missing_ok=True)
+
+
+def start(args: list[str]) -> ExecRecording | None:
+    return ExecRecording.start(args)
+
+
+def _record(recording: ExecRecording, host, listing, chosen, invocation, entry_env, passed, loaded) -> dict | None:
+    from envctl.execute import runs_on_host
+    from envctl.manifest.interpolate import looks_secret
+    from envctl.remote import command_log
+
+    if invocation.tty or invocation.masked or not runs_on_host(invocation) or listing is None:
+        return None
+    secrets = [value for name, value in os.environ.items() if value and looks_secret(name)]
+    secrets += [value for value in getattr(host, "env", {}).values() if isinstance(value, str) and value]
+    remote = quick_up_record._remote(host, forward=host.connection.forward_socket(host.docker_socket))
+    sessions = command_log.sessions()
+    reads = quick_up_record._host_reads(secrets)
+    if remote is None or len(sessions) != 1 or reads is None:
+        return None
+    names = [p.name for p in passed.passed if p.name not in passed.mirrors]
+    own = getattr(loaded.manifest.container, "env_file", None)
+    env_file = os.path.abspath(loaded.file.parent / own) if own else None
+    mirror = {name: passed.values[name] for name in passed.mirrors if name in passed.values}
+    if any(urlsplit(url).username is not None or urlsplit(url).query for url in mirror.values()):
+        return None  # a private mirror's credentials or a signed URL: never stored
+    run = {"container": invocation.container, "argv": list(invocation.argv), "env": dict(entry_env),
+           "workdir": invocation.workdir, "workspace": chosen.workspace, "entrypoint": invocation.name,
+           "host": host.name}
+    if {**passed.values, **entry_env} != invocation.env:
+        return None  # not the run the quick path would make from these
+    stored = [*run["argv"], *run["env"].values(), *(v for v in (run["workdir"], run["workspace"]) if v),
+              *mirror.values()]
+    if any(secret in text for secret in secrets for text in stored):
+        return None
+    opened = dict(quick_up_record._opened or {})
+    candidates = quick_up_record._candidates(loaded, recording.environ, remote=True)
+    files = quick_up_record._read_files(opened, candidates)
+    if files is None:
+        return None
+    return {"format": FORMAT, "remote": {**remote, "commands": reads, "session": list(sessions[0]),
+                                         "docker_socket": host.docker_socket},
+            "listing": listing_facts(*listing), "files": files,
+            "stats": {env_file: quick_up.stat_print(env_file)} if env_file else {},
+            "run": run, "passed": {"names": names, "env_file": env_file, "mirror": mirror},
+            "stderr": "".join(recording._stderr.kept)}
