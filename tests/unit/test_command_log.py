@@ -165,3 +165,18 @@ def test_the_forms_answered(args):
 ])
 def test_other_forms_are_the_full_paths(args):
     assert not answered_form(args)
+
+
+SESSION = ("ssh", "-o", "ControlPath=/tmp/ec/m", "-T", "lab1", "--", "sh -c 'read arguments; docker exec ...'")
+
+
+def test_the_runs_session_is_kept_apart_from_the_reads():
+    """exec's HostSession: built, its output streamed and never answered here; not a read."""
+    ran(PROBE)
+    command_log.built(SESSION, True)
+    assert command_log.reads() is None  # built and never answered: unusable, until said to be the run's
+    command_log.session(SESSION)
+    assert command_log.reads() == [command_log.Answer(PROBE, 0, sha(b"out"), sha(b""))]
+    assert command_log.sessions() == [SESSION]
+    command_log.forget()
+    assert command_log.sessions() == []
