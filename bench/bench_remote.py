@@ -15,8 +15,9 @@ namespace, its own Docker engine; tests/sshlab.py):
    one host and on eight at once, and that ratio.
 3. Per command, on one host with the delay: `up` fresh, `up` of the environment already up
    (the first after it: the full path, which records the no-op), `up` again (answered from that
-   record through the live master: envctl/quick_up_remote.py), `status --host` and `exec --host`
-   of a trivial entrypoint, each with its seconds and the round
+   record through the live master: envctl/quick_up_remote.py), `status --host`, `exec --host`
+   of a trivial entrypoint (the first: the full path, which records its resolution) and `exec`
+   again (started from that record: envctl/quick_exec.py), each with its seconds and the round
    trips it made: ssh commands envctl started (ENVCTL_SSH_TRACE, envctl/remote/ssh.py; a new
    connection with its handshake counted apart) and requests the host's engine served (its own
    debug log, so the docker CLI's requests of `exec` count too; a `docker load` run on the host
@@ -219,8 +220,10 @@ def per_command(lab: Lab, base: Path, env: dict, manifest: Path, runs: int, dela
     engine_log = _engine_debug(lab, "lab1")
     up = ENVCTL + ["up", str(manifest), "--host", "lab1"]
     commands = {"up fresh": up, "up already up": up, "up again": up, "status --host": ENVCTL + ["status", "--host", "lab1"],
-                "exec --host": ENVCTL + ["exec", "hello", "--host", "lab1"]}
-    aims = {"up fresh": 2.5, "up already up": 1.0, "up again": 1.0, "status --host": 0.5, "exec --host": 0.5}
+                "exec --host": ENVCTL + ["exec", "hello", "--host", "lab1"],
+                "exec again": ENVCTL + ["exec", "hello", "--host", "lab1"]}
+    aims = {"up fresh": 2.5, "up already up": 1.0, "up again": 1.0, "status --host": 0.5, "exec --host": 0.5,
+            "exec again": 0.5}
     lab.set_delay("lab1", delay_ms)
     seconds: dict[str, list[float]] = collections.defaultdict(list)
     trips: dict[str, list[collections.Counter]] = collections.defaultdict(list)

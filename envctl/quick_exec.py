@@ -69,6 +69,15 @@ def answered_form(args: list[str]) -> bool:
             and word(args[3]) and "," not in args[3])
 
 
+def stdin_is_a_terminal() -> bool:
+    """The one terminal the record's key (quick_up.record_key: stdout and stderr) leaves out and
+    exec reads (an interactive entrypoint runs with a terminal when stdin and stdout are one)."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 def listing_targets() -> list[tuple[str, dict]]:
     """The engine requests of the full path's listing (envctl/cli_lifecycle.py _listing): every
     environment's container, the images baked for a manifest."""
@@ -104,6 +113,8 @@ def answer(args: list[str], environ: Mapping[str, str]) -> int | None:
         record = quick_up.read_record(quick_up.record_dir(environ) / f"{quick_up.record_key(args, environ)}.json")
         if not isinstance(record, dict) or record.get("format") != FORMAT or not quick_up._same_files(record):
             return None
+        if record["stdin_tty"] is not stdin_is_a_terminal():
+            return None  # an interactive entrypoint gets a terminal when stdin and stdout are both one
         started = _Started(record, environ)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # no record, or not one this code wrote whole: the full path

@@ -23,7 +23,7 @@ import sys
 from urllib.parse import urlsplit
 
 from envctl import quick_up, quick_up_record
-from envctl.quick_exec import FORMAT, listing_facts
+from envctl.quick_exec import FORMAT, listing_facts, stdin_is_a_terminal
 
 
 class ExecRecording(quick_up_record.Recording):
@@ -103,4 +103,5 @@ def _record(recording: ExecRecording, host, listing, chosen, invocation, entry_e
             "listing": listing_facts(*listing), "files": files,
             "stats": {env_file: quick_up.stat_print(env_file)} if env_file else {},
             "run": run, "passed": {"names": names, "env_file": env_file, "mirror": mirror},
+            "stdin_tty": stdin_is_a_terminal(),
             "stderr": "".join(recording._stderr.kept)}

@@ -1,13 +1,14 @@
 """What this process asked SSH hosts and what they answered, for the record of a no-op
-`up NAME --host H` (envctl/quick_up_record.py), which the next such `up` replays through the live
-master to check that the host still answers the same (envctl/quick_up_remote.py).
+`up NAME --host H` (envctl/quick_up_record.py) and of the resolution of `exec ENTRY --host H`
+(envctl/quick_exec_record.py), which the next such command replays through the live master to
+check that the host still answers the same (envctl/quick_up_remote.py).
 
 Every remote command's local argv passes through SSHConnection.command or bulk_command
 (envctl/remote/ssh.py), which calls `built`; the two places that wait for a command's end and
 read its whole output (SSHConnection._raw, SSHHost._collect for the probe round started early)
 call `answered`. A command built and never answered here (a transfer, an entrypoint's run: their
 output is read as it streams) or one that may change the host makes the log unusable for a
-record (`reads`).
+record (`reads`), but for the one exec runs its entrypoint in, which it names (`session`).
 
 Kept for the whole process (a few entries per command; outputs as sha256 only), from its first
 command on: `up --host` opens its hosts on threads before the command starts

@@ -184,3 +184,20 @@ def test_ctrl_c_reaches_the_run_started_by_the_quick_path(world, lab, tarball):
     assert "envctl.cli_app" not in err, err[-3000:]  # started by the quick path
     assert running.returncode == 130 and out == "waiting\n", (running.returncode, out, err[-2000:])
     assert "sleep 60" not in lab.docker("lab1", "top", world.container).stdout
+
+
+def test_stdin_becoming_a_terminal_goes_to_the_full_path(world, lab, tarball):
+    """The record's key holds whether stdout and stderr are terminals; exec also reads stdin's
+    (an interactive entrypoint gets a terminal when stdin and stdout are one)."""
+    import pty
+
+    brought_up(world, tarball)
+    started_quickly(world, "fail", "--host", "lab1")
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "envctl", "exec", "fail", "--host", "lab1"],
+                              stdin=follower, capture_output=True, text=True, env=world.environ(), timeout=300)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert "envctl.cli_app" in done.stderr and done.returncode == 3 and done.stdout == "failing\n", done
