@@ -5,7 +5,8 @@ tarball, neither built nor pulled), or `up NAME --host H` naming one SSH host (n
 the host's half: envctl/quick_up_remote.py), whose plan found nothing to do (every artifact
 cached, the image present, the container unchanged and running, every setup step skipped) writes
 a record (0600, and one a group or others could write is never read: `read_record`;
-envctl/quick_up_record.py) under `<cache>/state/quick-up/<key>.json`. The next `up NAME` with
+envctl/quick_up_record.py) under `<cache>/state/quick-up/<key>.json` (where the records of
+`exec ENTRY --host H` lie too, keyed by their own arguments: envctl/quick_exec.py). The next `up NAME` with
 the same key reads it before typer is imported (envctl/cli.py main) and prints the lines that
 `up` printed, when everything the plan rested on still holds; otherwise it returns None and the
 full `up` plans and acts as it always does. It never gives another answer than the full path:
