@@ -228,7 +228,8 @@ def _quick(args: list[str]) -> bool:
     if args[:1] == ["exec"]:
         from envctl.quick_exec import answer as exec_answer
 
-        code = exec_answer(args, os.environ)
+        # A run started is this command's answer: what escapes it exits as the full path's would.
+        code = _with_command_exits(lambda: exec_answer(args, os.environ))
         if code is None:
             return False
         sys.exit(code)
@@ -292,24 +293,34 @@ def _main() -> None:
     # answers above, version, help, completion and the quick paths, work on this thread alone).
     interrupts.install()
     _open_hosts_early(sys.argv[1:])
-    # Typer handles usage errors and --help itself (exit 2 / 0); everything else that escapes a
-    # command is either a user-fixable EnvctlError or a bug.
-    import typer
+    # Typer handles usage errors and --help itself (exit 2 / 0).
+    from envctl.cli_app import app
 
-    from envctl.cli_app import app, print_error
-    from envctl.errors import EXIT_INTERNAL, EnvctlError
+    _with_command_exits(app)
 
+
+def _with_command_exits(command):
+    """command()'s value, with the exits every command has for what escapes it: an EnvctlError
+    (user-fixable) printed with its exit code, Ctrl-C 130, a directory or file envctl writes
+    that failed named, anything else an internal error (70; ENVCTL_DEBUG=1 shows the
+    traceback). typer and the error printing are imported only when one escapes."""
     try:
-        app()
-    except EnvctlError as exc:
-        print_error(exc)
-        sys.exit(exc.exit_code)
+        return command()
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # a bug in envctl, not a user mistake ...
+    except Exception as exc:  # noqa: BLE001  (each kind is told apart below)
+        from envctl.cli_app import print_error
+        from envctl.errors import EXIT_INTERNAL, EnvctlError
+
+        if isinstance(exc, EnvctlError):
+            print_error(exc)
+            sys.exit(exc.exit_code)
+        # A bug in envctl, not a user mistake ...
         if os.environ.get("ENVCTL_DEBUG") == "1":
             raise
         import traceback
+
+        import typer
 
         from envctl.fs_errors import explain_os_error, is_path_error
 

@@ -132,6 +132,7 @@ class _Started:
     def run(self) -> int | None:
         """The run's exit code; None, having run nothing, when a check disagrees. Raises only what
         the run itself raises once started (as the full path's run would: envctl/cli.py)."""
+        from envctl.errors import EnvctlError
         from envctl.interrupts import deferred
         from envctl.quick_up_remote import end, live_master, replay, through, tracer
 
@@ -155,8 +156,9 @@ class _Started:
                 loading = threading.Thread(target=importlib.import_module, args=("envctl.execute",), daemon=True)
                 loading.start()
                 invocation = self._checked(asked, trace, loading)
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                invocation = None  # no ssh to start, an answer not as recorded: the full path
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, EnvctlError):
+                # No ssh to start, an answer or an env file not as recorded: the full path.
+                invocation = None
             if invocation is None:
                 return None
             # From here on the run is this command's answer, whatever happens to it.
