@@ -123,7 +123,7 @@ def test_the_entrypoints_exit_code_and_a_missing_variables_warning_come_through(
 
 def test_what_the_record_rests_on_changed_goes_to_the_full_path(world, lab, tarball):
     path = brought_up(world, tarball)
-    quick = started_quickly(world, "hello", "--host", "lab1")
+    started_quickly(world, "hello", "--host", "lab1")
     # The manifest edited (the entrypoint's env): its bytes are the record's.
     brought_up(world, tarball, greeting="hello")
     edited = envctl(world, "exec", "hello", "--host", "lab1")
