@@ -22,7 +22,10 @@ namespace, its own Docker engine; tests/sshlab.py):
    connection with its handshake counted apart) and requests the host's engine served (its own
    debug log, so the docker CLI's requests of `exec` count too; a `docker load` run on the host
    is one of them but no round trip). Aims at a 50 ms round trip: up again <= 1 s, status and
-   exec <= 0.5 s, up fresh <= 2.5 s.
+   exec <= 0.5 s, up fresh <= 2.5 s. This machine's records are kept from one round to the
+   next, as a user's are when an environment is brought up again: from the second round on,
+   `up fresh` and the first `exec` first check the record the round before left (the container
+   is another one: the full path runs), which their counts include.
 
     .venv/bin/python bench/bench_remote.py [size_mib] [delay_ms] [runs] [--only transfer|hosts|commands]
 """
