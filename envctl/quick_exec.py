@@ -18,6 +18,7 @@ does, envctl/quick_up_remote.py: nothing new is connected to):
 - the bytes of every file the full path opened to read while resolving (the manifest, its
   profiles and lock file, the user configuration, the inventory), of the files whose absence
   counted, and the manifest's container.env_file (content and stat: a warning names its mode);
+  each profile still found where it was read (none of its name in a directory searched before);
 - the engine's answer to the same listing, through the forwarded socket, in one pipelined round
   (LISTING: every environment's ID, names, state, labels and mounts; the manifests with baked
   images): the same container chosen, created from the same manifest, vars and cards, with the
@@ -32,7 +33,8 @@ started from the record is what the full path would run: the recorded container,
 entrypoint's variables, working directory and the log under the recorded workspace (named for
 now), with the variables passed at run time (container.pass_env, valued again here from the
 environment and the manifest's env file, as envctl/runtime_env.py resolves them: never stored)
-and the pip mirror, and the warnings the full path printed before the run, printed again.
+and the pip mirror, and the warnings the full path printed before the run, printed again (before
+the run's first output: a host whose docker CLI went away runs nothing here, and says nothing).
 
 Not answered here: a run with a terminal, a run whose output is masked (a passed credential), a
 host without a docker CLI (the run takes the forwarded socket there): no record is written for
@@ -52,7 +54,7 @@ import tempfile
 import threading
 from typing import Mapping
 
-FORMAT = 1  # of the record file; another value is not read
+FORMAT = 2  # of the record file; another value is not read (1: without the profiles' directories)
 HOST_OPTIONS = ("--host", "--hosts", "-H")  # envctl/cli_remote.py host_option
 # envctl/containers.py LABEL_MANIFEST, LABEL_BAKED_FOR (its import costs more than this path's checks)
 LABEL_MANIFEST = "io.envctl.manifest"
@@ -111,7 +113,8 @@ def answer(args: list[str], environ: Mapping[str, str]) -> int | None:
         return None
     try:
         record = quick_up.read_record(quick_up.record_dir(environ) / f"{quick_up.record_key(args, environ)}.json")
-        if not isinstance(record, dict) or record.get("format") != FORMAT or not quick_up._same_files(record):
+        if (not isinstance(record, dict) or record.get("format") != FORMAT or not quick_up._same_files(record)
+                or not _same_profiles(record, environ)):
             return None
         if record["stdin_tty"] is not stdin_is_a_terminal():
             return None  # an interactive entrypoint gets a terminal when stdin and stdout are both one
@@ -164,11 +167,21 @@ class _Started:
             # From here on the run is this command's answer, whatever happens to it.
             from envctl import execute
 
-            sys.stderr.write(self.record["stderr"])
-            sys.stderr.flush()
-            code = execute.run_in_session(invocation, session, errors, remote["docker_socket"], self._run_there)
+            # The full path's warnings, said before the run's first output (on stdout or stderr)
+            # or its end: should the host have no docker CLI now, nothing ran, nothing is said,
+            # and the full path (which says them) takes the forwarded socket.
+            said, held = _SaidFirst(self.record["stderr"]), (sys.stdout, sys.stderr)
+            sys.stdout, sys.stderr = said.holding(sys.stdout), said.holding(sys.stderr)
+            try:
+                code = execute.run_in_session(invocation, session, errors, remote["docker_socket"], self._run_there)
+            except BaseException:
+                sys.stdout, sys.stderr = held
+                said.say()
+                raise
+            sys.stdout, sys.stderr = held
             if code is None:
                 return None  # the host's docker CLI is gone (nothing ran): the full path takes the forwarded socket
+            said.say()
             if invocation.log_file is not None:
                 sys.stderr.write(f"log: {invocation.log_file} on {self.record['run']['host']}\n")
             return code
@@ -224,6 +237,54 @@ class _Started:
                            timeout=60, check=False)
         except (OSError, subprocess.TimeoutExpired):
             pass  # as the full path's: the run goes on, and says so by its end
+
+
+def _same_profiles(record: dict, environ: Mapping[str, str]) -> bool:
+    """Whether each profile the manifest extends is still found in the file the record read
+    (envctl/manifest/discovery.py searches several directories: one of the same name appearing in
+    a directory searched earlier is the one the full path loads)."""
+    from pathlib import Path
+
+    from envctl.manifest import discovery
+
+    if not record["profiles"]:
+        return True
+    directories = discovery.profile_roots(Path(record["manifest"]), discovery.search_roots(environ))
+    return all(str(discovery.find_profile(name, directories)) == path for name, path in record["profiles"])
+
+
+class _SaidFirst:
+    """`text` written to stderr once: by `say`, or before the first write to a stream `holding`
+    wraps (a text stream whose binary `buffer`, which the run's output goes through, is watched)."""
+
+    def __init__(self, text: str):
+        self.text, self.stderr = text, sys.stderr
+
+    def say(self) -> None:
+        if self.text:
+            text, self.text = self.text, ""
+            self.stderr.write(text)
+            self.stderr.flush()
+
+    def holding(self, stream) -> "_Holding":
+        return _Holding(stream, self)
+
+
+class _Holding:
+    def __init__(self, target, said: _SaidFirst):
+        self._target, self._said = target, said
+
+    @property
+    def buffer(self) -> "_Holding":
+        return _Holding(self._target.buffer, self._said)
+
+    def write(self, data):
+        if data:
+            self._said.say()
+        return self._target.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._target, name)
 
 
 def _start(argv: list[str], errors) -> subprocess.Popen:

@@ -12,7 +12,9 @@ Writing it is an optimisation: any failure leaves no record and changes nothing 
 Never stored: a value passed at run time (container.pass_env, the env files: read again by the
 quick path from the environment and the files, as the full path reads them), a run whose output
 is masked (a passed credential), and any record in which a value of a variable that looks like a
-credential (interpolate.looks_secret) or of the host's inventory variables appears.
+credential (interpolate.looks_secret) or of the host's inventory variables appears: anywhere in
+its text (the run, the listing's labels, where a --var value shows, what it printed, the host
+commands), all but the fingerprints.
 """
 
 from __future__ import annotations
@@ -98,10 +100,42 @@ def _record(recording: ExecRecording, host, listing, chosen, invocation, entry_e
     files = quick_up_record._read_files(opened, candidates)
     if files is None:
         return None
-    return {"format": FORMAT, "remote": {**remote, "commands": reads, "session": list(sessions[0]),
-                                         "docker_socket": host.docker_socket},
-            "listing": listing_facts(*listing), "files": files,
-            "stats": {env_file: quick_up.stat_print(env_file)} if env_file else {},
-            "run": run, "passed": {"names": names, "env_file": env_file, "mirror": mirror},
-            "stdin_tty": stdin_is_a_terminal(),
-            "stderr": "".join(recording._stderr.kept)}
+    record = {"format": FORMAT, "remote": {**remote, "commands": reads, "session": list(sessions[0]),
+                                           "docker_socket": host.docker_socket},
+              "listing": listing_facts(*listing), "files": files,
+              "stats": {env_file: quick_up.stat_print(env_file)} if env_file else {},
+              # The profiles by the directory each was found in: one of the same name appearing in
+              # a directory searched before it is the profile the full path loads (its bytes are
+              # no file this record fingerprints).
+              "manifest": str(loaded.file),
+              "profiles": quick_up_record._profiles(files, str(loaded.file), recording.environ),
+              "run": run, "passed": {"names": names, "env_file": env_file, "mirror": mirror},
+              "stdin_tty": stdin_is_a_terminal(),
+              "stderr": "".join(recording._stderr.kept)}
+    if any(secret in text for secret in secrets for text in _texts(record)):
+        return None  # e.g. a --var holding a credential: the listing's labels (io.envctl.vars) show it
+    return record
+
+
+def _texts(record: dict) -> list[str]:
+    """Every text the record holds but the fingerprints (sha256 hex and stat numbers: what a file
+    or a command's output held is not in them): what no credential may be found in."""
+    found: list[str] = []
+
+    def walk(value) -> None:
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(key)
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    walk({key: value for key, value in record.items() if key not in ("files", "stats", "remote")})
+    walk(list(record["files"]) + list(record["stats"]))  # their paths
+    remote = record["remote"]
+    walk([value for key, value in remote.items() if key != "commands"])
+    walk([command["argv"] for command in remote["commands"]])
+    return found
