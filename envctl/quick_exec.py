@@ -45,6 +45,7 @@ _plan_for) and the host through the recorded commands.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import shlex
@@ -175,16 +176,23 @@ class _Started:
             try:
                 code = execute.run_in_session(invocation, session, errors, remote["docker_socket"], self._run_there)
             except BaseException:
-                sys.stdout, sys.stderr = held
-                said.say()
+                said.say()  # the run began: the full path had said them
                 raise
-            sys.stdout, sys.stderr = held
+            finally:
+                sys.stdout, sys.stderr = held
             if code is None:
                 return None  # the host's docker CLI is gone (nothing ran): the full path takes the forwarded socket
             said.say()
             if invocation.log_file is not None:
                 sys.stderr.write(f"log: {invocation.log_file} on {self.record['run']['host']}\n")
             return code
+        except OSError as error:
+            if error.errno != errno.EPIPE:
+                raise
+            # The reader went away (`| head`): what the full path's click does (core.Command.main),
+            # exit 1 and nothing more said, the exit's own flush of the streams quiet too.
+            sys.stdout, sys.stderr = _QuietFlush(sys.stdout), _QuietFlush(sys.stderr)
+            return 1
         finally:
             end([process for process, _command in asked] + ([session] if session is not None else []))
             errors.close()
@@ -282,6 +290,24 @@ class _Holding:
         if data:
             self._said.say()
         return self._target.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._target, name)
+
+
+class _QuietFlush:
+    """A stream whose flush says nothing of a reader gone (EPIPE): the interpreter flushes
+    stdout and stderr as it exits (click's _PacifyFlushWrapper, for the same end)."""
+
+    def __init__(self, target):
+        self._target = target
+
+    def flush(self) -> None:
+        try:
+            self._target.flush()
+        except OSError as error:
+            if error.errno != errno.EPIPE:
+                raise
 
     def __getattr__(self, name: str):
         return getattr(self._target, name)

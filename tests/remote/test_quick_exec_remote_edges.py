@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import glob
 import os
+import shlex
+import subprocess
+import sys
 
 from quick_answers import envctl
 from support import IMAGE
-from test_quick_exec_remote import brought_up, records, same_but_the_log, started_quickly, tarball  # noqa: F401
+from test_quick_exec_remote import BODY, brought_up, records, same_but_the_log, started_quickly, tarball  # noqa: F401
 
 SSH_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]  # sshd's default PATH
 
@@ -80,3 +83,31 @@ def test_a_credential_in_the_hosts_listing_is_never_stored(world, lab, tarball):
         if os.path.isfile(path):
             with open(path, "rb") as file:
                 assert token.encode() not in file.read(), path
+
+
+def test_output_into_a_pipe_closed_early_ends_as_the_full_paths(world, lab, tarball):  # noqa: F811
+    """`envctl exec big --host lab1 | head -1`: the reader goes away while the run prints. The
+    full path (click under typer) exits 1 and says nothing more; the quick path must too, not
+    'envctl hit an internal error (a bug)' with 70."""
+    body = BODY.format(image=IMAGE, tarball=tarball, greeting="hi", more_passed="").replace(
+        "entrypoints:\n", "entrypoints:\n  big: {run: 'seq 1 100000'}\n")
+    path = world.write(body)
+    (path.parent / "run.env").write_text("FROM_FILE=from-the-file\n")
+    assert envctl(world, "up", str(path), "--host", "lab1").code == 0
+    started_quickly(world, "big", "--host", "lab1")
+
+    def into_head(quick: bool) -> tuple:
+        environ = world.environ(**({} if quick else {"ENVCTL_NO_QUICK": "1"}))
+        err = shlex.quote(str(world.base / "err.txt"))  # in the line: a variable more is another record's key
+        line = (f"{sys.executable} -X importtime -m envctl exec big --host lab1 2>{err} | head -1; "
+                f"echo \"rc=${{PIPESTATUS[0]}}\"; cat {err}")
+        done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=300, env=environ)
+        said = done.stdout.splitlines(keepends=True)
+        # The full path records (quick_exec_record); an error the quick path let escape imports cli_app too.
+        return "envctl.quick_exec_record" not in done.stdout, "".join(s for s in said if not s.startswith("import time:"))
+
+    typed = into_head(quick=True)  # first: the full path's record is removed as it starts
+    full = into_head(quick=False)
+    assert typed[0] and not full[0], (typed, full)
+    assert full[1].startswith("1\nrc=1\n"), full
+    assert typed[1] == full[1], (typed, full)
