@@ -55,7 +55,7 @@ import tempfile
 import threading
 from typing import Mapping
 
-FORMAT = 2  # of the record file; another value is not read (1: without the profiles' directories)
+FORMAT = 2  # of the record file; another value is not read (1: without its key and the profiles' directories)
 HOST_OPTIONS = ("--host", "--hosts", "-H")  # envctl/cli_remote.py host_option
 # envctl/containers.py LABEL_MANIFEST, LABEL_BAKED_FOR (its import costs more than this path's checks)
 LABEL_MANIFEST = "io.envctl.manifest"
@@ -113,9 +113,12 @@ def answer(args: list[str], environ: Mapping[str, str]) -> int | None:
     if not answered_form(args):
         return None
     try:
-        record = quick_up.read_record(quick_up.record_dir(environ) / f"{quick_up.record_key(args, environ)}.json")
-        if (not isinstance(record, dict) or record.get("format") != FORMAT or not quick_up._same_files(record)
-                or not _same_profiles(record, environ)):
+        key = quick_up.record_key(args, environ)
+        record = quick_up.read_record(quick_up.record_dir(environ) / f"{key}.json")
+        # The key inside too: a record renamed to another command's name (a directory's writer
+        # may rename what it cannot write) answers for no other command.
+        if (not isinstance(record, dict) or record.get("format") != FORMAT or record.get("key") != key
+                or not quick_up._same_files(record) or not _same_profiles(record, environ)):
             return None
         if record["stdin_tty"] is not stdin_is_a_terminal():
             return None  # an interactive entrypoint gets a terminal when stdin and stdout are both one

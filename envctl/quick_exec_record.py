@@ -100,8 +100,8 @@ def _record(recording: ExecRecording, host, listing, chosen, invocation, entry_e
     files = quick_up_record._read_files(opened, candidates)
     if files is None:
         return None
-    record = {"format": FORMAT, "remote": {**remote, "commands": reads, "session": list(sessions[0]),
-                                           "docker_socket": host.docker_socket},
+    record = {"format": FORMAT, "key": recording.key,
+              "remote": {**remote, "commands": reads, "session": list(sessions[0]), "docker_socket": host.docker_socket},
               "listing": listing_facts(*listing), "files": files,
               "stats": {env_file: quick_up.stat_print(env_file)} if env_file else {},
               # The profiles by the directory each was found in: one of the same name appearing in
@@ -118,8 +118,8 @@ def _record(recording: ExecRecording, host, listing, chosen, invocation, entry_e
 
 
 def _texts(record: dict) -> list[str]:
-    """Every text the record holds but the fingerprints (sha256 hex and stat numbers: what a file
-    or a command's output held is not in them): what no credential may be found in."""
+    """Every text the record holds but the fingerprints and its key (sha256 hex and stat numbers:
+    what a file or a command's output held is not in them): what no credential may be found in."""
     found: list[str] = []
 
     def walk(value) -> None:
@@ -133,7 +133,7 @@ def _texts(record: dict) -> list[str]:
             for item in value:
                 walk(item)
 
-    walk({key: value for key, value in record.items() if key not in ("files", "stats", "remote")})
+    walk({key: value for key, value in record.items() if key not in ("key", "files", "stats", "remote")})
     walk(list(record["files"]) + list(record["stats"]))  # their paths
     remote = record["remote"]
     walk([value for key, value in remote.items() if key != "commands"])

@@ -111,3 +111,20 @@ def test_output_into_a_pipe_closed_early_ends_as_the_full_paths(world, lab, tarb
     assert typed[0] and not full[0], (typed, full)
     assert full[1].startswith("1\nrc=1\n"), full
     assert typed[1] == full[1], (typed, full)
+
+
+def test_a_record_under_another_commands_name_is_not_read(world, lab, tarball):  # noqa: F811
+    """Each record is named by its command's key (quick_up.record_key); its bytes say nothing of
+    which command they answer. Renamed to another command's name (a cache on a group-writable
+    disk, which read_record's owner and mode checks anticipate: a directory's writer renames
+    what it cannot write), `exec hello` would start the run of `exec fail`."""
+    brought_up(world, tarball)
+    started_quickly(world, "hello", "--host", "lab1")
+    hello, = records(world)
+    started_quickly(world, "fail", "--host", "lab1")
+    fail, = set(records(world)) - {hello}
+    os.replace(fail, hello)
+    typed = envctl(world, "exec", "hello", "--host", "lab1")
+    full = envctl(world, "exec", "hello", "--host", "lab1", quick=False)
+    assert full.code == 0 and full.stdout.startswith("level= file=from-the-file greeting=hi"), full
+    assert same_but_the_log(typed) == same_but_the_log(full), typed
