@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from urllib.parse import urlsplit
 
@@ -117,6 +118,9 @@ def _record(recording: ExecRecording, host, listing, chosen, invocation, entry_e
     return record
 
 
+_DIGEST = re.compile(r"(sha256:)?[0-9a-f]{32,}")
+
+
 def _texts(record: dict) -> list[str]:
     """Every text the record holds but the fingerprints and its key (sha256 hex and stat numbers:
     what a file or a command's output held is not in them): what no credential may be found in."""
@@ -124,7 +128,8 @@ def _texts(record: dict) -> list[str]:
 
     def walk(value) -> None:
         if isinstance(value, str):
-            found.append(value)
+            if not _DIGEST.fullmatch(value):  # an ID or hash (the listing's): a short value ("8") would match by chance
+                found.append(value)
         elif isinstance(value, dict):
             for key, item in value.items():
                 walk(key)
