@@ -282,6 +282,9 @@ class _SaidFirst:
 
 
 class _Holding:
+    """`target` (sys.stdout or sys.stderr, or its buffer) as the run writes to it, `said`'s text
+    written first."""
+
     def __init__(self, target, said: _SaidFirst):
         self._target, self._said = target, said
 
