@@ -9,6 +9,10 @@ Just before the entrypoint starts, `note` takes what the run was resolved from a
 the run went through the host's own docker CLI (execute.run_on_host), `finish` writes the record.
 Writing it is an optimisation: any failure leaves no record and changes nothing of the run.
 
+Not recorded either: a run resolved from a manifest that interpolates a variable the record's key
+leaves out (quick_up.SHELL_ONLY: SSH_CONNECTION, SHLVL, ...), whose next value would resolve
+another run.
+
 Never stored: a value passed at run time (container.pass_env, the env files: read again by the
 quick path from the environment and the files, as the full path reads them), a run whose output
 is masked (a passed credential), and any record in which a value of a variable that looks like a
@@ -96,6 +100,10 @@ def _record(recording: ExecRecording, host, listing, chosen, invocation, entry_e
               *mirror.values()]
     if any(secret in text for secret in secrets for text in stored):
         return None
+    used = getattr(getattr(loaded, "trace", None), "used", None)
+    if not isinstance(used, dict) or any(getattr(reference, "name", None) in quick_up.SHELL_ONLY
+                                         for references in used.values() for reference in references):
+        return None  # the manifest read a variable the key leaves out (SSH_CONNECTION): its next value is another run
     opened = dict(quick_up_record._opened or {})
     candidates = quick_up_record._candidates(loaded, recording.environ, remote=True)
     files = quick_up_record._read_files(opened, candidates)

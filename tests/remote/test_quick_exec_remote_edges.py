@@ -128,3 +128,21 @@ def test_a_record_under_another_commands_name_is_not_read(world, lab, tarball): 
     full = envctl(world, "exec", "hello", "--host", "lab1", quick=False)
     assert full.code == 0 and full.stdout.startswith("level= file=from-the-file greeting=hi"), full
     assert same_but_the_log(typed) == same_but_the_log(full), typed
+
+
+def test_a_manifest_reading_a_variable_the_key_leaves_out_is_not_recorded(world, lab, tarball):  # noqa: F811
+    """The record's key holds every environment variable but the shell's bookkeeping
+    (quick_up.SHELL_ONLY: SSH_CONNECTION changes with each login, SHLVL with each shell). A
+    manifest that interpolates one of them resolves to another run when it changes: the quick
+    path, keyed without it, started the run resolved from the old value."""
+    world.write(f"device: {{kind: cpu}}\nimage: {{ref: {IMAGE}, tarball: {{source: {tarball}}}}}\n"
+                "entrypoints:\n  said: {run: 'echo \"from=$FROM\"', env: {FROM: '${SSH_CONNECTION:-here}'}}\n")
+    assert envctl(world, "up", str(world.manifest), "--host", "lab1").code == 0
+    first = "10.0.0.1 50000 10.0.0.2 22"
+    for _ in range(2):  # the second: the quick path, were the first recorded
+        said = envctl(world, "exec", "said", "--host", "lab1", SSH_CONNECTION=first)
+        assert said.code == 0 and said.stdout == f"from={first}\n", said
+    second = "10.0.0.9 50001 10.0.0.2 22"
+    typed = envctl(world, "exec", "said", "--host", "lab1", SSH_CONNECTION=second)
+    assert typed.code == 0 and typed.stdout == f"from={second}\n", typed
+    assert not said.quick and records(world) == []
