@@ -121,12 +121,19 @@ def _record(recording: ExecRecording, host, listing, chosen, invocation, entry_e
               "run": run, "passed": {"names": names, "env_file": env_file, "mirror": mirror},
               "stdin_tty": stdin_is_a_terminal(),
               "stderr": "".join(recording._stderr.kept)}
-    if any(secret in text for secret in secrets for text in _texts(record)):
+    if any(_holds(text, secret) for secret in secrets for text in _texts(record)):
         return None  # e.g. a --var holding a credential: the listing's labels (io.envctl.vars) show it
     return record
 
 
 _DIGEST = re.compile(r"(sha256:)?[0-9a-f]{32,}")
+
+
+def _holds(text: str, secret: str) -> bool:
+    """Whether `secret` shows in `text`: anywhere in it, but in an ID or hash (the listing's
+    container IDs, config hashes, image IDs) only as the whole of it: a short value ("8", an
+    inventory variable) would otherwise be found in one by chance, and no such host recorded."""
+    return text == secret or (secret in text and not _DIGEST.fullmatch(text))
 
 
 def _texts(record: dict) -> list[str]:
@@ -136,8 +143,7 @@ def _texts(record: dict) -> list[str]:
 
     def walk(value) -> None:
         if isinstance(value, str):
-            if not _DIGEST.fullmatch(value):  # an ID or hash (the listing's): a short value ("8") would match by chance
-                found.append(value)
+            found.append(value)
         elif isinstance(value, dict):
             for key, item in value.items():
                 walk(key)
