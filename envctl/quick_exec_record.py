@@ -100,9 +100,7 @@ def _record(recording: ExecRecording, host, listing, chosen, invocation, entry_e
               *mirror.values()]
     if any(secret in text for secret in secrets for text in stored):
         return None
-    used = getattr(getattr(loaded, "trace", None), "used", None)
-    if not isinstance(used, dict) or any(getattr(reference, "name", None) in quick_up.SHELL_ONLY
-                                         for references in used.values() for reference in references):
+    if quick_up_record.reads_unkeyed_variables(loaded):
         return None  # the manifest read a variable the key leaves out (SSH_CONNECTION): its next value is another run
     opened = dict(quick_up_record._opened or {})
     candidates = quick_up_record._candidates(loaded, recording.environ, remote=True)

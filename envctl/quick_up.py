@@ -52,6 +52,10 @@ container is not seen until a full `up`: ENVCTL_NO_QUICK=1); a device kind other
 the device nodes and who holds each card (cnmon or npu-smi and every container's devices), which
 only the full path reads; every option but `--host` naming one host is the full path's.
 
+The record holds its key, and one found under another name answers nothing (a group-writable
+cache directory lets others rename what they cannot write). A manifest that interpolates a
+variable the key leaves out (SHELL_ONLY: `${SSH_CONNECTION}`) is never recorded.
+
 A record is invalidated by: another envctl version; another argument, working directory,
 terminal, user or environment variable; a byte of the manifest, a profile, the lock file, the
 user configuration or the inventory, or any other file the full path read (created or removed
@@ -169,9 +173,12 @@ def answer(args: list[str], environ: Mapping[str, str]) -> tuple[str, str] | Non
     if socket is None and not remote:
         return None
     try:
-        record = read_record(record_dir(environ) / f"{record_key(args, environ)}.json")
+        key = record_key(args, environ)
+        record = read_record(record_dir(environ) / f"{key}.json")
         if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("socket") != socket:
             return None
+        if record.get("key") != key:
+            return None  # a record put under another command's name (a shared cache's directory)
         if remote != isinstance(record.get("remote"), dict):
             return None
         if not (_same_manifest(args[1], environ, record) and _same_files(record)):

@@ -204,7 +204,7 @@ class Recording:
                                 candidates + sorted(own & set(opened)))
             if files is None:
                 return
-            record = {"format": quick_up.FORMAT, **self.facts, "files": files,
+            record = {"format": quick_up.FORMAT, "key": self.key, **self.facts, "files": files,
                       "written": _written_paths(written, self.path.parent),
                       "profiles": _profiles(files, self.facts["manifest"], self.environ),
                       "stdout": "".join(self._stdout.kept), "stderr": "".join(self._stderr.kept)}
@@ -216,6 +216,18 @@ class Recording:
             write_text_atomic(self.path, json.dumps(record, indent=1, sort_keys=True), mode=0o600)
         except Exception:  # noqa: BLE001  (as in note)
             self.path.unlink(missing_ok=True)
+
+
+def reads_unkeyed_variables(loaded) -> bool:
+    """Whether the manifest, as loaded, interpolated a variable the record's key leaves out
+    (quick_up.SHELL_ONLY: `${SSH_CONNECTION}`, `${SHLVL}`): its next value resolves another
+    manifest under the same key, so nothing resolved from it may be recorded. True when the
+    loader's trace of what it used cannot be read."""
+    used = getattr(getattr(loaded, "trace", None), "used", None)
+    if not isinstance(used, dict):
+        return True
+    return any(getattr(reference, "name", None) in quick_up.SHELL_ONLY for references in used.values()
+               for reference in references)
 
 
 def _read_files(opened: dict, candidates: list[str]) -> dict | None:
@@ -292,6 +304,8 @@ def _facts(host, loaded, plan, report, environ: dict) -> dict | None:
     one the quick path may answer."""
     manifest = loaded.manifest
     if manifest.device.kind != "cpu" or manifest.image.build is not None or manifest.image.pull:
+        return None
+    if reads_unkeyed_variables(loaded):
         return None
     if (plan.blockers or plan.needs or not plan.ready or plan.container_action.action != "unchanged"
             or plan.image.action != "present" or any(a.action != "cached" for a in plan.artifacts)

@@ -385,3 +385,34 @@ def test_an_artifact_changed_after_the_plan_is_not_recorded(world, monkeypatch, 
     os.utime(weights, ns=(1, 1)) if change == "touched" else weights.unlink()
     recording.note(host, loaded, plan, report)
     assert recording.facts is None
+
+
+def _environ(env, **extra) -> dict:
+    """The environment envctl() gives the command (its record's key holds every variable)."""
+    environ = env.environ(**extra)
+    environ.pop("PYTEST_CURRENT_TEST", None)
+    return environ
+
+
+def test_a_record_under_another_commands_name_is_not_read(world):
+    """A cache shared by a lab's users may lie in a group-writable directory: another user cannot
+    write this user's record, but can rename it to the name of another command's."""
+    from envctl.quick_up import record_key
+
+    args = ["up", str(world.env.manifest)]
+    [record] = world.records()
+    assert record.stem == record_key(args, _environ(world.env))  # the key as the command computes it
+    other = record_key(args, _environ(world.env, GREETING="hello"))
+    record.rename(record.with_name(f"{other}.json"))
+    said = envctl(world.env, *args, GREETING="hello")
+    assert not said.quick and said.output == world.full.output
+
+
+def test_a_manifest_reading_a_variable_the_key_leaves_out_is_never_recorded(world):
+    """The key leaves out what a shell changes by itself (quick_up.SHELL_ONLY); a manifest that
+    reads one of them resolves otherwise in the next login."""
+    world.env.manifest.write_text(world.env.manifest.read_text().replace('env: {A: "1"}', 'env: {A: "${SHLVL:-1}"}'))
+    for _ in range(3):
+        said = world.up()
+        assert not said.quick and said.code == 0, said
+    assert world.records() == []
