@@ -251,6 +251,7 @@ def _quick(args: list[str]) -> bool:
 
 
 def main() -> None:
+    _standard_streams()
     try:
         _main()
     except KeyboardInterrupt:
@@ -265,6 +266,24 @@ def main() -> None:
         import gc
 
         gc.freeze()
+
+
+def _standard_streams() -> None:
+    """A standard stream closed when envctl starts (`envctl ... >&-`): Python gives it as None,
+    and every command would fail writing to it, with a traceback. A closed stdin reads nothing,
+    as /dev/null does; with stdout or stderr closed nothing is done and the exit is 2 (usage),
+    said on the other stream when it is open."""
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8")
+    closed = [name for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)) if stream is None]
+    if not closed:
+        return
+    told = sys.stderr or sys.stdout
+    if told is not None:
+        told.write(f"error: {' and '.join(closed)} closed (>&-): envctl writes its output and messages there\n"
+                   "hint:  send what you do not want to /dev/null (>/dev/null) instead of closing it\n")
+        told.flush()
+    sys.exit(2)
 
 
 def _main() -> None:
