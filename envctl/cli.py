@@ -304,13 +304,15 @@ def _main() -> None:
     if names is not None:
         _write("".join(f"{name}\n" for name in names) or "\n")
         return
-    if _quick(sys.argv[1:]):
-        return
     from envctl import interrupts
 
-    # From here on a command may work on threads of its own: Ctrl-C must reach them too (the
-    # answers above, version, help, completion and the quick paths, work on this thread alone).
+    # Ctrl-C as the command's own, even where it was inherited ignored (a background job of a
+    # script, nohup): the quick paths answer it as the full path does (130, nothing left
+    # running), and from _open_hosts_early on a command may work on threads of its own, which it
+    # must reach too (the answers above, version, help and completion, need none of it).
     interrupts.install()
+    if _quick(sys.argv[1:]):
+        return
     _open_hosts_early(sys.argv[1:])
     # Typer handles usage errors and --help itself (exit 2 / 0).
     from envctl.cli_app import app

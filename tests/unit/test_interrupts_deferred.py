@@ -13,6 +13,15 @@ import pytest
 from envctl.interrupts import deferred
 
 
+@pytest.fixture(autouse=True)
+def python_handles_sigint():
+    """Python's own handler for SIGINT, whatever the test process inherited (a CI job started in
+    the background inherits SIGINT ignored, and Python keeps it so)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_sigint_inside_the_block_is_raised_when_it_ends_not_before():
     reached = []
     with pytest.raises(KeyboardInterrupt):
