@@ -16,7 +16,6 @@ ImageInspect, ImageList).
 
 from __future__ import annotations
 
-import http.client
 import io
 import json
 import socket
@@ -42,15 +41,23 @@ def socket_path(environ: Mapping[str, str]) -> str | None:
     return path if path.startswith("/") else None
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str):
-        super().__init__("localhost", timeout=TIMEOUT)  # the Host header docker-py sends over a socket too
-        self._socket_path = path
+def _unix_connection(path: str):
+    """An http.client connection to the unix socket at `path`. http.client (with the email
+    package it parses headers with: ~30 ms of imports here) is imported where it is used, so
+    that Pipelined sends its requests before it loads: through an SSH forward its import then
+    overlaps their round trip."""
+    import http.client
 
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self._socket_path)
+    class UnixConnection(http.client.HTTPConnection):
+        def __init__(self):
+            super().__init__("localhost", timeout=TIMEOUT)  # the Host header docker-py sends over a socket too
+
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(self.timeout)
+            self.sock.connect(path)
+
+    return UnixConnection()
 
 
 class Engine:
@@ -58,7 +65,7 @@ class Engine:
     (HTTP/1.1 keep-alive). Use as a context manager."""
 
     def __init__(self, path: str):
-        self._connection = _UnixConnection(path)
+        self._connection = _unix_connection(path)
 
     def __enter__(self) -> "Engine":
         return self
@@ -70,6 +77,8 @@ class Engine:
         """(HTTP status, the JSON answer) of `GET path?query`; `path` is sent as given (quote a
         name in it with `quoted`). Raises EngineUnanswered when the socket cannot be reached, the
         answer is cut or is not JSON."""
+        import http.client
+
         target = path + (f"?{urlencode(query)}" if query else "")
         try:
             self._connection.request("GET", target)
@@ -137,6 +146,11 @@ class Pipelined:
                 self._reader = _Kept(socket.SocketIO(self._socket, "rb"))
             self._socket.sendall(b"".join(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n"
                                           "Accept-Encoding: identity\r\n\r\n".encode() for path in paths))
+        except OSError as exc:
+            raise EngineUnanswered(f"GET {paths[0]}: {exc}") from None
+        import http.client  # once the requests are on their way (_unix_connection says why)
+
+        try:
             for path, as_bytes in zip(paths, raw):
                 if self._trace is not None:
                     self._trace(path)
