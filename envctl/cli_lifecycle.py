@@ -221,25 +221,21 @@ def _listing(host):
     that socket does not answer so (the caller asks through host.engine(), which says why)."""
     from envctl import engine_socket
     from envctl.containers import LABEL_BAKED_FOR, LABEL_MANIFEST
+    from envctl.quick_exec import listing_read, listing_targets  # the quick path asks the same
     from envctl.remote.ssh import trace
 
     try:
         path = host.connection.forward_socket(host.docker_socket)
     except EnvctlError:
         return None
-    asked = [("/containers/json", {"all": "1", "filters": engine_socket.filters(label=[LABEL_MANIFEST])}),
-             ("/images/json", {"filters": engine_socket.filters(label=[LABEL_BAKED_FOR])})]
+    asked = listing_targets()
     for (what, _query), label in zip(asked, (LABEL_MANIFEST, LABEL_BAKED_FOR)):
         trace("api", host.name, ["GET", what, label])
     try:
         with engine_socket.Pipelined(path) as engine:
-            answers = engine.get(asked)
+            return listing_read(engine.get(asked))
     except engine_socket.EngineUnanswered:
         return None
-    if any(status != 200 or not isinstance(answer, list) for status, answer in answers):
-        return None
-    (_, summaries), (_, images) = answers
-    return summaries, frozenset((image.get("Labels") or {}).get(LABEL_BAKED_FOR) for image in images)
 
 
 @app.command("exec")

@@ -228,12 +228,13 @@ def runs_on_host(invocation: Invocation) -> bool:
 
 
 def run_in_session(invocation: Invocation, child: subprocess.Popen, errors, docker_socket: str, run_there,
-                   log_writer=None) -> int | None:
+                   log_writer=None, before_output=None) -> int | None:
     """run_on_host's run, in `child`: an ssh process started with ON_HOST as its command (stdin,
     stdout piped; stderr to the file `errors`), nothing sent to it yet. `docker_socket`: the
     engine's socket on the host; `run_there(argv)`: runs a command on the host (Ctrl-C and
-    SIGTERM reach the run through one). Returns as run_on_host does; `child` is waited for
-    unless None is returned early, and the caller ends it in any case."""
+    SIGTERM reach the run through one); `before_output()`: called once before the run's first
+    byte reaches stdout or stderr, never when nothing ran. Returns as run_on_host does; `child`
+    is waited for unless None is returned early, and the caller ends it in any case."""
     if invocation.masked and invocation.log_file is not None and log_writer is None:
         raise ValueError("run_on_host: a run whose output is masked needs its log_writer")
     pid_file, record = runs.new_record(invocation.name, str(invocation.log_file) if invocation.log_file else None)
@@ -251,7 +252,8 @@ def run_in_session(invocation: Invocation, child: subprocess.Popen, errors, dock
         child.stdin.close()
     except BrokenPipeError:
         pass  # ssh ended already (no docker CLI there, a lost connection): its status and message say why
-    code, printed = _stream(child, invocation, forward, log_writer, after=BEGINS)  # never a file here: the log is the host's
+    code, printed = _stream(child, invocation, forward, log_writer, after=BEGINS,  # never a file here: the log is the host's
+                            before_output=before_output)
     errors.seek(0)
     said = errors.read()
     _junk, begun, after = said.partition(BEGINS)
@@ -261,6 +263,8 @@ def run_in_session(invocation: Invocation, child: subprocess.Popen, errors, dock
     if log_writer is not None:
         log_writer.close()
     if said:  # ssh's own words (a lost connection); the entrypoint's stderr came with its stdout
+        if before_output is not None and not printed:
+            before_output()
         sys.stderr.buffer.write(said)
         sys.stderr.flush()
     return code
@@ -286,10 +290,12 @@ def _open_log(invocation: Invocation, log_writer=None):
     return log_writer
 
 
-def _stream(child: subprocess.Popen, invocation: Invocation, forward, log=None, after: bytes | None = None) -> tuple[int, bool]:
+def _stream(child: subprocess.Popen, invocation: Invocation, forward, log=None, after: bytes | None = None,
+            before_output=None) -> tuple[int, bool]:
     """Copy `child`'s output to stdout and to `log` as it comes, masked; SIGINT and SIGTERM here
     call `forward(signum)` meanwhile. `after`: what comes up to the first `after` is dropped
-    (the output has none: all of it is copied). Returns the child's exit code, and whether it
+    (the output has none: all of it is copied). `before_output()`: called once, before the first
+    byte is copied. Returns the child's exit code, and whether it
     printed anything (of what is copied). The PID file the run's wrapper wrote stays: the next
     run removes it (runs.WRAPPER), not a second exec after this one."""
     previous = {s: signal.signal(s, lambda signum, _frame: forward(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -312,6 +318,9 @@ def _stream(child: subprocess.Popen, invocation: Invocation, forward, log=None, 
         for chunk in itertools.chain(filter(None, chunks), [None]):  # None: the end
             printed = printed or bool(chunk)
             chunk = masker.feed(chunk) if chunk is not None else masker.flush()
+            if chunk and before_output is not None:
+                before_output()
+                before_output = None
             out.write(chunk)
             out.flush()
             if log is not None:

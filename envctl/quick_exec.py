@@ -90,6 +90,16 @@ def listing_targets() -> list[tuple[str, dict]]:
             ("/images/json", {"filters": filters(label=[LABEL_BAKED_FOR])})]
 
 
+def listing_read(answers: list) -> tuple[list, frozenset] | None:
+    """The Pipelined answers to listing_targets as (container summaries, manifests with baked
+    images); None when either is not a 200 with a JSON list."""
+    if any(status != 200 or not isinstance(found, list) for status, found in answers):
+        return None
+    (_, summaries), (_, images) = answers
+    return summaries, frozenset((image.get("Labels") or {}).get(LABEL_BAKED_FOR) for image in images
+                                if isinstance(image, dict))
+
+
 def listing_facts(summaries: list, baked_for) -> dict:
     """What of the listing the run was resolved from (envctl/environments.py choose_listed reads
     IDs, names, states, labels and mounts; the plan the manifests with baked images); not the
@@ -118,7 +128,7 @@ def answer(args: list[str], environ: Mapping[str, str]) -> int | None:
         # The key inside too: a record renamed to another command's name (a directory's writer
         # may rename what it cannot write) answers for no other command.
         if (not isinstance(record, dict) or record.get("format") != FORMAT or record.get("key") != key
-                or not quick_up._same_files(record) or not _same_profiles(record, environ)):
+                or not quick_up._same_files(record) or not quick_up.same_profiles(record, environ)):
             return None
         if record["stdin_tty"] is not stdin_is_a_terminal():
             return None  # an interactive entrypoint gets a terminal when stdin and stdout are both one
@@ -174,18 +184,22 @@ class _Started:
             # The full path's warnings, said before the run's first output (on stdout or stderr)
             # or its end: should the host have no docker CLI now, nothing ran, nothing is said,
             # and the full path (which says them) takes the forwarded socket.
-            said, held = _SaidFirst(self.record["stderr"]), (sys.stdout, sys.stderr)
-            sys.stdout, sys.stderr = said.holding(sys.stdout), said.holding(sys.stderr)
+            warnings = [self.record["stderr"]]
+
+            def warn() -> None:
+                if warnings:
+                    sys.stderr.write(warnings.pop())
+                    sys.stderr.flush()
+
             try:
-                code = execute.run_in_session(invocation, session, errors, remote["docker_socket"], self._run_there)
+                code = execute.run_in_session(invocation, session, errors, remote["docker_socket"], self._run_there,
+                                              before_output=warn)
             except BaseException:
-                said.say()  # the run began: the full path had said them
+                warn()  # the run began: the full path had said them
                 raise
-            finally:
-                sys.stdout, sys.stderr = held
             if code is None:
                 return None  # the host's docker CLI is gone (nothing ran): the full path takes the forwarded socket
-            said.say()
+            warn()
             if invocation.log_file is not None:
                 sys.stderr.write(f"log: {invocation.log_file} on {self.record['run']['host']}\n")
             return code
@@ -214,11 +228,8 @@ class _Started:
                 answers = engine.get(listing_targets())
         except EngineUnanswered:
             return None
-        if any(status != 200 or not isinstance(found, list) for status, found in answers):
-            return None
-        (_, summaries), (_, images) = answers
-        baked_for = {(image.get("Labels") or {}).get(LABEL_BAKED_FOR) for image in images if isinstance(image, dict)}
-        if listing_facts(summaries, baked_for) != self.record["listing"] or not replays_agree(asked):
+        listing = listing_read(answers)
+        if listing is None or listing_facts(*listing) != self.record["listing"] or not replays_agree(asked):
             return None
         loading.join()
         return self._invocation()
@@ -248,57 +259,6 @@ class _Started:
                            timeout=60, check=False)
         except (OSError, subprocess.TimeoutExpired):
             pass  # as the full path's: the run goes on, and says so by its end
-
-
-def _same_profiles(record: dict, environ: Mapping[str, str]) -> bool:
-    """Whether each profile the manifest extends is still found in the file the record read
-    (envctl/manifest/discovery.py searches several directories: one of the same name appearing in
-    a directory searched earlier is the one the full path loads)."""
-    from pathlib import Path
-
-    from envctl.manifest import discovery
-
-    if not record["profiles"]:
-        return True
-    directories = discovery.profile_roots(Path(record["manifest"]), discovery.search_roots(environ))
-    return all(str(discovery.find_profile(name, directories)) == path for name, path in record["profiles"])
-
-
-class _SaidFirst:
-    """`text` written to stderr once: by `say`, or before the first write to a stream `holding`
-    wraps (a text stream whose binary `buffer`, which the run's output goes through, is watched)."""
-
-    def __init__(self, text: str):
-        self.text, self.stderr = text, sys.stderr
-
-    def say(self) -> None:
-        if self.text:
-            text, self.text = self.text, ""
-            self.stderr.write(text)
-            self.stderr.flush()
-
-    def holding(self, stream) -> "_Holding":
-        return _Holding(stream, self)
-
-
-class _Holding:
-    """`target` (sys.stdout or sys.stderr, or its buffer) as the run writes to it, `said`'s text
-    written first."""
-
-    def __init__(self, target, said: _SaidFirst):
-        self._target, self._said = target, said
-
-    @property
-    def buffer(self) -> "_Holding":
-        return _Holding(self._target.buffer, self._said)
-
-    def write(self, data):
-        if data:
-            self._said.say()
-        return self._target.write(data)
-
-    def __getattr__(self, name: str):
-        return getattr(self._target, name)
 
 
 class _QuietFlush:

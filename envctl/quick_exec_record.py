@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from urllib.parse import urlsplit
 
 from envctl import quick_up, quick_up_record
@@ -49,12 +48,12 @@ class ExecRecording(quick_up_record.Recording):
             self.record = _record(self, host, listing, chosen, invocation, entry_env, passed, loaded)
         except Exception:  # noqa: BLE001  (a record is an optimisation: never a reason for exec to fail)
             self.record = None
+        self.stop()  # all it needs is taken: nothing the run opens or prints is watched
 
     def finish(self, code: int | None) -> None:
         """The run ended (`code`: its exit code; None: it did not go through the host's docker
         CLI, so no record): write the record when there is one."""
-        quick_up_record._opened, quick_up_record._written = None, None
-        sys.stdout, sys.stderr = self._stdout._target, self._stderr._target
+        self.stop()
         if code is None or self.record is None:
             return
         try:
@@ -82,7 +81,7 @@ def _record(recording: ExecRecording, host, listing, chosen, invocation, entry_e
     secrets += [value for value in getattr(host, "env", {}).values() if isinstance(value, str) and value]
     remote = quick_up_record._remote(host, forward=host.connection.forward_socket(host.docker_socket))
     sessions = command_log.sessions()
-    reads = quick_up_record._host_reads(secrets)
+    reads = quick_up_record._host_reads([])  # credentials: the whole record is searched below
     if remote is None or len(sessions) != 1 or reads is None:
         return None
     names = [p.name for p in passed.passed if p.name not in passed.mirrors]
@@ -96,13 +95,9 @@ def _record(recording: ExecRecording, host, listing, chosen, invocation, entry_e
            "host": host.name}
     if {**passed.values, **entry_env} != invocation.env:
         return None  # not the run the quick path would make from these
-    stored = [*run["argv"], *run["env"].values(), *(v for v in (run["workdir"], run["workspace"]) if v),
-              *mirror.values()]
-    if any(secret in text for secret in secrets for text in stored):
-        return None
     if quick_up_record.reads_unkeyed_variables(loaded):
         return None  # the manifest read a variable the key leaves out (SSH_CONNECTION): its next value is another run
-    opened = dict(quick_up_record._opened or {})
+    opened, _written = recording.stop()
     candidates = quick_up_record._candidates(loaded, recording.environ, remote=True)
     files = quick_up_record._read_files(opened, candidates)
     if files is None:

@@ -222,9 +222,20 @@ def _same_manifest(reference: str, environ: Mapping[str, str], record: dict) -> 
         found = discovery.find_manifest(name, roots)
     except EnvctlError:
         return False
-    if str(found) != record["manifest"]:
-        return False
-    directories = discovery.profile_roots(found, roots)
+    return str(found) == record["manifest"] and same_profiles(record, environ, roots)
+
+
+def same_profiles(record: dict, environ: Mapping[str, str], roots=None) -> bool:
+    """Whether each profile the record's manifest extends (record["profiles"]: [name, path]) is
+    still found at the path it was read from, searching `roots` (default: discovery.search_roots)
+    as the loader does: one of the same name appearing in a directory searched earlier is the
+    profile the full path loads, though no byte the record fingerprints changed."""
+    from envctl.manifest import discovery
+
+    if not record["profiles"]:
+        return True
+    roots = discovery.search_roots(environ) if roots is None else roots
+    directories = discovery.profile_roots(Path(record["manifest"]), roots)
     return all(str(discovery.find_profile(profile, directories)) == path for profile, path in record["profiles"])
 
 

@@ -182,12 +182,18 @@ class Recording:
         with self._noting:
             self.facts = facts if self.hosts_noted == 1 else None  # another host noted meanwhile: none
 
-    def finish(self, code: int) -> None:
-        """The command ends with `code`: write the record when there is one to write."""
+    def stop(self) -> tuple[dict, dict]:
+        """Stop watching (the audit hook idle, the streams given back; again: nothing more);
+        returns what was opened to read and what was written meanwhile."""
         global _opened, _written
         opened, _opened = _opened or {}, None
         written, _written = _written or {}, None
         sys.stdout, sys.stderr = self._stdout._target, self._stderr._target
+        return opened, written
+
+    def finish(self, code: int) -> None:
+        """The command ends with `code`: write the record when there is one to write."""
+        opened, written = self.stop()
         if code != 0 or self.facts is None or self.hosts_noted > 1:
             return
         try:
