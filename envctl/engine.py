@@ -21,6 +21,7 @@ from docker.models.containers import ExecResult
 from docker.models.resource import Collection, Model
 
 from envctl import interrupts
+from envctl.engine_pool import share_one_pool
 from envctl.engine_errors import translate
 from envctl.errors import HostNotReady
 
@@ -42,6 +43,7 @@ def connect(environ: Mapping[str, str] | None = None, timeout: int = 120) -> "En
         # docker-py asks the engine's API version (GET /version) before anything else: that
         # answer is the proof that the engine is there, so no ping follows (one request less).
         client = docker.DockerClient(base_url=base_url, timeout=timeout)
+        share_one_pool(client.api)
         return Engine(client, base_url)
     except DockerException as exc:
         raise _explain(exc, environ) from None

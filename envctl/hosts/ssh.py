@@ -273,10 +273,12 @@ class SSHHost:
             from docker.errors import DockerException
 
             from envctl.engine import Engine
+            from envctl.engine_pool import share_one_pool
 
             local = self.connection.forward_socket(self.docker_socket)
             try:
                 client = docker.DockerClient(base_url=f"unix://{local}", timeout=300)
+                share_one_pool(client.api)  # one connection, one channel, for all its requests
                 if os.environ.get("ENVCTL_SSH_TRACE"):  # each engine request: one round trip through the tunnel
                     client.api.hooks["response"].append(
                         lambda r, *a, **k: trace("api", self.name, [r.request.method, r.request.path_url]))

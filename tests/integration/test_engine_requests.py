@@ -7,7 +7,10 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests.adapters
@@ -16,6 +19,7 @@ from support import IMAGE
 
 from envctl import environments
 from envctl.engine import Engine, connect
+from envctl.errors import EnvctlError
 from envctl.markers import MARKER_DIR
 from envctl.observe_engine import find_container, read_setup_state
 
@@ -62,6 +66,62 @@ def test_connecting_is_one_request(make_env, sent):
     client = connect(env.environ())
     assert sent == ["GET /version"]
     assert client.version()["ApiVersion"]
+
+
+class CountingRelay:
+    """A unix socket in front of the engine's that counts the connections made to it: through
+    an SSH forward (envctl/hosts/ssh.py) each one is a channel the server opens first, a round
+    trip of its own."""
+
+    def __init__(self, path, engine_socket: str):
+        self.path, self.engine_socket, self.accepted = str(path), engine_socket, 0
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(self.path)
+        self.listener.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            self.accepted += 1
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self.engine_socket)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def test_every_request_of_a_client_goes_through_one_connection(engine_under_test, tmp_path, caplog):
+    """docker-py opens a connection for each URL it did not ask before (its pools are keyed by
+    the whole URL); envctl's clients keep one for all (envctl/engine_pool.py), as the docker
+    CLI does, and a second only for requests made at once."""
+    relay = CountingRelay(tmp_path / "engine.sock", engine_under_test.docker_host.removeprefix("unix://"))
+    client = connect({"DOCKER_HOST": f"unix://{relay.path}"})
+    client.ping()
+    client.containers.list(all=True)
+    client.images.list()
+    client.info()
+    with pytest.raises(EnvctlError):
+        client.containers.get("envctl-test-no-such-container")
+    with pytest.raises(EnvctlError):
+        client.images.get("envctl-test/no-such-image:1")
+    assert relay.accepted == 1
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(6):
+            list(pool.map(lambda _: client.containers.list(all=True), range(3)))
+    assert 1 < relay.accepted <= 3
+    assert not [r for r in caplog.records if "pool" in r.getMessage().lower()]
 
 
 def test_the_markers_of_a_container_where_no_step_ran_are_two_requests_and_no_exec(make_env, tarballs, sent):
