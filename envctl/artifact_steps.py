@@ -69,13 +69,14 @@ def host_copies(host: WritableHost, loaded: Loaded) -> Callable[[str, dict], boo
     return current
 
 
-def in_host_cache(host: WritableHost, loaded: Loaded, plan: Plan, seen: dict | None = None) -> frozenset[str]:
+def in_host_cache(host: WritableHost, loaded: Loaded, plan: Plan, seen: dict | None = None,
+                  fresh: bool = True) -> frozenset[str]:
     """The artifacts complete and verified in the host's cache now (checked as `plan` checks).
-    `seen`: as for host_records."""
+    `seen`: as for host_records. `fresh`: read on the host again (what the plan read may have
+    left the cache since); False: as the plan read it, where nothing ran on the host since."""
     from envctl.observe_cache import view
 
-    # Read on the host again (fresh): what the plan read may have left the cache since.
-    now = view(loaded, local_cache(host).root, Path(plan.workspace), host_records(host, loaded, fresh=True, seen=seen))
+    now = view(loaded, local_cache(host).root, Path(plan.workspace), host_records(host, loaded, fresh=fresh, seen=seen))
     return now.remote_cached if now.remote_cached is not None else now.cached
 
 
@@ -86,7 +87,12 @@ def check(host: WritableHost, loaded: Loaded, plan: Plan) -> dict:
     then go by: a command run on the host meanwhile by another step (the workspace's mkdir,
     the image tarball's push) changes nothing in the artifacts' cache entries."""
     seen: dict = {}
-    now = in_host_cache(host, loaded, plan, seen)
+    # Only an artifact the plan found in the cache can have left it. With none (a fresh host:
+    # each is sent), the plan's reading is what the steps go by, not a round trip more before
+    # any of them starts (issue 14): an entry another `up` completed meanwhile is sent again
+    # and assembled as that one was, never taken half-made.
+    rests_on_cache = any(a.action in ("cached", "copy") for a in plan.artifacts)
+    now = in_host_cache(host, loaded, plan, seen, fresh=rests_on_cache)
     # An artifact sharing its cache entry with one the plan fetches or sends arrives with it.
     arriving = {a.cache_path for a in plan.artifacts if a.action not in ("cached", "copy", "missing")}
     gone = [a.name for a in plan.artifacts

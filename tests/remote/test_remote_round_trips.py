@@ -202,6 +202,9 @@ def test_up_asks_the_host_and_its_engine_once_for_each_thing(up_world, tmp_path)
     # (one ssh command for both: transfer.push_then), never by a command of its own.
     # (The trace keeps a command's first 200 characters: _HOST_LOAD's start, `magic=`, shows.)
     assert not [s for s in sessions if "'magic=$(head -c 6" in s], sessions
+    # The artifact's entry is read by the plan, not again before its push: the plan found it
+    # missing, and only an entry the plan found in the cache can have left it.
+    assert len([s for s in sessions if "--envctl-sizes--" in s]) == 1, sessions
     assert len([s for s in sessions if "sha256_in()" in s]) == 2, sessions  # the blob's push and the tarball's
     assert world.lab.docker("lab1", "image", "inspect", UP_REF).returncode == 0
     # The artifact (blobs alone) is assembled in its blob's push session: no tar stream of its own.
