@@ -94,7 +94,9 @@ def up(
         ran = sum(1 for s in report.setup if s.action == "ran")
         return f"{the_plan.container.name} {report.container.action}, image {report.image.action}, {ran} setup step(s) ran"
 
-    code = each_host(remote, work, "up " + loaded.manifest.name)
+    from envctl.progress import load_display  # a push's bars, loaded while a server's handshake runs
+
+    code = each_host(remote, work, "up " + loaded.manifest.name, while_opening=load_display)
     if recording is not None:
         recording.finish(code)
     if dry_run:

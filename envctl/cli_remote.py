@@ -81,11 +81,13 @@ class HostResult:
 
 
 def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], None]], str], verb: str,
-             outcomes: list | None = None, probes: bool = True) -> int:
+             outcomes: list | None = None, probes: bool = True, while_opening: Callable[[], None] | None = None) -> int:
     """Run `work(host, echo)` on every chosen host at once; returns the exit code. `work`
     returns a one-line summary for the table. `outcomes` receives each host's HostResult.
     `probes`: False when `work` reads only the engine (open_entry). Hosts whose opening
-    envctl/cli.py started before the command (envctl/remote/early_open.py) are taken from it."""
+    envctl/cli.py started before the command (envctl/remote/early_open.py) are taken from it;
+    `while_opening()` is called on a host's thread when that host is still opening (its
+    handshake: idle time, ~1 s at 50 ms), never when it is open already."""
     from envctl.remote import early_open
 
     early = early_open.take(options, probes)
@@ -102,6 +104,8 @@ def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], Non
                     say(f"{entry.name:<{width}}  {line}" if len(chosen) > 1 else line)
 
         try:
+            if early is not None and while_opening is not None and not early.opened(entry):
+                while_opening()
             host = early.host(entry) if early is not None else open_entry(entry, options, probes)
             summary = work(host, echo)
             return HostResult(entry.name, True, summary, time.monotonic() - started)
@@ -164,12 +168,12 @@ def _each_on_a_thread(run: Callable, chosen: list) -> list:
 
 
 def each_host(options: RemoteOptions, work: Callable[[object, Callable[[str], None]], str], verb: str,
-              outcomes: list | None = None, probes: bool = True) -> int:
+              outcomes: list | None = None, probes: bool = True, while_opening: Callable[[], None] | None = None) -> int:
     """Run `work(host, echo)` on this machine (a LocalHost) when no --host is given, else on
     every host named (on_hosts); the host is chosen here once, and `work` never asks which kind
     it got. Returns the exit code (errors on this machine are raised, as for one remote host)."""
     if options.wanted:
-        return on_hosts(options, work, verb, outcomes, probes)
+        return on_hosts(options, work, verb, outcomes, probes, while_opening)
     from envctl.cli_app import local_host
 
     work(local_host(), say)

@@ -14,6 +14,21 @@ _shared = None  # rich.progress.Progress while a transfer of some user is shown
 _users = 0
 
 
+_loading = threading.Lock()  # held for good by the first load_display: the modules load once
+
+
+def load_display() -> None:
+    """Import what the first transfer's display needs (rich.console and rich.progress, ~0.1 s
+    on the bench machine) before it is needed, by a command with time to spare: `up --host`
+    while a server's handshake is under way (envctl/cli_remote.py on_hosts), so that its
+    pushes do not wait for the import when they start. Once per process; a thread that finds
+    another one loading returns at once."""
+    if not _loading.acquire(blocking=False):
+        return
+    import rich.console  # noqa: F401
+    import rich.progress  # noqa: F401
+
+
 class ByteProgress:
     """`with ByteProgress() as progress: advance = progress("loading x", total); advance(n)`.
     Draws on stderr, and only on a terminal: logs and pipes get no control characters."""

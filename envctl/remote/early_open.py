@@ -117,6 +117,10 @@ class Opening:
     def host(self, entry):
         return self._hosts[entry.name].result()
 
+    def opened(self, entry) -> bool:
+        """Whether the host's opening has ended (opened or failed): host(entry) waits no more."""
+        return self._hosts[entry.name].done()
+
     def _choose_and_open(self) -> None:
         try:
             entries = choose(self.options, self._warnings.append)
