@@ -25,7 +25,8 @@ namespace, its own Docker engine; tests/sshlab.py):
    exec <= 0.5 s, up fresh <= 2.5 s. This machine's records are kept from one round to the
    next, as a user's are when an environment is brought up again: from the second round on,
    `up fresh` and the first `exec` first check the record the round before left (the container
-   is another one: the full path runs), which their counts include.
+   is another one: the full path runs), which their counts include. Beside `up` fresh, the same
+   work done by hand on that host and link (as in 2.), and their ratio.
 
     .venv/bin/python bench/bench_remote.py [size_mib] [delay_ms] [runs] [--only transfer|hosts|commands]
 """
@@ -230,6 +231,7 @@ def per_command(lab: Lab, base: Path, env: dict, manifest: Path, runs: int, dela
     lab.set_delay("lab1", delay_ms)
     seconds: dict[str, list[float]] = collections.defaultdict(list)
     trips: dict[str, list[collections.Counter]] = collections.defaultdict(list)
+    hand: list[float] = []
     try:
         ping = lab.ssh_argv("lab1", "true", options=("ControlMaster=no",))
         handshake = median([timed(ping) for _ in range(3)])
@@ -237,6 +239,8 @@ def per_command(lab: Lab, base: Path, env: dict, manifest: Path, runs: int, dela
             _fresh(lab, env, ["lab1"])
             for label, argv in commands.items():  # in this order: each finds what the one before left
                 seconds[label].append(_traced(argv, traced, engine_log, trips[label]))
+            _fresh(lab, env, ["lab1"])
+            hand.append(by_hand(lab, base, ["lab1"]))  # the fresh up's work as a user does it, same link
     finally:
         lab.clear_delay()
         _fresh(lab, env, ["lab1"])
@@ -247,6 +251,8 @@ def per_command(lab: Lab, base: Path, env: dict, manifest: Path, runs: int, dela
         print(f"  {label:<14} {median(seconds[label]):5.2f} s (aim <= {aims[label]}): ssh commands "
               f"{counts['session']:.0f} (+{counts['connection']:.0f} separate connections), engine requests "
               f"{counts['engine']:.0f} ({counts['api']:.0f} of them envctl's own, through docker-py or its own requests)")
+    print(f"  by hand        {median(hand):5.2f} s: the fresh up's work as a user does it on the same link (scp, then ssh: "
+          f"docker load, run, exec; two connections) -> up fresh / by hand {median(seconds['up fresh']) / median(hand):.2f}")
 
 
 def _traced(argv: list[str], env: dict, engine_log: Path, counts: list) -> float:
