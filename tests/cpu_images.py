@@ -4,17 +4,25 @@
   exactly as `make demo` builds it (prepare.sh, then `envctl image chatglm-tiny-cpu`), so the
   tests and the demo share one image.
 - `ensure_deepspeed_image(engine)`: tests/images/cpu-deepspeed, DeepSpeed on top of it.
-- `load_on_lab(lab, ref, hosts)`: the image into SSH lab hosts' own engines (`docker save`
-  streamed into each host's `docker load`), skipped where the host already has that image ID.
+- `saved_tarball(ref)`: the image as a `docker save` tarball, written once per image ID in a
+  session (docker save of the 1.7 GB CPU reference image takes ~40-50 s here; every lab test
+  and fixture that needs it as a file or on a lab host shares that one), removed at exit.
+- `load_on_lab(lab, ref, hosts)`: that tarball into SSH lab hosts' own engines, every host at
+  once, skipped where the host already has that image ID.
 
 A step that cannot be done fails the test with its reason (never a skip).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
+from pathlib import Path
 
 import docker
 import pytest
@@ -57,20 +65,54 @@ def ensure_deepspeed_image(engine) -> str:
     return DEEPSPEED
 
 
+_saved_dir: Path | None = None
+_saving = threading.Lock()
+
+
+def _machine_env() -> dict:
+    """The environment of a docker CLI that talks to this machine's engine."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+
+
+def saved_tarball(ref: str) -> Path:
+    """`ref` on this machine's engine as a `docker save` tarball, `<image ID>.tar`, written once
+    per ID in this process (to a .part file first: an interrupted save is never taken whole),
+    in a directory removed when the process exits."""
+    global _saved_dir
+    image_id = docker.from_env().images.get(ref).id.removeprefix("sha256:")
+    with _saving:
+        if _saved_dir is None:
+            _saved_dir = Path(tempfile.mkdtemp(prefix="envctl-test-tarballs-", dir="/var/tmp"))
+            atexit.register(shutil.rmtree, _saved_dir, True)
+        tarball = _saved_dir / f"{image_id}.tar"
+        if not tarball.exists():
+            part = tarball.with_name(tarball.name + ".part")
+            _run(["docker", "save", "-o", str(part), ref], f"docker save {ref}", 1800, _machine_env())
+            part.rename(tarball)
+    return tarball
+
+
 def load_on_lab(lab, ref: str, hosts: list[str]) -> str:
-    """Make `ref` present on each lab host's engine with this engine's image ID; returns the ID."""
+    """Make `ref` present on each lab host's engine with this engine's image ID, loading its
+    saved tarball on every host that lacks it at once; returns the ID."""
     image_id = docker.from_env().images.get(ref).id
+    lacking = []
     for host in hosts:
         present = lab.docker(host, "image", "inspect", "--format", "{{.Id}}", ref)
-        if present.returncode == 0 and present.stdout.strip() == image_id:
-            continue
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        save = subprocess.Popen(["docker", "save", ref], stdout=subprocess.PIPE, env=env)
-        load = subprocess.run(["docker", "-H", lab.docker_host(host), "load"], stdin=save.stdout, capture_output=True,
-                              text=True, timeout=1200, env=env)
-        save.stdout.close()
-        if save.wait(timeout=60) != 0 or load.returncode != 0:
-            pytest.fail(f"loading {ref} on {host} failed: {load.stderr[-2000:]}", pytrace=False)
+        if present.returncode != 0 or present.stdout.strip() != image_id:
+            lacking.append(host)
+    if not lacking:
+        return image_id
+    tarball = saved_tarball(ref)
+    loads = {host: subprocess.Popen(["docker", "-H", lab.docker_host(host), "load", "-q", "-i", str(tarball)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_machine_env())
+             for host in lacking}
+    failed = {host: load.communicate(timeout=1200)[1] for host, load in loads.items()}
+    failed = {host: errors for host, errors in failed.items() if loads[host].returncode != 0}
+    if failed:
+        pytest.fail("\n".join(f"loading {ref} on {host} failed: {errors[-2000:]}" for host, errors in failed.items()),
+                    pytrace=False)
+    for host in lacking:
         loaded = lab.docker(host, "image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()
         assert loaded == image_id, f"{host} has {ref} as {loaded}, not {image_id}"
     return image_id
