@@ -104,12 +104,12 @@ class SSHConnection:
             argv += ["-o", option]
         for option in POLICY:  # keys checked, never a prompt (it would hang a parallel run)
             argv += ["-o", option]
-        argv += ["-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]
         # The hops before the destination, each held to POLICY (a ProxyJump of the config would
         # start them without it), and the known_hosts envctl checks against where the config
         # names only /dev/null.
         route = self.route()
-        argv += route.timeout_options() + route.known_hosts_options() + route.route_options()
+        argv += (route.keepalive_options() + route.timeout_options() + route.known_hosts_options()
+                 + route.route_options())
         if master:
             argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_path}",
                      "-o", "ControlPersist=120"]

@@ -211,8 +211,9 @@ def test_a_node_ignoring_sigint_and_sigterm_gets_sigkill(world, lab, tarball):
 @pytest.mark.parametrize("fault", ["drop_connections", "stop", "partition"])
 def test_a_lost_connection_counts_as_that_node_failing(world, lab, tarball, fault):
     """lab2's SSH sessions cut (its sshd still accepts new ones), its sshd stopped (connections
-    refused), or its link partitioned (packets dropped: the SSH keepalive, 3 x 10 s, ends the
-    connection): lab2 is the node that failed, lab1 is stopped and left with nothing running."""
+    refused), or its link partitioned (packets dropped: the SSH keepalive, the lab config's
+    3 x 3 s, ends the connection): lab2 is the node that failed, lab1 is stopped and left with
+    nothing running."""
     _up_both(world, tarball)
     run = Running(world, "hold")
     run.pid_of(0, "lab1")

@@ -234,6 +234,18 @@ def test_a_connect_timeout_of_the_config_is_kept_and_a_hop_without_one_gets_envc
     assert route.via.timeout_options() == [] and "ConnectTimeout=20" not in route.route_options()[1]
 
 
+@pytest.mark.parametrize("settings, expected", [
+    ("", ["-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]),
+    ("  ServerAliveCountMax 20\n", ["-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]),  # no keepalive set
+    ("  ServerAliveInterval 5\n", []),  # its count: the config's (OpenSSH's 3 by default)
+    ("  ServerAliveInterval 30\n  ServerAliveCountMax 20\n", []),
+    ("  ServerAliveInterval 0\n", ["-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]),  # 0: none
+])
+def test_a_keepalive_of_the_config_is_obeyed_and_a_host_without_one_gets_envctls(tmp_path, settings, expected):
+    route = resolve_route("t", write(tmp_path, "Host t\n" + settings))
+    assert route.keepalive_options() == expected
+
+
 REFUSED_BASTION = """\
 No ED25519 host key is known for 10.213.0.11 and you have requested strict checking.
 Host key verification failed.
