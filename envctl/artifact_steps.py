@@ -87,14 +87,14 @@ def check(host: WritableHost, loaded: Loaded, plan: Plan) -> dict:
     then go by: a command run on the host meanwhile by another step (the workspace's mkdir,
     the image tarball's push) changes nothing in the artifacts' cache entries."""
     seen: dict = {}
-    # Only an artifact the plan found in the cache can have left it. With none (a fresh host:
-    # each is sent), the plan's reading is what the steps go by, not a round trip more before
-    # any of them starts (issue 14): an entry another `up` completed meanwhile is sent again
-    # and assembled as that one was, never taken half-made.
-    rests_on_cache = any(a.action in ("cached", "copy") for a in plan.artifacts)
-    now = in_host_cache(host, loaded, plan, seen, fresh=rests_on_cache)
     # An artifact sharing its cache entry with one the plan fetches or sends arrives with it.
     arriving = {a.cache_path for a in plan.artifacts if a.action not in ("cached", "copy", "missing")}
+    # Only an artifact the plan found in the cache (and that does not arrive with another) can
+    # have left it. With none (a fresh host: each is sent), the plan's reading is what the steps
+    # go by, not a round trip more before any of them starts (issue 14): an entry another `up`
+    # completed meanwhile is sent again and put in place again, never taken half-made.
+    rests_on_cache = any(a.action in ("cached", "copy") and a.cache_path not in arriving for a in plan.artifacts)
+    now = in_host_cache(host, loaded, plan, seen, fresh=rests_on_cache)
     gone = [a.name for a in plan.artifacts
             if a.action in ("cached", "copy") and a.name not in now and a.cache_path not in arriving]
     if gone:

@@ -105,7 +105,10 @@ def on_hosts(options: RemoteOptions, work: Callable[[object, Callable[[str], Non
 
         try:
             if early is not None and while_opening is not None and not early.opened(entry):
-                while_opening()
+                try:
+                    while_opening()
+                except Exception:  # noqa: BLE001  (time put to use, never the host's failure)
+                    pass
             host = early.host(entry) if early is not None else open_entry(entry, options, probes)
             summary = work(host, echo)
             return HostResult(entry.name, True, summary, time.monotonic() - started)

@@ -6,7 +6,7 @@
 - `ensure_deepspeed_image(engine)`: tests/images/cpu-deepspeed, DeepSpeed on top of it.
 - `saved_tarball(ref)`: the image as a `docker save` tarball, written once per image ID in a
   session (docker save of the 1.7 GB CPU reference image takes ~40-50 s here; every lab test
-  and fixture that needs it as a file or on a lab host shares that one), removed at exit.
+  and fixture that needs it as a file or on a lab host shares that one).
 - `load_on_lab(lab, ref, hosts)`: that tarball into SSH lab hosts' own engines, every host at
   once, skipped where the host already has that image ID.
 
@@ -16,10 +16,13 @@ A step that cannot be done fails the test with its reason (never a skip).
 from __future__ import annotations
 
 import atexit
+import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 from pathlib import Path
@@ -65,29 +68,43 @@ def ensure_deepspeed_image(engine) -> str:
     return DEEPSPEED
 
 
-_saved_dir: Path | None = None
+# Where saved tarballs go: the remote tests' session directory under pytest's base temporary
+# directory (tests/remote/conftest.py sets it; pytest removes old runs' directories, so a run
+# killed before its end leaves nothing for long), else a directory removed at exit.
+saved_dir: Path | None = None
 _saving = threading.Lock()
 
 
 def _machine_env() -> dict:
-    """The environment of a docker CLI that talks to this machine's engine."""
+    """The environment of a docker CLI or client that talks to this machine's engine."""
     return {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
 
 
+def _machine_engine() -> docker.DockerClient:
+    return docker.from_env(environment=_machine_env())
+
+
 def saved_tarball(ref: str) -> Path:
-    """`ref` on this machine's engine as a `docker save` tarball, `<image ID>.tar`, written once
-    per ID in this process (to a .part file first: an interrupted save is never taken whole),
-    in a directory removed when the process exits."""
-    global _saved_dir
-    image_id = docker.from_env().images.get(ref).id.removeprefix("sha256:")
+    """`ref` on this machine's engine as a `docker save` tarball, written once per image ID and
+    ref in this process (to a .part file first: an interrupted save is never taken whole), and
+    checked to hold that image ID (the config digest in its manifest.json, classic store)."""
+    global saved_dir
+    image_id = _machine_engine().images.get(ref).id.removeprefix("sha256:")
     with _saving:
-        if _saved_dir is None:
-            _saved_dir = Path(tempfile.mkdtemp(prefix="envctl-test-tarballs-", dir="/var/tmp"))
-            atexit.register(shutil.rmtree, _saved_dir, True)
-        tarball = _saved_dir / f"{image_id}.tar"
+        if saved_dir is None:
+            saved_dir = Path(tempfile.mkdtemp(prefix="envctl-test-tarballs-", dir="/var/tmp"))
+            atexit.register(shutil.rmtree, saved_dir, True)
+        name = hashlib.sha256(ref.encode()).hexdigest()[:12]
+        tarball = saved_dir / f"{image_id}-{name}.tar"
         if not tarball.exists():
             part = tarball.with_name(tarball.name + ".part")
             _run(["docker", "save", "-o", str(part), ref], f"docker save {ref}", 1800, _machine_env())
+            with tarfile.open(part) as saved:
+                manifest = json.load(saved.extractfile("manifest.json"))
+            held = [entry["Config"].removeprefix("blobs/sha256/").removesuffix(".json") for entry in manifest]
+            if held != [image_id]:  # the tag moved meanwhile (a rebuild beside this run)
+                part.unlink()
+                pytest.fail(f"docker save {ref} wrote {held}, not {image_id}", pytrace=False)
             part.rename(tarball)
     return tarball
 
@@ -95,7 +112,7 @@ def saved_tarball(ref: str) -> Path:
 def load_on_lab(lab, ref: str, hosts: list[str]) -> str:
     """Make `ref` present on each lab host's engine with this engine's image ID, loading its
     saved tarball on every host that lacks it at once; returns the ID."""
-    image_id = docker.from_env().images.get(ref).id
+    image_id = _machine_engine().images.get(ref).id
     lacking = []
     for host in hosts:
         present = lab.docker(host, "image", "inspect", "--format", "{{.Id}}", ref)
@@ -107,8 +124,14 @@ def load_on_lab(lab, ref: str, hosts: list[str]) -> str:
     loads = {host: subprocess.Popen(["docker", "-H", lab.docker_host(host), "load", "-q", "-i", str(tarball)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_machine_env())
              for host in lacking}
-    failed = {host: load.communicate(timeout=1200)[1] for host, load in loads.items()}
-    failed = {host: errors for host, errors in failed.items() if loads[host].returncode != 0}
+    try:
+        said = {host: load.communicate(timeout=1200)[1] for host, load in loads.items()}
+    finally:
+        for load in loads.values():  # a load that timed out is not left running
+            if load.poll() is None:
+                load.kill()
+                load.wait()
+    failed = {host: errors for host, errors in said.items() if loads[host].returncode != 0}
     if failed:
         pytest.fail("\n".join(f"loading {ref} on {host} failed: {errors[-2000:]}" for host, errors in failed.items()),
                     pytrace=False)

@@ -157,8 +157,8 @@ class Lab(Faults):
             "  UpdateHostKeys no",  # keep known_hosts exactly as the tests write it
             "  ConnectTimeout 10",
             # A keepalive of the config's own, as many labs' configs carry one, which envctl
-            # obeys (ssh_hops.keepalive_options): a partitioned host's connections end after
-            # ~9 s of silence instead of envctl's own ~30 s.
+            # obeys, being shorter than its own 10 s (ssh_hops.keepalive_options): a partitioned
+            # host's connections end after ~9 s of silence instead of ~30 s.
             "  ServerAliveInterval 3",
             "  ServerAliveCountMax 3",
             "  ControlMaster no",

@@ -44,7 +44,7 @@ POLICY = ("BatchMode=yes", "StrictHostKeyChecking=yes")
 # A hop that does not answer must not hang a run: ConnectTimeout where the config sets none
 # (a config's own value, e.g. for a slow far bastion, is kept).
 DEFAULT_CONNECT_TIMEOUT = 20
-DEFAULT_KEEPALIVE_SECONDS, DEFAULT_KEEPALIVE_COUNT = 10, 3  # where the config sets no ServerAliveInterval
+KEEPALIVE_SECONDS = 10  # the longest keepalive interval envctl's connections use (keepalive_options)
 MAX_HOPS = 16  # a longer chain is taken for a loop in the config
 DEFAULT_PORT = 22
 
@@ -142,15 +142,16 @@ class Hop:
         return [] if configured.isdigit() else ["-o", f"ConnectTimeout={DEFAULT_CONNECT_TIMEOUT}"]
 
     def keepalive_options(self) -> list[str]:
-        """-o ServerAliveInterval=10 -o ServerAliveCountMax=3 where the hop's config sets no
-        ServerAliveInterval (`ssh -G` says 0, OpenSSH's default: no keepalive), so that a server
-        gone silent (a partitioned link) ends the connection in ~30 s, not after TCP's minutes;
-        else nothing: the config's keepalive and its count are obeyed (a lab riding out a Wi-Fi
-        drop with `ServerAliveCountMax 20`, a bastion's NAT kept open every 5 s)."""
+        """-o ServerAliveInterval=N: the config's interval when it is shorter than 10 s (a
+        bastion's NAT kept open every 5 s), else 10, so that a server gone silent (a
+        partitioned link) ends the connection after ServerAliveCountMax missed answers, ~30 s
+        with OpenSSH's count of 3, not after TCP's minutes, whatever interval the config keeps
+        NAT open with (`ServerAliveInterval 60`, the guides' line: 3 minutes). The count stays
+        the config's (a lab riding out a Wi-Fi drop with `ServerAliveCountMax 20`). `ssh -G`
+        gives the interval in seconds, 0 where none is set."""
         configured = self.settings.get("serveraliveinterval", "0")
-        if configured.isdigit() and int(configured) > 0:
-            return []
-        return ["-o", f"ServerAliveInterval={DEFAULT_KEEPALIVE_SECONDS}", "-o", f"ServerAliveCountMax={DEFAULT_KEEPALIVE_COUNT}"]
+        seconds = int(configured) if configured.isdigit() and int(configured) > 0 else KEEPALIVE_SECONDS
+        return ["-o", f"ServerAliveInterval={min(seconds, KEEPALIVE_SECONDS)}"]
 
     def known_hosts_options(self) -> list[str]:
         if not self.replaced_known_hosts:

@@ -49,9 +49,11 @@ def reference(tmp_path_factory):
     model, dataset = tiny_repos(image, state)
     # The session's saved tarball of that image (tests/cpu_images.py), linked where the demo
     # looks for it first: one `docker save` for the lab's loads, this test and make demo-nodes.
+    saved = saved_tarball(IMAGE_REF)
+    assert saved.name.startswith(image.removeprefix("sha256:")), (saved, image)
     demo_path = state / "images" / f"cpu-reference-{image.removeprefix('sha256:')[:12]}.tar"
     demo_path.parent.mkdir(parents=True, exist_ok=True)
-    os.link(saved_tarball(IMAGE_REF), demo_path)
+    os.link(saved, demo_path)  # both under pytest's base temporary directory: one file system
     tarball = image_tarball(image, state)
     assert tarball == demo_path
     yield {"image": image, "tarball": tarball, "model": model, "dataset": dataset, "repos": state / "repos",

@@ -10,6 +10,7 @@ connection; a ProxyCommand given first wins over a ProxyJump of the config.
 from __future__ import annotations
 
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -234,16 +235,24 @@ def test_a_connect_timeout_of_the_config_is_kept_and_a_hop_without_one_gets_envc
     assert route.via.timeout_options() == [] and "ConnectTimeout=20" not in route.route_options()[1]
 
 
-@pytest.mark.parametrize("settings, expected", [
-    ("", ["-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]),
-    ("  ServerAliveCountMax 20\n", ["-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]),  # no keepalive set
-    ("  ServerAliveInterval 5\n", []),  # its count: the config's (OpenSSH's 3 by default)
-    ("  ServerAliveInterval 30\n  ServerAliveCountMax 20\n", []),
-    ("  ServerAliveInterval 0\n", ["-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]),  # 0: none
+@pytest.mark.parametrize("settings, interval, count", [
+    ("", "10", "3"),  # none set: envctl's 10 s, OpenSSH's count of 3
+    ("  ServerAliveCountMax 20\n", "10", "20"),  # the config's count kept
+    ("  ServerAliveInterval 5\n", "5", "3"),  # shorter than envctl's: kept
+    ("  ServerAliveInterval 60\n  ServerAliveCountMax 4\n", "10", "4"),  # the guides' 60 s: a dead host in 40 s, not 4 min
+    ("  ServerAliveInterval 1m30s\n", "10", "3"),  # OpenSSH's time format
+    ("  ServerAliveInterval 0\n", "10", "3"),  # 0: none
 ])
-def test_a_keepalive_of_the_config_is_obeyed_and_a_host_without_one_gets_envctls(tmp_path, settings, expected):
-    route = resolve_route("t", write(tmp_path, "Host t\n" + settings))
-    assert route.keepalive_options() == expected
+def test_a_dead_server_is_noticed_within_about_ten_keepalives_seconds_whatever_the_config(tmp_path, settings, interval,
+                                                                                            count):
+    """What ssh itself makes of envctl's options over the config's (`ssh -G`, the first value
+    given wins): the config's interval when shorter than 10 s, its count always."""
+    config = write(tmp_path, "Host t\n" + settings)
+    route = resolve_route("t", config)
+    done = subprocess.run(["ssh", "-G", "-F", str(config), *route.keepalive_options(), "t"], capture_output=True,
+                          text=True, timeout=30)
+    effective = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    assert (effective["serveraliveinterval"], effective["serveralivecountmax"]) == (interval, count), done.stderr
 
 
 REFUSED_BASTION = """\

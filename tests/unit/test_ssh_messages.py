@@ -4,6 +4,9 @@ the ssh command lines envctl builds. The behaviour against a real sshd is in tes
 from __future__ import annotations
 
 import shlex
+import subprocess
+
+import pytest
 
 from envctl.hosts.base import CommandResult
 from envctl.remote.ssh import SSHConnection, SSHSettings, _fingerprint_in, _unknown_key
@@ -61,6 +64,18 @@ def test_commands_reach_the_remote_shell_as_one_quoted_word_each(tmp_path):
     destination = argv.index("lab1")
     assert argv[destination + 1] == "--"
     assert shlex.split(argv[destination + 2]) == ["sh", "-c", 'echo "$1"', "sh", "a b; rm -rf /"]
+
+
+@pytest.mark.parametrize("settings, interval", [("", "10"), ("  ServerAliveInterval 60\n", "10"),
+                                                ("  ServerAliveInterval 3\n", "3")])
+def test_every_command_carries_the_keepalive_that_notices_a_dead_server(tmp_path, settings, interval):
+    """What ssh makes of a command's whole argv (`ssh -G` with it): a keepalive of 10 s at most."""
+    config = tmp_path / "ssh_config"
+    config.write_text("Host lab1\n  HostName 10.213.0.11\n" + settings)
+    argv = SSHConnection("lab1", SSHSettings(config=str(config), control_dir="/tmp/envctl-ssh-test")).command(["true"])
+    destination = argv.index("lab1")
+    done = subprocess.run([*argv[:destination], "-G", "lab1"], capture_output=True, text=True, timeout=30)
+    assert f"\nserveraliveinterval {interval}\n" in done.stdout, done.stderr
 
 
 def test_options_the_user_must_win_come_before_ours():

@@ -54,6 +54,18 @@ def test_a_host_still_opening_gets_the_wait_used_before_it_is_waited_for(monkeyp
     assert calls == ["while opening", "host lab1", "work lab1"]
 
 
+def test_what_fails_while_waiting_never_fails_the_host(monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(early_open, "take", lambda options, probes: Opening(["lab1"], opened=False, calls=calls))
+
+    def failing() -> None:
+        raise ImportError("no module named rich")
+
+    code = cli_remote.on_hosts(OPTIONS, lambda host, echo: calls.append(f"work {host}") or "done", "up x",
+                               while_opening=failing)
+    assert code == 0 and calls == ["host lab1", "work lab1"]
+
+
 def test_a_host_opened_already_is_worked_on_at_once(monkeypatch):
     calls: list = []
     assert run(monkeypatch, Opening(["lab1"], opened=True, calls=calls), calls) == 0
