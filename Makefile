@@ -43,8 +43,13 @@ engine:
 	bash tests/ensure-slurm.sh
 	bash tests/ensure-registry.sh
 
+# The unit tests (pure code: no engine, image or SSH lab) in two processes at once (pytest-xdist),
+# then the rest in one, since those share the engines, fixed image refs and the lab. Both always
+# run; the target fails when either did.
 test: $(STAMP) engine
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 tests/unit; unit=$$?; \
+	$(BIN)/python -m pytest --ignore=tests/unit; rest=$$?; \
+	test $$unit -eq 0 && test $$rest -eq 0
 
 clean:
 	rm -rf $(VENV) .pytest_cache

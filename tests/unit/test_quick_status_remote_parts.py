@@ -8,8 +8,11 @@ runs both paths on the SSH lab."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -43,14 +46,23 @@ def test_the_master_and_the_forward_are_named_as_ssh_py_names_them(tmp_path, con
         assert connection.forward_socket("/run/docker.sock") == str(local)
 
 
+@pytest.fixture
+def short_dir():
+    """A directory under /tmp whose sockets' paths stay within AF_UNIX's 108 bytes (pytest's
+    tmp_path is longer under pytest-xdist: .../popen-gw0/test_NAME0)."""
+    made = Path(tempfile.mkdtemp(prefix="qs-", dir="/tmp"))
+    yield made
+    shutil.rmtree(made, ignore_errors=True)
+
+
 @pytest.mark.parametrize("name", ["control", "con trol", "con;trol", "contrôle", "con#trol", "con?trol"])
-def test_a_forward_is_taken_only_where_docker_py_reaches_it(tmp_path, name):
+def test_a_forward_is_taken_only_where_docker_py_reaches_it(short_dir, name):
     """The full path hands docker-py unix://FORWARD: where docker-py refuses it or reads another
     path (a `#` or `?` in the control directory's name), the quick path must not answer."""
     from docker.errors import DockerException
     from docker.utils.utils import parse_host
 
-    directory = tmp_path / name
+    directory = short_dir / name
     directory.mkdir(mode=0o700)
     master = directory / live_master.control_name("lab1", None)
     local = directory / live_master.forward_name("lab1", None, "/run/docker.sock")
