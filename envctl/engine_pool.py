@@ -5,8 +5,9 @@ docker-py's UnixHTTPAdapter keys its connection pools by the request's whole URL
 request to a URL not asked before (a container's ID, an exec's ID, another query string) opens a
 connection of its own. On this machine's socket that costs microseconds. Through the SSH forward
 of a server's socket (envctl/hosts/ssh.py) every connection is a channel the master opens on the
-server first, one round trip more: a fresh `up` at 50 ms asks ~16 different URLs, one after
-another for most of them, and spent ~0.7 s opening channels (issue 14). The docker CLI keeps one
+server first, one round trip more: a fresh `up` at 50 ms asks ~16 different URLs, most of them
+one after another (issue 14: one connection took it from 4.62 to 4.41 s, medians of three on a
+busy machine; bench/bench_remote.py). The docker CLI keeps one
 connection for all of its requests; with this adapter docker-py does too (urllib3's pool keeps
 up to docker-py's max_pool_size, 10, idle connections for requests made at once from several
 threads: envctl makes at most a handful at once on one engine, envctl/apply_reads.py)."""
