@@ -13,7 +13,6 @@ import shutil
 from collections.abc import Iterator
 from typing import Mapping
 
-import docker
 from docker.api.client import APIClient
 from docker.client import DockerClient
 from docker.errors import DockerException
@@ -21,7 +20,7 @@ from docker.models.containers import ExecResult
 from docker.models.resource import Collection, Model
 
 from envctl import interrupts
-from envctl.engine_pool import share_one_pool
+from envctl.engine_pool import docker_client
 from envctl.engine_errors import translate
 from envctl.errors import HostNotReady
 
@@ -42,9 +41,7 @@ def connect(environ: Mapping[str, str] | None = None, timeout: int = 120) -> "En
         base_url = environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
         # docker-py asks the engine's API version (GET /version) before anything else: that
         # answer is the proof that the engine is there, so no ping follows (one request less).
-        client = docker.DockerClient(base_url=base_url, timeout=timeout)
-        share_one_pool(client.api)
-        return Engine(client, base_url)
+        return Engine(docker_client(base_url, timeout), base_url)
     except DockerException as exc:
         raise _explain(exc, environ) from None
     except OSError as exc:  # raised below docker-py on some socket failures

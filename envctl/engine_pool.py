@@ -14,6 +14,7 @@ threads: envctl makes at most a handful at once on one engine, envctl/apply_read
 
 from __future__ import annotations
 
+import docker
 from docker.api.client import APIClient
 from docker.transport import UnixHTTPAdapter
 
@@ -41,3 +42,13 @@ def share_one_pool(api: APIClient) -> None:
     if asked is not None:
         shared.pools[_ONE] = old.pools[asked]
     api.mount("http+docker://", shared)
+
+
+def docker_client(base_url: str, timeout: int) -> docker.DockerClient:
+    """docker-py's client for the engine at `base_url`, its requests sharing one pool: every
+    client envctl makes (envctl/engine.py connect, envctl/hosts/ssh.py SSHHost.engine) is made
+    here. Raises what DockerClient raises (DockerException, OSError) when the engine does not
+    answer its GET /version."""
+    client = docker.DockerClient(base_url=base_url, timeout=timeout)
+    share_one_pool(client.api)
+    return client

@@ -269,16 +269,14 @@ class SSHHost:
         """The server's engine (envctl.engine.Engine over docker-py), through its socket
         forwarded over the master connection, so docker-py and the docker CLI work unchanged."""
         if self._engine is None:
-            import docker
             from docker.errors import DockerException
 
             from envctl.engine import Engine
-            from envctl.engine_pool import share_one_pool
+            from envctl.engine_pool import docker_client
 
             local = self.connection.forward_socket(self.docker_socket)
             try:
-                client = docker.DockerClient(base_url=f"unix://{local}", timeout=300)
-                share_one_pool(client.api)  # one connection, one channel, for all its requests
+                client = docker_client(f"unix://{local}", timeout=300)  # one connection, one channel, for all requests
                 if os.environ.get("ENVCTL_SSH_TRACE"):  # each engine request: one round trip through the tunnel
                     client.api.hooks["response"].append(
                         lambda r, *a, **k: trace("api", self.name, [r.request.method, r.request.path_url]))
