@@ -137,7 +137,9 @@ def logs(
     chosen = environments.choose(host.engine(), env, running_only=False)
     if not chosen.workspace:
         raise EnvctlError(f"{chosen.name} has no workspace mount")
-    pattern = f"{entrypoint}-*.log" if entrypoint else "*.log"
+    from envctl.execute import log_pattern
+
+    pattern = log_pattern(entrypoint)
     newest = _running_log(host.engine(), chosen, entrypoint) or host.newest(f"{chosen.workspace}/logs", pattern)
     if newest is None:
         where = f" on {host.name}" if remote.wanted else ""

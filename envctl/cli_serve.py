@@ -74,10 +74,10 @@ def exec_detached(host, remote_wanted: bool, chosen, entry, argv, variables) -> 
 
 
 def fresh_log(host, wanted: Path) -> str:
-    """`wanted` (`logs/web-20261130T192532Z.log`, named to the second), or `web-...-2.log`,
+    """`wanted` (`logs/web-20261130T192532Z-3f2a.log`, execute.log_path), or `web-...-2.log`,
     `-3`... when a log of that name is already there: the detached run's log is written anew
-    (replaced) on the host, and another run of the same second (a foreground `exec` of the
-    entrypoint, a detached one that ended at once) must keep its own."""
+    (replaced) on the host, so another run's must never be taken, however unlikely the name's
+    four hex digits make that."""
     candidate, number = wanted, 2
     while host.exists(str(candidate)):
         candidate = wanted.with_name(f"{wanted.stem}-{number}{wanted.suffix}")

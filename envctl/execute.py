@@ -332,8 +332,20 @@ def _stream(child: subprocess.Popen, invocation: Invocation, forward, log=None, 
 
 
 def log_path(workspace: Path, entrypoint: str) -> Path:
+    """`WORKSPACE/logs/ENTRYPOINT-20261130T120311Z-3f2a.log`: when the run started (UTC, to the
+    second), then four hex digits of its own. Two runs of one entrypoint started in the same
+    second (a script starting several evaluations at once) each write their own log: the name
+    is chosen here, before the run, and an SSH host's run then writes its log itself, with no
+    round trip to look for a free name."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return workspace / "logs" / f"{entrypoint}-{stamp}.log"
+    return workspace / "logs" / f"{entrypoint}-{stamp}-{os.urandom(2).hex()}.log"
+
+
+def log_pattern(entrypoint: str | None) -> str:
+    """The glob (fnmatch and the host's sh alike) of the logs log_path names for `entrypoint`,
+    every entrypoint's for None. The stamp's eight digits are spelled out: `train-*.log` would
+    also match the logs of an entrypoint named `train-eval`."""
+    return f"{entrypoint}-{'[0-9]' * 8}T[0-9]*.log" if entrypoint else "*.log"
 
 
 def print_file(path: Path, follow: bool, secrets=(), ended=None) -> None:

@@ -129,6 +129,21 @@ def test_output_is_logged_in_the_workspace_and_shown_by_logs(make_env, tarballs)
     assert shown.returncode == 0 and shown.stdout == "about to fail\n"
 
 
+def test_runs_started_together_each_log_their_own_output(make_env, tarballs):
+    """A script starting several runs of one entrypoint at once: each has a log of its own (the
+    log's name was the second it started; two runs in that second appended to one file)."""
+    env = make_env("mlu", cards=2)
+    up(env, tarballs)
+    runs = [env.popen("exec", "--env", env.container, "params", "--set", f"max_steps={n}") for n in (1, 2, 3)]
+    said = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], said
+    logs = sorted((env.base / "workspaces" / env.container / "logs").glob("params-*.log"))
+    assert sorted(log.read_text() for log in logs) == [f"steps={n} lr=2e-2 args:\n" for n in (1, 2, 3)]
+    for (stdout, stderr), n in zip(said, (1, 2, 3)):  # each run names its own log
+        own = [log for log in logs if f"log: {log}" in stderr]
+        assert len(own) == 1 and own[0].read_text() == stdout == f"steps={n} lr=2e-2 args:\n"
+
+
 def test_setup_runs_once_and_reruns_from_the_first_changed_step(make_env, tarballs):
     env = make_env("mlu", cards=2)
     first = up(env, tarballs)

@@ -41,7 +41,7 @@ entrypoints:
   fail: {{run: "echo failing; exit 3"}}
   wait: {{run: "echo waiting; if [ -e /tmp/hold ]; then sleep 60; fi"}}
 """
-LOG_LINE = re.compile(r"^log: (/\S+/logs/[a-z]+-\d{8}T\d{6}Z\.log) on lab1$", re.M)
+LOG_LINE = re.compile(r"^log: (/\S+/logs/[a-z]+-\d{8}T\d{6}Z-[0-9a-f]{4}\.log) on lab1$", re.M)
 
 
 @pytest.fixture(scope="module")
