@@ -343,9 +343,10 @@ def log_path(workspace: Path, entrypoint: str) -> Path:
 
 def log_pattern(entrypoint: str | None) -> str:
     """The glob (fnmatch and the host's sh alike) of the logs log_path names for `entrypoint`,
-    every entrypoint's for None. The stamp's eight digits are spelled out: `train-*.log` would
-    also match the logs of an entrypoint named `train-eval`."""
-    return f"{entrypoint}-{'[0-9]' * 8}T[0-9]*.log" if entrypoint else "*.log"
+    and of its runs' per-node logs (`train-20261130-120311-TOKEN-node0.log`,
+    envctl/multinode/node_logs.py); every entrypoint's for None. The stamp's eight digits are
+    spelled out: `train-*.log` would also match the logs of an entrypoint named `train-eval`."""
+    return f"{entrypoint}-{'[0-9]' * 8}[T-][0-9]*.log" if entrypoint else "*.log"
 
 
 def print_file(path: Path, follow: bool, secrets=(), ended=None) -> None:

@@ -4,7 +4,7 @@ Where they are: every node keeps its own output in its environment's workspace o
 `<workspace>/logs/<run id>-node<rank>.log`, beside the run's directory
 `<workspace>/nodes/<run id>/` whose nodes.json names every node's rank (envctl.nodes.contract).
 The run id begins with the entrypoint's name (`<entrypoint>-<YYYYmmdd-HHMMSS>-<token>`), so the
-single-node `logs --entrypoint E` pattern `E-*.log` finds these logs too.
+single-node `logs --entrypoint E` glob (envctl.execute.log_pattern) finds these logs too.
 
 Which run: `--run RUN_ID`, else the newest run directory on the first node named (of the
 entrypoint, when one is given). Each node's rank comes from that run's nodes.json, not from
