@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from envctl.errors import ManifestError, Problem
 from envctl.manifest.docker_values import repository_component
@@ -139,12 +139,15 @@ def _kind(value: Any) -> str:
 
 
 def shown_url(url: str) -> str:
-    """A URL as messages and plans show it: a password in it (a private mirror's basic auth)
-    replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
+    """A URL as messages and plans show it: its credentials (a private mirror's basic auth
+    password, a token written as the user name, a signed query value) replaced by ***
+    (envctl.artifacts.urls.redact_url)."""
+    from envctl.artifacts.urls import redact_url
+
+    shown = redact_url(url)
+    # As written when nothing was hidden: urlsplit and urlunsplit would also tidy it (strip
+    # spaces, drop an empty query), and a message quotes what the user wrote.
+    return url if shown == urlunsplit(urlsplit(url)) else shown
 
 
 Report = Callable[[PathKey, str, bool], None]

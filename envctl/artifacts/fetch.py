@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from envctl import mirror_routes
+from envctl.artifacts import urls
 from envctl.artifacts.cache import Cache, PlacedFile, check_free_space, sha256_of, tree_of
 from envctl.artifacts.lockfile import Locked
 from envctl.artifacts.sources import Source, artifact_identity, artifact_key
@@ -162,10 +163,10 @@ def with_credentials(source: Source) -> tuple[str, tuple | None]:
     password. Neither may reach a message: show `source.display`."""
     full = source.request_url or source.location
     parts = urlsplit(full)._replace(fragment="")
-    if parts.password is None:
+    if parts.password is None and not urls.credential_user(full):
         return urlunsplit(parts), None
     netloc = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=netloc)), (unquote(parts.username or ""), unquote(parts.password))
+    return urlunsplit(parts._replace(netloc=netloc)), (unquote(parts.username or ""), unquote(parts.password or ""))
 
 
 def _fetch_single(name: str, source: Source, artifact: Artifact, expected: str | None, key: str, cache: Cache,

@@ -7,7 +7,8 @@ and the sha is resolved locally. The commit's tree (or one directory of it) is w
 `git archive`, so no .git directory and nothing else from the repository lands in the artifact.
 
 A password or token in the URL (`git+https://user:TOKEN@host/repo@tag`, how private GitLab
-and Gitea repositories are cloned with an access token) is handed to git as an
+and Gitea repositories are cloned with an access token; `git+https://TOKEN@github.com/...`, a
+token written as the user name, GitHub's form) is handed to git as an
 `Authorization: Basic` header in `http.<url>.extraHeader`, set through git's
 `GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_n`/`GIT_CONFIG_VALUE_n` environment (git-config(1), git
 2.31+): never on a command line (which other users can read in `ps`), never in the mirror's
@@ -59,7 +60,9 @@ class _Remote:
         self.url = self.through or urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
         if self.through and urlsplit(self.through).netloc != parts.netloc.rsplit("@", 1)[1]:
             return  # a mirror on another server is not given the origin's credential
-        basic = base64.b64encode(f"{unquote(parts.username or '')}:{unquote(source.password)}".encode()).decode()
+        # A token written as the user name goes as git itself would send it: that user, no password.
+        user, password = (source.password, "") if source.token_user else (parts.username or "", source.password)
+        basic = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
         self.secrets.append(basic)
         count = int(_ENV.get("GIT_CONFIG_COUNT") or 0)  # the user's own entries stay
         self.env = {**_ENV, "GIT_CONFIG_COUNT": str(count + 1), f"GIT_CONFIG_KEY_{count}": f"http.{self.url}.extraHeader",

@@ -34,6 +34,9 @@ class Source:
     password: str | None = field(default=None, repr=False)  # from URL userinfo; never rendered
     # http/ftp: the URL as written, signed query values included; sent to its server only.
     request_url: str | None = field(default=None, repr=False)
+    # `password` is the URL's user name (a token written as the user, urls.credential_user),
+    # sent with an empty password; the location shows it as ***.
+    token_user: bool = field(default=False, repr=False)
 
     @property
     def display(self) -> str:
@@ -153,6 +156,8 @@ def _hub_page(parts) -> str | None:
 
 
 def _strip_credentials(url: str) -> tuple[str, str | None]:
+    if urls.credential_user(url):  # a token as the user name: the location shows ***@
+        return urls.redact_url(url), urls.credential_user(url)
     parts = urlsplit(url)
     if parts.password is None:
         return url, None
@@ -190,7 +195,9 @@ def parse_source(text: str, base_dir: Path | None = None) -> Source:
         page = _hub_page(parts)
         if page:
             raise SourceError(f"'{urls.redact_url(text)}' is {page}")
-        return Source("ftp" if scheme == "ftp" else "http", urls.redact_url(text), None, parts.password, text)
+        token = urls.credential_user(text)
+        return Source("ftp" if scheme == "ftp" else "http", urls.redact_url(text), None, token or parts.password, text,
+                      token_user=token is not None)
     if scheme.startswith("git+"):
         inner = scheme[len("git+"):]
         if inner not in ("https", "http", "ssh", "file"):
@@ -202,7 +209,7 @@ def parse_source(text: str, base_dir: Path | None = None) -> Source:
         if not _REF.match(ref):
             raise SourceError(f"'{ref}' is not a git commit, tag or branch")
         location, password = _strip_credentials(url)
-        return Source("git", location, ref, password)
+        return Source("git", location, ref, password, token_user=bool(urls.credential_user(url)))
     if scheme == "file":
         path = rest if rest.startswith("/") else "/" + rest
         return Source("file", path)

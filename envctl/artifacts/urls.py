@@ -12,20 +12,22 @@ Three views of one URL:
   resource; the cache key is a hash of it, so URLs that differ in any part that selects the
   resource (host, port, path, query) never share a cache entry.
 
-Credentials are the URL's password and every query value that signs or authorises the
-request rather than selecting the object. Signed-URL parameters, by vendor (their docs):
-AWS S3 SigV4 query auth `X-Amz-Signature`, `X-Amz-Credential`, `X-Amz-Security-Token`;
-S3 SigV2, Alibaba OSS, Huawei OBS and GCS V2 `Signature` with `AWSAccessKeyId` /
-`OSSAccessKeyId` / `AccessKeyId` / `GoogleAccessId`; OSS V4 `x-oss-signature`,
-`x-oss-credential`, `security-token`; Tencent COS `q-signature`, `q-ak` and `sign`;
-Volcengine TOS `X-Tos-Signature`, `X-Tos-Credential`; Azure SAS `sig`; GCS V4
-`X-Goog-Signature`, `X-Goog-Credential`; CloudFront (the Hub's CDN) `Signature`;
-Alibaba CDN type A `auth_key`; Qiniu private links `token`; Akamai token auth `__token__`
-and `hdnts` (`exp=…~acl=…~hmac=…`, the EdgeAuth libraries' default names); Upyun token
-anti-leech `_upt`; nginx `secure_link $arg_md5,$arg_expires` (nginx.org's example) `md5`;
+Credentials are the URL's password, its user name on http(s) when no password goes with it (a
+token written as the user: `https://TOKEN@github.com/org/repo.git`, GitHub's form for a token in
+a git URL; `https://TOKEN:@packagecloud.io/...`, packagecloud's and Gemfury's for a package
+index), and every query value that signs or authorises the request rather than selecting the
+object. Signed-URL parameters, by vendor (their docs): AWS S3 SigV4 query auth
+`X-Amz-Signature`, `X-Amz-Credential`, `X-Amz-Security-Token`; S3 SigV2, Alibaba OSS, Huawei OBS
+and GCS V2 `Signature` with `AWSAccessKeyId` / `OSSAccessKeyId` / `AccessKeyId` /
+`GoogleAccessId`; OSS V4 `x-oss-signature`, `x-oss-credential`, `security-token`; Tencent COS
+`q-signature`, `q-ak` and `sign`; Volcengine TOS `X-Tos-Signature`, `X-Tos-Credential`; Azure
+SAS `sig`; GCS V4 `X-Goog-Signature`, `X-Goog-Credential`; CloudFront (the Hub's CDN)
+`Signature`; Alibaba CDN type A `auth_key`; Qiniu private links `token`; Akamai token auth
+`__token__` and `hdnts` (`exp=…~acl=…~hmac=…`, the EdgeAuth libraries' default names); Upyun
+token anti-leech `_upt`; nginx `secure_link $arg_md5,$arg_expires` (nginx.org's example) `md5`;
 Kingsoft KS3 `KSSAccessKeyId`; a share's extraction code `pwd` (Baidu-like shares,
-`/s/<id>?pwd=xxxx`). Beyond those, any parameter whose
-name ends in signature, token, secret, password or credential (`access_token`, `api_token`).
+`/s/<id>?pwd=xxxx`). Beyond those, any parameter whose name ends in signature, token, secret,
+password or credential (`access_token`, `api_token`).
 A signature authenticates one request: it never chooses the bytes, so links re-signed for the
 same object share an identity.
 """
@@ -52,6 +54,9 @@ _UNRESERVED_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw
 # A name=value pair inside a query or fragment, wherever a URL appears in free text.
 _PAIR_IN_TEXT = re.compile(r"(?P<lead>[?&#;])(?P<name>[A-Za-z0-9_.\-]+)=(?P<value>[^&#\s\"'<>;]*)")
 _USERINFO_IN_TEXT = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/\s:@]*):(?P<password>[^@\s/]+)@")
+# A user name alone (or with an empty password) in an http(s) URL in free text: a token (credential_user).
+_TOKEN_USER_IN_TEXT = re.compile(r"(?P<scheme>\bhttps?://)[^/\s:@]+:?@", re.IGNORECASE)
+_TOKEN_USER_SCHEMES = ("http", "https")
 _FILE_PARAMS = ("p", "path", "file", "filename", "filepath", "name")
 
 
@@ -72,8 +77,24 @@ def _redact_pairs(text: str) -> str:
     return "&".join(pairs)
 
 
+def credential_user(url: str) -> str | None:
+    """The user name of an http(s) URL when it is the credential: no password goes with it, or
+    an empty one (see the module docstring); percent-escapes as written. None otherwise: a user
+    beside a password is a login name (`alice:***@`, `oauth2:***@`), and on ftp:// or ssh:// a
+    user alone is a login whose password comes from elsewhere (netrc, a key)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in _TOKEN_USER_SCHEMES or "@" not in parts.netloc:
+        return None
+    user, _colon, password = parts.netloc.rsplit("@", 1)[0].partition(":")
+    return user if user and not password else None
+
+
 def redact_url(url: str) -> str:
-    """The URL with its password and signed query values replaced by ***."""
+    """The URL with its password, a user name that is a token (credential_user) and signed
+    query values replaced by ***."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -81,8 +102,11 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
-        user, colon, _password = userinfo.partition(":")
-        netloc = f"{user}:{REDACTED}@{host}" if colon else netloc
+        user, colon, password = userinfo.partition(":")
+        if password or (colon and not credential_user(url)):
+            netloc = f"{user}:{REDACTED}@{host}"
+        elif credential_user(url):
+            netloc = f"{REDACTED}@{host}"
     return urlunsplit(parts._replace(netloc=netloc, query=_redact_pairs(parts.query),
                                      fragment=_redact_pairs(parts.fragment)))
 
@@ -93,6 +117,8 @@ def secret_values(url: str) -> list[str]:
     found = []
     if parts.password:
         found.append(parts.password)
+    if credential_user(url):
+        found.append(credential_user(url))
     for section in (parts.query, parts.fragment):
         for pair in section.split("&") if section else []:
             name, sep, value = pair.partition("=")
@@ -108,6 +134,7 @@ def redact_text(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     password and any signed query value in URLs it mentions."""
     text = mask(text, secrets)
     text = _USERINFO_IN_TEXT.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
+    text = _TOKEN_USER_IN_TEXT.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
     return _PAIR_IN_TEXT.sub(
         lambda m: f"{m['lead']}{m['name']}={REDACTED}" if m["value"] and is_secret_param(m["name"]) else m[0], text)
 

@@ -73,3 +73,36 @@ def test_a_wrong_token_is_a_clear_error_without_a_prompt_or_the_token(tmp_path, 
     assert "glpat-WRONGEXAMPLE" not in fetched.stdout + fetched.stderr
     assert "alice:***@" in fetched.stderr and "Authentication failed" in fetched.stderr, fetched.stderr
     assert files_containing(tmp_path / "cache", "glpat-WRONGEXAMPLE") == []
+
+
+def test_a_token_written_as_the_user_name_reaches_git_and_nothing_else(tmp_path):
+    """`git+https://TOKEN@github.com/org/repo@tag`, GitHub's form: the token is the user name,
+    with no password. git gets it as git would send it (that user, an empty password), in the
+    header; the display, the lock and the cache say ***@."""
+    token = "ghp_" + "R2d" * 12
+    work, root = tmp_path / "work", tmp_path / "srv"
+    work.mkdir()
+    root.mkdir()
+    subprocess.run(GIT + ["init", "-q", "-b", "main", str(work)], check=True)
+    (work / "train.py").write_text("print('private')\n")
+    subprocess.run(GIT + ["-C", str(work), "add", "-A"], check=True)
+    subprocess.run(GIT + ["-C", str(work), "commit", "-qm", "one"], check=True)
+    subprocess.run(GIT + ["-C", str(work), "tag", "v1"], check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(root / "proj.git")], check=True)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / ".gitconfig").write_text("[credential]\n\thelper = store\n")
+    with GitHTTPServer(root, require_auth=(token, "")) as server:
+        url = f"git+{server.url.replace('http://', f'http://{token}@')}/proj.git@v1"
+        manifest = write_manifest(tmp_path, f"code: {{source: '{url}'}}\n")
+        fetched = envctl(tmp_path, "fetch", str(manifest))
+        assert fetched.returncode == 0, fetched.stderr
+        assert (placed(fetched.stdout)["code"] / "train.py").read_text() == "print('private')\n"
+        locked = envctl(tmp_path, "lock", str(manifest))
+        assert locked.returncode == 0, locked.stderr
+        assert "git+http://***@127.0.0.1" in (manifest.parent / "manifest.lock").read_text()
+        assert server.refused == 0 and server.authorizations and all(server.authorizations)
+    for run in (fetched, locked):
+        assert token not in run.stdout + run.stderr
+    assert files_containing(tmp_path / "cache", token) == []
+    assert files_containing(tmp_path / "home", token) == []
+    assert token not in (manifest.parent / "manifest.lock").read_text()

@@ -138,3 +138,21 @@ def test_a_url_password_is_used_and_never_shown(tmp_path, file_server):
     assert wrong.returncode == 6 and "partner:***@" in wrong.stderr and "refused access (401)" in wrong.stderr
     for secret in ("pa55-w0rd-xyz", "pa55-w0rd-abc"):
         assert_nowhere(tmp_path, secret, fetched, locked, wrong)
+
+
+@pytest.mark.parametrize("userinfo", ["{token}@", "{token}:@"])  # GitHub's form; packagecloud's and Gemfury's
+def test_a_token_written_as_the_url_user_is_sent_and_never_shown(tmp_path, file_server, userinfo):
+    token = "ghp_" + "Zq8" * 12
+    data = os.urandom(MiB)
+    file_server.put("/vendor/toolkit.run", data)
+    file_server.require_auth = (token, "")  # the user is the token, the password empty: as curl and git send it
+    url = file_server.url_for("/vendor/toolkit.run").replace("://", "://" + userinfo.format(token=token))
+    manifest = write_manifest(tmp_path, f"t: {{source: '{url}'}}\n")
+    fetched = envctl(tmp_path, "fetch", str(manifest))
+    assert fetched.returncode == 0, fetched.stderr
+    assert placed(fetched.stdout)["t"].read_bytes() == data
+    locked = envctl(tmp_path, "lock", str(manifest))
+    assert locked.returncode == 0 and "://***@127.0.0.1" in (manifest.parent / "manifest.lock").read_text()
+    listed = envctl(tmp_path, "cache", "ls")
+    assert listed.returncode == 0 and "://***@127.0.0.1" in listed.stdout, listed.stdout
+    assert_nowhere(tmp_path, token, fetched, locked, listed)

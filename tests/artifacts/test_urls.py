@@ -3,6 +3,8 @@ object stores and share services really use (see that module's docstring for the
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from envctl.artifacts import urls
@@ -84,3 +86,30 @@ def test_identity_tells_sources_apart_and_no_more(a, b, same):
 def test_file_names_come_from_the_share_parameter_or_the_path_and_stay_one_component(url, name):
     assert urls.file_name(url) == name
     assert parse_source(url).cache_key().endswith("/" + name)
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("https://ghp_Q1w2E3r4T5y6U7i8O9p0@github.com/org/repo.git", "https://***@github.com/org/repo.git"),  # GitHub's form
+    ("https://Q1w2E3r4T5y6U7i8O9p0:@pypi.fury.io/acme/", "https://***@pypi.fury.io/acme/"),  # Gemfury's, packagecloud's
+])
+def test_a_token_written_as_the_user_name_is_redacted_everywhere(url, shown):
+    token = "Q1w2E3r4T5y6U7i8O9p0"
+    assert urls.credential_user(url) is not None and token in urls.credential_user(url)
+    assert urls.redact_url(url) == shown and token not in urls.identity(url)
+    assert token in "".join(urls.secret_values(url))  # scrubbed from what a tool prints about it
+    assert urls.redact_text(f"fatal: unable to access '{url}': 403") == f"fatal: unable to access '{shown}': 403"
+    source = parse_source(url)
+    assert source.display == shown and token not in repr(source) and token not in source.cache_key()
+    assert source.request_url == url  # the request itself keeps it
+    # Two tokens for one file name one resource, as two signatures do.
+    assert urls.identity(url) == urls.identity(url.replace(token, "another1another2"))
+
+
+@pytest.mark.parametrize("url", [
+    "https://alice:s3cret@files.example.com/a.bin",  # a user beside a password: a login name, shown
+    "ftp://anonymous@ftp.example.com/pub/a.bin",  # ftp's user alone: a login whose password is netrc's
+    "ssh://git@github.com/org/repo.git",  # ssh's: a login with a key
+])
+def test_a_user_name_beside_a_password_or_on_another_scheme_is_no_token(url):
+    assert urls.credential_user(url) is None
+    assert urls.redact_url(url).split("@")[0].split("://")[1].split(":")[0] == urlsplit(url).username

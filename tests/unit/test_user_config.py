@@ -297,3 +297,16 @@ hosts:
     assert lab1.origins["huggingface"] == f"{inventory}:3" and lab1.origins["modelscope"] == f"{inventory}:8"
     assert lab2 == Mirrors()  # null: this machine's mirrors only
     assert lab3.huggingface == "http://10.0.0.2:8080"
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("https://user:s3cret@pip.lab/simple", "https://user:***@pip.lab/simple"),
+    ("https://Gq7Lk2Pz9Xw4@pypi.fury.io/acme/", "https://***@pypi.fury.io/acme/"),  # a token as the user (Gemfury)
+    ("https://Gq7Lk2Pz9Xw4:@packagecloud.io/acme/repo/pypi/simple", "https://***@packagecloud.io/acme/repo/pypi/simple"),
+    ("https://pypi.tuna.tsinghua.edu.cn/simple", "https://pypi.tuna.tsinghua.edu.cn/simple"),
+])
+def test_a_mirror_is_shown_without_its_credentials(url, shown):
+    """What `envctl config`, plans and messages show of a mirror (user_config.shown_url)."""
+    from envctl.user_config import shown_url
+
+    assert shown_url(url) == shown
