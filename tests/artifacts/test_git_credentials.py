@@ -17,9 +17,9 @@ GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
 TOKEN = "glpat-Xy9EXAMPLEtoken/+="
 
 
-@pytest.fixture
-def served(tmp_path):
-    """A bare repository `proj.git` with tag v1, served only to alice with TOKEN."""
+def private_repository(tmp_path, user: str, password: str):
+    """A server of a bare repository `proj.git` with tag v1 (its commit as `.commit`), served
+    only to `user` with `password`."""
     work = tmp_path / "work"
     work.mkdir()
     subprocess.run(GIT + ["init", "-q", "-b", "main", str(work)], check=True)
@@ -30,9 +30,16 @@ def served(tmp_path):
     root = tmp_path / "srv"
     root.mkdir()
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(root / "proj.git")], check=True)
-    commit = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    with GitHTTPServer(root, require_auth=("alice", TOKEN)) as server:
-        server.commit = commit
+    server = GitHTTPServer(root, require_auth=(user, password))
+    server.commit = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True,
+                                   text=True).stdout.strip()
+    return server
+
+
+@pytest.fixture
+def served(tmp_path):
+    """`proj.git` served only to alice with TOKEN."""
+    with private_repository(tmp_path, "alice", TOKEN) as server:
         yield server
 
 
@@ -80,18 +87,9 @@ def test_a_token_written_as_the_user_name_reaches_git_and_nothing_else(tmp_path)
     with no password. git gets it as git would send it (that user, an empty password), in the
     header; the display, the lock and the cache say ***@."""
     token = "ghp_" + "R2d" * 12
-    work, root = tmp_path / "work", tmp_path / "srv"
-    work.mkdir()
-    root.mkdir()
-    subprocess.run(GIT + ["init", "-q", "-b", "main", str(work)], check=True)
-    (work / "train.py").write_text("print('private')\n")
-    subprocess.run(GIT + ["-C", str(work), "add", "-A"], check=True)
-    subprocess.run(GIT + ["-C", str(work), "commit", "-qm", "one"], check=True)
-    subprocess.run(GIT + ["-C", str(work), "tag", "v1"], check=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(root / "proj.git")], check=True)
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / ".gitconfig").write_text("[credential]\n\thelper = store\n")
-    with GitHTTPServer(root, require_auth=(token, "")) as server:
+    with private_repository(tmp_path, token, "") as server:
         url = f"git+{server.url.replace('http://', f'http://{token}@')}/proj.git@v1"
         manifest = write_manifest(tmp_path, f"code: {{source: '{url}'}}\n")
         fetched = envctl(tmp_path, "fetch", str(manifest))
