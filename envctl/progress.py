@@ -53,11 +53,17 @@ class ByteProgress:
         asked for a bar and never read (the image step of an `up` already up), and neither
         imports rich for it nor leaves an empty bar on the terminal while the command goes on."""
         bar: list = []
+        # One advance may be shared by threads whose first bytes come at once (push_segmented's
+        # four parts of one file): without this lock each made a bar of its own, four lines
+        # stuck at a quarter each.
+        making = threading.Lock()
 
         def advance(n: int) -> None:
             if not bar:
-                progress = _display()
-                bar[:] = [progress, progress.add_task(label, total=total)]
+                with making:
+                    if not bar:
+                        progress = _display()
+                        bar[:] = [progress, progress.add_task(label, total=total)]
             bar[0].advance(bar[1], n)
 
         return advance
