@@ -205,7 +205,8 @@ def parse_source(text: str, base_dir: Path | None = None) -> Source:
         url, at, ref = f"{inner}://{rest}".rpartition("@")
         # user@host in ssh URLs also contains '@': a ref never contains '/' before the host part.
         if not at or "/" not in url.split("://", 1)[1] or not ref:
-            raise SourceError(f"'{text}': pin a commit or tag: git+{inner}://host/repo@<commit or tag>")
+            # Quoted without its credentials: unpinned, the URL's userinfo was never split off.
+            raise SourceError(f"'{urls.redact_text(text)}': pin a commit or tag: git+{inner}://host/repo@<commit or tag>")
         if not _REF.match(ref):
             raise SourceError(f"'{ref}' is not a git commit, tag or branch")
         location, password = _strip_credentials(url)

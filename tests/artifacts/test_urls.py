@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from envctl.artifacts import urls
-from envctl.artifacts.sources import parse_source
+from envctl.artifacts.sources import SourceError, parse_source
 
 SECRET = "c2VjcmV0LXZhbHVlLTEyMzQ1Njc4OTA"
 
@@ -113,3 +113,14 @@ def test_a_token_written_as_the_user_name_is_redacted_everywhere(url, shown):
 def test_a_user_name_beside_a_password_or_on_another_scheme_is_no_token(url):
     assert urls.credential_user(url) is None
     assert urls.redact_url(url).split("@")[0].split("://")[1].split(":")[0] == urlsplit(url).username
+
+
+@pytest.mark.parametrize("written, shown", [
+    ("git+https://ghp_Q1w2E3r4T5y6U7i8O9p0@github.com/org/repo", "git+https://***@github.com/org/repo"),
+    ("git+https://oauth2:glpat-Q1w2E3r4T5y6U7i8O9p0@gitlab.example.com/org/repo@", "git+https://oauth2:***@gitlab.example.com/org/repo@"),
+])
+def test_an_unpinned_git_source_is_quoted_without_its_credential(written, shown):
+    # No ref: the '@' before the host is taken for the ref's, and the URL was quoted as written.
+    with pytest.raises(SourceError) as caught:
+        parse_source(written)
+    assert str(caught.value) == f"'{shown}': pin a commit or tag: git+https://host/repo@<commit or tag>"
