@@ -142,12 +142,27 @@ def shown_url(url: str) -> str:
     """A URL as messages and plans show it: its credentials (a private mirror's basic auth
     password, a token written as the user name, a signed query value) replaced by ***
     (envctl.artifacts.urls.redact_url)."""
-    from envctl.artifacts.urls import redact_url
+    from envctl.artifacts.urls import redact_text, redact_url
 
+    try:
+        tidied = urlunsplit(urlsplit(url))
+    except ValueError:  # no URL Python can split (`https://[::1/simple`): its credentials found as in text
+        return redact_text(url)
     shown = redact_url(url)
     # As written when nothing was hidden: urlsplit and urlunsplit would also tidy it (strip
     # spaces, drop an empty query), and a message quotes what the user wrote.
-    return url if shown == urlunsplit(urlsplit(url)) else shown
+    return url if shown == tidied else shown
+
+
+def _shown_rejected(value: str) -> str:
+    """A value refused as a mirror's URL, as its message quotes it: shown_url's, and a user
+    alone before the host masked whatever the scheme (`htps://TOKEN@pip.lab/simple` was meant as
+    an http(s) URL, where a user alone is a token)."""
+    shown = shown_url(value)
+    userinfo = re.match(r"^[^/?#@]*//([^/?#@]*)@", value)
+    if userinfo and not userinfo[1].partition(":")[2]:  # a user alone, or with an empty password
+        shown = re.sub(r"^([^/?#@]*//)[^/?#@]*@", r"\1***@", shown)
+    return shown
 
 
 Report = Callable[[PathKey, str, bool], None]
@@ -196,10 +211,15 @@ def url_problem(value: Any) -> str | None:
     a password in it is masked in the message."""
     if not isinstance(value, str):
         return f"expected an http(s):// URL, got {_kind(value)}"
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # raises for a port that is no number, here rather than at the first download
+    except ValueError as exc:  # `https://[::1/simple`: Python's words for it
+        return f"'{_shown_rejected(value)}' is not a URL: {exc}"
     if parts.scheme not in ("http", "https"):
-        guess = f" (did you mean 'https://{value}'?)" if "://" not in value and value and not value.isspace() else ""
-        return f"expected an http(s):// URL, got '{shown_url(value)}'{guess}"
+        shown = _shown_rejected(value)
+        guess = f" (did you mean 'https://{shown}'?)" if "://" not in value and value and not value.isspace() else ""
+        return f"expected an http(s):// URL, got '{shown}'{guess}"
     if not parts.hostname:
         return f"'{shown_url(value)}' names no host"
     return None
