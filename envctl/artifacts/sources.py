@@ -143,7 +143,8 @@ def _hub_page(parts) -> str | None:
             return f"a repository's web page; the repository is {form}@{rest[1]}{sub}"
         if rest[0] == "blob" and len(rest) >= 3:
             page = "/".join([*segments[:len(segments) - len(rest)], "resolve", *rest[1:]])
-            return f"a file's web page (HTML); the file itself is {parts.scheme}://{parts.netloc}/{page}"
+            # The address to write, with the page's own credentials as *** (the message quotes it).
+            return f"a file's web page (HTML); the file itself is {urls.redact_url(f'{parts.scheme}://{parts.netloc}/{page}')}"
         return None
     if host in _MODELSCOPE_HOSTS and segments[:1] in (["models"], ["datasets"]) and len(segments) >= 3:
         rest = segments[3:]

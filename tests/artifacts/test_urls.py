@@ -124,3 +124,17 @@ def test_an_unpinned_git_source_is_quoted_without_its_credential(written, shown)
     with pytest.raises(SourceError) as caught:
         parse_source(written)
     assert str(caught.value) == f"'{shown}': pin a commit or tag: git+https://host/repo@<commit or tag>"
+
+
+@pytest.mark.parametrize("written, said", [
+    ("https://hf_Q1w2E3r4T5y6U7i8O9p0@huggingface.co/org/repo/blob/main/model.bin",
+     "'https://***@huggingface.co/org/repo/blob/main/model.bin' is a file's web page (HTML); the file itself is "
+     "https://***@huggingface.co/org/repo/resolve/main/model.bin"),
+    ("https://ana:Q1w2E3r4T5y6U7i8O9p0@hf-mirror.com/org/repo/blob/main/model.bin",
+     "'https://ana:***@hf-mirror.com/org/repo/blob/main/model.bin' is a file's web page (HTML); the file itself is "
+     "https://ana:***@hf-mirror.com/org/repo/resolve/main/model.bin"),
+])
+def test_the_file_a_hub_page_stands_for_is_said_without_the_page_credential(written, said):
+    with pytest.raises(SourceError) as caught:
+        parse_source(written)
+    assert str(caught.value) == said
