@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from envctl.errors import EXIT_USAGE, EnvctlError
-from envctl.user_config import MIRROR_VARIABLES, Mirrors, UserConfig, load, over, url_problem
+from envctl.user_config import MIRROR_VARIABLES, Mirrors, UserConfig, load, over, shown_url, url_problem
 
 # Variables that also choose an endpoint, besides MIRROR_VARIABLES' (the modelscope SDK reads
 # MODELSCOPE_DOMAIN when MODELSCOPE_ENDPOINT is unset; envctl.artifacts.modelscope does too).
@@ -185,8 +185,6 @@ def shown_in_plan(plan, loaded, host):
             found = local.git_url(source.location)
             mirror = (found[0], f"mirrors.git '{found[1]}' in {found[2].origin}") if found else None
         if mirror:
-            from envctl.user_config import shown_url
-
             artifact = replace(artifact, mirror=shown_url(mirror[0]), mirror_from=mirror[1])
         shown.append(artifact)
     return replace(plan, artifacts=tuple(shown), notes=plan.notes + _container_env_notes(plan, loaded, local, remote))
@@ -209,6 +207,6 @@ def _container_env_notes(plan, loaded, local: Routes, remote: Routes | None) -> 
         used = route.url if route else _DEFAULTS[kind]
         if used.rstrip("/") != value.rstrip("/"):
             notes.append(f"container.env {variable} is for the programs in the container; envctl downloads "
-                         f"{kind} artifacts from {used} (set mirrors.{kind} in the user config file, "
+                         f"{kind} artifacts from {shown_url(used)} (set mirrors.{kind} in the user config file, "
                          f"`envctl config` shows it, or {variable} in your environment)")
     return tuple(notes)

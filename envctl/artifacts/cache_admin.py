@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from envctl.artifacts.cache import sha256_of
+from envctl.artifacts.urls import redact_text
 
 
 def _records(root: Path) -> list[tuple[str, Path, dict]]:
@@ -36,7 +37,9 @@ def listing(root: Path) -> tuple[list[dict], int, int]:
         if not placed.exists():
             continue
         files = record.get("files", [])
-        rows.append({"key": key, "source": record.get("source", "?"), "revision": record.get("revision"),
+        # redact_text: a record written before a credential was recognised as one (a token
+        # written as a URL's user name) holds the source as it was shown then.
+        rows.append({"key": key, "source": redact_text(str(record.get("source", "?"))), "revision": record.get("revision"),
                      "files": len(files), "bytes": sum(f.get("size", 0) for f in files)})
     blobs = _blobs(root)
     return rows, len(blobs), sum(b.stat().st_size for b in blobs)
@@ -54,7 +57,7 @@ def verify(root: Path) -> tuple[int, list[str]]:
     for key, placed, record in _records(root):
         spoiled = [f["path"] or key for f in record.get("files", []) if f.get("sha256") in bad_digests]
         if spoiled:
-            reports.append(f"{record.get('source', key)}: {', '.join(spoiled)} (removed; the next fetch repairs it)")
+            reports.append(f"{redact_text(str(record.get('source', key)))}: {', '.join(spoiled)} (removed; the next fetch repairs it)")
             _remove(placed)
             placed.with_name(placed.name + ".json").unlink(missing_ok=True)
     return len(blobs), reports

@@ -164,7 +164,10 @@ def with_credentials(source: Source) -> tuple[str, tuple | None]:
     full = source.request_url or source.location
     parts = urlsplit(full)._replace(fragment="")
     if parts.password is None and not urls.credential_user(full):
+        # A login name alone stays in the URL: requests then takes ~/.netrc's entry for the host
+        # (explicit auth here would pass over it).
         return urlunsplit(parts), None
+    # A password, or a token written as the user name: sent as that user with an empty password.
     netloc = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=netloc)), (unquote(parts.username or ""), unquote(parts.password or ""))
 

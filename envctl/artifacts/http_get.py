@@ -63,7 +63,8 @@ def secrets_of(remote) -> list[str]:
     """The strings of a request that must never appear in a message."""
     found = urls.secret_values(remote.url)
     if remote.auth:
-        found.append(str(remote.auth[1]))
+        # (user, password); with an empty password the user is the credential (`TOKEN:@`).
+        found.append(str(remote.auth[1] or remote.auth[0]))
     for value in (remote.headers or {}).values():
         found.append(str(value))
         found.append(str(value).split(" ", 1)[-1])  # the token of "Bearer <token>"

@@ -15,6 +15,7 @@ import yaml
 
 from envctl.atomic import write_text_atomic
 from envctl.artifacts.cache import PlacedFile
+from envctl.artifacts.urls import redact_text
 from envctl.errors import ManifestError, Problem
 
 LOCK_NAME = "manifest.lock"
@@ -51,7 +52,11 @@ def read(manifest_file: Path) -> dict[str, Locked]:
                 # it rather than fetch something else. `envctl lock` itself always quotes them.
                 raise ValueError(f"the revision of {source} is {type(revision).__name__} {revision!r}, "
                                  f"not text; quote it as written")
-            entries[source] = Locked(source, revision, files)
+            # Keyed as this envctl shows the source (Source.display): a lock written before a
+            # credential was recognised as one (a token written as a URL's user name) still pins
+            # its source, and the next `envctl lock` writes it without the token.
+            shown = redact_text(str(source))
+            entries[shown] = Locked(shown, revision, files)
         return entries
     except (OSError, yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ManifestError([Problem(str(path), None, None, "", f"unreadable lock file: {exc}")],

@@ -12,10 +12,10 @@ Three views of one URL:
   resource; the cache key is a hash of it, so URLs that differ in any part that selects the
   resource (host, port, path, query) never share a cache entry.
 
-Credentials are the URL's password, its user name on http(s) when no password goes with it (a
-token written as the user: `https://TOKEN@github.com/org/repo.git`, GitHub's form for a token in
-a git URL; `https://TOKEN:@packagecloud.io/...`, packagecloud's and Gemfury's for a package
-index), and every query value that signs or authorises the request rather than selecting the
+Credentials are the URL's password, its user name on http(s) when it is a token given without a
+password (`https://TOKEN@github.com/org/repo.git`, GitHub's form for a token in a git URL;
+`https://TOKEN:@packagecloud.io/...`, packagecloud's and Gemfury's for a package index; see
+_is_token_user), and every query value that signs or authorises the request rather than selecting the
 object. Signed-URL parameters, by vendor (their docs): AWS S3 SigV4 query auth
 `X-Amz-Signature`, `X-Amz-Credential`, `X-Amz-Security-Token`; S3 SigV2, Alibaba OSS, Huawei OBS
 and GCS V2 `Signature` with `AWSAccessKeyId` / `OSSAccessKeyId` / `AccessKeyId` /
@@ -55,8 +55,13 @@ _UNRESERVED_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw
 _PAIR_IN_TEXT = re.compile(r"(?P<lead>[?&#;])(?P<name>[A-Za-z0-9_.\-]+)=(?P<value>[^&#\s\"'<>;]*)")
 _USERINFO_IN_TEXT = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/\s:@]*):(?P<password>[^@\s/]+)@")
 # A user name alone (or with an empty password) in an http(s) URL in free text: a token (credential_user).
-_TOKEN_USER_IN_TEXT = re.compile(r"(?P<scheme>\bhttps?://)[^/\s:@]+:?@", re.IGNORECASE)
+_TOKEN_USER_IN_TEXT = re.compile(r"(?P<scheme>\bhttps?://)(?P<user>[^/\s:@]+)(?P<colon>:?)@", re.IGNORECASE)
 _TOKEN_USER_SCHEMES = ("http", "https")
+# Access tokens' documented prefixes: GitHub's (ghp_ personal, gho_ OAuth, ghu_/ghs_ app user and
+# server, ghr_ refresh; github_pat_ fine-grained), GitLab's personal and deploy tokens (glpat-,
+# gldt-), Hugging Face's (hf_).
+_TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-", "hf_")
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.~+/=]{20,}")
 _FILE_PARAMS = ("p", "path", "file", "filename", "filepath", "name")
 
 
@@ -77,19 +82,30 @@ def _redact_pairs(text: str) -> str:
     return "&".join(pairs)
 
 
+def _is_token_user(user: str, empty_password: bool) -> bool:
+    """Whether a user name given without a password is a token: one given with an empty password
+    (`TOKEN:@`, nobody writes a login so), one with a token prefix, or 20 characters or more of
+    a token's alphabet, letters and digits both. A login name (`alice`, `ana%40lab.cn`) is not:
+    its password comes from ~/.netrc or git's credential helper, and it is shown and sent as
+    before."""
+    raw = unquote(user)
+    return empty_password or raw.startswith(_TOKEN_PREFIXES) or (
+        _TOKEN_CHARS.fullmatch(raw) is not None and any(c.isdigit() for c in raw) and any(c.isalpha() for c in raw))
+
+
 def credential_user(url: str) -> str | None:
-    """The user name of an http(s) URL when it is the credential: no password goes with it, or
-    an empty one (see the module docstring); percent-escapes as written. None otherwise: a user
-    beside a password is a login name (`alice:***@`, `oauth2:***@`), and on ftp:// or ssh:// a
-    user alone is a login whose password comes from elsewhere (netrc, a key)."""
+    """The user name of an http(s) URL when it is the credential (a token written as the user,
+    _is_token_user), percent-escapes as written; None otherwise: a user beside a password is a
+    login name (`alice:***@`, `oauth2:***@`), and so is a user alone that does not look like a
+    token, or any user on ftp:// or ssh:// (its password comes from netrc, or a key)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return None
     if parts.scheme.lower() not in _TOKEN_USER_SCHEMES or "@" not in parts.netloc:
         return None
-    user, _colon, password = parts.netloc.rsplit("@", 1)[0].partition(":")
-    return user if user and not password else None
+    user, colon, password = parts.netloc.rsplit("@", 1)[0].partition(":")
+    return user if user and not password and _is_token_user(user, bool(colon)) else None
 
 
 def redact_url(url: str) -> str:
@@ -134,7 +150,8 @@ def redact_text(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     password and any signed query value in URLs it mentions."""
     text = mask(text, secrets)
     text = _USERINFO_IN_TEXT.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
-    text = _TOKEN_USER_IN_TEXT.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+    text = _TOKEN_USER_IN_TEXT.sub(
+        lambda m: f"{m['scheme']}{REDACTED}@" if _is_token_user(m["user"], bool(m["colon"])) else m[0], text)
     return _PAIR_IN_TEXT.sub(
         lambda m: f"{m['lead']}{m['name']}={REDACTED}" if m["value"] and is_secret_param(m["name"]) else m[0], text)
 

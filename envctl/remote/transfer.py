@@ -281,7 +281,7 @@ def _download_remotely(connection: SSHConnection, url: str, display: str, blobs:
         config += f'user = "{_curl_quote(auth[0])}:{_curl_quote(auth[1])}"\n'
     result = connection.run(["sh", "-c", _DOWNLOAD, "sh", partial], timeout=None, input=config.encode())
     if result.returncode != 0:
-        secrets = urls.secret_values(url) + [str(v) for v in (headers or {}).values()] + ([str(auth[1])] if auth else [])
+        secrets = urls.secret_values(url) + [str(v) for v in (headers or {}).values()] + ([str(auth[1] or auth[0])] if auth else [])
         reason = "curl is not installed there (install it, or set fetch: push for this host)" \
             if result.returncode == 127 else (result.stderr.strip().splitlines() or [f"curl exit {result.returncode}"])[-1]
         reason = urls.redact_text(reason, sorted(set(secrets), key=len, reverse=True))

@@ -104,3 +104,23 @@ def test_a_token_written_as_the_user_name_reaches_git_and_nothing_else(tmp_path)
     assert files_containing(tmp_path / "cache", token) == []
     assert files_containing(tmp_path / "home", token) == []
     assert token not in (manifest.parent / "manifest.lock").read_text()
+
+
+def test_a_login_name_alone_takes_its_password_from_gits_credential_helper(tmp_path, served):
+    """`git+http://alice@host/repo@tag` names the account, git's way of picking one; the password
+    is the credential helper's. Not a token (urls.credential_user): git is given the URL as
+    written and asks its helper, as before."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[credential]\n\thelper = store\n")
+    (home / ".git-credentials").write_text(served.url.replace("http://", f"http://alice:{quoted(TOKEN)}@") + "\n")
+    url = f"git+{served.url.replace('http://', 'http://alice@')}/proj.git@v1"
+    manifest = write_manifest(tmp_path, f"code: {{source: '{url}'}}\n")
+    fetched = envctl(tmp_path, "fetch", str(manifest))
+    assert fetched.returncode == 0, fetched.stderr
+    assert (placed(fetched.stdout)["code"] / "train.py").read_text() == "print('private')\n"
+    locked = envctl(tmp_path, "lock", str(manifest))
+    assert locked.returncode == 0, locked.stderr
+    assert "git+http://alice@127.0.0.1" in (manifest.parent / "manifest.lock").read_text()  # the account, shown
+    for run in (fetched, locked):
+        assert TOKEN not in run.stdout + run.stderr

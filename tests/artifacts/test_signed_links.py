@@ -156,3 +156,23 @@ def test_a_token_written_as_the_url_user_is_sent_and_never_shown(tmp_path, file_
     listed = envctl(tmp_path, "cache", "ls")
     assert listed.returncode == 0 and "://***@127.0.0.1" in listed.stdout, listed.stdout
     assert_nowhere(tmp_path, token, fetched, locked, listed)
+
+
+def test_a_login_name_alone_takes_its_password_from_netrc_and_stays_shown(tmp_path, file_server):
+    """`https://alice@host/f` names the account; ~/.netrc holds its password. Not a token (see
+    urls.credential_user): requests is left to find netrc's entry, as before."""
+    data = os.urandom(MiB)
+    file_server.put("/vendor/sdk.run", data)
+    file_server.require_auth = ("alice", "s3cret-netrc")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".netrc").write_text("machine 127.0.0.1 login alice password s3cret-netrc\n")
+    (home / ".netrc").chmod(0o600)
+    url = file_server.url_for("/vendor/sdk.run").replace("://", "://alice@")
+    manifest = write_manifest(tmp_path, f"t: {{source: '{url}'}}\n")
+    fetched = envctl(tmp_path, "fetch", str(manifest))
+    assert fetched.returncode == 0, fetched.stderr
+    assert placed(fetched.stdout)["t"].read_bytes() == data
+    locked = envctl(tmp_path, "lock", str(manifest))
+    assert locked.returncode == 0 and "://alice@127.0.0.1" in (manifest.parent / "manifest.lock").read_text()
+    assert_nowhere(tmp_path, "s3cret-netrc", fetched, locked)

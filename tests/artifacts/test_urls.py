@@ -138,3 +138,13 @@ def test_the_file_a_hub_page_stands_for_is_said_without_the_page_credential(writ
     with pytest.raises(SourceError) as caught:
         parse_source(written)
     assert str(caught.value) == said
+
+
+@pytest.mark.parametrize("url", [
+    "https://alice@files.example.com/a.bin",  # a login whose password ~/.netrc or git's credential helper holds
+    "https://ana%40lab.cn@artifactory.example.com/a.bin",  # an email as the login
+])
+def test_a_login_name_alone_is_no_token_and_stays_shown(url):
+    assert urls.credential_user(url) is None
+    assert urls.redact_url(url) == url and urls.redact_text(f"see {url}") == f"see {url}"
+    assert parse_source(url).display == url

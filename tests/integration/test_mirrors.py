@@ -223,6 +223,14 @@ def test_hf_endpoint_in_container_env_is_said_not_to_be_envctls_mirror(tmp_path)
     # Through another mirror than the container's: said, naming the one envctl uses.
     notes = json.loads(envctl(tmp_path, "plan", str(path), "--json", env={"HF_ENDPOINT": "http://10.1.1.1"}).stdout)["notes"]
     assert [n for n in notes if "downloads huggingface artifacts from http://10.1.1.1" in n]
+    # A private mirror's credentials are not in the note (a password, a token as the user name).
+    for mirror, shown in (("https://lab:pw-Secret-9@hf.lab", "https://lab:***@hf.lab"),
+                          ("https://hf_Secret9Secret9Secret9@hf.lab", "https://***@hf.lab")):
+        (tmp_path / "config.yaml").write_text(f"mirrors: {{huggingface: '{mirror}'}}\n")
+        planned = envctl(tmp_path, "plan", str(path), "--json")
+        notes = json.loads(planned.stdout)["notes"]
+        assert [n for n in notes if f"downloads huggingface artifacts from {shown} " in n], notes
+        assert "Secret9" not in planned.stdout + planned.stderr
 
 
 @pytest.mark.parametrize("ref", ["v1", "main", "short", "full"])  # each reaches git another way (gitsrc.resolve)

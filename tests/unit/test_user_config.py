@@ -301,8 +301,8 @@ hosts:
 
 @pytest.mark.parametrize("url, shown", [
     ("https://user:s3cret@pip.lab/simple", "https://user:***@pip.lab/simple"),
-    ("https://Gq7Lk2Pz9Xw4@pypi.fury.io/acme/", "https://***@pypi.fury.io/acme/"),  # a token as the user (Gemfury)
-    ("https://Gq7Lk2Pz9Xw4:@packagecloud.io/acme/repo/pypi/simple", "https://***@packagecloud.io/acme/repo/pypi/simple"),
+    ("https://Gq7Lk2Pz9Xw4Rt5Yu8Io1@pypi.fury.io/acme/", "https://***@pypi.fury.io/acme/"),  # a token as the user (Gemfury)
+    ("https://Gq7Lk2Pz9Xw4Rt5Yu8Io1:@packagecloud.io/acme/repo/pypi/simple", "https://***@packagecloud.io/acme/repo/pypi/simple"),
     ("https://pypi.tuna.tsinghua.edu.cn/simple", "https://pypi.tuna.tsinghua.edu.cn/simple"),
 ])
 def test_a_mirror_is_shown_without_its_credentials(url, shown):
@@ -315,16 +315,16 @@ def test_a_mirror_is_shown_without_its_credentials(url, shown):
 @pytest.mark.parametrize("written, said", [
     # Python cannot split these: an internal error (a traceback) before, at `envctl config` or any download.
     ("https://[::1/simple", "'https://[::1/simple' is not a URL: Invalid IPv6 URL"),
-    ("https://Gq7Lk2Pz9Xw4@pip.lab:8o8o/simple", "'https://***@pip.lab:8o8o/simple' is not a URL: Port could not be "
+    ("https://Gq7Lk2Pz9Xw4Rt5Yu8Io1@pip.lab:8o8o/simple", "'https://***@pip.lab:8o8o/simple' is not a URL: Port could not be "
                                                   "cast to integer value as '8o8o'"),
     # A misspelt scheme: meant as an http(s) URL, whose user alone is a token (Gemfury's form).
-    ("htps://Gq7Lk2Pz9Xw4@pypi.fury.io/acme/", "expected an http(s):// URL, got 'htps://***@pypi.fury.io/acme/'"),
-    ("git+https://Gq7Lk2Pz9Xw4:@pypi.fury.io/acme/", "expected an http(s):// URL, got 'git+https://***@pypi.fury.io/acme/'"),
-    ("https//Gq7Lk2Pz9Xw4@pypi.fury.io/acme/", "expected an http(s):// URL, got 'https//***@pypi.fury.io/acme/' "
+    ("htps://Gq7Lk2Pz9Xw4Rt5Yu8Io1@pypi.fury.io/acme/", "expected an http(s):// URL, got 'htps://***@pypi.fury.io/acme/'"),
+    ("git+https://Gq7Lk2Pz9Xw4Rt5Yu8Io1:@pypi.fury.io/acme/", "expected an http(s):// URL, got 'git+https://***@pypi.fury.io/acme/'"),
+    ("https//Gq7Lk2Pz9Xw4Rt5Yu8Io1@pypi.fury.io/acme/", "expected an http(s):// URL, got 'https//***@pypi.fury.io/acme/' "
                                                 "(did you mean 'https://https//***@pypi.fury.io/acme/'?)"),
 ])
 def test_a_mirror_url_that_cannot_be_one_is_said_without_its_credential(tmp_path, written, said):
     env = _write(tmp_path, f"mirrors:\n  pip: '{written}'\n")
     with pytest.raises(ManifestError) as caught:
         load(env)
-    assert caught.value.message.endswith(f"mirrors.pip: {said}") and "Gq7Lk2Pz9Xw4" not in caught.value.message
+    assert caught.value.message.endswith(f"mirrors.pip: {said}") and "Gq7Lk2Pz9Xw4Rt5Yu8Io1" not in caught.value.message
