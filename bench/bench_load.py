@@ -205,7 +205,8 @@ def main() -> None:
             mine = median(got[who])
             text = f" {mine:9.2f} {mine / theirs:6.3f}"
             if up:
-                text += f" {mine / median(got['by hand']):7.3f}"  # the load's share: the median of each round's up less its up with the image there
+                text += f" {mine / median(got['by hand']):7.3f}"
+                # the load's share: the median of each round's up less its up with the image there
                 share = median([a - b for a, b in zip(got[who], got[present])])
                 text += f" {median(got[present]):9.2f} {share:9.2f} {share / theirs:6.3f}"
             return text + f" {max(got[peak]):9.0f}"

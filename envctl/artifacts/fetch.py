@@ -159,8 +159,9 @@ def check_drift(fetched: Fetched, locked: Locked) -> None:
 
 def with_credentials(source: Source) -> tuple[str, tuple | None]:
     """The URL to request (as written: signed query values included, no fragment, which is
-    never sent) without its userinfo, and (user, password) for HTTP auth when it had a
-    password. Neither may reach a message: show `source.display`."""
+    never sent) without its userinfo, and (user, password) for HTTP auth, when it had a password
+    or a token as its user name (urls.credential_user: the password then empty); a login name
+    alone stays in the URL, for ~/.netrc. Neither may reach a message: show `source.display`."""
     full = source.request_url or source.location
     parts = urlsplit(full)._replace(fragment="")
     if parts.password is None and not urls.credential_user(full):
