@@ -167,6 +167,17 @@ def _strip_credentials(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}")), parts.password
 
 
+def _unreadable_port(text: str) -> SourceError:
+    """A URL whose port is no number. Most often a password or token holding a '#', '?' or '/'
+    that was not percent-encoded: the URL then ends its host there, and what follows ':' is read
+    as the port. Everything before the last '@' is hidden: the credential's end stands after it
+    where redact_url cannot tell it from the URL."""
+    scheme, _sep, rest = text.partition("://")
+    shown = f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else urls.redact_url(text)
+    return SourceError(f"'{shown}': the URL's port is not a number; a '#', '?' or '/' in a password or token "
+                       "must be percent-encoded (%23, %3F, %2F)")
+
+
 def parse_source(text: str, base_dir: Path | None = None) -> Source:
     """Parse `text`; relative plain paths resolve against `base_dir`. Raises SourceError."""
     text = text.strip()
@@ -185,14 +196,14 @@ def parse_source(text: str, base_dir: Path | None = None) -> Source:
         return _hub("modelscope", "modelscope", rest)
     if scheme in ("http", "https", "ftp"):
         parts = urlsplit(text)
+        try:  # first: a password with an unencoded '#' or '?' reads as a port, and is said masked
+            parts.port
+        except ValueError:
+            raise _unreadable_port(text) from None
         if not parts.hostname:
             raise SourceError(f"'{urls.redact_url(text)}': the URL has no host")
         if (not parts.path or parts.path == "/") and not parts.query:
             raise SourceError(f"'{urls.redact_url(text)}': the URL names no file")
-        try:
-            parts.port
-        except ValueError:
-            raise SourceError(f"'{urls.redact_url(text)}': the URL's port is not a number") from None
         page = _hub_page(parts)
         if page:
             raise SourceError(f"'{urls.redact_url(text)}' is {page}")
@@ -210,6 +221,10 @@ def parse_source(text: str, base_dir: Path | None = None) -> Source:
             raise SourceError(f"'{urls.redact_text(text)}': pin a commit or tag: git+{inner}://host/repo@<commit or tag>")
         if not _REF.match(ref):
             raise SourceError(f"'{ref}' is not a git commit, tag or branch")
+        try:
+            urlsplit(url).port  # else Source.identity() raises it later, a traceback
+        except ValueError:
+            raise _unreadable_port(f"git+{url}") from None  # without the ref: its '@' is not the userinfo's
         location, password = _strip_credentials(url)
         return Source("git", location, ref, password, token_user=bool(urls.credential_user(url)))
     if scheme == "file":

@@ -148,3 +148,17 @@ def test_a_login_name_alone_is_no_token_and_stays_shown(url):
     assert urls.credential_user(url) is None
     assert urls.redact_url(url) == url and urls.redact_text(f"see {url}") == f"see {url}"
     assert parse_source(url).display == url
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("https://user:pa#ss-Secret@files.example.com/a.bin", "https://***@files.example.com/a.bin"),
+    ("https://user:pa?ss-Secret@files.example.com/a.bin", "https://***@files.example.com/a.bin"),
+    ("git+https://oauth2:glpat-ab#cd-Secret@gitlab.com/org/repo@v1", "git+https://***@gitlab.com/org/repo"),
+])
+def test_a_password_with_an_unencoded_hash_or_question_mark_is_refused_masked(text, shown):
+    """Python reads the host as ending at the '#' or '?', and the password's start as a port: a
+    clear error naming the fix, never the password, and for git no traceback later (identity)."""
+    with pytest.raises(SourceError) as refused:
+        parse_source(text)
+    assert str(refused.value).startswith(f"'{shown}': the URL's port is not a number") and "%23" in str(refused.value)
+    assert "Secret" not in str(refused.value)
