@@ -172,9 +172,7 @@ def _unreadable_port(text: str) -> SourceError:
     that was not percent-encoded: the URL then ends its host there, and what follows ':' is read
     as the port. Everything before the last '@' is hidden: the credential's end stands after it
     where redact_url cannot tell it from the URL."""
-    scheme, _sep, rest = text.partition("://")
-    shown = f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else urls.redact_url(text)
-    return SourceError(f"'{shown}': the URL's port is not a number; a '#', '?' or '/' in a password or token "
+    return SourceError(f"'{urls.hide_userinfo(text)}': the URL's port is not a number; a '#', '?' or '/' in a password or token "
                        "must be percent-encoded (%23, %3F, %2F)")
 
 

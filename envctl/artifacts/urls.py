@@ -108,6 +108,15 @@ def credential_user(url: str) -> str | None:
     return user if user and not password and _is_token_user(user, bool(colon)) else None
 
 
+def hide_userinfo(text: str) -> str:
+    """`scheme://***@REST`: everything between the scheme and the URL's last '@' hidden, for a
+    URL whose credential cannot be told from the rest (a '#', '?' or '/' not percent-encoded in
+    a password ends the host early, and Python then reads the password's start as a port).
+    Without an '@', redact_url's."""
+    scheme, sep, rest = text.partition("://")
+    return f"{scheme}://{REDACTED}@{rest.rsplit('@', 1)[1]}" if sep and "@" in rest else redact_url(text)
+
+
 def redact_url(url: str) -> str:
     """The URL with its password, a user name that is a token (credential_user) and signed
     query values replaced by ***."""

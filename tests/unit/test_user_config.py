@@ -315,8 +315,13 @@ def test_a_mirror_is_shown_without_its_credentials(url, shown):
 @pytest.mark.parametrize("written, said", [
     # Python cannot split these: an internal error (a traceback) before, at `envctl config` or any download.
     ("https://[::1/simple", "'https://[::1/simple' is not a URL: Invalid IPv6 URL"),
-    ("https://Gq7Lk2Pz9Xw4Rt5Yu8Io1@pip.lab:8o8o/simple", "'https://***@pip.lab:8o8o/simple' is not a URL: Port could not be "
-                                                  "cast to integer value as '8o8o'"),
+    ("https://Gq7Lk2Pz9Xw4Rt5Yu8Io1@pip.lab:8o8o/simple", "'https://***@pip.lab:8o8o/simple' is not a URL: its port is not a "
+                                                          "number (a '#', '?' or '/' in a password or token must be "
+                                                          "percent-encoded: %23, %3F, %2F)"),
+    # A '#' in the password: Python ends the host there and reads the password's start as the port.
+    ("https://lab:Gq7Lk2Pz9Xw4#Rt5Yu8Io1@pip.lab/simple", "'https://***@pip.lab/simple' is not a URL: its port is not a "
+                                                         "number (a '#', '?' or '/' in a password or token must be "
+                                                         "percent-encoded: %23, %3F, %2F)"),
     # A misspelt scheme: meant as an http(s) URL, whose user alone is a token (Gemfury's form).
     ("htps://Gq7Lk2Pz9Xw4Rt5Yu8Io1@pypi.fury.io/acme/", "expected an http(s):// URL, got 'htps://***@pypi.fury.io/acme/'"),
     ("git+https://Gq7Lk2Pz9Xw4Rt5Yu8Io1:@pypi.fury.io/acme/", "expected an http(s):// URL, got 'git+https://***@pypi.fury.io/acme/'"),
@@ -327,4 +332,4 @@ def test_a_mirror_url_that_cannot_be_one_is_said_without_its_credential(tmp_path
     env = _write(tmp_path, f"mirrors:\n  pip: '{written}'\n")
     with pytest.raises(ManifestError) as caught:
         load(env)
-    assert caught.value.message.endswith(f"mirrors.pip: {said}") and "Gq7Lk2Pz9Xw4Rt5Yu8Io1" not in caught.value.message
+    assert caught.value.message.endswith(f"mirrors.pip: {said}") and "Gq7Lk2Pz9Xw4" not in caught.value.message
