@@ -15,8 +15,8 @@ Three views of one URL:
 Credentials are the URL's password, its user name on http(s) when it is a token given without a
 password (`https://TOKEN@github.com/org/repo.git`, GitHub's form for a token in a git URL;
 `https://TOKEN:@packagecloud.io/...`, packagecloud's and Gemfury's for a package index; see
-_is_token_user), and every query value that signs or authorises the request rather than selecting the
-object. Signed-URL parameters, by vendor (their docs): AWS S3 SigV4 query auth
+_is_token_user), and every query value that signs or authorises the request rather than
+selecting the object. Signed-URL parameters, by vendor (their docs): AWS S3 SigV4 query auth
 `X-Amz-Signature`, `X-Amz-Credential`, `X-Amz-Security-Token`; S3 SigV2, Alibaba OSS, Huawei OBS
 and GCS V2 `Signature` with `AWSAccessKeyId` / `OSSAccessKeyId` / `AccessKeyId` /
 `GoogleAccessId`; OSS V4 `x-oss-signature`, `x-oss-credential`, `security-token`; Tencent COS
@@ -61,7 +61,7 @@ _TOKEN_USER_SCHEMES = ("http", "https")
 # server, ghr_ refresh; github_pat_ fine-grained), GitLab's personal and deploy tokens (glpat-,
 # gldt-), Hugging Face's (hf_).
 _TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-", "hf_")
-_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.~+/=]{20,}")
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-+/=]{20,}")  # no '.': a login name often has one (first.last2024)
 _FILE_PARAMS = ("p", "path", "file", "filename", "filepath", "name")
 
 
@@ -85,9 +85,9 @@ def _redact_pairs(text: str) -> str:
 def _is_token_user(user: str, empty_password: bool) -> bool:
     """Whether a user name given without a password is a token: one given with an empty password
     (`TOKEN:@`, nobody writes a login so), one with a token prefix, or 20 characters or more of
-    a token's alphabet, letters and digits both. A login name (`alice`, `ana%40lab.cn`) is not:
-    its password comes from ~/.netrc or git's credential helper, and it is shown and sent as
-    before."""
+    a token's alphabet (letters, digits, `_-+/=`; no '.'), letters and digits both. A login name
+    (`alice`, `ana%40lab.cn`, `first.last2024`) is not: its password comes from ~/.netrc or
+    git's credential helper, and it is shown and sent as before."""
     raw = unquote(user)
     return empty_password or raw.startswith(_TOKEN_PREFIXES) or (
         _TOKEN_CHARS.fullmatch(raw) is not None and any(c.isdigit() for c in raw) and any(c.isalpha() for c in raw))
