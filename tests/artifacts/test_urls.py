@@ -143,6 +143,7 @@ def test_the_file_a_hub_page_stands_for_is_said_without_the_page_credential(writ
 @pytest.mark.parametrize("url", [
     "https://alice@files.example.com/a.bin",  # a login whose password ~/.netrc or git's credential helper holds
     "https://ana%40lab.cn@artifactory.example.com/a.bin",  # an email as the login
+    "https://zhang.san.lab2024ab@files.example.com/a.bin",  # long, letters and digits, but a '.'
 ])
 def test_a_login_name_alone_is_no_token_and_stays_shown(url):
     assert urls.credential_user(url) is None
