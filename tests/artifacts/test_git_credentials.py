@@ -82,6 +82,18 @@ def test_a_wrong_token_is_a_clear_error_without_a_prompt_or_the_token(tmp_path, 
     assert files_containing(tmp_path / "cache", "glpat-WRONGEXAMPLE") == []
 
 
+def fetch_and_lock(tmp_path, url: str):
+    """`envctl fetch`, then `envctl lock`, of a manifest whose one artifact is `url` (the private
+    repository's train.py): both runs, checked to succeed, and the lock file's text."""
+    manifest = write_manifest(tmp_path, f"code: {{source: '{url}'}}\n")
+    fetched = envctl(tmp_path, "fetch", str(manifest))
+    assert fetched.returncode == 0, fetched.stderr
+    assert (placed(fetched.stdout)["code"] / "train.py").read_text() == "print('private')\n"
+    locked = envctl(tmp_path, "lock", str(manifest))
+    assert locked.returncode == 0, locked.stderr
+    return fetched, locked, (manifest.parent / "manifest.lock").read_text()
+
+
 def test_a_token_written_as_the_user_name_reaches_git_and_nothing_else(tmp_path):
     """`git+https://TOKEN@github.com/org/repo@tag`, GitHub's form: the token is the user name,
     with no password. git gets it as git would send it (that user, an empty password), in the
@@ -90,20 +102,13 @@ def test_a_token_written_as_the_user_name_reaches_git_and_nothing_else(tmp_path)
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / ".gitconfig").write_text("[credential]\n\thelper = store\n")
     with private_repository(tmp_path, token, "") as server:
-        url = f"git+{server.url.replace('http://', f'http://{token}@')}/proj.git@v1"
-        manifest = write_manifest(tmp_path, f"code: {{source: '{url}'}}\n")
-        fetched = envctl(tmp_path, "fetch", str(manifest))
-        assert fetched.returncode == 0, fetched.stderr
-        assert (placed(fetched.stdout)["code"] / "train.py").read_text() == "print('private')\n"
-        locked = envctl(tmp_path, "lock", str(manifest))
-        assert locked.returncode == 0, locked.stderr
-        assert "git+http://***@127.0.0.1" in (manifest.parent / "manifest.lock").read_text()
+        fetched, locked, lock = fetch_and_lock(tmp_path, f"git+{server.url.replace('http://', f'http://{token}@')}/proj.git@v1")
+        assert "git+http://***@127.0.0.1" in lock and token not in lock
         assert server.refused == 0 and server.authorizations and all(server.authorizations)
     for run in (fetched, locked):
         assert token not in run.stdout + run.stderr
     assert files_containing(tmp_path / "cache", token) == []
     assert files_containing(tmp_path / "home", token) == []
-    assert token not in (manifest.parent / "manifest.lock").read_text()
 
 
 def test_a_login_name_alone_takes_its_password_from_gits_credential_helper(tmp_path, served):
@@ -114,13 +119,7 @@ def test_a_login_name_alone_takes_its_password_from_gits_credential_helper(tmp_p
     home.mkdir()
     (home / ".gitconfig").write_text("[credential]\n\thelper = store\n")
     (home / ".git-credentials").write_text(served.url.replace("http://", f"http://alice:{quoted(TOKEN)}@") + "\n")
-    url = f"git+{served.url.replace('http://', 'http://alice@')}/proj.git@v1"
-    manifest = write_manifest(tmp_path, f"code: {{source: '{url}'}}\n")
-    fetched = envctl(tmp_path, "fetch", str(manifest))
-    assert fetched.returncode == 0, fetched.stderr
-    assert (placed(fetched.stdout)["code"] / "train.py").read_text() == "print('private')\n"
-    locked = envctl(tmp_path, "lock", str(manifest))
-    assert locked.returncode == 0, locked.stderr
-    assert "git+http://alice@127.0.0.1" in (manifest.parent / "manifest.lock").read_text()  # the account, shown
+    fetched, locked, lock = fetch_and_lock(tmp_path, f"git+{served.url.replace('http://', 'http://alice@')}/proj.git@v1")
+    assert "git+http://alice@127.0.0.1" in lock  # the account, shown
     for run in (fetched, locked):
         assert TOKEN not in run.stdout + run.stderr
