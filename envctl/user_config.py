@@ -216,10 +216,9 @@ def url_problem(value: Any) -> str | None:
         parts.port  # raises for a port that is no number, here rather than at the first download
     except ValueError as exc:  # `https://[::1/simple`: Python's words for it
         if "port" in str(exc).lower():  # its words quote the "port": a password's start, when a '#' cut the host short
-            from envctl.artifacts.urls import hide_userinfo
+            from envctl.artifacts.urls import ENCODE_CREDENTIAL, hide_userinfo
 
-            return (f"'{hide_userinfo(value)}' is not a URL: its port is not a number (a '#', '?' or '/' in a "
-                    "password or token must be percent-encoded: %23, %3F, %2F)")
+            return f"'{hide_userinfo(value)}' is not a URL: its port is not a number ({ENCODE_CREDENTIAL}: %23, %3F, %2F)"
         return f"'{_shown_rejected(value)}' is not a URL: {exc}"
     if parts.scheme not in ("http", "https"):
         shown = _shown_rejected(value)

@@ -156,15 +156,16 @@ def _hub_page(parts) -> str | None:
     return None
 
 
-def _strip_credentials(url: str) -> tuple[str, str | None]:
-    if urls.credential_user(url):  # a token as the user name: the location shows ***@
-        return urls.redact_url(url), urls.credential_user(url)
+def _strip_credentials(url: str) -> tuple[str, str | None, bool]:
+    """(the location to show, the credential, whether it is the URL's user name: a token)."""
+    if token := urls.credential_user(url):  # a token as the user name: the location shows ***@
+        return urls.redact_url(url), token, True
     parts = urlsplit(url)
     if parts.password is None:
-        return url, None
+        return url, None, False
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}")), parts.password
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}")), parts.password, False
 
 
 def _unreadable_port(text: str) -> SourceError:
@@ -172,8 +173,8 @@ def _unreadable_port(text: str) -> SourceError:
     that was not percent-encoded: the URL then ends its host there, and what follows ':' is read
     as the port. Everything before the last '@' is hidden: the credential's end stands after it
     where redact_url cannot tell it from the URL."""
-    return SourceError(f"'{urls.hide_userinfo(text)}': the URL's port is not a number; a '#', '?' or '/' in a password or token "
-                       "must be percent-encoded (%23, %3F, %2F)")
+    return SourceError(f"'{urls.hide_userinfo(text)}': the URL's port is not a number; {urls.ENCODE_CREDENTIAL} "
+                       "(%23, %3F, %2F)")
 
 
 def parse_source(text: str, base_dir: Path | None = None) -> Source:
@@ -223,8 +224,8 @@ def parse_source(text: str, base_dir: Path | None = None) -> Source:
             urlsplit(url).port  # else Source.identity() raises it later, a traceback
         except ValueError:
             raise _unreadable_port(f"git+{url}") from None  # without the ref: its '@' is not the userinfo's
-        location, password = _strip_credentials(url)
-        return Source("git", location, ref, password, token_user=bool(urls.credential_user(url)))
+        location, password, token_user = _strip_credentials(url)
+        return Source("git", location, ref, password, token_user=token_user)
     if scheme == "file":
         path = rest if rest.startswith("/") else "/" + rest
         return Source("file", path)

@@ -108,6 +108,10 @@ def credential_user(url: str) -> str | None:
     return user if user and not password and _is_token_user(user, bool(colon)) else None
 
 
+# What to do about a URL whose port is no number because a credential cut its host short.
+ENCODE_CREDENTIAL = "a '#', '?' or '/' in a password or token must be percent-encoded"
+
+
 def hide_userinfo(text: str) -> str:
     """`scheme://***@REST`: everything between the scheme and the URL's last '@' hidden, for a
     URL whose credential cannot be told from the rest (a '#', '?' or '/' not percent-encoded in
@@ -128,9 +132,10 @@ def redact_url(url: str) -> str:
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
         user, colon, password = userinfo.partition(":")
-        if password or (colon and not credential_user(url)):
+        token = credential_user(url)
+        if password or (colon and not token):
             netloc = f"{user}:{REDACTED}@{host}"
-        elif credential_user(url):
+        elif token:
             netloc = f"{REDACTED}@{host}"
     return urlunsplit(parts._replace(netloc=netloc, query=_redact_pairs(parts.query),
                                      fragment=_redact_pairs(parts.fragment)))
@@ -142,8 +147,8 @@ def secret_values(url: str) -> list[str]:
     found = []
     if parts.password:
         found.append(parts.password)
-    if credential_user(url):
-        found.append(credential_user(url))
+    if token := credential_user(url):
+        found.append(token)
     for section in (parts.query, parts.fragment):
         for pair in section.split("&") if section else []:
             name, sep, value = pair.partition("=")
