@@ -122,17 +122,27 @@ def test_an_unreachable_signed_link_is_named_without_its_signature(tmp_path, fil
     assert_nowhere(tmp_path, signature, done)
 
 
-def test_a_url_password_is_used_and_never_shown(tmp_path, file_server):
+def fetch_and_lock_behind(tmp_path, file_server, auth: tuple[str, str], userinfo: str):
+    """A file served only with Basic `auth`, fetched then locked through its URL with `userinfo`
+    (`user:password@`...) written in: (the URL, the fetch, the lock, the lock file's text), both
+    runs checked to succeed and the file's bytes to arrive."""
     data = os.urandom(MiB)
-    file_server.put("/vendor/cntoolkit.deb", data)
-    file_server.require_auth = ("partner", "pa55-w0rd-xyz")
-    good = file_server.url_for("/vendor/cntoolkit.deb").replace("://", "://partner:pa55-w0rd-xyz@")
-    manifest = write_manifest(tmp_path, f"t: {{source: '{good}'}}\n")
+    file_server.put("/vendor/toolkit.run", data)
+    file_server.require_auth = auth
+    url = file_server.url_for("/vendor/toolkit.run").replace("://", "://" + userinfo)
+    manifest = write_manifest(tmp_path, f"t: {{source: '{url}'}}\n")
     fetched = envctl(tmp_path, "fetch", str(manifest))
     assert fetched.returncode == 0, fetched.stderr
     assert placed(fetched.stdout)["t"].read_bytes() == data
     locked = envctl(tmp_path, "lock", str(manifest))
-    assert locked.returncode == 0 and "partner:***@" in (manifest.parent / "manifest.lock").read_text()
+    assert locked.returncode == 0, locked.stderr
+    return url, fetched, locked, (manifest.parent / "manifest.lock").read_text()
+
+
+def test_a_url_password_is_used_and_never_shown(tmp_path, file_server):
+    good, fetched, locked, lock = fetch_and_lock_behind(tmp_path, file_server, ("partner", "pa55-w0rd-xyz"),
+                                                        "partner:pa55-w0rd-xyz@")
+    assert "partner:***@" in lock
     wrong = envctl(tmp_path, "fetch", str(write_manifest(tmp_path, f"t: {{source: '{good.replace('xyz', 'abc')}'}}\n")),
                    env={"ENVCTL_CACHE": str(tmp_path / "cache2")})
     assert wrong.returncode == 6 and "partner:***@" in wrong.stderr and "refused access (401)" in wrong.stderr
@@ -143,16 +153,9 @@ def test_a_url_password_is_used_and_never_shown(tmp_path, file_server):
 @pytest.mark.parametrize("userinfo", ["{token}@", "{token}:@"])  # GitHub's form; packagecloud's and Gemfury's
 def test_a_token_written_as_the_url_user_is_sent_and_never_shown(tmp_path, file_server, userinfo):
     token = "ghp_" + "Zq8" * 12
-    data = os.urandom(MiB)
-    file_server.put("/vendor/toolkit.run", data)
-    file_server.require_auth = (token, "")  # the user is the token, the password empty: as curl and git send it
-    url = file_server.url_for("/vendor/toolkit.run").replace("://", "://" + userinfo.format(token=token))
-    manifest = write_manifest(tmp_path, f"t: {{source: '{url}'}}\n")
-    fetched = envctl(tmp_path, "fetch", str(manifest))
-    assert fetched.returncode == 0, fetched.stderr
-    assert placed(fetched.stdout)["t"].read_bytes() == data
-    locked = envctl(tmp_path, "lock", str(manifest))
-    assert locked.returncode == 0 and "://***@127.0.0.1" in (manifest.parent / "manifest.lock").read_text()
+    # The user is the token, the password empty: as curl and git send it.
+    _url, fetched, locked, lock = fetch_and_lock_behind(tmp_path, file_server, (token, ""), userinfo.format(token=token))
+    assert "://***@127.0.0.1" in lock
     listed = envctl(tmp_path, "cache", "ls")
     assert listed.returncode == 0 and "://***@127.0.0.1" in listed.stdout, listed.stdout
     assert_nowhere(tmp_path, token, fetched, locked, listed)
@@ -161,18 +164,10 @@ def test_a_token_written_as_the_url_user_is_sent_and_never_shown(tmp_path, file_
 def test_a_login_name_alone_takes_its_password_from_netrc_and_stays_shown(tmp_path, file_server):
     """`https://alice@host/f` names the account; ~/.netrc holds its password. Not a token (see
     urls.credential_user): requests is left to find netrc's entry, as before."""
-    data = os.urandom(MiB)
-    file_server.put("/vendor/sdk.run", data)
-    file_server.require_auth = ("alice", "s3cret-netrc")
     home = tmp_path / "home"
     home.mkdir()
     (home / ".netrc").write_text("machine 127.0.0.1 login alice password s3cret-netrc\n")
     (home / ".netrc").chmod(0o600)
-    url = file_server.url_for("/vendor/sdk.run").replace("://", "://alice@")
-    manifest = write_manifest(tmp_path, f"t: {{source: '{url}'}}\n")
-    fetched = envctl(tmp_path, "fetch", str(manifest))
-    assert fetched.returncode == 0, fetched.stderr
-    assert placed(fetched.stdout)["t"].read_bytes() == data
-    locked = envctl(tmp_path, "lock", str(manifest))
-    assert locked.returncode == 0 and "://alice@127.0.0.1" in (manifest.parent / "manifest.lock").read_text()
+    _url, fetched, locked, lock = fetch_and_lock_behind(tmp_path, file_server, ("alice", "s3cret-netrc"), "alice@")
+    assert "://alice@127.0.0.1" in lock
     assert_nowhere(tmp_path, "s3cret-netrc", fetched, locked)
