@@ -112,6 +112,24 @@ def test_zeros_after_the_archive_are_not_all_that_is_held_back(engine, engine_un
     assert load_tarball(engine, padded, None, socket_path, expected_sha256=_sha256(padded)) == [f"Loaded image: {REF}"]
 
 
+def test_a_tarball_changed_while_it_is_sent_loads_nothing(engine, engine_under_test, big, absent, tmp_path):
+    """On a local socket the file goes by sendfile while a second read hashes it
+    (envctl/file_digest.py): a file written meanwhile (its mtime moves with the first bytes
+    sent) may have sent other bytes than those hashed, and its tail is not sent."""
+    tarball = tmp_path / "changing.tar"
+    tarball.write_bytes(big.read_bytes())
+    touched = []
+
+    def touch(n):
+        if not touched:
+            touched.append(n)
+            os.utime(tarball, ns=(0, tarball.stat().st_mtime_ns + 1_000_000))
+
+    with pytest.raises(ImageError, match="changed while envctl loaded it"):
+        load_tarball(engine, tarball, touch, _socket(engine_under_test), expected_sha256=_sha256(tarball))
+    _nothing_loaded(engine, tarball)
+
+
 @pytest.fixture(scope="module")
 def packed(big) -> dict:
     """`big` compressed: on a local socket envctl decompresses these itself and sends the plain tar."""

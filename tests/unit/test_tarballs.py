@@ -13,8 +13,10 @@ import hashlib
 import io
 import json
 import lzma
+import os
 import subprocess
 import tarfile
+import threading
 
 import pytest
 import zstandard
@@ -495,3 +497,31 @@ class _Engine:
 ])
 def test_the_engines_platform_is_read_from_version_and_info(arch, machine, platform):
     assert str(of_engine(_Engine(arch, machine))) == platform
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_a_tarball_changed_while_its_identity_is_read_is_refused(tmp_path, compression):
+    """The sha256 is read beside the identity by a second read of the file (envctl/file_digest.py):
+    a file written meanwhile (its mtime moves, here from the first piece hashed) may have given
+    the two reads different bytes, and is said to have changed, not given a digest."""
+    path = tmp_path / "image.tar"
+    path.write_bytes(COMPRESSORS[compression](legacy()))
+    touched = []
+
+    def touch(n):
+        if not touched:
+            touched.append(n)
+            os.utime(path, ns=(0, path.stat().st_mtime_ns + 1_000_000))
+
+    with pytest.raises(ImageError, match="changed while envctl read it"):
+        read_identity(path, with_sha256=True, progress=touch)
+
+
+def test_a_corrupt_gzip_tarball_leaves_no_hashing_thread_behind(tmp_path):
+    """The identity read fails on the first bytes; the sha256 beside it is stopped, not left
+    reading the rest of a large file."""
+    path = tmp_path / "image.tar.gz"
+    path.write_bytes(gzip.compress(legacy())[:10] + b"\xff" * 20 + os.urandom(16 << 20))
+    with pytest.raises(ImageError, match="not a readable gzip-compressed"):
+        read_identity(path)
+    assert not any(t.name == "envctl-sha256" and t.is_alive() for t in threading.enumerate())
