@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable
 
 from envctl import references
 from envctl.image_identity import RECORDS, EngineImage, EngineImages
-from envctl.tarballs import ImageError, Sha256Mismatch, sha256_mismatch
+from envctl.tarballs import ImageError, Sha256Mismatch, compression_of, sha256_mismatch
 
 if TYPE_CHECKING:  # annotations only: the observation imports this module for LABEL_CONTEXT (issue 14)
     from envctl.artifacts.sources import Source
@@ -116,6 +116,9 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
     identity: TarballIdentity | None = None
     if step.origin == "tarball" and source is not None:
         tarball = Path(source.location)
+        if current is None and loader is None and socket_path is not None and read_while_loading(tarball, identities) \
+                and (step.expected_id is None or engine.get(step.expected_id) is None):
+            return _load_reading_identity(client, step, tarball, identities, progress, socket_path, engine)
         # A pinned sha256 is checked in the read that sends the tarball to a local engine
         # (load_tarball holds the file's tail back until the digest is known), not in a whole
         # read of its own before: a compressed tarball's identity read hashes it anyway, an
@@ -171,6 +174,53 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
     if moved:
         moved += " (the old image is kept, untagged unless other tags name it)"
     return ImageOutcome("loaded", loaded.id, moved)
+
+
+def read_while_loading(tarball: Path, identities: IdentityCache) -> bool:
+    """Whether a tarball's identity is better read in the read that loads it than in one of its
+    own before: it is compressed (its identity is in its last bytes, read by inflating it whole:
+    1.5 s for a 1 GiB tar, about as long as the load's own inflating) and not remembered. The
+    plan (envctl/observe.py) and the image step then read it once, when the engine has no image
+    of the ref and none of the pinned ID: the load is certain whatever the tarball says, and
+    what it says is checked before its tail is sent (_load_reading_identity). An unreadable
+    tarball is left to the identity read's own errors."""
+    try:
+        return tarball.is_file() and identities.get(tarball) is None and compression_of(tarball) != "none"
+    except OSError:
+        return False
+
+
+def _load_reading_identity(client, step: EnsureImage, tarball: Path, identities: IdentityCache, progress,
+                           socket_path: str, engine: EngineImages) -> ImageOutcome:
+    """Load a compressed tarball into an engine that has no image of step.ref, reading its
+    identity on the way (images.load_tarball `identity_check`): the pinned sha256, the image it
+    names and the pinned ID are checked as _tarball_identity checks them, before the tarball's
+    tail reaches the engine; a tarball that fails them loads nothing. The identity, its sha256
+    verified, is remembered as a read of its own would have."""
+    from envctl.images import load_tarball
+
+    stat = tarball.stat()
+    checked: list[TarballIdentity] = []
+
+    def check(identity: TarballIdentity) -> None:
+        identities.put(tarball, identity)  # what the tarball holds, whatever the checks say
+        if step.sha256 and identity.sha256 != step.sha256:  # a tarball that is not the pinned one is said so first
+            raise sha256_mismatch(tarball, identity.sha256, step.sha256)
+        checked.append(_checked(step, tarball, identity.image_for(step.ref, step.expected_id), engine))
+
+    advance = progress(f"loading {tarball.name}", stat.st_size) if progress else None
+    try:
+        lines = load_tarball(client, tarball, advance, socket_path, identity_check=check)
+    except ImageError as exc:
+        _restore(engine, step.ref, None)  # the containerd store may have tagged what it could not unpack
+        if checked and not isinstance(exc, Sha256Mismatch) and not checked[0].docker_manifest and not engine.containerd_store():
+            raise ImageError(f"{exc.message}\n{tarball} is an OCI layout without manifest.json (as `skopeo copy` and "
+                             "`podman save` write an oci-archive), which this engine's classic image store cannot load",
+                             hint=f"write it as a docker save tarball: {_conversion(engine, checked[0], tarball, step.ref)} "
+                                  "(or use an engine with the containerd image store)") from None
+        raise
+    loaded = _loaded_image(engine, step, checked[0], lines)
+    return ImageOutcome("loaded", loaded.id)
 
 
 def _conversion(engine: EngineImages, identity: TarballIdentity, tarball: Path, ref: str) -> str:

@@ -116,12 +116,21 @@ def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None, registry
         digest = context_digest(Path(build_context(manifest.image.build, loaded.directory)), state / "contexts.json")
     wanted = (manifest.image.id,) if manifest.image.id else ()
     if tarball is not None:
+        from envctl.image_step import read_while_loading
         from envctl.images import IdentityCache, identify
 
+        identities = IdentityCache(cache_dir(environ) / "state" / "tarballs.json")
+        if registry is None and not together and read_while_loading(tarball, identities):
+            # A compressed tarball not read before: the engine is asked first. Without the ref's
+            # image and the pinned one it loads the tarball whatever it holds, and the image step
+            # reads what it holds in the same read as the load (image_step.read_while_loading).
+            seen = view(engine, manifest.image.ref, wanted, digest, manifest.name, manifest.container_name,
+                        cache_dir(environ) / "state" / RECORDS, together)
+            if seen.image_id is None and seen.pinned_id is None:
+                return seen
         # The tarball's own manifest.json says which image it holds (cached by size and mtime);
         # of several (`docker save a b`), the one tagged image.ref, as the image step takes it.
-        identity = identify(tarball, IdentityCache(cache_dir(environ) / "state" / "tarballs.json"),
-                            need_sha256=False).image_for(manifest.image.ref, manifest.image.id)
+        identity = identify(tarball, identities, need_sha256=False).image_for(manifest.image.ref, manifest.image.id)
         wanted = tuple(dict.fromkeys([*wanted, *identity.ids]))
     if registry is not None:  # pulled: held when its manifest digest is the pinned one (envctl/registry_plan.py)
         import dataclasses

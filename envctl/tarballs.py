@@ -522,9 +522,8 @@ def read_identity(path: Path, with_sha256: bool = False, progress: Callable[[int
                 with tarfile.open(path, "r:") as archive:
                     members = _collect(archive)
             else:
-                with open(path, "rb") as raw, tarfile.open(fileobj=decompressing(raw, compression), mode="r|",
-                                                           bufsize=STREAM_BUFSIZE) as archive:
-                    members = _collect(archive)
+                with open(path, "rb") as raw:
+                    members = _stream_members(decompressing(raw, compression))
             sha = hashing.result()
     except ImportError as exc:
         raise ImageError(f"{path} is {compression}-compressed and this envctl cannot read it ({exc})",
@@ -543,6 +542,23 @@ def read_identity(path: Path, with_sha256: bool = False, progress: Callable[[int
     finally:
         if hashing is not None and sha is None:  # this read failed: its error is the one reported
             hashing.stop()
+    return _from_members(members, path, stat, sha, compression)
+
+
+def read_stream_identity(stream: BinaryIO, path: Path, stat, compression: str) -> TarballIdentity:
+    """The identity of the tarball at `path` (`stat`: its os.stat_result) from `stream`, a reader
+    of its uncompressed bytes, read up to the archive's end-of-archive blocks (the caller reads
+    what follows). sha256 None: the caller hashes the file. Raises what the stream and tarfile
+    raise (read_errors()) and ImageError for a tarball that is not an image's."""
+    return _from_members(_stream_members(stream), path, stat, None, compression)
+
+
+def _stream_members(stream: BinaryIO) -> _Members:
+    with tarfile.open(fileobj=stream, mode="r|", bufsize=STREAM_BUFSIZE) as archive:
+        return _collect(archive)
+
+
+def _from_members(members: _Members, path: Path, stat, sha: str | None, compression: str) -> TarballIdentity:
     images = _identity(members, path)
     first = images[0]
     return TarballIdentity(first.image_id, first.repo_tags, stat.st_size, stat.st_mtime_ns, sha, first.manifest_digests, compression,
