@@ -9,3 +9,16 @@ REPO = Path(__file__).resolve().parents[1]
 # run beside CI's, or two checkouts) never retag or remove each other's image and containers.
 SESSION = f"s{os.getpid()}"
 IMAGE = f"envctl-it/busybox:{SESSION}"  # the integration tests' locally built image
+
+
+def moves_mtime_once(path: Path):
+    """A progress callback `advance(n)` that moves `path`'s mtime forward at its first call: the
+    file is written while envctl reads it (a download or copy still under way)."""
+    moved = []
+
+    def advance(n: int) -> None:
+        if not moved:
+            moved.append(n)
+            os.utime(path, ns=(0, path.stat().st_mtime_ns + 1_000_000))
+
+    return advance

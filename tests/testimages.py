@@ -8,6 +8,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import docker
 import pytest
 
 from support import IMAGE
@@ -50,3 +51,12 @@ def save_image(engine, extra: dict[str, bytes] | None, path: Path, ref: str = IM
             handle.write(chunk)
     engine.images.remove(ref, force=True)
     return image.id
+
+
+def remove_images(engine, names) -> None:
+    """Remove each image of `names` (refs or IDs) from the engine, forced; one not there is skipped."""
+    for name in names:
+        try:
+            engine.images.remove(name, force=True)
+        except docker.errors.ImageNotFound:
+            pass

@@ -23,7 +23,7 @@ from envctl.image_step import ensure_image
 from envctl.images import SEND_CHUNK, IdentityCache
 from envctl.plan import EnsureImage
 from envctl.tarballs import ImageError, Sha256Mismatch, read_identity
-from testimages import save_image
+from testimages import remove_images, save_image
 
 pytestmark = pytest.mark.both_engines
 
@@ -47,16 +47,10 @@ def packed(tmp_path_factory) -> Path:
 def absent(engine, packed):
     """Neither REF, OTHER nor any ID of the tarball's image is on the engine, before and after."""
 
-    def clear():
-        for name in (REF, OTHER, *read_identity(packed).ids):
-            try:
-                engine.images.remove(name, force=True)
-            except docker.errors.ImageNotFound:
-                pass
-
-    clear()
+    names = (REF, OTHER, *read_identity(packed).ids)
+    remove_images(engine, names)
     yield
-    clear()
+    remove_images(engine, names)
 
 
 def _sha256(path: Path) -> str:

@@ -23,6 +23,7 @@ import zstandard
 
 from envctl import references
 from envctl.tarballs import ImageError, compression_of, read_identity
+from support import moves_mtime_once
 
 
 def _sha(data: bytes) -> str:
@@ -506,15 +507,8 @@ def test_a_tarball_changed_while_its_identity_is_read_is_refused(tmp_path, compr
     the two reads different bytes, and is said to have changed, not given a digest."""
     path = tmp_path / "image.tar"
     path.write_bytes(COMPRESSORS[compression](legacy()))
-    touched = []
-
-    def touch(n):
-        if not touched:
-            touched.append(n)
-            os.utime(path, ns=(0, path.stat().st_mtime_ns + 1_000_000))
-
     with pytest.raises(ImageError, match="changed while envctl read it"):
-        read_identity(path, with_sha256=True, progress=touch)
+        read_identity(path, with_sha256=True, progress=moves_mtime_once(path))
 
 
 def test_a_corrupt_gzip_tarball_leaves_no_hashing_thread_behind(tmp_path):
