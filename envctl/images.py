@@ -323,8 +323,9 @@ def _send_verified(connection: socket.socket, handle, size: int, path: Path, pro
     CPU, in 64 KiB pieces that stay in the cache).
 
     The tail is held back until the digest is known: from the last 512-byte block with a byte
-    other than zero to the end (_tail_start). A tar ends in zero blocks and may be padded with
-    more (GNU tar fills its last 10 KiB record), which an engine's tar reader stops before; the
+    other than zero before the archive's end-of-archive blocks to the end (_held_from). A tar
+    ends in zero blocks and may be padded with more (GNU tar fills its last 10 KiB record), or
+    followed by other bytes, which an engine's tar reader stops before; the
     block held back lies before them, so without it the engine has an incomplete archive
     whatever the padding. On a mismatch the tail is never sent and ImageError (sha256_mismatch)
     is raised: the caller closes the connection short of Content-Length, the engine's read of
@@ -333,7 +334,7 @@ def _send_verified(connection: socket.socket, handle, size: int, path: Path, pro
     sent may not be those hashed."""
     from envctl.file_digest import FileChanged, FileSha256
 
-    tail = _tail_start(handle, size)
+    tail = _held_from(handle, size)
     hashing = FileSha256(path, os.fstat(handle.fileno()))
     send_error: OSError | None = None
     try:
@@ -355,6 +356,33 @@ def _send_verified(connection: socket.socket, handle, size: int, path: Path, pro
     if send_error is not None:
         raise send_error
     _send_range(connection, handle, tail, size, path, progress)
+
+
+def _held_from(handle, size: int) -> int:
+    """Where the tail a verified send holds back begins: the last 512-byte block with a byte
+    other than zero before the archive's end-of-archive blocks. Not merely before the file's
+    end: an engine's tar reader stops at those blocks and the containerd store then loads and
+    tags the image whatever follows, so a tarball with other bytes after them (appended to, two
+    tars in one file) was loaded although its digest was not the pinned one. The end is found
+    by the members' headers (tarfile seeks over their data: a few ms); a file tarfile cannot
+    read is held back from its last block with a byte other than zero, as the engine is then
+    unlikely to read it whole either."""
+    import tarfile
+
+    end = size
+    try:
+        handle.seek(0)
+        # tarfile stops at the first zero block; Go's reader (the engine's) needs two, so its
+        # archive never ends before this.
+        with tarfile.open(fileobj=handle, mode="r:") as archive:
+            for _ in archive:
+                pass
+            end = min(size, archive.offset)
+    except (tarfile.TarError, EOFError, ValueError):
+        pass
+    finally:
+        handle.seek(0)
+    return _tail_start(handle, end)
 
 
 def _tail_start(handle, size: int) -> int:
