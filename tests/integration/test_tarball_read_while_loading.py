@@ -159,3 +159,24 @@ def test_plan_reads_a_new_compressed_tarball_when_the_ref_names_an_image(absent,
     done = env.run("up", str(env.manifest))
     assert done.returncode == 0, done.stderr
     assert f"image      {REF}: present" in done.stderr
+
+
+def test_a_new_compressed_tarball_removed_while_it_loads_is_said_to_have_changed(engine, engine_under_test, packed, absent,
+                                                                                  tmp_path):
+    """Removed once its first bytes are read: the sha256's own read finds no file. Said as a
+    change, nothing loaded, and nothing remembered."""
+    tarball = tmp_path / "removed.tar.gz"
+    tarball.write_bytes(packed.read_bytes())
+    cache = tmp_path / "tarballs.json"
+
+    def progress(label, total):
+        def remove(n):
+            if tarball.exists():
+                tarball.unlink()
+        return remove
+
+    with pytest.raises(ImageError, match="changed while envctl loaded it"):
+        ensure_image(engine, _step(tarball), Source("file", str(tarball)), IdentityCache(cache), progress,
+                     engine_under_test.docker_host.removeprefix("unix://"), current=None)
+    _nothing_loaded(engine, packed)
+    assert not cache.exists() or str(tarball) not in cache.read_text()

@@ -149,6 +149,22 @@ def test_a_tarball_changed_while_it_is_sent_loads_nothing(engine, engine_under_t
     _nothing_loaded(engine, tarball)
 
 
+def test_a_tarball_removed_while_it_is_sent_is_said_to_have_changed(engine, engine_under_test, big, absent, tmp_path):
+    """Removed once its first bytes are sent (a cache cleaned, a download restarted): the
+    second read's look at the file finds no file there. Said as a change, not as a path that
+    "does not exist and cannot be created" with a hint to create its parent directory."""
+    tarball = tmp_path / "removed.tar"
+    tarball.write_bytes(big.read_bytes())
+
+    def remove(n):
+        if tarball.exists():
+            tarball.unlink()
+
+    with pytest.raises(ImageError, match="changed while envctl loaded it"):
+        load_tarball(engine, tarball, remove, _socket(engine_under_test), expected_sha256=_sha256(big))
+    _nothing_loaded(engine, big)
+
+
 @pytest.fixture(scope="module")
 def packed(big) -> dict:
     """`big` compressed: on a local socket envctl decompresses these itself and sends the plain tar."""
