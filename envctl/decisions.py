@@ -108,7 +108,9 @@ def image(origin: str, source: str | None, baked: str | None, observed) -> Decis
             return Decision("download+load", f"{why}; {observed.host} downloads the tarball", caches.tarball_size)
         if caches.tarball_cached:
             where = f", sent to {observed.host}" if observed.fetch_mode else ""
-            return Decision("load", f"{why}; from {source}{where}", caches.tarball_size)
+            # Not read yet: what it holds (and its sha256) is checked as it loads, not now.
+            unread = "; read and checked as it loads" if seen.tarball_unread else ""
+            return Decision("load", f"{why}; from {source}{where}{unread}", caches.tarball_size)
         return Decision("download+load", f"{why}; the tarball is downloaded first", caches.tarball_size)
     return Decision("missing", f"{why}; the manifest gives no tarball or build and does not pull it (image.pull)")
 

@@ -223,8 +223,11 @@ def load_tarball(client, path: Path, progress: Callable[[int], None] | None = No
     sha256 beside them (_send_reading_identity), and `identity_check` gets the TarballIdentity
     (sha256 included) before the tail is sent: what it raises (ImageError) leaves the engine an
     incomplete body, nothing loaded. The tarball is read once instead of twice (its identity
-    first, then the load)."""
+    first, then the load). ValueError for identity_check without a local socket or with an
+    uncompressed tarball (whose identity is read by its headers in milliseconds)."""
     compression = compression_of(path)
+    if identity_check is not None and (socket_path is None or compression == "none"):
+        raise ValueError("identity_check is for a compressed tarball sent to the engine's local socket")
     if socket_path is not None:
         from envctl.engine import translated  # an engine that goes away is an envctl error, as on the API path
 
@@ -232,8 +235,6 @@ def load_tarball(client, path: Path, progress: Callable[[int], None] | None = No
                                             identity_check),
                             "images.load", f"unix://{socket_path}")
     else:
-        if identity_check is not None:
-            raise ValueError("identity_check needs the engine's local socket")
         events = _load_by_api(client, path, progress, compression, expected_sha256)
     loaded = []
     for event in events:
@@ -459,7 +460,10 @@ def _send_reading_identity(connection: socket.socket, handle, compression: str, 
     (tarfile in stream mode through _Copying, which hands each piece to the sender too) and its
     sha256 on a thread of its own (envctl/file_digest.py); `identity_check` gets the identity
     once the archive and the file are read to their ends, and the tail and the body's last chunk
-    are sent only when it returns."""
+    are sent only when it returns. What follows the two end-of-archive blocks (padding, or other
+    bytes) is read, never sent: the engine's tar reader stops at those blocks, and a piece of
+    other bytes after them would have sent the piece holding them before the check
+    (_HeldTail sends every piece before the last with a byte other than zero)."""
     from envctl.file_digest import FileChanged, FileSha256
 
     hashing = FileSha256(path, os.fstat(handle.fileno()))
@@ -469,8 +473,8 @@ def _send_reading_identity(connection: socket.socket, handle, compression: str, 
     tail = _HeldTail(sender)
     try:
         copying = _Copying(decompressing(CountingReader(handle, progress), compression), sender, tail)
-        identity = read_stream_identity(copying, path, os.fstat(handle.fileno()), compression)
-        copying.finish()
+        identity, end = read_stream_identity(copying, path, os.fstat(handle.fileno()), compression)
+        copying.finish(end + 2 * 512)
         try:
             sha = hashing.result()
         except FileNotFoundError:  # removed meanwhile: a change, not "a path that cannot be created"
@@ -502,14 +506,18 @@ class _Copying:
         self.reader, self.sender, self.tail = reader, sender, tail
         self.buffer: bytearray | None = None
         self.filled = 0
+        self.position = 0  # bytes read from `reader`
+        self.limit: int | None = None  # bytes from this offset on are read, not copied
 
     def read(self, size: int = -1) -> bytes:
         data = self.reader.read(size)
+        start, self.position = self.position, self.position + len(data)
+        copied = len(data) if self.limit is None else max(0, min(len(data), self.limit - start))
         view, at = memoryview(data), 0
-        while at < len(data):
+        while at < copied:
             if self.buffer is None:
                 self.buffer, self.filled = self.sender.free.get(), 0
-            step = min(len(data) - at, len(self.buffer) - self.filled)
+            step = min(copied - at, len(self.buffer) - self.filled)
             self.buffer[self.filled:self.filled + step] = view[at:at + step]
             self.filled += step
             at += step
@@ -520,9 +528,14 @@ class _Copying:
     def readable(self) -> bool:
         return True
 
-    def finish(self) -> None:
-        """Read what follows the archive's end (its zero blocks, any padding) to the stream's
-        end, and hand over the last piece."""
+    def finish(self, end: int) -> None:
+        """Read the rest of the stream to its end, copying only what lies before offset `end`
+        (the end of the archive's end-of-archive blocks), and hand over the last piece, cut at
+        `end`: tarfile read past it already (a piece of STREAM_BUFSIZE), and those bytes
+        stay unsent too."""
+        if self.buffer is not None and self.position > end:
+            self.filled = max(0, self.filled - (self.position - end))
+        self.limit = end
         while self.read(CHUNK):
             pass
         if self.buffer is not None:

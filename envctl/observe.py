@@ -127,7 +127,9 @@ def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None, registry
             seen = view(engine, manifest.image.ref, wanted, digest, manifest.name, manifest.container_name,
                         cache_dir(environ) / "state" / RECORDS, together)
             if seen.image_id is None and seen.pinned_id is None:
-                return seen
+                import dataclasses
+
+                return dataclasses.replace(seen, tarball_unread=True)
         # The tarball's own manifest.json says which image it holds (cached by size and mtime);
         # of several (`docker save a b`), the one tagged image.ref, as the image step takes it.
         identity = identify(tarball, identities, need_sha256=False).image_for(manifest.image.ref, manifest.image.id)

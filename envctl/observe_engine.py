@@ -40,6 +40,9 @@ class EngineView:
     baked_ids: dict = field(default_factory=dict)  # baked ref → the engine's .Id
     container: ContainerState | None = None
     markers: frozenset[str] = frozenset()  # file names in MARKER_DIR of that container
+    # The image tarball was not read: compressed, not read before, and the engine has neither
+    # the ref's image nor the pinned one; it is read and checked as it loads (image_step.read_while_loading).
+    tarball_unread: bool = False
 
 
 def find_container(client, name: str) -> ContainerState | None:

@@ -523,7 +523,7 @@ def read_identity(path: Path, with_sha256: bool = False, progress: Callable[[int
                     members = _collect(archive)
             else:
                 with open(path, "rb") as raw:
-                    members = _stream_members(decompressing(raw, compression))
+                    members, _end = _stream_members(decompressing(raw, compression))
             sha = hashing.result()
     except ImportError as exc:
         raise ImageError(f"{path} is {compression}-compressed and this envctl cannot read it ({exc})",
@@ -545,17 +545,20 @@ def read_identity(path: Path, with_sha256: bool = False, progress: Callable[[int
     return _from_members(members, path, stat, sha, compression)
 
 
-def read_stream_identity(stream: BinaryIO, path: Path, stat, compression: str) -> TarballIdentity:
+def read_stream_identity(stream: BinaryIO, path: Path, stat, compression: str) -> tuple[TarballIdentity, int]:
     """The identity of the tarball at `path` (`stat`: its os.stat_result) from `stream`, a reader
     of its uncompressed bytes, read up to the archive's end-of-archive blocks (the caller reads
-    what follows). sha256 None: the caller hashes the file. Raises what the stream and tarfile
-    raise (read_errors()) and ImageError for a tarball that is not an image's."""
-    return _from_members(_stream_members(stream), path, stat, None, compression)
+    what follows), and the offset of those blocks in the uncompressed bytes. sha256 None: the
+    caller hashes the file. Raises what the stream and tarfile raise (read_errors()) and
+    ImageError for a tarball that is not an image's."""
+    members, end = _stream_members(stream)
+    return _from_members(members, path, stat, None, compression), end
 
 
-def _stream_members(stream: BinaryIO) -> _Members:
+def _stream_members(stream: BinaryIO) -> tuple[_Members, int]:
+    """The members, and the offset of the first end-of-archive block (tarfile stops there)."""
     with tarfile.open(fileobj=stream, mode="r|", bufsize=STREAM_BUFSIZE) as archive:
-        return _collect(archive)
+        return _collect(archive), archive.offset
 
 
 def _from_members(members: _Members, path: Path, stat, sha: str | None, compression: str) -> TarballIdentity:

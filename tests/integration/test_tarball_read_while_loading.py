@@ -140,7 +140,7 @@ def test_plan_leaves_a_new_compressed_tarball_unread_when_the_engine_has_no_imag
     env.write(MANIFEST.format(ref=REF, tarball=packed))
     done = env.run("plan", str(env.manifest))
     assert done.returncode == 0, done.stderr
-    assert "load" in done.stdout
+    assert "read and checked as it loads" in done.stdout  # the plan says what it did not check
     assert not _remembered(env, packed)
     done = env.run("up", str(env.manifest))
     assert done.returncode == 0, done.stderr
@@ -156,6 +156,7 @@ def test_plan_reads_a_new_compressed_tarball_when_the_ref_names_an_image(absent,
     done = env.run("plan", str(env.manifest))
     assert done.returncode == 0, done.stderr
     assert _remembered(env, packed)
+    assert "read and checked as it loads" not in done.stdout
     done = env.run("up", str(env.manifest))
     assert done.returncode == 0, done.stderr
     assert f"image      {REF}: present" in done.stderr

@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import docker
@@ -25,7 +26,8 @@ import zstandard
 from engines import CLASSIC, connect
 from envctl.images import SEND_CHUNK, load_tarball
 from envctl.tarballs import ImageError, Sha256Mismatch, read_identity
-from testimages import save_image
+from support import moves_mtime_once
+from testimages import remove_images, save_image
 
 pytestmark = pytest.mark.both_engines
 
@@ -51,16 +53,10 @@ def absent(engine, big):
     """Neither REF nor any ID the tarball's image may get is on the engine, before and after (the
     tests through `up` ask for it before make_env, so that its container is removed first)."""
 
-    def clear():
-        for name in (REF, *read_identity(big).ids):
-            try:
-                engine.images.remove(name, force=True)
-            except docker.errors.ImageNotFound:
-                pass
-
-    clear()
+    names = (REF, *read_identity(big).ids)
+    remove_images(engine, names)
     yield
-    clear()
+    remove_images(engine, names)
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +116,6 @@ def test_bytes_after_the_end_of_archive_are_not_sent_before_the_digest_is_checke
     back must begin before them: with only the appended block held back, the image appeared
     within a second of the mismatch (5 runs of 5). Watched for 5 s: the engine answers the
     load it was sent on its own time, after envctl has closed the connection."""
-    import time
-
     tarball = tmp_path / "appended.tar"
     tarball.write_bytes(big.read_bytes() + b"\x01" * 512)
     with pytest.raises(Sha256Mismatch):
@@ -137,15 +131,8 @@ def test_a_tarball_changed_while_it_is_sent_loads_nothing(engine, engine_under_t
     sent) may have sent other bytes than those hashed, and its tail is not sent."""
     tarball = tmp_path / "changing.tar"
     tarball.write_bytes(big.read_bytes())
-    touched = []
-
-    def touch(n):
-        if not touched:
-            touched.append(n)
-            os.utime(tarball, ns=(0, tarball.stat().st_mtime_ns + 1_000_000))
-
     with pytest.raises(ImageError, match="changed while envctl loaded it"):
-        load_tarball(engine, tarball, touch, _socket(engine_under_test), expected_sha256=_sha256(tarball))
+        load_tarball(engine, tarball, moves_mtime_once(tarball), _socket(engine_under_test), expected_sha256=_sha256(tarball))
     _nothing_loaded(engine, tarball)
 
 
