@@ -34,7 +34,8 @@ class FileChanged(Exception):
 
 class FileSha256:
     """Start hashing `path` at once on a daemon thread; `result()` waits and returns the hex
-    digest (64 characters), or raises what the read raised (OSError) or FileChanged. `progress(n)`, when given, is
+    digest (64 characters), or raises what the read raised (OSError) or FileChanged (also for
+    a file no longer there). `progress(n)`, when given, is
     called with each piece's size from that thread. `stop()` ends the read early (the caller's
     own read failed: its error is the one to report); result() is then not to be asked.
 
@@ -76,9 +77,12 @@ class FileSha256:
 
     def result(self) -> str:
         self._thread.join()
-        if self._error is not None:
-            raise self._error
-        now = os.stat(self.path)
+        try:
+            if self._error is not None:
+                raise self._error
+            now = os.stat(self.path)
+        except FileNotFoundError:  # the caller had it: removed (or renamed away) since
+            raise FileChanged(f"{self.path} was removed while it was being read") from None
         if (self._hashed != self.before.st_size or now.st_size != self.before.st_size
                 or now.st_mtime_ns != self.before.st_mtime_ns or now.st_ino != self.before.st_ino):
             raise FileChanged(f"{self.path} changed while it was being read")

@@ -349,7 +349,7 @@ def _send_verified(connection: socket.socket, handle, size: int, path: Path, pro
         raise
     try:
         found = hashing.result()
-    except (FileChanged, FileNotFoundError):  # removed meanwhile: not "a path that cannot be created"
+    except FileChanged:
         raise ImageError(f"{path} changed while envctl loaded it (a download or copy still under way?); nothing was loaded",
                          hint="run the command again once the file is complete") from None
     if found != expected_sha256:
@@ -475,10 +475,7 @@ def _send_reading_identity(connection: socket.socket, handle, compression: str, 
         copying = _Copying(decompressing(CountingReader(handle, progress), compression), sender, tail)
         identity, end = read_stream_identity(copying, path, os.fstat(handle.fileno()), compression)
         copying.finish(end + 2 * 512)
-        try:
-            sha = hashing.result()
-        except FileNotFoundError:  # removed meanwhile: a change, not "a path that cannot be created"
-            raise FileChanged(str(path)) from None
+        sha = hashing.result()
         hashed = True
         identity_check(replace(identity, sha256=sha))
         tail.release()

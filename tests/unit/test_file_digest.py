@@ -56,11 +56,17 @@ def test_a_file_replaced_by_another_of_the_same_size_and_mtime_is_refused_by_its
 
 
 def test_a_read_error_is_the_caller_s_to_see(tmp_path):
+    with pytest.raises(IsADirectoryError):
+        FileSha256(tmp_path, os.stat(tmp_path)).result()
+
+
+def test_a_file_removed_after_the_caller_s_read_began_is_a_change(tmp_path):
+    """Not FileNotFoundError, which envctl's commands say as a path to create."""
     path = tmp_path / "f"
     path.write_bytes(b"x")
     before = os.stat(path)
     path.unlink()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileChanged, match="removed while it was being read"):
         FileSha256(path, before).result()
 
 
