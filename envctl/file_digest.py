@@ -34,10 +34,10 @@ class FileChanged(Exception):
 
 class FileSha256:
     """Start hashing `path` at once on a daemon thread; `result()` waits and returns the hex
-    digest (64 characters), or raises what the read raised (OSError) or FileChanged (also for
-    a file no longer there). `progress(n)`, when given, is
-    called with each piece's size from that thread. `stop()` ends the read early (the caller's
-    own read failed: its error is the one to report); result() is then not to be asked.
+    digest (64 characters), or raises what the read raised (OSError) or FileChanged (also for a
+    file no longer there). `progress(n)`, when given, is called with each piece's size from
+    that thread. `stop()` ends the read early (the caller's own read failed: its error is the
+    one to report); result() is then not to be asked.
 
     `before`: os.stat_result of the file when the caller began its own read; the file must still
     be that one (size, mtime, inode) when both reads are done."""

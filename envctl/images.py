@@ -326,9 +326,8 @@ def _send_verified(connection: socket.socket, handle, size: int, path: Path, pro
     The tail is held back until the digest is known: from the last 512-byte block with a byte
     other than zero before the archive's end-of-archive blocks to the end (_held_from). A tar
     ends in zero blocks and may be padded with more (GNU tar fills its last 10 KiB record), or
-    followed by other bytes, which an engine's tar reader stops before; the
-    block held back lies before them, so without it the engine has an incomplete archive
-    whatever the padding. On a mismatch the tail is never sent and ImageError (sha256_mismatch)
+    followed by other bytes, which an engine's tar reader stops before; the block held back lies
+    before them, so without it the engine has an incomplete archive whatever follows. On a mismatch the tail is never sent and ImageError (sha256_mismatch)
     is raised: the caller closes the connection short of Content-Length, the engine's read of
     the body fails (a Go HTTP server reads an unexpected EOF) and nothing is loaded. A file
     that changed while it was read (size, mtime or inode) is refused the same way: its bytes
