@@ -32,6 +32,16 @@ class FileChanged(Exception):
     """The file changed while it was being read: its two reads may have seen different bytes."""
 
 
+def changed_since(path: Path, before: os.stat_result) -> bool:
+    """Whether `path` is no longer the file `before` describes (size, mtime, inode), or gone: a
+    read of it that failed may have met a file still being written, not a damaged one."""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return True
+    return (now.st_size, now.st_mtime_ns, now.st_ino) != (before.st_size, before.st_mtime_ns, before.st_ino)
+
+
 class FileSha256:
     """Start hashing `path` at once on a daemon thread; `result()` waits and returns the hex
     digest (64 characters), or raises what the read raised (OSError) or FileChanged (also for a
@@ -80,10 +90,9 @@ class FileSha256:
         try:
             if self._error is not None:
                 raise self._error
-            now = os.stat(self.path)
+            os.stat(self.path)
         except FileNotFoundError:  # the caller had it: removed (or renamed away) since
             raise FileChanged(f"{self.path} was removed while it was being read") from None
-        if (self._hashed != self.before.st_size or now.st_size != self.before.st_size
-                or now.st_mtime_ns != self.before.st_mtime_ns or now.st_ino != self.before.st_ino):
+        if self._hashed != self.before.st_size or changed_since(self.path, self.before):
             raise FileChanged(f"{self.path} changed while it was being read")
         return self._digest or ""

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 from envctl.atomic import write_text_atomic
 from envctl.tarballs import (CountingReader, ImageError, SavedImage, TarballIdentity, compression_of, decompressing, read_errors,
-                             read_identity, read_stream_identity, sha256_mismatch)
+                             changed_while_read, read_identity, read_stream_identity, sha256_mismatch)
 
 __all__ = ["ImageError", "TarballIdentity", "IdentityCache", "identify", "load_tarball", "loaded_ids", "read_identity",
            "context_digest"]
@@ -349,8 +349,7 @@ def _send_verified(connection: socket.socket, handle, size: int, path: Path, pro
     try:
         found = hashing.result()
     except FileChanged:
-        raise ImageError(f"{path} changed while envctl loaded it (a download or copy still under way?); nothing was loaded",
-                         hint="run the command again once the file is complete") from None
+        raise changed_while_read(path, "loaded") from None
     if found != expected_sha256:
         raise sha256_mismatch(path, found, expected_sha256)
     if send_error is not None:
@@ -463,16 +462,17 @@ def _send_reading_identity(connection: socket.socket, handle, compression: str, 
     bytes) is read, never sent: the engine's tar reader stops at those blocks, and a piece of
     other bytes after them would have sent the piece holding them before the check
     (_HeldTail sends every piece before the last with a byte other than zero)."""
-    from envctl.file_digest import FileChanged, FileSha256
+    from envctl.file_digest import FileChanged, FileSha256, changed_since
 
-    hashing = FileSha256(path, os.fstat(handle.fileno()))
+    before = os.fstat(handle.fileno())
+    hashing = FileSha256(path, before)
     hashed = False
     sender = _Sender(connection, chunked=True)
     sender.start()
     tail = _HeldTail(sender)
     try:
         copying = _Copying(decompressing(CountingReader(handle, progress), compression), sender, tail)
-        identity, end = read_stream_identity(copying, path, os.fstat(handle.fileno()), compression)
+        identity, end = read_stream_identity(copying, path, before, compression)
         copying.finish(end + 2 * 512)
         sha = hashing.result()
         hashed = True
@@ -480,9 +480,10 @@ def _send_reading_identity(connection: socket.socket, handle, compression: str, 
         tail.release()
         sender.full.put(_LAST_CHUNK)
     except FileChanged:
-        raise ImageError(f"{path} changed while envctl loaded it (a download or copy still under way?); nothing was loaded",
-                         hint="run the command again once the file is complete") from None
+        raise changed_while_read(path, "loaded") from None
     except _decompression_errors() as exc:
+        if changed_since(path, before):  # cut short by a writer still at it, not damaged
+            raise changed_while_read(path, "loaded") from None
         raise ImageError(f"{path} is not a readable {compression}-compressed image tarball ({type(exc).__name__}: {exc}); "
                          "nothing was loaded", hint="download it again; a truncated or corrupt file cannot be loaded") from None
     finally:

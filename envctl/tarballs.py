@@ -39,7 +39,7 @@ from typing import BinaryIO, Callable
 
 from envctl import image_platforms, references
 from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
-from envctl.file_digest import FileChanged, FileSha256
+from envctl.file_digest import FileChanged, FileSha256, changed_since
 
 SMALL = 4 << 20  # manifests, indexes and configs are a few KB; anything larger is a layer
 # The pieces in which a streamed read skips over layers. tarfile's default (10 KiB) makes a GiB a
@@ -489,6 +489,13 @@ class Sha256Mismatch(ImageError):
     """A tarball whose sha256 is not the pinned one; nothing was loaded."""
 
 
+def changed_while_read(path: Path, doing: str = "read") -> ImageError:
+    """The error for a file that changed while envctl `doing` it ("read", "loaded"): a download
+    or copy still under way, its bytes not those checked; nothing was loaded."""
+    return ImageError(f"{path} changed while envctl {doing} it (a download or copy still under way?); nothing was loaded",
+                      hint="run the command again once the file is complete")
+
+
 def sha256_mismatch(path: Path, found: str, expected: str) -> Sha256Mismatch:
     """The error for a tarball whose sha256 is not the pinned one (nothing was loaded)."""
     return Sha256Mismatch(
@@ -529,9 +536,10 @@ def read_identity(path: Path, with_sha256: bool = False, progress: Callable[[int
         raise ImageError(f"{path} is {compression}-compressed and this envctl cannot read it ({exc})",
                          hint="reinstall envctl with its dependencies (pip install envctl)") from None
     except FileChanged:
-        raise ImageError(f"{path} changed while envctl read it (a download or copy still under way?); nothing was loaded",
-                         hint="run the command again once the file is complete") from None
+        raise changed_while_read(path) from None
     except read_errors() as exc:
+        if changed_since(path, stat):  # cut short by a writer still at it, not damaged
+            raise changed_while_read(path) from None
         if isinstance(exc, OSError) and not isinstance(exc, (gzip.BadGzipFile,)) and exc.errno is not None:
             raise ImageError(f"cannot read {path}: {exc.strerror}") from None
         what = f"{compression}-compressed " if compression != "none" else ""

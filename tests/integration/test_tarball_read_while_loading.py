@@ -23,6 +23,7 @@ from envctl.image_step import ensure_image
 from envctl.images import SEND_CHUNK, IdentityCache
 from envctl.plan import EnsureImage
 from envctl.tarballs import ImageError, Sha256Mismatch, read_identity
+from support import moves_mtime_once
 from testimages import remove_images, save_image
 
 pytestmark = pytest.mark.both_engines
@@ -119,6 +120,24 @@ def test_a_truncated_new_compressed_tarball_loads_nothing(engine, engine_under_t
     with pytest.raises(ImageError) as raised:
         _ensure(engine, engine_under_test, cut, tmp_path / "tarballs.json", _step(cut), [])
     assert raised.value.message.startswith(f"{cut} is not a readable gzip-compressed image tarball (EOFError: ")
+    _nothing_loaded(engine, packed)
+
+
+def test_a_compressed_tarball_still_being_written_is_said_to_be_so(engine, engine_under_test, packed, absent, tmp_path):
+    """A download still under way: the file ends early because it is still growing. Said as a
+    change ("run again once complete"), not as a damaged file to download again."""
+    growing = tmp_path / "growing.tar.gz"
+    data = packed.read_bytes()
+    growing.write_bytes(data[: len(data) // 2])
+
+    def progress(label, total):  # the load's read counts the bytes it reads: the writer appends meanwhile
+        return moves_mtime_once(growing)
+
+    step = _step(growing)
+    with pytest.raises(ImageError) as raised:
+        ensure_image(engine, step, Source("file", str(growing)), IdentityCache(tmp_path / "tarballs.json"), progress,
+                     engine_under_test.docker_host.removeprefix("unix://"), current=None)
+    assert raised.value.message == f"{growing} changed while envctl loaded it (a download or copy still under way?); nothing was loaded"
     _nothing_loaded(engine, packed)
 
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from envctl.file_digest import PIECE, FileChanged, FileSha256
+from envctl.file_digest import PIECE, FileChanged, FileSha256, changed_since
 
 
 @pytest.mark.parametrize("size", [0, 1, PIECE, PIECE + 1, 5 * PIECE + 7])
@@ -78,3 +78,15 @@ def test_stop_leaves_no_thread_behind(tmp_path):
     hashing.stop()
     assert not any(t.name == "envctl-sha256" and t.is_alive() for t in threading.enumerate())
     assert sum(counted) < 256 * PIECE  # stopped before the end (16 MiB take ~15 ms to hash)
+
+
+def test_changed_since_tells_a_file_written_since_from_one_left_alone(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"a" * 100)
+    before = os.stat(path)
+    assert not changed_since(path, before)
+    with open(path, "ab") as grow:
+        grow.write(b"b")
+    assert changed_since(path, before)
+    path.unlink()
+    assert changed_since(path, before)
