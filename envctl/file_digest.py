@@ -47,7 +47,7 @@ class FileSha256:
     digest (64 characters), or raises what the read raised (OSError) or FileChanged (also for a
     file no longer there). `progress(n)`, when given, is called with each piece's size from
     that thread. `stop()` ends the read early (the caller's own read failed: its error is the
-    one to report); result() is then not to be asked.
+    one to report; result() is then not to be asked), and does nothing once it is done.
 
     `before`: os.stat_result of the file when the caller began its own read; the file must still
     be that one (size, mtime, inode) when both reads are done."""
@@ -87,12 +87,10 @@ class FileSha256:
 
     def result(self) -> str:
         self._thread.join()
-        try:
-            if self._error is not None:
-                raise self._error
-            os.stat(self.path)
-        except FileNotFoundError:  # the caller had it: removed (or renamed away) since
-            raise FileChanged(f"{self.path} was removed while it was being read") from None
+        if isinstance(self._error, FileNotFoundError):  # the caller had it: removed (or renamed away) since
+            raise FileChanged(f"{self.path} was removed while it was being read")
+        if self._error is not None:
+            raise self._error
         if self._hashed != self.before.st_size or changed_since(self.path, self.before):
             raise FileChanged(f"{self.path} changed while it was being read")
         return self._digest or ""

@@ -158,15 +158,7 @@ def ensure_image(client, step: EnsureImage, source: Source | None, identities: I
         else:
             lines = load_tarball(client, tarball, advance, socket_path, expected_sha256=step.sha256 if unverified else None)
     except ImageError as exc:
-        _restore(engine, step.ref, current)  # the containerd store may have tagged what it could not unpack
-        if isinstance(exc, Sha256Mismatch):  # found in the read that sent it: the engine got an incomplete body
-            raise
-        if not identity.docker_manifest and not engine.containerd_store():
-            raise ImageError(f"{exc.message}\n{tarball} is an OCI layout without manifest.json (as `skopeo copy` and "
-                             "`podman save` write an oci-archive), which this engine's classic image store cannot load",
-                             hint=f"write it as a docker save tarball: {_conversion(engine, identity, tarball, step.ref)} "
-                                  "(or use an engine with the containerd image store)") from None
-        raise
+        raise _load_failed(exc, engine, step, tarball, identity, current) from None
     if unverified:  # read whole and found to be the pinned one: the next check needs no read
         identities.record_sha256(tarball, step.sha256, stat.st_size, stat.st_mtime_ns)
     loaded = _loaded_image(engine, step, identity, lines)
@@ -212,15 +204,25 @@ def _load_reading_identity(client, step: EnsureImage, tarball: Path, identities:
     try:
         lines = load_tarball(client, tarball, advance, socket_path, identity_check=check)
     except ImageError as exc:
-        _restore(engine, step.ref, None)  # the containerd store may have tagged what it could not unpack
-        if checked and not isinstance(exc, Sha256Mismatch) and not checked[0].docker_manifest and not engine.containerd_store():
-            raise ImageError(f"{exc.message}\n{tarball} is an OCI layout without manifest.json (as `skopeo copy` and "
-                             "`podman save` write an oci-archive), which this engine's classic image store cannot load",
-                             hint=f"write it as a docker save tarball: {_conversion(engine, checked[0], tarball, step.ref)} "
-                                  "(or use an engine with the containerd image store)") from None
-        raise
+        raise _load_failed(exc, engine, step, tarball, checked[0] if checked else None, None) from None
     loaded = _loaded_image(engine, step, checked[0], lines)
     return ImageOutcome("loaded", loaded.id)
+
+
+def _load_failed(exc: ImageError, engine: EngineImages, step: EnsureImage, tarball: Path, identity: TarballIdentity | None,
+                 before: EngineImage | None) -> ImageError:
+    """The error to raise for a load that failed with `exc`, once step.ref names what it named
+    `before` again (the containerd store may have tagged what it could not unpack): `exc`
+    itself, or for an OCI layout the classic image store cannot load (`identity`, when the
+    tarball was read) `exc` with how to convert it. A Sha256Mismatch stays as it is: found in
+    the read that sent it, the engine got an incomplete body."""
+    _restore(engine, step.ref, before)
+    if isinstance(exc, Sha256Mismatch) or identity is None or identity.docker_manifest or engine.containerd_store():
+        return exc
+    return ImageError(f"{exc.message}\n{tarball} is an OCI layout without manifest.json (as `skopeo copy` and "
+                      "`podman save` write an oci-archive), which this engine's classic image store cannot load",
+                      hint=f"write it as a docker save tarball: {_conversion(engine, identity, tarball, step.ref)} "
+                           "(or use an engine with the containerd image store)")
 
 
 def _conversion(engine: EngineImages, identity: TarballIdentity, tarball: Path, ref: str) -> str:

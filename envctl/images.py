@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 from envctl.atomic import write_text_atomic
 from envctl.tarballs import (CountingReader, ImageError, SavedImage, TarballIdentity, compression_of, decompressing, read_errors,
-                             changed_while_read, read_identity, read_stream_identity, sha256_mismatch)
+                             changed_while_read, read_identity, read_stream_identity, sha256_mismatch, unreadable_tarball)
 
 __all__ = ["ImageError", "TarballIdentity", "IdentityCache", "identify", "load_tarball", "loaded_ids", "read_identity",
            "context_digest"]
@@ -291,7 +291,7 @@ def _load_by_socket(socket_path: str, api_version: str, path: Path, progress, ex
             elif compression != "none":
                 _send_decompressed(connection, handle, compression, path, progress, expected_sha256)
             elif expected_sha256 is None:
-                _send_file(connection, handle, size, path, progress)
+                _send_range(connection, handle, 0, size, path, progress)  # sendfile(2): no copy through Python
             else:
                 _send_verified(connection, handle, size, path, progress, expected_sha256)
         except (BrokenPipeError, ConnectionResetError):
@@ -310,13 +310,8 @@ def _load_by_socket(socket_path: str, api_version: str, path: Path, progress, ex
             yield json.loads(line)
 
 
-def _send_file(connection: socket.socket, handle, size: int, path: Path, progress) -> None:
-    """The file as it is, by sendfile(2): no copy through Python."""
-    _send_range(connection, handle, 0, size, path, progress)
-
-
 def _send_verified(connection: socket.socket, handle, size: int, path: Path, progress, expected_sha256: str) -> None:
-    """The file by sendfile(2), as _send_file sends it, while a second thread reads it by a
+    """The file by sendfile(2), as an unpinned one is sent, while a second thread reads it by a
     handle of its own and hashes it (envctl/file_digest.py): the kernel copies the bytes to
     the engine and the hash takes the other core. Read into buffers, hashed, then sent by
     Python, a 1 GiB tarball cost 1.8 s of CPU beside the engine's load and 0.6-0.8 s of wall
@@ -338,18 +333,17 @@ def _send_verified(connection: socket.socket, handle, size: int, path: Path, pro
     hashing = FileSha256(path, os.fstat(handle.fileno()))
     send_error: OSError | None = None
     try:
-        _send_range(connection, handle, 0, tail, path, progress)
-    except (BrokenPipeError, ConnectionResetError) as exc:
-        # The engine stopped reading. The hash goes on: a tarball that is not the pinned one is
-        # reported as such, whatever the engine said.
-        send_error = exc
-    except BaseException:
-        hashing.stop()
-        raise
-    try:
+        try:
+            _send_range(connection, handle, 0, tail, path, progress)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            # The engine stopped reading. The hash goes on: a tarball that is not the pinned one
+            # is reported as such, whatever the engine said.
+            send_error = exc
         found = hashing.result()
     except FileChanged:
         raise changed_while_read(path, "loaded") from None
+    finally:
+        hashing.stop()
     if found != expected_sha256:
         raise sha256_mismatch(path, found, expected_sha256)
     if send_error is not None:
@@ -443,8 +437,7 @@ def _send_decompressed(connection: socket.socket, handle, compression: str, path
             tail.release()
         sender.full.put(_LAST_CHUNK)
     except _decompression_errors() as exc:  # the file's own read errors (EIO) stay OSErrors
-        raise ImageError(f"{path} is not a readable {compression}-compressed image tarball ({type(exc).__name__}: {exc}); "
-                         "nothing was loaded", hint="download it again; a truncated or corrupt file cannot be loaded") from None
+        raise unreadable_tarball(path, compression, exc) from None
     finally:
         sender.full.put(None)
         sender.join()
@@ -466,7 +459,6 @@ def _send_reading_identity(connection: socket.socket, handle, compression: str, 
 
     before = os.fstat(handle.fileno())
     hashing = FileSha256(path, before)
-    hashed = False
     sender = _Sender(connection, chunked=True)
     sender.start()
     tail = _HeldTail(sender)
@@ -475,7 +467,6 @@ def _send_reading_identity(connection: socket.socket, handle, compression: str, 
         identity, end = read_stream_identity(copying, path, before, compression)
         copying.finish(end + 2 * 512)
         sha = hashing.result()
-        hashed = True
         identity_check(replace(identity, sha256=sha))
         tail.release()
         sender.full.put(_LAST_CHUNK)
@@ -484,11 +475,9 @@ def _send_reading_identity(connection: socket.socket, handle, compression: str, 
     except _decompression_errors() as exc:
         if changed_since(path, before):  # cut short by a writer still at it, not damaged
             raise changed_while_read(path, "loaded") from None
-        raise ImageError(f"{path} is not a readable {compression}-compressed image tarball ({type(exc).__name__}: {exc}); "
-                         "nothing was loaded", hint="download it again; a truncated or corrupt file cannot be loaded") from None
+        raise unreadable_tarball(path, compression, exc) from None
     finally:
-        if not hashed:
-            hashing.stop()
+        hashing.stop()  # when this read failed, its error is the one reported
         sender.full.put(None)
         sender.join()
     if sender.error is not None:

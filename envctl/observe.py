@@ -8,7 +8,7 @@ observe through `observe`, so they decide from the same facts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -127,18 +127,14 @@ def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None, registry
             seen = view(engine, manifest.image.ref, wanted, digest, manifest.name, manifest.container_name,
                         cache_dir(environ) / "state" / RECORDS, together)
             if seen.image_id is None and seen.pinned_id is None:
-                import dataclasses
-
-                return dataclasses.replace(seen, tarball_unread=True)
+                return replace(seen, tarball_unread=True)
         # The tarball's own manifest.json says which image it holds (cached by size and mtime);
         # of several (`docker save a b`), the one tagged image.ref, as the image step takes it.
         identity = identify(tarball, identities, need_sha256=False).image_for(manifest.image.ref, manifest.image.id)
         wanted = tuple(dict.fromkeys([*wanted, *identity.ids]))
     if registry is not None:  # pulled: held when its manifest digest is the pinned one (envctl/registry_plan.py)
-        import dataclasses
-
         seen = view(engine, registry.image.tagged, (), None, manifest.name, manifest.container_name,
                     cache_dir(environ) / "state" / RECORDS, together)
-        return dataclasses.replace(seen, image_present=registry.present_id is not None, pinned_id=registry.found_id)
+        return replace(seen, image_present=registry.present_id is not None, pinned_id=registry.found_id)
     return view(engine, manifest.image.ref, wanted, digest, manifest.name, manifest.container_name,
                 cache_dir(environ) / "state" / RECORDS, together)

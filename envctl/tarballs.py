@@ -489,6 +489,13 @@ class Sha256Mismatch(ImageError):
     """A tarball whose sha256 is not the pinned one; nothing was loaded."""
 
 
+def unreadable_tarball(path: Path, compression: str, exc: Exception) -> ImageError:
+    """The error for a tarball that a decompressor or tarfile found damaged (`exc`)."""
+    what = f"{compression}-compressed " if compression != "none" else ""
+    return ImageError(f"{path} is not a readable {what}image tarball ({type(exc).__name__}: {exc}); nothing was loaded",
+                      hint="download it again; a truncated or corrupt file cannot be loaded")
+
+
 def changed_while_read(path: Path, doing: str = "read") -> ImageError:
     """The error for a file that changed while envctl `doing` it ("read", "loaded"): a download
     or copy still under way, its bytes not those checked; nothing was loaded."""
@@ -513,25 +520,19 @@ def read_identity(path: Path, with_sha256: bool = False, progress: Callable[[int
     ImageError for anything that is not a complete, readable image tarball."""
     stat = path.stat()
     compression = compression_of(path)
-    sha = None
-    hashing = None
+    # The sha256 on a second thread, reading the file beside this read: the two take two cores
+    # instead of adding up (envctl/file_digest.py, with the figures).
+    hashing = FileSha256(path, stat, progress) if compression != "none" or with_sha256 else None
     try:
-        if compression == "none" and not with_sha256:
+        if compression == "none":
             # tarfile reads the headers and seeks over layer data: a multi-GB tarball is
             # identified in milliseconds.
             with tarfile.open(path, "r:") as archive:
                 members = _collect(archive)
         else:
-            # The sha256 on a second thread, reading the file beside this read: the two take
-            # two cores instead of adding up (envctl/file_digest.py, with the figures).
-            hashing = FileSha256(path, stat, progress)
-            if compression == "none":
-                with tarfile.open(path, "r:") as archive:
-                    members = _collect(archive)
-            else:
-                with open(path, "rb") as raw:
-                    members, _end = _stream_members(decompressing(raw, compression))
-            sha = hashing.result()
+            with open(path, "rb") as raw:
+                members, _end = _stream_members(decompressing(raw, compression))
+        sha = hashing.result() if hashing is not None else None
     except ImportError as exc:
         raise ImageError(f"{path} is {compression}-compressed and this envctl cannot read it ({exc})",
                          hint="reinstall envctl with its dependencies (pip install envctl)") from None
@@ -542,13 +543,9 @@ def read_identity(path: Path, with_sha256: bool = False, progress: Callable[[int
             raise changed_while_read(path) from None
         if isinstance(exc, OSError) and not isinstance(exc, (gzip.BadGzipFile,)) and exc.errno is not None:
             raise ImageError(f"cannot read {path}: {exc.strerror}") from None
-        what = f"{compression}-compressed " if compression != "none" else ""
-        raise ImageError(
-            f"{path} is not a readable {what}image tarball ({type(exc).__name__}: {exc}); nothing was loaded",
-            hint="download it again; a truncated or corrupt file cannot be loaded",
-        ) from None
+        raise unreadable_tarball(path, compression, exc) from None
     finally:
-        if hashing is not None and sha is None:  # this read failed: its error is the one reported
+        if hashing is not None:  # when this read failed, its error is the one reported
             hashing.stop()
     return _from_members(members, path, stat, sha, compression)
 
