@@ -20,9 +20,9 @@ does, envctl/quick_up_remote.py: nothing new is connected to):
   counted, and the manifest's container.env_file (content and stat: a warning names its mode);
   each profile still found where it was read (none of its name in a directory searched before);
 - the engine's answer to the same listing, through the forwarded socket, in one pipelined round
-  (LISTING: every environment's ID, names, state, labels and mounts; the manifests with baked
-  images): the same container chosen, created from the same manifest, vars and cards, with the
-  same workspace;
+  (listing_targets: every environment's names, state, labels and mounts; the manifests with
+  baked images): the same container chosen, created from the same manifest, vars, cards and
+  image, with the same workspace (the same container or one made again so: listing_facts);
 - every command the full path ran on the host to plan (the probe round), replayed through the
   live master: the same exit code and output.
 
@@ -55,7 +55,9 @@ import tempfile
 import threading
 from typing import Mapping
 
-FORMAT = 2  # of the record file; another value is not read (1: without its key and the profiles' directories)
+# Of the record file; another value is not read (1: without its key and the profiles'
+# directories; 2: its listing with the containers' IDs).
+FORMAT = 3
 HOST_OPTIONS = ("--host", "--hosts", "-H")  # envctl/cli_remote.py host_option
 # envctl/containers.py LABEL_MANIFEST, LABEL_BAKED_FOR (its import costs more than this path's checks)
 LABEL_MANIFEST = "io.envctl.manifest"
@@ -102,13 +104,20 @@ def listing_read(answers: list) -> tuple[list, frozenset] | None:
 
 def listing_facts(summaries: list, baked_for) -> dict:
     """What of the listing the run was resolved from (envctl/environments.py choose_listed reads
-    IDs, names, states, labels and mounts; the plan the manifests with baked images); not the
+    names, states, labels and mounts; the plan the manifests with baked images); not the
     summaries' "Status" ("Up 5 minutes"), which changes by itself, nor the order of the mounts,
-    which the engine lists from a Go map (in another order from one request to the next)."""
+    which the engine lists from a Go map (in another order from one request to the next).
+
+    Nor the containers' IDs: the run names its container (execute.Invocation.container), and
+    choosing reads an ID only for a container without a name, which the engine never lists. A
+    container made again from the same manifest, vars, cards and image (`down` then `up`, a
+    fresh host brought up again: its labels say all four) with the same mounts resolves the same
+    run, which the quick path then starts; the host's own state the plan read is the recorded
+    commands' to answer for."""
     def mounts(summary: dict) -> list:
         return sorted((summary.get("Mounts") or []), key=lambda mount: json.dumps(mount, sort_keys=True))
 
-    return {"containers": sorted(([summary.get("Id"), summary.get("Names"), summary.get("State"),
+    return {"containers": sorted(([summary.get("Names"), summary.get("State"),
                                    summary.get("Labels"), mounts(summary)] for summary in summaries),
                                  key=lambda facts: json.dumps(facts, sort_keys=True)),
             "baked_for": sorted(str(name) for name in baked_for)}

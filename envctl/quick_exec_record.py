@@ -124,8 +124,8 @@ _DIGEST = re.compile(r"(sha256:)?[0-9a-f]{32,}")
 
 def _holds(text: str, secret: str) -> bool:
     """Whether `secret` shows in `text`: anywhere in it, but in an ID or hash (the listing's
-    container IDs, config hashes, image IDs) only as the whole of it: a short value ("8", an
-    inventory variable) would otherwise be found in one by chance, and no such host recorded."""
+    config hashes, image IDs) only as the whole of it: a short value ("8", an inventory
+    variable) would otherwise be found in one by chance, and no such host recorded."""
     return text == secret or (secret in text and not _DIGEST.fullmatch(text))
 
 

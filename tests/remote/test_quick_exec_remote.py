@@ -3,8 +3,9 @@ the SSH lab: the first such exec that ran through the host's docker CLI records 
 the run from; the next identical exec starts the same run from that record, printing what the
 full path prints (ENVCTL_NO_QUICK=1) but the log's time stamp, with the variables passed at run
 time read again, and leaves to the full path every world the record does not hold: the manifest
-edited, the container recreated or stopped, the master connection gone. A run whose output is
-masked (a passed credential) and a credential in what the record would hold write no record.
+edited, the container removed, the master connection gone (a container made again from the same
+manifest is the same run's). A run whose output is masked (a passed credential) and a credential
+in what the record would hold write no record.
 
 Which path answered is read from `python -X importtime`'s report (quick_answers.py). Never
 timings. Each test first sees the quick path answer, so that each fails without it."""
@@ -129,15 +130,20 @@ def test_what_the_record_rests_on_changed_goes_to_the_full_path(world, lab, tarb
     edited = envctl(world, "exec", "hello", "--host", "lab1")
     assert not edited.quick and "greeting=hello " in edited.stdout, edited
     assert envctl(world, "exec", "hello", "--host", "lab1").quick
-    # The container recreated by hand from the same labels: another ID in the listing.
+    # The container removed, then made again by `up` from the same manifest: another ID, the
+    # same run (the record holds).
     container = world.container
+    assert lab.docker("lab1", "rm", "-f", container).returncode == 0
+    assert envctl(world, "up", path, "--host", "lab1").code == 0
+    recreated = envctl(world, "exec", "hello", "--host", "lab1")
+    assert recreated.quick and same_but_the_log(recreated)[:2] == (0, edited.stdout), recreated
+    # The container removed: the full path says so (and, failing, leaves no record).
     assert lab.docker("lab1", "rm", "-f", container).returncode == 0
     gone = envctl(world, "exec", "hello", "--host", "lab1")
     full = envctl(world, "exec", "hello", "--host", "lab1", quick=False)
     assert not gone.quick and gone.output == full.output and gone.code == 4, gone
     assert envctl(world, "up", path, "--host", "lab1").code == 0
-    recreated = envctl(world, "exec", "hello", "--host", "lab1")
-    assert not recreated.quick and recreated.code == 0, recreated
+    assert not envctl(world, "exec", "hello", "--host", "lab1").quick
     assert envctl(world, "exec", "hello", "--host", "lab1").quick
     # The master connection ended: nothing new is connected to by the quick path.
     ended = subprocess.run(["ssh", "-S", master_socket(world), "-O", "exit", "lab1"], capture_output=True, timeout=30)

@@ -1,5 +1,6 @@
 """envctl/quick_exec.py's pure parts: the one form it answers, and what of the engine's listing a
-record compares (never the summaries' "Status", nor the order the engine lists mounts in)."""
+record compares (never the summaries' "Status", nor the order the engine lists mounts in, nor
+the containers' IDs)."""
 
 from __future__ import annotations
 
@@ -33,11 +34,17 @@ def test_the_status_text_and_the_mounts_order_are_not_compared():
     assert listing_facts([SUMMARY], {"a"}) == listing_facts([later], {"a"})
 
 
+def test_a_container_made_again_with_the_same_labels_and_mounts_is_the_same_listing():
+    # The run names its container; its ID is no fact of the run's resolution (`down` then `up`).
+    again = {**SUMMARY, "Id": "c9"}
+    assert listing_facts([again], {"a"}) == listing_facts([SUMMARY], {"a"})
+
+
 def test_what_choosing_and_planning_read_is_compared():
     other = {**SUMMARY, "Id": "c2", "Names": ["/envctl-b"], "Labels": {LABEL_MANIFEST: "b"}}
     facts = listing_facts([SUMMARY, other], {"a"})
     assert facts == listing_facts([other, SUMMARY], {"a"})  # the engine's order of containers neither
-    for changed in ({"Id": "c3"}, {"State": "exited"}, {"Names": ["/envctl-c"]}, {"Labels": {LABEL_MANIFEST: "c"}},
+    for changed in ({"State": "exited"}, {"Names": ["/envctl-c"]}, {"Labels": {LABEL_MANIFEST: "c"}},
                     {"Mounts": SUMMARY["Mounts"][:1]}):
         assert listing_facts([{**SUMMARY, **changed}, other], {"a"}) != facts, changed
     assert listing_facts([SUMMARY, other], {"a", "b"}) != facts  # an image baked for another manifest

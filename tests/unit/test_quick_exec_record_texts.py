@@ -1,18 +1,19 @@
 """The texts of an exec record searched for credentials (envctl/quick_exec_record.py _texts,
 _holds): every text it holds (the listing's labels too, where a --var value shows), but the
-fingerprints and its key; in the listing's IDs and hashes a credential counts only as the whole
-of one (a short value would be found in them by chance)."""
+fingerprints and its key; in the listing's hashes and image IDs a credential counts only as the
+whole of one (a short value would be found in them by chance)."""
 
 from envctl.quick_exec_record import _holds, _texts
 
 ID = "8" * 12 + "0123456789abcdef" * 3
 RECORD = {
-    "format": 2, "key": "8" * 64,
+    "format": 3, "key": "8" * 64,
     "remote": {"destination": "lab1", "forward": "/tmp/ec/docker-1", "session": ["ssh", "--", "sh"],
                "commands": [{"argv": ["ssh", "lab1", "--", "kind"], "returncode": 0, "stdout": "8" * 64,
                              "stderr": None}]},
-    "listing": {"containers": [[ID, ["/envctl-a"], "running",
-                                {"io.envctl.vars": '{"note": "hf_secret"}', "io.envctl.image-id": "sha256:" + "8" * 64},
+    "listing": {"containers": [[["/envctl-a"], "running",
+                                {"io.envctl.vars": '{"note": "hf_secret"}', "io.envctl.config-hash": ID,
+                                 "io.envctl.image-id": "sha256:" + "8" * 64},
                                 []]], "baked_for": []},
     "files": {"/m.yaml": ["sha256", "8" * 64]}, "stats": {"/run.env": [1, 8, 8, 8, 8]},
     "run": {"argv": ["sh", "-c", "echo"]}, "stderr": "warning: X is not set\n",
