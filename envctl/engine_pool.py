@@ -44,11 +44,12 @@ def share_one_pool(api: APIClient) -> None:
     api.mount("http+docker://", shared)
 
 
-def docker_client(base_url: str, timeout: int) -> docker.DockerClient:
+def docker_client(base_url: str, timeout: int, version: str | None = None) -> docker.DockerClient:
     """docker-py's client for the engine at `base_url`, its requests sharing one pool: every
     client envctl makes (envctl/engine.py connect, envctl/hosts/ssh.py SSHHost.engine) is made
-    here. Raises what DockerClient raises (DockerException, OSError) when the engine does not
-    answer its GET /version."""
-    client = docker.DockerClient(base_url=base_url, timeout=timeout)
+    here. `version`: the engine's API version when already known (its /version's ApiVersion, the
+    one docker-py would choose); None: the client asks GET /version for it. Raises what
+    DockerClient raises (DockerException, OSError) when the engine does not answer that."""
+    client = docker.DockerClient(base_url=base_url, timeout=timeout, version=version)  # None: "auto"
     share_one_pool(client.api)
     return client

@@ -23,6 +23,7 @@ import copy
 import json
 import os
 import posixpath
+import re
 import threading
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -104,6 +105,7 @@ class SSHHost:
         self._seen: dict[str, int] = {}  # path → connection.generation when its type in _types was read
         self.note: dict | None = None  # what is kept beside the master connection (envctl/remote/target.py)
         self._engine = None
+        self._api_version = None  # a Future of the engine's API version, asked early (ask_api_version)
         self.forwarded_socket: str | None = None  # where the engine's socket is forwarded to here
 
     def under_root(self, path: str) -> str:
@@ -265,6 +267,36 @@ class SSHHost:
     def environ(self) -> dict[str, str]:
         return {"ENVCTL_CACHE": self.cache_root, "ENVCTL_WORKSPACE": self.workspace_root}
 
+    def ask_api_version(self) -> None:
+        """Start asking the engine its API version (GET /version, through the socket forwarded
+        here, with the standard library: envctl/engine_socket.py), on a daemon thread; engine()
+        then builds its client with that version instead of asking it itself: docker-py's
+        APIClient asks /version when given none, one round trip before any other request. The
+        early opening (envctl/remote/early_open.py) starts it while typer, docker-py and the
+        manifest load, for the commands that ask the engine (up, plan). Asked once."""
+        if self._api_version is not None or self._engine is not None:
+            return
+        from concurrent.futures import Future
+
+        self._api_version = Future()
+        threading.Thread(target=self._ask_api_version, name=f"envctl-api-version-{self.name}", daemon=True).start()
+
+    def _ask_api_version(self) -> None:
+        from envctl.engine_socket import Pipelined
+
+        version = None
+        try:
+            local = self.connection.forward_socket(self.docker_socket)
+            trace("api", self.name, ["GET", "/version"])
+            with Pipelined(local) as engine:
+                (status, answer), = engine.get([("/version", None)])
+            if status == 200 and isinstance(answer, dict):
+                version = _api_version(answer.get("ApiVersion"))
+        except Exception:  # noqa: BLE001  (an optimisation: engine() asks through docker-py, whose error says what is wrong)
+            pass
+        finally:
+            self._api_version.set_result(version)
+
     def engine(self):
         """The server's engine (envctl.engine.Engine over docker-py), through its socket
         forwarded over the master connection, so docker-py and the docker CLI work unchanged."""
@@ -274,14 +306,17 @@ class SSHHost:
             from envctl.engine import Engine
             from envctl.engine_pool import docker_client
 
+            # Asked early (ask_api_version): waited for here, at most the round trip it is in.
+            version = self._api_version.result() if self._api_version is not None else None
             local = self.connection.forward_socket(self.docker_socket)
             try:
-                client = docker_client(f"unix://{local}", timeout=300)  # one connection, one channel, for all requests
+                # One connection, one channel, for all requests.
+                client = docker_client(f"unix://{local}", timeout=300, version=version)
                 if os.environ.get("ENVCTL_SSH_TRACE"):  # each engine request: one round trip through the tunnel
                     client.api.hooks["response"].append(
                         lambda r, *a, **k: trace("api", self.name, [r.request.method, r.request.path_url]))
-                # No ping: the client asked the engine's /version to choose its API version,
-                # which is the answer a ping would give (one round trip, not two).
+                # No ping: the engine's /version (asked early, or by the client to choose its API
+                # version) is the answer a ping would give (one round trip, not two).
             except (DockerException, OSError) as exc:
                 # The host may be what does not answer: a master connection outlives its network
                 # for a while, and this command may not have reached the host yet (its facts were
@@ -434,6 +469,11 @@ RECORDS_NOTED = 32  # artifact entries the note beside a master remembers, newes
 _SIZES_MARK = "\n--envctl-sizes--\n"
 _RECORD_AND_SIZES = ('test -e "$1" && cat -- "$1.json" && printf "\\n--envctl-sizes--\\n" && '
                      'find "$1" -type f -exec stat -c "%s %n" {} +')
+
+
+def _api_version(text) -> str | None:
+    """The engine's ApiVersion ("1.41": Engine API reference, SystemVersion) when it is one."""
+    return text if isinstance(text, str) and re.fullmatch(r"[0-9]+\.[0-9]+", text) else None
 
 
 def _parse_record(cache_path: str, output: str) -> dict | None:

@@ -6,7 +6,9 @@ options, never the manifest. envctl/cli.py main starts it here, on a thread, bef
 the manifest's modules are imported and the manifest is read (about 0.45 s of this machine's
 time); the command's on_hosts (envctl/cli_remote.py) then takes the opened hosts instead of
 opening them itself. On a host 50 ms away a fresh `up` no longer waits for the handshake after
-its start-up: the two overlap.
+its start-up: the two overlap. Once a host is open, its engine's API version is asked too
+(SSHHost.ask_api_version), which docker-py's client would otherwise ask, one round trip before
+the plan's first request.
 
 Nothing else changes: the same functions choose and open the hosts (envctl/remote/hosts_open.py),
 a warning of the selection is printed when the command takes the result (where the command
@@ -136,9 +138,12 @@ class Opening:
     def _open(self, entry) -> None:
         opened = self._hosts[entry.name]
         try:
-            opened.set_result(open_entry(entry, self.options, probes=True))
+            host = open_entry(entry, self.options, probes=True)
         except BaseException as exc:  # raised where the command asks: host()
             opened.set_exception(exc)
+            return
+        host.ask_api_version()  # both commands ask the engine: its API version meanwhile too
+        opened.set_result(host)
 
 
 _started: list[Opening] = []  # at most one: the command line's
@@ -159,7 +164,10 @@ def start(args: Sequence[str], environ: Mapping[str, str] = os.environ) -> None:
     # probe_arguments): the package first, then its modules; the command imports
     # envctl.devices.base first (envctl/containers.py), whose lock Python takes before the
     # package's: on two threads, each would hold the lock the other waits for.
-    for module in ("envctl.remote.inventory", "envctl.remote.target", "envctl.devices", "envctl.devices.usage"):
+    # http.client: an opening's thread asks the engine's API version with it
+    # (SSHHost.ask_api_version) while the command's imports docker-py, which imports it too.
+    for module in ("envctl.remote.inventory", "envctl.remote.target", "envctl.devices", "envctl.devices.usage",
+                   "envctl.engine_socket", "http.client"):
         importlib.import_module(module)
 
     _started.append(Opening(options))

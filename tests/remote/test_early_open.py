@@ -66,6 +66,60 @@ def test_the_command_line_opens_its_hosts_before_anything_else_and_the_command_t
     assert early_open._started == []
 
 
+def test_the_opening_asks_the_engines_api_version_so_the_commands_client_asks_nothing_to_start(
+        world, lab, tmp_path, monkeypatch):
+    """The opening asks the engine's /version (SSHHost.ask_api_version); the command's docker-py
+    client is then built with that API version: no request of its own before the plan's first
+    (docker-py's APIClient asks /version when given none). Counted where every docker-py request
+    goes (requests' HTTPAdapter.send); the version is the engine's, and the client's requests
+    are answered at it."""
+    import requests.adapters
+
+    from envctl import cli
+    from envctl.remote import early_open
+    from envctl.remote.hosts_open import RemoteOptions
+
+    for key, value in world.environ(ENVCTL_SSH_TRACE=str(tmp_path / "trace")).items():
+        monkeypatch.setenv(key, value)
+    sent = []
+    original = requests.adapters.HTTPAdapter.send
+
+    def send(self, request, *args, **kwargs):
+        sent.append(f"{request.method} {request.path_url.split('?')[0]}")
+        return original(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+    wanted = lab.docker("lab1", "version", "--format", "{{.Server.APIVersion}}").stdout.strip()
+    for fresh in (True, False):  # a new master (the facts asked), then the live one (remembered)
+        if fresh:
+            world.close_connections()
+        monkeypatch.setattr(early_open, "_started", [])
+        cli._open_hosts_early(["plan", "no-such-manifest", "--host", "lab1"])
+        opening = early_open.take(RemoteOptions(("lab1",), None, None, None), probes=True)
+        entry, = opening.chosen(warn=pytest.fail)
+        engine = opening.host(entry).engine()
+        assert sent == [] and engine.raw.api.api_version == wanted, (sent, wanted)
+        assert isinstance(engine.raw.api.containers(all=True), list)
+        assert sent == [f"GET /v{wanted}/containers/json"], sent
+        sent.clear()
+
+
+def test_an_engine_that_does_not_answer_the_early_question_is_said_so_by_the_command(world, monkeypatch):
+    """The early /version unanswered (no engine at the host's socket): the client asks it
+    itself, and the command says what it always said of such a host."""
+    from envctl.cli_remote import RemoteOptions, single_target
+    from envctl.errors import HostNotReady
+
+    for key, value in world.environ().items():
+        monkeypatch.setenv(key, value)
+    host = single_target(RemoteOptions(("lab1",), None, None, None))
+    host.docker_socket = "/run/envctl-no-engine-here.sock"
+    host.ask_api_version()
+    with pytest.raises(HostNotReady) as raised:
+        host.engine()
+    assert raised.value.message.startswith("lab1: the Docker engine at /run/envctl-no-engine-here.sock does not answer")
+
+
 def test_each_host_is_opened_once_and_the_output_is_the_commands_own(world, tmp_path):
     manifest = _manifest(world)
     trace = tmp_path / "trace"
@@ -146,7 +200,8 @@ def test_the_openings_threads_import_nothing_the_command_may_be_importing_at_onc
     first on the command's). Printed here: each module loaded on an opening's thread. A fresh
     host, one whose master and facts are remembered, and one whose host key is unknown."""
     manifest = _manifest(world)
-    watch = ('if event == "import" and threading.current_thread().name.startswith(("envctl-open-", "envctl-early-open")):\n'
+    watch = ('if event == "import" and threading.current_thread().name.startswith(\n'
+             '        ("envctl-open-", "envctl-early-open", "envctl-api-version-")):\n'
              '    print("loaded on", threading.current_thread().name, args[0], file=sys.stderr)')
     world.close_connections()
     fresh = _run_watched(world, watch, "plan", str(manifest), "--host", "lab1")

@@ -235,7 +235,9 @@ def test_up_asks_the_host_and_its_engine_once_for_each_thing(up_world, tmp_path)
     # (limit=-1, size=0, trunc_cmd=0); the round's carries only what it asks.
     plan_list = r"GET /v[\d.]+/containers/json\?all=1&filters=\S+"
     assert _count(requests, plan_list) == 1, requests
-    assert requests.index(next(r for r in requests if re.fullmatch(plan_list, r))) == 2, requests
+    # Before them, the engine's API version, asked once, by the early opening (SSHHost.ask_api_version).
+    assert requests[0] == "GET /version" and _count(requests, "GET /version") == 1, requests
+    assert requests.index(next(r for r in requests if re.fullmatch(plan_list, r))) == 3, requests
     # The image store is not asked (`/info`): Docker 20.10's API (1.41) predates the containerd
     # store (image_identity.CONTAINERD_STORE_API), and the containerd store's image inspection
     # carries its target descriptor.
