@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Callable
 
 from envctl import runtime_env
 from envctl.apply_reads import Reads
-from envctl.errors import EnvctlError, FetchError, HostNotReady
-from envctl.lifecycle import ContainerOutcome, WorldChanged, execute
+from envctl.errors import EnvctlError, FetchError, HostNotReady, WorldChanged
+from envctl.lifecycle import ContainerOutcome, execute
 from envctl.observe_engine import read_markers
 from envctl.setup_steps import SetupFailed, StepOutcome, run_planned
 

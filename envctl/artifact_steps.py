@@ -22,7 +22,7 @@ from typing import Callable
 from envctl.artifacts.cache import Cache
 from envctl.artifacts.sources import artifact_key
 from envctl.hosts.base import WritableHost
-from envctl.lifecycle import WorldChanged
+from envctl.errors import WorldChanged
 from envctl.manifest.loader import Loaded
 from envctl.paths import cache_dir
 from envctl.plan import FetchArtifact, Plan

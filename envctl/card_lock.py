@@ -31,8 +31,7 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
-from envctl.errors import HostNotReady
-from envctl.lifecycle import WorldChanged
+from envctl.errors import HostNotReady, WorldChanged
 
 DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 # Not tempfile.gettempdir(): it follows each user's TMPDIR, and users of one machine must meet here.

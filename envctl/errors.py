@@ -70,6 +70,15 @@ class HostNotReady(EnvctlError):
     exit_code = EXIT_HOST_NOT_READY
 
 
+class WorldChanged(EnvctlError):
+    """What a plan rested on changed between observation and apply (another `up`, a container
+    removed or started by hand, an image re-tagged): `up` stops instead of improvising. Here,
+    not in envctl/lifecycle.py beside the checks that raise it, so that what catches or raises
+    it elsewhere (the artifact steps, which exec's plan imports) does not import docker-py."""
+
+    exit_code = EXIT_HOST_NOT_READY
+
+
 class FetchError(EnvctlError):
     """An artifact or image could not be fetched; what was already fetched is kept."""
 

@@ -19,11 +19,10 @@ from typing import Callable
 
 from envctl.artifacts.cache import Cache
 from envctl.artifacts.sources import Source
-from envctl.errors import FetchError
+from envctl.errors import FetchError, WorldChanged
 from envctl.hosts.base import WritableHost
 from envctl.image_step import UNASKED, ImageOutcome, ensure_image
 from envctl.images import IdentityCache
-from envctl.lifecycle import WorldChanged
 from envctl.manifest.loader import Loaded
 from envctl.plan import Plan
 

@@ -11,7 +11,7 @@ from docker.errors import APIError, DockerException, NotFound
 
 from envctl.containers import LABEL_FILE, LABEL_HASH, LABEL_IMAGE_ID, LABEL_MANIFEST, LABEL_USER, ContainerSpec
 from envctl.decisions import changed_fields
-from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
+from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY, WorldChanged
 from envctl.locks import file_lock
 
 
@@ -107,13 +107,6 @@ def _created(client, kwargs: dict):
         raise translate(exc, "containers.create", getattr(client, "where", "")) from None
     answer = client.api.create_container(**arguments)
     return client.containers.prepare_model({"Id": answer["Id"]})
-
-
-class WorldChanged(EnvctlError):
-    """What a plan rested on changed between observation and apply (another `up`, a container
-    removed or started by hand, an image re-tagged): `up` stops instead of improvising."""
-
-    exit_code = EXIT_HOST_NOT_READY
 
 
 def _state(container) -> str:

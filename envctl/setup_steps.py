@@ -12,8 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
-from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY
-from envctl.lifecycle import WorldChanged
+from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY, WorldChanged
 from envctl.masking import mask
 from envctl.markers import CLAIM_DIR, CLAIM_DONE, CLAIM_EXIT as _CLAIM_EXIT, CLAIM_HELD, CLAIM_WRAPPER, MARKER_DIR, \
     MARKER_EXIT, MARKER_UNWRITTEN, failed_path, marker_name, marker_path

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from envctl.lifecycle import WorldChanged
+from envctl.errors import WorldChanged
 from envctl.plan import RunSetup
 from envctl.setup_steps import run_planned
 from support import IMAGE

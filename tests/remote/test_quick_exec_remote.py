@@ -115,6 +115,17 @@ def test_an_exec_is_started_from_the_record_as_the_full_path_runs_it(world, lab,
     assert os.path.exists(path)
 
 
+def test_the_full_path_runs_it_without_docker_py(world, lab, tarball):
+    """The full path of an exec on an SSH host reads the engine through its own listing (the
+    standard library) and runs the entrypoint through the host's docker CLI: docker-py, requests
+    and urllib3 (~0.1 s of imports here) are not loaded for it (an environment without baked
+    images, whose plan asks the engine nothing more)."""
+    brought_up(world, tarball)
+    full = envctl(world, "exec", "hello", "--host", "lab1", quick=False)
+    assert full.code == 0 and full.stdout.startswith("level= "), full
+    assert not {"docker", "requests", "urllib3"} & full.modules, sorted(full.modules)
+
+
 def test_the_entrypoints_exit_code_and_a_missing_variables_warning_come_through(world, lab, tarball):
     brought_up(world, tarball)
     quick = started_quickly(world, "fail", "--host", "lab1")

@@ -164,7 +164,7 @@ def _expected(change, world, lab, the_plan) -> tuple[str, list[str]]:
     (_empty_cache, _retag_image, _remove_container),
 ], ids=lambda changes: "+".join(c.__name__.strip("_") for c in changes))
 def test_each_change_between_plan_and_apply_is_caught_with_its_message_in_step_order(world, lab, already_up, changes):
-    from envctl.lifecycle import WorldChanged
+    from envctl.errors import WorldChanged
 
     host, loaded, plan = already_up
     the_plan = plan()
@@ -245,7 +245,7 @@ def test_a_listing_is_not_taken_early_while_another_up_holds_the_environments_lo
     as before, and sees the container gone (taken early, it would have seen it still there)."""
     from pathlib import Path
 
-    from envctl.lifecycle import WorldChanged
+    from envctl.errors import WorldChanged
 
     host, loaded, plan = already_up
     the_plan = plan()

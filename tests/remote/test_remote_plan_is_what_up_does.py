@@ -129,7 +129,7 @@ def test_apply_checks_the_host_cache_again_before_it_acts(world, lab, files, mon
     says so instead of doing what no plan showed (pushing), and touches no container."""
     from envctl import apply
     from envctl.cli_remote import RemoteOptions, single_target
-    from envctl.lifecycle import WorldChanged
+    from envctl.errors import WorldChanged
     from envctl.manifest.loader import load
     from envctl.plan import Options
     from envctl.planning import plan_on

@@ -12,7 +12,7 @@ import pytest
 from envctl.artifact_steps import place, writable_copy
 from envctl.errors import FetchError
 from envctl.hosts.local import LocalHost
-from envctl.lifecycle import WorldChanged
+from envctl.errors import WorldChanged
 from envctl.manifest.loader import load
 from envctl.plan import Options
 from envctl.planning import plan_on
