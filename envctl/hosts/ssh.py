@@ -292,7 +292,11 @@ class SSHHost:
                 (status, answer), = engine.get([("/version", None)])
             if status == 200 and isinstance(answer, dict):
                 version = _api_version(answer.get("ApiVersion"))
-        except Exception:  # noqa: BLE001  (an optimisation: engine() asks through docker-py, whose error says what is wrong)
+        # An optimisation: engine() asks through docker-py, whose error says what is wrong. Every
+        # exception, KeyboardInterrupt too: after Ctrl-C the forward's ssh dies of the SIGINT and
+        # forward_socket's reconnection raises it here (interrupts.check), where Python would
+        # print it as a thread's traceback; the main thread raises its own.
+        except BaseException:  # noqa: BLE001
             pass
         finally:
             self._api_version.set_result(version)

@@ -120,6 +120,33 @@ def test_an_engine_that_does_not_answer_the_early_question_is_said_so_by_the_com
     assert raised.value.message.startswith("lab1: the Docker engine at /run/envctl-no-engine-here.sock does not answer")
 
 
+def test_ctrl_c_while_the_early_question_reconnects_leaves_no_threads_traceback(world, monkeypatch):
+    """Ctrl-C while the early question forwards the engine's socket: its ssh dies of the SIGINT,
+    forward_socket connects again and that raises KeyboardInterrupt on the question's thread
+    (interrupts.check, before any new ssh command), which Python would print as the thread's
+    traceback. The question gives up (docker-py asks, as without it); the main thread says the
+    interruption. Here the master ended (the forward fails) after Ctrl-C was pressed."""
+    import threading
+
+    from envctl import interrupts
+    from envctl.cli_remote import RemoteOptions, single_target
+
+    for key, value in world.environ().items():
+        monkeypatch.setenv(key, value)
+    host = single_target(RemoteOptions(("lab1",), None, None, None))
+    world.close_connections()
+    raised = []
+    monkeypatch.setattr(threading, "excepthook", lambda hooked: raised.append(hooked.exc_type))
+    monkeypatch.setattr(interrupts, "_interrupted", threading.Event())
+    interrupts._interrupted.set()
+    host.ask_api_version()
+    assert host._api_version.result() is None
+    for thread in threading.enumerate():
+        if thread.name == "envctl-api-version-lab1":
+            thread.join()
+    assert raised == [], raised
+
+
 def test_each_host_is_opened_once_and_the_output_is_the_commands_own(world, tmp_path):
     manifest = _manifest(world)
     trace = tmp_path / "trace"
