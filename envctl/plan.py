@@ -367,7 +367,7 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
             # a second between two observations): a saved plan (`up --plan`) compares equal.
             stops = tuple(r if r.kind == "entrypoint" else dataclasses.replace(r, since=None) for r in running)
         else:
-            from envctl.runs import blocker  # imports docker-py, which plans without an engine never need
+            from envctl.runs import blocker  # (tarfile, uuid, socket: only such a plan needs them)
 
             blockers.append(blocker(spec.name, running, "recreating" if chosen.action == "recreate" else "restarting"))
     steps = decisions.setup(setup, chosen, baked, observed)
