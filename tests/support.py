@@ -22,3 +22,23 @@ def moves_mtime_once(path: Path):
             os.utime(path, ns=(0, path.stat().st_mtime_ns + 1_000_000))
 
     return advance
+
+
+def count_docker_py_requests(monkeypatch, keep_version: bool = False) -> list[str]:
+    """"METHOD /path" of each request docker-py sends from now on (every one goes through
+    requests' HTTPAdapter.send, which its unix-socket adapter derives from), the query left out,
+    and the API version prefix too unless `keep_version`. The requests are sent as ever."""
+    import re
+
+    import requests.adapters
+
+    calls: list[str] = []
+    original = requests.adapters.HTTPAdapter.send
+
+    def send(self, request, *args, **kwargs):
+        path = request.path_url.split("?")[0]
+        calls.append(f"{request.method} {path if keep_version else re.sub(r'^/v[0-9.]+/', '/', path)}")
+        return original(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+    return calls

@@ -5,7 +5,6 @@ requests), on both image stores. Each request docker-py sends goes through reque
 
 import json
 import os
-import re
 import shutil
 import socket
 import stat
@@ -13,9 +12,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests.adapters
 
-from support import IMAGE
+from support import IMAGE, count_docker_py_requests
 
 from envctl import environments
 from envctl.engine import Engine, connect
@@ -42,15 +40,7 @@ setup:
 def sent(monkeypatch) -> list[str]:
     """"METHOD /path" of each request sent to an engine from now on (the API version prefix and
     the query left out)."""
-    calls = []
-    original = requests.adapters.HTTPAdapter.send
-
-    def send(self, request, *args, **kwargs):
-        calls.append(f"{request.method} {re.sub(r'^/v[0-9.]+/', '/', request.path_url.split('?')[0])}")
-        return original(self, request, *args, **kwargs)
-
-    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
-    return calls
+    return count_docker_py_requests(monkeypatch)
 
 
 def brought_up(env, tarballs, body: str):

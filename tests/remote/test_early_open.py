@@ -73,7 +73,7 @@ def test_the_opening_asks_the_engines_api_version_so_the_commands_client_asks_no
     (docker-py's APIClient asks /version when given none). Counted where every docker-py request
     goes (requests' HTTPAdapter.send); the version is the engine's, and the client's requests
     are answered at it."""
-    import requests.adapters
+    from support import count_docker_py_requests
 
     from envctl import cli
     from envctl.remote import early_open
@@ -81,14 +81,7 @@ def test_the_opening_asks_the_engines_api_version_so_the_commands_client_asks_no
 
     for key, value in world.environ(ENVCTL_SSH_TRACE=str(tmp_path / "trace")).items():
         monkeypatch.setenv(key, value)
-    sent = []
-    original = requests.adapters.HTTPAdapter.send
-
-    def send(self, request, *args, **kwargs):
-        sent.append(f"{request.method} {request.path_url.split('?')[0]}")
-        return original(self, request, *args, **kwargs)
-
-    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+    sent = count_docker_py_requests(monkeypatch, keep_version=True)
     wanted = lab.docker("lab1", "version", "--format", "{{.Server.APIVersion}}").stdout.strip()
     for fresh in (True, False):  # a new master (the facts asked), then the live one (remembered)
         if fresh:
