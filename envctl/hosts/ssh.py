@@ -279,7 +279,10 @@ class SSHHost:
         from concurrent.futures import Future
 
         self._api_version = Future()
-        threading.Thread(target=self._ask_api_version, name=f"envctl-api-version-{self.name}", daemon=True).start()
+        try:
+            threading.Thread(target=self._ask_api_version, name=f"envctl-api-version-{self.name}", daemon=True).start()
+        except RuntimeError:  # no thread to be had: engine()'s client asks, as without this
+            self._api_version.set_result(None)
 
     def _ask_api_version(self) -> None:
         from envctl.engine_socket import Pipelined
@@ -291,7 +294,7 @@ class SSHHost:
             with Pipelined(local) as engine:
                 (status, answer), = engine.get([("/version", None)])
             if status == 200 and isinstance(answer, dict):
-                version = _api_version(answer.get("ApiVersion"))
+                version = _valid_api_version(answer.get("ApiVersion"))
         # An optimisation: engine() asks through docker-py, whose error says what is wrong. Every
         # exception, KeyboardInterrupt too: after Ctrl-C the forward's ssh dies of the SIGINT and
         # forward_socket's reconnection raises it here (interrupts.check), where Python would
@@ -475,7 +478,7 @@ _RECORD_AND_SIZES = ('test -e "$1" && cat -- "$1.json" && printf "\\n--envctl-si
                      'find "$1" -type f -exec stat -c "%s %n" {} +')
 
 
-def _api_version(text) -> str | None:
+def _valid_api_version(text) -> str | None:
     """The engine's ApiVersion ("1.41": Engine API reference, SystemVersion) when it is one."""
     return text if isinstance(text, str) and re.fullmatch(r"[0-9]+\.[0-9]+", text) else None
 
