@@ -333,6 +333,18 @@ class SSHHost:
                     raise self.connection.explain(reached) from None
                 raise HostNotReady(f"{self.name}: the Docker engine at {self.docker_socket} does not answer ({exc})",
                                    hint=f"check it there: ssh {self.connection.destination} docker info") from None
+            if version is not None:
+                # The client's connection opens at its first request, a channel the master opens
+                # on the server first (one round trip): its own /version's connection was kept for
+                # the requests after it (engine_pool.share_one_pool). Without that request, the
+                # image step's check or apply's first read would wait for it; opened now instead,
+                # beside the plan's rounds (which go on a connection of their own). netrc: what
+                # requests imports at a session's first request (requests.utils.get_netrc_auth),
+                # imported on this thread: two threads importing at once can deadlock.
+                import netrc  # noqa: F401
+
+                threading.Thread(target=_open_connection, args=(client,), name=f"envctl-engine-{self.name}",
+                                 daemon=True).start()
             self._engine = Engine(client, f"{self.name}:{self.docker_socket}")
             self.forwarded_socket = local
         return self._engine
@@ -476,6 +488,15 @@ RECORDS_NOTED = 32  # artifact entries the note beside a master remembers, newes
 _SIZES_MARK = "\n--envctl-sizes--\n"
 _RECORD_AND_SIZES = ('test -e "$1" && cat -- "$1.json" && printf "\\n--envctl-sizes--\\n" && '
                      'find "$1" -type f -exec stat -c "%s %n" {} +')
+
+
+def _open_connection(client) -> None:
+    """Open docker-py's pooled connection to the engine with a ping (GET /_ping), on a daemon
+    thread. Nothing is raised: a failure is the next request's to meet and say."""
+    try:
+        client.api.ping()
+    except BaseException:  # noqa: BLE001  (Ctrl-C included: the main thread says the interruption)
+        pass
 
 
 def _valid_api_version(text) -> str | None:

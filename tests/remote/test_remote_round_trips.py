@@ -225,19 +225,28 @@ def test_up_asks_the_host_and_its_engine_once_for_each_thing(up_world, tmp_path)
     assert by_id and len(by_id) == len(set(by_id)), requests
 
     sessions, requests = _up_traced(world, manifest, trace)  # already up
-    # The container: the plan's inspection only; the check before acting reads the engine's list.
-    assert _count(requests, CONTAINER_INSPECT) == 1, requests
+    # The container: the plan's inspection only, by its name in the plan's one round with its
+    # processes and setup state (observe_engine.view); the check before acting reads the
+    # engine's list, and no request names the container by ID before the markers' check.
+    by_name = re.escape(world.container)
+    for what in (rf"{by_name}/json", rf"{by_name}/top\?ps_args=\S+", rf"{by_name}/archive\?path=\S+"):
+        assert _count(requests, rf"GET /v[\d.]+/containers/{what}") == 1, (what, requests)
+    assert _count(requests, CONTAINER_INSPECT) == 0, requests
+    assert _count(requests, r"GET /v[\d.]+/containers/[0-9a-f]{64}/top\S*") == 0, requests
     marker = world.lab.docker("lab1", "exec", world.container, "sh", "-c", "ls /var/lib/envctl/setup")
     assert len(marker.stdout.split()) == 1, marker.stdout  # the step's marker, written by the wrapper
     # The plan's engine requests that do not depend on each other go out together on a
-    # connection of their own (observe_engine._Rounds): the image's ref, the baked images' list
-    # and the container's list in one round. docker-py's list would carry its own defaults
-    # (limit=-1, size=0, trunc_cmd=0); the round's carries only what it asks.
+    # connection of their own (observe_engine._Rounds): the image's ref, the baked images' list,
+    # the container's list and the requests by its name in one round. docker-py's list would
+    # carry its own defaults (limit=-1, size=0, trunc_cmd=0); the round's carries only what it asks.
     plan_list = r"GET /v[\d.]+/containers/json\?all=1&filters=\S+"
     assert _count(requests, plan_list) == 1, requests
-    # Before them, the engine's API version, asked once, by the early opening (SSHHost.ask_api_version).
+    # Before them, the engine's API version, asked once, by the early opening (SSHHost.ask_api_version);
+    # beside them, the ping that opens docker-py's connection (answered before, among or after them).
     assert requests[0] == "GET /version" and _count(requests, "GET /version") == 1, requests
-    assert requests.index(next(r for r in requests if re.fullmatch(plan_list, r))) == 3, requests
+    assert _count(requests, r"GET /v[\d.]+/_ping") == 1, requests
+    planned = [r for r in requests if not re.fullmatch(r"GET /v[\d.]+/_ping", r)]
+    assert planned.index(next(r for r in planned if re.fullmatch(plan_list, r))) == 3, planned
     # The image store is not asked (`/info`): Docker 20.10's API (1.41) predates the containerd
     # store (image_identity.CONTAINERD_STORE_API), and the containerd store's image inspection
     # carries its target descriptor.
