@@ -182,8 +182,12 @@ def up(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], Non
     # each a round trip there, none waiting for another (issue 14; envctl/apply_reads.py).
     with apply_reads.started(host, plan) as reads:
         image = prepare(host, loaded, plan, echo, progress, offline, executed, reads)
-        return start(host.engine(), loaded, plan, image, Path(host.lock_dir), echo, executed, lambda: hold(host, echo),
-                     runtime, reads)
+        report = start(host.engine(), loaded, plan, image, Path(host.lock_dir), echo, executed, lambda: hold(host, echo),
+                       runtime, reads)
+    note_container = getattr(host, "note_container", None)  # an SSH host's: the next plan's first round asks by it
+    if note_container is not None:
+        note_container(plan.container.name, report.container.container_id)
+    return report
 
 
 def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Path, echo: Callable[[str], None],

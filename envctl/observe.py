@@ -88,7 +88,11 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
         # An engine reached through an SSH forward (SSHHost.forwarded_socket) pays a round trip
         # per request: its plan's requests go out together (observe_engine.view `together`).
         together = getattr(host, "forwarded_socket", None) is not None
-        seen = _engine_view(engine, loaded, environ, caches.tarball_path, registry, together)
+        # The container's ID an earlier command on that host saw: its reads go in the first round.
+        known_id = host.container_hint(manifest.container_name) if together else None
+        seen = _engine_view(engine, loaded, environ, caches.tarball_path, registry, together, known_id)
+        if together:
+            host.note_container(manifest.container_name, seen.container.id if seen.container else None)
     if engine is not None and holders:
         from envctl.card_holders import node_path_for, read_holders, with_processes
 
@@ -100,8 +104,10 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
                     engine_problem, held, reading, registry)
 
 
-def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None, registry=None, together: bool = False) -> EngineView:
-    """`tarball`: the image tarball when it is on this machine (a file source, a cached blob)."""
+def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None, registry=None, together: bool = False,
+                 known_id: str | None = None) -> EngineView:
+    """`tarball`: the image tarball when it is on this machine (a file source, a cached blob).
+    `together`, `known_id`: as for observe_engine.view."""
     from envctl.image_identity import RECORDS
     from envctl.observe_engine import view
     from envctl.paths import cache_dir
@@ -125,7 +131,7 @@ def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None, registry
             # image and the pinned one it loads the tarball whatever it holds, and the image step
             # reads what it holds in the same read as the load (image_step.read_while_loading).
             seen = view(engine, manifest.image.ref, wanted, digest, manifest.name, manifest.container_name,
-                        cache_dir(environ) / "state" / RECORDS, together)
+                        cache_dir(environ) / "state" / RECORDS, together, known_id)
             if seen.image_id is None and seen.pinned_id is None:
                 return replace(seen, tarball_unread=True)
         # The tarball's own manifest.json says which image it holds (cached by size and mtime);
@@ -134,7 +140,7 @@ def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None, registry
         wanted = tuple(dict.fromkeys([*wanted, *identity.ids]))
     if registry is not None:  # pulled: held when its manifest digest is the pinned one (envctl/registry_plan.py)
         seen = view(engine, registry.image.tagged, (), None, manifest.name, manifest.container_name,
-                    cache_dir(environ) / "state" / RECORDS, together)
+                    cache_dir(environ) / "state" / RECORDS, together, known_id)
         return replace(seen, image_present=registry.present_id is not None, pinned_id=registry.found_id)
     return view(engine, manifest.image.ref, wanted, digest, manifest.name, manifest.container_name,
-                cache_dir(environ) / "state" / RECORDS, together)
+                cache_dir(environ) / "state" / RECORDS, together, known_id)

@@ -171,7 +171,7 @@ def _listed_inside(client, container_id: str) -> frozenset[str] | None:
 
 
 def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, manifest_name: str, container_name: str,
-         records, together: bool = False) -> EngineView:
+         records, together: bool = False, known_id: str | None = None) -> EngineView:
     """Read the engine once for one manifest. `wanted`: the IDs the image must have (the pinned
     image.id, and the IDs the tarball's own manifest.json names when the tarball is on this
     machine); empty when nothing says (then whatever the ref names is taken). `build_digest`: the
@@ -181,13 +181,17 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
     With `together` (an engine through an SSH forward, where each request is a round trip;
     a local socket answers in about a millisecond and is asked one request after another),
     requests that do not depend on each other go out together (`_Rounds`): the image's ref, the
-    baked images' list, the container's list and, by the container's name, its inspection,
+    baked images' list, the container's list and, with `known_id` (the ID an earlier command
+    saw the environment's container with: SSHHost.container_hint), that container's inspection,
     processes (`top`) and setup state's archive in one round; then the baked images'
     inspections, where still unknown `/info`, when the ref names no image the IDs wanted under
-    any name, and the container's requests by ID when those by name were not the listed
-    container's, in a second (none at all for an environment already up without baked images).
-    Each round is one round trip to an SSH host (plus one for its connection's channel through
-    the forward, the first) where one request after another took one each."""
+    any name, and the listed container's requests when `known_id` was not its ID, in a second
+    (none at all for an environment already up without baked images). Each round is one round
+    trip to an SSH host (plus one for its connection's channel through the forward, the first)
+    where one request after another took one each. By ID, never by name: the engine takes a
+    name for a container that is not envctl's (a user's own of that name) and a short hex name
+    for another's ID prefix, and answering an archive request mounts that container's mounts
+    (creating a bind's missing source directory on the server)."""
     from envctl.image_identity import EngineImages
     from envctl.image_step import LABEL_CONTEXT
     from envctl.runs import TOP_ARGS
@@ -197,28 +201,27 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
 
     baked_filter = {"label": [f"{LABEL_BAKED_FOR}={manifest_name}"]}
     container_filter = {"name": [container_name], "label": [LABEL_MANIFEST]}
-    # The container's inspection, processes and setup state are asked by its name in the first
-    # round too (the engine takes a name wherever it takes an ID); they are its answers when the
-    # inspection names the ID the list gives (_named): else asked by ID in the second round.
-    quote_name = _quoted(container_name)
+    # The container's inspection, processes and setup state by the ID it had, in the first round
+    # too: taken when the list gives that ID (_known), else asked by the listed ID in the second.
+    by_id = [(f"/containers/{known_id}/json", None), (f"/containers/{known_id}/top", {"ps_args": TOP_ARGS}),
+             state_archive(known_id)] if known_id else []
     first = rounds.ask([(f"/images/{_quoted(ref)}/json", None),
                         ("/images/json", {"filters": _filters(baked_filter)}),
-                        ("/containers/json", {"all": "1", "filters": _filters(container_filter)}),
-                        (f"/containers/{quote_name}/json", None), (f"/containers/{quote_name}/top", {"ps_args": TOP_ARGS}),
-                        state_archive(quote_name)]) if rounds else None
+                        ("/containers/json", {"all": "1", "filters": _filters(container_filter)}), *by_id]) \
+        if rounds else None
 
     image = _image_answered(images, first[0], ref) if first else images.get(ref)
     container = (_container_listed(first[2], container_name) if first and first[2][0] == 200
                  else find_container(client, container_name))
     listed_baked = first[1][1] if first and first[1][0] == 200 and isinstance(first[1][1], list) else None
-    named = _named(first[3:], container) if first else None
+    known = _known(first[3:], container) if first and by_id else None
 
     # The second round: what the first's answers name.
     asked: list = []
     if listed_baked is not None:
         asked += [(f"/images/{_quoted(str(c.get('Id')))}/json", None) for c in listed_baked]
     inspect_container = container is not None and container.status == "running"
-    if inspect_container and named is None:
+    if inspect_container and known is None:
         # Its inspection, then its processes (what running_work reads, in that order).
         asked += [(f"/containers/{container.id}/json", None), (f"/containers/{container.id}/top", {"ps_args": TOP_ARGS})]
     ask_info = image is not None and images.store_unknown()
@@ -228,7 +231,7 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
     # host): here, not one request after another once the rounds are done.
     looked_up = tuple(dict.fromkeys(wanted)) if rounds and image is None else ()
     asked += [(f"/images/{_quoted(w)}/json", None) for w in looked_up]
-    if container is not None and rounds and named is None:
+    if container is not None and rounds and known is None:
         asked.append(state_archive(container.id))  # last: the engine mounts the container's mounts for it
     try:
         second = iter(rounds.ask(asked)) if rounds and asked else iter(())
@@ -246,8 +249,8 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
         if key and tags:
             baked[key] = tags[0]
             baked_ids[tags[0]] = ident
-    if named is not None:
-        attrs, top = (_json_or_none(named[0]), named[1]) if inspect_container else (None, None)
+    if known is not None:
+        attrs, top = (_json_or_none(known[0]), known[1]) if inspect_container else (None, None)
     else:
         attrs, top = (_json_or_none(next(second)), next(second)) if inspect_container and rounds and asked else (None, None)
     if ask_info:
@@ -256,7 +259,7 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
             images.store_from_info(info)  # else containerd_store asks through docker-py, as before
     answered = {w: next(second) for w in looked_up}
     if container is not None:
-        state = named[2] if named is not None else next(second) if rounds else None
+        state = known[2] if known is not None else next(second) if rounds else None
         markers, claims = read_setup_state(client, container.id, state)
     else:
         markers, claims = frozenset(), {}
@@ -348,11 +351,11 @@ def _baked_answered(answer, summary: dict) -> tuple[dict, list, str] | None:
     return dict(labels), [t for t in tags if t != "<none>:<none>"], ident
 
 
-def _named(answers: list, container: ContainerState | None) -> tuple | None:
-    """The answers to the requests by the container's name (inspection, top, setup state's
-    archive) when they are the listed container's: its inspection answered with the ID the list
-    gave. None otherwise (no container listed, none of that name, another container of that
-    name since the list, a round that failed): they are asked by ID."""
+def _known(answers: list, container: ContainerState | None) -> tuple | None:
+    """The answers to the requests by the container's remembered ID (inspection, top, setup
+    state's archive) when they are the listed container's: its inspection answered with the ID
+    the list gave. None otherwise (no container listed, another one made since that ID was seen,
+    a round that failed): they are asked by the listed ID."""
     (status, attrs), *_ = answers
     if container is None or status != 200 or not isinstance(attrs, dict) or attrs.get("Id") != container.id:
         return None

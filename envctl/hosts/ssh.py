@@ -466,6 +466,30 @@ class SSHHost:
         self._note("records", cache_path)
         return copy.deepcopy(kept[1])  # the caller's to change
 
+    def container_hint(self, name: str) -> str | None:
+        """The ID the environment's container `name` had when a command on this master last saw
+        it (note_container), or None: a guess, which the plan's engine round checks against the
+        engine's list before taking anything asked by it (observe_engine.view)."""
+        with self._noting:
+            noted = (self.note or {}).get("containers") or {}
+            ident = noted.get(name)
+        return ident if isinstance(ident, str) and re.fullmatch(r"[0-9a-f]{64}", ident) else None
+
+    def note_container(self, name: str, container_id: str | None) -> None:
+        """Keep the ID of the environment's container `name` in the note beside the master (None:
+        there is none), for the next command's plan (container_hint)."""
+        with self._noting:
+            if self.note is None:
+                return
+            noted = dict(self.note.get("containers") or {})
+            if noted.get(name) == container_id or (container_id is None and name not in noted):
+                return
+            noted.pop(name, None)
+            if container_id is not None:
+                noted = {name: container_id, **noted}
+            self.note["containers"] = dict(list(noted.items())[:RECORDS_NOTED])  # the newest first
+            self.connection.remember(json.dumps(self.note))
+
     def _note(self, kind: str, path: str) -> None:
         """Keep `path` in the note beside the master under `kind` ("records": artifact entries
         whose record was asked; "dirs": directories made), newest first: the next command on

@@ -225,20 +225,16 @@ def test_up_asks_the_host_and_its_engine_once_for_each_thing(up_world, tmp_path)
     assert by_id and len(by_id) == len(set(by_id)), requests
 
     sessions, requests = _up_traced(world, manifest, trace)  # already up
-    # The container: the plan's inspection only, by its name in the plan's one round with its
-    # processes and setup state (observe_engine.view); the check before acting reads the
-    # engine's list, and no request names the container by ID before the markers' check.
-    by_name = re.escape(world.container)
-    for what in (rf"{by_name}/json", rf"{by_name}/top\?ps_args=\S+", rf"{by_name}/archive\?path=\S+"):
-        assert _count(requests, rf"GET /v[\d.]+/containers/{what}") == 1, (what, requests)
-    assert _count(requests, CONTAINER_INSPECT) == 0, requests
-    assert _count(requests, r"GET /v[\d.]+/containers/[0-9a-f]{64}/top\S*") == 0, requests
+    # The container: the plan's inspection only (by the ID the up before noted: see the test of
+    # the plan's rounds below), never by its name; the check before acting reads the engine's list.
+    assert _count(requests, CONTAINER_INSPECT) == 1, requests
+    assert _count(requests, rf"GET /v[\d.]+/containers/{re.escape(world.container)}/\S+") == 0, requests
     marker = world.lab.docker("lab1", "exec", world.container, "sh", "-c", "ls /var/lib/envctl/setup")
     assert len(marker.stdout.split()) == 1, marker.stdout  # the step's marker, written by the wrapper
     # The plan's engine requests that do not depend on each other go out together on a
-    # connection of their own (observe_engine._Rounds): the image's ref, the baked images' list,
-    # the container's list and the requests by its name in one round. docker-py's list would
-    # carry its own defaults (limit=-1, size=0, trunc_cmd=0); the round's carries only what it asks.
+    # connection of their own (observe_engine._Rounds): the image's ref, the baked images' list
+    # and the container's list in one round. docker-py's list would carry its own defaults
+    # (limit=-1, size=0, trunc_cmd=0); the round's carries only what it asks.
     plan_list = r"GET /v[\d.]+/containers/json\?all=1&filters=\S+"
     assert _count(requests, plan_list) == 1, requests
     # Before them, the engine's API version, asked once, by the early opening (SSHHost.ask_api_version);
@@ -251,3 +247,42 @@ def test_up_asks_the_host_and_its_engine_once_for_each_thing(up_world, tmp_path)
     # store (image_identity.CONTAINERD_STORE_API), and the containerd store's image inspection
     # carries its target descriptor.
     assert _count(requests, r"GET /v[\d.]+/info") == 0, requests
+
+
+def test_the_plan_of_an_environment_up_asks_its_engine_in_one_round(up_world, monkeypatch):
+    """The ID the environment's container had when the last command on this master saw it is
+    kept beside the master (SSHHost.note_container: `up` notes the container it made); the
+    plan's first round asks that container's inspection, processes and setup state by it beside
+    the list, and takes them when the list gives that ID (observe_engine.view): one round. A
+    stale or unknown ID: the listed container's are asked in a second round, as before, with the
+    same view. Rounds counted where each goes (a wrapper around _Rounds.ask that calls it)."""
+    from envctl import observe_engine
+    from envctl.cli_remote import RemoteOptions, single_target
+    from envctl.image_identity import RECORDS
+    from envctl.paths import cache_dir
+
+    world, tarball, weights = up_world
+    manifest = world.write(UP_BODY.format(ref=UP_REF, tarball=tarball, weights=weights))
+    assert world.run("up", str(manifest), "--host", "lab1").returncode == 0
+    for key, value in world.environ().items():
+        monkeypatch.setenv(key, value)
+    host = single_target(RemoteOptions(("lab1",), None, None, None))
+    container_id = world.lab.docker("lab1", "inspect", "-f", "{{.Id}}", world.container).stdout.strip()
+    assert host.container_hint(world.container) == container_id  # noted by the up that made it
+    engine = host.engine()
+    rounds = []
+    original = observe_engine._Rounds.ask
+
+    def ask(self, targets):
+        rounds.append([target[0] for target in targets])
+        return original(self, targets)
+
+    monkeypatch.setattr(observe_engine._Rounds, "ask", ask)
+    views = {}
+    for known in (container_id, None, "0" * 64):
+        rounds.clear()
+        views[known] = observe_engine.view(engine, UP_REF, (), None, world.name, world.container,
+                                           cache_dir() / "state" / RECORDS, together=True, known_id=known)
+        assert len(rounds) == (1 if known == container_id else 2), (known, rounds)
+        assert views[known].container.id == container_id and views[known].markers, views[known]
+    assert views[container_id] == views[None] == views["0" * 64]
