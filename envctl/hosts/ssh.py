@@ -469,26 +469,39 @@ class SSHHost:
     def container_hint(self, name: str) -> str | None:
         """The ID the environment's container `name` had when a command on this master last saw
         it (note_container), or None: a guess, which the plan's engine round checks against the
-        engine's list before taking anything asked by it (observe_engine.view)."""
-        with self._noting:
-            noted = (self.note or {}).get("containers") or {}
-            ident = noted.get(name)
-        return ident if isinstance(ident, str) and re.fullmatch(r"[0-9a-f]{64}", ident) else None
+        engine's list before taking anything asked by it (observe_engine.view). Kept in a file of
+        its own per environment beside the master, not in the master's facts note: every full
+        `exec` and `up` reads that note and their quick paths' records hold its bytes (a container
+        made again by `up` must leave an `exec` record of it standing: envctl/quick_exec.py
+        listing_facts), and one environment's ID must not touch another's record."""
+        try:
+            with open(self._container_id_path(name), encoding="ascii") as noted:
+                ident = noted.read(100).strip()
+        except (OSError, ValueError):
+            return None
+        return ident if re.fullmatch(r"[0-9a-f]{64}", ident) else None
 
     def note_container(self, name: str, container_id: str | None) -> None:
-        """Keep the ID of the environment's container `name` in the note beside the master (None:
-        there is none), for the next command's plan (container_hint)."""
-        with self._noting:
-            if self.note is None:
-                return
-            noted = dict(self.note.get("containers") or {})
-            if noted.get(name) == container_id or (container_id is None and name not in noted):
-                return
-            noted.pop(name, None)
-            if container_id is not None:
-                noted = {name: container_id, **noted}
-            self.note["containers"] = dict(list(noted.items())[:RECORDS_NOTED])  # the newest first
-            self.connection.remember(json.dumps(self.note))
+        """Keep the ID of the environment's container `name` beside the master (None: there is
+        none), for the next command's plan (container_hint). Written whole or not at all."""
+        if self.container_hint(name) == container_id:
+            return
+        path = Path(self._container_id_path(name))
+        try:
+            if container_id is None:
+                path.unlink(missing_ok=True)
+            else:
+                from envctl.atomic import write_text_atomic
+
+                write_text_atomic(path, container_id + "\n", mode=0o600)
+        except OSError:
+            pass  # only a round trip saved next time
+
+    def _container_id_path(self, name: str) -> str:
+        import hashlib
+
+        # Named by a digest: a manifest's container.name is whatever the manifest says.
+        return f"{self.connection.control_path}.container-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
 
     def _note(self, kind: str, path: str) -> None:
         """Keep `path` in the note beside the master under `kind` ("records": artifact entries

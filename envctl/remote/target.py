@@ -51,8 +51,7 @@ def open_host(name: str, destination: str, settings: SSHSettings, data_dir: str 
                           hint="unset DOCKER_HOST for that account on the server")
     data = data_dir or posixpath.join(home or "/root", ".local/share/envctl")
     host = SSHHost(name, connection, root, data, docker_host[len("unix://"):], fetch, env, cards)
-    host.note = {"home": home, "docker_host": docker_host, "records": records, "dirs": dirs,
-                 "containers": _noted_containers(note)}
+    host.note = {"home": home, "docker_host": docker_host, "records": records, "dirs": dirs}
     if arguments:
         host.take_probe_round(arguments, probed, generation)
     elif arguments is None and probes:
@@ -65,14 +64,6 @@ def open_host(name: str, destination: str, settings: SSHSettings, data_dir: str 
 def _noted(note: dict, kind: str) -> list[str]:
     listed = note.get(kind)  # hints: a note of another envctl's shape gives none
     return [path for path in listed if isinstance(path, str)][:RECORDS_NOTED] if isinstance(listed, list) else []
-
-
-def _noted_containers(note: dict) -> dict[str, str]:
-    """The note's container name → ID of the environments the last commands saw (hints only:
-    envctl/hosts/ssh.py SSHHost.container_hint)."""
-    noted = note.get("containers")
-    return {name: ident for name, ident in noted.items() if isinstance(name, str) and isinstance(ident, str)} \
-        if isinstance(noted, dict) else {}
 
 
 def _note(text: str | None) -> dict:
