@@ -322,8 +322,8 @@ class SSHHost:
                 if os.environ.get("ENVCTL_SSH_TRACE"):  # each engine request: one round trip through the tunnel
                     client.api.hooks["response"].append(
                         lambda r, *a, **k: trace("api", self.name, [r.request.method, r.request.path_url]))
-                # No ping: the engine's /version (asked early, or by the client to choose its API
-                # version) is the answer a ping would give (one round trip, not two).
+                # Not pinged to see that it answers: the engine's /version (asked early, or by the
+                # client to choose its API version) is the answer a ping would give.
             except (DockerException, OSError) as exc:
                 # The host may be what does not answer: a master connection outlives its network
                 # for a while, and this command may not have reached the host yet (its facts were
