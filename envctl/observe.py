@@ -91,8 +91,9 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
         # The container's ID an earlier command on that host saw: its reads go in the first round.
         known_id = host.container_hint(manifest.container_name) if together else None
         seen = _engine_view(engine, loaded, environ, caches.tarball_path, registry, together, known_id)
-        if together:
-            host.note_container(manifest.container_name, seen.container.id if seen.container else None)
+        seen_id = seen.container.id if seen.container else None
+        if together and seen_id != known_id:  # the file is read once per plan: written only when it changes
+            host.note_container(manifest.container_name, seen_id)
     if engine is not None and holders:
         from envctl.card_holders import node_path_for, read_holders, with_processes
 
