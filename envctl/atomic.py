@@ -1,7 +1,8 @@
-"""Writing a small file so that nobody ever reads half of it."""
+"""Writing files so that nobody ever reads half of one, or has one replaced while reading it."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -29,3 +30,31 @@ def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
         if isinstance(exc, OSError):
             raise naming(exc, path) from None
         raise
+
+
+def place_once(source: Path, target: Path) -> bool:
+    """Move the finished file `source` to `target` unless a file is there already, in one step
+    no other writer can come between: True when `source` became `target`, False when `target`
+    was there (then `source` is removed). A file someone reads at `target` is never replaced
+    under them: a reader that checks its file's inode after reading (envctl/file_digest.py)
+    would take a rename over it, even of the same bytes, for a file that changed while it read.
+    `source` and `target` are in one directory. Raises OSError as os.link does otherwise.
+
+    os.link fails with FileExistsError where the name is taken (link(2)); where the file system
+    makes no hard links (EPERM, ENOTSUP: some FUSE and network mounts), a rename that first
+    looks is the best there is."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        source.unlink(missing_ok=True)
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        if target.exists():
+            source.unlink(missing_ok=True)
+            return False
+        os.replace(source, target)
+        return True
+    source.unlink(missing_ok=True)
+    return True

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -89,23 +90,37 @@ def _tarball_step(plan: Plan, ref: str, config_digest: str, source: str):
 
 def _saved(client, ref: str, image_id: str, local: Cache, progress) -> Path:
     """`docker save REF` into this machine's cache, named by the image ID: written once, as a
-    whole (a partial file is never taken for a finished one; its name is unique per call, since
-    `up --hosts` pushes to several hosts from threads of one process)."""
-    import os
+    whole (a partial file is never taken for a finished one). `up --hosts` asks from a thread
+    per host: one thread saves while the others wait for its file, and a file another process
+    finished first is kept, never renamed over (envctl/atomic.place_once): a host's push may be
+    hashing it (envctl/file_digest.py checks its inode)."""
     import uuid
+
+    from envctl.atomic import place_once
 
     directory = local.root / "pulled"
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{image_id.split(':', 1)[-1]}.tar"
-    if final.is_file():
-        return final
-    partial = directory / f".{final.name}.{uuid.uuid4().hex}.partial"
-    image = client.images.get(ref)
-    try:
-        with open(partial, "wb") as handle:
-            for chunk in image.save(named=True):
-                handle.write(chunk)
-        os.replace(partial, final)
-    finally:
-        partial.unlink(missing_ok=True)
+    with _saving(final):
+        if final.is_file():
+            return final
+        partial = directory / f".{final.name}.{uuid.uuid4().hex}.partial"
+        image = client.images.get(ref)
+        try:
+            with open(partial, "wb") as handle:
+                for chunk in image.save(named=True):
+                    handle.write(chunk)
+            place_once(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
     return final
+
+
+_SAVING_GUARD = threading.Lock()
+_SAVING: dict[Path, threading.Lock] = {}
+
+
+def _saving(final: Path) -> threading.Lock:
+    """The lock held while this process writes `final` (one per file, kept for the process)."""
+    with _SAVING_GUARD:
+        return _SAVING.setdefault(final, threading.Lock())

@@ -24,7 +24,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from envctl.atomic import write_text_atomic
+from envctl.atomic import place_once, write_text_atomic
 from envctl.errors import FetchError
 from envctl.locks import file_lock
 
@@ -67,14 +67,16 @@ class Cache:
         return size is None or self.blob(sha256).stat().st_size == size
 
     def adopt(self, verified_file: Path, sha256: str) -> Path:
-        """Move a file whose content was verified to hash to `sha256` into the blob store."""
+        """Move a file whose content was verified to hash to `sha256` into the blob store. A
+        blob already there is kept (a host's push may be reading it: envctl/atomic.place_once),
+        unless it was cut short."""
         target = self.blob(sha256)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_file() and target.stat().st_size == verified_file.stat().st_size:
-            verified_file.unlink(missing_ok=True)
-        else:
-            os.chmod(verified_file, 0o444)
+        os.chmod(verified_file, 0o444)
+        if target.is_file() and target.stat().st_size != verified_file.stat().st_size:
             os.replace(verified_file, target)
+        else:
+            place_once(verified_file, target)
         return target
 
     def remember_source(self, identity: str, sha256: str) -> None:
