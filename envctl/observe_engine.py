@@ -181,12 +181,12 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
     With `together` (an engine through an SSH forward, where each request is a round trip;
     a local socket answers in about a millisecond and is asked one request after another),
     requests that do not depend on each other go out together (`_Rounds`): the image's ref, the
-    baked images' list, the container's list and, with `known_id` (the ID an earlier command
-    saw the environment's container with: SSHHost.container_hint), that container's inspection,
-    processes (`top`) and setup state's archive in one round; then the baked images'
-    inspections, where still unknown `/info`, when the ref names no image the IDs wanted under
-    any name, and the listed container's requests when `known_id` was not its ID, in a second
-    (none at all for an environment already up without baked images). Each round is one round
+    baked images' list, the container's list, the IDs wanted under any name and, with
+    `known_id` (the ID an earlier command saw the environment's container with:
+    SSHHost.container_hint), that container's inspection, processes (`top`) and setup state's
+    archive in one round; then the baked images' inspections, where still unknown `/info`, and
+    the listed container's requests when `known_id` was not its ID, in a second (none at all
+    for an environment already up without baked images, nor for a fresh host). Each round is one round
     trip to an SSH host (plus one for its connection's channel through the forward, the first)
     where one request after another took one each. By ID, never by name: the engine takes a
     name for a container that is not envctl's (a user's own of that name) and a short hex name
@@ -205,16 +205,22 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
     # too: taken when the list gives that ID (_known), else asked by the listed ID in the second.
     by_id = [(f"/containers/{known_id}/json", None), (f"/containers/{known_id}/top", {"ps_args": TOP_ARGS}),
              state_archive(known_id)] if known_id else []
+    # The IDs the image must have, looked up under any name, in the first round too: used when
+    # the ref names no image with one of them (a fresh host, a tag moved), where they would
+    # otherwise cost a second round; a few small requests more where it does.
+    looked_up = tuple(dict.fromkeys(wanted)) if rounds else ()
     first = rounds.ask([(f"/images/{_quoted(ref)}/json", None),
                         ("/images/json", {"filters": _filters(baked_filter)}),
-                        ("/containers/json", {"all": "1", "filters": _filters(container_filter)}), *by_id]) \
+                        ("/containers/json", {"all": "1", "filters": _filters(container_filter)}),
+                        *[(f"/images/{_quoted(w)}/json", None) for w in looked_up], *by_id]) \
         if rounds else None
 
     image = _image_answered(images, first[0], ref) if first else images.get(ref)
     container = (_container_listed(first[2], container_name) if first and first[2][0] == 200
                  else find_container(client, container_name))
     listed_baked = first[1][1] if first and first[1][0] == 200 and isinstance(first[1][1], list) else None
-    known = _known(first[3:], container) if first and by_id else None
+    answered = dict(zip(looked_up, first[3:])) if first else {}
+    known = _known(first[3 + len(looked_up):], container) if first and by_id else None
 
     # The second round: what the first's answers name.
     asked: list = []
@@ -227,10 +233,6 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
     ask_info = image is not None and images.store_unknown()
     if ask_info:
         asked.append(("/info", None))
-    # The IDs the image must have, looked up under any name, when the ref names no image (a fresh
-    # host): here, not one request after another once the rounds are done.
-    looked_up = tuple(dict.fromkeys(wanted)) if rounds and image is None else ()
-    asked += [(f"/images/{_quoted(w)}/json", None) for w in looked_up]
     if container is not None and rounds and known is None:
         asked.append(state_archive(container.id))  # last: the engine mounts the container's mounts for it
     try:
@@ -257,7 +259,6 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
         info = _json_or_none(next(second)) if rounds and asked else None
         if isinstance(info, dict):
             images.store_from_info(info)  # else containerd_store asks through docker-py, as before
-    answered = {w: next(second) for w in looked_up}
     if container is not None:
         state = known[2] if known is not None else next(second) if rounds else None
         markers, claims = read_setup_state(client, container.id, state)

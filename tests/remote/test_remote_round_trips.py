@@ -286,3 +286,46 @@ def test_the_plan_of_an_environment_up_asks_its_engine_in_one_round(up_world, mo
         assert len(rounds) == (1 if known == container_id else 2), (known, rounds)
         assert views[known].container.id == container_id and views[known].markers, views[known]
     assert views[container_id] == views[None] == views["0" * 64]
+
+
+def test_a_plan_finds_the_wanted_image_under_another_name_in_its_first_round(up_world, monkeypatch):
+    """Where the ref names no image (a fresh host; here the image is there under another tag
+    only), the IDs the image must have are answered by the plan's first round, asked beside the
+    ref (observe_engine.view): no second round, and the image is found by its ID."""
+    from envctl import observe_engine
+    from envctl.cli_remote import RemoteOptions, single_target
+    from envctl.image_identity import RECORDS
+    from envctl.paths import cache_dir
+
+    world, tarball, _ = up_world
+    lab = world.lab
+    other = "envctl-it/round-trips-elsewhere:1"
+    world.cleanups.append(lambda: lab.docker("lab1", "rmi", "-f", other))
+    for key, value in world.environ().items():
+        monkeypatch.setenv(key, value)
+    host = single_target(RemoteOptions(("lab1",), None, None, None))
+    engine = host.engine()
+    rounds = []
+    original = observe_engine._Rounds.ask
+
+    def ask(self, targets):
+        rounds.append([target[0] for target in targets])
+        return original(self, targets)
+
+    monkeypatch.setattr(observe_engine._Rounds, "ask", ask)
+
+    def viewed(wanted):
+        rounds.clear()
+        return observe_engine.view(engine, UP_REF, wanted, None, world.name, world.container,
+                                   cache_dir() / "state" / RECORDS, together=True)
+
+    absent = viewed(("sha256:" + "0" * 64,))  # a fresh host: nothing there
+    assert len(rounds) == 1, rounds
+    assert absent.image_id is None and absent.pinned_id is None and absent.container is None
+    assert lab.docker("lab1", "load", "-i", str(tarball)).returncode == 0  # the docker CLI here reads the file
+    image_id = lab.docker("lab1", "image", "inspect", "-f", "{{.Id}}", UP_REF).stdout.strip()
+    assert lab.docker("lab1", "tag", UP_REF, other).returncode == 0
+    assert lab.docker("lab1", "rmi", UP_REF).returncode == 0  # the ref names nothing now
+    found = viewed((image_id,))
+    assert len(rounds) == 1, rounds
+    assert found.image_id is None and found.pinned_id == image_id, found
