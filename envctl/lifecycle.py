@@ -140,6 +140,10 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
             _check_as_planned(spec, expected, current)
             return ContainerOutcome("unchanged", current.id)
     with file_lock(lock_dir / f"{spec.name}.lock"):  # `up`s of one environment, one at a time
+        if action == "create" and expected.container_id is None:
+            # Not listed first: the engine refuses a name in use (409), which says the same as a
+            # listing would, in the create's own round trip rather than one more (issue 14).
+            return _create_absent(client, spec, image_id, manifest_file)
         current = _listed(client, spec.name)
         _check_as_planned(spec, expected, current)
         if action == "unchanged":
@@ -163,16 +167,24 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
                 before_remove(current)
             _remove(current)
             return ContainerOutcome("recreated", _create(client, spec, image_id, manifest_file).id, tuple(changes))
-        if action == "create":
-            try:
-                return ContainerOutcome("created", _create(client, spec, image_id, manifest_file).id)
-            except APIError as exc:
-                if exc.status_code == 409:  # created meanwhile, by an `up` on another machine with this engine
-                    raise WorldChanged(f"container {spec.name} was created by someone else while this plan was applied",
-                                       hint="run `envctl plan` again to see what up would do now") from None
-                raise
+        if action == "create":  # the plan saw one, and it is still there: never created over it
+            return _create_absent(client, spec, image_id, manifest_file)
         raise ContainerError(f"the plan asks to '{action}' container {spec.name}, which up does not apply",
                              hint="the engine could not be asked when the plan was made: run `envctl plan` again")
+
+
+def _create_absent(client, spec: ContainerSpec, image_id: str, manifest_file: str) -> ContainerOutcome:
+    """Create the container the plan found absent. Raises WorldChanged when the engine has a
+    container of that name now (409: made meanwhile by another `up`, on this machine or another
+    with this engine, or by hand)."""
+    try:
+        return ContainerOutcome("created", _create(client, spec, image_id, manifest_file).id)
+    except APIError as exc:
+        if exc.status_code == 409:
+            raise WorldChanged(f"container {spec.name} changed since the plan was made: it was absent, and the engine "
+                               f"has a container of that name now ({exc.explanation or exc})",
+                               hint="run `envctl plan` again to see what up would do now") from None
+        raise
 
 
 def _check_as_planned(spec: ContainerSpec, expected, current) -> None:

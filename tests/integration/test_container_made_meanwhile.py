@@ -1,0 +1,56 @@
+"""A container the plan found absent is created without listing the engine's containers first
+(envctl/lifecycle.py execute: a round trip less to an SSH host); a container of that name made
+after the plan (by another `up`, or by hand) is still never created over, removed or taken:
+the engine refuses the name (409) and `up` says what changed, as the listing would have."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from envctl.containers import ContainerSpec
+from envctl.errors import WorldChanged
+from envctl.lifecycle import execute
+from envctl.plan import World
+from testimages import _rootfs_tar, remove_images
+
+
+@pytest.fixture
+def image(engine):
+    ref = f"envctl-it/made-meanwhile:{uuid.uuid4().hex[:8]}"
+    engine.api.import_image_from_data(_rootfs_tar(), repository=ref.split(":")[0], tag=ref.split(":")[1])
+    yield ref
+    remove_images(engine, [ref])
+
+
+@pytest.mark.parametrize("made_by", ["envctl", "hand"])
+def test_a_container_made_after_the_plan_is_left_alone_and_named(engine, image, tmp_path, made_by):
+    name = f"it-made-meanwhile-{uuid.uuid4().hex[:8]}"
+    spec = ContainerSpec(name=name, image=image, manifest="it-made-meanwhile", variant=None, cards=())
+    image_id = engine.images.get(image).id
+    # Made after the plan saw no container: by an `up` (envctl's labels) or by hand (none).
+    other = engine.containers.create(**spec.api_kwargs()) if made_by == "envctl" else \
+        engine.containers.create(image, ["sleep", "60"], name=name)
+    try:
+        with pytest.raises(WorldChanged) as raised:
+            execute(engine, spec, "create", World(True, image_id), image_id, str(tmp_path / "manifest.yaml"), tmp_path)
+        assert raised.value.message.startswith(f"container {name} changed since the plan was made: it was absent, "
+                                               "and the engine has a container of that name now ("), raised.value.message
+        assert [c.id for c in engine.containers.list(all=True, filters={"name": name})] == [other.id]
+    finally:
+        other.remove(force=True)
+
+
+def test_a_container_the_plan_found_absent_is_created(engine, image, tmp_path):
+    name = f"it-made-meanwhile-{uuid.uuid4().hex[:8]}"
+    spec = ContainerSpec(name=name, image=image, manifest="it-made-meanwhile", variant=None, cards=())
+    image_id = engine.images.get(image).id
+    try:
+        outcome = execute(engine, spec, "create", World(True, image_id), image_id, str(tmp_path / "manifest.yaml"),
+                          tmp_path)
+        assert outcome.action == "created"
+        assert [c.id for c in engine.containers.list(all=True, filters={"name": name})] == [outcome.container_id]
+    finally:
+        for container in engine.containers.list(all=True, filters={"name": name}):
+            container.remove(force=True)
