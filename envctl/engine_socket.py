@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import threading
 from typing import Mapping, Sequence
 from urllib.parse import quote, urlencode
 
@@ -166,6 +167,33 @@ class Pipelined:
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise EngineUnanswered(f"GET {paths[min(len(answers), len(paths) - 1)]}: {exc}") from None
         return answers
+
+
+_KEPT: dict[str, Pipelined] = {}
+_KEPT_GUARD = threading.Lock()
+
+
+def keep(path: str, connection: Pipelined) -> None:
+    """Leave `connection` (connected to the socket at `path`, every answer read) open for the
+    next `reused(path)` to take: through an SSH forward, each new connection is a channel the
+    master opens on the server first, one round trip before its first request is sent. One is
+    kept per path; one kept before is closed."""
+    with _KEPT_GUARD:
+        before = _KEPT.pop(path, None)
+        _KEPT[path] = connection
+    if before is not None:
+        before.__exit__(None, None, None)
+
+
+def reused(path: str, trace=None) -> Pipelined | None:
+    """The connection kept for `path` (keep), now the caller's with `trace` as its trace, or
+    None. The engine may have closed it since: a get on it then raises EngineUnanswered, and
+    the caller asks again on a new one."""
+    with _KEPT_GUARD:
+        connection = _KEPT.pop(path, None)
+    if connection is not None:
+        connection._trace = trace
+    return connection
 
 
 class _Kept:

@@ -380,10 +380,13 @@ class _Rounds:
     not answer is asked again through docker-py by the caller (EngineUnanswered is not raised)."""
 
     def __init__(self, api, path: str):
-        from envctl.engine_socket import Pipelined
+        from envctl.engine_socket import Pipelined, reused
 
-        self._api, self._version = api, api.api_version
-        self._pipelined = Pipelined(path, self._trace)
+        self._api, self._version, self._path = api, api.api_version, path
+        # The connection /version was asked on, where it was kept (SSHHost.ask_api_version):
+        # through an SSH forward, a new one costs a round trip before its first request.
+        self._reused = reused(path, self._trace)
+        self._pipelined = self._reused or Pipelined(path, self._trace)
         self._broken = False
 
     @classmethod
@@ -409,8 +412,16 @@ class _Rounds:
 
         if self._broken:
             return [(0, None)] * len(targets)
+        from envctl.engine_socket import Pipelined
+
+        versioned = [(f"/v{self._version}{target[0]}", *target[1:]) for target in targets]
         try:
-            return self._pipelined.get([(f"/v{self._version}{target[0]}", *target[1:]) for target in targets])
+            return self._pipelined.get(versioned)
         except EngineUnanswered:
-            self._broken = True
-            return [(0, None)] * len(targets)
+            if self._reused is None:
+                self._broken = True
+                return [(0, None)] * len(targets)
+        # The kept connection did not answer (the engine may close an idle one): a new one, once.
+        self.close()
+        self._reused, self._pipelined = None, Pipelined(self._path, self._trace)
+        return self.ask(targets)

@@ -285,14 +285,21 @@ class SSHHost:
             self._api_version.set_result(None)
 
     def _ask_api_version(self) -> None:
-        from envctl.engine_socket import Pipelined
+        from envctl.engine_socket import Pipelined, keep
 
         version = None
         try:
             local = self.connection.forward_socket(self.docker_socket)
             trace("api", self.name, ["GET", "/version"])
-            with Pipelined(local) as engine:
+            engine = Pipelined(local)
+            try:
                 (status, answer), = engine.get([("/version", None)])
+            except BaseException:
+                engine.__exit__(None, None, None)
+                raise
+            # Kept open for the plan's first round (observe_engine._Rounds): a new connection
+            # through the forward would wait a round trip for its channel first.
+            keep(local, engine)
             if status == 200 and isinstance(answer, dict):
                 version = _valid_api_version(answer.get("ApiVersion"))
         # An optimisation: engine() asks through docker-py, whose error says what is wrong. Every

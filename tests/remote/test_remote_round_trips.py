@@ -291,8 +291,9 @@ def test_the_plan_of_an_environment_up_asks_its_engine_in_one_round(up_world, mo
 def test_a_plan_finds_the_wanted_image_under_another_name_in_its_first_round(up_world, monkeypatch):
     """Where the ref names no image (a fresh host; here the image is there under another tag
     only), the IDs the image must have are answered by the plan's first round, asked beside the
-    ref (observe_engine.view): no second round, and the image is found by its ID."""
-    from envctl import observe_engine
+    ref (observe_engine.view): no second round, and the image is found by its ID. The first
+    round goes on the connection the engine's API version was asked on (engine_socket.keep)."""
+    from envctl import engine_socket, observe_engine
     from envctl.cli_remote import RemoteOptions, single_target
     from envctl.image_identity import RECORDS
     from envctl.paths import cache_dir
@@ -304,15 +305,22 @@ def test_a_plan_finds_the_wanted_image_under_another_name_in_its_first_round(up_
     for key, value in world.environ().items():
         monkeypatch.setenv(key, value)
     host = single_target(RemoteOptions(("lab1",), None, None, None))
+    host.ask_api_version()  # as the early opening asks it: its connection is kept for the first round
     engine = host.engine()
-    rounds = []
+    rounds, opened = [], []
     original = observe_engine._Rounds.ask
 
     def ask(self, targets):
         rounds.append([target[0] for target in targets])
         return original(self, targets)
 
+    class Counted(engine_socket.Pipelined):
+        def __init__(self, *args, **kwargs):
+            opened.append(args[0])
+            super().__init__(*args, **kwargs)
+
     monkeypatch.setattr(observe_engine._Rounds, "ask", ask)
+    monkeypatch.setattr(engine_socket, "Pipelined", Counted)
 
     def viewed(wanted):
         rounds.clear()
@@ -321,6 +329,7 @@ def test_a_plan_finds_the_wanted_image_under_another_name_in_its_first_round(up_
 
     absent = viewed(("sha256:" + "0" * 64,))  # a fresh host: nothing there
     assert len(rounds) == 1, rounds
+    assert opened == [], opened  # asked on the connection /version was asked on: no channel to open first
     assert absent.image_id is None and absent.pinned_id is None and absent.container is None
     assert lab.docker("lab1", "load", "-i", str(tarball)).returncode == 0  # the docker CLI here reads the file
     image_id = lab.docker("lab1", "image", "inspect", "-f", "{{.Id}}", UP_REF).stdout.strip()
