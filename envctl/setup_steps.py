@@ -14,8 +14,8 @@ from typing import Callable, Iterable, Mapping
 
 from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY, WorldChanged
 from envctl.masking import mask
-from envctl.markers import CLAIM_DIR, CLAIM_DONE, CLAIM_EXIT as _CLAIM_EXIT, CLAIM_HELD, CLAIM_WRAPPER, MARKER_DIR, \
-    MARKER_EXIT, MARKER_UNWRITTEN, failed_path, marker_name, marker_path
+from envctl.markers import CLAIM_DIR, CLAIM_DONE, CLAIM_EXIT as _CLAIM_EXIT, CLAIM_HELD, CLAIM_WRAPPER, EXIT_WORD, \
+    MARKER_DIR, MARKER_EXIT, MARKER_UNWRITTEN, failed_path, marker_name, marker_path
 from envctl.plan import RunSetup
 
 TAIL_LINES = 20
@@ -55,6 +55,16 @@ def exec_quiet(client, container_id: str, argv: list[str]) -> int:
     exec_id = client.api.exec_create(container_id, argv, stdout=True, stderr=True)["Id"]
     client.api.exec_start(exec_id)
     return client.api.exec_inspect(exec_id)["ExitCode"]
+
+
+def _exit_said(line: str) -> tuple[str | None, int | None]:
+    """(the line without the wrapper's EXIT_WORD and code at its end, or None when they were the
+    whole line; the code, or None when the line does not end with them). A step's last line
+    without a newline ends with the word."""
+    text, found, code = line.rpartition(EXIT_WORD + " ")
+    if not found or not code.isdigit():
+        return line, None
+    return (text or None), int(code)
 
 
 def present_markers(client, container_id: str) -> set[str]:
@@ -104,11 +114,15 @@ def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Ca
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         pending = b""
         first: str | None = None  # the wrapper's refusal, when it refuses, is the only line
+        said: int | None = None  # the exit code the wrapper said, while its word is the last line
         for chunk in client.api.exec_start(exec_id, stream=True):
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
-                text = mask(line.decode("utf-8", errors="replace"), secrets)
+                text, said = _exit_said(line.decode("utf-8", errors="replace"))  # before masking: a secret may be "0"
+                if text is None:  # the word alone
+                    continue
+                text = mask(text, secrets)
                 if first is None:
                     first = text
                     if text.startswith((CLAIM_HELD, CLAIM_DONE)):
@@ -117,9 +131,10 @@ def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Ca
                 if not text.startswith(MARKER_UNWRITTEN):  # the wrapper's word to us, not the step's output
                     echo(f"  | {text}")
         if pending:
+            said = None  # output after the word (the step's stderr, copied after it): asked below
             tail.append(mask(pending.decode("utf-8", errors="replace"), secrets))
             echo(f"  | {tail[-1]}")
-        code = client.api.exec_inspect(exec_id)["ExitCode"]
+        code = said if said is not None else client.api.exec_inspect(exec_id)["ExitCode"]
         if code == _CLAIM_EXIT and first is not None and first.startswith((CLAIM_HELD, CLAIM_DONE)):
             what = ("another `up` is running it now (pid " + first[len(CLAIM_HELD):].strip() + " in the container)"
                     if first.startswith(CLAIM_HELD) else "another `up` ran it since the plan was made")
