@@ -26,6 +26,8 @@ def image(engine):
 
 @pytest.mark.parametrize("made_by", ["envctl", "hand"])
 def test_a_container_made_after_the_plan_is_left_alone_and_named(engine, image, tmp_path, made_by):
+    from envctl.engine import Engine
+
     name = f"it-made-meanwhile-{uuid.uuid4().hex[:8]}"
     spec = ContainerSpec(name=name, image=image, manifest="it-made-meanwhile", variant=None, cards=())
     image_id = engine.images.get(image).id
@@ -34,7 +36,9 @@ def test_a_container_made_after_the_plan_is_left_alone_and_named(engine, image, 
         engine.containers.create(image, ["sleep", "60"], name=name)
     try:
         with pytest.raises(WorldChanged) as raised:
-            execute(engine, spec, "create", World(True, image_id), image_id, str(tmp_path / "manifest.yaml"), tmp_path)
+            # Through envctl's engine wrapper, as `up` asks (its errors are docker-py's and envctl's at once).
+            execute(Engine(engine, "the engine under test"), spec, "create", World(True, image_id), image_id,
+                    str(tmp_path / "manifest.yaml"), tmp_path)
         assert raised.value.message.startswith(f"container {name} changed since the plan was made: it was absent, "
                                                "and the engine has a container of that name now ("), raised.value.message
         assert [c.id for c in engine.containers.list(all=True, filters={"name": name})] == [other.id]
