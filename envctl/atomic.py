@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 from pathlib import Path
@@ -38,19 +37,17 @@ def place_once(source: Path, target: Path) -> bool:
     was there (then `source` is removed). A file someone reads at `target` is never replaced
     under them: a reader that checks its file's inode after reading (envctl/file_digest.py)
     would take a rename over it, even of the same bytes, for a file that changed while it read.
-    `source` and `target` are in one directory. Raises OSError as os.link does otherwise.
+    `source` and `target` are in one directory. Raises OSError as os.replace does.
 
-    os.link fails with FileExistsError where the name is taken (link(2)); where the file system
-    makes no hard links (EPERM, ENOTSUP: some FUSE and network mounts), a rename that first
-    looks is the best there is."""
+    os.link fails with FileExistsError where the name is taken (link(2)); where it fails otherwise
+    (a file system without hard links: EPERM, ENOTSUP, ENOSYS on some FUSE and network mounts;
+    EMLINK), a rename that first looks is the best there is."""
     try:
         os.link(source, target)
     except FileExistsError:
         source.unlink(missing_ok=True)
         return False
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise
+    except OSError:
         if target.exists():
             source.unlink(missing_ok=True)
             return False

@@ -29,7 +29,10 @@ TIMEOUT = 10.0  # seconds for connecting and for each answer; a quick path that 
 
 class EngineUnanswered(Exception):
     """The engine could not be asked, or answered something other than JSON: the caller takes
-    the full path, which says what is wrong."""
+    the full path, which says what is wrong. `answered`: how many of a Pipelined round's answers
+    were read before it failed."""
+
+    answered = 0
 
 
 def socket_path(environ: Mapping[str, str]) -> str | None:
@@ -164,8 +167,11 @@ class Pipelined:
                     answers.append((200, body))
                 else:
                     answers.append((answer.status, json.loads(body) if body else None))
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            raise EngineUnanswered(f"GET {paths[min(len(answers), len(paths) - 1)]}: {exc}") from None
+        except (OSError, http.client.HTTPException, ValueError, EngineUnanswered) as exc:
+            failed = exc if isinstance(exc, EngineUnanswered) else \
+                EngineUnanswered(f"GET {paths[min(len(answers), len(paths) - 1)]}: {exc}")
+            failed.answered = len(answers)
+            raise failed from None
         return answers
 
 

@@ -78,7 +78,7 @@ def _create(client, spec: ContainerSpec, image_id: str, manifest_file: str):
         container = _created(client, spec.api_kwargs(labels))
     except APIError as exc:
         if exc.status_code == 409:
-            raise  # the name is taken: the caller looks again
+            raise  # the name is taken: the caller says by what (_create_absent)
         raise ContainerError(f"the engine refused to create {spec.name}: {exc.explanation or exc}") from None
     except DockerException as exc:  # docker-py refused a value before sending it (validate checks them too)
         raise ContainerError(f"docker-py refused the settings of {spec.name}: {exc}", hint="run `envctl validate` on the manifest") from None
@@ -131,7 +131,8 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
             before_remove=None, listed=None) -> ContainerOutcome:
     """Do to the container exactly what the plan decided (`action`: create | recreate | start |
     restart | unchanged), after checking, under the environment's lock, that it is still as observed
-    (`expected`: plan.World). `before_remove(container)` may raise to keep a container from being
+    (`expected`: plan.World); a container the plan found absent is created without a look first,
+    the engine's refusal of a name in use being that check (_create_absent). `before_remove(container)` may raise to keep a container from being
     removed (running work). `listed()`: for "unchanged" only, the listing list_if_free took
     under the lock earlier (or NOT_LISTED), which is then compared instead of asking again."""
     if action == "unchanged" and listed is not None:
@@ -167,24 +168,34 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
                 before_remove(current)
             _remove(current)
             return ContainerOutcome("recreated", _create(client, spec, image_id, manifest_file).id, tuple(changes))
-        if action == "create":  # the plan saw one, and it is still there: never created over it
-            return _create_absent(client, spec, image_id, manifest_file)
+        if action == "create":  # a plan that saw a container never asks to create it (decisions.container)
+            raise ContainerError(f"the plan asks to create container {spec.name}, which it found there",
+                                 hint="run `envctl plan` again to see what up would do now")
         raise ContainerError(f"the plan asks to '{action}' container {spec.name}, which up does not apply",
                              hint="the engine could not be asked when the plan was made: run `envctl plan` again")
 
 
 def _create_absent(client, spec: ContainerSpec, image_id: str, manifest_file: str) -> ContainerOutcome:
-    """Create the container the plan found absent. Raises WorldChanged when the engine has a
-    container of that name now (409: made meanwhile by another `up`, on this machine or another
-    with this engine, or by hand)."""
+    """Create the container the plan found absent. The engine refuses a name in use (409):
+    WorldChanged when an envctl container has it now (made meanwhile by another `up`, on this
+    machine or another with this engine), ContainerError when a container envctl did not make
+    has it (which the plan, listing envctl's containers only, does not see)."""
     try:
         return ContainerOutcome("created", _create(client, spec, image_id, manifest_file).id)
     except APIError as exc:
-        if exc.status_code == 409:
-            raise WorldChanged(f"container {spec.name} changed since the plan was made: it was absent, and the engine "
-                               f"has a container of that name now ({exc.explanation or exc})",
-                               hint="run `envctl plan` again to see what up would do now") from None
-        raise
+        if exc.status_code != 409:
+            raise
+        said = exc.explanation or exc
+    try:
+        labels = client.api.inspect_container(spec.name)["Config"]["Labels"] or {}
+    except (APIError, KeyError, TypeError):
+        labels = {LABEL_MANIFEST: "?"}  # gone again, or unreadable: said as a change, which running plan again sorts out
+    if LABEL_MANIFEST not in labels:
+        raise ContainerError(f"a container named {spec.name} that envctl did not make is on the engine ({said})",
+                             hint=f"remove or rename it (docker rm / docker rename {spec.name} ...), or give this "
+                                  "environment another container.name in the manifest")
+    raise WorldChanged(f"container {spec.name} changed since the plan was made: it was absent, and another has that "
+                       f"name now ({said})", hint="run `envctl plan` again to see what up would do now")
 
 
 def _check_as_planned(spec: ContainerSpec, expected, current) -> None:

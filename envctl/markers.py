@@ -21,8 +21,9 @@ CLAIM_DONE = "envctl-setup-claim: ran meanwhile"
 CLAIM_EXIT = 213
 # The wrapper writes the step's marker itself once the step succeeded (so `up` needs no exec of
 # its own for it: three Engine API requests, each a round trip to an SSH host, issue 14); a
-# marker it could not write is said with this text, in its output's last line (the failed write's
-# message before it, on the same stream, so in order), and exit MARKER_EXIT. The write is
+# marker it could not write is said with this text, in its output's last line before the exit
+# word (the failed write's message before it, on the same stream, so in order), and exit
+# MARKER_EXIT. The write is
 # `true > FILE`, not `: > FILE`: a redirection that fails on a special built-in such as `:` ends
 # a POSIX sh (dash, busybox) at once, before the word, the exit code and the claim's release.
 MARKER_UNWRITTEN = "envctl-setup-marker: could not write"
@@ -37,10 +38,10 @@ _CLAIMED = (  # the claim taken: the start of every claim wrapper's text
 )
 
 
-# The wrapper's last words: EXIT_WORD and its exit code, alone on its output's last line, so
-# that `up` reads the step's exit code from its output instead of asking the engine for the
-# exec's (one request less per step: a round trip to an SSH host, issue 14). The record
-# separator (0x1e) never starts a line a step prints by accident.
+# The wrapper's last words: EXIT_WORD and its exit code, ending its output's last line (after the
+# step's own last line where that had no newline), so that `up` reads the step's exit code from
+# its output instead of asking the engine for the exec's (one request less per step: a round
+# trip to an SSH host, issue 14). The record separator (0x1e) is not in what steps print.
 EXIT_WORD = "\x1eenvctl-setup-exit"
 
 
@@ -61,7 +62,7 @@ CLAIM_WRAPPER = _claim_wrapper("true")
 CLAIM_WRAPPERS = (
     CLAIM_WRAPPER,
     _claim_wrapper("true", said=False),  # before the exit code was said
-    _claim_wrapper(":"),  # `: > FILE`, which a failed redirection ended at once
+    _claim_wrapper(":", said=False),  # `: > FILE`, which a failed redirection ended at once
     _CLAIMED + '"$@"; code=$?; if [ $code -eq 0 ]; then mkdir -p "${m%/*}" && : > "$m"; fi; rm -f "$c"; exit $code',
 )
 

@@ -186,9 +186,10 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
     SSHHost.container_hint), that container's inspection, processes (`top`) and setup state's
     archive in one round; then the baked images' inspections, where still unknown `/info`, and
     the listed container's requests when `known_id` was not its ID, in a second (none at all
-    for an environment already up without baked images, nor for a fresh host). Each round is one round
-    trip to an SSH host (plus one for its connection's channel through the forward, the first)
-    where one request after another took one each. By ID, never by name: the engine takes a
+    for an environment already up without baked images, nor for a fresh host). Each round is one
+    round trip to an SSH host (plus one for a new connection's channel through the forward, where
+    the connection /version was asked on was not kept) where one request after another took one
+    each. By ID, never by name: the engine takes a
     name for a container that is not envctl's (a user's own of that name) and a short hex name
     for another's ID prefix, and answering an archive request mounts that container's mounts
     (creating a bind's missing source directory on the server)."""
@@ -372,8 +373,9 @@ def _container_listed(answer, name: str) -> ContainerState | None:
 
 
 class _Rounds:
-    """GET requests sent together on one connection of their own to the engine's unix socket
-    (HTTP/1.1 pipelining, envctl/engine_socket.py Pipelined: the engine answers in order),
+    """GET requests sent together on one connection to the engine's unix socket (HTTP/1.1
+    pipelining, envctl/engine_socket.py Pipelined: the engine answers in order): the one the
+    engine's API version was asked on where it was kept (engine_socket.keep), else one of its own,
     in the API version docker-py negotiated, traced as docker-py's requests are (its response
     hooks: ENVCTL_SSH_TRACE). `of` gives None for an engine reached otherwise (tcp://, ssh://):
     then each request goes through docker-py, one after another, as before. A round that does
@@ -415,13 +417,14 @@ class _Rounds:
         from envctl.engine_socket import Pipelined
 
         versioned = [(f"/v{self._version}{target[0]}", *target[1:]) for target in targets]
+        kept, self._reused = self._reused, None  # a kept connection is asked again only on its first use
         try:
             return self._pipelined.get(versioned)
-        except EngineUnanswered:
-            if self._reused is None:
+        except EngineUnanswered as exc:
+            if kept is None or exc.answered:
                 self._broken = True
                 return [(0, None)] * len(targets)
-        # The kept connection did not answer (the engine may close an idle one): a new one, once.
+        # The kept connection gave no answer (the engine may close an idle one): a new one, once.
         self.close()
-        self._reused, self._pipelined = None, Pipelined(self._path, self._trace)
+        self._pipelined = Pipelined(self._path, self._trace)
         return self.ask(targets)

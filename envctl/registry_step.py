@@ -91,9 +91,10 @@ def _tarball_step(plan: Plan, ref: str, config_digest: str, source: str):
 def _saved(client, ref: str, image_id: str, local: Cache, progress) -> Path:
     """`docker save REF` into this machine's cache, named by the image ID: written once, as a
     whole (a partial file is never taken for a finished one). `up --hosts` asks from a thread
-    per host: one thread saves while the others wait for its file, and a file another process
-    finished first is kept, never renamed over (envctl/atomic.place_once): a host's push may be
-    hashing it (envctl/file_digest.py checks its inode)."""
+    per host: one thread saves while the others wait for its file (or its error, raised in each),
+    and a file another process finished first is kept, never renamed over
+    (envctl/atomic.place_once): a host's push may be hashing it (envctl/file_digest.py checks its
+    inode)."""
     import uuid
 
     from envctl.atomic import place_once
@@ -101,26 +102,40 @@ def _saved(client, ref: str, image_id: str, local: Cache, progress) -> Path:
     directory = local.root / "pulled"
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{image_id.split(':', 1)[-1]}.tar"
-    with _saving(final):
+    saving = _saving(final)
+    with saving.lock:
+        if saving.failed is not None:  # the thread that saved it first failed: so does this host, at once
+            raise saving.failed
         if final.is_file():
             return final
         partial = directory / f".{final.name}.{uuid.uuid4().hex}.partial"
-        image = client.images.get(ref)
         try:
+            image = client.images.get(ref)
             with open(partial, "wb") as handle:
                 for chunk in image.save(named=True):
                     handle.write(chunk)
             place_once(partial, final)
+        except Exception as exc:
+            saving.failed = exc
+            raise
         finally:
             partial.unlink(missing_ok=True)
     return final
 
 
+class _Saving:
+    """Held while this process writes one file; `failed`: the error its writer met."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.failed: Exception | None = None
+
+
 _SAVING_GUARD = threading.Lock()
-_SAVING: dict[Path, threading.Lock] = {}
+_SAVING: dict[Path, _Saving] = {}
 
 
-def _saving(final: Path) -> threading.Lock:
-    """The lock held while this process writes `final` (one per file, kept for the process)."""
+def _saving(final: Path) -> _Saving:
+    """The file's _Saving (one per file, kept for the process)."""
     with _SAVING_GUARD:
-        return _SAVING.setdefault(final, threading.Lock())
+        return _SAVING.setdefault(final, _Saving())

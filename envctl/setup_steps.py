@@ -24,7 +24,8 @@ TAIL_LINES = 20
 # "run" was decided before the other `up` ran it. The claim file is created with O_EXCL (sh's
 # noclobber, `set -C`) and holds the wrapper's PID; a claim whose process is gone (an `up`
 # killed mid-step, a restart) is stale and taken over. The wrapper and its arguments: envctl/markers.py.
-# Only sh, mkdir and rm are assumed (the marker writes need mkdir already).
+# Only sh, mkdir and rm are assumed (the marker writes need mkdir already), and printf, a builtin
+# of dash, busybox sh and bash (without it, up asks the engine for the exit code: _exit_said).
 # The wrapper writes the marker itself when the step succeeds, before it lets go of the claim: a
 # step whose `up` lost its connection (an SSH host gone away) runs on in the
 # container, and when it succeeds the next `up` skips it rather than running it a second time.
@@ -62,7 +63,7 @@ def _exit_said(line: str) -> tuple[str | None, int | None]:
     whole line; the code, or None when the line does not end with them). A step's last line
     without a newline ends with the word."""
     text, found, code = line.rpartition(EXIT_WORD + " ")
-    if not found or not code.isdigit():
+    if not found or not (code.isascii() and code.isdigit()):
         return line, None
     return (text or None), int(code)
 
@@ -131,9 +132,11 @@ def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Ca
                 if not text.startswith(MARKER_UNWRITTEN):  # the wrapper's word to us, not the step's output
                     echo(f"  | {text}")
         if pending:
-            said = None  # output after the word (the step's stderr, copied after it): asked below
-            tail.append(mask(pending.decode("utf-8", errors="replace"), secrets))
-            echo(f"  | {tail[-1]}")
+            said = None  # output after the word (the step's stderr, copied after it), or the word cut short: asked below
+            text, _ = _exit_said(pending.decode("utf-8", errors="replace"))
+            if text is not None:
+                tail.append(mask(text, secrets))
+                echo(f"  | {tail[-1]}")
         code = said if said is not None else client.api.exec_inspect(exec_id)["ExitCode"]
         if code == _CLAIM_EXIT and first is not None and first.startswith((CLAIM_HELD, CLAIM_DONE)):
             what = ("another `up` is running it now (pid " + first[len(CLAIM_HELD):].strip() + " in the container)"

@@ -273,7 +273,8 @@ class SSHHost:
         then builds its client with that version instead of asking it itself: docker-py's
         APIClient asks /version when given none, one round trip before any other request. The
         early opening (envctl/remote/early_open.py) starts it while typer, docker-py and the
-        manifest load, for the commands that ask the engine (up, plan). Asked once."""
+        manifest load, for the commands that ask the engine (up, plan). Asked once. Its
+        connection is kept open for the plan's first round (engine_socket.keep)."""
         if self._api_version is not None or self._engine is not None:
             return
         from concurrent.futures import Future
@@ -345,7 +346,7 @@ class SSHHost:
                 # on the server first (one round trip): its own /version's connection was kept for
                 # the requests after it (engine_pool.share_one_pool). Without that request, the
                 # image step's check or apply's first read would wait for it; opened now instead,
-                # beside the plan's rounds (which go on a connection of their own). netrc: what
+                # beside the plan's rounds (which go on the /version connection). netrc: what
                 # requests imports at a session's first request (requests.utils.get_netrc_auth),
                 # imported on this thread: two threads importing at once can deadlock.
                 import netrc  # noqa: F401

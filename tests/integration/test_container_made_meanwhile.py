@@ -1,7 +1,8 @@
 """A container the plan found absent is created without listing the engine's containers first
 (envctl/lifecycle.py execute: a round trip less to an SSH host); a container of that name made
 after the plan (by another `up`, or by hand) is still never created over, removed or taken:
-the engine refuses the name (409) and `up` says what changed, as the listing would have."""
+the engine refuses the name (409) and `up` says what has it: another `up`'s container (the
+world changed), or one envctl did not make (rename or remove it)."""
 
 from __future__ import annotations
 
@@ -27,20 +28,29 @@ def image(engine):
 @pytest.mark.parametrize("made_by", ["envctl", "hand"])
 def test_a_container_made_after_the_plan_is_left_alone_and_named(engine, image, tmp_path, made_by):
     from envctl.engine import Engine
+    from envctl.lifecycle import ContainerError
 
     name = f"it-made-meanwhile-{uuid.uuid4().hex[:8]}"
     spec = ContainerSpec(name=name, image=image, manifest="it-made-meanwhile", variant=None, cards=())
     image_id = engine.images.get(image).id
-    # Made after the plan saw no container: by an `up` (envctl's labels) or by hand (none).
+    # Made after the plan saw no container: by an `up` (envctl's labels), or by hand (none: the
+    # plan, which lists envctl's containers only, would not have seen it before either).
     other = engine.containers.create(**spec.api_kwargs()) if made_by == "envctl" else \
         engine.containers.create(image, ["sleep", "60"], name=name)
     try:
-        with pytest.raises(WorldChanged) as raised:
+        with pytest.raises((WorldChanged, ContainerError)) as raised:
             # Through envctl's engine wrapper, as `up` asks (its errors are docker-py's and envctl's at once).
             execute(Engine(engine, "the engine under test"), spec, "create", World(True, image_id), image_id,
                     str(tmp_path / "manifest.yaml"), tmp_path)
-        assert raised.value.message.startswith(f"container {name} changed since the plan was made: it was absent, "
-                                               "and the engine has a container of that name now ("), raised.value.message
+        if made_by == "envctl":
+            assert isinstance(raised.value, WorldChanged)
+            assert raised.value.message.startswith(f"container {name} changed since the plan was made: it was absent, "
+                                                   "and another has that name now ("), raised.value.message
+        else:
+            assert isinstance(raised.value, ContainerError)
+            assert raised.value.message.startswith(f"a container named {name} that envctl did not make is on the "
+                                                   "engine ("), raised.value.message
+            assert f"docker rename {name}" in raised.value.hint
         assert [c.id for c in engine.containers.list(all=True, filters={"name": name})] == [other.id]
     finally:
         other.remove(force=True)

@@ -76,6 +76,7 @@ def test_output_after_the_wrappers_word_is_shown_and_the_engine_asked(engine, co
     ("plain output", ("plain output", None)),
     ("\x1eenvctl-setup-exit ***", ("\x1eenvctl-setup-exit ***", None)),
     ("envctl-setup-exit 0", ("envctl-setup-exit 0", None)),  # without the separator: the step's own text
+    ("\x1eenvctl-setup-exit \u00b2", ("\x1eenvctl-setup-exit \u00b2", None)),  # a digit to str.isdigit, not to int
 ])
 def test_the_wrappers_word_is_read_only_where_it_is_whole(line, expected):
     assert _exit_said(line) == expected

@@ -59,10 +59,12 @@ def test_a_marker_whose_directory_is_there_but_takes_no_file_stops_up_with_the_w
     assert env.inside("ls -A /var/lib/envctl/claims") == (0, "")  # the claim was let go
 
 
-@pytest.mark.parametrize("earlier", [1, 2], ids=["71f645e's wrapper", "the wrapper before it"])
+@pytest.mark.parametrize("earlier", [1, 2, 3], ids=["the wrapper before the exit word", "71f645e's wrapper",
+                                                    "the wrapper before it"])
 def test_a_step_an_earlier_envctl_started_is_still_read_as_a_setup_step(make_env, tarballs, earlier):
-    # The claim wrapper's text changed twice (the marker written by it, then with `true`): a
-    # step started by an earlier wrapper, still running, was listed as an exec of `sh -c ...`.
+    # The claim wrapper's text changed three times (the marker written by it, then with `true`,
+    # then the exit code said last): a step started by an earlier wrapper, still running, was
+    # listed as an exec of `sh -c ...`.
     import json
 
     from envctl.markers import CLAIM_DIR, CLAIM_WRAPPERS, MARKER_DIR

@@ -210,8 +210,11 @@ def test_up_asks_the_host_and_its_engine_once_for_each_thing(up_world, tmp_path)
     # The artifact (blobs alone) is assembled in its blob's push session: no tar stream of its own.
     assert not [s for s in sessions if "tar -xf -" in s], sessions
     assert world.remote("lab1", f"{world.data_dir()}/cache").is_dir()
-    # The new container is created and started, never inspected (docker-py's create inspects it).
+    # The new container is created and started, never inspected (docker-py's create inspects it),
+    # nor looked for first: the engine refuses a name in use (lifecycle._create_absent). The
+    # only container listing is the plan's own.
     assert _count(requests, r"POST /v[\d.]+/containers/create\?name=\S+") == 1, requests
+    assert _count(requests, r"GET /v[\d.]+/containers/json\?\S+") == 1, requests
     assert _count(requests, CONTAINER_INSPECT) == 0, requests
     # The setup step and its marker: one exec (the wrapper writes the marker), not two.
     assert _count(requests, r"POST /v[\d.]+/containers/[0-9a-f]{64}/exec") == 1, requests
