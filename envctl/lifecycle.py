@@ -132,8 +132,8 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
     """Do to the container exactly what the plan decided (`action`: create | recreate | start |
     restart | unchanged), after checking, under the environment's lock, that it is still as observed
     (`expected`: plan.World); a container the plan found absent is created without a look first,
-    the engine's refusal of a name in use being that check (_create_absent). `before_remove(container)` may raise to keep a container from being
-    removed (running work). `listed()`: for "unchanged" only, the listing list_if_free took
+    the engine's refusal of a name in use being that check (_create_absent).
+    `before_remove(container)` may raise to keep a container from being removed (running work). `listed()`: for "unchanged" only, the listing list_if_free took
     under the lock earlier (or NOT_LISTED), which is then compared instead of asking again."""
     if action == "unchanged" and listed is not None:
         current = listed()  # raises what the listing raised, as it would have here

@@ -23,9 +23,9 @@ CLAIM_EXIT = 213
 # its own for it: three Engine API requests, each a round trip to an SSH host, issue 14); a
 # marker it could not write is said with this text, in its output's last line before the exit
 # word (the failed write's message before it, on the same stream, so in order), and exit
-# MARKER_EXIT. The write is
-# `true > FILE`, not `: > FILE`: a redirection that fails on a special built-in such as `:` ends
-# a POSIX sh (dash, busybox) at once, before the word, the exit code and the claim's release.
+# MARKER_EXIT. The write is `true > FILE`, not `: > FILE`: a redirection that fails on a special
+# built-in such as `:` ends a POSIX sh (dash, busybox) at once, before the word, the exit code and
+# the claim's release.
 MARKER_UNWRITTEN = "envctl-setup-marker: could not write"
 MARKER_EXIT = 214
 _CLAIMED = (  # the claim taken: the start of every claim wrapper's text

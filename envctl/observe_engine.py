@@ -189,10 +189,10 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
     for an environment already up without baked images, nor for a fresh host). Each round is one
     round trip to an SSH host (plus one for a new connection's channel through the forward, where
     the connection /version was asked on was not kept) where one request after another took one
-    each. By ID, never by name: the engine takes a
-    name for a container that is not envctl's (a user's own of that name) and a short hex name
-    for another's ID prefix, and answering an archive request mounts that container's mounts
-    (creating a bind's missing source directory on the server)."""
+    each. By ID, never by name: the engine takes a name for a container that is not envctl's (a
+    user's own of that name) and a short hex name for another's ID prefix, and answering an
+    archive request mounts that container's mounts (creating a bind's missing source directory
+    on the server)."""
     from envctl.image_identity import EngineImages
     from envctl.image_step import LABEL_CONTEXT
     from envctl.runs import TOP_ARGS
