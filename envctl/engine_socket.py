@@ -161,12 +161,12 @@ class Pipelined:
                 answer = http.client.HTTPResponse(self, method="GET")
                 answer.begin()
                 body = answer.read()
-                if answer.will_close and len(answers) < len(paths) - 1:
-                    raise EngineUnanswered(f"GET {path}: the engine closed the connection")
                 if as_bytes and answer.status == 200:
                     answers.append((200, body))
                 else:
                     answers.append((answer.status, json.loads(body) if body else None))
+                if answer.will_close and len(answers) < len(paths):  # this one answered, the rest never will
+                    raise EngineUnanswered(f"GET {path}: the engine closed the connection")
         except (OSError, http.client.HTTPException, ValueError, EngineUnanswered) as exc:
             failed = exc if isinstance(exc, EngineUnanswered) else \
                 EngineUnanswered(f"GET {paths[min(len(answers), len(paths) - 1)]}: {exc}")

@@ -187,9 +187,14 @@ def _create_absent(client, spec: ContainerSpec, image_id: str, manifest_file: st
             raise
         said = exc.explanation or exc
     try:
-        labels = client.api.inspect_container(spec.name)["Config"]["Labels"] or {}
-    except (APIError, KeyError, TypeError):
-        labels = {LABEL_MANIFEST: "?"}  # gone again, or unreadable: said as a change, which running plan again sorts out
+        holder = client.api.inspect_container(spec.name)
+        # The name's holder, not a container whose ID the name also begins (the engine's fallback
+        # once the name is free again).
+        labels = (holder["Config"]["Labels"] or {}) if holder.get("Name") == f"/{spec.name}" else None
+    except (APIError, KeyError, TypeError, AttributeError):
+        labels = None
+    if labels is None:  # gone again, or unreadable: said as a change, which planning again sorts out
+        labels = {LABEL_MANIFEST: "?"}
     if LABEL_MANIFEST not in labels:
         raise ContainerError(f"a container named {spec.name} that envctl did not make is on the engine ({said})",
                              hint=f"remove or rename it (docker rm / docker rename {spec.name} ...), or give this "

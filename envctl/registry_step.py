@@ -104,10 +104,11 @@ def _saved(client, ref: str, image_id: str, local: Cache, progress) -> Path:
     final = directory / f"{image_id.split(':', 1)[-1]}.tar"
     saving = _saving(final)
     with saving.lock:
-        if saving.failed is not None:  # the thread that saved it first failed: so does this host, at once
-            raise saving.failed
         if final.is_file():
             return final
+        if saving.failed is not None:  # the thread that saved it first failed: so does this host, at once
+            raise FetchError(f"image {ref}: its docker save on this machine failed, for another host of this up: "
+                             f"{_said(saving.failed)}", hint="the error of that host says more") from saving.failed
         partial = directory / f".{final.name}.{uuid.uuid4().hex}.partial"
         try:
             image = client.images.get(ref)
@@ -121,6 +122,10 @@ def _saved(client, ref: str, image_id: str, local: Cache, progress) -> Path:
         finally:
             partial.unlink(missing_ok=True)
     return final
+
+
+def _said(error: Exception) -> str:
+    return getattr(error, "message", None) or str(error) or type(error).__name__
 
 
 class _Saving:

@@ -68,6 +68,20 @@ def _exit_said(line: str) -> tuple[str | None, int | None]:
     return (text or None), int(code)
 
 
+def _without_cut_word(text: str) -> str | None:
+    """`text` (what followed the stream's last newline) without the wrapper's word at its end,
+    whole or cut short anywhere (the stream broke off while the wrapper wrote it); None when
+    nothing else is left."""
+    at = text.rfind(EXIT_WORD[0])
+    if at < 0:
+        return text
+    rest, word = text[at:], EXIT_WORD + " "
+    code = rest[len(word):]
+    if word.startswith(rest) or (rest.startswith(word) and (not code or (code.isascii() and code.isdigit()))):
+        return text[:at] or None
+    return text
+
+
 def present_markers(client, container_id: str) -> set[str]:
     """The markers in the container, read at once: each exec is a few Engine API calls, and a
     remote engine is a round trip away. Only the image's sh is used (builtins, no ls)."""
@@ -133,7 +147,7 @@ def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Ca
                     echo(f"  | {text}")
         if pending:
             said = None  # output after the word (the step's stderr, copied after it), or the word cut short: asked below
-            text, _ = _exit_said(pending.decode("utf-8", errors="replace"))
+            text = _without_cut_word(pending.decode("utf-8", errors="replace"))
             if text is not None:
                 tail.append(mask(text, secrets))
                 echo(f"  | {tail[-1]}")

@@ -68,3 +68,25 @@ def test_a_container_the_plan_found_absent_is_created(engine, image, tmp_path):
     finally:
         for container in engine.containers.list(all=True, filters={"name": name}):
             container.remove(force=True)
+
+
+def test_a_name_freed_again_before_its_holder_is_read_is_not_blamed_on_another_container(engine, image, tmp_path,
+                                                                                         monkeypatch):
+    """The 409's holder is read by name; removed in between, the engine answers that name with a
+    container whose ID begins with it (its fallback for a free name): not the holder, so not
+    said to be one envctl did not make. Here the engine's answer for the name is another real
+    container's inspection, as that fallback gives it."""
+    name = f"it-made-meanwhile-{uuid.uuid4().hex[:8]}"
+    spec = ContainerSpec(name=name, image=image, manifest="it-made-meanwhile", variant=None, cards=())
+    image_id = engine.images.get(image).id
+    holder = engine.containers.create(image, ["sleep", "60"], name=name)
+    unrelated = engine.containers.create(image, ["sleep", "60"], name=f"it-unrelated-{uuid.uuid4().hex[:8]}")
+    original = engine.api.inspect_container
+    monkeypatch.setattr(engine.api, "inspect_container",
+                        lambda ref: original(unrelated.id) if ref == name else original(ref))
+    try:
+        with pytest.raises(WorldChanged, match=f"container {name} changed since the plan was made"):
+            execute(engine, spec, "create", World(True, image_id), image_id, str(tmp_path / "manifest.yaml"), tmp_path)
+    finally:
+        holder.remove(force=True)
+        unrelated.remove(force=True)

@@ -2,11 +2,15 @@
 first round (envctl/engine_socket.py keep and reused; observe_engine._Rounds): through an SSH
 forward a new connection waits a round trip for its channel. Asked here on a real engine's unix
 socket: the kept connection is taken once and answers the round; one that no longer answers
-(the engine may close an idle connection) is replaced by a new one, and the round answers."""
+(the engine may close an idle connection) is replaced by a new one, and the round answers. How
+an engine closes a connection (before an answer, after one, saying so or not) is played by a
+stand-in socket: a round already answered in part, or a second round, is never asked again."""
 
 from __future__ import annotations
 
 import socket
+
+import pytest
 
 from envctl import engine_socket
 from envctl.observe_engine import _Rounds
@@ -58,45 +62,97 @@ def test_keeping_another_connection_for_a_path_closes_the_one_kept_before(engine
     second.__exit__(None, None, None)
 
 
+class _StandIn:
+    """A unix socket that answers HTTP/1.1 GETs as Go's net/http does, each connection by a
+    script: ("answer", body), ("answer and close", body) (with `Connection: close`, as a server
+    says it is closing) or ("close",) per request, in order; then the connection closes.
+    `connections`: how many were made."""
+
+    def __init__(self, path: str, scripts: list):
+        import threading
+
+        self.path, self.connections = path, 0
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(path)
+        self._server.listen(4)
+        self._scripts = list(scripts)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while self._scripts:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            script, data = self._scripts.pop(0), b""
+            for step in script:
+                while b"\r\n\r\n" not in data:
+                    data += connection.recv(4096)
+                data = data.split(b"\r\n\r\n", 1)[1]
+                if step[0] == "close":
+                    break
+                body, closing = step[1], "Connection: close\r\n" if step[0] == "answer and close" else ""
+                connection.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{closing}Content-Length: "
+                                   f"{len(body)}\r\n\r\n".encode() + body)
+                if closing:
+                    break
+            connection.close()
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def _kept_rounds(standin):
+    from types import SimpleNamespace
+
+    kept = engine_socket.Pipelined(standin.path)
+    assert kept.get([("/version", None)]) == [(200, {"ApiVersion": "1.41"})]
+    engine_socket.keep(standin.path, kept)
+    return _Rounds(SimpleNamespace(api_version="1.41", hooks={}), standin.path)
+
+
+VERSION = ("answer", b'{"ApiVersion": "1.41"}')
+
+
 def test_a_kept_connection_the_engine_closed_is_replaced(tmp_path):
     """The engine side closes the kept connection after its answer (as a server does with an
     idle one): the round's request goes out, its answer never comes, and a new connection asks
-    it. A stand-in of the engine's socket that answers HTTP/1.1 as Go's net/http does: one
-    connection answered and closed, then one that stays."""
-    import threading
-    from types import SimpleNamespace
-
-    path = str(tmp_path / "engine.sock")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(2)
-    requests = []
-
-    def answer(connection, body: bytes, close: bool) -> None:
-        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        connection.sendall(head.encode() + body)
-        if close:
-            connection.close()
-
-    def serve() -> None:
-        for closes in (True, False):
-            connection, _ = server.accept()
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += connection.recv(4096)
-            requests.append((closes, data.split(b" ")[1].decode()))
-            answer(connection, b'{"ApiVersion": "1.41"}' if closes else b'"OK"', closes)
-            if not closes:
-                connection.recv(1)  # held open until the client closes it
-
-    threading.Thread(target=serve, daemon=True).start()
-    kept = engine_socket.Pipelined(path)
-    assert kept.get([("/version", None)]) == [(200, {"ApiVersion": "1.41"})]
-    engine_socket.keep(path, kept)
-    rounds = _Rounds(SimpleNamespace(api_version="1.41", hooks={}), path)
+    it."""
+    standin = _StandIn(str(tmp_path / "engine.sock"), [[VERSION], [("answer", b'"OK"')]])
+    rounds = _kept_rounds(standin)
     try:
         assert rounds.ask([("/_ping", None)]) == [(200, "OK")]
     finally:
         rounds.close()
-        server.close()
-    assert requests == [(True, "/version"), (False, "/v1.41/_ping")]
+        standin.close()
+    assert standin.connections == 2
+
+
+@pytest.mark.parametrize("end", ["close", "answer and close"])
+def test_a_round_the_kept_connection_answered_in_part_is_not_asked_again(tmp_path, end):
+    """The first of two requests answered, then the connection closed (without a word, or
+    saying so in that answer): the state archive (which mounts the container's mounts) and the
+    like are not asked a second time; the round is said unanswered, and the caller asks through
+    docker-py (observe_engine.view)."""
+    script = [VERSION, ("answer", b'"a"'), ("close",)] if end == "close" else [VERSION, ("answer and close", b'"a"')]
+    standin = _StandIn(str(tmp_path / "engine.sock"), [script, [("answer", b'"x"')]])
+    rounds = _kept_rounds(standin)
+    try:
+        assert rounds.ask([("/a", None), ("/b", None)]) == [(0, None), (0, None)]
+    finally:
+        rounds.close()
+        standin.close()
+    assert standin.connections == 1
+
+
+def test_a_kept_connection_is_replaced_on_its_first_use_only(tmp_path):
+    standin = _StandIn(str(tmp_path / "engine.sock"), [[VERSION, ("answer", b'"a"'), ("close",)], [("answer", b'"x"')]])
+    rounds = _kept_rounds(standin)
+    try:
+        assert rounds.ask([("/a", None)]) == [(200, "a")]
+        assert rounds.ask([("/b", None)]) == [(0, None)]  # its second round: not asked again elsewhere
+    finally:
+        rounds.close()
+        standin.close()
+    assert standin.connections == 1

@@ -56,3 +56,34 @@ def test_threads_of_several_hosts_save_the_image_once(engine, tmp_path):
         assert [p.name for p in paths[0].parent.iterdir()] == [paths[0].name]  # no partial file left
     finally:
         remove_images(engine, [ref])
+
+
+def test_threads_waiting_for_a_save_that_failed_fail_at_once_and_say_so(engine, tmp_path):
+    """The thread that saves meets an error (here the image is not on the engine): the others
+    do not save again one after another, each failing the same way; they fail at once, saying
+    the save failed for another host, with the first error as its cause."""
+    from envctl.errors import FetchError
+
+    ref = f"envctl-it/saved-once-missing:{uuid.uuid4().hex[:8]}"
+    client, cache = CountingClient(engine), Cache(tmp_path / "cache")
+    meet = threading.Barrier(3)
+
+    def save():
+        meet.wait()
+        try:
+            _saved(client, ref, "sha256:" + "0" * 64, cache, None)
+        except Exception as exc:  # noqa: BLE001  (what each host's thread meets)
+            return exc
+        return None
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        errors = [f.result() for f in [pool.submit(save) for _ in range(3)]]
+    assert client.images.gets == 1
+    first = [e for e in errors if not isinstance(e, FetchError)]
+    waited = [e for e in errors if isinstance(e, FetchError)]
+    assert len(first) == 1 and len(waited) == 2, errors
+    for error in waited:
+        assert error.message.startswith(f"image {ref}: its docker save on this machine failed, for another host of "
+                                         "this up: "), error.message
+        assert error.__cause__ is first[0]
+    assert [p.name for p in (tmp_path / "cache" / "pulled").iterdir()] == []  # no partial file left

@@ -80,3 +80,18 @@ def test_output_after_the_wrappers_word_is_shown_and_the_engine_asked(engine, co
 ])
 def test_the_wrappers_word_is_read_only_where_it_is_whole(line, expected):
     assert _exit_said(line) == expected
+
+
+@pytest.mark.parametrize("rest, expected", [
+    ("\x1eenvctl-setup-exit 0", None),  # whole, but for its newline
+    ("\x1eenvctl-setup-ex", None),  # cut short inside the word
+    ("\x1eenvctl-setup-exit ", None),
+    ("tail\x1eenvctl-setup-exit 1", "tail"),
+    ("tail\x1eenvc", "tail"),
+    ("tail", "tail"),
+    ("a\x1eb", "a\x1eb"),  # a record separator of the step's own
+])
+def test_a_word_cut_short_at_the_streams_end_is_not_shown(rest, expected):
+    from envctl.setup_steps import _without_cut_word
+
+    assert _without_cut_word(rest) == expected

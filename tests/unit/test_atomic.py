@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from envctl.atomic import place_once, write_text_atomic
 
 
@@ -56,3 +58,22 @@ def test_place_once_from_many_threads_places_exactly_one(tmp_path):
     assert placed.count(True) == 1
     assert target.read_bytes() == f"writer {placed.index(True)}".encode()
     assert [p.name for p in tmp_path.iterdir()] == ["x.tar"]
+
+
+@pytest.mark.parametrize("errno_name", ["EPERM", "ENOSYS", "EMLINK"])
+def test_place_once_renames_where_the_file_system_makes_no_link(tmp_path, monkeypatch, errno_name):
+    """Some FUSE and network file systems refuse hard links: the finished file is renamed into a
+    free name instead, and still never over a file already there."""
+    import errno
+    import os
+
+    def refused(*_args, **_kwargs):
+        raise OSError(getattr(errno, errno_name), os.strerror(getattr(errno, errno_name)))
+
+    monkeypatch.setattr(os, "link", refused)
+    source, target = tmp_path / ".x.partial", tmp_path / "x.tar"
+    source.write_bytes(b"first")
+    assert place_once(source, target) is True and target.read_bytes() == b"first" and not source.exists()
+    inode = target.stat().st_ino
+    source.write_bytes(b"second")
+    assert place_once(source, target) is False and target.stat().st_ino == inode and not source.exists()
