@@ -75,6 +75,15 @@ def _processes_holding(text: str) -> list[str]:
     return found
 
 
+def _new_log(world, before: list) -> Path:
+    """The one log a run wrote since `before` (_logs then): two runs in one second write two
+    logs whose names differ only in their random part (execute.log_path), so the newest is not
+    the last by name."""
+    new = [log for log in _logs(world) if log not in before]
+    assert len(new) == 1, new
+    return new[0]
+
+
 def _on_host(lines: list[str]) -> list[str]:
     return [line for line in lines if line.startswith("session ") and "command -v docker" in line]
 
@@ -102,11 +111,12 @@ def test_exec_on_a_host_is_one_command_through_its_own_docker_cli(world, lab, ta
 
     # Nothing to mask: the run's own command writes the log on the host, no session of its own for it.
     plain = {k: v for k, v in environ.items() if k != "HF_TOKEN"}
+    before = _logs(world)
     unmasked = world.run("exec", "greet", "--host", "lab1", env=plain)
     assert (unmasked.returncode, unmasked.stdout) == (3, f"out {VALUE}|\ntoken=\n"), unmasked.stderr
     made = [line for line in lines() if line.startswith("session ") and "kind() {" not in line]  # not the probe round
     assert made == _on_host(made) and len(made) == 1, made
-    assert _logs(world)[-1].read_text().endswith(f"out {VALUE}|\ntoken=\n")  # (a run in the same second shares its file)
+    assert _new_log(world, before).read_text().endswith(f"out {VALUE}|\ntoken=\n")
 
     # A host without a docker CLI (each one on the PATH hidden in lab1's own mount namespace): the forwarded socket.
     clis = sorted({os.path.realpath(os.path.join(d, "docker")) for d in os.defpath.split(":") + SSH_PATH
@@ -120,13 +130,14 @@ def test_exec_on_a_host_is_one_command_through_its_own_docker_cli(world, lab, ta
         assert all(os.access(cli, os.X_OK) for cli in clis), "hidden on this machine too"
         # (sh's `command -v`, as envctl's script asks: bash's names a found file it cannot run)
         assert lab.ssh("lab1", "sh", "-c", "'command -v docker'").returncode != 0
+        before = _logs(world)
         again = world.run("exec", "greet", "--host", "lab1", env=environ)
         assert (again.returncode, again.stdout) == (3, f"out {VALUE}|\ntoken=***\n"), again.stderr
         assert len(_on_host(lines())) == 1  # asked, and answered that it has none: nothing ran there
     finally:
         for cli in hidden:
             lab.run_in("lab1", "umount", cli)
-    assert _logs(world)[-1].read_text().endswith(f"out {VALUE}|\ntoken=***\n")
+    assert _new_log(world, before).read_text().endswith(f"out {VALUE}|\ntoken=***\n")
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
