@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import json
 import socket
-import threading
 from typing import Mapping, Sequence
 from urllib.parse import quote, urlencode
 
@@ -175,8 +174,9 @@ class Pipelined:
         return answers
 
 
+# One connection per forwarded socket; each dict operation is atomic (the GIL), which is all the
+# two threads that use it need: the version's thread keeps, the command's takes.
 _KEPT: dict[str, Pipelined] = {}
-_KEPT_GUARD = threading.Lock()
 
 
 def keep(path: str, connection: Pipelined) -> None:
@@ -184,9 +184,8 @@ def keep(path: str, connection: Pipelined) -> None:
     next `reused(path)` to take: through an SSH forward, each new connection is a channel the
     master opens on the server first, one round trip before its first request is sent. One is
     kept per path; one kept before is closed."""
-    with _KEPT_GUARD:
-        before = _KEPT.pop(path, None)
-        _KEPT[path] = connection
+    before = _KEPT.pop(path, None)
+    _KEPT[path] = connection
     if before is not None:
         before.__exit__(None, None, None)
 
@@ -195,8 +194,7 @@ def reused(path: str, trace=None) -> Pipelined | None:
     """The connection kept for `path` (keep), now the caller's with `trace` as its trace, or
     None. The engine may have closed it since: a get on it then raises EngineUnanswered, and
     the caller asks again on a new one."""
-    with _KEPT_GUARD:
-        connection = _KEPT.pop(path, None)
+    connection = _KEPT.pop(path, None)
     if connection is not None:
         connection._trace = trace
     return connection

@@ -133,8 +133,9 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
     restart | unchanged), after checking, under the environment's lock, that it is still as observed
     (`expected`: plan.World); a container the plan found absent is created without a look first,
     the engine's refusal of a name in use being that check (_create_absent).
-    `before_remove(container)` may raise to keep a container from being removed (running work). `listed()`: for "unchanged" only, the listing list_if_free took
-    under the lock earlier (or NOT_LISTED), which is then compared instead of asking again."""
+    `before_remove(container)` may raise to keep a container from being removed (running work).
+    `listed()`: for "unchanged" only, the listing list_if_free took under the lock earlier (or
+    NOT_LISTED), which is then compared instead of asking again."""
     if action == "unchanged" and listed is not None:
         current = listed()  # raises what the listing raised, as it would have here
         if current is not NOT_LISTED:  # read under the lock: nothing is acted on, so nothing more is held
@@ -188,14 +189,12 @@ def _create_absent(client, spec: ContainerSpec, image_id: str, manifest_file: st
         said = exc.explanation or exc
     try:
         holder = client.api.inspect_container(spec.name)
-        # The name's holder, not a container whose ID the name also begins (the engine's fallback
-        # once the name is free again).
-        labels = (holder["Config"]["Labels"] or {}) if holder.get("Name") == f"/{spec.name}" else None
+        # The name's holder only, not a container whose ID the name also begins (the engine's
+        # fallback once the name is free again): gone again, it is said as a change.
+        foreign = holder.get("Name") == f"/{spec.name}" and LABEL_MANIFEST not in (holder["Config"]["Labels"] or {})
     except (APIError, KeyError, TypeError, AttributeError):
-        labels = None
-    if labels is None:  # gone again, or unreadable: said as a change, which planning again sorts out
-        labels = {LABEL_MANIFEST: "?"}
-    if LABEL_MANIFEST not in labels:
+        foreign = False  # unreadable: said as a change, which planning again sorts out
+    if foreign:
         raise ContainerError(f"a container named {spec.name} that envctl did not make is on the engine ({said})",
                              hint=f"remove or rename it (docker rm / docker rename {spec.name} ...), or give this "
                                   "environment another container.name in the manifest")

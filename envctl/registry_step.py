@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Callable
 
@@ -91,10 +90,10 @@ def _tarball_step(plan: Plan, ref: str, config_digest: str, source: str):
 def _saved(client, ref: str, image_id: str, local: Cache, progress) -> Path:
     """`docker save REF` into this machine's cache, named by the image ID: written once, as a
     whole (a partial file is never taken for a finished one). `up --hosts` asks from a thread
-    per host: one thread saves while the others wait for its file (or its error, raised in each),
-    and a file another process finished first is kept, never renamed over
-    (envctl/atomic.place_once): a host's push may be hashing it (envctl/file_digest.py checks its
-    inode)."""
+    per host: one saves under the cache's lock for that file (Cache.locked: threads and other
+    processes alike) while the others wait for its file (or its error, raised in each), and a
+    file finished first is kept, never renamed over (envctl/atomic.place_once): a host's push
+    may be hashing it (envctl/file_digest.py checks its inode)."""
     import uuid
 
     from envctl.atomic import place_once
@@ -102,13 +101,13 @@ def _saved(client, ref: str, image_id: str, local: Cache, progress) -> Path:
     directory = local.root / "pulled"
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{image_id.split(':', 1)[-1]}.tar"
-    saving = _saving(final)
-    with saving.lock:
+    with local.locked(f"pulled:{final.name}"):
         if final.is_file():
             return final
-        if saving.failed is not None:  # the thread that saved it first failed: so does this host, at once
+        failed = _FAILED.get(final)
+        if failed is not None:  # the thread that saved it first failed: so does this host, at once
             raise FetchError(f"image {ref}: its docker save on this machine failed, for another host of this up: "
-                             f"{_said(saving.failed)}", hint="the error of that host says more") from saving.failed
+                             f"{_said(failed)}", hint="the error of that host says more") from failed
         partial = directory / f".{final.name}.{uuid.uuid4().hex}.partial"
         try:
             image = client.images.get(ref)
@@ -117,30 +116,15 @@ def _saved(client, ref: str, image_id: str, local: Cache, progress) -> Path:
                     handle.write(chunk)
             place_once(partial, final)
         except Exception as exc:
-            saving.failed = exc
+            _FAILED[final] = exc
             raise
         finally:
             partial.unlink(missing_ok=True)
     return final
 
 
+_FAILED: dict[Path, Exception] = {}  # a save this process failed, by its file: read and written under its lock
+
+
 def _said(error: Exception) -> str:
     return getattr(error, "message", None) or str(error) or type(error).__name__
-
-
-class _Saving:
-    """Held while this process writes one file; `failed`: the error its writer met."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.failed: Exception | None = None
-
-
-_SAVING_GUARD = threading.Lock()
-_SAVING: dict[Path, _Saving] = {}
-
-
-def _saving(final: Path) -> _Saving:
-    """The file's _Saving (one per file, kept for the process)."""
-    with _SAVING_GUARD:
-        return _SAVING.setdefault(final, _Saving())
