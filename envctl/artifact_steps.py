@@ -45,15 +45,36 @@ def host_records(host: WritableHost, loaded: Loaded, fresh: bool = False,
         return None
 
     def records(name: str) -> dict | None:
-        artifact, source = loaded.manifest.artifacts[name], loaded.sources[name]
-        key = artifact_key(source, artifact.subpath, artifact.include)
-        path = posixpath.join(host.cache_root, "artifacts", key)
+        path = _host_cache_path(host, loaded, name)
         record = host.artifact_record(path, fresh=fresh)
         if seen is not None:
             seen[path] = record
         return record
 
     return records
+
+
+def _host_cache_path(host: WritableHost, loaded: Loaded, name: str) -> str:
+    artifact, source = loaded.manifest.artifacts[name], loaded.sources[name]
+    return posixpath.join(host.cache_root, "artifacts", artifact_key(source, artifact.subpath, artifact.include))
+
+
+def open_sessions_ahead(host: WritableHost, loaded: Loaded) -> None:
+    """Before `up` plans on an SSH host that is sent its artifacts from here: a session opened
+    ahead (envctl/remote/standby.py) for each artifact whose entry the host's cache lacked when
+    the host was opened (its probe round read the entries an earlier command asked for; an
+    entry not read counts as lacking: a host seen for the first time), and one for the image
+    tarball beside them, at most standby.MOST. A push the plan then decides starts its bytes at
+    once; a session not taken ends unused. A guess only: the plan decides what is sent."""
+    if getattr(host, "fetch_mode", None) != "push" or not loaded.manifest.artifacts:
+        return
+    lacking = sum(1 for name in loaded.manifest.artifacts
+                  if not host.known_complete(_host_cache_path(host, loaded, name)))
+    if lacking:
+        from envctl.remote import standby
+
+        tarball = loaded.manifest.image.tarball is not None
+        standby.open(host.connection, lacking + tarball)
 
 
 def host_copies(host: WritableHost, loaded: Loaded) -> Callable[[str, dict], bool] | None:

@@ -68,8 +68,10 @@ def up(
             blockers, needs = plans[host.name].blockers, plans[host.name].needs
             return ("blocked: " + "; ".join(blockers) if blockers else "needs: " + "; ".join(needs) if needs
                     else "plan only")
+        from envctl.artifact_steps import open_sessions_ahead
         from envctl.card_lock import CardsTaken
 
+        open_sessions_ahead(host, loaded)  # the pushes a fresh host will likely get: their sessions opened now
         for attempt in range(CARD_ATTEMPTS):
             the_plan = plan_on(host, loaded, host_options, host.engine())
             _check_saved(saved, plan_file, the_plan)

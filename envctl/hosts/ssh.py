@@ -474,6 +474,14 @@ class SSHHost:
         self._note("records", cache_path)
         return copy.deepcopy(kept[1])  # the caller's to change
 
+    def known_complete(self, cache_path: str) -> bool:
+        """Whether the artifact entry at `cache_path` was complete when this host last read it
+        (the probe round, an artifact_record), with nothing run there since: no round trip.
+        False when it was not read."""
+        self._collect()
+        kept = self._records.get(cache_path)
+        return kept is not None and kept[0] == self.connection.generation and kept[1] is not None
+
     def container_hint(self, name: str) -> str | None:
         """The ID the environment's container `name` had when a command on this master last saw
         it (note_container), or None: a guess, which the plan's engine round checks against the

@@ -95,8 +95,9 @@ class SSHConnection:
         return self._route
 
     # -- the ssh command line -------------------------------------------------------------
-    def base(self, *more: str, master: bool = True, first: Sequence[str] = ()) -> list[str]:
-        """`first`: -o options that must win over ours (for ssh, the first value given wins)."""
+    def base(self, *more: str, master: bool = True, first: Sequence[str] = (), kind: str | None = None) -> list[str]:
+        """`first`: -o options that must win over ours (for ssh, the first value given wins).
+        `kind`: the trace's word for the process (default: what `trace` says for it)."""
         argv = ["ssh"]
         if self.settings.config:
             argv += ["-F", self.settings.config]
@@ -122,7 +123,7 @@ class SSHConnection:
             argv += ["-o", f"Ciphers={ciphers}"]
         for option in self.settings.extra:
             argv += ["-o", option]
-        trace("mux" if "-O" in more else "session" if master else "connection", self.destination, more)
+        trace(kind or ("mux" if "-O" in more else "session" if master else "connection"), self.destination, more)
         return argv + list(more)
 
     def command(self, argv: Sequence[str], tty: bool = False, reads_only: bool = False) -> list[str]:
@@ -375,8 +376,11 @@ class SSHConnection:
 def trace(kind: str, destination: str, what: Sequence[str]) -> None:
     """With ENVCTL_SSH_TRACE=FILE, append `KIND DESTINATION @UNIXTIME WHAT` to FILE, one line per ssh
     process envctl starts (kind "session": a command on the master, one channel there and
-    back; "connection": a connection of its own, with its handshake; "mux": a request to the
-    local master only, no round trip) and per engine request through a forwarded socket (kind
+    back, also a command given to a session opened ahead of it, whose WHAT then starts with
+    "opened-ahead:"; "standby": such a session opened, its channel's round trip waited for by
+    nobody, envctl/remote/standby.py;
+    "connection": a connection of its own, with its handshake; "mux": a request to the local
+    master only, no round trip) and per engine request through a forwarded socket (kind
     "api", envctl/hosts/ssh.py). A debugging and benchmark aid: bench/bench_remote.py counts a
     command's round trips with it."""
     path = os.environ.get("ENVCTL_SSH_TRACE")

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from envctl.artifacts import urls
 from envctl.errors import FetchError
 from envctl.hosts.base import CommandResult
+from envctl.remote import standby
 from envctl.remote.segments import part_files, push_segmented
 from envctl.remote.ssh import FAR_HOST_SECONDS, SSH_FAILED, RemoteError, SSHConnection
 from envctl.remote.streams import FOLLOW, SHA256_OF, finish, stream_range
@@ -152,8 +153,7 @@ def _push_then(connection: SSHConnection, local: Path, remote: str, sha256: str,
     argv = ["sh", "-c", _PUSH, "sh", remote, partial, sha256, str(size), early, *then]
     resumed_at = None
     for attempt in range(attempts):
-        command = connection.command(argv)
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = standby.start(connection, argv)  # a session opened ahead when `up` opened one
         first = process.stdout.readline().decode().strip()
         if first == "present":
             rest, errors = finish(process)

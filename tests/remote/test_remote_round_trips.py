@@ -205,7 +205,12 @@ def test_up_asks_the_host_and_its_engine_once_for_each_thing(up_world, tmp_path)
     # The artifact's entry is read by the plan, not again before its push: the plan found it
     # missing, and only an entry the plan found in the cache can have left it.
     assert len([s for s in sessions if "--envctl-sizes--" in s]) == 1, sessions
-    assert len([s for s in sessions if "sha256_in()" in s]) == 2, sessions  # the blob's push and the tarball's
+    pushes = [s for s in sessions if "sha256_in()" in s]
+    assert len(pushes) == 2, sessions  # the blob's push and the tarball's
+    # Each in a session opened while up planned (the host's cache lacked the artifact), not one
+    # opened after the plan: the bytes go without the channel's round trips first.
+    assert all(" opened-ahead: sh -c " in s for s in pushes), pushes
+    assert len([s for s in trace.read_text().splitlines() if s.startswith("standby ")]) == 2
     assert world.lab.docker("lab1", "image", "inspect", UP_REF).returncode == 0
     # The artifact (blobs alone) is assembled in its blob's push session: no tar stream of its own.
     assert not [s for s in sessions if "tar -xf -" in s], sessions
@@ -228,6 +233,8 @@ def test_up_asks_the_host_and_its_engine_once_for_each_thing(up_world, tmp_path)
     assert by_id and len(by_id) == len(set(by_id)), requests
 
     sessions, requests = _up_traced(world, manifest, trace)  # already up
+    # The host's cache had the artifact when it was opened: no session opened ahead of a push.
+    assert not [s for s in trace.read_text().splitlines() if s.startswith("standby ")]
     # The container: the plan's inspection only (by the ID the up before noted: see the test of
     # the plan's rounds below), never by its name; the check before acting reads the engine's list.
     assert _count(requests, CONTAINER_INSPECT) == 1, requests
