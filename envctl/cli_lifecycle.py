@@ -62,8 +62,11 @@ def up(
     plans, reports = {}, {}
 
     def work(host, echo) -> str:
+        from envctl.observe import engine_round_ahead
+
         host_options = with_host_cards(options, host)
         if dry_run:
+            engine_round_ahead(host, loaded)  # the plan's first engine round, behind the API version's
             plans[host.name] = plan_on(host, loaded, host_options, *engine_if_any(host))
             blockers, needs = plans[host.name].blockers, plans[host.name].needs
             return ("blocked: " + "; ".join(blockers) if blockers else "needs: " + "; ".join(needs) if needs
@@ -71,6 +74,7 @@ def up(
         from envctl.artifact_steps import open_sessions_ahead
         from envctl.card_lock import CardsTaken
 
+        engine_round_ahead(host, loaded)  # the plan's first engine round, behind the API version's
         open_sessions_ahead(host, loaded)  # the pushes a fresh host will likely get: their sessions opened now
         for attempt in range(CARD_ATTEMPTS):
             the_plan = plan_on(host, loaded, host_options, host.engine())

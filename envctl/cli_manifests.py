@@ -263,6 +263,9 @@ def plan(
     plans = {}
 
     def work(host, echo) -> str:
+        from envctl.observe import engine_round_ahead
+
+        engine_round_ahead(host, loaded)  # the plan's first engine round, behind the API version's
         plans[host.name] = plan_on(host, loaded, with_host_cards(options, host), *engine_if_any(host))
         blockers, needs = plans[host.name].blockers, plans[host.name].needs
         return (f"blocked: {'; '.join(blockers)}" if blockers else f"needs: {'; '.join(needs)}" if needs

@@ -120,6 +120,11 @@ class Pipelined:
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._socket.settimeout(silence)  # per send and receive: from the last byte on
         self._path, self._reader, self._trace = path, None, trace
+        self._unread: list[tuple[str, bool]] = []  # (path, as bytes) of each request sent, answer not read yet
+        # The requests sent ahead of a round that may ask for them (SSHHost.ask_ahead), and the
+        # API version the engine answered /version with on this connection (SSHHost).
+        self.ahead: list | None = None
+        self.engine_version: str | None = None
 
     def __enter__(self) -> "Pipelined":
         return self
@@ -137,12 +142,19 @@ class Pipelined:
         for a (path, query, RAW) the answer's bytes when it is 200 (an archive: a tar stream),
         its JSON otherwise (the engine's error). Raises EngineUnanswered when the socket cannot
         be reached, an answer is cut or is not JSON, the engine closes the connection before the
-        last, or nothing moves on the connection for `silence` seconds."""
+        last, or nothing moves on the connection for `silence` seconds. Answers sent for before
+        (`send`) and not read yet are read first and left out."""
         if not targets:
             return []
+        self.read(len(self._unread))
+        self.send(targets)
+        return self.read(len(targets))
+
+    def send(self, targets: Sequence[tuple]) -> None:
+        """Send `GET path?query` for each (path, query[, RAW]) now, behind the requests sent
+        before; their answers are read by `read`, in order. Safe on one thread while another
+        reads the answers sent for before. Raises EngineUnanswered as `get`."""
         paths = [target[0] + (f"?{urlencode(target[1])}" if target[1] else "") for target in targets]
-        raw = [len(target) > 2 and target[2] == RAW for target in targets]
-        answers: list[tuple[int, object]] = []
         try:
             if self._reader is None:
                 self._socket.connect(self._path)
@@ -151,12 +163,22 @@ class Pipelined:
                                           "Accept-Encoding: identity\r\n\r\n".encode() for path in paths))
         except OSError as exc:
             raise EngineUnanswered(f"GET {paths[0]}: {exc}") from None
+        self._unread += [(path, len(target) > 2 and target[2] == RAW) for path, target in zip(paths, targets)]
+
+    def read(self, count: int, shown=None) -> list[tuple[int, object]]:
+        """The answers of the first `count` requests sent and not read yet, as `get` gives
+        them; `shown(path)`: the path the trace is given for each (default: as sent). Raises
+        EngineUnanswered as `get`, with `answered` counting the answers read here."""
+        reading, self._unread = self._unread[:count], self._unread[count:]
+        if not reading:
+            return []
         import http.client  # once the requests are on their way (_unix_connection says why)
 
+        answers: list[tuple[int, object]] = []
         try:
-            for path, as_bytes in zip(paths, raw):
+            for path, as_bytes in reading:
                 if self._trace is not None:
-                    self._trace(path)
+                    self._trace(shown(path) if shown is not None else path)
                 answer = http.client.HTTPResponse(self, method="GET")
                 answer.begin()
                 body = answer.read()
@@ -164,12 +186,13 @@ class Pipelined:
                     answers.append((200, body))
                 else:
                     answers.append((answer.status, json.loads(body) if body else None))
-                if answer.will_close and len(answers) < len(paths):  # this one answered, the rest never will
+                if answer.will_close and (len(answers) < len(reading) or self._unread):  # this one answered, the rest never will
                     raise EngineUnanswered(f"GET {path}: the engine closed the connection")
         except (OSError, http.client.HTTPException, ValueError, EngineUnanswered) as exc:
             failed = exc if isinstance(exc, EngineUnanswered) else \
-                EngineUnanswered(f"GET {paths[min(len(answers), len(paths) - 1)]}: {exc}")
+                EngineUnanswered(f"GET {reading[min(len(answers), len(reading) - 1)][0]}: {exc}")
             failed.answered = len(answers)
+            self._unread = []  # the connection is out of step: nothing more is read on it
             raise failed from None
         return answers
 

@@ -124,7 +124,7 @@ def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None, registry
     wanted = (manifest.image.id,) if manifest.image.id else ()
     if tarball is not None:
         from envctl.image_step import read_while_loading
-        from envctl.images import IdentityCache, identify
+        from envctl.images import IdentityCache
 
         identities = IdentityCache(cache_dir(environ) / "state" / "tarballs.json")
         if registry is None and not together and read_while_loading(tarball, identities):
@@ -135,13 +135,49 @@ def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None, registry
                         cache_dir(environ) / "state" / RECORDS, together, known_id)
             if seen.image_id is None and seen.pinned_id is None:
                 return replace(seen, tarball_unread=True)
-        # The tarball's own manifest.json says which image it holds (cached by size and mtime);
-        # of several (`docker save a b`), the one tagged image.ref, as the image step takes it.
-        identity = identify(tarball, identities, need_sha256=False).image_for(manifest.image.ref, manifest.image.id)
-        wanted = tuple(dict.fromkeys([*wanted, *identity.ids]))
+        wanted = _with_tarball_ids(wanted, loaded, tarball, identities)
     if registry is not None:  # pulled: held when its manifest digest is the pinned one (envctl/registry_plan.py)
         seen = view(engine, registry.image.tagged, (), None, manifest.name, manifest.container_name,
                     cache_dir(environ) / "state" / RECORDS, together, known_id)
         return replace(seen, image_present=registry.present_id is not None, pinned_id=registry.found_id)
     return view(engine, manifest.image.ref, wanted, digest, manifest.name, manifest.container_name,
                 cache_dir(environ) / "state" / RECORDS, together, known_id)
+
+
+def _with_tarball_ids(wanted: tuple[str, ...], loaded: Loaded, tarball: Path, identities) -> tuple[str, ...]:
+    """`wanted` and the IDs of the image the tarball holds: its own manifest.json says which
+    (cached by size and mtime); of several (`docker save a b`), the one tagged image.ref, as
+    the image step takes it."""
+    from envctl.images import identify
+
+    image = loaded.manifest.image
+    identity = identify(tarball, identities, need_sha256=False).image_for(image.ref, image.id)
+    return tuple(dict.fromkeys([*wanted, *identity.ids]))
+
+
+def engine_round_ahead(host, loaded: Loaded, environ: Mapping[str, str] | None = None) -> None:
+    """On an SSH host: send the plan's first engine round now, behind the engine's API version
+    (SSHHost.ask_ahead), with what `observe` will ask in it (observe_engine.first_round of the
+    same image ref, wanted IDs, names and the container's noted ID), so that the plan finds
+    it answered. Nothing for this machine, or for a pulled image (its ref is the registry's
+    answer). A guess: a plan that asks anything else asks it itself."""
+    ask_ahead = getattr(host, "ask_ahead", None)
+    manifest = loaded.manifest
+    if ask_ahead is None or manifest.image.pull:
+        return
+    from envctl.artifacts.cache import Cache
+    from envctl.errors import EnvctlError
+    from envctl.images import IdentityCache
+    from envctl.observe_cache import tarball_here
+    from envctl.observe_engine import first_round
+    from envctl.paths import cache_dir
+
+    wanted = (manifest.image.id,) if manifest.image.id else ()
+    tarball = tarball_here(loaded, Cache(cache_dir(environ)))
+    if tarball is not None:
+        try:
+            wanted = _with_tarball_ids(wanted, loaded, tarball, IdentityCache(cache_dir(environ) / "state" / "tarballs.json"))
+        except (EnvctlError, OSError, ValueError):  # an unreadable tarball is the plan's to say: nothing sent ahead
+            return
+    ask_ahead(first_round(manifest.image.ref, wanted, manifest.name, manifest.container_name,
+                          host.container_hint(manifest.container_name)))

@@ -170,6 +170,29 @@ def _listed_inside(client, container_id: str) -> frozenset[str] | None:
     return frozenset(line for line in out.decode(errors="replace").splitlines() if line)
 
 
+def first_round(ref: str, wanted: tuple[str, ...], manifest_name: str, container_name: str,
+                known_id: str | None) -> list[tuple]:
+    """The requests of `view`'s first round (its arguments of the same names), as (path, query[,
+    RAW]) without the API version: the image's ref, the baked images' list, the container's
+    list, each wanted ID and, with `known_id`, that container's inspection, processes and setup
+    state's archive. Also what SSHHost.ask_ahead sends before the plan asks it."""
+    from envctl.runs import TOP_ARGS
+
+    baked_filter = {"label": [f"{LABEL_BAKED_FOR}={manifest_name}"]}
+    container_filter = {"name": [container_name], "label": [LABEL_MANIFEST]}
+    # The container's inspection, processes and setup state by the ID it had, in the first round
+    # too: taken when the list gives that ID (_known), else asked by the listed ID in the second.
+    by_id = [(f"/containers/{known_id}/json", None), (f"/containers/{known_id}/top", {"ps_args": TOP_ARGS}),
+             state_archive(known_id)] if known_id else []
+    # The IDs the image must have, looked up under any name, in the first round too: used when
+    # the ref names no image with one of them (a fresh host, a tag moved), where they would
+    # otherwise cost a second round; a few small requests more where it does.
+    return [(f"/images/{_quoted(ref)}/json", None),
+            ("/images/json", {"filters": _filters(baked_filter)}),
+            ("/containers/json", {"all": "1", "filters": _filters(container_filter)}),
+            *[(f"/images/{_quoted(w)}/json", None) for w in dict.fromkeys(wanted)], *by_id]
+
+
 def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, manifest_name: str, container_name: str,
          records, together: bool = False, known_id: str | None = None) -> EngineView:
     """Read the engine once for one manifest. `wanted`: the IDs the image must have (the pinned
@@ -200,28 +223,15 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
     images = EngineImages(client, records)
     rounds = _Rounds.of(client) if together else None
 
-    baked_filter = {"label": [f"{LABEL_BAKED_FOR}={manifest_name}"]}
-    container_filter = {"name": [container_name], "label": [LABEL_MANIFEST]}
-    # The container's inspection, processes and setup state by the ID it had, in the first round
-    # too: taken when the list gives that ID (_known), else asked by the listed ID in the second.
-    by_id = [(f"/containers/{known_id}/json", None), (f"/containers/{known_id}/top", {"ps_args": TOP_ARGS}),
-             state_archive(known_id)] if known_id else []
-    # The IDs the image must have, looked up under any name, in the first round too: used when
-    # the ref names no image with one of them (a fresh host, a tag moved), where they would
-    # otherwise cost a second round; a few small requests more where it does.
     looked_up = tuple(dict.fromkeys(wanted)) if rounds else ()
-    first = rounds.ask([(f"/images/{_quoted(ref)}/json", None),
-                        ("/images/json", {"filters": _filters(baked_filter)}),
-                        ("/containers/json", {"all": "1", "filters": _filters(container_filter)}),
-                        *[(f"/images/{_quoted(w)}/json", None) for w in looked_up], *by_id]) \
-        if rounds else None
+    first = rounds.ask(first_round(ref, wanted, manifest_name, container_name, known_id)) if rounds else None
 
     image = _image_answered(images, first[0], ref) if first else images.get(ref)
     container = (_container_listed(first[2], container_name) if first and first[2][0] == 200
                  else find_container(client, container_name))
     listed_baked = first[1][1] if first and first[1][0] == 200 and isinstance(first[1][1], list) else None
     answered = dict(zip(looked_up, first[3:])) if first else {}
-    known = _known(first[3 + len(looked_up):], container) if first and by_id else None
+    known = _known(first[3 + len(looked_up):], container) if first and known_id else None
 
     # The second round: what the first's answers name.
     asked: list = []
@@ -419,6 +429,13 @@ class _Rounds:
         versioned = [(f"/v{self._version}{target[0]}", *target[1:]) for target in targets]
         kept, self._reused = self._reused, None  # a kept connection is asked again only on its first use
         try:
+            if kept is not None and kept.ahead:
+                # Sent ahead, behind /version (SSHHost.ask_ahead): answered in the engine's own
+                # API version, these very requests' answers when that is the client's.
+                ahead, kept.ahead = kept.ahead, None
+                answers = kept.read(len(ahead), shown=lambda path: f"/v{self._version}{path}")
+                if ahead == list(targets) and kept.engine_version == self._version:
+                    return answers
             return self._pipelined.get(versioned)
         except EngineUnanswered as exc:
             if kept is None or exc.answered:

@@ -106,6 +106,9 @@ class SSHHost:
         self.note: dict | None = None  # what is kept beside the master connection (envctl/remote/target.py)
         self._engine = None
         self._api_version = None  # a Future of the engine's API version, asked early (ask_api_version)
+        self._ahead_lock = threading.Lock()  # the plan's first round sent ahead, once (ask_ahead)
+        self._ahead: list | None = None
+        self._asking = None  # the connection /version is asked on, while its answer is unread
         self.forwarded_socket: str | None = None  # where the engine's socket is forwarded to here
 
     def under_root(self, path: str) -> str:
@@ -285,6 +288,30 @@ class SSHHost:
         except RuntimeError:  # no thread to be had: engine()'s client asks, as without this
             self._api_version.set_result(None)
 
+    def ask_ahead(self, targets: Sequence[tuple]) -> None:
+        """Send the plan's first engine round (observe_engine.first_round: GETs without an API
+        version in their paths, which the engine answers in its own, the one its /version says
+        and engine()'s client then uses) on the connection the API version is asked on, right
+        behind /version: both are answered in one round trip, not one after the other. The
+        plan's first round takes the answers when it asks exactly these in that version
+        (observe_engine._Rounds); they are read as it would have read them, only sooner. Once;
+        after /version was answered it sends nothing (the plan asks as it would have)."""
+        self.ask_api_version()
+        with self._ahead_lock:
+            if self._ahead is not None:
+                return
+            self._ahead = list(targets)
+            asking = self._asking
+            if asking is None:
+                return  # not connected yet: sent behind /version; or answered already: not sent
+            from envctl.engine_socket import EngineUnanswered
+
+            try:
+                asking.send(self._ahead)
+                asking.ahead = self._ahead
+            except EngineUnanswered:
+                pass  # the version's reading fails too: the plan asks on a connection of its own
+
     def _ask_api_version(self) -> None:
         from envctl.engine_socket import Pipelined, keep
 
@@ -294,15 +321,26 @@ class SSHHost:
             trace("api", self.name, ["GET", "/version"])
             engine = Pipelined(local)
             try:
-                (status, answer), = engine.get([("/version", None)])
+                with self._ahead_lock:  # the plan's first round, when it is there, goes behind it
+                    engine.send([("/version", None)] + (self._ahead or []))
+                    engine.ahead = self._ahead
+                    self._asking = engine
+                try:
+                    (status, answer), = engine.read(1)
+                finally:
+                    with self._ahead_lock:
+                        self._asking = None
+                        self._ahead = self._ahead if self._ahead is not None else []  # none sent from now on
             except BaseException:
                 engine.__exit__(None, None, None)
                 raise
-            # Kept open for the plan's first round (observe_engine._Rounds): a new connection
-            # through the forward would wait a round trip for its channel first.
-            keep(local, engine)
             if status == 200 and isinstance(answer, dict):
                 version = _valid_api_version(answer.get("ApiVersion"))
+                engine.engine_version = version
+            # Kept open for the plan's first round (observe_engine._Rounds), with the answers of
+            # what was sent ahead of it unread: a new connection through the forward would wait
+            # a round trip for its channel first.
+            keep(local, engine)
         # An optimisation: engine() asks through docker-py, whose error says what is wrong. Every
         # exception, KeyboardInterrupt too: after Ctrl-C the forward's ssh dies of the SIGINT and
         # forward_socket's reconnection raises it here (interrupts.check), where Python would

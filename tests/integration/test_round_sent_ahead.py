@@ -1,0 +1,99 @@
+"""The plan's first engine round sent ahead, behind /version on one connection (SSHHost.ask_ahead:
+envctl/engine_socket.py Pipelined.send and read), and taken by the plan's first round
+(observe_engine._Rounds) only when it asks exactly those requests in the API version /version
+answered; otherwise the answers sent for are read and left, and the round is asked as it would
+have been. On a real engine's unix socket (both engines), where the SSH host's side is played by
+the same calls it makes; through a lab host's forward: tests/remote/test_remote_round_ahead.py."""
+
+from __future__ import annotations
+
+from envctl import engine_socket
+from envctl.observe_engine import _Rounds, first_round
+
+REF = "envctl-it/sent-ahead:absent"
+
+
+def _socket_path(engine) -> str:
+    return engine.api._custom_adapter.socket_path
+
+
+def _kept_with_ahead(engine, ahead: list, version: str | None = None) -> engine_socket.Pipelined:
+    """A connection as SSHHost._ask_api_version leaves it: /version and `ahead` sent, /version's
+    answer read (its ApiVersion kept, or `version` in its place), the rest unread; kept."""
+    path = _socket_path(engine)
+    connection = engine_socket.Pipelined(path)
+    connection.send([("/version", None)] + ahead)
+    connection.ahead = ahead
+    (status, answer), = connection.read(1)
+    assert status == 200
+    connection.engine_version = version or answer["ApiVersion"]
+    engine_socket.keep(path, connection)
+    return connection
+
+
+def _sent(monkeypatch) -> list:
+    """Every list of requests a Pipelined sends from now on."""
+    sent = []
+    original = engine_socket.Pipelined.send
+
+    def send(self, targets):
+        sent.append([t[0] for t in targets])
+        return original(self, targets)
+
+    monkeypatch.setattr(engine_socket.Pipelined, "send", send)
+    return sent
+
+
+def _asked_afresh(engine, targets: list) -> list:
+    with engine_socket.Pipelined(_socket_path(engine)) as connection:
+        return connection.get([(f"/v{engine.api.api_version}{t[0]}", *t[1:]) for t in targets])
+
+
+def test_the_round_sent_ahead_is_the_plans_first_when_it_asks_the_same(engine, monkeypatch):
+    targets = first_round(REF, ("sha256:" + "0" * 64,), "sent-ahead", "envctl-sent-ahead", None)
+    kept = _kept_with_ahead(engine, targets)
+    sent = _sent(monkeypatch)
+    rounds = _Rounds.of(engine)
+    try:
+        answers = rounds.ask(targets)
+    finally:
+        rounds.close()
+    assert sent == []  # nothing asked again: the answers were on their way
+    assert answers == _asked_afresh(engine, targets)
+    assert [status for status, _ in answers] == [404, 200, 200, 404]
+    assert kept.ahead is None
+
+
+def test_a_round_other_than_the_one_sent_ahead_is_asked_itself(engine, monkeypatch):
+    ahead = first_round(REF, (), "sent-ahead", "envctl-sent-ahead", None)
+    targets = first_round(REF + "-other", (), "sent-ahead", "envctl-sent-ahead", None)
+    _kept_with_ahead(engine, ahead)
+    sent = _sent(monkeypatch)
+    rounds = _Rounds.of(engine)
+    try:
+        answers = rounds.ask(targets)
+    finally:
+        rounds.close()
+    assert sent == [[f"/v{engine.api.api_version}{t[0]}" for t in targets]]
+    assert answers == _asked_afresh(engine, targets)
+
+
+def test_answers_in_another_api_version_than_the_clients_are_not_taken(engine, monkeypatch):
+    targets = first_round(REF, (), "sent-ahead", "envctl-sent-ahead", None)
+    _kept_with_ahead(engine, targets, version="1.12")  # as if /version had said another version
+    sent = _sent(monkeypatch)
+    rounds = _Rounds.of(engine)
+    try:
+        answers = rounds.ask(targets)
+    finally:
+        rounds.close()
+    assert sent == [[f"/v{engine.api.api_version}{t[0]}" for t in targets]]
+    assert answers == _asked_afresh(engine, targets)
+
+
+def test_a_get_reads_the_answers_sent_for_before_and_leaves_them_out(engine):
+    with engine_socket.Pipelined(_socket_path(engine)) as connection:
+        connection.send([("/version", None), ("/_ping", None, engine_socket.RAW)])
+        assert connection.get([("/_ping", None, engine_socket.RAW)]) == [(200, b"OK")]
+        (status, answer), = connection.get([("/version", None)])
+        assert status == 200 and answer["ApiVersion"]
