@@ -17,7 +17,7 @@ from envctl.apply_reads import Reads
 from envctl.errors import EnvctlError, FetchError, HostNotReady, WorldChanged
 from envctl.lifecycle import ContainerOutcome, execute
 from envctl.observe_engine import read_markers
-from envctl.setup_steps import SetupFailed, StepOutcome, run_planned
+from envctl.setup_steps import SetupFailed, StepOutcome, exec_body, run_planned
 
 if TYPE_CHECKING:  # annotations only: an `up` with nothing to fetch or load never imports these (issue 14)
     from envctl.artifacts.cache import Cache
@@ -208,6 +208,12 @@ def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Pat
                          "restarting" if plan.container_action.action == "restart" else "recreating")
 
     action = plan.container_action.action
+    runtime = runtime if runtime is not None else runtime_env.for_manifest(loaded)
+    # The first step to run, on a container made now: its exec made right behind the container's
+    # start (lifecycle._start_then_exec), one round trip less on an SSH host.
+    first = next((step for step in plan.setup if step.action == "run"), None) if not plan.baked else None
+    then_exec = (lambda api, container_id: exec_body(api, container_id, first, runtime.values)) \
+        if first is not None and action in ("create", "recreate") else None
     try:
         if card_lock is not None and plan.devices.cards and action in ("create", "recreate", "start"):
             from envctl.card_lock import check_still_free
@@ -215,10 +221,10 @@ def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Pat
             with card_lock():  # two ups on one host: one chooses and creates at a time
                 check_still_free(client, plan)
                 container = execute(client, plan.container, action, plan.world, image.image_id, str(loaded.file),
-                                    lock_dir, before_remove)
+                                    lock_dir, before_remove, then_exec=then_exec)
         else:
             container = execute(client, plan.container, action, plan.world, image.image_id, str(loaded.file), lock_dir,
-                                before_remove, reads.listing)
+                                before_remove, reads.listing, then_exec)
     except EnvctlError as exc:  # a ulimit the runtime refused is named with the manifest line that set it
         located = _ulimit_located(exc, loaded, plan)
         if located is exc:
@@ -243,10 +249,9 @@ def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Pat
         if now != plan.world.markers:
             raise WorldChanged(f"the setup markers in {plan.container.name} changed since the plan was made "
                                "(another up ran setup meanwhile)", hint="run `envctl plan` again to see what up would do now")
-    runtime = runtime if runtime is not None else runtime_env.for_manifest(loaded)
     try:
         steps = run_planned(client, container.container_id, plan.setup, echo, passed=runtime.values,
-                            masked=runtime.secrets)
+                            masked=runtime.secrets, made=(first.index, container.exec_id) if container.exec_id else None)
     except SetupFailed as failed:  # a step that needs a passed variable not given: say which
         unset = [p.name for p in runtime.passed if p.state != "set"]
         if unset:

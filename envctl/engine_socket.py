@@ -163,13 +163,35 @@ class Pipelined:
                                           "Accept-Encoding: identity\r\n\r\n".encode() for path in paths))
         except OSError as exc:
             raise EngineUnanswered(f"GET {paths[0]}: {exc}") from None
-        self._unread += [(path, len(target) > 2 and target[2] == RAW) for path, target in zip(paths, targets)]
+        self._unread.extend((path, len(target) > 2 and target[2] == RAW) for path, target in zip(paths, targets))
+
+    @property
+    def unread(self) -> int:
+        """How many requests were sent whose answers were not read."""
+        return len(self._unread)
+
+    def send_post(self, path: str, body: dict | None = None) -> None:
+        """Send `POST path` (with `body` as JSON) behind the requests sent before, as `send`
+        does; its answer is read by `read` (JSON, or None for an empty one: 204)."""
+        data = json.dumps(body).encode() if body is not None else b""
+        head = f"POST {path} HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: identity\r\n" + \
+               ("Content-Type: application/json\r\n" if body is not None else "") + f"Content-Length: {len(data)}\r\n\r\n"
+        try:
+            if self._reader is None:
+                self._socket.connect(self._path)
+                self._reader = _Kept(socket.SocketIO(self._socket, "rb"))
+            self._socket.sendall(head.encode() + data)
+        except OSError as exc:
+            raise EngineUnanswered(f"POST {path}: {exc}") from None
+        self._unread.append((path, False))
 
     def read(self, count: int, shown=None) -> list[tuple[int, object]]:
         """The answers of the first `count` requests sent and not read yet, as `get` gives
         them; `shown(path)`: the path the trace is given for each (default: as sent). Raises
         EngineUnanswered as `get`, with `answered` counting the answers read here."""
-        reading, self._unread = self._unread[:count], self._unread[count:]
+        # Taken one by one from the front (each pop atomic): `send` may append on another thread
+        # meanwhile (SSHHost.ask_ahead, while /version's answer is read).
+        reading = [self._unread.pop(0) for _ in range(min(count, len(self._unread)))]
         if not reading:
             return []
         import http.client  # once the requests are on their way (_unix_connection says why)
@@ -192,7 +214,7 @@ class Pipelined:
             failed = exc if isinstance(exc, EngineUnanswered) else \
                 EngineUnanswered(f"GET {reading[min(len(answers), len(reading) - 1)][0]}: {exc}")
             failed.answered = len(answers)
-            self._unread = []  # the connection is out of step: nothing more is read on it
+            self._unread.clear()  # the connection is out of step: nothing more is read on it
             raise failed from None
         return answers
 

@@ -24,6 +24,7 @@ class ContainerOutcome:
     action: str  # unchanged | started | restarted | created | recreated
     container_id: str
     changes: tuple[str, ...] = ()
+    exec_id: str | None = None  # the exec `then_exec` asked for, made right behind the start (_start)
 
 
 def find(client, name: str):
@@ -61,6 +62,52 @@ def _start(container, name: str) -> None:
         raise ContainerError(f"the engine could not start {name}: {exc.explanation or exc}") from None
 
 
+def _start_then_exec(client, container, name: str, then_exec=None) -> str | None:
+    """Start the new container; with `then_exec` (`(docker-py's APIClient, container ID) → an
+    exec's create body, or None`: setup_steps.exec_body), also create that exec, sent right behind the start on the connection the plan's rounds used
+    and left open (observe_engine.view, engine_socket.keep): on an engine reached through an SSH
+    forward, one round trip for both instead of one each. The engine answers pipelined requests
+    in order, so the exec is created only once the start has answered (a start that failed leaves
+    nothing running, and the exec is refused: 409). Returns the exec's ID, or None where it was
+    not made so (no kept connection, a local engine, an answer not had): the caller creates it
+    then. A start that did not answer 204 or 304 is asked again through docker-py, whose error
+    says why, as `_start` always said it."""
+    from envctl.engine_socket import EngineUnanswered, reused
+
+    api = getattr(getattr(client, "raw", client), "api", None)
+    path = getattr(getattr(api, "_custom_adapter", None), "socket_path", None)
+    version = getattr(api, "api_version", None)
+    body = then_exec(api, container.id) if then_exec is not None and isinstance(path, str) and version else None
+    connection = reused(path, _post_trace(api)) if body is not None else None
+    if connection is None:
+        _start(container, name)
+        return None
+    started = made = 0
+    try:
+        with connection:
+            connection.send_post(f"/v{version}/containers/{container.id}/start")
+            connection.send_post(f"/v{version}/containers/{container.id}/exec", body)
+            (started, _), (made, answer) = connection.read(2)
+    except EngineUnanswered:
+        pass
+    if started not in (204, 304):
+        _start(container, name)  # started already (304 there), or says why it cannot be
+        return None
+    return answer["Id"] if made == 201 and isinstance(answer, dict) and isinstance(answer.get("Id"), str) else None
+
+
+def _post_trace(api):
+    """A Pipelined trace that tells docker-py's response hooks of each POST (ENVCTL_SSH_TRACE)."""
+    from types import SimpleNamespace
+
+    def trace(target: str) -> None:
+        answer = SimpleNamespace(request=SimpleNamespace(method="POST", path_url=target))
+        for hook in api.hooks.get("response", ()):
+            hook(answer)
+
+    return trace
+
+
 def _user() -> str:
     """Who runs this `up` (their login name), recorded on the container so that `envctl cards`
     and a refused plan can say whose environment holds a card."""
@@ -72,7 +119,9 @@ def _user() -> str:
         return f"uid {os.getuid()}"
 
 
-def _create(client, spec: ContainerSpec, image_id: str, manifest_file: str):
+def _create(client, spec: ContainerSpec, image_id: str, manifest_file: str, then_exec=None):
+    """The new container, created and started: (its docker-py model, the ID of the exec
+    `then_exec` asks for where it was made behind the start, else None: _start_then_exec)."""
     labels = {LABEL_IMAGE_ID: image_id, LABEL_FILE: manifest_file, LABEL_USER: _user()}
     try:
         container = _created(client, spec.api_kwargs(labels))
@@ -83,11 +132,11 @@ def _create(client, spec: ContainerSpec, image_id: str, manifest_file: str):
     except DockerException as exc:  # docker-py refused a value before sending it (validate checks them too)
         raise ContainerError(f"docker-py refused the settings of {spec.name}: {exc}", hint="run `envctl validate` on the manifest") from None
     try:
-        _start(container, spec.name)
+        exec_id = _start_then_exec(client, container, spec.name, then_exec)
     except ContainerError:
         _remove(container)  # never leave a container that cannot start for the next `up` to find
         raise
-    return container
+    return container, exec_id
 
 
 def _created(client, kwargs: dict):
@@ -128,14 +177,16 @@ def list_if_free(client, name: str, lock_dir: Path):
 
 
 def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, manifest_file: str, lock_dir: Path,
-            before_remove=None, listed=None) -> ContainerOutcome:
+            before_remove=None, listed=None, then_exec=None) -> ContainerOutcome:
     """Do to the container exactly what the plan decided (`action`: create | recreate | start |
     restart | unchanged), after checking, under the environment's lock, that it is still as observed
     (`expected`: plan.World); a container the plan found absent is created without a look first,
     the engine's refusal of a name in use being that check (_create_absent).
     `before_remove(container)` may raise to keep a container from being removed (running work).
     `listed()`: for "unchanged" only, the listing list_if_free took under the lock earlier (or
-    NOT_LISTED), which is then compared instead of asking again."""
+    NOT_LISTED), which is then compared instead of asking again. `then_exec`: what gives an
+    exec's create body (as for _start_then_exec), made right behind the start of a container
+    created here (ContainerOutcome.exec_id)."""
     if action == "unchanged" and listed is not None:
         current = listed()  # raises what the listing raised, as it would have here
         if current is not NOT_LISTED:  # read under the lock: nothing is acted on, so nothing more is held
@@ -145,7 +196,7 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
         if action == "create" and expected.container_id is None:
             # Not listed first: the engine refuses a name in use (409), which says the same as a
             # listing would, in the create's own round trip rather than one more (issue 14).
-            return _create_absent(client, spec, image_id, manifest_file)
+            return _create_absent(client, spec, image_id, manifest_file, then_exec)
         current = _listed(client, spec.name)
         _check_as_planned(spec, expected, current)
         if action == "unchanged":
@@ -168,7 +219,8 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
             if before_remove is not None:
                 before_remove(current)
             _remove(current)
-            return ContainerOutcome("recreated", _create(client, spec, image_id, manifest_file).id, tuple(changes))
+            made, exec_id = _create(client, spec, image_id, manifest_file, then_exec)
+            return ContainerOutcome("recreated", made.id, tuple(changes), exec_id)
         if action == "create":  # a plan that saw a container never asks to create it (decisions.container)
             raise ContainerError(f"the plan asks to create container {spec.name}, which it found there",
                                  hint="run `envctl plan` again to see what up would do now")
@@ -176,13 +228,15 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
                              hint="the engine could not be asked when the plan was made: run `envctl plan` again")
 
 
-def _create_absent(client, spec: ContainerSpec, image_id: str, manifest_file: str) -> ContainerOutcome:
+def _create_absent(client, spec: ContainerSpec, image_id: str, manifest_file: str,
+                   then_exec=None) -> ContainerOutcome:
     """Create the container the plan found absent. The engine refuses a name in use (409):
     WorldChanged when an envctl container has it now (made meanwhile by another `up`, on this
     machine or another with this engine), ContainerError when a container envctl did not make
     has it (which the plan, listing envctl's containers only, does not see)."""
     try:
-        return ContainerOutcome("created", _create(client, spec, image_id, manifest_file).id)
+        made, exec_id = _create(client, spec, image_id, manifest_file, then_exec)
+        return ContainerOutcome("created", made.id, exec_id=exec_id)
     except APIError as exc:
         if exc.status_code != 409:
             raise

@@ -250,7 +250,9 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
         second = iter(rounds.ask(asked)) if rounds and asked else iter(())
     finally:
         if rounds:
-            rounds.close()  # all later requests go through docker-py
+            # Later requests go through docker-py, but for the container's start, which `up`
+            # sends on this connection with its first setup step's exec (lifecycle._start_then_exec).
+            rounds.keep()
     baked, baked_ids = {}, {}
     if listed_baked is not None:
         candidates = [_baked_answered(next(second), c) for c in listed_baked]
@@ -416,6 +418,16 @@ class _Rounds:
 
     def close(self) -> None:
         self._pipelined.__exit__(None, None, None)
+
+    def keep(self) -> None:
+        """Leave the connection open for the next taker (engine_socket.keep), where every answer
+        asked on it was read; else close it."""
+        from envctl.engine_socket import keep
+
+        if self._broken or self._pipelined.unread:
+            self.close()
+        else:
+            keep(self._path, self._pipelined)
 
     def ask(self, targets: list) -> list:
         """(status, answer) per (path, query[, RAW]) as Pipelined.get gives them; (0, None) for

@@ -45,6 +45,35 @@ def _marker(step: RunSetup) -> str:
     return marker_path(step.index, step.step_hash)
 
 
+def _step_exec(step: RunSetup, passed: Mapping[str, str]) -> tuple[list[str], str | None, dict[str, str]]:
+    """(command, working directory, environment) of the exec a step runs in: the claim wrapper
+    with the step's command, its `env` winning over the passed variables."""
+    claim = f"{CLAIM_DIR}/{marker_name(step.index, step.step_hash)}"
+    return (["sh", "-c", CLAIM_WRAPPER, claim, _marker(step), step.name, *step.argv], step.workdir,
+            {**passed, **step.env})
+
+
+def exec_body(api, container_id: str, step: RunSetup, passed: Mapping[str, str] | None = None) -> dict | None:
+    """The body docker-py's exec_create sends for the exec `run_planned` makes for `step` (the
+    keys of docker/api/exec_api.py exec_create, None values left out as its _post_json leaves
+    them, the environment as its format_environment writes it, detachKeys from the client's
+    config): for making that exec beside another request (lifecycle._start_then_exec). None
+    where docker-py would refuse it (a working directory before API 1.35)."""
+    from docker.utils import version_lt
+    from docker.utils.utils import format_environment
+
+    cmd, workdir, environment = _step_exec(step, dict(passed or {}))
+    data = {"Container": container_id, "User": "", "Privileged": False, "Tty": False, "AttachStdin": False,
+            "AttachStdout": True, "AttachStderr": True, "Cmd": cmd, "Env": format_environment(environment)}
+    if workdir is not None:
+        if version_lt(api._version, "1.35"):
+            return None
+        data["WorkingDir"] = workdir
+    if "detachKeys" in api._general_configs:
+        data["detachKeys"] = api._general_configs["detachKeys"]
+    return {key: value for key, value in data.items() if value is not None}
+
+
 def _name(client, container_id: str) -> str:
     try:
         return client.api.inspect_container(container_id)["Name"].lstrip("/")
@@ -102,7 +131,8 @@ def run_setup(client, container_id: str, steps: tuple[RunSetup, ...], echo: Call
 
 def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Callable[[str], None],
                 wanted: Callable[[RunSetup], bool] = lambda step: step.action == "run",
-                passed: Mapping[str, str] | None = None, masked: Iterable[str] | None = None) -> list[StepOutcome]:
+                passed: Mapping[str, str] | None = None, masked: Iterable[str] | None = None,
+                made: tuple[int, str] | None = None) -> list[StepOutcome]:
     """Run exactly the steps `wanted` picks (by default those the plan says run), in order,
     each leaving its marker; the others are reported skipped. Raises SetupFailed at the first
     step that exits non-zero.
@@ -111,7 +141,9 @@ def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Ca
     each step's process with its own `env` (which wins on a name in both). They travel in the
     Engine API's exec-create body, never on a command line, and the engine keeps no copy in the
     container's configuration. `masked`: the values masked in the step output echoed and
-    reported (default: every passed value)."""
+    reported (default: every passed value). `made`: (a step's index, the ID of its exec, made
+    already from exec_body with the same `passed`: lifecycle._start_then_exec), started instead
+    of one made here."""
     passed = dict(passed or {})
     secrets = [v for v in (passed.values() if masked is None else masked) if v]
     outcomes = []
@@ -121,11 +153,12 @@ def run_planned(client, container_id: str, steps: tuple[RunSetup, ...], echo: Ca
             outcomes.append(StepOutcome(step.name, "skipped"))
             continue
         echo(f"setup [{step.index + 1}/{len(steps)}] {step.name}")
-        claim = f"{CLAIM_DIR}/{marker_name(step.index, step.step_hash)}"
-        exec_id = client.api.exec_create(
-            container_id, ["sh", "-c", CLAIM_WRAPPER, claim, marker, step.name, *step.argv], stdout=True, stderr=True,
-            workdir=step.workdir, environment={**passed, **step.env}
-        )["Id"]
+        if made is not None and made[0] == step.index:
+            exec_id = made[1]
+        else:
+            cmd, workdir, environment = _step_exec(step, passed)
+            exec_id = client.api.exec_create(container_id, cmd, stdout=True, stderr=True, workdir=workdir,
+                                             environment=environment)["Id"]
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         pending = b""
         first: str | None = None  # the wrapper's refusal, when it refuses, is the only line

@@ -7,8 +7,12 @@ the same calls it makes; through a lab host's forward: tests/remote/test_remote_
 
 from __future__ import annotations
 
+import pytest
+
 from envctl import engine_socket
 from envctl.observe_engine import _Rounds, first_round
+
+pytestmark = pytest.mark.both_engines
 
 REF = "envctl-it/sent-ahead:absent"
 
