@@ -181,13 +181,26 @@ def up(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str], Non
     # artifacts' check (the first step's, an ssh session on an SSH host) runs on this thread:
     # each a round trip there, none waiting for another (issue 14; envctl/apply_reads.py).
     with apply_reads.started(host, plan) as reads:
-        image = prepare(host, loaded, plan, echo, progress, offline, executed, reads)
+        try:
+            image = prepare(host, loaded, plan, echo, progress, offline, executed, reads)
+        finally:
+            _discard_sessions_ahead(host)
         report = start(host.engine(), loaded, plan, image, Path(host.lock_dir), echo, executed, lambda: hold(host, echo),
                        runtime, reads)
     note_container = getattr(host, "note_container", None)  # an SSH host's: the next plan's first round asks by it
     if note_container is not None:
         note_container(plan.container.name, report.container.container_id)
     return report
+
+
+def _discard_sessions_ahead(host: WritableHost) -> None:
+    """The SSH sessions opened for pushes while `up` planned and not taken (the pushes are done,
+    or were not needed): ended now, not at exit (envctl/remote/standby.py discard)."""
+    connection = getattr(host, "connection", None)
+    if connection is not None:
+        from envctl.remote import standby
+
+        standby.discard(connection)
 
 
 def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Path, echo: Callable[[str], None],

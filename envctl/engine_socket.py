@@ -162,6 +162,7 @@ class Pipelined:
             self._socket.sendall(b"".join(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n"
                                           "Accept-Encoding: identity\r\n\r\n".encode() for path in paths))
         except OSError as exc:
+            self._out_of_step()  # part of them may have gone
             raise EngineUnanswered(f"GET {paths[0]}: {exc}") from None
         self._unread.extend((path, len(target) > 2 and target[2] == RAW) for path, target in zip(paths, targets))
 
@@ -182,6 +183,7 @@ class Pipelined:
                 self._reader = _Kept(socket.SocketIO(self._socket, "rb"))
             self._socket.sendall(head.encode() + data)
         except OSError as exc:
+            self._out_of_step()  # part of it may have gone
             raise EngineUnanswered(f"POST {path}: {exc}") from None
         self._unread.append((path, False))
 
@@ -214,9 +216,16 @@ class Pipelined:
             failed = exc if isinstance(exc, EngineUnanswered) else \
                 EngineUnanswered(f"GET {reading[min(len(answers), len(reading) - 1)][0]}: {exc}")
             failed.answered = len(answers)
-            self._unread.clear()  # the connection is out of step: nothing more is read on it
+            self._out_of_step()
             raise failed from None
         return answers
+
+    def _out_of_step(self) -> None:
+        """After a send or read that failed midway: which answer comes next is not known, so
+        nothing more is sent or read on this connection (every later use raises EngineUnanswered,
+        having read nothing)."""
+        self._unread.clear()
+        self._socket.close()
 
 
 # One connection per forwarded socket; each dict operation is atomic (the GIL), which is all the
@@ -225,10 +234,11 @@ _KEPT: dict[str, Pipelined] = {}
 
 
 def keep(path: str, connection: Pipelined) -> None:
-    """Leave `connection` (connected to the socket at `path`, every answer read) open for the
-    next `reused(path)` to take: through an SSH forward, each new connection is a channel the
-    master opens on the server first, one round trip before its first request is sent. One is
-    kept per path; one kept before is closed."""
+    """Leave `connection` (connected to the socket at `path`) open for the next `reused(path)`
+    to take: through an SSH forward, each new connection is a channel the master opens on the
+    server first, one round trip before its first request is sent. Every answer on it was read
+    but those of the requests sent ahead for the taker (`ahead`: SSHHost.ask_ahead), which the
+    taker reads first. One is kept per path; one kept before is closed."""
     before = _KEPT.pop(path, None)
     _KEPT[path] = connection
     if before is not None:

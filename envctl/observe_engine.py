@@ -440,14 +440,31 @@ class _Rounds:
 
         versioned = [(f"/v{self._version}{target[0]}", *target[1:]) for target in targets]
         kept, self._reused = self._reused, None  # a kept connection is asked again only on its first use
+        if kept is not None and kept.ahead:
+            # Sent ahead, behind /version (SSHHost.ask_ahead): answered in the engine's own API
+            # version, these very requests' answers when that is the client's. Others are read
+            # (untraced: the plan never asked them) and left.
+            ahead, kept.ahead = kept.ahead, None
+            taken = ahead == list(targets) and kept.engine_version == self._version
+            try:
+                if taken:
+                    answers = kept.read(len(ahead), shown=lambda path: f"/v{self._version}{path}")
+                    if len(answers) == len(ahead):
+                        return answers
+                else:
+                    trace, kept._trace = kept._trace, None
+                    kept.read(len(ahead))
+                    kept._trace = trace
+            except EngineUnanswered:
+                pass  # nothing of this round was asked on it yet: asked on a new connection below
+            else:
+                if not taken:
+                    kept = None  # in step again: the round is asked on it as on any connection
+            if kept is not None:
+                self.close()
+                self._pipelined = Pipelined(self._path, self._trace)
+                return self.ask(targets)
         try:
-            if kept is not None and kept.ahead:
-                # Sent ahead, behind /version (SSHHost.ask_ahead): answered in the engine's own
-                # API version, these very requests' answers when that is the client's.
-                ahead, kept.ahead = kept.ahead, None
-                answers = kept.read(len(ahead), shown=lambda path: f"/v{self._version}{path}")
-                if ahead == list(targets) and kept.engine_version == self._version:
-                    return answers
             return self._pipelined.get(versioned)
         except EngineUnanswered as exc:
             if kept is None or exc.answered:

@@ -514,8 +514,8 @@ class SSHHost:
 
     def known_complete(self, cache_path: str) -> bool:
         """Whether the artifact entry at `cache_path` was complete when this host last read it
-        (the probe round, an artifact_record), with nothing run there since: no round trip.
-        False when it was not read."""
+        (the probe round, an artifact_record), with nothing run there since; False when it was
+        not read. Asks nothing of the host (it waits for a probe round under way to end)."""
         self._collect()
         kept = self._records.get(cache_path)
         return kept is not None and kept[0] == self.connection.generation and kept[1] is not None

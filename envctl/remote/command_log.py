@@ -4,7 +4,8 @@
 check that the host still answers the same (envctl/quick_up_remote.py).
 
 Every remote command's local argv passes through SSHConnection.command or bulk_command
-(envctl/remote/ssh.py), which calls `built`; the two places that wait for a command's end and
+(envctl/remote/ssh.py), which calls `built` (a command given to a session opened ahead,
+envctl/remote/standby.py start: that session's argv and the command's line); the two places that wait for a command's end and
 read its whole output (SSHConnection._raw, SSHHost._collect for the probe round started early)
 call `answered`. A command built and never answered here (a transfer, an entrypoint's run: their
 output is read as it streams) or one that may change the host makes the log unusable for a

@@ -7,11 +7,14 @@ back). `up` knows it will probably send files to a fresh host (its artifacts, it
 tarball) while it still plans: `open` starts that many sessions then, each running _AWAIT, which
 does nothing until it is sent a command line, then becomes that command (exec), its stdin going
 on to it. A push (envctl/remote/transfer.py) takes one with `start` once the plan has decided,
-and its bytes go at once. A session nobody takes gets no line: it ends at envctl's exit having
-done nothing, so a plan that is refused, or that sends nothing, changes nothing on the host.
+and its bytes go at once. A session nobody takes gets no line: it ends (`discard`, or at
+envctl's exit) having run nothing of envctl's, so a plan that is refused, or that sends nothing,
+changes nothing on the host (its login's own start-up, a shell's rc files or ~/.ssh/rc, runs
+as for any session).
 
-Nothing else differs from a session started for the command: the same ssh argv (the master,
-its host-key policy), the same script and arguments, the same exit code and output.
+The command runs as in a session started for it: the same ssh options (the master, its
+host-key policy), the same script and arguments, the same exit code and output; on the host it
+is `sh -c _AWAIT` that becomes it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from envctl.remote.ssh import trace
 # line is left for the command. EOF first: exit 0, nothing run.
 _AWAIT = "nl='\n'\nIFS= read -r line || exit 0\neval \"exec $line\"\n"
 
-MOST = 3  # sessions waiting per connection at most; sshd's MaxSessions is 10 by default
+MOST = 2  # sessions waiting per connection at most: sshd's MaxSessions is 10 by default, less where hardened
 
 _lock = threading.Lock()
 _waiting: dict[str, list[tuple[tuple[str, ...], subprocess.Popen]]] = {}  # control path → (argv, process)
@@ -41,7 +44,8 @@ def command_line(argv: Sequence[str]) -> bytes:
     """`argv` as the one line _AWAIT runs: shlex.join's POSIX quoting, in which a newline can
     only stand inside single quotes, where it is written '"$nl"' (quote closed, the newline,
     quote opened again)."""
-    return (shlex.join(argv).replace("\n", "'\"$nl\"'") + "\n").encode()
+    # surrogateescape: a path's bytes as os.fsdecode gave them, as subprocess passes an argv
+    return (shlex.join(argv).replace("\n", "'\"$nl\"'") + "\n").encode("utf-8", "surrogateescape")
 
 
 def open(connection, count: int) -> None:  # noqa: A001 (the module's verb: standby.open)
@@ -52,17 +56,28 @@ def open(connection, count: int) -> None:  # noqa: A001 (the module's verb: stan
         waiting = _waiting.setdefault(connection.control_path, [])
         wanted = min(count, MOST - len(waiting))
     for _ in range(max(0, wanted)):
+        interrupts.check()  # nothing new after Ctrl-C
         argv = connection.base("-T", connection.destination, "--", shlex.join(["sh", "-c", _AWAIT, "sh"]),
                                kind="standby")
         try:
             with interrupts.deferred():  # no session left running that nobody knows of
                 process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE)
+                atexit.register(_close, process)
+                with _lock:
+                    waiting.append((tuple(argv), process))
         except OSError:
             return
-        atexit.register(_close, process)
-        with _lock:
-            waiting.append((tuple(argv), process))
+
+
+def discard(connection) -> None:
+    """End the sessions still waiting on `connection` (none is taken from now on): once the
+    pushes they were opened for are done, or the plan sends nothing, they would only hold
+    sessions of the host's MaxSessions."""
+    with _lock:
+        waiting = _waiting.pop(connection.control_path, [])
+    for _, process in waiting:
+        _close(process)
 
 
 def start(connection, argv: Sequence[str]) -> subprocess.Popen:
@@ -89,7 +104,7 @@ def start(connection, argv: Sequence[str]) -> subprocess.Popen:
             _close(process)
             continue
         connection.generation += 1
-        command_log.built(local + (line.decode(),), False)
+        command_log.built(local + (line.decode("utf-8", "surrogateescape"),), False)
         trace("session", connection.destination, ["opened-ahead:", *argv])
         return process
 

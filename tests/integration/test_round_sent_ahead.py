@@ -101,3 +101,86 @@ def test_a_get_reads_the_answers_sent_for_before_and_leaves_them_out(engine):
         assert connection.get([("/_ping", None, engine_socket.RAW)]) == [(200, b"OK")]
         (status, answer), = connection.get([("/version", None)])
         assert status == 200 and answer["ApiVersion"]
+
+
+class _Held:
+    """A unix socket server that answers each GET with its own path as JSON, in order, holding
+    every answer back until `go` is set: the first answer is still on its way while more
+    requests are sent (as /version's while SSHHost.ask_ahead sends the plan's round)."""
+
+    def __init__(self, path: str, close_after: int | None = None):
+        import socket
+        import threading
+
+        self.path, self.go, self._close_after = path, threading.Event(), close_after
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(path)
+        self._server.listen(4)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return
+            data, answered = b"", 0
+            self.go.wait(10)
+            while self._close_after is None or answered < self._close_after:
+                while b"\r\n\r\n" not in data:
+                    more = connection.recv(4096)
+                    if not more:
+                        break
+                    data += more
+                if b"\r\n\r\n" not in data:
+                    break
+                head, data = data.split(b"\r\n\r\n", 1)
+                body = ('{"path": "%s", "ApiVersion": "1.41"}' % head.split(b" ")[1].decode()).encode()
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                                   + str(len(body)).encode() + b"\r\n\r\n" + body)
+                answered += 1
+            connection.close()
+            self._close_after = None  # the next connection answers all
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def test_requests_sent_while_another_thread_reads_are_answered_to_them(tmp_path):
+    import threading
+
+    server = _Held(str(tmp_path / "held.sock"))
+    try:
+        connection = engine_socket.Pipelined(server.path)
+        connection.send([("/version", None)])
+        first = []
+        reader = threading.Thread(target=lambda: first.extend(connection.read(1)))
+        reader.start()
+        connection.send([("/a", None), ("/b", None)])  # while the reader waits for /version's answer
+        server.go.set()
+        reader.join(10)
+        assert [answer["path"] for _, answer in first] == ["/version"]
+        assert [answer["path"] for _, answer in connection.read(2)] == ["/a", "/b"]
+        connection.__exit__(None, None, None)
+    finally:
+        server.close()
+
+
+def test_a_round_sent_ahead_whose_answers_never_come_is_asked_on_a_new_connection(tmp_path):
+    from types import SimpleNamespace
+
+    server = _Held(str(tmp_path / "held.sock"), close_after=1)  # /version answered, then closed
+    server.go.set()
+    try:
+        targets = [("/images/x/json", None), ("/containers/json", {"all": "1"})]
+        connection = engine_socket.Pipelined(server.path)
+        connection.send([("/version", None), *targets])
+        connection.ahead, connection.engine_version = targets, "1.41"
+        assert [answer["path"] for _, answer in connection.read(1)] == ["/version"]
+        engine_socket.keep(server.path, connection)
+        rounds = _Rounds(SimpleNamespace(api_version="1.41", hooks={}), server.path)
+        answers = rounds.ask(targets)
+        rounds.close()
+        assert [answer["path"] for _, answer in answers] == ["/v1.41/images/x/json", "/v1.41/containers/json?all=1"]
+    finally:
+        server.close()

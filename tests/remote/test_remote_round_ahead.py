@@ -47,8 +47,13 @@ def opened(world, lab, tmp_path, monkeypatch):
     return manifest, ref, open_host
 
 
-def _sends(monkeypatch) -> list[list[str]]:
-    """The paths of each batch of requests any Pipelined sends from now on."""
+def _plan(host, loaded, monkeypatch):
+    """(plan, the paths of each batch of requests a Pipelined sent) of a plan as `up` makes it,
+    its first round sent ahead."""
+    from envctl.observe import engine_round_ahead
+    from envctl.plan import Options
+    from envctl.planning import plan_on
+
     sent = []
     original = engine_socket.Pipelined.send
 
@@ -56,20 +61,10 @@ def _sends(monkeypatch) -> list[list[str]]:
         sent.append([t[0] for t in targets])
         return original(self, targets)
 
-    monkeypatch.setattr(engine_socket.Pipelined, "send", send)
-    return sent
-
-
-def _plan(host, loaded, monkeypatch):
-    """(plan, batches sent) of a plan as `up` makes it, its first round sent ahead."""
-    from envctl.observe import engine_round_ahead
-    from envctl.plan import Options
-    from envctl.planning import plan_on
-
-    sent = _sends(monkeypatch)
-    engine_round_ahead(host, loaded)
-    the_plan = plan_on(host, loaded, Options(), host.engine())
-    monkeypatch.undo()
+    with monkeypatch.context() as patched:
+        patched.setattr(engine_socket.Pipelined, "send", send)
+        engine_round_ahead(host, loaded)
+        the_plan = plan_on(host, loaded, Options(), host.engine())
     return the_plan, sent
 
 

@@ -44,11 +44,14 @@ def _file(tmp_path, size: int):
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _awaiting() -> list[str]:
-    """The processes of this machine (the lab hosts' sshd and their sessions among them) whose
-    command line is a waiting session's."""
+def _awaiting(control_dir: str | None = None) -> list[str]:
+    """The processes of this machine whose command line is a waiting session's: the ssh commands
+    here (those of `control_dir`'s masters only, when given) and, the lab hosts sharing this
+    machine's processes, their shells on the hosts (this test's alone: the suite runs one test
+    at a time)."""
     found = subprocess.run(["pgrep", "-af", AWAITING], capture_output=True, text=True, check=False).stdout
-    return [line for line in found.splitlines() if "pgrep" not in line]
+    return [line for line in found.splitlines() if "pgrep" not in line
+            and (control_dir is None or " ssh " not in f" {line} " or control_dir in line)]
 
 
 def _host_shell_waits(within: float = 10.0) -> bool:
@@ -87,15 +90,27 @@ def test_a_push_takes_a_session_opened_ahead(lab, connection, tmp_path):
 
 def test_a_session_nobody_takes_ends_having_run_nothing(lab, connection):
     standby.open(connection, 2)
-    assert len(_awaiting()) >= 2  # here (the ssh commands) and on the host (their shells)
+    assert len(_awaiting(connection.settings.control_dir)) >= 2  # here (the ssh commands), on the host (their shells)
     for _, process in standby._waiting.pop(connection.control_path):
         standby._close(process)
         assert process.poll() is not None
     assert _none_awaiting(), _awaiting()
-    assert not lab.path("lab1", os.path.dirname(REMOTE)).exists()
+
+
+def test_sessions_still_waiting_when_the_pushes_are_done_are_ended(lab, connection, tmp_path):
+    local, sha = _file(tmp_path, 1 << 20)
+    standby.open(connection, 2)
+    assert push_file(connection, local, REMOTE, sha) == "sent"
+    (_, left), = standby._waiting[connection.control_path]
+    standby.discard(connection)  # as `up` does after its artifact and image steps
+    assert left.poll() is not None and connection.control_path not in standby._waiting
+    assert _none_awaiting(), _awaiting()
+    assert push_file(connection, local, REMOTE, sha) == "present"  # in a session of its own
 
 
 def test_the_sessions_of_an_envctl_that_exits_end_with_it(lab, connection):
+    """Killed at exit, or ended by the EOF of their stdin when envctl's end of the pipe closes:
+    either way none is left, here or on the host."""
     script = f"""
 import sys
 from envctl.remote import standby
