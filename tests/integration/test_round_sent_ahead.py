@@ -53,44 +53,34 @@ def _asked_afresh(engine, targets: list) -> list:
         return connection.get([(f"/v{engine.api.api_version}{t[0]}", *t[1:]) for t in targets])
 
 
-def test_the_round_sent_ahead_is_the_plans_first_when_it_asks_the_same(engine, monkeypatch):
-    targets = first_round(REF, ("sha256:" + "0" * 64,), "sent-ahead", "envctl-sent-ahead", None)
-    kept = _kept_with_ahead(engine, targets)
+def _first_round_asked(engine, monkeypatch, targets: list) -> tuple[list, list]:
+    """(answers, what was sent) of a plan's first round `targets` on the kept connection."""
     sent = _sent(monkeypatch)
     rounds = _Rounds.of(engine)
     try:
-        answers = rounds.ask(targets)
+        return rounds.ask(targets), sent
     finally:
         rounds.close()
+
+
+def test_the_round_sent_ahead_is_the_plans_first_when_it_asks_the_same(engine, monkeypatch):
+    targets = first_round(REF, ("sha256:" + "0" * 64,), "sent-ahead", "envctl-sent-ahead", None)
+    kept = _kept_with_ahead(engine, targets)
+    answers, sent = _first_round_asked(engine, monkeypatch, targets)
     assert sent == []  # nothing asked again: the answers were on their way
     assert answers == _asked_afresh(engine, targets)
     assert [status for status, _ in answers] == [404, 200, 200, 404]
     assert kept.ahead is None
 
 
-def test_a_round_other_than_the_one_sent_ahead_is_asked_itself(engine, monkeypatch):
-    ahead = first_round(REF, (), "sent-ahead", "envctl-sent-ahead", None)
-    targets = first_round(REF + "-other", (), "sent-ahead", "envctl-sent-ahead", None)
-    _kept_with_ahead(engine, ahead)
-    sent = _sent(monkeypatch)
-    rounds = _Rounds.of(engine)
-    try:
-        answers = rounds.ask(targets)
-    finally:
-        rounds.close()
-    assert sent == [[f"/v{engine.api.api_version}{t[0]}" for t in targets]]
-    assert answers == _asked_afresh(engine, targets)
-
-
-def test_answers_in_another_api_version_than_the_clients_are_not_taken(engine, monkeypatch):
+@pytest.mark.parametrize("differs", ["round", "API version"])
+def test_answers_sent_ahead_of_another_round_or_version_are_not_taken(engine, monkeypatch, differs):
     targets = first_round(REF, (), "sent-ahead", "envctl-sent-ahead", None)
-    _kept_with_ahead(engine, targets, version="1.12")  # as if /version had said another version
-    sent = _sent(monkeypatch)
-    rounds = _Rounds.of(engine)
-    try:
-        answers = rounds.ask(targets)
-    finally:
-        rounds.close()
+    if differs == "round":
+        _kept_with_ahead(engine, first_round(REF + "-other", (), "sent-ahead", "envctl-sent-ahead", None))
+    else:
+        _kept_with_ahead(engine, targets, version="1.12")  # as if /version had said another version
+    answers, sent = _first_round_asked(engine, monkeypatch, targets)
     assert sent == [[f"/v{engine.api.api_version}{t[0]}" for t in targets]]
     assert answers == _asked_afresh(engine, targets)
 
