@@ -1,6 +1,9 @@
 """GET requests to the local Docker engine over its unix socket, with the standard library alone
 (http.client), for the quick paths of `up` and `status` (envctl/quick_up.py,
-envctl/quick_status.py), which must answer without importing docker-py and requests.
+envctl/quick_status.py), which must answer without importing docker-py and requests; and
+requests pipelined on one connection (Pipelined) where an SSH forward makes each a round trip:
+the plan's rounds (observe_engine._Rounds), a new container's start with its first exec
+(lifecycle._start_then_exec).
 
 Only an engine reached through a unix socket is asked: DOCKER_HOST unset (the default socket,
 /var/run/docker.sock, as envctl.engine.connect uses it) or `unix://PATH`. Any other DOCKER_HOST
@@ -110,8 +113,8 @@ RAW = "raw"  # a Pipelined target whose answer is bytes, not JSON
 
 
 class Pipelined:
-    """One HTTP/1.1 connection to an engine's unix socket on which several GET requests are sent
-    at once and their answers read in order (http.client reads each answer; it sends one
+    """One HTTP/1.1 connection to an engine's unix socket on which several requests (GETs; POSTs
+    with `send_post`) are sent at once and their answers read in order (http.client reads each answer; it sends one
     request at a time itself): one round trip for all of them through an SSH forward, where the
     engine (Go's net/http) answers pipelined requests in order. `trace(target)` is called for
     each answer read. Use as a context manager."""
@@ -120,7 +123,7 @@ class Pipelined:
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._socket.settimeout(silence)  # per send and receive: from the last byte on
         self._path, self._reader, self._trace = path, None, trace
-        self._unread: list[tuple[str, bool]] = []  # (path, as bytes) of each request sent, answer not read yet
+        self._unread: list[tuple[str, bool]] = []  # ("METHOD path", as bytes) of each request sent, answer not read yet
         # The requests sent ahead of a round that may ask for them (SSHHost.ask_ahead), and the
         # API version the engine answered /version with on this connection (SSHHost).
         self.ahead: list | None = None
@@ -164,7 +167,7 @@ class Pipelined:
         except OSError as exc:
             self._out_of_step()  # part of them may have gone
             raise EngineUnanswered(f"GET {paths[0]}: {exc}") from None
-        self._unread.extend((path, len(target) > 2 and target[2] == RAW) for path, target in zip(paths, targets))
+        self._unread.extend((f"GET {path}", len(target) > 2 and target[2] == RAW) for path, target in zip(paths, targets))
 
     @property
     def unread(self) -> int:
@@ -185,7 +188,7 @@ class Pipelined:
         except OSError as exc:
             self._out_of_step()  # part of it may have gone
             raise EngineUnanswered(f"POST {path}: {exc}") from None
-        self._unread.append((path, False))
+        self._unread.append((f"POST {path}", False))
 
     def read(self, count: int, shown=None) -> list[tuple[int, object]]:
         """The answers of the first `count` requests sent and not read yet, as `get` gives
@@ -200,7 +203,8 @@ class Pipelined:
 
         answers: list[tuple[int, object]] = []
         try:
-            for path, as_bytes in reading:
+            for request, as_bytes in reading:
+                path = request.split(" ", 1)[1]
                 if self._trace is not None:
                     self._trace(shown(path) if shown is not None else path)
                 answer = http.client.HTTPResponse(self, method="GET")
@@ -211,14 +215,18 @@ class Pipelined:
                 else:
                     answers.append((answer.status, json.loads(body) if body else None))
                 if answer.will_close and (len(answers) < len(reading) or self._unread):  # this one answered, the rest never will
-                    raise EngineUnanswered(f"GET {path}: the engine closed the connection")
+                    raise EngineUnanswered(f"{request}: the engine closed the connection")
         except (OSError, http.client.HTTPException, ValueError, EngineUnanswered) as exc:
             failed = exc if isinstance(exc, EngineUnanswered) else \
-                EngineUnanswered(f"GET {reading[min(len(answers), len(reading) - 1)][0]}: {exc}")
+                EngineUnanswered(f"{reading[min(len(answers), len(reading) - 1)][0]}: {exc}")
             failed.answered = len(answers)
             self._out_of_step()
             raise failed from None
         return answers
+
+    def settimeout(self, seconds: float) -> None:
+        """From now on, wait at most `seconds` for each send and each answer's next bytes."""
+        self._socket.settimeout(seconds)
 
     def _out_of_step(self) -> None:
         """After a send or read that failed midway: which answer comes next is not known, so

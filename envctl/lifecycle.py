@@ -24,7 +24,7 @@ class ContainerOutcome:
     action: str  # unchanged | started | restarted | created | recreated
     container_id: str
     changes: tuple[str, ...] = ()
-    exec_id: str | None = None  # the exec `then_exec` asked for, made right behind the start (_start)
+    exec_id: str | None = None  # the exec `then_exec` asked for, made right behind the start (_start_then_exec)
 
 
 def find(client, name: str):
@@ -64,36 +64,48 @@ def _start(container, name: str) -> None:
 
 def _start_then_exec(client, container, name: str, then_exec=None) -> str | None:
     """Start the new container; with `then_exec` (`(docker-py's APIClient, container ID) → an
-    exec's create body, or None`: setup_steps.exec_body), also create that exec, sent right behind the start on the connection the plan's rounds used
-    and left open (observe_engine.view, engine_socket.keep): on an engine reached through an SSH
-    forward, one round trip for both instead of one each. The engine answers pipelined requests
-    in order, so the exec is created only once the start has answered (a start that failed leaves
-    nothing running, and the exec is refused: 409). Returns the exec's ID, or None where it was
-    not made so (no kept connection, a local engine, an answer not had): the caller creates it
-    then. A start that did not answer 204 or 304 is asked again through docker-py, whose error
-    says why, as `_start` always said it."""
+    exec's create body, or None`: setup_steps.exec_body), also create that exec, sent right
+    behind the start on the connection the plan's rounds used and left open (observe_engine.view,
+    engine_socket.keep): on an engine reached through an SSH forward, one round trip for both
+    instead of one each. The engine answers pipelined requests in order, so the exec is created
+    only once the start has answered (a start that failed leaves nothing running, and the exec
+    is refused: 409). Returns the exec's ID, or None where it was not made so (no kept
+    connection, a local engine, an answer not had): the caller creates it then. A start the
+    engine refused is said in `_start`'s words (docker-py's explanation is the answer's
+    `message`); one whose answer was not had is asked again through docker-py (304 where it had
+    started). Raises ContainerError."""
+    from envctl import interrupts
     from envctl.engine_socket import EngineUnanswered, reused
 
+    interrupts.check()  # as before every request through envctl's engine wrapper (envctl/engine.py)
     api = getattr(getattr(client, "raw", client), "api", None)
     path = getattr(getattr(api, "_custom_adapter", None), "socket_path", None)
     version = getattr(api, "api_version", None)
     body = then_exec(api, container.id) if then_exec is not None and isinstance(path, str) and version else None
     connection = reused(path, _post_trace(api)) if body is not None else None
+    if connection is not None and (connection.unread or connection.ahead):
+        connection.__exit__(None, None, None)  # answers to others' requests would come first on it
+        connection = None
     if connection is None:
         _start(container, name)
         return None
     started = made = 0
+    refused = answer = None
     try:
         with connection:
+            connection.settimeout(getattr(api, "timeout", None) or 300)  # as long as docker-py's client waits
             connection.send_post(f"/v{version}/containers/{container.id}/start")
             connection.send_post(f"/v{version}/containers/{container.id}/exec", body)
-            (started, _), (made, answer) = connection.read(2)
+            (started, refused), (made, answer) = connection.read(2)
     except EngineUnanswered:
         pass
-    if started not in (204, 304):
-        _start(container, name)  # started already (304 there), or says why it cannot be
-        return None
-    return answer["Id"] if made == 201 and isinstance(answer, dict) and isinstance(answer.get("Id"), str) else None
+    if started in (204, 304):
+        return answer["Id"] if made == 201 and isinstance(answer, dict) and isinstance(answer.get("Id"), str) else None
+    said = refused.get("message") if isinstance(refused, dict) else None
+    if started >= 400 and isinstance(said, str) and said:
+        raise ContainerError(f"the engine could not start {name}: {said}")
+    _start(container, name)  # no answer had: started meanwhile (304 there), or says why it cannot be
+    return None
 
 
 def _post_trace(api):

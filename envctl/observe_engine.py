@@ -250,8 +250,9 @@ def view(client, ref: str, wanted: tuple[str, ...], build_digest: str | None, ma
         second = iter(rounds.ask(asked)) if rounds and asked else iter(())
     finally:
         if rounds:
-            # Later requests go through docker-py, but for the container's start, which `up`
-            # sends on this connection with its first setup step's exec (lifecycle._start_then_exec).
+            # Later requests go through docker-py, but for a new container's start, which `up`
+            # sends on this connection with its first setup step's exec (lifecycle._start_then_exec);
+            # where nothing takes it (plan, exec, an up that creates nothing) it closes at exit.
             rounds.keep()
     baked, baked_ids = {}, {}
     if listed_baked is not None:

@@ -58,10 +58,13 @@ def exec_body(api, container_id: str, step: RunSetup, passed: Mapping[str, str] 
     keys of docker/api/exec_api.py exec_create, None values left out as its _post_json leaves
     them, the environment as its format_environment writes it, detachKeys from the client's
     config): for making that exec beside another request (lifecycle._start_then_exec). None
-    where docker-py would refuse it (a working directory before API 1.35)."""
+    where docker-py would refuse it (an environment before API 1.25, a working directory before
+    1.35): run_planned's own exec_create then says so."""
     from docker.utils import version_lt
     from docker.utils.utils import format_environment
 
+    if version_lt(api._version, "1.25"):
+        return None
     cmd, workdir, environment = _step_exec(step, dict(passed or {}))
     data = {"Container": container_id, "User": "", "Privileged": False, "Tty": False, "AttachStdin": False,
             "AttachStdout": True, "AttachStderr": True, "Cmd": cmd, "Env": format_environment(environment)}

@@ -38,7 +38,8 @@ def image(engine):
 @pytest.fixture
 def create(engine, image, tmp_path):
     """create(kept, command=None) → (ContainerOutcome, name): `up`'s create of a new container
-    whose plan runs STEP, with a connection kept for the engine's socket or not."""
+    whose plan runs STEP, with a connection kept for the engine's socket or not. `create.taken`:
+    for each call, whether the kept connection was taken."""
     made = []
 
     def create(kept: bool, command: tuple[str, ...] | None = None):
@@ -55,7 +56,12 @@ def create(engine, image, tmp_path):
                            str(tmp_path / "manifest.yaml"), tmp_path,
                            then_exec=lambda api, container_id: exec_body(api, container_id, STEP, {"PASSED": "given"})), name
         finally:
-            engine_socket.reused(path)  # nothing left kept for the next test
+            create.taken.append(kept and path not in engine_socket._KEPT)
+            leftover = engine_socket.reused(path)  # nothing left kept for the next test
+            if leftover is not None:
+                leftover.__exit__(None, None, None)
+
+    create.taken = []
 
     yield create
     for name in made:
@@ -67,7 +73,7 @@ def create(engine, image, tmp_path):
 
 def test_the_exec_made_behind_the_start_runs_the_step_as_its_own_would(engine, create):
     outcome, name = create(kept=True)
-    assert outcome.action == "created" and outcome.exec_id
+    assert outcome.action == "created" and outcome.exec_id and create.taken == [True]
     assert engine.containers.get(name).status == "running"
     said = []
     steps = run_planned(Engine(engine, "the engine under test"), outcome.container_id, (STEP,), said.append,
@@ -86,6 +92,7 @@ def test_without_a_kept_connection_the_start_is_as_before(engine, create):
 
 
 def test_a_container_that_cannot_start_is_said_and_removed_in_the_same_words(engine, create):
+    """Refused on the kept connection (the pipelined start's answer) and through docker-py."""
     said = {}
     for kept in (True, False):
         with pytest.raises(EnvctlError) as raised:
@@ -93,5 +100,6 @@ def test_a_container_that_cannot_start_is_said_and_removed_in_the_same_words(eng
         name = raised.value.message.split(" ")[5].rstrip(":")
         said[kept] = raised.value.message.replace(name, "NAME")
         assert not engine.containers.list(all=True, filters={"name": name})  # removed, as before
+    assert create.taken == [True, False]
     assert said[True] == said[False]
     assert said[True].startswith("the engine could not start NAME: "), said
