@@ -20,7 +20,9 @@ namespace, its own Docker engine; tests/sshlab.py):
    again (started from that record: envctl/quick_exec.py), and `exec` once more after `down` and
    `up` made the container again from the same manifest (the record holds), each with its
    seconds and the round trips it made: ssh commands envctl started (ENVCTL_SSH_TRACE,
-   envctl/remote/ssh.py; a new connection with its handshake counted apart) and requests the
+   envctl/remote/ssh.py; a new connection with its handshake counted apart, and the sessions
+   `up` opened ahead for its pushes, envctl/remote/standby.py, whose channels' round trips
+   nobody waits for) and requests the
    host's engine served (its own debug log, so the docker CLI's requests of `exec` count too; a
    `docker load` run on the host is one of them but no round trip). Aims at a 50 ms round trip:
    up again <= 1 s, status and exec <= 0.5 s, up fresh <= 2.5 s. This machine's records of `up`
@@ -256,9 +258,11 @@ def per_command(lab: Lab, base: Path, env: dict, manifest: Path, runs: int, dela
     print(f"per command on one host, {2 * delay_ms} ms round trip (`ssh true` with its own connection: "
           f"{handshake:.2f} s); medians of {runs}:")
     for label in commands:
-        counts = {kind: median([c[kind] for c in trips[label]]) for kind in ("session", "connection", "api", "engine")}
+        counts = {kind: median([c[kind] for c in trips[label]])
+                  for kind in ("session", "standby", "connection", "api", "engine")}
         print(f"  {label:<16} {median(seconds[label]):5.2f} s (aim <= {aims[label]}): ssh commands "
-              f"{counts['session']:.0f} (+{counts['connection']:.0f} separate connections), engine requests "
+              f"{counts['session']:.0f} (+{counts['connection']:.0f} separate connections; "
+              f"{counts['standby']:.0f} sessions opened ahead for them), engine requests "
               f"{counts['engine']:.0f} ({counts['api']:.0f} of them envctl's own, through docker-py or its own requests)")
     print(f"  by hand          {median(hand):5.2f} s: the fresh up's work as a user does it on the same link (scp, then ssh: "
           f"docker load, run, exec; two connections) -> up fresh / by hand {median(seconds['up fresh']) / median(hand):.2f}")
