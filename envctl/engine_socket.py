@@ -98,6 +98,27 @@ class Engine:
             raise EngineUnanswered(f"GET {target}: the answer is not JSON") from None
 
 
+def hook_trace(api, method: str = "GET"):
+    """A Pipelined trace that tells docker-py's response hooks of `api` (its APIClient) of each
+    request, as its own requests tell them (ENVCTL_SSH_TRACE: envctl/hosts/ssh.py engine)."""
+    from types import SimpleNamespace
+
+    def trace(target: str) -> None:
+        answer = SimpleNamespace(request=SimpleNamespace(method=method, path_url=target))
+        for hook in api.hooks.get("response", ()):
+            hook(answer)
+
+    return trace
+
+
+def socket_of(client) -> tuple[object, str | None]:
+    """(docker-py's APIClient, the unix socket it talks to, or None) of a client: docker-py's
+    DockerClient or envctl's engine wrapper around one (envctl/engine.py `raw`)."""
+    api = getattr(getattr(client, "raw", client), "api", None)
+    path = getattr(getattr(api, "_custom_adapter", None), "socket_path", None)
+    return api, path if isinstance(path, str) else None
+
+
 def quoted(name: str) -> str:
     """A name (an image ref, a container name) as a path segment, quoted as docker-py quotes it
     (`/` and `:` kept: the engine's routes take `/images/{name}/json` with both)."""
@@ -158,16 +179,9 @@ class Pipelined:
         before; their answers are read by `read`, in order. Safe on one thread while another
         reads the answers sent for before. Raises EngineUnanswered as `get`."""
         paths = [target[0] + (f"?{urlencode(target[1])}" if target[1] else "") for target in targets]
-        try:
-            if self._reader is None:
-                self._socket.connect(self._path)
-                self._reader = _Kept(socket.SocketIO(self._socket, "rb"))
-            self._socket.sendall(b"".join(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n"
-                                          "Accept-Encoding: identity\r\n\r\n".encode() for path in paths))
-        except OSError as exc:
-            self._out_of_step()  # part of them may have gone
-            raise EngineUnanswered(f"GET {paths[0]}: {exc}") from None
-        self._unread.extend((f"GET {path}", len(target) > 2 and target[2] == RAW) for path, target in zip(paths, targets))
+        self._send(b"".join(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n"
+                            "Accept-Encoding: identity\r\n\r\n".encode() for path in paths),
+                   [(f"GET {path}", len(target) > 2 and target[2] == RAW) for path, target in zip(paths, targets)])
 
     @property
     def unread(self) -> int:
@@ -180,15 +194,21 @@ class Pipelined:
         data = json.dumps(body).encode() if body is not None else b""
         head = f"POST {path} HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: identity\r\n" + \
                ("Content-Type: application/json\r\n" if body is not None else "") + f"Content-Length: {len(data)}\r\n\r\n"
+        self._send(head.encode() + data, [(f"POST {path}", False)])
+
+    def _send(self, data: bytes, requests: list[tuple[str, bool]]) -> None:
+        """Connect when not yet, send `data` (the `requests`: ("METHOD path", as bytes) each)
+        and count their answers as unread. Raises EngineUnanswered (the connection then out of
+        step: part of them may have gone)."""
         try:
             if self._reader is None:
                 self._socket.connect(self._path)
                 self._reader = _Kept(socket.SocketIO(self._socket, "rb"))
-            self._socket.sendall(head.encode() + data)
+            self._socket.sendall(data)
         except OSError as exc:
-            self._out_of_step()  # part of it may have gone
-            raise EngineUnanswered(f"POST {path}: {exc}") from None
-        self._unread.append((f"POST {path}", False))
+            self._out_of_step()
+            raise EngineUnanswered(f"{requests[0][0]}: {exc}") from None
+        self._unread.extend(requests)
 
     def read(self, count: int, shown=None) -> list[tuple[int, object]]:
         """The answers of the first `count` requests sent and not read yet, as `get` gives

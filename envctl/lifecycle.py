@@ -75,14 +75,13 @@ def _start_then_exec(client, container, name: str, then_exec=None) -> str | None
     `message`); one whose answer was not had is asked again through docker-py (304 where it had
     started). Raises ContainerError."""
     from envctl import interrupts
-    from envctl.engine_socket import EngineUnanswered, reused
+    from envctl.engine_socket import EngineUnanswered, hook_trace, reused, socket_of
 
     interrupts.check()  # as before every request through envctl's engine wrapper (envctl/engine.py)
-    api = getattr(getattr(client, "raw", client), "api", None)
-    path = getattr(getattr(api, "_custom_adapter", None), "socket_path", None)
+    api, path = socket_of(client)
     version = getattr(api, "api_version", None)
-    body = then_exec(api, container.id) if then_exec is not None and isinstance(path, str) and version else None
-    connection = reused(path, _post_trace(api)) if body is not None else None
+    body = then_exec(api, container.id) if then_exec is not None and path is not None and version else None
+    connection = reused(path, hook_trace(api, "POST")) if body is not None else None
     if connection is not None and (connection.unread or connection.ahead):
         connection.__exit__(None, None, None)  # answers to others' requests would come first on it
         connection = None
@@ -106,18 +105,6 @@ def _start_then_exec(client, container, name: str, then_exec=None) -> str | None
         raise ContainerError(f"the engine could not start {name}: {said}")
     _start(container, name)  # no answer had: started meanwhile (304 there), or says why it cannot be
     return None
-
-
-def _post_trace(api):
-    """A Pipelined trace that tells docker-py's response hooks of each POST (ENVCTL_SSH_TRACE)."""
-    from types import SimpleNamespace
-
-    def trace(target: str) -> None:
-        answer = SimpleNamespace(request=SimpleNamespace(method="POST", path_url=target))
-        for hook in api.hooks.get("response", ()):
-            hook(answer)
-
-    return trace
 
 
 def _user() -> str:

@@ -395,9 +395,10 @@ class _Rounds:
     not answer is asked again through docker-py by the caller (EngineUnanswered is not raised)."""
 
     def __init__(self, api, path: str):
-        from envctl.engine_socket import Pipelined, reused
+        from envctl.engine_socket import Pipelined, hook_trace, reused
 
         self._api, self._version, self._path = api, api.api_version, path
+        self._trace = hook_trace(api)  # each answer told to docker-py's response hooks, as its own requests
         # The connection /version was asked on, where it was kept (SSHHost.ask_api_version):
         # through an SSH forward, a new one costs a round trip before its first request.
         self._reused = reused(path, self._trace)
@@ -406,16 +407,10 @@ class _Rounds:
 
     @classmethod
     def of(cls, client) -> "_Rounds | None":
-        api = getattr(getattr(client, "raw", client), "api", None)
-        path = getattr(getattr(api, "_custom_adapter", None), "socket_path", None)
-        return cls(api, path) if isinstance(path, str) and getattr(api, "api_version", None) else None
+        from envctl.engine_socket import socket_of
 
-    def _trace(self, target: str) -> None:
-        from types import SimpleNamespace
-
-        answer = SimpleNamespace(request=SimpleNamespace(method="GET", path_url=target))
-        for hook in self._api.hooks.get("response", ()):
-            hook(answer)
+        api, path = socket_of(client)
+        return cls(api, path) if path is not None and getattr(api, "api_version", None) else None
 
     def close(self) -> None:
         self._pipelined.__exit__(None, None, None)
