@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from envctl.containers import LABEL_BAKE_KEY, LABEL_BAKED_FOR
-from envctl.lifecycle import ContainerError
+from envctl.lifecycle import ContainerError, ContainerRefused
 from envctl.manifest.model import variant_slug
 from envctl.plan import Plan, bake_key
 from envctl.setup_steps import run_setup
@@ -54,7 +54,7 @@ def bake(client, plan: Plan, base_image_id: str, echo: Callable[[str], None], ru
         container = client.containers.create(**kwargs)
         container.start()
     except APIError as exc:
-        raise ContainerError(f"could not start a container to bake {ref}: {exc.explanation or exc}") from None
+        raise ContainerRefused(f"could not start a container to bake {ref}: {exc.explanation or exc}") from None
     try:
         run_setup(client, container.id, plan.setup, echo, runtime.values if runtime else None,
                   runtime.secrets if runtime else None)

@@ -97,6 +97,13 @@ def _summarized(summaries: list[dict]) -> list[Environment]:
     return sorted(out, key=lambda e: e.name)
 
 
+def _not_running(environments: list[Environment]) -> str:
+    """" (NAME: STATUS, ...)" for those of `environments` that do not run (the engine's
+    State.Status: paused, exited, created, restarting, dead), or ""."""
+    stopped = [f"{e.name}: {e.status}" for e in environments if e.status != "running"]
+    return f" ({', '.join(stopped)})" if stopped else ""
+
+
 def choose(client, wanted: str | None, running_only: bool = True, inspect: bool = True) -> Environment:
     """The environment named `wanted` (container name, manifest or manifest:variant), or the
     only one there is. Raises a clear error listing the candidates otherwise. Two requests
@@ -116,6 +123,7 @@ def choose_listed(summaries: list[dict], wanted: str | None, running_only: bool 
 
 
 def _choose(candidates: list[Environment], wanted: str | None, running_only: bool) -> Environment:
+    every = candidates
     if running_only:
         candidates = [e for e in candidates if e.status == "running"]
     listing = ", ".join(e.name for e in candidates) or "none"
@@ -123,13 +131,18 @@ def _choose(candidates: list[Environment], wanted: str | None, running_only: boo
         if len(candidates) == 1:
             return candidates[0]
         if not candidates:
-            raise EnvctlError("no environment is up" + (" (running)" if running_only else ""),
+            raise EnvctlError(("no environment is running" if running_only else "no environment is up") + _not_running(every),
                               hint="start one with `envctl up NAME`", exit_code=EXIT_NOT_FOUND)
         raise EnvctlError(f"{len(candidates)} environments are up ({listing}): choose one with --env NAME", exit_code=EXIT_NOT_FOUND)
     matches = [e for e in candidates if wanted in (e.name, e.manifest, e.reference)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
+        there = [e for e in every if wanted in (e.name, e.manifest, e.reference)]
+        if there:  # paused, stopped, still being created: up brings it back (unpaused, started)
+            raise EnvctlError(f"environment '{wanted}' is not running{_not_running(there)}; up: {listing}",
+                              hint=f"`envctl up {there[0].reference}` makes it run again" if len(there) == 1
+                              else "`envctl up NAME` makes one run again", exit_code=EXIT_NOT_FOUND)
         raise EnvctlError(f"no environment '{wanted}' is up; up: {listing}", exit_code=EXIT_NOT_FOUND)
     raise EnvctlError(f"'{wanted}' names {len(matches)} environments ({', '.join(e.name for e in matches)}): give the container name",
                       exit_code=EXIT_NOT_FOUND)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envctl.atomic import write_text_atomic
+from envctl.regular_file import read_regular_text
 from envctl.tarballs import SMALL, ImageError, member_name
 
 CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter.v1"  # `docker info` DriverStatus driver-type
@@ -140,7 +141,7 @@ class EngineImages:
         if self.records is None:
             return {}
         try:
-            return json.loads(self.records.read_text())
+            return json.loads(read_regular_text(self.records))
         except (OSError, ValueError):
             return {}
 

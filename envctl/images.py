@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from envctl.atomic import write_text_atomic
+from envctl.regular_file import read_regular_text
 from envctl.tarballs import (CountingReader, ImageError, SavedImage, TarballIdentity, compression_of, decompressing, read_errors,
                              changed_while_read, read_identity, read_stream_identity, sha256_mismatch, unreadable_tarball)
 
@@ -42,7 +43,7 @@ class IdentityCache:
 
     def _read(self) -> dict:
         try:
-            return json.loads(self.file.read_text())
+            return json.loads(read_regular_text(self.file))
         except (OSError, ValueError):
             return {}
 
@@ -594,7 +595,7 @@ def context_digest(context: Path, memo: Path | None = None) -> str:
     known = {}
     if memo is not None:
         try:
-            known = json.loads(memo.read_text())
+            known = json.loads(read_regular_text(memo))
         except (OSError, ValueError):
             known = {}
     seen = {}

@@ -11,12 +11,22 @@ from docker.errors import APIError, DockerException, NotFound
 
 from envctl.containers import LABEL_FILE, LABEL_HASH, LABEL_IMAGE_ID, LABEL_MANIFEST, LABEL_USER, ContainerSpec
 from envctl.decisions import changed_fields
-from envctl.errors import EnvctlError, EXIT_HOST_NOT_READY, WorldChanged
+from envctl.errors import EXIT_ENGINE_FAILED, EXIT_HOST_NOT_READY, EnvctlError, WorldChanged
 from envctl.locks import file_lock
 
 
 class ContainerError(EnvctlError):
+    """The container cannot be brought to what the plan decided (exit 5)."""
+
     exit_code = EXIT_HOST_NOT_READY
+
+
+class ContainerRefused(ContainerError):
+    """The engine refused the container's create, start or restart, or holds its name for a
+    container envctl did not make; its reason is said (exit 8, as every refusal of the engine's:
+    envctl/engine_errors.py)."""
+
+    exit_code = EXIT_ENGINE_FAILED
 
 
 @dataclass(frozen=True)
@@ -56,10 +66,19 @@ def environments(client) -> list:
 
 
 def _start(container, name: str) -> None:
+    """Make the created, stopped or paused `container` (docker-py's model: as _listed, inspected
+    or _created made it) run.
+    A paused one is unpaused: the engine refuses to start it ("cannot start a paused container,
+    try unpause instead"), and unpausing keeps what runs in it (its setup steps' markers too).
+    Raises ContainerRefused."""
+    state = container.attrs.get("State")  # absent from a model made without an inspection (_created)
     try:
-        container.start()
+        if isinstance(state, dict) and state.get("Status") == "paused":
+            container.unpause()
+        else:
+            container.start()
     except APIError as exc:
-        raise ContainerError(f"the engine could not start {name}: {exc.explanation or exc}") from None
+        raise ContainerRefused(f"the engine could not start {name}: {exc.explanation or exc}") from None
 
 
 def _start_then_exec(client, container, name: str, then_exec=None) -> str | None:
@@ -102,7 +121,7 @@ def _start_then_exec(client, container, name: str, then_exec=None) -> str | None
         return answer["Id"] if made == 201 and isinstance(answer, dict) and isinstance(answer.get("Id"), str) else None
     said = refused.get("message") if isinstance(refused, dict) else None
     if started >= 400 and isinstance(said, str) and said:
-        raise ContainerError(f"the engine could not start {name}: {said}")
+        raise ContainerRefused(f"the engine could not start {name}: {said}")
     _start(container, name)  # no answer had: started meanwhile (304 there), or says why it cannot be
     return None
 
@@ -127,7 +146,7 @@ def _create(client, spec: ContainerSpec, image_id: str, manifest_file: str, then
     except APIError as exc:
         if exc.status_code == 409:
             raise  # the name is taken: the caller says by what (_create_absent)
-        raise ContainerError(f"the engine refused to create {spec.name}: {exc.explanation or exc}") from None
+        raise ContainerRefused(f"the engine refused to create {spec.name}: {exc.explanation or exc}") from None
     except DockerException as exc:  # docker-py refused a value before sending it (validate checks them too)
         raise ContainerError(f"docker-py refused the settings of {spec.name}: {exc}", hint="run `envctl validate` on the manifest") from None
     try:
@@ -211,7 +230,7 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
             try:
                 current.restart()
             except APIError as exc:
-                raise ContainerError(f"the engine could not restart {spec.name}: {exc.explanation or exc}") from None
+                raise ContainerRefused(f"the engine could not restart {spec.name}: {exc.explanation or exc}") from None
             return ContainerOutcome("restarted", current.id)
         if action == "recreate":
             changes = changed_fields(current.labels, spec, image_id)
@@ -248,7 +267,7 @@ def _create_absent(client, spec: ContainerSpec, image_id: str, manifest_file: st
     except (APIError, KeyError, TypeError, AttributeError):
         foreign = False  # unreadable: said as a change, which planning again sorts out
     if foreign:
-        raise ContainerError(f"a container named {spec.name} that envctl did not make is on the engine ({said})",
+        raise ContainerRefused(f"a container named {spec.name} that envctl did not make is on the engine ({said})",
                              hint=f"remove or rename it (docker rm / docker rename {spec.name} ...), or give this "
                                   "environment another container.name in the manifest")
     raise WorldChanged(f"container {spec.name} changed since the plan was made: it was absent, and another has that "

@@ -182,9 +182,10 @@ def inventory_key(wanted: Wanted, environ: Mapping[str, str]) -> str | None:
 def _kept(path: str) -> dict:
     import json
 
+    from envctl.regular_file import read_regular_text
+
     try:
-        with open(path, encoding="utf-8") as file:
-            kept = json.load(file)
+        kept = json.loads(read_regular_text(path))
     except (OSError, ValueError):
         return {}
     return kept if isinstance(kept, dict) else {}

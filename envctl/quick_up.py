@@ -120,9 +120,13 @@ def content_print(path: str) -> list | None:
         return None
     if not stat.S_ISREG(info.st_mode) or info.st_size > CONTENT_LIMIT:
         return stat_print(path)
+    from envctl.regular_file import NotRegularFile, open_regular
+
     try:
-        with open(path, "rb") as file:
+        with open_regular(path) as file:  # replaced by a FIFO since the stat: no wait on it
             return ["sha256", hashlib.sha256(file.read()).hexdigest()]
+    except NotRegularFile:
+        return stat_print(path)
     except OSError:
         return ["unreadable"]
 
@@ -204,8 +208,11 @@ def read_record(path: Path):
     else can write (envctl/quick_up_record.py writes it 0600); None otherwise. A remote record
     holds the ssh commands the quick path runs (envctl/quick_up_remote.py), and a cache may be
     shared by a lab's users (ENVCTL_CACHE on a group-writable disk): a record someone else wrote
-    or could have changed is never read. Raises OSError (no record) and ValueError (not JSON)."""
-    with open(path, "rb") as file:
+    or could have changed is never read, nor waited on when it is not a file (a FIFO put there:
+    envctl/regular_file.py). Raises OSError (no record) and ValueError (not JSON)."""
+    from envctl.regular_file import open_regular
+
+    with open_regular(path) as file:
         found = os.fstat(file.fileno())  # of what is read, not of what the name points to later
         if not stat.S_ISREG(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o022:
             return None

@@ -27,6 +27,7 @@ from pathlib import Path
 from envctl.atomic import place_once, write_text_atomic
 from envctl.errors import FetchError
 from envctl.locks import file_lock
+from envctl.regular_file import read_regular_text
 
 CHUNK = 1 << 20
 
@@ -89,7 +90,7 @@ class Cache:
     def source_blob(self, identity: str) -> str | None:
         """The sha256 of the blob the source with `identity` last gave, or None when unknown."""
         try:
-            sha256 = json.loads(self._source_record(identity).read_text()).get("sha256")
+            sha256 = json.loads(read_regular_text(self._source_record(identity))).get("sha256")
         except (OSError, ValueError, AttributeError):
             return None
         return sha256 if isinstance(sha256, str) else None
@@ -123,7 +124,7 @@ class Cache:
 
     def placed_record(self, key: str) -> dict | None:
         try:
-            return json.loads((self.root / "artifacts" / f"{key}.json").read_text())
+            return json.loads(read_regular_text(self.root / "artifacts" / f"{key}.json"))
         except (OSError, ValueError):
             return None
 

@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 
 from envctl.artifacts.cache import sha256_of
 from envctl.artifacts.urls import redact_text
+from envctl.regular_file import read_regular_text
 
 
 def _records(root: Path) -> list[tuple[str, Path, dict]]:
@@ -17,7 +18,7 @@ def _records(root: Path) -> list[tuple[str, Path, dict]]:
     found = []
     for meta in sorted(artifacts.rglob("*.json")) if artifacts.is_dir() else []:
         try:
-            record = json.loads(meta.read_text())
+            record = json.loads(read_regular_text(meta))
         except (OSError, ValueError):
             continue
         placed = meta.with_suffix("") if meta.name.endswith(".json") else meta

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from envctl.hosts.base import CommandResult
+from envctl.regular_file import read_regular_text
 
 # Where vendor tools live on accelerator hosts (cnmon in /usr/bin, npu-smi in /usr/local/bin,
 # nvidia-smi in /usr/bin); looked up below the host root, not on the caller's PATH.
@@ -39,8 +40,7 @@ class LocalHost:
 
     def read_text(self, path: str) -> str | None:
         try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                return handle.read()
+            return read_regular_text(path, errors="replace")  # /proc's and /sys's files are regular
         except OSError:
             return None
 
@@ -188,8 +188,7 @@ class LocalHost:
         if not os.path.exists(cache_path):
             return None
         try:
-            with open(cache_path + ".json", encoding="utf-8") as handle:
-                return json.load(handle)
+            return json.loads(read_regular_text(cache_path + ".json"))
         except (OSError, ValueError):
             return None
 

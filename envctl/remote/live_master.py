@@ -29,6 +29,8 @@ import socket
 import stat
 from typing import Mapping
 
+from envctl.regular_file import read_regular_text
+
 PROBE_TIMEOUT = 2.0  # seconds for a local socket to accept
 
 
@@ -81,8 +83,7 @@ def forwarded_engine(destination: str, config: str | None, directory: str) -> st
     if note.st_mtime_ns < master_made or not _own(master, stat.S_ISSOCK) or not answers(master):
         return None  # another master's note, or no master
     try:
-        with open(note_path, encoding="utf-8") as kept:
-            facts = json.loads(kept.read())
+        facts = json.loads(read_regular_text(note_path))
     except (OSError, ValueError):
         return None
     # open_host takes the note's facts only when both are text; its engine must be a unix socket

@@ -30,6 +30,7 @@ from typing import Mapping, Sequence
 from envctl import interrupts
 from envctl.errors import EXIT_REMOTE_FAILED, EnvctlError
 from envctl.hosts.base import CommandResult
+from envctl.regular_file import read_regular_text
 from envctl.remote import command_log
 from envctl.remote.live_master import answers
 from envctl.remote.ssh_hops import POLICY, Hop, describe, envctl_known_hosts, hop_refusing_login, refusing_hop, resolve_route
@@ -176,8 +177,8 @@ class SSHConnection:
             if note.st_mtime_ns < master.st_mtime_ns or not answers(self.control_path):
                 return None
         try:
-            return Path(self._note_path).read_text(encoding="utf-8")
-        except OSError:
+            return read_regular_text(self._note_path)
+        except (OSError, ValueError):  # ValueError: not UTF-8
             return None
 
     def remember(self, text: str) -> None:

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.both_engines  # image IDs and container lists differ be
 
 REF = f"envctl-it/quick:{SESSION}"  # the manifests' image, tagged here (removed with the session's images)
 HEAVY = ("typer", "pydantic", "docker", "requests")
+SKIPPED = "setup      0 step(s) ran, 1 unchanged"  # what up says of a setup step already done
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,23 @@ def test_container_stopped_is_started_by_the_full_path(world, engine):
     assert f"container  {world.env.container}: started" in said.stderr
 
 
+def test_container_paused_is_unpaused_by_the_full_path(world, engine):
+    """The engine refuses to start a paused container ("try unpause instead"): up unpauses it,
+    and what ran in it is still there (the setup step is not run again)."""
+    container = engine.containers.get(world.env.container)
+    started = container.attrs["State"]["StartedAt"]
+    container.pause()
+    plan = envctl(world.env, "plan", str(world.env.manifest))
+    assert plan.code == 0 and "it is paused" in plan.stdout + plan.stderr, plan
+    said = world.up()
+    assert not said.quick and said.code == 0, said.stderr
+    assert f"container  {world.env.container}: started" in said.stderr
+    assert SKIPPED in said.stderr and SKIPPED in world.full.stderr, said.stderr
+    container.reload()
+    assert container.status == "running" and container.attrs["State"]["StartedAt"] == started  # not restarted
+    assert world.up().output == world.full.output
+
+
 def test_container_restarted_takes_the_full_path(world, engine):
     engine.containers.get(world.env.container).restart(timeout=0)
     said = world.up()
@@ -409,6 +427,18 @@ def test_a_record_under_another_commands_name_is_not_read(world):
     record.rename(record.with_name(f"{other}.json"))
     said = envctl(world.env, *args, GREETING="hello")
     assert not said.quick and said.output == world.full.output
+
+
+def test_a_fifo_left_as_the_record_is_no_record(world):
+    """A shared cache's other user may leave a FIFO under the record's name: opened as a file it
+    would block until someone wrote to it. The full path answers instead (and writes the record
+    again), with nothing waited for."""
+    [record] = world.records()
+    record.unlink()
+    os.mkfifo(record, 0o600)
+    said = world.up()  # a wait here would end in envctl()'s timeout
+    assert not said.quick and said.output == world.full.output
+    assert record.is_file() and world.up().quick
 
 
 def test_a_manifest_reading_a_variable_the_key_leaves_out_is_never_recorded(world):
