@@ -18,6 +18,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from envctl import interrupts
 from envctl.errors import FetchError
 from envctl.hosts.base import CommandResult
 from envctl.remote.ssh import SSH_FAILED, RemoteError, SSHConnection
@@ -68,32 +69,37 @@ def push_segmented(connection: SSHConnection, local: Path, remote: str, sha256: 
         start, end = ranges[index]
         argv = ["sh", "-c", _PART, "sh", parts[index], str(end - start)]
         for attempt in range(attempts):
-            process = subprocess.Popen(connection.bulk_command(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE)
-            first = process.stdout.readline().decode().strip()
-            if not first.isdigit():  # the connection failed before the host answered
-                _, errors = finish(process)
-                if process.returncode == SSH_FAILED and attempt + 1 < attempts:
-                    continue
-                raise connection.explain(CommandResult(process.returncode, "", errors.decode(errors="replace")))
-            have = int(first)
-            if have and not had[index]:
-                had[index] = have  # resumed: from an earlier run, or after a cut in this one
-            if attempt == 0 and advance and have:
-                advance(have)
-            stream_range(process, local, start + have, end, advance)
-            answer, errors = finish(process)
-            if answer.decode().strip() == "done":
-                return
-            if not answer.strip() and process.returncode not in (0, SSH_FAILED):
-                # The host could not keep the bytes (its disk full): its own words, at once; sending
-                # them again cannot help (as in transfer.push_then).
-                said = errors.decode(errors="replace").strip().splitlines()[-3:]
-                raise RemoteError(f"{connection.destination}: part {index + 1} of {local.name} could not be written to "
-                                  f"{parts[index]} there (exit {process.returncode})" +
-                                  "".join(f"\n  {line}" for line in said),
-                                  hint="free space there (or make it writable); what arrived is kept and the next run "
-                                       "resumes from there")
+            # Ctrl-C: no connection opened again. The ssh commands die of the SIGINT too (the
+            # terminal's process group), which would otherwise read as a dropped connection.
+            interrupts.check()
+            with interrupts.deferred():  # no ssh left running that nobody knows of
+                process = subprocess.Popen(connection.bulk_command(argv), stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            with interrupts.ended_on_ctrl_c(process):
+                first = process.stdout.readline().decode().strip()
+                if not first.isdigit():  # the connection failed before the host answered
+                    _, errors = finish(process)
+                    if process.returncode == SSH_FAILED and attempt + 1 < attempts:
+                        continue
+                    raise connection.explain(CommandResult(process.returncode, "", errors.decode(errors="replace")))
+                have = int(first)
+                if have and not had[index]:
+                    had[index] = have  # resumed: from an earlier run, or after a cut in this one
+                if attempt == 0 and advance and have:
+                    advance(have)
+                stream_range(process, local, start + have, end, advance)
+                answer, errors = finish(process)
+                if answer.decode().strip() == "done":
+                    return
+                if not answer.strip() and process.returncode not in (0, SSH_FAILED):
+                    # The host could not keep the bytes (its disk full): its own words, at once; sending
+                    # them again cannot help (as in transfer.push_then).
+                    said = errors.decode(errors="replace").strip().splitlines()[-3:]
+                    raise RemoteError(f"{connection.destination}: part {index + 1} of {local.name} could not be written to "
+                                      f"{parts[index]} there (exit {process.returncode})" +
+                                      "".join(f"\n  {line}" for line in said),
+                                      hint="free space there (or make it writable); what arrived is kept and the next run "
+                                           "resumes from there")
         raise RemoteError(f"{connection.destination}: sending part {index + 1} of {local.name} kept failing after "
                           f"{attempts} attempts; what arrived is kept and the next run resumes from there")
 

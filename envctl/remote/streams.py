@@ -41,12 +41,19 @@ FOLLOW = r'''follow() {
 
 
 def stream_range(process: subprocess.Popen, local: Path, start: int, end: int, advance) -> None:
-    """Send local[start:end] to the process's stdin (sendfile: no copy through Python)."""
+    """Send local[start:end] to the process's stdin (sendfile: no copy through Python). After
+    Ctrl-C (envctl/interrupts.py) nothing more is sent: the process is ended and
+    KeyboardInterrupt raised, on whichever thread streams. Without that, an ssh that the SIGINT
+    did not reach (sent to envctl alone: `timeout -s INT`, a supervisor) streams on to the end,
+    and the exit waits for it (Python joins a ThreadPoolExecutor's threads at exit)."""
+    from envctl import interrupts
+
     _widen(process.stdin)
     try:
         with open(local, "rb") as source:
             position = start
             while position < end:
+                interrupts.check()
                 sent = os.sendfile(process.stdin.fileno(), source.fileno(), position, min(BLOCK, end - position))
                 if sent == 0:
                     break
@@ -55,6 +62,10 @@ def stream_range(process: subprocess.Popen, local: Path, start: int, end: int, a
                     advance(sent)
     except (BrokenPipeError, ConnectionResetError):
         pass
+    except KeyboardInterrupt:
+        process.kill()  # what arrived stays where it is: the next run resumes from there
+        process.wait()
+        raise
 
 
 def _widen(pipe) -> None:

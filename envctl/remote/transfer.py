@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
+from envctl import interrupts
 from envctl.artifacts import urls
 from envctl.errors import FetchError
 from envctl.hosts.base import CommandResult
@@ -154,39 +155,40 @@ def _push_then(connection: SSHConnection, local: Path, remote: str, sha256: str,
     resumed_at = None
     for attempt in range(attempts):
         process = standby.start(connection, argv)  # a session opened ahead when `up` opened one
-        first = process.stdout.readline().decode().strip()
-        if first == "present":
-            rest, errors = finish(process)
-            return ("present" if attempt == 0 else _outcome(resumed_at)), _then(process, then, rest, errors)
-        if not first.isdigit():  # the connection failed before the host answered
-            _, errors = finish(process)
-            if process.returncode == SSH_FAILED and attempt + 1 < attempts:
-                continue
-            raise connection.explain(CommandResult(process.returncode, "", errors.decode(errors="replace")))
-        offset = int(first)
-        if offset and resumed_at is None:
-            resumed_at = offset
-        if advance and offset and attempt == 0:
-            advance(offset)  # already there from an earlier run
-        stream_range(process, local, offset, size, advance)
-        answer, errors = finish(process)
-        verdict, _, rest = answer.partition(b"\n")
-        verdict = verdict.decode().strip()
-        if verdict == "done":
-            return _outcome(resumed_at), _then(process, then, rest, errors)
-        if verdict.startswith("mismatch"):
-            raise FetchError(f"{connection.destination}: {local.name} arrived with sha256 {verdict.split()[-1]}, "
-                             f"expected {sha256}; the partial copy was removed",
-                             hint="run again; if it repeats, check the source and the disk")
-        if not verdict and process.returncode not in (0, SSH_FAILED):
-            # The host could not keep the bytes (its disk full, the directory not writable): no
-            # verdict, and the host's own words on stderr. Sending them again cannot help.
-            said = errors.decode(errors="replace").strip().splitlines()[-3:]
-            raise RemoteError(f"{connection.destination}: {local.name} could not be written to {partial} there (exit "
-                              f"{process.returncode})" + "".join(f"\n  {line}" for line in said),
-                              hint="free space there (or make it writable); what arrived is kept and the next run "
-                                   "resumes from there")
-        # "incomplete", or nothing: the connection dropped; ask again how much arrived
+        with interrupts.ended_on_ctrl_c(process):
+            first = process.stdout.readline().decode().strip()
+            if first == "present":
+                rest, errors = finish(process)
+                return ("present" if attempt == 0 else _outcome(resumed_at)), _then(process, then, rest, errors)
+            if not first.isdigit():  # the connection failed before the host answered
+                _, errors = finish(process)
+                if process.returncode == SSH_FAILED and attempt + 1 < attempts:
+                    continue
+                raise connection.explain(CommandResult(process.returncode, "", errors.decode(errors="replace")))
+            offset = int(first)
+            if offset and resumed_at is None:
+                resumed_at = offset
+            if advance and offset and attempt == 0:
+                advance(offset)  # already there from an earlier run
+            stream_range(process, local, offset, size, advance)
+            answer, errors = finish(process)
+            verdict, _, rest = answer.partition(b"\n")
+            verdict = verdict.decode().strip()
+            if verdict == "done":
+                return _outcome(resumed_at), _then(process, then, rest, errors)
+            if verdict.startswith("mismatch"):
+                raise FetchError(f"{connection.destination}: {local.name} arrived with sha256 {verdict.split()[-1]}, "
+                                 f"expected {sha256}; the partial copy was removed",
+                                 hint="run again; if it repeats, check the source and the disk")
+            if not verdict and process.returncode not in (0, SSH_FAILED):
+                # The host could not keep the bytes (its disk full, the directory not writable): no
+                # verdict, and the host's own words on stderr. Sending them again cannot help.
+                said = errors.decode(errors="replace").strip().splitlines()[-3:]
+                raise RemoteError(f"{connection.destination}: {local.name} could not be written to {partial} there (exit "
+                                  f"{process.returncode})" + "".join(f"\n  {line}" for line in said),
+                                  hint="free space there (or make it writable); what arrived is kept and the next run "
+                                       "resumes from there")
+            # "incomplete", or nothing: the connection dropped; ask again how much arrived
     raise RemoteError(f"{connection.destination}: sending {local.name} kept failing after {attempts} attempts; "
                       "what arrived is kept and the next run resumes from there")
 
@@ -204,8 +206,16 @@ def _state(connection: SSHConnection, remote: str, size: int, partial: str) -> t
     (the shorter of two, timed within one session: unlike a whole command's, it does not count
     starting ssh, which a busy machine delays by tens of milliseconds)."""
     argv = ["sh", "-c", _BLOB_STATE, "sh", remote, str(size), partial, part_files(remote)[0]]
-    process = subprocess.Popen(connection.command(argv, reads_only=True), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+    interrupts.check()
+    with interrupts.deferred():  # no ssh left running that nobody knows of
+        process = subprocess.Popen(connection.command(argv, reads_only=True), stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with interrupts.ended_on_ctrl_c(process):
+        return _timed_state(connection, process)
+
+
+def _timed_state(connection: SSHConnection, process: subprocess.Popen) -> tuple[list[str], float]:
+    """_state's answer, read from its session `process`, which ends here."""
     state = process.stdout.readline().decode().split()
     seconds = float("inf")
     if state and state != ["present"]:

@@ -29,7 +29,7 @@ def test_a_refused_ulimit_from_a_profile_names_the_profile_line(make_env, tarbal
     profile.write_text(f"description: limits\ncontainer:\n  ulimits:\n    stack: 67108864\n    nofile: {TOO_MANY}\n")
     env.write(f"extends: {env.name}-limits\ndevice: {{kind: cpu}}\nimage: {{ref: {IMAGE}, tarball: {{source: {tarballs.plain}}}}}\n")
     done = up(env)
-    assert done.returncode != 0
+    assert done.returncode == 8  # the engine refused the start (exit code table)
     assert (f"the engine could not start {env.container}: the runtime may not set the ulimit nofile (RLIMIT_NOFILE): "
             f"operation not permitted; container.ulimits.nofile: {TOO_MANY}, set in profile {env.name}-limits at "
             f"{profile}:5") in done.stderr, done.stderr
@@ -53,9 +53,9 @@ def test_a_refused_ulimit_the_manifest_or_a_variant_wrote(make_env, tarballs, no
               f"default_variant: big\nvariants:\n  big: {{container: {{ulimits: {{nofile: {TOO_MANY}}}}}}}\n"
               "  own: {}\n")
     done = up(env)
-    assert done.returncode != 0
+    assert done.returncode == 8  # the engine refused the start (exit code table)
     assert f"container.ulimits.nofile: {TOO_MANY}, set in variant big at {env.manifest}:9" in done.stderr, done.stderr
     done = env.run("up", f"{env.manifest}:own")
-    assert done.returncode != 0
+    assert done.returncode == 8  # the engine refused the start (exit code table)
     assert f"container.ulimits.nofile: 1024:{TOO_MANY}, set in the manifest at {env.manifest}:6" in done.stderr, \
         done.stderr
