@@ -3,8 +3,9 @@
 tarball's blob, and the sizes the lock file records.
 
 A cache entry counts only when its record names the very source and the pinned digests
-(artifacts.fetch.record_matches): the same test `fetch` applies, so a plan that says "cached"
-is a fetch that will not download.
+(artifacts.fetch.record_matches), and, for a local path, the files it holds now
+(artifacts.fetch.source_unchanged): the same tests `fetch` applies, so a plan that says
+"cached" is a fetch that will not download.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envctl.artifacts.cache import Cache
-from envctl.artifacts.fetch import pinned_sha256, record_matches, workspace_copy_current
+from envctl.artifacts.fetch import pinned_sha256, record_matches, source_unchanged, workspace_copy_current
 from envctl.artifacts.sources import artifact_identity, artifact_key
 from envctl.manifest.loader import Loaded
 
@@ -40,7 +41,8 @@ def _record(cache: Cache, loaded: Loaded, name: str) -> dict | None:
         return None
     locked = loaded.locks.get(name)
     identity = artifact_identity(source, artifact.subpath, artifact.include)
-    return record if record_matches(record, pinned_sha256(artifact, locked), locked, identity) else None
+    return record if (record_matches(record, pinned_sha256(artifact, locked), locked, identity)
+                      and source_unchanged(source, record)) else None
 
 
 def view(loaded: Loaded, cache_root: Path, workspace: Path, remote_records=None, remote_copies=None) -> CacheView:
@@ -62,7 +64,8 @@ def view(loaded: Loaded, cache_root: Path, workspace: Path, remote_records=None,
         if remote is not None and source is not None:
             there = remote_records(name)
             identity = artifact_identity(source, artifact.subpath, artifact.include)
-            if there is not None and record_matches(there, pinned_sha256(artifact, locked), locked, identity):
+            if (there is not None and record_matches(there, pinned_sha256(artifact, locked), locked, identity)
+                    and source_unchanged(source, there)):  # a local path's copy there: as it is here now
                 remote.add(name)
                 if artifact.mode == "rw" and remote_copies is not None and remote_copies(name, there):
                     copies.add(name)

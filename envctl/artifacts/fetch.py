@@ -94,7 +94,7 @@ def fetch_one(name: str, source: Source, artifact: Artifact, cache: Cache, downl
         record = cache.placed_record(key)
         placed = cache.placed(key)
         if record is not None and placed.exists() and record_matches(record, expected, locked, identity) \
-                and cache.intact_at(key, record):
+                and cache.intact_at(key, record) and source_unchanged(source, record):
             files = tuple(PlacedFile(**f) for f in record["files"])
             return Fetched(name, placed, record.get("revision"), files, "cached")
         if offline:
@@ -198,11 +198,43 @@ def _fetch_single(name: str, source: Source, artifact: Artifact, expected: str |
     return Fetched(name, cache.place(key, files, single_file=True, record=record), None, tuple(files), "fetched")
 
 
+def _source_stats(origin: Path) -> dict[str, list[int]] | None:
+    """{relative path ("" for a single file): [size, mtime_ns, inode]} of a local source's files
+    as they are now (symlinks followed, as the copy follows them); None when it is gone."""
+    try:
+        if origin.is_file():
+            found = origin.stat()
+            return {"": [found.st_size, found.st_mtime_ns, found.st_ino]}
+        stats = {}
+        for path in sorted(origin.rglob("*")):
+            if path.is_file():
+                found = path.stat()
+                stats[str(path.relative_to(origin))] = [found.st_size, found.st_mtime_ns, found.st_ino]
+        return stats if origin.is_dir() else None
+    except OSError:
+        return None
+
+
+def source_unchanged(source: Source, record: dict) -> bool:
+    """True for every source but a local path (its URL, revision or digests say what it holds:
+    record_matches). Whether a local source (a file or a directory the user may edit: code, a NAS copy of
+    weights) still has the files it had when it was copied, by their size, mtime and inode. A
+    change, an added or removed file, or a record without them (an older envctl's) copies it
+    again: the cached copy is never taken for what the path holds now. A change that keeps all
+    three (an edit in place within the same nanosecond, or mtime set back by hand) is not seen;
+    a pinned sha256 (the manifest's or manifest.lock's) is checked on every copy."""
+    if source.kind != "file":
+        return True
+    recorded = record.get("source_stats")
+    return isinstance(recorded, dict) and _source_stats(Path(source.location)) == recorded
+
+
 def _fetch_file(name: str, source: Source, artifact: Artifact, expected: str | None, key: str, cache: Cache,
                 identity: str) -> Fetched:
     origin = Path(source.location)
     if not origin.exists():
         raise FetchError(f"{origin} does not exist")
+    stats = _source_stats(origin)  # before reading: an edit during the copy is seen by the next run
     paths = [origin] if origin.is_file() else sorted(p for p in origin.rglob("*") if p.is_file())
     files = []
     for path in paths:
@@ -221,7 +253,7 @@ def _fetch_file(name: str, source: Source, artifact: Artifact, expected: str | N
                 raise FetchError(f"{path} changed while it was being copied; run again")
             cache.adopt(staging, digest)
         files.append(PlacedFile(relative, path.stat().st_size, digest))
-    record = {"source": source.display, "identity": identity, "revision": None}
+    record = {"source": source.display, "identity": identity, "revision": None, "source_stats": stats}
     if artifact.extract and origin.is_file():
         staging = cache.placed(key).parent / f".{Path(key).name}.{os.getpid()}.extract"
         shutil.rmtree(staging, ignore_errors=True)

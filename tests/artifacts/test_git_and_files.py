@@ -145,6 +145,42 @@ def test_a_cached_directory_with_a_file_deleted_or_cut_short_is_fetched_again(tm
     assert fetch(tmp_path, f"d: {{source: {source}}}\n")[0]["d"].action == "cached"
 
 
+@pytest.mark.parametrize("change", ["same size, new bytes", "a byte more", "a file added", "a file removed"])
+def test_a_local_source_changed_since_its_copy_is_copied_again(tmp_path, change):
+    """A local path is what the user edits (code, a NAS copy of weights): the cached copy stands
+    for what the path held when it was copied, and once the path holds something else (its files'
+    size, mtime or inode differ, one added or removed) the next fetch copies it again."""
+    source = tmp_path / "code"
+    source.mkdir()
+    (source / "train.py").write_text("print('one')\n")
+    (source / "old.py").write_text("x\n")
+    single = tmp_path / "weights.bin"
+    single.write_bytes(b"a" * 4096)
+    artifacts = f"code: {{source: {source}}}\nweights: {{source: {single}}}\n"
+    assert {f.action for f in fetch(tmp_path, artifacts)[0].values()} == {"fetched"}
+    assert {f.action for f in fetch(tmp_path, artifacts)[0].values()} == {"cached"}
+    if change == "same size, new bytes":
+        (source / "train.py").write_text("print('two')\n")
+        single.write_bytes(b"b" * 4096)
+    elif change == "a byte more":
+        (source / "train.py").write_text("print('one!')\n")
+        single.write_bytes(b"a" * 4097)
+    elif change == "a file added":
+        (source / "new.py").write_text("y\n")
+        single.unlink()
+        single.write_bytes(b"a" * 4096)  # the same bytes in a new file (another inode)
+    else:
+        (source / "old.py").unlink()
+        single.touch()
+    again, _ = fetch(tmp_path, artifacts)
+    assert {f.action for f in again.values()} == {"fetched"}
+    copied = sorted(p.name for p in again["code"].path.iterdir())
+    assert copied == sorted(p.name for p in source.iterdir())
+    assert (again["code"].path / "train.py").read_text() == (source / "train.py").read_text()
+    assert again["weights"].path.read_bytes() == single.read_bytes()
+    assert {f.action for f in fetch(tmp_path, artifacts)[0].values()} == {"cached"}
+
+
 def _tar(entries: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
