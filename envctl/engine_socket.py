@@ -35,6 +35,7 @@ class EngineUnanswered(Exception):
     were read before it failed."""
 
     answered = 0
+    timed_out = False  # no answer within the connection's silence (an engine that hangs), not a refusal
 
 
 def socket_path(environ: Mapping[str, str]) -> str | None:
@@ -240,6 +241,7 @@ class Pipelined:
             failed = exc if isinstance(exc, EngineUnanswered) else \
                 EngineUnanswered(f"{reading[min(len(answers), len(reading) - 1)][0]}: {exc}")
             failed.answered = len(answers)
+            failed.timed_out = failed.timed_out or isinstance(exc, TimeoutError)  # socket.timeout is TimeoutError
             self._out_of_step()
             raise failed from None
         return answers

@@ -106,6 +106,7 @@ class SSHHost:
         self.note: dict | None = None  # what is kept beside the master connection (envctl/remote/target.py)
         self._engine = None
         self._api_version = None  # a Future of the engine's API version, asked early (ask_api_version)
+        self._engine_silent = False  # that early ask had no answer in engine_socket.TIMEOUT (an engine that hangs)
         self._ahead_lock = threading.Lock()  # the plan's first round sent ahead, once (ask_ahead)
         self._ahead: list | None = None
         self._asking = None  # the connection /version is asked on, while its answer is unread
@@ -313,7 +314,7 @@ class SSHHost:
                 pass  # the version's reading fails too: the plan asks on a connection of its own
 
     def _ask_api_version(self) -> None:
-        from envctl.engine_socket import Pipelined, keep
+        from envctl.engine_socket import EngineUnanswered, Pipelined, keep
 
         version = None
         try:
@@ -341,6 +342,10 @@ class SSHHost:
             # what was sent ahead of it unread: a new connection through the forward would wait
             # a round trip for its channel first.
             keep(local, engine)
+        except EngineUnanswered as exc:
+            # Silent for engine_socket.TIMEOUT: engine() says so then, instead of letting
+            # docker-py's client ask again and wait its 300 s (an engine that hangs).
+            self._engine_silent = exc.timed_out
         # An optimisation: engine() asks through docker-py, whose error says what is wrong. Every
         # exception, KeyboardInterrupt too: after Ctrl-C the forward's ssh dies of the SIGINT and
         # forward_socket's reconnection raises it here (interrupts.check), where Python would
@@ -359,9 +364,16 @@ class SSHHost:
             from envctl.engine import Engine
             from envctl.engine_pool import docker_client
 
-            # Asked early (ask_api_version): waited for here, at most the round trip it is in.
-            version = self._api_version.result() if self._api_version is not None else None
+            # Asked early (ask_api_version), else now: waited for here, at most the round trip it
+            # is in, or engine_socket.TIMEOUT of an engine's silence (docker-py's client would ask
+            # /version itself and wait 300 s for an engine that hangs).
+            self.ask_api_version()
+            version = self._api_version.result()
             local = self.connection.forward_socket(self.docker_socket)
+            if self._engine_silent:
+                from envctl.engine_socket import TIMEOUT
+
+                self._engine_not_answering(f"no answer to GET /version in {TIMEOUT:g} s")
             try:
                 # One connection, one channel, for all requests.
                 client = docker_client(f"unix://{local}", timeout=300, version=version)
@@ -371,14 +383,7 @@ class SSHHost:
                 # Not pinged to see that it answers: the engine's /version (asked early, or by the
                 # client to choose its API version) is the answer a ping would give.
             except (DockerException, OSError) as exc:
-                # The host may be what does not answer: a master connection outlives its network
-                # for a while, and this command may not have reached the host yet (its facts were
-                # remembered). One command tells them apart, so the error names the right one.
-                reached = self.connection.run(["true"], timeout=60)
-                if reached.returncode != 0:
-                    raise self.connection.explain(reached) from None
-                raise HostNotReady(f"{self.name}: the Docker engine at {self.docker_socket} does not answer ({exc})",
-                                   hint=f"check it there: ssh {self.connection.destination} docker info") from None
+                self._engine_not_answering(str(exc))
             if version is not None:
                 # The client's connection opens at its first request, a channel the master opens
                 # on the server first (one round trip): its own /version's connection was kept for
@@ -394,6 +399,17 @@ class SSHHost:
             self._engine = Engine(client, f"{self.name}:{self.docker_socket}")
             self.forwarded_socket = local
         return self._engine
+
+    def _engine_not_answering(self, why: str):
+        """Raise what says that the engine does not answer, or the host does not: a master
+        connection outlives its network for a while, and this command may not have reached the
+        host yet (its facts were remembered). One command tells them apart, so the error names
+        the right one. Raises RemoteError or HostNotReady."""
+        reached = self.connection.run(["true"], timeout=60)
+        if reached.returncode != 0:
+            raise self.connection.explain(reached) from None
+        raise HostNotReady(f"{self.name}: the Docker engine at {self.docker_socket} does not answer ({why})",
+                           hint=f"check it there: ssh {self.connection.destination} docker info") from None
 
     def docker_cli_environ(self, base: Mapping[str, str]) -> dict[str, str]:
         """The environment for this machine's docker CLI, pointed at the server's engine."""

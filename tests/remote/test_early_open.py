@@ -120,6 +120,28 @@ def test_an_engine_that_does_not_answer_the_early_question_is_said_so_by_the_com
     assert raised.value.message.startswith("lab1: the Docker engine at /run/envctl-no-engine-here.sock does not answer")
 
 
+@pytest.mark.parametrize("command", [("status",), ("exec", "hello"), ("up", "MANIFEST")])
+def test_an_engine_that_hangs_is_said_so_in_seconds(world, command):
+    """The host's dockerd stopped (SIGSTOP): it accepts connections and never answers. Each
+    command's full path says so once the engine was silent for engine_socket.TIMEOUT, not after
+    docker-py's 300 s (status, exec: whose client asked /version itself)."""
+    import os
+    import signal
+
+    manifest = world.write("device: {kind: cpu}\nimage: {ref: busybox:envctl-absent}\nentrypoints:\n  hello: {run: 'true'}\n")
+    argv = [str(manifest) if word == "MANIFEST" else word for word in command]
+    dockerd = world.lab._processes["lab1", "dockerd"].pid
+    os.kill(dockerd, signal.SIGSTOP)
+    try:
+        # Within 100 s or TimeoutExpired: docker-py's own wait for /version would be 300 s.
+        done = world.run(*argv, "--host", "lab1", env=world.environ(**OFF), timeout=100)
+    finally:
+        os.kill(dockerd, signal.SIGCONT)
+    assert done.returncode == 5, done.stderr
+    assert "lab1: the Docker engine at " in done.stderr and "does not answer (no answer to GET /version in 10 s)" \
+        in done.stderr, done.stderr
+
+
 def test_ctrl_c_while_the_early_question_reconnects_leaves_no_threads_traceback(world, monkeypatch):
     """Ctrl-C while the early question forwards the engine's socket: its ssh dies of the SIGINT,
     forward_socket connects again and that raises KeyboardInterrupt on the question's thread
