@@ -26,7 +26,7 @@ from envctl.errors import FetchError
 from envctl.hosts.base import CommandResult
 from envctl.remote.ssh import RemoteError, SSHConnection
 from envctl.remote.streams import SHA256_OF, finish
-from envctl.remote.transfer import push_then
+from envctl.remote.transfer import one_push_of, push_then
 
 LARGE = 1 << 20  # files from this size travel as blobs of their own (resumable, deduplicated)
 LINKS = ".envctl-links"
@@ -37,11 +37,17 @@ RECORD = ".envctl-record.json"
 # into place and writes its record last (the record is what says "complete").
 # Shared by both assembly scripts: the blob $sha linked (or copied) to $path in the staging
 # tree; then the tree renamed into place ($single: the single file's name, empty for a tree)
-# and its record written last (the record is what says "complete").
+# and its record written last (the record is what says "complete"). An entry already in place
+# with the very same record is left as it is (another `up` placed it meanwhile): removed and put
+# back, its path would be missing for a moment, and a container created then refused ("bind
+# source path does not exist").
 _LINK_BLOB = r'''  mkdir -p "$(dirname "$staging/tree/$path")"
   ln -f "$blobs/$sha" "$staging/tree/$path" 2>/dev/null || cp "$blobs/$sha" "$staging/tree/$path"
 '''
 _INTO_PLACE = r'''mkdir -p "$(dirname "$final")"
+if [ -e "$final" ] && [ -f "$final.json" ] && cmp -s "$staging/.envctl-record.json" "$final.json"; then
+  rm -rf "$staging"; exit 0
+fi
 rm -rf "$final" "$final.json"
 if [ -n "$single" ]; then mv "$staging/tree/$single" "$final"; else mv "$staging/tree" "$final"; fi
 mv "$staging/.envctl-record.json" "$final.json"
@@ -155,23 +161,25 @@ def assemble(connection: SSHConnection, name: str, remote_path: str, blobs: str,
     """Build the artifact on the remote from blobs already there (`links`: sha256, path) and
     small local files sent in one tar stream, then rename it into place and write its record."""
     _check_names(name, links + [(None, p) for _, p in small])
-    staging = _staging(remote_path)
-    command = connection.command(["sh", "-c", _ASSEMBLE, "sh", remote_path, blobs, staging])
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        with tarfile.open(fileobj=process.stdin, mode="w|", format=tarfile.PAX_FORMAT) as stream:
-            for local_file, path in small:
-                stream.add(str(local_file), arcname=f"tree/{path}", recursive=False)
-            _add_bytes(stream, LINKS, "".join(f"{sha} {path}\n" for sha, path in links).encode())
-            _add_bytes(stream, RECORD, json.dumps(record, indent=1, ensure_ascii=False).encode())
-            if single:
-                only = (links[0][1] if links else small[0][1])
-                _add_bytes(stream, "single", only.encode())
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    _, errors = finish(process)
-    if process.returncode != 0:
-        raise _placing_failed(connection, name, remote_path, errors.decode(errors="replace"))
+    # One placement of an entry at a time from this machine (two `up`s at once: transfer.one_push_of).
+    with one_push_of(connection.destination, remote_path):
+        staging = _staging(remote_path)
+        command = connection.command(["sh", "-c", _ASSEMBLE, "sh", remote_path, blobs, staging])
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            with tarfile.open(fileobj=process.stdin, mode="w|", format=tarfile.PAX_FORMAT) as stream:
+                for local_file, path in small:
+                    stream.add(str(local_file), arcname=f"tree/{path}", recursive=False)
+                _add_bytes(stream, LINKS, "".join(f"{sha} {path}\n" for sha, path in links).encode())
+                _add_bytes(stream, RECORD, json.dumps(record, indent=1, ensure_ascii=False).encode())
+                if single:
+                    only = (links[0][1] if links else small[0][1])
+                    _add_bytes(stream, "single", only.encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        _, errors = finish(process)
+        if process.returncode != 0:
+            raise _placing_failed(connection, name, remote_path, errors.decode(errors="replace"))
 
 
 def _add_bytes(stream: tarfile.TarFile, name: str, data: bytes) -> None:

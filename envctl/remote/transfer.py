@@ -18,6 +18,8 @@ large file to a far host goes in four segments over connections of their own (se
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -32,6 +34,7 @@ from envctl import interrupts
 from envctl.artifacts import urls
 from envctl.errors import FetchError
 from envctl.hosts.base import CommandResult
+from envctl.paths import cache_dir
 from envctl.remote import standby
 from envctl.remote.segments import part_files, push_segmented
 from envctl.remote.ssh import FAR_HOST_SECONDS, SSH_FAILED, RemoteError, SSHConnection
@@ -115,13 +118,36 @@ _pushing_lock = threading.Lock()
 _pushing: dict[tuple[str, str], threading.Lock] = {}  # (destination, remote path) → held while it is pushed
 
 
-def _one_push_of(destination: str, remote: str) -> threading.Lock:
-    """The lock of one remote file: two threads of one envctl (an artifact's push or the host's
-    download of it, and the image tarball's, which `up` runs side by side) never append to one
-    partial file at once when they bring the same bytes; the second finds the file there
-    ("present")."""
+@contextlib.contextmanager
+def one_push_of(destination: str, remote: str):
+    """Held while one remote file is pushed, by one thread of all envctl processes on this
+    machine: two threads of one envctl (an artifact's push or the host's download of it, and
+    the image tarball's, which `up` runs side by side) and two envctl commands at once (two `up`s
+    of one environment, in two terminals) never append to one partial file, or join one file's
+    parts, at the same time; the second finds the file there ("present"). Across processes, an
+    flock(2) in this machine's cache (released when its holder dies), waited for with Ctrl-C
+    checked. Two machines pushing one file to a host at once are not kept apart: the sha256
+    check refuses what their interleaved bytes make, and the next run sends it again."""
     with _pushing_lock:
-        return _pushing.setdefault((destination, remote), threading.Lock())
+        in_process = _pushing.setdefault((destination, remote), threading.Lock())
+    with in_process:
+        key = hashlib.sha256(f"{destination}\0{remote}".encode()).hexdigest()[:32]
+        path = cache_dir() / "locks" / "push" / f"{key}.lock"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a")
+        except OSError:  # a cache this user cannot write (read-only, another's): this process's lock alone
+            yield
+            return
+        with handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    interrupts.check()
+                    time.sleep(0.1)
+            yield
 
 
 def push_then(connection: SSHConnection, local: Path, remote: str, sha256: str, then: Sequence[str],
@@ -134,7 +160,7 @@ def push_then(connection: SSHConnection, local: Path, remote: str, sha256: str, 
     push of a far host's large file: the caller runs it). `then` never runs on a file that is
     not the one whose sha256 the host checked: _PUSH runs it only after "present" (a blob is
     verified when it arrives and only its size can change unseen, which is checked) or "done"."""
-    with _one_push_of(connection.destination, remote):
+    with one_push_of(connection.destination, remote):
         return _push_then(connection, local, remote, sha256, then, advance, attempts, early_hash)
 
 
@@ -269,9 +295,9 @@ def download_remotely(connection: SSHConnection, url: str, display: str, blobs: 
     `blobs`, resumable, verified there. Returns the file's sha256."""
     # One download (or push) of a file at a time: `up` has the host download an artifact while
     # the image step downloads the tarball, and both may be the same file (one URL, or one
-    # sha256): two curls appending to one partial file would spoil it (_one_push_of).
+    # sha256): two curls appending to one partial file would spoil it (one_push_of).
     unpinned = f"{blobs}/.url-{hashlib.sha256(urls.identity(url).encode()).hexdigest()[:32]}.partial"
-    with _one_push_of(connection.destination, f"{blobs}/{sha256}" if sha256 is not None else unpinned):
+    with one_push_of(connection.destination, f"{blobs}/{sha256}" if sha256 is not None else unpinned):
         return _download_remotely(connection, url, display, blobs, sha256, unpinned, headers, auth)
 
 
