@@ -196,7 +196,9 @@ def read_holders(client, kind: str, node_path, present: tuple[int, ...], host=No
     over a card's node (one stat(1) run; no run otherwise)."""
     if kind not in NODE_PREFIX or not present:
         return ()
-    inspected = [c.attrs for c in client.containers.list(all=True)]
+    # ignore_removed: a container removed between the list and its inspection (another `up`
+    # replacing its own) holds nothing; without it docker-py raises NotFound for the whole list.
+    inspected = [c.attrs for c in client.containers.list(all=True, ignore_removed=True)]
     numbers = None
     if host is not None and any((a.get("HostConfig") or {}).get("DeviceCgroupRules") and _bound_nodes(a, node_path, present)
                                 for a in inspected):

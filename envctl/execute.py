@@ -20,7 +20,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from envctl import runs
+from envctl import interrupts, runs
 from envctl.errors import EnvctlError, EXIT_USAGE, HostNotReady
 from envctl.masking import StreamMask
 
@@ -298,10 +297,9 @@ def _stream(child: subprocess.Popen, invocation: Invocation, forward, log=None, 
     byte is copied. Returns the child's exit code, and whether it
     printed anything (of what is copied). The PID file the run's wrapper wrote stays: the next
     run removes it (runs.WRAPPER), not a second exec after this one."""
-    previous = {s: signal.signal(s, lambda signum, _frame: forward(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
     masker = StreamMask(invocation.masked)  # a passed secret the program prints is masked on screen and in the log
     printed = False
-    try:
+    with interrupts.handled_by(lambda signum, _frame: forward(signum)):
         out = sys.stdout.buffer
         if after is not None:
             before = b""
@@ -326,9 +324,6 @@ def _stream(child: subprocess.Popen, invocation: Invocation, forward, log=None, 
             if log is not None:
                 log.write(chunk)
         return child.wait(), printed
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def log_path(workspace: Path, entrypoint: str) -> Path:

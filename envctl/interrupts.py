@@ -94,10 +94,37 @@ def _arrived() -> bool:
         said = os.read(_wakeup, 512)  # one byte per signal caught since the last read
     except (BlockingIOError, OSError):
         return False
-    if signal.SIGINT in said:
+    # A SIGINT is Ctrl-C only while on_sigint handles it: `exec` forwards it to its program, and
+    # its own ssh commands that do so must not be refused (handled_by).
+    if signal.SIGINT in said and signal.getsignal(signal.SIGINT) is on_sigint:
         _interrupted.set()
         return True
     return False
+
+
+@contextlib.contextmanager
+def handled_by(handler, signals=(signal.SIGINT, signal.SIGTERM)):
+    """`handler(signum, frame)` in place of the usual handling of `signals` for the block (main
+    thread only): `exec` forwards SIGINT and SIGTERM to the program it runs, a multi-node run
+    stops its nodes. A SIGINT meanwhile is not Ctrl-C for `check`, during the block or after it
+    (the wakeup fd's bytes of the block are dropped when it ends)."""
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, before in previous.items():
+            signal.signal(s, before)
+        _drop_arrivals()
+
+
+def _drop_arrivals() -> None:
+    if _wakeup is None:
+        return
+    try:
+        while os.read(_wakeup, 512):
+            pass
+    except OSError:  # BlockingIOError: nothing left
+        pass
 
 
 @contextlib.contextmanager

@@ -39,7 +39,8 @@ class ContainerOutcome:
 
 def find(client, name: str):
     """The envctl container with this name (running or not), or None."""
-    for container in client.containers.list(all=True, filters={"name": name, "label": LABEL_MANIFEST}):
+    # ignore_removed: one removed between the list and its inspection is not there (no NotFound).
+    for container in client.containers.list(all=True, filters={"name": name, "label": LABEL_MANIFEST}, ignore_removed=True):
         if container.name == name:
             return container
     return None
@@ -61,8 +62,8 @@ def _listed(client, name: str):
 
 
 def environments(client) -> list:
-    """Every container envctl created on this engine."""
-    return client.containers.list(all=True, filters={"label": LABEL_MANIFEST})
+    """Every container envctl created on this engine (one removed while they are inspected left out)."""
+    return client.containers.list(all=True, filters={"label": LABEL_MANIFEST}, ignore_removed=True)
 
 
 def _start(container, name: str) -> None:

@@ -159,7 +159,8 @@ class _Containers:
     def __init__(self, engine: "FakeEngine"):
         self.engine = engine
 
-    def list(self, all: bool = False, filters: dict | None = None):  # noqa: A002 (docker-py's name)
+    def list(self, all: bool = False, filters: dict | None = None, ignore_removed: bool = False):  # noqa: A002 (docker-py's name)
+        # ignore_removed: nothing is removed between this stand-in's list and its inspection.
         filters = filters or {}
         out = []
         for c in self.engine.containers_:

@@ -20,13 +20,12 @@ from __future__ import annotations
 import collections
 import queue
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
 
-from envctl import runs
+from envctl import interrupts, runs
 from envctl.errors import EXIT_REMOTE_FAILED, EnvctlError, HostNotReady
 from envctl.masking import mask
 from envctl.multinode.stopping import Swept, stop_sequence, sweep
@@ -110,33 +109,31 @@ def run_all(nodes: list[NodeProcess], out=None, grace: tuple[float, float] = GRA
     def on_signal(_signum, _frame):
         interrupted.set()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     first: NodeProcess | None = None
     stopper: threading.Thread | None = None
     try:
-        remaining = len(nodes)
-        while remaining:
-            try:
-                node = ended.get(timeout=0.2)
-            except queue.Empty:
-                node = None
-            if node is not None:
-                remaining -= 1
-                if node.code != 0 and first is None and not interrupted.is_set() and stopper is None:
-                    node.lost = _lost(node, docker)
-                    first = node
-            if stopper is None and (first is not None or interrupted.is_set()):
-                stopper = threading.Thread(target=stop_sequence, daemon=True, args=(
-                    nodes, grace, KILL_WAIT, lambda n, sig: _sweep(n, docker, sig), lambda n: n.child.poll() is None))
-                stopper.start()
-        if stopper is not None:
-            stopper.join()
-        for node in nodes:  # its engine never let it go: end our side
-            if node.child.poll() is None:
-                node.child.kill()
+        with interrupts.handled_by(on_signal):
+            remaining = len(nodes)
+            while remaining:
+                try:
+                    node = ended.get(timeout=0.2)
+                except queue.Empty:
+                    node = None
+                if node is not None:
+                    remaining -= 1
+                    if node.code != 0 and first is None and not interrupted.is_set() and stopper is None:
+                        node.lost = _lost(node, docker)
+                        first = node
+                if stopper is None and (first is not None or interrupted.is_set()):
+                    stopper = threading.Thread(target=stop_sequence, daemon=True, args=(
+                        nodes, grace, KILL_WAIT, lambda n, sig: _sweep(n, docker, sig), lambda n: n.child.poll() is None))
+                    stopper.start()
+            if stopper is not None:
+                stopper.join()
+            for node in nodes:  # its engine never let it go: end our side
+                if node.child.poll() is None:
+                    node.child.kill()
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
         for node in nodes:
             node.log.close()
             if not (node.lost or node.unreachable):

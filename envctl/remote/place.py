@@ -38,14 +38,20 @@ RECORD = ".envctl-record.json"
 # Shared by both assembly scripts: the blob $sha linked (or copied) to $path in the staging
 # tree; then the tree renamed into place ($single: the single file's name, empty for a tree)
 # and its record written last (the record is what says "complete"). An entry already in place
-# with the very same record is left as it is (another `up` placed it meanwhile): removed and put
-# back, its path would be missing for a moment, and a container created then refused ("bind
-# source path does not exist").
+# with the very same record and the very same files (path and size of each, as staged) is left
+# as it is (another `up` placed it meanwhile): removed and put back, its path would be missing
+# for a moment, and a container created then refused ("bind source path does not exist"). One
+# with a file deleted, cut short or grown (by hand, on the host) is replaced: its record alone
+# is the same.
 _LINK_BLOB = r'''  mkdir -p "$(dirname "$staging/tree/$path")"
   ln -f "$blobs/$sha" "$staging/tree/$path" 2>/dev/null || cp "$blobs/$sha" "$staging/tree/$path"
 '''
 _INTO_PLACE = r'''mkdir -p "$(dirname "$final")"
-if [ -e "$final" ] && [ -f "$final.json" ] && cmp -s "$staging/.envctl-record.json" "$final.json"; then
+sizes() { if [ -d "$1" ]; then (cd "$1" && find . -type f -exec stat -c '%s %n' {} + | LC_ALL=C sort); else stat -c %s "$1"; fi; }
+staged=$staging/tree; if [ -n "$single" ]; then staged=$staging/tree/$single; fi
+if [ -e "$final" ] && cmp -s "$staging/.envctl-record.json" "$final.json" 2>/dev/null \
+   && sizes "$staged" > "$staging/staged.sizes" && sizes "$final" > "$staging/placed.sizes" \
+   && cmp -s "$staging/staged.sizes" "$staging/placed.sizes"; then
   rm -rf "$staging"; exit 0
 fi
 rm -rf "$final" "$final.json"

@@ -43,3 +43,33 @@ SCRIPT = textwrap.dedent("""
 def test_a_thread_sees_ctrl_c_while_the_main_thread_is_in_a_long_call():
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "seen before the main thread returned", (done.stdout, done.stderr)
+
+
+FORWARDED = textwrap.dedent("""
+    import os, signal, time
+    from envctl import interrupts
+
+    interrupts.install()
+    forwarded = []
+    with interrupts.handled_by(lambda signum, frame: forwarded.append(signum)):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+        try:
+            interrupts.check()  # as the ssh command that forwards it runs
+            during = "ok"
+        except KeyboardInterrupt:
+            during = "refused"
+    try:
+        interrupts.check()
+        after = "ok"
+    except KeyboardInterrupt:
+        after = "refused"
+    print(forwarded == [signal.SIGINT], during, after)
+""")
+
+
+def test_a_sigint_handled_elsewhere_is_not_ctrl_c_for_check():
+    """`exec` forwards SIGINT to its program with an ssh command (interrupts.handled_by): the
+    wakeup fd's byte of that SIGINT must not make check() refuse that command, nor a later one."""
+    done = subprocess.run([sys.executable, "-c", FORWARDED], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["True", "ok", "ok"], (done.stdout, done.stderr)
