@@ -28,10 +28,11 @@ At 50 ms that is about two round trips instead of the full path's two ssh comman
 engine requests one after another, and none of typer, pydantic or docker-py is imported.
 
 What it relies on beyond the local quick path's reliances (quick_up's docstring): the ssh
-configuration is not read here (the record holds the bytes of the config file and of
-/etc/ssh/ssh_config, not of the files they Include); while the master lives, the full path's
-commands go through it too (its control path is named after the destination and the config
-file's name), so both reach the host it verified. A master that ended (ControlPersist) or a
+configuration is not read here beyond the bytes naming the master (the record holds the bytes
+of the config file and of /etc/ssh/ssh_config; the master's name, the bytes of every file ssh
+reads, Includes too: envctl/remote/ssh_config_files.py); while the master lives, the full
+path's commands go through it too (both name it alike), so both reach the host it verified,
+and an edited config names another master, which the full path opens. A master that ended (ControlPersist) or a
 forward that went away sends the command to the full path, which opens them again.
 """
 

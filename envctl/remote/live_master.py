@@ -5,7 +5,8 @@ typer, docker-py and subprocess are imported, or leaves the command to the full 
 An earlier command on the host left, in envctl's private control directory (envctl/remote/ssh.py):
 
 - the master connection's control socket, named after the destination and the ssh config
-  (SSHConnection.control_path; ControlPersist keeps the master a while);
+  (its file's name and the bytes of the files ssh reads: control_name; SSHConnection.control_path;
+  ControlPersist keeps the master a while);
 - the facts note beside it (`<control socket>.facts`, JSON with the host's `home` and
   `docker_host`: envctl/remote/target.py open_host), read over that master: a note older than
   the socket is another master's (SSHConnection.remembered);
@@ -30,6 +31,7 @@ import stat
 from typing import Mapping
 
 from envctl.regular_file import read_regular_text
+from envctl.remote.ssh_config_files import config_identity
 
 PROBE_TIMEOUT = 2.0  # seconds for a local socket to accept
 
@@ -58,13 +60,17 @@ def ssh_config(given: str | None, environ: Mapping[str, str]) -> str | None:
 
 
 def control_name(destination: str, config: str | None) -> str:
-    """The master socket's file name in the control directory (SSHConnection.control_path)."""
-    return hashlib.sha256(f"{destination}\0{config}".encode()).hexdigest()[:20]
+    """The master socket's file name in the control directory (SSHConnection.control_path):
+    after the destination, the config file named and the bytes of every ssh config file read
+    (envctl/remote/ssh_config_files.py: an edited config opens a master of its own)."""
+    return hashlib.sha256(f"{destination}\0{config}\0{config_identity(config)}".encode()).hexdigest()[:20]
 
 
 def forward_name(destination: str, config: str | None, remote_socket: str) -> str:
-    """The file name of the local end of the engine's forwarded socket (SSHConnection.forward_socket)."""
-    return "docker-" + hashlib.sha256(f"{destination}\0{config}\0{remote_socket}".encode()).hexdigest()[:16] + ".sock"
+    """The file name of the local end of the engine's forwarded socket (SSHConnection.forward_socket),
+    named as its master is (control_name) and after the engine's socket there."""
+    said = f"{destination}\0{config}\0{config_identity(config)}\0{remote_socket}"
+    return "docker-" + hashlib.sha256(said.encode()).hexdigest()[:16] + ".sock"
 
 
 def forwarded_engine(destination: str, config: str | None, directory: str) -> str | None:

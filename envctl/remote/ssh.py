@@ -17,7 +17,6 @@ quoted one by one for the remote shell (ssh hands the server one command line).
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 import shlex
@@ -32,7 +31,7 @@ from envctl.errors import EXIT_REMOTE_FAILED, EnvctlError
 from envctl.hosts.base import CommandResult
 from envctl.regular_file import read_regular_text
 from envctl.remote import command_log
-from envctl.remote.live_master import answers
+from envctl.remote.live_master import answers, control_name, forward_name
 from envctl.remote.ssh_hops import POLICY, Hop, describe, envctl_known_hosts, hop_refusing_login, refusing_hop, resolve_route
 
 FAR_HOST_SECONDS = 0.02  # a command's round trip beyond which a host counts as far (not on the LAN)
@@ -78,10 +77,10 @@ class SSHConnection:
         self.destination = destination
         self.settings = settings or SSHSettings()
         # One master per destination and config: two aliases of one server (with their own
-        # known_hosts or keys) never borrow each other's connection. Masters outlive envctl by
+        # known_hosts or keys) never borrow each other's connection, nor does a command after
+        # the config was edited (live_master.control_name). Masters outlive envctl by
         # ControlPersist, so `up` then `exec` costs one handshake, not two.
-        name = hashlib.sha256(f"{destination}\0{self.settings.config}".encode()).hexdigest()[:20]
-        self.control_path = os.path.join(_control_dir(self.settings), name)
+        self.control_path = os.path.join(_control_dir(self.settings), control_name(destination, self.settings.config))
         self._route: Hop | None = None
         # Counts the commands started here that may change the host (every one but those run
         # with reads_only): what was read from the host stays true while it has not moved.
@@ -244,8 +243,7 @@ class SSHConnection:
     def forward_socket(self, remote_socket: str) -> str:
         """Forward a local unix socket to a remote one (the Docker engine's) over the master;
         returns the local path."""
-        name = hashlib.sha256(f"{self.destination}\0{self.settings.config}\0{remote_socket}".encode()).hexdigest()[:16]
-        local = os.path.join(_control_dir(self.settings), f"docker-{name}.sock")
+        local = os.path.join(_control_dir(self.settings), forward_name(self.destination, self.settings.config, remote_socket))
         if answers(local):
             return local  # forwarded by the live master (an earlier or concurrent envctl): shared
         if os.path.exists(local):
