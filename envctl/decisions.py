@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from envctl.containers import LABEL_HASH, LABEL_IMAGE_ID, LABEL_SPEC, ContainerSpec
 from envctl.markers import FAILED_SUFFIX, index_of, marker_name
+from envctl.paths import WORKSPACE_TARGET
 
 REMOTE_FETCH_KINDS = frozenset({"http", "hf", "hf-dataset", "modelscope"})  # what a host can download itself
 
@@ -147,7 +148,9 @@ def container(spec: ContainerSpec, image_id: str | None, observed, replaced_moun
     """`replaced_mounts`: the artifacts whose mount source up places again (fetched, copied,
     pushed): a running container's bind mount holds the old file or directory (a deleted one:
     an empty directory, the old bytes), so it is restarted, which mounts the sources anew and
-    keeps its filesystem and so its setup markers. A stopped container mounts them when started."""
+    keeps its filesystem and so its setup markers. The same for its workspace when it is gone
+    from the host (observed.workspace_gone: up makes it again). A stopped container mounts them
+    when started."""
     seen = observed.engine
     if seen is None:
         return Decision("unknown", observed.engine_problem or "the engine was not asked")
@@ -160,6 +163,10 @@ def container(spec: ContainerSpec, image_id: str | None, observed, replaced_moun
             if replaced_mounts:
                 return Decision("restart", f"artifact(s) {', '.join(replaced_mounts)} placed again: its mounts in the "
                                            "running container would still show what was there before")
+            gone = getattr(observed, "workspace_gone", None)
+            if gone:
+                return Decision("restart", f"its workspace {gone} is gone from the host: made again, it would not be "
+                                           f"what the running container's {WORKSPACE_TARGET} shows (the deleted one)")
             return Decision("unchanged", "running with this configuration and image")
         return Decision("start", f"it is {current.status}")
     changes = tuple(changed_fields(labels, spec, image_id))

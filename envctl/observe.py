@@ -39,6 +39,7 @@ class Observed:
     holders: tuple | None = None  # envctl/card_holders.Holder of every container reaching a card; None: not asked
     reading: object | None = None  # the vendor tool's reading (envctl/devices/usage.py) where topology needs it
     registry: object | None = None  # a pulled image: envctl/registry_plan.RegistryView (None: not pulled)
+    workspace_gone: str | None = None  # the workspace's path, when the container runs and it is not there
 
     @property
     def container(self) -> ContainerState | None:
@@ -94,6 +95,13 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
         seen_id = seen.container.id if seen.container else None
         if together and seen_id != known_id:  # the file is read once per plan: written only when it changes
             host.note_container(manifest.container_name, seen_id)
+    gone = None
+    if seen is not None and seen.container is not None and seen.container.status == "running":
+        # Deleted on the host (by hand, a cleanup script): up makes it again, but the running
+        # container's bind mount still holds the deleted directory. On an SSH host the probe
+        # round said it already (the workspace is among the directories noted: SSHHost.mkdirs).
+        workspace = str(workspace_dir(manifest.container_name, host.environ() if environ is None else environ))
+        gone = None if host.exists(workspace) else workspace
     if engine is not None and holders:
         from envctl.card_holders import node_path_for, read_holders, with_processes
 
@@ -102,7 +110,7 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
     return Observed(host.name, host.root, present, driver, devices, frozenset(missing),
                     seen.image_present if seen else None, seen.image_id if seen else None,
                     seen.image_config if seen else None, dict(seen.baked) if seen else {}, seen, caches, fetch_mode,
-                    engine_problem, held, reading, registry)
+                    engine_problem, held, reading, registry, gone)
 
 
 def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None, registry=None, together: bool = False,

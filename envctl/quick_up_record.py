@@ -421,7 +421,7 @@ def _candidates(loaded, environ: dict, remote: bool = False) -> list[str]:
 def _stat_paths(loaded, environ: dict) -> list[str]:
     """Paths the plan looked at with stat alone (envctl/observe.py, envctl/observe_cache.py):
     each cached artifact's placed files and local source, the writable copies, the mount
-    sources, the tarball, the env file (whose permissions a warning names)."""
+    sources, the workspace, the tarball, the env file (whose permissions a warning names)."""
     from envctl.artifacts.cache import Cache, on_disk
     from envctl.artifacts.sources import artifact_key
     from envctl.observe_cache import tarball_here
@@ -445,6 +445,9 @@ def _stat_paths(loaded, environ: dict) -> list[str]:
     for mount in loaded.manifest.container.mounts:
         source = mount.split(":")[0]
         paths.append(source if source.startswith("/") else str(loaded.directory / source))
+    # The workspace: deleted (and so made again by the full path), the container is restarted
+    # (observe.py workspace_gone). An entry added at its top changes it too: a full path then.
+    paths.append(str(workspace_dir(loaded.manifest.container_name, environ)))
     if loaded.image_source is not None and loaded.image_source.kind == "file":
         paths.append(loaded.image_source.location)
     own = getattr(loaded.manifest.container, "env_file", None)

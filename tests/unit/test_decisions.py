@@ -2,6 +2,7 @@
 action each step gets and why. What `up` then does on a real engine is held to these same
 actions in tests/integration/test_plan_is_what_up_does.py."""
 
+import os
 import textwrap
 
 import pytest
@@ -51,6 +52,7 @@ def with_container(engine, plan, status="running", markers=None, image_id=IMAGE_
     if markers is None:
         markers = [marker_name(s.index, s.step_hash) for s in plan.setup]
     engine.add_container(plan.container.name, labels, status, tuple(markers))
+    os.makedirs(plan.workspace, exist_ok=True)  # as the up that made the container made it
 
 
 def actions(plan):

@@ -4,7 +4,8 @@ captured from docker.io 20.10.24), `docker top` rows of procps `ps -o pid,ppid,e
 The same cases on real engines: tests/integration/test_running_work.py."""
 
 import json
-import textwrap
+import os
+import shutil
 
 import pytest
 
@@ -55,6 +56,7 @@ def up_with(engine, plan, status="running"):
     labels = {LABEL_MANIFEST: plan.manifest, LABEL_HASH: plan.container.config_hash(), LABEL_IMAGE_ID: IMAGE_ID,
               LABEL_SPEC: json.dumps(plan.container.summary(), sort_keys=True, default=list)}
     engine.add_image(IMAGE_ID, "lab/base:1")
+    os.makedirs(plan.workspace, exist_ok=True)  # as that up made it
     return engine.add_container(plan.container.name, labels, status)
 
 
@@ -165,3 +167,22 @@ def test_a_restart_for_an_artifact_placed_again_is_blocked_by_running_work(tmp_p
     forced = plan(force=True)
     assert not [b for b in forced.blockers if "running work" in b]
     assert [r.name for r in forced.container_action.stops] == ["train"]
+
+
+def test_a_workspace_gone_from_the_host_restarts_the_container_unless_work_runs_there(world):
+    """The workspace deleted behind envctl's back: up makes it again, but the running
+    container's /envctl is still the deleted directory. The plan says restart (a stopped
+    container mounts it anew when started), and running work blocks it as any restart."""
+    engine = FakeEngine()
+    container = up_with(engine, world(engine))
+    shutil.rmtree(world(engine).workspace)
+    plan = world(engine)
+    assert plan.container_action.action == "restart" and plan.blockers == ()
+    assert plan.container_action.reason == (f"its workspace {plan.workspace} is gone from the host: made again, it "
+                                            "would not be what the running container's /envctl shows (the deleted one)")
+    train_run(container)
+    blocked = world(engine)
+    assert [b for b in blocked.blockers if "running work" in b] == [
+        f"restarting envctl-busy would kill running work: {TRAIN}; `--force` to do it anyway"]
+    container.status = "exited"
+    assert world(engine).container_action.action == "start"

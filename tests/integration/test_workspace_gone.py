@@ -1,0 +1,43 @@
+"""The workspace deleted on the host behind envctl's back (by hand, a cleanup script): `up` made
+the directory again and said 'container unchanged', while the running container's /envctl was
+still the deleted directory — logs and files written there reached nothing on the host. Now the
+plan says `restart`, up restarts the container (its filesystem, and so its setup markers, stay),
+and what the container writes to /envctl is on the host again. The quick path, which answers
+an `up` with nothing to do, leaves this one to the full path."""
+
+import json
+import shutil
+
+from support import IMAGE
+
+BODY = """\
+device: {{kind: cpu}}
+image: {{ref: {image}, tarball: {{source: {tarball}}}}}
+setup:
+  - name: once
+    run: echo ran >> /tmp/once
+"""
+
+
+def test_a_workspace_deleted_on_the_host_restarts_the_container_and_reaches_it_again(make_env, tarballs):
+    env = make_env("cpu")
+    env.write(BODY.format(image=IMAGE, tarball=tarballs.plain))
+    assert env.run("up", str(env.manifest)).returncode == 0
+    again = env.run("up", str(env.manifest))  # recorded for the quick path
+    assert again.returncode == 0 and "unchanged" in again.stderr, again.stderr
+    workspace = env.base / "workspaces" / env.container
+    assert workspace.is_dir()
+
+    shutil.rmtree(workspace)
+    plan = json.loads(env.run("plan", "--json", str(env.manifest)).stdout)
+    assert plan["container_action"]["action"] == "restart"
+    assert "workspace" in plan["container_action"]["reason"] and "gone" in plan["container_action"]["reason"]
+    assert [s["action"] for s in plan["setup"]] == ["skip"]
+
+    done = env.run("up", "--json", str(env.manifest))
+    assert done.returncode == 0, done.stderr
+    assert ["container", env.container, "restart"] in json.loads(done.stdout)["executed"]
+    assert env.inside("echo seen > /envctl/written; cat /tmp/once") == (0, "ran\n")
+    assert (workspace / "written").read_text() == "seen\n"
+    after = env.run("up", str(env.manifest))
+    assert after.returncode == 0 and "unchanged" in after.stderr, after.stderr

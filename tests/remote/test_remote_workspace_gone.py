@@ -1,0 +1,39 @@
+"""The workspace deleted on an SSH host behind envctl's back: the probe round says so (the
+workspace is among the directories the note beside the master lists), the plan says restart,
+and `up` makes it again and restarts the container, whose /envctl is then the host's directory
+again. The quick path, which replays the probe round, leaves this `up` to the full path."""
+
+from __future__ import annotations
+
+import json
+
+from engines import CLASSIC, connect
+from testimages import save_image
+
+REF = "envctl-it/workspace-gone:1"
+
+
+def test_a_workspace_deleted_on_the_host_restarts_the_container_there(world, tmp_path):
+    tarball = tmp_path / "image.tar"
+    save_image(connect(CLASSIC).client, {"etc/workspace-gone": b"1\n"}, tarball, REF)
+    manifest = world.write(f"device: {{kind: cpu}}\nimage: {{ref: {REF}, tarball: {{source: {tarball}}}}}\n")
+    world.cleanups.append(lambda: world.lab.docker("lab1", "rmi", "-f", REF))
+    assert world.run("up", str(manifest), "--host", "lab1").returncode == 0
+    again = world.run("up", str(manifest), "--host", "lab1")  # recorded for the quick path
+    assert again.returncode == 0 and "unchanged" in again.stderr, again.stderr
+
+    workspace = f"{world.data_dir()}/workspaces/{world.container}"
+    assert world.remote("lab1", workspace).is_dir()
+    world.lab.run_in("lab1", "rm", "-rf", workspace)
+    plan = json.loads(world.run("plan", "--json", str(manifest), "--host", "lab1").stdout)["lab1"]
+    assert plan["container_action"]["action"] == "restart", plan["container_action"]
+    assert "workspace" in plan["container_action"]["reason"], plan["container_action"]
+
+    done = world.run("up", "--json", str(manifest), "--host", "lab1")
+    assert done.returncode == 0, done.stderr
+    assert ["container", world.container, "restart"] in json.loads(done.stdout)["lab1"]["executed"]
+    wrote = world.lab.docker("lab1", "exec", world.container, "sh", "-c", "echo seen > /envctl/written")
+    assert wrote.returncode == 0, wrote.stderr
+    assert world.remote("lab1", f"{workspace}/written").read_text() == "seen\n"
+    after = world.run("up", str(manifest), "--host", "lab1")
+    assert after.returncode == 0 and "unchanged" in after.stderr, after.stderr
