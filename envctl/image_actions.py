@@ -22,7 +22,7 @@ from envctl.artifacts.sources import Source
 from envctl.errors import FetchError, WorldChanged
 from envctl.hosts.base import WritableHost
 from envctl.image_step import UNASKED, ImageOutcome, ensure_image
-from envctl.images import IdentityCache
+from envctl.images import IdentityCache, ImageError
 from envctl.manifest.loader import Loaded
 from envctl.plan import Plan
 
@@ -61,9 +61,19 @@ def ensure(host: WritableHost, loaded: Loaded, plan: Plan, local: Cache, echo: C
     # The check's look-up is the image step's, one request (an SSH round trip) less, when only
     # reads of this machine came in between; a download's minutes leave room for another `up`
     # to load the image meanwhile, so the step then looks again.
-    outcome = ensure_image(client, plan.image, tarball, IdentityCache(local.root / "state" / "tarballs.json"), progress,
-                           host.engine_socket(), loader=host.image_loader(),
-                           current=UNASKED if downloaded else current)
+    try:
+        outcome = ensure_image(client, plan.image, tarball, IdentityCache(local.root / "state" / "tarballs.json"),
+                               progress, host.engine_socket(), loader=host.image_loader(),
+                               current=UNASKED if downloaded else current)
+    except ImageError as failed:
+        # Another `up` loaded the image meanwhile: the containerd image store refuses the second
+        # of two loads of one image at once ("AlreadyExists: image ... already exists"). The
+        # world changed since the plan, which is what to say, not a corrupt tarball.
+        try:
+            check_unchanged(client, plan)
+        except WorldChanged as changed:
+            raise changed from failed
+        raise
     echo(f"image      {plan.image.ref}: {outcome.action}" + (f" ({outcome.note})" if outcome.note else ""))
     if outcome.action == "loaded":
         return outcome, "download+load" if downloaded else "load"
