@@ -274,8 +274,9 @@ def test_a_listing_is_not_taken_early_while_another_up_holds_the_environments_lo
 
 
 def test_markers_read_early_while_up_makes_the_workspace_again_are_asked_again(world, already_up, monkeypatch):
-    """The workspace removed from the host: `up` makes it again beside the image step while its
-    early read of the markers runs. Sent while the mount's source is missing, the archive request
+    """The workspace removed from the host once the plan was made (one made after says restart,
+    and no early read goes out: tests/remote/test_remote_workspace_gone.py): `up` makes it
+    again beside the image step while its early read of the markers runs. Sent while the mount's source is missing, the archive request
     answers 404; the stat of the root, sent once it is made, answers: read_setup_state takes that
     for a container with no state directory, and apply said that another `up` ran setup (exit 5,
     about one run in three through the plain `up`). Made certain here: the workspace is made
@@ -289,8 +290,8 @@ def test_markers_read_early_while_up_makes_the_workspace_again_are_asked_again(w
     host, loaded, plan = already_up
     workspace = world.remote(HOST, f"{world.data_dir()}/workspaces/{world.container}")
     assert workspace.is_dir()
-    shutil.rmtree(workspace)
     the_plan = plan()
+    shutil.rmtree(workspace)
     made = threading.Event()
     original_root_answers, original_mkdirs = observe_engine._root_answers, host.mkdirs
 
