@@ -20,9 +20,8 @@ from pathlib import Path
 
 from envctl import interrupts
 from envctl.errors import FetchError
-from envctl.hosts.base import CommandResult
 from envctl.remote.ssh import SSH_FAILED, RemoteError, SSHConnection
-from envctl.remote.streams import SHA256_OF, finish, stream_range
+from envctl.remote.streams import SHA256_OF, finish, host_first_line, stream_range
 
 SEGMENTS = 4
 
@@ -76,12 +75,9 @@ def push_segmented(connection: SSHConnection, local: Path, remote: str, sha256: 
                 process = subprocess.Popen(connection.bulk_command(argv), stdin=subprocess.PIPE,
                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             with interrupts.ended_on_ctrl_c(process):
-                first = process.stdout.readline().decode().strip()
-                if not first.isdigit():  # the connection failed before the host answered
-                    _, errors = finish(process)
-                    if process.returncode == SSH_FAILED and attempt + 1 < attempts:
-                        continue
-                    raise connection.explain(CommandResult(process.returncode, "", errors.decode(errors="replace")))
+                first = host_first_line(process, connection, str.isdigit, attempt + 1 < attempts)
+                if first is None:  # the connection failed before the host answered
+                    continue
                 have = int(first)
                 if have and not had[index]:
                     had[index] = have  # resumed: from an earlier run, or after a cut in this one

@@ -7,6 +7,9 @@ import os
 import subprocess
 from pathlib import Path
 
+from envctl.hosts.base import CommandResult
+from envctl.remote.ssh import SSH_FAILED
+
 BLOCK = 8 << 20
 
 # Shell functions for the host: the sha256 of file $1 (sha256_of) or of the standard input
@@ -86,3 +89,17 @@ def finish(process: subprocess.Popen) -> tuple[bytes, bytes]:
         pass
     process.stdin = None  # communicate() must not flush it again
     return process.communicate()
+
+
+def host_first_line(process: subprocess.Popen, connection, accepted, may_retry: bool) -> str | None:
+    """The first line a push's ssh command printed (the host's first word: its offset, or
+    "present"), when `accepted(line)`; else the connection failed before the host answered:
+    None when it was ssh's own failure (exit 255) and `may_retry` (the caller connects again),
+    else the failure raised as `connection.explain` words it (RemoteError)."""
+    first = process.stdout.readline().decode().strip()
+    if accepted(first):
+        return first
+    _, errors = finish(process)
+    if process.returncode == SSH_FAILED and may_retry:
+        return None
+    raise connection.explain(CommandResult(process.returncode, "", errors.decode(errors="replace")))

@@ -38,7 +38,7 @@ from envctl.paths import cache_dir
 from envctl.remote import standby
 from envctl.remote.segments import part_files, push_segmented
 from envctl.remote.ssh import FAR_HOST_SECONDS, SSH_FAILED, RemoteError, SSHConnection
-from envctl.remote.streams import FOLLOW, SHA256_OF, finish, stream_range
+from envctl.remote.streams import FOLLOW, SHA256_OF, finish, host_first_line, stream_range
 
 BULK = 64 << 20  # from this size the host is asked first: does it have the file, is it near or far
 
@@ -182,15 +182,13 @@ def _push_then(connection: SSHConnection, local: Path, remote: str, sha256: str,
     for attempt in range(attempts):
         process = standby.start(connection, argv)  # a session opened ahead when `up` opened one
         with interrupts.ended_on_ctrl_c(process):
-            first = process.stdout.readline().decode().strip()
+            first = host_first_line(process, connection, lambda line: line == "present" or line.isdigit(),
+                                    attempt + 1 < attempts)
+            if first is None:  # the connection failed before the host answered
+                continue
             if first == "present":
                 rest, errors = finish(process)
                 return ("present" if attempt == 0 else _outcome(resumed_at)), _then(process, then, rest, errors)
-            if not first.isdigit():  # the connection failed before the host answered
-                _, errors = finish(process)
-                if process.returncode == SSH_FAILED and attempt + 1 < attempts:
-                    continue
-                raise connection.explain(CommandResult(process.returncode, "", errors.decode(errors="replace")))
             offset = int(first)
             if offset and resumed_at is None:
                 resumed_at = offset
