@@ -163,10 +163,10 @@ def container(spec: ContainerSpec, image_id: str | None, observed, replaced_moun
             if replaced_mounts:
                 return Decision("restart", f"artifact(s) {', '.join(replaced_mounts)} placed again: its mounts in the "
                                            "running container would still show what was there before")
-            gone = getattr(observed, "workspace_gone", None)
-            if gone:
-                return Decision("restart", f"its workspace {gone} is gone from the host: made again, it would not be "
-                                           f"what the running container's {WORKSPACE_TARGET} shows (the deleted one)")
+            if observed.workspace_gone:
+                return Decision("restart", f"its workspace {observed.workspace_gone} is gone from the host: made "
+                                           f"again, it would not be what the running container's {WORKSPACE_TARGET} "
+                                           "shows (the deleted one)")
             return Decision("unchanged", "running with this configuration and image")
         return Decision("start", f"it is {current.status}")
     changes = tuple(changed_fields(labels, spec, image_id))
