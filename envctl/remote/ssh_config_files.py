@@ -91,9 +91,9 @@ def _included(text: bytes) -> list[str]:
                 patterns.append(rest[1:end])
                 rest = rest[end + 1:].lstrip()
             else:
-                word, _, rest = rest.partition(" ")
+                word, *after = rest.split(None, 1)  # spaces or tabs between patterns
                 patterns.append(word)
-                rest = rest.lstrip()
+                rest = after[0] if after else ""
     return [p for p in patterns if p]
 
 

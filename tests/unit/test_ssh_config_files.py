@@ -73,8 +73,8 @@ def test_a_config_including_itself_ends(tmp_path):
 
 
 def test_the_include_lines_are_read_as_ssh_config_5_writes_them():
-    assert _included(b'Include a b\n  include\t"c d" e\nInclude=f\n#Include g\nIncludeX h\n') == \
-        ["a", "b", "c d", "e", "f"]
+    assert _included(b'Include a b\n  include\t"c d" e\nInclude=f\n#Include g\nIncludeX h\nInclude i\tj\n') == \
+        ["a", "b", "c d", "e", "f", "i", "j"]
 
 
 def test_a_fifo_given_as_the_config_is_not_read(tmp_path):
