@@ -113,7 +113,7 @@ def prepare(host: WritableHost, loaded: Loaded, plan: Plan, echo: Callable[[str]
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(1) as pool:
-            made = pool.submit(host.mkdirs, plan.workspace)
+            made = pool.submit(host.make_workspace, plan.workspace, plan.workspace_mark)
             try:
                 outcome, word = image_actions.ensure(host, loaded, plan, artifact_steps.local_cache(host), echo,
                                                      progress, offline, reads.image if reads is not None else None)
@@ -148,7 +148,7 @@ def _pushing_beside_the_image(host: WritableHost, loaded: Loaded, plan: Plan, ec
     with ThreadPoolExecutor(2) as pool:
         image = pool.submit(image_actions.ensure, host, loaded, plan, artifact_steps.local_cache(host), said.append,
                             progress, offline, None)
-        made = pool.submit(host.mkdirs, plan.workspace)
+        made = pool.submit(host.make_workspace, plan.workspace, plan.workspace_mark)
         try:
             done = artifact_steps.place(host, loaded, plan, echo, progress, offline, checked)
         finally:
@@ -234,10 +234,10 @@ def start(client, loaded: Loaded, plan: Plan, image: ImageOutcome, lock_dir: Pat
             with card_lock():  # two ups on one host: one chooses and creates at a time
                 check_still_free(client, plan)
                 container = execute(client, plan.container, action, plan.world, image.image_id, str(loaded.file),
-                                    lock_dir, before_remove, then_exec=then_exec)
+                                    lock_dir, before_remove, then_exec=then_exec, workspace_mark=plan.workspace_mark)
         else:
             container = execute(client, plan.container, action, plan.world, image.image_id, str(loaded.file), lock_dir,
-                                before_remove, reads.listing, then_exec)
+                                before_remove, reads.listing, then_exec, plan.workspace_mark)
     except EnvctlError as exc:  # a ulimit the runtime refused is named with the manifest line that set it
         located = _ulimit_located(exc, loaded, plan)
         if located is exc:

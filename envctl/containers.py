@@ -26,6 +26,7 @@ LABEL_CARDS = LABEL_PREFIX + "cards"
 LABEL_SPEC = LABEL_PREFIX + "spec"  # the spec (env values hashed), to say what changed on recreate
 LABEL_IMAGE_ID = LABEL_PREFIX + "image-id"
 LABEL_FILE = LABEL_PREFIX + "manifest-file"
+LABEL_WORKSPACE_MARK = LABEL_PREFIX + "workspace-mark"  # the token in its workspace's paths.WORKSPACE_MARK
 LABEL_USER = LABEL_PREFIX + "user"  # who brought the environment up (their login name), shown as a card's holder
 LABEL_BAKED_FOR = LABEL_PREFIX + "baked-for"  # on images made by `envctl build`: the manifest
 LABEL_BAKE_KEY = LABEL_PREFIX + "bake-key"  # ... and the hash of the base image and setup steps

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from envctl.containers import LABEL_HASH, LABEL_IMAGE_ID, LABEL_SPEC, ContainerSpec
 from envctl.markers import FAILED_SUFFIX, index_of, marker_name
-from envctl.paths import WORKSPACE_TARGET
+from envctl.paths import WORKSPACE_MARK, WORKSPACE_TARGET
 
 REMOTE_FETCH_KINDS = frozenset({"http", "hf", "hf-dataset", "modelscope"})  # what a host can download itself
 
@@ -149,8 +149,8 @@ def container(spec: ContainerSpec, image_id: str | None, observed, replaced_moun
     pushed): a running container's bind mount holds the old file or directory (a deleted one:
     an empty directory, the old bytes), so it is restarted, which mounts the sources anew and
     keeps its filesystem and so its setup markers. The same for its workspace when it is gone
-    from the host (observed.workspace_gone: up makes it again). A stopped container mounts them
-    when started."""
+    from the host (observed.workspace_gone: up makes it again) or is not the directory it
+    mounted (observed.workspace_replaced). A stopped container mounts them when started."""
     seen = observed.engine
     if seen is None:
         return Decision("unknown", observed.engine_problem or "the engine was not asked")
@@ -167,6 +167,10 @@ def container(spec: ContainerSpec, image_id: str | None, observed, replaced_moun
                 return Decision("restart", f"its workspace {observed.workspace_gone} is gone from the host: made "
                                            f"again, it would not be what the running container's {WORKSPACE_TARGET} "
                                            "shows (the deleted one)")
+            if observed.workspace_replaced:
+                return Decision("restart", f"its workspace {observed.workspace_replaced} is not the directory the "
+                                           f"running container mounted at {WORKSPACE_TARGET} (deleted and made again, "
+                                           f"or replaced: it lacks the container's mark {WORKSPACE_MARK})")
             return Decision("unchanged", "running with this configuration and image")
         return Decision("start", f"it is {current.status}")
     changes = tuple(changed_fields(labels, spec, image_id))

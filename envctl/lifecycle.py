@@ -9,7 +9,8 @@ from pathlib import Path
 
 from docker.errors import APIError, DockerException, NotFound
 
-from envctl.containers import LABEL_FILE, LABEL_HASH, LABEL_IMAGE_ID, LABEL_MANIFEST, LABEL_USER, ContainerSpec
+from envctl.containers import (LABEL_FILE, LABEL_HASH, LABEL_IMAGE_ID, LABEL_MANIFEST, LABEL_USER, LABEL_WORKSPACE_MARK,
+                               ContainerSpec)
 from envctl.decisions import changed_fields
 from envctl.errors import EXIT_ENGINE_FAILED, EXIT_HOST_NOT_READY, EnvctlError, WorldChanged
 from envctl.locks import file_lock
@@ -138,10 +139,13 @@ def _user() -> str:
         return f"uid {os.getuid()}"
 
 
-def _create(client, spec: ContainerSpec, image_id: str, manifest_file: str, then_exec=None):
+def _create(client, spec: ContainerSpec, image_id: str, manifest_file: str, then_exec=None, workspace_mark: str = ""):
     """The new container, created and started: (its docker-py model, the ID of the exec
-    `then_exec` asks for where it was made behind the start, else None: _start_then_exec)."""
+    `then_exec` asks for where it was made behind the start, else None: _start_then_exec).
+    `workspace_mark`: the mark its workspace holds (paths.WORKSPACE_MARK), kept as its label."""
     labels = {LABEL_IMAGE_ID: image_id, LABEL_FILE: manifest_file, LABEL_USER: _user()}
+    if workspace_mark:
+        labels[LABEL_WORKSPACE_MARK] = workspace_mark
     try:
         container = _created(client, spec.api_kwargs(labels))
     except APIError as exc:
@@ -196,7 +200,7 @@ def list_if_free(client, name: str, lock_dir: Path):
 
 
 def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, manifest_file: str, lock_dir: Path,
-            before_remove=None, listed=None, then_exec=None) -> ContainerOutcome:
+            before_remove=None, listed=None, then_exec=None, workspace_mark: str = "") -> ContainerOutcome:
     """Do to the container exactly what the plan decided (`action`: create | recreate | start |
     restart | unchanged), after checking, under the environment's lock, that it is still as observed
     (`expected`: plan.World); a container the plan found absent is created without a look first,
@@ -205,7 +209,7 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
     `listed()`: for "unchanged" only, the listing list_if_free took under the lock earlier (or
     NOT_LISTED), which is then compared instead of asking again. `then_exec`: what gives an
     exec's create body (as for _start_then_exec), made right behind the start of a container
-    created here (ContainerOutcome.exec_id)."""
+    created here (ContainerOutcome.exec_id). `workspace_mark`: as for _create."""
     if action == "unchanged" and listed is not None:
         current = listed()  # raises what the listing raised, as it would have here
         if current is not NOT_LISTED:  # read under the lock: nothing is acted on, so nothing more is held
@@ -215,7 +219,7 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
         if action == "create" and expected.container_id is None:
             # Not listed first: the engine refuses a name in use (409), which says the same as a
             # listing would, in the create's own round trip rather than one more (issue 14).
-            return _create_absent(client, spec, image_id, manifest_file, then_exec)
+            return _create_absent(client, spec, image_id, manifest_file, then_exec, workspace_mark)
         current = _listed(client, spec.name)
         _check_as_planned(spec, expected, current)
         if action == "unchanged":
@@ -238,7 +242,7 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
             if before_remove is not None:
                 before_remove(current)
             _remove(current)
-            made, exec_id = _create(client, spec, image_id, manifest_file, then_exec)
+            made, exec_id = _create(client, spec, image_id, manifest_file, then_exec, workspace_mark)
             return ContainerOutcome("recreated", made.id, tuple(changes), exec_id)
         if action == "create":  # a plan that saw a container never asks to create it (decisions.container)
             raise ContainerError(f"the plan asks to create container {spec.name}, which it found there",
@@ -248,13 +252,13 @@ def execute(client, spec: ContainerSpec, action: str, expected, image_id: str, m
 
 
 def _create_absent(client, spec: ContainerSpec, image_id: str, manifest_file: str,
-                   then_exec=None) -> ContainerOutcome:
+                   then_exec=None, workspace_mark: str = "") -> ContainerOutcome:
     """Create the container the plan found absent. The engine refuses a name in use (409):
     WorldChanged when an envctl container has it now (made meanwhile by another `up`, on this
     machine or another with this engine), ContainerError when a container envctl did not make
     has it (which the plan, listing envctl's containers only, does not see)."""
     try:
-        made, exec_id = _create(client, spec, image_id, manifest_file, then_exec)
+        made, exec_id = _create(client, spec, image_id, manifest_file, then_exec, workspace_mark)
         return ContainerOutcome("created", made.id, exec_id=exec_id)
     except APIError as exc:
         if exc.status_code != 409:

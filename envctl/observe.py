@@ -8,16 +8,19 @@ observe through `observe`, so they decide from the same facts.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
+from envctl.containers import LABEL_WORKSPACE_MARK
 from envctl.devices import family
 from envctl.devices.base import DriverInfo, Snapshot, snapshot
 from envctl.hosts.base import Host
 from envctl.manifest.loader import Loaded
 from envctl.observe_cache import CacheView
 from envctl.observe_engine import ContainerState, EngineView
+from envctl.paths import WORKSPACE_MARK
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class Observed:
     reading: object | None = None  # the vendor tool's reading (envctl/devices/usage.py) where topology needs it
     registry: object | None = None  # a pulled image: envctl/registry_plan.RegistryView (None: not pulled)
     workspace_gone: str | None = None  # the workspace's path, when the container runs and it is not there
+    workspace_replaced: str | None = None  # ... when it is there without the running container's mark
+    workspace_mark: str | None = None  # the mark its workspace holds (paths.WORKSPACE_MARK), read when a container is
 
     @property
     def container(self) -> ContainerState | None:
@@ -95,13 +100,22 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
         seen_id = seen.container.id if seen.container else None
         if together and seen_id != known_id:  # the file is read once per plan: written only when it changes
             host.note_container(manifest.container_name, seen_id)
-    gone = None
-    if seen is not None and seen.container is not None and seen.container.status == "running":
+    gone = replaced = mark = None
+    if seen is not None and seen.container is not None:
         # Deleted on the host (by hand, a cleanup script): up makes it again, but the running
-        # container's bind mount still holds the deleted directory. On an SSH host the probe
-        # round said it already (the workspace is among the directories noted: SSHHost.mkdirs).
+        # container's bind mount still holds the deleted directory. Deleted and made again (by
+        # hand, or by a command writing a log there), or a symlink to another directory put in
+        # its place: it lacks the mark of the container that mounted it. On an SSH host the
+        # probe round said both already (the workspace is among the directories noted, its mark
+        # among the texts read: SSHHost.make_workspace, probe_arguments).
         workspace = str(workspace_dir(manifest.container_name, host.environ() if environ is None else environ))
-        gone = None if host.exists(workspace) else workspace
+        mark = read_mark(host, workspace)
+        if seen.container.status == "running":
+            label = seen.container.labels.get(LABEL_WORKSPACE_MARK)
+            if not host.exists(workspace):
+                gone = workspace
+            elif label and mark != label:  # a container made before marks has none: not compared
+                replaced = workspace
     if engine is not None and holders:
         from envctl.card_holders import node_path_for, read_holders, with_processes
 
@@ -110,7 +124,19 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
     return Observed(host.name, host.root, present, driver, devices, frozenset(missing),
                     seen.image_present if seen else None, seen.image_id if seen else None,
                     seen.image_config if seen else None, dict(seen.baked) if seen else {}, seen, caches, fetch_mode,
-                    engine_problem, held, reading, registry, gone)
+                    engine_problem, held, reading, registry, gone, replaced, mark)
+
+
+def read_mark(host: Host, workspace: str) -> str | None:
+    """The mark in `workspace` (paths.WORKSPACE_MARK: 32 hex digits), None when it has none
+    (absent, unreadable, or not a mark envctl wrote)."""
+    text = host.read_text(posixpath.join(workspace, WORKSPACE_MARK))
+    mark = text.strip() if text else ""
+    return mark if is_mark(mark) else None
+
+
+def is_mark(text: str) -> bool:
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
 
 
 def _engine_view(engine, loaded: Loaded, environ, tarball: Path | None, registry=None, together: bool = False,

@@ -19,6 +19,12 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(base).expanduser() / "envctl"
 
 
+# In each workspace: the mark of the container that mounts it (a random token, also its label
+# containers.LABEL_WORKSPACE_MARK). A workspace deleted and made again, or replaced, lacks it:
+# the running container's /envctl is then not this directory (observe.py).
+WORKSPACE_MARK = ".envctl-workspace"
+
+
 def workspace_dir(container_name: str, environ: Mapping[str, str] | None = None) -> Path:
     """ENVCTL_WORKSPACE/<container>, else $XDG_DATA_HOME/envctl/workspaces/<container>.
     Holds what must outlive the container: logs, checkpoints, writable artifact copies."""

@@ -164,6 +164,9 @@ class Plan:
     world: World = World()
     passed: tuple = ()  # container.pass_env: runtime_env.PassedVariable (names and whether set, never values)
     secrets: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
+    # The mark `up` leaves in the workspace and on a container it creates (paths.WORKSPACE_MARK):
+    # the existing container's, else the workspace's own, else a new one (workspace_mark).
+    workspace_mark: str = field(default="", repr=False, compare=False)
 
     @property
     def ready(self) -> bool:
@@ -395,7 +398,24 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
         world=world,
         passed=runtime.passed,
         secrets=loaded.secrets | runtime.secrets,
+        workspace_mark=workspace_mark(observed),
     )
+
+
+def workspace_mark(observed: Observed) -> str:
+    """The mark for the workspace (paths.WORKSPACE_MARK, 32 hex digits): the one on the
+    existing container (its label: a restart after the workspace was made again mounts a
+    directory holding it again), else the one the workspace holds, else a new random one."""
+    import secrets
+
+    from envctl.containers import LABEL_WORKSPACE_MARK
+    from envctl.observe import is_mark
+
+    current = observed.container
+    label = current.labels.get(LABEL_WORKSPACE_MARK, "") if current is not None else ""
+    if is_mark(label):
+        return label
+    return observed.workspace_mark or secrets.token_hex(16)
 
 
 def _choose_cards(fam, manifest, observed: Observed, wanted, options: Options):

@@ -84,6 +84,10 @@ class WritableHost(Host, Protocol):
 
     def mkdirs(self, path: str) -> None: ...
 
+    def make_workspace(self, path: str, mark: str) -> None:
+        """The directory `path` (made with its parents when absent) holding `mark` in its
+        paths.WORKSPACE_MARK (written when it holds another or none)."""
+
     def write_file(self, path: str, data: bytes) -> None:
         """Replace `path` with `data` atomically (a reader sees the old or the new bytes)."""
 

@@ -116,6 +116,14 @@ class LocalHost:
     def mkdirs(self, path: str) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)
 
+    def make_workspace(self, path: str, mark: str) -> None:
+        from envctl.paths import WORKSPACE_MARK
+
+        self.mkdirs(path)
+        marked = os.path.join(path, WORKSPACE_MARK)
+        if (self.read_text(marked) or "").strip() != mark:  # written once: the quick record watches the directory
+            self.write_file(marked, f"{mark}\n".encode())
+
     def write_file(self, path: str, data: bytes) -> None:
         from envctl.atomic import write_text_atomic
 

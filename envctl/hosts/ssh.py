@@ -82,6 +82,10 @@ done
 '''
 
 
+# make_workspace's: the directory, and the mark in it unless it is there already.
+_MAKE_WORKSPACE = r'''mkdir -p -- "$1" && { [ "$(cat -- "$2" 2>/dev/null)" = "$3" ] || printf '%s\n' "$3" > "$2"; }'''
+
+
 class SSHHost:
     def __init__(self, name: str, connection: SSHConnection, root: str = "/", data_dir: str = "",
                  docker_socket: str = "/var/run/docker.sock", fetch_mode: str = "push",
@@ -432,6 +436,21 @@ class SSHHost:
         self._types[path], self._seen[path] = "d", self.connection.generation
         self._note("dirs", path)
 
+    def make_workspace(self, path: str, mark: str) -> None:
+        """As base.WritableHost.make_workspace: no command when the probe round saw the directory
+        with this mark in it and nothing ran there since, else one."""
+        from envctl.paths import WORKSPACE_MARK
+
+        self._collect()
+        marked = posixpath.join(path, WORKSPACE_MARK)
+        if self._types.get(path) == "d" and self._seen.get(path) == self.connection.generation \
+                and (self._texts.get(marked) or "").strip() == mark:
+            return
+        self.connection.check(["sh", "-c", _MAKE_WORKSPACE, "sh", path, marked, mark], f"creating {path}")
+        self._types[path], self._seen[path] = "d", self.connection.generation
+        self._types[marked], self._texts[marked] = "f", f"{mark}\n"
+        self._note("dirs", path)
+
     def write_file(self, path: str, data: bytes) -> None:
         self.connection.check(["sh", "-c", _WRITE, "sh", path], f"writing {path}", input=data)
 
@@ -642,12 +661,14 @@ def probe_arguments(root: str, records: Sequence[str] = (), dirs: Sequence[str] 
     plan may ask of a host whose probes look under `root`: <root>/dev, each family's driver files
     (their text), the files the families mount when present, and where their vendor tools are;
     then the records of the artifact entries `records` (paths in the host's cache); `dirs`:
-    more paths whose type is wanted (directories an earlier command made)."""
+    more paths whose type is wanted (directories an earlier command made), and the text of the
+    workspace mark in each."""
     from envctl.devices import FAMILIES
     from envctl.devices.cuda import DRIVER_VERSION_FILE
     from envctl.devices.mlu import DRIVER_INFO_GLOB
     from envctl.devices.npu import VERSION_INFO
     from envctl.devices.usage import TOOLS
+    from envctl.paths import WORKSPACE_MARK
 
     def under(path: str) -> str:
         return path if root in ("", "/") else posixpath.join(root, path.lstrip("/"))
@@ -657,7 +678,8 @@ def probe_arguments(root: str, records: Sequence[str] = (), dirs: Sequence[str] 
     tools = sorted({"cnmon", "npu-smi", "nvidia-smi", *(argv[0] for argv in TOOLS.values())})
     paths = sorted({under(p) for f in FAMILIES.values() for p in f.mount_candidates}
                    | {under(posixpath.join(d, tool)) for tool in tools for d in TOOL_DIRS} | set(dirs))
-    texts = [under(DRIVER_VERSION_FILE), under(VERSION_INFO)]
+    # The mark in each directory noted: a workspace's (observe.read_mark), absent in the others.
+    texts = [under(DRIVER_VERSION_FILE), under(VERSION_INFO), *(posixpath.join(d, WORKSPACE_MARK) for d in dirs)]
     counts = [len(listed), len(with_text), len(paths), len(texts)]
     return [*map(str, counts), *listed, *with_text, *paths, *texts, *records]
 

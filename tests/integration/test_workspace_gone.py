@@ -3,10 +3,14 @@ the directory again and said 'container unchanged', while the running container'
 still the deleted directory — logs and files written there reached nothing on the host. Now the
 plan says `restart`, up restarts the container (its filesystem, and so its setup markers, stay),
 and what the container writes to /envctl is on the host again. The quick path, which answers
-an `up` with nothing to do, leaves this one to the full path."""
+an `up` with nothing to do, leaves this one to the full path. The same for a workspace deleted
+and made again (by hand, or by an `exec` writing its log there) or replaced by a symlink to
+another directory: there, but not the directory the container mounted (it lacks its mark)."""
 
 import json
 import shutil
+
+import pytest
 
 from support import IMAGE
 
@@ -19,7 +23,27 @@ setup:
 """
 
 
-def test_a_workspace_deleted_on_the_host_restarts_the_container_and_reaches_it_again(make_env, tarballs):
+def _delete(workspace):
+    shutil.rmtree(workspace)
+
+
+def _make_again(workspace):
+    shutil.rmtree(workspace)
+    (workspace / "logs").mkdir(parents=True)
+
+
+def _symlink_elsewhere(workspace):
+    shutil.rmtree(workspace)
+    elsewhere = workspace.parent / "elsewhere"
+    elsewhere.mkdir()
+    workspace.symlink_to(elsewhere)
+
+
+@pytest.mark.parametrize("change, said", [(_delete, "is gone from the host"),
+                                          (_make_again, "is not the directory the running container mounted"),
+                                          (_symlink_elsewhere, "is not the directory the running container mounted")],
+                         ids=["deleted", "made-again", "symlink-elsewhere"])
+def test_a_workspace_deleted_on_the_host_restarts_the_container_and_reaches_it_again(make_env, tarballs, change, said):
     env = make_env("cpu")
     env.write(BODY.format(image=IMAGE, tarball=tarballs.plain))
     assert env.run("up", str(env.manifest)).returncode == 0
@@ -28,10 +52,10 @@ def test_a_workspace_deleted_on_the_host_restarts_the_container_and_reaches_it_a
     workspace = env.base / "workspaces" / env.container
     assert workspace.is_dir()
 
-    shutil.rmtree(workspace)
+    change(workspace)
     plan = json.loads(env.run("plan", "--json", str(env.manifest)).stdout)
     assert plan["container_action"]["action"] == "restart"
-    assert "workspace" in plan["container_action"]["reason"] and "gone" in plan["container_action"]["reason"]
+    assert said in plan["container_action"]["reason"], plan["container_action"]
     assert [s["action"] for s in plan["setup"]] == ["skip"]
 
     done = env.run("up", "--json", str(env.manifest))

@@ -293,19 +293,19 @@ def test_markers_read_early_while_up_makes_the_workspace_again_are_asked_again(w
     the_plan = plan()
     shutil.rmtree(workspace)
     made = threading.Event()
-    original_root_answers, original_mkdirs = observe_engine._root_answers, host.mkdirs
+    original_root_answers, original_make = observe_engine._root_answers, host.make_workspace
 
     def made_between(client, container_id):
         os.makedirs(workspace, exist_ok=True)
         made.set()
         return original_root_answers(client, container_id)
 
-    def mkdirs_once_made(path):
+    def make_once_made(path, mark):
         made.wait(timeout=30)
-        return original_mkdirs(path)
+        return original_make(path, mark)
 
     monkeypatch.setattr(observe_engine, "_root_answers", made_between)
-    monkeypatch.setattr(host, "mkdirs", mkdirs_once_made)
+    monkeypatch.setattr(host, "make_workspace", make_once_made)
     said, raised = _up(host, loaded, the_plan)
     assert made.is_set()  # the early read met the missing mount, then the made one
     assert raised is None, raised

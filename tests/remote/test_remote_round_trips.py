@@ -133,6 +133,24 @@ def test_a_directory_made_by_the_last_command_is_not_made_again_while_it_is_ther
     assert len(_sessions(trace)) == 2 and world.remote("lab1", workspace).is_dir()
 
 
+def test_a_workspace_with_its_mark_is_not_made_again_while_it_is_there(world, traced):
+    """up's make_workspace: the probe round reads the mark in each directory noted; one there
+    with the same mark costs no command, a mark missing or another one costs one."""
+    open_host, trace = traced
+    host = open_host()
+    workspace = f"{host.workspace_root}/{world.container}"
+    host.make_workspace(workspace, "a" * 32)
+    _sessions(trace)
+    assert world.remote("lab1", f"{workspace}/.envctl-workspace").read_text() == "a" * 32 + "\n"
+    again = open_host()  # on the live master: its probe round reads the directory and its mark
+    again.make_workspace(workspace, "a" * 32)
+    assert len(_sessions(trace)) == 1  # the opening's round alone
+    third = open_host()
+    third.make_workspace(workspace, "b" * 32)  # another container's mark: written
+    assert len(_sessions(trace)) == 2
+    assert world.remote("lab1", f"{workspace}/.envctl-workspace").read_text() == "b" * 32 + "\n"
+
+
 # -- up: what a fresh up and an up of an environment already up ask the host and its engine --
 
 UP_BODY = """\

@@ -1,11 +1,14 @@
 """The workspace deleted on an SSH host behind envctl's back: the probe round says so (the
 workspace is among the directories the note beside the master lists), the plan says restart,
 and `up` makes it again and restarts the container, whose /envctl is then the host's directory
-again. The quick path, which replays the probe round, leaves this `up` to the full path."""
+again. The quick path, which replays the probe round, leaves this `up` to the full path. The
+same for a workspace deleted and made again: the probe round reads its mark, which is gone."""
 
 from __future__ import annotations
 
 import json
+
+import pytest
 
 from engines import CLASSIC, connect
 from testimages import save_image
@@ -13,7 +16,10 @@ from testimages import save_image
 REF = "envctl-it/workspace-gone:1"
 
 
-def test_a_workspace_deleted_on_the_host_restarts_the_container_there(world, tmp_path):
+@pytest.mark.parametrize("script, said", [('rm -rf "$1"', "is gone from the host"),
+                                          ('rm -rf "$1" && mkdir -p "$1/logs"', "is not the directory the running")],
+                         ids=["deleted", "made-again"])
+def test_a_workspace_deleted_on_the_host_restarts_the_container_there(world, tmp_path, script, said):
     tarball = tmp_path / "image.tar"
     save_image(connect(CLASSIC).client, {"etc/workspace-gone": b"1\n"}, tarball, REF)
     manifest = world.write(f"device: {{kind: cpu}}\nimage: {{ref: {REF}, tarball: {{source: {tarball}}}}}\n")
@@ -24,10 +30,10 @@ def test_a_workspace_deleted_on_the_host_restarts_the_container_there(world, tmp
 
     workspace = f"{world.data_dir()}/workspaces/{world.container}"
     assert world.remote("lab1", workspace).is_dir()
-    world.lab.run_in("lab1", "rm", "-rf", workspace)
+    world.lab.run_in("lab1", "sh", "-c", script, "sh", workspace)
     plan = json.loads(world.run("plan", "--json", str(manifest), "--host", "lab1").stdout)["lab1"]
     assert plan["container_action"]["action"] == "restart", plan["container_action"]
-    assert "workspace" in plan["container_action"]["reason"], plan["container_action"]
+    assert said in plan["container_action"]["reason"], plan["container_action"]
 
     done = world.run("up", "--json", str(manifest), "--host", "lab1")
     assert done.returncode == 0, done.stderr

@@ -6,11 +6,12 @@ The same cases on real engines: tests/integration/test_running_work.py."""
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 from fake_engine import FakeEngine
-from envctl.containers import LABEL_HASH, LABEL_IMAGE_ID, LABEL_MANIFEST, LABEL_SPEC
+from envctl.containers import LABEL_HASH, LABEL_IMAGE_ID, LABEL_MANIFEST, LABEL_SPEC, LABEL_WORKSPACE_MARK
 from envctl.hosts.local import LocalHost
 from envctl.manifest.loader import load
 from envctl.observe import observe
@@ -51,12 +52,17 @@ def world(tmp_path, clean_env):
     return plan
 
 
-def up_with(engine, plan, status="running"):
-    """The container `up` made for `plan`, running."""
+def up_with(engine, plan, status="running", marked=True):
+    """The container `up` made for `plan`, running (`marked`: with its workspace's mark, as
+    made since marks exist)."""
     labels = {LABEL_MANIFEST: plan.manifest, LABEL_HASH: plan.container.config_hash(), LABEL_IMAGE_ID: IMAGE_ID,
               LABEL_SPEC: json.dumps(plan.container.summary(), sort_keys=True, default=list)}
+    if marked:
+        labels[LABEL_WORKSPACE_MARK] = plan.workspace_mark
+        LocalHost("/").make_workspace(plan.workspace, plan.workspace_mark)  # as that up made it
+    else:
+        os.makedirs(plan.workspace, exist_ok=True)
     engine.add_image(IMAGE_ID, "lab/base:1")
-    os.makedirs(plan.workspace, exist_ok=True)  # as that up made it
     return engine.add_container(plan.container.name, labels, status)
 
 
@@ -186,3 +192,52 @@ def test_a_workspace_gone_from_the_host_restarts_the_container_unless_work_runs_
         f"restarting envctl-busy would kill running work: {TRAIN}; `--force` to do it anyway"]
     container.status = "exited"
     assert world(engine).container_action.action == "start"
+
+
+def test_a_workspace_made_again_or_replaced_restarts_the_container(world, tmp_path):
+    """Deleted and made again (by hand, or by a command writing a log there), or a symlink to
+    another directory in its place: the directory is there, but it is not the one the running
+    container mounted; it lacks the container's mark. A restart mounts it, with the mark."""
+    engine = FakeEngine()
+    first = world(engine)
+    container = up_with(engine, first)
+    assert world(engine).container_action.action == "unchanged"
+    workspace = Path(first.workspace)
+    shutil.rmtree(workspace)
+    (workspace / "logs").mkdir(parents=True)
+    plan = world(engine)
+    assert plan.container_action.action == "restart" and plan.blockers == ()
+    assert plan.container_action.reason == (
+        f"its workspace {workspace} is not the directory the running container mounted at /envctl (deleted and made "
+        "again, or replaced: it lacks the container's mark .envctl-workspace)")
+    assert plan.workspace_mark == first.workspace_mark  # what up writes there before the restart
+    LocalHost("/").make_workspace(plan.workspace, plan.workspace_mark)
+    assert world(engine).container_action.action == "unchanged"
+
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    shutil.rmtree(workspace)
+    workspace.symlink_to(other)
+    assert world(engine).container_action.action == "restart"
+    (other / ".envctl-workspace").write_text("not a mark\n")
+    assert world(engine).container_action.action == "restart"
+    train_run(container)
+    assert [b for b in world(engine).blockers if "running work" in b] == [
+        f"restarting envctl-busy would kill running work: {TRAIN}; `--force` to do it anyway"]
+
+
+def test_a_container_made_before_marks_is_compared_by_its_workspace_being_there(world):
+    """A container without the mark label (an older envctl made it) cannot say which directory
+    it mounted: only a workspace gone from the host restarts it; up leaves a mark for the next
+    container."""
+    engine = FakeEngine()
+    up_with(engine, world(engine), marked=False)
+    plan = world(engine)
+    assert plan.container_action.action == "unchanged"
+    assert len(plan.workspace_mark) == 32
+    LocalHost("/").make_workspace(plan.workspace, plan.workspace_mark)  # as up does
+    again = world(engine)
+    assert again.workspace_mark == plan.workspace_mark  # the workspace's own: a container made later gets it
+    assert again.container_action.action == "unchanged"
+    shutil.rmtree(plan.workspace)
+    assert world(engine).container_action.action == "restart"
