@@ -10,7 +10,8 @@ one expires by itself; nothing else uses it).
 
 The files, as ssh(1) and ssh_config(5) (OpenSSH 9.x) say: with `-F FILE`, that file alone;
 else ~/.ssh/config then /etc/ssh/ssh_config. `Include` lines are followed (globs, `~`, and
-relative paths taken from ~/.ssh for the user's files and -F's, from /etc/ssh for the system's),
+relative paths taken from ~/.ssh for the user's files and -F's, from /etc/ssh for the system's;
+~ as $HOME and as the password database's home both),
 as deep as ssh follows them (16 levels). Only read: stdlib alone, for the quick paths that run
 before anything heavy is imported. A FIFO or device at a file's name counts as
 absent, unread.
@@ -70,8 +71,9 @@ def _add(digest, path: str, user: bool, depth: int, seen: set[str]) -> None:
         return
     digest.update(f"{path}\0{len(text)}\0".encode(errors="surrogateescape") + text)
     for pattern in _included(text):
-        for included in sorted(glob.glob(_resolved(pattern, user))):
-            _add(digest, included, user, depth + 1, seen)
+        for resolved in _resolved(pattern, user):
+            for included in sorted(glob.glob(resolved)):
+                _add(digest, included, user, depth + 1, seen)
 
 
 def _included(text: bytes) -> list[str]:
@@ -97,10 +99,16 @@ def _included(text: bytes) -> list[str]:
     return [p for p in patterns if p]
 
 
-def _resolved(pattern: str, user: bool) -> str:
-    if pattern.startswith("~"):
-        return os.path.expanduser(pattern)
+def _resolved(pattern: str, user: bool) -> list[str]:
+    """Where an Include pattern may point. ssh takes `~` and a user file's relative paths from
+    one home; which one ($HOME or the password database's) differs between OpenSSH versions, so
+    both count: a file too many in the digest costs a master connection, one too few a stale one."""
     if os.path.isabs(pattern):
-        return pattern
-    base = os.path.join(_home()[-1], ".ssh") if user else "/etc/ssh"
-    return os.path.join(base, pattern)
+        return [pattern]
+    if pattern.startswith("~/") or pattern == "~":
+        return [home + pattern[1:] for home in _home()]
+    if pattern.startswith("~"):  # ~user/...
+        return [os.path.expanduser(pattern)]
+    if not user:
+        return [os.path.join("/etc/ssh", pattern)]
+    return [os.path.join(home, ".ssh", pattern) for home in _home()]

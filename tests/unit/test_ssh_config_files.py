@@ -66,6 +66,24 @@ def test_included_files_count_however_the_include_is_written(tmp_path, monkeypat
     assert config_identity(str(config)) == before
 
 
+def test_a_relative_include_counts_under_home_when_home_is_not_the_password_databases(tmp_path, monkeypatch):
+    """OpenSSH 9.2 takes a user file's relative Include from $HOME/.ssh (`ssh -G` with HOME
+    set elsewhere reads it there), others from the password database's home: both count."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    included = home / ".ssh" / "rel.conf"
+    included.write_text("Host lab1\n  HostName 10.0.0.1\n")
+    config = tmp_path / "main.conf"
+    for line in ("Include rel.conf", "Include=rel.conf", 'Include "rel.conf"', "Include ~/.ssh/rel.conf"):
+        config.write_text(line + "\n")
+        before = config_identity(str(config))
+        included.write_text("Host lab1\n  HostName 10.0.0.2\n")
+        assert config_identity(str(config)) != before, line
+        included.write_text("Host lab1\n  HostName 10.0.0.1\n")
+        assert config_identity(str(config)) == before, line
+
+
 def test_a_config_including_itself_ends(tmp_path):
     config = tmp_path / "ssh_config"
     config.write_text(f"Include {config}\nInclude {tmp_path}/*\n")
