@@ -151,6 +151,10 @@ def _create(client, spec: ContainerSpec, image_id: str, manifest_file: str, then
     except APIError as exc:
         if exc.status_code == 409:
             raise  # the name is taken: the caller says by what (_create_absent)
+        if exc.status_code == 404:  # the Engine API's "no such image" (ContainerCreate)
+            raise WorldChanged(f"image {spec.image} changed since the plan was made: the engine has no such image now "
+                               f"to create {spec.name} from (removed or replaced meanwhile: another `up` loading the "
+                               "same ref, docker rmi)", hint="run `envctl plan` again to see what up would do now") from None
         raise ContainerRefused(f"the engine refused to create {spec.name}: {exc.explanation or exc}") from None
     except DockerException as exc:  # docker-py refused a value before sending it (validate checks them too)
         raise ContainerError(f"docker-py refused the settings of {spec.name}: {exc}", hint="run `envctl validate` on the manifest") from None

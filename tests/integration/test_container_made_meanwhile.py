@@ -90,3 +90,23 @@ def test_a_name_freed_again_before_its_holder_is_read_is_not_blamed_on_another_c
     finally:
         holder.remove(force=True)
         unrelated.remove(force=True)
+
+
+def test_an_image_removed_after_the_image_step_is_said_as_a_changed_world(engine, image, tmp_path):
+    """Another `up` loading the same ref from another tarball (on the containerd store it can
+    take the ref from the image this `up` loaded), or a `docker rmi`, between the image step and
+    the create: the engine answers 404 (no such image); said as the world having changed since
+    the plan (exit 5), not as the engine refusing the container's settings (exit 8)."""
+    from envctl.engine import Engine
+
+    name = f"it-made-meanwhile-{uuid.uuid4().hex[:8]}"
+    spec = ContainerSpec(name=name, image=image, manifest="it-made-meanwhile", variant=None, cards=())
+    image_id = engine.images.get(image).id
+    remove_images(engine, [image])
+    with pytest.raises(WorldChanged) as raised:
+        execute(Engine(engine, "the engine under test"), spec, "create", World(True, image_id), image_id,
+                str(tmp_path / "manifest.yaml"), tmp_path)
+    assert raised.value.message.startswith(f"image {image} changed since the plan was made: the engine has no such "
+                                           "image now"), raised.value.message
+    assert raised.value.exit_code == 5
+    assert not engine.containers.list(all=True, filters={"name": name})
