@@ -36,6 +36,7 @@ def exec_detached(host, remote_wanted: bool, chosen, entry, argv, variables) -> 
     if not chosen.workspace:
         raise EnvctlError(f"{chosen.name} has no workspace mount, where a detached run's log goes",
                           hint=f"recreate it with `envctl up {chosen.reference}`")
+    _check_workspace_mounted(host, chosen, on, _host_flag(host, remote_wanted))
     ready = entry.ready  # the manifest's `ready:`, resolved with the environment's variant and --var values
     log_on_host = fresh_log(host, execute.log_path(Path(chosen.workspace), entry.name))
     host.mkdirs(str(Path(log_on_host).parent))
@@ -83,6 +84,27 @@ def fresh_log(host, wanted: Path) -> str:
         candidate = wanted.with_name(f"{wanted.stem}-{number}{wanted.suffix}")
         number += 1
     return str(candidate)
+
+
+def _check_workspace_mounted(host, chosen, on: str, host_flag: str) -> None:
+    """Raise EnvctlError (exit 5) when the workspace on the host is not what the container has
+    at /envctl: gone (making it again for the log would hide that from the next `up`), or made
+    again or replaced (it lacks the container's mark: envctl/observe.py). The run's log would
+    reach the container's old directory, or nothing, not the host's. Before: the log's
+    writability check failed and blamed the container's user."""
+    from envctl.containers import LABEL_WORKSPACE_MARK
+    from envctl.observe import read_mark
+
+    label = (getattr(chosen.container, "labels", None) or {}).get(LABEL_WORKSPACE_MARK)
+    if not host.exists(chosen.workspace):
+        why = "is gone from the host"
+    elif label and read_mark(host, chosen.workspace) != label:
+        why = "is not the directory the container mounted at /envctl (deleted and made again, or replaced)"
+    else:
+        return
+    raise EnvctlError(f"the workspace {chosen.workspace} of {chosen.name}{on} {why}: a detached run's log would not "
+                      "reach it", hint=f"`envctl up {chosen.reference}{host_flag}` restarts the container with it "
+                                      "(`--force` when work runs there)", exit_code=EXIT_HOST_NOT_READY)
 
 
 def _host_flag(host, remote_wanted: bool) -> str:

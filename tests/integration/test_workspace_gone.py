@@ -65,3 +65,28 @@ def test_a_workspace_deleted_on_the_host_restarts_the_container_and_reaches_it_a
     assert (workspace / "written").read_text() == "seen\n"
     after = env.run("up", str(env.manifest))
     assert after.returncode == 0 and "unchanged" in after.stderr, after.stderr
+
+
+@pytest.mark.parametrize("change, said", [(_delete, "is gone from the host"),
+                                          (_make_again, "is not the directory the container mounted")],
+                         ids=["deleted", "made-again"])
+def test_a_detached_run_refuses_a_workspace_the_container_does_not_have(make_env, tarballs, change, said):
+    """`exec --detach` writes its log in the workspace for the container to append to: with the
+    workspace gone it would make it again (hiding that from the next `up`, before marks) and the
+    container could not write there; the error blamed the container's user. Now it says what is
+    wrong, makes nothing, and the next `up` restarts the container."""
+    env = make_env("cpu")
+    env.write(BODY.format(image=IMAGE, tarball=tarballs.plain) + "entrypoints:\n  nap: {run: sleep 30}\n")
+    assert env.run("up", str(env.manifest)).returncode == 0
+    workspace = env.base / "workspaces" / env.container
+    change(workspace)
+    before = sorted(p.name for p in workspace.rglob("*")) if workspace.exists() else None
+    refused = env.run("exec", "nap", "--detach", "--env", env.container)
+    assert refused.returncode == 5, refused.stderr
+    assert f"the workspace {workspace} of {env.container} {said}" in refused.stderr, refused.stderr
+    assert "envctl up" in refused.stderr and "container's user" not in refused.stderr, refused.stderr
+    assert (sorted(p.name for p in workspace.rglob("*")) if workspace.exists() else None) == before
+    done = env.run("up", str(env.manifest))
+    assert done.returncode == 0 and "restarted" in done.stderr, done.stderr
+    started = env.run("exec", "nap", "--detach", "--env", env.container)
+    assert started.returncode == 0, started.stderr

@@ -43,3 +43,24 @@ def test_a_workspace_deleted_on_the_host_restarts_the_container_there(world, tmp
     assert world.remote("lab1", f"{workspace}/written").read_text() == "seen\n"
     after = world.run("up", str(manifest), "--host", "lab1")
     assert after.returncode == 0 and "unchanged" in after.stderr, after.stderr
+
+
+def test_a_detached_run_there_refuses_a_workspace_made_again(world, tmp_path):
+    """`exec --detach --host`: a workspace made again on the host is not the container's /envctl;
+    said (exit 5) before any log is made there, and `up` restarts the container."""
+    tarball = tmp_path / "image.tar"
+    save_image(connect(CLASSIC).client, {"etc/workspace-gone": b"1\n"}, tarball, REF)
+    manifest = world.write(f"device: {{kind: cpu}}\nimage: {{ref: {REF}, tarball: {{source: {tarball}}}}}\n"
+                           "entrypoints:\n  nap: {run: sleep 30}\n")
+    world.cleanups.append(lambda: world.lab.docker("lab1", "rmi", "-f", REF))
+    assert world.run("up", str(manifest), "--host", "lab1").returncode == 0
+    workspace = f"{world.data_dir()}/workspaces/{world.container}"
+    world.lab.run_in("lab1", "sh", "-c", 'rm -rf "$1" && mkdir -p "$1"', "sh", workspace)
+    refused = world.run("exec", "nap", "--detach", "--env", world.container, "--host", "lab1")
+    assert refused.returncode == 5, refused.stderr
+    assert "is not the directory the container mounted" in refused.stderr, refused.stderr
+    assert not world.remote("lab1", f"{workspace}/logs").exists()
+    done = world.run("up", str(manifest), "--host", "lab1")
+    assert done.returncode == 0 and "restarted" in done.stderr, done.stderr
+    started = world.run("exec", "nap", "--detach", "--env", world.container, "--host", "lab1")
+    assert started.returncode == 0, started.stderr
