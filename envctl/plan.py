@@ -336,6 +336,9 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
         if artifact.source is None:
             needs.append(f"artifact {artifact.name}: {artifact.obtain}")
 
+    if observed.workspace_in_the_way:  # up's mkdir would fail there, after acting on the rest
+        blockers.append(f"workspace {observed.workspace_in_the_way} is not a directory on {observed.host}: move it "
+                        "away (up makes the directory)")
     for missing in sorted(observed.missing_mount_sources):
         blockers.append(f"mount source {missing} does not exist on {observed.host}")
 

@@ -43,6 +43,9 @@ class Host(Protocol):
 
     def exists(self, path: str) -> bool: ...
 
+    def is_dir(self, path: str) -> bool:
+        """Whether `path` is a directory (symlinks followed)."""
+
     def which(self, tool: str) -> str | None:
         """The tool's real path, looked up in the probed host's standard bin directories."""
 

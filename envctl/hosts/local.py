@@ -56,6 +56,9 @@ class LocalHost:
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
 
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
     def which(self, tool: str) -> str | None:
         for directory in TOOL_DIRS:
             candidate = self.under_root(os.path.join(directory, tool))

@@ -241,6 +241,12 @@ class SSHHost:
             return self._types[path] != "n"
         return self.connection.run(["test", "-e", path], reads_only=True).returncode == 0
 
+    def is_dir(self, path: str) -> bool:
+        self._probe()
+        if path in self._types:
+            return self._types[path] == "d"
+        return self.connection.run(["test", "-d", path], reads_only=True).returncode == 0
+
     def which(self, tool: str) -> str | None:
         self._probe()
         candidates = [self.under_root(posixpath.join(d, tool)) for d in TOOL_DIRS]

@@ -90,3 +90,18 @@ def test_a_detached_run_refuses_a_workspace_the_container_does_not_have(make_env
     assert done.returncode == 0 and "restarted" in done.stderr, done.stderr
     started = env.run("exec", "nap", "--detach", "--env", env.container)
     assert started.returncode == 0, started.stderr
+
+
+def test_a_file_in_place_of_the_workspace_is_a_blocker_and_is_kept(make_env, tarballs):
+    env = make_env("cpu")
+    env.write(BODY.format(image=IMAGE, tarball=tarballs.plain))
+    assert env.run("up", str(env.manifest)).returncode == 0
+    workspace = env.base / "workspaces" / env.container
+    shutil.rmtree(workspace)
+    workspace.write_text("someone's notes\n")
+    plan = json.loads(env.run("plan", "--json", str(env.manifest)).stdout)
+    assert [b for b in plan["blockers"] if "workspace" in b] == [
+        f"workspace {workspace} is not a directory on local: move it away (up makes the directory)"]
+    refused = env.run("up", str(env.manifest))
+    assert refused.returncode == 5 and "is not a directory" in refused.stderr, refused.stderr
+    assert workspace.read_text() == "someone's notes\n"

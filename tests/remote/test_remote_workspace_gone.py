@@ -64,3 +64,19 @@ def test_a_detached_run_there_refuses_a_workspace_made_again(world, tmp_path):
     assert done.returncode == 0 and "restarted" in done.stderr, done.stderr
     started = world.run("exec", "nap", "--detach", "--env", world.container, "--host", "lab1")
     assert started.returncode == 0, started.stderr
+
+
+def test_a_file_in_place_of_the_workspace_there_is_a_blocker_and_is_kept(world, tmp_path):
+    tarball = tmp_path / "image.tar"
+    save_image(connect(CLASSIC).client, {"etc/workspace-gone": b"1\n"}, tarball, REF)
+    manifest = world.write(f"device: {{kind: cpu}}\nimage: {{ref: {REF}, tarball: {{source: {tarball}}}}}\n")
+    world.cleanups.append(lambda: world.lab.docker("lab1", "rmi", "-f", REF))
+    assert world.run("up", str(manifest), "--host", "lab1").returncode == 0
+    workspace = f"{world.data_dir()}/workspaces/{world.container}"
+    world.lab.run_in("lab1", "sh", "-c", 'rm -rf "$1" && echo notes > "$1"', "sh", workspace)
+    plan = json.loads(world.run("plan", "--json", str(manifest), "--host", "lab1").stdout)["lab1"]
+    assert [b for b in plan["blockers"] if "workspace" in b] == [
+        f"workspace {workspace} is not a directory on lab1: move it away (up makes the directory)"]
+    refused = world.run("up", str(manifest), "--host", "lab1")
+    assert refused.returncode == 5 and "is not a directory" in refused.stderr, refused.stderr
+    assert world.remote("lab1", workspace).read_text() == "notes\n"

@@ -241,3 +241,17 @@ def test_a_container_made_before_marks_is_compared_by_its_workspace_being_there(
     assert again.container_action.action == "unchanged"
     shutil.rmtree(plan.workspace)
     assert world(engine).container_action.action == "restart"
+
+
+def test_a_file_in_place_of_the_workspace_blocks_up_before_it_acts(world):
+    """up would act on the image and artifacts, then fail making the workspace: the plan says so
+    first (a blocker), and removes nothing of what is there."""
+    engine = FakeEngine()
+    plan = world(engine)
+    up_with(engine, plan)
+    shutil.rmtree(plan.workspace)
+    Path(plan.workspace).write_text("someone's notes\n")
+    blocked = world(engine)
+    assert f"workspace {plan.workspace} is not a directory on local: move it away (up makes the directory)" \
+        in blocked.blockers, blocked.blockers
+    assert Path(plan.workspace).read_text() == "someone's notes\n"
