@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from envctl.cards import CardsError, parse_indices
@@ -122,6 +123,24 @@ def choose_listed(summaries: list[dict], wanted: str | None, running_only: bool 
     return _choose(_summarized(summaries), wanted, running_only)
 
 
+def _named(environment: Environment, wanted: str) -> bool:
+    """Whether `wanted` names the environment: its container name, manifest name, NAME:VARIANT,
+    or the path of the manifest file it was brought up from (or of that file's directory), as
+    everywhere a command takes NAME (the file's path on this machine: the io.envctl.manifest-file label)."""
+    if wanted in (environment.name, environment.manifest, environment.reference):
+        return True
+    if not environment.manifest_file:
+        return False
+    from envctl.manifest.discovery import MANIFEST_FILE, looks_like_path
+
+    if not looks_like_path(wanted):
+        return False
+    path = os.path.expanduser(wanted)
+    if os.path.isdir(path):
+        path = os.path.join(path, MANIFEST_FILE)
+    return os.path.realpath(path) == os.path.realpath(environment.manifest_file)
+
+
 def _choose(candidates: list[Environment], wanted: str | None, running_only: bool) -> Environment:
     every = candidates
     if running_only:
@@ -134,11 +153,11 @@ def _choose(candidates: list[Environment], wanted: str | None, running_only: boo
             raise EnvctlError(("no environment is running" if running_only else "no environment is up") + _not_running(every),
                               hint="start one with `envctl up NAME`", exit_code=EXIT_NOT_FOUND)
         raise EnvctlError(f"{len(candidates)} environments are up ({listing}): choose one with --env NAME", exit_code=EXIT_NOT_FOUND)
-    matches = [e for e in candidates if wanted in (e.name, e.manifest, e.reference)]
+    matches = [e for e in candidates if _named(e, wanted)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        there = [e for e in every if wanted in (e.name, e.manifest, e.reference)]
+        there = [e for e in every if _named(e, wanted)]
         if there:  # paused, stopped, still being created: up brings it back (unpaused, started)
             raise EnvctlError(f"environment '{wanted}' is not running{_not_running(there)}; up: {listing}",
                               hint=f"`envctl up {there[0].reference}` makes it run again" if len(there) == 1

@@ -181,7 +181,7 @@ def test_down_keeps_the_workspace_and_purge_deletes_it(make_env, tarballs, engin
     assert done.returncode == 0 and env.get() is None
     assert f"kept workspace {workspace}" in done.stderr and (workspace / "logs").is_dir()
     up(env, tarballs)
-    purged = env.run("down", env.container, "--purge")
+    purged = env.run("down", str(env.manifest), "--purge")  # the manifest's path names it too
     assert purged.returncode == 0 and not workspace.exists()
     missing = env.run("down", env.container)
     assert missing.returncode == 4 and f"no environment '{env.container}' is up" in missing.stderr

@@ -57,3 +57,29 @@ def test_none_running_names_those_that_do_not_run():
 
 def test_a_state_is_not_looked_at_when_any_will_do():
     assert choose_listed(LISTED, "eval", running_only=False).status == "exited"
+
+
+def test_the_manifest_file_or_its_directory_names_the_environment_brought_up_from_it(tmp_path, monkeypatch):
+    """As everywhere a command takes NAME (`envctl down ./m/train.yaml`): the path of the file it
+    was brought up from (label io.envctl.manifest-file), relative or absolute, or its bundle
+    directory; another file of the same name elsewhere names nothing."""
+    from envctl.containers import LABEL_FILE
+
+    bundle = tmp_path / "train"
+    bundle.mkdir()
+    (bundle / "manifest.yaml").write_text("")
+    single = tmp_path / "serve.yaml"
+    single.write_text("")
+    listed = [summary("envctl-train", "running", "train"), summary("envctl-serve", "running", "serve")]
+    listed[0]["Labels"][LABEL_FILE] = str(bundle / "manifest.yaml")
+    listed[1]["Labels"][LABEL_FILE] = str(single)
+    monkeypatch.chdir(tmp_path)
+    assert choose_listed(listed, "train/manifest.yaml").name == "envctl-train"
+    assert choose_listed(listed, str(bundle)).name == "envctl-train"
+    assert choose_listed(listed, "./serve.yaml").name == "envctl-serve"
+    assert choose_listed(listed, str(single), running_only=False).name == "envctl-serve"
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "serve.yaml").write_text("")
+    with pytest.raises(EnvctlError) as caught:
+        choose_listed(listed, "elsewhere/serve.yaml")
+    assert caught.value.message == "no environment 'elsewhere/serve.yaml' is up; up: envctl-serve, envctl-train"
