@@ -44,7 +44,6 @@ class Observed:
     registry: object | None = None  # a pulled image: envctl/registry_plan.RegistryView (None: not pulled)
     workspace_gone: str | None = None  # the workspace's path, when the container runs and it is not there
     workspace_replaced: str | None = None  # ... when it is there without the running container's mark
-    workspace_mark: str | None = None  # the mark its workspace holds (paths.WORKSPACE_MARK), read when a container is
     workspace_in_the_way: str | None = None  # the workspace's path, when a container is and it is not a directory
 
     @property
@@ -101,7 +100,7 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
         seen_id = seen.container.id if seen.container else None
         if together and seen_id != known_id:  # the file is read once per plan: written only when it changes
             host.note_container(manifest.container_name, seen_id)
-    gone = replaced = mark = in_the_way = None
+    gone = replaced = in_the_way = None
     if seen is not None and seen.container is not None:
         # Deleted on the host (by hand, a cleanup script): up makes it again, but the running
         # container's bind mount still holds the deleted directory. Deleted and made again (by
@@ -110,14 +109,13 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
         # probe round said both already (the workspace is among the directories noted, its mark
         # among the texts read: SSHHost.make_workspace, probe_arguments).
         workspace = str(workspace_dir(manifest.container_name, host.environ() if environ is None else environ))
-        mark = read_mark(host, workspace)
         if host.exists(workspace) and not host.is_dir(workspace):  # a file put there: up cannot make it
             in_the_way = workspace
         elif seen.container.status == "running":
             label = seen.container.labels.get(LABEL_WORKSPACE_MARK)
             if not host.exists(workspace):
                 gone = workspace
-            elif label and mark != label:  # a container made before marks has none: not compared
+            elif label and read_mark(host, workspace) != label:  # a container made before marks has none
                 replaced = workspace
     if engine is not None and holders:
         from envctl.card_holders import node_path_for, read_holders, with_processes
@@ -127,7 +125,7 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
     return Observed(host.name, host.root, present, driver, devices, frozenset(missing),
                     seen.image_present if seen else None, seen.image_id if seen else None,
                     seen.image_config if seen else None, dict(seen.baked) if seen else {}, seen, caches, fetch_mode,
-                    engine_problem, held, reading, registry, gone, replaced, mark, in_the_way)
+                    engine_problem, held, reading, registry, gone, replaced, in_the_way)
 
 
 def read_mark(host: Host, workspace: str) -> str | None:

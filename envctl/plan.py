@@ -165,7 +165,7 @@ class Plan:
     passed: tuple = ()  # container.pass_env: runtime_env.PassedVariable (names and whether set, never values)
     secrets: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
     # The mark `up` leaves in the workspace and on a container it creates (paths.WORKSPACE_MARK):
-    # the existing container's, else the workspace's own, else a new one (workspace_mark).
+    # the existing container's, else the container name's (workspace_mark).
     workspace_mark: str = field(default="", repr=False, compare=False)
 
     @property
@@ -401,16 +401,17 @@ def build_plan(loaded: Loaded, observed: Observed, options: Options = Options(),
         world=world,
         passed=runtime.passed,
         secrets=loaded.secrets | runtime.secrets,
-        workspace_mark=workspace_mark(observed),
+        workspace_mark=workspace_mark(observed, manifest.container_name),
     )
 
 
-def workspace_mark(observed: Observed) -> str:
+def workspace_mark(observed: Observed, container_name: str) -> str:
     """The mark for the workspace (paths.WORKSPACE_MARK, 32 hex digits): the one on the
     existing container (its label: a restart after the workspace was made again mounts a
-    directory holding it again), else the one the workspace holds, else a new random one."""
-    import secrets
-
+    directory holding it again), else one derived from the container's name. The same for two
+    `up`s at once of one environment: neither leaves a mark the other's container lacks. What
+    it tells apart is a directory envctl marked from one made by anything else, never envctl's
+    own two."""
     from envctl.containers import LABEL_WORKSPACE_MARK
     from envctl.observe import is_mark
 
@@ -418,7 +419,7 @@ def workspace_mark(observed: Observed) -> str:
     label = current.labels.get(LABEL_WORKSPACE_MARK, "") if current is not None else ""
     if is_mark(label):
         return label
-    return observed.workspace_mark or secrets.token_hex(16)
+    return hashlib.sha256(f"envctl workspace\0{container_name}".encode()).hexdigest()[:32]
 
 
 def _choose_cards(fam, manifest, observed: Observed, wanted, options: Options):

@@ -34,7 +34,7 @@ def redact_tree(value: Any, secrets: frozenset[str]) -> Any:
 def plan_json(plan: Plan) -> str:
     data = {"summary": summary(plan), **asdict(plan)}
     data.pop("secrets", None)
-    data.pop("workspace_mark", None)  # a random token for a new workspace: not part of what is decided
+    data.pop("workspace_mark", None)  # how up tells its workspaces apart, not a decision
     data["container"]["labels"] = plan.container.labels()
     data["container"]["config_hash"] = plan.container.config_hash()
     data["container"]["create_args"] = plan.container.cli_args()

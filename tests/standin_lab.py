@@ -142,7 +142,7 @@ def open_lab(engine, root: Path):
         yield Lab(root, world, hosts, ascend_tarball, flash_attn, {"mlu": mlu_id, "npu": npu_id})
     finally:
         world.stop()
-        for container in engine.containers.list(all=True, filters={"label": "io.envctl.manifest"}):
+        for container in engine.containers.list(all=True, filters={"label": "io.envctl.manifest"}, ignore_removed=True):
             if container.name in {case.container for case in CASES}:
                 container.remove(force=True)
         remove(engine, refs)

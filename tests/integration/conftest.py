@@ -45,7 +45,7 @@ def engine_under_test(request) -> EngineUnderTest:
     under_test = connect(request.param)
     yield under_test
     client = under_test.client
-    for container in client.containers.list(all=True, filters={"label": "io.envctl.manifest"}):
+    for container in client.containers.list(all=True, filters={"label": "io.envctl.manifest"}, ignore_removed=True):
         if container.labels.get("io.envctl.manifest", "").startswith(NAME_PREFIX):
             container.remove(force=True)
     for image in client.images.list(name="envctl-it/*"):
@@ -148,7 +148,7 @@ class Env:
         return self.manifest
 
     def get(self):
-        matches = [c for c in self.engine.containers.list(all=True) if c.name == self.container]
+        matches = [c for c in self.engine.containers.list(all=True, ignore_removed=True) if c.name == self.container]
         return matches[0] if matches else None
 
     def inside(self, command: str) -> tuple[int, str]:

@@ -237,7 +237,7 @@ def test_a_container_made_before_marks_is_compared_by_its_workspace_being_there(
     assert len(plan.workspace_mark) == 32
     LocalHost("/").make_workspace(plan.workspace, plan.workspace_mark)  # as up does
     again = world(engine)
-    assert again.workspace_mark == plan.workspace_mark  # the workspace's own: a container made later gets it
+    assert again.workspace_mark == plan.workspace_mark  # the container name's: a container made later gets it
     assert again.container_action.action == "unchanged"
     shutil.rmtree(plan.workspace)
     assert world(engine).container_action.action == "restart"
