@@ -93,12 +93,13 @@ def _check_workspace_mounted(host, chosen, on: str, host_flag: str) -> None:
     reach the container's old directory, or nothing, not the host's. Before: the log's
     writability check failed and blamed the container's user."""
     from envctl.containers import LABEL_WORKSPACE_MARK
-    from envctl.observe import read_mark
+    from envctl.observe import workspace_state
 
     label = (getattr(chosen.container, "labels", None) or {}).get(LABEL_WORKSPACE_MARK)
-    if not host.exists(chosen.workspace):
+    state = workspace_state(host, chosen.workspace, label)
+    if state == "gone":
         why = "is gone from the host"
-    elif label and read_mark(host, chosen.workspace) != label:
+    elif label and state in ("replaced", "not a directory"):
         why = "is not the directory the container mounted at /envctl (deleted and made again, or replaced)"
     else:
         return

@@ -109,14 +109,12 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
         # probe round said both already (the workspace is among the directories noted, its mark
         # among the texts read: SSHHost.make_workspace, probe_arguments).
         workspace = str(workspace_dir(manifest.container_name, host.environ() if environ is None else environ))
-        if host.exists(workspace) and not host.is_dir(workspace):  # a file put there: up cannot make it
-            in_the_way = workspace
-        elif seen.container.status == "running":
-            label = seen.container.labels.get(LABEL_WORKSPACE_MARK)
-            if not host.exists(workspace):
-                gone = workspace
-            elif label and read_mark(host, workspace) != label:  # a container made before marks has none
-                replaced = workspace
+        running = seen.container.status == "running"
+        state = workspace_state(host, workspace, seen.container.labels.get(LABEL_WORKSPACE_MARK) if running else None)
+        in_the_way = workspace if state == "not a directory" else None  # a file put there: up cannot make it
+        if running:
+            gone = workspace if state == "gone" else None
+            replaced = workspace if state == "replaced" else None
     if engine is not None and holders:
         from envctl.card_holders import node_path_for, read_holders, with_processes
 
@@ -126,6 +124,16 @@ def observe(host: Host, loaded: Loaded, engine=None, environ: Mapping[str, str] 
                     seen.image_present if seen else None, seen.image_id if seen else None,
                     seen.image_config if seen else None, dict(seen.baked) if seen else {}, seen, caches, fetch_mode,
                     engine_problem, held, reading, registry, gone, replaced, in_the_way)
+
+
+def workspace_state(host: Host, workspace: str, label: str | None) -> str | None:
+    """What is wrong with a container's workspace on `host`: "not a directory" (something else
+    stands at its path), "gone", "replaced" (a directory without the container's mark `label`:
+    deleted and made again, or another one; None, as for a container made before marks: not
+    compared), else None."""
+    if host.is_dir(workspace):
+        return "replaced" if label and read_mark(host, workspace) != label else None
+    return "not a directory" if host.exists(workspace) else "gone"
 
 
 def read_mark(host: Host, workspace: str) -> str | None:
